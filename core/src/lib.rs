@@ -1,0 +1,20 @@
+//! rnats-core: every piece of rnats's NATS server logic as sans-I/O state machines.
+//!
+//! Nothing in this crate touches the OS. Time, randomness, the network and
+//! (later) the disk reach a machine as inputs; what a machine wants done comes
+//! out as actions the runtime carries out. The same code therefore runs in
+//! production (`rnats-runtime-tokio`) and under the deterministic simulator
+//! (`rnats-runtime-sim`).
+//!
+//! ```text
+//!   bytes read ──► ClientParser ──► ClientOp ──► Server ──► Sublist match
+//!                                                  │
+//!         Action::Transmit / Close ◄── outbound buffers per connection
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod subject;
+pub mod time;

@@ -1,0 +1,1 @@
+//! Client protocol codec: filled in by the protocol module owner.

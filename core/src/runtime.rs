@@ -1,0 +1,87 @@
+//! The runtime interface: how a core machine meets the world.
+//!
+//! A machine never calls out. The runtime (tokio in production, the simulator
+//! in tests) feeds it events by calling its `handle_*` methods, each carrying
+//! the current [`Instant`](crate::time::Instant), and then drains the actions
+//! the machine queued with `poll_action`. Timers follow the quinn-proto shape:
+//! the machine reports its earliest deadline with `poll_timeout`, and the
+//! runtime calls `handle_timeout(now)` once that time has come.
+//!
+//! ```text
+//! Event (a handle_* call)              Action (poll_action)
+//!   accept(conn, peer)                   Transmit(conn): outbound bytes are ready
+//!   read(conn, bytes)                    Close{conn, reason}: flush, then close
+//!   written(conn, n)
+//!   closed(conn)
+//!   timeout(now)
+//! ```
+//!
+//! Outbound bytes stay in the machine's per-connection buffer until the
+//! runtime takes them (`take_outbound`) and reports how many it wrote
+//! (`handle_written`), so the machine always knows the bytes pending per
+//! connection: that is what slow-consumer detection is measured against.
+//! Disk I/O will join the same way: `Action::Disk{tag, ..}` out, and a
+//! `handle_disk_done(tag, result)` completion back in.
+
+use core::fmt;
+
+/// Names one client connection for the life of the process; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cid:{}", self.0)
+    }
+}
+
+/// Why the server closes a connection (the reference's close reasons, as shown in monitoring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CloseReason {
+    ClientClosed,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    SlowConsumerPendingBytes,
+    StaleConnection,
+    ProtocolViolation,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    MaxConnectionsExceeded,
+    MaxSubscriptionsExceeded,
+    ReadError,
+    WriteError,
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The reason as nats-server names it in `/connz` (`reason` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ServerShutdown => "Server Shutdown",
+        }
+    }
+}
+
+/// What a machine asks its runtime to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// `conn` has bytes in its outbound buffer: take them with `take_outbound`
+    /// and write them. Queued at most once per connection until taken.
+    Transmit(ConnId),
+    /// Write whatever is still outbound for `conn`, then close it. No further
+    /// input for `conn` will be accepted.
+    Close { conn: ConnId, reason: CloseReason },
+}

@@ -1,0 +1,1 @@
+//! The server machine (being written).

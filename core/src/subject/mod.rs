@@ -1,0 +1,1 @@
+//! Subjects and the Sublist: filled in by the subject module owner.

@@ -1,0 +1,1 @@
+//! rnats-runtime-sim: the deterministic simulator.

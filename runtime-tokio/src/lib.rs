@@ -1,0 +1,6 @@
+//! rnats-runtime-tokio: runs the rnats-core machines on tokio sockets and timers.
+
+pub mod flags;
+pub mod logging;
+pub mod ports_file;
+pub mod signal_cmd;

