@@ -13,6 +13,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod conf;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

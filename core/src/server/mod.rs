@@ -1,1 +1,708 @@
-//! The server machine (being written).
+//! The server machine: client connections, subscriptions and message routing.
+//!
+//! `Server` is the sans-I/O heart of rnats. The runtime calls it with events
+//! (see [`crate::runtime`]): a connection accepted, bytes read, bytes written,
+//! a connection closed, a timer due. It answers by appending protocol bytes to
+//! per-connection outbound buffers and queueing [`Action`]s; it never blocks
+//! and never touches a socket.
+//!
+//! Routing: a PUB or HPUB is matched against the Sublist once; the payload is
+//! copied into each matching connection's outbound buffer behind its own MSG
+//! line. Every plain subscription gets the message; each queue group gets it
+//! once, at a member chosen with the server's seeded random stream.
+//!
+//! Invariants:
+//! - A connection whose `closing` is set has no subscriptions in the Sublist
+//!   and receives no more bytes.
+//! - Each connection has at most one `Transmit` action queued at a time.
+//! - `timers` holds exactly one entry per open connection, at its
+//!   `next_deadline()`.
+//! - A publisher never waits for a subscriber: a subscriber whose pending
+//!   output passes `max_pending` is closed as a slow consumer instead.
+
+mod auth;
+mod client;
+mod config;
+
+pub use client::{Client, ClientStats, SubKey, Subscription};
+pub use config::{AuthConfig, ServerConfig};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use core::net::SocketAddr;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
+use crate::runtime::{Action, CloseReason, ConnId};
+use crate::subject::{self, Sublist};
+use crate::time::Instant;
+
+/// The first PING after CONNECT comes sooner than `ping_interval`, as in nats-server.
+const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The JetStream API level nats-server v2.15 announces in INFO (`api_lvl`).
+const JETSTREAM_API_LEVEL: i32 = 5;
+
+/// Server-wide counters reported by monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+    pub slow_consumers: u64,
+    pub total_connections: u64,
+}
+
+/// The core NATS server state machine.
+pub struct Server {
+    config: ServerConfig,
+    clients: BTreeMap<ConnId, Client>,
+    sublist: Sublist<SubKey>,
+    /// Draws queue-group members and ping jitter; seeded by the runtime.
+    rng: ChaCha8Rng,
+    actions: VecDeque<Action>,
+    /// (deadline, connection): one entry per open connection.
+    timers: BTreeSet<(Instant, ConnId)>,
+    stats: ServerStats,
+    /// Auto-unsubscribes that fell due while a match result was borrowed.
+    expired_subs: Vec<SubKey>,
+    /// Reused buffer for the no-responders header block.
+    scratch: BytesMut,
+}
+
+/// A message on its way through the router.
+struct Delivery<'a> {
+    publisher: ConnId,
+    subject: &'a [u8],
+    reply: Option<&'a [u8]>,
+    /// The header block (HPUB), if any.
+    headers: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+impl Server {
+    /// A server with `config`, drawing its randomness from `seed`.
+    pub fn new(config: ServerConfig, seed: u64) -> Self {
+        assert!(config.max_payload > 0, "max_payload must be positive");
+        assert!(config.max_control_line > 0, "max_control_line must be positive");
+        assert!(config.ping_max > 0, "ping_max must be positive");
+        Server {
+            config,
+            clients: BTreeMap::new(),
+            sublist: Sublist::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            actions: VecDeque::new(),
+            timers: BTreeSet::new(),
+            stats: ServerStats::default(),
+            expired_subs: Vec::new(),
+            scratch: BytesMut::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    pub fn client(&self, conn: ConnId) -> Option<&Client> {
+        self.clients.get(&conn)
+    }
+
+    pub fn num_connections(&self) -> usize {
+        self.clients.values().filter(|c| !c.is_closing()).count()
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.sublist.len()
+    }
+
+    // ----- events in -----
+
+    /// A connection was accepted from `peer`: send INFO and start its timers.
+    pub fn handle_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+        assert!(!self.clients.contains_key(&conn), "{conn} accepted twice");
+        let limits = ParserLimits {
+            max_control_line: self.config.max_control_line,
+            max_payload: self.config.max_payload,
+        };
+        let mut client = Client::new(peer, limits, now);
+        client.ping_deadline = now + self.config.ping_interval;
+        if self.config.auth.is_required() {
+            client.auth_deadline = Some(now + self.config.auth_timeout);
+        }
+        let info = self.info_for(conn, &peer);
+        protocol::write_info(&mut client.outbound, &info);
+        self.stats.total_connections += 1;
+        let over_limit = self.config.max_connections > 0
+            && self.num_connections() >= self.config.max_connections;
+        self.clients.insert(conn, client);
+        self.refile_timer(conn);
+        self.queue_transmit(conn);
+        if over_limit {
+            self.close_with_error(conn, "maximum connections exceeded", CloseReason::MaxConnectionsExceeded);
+        }
+    }
+
+    /// Bytes arrived on `conn`. Every complete operation in `buf` is processed;
+    /// a trailing partial frame stays in `buf` for the next read.
+    pub fn handle_read(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        if !self.clients.contains_key(&conn) {
+            buf.clear();
+            return;
+        }
+        loop {
+            let Some(client) = self.clients.get_mut(&conn) else { break };
+            if client.is_closing() {
+                // Nothing after a fatal error is looked at, as in the reference.
+                buf.clear();
+                break;
+            }
+            if self.config.auth.is_required()
+                && !client.connect_received
+                && client.parser.at_op_start()
+                && buf.first().is_some_and(|b| !matches!(b, b'C' | b'c'))
+            {
+                // Before CONNECT, an auth-required server takes nothing but CONNECT.
+                self.close_with_error(conn, "Authorization Violation", CloseReason::AuthenticationViolation);
+                buf.clear();
+                break;
+            }
+            match client.parser.next_op(buf) {
+                Ok(None) => break,
+                Ok(Some(op)) => self.process_op(now, conn, op),
+                Err(error) => {
+                    let reason = error.close_reason();
+                    if let Some(text) = error.wire_error() {
+                        let client = self.clients.get_mut(&conn).expect("client exists");
+                        protocol::write_err(&mut client.outbound, &text);
+                        self.queue_transmit(conn);
+                    }
+                    if error.closes_connection() {
+                        self.close(conn, reason);
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        self.apply_expired_subs();
+    }
+
+    /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
+    pub fn handle_written(&mut self, conn: ConnId, written: usize) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            assert!(written <= client.bytes_in_flight, "{conn}: wrote more than was taken");
+            client.bytes_in_flight -= written;
+        }
+    }
+
+    /// The connection is gone (the peer closed it, an I/O error, or the runtime
+    /// finished a close this machine asked for). Forget it.
+    pub fn handle_closed(&mut self, conn: ConnId) {
+        if let Some(client) = self.clients.get(&conn) {
+            if !client.is_closing() {
+                self.close(conn, CloseReason::ClientClosed);
+            }
+        }
+        if let Some(client) = self.clients.remove(&conn) {
+            if let Some(deadline) = client.filed_deadline {
+                self.timers.remove(&(deadline, conn));
+            }
+            debug_assert!(client.subs.is_empty());
+        }
+    }
+
+    /// The earliest time `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Run every timer due at `now`: auth timeouts and keepalive PINGs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, conn)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.timers.remove(&(deadline, conn));
+            let client = self.clients.get_mut(&conn).expect("timer for a known client");
+            client.filed_deadline = None;
+            if client.is_closing() {
+                continue;
+            }
+            if client.auth_deadline.is_some_and(|d| d <= now) {
+                self.close_with_error(conn, "Authentication Timeout", CloseReason::AuthenticationTimeout);
+                continue;
+            }
+            if client.ping_deadline <= now {
+                self.ping_timer_fired(now, conn);
+            }
+            if self.clients.get(&conn).is_some_and(|c| !c.is_closing()) {
+                self.refile_timer(conn);
+            }
+        }
+    }
+
+    // ----- actions out -----
+
+    /// The next thing the runtime must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Take the bytes queued for `conn`. The runtime writes them and then
+    /// reports progress with [`Server::handle_written`].
+    pub fn take_outbound(&mut self, conn: ConnId) -> Option<BytesMut> {
+        let client = self.clients.get_mut(&conn)?;
+        client.transmit_queued = false;
+        if client.outbound.is_empty() {
+            return None;
+        }
+        let bytes = client.outbound.split();
+        client.bytes_in_flight += bytes.len();
+        Some(bytes)
+    }
+
+    /// Why the server is closing `conn`, if it is.
+    pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        self.clients.get(&conn).and_then(|c| c.closing)
+    }
+
+    /// Close every connection (server shutdown).
+    pub fn shutdown(&mut self) {
+        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in conns {
+            self.close(conn, CloseReason::ServerShutdown);
+        }
+    }
+
+    // ----- protocol operations -----
+
+    fn process_op(&mut self, now: Instant, conn: ConnId, op: ClientOp) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        if matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. } | ClientOp::Sub { .. } | ClientOp::Unsub { .. } | ClientOp::Ping) {
+            // Activity the reference counts as proof of life (CONNECT and PONG are not).
+            client.last_in = Some(now);
+        }
+        match op {
+            ClientOp::Connect(json) => self.process_connect(now, conn, &json),
+            ClientOp::Pub { subject, reply, payload } => {
+                self.process_pub(conn, &subject, reply.as_deref(), None, &payload)
+            }
+            ClientOp::HPub { subject, reply, headers, payload } => {
+                // The parser refuses HPUB until CONNECT enabled headers.
+                debug_assert!(client.options.headers);
+                // A zero-length header block is delivered as a plain message.
+                let headers = (!headers.is_empty()).then_some(&headers[..]);
+                self.process_pub(conn, &subject, reply.as_deref(), headers, &payload)
+            }
+            ClientOp::Sub { subject, queue, sid } => self.process_sub(conn, subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.process_unsub(conn, &sid, max),
+            ClientOp::Ping => {
+                protocol::write_pong(&mut client.outbound);
+                if client.connect_received && client.options.protocol >= 1 && !client.connect_info_sent {
+                    // nats-server follows the first PONG of a protocol-1 client
+                    // with an INFO confirming the connection's account.
+                    client.connect_info_sent = true;
+                    let peer = client.peer;
+                    let mut info = self.info_for(conn, &peer);
+                    info.connect_info = true;
+                    info.remote_account = String::from("$G");
+                    let client = self.clients.get_mut(&conn).expect("client exists");
+                    protocol::write_info(&mut client.outbound, &info);
+                }
+                self.queue_transmit(conn);
+            }
+            ClientOp::Pong => {
+                client.pings_out = 0;
+            }
+            ClientOp::StrayHMsg => {
+                // The reference takes a client's empty HMSG as a 0-byte message to nowhere.
+                client.stats.in_msgs += 1;
+                self.stats.in_msgs += 1;
+                if client.options.verbose {
+                    protocol::write_ok(&mut client.outbound);
+                    self.queue_transmit(conn);
+                }
+            }
+        }
+    }
+
+    fn process_connect(&mut self, now: Instant, conn: ConnId, json: &[u8]) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        // A CONNECT is applied over the current options (the reference's
+        // defaults, or an earlier CONNECT), field by field.
+        let mut options = client.options.clone();
+        if options.apply_json(json).is_err() {
+            // The reference drops the connection without an -ERR on bad JSON.
+            self.close(conn, CloseReason::ProtocolViolation);
+            return;
+        }
+        if !auth::is_authorized(&self.config.auth, &options)
+            || options.account.is_some()
+            || options.new_account
+        {
+            self.close_with_error(conn, "Authorization Violation", CloseReason::AuthenticationViolation);
+            return;
+        }
+        if !options.protocol_supported() {
+            self.close_with_error(conn, "invalid client protocol", CloseReason::ProtocolViolation);
+            return;
+        }
+        if options.no_responders && !options.headers {
+            self.close_with_error(
+                conn,
+                "no responders requires headers support",
+                CloseReason::ProtocolViolation,
+            );
+            return;
+        }
+        let first_ping = FIRST_PING_INTERVAL.min(self.config.ping_interval);
+        let jitter_ceiling = u64::try_from(first_ping.as_nanos() / 5).unwrap_or(u64::MAX).max(1);
+        let jitter = Duration::from_nanos(self.rng.next_u64() % jitter_ceiling);
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        client.parser.set_headers_enabled(options.headers);
+        let verbose = options.verbose;
+        client.options = options;
+        client.connect_received = true;
+        client.auth_deadline = None;
+        client.ping_deadline = now + first_ping + jitter;
+        if verbose {
+            protocol::write_ok(&mut client.outbound);
+            self.queue_transmit(conn);
+        }
+        self.refile_timer(conn);
+    }
+
+    fn process_pub(
+        &mut self,
+        conn: ConnId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        let size = headers.map_or(0, <[u8]>::len) + payload.len();
+        client.stats.in_msgs += 1;
+        client.stats.in_bytes += size as u64;
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += size as u64;
+        if let Some(violation) = reserved_subject_violation(subject, reply) {
+            protocol::write_err(&mut client.outbound, &violation);
+            self.queue_transmit(conn);
+            return;
+        }
+        let (pedantic, verbose, echo, no_responders) = {
+            let o = &client.options;
+            (o.pedantic, o.verbose, o.echo, o.no_responders)
+        };
+        let invalid = pedantic && !subject::is_valid_literal_subject(subject);
+        if invalid {
+            // Reported, yet still delivered: the reference does both.
+            protocol::write_err(&mut client.outbound, "Invalid Publish Subject");
+        }
+        if verbose {
+            protocol::write_ok(&mut client.outbound);
+        }
+        if invalid || verbose {
+            self.queue_transmit(conn);
+        }
+        let delivery = Delivery { publisher: conn, subject, reply, headers, payload };
+        let delivered = self.route(&delivery, echo);
+        if !delivered && no_responders {
+            if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+                self.send_no_responders(conn, subject, reply);
+            }
+        }
+    }
+
+    /// Deliver to every match; returns whether anyone got the message.
+    fn route(&mut self, msg: &Delivery<'_>, publisher_echo: bool) -> bool {
+        let Server { clients, sublist, rng, actions, stats, expired_subs, config, .. } = self;
+        let result = sublist.matches(msg.subject);
+        let mut delivered = false;
+        for key in &result.plain {
+            if key.conn == msg.publisher && !publisher_echo {
+                continue;
+            }
+            delivered |= deliver(clients, actions, stats, expired_subs, config, *key, msg);
+        }
+        for group in &result.queues {
+            let members = &group.members;
+            if members.is_empty() {
+                continue;
+            }
+            // Start at a random member and take the first that can receive, so a
+            // member on its way out does not swallow the message.
+            let start = (rng.next_u64() % members.len() as u64) as usize;
+            for offset in 0..members.len() {
+                let key = members[(start + offset) % members.len()];
+                if key.conn == msg.publisher && !publisher_echo {
+                    continue;
+                }
+                if deliver(clients, actions, stats, expired_subs, config, key, msg) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// The reference answers a request nobody can serve with a 503 status
+    /// message, sent only to the requester's own subscription on the reply subject.
+    fn send_no_responders(&mut self, conn: ConnId, subject: &[u8], reply: &[u8]) {
+        let result = self.sublist.matches(reply);
+        let Some(key) = result.plain.iter().find(|k| k.conn == conn).copied() else {
+            return;
+        };
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        let Some(sub) = client.subs.get(&key.index) else { return };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        self.scratch.extend_from_slice(subject);
+        self.scratch.extend_from_slice(b"\r\n\r\n");
+        protocol::write_hmsg(&mut client.outbound, reply, &sub.sid, None, &self.scratch, b"");
+        self.queue_transmit(conn);
+    }
+
+    fn process_sub(&mut self, conn: ConnId, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        let max_subs = self.config.max_subscriptions;
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        if max_subs > 0 && client.subs.len() >= max_subs {
+            protocol::write_err(&mut client.outbound, "maximum subscriptions exceeded");
+            self.queue_transmit(conn);
+            return;
+        }
+        let verbose = client.options.verbose;
+        if !client.sids.contains_key(&sid) {
+            // Queue names are not validated: the reference accepts any bytes there.
+            let index = client.next_sub_index;
+            let key = SubKey { conn, index };
+            if self.sublist.insert(&subject, queue.as_deref(), key).is_err() {
+                protocol::write_err(&mut client.outbound, "Invalid Subject");
+                self.queue_transmit(conn);
+                return;
+            }
+            client.next_sub_index += 1;
+            client.sids.insert(sid.clone(), index);
+            client.subs.insert(index, Subscription { subject, queue, sid, max: 0, delivered: 0 });
+        }
+        if verbose {
+            protocol::write_ok(&mut client.outbound);
+            self.queue_transmit(conn);
+        }
+    }
+
+    fn process_unsub(&mut self, conn: ConnId, sid: &[u8], max: Option<u64>) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        let verbose = client.options.verbose;
+        if let Some(&index) = client.sids.get(sid) {
+            let sub = client.subs.get_mut(&index).expect("sid maps to a live subscription");
+            match max {
+                Some(max) if max > 0 && max > sub.delivered => sub.max = max,
+                _ => self.remove_subscription(SubKey { conn, index }),
+            }
+        }
+        if verbose {
+            let client = self.clients.get_mut(&conn).expect("client exists");
+            protocol::write_ok(&mut client.outbound);
+            self.queue_transmit(conn);
+        }
+    }
+
+    fn remove_subscription(&mut self, key: SubKey) {
+        let Some(client) = self.clients.get_mut(&key.conn) else { return };
+        let Some(sub) = client.subs.remove(&key.index) else { return };
+        client.sids.remove(&sub.sid);
+        let removed = self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
+        assert!(removed.is_ok(), "subscription {key:?} was not in the sublist");
+    }
+
+    fn apply_expired_subs(&mut self) {
+        while let Some(key) = self.expired_subs.pop() {
+            self.remove_subscription(key);
+        }
+    }
+
+    // ----- keepalive -----
+
+    fn ping_timer_fired(&mut self, now: Instant, conn: ConnId) {
+        let ping_interval = self.config.ping_interval;
+        let ping_max = self.config.ping_max;
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        client.ping_deadline = now + ping_interval;
+        // Traffic from the client within the interval proves it alive; skip the PING.
+        if client.last_in.is_some_and(|last| now.saturating_duration_since(last) < ping_interval) {
+            return;
+        }
+        if client.pings_out + 1 > ping_max {
+            self.close_with_error(conn, "Stale Connection", CloseReason::StaleConnection);
+            return;
+        }
+        client.pings_out += 1;
+        protocol::write_ping(&mut client.outbound);
+        self.queue_transmit(conn);
+    }
+
+    fn refile_timer(&mut self, conn: ConnId) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        if let Some(old) = client.filed_deadline.take() {
+            self.timers.remove(&(old, conn));
+        }
+        if client.is_closing() {
+            return;
+        }
+        let deadline = client.next_deadline();
+        client.filed_deadline = Some(deadline);
+        self.timers.insert((deadline, conn));
+    }
+
+    // ----- closing -----
+
+    fn close_with_error(&mut self, conn: ConnId, text: &str, reason: CloseReason) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            if client.is_closing() {
+                return;
+            }
+            protocol::write_err(&mut client.outbound, text);
+            self.queue_transmit(conn);
+        }
+        self.close(conn, reason);
+    }
+
+    /// Mark `conn` closing: drop its subscriptions and timers and ask the runtime
+    /// to flush and close it.
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        let Some(client) = self.clients.get_mut(&conn) else { return };
+        if client.is_closing() {
+            return;
+        }
+        client.closing = Some(reason);
+        if let Some(old) = client.filed_deadline.take() {
+            self.timers.remove(&(old, conn));
+        }
+        let subs = std::mem::take(&mut client.subs);
+        client.sids.clear();
+        for (index, sub) in subs {
+            let removed = self.sublist.remove(&sub.subject, sub.queue.as_deref(), SubKey { conn, index });
+            assert!(removed.is_ok(), "closing {conn}: subscription missing from the sublist");
+        }
+        self.actions.push_back(Action::Close { conn, reason });
+    }
+
+    fn queue_transmit(&mut self, conn: ConnId) {
+        queue_transmit(&mut self.clients, &mut self.actions, conn);
+    }
+
+    fn info_for(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
+        ServerInfo {
+            server_id: self.config.server_id.clone(),
+            server_name: self.config.effective_name().to_string(),
+            version: self.config.version.clone(),
+            proto: 1,
+            go: self.config.toolchain.clone(),
+            host: self.config.host.clone(),
+            port: self.config.port,
+            headers: true,
+            auth_required: self.config.auth.is_required(),
+            max_payload: self.config.max_payload as i64,
+            client_id: conn.0,
+            client_ip: peer.ip().to_string(),
+            api_lvl: JETSTREAM_API_LEVEL,
+            xkey: self.config.xkey.clone(),
+            ..ServerInfo::default()
+        }
+    }
+}
+
+fn queue_transmit(clients: &mut BTreeMap<ConnId, Client>, actions: &mut VecDeque<Action>, conn: ConnId) {
+    if let Some(client) = clients.get_mut(&conn) {
+        if !client.transmit_queued && !client.is_closing() {
+            client.transmit_queued = true;
+            actions.push_back(Action::Transmit(conn));
+        }
+    }
+}
+
+/// Write one message to one subscription. Returns whether it was delivered.
+fn deliver(
+    clients: &mut BTreeMap<ConnId, Client>,
+    actions: &mut VecDeque<Action>,
+    stats: &mut ServerStats,
+    expired_subs: &mut Vec<SubKey>,
+    config: &ServerConfig,
+    key: SubKey,
+    msg: &Delivery<'_>,
+) -> bool {
+    let Some(client) = clients.get_mut(&key.conn) else { return false };
+    if client.is_closing() {
+        return false;
+    }
+    let Some(sub) = client.subs.get_mut(&key.index) else { return false };
+    if sub.max > 0 && sub.delivered >= sub.max {
+        // Already due for removal later in this step.
+        return false;
+    }
+    sub.delivered += 1;
+    if sub.max > 0 && sub.delivered == sub.max {
+        expired_subs.push(key);
+    }
+    let size = match (msg.headers, client.options.headers) {
+        (Some(headers), true) => {
+            protocol::write_hmsg(&mut client.outbound, msg.subject, &sub.sid, msg.reply, headers, msg.payload);
+            headers.len() + msg.payload.len()
+        }
+        // A subscriber that cannot take headers gets the payload alone.
+        _ => {
+            protocol::write_msg(&mut client.outbound, msg.subject, &sub.sid, msg.reply, msg.payload);
+            msg.payload.len()
+        }
+    };
+    client.stats.out_msgs += 1;
+    client.stats.out_bytes += size as u64;
+    stats.out_msgs += 1;
+    stats.out_bytes += size as u64;
+    if client.pending_bytes() > config.max_pending {
+        // Slow consumer: this connection alone is cut off; the publisher goes on.
+        // Like the reference, no -ERR: the peer is not reading anyway.
+        stats.slow_consumers += 1;
+        client.closing = Some(CloseReason::SlowConsumerPendingBytes);
+        client.outbound.clear();
+        // Its subscriptions leave the sublist once the match result is released.
+        expired_subs.extend(client.subs.keys().map(|&index| SubKey { conn: key.conn, index }));
+        actions.push_back(Action::Close { conn: key.conn, reason: CloseReason::SlowConsumerPendingBytes });
+        return true;
+    }
+    queue_transmit(clients, actions, key.conn);
+    true
+}
+
+/// Subjects and reply subjects a client may not publish with, and the
+/// reference's error for each: internal service replies, JetStream acks,
+/// gateway-routed replies and RAFT traffic.
+fn reserved_subject_violation(subject: &[u8], reply: Option<&[u8]>) -> Option<String> {
+    const GATEWAY_REPLY_PREFIX: &[u8] = b"_GR_.";
+    if subject.starts_with(GATEWAY_REPLY_PREFIX) || subject.starts_with(b"$NRG.") {
+        let subject = String::from_utf8_lossy(subject);
+        return Some(format!("Permissions Violation for Publish to \"{subject}\""));
+    }
+    let reply = reply?;
+    let reserved = reply.starts_with(b"_R_.")
+        || reply.starts_with(b"$JS.ACK.")
+        || (reply.len() > GATEWAY_REPLY_PREFIX.len() && reply.starts_with(GATEWAY_REPLY_PREFIX));
+    reserved.then(|| {
+        let reply = String::from_utf8_lossy(reply);
+        format!("Permissions Violation for Publish with Reply of \"{reply}\"")
+    })
+}
+
+#[cfg(test)]
+mod tests;

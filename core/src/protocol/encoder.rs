@@ -1,0 +1,343 @@
+//! Frames written straight into a caller-owned outbound buffer.
+//!
+//! Input: the parts of one frame as borrowed bytes; output: the frame appended
+//! to `out`. Each function reserves the frame's exact length once and writes
+//! decimal sizes from a stack buffer, so steady-state delivery allocates
+//! nothing once `out` has grown to its working size. Only [`write_info`] goes
+//! through serde (INFO is sent once per connection).
+//!
+//! Invariant: every frame ends in `\r\n`, and a MSG/HMSG size is the exact
+//! number of body bytes that follow its control line.
+
+use bytes::{BufMut, BytesMut};
+
+use super::json::ServerInfo;
+
+/// Longest decimal rendering of a `usize`.
+const DECIMAL_DIGITS_MAX: usize = 20;
+
+/// `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n`
+pub fn write_msg(
+    out: &mut BytesMut,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let size = Decimal::new(payload.len());
+    let head =
+        b"MSG ".len() + subject.len() + 1 + sid.len() + 1 + reply_len(reply) + size.len() + 2;
+    let frame = head + payload.len() + 2;
+    out.reserve(frame);
+    let start = out.len();
+    out.put_slice(b"MSG ");
+    put_words(out, subject, sid, reply);
+    out.put_slice(size.as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+    debug_assert_eq!(out.len() - start, frame);
+}
+
+/// `HMSG <subject> <sid> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`
+pub fn write_hmsg(
+    out: &mut BytesMut,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let header_size = Decimal::new(headers.len());
+    let total_size = Decimal::new(headers.len() + payload.len());
+    let head = b"HMSG ".len()
+        + subject.len()
+        + 1
+        + sid.len()
+        + 1
+        + reply_len(reply)
+        + header_size.len()
+        + 1
+        + total_size.len()
+        + 2;
+    let frame = head + headers.len() + payload.len() + 2;
+    out.reserve(frame);
+    let start = out.len();
+    out.put_slice(b"HMSG ");
+    put_words(out, subject, sid, reply);
+    out.put_slice(header_size.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(total_size.as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(headers);
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+    debug_assert_eq!(out.len() - start, frame);
+}
+
+/// `INFO <json> \r\n`: the reference puts a blank between the JSON and the CRLF.
+pub fn write_info(out: &mut BytesMut, info: &ServerInfo) {
+    out.put_slice(b"INFO ");
+    info.write_json(out);
+    out.put_slice(b" \r\n");
+}
+
+/// `+OK\r\n`
+pub fn write_ok(out: &mut BytesMut) {
+    out.put_slice(b"+OK\r\n");
+}
+
+/// `-ERR '<text>'\r\n`
+pub fn write_err(out: &mut BytesMut, text: &str) {
+    debug_assert!(!text.contains(['\r', '\n']), "an -ERR text is one line");
+    out.reserve(b"-ERR ''\r\n".len() + text.len());
+    out.put_slice(b"-ERR '");
+    out.put_slice(text.as_bytes());
+    out.put_slice(b"'\r\n");
+}
+
+/// `PING\r\n`
+pub fn write_ping(out: &mut BytesMut) {
+    out.put_slice(b"PING\r\n");
+}
+
+/// `PONG\r\n`
+pub fn write_pong(out: &mut BytesMut) {
+    out.put_slice(b"PONG\r\n");
+}
+
+/// `PUB <subject> [reply] <size>\r\n<payload>\r\n`: for test clients and the simulator.
+pub fn write_pub(out: &mut BytesMut, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+    let size = Decimal::new(payload.len());
+    out.reserve(
+        b"PUB ".len() + subject.len() + 1 + reply_len(reply) + size.len() + payload.len() + 4,
+    );
+    out.put_slice(b"PUB ");
+    out.put_slice(subject);
+    out.put_u8(b' ');
+    if let Some(reply) = reply {
+        out.put_slice(reply);
+        out.put_u8(b' ');
+    }
+    out.put_slice(size.as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+}
+
+/// `HPUB <subject> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`: for test clients.
+pub fn write_hpub(
+    out: &mut BytesMut,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: &[u8],
+    payload: &[u8],
+) {
+    let header_size = Decimal::new(headers.len());
+    let total_size = Decimal::new(headers.len() + payload.len());
+    out.reserve(
+        b"HPUB ".len()
+            + subject.len()
+            + 1
+            + reply_len(reply)
+            + header_size.len()
+            + 1
+            + total_size.len()
+            + headers.len()
+            + payload.len()
+            + 4,
+    );
+    out.put_slice(b"HPUB ");
+    out.put_slice(subject);
+    out.put_u8(b' ');
+    if let Some(reply) = reply {
+        out.put_slice(reply);
+        out.put_u8(b' ');
+    }
+    out.put_slice(header_size.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(total_size.as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(headers);
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+}
+
+/// `SUB <subject> [queue] <sid>\r\n`: for test clients.
+pub fn write_sub(out: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    out.reserve(b"SUB ".len() + subject.len() + 1 + reply_len(queue) + sid.len() + 2);
+    out.put_slice(b"SUB ");
+    out.put_slice(subject);
+    out.put_u8(b' ');
+    if let Some(queue) = queue {
+        out.put_slice(queue);
+        out.put_u8(b' ');
+    }
+    out.put_slice(sid);
+    out.put_slice(b"\r\n");
+}
+
+/// `UNSUB <sid> [max]\r\n`: for test clients.
+pub fn write_unsub(out: &mut BytesMut, sid: &[u8], max: Option<u64>) {
+    out.put_slice(b"UNSUB ");
+    out.put_slice(sid);
+    if let Some(max) = max {
+        out.put_u8(b' ');
+        out.put_slice(Decimal::new(max as usize).as_bytes());
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// `<subject> <sid> [reply] ` with the trailing blank before the size.
+fn put_words(out: &mut BytesMut, subject: &[u8], sid: &[u8], reply: Option<&[u8]>) {
+    out.put_slice(subject);
+    out.put_u8(b' ');
+    out.put_slice(sid);
+    out.put_u8(b' ');
+    if let Some(reply) = reply {
+        out.put_slice(reply);
+        out.put_u8(b' ');
+    }
+}
+
+/// Bytes an optional word takes, its separating blank included.
+fn reply_len(reply: Option<&[u8]>) -> usize {
+    reply.map_or(0, |reply| reply.len() + 1)
+}
+
+/// A number's decimal digits, rendered on the stack.
+struct Decimal {
+    digits: [u8; DECIMAL_DIGITS_MAX],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut value: usize) -> Self {
+        let mut decimal = Decimal {
+            digits: [b'0'; DECIMAL_DIGITS_MAX],
+            start: DECIMAL_DIGITS_MAX,
+        };
+        loop {
+            decimal.start -= 1;
+            decimal.digits[decimal.start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        decimal
+    }
+
+    fn len(&self) -> usize {
+        DECIMAL_DIGITS_MAX - self.start
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(write: impl FnOnce(&mut BytesMut)) -> String {
+        let mut out = BytesMut::new();
+        write(&mut out);
+        String::from_utf8(out.to_vec()).expect("frames here are ASCII")
+    }
+
+    #[test]
+    fn decimal_renders_like_display() {
+        for value in [
+            0usize,
+            1,
+            9,
+            10,
+            99,
+            100,
+            1_048_576,
+            999_999_999,
+            usize::MAX,
+        ] {
+            assert_eq!(Decimal::new(value).as_bytes(), value.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn msg_without_and_with_reply() {
+        assert_eq!(
+            render(|out| write_msg(out, b"foo", b"1", None, b"abc")),
+            "MSG foo 1 3\r\nabc\r\n"
+        );
+        assert_eq!(
+            render(|out| write_msg(out, b"foo.bar", b"22", Some(b"_INBOX.x"), b"")),
+            "MSG foo.bar 22 _INBOX.x 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn no_responders_hmsg_matches_the_reference() {
+        // Captured from nats-server v2.15.1.
+        let block = crate::protocol::no_responders_block(b"nobody");
+        let frame = render(|out| write_hmsg(out, b"_INBOX.x", b"1", None, &block, b""));
+        assert_eq!(
+            frame,
+            "HMSG _INBOX.x 1 38 38\r\nNATS/1.0 503\r\nNats-Subject: nobody\r\n\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn control_frames() {
+        assert_eq!(render(write_ok), "+OK\r\n");
+        assert_eq!(render(write_ping), "PING\r\n");
+        assert_eq!(render(write_pong), "PONG\r\n");
+        assert_eq!(
+            render(|out| write_err(out, "Unknown Protocol Operation")),
+            "-ERR 'Unknown Protocol Operation'\r\n"
+        );
+    }
+
+    #[test]
+    fn snapshot_of_every_frame() {
+        let mut out = BytesMut::new();
+        write_msg(&mut out, b"orders.new", b"7", Some(b"_INBOX.abc"), b"hello");
+        write_hmsg(
+            &mut out,
+            b"orders.new",
+            b"7",
+            None,
+            b"NATS/1.0\r\nA: b\r\n\r\n",
+            b"hi",
+        );
+        write_hmsg(
+            &mut out,
+            b"orders.new",
+            b"8",
+            Some(b"r"),
+            b"NATS/1.0\r\n\r\n",
+            b"",
+        );
+        write_ok(&mut out);
+        write_err(&mut out, "Maximum Payload Violation");
+        write_ping(&mut out);
+        write_pong(&mut out);
+        write_pub(&mut out, b"a", Some(b"b"), b"xyz");
+        write_hpub(&mut out, b"a", None, b"NATS/1.0\r\n\r\n", b"xyz");
+        write_sub(&mut out, b"a.*", Some(b"q"), b"1");
+        write_unsub(&mut out, b"1", Some(5));
+        let text = String::from_utf8(out.to_vec()).expect("ASCII");
+        insta::assert_snapshot!(text.replace("\r\n", "\\r\\n\n"));
+    }
+
+    #[test]
+    fn one_reservation_per_frame_does_not_reallocate() {
+        let mut out = BytesMut::with_capacity(64);
+        write_msg(&mut out, b"s", b"1", None, &[b'x'; 1000]);
+        let capacity = out.capacity();
+        out.clear();
+        // Once grown, the same buffer takes the same frame without growing.
+        write_msg(&mut out, b"s", b"1", None, &[b'x'; 1000]);
+        assert_eq!(out.capacity(), capacity);
+    }
+}

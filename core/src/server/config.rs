@@ -1,0 +1,101 @@
+//! The server's settings, as the runtime hands them to the machine.
+//!
+//! Defaults are nats-server's (`server/const.go`). The runtime fills this from
+//! flags (and later a config file); core never reads the environment.
+
+use std::time::Duration;
+
+/// How clients must authenticate. Secrets live here and nowhere else: they are
+/// never formatted into errors or logs (the Debug impl redacts them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// Anyone may connect.
+    #[default]
+    None,
+    /// `--auth TOKEN`: CONNECT must carry `auth_token`.
+    Token(String),
+    /// `--user U --pass P`: CONNECT must carry both.
+    UserPassword { user: String, password: String },
+}
+
+impl AuthConfig {
+    pub fn is_required(&self) -> bool {
+        !matches!(self, AuthConfig::None)
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthConfig::None => f.write_str("None"),
+            AuthConfig::Token(_) => f.write_str("Token([REDACTED])"),
+            AuthConfig::UserPassword { user, .. } => {
+                write!(f, "UserPassword {{ user: {user:?}, password: [REDACTED] }}")
+            }
+        }
+    }
+}
+
+/// Everything the server machine needs to know about its own configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The server's public identity (an nkey public key in nats-server).
+    pub server_id: String,
+    /// The server's curve public key for encrypted auth callouts (`xkey` in INFO).
+    pub xkey: String,
+    /// Defaults to `server_id` when not given.
+    pub server_name: String,
+    /// The version string reported in INFO.
+    pub version: String,
+    /// Reported in INFO as `go` (the toolchain; ours names the Rust compiler).
+    pub toolchain: String,
+    /// Host and port as reported in INFO (the real bound address).
+    pub host: String,
+    pub port: u16,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    /// Bytes of unsent output a connection may hold before it is a slow consumer.
+    pub max_pending: usize,
+    /// 0 means no limit.
+    pub max_connections: usize,
+    /// Per connection; 0 means no limit.
+    pub max_subscriptions: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub auth: AuthConfig,
+    pub auth_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            server_id: String::from("NRNATSDEFAULTSERVERID"),
+            xkey: String::new(),
+            server_name: String::new(),
+            version: String::from(env!("CARGO_PKG_VERSION")),
+            toolchain: String::from("rust"),
+            host: String::from("0.0.0.0"),
+            port: 4222,
+            max_payload: 1024 * 1024,
+            max_control_line: 4096,
+            max_pending: 64 * 1024 * 1024,
+            max_connections: 64 * 1024,
+            max_subscriptions: 0,
+            ping_interval: Duration::from_secs(120),
+            ping_max: 2,
+            auth: AuthConfig::None,
+            auth_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The name INFO reports: the configured one, or the server id.
+    pub fn effective_name(&self) -> &str {
+        if self.server_name.is_empty() {
+            &self.server_id
+        } else {
+            &self.server_name
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Runs the core [`Server`] machine on tokio sockets.
+//!
+//! Shape: one accept task, one reader and one writer task per connection, and
+//! one timer task. The machine lives under a single mutex; every step (a read
+//! batch, a timer, a write completion) takes the lock once, runs to
+//! completion, drains the machine's actions and releases it. That is the same
+//! one-step-at-a-time discipline the simulator drives, so the interleavings
+//! the simulator explores cover production's.
+//!
+//! Writers never hold the lock while writing: they take the connection's whole
+//! outbound buffer (one `write_all` per batch, however many messages it holds)
+//! and report progress afterwards. A publisher therefore never waits on a
+//! subscriber's socket; the machine cuts off a subscriber whose pending bytes
+//! pass `max_pending`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rnats_core::runtime::{Action, ConnId};
+use rnats_core::server::Server;
+use rnats_core::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The monotonic clock core sees: nanoseconds since the runner started.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock { origin: std::time::Instant::now() }
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    fn until(&self, deadline: Instant) -> Duration {
+        let now = self.now();
+        Duration::from_nanos(deadline.as_nanos().saturating_sub(now.as_nanos()))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One connection's wake-up line to its writer task.
+struct ConnIo {
+    /// Set when the writer has bytes to take or a close to carry out.
+    wake: Notify,
+    /// The machine asked to close this connection.
+    closing: AtomicBool,
+    /// Tells the reader to stop (the writer closed the socket).
+    stop_reader: Notify,
+}
+
+/// The machine plus the runtime's table of live connections, under one lock.
+struct State {
+    server: Server,
+    conns: HashMap<ConnId, Arc<ConnIo>>,
+}
+
+/// What all tasks share.
+pub struct Runner {
+    state: Mutex<State>,
+    clock: Clock,
+    next_conn: AtomicU64,
+    /// The deadline the timer task sleeps toward (nanoseconds; u64::MAX = none).
+    timer_target: AtomicU64,
+    timer_wake: Notify,
+    shutdown: Notify,
+}
+
+impl Runner {
+    pub fn new(server: Server, clock: Clock) -> Arc<Self> {
+        Arc::new(Runner {
+            state: Mutex::new(State { server, conns: HashMap::new() }),
+            clock,
+            next_conn: AtomicU64::new(1),
+            timer_target: AtomicU64::new(u64::MAX),
+            timer_wake: Notify::new(),
+            shutdown: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug in core; keep serving the others.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Serve `listener` until [`Runner::shutdown`] is called.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let timer = tokio::spawn(self.clone().timer_loop());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.clone().start_connection(stream, peer),
+                    Err(error) => {
+                        tracing::error!("Error accepting client connection: {error}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = self.shutdown.notified() => break,
+            }
+        }
+        timer.abort();
+        let mut state = self.lock();
+        state.server.shutdown();
+        self.carry_out_actions(&mut state);
+    }
+
+    /// Stop accepting and close every connection.
+    pub fn shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+
+    fn start_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let io = Arc::new(ConnIo {
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            stop_reader: Notify::new(),
+        });
+        {
+            let mut state = self.lock();
+            state.conns.insert(conn, io.clone());
+            state.server.handle_accept(self.clock.now(), conn, peer);
+            self.carry_out_actions(&mut state);
+        }
+        tracing::debug!("{peer} - {conn} - Client connection created");
+        tokio::spawn(self.clone().read_loop(conn, reader, io.clone()));
+        tokio::spawn(self.write_loop(conn, writer, io));
+    }
+
+    async fn read_loop(self: Arc<Self>, conn: ConnId, mut socket: OwnedReadHalf, io: Arc<ConnIo>) {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                read = socket.read_buf(&mut buf) => read,
+                _ = io.stop_reader.notified() => return,
+            };
+            match read {
+                Ok(0) | Err(_) => {
+                    // The peer went away. Let the writer finish and forget the connection.
+                    let mut state = self.lock();
+                    state.server.handle_closed(conn);
+                    if let Some(io) = state.conns.remove(&conn) {
+                        io.closing.store(true, Ordering::Release);
+                        io.wake.notify_one();
+                    }
+                    self.carry_out_actions(&mut state);
+                    return;
+                }
+                Ok(_) => {
+                    let mut state = self.lock();
+                    state.server.handle_read(self.clock.now(), conn, &mut buf);
+                    self.carry_out_actions(&mut state);
+                    if io.closing.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: OwnedWriteHalf, io: Arc<ConnIo>) {
+        loop {
+            io.wake.notified().await;
+            loop {
+                let (outbound, closing) = {
+                    let mut state = self.lock();
+                    let outbound = state.server.take_outbound(conn);
+                    (outbound, io.closing.load(Ordering::Acquire))
+                };
+                let Some(bytes) = outbound else {
+                    if closing {
+                        self.finish_close(conn, socket, &io).await;
+                        return;
+                    }
+                    break;
+                };
+                let len = bytes.len();
+                if socket.write_all(&bytes).await.is_err() {
+                    self.finish_close(conn, socket, &io).await;
+                    return;
+                }
+                drop(bytes);
+                self.lock().server.handle_written(conn, len);
+            }
+        }
+    }
+
+    async fn finish_close(&self, conn: ConnId, mut socket: OwnedWriteHalf, io: &ConnIo) {
+        let _ = socket.shutdown().await;
+        io.stop_reader.notify_one();
+        let mut state = self.lock();
+        state.server.handle_closed(conn);
+        state.conns.remove(&conn);
+        self.carry_out_actions(&mut state);
+    }
+
+    /// Drain the machine's actions. Called with the lock held after every step.
+    fn carry_out_actions(&self, state: &mut State) {
+        while let Some(action) = state.server.poll_action() {
+            match action {
+                Action::Transmit(conn) => {
+                    if let Some(io) = state.conns.get(&conn) {
+                        io.wake.notify_one();
+                    }
+                }
+                Action::Close { conn, reason } => {
+                    tracing::debug!("{conn} - Client connection closed: {}", reason.as_str());
+                    if let Some(io) = state.conns.get(&conn) {
+                        io.closing.store(true, Ordering::Release);
+                        io.wake.notify_one();
+                    }
+                }
+            }
+        }
+        if let Some(deadline) = state.server.poll_timeout() {
+            let nanos = deadline.as_nanos();
+            if nanos < self.timer_target.load(Ordering::Acquire) {
+                self.timer_target.store(nanos, Ordering::Release);
+                self.timer_wake.notify_one();
+            }
+        }
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let target = self.timer_target.load(Ordering::Acquire);
+            let sleep = if target == u64::MAX {
+                Duration::from_secs(3600)
+            } else {
+                self.clock.until(Instant::from_nanos(target))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.timer_wake.notified() => continue,
+            }
+            let mut state = self.lock();
+            state.server.handle_timeout(self.clock.now());
+            let next = state.server.poll_timeout().map_or(u64::MAX, Instant::as_nanos);
+            self.timer_target.store(next, Ordering::Release);
+            self.carry_out_actions(&mut state);
+        }
+    }
+}
