@@ -1,6 +1,8 @@
 //! rnats-runtime-tokio: runs the rnats-core machines on tokio sockets and timers.
 
+pub mod app;
 pub mod flags;
 pub mod logging;
 pub mod ports_file;
+pub mod runner;
 pub mod signal_cmd;

@@ -83,6 +83,8 @@ pub struct Runner {
     timer_target: AtomicU64,
     timer_wake: Notify,
     shutdown: Notify,
+    /// In lame-duck mode new connections are refused at accept.
+    lame_duck: AtomicBool,
 }
 
 impl Runner {
@@ -94,6 +96,7 @@ impl Runner {
             timer_target: AtomicU64::new(u64::MAX),
             timer_wake: Notify::new(),
             shutdown: Notify::new(),
+            lame_duck: AtomicBool::new(false),
         })
     }
 
@@ -108,7 +111,13 @@ impl Runner {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.clone().start_connection(stream, peer),
+                    Ok((stream, peer)) => {
+                        if self.lame_duck.load(Ordering::Acquire) {
+                            drop(stream);
+                        } else {
+                            self.clone().start_connection(stream, peer);
+                        }
+                    }
                     Err(error) => {
                         tracing::error!("Error accepting client connection: {error}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -126,6 +135,15 @@ impl Runner {
     /// Stop accepting and close every connection.
     pub fn shutdown(&self) {
         self.shutdown.notify_one();
+    }
+
+    /// Lame-duck mode: stop accepting new clients and tell connected ones
+    /// (INFO with `ldm: true`) so they move elsewhere before the shutdown.
+    pub fn enter_lame_duck_mode(&self) {
+        self.lame_duck.store(true, Ordering::Release);
+        let mut state = self.lock();
+        state.server.enter_lame_duck_mode();
+        self.carry_out_actions(&mut state);
     }
 
     fn start_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {

@@ -274,6 +274,23 @@ impl Server {
         self.clients.get(&conn).and_then(|c| c.closing)
     }
 
+    /// Lame-duck mode: tell every client (INFO with `ldm: true`) that this
+    /// server is going away, so clients reconnect elsewhere.
+    pub fn enter_lame_duck_mode(&mut self) {
+        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in conns {
+            let client = &self.clients[&conn];
+            if client.is_closing() {
+                continue;
+            }
+            let mut info = self.info_for(conn, &client.peer);
+            info.ldm = true;
+            let client = self.clients.get_mut(&conn).expect("client exists");
+            protocol::write_info(&mut client.outbound, &info);
+            self.queue_transmit(conn);
+        }
+    }
+
     /// Close every connection (server shutdown).
     pub fn shutdown(&mut self) {
         let conns: Vec<ConnId> = self.clients.keys().copied().collect();

@@ -1,0 +1,774 @@
+//! The parsed tree mapped onto the options rnats supports, with nats-server
+//! v2.15.1's key names, aliases, types and checks (`server/opts.go`).
+//!
+//! Input: the root map from [`parse`](super::parse). Output: a
+//! [`FileOptions`] holding what the file set, the keys the reference knows but
+//! rnats does not support yet (so the caller can warn by name), and warnings.
+//!
+//! Invariants:
+//! - Keys match ignoring ASCII case, as the reference lower-cases them.
+//! - A field is `Some` exactly when the file set it; defaults belong to the
+//!   caller. When a file sets one option twice (`listen` and `port`, or
+//!   `port` and `PORT`), the later one in the file wins.
+//! - A key the reference does not know is an error ("unknown field"), unless a
+//!   `$variable` read it: the reference treats such keys as variable
+//!   definitions. A known key rnats does not support is never silently
+//!   accepted: it is returned as [`Unsupported`].
+//! - Type errors point at the key, as the reference's do.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
+use super::{parse, ConfError, ConfErrorKind, ConfSource};
+
+/// Top-level keys nats-server knows and rnats does not handle yet.
+const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
+    "trace_verbose",
+    "trace_headers",
+    "mappings",
+    "maps",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "accounts",
+    "default_sentinel",
+    "http",
+    "https",
+    "http_port",
+    "monitor_port",
+    "https_port",
+    "http_base_path",
+    "cluster",
+    "gateway",
+    "leaf",
+    "leafnodes",
+    "store_dir",
+    "storedir",
+    "jetstream",
+    "logfile_size_limit",
+    "log_size_limit",
+    "logfile_max_num",
+    "log_max_num",
+    "syslog",
+    "remote_syslog",
+    "prof_port",
+    "prof_block_rate",
+    "proxy_protocol",
+    "max_traced_msg_len",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "tls",
+    "ocsp",
+    "allow_non_tls",
+    "write_timeout",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
+    "operator",
+    "operators",
+    "roots",
+    "root",
+    "root_operators",
+    "root_operator",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "resolver_tls",
+    "resolver_preload",
+    "resolver_pinned_accounts",
+    "system_account",
+    "system",
+    "no_system_account",
+    "no_system",
+    "no_sys_acc",
+    "no_header_support",
+    "trusted",
+    "trusted_keys",
+    "connect_error_reports",
+    "reconnect_error_reports",
+    "websocket",
+    "ws",
+    "mqtt",
+    "server_tags",
+    "server_metadata",
+    "feature_flags",
+    "default_js_domain",
+    "ocsp_cache",
+    "no_fast_producer_stall",
+    "max_closed_clients",
+    "proxies",
+];
+
+/// Keys of `authorization { }` the reference knows and rnats does not handle.
+const UNSUPPORTED_AUTHORIZATION: &[&str] = &[
+    "users",
+    "default_permission",
+    "default_permissions",
+    "permissions",
+    "auth_callout",
+    "auth_hook",
+    "proxy_required",
+];
+
+/// The options a config file set. `None` means the file did not mention it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileOptions {
+    /// `host`, `net`, or the host part of `listen`. An empty host (from
+    /// `listen: 4222`, as in the reference) means the default.
+    pub host: Option<String>,
+    /// `port`, or the port part of `listen`; -1 asks for a random port.
+    pub port: Option<i64>,
+    pub server_name: Option<String>,
+    pub client_advertise: Option<String>,
+    pub max_payload: Option<i32>,
+    pub max_control_line: Option<i32>,
+    pub max_pending: Option<i64>,
+    /// `max_connections` or `max_conn`; a file's 0 becomes -1, no limit.
+    pub max_connections: Option<i64>,
+    /// `max_subscriptions` or `max_subs`.
+    pub max_subscriptions: Option<i64>,
+    pub ping_interval: Option<Duration>,
+    /// `ping_max`: outstanding PINGs before the connection is stale.
+    pub ping_max: Option<i64>,
+    pub write_deadline: Option<Duration>,
+    pub authorization: Option<AuthorizationOptions>,
+    pub no_auth_user: Option<String>,
+    /// `pid_file` or `pidfile`.
+    pub pid_file: Option<String>,
+    pub ports_file_dir: Option<String>,
+    /// `log_file` or `logfile`.
+    pub log_file: Option<String>,
+    pub logtime: Option<bool>,
+    pub logtime_utc: Option<bool>,
+    pub debug: Option<bool>,
+    pub trace: Option<bool>,
+    /// What the reference prints as warnings: the server still starts, but
+    /// `nats-server -t` calls the file invalid.
+    pub warnings: Vec<ConfWarning>,
+}
+
+/// The `authorization { }` block. Its Debug output hides the secrets.
+#[derive(Clone, Default, PartialEq)]
+pub struct AuthorizationOptions {
+    /// `user` or `username`.
+    pub user: Option<String>,
+    /// `password` or `pass`.
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// `timeout`: seconds, from an integer, a float or a duration string.
+    pub timeout_seconds: Option<f64>,
+    /// Where `authorization` was written.
+    pub position: Option<Position>,
+}
+
+impl fmt::Debug for AuthorizationOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[REDACTED]");
+        f.debug_struct("AuthorizationOptions")
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("token", &redacted(&self.token))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+/// A key the reference knows that rnats ignores for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// As written; nested keys are prefixed with their block
+    /// (`authorization.users`).
+    pub key: String,
+    pub position: Position,
+}
+
+/// Something accepted but suspicious, in the reference's words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfWarning {
+    pub position: Position,
+    pub kind: ConfWarningKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfWarningKind {
+    /// The file sets nothing.
+    EmptyConfig,
+    /// A duration given as a number of seconds.
+    NumberAsDuration { field: String },
+    /// An authorization timeout over a minute, usually an unquoted `1m`
+    /// read as one million.
+    HighAuthTimeout { field: String, seconds: f64 },
+}
+
+impl fmt::Display for ConfWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ConfWarningKind::EmptyConfig => {
+                write!(
+                    f,
+                    "{}: config has no values or is empty",
+                    self.position.file
+                )
+            }
+            ConfWarningKind::NumberAsDuration { field } => write!(
+                f,
+                "{}: invalid use of field \"{field}\": {field} should be converted to a duration",
+                self.position
+            ),
+            ConfWarningKind::HighAuthTimeout { field, seconds } => write!(
+                f,
+                "{}: invalid use of field \"{field}\": timeout of {seconds} seconds is high, \
+                 consider keeping it under 60 seconds. possibly caused by unquoted duration; \
+                 use '1m' instead of 1m, for example",
+                self.position
+            ),
+        }
+    }
+}
+
+/// Parses `text` and maps it onto [`FileOptions`]. Returns the first error in
+/// file order (the reference lists them all).
+pub fn load_options(
+    file_name: &str,
+    text: &str,
+    source: &dyn ConfSource,
+) -> Result<(FileOptions, Vec<Unsupported>), ConfError> {
+    let root = parse(file_name, text, source)?;
+    options_from_tree(&root)
+}
+
+/// Maps an already parsed root map onto [`FileOptions`].
+pub fn options_from_tree(root: &ConfValue) -> Result<(FileOptions, Vec<Unsupported>), ConfError> {
+    let ValueKind::Map(map) = &root.kind else {
+        return Err(ConfError::new(
+            root.position.clone(),
+            ConfErrorKind::WrongType {
+                key: String::from("(root)"),
+                expected: "a map",
+                found: root.kind.type_name(),
+            },
+        ));
+    };
+    let mut options = FileOptions::default();
+    let mut unsupported = Vec::new();
+    if map.is_empty() {
+        options.warnings.push(ConfWarning {
+            position: root.position.clone(),
+            kind: ConfWarningKind::EmptyConfig,
+        });
+    }
+    for entry in map {
+        apply_top_level(&mut options, &mut unsupported, entry)?;
+    }
+    Ok((options, unsupported))
+}
+
+fn apply_top_level(
+    options: &mut FileOptions,
+    unsupported: &mut Vec<Unsupported>,
+    entry: &MapEntry,
+) -> Result<(), ConfError> {
+    let key = entry.key.to_ascii_lowercase();
+    match key.as_str() {
+        "listen" => {
+            let (host, port) = parse_listen(entry)?;
+            options.host = Some(host);
+            options.port = Some(port);
+        }
+        "port" => options.port = Some(integer(entry)?),
+        "host" | "net" => options.host = Some(string(entry)?),
+        "server_name" => {
+            let name = string(entry)?;
+            if name.contains(' ') {
+                return Err(invalid(entry, "server name cannot contain spaces"));
+            }
+            options.server_name = Some(name);
+        }
+        "client_advertise" => options.client_advertise = Some(string(entry)?),
+        "max_payload" => options.max_payload = Some(int32(entry)?),
+        "max_control_line" => options.max_control_line = Some(int32(entry)?),
+        "max_pending" => options.max_pending = Some(integer(entry)?),
+        "max_connections" | "max_conn" => {
+            let limit = integer(entry)?;
+            options.max_connections = Some(if limit == 0 { -1 } else { limit });
+        }
+        "max_subscriptions" | "max_subs" => options.max_subscriptions = Some(integer(entry)?),
+        "ping_interval" => {
+            options.ping_interval = Some(duration(entry, "ping_interval", &mut options.warnings)?)
+        }
+        "ping_max" => options.ping_max = Some(integer(entry)?),
+        "write_deadline" => {
+            options.write_deadline = Some(duration(entry, "write_deadline", &mut options.warnings)?)
+        }
+        "authorization" => {
+            let auth = authorization(entry, unsupported, &mut options.warnings)?;
+            options.authorization = Some(auth);
+        }
+        "no_auth_user" => options.no_auth_user = Some(string(entry)?),
+        "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
+        "ports_file_dir" => options.ports_file_dir = Some(string(entry)?),
+        "logfile" | "log_file" => options.log_file = Some(string(entry)?),
+        "logtime" => options.logtime = Some(boolean(entry)?),
+        "logtime_utc" => options.logtime_utc = Some(boolean(entry)?),
+        "debug" => options.debug = Some(boolean(entry)?),
+        "trace" => options.trace = Some(boolean(entry)?),
+        _ if UNSUPPORTED_TOP_LEVEL.contains(&key.as_str()) => unsupported.push(Unsupported {
+            key: entry.key.clone(),
+            position: entry.key_position.clone(),
+        }),
+        _ if entry.is_referenced() => {}
+        _ => return Err(unknown_field(entry)),
+    }
+    Ok(())
+}
+
+fn authorization(
+    entry: &MapEntry,
+    unsupported: &mut Vec<Unsupported>,
+    warnings: &mut Vec<ConfWarning>,
+) -> Result<AuthorizationOptions, ConfError> {
+    let block: &ConfMap = entry
+        .value
+        .as_map()
+        .ok_or_else(|| wrong_type(entry, "a map"))?;
+    let mut auth = AuthorizationOptions {
+        position: Some(entry.key_position.clone()),
+        ..AuthorizationOptions::default()
+    };
+    let mut has_users_array = false;
+    for field in block {
+        let key = field.key.to_ascii_lowercase();
+        match key.as_str() {
+            "user" | "username" => auth.user = Some(string(field)?),
+            "pass" | "password" => auth.password = Some(string(field)?),
+            "token" => auth.token = Some(string(field)?),
+            "timeout" => {
+                let seconds = auth_timeout(field)?;
+                if seconds > 60.0 {
+                    warnings.push(ConfWarning {
+                        position: field.key_position.clone(),
+                        kind: ConfWarningKind::HighAuthTimeout {
+                            field: field.key.clone(),
+                            seconds,
+                        },
+                    });
+                }
+                auth.timeout_seconds = Some(seconds);
+            }
+            _ if UNSUPPORTED_AUTHORIZATION.contains(&key.as_str()) => {
+                has_users_array |= key == "users" && field.value.as_array().is_some();
+                unsupported.push(Unsupported {
+                    key: format!("{}.{}", entry.key, field.key),
+                    position: field.key_position.clone(),
+                });
+            }
+            _ if field.is_referenced() => {}
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    let filled = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    let has_user_or_password = filled(&auth.user) || filled(&auth.password);
+    if has_user_or_password && filled(&auth.token) {
+        return Err(invalid(entry, "Cannot have a user/pass and token"));
+    }
+    if has_users_array && filled(&auth.user) {
+        return Err(invalid(
+            entry,
+            "Can not have a single user/pass and a users array",
+        ));
+    }
+    if has_users_array && filled(&auth.token) {
+        return Err(invalid(entry, "Can not have a token and a users array"));
+    }
+    Ok(auth)
+}
+
+/// The authorization `timeout`: seconds as a number, or a duration string.
+fn auth_timeout(field: &MapEntry) -> Result<f64, ConfError> {
+    match &field.value.kind {
+        ValueKind::Integer(seconds) => Ok(*seconds as f64),
+        ValueKind::Float(seconds) => Ok(*seconds),
+        ValueKind::String(text) => parse_go_duration(text)
+            .map(|nanos| nanos as f64 / 1e9)
+            .map_err(|error| {
+                invalid(
+                    field,
+                    &format!("error parsing authorization config, 'timeout' {error}"),
+                )
+            }),
+        _ => Err(invalid(
+            field,
+            "error parsing authorization config, 'timeout' wrong type",
+        )),
+    }
+}
+
+/// `listen`: a port alone, or `host:port` (`[::1]:4222` for IPv6).
+fn parse_listen(entry: &MapEntry) -> Result<(String, i64), ConfError> {
+    match &entry.value.kind {
+        ValueKind::Integer(port) => Ok((String::new(), *port)),
+        ValueKind::String(address) => {
+            let (host, port) = split_host_port(address).ok_or_else(|| {
+                invalid(
+                    entry,
+                    &format!("could not parse address string \"{address}\""),
+                )
+            })?;
+            let port: i64 = port
+                .parse()
+                .map_err(|_| invalid(entry, &format!("could not parse port \"{port}\"")))?;
+            Ok((host.to_string(), port))
+        }
+        other => Err(invalid(
+            entry,
+            &format!("expected port or host:port, got {}", other.type_name()),
+        )),
+    }
+}
+
+/// Go's `net.SplitHostPort`: the host may be bracketed, and only a bracketed
+/// host may contain colons.
+fn split_host_port(address: &str) -> Option<(&str, &str)> {
+    let colon = address.rfind(':')?;
+    let (host, port) = (&address[..colon], &address[colon + 1..]);
+    let host = if let Some(inner) = host.strip_prefix('[') {
+        inner.strip_suffix(']')?
+    } else {
+        host
+    };
+    let forbidden = |part: &str| part.contains(['[', ']']);
+    if forbidden(host) || forbidden(port) {
+        return None;
+    }
+    if host.contains(':') && !address.starts_with('[') {
+        return None;
+    }
+    Some((host, port))
+}
+
+/// A duration option: Go duration text, or (with a warning, as the reference
+/// still accepts it) a number of seconds.
+fn duration(
+    entry: &MapEntry,
+    field: &str,
+    warnings: &mut Vec<ConfWarning>,
+) -> Result<Duration, ConfError> {
+    let nanos: i64 = match &entry.value.kind {
+        ValueKind::String(text) => parse_go_duration(text)
+            .map_err(|error| invalid(entry, &format!("error parsing {field}: {error}")))?,
+        ValueKind::Integer(seconds) => {
+            warnings.push(ConfWarning {
+                position: entry.key_position.clone(),
+                kind: ConfWarningKind::NumberAsDuration {
+                    field: field.to_string(),
+                },
+            });
+            seconds
+                .checked_mul(1_000_000_000)
+                .ok_or_else(|| invalid(entry, &format!("{field} value is too big")))?
+        }
+        _ => return Err(wrong_type(entry, "a duration")),
+    };
+    // The reference would accept a negative duration and misbehave later.
+    let nanos = u64::try_from(nanos)
+        .map_err(|_| invalid(entry, &format!("{field} can not be negative")))?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+fn integer(entry: &MapEntry) -> Result<i64, ConfError> {
+    entry
+        .value
+        .as_i64()
+        .ok_or_else(|| wrong_type(entry, "an integer"))
+}
+
+/// The reference keeps these in an `int32` and rejects what does not fit.
+fn int32(entry: &MapEntry) -> Result<i32, ConfError> {
+    let number = integer(entry)?;
+    i32::try_from(number).map_err(|_| {
+        let which = if number > 0 { "too big" } else { "too small" };
+        invalid(entry, &format!("{} value is {which}", entry.key))
+    })
+}
+
+fn string(entry: &MapEntry) -> Result<String, ConfError> {
+    entry
+        .value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| wrong_type(entry, "a string"))
+}
+
+fn boolean(entry: &MapEntry) -> Result<bool, ConfError> {
+    entry
+        .value
+        .as_bool()
+        .ok_or_else(|| wrong_type(entry, "a boolean"))
+}
+
+fn wrong_type(entry: &MapEntry, expected: &'static str) -> ConfError {
+    ConfError::new(
+        entry.key_position.clone(),
+        ConfErrorKind::WrongType {
+            key: entry.key.clone(),
+            expected,
+            found: entry.value.kind.type_name(),
+        },
+    )
+}
+
+fn invalid(entry: &MapEntry, reason: &str) -> ConfError {
+    ConfError::new(
+        entry.key_position.clone(),
+        ConfErrorKind::InvalidValue {
+            key: entry.key.clone(),
+            reason: reason.to_string(),
+        },
+    )
+}
+
+fn unknown_field(entry: &MapEntry) -> ConfError {
+    ConfError::new(
+        entry.key_position.clone(),
+        ConfErrorKind::UnknownField {
+            key: entry.key.clone(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::NoSource;
+    use super::*;
+
+    fn load(text: &str) -> Result<(FileOptions, Vec<Unsupported>), ConfError> {
+        load_options("test.conf", text, &NoSource)
+    }
+
+    fn error(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_supported_key_and_alias() {
+        let (options, unsupported) = load(
+            "listen: 127.0.0.1:4333\n\
+             server_name: alpha\n\
+             client_advertise: \"example.com:4222\"\n\
+             max_payload: 2MB\n\
+             max_control_line: 8KB\n\
+             max_pending: 64MB\n\
+             max_conn: 0\n\
+             max_subs: 100\n\
+             ping_interval: \"2m\"\n\
+             ping_max: 3\n\
+             write_deadline: \"500ms\"\n\
+             authorization { username: alice, pass: secret, timeout: 1.5 }\n\
+             no_auth_user: alice\n\
+             pidfile: /tmp/x.pid\n\
+             ports_file_dir: /tmp\n\
+             logfile: /tmp/x.log\n\
+             logtime: false\n\
+             logtime_utc: on\n\
+             debug: yes\n\
+             trace: TRUE\n",
+        )
+        .unwrap();
+        assert!(unsupported.is_empty());
+        assert!(options.warnings.is_empty());
+        assert_eq!(options.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(options.port, Some(4333));
+        assert_eq!(options.server_name.as_deref(), Some("alpha"));
+        assert_eq!(
+            options.client_advertise.as_deref(),
+            Some("example.com:4222")
+        );
+        assert_eq!(options.max_payload, Some(2 << 20));
+        assert_eq!(options.max_control_line, Some(8 << 10));
+        assert_eq!(options.max_pending, Some(64 << 20));
+        assert_eq!(options.max_connections, Some(-1));
+        assert_eq!(options.max_subscriptions, Some(100));
+        assert_eq!(options.ping_interval, Some(Duration::from_secs(120)));
+        assert_eq!(options.ping_max, Some(3));
+        assert_eq!(options.write_deadline, Some(Duration::from_millis(500)));
+        let auth = options.authorization.as_ref().unwrap();
+        assert_eq!(auth.user.as_deref(), Some("alice"));
+        assert_eq!(auth.password.as_deref(), Some("secret"));
+        assert_eq!(auth.timeout_seconds, Some(1.5));
+        assert!(!format!("{auth:?}").contains("secret"));
+        assert_eq!(options.no_auth_user.as_deref(), Some("alice"));
+        assert_eq!(options.pid_file.as_deref(), Some("/tmp/x.pid"));
+        assert_eq!(options.ports_file_dir.as_deref(), Some("/tmp"));
+        assert_eq!(options.log_file.as_deref(), Some("/tmp/x.log"));
+        assert_eq!(options.logtime, Some(false));
+        assert_eq!(options.logtime_utc, Some(true));
+        assert_eq!(options.debug, Some(true));
+        assert_eq!(options.trace, Some(true));
+    }
+
+    #[test]
+    fn the_other_spellings() {
+        let (options, _) = load(
+            "NET: 10.0.0.1\nPort: 4222\nmax_connections: 5\nmax_subscriptions: 6\n\
+             pid_file: a\nlog_file: b\nauthorization { user: u, password: p }\n",
+        )
+        .unwrap();
+        assert_eq!(options.host.as_deref(), Some("10.0.0.1"));
+        assert_eq!(options.port, Some(4222));
+        assert_eq!(options.max_connections, Some(5));
+        assert_eq!(options.max_subscriptions, Some(6));
+        assert_eq!(options.pid_file.as_deref(), Some("a"));
+        assert_eq!(options.log_file.as_deref(), Some("b"));
+        let (options, _) = load("host: h\nlisten: 4999").unwrap();
+        assert_eq!(options.host.as_deref(), Some(""));
+        assert_eq!(options.port, Some(4999));
+        let (options, _) = load("listen: \"[::1]:4222\"").unwrap();
+        assert_eq!(options.host.as_deref(), Some("::1"));
+        let (options, _) = load("listen: \":4222\"").unwrap();
+        assert_eq!(options.host.as_deref(), Some(""));
+        let (options, _) = load("authorization { token: abc, timeout: \"2s\" }").unwrap();
+        let auth = options.authorization.unwrap();
+        assert_eq!(auth.token.as_deref(), Some("abc"));
+        assert_eq!(auth.timeout_seconds, Some(2.0));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_unless_read_as_variables() {
+        assert_eq!(
+            error("foo = 1\nport = 4222"),
+            "test.conf:1:1: unknown field \"foo\""
+        );
+        assert_eq!(
+            error("port = 1\n  Foo = 2"),
+            "test.conf:2:3: unknown field \"Foo\""
+        );
+        let (options, _) = load("foo = 1\nmax_payload = $foo").unwrap();
+        assert_eq!(options.max_payload, Some(1));
+        assert_eq!(
+            error("authorization {\n  user = a\n  bar = 1\n}"),
+            "test.conf:3:3: unknown field \"bar\""
+        );
+        let (options, _) = load("authorization {\n  u = a\n  user = $u\n}").unwrap();
+        assert_eq!(options.authorization.unwrap().user.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn known_but_unsupported_keys_are_listed() {
+        let (_, unsupported) = load(
+            "cluster { port: 6222 }\nJetStream: enabled\nport: 4222\n\
+             authorization { users = [ {user: a, password: b} ] }",
+        )
+        .unwrap();
+        let keys: Vec<_> = unsupported
+            .iter()
+            .map(|u| (u.key.as_str(), u.position.line, u.position.column))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("cluster", 1, 1),
+                ("JetStream", 2, 1),
+                ("authorization.users", 4, 17)
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_point_at_the_key() {
+        assert_eq!(
+            error("port = 1\nmax_payload = \"big\""),
+            "test.conf:2:1: expected an integer for max_payload, got a string"
+        );
+        assert_eq!(
+            error("debug = \"true\""),
+            "test.conf:1:1: expected a boolean for debug, got a string"
+        );
+        assert_eq!(
+            error("server_name = [a]"),
+            "test.conf:1:1: expected a string for server_name, got an array"
+        );
+        assert_eq!(
+            error("authorization = 5"),
+            "test.conf:1:1: expected a map for authorization, got an integer"
+        );
+        assert_eq!(
+            error("port = 1.5"),
+            "test.conf:1:1: expected an integer for port, got a float"
+        );
+        assert_eq!(
+            error("ping_interval = true"),
+            "test.conf:1:1: expected a duration for ping_interval, got a boolean"
+        );
+    }
+
+    #[test]
+    fn value_checks_follow_the_reference() {
+        assert_eq!(
+            error("server_name = \"a b\""),
+            "test.conf:1:1: server name cannot contain spaces"
+        );
+        assert_eq!(
+            error("max_payload = 3GB"),
+            "test.conf:1:1: max_payload value is too big"
+        );
+        assert_eq!(
+            error("MAX_CONTROL_LINE = 1E"),
+            "test.conf:1:1: MAX_CONTROL_LINE value is too big"
+        );
+        assert_eq!(
+            error("listen = \"4222\""),
+            "test.conf:1:1: could not parse address string \"4222\""
+        );
+        assert_eq!(
+            error("listen = \"h:x\""),
+            "test.conf:1:1: could not parse port \"x\""
+        );
+        assert_eq!(
+            error("listen = \"a:b:1\""),
+            "test.conf:1:1: could not parse address string \"a:b:1\""
+        );
+        assert_eq!(
+            error("ping_interval = \"1x\""),
+            "test.conf:1:1: error parsing ping_interval: time: unknown unit \"x\" in duration \"1x\""
+        );
+        assert_eq!(
+            error("authorization { user: a, token: b }"),
+            "test.conf:1:1: Cannot have a user/pass and token"
+        );
+        assert_eq!(
+            error("authorization { token: b, users: [] }"),
+            "test.conf:1:1: Can not have a token and a users array"
+        );
+        assert_eq!(
+            error("authorization { timeout: true }"),
+            "test.conf:1:17: error parsing authorization config, 'timeout' wrong type"
+        );
+    }
+
+    #[test]
+    fn warnings() {
+        let (options, _) = load("ping_interval = 30\nauthorization { timeout: 2m }").unwrap();
+        assert_eq!(options.ping_interval, Some(Duration::from_secs(30)));
+        let shown: Vec<String> = options.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(shown.len(), 2);
+        assert_eq!(
+            shown[0],
+            "test.conf:1:1: invalid use of field \"ping_interval\": ping_interval should be \
+             converted to a duration"
+        );
+        assert!(shown[1].starts_with("test.conf:2:17: invalid use of field \"timeout\""));
+        let (options, _) = load("# nothing\n").unwrap();
+        assert_eq!(options.warnings.len(), 1);
+        assert_eq!(
+            options.warnings[0].to_string(),
+            "test.conf: config has no values or is empty"
+        );
+    }
+
+    #[test]
+    fn later_settings_win() {
+        let (options, _) = load("port = 1\nlisten = \"h:2\"\nPORT = 3").unwrap();
+        assert_eq!(options.port, Some(3));
+        assert_eq!(options.host.as_deref(), Some("h"));
+    }
+}

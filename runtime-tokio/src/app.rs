@@ -1,0 +1,202 @@
+//! The server process: from parsed options to a running [`Runner`], and the
+//! process-level duties around it (log lines, PID and ports files, Unix signals).
+//!
+//! Signals follow nats-server: SIGINT and SIGTERM stop cleanly, SIGUSR1 reopens
+//! the log file, SIGHUP reloads the configuration, SIGUSR2 enters lame-duck mode.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rnats_core::server::{AuthConfig, Server, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::flags::CliOptions;
+use crate::logging::{self, LogConfig, LogHandle};
+use crate::ports_file::{self, Ports};
+use crate::runner::{Clock, Runner};
+
+/// The client port when none is given.
+const DEFAULT_PORT: u16 = 4222;
+const DEFAULT_HOST: &str = "0.0.0.0";
+/// How long lame-duck mode waits before closing the remaining clients.
+const LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
+
+/// Run the server until it is told to stop; returns the process exit code.
+pub fn run(options: CliOptions) -> i32 {
+    let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
+    runtime.block_on(serve(options, log))
+}
+
+/// `-p`: absent or 0 is the default port; -1 asks the OS for a free one.
+fn listen_port(options: &CliOptions) -> Result<u16, String> {
+    match options.port {
+        None | Some(0) => Ok(DEFAULT_PORT),
+        Some(-1) => Ok(0),
+        Some(port) => u16::try_from(port).map_err(|_| format!("invalid port {port}")),
+    }
+}
+
+fn auth_config(options: &CliOptions) -> AuthConfig {
+    match (&options.authorization, &options.username, &options.password) {
+        (Some(token), _, _) if !token.is_empty() => AuthConfig::Token(token.clone()),
+        (_, Some(user), password) if !user.is_empty() => AuthConfig::UserPassword {
+            user: user.clone(),
+            password: password.clone().unwrap_or_default(),
+        },
+        _ => AuthConfig::None,
+    }
+}
+
+async fn serve(options: CliOptions, log: LogHandle) -> i32 {
+    let host = options.host.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
+    let port = listen_port(&options).unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
+    let server_id = nkeys::KeyPair::new_server().public_key();
+    let server_name = options.server_name.clone().unwrap_or_else(|| server_id.clone());
+
+    tracing::info!("Starting nats-server");
+    tracing::info!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+    tracing::info!("  Git:      [not set]");
+    tracing::info!("  Name:     {server_name}");
+    tracing::info!("  ID:       {server_id}");
+
+    let pid = std::process::id();
+    if let Some(path) = &options.pid_file {
+        if let Err(error) = ports_file::write_pid_file(path, pid) {
+            logging::fatal(format_args!(
+                "Could not write pidfile: open {}: {}",
+                path.display(),
+                logging::os_error_text(&error)
+            ));
+        }
+    }
+
+    let listener = match bind(&host, port).await {
+        Ok(listener) => listener,
+        Err(error) => logging::fatal(format_args!(
+            "Error listening on port: {host}:{port}, \"{error}\""
+        )),
+    };
+    let local = listener.local_addr().expect("bound listener has an address");
+    tracing::info!("Listening for client connections on {}", display_addr(&host, local));
+
+    let ports_path = options.ports_file_dir.as_ref().filter(|dir| !dir.as_os_str().is_empty()).and_then(|dir| {
+        let ports = Ports { nats: ports_file::format_urls("nats", local), ..Ports::default() };
+        let exe = ports_file::exe_name();
+        match ports_file::write_ports_file(dir, &exe, pid, &ports) {
+            Ok(path) => Some(path),
+            Err(error) => {
+                let path = ports_file::ports_file_path(dir, &exe, pid);
+                tracing::error!("Error writing ports file ({}): {error}", path.display());
+                None
+            }
+        }
+    });
+
+    let config = ServerConfig {
+        server_id,
+        server_name,
+        xkey: nkeys::XKey::new().public_key(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        toolchain: format!("rust{}", option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")),
+        host: host.clone(),
+        port: local.port(),
+        auth: auth_config(&options),
+        ..ServerConfig::default()
+    };
+    let runner = Runner::new(Server::new(config, random_seed()), Clock::new());
+    let serving = tokio::spawn(runner.clone().serve(listener));
+    tracing::info!("Server is ready");
+
+    handle_signals(&runner, &log).await;
+
+    runner.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    // Give writers a moment to flush their last bytes before the process exits.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Some(path) = &ports_path {
+        if let Err(error) = ports_file::remove_ports_file(path) {
+            tracing::error!("Error cleaning up ports file {}: {error}", path.display());
+        }
+    }
+    tracing::info!("Server Exiting..");
+    0
+}
+
+/// Wait for the signal that stops the server, serving the others meanwhile.
+async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle) {
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut reopen = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+    let mut lame_duck = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
+    let mut reload = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {
+                tracing::info!("Trapped \"interrupt\" signal");
+                break;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("Trapped \"terminated\" signal");
+                break;
+            }
+            _ = reopen.recv() => {
+                tracing::info!("Trapped \"user defined signal 1\" signal");
+                let _ = log.reopen();
+            }
+            _ = reload.recv() => {
+                tracing::info!("Trapped \"hangup\" signal");
+                tracing::error!("Failed to reload server configuration: config reload not supported without a config file");
+            }
+            _ = lame_duck.recv() => {
+                tracing::info!("Entering lame duck mode, stop accepting new clients");
+                runner.enter_lame_duck_mode();
+                tokio::time::sleep(LAME_DUCK_GRACE).await;
+                break;
+            }
+        }
+    }
+    tracing::info!("Initiating Shutdown...");
+}
+
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let socket = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address for host"))?,
+    };
+    let tcp = if socket.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Restarting on the same port must not wait out TIME_WAIT.
+    tcp.set_reuseaddr(true)?;
+    tcp.bind(socket)?;
+    tcp.listen(1024)
+}
+
+fn display_addr(host: &str, local: SocketAddr) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{}", local.port())
+    } else {
+        format!("{host}:{}", local.port())
+    }
+}
+
+/// The core's randomness is seeded once per process from the OS.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
