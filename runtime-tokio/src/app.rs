@@ -8,62 +8,73 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rnats_core::server::{AuthConfig, Server, ServerConfig};
+use rnats_core::conf::FileOptions;
+use rnats_core::server::{Server, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::flags::CliOptions;
+use crate::flags::{self, CliOptions};
+use crate::settings;
 use crate::logging::{self, LogConfig, LogHandle};
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 
-/// The client port when none is given.
-const DEFAULT_PORT: u16 = 4222;
-const DEFAULT_HOST: &str = "0.0.0.0";
 /// How long lame-duck mode waits before closing the remaining clients.
 const LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
 
 /// Run the server until it is told to stop; returns the process exit code.
-pub fn run(options: CliOptions) -> i32 {
+pub fn run(cli: CliOptions) -> i32 {
+    let loaded = match &cli.config_file {
+        Some(path) => match settings::load_config(path) {
+            Ok(loaded) => Some(loaded),
+            Err(error) => flags::die(&error),
+        },
+        None => None,
+    };
+    if cli.check_config {
+        let path = cli.config_file.as_ref().expect("flags demand -c with -t");
+        let loaded = loaded.as_ref().expect("loaded above");
+        eprintln!(
+            "{}: configuration file {} is valid (sha256:{})",
+            flags::PROGRAM_NAME,
+            path.display(),
+            loaded.sha256
+        );
+        return 0;
+    }
+    let file = loaded.as_ref().map(|l| l.options.clone()).unwrap_or_default();
+    let options = settings::merge(&cli, &file);
     let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
+    if let Some(loaded) = &loaded {
+        for warning in &loaded.options.warnings {
+            tracing::warn!("{warning}");
+        }
+        for key in &loaded.unsupported {
+            tracing::warn!(
+                "{}: configuration key \"{}\" is not supported yet by rnats; ignored",
+                key.position,
+                key.key
+            );
+        }
+    }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
-    runtime.block_on(serve(options, log))
+    runtime.block_on(serve(options, file, log))
 }
 
-/// `-p`: absent or 0 is the default port; -1 asks the OS for a free one.
-fn listen_port(options: &CliOptions) -> Result<u16, String> {
-    match options.port {
-        None | Some(0) => Ok(DEFAULT_PORT),
-        Some(-1) => Ok(0),
-        Some(port) => u16::try_from(port).map_err(|_| format!("invalid port {port}")),
-    }
-}
-
-fn auth_config(options: &CliOptions) -> AuthConfig {
-    match (&options.authorization, &options.username, &options.password) {
-        (Some(token), _, _) if !token.is_empty() => AuthConfig::Token(token.clone()),
-        (_, Some(user), password) if !user.is_empty() => AuthConfig::UserPassword {
-            user: user.clone(),
-            password: password.clone().unwrap_or_default(),
-        },
-        _ => AuthConfig::None,
-    }
-}
-
-async fn serve(options: CliOptions, log: LogHandle) -> i32 {
-    let host = options.host.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
-    let port = listen_port(&options).unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
+async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
+    let host = options.host.clone().unwrap_or_else(|| settings::DEFAULT_HOST.to_string());
+    let port = settings::listen_port(&options).unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
     let server_id = nkeys::KeyPair::new_server().public_key();
     let server_name = options.server_name.clone().unwrap_or_else(|| server_id.clone());
 
     tracing::info!("Starting nats-server");
     tracing::info!("  Version:  {}", env!("CARGO_PKG_VERSION"));
-    tracing::info!("  Git:      [not set]");
+    tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
     tracing::info!("  Name:     {server_name}");
     tracing::info!("  ID:       {server_id}");
 
@@ -100,17 +111,19 @@ async fn serve(options: CliOptions, log: LogHandle) -> i32 {
         }
     });
 
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         server_id,
         server_name,
         xkey: nkeys::XKey::new().public_key(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("RNATS_GIT_COMMIT").to_string(),
         toolchain: format!("rust{}", option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")),
         host: host.clone(),
         port: local.port(),
-        auth: auth_config(&options),
+        auth: settings::auth_config(&options),
         ..ServerConfig::default()
     };
+    settings::apply_limits(&mut config, &file);
     let runner = Runner::new(Server::new(config, random_seed()), Clock::new());
     let serving = tokio::spawn(runner.clone().serve(listener));
     tracing::info!("Server is ready");

@@ -86,6 +86,10 @@ pub struct CliOptions {
     pub password: Option<String>,
     /// `--auth`: the token required of clients.
     pub authorization: Option<String>,
+    /// `-c`, `--config`: the configuration file; flags override what it says.
+    pub config_file: Option<PathBuf>,
+    /// `-t`: check the configuration file and exit.
+    pub check_config: bool,
 }
 
 /// A command line the server cannot act on.
@@ -401,7 +405,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, FlagError> {
     }
     let mut unsupported: Vec<String> = Vec::new();
     for occurrence in &occurrences {
-        let refused = occurrence.flag == Flag::Unsupported || occurrence.flag == Flag::Config;
+        let refused = occurrence.flag == Flag::Unsupported;
         if refused && !occurrence.value.is_default() && !unsupported.contains(&occurrence.written) {
             unsupported.push(occurrence.written.clone());
         }
@@ -551,9 +555,9 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::Help
             | Flag::Version
             | Flag::Signal
-            | Flag::CheckConfig
-            | Flag::Config
             | Flag::Unsupported => {}
+            Flag::Config => options.config_file = Some(PathBuf::from(text())).filter(|p| !p.as_os_str().is_empty()),
+            Flag::CheckConfig => options.check_config = boolean(),
         }
     }
     // The reference applies these in the order of their names: DV, DVV, VV.

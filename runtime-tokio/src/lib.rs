@@ -5,4 +5,5 @@ pub mod flags;
 pub mod logging;
 pub mod ports_file;
 pub mod runner;
+pub mod settings;
 pub mod signal_cmd;

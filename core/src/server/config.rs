@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub server_name: String,
     /// The version string reported in INFO.
     pub version: String,
+    /// The source commit of the build (INFO's `git_commit`).
+    pub git_commit: String,
     /// Reported in INFO as `go` (the toolchain; ours names the Rust compiler).
     pub toolchain: String,
     /// Host and port as reported in INFO (the real bound address).
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             xkey: String::new(),
             server_name: String::new(),
             version: String::from(env!("CARGO_PKG_VERSION")),
+            git_commit: String::new(),
             toolchain: String::from("rust"),
             host: String::from("0.0.0.0"),
             port: 4222,

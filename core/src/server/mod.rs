@@ -625,6 +625,7 @@ impl Server {
             server_name: self.config.effective_name().to_string(),
             version: self.config.version.clone(),
             proto: 1,
+            git_commit: self.config.git_commit.clone(),
             go: self.config.toolchain.clone(),
             host: self.config.host.clone(),
             port: self.config.port,

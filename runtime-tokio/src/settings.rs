@@ -1,0 +1,134 @@
+//! The server's effective settings: the config file (`-c`) read from disk and
+//! parsed by `rnats_core::conf`, with command-line flags laid over it, as
+//! nats-server merges them (a flag that was given wins over the file).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rnats_core::conf::{self, ConfSource, FileOptions};
+use rnats_core::server::{AuthConfig, ServerConfig};
+
+use crate::flags::CliOptions;
+
+/// The client port when none is given.
+pub const DEFAULT_PORT: u16 = 4222;
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+
+/// Reads includes from disk and variables from the process environment.
+pub struct FsSource;
+
+impl ConfSource for FsSource {
+    fn read_include(&self, from: &str, path: &str) -> Result<(String, String), String> {
+        // Like the reference, an include is relative to the including file's folder.
+        let base = Path::new(from).parent().unwrap_or_else(|| Path::new(""));
+        let resolved = base.join(path.trim_start_matches('/'));
+        let resolved = if Path::new(path).is_absolute() && !resolved.exists() {
+            PathBuf::from(path)
+        } else {
+            resolved
+        };
+        let text = std::fs::read_to_string(&resolved)
+            .map_err(|error| format!("open {}: {}", resolved.display(), crate::logging::os_error_text(&error)))?;
+        Ok((resolved.display().to_string(), text))
+    }
+
+    fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// A config file, loaded: its options, the keys rnats does not support yet,
+/// and its SHA-256 (reported by `-t`, as the reference does).
+pub struct LoadedConfig {
+    pub options: FileOptions,
+    pub unsupported: Vec<conf::Unsupported>,
+    pub sha256: String,
+}
+
+/// Read and parse `path`. The error is the text the reference prints.
+pub fn load_config(path: &Path) -> Result<LoadedConfig, String> {
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("open {}: {}", path.display(), crate::logging::os_error_text(&error)))?;
+    let name = path.display().to_string();
+    let (options, unsupported) =
+        conf::load_options(&name, &text, &FsSource).map_err(|error| error.to_string())?;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(LoadedConfig { options, unsupported, sha256 })
+}
+
+/// Lay the file's options under the command line's: a flag that was given wins.
+pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
+    let mut merged = cli.clone();
+    let non_empty = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
+    merged.host = cli.host.clone().or_else(|| non_empty(&file.host));
+    merged.port = cli.port.or(file.port);
+    merged.server_name = cli.server_name.clone().or_else(|| file.server_name.clone());
+    merged.client_advertise = cli.client_advertise.clone().or_else(|| file.client_advertise.clone());
+    merged.pid_file = cli.pid_file.clone().or_else(|| file.pid_file.clone().map(PathBuf::from));
+    merged.ports_file_dir = cli.ports_file_dir.clone().or_else(|| file.ports_file_dir.clone().map(PathBuf::from));
+    merged.log_file = cli.log_file.clone().or_else(|| file.log_file.clone().map(PathBuf::from));
+    merged.logtime = cli.logtime.or(file.logtime);
+    merged.logtime_utc = cli.logtime_utc.or(file.logtime_utc);
+    merged.debug = cli.debug.or(file.debug);
+    merged.trace = cli.trace.or(file.trace);
+    if let Some(authorization) = &file.authorization {
+        merged.username = cli.username.clone().or_else(|| authorization.user.clone());
+        merged.password = cli.password.clone().or_else(|| authorization.password.clone());
+        merged.authorization = cli.authorization.clone().or_else(|| authorization.token.clone());
+    }
+    merged
+}
+
+/// `-p`: absent or 0 is the default port; -1 asks the OS for a free one.
+pub fn listen_port(options: &CliOptions) -> Result<u16, String> {
+    match options.port {
+        None | Some(0) => Ok(DEFAULT_PORT),
+        Some(-1) => Ok(0),
+        Some(port) => u16::try_from(port).map_err(|_| format!("invalid port {port}")),
+    }
+}
+
+pub fn auth_config(options: &CliOptions) -> AuthConfig {
+    match (&options.authorization, &options.username, &options.password) {
+        (Some(token), _, _) if !token.is_empty() => AuthConfig::Token(token.clone()),
+        (_, Some(user), password) if !user.is_empty() => AuthConfig::UserPassword {
+            user: user.clone(),
+            password: password.clone().unwrap_or_default(),
+        },
+        _ => AuthConfig::None,
+    }
+}
+
+/// Apply the file's limits to the machine's configuration (flags have no say here).
+pub fn apply_limits(config: &mut ServerConfig, file: &FileOptions) {
+    let positive = |value: i64| usize::try_from(value).ok().filter(|v| *v > 0);
+    if let Some(max) = file.max_payload.and_then(|v| positive(i64::from(v))) {
+        config.max_payload = max;
+    }
+    if let Some(max) = file.max_control_line.and_then(|v| positive(i64::from(v))) {
+        config.max_control_line = max;
+    }
+    if let Some(max) = file.max_pending.and_then(positive) {
+        config.max_pending = max;
+    }
+    if let Some(max) = file.max_connections {
+        // A negative limit (a file's 0) means no limit.
+        config.max_connections = usize::try_from(max).unwrap_or(0);
+    }
+    if let Some(max) = file.max_subscriptions {
+        config.max_subscriptions = usize::try_from(max).unwrap_or(0);
+    }
+    if let Some(interval) = file.ping_interval.filter(|d| !d.is_zero()) {
+        config.ping_interval = interval;
+    }
+    if let Some(max) = file.ping_max.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) {
+        config.ping_max = max;
+    }
+    if let Some(timeout) = file.authorization.as_ref().and_then(|a| a.timeout_seconds) {
+        if timeout > 0.0 && timeout.is_finite() {
+            config.auth_timeout = Duration::from_secs_f64(timeout);
+        }
+    }
+}
