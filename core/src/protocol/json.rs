@@ -447,7 +447,7 @@ fn is_padded_base64(text: &str) -> bool {
         .bytes()
         .filter(|b| *b != b'\r' && *b != b'\n')
         .collect();
-    if symbols.len() % 4 != 0 {
+    if !symbols.len().is_multiple_of(4) {
         return false;
     }
     let padding = symbols.iter().rev().take_while(|b| **b == b'=').count();

@@ -157,8 +157,7 @@ impl Server {
             buf.clear();
             return;
         }
-        loop {
-            let Some(client) = self.clients.get_mut(&conn) else { break };
+        while let Some(client) = self.clients.get_mut(&conn) {
             if client.is_closing() {
                 // Nothing after a fatal error is looked at, as in the reference.
                 buf.clear();
@@ -181,7 +180,7 @@ impl Server {
                     let reason = error.close_reason();
                     if let Some(text) = error.wire_error() {
                         let client = self.clients.get_mut(&conn).expect("client exists");
-                        protocol::write_err(&mut client.outbound, &text);
+                        protocol::write_err(&mut client.outbound, text);
                         self.queue_transmit(conn);
                     }
                     if error.closes_connection() {

@@ -58,8 +58,12 @@ pub enum SublistError {
 
 /// Everything a published subject reaches.
 ///
-/// Order: `plain` is sorted ascending by value; `queues` is sorted by group
-/// name (bytewise) and each group's `members` ascending by value. A value
+/// Order: `plain` follows nats-server's trie walk, so a connection with several
+/// matching subscriptions sees its MSGs in the reference's order: at each level
+/// the `>` subscriptions first, then the `*` branch, and at the last token the
+/// literal node before the `*` node; within one node ascending by value.
+/// `queues` is sorted by group name (bytewise) and each group's `members`
+/// ascending by value. A value
 /// stored under several matching subjects appears once per subject. A group
 /// name appears once, merging members from every matching subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +196,8 @@ impl<V: Copy + Ord> Subscribers<V> {
 
 /// Puts a freshly collected result into the documented order.
 fn normalize<V: Copy + Ord>(result: &mut MatchResult<V>) {
-    result.plain.sort_unstable();
+    // `plain` keeps the walk order (see `MatchResult`); each subscription is
+    // reached once, since every subscription lives in exactly one node.
     if result.queues.len() > 1 {
         // Stable, so members of one group keep arriving in walk order before
         // the final sort; merging is then a single adjacent pass.
@@ -334,19 +339,22 @@ fn collect_matches<V: Copy + Ord>(
         if let Some(full) = &level.full {
             full.append_to(out);
         }
-        if let Some(partial) = &level.partial {
-            if rest.is_empty() {
-                partial.subscribers.append_to(out);
-            } else {
-                collect_matches(partial, subject, rest, out);
+        if rest.is_empty() {
+            // Last token: the literal node before the `*` node, as the reference.
+            if let Some(next) = level.literal.get(&subject[start..end]) {
+                next.subscribers.append_to(out);
             }
+            if let Some(partial) = &level.partial {
+                partial.subscribers.append_to(out);
+            }
+            return;
+        }
+        if let Some(partial) = &level.partial {
+            collect_matches(partial, subject, rest, out);
         }
         let Some(next) = level.literal.get(&subject[start..end]) else {
             return;
         };
-        if rest.is_empty() {
-            next.subscribers.append_to(out);
-        }
         level = next;
     }
 }
@@ -673,8 +681,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The plain matches as a sorted set (the walk order is tested on its own).
     fn plain(list: &mut Sublist<u32>, subject: &str) -> Vec<u32> {
-        list.matches(subject.as_bytes()).plain.clone()
+        let mut plain = list.matches(subject.as_bytes()).plain.clone();
+        plain.sort_unstable();
+        plain
+    }
+
+    #[test]
+    fn plain_matches_follow_the_reference_walk_order() {
+        // The order nats-server delivers to one connection's subscriptions.
+        let mut list = Sublist::new();
+        for (subject, value) in [
+            ("foo.*.>", 1),
+            ("*", 2),
+            ("foo*", 3),
+            ("foo.x.y", 4),
+            ("foo.>", 5),
+            ("*.x.*", 6),
+        ] {
+            add(&mut list, subject, value);
+        }
+        assert_eq!(list.matches(b"foo.x.y").plain, [6, 5, 1, 4]);
+        assert_eq!(list.matches(b"foo*").plain, [3, 2]);
     }
 
     fn add(list: &mut Sublist<u32>, subject: &str, value: u32) {
@@ -1080,8 +1109,10 @@ mod tests {
     }
 
     fn answer(result: &MatchResult<u32>) -> Answer {
+        let mut plain = result.plain.clone();
+        plain.sort_unstable();
         (
-            result.plain.clone(),
+            plain,
             result
                 .queues
                 .iter()
