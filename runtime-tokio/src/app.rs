@@ -14,10 +14,10 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::flags::{self, CliOptions};
-use crate::settings;
 use crate::logging::{self, LogConfig, LogHandle};
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
+use crate::settings;
 
 /// How long lame-duck mode waits before closing the remaining clients.
 const LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
@@ -42,7 +42,10 @@ pub fn run(cli: CliOptions) -> i32 {
         );
         return 0;
     }
-    let file = loaded.as_ref().map(|l| l.options.clone()).unwrap_or_default();
+    let file = loaded
+        .as_ref()
+        .map(|l| l.options.clone())
+        .unwrap_or_default();
     let options = settings::merge(&cli, &file);
     let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
     if let Some(loaded) = &loaded {
@@ -67,10 +70,17 @@ pub fn run(cli: CliOptions) -> i32 {
 }
 
 async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
-    let host = options.host.clone().unwrap_or_else(|| settings::DEFAULT_HOST.to_string());
-    let port = settings::listen_port(&options).unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
+    let host = options
+        .host
+        .clone()
+        .unwrap_or_else(|| settings::DEFAULT_HOST.to_string());
+    let port = settings::listen_port(&options)
+        .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
     let server_id = nkeys::KeyPair::new_server().public_key();
-    let server_name = options.server_name.clone().unwrap_or_else(|| server_id.clone());
+    let server_name = options
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_id.clone());
 
     tracing::info!("Starting nats-server");
     tracing::info!("  Version:  {}", env!("CARGO_PKG_VERSION"));
@@ -95,21 +105,33 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
             "Error listening on port: {host}:{port}, \"{error}\""
         )),
     };
-    let local = listener.local_addr().expect("bound listener has an address");
-    tracing::info!("Listening for client connections on {}", display_addr(&host, local));
+    let local = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    tracing::info!(
+        "Listening for client connections on {}",
+        display_addr(&host, local)
+    );
 
-    let ports_path = options.ports_file_dir.as_ref().filter(|dir| !dir.as_os_str().is_empty()).and_then(|dir| {
-        let ports = Ports { nats: ports_file::format_urls("nats", local), ..Ports::default() };
-        let exe = ports_file::exe_name();
-        match ports_file::write_ports_file(dir, &exe, pid, &ports) {
-            Ok(path) => Some(path),
-            Err(error) => {
-                let path = ports_file::ports_file_path(dir, &exe, pid);
-                tracing::error!("Error writing ports file ({}): {error}", path.display());
-                None
+    let ports_path = options
+        .ports_file_dir
+        .as_ref()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .and_then(|dir| {
+            let ports = Ports {
+                nats: ports_file::format_urls("nats", local),
+                ..Ports::default()
+            };
+            let exe = ports_file::exe_name();
+            match ports_file::write_ports_file(dir, &exe, pid, &ports) {
+                Ok(path) => Some(path),
+                Err(error) => {
+                    let path = ports_file::ports_file_path(dir, &exe, pid);
+                    tracing::error!("Error writing ports file ({}): {error}", path.display());
+                    None
+                }
             }
-        }
-    });
+        });
 
     let mut config = ServerConfig {
         server_id,
@@ -117,7 +139,10 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
         xkey: nkeys::XKey::new().public_key(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("RNATS_GIT_COMMIT").to_string(),
-        toolchain: format!("rust{}", option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")),
+        toolchain: format!(
+            "rust{}",
+            option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
+        ),
         host: host.clone(),
         port: local.port(),
         auth: settings::auth_config(&options),

@@ -552,11 +552,11 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::Pass => options.password = Some(text()),
             Flag::Auth => options.authorization = Some(text()),
             // Decided on, or refused, before options are built.
-            Flag::Help
-            | Flag::Version
-            | Flag::Signal
-            | Flag::Unsupported => {}
-            Flag::Config => options.config_file = Some(PathBuf::from(text())).filter(|p| !p.as_os_str().is_empty()),
+            Flag::Help | Flag::Version | Flag::Signal | Flag::Unsupported => {}
+            Flag::Config => {
+                options.config_file =
+                    Some(PathBuf::from(text())).filter(|p| !p.as_os_str().is_empty())
+            }
             Flag::CheckConfig => options.check_config = boolean(),
         }
     }
@@ -948,14 +948,22 @@ mod tests {
     }
 
     #[test]
+    fn config_file_and_check_are_options() {
+        let options = run("-c x.conf -t");
+        assert_eq!(options.config_file, Some(PathBuf::from("x.conf")));
+        assert!(options.check_config);
+        let options = run("--config=y.conf");
+        assert_eq!(options.config_file, Some(PathBuf::from("y.conf")));
+        assert!(!options.check_config);
+    }
+
+    #[test]
     fn unsupported_flags_are_refused_by_name() {
         let cases = [
             ("-js", vec!["-js"]),
             ("--jetstream -sd /x", vec!["--jetstream", "-sd"]),
             ("-m 8222", vec!["-m"]),
             ("-ms=8222", vec!["-ms"]),
-            ("-c x.conf", vec!["-c"]),
-            ("-c x.conf -t", vec!["-c"]),
             (
                 "--routes nats://a:1 --cluster nats://b:2",
                 vec!["--routes", "--cluster"],

@@ -39,7 +39,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        Clock { origin: std::time::Instant::now() }
+        Clock {
+            origin: std::time::Instant::now(),
+        }
     }
 
     pub fn now(&self) -> Instant {
@@ -90,7 +92,10 @@ pub struct Runner {
 impl Runner {
     pub fn new(server: Server, clock: Clock) -> Arc<Self> {
         Arc::new(Runner {
-            state: Mutex::new(State { server, conns: HashMap::new() }),
+            state: Mutex::new(State {
+                server,
+                conns: HashMap::new(),
+            }),
             clock,
             next_conn: AtomicU64::new(1),
             timer_target: AtomicU64::new(u64::MAX),
@@ -102,7 +107,9 @@ impl Runner {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug in core; keep serving the others.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Serve `listener` until [`Runner::shutdown`] is called.
@@ -200,7 +207,12 @@ impl Runner {
         }
     }
 
-    async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: OwnedWriteHalf, io: Arc<ConnIo>) {
+    async fn write_loop(
+        self: Arc<Self>,
+        conn: ConnId,
+        mut socket: OwnedWriteHalf,
+        io: Arc<ConnIo>,
+    ) {
         loop {
             io.wake.notified().await;
             loop {
@@ -277,7 +289,10 @@ impl Runner {
             }
             let mut state = self.lock();
             state.server.handle_timeout(self.clock.now());
-            let next = state.server.poll_timeout().map_or(u64::MAX, Instant::as_nanos);
+            let next = state
+                .server
+                .poll_timeout()
+                .map_or(u64::MAX, Instant::as_nanos);
             self.timer_target.store(next, Ordering::Release);
             self.carry_out_actions(&mut state);
         }

@@ -27,8 +27,13 @@ impl ConfSource for FsSource {
         } else {
             resolved
         };
-        let text = std::fs::read_to_string(&resolved)
-            .map_err(|error| format!("open {}: {}", resolved.display(), crate::logging::os_error_text(&error)))?;
+        let text = std::fs::read_to_string(&resolved).map_err(|error| {
+            format!(
+                "open {}: {}",
+                resolved.display(),
+                crate::logging::os_error_text(&error)
+            )
+        })?;
         Ok((resolved.display().to_string(), text))
     }
 
@@ -48,14 +53,23 @@ pub struct LoadedConfig {
 /// Read and parse `path`. The error is the text the reference prints.
 pub fn load_config(path: &Path) -> Result<LoadedConfig, String> {
     use sha2::Digest;
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("open {}: {}", path.display(), crate::logging::os_error_text(&error)))?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        format!(
+            "open {}: {}",
+            path.display(),
+            crate::logging::os_error_text(&error)
+        )
+    })?;
     let name = path.display().to_string();
     let (options, unsupported) =
         conf::load_options(&name, &text, &FsSource).map_err(|error| error.to_string())?;
     let digest = sha2::Sha256::digest(text.as_bytes());
     let sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(LoadedConfig { options, unsupported, sha256 })
+    Ok(LoadedConfig {
+        options,
+        unsupported,
+        sha256,
+    })
 }
 
 /// Lay the file's options under the command line's: a flag that was given wins.
@@ -65,18 +79,36 @@ pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
     merged.host = cli.host.clone().or_else(|| non_empty(&file.host));
     merged.port = cli.port.or(file.port);
     merged.server_name = cli.server_name.clone().or_else(|| file.server_name.clone());
-    merged.client_advertise = cli.client_advertise.clone().or_else(|| file.client_advertise.clone());
-    merged.pid_file = cli.pid_file.clone().or_else(|| file.pid_file.clone().map(PathBuf::from));
-    merged.ports_file_dir = cli.ports_file_dir.clone().or_else(|| file.ports_file_dir.clone().map(PathBuf::from));
-    merged.log_file = cli.log_file.clone().or_else(|| file.log_file.clone().map(PathBuf::from));
+    merged.client_advertise = cli
+        .client_advertise
+        .clone()
+        .or_else(|| file.client_advertise.clone());
+    merged.pid_file = cli
+        .pid_file
+        .clone()
+        .or_else(|| file.pid_file.clone().map(PathBuf::from));
+    merged.ports_file_dir = cli
+        .ports_file_dir
+        .clone()
+        .or_else(|| file.ports_file_dir.clone().map(PathBuf::from));
+    merged.log_file = cli
+        .log_file
+        .clone()
+        .or_else(|| file.log_file.clone().map(PathBuf::from));
     merged.logtime = cli.logtime.or(file.logtime);
     merged.logtime_utc = cli.logtime_utc.or(file.logtime_utc);
     merged.debug = cli.debug.or(file.debug);
     merged.trace = cli.trace.or(file.trace);
     if let Some(authorization) = &file.authorization {
         merged.username = cli.username.clone().or_else(|| authorization.user.clone());
-        merged.password = cli.password.clone().or_else(|| authorization.password.clone());
-        merged.authorization = cli.authorization.clone().or_else(|| authorization.token.clone());
+        merged.password = cli
+            .password
+            .clone()
+            .or_else(|| authorization.password.clone());
+        merged.authorization = cli
+            .authorization
+            .clone()
+            .or_else(|| authorization.token.clone());
     }
     merged
 }
@@ -123,7 +155,11 @@ pub fn apply_limits(config: &mut ServerConfig, file: &FileOptions) {
     if let Some(interval) = file.ping_interval.filter(|d| !d.is_zero()) {
         config.ping_interval = interval;
     }
-    if let Some(max) = file.ping_max.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0) {
+    if let Some(max) = file
+        .ping_max
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| *v > 0)
+    {
         config.ping_max = max;
     }
     if let Some(timeout) = file.authorization.as_ref().and_then(|a| a.timeout_seconds) {

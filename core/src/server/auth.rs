@@ -41,8 +41,19 @@ mod tests {
 
     #[test]
     fn constant_time_eq_agrees_with_eq() {
-        for (a, b) in [("", ""), ("a", ""), ("", "a"), ("abc", "abc"), ("abc", "abd"), ("ab", "abc")] {
-            assert_eq!(constant_time_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} vs {b:?}");
+        for (a, b) in [
+            ("", ""),
+            ("a", ""),
+            ("", "a"),
+            ("abc", "abc"),
+            ("abc", "abd"),
+            ("ab", "abc"),
+        ] {
+            assert_eq!(
+                constant_time_eq(a.as_bytes(), b.as_bytes()),
+                a == b,
+                "{a:?} vs {b:?}"
+            );
         }
     }
 }

@@ -88,7 +88,10 @@ impl Server {
     /// A server with `config`, drawing its randomness from `seed`.
     pub fn new(config: ServerConfig, seed: u64) -> Self {
         assert!(config.max_payload > 0, "max_payload must be positive");
-        assert!(config.max_control_line > 0, "max_control_line must be positive");
+        assert!(
+            config.max_control_line > 0,
+            "max_control_line must be positive"
+        );
         assert!(config.ping_max > 0, "ping_max must be positive");
         Server {
             config,
@@ -146,7 +149,11 @@ impl Server {
         self.refile_timer(conn);
         self.queue_transmit(conn);
         if over_limit {
-            self.close_with_error(conn, "maximum connections exceeded", CloseReason::MaxConnectionsExceeded);
+            self.close_with_error(
+                conn,
+                "maximum connections exceeded",
+                CloseReason::MaxConnectionsExceeded,
+            );
         }
     }
 
@@ -169,7 +176,11 @@ impl Server {
                 && buf.first().is_some_and(|b| !matches!(b, b'C' | b'c'))
             {
                 // Before CONNECT, an auth-required server takes nothing but CONNECT.
-                self.close_with_error(conn, "Authorization Violation", CloseReason::AuthenticationViolation);
+                self.close_with_error(
+                    conn,
+                    "Authorization Violation",
+                    CloseReason::AuthenticationViolation,
+                );
                 buf.clear();
                 break;
             }
@@ -197,7 +208,10 @@ impl Server {
     /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
     pub fn handle_written(&mut self, conn: ConnId, written: usize) {
         if let Some(client) = self.clients.get_mut(&conn) {
-            assert!(written <= client.bytes_in_flight, "{conn}: wrote more than was taken");
+            assert!(
+                written <= client.bytes_in_flight,
+                "{conn}: wrote more than was taken"
+            );
             client.bytes_in_flight -= written;
         }
     }
@@ -230,13 +244,20 @@ impl Server {
                 break;
             }
             self.timers.remove(&(deadline, conn));
-            let client = self.clients.get_mut(&conn).expect("timer for a known client");
+            let client = self
+                .clients
+                .get_mut(&conn)
+                .expect("timer for a known client");
             client.filed_deadline = None;
             if client.is_closing() {
                 continue;
             }
             if client.auth_deadline.is_some_and(|d| d <= now) {
-                self.close_with_error(conn, "Authentication Timeout", CloseReason::AuthenticationTimeout);
+                self.close_with_error(
+                    conn,
+                    "Authentication Timeout",
+                    CloseReason::AuthenticationTimeout,
+                );
                 continue;
             }
             if client.ping_deadline <= now {
@@ -302,27 +323,48 @@ impl Server {
 
     fn process_op(&mut self, now: Instant, conn: ConnId, op: ClientOp) {
         let client = self.clients.get_mut(&conn).expect("client exists");
-        if matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. } | ClientOp::Sub { .. } | ClientOp::Unsub { .. } | ClientOp::Ping) {
+        if matches!(
+            op,
+            ClientOp::Pub { .. }
+                | ClientOp::HPub { .. }
+                | ClientOp::Sub { .. }
+                | ClientOp::Unsub { .. }
+                | ClientOp::Ping
+        ) {
             // Activity the reference counts as proof of life (CONNECT and PONG are not).
             client.last_in = Some(now);
         }
         match op {
             ClientOp::Connect(json) => self.process_connect(now, conn, &json),
-            ClientOp::Pub { subject, reply, payload } => {
-                self.process_pub(conn, &subject, reply.as_deref(), None, &payload)
-            }
-            ClientOp::HPub { subject, reply, headers, payload } => {
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.process_pub(conn, &subject, reply.as_deref(), None, &payload),
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
                 // The parser refuses HPUB until CONNECT enabled headers.
                 debug_assert!(client.options.headers);
                 // A zero-length header block is delivered as a plain message.
                 let headers = (!headers.is_empty()).then_some(&headers[..]);
                 self.process_pub(conn, &subject, reply.as_deref(), headers, &payload)
             }
-            ClientOp::Sub { subject, queue, sid } => self.process_sub(conn, subject, queue, sid),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.process_sub(conn, subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.process_unsub(conn, &sid, max),
             ClientOp::Ping => {
                 protocol::write_pong(&mut client.outbound);
-                if client.connect_received && client.options.protocol >= 1 && !client.connect_info_sent {
+                if client.connect_received
+                    && client.options.protocol >= 1
+                    && !client.connect_info_sent
+                {
                     // nats-server follows the first PONG of a protocol-1 client
                     // with an INFO confirming the connection's account.
                     client.connect_info_sent = true;
@@ -364,11 +406,19 @@ impl Server {
             || options.account.is_some()
             || options.new_account
         {
-            self.close_with_error(conn, "Authorization Violation", CloseReason::AuthenticationViolation);
+            self.close_with_error(
+                conn,
+                "Authorization Violation",
+                CloseReason::AuthenticationViolation,
+            );
             return;
         }
         if !options.protocol_supported() {
-            self.close_with_error(conn, "invalid client protocol", CloseReason::ProtocolViolation);
+            self.close_with_error(
+                conn,
+                "invalid client protocol",
+                CloseReason::ProtocolViolation,
+            );
             return;
         }
         if options.no_responders && !options.headers {
@@ -380,7 +430,9 @@ impl Server {
             return;
         }
         let first_ping = FIRST_PING_INTERVAL.min(self.config.ping_interval);
-        let jitter_ceiling = u64::try_from(first_ping.as_nanos() / 5).unwrap_or(u64::MAX).max(1);
+        let jitter_ceiling = u64::try_from(first_ping.as_nanos() / 5)
+            .unwrap_or(u64::MAX)
+            .max(1);
         let jitter = Duration::from_nanos(self.rng.next_u64() % jitter_ceiling);
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.parser.set_headers_enabled(options.headers);
@@ -430,7 +482,13 @@ impl Server {
         if invalid || verbose {
             self.queue_transmit(conn);
         }
-        let delivery = Delivery { publisher: conn, subject, reply, headers, payload };
+        let delivery = Delivery {
+            publisher: conn,
+            subject,
+            reply,
+            headers,
+            payload,
+        };
         let delivered = self.route(&delivery, echo);
         if !delivered && no_responders {
             if let Some(reply) = reply.filter(|r| !r.is_empty()) {
@@ -441,7 +499,16 @@ impl Server {
 
     /// Deliver to every match; returns whether anyone got the message.
     fn route(&mut self, msg: &Delivery<'_>, publisher_echo: bool) -> bool {
-        let Server { clients, sublist, rng, actions, stats, expired_subs, config, .. } = self;
+        let Server {
+            clients,
+            sublist,
+            rng,
+            actions,
+            stats,
+            expired_subs,
+            config,
+            ..
+        } = self;
         let result = sublist.matches(msg.subject);
         let mut delivered = false;
         for key in &result.plain {
@@ -480,12 +547,22 @@ impl Server {
             return;
         };
         let client = self.clients.get_mut(&conn).expect("client exists");
-        let Some(sub) = client.subs.get(&key.index) else { return };
+        let Some(sub) = client.subs.get(&key.index) else {
+            return;
+        };
         self.scratch.clear();
-        self.scratch.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        self.scratch
+            .extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
         self.scratch.extend_from_slice(subject);
         self.scratch.extend_from_slice(b"\r\n\r\n");
-        protocol::write_hmsg(&mut client.outbound, reply, &sub.sid, None, &self.scratch, b"");
+        protocol::write_hmsg(
+            &mut client.outbound,
+            reply,
+            &sub.sid,
+            None,
+            &self.scratch,
+            b"",
+        );
         self.queue_transmit(conn);
     }
 
@@ -502,14 +579,27 @@ impl Server {
             // Queue names are not validated: the reference accepts any bytes there.
             let index = client.next_sub_index;
             let key = SubKey { conn, index };
-            if self.sublist.insert(&subject, queue.as_deref(), key).is_err() {
+            if self
+                .sublist
+                .insert(&subject, queue.as_deref(), key)
+                .is_err()
+            {
                 protocol::write_err(&mut client.outbound, "Invalid Subject");
                 self.queue_transmit(conn);
                 return;
             }
             client.next_sub_index += 1;
             client.sids.insert(sid.clone(), index);
-            client.subs.insert(index, Subscription { subject, queue, sid, max: 0, delivered: 0 });
+            client.subs.insert(
+                index,
+                Subscription {
+                    subject,
+                    queue,
+                    sid,
+                    max: 0,
+                    delivered: 0,
+                },
+            );
         }
         if verbose {
             protocol::write_ok(&mut client.outbound);
@@ -521,7 +611,10 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client exists");
         let verbose = client.options.verbose;
         if let Some(&index) = client.sids.get(sid) {
-            let sub = client.subs.get_mut(&index).expect("sid maps to a live subscription");
+            let sub = client
+                .subs
+                .get_mut(&index)
+                .expect("sid maps to a live subscription");
             match max {
                 Some(max) if max > 0 && max > sub.delivered => sub.max = max,
                 _ => self.remove_subscription(SubKey { conn, index }),
@@ -535,11 +628,18 @@ impl Server {
     }
 
     fn remove_subscription(&mut self, key: SubKey) {
-        let Some(client) = self.clients.get_mut(&key.conn) else { return };
-        let Some(sub) = client.subs.remove(&key.index) else { return };
+        let Some(client) = self.clients.get_mut(&key.conn) else {
+            return;
+        };
+        let Some(sub) = client.subs.remove(&key.index) else {
+            return;
+        };
         client.sids.remove(&sub.sid);
         let removed = self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
-        assert!(removed.is_ok(), "subscription {key:?} was not in the sublist");
+        assert!(
+            removed.is_ok(),
+            "subscription {key:?} was not in the sublist"
+        );
     }
 
     fn apply_expired_subs(&mut self) {
@@ -556,7 +656,10 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.ping_deadline = now + ping_interval;
         // Traffic from the client within the interval proves it alive; skip the PING.
-        if client.last_in.is_some_and(|last| now.saturating_duration_since(last) < ping_interval) {
+        if client
+            .last_in
+            .is_some_and(|last| now.saturating_duration_since(last) < ping_interval)
+        {
             return;
         }
         if client.pings_out + 1 > ping_max {
@@ -597,7 +700,9 @@ impl Server {
     /// Mark `conn` closing: drop its subscriptions and timers and ask the runtime
     /// to flush and close it.
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
-        let Some(client) = self.clients.get_mut(&conn) else { return };
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
         if client.is_closing() {
             return;
         }
@@ -608,8 +713,13 @@ impl Server {
         let subs = std::mem::take(&mut client.subs);
         client.sids.clear();
         for (index, sub) in subs {
-            let removed = self.sublist.remove(&sub.subject, sub.queue.as_deref(), SubKey { conn, index });
-            assert!(removed.is_ok(), "closing {conn}: subscription missing from the sublist");
+            let removed =
+                self.sublist
+                    .remove(&sub.subject, sub.queue.as_deref(), SubKey { conn, index });
+            assert!(
+                removed.is_ok(),
+                "closing {conn}: subscription missing from the sublist"
+            );
         }
         self.actions.push_back(Action::Close { conn, reason });
     }
@@ -640,7 +750,11 @@ impl Server {
     }
 }
 
-fn queue_transmit(clients: &mut BTreeMap<ConnId, Client>, actions: &mut VecDeque<Action>, conn: ConnId) {
+fn queue_transmit(
+    clients: &mut BTreeMap<ConnId, Client>,
+    actions: &mut VecDeque<Action>,
+    conn: ConnId,
+) {
     if let Some(client) = clients.get_mut(&conn) {
         if !client.transmit_queued && !client.is_closing() {
             client.transmit_queued = true;
@@ -659,11 +773,15 @@ fn deliver(
     key: SubKey,
     msg: &Delivery<'_>,
 ) -> bool {
-    let Some(client) = clients.get_mut(&key.conn) else { return false };
+    let Some(client) = clients.get_mut(&key.conn) else {
+        return false;
+    };
     if client.is_closing() {
         return false;
     }
-    let Some(sub) = client.subs.get_mut(&key.index) else { return false };
+    let Some(sub) = client.subs.get_mut(&key.index) else {
+        return false;
+    };
     if sub.max > 0 && sub.delivered >= sub.max {
         // Already due for removal later in this step.
         return false;
@@ -674,12 +792,25 @@ fn deliver(
     }
     let size = match (msg.headers, client.options.headers) {
         (Some(headers), true) => {
-            protocol::write_hmsg(&mut client.outbound, msg.subject, &sub.sid, msg.reply, headers, msg.payload);
+            protocol::write_hmsg(
+                &mut client.outbound,
+                msg.subject,
+                &sub.sid,
+                msg.reply,
+                headers,
+                msg.payload,
+            );
             headers.len() + msg.payload.len()
         }
         // A subscriber that cannot take headers gets the payload alone.
         _ => {
-            protocol::write_msg(&mut client.outbound, msg.subject, &sub.sid, msg.reply, msg.payload);
+            protocol::write_msg(
+                &mut client.outbound,
+                msg.subject,
+                &sub.sid,
+                msg.reply,
+                msg.payload,
+            );
             msg.payload.len()
         }
     };
@@ -694,8 +825,14 @@ fn deliver(
         client.closing = Some(CloseReason::SlowConsumerPendingBytes);
         client.outbound.clear();
         // Its subscriptions leave the sublist once the match result is released.
-        expired_subs.extend(client.subs.keys().map(|&index| SubKey { conn: key.conn, index }));
-        actions.push_back(Action::Close { conn: key.conn, reason: CloseReason::SlowConsumerPendingBytes });
+        expired_subs.extend(client.subs.keys().map(|&index| SubKey {
+            conn: key.conn,
+            index,
+        }));
+        actions.push_back(Action::Close {
+            conn: key.conn,
+            reason: CloseReason::SlowConsumerPendingBytes,
+        });
         return true;
     }
     queue_transmit(clients, actions, key.conn);
@@ -709,7 +846,9 @@ fn reserved_subject_violation(subject: &[u8], reply: Option<&[u8]>) -> Option<St
     const GATEWAY_REPLY_PREFIX: &[u8] = b"_GR_.";
     if subject.starts_with(GATEWAY_REPLY_PREFIX) || subject.starts_with(b"$NRG.") {
         let subject = String::from_utf8_lossy(subject);
-        return Some(format!("Permissions Violation for Publish to \"{subject}\""));
+        return Some(format!(
+            "Permissions Violation for Publish to \"{subject}\""
+        ));
     }
     let reply = reply?;
     let reserved = reply.starts_with(b"_R_.")

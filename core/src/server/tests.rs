@@ -20,7 +20,10 @@ struct Harness {
 
 impl Harness {
     fn new(config: ServerConfig) -> Self {
-        Harness { server: Server::new(config, 7), now: t(0) }
+        Harness {
+            server: Server::new(config, 7),
+            now: t(0),
+        }
     }
 
     fn default() -> Self {
@@ -30,7 +33,8 @@ impl Harness {
     /// Accept `conn` and throw its INFO away.
     fn accept(&mut self, conn: u64) -> ConnId {
         let conn = ConnId(conn);
-        self.server.handle_accept(self.now, conn, peer(40000 + conn.0 as u16));
+        self.server
+            .handle_accept(self.now, conn, peer(40000 + conn.0 as u16));
         let info = self.take(conn);
         assert!(info.starts_with("INFO {"), "got {info:?}");
         conn
@@ -60,7 +64,8 @@ impl Harness {
     /// otherwise (as real clients send them; the reference defaults both on).
     fn connect(&mut self, conn: u64, json: &str) -> ConnId {
         let conn = self.accept(conn);
-        let mut options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let mut options: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).unwrap();
         options.entry("verbose").or_insert(false.into());
         options.entry("pedantic").or_insert(false.into());
         let json = serde_json::Value::Object(options);
@@ -77,7 +82,10 @@ fn info_on_accept_carries_identity_and_limits() {
     h.server.handle_accept(h.now, conn, peer(5555));
     let out = h.take(conn);
     // The reference puts a space between the JSON and the CRLF.
-    assert!(out.starts_with("INFO {") && out.ends_with("} \r\n"), "{out:?}");
+    assert!(
+        out.starts_with("INFO {") && out.ends_with("} \r\n"),
+        "{out:?}"
+    );
     let json: serde_json::Value = serde_json::from_str(&out[5..out.len() - 3]).unwrap();
     assert_eq!(json["max_payload"], 1048576);
     assert_eq!(json["client_id"], 1);
@@ -94,10 +102,14 @@ fn pub_reaches_matching_subscriptions_only() {
     let sub = h.connect(1, "{}");
     let publisher = h.connect(2, "{}");
     h.send(sub, "SUB foo.* 1\r\nSUB foo.> 2\r\nSUB bar 3\r\n");
-    h.send(publisher, "PUB foo.x reply.1 5\r\nhello\r\nPUB foo.x.y 2\r\nhi\r\n");
+    h.send(
+        publisher,
+        "PUB foo.x reply.1 5\r\nhello\r\nPUB foo.x.y 2\r\nhi\r\n",
+    );
     assert_eq!(
         h.take(sub),
-        "MSG foo.x 1 reply.1 5\r\nhello\r\nMSG foo.x 2 reply.1 5\r\nhello\r\nMSG foo.x.y 2 2\r\nhi\r\n"
+        // `foo.>` before `foo.*`: the reference's match order.
+        "MSG foo.x 2 reply.1 5\r\nhello\r\nMSG foo.x 1 reply.1 5\r\nhello\r\nMSG foo.x.y 2 2\r\nhi\r\n"
     );
     assert_eq!(h.server.stats().in_msgs, 2);
     assert_eq!(h.server.stats().out_msgs, 3);
@@ -110,7 +122,10 @@ fn one_transmit_per_connection_per_step() {
     let publisher = h.connect(2, "{}");
     h.send(sub, "SUB foo 1\r\n");
     let _ = h.actions();
-    h.send(publisher, "PUB foo 1\r\na\r\nPUB foo 1\r\nb\r\nPUB foo 1\r\nc\r\n");
+    h.send(
+        publisher,
+        "PUB foo 1\r\na\r\nPUB foo 1\r\nb\r\nPUB foo 1\r\nc\r\n",
+    );
     assert_eq!(h.actions(), vec![Action::Transmit(sub)]);
 }
 
@@ -125,9 +140,15 @@ fn queue_group_gets_each_message_once() {
     for _ in 0..300 {
         h.send(publisher, "PUB work 1\r\nx\r\n");
     }
-    let counts: Vec<usize> = members.iter().map(|m| h.take(*m).matches("MSG work 1 1").count()).collect();
+    let counts: Vec<usize> = members
+        .iter()
+        .map(|m| h.take(*m).matches("MSG work 1 1").count())
+        .collect();
     assert_eq!(counts.iter().sum::<usize>(), 300, "{counts:?}");
-    assert!(counts.iter().all(|c| *c > 50), "spread over members: {counts:?}");
+    assert!(
+        counts.iter().all(|c| *c > 50),
+        "spread over members: {counts:?}"
+    );
 }
 
 #[test]
@@ -135,7 +156,10 @@ fn unsub_with_max_auto_unsubscribes() {
     let mut h = Harness::default();
     let sub = h.connect(1, "{}");
     h.send(sub, "SUB foo 1\r\nUNSUB 1 2\r\n");
-    h.send(sub, "PUB foo 1\r\na\r\nPUB foo 1\r\nb\r\nPUB foo 1\r\nc\r\n");
+    h.send(
+        sub,
+        "PUB foo 1\r\na\r\nPUB foo 1\r\nb\r\nPUB foo 1\r\nc\r\n",
+    );
     assert_eq!(h.take(sub), "MSG foo 1 1\r\na\r\nMSG foo 1 1\r\nb\r\n");
     assert_eq!(h.server.num_subscriptions(), 0);
 }
@@ -152,7 +176,10 @@ fn echo_false_skips_own_messages() {
 fn verbose_acknowledges_each_operation() {
     let mut h = Harness::default();
     let c = h.accept(1);
-    h.send(c, "CONNECT {\"verbose\":true}\r\nSUB foo 1\r\nPUB bar 0\r\n\r\nUNSUB 1\r\nPING\r\n");
+    h.send(
+        c,
+        "CONNECT {\"verbose\":true}\r\nSUB foo 1\r\nPUB bar 0\r\n\r\nUNSUB 1\r\nPING\r\n",
+    );
     assert_eq!(h.take(c), "+OK\r\n+OK\r\n+OK\r\n+OK\r\nPONG\r\n");
 }
 
@@ -161,7 +188,10 @@ fn no_responders_answers_requester_with_503() {
     let mut h = Harness::default();
     let c = h.connect(1, r#"{"headers":true,"no_responders":true}"#);
     h.send(c, "SUB _INBOX.abc 7\r\nPUB service _INBOX.abc 0\r\n\r\n");
-    assert_eq!(h.take(c), "HMSG _INBOX.abc 7 39 39\r\nNATS/1.0 503\r\nNats-Subject: service\r\n\r\n\r\n");
+    assert_eq!(
+        h.take(c),
+        "HMSG _INBOX.abc 7 39 39\r\nNATS/1.0 503\r\nNats-Subject: service\r\n\r\n\r\n"
+    );
 }
 
 #[test]
@@ -173,7 +203,10 @@ fn headers_are_stripped_for_subscribers_without_header_support() {
     h.send(with_headers, "SUB foo 2\r\n");
     h.send(with_headers, "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
     assert_eq!(h.take(plain), "MSG foo 1 2\r\nhi\r\n");
-    assert_eq!(h.take(with_headers), "HMSG foo 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
+    assert_eq!(
+        h.take(with_headers),
+        "HMSG foo 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+    );
 }
 
 #[test]
@@ -183,7 +216,10 @@ fn hpub_without_headers_in_connect_closes_silently() {
     let _ = h.actions();
     h.send(c, "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
     assert_eq!(h.take(c), "");
-    assert!(h.actions().contains(&Action::Close { conn: c, reason: CloseReason::ProtocolViolation }));
+    assert!(h.actions().contains(&Action::Close {
+        conn: c,
+        reason: CloseReason::ProtocolViolation
+    }));
 }
 
 #[test]
@@ -206,7 +242,10 @@ fn invalid_subject_is_refused_and_connection_stays() {
 #[test]
 fn auth_violation_before_connect_and_on_bad_credentials() {
     let config = ServerConfig {
-        auth: AuthConfig::UserPassword { user: "a".into(), password: "b".into() },
+        auth: AuthConfig::UserPassword {
+            user: "a".into(),
+            password: "b".into(),
+        },
         ..ServerConfig::default()
     };
     let mut h = Harness::new(config);
@@ -223,25 +262,36 @@ fn auth_violation_before_connect_and_on_bad_credentials() {
 
 #[test]
 fn auth_timeout_closes_silent_client() {
-    let config = ServerConfig { auth: AuthConfig::Token("s3cret".into()), ..ServerConfig::default() };
+    let config = ServerConfig {
+        auth: AuthConfig::Token("s3cret".into()),
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let c = h.accept(1);
     let _ = h.actions();
     assert_eq!(h.server.poll_timeout(), Some(t(2000)));
     h.server.handle_timeout(t(2000));
     assert_eq!(h.take(c), "-ERR 'Authentication Timeout'\r\n");
-    assert!(h.actions().contains(&Action::Close { conn: c, reason: CloseReason::AuthenticationTimeout }));
+    assert!(h.actions().contains(&Action::Close {
+        conn: c,
+        reason: CloseReason::AuthenticationTimeout
+    }));
 }
 
 #[test]
 fn silent_client_goes_stale_after_ping_max() {
-    let config = ServerConfig { ping_interval: Duration::from_secs(10), ..ServerConfig::default() };
+    let config = ServerConfig {
+        ping_interval: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let c = h.connect(1, "{}");
     let mut out = String::new();
     let mut now = t(0);
     for _ in 0..10 {
-        let Some(deadline) = h.server.poll_timeout() else { break };
+        let Some(deadline) = h.server.poll_timeout() else {
+            break;
+        };
         now = deadline.max(now);
         h.server.handle_timeout(now);
         out.push_str(&h.take(c));
@@ -251,7 +301,10 @@ fn silent_client_goes_stale_after_ping_max() {
 
 #[test]
 fn pong_resets_outstanding_pings() {
-    let config = ServerConfig { ping_interval: Duration::from_secs(10), ..ServerConfig::default() };
+    let config = ServerConfig {
+        ping_interval: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let c = h.connect(1, "{}");
     for _ in 0..6 {
@@ -268,7 +321,10 @@ fn pong_resets_outstanding_pings() {
 
 #[test]
 fn slow_consumer_is_cut_off_and_publisher_is_not() {
-    let config = ServerConfig { max_pending: 1000, ..ServerConfig::default() };
+    let config = ServerConfig {
+        max_pending: 1000,
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let slow = h.connect(1, "{}");
     let fast = h.connect(2, "{}");
@@ -282,30 +338,51 @@ fn slow_consumer_is_cut_off_and_publisher_is_not() {
         let _ = h.take(fast);
     }
     let actions = h.actions();
-    assert!(actions.contains(&Action::Close { conn: slow, reason: CloseReason::SlowConsumerPendingBytes }));
-    assert!(!actions.iter().any(|a| matches!(a, Action::Close { conn, .. } if *conn != slow)));
+    assert!(actions.contains(&Action::Close {
+        conn: slow,
+        reason: CloseReason::SlowConsumerPendingBytes
+    }));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { conn, .. } if *conn != slow)));
     assert_eq!(h.server.stats().slow_consumers, 1);
-    assert_eq!(h.server.num_subscriptions(), 1, "the slow consumer's subscription is gone");
+    assert_eq!(
+        h.server.num_subscriptions(),
+        1,
+        "the slow consumer's subscription is gone"
+    );
 }
 
 #[test]
 fn max_payload_violation_closes() {
-    let config = ServerConfig { max_payload: 4, ..ServerConfig::default() };
+    let config = ServerConfig {
+        max_payload: 4,
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let c = h.connect(1, "{}");
     let _ = h.actions();
     h.send(c, "PUB foo 5\r\nhello\r\n");
     assert_eq!(h.take(c), "-ERR 'Maximum Payload Violation'\r\n");
-    assert!(h.actions().contains(&Action::Close { conn: c, reason: CloseReason::MaxPayloadExceeded }));
+    assert!(h.actions().contains(&Action::Close {
+        conn: c,
+        reason: CloseReason::MaxPayloadExceeded
+    }));
 }
 
 #[test]
 fn max_subscriptions_refuses_extra() {
-    let config = ServerConfig { max_subscriptions: 1, ..ServerConfig::default() };
+    let config = ServerConfig {
+        max_subscriptions: 1,
+        ..ServerConfig::default()
+    };
     let mut h = Harness::new(config);
     let c = h.connect(1, "{}");
     h.send(c, "SUB a 1\r\nSUB b 2\r\nPING\r\n");
-    assert_eq!(h.take(c), "-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n");
+    assert_eq!(
+        h.take(c),
+        "-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n"
+    );
 }
 
 #[test]

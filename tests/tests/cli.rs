@@ -1,0 +1,142 @@
+//! Black-box tests of the rnats-server process: flags, files it writes, log
+//! lines and signals.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rnats_tests::{rnats_server_binary, ServerProcess};
+
+fn rnats(args: &[&str]) -> std::process::Output {
+    Command::new(rnats_server_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rnats-server")
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = rnats(&["-v"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("rnats-server: v"), "{text}");
+    let out = rnats(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--ports_file_dir"));
+}
+
+#[test]
+fn unknown_and_unsupported_flags() {
+    let out = rnats(&["-bogus"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -bogus"));
+    let out = rnats(&["-js"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag -js is not supported yet"));
+}
+
+#[test]
+fn config_check_reports_valid_and_invalid_files() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "port: 4333\nmax_payload: 1KB\n").unwrap();
+    let out = rnats(&["-c", good.to_str().unwrap(), "-t"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("is valid (sha256:"), "{text}");
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "port: 4333\nfoo: 1\n").unwrap();
+    let out = rnats(&["-c", bad.to_str().unwrap(), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("unknown field \"foo\""), "{text}");
+}
+
+#[tokio::test]
+async fn config_file_limits_apply_and_flags_override_it() {
+    let dir = temp_dir("limits");
+    let conf = dir.join("limits.conf");
+    std::fs::write(&conf, "max_payload: 64\nserver_name: from_file\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap(), "-n", "from_flag"]);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    assert_eq!(client.server_info().max_payload, 64);
+    assert_eq!(client.server_info().server_name, "from_flag");
+}
+
+#[test]
+fn pid_ports_and_log_files_then_clean_stop_on_sigterm() {
+    let dir = temp_dir("files");
+    let pid_file = dir.join("server.pid");
+    let log_file = dir.join("server.log");
+    let mut child = Command::new(rnats_server_binary())
+        .args(["-a", "127.0.0.1", "-p", "-1", "-P"])
+        .arg(&pid_file)
+        .arg("--ports_file_dir")
+        .arg(&dir)
+        .arg("-l")
+        .arg(&log_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let ports_file = dir.join(format!("rnats-server_{pid}.ports"));
+    eventually("the ports file", || ports_file.exists());
+    let ports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ports_file).unwrap()).unwrap();
+    let url = ports["nats"][0].as_str().unwrap().to_string();
+    assert!(url.starts_with("nats://127.0.0.1:"), "{ports}");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    eventually("Server is ready in the log", || {
+        std::fs::read_to_string(&log_file).is_ok_and(|log| log.contains("[INF] Server is ready"))
+    });
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    let port = url.rsplit(':').next().unwrap();
+    assert!(
+        log.contains(&format!(
+            "Listening for client connections on 127.0.0.1:{port}"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("[INF] Starting nats-server"), "{log}");
+
+    // `-sl term=<pid file>` stops it cleanly and it removes its ports file.
+    let out = rnats(&["-sl", &format!("term={}", pid_file.display())]);
+    assert!(out.status.success(), "{out:?}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!ports_file.exists(), "ports file removed at shutdown");
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(log.contains("Trapped \"terminated\" signal"), "{log}");
+    assert!(log.contains("Server Exiting.."), "{log}");
+}
