@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rnats_core::conf::FileOptions;
 use rnats_core::server::{Server, ServerConfig};
+
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -66,10 +67,18 @@ pub fn run(cli: CliOptions) -> i32 {
         .enable_all()
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
-    runtime.block_on(serve(options, file, log))
+    let reloader = Reloader { cli };
+    let sha256 = loaded.map(|l| l.sha256);
+    runtime.block_on(serve(options, file, sha256, reloader, log))
 }
 
-async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
+async fn serve(
+    options: CliOptions,
+    file: FileOptions,
+    config_sha256: Option<String>,
+    reloader: Reloader,
+    log: LogHandle,
+) -> i32 {
     let host = options
         .host
         .clone()
@@ -87,6 +96,19 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
     tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
     tracing::info!("  Name:     {server_name}");
     tracing::info!("  ID:       {server_id}");
+    if options
+        .password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && !p.starts_with("$2"))
+    {
+        tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
+    }
+    if let (Some(path), Some(sha256)) = (&options.config_file, &config_sha256) {
+        tracing::info!(
+            "Using configuration file: {} (sha256:{sha256})",
+            path.display()
+        );
+    }
 
     let pid = std::process::id();
     if let Some(path) = &options.pid_file {
@@ -133,9 +155,8 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
             }
         });
 
-    let mut config = ServerConfig {
+    let identity = ServerConfig {
         server_id,
-        server_name,
         xkey: nkeys::XKey::new().public_key(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("RNATS_GIT_COMMIT").to_string(),
@@ -145,15 +166,14 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
         ),
         host: host.clone(),
         port: local.port(),
-        auth: settings::auth_config(&options),
         ..ServerConfig::default()
     };
-    settings::apply_limits(&mut config, &file);
+    let config = settings::server_config(&options, &file, &identity);
     let runner = Runner::new(Server::new(config, random_seed()), Clock::new());
     let serving = tokio::spawn(runner.clone().serve(listener));
     tracing::info!("Server is ready");
 
-    handle_signals(&runner, &log).await;
+    handle_signals(&runner, &log, &reloader).await;
 
     runner.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
@@ -168,8 +188,38 @@ async fn serve(options: CliOptions, file: FileOptions, log: LogHandle) -> i32 {
     0
 }
 
+/// Re-reads the config file on SIGHUP and lays the command line over it again.
+struct Reloader {
+    cli: CliOptions,
+}
+
+impl Reloader {
+    fn reload(&self, runner: &Runner) {
+        let Some(path) = &self.cli.config_file else {
+            tracing::error!(
+                "Failed to reload server configuration: can only reload config when a file is provided using -c or --config"
+            );
+            return;
+        };
+        let loaded = match settings::load_config(path) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!("Failed to reload server configuration: {error}");
+                return;
+            }
+        };
+        let options = settings::merge(&self.cli, &loaded.options);
+        for change in
+            runner.reload(|current| settings::server_config(&options, &loaded.options, current))
+        {
+            tracing::info!("Reloaded: {change}");
+        }
+        tracing::info!("Reloaded server configuration (sha256:{})", loaded.sha256);
+    }
+}
+
 /// Wait for the signal that stops the server, serving the others meanwhile.
-async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle) {
+async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle, reloader: &Reloader) {
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut reopen = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
@@ -191,7 +241,7 @@ async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle) {
             }
             _ = reload.recv() => {
                 tracing::info!("Trapped \"hangup\" signal");
-                tracing::error!("Failed to reload server configuration: config reload not supported without a config file");
+                reloader.reload(runner);
             }
             _ = lame_duck.recv() => {
                 tracing::info!("Entering lame duck mode, stop accepting new clients");

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rnats_core::runtime::{Action, ConnId};
-use rnats_core::server::Server;
+use rnats_core::server::{Server, ServerConfig};
 use rnats_core::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -142,6 +142,16 @@ impl Runner {
     /// Stop accepting and close every connection.
     pub fn shutdown(&self) {
         self.shutdown.notify_one();
+    }
+
+    /// Apply a configuration built from the current one; returns what changed.
+    pub fn reload(&self, build: impl FnOnce(&ServerConfig) -> ServerConfig) -> Vec<String> {
+        let mut state = self.lock();
+        let new = build(state.server.config());
+        let changes = state.server.config().changes_to(&new);
+        state.server.reload(new);
+        self.carry_out_actions(&mut state);
+        changes
     }
 
     /// Lame-duck mode: stop accepting new clients and tell connected ones

@@ -133,6 +133,35 @@ pub fn auth_config(options: &CliOptions) -> AuthConfig {
     }
 }
 
+/// The machine's configuration: `identity` (id, keys, address, version) with
+/// the merged options and the file's limits laid over it.
+pub fn server_config(
+    options: &CliOptions,
+    file: &FileOptions,
+    identity: &ServerConfig,
+) -> ServerConfig {
+    let mut config = ServerConfig {
+        server_name: options
+            .server_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| identity.server_id.clone()),
+        auth: auth_config(options),
+        ..identity.clone()
+    };
+    let defaults = ServerConfig::default();
+    config.max_payload = defaults.max_payload;
+    config.max_control_line = defaults.max_control_line;
+    config.max_pending = defaults.max_pending;
+    config.max_connections = defaults.max_connections;
+    config.max_subscriptions = defaults.max_subscriptions;
+    config.ping_interval = defaults.ping_interval;
+    config.ping_max = defaults.ping_max;
+    config.auth_timeout = defaults.auth_timeout;
+    apply_limits(&mut config, file);
+    config
+}
+
 /// Apply the file's limits to the machine's configuration (flags have no say here).
 pub fn apply_limits(config: &mut ServerConfig, file: &FileOptions) {
     let positive = |value: i64| usize::try_from(value).ok().filter(|v| *v > 0);

@@ -140,3 +140,53 @@ fn pid_ports_and_log_files_then_clean_stop_on_sigterm() {
     assert!(log.contains("Trapped \"terminated\" signal"), "{log}");
     assert!(log.contains("Server Exiting.."), "{log}");
 }
+
+// Multi-threaded: `eventually` blocks its thread while the client's tasks run.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_config_file() {
+    let dir = temp_dir("reload");
+    let conf = dir.join("reload.conf");
+    std::fs::write(&conf, "authorization { user: a, password: b }\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let old = async_nats::ConnectOptions::with_user_and_password("a".into(), "b".into())
+        .max_reconnects(Some(1))
+        .connect(server.url())
+        .await
+        .unwrap();
+    assert_eq!(old.server_info().max_payload, 1024 * 1024);
+
+    std::fs::write(
+        &conf,
+        "authorization { user: a, password: c }\nmax_payload: 100\n",
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually("the reload log line", || {
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("Reloaded server configuration (sha256:"))
+    });
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("Reloaded: max_payload = 100"), "{log}");
+    assert!(log.contains("Reloaded: authorization password"), "{log}");
+    assert!(!log.contains("password: c"), "secrets never logged");
+
+    // The old credentials no longer pass: that connection is closed by the server.
+    eventually("the old connection to drop", || {
+        old.connection_state() != async_nats::connection::State::Connected
+    });
+    let refused = async_nats::ConnectOptions::with_user_and_password("a".into(), "b".into())
+        .connect(server.url())
+        .await;
+    assert!(refused.is_err(), "old password refused after reload");
+    let new = async_nats::ConnectOptions::with_user_and_password("a".into(), "c".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    assert_eq!(new.server_info().max_payload, 100);
+}

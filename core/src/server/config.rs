@@ -93,6 +93,85 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// What a reload from `self` to `new` changes, one line each in the
+    /// reference's log wording (`max_payload = 100`, `authorization`).
+    pub fn changes_to(&self, new: &ServerConfig) -> Vec<String> {
+        let mut changes = Vec::new();
+        let mut compare = |name: &str, old: String, new: String| {
+            if old != new {
+                changes.push(format!("{name} = {new}"));
+            }
+        };
+        compare(
+            "server_name",
+            self.server_name.clone(),
+            new.server_name.clone(),
+        );
+        compare(
+            "max_payload",
+            self.max_payload.to_string(),
+            new.max_payload.to_string(),
+        );
+        compare(
+            "max_control_line",
+            self.max_control_line.to_string(),
+            new.max_control_line.to_string(),
+        );
+        compare(
+            "max_pending",
+            self.max_pending.to_string(),
+            new.max_pending.to_string(),
+        );
+        compare(
+            "max_connections",
+            self.max_connections.to_string(),
+            new.max_connections.to_string(),
+        );
+        compare(
+            "max_subscriptions",
+            self.max_subscriptions.to_string(),
+            new.max_subscriptions.to_string(),
+        );
+        compare(
+            "ping_interval",
+            format!("{:?}", self.ping_interval),
+            format!("{:?}", new.ping_interval),
+        );
+        compare(
+            "ping_max",
+            self.ping_max.to_string(),
+            new.ping_max.to_string(),
+        );
+        compare(
+            "auth_timeout",
+            format!("{:?}", self.auth_timeout),
+            format!("{:?}", new.auth_timeout),
+        );
+        // Name what changed, never the secret itself.
+        match (&self.auth, &new.auth) {
+            (old, new) if old == new => {}
+            (
+                AuthConfig::UserPassword {
+                    user: old_user,
+                    password: old_password,
+                },
+                AuthConfig::UserPassword { user, password },
+            ) => {
+                if old_user != user {
+                    changes.push(String::from("authorization user"));
+                }
+                if old_password != password {
+                    changes.push(String::from("authorization password"));
+                }
+            }
+            (AuthConfig::Token(_), AuthConfig::Token(_)) => {
+                changes.push(String::from("authorization token"))
+            }
+            _ => changes.push(String::from("authorization")),
+        }
+        changes
+    }
+
     /// The name INFO reports: the configured one, or the server id.
     pub fn effective_name(&self) -> &str {
         if self.server_name.is_empty() {

@@ -294,6 +294,39 @@ impl Server {
         self.clients.get(&conn).and_then(|c| c.closing)
     }
 
+    /// Apply a reloaded configuration. The server's identity (id, name, address)
+    /// stays; limits and credentials change. Connections whose credentials no
+    /// longer pass are closed with `Authorization Violation`, as the reference
+    /// does; the others keep going under the new limits.
+    pub fn reload(&mut self, mut config: ServerConfig) {
+        config.server_id = self.config.server_id.clone();
+        config.xkey = self.config.xkey.clone();
+        config.host = self.config.host.clone();
+        config.port = self.config.port;
+        self.config = config;
+        let limits = ParserLimits {
+            max_control_line: self.config.max_control_line,
+            max_payload: self.config.max_payload,
+        };
+        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in conns {
+            let client = self.clients.get_mut(&conn).expect("client exists");
+            if client.is_closing() {
+                continue;
+            }
+            client.parser.set_limits(limits);
+            let allowed =
+                !client.connect_received || auth::is_authorized(&self.config.auth, &client.options);
+            if !allowed {
+                self.close_with_error(
+                    conn,
+                    "Authorization Violation",
+                    CloseReason::AuthenticationViolation,
+                );
+            }
+        }
+    }
+
     /// Lame-duck mode: tell every client (INFO with `ldm: true`) that this
     /// server is going away, so clients reconnect elsewhere.
     pub fn enter_lame_duck_mode(&mut self) {

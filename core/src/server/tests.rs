@@ -396,3 +396,39 @@ fn closed_connection_leaves_no_subscriptions() {
     assert!(h.server.client(c).is_none());
     assert_eq!(h.server.poll_timeout(), None);
 }
+
+#[test]
+fn reload_closes_connections_whose_credentials_no_longer_pass() {
+    let config = ServerConfig {
+        auth: AuthConfig::UserPassword {
+            user: "a".into(),
+            password: "b".into(),
+        },
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config.clone());
+    let c = h.connect(1, r#"{"user":"a","pass":"b"}"#);
+    let _ = h.actions();
+    let new = ServerConfig {
+        auth: AuthConfig::UserPassword {
+            user: "a".into(),
+            password: "c".into(),
+        },
+        max_payload: 100,
+        ..config.clone()
+    };
+    assert_eq!(
+        config.changes_to(&new),
+        vec!["max_payload = 100", "authorization password"]
+    );
+    h.server.reload(new);
+    assert_eq!(h.take(c), "-ERR 'Authorization Violation'\r\n");
+    assert!(h.actions().contains(&Action::Close {
+        conn: c,
+        reason: CloseReason::AuthenticationViolation
+    }));
+    // New connections see the new limits and credentials.
+    let c2 = h.connect(2, r#"{"user":"a","pass":"c"}"#);
+    h.send(c2, "PUB foo 101\r\n");
+    assert_eq!(h.take(c2), "-ERR 'Maximum Payload Violation'\r\n");
+}
