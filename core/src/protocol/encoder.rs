@@ -24,19 +24,7 @@ pub fn write_msg(
     reply: Option<&[u8]>,
     payload: &[u8],
 ) {
-    let size = Decimal::new(payload.len());
-    let head =
-        b"MSG ".len() + subject.len() + 1 + sid.len() + 1 + reply_len(reply) + size.len() + 2;
-    let frame = head + payload.len() + 2;
-    out.reserve(frame);
-    let start = out.len();
-    out.put_slice(b"MSG ");
-    put_words(out, subject, sid, reply);
-    out.put_slice(size.as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(payload);
-    out.put_slice(b"\r\n");
-    debug_assert_eq!(out.len() - start, frame);
+    write_message_frame(out, b"MSG ", subject, Some(sid), reply, None, payload);
 }
 
 /// `HMSG <subject> <sid> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`
@@ -48,25 +36,54 @@ pub fn write_hmsg(
     headers: &[u8],
     payload: &[u8],
 ) {
-    let header_size = Decimal::new(headers.len());
+    write_message_frame(
+        out,
+        b"HMSG ",
+        subject,
+        Some(sid),
+        reply,
+        Some(headers),
+        payload,
+    );
+}
+
+/// The one shape behind MSG, HMSG, PUB and HPUB:
+/// `<verb><subject> [sid] [reply] [hdr_len] <total_len>\r\n[headers]<payload>\r\n`.
+/// Reserves the exact frame length once, so it never reallocates mid-frame.
+fn write_message_frame(
+    out: &mut BytesMut,
+    verb: &[u8],
+    subject: &[u8],
+    sid: Option<&[u8]>,
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let header_size = headers.map(|headers| Decimal::new(headers.len()));
+    let headers = headers.unwrap_or_default();
     let total_size = Decimal::new(headers.len() + payload.len());
-    let head = b"HMSG ".len()
+    let head = verb.len()
         + subject.len()
         + 1
-        + sid.len()
-        + 1
-        + reply_len(reply)
-        + header_size.len()
-        + 1
+        + word_len(sid)
+        + word_len(reply)
+        + header_size.as_ref().map_or(0, |size| size.len() + 1)
         + total_size.len()
         + 2;
     let frame = head + headers.len() + payload.len() + 2;
     out.reserve(frame);
     let start = out.len();
-    out.put_slice(b"HMSG ");
-    put_words(out, subject, sid, reply);
-    out.put_slice(header_size.as_bytes());
+    out.put_slice(verb);
+    out.put_slice(subject);
     out.put_u8(b' ');
+    for word in [sid, reply].into_iter().flatten() {
+        out.put_slice(word);
+        out.put_u8(b' ');
+    }
+    if let Some(header_size) = &header_size {
+        out.put_slice(header_size.as_bytes());
+        out.put_u8(b' ');
+    }
     out.put_slice(total_size.as_bytes());
     out.put_slice(b"\r\n");
     out.put_slice(headers);
@@ -108,21 +125,7 @@ pub fn write_pong(out: &mut BytesMut) {
 
 /// `PUB <subject> [reply] <size>\r\n<payload>\r\n`: for test clients and the simulator.
 pub fn write_pub(out: &mut BytesMut, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
-    let size = Decimal::new(payload.len());
-    out.reserve(
-        b"PUB ".len() + subject.len() + 1 + reply_len(reply) + size.len() + payload.len() + 4,
-    );
-    out.put_slice(b"PUB ");
-    out.put_slice(subject);
-    out.put_u8(b' ');
-    if let Some(reply) = reply {
-        out.put_slice(reply);
-        out.put_u8(b' ');
-    }
-    out.put_slice(size.as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(payload);
-    out.put_slice(b"\r\n");
+    write_message_frame(out, b"PUB ", subject, None, reply, None, payload);
 }
 
 /// `HPUB <subject> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`: for test clients.
@@ -133,39 +136,12 @@ pub fn write_hpub(
     headers: &[u8],
     payload: &[u8],
 ) {
-    let header_size = Decimal::new(headers.len());
-    let total_size = Decimal::new(headers.len() + payload.len());
-    out.reserve(
-        b"HPUB ".len()
-            + subject.len()
-            + 1
-            + reply_len(reply)
-            + header_size.len()
-            + 1
-            + total_size.len()
-            + headers.len()
-            + payload.len()
-            + 4,
-    );
-    out.put_slice(b"HPUB ");
-    out.put_slice(subject);
-    out.put_u8(b' ');
-    if let Some(reply) = reply {
-        out.put_slice(reply);
-        out.put_u8(b' ');
-    }
-    out.put_slice(header_size.as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(total_size.as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(headers);
-    out.put_slice(payload);
-    out.put_slice(b"\r\n");
+    write_message_frame(out, b"HPUB ", subject, None, reply, Some(headers), payload);
 }
 
 /// `SUB <subject> [queue] <sid>\r\n`: for test clients.
 pub fn write_sub(out: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-    out.reserve(b"SUB ".len() + subject.len() + 1 + reply_len(queue) + sid.len() + 2);
+    out.reserve(b"SUB ".len() + subject.len() + 1 + word_len(queue) + sid.len() + 2);
     out.put_slice(b"SUB ");
     out.put_slice(subject);
     out.put_u8(b' ');
@@ -188,21 +164,9 @@ pub fn write_unsub(out: &mut BytesMut, sid: &[u8], max: Option<u64>) {
     out.put_slice(b"\r\n");
 }
 
-/// `<subject> <sid> [reply] ` with the trailing blank before the size.
-fn put_words(out: &mut BytesMut, subject: &[u8], sid: &[u8], reply: Option<&[u8]>) {
-    out.put_slice(subject);
-    out.put_u8(b' ');
-    out.put_slice(sid);
-    out.put_u8(b' ');
-    if let Some(reply) = reply {
-        out.put_slice(reply);
-        out.put_u8(b' ');
-    }
-}
-
 /// Bytes an optional word takes, its separating blank included.
-fn reply_len(reply: Option<&[u8]>) -> usize {
-    reply.map_or(0, |reply| reply.len() + 1)
+fn word_len(word: Option<&[u8]>) -> usize {
+    word.map_or(0, |word| word.len() + 1)
 }
 
 /// A number's decimal digits, rendered on the stack.
