@@ -42,6 +42,7 @@ pub enum CloseReason {
     AuthenticationTimeout,
     AuthenticationViolation,
     SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
     StaleConnection,
     ProtocolViolation,
     MaxPayloadExceeded,
@@ -54,6 +55,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Whether the runtime should close without flushing (the peer is not reading).
+    pub fn skips_flush(self) -> bool {
+        matches!(
+            self,
+            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
+        )
+    }
+
     /// The reason as nats-server names it in `/connz` (`reason` field).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,6 +70,7 @@ impl CloseReason {
             CloseReason::AuthenticationTimeout => "Authentication Timeout",
             CloseReason::AuthenticationViolation => "Authentication Failure",
             CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
             CloseReason::StaleConnection => "Stale Connection",
             CloseReason::ProtocolViolation => "Protocol Violation",
             CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
@@ -82,6 +92,7 @@ pub enum Action {
     /// and write them. Queued at most once per connection until taken.
     Transmit(ConnId),
     /// Write whatever is still outbound for `conn`, then close it. No further
-    /// input for `conn` will be accepted.
+    /// input for `conn` will be accepted. For a slow consumer nothing more can
+    /// be written: close at once, abandoning any write in progress.
     Close { conn: ConnId, reason: CloseReason },
 }

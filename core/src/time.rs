@@ -67,6 +67,9 @@ mod tests {
         assert_eq!(t + Duration::from_nanos(5), Instant(15));
         assert_eq!(Instant(3) - t, Duration::ZERO);
         assert_eq!(t - Instant(3), Duration::from_nanos(7));
-        assert_eq!(Instant(u64::MAX) + Duration::from_secs(1), Instant(u64::MAX));
+        assert_eq!(
+            Instant(u64::MAX) + Duration::from_secs(1),
+            Instant(u64::MAX)
+        );
     }
 }

@@ -30,6 +30,9 @@ use tokio::sync::Notify;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// A write that makes no progress for this long marks a slow consumer
+/// (nats-server's default `write_deadline`).
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The monotonic clock core sees: nanoseconds since the runner started.
 #[derive(Clone, Copy)]
@@ -68,6 +71,8 @@ struct ConnIo {
     closing: AtomicBool,
     /// Tells the reader to stop (the writer closed the socket).
     stop_reader: Notify,
+    /// Tells the writer to abandon a write in progress (slow consumer).
+    abort_write: Notify,
 }
 
 /// The machine plus the runtime's table of live connections, under one lock.
@@ -171,6 +176,7 @@ impl Runner {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             stop_reader: Notify::new(),
+            abort_write: Notify::new(),
         });
         {
             let mut state = self.lock();
@@ -239,9 +245,25 @@ impl Runner {
                     break;
                 };
                 let len = bytes.len();
-                if socket.write_all(&bytes).await.is_err() {
-                    self.finish_close(conn, socket, &io).await;
-                    return;
+                let written = tokio::select! {
+                    written = tokio::time::timeout(WRITE_DEADLINE, socket.write_all(&bytes)) => written,
+                    _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+                };
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        self.finish_close(conn, socket, &io).await;
+                        return;
+                    }
+                    Err(_deadline) => {
+                        {
+                            let mut state = self.lock();
+                            state.server.handle_write_stalled(conn);
+                            self.carry_out_actions(&mut state);
+                        }
+                        self.finish_close(conn, socket, &io).await;
+                        return;
+                    }
                 }
                 drop(bytes);
                 self.lock().server.handle_written(conn, len);
@@ -271,6 +293,9 @@ impl Runner {
                     tracing::debug!("{conn} - Client connection closed: {}", reason.as_str());
                     if let Some(io) = state.conns.get(&conn) {
                         io.closing.store(true, Ordering::Release);
+                        if reason.skips_flush() {
+                            io.abort_write.notify_one();
+                        }
                         io.wake.notify_one();
                     }
                 }

@@ -216,6 +216,15 @@ impl Server {
         }
     }
 
+    /// A write to `conn` has not finished within the runtime's write deadline:
+    /// the peer is not reading. Like nats-server, a slow consumer: cut it off.
+    pub fn handle_write_stalled(&mut self, conn: ConnId) {
+        if self.clients.get(&conn).is_some_and(|c| !c.is_closing()) {
+            self.stats.slow_consumers += 1;
+            self.close(conn, CloseReason::SlowConsumerWriteDeadline);
+        }
+    }
+
     /// The connection is gone (the peer closed it, an I/O error, or the runtime
     /// finished a close this machine asked for). Forget it.
     pub fn handle_closed(&mut self, conn: ConnId) {
