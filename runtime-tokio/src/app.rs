@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rnats_core::conf::FileOptions;
-use rnats_core::server::{Server, ServerConfig};
+use rnats_core::server::{Server, ServerConfig, NATS_COMPATIBLE_VERSION};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -92,7 +92,10 @@ async fn serve(
         .unwrap_or_else(|| server_id.clone());
 
     tracing::info!("Starting nats-server");
-    tracing::info!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "  Version:  {NATS_COMPATIBLE_VERSION} (rnats {})",
+        env!("CARGO_PKG_VERSION")
+    );
     tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
     tracing::info!("  Name:     {server_name}");
     tracing::info!("  ID:       {server_id}");
@@ -158,7 +161,6 @@ async fn serve(
     let identity = ServerConfig {
         server_id,
         xkey: nkeys::XKey::new().public_key(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("RNATS_GIT_COMMIT").to_string(),
         toolchain: format!(
             "rust{}",

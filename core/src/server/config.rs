@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+/// The nats-server release whose client-visible behaviour rnats matches.
+pub const NATS_COMPATIBLE_VERSION: &str = "2.15.1";
+
 /// How clients must authenticate. Secrets live here and nowhere else: they are
 /// never formatted into errors or logs (the Debug impl redacts them).
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -45,7 +48,9 @@ pub struct ServerConfig {
     pub xkey: String,
     /// Defaults to `server_id` when not given.
     pub server_name: String,
-    /// The version string reported in INFO.
+    /// The version string reported in INFO: the nats-server version whose
+    /// behaviour rnats reproduces, because clients turn features on and off by
+    /// it. rnats's own version is in the log and in `-v`.
     pub version: String,
     /// The source commit of the build (INFO's `git_commit`).
     pub git_commit: String,
@@ -74,7 +79,7 @@ impl Default for ServerConfig {
             server_id: String::from("NRNATSDEFAULTSERVERID"),
             xkey: String::new(),
             server_name: String::new(),
-            version: String::from(env!("CARGO_PKG_VERSION")),
+            version: String::from(NATS_COMPATIBLE_VERSION),
             git_commit: String::new(),
             toolchain: String::from("rust"),
             host: String::from("0.0.0.0"),

@@ -25,7 +25,7 @@ mod client;
 mod config;
 
 pub use client::{Client, ClientStats, SubKey, Subscription};
-pub use config::{AuthConfig, ServerConfig};
+pub use config::{AuthConfig, ServerConfig, NATS_COMPATIBLE_VERSION};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""Runs the official Python client (nats-py) against a NATS server.
+
+Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD]
+
+With USER and PASSWORD (for a server started with --user/--pass) it runs the
+authentication checks instead of the messaging checks.
+
+Each check opens its own connections, prints one line ("ok" or "FAIL" and the
+reason), and is bounded by a timeout, so one broken check cannot hide the
+others or hang the run. The exit code is 0 when every check passed, 1 when any
+failed, and 77 (the usual "skipped" code) when nats-py is not installed.
+
+"Nothing else was delivered" is checked without sleeping: after the publisher
+and then the subscriber's own connection have made a round trip to the server
+(`round_trip`), every message the server routed is already queued in the
+subscription. Subjects are fixed, so run one script at a time against a server.
+tests/tests/interop_clients.rs runs this script against rnats-server and, to
+validate the script, against nats-server.
+"""
+
+import asyncio
+import sys
+import time
+
+try:
+    import nats
+    from nats import errors
+    from importlib.metadata import version as package_version
+except ImportError as error:
+    print(f"NOTICE: nats-py is not installed ({error}); run scripts/install-interop-deps")
+    sys.exit(77)
+
+# Generous bounds, so that a loaded two-core machine does not fail a correct
+# server; no check asserts on how fast anything is.
+CHECK_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 4.0
+
+
+class CheckFailed(Exception):
+    """A check saw something other than what nats-server does."""
+
+
+def expect(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def expect_equal(actual, expected, what):
+    if actual != expected:
+        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+async def connect(url, **options):
+    async def on_error(error):
+        # Asynchronous errors (a -ERR from the server, a parse error) fail the check
+        # that owns the connection when it next looks.
+        connection_errors.append(f"{type(error).__name__}: {error}")
+
+    connection_errors = []
+    client = await nats.connect(
+        servers=[url],
+        name="rnats-interop-py",
+        connect_timeout=3,
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        error_cb=on_error,
+        **options,
+    )
+    client.interop_errors = connection_errors
+    return client
+
+
+async def close_all(*clients):
+    for client in clients:
+        if not client.is_closed:
+            await client.close()
+    for client in clients:
+        expect(not client.interop_errors, f"asynchronous errors: {client.interop_errors}")
+
+
+async def round_trip(client):
+    """Returns once the server has processed everything the client sent before.
+
+    nats-py's flush() writes its PING straight to the socket while earlier
+    commands may still wait in the client's buffer for the flusher task, so the
+    PONG alone does not prove the server saw them. Pushing the buffer out first
+    and then making the round trip does.
+    """
+    await client._flush_pending(force_flush=True)
+    await client.flush()
+
+
+def ready_messages(subscription):
+    """Messages already queued in a subscription (call after a round trip)."""
+    messages = []
+    while not subscription._pending_queue.empty():
+        messages.append(subscription._pending_queue.get_nowait())
+        subscription._pending_queue.task_done()
+    return messages
+
+
+async def check_connect(url):
+    client = await connect(url)
+    expect(client.is_connected, "not connected after connect()")
+    info = client._server_info
+    for key in ("server_id", "version", "max_payload", "headers", "proto"):
+        expect(key in info, f"INFO lacks {key!r}: {info}")
+    expect(info["headers"] is True, f"INFO headers is {info['headers']!r}, the client needs true")
+    expect(client.max_payload > 0, f"max_payload is {client.max_payload}")
+    expect(client.client_id is not None, "INFO has no client_id")
+    round_trip_s = await client.rtt()
+    expect(round_trip_s >= 0, "rtt failed")
+    version = info["version"]
+    await close_all(client)
+    detail = f"server {version}, max_payload {info['max_payload']}"
+    # Not a failure: nats-py's JetStream manager picks consumer-create subjects by
+    # this version (>= 2.9), so a drop-in should report nats-server's.
+    server_version = client.connected_server_version
+    if (server_version.major, server_version.minor) < (2, 9):
+        detail += " (note: clients gate features on INFO version; nats-server 2.15.1 reports 2.15.1)"
+    return detail
+
+
+async def check_literal_subject(url):
+    subscriber_client = await connect(url)
+    publisher = await connect(url)
+    subscription = await subscriber_client.subscribe("interop.orders.created")
+    await round_trip(subscriber_client)
+    for subject, payload in [
+        ("interop.orders.created", b"first"),
+        ("interop.orders.updated", b"not for us"),
+        ("interop.orders.created.eu", b"not for us either"),
+        ("interop.orders", b"nor this"),
+        ("interop.orders.created", b"second"),
+        ("interop.orders.created", b""),
+    ]:
+        await publisher.publish(subject, payload)
+    await round_trip(publisher)
+    await round_trip(subscriber_client)
+    received = ready_messages(subscription)
+    expect_equal([m.data for m in received], [b"first", b"second", b""], "payloads")
+    for message in received:
+        expect_equal(message.subject, "interop.orders.created", "subject")
+        expect_equal(message.reply, "", "reply subject")
+        expect(message.headers is None, f"unexpected headers {message.headers}")
+    await close_all(subscriber_client, publisher)
+    return "3 of 6 publishes matched"
+
+
+async def check_wildcards(url):
+    subscriber_client = await connect(url)
+    publisher = await connect(url)
+    star = await subscriber_client.subscribe("interop.*.price")
+    full = await subscriber_client.subscribe("interop.market.>")
+    await round_trip(subscriber_client)
+    subjects = [
+        "interop.eur.price",
+        "interop.market.eur",
+        "interop.market.eur.price",
+        "interop.market.price",
+        "interop.price",
+        "interop.a.b.price",
+        "interop.market",
+        "other.usd.price",
+    ]
+    for index, subject in enumerate(subjects):
+        await publisher.publish(subject, str(index).encode())
+    await round_trip(publisher)
+    await round_trip(subscriber_client)
+    star_subjects = [m.subject for m in ready_messages(star)]
+    full_subjects = [m.subject for m in ready_messages(full)]
+    expect_equal(star_subjects, ["interop.eur.price", "interop.market.price"], "'*' subscription")
+    expect_equal(
+        full_subjects,
+        ["interop.market.eur", "interop.market.eur.price", "interop.market.price"],
+        "'>' subscription",
+    )
+    await close_all(subscriber_client, publisher)
+    return "'*' got 2, '>' got 3"
+
+
+async def check_queue_group(url):
+    members = [await connect(url) for _ in range(3)]
+    observer_client = await connect(url)
+    publisher = await connect(url)
+    subscriptions = [await m.subscribe("interop.jobs", queue="workers") for m in members]
+    observer = await observer_client.subscribe("interop.jobs")
+    for client in members + [observer_client]:
+        await round_trip(client)
+    message_count = 60
+    for index in range(message_count):
+        await publisher.publish("interop.jobs", f"job-{index}".encode())
+    await round_trip(publisher)
+    per_member = []
+    for client, subscription in zip(members, subscriptions):
+        await round_trip(client)
+        per_member.append([m.data.decode() for m in ready_messages(subscription)])
+    await round_trip(observer_client)
+    everything = sorted(m.data.decode() for m in ready_messages(observer))
+    delivered = sorted(p for payloads in per_member for p in payloads)
+    expected = sorted(f"job-{index}" for index in range(message_count))
+    expect_equal(delivered, expected, "messages across the group (each exactly once)")
+    expect_equal(everything, expected, "messages to the plain subscriber beside the group")
+    counts = [len(payloads) for payloads in per_member]
+    expect(sum(1 for c in counts if c > 0) >= 2, f"one member took everything: {counts}")
+    await close_all(*members, observer_client, publisher)
+    return f"{message_count} messages split {counts}"
+
+
+async def check_request_reply(url):
+    responder_client = await connect(url)
+    requester = await connect(url)
+
+    async def respond(message):
+        await message.respond(b"echo:" + message.data)
+
+    await responder_client.subscribe("interop.service", cb=respond)
+    await round_trip(responder_client)
+    reply = await requester.request("interop.service", b"ping", timeout=REQUEST_TIMEOUT_S)
+    expect_equal(reply.data, b"echo:ping", "reply")
+    expect(reply.subject.startswith("_INBOX."), f"reply delivered on {reply.subject!r}")
+    replies = await asyncio.gather(
+        *(requester.request("interop.service", f"n{i}".encode(), timeout=REQUEST_TIMEOUT_S) for i in range(10))
+    )
+    expect_equal([r.data for r in replies], [f"echo:n{i}".encode() for i in range(10)], "concurrent replies")
+    await close_all(responder_client, requester)
+    return "1 + 10 concurrent requests answered"
+
+
+async def check_no_responders(url):
+    client = await connect(url)
+    started = time.monotonic()
+    try:
+        await client.request("interop.nobody.home", b"anyone?", timeout=REQUEST_TIMEOUT_S)
+    except errors.NoRespondersError:
+        pass
+    except errors.TimeoutError:
+        raise CheckFailed("request timed out instead of failing with no responders (503)")
+    else:
+        raise CheckFailed("request to a subject with no subscribers got a reply")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    # Old-style requests (one inbox subscription per request) get the status too.
+    try:
+        await client.request("interop.nobody.home", b"anyone?", timeout=REQUEST_TIMEOUT_S, old_style=True)
+    except errors.NoRespondersError:
+        pass
+    except errors.TimeoutError:
+        raise CheckFailed("old-style request timed out instead of failing with no responders")
+    else:
+        raise CheckFailed("old-style request to a subject with no subscribers got a reply")
+    await close_all(client)
+    return f"NoRespondersError in {elapsed_ms:.1f} ms"
+
+
+async def check_headers(url):
+    subscriber_client = await connect(url)
+    publisher = await connect(url)
+    subscription = await subscriber_client.subscribe("interop.headers")
+    await round_trip(subscriber_client)
+    sent = {"X-Interop-One": "first", "X-Interop-Two": "a value with spaces", "Content-Type": "text/plain"}
+    await publisher.publish("interop.headers", b"with headers", headers=sent)
+    await publisher.publish("interop.headers", b"", headers={"Only-Header": "yes"})
+    await publisher.publish("interop.headers", b"no headers")
+    await round_trip(publisher)
+    await round_trip(subscriber_client)
+    received = ready_messages(subscription)
+    expect_equal(len(received), 3, "message count")
+    expect_equal(received[0].data, b"with headers", "first payload")
+    expect_equal(received[0].headers, sent, "first headers")
+    expect_equal(received[1].data, b"", "second payload")
+    expect_equal(received[1].headers, {"Only-Header": "yes"}, "second headers")
+    expect_equal(received[2].data, b"no headers", "third payload")
+    expect(not received[2].headers, f"third message has headers {received[2].headers}")
+
+    async def echo_headers(message):
+        request_id = (message.headers or {}).get("Request-Id", "missing")
+        await subscriber_client.publish(message.reply, message.data, headers={"Echo": request_id})
+
+    await subscriber_client.subscribe("interop.headers.echo", cb=echo_headers)
+    await round_trip(subscriber_client)
+    reply = await publisher.request(
+        "interop.headers.echo", b"req", timeout=REQUEST_TIMEOUT_S, headers={"Request-Id": "42"}
+    )
+    expect_equal(reply.headers, {"Echo": "42"}, "reply headers")
+    await close_all(subscriber_client, publisher)
+    return "3 headers, header-only, plain and request headers round-tripped"
+
+
+async def check_auto_unsubscribe(url):
+    subscriber_client = await connect(url)
+    publisher = await connect(url)
+    subscription = await subscriber_client.subscribe("interop.limited")
+    await subscription.unsubscribe(limit=3)
+    await round_trip(subscriber_client)
+    for index in range(5):
+        await publisher.publish("interop.limited", str(index).encode())
+    await round_trip(publisher)
+    await round_trip(subscriber_client)
+    received = [m.data for m in ready_messages(subscription)]
+    expect_equal(received, [b"0", b"1", b"2"], "messages before the limit")
+    # The server must have dropped the interest too: a request now finds no one.
+    try:
+        await publisher.request("interop.limited", b"still there?", timeout=REQUEST_TIMEOUT_S)
+    except errors.NoRespondersError:
+        pass
+    except errors.TimeoutError:
+        raise CheckFailed("server kept the subscription after its limit (request timed out, no 503)")
+    else:
+        raise CheckFailed("server kept the subscription after its limit (request answered)")
+    await close_all(subscriber_client, publisher)
+    return "3 of 5 delivered, then no responders"
+
+
+async def check_drain_and_close(url):
+    subscriber_client = await connect(url)
+    publisher = await connect(url)
+    closed = asyncio.Event()
+
+    async def on_closed():
+        closed.set()
+
+    subscriber_client._closed_cb = on_closed
+    handled = []
+
+    async def slow_handler(message):
+        await asyncio.sleep(0.002)
+        handled.append(message.data)
+
+    await subscriber_client.subscribe("interop.drain", cb=slow_handler)
+    await round_trip(subscriber_client)
+    for index in range(50):
+        await publisher.publish("interop.drain", str(index).encode())
+    await round_trip(publisher)
+    await subscriber_client.drain()
+    expect(subscriber_client.is_closed, "subscriber connection is not closed after drain()")
+    expect(closed.is_set(), "closed callback did not run")
+    expect_equal(handled, [str(i).encode() for i in range(50)], "messages handled by drain")
+
+    # Draining a publisher sends what it had buffered before closing.
+    receiver = await connect(url)
+    subscription = await receiver.subscribe("interop.drain.pub")
+    await round_trip(receiver)
+    for index in range(20):
+        await publisher.publish("interop.drain.pub", str(index).encode())
+    await publisher.drain()
+    expect(publisher.is_closed, "publisher connection is not closed after drain()")
+    # The publisher's last bytes and its close race the receiver's own round trip
+    # (two connections), so the messages are awaited rather than synced.
+    drained = []
+    try:
+        for _ in range(20):
+            drained.append((await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)).data)
+    except errors.TimeoutError:
+        pass
+    expect_equal(drained, [str(i).encode() for i in range(20)], "messages from the drained publisher")
+    await round_trip(receiver)
+    expect_equal(ready_messages(subscription), [], "messages after the drained publisher's 20")
+    try:
+        await publisher.publish("interop.drain.pub", b"too late")
+    except errors.ConnectionClosedError:
+        pass
+    else:
+        raise CheckFailed("publish after close did not raise ConnectionClosedError")
+    await receiver.close()
+    expect(receiver.is_closed, "close() left the connection open")
+    await close_all(subscriber_client, publisher, receiver)
+    return "50 in-flight messages handled, 20 buffered publishes sent"
+
+
+def auth_checks(user, password):
+    """Checks for a server started with --user/--pass: the right pair is accepted,
+    a wrong or missing one is refused with 'Authorization Violation'."""
+
+    async def accepted(url):
+        client = await connect(url, user=user, password=password)
+        subscription = await client.subscribe("interop.auth")
+        await client.publish("interop.auth", b"inside")
+        message = await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)
+        expect_equal(message.data, b"inside", "payload")
+        await close_all(client)
+        return "connected and round-tripped a message"
+
+    async def refused(url, **options):
+        try:
+            client = await connect(url, **options)
+        except Exception as error:
+            expect("Authorization Violation" in str(error), f"refused with {type(error).__name__}: {error}")
+            return f"refused: {error}"
+        await client.close()
+        raise CheckFailed("the server accepted the connection")
+
+    return [
+        ("auth: right user and password", accepted),
+        ("auth: wrong password", lambda url: refused(url, user=user, password=password + "-wrong")),
+        ("auth: no credentials", lambda url: refused(url)),
+    ]
+
+
+CHECKS = [
+    ("connect", check_connect),
+    ("pub/sub literal subject", check_literal_subject),
+    ("pub/sub wildcards * and >", check_wildcards),
+    ("queue group of 3", check_queue_group),
+    ("request/reply", check_request_reply),
+    ("no responders", check_no_responders),
+    ("headers round trip", check_headers),
+    ("auto-unsubscribe after N", check_auto_unsubscribe),
+    ("drain and close", check_drain_and_close),
+]
+
+
+async def main(url, checks):
+    print(f"nats-py {package_version('nats-py')} against {url}")
+    failed = []
+    for name, check in checks:
+        # asyncio.wait, not wait_for: nats.errors.TimeoutError (a request that timed
+        # out) subclasses asyncio.TimeoutError and must not read as the check's own.
+        task = asyncio.create_task(check(url))
+        done, _ = await asyncio.wait({task}, timeout=CHECK_TIMEOUT_S)
+        if not done:
+            task.cancel()
+            failed.append(name)
+            print(f"FAIL {name}: no result within {CHECK_TIMEOUT_S:.0f} s", flush=True)
+        elif task.exception() is not None:
+            error = task.exception()
+            failed.append(name)
+            print(f"FAIL {name}: {type(error).__name__}: {error}", flush=True)
+        else:
+            print(f"ok   {name}: {task.result()}", flush=True)
+    if failed:
+        print(f"nats-py: {len(failed)} of {len(checks)} checks failed: {', '.join(failed)}")
+        return 1
+    print(f"nats-py: all {len(checks)} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 2:
+        sys.exit(asyncio.run(main(sys.argv[1], CHECKS)))
+    if len(sys.argv) == 4:
+        sys.exit(asyncio.run(main(sys.argv[1], auth_checks(sys.argv[2], sys.argv[3]))))
+    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD]", file=sys.stderr)
+    sys.exit(2)

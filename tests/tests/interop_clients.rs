@@ -1,0 +1,230 @@
+//! Interop: the official Python (nats-py) and JavaScript (nats.js) clients against
+//! the server under test.
+//!
+//! Each test starts a server with the harness and runs one client script from
+//! `tests/interop/` against it: `py_client.py` with `python3`, `js_client.mjs` with
+//! `node`. A script runs its checks (connect, literal and wildcard pub/sub, a queue
+//! group of three, request/reply, no responders, headers, auto-unsubscribe, drain
+//! and close), prints one line per check and exits 0 only when all passed. Given a
+//! user and password after the URL, the same script instead runs the authentication
+//! checks against a server started with `--user`/`--pass`. The test asserts the exit
+//! code and shows the script's output and the server's log when it is not 0.
+//!
+//! The client libraries come from `scripts/install-interop-deps`. When one is
+//! missing (the interpreter is absent, or the script exits 77 because the import
+//! failed) the test prints a NOTICE and passes without checking anything, unless
+//! `RNATS_REQUIRE_INTEROP_CLIENTS=1` is set, which turns the NOTICE into a failure.
+//! Validate the scripts against the reference with
+//! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test interop_clients`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rnats_tests::ServerProcess;
+
+/// Upper bound on one script run. Each check inside a script has its own timeout
+/// (10 s), so this only catches a script that hangs outside its checks.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The exit code a script uses to say its client library is not installed.
+const EXIT_CODE_SKIPPED: i32 = 77;
+
+/// How often a running script is polled for its exit.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The user and password of the servers started for the authentication checks.
+const USER: &str = "interop";
+const PASSWORD: &str = "s3cret-pass";
+
+const NATS_PY: Client = Client {
+    library: "nats-py",
+    program: "python3",
+    script: "py_client.py",
+    installed_marker: None,
+};
+
+const NATS_JS: Client = Client {
+    library: "nats.js",
+    program: "node",
+    script: "js_client.mjs",
+    installed_marker: Some("js/node_modules/@nats-io/transport-node/package.json"),
+};
+
+#[test]
+fn nats_py_passes_every_check() {
+    run_client(&NATS_PY, &[], &[]);
+}
+
+#[test]
+fn nats_py_authenticates_with_user_and_password() {
+    run_client(
+        &NATS_PY,
+        &["--user", USER, "--pass", PASSWORD],
+        &[USER, PASSWORD],
+    );
+}
+
+#[test]
+fn nats_js_passes_every_check() {
+    run_client(&NATS_JS, &[], &[]);
+}
+
+#[test]
+fn nats_js_authenticates_with_user_and_password() {
+    run_client(
+        &NATS_JS,
+        &["--user", USER, "--pass", PASSWORD],
+        &[USER, PASSWORD],
+    );
+}
+
+/// One official client and the script that exercises it.
+struct Client {
+    library: &'static str,
+    program: &'static str,
+    /// The script in `tests/interop/`.
+    script: &'static str,
+    /// A file under `tests/interop/` that exists once the library is installed,
+    /// checked before a server is started; None when the script checks itself.
+    installed_marker: Option<&'static str>,
+}
+
+/// What a finished script left behind.
+struct ScriptRun {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts a server with `server_flags`, runs the client's script against it with
+/// `script_args` after the URL, and asserts that every check passed.
+fn run_client(client: &Client, server_flags: &[&str], script_args: &[&str]) {
+    if let Some(marker) = client.installed_marker {
+        let marker = interop_dir().join(marker);
+        if !marker.is_file() {
+            skip(client.library, &format!("{} is missing", marker.display()));
+            return;
+        }
+    }
+    let script = interop_dir().join(client.script);
+    assert!(script.is_file(), "{} is missing", script.display());
+    let server = ServerProcess::start(server_flags);
+
+    let mut command = Command::new(client.program);
+    command
+        .arg(&script)
+        .arg(server.url())
+        .args(script_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            skip(
+                client.library,
+                &format!("`{}` is not on PATH", client.program),
+            );
+            return;
+        }
+        Err(error) => panic!(
+            "cannot start {} {}: {error}",
+            client.program,
+            script.display()
+        ),
+    };
+    let started = Instant::now();
+    let run = wait_bounded(child, SCRIPT_TIMEOUT);
+    let elapsed = started.elapsed();
+    if run.status.code() == Some(EXIT_CODE_SKIPPED) {
+        print!("{}", run.stdout);
+        skip(client.library, "the script could not load it");
+        return;
+    }
+    assert!(
+        run.status.success(),
+        "{} failed against {} ({}):\n--- script stdout ---\n{}\n--- script stderr ---\n{}\n--- server log (last 40 lines) ---\n{}",
+        client.library,
+        server.url(),
+        run.status,
+        run.stdout,
+        run.stderr,
+        last_lines(&server.log_lines(), 40),
+    );
+    assert!(
+        run.stdout.contains("checks passed"),
+        "{} exited 0 without its closing line:\n{}",
+        client.library,
+        run.stdout,
+    );
+    // Shown by `cargo test -- --nocapture`; a failure shows it in its message.
+    print!("{}{}", run.stdout, run.stderr);
+    println!(
+        "({} script took {:.1} s)",
+        client.library,
+        elapsed.as_secs_f64()
+    );
+}
+
+/// Waits for `child`, killing it after `timeout`. Its output is read on threads so
+/// that a full pipe cannot stall it.
+fn wait_bounded(mut child: Child, timeout: Duration) -> ScriptRun {
+    let stdout = read_on_thread(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_on_thread(child.stderr.take().expect("stderr is piped"));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the client script") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("reap the client script");
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    assert!(
+        !timed_out,
+        "client script ran longer than {timeout:?} and was killed:\n{stdout}\n{stderr}"
+    );
+    ScriptRun {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn read_on_thread(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Reports a client that cannot run here; fails instead when clients are required.
+fn skip(library: &str, reason: &str) {
+    let message = format!(
+        "NOTICE: {library} is not installed ({reason}); run scripts/install-interop-deps. Skipping its interop checks."
+    );
+    if std::env::var_os("RNATS_REQUIRE_INTEROP_CLIENTS").is_some_and(|v| v == "1") {
+        panic!("{message} (RNATS_REQUIRE_INTEROP_CLIENTS=1 forbids skipping)");
+    }
+    // Written to the process's stderr, past the test harness's capture, so that a
+    // skip shows in a plain `cargo test` run.
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+fn last_lines(lines: &[String], count: usize) -> String {
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
