@@ -77,7 +77,13 @@ impl ServerProcess {
                 );
             }
         };
-        ServerProcess { child, port, log, args, binary }
+        ServerProcess {
+            child,
+            port,
+            log,
+            args,
+            binary,
+        }
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -142,11 +148,22 @@ pub fn rnats_server_binary() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
         // target/<profile>/deps/<test binary>
-        let profile_dir = exe.parent().and_then(|p| p.parent()).expect("profile dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("profile dir")
+            .to_path_buf();
         let bin = profile_dir.join("rnats-server");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-q", "-p", "rnats-runtime-tokio", "--bin", "rnats-server"]);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "rnats-runtime-tokio",
+            "--bin",
+            "rnats-server",
+        ]);
         if release {
             cmd.arg("--release");
         }

@@ -836,7 +836,10 @@ fn transcripts_match_reference() {
         if outcome.reference != outcome.candidate {
             match &outcome.known_difference {
                 Some(reason) if !selftest => {
-                    eprintln!("differential: {} differs as documented: {reason}", outcome.name)
+                    eprintln!(
+                        "differential: {} differs as documented: {reason}",
+                        outcome.name
+                    )
                 }
                 _ => failures.push(describe_mismatch(outcome, candidate_label)),
             }
