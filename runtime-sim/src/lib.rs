@@ -1,1 +1,107 @@
 //! rnats-runtime-sim: the deterministic simulator.
+//!
+//! The same `rnats_core::server::Server` that runs on tokio in production
+//! runs here single-threaded on a virtual clock, a simulated network and
+//! simulated clients, every choice drawn from one `u64` seed:
+//!
+//! ```text
+//!  seed ──► plan (swarm: which faults, what rates)
+//!       ──► per-client and per-connection ChaCha streams
+//!
+//!  event queue (virtual time, seq) ──► step ──► Server::handle_*
+//!                                         │        │
+//!                                         │   actions ─► pipes (latency, splits,
+//!                                         │               stalls, resets, half-open)
+//!                                         ▼
+//!                                  Model (oracle) ◄── client frames processed,
+//!                                         │           messages received
+//!                                   invariants after every step; liveness at the end
+//! ```
+//!
+//! Every event and every byte on the network feed a rolling FNV-1a hash; the
+//! same seed gives the same hash. Nothing is global: a run owns all its state.
+
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod net;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
+pub mod trace;
+pub mod wire;
+
+pub use scenario::Scenario;
+pub use sim::{Failure, Outcome, RunOptions, Sim};
+
+use rnats_core::server::ServerConfig;
+
+/// Run `scenario` with `options`. A panic inside the server is a failure too.
+pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String> {
+    let sim = Sim::new(scenario, options)?;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    match started {
+        Ok(outcome) => Ok(outcome),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Ok(Outcome {
+                scenario: scenario.name.clone(),
+                seed: options.seed,
+                virtual_time: rnats_core::time::Instant::ZERO,
+                events: 0,
+                faults: Default::default(),
+                closes: Default::default(),
+                published: 0,
+                delivered: 0,
+                checks: 0,
+                trace_hash: 0,
+                failure: Some(Failure {
+                    message: format!("panic: {text}"),
+                    at: rnats_core::time::Instant::ZERO,
+                    recent: Vec::new(),
+                }),
+                plan: String::new(),
+            })
+        }
+    }
+}
+
+/// The planted defects a run may select (feature `planted-defects`).
+pub fn defect_names() -> &'static [&'static str] {
+    &[
+        "drop-split-frame",
+        "queue-double-delivery",
+        "hpub-loses-reply",
+        "slow-subscriber-blocks-publisher",
+    ]
+}
+
+#[cfg(feature = "planted-defects")]
+pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), String> {
+    use rnats_core::server::PlantedDefect;
+    let defect = match name {
+        "drop-split-frame" => PlantedDefect::DropSplitFrame,
+        "queue-double-delivery" => PlantedDefect::QueueDoubleDelivery,
+        "hpub-loses-reply" => PlantedDefect::HpubLosesReply,
+        "slow-subscriber-blocks-publisher" => PlantedDefect::SlowSubscriberBlocksPublisher,
+        other => {
+            return Err(format!(
+                "unknown defect {other:?}; known: {:?}",
+                defect_names()
+            ))
+        }
+    };
+    config.planted_defect = Some(defect);
+    Ok(())
+}
+
+#[cfg(not(feature = "planted-defects"))]
+pub(crate) fn apply_defect(_config: &mut ServerConfig, name: &str) -> Result<(), String> {
+    Err(format!(
+        "defect {name:?} needs the planted-defects feature (cargo run -p rnats-runtime-sim --features planted-defects)"
+    ))
+}

@@ -71,6 +71,23 @@ pub struct ServerConfig {
     pub ping_max: u32,
     pub auth: AuthConfig,
     pub auth_timeout: Duration,
+    /// A defect planted on purpose so the simulator can prove it finds bugs.
+    #[cfg(feature = "planted-defects")]
+    pub planted_defect: Option<PlantedDefect>,
+}
+
+/// Bugs the simulator's tests plant in the server (feature `planted-defects` only).
+#[cfg(feature = "planted-defects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedDefect {
+    /// A PUB/HPUB whose frame was split across reads is dropped.
+    DropSplitFrame,
+    /// When the first queue member drawn cannot receive, two members get the message.
+    QueueDoubleDelivery,
+    /// HPUB loses its reply subject.
+    HpubLosesReply,
+    /// A publisher's input waits while any subscriber is over half its pending limit.
+    SlowSubscriberBlocksPublisher,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +110,8 @@ impl Default for ServerConfig {
             ping_max: 2,
             auth: AuthConfig::None,
             auth_timeout: Duration::from_secs(2),
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
         }
     }
 }

@@ -25,6 +25,8 @@ mod client;
 mod config;
 
 pub use client::{Client, ClientStats, SubKey, Subscription};
+#[cfg(feature = "planted-defects")]
+pub use config::PlantedDefect;
 pub use config::{AuthConfig, ServerConfig, NATS_COMPATIBLE_VERSION};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -164,6 +166,18 @@ impl Server {
             buf.clear();
             return;
         }
+        #[cfg(feature = "planted-defects")]
+        let mut drop_split = self.config.planted_defect == Some(PlantedDefect::DropSplitFrame)
+            && !self.clients[&conn].parser.at_op_start();
+        #[cfg(feature = "planted-defects")]
+        if self.config.planted_defect == Some(PlantedDefect::SlowSubscriberBlocksPublisher)
+            && self
+                .clients
+                .values()
+                .any(|c| c.pending_bytes() > self.config.max_pending / 2)
+        {
+            return;
+        }
         while let Some(client) = self.clients.get_mut(&conn) {
             if client.is_closing() {
                 // Nothing after a fatal error is looked at, as in the reference.
@@ -186,7 +200,15 @@ impl Server {
             }
             match client.parser.next_op(buf) {
                 Ok(None) => break,
-                Ok(Some(op)) => self.process_op(now, conn, op),
+                Ok(Some(op)) => {
+                    #[cfg(feature = "planted-defects")]
+                    if std::mem::take(&mut drop_split)
+                        && matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. })
+                    {
+                        continue;
+                    }
+                    self.process_op(now, conn, op)
+                }
                 Err(error) => {
                     let reason = error.close_reason();
                     if let Some(text) = error.wire_error() {
@@ -393,6 +415,9 @@ impl Server {
                 debug_assert!(client.options.headers);
                 // A zero-length header block is delivered as a plain message.
                 let headers = (!headers.is_empty()).then_some(&headers[..]);
+                #[cfg(feature = "planted-defects")]
+                let reply = reply
+                    .filter(|_| self.config.planted_defect != Some(PlantedDefect::HpubLosesReply));
                 self.process_pub(conn, &subject, reply.as_deref(), headers, &payload)
             }
             ClientOp::Sub {
@@ -574,6 +599,13 @@ impl Server {
                 }
                 if deliver(clients, actions, stats, expired_subs, config, key, msg) {
                     delivered = true;
+                    #[cfg(feature = "planted-defects")]
+                    if offset == 0
+                        && members.len() > 2
+                        && config.planted_defect == Some(PlantedDefect::QueueDoubleDelivery)
+                    {
+                        continue;
+                    }
                     break;
                 }
             }

@@ -1,0 +1,474 @@
+//! The oracle: a model of what the server must deliver, fed with the frames
+//! the server is known to have processed, and checked against what every
+//! simulated client receives.
+//!
+//! The simulator knows exactly which client frames a `handle_read` completed
+//! (it wrote them), so after each step the model applies them in the order the
+//! server did. A PUB then yields, per matching subscription, an expectation on
+//! the subscriber's connection:
+//! - plain subscription: mandatory: the message must arrive, in processing
+//!   order, unless the connection dies first;
+//! - queue group: optional per member, but at most one member may get it, and
+//!   exactly one must when every member present at publish time is still
+//!   connected and healthy at the end.
+//!
+//! Because the server appends to a connection's output in processing order
+//! and a stream never reorders, the messages a connection receives must be
+//! its expectations in order, minus optional ones: a mandatory expectation
+//! skipped is a lost message, a message with no expectation is a wrong or
+//! duplicate delivery.
+//!
+//! Frames whose read ended with the server closing the publisher are
+//! uncertain (the server may have stopped halfway): their expectations are
+//! optional.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rnats_core::runtime::ConnId;
+
+use crate::trace::Fnv64;
+
+/// What a client wrote, as the model needs it.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A frame the server answers with `+OK` when verbose (CONNECT).
+    Connect,
+    Sub {
+        sid: Bytes,
+        subject: Bytes,
+        queue: Option<Bytes>,
+    },
+    Unsub {
+        sid: Bytes,
+    },
+    Pub {
+        msg: u64,
+    },
+    Ping,
+}
+
+/// A published message as the publisher wrote it.
+#[derive(Debug, Clone)]
+pub struct MsgRecord {
+    pub subject: Bytes,
+    pub reply: Option<Bytes>,
+    pub headers: Option<Bytes>,
+    pub payload_hash: u64,
+    pub publisher: ConnId,
+    /// Set for a request: the client that waits for its reply.
+    pub request: bool,
+    /// For a reply: the request it answers.
+    pub in_reply_to: Option<u64>,
+    /// A reply to this request has reached the requester.
+    pub replied: bool,
+    /// `None` until processed; then whether the processing was certain.
+    pub processed: Option<bool>,
+    /// Responders whose subscriptions matched it when it was processed.
+    pub responders: Vec<ConnId>,
+}
+
+#[derive(Debug, Clone)]
+struct Expect {
+    msg: u64,
+    sid: Bytes,
+    mandatory: bool,
+    group: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct SubModel {
+    subject: Bytes,
+    queue: Option<Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct ConnModel {
+    /// The server still routes to it (it has not closed it).
+    server_open: bool,
+    /// The client side still reads it and answers.
+    client_alive: bool,
+    /// The client deliberately stopped reading.
+    paused: bool,
+    expects: VecDeque<Expect>,
+    received: BTreeSet<(u64, Bytes)>,
+    /// Per publisher connection, the last message received, per sid.
+    last_from: BTreeMap<(Bytes, ConnId), u64>,
+    verbose: bool,
+    /// The client answers requests.
+    responds: bool,
+    ok_due: u64,
+    ok_received: u64,
+}
+
+#[derive(Debug)]
+struct GroupToken {
+    msg: u64,
+    members: Vec<ConnId>,
+    deliveries: u32,
+}
+
+/// What the checks counted, for the run summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ModelStats {
+    pub published: u64,
+    pub delivered: u64,
+    pub checks: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Model {
+    pub msgs: Vec<MsgRecord>,
+    subs: BTreeMap<(ConnId, Bytes), SubModel>,
+    conns: BTreeMap<ConnId, ConnModel>,
+    groups: Vec<GroupToken>,
+    pub stats: ModelStats,
+}
+
+impl Model {
+    pub fn open_conn(&mut self, conn: ConnId, verbose: bool, responds: bool) {
+        let model = ConnModel {
+            server_open: true,
+            client_alive: true,
+            verbose,
+            responds,
+            ..ConnModel::default()
+        };
+        assert!(
+            self.conns.insert(conn, model).is_none(),
+            "{conn} opened twice"
+        );
+    }
+
+    /// The server closed `conn` (or forgot it): it gets nothing more.
+    pub fn server_closed(&mut self, conn: ConnId) {
+        if let Some(model) = self.conns.get_mut(&conn) {
+            model.server_open = false;
+            model.expects.clear();
+        }
+        self.subs.retain(|(c, _), _| *c != conn);
+    }
+
+    /// The client side stopped reading for good (closed, reset, vanished).
+    pub fn client_gone(&mut self, conn: ConnId) {
+        if let Some(model) = self.conns.get_mut(&conn) {
+            model.client_alive = false;
+        }
+    }
+
+    pub fn set_paused(&mut self, conn: ConnId) {
+        if let Some(model) = self.conns.get_mut(&conn) {
+            model.paused = true;
+        }
+    }
+
+    pub fn register(&mut self, record: MsgRecord) -> u64 {
+        self.msgs.push(record);
+        self.stats.published += 1;
+        (self.msgs.len() - 1) as u64
+    }
+
+    /// Apply one frame the server processed from `conn`, in order.
+    pub fn apply(&mut self, conn: ConnId, frame: &Frame, certain: bool) {
+        let verbose = self.conns.get(&conn).is_some_and(|c| c.verbose);
+        if verbose && certain && !matches!(frame, Frame::Ping) {
+            self.conns.get_mut(&conn).expect("known conn").ok_due += 1;
+        }
+        match frame {
+            Frame::Connect | Frame::Ping => {}
+            Frame::Sub {
+                sid,
+                subject,
+                queue,
+            } => {
+                if self.conns.get(&conn).is_some_and(|c| c.server_open) {
+                    let sub = SubModel {
+                        subject: subject.clone(),
+                        queue: queue.clone(),
+                    };
+                    self.subs.entry((conn, sid.clone())).or_insert(sub);
+                }
+            }
+            Frame::Unsub { sid } => {
+                self.subs.remove(&(conn, sid.clone()));
+            }
+            Frame::Pub { msg } => self.route(*msg, certain),
+        }
+    }
+
+    fn route(&mut self, msg: u64, certain: bool) {
+        let record = &mut self.msgs[msg as usize];
+        assert!(record.processed.is_none(), "message {msg} processed twice");
+        record.processed = Some(certain);
+        let subject = record.subject.clone();
+        // A queue group is named by its queue name alone: members subscribed
+        // with different subjects that both match share one group (nats-server
+        // merges them per match).
+        let mut groups: BTreeMap<Bytes, Vec<(ConnId, Bytes)>> = BTreeMap::new();
+        let mut responders = Vec::new();
+        for ((conn, sid), sub) in &self.subs {
+            if !subject_matches(&sub.subject, &subject) {
+                continue;
+            }
+            let model = self.conns.get_mut(conn).expect("sub on a known conn");
+            if !model.server_open {
+                continue;
+            }
+            if model.responds {
+                responders.push(*conn);
+            }
+            match &sub.queue {
+                None => model.expects.push_back(Expect {
+                    msg,
+                    sid: sid.clone(),
+                    mandatory: certain,
+                    group: None,
+                }),
+                Some(queue) => groups
+                    .entry(queue.clone())
+                    .or_default()
+                    .push((*conn, sid.clone())),
+            }
+        }
+        for members in groups.into_values() {
+            let token = self.groups.len();
+            self.groups.push(GroupToken {
+                msg,
+                members: members.iter().map(|(c, _)| *c).collect(),
+                deliveries: 0,
+            });
+            for (conn, sid) in members {
+                let model = self.conns.get_mut(&conn).expect("known conn");
+                model.expects.push_back(Expect {
+                    msg,
+                    sid,
+                    mandatory: false,
+                    group: Some(token),
+                });
+            }
+        }
+        self.msgs[msg as usize].responders = responders;
+    }
+
+    /// `conn` received a message. `sub_pattern` is the subject its sid was
+    /// subscribed with (None: the client never had that sid).
+    #[allow(clippy::too_many_arguments)]
+    pub fn received(
+        &mut self,
+        conn: ConnId,
+        sid: &Bytes,
+        sub_pattern: Option<&Bytes>,
+        subject: &Bytes,
+        reply: Option<&Bytes>,
+        headers: Option<&Bytes>,
+        payload: &Bytes,
+    ) -> Result<Option<u64>, String> {
+        self.stats.delivered += 1;
+        self.stats.checks += 6;
+
+        let pattern = sub_pattern.ok_or_else(|| {
+            format!("{conn}: delivery on sid {sid:?} the client never subscribed")
+        })?;
+        if !subject_matches(pattern, subject) {
+            return Err(format!(
+                "{conn}: message on {subject:?} delivered to sid {sid:?} subscribed to {pattern:?}"
+            ));
+        }
+        let msg = message_id(payload)
+            .filter(|id| (*id as usize) < self.msgs.len())
+            .ok_or_else(|| format!("{conn}: payload names no published message: {payload:?}"))?;
+        let record = &self.msgs[msg as usize];
+        if record.subject != subject {
+            return Err(format!(
+                "{conn}: message {msg} published on {:?} arrived on {subject:?}",
+                record.subject
+            ));
+        }
+        if record.reply.as_ref() != reply {
+            return Err(format!(
+                "{conn}: message {msg} published with reply {:?} arrived with reply {reply:?}",
+                record.reply
+            ));
+        }
+        if record.payload_hash != Fnv64::of(payload) {
+            return Err(format!("{conn}: message {msg} payload corrupted"));
+        }
+        if record.headers.is_some() && record.headers.as_ref() != headers {
+            return Err(format!(
+                "{conn}: message {msg} headers {:?} arrived as {headers:?}",
+                record.headers
+            ));
+        }
+        let publisher = record.publisher;
+        if record.processed.is_none() {
+            return Err(format!(
+                "{conn}: message {msg} delivered before the server processed its PUB"
+            ));
+        }
+        let model = self.conns.get_mut(&conn).expect("known conn");
+        if !model.received.insert((msg, sid.clone())) {
+            return Err(format!(
+                "{conn}: message {msg} delivered twice to sid {sid:?}"
+            ));
+        }
+        if let Some(last) = model.last_from.insert((sid.clone(), publisher), msg) {
+            if last > msg {
+                return Err(format!(
+                    "{conn}: sid {sid:?} got message {msg} after {last}, both from {publisher}"
+                ));
+            }
+        }
+        let Some(index) = model
+            .expects
+            .iter()
+            .position(|e| e.msg == msg && e.sid == sid)
+        else {
+            return Err(format!(
+                "{conn}: message {msg} on {subject:?} delivered to sid {sid:?}, which the model says was not subscribed when it was published"
+            ));
+        };
+        let mut kept = VecDeque::new();
+        for _ in 0..index {
+            let skipped = model.expects.pop_front().expect("index in range");
+            if skipped.msg == msg {
+                kept.push_back(skipped);
+            } else if skipped.mandatory {
+                return Err(format!(
+                    "{conn}: message {} (sid {:?}) was lost: message {msg} processed after it arrived first",
+                    skipped.msg, skipped.sid
+                ));
+            }
+        }
+        let found = model.expects.pop_front().expect("index in range");
+        while let Some(entry) = kept.pop_back() {
+            model.expects.push_front(entry);
+        }
+        if let Some(token) = found.group {
+            let group = &mut self.groups[token];
+            group.deliveries += 1;
+            if group.deliveries > 1 {
+                return Err(format!(
+                    "message {msg} delivered to {} members of one queue group (the latest {conn} sid {:?})",
+                    group.deliveries, found.sid
+                ));
+            }
+        }
+        let answers = self.msgs[msg as usize].in_reply_to;
+        if let Some(request) = answers {
+            self.msgs[request as usize].replied = true;
+        }
+        Ok(Some(msg))
+    }
+
+    pub fn ok_received(&mut self, conn: ConnId) -> Result<(), String> {
+        let model = self.conns.get_mut(&conn).expect("known conn");
+        model.ok_received += 1;
+        self.stats.checks += 1;
+        if !model.verbose || model.ok_received > model.ok_due {
+            return Err(format!(
+                "{conn}: +OK number {} but only {} ops owed one (verbose: {})",
+                model.ok_received, model.ok_due, model.verbose
+            ));
+        }
+        Ok(())
+    }
+
+    fn healthy(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.server_open && c.client_alive && !c.paused)
+    }
+
+    /// The liveness checks, once faults have healed and the system settled.
+    pub fn check_converged(&mut self) -> Result<(), String> {
+        for (conn, model) in &self.conns {
+            if !(model.server_open && model.client_alive && !model.paused) {
+                continue;
+            }
+            self.stats.checks += 1;
+            if let Some(lost) = model.expects.iter().find(|e| e.mandatory) {
+                return Err(format!(
+                    "{conn}: message {} (sid {:?}) never arrived after the faults healed",
+                    lost.msg, lost.sid
+                ));
+            }
+            if model.verbose && model.ok_received != model.ok_due {
+                return Err(format!(
+                    "{conn}: {} +OK received for {} verbose ops",
+                    model.ok_received, model.ok_due
+                ));
+            }
+        }
+        for group in &self.groups {
+            self.stats.checks += 1;
+            let certain = self.msgs[group.msg as usize].processed == Some(true);
+            let all_healthy = group.members.iter().all(|m| self.healthy(*m));
+            if certain && all_healthy && group.deliveries != 1 {
+                let record = &self.msgs[group.msg as usize];
+                return Err(format!(
+                    "message {} on {:?} from {} reached {} members of a queue group whose members all stayed connected: {:?}",
+                    group.msg, record.subject, record.publisher, group.deliveries, group.members
+                ));
+            }
+        }
+        for (id, record) in self.msgs.iter().enumerate() {
+            if !record.request || record.processed != Some(true) || record.replied {
+                continue;
+            }
+            self.stats.checks += 1;
+            let requester_ok = self.healthy(record.publisher);
+            let served =
+                !record.responders.is_empty() && record.responders.iter().all(|r| self.healthy(*r));
+            if requester_ok && served {
+                return Err(format!(
+                    "request {id} on {:?} from {} never got its reply though requester and responders {:?} stayed up",
+                    record.subject, record.publisher, record.responders
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// NATS subject matching: `*` matches one token, `>` one or more at the end.
+pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
+    let mut pattern_tokens = pattern.split(|b| *b == b'.');
+    let mut subject_tokens = subject.split(|b| *b == b'.');
+    loop {
+        match (pattern_tokens.next(), subject_tokens.next()) {
+            (None, None) => return true,
+            (Some(b">"), Some(_)) => return true,
+            (Some(p), Some(s)) if p == b"*" || p == s => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Payloads start with `m<id>;`.
+pub fn message_id(payload: &[u8]) -> Option<u64> {
+    let rest = payload.strip_prefix(b"m")?;
+    let end = rest.iter().position(|b| *b == b';')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_follows_nats_rules() {
+        assert!(subject_matches(b"a.*", b"a.b"));
+        assert!(!subject_matches(b"a.*", b"a.b.c"));
+        assert!(subject_matches(b"a.>", b"a.b.c"));
+        assert!(!subject_matches(b"a.>", b"a"));
+        assert!(subject_matches(b">", b"a"));
+        assert!(subject_matches(b"*.b", b"a.b"));
+        assert!(!subject_matches(b"a.b", b"a.c"));
+    }
+
+    #[test]
+    fn message_ids_round_trip() {
+        assert_eq!(message_id(b"m42;xyz"), Some(42));
+        assert_eq!(message_id(b"x42;"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Seeded random streams: one ChaCha stream per consumer.
+//!
+//! Every stream is derived from the run's seed and a fixed stream number, so
+//! adding a draw to one consumer (a client, a connection's network) never
+//! reshuffles what the others draw.
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Stream numbers. Per-entity streams add the entity's number to their base.
+pub(crate) mod stream {
+    /// The swarm draw: which faults are on and at what rates.
+    pub(crate) const PLAN: u64 = 1;
+    /// The server machine's own seed.
+    pub(crate) const SERVER: u64 = 2;
+    /// The fault injector's choices (which connection to reset, stall, ...).
+    pub(crate) const FAULTS: u64 = 3;
+    /// The wall clock's drift and jumps.
+    pub(crate) const WALL_CLOCK: u64 = 4;
+    /// Client `i` draws from `CLIENT_BASE + i`.
+    pub(crate) const CLIENT_BASE: u64 = 1 << 20;
+    /// Connection `c` draws its network behavior from `CONN_BASE + c`.
+    pub(crate) const CONN_BASE: u64 = 1 << 40;
+}
+
+/// A deterministic random stream.
+pub struct Rng(ChaCha8Rng);
+
+impl Rng {
+    /// Stream `stream` of the run seeded with `seed`.
+    pub fn stream(seed: u64, stream: u64) -> Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        Rng(rng)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// Uniform in `low..=high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        assert!(low <= high, "empty range {low}..={high}");
+        low + self.below(high - low + 1)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+
+    /// One element of a non-empty slice.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        assert!(!items.is_empty(), "pick from an empty slice");
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_independent_and_repeatable() {
+        let a: Vec<u64> = (0..4).map(|_| Rng::stream(7, 1).next_u64()).collect();
+        assert!(a.windows(2).all(|w| w[0] == w[1]));
+        assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(7, 2).next_u64());
+        assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(8, 1).next_u64());
+    }
+}

@@ -1,0 +1,204 @@
+//! Scenario files: what a run simulates. JSON, documented in `sim-scenarios/README.md`.
+//!
+//! A scenario names the server's limits, the clients (by role and count), the
+//! faults that may be switched on (each one's rate is then drawn from the
+//! seed: swarm testing), the length of the workload phase and of the
+//! heal-then-converge phase after it.
+
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Virtual seconds of workload with faults.
+    pub duration_s: f64,
+    /// Virtual seconds after the workload stops and every fault heals; then
+    /// every liveness invariant is checked.
+    #[serde(default = "default_heal_s")]
+    pub heal_s: f64,
+    #[serde(default)]
+    pub server: ServerSpec,
+    pub clients: Vec<ClientSpec>,
+    #[serde(default)]
+    pub faults: FaultSpec,
+}
+
+fn default_heal_s() -> f64 {
+    8.0
+}
+
+/// The server's limits for the run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSpec {
+    pub max_pending: usize,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    pub ping_interval_ms: u64,
+    pub ping_max: u32,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            max_pending: 64 * 1024,
+            max_payload: 8 * 1024,
+            max_control_line: 1024,
+            ping_interval_ms: 1000,
+            ping_max: 2,
+        }
+    }
+}
+
+/// What a client does once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Publishes to `subjects` at `rate_hz`, some with a reply subject, some with headers.
+    Publisher,
+    /// Subscribes to `subjects` (wildcards allowed); may change its interest.
+    Subscriber,
+    /// Subscribes to `subjects` in queue group `group`.
+    QueueMember,
+    /// Answers requests on `subjects` (in `group` when given).
+    Responder,
+    /// Sends requests to `subjects` at `rate_hz` with its own reply inbox.
+    Requester,
+    /// Subscribes, reads for a moment, then stops reading.
+    SlowReader,
+    /// Sends good frames, then a malformed one.
+    Malformed,
+}
+
+/// A kind of client, `count` times.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub role: Role,
+    #[serde(default = "one")]
+    pub count: usize,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Messages (or requests) per virtual second.
+    #[serde(default = "default_rate")]
+    pub rate_hz: f64,
+    /// Share of publishes that carry a reply subject.
+    #[serde(default)]
+    pub reply_ratio: f64,
+    /// Share of publishes sent as HPUB with a header block.
+    #[serde(default)]
+    pub headers_ratio: f64,
+    /// Largest random payload filler, in bytes.
+    #[serde(default = "default_payload_max")]
+    pub payload_max: usize,
+    /// Chance per virtual second that the client vanishes (close, reset or
+    /// half-open, drawn) and reconnects later.
+    #[serde(default)]
+    pub churn_per_s: f64,
+    /// Chance per virtual second that a subscriber swaps one subscription.
+    #[serde(default)]
+    pub resubscribe_per_s: f64,
+    /// Share of these clients that CONNECT with `verbose` (+OK to every op).
+    #[serde(default)]
+    pub verbose_ratio: f64,
+    /// Share of these clients that CONNECT with `pedantic`.
+    #[serde(default)]
+    pub pedantic_ratio: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_rate() -> f64 {
+    20.0
+}
+
+fn default_payload_max() -> usize {
+    64
+}
+
+/// Which faults may happen. Each enabled fault is switched off by the seed
+/// about one run in four, and otherwise gets a rate drawn up to its maximum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSpec {
+    /// One-way latency range, milliseconds.
+    pub latency_ms: [f64; 2],
+    /// Extra random delay per segment, up to this many milliseconds.
+    pub jitter_ms_max: f64,
+    /// Writes split into segments and reads cut at random byte boundaries.
+    pub split: bool,
+    /// Connection resets per virtual second, at most (whole run, not per connection).
+    pub reset_per_s_max: f64,
+    /// Clients vanishing without a FIN, per virtual second, at most.
+    pub half_open_per_s_max: f64,
+    /// Network stalls per virtual second, at most, each up to `stall_ms_max`.
+    pub stall_per_s_max: f64,
+    pub stall_ms_max: f64,
+    /// Chance that a connect attempt is refused, at most.
+    pub refuse_max: f64,
+    /// Wall-clock jumps per virtual second, at most (the server does not use
+    /// wall time yet; its monotonic time never goes back).
+    pub wall_jump_per_s_max: f64,
+}
+
+impl Default for FaultSpec {
+    fn default() -> Self {
+        FaultSpec {
+            latency_ms: [0.05, 2.0],
+            jitter_ms_max: 1.0,
+            split: true,
+            reset_per_s_max: 0.0,
+            half_open_per_s_max: 0.0,
+            stall_per_s_max: 0.0,
+            stall_ms_max: 300.0,
+            refuse_max: 0.0,
+            wall_jump_per_s_max: 0.1,
+        }
+    }
+}
+
+impl Scenario {
+    pub fn from_json(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn load(path: &str) -> Result<Scenario, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        Scenario::from_json(&text).map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.duration_s.is_nan()
+            || self.duration_s <= 0.0
+            || self.heal_s.is_nan()
+            || self.heal_s < 0.0
+        {
+            return Err(String::from(
+                "duration_s must be positive, heal_s not negative",
+            ));
+        }
+        for spec in &self.clients {
+            let needs_subjects = !matches!(spec.role, Role::Malformed);
+            if needs_subjects && spec.subjects.is_empty() {
+                return Err(format!("{:?} clients need subjects", spec.role));
+            }
+            if spec.role == Role::QueueMember && spec.group.is_none() {
+                return Err(String::from("queue_member clients need a group"));
+            }
+            if spec.rate_hz.is_nan() || spec.rate_hz <= 0.0 {
+                return Err(String::from("rate_hz must be positive"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! The CI sweep: a fixed seed range of every scenario, each seed run twice
+//! and compared, plus the checked-in seeds that once failed.
+//!
+//! `SIM_CI_SEEDS=N` widens the range (default 8 per scenario).
+
+mod common;
+
+use common::{describe, run_seed, scenario, sweep};
+
+fn seeds() -> u64 {
+    std::env::var("SIM_CI_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8)
+}
+
+fn sweep_clean(name: &str) {
+    let scenario = scenario(name);
+    if let Some(failed) = sweep(&scenario, 0..seeds(), true, None) {
+        panic!("{}", describe(&failed));
+    }
+}
+
+#[test]
+fn ci_pubsub_faults() {
+    sweep_clean("pubsub-faults");
+}
+
+#[test]
+fn ci_queue_churn() {
+    sweep_clean("queue-churn");
+}
+
+#[test]
+fn ci_request_reply() {
+    sweep_clean("request-reply");
+}
+
+#[test]
+fn ci_slow_consumers() {
+    sweep_clean("slow-consumers");
+}
+
+#[test]
+fn ci_malformed() {
+    sweep_clean("malformed");
+}
+
+/// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
+/// Without a defect the seed must pass; with one it must still be caught.
+#[test]
+fn ci_regression_seeds() {
+    let path = format!(
+        "{}/../sim-scenarios/regression-seeds.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("regression list");
+    let mut replayed = 0;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(matches!(words.len(), 2 | 3), "bad line {line:?}");
+        let name = words[0].trim_end_matches(".json");
+        let seed: u64 = words[1].parse().expect("seed");
+        let defect = words.get(2).copied();
+        let outcome = run_seed(&scenario(name), seed, defect);
+        match defect {
+            None => assert!(outcome.failure.is_none(), "{}", describe(&outcome)),
+            Some(defect) => assert!(
+                outcome.failure.is_some(),
+                "{name} seed {seed} no longer catches {defect}"
+            ),
+        }
+        replayed += 1;
+    }
+    assert!(replayed > 0);
+}

@@ -1,0 +1,58 @@
+//! The same seed gives the same trace, and nothing survives from one run to the next.
+
+mod common;
+
+use common::{run_seed, scenario};
+
+#[test]
+fn a_seed_replays_bit_for_bit_even_after_other_runs() {
+    let pubsub = scenario("pubsub-faults");
+    let first = run_seed(&pubsub, 11, None);
+    let other = run_seed(&pubsub, 12, None);
+    let queue = run_seed(&scenario("queue-churn"), 11, None);
+    let again = run_seed(&pubsub, 11, None);
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.published, again.published);
+    assert_eq!(first.delivered, again.delivered);
+    assert_eq!(first.faults, again.faults);
+    assert_ne!(first.trace_hash, other.trace_hash, "seeds must differ");
+    assert_ne!(first.trace_hash, queue.trace_hash);
+    assert!(first.failure.is_none(), "{}", common::describe(&first));
+}
+
+#[test]
+fn a_run_does_real_work() {
+    let outcome = run_seed(&scenario("pubsub-faults"), 5, None);
+    assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));
+    assert!(outcome.published > 500, "published {}", outcome.published);
+    assert!(outcome.delivered > outcome.published);
+    assert!(outcome.events > 10_000);
+    assert!(outcome.virtual_time.as_nanos() >= 20_000_000_000);
+}
+
+#[test]
+fn slow_readers_are_cut_off() {
+    let outcome = run_seed(&scenario("slow-consumers"), 2, None);
+    assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));
+    let cut = outcome
+        .closes
+        .get("Slow Consumer (Pending Bytes)")
+        .copied()
+        .unwrap_or(0);
+    assert!(cut >= 3, "only {cut} slow consumers cut off");
+}
+
+#[test]
+fn malformed_clients_are_closed() {
+    let outcome = run_seed(&scenario("malformed"), 2, None);
+    assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));
+    assert!(outcome.faults.get("malformed-frame").copied().unwrap_or(0) > 10);
+    let closed: u64 = outcome
+        .closes
+        .iter()
+        .filter(|(reason, _)| **reason != "Client Closed" && **reason != "Stale Connection")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(closed > 10, "closes {:?}", outcome.closes);
+}
