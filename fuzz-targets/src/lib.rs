@@ -1,0 +1,45 @@
+//! The bodies of rnats's fuzz targets, as plain functions of `&[u8]`.
+//!
+//! Each function takes one fuzzer input, drives one parser or machine of
+//! `rnats-core` with it, and panics when an invariant breaks. The cargo-fuzz
+//! binaries in `fuzz/fuzz_targets/` are one-line wrappers around them, and
+//! `tests/corpus_replay.rs` runs every file of `fuzz/corpus/<target>/` through
+//! the same function on stable Rust, so CI catches a regression without a
+//! fuzzing toolchain.
+//!
+//! | target | function | input |
+//! | --- | --- | --- |
+//! | `client_parser` | [`client_parser::run`] | 3 control bytes, then protocol bytes |
+//! | `header_block` | [`header_block::run`] | a header block |
+//! | `subject` | [`subject::run`] | 1 control byte, then a subject (and queue name) |
+//! | `sublist_ops` | [`sublist_ops::run`] | `arbitrary` op sequence |
+//! | `server_machine` | [`server_machine::run`] | 4 config bytes, then an event script |
+//! | `connect_json` | [`connect_json::run`] | a CONNECT JSON document |
+//! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
+//!
+//! Invariant: every function is deterministic and its work is bounded by a
+//! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
+
+#![forbid(unsafe_code)]
+
+pub mod client_parser;
+pub mod conf;
+pub mod connect_json;
+pub mod header_block;
+pub mod server_machine;
+pub mod subject;
+pub mod sublist_ops;
+
+/// A target body: one fuzzer input in, a panic if an invariant breaks.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its cargo-fuzz binary and corpus folder.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("client_parser", client_parser::run),
+    ("header_block", header_block::run),
+    ("subject", subject::run),
+    ("sublist_ops", sublist_ops::run),
+    ("server_machine", server_machine::run),
+    ("connect_json", connect_json::run),
+    ("conf", conf::run),
+];

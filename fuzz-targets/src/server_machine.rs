@@ -1,0 +1,406 @@
+//! The server machine driven by a script of events on up to four
+//! connections at once: bytes read in arbitrary pieces, timers, partial
+//! writes, peer closes, stalled writes and lame-duck mode.
+//!
+//! Input: four config bytes, then events (see [`decode_config`] and
+//! [`Harness::step`]). The harness plays a runtime: after every event it
+//! drains `poll_action`, takes the outbound bytes of each `Transmit` and
+//! holds them "in flight" until a write event reports them written (or
+//! writes them at once for a connection accepted as a fast reader); a fast
+//! reader's `Close` is finished with `handle_closed` at once.
+//!
+//! Checked after every event: no panic; each connection has at most one
+//! `Transmit` per step and none after its `Close`, and is closed at most
+//! once; its pending output (outbound plus in flight) never exceeds
+//! `max_pending` plus one frame (plus a reply allowance while
+//! [`STRICT_PENDING_BOUND`] is off); a closing connection holds no
+//! subscriptions, and the Sublist holds exactly the open connections'
+//! subscriptions; no timer is left due after `handle_timeout(now)`; the
+//! read buffer keeps at most one partial frame. At the end, after
+//! `handle_closed` for every connection: no subscription, no connection, no
+//! timer.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rnats_core::runtime::{Action, ConnId};
+use rnats_core::server::{AuthConfig, Server, ServerConfig};
+use rnats_core::time::Instant;
+
+/// Whether the pending-output bound covers every byte the server writes, or
+/// only messages (with an allowance for replies proportional to the input).
+///
+/// Known finding (fuzz/RESULTS.md, finding 1): the server checks
+/// `max_pending` only when it delivers a message, so a client that sends
+/// PINGs (or any op answered with `+OK`/`-ERR`) and never reads makes the
+/// server buffer replies without bound. nats-server counts every write
+/// (`queueOutbound`). Set this to `true` once the server does too; the
+/// ignored test `ping_flood_is_a_slow_consumer` checks the strict bound.
+pub const STRICT_PENDING_BOUND: bool = false;
+
+/// Connections the script can name (slot = byte % SLOTS).
+pub const SLOTS: usize = 4;
+/// Events one input may run: bounds the work per input.
+const EVENTS_MAX: usize = 4096;
+/// The time step of an `Advance` event.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Event tags (the low three bits of an event's first byte).
+pub mod tag {
+    /// `[0, slot | 0x80 if fast reader]`: accept a connection in the slot.
+    pub const ACCEPT: u8 = 0;
+    /// `[1, slot, len_lo, len_hi, bytes...]`: the peer sent `len` bytes.
+    pub const READ: u8 = 1;
+    /// `[2, ticks_lo, ticks_hi]`: time passes (10 ms ticks); due timers run.
+    pub const ADVANCE: u8 = 2;
+    /// `[3, slot]`: everything in flight was written.
+    pub const WRITE_ALL: u8 = 3;
+    /// `[4, slot, n_lo, n_hi]`: `n` bytes in flight were written.
+    pub const WRITE_SOME: u8 = 4;
+    /// `[5, slot]`: the connection is closed (peer gone or close finished).
+    pub const CLOSED: u8 = 5;
+    /// `[6, slot]`: the runtime's write deadline passed.
+    pub const WRITE_STALLED: u8 = 6;
+    /// `[7]`: lame-duck mode.
+    pub const LAME_DUCK: u8 = 7;
+}
+
+/// Builds the server configuration from the four leading bytes.
+///
+/// - byte 0: `max_pending = 256 << (b % 13)` (256 B to 1 MiB);
+/// - byte 1: bits 0-2 `max_payload` (64 KiB, 16, 32, 64, 128, 512, 1024,
+///   4096), bits 3-5 `max_control_line` (4096, 32, 64, ..., 2048), bits 6-7
+///   `max_subscriptions` (none, 1, 2, 16);
+/// - byte 2: `% 3` auth (none, token `tok`, user `a` password `b`), bits 2-3
+///   `max_connections` (65536, 1, 2, 3);
+/// - byte 3: bits 0-2 `ping_interval` (120, 1, 2, 3, 5, 10, 30, 60 s), bits
+///   3-4 `ping_max` (1 + n % 3), bits 5-7 `auth_timeout` (2 s, 10 ms, 100 ms,
+///   500 ms, 1 s, 3 s, 5 s, 60 s).
+pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
+    const PAYLOADS: [usize; 8] = [65536, 16, 32, 64, 128, 512, 1024, 4096];
+    const CONTROL_LINES: [usize; 8] = [4096, 32, 64, 128, 256, 512, 1024, 2048];
+    const SUBSCRIPTIONS: [usize; 4] = [0, 1, 2, 16];
+    const CONNECTIONS: [usize; 4] = [65536, 1, 2, 3];
+    const PINGS_S: [u64; 8] = [120, 1, 2, 3, 5, 10, 30, 60];
+    const AUTH_TIMEOUTS_MS: [u64; 8] = [2000, 10, 100, 500, 1000, 3000, 5000, 60000];
+    let [pending, limits, access, timing] = bytes;
+    let auth = match access % 3 {
+        0 => AuthConfig::None,
+        1 => AuthConfig::Token(String::from("tok")),
+        _ => AuthConfig::UserPassword {
+            user: String::from("a"),
+            password: String::from("b"),
+        },
+    };
+    ServerConfig {
+        max_pending: 256 << (pending % 13),
+        max_payload: PAYLOADS[usize::from(limits & 7)],
+        max_control_line: CONTROL_LINES[usize::from((limits >> 3) & 7)],
+        max_subscriptions: SUBSCRIPTIONS[usize::from(limits >> 6)],
+        auth,
+        max_connections: CONNECTIONS[usize::from((access >> 2) & 3)],
+        ping_interval: Duration::from_secs(PINGS_S[usize::from(timing & 7)]),
+        ping_max: 1 + u32::from((timing >> 3) & 3) % 3,
+        auth_timeout: Duration::from_millis(AUTH_TIMEOUTS_MS[usize::from(timing >> 5)]),
+        ..ServerConfig::default()
+    }
+}
+
+/// The runtime's view of one connection.
+struct Slot {
+    conn: ConnId,
+    /// Writes everything at once and finishes a close at once.
+    fast: bool,
+    /// Bytes read and not yet consumed by the server (a partial frame).
+    read_buf: BytesMut,
+    /// Taken with `take_outbound`, not yet reported written.
+    in_flight: usize,
+    /// The server asked to close this connection.
+    close_seen: bool,
+    /// Bytes the peer sent (the reply allowance of the lenient bound).
+    read_total: usize,
+}
+
+/// A runtime around one `Server`, checking invariants as it goes.
+pub struct Harness {
+    server: Server,
+    now: Instant,
+    slots: [Option<Slot>; SLOTS],
+    next_conn: u64,
+    /// Most bytes one frame (a MSG/HMSG, an INFO, an -ERR) may add.
+    frame_max: usize,
+    /// Most bytes the parser may keep between reads.
+    retained_max: usize,
+    strict: bool,
+    lame_duck_infos: usize,
+}
+
+impl Harness {
+    /// `strict`: see [`STRICT_PENDING_BOUND`].
+    pub fn new(config: ServerConfig, seed: u64, strict: bool) -> Self {
+        let frame_max = config.max_payload + 2 * config.max_control_line + 1024;
+        let retained_max = (config.max_control_line + 1)
+            .max(config.max_payload + 1)
+            .max(8);
+        Harness {
+            server: Server::new(config, seed),
+            now: Instant::from_nanos(1_000_000_000),
+            slots: [None, None, None, None],
+            next_conn: 1,
+            frame_max,
+            retained_max,
+            strict,
+            lame_duck_infos: 0,
+        }
+    }
+
+    /// Runs one event from the front of `input`; returns the rest, or `None`
+    /// when the input is used up.
+    pub fn step<'a>(&mut self, input: &'a [u8]) -> Option<&'a [u8]> {
+        let (&head, mut rest) = input.split_first()?;
+        let mut byte = || -> u8 {
+            let (&b, after) = rest.split_first().unwrap_or((&0, &[]));
+            rest = after;
+            b
+        };
+        match head & 7 {
+            tag::ACCEPT => {
+                let b = byte();
+                self.accept(usize::from(b) % SLOTS, b & 0x80 != 0);
+            }
+            tag::READ => {
+                let slot = usize::from(byte()) % SLOTS;
+                let len = usize::from(u16::from_le_bytes([byte(), byte()]));
+                let (bytes, after) = rest.split_at(len.min(rest.len()));
+                rest = after;
+                self.read(slot, bytes);
+            }
+            tag::ADVANCE => {
+                let ticks = u32::from(u16::from_le_bytes([byte(), byte()]));
+                self.advance(TICK * ticks);
+            }
+            tag::WRITE_ALL => {
+                let slot = usize::from(byte()) % SLOTS;
+                self.written(slot, usize::MAX);
+            }
+            tag::WRITE_SOME => {
+                let slot = usize::from(byte()) % SLOTS;
+                let n = usize::from(u16::from_le_bytes([byte(), byte()]));
+                self.written(slot, n);
+            }
+            tag::CLOSED => {
+                let slot = usize::from(byte()) % SLOTS;
+                self.closed(slot);
+            }
+            tag::WRITE_STALLED => {
+                let slot = usize::from(byte()) % SLOTS;
+                if let Some(state) = &self.slots[slot] {
+                    self.server.handle_write_stalled(state.conn);
+                }
+            }
+            _ => {
+                self.lame_duck_infos += 1;
+                self.server.enter_lame_duck_mode();
+            }
+        }
+        self.drain_actions();
+        self.check();
+        Some(rest)
+    }
+
+    fn accept(&mut self, slot: usize, fast: bool) {
+        if self.slots[slot].is_some() {
+            return;
+        }
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000 + slot as u16);
+        self.server.handle_accept(self.now, conn, peer);
+        self.slots[slot] = Some(Slot {
+            conn,
+            fast,
+            read_buf: BytesMut::new(),
+            in_flight: 0,
+            close_seen: false,
+            read_total: 0,
+        });
+    }
+
+    fn read(&mut self, slot: usize, bytes: &[u8]) {
+        let Some(state) = &mut self.slots[slot] else {
+            return;
+        };
+        state.read_buf.extend_from_slice(bytes);
+        state.read_total += bytes.len();
+        self.server
+            .handle_read(self.now, state.conn, &mut state.read_buf);
+        assert!(
+            state.read_buf.len() <= self.retained_max,
+            "{}: {} bytes left in the read buffer",
+            state.conn,
+            state.read_buf.len()
+        );
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        if self
+            .server
+            .poll_timeout()
+            .is_some_and(|due| due <= self.now)
+        {
+            self.server.handle_timeout(self.now);
+        }
+        if let Some(due) = self.server.poll_timeout() {
+            assert!(due > self.now, "a timer is still due after handle_timeout");
+        }
+    }
+
+    fn written(&mut self, slot: usize, n: usize) {
+        let Some(state) = &mut self.slots[slot] else {
+            return;
+        };
+        let n = n.min(state.in_flight);
+        state.in_flight -= n;
+        self.server.handle_written(state.conn, n);
+    }
+
+    fn closed(&mut self, slot: usize) {
+        if let Some(state) = self.slots[slot].take() {
+            self.server.handle_closed(state.conn);
+            assert!(self.server.client(state.conn).is_none());
+        }
+    }
+
+    fn slot_of(&self, conn: ConnId) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.conn == conn))
+    }
+
+    fn drain_actions(&mut self) {
+        let mut transmitted: Vec<ConnId> = Vec::new();
+        let mut finished: Vec<usize> = Vec::new();
+        while let Some(action) = self.server.poll_action() {
+            match action {
+                Action::Transmit(conn) => {
+                    assert!(
+                        !transmitted.contains(&conn),
+                        "{conn}: two Transmits in one step"
+                    );
+                    transmitted.push(conn);
+                    let slot = self
+                        .slot_of(conn)
+                        .expect("Transmit for an unknown connection");
+                    let state = self.slots[slot].as_mut().expect("slot is open");
+                    assert!(!state.close_seen, "{conn}: Transmit after Close");
+                    if let Some(bytes) = self.server.take_outbound(conn) {
+                        state.in_flight += bytes.len();
+                        if state.fast {
+                            self.server.handle_written(conn, bytes.len());
+                            state.in_flight -= bytes.len();
+                        }
+                    }
+                }
+                Action::Close { conn, .. } => {
+                    let Some(slot) = self.slot_of(conn) else {
+                        // handle_closed already forgot it (a peer close of an open connection).
+                        continue;
+                    };
+                    let state = self.slots[slot].as_mut().expect("slot is open");
+                    assert!(!state.close_seen, "{conn}: closed twice");
+                    state.close_seen = true;
+                    // The runtime flushes what is left, unless told not to.
+                    if let Some(bytes) = self.server.take_outbound(conn) {
+                        state.in_flight += bytes.len();
+                    }
+                    if state.fast {
+                        finished.push(slot);
+                    }
+                }
+            }
+        }
+        for slot in finished {
+            self.closed(slot);
+        }
+    }
+
+    fn check(&self) {
+        let config = self.server.config();
+        let mut subscriptions = 0;
+        for state in self.slots.iter().flatten() {
+            let client = self
+                .server
+                .client(state.conn)
+                .expect("an open connection is known to the server");
+            assert_eq!(
+                client.bytes_in_flight, state.in_flight,
+                "{}: in-flight bytes",
+                state.conn
+            );
+            // Replies (+OK, -ERR, PONG, INFO) are at most 8 times the bytes
+            // that asked for them, plus the INFOs of accept and lame duck.
+            let reply_allowance = if self.strict {
+                0
+            } else {
+                8 * state.read_total + 1024 * (1 + self.lame_duck_infos)
+            };
+            assert!(
+                client.pending_bytes() <= config.max_pending + self.frame_max + reply_allowance,
+                "{}: {} bytes pending, max_pending {}",
+                state.conn,
+                client.pending_bytes(),
+                config.max_pending
+            );
+            assert_eq!(client.sids.len(), client.subs.len());
+            if client.is_closing() {
+                assert!(
+                    client.subs.is_empty(),
+                    "{}: closing with subscriptions",
+                    state.conn
+                );
+            }
+            if state.close_seen {
+                assert!(client.is_closing());
+            }
+            subscriptions += client.subs.len();
+        }
+        assert_eq!(self.server.num_subscriptions(), subscriptions);
+    }
+
+    /// Closes every connection and checks that nothing is left behind.
+    pub fn finish(mut self) {
+        for slot in 0..SLOTS {
+            self.closed(slot);
+        }
+        while self.server.poll_action().is_some() {}
+        assert_eq!(self.server.num_subscriptions(), 0);
+        assert_eq!(self.server.num_connections(), 0);
+        assert_eq!(self.server.poll_timeout(), None);
+    }
+}
+
+/// The target body.
+pub fn run(data: &[u8]) {
+    run_with(data, STRICT_PENDING_BOUND);
+}
+
+/// The target body, with the pending-output bound chosen.
+pub fn run_with(data: &[u8], strict: bool) {
+    let Some((&config, mut script)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let mut harness = Harness::new(
+        decode_config(config),
+        u64::from(u32::from_le_bytes(config)),
+        strict,
+    );
+    for _ in 0..EVENTS_MAX {
+        match harness.step(script) {
+            Some(rest) => script = rest,
+            None => break,
+        }
+    }
+    harness.finish();
+}

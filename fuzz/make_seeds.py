@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus: fuzz/corpus/<target>/seed-*.
+
+Sources: the differential transcripts (tests/transcripts/*.txt) become
+client_parser inputs (their bytes on connection A) and server_machine scripts
+(every connection, split reads, waits and closes kept); the rest are edge
+cases from the unit tests written out below. Run from anywhere; rerunning
+rewrites the seed-* files only (files libFuzzer added are left alone).
+"""
+import os, re, struct, pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent
+TRANSCRIPTS = ROOT.parent / "tests" / "transcripts"
+CORPUS = ROOT / "corpus"
+
+
+def write(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / ("seed-" + name)).write_bytes(data)
+
+
+def unescape(text):
+    chunks, cur, i = [], bytearray(), 0
+    b = text.encode()
+    while i < len(b):
+        c = b[i]; i += 1
+        if c != 0x5C:
+            cur.append(c); continue
+        e = chr(b[i]); i += 1
+        if e == 'r': cur += b'\r'
+        elif e == 'n': cur += b'\n'
+        elif e == 't': cur += b'\t'
+        elif e == '\\': cur += b'\\'
+        elif e == 'x': cur.append(int(b[i:i+2], 16)); i += 2
+        elif e == '{':
+            end = b.index(b'}', i)
+            rep, n = b[i:end].rsplit(b'*', 1)
+            cur += rep * min(int(n), 3000); i = end + 1
+        elif e == '|': chunks.append(bytes(cur)); cur = bytearray()
+    chunks.append(bytes(cur))
+    return [c for c in chunks if c]
+
+
+def server_config(lines):
+    pending, limits, access, timing = 10, 0, 0, 0
+    for line in lines:
+        if line.startswith("server:"):
+            if "--auth" in line: access = 1
+            if "--user" in line: access = 2
+        if line.startswith("config:"):
+            key, value = [s.strip() for s in line[7:].split(":")]
+            if key == "max_connections": access |= 2 << 2
+            if key == "max_control_line": limits |= 2 << 3
+            if key == "max_payload": limits |= 1
+            if key == "max_subscriptions": limits |= 2 << 6
+    return bytes([pending, limits, access, timing])
+
+
+def read_event(slot, data):
+    out = b""
+    for i in range(0, len(data), 65535):
+        part = data[i:i+65535]
+        out += bytes([1, slot]) + struct.pack("<H", len(part)) + part
+    return out
+
+
+def transcripts():
+    for path in sorted(TRANSCRIPTS.glob("*.txt")):
+        lines = [l.strip() for l in path.read_text().splitlines()]
+        slots, events, parser_bytes = {}, b"", b""
+        def slot_of(name):
+            if name not in slots:
+                slots[name] = len(slots) % 4
+                nonlocal events
+                events += bytes([0, slots[name] | 0x80])
+            return slots[name]
+        for line in lines:
+            if not line or line.startswith("#") or ":" in line.split(">")[0] and not ">" in line:
+                continue
+            if line.startswith(("server:", "config:", "known-difference:")):
+                continue
+            if line.startswith("wait "):
+                events += bytes([2]) + struct.pack("<H", min(int(line[5:]) // 10, 65535))
+            elif line == "mark":
+                continue
+            elif line.startswith("open "):
+                slot_of(line[5:].strip())
+            elif line.startswith("close "):
+                events += bytes([5, slot_of(line[6:].strip())])
+            elif ">" in line:
+                pos = line.index(">")
+                name = line[:pos].strip() or "A"
+                body = line[pos+1:]
+                body = body[1:] if body.startswith(" ") else body
+                slot = slot_of(name)
+                for chunk in unescape(body.rstrip()):
+                    events += read_event(slot, chunk)
+                    if name == "A":
+                        parser_bytes += chunk
+        events += bytes([2, 0x10, 0x27])  # 100 s pass
+        stem = path.stem
+        write("server_machine", stem, server_config(lines) + events)
+        # client_parser: default-ish limits (1024 control line, 4080 payload), headers on.
+        write("client_parser", stem, bytes([255, 255, 0x80 | 7]) + parser_bytes)
+        if stem == "split-frames":
+            write("client_parser", stem + "-bytewise", bytes([255, 255, 0x80]) + parser_bytes)
+
+
+def parser_edges():
+    cases = {
+        "pub-basic": b"PUB foo 5\r\nhello\r\n",
+        "pub-reply": b"PUB foo bar 0\r\n\r\n",
+        "hpub": b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+        "sub-queue": b"SUB foo q 1\r\nUNSUB 1 5\r\n",
+        "connect": b'CONNECT {"verbose":false,"headers":true}\r\nPING\r\nPONG\r\n',
+        "lowercase": b"pub foo 1\r\nx\r\nping\r\n",
+        "bare-lf": b"PING\nPUB a 1\nx\n",
+        "info-ok": b'INFO {"server_id":"x"}\r\n+OK\r\n',
+        "err": b"-ERR 'oops'\r\n",
+        "hmsg": b"HMSG foo 1 0 0\r\n\r\n",
+        "bad-size": b"PUB foo 1234567890\r\n",
+        "payload-too-big": b"PUB foo 9999\r\n",
+        "tabs": b"SUB\tfoo\t\t1\r\n",
+        "unknown": b"FOO\r\n",
+    }
+    for name, data in cases.items():
+        write("client_parser", name, bytes([255, 255, 0x80 | 3]) + data)
+    write("client_parser", "tiny-limits", bytes([1, 1, 0x80 | 1]) + b"PUB foo.bar 17\r\n0123456789abcdefg\r\n")
+
+
+def server_edges():
+    # Slow consumer: two connections, a slow subscriber, a publisher flooding.
+    sub = b'CONNECT {"verbose":false}\r\nSUB > 1\r\nSUB foo q 2\r\n'
+    pub = b'CONNECT {"verbose":false}\r\n' + b"PUB foo 100\r\n" + b"x" * 100 + b"\r\n"
+    ev = bytes([0, 0, 0, 0x81]) + read_event(0, sub) + read_event(1, pub * 20)
+    ev += bytes([4, 0, 50, 0]) + bytes([3, 0]) + read_event(1, pub * 5)
+    write("server_machine", "slow-consumer", bytes([0, 0, 0, 0]) + ev)
+    # PING flood without reading.
+    ev = bytes([0, 0]) + read_event(0, b"CONNECT {}\r\n" + b"PING\r\n" * 300)
+    write("server_machine", "ping-flood", bytes([2, 0, 0, 0]) + ev)
+    # Keepalive: stale connection after pings go unanswered; auth timeout.
+    ev = bytes([0, 0x80, 0, 0x81]) + read_event(0, b"CONNECT {}\r\n") + bytes([2, 200, 0]) * 6
+    write("server_machine", "stale", bytes([10, 0, 2, 1 | (1 << 3) | (2 << 5)]) + ev)
+    # Auto-unsubscribe, queue groups, lame duck, write stall.
+    ev = bytes([0, 0x80, 0, 0x81])
+    ev += read_event(0, b'CONNECT {"verbose":true,"headers":true,"no_responders":true}\r\nSUB a 1\r\nSUB a g 2\r\nSUB a g 3\r\nUNSUB 1 2\r\nPUB a r 1\r\nx\r\nSUB r 9\r\nHPUB nobody r 12 12\r\nNATS/1.0\r\n\r\n\r\n')
+    ev += read_event(1, b'CONNECT {}\r\nSUB a g 1\r\nPUB a 0\r\n\r\nPUB a 0\r\n\r\nPUB a 0\r\n\r\n')
+    ev += bytes([7]) + bytes([6, 1]) + bytes([5, 0])
+    write("server_machine", "mixed", bytes([12, 0, 0, 0]) + ev)
+
+
+def small_targets():
+    # header_block
+    for name, data in {
+        "plain": b"NATS/1.0\r\n\r\n",
+        "fields": b"NATS/1.0\r\nA: b\r\nNats-Msg-Id: 1\r\nA: c\r\n\r\n",
+        "status": b"NATS/1.0 503\r\n\r\n",
+        "status-desc": b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\n\r\n",
+        "bad-status": b"NATS/1.0 50x\r\n\r\n",
+        "unterminated": b"NATS/1.0\r\nA: b\r\n",
+        "no-colon": b"NATS/1.0\r\nAb\r\n\r\n",
+    }.items():
+        write("header_block", name, data)
+    # subject: control byte 0 = subject only; 0x80|n = n-byte second string first.
+    for i, s in enumerate([b"foo.bar", b"foo.*", b"foo.>", b">", b"*", b".foo", b"foo.", b"foo..bar",
+                           b"foo.>.bar", b"foo bar", b"foo.\x00", b"\xff.\xfe", b"", b"foo\tbar", b"a\x0cb"]):
+        write("subject", "s%02d" % i, b"\x00" + s)
+    for i, (second, s) in enumerate([(b"q", b"foo.bar"), (b"foo.bar", b"foo.*"), (b"a.b.c", b"a.>"),
+                                     (b"q 1", b"foo"), (b"foo", b"foo.>"), (b"foo.bar", b"*.*")]):
+        write("subject", "pair%02d" % i, bytes([0x80 | len(second)]) + second + s)
+    # sublist_ops: arbitrary bytes; a few patterns of plausible op streams.
+    write("sublist_ops", "ops0", bytes(range(64)))
+    write("sublist_ops", "ops1", bytes([3]) + bytes([0, 2, 0, 1, 4, 0, 1, 7, 3, 2, 0, 3]) * 8)
+    write("sublist_ops", "ops2", bytes([1, 0, 1, 0, 3, 1, 1, 5, 2, 0, 3, 1, 3, 0, 1]) * 10)
+    # connect_json
+    for name, data in {
+        "empty-object": b"{}",
+        "full": b'{"verbose":false,"pedantic":true,"tls_required":false,"name":"n","lang":"rust","version":"1.0","protocol":1,"echo":true,"headers":true,"no_responders":true,"user":"a","pass":"b","auth_token":"tok"}',
+        "go-case": b'{"VERBOSE":true,"Echo":false}',
+        "null-fields": b'{"name":null,"protocol":null}',
+        "bad-types": b'{"verbose":"yes"}',
+        "float-protocol": b'{"protocol":1.0}',
+        "escapes": b'{"name":"\\u00e9\\ud83d\\ude00\\n"}',
+        "nested": b'{"x":[{"y":{"z":[1,2,3]}}]}',
+        "invalid": b'{"verbose":',
+        "dup-keys": b'{"echo":true,"echo":false}',
+    }.items():
+        write("connect_json", name, data)
+    # conf: main \0 a.conf \0 b.conf \0 c.conf \0 $A \0 $B \0 $C
+    confs = {
+        "basic": b"port: 4222\nmax_payload: 1MB\nserver_name: n1\n",
+        "auth": b"authorization {\n  user: a\n  password: \"b\"\n  timeout: 2\n}\n",
+        "json": b'{"port": 4222, "max_connections": 10, "ping_interval": "2m"}',
+        "vars": b"index = 22\nnest {\n  index = 11\n  foo = $index\n  deeper { bar = $index }\n}\nbar = $index\nlist = [ { v = $index } ]",
+        "include": b"include a.conf\nport: $A\n\0server_name: x\ninclude 'sub/b.conf'\n\0max_payload: 2k\n\0\x008\0",
+        "include-cycle": b"include a.conf\n\0include a.conf\n",
+        "env-cycle": b"a = $A\n\0\0\0\0$B\0$A\0",
+        "blocks": b"s = (\n  raw text\n)\narr = [1, 2, 3]\nt = 2021-01-01T00:00:00Z\nf = 1.5\nb = true\n// c\n# d\n",
+        "sizes": b"a = 1kb\nb = 1KiB\nc = 9223372036854775807\nd = 1kbb\n",
+        "dup-and-nesting": b"a { b { c { d { e [ [ [ { f: 1 } ] ] ] } } } }\n",
+    }
+    for name, data in confs.items():
+        write("conf", name, data)
+
+
+transcripts()
+parser_edges()
+server_edges()
+small_targets()
+for d in sorted(CORPUS.iterdir()):
+    print(d.name, len(list(d.iterdir())))
