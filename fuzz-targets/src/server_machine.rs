@@ -37,7 +37,7 @@ use rnats_core::time::Instant;
 /// server buffer replies without bound. nats-server counts every write
 /// (`queueOutbound`). Set this to `true` once the server does too; the
 /// ignored test `ping_flood_is_a_slow_consumer` checks the strict bound.
-pub const STRICT_PENDING_BOUND: bool = false;
+pub const STRICT_PENDING_BOUND: bool = true;
 
 /// Connections the script can name (slot = byte % SLOTS).
 pub const SLOTS: usize = 4;
@@ -348,10 +348,12 @@ impl Harness {
             };
             assert!(
                 client.pending_bytes() <= config.max_pending + self.frame_max + reply_allowance,
-                "{}: {} bytes pending, max_pending {}",
+                "{}: {} bytes pending, max_pending {}, closing {:?}, outbound {}",
                 state.conn,
                 client.pending_bytes(),
-                config.max_pending
+                config.max_pending,
+                client.closing,
+                client.outbound.len()
             );
             assert_eq!(client.sids.len(), client.subs.len());
             if client.is_closing() {

@@ -62,27 +62,15 @@ fn every_regression_input_passes_its_target() {
     replay("regressions", 0);
 }
 
-/// Finding 1 (fuzz/RESULTS.md): 300 PINGs from a client that reads nothing,
-/// `max_pending` 256 and `max_control_line` 32. The server buffers 1800
-/// bytes of PONGs: `max_pending` is checked only when a message is
-/// delivered. nats-server closes the connection as a slow consumer. Ignored
-/// until the server counts every write; then drop the `ignore`, set
-/// `STRICT_PENDING_BOUND`, and move `fuzz/known-findings/server_machine/*`
-/// to `fuzz/regressions/server_machine/`.
+/// Finding 1: PINGs from a client that reads nothing piled PONGs up past
+/// `max_pending` (it was checked only on delivery). Fixed: every queued reply
+/// counts, and such a peer is closed as a slow consumer, as nats-server does.
+/// The inputs live in `fuzz/regressions/server_machine/` and also run in
+/// `every_regression_input_passes_its_target` under the strict bound.
 #[test]
-#[ignore = "known finding: replies are not counted against max_pending"]
 fn ping_flood_is_a_slow_consumer() {
-    for file in files(&fuzz_dir().join("known-findings/server_machine")) {
+    for file in files(&fuzz_dir().join("regressions/server_machine")) {
         let data = std::fs::read(&file).expect("readable finding");
         rnats_fuzz_targets::server_machine::run_with(&data, true);
-    }
-}
-
-/// The same inputs pass the lenient bound the fuzz target runs with today.
-#[test]
-fn ping_flood_passes_the_lenient_bound() {
-    for file in files(&fuzz_dir().join("known-findings/server_machine")) {
-        let data = std::fs::read(&file).expect("readable finding");
-        rnats_fuzz_targets::server_machine::run_with(&data, false);
     }
 }

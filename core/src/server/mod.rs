@@ -207,7 +207,10 @@ impl Server {
                     {
                         continue;
                     }
-                    self.process_op(now, conn, op)
+                    self.process_op(now, conn, op);
+                    // Replies to a peer that does not read (a PING flood, say)
+                    // are bounded like deliveries: past max_pending it is cut off.
+                    self.enforce_pending_limit(conn);
                 }
                 Err(error) => {
                     let reason = error.close_reason();
@@ -372,6 +375,7 @@ impl Server {
             let client = self.clients.get_mut(&conn).expect("client exists");
             protocol::write_info(&mut client.outbound, &info);
             self.queue_transmit(conn);
+            self.enforce_pending_limit(conn);
         }
     }
 
@@ -743,6 +747,7 @@ impl Server {
         client.pings_out += 1;
         protocol::write_ping(&mut client.outbound);
         self.queue_transmit(conn);
+        self.enforce_pending_limit(conn);
     }
 
     fn refile_timer(&mut self, conn: ConnId) {
@@ -796,6 +801,21 @@ impl Server {
             );
         }
         self.actions.push_back(Action::Close { conn, reason });
+    }
+
+    /// A connection holding more unsent output than `max_pending` is a slow
+    /// consumer, whatever filled its buffer (nats-server checks on every queueing).
+    fn enforce_pending_limit(&mut self, conn: ConnId) {
+        let over = self
+            .clients
+            .get(&conn)
+            .is_some_and(|c| !c.is_closing() && c.pending_bytes() > self.config.max_pending);
+        if over {
+            self.stats.slow_consumers += 1;
+            let client = self.clients.get_mut(&conn).expect("client exists");
+            client.outbound.clear();
+            self.close(conn, CloseReason::SlowConsumerPendingBytes);
+        }
     }
 
     fn queue_transmit(&mut self, conn: ConnId) {

@@ -432,3 +432,25 @@ fn reload_closes_connections_whose_credentials_no_longer_pass() {
     h.send(c2, "PUB foo 101\r\n");
     assert_eq!(h.take(c2), "-ERR 'Maximum Payload Violation'\r\n");
 }
+
+#[test]
+fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
+    // Found by the server_machine fuzz target: PONGs piled up without limit.
+    let config = ServerConfig {
+        max_pending: 1000,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let c = h.connect(1, "{}");
+    let _ = h.actions();
+    for _ in 0..100 {
+        h.send(c, &"PING\r\n".repeat(10));
+        let client_pending = h.server.client(c).map_or(0, |c| c.pending_bytes());
+        assert!(client_pending <= 1000 + 6, "pending {client_pending}");
+    }
+    assert!(h.actions().contains(&Action::Close {
+        conn: c,
+        reason: CloseReason::SlowConsumerPendingBytes
+    }));
+    assert_eq!(h.server.stats().slow_consumers, 1);
+}
