@@ -13,6 +13,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod conf;
 pub mod protocol;
 pub mod runtime;

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
 
+use super::accounts::{AccountId, GLOBAL};
+use crate::auth::{PermissionChecker, ResponseTracker};
 use crate::protocol::{ClientParser, ConnectOptions, ParserLimits};
 use crate::runtime::CloseReason;
 use crate::time::Instant;
@@ -56,6 +58,16 @@ pub struct Client {
     /// (verbose, pedantic and echo on) and over any earlier CONNECT.
     pub options: ConnectOptions,
     pub connect_received: bool,
+    /// The account the client is bound to: `$G` until CONNECT says otherwise.
+    pub account: AccountId,
+    /// The user it logged in as (name or nkey), for logs; never a secret.
+    pub user: Option<String>,
+    /// `None`: no restrictions.
+    pub permissions: Option<PermissionChecker>,
+    /// Reply subjects it may answer under `allow_responses`.
+    pub responses: ResponseTracker,
+    /// The nonce its INFO carried (nkey users sign it); empty if none.
+    pub nonce: String,
     /// The one extra INFO (with `connect_info`) a protocol-1 client gets after
     /// its first PONG has been sent.
     pub connect_info_sent: bool,
@@ -96,6 +108,11 @@ impl Client {
             },
             options: ConnectOptions::default(),
             connect_received: false,
+            account: GLOBAL,
+            user: None,
+            permissions: None,
+            responses: ResponseTracker::default(),
+            nonce: String::new(),
             connect_info_sent: false,
             outbound: BytesMut::with_capacity(4096),
             bytes_in_flight: 0,

@@ -5,39 +5,10 @@
 
 use std::time::Duration;
 
+use crate::auth::{AccountConfig, AuthConfig, SYSTEM_ACCOUNT};
+
 /// The nats-server release whose client-visible behaviour rnats matches.
 pub const NATS_COMPATIBLE_VERSION: &str = "2.15.1";
-
-/// How clients must authenticate. Secrets live here and nowhere else: they are
-/// never formatted into errors or logs (the Debug impl redacts them).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum AuthConfig {
-    /// Anyone may connect.
-    #[default]
-    None,
-    /// `--auth TOKEN`: CONNECT must carry `auth_token`.
-    Token(String),
-    /// `--user U --pass P`: CONNECT must carry both.
-    UserPassword { user: String, password: String },
-}
-
-impl AuthConfig {
-    pub fn is_required(&self) -> bool {
-        !matches!(self, AuthConfig::None)
-    }
-}
-
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthConfig::None => f.write_str("None"),
-            AuthConfig::Token(_) => f.write_str("Token([REDACTED])"),
-            AuthConfig::UserPassword { user, .. } => {
-                write!(f, "UserPassword {{ user: {user:?}, password: [REDACTED] }}")
-            }
-        }
-    }
-}
 
 /// Everything the server machine needs to know about its own configuration.
 #[derive(Debug, Clone)]
@@ -71,6 +42,11 @@ pub struct ServerConfig {
     pub ping_max: u32,
     pub auth: AuthConfig,
     pub auth_timeout: Duration,
+    /// Configured accounts (`accounts { }`); `$G` and the system account
+    /// exist even when not listed. Top-level `mappings` are `$G`'s.
+    pub accounts: Vec<AccountConfig>,
+    /// `system_account`; `None` with `no_system_account`.
+    pub system_account: Option<String>,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
@@ -108,8 +84,10 @@ impl Default for ServerConfig {
             max_subscriptions: 0,
             ping_interval: Duration::from_secs(120),
             ping_max: 2,
-            auth: AuthConfig::None,
+            auth: AuthConfig::default(),
             auth_timeout: Duration::from_secs(2),
+            accounts: Vec::new(),
+            system_account: Some(String::from(SYSTEM_ACCOUNT)),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }
@@ -172,26 +150,31 @@ impl ServerConfig {
             format!("{:?}", new.auth_timeout),
         );
         // Name what changed, never the secret itself.
-        match (&self.auth, &new.auth) {
-            (old, new) if old == new => {}
-            (
-                AuthConfig::UserPassword {
-                    user: old_user,
-                    password: old_password,
-                },
-                AuthConfig::UserPassword { user, password },
-            ) => {
-                if old_user != user {
-                    changes.push(String::from("authorization user"));
-                }
-                if old_password != password {
-                    changes.push(String::from("authorization password"));
-                }
-            }
-            (AuthConfig::Token(_), AuthConfig::Token(_)) => {
-                changes.push(String::from("authorization token"))
-            }
-            _ => changes.push(String::from("authorization")),
+        let old = &self.auth;
+        let new_auth = &new.auth;
+        if old.token != new_auth.token {
+            changes.push(String::from("authorization token"));
+        }
+        if old.user != new_auth.user {
+            changes.push(String::from("authorization user"));
+        }
+        if old.password != new_auth.password {
+            changes.push(String::from("authorization password"));
+        }
+        if old.users != new_auth.users || old.nkeys != new_auth.nkeys {
+            changes.push(String::from("authorization users"));
+        }
+        if old.default_permissions != new_auth.default_permissions {
+            changes.push(String::from("authorization default_permissions"));
+        }
+        if old.no_auth_user != new_auth.no_auth_user {
+            changes.push(String::from("no_auth_user"));
+        }
+        if self.accounts != new.accounts {
+            changes.push(String::from("accounts"));
+        }
+        if self.system_account != new.system_account {
+            changes.push(String::from("system_account"));
         }
         changes
     }

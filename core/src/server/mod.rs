@@ -20,14 +20,18 @@
 //! - A publisher never waits for a subscriber: a subscriber whose pending
 //!   output passes `max_pending` is closed as a slow consumer instead.
 
-mod auth;
+mod accounts;
 mod client;
 mod config;
+mod log;
 
+pub use crate::auth::AuthConfig;
+pub use accounts::{AccountId, SubTarget};
 pub use client::{Client, ClientStats, SubKey, Subscription};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
-pub use config::{AuthConfig, ServerConfig, NATS_COMPATIBLE_VERSION};
+pub use config::{ServerConfig, NATS_COMPATIBLE_VERSION};
+pub use log::{LogLevel, LogRecord};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -37,13 +41,20 @@ use core::net::SocketAddr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::auth::ResponseType;
+use crate::auth::{self as auth, AuthFailure, Authenticator, PermissionChecker};
 use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId};
-use crate::subject::{self, Sublist};
+use crate::subject;
 use crate::time::Instant;
+use accounts::{Accounts, GLOBAL};
+use log::LogQueue;
 
 /// The first PING after CONNECT comes sooner than `ping_interval`, as in nats-server.
 const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Account boundaries one message may cross (import chains; ends a cycle).
+const MAX_ACCOUNT_HOPS: usize = 8;
 
 /// The JetStream API level nats-server v2.15 announces in INFO (`api_lvl`).
 const JETSTREAM_API_LEVEL: i32 = 5;
@@ -63,7 +74,9 @@ pub struct ServerStats {
 pub struct Server {
     config: ServerConfig,
     clients: BTreeMap<ConnId, Client>,
-    sublist: Sublist<SubKey>,
+    /// Every account's Sublist and the routes between accounts.
+    accounts: Accounts,
+    authenticator: Authenticator,
     /// Draws queue-group members and ping jitter; seeded by the runtime.
     rng: ChaCha8Rng,
     actions: VecDeque<Action>,
@@ -74,6 +87,12 @@ pub struct Server {
     expired_subs: Vec<SubKey>,
     /// Reused buffer for the no-responders header block.
     scratch: BytesMut,
+    /// Reused buffer for a subject rewritten by an account mapping.
+    mapped_subject: Vec<u8>,
+    /// Reused per-depth lists of import routes a match reached.
+    crossings: [Vec<SubTarget>; MAX_ACCOUNT_HOPS],
+    /// Log lines for the runtime, in the reference's wording.
+    logs: LogQueue,
 }
 
 /// A message on its way through the router.
@@ -95,16 +114,25 @@ impl Server {
             "max_control_line must be positive"
         );
         assert!(config.ping_max > 0, "ping_max must be positive");
+        let (accounts, warnings) = Accounts::build(&config);
+        let mut logs = LogQueue::default();
+        for warning in warnings {
+            logs.push(LogLevel::Error, None, warning);
+        }
         Server {
+            authenticator: Authenticator::new(&config.auth),
+            accounts,
             config,
             clients: BTreeMap::new(),
-            sublist: Sublist::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             actions: VecDeque::new(),
             timers: BTreeSet::new(),
             stats: ServerStats::default(),
             expired_subs: Vec::new(),
             scratch: BytesMut::new(),
+            mapped_subject: Vec::new(),
+            crossings: Default::default(),
+            logs,
         }
     }
 
@@ -124,8 +152,20 @@ impl Server {
         self.clients.values().filter(|c| !c.is_closing()).count()
     }
 
+    /// Client subscriptions, in every account.
     pub fn num_subscriptions(&self) -> usize {
-        self.sublist.len()
+        self.accounts.client_subscriptions()
+    }
+
+    /// The name of the account `conn` is bound to.
+    pub fn account_of(&self, conn: ConnId) -> Option<&str> {
+        let client = self.clients.get(&conn)?;
+        Some(&self.accounts.list[client.account].name)
+    }
+
+    /// Log lines produced since the last call, oldest first.
+    pub fn take_logs(&mut self) -> impl Iterator<Item = LogRecord> + '_ {
+        self.logs.drain()
     }
 
     // ----- events in -----
@@ -142,7 +182,13 @@ impl Server {
         if self.config.auth.is_required() {
             client.auth_deadline = Some(now + self.config.auth_timeout);
         }
-        let info = self.info_for(conn, &peer);
+        let mut info = self.info_for(conn, &peer);
+        if self.authenticator.needs_nonce() {
+            let mut raw = [0u8; 11];
+            self.rng.fill_bytes(&mut raw);
+            client.nonce = auth::encode_nonce(raw);
+            info.nonce = client.nonce.clone();
+        }
         protocol::write_info(&mut client.outbound, &info);
         self.stats.total_connections += 1;
         let over_limit = self.config.max_connections > 0
@@ -342,21 +388,45 @@ impl Server {
             max_control_line: self.config.max_control_line,
             max_payload: self.config.max_payload,
         };
+        // Accounts are rebuilt from scratch; every client is authenticated
+        // again and its subscriptions filed anew under its (new) account and
+        // permissions. Open response routes of service imports are dropped.
         let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for &conn in &conns {
+            self.unfile_all(conn);
+        }
+        let (accounts, warnings) = Accounts::build(&self.config);
+        for warning in warnings {
+            self.logs.push(LogLevel::Error, None, warning);
+        }
+        self.accounts = accounts;
+        self.authenticator = Authenticator::new(&self.config.auth);
         for conn in conns {
             let client = self.clients.get_mut(&conn).expect("client exists");
             if client.is_closing() {
                 continue;
             }
             client.parser.set_limits(limits);
-            let allowed =
-                !client.connect_received || auth::is_authorized(&self.config.auth, &client.options);
-            if !allowed {
-                self.close_with_error(
-                    conn,
-                    "Authorization Violation",
-                    CloseReason::AuthenticationViolation,
-                );
+            if !client.connect_received {
+                self.refile_all(conn, GLOBAL, None, None);
+                continue;
+            }
+            let identity = self
+                .authenticator
+                .authenticate(&client.options, client.nonce.as_bytes(), None)
+                .ok()
+                .and_then(|identity| Some((self.accounts.find(&identity.account)?, identity)));
+            match identity {
+                Some((account, identity)) => {
+                    self.refile_all(conn, account, identity.user, identity.permissions.as_ref())
+                }
+                None => {
+                    let client = self.clients.get_mut(&conn).expect("client exists");
+                    client.subs.clear();
+                    client.sids.clear();
+                    let options = client.options.clone();
+                    self.auth_violation(conn, &options);
+                }
             }
         }
     }
@@ -408,7 +478,7 @@ impl Server {
                 subject,
                 reply,
                 payload,
-            } => self.process_pub(conn, &subject, reply.as_deref(), None, &payload),
+            } => self.process_pub(now, conn, &subject, reply.as_deref(), None, &payload),
             ClientOp::HPub {
                 subject,
                 reply,
@@ -422,7 +492,7 @@ impl Server {
                 #[cfg(feature = "planted-defects")]
                 let reply = reply
                     .filter(|_| self.config.planted_defect != Some(PlantedDefect::HpubLosesReply));
-                self.process_pub(conn, &subject, reply.as_deref(), headers, &payload)
+                self.process_pub(now, conn, &subject, reply.as_deref(), headers, &payload)
             }
             ClientOp::Sub {
                 subject,
@@ -440,9 +510,11 @@ impl Server {
                     // with an INFO confirming the connection's account.
                     client.connect_info_sent = true;
                     let peer = client.peer;
+                    let account = client.account;
                     let mut info = self.info_for(conn, &peer);
                     info.connect_info = true;
-                    info.remote_account = String::from("$G");
+                    info.remote_account = self.accounts.list[account].name.clone();
+                    info.acc_is_sys = self.accounts.system == Some(account);
                     let client = self.clients.get_mut(&conn).expect("client exists");
                     protocol::write_info(&mut client.outbound, &info);
                 }
@@ -473,17 +545,26 @@ impl Server {
             self.close(conn, CloseReason::ProtocolViolation);
             return;
         }
-        if !auth::is_authorized(&self.config.auth, &options)
-            || options.account.is_some()
-            || options.new_account
-        {
-            self.close_with_error(
-                conn,
-                "Authorization Violation",
-                CloseReason::AuthenticationViolation,
-            );
+        if options.account.is_some() || options.new_account {
+            self.auth_violation(conn, &options);
             return;
         }
+        let identity =
+            match self
+                .authenticator
+                .authenticate(&options, client.nonce.as_bytes(), None)
+            {
+                Ok(identity) => identity,
+                Err(failure) => {
+                    self.log_auth_failure(conn, failure);
+                    self.auth_violation(conn, &options);
+                    return;
+                }
+            };
+        let Some(account) = self.accounts.find(&identity.account) else {
+            self.auth_violation(conn, &options);
+            return;
+        };
         if !options.protocol_supported() {
             self.close_with_error(
                 conn,
@@ -505,6 +586,7 @@ impl Server {
             .unwrap_or(u64::MAX)
             .max(1);
         let jitter = Duration::from_nanos(self.rng.next_u64() % jitter_ceiling);
+        self.bind(conn, account, identity.user, identity.permissions.as_ref());
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.parser.set_headers_enabled(options.headers);
         let verbose = options.verbose;
@@ -521,6 +603,7 @@ impl Server {
 
     fn process_pub(
         &mut self,
+        now: Instant,
         conn: ConnId,
         subject: &[u8],
         reply: Option<&[u8]>,
@@ -533,11 +616,39 @@ impl Server {
         client.stats.in_bytes += size as u64;
         self.stats.in_msgs += 1;
         self.stats.in_bytes += size as u64;
-        if let Some(violation) = reserved_subject_violation(subject, reply) {
-            protocol::write_err(&mut client.outbound, &violation);
-            self.queue_transmit(conn);
+        if subject.starts_with(b"_GR_.") {
+            self.publish_violation(conn, subject);
             return;
         }
+        // Account mappings rewrite the subject before anything looks at it.
+        let account = client.account;
+        let mut mapped = std::mem::take(&mut self.mapped_subject);
+        let subject = if self.map_subject(account, subject, &mut mapped) {
+            &mapped[..]
+        } else {
+            subject
+        };
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        if let Some(permissions) = &mut client.permissions {
+            if !permissions.may_publish(subject) {
+                let answered = permissions
+                    .response_permission()
+                    .is_some_and(|permission| client.responses.allow(subject, now, permission));
+                if !answered {
+                    self.publish_violation(conn, subject);
+                    self.mapped_subject = mapped;
+                    return;
+                }
+            }
+        }
+        if let Some(violation) = reserved_subject_violation(subject, reply) {
+            let client = self.clients.get_mut(&conn).expect("client exists");
+            protocol::write_err(&mut client.outbound, &violation);
+            self.queue_transmit(conn);
+            self.mapped_subject = mapped;
+            return;
+        }
+        let client = self.clients.get_mut(&conn).expect("client exists");
         let (pedantic, verbose, echo, no_responders) = {
             let o = &client.options;
             (o.pedantic, o.verbose, o.echo, o.no_responders)
@@ -560,19 +671,62 @@ impl Server {
             headers,
             payload,
         };
-        let delivered = self.route(&delivery, echo);
+        let delivered = self.route(now, account, &delivery, echo, 0);
         if !delivered && no_responders {
             if let Some(reply) = reply.filter(|r| !r.is_empty()) {
                 self.send_no_responders(conn, subject, reply);
             }
         }
+        self.mapped_subject = mapped;
     }
 
-    /// Deliver to every match; returns whether anyone got the message.
-    fn route(&mut self, msg: &Delivery<'_>, publisher_echo: bool) -> bool {
+    /// Apply `account`'s mappings to `subject`; true when `out` holds a new subject.
+    fn map_subject(&mut self, account: AccountId, subject: &[u8], out: &mut Vec<u8>) -> bool {
+        let mappings = &self.accounts.list[account].mappings;
+        for mapping in mappings {
+            let draw = if mapping.is_weighted() {
+                self.rng.next_u32() % 100
+            } else {
+                0
+            };
+            if let Some(changed) = mapping.apply(subject, draw, out) {
+                return changed;
+            }
+        }
+        false
+    }
+
+    fn publish_violation(&mut self, conn: ConnId, subject: &[u8]) {
+        let subject = String::from_utf8_lossy(subject);
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        protocol::write_err(
+            &mut client.outbound,
+            &format!("Permissions Violation for Publish to \"{subject}\""),
+        );
+        self.queue_transmit(conn);
+        self.logs.push(
+            LogLevel::Error,
+            Some(conn),
+            format!("Publish Violation - Subject \"{subject}\""),
+        );
+    }
+
+    /// Deliver to every match in `account`, following imports into other
+    /// accounts; returns whether anyone got the message. `depth` counts the
+    /// account boundaries crossed, so an import cycle ends.
+    fn route(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        msg: &Delivery<'_>,
+        publisher_echo: bool,
+        depth: u8,
+    ) -> bool {
+        let mut crossings = std::mem::take(&mut self.crossings[usize::from(depth)]);
+        debug_assert!(crossings.is_empty());
         let Server {
             clients,
-            sublist,
+            accounts,
             rng,
             actions,
             stats,
@@ -580,13 +734,26 @@ impl Server {
             config,
             ..
         } = self;
-        let result = sublist.matches(msg.subject);
+        let result = accounts.list[account].sublist.matches(msg.subject);
         let mut delivered = false;
-        for key in &result.plain {
-            if key.conn == msg.publisher && !publisher_echo {
-                continue;
+        let mut out = Outbox {
+            clients,
+            actions,
+            stats,
+            expired_subs,
+            config,
+            now,
+        };
+        for target in &result.plain {
+            match *target {
+                SubTarget::Client(key) => {
+                    if key.conn == msg.publisher && !publisher_echo {
+                        continue;
+                    }
+                    delivered |= out.deliver(key, msg);
+                }
+                other => crossings.push(other),
             }
-            delivered |= deliver(clients, actions, stats, expired_subs, config, *key, msg);
         }
         for group in &result.queues {
             let members = &group.members;
@@ -597,16 +764,18 @@ impl Server {
             // member on its way out does not swallow the message.
             let start = (rng.next_u64() % members.len() as u64) as usize;
             for offset in 0..members.len() {
-                let key = members[(start + offset) % members.len()];
+                let SubTarget::Client(key) = members[(start + offset) % members.len()] else {
+                    continue;
+                };
                 if key.conn == msg.publisher && !publisher_echo {
                     continue;
                 }
-                if deliver(clients, actions, stats, expired_subs, config, key, msg) {
+                if out.deliver(key, msg) {
                     delivered = true;
                     #[cfg(feature = "planted-defects")]
                     if offset == 0
                         && members.len() > 2
-                        && config.planted_defect == Some(PlantedDefect::QueueDoubleDelivery)
+                        && out.config.planted_defect == Some(PlantedDefect::QueueDoubleDelivery)
                     {
                         continue;
                     }
@@ -614,14 +783,92 @@ impl Server {
                 }
             }
         }
+        for target in crossings.drain(..) {
+            if usize::from(depth) + 1 < MAX_ACCOUNT_HOPS {
+                delivered |= self.cross(now, target, msg, depth + 1);
+            }
+        }
+        self.crossings[usize::from(depth)] = crossings;
         delivered
+    }
+
+    /// Carry `msg` across an account boundary through an import route.
+    fn cross(&mut self, now: Instant, target: SubTarget, msg: &Delivery<'_>, depth: u8) -> bool {
+        let mut subject = Vec::new();
+        match target {
+            SubTarget::Client(_) => unreachable!("clients are delivered to directly"),
+            SubTarget::StreamImport(index) => {
+                let route = &self.accounts.stream_imports[index as usize];
+                if !route.transform.apply(msg.subject, &mut subject) {
+                    return false;
+                }
+                let importer = route.importer;
+                let crossed = Delivery {
+                    subject: &subject,
+                    ..*msg
+                };
+                self.route(now, importer, &crossed, true, depth)
+            }
+            SubTarget::ServiceImport(index) => {
+                let route = &self.accounts.service_imports[index as usize];
+                if !route.transform.apply(msg.subject, &mut subject) {
+                    return false;
+                }
+                let exporter = route.exporter;
+                let response = msg.reply.filter(|r| !r.is_empty()).map(|reply| {
+                    let token = self.response_token();
+                    let id = self.accounts.next_response;
+                    (id, self.accounts.open_response(index, reply, &token, now))
+                });
+                let crossed = Delivery {
+                    subject: &subject,
+                    reply: response.as_ref().map(|(_, reply)| &reply[..]),
+                    ..*msg
+                };
+                let delivered = self.route(now, exporter, &crossed, true, depth);
+                if let (false, Some((id, _))) = (delivered, &response) {
+                    self.accounts.close_response(*id);
+                }
+                delivered
+            }
+            SubTarget::Response(id) => {
+                let Some(route) = self.accounts.responses.get(&id) else {
+                    return false;
+                };
+                let importer = route.importer;
+                let reply = route.reply.clone();
+                if route.response_type == ResponseType::Singleton {
+                    self.accounts.close_response(id);
+                }
+                // The responder's own reply subject means nothing in the
+                // requester's account, so it does not cross.
+                let crossed = Delivery {
+                    subject: &reply,
+                    reply: None,
+                    ..*msg
+                };
+                self.route(now, importer, &crossed, true, depth)
+            }
+        }
+    }
+
+    /// Random text for a `_R_.` reply subject.
+    fn response_token(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..12)
+            .map(|_| ALPHABET[(self.rng.next_u32() as usize) % ALPHABET.len()] as char)
+            .collect()
     }
 
     /// The reference answers a request nobody can serve with a 503 status
     /// message, sent only to the requester's own subscription on the reply subject.
     fn send_no_responders(&mut self, conn: ConnId, subject: &[u8], reply: &[u8]) {
-        let result = self.sublist.matches(reply);
-        let Some(key) = result.plain.iter().find(|k| k.conn == conn).copied() else {
+        let account = self.clients[&conn].account;
+        let result = self.accounts.list[account].sublist.matches(reply);
+        let Some(key) = result.plain.iter().find_map(|target| match target {
+            SubTarget::Client(key) if key.conn == conn => Some(*key),
+            _ => None,
+        }) else {
             return;
         };
         let client = self.clients.get_mut(&conn).expect("client exists");
@@ -653,19 +900,28 @@ impl Server {
             return;
         }
         let verbose = client.options.verbose;
+        if let Some(permissions) = &mut client.permissions {
+            if !permissions.may_subscribe(&subject, queue.as_deref()) {
+                self.subscribe_violation(conn, &subject, queue.as_deref(), &sid);
+                return;
+            }
+        }
+        let client = self.clients.get_mut(&conn).expect("client exists");
         if !client.sids.contains_key(&sid) {
             // Queue names are not validated: the reference accepts any bytes there.
             let index = client.next_sub_index;
             let key = SubKey { conn, index };
-            if self
+            let account = &mut self.accounts.list[client.account];
+            if account
                 .sublist
-                .insert(&subject, queue.as_deref(), key)
+                .insert(&subject, queue.as_deref(), SubTarget::Client(key))
                 .is_err()
             {
                 protocol::write_err(&mut client.outbound, "Invalid Subject");
                 self.queue_transmit(conn);
                 return;
             }
+            account.client_subs += 1;
             client.next_sub_index += 1;
             client.sids.insert(sid.clone(), index);
             client.subs.insert(
@@ -683,6 +939,34 @@ impl Server {
             protocol::write_ok(&mut client.outbound);
             self.queue_transmit(conn);
         }
+    }
+
+    fn subscribe_violation(
+        &mut self,
+        conn: ConnId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+    ) {
+        let subject = String::from_utf8_lossy(subject);
+        let sid = String::from_utf8_lossy(sid);
+        let (error, log) = match queue {
+            Some(queue) => {
+                let queue = String::from_utf8_lossy(queue);
+                (
+                    format!("Permissions Violation for Subscription to \"{subject}\" using queue \"{queue}\""),
+                    format!("Subscription Violation - Subject \"{subject}\", Queue: \"{queue}\", SID {sid}"),
+                )
+            }
+            None => (
+                format!("Permissions Violation for Subscription to \"{subject}\""),
+                format!("Subscription Violation - Subject \"{subject}\", SID {sid}"),
+            ),
+        };
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        protocol::write_err(&mut client.outbound, &error);
+        self.queue_transmit(conn);
+        self.logs.push(LogLevel::Error, Some(conn), log);
     }
 
     fn process_unsub(&mut self, conn: ConnId, sid: &[u8], max: Option<u64>) {
@@ -713,17 +997,110 @@ impl Server {
             return;
         };
         client.sids.remove(&sub.sid);
-        let removed = self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
-        assert!(
-            removed.is_ok(),
-            "subscription {key:?} was not in the sublist"
-        );
+        unfile_subscription(&mut self.accounts, client.account, key, &sub);
     }
 
     fn apply_expired_subs(&mut self) {
         while let Some(key) = self.expired_subs.pop() {
             self.remove_subscription(key);
         }
+    }
+
+    // ----- authentication and accounts -----
+
+    /// Bind `conn` to `account` as `user` with `permissions`. Its existing
+    /// subscriptions move with it; those the new permissions refuse are
+    /// dropped with the reference's violation error.
+    fn bind(
+        &mut self,
+        conn: ConnId,
+        account: AccountId,
+        user: Option<String>,
+        permissions: Option<&auth::Permissions>,
+    ) {
+        self.unfile_all(conn);
+        self.refile_all(conn, account, user, permissions);
+    }
+
+    /// Take every subscription of `conn` out of its account's Sublist; they
+    /// stay in the client's own table.
+    fn unfile_all(&mut self, conn: ConnId) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        for (&index, sub) in &client.subs {
+            unfile_subscription(
+                &mut self.accounts,
+                client.account,
+                SubKey { conn, index },
+                sub,
+            );
+        }
+    }
+
+    /// File every subscription of `conn` under `account` and `permissions`
+    /// (after [`Self::unfile_all`]).
+    fn refile_all(
+        &mut self,
+        conn: ConnId,
+        account: AccountId,
+        user: Option<String>,
+        permissions: Option<&auth::Permissions>,
+    ) {
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        client.user = user;
+        client.account = account;
+        client.permissions = permissions.map(PermissionChecker::new);
+        let mut refused = Vec::new();
+        let subs = std::mem::take(&mut client.subs);
+        for (index, sub) in subs {
+            let allowed = client
+                .permissions
+                .as_mut()
+                .is_none_or(|p| p.may_subscribe(&sub.subject, sub.queue.as_deref()));
+            if !allowed {
+                client.sids.remove(&sub.sid);
+                refused.push(sub);
+                continue;
+            }
+            let target = &mut self.accounts.list[account];
+            let key = SubKey { conn, index };
+            let inserted =
+                target
+                    .sublist
+                    .insert(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
+            assert!(inserted.is_ok(), "a filed subscription is valid");
+            target.client_subs += 1;
+            client.subs.insert(index, sub);
+        }
+        for sub in refused {
+            self.subscribe_violation(conn, &sub.subject, sub.queue.as_deref(), &sub.sid);
+        }
+    }
+
+    fn auth_violation(&mut self, conn: ConnId, options: &protocol::ConnectOptions) {
+        let who = if let Some(nkey) = options.nkey.as_deref().filter(|n| !n.is_empty()) {
+            format!(" - Nkey \"{nkey}\"")
+        } else if let Some(user) = options.user.as_deref().filter(|u| !u.is_empty()) {
+            format!(" - User \"{user}\"")
+        } else if options.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            String::from(" - Token \"[REDACTED]\"")
+        } else {
+            String::new()
+        };
+        self.logs.push(
+            LogLevel::Error,
+            Some(conn),
+            format!("authentication error{who}"),
+        );
+        self.close_with_error(
+            conn,
+            "Authorization Violation",
+            CloseReason::AuthenticationViolation,
+        );
+    }
+
+    fn log_auth_failure(&mut self, conn: ConnId, failure: AuthFailure) {
+        self.logs
+            .push(LogLevel::Debug, Some(conn), failure.to_string());
     }
 
     // ----- keepalive -----
@@ -791,14 +1168,9 @@ impl Server {
         }
         let subs = std::mem::take(&mut client.subs);
         client.sids.clear();
+        let account = client.account;
         for (index, sub) in subs {
-            let removed =
-                self.sublist
-                    .remove(&sub.subject, sub.queue.as_deref(), SubKey { conn, index });
-            assert!(
-                removed.is_ok(),
-                "closing {conn}: subscription missing from the sublist"
-            );
+            unfile_subscription(&mut self.accounts, account, SubKey { conn, index }, &sub);
         }
         self.actions.push_back(Action::Close { conn, reason });
     }
@@ -833,7 +1205,7 @@ impl Server {
             host: self.config.host.clone(),
             port: self.config.port,
             headers: true,
-            auth_required: self.config.auth.is_required(),
+            auth_required: self.authenticator.announces_auth_required(),
             max_payload: self.config.max_payload as i64,
             client_id: conn.0,
             client_ip: peer.ip().to_string(),
@@ -857,80 +1229,118 @@ fn queue_transmit(
     }
 }
 
-/// Write one message to one subscription. Returns whether it was delivered.
-fn deliver(
-    clients: &mut BTreeMap<ConnId, Client>,
-    actions: &mut VecDeque<Action>,
-    stats: &mut ServerStats,
-    expired_subs: &mut Vec<SubKey>,
-    config: &ServerConfig,
+/// What delivering to a client needs from the server, borrowed apart from
+/// the Sublist whose match result is being walked.
+struct Outbox<'a> {
+    clients: &'a mut BTreeMap<ConnId, Client>,
+    actions: &'a mut VecDeque<Action>,
+    stats: &'a mut ServerStats,
+    expired_subs: &'a mut Vec<SubKey>,
+    config: &'a ServerConfig,
+    now: Instant,
+}
+
+impl Outbox<'_> {
+    /// Write one message to one subscription. Returns whether it was delivered.
+    fn deliver(&mut self, key: SubKey, msg: &Delivery<'_>) -> bool {
+        let Some(client) = self.clients.get_mut(&key.conn) else {
+            return false;
+        };
+        if client.is_closing() {
+            return false;
+        }
+        let Some(sub) = client.subs.get_mut(&key.index) else {
+            return false;
+        };
+        if sub.max > 0 && sub.delivered >= sub.max {
+            // Already due for removal later in this step.
+            return false;
+        }
+        if let Some(permissions) = &mut client.permissions {
+            if !permissions.may_receive(&sub.subject, sub.queue.as_deref(), msg.subject) {
+                return false;
+            }
+            if let (Some(permission), Some(reply)) = (permissions.response_permission(), msg.reply)
+            {
+                // The subscriber may answer this request even where its
+                // publish permissions would not let it.
+                if !reply.is_empty() && !permissions.may_publish(reply) {
+                    client.responses.track(reply, self.now, permission);
+                }
+            }
+        }
+        sub.delivered += 1;
+        if sub.max > 0 && sub.delivered == sub.max {
+            self.expired_subs.push(key);
+        }
+        let size = match (msg.headers, client.options.headers) {
+            (Some(headers), true) => {
+                protocol::write_hmsg(
+                    &mut client.outbound,
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    headers,
+                    msg.payload,
+                );
+                headers.len() + msg.payload.len()
+            }
+            // A subscriber that cannot take headers gets the payload alone.
+            _ => {
+                protocol::write_msg(
+                    &mut client.outbound,
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    msg.payload,
+                );
+                msg.payload.len()
+            }
+        };
+        client.stats.out_msgs += 1;
+        client.stats.out_bytes += size as u64;
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes += size as u64;
+        if client.pending_bytes() > self.config.max_pending {
+            // Slow consumer: this connection alone is cut off; the publisher goes on.
+            // Like the reference, no -ERR: the peer is not reading anyway.
+            self.stats.slow_consumers += 1;
+            client.closing = Some(CloseReason::SlowConsumerPendingBytes);
+            client.outbound.clear();
+            // Its subscriptions leave the sublist once the match result is released.
+            self.expired_subs
+                .extend(client.subs.keys().map(|&index| SubKey {
+                    conn: key.conn,
+                    index,
+                }));
+            self.actions.push_back(Action::Close {
+                conn: key.conn,
+                reason: CloseReason::SlowConsumerPendingBytes,
+            });
+            return true;
+        }
+        queue_transmit(self.clients, self.actions, key.conn);
+        true
+    }
+}
+
+/// Take `sub` (of connection `key.conn`) out of `account`'s Sublist.
+fn unfile_subscription(
+    accounts: &mut Accounts,
+    account: AccountId,
     key: SubKey,
-    msg: &Delivery<'_>,
-) -> bool {
-    let Some(client) = clients.get_mut(&key.conn) else {
-        return false;
-    };
-    if client.is_closing() {
-        return false;
-    }
-    let Some(sub) = client.subs.get_mut(&key.index) else {
-        return false;
-    };
-    if sub.max > 0 && sub.delivered >= sub.max {
-        // Already due for removal later in this step.
-        return false;
-    }
-    sub.delivered += 1;
-    if sub.max > 0 && sub.delivered == sub.max {
-        expired_subs.push(key);
-    }
-    let size = match (msg.headers, client.options.headers) {
-        (Some(headers), true) => {
-            protocol::write_hmsg(
-                &mut client.outbound,
-                msg.subject,
-                &sub.sid,
-                msg.reply,
-                headers,
-                msg.payload,
-            );
-            headers.len() + msg.payload.len()
-        }
-        // A subscriber that cannot take headers gets the payload alone.
-        _ => {
-            protocol::write_msg(
-                &mut client.outbound,
-                msg.subject,
-                &sub.sid,
-                msg.reply,
-                msg.payload,
-            );
-            msg.payload.len()
-        }
-    };
-    client.stats.out_msgs += 1;
-    client.stats.out_bytes += size as u64;
-    stats.out_msgs += 1;
-    stats.out_bytes += size as u64;
-    if client.pending_bytes() > config.max_pending {
-        // Slow consumer: this connection alone is cut off; the publisher goes on.
-        // Like the reference, no -ERR: the peer is not reading anyway.
-        stats.slow_consumers += 1;
-        client.closing = Some(CloseReason::SlowConsumerPendingBytes);
-        client.outbound.clear();
-        // Its subscriptions leave the sublist once the match result is released.
-        expired_subs.extend(client.subs.keys().map(|&index| SubKey {
-            conn: key.conn,
-            index,
-        }));
-        actions.push_back(Action::Close {
-            conn: key.conn,
-            reason: CloseReason::SlowConsumerPendingBytes,
-        });
-        return true;
-    }
-    queue_transmit(clients, actions, key.conn);
-    true
+    sub: &Subscription,
+) {
+    let account = &mut accounts.list[account];
+    let removed =
+        account
+            .sublist
+            .remove(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
+    assert!(
+        removed.is_ok(),
+        "subscription {key:?} was not in its account's Sublist"
+    );
+    account.client_subs -= 1;
 }
 
 /// Subjects and reply subjects a client may not publish with, and the

@@ -10,12 +10,14 @@
 //! calls, never on hashing seeds or addresses.
 
 pub mod sublist;
+pub mod transform;
 pub mod validate;
 
 pub use sublist::{
     subject_matches_pattern, MatchResult, QueueGroup, Sublist, SublistError, SublistStats,
     CACHE_CAPACITY,
 };
+pub use transform::{SubjectTransform, TransformError};
 pub use validate::{
     is_valid_literal_subject, is_valid_publish_subject, is_valid_queue_name, is_valid_subject,
     is_valid_subject_utf8, is_valid_subscribe_subject, is_wildcard_token, subject_has_wildcard,

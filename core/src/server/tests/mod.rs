@@ -242,10 +242,7 @@ fn invalid_subject_is_refused_and_connection_stays() {
 #[test]
 fn auth_violation_before_connect_and_on_bad_credentials() {
     let config = ServerConfig {
-        auth: AuthConfig::UserPassword {
-            user: "a".into(),
-            password: "b".into(),
-        },
+        auth: AuthConfig::single_user("a", "b"),
         ..ServerConfig::default()
     };
     let mut h = Harness::new(config);
@@ -263,7 +260,7 @@ fn auth_violation_before_connect_and_on_bad_credentials() {
 #[test]
 fn auth_timeout_closes_silent_client() {
     let config = ServerConfig {
-        auth: AuthConfig::Token("s3cret".into()),
+        auth: AuthConfig::token("s3cret"),
         ..ServerConfig::default()
     };
     let mut h = Harness::new(config);
@@ -400,20 +397,14 @@ fn closed_connection_leaves_no_subscriptions() {
 #[test]
 fn reload_closes_connections_whose_credentials_no_longer_pass() {
     let config = ServerConfig {
-        auth: AuthConfig::UserPassword {
-            user: "a".into(),
-            password: "b".into(),
-        },
+        auth: AuthConfig::single_user("a", "b"),
         ..ServerConfig::default()
     };
     let mut h = Harness::new(config.clone());
     let c = h.connect(1, r#"{"user":"a","pass":"b"}"#);
     let _ = h.actions();
     let new = ServerConfig {
-        auth: AuthConfig::UserPassword {
-            user: "a".into(),
-            password: "c".into(),
-        },
+        auth: AuthConfig::single_user("a", "c"),
         max_payload: 100,
         ..config.clone()
     };
@@ -454,3 +445,5 @@ fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
     }));
     assert_eq!(h.server.stats().slow_consumers, 1);
 }
+
+mod security;

@@ -1,0 +1,457 @@
+//! Checking a CONNECT's credentials: which user is this, in which account,
+//! with which permissions.
+//!
+//! The order of checks is the reference's: an nkey user (by the `nkey` the
+//! client names, which must have signed the server's nonce), then a user of
+//! the users list (by certificate when `verify_and_map` is on, else by name
+//! and password), then the single token or user/password. A client that
+//! sends no credentials at all is logged in as `no_auth_user` when there is
+//! one.
+//!
+//! Invariants:
+//! - Secret comparisons take time independent of where the first difference
+//!   is (plain text); bcrypt hashes are checked with bcrypt.
+//! - Failure never says which part was wrong: the wire error is always
+//!   `Authorization Violation`; [`AuthFailure`] is for the debug log only.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use super::{AuthConfig, NkeyUser, Permissions, User, GLOBAL_ACCOUNT};
+use crate::protocol::ConnectOptions;
+
+/// Who a connection turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub account: String,
+    /// The user name or nkey, for logs and monitoring; `None` when the server
+    /// needs no authentication or a shared token was used.
+    pub user: Option<String>,
+    pub permissions: Option<Permissions>,
+}
+
+impl Identity {
+    fn global() -> Self {
+        Identity {
+            account: String::from(GLOBAL_ACCOUNT),
+            user: None,
+            permissions: None,
+        }
+    }
+}
+
+/// Why a CONNECT was refused (the reference's debug wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("unknown nkey")]
+    UnknownNkey,
+    #[error("Signature missing")]
+    SignatureMissing,
+    #[error("Signature not valid base64")]
+    SignatureNotBase64,
+    #[error("User nkey not valid")]
+    NkeyNotValid,
+    #[error("Signature not verified")]
+    SignatureNotVerified,
+    #[error("unknown user")]
+    UnknownUser,
+    #[error("bad password")]
+    BadPassword,
+    #[error("User requires a client certificate")]
+    CertificateRequired,
+    #[error("no user matches the client certificate")]
+    CertificateNotMapped,
+    #[error("bad token")]
+    BadToken,
+    #[error("no credentials")]
+    NoCredentials,
+}
+
+/// The users and secrets of one configuration, indexed for lookup.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    config: AuthConfig,
+    users: BTreeMap<String, User>,
+    nkeys: BTreeMap<String, NkeyUser>,
+}
+
+impl Authenticator {
+    /// Index `config`. Users without permissions of their own get the
+    /// default permissions, as in the reference.
+    pub fn new(config: &AuthConfig) -> Self {
+        let defaults = config.default_permissions.clone();
+        let users = config
+            .users
+            .iter()
+            .map(|user| {
+                let mut user = user.clone();
+                if user.permissions.is_none() {
+                    user.permissions = defaults.clone();
+                }
+                user.permissions = user.permissions.map(Permissions::normalized);
+                (user.username.clone(), user)
+            })
+            .collect();
+        let nkeys = config
+            .nkeys
+            .iter()
+            .map(|user| {
+                let mut user = user.clone();
+                if user.permissions.is_none() {
+                    user.permissions = defaults.clone();
+                }
+                user.permissions = user.permissions.map(Permissions::normalized);
+                (user.nkey.clone(), user)
+            })
+            .collect();
+        Authenticator {
+            config: config.clone(),
+            users,
+            nkeys,
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn is_required(&self) -> bool {
+        self.config.is_required()
+    }
+
+    /// Whether INFO carries a nonce for nkey signatures.
+    pub fn needs_nonce(&self) -> bool {
+        !self.nkeys.is_empty()
+    }
+
+    /// INFO's `auth_required`: a `no_auth_user` lets clients in without
+    /// credentials, so the reference announces none.
+    pub fn announces_auth_required(&self) -> bool {
+        self.is_required() && self.config.no_auth_user.is_none()
+    }
+
+    /// Check `connect` against the configuration. `nonce` is what this
+    /// connection's INFO carried; `cert_names` are the names a verified client
+    /// certificate maps to (`verify_and_map`), most specific first.
+    pub fn authenticate(
+        &self,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        cert_names: Option<&[String]>,
+    ) -> Result<Identity, AuthFailure> {
+        if !self.is_required() {
+            return Ok(Identity::global());
+        }
+        let no_credentials = is_blank(&connect.user)
+            && is_blank(&connect.pass)
+            && is_blank(&connect.auth_token)
+            && is_blank(&connect.nkey);
+        let no_auth_user = self
+            .config
+            .no_auth_user
+            .as_deref()
+            .filter(|_| no_credentials);
+
+        // nkey users first.
+        if !self.nkeys.is_empty() {
+            let named = match (connect.nkey.as_deref(), no_auth_user) {
+                (Some(nkey), _) if !nkey.is_empty() => Some((nkey, false)),
+                (_, Some(user)) if self.nkeys.contains_key(user) => Some((user, true)),
+                _ => None,
+            };
+            if let Some((nkey, is_no_auth_user)) = named {
+                let user = self.nkeys.get(nkey).ok_or(AuthFailure::UnknownNkey)?;
+                if !is_no_auth_user {
+                    verify_nonce_signature(nkey, connect.sig.as_deref(), nonce)?;
+                }
+                return Ok(Identity {
+                    account: user.account.clone(),
+                    user: Some(user.nkey.clone()),
+                    permissions: user.permissions.clone(),
+                });
+            }
+        }
+
+        if !self.users.is_empty() {
+            if let Some(names) = cert_names {
+                let user = names
+                    .iter()
+                    .find_map(|name| self.users.get(name))
+                    .ok_or(AuthFailure::CertificateNotMapped)?;
+                return Ok(self.identity_of(user));
+            }
+            let name = match (connect.user.as_deref(), no_auth_user) {
+                (Some(name), _) if !name.is_empty() => Some((name, false)),
+                (_, Some(user)) if self.users.contains_key(user) => Some((user, true)),
+                _ => None,
+            };
+            if let Some((name, is_no_auth_user)) = name {
+                let user = self.users.get(name).ok_or(AuthFailure::UnknownUser)?;
+                if !is_no_auth_user {
+                    let given = connect.pass.as_deref().unwrap_or("");
+                    if !password_matches(&user.password, given) {
+                        return Err(AuthFailure::BadPassword);
+                    }
+                }
+                return Ok(self.identity_of(user));
+            }
+        }
+
+        if let Some(token) = &self.config.token {
+            let given = connect.auth_token.as_deref().unwrap_or("");
+            return if password_matches(token, given) {
+                Ok(self.single_identity(None))
+            } else {
+                Err(AuthFailure::BadToken)
+            };
+        }
+        if let Some(user) = &self.config.user {
+            let given_user = connect.user.as_deref().unwrap_or("");
+            let given_pass = connect.pass.as_deref().unwrap_or("");
+            let password = self.config.password.as_deref().unwrap_or("");
+            // Evaluate both so timing does not reveal which one was wrong.
+            let user_ok = constant_time_eq(given_user.as_bytes(), user.as_bytes());
+            let pass_ok = password_matches(password, given_pass);
+            return if user_ok & pass_ok {
+                Ok(self.single_identity(Some(user.clone())))
+            } else {
+                Err(AuthFailure::BadPassword)
+            };
+        }
+        Err(AuthFailure::NoCredentials)
+    }
+
+    fn identity_of(&self, user: &User) -> Identity {
+        Identity {
+            account: user.account.clone(),
+            user: Some(user.username.clone()),
+            permissions: user.permissions.clone(),
+        }
+    }
+
+    /// A token or single-user login: the global account, with the default
+    /// permissions if any.
+    fn single_identity(&self, user: Option<String>) -> Identity {
+        Identity {
+            account: String::from(GLOBAL_ACCOUNT),
+            user,
+            permissions: self
+                .config
+                .default_permissions
+                .clone()
+                .map(Permissions::normalized),
+        }
+    }
+}
+
+fn is_blank(value: &Option<String>) -> bool {
+    value.as_deref().is_none_or(str::is_empty)
+}
+
+/// The reference accepts the signature in URL-safe base64 without padding,
+/// or in standard base64.
+fn verify_nonce_signature(nkey: &str, sig: Option<&str>, nonce: &[u8]) -> Result<(), AuthFailure> {
+    let sig = sig
+        .filter(|s| !s.is_empty())
+        .ok_or(AuthFailure::SignatureMissing)?;
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(sig))
+        .map_err(|_| AuthFailure::SignatureNotBase64)?;
+    let key = nkeys::KeyPair::from_public_key(nkey).map_err(|_| AuthFailure::NkeyNotValid)?;
+    key.verify(nonce, &signature)
+        .map_err(|_| AuthFailure::SignatureNotVerified)
+}
+
+/// bcrypt hashes (`$2a$`, `$2b$`, `$2x$`, `$2y$`) are verified with bcrypt;
+/// anything else is a plain-text secret.
+fn password_matches(configured: &str, given: &str) -> bool {
+    if is_bcrypt(configured) {
+        bcrypt::verify(given, configured).unwrap_or(false)
+    } else {
+        constant_time_eq(given.as_bytes(), configured.as_bytes())
+    }
+}
+
+fn is_bcrypt(secret: &str) -> bool {
+    secret.starts_with("$2a$")
+        || secret.starts_with("$2b$")
+        || secret.starts_with("$2x$")
+        || secret.starts_with("$2y$")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// The nonce INFO carries: 11 random bytes in URL-safe base64 (15 characters).
+pub fn encode_nonce(raw: [u8; 11]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{ResponsePermission, SubjectPermission};
+
+    fn connect(json: &str) -> ConnectOptions {
+        ConnectOptions::from_json(json.as_bytes()).expect("valid CONNECT")
+    }
+
+    fn user(name: &str, password: &str, account: &str) -> User {
+        User {
+            username: name.into(),
+            password: password.into(),
+            permissions: None,
+            account: account.into(),
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_agrees_with_eq() {
+        for (a, b) in [
+            ("", ""),
+            ("a", ""),
+            ("", "a"),
+            ("abc", "abc"),
+            ("abc", "abd"),
+        ] {
+            assert_eq!(constant_time_eq(a.as_bytes(), b.as_bytes()), a == b);
+        }
+    }
+
+    #[test]
+    fn users_list_with_plain_and_bcrypt_passwords() {
+        let hash = bcrypt::hash_with_salt("s3cret", 4, [7u8; 16])
+            .expect("bcrypt")
+            .to_string();
+        let auth = Authenticator::new(&AuthConfig {
+            users: vec![user("alice", "plain", "A"), user("bob", &hash, "$G")],
+            ..AuthConfig::default()
+        });
+        let alice = auth
+            .authenticate(&connect(r#"{"user":"alice","pass":"plain"}"#), b"", None)
+            .expect("alice");
+        assert_eq!(alice.account, "A");
+        assert_eq!(alice.user.as_deref(), Some("alice"));
+        assert!(auth
+            .authenticate(&connect(r#"{"user":"bob","pass":"s3cret"}"#), b"", None)
+            .is_ok());
+        assert_eq!(
+            auth.authenticate(&connect(r#"{"user":"bob","pass":"nope"}"#), b"", None),
+            Err(AuthFailure::BadPassword)
+        );
+        assert_eq!(
+            auth.authenticate(&connect(r#"{"user":"carol","pass":"x"}"#), b"", None),
+            Err(AuthFailure::UnknownUser)
+        );
+        assert_eq!(
+            auth.authenticate(&connect("{}"), b"", None),
+            Err(AuthFailure::NoCredentials)
+        );
+    }
+
+    #[test]
+    fn no_auth_user_takes_credential_less_clients_only() {
+        let auth = Authenticator::new(&AuthConfig {
+            users: vec![user("anon", "pw", "A"), user("bob", "pw2", "B")],
+            no_auth_user: Some("anon".into()),
+            ..AuthConfig::default()
+        });
+        assert!(!auth.announces_auth_required());
+        let anon = auth.authenticate(&connect("{}"), b"", None).expect("anon");
+        assert_eq!(anon.account, "A");
+        assert_eq!(
+            auth.authenticate(&connect(r#"{"user":"bob","pass":"bad"}"#), b"", None),
+            Err(AuthFailure::BadPassword)
+        );
+    }
+
+    #[test]
+    fn nkey_users_must_sign_the_nonce() {
+        let pair =
+            nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [42u8; 32]).expect("key pair");
+        let public = pair.public_key();
+        let auth = Authenticator::new(&AuthConfig {
+            nkeys: vec![NkeyUser {
+                nkey: public.clone(),
+                permissions: None,
+                account: "A".into(),
+            }],
+            ..AuthConfig::default()
+        });
+        assert!(auth.needs_nonce());
+        let nonce = encode_nonce([1; 11]);
+        assert_eq!(nonce.len(), 15);
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(pair.sign(nonce.as_bytes()).expect("sign"));
+        let good = format!(r#"{{"nkey":"{public}","sig":"{sig}"}}"#);
+        assert_eq!(
+            auth.authenticate(&connect(&good), nonce.as_bytes(), None)
+                .expect("signed")
+                .account,
+            "A"
+        );
+        assert_eq!(
+            auth.authenticate(&connect(&good), b"another nonce", None),
+            Err(AuthFailure::SignatureNotVerified)
+        );
+        let unsigned = format!(r#"{{"nkey":"{public}"}}"#);
+        assert_eq!(
+            auth.authenticate(&connect(&unsigned), nonce.as_bytes(), None),
+            Err(AuthFailure::SignatureMissing)
+        );
+    }
+
+    #[test]
+    fn default_permissions_fill_users_without_their_own() {
+        let defaults = Permissions {
+            publish: Some(SubjectPermission {
+                allow: Some(vec!["x".into()]),
+                deny: vec![],
+            }),
+            subscribe: None,
+            response: Some(ResponsePermission {
+                max_msgs: 0,
+                expires: std::time::Duration::ZERO,
+            }),
+        };
+        let auth = Authenticator::new(&AuthConfig {
+            users: vec![user("a", "p", "$G")],
+            default_permissions: Some(defaults),
+            ..AuthConfig::default()
+        });
+        let identity = auth
+            .authenticate(&connect(r#"{"user":"a","pass":"p"}"#), b"", None)
+            .expect("a");
+        let permissions = identity.permissions.expect("defaults applied");
+        assert_eq!(permissions.response, Some(ResponsePermission::default()));
+    }
+
+    #[test]
+    fn verify_and_map_finds_the_user_by_certificate_name() {
+        let auth = Authenticator::new(&AuthConfig {
+            users: vec![user("CN=alice,O=acme", "", "A")],
+            ..AuthConfig::default()
+        });
+        let names = vec![String::from("CN=alice,O=acme")];
+        assert_eq!(
+            auth.authenticate(&connect("{}"), b"", Some(&names))
+                .expect("mapped")
+                .account,
+            "A"
+        );
+        let other = vec![String::from("CN=mallory")];
+        assert_eq!(
+            auth.authenticate(&connect("{}"), b"", Some(&other)),
+            Err(AuthFailure::CertificateNotMapped)
+        );
+    }
+}

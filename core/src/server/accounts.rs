@@ -1,0 +1,344 @@
+//! Accounts at run time: one subject namespace (a Sublist) per account, and
+//! the routes that carry messages between accounts through exports and
+//! imports.
+//!
+//! A Sublist entry is a [`SubTarget`]: a client's subscription, or an
+//! internal route:
+//! - a stream import lives in the *exporter's* Sublist on the imported
+//!   subject; a match forwards the message into the importer under the
+//!   import's local subject.
+//! - a service import lives in the *importer's* Sublist on its local
+//!   subject; a match forwards the request into the exporter, with its reply
+//!   subject replaced by a fresh `_R_.` subject.
+//! - that `_R_.` subject is a response route in the exporter's Sublist; a
+//!   response on it is forwarded back to the requester's reply subject.
+//!
+//! Invariants:
+//! - Account 0 is `$G`. Account names are unique.
+//! - Every response route is in its exporter's Sublist exactly once, under
+//!   its `subject`, and nowhere else; at most `MAX_RESPONSE_ROUTES` exist.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::client::SubKey;
+use super::config::ServerConfig;
+use crate::auth::{
+    AccountConfig, ExportKind, ImportKind, ResponseType, SubjectMapping, GLOBAL_ACCOUNT,
+};
+use crate::subject::{subject_matches_pattern, SubjectTransform, Sublist};
+use crate::time::Instant;
+
+/// Index of an account in [`Accounts::list`].
+pub type AccountId = usize;
+
+/// Response routes alive at once, across all accounts; the oldest go first.
+const MAX_RESPONSE_ROUTES: usize = 64 * 1024;
+
+/// What a Sublist entry stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SubTarget {
+    Client(SubKey),
+    /// Index into [`Accounts::stream_imports`].
+    StreamImport(u32),
+    /// Index into [`Accounts::service_imports`].
+    ServiceImport(u32),
+    /// Key of [`Accounts::responses`].
+    Response(u64),
+}
+
+pub struct Account {
+    pub name: String,
+    pub sublist: Sublist<SubTarget>,
+    pub mappings: Vec<Mapping>,
+    /// Client subscriptions in `sublist` (the rest are internal routes).
+    pub client_subs: usize,
+}
+
+/// One `mappings` entry: a source pattern and weighted destinations.
+pub struct Mapping {
+    source: String,
+    /// (transform, cumulative weight in percent); the last weight is at most 100.
+    destinations: Vec<(SubjectTransform, u32)>,
+}
+
+impl Mapping {
+    fn new(config: &SubjectMapping) -> Result<Self, String> {
+        let mut cumulative = 0u32;
+        let mut destinations = Vec::new();
+        for destination in &config.destinations {
+            let transform = SubjectTransform::new(&config.source, &destination.subject)
+                .map_err(|error| format!("mapping {:?}: {error}", config.source))?;
+            cumulative += u32::from(destination.weight);
+            destinations.push((transform, cumulative));
+        }
+        if cumulative > 100 || destinations.is_empty() {
+            return Err(format!(
+                "mapping {:?}: weights must add up to at most 100",
+                config.source
+            ));
+        }
+        Ok(Mapping {
+            source: config.source.clone(),
+            destinations,
+        })
+    }
+
+    /// The rewritten subject, or `None` when this mapping does not apply (or
+    /// the draw fell on the unmapped remainder). `draw` is in 0..100.
+    pub fn apply(&self, subject: &[u8], draw: u32, out: &mut Vec<u8>) -> Option<bool> {
+        if !subject_matches_pattern(self.source.as_bytes(), subject) {
+            return None;
+        }
+        let chosen = self
+            .destinations
+            .iter()
+            .find(|(_, cumulative)| draw < *cumulative);
+        Some(chosen.is_some_and(|(transform, _)| transform.apply(subject, out)))
+    }
+
+    pub fn is_weighted(&self) -> bool {
+        self.destinations.len() > 1 || self.destinations[0].1 < 100
+    }
+}
+
+pub struct StreamImportRoute {
+    pub importer: AccountId,
+    /// Exported subject → the importer's local subject.
+    pub transform: SubjectTransform,
+}
+
+pub struct ServiceImportRoute {
+    pub importer: AccountId,
+    pub exporter: AccountId,
+    /// The importer's local subject → the exported subject.
+    pub transform: SubjectTransform,
+    pub response_type: ResponseType,
+    pub response_threshold: Duration,
+}
+
+pub struct ResponseRoute {
+    pub importer: AccountId,
+    pub exporter: AccountId,
+    /// The requester's own reply subject, in the importer.
+    pub reply: Bytes,
+    /// The `_R_.` subject standing in for `reply` in the exporter.
+    pub subject: Bytes,
+    pub response_type: ResponseType,
+    pub expires_at: Instant,
+}
+
+/// Every account and every route between them.
+pub struct Accounts {
+    pub list: Vec<Account>,
+    pub by_name: BTreeMap<String, AccountId>,
+    pub system: Option<AccountId>,
+    pub stream_imports: Vec<StreamImportRoute>,
+    pub service_imports: Vec<ServiceImportRoute>,
+    pub responses: BTreeMap<u64, ResponseRoute>,
+    pub next_response: u64,
+}
+
+pub const GLOBAL: AccountId = 0;
+
+impl Accounts {
+    /// Build the accounts of `config`. Exports and imports the reference
+    /// would refuse are left out and described in the returned warnings.
+    pub fn build(config: &ServerConfig) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut accounts = Accounts {
+            list: Vec::new(),
+            by_name: BTreeMap::new(),
+            system: None,
+            stream_imports: Vec::new(),
+            service_imports: Vec::new(),
+            responses: BTreeMap::new(),
+            next_response: 0,
+        };
+        accounts.add(GLOBAL_ACCOUNT);
+        for account in &config.accounts {
+            accounts.add(&account.name);
+        }
+        if let Some(system) = &config.system_account {
+            accounts.system = Some(accounts.add(system));
+        }
+        for account in &config.accounts {
+            let id = accounts.by_name[&account.name];
+            for mapping in &account.mappings {
+                match Mapping::new(mapping) {
+                    Ok(mapping) => accounts.list[id].mappings.push(mapping),
+                    Err(error) => warnings.push(format!("account {:?}: {error}", account.name)),
+                }
+            }
+        }
+        for account in &config.accounts {
+            for import in &account.imports {
+                if let Err(error) = accounts.add_import(&config.accounts, account, import) {
+                    warnings.push(format!(
+                        "account {:?}: import of {:?} from {:?}: {error}",
+                        account.name, import.subject, import.account
+                    ));
+                }
+            }
+        }
+        (accounts, warnings)
+    }
+
+    fn add(&mut self, name: &str) -> AccountId {
+        if let Some(&id) = self.by_name.get(name) {
+            return id;
+        }
+        let id = self.list.len();
+        self.list.push(Account {
+            name: name.to_string(),
+            sublist: Sublist::new(),
+            mappings: Vec::new(),
+            client_subs: 0,
+        });
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    fn add_import(
+        &mut self,
+        configs: &[AccountConfig],
+        importer_config: &AccountConfig,
+        import: &crate::auth::Import,
+    ) -> Result<(), String> {
+        let importer = self.by_name[&importer_config.name];
+        let exporter = *self
+            .by_name
+            .get(&import.account)
+            .ok_or_else(|| String::from("no such account"))?;
+        let wanted = match import.kind {
+            ImportKind::Stream => ExportKind::Stream,
+            ImportKind::Service => ExportKind::Service,
+        };
+        // The export must cover the imported subject and let this account in.
+        let export = configs
+            .iter()
+            .find(|c| c.name == import.account)
+            .and_then(|c| {
+                c.exports.iter().find(|e| {
+                    e.kind == wanted
+                        && (e.subject == import.subject
+                            || subject_matches_pattern(
+                                e.subject.as_bytes(),
+                                import.subject.as_bytes(),
+                            ))
+                })
+            })
+            .ok_or_else(|| String::from("not exported"))?;
+        if let Some(allowed) = &export.accounts {
+            if !allowed.contains(&importer_config.name) {
+                return Err(String::from("not authorized"));
+            }
+        }
+        match import.kind {
+            ImportKind::Stream => {
+                let transform = SubjectTransform::new(&import.subject, import.local_subject())
+                    .map_err(|e| e.to_string())?;
+                let index = self.stream_imports.len() as u32;
+                self.list[exporter]
+                    .sublist
+                    .insert(
+                        import.subject.as_bytes(),
+                        None,
+                        SubTarget::StreamImport(index),
+                    )
+                    .map_err(|e| format!("{e:?}"))?;
+                self.stream_imports.push(StreamImportRoute {
+                    importer,
+                    transform,
+                });
+            }
+            ImportKind::Service => {
+                let local = import.local_subject();
+                let transform =
+                    SubjectTransform::new(local, &import.subject).map_err(|e| e.to_string())?;
+                let index = self.service_imports.len() as u32;
+                self.list[importer]
+                    .sublist
+                    .insert(local.as_bytes(), None, SubTarget::ServiceImport(index))
+                    .map_err(|e| format!("{e:?}"))?;
+                self.service_imports.push(ServiceImportRoute {
+                    importer,
+                    exporter,
+                    transform,
+                    response_type: export.response_type,
+                    response_threshold: export.response_threshold,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The account named `name`, if configured.
+    pub fn find(&self, name: &str) -> Option<AccountId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Open a response route for a request crossing `import`; returns its
+    /// `_R_.` subject. `token` is random text naming it.
+    pub fn open_response(&mut self, import: u32, reply: &[u8], token: &str, now: Instant) -> Bytes {
+        self.expire_responses(now);
+        if self.responses.len() >= MAX_RESPONSE_ROUTES {
+            let oldest = *self.responses.keys().next().expect("not empty");
+            self.close_response(oldest);
+        }
+        let route = &self.service_imports[import as usize];
+        let id = self.next_response;
+        self.next_response += 1;
+        let subject = Bytes::from(format!("_R_.{token}"));
+        let inserted =
+            self.list[route.exporter]
+                .sublist
+                .insert(&subject, None, SubTarget::Response(id));
+        assert!(inserted.is_ok(), "response subject {subject:?} reused");
+        self.responses.insert(
+            id,
+            ResponseRoute {
+                importer: route.importer,
+                exporter: route.exporter,
+                reply: Bytes::copy_from_slice(reply),
+                subject: subject.clone(),
+                response_type: route.response_type,
+                expires_at: now + route.response_threshold,
+            },
+        );
+        assert!(self.responses.len() <= MAX_RESPONSE_ROUTES);
+        subject
+    }
+
+    pub fn close_response(&mut self, id: u64) {
+        if let Some(route) = self.responses.remove(&id) {
+            let removed = self.list[route.exporter].sublist.remove(
+                &route.subject,
+                None,
+                SubTarget::Response(id),
+            );
+            assert!(
+                removed.is_ok(),
+                "response route {id} missing from its Sublist"
+            );
+        }
+    }
+
+    /// Forget response routes past their threshold. Routes are keyed in
+    /// creation order, so the scan stops at the first live one.
+    fn expire_responses(&mut self, now: Instant) {
+        while let Some((&id, route)) = self.responses.iter().next() {
+            if route.expires_at > now {
+                break;
+            }
+            self.close_response(id);
+        }
+    }
+
+    /// Subscriptions made by clients, in every account.
+    pub fn client_subscriptions(&self) -> usize {
+        self.list.iter().map(|a| a.client_subs).sum()
+    }
+}
