@@ -86,12 +86,9 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
     const AUTH_TIMEOUTS_MS: [u64; 8] = [2000, 10, 100, 500, 1000, 3000, 5000, 60000];
     let [pending, limits, access, timing] = bytes;
     let auth = match access % 3 {
-        0 => AuthConfig::None,
-        1 => AuthConfig::Token(String::from("tok")),
-        _ => AuthConfig::UserPassword {
-            user: String::from("a"),
-            password: String::from("b"),
-        },
+        0 => AuthConfig::default(),
+        1 => AuthConfig::token(String::from("tok")),
+        _ => AuthConfig::single_user(String::from("a"), String::from("b")),
     };
     ServerConfig {
         max_pending: 256 << (pending % 13),

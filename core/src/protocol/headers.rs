@@ -198,7 +198,9 @@ pub fn find_header<'a>(block: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         .position(|window| window == key)
     {
         let index = offset + found;
-        offset = index + key.len();
+        // Occurrences may overlap (a key of repeated bytes), so the next try
+        // starts one byte on, not past the whole key.
+        offset = index + 1;
         if index < 2 || &block[index - 2..index] != b"\r\n" {
             continue;
         }
@@ -267,6 +269,14 @@ fn put_status_line(out: &mut BytesMut, code: u16, description: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (header_block): a key whose first occurrence overlaps the
+    /// real one (here "\n\n" right after a CRLF's own LF) was skipped.
+    #[test]
+    fn find_header_sees_overlapping_occurrences() {
+        let block = b"NATS/1.0\r\nA: c\r\n\n\n: v\r\n\r\n";
+        assert_eq!(find_header(block, b"\n\n"), Some(&b"v"[..]));
+    }
 
     #[test]
     fn plain_block_with_fields() {

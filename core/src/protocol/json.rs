@@ -34,8 +34,9 @@ pub const CLIENT_PROTOCOL_MAX: i64 = 1;
 #[error("invalid CONNECT JSON: {0}")]
 pub struct ConnectJsonError(#[from] serde_json::Error);
 
-/// A client's CONNECT options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A client's CONNECT options. `Debug` redacts the secrets (token, password,
+/// JWT), so the options can be logged.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectOptions {
     pub verbose: bool,
     pub pedantic: bool,
@@ -68,6 +69,32 @@ pub struct ConnectOptions {
     pub account: Option<String>,
     #[serde(skip_serializing_if = "core::ops::Not::not")]
     pub new_account: bool,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[REDACTED]");
+        f.debug_struct("ConnectOptions")
+            .field("verbose", &self.verbose)
+            .field("pedantic", &self.pedantic)
+            .field("tls_required", &self.tls_required)
+            .field("auth_token", &redacted(&self.auth_token))
+            .field("user", &self.user)
+            .field("pass", &redacted(&self.pass))
+            .field("name", &self.name)
+            .field("lang", &self.lang)
+            .field("version", &self.version)
+            .field("protocol", &self.protocol)
+            .field("echo", &self.echo)
+            .field("sig", &self.sig)
+            .field("jwt", &redacted(&self.jwt))
+            .field("nkey", &self.nkey)
+            .field("headers", &self.headers)
+            .field("no_responders", &self.no_responders)
+            .field("account", &self.account)
+            .field("new_account", &self.new_account)
+            .finish()
+    }
 }
 
 impl Default for ConnectOptions {
@@ -731,5 +758,23 @@ mod tests {
         );
         let back: ServerInfo = serde_json::from_str(&json).expect("round trip");
         assert_eq!(back, info);
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let options = ConnectOptions::from_json(
+            br#"{"user":"u","pass":"hunter2","auth_token":"t0k3n","jwt":"eyJ.secret"}"#,
+        )
+        .expect("valid CONNECT");
+        let shown = format!("{options:?}");
+        for secret in ["hunter2", "t0k3n", "eyJ.secret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(shown.contains("\"u\""));
     }
 }
