@@ -20,8 +20,10 @@ use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 use crate::settings;
 
-/// How long lame-duck mode waits before closing the remaining clients.
+/// nats-server's defaults: lame duck mode waits `lame_duck_grace_period`
+/// before closing clients, spread over `lame_duck_duration`.
 const LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
+const LAME_DUCK_DURATION: Duration = Duration::from_secs(2 * 60);
 
 /// Run the server until it is told to stop; returns the process exit code.
 pub fn run(cli: CliOptions) -> i32 {
@@ -196,6 +198,11 @@ struct Reloader {
 }
 
 impl Reloader {
+    /// (grace period, duration) of lame duck mode.
+    fn lame_duck_timing(&self) -> (Duration, Duration) {
+        (LAME_DUCK_GRACE, LAME_DUCK_DURATION)
+    }
+
     fn reload(&self, runner: &Runner) {
         let Some(path) = &self.cli.config_file else {
             tracing::error!(
@@ -247,8 +254,8 @@ async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle, reloader: &Reload
             }
             _ = lame_duck.recv() => {
                 tracing::info!("Entering lame duck mode, stop accepting new clients");
-                runner.enter_lame_duck_mode();
-                tokio::time::sleep(LAME_DUCK_GRACE).await;
+                let (grace, duration) = reloader.lame_duck_timing();
+                runner.lame_duck(grace, duration).await;
                 break;
             }
         }

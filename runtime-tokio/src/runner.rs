@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rnats_core::runtime::{Action, ConnId};
-use rnats_core::server::{Server, ServerConfig};
+use rnats_core::runtime::{Action, CloseReason, ConnId};
+use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
 use rnats_core::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -168,6 +168,48 @@ impl Runner {
         self.carry_out_actions(&mut state);
     }
 
+    /// nats-server's lame duck mode: refuse new clients and tell the
+    /// connected ones (INFO `ldm`), wait `grace`, then close the remaining
+    /// clients spread over what is left of `duration` (at most one second
+    /// apart; in batches when there are more clients than nanoseconds).
+    /// Returns when every client has been closed; the caller shuts down.
+    pub async fn lame_duck(&self, grace: Duration, duration: Duration) {
+        self.enter_lame_duck_mode();
+        let clients = self.lock().server.open_connections();
+        if clients.is_empty() {
+            return;
+        }
+        let spread = duration.saturating_sub(grace).max(Duration::from_secs(1));
+        let count = clients.len() as u128;
+        let mut interval = spread.as_nanos() / count;
+        let mut batch = 1usize;
+        if interval < 1 {
+            interval = 1;
+            batch = usize::try_from(count / spread.as_nanos().max(1))
+                .unwrap_or(usize::MAX)
+                .max(1);
+        }
+        let interval = Duration::from_nanos(
+            u64::try_from(interval)
+                .unwrap_or(u64::MAX)
+                .min(1_000_000_000),
+        );
+        tokio::time::sleep(grace).await;
+        tracing::info!("Closing existing clients");
+        for (i, conn) in clients.iter().enumerate() {
+            {
+                let mut state = self.lock();
+                state
+                    .server
+                    .close_connection(*conn, CloseReason::ServerShutdown);
+                self.carry_out_actions(&mut state);
+            }
+            if i + 1 < clients.len() && i % batch == 0 {
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+
     fn start_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let _ = stream.set_nodelay(true);
@@ -301,6 +343,7 @@ impl Runner {
                 }
             }
         }
+        emit_logs(&mut state.server);
         if let Some(deadline) = state.server.poll_timeout() {
             let nanos = deadline.as_nanos();
             if nanos < self.timer_target.load(Ordering::Acquire) {
@@ -330,6 +373,31 @@ impl Runner {
                 .map_or(u64::MAX, Instant::as_nanos);
             self.timer_target.store(next, Ordering::Release);
             self.carry_out_actions(&mut state);
+        }
+    }
+}
+
+/// Write the machine's log records the way nats-server prints them:
+/// `127.0.0.1:5555 - cid:3 - "$G/user:a" - Publish Violation - Subject "x"`.
+fn emit_logs(server: &mut Server) {
+    let records: Vec<LogRecord> = server.take_logs().collect();
+    for record in records {
+        let prefix = record
+            .conn
+            .and_then(|conn| {
+                let client = server.client(conn)?;
+                let label = match (&client.user, server.account_of(conn)) {
+                    (Some(user), Some(account)) => format!(" - \"{account}/user:{user}\""),
+                    _ => String::new(),
+                };
+                Some(format!("{} - {conn}{label} - ", client.peer))
+            })
+            .unwrap_or_default();
+        match record.level {
+            LogLevel::Error => tracing::error!("{prefix}{}", record.text),
+            LogLevel::Warn => tracing::warn!("{prefix}{}", record.text),
+            LogLevel::Info => tracing::info!("{prefix}{}", record.text),
+            LogLevel::Debug => tracing::debug!("{prefix}{}", record.text),
         }
     }
 }

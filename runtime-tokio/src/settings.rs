@@ -124,12 +124,11 @@ pub fn listen_port(options: &CliOptions) -> Result<u16, String> {
 
 pub fn auth_config(options: &CliOptions) -> AuthConfig {
     match (&options.authorization, &options.username, &options.password) {
-        (Some(token), _, _) if !token.is_empty() => AuthConfig::Token(token.clone()),
-        (_, Some(user), password) if !user.is_empty() => AuthConfig::UserPassword {
-            user: user.clone(),
-            password: password.clone().unwrap_or_default(),
-        },
-        _ => AuthConfig::None,
+        (Some(token), _, _) if !token.is_empty() => AuthConfig::token(token.clone()),
+        (_, Some(user), password) if !user.is_empty() => {
+            AuthConfig::single_user(user.clone(), password.clone().unwrap_or_default())
+        }
+        _ => AuthConfig::default(),
     }
 }
 

@@ -449,6 +449,21 @@ impl Server {
         }
     }
 
+    /// Connections not yet closing, in id order.
+    pub fn open_connections(&self) -> Vec<ConnId> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.is_closing())
+            .map(|(&conn, _)| conn)
+            .collect()
+    }
+
+    /// Close one connection for `reason` (lame duck mode closes clients one
+    /// by one with `ServerShutdown`).
+    pub fn close_connection(&mut self, conn: ConnId, reason: CloseReason) {
+        self.close(conn, reason);
+    }
+
     /// Close every connection (server shutdown).
     pub fn shutdown(&mut self) {
         let conns: Vec<ConnId> = self.clients.keys().copied().collect();
