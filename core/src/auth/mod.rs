@@ -63,6 +63,14 @@ impl AuthConfig {
             || !self.nkeys.is_empty()
     }
 
+    /// The reference warns at startup ("Plaintext passwords detected, use
+    /// nkeys or bcrypt") when a password is not a bcrypt hash.
+    pub fn has_plaintext_passwords(&self) -> bool {
+        let plain = |password: &str| !password.starts_with("$2");
+        self.password.as_deref().is_some_and(|p| !p.is_empty() && plain(p))
+            || self.users.iter().any(|u| plain(&u.password))
+    }
+
     /// A token-only configuration (the `--auth` flag).
     pub fn token(token: impl Into<String>) -> Self {
         AuthConfig {

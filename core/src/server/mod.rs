@@ -656,7 +656,8 @@ impl Server {
                 }
             }
         }
-        if let Some(violation) = reserved_subject_violation(subject, reply) {
+        let system = self.accounts.system == Some(account);
+        if let Some(violation) = reserved_subject_violation(subject, reply, system) {
             let client = self.clients.get_mut(&conn).expect("client exists");
             protocol::write_err(&mut client.outbound, &violation);
             self.queue_transmit(conn);
@@ -1361,9 +1362,16 @@ fn unfile_subscription(
 /// Subjects and reply subjects a client may not publish with, and the
 /// reference's error for each: internal service replies, JetStream acks,
 /// gateway-routed replies and RAFT traffic.
-fn reserved_subject_violation(subject: &[u8], reply: Option<&[u8]>) -> Option<String> {
+/// RAFT subjects (`$NRG.`) are the system account's own.
+fn reserved_subject_violation(
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    system_account: bool,
+) -> Option<String> {
     const GATEWAY_REPLY_PREFIX: &[u8] = b"_GR_.";
-    if subject.starts_with(GATEWAY_REPLY_PREFIX) || subject.starts_with(b"$NRG.") {
+    if subject.starts_with(GATEWAY_REPLY_PREFIX)
+        || (subject.starts_with(b"$NRG.") && !system_account)
+    {
         let subject = String::from_utf8_lossy(subject);
         return Some(format!(
             "Permissions Violation for Publish to \"{subject}\""
