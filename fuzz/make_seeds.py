@@ -49,7 +49,11 @@ def server_config(lines):
             if "--auth" in line: access = 1
             if "--user" in line: access = 2
         if line.startswith("config:"):
-            key, value = [s.strip() for s in line[7:].split(":")]
+            key = line[7:].split(":")[0].split("{")[0].strip()
+            # Transcripts about users, permissions and accounts run in the
+            # target's accounts mode (its own users, see accounts_config).
+            if key in ("authorization", "accounts", "no_auth_user", "mappings"):
+                access = (access & ~3) | 3
             if key == "max_connections": access |= 2 << 2
             if key == "max_control_line": limits |= 2 << 3
             if key == "max_payload": limits |= 1
@@ -148,6 +152,19 @@ def server_edges():
     ev += read_event(1, b'CONNECT {}\r\nSUB a g 1\r\nPUB a 0\r\n\r\nPUB a 0\r\n\r\nPUB a 0\r\n\r\n')
     ev += bytes([7]) + bytes([6, 1]) + bytes([5, 0])
     write("server_machine", "mixed", bytes([12, 0, 0, 0]) + ev)
+    # Accounts mode (byte 2 = 3): a restricted user in A, a user of B, and
+    # the no_auth_user; violations, imports across accounts, responses, mappings.
+    ev = bytes([0, 0x80, 0, 0x81, 0, 0x82])
+    ev += read_event(0, b'CONNECT {"user":"a","pass":"b","verbose":false,"headers":true}\r\n'
+                        b'SUB foo.* 1\r\nSUB q.x w 2\r\nSUB q.y w 3\r\nSUB bar 4\r\nSUB svc.* 5\r\nSUB n.> 6\r\n'
+                        b'PUB foo.no 0\r\n\r\nPUB m.x 1\r\nm\r\nPUB m.y 1\r\nm\r\n')
+    ev += read_event(1, b'CONNECT {"user":"c","pass":"d","verbose":false,"headers":true,"no_responders":true}\r\n'
+                        b'SUB imp.foo.> 1\r\nSUB r.1 2\r\nPUB call.time r.1 1\r\n?\r\nPUB call.none r.1 0\r\n\r\n')
+    ev += read_event(0, b'PUB foo.bar 2\r\nhi\r\nPUB foo.secret 1\r\ns\r\nPUB r.1 1\r\nx\r\n')
+    ev += read_event(2, b'CONNECT {"verbose":false}\r\nSUB > 1\r\nPUB foo.q 0\r\n\r\n')
+    ev += read_event(1, b'CONNECT {"user":"a","pass":"b"}\r\nPUB x 0\r\n\r\n')
+    ev += bytes([2, 200, 0])
+    write("server_machine", "accounts", bytes([12, 0, 3, 0]) + ev)
 
 
 def small_targets():

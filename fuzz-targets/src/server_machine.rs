@@ -24,6 +24,10 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rnats_core::auth::{
+    AccountConfig, Export, Import, ImportKind, MappingDestination, Permissions, ResponsePermission,
+    SubjectMapping, SubjectPermission, User,
+};
 use rnats_core::runtime::{Action, ConnId};
 use rnats_core::server::{AuthConfig, Server, ServerConfig};
 use rnats_core::time::Instant;
@@ -72,8 +76,8 @@ pub mod tag {
 /// - byte 1: bits 0-2 `max_payload` (64 KiB, 16, 32, 64, 128, 512, 1024,
 ///   4096), bits 3-5 `max_control_line` (4096, 32, 64, ..., 2048), bits 6-7
 ///   `max_subscriptions` (none, 1, 2, 16);
-/// - byte 2: `% 3` auth (none, token `tok`, user `a` password `b`), bits 2-3
-///   `max_connections` (65536, 1, 2, 3);
+/// - byte 2: bits 0-1 auth (none, token `tok`, user `a` password `b`, or
+///   [`accounts_config`]), bits 2-3 `max_connections` (65536, 1, 2, 3);
 /// - byte 3: bits 0-2 `ping_interval` (120, 1, 2, 3, 5, 10, 30, 60 s), bits
 ///   3-4 `ping_max` (1 + n % 3), bits 5-7 `auth_timeout` (2 s, 10 ms, 100 ms,
 ///   500 ms, 1 s, 3 s, 5 s, 60 s).
@@ -85,12 +89,17 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
     const PINGS_S: [u64; 8] = [120, 1, 2, 3, 5, 10, 30, 60];
     const AUTH_TIMEOUTS_MS: [u64; 8] = [2000, 10, 100, 500, 1000, 3000, 5000, 60000];
     let [pending, limits, access, timing] = bytes;
-    let auth = match access % 3 {
-        0 => AuthConfig::default(),
-        1 => AuthConfig::token(String::from("tok")),
-        _ => AuthConfig::single_user(String::from("a"), String::from("b")),
+    let (auth, accounts) = match access & 3 {
+        0 => (AuthConfig::default(), Vec::new()),
+        1 => (AuthConfig::token(String::from("tok")), Vec::new()),
+        2 => (
+            AuthConfig::single_user(String::from("a"), String::from("b")),
+            Vec::new(),
+        ),
+        _ => accounts_config(),
     };
     ServerConfig {
+        accounts,
         max_pending: 256 << (pending % 13),
         max_payload: PAYLOADS[usize::from(limits & 7)],
         max_control_line: CONTROL_LINES[usize::from((limits >> 3) & 7)],
@@ -102,6 +111,73 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
         auth_timeout: Duration::from_millis(AUTH_TIMEOUTS_MS[usize::from(timing >> 5)]),
         ..ServerConfig::default()
     }
+}
+
+/// Users in two accounts with permissions, a stream and a service import,
+/// weighted and plain mappings, and `no_auth_user`: every branch of the
+/// account router and the permission checks is reachable from CONNECTs
+/// naming `a`/`b` (account A, restricted) or `c`/`d` (account B), or none.
+pub fn accounts_config() -> (AuthConfig, Vec<AccountConfig>) {
+    let list = |subjects: &[&str]| subjects.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let restricted = Permissions {
+        publish: Some(SubjectPermission {
+            allow: Some(list(&["foo.>", "svc.*", "_INBOX.>", "m.*"])),
+            deny: list(&["foo.no"]),
+        }),
+        subscribe: Some(SubjectPermission {
+            allow: Some(list(&["foo.*", "q.> w", "svc.*", "_INBOX.>", "n.>"])),
+            deny: list(&["foo.secret", "q.x w"]),
+        }),
+        response: Some(ResponsePermission {
+            max_msgs: 2,
+            expires: Duration::from_secs(1),
+        }),
+    };
+    let user = |name: &str, password: &str, account: &str, permissions: Option<Permissions>| User {
+        username: name.into(),
+        password: password.into(),
+        permissions,
+        account: account.into(),
+    };
+    let mut a = AccountConfig::new("A");
+    a.exports = vec![Export::stream("foo.>"), Export::service("svc.*")];
+    a.mappings = vec![SubjectMapping {
+        source: String::from("m.*"),
+        destinations: vec![
+            MappingDestination {
+                subject: String::from("n.$1"),
+                weight: 60,
+            },
+            MappingDestination {
+                subject: String::from("n.other.$1"),
+                weight: 30,
+            },
+        ],
+    }];
+    let mut b = AccountConfig::new("B");
+    b.imports = vec![
+        Import {
+            kind: ImportKind::Stream,
+            account: String::from("A"),
+            subject: String::from("foo.>"),
+            to: Some(String::from("imp.foo.>")),
+        },
+        Import {
+            kind: ImportKind::Service,
+            account: String::from("A"),
+            subject: String::from("svc.*"),
+            to: Some(String::from("call.*")),
+        },
+    ];
+    let auth = AuthConfig {
+        users: vec![
+            user("a", "b", "A", Some(restricted)),
+            user("c", "d", "B", None),
+        ],
+        no_auth_user: Some(String::from("c")),
+        ..AuthConfig::default()
+    };
+    (auth, vec![a, b])
 }
 
 /// The runtime's view of one connection.
