@@ -67,7 +67,9 @@ impl AuthConfig {
     /// nkeys or bcrypt") when a password is not a bcrypt hash.
     pub fn has_plaintext_passwords(&self) -> bool {
         let plain = |password: &str| !password.starts_with("$2");
-        self.password.as_deref().is_some_and(|p| !p.is_empty() && plain(p))
+        self.password
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && plain(p))
             || self.users.iter().any(|u| plain(&u.password))
     }
 

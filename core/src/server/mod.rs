@@ -408,7 +408,7 @@ impl Server {
             }
             client.parser.set_limits(limits);
             if !client.connect_received {
-                self.refile_all(conn, GLOBAL, None, None);
+                self.refile_all(conn, GLOBAL, None, None, true);
                 continue;
             }
             let identity = self
@@ -417,9 +417,13 @@ impl Server {
                 .ok()
                 .and_then(|identity| Some((self.accounts.find(&identity.account)?, identity)));
             match identity {
-                Some((account, identity)) => {
-                    self.refile_all(conn, account, identity.user, identity.permissions.as_ref())
-                }
+                Some((account, identity)) => self.refile_all(
+                    conn,
+                    account,
+                    identity.user,
+                    identity.permissions.as_ref(),
+                    true,
+                ),
                 None => {
                     let client = self.clients.get_mut(&conn).expect("client exists");
                     client.subs.clear();
@@ -1035,7 +1039,7 @@ impl Server {
         permissions: Option<&auth::Permissions>,
     ) {
         self.unfile_all(conn);
-        self.refile_all(conn, account, user, permissions);
+        self.refile_all(conn, account, user, permissions, false);
     }
 
     /// Take every subscription of `conn` out of its account's Sublist; they
@@ -1053,13 +1057,15 @@ impl Server {
     }
 
     /// File every subscription of `conn` under `account` and `permissions`
-    /// (after [`Self::unfile_all`]).
+    /// (after [`Self::unfile_all`]). On a reload, refused subscriptions are
+    /// reported with their sid, as the reference does.
     fn refile_all(
         &mut self,
         conn: ConnId,
         account: AccountId,
         user: Option<String>,
         permissions: Option<&auth::Permissions>,
+        reload: bool,
     ) {
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.user = user;
@@ -1088,8 +1094,38 @@ impl Server {
             client.subs.insert(index, sub);
         }
         for sub in refused {
-            self.subscribe_violation(conn, &sub.subject, sub.queue.as_deref(), &sub.sid);
+            if reload {
+                self.reload_removed_subscription(conn, &sub);
+            } else {
+                self.subscribe_violation(conn, &sub.subject, sub.queue.as_deref(), &sub.sid);
+            }
         }
+    }
+
+    fn reload_removed_subscription(&mut self, conn: ConnId, sub: &Subscription) {
+        let subject = String::from_utf8_lossy(&sub.subject);
+        let sid = String::from_utf8_lossy(&sub.sid);
+        let client = self.clients.get_mut(&conn).expect("client exists");
+        let who = match &client.user {
+            Some(user) => format!("User \"{user}\""),
+            None => String::from("User \"N/A\""),
+        };
+        let (error, log) = match &sub.queue {
+            Some(queue) => {
+                let queue = String::from_utf8_lossy(queue);
+                (
+                    format!("Permissions Violation for Subscription to \"{subject}\" using queue \"{queue}\" (sid \"{sid}\")"),
+                    format!("Removed sub \"{subject}\" using queue \"{queue}\" (sid \"{sid}\") for {who} - not authorized"),
+                )
+            }
+            None => (
+                format!("Permissions Violation for Subscription to \"{subject}\" (sid \"{sid}\")"),
+                format!("Removed sub \"{subject}\" (sid \"{sid}\") for {who} - not authorized"),
+            ),
+        };
+        protocol::write_err(&mut client.outbound, &error);
+        self.queue_transmit(conn);
+        self.logs.push(LogLevel::Info, None, log);
     }
 
     fn auth_violation(&mut self, conn: ConnId, options: &protocol::ConnectOptions) {

@@ -296,3 +296,38 @@ fn nkey_users_get_a_nonce() {
     assert_eq!(json["nonce"].as_str().map(str::len), Some(15));
     assert_eq!(json["auth_required"], true);
 }
+
+#[test]
+fn reload_removes_subscriptions_the_new_permissions_refuse() {
+    let config = |subjects: &[&str]| ServerConfig {
+        auth: AuthConfig {
+            users: vec![user(
+                "u",
+                "$G",
+                Some(Permissions {
+                    subscribe: allow(subjects),
+                    ..Permissions::default()
+                }),
+            )],
+            ..AuthConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config(&["a", "b"]));
+    let u = login(&mut h, 1, "u");
+    h.send(u, "SUB a 1\r\nSUB b q 2\r\n");
+    assert_eq!(h.take(u), "");
+    h.server.reload(config(&["a"]));
+    assert_eq!(
+        h.take(u),
+        "-ERR 'Permissions Violation for Subscription to \"b\" using queue \"q\" (sid \"2\")'\r\n"
+    );
+    assert_eq!(h.server.num_subscriptions(), 1);
+    let logs: Vec<String> = h.server.take_logs().map(|r| r.text).collect();
+    assert!(
+        logs.contains(&String::from(
+            "Removed sub \"b\" using queue \"q\" (sid \"2\") for User \"u\" - not authorized"
+        )),
+        "{logs:?}"
+    );
+}
