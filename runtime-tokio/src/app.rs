@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rnats_core::conf::FileOptions;
+use rnats_core::conf::{self, FileOptions};
 use rnats_core::server::{Server, ServerConfig, NATS_COMPATIBLE_VERSION};
 
 use tokio::net::TcpListener;
@@ -19,11 +19,6 @@ use crate::logging::{self, LogConfig, LogHandle};
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 use crate::settings;
-
-/// nats-server's defaults: lame duck mode waits `lame_duck_grace_period`
-/// before closing clients, spread over `lame_duck_duration`.
-const LAME_DUCK_GRACE: Duration = Duration::from_secs(10);
-const LAME_DUCK_DURATION: Duration = Duration::from_secs(2 * 60);
 
 /// Run the server until it is told to stop; returns the process exit code.
 pub fn run(cli: CliOptions) -> i32 {
@@ -49,6 +44,10 @@ pub fn run(cli: CliOptions) -> i32 {
         .as_ref()
         .map(|l| l.options.clone())
         .unwrap_or_default();
+    if let Err(error) = conf::check_no_auth_user(&file) {
+        // Like the reference, `-t` passes such a file; starting does not.
+        flags::die(&error);
+    }
     let options = settings::merge(&cli, &file);
     let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
     if let Some(loaded) = &loaded {
@@ -101,11 +100,7 @@ async fn serve(
     tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
     tracing::info!("  Name:     {server_name}");
     tracing::info!("  ID:       {server_id}");
-    if options
-        .password
-        .as_deref()
-        .is_some_and(|p| !p.is_empty() && !p.starts_with("$2"))
-    {
+    if settings::auth_config(&options, &file).has_plaintext_passwords() {
         tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
     }
     if let (Some(path), Some(sha256)) = (&options.config_file, &config_sha256) {
@@ -198,9 +193,17 @@ struct Reloader {
 }
 
 impl Reloader {
-    /// (grace period, duration) of lame duck mode.
+    /// (grace period, duration) of lame duck mode, from the config file as
+    /// it is now.
     fn lame_duck_timing(&self) -> (Duration, Duration) {
-        (LAME_DUCK_GRACE, LAME_DUCK_DURATION)
+        let file = self
+            .cli
+            .config_file
+            .as_ref()
+            .and_then(|path| settings::load_config(path).ok())
+            .map(|loaded| loaded.options)
+            .unwrap_or_default();
+        settings::lame_duck_timing(&file)
     }
 
     fn reload(&self, runner: &Runner) {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rnats_core::auth::SYSTEM_ACCOUNT;
 use rnats_core::conf::{self, ConfSource, FileOptions};
 use rnats_core::server::{AuthConfig, ServerConfig};
 
@@ -122,14 +123,34 @@ pub fn listen_port(options: &CliOptions) -> Result<u16, String> {
     }
 }
 
-pub fn auth_config(options: &CliOptions) -> AuthConfig {
-    match (&options.authorization, &options.username, &options.password) {
+/// Who may connect: the token or single user of the merged options (flags
+/// over the file's `authorization`), and the file's users, nkeys,
+/// `no_auth_user` and default permissions.
+pub fn auth_config(options: &CliOptions, file: &FileOptions) -> AuthConfig {
+    let mut auth = match (&options.authorization, &options.username, &options.password) {
         (Some(token), _, _) if !token.is_empty() => AuthConfig::token(token.clone()),
         (_, Some(user), password) if !user.is_empty() => {
             AuthConfig::single_user(user.clone(), password.clone().unwrap_or_default())
         }
         _ => AuthConfig::default(),
-    }
+    };
+    let security = &file.security;
+    auth.users = security.users.clone();
+    auth.nkeys = security.nkeys.clone();
+    auth.default_permissions = security.default_permissions.clone();
+    auth.no_auth_user = file.no_auth_user.clone().filter(|u| !u.is_empty());
+    auth
+}
+
+/// (grace period, duration) of lame duck mode: the file's, or the reference's
+/// defaults of 10 s and 2 min.
+pub fn lame_duck_timing(file: &FileOptions) -> (Duration, Duration) {
+    (
+        file.lame_duck_grace_period
+            .unwrap_or(Duration::from_secs(10)),
+        file.lame_duck_duration
+            .unwrap_or(Duration::from_secs(2 * 60)),
+    )
 }
 
 /// The machine's configuration: `identity` (id, keys, address, version) with
@@ -145,7 +166,18 @@ pub fn server_config(
             .clone()
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| identity.server_id.clone()),
-        auth: auth_config(options),
+        auth: auth_config(options, file),
+        accounts: file.security.accounts.clone(),
+        system_account: if file.security.no_system_account {
+            None
+        } else {
+            Some(
+                file.security
+                    .system_account
+                    .clone()
+                    .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
+            )
+        },
         ..identity.clone()
     };
     let defaults = ServerConfig::default();

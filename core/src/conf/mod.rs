@@ -34,6 +34,7 @@
 //! accept input the reference's lexer trips over (`[1]` and `[1, 2]`, whose
 //! last element it reads as the string `"1]"`).
 
+pub mod auth_options;
 pub mod options;
 mod parser;
 pub mod value;
@@ -41,6 +42,7 @@ pub mod value;
 #[cfg(test)]
 mod tests;
 
+pub use auth_options::{check_no_auth_user, SecurityOptions};
 pub use options::{
     load_options, options_from_tree, AuthorizationOptions, ConfWarning, ConfWarningKind,
     FileOptions, Unsupported,

@@ -19,18 +19,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::auth_options::{self, SecurityOptions};
 use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
 use super::{parse, ConfError, ConfErrorKind, ConfSource};
+use crate::auth::{AccountConfig, GLOBAL_ACCOUNT};
 
 /// Top-level keys nats-server knows and rnats does not handle yet.
 const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "trace_verbose",
     "trace_headers",
-    "mappings",
-    "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    "accounts",
     "default_sentinel",
     "http",
     "https",
@@ -61,8 +60,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "ocsp",
     "allow_non_tls",
     "write_timeout",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
     "operator",
     "operators",
     "roots",
@@ -75,11 +72,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
-    "system_account",
-    "system",
-    "no_system_account",
-    "no_system",
-    "no_sys_acc",
     "no_header_support",
     "trusted",
     "trusted_keys",
@@ -99,15 +91,7 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
 ];
 
 /// Keys of `authorization { }` the reference knows and rnats does not handle.
-const UNSUPPORTED_AUTHORIZATION: &[&str] = &[
-    "users",
-    "default_permission",
-    "default_permissions",
-    "permissions",
-    "auth_callout",
-    "auth_hook",
-    "proxy_required",
-];
+const UNSUPPORTED_AUTHORIZATION: &[&str] = &["auth_callout", "auth_hook", "proxy_required"];
 
 /// The options a config file set. `None` means the file did not mention it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -141,6 +125,10 @@ pub struct FileOptions {
     pub logtime_utc: Option<bool>,
     pub debug: Option<bool>,
     pub trace: Option<bool>,
+    /// Users, nkeys, default permissions, accounts, mappings, system account.
+    pub security: SecurityOptions,
+    pub lame_duck_duration: Option<Duration>,
+    pub lame_duck_grace_period: Option<Duration>,
     /// What the reference prints as warnings: the server still starts, but
     /// `nats-server -t` calls the file invalid.
     pub warnings: Vec<ConfWarning>,
@@ -260,6 +248,7 @@ pub fn options_from_tree(root: &ConfValue) -> Result<(FileOptions, Vec<Unsupport
     for entry in map {
         apply_top_level(&mut options, &mut unsupported, entry)?;
     }
+    auth_options::validate(&options, map)?;
     Ok((options, unsupported))
 }
 
@@ -301,8 +290,34 @@ fn apply_top_level(
             options.write_deadline = Some(duration(entry, "write_deadline", &mut options.warnings)?)
         }
         "authorization" => {
-            let auth = authorization(entry, unsupported, &mut options.warnings)?;
+            let auth = authorization(
+                entry,
+                unsupported,
+                &mut options.warnings,
+                &mut options.security,
+            )?;
             options.authorization = Some(auth);
+        }
+        "accounts" => auth_options::parse_accounts(entry, &mut options.security, unsupported)?,
+        "mappings" | "maps" => {
+            let mappings = auth_options::parse_mappings(entry)?;
+            let accounts = &mut options.security.accounts;
+            match accounts.iter_mut().find(|a| a.name == GLOBAL_ACCOUNT) {
+                Some(global) => global.mappings.extend(mappings),
+                None => {
+                    let mut global = AccountConfig::new(GLOBAL_ACCOUNT);
+                    global.mappings = mappings;
+                    accounts.push(global);
+                }
+            }
+        }
+        "system_account" | "system" => options.security.system_account = Some(string(entry)?),
+        "no_system_account" | "no_system" | "no_sys_acc" => {
+            options.security.no_system_account = boolean(entry)?
+        }
+        "lame_duck_duration" => options.lame_duck_duration = Some(parse_duration_value(entry)?),
+        "lame_duck_grace_period" => {
+            options.lame_duck_grace_period = Some(parse_duration_value(entry)?)
         }
         "no_auth_user" => options.no_auth_user = Some(string(entry)?),
         "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
@@ -326,6 +341,7 @@ fn authorization(
     entry: &MapEntry,
     unsupported: &mut Vec<Unsupported>,
     warnings: &mut Vec<ConfWarning>,
+    security: &mut SecurityOptions,
 ) -> Result<AuthorizationOptions, ConfError> {
     let block: &ConfMap = entry
         .value
@@ -355,8 +371,10 @@ fn authorization(
                 }
                 auth.timeout_seconds = Some(seconds);
             }
+            _ if auth_options::parse_authorization_field(entry, field, security, unsupported)? => {
+                has_users_array |= key == "users";
+            }
             _ if UNSUPPORTED_AUTHORIZATION.contains(&key.as_str()) => {
-                has_users_array |= key == "users" && field.value.as_array().is_some();
                 unsupported.push(Unsupported {
                     key: format!("{}.{}", entry.key, field.key),
                     position: field.key_position.clone(),
@@ -491,7 +509,22 @@ fn int32(entry: &MapEntry) -> Result<i32, ConfError> {
     })
 }
 
-fn string(entry: &MapEntry) -> Result<String, ConfError> {
+/// A duration given as a Go duration string, or as seconds.
+pub(super) fn parse_duration_value(entry: &MapEntry) -> Result<Duration, ConfError> {
+    let nanos = match &entry.value.kind {
+        ValueKind::String(text) => parse_go_duration(text)
+            .map_err(|error| invalid(entry, &format!("error parsing {}: {error}", entry.key)))?,
+        ValueKind::Integer(seconds) => seconds
+            .checked_mul(1_000_000_000)
+            .ok_or_else(|| invalid(entry, &format!("{} value is too big", entry.key)))?,
+        _ => return Err(wrong_type(entry, "a duration")),
+    };
+    let nanos = u64::try_from(nanos)
+        .map_err(|_| invalid(entry, &format!("{} can not be negative", entry.key)))?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+pub(super) fn string(entry: &MapEntry) -> Result<String, ConfError> {
     entry
         .value
         .as_str()
@@ -499,14 +532,14 @@ fn string(entry: &MapEntry) -> Result<String, ConfError> {
         .ok_or_else(|| wrong_type(entry, "a string"))
 }
 
-fn boolean(entry: &MapEntry) -> Result<bool, ConfError> {
+pub(super) fn boolean(entry: &MapEntry) -> Result<bool, ConfError> {
     entry
         .value
         .as_bool()
         .ok_or_else(|| wrong_type(entry, "a boolean"))
 }
 
-fn wrong_type(entry: &MapEntry, expected: &'static str) -> ConfError {
+pub(super) fn wrong_type(entry: &MapEntry, expected: &'static str) -> ConfError {
     ConfError::new(
         entry.key_position.clone(),
         ConfErrorKind::WrongType {
@@ -517,7 +550,7 @@ fn wrong_type(entry: &MapEntry, expected: &'static str) -> ConfError {
     )
 }
 
-fn invalid(entry: &MapEntry, reason: &str) -> ConfError {
+pub(super) fn invalid(entry: &MapEntry, reason: &str) -> ConfError {
     ConfError::new(
         entry.key_position.clone(),
         ConfErrorKind::InvalidValue {
@@ -527,7 +560,7 @@ fn invalid(entry: &MapEntry, reason: &str) -> ConfError {
     )
 }
 
-fn unknown_field(entry: &MapEntry) -> ConfError {
+pub(super) fn unknown_field(entry: &MapEntry) -> ConfError {
     ConfError::new(
         entry.key_position.clone(),
         ConfErrorKind::UnknownField {
@@ -656,7 +689,7 @@ mod tests {
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
             "cluster { port: 6222 }\nJetStream: enabled\nport: 4222\n\
-             authorization { users = [ {user: a, password: b} ] }",
+             authorization { users = [ {user: a, password: b} ], auth_callout: {} }",
         )
         .unwrap();
         let keys: Vec<_> = unsupported
@@ -668,7 +701,7 @@ mod tests {
             [
                 ("cluster", 1, 1),
                 ("JetStream", 2, 1),
-                ("authorization.users", 4, 17)
+                ("authorization.auth_callout", 4, 53)
             ]
         );
     }
