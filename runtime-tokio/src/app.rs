@@ -19,6 +19,7 @@ use crate::logging::{self, LogConfig, LogHandle};
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 use crate::settings;
+use crate::tls;
 
 /// Run the server until it is told to stop; returns the process exit code.
 pub fn run(cli: CliOptions) -> i32 {
@@ -121,6 +122,14 @@ async fn serve(
         }
     }
 
+    let tls = match tls::settings(&options, &file) {
+        Ok(Some(settings)) => Some(
+            tls::Tls::new(settings).unwrap_or_else(|error| logging::fatal(format_args!("{error}"))),
+        ),
+        Ok(None) => None,
+        Err(error) => logging::fatal(format_args!("{error}")),
+    };
+
     let listener = match bind(&host, port).await {
         Ok(listener) => listener,
         Err(error) => logging::fatal(format_args!(
@@ -134,6 +143,9 @@ async fn serve(
         "Listening for client connections on {}",
         display_addr(&host, local)
     );
+    if tls.as_ref().is_some_and(|tls| !tls.settings.allow_non_tls) {
+        tracing::info!("TLS required for client connections");
+    }
 
     let ports_path = options
         .ports_file_dir
@@ -168,7 +180,7 @@ async fn serve(
         ..ServerConfig::default()
     };
     let config = settings::server_config(&options, &file, &identity);
-    let runner = Runner::new(Server::new(config, random_seed()), Clock::new());
+    let runner = Runner::new(Server::new(config, random_seed()), Clock::new(), tls);
     let serving = tokio::spawn(runner.clone().serve(listener));
     tracing::info!("Server is ready");
 

@@ -90,6 +90,14 @@ pub struct CliOptions {
     pub config_file: Option<PathBuf>,
     /// `-t`: check the configuration file and exit.
     pub check_config: bool,
+    /// `--tls`: require TLS (with `--tlscert`/`--tlskey`).
+    pub tls: Option<bool>,
+    /// `--tlsverify`: require TLS and verify client certificates.
+    pub tls_verify: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `--tlscacert`: the CA client certificates must chain to.
+    pub tls_ca_cert: Option<PathBuf>,
 }
 
 /// A command line the server cannot act on.
@@ -209,7 +217,7 @@ Authorization Options:
         --pass <password>            Password clients must present
         --auth <token>               Token clients must present
 
-TLS Options (not supported yet):
+TLS Options:
         --tls                        Require TLS, without checking client certificates
         --tlscert <file>             The server's certificate
         --tlskey <file>              The private key of that certificate
@@ -271,6 +279,11 @@ enum Flag {
     Signal,
     CheckConfig,
     Config,
+    Tls,
+    TlsVerify,
+    TlsCert,
+    TlsKey,
+    TlsCaCert,
     Unsupported,
 }
 
@@ -331,11 +344,11 @@ const FLAGS: &[(&str, Kind, Flag)] = &[
     ("connect_retries", Kind::Int, Flag::Unsupported),
     ("cluster_name", Kind::Text, Flag::Unsupported),
     ("help_tls", Kind::Bool, Flag::Unsupported),
-    ("tls", Kind::Bool, Flag::Unsupported),
-    ("tlsverify", Kind::Bool, Flag::Unsupported),
-    ("tlscert", Kind::Text, Flag::Unsupported),
-    ("tlskey", Kind::Text, Flag::Unsupported),
-    ("tlscacert", Kind::Text, Flag::Unsupported),
+    ("tls", Kind::Bool, Flag::Tls),
+    ("tlsverify", Kind::Bool, Flag::TlsVerify),
+    ("tlscert", Kind::Text, Flag::TlsCert),
+    ("tlskey", Kind::Text, Flag::TlsKey),
+    ("tlscacert", Kind::Text, Flag::TlsCaCert),
     ("js", Kind::Bool, Flag::Unsupported),
     ("jetstream", Kind::Bool, Flag::Unsupported),
     ("sd", Kind::Text, Flag::Unsupported),
@@ -551,6 +564,11 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::User => options.username = Some(text()),
             Flag::Pass => options.password = Some(text()),
             Flag::Auth => options.authorization = Some(text()),
+            Flag::Tls => options.tls = Some(boolean()),
+            Flag::TlsVerify => options.tls_verify = Some(boolean()),
+            Flag::TlsCert => options.tls_cert = Some(PathBuf::from(text())),
+            Flag::TlsKey => options.tls_key = Some(PathBuf::from(text())),
+            Flag::TlsCaCert => options.tls_ca_cert = Some(PathBuf::from(text())),
             // Decided on, or refused, before options are built.
             Flag::Help | Flag::Version | Flag::Signal | Flag::Unsupported => {}
             Flag::Config => {
@@ -969,10 +987,6 @@ mod tests {
                 vec!["--routes", "--cluster"],
             ),
             (
-                "--tls --tlscert c --tlskey k",
-                vec!["--tls", "--tlscert", "--tlskey"],
-            ),
-            (
                 "-s -r udp://x:514 --help_tls",
                 vec!["-s", "-r", "--help_tls"],
             ),
@@ -984,10 +998,7 @@ mod tests {
                 "--cluster_name c --cluster_advertise a --cluster_listen l",
                 vec!["--cluster_name", "--cluster_advertise", "--cluster_listen"],
             ),
-            (
-                "--tlsverify --tlscacert ca -js -js",
-                vec!["--tlsverify", "--tlscacert", "-js"],
-            ),
+            ("--tlsverify --tlscacert ca -js -js", vec!["-js"]),
         ];
         for (line, names) in cases {
             let names: Vec<String> = names.into_iter().map(String::from).collect();

@@ -7,3 +7,4 @@ pub mod ports_file;
 pub mod runner;
 pub mod settings;
 pub mod signal_cmd;
+pub mod tls;

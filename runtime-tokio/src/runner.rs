@@ -23,10 +23,19 @@ use bytes::BytesMut;
 use rnats_core::runtime::{Action, CloseReason, ConnId};
 use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
 use rnats_core::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+use crate::tls::{self, Tls};
+
+/// A connection's read side: a TCP half or a TLS half.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// A connection's write side.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The content type of a TLS handshake record, the first byte a TLS client sends.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -92,10 +101,12 @@ pub struct Runner {
     shutdown: Notify,
     /// In lame-duck mode new connections are refused at accept.
     lame_duck: AtomicBool,
+    /// Set when clients must speak TLS.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Runner {
-    pub fn new(server: Server, clock: Clock) -> Arc<Self> {
+    pub fn new(server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
         Arc::new(Runner {
             state: Mutex::new(State {
                 server,
@@ -107,6 +118,7 @@ impl Runner {
             timer_wake: Notify::new(),
             shutdown: Notify::new(),
             lame_duck: AtomicBool::new(false),
+            tls: tls.map(Arc::new),
         })
     }
 
@@ -211,9 +223,22 @@ impl Runner {
     }
 
     fn start_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+        match self.tls.clone() {
+            None => {
+                let (conn, io) = self.open(peer);
+                let (reader, writer) = stream.into_split();
+                self.run_io(conn, io, Box::new(reader), Box::new(writer));
+            }
+            Some(tls) => {
+                tokio::spawn(self.start_tls(stream, peer, tls));
+            }
+        }
+    }
+
+    /// Register a new connection with the machine (which queues its INFO).
+    fn open(&self, peer: SocketAddr) -> (ConnId, Arc<ConnIo>) {
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let io = Arc::new(ConnIo {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
@@ -227,11 +252,92 @@ impl Runner {
             self.carry_out_actions(&mut state);
         }
         tracing::debug!("{peer} - {conn} - Client connection created");
+        (conn, io)
+    }
+
+    fn run_io(self: Arc<Self>, conn: ConnId, io: Arc<ConnIo>, reader: Reader, writer: Writer) {
         tokio::spawn(self.clone().read_loop(conn, reader, io.clone()));
         tokio::spawn(self.write_loop(conn, writer, io));
     }
 
-    async fn read_loop(self: Arc<Self>, conn: ConnId, mut socket: OwnedReadHalf, io: Arc<ConnIo>) {
+    /// A TLS client: INFO in plain text then the handshake, or (with
+    /// `handshake_first`) the handshake first; either within the timeout.
+    async fn start_tls(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, tls: Arc<Tls>) {
+        let deadline = tls.settings.timeout;
+        let opened = if tls.settings.handshake_first {
+            None
+        } else {
+            let (conn, io) = self.open(peer);
+            let info = self.lock().server.take_outbound(conn);
+            if let Some(info) = info {
+                let len = info.len();
+                if stream.write_all(&info).await.is_err() {
+                    self.forget(conn);
+                    return;
+                }
+                self.lock().server.handle_written(conn, len);
+            }
+            Some((conn, io))
+        };
+        // A client that does not start a handshake (its first byte is not a
+        // TLS handshake record) is dropped without a TLS alert, as the
+        // reference's Go TLS stack does.
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(deadline, stream.peek(&mut first)).await;
+        if !matches!(peeked, Ok(Ok(1))) || first[0] != TLS_HANDSHAKE_RECORD {
+            tracing::debug!(
+                "{peer} - TLS handshake error: first record does not look like a TLS handshake"
+            );
+            if let Some((conn, _)) = opened {
+                self.forget(conn);
+            }
+            return;
+        }
+        let accepted = tokio::time::timeout(deadline, tls.acceptor.accept(stream)).await;
+        let stream = match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!("{peer} - TLS handshake error: {error}");
+                if let Some((conn, _)) = opened {
+                    self.forget(conn);
+                }
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("{peer} - TLS handshake timeout");
+                if let Some((conn, _)) = opened {
+                    self.forget(conn);
+                }
+                return;
+            }
+        };
+        let (conn, io) = match opened {
+            Some(opened) => opened,
+            None => self.open(peer),
+        };
+        let names = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(tls::certificate_names);
+        if let Some(names) = names {
+            let mut state = self.lock();
+            state.server.set_peer_certificate_names(conn, names);
+        }
+        let (reader, writer) = tokio::io::split(stream);
+        self.run_io(conn, io, Box::new(reader), Box::new(writer));
+    }
+
+    /// A connection that never got its reader and writer.
+    fn forget(&self, conn: ConnId) {
+        let mut state = self.lock();
+        state.server.handle_closed(conn);
+        state.conns.remove(&conn);
+        self.carry_out_actions(&mut state);
+    }
+
+    async fn read_loop(self: Arc<Self>, conn: ConnId, mut socket: Reader, io: Arc<ConnIo>) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 2 {
@@ -265,12 +371,7 @@ impl Runner {
         }
     }
 
-    async fn write_loop(
-        self: Arc<Self>,
-        conn: ConnId,
-        mut socket: OwnedWriteHalf,
-        io: Arc<ConnIo>,
-    ) {
+    async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: Writer, io: Arc<ConnIo>) {
         loop {
             io.wake.notified().await;
             loop {
@@ -313,7 +414,7 @@ impl Runner {
         }
     }
 
-    async fn finish_close(&self, conn: ConnId, mut socket: OwnedWriteHalf, io: &ConnIo) {
+    async fn finish_close(&self, conn: ConnId, mut socket: Writer, io: &ConnIo) {
         let _ = socket.shutdown().await;
         io.stop_reader.notify_one();
         let mut state = self.lock();

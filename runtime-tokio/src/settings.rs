@@ -168,6 +168,10 @@ pub fn server_config(
             .unwrap_or_else(|| identity.server_id.clone()),
         auth: auth_config(options, file),
         accounts: file.security.accounts.clone(),
+        // TLS itself is set up once at start; a reload keeps the policy.
+        tls: crate::tls::TlsSettings::policy(
+            crate::tls::settings(options, file).ok().flatten().as_ref(),
+        ),
         system_account: if file.security.no_system_account {
             None
         } else {

@@ -37,6 +37,7 @@
 pub mod auth_options;
 pub mod options;
 mod parser;
+pub mod tls_options;
 pub mod value;
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ pub use options::{
     load_options, options_from_tree, AuthorizationOptions, ConfWarning, ConfWarningKind,
     FileOptions, Unsupported,
 };
+pub use tls_options::{TlsOptions, DEFAULT_TLS_TIMEOUT};
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,
     ValueKind,

@@ -20,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::auth_options::{self, SecurityOptions};
+use super::tls_options::{self, TlsOptions};
 use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
 use super::{parse, ConfError, ConfErrorKind, ConfSource};
 use crate::auth::{AccountConfig, GLOBAL_ACCOUNT};
@@ -56,9 +57,7 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
-    "tls",
     "ocsp",
-    "allow_non_tls",
     "write_timeout",
     "operator",
     "operators",
@@ -128,6 +127,9 @@ pub struct FileOptions {
     /// Users, nkeys, default permissions, accounts, mappings, system account.
     pub security: SecurityOptions,
     pub lame_duck_duration: Option<Duration>,
+    /// The `tls { }` block.
+    pub tls: Option<TlsOptions>,
+    pub allow_non_tls: Option<bool>,
     pub lame_duck_grace_period: Option<Duration>,
     /// What the reference prints as warnings: the server still starts, but
     /// `nats-server -t` calls the file invalid.
@@ -315,6 +317,8 @@ fn apply_top_level(
         "no_system_account" | "no_system" | "no_sys_acc" => {
             options.security.no_system_account = boolean(entry)?
         }
+        "tls" => options.tls = Some(tls_options::parse_tls(entry, unsupported)?),
+        "allow_non_tls" => options.allow_non_tls = Some(boolean(entry)?),
         "lame_duck_duration" => options.lame_duck_duration = Some(parse_duration_value(entry)?),
         "lame_duck_grace_period" => {
             options.lame_duck_grace_period = Some(parse_duration_value(entry)?)

@@ -68,6 +68,8 @@ pub struct Client {
     pub responses: ResponseTracker,
     /// The nonce its INFO carried (nkey users sign it); empty if none.
     pub nonce: String,
+    /// Names from its verified TLS client certificate (`verify_and_map`).
+    pub cert_names: Option<Vec<String>>,
     /// The one extra INFO (with `connect_info`) a protocol-1 client gets after
     /// its first PONG has been sent.
     pub connect_info_sent: bool,
@@ -113,6 +115,7 @@ impl Client {
             permissions: None,
             responses: ResponseTracker::default(),
             nonce: String::new(),
+            cert_names: None,
             connect_info_sent: false,
             outbound: BytesMut::with_capacity(4096),
             bytes_in_flight: 0,

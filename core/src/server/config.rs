@@ -47,9 +47,27 @@ pub struct ServerConfig {
     pub accounts: Vec<AccountConfig>,
     /// `system_account`; `None` with `no_system_account`.
     pub system_account: Option<String>,
+    /// What INFO says about TLS and how client certificates are used; the
+    /// runtime does the handshakes.
+    pub tls: TlsPolicy,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
+}
+
+/// TLS as the machine sees it: the runtime terminates TLS; the machine
+/// announces it in INFO and, with `verify_and_map`, logs clients in by the
+/// names of their certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// `tls { }` is configured: clients must use TLS.
+    pub required: bool,
+    /// `verify`: clients must present a certificate the CA signed.
+    pub verify: bool,
+    /// `verify_and_map`: the certificate names the user (no password).
+    pub map: bool,
+    /// `allow_non_tls`: TLS is offered, not required.
+    pub allow_non_tls: bool,
 }
 
 /// Bugs the simulator's tests plant in the server (feature `planted-defects` only).
@@ -88,6 +106,7 @@ impl Default for ServerConfig {
             auth_timeout: Duration::from_secs(2),
             accounts: Vec::new(),
             system_account: Some(String::from(SYSTEM_ACCOUNT)),
+            tls: TlsPolicy::default(),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

@@ -30,7 +30,7 @@ pub use accounts::{AccountId, SubTarget};
 pub use client::{Client, ClientStats, SubKey, Subscription};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
-pub use config::{ServerConfig, NATS_COMPATIBLE_VERSION};
+pub use config::{ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use log::{LogLevel, LogRecord};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -413,7 +413,14 @@ impl Server {
             }
             let identity = self
                 .authenticator
-                .authenticate(&client.options, client.nonce.as_bytes(), None)
+                .authenticate(
+                    &client.options,
+                    client.nonce.as_bytes(),
+                    self.config
+                        .tls
+                        .map
+                        .then(|| client.cert_names.as_deref().unwrap_or(&[])),
+                )
                 .ok()
                 .and_then(|identity| Some((self.accounts.find(&identity.account)?, identity)));
             match identity {
@@ -450,6 +457,15 @@ impl Server {
             protocol::write_info(&mut client.outbound, &info);
             self.queue_transmit(conn);
             self.enforce_pending_limit(conn);
+        }
+    }
+
+    /// The runtime verified `conn`'s client certificate: these are the names
+    /// it maps to under `verify_and_map` (emails, DNS names, URIs, then the
+    /// subject DN), most specific first. Call before its CONNECT is read.
+    pub fn set_peer_certificate_names(&mut self, conn: ConnId, names: Vec<String>) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            client.cert_names = Some(names);
         }
     }
 
@@ -568,10 +584,15 @@ impl Server {
             self.auth_violation(conn, &options);
             return;
         }
+        let cert_names = self
+            .config
+            .tls
+            .map
+            .then(|| client.cert_names.as_deref().unwrap_or(&[]));
         let identity =
             match self
                 .authenticator
-                .authenticate(&options, client.nonce.as_bytes(), None)
+                .authenticate(&options, client.nonce.as_bytes(), cert_names)
             {
                 Ok(identity) => identity,
                 Err(failure) => {
@@ -1258,6 +1279,9 @@ impl Server {
             port: self.config.port,
             headers: true,
             auth_required: self.authenticator.announces_auth_required(),
+            tls_required: self.config.tls.required && !self.config.tls.allow_non_tls,
+            tls_verify: self.config.tls.required && self.config.tls.verify,
+            tls_available: self.config.tls.required && self.config.tls.allow_non_tls,
             max_payload: self.config.max_payload as i64,
             client_id: conn.0,
             client_ip: peer.ip().to_string(),

@@ -1,0 +1,141 @@
+//! The `tls { }` block and `allow_non_tls`, with nats-server v2.15.1's keys.
+//!
+//! Paths are kept as written; the runtime reads the files. Keys the reference
+//! knows and rnats does not handle yet are reported as unsupported, never
+//! silently accepted.
+
+use std::time::Duration;
+
+use super::options::{boolean, invalid, string, unknown_field, wrong_type, Unsupported};
+use super::value::{parse_go_duration, MapEntry, ValueKind};
+use super::ConfError;
+
+/// The reference's default TLS handshake timeout.
+pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsOptions {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    /// Require and verify client certificates.
+    pub verify: bool,
+    /// Verify, and take the user from the certificate.
+    pub verify_and_map: bool,
+    /// Handshake deadline (`timeout`, seconds or a duration).
+    pub timeout: Option<Duration>,
+    /// Expect the TLS handshake before INFO.
+    pub handshake_first: bool,
+}
+
+const UNSUPPORTED_TLS_KEYS: &[&str] = &[
+    "cipher_suites",
+    "curve_preferences",
+    "insecure",
+    "pinned_certs",
+    "cert_store",
+    "cert_match",
+    "cert_match_by",
+    "cert_match_skip_invalid",
+    "ca_certs_match",
+    "ocsp_peer",
+    "certs",
+    "min_version",
+    "connection_rate_limit",
+    "verify_cert_and_check_known_urls",
+];
+
+pub fn parse_tls(
+    entry: &MapEntry,
+    unsupported: &mut Vec<Unsupported>,
+) -> Result<TlsOptions, ConfError> {
+    let fields = entry
+        .value
+        .as_map()
+        .ok_or_else(|| wrong_type(entry, "a map"))?;
+    let mut tls = TlsOptions::default();
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "cert_file" => tls.cert_file = Some(string(field)?),
+            "key_file" => tls.key_file = Some(string(field)?),
+            "ca_file" => tls.ca_file = Some(string(field)?),
+            "verify" => tls.verify = boolean(field)?,
+            "verify_and_map" => {
+                tls.verify_and_map = boolean(field)?;
+                tls.verify |= tls.verify_and_map;
+            }
+            "timeout" => {
+                let seconds = match &field.value.kind {
+                    ValueKind::Integer(n) => *n as f64,
+                    ValueKind::Float(f) => *f,
+                    ValueKind::String(text) => parse_go_duration(text)
+                        .map(|nanos| nanos as f64 / 1e9)
+                        .map_err(|error| {
+                            invalid(
+                                field,
+                                &format!("error parsing tls config, 'timeout' {error}"),
+                            )
+                        })?,
+                    _ => return Err(wrong_type(field, "a number or a duration")),
+                };
+                if !(seconds.is_finite() && seconds >= 0.0) {
+                    return Err(invalid(
+                        field,
+                        "error parsing tls config, 'timeout' out of range",
+                    ));
+                }
+                tls.timeout = Some(Duration::from_secs_f64(seconds));
+            }
+            "handshake_first" | "first" | "immediate" => {
+                tls.handshake_first = match &field.value.kind {
+                    ValueKind::Bool(on) => *on,
+                    // A duration (fallback delay) or "auto" also turns it on;
+                    // rnats has no fallback to plain text.
+                    ValueKind::String(_) => true,
+                    _ => return Err(wrong_type(field, "a boolean or a duration")),
+                };
+            }
+            key if UNSUPPORTED_TLS_KEYS.contains(&key) => unsupported.push(Unsupported {
+                key: format!("{}.{}", entry.key, field.key),
+                position: field.key_position.clone(),
+            }),
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    if tls.cert_file.is_none() != tls.key_file.is_none() {
+        return Err(invalid(
+            entry,
+            "missing 'cert_file' or 'key_file' in TLS configuration",
+        ));
+    }
+    Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load_options, NoSource};
+    use super::*;
+
+    #[test]
+    fn the_tls_block() {
+        let (options, unsupported) = load_options(
+            "t.conf",
+            "tls { cert_file: a.pem, key_file: a.key, ca_file: ca.pem, verify_and_map: true, timeout: 0.5, handshake_first: true, cipher_suites: [] }\nallow_non_tls: false",
+            &NoSource,
+        )
+        .expect("valid");
+        let tls = options.tls.expect("tls set");
+        assert_eq!(tls.cert_file.as_deref(), Some("a.pem"));
+        assert!(tls.verify && tls.verify_and_map && tls.handshake_first);
+        assert_eq!(tls.timeout, Some(Duration::from_millis(500)));
+        assert_eq!(options.allow_non_tls, Some(false));
+        assert_eq!(unsupported[0].key, "tls.cipher_suites");
+        let error = load_options("t.conf", "tls { cert_file: a.pem }", &NoSource).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("missing 'cert_file' or 'key_file'"),
+            "{error}"
+        );
+    }
+}

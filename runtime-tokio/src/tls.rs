@@ -1,0 +1,299 @@
+//! TLS for client connections, with rustls (ring provider).
+//!
+//! The machine in core never sees TLS: it announces it in INFO
+//! (`TlsPolicy`) and, under `verify_and_map`, receives the names of a verified
+//! client certificate. This module builds the acceptor from the merged
+//! settings (the `tls { }` block, or the `--tls*` flags that replace it) and
+//! turns a client certificate into those names.
+//!
+//! Order on the wire, as nats-server: INFO goes out in plain text, then the
+//! client starts the handshake; with `handshake_first` the handshake comes
+//! first and INFO follows over TLS. Either way the handshake must finish
+//! within `timeout`, or the connection is dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use tokio_rustls::TlsAcceptor;
+
+use rnats_core::conf::{FileOptions, DEFAULT_TLS_TIMEOUT};
+use rnats_core::server::TlsPolicy;
+
+use crate::flags::CliOptions;
+
+/// The effective TLS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub verify: bool,
+    pub map: bool,
+    pub timeout: Duration,
+    pub handshake_first: bool,
+    pub allow_non_tls: bool,
+}
+
+impl TlsSettings {
+    /// What the machine is told.
+    pub fn policy(settings: Option<&TlsSettings>) -> TlsPolicy {
+        match settings {
+            None => TlsPolicy::default(),
+            Some(tls) => TlsPolicy {
+                required: true,
+                verify: tls.verify,
+                map: tls.map,
+                allow_non_tls: tls.allow_non_tls,
+            },
+        }
+    }
+}
+
+/// Flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`)
+/// replace the file's `tls { }` block, as in the reference.
+pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettings>, String> {
+    let flags_given = cli.tls == Some(true)
+        || cli.tls_verify == Some(true)
+        || cli.tls_cert.is_some()
+        || cli.tls_key.is_some();
+    if flags_given {
+        let cert_file = cli
+            .tls_cert
+            .clone()
+            .ok_or("TLS Server certificate must be present and valid")?;
+        let key_file = cli
+            .tls_key
+            .clone()
+            .ok_or("TLS Server private key must be present and valid")?;
+        let verify = cli.tls_verify == Some(true);
+        return Ok(Some(TlsSettings {
+            cert_file,
+            key_file,
+            ca_file: cli.tls_ca_cert.clone(),
+            verify,
+            map: false,
+            timeout: DEFAULT_TLS_TIMEOUT,
+            handshake_first: false,
+            allow_non_tls: false,
+        }));
+    }
+    let Some(tls) = &file.tls else {
+        return Ok(None);
+    };
+    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+        return Err(String::from(
+            "missing 'cert_file' or 'key_file' in TLS configuration",
+        ));
+    };
+    Ok(Some(TlsSettings {
+        cert_file: PathBuf::from(cert_file),
+        key_file: PathBuf::from(key_file),
+        ca_file: tls.ca_file.as_ref().map(PathBuf::from),
+        verify: tls.verify || tls.verify_and_map,
+        map: tls.verify_and_map,
+        timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
+        handshake_first: tls.handshake_first,
+        allow_non_tls: file.allow_non_tls.unwrap_or(false),
+    }))
+}
+
+/// A ready acceptor and how to use it.
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub settings: TlsSettings,
+}
+
+impl Tls {
+    pub fn new(settings: TlsSettings) -> Result<Tls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = read_certs(&settings.cert_file)?;
+        let key = PrivateKeyDer::from_pem_file(&settings.key_file).map_err(|error| {
+            format!(
+                "error parsing X509 certificate/key pair: {}: {error}",
+                settings.key_file.display()
+            )
+        })?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| error.to_string())?;
+        let builder = if settings.verify {
+            let mut roots = RootCertStore::empty();
+            let ca_file = settings
+                .ca_file
+                .as_ref()
+                .ok_or("verify requires a ca_file in the TLS configuration")?;
+            for cert in read_certs(ca_file)? {
+                roots
+                    .add(cert)
+                    .map_err(|error| format!("{}: {error}", ca_file.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| error.to_string())?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .map_err(|error| format!("error parsing X509 certificate/key pair: {error}"))?;
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            settings,
+        })
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| format!("error parsing certificates in {}: {error}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificates found in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The names a verified client certificate maps to under `verify_and_map`,
+/// in the reference's order of preference: email addresses, DNS names and
+/// URIs of the subject alternative names, then the subject DN written as Go
+/// writes it (`CN=alice,OU=dev,O=acme`: the RDNs last to first).
+pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for kind in 0..3 {
+            for name in &san.value.general_names {
+                match (kind, name) {
+                    (0, GeneralName::RFC822Name(email)) => names.push(email.to_string()),
+                    (1, GeneralName::DNSName(dns)) => names.push(dns.to_string()),
+                    (2, GeneralName::URI(uri)) => names.push(uri.to_string()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Go's `pkix.Name.String()` lays the standard attributes out in a fixed
+    // order (C, ST, L, STREET, POSTALCODE, O, OU, CN, SERIALNUMBER), then
+    // the others, and prints that sequence last to first; a certificate's own
+    // order is also offered, so a DN written either way maps.
+    const CANONICAL: [&str; 9] = [
+        "2.5.4.6", "2.5.4.8", "2.5.4.7", "2.5.4.9", "2.5.4.17", "2.5.4.10", "2.5.4.11", "2.5.4.3",
+        "2.5.4.5",
+    ];
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut as_written: Vec<String> = Vec::new();
+    for rdn in parsed.subject().iter() {
+        let mut parts = Vec::new();
+        for attribute in rdn.iter() {
+            let Ok(value) = attribute.as_str() else {
+                continue;
+            };
+            let oid = attribute.attr_type().to_id_string();
+            parts.push(format!("{}={}", short_name(&oid), escape_dn(value)));
+            attributes.push((oid, value.to_string()));
+        }
+        if !parts.is_empty() {
+            as_written.push(parts.join("+"));
+        }
+    }
+    let mut canonical: Vec<String> = Vec::new();
+    for oid in CANONICAL {
+        let values: Vec<String> = attributes
+            .iter()
+            .filter(|(o, _)| o == oid)
+            .map(|(_, v)| format!("{}={}", short_name(oid), escape_dn(v)))
+            .collect();
+        if !values.is_empty() {
+            canonical.push(values.join("+"));
+        }
+    }
+    for (oid, value) in &attributes {
+        if !CANONICAL.contains(&oid.as_str()) {
+            canonical.push(format!("{}={}", short_name(oid), escape_dn(value)));
+        }
+    }
+    canonical.reverse();
+    as_written.reverse();
+    for dn in [canonical.join(","), as_written.join(",")] {
+        if !dn.is_empty() && !names.contains(&dn) {
+            names.push(dn);
+        }
+    }
+    names
+}
+
+/// The short names Go prints for attribute types; others by OID.
+fn short_name(oid: &str) -> String {
+    match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.17" => "POSTALCODE",
+        "2.5.4.5" => "SERIALNUMBER",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// RFC 4514 escaping, as Go's `pkix.Name.String` does.
+fn escape_dn(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, ' ' | '#'))
+            || (i + 1 == value.chars().count() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    #[test]
+    fn names_in_the_references_order_and_dn_form() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["host.acme.test".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name("alice@acme.test".try_into().unwrap()));
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "acme");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "alice, jr");
+        let cert = params.self_signed(&key).unwrap();
+        let names = certificate_names(cert.der());
+        assert_eq!(
+            names,
+            vec![
+                "alice@acme.test".to_string(),
+                "host.acme.test".to_string(),
+                "CN=alice\\, jr,O=acme,C=US".to_string(),
+                "O=acme,C=US,CN=alice\\, jr".to_string(),
+            ]
+        );
+    }
+}
