@@ -216,6 +216,9 @@ def small_targets():
         "blocks": b"s = (\n  raw text\n)\narr = [1, 2, 3]\nt = 2021-01-01T00:00:00Z\nf = 1.5\nb = true\n// c\n# d\n",
         "sizes": b"a = 1kb\nb = 1KiB\nc = 9223372036854775807\nd = 1kbb\n",
         "dup-and-nesting": b"a { b { c { d { e [ [ [ { f: 1 } ] ] ] } } } }\n",
+        "users": b'authorization {\n  default_permissions: { publish: "p.>", allow_responses: { max: 2, expires: "1s" } }\n  users: [ {user: a, password: b, permissions: { publish: { allow: ["x.>"], deny: "x.y" }, subscribe: ["s.*", "q.> w"] }}, {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4} ]\n}\nno_auth_user: a\n',
+        "accounts": b'accounts {\n  A: { users: [ {user: a, password: b} ], exports: [ {stream: "f.>"}, {service: "s.*", accounts: [B], response_type: stream, threshold: "5s"} ], mappings: { "m.*": "n.$1" } }\n  B: { users: [ {user: c, password: d} ], imports: [ {stream: {account: A, subject: "f.>"}, prefix: p}, {service: {account: A, subject: "s.x"}, to: x} ] }\n}\nmappings { "w": [ {destination: l, weight: 40%}, {destination: r, weight: 60} ] }\nsystem_account: A\n',
+        "tls": b'tls { cert_file: a.pem, key_file: a.key, ca_file: ca.pem, verify_and_map: true, timeout: "1s", handshake_first: true }\nallow_non_tls: false\nlame_duck_duration: "30s"\nlame_duck_grace_period: "5s"\n',
     }
     for name, data in confs.items():
         write("conf", name, data)
