@@ -27,6 +27,7 @@ pub mod model;
 pub mod net;
 pub mod rng;
 pub mod scenario;
+pub mod security;
 pub mod sim;
 pub mod trace;
 pub mod wire;
@@ -77,6 +78,8 @@ pub fn defect_names() -> &'static [&'static str] {
         "queue-double-delivery",
         "hpub-loses-reply",
         "slow-subscriber-blocks-publisher",
+        "deny-ignored-on-delivery",
+        "hpub-skips-publish-permissions",
     ]
 }
 
@@ -88,6 +91,8 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "queue-double-delivery" => PlantedDefect::QueueDoubleDelivery,
         "hpub-loses-reply" => PlantedDefect::HpubLosesReply,
         "slow-subscriber-blocks-publisher" => PlantedDefect::SlowSubscriberBlocksPublisher,
+        "deny-ignored-on-delivery" => PlantedDefect::DenyIgnoredOnDelivery,
+        "hpub-skips-publish-permissions" => PlantedDefect::HpubSkipsPublishPermissions,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use rnats_core::runtime::ConnId;
 
+use crate::security::Identity;
 use crate::trace::Fnv64;
 
 /// What a client wrote, as the model needs it.
@@ -72,6 +73,8 @@ pub struct MsgRecord {
 struct Expect {
     msg: u64,
     sid: Bytes,
+    /// The subject it must arrive on (an import rewrites it).
+    subject: Bytes,
     mandatory: bool,
     group: Option<usize>,
 }
@@ -99,6 +102,11 @@ struct ConnModel {
     responds: bool,
     ok_due: u64,
     ok_received: u64,
+    /// Account and permissions, when the scenario has users.
+    identity: Option<Identity>,
+    /// Permission errors owed, by exact text, and not yet received:
+    /// (certainly owed, perhaps owed: processed while faults blurred it).
+    errors_due: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -118,6 +126,8 @@ pub struct ModelStats {
 
 #[derive(Debug, Default)]
 pub struct Model {
+    /// Stream imports: (exporter, subject pattern, importer, prefix).
+    pub imports: Vec<(String, String, String, String)>,
     pub msgs: Vec<MsgRecord>,
     subs: BTreeMap<(ConnId, Bytes), SubModel>,
     conns: BTreeMap<ConnId, ConnModel>,
@@ -126,12 +136,19 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn open_conn(&mut self, conn: ConnId, verbose: bool, responds: bool) {
+    pub fn open_conn(
+        &mut self,
+        conn: ConnId,
+        verbose: bool,
+        responds: bool,
+        identity: Option<Identity>,
+    ) {
         let model = ConnModel {
             server_open: true,
             client_alive: true,
             verbose,
             responds,
+            identity,
             ..ConnModel::default()
         };
         assert!(
@@ -170,6 +187,22 @@ impl Model {
 
     /// Apply one frame the server processed from `conn`, in order.
     pub fn apply(&mut self, conn: ConnId, frame: &Frame, certain: bool) {
+        if let Some(error) = self.violation(conn, frame) {
+            // Answered with -ERR instead of +OK; nothing else happens.
+            if let Frame::Pub { msg } = frame {
+                let record = &mut self.msgs[*msg as usize];
+                assert!(record.processed.is_none(), "message {msg} processed twice");
+                record.processed = Some(certain);
+            }
+            let model = self.conns.get_mut(&conn).expect("known conn");
+            let (due, maybe) = model.errors_due.entry(error).or_default();
+            if certain {
+                *due += 1;
+            } else {
+                *maybe += 1;
+            }
+            return;
+        }
         let verbose = self.conns.get(&conn).is_some_and(|c| c.verbose);
         if verbose && certain && !matches!(frame, Frame::Ping) {
             self.conns.get_mut(&conn).expect("known conn").ok_due += 1;
@@ -196,20 +229,99 @@ impl Model {
         }
     }
 
+    /// The exact error the server owes `conn` for `frame`, if its
+    /// permissions forbid it.
+    fn violation(&self, conn: ConnId, frame: &Frame) -> Option<String> {
+        let identity = self.conns.get(&conn)?.identity.as_ref()?;
+        match frame {
+            Frame::Sub { subject, queue, .. } if !identity.may_subscribe(subject) => {
+                let subject = String::from_utf8_lossy(subject);
+                Some(match queue {
+                    Some(queue) => format!(
+                        "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\"",
+                        String::from_utf8_lossy(queue)
+                    ),
+                    None => format!("Permissions Violation for Subscription to \"{subject}\""),
+                })
+            }
+            Frame::Pub { msg } => {
+                let subject = &self.msgs[*msg as usize].subject;
+                (!identity.may_publish(subject)).then(|| {
+                    format!(
+                        "Permissions Violation for Publish to \"{}\"",
+                        String::from_utf8_lossy(subject)
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The subject `subscriber` sees a message published by `publisher` on
+    /// `subject` under, if it is routable to it at all (same account, or a
+    /// stream import), and its permissions let it receive that.
+    fn routed_subject(
+        &self,
+        publisher: ConnId,
+        subscriber: ConnId,
+        subject: &Bytes,
+    ) -> Option<Bytes> {
+        let account = |conn: ConnId| {
+            self.conns
+                .get(&conn)
+                .and_then(|c| c.identity.as_ref())
+                .map(|i| i.account.clone())
+        };
+        let from = account(publisher);
+        let to = account(subscriber);
+        let delivered = if from == to {
+            subject.clone()
+        } else {
+            let (from, to) = (from?, to?);
+            let (_, _, _, prefix) =
+                self.imports
+                    .iter()
+                    .find(|(exporter, pattern, importer, _)| {
+                        *exporter == from
+                            && *importer == to
+                            && subject_matches(pattern.as_bytes(), subject)
+                    })?;
+            let mut rewritten = prefix.as_bytes().to_vec();
+            rewritten.push(b'.');
+            rewritten.extend_from_slice(subject);
+            Bytes::from(rewritten)
+        };
+        let receiver = self.conns.get(&subscriber)?.identity.as_ref();
+        receiver
+            .is_none_or(|identity| identity.may_receive(&delivered))
+            .then_some(delivered)
+    }
+
     fn route(&mut self, msg: u64, certain: bool) {
         let record = &mut self.msgs[msg as usize];
         assert!(record.processed.is_none(), "message {msg} processed twice");
         record.processed = Some(certain);
         let subject = record.subject.clone();
+        let publisher = record.publisher;
         // A queue group is named by its queue name alone: members subscribed
         // with different subjects that both match share one group (nats-server
         // merges them per match).
-        let mut groups: BTreeMap<Bytes, Vec<(ConnId, Bytes)>> = BTreeMap::new();
+        // (delivered subject, queue) -> members as (conn, sid, delivered subject)
+        type Groups = BTreeMap<(Bytes, Bytes), Vec<(ConnId, Bytes, Bytes)>>;
+        let mut groups: Groups = BTreeMap::new();
         let mut responders = Vec::new();
+        let mut routed = Vec::new();
         for ((conn, sid), sub) in &self.subs {
-            if !subject_matches(&sub.subject, &subject) {
+            let Some(delivered) = self.routed_subject(publisher, *conn, &subject) else {
                 continue;
+            };
+            if subject_matches(&sub.subject, &delivered) {
+                routed.push((*conn, sid.clone(), delivered));
             }
+        }
+        for (conn, sid, delivered) in routed {
+            let sub = &self.subs[&(conn, sid.clone())];
+            let conn = &conn;
             let model = self.conns.get_mut(conn).expect("sub on a known conn");
             if !model.server_open {
                 continue;
@@ -221,27 +333,32 @@ impl Model {
                 None => model.expects.push_back(Expect {
                     msg,
                     sid: sid.clone(),
+                    subject: delivered,
                     mandatory: certain,
                     group: None,
                 }),
+                // Groups are per account: the same name in two accounts is
+                // two groups (keyed here by the subject they see, which
+                // differs across an import).
                 Some(queue) => groups
-                    .entry(queue.clone())
+                    .entry((delivered.clone(), queue.clone()))
                     .or_default()
-                    .push((*conn, sid.clone())),
+                    .push((*conn, sid.clone(), delivered)),
             }
         }
         for members in groups.into_values() {
             let token = self.groups.len();
             self.groups.push(GroupToken {
                 msg,
-                members: members.iter().map(|(c, _)| *c).collect(),
+                members: members.iter().map(|(c, _, _)| *c).collect(),
                 deliveries: 0,
             });
-            for (conn, sid) in members {
+            for (conn, sid, delivered) in members {
                 let model = self.conns.get_mut(&conn).expect("known conn");
                 model.expects.push_back(Expect {
                     msg,
                     sid,
+                    subject: delivered,
                     mandatory: false,
                     group: Some(token),
                 });
@@ -278,12 +395,6 @@ impl Model {
             .filter(|id| (*id as usize) < self.msgs.len())
             .ok_or_else(|| format!("{conn}: payload names no published message: {payload:?}"))?;
         let record = &self.msgs[msg as usize];
-        if record.subject != subject {
-            return Err(format!(
-                "{conn}: message {msg} published on {:?} arrived on {subject:?}",
-                record.subject
-            ));
-        }
         if record.reply.as_ref() != reply {
             return Err(format!(
                 "{conn}: message {msg} published with reply {:?} arrived with reply {reply:?}",
@@ -340,6 +451,12 @@ impl Model {
             }
         }
         let found = model.expects.pop_front().expect("index in range");
+        if found.subject != subject {
+            return Err(format!(
+                "{conn}: message {msg} published on {:?} arrived on {subject:?}, expected {:?}",
+                self.msgs[msg as usize].subject, found.subject
+            ));
+        }
         while let Some(entry) = kept.pop_back() {
             model.expects.push_front(entry);
         }
@@ -358,6 +475,24 @@ impl Model {
             self.msgs[request as usize].replied = true;
         }
         Ok(Some(msg))
+    }
+
+    /// `conn` received `-ERR 'text'`: it must be a permission error the
+    /// model owes it.
+    pub fn error_received(&mut self, conn: ConnId, text: &str) -> Result<(), String> {
+        let model = self.conns.get_mut(&conn).expect("known conn");
+        self.stats.checks += 1;
+        match model.errors_due.get_mut(text) {
+            Some((due, _)) if *due > 0 => {
+                *due -= 1;
+                Ok(())
+            }
+            Some((_, maybe)) if *maybe > 0 => {
+                *maybe -= 1;
+                Ok(())
+            }
+            _ => Err(format!("{conn}: unexpected -ERR '{text}'")),
+        }
     }
 
     pub fn ok_received(&mut self, conn: ConnId) -> Result<(), String> {
@@ -391,6 +526,9 @@ impl Model {
                     "{conn}: message {} (sid {:?}) never arrived after the faults healed",
                     lost.msg, lost.sid
                 ));
+            }
+            if let Some((text, _)) = model.errors_due.iter().find(|(_, (due, _))| *due > 0) {
+                return Err(format!("{conn}: never got the -ERR '{text}' it was owed"));
             }
             if model.verbose && model.ok_received != model.ok_due {
                 return Err(format!(

@@ -25,6 +25,9 @@ pub struct Scenario {
     pub clients: Vec<ClientSpec>,
     #[serde(default)]
     pub faults: FaultSpec,
+    /// Accounts, users and permissions; absent: no authentication.
+    #[serde(default)]
+    pub security: Option<crate::security::SecuritySpec>,
 }
 
 fn default_heal_s() -> f64 {
@@ -110,6 +113,9 @@ pub struct ClientSpec {
     /// Share of these clients that CONNECT with `pedantic`.
     #[serde(default)]
     pub pedantic_ratio: f64,
+    /// The user these clients log in as (a scenario with `security`).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 fn one() -> usize {
@@ -187,7 +193,20 @@ impl Scenario {
                 "duration_s must be positive, heal_s not negative",
             ));
         }
+        if let Some(security) = &self.security {
+            security.validate()?;
+        }
         for spec in &self.clients {
+            match (&self.security, &spec.user) {
+                (Some(security), Some(user)) if security.identity(user).is_none() => {
+                    return Err(format!("unknown user {user}"));
+                }
+                (Some(_), None) => {
+                    return Err(String::from("with security, every client names a user"))
+                }
+                (None, Some(_)) => return Err(String::from("a user needs a security section")),
+                _ => {}
+            }
             let needs_subjects = !matches!(spec.role, Role::Malformed);
             if needs_subjects && spec.subjects.is_empty() {
                 return Err(format!("{:?} clients need subjects", spec.role));

@@ -302,6 +302,13 @@ impl Sim {
             ping_max: spec.ping_max,
             ..ServerConfig::default()
         };
+        let mut model = Model::default();
+        if let Some(security) = &scenario.security {
+            let (auth, accounts) = security.server_config();
+            config.auth = auth;
+            config.accounts = accounts;
+            model.imports = security.imports();
+        }
         if let Some(name) = &options.defect {
             crate::apply_defect(&mut config, name)?;
         }
@@ -346,7 +353,7 @@ impl Sim {
             conns: BTreeMap::new(),
             next_conn: 1,
             clients,
-            model: Model::default(),
+            model,
             trace: Trace::default(),
             fault_rng: Rng::stream(seed, stream::FAULTS),
             wall_rng: Rng::stream(seed, stream::WALL_CLOCK),
@@ -772,11 +779,27 @@ impl Sim {
             inbox: None,
             arrivals: Vec::new(),
         };
-        self.model
-            .open_conn(id, client.verbose, client.role == Role::Responder);
         let spec = self.scenario.clients[client.spec].clone();
+        let identity = spec.user.as_ref().and_then(|user| {
+            self.scenario
+                .security
+                .as_ref()
+                .and_then(|security| security.identity(user))
+        });
+        self.model
+            .open_conn(id, client.verbose, client.role == Role::Responder, identity);
+        let credentials = spec
+            .user
+            .as_ref()
+            .map(|user| {
+                format!(
+                    "\"user\":\"{user}\",\"pass\":\"{}\",",
+                    crate::security::PASSWORD
+                )
+            })
+            .unwrap_or_default();
         let connect = format!(
-            "CONNECT {{\"verbose\":{},\"pedantic\":{},\"echo\":true,\"headers\":true,\"protocol\":1,\"lang\":\"sim\",\"version\":\"0\",\"name\":\"c{index}\"}}\r\n",
+            "CONNECT {{{credentials}\"verbose\":{},\"pedantic\":{},\"echo\":true,\"headers\":true,\"protocol\":1,\"lang\":\"sim\",\"version\":\"0\",\"name\":\"c{index}\"}}\r\n",
             client.verbose, client.pedantic
         );
         write_frame(&mut conn, connect.as_bytes(), Some(Frame::Connect));
@@ -1023,7 +1046,15 @@ impl Sim {
                 }
             }
             ServerOp::Err(text) => {
-                if role != Role::Malformed {
+                let text_str = String::from_utf8_lossy(&text)
+                    .trim_matches('\'')
+                    .to_string();
+                if self.scenario.security.is_some() && text_str.starts_with("Permissions Violation")
+                {
+                    if let Err(error) = self.model.error_received(id, &text_str) {
+                        self.fail(error);
+                    }
+                } else if role != Role::Malformed {
                     self.fail(format!(
                         "{id}: a well-behaved client got -ERR {}",
                         show(&text)

@@ -42,6 +42,11 @@ fn ci_slow_consumers() {
 }
 
 #[test]
+fn ci_accounts_permissions() {
+    sweep_clean("accounts-permissions");
+}
+
+#[test]
 fn ci_malformed() {
     sweep_clean("malformed");
 }

@@ -52,6 +52,16 @@ fn slow_subscriber_blocking_its_publisher_is_caught() {
 }
 
 #[test]
+fn a_deny_list_ignored_on_delivery_is_caught() {
+    caught("deny-ignored-on-delivery", "accounts-permissions");
+}
+
+#[test]
+fn hpub_skipping_publish_permissions_is_caught() {
+    caught("hpub-skips-publish-permissions", "accounts-permissions");
+}
+
+#[test]
 fn defects_are_caught_by_other_scenarios_too() {
     // The same bug shows in a scenario not written for it.
     let found = sweep(

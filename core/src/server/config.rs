@@ -82,6 +82,10 @@ pub enum PlantedDefect {
     HpubLosesReply,
     /// A publisher's input waits while any subscriber is over half its pending limit.
     SlowSubscriberBlocksPublisher,
+    /// A subscribe deny list no longer filters wildcard subscriptions' deliveries.
+    DenyIgnoredOnDelivery,
+    /// HPUB skips the publish permission check.
+    HpubSkipsPublishPermissions,
 }
 
 impl Default for ServerConfig {

@@ -669,7 +669,12 @@ impl Server {
             subject
         };
         let client = self.clients.get_mut(&conn).expect("client exists");
-        if let Some(permissions) = &mut client.permissions {
+        #[cfg(feature = "planted-defects")]
+        let skip_check = headers.is_some()
+            && self.config.planted_defect == Some(PlantedDefect::HpubSkipsPublishPermissions);
+        #[cfg(not(feature = "planted-defects"))]
+        let skip_check = false;
+        if let Some(permissions) = client.permissions.as_mut().filter(|_| !skip_check) {
             if !permissions.may_publish(subject) {
                 let answered = permissions
                     .response_permission()
@@ -1333,7 +1338,14 @@ impl Outbox<'_> {
             return false;
         }
         if let Some(permissions) = &mut client.permissions {
-            if !permissions.may_receive(&sub.subject, sub.queue.as_deref(), msg.subject) {
+            #[cfg(feature = "planted-defects")]
+            let check_deny =
+                self.config.planted_defect != Some(PlantedDefect::DenyIgnoredOnDelivery);
+            #[cfg(not(feature = "planted-defects"))]
+            let check_deny = true;
+            if check_deny
+                && !permissions.may_receive(&sub.subject, sub.queue.as_deref(), msg.subject)
+            {
                 return false;
             }
             if let (Some(permission), Some(reply)) = (permissions.response_permission(), msg.reply)

@@ -1,0 +1,236 @@
+//! The simulator's independent view of accounts, users and permissions: a
+//! scenario's `security` section, the server configuration built from it,
+//! and the naive checks the model routes with.
+//!
+//! The model's oracle is deliberately simple and written apart from core's
+//! `auth` module: linear scans over allow and deny lists, stream imports
+//! rewritten by string prefixing. The invariant it enforces (through the
+//! model's expectations) is that a client receives a message only when its
+//! account and permissions make it routable, and that every forbidden
+//! publish and subscribe is answered with the reference's exact `-ERR`.
+
+use serde::Deserialize;
+
+use rnats_core::auth::{
+    AccountConfig, AuthConfig, Export, Import, ImportKind, Permissions, SubjectPermission, User,
+};
+
+use crate::model::subject_matches;
+
+/// Every user's password in a simulated run.
+pub const PASSWORD: &str = "pw";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySpec {
+    pub accounts: Vec<AccountSpec>,
+    pub users: Vec<UserSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    pub name: String,
+    /// Public stream exports.
+    #[serde(default)]
+    pub exports: Vec<String>,
+    #[serde(default)]
+    pub imports: Vec<ImportSpec>,
+}
+
+/// A stream import: `subject` of `account`, seen here as `prefix.subject`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSpec {
+    pub account: String,
+    pub subject: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    pub name: String,
+    pub account: String,
+    #[serde(default)]
+    pub publish_allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub publish_deny: Vec<String>,
+    #[serde(default)]
+    pub subscribe_allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub subscribe_deny: Vec<String>,
+}
+
+impl SecuritySpec {
+    pub fn validate(&self) -> Result<(), String> {
+        let known = |name: &str| self.accounts.iter().any(|a| a.name == name);
+        for user in &self.users {
+            if !known(&user.account) {
+                return Err(format!(
+                    "user {} names unknown account {}",
+                    user.name, user.account
+                ));
+            }
+        }
+        for account in &self.accounts {
+            for import in &account.imports {
+                if !known(&import.account) {
+                    return Err(format!("import from unknown account {}", import.account));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The core configuration: users with the shared password, accounts
+    /// with public stream exports and prefixed stream imports.
+    pub fn server_config(&self) -> (AuthConfig, Vec<AccountConfig>) {
+        let to_permission = |allow: &Option<Vec<String>>, deny: &Vec<String>| {
+            (allow.is_some() || !deny.is_empty()).then(|| SubjectPermission {
+                allow: allow.clone(),
+                deny: deny.clone(),
+            })
+        };
+        let users = self
+            .users
+            .iter()
+            .map(|user| {
+                let publish = to_permission(&user.publish_allow, &user.publish_deny);
+                let subscribe = to_permission(&user.subscribe_allow, &user.subscribe_deny);
+                User {
+                    username: user.name.clone(),
+                    password: PASSWORD.to_string(),
+                    permissions: (publish.is_some() || subscribe.is_some()).then_some(
+                        Permissions {
+                            publish,
+                            subscribe,
+                            response: None,
+                        },
+                    ),
+                    account: user.account.clone(),
+                }
+            })
+            .collect();
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|account| AccountConfig {
+                name: account.name.clone(),
+                exports: account.exports.iter().map(Export::stream).collect(),
+                imports: account
+                    .imports
+                    .iter()
+                    .map(|import| Import {
+                        kind: ImportKind::Stream,
+                        account: import.account.clone(),
+                        subject: import.subject.clone(),
+                        to: Some(format!("{}.{}", import.prefix, import.subject)),
+                    })
+                    .collect(),
+                mappings: Vec::new(),
+            })
+            .collect();
+        (
+            AuthConfig {
+                users,
+                ..AuthConfig::default()
+            },
+            accounts,
+        )
+    }
+
+    /// The model's view of `name`'s account and permissions.
+    pub fn identity(&self, name: &str) -> Option<Identity> {
+        let user = self.users.iter().find(|u| u.name == name)?;
+        Some(Identity {
+            account: user.account.clone(),
+            publish_allow: user.publish_allow.clone(),
+            publish_deny: user.publish_deny.clone(),
+            subscribe_allow: user.subscribe_allow.clone(),
+            subscribe_deny: user.subscribe_deny.clone(),
+        })
+    }
+
+    /// Stream imports as (exporter, subject pattern, importer, prefix).
+    pub fn imports(&self) -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        for account in &self.accounts {
+            for import in &account.imports {
+                out.push((
+                    import.account.clone(),
+                    import.subject.clone(),
+                    account.name.clone(),
+                    import.prefix.clone(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A connection's account and permissions, as the model checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    publish_allow: Option<Vec<String>>,
+    publish_deny: Vec<String>,
+    subscribe_allow: Option<Vec<String>>,
+    subscribe_deny: Vec<String>,
+}
+
+/// Whether `list` has an entry matching `subject` taken as written (a
+/// wildcard token in `subject` is a token like any other, as nats-server's
+/// permission lists treat it).
+fn listed(list: &[String], subject: &[u8]) -> bool {
+    list.iter()
+        .any(|entry| subject_matches(entry.as_bytes(), subject))
+}
+
+impl Identity {
+    pub fn may_publish(&self, subject: &[u8]) -> bool {
+        self.publish_allow
+            .as_ref()
+            .is_none_or(|allow| listed(allow, subject))
+            && !listed(&self.publish_deny, subject)
+    }
+
+    pub fn may_subscribe(&self, subject: &[u8]) -> bool {
+        self.subscribe_allow
+            .as_ref()
+            .is_none_or(|allow| listed(allow, subject))
+            && !listed(&self.subscribe_deny, subject)
+    }
+
+    /// A subscription allowed as a whole still does not get messages on a
+    /// denied subject.
+    pub fn may_receive(&self, subject: &[u8]) -> bool {
+        !listed(&self.subscribe_deny, subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            account: "A".into(),
+            publish_allow: Some(vec!["pub.>".into()]),
+            publish_deny: vec!["pub.secret".into()],
+            subscribe_allow: None,
+            subscribe_deny: vec!["sub.secret".into()],
+        }
+    }
+
+    #[test]
+    fn naive_permission_checks() {
+        let id = identity();
+        assert!(id.may_publish(b"pub.x"));
+        assert!(!id.may_publish(b"pub.secret"));
+        assert!(!id.may_publish(b"other"));
+        assert!(id.may_subscribe(b"sub.*"));
+        assert!(!id.may_subscribe(b"sub.secret"));
+        assert!(!id.may_receive(b"sub.secret"));
+    }
+}
