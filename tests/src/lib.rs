@@ -100,6 +100,15 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// Sends `signal` (`HUP`, `USR2`, ...) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills the process and starts it again on the same port with the same flags.
     pub fn restart(&mut self) {
         self.kill();

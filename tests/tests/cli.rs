@@ -160,11 +160,7 @@ async fn sighup_reloads_the_config_file() {
         "authorization { user: a, password: c }\nmax_payload: 100\n",
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.signal("HUP");
     eventually("the reload log line", || {
         server
             .log_lines()

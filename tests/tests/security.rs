@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, Event, ServerError};
@@ -330,11 +329,7 @@ async fn reload_adds_and_removes_users() {
         "authorization { users: [ {user: alice, password: pw}, {user: carol, password: pw} ] }\n",
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.signal("HUP");
 
     within("bob to be cut off", async {
         while bob.connection_state() == async_nats::connection::State::Connected {

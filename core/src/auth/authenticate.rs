@@ -80,29 +80,39 @@ impl Authenticator {
     /// Index `config`. Users without permissions of their own get the
     /// default permissions, as in the reference.
     pub fn new(config: &AuthConfig) -> Self {
-        let defaults = config.default_permissions.clone();
+        // The permissions a user logs in with: its own, else the defaults,
+        // in the reference's normalised form.
+        let effective = |own: &Option<Permissions>| {
+            own.clone()
+                .or_else(|| config.default_permissions.clone())
+                .map(Permissions::normalized)
+        };
         let users = config
             .users
             .iter()
             .map(|user| {
-                let mut user = user.clone();
-                if user.permissions.is_none() {
-                    user.permissions = defaults.clone();
-                }
-                user.permissions = user.permissions.map(Permissions::normalized);
-                (user.username.clone(), user)
+                let permissions = effective(&user.permissions);
+                (
+                    user.username.clone(),
+                    User {
+                        permissions,
+                        ..user.clone()
+                    },
+                )
             })
             .collect();
         let nkeys = config
             .nkeys
             .iter()
             .map(|user| {
-                let mut user = user.clone();
-                if user.permissions.is_none() {
-                    user.permissions = defaults.clone();
-                }
-                user.permissions = user.permissions.map(Permissions::normalized);
-                (user.nkey.clone(), user)
+                let permissions = effective(&user.permissions);
+                (
+                    user.nkey.clone(),
+                    NkeyUser {
+                        permissions,
+                        ..user.clone()
+                    },
+                )
             })
             .collect();
         Authenticator {
