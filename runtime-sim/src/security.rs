@@ -25,6 +25,12 @@ pub const PASSWORD: &str = "pw";
 pub struct SecuritySpec {
     pub accounts: Vec<AccountSpec>,
     pub users: Vec<UserSpec>,
+    /// Clients log in by their TLS client certificate (`verify_and_map`):
+    /// the simulated handshake hands the server the certificate's name
+    /// (`CN=<user>`), and CONNECT carries no credentials. The simulator's
+    /// deterministic stand-in for a TLS stack: names, no cryptography.
+    #[serde(default)]
+    pub tls_map: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,8 +105,16 @@ impl SecuritySpec {
                 let publish = to_permission(&user.publish_allow, &user.publish_deny);
                 let subscribe = to_permission(&user.subscribe_allow, &user.subscribe_deny);
                 User {
-                    username: user.name.clone(),
-                    password: PASSWORD.to_string(),
+                    username: if self.tls_map {
+                        certificate_name(&user.name)
+                    } else {
+                        user.name.clone()
+                    },
+                    password: if self.tls_map {
+                        String::new()
+                    } else {
+                        PASSWORD.to_string()
+                    },
                     permissions: (publish.is_some() || subscribe.is_some()).then_some(
                         Permissions {
                             publish,
@@ -167,6 +181,11 @@ impl SecuritySpec {
         }
         out
     }
+}
+
+/// The subject DN of the simulated certificate of `user`.
+pub fn certificate_name(user: &str) -> String {
+    format!("CN={user}")
 }
 
 /// A connection's account and permissions, as the model checks them.

@@ -307,6 +307,14 @@ impl Sim {
             let (auth, accounts) = security.server_config();
             config.auth = auth;
             config.accounts = accounts;
+            if security.tls_map {
+                config.tls = rnats_core::server::TlsPolicy {
+                    required: true,
+                    verify: true,
+                    map: true,
+                    allow_non_tls: false,
+                };
+            }
             model.imports = security.imports();
         }
         if let Some(name) = &options.defect {
@@ -511,6 +519,14 @@ impl Sim {
         );
         let unread = !conn.up.recv.is_empty() || conn.up.eof;
         self.node.server.handle_accept(self.now, id, peer);
+        if self.scenario.security.as_ref().is_some_and(|s| s.tls_map) {
+            // The simulated handshake: the certificate names its user.
+            let spec = &self.scenario.clients[self.clients[conn.client].spec];
+            if let Some(user) = &spec.user {
+                let name = crate::security::certificate_name(user);
+                self.node.server.set_peer_certificate_names(id, vec![name]);
+            }
+        }
         self.drain_actions();
         if unread {
             self.schedule_server_read(id);
@@ -788,9 +804,15 @@ impl Sim {
         });
         self.model
             .open_conn(id, client.verbose, client.role == Role::Responder, identity);
+        let tls_map = self
+            .scenario
+            .security
+            .as_ref()
+            .is_some_and(|security| security.tls_map);
         let credentials = spec
             .user
             .as_ref()
+            .filter(|_| !tls_map)
             .map(|user| {
                 format!(
                     "\"user\":\"{user}\",\"pass\":\"{}\",",

@@ -47,6 +47,11 @@ fn ci_accounts_permissions() {
 }
 
 #[test]
+fn ci_accounts_permissions_tls() {
+    sweep_clean("accounts-permissions-tls");
+}
+
+#[test]
 fn ci_malformed() {
     sweep_clean("malformed");
 }
