@@ -9,6 +9,7 @@
 //! Invariant: every order this module exposes depends only on the sequence of
 //! calls, never on hashing seeds or addresses.
 
+mod compact;
 pub mod sublist;
 pub mod transform;
 pub mod validate;

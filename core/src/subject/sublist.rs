@@ -23,7 +23,9 @@
 //! - the cache holds at most its capacity ([`CACHE_CAPACITY`] by default)
 //!   and evicts with a deterministic clock sweep.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use super::compact::{SmallMap, SmallSet};
 
 use bytes::Bytes;
 
@@ -131,15 +133,15 @@ pub struct SublistStats {
 /// The subscriptions stored at one subject.
 #[derive(Debug)]
 struct Subscribers<V> {
-    plain: BTreeSet<V>,
+    plain: SmallSet<V>,
     /// Never holds an empty set.
-    queues: BTreeMap<Bytes, BTreeSet<V>>,
+    queues: BTreeMap<Bytes, SmallSet<V>>,
 }
 
 impl<V> Default for Subscribers<V> {
     fn default() -> Self {
         Self {
-            plain: BTreeSet::new(),
+            plain: SmallSet::default(),
             queues: BTreeMap::new(),
         }
     }
@@ -157,7 +159,8 @@ impl<V: Copy + Ord> Subscribers<V> {
             Some(name) => match self.queues.get_mut(name) {
                 Some(members) => members.insert(value),
                 None => {
-                    let members = BTreeSet::from([value]);
+                    let mut members = SmallSet::default();
+                    members.insert(value);
                     self.queues.insert(Bytes::copy_from_slice(name), members);
                     true
                 }
@@ -221,7 +224,7 @@ fn normalize<V: Copy + Ord>(result: &mut MatchResult<V>) {
 #[derive(Debug)]
 struct Node<V> {
     subscribers: Subscribers<V>,
-    literal: BTreeMap<Box<[u8]>, Node<V>>,
+    literal: SmallMap<Node<V>>,
     partial: Option<Box<Node<V>>>,
     /// `>` is always the last token, so its node needs no next level.
     full: Option<Box<Subscribers<V>>>,
@@ -231,7 +234,7 @@ impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
             subscribers: Subscribers::default(),
-            literal: BTreeMap::new(),
+            literal: SmallMap::default(),
             partial: None,
             full: None,
         }
@@ -274,10 +277,7 @@ impl<V: Copy + Ord> Node<V> {
             node = if token == PARTIAL_WILDCARD {
                 node.partial.get_or_insert_with(Box::default)
             } else {
-                if !node.literal.contains_key(token) {
-                    node.literal.insert(token.into(), Node::default());
-                }
-                node.literal.get_mut(token).expect("child ensured above")
+                node.literal.get_or_insert_with(token, Node::default)
             };
         }
         &mut node.subscribers
