@@ -33,7 +33,7 @@ pub use config::PlantedDefect;
 pub use config::{ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use log::{LogLevel, LogRecord};
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -953,7 +953,9 @@ impl Server {
             }
         }
         let client = self.clients.get_mut(&conn).expect("client exists");
-        if !client.sids.contains_key(&sid) {
+        let mut invalid = false;
+        // One sid lookup: a repeated sid is ignored, as the reference does.
+        if let btree_map::Entry::Vacant(slot) = client.sids.entry(sid.clone()) {
             // Queue names are not validated: the reference accepts any bytes there.
             let index = client.next_sub_index;
             let key = SubKey { conn, index };
@@ -963,23 +965,27 @@ impl Server {
                 .insert(&subject, queue.as_deref(), SubTarget::Client(key))
                 .is_err()
             {
-                protocol::write_err(&mut client.outbound, "Invalid Subject");
-                self.queue_transmit(conn);
-                return;
+                invalid = true;
+            } else {
+                account.client_subs += 1;
+                client.next_sub_index += 1;
+                slot.insert(index);
+                client.subs.insert(
+                    index,
+                    Subscription {
+                        subject,
+                        queue,
+                        sid,
+                        max: 0,
+                        delivered: 0,
+                    },
+                );
             }
-            account.client_subs += 1;
-            client.next_sub_index += 1;
-            client.sids.insert(sid.clone(), index);
-            client.subs.insert(
-                index,
-                Subscription {
-                    subject,
-                    queue,
-                    sid,
-                    max: 0,
-                    delivered: 0,
-                },
-            );
+        }
+        if invalid {
+            protocol::write_err(&mut client.outbound, "Invalid Subject");
+            self.queue_transmit(conn);
+            return;
         }
         if verbose {
             protocol::write_ok(&mut client.outbound);

@@ -144,10 +144,12 @@ impl<T> SmallMap<T> {
         let SmallMap::Many(entries) = self else {
             unreachable!("the Few form returned above");
         };
-        if !entries.contains_key(key) {
-            entries.insert(key.into(), make());
+        // Two lookups either way; the key is boxed only when it is new.
+        if entries.contains_key(key) {
+            entries.get_mut(key).expect("present")
+        } else {
+            entries.entry(key.into()).or_insert_with(make)
         }
-        entries.get_mut(key).expect("present or just inserted")
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<T> {
