@@ -83,6 +83,9 @@ pub struct ConnInfo {
     pub subscriptions_list: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions_list_detail: Vec<SubDetail>,
+    /// With `auth=1`: the account's name tag, which is its name (`$G` too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +101,9 @@ pub struct SubDetail {
     pub max: u64,
     pub cid: u64,
 }
+
+/// The global account's name; `/connz` omits `account` for it.
+const GLOBAL_ACCOUNT_NAME: &str = "$G";
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
@@ -303,6 +309,7 @@ fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock)
         account: None,
         subscriptions_list: Vec::new(),
         subscriptions_list_detail: Vec::new(),
+        name_tag: None,
     };
     match row {
         Row::Open(conn, client) => {
@@ -311,13 +318,13 @@ fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock)
             info.name = non_empty(&client.options.name);
             info.lang = non_empty(&client.options.lang);
             info.version = non_empty(&client.options.version);
-            let account = server.account_of(*conn).unwrap_or("");
             if opts.subscriptions_detail {
                 info.subscriptions_list_detail = client
                     .subs
                     .values()
+                    // /connz leaves `account` out of each sub; /subsz fills it.
                     .map(|sub| SubDetail {
-                        account: account.to_owned(),
+                        account: String::new(),
                         subject: String::from_utf8_lossy(&sub.subject).into_owned(),
                         qgroup: sub
                             .queue
@@ -352,7 +359,12 @@ fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock)
     }
     if opts.username {
         info.authorized_user = row.user().map(str::to_owned);
-        info.account = Some(row.account(server).to_owned());
+        let account = row.account(server);
+        // The reference names the account only when it is not the global one.
+        if account != GLOBAL_ACCOUNT_NAME {
+            info.account = Some(account.to_owned());
+        }
+        info.name_tag = Some(account.to_owned());
     }
     info
 }
