@@ -1,0 +1,113 @@
+//! How monitoring JSON writes times and durations, matching nats-server's text.
+//!
+//! Role: pure formatting. Times are Go's `time.RFC3339Nano` in UTC (fraction
+//! with trailing zeros dropped, none at all when whole seconds, then `Z`);
+//! uptimes are whole seconds split into years (365 days), days, hours,
+//! minutes and seconds, leading zero units left out ("3m7s", "1d0h0m5s").
+
+use core::fmt::Write as _;
+
+use crate::time::WallTime;
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// `2026-11-22T13:30:28.123456789Z`, the way Go marshals a UTC `time.Time`.
+pub fn rfc3339_nanos(time: WallTime) -> String {
+    let nanos_total = time.as_unix_nanos();
+    let seconds_total = nanos_total / NANOS_PER_SECOND;
+    let nanos = nanos_total % NANOS_PER_SECOND;
+    let (year, month, day) = civil_from_days(seconds_total / SECONDS_PER_DAY);
+    let second_of_day = seconds_total % SECONDS_PER_DAY;
+    let mut out = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    );
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        let _ = write!(out, ".{}", fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar, counting in 400-year eras of 146097 days.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    debug_assert!((1..=12).contains(&month));
+    debug_assert!((1..=31).contains(&day));
+    (year, month, day)
+}
+
+/// An uptime or idle time as nats-server prints it (whole seconds).
+pub fn uptime(nanos: u64) -> String {
+    let seconds = nanos / NANOS_PER_SECOND;
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    let years = days / 365;
+    let (s, m, h, d) = (seconds % 60, minutes % 60, hours % 24, days % 365);
+    if years > 0 {
+        format!("{years}y{d}d{h}h{m}m{s}s")
+    } else if days > 0 {
+        format!("{days}d{h}h{m}m{s}s")
+    } else if hours > 0 {
+        format!("{hours}h{m}m{s}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{s}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_like_go() {
+        assert_eq!(
+            rfc3339_nanos(WallTime::from_unix_nanos(0)),
+            "1970-01-01T00:00:00Z"
+        );
+        // 2024-02-29T12:34:56.5Z: a leap day, a fraction with trailing zeros dropped.
+        let leap = 1_709_210_096 * NANOS_PER_SECOND + 500_000_000;
+        assert_eq!(
+            rfc3339_nanos(WallTime::from_unix_nanos(leap)),
+            "2024-02-29T12:34:56.5Z"
+        );
+        let odd = 1_763_818_228 * NANOS_PER_SECOND + 123_456_789;
+        assert_eq!(
+            rfc3339_nanos(WallTime::from_unix_nanos(odd)),
+            "2025-11-22T13:30:28.123456789Z"
+        );
+    }
+
+    #[test]
+    fn uptimes_drop_leading_zero_units() {
+        let s = NANOS_PER_SECOND;
+        assert_eq!(uptime(0), "0s");
+        assert_eq!(uptime(59 * s + 999), "59s");
+        assert_eq!(uptime(187 * s), "3m7s");
+        assert_eq!(uptime(3600 * s), "1h0m0s");
+        assert_eq!(uptime((86_400 + 5) * s), "1d0h0m5s");
+        assert_eq!(uptime((366 * 86_400) * s), "1y1d0h0m0s");
+    }
+}
