@@ -124,8 +124,15 @@ pub fn listen_port(options: &CliOptions) -> Result<u16, String> {
 }
 
 /// Who may connect: the token or single user of the merged options (flags
-/// over the file's `authorization`), and the file's users, nkeys,
-/// `no_auth_user` and default permissions.
+/// over the file's `authorization`), and the file's users, nkeys and
+/// `no_auth_user`.
+///
+/// Default permissions are already in the users: the config reader gave
+/// `authorization { default_permissions }` to that block's users and an
+/// account's `default_permissions` to its users, as the reference does. They
+/// are not handed on as `AuthConfig::default_permissions`, which would also
+/// give them to account users and to token and single-user logins (the
+/// reference gives those none).
 pub fn auth_config(options: &CliOptions, file: &FileOptions) -> AuthConfig {
     let mut auth = match (&options.authorization, &options.username, &options.password) {
         (Some(token), _, _) if !token.is_empty() => AuthConfig::token(token.clone()),
@@ -137,7 +144,7 @@ pub fn auth_config(options: &CliOptions, file: &FileOptions) -> AuthConfig {
     let security = &file.security;
     auth.users = security.users.clone();
     auth.nkeys = security.nkeys.clone();
-    auth.default_permissions = security.default_permissions.clone();
+    auth.default_permissions = None;
     auth.no_auth_user = file.no_auth_user.clone().filter(|u| !u.is_empty());
     auth
 }

@@ -1,55 +1,67 @@
 //! The security parts of a config file: `authorization { users,
 //! default_permissions }`, `accounts { }`, top-level `mappings`,
 //! `system_account` and `no_system_account`, mapped onto the data model of
-//! [`crate::auth`] with nats-server v2.15.1's key names and aliases.
+//! [`crate::auth`] with nats-server v2.15.1's key names, aliases, checks and
+//! error texts (`parseAuthorization`, `parseUsers`, `parseUserPermissions`,
+//! `parseAccounts` and their helpers in the reference's `server/opts.go`).
 //!
 //! Invariants:
 //! - Every user and nkey user names the account it belongs to: `$G` for
 //!   users of `authorization { }`, the block's name for an account's users.
-//! - Cross-references (an import naming an account, `no_auth_user` naming a
-//!   user, duplicate users) are checked once the whole file is read, in
-//!   [`validate`].
-//! - Permissions are kept as written (plus the reference's `allow_responses`
-//!   normalisation); subjects in them are checked to be valid subjects.
+//! - User names and nkeys are unique across the whole file.
+//! - As in the reference, default permissions are applied here: a user of
+//!   `authorization { }` without permissions gets the block's
+//!   `default_permissions`, a user of an account the account's.
+//! - Permissions are in [`Permissions::normalized`] form; subjects in them
+//!   are valid subjects (queue entries: a valid subject and a valid queue).
+//! - Cross-references inside `accounts { }` (export and import accounts,
+//!   import authorization, cycles) are checked when the block is read, after
+//!   all its accounts are known, as the reference does; `no_auth_user` is
+//!   checked when the server starts ([`check_no_auth_user`]).
+//!
+//! The reference reads maps in Go's random order, so a few checks that depend
+//! on the order of keys there (a stream import with both `prefix` and `to`, a
+//! stream export with a `threshold`, top-level blocks that refer to each
+//! other) are made here in file order, always.
+
+mod accounts;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
 use super::options::{
-    invalid, parse_duration_value, string, unknown_field, wrong_type, FileOptions, Unsupported,
+    invalid, string, unknown_field, wrong_type, AuthorizationOptions, Unsupported,
 };
-use super::value::{ConfMap, ConfValue, MapEntry, ValueKind};
-use super::ConfError;
+use super::value::{ConfValue, MapEntry, Position, ValueKind};
+use super::{ConfError, ConfErrorKind, FileOptions};
 use crate::auth::{
-    AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, NkeyUser,
-    Permissions, ResponsePermission, ResponseType, SubjectMapping, SubjectPermission, User,
+    AccountConfig, NkeyUser, Permissions, ResponsePermission, SubjectPermission, User,
     GLOBAL_ACCOUNT,
 };
-use crate::subject::{is_valid_subject, is_valid_subscribe_subject};
+use crate::subject::is_valid_subject;
+
+pub use accounts::{parse_accounts, parse_global_mappings};
 
 /// What the file says about users, accounts and mappings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecurityOptions {
+    /// The users of `authorization { users }` (account `$G`) and of every
+    /// account, in file order.
     pub users: Vec<User>,
+    /// Users identified by an nkey, likewise.
     pub nkeys: Vec<NkeyUser>,
+    /// `authorization { default_permissions }` (already applied to that
+    /// block's users; kept for reference).
     pub default_permissions: Option<Permissions>,
+    /// `accounts { }` in file order, and `$G` when top-level `mappings` are
+    /// set.
     pub accounts: Vec<AccountConfig>,
     /// `system_account` / `system`.
     pub system_account: Option<String>,
     /// `no_system_account` / `no_system` / `no_sys_acc`.
     pub no_system_account: bool,
 }
-
-/// Keys of an account block the reference knows and rnats does not handle.
-const UNSUPPORTED_ACCOUNT_KEYS: &[&str] = &[
-    "jetstream",
-    "js",
-    "limits",
-    "default_permissions",
-    "nkey",
-    "trace_dest",
-    "msg_trace",
-    "auth_callout",
-];
 
 /// Keys of a user entry the reference knows and rnats does not handle.
 const UNSUPPORTED_USER_KEYS: &[&str] = &[
@@ -59,101 +71,254 @@ const UNSUPPORTED_USER_KEYS: &[&str] = &[
     "proxy_required",
 ];
 
-fn map_of(entry: &MapEntry) -> Result<&ConfMap, ConfError> {
-    entry
-        .value
-        .as_map()
-        .ok_or_else(|| wrong_type(entry, "a map"))
+/// An error at `position` (an array item has no key of its own; `key` names
+/// the array).
+fn invalid_at(position: &Position, key: &str, reason: String) -> ConfError {
+    ConfError::new(
+        position.clone(),
+        ConfErrorKind::InvalidValue {
+            key: key.to_string(),
+            reason,
+        },
+    )
 }
 
-/// A value inside an array has no key of its own; errors point at the array's key.
-fn item_map<'a>(item: &'a ConfValue, parent: &MapEntry) -> Result<&'a ConfMap, ConfError> {
-    item.as_map().ok_or_else(|| wrong_type(parent, "a map"))
+/// A scalar as Go's `%v` prints it, for the reference's messages that quote
+/// a value of the wrong type; other values by their type.
+fn go_value_text(value: &ConfValue) -> String {
+    match &value.kind {
+        ValueKind::String(text) => text.clone(),
+        ValueKind::Integer(n) => n.to_string(),
+        ValueKind::Float(x) => x.to_string(),
+        ValueKind::Bool(b) => b.to_string(),
+        other => other.type_name().to_string(),
+    }
 }
 
-/// `users: [ ... ]` inside `authorization` or an account.
-pub fn parse_users(
+/// A value's Go type as the reference's `%T` prints it.
+fn go_type_name(value: &ConfValue) -> &'static str {
+    match &value.kind {
+        ValueKind::String(_) => "string",
+        ValueKind::Integer(_) => "int64",
+        ValueKind::Float(_) => "float64",
+        ValueKind::Bool(_) => "bool",
+        ValueKind::DateTime(_) => "time.Time",
+        ValueKind::Array(_) => "[]interface {}",
+        ValueKind::Map(_) => "map[string]interface {}",
+    }
+}
+
+/// The users of one `users: [ ... ]` array, before they are checked against
+/// the rest of the file.
+#[derive(Debug, Default)]
+pub(super) struct ParsedUsers {
+    pub users: Vec<User>,
+    pub nkeys: Vec<NkeyUser>,
+}
+
+impl ParsedUsers {
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.nkeys.is_empty()
+    }
+
+    /// Users without permissions of their own get `defaults`.
+    fn apply_default_permissions(&mut self, defaults: &Option<Permissions>) {
+        let Some(defaults) = defaults else { return };
+        for user in &mut self.users {
+            user.permissions.get_or_insert_with(|| defaults.clone());
+        }
+        for user in &mut self.nkeys {
+            user.permissions.get_or_insert_with(|| defaults.clone());
+        }
+    }
+
+    /// Appends these users to the file's, refusing a name or nkey already
+    /// taken (the reference checks users and nkeys against one set).
+    fn add_to(self, security: &mut SecurityOptions, at: &MapEntry) -> Result<(), ConfError> {
+        let taken = |security: &SecurityOptions, name: &str| {
+            security.users.iter().any(|u| u.username == name)
+                || security.nkeys.iter().any(|u| u.nkey == name)
+        };
+        for user in self.nkeys {
+            if taken(security, &user.nkey) {
+                return Err(invalid(
+                    at,
+                    &format!("Duplicate nkey \"{}\" detected", user.nkey),
+                ));
+            }
+            security.nkeys.push(user);
+        }
+        for user in self.users {
+            if taken(security, &user.username) {
+                return Err(invalid(
+                    at,
+                    &format!("Duplicate user \"{}\" detected", user.username),
+                ));
+            }
+            security.users.push(user);
+        }
+        Ok(())
+    }
+}
+
+/// `users: [ {user, password, permissions} | {nkey, permissions} ]` inside
+/// `authorization` or an account.
+pub(super) fn parse_users(
     entry: &MapEntry,
     account: &str,
-    security: &mut SecurityOptions,
     unsupported: &mut Vec<Unsupported>,
-) -> Result<(), ConfError> {
-    let items = entry
-        .value
-        .as_array()
-        .ok_or_else(|| wrong_type(entry, "an array"))?;
+    unsupported_prefix: &str,
+) -> Result<ParsedUsers, ConfError> {
+    let items = entry.value.as_array().ok_or_else(|| {
+        invalid(
+            entry,
+            &format!(
+                "Expected users field to be an array, got {}",
+                entry.value.kind.type_name()
+            ),
+        )
+    })?;
+    let mut parsed = ParsedUsers::default();
     for item in items {
-        let fields = item_map(item, entry)?;
-        let mut name = None;
-        let mut password = None;
-        let mut nkey = None;
+        let fields = item.as_map().ok_or_else(|| {
+            invalid_at(
+                &item.position,
+                &entry.key,
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    go_value_text(item)
+                ),
+            )
+        })?;
+        let mut name = String::new();
+        let mut password = String::new();
+        let mut nkey = String::new();
         let mut permissions = None;
         for field in fields {
             match field.key.to_ascii_lowercase().as_str() {
-                "user" | "username" => name = Some(string(field)?),
-                "pass" | "password" => password = Some(string(field)?),
-                "nkey" => nkey = Some(string(field)?),
-                "permission" | "permissions" => permissions = Some(parse_permissions(field)?),
-                "account" => {}
-                key if UNSUPPORTED_USER_KEYS.contains(&key) => unsupported.push(Unsupported {
-                    key: format!("{}.{}", entry.key, field.key),
-                    position: field.key_position.clone(),
-                }),
+                "nkey" => nkey = string(field)?,
+                "user" | "username" => name = string(field)?,
+                "pass" | "password" => password = string(field)?,
+                "permission" | "permissions" | "authorization" => {
+                    permissions = Some(parse_permissions(field)?)
+                }
+                key if UNSUPPORTED_USER_KEYS.contains(&key) => {
+                    if key == "proxy_required" {
+                        field
+                            .value
+                            .as_bool()
+                            .ok_or_else(|| wrong_type(field, "a boolean"))?;
+                    } else {
+                        check_connection_types(field)?;
+                    }
+                    unsupported.push(Unsupported {
+                        key: format!("{unsupported_prefix}{}.{}", entry.key, field.key),
+                        position: field.key_position.clone(),
+                    })
+                }
+                _ if field.is_referenced() => {}
                 _ => return Err(unknown_field(field)),
             }
         }
-        match (nkey, name) {
-            (Some(nkey), None) => {
-                if password.is_some() {
-                    return Err(invalid(
-                        entry,
-                        "Nkey users do not take usernames or passwords",
-                    ));
-                }
-                if !nkey.starts_with('U') || nkeys::KeyPair::from_public_key(&nkey).is_err() {
-                    return Err(invalid(entry, "Not a valid public nkey for a user"));
-                }
-                security.nkeys.push(NkeyUser {
-                    nkey,
-                    permissions,
-                    account: account.to_string(),
-                });
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    entry,
-                    "Nkey users do not take usernames or passwords",
-                ))
-            }
-            (None, Some(name)) => security.users.push(User {
+        let fail = |reason: &str| invalid_at(&item.position, &entry.key, reason.to_string());
+        if nkey.is_empty() && name.is_empty() {
+            return Err(fail("User entry requires a user"));
+        }
+        if nkey.is_empty() {
+            parsed.users.push(User {
                 username: name,
-                password: password.unwrap_or_default(),
+                password,
                 permissions,
                 account: account.to_string(),
-            }),
-            (None, None) => {
-                return Err(invalid(entry, "User entry requires a user"));
-            }
+            });
+            continue;
         }
+        if !is_public_key(&nkey, b'U') {
+            return Err(fail("Not a valid public nkey for a user"));
+        }
+        if !name.is_empty() || !password.is_empty() {
+            return Err(fail("Nkey users do not take usernames or passwords"));
+        }
+        parsed.nkeys.push(NkeyUser {
+            nkey,
+            permissions,
+            account: account.to_string(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// The connection types the reference knows (`allowed_connection_types`).
+const CONNECTION_TYPES: &[&str] = &[
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+    "IN_PROCESS",
+];
+
+/// `allowed_connection_types`: a name or a list of names the reference knows
+/// (any case).
+fn check_connection_types(field: &MapEntry) -> Result<(), ConfError> {
+    let names: Vec<&str> = match &field.value.kind {
+        ValueKind::String(name) => vec![name.as_str()],
+        ValueKind::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| wrong_type(field, "an array of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(wrong_type(field, "a string or an array")),
+    };
+    let unknown: Vec<String> = names
+        .iter()
+        .map(|name| name.to_ascii_uppercase())
+        .filter(|name| !CONNECTION_TYPES.contains(&name.as_str()))
+        .map(|name| format!("{name:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(invalid(
+            field,
+            &format!("invalid connection types [{}]", unknown.join(" ")),
+        ));
     }
     Ok(())
 }
 
+/// Whether `key` is a public nkey of the kind `prefix` names (`U` user,
+/// `A` account).
+fn is_public_key(key: &str, prefix: u8) -> bool {
+    key.as_bytes().first() == Some(&prefix) && nkeys::KeyPair::from_public_key(key).is_ok()
+}
+
 /// `permissions { publish, subscribe, allow_responses }`.
 pub fn parse_permissions(entry: &MapEntry) -> Result<Permissions, ConfError> {
-    let fields = map_of(entry)?;
+    let fields = entry.value.as_map().ok_or_else(|| {
+        invalid(
+            entry,
+            &format!(
+                "Expected permissions to be a map/struct, got {}",
+                go_value_text(&entry.value)
+            ),
+        )
+    })?;
     let mut permissions = Permissions::default();
     for field in fields {
         match field.key.to_ascii_lowercase().as_str() {
+            // `import` and `export` are the route permissions' names.
             "pub" | "publish" | "import" => {
-                permissions.publish = Some(parse_subject_permission(field, false)?)
+                permissions.publish = parse_subject_permission(field, false)?
             }
             "sub" | "subscribe" | "export" => {
-                permissions.subscribe = Some(parse_subject_permission(field, true)?)
+                permissions.subscribe = parse_subject_permission(field, true)?
             }
-            "allow_responses" | "allow_resp" | "publish_allow_responses" => {
+            "allow_responses" | "publish_allow_responses" => {
                 permissions.response = parse_allow_responses(field)?
             }
+            _ if field.is_referenced() => {}
             _ => {
                 return Err(invalid(
                     field,
@@ -165,385 +330,224 @@ pub fn parse_permissions(entry: &MapEntry) -> Result<Permissions, ConfError> {
     Ok(permissions.normalized())
 }
 
-/// A string or list (the allow list), or `{ allow, deny }`.
+/// A subject or a list of them (the allow list), or `{ allow, deny }`. An
+/// empty map sets nothing.
 fn parse_subject_permission(
     entry: &MapEntry,
     queues: bool,
-) -> Result<SubjectPermission, ConfError> {
-    match &entry.value.kind {
-        ValueKind::Map(fields) => {
-            let mut permission = SubjectPermission::default();
-            for field in fields {
-                match field.key.to_ascii_lowercase().as_str() {
-                    "allow" => permission.allow = Some(subject_list(field, queues)?),
-                    "deny" => permission.deny = subject_list(field, queues)?,
-                    _ => {
-                        return Err(invalid(
-                            field,
-                            &format!(
-                                "Unknown field name \"{}\" parsing subject permissions, only 'allow' or 'deny' are permitted",
-                                field.key
-                            ),
-                        ))
-                    }
-                }
-            }
-            Ok(permission)
-        }
-        _ => Ok(SubjectPermission {
+) -> Result<Option<SubjectPermission>, ConfError> {
+    let ValueKind::Map(fields) = &entry.value.kind else {
+        return Ok(Some(SubjectPermission {
             allow: Some(subject_list(entry, queues)?),
             deny: Vec::new(),
-        }),
+        }));
+    };
+    if fields.is_empty() {
+        return Ok(None);
     }
+    let mut permission = SubjectPermission::default();
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "allow" => permission.allow = Some(subject_list(field, queues)?),
+            "deny" => permission.deny = subject_list(field, queues)?,
+            _ if field.is_referenced() => {}
+            _ => {
+                return Err(invalid(
+                    field,
+                    &format!(
+                        "Unknown field name \"{}\" parsing subject permissions, \
+                         only 'allow' or 'deny' are permitted",
+                        field.key
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Some(permission))
 }
 
+/// The subjects of a permission list, each checked.
 fn subject_list(entry: &MapEntry, queues: bool) -> Result<Vec<String>, ConfError> {
     let subjects: Vec<String> = match &entry.value.kind {
         ValueKind::String(subject) => vec![subject.clone()],
         ValueKind::Array(items) => items
             .iter()
             .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| wrong_type(entry, "a string"))
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    invalid_at(
+                        &item.position,
+                        &entry.key,
+                        String::from("Subject in permissions array cannot be cast to string"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(wrong_type(entry, "a string or an array")),
-    };
-    for subject in &subjects {
-        let mut parts = subject.split_whitespace();
-        let first = parts.next().unwrap_or("");
-        let queue = parts.next();
-        let valid = is_valid_subscribe_subject(first.as_bytes())
-            && (queue.is_none() || queues)
-            && queue.is_none_or(|q| is_valid_subject(q.as_bytes()))
-            && parts.next().is_none();
-        if !valid {
+        _ => {
             return Err(invalid(
                 entry,
-                &format!("subject \"{subject}\" is not a valid subject"),
-            ));
+                &format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    go_type_name(&entry.value)
+                ),
+            ))
         }
+    };
+    for subject in &subjects {
+        check_permission_subject(subject, queues).map_err(|reason| invalid(entry, &reason))?;
     }
     Ok(subjects)
 }
 
-/// `allow_responses: true | false | { max, expires }`.
-fn parse_allow_responses(entry: &MapEntry) -> Result<Option<ResponsePermission>, ConfError> {
-    match &entry.value.kind {
-        ValueKind::Bool(false) => Ok(None),
-        ValueKind::Bool(true) => Ok(Some(ResponsePermission::default())),
-        ValueKind::Map(fields) => {
-            let mut permission = ResponsePermission {
-                max_msgs: 0,
-                expires: Duration::ZERO,
-            };
-            for field in fields {
-                match field.key.to_ascii_lowercase().as_str() {
-                    "max" | "max_msgs" | "max_messages" | "max_responses" => {
-                        let max = field
-                            .value
-                            .as_i64()
-                            .ok_or_else(|| wrong_type(field, "an integer"))?;
-                        permission.max_msgs = u64::try_from(max).unwrap_or(0);
-                    }
-                    "expires" | "expiration" | "ttl" => {
-                        permission.expires = parse_duration_value(field)?
-                    }
-                    _ => {
-                        return Err(invalid(
-                            field,
-                            &format!("Unknown field \"{}\" parsing allow_responses", field.key),
-                        ))
-                    }
-                }
-            }
-            Ok(Some(permission))
-        }
-        _ => Err(wrong_type(entry, "a boolean or a map")),
+/// A permission entry is a valid subject; for subscribe it may instead be
+/// `"subject queue"`, both parts valid.
+fn check_permission_subject(subject: &str, queues: bool) -> Result<(), String> {
+    if is_valid_subject(subject.as_bytes()) {
+        return Ok(());
     }
+    let whole = || format!("subject \"{subject}\" is not a valid subject");
+    if !queues {
+        return Err(whole());
+    }
+    let parts: Vec<&str> = subject.split_whitespace().collect();
+    let [subject, queue] = parts[..] else {
+        return Err(whole());
+    };
+    if !is_valid_subject(subject.as_bytes()) {
+        return Err(format!("subject \"{subject}\" is not a valid subject"));
+    }
+    if !is_valid_subject(queue.as_bytes()) {
+        return Err(format!("queue \"{queue}\" is not a valid queue"));
+    }
+    Ok(())
 }
 
-/// `authorization { users, default_permissions }` (the rest of the block is
-/// read by the options module).
-pub fn parse_authorization_field(
-    block: &MapEntry,
+/// `allow_responses: true | false | { max, expires }`. Zero means the
+/// default; a negative value means no limit.
+fn parse_allow_responses(entry: &MapEntry) -> Result<Option<ResponsePermission>, ConfError> {
+    let fields = match &entry.value.kind {
+        ValueKind::Bool(false) => return Ok(None),
+        ValueKind::Bool(true) => return Ok(Some(ResponsePermission::default())),
+        ValueKind::Map(fields) => fields,
+        _ => {
+            return Err(invalid(
+                entry,
+                "error parsing response permissions, expected a boolean or a map",
+            ))
+        }
+    };
+    let mut permission = ResponsePermission::default();
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                let max = field
+                    .value
+                    .as_i64()
+                    .ok_or_else(|| wrong_type(field, "an integer"))?;
+                match u64::try_from(max) {
+                    Ok(0) => {}
+                    Ok(max) => permission.max_msgs = max,
+                    Err(_) => permission.max_msgs = u64::MAX,
+                }
+            }
+            "expires" | "expiration" | "ttl" => {
+                let text = field.value.as_str().ok_or_else(|| {
+                    invalid(field, "error parsing expires, not a duration string")
+                })?;
+                let nanos = super::parse_go_duration(text)
+                    .map_err(|error| invalid(field, &format!("error parsing expires: {error}")))?;
+                match u64::try_from(nanos) {
+                    Ok(0) => {}
+                    Ok(nanos) => permission.expires = Duration::from_nanos(nanos),
+                    Err(_) => permission.expires = Duration::MAX,
+                }
+            }
+            _ if field.is_referenced() => {}
+            _ => {
+                return Err(invalid(
+                    field,
+                    &format!("Unknown field \"{}\" parsing permissions", field.key),
+                ))
+            }
+        }
+    }
+    Ok(Some(permission))
+}
+
+/// The user keys of `authorization { }`, gathered while the block is read
+/// and added by [`finish_authorization`].
+#[derive(Debug, Default)]
+pub(super) struct AuthorizationUsers {
+    /// `Some` when the block has a `users` array, even an empty one.
+    users: Option<ParsedUsers>,
+    default_permissions: Option<Permissions>,
+}
+
+/// One key of `authorization { }` if it is about users; `false` if the
+/// caller should read it.
+pub(super) fn parse_authorization_field(
     field: &MapEntry,
-    security: &mut SecurityOptions,
+    pending: &mut AuthorizationUsers,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<bool, ConfError> {
-    let _ = block;
     match field.key.to_ascii_lowercase().as_str() {
-        "users" => parse_users(field, GLOBAL_ACCOUNT, security, unsupported)?,
+        "users" => {
+            pending.users = Some(parse_users(
+                field,
+                GLOBAL_ACCOUNT,
+                unsupported,
+                "authorization.",
+            )?)
+        }
         "default_permission" | "default_permissions" | "permissions" => {
-            security.default_permissions = Some(parse_permissions(field)?)
+            pending.default_permissions = Some(parse_permissions(field)?)
         }
         _ => return Ok(false),
     }
     Ok(true)
 }
 
-/// `accounts { NAME { users, exports, imports, mappings } ... }`.
-pub fn parse_accounts(
+/// The checks the reference makes once `authorization { }` is read (`entry`
+/// is the block): a users array excludes a single user or a token (users
+/// of accounts read before count too), users get the default permissions,
+/// and names must be unique.
+pub(super) fn finish_authorization(
     entry: &MapEntry,
+    auth: &AuthorizationOptions,
+    pending: AuthorizationUsers,
     security: &mut SecurityOptions,
-    unsupported: &mut Vec<Unsupported>,
 ) -> Result<(), ConfError> {
-    let accounts = map_of(entry)?;
-    for account in accounts {
-        let name = account.key.clone();
-        if security.accounts.iter().any(|a| a.name == name) {
+    let filled = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    let users_elsewhere = !security.users.is_empty() || !security.nkeys.is_empty();
+    if pending.users.is_some() || users_elsewhere {
+        if filled(&auth.user) {
             return Err(invalid(
-                account,
-                &format!("Duplicate Account Entry: {name}"),
+                entry,
+                "Can not have a single user/pass and a users array",
             ));
         }
-        let mut config = AccountConfig::new(name.clone());
-        if let Some(fields) = account.value.as_map() {
-            for field in fields {
-                match field.key.to_ascii_lowercase().as_str() {
-                    "users" => parse_users(field, &name, security, unsupported)?,
-                    "exports" => config.exports = parse_exports(field)?,
-                    "imports" => config.imports = parse_imports(field)?,
-                    "mappings" | "maps" => config.mappings = parse_mappings(field)?,
-                    key if UNSUPPORTED_ACCOUNT_KEYS.contains(&key) => {
-                        unsupported.push(Unsupported {
-                            key: format!("{}.{}.{}", entry.key, account.key, field.key),
-                            position: field.key_position.clone(),
-                        })
-                    }
-                    _ => return Err(unknown_field(field)),
-                }
-            }
-        } else if !matches!(&account.value.kind, ValueKind::String(_)) {
-            return Err(wrong_type(account, "a map"));
+        if filled(&auth.token) {
+            return Err(invalid(entry, "Can not have a token and a users array"));
         }
-        security.accounts.push(config);
     }
+    if let Some(mut users) = pending.users {
+        users.apply_default_permissions(&pending.default_permissions);
+        users.add_to(security, entry)?;
+    }
+    security.default_permissions = pending.default_permissions;
     Ok(())
 }
 
-fn parse_exports(entry: &MapEntry) -> Result<Vec<Export>, ConfError> {
-    let items = entry
+/// `system_account` / `system`: the reference's wording for a wrong type.
+pub(super) fn parse_system_account(
+    entry: &MapEntry,
+    security: &mut SecurityOptions,
+) -> Result<(), ConfError> {
+    let name = entry
         .value
-        .as_array()
-        .ok_or_else(|| wrong_type(entry, "an array"))?;
-    let mut exports = Vec::new();
-    for item in items {
-        let fields = item_map(item, entry)?;
-        let mut export: Option<Export> = None;
-        let mut accounts = None;
-        let mut response_type = None;
-        let mut threshold = None;
-        for field in fields {
-            match field.key.to_ascii_lowercase().as_str() {
-                "stream" | "service" => {
-                    let subject = string(field)?;
-                    if !is_valid_subscribe_subject(subject.as_bytes()) {
-                        return Err(invalid(
-                            field,
-                            &format!("invalid export subject \"{subject}\""),
-                        ));
-                    }
-                    if export.is_some() {
-                        return Err(invalid(
-                            field,
-                            "Detected stream and service export in the same entry",
-                        ));
-                    }
-                    export = Some(if field.key.eq_ignore_ascii_case("stream") {
-                        Export::stream(subject)
-                    } else {
-                        Export::service(subject)
-                    });
-                }
-                "accounts" => accounts = Some(string_list(field)?),
-                "response" | "response_type" => {
-                    response_type = Some(match string(field)?.to_ascii_lowercase().as_str() {
-                        "single" | "singleton" => ResponseType::Singleton,
-                        "stream" => ResponseType::Stream,
-                        "chunk" | "chunked" => ResponseType::Chunked,
-                        other => {
-                            return Err(invalid(
-                                field,
-                                &format!("Unknown response type: \"{other}\""),
-                            ))
-                        }
-                    })
-                }
-                "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
-                    threshold = Some(parse_duration_value(field)?)
-                }
-                "latency" | "account_token_position" | "advertise" | "allow_trace" => {}
-                _ => return Err(unknown_field(field)),
-            }
-        }
-        let mut export =
-            export.ok_or_else(|| invalid(entry, "Export entry requires a stream or service"))?;
-        export.accounts = accounts;
-        if let Some(response_type) = response_type {
-            if export.kind == ExportKind::Stream {
-                return Err(invalid(entry, "Detected response directive on non-service"));
-            }
-            export.response_type = response_type;
-        }
-        if let Some(threshold) = threshold {
-            export.response_threshold = threshold;
-        }
-        exports.push(export);
-    }
-    Ok(exports)
-}
-
-fn parse_imports(entry: &MapEntry) -> Result<Vec<Import>, ConfError> {
-    let items = entry
-        .value
-        .as_array()
-        .ok_or_else(|| wrong_type(entry, "an array"))?;
-    let mut imports = Vec::new();
-    for item in items {
-        let fields = item_map(item, entry)?;
-        let mut import: Option<Import> = None;
-        let mut prefix = None;
-        let mut to = None;
-        for field in fields {
-            match field.key.to_ascii_lowercase().as_str() {
-                kind @ ("stream" | "service") => {
-                    let source = map_of(field)?;
-                    let mut account = None;
-                    let mut subject = None;
-                    for part in source {
-                        match part.key.to_ascii_lowercase().as_str() {
-                            "account" => account = Some(string(part)?),
-                            "subject" => subject = Some(string(part)?),
-                            _ => return Err(unknown_field(part)),
-                        }
-                    }
-                    let account = account
-                        .ok_or_else(|| invalid(field, "Expect an account name and a subject"))?;
-                    let subject = subject
-                        .ok_or_else(|| invalid(field, "Expect an account name and a subject"))?;
-                    if !is_valid_subscribe_subject(subject.as_bytes()) {
-                        return Err(invalid(
-                            field,
-                            &format!("invalid import subject \"{subject}\""),
-                        ));
-                    }
-                    import = Some(Import {
-                        kind: if kind == "stream" {
-                            ImportKind::Stream
-                        } else {
-                            ImportKind::Service
-                        },
-                        account,
-                        subject,
-                        to: None,
-                    });
-                }
-                "prefix" => prefix = Some(string(field)?),
-                "to" => to = Some(string(field)?),
-                "share" | "allow_trace" => {}
-                _ => return Err(unknown_field(field)),
-            }
-        }
-        let mut import =
-            import.ok_or_else(|| invalid(entry, "Import entry requires a stream or service"))?;
-        import.to = match (prefix, to, import.kind) {
-            (Some(prefix), _, ImportKind::Stream) => Some(format!("{prefix}.{}", import.subject)),
-            (Some(_), _, ImportKind::Service) => {
-                return Err(invalid(entry, "Detected prefix on a service import"))
-            }
-            (None, Some(to), _) => Some(to),
-            (None, None, _) => None,
-        };
-        imports.push(import);
-    }
-    Ok(imports)
-}
-
-/// `mappings { "src": "dest" | { destination, weight } | [ ... ] }`.
-pub fn parse_mappings(entry: &MapEntry) -> Result<Vec<SubjectMapping>, ConfError> {
-    let fields = map_of(entry)?;
-    let mut mappings = Vec::new();
-    for field in fields {
-        let source = field.key.clone();
-        if !is_valid_subscribe_subject(source.as_bytes()) {
-            return Err(invalid(
-                field,
-                &format!("invalid mapping source \"{source}\""),
-            ));
-        }
-        let destinations = match &field.value.kind {
-            ValueKind::String(destination) => vec![MappingDestination {
-                subject: destination.clone(),
-                weight: 100,
-            }],
-            ValueKind::Map(map) => vec![mapping_destination(field, map)?],
-            ValueKind::Array(items) => items
-                .iter()
-                .map(|item| mapping_destination(field, item_map(item, field)?))
-                .collect::<Result<_, _>>()?,
-            _ => return Err(wrong_type(field, "a string, a map or an array")),
-        };
-        let total: u32 = destinations.iter().map(|d| u32::from(d.weight)).sum();
-        if total > 100 {
-            return Err(invalid(
-                field,
-                &format!("Error adding mapping for \"{source}\" : total weight needs to be <= 100"),
-            ));
-        }
-        mappings.push(SubjectMapping {
-            source,
-            destinations,
-        });
-    }
-    Ok(mappings)
-}
-
-fn mapping_destination(field: &MapEntry, map: &ConfMap) -> Result<MappingDestination, ConfError> {
-    let mut subject = None;
-    let mut weight = 100u8;
-    for part in map {
-        match part.key.to_ascii_lowercase().as_str() {
-            "dest" | "destination" => subject = Some(string(part)?),
-            "weight" => {
-                let value = match &part.value.kind {
-                    ValueKind::Integer(n) => *n,
-                    ValueKind::String(text) => text
-                        .trim()
-                        .trim_end_matches('%')
-                        .parse::<i64>()
-                        .map_err(|_| invalid(part, &format!("Invalid weight \"{text}\"")))?,
-                    _ => return Err(wrong_type(part, "an integer or a percentage")),
-                };
-                weight = u8::try_from(value)
-                    .ok()
-                    .filter(|w| (1..=100).contains(w))
-                    .ok_or_else(|| {
-                        invalid(part, &format!("Invalid weight {value}, must be 1 to 100"))
-                    })?;
-            }
-            "cluster" => {}
-            _ => return Err(unknown_field(part)),
-        }
-    }
-    let subject = subject.ok_or_else(|| invalid(field, "Mapping entry requires a destination"))?;
-    Ok(MappingDestination { subject, weight })
-}
-
-fn string_list(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
-    match &entry.value.kind {
-        ValueKind::String(one) => Ok(vec![one.clone()]),
-        ValueKind::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| wrong_type(entry, "a string"))
-            })
-            .collect(),
-        _ => Err(wrong_type(entry, "an array")),
-    }
+        .as_str()
+        .ok_or_else(|| invalid(entry, "system account name must be a string"))?;
+    security.system_account = Some(name.to_string());
+    Ok(())
 }
 
 /// `no_auth_user` must name a user or nkey. The reference checks this when the
@@ -561,201 +565,5 @@ pub fn check_no_auth_user(options: &FileOptions) -> Result<(), String> {
             ))
         }
         _ => Ok(()),
-    }
-}
-
-/// Checks that need the whole file: imports name known accounts, user names
-/// are unique.
-pub fn validate(options: &FileOptions, root: &ConfMap) -> Result<(), ConfError> {
-    let security = &options.security;
-    let at = |key: &str| {
-        root.iter()
-            .find(|entry| entry.key.eq_ignore_ascii_case(key))
-            .or_else(|| root.iter().next())
-    };
-    let known = |name: &str| {
-        name == GLOBAL_ACCOUNT || security.accounts.iter().any(|account| account.name == name)
-    };
-    for account in &security.accounts {
-        for import in &account.imports {
-            if !known(&import.account) {
-                let entry = at("accounts").expect("accounts block present");
-                return Err(invalid(
-                    entry,
-                    &format!(
-                        "\"{}\" account not defined for {} import",
-                        import.account,
-                        match import.kind {
-                            ImportKind::Stream => "stream",
-                            ImportKind::Service => "service",
-                        }
-                    ),
-                ));
-            }
-        }
-    }
-    for (n, user) in security.users.iter().enumerate() {
-        if security.users[..n]
-            .iter()
-            .any(|u| u.username == user.username)
-        {
-            let entry = at("accounts").or_else(|| at("authorization"));
-            if let Some(entry) = entry {
-                return Err(invalid(
-                    entry,
-                    &format!("Duplicate user \"{}\" detected", user.username),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{load_options, NoSource};
-    use super::*;
-
-    fn load(text: &str) -> Result<FileOptions, String> {
-        load_options("test.conf", text, &NoSource)
-            .map(|(options, _)| options)
-            .map_err(|error| error.to_string())
-    }
-
-    const REALISTIC: &str = r#"
-authorization {
-  default_permissions: { publish: "pub.>", allow_responses: true }
-  users: [
-    { user: alice, password: "$2a$11$abcdefghijklmnopqrstuuJ3l9vmQQ1DZdgRaY5wTxWA3ZgqvT5F2" }
-    { user: bob, password: hunter2, permissions: {
-        publish: { allow: ["orders.>"], deny: ["orders.secret"] }
-        subscribe: ["orders.*", "jobs.> workers"]
-        allow_responses: { max: 3, expires: "5s" }
-    } }
-    { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 }
-  ]
-}
-no_auth_user: bob
-mappings { "old.*": "new.$1", "split": [ { destination: left, weight: 30% }, { destination: right, weight: 70 } ] }
-system_account: SYS
-accounts {
-  SYS: { users: [ { user: admin, password: pw } ] }
-  A: {
-    users: [ { user: a, password: pw } ]
-    exports: [ { stream: "feed.>" }, { service: "svc.*", accounts: [B], response_type: stream, response_threshold: "10s" } ]
-    mappings: { "in.>": "out.>" }
-  }
-  B: {
-    users: [ { user: b, password: pw } ]
-    imports: [ { stream: { account: A, subject: "feed.>" }, prefix: a }, { service: { account: A, subject: "svc.time" }, to: time } ]
-  }
-}
-lame_duck_duration: "30s"
-lame_duck_grace_period: "5s"
-"#;
-
-    #[test]
-    fn snapshot_of_a_realistic_security_config() {
-        let options = load(REALISTIC).expect("valid");
-        let shown = format!("{:#?}", options.security);
-        assert!(!shown.contains("hunter2"), "passwords are redacted");
-        insta::assert_snapshot!(shown);
-        assert_eq!(options.lame_duck_duration, Some(Duration::from_secs(30)));
-        assert_eq!(options.lame_duck_grace_period, Some(Duration::from_secs(5)));
-    }
-
-    #[test]
-    fn users_land_in_their_accounts() {
-        let options = load(REALISTIC).expect("valid");
-        let account_of = |name: &str| {
-            options
-                .security
-                .users
-                .iter()
-                .find(|u| u.username == name)
-                .map(|u| u.account.clone())
-        };
-        assert_eq!(account_of("alice").as_deref(), Some("$G"));
-        assert_eq!(account_of("a").as_deref(), Some("A"));
-        assert_eq!(account_of("admin").as_deref(), Some("SYS"));
-        let b = options
-            .security
-            .accounts
-            .iter()
-            .find(|a| a.name == "B")
-            .unwrap();
-        assert_eq!(b.imports[0].to.as_deref(), Some("a.feed.>"));
-        let global = options
-            .security
-            .accounts
-            .iter()
-            .find(|a| a.name == "$G")
-            .unwrap();
-        assert_eq!(global.mappings[1].destinations[0].weight, 30);
-    }
-
-    #[test]
-    fn errors() {
-        for (text, expected) in [
-            (
-                "accounts { B: { imports: [ { stream: { account: Z, subject: x } } ] } }",
-                "\"Z\" account not defined for stream import",
-            ),
-            (
-                "authorization { users: [ {user: a, password: x}, {user: a, password: y} ] }",
-                "Duplicate user \"a\" detected",
-            ),
-            (
-                "authorization { users: [ {user: a, permissions: { publish: \"a..b\" }} ] }",
-                "subject \"a..b\" is not a valid subject",
-            ),
-            (
-                "authorization { users: [ {user: a, permissions: { publish: { allow: x, nope: y } }} ] }",
-                "Unknown field name \"nope\" parsing subject permissions",
-            ),
-            (
-                "authorization { users: [ {nkey: NOTAKEY} ] }",
-                "Not a valid public nkey for a user",
-            ),
-            (
-                "mappings { a: [ {destination: b, weight: 80}, {destination: c, weight: 30} ] }",
-                "Error adding mapping for \"a\" : total weight needs to be <= 100",
-            ),
-            (
-                "accounts { A: { exports: [ { stream: x, response_type: stream } ] } }",
-                "response directive on non-service",
-            ),
-        ] {
-            let error = load(text).expect_err(text);
-            assert!(error.contains(expected), "{text}\n  got: {error}");
-        }
-    }
-
-    #[test]
-    fn no_auth_user_must_name_a_user_at_start() {
-        let options =
-            load("no_auth_user: ghost\nauthorization { users: [ {user: a, password: x} ] }")
-                .expect("-t accepts it, as the reference does");
-        let error = check_no_auth_user(&options).expect_err("but starting refuses it");
-        assert!(error.contains("no_auth_user: \"ghost\" not present as user or nkey"));
-        let options =
-            load("no_auth_user: a\nauthorization { users: [ {user: a, password: x} ] }").unwrap();
-        assert!(check_no_auth_user(&options).is_ok());
-    }
-
-    #[test]
-    fn permission_forms() {
-        let options = load(
-            "authorization { users: [ {user: u, password: p, permissions: { pub: [a, b], sub: { deny: \"c.>\" } }} ] }",
-        )
-        .expect("valid");
-        let permissions = options.security.users[0].permissions.clone().unwrap();
-        assert_eq!(
-            permissions.publish.unwrap().allow,
-            Some(vec![String::from("a"), String::from("b")])
-        );
-        let subscribe = permissions.subscribe.unwrap();
-        assert_eq!(subscribe.allow, None);
-        assert_eq!(subscribe.deny, vec![String::from("c.>")]);
     }
 }

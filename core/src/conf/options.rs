@@ -19,11 +19,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::auth_options::{self, SecurityOptions};
+use super::auth_options::{self, AuthorizationUsers, SecurityOptions};
 use super::tls_options::{self, TlsOptions};
 use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
 use super::{parse, ConfError, ConfErrorKind, ConfSource};
-use crate::auth::{AccountConfig, GLOBAL_ACCOUNT};
 
 /// Top-level keys nats-server knows and rnats does not handle yet.
 const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
@@ -250,7 +249,6 @@ pub fn options_from_tree(root: &ConfValue) -> Result<(FileOptions, Vec<Unsupport
     for entry in map {
         apply_top_level(&mut options, &mut unsupported, entry)?;
     }
-    auth_options::validate(&options, map)?;
     Ok((options, unsupported))
 }
 
@@ -300,20 +298,18 @@ fn apply_top_level(
             )?;
             options.authorization = Some(auth);
         }
-        "accounts" => auth_options::parse_accounts(entry, &mut options.security, unsupported)?,
+        "accounts" => auth_options::parse_accounts(
+            entry,
+            options.authorization.as_ref(),
+            &mut options.security,
+            unsupported,
+        )?,
         "mappings" | "maps" => {
-            let mappings = auth_options::parse_mappings(entry)?;
-            let accounts = &mut options.security.accounts;
-            match accounts.iter_mut().find(|a| a.name == GLOBAL_ACCOUNT) {
-                Some(global) => global.mappings.extend(mappings),
-                None => {
-                    let mut global = AccountConfig::new(GLOBAL_ACCOUNT);
-                    global.mappings = mappings;
-                    accounts.push(global);
-                }
-            }
+            auth_options::parse_global_mappings(entry, &mut options.security, unsupported)?
         }
-        "system_account" | "system" => options.security.system_account = Some(string(entry)?),
+        "system_account" | "system" => {
+            auth_options::parse_system_account(entry, &mut options.security)?
+        }
         "no_system_account" | "no_system" | "no_sys_acc" => {
             options.security.no_system_account = boolean(entry)?
         }
@@ -355,7 +351,7 @@ fn authorization(
         position: Some(entry.key_position.clone()),
         ..AuthorizationOptions::default()
     };
-    let mut has_users_array = false;
+    let mut users = AuthorizationUsers::default();
     for field in block {
         let key = field.key.to_ascii_lowercase();
         match key.as_str() {
@@ -375,9 +371,7 @@ fn authorization(
                 }
                 auth.timeout_seconds = Some(seconds);
             }
-            _ if auth_options::parse_authorization_field(entry, field, security, unsupported)? => {
-                has_users_array |= key == "users";
-            }
+            _ if auth_options::parse_authorization_field(field, &mut users, unsupported)? => {}
             _ if UNSUPPORTED_AUTHORIZATION.contains(&key.as_str()) => {
                 unsupported.push(Unsupported {
                     key: format!("{}.{}", entry.key, field.key),
@@ -393,15 +387,7 @@ fn authorization(
     if has_user_or_password && filled(&auth.token) {
         return Err(invalid(entry, "Cannot have a user/pass and token"));
     }
-    if has_users_array && filled(&auth.user) {
-        return Err(invalid(
-            entry,
-            "Can not have a single user/pass and a users array",
-        ));
-    }
-    if has_users_array && filled(&auth.token) {
-        return Err(invalid(entry, "Can not have a token and a users array"));
-    }
+    auth_options::finish_authorization(entry, &auth, users, security)?;
     Ok(auth)
 }
 
