@@ -341,7 +341,7 @@ impl Harness {
 
     fn closed(&mut self, slot: usize) {
         if let Some(state) = self.slots[slot].take() {
-            self.server.handle_closed(state.conn);
+            self.server.handle_closed(self.now, state.conn);
             assert!(self.server.client(state.conn).is_none());
         }
     }

@@ -321,10 +321,12 @@ impl Sim {
             crate::apply_defect(&mut config, name)?;
         }
         let server_seed = Rng::stream(seed, stream::SERVER).next_u64();
-        let node = Node {
+        let mut node = Node {
             server: Server::new(config, server_seed),
             wall_offset: 0,
         };
+        let wall = node.wall_time(Instant::ZERO);
+        node.server.set_wall_clock(Instant::ZERO, wall);
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
             for _ in 0..spec.count {
@@ -589,7 +591,7 @@ impl Sim {
             }
         }
         self.schedule_arrivals(id);
-        self.node.server.handle_closed(id);
+        self.node.server.handle_closed(self.now, id);
         self.model.server_closed(id);
     }
 
@@ -603,7 +605,7 @@ impl Sim {
         }
         conn.server_closed = true;
         conn.down.kill();
-        self.node.server.handle_closed(id);
+        self.node.server.handle_closed(self.now, id);
         self.model.server_closed(id);
         self.drain_actions();
     }
@@ -1218,6 +1220,7 @@ impl Sim {
             let jump = self.wall_rng.range(0, 20 * SECOND) as i64 - 10 * SECOND as i64;
             self.node.wall_offset += jump;
             let wall = self.node.wall_time(self.now);
+            self.node.server.set_wall_clock(self.now, wall);
             self.count_fault("wall-clock-jump");
             self.trace
                 .record(self.now, "wall-time", 0, wall.as_unix_nanos());

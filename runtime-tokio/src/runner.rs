@@ -332,7 +332,7 @@ impl Runner {
     /// A connection that never got its reader and writer.
     fn forget(&self, conn: ConnId) {
         let mut state = self.lock();
-        state.server.handle_closed(conn);
+        state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
         self.carry_out_actions(&mut state);
     }
@@ -351,7 +351,7 @@ impl Runner {
                 Ok(0) | Err(_) => {
                     // The peer went away. Let the writer finish and forget the connection.
                     let mut state = self.lock();
-                    state.server.handle_closed(conn);
+                    state.server.handle_closed(self.clock.now(), conn);
                     if let Some(io) = state.conns.remove(&conn) {
                         io.closing.store(true, Ordering::Release);
                         io.wake.notify_one();
@@ -418,7 +418,7 @@ impl Runner {
         let _ = socket.shutdown().await;
         io.stop_reader.notify_one();
         let mut state = self.lock();
-        state.server.handle_closed(conn);
+        state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
         self.carry_out_actions(&mut state);
     }

@@ -18,7 +18,7 @@ use super::closed::{ClosedConnection, ClosedRing};
 use super::format::{rfc3339_nanos, uptime};
 use super::query::{ConnState, ConnzOptions, SortOpt};
 use crate::runtime::ConnId;
-use crate::server::{Client, ClientStats, Server};
+use crate::server::{Client, ClientStats, Server, Subscription};
 use crate::time::{Instant, WallTime};
 
 /// The machine's monotonic now and the wall time read at the same moment.
@@ -92,6 +92,8 @@ pub struct ConnInfo {
 pub struct SubDetail {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub account: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account_tag: String,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qgroup: Option<String>,
@@ -100,6 +102,25 @@ pub struct SubDetail {
     #[serde(skip_serializing_if = "is_zero")]
     pub max: u64,
     pub cid: u64,
+}
+
+impl SubDetail {
+    /// `account` empty leaves `account` and `account_tag` out (as `/connz` does).
+    pub fn new(account: &str, conn: ConnId, sub: &Subscription) -> SubDetail {
+        SubDetail {
+            account: account.to_owned(),
+            account_tag: account.to_owned(),
+            subject: String::from_utf8_lossy(&sub.subject).into_owned(),
+            qgroup: sub
+                .queue
+                .as_ref()
+                .map(|q| String::from_utf8_lossy(q).into_owned()),
+            sid: String::from_utf8_lossy(&sub.sid).into_owned(),
+            msgs: sub.delivered,
+            max: sub.max,
+            cid: conn.0,
+        }
+    }
 }
 
 /// The global account's name; `/connz` omits `account` for it.
@@ -238,11 +259,19 @@ pub fn closed_connection(server: &Server, conn: ConnId, clock: Clock) -> Option<
         version: non_empty(&client.options.version),
         account: server.account_of(conn).unwrap_or("").to_owned(),
         user: client.user.clone(),
-        subscriptions: client
-            .subs
-            .values()
-            .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
-            .collect(),
+        subscriptions: if client.is_closing() {
+            client
+                .closed_subjects
+                .iter()
+                .map(|subject| String::from_utf8_lossy(subject).into_owned())
+                .collect()
+        } else {
+            client
+                .subs
+                .values()
+                .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
+                .collect()
+        },
         reason: client
             .closing
             .unwrap_or(crate::runtime::CloseReason::ClientClosed),
@@ -323,18 +352,7 @@ fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock)
                     .subs
                     .values()
                     // /connz leaves `account` out of each sub; /subsz fills it.
-                    .map(|sub| SubDetail {
-                        account: String::new(),
-                        subject: String::from_utf8_lossy(&sub.subject).into_owned(),
-                        qgroup: sub
-                            .queue
-                            .as_ref()
-                            .map(|q| String::from_utf8_lossy(q).into_owned()),
-                        sid: String::from_utf8_lossy(&sub.sid).into_owned(),
-                        msgs: sub.delivered,
-                        max: sub.max,
-                        cid: conn.0,
-                    })
+                    .map(|sub| SubDetail::new("", *conn, sub))
                     .collect();
             } else if opts.subscriptions {
                 info.subscriptions_list = client

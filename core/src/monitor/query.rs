@@ -148,6 +148,8 @@ pub enum QueryError {
     ReasonNeedsClosed,
     /// `filter_subject` without `acc`.
     FilterNeedsAccount,
+    /// `/subsz` `test` is not a literal subject.
+    TestSubject { value: String },
 }
 
 impl fmt::Display for QueryError {
@@ -181,6 +183,10 @@ impl fmt::Display for QueryError {
             QueryError::FilterNeedsAccount => {
                 f.write_str("filter by subject only valid with account filtering")
             }
+            QueryError::TestSubject { value } => write!(
+                f,
+                "invalid test subject, must be valid publish subject: {value}"
+            ),
         }
     }
 }
@@ -238,6 +244,78 @@ impl ConnzOptions {
         }
         debug_assert!(opts.limit >= 1);
         Ok(opts)
+    }
+}
+
+/// `/subsz` (and `$SYS...SUBSZ`) options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubszOptions {
+    /// List the subscriptions, not only the counters.
+    pub subscriptions: bool,
+    pub offset: usize,
+    pub limit: usize,
+    /// Only subscriptions a message on this literal subject would reach.
+    pub test: Option<String>,
+    /// Only this account.
+    pub account: String,
+}
+
+impl Default for SubszOptions {
+    fn default() -> Self {
+        SubszOptions {
+            subscriptions: false,
+            offset: 0,
+            limit: DEFAULT_CONN_LIST_SIZE,
+            test: None,
+            account: String::new(),
+        }
+    }
+}
+
+impl SubszOptions {
+    /// Decodes `subs`, `offset`, `limit`, `test` and `acc` as the reference does.
+    pub fn from_query(query: &str) -> Result<SubszOptions, QueryError> {
+        let params = Params::parse(query);
+        let subscriptions = decode_bool(&params, "subs")?;
+        let offset = decode_int(&params, "offset")?;
+        let limit = decode_int(&params, "limit")?;
+        let test = params.get("test");
+        SubszOptions::new(
+            subscriptions,
+            offset,
+            limit,
+            test,
+            params.get("acc").to_owned(),
+        )
+    }
+
+    /// Applies the reference's defaults and checks to decoded values.
+    pub fn new(
+        subscriptions: bool,
+        offset: i64,
+        limit: i64,
+        test: &str,
+        account: String,
+    ) -> Result<SubszOptions, QueryError> {
+        let test = if test.is_empty() {
+            None
+        } else if crate::subject::is_valid_literal_subject(test.as_bytes()) {
+            Some(test.to_owned())
+        } else {
+            return Err(QueryError::TestSubject {
+                value: test.to_owned(),
+            });
+        };
+        Ok(SubszOptions {
+            subscriptions,
+            offset: usize::try_from(offset).unwrap_or(0),
+            limit: match usize::try_from(limit) {
+                Ok(0) | Err(_) => DEFAULT_CONN_LIST_SIZE,
+                Ok(limit) => limit,
+            },
+            test,
+            account,
+        })
     }
 }
 

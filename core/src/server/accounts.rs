@@ -55,6 +55,19 @@ pub struct Account {
     pub mappings: Vec<Mapping>,
     /// Client subscriptions in `sublist` (the rest are internal routes).
     pub client_subs: usize,
+    pub stats: AccountStats,
+}
+
+/// One account's traffic since start (kept across reloads by name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountStats {
+    /// Messages its clients published, and their bytes.
+    pub received_msgs: u64,
+    pub received_bytes: u64,
+    /// Messages delivered to its clients, and their bytes.
+    pub sent_msgs: u64,
+    pub sent_bytes: u64,
+    pub slow_consumers: u64,
 }
 
 /// One `mappings` entry: a source pattern and weighted destinations.
@@ -196,6 +209,7 @@ impl Accounts {
             sublist: Sublist::new(),
             mappings: Vec::new(),
             client_subs: 0,
+            stats: AccountStats::default(),
         });
         self.by_name.insert(name.to_string(), id);
         id

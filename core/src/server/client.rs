@@ -96,6 +96,9 @@ pub struct Client {
     pub ping_deadline: Instant,
     /// The deadline under which this client is filed in the server's timer set.
     pub filed_deadline: Option<Instant>,
+    /// The subjects it was subscribed to when it started closing (its
+    /// subscriptions are gone by then); `/connz?state=closed&subs=1` lists them.
+    pub closed_subjects: Vec<Bytes>,
 }
 
 impl Client {
@@ -131,6 +134,7 @@ impl Client {
             auth_deadline: None,
             ping_deadline: now,
             filed_deadline: None,
+            closed_subjects: Vec::new(),
         }
     }
 

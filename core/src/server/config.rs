@@ -50,6 +50,12 @@ pub struct ServerConfig {
     /// What INFO says about TLS and how client certificates are used; the
     /// runtime does the handshakes.
     pub tls: TlsPolicy,
+    /// What `/varz` reports about the monitoring listener and timeouts the
+    /// runtime enforces.
+    pub monitoring: MonitorSettings,
+    /// `sha256:<hex>` of the configuration (`/varz` `config_digest`); empty
+    /// without a config file.
+    pub config_digest: String,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
@@ -68,6 +74,31 @@ pub struct TlsPolicy {
     pub map: bool,
     /// `allow_non_tls`: TLS is offered, not required.
     pub allow_non_tls: bool,
+}
+
+/// Facts about the runtime's listeners and deadlines that monitoring reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSettings {
+    pub http_host: String,
+    /// 0: no HTTP monitoring.
+    pub http_port: u16,
+    pub https_port: u16,
+    pub http_base_path: String,
+    pub tls_timeout: Duration,
+    pub write_deadline: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            http_host: String::from("0.0.0.0"),
+            http_port: 0,
+            https_port: 0,
+            http_base_path: String::new(),
+            tls_timeout: Duration::from_secs(2),
+            write_deadline: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Bugs the simulator's tests plant in the server (feature `planted-defects` only).
@@ -111,6 +142,8 @@ impl Default for ServerConfig {
             accounts: Vec::new(),
             system_account: Some(String::from(SYSTEM_ACCOUNT)),
             tls: TlsPolicy::default(),
+            monitoring: MonitorSettings::default(),
+            config_digest: String::new(),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

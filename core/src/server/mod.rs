@@ -20,17 +20,17 @@
 //! - A publisher never waits for a subscriber: a subscriber whose pending
 //!   output passes `max_pending` is closed as a slow consumer instead.
 
-mod accounts;
+pub(crate) mod accounts;
 mod client;
 mod config;
 mod log;
 
 pub use crate::auth::AuthConfig;
-pub use accounts::{AccountId, SubTarget};
+pub use accounts::{AccountId, AccountStats, SubTarget};
 pub use client::{Client, ClientStats, SubKey, Subscription};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
-pub use config::{ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
+pub use config::{MonitorSettings, ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use log::{LogLevel, LogRecord};
 
 use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
@@ -46,7 +46,8 @@ use crate::auth::{self as auth, AuthFailure, Authenticator, PermissionChecker};
 use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId};
 use crate::subject;
-use crate::time::Instant;
+use crate::monitor::{closed_connection, Clock, HostStats, MonitorState};
+use crate::time::{Instant, WallTime};
 use accounts::{Accounts, GLOBAL};
 use log::LogQueue;
 
@@ -67,6 +68,7 @@ pub struct ServerStats {
     pub out_msgs: u64,
     pub out_bytes: u64,
     pub slow_consumers: u64,
+    pub stale_connections: u64,
     pub total_connections: u64,
 }
 
@@ -93,6 +95,8 @@ pub struct Server {
     crossings: [Vec<SubTarget>; MAX_ACCOUNT_HOPS],
     /// Log lines for the runtime, in the reference's wording.
     logs: LogQueue,
+    /// Closed connections, HTTP request counts, host facts, wall clock.
+    monitor: MonitorState,
 }
 
 /// A message on its way through the router.
@@ -132,6 +136,7 @@ impl Server {
             scratch: BytesMut::new(),
             mapped_subject: Vec::new(),
             crossings: Default::default(),
+            monitor: MonitorState::default(),
             logs,
         }
     }
@@ -166,6 +171,60 @@ impl Server {
     /// Log lines produced since the last call, oldest first.
     pub fn take_logs(&mut self) -> impl Iterator<Item = LogRecord> + '_ {
         self.logs.drain()
+    }
+
+    // ----- monitoring -----
+
+    /// The runtime's wall clock read at monotonic `now`. The first reading
+    /// is the server's start time; later ones (the runtime may give one at
+    /// any step) keep dates right when the wall clock is stepped.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: WallTime) {
+        let first = self.monitor.started == WallTime::default();
+        self.monitor.wall = Clock {
+            now,
+            wall_now: wall,
+        };
+        if first {
+            self.monitor.started = wall;
+            self.monitor.config_loaded = wall;
+        }
+    }
+
+    /// The latest process facts the runtime sampled (memory, CPU, cores).
+    pub fn set_host_stats(&mut self, host: HostStats) {
+        self.monitor.host = host;
+    }
+
+    /// Count one HTTP request to the endpoint `path` (`/varz` `http_req_stats`).
+    pub fn note_http_request(&mut self, path: &str) {
+        *self.monitor.http_requests.entry(path.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Monitoring's view of time at `now`.
+    pub fn clock(&self, now: Instant) -> Clock {
+        self.monitor.clock(now)
+    }
+
+    pub fn monitor_state(&self) -> &MonitorState {
+        &self.monitor
+    }
+
+    pub(crate) fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Connections of `account` past CONNECT and not closing.
+    pub fn account_connections(&self, account: AccountId) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.account == account && c.connect_received && !c.is_closing())
+            .count()
+    }
+
+    /// Every Sublist entry in every account: client subscriptions and the
+    /// server's own (imports, system services), as the reference counts them.
+    pub fn total_subscriptions(&self) -> usize {
+        self.accounts.list.iter().map(|a| a.sublist.len()).sum()
     }
 
     // ----- events in -----
@@ -290,7 +349,8 @@ impl Server {
     /// A write to `conn` has not finished within the runtime's write deadline:
     /// the peer is not reading. Like nats-server, a slow consumer: cut it off.
     pub fn handle_write_stalled(&mut self, conn: ConnId) {
-        if self.clients.get(&conn).is_some_and(|c| !c.is_closing()) {
+        if let Some(client) = self.clients.get(&conn).filter(|c| !c.is_closing()) {
+            self.accounts.list[client.account].stats.slow_consumers += 1;
             self.stats.slow_consumers += 1;
             self.close(conn, CloseReason::SlowConsumerWriteDeadline);
         }
@@ -298,11 +358,15 @@ impl Server {
 
     /// The connection is gone (the peer closed it, an I/O error, or the runtime
     /// finished a close this machine asked for). Forget it.
-    pub fn handle_closed(&mut self, conn: ConnId) {
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         if let Some(client) = self.clients.get(&conn) {
             if !client.is_closing() {
                 self.close(conn, CloseReason::ClientClosed);
             }
+        }
+        let clock = self.clock(now);
+        if let Some(closed) = closed_connection(self, conn, clock) {
+            self.monitor.closed.push(closed);
         }
         if let Some(client) = self.clients.remove(&conn) {
             if let Some(deadline) = client.filed_deadline {
@@ -395,11 +459,17 @@ impl Server {
         for &conn in &conns {
             self.unfile_all(conn);
         }
-        let (accounts, warnings) = Accounts::build(&self.config);
+        let (mut accounts, warnings) = Accounts::build(&self.config);
         for warning in warnings {
             self.logs.push(LogLevel::Error, None, warning);
         }
+        for old in &self.accounts.list {
+            if let Some(id) = accounts.find(&old.name) {
+                accounts.list[id].stats = old.stats;
+            }
+        }
         self.accounts = accounts;
+        self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.authenticator = Authenticator::new(&self.config.auth);
         for conn in conns {
             let client = self.clients.get_mut(&conn).expect("client exists");
@@ -656,6 +726,9 @@ impl Server {
         client.stats.in_bytes += size as u64;
         self.stats.in_msgs += 1;
         self.stats.in_bytes += size as u64;
+        let received = &mut self.accounts.list[client.account].stats;
+        received.received_msgs += 1;
+        received.received_bytes += size as u64;
         if subject.starts_with(b"_GR_.") {
             self.publish_violation(conn, subject);
             return;
@@ -789,6 +862,7 @@ impl Server {
             expired_subs,
             config,
             now,
+            sent: AccountStats::default(),
         };
         for target in &result.plain {
             match *target {
@@ -829,6 +903,11 @@ impl Server {
                 }
             }
         }
+        let sent = out.sent;
+        let account_stats = &mut self.accounts.list[account].stats;
+        account_stats.sent_msgs += sent.sent_msgs;
+        account_stats.sent_bytes += sent.sent_bytes;
+        account_stats.slow_consumers += sent.slow_consumers;
         for target in crossings.drain(..) {
             if usize::from(depth) + 1 < MAX_ACCOUNT_HOPS {
                 delivered |= self.cross(now, target, msg, depth + 1);
@@ -1202,6 +1281,7 @@ impl Server {
             return;
         }
         if client.pings_out + 1 > ping_max {
+            self.stats.stale_connections += 1;
             self.close_with_error(conn, "Stale Connection", CloseReason::StaleConnection);
             return;
         }
@@ -1251,6 +1331,7 @@ impl Server {
             self.timers.remove(&(old, conn));
         }
         let subs = std::mem::take(&mut client.subs);
+        client.closed_subjects = subs.values().map(|sub| sub.subject.clone()).collect();
         client.sids.clear();
         let account = client.account;
         for (index, sub) in subs {
@@ -1269,6 +1350,7 @@ impl Server {
         if over {
             self.stats.slow_consumers += 1;
             let client = self.clients.get_mut(&conn).expect("client exists");
+            self.accounts.list[client.account].stats.slow_consumers += 1;
             client.outbound.clear();
             self.close(conn, CloseReason::SlowConsumerPendingBytes);
         }
@@ -1325,6 +1407,8 @@ struct Outbox<'a> {
     expired_subs: &'a mut Vec<SubKey>,
     config: &'a ServerConfig,
     now: Instant,
+    /// What this match delivered, for the account's counters.
+    sent: AccountStats,
 }
 
 impl Outbox<'_> {
@@ -1395,11 +1479,15 @@ impl Outbox<'_> {
         client.stats.out_bytes += size as u64;
         self.stats.out_msgs += 1;
         self.stats.out_bytes += size as u64;
+        self.sent.sent_msgs += 1;
+        self.sent.sent_bytes += size as u64;
         if client.pending_bytes() > self.config.max_pending {
             // Slow consumer: this connection alone is cut off; the publisher goes on.
             // Like the reference, no -ERR: the peer is not reading anyway.
             self.stats.slow_consumers += 1;
+            self.sent.slow_consumers += 1;
             client.closing = Some(CloseReason::SlowConsumerPendingBytes);
+            client.closed_subjects = client.subs.values().map(|s| s.subject.clone()).collect();
             client.outbound.clear();
             // Its subscriptions leave the sublist once the match result is released.
             self.expired_subs

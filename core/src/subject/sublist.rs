@@ -674,6 +674,20 @@ impl<V: Copy + Ord + core::fmt::Debug> Sublist<V> {
             ..self.stats
         }
     }
+
+    /// (largest, total) fan-out over the cached results: what nats-server
+    /// reports as `max_fanout` and, divided by the cache size, `avg_fanout`.
+    /// Walks the cache (bounded by its capacity): for monitoring only.
+    pub fn cache_fanout(&self) -> (usize, usize) {
+        self.cache
+            .slots
+            .iter()
+            .filter(|slot| slot.subject.is_some())
+            .map(|slot| slot.result.plain.len() + slot.result.queues.len())
+            .fold((0, 0), |(max, total), fanout| {
+                (max.max(fanout), total + fanout)
+            })
+    }
 }
 
 #[cfg(test)]

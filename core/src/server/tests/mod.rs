@@ -388,7 +388,7 @@ fn closed_connection_leaves_no_subscriptions() {
     let c = h.connect(1, "{}");
     h.send(c, "SUB a 1\r\nSUB b q 2\r\n");
     assert_eq!(h.server.num_subscriptions(), 2);
-    h.server.handle_closed(c);
+    h.server.handle_closed(Instant::ZERO, c);
     assert_eq!(h.server.num_subscriptions(), 0);
     assert!(h.server.client(c).is_none());
     assert_eq!(h.server.poll_timeout(), None);
