@@ -16,6 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::flags::{self, CliOptions};
 use crate::logging::{self, LogConfig, LogHandle};
+use crate::monitor_http::MonitorHttp;
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 use crate::settings;
@@ -147,6 +148,30 @@ async fn serve(
         tracing::info!("TLS required for client connections");
     }
 
+    let http_host = settings::http_host(&options, &file);
+    let http_port = settings::http_port(&options)
+        .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
+    let mut config_closed_capacity = rnats_core::monitor::DEFAULT_MAX_CLOSED_CLIENTS;
+    let http_listener = match http_port {
+        None => None,
+        Some(port) => match bind(&http_host, port).await {
+            Ok(listener) => {
+                let bound = listener
+                    .local_addr()
+                    .expect("bound listener has an address");
+                tracing::info!(
+                    "Starting http monitor on {}",
+                    display_addr(&http_host, bound)
+                );
+                Some(listener)
+            }
+            Err(error) => logging::fatal(format_args!(
+                "Can't listen to the monitor port: listen tcp {}: {error}",
+                display_addr(&http_host, SocketAddr::from(([0, 0, 0, 0], port)))
+            )),
+        },
+    };
+
     let ports_path = options
         .ports_file_dir
         .as_ref()
@@ -154,6 +179,11 @@ async fn serve(
         .and_then(|dir| {
             let ports = Ports {
                 nats: ports_file::format_urls("nats", local),
+                monitoring: http_listener
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .map(|addr| ports_file::format_urls("http", addr))
+                    .unwrap_or_default(),
                 ..Ports::default()
             };
             let exe = ports_file::exe_name();
@@ -179,13 +209,39 @@ async fn serve(
         port: local.port(),
         ..ServerConfig::default()
     };
-    let config = settings::server_config(&options, &file, &identity);
-    let runner = Runner::new(Server::new(config, random_seed()), Clock::new(), tls);
+    let mut config = settings::server_config(&options, &file, &identity);
+    config.config_digest = config_sha256
+        .as_ref()
+        .map(|sha| format!("sha256:{sha}"))
+        .unwrap_or_default();
+    if let Some(listener) = &http_listener {
+        config.monitoring.http_host = http_host.clone();
+        config.monitoring.http_port = listener
+            .local_addr()
+            .expect("bound listener has an address")
+            .port();
+    }
+    if let Some(max) = file.max_closed_clients {
+        config_closed_capacity = usize::try_from(max).unwrap_or(0);
+    }
+    let mut server = Server::new(config, random_seed());
+    server.set_closed_capacity(config_closed_capacity);
+    let runner = Runner::new(server, Clock::new(), tls);
     let serving = tokio::spawn(runner.clone().serve(listener));
+    let sampler = tokio::spawn(runner.clone().sample_host());
+    let monitoring = http_listener.map(|listener| {
+        let base_path =
+            runner.with_server(|server, _| server.config().monitoring.http_base_path.clone());
+        tokio::spawn(MonitorHttp::new(runner.clone(), &base_path).serve(listener))
+    });
     tracing::info!("Server is ready");
 
     handle_signals(&runner, &log, &reloader).await;
 
+    if let Some(monitoring) = monitoring {
+        monitoring.abort();
+    }
+    sampler.abort();
     runner.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     // Give writers a moment to flush their last bytes before the process exits.

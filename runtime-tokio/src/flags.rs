@@ -56,6 +56,8 @@ pub struct CliOptions {
     pub host: Option<String>,
     /// `-p`, `--port`: 0 means the default 4222, -1 a random free port.
     pub port: Option<i64>,
+    /// `-m`, `--http_port`: the monitoring port (-1: a random free port).
+    pub http_port: Option<i64>,
     /// `-n`, `--name`, `--server_name`.
     pub server_name: Option<String>,
     /// `-P`, `--pid`: the file to write our pid into.
@@ -184,7 +186,7 @@ Server Options:
     -n, --name
         --server_name <server_name>  Name of this server (default: its generated id)
     -P, --pid <file>                 Write the process id into this file
-    -m, --http_port <port>           Monitoring port, plain HTTP (not supported yet)
+    -m, --http_port <port>           Use port for http monitoring
     -ms,--https_port <port>          Monitoring port, HTTPS (not supported yet)
     -c, --config <file>              Read this configuration file (not supported yet)
     -t                               Check the configuration file, then exit
@@ -284,6 +286,7 @@ enum Flag {
     TlsCert,
     TlsKey,
     TlsCaCert,
+    HttpPort,
     Unsupported,
 }
 
@@ -327,8 +330,8 @@ const FLAGS: &[(&str, Kind, Flag)] = &[
     ("t", Kind::Bool, Flag::CheckConfig),
     ("c", Kind::Text, Flag::Config),
     ("config", Kind::Text, Flag::Config),
-    ("m", Kind::Int, Flag::Unsupported),
-    ("http_port", Kind::Int, Flag::Unsupported),
+    ("m", Kind::Int, Flag::HttpPort),
+    ("http_port", Kind::Int, Flag::HttpPort),
     ("ms", Kind::Int, Flag::Unsupported),
     ("https_port", Kind::Int, Flag::Unsupported),
     ("s", Kind::Bool, Flag::Unsupported),
@@ -547,6 +550,7 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
         match occurrence.flag {
             Flag::Host => options.host = Some(text()),
             Flag::Port => options.port = Some(int()),
+            Flag::HttpPort => options.http_port = Some(int()),
             Flag::ServerName => options.server_name = Some(text()),
             Flag::PidFile => options.pid_file = Some(PathBuf::from(text())),
             Flag::PortsFileDir => options.ports_file_dir = Some(PathBuf::from(text())),
@@ -980,7 +984,6 @@ mod tests {
         let cases = [
             ("-js", vec!["-js"]),
             ("--jetstream -sd /x", vec!["--jetstream", "-sd"]),
-            ("-m 8222", vec!["-m"]),
             ("-ms=8222", vec!["-ms"]),
             (
                 "--routes nats://a:1 --cluster nats://b:2",
@@ -1009,8 +1012,8 @@ mod tests {
             "flag -js is not supported yet"
         );
         assert_eq!(
-            FlagError::Unsupported(vec!["-js".into(), "-m".into()]).to_string(),
-            "flags -js, -m are not supported yet"
+            FlagError::Unsupported(vec!["-js".into(), "-ms".into()]).to_string(),
+            "flags -js, -ms are not supported yet"
         );
         // Default values ask for nothing.
         run("-js=false -m 0 --routes= -s=f");

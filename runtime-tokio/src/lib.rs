@@ -2,7 +2,9 @@
 
 pub mod app;
 pub mod flags;
+pub mod host;
 pub mod logging;
+pub mod monitor_http;
 pub mod ports_file;
 pub mod runner;
 pub mod settings;

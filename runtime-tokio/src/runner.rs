@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rnats_core::runtime::{Action, CloseReason, ConnId};
 use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
-use rnats_core::time::Instant;
+use rnats_core::time::{Instant, WallTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -105,8 +105,17 @@ pub struct Runner {
     tls: Option<Arc<Tls>>,
 }
 
+/// The system's wall clock, as core's `WallTime`.
+pub fn wall_now() -> WallTime {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    WallTime::from_unix_nanos(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+}
+
 impl Runner {
-    pub fn new(server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
+    pub fn new(mut server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
+        server.set_wall_clock(clock.now(), wall_now());
         Arc::new(Runner {
             state: Mutex::new(State {
                 server,
@@ -120,6 +129,29 @@ impl Runner {
             lame_duck: AtomicBool::new(false),
             tls: tls.map(Arc::new),
         })
+    }
+
+    /// Run `f` on the machine under the lock, at the current instant, and
+    /// carry out whatever it queued (monitoring reads queue nothing).
+    pub fn with_server<R>(&self, f: impl FnOnce(&mut Server, Instant) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state.server, self.clock.now());
+        self.carry_out_actions(&mut state);
+        result
+    }
+
+    /// Hand the machine the wall clock and the process's memory and CPU use,
+    /// now and every second (monitoring dates, `/varz` `mem` and `cpu`).
+    pub async fn sample_host(self: Arc<Self>) {
+        let mut sampler = crate::host::HostSampler::new();
+        loop {
+            let host = sampler.sample();
+            self.with_server(|server, now| {
+                server.set_wall_clock(now, wall_now());
+                server.set_host_stats(host);
+            });
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

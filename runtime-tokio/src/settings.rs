@@ -79,6 +79,7 @@ pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
     let non_empty = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
     merged.host = cli.host.clone().or_else(|| non_empty(&file.host));
     merged.port = cli.port.or(file.port);
+    merged.http_port = cli.http_port.or(file.http_port);
     merged.server_name = cli.server_name.clone().or_else(|| file.server_name.clone());
     merged.client_advertise = cli
         .client_advertise
@@ -201,7 +202,37 @@ pub fn server_config(
     config.ping_max = defaults.ping_max;
     config.auth_timeout = defaults.auth_timeout;
     apply_limits(&mut config, file);
+    if let Some(base) = &file.http_base_path {
+        config.monitoring.http_base_path = base.clone();
+    }
+    if let Some(deadline) = file.write_deadline.filter(|d| !d.is_zero()) {
+        config.monitoring.write_deadline = deadline;
+    }
+    if let Ok(Some(tls)) = crate::tls::settings(options, file) {
+        config.monitoring.tls_timeout = tls.timeout;
+    }
     config
+}
+
+/// The monitoring listener's port: `None` without `-m`/`http_port`/`http`
+/// (or with 0); -1 asks the OS for a free one.
+pub fn http_port(options: &CliOptions) -> Result<Option<u16>, String> {
+    match options.http_port {
+        None | Some(0) => Ok(None),
+        Some(-1) => Ok(Some(0)),
+        Some(port) => u16::try_from(port)
+            .map(Some)
+            .map_err(|_| format!("invalid monitoring port: {port}")),
+    }
+}
+
+/// The monitoring listener's host: the file's `http` host, else the client host.
+pub fn http_host(options: &CliOptions, file: &FileOptions) -> String {
+    file.http_host
+        .clone()
+        .filter(|host| !host.is_empty())
+        .or_else(|| options.host.clone())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
 
 /// Apply the file's limits to the machine's configuration (flags have no say here).

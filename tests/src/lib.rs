@@ -96,6 +96,25 @@ impl ServerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The monitoring port from the "Starting http monitor on HOST:PORT" log
+    /// line (start the server with `-m -1`); waits briefly for the line.
+    pub fn http_port(&self) -> u16 {
+        for _ in 0..100 {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                let (_, address) = line.split_once("Starting http monitor on ")?;
+                address.trim().rsplit(':').next()?.parse().ok()
+            });
+            if let Some(port) = found {
+                return port;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no monitoring port in the log: {:?}",
+            self.log.lock().unwrap()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -216,4 +235,32 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// A plain HTTP/1.0 GET of `path` on 127.0.0.1:`port`: (status, headers, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the monitor port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// GET `path` and parse the body as JSON, insisting on 200.
+pub fn http_json(port: u16, path: &str) -> serde_json::Value {
+    let (status, _, body) = http_get(port, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }

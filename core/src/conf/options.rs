@@ -31,12 +31,8 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "default_sentinel",
-    "http",
     "https",
-    "http_port",
-    "monitor_port",
     "https_port",
-    "http_base_path",
     "cluster",
     "gateway",
     "leaf",
@@ -84,7 +80,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "default_js_domain",
     "ocsp_cache",
     "no_fast_producer_stall",
-    "max_closed_clients",
     "proxies",
 ];
 
@@ -130,6 +125,13 @@ pub struct FileOptions {
     pub tls: Option<TlsOptions>,
     pub allow_non_tls: Option<bool>,
     pub lame_duck_grace_period: Option<Duration>,
+    /// `http: "host:port"`: the monitoring listener's host (empty: default).
+    pub http_host: Option<String>,
+    /// `http_port`, `monitor_port`, or the port of `http`; -1: random.
+    pub http_port: Option<i64>,
+    pub http_base_path: Option<String>,
+    /// Closed connections `/connz` remembers (0: none).
+    pub max_closed_clients: Option<i64>,
     /// What the reference prints as warnings: the server still starts, but
     /// `nats-server -t` calls the file invalid.
     pub warnings: Vec<ConfWarning>,
@@ -265,6 +267,14 @@ fn apply_top_level(
             options.port = Some(port);
         }
         "port" => options.port = Some(integer(entry)?),
+        "http" => {
+            let (host, port) = parse_listen(entry)?;
+            options.http_host = Some(host);
+            options.http_port = Some(port);
+        }
+        "http_port" | "monitor_port" => options.http_port = Some(integer(entry)?),
+        "http_base_path" => options.http_base_path = Some(string(entry)?),
+        "max_closed_clients" => options.max_closed_clients = Some(integer(entry)?),
         "host" | "net" => options.host = Some(string(entry)?),
         "server_name" => {
             let name = string(entry)?;

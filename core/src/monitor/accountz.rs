@@ -102,11 +102,7 @@ impl core::fmt::Display for UnknownAccount {
 /// Builds `/accountz`: every account's name, or `account`'s detail.
 pub fn accountz(server: &Server, account: &str, clock: Clock) -> Result<Accountz, UnknownAccount> {
     let accounts = server.accounts();
-    let system_account = server
-        .config()
-        .system_account
-        .clone()
-        .unwrap_or_default();
+    let system_account = server.config().system_account.clone().unwrap_or_default();
     let mut page = Accountz {
         server_id: server.config().server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
@@ -283,7 +279,10 @@ pub fn accstatz(
     let ids: Vec<AccountId> = if names.is_empty() {
         accounts.by_name.values().copied().collect()
     } else {
-        names.iter().filter_map(|name| accounts.find(name)).collect()
+        names
+            .iter()
+            .filter_map(|name| accounts.find(name))
+            .collect()
     };
     AccountStatz {
         server_id: server.config().server_id.clone(),

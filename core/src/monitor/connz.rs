@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use super::closed::{ClosedConnection, ClosedRing};
+use super::closed::ClosedConnection;
 use super::format::{rfc3339_nanos, uptime};
 use super::query::{ConnState, ConnzOptions, SortOpt};
 use crate::runtime::ConnId;
@@ -203,7 +203,8 @@ impl Row<'_> {
 }
 
 /// Builds the `/connz` page for `opts`.
-pub fn connz(server: &Server, closed: &ClosedRing, opts: &ConnzOptions, clock: Clock) -> Connz {
+pub fn connz(server: &Server, opts: &ConnzOptions, clock: Clock) -> Connz {
+    let closed = &server.monitor_state().closed;
     let mut rows: Vec<Row<'_>> = Vec::new();
     if opts.state != ConnState::Closed {
         for conn in server.open_connections() {
@@ -445,9 +446,8 @@ mod tests {
     #[test]
     fn counters_and_sorting_are_true() {
         let server = traffic();
-        let ring = ClosedRing::new(10);
         let opts = ConnzOptions::from_query("sort=msgs_from&subs=detail").unwrap();
-        let page = connz(&server, &ring, &opts, clock(10));
+        let page = connz(&server, &opts, clock(10));
         assert_eq!((page.total, page.num_connections), (2, 2));
         let publisher = &page.connections[0];
         assert_eq!(publisher.cid, 2);
@@ -481,31 +481,28 @@ mod tests {
     #[test]
     fn connz_json_snapshot() {
         let server = traffic();
-        let ring = ClosedRing::new(10);
         let opts = ConnzOptions::from_query("subs=detail&auth=1").unwrap();
-        let page = connz(&server, &ring, &opts, clock(10));
+        let page = connz(&server, &opts, clock(10));
         insta::assert_snapshot!(serde_json::to_string_pretty(&page).unwrap());
     }
 
     #[test]
     fn paging_and_cid_filter() {
         let server = traffic();
-        let ring = ClosedRing::new(10);
         let opts = ConnzOptions::from_query("limit=1&offset=1").unwrap();
-        let page = connz(&server, &ring, &opts, clock(3));
+        let page = connz(&server, &opts, clock(3));
         assert_eq!((page.total, page.num_connections), (2, 1));
         assert_eq!(page.connections[0].cid, 2);
         let opts = ConnzOptions::from_query("cid=1").unwrap();
-        let page = connz(&server, &ring, &opts, clock(3));
+        let page = connz(&server, &opts, clock(3));
         assert_eq!(page.connections.len(), 1);
         assert_eq!(page.connections[0].cid, 1);
     }
 
     #[test]
     fn closed_connections_carry_their_reason() {
-        let server = traffic();
-        let mut ring = ClosedRing::new(10);
-        ring.push(ClosedConnection {
+        let mut server = traffic();
+        server.monitor_mut().closed.push(ClosedConnection {
             cid: ConnId(9),
             ip: "127.0.0.1".into(),
             port: 6000,
@@ -522,7 +519,7 @@ mod tests {
             reason: CloseReason::SlowConsumerPendingBytes,
         });
         let opts = ConnzOptions::from_query("state=closed&subs=1").unwrap();
-        let page = connz(&server, &ring, &opts, clock(20));
+        let page = connz(&server, &opts, clock(20));
         assert_eq!(page.total, 1);
         let info = &page.connections[0];
         assert_eq!(info.reason, Some("Slow Consumer (Pending Bytes)"));
@@ -531,6 +528,6 @@ mod tests {
         let json = serde_json::to_value(info).unwrap();
         assert_eq!(json["stop"], "2025-11-22T13:30:04Z");
         let opts = ConnzOptions::from_query("state=any").unwrap();
-        assert_eq!(connz(&server, &ring, &opts, clock(20)).total, 3);
+        assert_eq!(connz(&server, &opts, clock(20)).total, 3);
     }
 }

@@ -111,3 +111,27 @@ mod tests {
         assert_eq!(uptime((366 * 86_400) * s), "1y1d0h0m0s");
     }
 }
+
+/// Serializes an `f64` the way Go's `encoding/json` writes a float64: a
+/// whole number without a fraction (`2`, not `2.0`).
+pub fn go_float<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if value.fract() == 0.0 && value.abs() < EXACT_INTEGER_LIMIT {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f64(*value)
+    }
+}
+
+#[cfg(test)]
+mod go_float_tests {
+    #[derive(serde::Serialize)]
+    struct Wrap(#[serde(serialize_with = "super::go_float")] f64);
+
+    #[test]
+    fn whole_floats_print_as_integers() {
+        assert_eq!(serde_json::to_string(&Wrap(2.0)).unwrap(), "2");
+        assert_eq!(serde_json::to_string(&Wrap(0.0)).unwrap(), "0");
+        assert_eq!(serde_json::to_string(&Wrap(0.125)).unwrap(), "0.125");
+    }
+}

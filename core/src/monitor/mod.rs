@@ -20,7 +20,7 @@ pub mod query;
 pub mod subsz;
 pub mod varz;
 
-pub use accountz::{accountz, accstatz, Accountz, AccountStatz, UnknownAccount};
+pub use accountz::{accountz, accstatz, AccountStatz, Accountz, UnknownAccount};
 pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 pub use cluster::{gatewayz, leafz, routez};
 pub use connz::{closed_connection, connz, Clock, ConnInfo, Connz, SubDetail};

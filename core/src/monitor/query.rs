@@ -319,6 +319,17 @@ impl SubszOptions {
     }
 }
 
+/// The first value of `key` in a raw query string, percent-decoded; empty
+/// when absent (Go's `url.Values.Get`).
+pub fn param(query: &str, key: &str) -> String {
+    Params::parse(query).get(key).to_owned()
+}
+
+/// A boolean query parameter as the reference decodes it (absent: false).
+pub fn decode_bool_param(query: &str, key: &'static str) -> Result<bool, QueryError> {
+    decode_bool(&Params::parse(query), key)
+}
+
 /// Decoded `key=value` pairs in query order.
 struct Params(Vec<(String, String)>);
 

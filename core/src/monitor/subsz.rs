@@ -26,8 +26,10 @@ pub struct SublistStatsJson {
     pub num_inserts: u64,
     pub num_removes: u64,
     pub num_matches: u64,
+    #[serde(serialize_with = "super::format::go_float")]
     pub cache_hit_rate: f64,
     pub max_fanout: usize,
+    #[serde(serialize_with = "super::format::go_float")]
     pub avg_fanout: f64,
 }
 

@@ -69,6 +69,7 @@ pub struct Varz {
     pub http_base_path: String,
     pub https_port: u16,
     /// Seconds.
+    #[serde(serialize_with = "super::format::go_float")]
     pub auth_timeout: f64,
     pub max_control_line: usize,
     pub max_payload: usize,
@@ -80,6 +81,7 @@ pub struct Varz {
     pub websocket: Empty,
     pub jetstream: Empty,
     /// Seconds.
+    #[serde(serialize_with = "super::format::go_float")]
     pub tls_timeout: f64,
     /// Nanoseconds.
     pub write_deadline: u64,
@@ -89,6 +91,7 @@ pub struct Varz {
     pub mem: u64,
     pub cores: u32,
     pub gomaxprocs: u32,
+    #[serde(serialize_with = "super::format::go_float")]
     pub cpu: f64,
     pub connections: usize,
     pub total_connections: u64,

@@ -43,10 +43,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::auth::ResponseType;
 use crate::auth::{self as auth, AuthFailure, Authenticator, PermissionChecker};
+use crate::monitor::{closed_connection, Clock, HostStats, MonitorState};
 use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId};
 use crate::subject;
-use crate::monitor::{closed_connection, Clock, HostStats, MonitorState};
 use crate::time::{Instant, WallTime};
 use accounts::{Accounts, GLOBAL};
 use log::LogQueue;
@@ -195,9 +195,19 @@ impl Server {
         self.monitor.host = host;
     }
 
+    /// How many closed connections `/connz?state=closed` remembers
+    /// (`max_closed_clients`; 0 keeps none).
+    pub fn set_closed_capacity(&mut self, capacity: usize) {
+        self.monitor.closed = crate::monitor::ClosedRing::new(capacity);
+    }
+
     /// Count one HTTP request to the endpoint `path` (`/varz` `http_req_stats`).
     pub fn note_http_request(&mut self, path: &str) {
-        *self.monitor.http_requests.entry(path.to_owned()).or_insert(0) += 1;
+        *self
+            .monitor
+            .http_requests
+            .entry(path.to_owned())
+            .or_insert(0) += 1;
     }
 
     /// Monitoring's view of time at `now`.
@@ -207,6 +217,11 @@ impl Server {
 
     pub fn monitor_state(&self) -> &MonitorState {
         &self.monitor
+    }
+
+    #[cfg(test)]
+    pub(crate) fn monitor_mut(&mut self) -> &mut MonitorState {
+        &mut self.monitor
     }
 
     pub(crate) fn accounts(&self) -> &Accounts {

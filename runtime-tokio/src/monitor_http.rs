@@ -1,0 +1,275 @@
+//! The HTTP monitoring listener (`-m`, `http_port`, `http: host:port`),
+//! served with hyper.
+//!
+//! Role: decode the path and query, take the server lock once to build the
+//! answer with `rnats_core::monitor`, and serialize it outside the lock.
+//! Bodies, status codes and headers follow nats-server v2.15.1: JSON
+//! pretty-printed with two spaces (`/healthz` compact), `Content-Type:
+//! application/json` with `Access-Control-Allow-Origin: *`, query errors as
+//! 400 with the reference's text, unknown paths as Go's `404 page not found`.
+//!
+//! Invariant: work under the lock is bounded by the request (a connz page
+//! is at most `limit` rows; counters are read, never recomputed from
+//! traffic), so monitoring never stalls message traffic for long.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rnats_core::monitor::{self, ConnzOptions, Healthz, SubszOptions};
+use rnats_core::server::Server;
+use rnats_core::time::Instant;
+use tokio::net::TcpListener;
+
+use crate::runner::Runner;
+
+/// The endpoints, by path below the base path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Index,
+    Varz,
+    Connz,
+    Subsz,
+    Routez,
+    Gatewayz,
+    Leafz,
+    Accountz,
+    Accstatz,
+    Healthz,
+}
+
+impl Endpoint {
+    fn from_path(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/" => Endpoint::Index,
+            "/varz" => Endpoint::Varz,
+            "/connz" => Endpoint::Connz,
+            "/subsz" | "/subscriptionsz" => Endpoint::Subsz,
+            "/routez" => Endpoint::Routez,
+            "/gatewayz" => Endpoint::Gatewayz,
+            "/leafz" => Endpoint::Leafz,
+            "/accountz" => Endpoint::Accountz,
+            "/accstatz" => Endpoint::Accstatz,
+            "/healthz" => Endpoint::Healthz,
+            _ => return None,
+        })
+    }
+}
+
+/// What the monitoring listener shares between connections.
+pub struct MonitorHttp {
+    runner: Arc<Runner>,
+    /// `http_base_path`, normalized to `""` or `/segment...` without a trailing `/`.
+    base_path: String,
+}
+
+impl MonitorHttp {
+    pub fn new(runner: Arc<Runner>, base_path: &str) -> Arc<Self> {
+        Arc::new(MonitorHttp {
+            runner,
+            base_path: normalize_base_path(base_path),
+        })
+    }
+
+    /// Accept and serve monitoring connections until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.respond(&request)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let uri = request.uri();
+        let endpoint = uri
+            .path()
+            .strip_prefix(self.base_path.as_str())
+            .and_then(|rest| Endpoint::from_path(if rest.is_empty() { "/" } else { rest }));
+        let Some(endpoint) = endpoint else {
+            return plain(StatusCode::NOT_FOUND, "404 page not found\n");
+        };
+        let query = uri.query().unwrap_or("");
+        let path = if endpoint == Endpoint::Index {
+            "/"
+        } else {
+            uri.path()
+                .strip_prefix(self.base_path.as_str())
+                .unwrap_or("/")
+        };
+        let answer = self.runner.with_server(|server, now| {
+            server.note_http_request(path);
+            build(server, now, endpoint, query)
+        });
+        match answer {
+            Ok(Answer::Html(page)) => {
+                let mut response = Response::new(Full::new(Bytes::from(page)));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                response
+            }
+            Ok(Answer::Json(body)) => json(StatusCode::OK, body),
+            Err(text) => plain(StatusCode::BAD_REQUEST, &text),
+        }
+    }
+}
+
+enum Answer {
+    Html(String),
+    Json(Vec<u8>),
+}
+
+/// Builds the answer under the lock. Serializing here keeps the borrowed
+/// rows simple; a page is bounded by its `limit`.
+fn build(server: &Server, now: Instant, endpoint: Endpoint, query: &str) -> Result<Answer, String> {
+    let clock = server.clock(now);
+    let pretty = |value: &dyn erased::Json| Ok(Answer::Json(value.pretty()));
+    match endpoint {
+        Endpoint::Index => Ok(Answer::Html(index_page(server))),
+        Endpoint::Varz => pretty(&monitor::varz(server, clock)),
+        Endpoint::Connz => {
+            let opts = ConnzOptions::from_query(query).map_err(|e| e.to_string())?;
+            pretty(&monitor::connz(server, &opts, clock))
+        }
+        Endpoint::Subsz => {
+            let opts = SubszOptions::from_query(query).map_err(|e| e.to_string())?;
+            pretty(&monitor::subsz(server, &opts, clock))
+        }
+        Endpoint::Routez => pretty(&monitor::routez(server, clock)),
+        Endpoint::Gatewayz => pretty(&monitor::gatewayz(server, clock)),
+        Endpoint::Leafz => pretty(&monitor::leafz(server, clock)),
+        Endpoint::Accountz => {
+            let account = query_value(query, "acc");
+            let page = monitor::accountz(server, &account, clock).map_err(|e| e.to_string())?;
+            pretty(&page)
+        }
+        Endpoint::Accstatz => {
+            let unused =
+                monitor::query::decode_bool_param(query, "unused").map_err(|e| e.to_string())?;
+            pretty(&monitor::accstatz(server, &[], unused, clock))
+        }
+        Endpoint::Healthz => Ok(Answer::Json(
+            serde_json::to_vec(&Healthz::ok()).expect("healthz serializes"),
+        )),
+    }
+}
+
+/// Serialization behind a trait object, so `build` can treat every page alike.
+mod erased {
+    pub trait Json {
+        fn pretty(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn pretty(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).expect("monitoring pages serialize")
+        }
+    }
+}
+
+/// The first value of `key` in `query`, percent-decoded; empty when absent.
+fn query_value(query: &str, key: &str) -> String {
+    monitor::query::param(query, key)
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// `""`, or `/a/b` with one leading slash and no trailing one.
+fn normalize_base_path(base: &str) -> String {
+    let trimmed = base.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// A plain page linking every endpoint (relative links, so a base path works).
+fn index_page(server: &Server) -> String {
+    const LINKS: &[(&str, &str)] = &[
+        ("varz", "General"),
+        ("connz", "Connections"),
+        ("accountz", "Accounts"),
+        ("accstatz", "Account Stats"),
+        ("subsz", "Subscriptions"),
+        ("routez", "Routes"),
+        ("leafz", "LeafNodes"),
+        ("gatewayz", "Gateways"),
+        ("healthz", "Health Probe"),
+    ];
+    let mut page =
+        String::from("<html lang=\"en\">\n<head><title>rnats monitoring</title></head>\n<body>\n");
+    page.push_str(&format!(
+        "<h1>rnats</h1>\n<p>NATS protocol {} &middot; server {}</p>\n",
+        server.config().version,
+        server.config().effective_name()
+    ));
+    for (path, label) in LINKS {
+        page.push_str(&format!(
+            "<a href=./{path}>{label}<span class=\"endpoint\"> /{path}</span></a><br/>\n"
+        ));
+    }
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths_are_normalized() {
+        assert_eq!(normalize_base_path(""), "");
+        assert_eq!(normalize_base_path("/"), "");
+        assert_eq!(normalize_base_path("nats"), "/nats");
+        assert_eq!(normalize_base_path("/nats/"), "/nats");
+    }
+
+    #[test]
+    fn paths_name_endpoints() {
+        assert_eq!(Endpoint::from_path("/varz"), Some(Endpoint::Varz));
+        assert_eq!(
+            Endpoint::from_path("/subscriptionsz"),
+            Some(Endpoint::Subsz)
+        );
+        assert_eq!(Endpoint::from_path("/varz/"), None);
+        assert_eq!(Endpoint::from_path("/nope"), None);
+    }
+}

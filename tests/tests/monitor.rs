@@ -1,0 +1,323 @@
+//! HTTP monitoring against the real binary: true counts for traffic the test
+//! generates, close reasons of closed connections, error texts, and the key
+//! sets of every endpoint compared with the reference nats-server's.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::RawConnection;
+use rnats_tests::{http_get, http_json, ServerProcess};
+use serde_json::Value;
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-monitor-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Polls `path` until `done` holds (the server counts asynchronously to the
+/// test's own socket reads), then returns the last answer.
+fn wait_for(port: u16, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = http_json(port, path);
+        if done(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("GET {path} never satisfied the condition; last answer: {last:#}");
+}
+
+#[tokio::test]
+async fn counters_match_the_traffic_the_test_sent() {
+    let server = ServerProcess::start(&["-m", "-1"]);
+    let http = server.http_port();
+    let mut subscriber = RawConnection::connect_quiet(
+        &server.addr(),
+        r#"{"verbose":false,"name":"counted","lang":"raw","version":"1"}"#,
+    )
+    .await;
+    subscriber
+        .send(b"SUB counted.> 1\r\nSUB other 2\r\nPING\r\n")
+        .await;
+    subscriber.read_until(b"PONG\r\n").await;
+    let mut publisher = RawConnection::connect_quiet(&server.addr(), r#"{"verbose":false}"#).await;
+    for i in 0..10 {
+        publisher
+            .send(format!("PUB counted.{i} 5\r\nhello\r\n").as_bytes())
+            .await;
+    }
+    publisher.send(b"PUB nobody 3\r\nabc\r\nPING\r\n").await;
+    publisher.read_until(b"PONG\r\n").await;
+    subscriber.read_until(b"counted.9").await;
+
+    let varz = wait_for(http, "/varz", |v| v["out_msgs"] == 10);
+    assert_eq!(varz["in_msgs"], 11);
+    assert_eq!(varz["in_bytes"], 53);
+    assert_eq!(varz["out_bytes"], 50);
+    assert_eq!(varz["connections"], 2);
+    assert_eq!(varz["total_connections"], 2);
+    assert_eq!(varz["http_port"], http);
+    assert!(varz["http_req_stats"]["/varz"].as_u64().unwrap() >= 1);
+
+    let connz = http_json(http, "/connz?subs=1&sort=msgs_to");
+    assert_eq!(connz["num_connections"], 2);
+    let first = &connz["connections"][0];
+    assert_eq!(first["name"], "counted");
+    assert_eq!(first["out_msgs"], 10);
+    assert_eq!(first["out_bytes"], 50);
+    assert_eq!(first["subscriptions"], 2);
+    let subjects: BTreeSet<&str> = first["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, BTreeSet::from(["counted.>", "other"]));
+    let second = &connz["connections"][1];
+    assert_eq!(
+        (second["in_msgs"].clone(), second["in_bytes"].clone()),
+        (11.into(), 53.into())
+    );
+
+    let subsz = http_json(http, "/subsz?subs=1&test=counted.x");
+    assert_eq!(subsz["num_subscriptions"], 2);
+    assert_eq!(subsz["total"], 1);
+    assert_eq!(subsz["subscriptions_list"][0]["subject"], "counted.>");
+    assert_eq!(subsz["subscriptions_list"][0]["msgs"], 10);
+    assert_eq!(subsz["subscriptions_list"][0]["account"], "$G");
+
+    let accstatz = http_json(http, "/accstatz");
+    let global = &accstatz["account_statz"][0];
+    assert_eq!(global["acc"], "$G");
+    assert_eq!(global["conns"], 2);
+    assert_eq!(global["sent"]["msgs"], 10);
+    assert_eq!(global["received"]["msgs"], 11);
+    assert_eq!(global["received"]["bytes"], 53);
+}
+
+#[tokio::test]
+async fn closed_connections_keep_their_reason() {
+    let config = write_config(
+        "closed",
+        "max_pending: 2048\nauthorization { users [{user: u, password: p}] }\n",
+    );
+    let server = ServerProcess::start(&["-m", "-1", "-c", config.to_str().unwrap()]);
+    let http = server.http_port();
+
+    let mut quits = RawConnection::connect_quiet(
+        &server.addr(),
+        r#"{"verbose":false,"user":"u","pass":"p","name":"quits"}"#,
+    )
+    .await;
+    quits.send(b"SUB gone 1\r\nPING\r\n").await;
+    quits.read_until(b"PONG\r\n").await;
+    drop(quits);
+
+    let mut intruder = RawConnection::connect(&server.addr()).await;
+    intruder
+        .send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"wrong\"}\r\n")
+        .await;
+    intruder.read_until_closed().await;
+
+    // A subscriber that never reads while 1 MiB is published to it.
+    let slow = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut slow = RawConnection::from_stream(slow).await;
+    slow.send(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\",\"name\":\"slow\"}\r\nSUB flood 1\r\nPING\r\n")
+        .await;
+    slow.read_until(b"PONG\r\n").await;
+    let mut publisher =
+        RawConnection::connect_quiet(&server.addr(), r#"{"verbose":false,"user":"u","pass":"p"}"#)
+            .await;
+    let payload = vec![b'x'; 1024];
+    for _ in 0..1024 {
+        let mut frame = b"PUB flood 1024\r\n".to_vec();
+        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(b"\r\n");
+        publisher.send(&frame).await;
+    }
+
+    let closed = wait_for(http, "/connz?state=closed&subs=1", |v| {
+        v["total"].as_u64().unwrap_or(0) >= 3
+    });
+    let reasons: BTreeSet<String> = closed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(reasons.contains("Client Closed"), "{closed:#}");
+    assert!(reasons.contains("Authentication Failure"), "{closed:#}");
+    assert!(
+        reasons.contains("Slow Consumer (Pending Bytes)"),
+        "{closed:#}"
+    );
+    let quit = closed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "quits")
+        .expect("the client that quit is listed");
+    assert_eq!(quit["subscriptions_list"], serde_json::json!(["gone"]));
+    assert!(quit["stop"].is_string());
+
+    let varz = http_json(http, "/varz");
+    assert_eq!(varz["slow_consumers"], 1);
+    assert_eq!(varz["slow_consumer_stats"]["clients"], 1);
+    assert_eq!(varz["auth_required"], true);
+}
+
+#[test]
+fn bad_queries_and_paths_get_the_reference_answers() {
+    let config = write_config("basepath", "http_port: -1\nhttp_base_path: /mon\n");
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let http = server.http_port();
+    let (status, head, body) = http_get(http, "/mon/varz");
+    assert_eq!(status, 200);
+    assert!(head.contains("application/json"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{head}"
+    );
+    let varz: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(varz["http_base_path"], "/mon");
+    let (status, _, body) = http_get(http, "/varz");
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+    let (status, _, body) = http_get(http, "/mon/connz?limit=x");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        "Error decoding int for 'limit': strconv.Atoi: parsing \"x\": invalid syntax"
+    );
+    let (status, _, body) = http_get(http, "/mon/connz?sort=stop");
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "sort by stop only valid on closed connections")
+    );
+    let (status, _, body) = http_get(http, "/mon/accountz?acc=NOPE");
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "Account NOPE does not exist")
+    );
+    let (status, _, body) = http_get(http, "/mon/healthz");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, _, body) = http_get(http, "/mon/");
+    assert_eq!(status, 200);
+    assert!(body.contains("./varz"), "{body}");
+}
+
+/// Every key path of a JSON value: object keys joined with `.`, array
+/// elements as `[]`.
+fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                out.insert(path.clone());
+                key_paths(child, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                key_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keys the reference reports for features rnats does not have yet.
+fn lacks_feature(path: &str) -> bool {
+    const ABSENT: &[&str] = &[
+        // JetStream's feature flags.
+        "feature_flags",
+        // Round-trip times are not measured yet.
+        "rtt",
+    ];
+    path.split('.')
+        .any(|part| ABSENT.contains(&part.trim_end_matches("[]")))
+}
+
+/// The same traffic on either server; the returned connection stays open
+/// while the endpoints are read.
+async fn traffic(addr: &str) -> RawConnection {
+    let mut a = RawConnection::connect_quiet(
+        addr,
+        r#"{"verbose":false,"user":"a","pass":"a","name":"alpha","lang":"raw","version":"1"}"#,
+    )
+    .await;
+    a.send(b"SUB s.x 1\r\nSUB q.x grp 2\r\nPUB s.x 5\r\nhello\r\nPING\r\n")
+        .await;
+    a.read_until(b"PONG\r\n").await;
+    let mut b = RawConnection::connect_quiet(
+        addr,
+        r#"{"verbose":false,"user":"b","pass":"b","name":"beta"}"#,
+    )
+    .await;
+    b.send(b"SUB p.s.> 1\r\nPING\r\n").await;
+    b.read_until(b"PONG\r\n").await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a
+}
+
+#[tokio::test]
+async fn endpoint_keys_cover_the_reference() {
+    let Some(reference_binary) = rnats_tests::reference_server() else {
+        eprintln!(
+            "NOTICE: monitoring key comparison skipped: the reference nats-server is not available"
+        );
+        return;
+    };
+    let config = write_config(
+        "keys",
+        "accounts {\n  A { users [{user: a, password: a}]\n      exports [{stream: \"s.>\"}, {service: \"svc.>\", accounts: [B]}]\n      mappings { \"m.a\": \"m.b\" } }\n  B { users [{user: b, password: b}]\n      imports [{stream: {account: A, subject: \"s.>\"}, prefix: p}, {service: {account: A, subject: \"svc.x\"}, to: \"local.x\"}] }\n}\n",
+    );
+    let args = ["-m", "-1", "-c", config.to_str().unwrap()];
+    let reference = ServerProcess::start_binary(reference_binary, &args);
+    let candidate = ServerProcess::start(&args);
+    let _reference_client = traffic(&reference.addr()).await;
+    let _candidate_client = traffic(&candidate.addr()).await;
+    let endpoints = [
+        "/varz",
+        "/connz?subs=detail&auth=1",
+        "/connz?state=closed&subs=1",
+        "/subsz?subs=1",
+        "/accountz",
+        "/accountz?acc=A",
+        "/accountz?acc=B",
+        "/accstatz?unused=1",
+        "/routez",
+        "/gatewayz",
+        "/leafz",
+        "/healthz",
+    ];
+    let mut missing = Vec::new();
+    for endpoint in endpoints {
+        let expected = http_json(reference.http_port(), endpoint);
+        let actual = http_json(candidate.http_port(), endpoint);
+        let (mut want, mut have) = (BTreeSet::new(), BTreeSet::new());
+        key_paths(&expected, "", &mut want);
+        key_paths(&actual, "", &mut have);
+        for path in want.difference(&have) {
+            if !lacks_feature(path) {
+                missing.push(format!("{endpoint}: {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys nats-server reports and rnats does not:\n{}",
+        missing.join("\n")
+    );
+}
