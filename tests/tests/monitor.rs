@@ -85,8 +85,11 @@ async fn counters_match_the_traffic_the_test_sent() {
         (11.into(), 53.into())
     );
 
+    // `num_subscriptions` also counts the server's own entries (system
+    // services and their imports), as the reference's does; `total` lists
+    // client subscriptions.
+    assert_eq!(http_json(http, "/subsz?subs=1")["total"], 2);
     let subsz = http_json(http, "/subsz?subs=1&test=counted.x");
-    assert_eq!(subsz["num_subscriptions"], 2);
     assert_eq!(subsz["total"], 1);
     assert_eq!(subsz["subscriptions_list"][0]["subject"], "counted.>");
     assert_eq!(subsz["subscriptions_list"][0]["msgs"], 10);
@@ -320,4 +323,176 @@ async fn endpoint_keys_cover_the_reference() {
         "keys nats-server reports and rnats does not:\n{}",
         missing.join("\n")
     );
+}
+
+const SYSTEM_CONFIG: &str = "server_name: events\naccounts {\n  A { users [{user: a, password: a}] }\n  SYS { users [{user: sys, password: sys}] }\n}\nsystem_account: SYS\n";
+
+async fn login(server: &ServerProcess, user: &str, name: &str) -> async_nats::Client {
+    common::connect_with(
+        &server.url(),
+        async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()).name(name),
+    )
+    .await
+}
+
+fn json_of(message: &async_nats::Message) -> Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: {:?}",
+            message.subject,
+            String::from_utf8_lossy(&message.payload)
+        )
+    })
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_events_reach_the_system_account() {
+    use futures::StreamExt;
+    let config = write_config("events", SYSTEM_CONFIG);
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let system = login(&server, "sys", "watcher").await;
+    let mut events = system.subscribe("$SYS.ACCOUNT.A.>").await.unwrap();
+    common::sync_with_server(&system).await;
+
+    let client = login(&server, "a", "publisher").await;
+    for _ in 0..3 {
+        client.publish("work", "12345".into()).await.unwrap();
+    }
+    common::sync_with_server(&client).await;
+    drop(client);
+
+    let mut seen = Vec::new();
+    let idle_again = |(subject, event): &(String, Value)| {
+        subject == "$SYS.ACCOUNT.A.SERVER.CONNS" && event["conns"] == 0
+    };
+    while !seen.iter().any(idle_again) {
+        let message = common::within("a $SYS event", events.next()).await.unwrap();
+        seen.push((message.subject.to_string(), json_of(&message)));
+    }
+    let connect = &seen
+        .iter()
+        .find(|(s, _)| s == "$SYS.ACCOUNT.A.CONNECT")
+        .expect("a CONNECT event")
+        .1;
+    assert_eq!(connect["type"], "io.nats.server.advisory.v1.client_connect");
+    assert_eq!(connect["server"]["name"], "events");
+    assert_eq!(connect["client"]["acc"], "A");
+    assert_eq!(connect["client"]["user"], "a");
+    assert_eq!(connect["client"]["name"], "publisher");
+    let disconnect = &seen
+        .iter()
+        .find(|(s, _)| s == "$SYS.ACCOUNT.A.DISCONNECT")
+        .expect("a DISCONNECT event")
+        .1;
+    assert_eq!(
+        disconnect["type"],
+        "io.nats.server.advisory.v1.client_disconnect"
+    );
+    // Three 5-byte messages and the 5-byte fence of `sync_with_server`.
+    assert_eq!(disconnect["received"]["msgs"], 4);
+    assert_eq!(disconnect["received"]["bytes"], 20);
+    assert_eq!(disconnect["reason"], "Client Closed");
+    assert!(disconnect["server"]["seq"].as_u64() > connect["server"]["seq"].as_u64());
+}
+
+#[tokio::test]
+async fn system_requests_answer_with_monitoring_data() {
+    use futures::StreamExt;
+    let config = write_config("requests", SYSTEM_CONFIG);
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let system = login(&server, "sys", "operator").await;
+    let member = login(&server, "a", "member").await;
+    let _sub = member.subscribe("member.topic").await.unwrap();
+    common::sync_with_server(&member).await;
+
+    let ping = json_of(
+        &system
+            .request("$SYS.REQ.SERVER.PING", "".into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ping["statsz"]["connections"], 2);
+    assert_eq!(ping["server"]["name"], "events");
+    let id = ping["server"]["id"].as_str().unwrap().to_owned();
+
+    let varz = json_of(
+        &system
+            .request("$SYS.REQ.SERVER.PING.VARZ", "".into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(varz["data"]["server_id"], id.as_str());
+    assert_eq!(varz["data"]["connections"], 2);
+    let idz = json_of(
+        &system
+            .request("$SYS.REQ.SERVER.PING.IDZ", "".into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(idz["id"], id.as_str());
+
+    let connz = json_of(
+        &system
+            .request(
+                format!("$SYS.REQ.SERVER.{id}.CONNZ"),
+                r#"{"subscriptions":true,"auth":true}"#.into(),
+            )
+            .await
+            .unwrap(),
+    );
+    let connections = connz["data"]["connections"].as_array().unwrap();
+    let member_row = connections
+        .iter()
+        .find(|c| c["name"] == "member")
+        .expect("the member is listed");
+    // Its fence inbox from `sync_with_server` may still be listed.
+    let subjects = member_row["subscriptions_list"].as_array().unwrap();
+    assert!(
+        subjects.contains(&Value::from("member.topic")),
+        "{member_row:#}"
+    );
+    assert_eq!(member_row["account"], "A");
+
+    let bad = json_of(
+        &system
+            .request("$SYS.REQ.SERVER.PING.SUBSZ", r#"{"test":"a.*"}"#.into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(bad["error"]["code"], 400);
+    let silent = tokio::time::timeout(
+        Duration::from_millis(500),
+        system.request(
+            "$SYS.REQ.SERVER.PING.VARZ",
+            r#"{"server_name":"elsewhere"}"#.into(),
+        ),
+    )
+    .await;
+    assert!(silent.is_err(), "a server the filter excludes stays silent");
+
+    // An ordinary account sees its own connections through the imports.
+    let own = json_of(
+        &member
+            .request("$SYS.REQ.ACCOUNT.PING.CONNZ", "".into())
+            .await
+            .unwrap(),
+    );
+    let rows = own["data"]["connections"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{own:#}");
+    assert_eq!(rows[0]["name"], "member");
+    let statz = json_of(
+        &member
+            .request("$SYS.REQ.ACCOUNT.PING.STATZ", "".into())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(statz["data"]["account_statz"][0]["acc"], "A");
+    assert_eq!(statz["data"]["account_statz"][0]["conns"], 1);
+
+    let mut heartbeats = system.subscribe("$SYS.SERVER.*.STATSZ").await.unwrap();
+    let beat = common::within("a statsz heartbeat", heartbeats.next())
+        .await
+        .unwrap();
+    assert_eq!(beat.subject.as_str(), format!("$SYS.SERVER.{id}.STATSZ"));
+    assert!(json_of(&beat)["statsz"]["mem"].as_u64().unwrap() > 0);
 }

@@ -20,7 +20,7 @@ mod permissions;
 
 pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,
-    SubjectMapping, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT,
+    SubjectMapping, DEFAULT_RESPONSE_THRESHOLD, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT,
 };
 pub use authenticate::{encode_nonce, AuthFailure, Authenticator, Identity};
 pub use permissions::{PermissionChecker, ResponseTracker};

@@ -149,6 +149,21 @@ fn account_info(server: &Server, id: AccountId) -> AccountInfo {
     if let Some(config) = config {
         describe_config(config, &mut info);
     }
+    if let Some(system) = server.accounts().system.filter(|&system| system != id) {
+        let system_name = &server.accounts().list[system].name;
+        for (local, exported) in crate::server::system::ACCOUNT_IMPORTS {
+            info.imports.push(ExtImport {
+                subject: exported.replace("{}", &account.name),
+                account: system_name.clone(),
+                to: Some(local.to_owned()),
+                local_subject: local.to_owned(),
+                kind: "service",
+                invalid: false,
+                share: false,
+                tracking: false,
+            });
+        }
+    }
     info
 }
 

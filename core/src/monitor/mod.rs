@@ -15,6 +15,7 @@ pub mod accountz;
 pub mod closed;
 pub mod cluster;
 pub mod connz;
+pub mod events;
 pub mod format;
 pub mod query;
 pub mod subsz;

@@ -47,6 +47,8 @@ pub enum SubTarget {
     ServiceImport(u32),
     /// Key of [`Accounts::responses`].
     Response(u64),
+    /// A request subject the server itself answers (system account only).
+    System(super::system::SysService),
 }
 
 pub struct Account {
@@ -196,6 +198,7 @@ impl Accounts {
                 }
             }
         }
+        super::system::install(&mut accounts, &config.server_id);
         (accounts, warnings)
     }
 
@@ -287,6 +290,36 @@ impl Accounts {
             }
         }
         Ok(())
+    }
+
+    /// A service import the server sets up itself (the system account's
+    /// account-scoped requests): no export to check, singleton replies.
+    pub fn add_internal_service_import(
+        &mut self,
+        importer: AccountId,
+        exporter: AccountId,
+        local: &str,
+        exported: &str,
+    ) {
+        let transform = SubjectTransform::literal(local, exported)
+            .expect("internal import subjects are literal");
+        let index = self.service_imports.len() as u32;
+        let inserted = self.list[importer].sublist.insert(
+            local.as_bytes(),
+            None,
+            SubTarget::ServiceImport(index),
+        );
+        assert!(
+            inserted.is_ok(),
+            "internal import {local} is a valid subject"
+        );
+        self.service_imports.push(ServiceImportRoute {
+            importer,
+            exporter,
+            transform,
+            response_type: ResponseType::Singleton,
+            response_threshold: crate::auth::DEFAULT_RESPONSE_THRESHOLD,
+        });
     }
 
     /// The account named `name`, if configured.

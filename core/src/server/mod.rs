@@ -24,6 +24,7 @@ pub(crate) mod accounts;
 mod client;
 mod config;
 mod log;
+pub mod system;
 
 pub use crate::auth::AuthConfig;
 pub use accounts::{AccountId, AccountStats, SubTarget};
@@ -97,6 +98,8 @@ pub struct Server {
     logs: LogQueue,
     /// Closed connections, HTTP request counts, host facts, wall clock.
     monitor: MonitorState,
+    /// `$SYS` events and request handling.
+    system: system::System,
 }
 
 /// A message on its way through the router.
@@ -137,6 +140,7 @@ impl Server {
             mapped_subject: Vec::new(),
             crossings: Default::default(),
             monitor: MonitorState::default(),
+            system: system::System::new(seed),
             logs,
         }
     }
@@ -187,6 +191,7 @@ impl Server {
         if first {
             self.monitor.started = wall;
             self.monitor.config_loaded = wall;
+            self.system.start(now);
         }
     }
 
@@ -247,6 +252,7 @@ impl Server {
     /// A connection was accepted from `peer`: send INFO and start its timers.
     pub fn handle_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         assert!(!self.clients.contains_key(&conn), "{conn} accepted twice");
+        assert!(conn != system::INTERNAL_CONN, "{conn} is the server's own");
         let limits = ParserLimits {
             max_control_line: self.config.max_control_line,
             max_payload: self.config.max_payload,
@@ -348,6 +354,8 @@ impl Server {
             }
         }
         self.apply_expired_subs();
+        self.run_system(now);
+        self.apply_expired_subs();
     }
 
     /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
@@ -379,6 +387,7 @@ impl Server {
                 self.close(conn, CloseReason::ClientClosed);
             }
         }
+        self.publish_disconnect_event(now, conn);
         let clock = self.clock(now);
         if let Some(closed) = closed_connection(self, conn, clock) {
             self.monitor.closed.push(closed);
@@ -389,11 +398,18 @@ impl Server {
             }
             debug_assert!(client.subs.is_empty());
         }
+        self.apply_expired_subs();
+        self.run_system(now);
+        self.apply_expired_subs();
     }
 
     /// The earliest time `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(deadline, _)| *deadline)
+        let client = self.timers.first().map(|(deadline, _)| *deadline);
+        match (client, self.system.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Run every timer due at `now`: auth timeouts and keepalive PINGs.
@@ -426,6 +442,7 @@ impl Server {
                 self.refile_timer(conn);
             }
         }
+        self.run_system(now);
     }
 
     // ----- actions out -----
@@ -715,6 +732,7 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.parser.set_headers_enabled(options.headers);
         let verbose = options.verbose;
+        let already_connected = client.connect_received;
         client.options = options;
         client.connect_received = true;
         client.auth_deadline = None;
@@ -724,6 +742,9 @@ impl Server {
             self.queue_transmit(conn);
         }
         self.refile_timer(conn);
+        if !already_connected {
+            self.system.client_connected(conn);
+        }
     }
 
     fn process_pub(
@@ -937,6 +958,7 @@ impl Server {
         let mut subject = Vec::new();
         match target {
             SubTarget::Client(_) => unreachable!("clients are delivered to directly"),
+            SubTarget::System(service) => self.system_request(service, msg),
             SubTarget::StreamImport(index) => {
                 let route = &self.accounts.stream_imports[index as usize];
                 if !route.transform.apply(msg.subject, &mut subject) {

@@ -124,6 +124,24 @@ impl SubjectTransform {
         })
     }
 
+    /// `source` → `destination` taken as they are, with no wildcards or
+    /// references (a `$` in an account name is just a character here).
+    pub fn literal(source: &str, destination: &str) -> Result<Self, TransformError> {
+        if !crate::subject::is_valid_literal_subject(source.as_bytes()) {
+            return Err(TransformError::InvalidSource(source.to_string()));
+        }
+        if !crate::subject::is_valid_literal_subject(destination.as_bytes()) {
+            return Err(TransformError::InvalidDestination(destination.to_string()));
+        }
+        Ok(SubjectTransform {
+            source: source
+                .split('.')
+                .map(|token| SourceToken::Literal(token.as_bytes().to_vec()))
+                .collect(),
+            destination: vec![DestToken::Literal(destination.as_bytes().to_vec())],
+        })
+    }
+
     /// A transform that puts `prefix.` in front of whatever `source` matched.
     pub fn with_prefix(source: &str, prefix: &str) -> Result<Self, TransformError> {
         let mut transform = SubjectTransform::new(source, source)?;

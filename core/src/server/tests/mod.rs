@@ -447,3 +447,4 @@ fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
 }
 
 mod security;
+mod system;

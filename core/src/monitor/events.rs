@@ -1,0 +1,342 @@
+//! The JSON of the system account's events and request replies, in
+//! nats-server v2.15.1's shapes: `client_connect`, `client_disconnect`,
+//! `account_connections` advisories, the `statsz` heartbeat, and the
+//! `{"server": ..., "data": ...}` envelope of `$SYS.REQ` replies; plus the
+//! options a request may carry in its payload.
+//!
+//! Role: plain data and builders over `&Server`; the server machine
+//! (`server/system.rs`) decides when to publish them.
+//!
+//! Invariant: nothing here reads a clock; every time comes from a [`Clock`].
+
+use serde::{Deserialize, Serialize};
+
+use super::accountz::{account_stat, AccountStat};
+use super::format::{go_float, rfc3339_nanos};
+use super::Clock;
+use crate::runtime::ConnId;
+use crate::server::{ClientStats, Server};
+
+pub const CONNECT_EVENT_TYPE: &str = "io.nats.server.advisory.v1.client_connect";
+pub const DISCONNECT_EVENT_TYPE: &str = "io.nats.server.advisory.v1.client_disconnect";
+pub const ACCOUNT_CONNECTIONS_TYPE: &str = "io.nats.server.advisory.v1.account_connections";
+
+/// Who sent an event or reply (`ServerInfo` in the reference's events).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventServer {
+    pub name: String,
+    pub host: String,
+    pub id: String,
+    pub ver: String,
+    pub jetstream: bool,
+    pub flags: u64,
+    pub seq: u64,
+    pub time: String,
+}
+
+impl EventServer {
+    pub fn new(server: &Server, seq: u64, clock: Clock) -> Self {
+        let config = server.config();
+        EventServer {
+            name: config.effective_name().to_owned(),
+            host: config.host.clone(),
+            id: config.server_id.clone(),
+            ver: config.version.clone(),
+            jetstream: false,
+            flags: 0,
+            seq,
+            time: rfc3339_nanos(clock.wall_now),
+        }
+    }
+}
+
+/// A client as events describe it (`ClientInfo`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventClient {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub id: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub acc: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lang: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ver: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name_tag: String,
+    pub kind: &'static str,
+    pub client_type: &'static str,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl EventClient {
+    /// `conn` as it is now; `None` if the server does not know it.
+    pub fn of(server: &Server, conn: ConnId, clock: Clock) -> Option<Self> {
+        let client = server.client(conn)?;
+        let account = server.account_of(conn).unwrap_or("").to_owned();
+        Some(EventClient {
+            start: Some(rfc3339_nanos(clock.wall(client.accepted_at))),
+            host: client.peer.ip().to_string(),
+            id: conn.0,
+            name_tag: account.clone(),
+            acc: account,
+            user: client.user.clone().unwrap_or_default(),
+            name: client.options.name.clone().unwrap_or_default(),
+            lang: client.options.lang.clone().unwrap_or_default(),
+            ver: client.options.version.clone().unwrap_or_default(),
+            stop: None,
+            kind: "Client",
+            client_type: "nats",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub timestamp: String,
+    pub server: EventServer,
+    pub client: EventClient,
+}
+
+/// Messages and bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MsgBytes {
+    pub msgs: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DisconnectEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub timestamp: String,
+    pub server: EventServer,
+    pub client: EventClient,
+    /// What the server sent to the client (its `out` counters).
+    pub sent: MsgBytes,
+    /// What the client sent.
+    pub received: MsgBytes,
+    pub reason: &'static str,
+}
+
+impl DisconnectEvent {
+    pub fn traffic(stats: &ClientStats) -> (MsgBytes, MsgBytes) {
+        (
+            MsgBytes {
+                msgs: stats.out_msgs,
+                bytes: stats.out_bytes,
+            },
+            MsgBytes {
+                msgs: stats.in_msgs,
+                bytes: stats.in_bytes,
+            },
+        )
+    }
+}
+
+/// `$SYS.ACCOUNT.<acc>.SERVER.CONNS`: an account's connection count changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountConnectionsEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub timestamp: String,
+    pub server: EventServer,
+    #[serde(flatten)]
+    pub stat: AccountStat,
+}
+
+impl AccountConnectionsEvent {
+    pub fn new(
+        server: &Server,
+        account: crate::server::AccountId,
+        id: String,
+        header: EventServer,
+        clock: Clock,
+    ) -> Self {
+        AccountConnectionsEvent {
+            kind: ACCOUNT_CONNECTIONS_TYPE,
+            id,
+            timestamp: rfc3339_nanos(clock.wall_now),
+            server: header,
+            stat: account_stat(server, account),
+        }
+    }
+}
+
+/// The `statsz` heartbeat's body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statsz {
+    pub start: String,
+    pub mem: u64,
+    pub cores: u32,
+    #[serde(serialize_with = "go_float")]
+    pub cpu: f64,
+    pub connections: usize,
+    pub total_connections: u64,
+    pub active_accounts: usize,
+    pub subscriptions: usize,
+    pub sent: MsgBytes,
+    pub sent_to_clients: MsgBytes,
+    pub received: MsgBytes,
+    pub received_from_clients: MsgBytes,
+    pub slow_consumers: u64,
+    pub active_servers: u32,
+    pub gomaxprocs: u32,
+}
+
+impl Statsz {
+    pub fn new(server: &Server) -> Self {
+        let stats = server.stats();
+        let monitor = server.monitor_state();
+        let sent = MsgBytes {
+            msgs: stats.out_msgs,
+            bytes: stats.out_bytes,
+        };
+        let received = MsgBytes {
+            msgs: stats.in_msgs,
+            bytes: stats.in_bytes,
+        };
+        let accounts = server.accounts();
+        Statsz {
+            start: rfc3339_nanos(monitor.started),
+            mem: monitor.host.mem,
+            cores: monitor.host.cores,
+            cpu: monitor.host.cpu,
+            connections: server.num_connections(),
+            total_connections: stats.total_connections,
+            active_accounts: (0..accounts.list.len())
+                .filter(|&id| server.account_connections(id) > 0)
+                .count(),
+            subscriptions: server.total_subscriptions(),
+            sent,
+            sent_to_clients: sent,
+            received,
+            received_from_clients: received,
+            slow_consumers: stats.slow_consumers,
+            active_servers: 1,
+            gomaxprocs: monitor.host.cores,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatszMessage {
+    pub server: EventServer,
+    pub statsz: Statsz,
+}
+
+/// An error in a `$SYS.REQ` reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    pub code: u16,
+    pub description: String,
+}
+
+/// The envelope of every `$SYS.REQ` reply but IDZ and STATSZ.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiResponse<T> {
+    pub server: EventServer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+/// `$SYS.REQ.SERVER.PING.IDZ`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idz {
+    pub name: String,
+    pub host: String,
+    pub id: String,
+}
+
+/// What any request may carry to pick servers (`EventFilterOptions`); a
+/// server that does not match stays silent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EventFilter {
+    pub server_name: String,
+    pub cluster: String,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub domain: String,
+}
+
+impl EventFilter {
+    pub fn matches(&self, server: &Server) -> bool {
+        let config = server.config();
+        (self.server_name.is_empty() || config.effective_name().contains(&self.server_name))
+            && self.cluster.is_empty()
+            && (self.host.is_empty() || config.host.contains(&self.host))
+            && self.tags.is_empty()
+            && self.domain.is_empty()
+    }
+}
+
+/// `CONNZ` request options, as the reference's `ConnzEventOptions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnzRequest {
+    pub sort: String,
+    pub auth: bool,
+    pub subscriptions: bool,
+    pub subscriptions_detail: bool,
+    pub offset: i64,
+    pub limit: i64,
+    pub cid: u64,
+    pub state: Option<i64>,
+    pub user: String,
+    pub acc: String,
+    pub filter_subject: String,
+    #[serde(flatten)]
+    pub filter: EventFilter,
+}
+
+/// `SUBSZ` request options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SubszRequest {
+    pub subscriptions: bool,
+    pub offset: i64,
+    pub limit: i64,
+    pub test: String,
+    pub account: String,
+    #[serde(flatten)]
+    pub filter: EventFilter,
+}
+
+/// `ACCOUNTZ` request options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountzRequest {
+    pub account: String,
+    #[serde(flatten)]
+    pub filter: EventFilter,
+}
+
+/// `$SYS.REQ.ACCOUNT.PING.STATZ` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StatzRequest {
+    pub accounts: Vec<String>,
+    pub include_unused: bool,
+    #[serde(flatten)]
+    pub filter: EventFilter,
+}

@@ -1,0 +1,672 @@
+//! The server's own services on the system account: the events it publishes
+//! on `$SYS` and the `$SYS.REQ` requests it answers, as nats-server does.
+//!
+//! Role: requests reach the server like any message: the system account's
+//! Sublist holds a [`SubTarget::System`] entry per request subject, and every
+//! other account imports the account-scoped ones (`$SYS.REQ.ACCOUNT.PING.CONNZ`
+//! and friends) as service imports, so their replies travel back through the
+//! ordinary `_R_.` response routes. Events (client connect/disconnect,
+//! account connection counts, the statsz heartbeat) are published into the
+//! system account as if by an internal client.
+//!
+//! Invariants:
+//! - A request is queued while the router holds a match result and answered
+//!   at the end of the step, so the router never re-enters itself; the
+//!   queue is bounded by [`MAX_PENDING_REQUESTS`] (extra requests are dropped).
+//! - `seq` in every event and reply header strictly increases.
+//! - The statsz heartbeat starts at 250 ms after the first wall-clock reading
+//!   and doubles up to [`STATSZ_INTERVAL`], as the reference ramps it.
+//! - Event ids come from their own seeded stream: publishing an event never
+//!   changes which queue member the router picks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::accounts::{Accounts, SubTarget};
+use super::{AccountId, Delivery, Server};
+use crate::monitor::events::{
+    AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
+    DisconnectEvent, EventClient, EventFilter, EventServer, Idz, StatszMessage, StatzRequest,
+    SubszRequest, CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
+};
+use crate::monitor::{self, ConnState, ConnzOptions, Healthz, SortOpt, SubszOptions};
+use crate::runtime::{CloseReason, ConnId};
+use crate::time::Instant;
+
+/// Requests waiting for the end of the step; more are dropped.
+const MAX_PENDING_REQUESTS: usize = 1024;
+/// The statsz heartbeat's steady interval (`statsHBInterval`).
+pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
+/// Its first interval after start.
+const STATSZ_FIRST_INTERVAL: Duration = Duration::from_millis(250);
+/// The connection id of the server's internal publisher; runtimes number
+/// real connections from 1.
+pub const INTERNAL_CONN: ConnId = ConnId(0);
+
+/// Server-wide endpoints (`$SYS.REQ.SERVER.PING.<E>`, `$SYS.REQ.SERVER.<id>.<E>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServerEndpoint {
+    Statsz,
+    Varz,
+    Connz,
+    Subsz,
+    Routez,
+    Gatewayz,
+    Leafz,
+    Accountz,
+    Healthz,
+    Idz,
+}
+
+impl ServerEndpoint {
+    const ALL: [(ServerEndpoint, &'static str); 10] = [
+        (ServerEndpoint::Statsz, "STATSZ"),
+        (ServerEndpoint::Varz, "VARZ"),
+        (ServerEndpoint::Connz, "CONNZ"),
+        (ServerEndpoint::Subsz, "SUBSZ"),
+        (ServerEndpoint::Routez, "ROUTEZ"),
+        (ServerEndpoint::Gatewayz, "GATEWAYZ"),
+        (ServerEndpoint::Leafz, "LEAFZ"),
+        (ServerEndpoint::Accountz, "ACCOUNTZ"),
+        (ServerEndpoint::Healthz, "HEALTHZ"),
+        (ServerEndpoint::Idz, "IDZ"),
+    ];
+}
+
+/// Account-scoped endpoints (`$SYS.REQ.ACCOUNT.<account>.<E>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AccountEndpoint {
+    Connz,
+    Subsz,
+    Statz,
+    Conns,
+    Leafz,
+}
+
+impl AccountEndpoint {
+    const ALL: [(AccountEndpoint, &'static str); 5] = [
+        (AccountEndpoint::Connz, "CONNZ"),
+        (AccountEndpoint::Subsz, "SUBSZ"),
+        (AccountEndpoint::Statz, "STATZ"),
+        (AccountEndpoint::Conns, "CONNS"),
+        (AccountEndpoint::Leafz, "LEAFZ"),
+    ];
+}
+
+/// What a [`SubTarget::System`] entry answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SysService {
+    Server(ServerEndpoint),
+    Account(AccountEndpoint),
+    /// `$SYS.REQ.ACCOUNT.PING.STATZ`: every account's statz.
+    AccountPingStatz,
+}
+
+/// The service imports every other account gets from the system account:
+/// (local subject, exported subject with `{}` for the account's name).
+pub const ACCOUNT_IMPORTS: [(&str, &str); 3] = [
+    ("$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
+    ("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
+    ("$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.{}.STATZ"),
+];
+
+/// The system account's request subjects and what answers each.
+pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
+    let mut subjects = vec![(
+        String::from("$SYS.REQ.SERVER.PING"),
+        SysService::Server(ServerEndpoint::Statsz),
+    )];
+    for (endpoint, name) in ServerEndpoint::ALL {
+        subjects.push((
+            format!("$SYS.REQ.SERVER.PING.{name}"),
+            SysService::Server(endpoint),
+        ));
+        subjects.push((
+            format!("$SYS.REQ.SERVER.{server_id}.{name}"),
+            SysService::Server(endpoint),
+        ));
+    }
+    for (endpoint, name) in AccountEndpoint::ALL {
+        subjects.push((
+            format!("$SYS.REQ.ACCOUNT.*.{name}"),
+            SysService::Account(endpoint),
+        ));
+    }
+    subjects.push((
+        String::from("$SYS.REQ.ACCOUNT.PING.STATZ"),
+        SysService::AccountPingStatz,
+    ));
+    subjects
+}
+
+/// A request routed to a system service, answered at the end of the step.
+#[derive(Debug)]
+pub(crate) struct SysRequest {
+    service: SysService,
+    subject: Bytes,
+    reply: Bytes,
+    payload: Bytes,
+}
+
+/// The system services' state inside the server machine.
+pub(crate) struct System {
+    seq: u64,
+    ids: ChaCha8Rng,
+    statsz_interval: Duration,
+    statsz_due: Option<Instant>,
+    requests: Vec<SysRequest>,
+    /// Clients that finished CONNECT this step (their events are pending).
+    connected: Vec<ConnId>,
+}
+
+impl System {
+    pub fn new(seed: u64) -> Self {
+        System {
+            seq: 0,
+            // A stream of its own: see the module invariants.
+            ids: ChaCha8Rng::seed_from_u64(seed ^ 0x5359_5354_454d_4944),
+            statsz_interval: STATSZ_FIRST_INTERVAL,
+            statsz_due: None,
+            requests: Vec::new(),
+            connected: Vec::new(),
+        }
+    }
+
+    /// Start the statsz heartbeat (at the first wall-clock reading).
+    pub fn start(&mut self, now: Instant) {
+        if self.statsz_due.is_none() {
+            self.statsz_due = Some(now + self.statsz_interval);
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.statsz_due
+    }
+
+    pub fn client_connected(&mut self, conn: ConnId) {
+        self.connected.push(conn);
+    }
+
+    /// Queue a request; false when the queue is full.
+    pub(super) fn queue(&mut self, service: SysService, msg: &Delivery<'_>) -> bool {
+        let Some(reply) = msg.reply.filter(|r| !r.is_empty()) else {
+            // Nobody to answer: the reference ignores such requests too.
+            return true;
+        };
+        if self.requests.len() >= MAX_PENDING_REQUESTS {
+            return false;
+        }
+        self.requests.push(SysRequest {
+            service,
+            subject: Bytes::copy_from_slice(msg.subject),
+            reply: Bytes::copy_from_slice(reply),
+            payload: Bytes::copy_from_slice(msg.payload),
+        });
+        true
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A 22-character id like the reference's nuids.
+    fn next_id(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..22)
+            .map(|_| ALPHABET[(self.ids.next_u32() as usize) % ALPHABET.len()] as char)
+            .collect()
+    }
+}
+
+/// Put the system services into freshly built accounts: the request
+/// subjects in the system account, the account-scoped imports elsewhere.
+pub(crate) fn install(accounts: &mut Accounts, server_id: &str) {
+    let Some(system) = accounts.system else {
+        return;
+    };
+    for (subject, service) in request_subjects(server_id) {
+        let inserted = accounts.list[system].sublist.insert(
+            subject.as_bytes(),
+            None,
+            SubTarget::System(service),
+        );
+        assert!(inserted.is_ok(), "system subject {subject} is valid");
+    }
+    let importers: Vec<(AccountId, String)> = accounts
+        .list
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| *id != system)
+        .map(|(id, account)| (id, account.name.clone()))
+        .collect();
+    for (importer, name) in importers {
+        for (local, exported) in ACCOUNT_IMPORTS {
+            accounts.add_internal_service_import(
+                importer,
+                system,
+                local,
+                &exported.replace("{}", &name),
+            );
+        }
+    }
+}
+
+impl Server {
+    /// A message matched a system service: queue it for the end of the step.
+    pub(super) fn system_request(&mut self, service: SysService, msg: &Delivery<'_>) -> bool {
+        if !self.system.queue(service, msg) {
+            self.logs.push(
+                super::LogLevel::Warn,
+                None,
+                String::from("Dropping system request: too many pending"),
+            );
+        }
+        true
+    }
+
+    /// End of a step: publish pending connect events, answer queued
+    /// requests, and send the statsz heartbeat when due.
+    pub(super) fn run_system(&mut self, now: Instant) {
+        if self.accounts.system.is_none() {
+            self.system.connected.clear();
+            self.system.requests.clear();
+            return;
+        }
+        for conn in std::mem::take(&mut self.system.connected) {
+            self.publish_connect_event(now, conn);
+        }
+        // Answers may be requests again (a reply subject that is a system
+        // subject); a few rounds settle any sane traffic.
+        for _ in 0..4 {
+            let requests = std::mem::take(&mut self.system.requests);
+            if requests.is_empty() {
+                break;
+            }
+            for request in requests {
+                self.answer(now, &request);
+            }
+        }
+        if self.system.statsz_due.is_some_and(|due| due <= now) {
+            let subject = format!("$SYS.SERVER.{}.STATSZ", self.config.server_id);
+            let body = self.statsz_message(now);
+            self.publish_system(now, subject.as_bytes(), &body);
+            let interval = (self.system.statsz_interval * 2).min(STATSZ_INTERVAL);
+            self.system.statsz_interval = interval;
+            self.system.statsz_due = Some(now + interval);
+        }
+    }
+
+    /// Publish `payload` on `subject` in the system account, from no client.
+    fn publish_system(&mut self, now: Instant, subject: &[u8], payload: &[u8]) {
+        let Some(system) = self.accounts.system else {
+            return;
+        };
+        let delivery = Delivery {
+            publisher: INTERNAL_CONN,
+            subject,
+            reply: None,
+            headers: None,
+            payload,
+        };
+        self.route(now, system, &delivery, true, 0);
+    }
+
+    fn header(&mut self, now: Instant) -> EventServer {
+        let seq = self.system.next_seq();
+        EventServer::new(self, seq, self.clock(now))
+    }
+
+    fn statsz_message(&mut self, now: Instant) -> Vec<u8> {
+        let message = StatszMessage {
+            server: self.header(now),
+            statsz: monitor::events::Statsz::new(self),
+        };
+        to_json(&message)
+    }
+
+    fn publish_connect_event(&mut self, now: Instant, conn: ConnId) {
+        let clock = self.clock(now);
+        let Some(client) = EventClient::of(self, conn, clock) else {
+            return;
+        };
+        let Some(account) = self.clients.get(&conn).map(|c| c.account) else {
+            return;
+        };
+        let event = ConnectEvent {
+            kind: CONNECT_EVENT_TYPE,
+            id: self.system.next_id(),
+            timestamp: monitor::format::rfc3339_nanos(clock.wall_now),
+            server: self.header(now),
+            client,
+        };
+        let subject = format!("$SYS.ACCOUNT.{}.CONNECT", self.accounts.list[account].name);
+        self.publish_system(now, subject.as_bytes(), &to_json(&event));
+        self.publish_account_connections(now, account);
+    }
+
+    /// Called by `handle_closed` while the client is still known.
+    pub(super) fn publish_disconnect_event(&mut self, now: Instant, conn: ConnId) {
+        if self.accounts.system.is_none() {
+            return;
+        }
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        if !client.connect_received {
+            return;
+        }
+        let account = client.account;
+        let stats = client.stats;
+        let reason = client.closing.unwrap_or(CloseReason::ClientClosed);
+        let clock = self.clock(now);
+        let Some(mut info) = EventClient::of(self, conn, clock) else {
+            return;
+        };
+        info.stop = Some(monitor::format::rfc3339_nanos(clock.wall_now));
+        let (sent, received) = DisconnectEvent::traffic(&stats);
+        let event = DisconnectEvent {
+            kind: DISCONNECT_EVENT_TYPE,
+            id: self.system.next_id(),
+            timestamp: monitor::format::rfc3339_nanos(clock.wall_now),
+            server: self.header(now),
+            client: info,
+            sent,
+            received,
+            reason: reason.as_str(),
+        };
+        let subject = format!(
+            "$SYS.ACCOUNT.{}.DISCONNECT",
+            self.accounts.list[account].name
+        );
+        self.publish_system(now, subject.as_bytes(), &to_json(&event));
+        self.publish_account_connections(now, account);
+    }
+
+    /// `$SYS.ACCOUNT.<acc>.SERVER.CONNS` and its older twin
+    /// `$SYS.SERVER.ACCOUNT.<acc>.CONNS`, as the reference sends both.
+    fn publish_account_connections(&mut self, now: Instant, account: AccountId) {
+        let id = self.system.next_id();
+        let header = self.header(now);
+        let event = AccountConnectionsEvent::new(self, account, id, header, self.clock(now));
+        let body = to_json(&event);
+        let name = self.accounts.list[account].name.clone();
+        for subject in [
+            format!("$SYS.ACCOUNT.{name}.SERVER.CONNS"),
+            format!("$SYS.SERVER.ACCOUNT.{name}.CONNS"),
+        ] {
+            self.publish_system(now, subject.as_bytes(), &body);
+        }
+    }
+
+    fn answer(&mut self, now: Instant, request: &SysRequest) {
+        let payload = if request.payload.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &request.payload[..]
+        };
+        let body = match request.service {
+            SysService::Server(endpoint) => self.answer_server(now, endpoint, payload),
+            SysService::Account(endpoint) => {
+                // `$SYS.REQ.ACCOUNT.<account>.<E>`: the account is the 4th token.
+                let subject = String::from_utf8_lossy(&request.subject).into_owned();
+                let account = subject.split('.').nth(3).unwrap_or("").to_owned();
+                if account == "PING" {
+                    // The PING forms have subscriptions of their own.
+                    return;
+                }
+                self.answer_account(now, endpoint, &account, payload)
+            }
+            SysService::AccountPingStatz => self.answer_account_statz(now, payload, None),
+        };
+        if let Some(body) = body {
+            self.publish_system(now, &request.reply, &body);
+        }
+    }
+
+    /// `None`: this server stays silent (a filter did not match).
+    fn answer_server(
+        &mut self,
+        now: Instant,
+        endpoint: ServerEndpoint,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let clock = self.clock(now);
+        let reply = match endpoint {
+            ServerEndpoint::Statsz => {
+                let filter: EventFilter = serde_json::from_slice(payload).unwrap_or_default();
+                if !filter.matches(self) {
+                    return None;
+                }
+                return Some(self.statsz_message(now));
+            }
+            ServerEndpoint::Idz => {
+                let config = &self.config;
+                return Some(to_json(&Idz {
+                    name: config.effective_name().to_owned(),
+                    host: config.host.clone(),
+                    id: config.server_id.clone(),
+                }));
+            }
+            ServerEndpoint::Varz => self.filtered::<EventFilter, _>(payload, |server, _| {
+                Ok(to_value(&monitor::varz(server, clock)))
+            }),
+            ServerEndpoint::Connz => self.filtered(payload, |server, request: ConnzRequest| {
+                let opts = connz_options(&request)?;
+                Ok(to_value(&monitor::connz(server, &opts, clock)))
+            }),
+            ServerEndpoint::Subsz => self.filtered(payload, |server, request: SubszRequest| {
+                let opts = subsz_options(&request)?;
+                Ok(to_value(&monitor::subsz(server, &opts, clock)))
+            }),
+            ServerEndpoint::Routez => self.filtered::<EventFilter, _>(payload, |server, _| {
+                Ok(to_value(&monitor::routez(server, clock)))
+            }),
+            ServerEndpoint::Gatewayz => self.filtered::<EventFilter, _>(payload, |server, _| {
+                Ok(to_value(&monitor::gatewayz(server, clock)))
+            }),
+            ServerEndpoint::Leafz => self.filtered::<EventFilter, _>(payload, |server, _| {
+                Ok(to_value(&monitor::leafz(server, clock)))
+            }),
+            ServerEndpoint::Accountz => {
+                self.filtered(payload, |server, request: AccountzRequest| {
+                    monitor::accountz(server, &request.account, clock)
+                        .map(|page| to_value(&page))
+                        .map_err(|e| e.to_string())
+                })
+            }
+            ServerEndpoint::Healthz => self.filtered::<EventFilter, _>(payload, |_, _| {
+                Ok(to_value(&Healthz {
+                    status: "ok",
+                    status_code: 200,
+                    error: None,
+                }))
+            }),
+        }?;
+        Some(self.envelope(now, reply))
+    }
+
+    fn answer_account(
+        &mut self,
+        now: Instant,
+        endpoint: AccountEndpoint,
+        account: &str,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let clock = self.clock(now);
+        let known = self.accounts.find(account);
+        let reply = match endpoint {
+            AccountEndpoint::Connz => self.filtered(payload, |server, request: ConnzRequest| {
+                let mut opts = connz_options(&request)?;
+                // An account sees its own connections only.
+                opts.account = account.to_owned();
+                Ok(to_value(&monitor::connz(server, &opts, clock)))
+            }),
+            AccountEndpoint::Subsz => self.filtered(payload, |server, request: SubszRequest| {
+                let mut opts = subsz_options(&request)?;
+                opts.account = account.to_owned();
+                Ok(to_value(&monitor::subsz(server, &opts, clock)))
+            }),
+            AccountEndpoint::Leafz => self.filtered::<EventFilter, _>(payload, |server, _| {
+                Ok(to_value(&monitor::leafz(server, clock)))
+            }),
+            AccountEndpoint::Statz => {
+                return self.answer_account_statz(now, payload, Some(account));
+            }
+            AccountEndpoint::Conns => {
+                let id = known?;
+                let event_id = self.system.next_id();
+                let header = self.header(now);
+                let event = AccountConnectionsEvent::new(self, id, event_id, header, clock);
+                return Some(to_json(&event));
+            }
+        }?;
+        Some(self.envelope(now, reply))
+    }
+
+    /// Account statz: of `account`, or of the accounts the request names.
+    fn answer_account_statz(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        account: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        let clock = self.clock(now);
+        let reply = self.filtered(payload, |server, request: StatzRequest| {
+            let names = match account {
+                Some(account) => vec![account.to_owned()],
+                None => request.accounts.clone(),
+            };
+            // Asking for one account by name includes it even when idle.
+            let unused = request.include_unused || account.is_some();
+            Ok(to_value(&monitor::accstatz(server, &names, unused, clock)))
+        })?;
+        Some(self.envelope(now, reply))
+    }
+
+    /// Decode the request options (`T` embeds an [`EventFilter`]); a server
+    /// the filter excludes answers nothing; a bad payload gets a 400 error.
+    fn filtered<T, F>(&self, payload: &[u8], build: F) -> Option<Result<Data, String>>
+    where
+        T: serde::de::DeserializeOwned + Default + HasFilter,
+        F: FnOnce(&Server, T) -> Result<Data, String>,
+    {
+        let request: T = match serde_json::from_slice(payload) {
+            Ok(request) => request,
+            Err(error) => return Some(Err(format!("invalid request: {error}"))),
+        };
+        if !request.filter().matches(self) {
+            return None;
+        }
+        Some(build(self, request))
+    }
+
+    fn envelope(&mut self, now: Instant, reply: Result<Data, String>) -> Vec<u8> {
+        let server = self.header(now);
+        let response = match reply {
+            Ok(data) => ApiResponse {
+                server,
+                data: Some(data),
+                error: None,
+            },
+            Err(description) => ApiResponse {
+                server,
+                data: None,
+                error: Some(ApiError {
+                    code: 400,
+                    description,
+                }),
+            },
+        };
+        to_json(&response)
+    }
+}
+
+/// Request options that carry an [`EventFilter`].
+trait HasFilter {
+    fn filter(&self) -> &EventFilter;
+}
+
+impl HasFilter for EventFilter {
+    fn filter(&self) -> &EventFilter {
+        self
+    }
+}
+
+impl HasFilter for ConnzRequest {
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+impl HasFilter for SubszRequest {
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+impl HasFilter for AccountzRequest {
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+impl HasFilter for StatzRequest {
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+fn connz_options(request: &ConnzRequest) -> Result<ConnzOptions, String> {
+    let mut opts = ConnzOptions::default();
+    if !request.sort.is_empty() {
+        opts.sort = SortOpt::parse(&request.sort)
+            .ok_or_else(|| format!("invalid sorting option: {}", request.sort))?;
+    }
+    opts.username = request.auth;
+    opts.subscriptions = request.subscriptions;
+    opts.subscriptions_detail = request.subscriptions_detail;
+    opts.offset = usize::try_from(request.offset).unwrap_or(0);
+    opts.limit = match usize::try_from(request.limit) {
+        Ok(0) | Err(_) => monitor::DEFAULT_CONN_LIST_SIZE,
+        Ok(limit) => limit,
+    };
+    opts.cid = request.cid;
+    opts.state = match request.state {
+        Some(1) => ConnState::Closed,
+        Some(2) => ConnState::Any,
+        _ => ConnState::Open,
+    };
+    if opts.cid > 0 {
+        opts.limit = 1;
+    }
+    opts.user = request.user.clone();
+    opts.account = request.acc.clone();
+    Ok(opts)
+}
+
+fn subsz_options(request: &SubszRequest) -> Result<SubszOptions, String> {
+    SubszOptions::new(
+        request.subscriptions,
+        request.offset,
+        request.limit,
+        &request.test,
+        request.account.clone(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("system messages serialize")
+}
+
+/// A reply's `data`, serialized once in its own field order.
+type Data = Box<serde_json::value::RawValue>;
+
+fn to_value<T: Serialize>(value: &T) -> Data {
+    serde_json::value::to_raw_value(value).expect("monitoring pages serialize")
+}
