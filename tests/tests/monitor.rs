@@ -496,3 +496,98 @@ async fn system_requests_answer_with_monitoring_data() {
     assert_eq!(beat.subject.as_str(), format!("$SYS.SERVER.{id}.STATSZ"));
     assert!(json_of(&beat)["statsz"]["mem"].as_u64().unwrap() > 0);
 }
+
+/// Publishes one traced message (and one trace-only message) through a
+/// mapping to a plain and a queue subscriber; returns the two trace events
+/// and how many copies the subscriber got.
+async fn trace_run(server: &ServerProcess) -> (Value, Value, usize) {
+    use futures::StreamExt;
+    let tracer = common::connect(&server.url()).await;
+    let mut traces = tracer.subscribe("trace.dest").await.unwrap();
+    common::sync_with_server(&tracer).await;
+    let receiver = common::connect_with(
+        &server.url(),
+        async_nats::ConnectOptions::new().name("receiver"),
+    )
+    .await;
+    let mut plain = receiver.subscribe("m.out").await.unwrap();
+    let _group = receiver
+        .queue_subscribe("m.out", "workers".into())
+        .await
+        .unwrap();
+    common::sync_with_server(&receiver).await;
+    let publisher = common::connect_with(
+        &server.url(),
+        async_nats::ConnectOptions::new().name("sender"),
+    )
+    .await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Trace-Dest", "trace.dest");
+    publisher
+        .publish_with_headers("m.in", headers.clone(), "hello".into())
+        .await
+        .unwrap();
+    headers.insert("Nats-Trace-Only", "true");
+    publisher
+        .publish_with_headers("m.in", headers, "hidden".into())
+        .await
+        .unwrap();
+    common::sync_with_server(&publisher).await;
+    let first = json_of(&common::within("a trace", traces.next()).await.unwrap());
+    let second = json_of(&common::within("a trace", traces.next()).await.unwrap());
+    common::sync_with_server(&receiver).await;
+    let delivered = common::drain_ready(&mut plain).len();
+    (first, second, delivered)
+}
+
+fn event_types(trace: &Value) -> Vec<String> {
+    trace["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn traced_messages_report_their_path() {
+    let config = write_config("trace", "mappings { \"m.in\": \"m.out\" }\n");
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let (traced, trace_only, delivered) = trace_run(&server).await;
+    assert_eq!(event_types(&traced), ["in", "sm", "eg", "eg"]);
+    let events = traced["events"].as_array().unwrap();
+    assert_eq!(events[0]["name"], "sender");
+    assert_eq!(events[0]["subj"], "m.in");
+    assert_eq!(events[1]["to"], "m.out");
+    assert_eq!(events[3]["queue"], "workers");
+    assert_eq!(
+        traced["request"]["header"]["Nats-Trace-Dest"],
+        serde_json::json!(["trace.dest"])
+    );
+    assert_eq!(event_types(&trace_only), ["in", "sm", "eg", "eg"]);
+    assert_eq!(
+        trace_only["request"]["header"]["Nats-Trace-Only"],
+        serde_json::json!(["true"])
+    );
+    // The traced message arrived once; the trace-only one not at all.
+    assert_eq!(delivered, 1);
+
+    let Some(reference_binary) = rnats_tests::reference_server() else {
+        eprintln!("NOTICE: trace comparison skipped: the reference nats-server is not available");
+        return;
+    };
+    let reference =
+        ServerProcess::start_binary(reference_binary, &["-c", config.to_str().unwrap()]);
+    let (expected, expected_only, expected_delivered) = trace_run(&reference).await;
+    assert_eq!(event_types(&expected), event_types(&traced));
+    assert_eq!(event_types(&expected_only), event_types(&trace_only));
+    assert_eq!(expected_delivered, delivered);
+    let (mut want, mut have) = (BTreeSet::new(), BTreeSet::new());
+    key_paths(&expected, "", &mut want);
+    key_paths(&traced, "", &mut have);
+    let missing: Vec<&String> = want
+        .difference(&have)
+        .filter(|path| !lacks_feature(path))
+        .collect();
+    assert!(missing.is_empty(), "trace keys rnats lacks: {missing:?}");
+}

@@ -25,6 +25,7 @@ mod client;
 mod config;
 mod log;
 pub mod system;
+pub mod trace;
 
 pub use crate::auth::AuthConfig;
 pub use accounts::{AccountId, AccountStats, SubTarget};
@@ -100,6 +101,8 @@ pub struct Server {
     monitor: MonitorState,
     /// `$SYS` events and request handling.
     system: system::System,
+    /// The trace of the message being routed, when it asked for one.
+    trace: Option<Box<trace::MsgTrace>>,
 }
 
 /// A message on its way through the router.
@@ -141,6 +144,7 @@ impl Server {
             crossings: Default::default(),
             monitor: MonitorState::default(),
             system: system::System::new(seed),
+            trace: None,
             logs,
         }
     }
@@ -771,6 +775,7 @@ impl Server {
         }
         // Account mappings rewrite the subject before anything looks at it.
         let account = client.account;
+        let published = subject;
         let mut mapped = std::mem::take(&mut self.mapped_subject);
         let subject = if self.map_subject(account, subject, &mut mapped) {
             &mapped[..]
@@ -803,6 +808,15 @@ impl Server {
             self.mapped_subject = mapped;
             return;
         }
+        if let Some(headers) = headers {
+            if let Some(wanted) = trace::TraceHeaders::find(headers) {
+                let size = headers.len() + payload.len();
+                if !self.start_trace(now, conn, wanted, published, subject, headers, size) {
+                    self.mapped_subject = mapped;
+                    return;
+                }
+            }
+        }
         let client = self.clients.get_mut(&conn).expect("client exists");
         let (pedantic, verbose, echo, no_responders) = {
             let o = &client.options;
@@ -827,6 +841,9 @@ impl Server {
             payload,
         };
         let delivered = self.route(now, account, &delivery, echo, 0);
+        if let Some(trace) = self.trace.take() {
+            self.publish_trace(now, account, &trace);
+        }
         if !delivered && no_responders {
             if let Some(reply) = reply.filter(|r| !r.is_empty()) {
                 self.send_no_responders(conn, subject, reply);
@@ -879,6 +896,10 @@ impl Server {
     ) -> bool {
         let mut crossings = std::mem::take(&mut self.crossings[usize::from(depth)]);
         debug_assert!(crossings.is_empty());
+        let routed_account = self
+            .trace
+            .as_ref()
+            .map(|_| self.accounts.list[account].name.clone());
         let Server {
             clients,
             accounts,
@@ -887,6 +908,7 @@ impl Server {
             stats,
             expired_subs,
             config,
+            trace,
             ..
         } = self;
         let result = accounts.list[account].sublist.matches(msg.subject);
@@ -899,11 +921,14 @@ impl Server {
             config,
             now,
             sent: AccountStats::default(),
+            trace: trace.as_deref_mut(),
+            routed_account: routed_account.as_deref().unwrap_or(""),
         };
         for target in &result.plain {
             match *target {
                 SubTarget::Client(key) => {
                     if key.conn == msg.publisher && !publisher_echo {
+                        out.trace_refusal(key, trace::ERR_NO_ECHO);
                         continue;
                     }
                     delivered |= out.deliver(key, msg);
@@ -965,6 +990,9 @@ impl Server {
                     return false;
                 }
                 let importer = route.importer;
+                if let Some(trace) = self.trace.as_deref_mut() {
+                    trace.stream_export(&self.accounts.list[importer].name, &subject);
+                }
                 let crossed = Delivery {
                     subject: &subject,
                     ..*msg
@@ -977,6 +1005,10 @@ impl Server {
                     return false;
                 }
                 let exporter = route.exporter;
+                if let Some(trace) = self.trace.as_deref_mut() {
+                    let name = &self.accounts.list[exporter].name;
+                    trace.service_import(name, msg.subject, &subject);
+                }
                 let response = msg.reply.filter(|r| !r.is_empty()).map(|reply| {
                     let token = self.response_token();
                     let id = self.accounts.next_response;
@@ -1446,15 +1478,40 @@ struct Outbox<'a> {
     now: Instant,
     /// What this match delivered, for the account's counters.
     sent: AccountStats,
+    /// The trace of a traced message (egress events go here).
+    trace: Option<&'a mut trace::MsgTrace>,
+    /// The routed account's name while tracing (empty otherwise).
+    routed_account: &'a str,
 }
 
 impl Outbox<'_> {
+    /// Record in the trace (if any) that `key` did not get the message.
+    fn trace_refusal(&mut self, key: SubKey, error: &'static str) {
+        let Some(trace) = self.trace.as_deref_mut() else {
+            return;
+        };
+        let Some(client) = self.clients.get(&key.conn) else {
+            return;
+        };
+        if let Some(sub) = client.subs.get(&key.index) {
+            trace.egress(
+                key.conn,
+                client.options.name.as_deref(),
+                self.routed_account,
+                &sub.subject,
+                sub.queue.as_deref(),
+                error,
+            );
+        }
+    }
+
     /// Write one message to one subscription. Returns whether it was delivered.
     fn deliver(&mut self, key: SubKey, msg: &Delivery<'_>) -> bool {
         let Some(client) = self.clients.get_mut(&key.conn) else {
             return false;
         };
         if client.is_closing() {
+            self.trace_refusal(key, trace::ERR_CLIENT_CLOSED);
             return false;
         }
         let Some(sub) = client.subs.get_mut(&key.index) else {
@@ -1462,6 +1519,7 @@ impl Outbox<'_> {
         };
         if sub.max > 0 && sub.delivered >= sub.max {
             // Already due for removal later in this step.
+            self.trace_refusal(key, trace::ERR_AUTO_UNSUB);
             return false;
         }
         if let Some(permissions) = &mut client.permissions {
@@ -1473,6 +1531,7 @@ impl Outbox<'_> {
             if check_deny
                 && !permissions.may_receive(&sub.subject, sub.queue.as_deref(), msg.subject)
             {
+                self.trace_refusal(key, trace::ERR_SUB_DENY);
                 return false;
             }
             if let (Some(permission), Some(reply)) = (permissions.response_permission(), msg.reply)
@@ -1482,6 +1541,20 @@ impl Outbox<'_> {
                 if !reply.is_empty() && !permissions.may_publish(reply) {
                     client.responses.track(reply, self.now, permission);
                 }
+            }
+        }
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.egress(
+                key.conn,
+                client.options.name.as_deref(),
+                self.routed_account,
+                &sub.subject,
+                sub.queue.as_deref(),
+                "",
+            );
+            if trace.only {
+                // Traced, not delivered (`Nats-Trace-Only`).
+                return true;
             }
         }
         sub.delivered += 1;
