@@ -231,29 +231,6 @@ fn header_map(block: &[u8]) -> BTreeMap<String, Vec<String>> {
     map
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_headers_are_found_and_only_takes_go_truths() {
-        let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Only: ON\r\n\r\n";
-        let wanted = TraceHeaders::find(block).unwrap();
-        assert_eq!(&wanted.dest[..], b"t.x");
-        assert!(wanted.only);
-        let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Only: yes\r\n\r\n";
-        assert!(!TraceHeaders::find(block).unwrap().only);
-        assert_eq!(TraceHeaders::find(b"NATS/1.0\r\nOther: 1\r\n\r\n"), None);
-    }
-
-    #[test]
-    fn header_map_keeps_names_and_repeats() {
-        let map = header_map(b"NATS/1.0\r\nA: 1\r\nA: 2\r\nb-c: x\r\n\r\n");
-        assert_eq!(map["A"], vec!["1", "2"]);
-        assert_eq!(map["b-c"], vec!["x"]);
-    }
-}
-
 impl super::Server {
     /// Begin tracing the message `conn` is publishing. False when the
     /// message must not be processed: the client may not publish to the
@@ -331,5 +308,28 @@ impl super::Server {
             payload: &body,
         };
         self.route(now, account, &delivery, true, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_headers_are_found_and_only_takes_go_truths() {
+        let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Only: ON\r\n\r\n";
+        let wanted = TraceHeaders::find(block).unwrap();
+        assert_eq!(&wanted.dest[..], b"t.x");
+        assert!(wanted.only);
+        let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Only: yes\r\n\r\n";
+        assert!(!TraceHeaders::find(block).unwrap().only);
+        assert_eq!(TraceHeaders::find(b"NATS/1.0\r\nOther: 1\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn header_map_keeps_names_and_repeats() {
+        let map = header_map(b"NATS/1.0\r\nA: 1\r\nA: 2\r\nb-c: x\r\n\r\n");
+        assert_eq!(map["A"], vec!["1", "2"]);
+        assert_eq!(map["b-c"], vec!["x"]);
     }
 }
