@@ -50,6 +50,9 @@ pub fn run(cli: CliOptions) -> i32 {
         // Like the reference, `-t` passes such a file; starting does not.
         flags::die(&error);
     }
+    if let Err(error) = conf::check_limits(&file) {
+        flags::die(&error);
+    }
     let options = settings::merge(&cli, &file);
     let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
     if let Some(loaded) = &loaded {

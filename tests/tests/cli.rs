@@ -70,6 +70,22 @@ fn config_check_reports_valid_and_invalid_files() {
     assert!(text.contains("unknown field \"foo\""), "{text}");
 }
 
+#[test]
+fn contradicting_limits_pass_the_check_but_refuse_to_start() {
+    let dir = temp_dir("limits");
+    let file = dir.join("limits.conf");
+    std::fs::write(&file, "max_pending: 100\n").unwrap();
+    // As the reference: `-t` calls the file valid, starting refuses it.
+    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"]).status.success());
+    let out = rnats(&["-c", file.to_str().unwrap(), "-p", "-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("max_payload (1048576) cannot be higher than max_pending (100)"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn config_file_limits_apply_and_flags_override_it() {
     let dir = temp_dir("limits");

@@ -108,7 +108,7 @@ async fn counters_match_the_traffic_the_test_sent() {
 async fn closed_connections_keep_their_reason() {
     let config = write_config(
         "closed",
-        "max_pending: 2048\nauthorization { users [{user: u, password: p}] }\n",
+        "max_payload: 1024\nmax_pending: 2048\nauthorization { users [{user: u, password: p}] }\n",
     );
     let server = ServerProcess::start(&["-m", "-1", "-c", config.to_str().unwrap()]);
     let http = server.http_port();
