@@ -109,6 +109,8 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
         ping_interval: Duration::from_secs(PINGS_S[usize::from(timing & 7)]),
         ping_max: 1 + u32::from((timing >> 3) & 3) % 3,
         auth_timeout: Duration::from_millis(AUTH_TIMEOUTS_MS[usize::from(timing >> 5)]),
+        // Protocol tracing formats (and redacts) every operation.
+        trace: access & 0x10 != 0,
         ..ServerConfig::default()
     }
 }
@@ -216,9 +218,16 @@ impl Harness {
         let retained_max = (config.max_control_line + 1)
             .max(config.max_payload + 1)
             .max(8);
+        let now = Instant::from_nanos(1_000_000_000);
+        let mut server = Server::new(config, seed);
+        // Starts the statsz heartbeat: system events are part of the machine.
+        server.set_wall_clock(
+            now,
+            rnats_core::time::WallTime::from_unix_nanos(1_763_818_200_000_000_000),
+        );
         Harness {
-            server: Server::new(config, seed),
-            now: Instant::from_nanos(1_000_000_000),
+            server,
+            now,
             slots: [None, None, None, None],
             next_conn: 1,
             frame_max,
@@ -452,7 +461,8 @@ impl Harness {
         while self.server.poll_action().is_some() {}
         assert_eq!(self.server.num_subscriptions(), 0);
         assert_eq!(self.server.num_connections(), 0);
-        assert_eq!(self.server.poll_timeout(), None);
+        // Only the statsz heartbeat may still be pending.
+        assert_eq!(self.server.poll_timeout(), self.server.heartbeat_deadline());
     }
 }
 

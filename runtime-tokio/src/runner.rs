@@ -283,7 +283,6 @@ impl Runner {
             state.server.handle_accept(self.clock.now(), conn, peer);
             self.carry_out_actions(&mut state);
         }
-        tracing::debug!("{peer} - {conn} - Client connection created");
         (conn, io)
     }
 
@@ -410,6 +409,8 @@ impl Runner {
                 let (outbound, closing) = {
                     let mut state = self.lock();
                     let outbound = state.server.take_outbound(conn);
+                    // Protocol trace lines (`-V`) about what is written now.
+                    emit_logs(&mut state.server);
                     (outbound, io.closing.load(Ordering::Acquire))
                 };
                 let Some(bytes) = outbound else {
@@ -465,7 +466,6 @@ impl Runner {
                     }
                 }
                 Action::Close { conn, reason } => {
-                    tracing::debug!("{conn} - Client connection closed: {}", reason.as_str());
                     if let Some(io) = state.conns.get(&conn) {
                         io.closing.store(true, Ordering::Release);
                         if reason.skips_flush() {
@@ -513,24 +513,19 @@ impl Runner {
 /// Write the machine's log records the way nats-server prints them:
 /// `127.0.0.1:5555 - cid:3 - "$G/user:a" - Publish Violation - Subject "x"`.
 fn emit_logs(server: &mut Server) {
-    let records: Vec<LogRecord> = server.take_logs().collect();
-    for record in records {
-        let prefix = record
-            .conn
-            .and_then(|conn| {
-                let client = server.client(conn)?;
-                let label = match (&client.user, server.account_of(conn)) {
-                    (Some(user), Some(account)) => format!(" - \"{account}/user:{user}\""),
-                    _ => String::new(),
-                };
-                Some(format!("{} - {conn}{label} - ", client.peer))
-            })
-            .unwrap_or_default();
-        match record.level {
-            LogLevel::Error => tracing::error!("{prefix}{}", record.text),
-            LogLevel::Warn => tracing::warn!("{prefix}{}", record.text),
-            LogLevel::Info => tracing::info!("{prefix}{}", record.text),
-            LogLevel::Debug => tracing::debug!("{prefix}{}", record.text),
+    for record in server.take_logs() {
+        let LogRecord {
+            level,
+            prefix,
+            text,
+            ..
+        } = record;
+        match level {
+            LogLevel::Error => tracing::error!("{prefix}{text}"),
+            LogLevel::Warn => tracing::warn!("{prefix}{text}"),
+            LogLevel::Info => tracing::info!("{prefix}{text}"),
+            LogLevel::Debug => tracing::debug!("{prefix}{text}"),
+            LogLevel::Trace => tracing::trace!("{prefix}{text}"),
         }
     }
 }

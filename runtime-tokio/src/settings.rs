@@ -202,6 +202,7 @@ pub fn server_config(
     config.ping_max = defaults.ping_max;
     config.auth_timeout = defaults.auth_timeout;
     apply_limits(&mut config, file);
+    config.trace = options.trace.unwrap_or(false);
     if let Some(base) = &file.http_base_path {
         config.monitoring.http_base_path = base.clone();
     }

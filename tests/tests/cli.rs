@@ -76,7 +76,9 @@ fn contradicting_limits_pass_the_check_but_refuse_to_start() {
     let file = dir.join("limits.conf");
     std::fs::write(&file, "max_pending: 100\n").unwrap();
     // As the reference: `-t` calls the file valid, starting refuses it.
-    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"]).status.success());
+    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"])
+        .status
+        .success());
     let out = rnats(&["-c", file.to_str().unwrap(), "-p", "-1"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stderr);

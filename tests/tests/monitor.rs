@@ -591,3 +591,34 @@ async fn traced_messages_report_their_path() {
         .collect();
     assert!(missing.is_empty(), "trace keys rnats lacks: {missing:?}");
 }
+
+#[tokio::test]
+async fn debug_and_trace_lines_name_the_client_as_the_reference_does() {
+    let server = ServerProcess::start(&["-DV"]);
+    let mut client = RawConnection::connect_quiet(
+        &server.addr(),
+        r#"{"verbose":false,"name":"nm","lang":"py","version":"1.0","pass":"hidden","user":"u"}"#,
+    )
+    .await;
+    client.send(b"SUB a 1\r\nPUB a 2\r\nhi\r\nPING\r\n").await;
+    client.read_until(b"PONG\r\n").await;
+    drop(client);
+    let wanted = [
+        r#"cid:1 - <<- [CONNECT {"verbose":false,"name":"nm","lang":"py","version":"1.0","pass":"[REDACTED]","user":"u"}]"#,
+        r#"cid:1 - "v1.0:py:nm" - "$G/user:u" - <<- [PUB a 2]"#,
+        r#"cid:1 - "v1.0:py:nm" - "$G/user:u" - <<- MSG_PAYLOAD: ["hi"]"#,
+        r#"cid:1 - "v1.0:py:nm" - "$G/user:u" - ->> [MSG a 1 2]"#,
+        r#"cid:1 - "v1.0:py:nm" - "$G/user:u" - Client connection closed: Client Closed"#,
+    ];
+    let mut missing = wanted.to_vec();
+    for _ in 0..100 {
+        let lines = server.log_lines();
+        missing.retain(|want| !lines.iter().any(|line| line.ends_with(want)));
+        if missing.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(missing.is_empty(), "missing: {missing:#?}\nlog: {:#?}", server.log_lines());
+    assert!(!server.log_lines().iter().any(|line| line.contains("hidden")));
+}

@@ -99,6 +99,8 @@ pub struct Client {
     /// The subjects it was subscribed to when it started closing (its
     /// subscriptions are gone by then); `/connz?state=closed&subs=1` lists them.
     pub closed_subjects: Vec<Bytes>,
+    /// What its first CONNECT adds to its log prefix (see `log::client_label`).
+    pub log_label: String,
 }
 
 impl Client {
@@ -135,6 +137,7 @@ impl Client {
             ping_deadline: now,
             filed_deadline: None,
             closed_subjects: Vec::new(),
+            log_label: String::new(),
         }
     }
 

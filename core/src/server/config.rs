@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// What `/varz` reports about the monitoring listener and timeouts the
     /// runtime enforces.
     pub monitoring: MonitorSettings,
+    /// Protocol tracing (`-V`): queue a trace log line per operation in and out.
+    pub trace: bool,
     /// `sha256:<hex>` of the configuration (`/varz` `config_digest`); empty
     /// without a config file.
     pub config_digest: String,
@@ -144,6 +146,7 @@ impl Default for ServerConfig {
             tls: TlsPolicy::default(),
             monitoring: MonitorSettings::default(),
             config_digest: String::new(),
+            trace: false,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

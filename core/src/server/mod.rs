@@ -24,6 +24,7 @@ pub(crate) mod accounts;
 mod client;
 mod config;
 mod log;
+mod protocol_trace;
 pub mod system;
 pub mod trace;
 
@@ -44,7 +45,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::auth::ResponseType;
-use crate::auth::{self as auth, AuthFailure, Authenticator, PermissionChecker};
+use crate::auth::{self as auth, Authenticator, PermissionChecker};
 use crate::monitor::{closed_connection, Clock, HostStats, MonitorState};
 use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId};
@@ -278,6 +279,11 @@ impl Server {
         let over_limit = self.config.max_connections > 0
             && self.num_connections() >= self.config.max_connections;
         self.clients.insert(conn, client);
+        self.log(
+            LogLevel::Debug,
+            conn,
+            String::from("Client connection created"),
+        );
         self.refile_timer(conn);
         self.queue_transmit(conn);
         if over_limit {
@@ -379,6 +385,13 @@ impl Server {
         if let Some(client) = self.clients.get(&conn).filter(|c| !c.is_closing()) {
             self.accounts.list[client.account].stats.slow_consumers += 1;
             self.stats.slow_consumers += 1;
+            let pending = client.pending_bytes();
+            let deadline = self.config.monitoring.write_deadline.as_secs();
+            self.log(
+                LogLevel::Info,
+                conn,
+                format!("Slow Consumer Detected: WriteDeadline of {deadline}s exceeded with 1 chunks of {pending} total bytes."),
+            );
             self.close(conn, CloseReason::SlowConsumerWriteDeadline);
         }
     }
@@ -414,6 +427,12 @@ impl Server {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// When the next statsz heartbeat is due (`None` before the first
+    /// wall-clock reading). The one timer that outlives every connection.
+    pub fn heartbeat_deadline(&self) -> Option<Instant> {
+        self.system.deadline()
     }
 
     /// Run every timer due at `now`: auth timeouts and keepalive PINGs.
@@ -466,6 +485,11 @@ impl Server {
         }
         let bytes = client.outbound.split();
         client.bytes_in_flight += bytes.len();
+        if self.config.trace {
+            for line in protocol_trace::outbound(&bytes) {
+                self.log(LogLevel::Trace, conn, line);
+            }
+        }
         Some(bytes)
     }
 
@@ -601,6 +625,11 @@ impl Server {
     // ----- protocol operations -----
 
     fn process_op(&mut self, now: Instant, conn: ConnId, op: ClientOp) {
+        if self.config.trace {
+            for line in protocol_trace::inbound(&op) {
+                self.log(LogLevel::Trace, conn, line);
+            }
+        }
         let client = self.clients.get_mut(&conn).expect("client exists");
         if matches!(
             op,
@@ -701,8 +730,8 @@ impl Server {
                 .authenticate(&options, client.nonce.as_bytes(), cert_names)
             {
                 Ok(identity) => identity,
-                Err(failure) => {
-                    self.log_auth_failure(conn, failure);
+                Err(_) => {
+                    // The reference logs no more than `authentication error`.
                     self.auth_violation(conn, &options);
                     return;
                 }
@@ -737,6 +766,9 @@ impl Server {
         client.parser.set_headers_enabled(options.headers);
         let verbose = options.verbose;
         let already_connected = client.connect_received;
+        if !already_connected {
+            client.log_label = log::client_label(&options, &self.accounts.list[account].name);
+        }
         client.options = options;
         client.connect_received = true;
         client.auth_deadline = None;
@@ -876,9 +908,9 @@ impl Server {
             &format!("Permissions Violation for Publish to \"{subject}\""),
         );
         self.queue_transmit(conn);
-        self.logs.push(
+        self.log(
             LogLevel::Error,
-            Some(conn),
+            conn,
             format!("Publish Violation - Subject \"{subject}\""),
         );
     }
@@ -909,6 +941,7 @@ impl Server {
             expired_subs,
             config,
             trace,
+            logs,
             ..
         } = self;
         let result = accounts.list[account].sublist.matches(msg.subject);
@@ -923,6 +956,7 @@ impl Server {
             sent: AccountStats::default(),
             trace: trace.as_deref_mut(),
             routed_account: routed_account.as_deref().unwrap_or(""),
+            logs,
         };
         for target in &result.plain {
             match *target {
@@ -1166,7 +1200,7 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client exists");
         protocol::write_err(&mut client.outbound, &error);
         self.queue_transmit(conn);
-        self.logs.push(LogLevel::Error, Some(conn), log);
+        self.log(LogLevel::Error, conn, log);
     }
 
     fn process_unsub(&mut self, conn: ConnId, sid: &[u8], max: Option<u64>) {
@@ -1318,11 +1352,7 @@ impl Server {
         } else {
             String::new()
         };
-        self.logs.push(
-            LogLevel::Error,
-            Some(conn),
-            format!("authentication error{who}"),
-        );
+        self.log(LogLevel::Error, conn, format!("authentication error{who}"));
         self.close_with_error(
             conn,
             "Authorization Violation",
@@ -1330,9 +1360,15 @@ impl Server {
         );
     }
 
-    fn log_auth_failure(&mut self, conn: ConnId, failure: AuthFailure) {
-        self.logs
-            .push(LogLevel::Debug, Some(conn), failure.to_string());
+    /// Queue a log line about `conn`, prefixed the way the reference names
+    /// clients (see `log::client_prefix`).
+    fn log(&mut self, level: LogLevel, conn: ConnId, text: String) {
+        let prefix = self
+            .clients
+            .get(&conn)
+            .map(|client| log::client_prefix(conn, client))
+            .unwrap_or_default();
+        self.logs.push_prefixed(level, Some(conn), prefix, text);
     }
 
     // ----- keepalive -----
@@ -1399,9 +1435,28 @@ impl Server {
         if let Some(old) = client.filed_deadline.take() {
             self.timers.remove(&(old, conn));
         }
+        let prefix = log::client_prefix(conn, client);
+        self.logs.push_prefixed(
+            LogLevel::Debug,
+            Some(conn),
+            prefix,
+            format!("Client connection closed: {}", reason.as_str()),
+        );
+        let client = self.clients.get_mut(&conn).expect("client exists");
         let subs = std::mem::take(&mut client.subs);
         client.closed_subjects = subs.values().map(|sub| sub.subject.clone()).collect();
         client.sids.clear();
+        if self.config.trace {
+            let prefix = log::client_prefix(conn, client);
+            for sub in subs.values() {
+                self.logs.push_prefixed(
+                    LogLevel::Trace,
+                    Some(conn),
+                    prefix.clone(),
+                    protocol_trace::delsub(&sub.sid),
+                );
+            }
+        }
         let account = client.account;
         for (index, sub) in subs {
             unfile_subscription(&mut self.accounts, account, SubKey { conn, index }, &sub);
@@ -1418,6 +1473,12 @@ impl Server {
             .is_some_and(|c| !c.is_closing() && c.pending_bytes() > self.config.max_pending);
         if over {
             self.stats.slow_consumers += 1;
+            let max_pending = self.config.max_pending;
+            self.log(
+                LogLevel::Info,
+                conn,
+                format!("Slow Consumer Detected: MaxPending of {max_pending} Exceeded"),
+            );
             let client = self.clients.get_mut(&conn).expect("client exists");
             self.accounts.list[client.account].stats.slow_consumers += 1;
             client.outbound.clear();
@@ -1482,6 +1543,7 @@ struct Outbox<'a> {
     trace: Option<&'a mut trace::MsgTrace>,
     /// The routed account's name while tracing (empty otherwise).
     routed_account: &'a str,
+    logs: &'a mut LogQueue,
 }
 
 impl Outbox<'_> {
@@ -1596,6 +1658,22 @@ impl Outbox<'_> {
             // Like the reference, no -ERR: the peer is not reading anyway.
             self.stats.slow_consumers += 1;
             self.sent.slow_consumers += 1;
+            let prefix = log::client_prefix(key.conn, client);
+            self.logs.push_prefixed(
+                LogLevel::Info,
+                Some(key.conn),
+                prefix.clone(),
+                format!(
+                    "Slow Consumer Detected: MaxPending of {} Exceeded",
+                    self.config.max_pending
+                ),
+            );
+            self.logs.push_prefixed(
+                LogLevel::Debug,
+                Some(key.conn),
+                prefix,
+                String::from("Client connection closed: Slow Consumer (Pending Bytes)"),
+            );
             client.closing = Some(CloseReason::SlowConsumerPendingBytes);
             client.closed_subjects = client.subs.values().map(|s| s.subject.clone()).collect();
             client.outbound.clear();
