@@ -2,10 +2,11 @@
 //!
 //! Core never writes a log itself: it queues records and the runtime drains
 //! them with [`Server::take_logs`](super::Server::take_logs) and prints
-//! `prefix` + `text` at `level` (`[ERR] 127.0.0.1:5555 - cid:3 - "v1.0:go:app"
-//! - "$G/user:bob" - Publish Violation ...`). The prefix is taken when the
-//! record is queued, so a line about a connection that is gone by the time
-//! the runtime drains the queue still names it.
+//! `prefix` + `text` at `level`, as in
+//! `[ERR] 127.0.0.1:5555 - cid:3 - "v1.0:go:app" - "$G/user:bob" - Publish Violation`.
+//! The prefix is taken when the record is queued, so a line about a
+//! connection that is gone by the time the runtime drains the queue still
+//! names it.
 //!
 //! Invariant: the queue holds at most `MAX_QUEUED` records; a runtime that
 //! never drains it (the fuzzer, say) loses the oldest, not memory.
