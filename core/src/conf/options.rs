@@ -569,6 +569,29 @@ pub(super) fn unknown_field(entry: &MapEntry) -> ConfError {
     )
 }
 
+/// Limits that contradict each other. Like the reference, checked when the
+/// server starts (not under `-t`): a message may never be larger than what a
+/// connection may hold pending.
+pub fn check_limits(options: &FileOptions) -> Result<(), String> {
+    const DEFAULT_MAX_PAYLOAD: i64 = 1024 * 1024;
+    const DEFAULT_MAX_PENDING: i64 = 64 * 1024 * 1024;
+    let payload = options
+        .max_payload
+        .map(i64::from)
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_MAX_PAYLOAD);
+    let pending = options
+        .max_pending
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_MAX_PENDING);
+    if payload > pending {
+        return Err(format!(
+            "max_payload ({payload}) cannot be higher than max_pending ({pending})"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::NoSource;
@@ -804,27 +827,4 @@ mod tests {
         assert_eq!(options.port, Some(3));
         assert_eq!(options.host.as_deref(), Some("h"));
     }
-}
-
-/// Limits that contradict each other. Like the reference, checked when the
-/// server starts (not under `-t`): a message may never be larger than what a
-/// connection may hold pending.
-pub fn check_limits(options: &FileOptions) -> Result<(), String> {
-    const DEFAULT_MAX_PAYLOAD: i64 = 1024 * 1024;
-    const DEFAULT_MAX_PENDING: i64 = 64 * 1024 * 1024;
-    let payload = options
-        .max_payload
-        .map(i64::from)
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_MAX_PAYLOAD);
-    let pending = options
-        .max_pending
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_MAX_PENDING);
-    if payload > pending {
-        return Err(format!(
-            "max_payload ({payload}) cannot be higher than max_pending ({pending})"
-        ));
-    }
-    Ok(())
 }
