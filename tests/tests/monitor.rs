@@ -244,8 +244,6 @@ fn lacks_feature(path: &str) -> bool {
     const ABSENT: &[&str] = &[
         // JetStream's feature flags.
         "feature_flags",
-        // Round-trip times are not measured yet.
-        "rtt",
     ];
     path.split('.')
         .any(|part| ABSENT.contains(&part.trim_end_matches("[]")))
@@ -619,6 +617,13 @@ async fn debug_and_trace_lines_name_the_client_as_the_reference_does() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(missing.is_empty(), "missing: {missing:#?}\nlog: {:#?}", server.log_lines());
-    assert!(!server.log_lines().iter().any(|line| line.contains("hidden")));
+    assert!(
+        missing.is_empty(),
+        "missing: {missing:#?}\nlog: {:#?}",
+        server.log_lines()
+    );
+    assert!(!server
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("hidden")));
 }

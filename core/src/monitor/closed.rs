@@ -36,6 +36,7 @@ pub struct ClosedConnection {
     pub user: Option<String>,
     /// Subjects of its subscriptions at close time (for `subs=1`).
     pub subscriptions: Vec<String>,
+    pub rtt: Option<core::time::Duration>,
     pub reason: CloseReason,
 }
 
@@ -107,6 +108,7 @@ mod tests {
             account: "$G".into(),
             user: None,
             subscriptions: Vec::new(),
+            rtt: None,
             reason: CloseReason::ClientClosed,
         }
     }

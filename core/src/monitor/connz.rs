@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use super::closed::ClosedConnection;
-use super::format::{rfc3339_nanos, uptime};
+use super::format::{rfc3339_nanos, rtt_text, uptime};
 use super::query::{ConnState, ConnzOptions, SortOpt};
 use crate::runtime::ConnId;
 use crate::server::{Client, ClientStats, Server, Subscription};
@@ -61,6 +61,7 @@ pub struct ConnInfo {
     pub stop: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    pub rtt: String,
     pub uptime: String,
     pub idle: String,
     pub pending_bytes: usize,
@@ -155,6 +156,13 @@ impl Row<'_> {
         match self {
             Row::Open(_, client) => client.subs.len(),
             Row::Closed(closed) => closed.subscriptions.len(),
+        }
+    }
+
+    fn rtt(&self) -> Option<core::time::Duration> {
+        match self {
+            Row::Open(_, client) => client.rtt,
+            Row::Closed(closed) => closed.rtt,
         }
     }
 
@@ -273,6 +281,7 @@ pub fn closed_connection(server: &Server, conn: ConnId, clock: Clock) -> Option<
                 .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
                 .collect()
         },
+        rtt: client.rtt,
         reason: client
             .closing
             .unwrap_or(crate::runtime::CloseReason::ClientClosed),
@@ -304,8 +313,7 @@ fn sort_rows(rows: &mut [Row<'_>], sort: SortOpt, clock: &Clock) {
             Row::Open(..) => "",
             Row::Closed(closed) => closed.reason.as_str(),
         }),
-        // No RTT is measured yet: every connection reports none, so cid order stands.
-        SortOpt::Rtt => {}
+        SortOpt::Rtt => rows.sort_by_key(|row| core::cmp::Reverse(row.rtt())),
     }
 }
 
@@ -324,6 +332,7 @@ fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock)
         last_activity: rfc3339_nanos(last),
         stop: None,
         reason: None,
+        rtt: rtt_text(row.rtt()),
         uptime: uptime(end.as_unix_nanos().saturating_sub(start.as_unix_nanos())),
         idle: uptime(end.as_unix_nanos().saturating_sub(last.as_unix_nanos())),
         pending_bytes: row.pending(),
@@ -516,6 +525,7 @@ mod tests {
             account: "$G".into(),
             user: None,
             subscriptions: vec!["x".into()],
+            rtt: None,
             reason: CloseReason::SlowConsumerPendingBytes,
         });
         let opts = ConnzOptions::from_query("state=closed&subs=1").unwrap();

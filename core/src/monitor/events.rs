@@ -69,6 +69,9 @@ pub struct EventClient {
     pub lang: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ver: String,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rtt: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -96,6 +99,9 @@ impl EventClient {
             name: client.options.name.clone().unwrap_or_default(),
             lang: client.options.lang.clone().unwrap_or_default(),
             ver: client.options.version.clone().unwrap_or_default(),
+            rtt: client
+                .rtt
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             stop: None,
             kind: "Client",
             client_type: "nats",

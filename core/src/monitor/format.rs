@@ -135,3 +135,70 @@ mod go_float_tests {
         assert_eq!(serde_json::to_string(&Wrap(0.125)).unwrap(), "0.125");
     }
 }
+
+/// Go's `time.Duration.String()`: `0s`, `850ns`, `1.5µs`, `2.25ms`, `1m2.5s`,
+/// `1h0m0s`.
+pub fn go_duration(nanos: u64) -> String {
+    const MICRO: u64 = 1_000;
+    const MILLI: u64 = 1_000_000;
+    const SECOND: u64 = 1_000_000_000;
+    match nanos {
+        0 => String::from("0s"),
+        n if n < MICRO => format!("{n}ns"),
+        n if n < MILLI => format!("{}µs", decimal(n, MICRO, 3)),
+        n if n < SECOND => format!("{}ms", decimal(n, MILLI, 6)),
+        n => {
+            let seconds = n / SECOND;
+            let (hours, minutes) = (seconds / 3600, seconds / 60 % 60);
+            let mut out = String::new();
+            if hours > 0 {
+                let _ = write!(out, "{hours}h");
+            }
+            if hours > 0 || minutes > 0 {
+                let _ = write!(out, "{minutes}m");
+            }
+            let rest = n % (60 * SECOND);
+            let _ = write!(out, "{}s", decimal(rest, SECOND, 9));
+            out
+        }
+    }
+}
+
+/// `value / unit` with up to `digits` decimals, trailing zeros dropped.
+fn decimal(value: u64, unit: u64, digits: usize) -> String {
+    let (whole, rest) = (value / unit, value % unit);
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let fraction = format!("{rest:0digits$}");
+    format!("{whole}.{}", fraction.trim_end_matches('0'))
+}
+
+/// A round trip as `/connz` reports it: truncated to whole microseconds
+/// between 1 µs and 1 ms, as the reference does.
+pub fn rtt_text(rtt: Option<core::time::Duration>) -> String {
+    let nanos = rtt.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let nanos = if nanos > 1_000 && nanos < 1_000_000 {
+        nanos / 1_000 * 1_000
+    } else {
+        nanos
+    };
+    go_duration(nanos)
+}
+
+#[cfg(test)]
+mod go_duration_tests {
+    use super::go_duration;
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(850), "850ns");
+        assert_eq!(go_duration(920_000), "920µs");
+        assert_eq!(go_duration(1_500), "1.5µs");
+        assert_eq!(go_duration(2_250_000), "2.25ms");
+        assert_eq!(go_duration(62_500_000_000), "1m2.5s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_duration(10_000_000_000), "10s");
+    }
+}

@@ -101,6 +101,13 @@ pub struct Client {
     pub closed_subjects: Vec<Bytes>,
     /// What its first CONNECT adds to its log prefix (see `log::client_label`).
     pub log_label: String,
+    /// The last measured round trip (PING sent to PONG received).
+    pub rtt: Option<core::time::Duration>,
+    /// When the PING whose PONG measures `rtt` was sent.
+    pub rtt_start: Option<Instant>,
+    /// The server answered a PING after CONNECT: the client is past its
+    /// handshake, so an unsolicited PING will not confuse it.
+    pub first_pong_sent: bool,
 }
 
 impl Client {
@@ -138,6 +145,9 @@ impl Client {
             filed_deadline: None,
             closed_subjects: Vec::new(),
             log_label: String::new(),
+            rtt: None,
+            rtt_start: None,
+            first_pong_sent: false,
         }
     }
 

@@ -63,6 +63,13 @@ const MAX_ACCOUNT_HOPS: usize = 8;
 /// The JetStream API level nats-server v2.15 announces in INFO (`api_lvl`).
 const JETSTREAM_API_LEVEL: i32 = 5;
 
+/// Reply subjects longer than this make a delivery measure the receiver's
+/// round trip (the reference's `minReplyLen`).
+const MIN_RTT_REPLY_LEN: usize = 15;
+/// Before its first PONG, a client gets no RTT PING until this long after
+/// it connected (the reference's `maxNoRTTPingBeforeFirstPong`).
+const MAX_NO_RTT_PING_BEFORE_FIRST_PONG: Duration = Duration::from_secs(2);
+
 /// Server-wide counters reported by monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
@@ -672,6 +679,7 @@ impl Server {
             ClientOp::Unsub { sid, max } => self.process_unsub(conn, &sid, max),
             ClientOp::Ping => {
                 protocol::write_pong(&mut client.outbound);
+                client.first_pong_sent |= client.connect_received;
                 if client.connect_received
                     && client.options.protocol >= 1
                     && !client.connect_info_sent
@@ -692,6 +700,9 @@ impl Server {
             }
             ClientOp::Pong => {
                 client.pings_out = 0;
+                if let Some(start) = client.rtt_start.take() {
+                    client.rtt = Some((now - start).max(Duration::from_nanos(1)));
+                }
             }
             ClientOp::StrayHMsg => {
                 // The reference takes a client's empty HMSG as a 0-byte message to nowhere.
@@ -1378,10 +1389,13 @@ impl Server {
         let ping_max = self.config.ping_max;
         let client = self.clients.get_mut(&conn).expect("client exists");
         client.ping_deadline = now + ping_interval;
-        // Traffic from the client within the interval proves it alive; skip the PING.
-        if client
-            .last_in
-            .is_some_and(|last| now.saturating_duration_since(last) < ping_interval)
+        // Traffic from the client within the interval proves it alive; skip
+        // the PING, unless it is needed to measure the round trip.
+        let needs_rtt = client.rtt.is_none();
+        if !needs_rtt
+            && client
+                .last_in
+                .is_some_and(|last| now.saturating_duration_since(last) < ping_interval)
         {
             return;
         }
@@ -1391,6 +1405,7 @@ impl Server {
             return;
         }
         client.pings_out += 1;
+        client.rtt_start = Some(now);
         protocol::write_ping(&mut client.outbound);
         self.queue_transmit(conn);
         self.enforce_pending_limit(conn);
@@ -1622,6 +1637,17 @@ impl Outbox<'_> {
         sub.delivered += 1;
         if sub.max > 0 && sub.delivered == sub.max {
             self.expired_subs.push(key);
+        }
+        if client.rtt.is_none() && msg.reply.is_some_and(|r| r.len() > MIN_RTT_REPLY_LEN) {
+            // A responder's round trip is worth knowing: measure it now, as
+            // the reference does, once the client is past its handshake.
+            let settled = client.first_pong_sent
+                || self.now - client.accepted_at > MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
+            if settled && client.rtt_start.is_none() {
+                client.rtt_start = Some(self.now);
+                client.pings_out += 1;
+                protocol::write_ping(&mut client.outbound);
+            }
         }
         let size = match (msg.headers, client.options.headers) {
             (Some(headers), true) => {

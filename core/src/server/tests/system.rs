@@ -199,3 +199,30 @@ fn monitoring_pages_snapshot() {
     let accstatz = monitor::accstatz(&h.server, &[], false, clock);
     insta::assert_snapshot!("accstatz", pretty(serde_json::to_string_pretty(&accstatz)));
 }
+
+#[test]
+fn a_responder_gets_one_rtt_ping_and_its_pong_measures_the_round_trip() {
+    let mut h = harness();
+    let responder = login(&mut h, 1, "a", "responder");
+    h.send(responder, "SUB svc 1\r\nPING\r\n");
+    assert_eq!(h.take(responder), "PONG\r\n");
+    let requester = login(&mut h, 2, "a", "requester");
+    h.send(requester, "PUB svc _INBOX.abcdefghijklmn 2\r\nhi\r\n");
+    assert_eq!(
+        h.take(responder),
+        "PING\r\nMSG svc 1 _INBOX.abcdefghijklmn 2\r\nhi\r\n"
+    );
+    // A second request does not ask again while the first is unanswered.
+    h.send(requester, "PUB svc _INBOX.abcdefghijklmn 2\r\nhi\r\n");
+    assert_eq!(
+        h.take(responder),
+        "MSG svc 1 _INBOX.abcdefghijklmn 2\r\nhi\r\n"
+    );
+    h.now = t(3);
+    h.send(responder, "PONG\r\n");
+    let rtt = h.server.client(responder).unwrap().rtt;
+    assert_eq!(rtt, Some(Duration::from_millis(3)));
+    let opts = monitor::ConnzOptions::from_query("cid=1").unwrap();
+    let page = monitor::connz(&h.server, &opts, h.server.clock(t(5)));
+    assert_eq!(page.connections[0].rtt, "3ms");
+}
