@@ -80,6 +80,7 @@ pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
     merged.host = cli.host.clone().or_else(|| non_empty(&file.host));
     merged.port = cli.port.or(file.port);
     merged.http_port = cli.http_port.or(file.http_port);
+    merged.max_traced_msg_len = cli.max_traced_msg_len.or(file.max_traced_msg_len);
     merged.server_name = cli.server_name.clone().or_else(|| file.server_name.clone());
     merged.client_advertise = cli
         .client_advertise
@@ -203,6 +204,10 @@ pub fn server_config(
     config.auth_timeout = defaults.auth_timeout;
     apply_limits(&mut config, file);
     config.trace = options.trace.unwrap_or(false);
+    config.max_traced_msg_len = options
+        .max_traced_msg_len
+        .and_then(|len| usize::try_from(len).ok())
+        .unwrap_or(0);
     if let Some(base) = &file.http_base_path {
         config.monitoring.http_base_path = base.clone();
     }

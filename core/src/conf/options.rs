@@ -49,7 +49,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "prof_port",
     "prof_block_rate",
     "proxy_protocol",
-    "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
     "ocsp",
@@ -132,6 +131,8 @@ pub struct FileOptions {
     pub http_base_path: Option<String>,
     /// Closed connections `/connz` remembers (0: none).
     pub max_closed_clients: Option<i64>,
+    /// Longest payload a protocol trace line shows (0: all of it).
+    pub max_traced_msg_len: Option<i64>,
     /// What the reference prints as warnings: the server still starts, but
     /// `nats-server -t` calls the file invalid.
     pub warnings: Vec<ConfWarning>,
@@ -275,6 +276,7 @@ fn apply_top_level(
         "http_port" | "monitor_port" => options.http_port = Some(integer(entry)?),
         "http_base_path" => options.http_base_path = Some(string(entry)?),
         "max_closed_clients" => options.max_closed_clients = Some(integer(entry)?),
+        "max_traced_msg_len" => options.max_traced_msg_len = Some(integer(entry)?),
         "host" | "net" => options.host = Some(string(entry)?),
         "server_name" => {
             let name = string(entry)?;

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub monitoring: MonitorSettings,
     /// Protocol tracing (`-V`): queue a trace log line per operation in and out.
     pub trace: bool,
+    /// Longest payload a trace line shows (0: all of it).
+    pub max_traced_msg_len: usize,
     /// `sha256:<hex>` of the configuration (`/varz` `config_digest`); empty
     /// without a config file.
     pub config_digest: String,
@@ -147,6 +149,7 @@ impl Default for ServerConfig {
             monitoring: MonitorSettings::default(),
             config_digest: String::new(),
             trace: false,
+            max_traced_msg_len: 0,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

@@ -493,7 +493,7 @@ impl Server {
         let bytes = client.outbound.split();
         client.bytes_in_flight += bytes.len();
         if self.config.trace {
-            for line in protocol_trace::outbound(&bytes) {
+            for line in protocol_trace::outbound(&bytes, self.config.max_traced_msg_len) {
                 self.log(LogLevel::Trace, conn, line);
             }
         }
@@ -633,7 +633,7 @@ impl Server {
 
     fn process_op(&mut self, now: Instant, conn: ConnId, op: ClientOp) {
         if self.config.trace {
-            for line in protocol_trace::inbound(&op) {
+            for line in protocol_trace::inbound(&op, self.config.max_traced_msg_len) {
                 self.log(LogLevel::Trace, conn, line);
             }
         }

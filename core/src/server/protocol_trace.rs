@@ -12,7 +12,7 @@
 use crate::protocol::ClientOp;
 
 /// The trace lines for one inbound operation.
-pub fn inbound(op: &ClientOp) -> Vec<String> {
+pub fn inbound(op: &ClientOp, max_payload: usize) -> Vec<String> {
     let line = |text: String| format!("<<- [{text}]");
     match op {
         ClientOp::Connect(json) => vec![line(format!("CONNECT {}", redact(json)))],
@@ -27,7 +27,7 @@ pub fn inbound(op: &ClientOp) -> Vec<String> {
                 reply_part(reply.as_deref()),
                 payload.len()
             ))];
-            lines.extend(payload_line("<<-", payload));
+            lines.extend(payload_line("<<-", payload, max_payload));
             lines
         }
         ClientOp::HPub {
@@ -45,7 +45,7 @@ pub fn inbound(op: &ClientOp) -> Vec<String> {
             ))];
             let mut whole = headers.to_vec();
             whole.extend_from_slice(payload);
-            lines.extend(payload_line("<<-", &whole));
+            lines.extend(payload_line("<<-", &whole, max_payload));
             lines
         }
         ClientOp::Sub {
@@ -70,7 +70,7 @@ pub fn inbound(op: &ClientOp) -> Vec<String> {
 
 /// The trace lines for bytes the server wrote to a client (whole
 /// operations, as the server machine queues them). INFO is not traced.
-pub fn outbound(mut bytes: &[u8]) -> Vec<String> {
+pub fn outbound(mut bytes: &[u8], max_payload: usize) -> Vec<String> {
     let mut lines = Vec::new();
     while let Some(end) = find_crlf(bytes) {
         let control = &bytes[..end];
@@ -85,7 +85,7 @@ pub fn outbound(mut bytes: &[u8]) -> Vec<String> {
                     .unwrap_or(0)
                     .min(bytes.len());
                 lines.push(format!("->> [{}]", text(control)));
-                lines.extend(payload_line("->>", &bytes[..size]));
+                lines.extend(payload_line("->>", &bytes[..size], max_payload));
                 bytes = bytes.get(size + 2..).unwrap_or(&[]);
             }
             b"INFO" => {}
@@ -109,14 +109,22 @@ pub fn delsub(sid: &[u8]) -> String {
     format!("<-> [DELSUB {}]", text(sid))
 }
 
-fn payload_line(direction: &str, payload: &[u8]) -> Option<String> {
+/// `MSG_PAYLOAD: ["..."]`, cut to `max` bytes (0: whole) with `...` after
+/// the quoted part, as the reference cuts it.
+fn payload_line(direction: &str, payload: &[u8], max: usize) -> Option<String> {
     // The reference prints no payload line for an empty payload.
-    (!payload.is_empty()).then(|| {
-        format!(
-            "{direction} MSG_PAYLOAD: [{:?}]",
-            String::from_utf8_lossy(payload)
-        )
-    })
+    if payload.is_empty() {
+        return None;
+    }
+    if max > 0 && payload.len() > max {
+        let quoted = format!("{:?}", String::from_utf8_lossy(&payload[..max]));
+        let inner = &quoted[1..quoted.len() - 1];
+        return Some(format!("{direction} MSG_PAYLOAD: [\"{inner}...\"]"));
+    }
+    Some(format!(
+        "{direction} MSG_PAYLOAD: [{:?}]",
+        String::from_utf8_lossy(payload)
+    ))
 }
 
 fn reply_part(reply: Option<&[u8]>) -> String {
@@ -176,12 +184,16 @@ mod tests {
             reply: None,
             payload: Bytes::from_static(b"hi"),
         };
-        assert_eq!(inbound(&op), ["<<- [PUB a 2]", "<<- MSG_PAYLOAD: [\"hi\"]"]);
+        assert_eq!(
+            inbound(&op, 0),
+            ["<<- [PUB a 2]", "<<- MSG_PAYLOAD: [\"hi\"]"]
+        );
+        assert_eq!(inbound(&op, 1)[1], "<<- MSG_PAYLOAD: [\"h...\"]");
         let connect = ClientOp::Connect(Bytes::from_static(
             br#"{"user":"u", "pass" : "se\"cret","auth_token":"tok","verbose":false}"#,
         ));
         assert_eq!(
-            inbound(&connect),
+            inbound(&connect, 0),
             [
                 r#"<<- [CONNECT {"user":"u", "pass" : "[REDACTED]","auth_token":"[REDACTED]","verbose":false}]"#
             ]
@@ -193,7 +205,7 @@ mod tests {
         let out =
             b"INFO {}\r\nMSG a 1 2\r\nhi\r\nPONG\r\n-ERR 'Authorization Violation'\r\n+OK\r\n";
         assert_eq!(
-            outbound(out),
+            outbound(out, 0),
             [
                 "->> [MSG a 1 2]",
                 "->> MSG_PAYLOAD: [\"hi\"]",
