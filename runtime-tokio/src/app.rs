@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::flags::{self, CliOptions};
 use crate::logging::{self, LogConfig, LogHandle};
-use crate::monitor_http::MonitorHttp;
+use crate::monitor_http::{MonitorHttp, MonitorListener};
 use crate::ports_file::{self, Ports};
 use crate::runner::{Clock, Runner};
 use crate::settings;
@@ -151,30 +151,8 @@ async fn serve(
         tracing::info!("TLS required for client connections");
     }
 
-    let http_host = settings::http_host(&options, &file);
-    let http_port = settings::http_port(&options)
-        .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
     let mut config_closed_capacity = rnats_core::monitor::DEFAULT_MAX_CLOSED_CLIENTS;
-    let http_listener = match http_port {
-        None => None,
-        Some(port) => match bind(&http_host, port).await {
-            Ok(listener) => {
-                let bound = listener
-                    .local_addr()
-                    .expect("bound listener has an address");
-                tracing::info!(
-                    "Starting http monitor on {}",
-                    display_addr(&http_host, bound)
-                );
-                Some(listener)
-            }
-            Err(error) => logging::fatal(format_args!(
-                "Can't listen to the monitor port: listen tcp {}: {error}",
-                display_addr(&http_host, SocketAddr::from(([0, 0, 0, 0], port)))
-            )),
-        },
-    };
-
+    let monitor = open_monitor(&options, &file).await;
     let ports_path = options
         .ports_file_dir
         .as_ref()
@@ -182,10 +160,9 @@ async fn serve(
         .and_then(|dir| {
             let ports = Ports {
                 nats: ports_file::format_urls("nats", local),
-                monitoring: http_listener
+                monitoring: monitor
                     .as_ref()
-                    .and_then(|l| l.local_addr().ok())
-                    .map(|addr| ports_file::format_urls("http", addr))
+                    .map(|m| ports_file::format_urls(m.scheme(), m.address()))
                     .unwrap_or_default(),
                 ..Ports::default()
             };
@@ -217,12 +194,14 @@ async fn serve(
         .as_ref()
         .map(|sha| format!("sha256:{sha}"))
         .unwrap_or_default();
-    if let Some(listener) = &http_listener {
-        config.monitoring.http_host = http_host.clone();
-        config.monitoring.http_port = listener
-            .local_addr()
-            .expect("bound listener has an address")
-            .port();
+    if let Some(monitor) = &monitor {
+        config.monitoring.http_host = monitor.host.clone();
+        let port = monitor.address().port();
+        if monitor.tls.is_some() {
+            config.monitoring.https_port = port;
+        } else {
+            config.monitoring.http_port = port;
+        }
     }
     if let Some(max) = file.max_closed_clients {
         config_closed_capacity = usize::try_from(max).unwrap_or(0);
@@ -232,10 +211,10 @@ async fn serve(
     let runner = Runner::new(server, Clock::new(), tls);
     let serving = tokio::spawn(runner.clone().serve(listener));
     let sampler = tokio::spawn(runner.clone().sample_host());
-    let monitoring = http_listener.map(|listener| {
+    let monitoring = monitor.map(|monitor| {
         let base_path =
             runner.with_server(|server, _| server.config().monitoring.http_base_path.clone());
-        tokio::spawn(MonitorHttp::new(runner.clone(), &base_path).serve(listener))
+        tokio::spawn(MonitorHttp::new(runner.clone(), &base_path).serve(monitor))
     });
     tracing::info!("Server is ready");
 
@@ -335,6 +314,58 @@ async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle, reloader: &Reload
         }
     }
     tracing::info!("Initiating Shutdown...");
+}
+
+/// The monitoring listener `-m`/`-ms` (or `http`/`https` in the file) ask
+/// for, bound; exits as the reference does on a misconfiguration.
+async fn open_monitor(options: &CliOptions, file: &FileOptions) -> Option<MonitorListener> {
+    let fail = |why: String| -> ! { logging::fatal(format_args!("Can't start monitoring: {why}")) };
+    let http = settings::http_port(options).unwrap_or_else(|e| fail(e));
+    let https = settings::https_port(options).unwrap_or_else(|e| fail(e));
+    let (port, tls) = match (http, https) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => fail(format!(
+            "can't specify both HTTP ({}) and HTTPs ({}) ports",
+            options.http_port.unwrap_or(0),
+            options.https_port.unwrap_or(0)
+        )),
+        (Some(port), None) => (port, None),
+        (None, Some(port)) => {
+            // The client TLS certificate, without asking for client certificates.
+            let Ok(Some(settings)) = tls::settings(options, file) else {
+                fail(String::from("TLS cert and key required for HTTPS"))
+            };
+            let settings = tls::TlsSettings {
+                verify: false,
+                map: false,
+                ..settings
+            };
+            let tls = tls::Tls::new(settings).unwrap_or_else(|e| fail(e));
+            (port, Some(tls.acceptor))
+        }
+    };
+    let host = settings::http_host(options, file);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    match bind(&host, port).await {
+        Ok(listener) => {
+            let bound = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            tracing::info!(
+                "Starting {scheme} monitor on {}",
+                display_addr(&host, bound)
+            );
+            Some(MonitorListener {
+                listener,
+                host,
+                tls,
+            })
+        }
+        Err(error) => logging::fatal(format_args!(
+            "Can't listen to the monitor port: listen tcp {}: {error}",
+            display_addr(&host, SocketAddr::from(([0, 0, 0, 0], port)))
+        )),
+    }
 }
 
 async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {

@@ -58,6 +58,9 @@ pub struct CliOptions {
     pub port: Option<i64>,
     /// `-m`, `--http_port`: the monitoring port (-1: a random free port).
     pub http_port: Option<i64>,
+    /// `-ms`, `--https_port`: the monitoring port over TLS (the client
+    /// certificate; -1: a random free port).
+    pub https_port: Option<i64>,
     /// `-n`, `--name`, `--server_name`.
     pub server_name: Option<String>,
     /// `-P`, `--pid`: the file to write our pid into.
@@ -187,7 +190,7 @@ Server Options:
         --server_name <server_name>  Name of this server (default: its generated id)
     -P, --pid <file>                 Write the process id into this file
     -m, --http_port <port>           Use port for http monitoring
-    -ms,--https_port <port>          Monitoring port, HTTPS (not supported yet)
+    -ms,--https_port <port>          Use port for https monitoring
     -c, --config <file>              Read this configuration file (not supported yet)
     -t                               Check the configuration file, then exit
     -sl,--signal <signal>[=<pid>]    Signal a running server: ldm, stop, quit, term, reopen or reload
@@ -287,6 +290,7 @@ enum Flag {
     TlsKey,
     TlsCaCert,
     HttpPort,
+    HttpsPort,
     Unsupported,
 }
 
@@ -332,8 +336,8 @@ const FLAGS: &[(&str, Kind, Flag)] = &[
     ("config", Kind::Text, Flag::Config),
     ("m", Kind::Int, Flag::HttpPort),
     ("http_port", Kind::Int, Flag::HttpPort),
-    ("ms", Kind::Int, Flag::Unsupported),
-    ("https_port", Kind::Int, Flag::Unsupported),
+    ("ms", Kind::Int, Flag::HttpsPort),
+    ("https_port", Kind::Int, Flag::HttpsPort),
     ("s", Kind::Bool, Flag::Unsupported),
     ("syslog", Kind::Bool, Flag::Unsupported),
     ("r", Kind::Text, Flag::Unsupported),
@@ -551,6 +555,7 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::Host => options.host = Some(text()),
             Flag::Port => options.port = Some(int()),
             Flag::HttpPort => options.http_port = Some(int()),
+            Flag::HttpsPort => options.https_port = Some(int()),
             Flag::ServerName => options.server_name = Some(text()),
             Flag::PidFile => options.pid_file = Some(PathBuf::from(text())),
             Flag::PortsFileDir => options.ports_file_dir = Some(PathBuf::from(text())),
@@ -984,7 +989,6 @@ mod tests {
         let cases = [
             ("-js", vec!["-js"]),
             ("--jetstream -sd /x", vec!["--jetstream", "-sd"]),
-            ("-ms=8222", vec!["-ms"]),
             (
                 "--routes nats://a:1 --cluster nats://b:2",
                 vec!["--routes", "--cluster"],
@@ -1012,8 +1016,8 @@ mod tests {
             "flag -js is not supported yet"
         );
         assert_eq!(
-            FlagError::Unsupported(vec!["-js".into(), "-ms".into()]).to_string(),
-            "flags -js, -ms are not supported yet"
+            FlagError::Unsupported(vec!["-js".into(), "-sd".into()]).to_string(),
+            "flags -js, -sd are not supported yet"
         );
         // Default values ask for nothing.
         run("-js=false -m 0 --routes= -s=f");

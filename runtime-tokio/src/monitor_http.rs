@@ -63,6 +63,31 @@ impl Endpoint {
     }
 }
 
+/// The bound monitoring socket: plain HTTP, or HTTPS with the server's
+/// certificate (no client certificates asked, as the reference).
+pub struct MonitorListener {
+    pub listener: TcpListener,
+    /// The host it was bound for (`/varz` `http_host`).
+    pub host: String,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl MonitorListener {
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// What the monitoring listener shares between connections.
 pub struct MonitorHttp {
     runner: Arc<Runner>,
@@ -79,23 +104,42 @@ impl MonitorHttp {
     }
 
     /// Accept and serve monitoring connections until the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve(self: Arc<Self>, monitor: MonitorListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = monitor.listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let this = self.clone();
+            let tls = monitor.tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.respond(&request)) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match tls {
+                    None => this.serve_connection(stream).await,
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            acceptor.accept(stream),
+                        );
+                        if let Ok(Ok(stream)) = handshake.await {
+                            this.serve_connection(stream).await;
+                        }
+                    }
+                }
             });
         }
+    }
+
+    async fn serve_connection<S>(self: Arc<Self>, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.respond(&request)) }
+        });
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 
     fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -80,6 +80,7 @@ pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
     merged.host = cli.host.clone().or_else(|| non_empty(&file.host));
     merged.port = cli.port.or(file.port);
     merged.http_port = cli.http_port.or(file.http_port);
+    merged.https_port = cli.https_port.or(file.https_port);
     merged.max_traced_msg_len = cli.max_traced_msg_len.or(file.max_traced_msg_len);
     merged.server_name = cli.server_name.clone().or_else(|| file.server_name.clone());
     merged.client_advertise = cli
@@ -224,6 +225,17 @@ pub fn server_config(
 /// (or with 0); -1 asks the OS for a free one.
 pub fn http_port(options: &CliOptions) -> Result<Option<u16>, String> {
     match options.http_port {
+        None | Some(0) => Ok(None),
+        Some(-1) => Ok(Some(0)),
+        Some(port) => u16::try_from(port)
+            .map(Some)
+            .map_err(|_| format!("invalid monitoring port: {port}")),
+    }
+}
+
+/// The HTTPS monitoring port, as [`http_port`] reads the HTTP one.
+pub fn https_port(options: &CliOptions) -> Result<Option<u16>, String> {
+    match options.https_port {
         None | Some(0) => Ok(None),
         Some(-1) => Ok(Some(0)),
         Some(port) => u16::try_from(port)

@@ -96,12 +96,14 @@ impl ServerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The monitoring port from the "Starting http monitor on HOST:PORT" log
-    /// line (start the server with `-m -1`); waits briefly for the line.
+    /// The monitoring port from the "Starting http(s) monitor on HOST:PORT"
+    /// log line (start the server with `-m -1`); waits briefly for the line.
     pub fn http_port(&self) -> u16 {
         for _ in 0..100 {
             let found = self.log.lock().unwrap().iter().find_map(|line| {
-                let (_, address) = line.split_once("Starting http monitor on ")?;
+                let (_, address) = line
+                    .split_once("Starting http monitor on ")
+                    .or_else(|| line.split_once("Starting https monitor on "))?;
                 address.trim().rsplit(':').next()?.parse().ok()
             });
             if let Some(port) = found {

@@ -190,3 +190,55 @@ async fn handshake_first() {
     let client = connect_with(&server.url(), trusting(&pki).tls_first()).await;
     round_trip(&client).await;
 }
+
+#[tokio::test]
+async fn https_monitoring_uses_the_server_certificate() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new("https");
+    // Clients must present certificates; monitoring does not ask for one.
+    let config = pki.config("verify: true", "https_port: -1");
+    let server = start(&config);
+    let port = server.http_port();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pki.path("ca.pem")) {
+        roots.add(cert).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = within("TLS handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /varz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    within("the response", stream.read_to_end(&mut response))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let varz: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(varz["https_port"], port);
+    assert_eq!(varz["http_port"], 0);
+    assert_eq!(varz["tls_verify"], true);
+}
+
+fn rustls_pemfile_certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(|cert| cert.unwrap())
+        .collect()
+}

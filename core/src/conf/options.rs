@@ -31,8 +31,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "default_sentinel",
-    "https",
-    "https_port",
     "cluster",
     "gateway",
     "leaf",
@@ -129,6 +127,8 @@ pub struct FileOptions {
     /// `http_port`, `monitor_port`, or the port of `http`; -1: random.
     pub http_port: Option<i64>,
     pub http_base_path: Option<String>,
+    /// `https_port`, or the port of `https: "host:port"`.
+    pub https_port: Option<i64>,
     /// Closed connections `/connz` remembers (0: none).
     pub max_closed_clients: Option<i64>,
     /// Longest payload a protocol trace line shows (0: all of it).
@@ -274,6 +274,12 @@ fn apply_top_level(
             options.http_port = Some(port);
         }
         "http_port" | "monitor_port" => options.http_port = Some(integer(entry)?),
+        "https" => {
+            let (host, port) = parse_listen(entry)?;
+            options.http_host = Some(host);
+            options.https_port = Some(port);
+        }
+        "https_port" => options.https_port = Some(integer(entry)?),
         "http_base_path" => options.http_base_path = Some(string(entry)?),
         "max_closed_clients" => options.max_closed_clients = Some(integer(entry)?),
         "max_traced_msg_len" => options.max_traced_msg_len = Some(integer(entry)?),
