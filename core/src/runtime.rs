@@ -52,6 +52,8 @@ pub enum CloseReason {
     ReadError,
     WriteError,
     ServerShutdown,
+    /// The runtime's TLS handshake with the client failed or timed out.
+    TlsHandshakeFailure,
 }
 
 impl CloseReason {
@@ -80,6 +82,7 @@ impl CloseReason {
             CloseReason::ReadError => "Read Error",
             CloseReason::WriteError => "Write Error",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::TlsHandshakeFailure => "TLS Handshake Failure",
         }
     }
 }

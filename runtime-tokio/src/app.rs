@@ -147,8 +147,17 @@ async fn serve(
         "Listening for client connections on {}",
         display_addr(&host, local)
     );
-    if tls.as_ref().is_some_and(|tls| !tls.settings.allow_non_tls) {
-        tracing::info!("TLS required for client connections");
+    if let Some(tls) = &tls {
+        if tls.settings.allow_non_tls {
+            tracing::info!("TLS available for client connections");
+        } else {
+            tracing::info!("TLS required for client connections");
+        }
+        if tls.settings.handshake_first {
+            tracing::warn!(
+                "Clients that are not using \"TLS Handshake First\" option will fail to connect"
+            );
+        }
     }
 
     let mut config_closed_capacity = rnats_core::monitor::DEFAULT_MAX_CLOSED_CLIENTS;

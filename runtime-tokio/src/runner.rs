@@ -319,9 +319,7 @@ impl Runner {
             tracing::debug!(
                 "{peer} - TLS handshake error: first record does not look like a TLS handshake"
             );
-            if let Some((conn, _)) = opened {
-                self.forget(conn);
-            }
+            self.handshake_failed(opened);
             return;
         }
         let accepted = tokio::time::timeout(deadline, tls.acceptor.accept(stream)).await;
@@ -329,16 +327,12 @@ impl Runner {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::debug!("{peer} - TLS handshake error: {error}");
-                if let Some((conn, _)) = opened {
-                    self.forget(conn);
-                }
+                self.handshake_failed(opened);
                 return;
             }
             Err(_) => {
                 tracing::debug!("{peer} - TLS handshake timeout");
-                if let Some((conn, _)) = opened {
-                    self.forget(conn);
-                }
+                self.handshake_failed(opened);
                 return;
             }
         };
@@ -358,6 +352,20 @@ impl Runner {
         }
         let (reader, writer) = tokio::io::split(stream);
         self.run_io(conn, io, Box::new(reader), Box::new(writer));
+    }
+
+    /// The TLS handshake of a connection the machine knows (it got INFO)
+    /// failed: it closes as `TLS Handshake Failure`, as in the reference.
+    fn handshake_failed(&self, opened: Option<(ConnId, Arc<ConnIo>)>) {
+        if let Some((conn, _)) = opened {
+            {
+                let mut state = self.lock();
+                state
+                    .server
+                    .close_connection(conn, CloseReason::TlsHandshakeFailure);
+            }
+            self.forget(conn);
+        }
     }
 
     /// A connection that never got its reader and writer.

@@ -217,6 +217,16 @@ pub fn server_config(
     }
     if let Ok(Some(tls)) = crate::tls::settings(options, file) {
         config.monitoring.tls_timeout = tls.timeout;
+        // With TLS the default auth timeout leaves room for the handshake:
+        // the TLS timeout plus a second, as the reference sets it.
+        let explicit = file
+            .authorization
+            .as_ref()
+            .and_then(|a| a.timeout_seconds)
+            .is_some_and(|t| t > 0.0 && t.is_finite());
+        if !explicit {
+            config.auth_timeout = tls.timeout + Duration::from_secs(1);
+        }
     }
     config
 }

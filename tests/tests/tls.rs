@@ -107,7 +107,8 @@ async fn round_trip(client: &async_nats::Client) {
 #[tokio::test]
 async fn tls_connections_carry_messages_and_plain_clients_are_dropped() {
     let pki = Pki::new("basic");
-    let server = start(&pki.config("", ""));
+    let config = pki.config("", "");
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap(), "-m", "-1"]);
     let client = connect_with(&server.url(), trusting(&pki)).await;
     assert!(client.server_info().tls_required);
     round_trip(&client).await;
@@ -133,6 +134,22 @@ async fn tls_connections_carry_messages_and_plain_clients_are_dropped() {
         "got {:?}",
         String::from_utf8_lossy(&rest)
     );
+    // Monitoring remembers why, in the reference's words.
+    let mut reasons = Vec::new();
+    for _ in 0..100 {
+        let closed = rnats_tests::http_json(server.http_port(), "/connz?state=closed");
+        reasons = closed["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["reason"].as_str().unwrap().to_owned())
+            .collect();
+        if !reasons.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(reasons, ["TLS Handshake Failure"]);
 }
 
 #[tokio::test]
@@ -233,6 +250,9 @@ async fn https_monitoring_uses_the_server_certificate() {
     assert_eq!(varz["https_port"], port);
     assert_eq!(varz["http_port"], 0);
     assert_eq!(varz["tls_verify"], true);
+    // The default auth timeout makes room for the handshake, as the reference's.
+    assert_eq!(varz["auth_timeout"], 3);
+    assert_eq!(varz["tls_timeout"], 2);
 }
 
 fn rustls_pemfile_certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
