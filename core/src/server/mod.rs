@@ -743,6 +743,10 @@ impl Server {
                 Ok(identity) => identity,
                 Err(_) => {
                     // The reference logs no more than `authentication error`.
+                    // Like it, the client keeps what its CONNECT said (events
+                    // and the closed-connection ring name the user it claimed).
+                    let client = self.clients.get_mut(&conn).expect("client exists");
+                    client.options = options.clone();
                     self.auth_violation(conn, &options);
                     return;
                 }

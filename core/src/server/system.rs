@@ -43,6 +43,8 @@ const MAX_PENDING_REQUESTS: usize = 1024;
 pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
 /// Its first interval after start.
 const STATSZ_FIRST_INTERVAL: Duration = Duration::from_millis(250);
+/// Where failed logins are reported (a `client_disconnect` event).
+pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
 /// The connection id of the server's internal publisher; runtimes number
 /// real connections from 1.
 pub const INTERNAL_CONN: ConnId = ConnId(0);
@@ -357,16 +359,23 @@ impl Server {
         let Some(client) = self.clients.get(&conn) else {
             return;
         };
-        if !client.connect_received {
+        let reason = client.closing.unwrap_or(CloseReason::ClientClosed);
+        // A failed login is reported too, on its own subject, naming the
+        // user it claimed to be.
+        let auth_error = reason == CloseReason::AuthenticationViolation;
+        if !client.connect_received && !auth_error {
             return;
         }
         let account = client.account;
         let stats = client.stats;
-        let reason = client.closing.unwrap_or(CloseReason::ClientClosed);
+        let claimed_user = client.options.user.clone().unwrap_or_default();
         let clock = self.clock(now);
         let Some(mut info) = EventClient::of(self, conn, clock) else {
             return;
         };
+        if auth_error {
+            info.user = claimed_user;
+        }
         info.stop = Some(monitor::format::rfc3339_nanos(clock.wall_now));
         let (sent, received) = DisconnectEvent::traffic(&stats);
         let event = DisconnectEvent {
@@ -379,6 +388,10 @@ impl Server {
             received,
             reason: reason.as_str(),
         };
+        if auth_error {
+            self.publish_system(now, AUTH_ERROR_SUBJECT.as_bytes(), &to_json(&event));
+            return;
+        }
         let subject = format!(
             "$SYS.ACCOUNT.{}.DISCONNECT",
             self.accounts.list[account].name

@@ -226,3 +226,25 @@ fn a_responder_gets_one_rtt_ping_and_its_pong_measures_the_round_trip() {
     let page = monitor::connz(&h.server, &opts, h.server.clock(t(5)));
     assert_eq!(page.connections[0].rtt, "3ms");
 }
+
+#[test]
+fn a_failed_login_is_reported_on_the_auth_error_subject() {
+    let mut h = harness();
+    let op = login(&mut h, 1, "op", "watcher");
+    h.send(op, "SUB $SYS.ACCOUNT.CLIENT.AUTH.ERR 1\r\n");
+    let intruder = h.accept(2);
+    h.send(
+        intruder,
+        "CONNECT {\"user\":\"a\",\"pass\":\"wrong\",\"verbose\":false}\r\n",
+    );
+    h.server.handle_closed(t(10), intruder);
+    let events = messages(&h.take(op));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0].1;
+    assert_eq!(
+        event["type"],
+        "io.nats.server.advisory.v1.client_disconnect"
+    );
+    assert_eq!(event["reason"], "Authentication Failure");
+    assert_eq!(event["client"]["user"], "a");
+}
