@@ -24,6 +24,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rnats_core::monitor::{self, ConnzOptions, Healthz, SubszOptions};
+use rnats_core::runtime::ConnId;
 use rnats_core::server::Server;
 use rnats_core::time::Instant;
 use tokio::net::TcpListener;
@@ -185,7 +186,12 @@ enum Answer {
 
 /// Builds the answer under the lock. Serializing here keeps the borrowed
 /// rows simple; a page is bounded by its `limit`.
-fn build(server: &Server, now: Instant, endpoint: Endpoint, query: &str) -> Result<Answer, String> {
+fn build(
+    server: &mut Server,
+    now: Instant,
+    endpoint: Endpoint,
+    query: &str,
+) -> Result<Answer, String> {
     let clock = server.clock(now);
     let pretty = |value: &dyn erased::Json| Ok(Answer::Json(value.pretty()));
     match endpoint {
@@ -193,7 +199,10 @@ fn build(server: &Server, now: Instant, endpoint: Endpoint, query: &str) -> Resu
         Endpoint::Varz => pretty(&monitor::varz(server, clock)),
         Endpoint::Connz => {
             let opts = ConnzOptions::from_query(query).map_err(|e| e.to_string())?;
-            pretty(&monitor::connz(server, &opts, clock))
+            let page = monitor::connz(server, &opts, clock);
+            let answer = pretty(&page);
+            server.measure_rtt(now, page.connections.iter().map(|row| ConnId(row.cid)));
+            answer
         }
         Endpoint::Subsz => {
             let opts = SubszOptions::from_query(query).map_err(|e| e.to_string())?;

@@ -357,7 +357,7 @@ async fn connect_and_disconnect_events_reach_the_system_account() {
         client.publish("work", "12345".into()).await.unwrap();
     }
     common::sync_with_server(&client).await;
-    drop(client);
+    client.drain().await.unwrap();
 
     let mut seen = Vec::new();
     let idle_again = |(subject, event): &(String, Value)| {
@@ -626,4 +626,80 @@ async fn debug_and_trace_lines_name_the_client_as_the_reference_does() {
         .log_lines()
         .iter()
         .any(|line| line.contains("hidden")));
+}
+
+/// The system account's events and replies for one scripted session, keyed
+/// by subject (or request), for a key-set comparison between servers.
+async fn system_session(server: &ServerProcess) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let system = login(server, "sys", "operator").await;
+    let mut events = system.subscribe("$SYS.ACCOUNT.A.>").await.unwrap();
+    common::sync_with_server(&system).await;
+    let member = login(server, "a", "member").await;
+    member.publish("work", "12345".into()).await.unwrap();
+    common::sync_with_server(&member).await;
+    let mut seen = Vec::new();
+    for request in [
+        "$SYS.REQ.SERVER.PING",
+        "$SYS.REQ.SERVER.PING.VARZ",
+        "$SYS.REQ.SERVER.PING.CONNZ",
+        "$SYS.REQ.SERVER.PING.SUBSZ",
+        "$SYS.REQ.SERVER.PING.IDZ",
+        "$SYS.REQ.SERVER.PING.HEALTHZ",
+        "$SYS.REQ.SERVER.PING.ACCOUNTZ",
+        "$SYS.REQ.ACCOUNT.A.STATZ",
+        "$SYS.REQ.ACCOUNT.A.CONNS",
+    ] {
+        let reply = system.request(request, "".into()).await.unwrap();
+        seen.push((request.to_owned(), json_of(&reply)));
+    }
+    let own = member
+        .request("$SYS.REQ.ACCOUNT.PING.CONNZ", "".into())
+        .await
+        .unwrap();
+    seen.push(("account CONNZ".to_owned(), json_of(&own)));
+    // Closes the connection now (dropping the handle would leave it to
+    // the client's keepalive).
+    member.drain().await.unwrap();
+    while !seen.iter().any(|(s, _)| s == "$SYS.ACCOUNT.A.DISCONNECT") {
+        let message = common::within("a $SYS event", events.next()).await.unwrap();
+        seen.push((message.subject.to_string(), json_of(&message)));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn system_events_and_replies_cover_the_reference_keys() {
+    let Some(reference_binary) = rnats_tests::reference_server() else {
+        eprintln!(
+            "NOTICE: $SYS key comparison skipped: the reference nats-server is not available"
+        );
+        return;
+    };
+    let config = write_config("syskeys", SYSTEM_CONFIG);
+    let reference =
+        ServerProcess::start_binary(reference_binary, &["-c", config.to_str().unwrap()]);
+    let candidate = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let expected = system_session(&reference).await;
+    let actual = system_session(&candidate).await;
+    let mut missing = Vec::new();
+    for (name, want_json) in &expected {
+        let Some((_, have_json)) = actual.iter().find(|(n, _)| n == name) else {
+            missing.push(format!("{name}: never seen"));
+            continue;
+        };
+        let (mut want, mut have) = (BTreeSet::new(), BTreeSet::new());
+        key_paths(want_json, "", &mut want);
+        key_paths(have_json, "", &mut have);
+        for path in want.difference(&have) {
+            if !lacks_feature(path) {
+                missing.push(format!("{name}: {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys nats-server sends and rnats does not:\n{}",
+        missing.join("\n")
+    );
 }

@@ -218,6 +218,37 @@ impl Server {
         self.monitor.closed = crate::monitor::ClosedRing::new(capacity);
     }
 
+    /// Clients a monitoring page just listed whose round trip is unknown
+    /// get one PING to measure it, as the reference does when `/connz`
+    /// reports them (only clients that named their language: real client
+    /// libraries, not telnet sessions).
+    pub fn measure_rtt(&mut self, now: Instant, conns: impl IntoIterator<Item = ConnId>) {
+        for conn in conns {
+            let Some(client) = self.clients.get_mut(&conn) else {
+                continue;
+            };
+            let real_client = client
+                .options
+                .lang
+                .as_deref()
+                .is_some_and(|l| !l.is_empty());
+            let settled = client.first_pong_sent
+                || now - client.accepted_at > MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
+            if client.is_closing()
+                || client.rtt.is_some()
+                || client.rtt_start.is_some()
+                || !real_client
+                || !settled
+            {
+                continue;
+            }
+            client.rtt_start = Some(now);
+            client.pings_out += 1;
+            protocol::write_ping(&mut client.outbound);
+            self.queue_transmit(conn);
+        }
+    }
+
     /// Count one HTTP request to the endpoint `path` (`/varz` `http_req_stats`).
     pub fn note_http_request(&mut self, path: &str) {
         *self

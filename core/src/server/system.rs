@@ -439,6 +439,14 @@ impl Server {
         if let Some(body) = body {
             self.publish_system(now, &request.reply, &body);
         }
+        if matches!(
+            request.service,
+            SysService::Server(ServerEndpoint::Connz) | SysService::Account(AccountEndpoint::Connz)
+        ) {
+            // What the page listed; the reference measures those round trips.
+            let listed = self.open_connections();
+            self.measure_rtt(now, listed);
+        }
     }
 
     /// `None`: this server stays silent (a filter did not match).
