@@ -73,8 +73,21 @@ impl SubTable {
         self.len() == 0
     }
 
+    /// Where `index` lives, if it is live. Every delivery asks this, and with
+    /// 100,000 subscriptions a binary search is 17 cache misses, so first
+    /// try where the index would sit if no index below it were gone.
+    #[inline]
     fn position(&self, index: u64) -> Option<usize> {
-        let at = self.indices.binary_search(&index).ok()?;
+        let first = *self.indices.first()?;
+        let offset = usize::try_from(index.checked_sub(first)?).ok()?;
+        // Strictly increasing indices: indices[k] >= first + k, so `index`
+        // is at `offset` or before it.
+        let bound = offset.min(self.indices.len() - 1);
+        let at = if self.indices[bound] == index {
+            bound
+        } else {
+            self.indices[..bound].binary_search(&index).ok()?
+        };
         self.records[at].is_some().then_some(at)
     }
 
