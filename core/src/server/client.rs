@@ -9,9 +9,10 @@
 //!   written; `pending_bytes()` (outbound + in flight) is what the slow-consumer
 //!   limit is measured against.
 //! - `sids` and `subs` describe the same set: every sid maps to a live index.
+//! - `sids` is hashed (fixed seed) and only ever looked up, never iterated;
+//!   `subs` iterates in subscription order (ascending index), which is what
+//!   monitoring and reload see.
 //! - Once `closing` is set, nothing more is queued and nothing more is parsed.
-
-use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
@@ -20,6 +21,7 @@ use super::accounts::{AccountId, GLOBAL};
 use crate::auth::{PermissionChecker, ResponseTracker};
 use crate::protocol::{ClientParser, ConnectOptions, ParserLimits};
 use crate::runtime::CloseReason;
+use crate::subject::hash::FixedMap;
 use crate::time::Instant;
 
 /// Names one subscription in the Sublist: the connection and a per-connection index.
@@ -40,6 +42,170 @@ pub struct Subscription {
     pub max: u64,
     /// Messages delivered so far.
     pub delivered: u64,
+}
+
+/// A client's subscriptions by index, in index order.
+///
+/// Indices are handed out in increasing order and never reused, so new
+/// entries are appended and the index column stays sorted: a lookup is a
+/// binary search over a dense `u64` column (8 bytes per entry, cache
+/// friendly), not a walk through B-tree nodes, and an entry costs its record
+/// plus 8 bytes instead of a B-tree leaf slot about half full.
+///
+/// Invariants: `indices` is strictly increasing and as long as `records`;
+/// `records[i]` is `None` (a removed entry) for exactly `holes` positions,
+/// and holes never outnumber live entries once there are more than a few
+/// (a removal that would break this compacts both columns).
+#[derive(Debug, Default)]
+pub struct SubTable {
+    indices: Vec<u64>,
+    records: Vec<Option<Subscription>>,
+    holes: usize,
+}
+
+impl SubTable {
+    /// Live subscriptions.
+    pub fn len(&self) -> usize {
+        self.records.len() - self.holes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where `index` lives, if it is live. Every delivery asks this, and with
+    /// 100,000 subscriptions a binary search is 17 cache misses, so first
+    /// try where the index would sit if no index below it were gone.
+    #[inline]
+    fn position(&self, index: u64) -> Option<usize> {
+        let first = *self.indices.first()?;
+        let offset = usize::try_from(index.checked_sub(first)?).ok()?;
+        // Strictly increasing indices: indices[k] >= first + k, so `index`
+        // is at `offset` or before it.
+        let bound = offset.min(self.indices.len() - 1);
+        let at = if self.indices[bound] == index {
+            bound
+        } else {
+            self.indices[..bound].binary_search(&index).ok()?
+        };
+        self.records[at].is_some().then_some(at)
+    }
+
+    pub fn get(&self, index: &u64) -> Option<&Subscription> {
+        let at = self.position(*index)?;
+        self.records[at].as_ref()
+    }
+
+    pub fn get_mut(&mut self, index: &u64) -> Option<&mut Subscription> {
+        let at = self.position(*index)?;
+        self.records[at].as_mut()
+    }
+
+    /// Stores `sub` under `index`, which must not be live. Appending (an index
+    /// above every stored one) is the normal case and O(1); anything else
+    /// (not done by the server today) is an O(n) insert.
+    pub fn insert(&mut self, index: u64, sub: Subscription) {
+        debug_assert!(self.indices.len() == self.records.len());
+        match self.indices.last() {
+            Some(&last) if last >= index => match self.indices.binary_search(&index) {
+                Ok(at) => {
+                    assert!(self.records[at].is_none(), "index {index} already live");
+                    self.records[at] = Some(sub);
+                    self.holes -= 1;
+                }
+                Err(at) => {
+                    self.indices.insert(at, index);
+                    self.records.insert(at, Some(sub));
+                }
+            },
+            _ => {
+                self.indices.push(index);
+                self.records.push(Some(sub));
+            }
+        }
+    }
+
+    pub fn remove(&mut self, index: &u64) -> Option<Subscription> {
+        let at = self.position(*index)?;
+        let sub = self.records[at].take();
+        self.holes += 1;
+        // Trailing holes go at once (unsubscribing the newest is common);
+        // inner ones when they outnumber the live entries, which keeps the
+        // compaction's cost amortized O(1) per removal.
+        while self.records.last().is_some_and(Option::is_none) {
+            self.records.pop();
+            self.indices.pop();
+            self.holes -= 1;
+        }
+        if self.holes > 8 && self.holes > self.len() {
+            self.compact();
+        }
+        debug_assert!(self.indices.len() == self.records.len());
+        sub
+    }
+
+    fn compact(&mut self) {
+        let mut live = 0;
+        for at in 0..self.records.len() {
+            if self.records[at].is_some() {
+                self.records.swap(live, at);
+                self.indices[live] = self.indices[at];
+                live += 1;
+            }
+        }
+        self.records.truncate(live);
+        self.indices.truncate(live);
+        self.records.shrink_to_fit();
+        self.indices.shrink_to_fit();
+        self.holes = 0;
+    }
+
+    pub fn clear(&mut self) {
+        *self = SubTable::default();
+    }
+
+    /// `(index, subscription)` in ascending index order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Subscription)> + '_ {
+        self.indices
+            .iter()
+            .zip(&self.records)
+            .filter_map(|(index, record)| Some((index, record.as_ref()?)))
+    }
+
+    /// Ascending.
+    pub fn keys(&self) -> impl Iterator<Item = &u64> + '_ {
+        self.iter().map(|(index, _)| index)
+    }
+
+    /// In ascending index order.
+    pub fn values(&self) -> impl Iterator<Item = &Subscription> + '_ {
+        self.iter().map(|(_, sub)| sub)
+    }
+}
+
+impl<'t> IntoIterator for &'t SubTable {
+    type Item = (&'t u64, &'t Subscription);
+    type IntoIter = Box<dyn Iterator<Item = (&'t u64, &'t Subscription)> + 't>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl IntoIterator for SubTable {
+    type Item = (u64, Subscription);
+    type IntoIter = std::iter::FilterMap<
+        std::iter::Zip<std::vec::IntoIter<u64>, std::vec::IntoIter<Option<Subscription>>>,
+        fn((u64, Option<Subscription>)) -> Option<(u64, Subscription)>,
+    >;
+
+    /// In ascending index order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.indices
+            .into_iter()
+            .zip(self.records)
+            .filter_map(|(index, record)| Some((index, record?)))
+    }
 }
 
 /// Counters reported by monitoring.
@@ -82,8 +248,8 @@ pub struct Client {
     /// Set when the server decided to close; the entry lives on until the runtime
     /// reports the socket closed, so the last bytes (an -ERR) can still be taken.
     pub closing: Option<CloseReason>,
-    pub sids: BTreeMap<Bytes, u64>,
-    pub subs: BTreeMap<u64, Subscription>,
+    pub sids: FixedMap<Bytes, u64>,
+    pub subs: SubTable,
     pub next_sub_index: u64,
     pub stats: ClientStats,
     pub accepted_at: Instant,
@@ -133,8 +299,8 @@ impl Client {
             bytes_in_flight: 0,
             transmit_queued: false,
             closing: None,
-            sids: BTreeMap::new(),
-            subs: BTreeMap::new(),
+            sids: FixedMap::default(),
+            subs: SubTable::default(),
             next_sub_index: 0,
             stats: ClientStats::default(),
             accepted_at: now,
@@ -165,6 +331,63 @@ impl Client {
         match self.auth_deadline {
             Some(auth) => auth.min(self.ping_deadline),
             None => self.ping_deadline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn sub(n: u64) -> Subscription {
+        Subscription {
+            subject: Bytes::from(format!("s.{n}")),
+            queue: None,
+            sid: Bytes::from(n.to_string()),
+            max: 0,
+            delivered: n,
+        }
+    }
+
+    proptest! {
+        /// The table behaves like the `BTreeMap` it replaced, through appends,
+        /// removals (trailing, inner, compacting) and re-inserts below the top.
+        #[test]
+        fn sub_table_is_a_sorted_map(ops in prop::collection::vec((0u8..4, 0u64..64), 0..400)) {
+            let mut table = SubTable::default();
+            let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut next = 0u64;
+            for (op, n) in ops {
+                match op {
+                    0 | 1 => {
+                        table.insert(next, sub(next));
+                        model.insert(next, next);
+                        next += 1;
+                    }
+                    2 => {
+                        let removed = table.remove(&n).map(|s| s.delivered);
+                        prop_assert_eq!(removed, model.remove(&n));
+                    }
+                    _ => {
+                        // Refiling puts back an index that was taken out.
+                        if n < next && !model.contains_key(&n) {
+                            table.insert(n, sub(n));
+                            model.insert(n, n);
+                        }
+                    }
+                }
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert_eq!(table.is_empty(), model.is_empty());
+                prop_assert!(table.holes <= 8 || table.holes <= table.len());
+                let seen: Vec<(u64, u64)> = table.iter().map(|(i, s)| (*i, s.delivered)).collect();
+                let expected: Vec<(u64, u64)> = model.iter().map(|(i, d)| (*i, *d)).collect();
+                prop_assert_eq!(&seen, &expected);
+                prop_assert_eq!(table.get(&n).map(|s| s.delivered), model.get(&n).copied());
+            }
+            let drained: Vec<u64> = table.into_iter().map(|(i, _)| i).collect();
+            prop_assert!(drained.iter().copied().eq(model.keys().copied()));
         }
     }
 }

@@ -36,7 +36,7 @@ pub use config::PlantedDefect;
 pub use config::{MonitorSettings, ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use log::{LogLevel, LogRecord};
 
-use std::collections::{btree_map, BTreeMap, BTreeSet, VecDeque};
+use std::collections::{hash_map, BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -1183,7 +1183,7 @@ impl Server {
         let client = self.clients.get_mut(&conn).expect("client exists");
         let mut invalid = false;
         // One sid lookup: a repeated sid is ignored, as the reference does.
-        if let btree_map::Entry::Vacant(slot) = client.sids.entry(sid.clone()) {
+        if let hash_map::Entry::Vacant(slot) = client.sids.entry(sid.clone()) {
             // Queue names are not validated: the reference accepts any bytes there.
             let index = client.next_sub_index;
             let key = SubKey { conn, index };
