@@ -24,6 +24,9 @@ use crate::tls;
 
 /// Run the server until it is told to stop; returns the process exit code.
 pub fn run(cli: CliOptions) -> i32 {
+    // Before anything builds a map: a random key keeps subjects and sids a
+    // client chooses from colliding on purpose (hash flooding).
+    rnats_core::subject::hash::set_process_key(random_seed() ^ 0x6861_7368_6b65_7973);
     let loaded = match &cli.config_file {
         Some(path) => match settings::load_config(path) {
             Ok(loaded) => Some(loaded),

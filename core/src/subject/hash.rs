@@ -13,21 +13,48 @@
 //! may let a hash map's iteration order reach output: users only look up,
 //! count, or visit in an order that does not show (see each use).
 //!
-//! Known limit: a fixed seed lets a client that knows it craft colliding
-//! subjects or sids; that degrades its own connection's lookups (and the
-//! account's trie level) to linear probing, it does not change any answer.
+//! Hash flooding: with a known key a client could craft colliding subjects
+//! or sids and slow an account's trie level to linear probing. The
+//! production runtime therefore sets a random process key
+//! ([`set_process_key`]) before it builds anything; without one (the
+//! simulator, tests, the fuzzer) the key is 0 and layouts stay reproducible.
+//! The key never changes an answer, only which bucket a key lands in.
 
 use core::hash::{BuildHasher, Hasher};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Builds [`FixedHasher`]s; zero-sized, so a map pays nothing for it.
+/// The process's hash key; see the module documentation.
+static PROCESS_KEY: AtomicU64 = AtomicU64::new(0);
+/// Set by the first hash: a key set later would misplace existing entries.
+static HASHED: AtomicBool = AtomicBool::new(false);
+
+/// Key every map's hashes with `key`. Call once, before any map exists (the
+/// runtime does it first thing); a later call would strand the entries of
+/// maps already built, so it panics instead.
+pub fn set_process_key(key: u64) {
+    assert!(
+        !HASHED.load(Ordering::Acquire),
+        "the hash key must be set before any map is used"
+    );
+    PROCESS_KEY.store(key, Ordering::Release);
+}
+
+/// Builds [`FixedHasher`]s keyed with the process key; zero-sized, so a map
+/// pays nothing for it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FixedState;
 
 impl BuildHasher for FixedState {
     type Hasher = FixedHasher;
 
+    #[inline]
     fn build_hasher(&self) -> FixedHasher {
-        FixedHasher { hash: 0 }
+        if !HASHED.load(Ordering::Relaxed) {
+            HASHED.store(true, Ordering::Release);
+        }
+        FixedHasher {
+            hash: PROCESS_KEY.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! calls, never on hashing seeds or addresses.
 
 mod compact;
-pub(crate) mod hash;
+pub mod hash;
 pub mod sublist;
 pub mod transform;
 pub mod validate;
