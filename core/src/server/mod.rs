@@ -1606,14 +1606,8 @@ impl Outbox<'_> {
             return;
         };
         if let Some(sub) = client.subs.get(&key.index) {
-            trace.egress(
-                key.conn,
-                client.options.name.as_deref(),
-                self.routed_account,
-                &sub.subject,
-                sub.queue.as_deref(),
-                error,
-            );
+            let name = client.options.name.as_deref();
+            trace.egress(key.conn, name, sub, self.routed_account, error);
         }
     }
 
@@ -1656,14 +1650,8 @@ impl Outbox<'_> {
             }
         }
         if let Some(trace) = self.trace.as_deref_mut() {
-            trace.egress(
-                key.conn,
-                client.options.name.as_deref(),
-                self.routed_account,
-                &sub.subject,
-                sub.queue.as_deref(),
-                "",
-            );
+            let name = client.options.name.as_deref();
+            trace.egress(key.conn, name, sub, self.routed_account, "");
             if trace.only {
                 // Traced, not delivered (`Nats-Trace-Only`).
                 return true;

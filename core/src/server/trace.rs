@@ -185,15 +185,14 @@ impl MsgTrace {
         });
     }
 
-    /// A delivery to (or, with `error`, a refusal of) one subscription.
-    #[allow(clippy::too_many_arguments)]
+    /// A delivery to (or, with `error`, a refusal of) the subscription `sub`
+    /// of the client `conn` (named `name`), in `account`.
     pub fn egress(
         &mut self,
         conn: ConnId,
         name: Option<&str>,
+        sub: &super::Subscription,
         account: &str,
-        subject: &[u8],
-        queue: Option<&[u8]>,
         error: &'static str,
     ) {
         let acc = if account == self.ingress_account {
@@ -205,10 +204,12 @@ impl MsgTrace {
             ts: self.ts.clone(),
             kind: KIND_CLIENT,
             cid: conn.0,
-            name: name.unwrap_or("").to_owned(),
+            name: name.unwrap_or_default().to_owned(),
             acc,
-            sub: String::from_utf8_lossy(subject).into_owned(),
-            queue: queue
+            sub: String::from_utf8_lossy(&sub.subject).into_owned(),
+            queue: sub
+                .queue
+                .as_deref()
                 .map(|q| String::from_utf8_lossy(q).into_owned())
                 .unwrap_or_default(),
             error,
