@@ -26,9 +26,10 @@ struct Bench {
 
 fn drain(server: &mut Server, conn: ConnId) -> usize {
     let mut taken = 0;
-    while let Some(bytes) = server.take_outbound(conn) {
-        taken += bytes.len();
-        server.handle_written(conn, bytes.len());
+    while let Some(batch) = server.take_outbound(conn) {
+        taken += batch.len();
+        server.handle_written(conn, batch.len());
+        server.recycle_outbound(batch);
     }
     taken
 }

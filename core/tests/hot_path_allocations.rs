@@ -45,14 +45,15 @@ fn feed(server: &mut Server, conn: ConnId, buf: &mut BytesMut, bytes: &[u8]) {
     assert!(buf.is_empty(), "every frame was complete");
 }
 
-/// Take and "write" everything queued, as a runtime would.
+/// Take, "write" and hand back everything queued, as a runtime does.
 fn drain(server: &mut Server) -> usize {
     let mut delivered = 0;
     while let Some(action) = server.poll_action() {
         if let rnats_core::runtime::Action::Transmit(conn) = action {
-            if let Some(bytes) = server.take_outbound(conn) {
-                delivered += bytes.len();
-                server.handle_written(conn, bytes.len());
+            if let Some(batch) = server.take_outbound(conn) {
+                delivered += batch.len();
+                server.handle_written(conn, batch.len());
+                server.recycle_outbound(batch);
             }
         }
     }

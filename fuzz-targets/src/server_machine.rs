@@ -377,12 +377,13 @@ impl Harness {
                         .expect("Transmit for an unknown connection");
                     let state = self.slots[slot].as_mut().expect("slot is open");
                     assert!(!state.close_seen, "{conn}: Transmit after Close");
-                    if let Some(bytes) = self.server.take_outbound(conn) {
-                        state.in_flight += bytes.len();
+                    if let Some(batch) = self.server.take_outbound(conn) {
+                        state.in_flight += batch.len();
                         if state.fast {
-                            self.server.handle_written(conn, bytes.len());
-                            state.in_flight -= bytes.len();
+                            self.server.handle_written(conn, batch.len());
+                            state.in_flight -= batch.len();
                         }
+                        self.server.recycle_outbound(batch);
                     }
                 }
                 Action::Close { conn, .. } => {

@@ -542,10 +542,13 @@ impl Sim {
             match action {
                 Action::Transmit(id) => {
                     self.trace.record(self.now, "transmit", id.0, 0);
-                    if let Some(bytes) = self.node.server.take_outbound(id) {
+                    if let Some(batch) = self.node.server.take_outbound(id) {
                         if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.server_out.extend_from_slice(&bytes);
+                            for slice in batch.slices() {
+                                conn.server_out.extend_from_slice(slice);
+                            }
                         }
+                        self.node.server.recycle_outbound(batch);
                         self.pump_server(id);
                     }
                 }
@@ -568,8 +571,10 @@ impl Sim {
         };
         let now = self.now;
         if let Some(conn) = self.conns.get_mut(&id) {
-            if let Some(bytes) = flush {
-                conn.server_out.extend_from_slice(&bytes);
+            if let Some(batch) = &flush {
+                for slice in batch.slices() {
+                    conn.server_out.extend_from_slice(slice);
+                }
             }
             if reason.skips_flush() {
                 conn.server_out.clear();
@@ -589,6 +594,9 @@ impl Sim {
                 let at = conn.down.push(arrival, None);
                 conn.arrivals.push((at, Dir::Down));
             }
+        }
+        if let Some(batch) = flush {
+            self.node.server.recycle_outbound(batch);
         }
         self.schedule_arrivals(id);
         self.node.server.handle_closed(self.now, id);

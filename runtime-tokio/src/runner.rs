@@ -8,8 +8,8 @@
 //! the simulator explores cover production's.
 //!
 //! Writers never hold the lock while writing: they take the connection's whole
-//! outbound buffer (one `write_all` per batch, however many messages it holds)
-//! and report progress afterwards. A publisher therefore never waits on a
+//! outbound batch (vectored writes over its chunks, however many messages it
+//! holds), then report progress and hand the chunks back for reuse. A publisher therefore never waits on a
 //! subscriber's socket; the machine cuts off a subscriber whose pending bytes
 //! pass `max_pending`.
 
@@ -300,13 +300,15 @@ impl Runner {
         } else {
             let (conn, io) = self.open(peer);
             let info = self.lock().server.take_outbound(conn);
-            if let Some(info) = info {
+            if let Some(mut info) = info {
                 let len = info.len();
-                if stream.write_all(&info).await.is_err() {
+                if stream.write_all_buf(&mut info).await.is_err() {
                     self.forget(conn);
                     return;
                 }
-                self.lock().server.handle_written(conn, len);
+                let mut state = self.lock();
+                state.server.handle_written(conn, len);
+                state.server.recycle_outbound(info);
             }
             Some((conn, io))
         };
@@ -421,16 +423,18 @@ impl Runner {
                     emit_logs(&mut state.server);
                     (outbound, io.closing.load(Ordering::Acquire))
                 };
-                let Some(bytes) = outbound else {
+                let Some(mut batch) = outbound else {
                     if closing {
                         self.finish_close(conn, socket, &io).await;
                         return;
                     }
                     break;
                 };
-                let len = bytes.len();
+                let len = batch.len();
+                // Vectored writes over the batch's chunks (for TCP; a TLS
+                // stream takes them one record at a time).
                 let written = tokio::select! {
-                    written = tokio::time::timeout(WRITE_DEADLINE, socket.write_all(&bytes)) => written,
+                    written = tokio::time::timeout(WRITE_DEADLINE, socket.write_all_buf(&mut batch)) => written,
                     _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
                 };
                 match written {
@@ -449,8 +453,9 @@ impl Runner {
                         return;
                     }
                 }
-                drop(bytes);
-                self.lock().server.handle_written(conn, len);
+                let mut state = self.lock();
+                state.server.handle_written(conn, len);
+                state.server.recycle_outbound(batch);
             }
         }
     }

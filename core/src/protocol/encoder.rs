@@ -1,24 +1,56 @@
 //! Frames written straight into a caller-owned outbound buffer.
 //!
 //! Input: the parts of one frame as borrowed bytes; output: the frame appended
-//! to `out`. Each function reserves the frame's exact length once and writes
-//! decimal sizes from a stack buffer, so steady-state delivery allocates
-//! nothing once `out` has grown to its working size. Only [`write_info`] goes
-//! through serde (INFO is sent once per connection).
+//! to `out`, any [`FrameSink`]: a plain `BytesMut` (clients, tests) or a
+//! connection's chunked outbound queue. Each function announces the frame's
+//! exact length once and writes decimal sizes from a stack buffer, so
+//! steady-state delivery allocates nothing. Only [`write_info`] goes through
+//! serde (INFO is sent once per connection).
 //!
 //! Invariant: every frame ends in `\r\n`, and a MSG/HMSG size is the exact
 //! number of body bytes that follow its control line.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::json::ServerInfo;
+
+/// Where frames are appended.
+pub trait FrameSink {
+    /// Append `bytes` after everything written so far.
+    fn put(&mut self, bytes: &[u8]);
+
+    /// Bytes held so far (frames check their length against it).
+    fn written(&self) -> usize;
+
+    /// A frame of `len` bytes follows; a sink that can make room in one go does.
+    #[inline]
+    fn expect(&mut self, len: usize) {
+        let _ = len;
+    }
+}
+
+impl FrameSink for BytesMut {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn written(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn expect(&mut self, len: usize) {
+        self.reserve(len);
+    }
+}
 
 /// Longest decimal rendering of a `usize`.
 const DECIMAL_DIGITS_MAX: usize = 20;
 
 /// `MSG <subject> <sid> [reply] <size>\r\n<payload>\r\n`
 pub fn write_msg(
-    out: &mut BytesMut,
+    out: &mut impl FrameSink,
     subject: &[u8],
     sid: &[u8],
     reply: Option<&[u8]>,
@@ -29,7 +61,7 @@ pub fn write_msg(
 
 /// `HMSG <subject> <sid> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`
 pub fn write_hmsg(
-    out: &mut BytesMut,
+    out: &mut impl FrameSink,
     subject: &[u8],
     sid: &[u8],
     reply: Option<&[u8]>,
@@ -51,7 +83,7 @@ pub fn write_hmsg(
 /// `<verb><subject> [sid] [reply] [hdr_len] <total_len>\r\n[headers]<payload>\r\n`.
 /// Reserves the exact frame length once, so it never reallocates mid-frame.
 fn write_message_frame(
-    out: &mut BytesMut,
+    out: &mut impl FrameSink,
     verb: &[u8],
     subject: &[u8],
     sid: Option<&[u8]>,
@@ -71,66 +103,69 @@ fn write_message_frame(
         + total_size.len()
         + 2;
     let frame = head + headers.len() + payload.len() + 2;
-    out.reserve(frame);
-    let start = out.len();
-    out.put_slice(verb);
-    out.put_slice(subject);
-    out.put_u8(b' ');
+    out.expect(frame);
+    let start = out.written();
+    out.put(verb);
+    out.put(subject);
+    out.put(b" ");
     for word in [sid, reply].into_iter().flatten() {
-        out.put_slice(word);
-        out.put_u8(b' ');
+        out.put(word);
+        out.put(b" ");
     }
     if let Some(header_size) = &header_size {
-        out.put_slice(header_size.as_bytes());
-        out.put_u8(b' ');
+        out.put(header_size.as_bytes());
+        out.put(b" ");
     }
-    out.put_slice(total_size.as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(headers);
-    out.put_slice(payload);
-    out.put_slice(b"\r\n");
-    debug_assert_eq!(out.len() - start, frame);
+    out.put(total_size.as_bytes());
+    out.put(b"\r\n");
+    out.put(headers);
+    out.put(payload);
+    out.put(b"\r\n");
+    debug_assert_eq!(out.written() - start, frame);
 }
 
 /// `INFO <json> \r\n`: the reference puts a blank between the JSON and the CRLF.
-pub fn write_info(out: &mut BytesMut, info: &ServerInfo) {
-    out.put_slice(b"INFO ");
-    info.write_json(out);
-    out.put_slice(b" \r\n");
+pub fn write_info(out: &mut impl FrameSink, info: &ServerInfo) {
+    let mut json = BytesMut::with_capacity(512);
+    info.write_json(&mut json);
+    out.expect(b"INFO  \r\n".len() + json.len());
+    out.put(b"INFO ");
+    out.put(&json);
+    out.put(b" \r\n");
 }
 
 /// `+OK\r\n`
-pub fn write_ok(out: &mut BytesMut) {
-    out.put_slice(b"+OK\r\n");
+pub fn write_ok(out: &mut impl FrameSink) {
+    out.put(b"+OK\r\n");
 }
 
 /// `-ERR '<text>'\r\n`
-pub fn write_err(out: &mut BytesMut, text: &str) {
+pub fn write_err(out: &mut impl FrameSink, text: &str) {
     debug_assert!(!text.contains(['\r', '\n']), "an -ERR text is one line");
-    out.reserve(b"-ERR ''\r\n".len() + text.len());
-    out.put_slice(b"-ERR '");
-    out.put_slice(text.as_bytes());
-    out.put_slice(b"'\r\n");
+    out.expect(b"-ERR ''\r\n".len() + text.len());
+    out.put(b"-ERR '");
+    out.put(text.as_bytes());
+    out.put(b"'\r\n");
 }
 
 /// `PING\r\n`
-pub fn write_ping(out: &mut BytesMut) {
-    out.put_slice(b"PING\r\n");
+pub fn write_ping(out: &mut impl FrameSink) {
+    out.put(b"PING\r\n");
 }
 
 /// `PONG\r\n`
-pub fn write_pong(out: &mut BytesMut) {
-    out.put_slice(b"PONG\r\n");
+pub fn write_pong(out: &mut impl FrameSink) {
+    out.put(b"PONG\r\n");
 }
 
 /// `PUB <subject> [reply] <size>\r\n<payload>\r\n`: for test clients and the simulator.
-pub fn write_pub(out: &mut BytesMut, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+pub fn write_pub(out: &mut impl FrameSink, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
     write_message_frame(out, b"PUB ", subject, None, reply, None, payload);
 }
 
 /// `HPUB <subject> [reply] <hdr_len> <total_len>\r\n<headers><payload>\r\n`: for test clients.
 pub fn write_hpub(
-    out: &mut BytesMut,
+    out: &mut impl FrameSink,
     subject: &[u8],
     reply: Option<&[u8]>,
     headers: &[u8],
@@ -140,28 +175,28 @@ pub fn write_hpub(
 }
 
 /// `SUB <subject> [queue] <sid>\r\n`: for test clients.
-pub fn write_sub(out: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-    out.reserve(b"SUB ".len() + subject.len() + 1 + word_len(queue) + sid.len() + 2);
-    out.put_slice(b"SUB ");
-    out.put_slice(subject);
-    out.put_u8(b' ');
+pub fn write_sub(out: &mut impl FrameSink, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    out.expect(b"SUB ".len() + subject.len() + 1 + word_len(queue) + sid.len() + 2);
+    out.put(b"SUB ");
+    out.put(subject);
+    out.put(b" ");
     if let Some(queue) = queue {
-        out.put_slice(queue);
-        out.put_u8(b' ');
+        out.put(queue);
+        out.put(b" ");
     }
-    out.put_slice(sid);
-    out.put_slice(b"\r\n");
+    out.put(sid);
+    out.put(b"\r\n");
 }
 
 /// `UNSUB <sid> [max]\r\n`: for test clients.
-pub fn write_unsub(out: &mut BytesMut, sid: &[u8], max: Option<u64>) {
-    out.put_slice(b"UNSUB ");
-    out.put_slice(sid);
+pub fn write_unsub(out: &mut impl FrameSink, sid: &[u8], max: Option<u64>) {
+    out.put(b"UNSUB ");
+    out.put(sid);
     if let Some(max) = max {
-        out.put_u8(b' ');
-        out.put_slice(Decimal::new(max as usize).as_bytes());
+        out.put(b" ");
+        out.put(Decimal::new(max as usize).as_bytes());
     }
-    out.put_slice(b"\r\n");
+    out.put(b"\r\n");
 }
 
 /// Bytes an optional word takes, its separating blank included.

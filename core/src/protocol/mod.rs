@@ -25,7 +25,7 @@ pub mod parser;
 
 pub use encoder::{
     write_err, write_hmsg, write_hpub, write_info, write_msg, write_ok, write_ping, write_pong,
-    write_pub, write_sub, write_unsub,
+    write_pub, write_sub, write_unsub, FrameSink,
 };
 pub use headers::{
     find_header, no_responders_block, status_only_block, write_no_responders_block,

@@ -14,10 +14,11 @@
 //!   monitoring and reload see.
 //! - Once `closing` is set, nothing more is queued and nothing more is parsed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use core::net::SocketAddr;
 
 use super::accounts::{AccountId, GLOBAL};
+use super::outbound::Outbound;
 use crate::auth::{PermissionChecker, ResponseTracker};
 use crate::protocol::{ClientParser, ConnectOptions, ParserLimits};
 use crate::runtime::CloseReason;
@@ -240,7 +241,7 @@ pub struct Client {
     /// its first PONG has been sent.
     pub connect_info_sent: bool,
     /// Bytes queued for the peer and not yet taken by the runtime.
-    pub outbound: BytesMut,
+    pub outbound: Outbound,
     /// Bytes taken by the runtime and not yet reported written.
     pub bytes_in_flight: usize,
     /// A `Transmit` action for this connection is queued and not yet served.
@@ -295,7 +296,7 @@ impl Client {
             nonce: String::new(),
             cert_names: None,
             connect_info_sent: false,
-            outbound: BytesMut::with_capacity(4096),
+            outbound: Outbound::default(),
             bytes_in_flight: 0,
             transmit_queued: false,
             closing: None,

@@ -24,6 +24,7 @@ pub(crate) mod accounts;
 mod client;
 mod config;
 mod log;
+mod outbound;
 mod protocol_trace;
 pub mod system;
 pub mod trace;
@@ -35,6 +36,7 @@ pub use client::{Client, ClientStats, SubKey, Subscription};
 pub use config::PlantedDefect;
 pub use config::{MonitorSettings, ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use log::{LogLevel, LogRecord};
+pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 
 use std::collections::{hash_map, BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -53,6 +55,7 @@ use crate::subject;
 use crate::time::{Instant, WallTime};
 use accounts::{Accounts, GLOBAL};
 use log::LogQueue;
+use outbound::ChunkPool;
 
 /// The first PING after CONNECT comes sooner than `ping_interval`, as in nats-server.
 const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -111,6 +114,8 @@ pub struct Server {
     system: system::System,
     /// The trace of the message being routed, when it asked for one.
     trace: Option<Box<trace::MsgTrace>>,
+    /// Outbound chunks the runtime has written and handed back.
+    chunks: ChunkPool,
 }
 
 /// A message on its way through the router.
@@ -153,6 +158,7 @@ impl Server {
             monitor: MonitorState::default(),
             system: system::System::new(seed),
             trace: None,
+            chunks: ChunkPool::default(),
             logs,
         }
     }
@@ -244,7 +250,7 @@ impl Server {
             }
             client.rtt_start = Some(now);
             client.pings_out += 1;
-            protocol::write_ping(&mut client.outbound);
+            protocol::write_ping(&mut client.outbound.sink(&mut self.chunks));
             self.queue_transmit(conn);
         }
     }
@@ -312,7 +318,7 @@ impl Server {
             client.nonce = auth::encode_nonce(raw);
             info.nonce = client.nonce.clone();
         }
-        protocol::write_info(&mut client.outbound, &info);
+        protocol::write_info(&mut client.outbound.sink(&mut self.chunks), &info);
         self.stats.total_connections += 1;
         let over_limit = self.config.max_connections > 0
             && self.num_connections() >= self.config.max_connections;
@@ -390,7 +396,7 @@ impl Server {
                     let reason = error.close_reason();
                     if let Some(text) = error.wire_error() {
                         let client = self.clients.get_mut(&conn).expect("client exists");
-                        protocol::write_err(&mut client.outbound, text);
+                        protocol::write_err(&mut client.outbound.sink(&mut self.chunks), text);
                         self.queue_transmit(conn);
                     }
                     if error.closes_connection() {
@@ -513,22 +519,31 @@ impl Server {
         self.actions.pop_front()
     }
 
-    /// Take the bytes queued for `conn`. The runtime writes them and then
-    /// reports progress with [`Server::handle_written`].
-    pub fn take_outbound(&mut self, conn: ConnId) -> Option<BytesMut> {
+    /// Take the bytes queued for `conn`. The runtime writes them, reports
+    /// progress with [`Server::handle_written`] and hands the batch back with
+    /// [`Server::recycle_outbound`].
+    pub fn take_outbound(&mut self, conn: ConnId) -> Option<OutboundBatch> {
         let client = self.clients.get_mut(&conn)?;
         client.transmit_queued = false;
         if client.outbound.is_empty() {
             return None;
         }
-        let bytes = client.outbound.split();
-        client.bytes_in_flight += bytes.len();
+        let batch = client.outbound.take();
+        client.bytes_in_flight += batch.len();
         if self.config.trace {
+            let bytes = batch.to_vec();
             for line in protocol_trace::outbound(&bytes, self.config.max_traced_msg_len) {
                 self.log(LogLevel::Trace, conn, line);
             }
         }
-        Some(bytes)
+        Some(batch)
+    }
+
+    /// A batch taken with [`Server::take_outbound`] is written (or abandoned):
+    /// its chunks are reused for later output, so the steady state allocates
+    /// nothing. Optional: a batch that is just dropped costs an allocation later.
+    pub fn recycle_outbound(&mut self, batch: OutboundBatch) {
+        self.chunks.recycle(batch);
     }
 
     /// Why the server is closing `conn`, if it is.
@@ -622,7 +637,7 @@ impl Server {
             let mut info = self.info_for(conn, &client.peer);
             info.ldm = true;
             let client = self.clients.get_mut(&conn).expect("client exists");
-            protocol::write_info(&mut client.outbound, &info);
+            protocol::write_info(&mut client.outbound.sink(&mut self.chunks), &info);
             self.queue_transmit(conn);
             self.enforce_pending_limit(conn);
         }
@@ -709,7 +724,7 @@ impl Server {
             } => self.process_sub(conn, subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.process_unsub(conn, &sid, max),
             ClientOp::Ping => {
-                protocol::write_pong(&mut client.outbound);
+                protocol::write_pong(&mut client.outbound.sink(&mut self.chunks));
                 client.first_pong_sent |= client.connect_received;
                 if client.connect_received
                     && client.options.protocol >= 1
@@ -725,7 +740,7 @@ impl Server {
                     info.remote_account = self.accounts.list[account].name.clone();
                     info.acc_is_sys = self.accounts.system == Some(account);
                     let client = self.clients.get_mut(&conn).expect("client exists");
-                    protocol::write_info(&mut client.outbound, &info);
+                    protocol::write_info(&mut client.outbound.sink(&mut self.chunks), &info);
                 }
                 self.queue_transmit(conn);
             }
@@ -740,7 +755,7 @@ impl Server {
                 client.stats.in_msgs += 1;
                 self.stats.in_msgs += 1;
                 if client.options.verbose {
-                    protocol::write_ok(&mut client.outbound);
+                    protocol::write_ok(&mut client.outbound.sink(&mut self.chunks));
                     self.queue_transmit(conn);
                 }
             }
@@ -820,7 +835,7 @@ impl Server {
         client.auth_deadline = None;
         client.ping_deadline = now + first_ping + jitter;
         if verbose {
-            protocol::write_ok(&mut client.outbound);
+            protocol::write_ok(&mut client.outbound.sink(&mut self.chunks));
             self.queue_transmit(conn);
         }
         self.refile_timer(conn);
@@ -881,7 +896,7 @@ impl Server {
         let system = self.accounts.system == Some(account);
         if let Some(violation) = reserved_subject_violation(subject, reply, system) {
             let client = self.clients.get_mut(&conn).expect("client exists");
-            protocol::write_err(&mut client.outbound, &violation);
+            protocol::write_err(&mut client.outbound.sink(&mut self.chunks), &violation);
             self.queue_transmit(conn);
             self.mapped_subject = mapped;
             return;
@@ -903,10 +918,13 @@ impl Server {
         let invalid = pedantic && !subject::is_valid_literal_subject(subject);
         if invalid {
             // Reported, yet still delivered: the reference does both.
-            protocol::write_err(&mut client.outbound, "Invalid Publish Subject");
+            protocol::write_err(
+                &mut client.outbound.sink(&mut self.chunks),
+                "Invalid Publish Subject",
+            );
         }
         if verbose {
-            protocol::write_ok(&mut client.outbound);
+            protocol::write_ok(&mut client.outbound.sink(&mut self.chunks));
         }
         if invalid || verbose {
             self.queue_transmit(conn);
@@ -950,7 +968,7 @@ impl Server {
         let subject = String::from_utf8_lossy(subject);
         let client = self.clients.get_mut(&conn).expect("client exists");
         protocol::write_err(
-            &mut client.outbound,
+            &mut client.outbound.sink(&mut self.chunks),
             &format!("Permissions Violation for Publish to \"{subject}\""),
         );
         self.queue_transmit(conn);
@@ -988,6 +1006,7 @@ impl Server {
             config,
             trace,
             logs,
+            chunks,
             ..
         } = self;
         let result = accounts.list[account].sublist.matches(msg.subject);
@@ -1003,6 +1022,7 @@ impl Server {
             trace: trace.as_deref_mut(),
             routed_account: routed_account.as_deref().unwrap_or(""),
             logs,
+            chunks,
         };
         for target in &result.plain {
             match *target {
@@ -1155,7 +1175,7 @@ impl Server {
         self.scratch.extend_from_slice(subject);
         self.scratch.extend_from_slice(b"\r\n\r\n");
         protocol::write_hmsg(
-            &mut client.outbound,
+            &mut client.outbound.sink(&mut self.chunks),
             reply,
             &sub.sid,
             None,
@@ -1169,7 +1189,10 @@ impl Server {
         let max_subs = self.config.max_subscriptions;
         let client = self.clients.get_mut(&conn).expect("client exists");
         if max_subs > 0 && client.subs.len() >= max_subs {
-            protocol::write_err(&mut client.outbound, "maximum subscriptions exceeded");
+            protocol::write_err(
+                &mut client.outbound.sink(&mut self.chunks),
+                "maximum subscriptions exceeded",
+            );
             self.queue_transmit(conn);
             return;
         }
@@ -1211,12 +1234,15 @@ impl Server {
             }
         }
         if invalid {
-            protocol::write_err(&mut client.outbound, "Invalid Subject");
+            protocol::write_err(
+                &mut client.outbound.sink(&mut self.chunks),
+                "Invalid Subject",
+            );
             self.queue_transmit(conn);
             return;
         }
         if verbose {
-            protocol::write_ok(&mut client.outbound);
+            protocol::write_ok(&mut client.outbound.sink(&mut self.chunks));
             self.queue_transmit(conn);
         }
     }
@@ -1244,7 +1270,7 @@ impl Server {
             ),
         };
         let client = self.clients.get_mut(&conn).expect("client exists");
-        protocol::write_err(&mut client.outbound, &error);
+        protocol::write_err(&mut client.outbound.sink(&mut self.chunks), &error);
         self.queue_transmit(conn);
         self.log(LogLevel::Error, conn, log);
     }
@@ -1264,7 +1290,7 @@ impl Server {
         }
         if verbose {
             let client = self.clients.get_mut(&conn).expect("client exists");
-            protocol::write_ok(&mut client.outbound);
+            protocol::write_ok(&mut client.outbound.sink(&mut self.chunks));
             self.queue_transmit(conn);
         }
     }
@@ -1383,7 +1409,7 @@ impl Server {
                 format!("Removed sub \"{subject}\" (sid \"{sid}\") for {who} - not authorized"),
             ),
         };
-        protocol::write_err(&mut client.outbound, &error);
+        protocol::write_err(&mut client.outbound.sink(&mut self.chunks), &error);
         self.queue_transmit(conn);
         self.logs.push(LogLevel::Info, None, log);
     }
@@ -1441,7 +1467,7 @@ impl Server {
         }
         client.pings_out += 1;
         client.rtt_start = Some(now);
-        protocol::write_ping(&mut client.outbound);
+        protocol::write_ping(&mut client.outbound.sink(&mut self.chunks));
         self.queue_transmit(conn);
         self.enforce_pending_limit(conn);
     }
@@ -1466,7 +1492,7 @@ impl Server {
             if client.is_closing() {
                 return;
             }
-            protocol::write_err(&mut client.outbound, text);
+            protocol::write_err(&mut client.outbound.sink(&mut self.chunks), text);
             self.queue_transmit(conn);
         }
         self.close(conn, reason);
@@ -1531,7 +1557,7 @@ impl Server {
             );
             let client = self.clients.get_mut(&conn).expect("client exists");
             self.accounts.list[client.account].stats.slow_consumers += 1;
-            client.outbound.clear();
+            client.outbound.discard(&mut self.chunks);
             self.close(conn, CloseReason::SlowConsumerPendingBytes);
         }
     }
@@ -1594,6 +1620,7 @@ struct Outbox<'a> {
     /// The routed account's name while tracing (empty otherwise).
     routed_account: &'a str,
     logs: &'a mut LogQueue,
+    chunks: &'a mut ChunkPool,
 }
 
 impl Outbox<'_> {
@@ -1669,13 +1696,13 @@ impl Outbox<'_> {
             if settled && client.rtt_start.is_none() {
                 client.rtt_start = Some(self.now);
                 client.pings_out += 1;
-                protocol::write_ping(&mut client.outbound);
+                protocol::write_ping(&mut client.outbound.sink(self.chunks));
             }
         }
         let size = match (msg.headers, client.options.headers) {
             (Some(headers), true) => {
                 protocol::write_hmsg(
-                    &mut client.outbound,
+                    &mut client.outbound.sink(self.chunks),
                     msg.subject,
                     &sub.sid,
                     msg.reply,
@@ -1687,7 +1714,7 @@ impl Outbox<'_> {
             // A subscriber that cannot take headers gets the payload alone.
             _ => {
                 protocol::write_msg(
-                    &mut client.outbound,
+                    &mut client.outbound.sink(self.chunks),
                     msg.subject,
                     &sub.sid,
                     msg.reply,
@@ -1725,7 +1752,7 @@ impl Outbox<'_> {
             );
             client.closing = Some(CloseReason::SlowConsumerPendingBytes);
             client.closed_subjects = client.subs.values().map(|s| s.subject.clone()).collect();
-            client.outbound.clear();
+            client.outbound.discard(self.chunks);
             // Its subscriptions leave the sublist once the match result is released.
             self.expired_subs
                 .extend(client.subs.keys().map(|&index| SubKey {
