@@ -658,6 +658,11 @@ async fn system_session(server: &ServerProcess) -> Vec<(String, Value)> {
         .await
         .unwrap();
     seen.push(("account CONNZ".to_owned(), json_of(&own)));
+    let who = member
+        .request("$SYS.REQ.USER.INFO", "".into())
+        .await
+        .unwrap();
+    seen.push(("USER.INFO".to_owned(), json_of(&who)));
     // Closes the connection now (dropping the handle would leave it to
     // the client's keepalive).
     member.drain().await.unwrap();
@@ -702,4 +707,85 @@ async fn system_events_and_replies_cover_the_reference_keys() {
         "keys nats-server sends and rnats does not:\n{}",
         missing.join("\n")
     );
+}
+
+const USER_INFO_CONFIG: &str = r#"
+accounts {
+  A { users [{user: a, password: a, permissions: {
+        publish: { allow: ["orders.>", "$SYS.REQ.USER.INFO", "_INBOX.>"], deny: ["orders.secret"] },
+        subscribe: { allow: ["_INBOX.>", "jobs.* workers"], deny: ["_INBOX.hidden"] },
+        allow_responses: { max: 3, expires: "1m" } } }] }
+  B { users [{user: b, password: b}] }
+  SYS { users [{user: sys, password: sys}] }
+}
+system_account: SYS
+"#;
+
+/// Each user's `$SYS.REQ.USER.INFO` answer's `data`, lists sorted (the
+/// reference walks its permission Sublists in map order).
+async fn user_infos(server: &ServerProcess) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for user in ["a", "b", "sys"] {
+        let client = login(server, user, "who-am-i").await;
+        let reply = client
+            .request("$SYS.REQ.USER.INFO", "".into())
+            .await
+            .unwrap();
+        let mut data = json_of(&reply)["data"].clone();
+        for side in ["publish", "subscribe"] {
+            for list in ["allow", "deny"] {
+                if let Some(Value::Array(entries)) =
+                    data.pointer_mut(&format!("/permissions/{side}/{list}"))
+                {
+                    entries.sort_by_key(|entry| entry.to_string());
+                }
+            }
+        }
+        answers.push(data);
+        client.drain().await.unwrap();
+    }
+    answers
+}
+
+#[tokio::test]
+async fn user_info_tells_each_user_who_it_is() {
+    let config = write_config("userinfo", USER_INFO_CONFIG);
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    let answers = user_infos(&server).await;
+    let a = &answers[0];
+    assert_eq!(a["user"], "a");
+    assert_eq!(a["account"], "A");
+    assert_eq!(a["account_name"], "A");
+    assert_eq!(
+        a["permissions"]["publish"]["allow"],
+        serde_json::json!(["$SYS.REQ.USER.INFO", "_INBOX.>", "orders.>"])
+    );
+    assert_eq!(
+        a["permissions"]["publish"]["deny"],
+        serde_json::json!(["orders.secret"])
+    );
+    assert_eq!(
+        a["permissions"]["subscribe"]["allow"],
+        serde_json::json!(["_INBOX.>", "jobs.* workers"])
+    );
+    assert_eq!(
+        a["permissions"]["responses"],
+        serde_json::json!({"max": 3, "ttl": 60_000_000_000u64})
+    );
+    // No permissions: none shown. The system account's own users ask too.
+    assert_eq!(
+        answers[1],
+        serde_json::json!({"user": "b", "account": "B", "account_name": "B"})
+    );
+    assert_eq!(answers[2]["account"], "SYS");
+
+    let Some(reference_binary) = rnats_tests::reference_server() else {
+        eprintln!(
+            "NOTICE: USER.INFO comparison skipped: the reference nats-server is not available"
+        );
+        return;
+    };
+    let reference =
+        ServerProcess::start_binary(reference_binary, &["-c", config.to_str().unwrap()]);
+    assert_eq!(answers, user_infos(&reference).await);
 }

@@ -35,6 +35,8 @@ const PRUNE_THRESHOLD: usize = 4 * 1024;
 #[derive(Debug, Default)]
 struct SubjectList {
     list: Sublist<u32>,
+    /// The valid entries as configured, in order (for `$SYS.REQ.USER.INFO`).
+    entries: Vec<String>,
 }
 
 impl SubjectList {
@@ -42,6 +44,7 @@ impl SubjectList {
     /// and skips them; config loading already refused them).
     fn new(entries: &[String], with_queues: bool) -> Self {
         let mut list = Sublist::with_cache_capacity(64);
+        let mut kept = Vec::new();
         for (n, entry) in entries.iter().enumerate() {
             let (subject, queue) = if with_queues {
                 split_subject_queue(entry)
@@ -53,8 +56,15 @@ impl SubjectList {
             }
             // A duplicate entry is harmless.
             let _ = list.insert(subject.as_bytes(), queue.map(str::as_bytes), n as u32);
+            kept.push(match queue {
+                Some(queue) => format!("{subject} {queue}"),
+                None => subject.to_owned(),
+            });
         }
-        SubjectList { list }
+        SubjectList {
+            list,
+            entries: kept,
+        }
     }
 
     fn matches_plain(&mut self, subject: &[u8]) -> bool {
@@ -174,6 +184,23 @@ impl PermissionChecker {
     /// `allow_responses`, if granted.
     pub fn response_permission(&self) -> Option<ResponsePermission> {
         self.response
+    }
+
+    /// The lists in force, as a client may see them (`$SYS.REQ.USER.INFO`):
+    /// entries that were skipped as invalid are not shown.
+    pub fn describe(&self) -> Permissions {
+        let side = |allow: &Option<SubjectList>, deny: &Option<SubjectList>| SubjectPermission {
+            allow: allow.as_ref().map(|list| list.entries.clone()),
+            deny: deny
+                .as_ref()
+                .map(|list| list.entries.clone())
+                .unwrap_or_default(),
+        };
+        Permissions {
+            publish: Some(side(&self.pub_allow, &self.pub_deny)),
+            subscribe: Some(side(&self.sub_allow, &self.sub_deny)),
+            response: self.response,
+        }
     }
 }
 

@@ -159,7 +159,8 @@ fn account_info(server: &Server, id: AccountId) -> AccountInfo {
                 local_subject: local.to_owned(),
                 kind: "service",
                 invalid: false,
-                share: false,
+                // The reference shares the requester's details with USER.INFO.
+                share: local == crate::server::system::USER_INFO_SUBJECT,
                 tracking: false,
             });
         }

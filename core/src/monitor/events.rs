@@ -265,6 +265,63 @@ pub struct ApiResponse<T> {
     pub error: Option<ApiError>,
 }
 
+/// `$SYS.REQ.USER.INFO`: who the requesting connection is and what it may do.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserInfo {
+    pub user: String,
+    pub account: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account_name: String,
+    /// Absent for a user without permissions (everything allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<UserPermissions>,
+}
+
+/// The reference's public `Permissions` shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserPermissions {
+    pub publish: UserSubjectPermission,
+    pub subscribe: UserSubjectPermission,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responses: Option<UserResponsePermission>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserSubjectPermission {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserResponsePermission {
+    pub max: u64,
+    /// Nanoseconds, as Go's `time.Duration` serializes.
+    pub ttl: u64,
+}
+
+impl UserPermissions {
+    pub fn new(permissions: &crate::auth::Permissions) -> Self {
+        let side = |side: &Option<crate::auth::SubjectPermission>| {
+            side.as_ref()
+                .map(|side| UserSubjectPermission {
+                    allow: side.allow.clone().unwrap_or_default(),
+                    deny: side.deny.clone(),
+                })
+                .unwrap_or_default()
+        };
+        UserPermissions {
+            publish: side(&permissions.publish),
+            subscribe: side(&permissions.subscribe),
+            responses: permissions.response.map(|r| UserResponsePermission {
+                max: r.max_msgs,
+                ttl: u64::try_from(r.expires.as_nanos()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+}
+
 /// `$SYS.REQ.SERVER.PING.IDZ`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Idz {

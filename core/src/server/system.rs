@@ -31,7 +31,7 @@ use super::{AccountId, Delivery, Server};
 use crate::monitor::events::{
     AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
     DisconnectEvent, EventClient, EventFilter, EventServer, Idz, StatszMessage, StatzRequest,
-    SubszRequest, CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
+    SubszRequest, UserInfo, UserPermissions, CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
 };
 use crate::monitor::{self, ConnState, ConnzOptions, Healthz, SortOpt, SubszOptions};
 use crate::runtime::{CloseReason, ConnId};
@@ -106,15 +106,21 @@ pub enum SysService {
     Account(AccountEndpoint),
     /// `$SYS.REQ.ACCOUNT.PING.STATZ`: every account's statz.
     AccountPingStatz,
+    /// `$SYS.REQ.USER.INFO`: the requesting connection's user and permissions.
+    UserInfo,
 }
 
 /// The service imports every other account gets from the system account:
 /// (local subject, exported subject with `{}` for the account's name).
-pub const ACCOUNT_IMPORTS: [(&str, &str); 3] = [
+pub const ACCOUNT_IMPORTS: [(&str, &str); 4] = [
     ("$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
     ("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
     ("$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.{}.STATZ"),
+    (USER_INFO_SUBJECT, "$SYS.REQ.USER.{}.INFO"),
 ];
+
+/// Where any user asks who it is (imported into every account).
+pub const USER_INFO_SUBJECT: &str = "$SYS.REQ.USER.INFO";
 
 /// The system account's request subjects and what answers each.
 pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
@@ -142,6 +148,9 @@ pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
         String::from("$SYS.REQ.ACCOUNT.PING.STATZ"),
         SysService::AccountPingStatz,
     ));
+    // The imported form, and the system account's own users asking directly.
+    subjects.push((String::from("$SYS.REQ.USER.*.INFO"), SysService::UserInfo));
+    subjects.push((String::from(USER_INFO_SUBJECT), SysService::UserInfo));
     subjects
 }
 
@@ -149,6 +158,8 @@ pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
 #[derive(Debug)]
 pub(crate) struct SysRequest {
     service: SysService,
+    /// The connection that published the request (across imports too).
+    requester: ConnId,
     subject: Bytes,
     reply: Bytes,
     payload: Bytes,
@@ -204,6 +215,7 @@ impl System {
         }
         self.requests.push(SysRequest {
             service,
+            requester: msg.publisher,
             subject: Bytes::copy_from_slice(msg.subject),
             reply: Bytes::copy_from_slice(reply),
             payload: Bytes::copy_from_slice(msg.payload),
@@ -435,6 +447,7 @@ impl Server {
                 self.answer_account(now, endpoint, &account, payload)
             }
             SysService::AccountPingStatz => self.answer_account_statz(now, payload, None),
+            SysService::UserInfo => self.answer_user_info(now, request.requester),
         };
         if let Some(body) = body {
             self.publish_system(now, &request.reply, &body);
@@ -547,6 +560,22 @@ impl Server {
             }
         }?;
         Some(self.envelope(now, reply))
+    }
+
+    /// The requester's identity; silent when it is gone or is the server itself.
+    fn answer_user_info(&mut self, now: Instant, requester: ConnId) -> Option<Vec<u8>> {
+        let client = self.clients.get(&requester)?;
+        let account = self.accounts.list[client.account].name.clone();
+        let info = UserInfo {
+            user: client.user.clone().unwrap_or_default(),
+            account_name: account.clone(),
+            account,
+            permissions: client
+                .permissions
+                .as_ref()
+                .map(|checker| UserPermissions::new(&checker.describe())),
+        };
+        Some(self.envelope(now, Ok(to_value(&info))))
     }
 
     /// Account statz: of `account`, or of the accounts the request names.
