@@ -9,9 +9,9 @@
 //!
 //! Writers never hold the lock while writing: they take the connection's whole
 //! outbound batch (vectored writes over its chunks, however many messages it
-//! holds), then report progress and hand the chunks back for reuse. A publisher therefore never waits on a
-//! subscriber's socket; the machine cuts off a subscriber whose pending bytes
-//! pass `max_pending`.
+//! holds), then report progress and hand the chunks back for reuse. A
+//! publisher therefore never waits on a subscriber's socket; the machine cuts
+//! off a subscriber whose pending bytes pass `max_pending`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
