@@ -202,3 +202,62 @@ mod go_duration_tests {
         assert_eq!(go_duration(10_000_000_000), "10s");
     }
 }
+
+/// Go's `%q` of a byte string (`strconv.Quote`): in double quotes, `"` and
+/// `\` escaped, the C escapes for `\a \b \f \n \r \t \v`, other control bytes
+/// and invalid UTF-8 as `\xNN`, non-printable characters as `\uNNNN` or
+/// `\UNNNNNNNN`. The reference quotes subjects this way in its `-ERR`s and
+/// logs, which also keeps a stray `\r` in a PUB subject off the wire.
+pub fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                ' '..='~' => out.push(ch),
+                _ if (ch as u32) < 0x20 || ch == '\u{7f}' => {
+                    let _ = write!(out, "\\x{:02x}", ch as u32);
+                }
+                // Go's IsPrint: letters, marks, numbers, punctuation, symbols
+                // and U+0020; other spaces and controls are escaped.
+                _ if !ch.is_control() && !ch.is_whitespace() => out.push(ch),
+                _ if (ch as u32) < 0x10000 => {
+                    let _ = write!(out, "\\u{:04x}", ch as u32);
+                }
+                _ => {
+                    let _ = write!(out, "\\U{:08x}", ch as u32);
+                }
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::go_quote;
+
+    #[test]
+    fn quotes_like_go_strconv_quote() {
+        // Expected texts from Go: fmt.Sprintf("%q", []byte(...)).
+        assert_eq!(go_quote(b"foo.bar"), r#""foo.bar""#);
+        assert_eq!(go_quote(b"f\0\0\0\roo.bar"), r#""f\x00\x00\x00\roo.bar""#);
+        assert_eq!(go_quote(b"a\"b\\c\td\n\x7f"), r#""a\"b\\c\td\n\x7f""#);
+        assert_eq!(go_quote("é.ü".as_bytes()), "\"é.ü\"");
+        assert_eq!(go_quote(b"\xff.x"), r#""\xff.x""#);
+        assert_eq!(go_quote("\u{a0}".as_bytes()), r#""\u00a0""#);
+    }
+}

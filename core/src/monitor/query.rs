@@ -11,6 +11,7 @@
 //! - A `cid` forces `limit` to 1.
 //! - `sort=stop` and `sort=reason` are accepted only with `state=closed`.
 
+use super::format::go_quote;
 use core::fmt;
 
 /// nats-server's `DefaultConnListSize`.
@@ -158,18 +159,18 @@ impl fmt::Display for QueryError {
             QueryError::Bool { param, value } => write!(
                 f,
                 "Error decoding boolean for '{param}': strconv.ParseBool: parsing {}: invalid syntax",
-                go_quote(value)
+                go_quote(value.as_bytes())
             ),
             QueryError::Int { param, value } => write!(
                 f,
                 "Error decoding int for '{param}': strconv.Atoi: parsing {}: {}",
-                go_quote(value),
+                go_quote(value.as_bytes()),
                 int_failure(value)
             ),
             QueryError::Uint64 { param, value } => write!(
                 f,
                 "Error decoding uint64 for '{param}': strconv.ParseUint: parsing {}: {}",
-                go_quote(value),
+                go_quote(value.as_bytes()),
                 uint_failure(value)
             ),
             QueryError::State { value } => write!(f, "Error decoding state for {value}"),
@@ -432,22 +433,6 @@ fn decode_state(params: &Params) -> Result<ConnState, QueryError> {
             value: text.to_owned(),
         }),
     }
-}
-
-/// Go's `strconv.Quote` for the printable ASCII the tests use; other bytes escaped as `\x..`.
-fn go_quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(ch),
-            _ if !ch.is_control() => out.push(ch),
-            _ => out.push_str(&format!("\\x{:02x}", ch as u32)),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Go's Atoi says "value out of range" for well-formed digits that overflow.

@@ -48,6 +48,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::auth::ResponseType;
 use crate::auth::{self as auth, Authenticator, PermissionChecker};
+use crate::monitor::format::go_quote;
 use crate::monitor::{closed_connection, Clock, HostStats, MonitorState};
 use crate::protocol::{self, ClientOp, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId};
@@ -965,17 +966,17 @@ impl Server {
     }
 
     fn publish_violation(&mut self, conn: ConnId, subject: &[u8]) {
-        let subject = String::from_utf8_lossy(subject);
+        let subject = go_quote(subject);
         let client = self.clients.get_mut(&conn).expect("client exists");
         protocol::write_err(
             &mut client.outbound.sink(&mut self.chunks),
-            &format!("Permissions Violation for Publish to \"{subject}\""),
+            &format!("Permissions Violation for Publish to {subject}"),
         );
         self.queue_transmit(conn);
         self.log(
             LogLevel::Error,
             conn,
-            format!("Publish Violation - Subject \"{subject}\""),
+            format!("Publish Violation - Subject {subject}"),
         );
     }
 
@@ -1254,19 +1255,23 @@ impl Server {
         queue: Option<&[u8]>,
         sid: &[u8],
     ) {
-        let subject = String::from_utf8_lossy(subject);
+        let subject = go_quote(subject);
         let sid = String::from_utf8_lossy(sid);
         let (error, log) = match queue {
             Some(queue) => {
-                let queue = String::from_utf8_lossy(queue);
+                let queue = go_quote(queue);
                 (
-                    format!("Permissions Violation for Subscription to \"{subject}\" using queue \"{queue}\""),
-                    format!("Subscription Violation - Subject \"{subject}\", Queue: \"{queue}\", SID {sid}"),
+                    format!(
+                        "Permissions Violation for Subscription to {subject} using queue {queue}"
+                    ),
+                    format!(
+                        "Subscription Violation - Subject {subject}, Queue: {queue}, SID {sid}"
+                    ),
                 )
             }
             None => (
-                format!("Permissions Violation for Subscription to \"{subject}\""),
-                format!("Subscription Violation - Subject \"{subject}\", SID {sid}"),
+                format!("Permissions Violation for Subscription to {subject}"),
+                format!("Subscription Violation - Subject {subject}, SID {sid}"),
             ),
         };
         let client = self.clients.get_mut(&conn).expect("client exists");
@@ -1389,8 +1394,8 @@ impl Server {
     }
 
     fn reload_removed_subscription(&mut self, conn: ConnId, sub: &Subscription) {
-        let subject = String::from_utf8_lossy(&sub.subject);
-        let sid = String::from_utf8_lossy(&sub.sid);
+        let subject = go_quote(&sub.subject);
+        let sid = go_quote(&sub.sid);
         let client = self.clients.get_mut(&conn).expect("client exists");
         let who = match &client.user {
             Some(user) => format!("User \"{user}\""),
@@ -1398,15 +1403,15 @@ impl Server {
         };
         let (error, log) = match &sub.queue {
             Some(queue) => {
-                let queue = String::from_utf8_lossy(queue);
+                let queue = go_quote(queue);
                 (
-                    format!("Permissions Violation for Subscription to \"{subject}\" using queue \"{queue}\" (sid \"{sid}\")"),
-                    format!("Removed sub \"{subject}\" using queue \"{queue}\" (sid \"{sid}\") for {who} - not authorized"),
+                    format!("Permissions Violation for Subscription to {subject} using queue {queue} (sid {sid})"),
+                    format!("Removed sub {subject} using queue {queue} (sid {sid}) for {who} - not authorized"),
                 )
             }
             None => (
-                format!("Permissions Violation for Subscription to \"{subject}\" (sid \"{sid}\")"),
-                format!("Removed sub \"{subject}\" (sid \"{sid}\") for {who} - not authorized"),
+                format!("Permissions Violation for Subscription to {subject} (sid {sid})"),
+                format!("Removed sub {subject} (sid {sid}) for {who} - not authorized"),
             ),
         };
         protocol::write_err(&mut client.outbound.sink(&mut self.chunks), &error);

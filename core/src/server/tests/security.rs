@@ -173,6 +173,13 @@ fn publish_and_subscribe_permissions() {
         logs.contains(&String::from("Publish Violation - Subject \"nope\"")),
         "{logs:?}"
     );
+    // PUB splits on blanks only, so a subject may hold a `\r`: the error
+    // quotes it as Go's %q does (the fuzzer found it raw on the wire).
+    h.send(u, "PUB f\0\ro.x 1\r\nx\r\n");
+    assert_eq!(
+        h.take(u),
+        "-ERR 'Permissions Violation for Publish to \"f\\x00\\ro.x\"'\r\n"
+    );
 }
 
 #[test]
