@@ -115,6 +115,12 @@ impl Outbound {
 
     /// Everything queued, in order; the outbound is empty afterwards.
     pub fn take(&mut self) -> OutboundBatch {
+        // Checked once per batch, not per append (appends are the hot path).
+        debug_assert_eq!(
+            self.len,
+            self.chunks.iter().map(BytesMut::len).sum::<usize>()
+        );
+        debug_assert!(self.chunks.iter().all(|chunk| !chunk.is_empty()));
         let batch = OutboundBatch {
             remaining: self.len,
             chunks: std::mem::take(&mut self.chunks),
@@ -152,10 +158,6 @@ impl Outbound {
             tail.extend_from_slice(now);
             bytes = rest;
         }
-        debug_assert_eq!(
-            self.len,
-            self.chunks.iter().map(BytesMut::len).sum::<usize>()
-        );
     }
 }
 
