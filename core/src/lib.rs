@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod conf;
+pub mod format;
 pub mod monitor;
 pub mod protocol;
 pub mod runtime;

@@ -57,6 +57,21 @@ impl WallTime {
     }
 }
 
+/// The machine's monotonic now and the wall time read at the same moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: Instant,
+    pub wall_now: WallTime,
+}
+
+impl Clock {
+    /// The wall time of a monotonic instant in the past (or `wall_now` for later ones).
+    pub fn wall(&self, at: Instant) -> WallTime {
+        let ago = self.now.as_nanos().saturating_sub(at.as_nanos());
+        WallTime::from_unix_nanos(self.wall_now.as_unix_nanos().saturating_sub(ago))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::format::rfc3339_nanos;
 use super::subsz::{StatsSum, SublistStatsJson};
 use super::Clock;
 use crate::auth::{AccountConfig, ExportKind, ImportKind, ResponseType};
+use crate::format::rfc3339_nanos;
 use crate::server::{AccountId, AccountStats, Server};
 
 #[derive(Debug, Clone, Serialize)]

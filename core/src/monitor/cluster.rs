@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::format::rfc3339_nanos;
 use super::varz::Empty;
 use super::Clock;
+use crate::format::rfc3339_nanos;
 use crate::server::Server;
 
 #[derive(Debug, Clone, Serialize)]

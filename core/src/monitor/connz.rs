@@ -15,26 +15,11 @@
 use serde::Serialize;
 
 use super::closed::ClosedConnection;
-use super::format::{rfc3339_nanos, rtt_text, uptime};
 use super::query::{ConnState, ConnzOptions, SortOpt};
+use crate::format::{rfc3339_nanos, rtt_text, uptime};
 use crate::runtime::ConnId;
 use crate::server::{Client, ClientStats, Server, Subscription};
-use crate::time::{Instant, WallTime};
-
-/// The machine's monotonic now and the wall time read at the same moment.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    pub now: Instant,
-    pub wall_now: WallTime,
-}
-
-impl Clock {
-    /// The wall time of a monotonic instant in the past (or `wall_now` for later ones).
-    pub fn wall(&self, at: Instant) -> WallTime {
-        let ago = self.now.as_nanos().saturating_sub(at.as_nanos());
-        WallTime::from_unix_nanos(self.wall_now.as_unix_nanos().saturating_sub(ago))
-    }
-}
+use crate::time::{Clock, WallTime};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Connz {
@@ -408,6 +393,7 @@ mod tests {
     use super::*;
     use crate::runtime::CloseReason;
     use crate::server::ServerConfig;
+    use crate::time::Instant;
 
     const SECOND: u64 = 1_000_000_000;
     const WALL_START: u64 = 1_763_818_200 * SECOND;

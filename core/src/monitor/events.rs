@@ -12,8 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::accountz::{account_stat, AccountStat};
-use super::format::{go_float, rfc3339_nanos};
 use super::Clock;
+use crate::format::{go_float, rfc3339_nanos};
 use crate::runtime::ConnId;
 use crate::server::{ClientStats, Server};
 
@@ -227,8 +227,10 @@ impl Statsz {
             cpu: monitor.host.cpu,
             connections: server.num_connections(),
             total_connections: stats.total_connections,
-            active_accounts: (0..accounts.list.len())
-                .filter(|&id| server.account_connections(id) > 0)
+            active_accounts: accounts
+                .by_name
+                .values()
+                .filter(|&&id| server.account_connections(id) > 0)
                 .count(),
             subscriptions: server.total_subscriptions(),
             sent,

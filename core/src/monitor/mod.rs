@@ -16,15 +16,15 @@ pub mod closed;
 pub mod cluster;
 pub mod connz;
 pub mod events;
-pub mod format;
 pub mod query;
 pub mod subsz;
 pub mod varz;
 
+pub use crate::time::Clock;
 pub use accountz::{accountz, accstatz, AccountStatz, Accountz, UnknownAccount};
 pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 pub use cluster::{gatewayz, leafz, routez};
-pub use connz::{closed_connection, connz, Clock, ConnInfo, Connz, SubDetail};
+pub use connz::{closed_connection, connz, ConnInfo, Connz, SubDetail};
 pub use query::{
     ConnState, ConnzOptions, QueryError, SortOpt, SubszOptions, DEFAULT_CONN_LIST_SIZE,
 };

@@ -11,7 +11,7 @@
 //! - A `cid` forces `limit` to 1.
 //! - `sort=stop` and `sort=reason` are accepted only with `state=closed`.
 
-use super::format::go_quote;
+use crate::format::go_quote;
 use core::fmt;
 
 /// nats-server's `DefaultConnListSize`.

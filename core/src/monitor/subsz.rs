@@ -12,9 +12,9 @@
 use serde::Serialize;
 
 use super::connz::SubDetail;
-use super::format::rfc3339_nanos;
 use super::query::SubszOptions;
 use super::Clock;
+use crate::format::rfc3339_nanos;
 use crate::server::Server;
 use crate::subject::{subject_matches_pattern, SublistStats};
 
@@ -26,10 +26,10 @@ pub struct SublistStatsJson {
     pub num_inserts: u64,
     pub num_removes: u64,
     pub num_matches: u64,
-    #[serde(serialize_with = "super::format::go_float")]
+    #[serde(serialize_with = "crate::format::go_float")]
     pub cache_hit_rate: f64,
     pub max_fanout: usize,
-    #[serde(serialize_with = "super::format::go_float")]
+    #[serde(serialize_with = "crate::format::go_float")]
     pub avg_fanout: f64,
 }
 

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::format::{rfc3339_nanos, uptime};
 use super::Clock;
+use crate::format::{rfc3339_nanos, uptime};
 use crate::server::Server;
 
 /// The empty `{}` the reference prints for a feature that is off.
@@ -69,7 +69,7 @@ pub struct Varz {
     pub http_base_path: String,
     pub https_port: u16,
     /// Seconds.
-    #[serde(serialize_with = "super::format::go_float")]
+    #[serde(serialize_with = "crate::format::go_float")]
     pub auth_timeout: f64,
     pub max_control_line: usize,
     pub max_payload: usize,
@@ -81,7 +81,7 @@ pub struct Varz {
     pub websocket: Empty,
     pub jetstream: Empty,
     /// Seconds.
-    #[serde(serialize_with = "super::format::go_float")]
+    #[serde(serialize_with = "crate::format::go_float")]
     pub tls_timeout: f64,
     /// Nanoseconds.
     pub write_deadline: u64,
@@ -91,7 +91,7 @@ pub struct Varz {
     pub mem: u64,
     pub cores: u32,
     pub gomaxprocs: u32,
-    #[serde(serialize_with = "super::format::go_float")]
+    #[serde(serialize_with = "crate::format::go_float")]
     pub cpu: f64,
     pub connections: usize,
     pub total_connections: u64,

@@ -60,6 +60,18 @@ pub struct Account {
     pub stats: AccountStats,
 }
 
+impl Account {
+    fn empty(name: &str) -> Self {
+        Account {
+            name: name.to_string(),
+            sublist: Sublist::new(),
+            mappings: Vec::new(),
+            client_subs: 0,
+            stats: AccountStats::default(),
+        }
+    }
+}
+
 /// One account's traffic since start (kept across reloads by name).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AccountStats {
@@ -161,7 +173,12 @@ pub const GLOBAL: AccountId = 0;
 impl Accounts {
     /// Build the accounts of `config`. Exports and imports the reference
     /// would refuse are left out and described in the returned warnings.
-    pub fn build(config: &ServerConfig) -> (Self, Vec<String>) {
+    ///
+    /// On a reload, `previous` are the accounts being replaced: every
+    /// account keeps its id (streams, consumers and connections hold ids).
+    /// An account the new configuration no longer names keeps its slot,
+    /// empty and out of `by_name`, so no id is ever reused for another name.
+    pub fn build(config: &ServerConfig, previous: Option<&Accounts>) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut accounts = Accounts {
             list: Vec::new(),
@@ -172,6 +189,9 @@ impl Accounts {
             responses: BTreeMap::new(),
             next_response: 0,
         };
+        for old in previous.map_or(&[][..], |p| &p.list[..]) {
+            accounts.list.push(Account::empty(&old.name));
+        }
         accounts.add(GLOBAL_ACCOUNT);
         for account in &config.accounts {
             accounts.add(&account.name);
@@ -206,15 +226,16 @@ impl Accounts {
         if let Some(&id) = self.by_name.get(name) {
             return id;
         }
-        let id = self.list.len();
-        self.list.push(Account {
-            name: name.to_string(),
-            sublist: Sublist::new(),
-            mappings: Vec::new(),
-            client_subs: 0,
-            stats: AccountStats::default(),
-        });
+        // A slot kept from before a reload, or a new one.
+        let id = match self.list.iter().position(|a| a.name == name) {
+            Some(id) => id,
+            None => {
+                self.list.push(Account::empty(name));
+                self.list.len() - 1
+            }
+        };
         self.by_name.insert(name.to_string(), id);
+        debug_assert_eq!(self.list[id].name, name);
         id
     }
 

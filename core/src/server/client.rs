@@ -261,8 +261,6 @@ pub struct Client {
     pub pings_out: u32,
     pub auth_deadline: Option<Instant>,
     pub ping_deadline: Instant,
-    /// The deadline under which this client is filed in the server's timer set.
-    pub filed_deadline: Option<Instant>,
     /// The subjects it was subscribed to when it started closing (its
     /// subscriptions are gone by then); `/connz?state=closed&subs=1` lists them.
     pub closed_subjects: Vec<Bytes>,
@@ -309,7 +307,6 @@ impl Client {
             pings_out: 0,
             auth_deadline: None,
             ping_deadline: now,
-            filed_deadline: None,
             closed_subjects: Vec::new(),
             log_label: String::new(),
             rtt: None,

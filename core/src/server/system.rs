@@ -27,6 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::accounts::{Accounts, SubTarget};
+use super::log::{LogLevel, LogQueue};
 use super::{AccountId, Delivery, Server};
 use crate::monitor::events::{
     AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
@@ -204,14 +205,20 @@ impl System {
         self.connected.push(conn);
     }
 
-    /// Queue a request; false when the queue is full.
-    pub(super) fn queue(&mut self, service: SysService, msg: &Delivery<'_>) -> bool {
+    /// A message matched a system service: queue it for the end of the
+    /// step (dropped, with a warning, when too many are pending).
+    pub(super) fn queue(&mut self, service: SysService, msg: &Delivery<'_>, logs: &mut LogQueue) {
         let Some(reply) = msg.reply.filter(|r| !r.is_empty()) else {
             // Nobody to answer: the reference ignores such requests too.
-            return true;
+            return;
         };
         if self.requests.len() >= MAX_PENDING_REQUESTS {
-            return false;
+            logs.push(
+                LogLevel::Warn,
+                None,
+                String::from("Dropping system request: too many pending"),
+            );
+            return;
         }
         self.requests.push(SysRequest {
             service,
@@ -220,7 +227,6 @@ impl System {
             reply: Bytes::copy_from_slice(reply),
             payload: Bytes::copy_from_slice(msg.payload),
         });
-        true
     }
 
     pub(super) fn next_seq(&mut self) -> u64 {
@@ -255,7 +261,8 @@ pub(crate) fn install(accounts: &mut Accounts, server_id: &str) {
         .list
         .iter()
         .enumerate()
-        .filter(|(id, _)| *id != system)
+        // Slots an earlier reload left behind (not in `by_name`) get nothing.
+        .filter(|(id, account)| *id != system && accounts.by_name.get(&account.name) == Some(id))
         .map(|(id, account)| (id, account.name.clone()))
         .collect();
     for (importer, name) in importers {
@@ -271,22 +278,10 @@ pub(crate) fn install(accounts: &mut Accounts, server_id: &str) {
 }
 
 impl Server {
-    /// A message matched a system service: queue it for the end of the step.
-    pub(super) fn system_request(&mut self, service: SysService, msg: &Delivery<'_>) -> bool {
-        if !self.system.queue(service, msg) {
-            self.logs.push(
-                super::LogLevel::Warn,
-                None,
-                String::from("Dropping system request: too many pending"),
-            );
-        }
-        true
-    }
-
     /// End of a step: publish pending connect events, answer queued
     /// requests, and send the statsz heartbeat when due.
     pub(super) fn run_system(&mut self, now: Instant) {
-        if self.accounts.system.is_none() {
+        if self.router.accounts.system.is_none() {
             self.system.connected.clear();
             self.system.requests.clear();
             return;
@@ -317,7 +312,7 @@ impl Server {
 
     /// Publish `payload` on `subject` in the system account, from no client.
     fn publish_system(&mut self, now: Instant, subject: &[u8], payload: &[u8]) {
-        let Some(system) = self.accounts.system else {
+        let Some(system) = self.router.accounts.system else {
             return;
         };
         let delivery = Delivery {
@@ -327,7 +322,7 @@ impl Server {
             headers: None,
             payload,
         };
-        self.route(now, system, &delivery, true, 0);
+        self.route(now, system, &delivery, true);
     }
 
     fn header(&mut self, now: Instant) -> EventServer {
@@ -348,27 +343,30 @@ impl Server {
         let Some(client) = EventClient::of(self, conn, clock) else {
             return;
         };
-        let Some(account) = self.clients.get(&conn).map(|c| c.account) else {
+        let Some(account) = self.conns.get(conn).map(|c| c.account) else {
             return;
         };
         let event = ConnectEvent {
             kind: CONNECT_EVENT_TYPE,
             id: self.system.next_id(),
-            timestamp: monitor::format::rfc3339_nanos(clock.wall_now),
+            timestamp: crate::format::rfc3339_nanos(clock.wall_now),
             server: self.header(now),
             client,
         };
-        let subject = format!("$SYS.ACCOUNT.{}.CONNECT", self.accounts.list[account].name);
+        let subject = format!(
+            "$SYS.ACCOUNT.{}.CONNECT",
+            self.router.accounts.list[account].name
+        );
         self.publish_system(now, subject.as_bytes(), &to_json(&event));
         self.publish_account_connections(now, account);
     }
 
     /// Called by `handle_closed` while the client is still known.
     pub(super) fn publish_disconnect_event(&mut self, now: Instant, conn: ConnId) {
-        if self.accounts.system.is_none() {
+        if self.router.accounts.system.is_none() {
             return;
         }
-        let Some(client) = self.clients.get(&conn) else {
+        let Some(client) = self.conns.get(conn) else {
             return;
         };
         let reason = client.closing.unwrap_or(CloseReason::ClientClosed);
@@ -388,12 +386,12 @@ impl Server {
         if auth_error {
             info.user = claimed_user;
         }
-        info.stop = Some(monitor::format::rfc3339_nanos(clock.wall_now));
+        info.stop = Some(crate::format::rfc3339_nanos(clock.wall_now));
         let (sent, received) = DisconnectEvent::traffic(&stats);
         let event = DisconnectEvent {
             kind: DISCONNECT_EVENT_TYPE,
             id: self.system.next_id(),
-            timestamp: monitor::format::rfc3339_nanos(clock.wall_now),
+            timestamp: crate::format::rfc3339_nanos(clock.wall_now),
             server: self.header(now),
             client: info,
             sent,
@@ -406,7 +404,7 @@ impl Server {
         }
         let subject = format!(
             "$SYS.ACCOUNT.{}.DISCONNECT",
-            self.accounts.list[account].name
+            self.router.accounts.list[account].name
         );
         self.publish_system(now, subject.as_bytes(), &to_json(&event));
         self.publish_account_connections(now, account);
@@ -419,7 +417,7 @@ impl Server {
         let header = self.header(now);
         let event = AccountConnectionsEvent::new(self, account, id, header, self.clock(now));
         let body = to_json(&event);
-        let name = self.accounts.list[account].name.clone();
+        let name = self.router.accounts.list[account].name.clone();
         for subject in [
             format!("$SYS.ACCOUNT.{name}.SERVER.CONNS"),
             format!("$SYS.SERVER.ACCOUNT.{name}.CONNS"),
@@ -532,7 +530,7 @@ impl Server {
         payload: &[u8],
     ) -> Option<Vec<u8>> {
         let clock = self.clock(now);
-        let known = self.accounts.find(account);
+        let known = self.router.accounts.find(account);
         let reply = match endpoint {
             AccountEndpoint::Connz => self.filtered(payload, |server, request: ConnzRequest| {
                 let mut opts = connz_options(&request)?;
@@ -564,8 +562,8 @@ impl Server {
 
     /// The requester's identity; silent when it is gone or is the server itself.
     fn answer_user_info(&mut self, now: Instant, requester: ConnId) -> Option<Vec<u8>> {
-        let client = self.clients.get(&requester)?;
-        let account = self.accounts.list[client.account].name.clone();
+        let client = self.conns.get(requester)?;
+        let account = self.router.accounts.list[client.account].name.clone();
         let info = UserInfo {
             user: client.user.clone().unwrap_or_default(),
             account_name: account.clone(),

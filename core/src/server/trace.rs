@@ -259,7 +259,7 @@ impl super::Server {
             );
             return !wanted.only;
         }
-        let client = self.clients.get_mut(&conn).expect("client exists");
+        let client = self.conns.client(conn);
         if let Some(permissions) = client.permissions.as_mut() {
             if !permissions.may_publish(&wanted.dest) {
                 let dest = wanted.dest.clone();
@@ -268,8 +268,8 @@ impl super::Server {
             }
         }
         let name = client.options.name.clone().unwrap_or_default();
-        let account = self.accounts.list[client.account].name.clone();
-        let ts = crate::monitor::format::rfc3339_nanos(self.clock(now).wall_now);
+        let account = self.router.accounts.list[client.account].name.clone();
+        let ts = crate::format::rfc3339_nanos(self.clock(now).wall_now);
         let mut trace = MsgTrace::new(
             wanted,
             ts,
@@ -308,7 +308,7 @@ impl super::Server {
             headers: None,
             payload: &body,
         };
-        self.route(now, account, &delivery, true, 0);
+        self.route(now, account, &delivery, true);
     }
 }
 

@@ -448,3 +448,75 @@ fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
 
 mod security;
 mod system;
+
+#[test]
+fn reserved_subject_errors_quote_control_bytes_as_go_does() {
+    // Regression: these -ERRs were built with a lossy conversion, so a `\r`
+    // in the subject went to the wire raw (and a debug build panicked).
+    // Texts checked against nats-server v2.15.1.
+    let mut h = Harness::default();
+    let conn = h.connect(1, "{}");
+    h.send(
+        conn,
+        "PUB $NRG.a\rb 1\r\nx\r\nPUB foo _R_.a\rb 1\r\nx\r\nPUB _GR_.x\ry 1\r\nx\r\nPING\r\n",
+    );
+    assert_eq!(
+        h.take(conn),
+        concat!(
+            "-ERR 'Permissions Violation for Publish to \"$NRG.a\\rb\"'\r\n",
+            "-ERR 'Permissions Violation for Publish with Reply of \"_R_.a\\rb\"'\r\n",
+            "-ERR 'Permissions Violation for Publish to \"_GR_.x\\ry\"'\r\n",
+            "PONG\r\n"
+        )
+    );
+}
+
+#[test]
+fn a_slow_consumer_cut_during_delivery_closes_like_any_other() {
+    // Regression: delivery had its own copy of the slow-consumer close that
+    // left the connection's timer filed and traced no DELSUB lines.
+    let config = ServerConfig {
+        max_pending: 1000,
+        trace: true,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let slow = h.connect(1, "{}");
+    let publisher = h.connect(2, "{}");
+    h.send(slow, "SUB foo 7\r\nSUB bar 8\r\n");
+    let _ = h.actions();
+    assert!(h
+        .server
+        .timers
+        .deadline(TimerKey::Connection(slow))
+        .is_some());
+    let _ = h.server.take_logs().count();
+    let payload = "x".repeat(600);
+    for _ in 0..3 {
+        h.send(publisher, &format!("PUB foo 600\r\n{payload}\r\n"));
+    }
+    assert_eq!(
+        h.server.close_reason(slow),
+        Some(CloseReason::SlowConsumerPendingBytes)
+    );
+    assert_eq!(h.server.timers.deadline(TimerKey::Connection(slow)), None);
+    let lines: Vec<String> = h
+        .server
+        .take_logs()
+        .filter(|r| r.conn == Some(slow))
+        .map(|r| r.text)
+        .collect();
+    let expected = [
+        "Slow Consumer Detected: MaxPending of 1000 Exceeded",
+        "Client connection closed: Slow Consumer (Pending Bytes)",
+        "<-> [DELSUB 7]",
+        "<-> [DELSUB 8]",
+    ];
+    for line in expected {
+        assert!(
+            lines.iter().any(|l| l == line),
+            "{line:?} missing in {lines:#?}"
+        );
+    }
+    assert_eq!(h.server.num_subscriptions(), 0);
+}

@@ -111,7 +111,7 @@ fn service_import_routes_the_request_and_its_one_response() {
         "MSG _INBOX.r 5 2\r\n12\r\n",
         "one response (singleton), under the requester's own reply subject"
     );
-    assert!(h.server.accounts.responses.is_empty());
+    assert!(h.server.accounts().responses.is_empty());
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn service_import_without_a_responder_frees_the_route_and_answers_503() {
     );
     h.send(b, "SUB _INBOX.r 5\r\nPUB time _INBOX.r 0\r\n\r\n");
     assert!(h.take(b).starts_with("HMSG _INBOX.r 5 "));
-    assert!(h.server.accounts.responses.is_empty());
+    assert!(h.server.accounts().responses.is_empty());
 }
 
 #[test]

@@ -23,6 +23,12 @@
 //! Disk I/O will join the same way: `Action::Disk{tag, ..}` out, and a
 //! `handle_disk_done(tag, result)` completion back in.
 
+mod contract;
+mod timers;
+
+pub use contract::ContractCheck;
+pub use timers::{TimerKey, TimerTable};
+
 use core::fmt;
 
 /// Names one client connection for the life of the process; never reused.

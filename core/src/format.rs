@@ -1,6 +1,10 @@
-//! How monitoring JSON writes times and durations, matching nats-server's text.
+//! Text as nats-server writes it: Go's quoting, times and durations.
 //!
-//! Role: pure formatting. Times are Go's `time.RFC3339Nano` in UTC (fraction
+//! Role: pure formatting, shared by every part of core that produces a wire
+//! error, a log line or monitoring JSON (a leaf module: it imports nothing
+//! but `time`). Subjects and other client bytes go through [`go_quote`]
+//! before they reach an `-ERR` or a log line, as Go's `%q` does in the
+//! reference, so a stray control byte never reaches the wire raw. Times are Go's `time.RFC3339Nano` in UTC (fraction
 //! with trailing zeros dropped, none at all when whole seconds, then `Z`);
 //! uptimes are whole seconds split into years (365 days), days, hours,
 //! minutes and seconds, leading zero units left out ("3m7s", "1d0h0m5s").

@@ -1,0 +1,752 @@
+//! What a client's operations do: CONNECT, PUB/HPUB, SUB, UNSUB, PING/PONG,
+//! and the keepalive PINGs the server sends on its own.
+//!
+//! Role: the step driver's handlers for one client's parsed operations. They
+//! change that client (through [`Connections`](super::Connections)), its
+//! subscriptions in the router, and hand publishes to the router. Errors a
+//! client earns are [`ServerError`]s, written with `Connections::write_err`.
+//!
+//! Invariants:
+//! - A CONNECT is applied before the next operation of the same read is
+//!   judged (the CONNECT + HPUB trap).
+//! - Nothing after a fatal error in a read is looked at.
+//! - A client's `sids` and `subs` change together, and each live
+//!   subscription is filed in exactly its account's Sublist.
+
+use std::collections::hash_map;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand_chacha::rand_core::RngCore;
+
+use super::accounts::{AccountId, GLOBAL};
+use super::client::{SubKey, Subscription};
+use super::error::ServerError;
+use super::log::{self, LogLevel};
+#[cfg(feature = "planted-defects")]
+use super::PlantedDefect;
+use super::{protocol_trace, trace, Delivery, Server, FIRST_PING_INTERVAL};
+use crate::auth::{self as auth, PermissionChecker};
+use crate::format::go_quote;
+use crate::protocol::{self, ClientOp, ParserLimits};
+use crate::runtime::{CloseReason, ConnId};
+use crate::subject;
+use crate::time::Instant;
+
+/// Reply and subject prefixes a client may not publish with.
+const GATEWAY_REPLY_PREFIX: &[u8] = b"_GR_.";
+
+impl Server {
+    /// Run every complete operation in `buf` for `conn`.
+    pub(super) fn read_ops(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        #[cfg(feature = "planted-defects")]
+        let mut drop_split = self.config.planted_defect == Some(PlantedDefect::DropSplitFrame)
+            && !self.conns.get(conn).expect("known").parser.at_op_start();
+        #[cfg(feature = "planted-defects")]
+        if self.config.planted_defect == Some(PlantedDefect::SlowSubscriberBlocksPublisher)
+            && self
+                .conns
+                .values()
+                .any(|c| c.pending_bytes() > self.config.max_pending / 2)
+        {
+            return;
+        }
+        while let Some(client) = self.conns.get_mut(conn) {
+            if client.is_closing() {
+                // Nothing after a fatal error is looked at, as in the reference.
+                buf.clear();
+                break;
+            }
+            if self.config.auth.is_required()
+                && !client.connect_received
+                && client.parser.at_op_start()
+                && buf.first().is_some_and(|b| !matches!(b, b'C' | b'c'))
+            {
+                // Before CONNECT, an auth-required server takes nothing but CONNECT.
+                self.close_with_error(
+                    conn,
+                    &ServerError::AuthorizationViolation,
+                    CloseReason::AuthenticationViolation,
+                );
+                buf.clear();
+                break;
+            }
+            match client.parser.next_op(buf) {
+                Ok(None) => break,
+                Ok(Some(op)) => {
+                    #[cfg(feature = "planted-defects")]
+                    if std::mem::take(&mut drop_split)
+                        && matches!(op, ClientOp::Pub { .. } | ClientOp::HPub { .. })
+                    {
+                        continue;
+                    }
+                    self.process_op(now, conn, op);
+                    // Replies to a peer that does not read (a PING flood, say)
+                    // are bounded like deliveries: past max_pending it is cut off.
+                    self.enforce_pending_limit(conn);
+                }
+                Err(error) => {
+                    // Every parse error closes the connection; some earn an
+                    // -ERR first.
+                    match ServerError::from_parse(&error) {
+                        Some(wire) => self.close_with_error(conn, &wire, error.close_reason()),
+                        None => self.close(conn, error.close_reason()),
+                    }
+                    buf.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn process_op(&mut self, now: Instant, conn: ConnId, op: ClientOp) {
+        if self.config.trace {
+            for line in protocol_trace::inbound(&op, self.config.max_traced_msg_len) {
+                self.conns.log(&mut self.logs, LogLevel::Trace, conn, line);
+            }
+        }
+        let client = self.conns.client(conn);
+        if matches!(
+            op,
+            ClientOp::Pub { .. }
+                | ClientOp::HPub { .. }
+                | ClientOp::Sub { .. }
+                | ClientOp::Unsub { .. }
+                | ClientOp::Ping
+        ) {
+            // Activity the reference counts as proof of life (CONNECT and PONG are not).
+            client.last_in = Some(now);
+        }
+        match op {
+            ClientOp::Connect(json) => self.process_connect(now, conn, &json),
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.process_pub(now, conn, &subject, reply.as_deref(), None, &payload),
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                // The parser refuses HPUB until CONNECT enabled headers.
+                debug_assert!(client.options.headers);
+                // A zero-length header block is delivered as a plain message.
+                let headers = (!headers.is_empty()).then_some(&headers[..]);
+                #[cfg(feature = "planted-defects")]
+                let reply = reply
+                    .filter(|_| self.config.planted_defect != Some(PlantedDefect::HpubLosesReply));
+                self.process_pub(now, conn, &subject, reply.as_deref(), headers, &payload)
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.process_sub(conn, subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.process_unsub(conn, &sid, max),
+            ClientOp::Ping => self.process_ping(conn),
+            ClientOp::Pong => {
+                client.pings_out = 0;
+                if let Some(start) = client.rtt_start.take() {
+                    client.rtt = Some((now - start).max(Duration::from_nanos(1)));
+                }
+            }
+            ClientOp::StrayHMsg => {
+                // The reference takes a client's empty HMSG as a 0-byte message to nowhere.
+                client.stats.in_msgs += 1;
+                self.stats.in_msgs += 1;
+                if client.options.verbose {
+                    protocol::write_ok(&mut self.conns.sink(conn));
+                    self.conns.queue_transmit(conn);
+                }
+            }
+        }
+    }
+
+    fn process_ping(&mut self, conn: ConnId) {
+        protocol::write_pong(&mut self.conns.sink(conn));
+        let client = self.conns.client(conn);
+        client.first_pong_sent |= client.connect_received;
+        if client.connect_received && client.options.protocol >= 1 && !client.connect_info_sent {
+            // nats-server follows the first PONG of a protocol-1 client
+            // with an INFO confirming the connection's account.
+            client.connect_info_sent = true;
+            let peer = client.peer;
+            let account = client.account;
+            let mut info = self.info_for(conn, &peer);
+            info.connect_info = true;
+            info.remote_account = self.router.accounts.list[account].name.clone();
+            info.acc_is_sys = self.router.accounts.system == Some(account);
+            protocol::write_info(&mut self.conns.sink(conn), &info);
+        }
+        self.conns.queue_transmit(conn);
+    }
+
+    fn process_connect(&mut self, now: Instant, conn: ConnId, json: &[u8]) {
+        let client = self.conns.client(conn);
+        // A CONNECT is applied over the current options (the reference's
+        // defaults, or an earlier CONNECT), field by field.
+        let mut options = client.options.clone();
+        if options.apply_json(json).is_err() {
+            // The reference drops the connection without an -ERR on bad JSON.
+            self.close(conn, CloseReason::ProtocolViolation);
+            return;
+        }
+        if options.account.is_some() || options.new_account {
+            self.auth_violation(conn, &options);
+            return;
+        }
+        let cert_names = self
+            .config
+            .tls
+            .map
+            .then(|| client.cert_names.as_deref().unwrap_or(&[]));
+        let identity =
+            match self
+                .authenticator
+                .authenticate(&options, client.nonce.as_bytes(), cert_names)
+            {
+                Ok(identity) => identity,
+                Err(_) => {
+                    // The reference logs no more than `authentication error`.
+                    // Like it, the client keeps what its CONNECT said (events
+                    // and the closed-connection ring name the user it claimed).
+                    self.conns.client(conn).options = options.clone();
+                    self.auth_violation(conn, &options);
+                    return;
+                }
+            };
+        let Some(account) = self.router.accounts.find(&identity.account) else {
+            self.auth_violation(conn, &options);
+            return;
+        };
+        if !options.protocol_supported() {
+            self.close_with_error(
+                conn,
+                &ServerError::InvalidClientProtocol,
+                CloseReason::ProtocolViolation,
+            );
+            return;
+        }
+        if options.no_responders && !options.headers {
+            self.close_with_error(
+                conn,
+                &ServerError::NoRespondersRequiresHeaders,
+                CloseReason::ProtocolViolation,
+            );
+            return;
+        }
+        let first_ping = FIRST_PING_INTERVAL.min(self.config.ping_interval);
+        let jitter_ceiling = u64::try_from(first_ping.as_nanos() / 5)
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let jitter = Duration::from_nanos(self.rng.next_u64() % jitter_ceiling);
+        self.bind(conn, account, identity.user, identity.permissions.as_ref());
+        let account_name = &self.router.accounts.list[account].name;
+        let client = self.conns.client(conn);
+        client.parser.set_headers_enabled(options.headers);
+        let verbose = options.verbose;
+        let already_connected = client.connect_received;
+        if !already_connected {
+            client.log_label = log::client_label(&options, account_name);
+        }
+        client.options = options;
+        client.connect_received = true;
+        client.auth_deadline = None;
+        client.ping_deadline = now + first_ping + jitter;
+        if verbose {
+            protocol::write_ok(&mut self.conns.sink(conn));
+            self.conns.queue_transmit(conn);
+        }
+        self.refile_timer(conn);
+        if !already_connected {
+            self.system.client_connected(conn);
+        }
+    }
+
+    fn process_pub(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let client = self.conns.client(conn);
+        let size = headers.map_or(0, <[u8]>::len) + payload.len();
+        client.stats.in_msgs += 1;
+        client.stats.in_bytes += size as u64;
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += size as u64;
+        let account = client.account;
+        let received = &mut self.router.accounts.list[account].stats;
+        received.received_msgs += 1;
+        received.received_bytes += size as u64;
+        if subject.starts_with(GATEWAY_REPLY_PREFIX) {
+            // Checked before mappings and permissions, as the reference does.
+            self.publish_violation(conn, subject);
+            return;
+        }
+        // Account mappings rewrite the subject before anything looks at it.
+        let published = subject;
+        let mut mapped = std::mem::take(&mut self.mapped_subject);
+        let subject = if self
+            .router
+            .map_subject(&mut self.rng, account, subject, &mut mapped)
+        {
+            &mapped[..]
+        } else {
+            subject
+        };
+        self.publish_mapped(
+            now, conn, account, published, subject, reply, headers, payload,
+        );
+        self.mapped_subject = mapped;
+    }
+
+    /// The rest of a publish, once account mappings gave its subject.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_mapped(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        account: AccountId,
+        published: &[u8],
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let client = self.conns.client(conn);
+        #[cfg(feature = "planted-defects")]
+        let skip_check = headers.is_some()
+            && self.config.planted_defect == Some(PlantedDefect::HpubSkipsPublishPermissions);
+        #[cfg(not(feature = "planted-defects"))]
+        let skip_check = false;
+        if let Some(permissions) = client.permissions.as_mut().filter(|_| !skip_check) {
+            if !permissions.may_publish(subject) {
+                let answered = permissions
+                    .response_permission()
+                    .is_some_and(|permission| client.responses.allow(subject, now, permission));
+                if !answered {
+                    self.publish_violation(conn, subject);
+                    return;
+                }
+            }
+        }
+        let system = self.router.accounts.system == Some(account);
+        if let Some(violation) = reserved_subject_violation(subject, reply, system) {
+            self.conns.write_err(conn, &violation);
+            return;
+        }
+        if let Some(headers) = headers {
+            if let Some(wanted) = trace::TraceHeaders::find(headers) {
+                let size = headers.len() + payload.len();
+                if !self.start_trace(now, conn, wanted, published, subject, headers, size) {
+                    return;
+                }
+            }
+        }
+        let options = &self.conns.client(conn).options;
+        let (pedantic, verbose, echo, no_responders) = (
+            options.pedantic,
+            options.verbose,
+            options.echo,
+            options.no_responders,
+        );
+        if pedantic && !subject::is_valid_literal_subject(subject) {
+            // Reported, yet still delivered: the reference does both.
+            self.conns
+                .write_err(conn, &ServerError::InvalidPublishSubject);
+        }
+        if verbose {
+            protocol::write_ok(&mut self.conns.sink(conn));
+            self.conns.queue_transmit(conn);
+        }
+        let delivery = Delivery {
+            publisher: conn,
+            subject,
+            reply,
+            headers,
+            payload,
+        };
+        let delivered = self.route(now, account, &delivery, echo);
+        if let Some(trace) = self.trace.take() {
+            self.publish_trace(now, account, &trace);
+        }
+        if !delivered && no_responders {
+            if let Some(reply) = reply.filter(|r| !r.is_empty()) {
+                self.send_no_responders(conn, subject, reply);
+            }
+        }
+    }
+
+    pub(super) fn publish_violation(&mut self, conn: ConnId, subject: &[u8]) {
+        self.conns.write_err(
+            conn,
+            &ServerError::PublishViolation {
+                subject: subject.to_vec(),
+            },
+        );
+        let subject = go_quote(subject);
+        self.conns.log(
+            &mut self.logs,
+            LogLevel::Error,
+            conn,
+            format!("Publish Violation - Subject {subject}"),
+        );
+    }
+
+    /// The reference answers a request nobody can serve with a 503 status
+    /// message, sent only to the requester's own subscription on the reply subject.
+    fn send_no_responders(&mut self, conn: ConnId, subject: &[u8], reply: &[u8]) {
+        let account = self.conns.client(conn).account;
+        let Some(key) = self.router.own_reply_subscription(account, conn, reply) else {
+            return;
+        };
+        let Some((client, chunks)) = self.conns.client_and_chunks(conn) else {
+            return;
+        };
+        let Some(sub) = client.subs.get(&key.index) else {
+            return;
+        };
+        self.scratch.clear();
+        self.scratch
+            .extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        self.scratch.extend_from_slice(subject);
+        self.scratch.extend_from_slice(b"\r\n\r\n");
+        protocol::write_hmsg(
+            &mut client.outbound.sink(chunks),
+            reply,
+            &sub.sid,
+            None,
+            &self.scratch,
+            b"",
+        );
+        self.conns.queue_transmit(conn);
+    }
+
+    fn process_sub(&mut self, conn: ConnId, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        let max_subs = self.config.max_subscriptions;
+        let client = self.conns.client(conn);
+        if max_subs > 0 && client.subs.len() >= max_subs {
+            self.conns
+                .write_err(conn, &ServerError::MaxSubscriptionsExceeded);
+            return;
+        }
+        let verbose = client.options.verbose;
+        if let Some(permissions) = &mut client.permissions {
+            if !permissions.may_subscribe(&subject, queue.as_deref()) {
+                self.subscribe_violation(conn, &subject, queue.as_deref(), &sid);
+                return;
+            }
+        }
+        let client = self.conns.client(conn);
+        let mut invalid = false;
+        // One sid lookup: a repeated sid is ignored, as the reference does.
+        if let hash_map::Entry::Vacant(slot) = client.sids.entry(sid.clone()) {
+            // Queue names are not validated: the reference accepts any bytes there.
+            let index = client.next_sub_index;
+            let key = SubKey { conn, index };
+            let sub = Subscription {
+                subject,
+                queue,
+                sid,
+                max: 0,
+                delivered: 0,
+            };
+            if self.router.file(client.account, key, &sub) {
+                client.next_sub_index += 1;
+                slot.insert(index);
+                client.subs.insert(index, sub);
+            } else {
+                invalid = true;
+            }
+        }
+        if invalid {
+            self.conns.write_err(conn, &ServerError::InvalidSubject);
+            return;
+        }
+        if verbose {
+            protocol::write_ok(&mut self.conns.sink(conn));
+            self.conns.queue_transmit(conn);
+        }
+    }
+
+    fn subscribe_violation(
+        &mut self,
+        conn: ConnId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+    ) {
+        self.conns.write_err(
+            conn,
+            &ServerError::SubscribeViolation {
+                subject: subject.to_vec(),
+                queue: queue.map(<[u8]>::to_vec),
+            },
+        );
+        let subject = go_quote(subject);
+        let sid = String::from_utf8_lossy(sid);
+        let log = match queue {
+            Some(queue) => {
+                let queue = go_quote(queue);
+                format!("Subscription Violation - Subject {subject}, Queue: {queue}, SID {sid}")
+            }
+            None => format!("Subscription Violation - Subject {subject}, SID {sid}"),
+        };
+        self.conns.log(&mut self.logs, LogLevel::Error, conn, log);
+    }
+
+    fn process_unsub(&mut self, conn: ConnId, sid: &[u8], max: Option<u64>) {
+        let client = self.conns.client(conn);
+        let verbose = client.options.verbose;
+        if let Some(&index) = client.sids.get(sid) {
+            let sub = client
+                .subs
+                .get_mut(&index)
+                .expect("sid maps to a live subscription");
+            match max {
+                Some(max) if max > 0 && max > sub.delivered => sub.max = max,
+                _ => self.remove_subscription(SubKey { conn, index }),
+            }
+        }
+        if verbose {
+            protocol::write_ok(&mut self.conns.sink(conn));
+            self.conns.queue_transmit(conn);
+        }
+    }
+
+    fn remove_subscription(&mut self, key: SubKey) {
+        let Some(client) = self.conns.get_mut(key.conn) else {
+            return;
+        };
+        let Some(sub) = client.subs.remove(&key.index) else {
+            return;
+        };
+        client.sids.remove(&sub.sid);
+        self.router.unfile(client.account, key, &sub);
+    }
+
+    // ----- authentication and accounts -----
+
+    /// Bind `conn` to `account` as `user` with `permissions`. Its existing
+    /// subscriptions move with it; those the new permissions refuse are
+    /// dropped with the reference's violation error.
+    fn bind(
+        &mut self,
+        conn: ConnId,
+        account: AccountId,
+        user: Option<String>,
+        permissions: Option<&auth::Permissions>,
+    ) {
+        self.unfile_all(conn);
+        self.refile_all(conn, account, user, permissions, false);
+    }
+
+    /// Take every subscription of `conn` out of its account's Sublist; they
+    /// stay in the client's own table.
+    pub(super) fn unfile_all(&mut self, conn: ConnId) {
+        let client = self.conns.client(conn);
+        for (&index, sub) in &client.subs {
+            self.router
+                .unfile(client.account, SubKey { conn, index }, sub);
+        }
+    }
+
+    /// File every subscription of `conn` under `account` and `permissions`
+    /// (after [`Self::unfile_all`]). On a reload, refused subscriptions are
+    /// reported with their sid, as the reference does.
+    fn refile_all(
+        &mut self,
+        conn: ConnId,
+        account: AccountId,
+        user: Option<String>,
+        permissions: Option<&auth::Permissions>,
+        reload: bool,
+    ) {
+        let client = self.conns.client(conn);
+        client.user = user;
+        client.account = account;
+        client.permissions = permissions.map(PermissionChecker::new);
+        let mut refused = Vec::new();
+        let subs = std::mem::take(&mut client.subs);
+        for (index, sub) in subs {
+            let allowed = client
+                .permissions
+                .as_mut()
+                .is_none_or(|p| p.may_subscribe(&sub.subject, sub.queue.as_deref()));
+            if !allowed {
+                client.sids.remove(&sub.sid);
+                refused.push(sub);
+                continue;
+            }
+            let filed = self.router.file(account, SubKey { conn, index }, &sub);
+            assert!(filed, "a filed subscription is valid");
+            client.subs.insert(index, sub);
+        }
+        for sub in refused {
+            if reload {
+                self.reload_removed_subscription(conn, &sub);
+            } else {
+                self.subscribe_violation(conn, &sub.subject, sub.queue.as_deref(), &sub.sid);
+            }
+        }
+    }
+
+    /// After a reload: authenticate `conn` again under the new users and
+    /// file its subscriptions under its (new) account and permissions; close
+    /// it if its credentials no longer pass.
+    pub(super) fn reauthenticate(&mut self, conn: ConnId) {
+        let limits = ParserLimits {
+            max_control_line: self.config.max_control_line,
+            max_payload: self.config.max_payload,
+        };
+        let client = self.conns.client(conn);
+        if client.is_closing() {
+            return;
+        }
+        client.parser.set_limits(limits);
+        if !client.connect_received {
+            self.refile_all(conn, GLOBAL, None, None, true);
+            return;
+        }
+        let identity = self
+            .authenticator
+            .authenticate(
+                &client.options,
+                client.nonce.as_bytes(),
+                self.config
+                    .tls
+                    .map
+                    .then(|| client.cert_names.as_deref().unwrap_or(&[])),
+            )
+            .ok()
+            .and_then(|identity| Some((self.router.accounts.find(&identity.account)?, identity)));
+        match identity {
+            Some((account, identity)) => self.refile_all(
+                conn,
+                account,
+                identity.user,
+                identity.permissions.as_ref(),
+                true,
+            ),
+            None => {
+                let client = self.conns.client(conn);
+                client.subs.clear();
+                client.sids.clear();
+                let options = client.options.clone();
+                self.auth_violation(conn, &options);
+            }
+        }
+    }
+
+    fn reload_removed_subscription(&mut self, conn: ConnId, sub: &Subscription) {
+        self.conns.write_err(
+            conn,
+            &ServerError::SubscriptionRemoved {
+                subject: sub.subject.to_vec(),
+                queue: sub.queue.as_ref().map(|q| q.to_vec()),
+                sid: sub.sid.to_vec(),
+            },
+        );
+        let subject = go_quote(&sub.subject);
+        let sid = go_quote(&sub.sid);
+        let who = match &self.conns.client(conn).user {
+            Some(user) => format!("User \"{user}\""),
+            None => String::from("User \"N/A\""),
+        };
+        let log = match &sub.queue {
+            Some(queue) => {
+                let queue = go_quote(queue);
+                format!("Removed sub {subject} using queue {queue} (sid {sid}) for {who} - not authorized")
+            }
+            None => format!("Removed sub {subject} (sid {sid}) for {who} - not authorized"),
+        };
+        self.logs.push(LogLevel::Info, None, log);
+    }
+
+    fn auth_violation(&mut self, conn: ConnId, options: &protocol::ConnectOptions) {
+        let who = if let Some(nkey) = options.nkey.as_deref().filter(|n| !n.is_empty()) {
+            format!(" - Nkey \"{nkey}\"")
+        } else if let Some(user) = options.user.as_deref().filter(|u| !u.is_empty()) {
+            format!(" - User \"{user}\"")
+        } else if options.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            String::from(" - Token \"[REDACTED]\"")
+        } else {
+            String::new()
+        };
+        self.conns.log(
+            &mut self.logs,
+            LogLevel::Error,
+            conn,
+            format!("authentication error{who}"),
+        );
+        self.close_with_error(
+            conn,
+            &ServerError::AuthorizationViolation,
+            CloseReason::AuthenticationViolation,
+        );
+    }
+
+    // ----- keepalive -----
+
+    pub(super) fn ping_timer_fired(&mut self, now: Instant, conn: ConnId) {
+        let ping_interval = self.config.ping_interval;
+        let ping_max = self.config.ping_max;
+        let client = self.conns.client(conn);
+        client.ping_deadline = now + ping_interval;
+        // Traffic from the client within the interval proves it alive; skip
+        // the PING, unless it is needed to measure the round trip.
+        let needs_rtt = client.rtt.is_none();
+        if !needs_rtt
+            && client
+                .last_in
+                .is_some_and(|last| now.saturating_duration_since(last) < ping_interval)
+        {
+            return;
+        }
+        if client.pings_out + 1 > ping_max {
+            self.stats.stale_connections += 1;
+            self.close_with_error(
+                conn,
+                &ServerError::StaleConnection,
+                CloseReason::StaleConnection,
+            );
+            return;
+        }
+        client.pings_out += 1;
+        client.rtt_start = Some(now);
+        protocol::write_ping(&mut self.conns.sink(conn));
+        self.conns.queue_transmit(conn);
+        self.enforce_pending_limit(conn);
+    }
+}
+
+/// Subjects and reply subjects a client may not publish with, and the
+/// reference's error for each: internal service replies, JetStream acks,
+/// gateway-routed replies and RAFT traffic. RAFT subjects (`$NRG.`) are the
+/// system account's own.
+fn reserved_subject_violation(
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    system_account: bool,
+) -> Option<ServerError> {
+    if subject.starts_with(GATEWAY_REPLY_PREFIX)
+        || (subject.starts_with(b"$NRG.") && !system_account)
+    {
+        return Some(ServerError::PublishViolation {
+            subject: subject.to_vec(),
+        });
+    }
+    let reply = reply?;
+    let reserved = reply.starts_with(b"_R_.")
+        || reply.starts_with(b"$JS.ACK.")
+        || (reply.len() > GATEWAY_REPLY_PREFIX.len() && reply.starts_with(GATEWAY_REPLY_PREFIX));
+    reserved.then(|| ServerError::PublishReplyViolation {
+        reply: reply.to_vec(),
+    })
+}

@@ -1,0 +1,465 @@
+//! The router: which connections (and which internal routes) a message
+//! reaches, in which accounts.
+//!
+//! Role: the [`Router`] owns the accounts (one Sublist each, the import
+//! routes between them, subject mappings, response routes of service
+//! imports) and walks a message through them. What it delivers goes to the
+//! [`Connections`] in the [`RouteCx`] it is handed: the router never owns a
+//! connection, and the connections never look at a Sublist.
+//!
+//! Routing of one message: the Sublist of its account is matched once
+//! (cached); every plain subscription gets it; every queue group gets it
+//! once, at a member drawn from the server's seeded stream (skipping members
+//! that cannot receive); internal routes (stream and service imports,
+//! response routes, system services) are followed after the account's own
+//! subscribers, at most `MAX_ACCOUNT_HOPS` boundaries deep.
+//!
+//! Invariants:
+//! - A delivery never reaches a closing client, a subscription past its
+//!   auto-unsubscribe max, or a subscription whose deny list refuses the
+//!   subject.
+//! - The per-depth `crossings` lists are empty between messages.
+//! - Every client subscription in a Sublist belongs to an open client in
+//!   that account, once the step's retired subscriptions are filed out.
+
+use rand_chacha::rand_core::RngCore;
+use rand_chacha::ChaCha8Rng;
+
+use super::accounts::{AccountId, AccountStats, Accounts, SubTarget};
+use super::client::{SubKey, Subscription};
+use super::connections::Connections;
+use super::log::LogQueue;
+use super::system::System;
+use super::trace::{self, MsgTrace};
+#[cfg(feature = "planted-defects")]
+use super::PlantedDefect;
+use super::{ServerConfig, ServerStats, MAX_NO_RTT_PING_BEFORE_FIRST_PONG};
+use crate::auth::ResponseType;
+use crate::protocol;
+use crate::runtime::ConnId;
+use crate::time::Instant;
+
+/// Account boundaries one message may cross (import chains; ends a cycle).
+pub(super) const MAX_ACCOUNT_HOPS: usize = 8;
+
+/// Reply subjects longer than this make a delivery measure the receiver's
+/// round trip (the reference's `minReplyLen`).
+const MIN_RTT_REPLY_LEN: usize = 15;
+
+/// A message on its way through the router.
+#[derive(Clone, Copy)]
+pub(crate) struct Delivery<'a> {
+    pub publisher: ConnId,
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    /// The header block (HPUB), if any.
+    pub headers: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+/// What routing one message may touch besides the accounts: borrowed from
+/// the server's other parts for the length of one `route` call.
+pub(super) struct RouteCx<'a> {
+    pub conns: &'a mut Connections,
+    /// Queue-member, weighted-mapping and response-token draws.
+    pub rng: &'a mut ChaCha8Rng,
+    pub stats: &'a mut ServerStats,
+    pub logs: &'a mut LogQueue,
+    /// System service requests a match reached, answered at the end of the step.
+    pub system: &'a mut System,
+    /// The trace of a traced message (egress events go here).
+    pub trace: Option<&'a mut MsgTrace>,
+    pub config: &'a ServerConfig,
+    pub now: Instant,
+}
+
+/// Accounts, their Sublists and the routes between them.
+pub struct Router {
+    pub(crate) accounts: Accounts,
+    /// Reused per-depth lists of internal routes a match reached.
+    crossings: [Vec<SubTarget>; MAX_ACCOUNT_HOPS],
+}
+
+impl Router {
+    pub(super) fn new(accounts: Accounts) -> Self {
+        Router {
+            accounts,
+            crossings: Default::default(),
+        }
+    }
+
+    /// Replace the accounts (a reload), keeping traffic counters by name.
+    pub(super) fn replace_accounts(&mut self, mut accounts: Accounts) {
+        for old in &self.accounts.list {
+            if let Some(id) = accounts.find(&old.name) {
+                accounts.list[id].stats = old.stats;
+            }
+        }
+        self.accounts = accounts;
+    }
+
+    /// Apply `account`'s mappings to `subject`; true when `out` holds a new subject.
+    pub(super) fn map_subject(
+        &self,
+        rng: &mut ChaCha8Rng,
+        account: AccountId,
+        subject: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        for mapping in &self.accounts.list[account].mappings {
+            let draw = if mapping.is_weighted() {
+                rng.next_u32() % 100
+            } else {
+                0
+            };
+            if let Some(changed) = mapping.apply(subject, draw, out) {
+                return changed;
+            }
+        }
+        false
+    }
+
+    /// File a client subscription into `account`'s Sublist; false when the
+    /// subject is not a valid subscription subject.
+    pub(super) fn file(&mut self, account: AccountId, key: SubKey, sub: &Subscription) -> bool {
+        let account = &mut self.accounts.list[account];
+        let inserted =
+            account
+                .sublist
+                .insert(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
+        if inserted.is_ok() {
+            account.client_subs += 1;
+        }
+        inserted.is_ok()
+    }
+
+    /// Take a client subscription out of `account`'s Sublist.
+    pub(super) fn unfile(&mut self, account: AccountId, key: SubKey, sub: &Subscription) {
+        let account = &mut self.accounts.list[account];
+        let removed =
+            account
+                .sublist
+                .remove(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
+        assert!(
+            removed.is_ok(),
+            "subscription {key:?} was not in its account's Sublist"
+        );
+        assert!(account.client_subs > 0);
+        account.client_subs -= 1;
+    }
+
+    /// The requester's own subscription on `reply` in `account`, if any:
+    /// the one a no-responders status goes to.
+    pub(super) fn own_reply_subscription(
+        &mut self,
+        account: AccountId,
+        conn: ConnId,
+        reply: &[u8],
+    ) -> Option<SubKey> {
+        let result = self.accounts.list[account].sublist.matches(reply);
+        result.plain.iter().find_map(|target| match target {
+            SubTarget::Client(key) if key.conn == conn => Some(*key),
+            _ => None,
+        })
+    }
+
+    /// Deliver to every match in `account`, following internal routes into
+    /// other accounts; returns whether anyone got the message. `depth`
+    /// counts the account boundaries crossed, so an import cycle ends.
+    pub(super) fn route(
+        &mut self,
+        cx: &mut RouteCx<'_>,
+        account: AccountId,
+        msg: &Delivery<'_>,
+        publisher_echo: bool,
+        depth: u8,
+    ) -> bool {
+        let depth_index = usize::from(depth);
+        assert!(depth_index < MAX_ACCOUNT_HOPS);
+        let mut crossings = std::mem::take(&mut self.crossings[depth_index]);
+        debug_assert!(crossings.is_empty());
+        let routed_account = cx
+            .trace
+            .as_ref()
+            .map(|_| self.accounts.list[account].name.clone());
+        let routed_account = routed_account.as_deref().unwrap_or("");
+        let result = self.accounts.list[account].sublist.matches(msg.subject);
+        let mut delivered = false;
+        let mut sent = AccountStats::default();
+        for target in &result.plain {
+            match *target {
+                SubTarget::Client(key) => {
+                    if key.conn == msg.publisher && !publisher_echo {
+                        cx.trace_refusal(key, routed_account, trace::ERR_NO_ECHO);
+                        continue;
+                    }
+                    delivered |= cx.deliver(key, msg, routed_account, &mut sent);
+                }
+                other => crossings.push(other),
+            }
+        }
+        for group in &result.queues {
+            let members = &group.members;
+            if members.is_empty() {
+                continue;
+            }
+            // Start at a random member and take the first that can receive, so a
+            // member on its way out does not swallow the message.
+            let start = (cx.rng.next_u64() % members.len() as u64) as usize;
+            for offset in 0..members.len() {
+                let SubTarget::Client(key) = members[(start + offset) % members.len()] else {
+                    continue;
+                };
+                if key.conn == msg.publisher && !publisher_echo {
+                    continue;
+                }
+                if cx.deliver(key, msg, routed_account, &mut sent) {
+                    delivered = true;
+                    #[cfg(feature = "planted-defects")]
+                    if offset == 0
+                        && members.len() > 2
+                        && cx.config.planted_defect == Some(PlantedDefect::QueueDoubleDelivery)
+                    {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        let account_stats = &mut self.accounts.list[account].stats;
+        account_stats.sent_msgs += sent.sent_msgs;
+        account_stats.sent_bytes += sent.sent_bytes;
+        account_stats.slow_consumers += sent.slow_consumers;
+        for target in crossings.drain(..) {
+            if depth_index + 1 < MAX_ACCOUNT_HOPS {
+                delivered |= self.cross(cx, target, msg, depth + 1);
+            }
+        }
+        self.crossings[depth_index] = crossings;
+        delivered
+    }
+
+    /// Carry `msg` across an account boundary through an internal route.
+    fn cross(
+        &mut self,
+        cx: &mut RouteCx<'_>,
+        target: SubTarget,
+        msg: &Delivery<'_>,
+        depth: u8,
+    ) -> bool {
+        let mut subject = Vec::new();
+        match target {
+            SubTarget::Client(_) => unreachable!("clients are delivered to directly"),
+            SubTarget::System(service) => {
+                cx.system.queue(service, msg, cx.logs);
+                true
+            }
+            SubTarget::StreamImport(index) => {
+                let route = &self.accounts.stream_imports[index as usize];
+                if !route.transform.apply(msg.subject, &mut subject) {
+                    return false;
+                }
+                let importer = route.importer;
+                if let Some(trace) = cx.trace.as_deref_mut() {
+                    trace.stream_export(&self.accounts.list[importer].name, &subject);
+                }
+                let crossed = Delivery {
+                    subject: &subject,
+                    ..*msg
+                };
+                self.route(cx, importer, &crossed, true, depth)
+            }
+            SubTarget::ServiceImport(index) => {
+                let route = &self.accounts.service_imports[index as usize];
+                if !route.transform.apply(msg.subject, &mut subject) {
+                    return false;
+                }
+                let exporter = route.exporter;
+                if let Some(trace) = cx.trace.as_deref_mut() {
+                    let name = &self.accounts.list[exporter].name;
+                    trace.service_import(name, msg.subject, &subject);
+                }
+                let response = msg.reply.filter(|r| !r.is_empty()).map(|reply| {
+                    let token = response_token(cx.rng);
+                    let id = self.accounts.next_response;
+                    (
+                        id,
+                        self.accounts.open_response(index, reply, &token, cx.now),
+                    )
+                });
+                let crossed = Delivery {
+                    subject: &subject,
+                    reply: response.as_ref().map(|(_, reply)| &reply[..]),
+                    ..*msg
+                };
+                let delivered = self.route(cx, exporter, &crossed, true, depth);
+                if let (false, Some((id, _))) = (delivered, &response) {
+                    self.accounts.close_response(*id);
+                }
+                delivered
+            }
+            SubTarget::Response(id) => {
+                let Some(route) = self.accounts.responses.get(&id) else {
+                    return false;
+                };
+                let importer = route.importer;
+                let reply = route.reply.clone();
+                if route.response_type == ResponseType::Singleton {
+                    self.accounts.close_response(id);
+                }
+                // The responder's own reply subject means nothing in the
+                // requester's account, so it does not cross.
+                let crossed = Delivery {
+                    subject: &reply,
+                    reply: None,
+                    ..*msg
+                };
+                self.route(cx, importer, &crossed, true, depth)
+            }
+        }
+    }
+}
+
+/// Random text for a `_R_.` reply subject.
+fn response_token(rng: &mut ChaCha8Rng) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..12)
+        .map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl RouteCx<'_> {
+    /// Record in the trace (if any) that `key` did not get the message.
+    fn trace_refusal(&mut self, key: SubKey, routed_account: &str, error: &'static str) {
+        let Some(trace) = self.trace.as_deref_mut() else {
+            return;
+        };
+        let Some(client) = self.conns.get(key.conn) else {
+            return;
+        };
+        if let Some(sub) = client.subs.get(&key.index) {
+            let name = client.options.name.as_deref();
+            trace.egress(key.conn, name, sub, routed_account, error);
+        }
+    }
+
+    /// Write one message to one subscription. Returns whether it was
+    /// delivered (a slow consumer cut off by this very message counts: it
+    /// was its turn, and a queue group must not hand the message on).
+    fn deliver(
+        &mut self,
+        key: SubKey,
+        msg: &Delivery<'_>,
+        routed_account: &str,
+        sent: &mut AccountStats,
+    ) -> bool {
+        let Some(client) = self.conns.get(key.conn) else {
+            return false;
+        };
+        if client.is_closing() {
+            self.trace_refusal(key, routed_account, trace::ERR_CLIENT_CLOSED);
+            return false;
+        }
+        let Some(sub) = client.subs.get(&key.index) else {
+            return false;
+        };
+        if sub.max > 0 && sub.delivered >= sub.max {
+            // Already due for removal at the end of this step.
+            self.trace_refusal(key, routed_account, trace::ERR_AUTO_UNSUB);
+            return false;
+        }
+        let (client, chunks) = self
+            .conns
+            .client_and_chunks(key.conn)
+            .expect("checked above");
+        let sub = client.subs.get_mut(&key.index).expect("checked above");
+        if let Some(permissions) = &mut client.permissions {
+            #[cfg(feature = "planted-defects")]
+            let check_deny =
+                self.config.planted_defect != Some(PlantedDefect::DenyIgnoredOnDelivery);
+            #[cfg(not(feature = "planted-defects"))]
+            let check_deny = true;
+            if check_deny
+                && !permissions.may_receive(&sub.subject, sub.queue.as_deref(), msg.subject)
+            {
+                self.trace_refusal(key, routed_account, trace::ERR_SUB_DENY);
+                return false;
+            }
+            if let (Some(permission), Some(reply)) = (permissions.response_permission(), msg.reply)
+            {
+                // The subscriber may answer this request even where its
+                // publish permissions would not let it.
+                if !reply.is_empty() && !permissions.may_publish(reply) {
+                    client.responses.track(reply, self.now, permission);
+                }
+            }
+        }
+        if let Some(trace) = self.trace.as_deref_mut() {
+            let name = client.options.name.as_deref();
+            trace.egress(key.conn, name, sub, routed_account, "");
+            if trace.only {
+                // Traced, not delivered (`Nats-Trace-Only`).
+                return true;
+            }
+        }
+        sub.delivered += 1;
+        let reached_max = sub.max > 0 && sub.delivered == sub.max;
+        let sub = &*sub;
+        if client.rtt.is_none() && msg.reply.is_some_and(|r| r.len() > MIN_RTT_REPLY_LEN) {
+            // A responder's round trip is worth knowing: measure it now, as
+            // the reference does, once the client is past its handshake.
+            let settled = client.first_pong_sent
+                || self.now - client.accepted_at > MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
+            if settled && client.rtt_start.is_none() {
+                client.rtt_start = Some(self.now);
+                client.pings_out += 1;
+                protocol::write_ping(&mut client.outbound.sink(chunks));
+            }
+        }
+        let size = match (msg.headers, client.options.headers) {
+            (Some(headers), true) => {
+                protocol::write_hmsg(
+                    &mut client.outbound.sink(chunks),
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    headers,
+                    msg.payload,
+                );
+                headers.len() + msg.payload.len()
+            }
+            // A subscriber that cannot take headers gets the payload alone.
+            _ => {
+                protocol::write_msg(
+                    &mut client.outbound.sink(chunks),
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    msg.payload,
+                );
+                msg.payload.len()
+            }
+        };
+        client.stats.out_msgs += 1;
+        client.stats.out_bytes += size as u64;
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes += size as u64;
+        sent.sent_msgs += 1;
+        sent.sent_bytes += size as u64;
+        if reached_max {
+            self.conns.expired.push(key);
+        }
+        let max_pending = self.config.max_pending;
+        if self
+            .conns
+            .cut_slow_consumer(key.conn, max_pending, self.logs, self.config.trace)
+            .is_some()
+        {
+            self.stats.slow_consumers += 1;
+            sent.slow_consumers += 1;
+            return true;
+        }
+        self.conns.queue_transmit(key.conn);
+        true
+    }
+}
