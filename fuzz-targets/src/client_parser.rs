@@ -122,8 +122,10 @@ pub fn run(data: &[u8]) {
         "whole and piecewise parses differ"
     );
     if let Some(error) = &whole.error {
-        assert!(error.closes_connection());
-        let _ = error.wire_error();
+        // Whatever earns an -ERR says it on one line.
+        if let Some(text) = error.wire_error() {
+            assert!(!text.contains(['\r', '\n']), "{text:?}");
+        }
         let _ = error.close_reason();
     }
 }

@@ -9,11 +9,12 @@
 //! writes them at once for a connection accepted as a fast reader); a fast
 //! reader's `Close` is finished with `handle_closed` at once.
 //!
-//! Checked after every event: no panic; each connection has at most one
-//! `Transmit` per step and none after its `Close`, and is closed at most
-//! once; its pending output (outbound plus in flight) never exceeds
-//! `max_pending` plus one frame (plus a reply allowance while
-//! [`STRICT_PENDING_BOUND`] is off); a closing connection holds no
+//! Checked after every event: no panic; the runtime contract of core's
+//! `ContractCheck` (at most one outstanding `Transmit` per connection, none
+//! after its `Close`, each closed at most once); a connection's pending
+//! output (outbound plus in flight) never exceeds `max_pending` plus one
+//! frame, whatever it was sent (replies count as much as messages, as in
+//! nats-server; fuzz/RESULTS.md finding 1); a closing connection holds no
 //! subscriptions, and the Sublist holds exactly the open connections'
 //! subscriptions; no timer is left due after `handle_timeout(now)`; the
 //! read buffer keeps at most one partial frame. At the end, after
@@ -28,20 +29,9 @@ use rnats_core::auth::{
     AccountConfig, Export, Import, ImportKind, MappingDestination, Permissions, ResponsePermission,
     SubjectMapping, SubjectPermission, User,
 };
-use rnats_core::runtime::{Action, ConnId};
+use rnats_core::runtime::{Action, ConnId, ContractCheck};
 use rnats_core::server::{AuthConfig, Server, ServerConfig};
 use rnats_core::time::Instant;
-
-/// Whether the pending-output bound covers every byte the server writes, or
-/// only messages (with an allowance for replies proportional to the input).
-///
-/// Known finding (fuzz/RESULTS.md, finding 1): the server checks
-/// `max_pending` only when it delivers a message, so a client that sends
-/// PINGs (or any op answered with `+OK`/`-ERR`) and never reads makes the
-/// server buffer replies without bound. nats-server counts every write
-/// (`queueOutbound`). Set this to `true` once the server does too; the
-/// ignored test `ping_flood_is_a_slow_consumer` checks the strict bound.
-pub const STRICT_PENDING_BOUND: bool = true;
 
 /// Connections the script can name (slot = byte % SLOTS).
 pub const SLOTS: usize = 4;
@@ -191,10 +181,6 @@ struct Slot {
     read_buf: BytesMut,
     /// Taken with `take_outbound`, not yet reported written.
     in_flight: usize,
-    /// The server asked to close this connection.
-    close_seen: bool,
-    /// Bytes the peer sent (the reply allowance of the lenient bound).
-    read_total: usize,
 }
 
 /// A runtime around one `Server`, checking invariants as it goes.
@@ -207,13 +193,11 @@ pub struct Harness {
     frame_max: usize,
     /// Most bytes the parser may keep between reads.
     retained_max: usize,
-    strict: bool,
-    lame_duck_infos: usize,
+    contract: ContractCheck,
 }
 
 impl Harness {
-    /// `strict`: see [`STRICT_PENDING_BOUND`].
-    pub fn new(config: ServerConfig, seed: u64, strict: bool) -> Self {
+    pub fn new(config: ServerConfig, seed: u64) -> Self {
         let frame_max = config.max_payload + 2 * config.max_control_line + 1024;
         let retained_max = (config.max_control_line + 1)
             .max(config.max_payload + 1)
@@ -232,8 +216,7 @@ impl Harness {
             next_conn: 1,
             frame_max,
             retained_max,
-            strict,
-            lame_duck_infos: 0,
+            contract: ContractCheck::default(),
         }
     }
 
@@ -281,10 +264,7 @@ impl Harness {
                     self.server.handle_write_stalled(state.conn);
                 }
             }
-            _ => {
-                self.lame_duck_infos += 1;
-                self.server.enter_lame_duck_mode();
-            }
+            _ => self.server.enter_lame_duck_mode(),
         }
         self.drain_actions();
         self.check();
@@ -298,14 +278,13 @@ impl Harness {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000 + slot as u16);
+        self.contract.accepted(conn);
         self.server.handle_accept(self.now, conn, peer);
         self.slots[slot] = Some(Slot {
             conn,
             fast,
             read_buf: BytesMut::new(),
             in_flight: 0,
-            close_seen: false,
-            read_total: 0,
         });
     }
 
@@ -314,7 +293,6 @@ impl Harness {
             return;
         };
         state.read_buf.extend_from_slice(bytes);
-        state.read_total += bytes.len();
         self.server
             .handle_read(self.now, state.conn, &mut state.read_buf);
         assert!(
@@ -350,6 +328,7 @@ impl Harness {
 
     fn closed(&mut self, slot: usize) {
         if let Some(state) = self.slots[slot].take() {
+            self.contract.closed(state.conn);
             self.server.handle_closed(self.now, state.conn);
             assert!(self.server.client(state.conn).is_none());
         }
@@ -362,21 +341,16 @@ impl Harness {
     }
 
     fn drain_actions(&mut self) {
-        let mut transmitted: Vec<ConnId> = Vec::new();
         let mut finished: Vec<usize> = Vec::new();
         while let Some(action) = self.server.poll_action() {
+            self.contract.action(&action);
             match action {
                 Action::Transmit(conn) => {
-                    assert!(
-                        !transmitted.contains(&conn),
-                        "{conn}: two Transmits in one step"
-                    );
-                    transmitted.push(conn);
                     let slot = self
                         .slot_of(conn)
                         .expect("Transmit for an unknown connection");
                     let state = self.slots[slot].as_mut().expect("slot is open");
-                    assert!(!state.close_seen, "{conn}: Transmit after Close");
+                    self.contract.taken(conn);
                     if let Some(batch) = self.server.take_outbound(conn) {
                         state.in_flight += batch.len();
                         if state.fast {
@@ -392,9 +366,8 @@ impl Harness {
                         continue;
                     };
                     let state = self.slots[slot].as_mut().expect("slot is open");
-                    assert!(!state.close_seen, "{conn}: closed twice");
-                    state.close_seen = true;
                     // The runtime flushes what is left, unless told not to.
+                    self.contract.taken(conn);
                     if let Some(bytes) = self.server.take_outbound(conn) {
                         state.in_flight += bytes.len();
                     }
@@ -422,15 +395,8 @@ impl Harness {
                 "{}: in-flight bytes",
                 state.conn
             );
-            // Replies (+OK, -ERR, PONG, INFO) are at most 8 times the bytes
-            // that asked for them, plus the INFOs of accept and lame duck.
-            let reply_allowance = if self.strict {
-                0
-            } else {
-                8 * state.read_total + 1024 * (1 + self.lame_duck_infos)
-            };
             assert!(
-                client.pending_bytes() <= config.max_pending + self.frame_max + reply_allowance,
+                client.pending_bytes() <= config.max_pending + self.frame_max,
                 "{}: {} bytes pending, max_pending {}, closing {:?}, outbound {}",
                 state.conn,
                 client.pending_bytes(),
@@ -446,7 +412,7 @@ impl Harness {
                     state.conn
                 );
             }
-            if state.close_seen {
+            if self.contract.close_seen(state.conn) {
                 assert!(client.is_closing());
             }
             subscriptions += client.subs.len();
@@ -469,19 +435,10 @@ impl Harness {
 
 /// The target body.
 pub fn run(data: &[u8]) {
-    run_with(data, STRICT_PENDING_BOUND);
-}
-
-/// The target body, with the pending-output bound chosen.
-pub fn run_with(data: &[u8], strict: bool) {
     let Some((&config, mut script)) = data.split_first_chunk::<4>() else {
         return;
     };
-    let mut harness = Harness::new(
-        decode_config(config),
-        u64::from(u32::from_le_bytes(config)),
-        strict,
-    );
+    let mut harness = Harness::new(decode_config(config), u64::from(u32::from_le_bytes(config)));
     for _ in 0..EVENTS_MAX {
         match harness.step(script) {
             Some(rest) => script = rest,

@@ -175,11 +175,6 @@ impl ParseError {
         }
     }
 
-    /// Whether the reference closes the connection after this error: always.
-    pub fn closes_connection(&self) -> bool {
-        true
-    }
-
     /// The close reason the reference records for this error.
     pub fn close_reason(&self) -> CloseReason {
         match self {
@@ -874,7 +869,6 @@ mod tests {
         let failure = error(b"-ERR 'boom'\r\n");
         assert_eq!(failure, ParseError::PeerError { text: b("'boom'") });
         assert_eq!(failure.wire_error(), None);
-        assert!(failure.closes_connection());
         // Without its blank, -ERR is not an operation at all.
         assert_eq!(error(b"-ERR\r\n"), ParseError::UnknownOperation);
     }
@@ -916,7 +910,6 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
             assert_eq!(failure.wire_error(), Some("Unknown Protocol Operation"));
-            assert!(failure.closes_connection());
         }
     }
 
@@ -968,7 +961,6 @@ mod tests {
             let failure = error(input);
             assert_eq!(&failure, expected, "{:?}", String::from_utf8_lossy(input));
             assert_eq!(failure.wire_error(), None);
-            assert!(failure.closes_connection());
             assert_eq!(failure.close_reason(), CloseReason::ProtocolViolation);
         }
     }

@@ -105,3 +105,12 @@ pub enum Action {
     /// be written: close at once, abandoning any write in progress.
     Close { conn: ConnId, reason: CloseReason },
 }
+
+impl Action {
+    /// The connection the action is about.
+    pub fn conn(&self) -> ConnId {
+        match *self {
+            Action::Transmit(conn) | Action::Close { conn, .. } => conn,
+        }
+    }
+}

@@ -410,3 +410,39 @@ impl Accounts {
         self.list.iter().map(|a| a.client_subs).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AccountConfig;
+
+    fn config(names: &[&str]) -> ServerConfig {
+        ServerConfig {
+            accounts: names.iter().map(|n| AccountConfig::new(*n)).collect(),
+            system_account: Some(String::from("SYS")),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn account_ids_survive_a_reload_and_are_never_reused() {
+        let (before, _) = Accounts::build(&config(&["A", "B"]), None);
+        let a = before.find("A").unwrap();
+        let b = before.find("B").unwrap();
+        let sys = before.find("SYS").unwrap();
+        // B stays, A goes, C arrives.
+        let (after, _) = Accounts::build(&config(&["C", "B"]), Some(&before));
+        assert_eq!(after.find("B"), Some(b));
+        assert_eq!(after.find("SYS"), Some(sys));
+        assert_eq!(after.find(GLOBAL_ACCOUNT), Some(GLOBAL));
+        assert_eq!(after.find("A"), None, "a removed account is not found");
+        let c = after.find("C").unwrap();
+        assert!(c != a && c != b && c != sys, "a new account gets a new id");
+        assert_eq!(after.list[a].name, "A", "the slot keeps its name");
+        assert!(!after.by_name.contains_key("A"));
+        // A comes back: it gets its old id again.
+        let (again, _) = Accounts::build(&config(&["A", "B", "C"]), Some(&after));
+        assert_eq!(again.find("A"), Some(a));
+        assert_eq!(again.find("C"), Some(c));
+    }
+}

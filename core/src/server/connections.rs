@@ -95,6 +95,9 @@ impl Connections {
             client.subs.is_empty(),
             "{conn}: forgotten with subscriptions"
         );
+        // Actions still queued for it are dropped: the runtime holds
+        // nothing to carry them out on.
+        self.actions.retain(|action| action.conn() != conn);
         Some(client)
     }
 

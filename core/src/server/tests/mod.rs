@@ -520,3 +520,17 @@ fn a_slow_consumer_cut_during_delivery_closes_like_any_other() {
     }
     assert_eq!(h.server.num_subscriptions(), 0);
 }
+
+#[test]
+fn a_peer_close_leaves_no_action_for_the_gone_connection() {
+    let mut h = Harness::default();
+    let conn = h.connect(1, "{}");
+    h.send(conn, "PING\r\n");
+    // A Transmit is queued; then the peer goes away before it is served.
+    h.server.handle_closed(h.now, conn);
+    let actions = h.actions();
+    assert!(
+        actions.iter().all(|a| a.conn() != conn),
+        "actions for a connection the runtime reported gone: {actions:?}"
+    );
+}
