@@ -196,30 +196,30 @@ fn build(
     let pretty = |value: &dyn erased::Json| Ok(Answer::Json(value.pretty()));
     match endpoint {
         Endpoint::Index => Ok(Answer::Html(index_page(server))),
-        Endpoint::Varz => pretty(&monitor::varz(server, clock)),
+        Endpoint::Varz => pretty(&monitor::varz(&server.view(), clock)),
         Endpoint::Connz => {
             let opts = ConnzOptions::from_query(query).map_err(|e| e.to_string())?;
-            let page = monitor::connz(server, &opts, clock);
+            let page = monitor::connz(&server.view(), &opts, clock);
             let answer = pretty(&page);
             server.measure_rtt(now, page.connections.iter().map(|row| ConnId(row.cid)));
             answer
         }
         Endpoint::Subsz => {
             let opts = SubszOptions::from_query(query).map_err(|e| e.to_string())?;
-            pretty(&monitor::subsz(server, &opts, clock))
+            pretty(&monitor::subsz(&server.view(), &opts, clock))
         }
-        Endpoint::Routez => pretty(&monitor::routez(server, clock)),
-        Endpoint::Gatewayz => pretty(&monitor::gatewayz(server, clock)),
-        Endpoint::Leafz => pretty(&monitor::leafz(server, clock)),
+        Endpoint::Routez => pretty(&monitor::routez(&server.view(), clock)),
+        Endpoint::Gatewayz => pretty(&monitor::gatewayz(&server.view(), clock)),
+        Endpoint::Leafz => pretty(&monitor::leafz(&server.view(), clock)),
         Endpoint::Accountz => {
             let account = query_value(query, "acc");
-            let page = monitor::accountz(server, &account, clock).map_err(|e| e.to_string())?;
+            let page = monitor::accountz(&server.view(), &account, clock).map_err(|e| e.to_string())?;
             pretty(&page)
         }
         Endpoint::Accstatz => {
             let unused =
                 monitor::query::decode_bool_param(query, "unused").map_err(|e| e.to_string())?;
-            pretty(&monitor::accstatz(server, &[], unused, clock))
+            pretty(&monitor::accstatz(&server.view(), &[], unused, clock))
         }
         Endpoint::Healthz => Ok(Answer::Json(
             serde_json::to_vec(&Healthz::ok()).expect("healthz serializes"),

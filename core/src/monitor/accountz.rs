@@ -18,7 +18,7 @@ use super::subsz::{StatsSum, SublistStatsJson};
 use super::Clock;
 use crate::auth::{AccountConfig, ExportKind, ImportKind, ResponseType};
 use crate::format::rfc3339_nanos;
-use crate::server::{AccountId, AccountStats, Server};
+use crate::server::{AccountId, AccountStats, View};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Accountz {
@@ -100,7 +100,11 @@ impl core::fmt::Display for UnknownAccount {
 }
 
 /// Builds `/accountz`: every account's name, or `account`'s detail.
-pub fn accountz(server: &Server, account: &str, clock: Clock) -> Result<Accountz, UnknownAccount> {
+pub fn accountz(
+    server: &View<'_>,
+    account: &str,
+    clock: Clock,
+) -> Result<Accountz, UnknownAccount> {
     let accounts = server.accounts();
     let system_account = server.config().system_account.clone().unwrap_or_default();
     let mut page = Accountz {
@@ -121,7 +125,7 @@ pub fn accountz(server: &Server, account: &str, clock: Clock) -> Result<Accountz
     Ok(page)
 }
 
-fn account_info(server: &Server, id: AccountId) -> AccountInfo {
+fn account_info(server: &View<'_>, id: AccountId) -> AccountInfo {
     let account = &server.accounts().list[id];
     let config = server
         .config()
@@ -265,7 +269,7 @@ pub struct AccountStatz {
 }
 
 /// `AccountStat` of one account.
-pub fn account_stat(server: &Server, id: AccountId) -> AccountStat {
+pub fn account_stat(server: &View<'_>, id: AccountId) -> AccountStat {
     let account = &server.accounts().list[id];
     let stats: AccountStats = account.stats;
     let conns = server.account_connections(id);
@@ -285,7 +289,7 @@ pub fn account_stat(server: &Server, id: AccountId) -> AccountStat {
 /// Builds `/accstatz`: accounts with connections (all with `include_unused`),
 /// or only the named ones.
 pub fn accstatz(
-    server: &Server,
+    server: &View<'_>,
     names: &[String],
     include_unused: bool,
     clock: Clock,

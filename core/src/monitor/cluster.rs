@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::varz::Empty;
 use super::Clock;
 use crate::format::rfc3339_nanos;
-use crate::server::Server;
+use crate::server::View;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Routez {
@@ -39,7 +39,7 @@ pub struct Leafz {
     pub leafs: Vec<Empty>,
 }
 
-pub fn routez(server: &Server, clock: Clock) -> Routez {
+pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
     Routez {
         server_id: server.config().server_id.clone(),
         server_name: server.config().effective_name().to_owned(),
@@ -49,7 +49,7 @@ pub fn routez(server: &Server, clock: Clock) -> Routez {
     }
 }
 
-pub fn gatewayz(server: &Server, clock: Clock) -> Gatewayz {
+pub fn gatewayz(server: &View<'_>, clock: Clock) -> Gatewayz {
     Gatewayz {
         server_id: server.config().server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
@@ -58,7 +58,7 @@ pub fn gatewayz(server: &Server, clock: Clock) -> Gatewayz {
     }
 }
 
-pub fn leafz(server: &Server, clock: Clock) -> Leafz {
+pub fn leafz(server: &View<'_>, clock: Clock) -> Leafz {
     Leafz {
         server_id: server.config().server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),

@@ -14,11 +14,11 @@
 
 use serde::Serialize;
 
-use super::closed::ClosedConnection;
 use super::query::{ConnState, ConnzOptions, SortOpt};
 use crate::format::{rfc3339_nanos, rtt_text, uptime};
 use crate::runtime::ConnId;
-use crate::server::{Client, ClientStats, Server, Subscription};
+use crate::server::ClosedConnection;
+use crate::server::{Client, ClientStats, Subscription, View};
 use crate::time::{Clock, WallTime};
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,7 +180,7 @@ impl Row<'_> {
         }
     }
 
-    fn account<'s>(&'s self, server: &'s Server) -> &'s str {
+    fn account<'s>(&'s self, server: &View<'s>) -> &'s str {
         match self {
             Row::Open(conn, _) => server.account_of(*conn).unwrap_or(""),
             Row::Closed(closed) => &closed.account,
@@ -196,7 +196,7 @@ impl Row<'_> {
 }
 
 /// Builds the `/connz` page for `opts`.
-pub fn connz(server: &Server, opts: &ConnzOptions, clock: Clock) -> Connz {
+pub fn connz(server: &View<'_>, opts: &ConnzOptions, clock: Clock) -> Connz {
     let closed = &server.monitor_state().closed;
     let mut rows: Vec<Row<'_>> = Vec::new();
     if opts.state != ConnState::Closed {
@@ -235,44 +235,6 @@ pub fn connz(server: &Server, opts: &ConnzOptions, clock: Clock) -> Connz {
     }
 }
 
-/// What the ring keeps of `conn`, read just before the runtime reports it
-/// closed (`Server::handle_closed` forgets the client). A connection the
-/// server did not decide to close was closed by its peer: "Client Closed".
-pub fn closed_connection(server: &Server, conn: ConnId, clock: Clock) -> Option<ClosedConnection> {
-    let client = server.client(conn)?;
-    Some(ClosedConnection {
-        cid: conn,
-        ip: client.peer.ip().to_string(),
-        port: client.peer.port(),
-        start: clock.wall(client.accepted_at),
-        stop: clock.wall_now,
-        last_activity: clock.wall(client.last_in.unwrap_or(client.accepted_at)),
-        stats: client.stats,
-        name: non_empty(&client.options.name),
-        lang: non_empty(&client.options.lang),
-        version: non_empty(&client.options.version),
-        account: server.account_of(conn).unwrap_or("").to_owned(),
-        user: client.user.clone(),
-        subscriptions: if client.is_closing() {
-            client
-                .closed_subjects
-                .iter()
-                .map(|subject| String::from_utf8_lossy(subject).into_owned())
-                .collect()
-        } else {
-            client
-                .subs
-                .values()
-                .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
-                .collect()
-        },
-        rtt: client.rtt,
-        reason: client
-            .closing
-            .unwrap_or(crate::runtime::CloseReason::ClientClosed),
-    })
-}
-
 fn sort_rows(rows: &mut [Row<'_>], sort: SortOpt, clock: &Clock) {
     // Ties keep cid order so a page boundary never moves between requests.
     rows.sort_by_key(Row::cid);
@@ -302,7 +264,7 @@ fn sort_rows(rows: &mut [Row<'_>], sort: SortOpt, clock: &Clock) {
     }
 }
 
-fn conn_info(server: &Server, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock) -> ConnInfo {
+fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Clock) -> ConnInfo {
     let stats = row.stats();
     let start = row.start(clock);
     let last = row.last(clock);
@@ -392,7 +354,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::CloseReason;
-    use crate::server::ServerConfig;
+    use crate::server::{Server, ServerConfig};
     use crate::time::Instant;
 
     const SECOND: u64 = 1_000_000_000;
@@ -442,7 +404,7 @@ mod tests {
     fn counters_and_sorting_are_true() {
         let server = traffic();
         let opts = ConnzOptions::from_query("sort=msgs_from&subs=detail").unwrap();
-        let page = connz(&server, &opts, clock(10));
+        let page = connz(&server.view(), &opts, clock(10));
         assert_eq!((page.total, page.num_connections), (2, 2));
         let publisher = &page.connections[0];
         assert_eq!(publisher.cid, 2);
@@ -461,14 +423,14 @@ mod tests {
     #[test]
     fn a_closing_client_is_remembered_with_its_counters() {
         let server = traffic();
-        let closed = closed_connection(&server, ConnId(2), clock(5)).unwrap();
+        let client = server.client(ConnId(2)).unwrap();
+        let closed = crate::server::closed_connection(client, ConnId(2), "$G", clock(5));
         assert_eq!(closed.reason, CloseReason::ClientClosed);
         assert_eq!((closed.stats.in_msgs, closed.stats.in_bytes), (3, 15));
         assert_eq!(
             closed.stop,
             WallTime::from_unix_nanos(WALL_START + 5 * SECOND)
         );
-        assert!(closed_connection(&server, ConnId(77), clock(5)).is_none());
     }
 
     /// Pins the JSON shape (field names, order, omitted empties). Every value
@@ -477,7 +439,7 @@ mod tests {
     fn connz_json_snapshot() {
         let server = traffic();
         let opts = ConnzOptions::from_query("subs=detail&auth=1").unwrap();
-        let page = connz(&server, &opts, clock(10));
+        let page = connz(&server.view(), &opts, clock(10));
         insta::assert_snapshot!(serde_json::to_string_pretty(&page).unwrap());
     }
 
@@ -485,11 +447,11 @@ mod tests {
     fn paging_and_cid_filter() {
         let server = traffic();
         let opts = ConnzOptions::from_query("limit=1&offset=1").unwrap();
-        let page = connz(&server, &opts, clock(3));
+        let page = connz(&server.view(), &opts, clock(3));
         assert_eq!((page.total, page.num_connections), (2, 1));
         assert_eq!(page.connections[0].cid, 2);
         let opts = ConnzOptions::from_query("cid=1").unwrap();
-        let page = connz(&server, &opts, clock(3));
+        let page = connz(&server.view(), &opts, clock(3));
         assert_eq!(page.connections.len(), 1);
         assert_eq!(page.connections[0].cid, 1);
     }
@@ -515,7 +477,7 @@ mod tests {
             reason: CloseReason::SlowConsumerPendingBytes,
         });
         let opts = ConnzOptions::from_query("state=closed&subs=1").unwrap();
-        let page = connz(&server, &opts, clock(20));
+        let page = connz(&server.view(), &opts, clock(20));
         assert_eq!(page.total, 1);
         let info = &page.connections[0];
         assert_eq!(info.reason, Some("Slow Consumer (Pending Bytes)"));
@@ -524,6 +486,6 @@ mod tests {
         let json = serde_json::to_value(info).unwrap();
         assert_eq!(json["stop"], "2025-11-22T13:30:04Z");
         let opts = ConnzOptions::from_query("state=any").unwrap();
-        assert_eq!(connz(&server, &opts, clock(20)).total, 3);
+        assert_eq!(connz(&server.view(), &opts, clock(20)).total, 3);
     }
 }

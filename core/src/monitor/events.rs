@@ -15,7 +15,7 @@ use super::accountz::{account_stat, AccountStat};
 use super::Clock;
 use crate::format::{go_float, rfc3339_nanos};
 use crate::runtime::ConnId;
-use crate::server::{ClientStats, Server};
+use crate::server::{ClientStats, View};
 
 pub const CONNECT_EVENT_TYPE: &str = "io.nats.server.advisory.v1.client_connect";
 pub const DISCONNECT_EVENT_TYPE: &str = "io.nats.server.advisory.v1.client_disconnect";
@@ -35,7 +35,7 @@ pub struct EventServer {
 }
 
 impl EventServer {
-    pub fn new(server: &Server, seq: u64, clock: Clock) -> Self {
+    pub fn new(server: &View<'_>, seq: u64, clock: Clock) -> Self {
         let config = server.config();
         EventServer {
             name: config.effective_name().to_owned(),
@@ -86,7 +86,7 @@ fn is_zero(value: &u64) -> bool {
 
 impl EventClient {
     /// `conn` as it is now; `None` if the server does not know it.
-    pub fn of(server: &Server, conn: ConnId, clock: Clock) -> Option<Self> {
+    pub fn of(server: &View<'_>, conn: ConnId, clock: Clock) -> Option<Self> {
         let client = server.client(conn)?;
         let account = server.account_of(conn).unwrap_or("").to_owned();
         Some(EventClient {
@@ -170,7 +170,7 @@ pub struct AccountConnectionsEvent {
 
 impl AccountConnectionsEvent {
     pub fn new(
-        server: &Server,
+        server: &View<'_>,
         account: crate::server::AccountId,
         id: String,
         header: EventServer,
@@ -208,7 +208,7 @@ pub struct Statsz {
 }
 
 impl Statsz {
-    pub fn new(server: &Server) -> Self {
+    pub fn new(server: &View<'_>) -> Self {
         let stats = server.stats();
         let monitor = server.monitor_state();
         let sent = MsgBytes {
@@ -345,7 +345,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn matches(&self, server: &Server) -> bool {
+    pub fn matches(&self, server: &View<'_>) -> bool {
         let config = server.config();
         (self.server_name.is_empty() || config.effective_name().contains(&self.server_name))
             && self.cluster.is_empty()

@@ -15,7 +15,7 @@ use super::connz::SubDetail;
 use super::query::SubszOptions;
 use super::Clock;
 use crate::format::rfc3339_nanos;
-use crate::server::Server;
+use crate::server::View;
 use crate::subject::{subject_matches_pattern, SublistStats};
 
 /// Sublist counters as the reference names them (`SublistStats`).
@@ -91,7 +91,7 @@ pub struct Subsz {
 }
 
 /// Builds `/subsz` for `opts`.
-pub fn subsz(server: &Server, opts: &SubszOptions, clock: Clock) -> Subsz {
+pub fn subsz(server: &View<'_>, opts: &SubszOptions, clock: Clock) -> Subsz {
     let accounts = server.accounts();
     let mut sum = StatsSum::default();
     for account in &accounts.list {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::Clock;
 use crate::format::{rfc3339_nanos, uptime};
-use crate::server::Server;
+use crate::server::View;
 
 /// The empty `{}` the reference prints for a feature that is off.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -129,7 +129,7 @@ fn is_zero(value: &usize) -> bool {
 }
 
 /// Builds `/varz` as of `clock`.
-pub fn varz(server: &Server, clock: Clock) -> Varz {
+pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
     let config = server.config();
     let monitor = server.monitor_state();
     let stats = server.stats();

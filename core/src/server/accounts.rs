@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::client::SubKey;
 use super::config::ServerConfig;
 use crate::auth::{
     AccountConfig, ExportKind, ImportKind, ResponseType, SubjectMapping, GLOBAL_ACCOUNT,
@@ -49,6 +48,14 @@ pub enum SubTarget {
     Response(u64),
     /// A request subject the server itself answers (system account only).
     System(super::system::SysService),
+}
+
+/// Names one subscription in the Sublist: the connection and a per-connection index.
+/// (A sid is client-chosen bytes; an index is small, `Copy` and never reused.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubKey {
+    pub conn: crate::runtime::ConnId,
+    pub index: u64,
 }
 
 pub struct Account {

@@ -17,6 +17,7 @@
 use bytes::Bytes;
 use core::net::SocketAddr;
 
+pub use super::accounts::SubKey;
 use super::accounts::{AccountId, GLOBAL};
 use super::outbound::Outbound;
 use crate::auth::{PermissionChecker, ResponseTracker};
@@ -25,13 +26,10 @@ use crate::runtime::CloseReason;
 use crate::subject::hash::FixedMap;
 use crate::time::Instant;
 
-/// Names one subscription in the Sublist: the connection and a per-connection index.
-/// (A sid is client-chosen bytes; an index is small, `Copy` and never reused.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SubKey {
-    pub conn: crate::runtime::ConnId,
-    pub index: u64,
-}
+/// Before its first PONG, a client gets no RTT PING until this long after
+/// it connected (the reference's `maxNoRTTPingBeforeFirstPong`).
+pub(super) const MAX_NO_RTT_PING_BEFORE_FIRST_PONG: core::time::Duration =
+    core::time::Duration::from_secs(2);
 
 /// A subscription as its owner made it.
 #[derive(Debug, Clone)]

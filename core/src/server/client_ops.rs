@@ -23,11 +23,13 @@ use super::accounts::{AccountId, GLOBAL};
 use super::client::{SubKey, Subscription};
 use super::error::ServerError;
 use super::log::{self, LogLevel};
+use super::trace::{self, MsgTrace, TraceHeaders, TraceMessage};
 #[cfg(feature = "planted-defects")]
 use super::PlantedDefect;
-use super::{protocol_trace, trace, Delivery, Server, FIRST_PING_INTERVAL};
+use super::{protocol_trace, Delivery, Server, FIRST_PING_INTERVAL};
 use crate::auth::{self as auth, PermissionChecker};
 use crate::format::go_quote;
+use crate::monitor::events::EventServer;
 use crate::protocol::{self, ClientOp, ParserLimits};
 use crate::runtime::{CloseReason, ConnId};
 use crate::subject;
@@ -749,4 +751,86 @@ fn reserved_subject_violation(
     reserved.then(|| ServerError::PublishReplyViolation {
         reply: reply.to_vec(),
     })
+}
+
+impl Server {
+    // ----- message tracing -----
+
+    /// Begin tracing the message `conn` is publishing. False when the
+    /// message must not be processed: the client may not publish to the
+    /// trace destination (it gets the violation), or a trace-only message
+    /// names an invalid destination.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_trace(
+        &mut self,
+        now: crate::time::Instant,
+        conn: ConnId,
+        wanted: TraceHeaders,
+        published: &[u8],
+        routed: &[u8],
+        headers: &[u8],
+        size: usize,
+    ) -> bool {
+        if !crate::subject::is_valid_publish_subject(&wanted.dest) {
+            self.logs.push(
+                super::LogLevel::Error,
+                Some(conn),
+                format!(
+                    "Destination {:?} is not valid, won't be able to trace events",
+                    String::from_utf8_lossy(&wanted.dest)
+                ),
+            );
+            return !wanted.only;
+        }
+        let client = self.conns.client(conn);
+        if let Some(permissions) = client.permissions.as_mut() {
+            if !permissions.may_publish(&wanted.dest) {
+                let dest = wanted.dest.clone();
+                self.publish_violation(conn, &dest);
+                return false;
+            }
+        }
+        let name = client.options.name.clone().unwrap_or_default();
+        let account = self.router.accounts.list[client.account].name.clone();
+        let ts = crate::format::rfc3339_nanos(self.clock(now).wall_now);
+        let mut trace = MsgTrace::new(
+            wanted,
+            ts,
+            (conn, &name),
+            &account,
+            published,
+            headers,
+            size,
+        );
+        if routed != published {
+            trace.mapped(routed);
+        }
+        self.trace = Some(Box::new(trace));
+        true
+    }
+
+    /// Publish the collected trace to its destination in `account`.
+    pub(super) fn publish_trace(
+        &mut self,
+        now: crate::time::Instant,
+        account: super::AccountId,
+        trace: &MsgTrace,
+    ) {
+        debug_assert!(self.trace.is_none(), "a trace is never traced");
+        let seq = self.system.next_seq();
+        let message = TraceMessage {
+            server: EventServer::new(&self.view(), seq, self.clock(now)),
+            request: &trace.request,
+            events: &trace.events,
+        };
+        let body = serde_json::to_vec(&message).expect("trace events serialize");
+        let delivery = super::Delivery {
+            publisher: super::system::INTERNAL_CONN,
+            subject: &trace.dest,
+            reply: None,
+            headers: None,
+            payload: &body,
+        };
+        self.route(now, account, &delivery, true);
+    }
 }

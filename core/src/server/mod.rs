@@ -37,27 +37,38 @@
 pub(crate) mod accounts;
 mod client;
 mod client_ops;
+mod closed;
 mod config;
 mod connections;
 mod error;
 mod log;
+mod monitor_state;
 mod outbound;
 mod protocol_trace;
 mod router;
+mod stats;
 pub mod system;
+mod system_inbox;
 pub mod trace;
+mod view;
 
 pub use crate::auth::AuthConfig;
 pub use accounts::{AccountId, AccountStats, SubTarget};
 pub use client::{Client, ClientStats, SubKey, Subscription};
+#[cfg(test)]
+pub(crate) use closed::closed_connection;
+pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
 pub use config::{MonitorSettings, ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
 pub use connections::Connections;
 pub use error::ServerError;
 pub use log::{LogLevel, LogRecord};
+pub use monitor_state::{HostStats, MonitorState};
 pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 pub use router::Router;
+pub use stats::ServerStats;
+pub use view::View;
 
 use std::time::Duration;
 
@@ -67,11 +78,11 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::auth::{self as auth, Authenticator};
-use crate::monitor::{closed_connection, HostStats, MonitorState};
 use crate::protocol::{self, ParserLimits, ServerInfo};
 use crate::runtime::{Action, CloseReason, ConnId, TimerKey, TimerTable};
 use crate::time::{Clock, Instant, WallTime};
 use accounts::Accounts;
+use client::MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
 use log::LogQueue;
 use router::{Delivery, RouteCx};
 
@@ -80,22 +91,6 @@ const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The JetStream API level nats-server v2.15 announces in INFO (`api_lvl`).
 const JETSTREAM_API_LEVEL: i32 = 5;
-
-/// Before its first PONG, a client gets no RTT PING until this long after
-/// it connected (the reference's `maxNoRTTPingBeforeFirstPong`).
-const MAX_NO_RTT_PING_BEFORE_FIRST_PONG: Duration = Duration::from_secs(2);
-
-/// Server-wide counters reported by monitoring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    pub in_msgs: u64,
-    pub in_bytes: u64,
-    pub out_msgs: u64,
-    pub out_bytes: u64,
-    pub slow_consumers: u64,
-    pub stale_connections: u64,
-    pub total_connections: u64,
-}
 
 /// The core NATS server state machine.
 pub struct Server {
@@ -113,7 +108,7 @@ pub struct Server {
     /// Closed connections, HTTP request counts, host facts, wall clock.
     monitor: MonitorState,
     /// `$SYS` events and request handling.
-    system: system::System,
+    system: system_inbox::System,
     /// The trace of the message being routed, when it asked for one.
     trace: Option<Box<trace::MsgTrace>>,
     /// Reused buffer for the no-responders header block.
@@ -145,7 +140,7 @@ impl Server {
             timers: TimerTable::default(),
             stats: ServerStats::default(),
             monitor: MonitorState::default(),
-            system: system::System::new(seed),
+            system: system_inbox::System::new(seed),
             trace: None,
             scratch: BytesMut::new(),
             mapped_subject: Vec::new(),
@@ -161,6 +156,17 @@ impl Server {
         self.stats
     }
 
+    /// The parts, borrowed for reading (what monitoring is built from).
+    pub fn view(&self) -> View<'_> {
+        View {
+            config: &self.config,
+            conns: &self.conns,
+            accounts: &self.router.accounts,
+            stats: self.stats,
+            monitor: &self.monitor,
+        }
+    }
+
     pub fn client(&self, conn: ConnId) -> Option<&Client> {
         self.conns.get(conn)
     }
@@ -171,18 +177,17 @@ impl Server {
     }
 
     pub fn num_connections(&self) -> usize {
-        self.conns.values().filter(|c| !c.is_closing()).count()
+        self.view().num_connections()
     }
 
     /// Client subscriptions, in every account.
     pub fn num_subscriptions(&self) -> usize {
-        self.router.accounts.client_subscriptions()
+        self.view().num_subscriptions()
     }
 
     /// The name of the account `conn` is bound to.
     pub fn account_of(&self, conn: ConnId) -> Option<&str> {
-        let client = self.conns.get(conn)?;
-        Some(&self.router.accounts.list[client.account].name)
+        self.view().account_of(conn)
     }
 
     /// Log lines produced since the last call, oldest first.
@@ -218,7 +223,7 @@ impl Server {
     /// How many closed connections `/connz?state=closed` remembers
     /// (`max_closed_clients`; 0 keeps none).
     pub fn set_closed_capacity(&mut self, capacity: usize) {
-        self.monitor.closed = crate::monitor::ClosedRing::new(capacity);
+        self.monitor.closed = ClosedRing::new(capacity);
     }
 
     /// Clients a monitoring page just listed whose round trip is unknown
@@ -277,27 +282,19 @@ impl Server {
         &mut self.monitor
     }
 
+    #[cfg(test)]
     pub(crate) fn accounts(&self) -> &Accounts {
         &self.router.accounts
     }
 
     /// Connections of `account` past CONNECT and not closing.
     pub fn account_connections(&self, account: AccountId) -> usize {
-        self.conns
-            .values()
-            .filter(|c| c.account == account && c.connect_received && !c.is_closing())
-            .count()
+        self.view().account_connections(account)
     }
 
-    /// Every Sublist entry in every account: client subscriptions and the
-    /// server's own (imports, system services), as the reference counts them.
+    /// Every Sublist entry in every account (client and internal ones).
     pub fn total_subscriptions(&self) -> usize {
-        self.router
-            .accounts
-            .list
-            .iter()
-            .map(|a| a.sublist.len())
-            .sum()
+        self.view().total_subscriptions()
     }
 
     // ----- events in -----
@@ -305,7 +302,10 @@ impl Server {
     /// A connection was accepted from `peer`: send INFO and start its timers.
     pub fn handle_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
-        assert!(conn != system::INTERNAL_CONN, "{conn} is the server's own");
+        assert!(
+            conn != system_inbox::INTERNAL_CONN,
+            "{conn} is the server's own"
+        );
         let limits = ParserLimits {
             max_control_line: self.config.max_control_line,
             max_payload: self.config.max_payload,
@@ -397,7 +397,9 @@ impl Server {
         self.retire_subscriptions();
         self.publish_disconnect_event(now, conn);
         let clock = self.clock(now);
-        if let Some(closed) = closed_connection(self, conn, clock) {
+        if let Some(client) = self.conns.get(conn) {
+            let account = &self.router.accounts.list[client.account].name;
+            let closed = closed::closed_connection(client, conn, account, clock);
             self.monitor.closed.push(closed);
         }
         if self.conns.remove(conn).is_some() {
@@ -550,11 +552,7 @@ impl Server {
 
     /// Connections not yet closing, in id order.
     pub fn open_connections(&self) -> Vec<ConnId> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| !c.is_closing())
-            .map(|(&conn, _)| conn)
-            .collect()
+        self.view().open_connections()
     }
 
     /// Close one connection for `reason` (lame duck mode closes clients one

@@ -26,14 +26,16 @@ use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use super::accounts::{AccountId, AccountStats, Accounts, SubTarget};
+use super::client::MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
 use super::client::{SubKey, Subscription};
+use super::config::ServerConfig;
 use super::connections::Connections;
 use super::log::LogQueue;
-use super::system::System;
+use super::stats::ServerStats;
+use super::system_inbox::System;
 use super::trace::{self, MsgTrace};
 #[cfg(feature = "planted-defects")]
 use super::PlantedDefect;
-use super::{ServerConfig, ServerStats, MAX_NO_RTT_PING_BEFORE_FIRST_PONG};
 use crate::auth::ResponseType;
 use crate::protocol;
 use crate::runtime::ConnId;
@@ -251,7 +253,9 @@ impl Router {
         match target {
             SubTarget::Client(_) => unreachable!("clients are delivered to directly"),
             SubTarget::System(service) => {
-                cx.system.queue(service, msg, cx.logs);
+                let (subject, reply, payload) = (msg.subject, msg.reply, msg.payload);
+                cx.system
+                    .queue(service, msg.publisher, subject, reply, payload, cx.logs);
                 true
             }
             SubTarget::StreamImport(index) => {

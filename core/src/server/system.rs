@@ -19,16 +19,11 @@
 //! - Event ids come from their own seeded stream: publishing an event never
 //!   changes which queue member the router picks.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::accounts::{Accounts, SubTarget};
-use super::log::{LogLevel, LogQueue};
-use super::{AccountId, Delivery, Server};
+use super::system_inbox::SysRequest;
+pub use super::system_inbox::*;
+use super::{AccountId, Delivery, Server, View};
 use crate::monitor::events::{
     AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
     DisconnectEvent, EventClient, EventFilter, EventServer, Idz, StatszMessage, StatzRequest,
@@ -38,261 +33,21 @@ use crate::monitor::{self, ConnState, ConnzOptions, Healthz, SortOpt, SubszOptio
 use crate::runtime::{CloseReason, ConnId};
 use crate::time::Instant;
 
-/// Requests waiting for the end of the step; more are dropped.
-const MAX_PENDING_REQUESTS: usize = 1024;
-/// The statsz heartbeat's steady interval (`statsHBInterval`).
-pub const STATSZ_INTERVAL: Duration = Duration::from_secs(10);
-/// Its first interval after start.
-const STATSZ_FIRST_INTERVAL: Duration = Duration::from_millis(250);
-/// Where failed logins are reported (a `client_disconnect` event).
-pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
-/// The connection id of the server's internal publisher; runtimes number
-/// real connections from 1.
-pub const INTERNAL_CONN: ConnId = ConnId(0);
-
-/// Server-wide endpoints (`$SYS.REQ.SERVER.PING.<E>`, `$SYS.REQ.SERVER.<id>.<E>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ServerEndpoint {
-    Statsz,
-    Varz,
-    Connz,
-    Subsz,
-    Routez,
-    Gatewayz,
-    Leafz,
-    Accountz,
-    Healthz,
-    Idz,
-}
-
-impl ServerEndpoint {
-    const ALL: [(ServerEndpoint, &'static str); 10] = [
-        (ServerEndpoint::Statsz, "STATSZ"),
-        (ServerEndpoint::Varz, "VARZ"),
-        (ServerEndpoint::Connz, "CONNZ"),
-        (ServerEndpoint::Subsz, "SUBSZ"),
-        (ServerEndpoint::Routez, "ROUTEZ"),
-        (ServerEndpoint::Gatewayz, "GATEWAYZ"),
-        (ServerEndpoint::Leafz, "LEAFZ"),
-        (ServerEndpoint::Accountz, "ACCOUNTZ"),
-        (ServerEndpoint::Healthz, "HEALTHZ"),
-        (ServerEndpoint::Idz, "IDZ"),
-    ];
-}
-
-/// Account-scoped endpoints (`$SYS.REQ.ACCOUNT.<account>.<E>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AccountEndpoint {
-    Connz,
-    Subsz,
-    Statz,
-    Conns,
-    Leafz,
-}
-
-impl AccountEndpoint {
-    const ALL: [(AccountEndpoint, &'static str); 5] = [
-        (AccountEndpoint::Connz, "CONNZ"),
-        (AccountEndpoint::Subsz, "SUBSZ"),
-        (AccountEndpoint::Statz, "STATZ"),
-        (AccountEndpoint::Conns, "CONNS"),
-        (AccountEndpoint::Leafz, "LEAFZ"),
-    ];
-}
-
-/// What a [`SubTarget::System`] entry answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SysService {
-    Server(ServerEndpoint),
-    Account(AccountEndpoint),
-    /// `$SYS.REQ.ACCOUNT.PING.STATZ`: every account's statz.
-    AccountPingStatz,
-    /// `$SYS.REQ.USER.INFO`: the requesting connection's user and permissions.
-    UserInfo,
-}
-
-/// The service imports every other account gets from the system account:
-/// (local subject, exported subject with `{}` for the account's name).
-pub const ACCOUNT_IMPORTS: [(&str, &str); 4] = [
-    ("$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
-    ("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ"),
-    ("$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.{}.STATZ"),
-    (USER_INFO_SUBJECT, "$SYS.REQ.USER.{}.INFO"),
-];
-
-/// Where any user asks who it is (imported into every account).
-pub const USER_INFO_SUBJECT: &str = "$SYS.REQ.USER.INFO";
-
-/// The system account's request subjects and what answers each.
-pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
-    let mut subjects = vec![(
-        String::from("$SYS.REQ.SERVER.PING"),
-        SysService::Server(ServerEndpoint::Statsz),
-    )];
-    for (endpoint, name) in ServerEndpoint::ALL {
-        subjects.push((
-            format!("$SYS.REQ.SERVER.PING.{name}"),
-            SysService::Server(endpoint),
-        ));
-        subjects.push((
-            format!("$SYS.REQ.SERVER.{server_id}.{name}"),
-            SysService::Server(endpoint),
-        ));
-    }
-    for (endpoint, name) in AccountEndpoint::ALL {
-        subjects.push((
-            format!("$SYS.REQ.ACCOUNT.*.{name}"),
-            SysService::Account(endpoint),
-        ));
-    }
-    subjects.push((
-        String::from("$SYS.REQ.ACCOUNT.PING.STATZ"),
-        SysService::AccountPingStatz,
-    ));
-    // The imported form, and the system account's own users asking directly.
-    subjects.push((String::from("$SYS.REQ.USER.*.INFO"), SysService::UserInfo));
-    subjects.push((String::from(USER_INFO_SUBJECT), SysService::UserInfo));
-    subjects
-}
-
-/// A request routed to a system service, answered at the end of the step.
-#[derive(Debug)]
-pub(crate) struct SysRequest {
-    service: SysService,
-    /// The connection that published the request (across imports too).
-    requester: ConnId,
-    subject: Bytes,
-    reply: Bytes,
-    payload: Bytes,
-}
-
-/// The system services' state inside the server machine.
-pub(crate) struct System {
-    seq: u64,
-    ids: ChaCha8Rng,
-    statsz_interval: Duration,
-    statsz_due: Option<Instant>,
-    requests: Vec<SysRequest>,
-    /// Clients that finished CONNECT this step (their events are pending).
-    connected: Vec<ConnId>,
-}
-
-impl System {
-    pub fn new(seed: u64) -> Self {
-        System {
-            seq: 0,
-            // A stream of its own: see the module invariants.
-            ids: ChaCha8Rng::seed_from_u64(seed ^ 0x5359_5354_454d_4944),
-            statsz_interval: STATSZ_FIRST_INTERVAL,
-            statsz_due: None,
-            requests: Vec::new(),
-            connected: Vec::new(),
-        }
-    }
-
-    /// Start the statsz heartbeat (at the first wall-clock reading).
-    pub fn start(&mut self, now: Instant) {
-        if self.statsz_due.is_none() {
-            self.statsz_due = Some(now + self.statsz_interval);
-        }
-    }
-
-    pub fn deadline(&self) -> Option<Instant> {
-        self.statsz_due
-    }
-
-    pub fn client_connected(&mut self, conn: ConnId) {
-        self.connected.push(conn);
-    }
-
-    /// A message matched a system service: queue it for the end of the
-    /// step (dropped, with a warning, when too many are pending).
-    pub(super) fn queue(&mut self, service: SysService, msg: &Delivery<'_>, logs: &mut LogQueue) {
-        let Some(reply) = msg.reply.filter(|r| !r.is_empty()) else {
-            // Nobody to answer: the reference ignores such requests too.
-            return;
-        };
-        if self.requests.len() >= MAX_PENDING_REQUESTS {
-            logs.push(
-                LogLevel::Warn,
-                None,
-                String::from("Dropping system request: too many pending"),
-            );
-            return;
-        }
-        self.requests.push(SysRequest {
-            service,
-            requester: msg.publisher,
-            subject: Bytes::copy_from_slice(msg.subject),
-            reply: Bytes::copy_from_slice(reply),
-            payload: Bytes::copy_from_slice(msg.payload),
-        });
-    }
-
-    pub(super) fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// A 22-character id like the reference's nuids.
-    fn next_id(&mut self) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        (0..22)
-            .map(|_| ALPHABET[(self.ids.next_u32() as usize) % ALPHABET.len()] as char)
-            .collect()
-    }
-}
-
-/// Put the system services into freshly built accounts: the request
-/// subjects in the system account, the account-scoped imports elsewhere.
-pub(crate) fn install(accounts: &mut Accounts, server_id: &str) {
-    let Some(system) = accounts.system else {
-        return;
-    };
-    for (subject, service) in request_subjects(server_id) {
-        let inserted = accounts.list[system].sublist.insert(
-            subject.as_bytes(),
-            None,
-            SubTarget::System(service),
-        );
-        assert!(inserted.is_ok(), "system subject {subject} is valid");
-    }
-    let importers: Vec<(AccountId, String)> = accounts
-        .list
-        .iter()
-        .enumerate()
-        // Slots an earlier reload left behind (not in `by_name`) get nothing.
-        .filter(|(id, account)| *id != system && accounts.by_name.get(&account.name) == Some(id))
-        .map(|(id, account)| (id, account.name.clone()))
-        .collect();
-    for (importer, name) in importers {
-        for (local, exported) in ACCOUNT_IMPORTS {
-            accounts.add_internal_service_import(
-                importer,
-                system,
-                local,
-                &exported.replace("{}", &name),
-            );
-        }
-    }
-}
-
 impl Server {
     /// End of a step: publish pending connect events, answer queued
     /// requests, and send the statsz heartbeat when due.
     pub(super) fn run_system(&mut self, now: Instant) {
         if self.router.accounts.system.is_none() {
-            self.system.connected.clear();
-            self.system.requests.clear();
+            self.system.clear();
             return;
         }
-        for conn in std::mem::take(&mut self.system.connected) {
+        for conn in self.system.take_connected() {
             self.publish_connect_event(now, conn);
         }
         // Answers may be requests again (a reply subject that is a system
         // subject); a few rounds settle any sane traffic.
         for _ in 0..4 {
-            let requests = std::mem::take(&mut self.system.requests);
+            let requests = self.system.take_requests();
             if requests.is_empty() {
                 break;
             }
@@ -300,13 +55,11 @@ impl Server {
                 self.answer(now, &request);
             }
         }
-        if self.system.statsz_due.is_some_and(|due| due <= now) {
+        if self.system.heartbeat_due(now) {
             let subject = format!("$SYS.SERVER.{}.STATSZ", self.config.server_id);
             let body = self.statsz_message(now);
             self.publish_system(now, subject.as_bytes(), &body);
-            let interval = (self.system.statsz_interval * 2).min(STATSZ_INTERVAL);
-            self.system.statsz_interval = interval;
-            self.system.statsz_due = Some(now + interval);
+            self.system.heartbeat_sent(now);
         }
     }
 
@@ -327,20 +80,20 @@ impl Server {
 
     fn header(&mut self, now: Instant) -> EventServer {
         let seq = self.system.next_seq();
-        EventServer::new(self, seq, self.clock(now))
+        EventServer::new(&self.view(), seq, self.clock(now))
     }
 
     fn statsz_message(&mut self, now: Instant) -> Vec<u8> {
         let message = StatszMessage {
             server: self.header(now),
-            statsz: monitor::events::Statsz::new(self),
+            statsz: monitor::events::Statsz::new(&self.view()),
         };
         to_json(&message)
     }
 
     fn publish_connect_event(&mut self, now: Instant, conn: ConnId) {
         let clock = self.clock(now);
-        let Some(client) = EventClient::of(self, conn, clock) else {
+        let Some(client) = EventClient::of(&self.view(), conn, clock) else {
             return;
         };
         let Some(account) = self.conns.get(conn).map(|c| c.account) else {
@@ -380,7 +133,7 @@ impl Server {
         let stats = client.stats;
         let claimed_user = client.options.user.clone().unwrap_or_default();
         let clock = self.clock(now);
-        let Some(mut info) = EventClient::of(self, conn, clock) else {
+        let Some(mut info) = EventClient::of(&self.view(), conn, clock) else {
             return;
         };
         if auth_error {
@@ -415,7 +168,8 @@ impl Server {
     fn publish_account_connections(&mut self, now: Instant, account: AccountId) {
         let id = self.system.next_id();
         let header = self.header(now);
-        let event = AccountConnectionsEvent::new(self, account, id, header, self.clock(now));
+        let event =
+            AccountConnectionsEvent::new(&self.view(), account, id, header, self.clock(now));
         let body = to_json(&event);
         let name = self.router.accounts.list[account].name.clone();
         for subject in [
@@ -471,7 +225,7 @@ impl Server {
         let reply = match endpoint {
             ServerEndpoint::Statsz => {
                 let filter: EventFilter = serde_json::from_slice(payload).unwrap_or_default();
-                if !filter.matches(self) {
+                if !filter.matches(&self.view()) {
                     return None;
                 }
                 return Some(self.statsz_message(now));
@@ -553,7 +307,7 @@ impl Server {
                 let id = known?;
                 let event_id = self.system.next_id();
                 let header = self.header(now);
-                let event = AccountConnectionsEvent::new(self, id, event_id, header, clock);
+                let event = AccountConnectionsEvent::new(&self.view(), id, event_id, header, clock);
                 return Some(to_json(&event));
             }
         }?;
@@ -601,16 +355,16 @@ impl Server {
     fn filtered<T, F>(&self, payload: &[u8], build: F) -> Option<Result<Data, String>>
     where
         T: serde::de::DeserializeOwned + Default + HasFilter,
-        F: FnOnce(&Server, T) -> Result<Data, String>,
+        F: FnOnce(&View<'_>, T) -> Result<Data, String>,
     {
         let request: T = match serde_json::from_slice(payload) {
             Ok(request) => request,
             Err(error) => return Some(Err(format!("invalid request: {error}"))),
         };
-        if !request.filter().matches(self) {
+        if !request.filter().matches(&self.view()) {
             return None;
         }
-        Some(build(self, request))
+        Some(build(&self.view(), request))
     }
 
     fn envelope(&mut self, now: Instant, reply: Result<Data, String>) -> Vec<u8> {

@@ -184,19 +184,22 @@ fn monitoring_pages_snapshot() {
     insta::assert_snapshot!(
         "varz",
         pretty(serde_json::to_string_pretty(&monitor::varz(
-            &h.server, clock
+            &h.server.view(),
+            clock
         )))
     );
     let opts = SubszOptions::from_query("subs=1&acc=A").unwrap();
     insta::assert_snapshot!(
         "subsz",
         pretty(serde_json::to_string_pretty(&monitor::subsz(
-            &h.server, &opts, clock
+            &h.server.view(),
+            &opts,
+            clock
         )))
     );
-    let accountz = monitor::accountz(&h.server, "A", clock).unwrap();
+    let accountz = monitor::accountz(&h.server.view(), "A", clock).unwrap();
     insta::assert_snapshot!("accountz", pretty(serde_json::to_string_pretty(&accountz)));
-    let accstatz = monitor::accstatz(&h.server, &[], false, clock);
+    let accstatz = monitor::accstatz(&h.server.view(), &[], false, clock);
     insta::assert_snapshot!("accstatz", pretty(serde_json::to_string_pretty(&accstatz)));
 }
 
@@ -223,7 +226,7 @@ fn a_responder_gets_one_rtt_ping_and_its_pong_measures_the_round_trip() {
     let rtt = h.server.client(responder).unwrap().rtt;
     assert_eq!(rtt, Some(Duration::from_millis(3)));
     let opts = monitor::ConnzOptions::from_query("cid=1").unwrap();
-    let page = monitor::connz(&h.server, &opts, h.server.clock(t(5)));
+    let page = monitor::connz(&h.server.view(), &opts, h.server.clock(t(5)));
     assert_eq!(page.connections[0].rtt, "3ms");
 }
 

@@ -12,9 +12,9 @@
 
 use std::collections::VecDeque;
 
+use super::client::{Client, ClientStats};
 use crate::runtime::{CloseReason, ConnId};
-use crate::server::ClientStats;
-use crate::time::WallTime;
+use crate::time::{Clock, WallTime};
 
 /// nats-server's default `max_closed_clients`.
 pub const DEFAULT_MAX_CLOSED_CLIENTS: usize = 10_000;
@@ -87,6 +87,50 @@ impl ClosedRing {
     pub fn get(&self, cid: ConnId) -> Option<&ClosedConnection> {
         self.entries.iter().find(|entry| entry.cid == cid)
     }
+}
+
+/// What the ring keeps of `conn`, read just before the runtime reports it
+/// closed (`Server::handle_closed` forgets the client). A connection the
+/// server did not decide to close was closed by its peer: "Client Closed".
+pub(crate) fn closed_connection(
+    client: &Client,
+    conn: ConnId,
+    account: &str,
+    clock: Clock,
+) -> ClosedConnection {
+    ClosedConnection {
+        cid: conn,
+        ip: client.peer.ip().to_string(),
+        port: client.peer.port(),
+        start: clock.wall(client.accepted_at),
+        stop: clock.wall_now,
+        last_activity: clock.wall(client.last_in.unwrap_or(client.accepted_at)),
+        stats: client.stats,
+        name: non_empty(&client.options.name),
+        lang: non_empty(&client.options.lang),
+        version: non_empty(&client.options.version),
+        account: account.to_owned(),
+        user: client.user.clone(),
+        subscriptions: if client.is_closing() {
+            client
+                .closed_subjects
+                .iter()
+                .map(|subject| String::from_utf8_lossy(subject).into_owned())
+                .collect()
+        } else {
+            client
+                .subs
+                .values()
+                .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
+                .collect()
+        },
+        rtt: client.rtt,
+        reason: client.closing.unwrap_or(CloseReason::ClientClosed),
+    }
+}
+
+fn non_empty(text: &Option<String>) -> Option<String> {
+    text.clone().filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
