@@ -20,27 +20,40 @@
 //!
 //! Every event and every byte on the network feed a rolling FNV-1a hash; the
 //! same seed gives the same hash. Nothing is global: a run owns all its state.
+//!
+//! One concept per module: `world` (the event queue and stepping), `node` (a
+//! server machine and its runtime half), `conn` (one connection's two ends),
+//! `clients` (simulated clients and their workloads), `faults` (the plan
+//! drawn from the seed and the injector), `invariants/` (one file per
+//! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
+//! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
 
 #![forbid(unsafe_code)]
 
+mod clients;
+mod conn;
+mod faults;
+mod invariants;
 pub mod model;
 pub mod net;
+mod node;
 pub mod rng;
 pub mod scenario;
 pub mod security;
-pub mod sim;
 pub mod trace;
 pub mod wire;
+mod world;
 
+pub use node::NodeId;
 pub use scenario::Scenario;
-pub use sim::{Failure, Outcome, RunOptions, Sim};
+pub use world::{Failure, Outcome, RunOptions, World};
 
 use rnats_core::server::ServerConfig;
 
 /// Run `scenario` with `options`. A panic inside the server is a failure too.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String> {
-    let sim = Sim::new(scenario, options)?;
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    let world = World::new(scenario, options)?;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
     match started {
         Ok(outcome) => Ok(outcome),
         Err(panic) => {

@@ -61,7 +61,6 @@ pub struct TraceEntry {
 pub struct Trace {
     hash: Fnv64,
     recent: VecDeque<TraceEntry>,
-    pub entries: u64,
 }
 
 impl Trace {
@@ -70,7 +69,6 @@ impl Trace {
         self.hash.write(what.as_bytes());
         self.hash.write_u64(conn);
         self.hash.write_u64(value);
-        self.entries += 1;
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
