@@ -85,7 +85,7 @@ impl World {
         let client = &mut self.clients[index];
         client.connects += 1;
         if client.rng.chance(self.active_plan.refuse) {
-            self.count_fault("connect-refused");
+            self.count_fault(Some(node), "connect-refused");
             let retry = self.clients[index].rng.range(50 * MS, 500 * MS);
             self.schedule(
                 self.now + Duration::from_nanos(retry),
@@ -108,8 +108,9 @@ impl World {
                 .as_ref()
                 .and_then(|security| security.identity(user))
         });
+        let responds = client.role == Role::Responder;
         self.model
-            .open_conn(id, client.verbose, client.role == Role::Responder, identity);
+            .open_conn(id, node, client.verbose, responds, identity);
         let tls_map = self
             .scenario
             .security
@@ -162,7 +163,8 @@ impl World {
         let handshake = self.active_plan.latency(&mut conn.rng);
         let previous = self.nodes[node.index()].conns.insert(id, conn);
         assert!(previous.is_none(), "{id} opened twice");
-        self.trace.record(self.now, "connect", id.0, index as u64);
+        self.trace
+            .record(self.now, Some(node), "connect", id.0, index as u64);
         self.schedule(
             self.now + Duration::from_nanos(handshake),
             Event::Accept { node, conn: id },
@@ -269,7 +271,9 @@ impl World {
                 if !conn.paused && client.rng.chance(dt * 2.0) {
                     conn.paused = true;
                     self.model.set_paused(id);
-                    self.trace.record(self.now, "client-stops-reading", id.0, 0);
+                    let now = self.now;
+                    let what = "client-stops-reading";
+                    self.trace.record(now, Some(node), what, id.0, 0);
                 }
             }
             Role::Malformed => {
@@ -289,7 +293,7 @@ impl World {
         let how = self.clients[index].rng.below(3);
         match how {
             0 => {
-                self.count_fault("client-close");
+                self.count_fault(Some(node), "client-close");
                 let now = self.now;
                 let plan = &self.active_plan;
                 let conn = self.nodes[node.index()]
@@ -322,7 +326,9 @@ impl World {
         }
         if conn.down.recv.is_empty() {
             if conn.down.eof {
-                self.trace.record(self.now, "client-sees-eof", id.0, 0);
+                let now = self.now;
+                let what = "client-sees-eof";
+                self.trace.record(now, Some(node), what, id.0, 0);
                 self.client_loses(node, id);
             }
             return;

@@ -123,7 +123,7 @@ impl World {
                 conn.stalled = true;
                 let pipe = if down { &mut conn.down } else { &mut conn.up };
                 pipe.stalled_until = pipe.stalled_until.max(until);
-                self.count_fault(if down { "stall-down" } else { "stall-up" });
+                self.count_fault(Some(node), if down { "stall-down" } else { "stall-up" });
             }
         }
         // Each node's wall clock jumps on its own: one roll per node, in
@@ -148,8 +148,9 @@ impl World {
         target.wall_offset += jump;
         let wall = target.wall_time(now);
         target.server.set_wall_clock(now, wall);
-        self.count_fault("wall-clock-jump");
-        self.trace.record(now, "wall-time", 0, wall.as_unix_nanos());
+        self.count_fault(Some(node), "wall-clock-jump");
+        self.trace
+            .record(now, Some(node), "wall-time", 0, wall.as_unix_nanos());
     }
 
     /// A connection open on both ends, any node's, drawn from the fault stream.
@@ -170,7 +171,7 @@ impl World {
     /// Both pipes die at once; the client knows at once, the server one
     /// latency later (its next read or write fails).
     pub(crate) fn reset(&mut self, node: NodeId, id: ConnId, kind: &'static str) {
-        self.count_fault(kind);
+        self.count_fault(Some(node), kind);
         let conn = self.nodes[node.index()]
             .conns
             .get_mut(&id)
@@ -188,7 +189,7 @@ impl World {
     /// The client host is gone without a word: nothing more is sent or read,
     /// and the server learns of it only through its keepalive.
     pub(crate) fn half_open(&mut self, node: NodeId, id: ConnId, kind: &'static str) {
-        self.count_fault(kind);
+        self.count_fault(Some(node), kind);
         self.client_loses(node, id);
     }
 
@@ -201,6 +202,6 @@ impl World {
             conn.up.stalled_until = conn.up.stalled_until.min(now);
             conn.down.stalled_until = conn.down.stalled_until.min(now);
         }
-        self.trace.record(self.now, "healed", 0, 0);
+        self.trace.record(self.now, None, "healed", 0, 0);
     }
 }

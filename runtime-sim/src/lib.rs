@@ -65,6 +65,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String>
             Ok(Outcome {
                 scenario: scenario.name.clone(),
                 seed: options.seed,
+                servers: scenario.topology.servers,
                 virtual_time: rnats_core::time::Instant::ZERO,
                 events: 0,
                 faults: Default::default(),

@@ -154,7 +154,7 @@ impl World {
         while let Some(action) = self.nodes[node.index()].server.poll_action() {
             match action {
                 Action::Transmit(id) => {
-                    self.trace.record(self.now, "transmit", id.0, 0);
+                    self.trace.record(self.now, Some(node), "transmit", id.0, 0);
                     let target = &mut self.nodes[node.index()];
                     if let Some(batch) = target.server.take_outbound(id) {
                         if let Some(conn) = target.conns.get_mut(&id) {
@@ -167,7 +167,10 @@ impl World {
                     }
                 }
                 Action::Close { conn, reason } => {
-                    self.trace.record(self.now, "close", conn.0, reason as u64);
+                    let reason_code = reason as u64;
+                    let now = self.now;
+                    self.trace
+                        .record(now, Some(node), "close", conn.0, reason_code);
                     self.server_close(node, conn, reason);
                 }
             }
@@ -275,7 +278,8 @@ impl World {
         );
         let more = !conn.up.recv.is_empty() || conn.up.eof;
         let mut buf = std::mem::take(&mut conn.server_buf);
-        self.trace.record(now, "handle-read", id.0, take as u64);
+        self.trace
+            .record(now, Some(node), "handle-read", id.0, take as u64);
         target.server.handle_read(now, id, &mut buf);
         let closing = target.server.close_reason(id).is_some();
         let conn = target.conns.get_mut(&id).expect("conn exists");

@@ -60,6 +60,8 @@ pub struct Failure {
 pub struct Outcome {
     pub scenario: String,
     pub seed: u64,
+    /// Nodes in the world (`topology.servers`).
+    pub servers: u32,
     pub virtual_time: Instant,
     pub events: u64,
     pub faults: BTreeMap<&'static str, u64>,
@@ -142,6 +144,21 @@ impl Event {
         }
     }
 
+    /// The node this event happens on; `None` for the world's own events.
+    fn node(&self) -> Option<NodeId> {
+        match self {
+            Event::ServerTimer { node }
+            | Event::ClientConnect { node, .. }
+            | Event::ClientTick { node, .. }
+            | Event::Accept { node, .. }
+            | Event::Arrive { node, .. }
+            | Event::ServerRead { node, .. }
+            | Event::ClientRead { node, .. }
+            | Event::ServerSeesReset { node, .. } => Some(*node),
+            Event::FaultTick | Event::Heal | Event::Mark | Event::End => None,
+        }
+    }
+
     /// The connection (or, for a connect, the client) the trace names.
     fn subject(&self) -> u64 {
         match self {
@@ -203,14 +220,18 @@ impl World {
         if let Some(security) = &scenario.security {
             model.imports = security.imports();
         }
-        let nodes = vec![Node::new(NodeId(0), config, seed)];
+        let nodes: Vec<Node> = (0..scenario.topology.servers)
+            .map(|n| Node::new(NodeId(n), config.clone(), seed))
+            .collect();
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
-            for _ in 0..spec.count {
+            for index_in_spec in 0..spec.count {
                 let index = clients.len();
-                clients.push(SimClient::new(index, spec_index, spec, NodeId(0), seed));
+                let node = NodeId(scenario.server_of(spec, index_in_spec));
+                clients.push(SimClient::new(index, spec_index, spec, node, seed));
             }
         }
+        assert!(!nodes.is_empty(), "a world has at least one node");
         let duration = (scenario.duration_s * SECOND as f64) as u64;
         let end = duration + (scenario.heal_s * SECOND as f64) as u64;
         let mut world = World {
@@ -257,8 +278,13 @@ impl World {
             assert!(next.at >= self.now, "the clock never goes back");
             self.now = next.at;
             self.events += 1;
-            self.trace
-                .record(self.now, next.event.name(), next.event.subject(), next.seq);
+            self.trace.record(
+                self.now,
+                next.event.node(),
+                next.event.name(),
+                next.event.subject(),
+                next.seq,
+            );
             if matches!(next.event, Event::End) {
                 if let Err(error) = invariants::check_liveness(&mut self) {
                     self.fail(error);
@@ -284,6 +310,7 @@ impl World {
         Outcome {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
+            servers: self.nodes.len() as u32,
             virtual_time: self.now,
             events: self.events,
             faults: self.faults.clone(),
@@ -310,7 +337,7 @@ impl World {
     /// Record the first failure; the run stops after this step.
     pub(crate) fn fail(&mut self, message: String) {
         if self.failure.is_none() {
-            self.trace.record(self.now, "FAILURE", 0, 0);
+            self.trace.record(self.now, None, "FAILURE", 0, 0);
             self.failure = Some(message);
         }
     }
@@ -319,9 +346,10 @@ impl World {
         self.failure.is_some()
     }
 
-    pub(crate) fn count_fault(&mut self, kind: &'static str) {
+    /// Count one fault of `kind`, on `node` when it struck one.
+    pub(crate) fn count_fault(&mut self, node: Option<NodeId>, kind: &'static str) {
         *self.faults.entry(kind).or_default() += 1;
-        self.trace.record(self.now, kind, 0, 0);
+        self.trace.record(self.now, node, kind, 0, 0);
     }
 
     fn step(&mut self, event: Event) {
