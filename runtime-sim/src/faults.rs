@@ -9,9 +9,11 @@
 //! and splits stay (they are not faults a system must recover from), the rest
 //! stop, and every stall ends.
 //!
-//! Invariant: every draw the injector makes comes from `fault_rng` (which
-//! connection, which direction) or from the jumping node's own wall-clock
-//! stream (how far), so a workload change never moves a fault.
+//! Invariant: every draw the injector makes comes from `fault_rng` (whether
+//! to reset, half-open or stall, which connection, which direction, how
+//! long) or from a node's own wall-clock stream (whether and how far its
+//! clock jumps), so a workload change never moves a fault, and a node added
+//! to a scenario leaves the other nodes' clocks alone.
 
 use std::time::Duration;
 
@@ -126,11 +128,14 @@ impl World {
                 self.count_fault(Some(node), if down { "stall-down" } else { "stall-up" });
             }
         }
-        // Each node's wall clock jumps on its own: one roll per node, in
-        // node order, so a node added at the end leaves the others' rolls alone.
+        // Each node's wall clock jumps on its own, rolled from the node's own
+        // stream: adding a node moves neither the injector's other choices
+        // nor another node's clock.
         for index in 0..self.nodes.len() {
-            if self.fault_rng.chance(plan.wall_jump_per_s * dt) {
-                self.wall_jump(NodeId(index as u32));
+            let node = &mut self.nodes[index];
+            let id = node.id;
+            if node.wall_rng.chance(plan.wall_jump_per_s * dt) {
+                self.wall_jump(id);
             }
         }
         if !self.healed {
