@@ -115,7 +115,8 @@ impl Conn {
         }
     }
 
-    /// Open on both ends: the fault injector may pick it.
+    /// Open on both ends: the fault injector may pick it, and the server
+    /// must keep processing what its client writes.
     pub(crate) fn is_live(&self) -> bool {
         self.accepted && !self.server_closed && !self.client_gone
     }
