@@ -116,49 +116,7 @@ impl World {
             .security
             .as_ref()
             .is_some_and(|security| security.tls_map);
-        let credentials = spec
-            .user
-            .as_ref()
-            .filter(|_| !tls_map)
-            .map(|user| {
-                format!(
-                    "\"user\":\"{user}\",\"pass\":\"{}\",",
-                    crate::security::PASSWORD
-                )
-            })
-            .unwrap_or_default();
-        let connect = format!(
-            "CONNECT {{{credentials}\"verbose\":{},\"pedantic\":{},\"echo\":true,\"headers\":true,\"protocol\":1,\"lang\":\"sim\",\"version\":\"0\",\"name\":\"c{index}\"}}\r\n",
-            client.verbose, client.pedantic
-        );
-        conn.write_frame(connect.as_bytes(), Some(Frame::Connect));
-        match spec.role {
-            Role::Subscriber | Role::SlowReader => {
-                for subject in &spec.subjects {
-                    subscribe(client, &mut conn, subject.as_bytes(), None);
-                }
-            }
-            Role::QueueMember | Role::Responder => {
-                let group = spec.group.clone();
-                for subject in &spec.subjects {
-                    subscribe(
-                        client,
-                        &mut conn,
-                        subject.as_bytes(),
-                        group.as_deref().map(str::as_bytes),
-                    );
-                }
-            }
-            Role::Requester => {
-                let inbox = format!("_INBOX.c{index}.{}", client.connects);
-                subscribe(client, &mut conn, format!("{inbox}.*").as_bytes(), None);
-                conn.inbox = Some(Bytes::from(inbox));
-            }
-            Role::Malformed => {
-                subscribe(client, &mut conn, format!("bad.{index}").as_bytes(), None);
-            }
-            Role::Publisher => {}
-        }
+        write_opening(client, index, &mut conn, &spec, tls_map);
         conn.write_frame(b"PING\r\n", Some(Frame::Ping));
         let handshake = self.active_plan.latency(&mut conn.rng);
         let previous = self.nodes[node.index()].conns.insert(id, conn);
@@ -502,6 +460,62 @@ impl World {
                 },
             );
         }
+    }
+}
+
+/// What a client writes the moment it connects: CONNECT (with credentials
+/// unless the certificate names the user) and its role's subscriptions. The
+/// caller adds the PING that ends the handshake.
+fn write_opening(
+    client: &mut SimClient,
+    index: usize,
+    conn: &mut Conn,
+    spec: &ClientSpec,
+    tls_map: bool,
+) {
+    assert_eq!(conn.written, 0, "the opening comes first");
+    let credentials = spec
+        .user
+        .as_ref()
+        .filter(|_| !tls_map)
+        .map(|user| {
+            format!(
+                "\"user\":\"{user}\",\"pass\":\"{}\",",
+                crate::security::PASSWORD
+            )
+        })
+        .unwrap_or_default();
+    let connect = format!(
+        "CONNECT {{{credentials}\"verbose\":{},\"pedantic\":{},\"echo\":true,\"headers\":true,\"protocol\":1,\"lang\":\"sim\",\"version\":\"0\",\"name\":\"c{index}\"}}\r\n",
+        client.verbose, client.pedantic
+    );
+    conn.write_frame(connect.as_bytes(), Some(Frame::Connect));
+    match spec.role {
+        Role::Subscriber | Role::SlowReader => {
+            for subject in &spec.subjects {
+                subscribe(client, conn, subject.as_bytes(), None);
+            }
+        }
+        Role::QueueMember | Role::Responder => {
+            let group = spec.group.clone();
+            for subject in &spec.subjects {
+                subscribe(
+                    client,
+                    conn,
+                    subject.as_bytes(),
+                    group.as_deref().map(str::as_bytes),
+                );
+            }
+        }
+        Role::Requester => {
+            let inbox = format!("_INBOX.c{index}.{}", client.connects);
+            subscribe(client, conn, format!("{inbox}.*").as_bytes(), None);
+            conn.inbox = Some(Bytes::from(inbox));
+        }
+        Role::Malformed => {
+            subscribe(client, conn, format!("bad.{index}").as_bytes(), None);
+        }
+        Role::Publisher => {}
     }
 }
 

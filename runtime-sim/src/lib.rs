@@ -2,13 +2,15 @@
 //!
 //! The same `rnats_core::server::Server` that runs on tokio in production
 //! runs here single-threaded on a virtual clock, a simulated network and
-//! simulated clients, every choice drawn from one `u64` seed:
+//! simulated clients, every choice drawn from one `u64` seed. A world has one
+//! or more nodes (the scenario's topology), each its own `Server`:
 //!
 //! ```text
 //!  seed ──► plan (swarm: which faults, what rates)
-//!       ──► per-client and per-connection ChaCha streams
+//!       ──► per-node (server, wall clock), per-client and per-connection
+//!           ChaCha streams
 //!
-//!  event queue (virtual time, seq) ──► step ──► Server::handle_*
+//!  event queue (virtual time, seq) ──► step ──► node n: Server::handle_*
 //!                                         │        │
 //!                                         │   actions ─► pipes (latency, splits,
 //!                                         │               stalls, resets, half-open)

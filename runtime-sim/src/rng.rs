@@ -99,4 +99,19 @@ mod tests {
         assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(7, 2).next_u64());
         assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(8, 1).next_u64());
     }
+
+    #[test]
+    fn node_zero_keeps_the_one_node_streams_and_nodes_never_share() {
+        assert_eq!(stream::node(stream::SERVER, 0), stream::SERVER);
+        assert_eq!(stream::node(stream::WALL_CLOCK, 0), stream::WALL_CLOCK);
+        let mut seen = std::collections::BTreeSet::new();
+        for node in [0, 1, 2, stream::NODES_MAX - 1] {
+            for base in [stream::SERVER, stream::WALL_CLOCK] {
+                let number = stream::node(base, node);
+                assert!(seen.insert(number), "stream {number} shared");
+                assert!(number != stream::PLAN && number != stream::FAULTS);
+                assert!(number < stream::CLIENT_BASE);
+            }
+        }
+    }
 }
