@@ -2,13 +2,15 @@
 //!
 //! The same `rnats_core::server::Server` that runs on tokio in production
 //! runs here single-threaded on a virtual clock, a simulated network and
-//! simulated clients, every choice drawn from one `u64` seed:
+//! simulated clients, every choice drawn from one `u64` seed. A world has one
+//! or more nodes (the scenario's topology), each its own `Server`:
 //!
 //! ```text
 //!  seed ──► plan (swarm: which faults, what rates)
-//!       ──► per-client and per-connection ChaCha streams
+//!       ──► per-node (server, wall clock), per-client and per-connection
+//!           ChaCha streams
 //!
-//!  event queue (virtual time, seq) ──► step ──► Server::handle_*
+//!  event queue (virtual time, seq) ──► step ──► node n: Server::handle_*
 //!                                         │        │
 //!                                         │   actions ─► pipes (latency, splits,
 //!                                         │               stalls, resets, half-open)
@@ -20,27 +22,40 @@
 //!
 //! Every event and every byte on the network feed a rolling FNV-1a hash; the
 //! same seed gives the same hash. Nothing is global: a run owns all its state.
+//!
+//! One concept per module: `world` (the event queue and stepping), `node` (a
+//! server machine and its runtime half), `conn` (one connection's two ends),
+//! `clients` (simulated clients and their workloads), `faults` (the plan
+//! drawn from the seed and the injector), `invariants/` (one file per
+//! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
+//! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
 
 #![forbid(unsafe_code)]
 
+mod clients;
+mod conn;
+mod faults;
+mod invariants;
 pub mod model;
 pub mod net;
+mod node;
 pub mod rng;
 pub mod scenario;
 pub mod security;
-pub mod sim;
 pub mod trace;
 pub mod wire;
+mod world;
 
+pub use node::NodeId;
 pub use scenario::Scenario;
-pub use sim::{Failure, Outcome, RunOptions, Sim};
+pub use world::{Failure, Outcome, RunOptions, World};
 
 use rnats_core::server::ServerConfig;
 
 /// Run `scenario` with `options`. A panic inside the server is a failure too.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String> {
-    let sim = Sim::new(scenario, options)?;
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    let world = World::new(scenario, options)?;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
     match started {
         Ok(outcome) => Ok(outcome),
         Err(panic) => {
@@ -52,6 +67,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String>
             Ok(Outcome {
                 scenario: scenario.name.clone(),
                 seed: options.seed,
+                servers: scenario.topology.servers,
                 virtual_time: rnats_core::time::Instant::ZERO,
                 events: 0,
                 faults: Default::default(),

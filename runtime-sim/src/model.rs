@@ -21,12 +21,17 @@
 //! Frames whose read ended with the server closing the publisher are
 //! uncertain (the server may have stopped halfway): their expectations are
 //! optional.
+//!
+//! The model knows each connection's node. Which subscribers a message can
+//! reach across nodes is decided in one place, [`Model::reaches`]: without
+//! routes, only those on the publisher's own node.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use rnats_core::runtime::ConnId;
 
+use crate::node::NodeId;
 use crate::security::Identity;
 use crate::trace::Fnv64;
 
@@ -85,8 +90,10 @@ struct SubModel {
     queue: Option<Bytes>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnModel {
+    /// The node it is connected to.
+    node: NodeId,
     /// The server still routes to it (it has not closed it).
     server_open: bool,
     /// The client side still reads it and answers.
@@ -136,20 +143,29 @@ pub struct Model {
 }
 
 impl Model {
+    /// A client opened `conn` to `node`.
     pub fn open_conn(
         &mut self,
         conn: ConnId,
+        node: NodeId,
         verbose: bool,
         responds: bool,
         identity: Option<Identity>,
     ) {
         let model = ConnModel {
+            node,
             server_open: true,
             client_alive: true,
+            paused: false,
+            expects: VecDeque::new(),
+            received: BTreeSet::new(),
+            last_from: BTreeMap::new(),
             verbose,
             responds,
+            ok_due: 0,
+            ok_received: 0,
             identity,
-            ..ConnModel::default()
+            errors_due: BTreeMap::new(),
         };
         assert!(
             self.conns.insert(conn, model).is_none(),
@@ -257,15 +273,28 @@ impl Model {
         }
     }
 
+    /// Whether a message published on node `from` can reach a subscriber on
+    /// node `to`. The nodes have no routes yet, so a server delivers only to
+    /// its own clients. Routes, leaf nodes and gateways change the
+    /// expectation here and nowhere else.
+    pub fn reaches(&self, from: NodeId, to: NodeId) -> bool {
+        from == to
+    }
+
     /// The subject `subscriber` sees a message published by `publisher` on
-    /// `subject` under, if it is routable to it at all (same account, or a
-    /// stream import), and its permissions let it receive that.
+    /// `subject` under, if it is routable to it at all (a node it reaches,
+    /// and the same account or a stream import), and its permissions let it
+    /// receive that.
     fn routed_subject(
         &self,
         publisher: ConnId,
         subscriber: ConnId,
         subject: &Bytes,
     ) -> Option<Bytes> {
+        let node = |conn: ConnId| self.conns.get(&conn).map(|c| c.node);
+        if !self.reaches(node(publisher)?, node(subscriber)?) {
+            return None;
+        }
         let account = |conn: ConnId| {
             self.conns
                 .get(&conn)
@@ -414,6 +443,13 @@ impl Model {
         if record.processed.is_none() {
             return Err(format!(
                 "{conn}: message {msg} delivered before the server processed its PUB"
+            ));
+        }
+        let node = |c: ConnId| self.conns.get(&c).map(|m| m.node);
+        let (from, to) = (node(publisher), node(conn).expect("known conn"));
+        if let Some(from) = from.filter(|from| !self.reaches(*from, to)) {
+            return Err(format!(
+                "{conn} on {to}: message {msg} published on {from} crossed to a node it cannot reach"
             ));
         }
         let model = self.conns.get_mut(&conn).expect("known conn");
@@ -602,6 +638,50 @@ mod tests {
         assert!(subject_matches(b">", b"a"));
         assert!(subject_matches(b"*.b", b"a.b"));
         assert!(!subject_matches(b"a.b", b"a.c"));
+    }
+
+    fn record(subject: &'static [u8], publisher: ConnId) -> MsgRecord {
+        MsgRecord {
+            subject: Bytes::from_static(subject),
+            reply: None,
+            headers: None,
+            payload_hash: Fnv64::of(b"m0;"),
+            publisher,
+            request: false,
+            in_reply_to: None,
+            replied: false,
+            processed: None,
+            responders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn without_routes_a_message_stays_on_its_publishers_node() {
+        let mut model = Model::default();
+        let (publisher, near, far) = (ConnId(1), ConnId(2), ConnId(3));
+        model.open_conn(publisher, NodeId(0), false, false, None);
+        model.open_conn(near, NodeId(0), false, false, None);
+        model.open_conn(far, NodeId(1), false, false, None);
+        for conn in [near, far] {
+            let sub = Frame::Sub {
+                sid: Bytes::from_static(b"1"),
+                subject: Bytes::from_static(b"a.>"),
+                queue: None,
+            };
+            model.apply(conn, &sub, true);
+        }
+        let msg = model.register(record(b"a.b", publisher));
+        model.apply(publisher, &Frame::Pub { msg }, true);
+        let sid = Bytes::from_static(b"1");
+        let subject = Bytes::from_static(b"a.b");
+        let payload = Bytes::from_static(b"m0;");
+        let crossed = model.received(far, &sid, Some(&subject), &subject, None, None, &payload);
+        assert!(crossed.unwrap_err().contains("cannot reach"));
+        let local = model.received(near, &sid, Some(&subject), &subject, None, None, &payload);
+        assert_eq!(local, Ok(Some(msg)));
+        model
+            .check_converged()
+            .expect("the far subscriber is owed nothing");
     }
 
     #[test]

@@ -107,11 +107,6 @@ impl Pipe {
         self.in_transit = 0;
         self.recv.clear();
     }
-
-    /// Nothing in transit and nothing unread.
-    pub fn is_drained(&self) -> bool {
-        self.segments.iter().all(|(_, s)| s.is_none()) && self.recv.is_empty()
-    }
 }
 
 #[cfg(test)]

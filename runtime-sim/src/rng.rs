@@ -11,16 +11,34 @@ use rand_chacha::ChaCha8Rng;
 pub(crate) mod stream {
     /// The swarm draw: which faults are on and at what rates.
     pub(crate) const PLAN: u64 = 1;
-    /// The server machine's own seed.
+    /// A node's server machine seed: node `n` draws from `node(SERVER, n)`.
     pub(crate) const SERVER: u64 = 2;
     /// The fault injector's choices (which connection to reset, stall, ...).
     pub(crate) const FAULTS: u64 = 3;
-    /// The wall clock's drift and jumps.
+    /// A node's wall-clock jumps: node `n` draws from `node(WALL_CLOCK, n)`.
     pub(crate) const WALL_CLOCK: u64 = 4;
+    /// Per-node streams are `NODE_STRIDE` apart, so node 0 keeps the numbers
+    /// a one-node world always used (its draws, and so its traces, do not
+    /// change when nodes are added after it).
+    const NODE_STRIDE: u64 = 1 << 8;
+    /// Nodes a world may have before per-node streams would reach `CLIENT_BASE`.
+    pub(crate) const NODES_MAX: u32 = 1 << 10;
     /// Client `i` draws from `CLIENT_BASE + i`.
     pub(crate) const CLIENT_BASE: u64 = 1 << 20;
     /// Connection `c` draws its network behavior from `CONN_BASE + c`.
     pub(crate) const CONN_BASE: u64 = 1 << 40;
+
+    /// Node `node`'s stream of kind `base` (`SERVER` or `WALL_CLOCK`).
+    pub(crate) fn node(base: u64, node: u32) -> u64 {
+        assert!(
+            base == SERVER || base == WALL_CLOCK,
+            "{base} is no per-node stream"
+        );
+        assert!(node < NODES_MAX, "node {node} past NODES_MAX");
+        let stream = base + u64::from(node) * NODE_STRIDE;
+        assert!(stream < CLIENT_BASE);
+        stream
+    }
 }
 
 /// A deterministic random stream.
@@ -80,5 +98,20 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(7, 2).next_u64());
         assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(8, 1).next_u64());
+    }
+
+    #[test]
+    fn node_zero_keeps_the_one_node_streams_and_nodes_never_share() {
+        assert_eq!(stream::node(stream::SERVER, 0), stream::SERVER);
+        assert_eq!(stream::node(stream::WALL_CLOCK, 0), stream::WALL_CLOCK);
+        let mut seen = std::collections::BTreeSet::new();
+        for node in [0, 1, 2, stream::NODES_MAX - 1] {
+            for base in [stream::SERVER, stream::WALL_CLOCK] {
+                let number = stream::node(base, node);
+                assert!(seen.insert(number), "stream {number} shared");
+                assert!(number != stream::PLAN && number != stream::FAULTS);
+                assert!(number < stream::CLIENT_BASE);
+            }
+        }
     }
 }

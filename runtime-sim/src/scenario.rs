@@ -22,6 +22,9 @@ pub struct Scenario {
     pub heal_s: f64,
     #[serde(default)]
     pub server: ServerSpec,
+    /// How many servers, and where clients connect; absent: one server.
+    #[serde(default)]
+    pub topology: TopologySpec,
     pub clients: Vec<ClientSpec>,
     #[serde(default)]
     pub faults: FaultSpec,
@@ -56,6 +59,40 @@ impl Default for ServerSpec {
         }
     }
 }
+
+/// The servers of a run (each its own `Server` machine, all with the
+/// `server` limits) and how clients are spread over them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopologySpec {
+    /// Number of servers (nodes), at least 1.
+    pub servers: u32,
+    /// Where a client without an explicit `server` connects.
+    pub placement: Placement,
+}
+
+impl Default for TopologySpec {
+    fn default() -> Self {
+        TopologySpec {
+            servers: 1,
+            placement: Placement::RoundRobin,
+        }
+    }
+}
+
+/// Where the clients of a spec connect when it names no `server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Client `i` of a spec (counting from 0) connects to server
+    /// `i % servers`, so every spec is spread over all servers.
+    RoundRobin,
+    /// Every client connects to server 0 unless its spec names one.
+    First,
+}
+
+/// Most servers a scenario may ask for (a bound, not a design limit).
+pub const SERVERS_MAX: u32 = 64;
 
 /// What a client does once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -116,6 +153,10 @@ pub struct ClientSpec {
     /// The user these clients log in as (a scenario with `security`).
     #[serde(default)]
     pub user: Option<String>,
+    /// The server (0-based) all these clients connect to; absent: the
+    /// topology's placement decides.
+    #[serde(default)]
+    pub server: Option<u32>,
 }
 
 fn one() -> usize {
@@ -196,7 +237,18 @@ impl Scenario {
         if let Some(security) = &self.security {
             security.validate()?;
         }
+        let servers = self.topology.servers;
+        if servers == 0 || servers > SERVERS_MAX {
+            return Err(format!(
+                "topology.servers must be 1 to {SERVERS_MAX}, not {servers}"
+            ));
+        }
         for spec in &self.clients {
+            if let Some(server) = spec.server.filter(|s| *s >= servers) {
+                return Err(format!(
+                    "a client names server {server}, but there are {servers} (counted from 0)"
+                ));
+            }
             match (&self.security, &spec.user) {
                 (Some(security), Some(user)) if security.identity(user).is_none() => {
                     return Err(format!("unknown user {user}"));
@@ -219,5 +271,67 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// The server client `index_in_spec` of `spec` connects to.
+    pub fn server_of(&self, spec: &ClientSpec, index_in_spec: usize) -> u32 {
+        let server = match (spec.server, self.topology.placement) {
+            (Some(server), _) => server,
+            (None, Placement::RoundRobin) => {
+                (index_in_spec as u64 % u64::from(self.topology.servers)) as u32
+            }
+            (None, Placement::First) => 0,
+        };
+        assert!(server < self.topology.servers);
+        server
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(topology: &str, clients: &str) -> Result<Scenario, String> {
+        Scenario::from_json(&format!(
+            r#"{{"name": "t", "duration_s": 1, {topology} "clients": [{clients}]}}"#
+        ))
+    }
+
+    #[test]
+    fn one_server_unless_the_topology_says_otherwise() {
+        let one = scenario(
+            "",
+            r#"{"role": "publisher", "subjects": ["a"], "count": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(one.topology.servers, 1);
+        assert!((0..3).all(|i| one.server_of(&one.clients[0], i) == 0));
+    }
+
+    #[test]
+    fn round_robin_spreads_each_spec_and_explicit_servers_win() {
+        let two = scenario(
+            r#""topology": {"servers": 2},"#,
+            r#"{"role": "publisher", "subjects": ["a"], "count": 3},
+               {"role": "subscriber", "subjects": ["a"], "count": 2, "server": 1}"#,
+        )
+        .unwrap();
+        let placed: Vec<u32> = (0..3).map(|i| two.server_of(&two.clients[0], i)).collect();
+        assert_eq!(placed, [0, 1, 0]);
+        assert_eq!(two.server_of(&two.clients[1], 0), 1);
+        assert_eq!(two.server_of(&two.clients[1], 1), 1);
+        let first = scenario(
+            r#""topology": {"servers": 2, "placement": "first"},"#,
+            r#"{"role": "publisher", "subjects": ["a"], "count": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(first.server_of(&first.clients[0], 1), 0);
+    }
+
+    #[test]
+    fn bad_topologies_are_refused() {
+        assert!(scenario(r#""topology": {"servers": 0},"#, "").is_err());
+        let beyond = r#"{"role": "publisher", "subjects": ["a"], "server": 2}"#;
+        assert!(scenario(r#""topology": {"servers": 2},"#, beyond).is_err());
     }
 }

@@ -1,12 +1,18 @@
 //! The trace: a rolling FNV-1a 64 hash over every event and action, and a
 //! ring of the most recent ones for failure reports.
 //!
+//! Each entry names its node (`None` for the world's own events: fault
+//! ticks, the heal, the end, a failure), and the node feeds the hash too, so
+//! two runs that did the same things on different nodes differ.
+//!
 //! FNV-1a is fixed (no per-process key), so the same run gives the same hash
 //! in every process on every machine.
 
 use std::collections::VecDeque;
 
 use rnats_core::time::Instant;
+
+use crate::node::NodeId;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -51,6 +57,7 @@ impl Fnv64 {
 #[derive(Debug, Clone, Copy)]
 pub struct TraceEntry {
     pub time: Instant,
+    pub node: Option<NodeId>,
     pub what: &'static str,
     pub conn: u64,
     pub value: u64,
@@ -61,21 +68,29 @@ pub struct TraceEntry {
 pub struct Trace {
     hash: Fnv64,
     recent: VecDeque<TraceEntry>,
-    pub entries: u64,
 }
 
 impl Trace {
-    pub fn record(&mut self, time: Instant, what: &'static str, conn: u64, value: u64) {
+    pub fn record(
+        &mut self,
+        time: Instant,
+        node: Option<NodeId>,
+        what: &'static str,
+        conn: u64,
+        value: u64,
+    ) {
         self.hash.write_u64(time.as_nanos());
+        self.hash
+            .write_u64(node.map_or(u64::MAX, |node| u64::from(node.0)));
         self.hash.write(what.as_bytes());
         self.hash.write_u64(conn);
         self.hash.write_u64(value);
-        self.entries += 1;
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
         self.recent.push_back(TraceEntry {
             time,
+            node,
             what,
             conn,
             value,
@@ -96,8 +111,9 @@ impl Trace {
         self.recent
             .iter()
             .map(|e| {
+                let node = e.node.map_or(String::from("--"), |node| node.to_string());
                 format!(
-                    "{:>14.6}s  {:<22} conn={:<5} {}",
+                    "{:>14.6}s  {node:<3} {:<22} conn={:<5} {}",
                     e.time.as_nanos() as f64 / 1e9,
                     e.what,
                     e.conn,

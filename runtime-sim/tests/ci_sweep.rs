@@ -56,6 +56,11 @@ fn ci_malformed() {
     sweep_clean("malformed");
 }
 
+#[test]
+fn ci_two_nodes() {
+    sweep_clean("two-nodes");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

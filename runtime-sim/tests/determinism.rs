@@ -22,6 +22,22 @@ fn a_seed_replays_bit_for_bit_even_after_other_runs() {
 }
 
 #[test]
+fn a_two_node_seed_replays_bit_for_bit() {
+    let two = scenario("two-nodes");
+    let first = run_seed(&two, 3, None);
+    let _other = run_seed(&scenario("pubsub-faults"), 3, None);
+    let again = run_seed(&two, 3, None);
+    assert!(first.failure.is_none(), "{}", common::describe(&first));
+    assert_eq!(first.servers, 2);
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.published, again.published);
+    assert_eq!(first.delivered, again.delivered);
+    assert_eq!(first.faults, again.faults);
+    assert_ne!(first.trace_hash, run_seed(&two, 4, None).trace_hash);
+}
+
+#[test]
 fn a_run_does_real_work() {
     let outcome = run_seed(&scenario("pubsub-faults"), 5, None);
     assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));

@@ -62,6 +62,14 @@ fn hpub_skipping_publish_permissions_is_caught() {
 }
 
 #[test]
+fn defects_are_caught_in_a_two_node_world() {
+    // Each node is its own server machine with the defect; the node-aware
+    // model still tells a lost or doubled message from one that stayed home.
+    caught("drop-split-frame", "two-nodes");
+    caught("queue-double-delivery", "two-nodes");
+}
+
+#[test]
 fn defects_are_caught_by_other_scenarios_too() {
     // The same bug shows in a scenario not written for it.
     let found = sweep(

@@ -108,6 +108,7 @@ fn print_summary(outcome: &Outcome, real: std::time::Duration) {
     let virtual_s = outcome.virtual_time.as_nanos() as f64 / 1e9;
     println!("scenario          {}", outcome.scenario);
     println!("seed              {}", outcome.seed);
+    println!("servers           {}", outcome.servers);
     println!("virtual time      {virtual_s:.3}s");
     println!("events            {}", outcome.events);
     let faults: Vec<String> = outcome

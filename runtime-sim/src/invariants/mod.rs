@@ -1,0 +1,44 @@
+//! The invariants, one file each (openraft's turmoil style), checked in two
+//! phases:
+//!
+//! Safety, after every step (a violation fails the run at once):
+//! - `close_reasons`: the server closes a healthy client only as it asked
+//!   (a graceful close), never as a slow consumer or stale connection unless
+//!   it stopped reading, vanished or sat behind a stall, and never otherwise
+//!   unless it sent a malformed frame;
+//! - `memory_bounds`: every open connection's pending output stays within
+//!   `max_pending` plus one frame's slack, and after `handle_read` the read
+//!   buffer holds at most one partial frame;
+//! - delivery (the oracle, `crate::model`): subjects, replies, headers and
+//!   payloads as published; no duplicate; per-publisher order; nothing a
+//!   subscriber was owed skipped; queue groups at most once; `+OK` and `-ERR`
+//!   exactly as owed;
+//! - the server's output always parses (`crate::wire`), it never panics, and
+//!   the virtual clock never goes back (`crate::world`).
+//!
+//! Liveness, at the end, after the heal phase:
+//! - `progress`: every healthy client's bytes written up to the mark (two
+//!   seconds before the end) were processed, and every client that sent a
+//!   malformed frame was closed;
+//! - convergence (the oracle, `Model::check_converged`): every owed message,
+//!   queue-group delivery, reply, `+OK` and `-ERR` arrived.
+//!
+//! Each check reads the world and returns the failure text; the world
+//! records it (and the trace marks it).
+
+pub(crate) mod close_reasons;
+pub(crate) mod memory_bounds;
+pub(crate) mod progress;
+
+use crate::world::World;
+
+/// After every step that did not already fail. Returns how many facts it checked.
+pub(crate) fn check_safety(world: &World) -> Result<u64, String> {
+    memory_bounds::check_pending(world)
+}
+
+/// At the end: the world's own progress first, then the oracle's convergence.
+pub(crate) fn check_liveness(world: &mut World) -> Result<(), String> {
+    progress::check(world)?;
+    world.model.check_converged()
+}

@@ -1,0 +1,358 @@
+//! A node: one `Server` machine and its runtime half, the part runtime-tokio
+//! plays in production: the connections it accepted (read buffers, writes
+//! the pipe has not taken yet), its one timer, and its wall clock.
+//!
+//! The world calls into a node only through the handlers below, one event
+//! at a time; after each `Server::handle_*` every action the server queued is
+//! carried out at once (`drain_actions`), so nothing is left pending between
+//! steps.
+//!
+//! Invariants:
+//! - a node's connections are only its own: a `Conn` lives in exactly one
+//!   node's table and that node's server is the only one told about it;
+//! - a closed connection (`server_closed`) is never handed to the server again;
+//! - `timer_at` is the earliest `ServerTimer` event queued for this node, if
+//!   it is still ahead; a later deadline never replaces an earlier one;
+//! - monotonic time comes from the world's clock only; the wall clock is
+//!   monotonic time plus `wall_offset`, which only the fault injector moves.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rnats_core::runtime::{Action, CloseReason, ConnId};
+use rnats_core::server::{Server, ServerConfig};
+use rnats_core::time::{Instant, WallTime};
+
+use crate::conn::{Conn, Dir};
+use crate::invariants;
+use crate::rng::{stream, Rng};
+use crate::world::{Event, World, SECOND};
+
+/// Largest single read, like the tokio runner's read chunk.
+pub(crate) const READ_MAX: usize = 64 * 1024;
+
+/// A node's number in its world: 0, 1, ... in scenario order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// One server machine and its runtime half.
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) server: Server,
+    /// Wall clock = monotonic + offset; jumps do not touch monotonic time.
+    pub(crate) wall_offset: i64,
+    /// This node's wall-clock jumps.
+    pub(crate) wall_rng: Rng,
+    /// The earliest `ServerTimer` queued for this node, if any.
+    pub(crate) timer_at: Option<Instant>,
+    /// The connections clients opened to this node, by world-unique id.
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+}
+
+impl Node {
+    /// Node `id` of the run seeded with `run_seed`: its server machine and
+    /// its wall clock each draw from their own stream, so nodes never share
+    /// randomness and node 0 draws exactly what a one-node world drew.
+    pub(crate) fn new(id: NodeId, config: ServerConfig, run_seed: u64) -> Node {
+        let server_seed = Rng::stream(run_seed, stream::node(stream::SERVER, id.0)).next_u64();
+        let mut node = Node {
+            id,
+            server: Server::new(config, server_seed),
+            wall_offset: 0,
+            wall_rng: Rng::stream(run_seed, stream::node(stream::WALL_CLOCK, id.0)),
+            timer_at: None,
+            conns: BTreeMap::new(),
+        };
+        let wall = node.wall_time(Instant::ZERO);
+        node.server.set_wall_clock(Instant::ZERO, wall);
+        node
+    }
+
+    pub(crate) fn wall_time(&self, now: Instant) -> WallTime {
+        const EPOCH_2025: u64 = 1_735_689_600 * SECOND;
+        WallTime((EPOCH_2025 + now.as_nanos()).saturating_add_signed(self.wall_offset))
+    }
+}
+
+impl World {
+    pub(crate) fn server_timer(&mut self, node: NodeId) {
+        let now = self.now;
+        let target = &mut self.nodes[node.index()];
+        if target.timer_at.is_some_and(|at| at <= now) {
+            target.timer_at = None;
+        }
+        if target.server.poll_timeout().is_some_and(|t| t <= now) {
+            target.server.handle_timeout(now);
+            self.drain_actions(node);
+        }
+        self.arm_server_timer(node);
+    }
+
+    fn arm_server_timer(&mut self, node: NodeId) {
+        let target = &mut self.nodes[node.index()];
+        if let Some(deadline) = target.server.poll_timeout() {
+            if target.timer_at.is_none_or(|at| deadline < at) {
+                target.timer_at = Some(deadline);
+                self.schedule(deadline, Event::ServerTimer { node });
+            }
+        }
+    }
+
+    pub(crate) fn accept(&mut self, node: NodeId, id: ConnId) {
+        let now = self.now;
+        let target = &mut self.nodes[node.index()];
+        let Some(conn) = target.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.client_gone && conn.up.dead {
+            return;
+        }
+        conn.accepted = true;
+        let peer = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(
+                10,
+                0,
+                (conn.client >> 8) as u8,
+                conn.client as u8,
+            )),
+            40000 + (id.0 % 20000) as u16,
+        );
+        let unread = !conn.up.recv.is_empty() || conn.up.eof;
+        let client = conn.client;
+        target.server.handle_accept(now, id, peer);
+        if self.scenario.security.as_ref().is_some_and(|s| s.tls_map) {
+            // The simulated handshake: the certificate names its user.
+            let spec = &self.scenario.clients[self.clients[client].spec];
+            if let Some(user) = &spec.user {
+                let name = crate::security::certificate_name(user);
+                target.server.set_peer_certificate_names(id, vec![name]);
+            }
+        }
+        self.drain_actions(node);
+        if unread {
+            self.schedule_server_read(node, id);
+        }
+        self.pump_client(node, id);
+    }
+
+    /// Carry out every action the node's server queued.
+    pub(crate) fn drain_actions(&mut self, node: NodeId) {
+        while let Some(action) = self.nodes[node.index()].server.poll_action() {
+            match action {
+                Action::Transmit(id) => {
+                    self.trace.record(self.now, Some(node), "transmit", id.0, 0);
+                    let target = &mut self.nodes[node.index()];
+                    if let Some(batch) = target.server.take_outbound(id) {
+                        if let Some(conn) = target.conns.get_mut(&id) {
+                            for slice in batch.slices() {
+                                conn.server_out.extend_from_slice(slice);
+                            }
+                        }
+                        target.server.recycle_outbound(batch);
+                        self.pump_server(node, id);
+                    }
+                }
+                Action::Close { conn, reason } => {
+                    let reason_code = reason as u64;
+                    let now = self.now;
+                    self.trace
+                        .record(now, Some(node), "close", conn.0, reason_code);
+                    self.server_close(node, conn, reason);
+                }
+            }
+        }
+        self.arm_server_timer(node);
+    }
+
+    /// The server closes `id`: its last bytes (unless the reason skips the
+    /// flush) and then the FIN go down; nothing more comes up.
+    fn server_close(&mut self, node: NodeId, id: ConnId, reason: CloseReason) {
+        *self.closes.entry(reason.as_str()).or_default() += 1;
+        self.model.stats.checks += 1;
+        if let Err(error) = invariants::close_reasons::check(self, node, id, reason) {
+            self.fail(error);
+        }
+        let now = self.now;
+        let target = &mut self.nodes[node.index()];
+        if target.conns.get(&id).is_some_and(|c| c.server_closed) {
+            // The runtime already reported this connection gone
+            // (`handle_closed`); the server's Close only names the reason it
+            // records. Like runtime-tokio, which has dropped the socket by
+            // then, there is nothing left to flush or to report back.
+            return;
+        }
+        let flush = if reason.skips_flush() {
+            None
+        } else {
+            target.server.take_outbound(id)
+        };
+        if let Some(conn) = target.conns.get_mut(&id) {
+            if let Some(batch) = &flush {
+                for slice in batch.slices() {
+                    conn.server_out.extend_from_slice(slice);
+                }
+            }
+            if reason.skips_flush() {
+                conn.server_out.clear();
+            }
+            // The kernel takes the last bytes whatever the window; then the FIN.
+            let out = conn.server_out.split().freeze();
+            if !out.is_empty() && !conn.down.dead {
+                self.trace.record_bytes(&out);
+                let arrival = now + Duration::from_nanos(self.active_plan.latency(&mut conn.rng));
+                let at = conn.down.push(arrival, Some(out));
+                conn.arrivals.push((at, Dir::Down));
+            }
+            conn.server_closed = true;
+            conn.up.kill();
+            conn.send_fin(&self.active_plan, Dir::Down, now);
+        }
+        if let Some(batch) = flush {
+            target.server.recycle_outbound(batch);
+        }
+        self.schedule_arrivals(node, id);
+        self.nodes[node.index()].server.handle_closed(self.now, id);
+        self.model.server_closed(id);
+    }
+
+    /// The server learns the peer is gone (EOF after a graceful close, or a reset).
+    pub(crate) fn server_sees_close(&mut self, node: NodeId, id: ConnId) {
+        let target = &mut self.nodes[node.index()];
+        let Some(conn) = target.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.server_closed || !conn.accepted {
+            return;
+        }
+        conn.server_closed = true;
+        conn.down.kill();
+        target.server.handle_closed(self.now, id);
+        self.model.server_closed(id);
+        self.drain_actions(node);
+    }
+
+    /// One read: a random prefix of what arrived (or all of it, up to
+    /// `READ_MAX`) goes to `handle_read`; the frames it completed go to the model.
+    pub(crate) fn server_read(&mut self, node: NodeId, id: ConnId) {
+        let now = self.now;
+        let target = &mut self.nodes[node.index()];
+        let Some(conn) = target.conns.get_mut(&id) else {
+            return;
+        };
+        conn.server_read_pending = false;
+        if conn.server_closed {
+            return;
+        }
+        if conn.up.recv.is_empty() {
+            if conn.up.eof {
+                self.server_sees_close(node, id);
+            }
+            return;
+        }
+        let available = conn.up.recv.len();
+        let take = if conn.rng.chance(self.active_plan.split) {
+            conn.rng.range(1, available as u64) as usize
+        } else {
+            available.min(READ_MAX)
+        };
+        let chunk = conn.up.recv.split_to(take);
+        conn.server_buf.extend_from_slice(&chunk);
+        conn.handed += take as u64;
+        assert!(
+            conn.handed <= conn.written,
+            "{id}: handed bytes never written"
+        );
+        let more = !conn.up.recv.is_empty() || conn.up.eof;
+        let mut buf = std::mem::take(&mut conn.server_buf);
+        self.trace
+            .record(now, Some(node), "handle-read", id.0, take as u64);
+        target.server.handle_read(now, id, &mut buf);
+        let closing = target.server.close_reason(id).is_some();
+        let conn = target.conns.get_mut(&id).expect("conn exists");
+        conn.server_buf = buf;
+        let held = conn.server_buf.len();
+        if let Err(error) = invariants::memory_bounds::check_read_buffer(self, id, held) {
+            self.fail(error);
+            return;
+        }
+        self.apply_processed_frames(node, id, !closing);
+        self.drain_actions(node);
+        if more {
+            self.schedule_server_read(node, id);
+        }
+        self.pump_client(node, id);
+    }
+
+    /// Every frame `handle_read` has now consumed entirely goes to the
+    /// model, in order; `certain` is false when the read ended in a close.
+    fn apply_processed_frames(&mut self, node: NodeId, id: ConnId, certain: bool) {
+        let conn = self.nodes[node.index()]
+            .conns
+            .get_mut(&id)
+            .expect("conn exists");
+        let handed = conn.handed;
+        while conn.frames.front().is_some_and(|(end, _)| *end <= handed) {
+            let (_, frame) = conn.frames.pop_front().expect("front exists");
+            self.model.apply(id, &frame, certain);
+        }
+    }
+
+    pub(crate) fn schedule_server_read(&mut self, node: NodeId, id: ConnId) {
+        let conn = self.nodes[node.index()]
+            .conns
+            .get_mut(&id)
+            .expect("conn exists");
+        if !conn.server_read_pending {
+            conn.server_read_pending = true;
+            let delay = conn.rng.below(20_000);
+            self.schedule(
+                self.now + Duration::from_nanos(delay),
+                Event::ServerRead { node, conn: id },
+            );
+        }
+    }
+
+    /// Move the server's pending output into the pipe as far as the window allows.
+    pub(crate) fn pump_server(&mut self, node: NodeId, id: ConnId) {
+        let target = &mut self.nodes[node.index()];
+        let Some(conn) = target.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.server_closed {
+            return;
+        }
+        if conn.down.dead {
+            // Reset: the runtime's write fails; the bytes count as written
+            // until the server hears of the reset.
+            let lost = conn.server_out.len();
+            conn.server_out.clear();
+            if lost > 0 {
+                target.server.handle_written(id, lost);
+            }
+            return;
+        }
+        let room = conn.down.room().min(conn.server_out.len());
+        if room == 0 {
+            return;
+        }
+        let bytes = conn.server_out.split_to(room).freeze();
+        self.trace.record_bytes(&bytes);
+        conn.send(&self.active_plan, Dir::Down, bytes, self.now);
+        self.schedule_arrivals(node, id);
+        self.nodes[node.index()].server.handle_written(id, room);
+    }
+}
