@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use rnats_core::runtime::{Action, CloseReason, ConnId};
+use rnats_core::runtime::{Action, CloseReason, ConnId, ContractCheck};
 use rnats_core::server::{Server, ServerConfig};
 use rnats_core::time::{Instant, WallTime};
 
@@ -61,6 +61,9 @@ pub(crate) struct Node {
     pub(crate) timer_at: Option<Instant>,
     /// The connections clients opened to this node, by world-unique id.
     pub(crate) conns: BTreeMap<ConnId, Conn>,
+    /// Core's runtime contract, held against every action this node's
+    /// server asks for (a broken rule panics with the connection).
+    pub(crate) contract: ContractCheck,
 }
 
 impl Node {
@@ -76,6 +79,7 @@ impl Node {
             wall_rng: Rng::stream(run_seed, stream::node(stream::WALL_CLOCK, id.0)),
             timer_at: None,
             conns: BTreeMap::new(),
+            contract: ContractCheck::default(),
         };
         let wall = node.wall_time(Instant::ZERO);
         node.server.set_wall_clock(Instant::ZERO, wall);
@@ -133,6 +137,7 @@ impl World {
         );
         let unread = !conn.up.recv.is_empty() || conn.up.eof;
         let client = conn.client;
+        target.contract.accepted(id);
         target.server.handle_accept(now, id, peer);
         if self.scenario.security.as_ref().is_some_and(|s| s.tls_map) {
             // The simulated handshake: the certificate names its user.
@@ -152,10 +157,12 @@ impl World {
     /// Carry out every action the node's server queued.
     pub(crate) fn drain_actions(&mut self, node: NodeId) {
         while let Some(action) = self.nodes[node.index()].server.poll_action() {
+            self.nodes[node.index()].contract.action(&action);
             match action {
                 Action::Transmit(id) => {
                     self.trace.record(self.now, Some(node), "transmit", id.0, 0);
                     let target = &mut self.nodes[node.index()];
+                    target.contract.taken(id);
                     if let Some(batch) = target.server.take_outbound(id) {
                         if let Some(conn) = target.conns.get_mut(&id) {
                             for slice in batch.slices() {
@@ -188,16 +195,16 @@ impl World {
         }
         let now = self.now;
         let target = &mut self.nodes[node.index()];
-        if target.conns.get(&id).is_some_and(|c| c.server_closed) {
-            // The runtime already reported this connection gone
-            // (`handle_closed`); the server's Close only names the reason it
-            // records. Like runtime-tokio, which has dropped the socket by
-            // then, there is nothing left to flush or to report back.
-            return;
-        }
+        // Core never asks to close a connection the runtime reported gone
+        // (the contract check above would have failed first).
+        assert!(
+            !target.conns.get(&id).is_some_and(|c| c.server_closed),
+            "{id}: Close after handle_closed"
+        );
         let flush = if reason.skips_flush() {
             None
         } else {
+            target.contract.taken(id);
             target.server.take_outbound(id)
         };
         if let Some(conn) = target.conns.get_mut(&id) {
@@ -225,6 +232,7 @@ impl World {
             target.server.recycle_outbound(batch);
         }
         self.schedule_arrivals(node, id);
+        self.nodes[node.index()].contract.closed(id);
         self.nodes[node.index()].server.handle_closed(self.now, id);
         self.model.server_closed(id);
     }
@@ -240,6 +248,7 @@ impl World {
         }
         conn.server_closed = true;
         conn.down.kill();
+        target.contract.closed(id);
         target.server.handle_closed(self.now, id);
         self.model.server_closed(id);
         self.drain_actions(node);

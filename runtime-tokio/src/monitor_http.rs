@@ -213,7 +213,8 @@ fn build(
         Endpoint::Leafz => pretty(&monitor::leafz(&server.view(), clock)),
         Endpoint::Accountz => {
             let account = query_value(query, "acc");
-            let page = monitor::accountz(&server.view(), &account, clock).map_err(|e| e.to_string())?;
+            let page =
+                monitor::accountz(&server.view(), &account, clock).map_err(|e| e.to_string())?;
             pretty(&page)
         }
         Endpoint::Accstatz => {
