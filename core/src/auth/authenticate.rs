@@ -14,7 +14,9 @@
 //! - Failure never says which part was wrong: the wire error is always
 //!   `Authorization Violation`; [`AuthFailure`] is for the debug log only.
 
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 
 use base64::Engine;
 
@@ -74,6 +76,63 @@ pub struct Authenticator {
     config: AuthConfig,
     users: BTreeMap<String, User>,
     nkeys: BTreeMap<String, NkeyUser>,
+    verified: BcryptCache,
+}
+
+/// Passwords already proven against a bcrypt hash, as (hash, password).
+///
+/// bcrypt costs tens of milliseconds by design, and the server runs under
+/// one lock: a reload authenticates every client again, which without this
+/// would cost each bcrypt user that much again. A hit needs the same hash
+/// and the same password, so a changed hash in the configuration is checked
+/// afresh. Bounded at [`BcryptCache::CAPACITY`]; the oldest entries go first.
+/// The passwords are the ones clients sent in CONNECT (which the server
+/// keeps anyway for reloads); `Debug` never shows them.
+#[derive(Clone, Default)]
+pub struct BcryptCache {
+    entries: RefCell<VecDeque<(String, String)>>,
+    /// bcrypt verifications actually run (not answered from the cache).
+    verifications: Cell<u64>,
+}
+
+impl BcryptCache {
+    pub const CAPACITY: usize = 1024;
+
+    fn matches(&self, hash: &str, given: &str) -> bool {
+        let known = self
+            .entries
+            .borrow()
+            .iter()
+            .any(|(h, p)| h == hash && constant_time_eq(p.as_bytes(), given.as_bytes()));
+        if known {
+            return true;
+        }
+        self.verifications.set(self.verifications.get() + 1);
+        let ok = bcrypt::verify(given, hash).unwrap_or(false);
+        if ok {
+            let mut entries = self.entries.borrow_mut();
+            if entries.len() == Self::CAPACITY {
+                entries.pop_front();
+            }
+            entries.push_back((hash.to_owned(), given.to_owned()));
+            assert!(entries.len() <= Self::CAPACITY);
+        }
+        ok
+    }
+
+    /// bcrypt verifications run so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.get()
+    }
+}
+
+impl fmt::Debug for BcryptCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BcryptCache")
+            .field("entries", &self.entries.borrow().len())
+            .field("verifications", &self.verifications.get())
+            .finish()
+    }
 }
 
 impl Authenticator {
@@ -119,7 +178,22 @@ impl Authenticator {
             config: config.clone(),
             users,
             nkeys,
+            verified: BcryptCache::default(),
         }
+    }
+
+    /// The authenticator of a reloaded `config`, keeping what this one
+    /// already verified (see [`BcryptCache`]).
+    pub fn renewed(&self, config: &AuthConfig) -> Self {
+        Authenticator {
+            verified: self.verified.clone(),
+            ..Authenticator::new(config)
+        }
+    }
+
+    /// bcrypt verifications run so far (cache hits are not counted).
+    pub fn bcrypt_verifications(&self) -> u64 {
+        self.verified.verifications()
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -200,7 +274,7 @@ impl Authenticator {
                 let user = self.users.get(name).ok_or(AuthFailure::UnknownUser)?;
                 if !is_no_auth_user {
                     let given = connect.pass.as_deref().unwrap_or("");
-                    if !password_matches(&user.password, given) {
+                    if !self.password_matches(&user.password, given) {
                         return Err(AuthFailure::BadPassword);
                     }
                 }
@@ -210,7 +284,7 @@ impl Authenticator {
 
         if let Some(token) = &self.config.token {
             let given = connect.auth_token.as_deref().unwrap_or("");
-            return if password_matches(token, given) {
+            return if self.password_matches(token, given) {
                 Ok(self.single_identity(None))
             } else {
                 Err(AuthFailure::BadToken)
@@ -222,7 +296,7 @@ impl Authenticator {
             let password = self.config.password.as_deref().unwrap_or("");
             // Evaluate both so timing does not reveal which one was wrong.
             let user_ok = constant_time_eq(given_user.as_bytes(), user.as_bytes());
-            let pass_ok = password_matches(password, given_pass);
+            let pass_ok = self.password_matches(password, given_pass);
             return if user_ok & pass_ok {
                 Ok(self.single_identity(Some(user.clone())))
             } else {
@@ -230,6 +304,17 @@ impl Authenticator {
             };
         }
         Err(AuthFailure::NoCredentials)
+    }
+
+    /// bcrypt hashes (`$2a$`, `$2b$`, `$2x$`, `$2y$`) are verified with
+    /// bcrypt (or the cache of earlier verifications); anything else is a
+    /// plain-text secret.
+    fn password_matches(&self, configured: &str, given: &str) -> bool {
+        if is_bcrypt(configured) {
+            self.verified.matches(configured, given)
+        } else {
+            constant_time_eq(given.as_bytes(), configured.as_bytes())
+        }
     }
 
     fn identity_of(&self, user: &User) -> Identity {
@@ -274,16 +359,6 @@ fn verify_nonce_signature(nkey: &str, sig: Option<&str>, nonce: &[u8]) -> Result
         .map_err(|_| AuthFailure::SignatureNotVerified)
 }
 
-/// bcrypt hashes (`$2a$`, `$2b$`, `$2x$`, `$2y$`) are verified with bcrypt;
-/// anything else is a plain-text secret.
-fn password_matches(configured: &str, given: &str) -> bool {
-    if is_bcrypt(configured) {
-        bcrypt::verify(given, configured).unwrap_or(false)
-    } else {
-        constant_time_eq(given.as_bytes(), configured.as_bytes())
-    }
-}
-
 fn is_bcrypt(secret: &str) -> bool {
     secret.starts_with("$2a$")
         || secret.starts_with("$2b$")
@@ -322,6 +397,48 @@ mod tests {
             permissions: None,
             account: account.into(),
         }
+    }
+
+    #[test]
+    fn a_bcrypt_password_is_verified_once_and_a_reload_keeps_that() {
+        let hash = bcrypt::hash_with_salt("s3cret", 4, [7u8; 16])
+            .expect("bcrypt")
+            .to_string();
+        let config = AuthConfig {
+            users: vec![user("bob", &hash, "$G")],
+            ..AuthConfig::default()
+        };
+        let auth = Authenticator::new(&config);
+        let good = connect(r#"{"user":"bob","pass":"s3cret"}"#);
+        let bad = connect(r#"{"user":"bob","pass":"nope"}"#);
+        assert!(auth.authenticate(&good, b"", None).is_ok());
+        assert!(auth.authenticate(&good, b"", None).is_ok());
+        assert_eq!(auth.bcrypt_verifications(), 1);
+        // A wrong password is never remembered: each try costs a bcrypt.
+        assert!(auth.authenticate(&bad, b"", None).is_err());
+        assert!(auth.authenticate(&bad, b"", None).is_err());
+        assert_eq!(auth.bcrypt_verifications(), 3);
+        let reloaded = auth.renewed(&config);
+        assert!(reloaded.authenticate(&good, b"", None).is_ok());
+        assert_eq!(
+            reloaded.bcrypt_verifications(),
+            3,
+            "answered from the cache"
+        );
+        // A new hash for the same password is checked afresh.
+        let rehashed = bcrypt::hash_with_salt("s3cret", 4, [9u8; 16])
+            .expect("bcrypt")
+            .to_string();
+        let changed = auth.renewed(&AuthConfig {
+            users: vec![user("bob", &rehashed, "$G")],
+            ..AuthConfig::default()
+        });
+        assert!(changed.authenticate(&good, b"", None).is_ok());
+        assert_eq!(changed.bcrypt_verifications(), 4);
+        assert!(
+            !format!("{auth:?}").contains("s3cret"),
+            "Debug shows no password"
+        );
     }
 
     #[test]

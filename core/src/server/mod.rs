@@ -517,7 +517,7 @@ impl Server {
         }
         self.router.replace_accounts(accounts);
         self.monitor.config_loaded = self.monitor.wall.wall_now;
-        self.authenticator = Authenticator::new(&self.config.auth);
+        self.authenticator = self.authenticator.renewed(&self.config.auth);
         for conn in conns {
             self.reauthenticate(conn);
         }
