@@ -360,6 +360,13 @@ impl Harness {
                         self.server.recycle_outbound(batch);
                     }
                 }
+                Action::CheckPassword(conn) => {
+                    // A runtime runs bcrypt off the lock; here at once.
+                    if let Some(check) = self.server.take_password_check(conn) {
+                        let passed = check.run();
+                        self.server.handle_password_checked(self.now, conn, passed);
+                    }
+                }
                 Action::Close { conn, .. } => {
                     let Some(slot) = self.slot_of(conn) else {
                         // handle_closed already forgot it (a peer close of an open connection).

@@ -30,6 +30,9 @@ use crate::invariants;
 use crate::rng::{stream, Rng};
 use crate::world::{Event, World, SECOND};
 
+/// How long a bcrypt password check takes off the server's lock.
+const PASSWORD_CHECK_TIME: Duration = Duration::from_millis(20);
+
 /// Largest single read, like the tokio runner's read chunk.
 pub(crate) const READ_MAX: usize = 64 * 1024;
 
@@ -173,6 +176,13 @@ impl World {
                         self.pump_server(node, id);
                     }
                 }
+                Action::CheckPassword(id) => {
+                    // bcrypt takes its time on a pool; the node goes on meanwhile.
+                    self.trace
+                        .record(self.now, Some(node), "check-password", id.0, 0);
+                    let at = self.now + PASSWORD_CHECK_TIME;
+                    self.schedule(at, Event::PasswordChecked { node, conn: id });
+                }
                 Action::Close { conn, reason } => {
                     let reason_code = reason as u64;
                     let now = self.now;
@@ -183,6 +193,18 @@ impl World {
             }
         }
         self.arm_server_timer(node);
+    }
+
+    /// The server's password check ran: report it, then carry out what follows.
+    pub(crate) fn password_checked(&mut self, node: NodeId, id: ConnId) {
+        let now = self.now;
+        let target = &mut self.nodes[node.index()];
+        let Some(check) = target.server.take_password_check(id) else {
+            return;
+        };
+        let passed = check.run();
+        target.server.handle_password_checked(now, id, passed);
+        self.drain_actions(node);
     }
 
     /// The server closes `id`: its last bytes (unless the reason skips the

@@ -123,6 +123,12 @@ pub(crate) enum Event {
         node: NodeId,
         conn: ConnId,
     },
+    /// A password check the node's server asked for has run (off the
+    /// server's lock, as runtime-tokio runs it on a blocking pool).
+    PasswordChecked {
+        node: NodeId,
+        conn: ConnId,
+    },
 }
 
 impl Event {
@@ -141,6 +147,7 @@ impl Event {
             Event::ServerRead { .. } => "server-read",
             Event::ClientRead { .. } => "client-read",
             Event::ServerSeesReset { .. } => "server-sees-reset",
+            Event::PasswordChecked { .. } => "password-checked",
         }
     }
 
@@ -154,7 +161,8 @@ impl Event {
             | Event::Arrive { node, .. }
             | Event::ServerRead { node, .. }
             | Event::ClientRead { node, .. }
-            | Event::ServerSeesReset { node, .. } => Some(*node),
+            | Event::ServerSeesReset { node, .. }
+            | Event::PasswordChecked { node, .. } => Some(*node),
             Event::FaultTick | Event::Heal | Event::Mark | Event::End => None,
         }
     }
@@ -167,7 +175,8 @@ impl Event {
             | Event::Arrive { conn, .. }
             | Event::ServerRead { conn, .. }
             | Event::ClientRead { conn, .. }
-            | Event::ServerSeesReset { conn, .. } => conn.0,
+            | Event::ServerSeesReset { conn, .. }
+            | Event::PasswordChecked { conn, .. } => conn.0,
             Event::ClientConnect { client, .. } => *client as u64,
             Event::ServerTimer { .. }
             | Event::FaultTick
@@ -373,6 +382,7 @@ impl World {
             Event::ServerRead { node, conn } => self.server_read(node, conn),
             Event::ClientRead { node, conn } => self.client_read(node, conn),
             Event::ServerSeesReset { node, conn } => self.server_sees_close(node, conn),
+            Event::PasswordChecked { node, conn } => self.password_checked(node, conn),
         }
     }
 

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rnats_core::auth::PasswordCheck;
 use rnats_core::runtime::{Action, CloseReason, ConnId};
 use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
 use rnats_core::time::{Instant, WallTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::tls::{self, Tls};
 
@@ -103,6 +104,10 @@ pub struct Runner {
     lame_duck: AtomicBool,
     /// Set when clients must speak TLS.
     tls: Option<Arc<Tls>>,
+    /// Password checks the machine asked for (`Action::CheckPassword`),
+    /// run by `password_check_loop` on the blocking pool, never under the lock.
+    password_checks: mpsc::UnboundedSender<(ConnId, PasswordCheck)>,
+    password_check_queue: Mutex<Option<mpsc::UnboundedReceiver<(ConnId, PasswordCheck)>>>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -116,7 +121,10 @@ pub fn wall_now() -> WallTime {
 impl Runner {
     pub fn new(mut server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
         server.set_wall_clock(clock.now(), wall_now());
+        let (password_checks, queue) = mpsc::unbounded_channel();
         Arc::new(Runner {
+            password_checks,
+            password_check_queue: Mutex::new(Some(queue)),
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
@@ -164,6 +172,7 @@ impl Runner {
     /// Serve `listener` until [`Runner::shutdown`] is called.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let timer = tokio::spawn(self.clone().timer_loop());
+        let checks = tokio::spawn(self.clone().password_check_loop());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -183,6 +192,7 @@ impl Runner {
             }
         }
         timer.abort();
+        checks.abort();
         let mut state = self.lock();
         state.server.shutdown();
         self.carry_out_actions(&mut state);
@@ -478,6 +488,12 @@ impl Runner {
                         io.wake.notify_one();
                     }
                 }
+                Action::CheckPassword(conn) => {
+                    if let Some(check) = state.server.take_password_check(conn) {
+                        // Only fails once the loop is gone (shutdown).
+                        let _ = self.password_checks.send((conn, check));
+                    }
+                }
                 Action::Close { conn, reason } => {
                     if let Some(io) = state.conns.get(&conn) {
                         io.closing.store(true, Ordering::Release);
@@ -496,6 +512,39 @@ impl Runner {
                 self.timer_target.store(nanos, Ordering::Release);
                 self.timer_wake.notify_one();
             }
+        }
+    }
+
+    /// Run each password check (bcrypt: tens of milliseconds) on the
+    /// blocking pool, at most one per core at a time, and hand the answer to
+    /// the machine: a login storm costs CPU, never the lock.
+    async fn password_check_loop(self: Arc<Self>) {
+        let Some(mut queue) = self
+            .password_check_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let slots = Arc::new(Semaphore::new(cores));
+        while let Some((conn, check)) = queue.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let runner = self.clone();
+            tokio::spawn(async move {
+                let passed = tokio::task::spawn_blocking(move || check.run())
+                    .await
+                    .unwrap_or(false);
+                drop(slot);
+                let mut state = runner.lock();
+                state
+                    .server
+                    .handle_password_checked(runner.clock.now(), conn, passed);
+                runner.carry_out_actions(&mut state);
+            });
         }
     }
 

@@ -70,6 +70,55 @@ pub enum AuthFailure {
     NoCredentials,
 }
 
+/// What a CONNECT's credentials come to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Login {
+    /// Checked: this is who the client is.
+    Accepted(Identity),
+    /// Everything is checked but a bcrypt password, which costs tens of
+    /// milliseconds: `check` decides, off the server's lock, whether the
+    /// client logs in as `identity`.
+    NeedsPasswordCheck {
+        identity: Identity,
+        check: PasswordCheck,
+    },
+}
+
+/// One bcrypt verification, for the runtime to run where it blocks nothing
+/// (a blocking pool), then hand back to the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordCheck {
+    hash: String,
+    given: String,
+    /// False when something checked alongside the password (a single
+    /// user's name) already failed: the check still runs, so the time taken
+    /// does not tell which part was wrong.
+    rest_ok: bool,
+}
+
+impl PasswordCheck {
+    /// Run bcrypt: whether the password (and the rest) passed.
+    pub fn run(&self) -> bool {
+        bcrypt::verify(&self.given, &self.hash).unwrap_or(false) && self.rest_ok
+    }
+}
+
+impl fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("given", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one password compares.
+enum PasswordOutcome {
+    Matches,
+    Differs,
+    /// A bcrypt hash not in the cache, left to a [`PasswordCheck`].
+    Deferred(PasswordCheck),
+}
+
 /// The users and secrets of one configuration, indexed for lookup.
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
@@ -98,24 +147,30 @@ pub struct BcryptCache {
 impl BcryptCache {
     pub const CAPACITY: usize = 1024;
 
-    fn matches(&self, hash: &str, given: &str) -> bool {
-        let known = self
-            .entries
+    fn knows(&self, hash: &str, given: &str) -> bool {
+        self.entries
             .borrow()
             .iter()
-            .any(|(h, p)| h == hash && constant_time_eq(p.as_bytes(), given.as_bytes()));
-        if known {
+            .any(|(h, p)| h == hash && constant_time_eq(p.as_bytes(), given.as_bytes()))
+    }
+
+    fn remember(&self, hash: &str, given: &str) {
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() == Self::CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back((hash.to_owned(), given.to_owned()));
+        assert!(entries.len() <= Self::CAPACITY);
+    }
+
+    fn matches(&self, hash: &str, given: &str) -> bool {
+        if self.knows(hash, given) {
             return true;
         }
         self.verifications.set(self.verifications.get() + 1);
         let ok = bcrypt::verify(given, hash).unwrap_or(false);
         if ok {
-            let mut entries = self.entries.borrow_mut();
-            if entries.len() == Self::CAPACITY {
-                entries.pop_front();
-            }
-            entries.push_back((hash.to_owned(), given.to_owned()));
-            assert!(entries.len() <= Self::CAPACITY);
+            self.remember(hash, given);
         }
         ok
     }
@@ -224,8 +279,50 @@ impl Authenticator {
         nonce: &[u8],
         cert_names: Option<&[String]>,
     ) -> Result<Identity, AuthFailure> {
+        match self.login(connect, nonce, cert_names, false)? {
+            Login::Accepted(identity) => Ok(identity),
+            Login::NeedsPasswordCheck { .. } => {
+                unreachable!("bcrypt runs inline when not deferred")
+            }
+        }
+    }
+
+    /// As [`Authenticator::authenticate`], but a bcrypt password that is not
+    /// in the cache is left to a [`PasswordCheck`] the caller runs elsewhere
+    /// (and reports with [`Authenticator::password_checked`]).
+    pub fn authenticate_deferred(
+        &self,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        cert_names: Option<&[String]>,
+    ) -> Result<Login, AuthFailure> {
+        self.login(connect, nonce, cert_names, true)
+    }
+
+    /// A deferred check ran elsewhere; a passed one is remembered (see
+    /// [`BcryptCache`]), so logging the client in afterwards costs no bcrypt.
+    pub fn password_checked(&self, check: &PasswordCheck, passed: bool) {
+        self.verified
+            .verifications
+            .set(self.verified.verifications.get() + 1);
+        if passed {
+            assert!(
+                check.rest_ok,
+                "a check whose other parts failed cannot pass"
+            );
+            self.verified.remember(&check.hash, &check.given);
+        }
+    }
+
+    fn login(
+        &self,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        cert_names: Option<&[String]>,
+        defer: bool,
+    ) -> Result<Login, AuthFailure> {
         if !self.is_required() {
-            return Ok(Identity::global());
+            return Ok(Login::Accepted(Identity::global()));
         }
         let no_credentials = is_blank(&connect.user)
             && is_blank(&connect.pass)
@@ -249,11 +346,11 @@ impl Authenticator {
                 if !is_no_auth_user {
                     verify_nonce_signature(nkey, connect.sig.as_deref(), nonce)?;
                 }
-                return Ok(Identity {
+                return Ok(Login::Accepted(Identity {
                     account: user.account.clone(),
                     user: Some(user.nkey.clone()),
                     permissions: user.permissions.clone(),
-                });
+                }));
             }
         }
 
@@ -263,7 +360,7 @@ impl Authenticator {
                     .iter()
                     .find_map(|name| self.users.get(name))
                     .ok_or(AuthFailure::CertificateNotMapped)?;
-                return Ok(self.identity_of(user));
+                return Ok(Login::Accepted(self.identity_of(user)));
             }
             let name = match (connect.user.as_deref(), no_auth_user) {
                 (Some(name), _) if !name.is_empty() => Some((name, false)),
@@ -272,23 +369,20 @@ impl Authenticator {
             };
             if let Some((name, is_no_auth_user)) = name {
                 let user = self.users.get(name).ok_or(AuthFailure::UnknownUser)?;
-                if !is_no_auth_user {
-                    let given = connect.pass.as_deref().unwrap_or("");
-                    if !self.password_matches(&user.password, given) {
-                        return Err(AuthFailure::BadPassword);
-                    }
+                let identity = self.identity_of(user);
+                if is_no_auth_user {
+                    return Ok(Login::Accepted(identity));
                 }
-                return Ok(self.identity_of(user));
+                let given = connect.pass.as_deref().unwrap_or("");
+                let outcome = self.check_password(&user.password, given, true, defer);
+                return decide(outcome, identity, AuthFailure::BadPassword);
             }
         }
 
         if let Some(token) = &self.config.token {
             let given = connect.auth_token.as_deref().unwrap_or("");
-            return if self.password_matches(token, given) {
-                Ok(self.single_identity(None))
-            } else {
-                Err(AuthFailure::BadToken)
-            };
+            let outcome = self.check_password(token, given, true, defer);
+            return decide(outcome, self.single_identity(None), AuthFailure::BadToken);
         }
         if let Some(user) = &self.config.user {
             let given_user = connect.user.as_deref().unwrap_or("");
@@ -296,24 +390,39 @@ impl Authenticator {
             let password = self.config.password.as_deref().unwrap_or("");
             // Evaluate both so timing does not reveal which one was wrong.
             let user_ok = constant_time_eq(given_user.as_bytes(), user.as_bytes());
-            let pass_ok = self.password_matches(password, given_pass);
-            return if user_ok & pass_ok {
-                Ok(self.single_identity(Some(user.clone())))
-            } else {
-                Err(AuthFailure::BadPassword)
-            };
+            let outcome = self.check_password(password, given_pass, user_ok, defer);
+            let identity = self.single_identity(Some(user.clone()));
+            return decide(outcome, identity, AuthFailure::BadPassword);
         }
         Err(AuthFailure::NoCredentials)
     }
 
     /// bcrypt hashes (`$2a$`, `$2b$`, `$2x$`, `$2y$`) are verified with
-    /// bcrypt (or the cache of earlier verifications); anything else is a
-    /// plain-text secret.
-    fn password_matches(&self, configured: &str, given: &str) -> bool {
-        if is_bcrypt(configured) {
-            self.verified.matches(configured, given)
-        } else {
+    /// bcrypt (or the cache of earlier verifications), or deferred to a
+    /// [`PasswordCheck`]; anything else is a plain-text secret. `rest_ok`:
+    /// whether what is checked alongside (a user name) passed.
+    fn check_password(
+        &self,
+        configured: &str,
+        given: &str,
+        rest_ok: bool,
+        defer: bool,
+    ) -> PasswordOutcome {
+        let matches = if !is_bcrypt(configured) {
             constant_time_eq(given.as_bytes(), configured.as_bytes())
+        } else if defer && !self.verified.knows(configured, given) {
+            return PasswordOutcome::Deferred(PasswordCheck {
+                hash: configured.to_owned(),
+                given: given.to_owned(),
+                rest_ok,
+            });
+        } else {
+            self.verified.matches(configured, given)
+        };
+        if matches && rest_ok {
+            PasswordOutcome::Matches
+        } else {
+            PasswordOutcome::Differs
         }
     }
 
@@ -337,6 +446,18 @@ impl Authenticator {
                 .clone()
                 .map(Permissions::normalized),
         }
+    }
+}
+
+fn decide(
+    outcome: PasswordOutcome,
+    identity: Identity,
+    failure: AuthFailure,
+) -> Result<Login, AuthFailure> {
+    match outcome {
+        PasswordOutcome::Matches => Ok(Login::Accepted(identity)),
+        PasswordOutcome::Differs => Err(failure),
+        PasswordOutcome::Deferred(check) => Ok(Login::NeedsPasswordCheck { identity, check }),
     }
 }
 

@@ -22,7 +22,9 @@ pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,
     SubjectMapping, DEFAULT_RESPONSE_THRESHOLD, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT,
 };
-pub use authenticate::{encode_nonce, AuthFailure, Authenticator, Identity};
+pub use authenticate::{
+    encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
+};
 pub use permissions::{PermissionChecker, ResponseTracker};
 
 use std::fmt;

@@ -50,6 +50,10 @@ impl ContractCheck {
                 );
                 state.transmit_outstanding = true;
             }
+            Action::CheckPassword(conn) => {
+                let state = self.known(conn, "CheckPassword");
+                assert!(!state.close_seen, "{conn}: CheckPassword after Close");
+            }
             Action::Close { conn, .. } => {
                 let state = self.known(conn, "Close");
                 assert!(!state.close_seen, "{conn}: closed twice");

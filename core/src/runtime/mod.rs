@@ -100,6 +100,13 @@ pub enum Action {
     /// `conn` has bytes in its outbound buffer: take them with `take_outbound`
     /// and write them. Queued at most once per connection until taken.
     Transmit(ConnId),
+    /// `conn`'s CONNECT needs a bcrypt password check, which costs tens of
+    /// milliseconds: take it with `Server::take_password_check`, run it
+    /// where it blocks nothing else (`PasswordCheck::run` on a blocking
+    /// pool), and report with `Server::handle_password_checked`. Until then
+    /// the server parses nothing more from `conn` (a runtime should stop
+    /// reading it; what arrives meanwhile is kept, up to a bound).
+    CheckPassword(ConnId),
     /// Write whatever is still outbound for `conn`, then close it. No further
     /// input for `conn` will be accepted. For a slow consumer nothing more can
     /// be written: close at once, abandoning any write in progress.
@@ -110,7 +117,9 @@ impl Action {
     /// The connection the action is about.
     pub fn conn(&self) -> ConnId {
         match *self {
-            Action::Transmit(conn) | Action::Close { conn, .. } => conn,
+            Action::Transmit(conn) | Action::CheckPassword(conn) | Action::Close { conn, .. } => {
+                conn
+            }
         }
     }
 }

@@ -271,6 +271,20 @@ pub struct Client {
     /// The server answered a PING after CONNECT: the client is past its
     /// handshake, so an unsolicited PING will not confuse it.
     pub first_pong_sent: bool,
+    /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`).
+    pub pending_login: Option<Box<PendingLogin>>,
+    /// Bytes read while a login was pending, or a partial frame left after
+    /// it was decided; parsed before anything read later.
+    pub parked: bytes::BytesMut,
+}
+
+/// A CONNECT whose credentials wait for a password check.
+#[derive(Debug)]
+pub struct PendingLogin {
+    /// The options it will be logged in with (authenticated again once the
+    /// check passed: a reload in between may have changed the users).
+    pub options: ConnectOptions,
+    pub check: crate::auth::PasswordCheck,
 }
 
 impl Client {
@@ -310,6 +324,8 @@ impl Client {
             rtt: None,
             rtt_start: None,
             first_pong_sent: false,
+            pending_login: None,
+            parked: bytes::BytesMut::new(),
         }
     }
 

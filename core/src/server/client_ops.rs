@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use rand_chacha::rand_core::RngCore;
 
 use super::accounts::{AccountId, GLOBAL};
+use super::client::PendingLogin;
 use super::client::{SubKey, Subscription};
 use super::error::ServerError;
 use super::log::{self, LogLevel};
@@ -27,10 +28,10 @@ use super::trace::{self, MsgTrace, TraceHeaders, TraceMessage};
 #[cfg(feature = "planted-defects")]
 use super::PlantedDefect;
 use super::{protocol_trace, Delivery, Server, FIRST_PING_INTERVAL};
-use crate::auth::{self as auth, PermissionChecker};
+use crate::auth::{self as auth, Login, PermissionChecker};
 use crate::format::go_quote;
 use crate::monitor::events::EventServer;
-use crate::protocol::{self, ClientOp, ParserLimits};
+use crate::protocol::{self, ClientOp, ConnectOptions, ParserLimits};
 use crate::runtime::{CloseReason, ConnId};
 use crate::subject;
 use crate::time::Instant;
@@ -57,6 +58,11 @@ impl Server {
             if client.is_closing() {
                 // Nothing after a fatal error is looked at, as in the reference.
                 buf.clear();
+                break;
+            }
+            if client.pending_login.is_some() {
+                // Nothing is parsed until the login is decided.
+                self.park(conn, buf);
                 break;
             }
             if self.config.auth.is_required()
@@ -98,6 +104,44 @@ impl Server {
                     break;
                 }
             }
+        }
+    }
+
+    /// Keep what `conn` sent while its login is pending. A client that
+    /// sends more than a frame or two before it knows whether it is logged
+    /// in is not waiting for the answer: it is closed, so a parked
+    /// connection holds a bounded amount.
+    fn park(&mut self, conn: ConnId, buf: &mut BytesMut) {
+        let bound = 2 * (self.config.max_control_line + self.config.max_payload);
+        let client = self.conns.client(conn);
+        client.parked.extend_from_slice(buf);
+        buf.clear();
+        if client.parked.len() > bound {
+            client.parked.clear();
+            self.conns.log(
+                &mut self.logs,
+                LogLevel::Error,
+                conn,
+                format!("Client sent over {bound} bytes before its login was decided"),
+            );
+            self.close(conn, CloseReason::ProtocolViolation);
+        }
+    }
+
+    /// Parse what `conn` sent while its login was pending, then `buf`. A
+    /// trailing partial frame is handed back in `buf`.
+    pub(super) fn read_parked(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        let client = self.conns.client(conn);
+        let mut pending = std::mem::take(&mut client.parked);
+        pending.extend_from_slice(buf);
+        buf.clear();
+        self.read_ops(now, conn, &mut pending);
+        match self.conns.get_mut(conn) {
+            // Parked again (a second CONNECT with a new password): keep it there.
+            Some(client) if client.pending_login.is_some() => {
+                client.parked.extend_from_slice(&pending);
+            }
+            _ => buf.extend_from_slice(&pending),
         }
     }
 
@@ -195,30 +239,43 @@ impl Server {
             self.close(conn, CloseReason::ProtocolViolation);
             return;
         }
+        self.log_in(now, conn, options);
+    }
+
+    /// Authenticate a CONNECT's options and, if they pass, bind the client.
+    /// A bcrypt password not checked before is left to the runtime
+    /// (`Action::CheckPassword`); the client waits, parked, until
+    /// [`Server::handle_password_checked`] brings the answer.
+    pub(super) fn log_in(&mut self, now: Instant, conn: ConnId, options: ConnectOptions) {
         if options.account.is_some() || options.new_account {
             self.auth_violation(conn, &options);
             return;
         }
+        let client = self.conns.client(conn);
         let cert_names = self
             .config
             .tls
             .map
             .then(|| client.cert_names.as_deref().unwrap_or(&[]));
-        let identity =
-            match self
-                .authenticator
-                .authenticate(&options, client.nonce.as_bytes(), cert_names)
-            {
-                Ok(identity) => identity,
-                Err(_) => {
-                    // The reference logs no more than `authentication error`.
-                    // Like it, the client keeps what its CONNECT said (events
-                    // and the closed-connection ring name the user it claimed).
-                    self.conns.client(conn).options = options.clone();
-                    self.auth_violation(conn, &options);
-                    return;
-                }
-            };
+        let login =
+            self.authenticator
+                .authenticate_deferred(&options, client.nonce.as_bytes(), cert_names);
+        let identity = match login {
+            Ok(Login::Accepted(identity)) => identity,
+            Ok(Login::NeedsPasswordCheck { check, .. }) => {
+                client.pending_login = Some(Box::new(PendingLogin { options, check }));
+                self.conns.queue_password_check(conn);
+                return;
+            }
+            Err(_) => {
+                // The reference logs no more than `authentication error`.
+                // Like it, the client keeps what its CONNECT said (events
+                // and the closed-connection ring name the user it claimed).
+                self.conns.client(conn).options = options.clone();
+                self.auth_violation(conn, &options);
+                return;
+            }
+        };
         let Some(account) = self.router.accounts.find(&identity.account) else {
             self.auth_violation(conn, &options);
             return;
@@ -671,7 +728,7 @@ impl Server {
         self.logs.push(LogLevel::Info, None, log);
     }
 
-    fn auth_violation(&mut self, conn: ConnId, options: &protocol::ConnectOptions) {
+    pub(super) fn auth_violation(&mut self, conn: ConnId, options: &protocol::ConnectOptions) {
         let who = if let Some(nkey) = options.nkey.as_deref().filter(|n| !n.is_empty()) {
             format!(" - Nkey \"{nkey}\"")
         } else if let Some(user) = options.user.as_deref().filter(|u| !u.is_empty()) {

@@ -141,6 +141,12 @@ impl Connections {
         }
     }
 
+    /// Ask the runtime to run `conn`'s pending password check.
+    pub(super) fn queue_password_check(&mut self, conn: ConnId) {
+        debug_assert!(self.clients[&conn].pending_login.is_some());
+        self.actions.push_back(Action::CheckPassword(conn));
+    }
+
     /// Hand the runtime everything queued for `conn`.
     pub(super) fn take_outbound(&mut self, conn: ConnId) -> Option<OutboundBatch> {
         let client = self.clients.get_mut(&conn)?;

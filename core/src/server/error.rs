@@ -94,34 +94,36 @@ impl fmt::Display for ServerError {
                 go_quote(reply)
             ),
             ServerError::SubscribeViolation { subject, queue } => {
-                write!(
-                    f,
-                    "Permissions Violation for Subscription to {}",
-                    go_quote(subject)
-                )?;
-                if let Some(queue) = queue {
-                    write!(f, " using queue {}", go_quote(queue))?;
-                }
-                Ok(())
+                subscription_violation(f, subject, queue.as_deref())
             }
             ServerError::SubscriptionRemoved {
                 subject,
                 queue,
                 sid,
             } => {
-                write!(
-                    f,
-                    "Permissions Violation for Subscription to {}",
-                    go_quote(subject)
-                )?;
-                if let Some(queue) = queue {
-                    write!(f, " using queue {}", go_quote(queue))?;
-                }
+                subscription_violation(f, subject, queue.as_deref())?;
                 write!(f, " (sid {})", go_quote(sid))
             }
             ServerError::Protocol(text) => f.write_str(text),
         }
     }
+}
+
+/// `Permissions Violation for Subscription to "<subject>"[ using queue "<queue>"]`.
+fn subscription_violation(
+    f: &mut fmt::Formatter<'_>,
+    subject: &[u8],
+    queue: Option<&[u8]>,
+) -> fmt::Result {
+    write!(
+        f,
+        "Permissions Violation for Subscription to {}",
+        go_quote(subject)
+    )?;
+    if let Some(queue) = queue {
+        write!(f, " using queue {}", go_quote(queue))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

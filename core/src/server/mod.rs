@@ -348,11 +348,60 @@ impl Server {
     /// Bytes arrived on `conn`. Every complete operation in `buf` is processed;
     /// a trailing partial frame stays in `buf` for the next read.
     pub fn handle_read(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
-        if !self.conns.contains(conn) {
+        let Some(client) = self.conns.get(conn) else {
             buf.clear();
             return;
+        };
+        if client.parked.is_empty() {
+            self.read_ops(now, conn, buf);
+        } else {
+            self.read_parked(now, conn, buf);
         }
-        self.read_ops(now, conn, buf);
+        self.finish_step(now);
+    }
+
+    /// The password check `Action::CheckPassword(conn)` asked for: run
+    /// [`PasswordCheck::run`](crate::auth::PasswordCheck::run) where it
+    /// blocks nothing, then report with [`Server::handle_password_checked`].
+    /// `None` if the login is no longer pending (the client closed).
+    pub fn take_password_check(&self, conn: ConnId) -> Option<crate::auth::PasswordCheck> {
+        let client = self.conns.get(conn).filter(|c| !c.is_closing())?;
+        Some(client.pending_login.as_ref()?.check.clone())
+    }
+
+    /// The runtime ran `conn`'s password check: log the client in (or
+    /// refuse it), then parse what it sent meanwhile. A report for a login
+    /// that is no longer pending is ignored.
+    pub fn handle_password_checked(&mut self, now: Instant, conn: ConnId, passed: bool) {
+        let Some(client) = self.conns.get_mut(conn).filter(|c| !c.is_closing()) else {
+            return;
+        };
+        let Some(pending) = client.pending_login.take() else {
+            return;
+        };
+        self.authenticator.password_checked(&pending.check, passed);
+        let client::PendingLogin { options, .. } = *pending;
+        if passed {
+            // Authenticated again (now from the cache): a reload while the
+            // check ran may have changed the users.
+            self.log_in(now, conn, options);
+        } else {
+            self.conns.client(conn).options = options.clone();
+            self.auth_violation(conn, &options);
+        }
+        self.enforce_pending_limit(conn);
+        if self
+            .conns
+            .get(conn)
+            .is_some_and(|c| !c.is_closing() && c.pending_login.is_none())
+        {
+            let mut rest = BytesMut::new();
+            self.read_parked(now, conn, &mut rest);
+            // A partial frame waits for the next read.
+            if let Some(client) = self.conns.get_mut(conn) {
+                client.parked.extend_from_slice(&rest);
+            }
+        }
         self.finish_step(now);
     }
 

@@ -338,3 +338,95 @@ fn reload_removes_subscriptions_the_new_permissions_refuse() {
         "{logs:?}"
     );
 }
+
+fn bcrypt_users() -> ServerConfig {
+    let hash = bcrypt::hash_with_salt("s3cret", 4, [7u8; 16])
+        .expect("bcrypt")
+        .to_string();
+    let mut bob = user("bob", "$G", None);
+    bob.password = hash;
+    ServerConfig {
+        auth: AuthConfig {
+            users: vec![bob, user("carol", "$G", None)],
+            ..AuthConfig::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+#[test]
+fn a_bcrypt_login_waits_for_its_check_off_the_lock_then_goes_on() {
+    let mut h = Harness::new(bcrypt_users());
+    let bob = h.accept(1);
+    let other = login(&mut h, 2, "carol");
+    let _ = h.actions();
+    h.send(
+        bob,
+        "CONNECT {\"user\":\"bob\",\"pass\":\"s3cret\",\"verbose\":false,\"pedantic\":false}\r\nSUB foo 1\r\nPI",
+    );
+    // The server asks for the check and parses nothing more meanwhile.
+    assert_eq!(h.actions(), vec![Action::CheckPassword(bob)]);
+    assert_eq!(h.take(bob), "");
+    h.send(bob, "NG\r\n");
+    assert_eq!(h.take(bob), "", "still parked");
+    // Other clients are served in the meantime.
+    h.send(other, "PING\r\n");
+    assert_eq!(h.take(other), "PONG\r\n");
+    let check = h.server.take_password_check(bob).expect("pending");
+    assert!(check.run());
+    h.server.handle_password_checked(h.now, bob, true);
+    // Logged in: the SUB and the PING it sent while waiting now run.
+    assert_eq!(h.take(bob), "PONG\r\n");
+    assert_eq!(h.server.num_subscriptions(), 1);
+    assert_eq!(h.server.authenticator.bcrypt_verifications(), 1);
+    assert!(h.server.take_password_check(bob).is_none());
+    // The next login with the same password is answered from the cache.
+    let again = h.accept(3);
+    h.send(
+        again,
+        "CONNECT {\"user\":\"bob\",\"pass\":\"s3cret\",\"verbose\":false,\"pedantic\":false}\r\nPING\r\n",
+    );
+    assert_eq!(h.take(again), "PONG\r\n");
+}
+
+#[test]
+fn a_failed_bcrypt_check_is_an_authorization_violation() {
+    let mut h = Harness::new(bcrypt_users());
+    let bob = h.accept(1);
+    h.send(
+        bob,
+        "CONNECT {\"user\":\"bob\",\"pass\":\"wrong\",\"verbose\":false,\"pedantic\":false}\r\nPING\r\n",
+    );
+    let check = h.server.take_password_check(bob).expect("pending");
+    assert!(!check.run());
+    h.server.handle_password_checked(h.now, bob, false);
+    assert_eq!(h.take(bob), "-ERR 'Authorization Violation'\r\n");
+    assert_eq!(
+        h.server.close_reason(bob),
+        Some(CloseReason::AuthenticationViolation)
+    );
+    // A late report for a login no longer pending changes nothing.
+    h.server.handle_password_checked(h.now, bob, true);
+    assert_eq!(h.take(bob), "");
+}
+
+#[test]
+fn a_client_that_floods_while_its_login_is_pending_is_closed() {
+    let mut h = Harness::new(ServerConfig {
+        max_payload: 1024,
+        max_control_line: 1024,
+        ..bcrypt_users()
+    });
+    let bob = h.accept(1);
+    h.send(
+        bob,
+        "CONNECT {\"user\":\"bob\",\"pass\":\"s3cret\",\"verbose\":false,\"pedantic\":false}\r\n",
+    );
+    let flood = "PUB foo 10\r\n0123456789\r\n".repeat(400);
+    h.send(bob, &flood);
+    assert_eq!(
+        h.server.close_reason(bob),
+        Some(CloseReason::ProtocolViolation)
+    );
+    assert!(h.server.take_password_check(bob).is_none());
+}
