@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod disk;
 pub mod model;
 pub mod net;
 pub mod rng;

@@ -665,6 +665,98 @@ impl<D: Disk> FileBackend<D> {
         Ok(None)
     }
 
+    fn compact_inner(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        assert!(floor >= self.floor, "the floor never goes down");
+        assert!(floor <= last_seq + 1, "floor above last + 1");
+        self.floor = floor;
+        self.last_seq = last_seq.max(self.last_seq);
+        self.last_ts = last_ts;
+        self.write_control(Kind::Floor, floor, last_ts.0, &self.last_seq.to_le_bytes())?;
+        self.sync_now()?;
+        self.write_meta()?;
+        let active = self.blocks.len() - 1;
+        let below: Vec<u64> = self.blocks[..active]
+            .iter()
+            .filter(|block| block.upper() < floor)
+            .map(|block| block.number)
+            .collect();
+        for number in below {
+            let index = self
+                .blocks
+                .iter()
+                .position(|block| block.number == number)
+                .expect("listed above");
+            let block = self.blocks.remove(index);
+            self.evict(block.number);
+            self.disk.remove(&block.path)?;
+            self.dirty_files.remove(&block.path);
+            self.dirty_dirs.insert(self.config.dir.clone());
+        }
+        for block in &mut self.blocks {
+            block.deleted = block.deleted.split_off(&floor);
+        }
+        self.sync_now()?;
+        Ok(())
+    }
+
+    fn truncate_inner(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        assert!(
+            last_seq < self.last_seq,
+            "truncate must lower the last sequence"
+        );
+        let mut index = self.blocks.len();
+        while index > 0 {
+            index -= 1;
+            let Some(cut) = self.cut_offset(index, last_seq)? else {
+                continue;
+            };
+            let number = self.blocks[index].number;
+            self.evict(number);
+            if cut == 0 {
+                let block = self.blocks.remove(index);
+                self.disk.remove(&block.path)?;
+                self.dirty_files.remove(&block.path);
+                self.dirty_dirs.insert(self.config.dir.clone());
+                continue;
+            }
+            let path = self.blocks[index].path.clone();
+            self.disk.truncate(&path, cut as u64)?;
+            self.dirty_files.insert(path);
+            let block = &mut self.blocks[index];
+            block.len = cut as u64;
+            block.max_recorded = last_seq;
+            block.deleted.retain(|&seq| seq <= last_seq);
+            if block.first_seq > last_seq {
+                block.first_seq = 0;
+                block.last_seq = 0;
+                block.deleted.clear();
+            } else {
+                block.last_seq = block.last_seq.min(last_seq);
+            }
+            // Tombstones written after the cut went with it: write them again.
+            let deleted: Vec<u64> = block.deleted.iter().copied().collect();
+            for seq in deleted {
+                self.scratch.clear();
+                record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
+                self.write_scratch(index)?;
+            }
+        }
+        for block in &mut self.blocks {
+            block.made_after = block.made_after.min(last_seq);
+        }
+        self.last_seq = last_seq;
+        self.last_ts = last_ts;
+        // Cutting below the floor hands those sequences out again (the
+        // reference allows it: truncate is how a replica drops a tail).
+        self.floor = self.floor.min(last_seq + 1);
+        self.durable_through = self.durable_through.min(last_seq);
+        self.reported = self.reported.min(last_seq);
+        self.write_control(Kind::Floor, self.floor, last_ts.0, &last_seq.to_le_bytes())?;
+        self.sync_now()?;
+        self.write_meta()?;
+        Ok(())
+    }
+
     fn request_sync(&mut self, through: u64) -> StoreAction {
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -911,101 +1003,25 @@ impl<D: Disk> Backend for FileBackend<D> {
         let block = &mut self.blocks[index];
         block.deleted.insert(seq);
         if block.present_count() == 0 && index + 1 < self.blocks.len() {
-            self.remove_block(index)?;
+            let result = self.remove_block(index);
+            self.failed |= result.is_err();
+            result?;
         }
         Ok(true)
     }
 
     fn compact(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
-        assert!(floor >= self.floor, "the floor never goes down");
-        assert!(floor <= last_seq + 1, "floor above last + 1");
-        self.floor = floor;
-        self.last_seq = last_seq.max(self.last_seq);
-        self.last_ts = last_ts;
-        self.write_control(Kind::Floor, floor, last_ts.0, &self.last_seq.to_le_bytes())?;
-        self.sync_now()?;
-        self.write_meta()?;
-        let active = self.blocks.len() - 1;
-        let below: Vec<u64> = self.blocks[..active]
-            .iter()
-            .filter(|block| block.upper() < floor)
-            .map(|block| block.number)
-            .collect();
-        for number in below {
-            let index = self
-                .blocks
-                .iter()
-                .position(|block| block.number == number)
-                .expect("listed above");
-            let block = self.blocks.remove(index);
-            self.evict(block.number);
-            self.disk.remove(&block.path)?;
-            self.dirty_files.remove(&block.path);
-            self.dirty_dirs.insert(self.config.dir.clone());
-        }
-        for block in &mut self.blocks {
-            block.deleted = block.deleted.split_off(&floor);
-        }
-        self.sync_now()?;
-        Ok(())
+        let result = self.compact_inner(floor, last_seq, last_ts);
+        // A bulk change cut short leaves memory and files apart: refuse
+        // writes until the store is reopened (recovery reads the files).
+        self.failed |= result.is_err();
+        result
     }
 
     fn truncate(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
-        assert!(
-            last_seq < self.last_seq,
-            "truncate must lower the last sequence"
-        );
-        let mut index = self.blocks.len();
-        while index > 0 {
-            index -= 1;
-            let Some(cut) = self.cut_offset(index, last_seq)? else {
-                continue;
-            };
-            let number = self.blocks[index].number;
-            self.evict(number);
-            if cut == 0 {
-                let block = self.blocks.remove(index);
-                self.disk.remove(&block.path)?;
-                self.dirty_files.remove(&block.path);
-                self.dirty_dirs.insert(self.config.dir.clone());
-                continue;
-            }
-            let path = self.blocks[index].path.clone();
-            self.disk.truncate(&path, cut as u64)?;
-            self.dirty_files.insert(path);
-            let block = &mut self.blocks[index];
-            block.len = cut as u64;
-            block.max_recorded = last_seq;
-            block.deleted.retain(|&seq| seq <= last_seq);
-            if block.first_seq > last_seq {
-                block.first_seq = 0;
-                block.last_seq = 0;
-                block.deleted.clear();
-            } else {
-                block.last_seq = block.last_seq.min(last_seq);
-            }
-            // Tombstones written after the cut went with it: write them again.
-            let deleted: Vec<u64> = block.deleted.iter().copied().collect();
-            for seq in deleted {
-                self.scratch.clear();
-                record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
-                self.write_scratch(index)?;
-            }
-        }
-        for block in &mut self.blocks {
-            block.made_after = block.made_after.min(last_seq);
-        }
-        self.last_seq = last_seq;
-        self.last_ts = last_ts;
-        // Cutting below the floor hands those sequences out again (the
-        // reference allows it: truncate is how a replica drops a tail).
-        self.floor = self.floor.min(last_seq + 1);
-        self.durable_through = self.durable_through.min(last_seq);
-        self.reported = self.reported.min(last_seq);
-        self.write_control(Kind::Floor, self.floor, last_ts.0, &last_seq.to_le_bytes())?;
-        self.sync_now()?;
-        self.write_meta()?;
-        Ok(())
+        let result = self.truncate_inner(last_seq, last_ts);
+        self.failed |= result.is_err();
+        result
     }
 
     fn poll_action(&mut self, last_seq: u64) -> Option<StoreAction> {
