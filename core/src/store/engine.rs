@@ -75,6 +75,9 @@ pub struct Engine<B: Backend> {
     bytes: u64,
     subjects: BTreeMap<Bytes, SubjectState>,
     ttl_index: BTreeSet<(u64, u64)>,
+    /// A bulk change failed midway: the accounting may disagree with the
+    /// backend, so writes are refused until the store is reopened.
+    poisoned: bool,
 }
 
 impl<B: Backend> Engine<B> {
@@ -97,6 +100,7 @@ impl<B: Backend> Engine<B> {
             bytes: 0,
             subjects: BTreeMap::new(),
             ttl_index: BTreeSet::new(),
+            poisoned: false,
         };
         let mut cursor = engine.backend.next_present(floor);
         while let Some(seq) = cursor {
@@ -115,6 +119,11 @@ impl<B: Backend> Engine<B> {
         }
         engine.check();
         Ok(engine)
+    }
+
+    /// Whether the store refuses writes (a failed sync or bulk change).
+    pub fn failed(&self) -> bool {
+        self.poisoned || self.backend.failed()
     }
 
     /// The stream's limits.
@@ -148,7 +157,7 @@ impl<B: Backend> Engine<B> {
         ts: WallTime,
         ttl: Option<Duration>,
     ) -> StoreResult<u64> {
-        if self.backend.failed() {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         assert!(!subject.is_empty(), "a stored message needs a subject");
@@ -249,7 +258,7 @@ impl<B: Backend> Engine<B> {
 
     /// Hand out `count` sequences starting at `seq`, which must be the next one.
     pub fn skip_msgs(&mut self, seq: u64, count: u64, ts: WallTime) -> StoreResult<()> {
-        if self.backend.failed() {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         if seq != self.last_seq + 1 {
@@ -351,7 +360,7 @@ impl<B: Backend> Engine<B> {
     }
 
     fn remove_checked(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
-        if self.backend.failed() {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         if seq < self.first_seq || seq > self.last_seq {
@@ -366,13 +375,73 @@ impl<B: Backend> Engine<B> {
         let Some(msg) = self.backend.get(seq)? else {
             return Ok(false);
         };
+        // Every read this removal needs happens before anything changes, so
+        // a failed read leaves the store as it was.
+        let subject_after = self.subject_after_removal(&msg)?;
+        let first_after = if seq == self.first_seq {
+            Some(self.first_present_after(seq + 1)?)
+        } else {
+            None
+        };
         let removed = self.backend.remove(seq, erase)?;
         assert!(removed, "backend lost message {seq} between get and remove");
-        self.account_removed(&msg)?;
-        if seq == self.first_seq {
-            self.advance_first(seq + 1)?;
+        assert!(self.msgs > 0, "removing from an empty store");
+        assert!(self.bytes >= msg.size(), "bytes would go negative");
+        self.msgs -= 1;
+        self.bytes -= msg.size();
+        if let Some(ttl) = msg.ttl {
+            let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
+            assert!(present, "ttl index missed message {}", msg.seq);
+        }
+        match subject_after {
+            Some(state) => self.subjects.insert(msg.subject.clone(), state),
+            None => self.subjects.remove(&msg.subject),
+        };
+        if let Some(first) = first_after {
+            match first {
+                Some((next, ts)) => {
+                    self.first_seq = next;
+                    self.first_ts = ts;
+                }
+                None => {
+                    assert_eq!(self.msgs, 0, "messages counted but none present");
+                    self.first_seq = self.last_seq + 1;
+                    self.first_ts = WallTime(0);
+                }
+            }
         }
         Ok(true)
+    }
+
+    /// The state of `msg`'s subject once `msg` is gone (`None`: no message left).
+    fn subject_after_removal(&mut self, msg: &StoredMsg) -> StoreResult<Option<SubjectState>> {
+        let mut state = *self
+            .subjects
+            .get(&msg.subject)
+            .expect("removed message's subject is indexed");
+        assert!(state.msgs > 0, "indexed subject without messages");
+        state.msgs -= 1;
+        if state.msgs == 0 {
+            return Ok(None);
+        }
+        if msg.seq == state.first_seq {
+            state.first_seq = self.scan_subject(&msg.subject, msg.seq + 1, state.last_seq, true)?;
+        } else if msg.seq == state.last_seq {
+            state.last_seq =
+                self.scan_subject(&msg.subject, state.first_seq, msg.seq - 1, false)?;
+        }
+        Ok(Some(state))
+    }
+
+    /// The first present message at or after `from`: `(seq, ts)`, `None` if none.
+    fn first_present_after(&mut self, from: u64) -> StoreResult<Option<(u64, WallTime)>> {
+        match self.backend.next_present(from) {
+            Some(next) if next <= self.last_seq => {
+                let msg = self.backend.get(next)?.ok_or(StoreError::NotFound)?;
+                Ok(Some((next, msg.ts)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Move `first_seq` to the first present sequence at or after `from`.
@@ -411,34 +480,6 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    fn account_removed(&mut self, msg: &StoredMsg) -> StoreResult<()> {
-        assert!(self.msgs > 0, "removing from an empty store");
-        assert!(self.bytes >= msg.size(), "bytes would go negative");
-        self.msgs -= 1;
-        self.bytes -= msg.size();
-        if let Some(ttl) = msg.ttl {
-            let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
-            assert!(present, "ttl index missed message {}", msg.seq);
-        }
-        let mut state = *self
-            .subjects
-            .get(&msg.subject)
-            .expect("removed message's subject is indexed");
-        state.msgs -= 1;
-        if state.msgs == 0 {
-            self.subjects.remove(&msg.subject);
-            return Ok(());
-        }
-        if msg.seq == state.first_seq {
-            state.first_seq = self.scan_subject(&msg.subject, msg.seq + 1, state.last_seq, true)?;
-        } else if msg.seq == state.last_seq {
-            state.last_seq =
-                self.scan_subject(&msg.subject, state.first_seq, msg.seq - 1, false)?;
-        }
-        self.subjects.insert(msg.subject.clone(), state);
-        Ok(())
-    }
-
     /// The first (`forward`) or last sequence in `low..=high` holding `subject`.
     fn scan_subject(
         &mut self,
@@ -475,7 +516,13 @@ impl<B: Backend> Engine<B> {
 
     /// Remove every message; returns how many.
     pub fn purge(&mut self) -> StoreResult<u64> {
-        if self.backend.failed() {
+        let result = self.purge_inner();
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn purge_inner(&mut self) -> StoreResult<u64> {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         let purged = self.msgs;
@@ -494,7 +541,13 @@ impl<B: Backend> Engine<B> {
     /// Remove every message below `seq`; returns how many. A `seq` past the
     /// end moves the last sequence up to `seq - 1`.
     pub fn compact(&mut self, seq: u64) -> StoreResult<u64> {
-        if self.backend.failed() {
+        let result = self.compact_inner(seq);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn compact_inner(&mut self, seq: u64) -> StoreResult<u64> {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         if seq == 0 {
@@ -571,7 +624,13 @@ impl<B: Backend> Engine<B> {
 
     /// Remove every message above `seq`, which becomes the last sequence.
     pub fn truncate(&mut self, seq: u64) -> StoreResult<()> {
-        if self.backend.failed() {
+        let result = self.truncate_inner(seq);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn truncate_inner(&mut self, seq: u64) -> StoreResult<()> {
+        if self.failed() {
             return Err(StoreError::Failed);
         }
         if seq >= self.last_seq {

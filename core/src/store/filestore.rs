@@ -146,6 +146,8 @@ const META_LEN: usize = 36;
 /// A message after a skip this long starts a new block (the skipped
 /// sequences would otherwise all sit in the block's deleted set).
 const GAP_NEW_BLOCK: u64 = 1024;
+/// How often a damaged-looking block is read before recovery acts on it.
+const READ_ATTEMPTS: u32 = 3;
 
 /// One block file as memory knows it.
 #[derive(Debug, Clone)]
@@ -415,8 +417,7 @@ impl<D: Disk> FileBackend<D> {
         tombstones: &mut BTreeSet<u64>,
     ) -> StoreResult<BlockFindings> {
         let path = join(&self.config.dir, name);
-        let data = self.disk.read_all(&path)?.unwrap_or_default();
-        let scan = record::scan(&data);
+        let (data, scan) = self.read_checked(&path)?;
         let mut block = Block {
             number,
             path: path.clone(),
@@ -462,6 +463,21 @@ impl<D: Disk> FileBackend<D> {
         }
         self.blocks.push(block);
         Ok(found)
+    }
+
+    /// Read and scan a block; on damage read it again (up to
+    /// `READ_ATTEMPTS` times) before believing it, so a fault on the read
+    /// path does not cut good records from the file.
+    fn read_checked(&mut self, path: &str) -> StoreResult<(Vec<u8>, record::Scan)> {
+        let mut attempt = 1;
+        loop {
+            let data = self.disk.read_all(path)?.unwrap_or_default();
+            let scan = record::scan(&data);
+            if (scan.skipped.is_empty() && scan.tail.is_none()) || attempt == READ_ATTEMPTS {
+                return Ok((data, scan));
+            }
+            attempt += 1;
+        }
     }
 
     fn check_block_order(&self) -> StoreResult<()> {
@@ -571,19 +587,22 @@ impl<D: Disk> FileBackend<D> {
         }
         let block = &self.blocks[index];
         let path = block.path.clone();
-        let mut data = self
-            .disk
-            .read_all(&path)?
-            .ok_or_else(|| StoreError::Corrupt(format!("{path}: block file missing")))?;
-        if (data.len() as u64) < block.len {
+        let expected = block.len;
+        if self.disk.len(&path)?.is_none() {
+            return Err(StoreError::Corrupt(format!("{path}: block file missing")));
+        }
+        let (mut data, mut scan) = self.read_checked(&path)?;
+        if (data.len() as u64) < expected {
             return Err(StoreError::Corrupt(format!(
-                "{path}: {} bytes, expected {}",
-                data.len(),
-                block.len
+                "{path}: {} bytes, expected {expected}",
+                data.len()
             )));
         }
-        data.truncate(block.len as usize);
-        let scan = record::scan(&data);
+        if data.len() as u64 > expected {
+            // Bytes past the block's end (a failed append) are not records.
+            data.truncate(expected as usize);
+            scan = record::scan(&data);
+        }
         let mut offsets = BTreeMap::new();
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
