@@ -92,7 +92,13 @@ impl<B: Backend> Engine<B> {
         let mut engine = Engine {
             backend,
             config,
-            first_seq: last_seq + 1,
+            // A store that never held anything reports first 0, as the
+            // reference does.
+            first_seq: if floor == 0 && last_seq == 0 {
+                0
+            } else {
+                last_seq + 1
+            },
             last_seq,
             first_ts: WallTime(0),
             last_ts,
@@ -188,28 +194,39 @@ impl<B: Backend> Engine<B> {
         Ok(seq)
     }
 
+    /// Discard-new refusals, as the reference's memstore decides them: a
+    /// message that will push out its subject's oldest (the subject is at
+    /// its per-subject limit) passes the message limit, and the byte limit
+    /// if that oldest is at least as large.
     fn check_discard_new(&mut self, subject: &[u8], size: u64) -> StoreResult<()> {
         if self.config.discard != Discard::New {
             return Ok(());
         }
-        if self.config.max_msgs.is_some_and(|max| self.msgs + 1 > max) {
+        let held = self.subjects.get(subject).copied();
+        let at_subject_limit = match (self.config.max_msgs_per_subject, held) {
+            (Some(max), Some(state)) => max > 0 && state.msgs >= max,
+            _ => false,
+        };
+        if at_subject_limit && self.config.discard_new_per_subject {
+            return Err(StoreError::MaxMsgsPerSubject);
+        }
+        if self.config.max_msgs.is_some_and(|max| self.msgs >= max) && !at_subject_limit {
             return Err(StoreError::MaxMsgs);
         }
         if self
             .config
             .max_bytes
-            .is_some_and(|max| self.bytes + size > max)
+            .is_some_and(|max| self.bytes + size >= max)
         {
-            return Err(StoreError::MaxBytes);
-        }
-        if self.config.discard_new_per_subject {
-            let held = self.subjects.get(subject).map_or(0, |state| state.msgs);
-            if self
-                .config
-                .max_msgs_per_subject
-                .is_some_and(|max| held + 1 > max)
-            {
-                return Err(StoreError::MaxMsgsPerSubject);
+            let Some(state) = held.filter(|_| at_subject_limit) else {
+                return Err(StoreError::MaxBytes);
+            };
+            let oldest = self
+                .backend
+                .get(state.first_seq)?
+                .ok_or(StoreError::NotFound)?;
+            if oldest.size() < size {
+                return Err(StoreError::MaxBytes);
             }
         }
         Ok(())
@@ -551,7 +568,7 @@ impl<B: Backend> Engine<B> {
             return Err(StoreError::Failed);
         }
         if seq == 0 {
-            return Err(StoreError::InvalidSequence);
+            return self.purge_inner();
         }
         if seq <= self.first_seq {
             return Ok(0);
@@ -663,7 +680,8 @@ impl<B: Backend> Engine<B> {
             self.subjects.insert(subject, state);
         }
         if self.msgs == 0 || self.first_seq > seq {
-            self.first_seq = seq + 1;
+            // Truncating to 0 resets the store to fresh (first 0), as the reference does.
+            self.first_seq = if seq == 0 { 0 } else { seq + 1 };
             self.first_ts = WallTime(0);
         }
         self.check();
@@ -673,12 +691,17 @@ impl<B: Backend> Engine<B> {
     /// Remove messages matching `filter` below `seq` (if `seq > 0`),
     /// keeping the newest `keep` of them (if `keep > 0`). Returns how many.
     pub fn purge_ex(&mut self, filter: &Filter, seq: u64, keep: u64) -> StoreResult<u64> {
-        if *filter == Filter::All && keep == 0 {
-            return if seq == 0 {
-                self.purge()
-            } else {
-                self.compact(seq)
-            };
+        // `seq` means "below seq": 1 purges nothing.
+        if seq == 1 {
+            return Ok(0);
+        }
+        if *filter == Filter::All {
+            if keep == 0 && seq == 0 {
+                return self.purge();
+            }
+            if seq > 1 {
+                return self.compact(seq);
+            }
         }
         let Some((low, high)) = self.matching_span(filter) else {
             return Ok(0);
@@ -820,7 +843,11 @@ impl<B: Backend> Engine<B> {
     /// Assert the accounting invariants (debug builds: every call).
     fn check(&self) {
         debug_assert!(self.first_seq <= self.last_seq + 1);
-        debug_assert!(self.msgs > 0 || self.first_seq == self.last_seq + 1);
+        debug_assert!(
+            self.msgs > 0
+                || self.first_seq == self.last_seq + 1
+                || (self.first_seq == 0 && self.last_seq == 0)
+        );
         debug_assert!(self.msgs == 0 || self.first_seq <= self.last_seq);
         debug_assert_eq!(
             self.subjects.values().map(|state| state.msgs).sum::<u64>(),

@@ -271,7 +271,7 @@ impl<D: Disk> FileBackend<D> {
             disk,
             config,
             blocks: Vec::new(),
-            floor: 1,
+            floor: 0,
             last_seq: 0,
             last_ts: WallTime(0),
             cache: VecDeque::new(),
@@ -341,7 +341,7 @@ impl<D: Disk> FileBackend<D> {
         names.retain(|name| parse_block_name(name).is_some());
         names.sort();
         let mut tombstones = BTreeSet::new();
-        let mut floor = meta.map_or(1, |(floor, _, _)| floor).max(1);
+        let mut floor = meta.map_or(0, |(floor, _, _)| floor);
         let mut last_seq = meta.map_or(0, |(_, last, _)| last);
         let mut last_ts = meta.map_or(0, |(_, _, ts)| ts);
         for name in names {
@@ -360,7 +360,7 @@ impl<D: Disk> FileBackend<D> {
         }
         self.check_block_order()?;
         self.floor = floor;
-        self.last_seq = last_seq.max(floor - 1);
+        self.last_seq = last_seq.max(floor.saturating_sub(1));
         self.last_ts = WallTime(last_ts);
         self.durable_through = self.last_seq;
         self.reported = self.last_seq;
@@ -767,7 +767,12 @@ impl<D: Disk> FileBackend<D> {
         self.last_ts = last_ts;
         // Cutting below the floor hands those sequences out again (the
         // reference allows it: truncate is how a replica drops a tail).
-        self.floor = self.floor.min(last_seq + 1);
+        // Truncating to 0 makes the store fresh again (floor 0).
+        self.floor = if last_seq == 0 {
+            0
+        } else {
+            self.floor.min(last_seq + 1)
+        };
         self.durable_through = self.durable_through.min(last_seq);
         self.reported = self.reported.min(last_seq);
         self.write_control(Kind::Floor, self.floor, last_ts.0, &last_seq.to_le_bytes())?;

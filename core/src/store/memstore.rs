@@ -37,7 +37,7 @@ pub struct MemBackend {
 
 impl Backend for MemBackend {
     fn bounds(&self) -> (u64, u64, WallTime) {
-        (self.floor.max(1), self.last_seq, self.last_ts)
+        (self.floor, self.last_seq, self.last_ts)
     }
 
     fn append(&mut self, msg: &StoredMsg) -> StoreResult<()> {
@@ -82,6 +82,12 @@ impl Backend for MemBackend {
 
     fn truncate(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
         self.msgs.split_off(&(last_seq + 1));
+        // Truncating to 0 makes the store fresh again.
+        self.floor = if last_seq == 0 {
+            0
+        } else {
+            self.floor.min(last_seq + 1)
+        };
         self.last_seq = last_seq;
         self.last_ts = last_ts;
         self.reported = self.reported.min(last_seq);

@@ -364,6 +364,70 @@ fn memstore_next_expiry() {
     assert_eq!(store.next_expiry(), Some(ts(6)));
 }
 
+#[test]
+fn reference_edge_semantics() {
+    both(StoreConfig::default(), |new| {
+        let mut store = new();
+        let state = store.inner_state();
+        assert_eq!(
+            (state.first_seq, state.last_seq),
+            (0, 0),
+            "a fresh store reports first 0"
+        );
+        for i in 1..=4 {
+            store.put("a", "x", i).unwrap();
+        }
+        assert_eq!(
+            store.purge_filtered(&Filter::subject(b"a"), 1, 0).unwrap(),
+            0,
+            "below 1 is nothing"
+        );
+        assert_eq!(
+            store.purge_filtered(&Filter::All, 3, 1).unwrap(),
+            2,
+            "all + seq compacts"
+        );
+        assert_eq!(store.compact_to(0).unwrap(), 2, "compact 0 purges");
+        assert_eq!(store.inner_state().first_seq, 5);
+        store.truncate_to(0).unwrap();
+        let state = store.inner_state();
+        assert_eq!(
+            (state.first_seq, state.last_seq),
+            (0, 0),
+            "truncate 0 resets"
+        );
+        assert_eq!(store.put("a", "x", 9).unwrap(), 1);
+    });
+    let size = msg_size(b"a", b"", b"x");
+    let config = StoreConfig {
+        max_bytes: Some(size * 2),
+        max_msgs: Some(2),
+        max_msgs_per_subject: Some(1),
+        discard: Discard::New,
+        ..StoreConfig::default()
+    };
+    both(config, |new| {
+        let mut store = new();
+        store.put("a", "x", 1).unwrap();
+        assert_eq!(
+            store.put("b", "x", 2),
+            Err(StoreError::MaxBytes),
+            "bytes + size reaching the limit refuses"
+        );
+        assert_eq!(
+            store.put("a", "x", 3).unwrap(),
+            2,
+            "replacing the subject's oldest is allowed"
+        );
+        assert_eq!(
+            store.put("a", "xx", 4),
+            Err(StoreError::MaxBytes),
+            "unless the oldest is smaller"
+        );
+        assert_eq!(store.inner_state().msgs, 1);
+    });
+}
+
 // ---- FileStore: durability ordering ----
 
 #[test]
