@@ -24,6 +24,17 @@ use super::{
 };
 use crate::time::{Instant, WallTime};
 
+/// A message being stored, borrowed from the caller (no copy on the way in).
+#[derive(Debug, Clone, Copy)]
+pub struct NewMsg<'a> {
+    pub seq: u64,
+    pub subject: &'a [u8],
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+    pub ts: WallTime,
+    pub ttl: Option<Duration>,
+}
+
 /// Where the messages live. Implemented by [`super::MemBackend`] and
 /// [`super::FileBackend`]; the engine keeps all accounting.
 pub trait Backend {
@@ -32,7 +43,7 @@ pub trait Backend {
     /// the backend knows of.
     fn bounds(&self) -> (u64, u64, WallTime);
     /// Keep `msg`; its sequence is above every sequence kept before.
-    fn append(&mut self, msg: &StoredMsg) -> StoreResult<()>;
+    fn append(&mut self, msg: &NewMsg<'_>) -> StoreResult<()>;
     /// Record that every sequence up to `through` has been handed out.
     fn skip(&mut self, through: u64, ts: WallTime) -> StoreResult<()>;
     /// The message at `seq`, if present.
@@ -120,7 +131,7 @@ impl<B: Backend> Engine<B> {
                 engine.first_seq = seq;
                 engine.first_ts = msg.ts;
             }
-            engine.account_added(&msg);
+            engine.account_added(seq, &msg.subject, msg.size(), msg.ts, msg.ttl);
             cursor = engine.backend.next_present(seq + 1);
         }
         engine.check();
@@ -173,11 +184,11 @@ impl<B: Backend> Engine<B> {
         }
         self.check_discard_new(subject, size)?;
         let seq = self.last_seq + 1;
-        let msg = StoredMsg {
+        let msg = NewMsg {
             seq,
-            subject: Bytes::copy_from_slice(subject),
-            headers: Bytes::copy_from_slice(headers),
-            payload: Bytes::copy_from_slice(payload),
+            subject,
+            headers,
+            payload,
             ts,
             ttl,
         };
@@ -188,8 +199,9 @@ impl<B: Backend> Engine<B> {
             self.first_seq = seq;
             self.first_ts = ts;
         }
-        self.account_added(&msg);
-        self.enforce_limits()?;
+        self.account_added(seq, subject, size, ts, ttl);
+        self.enforce_subject_limit(subject)?;
+        self.enforce_totals()?;
         self.check();
         Ok(seq)
     }
@@ -232,25 +244,33 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
-    /// Drop the oldest messages until every limit holds.
+    /// Drop the oldest messages until every limit holds (after a change
+    /// of limits: every subject is checked).
     pub fn enforce_limits(&mut self) -> StoreResult<()> {
-        if let Some(max) = self.config.max_msgs_per_subject {
-            let over: Vec<Bytes> = self
-                .subjects
-                .iter()
-                .filter(|(_, state)| state.msgs > max)
-                .map(|(subject, _)| subject.clone())
-                .collect();
-            for subject in over {
-                while let Some(state) = self.subjects.get(&subject).copied() {
-                    if state.msgs <= max {
-                        break;
-                    }
-                    let removed = self.remove_internal(state.first_seq, false)?;
-                    assert!(removed, "per-subject first {} absent", state.first_seq);
-                }
-            }
+        let subjects: Vec<Bytes> = self.subjects.keys().cloned().collect();
+        for subject in subjects {
+            self.enforce_subject_limit(&subject)?;
         }
+        self.enforce_totals()
+    }
+
+    /// Drop `subject`'s oldest messages while it is over its limit.
+    fn enforce_subject_limit(&mut self, subject: &[u8]) -> StoreResult<()> {
+        let Some(max) = self.config.max_msgs_per_subject else {
+            return Ok(());
+        };
+        while let Some(state) = self.subjects.get(subject).copied() {
+            if state.msgs <= max {
+                break;
+            }
+            let removed = self.remove_internal(state.first_seq, false)?;
+            assert!(removed, "per-subject first {} absent", state.first_seq);
+        }
+        Ok(())
+    }
+
+    /// Drop the oldest messages while over the message or byte limit.
+    fn enforce_totals(&mut self) -> StoreResult<()> {
         if let Some(max) = self.config.max_msgs {
             while self.msgs > max {
                 let removed = self.remove_internal(self.first_seq, false)?;
@@ -478,22 +498,33 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
-    fn account_added(&mut self, msg: &StoredMsg) {
+    fn account_added(
+        &mut self,
+        seq: u64,
+        subject: &[u8],
+        size: u64,
+        ts: WallTime,
+        ttl: Option<Duration>,
+    ) {
         self.msgs += 1;
-        self.bytes += msg.size();
-        let state = self
-            .subjects
-            .entry(msg.subject.clone())
-            .or_insert(SubjectState {
-                msgs: 0,
-                first_seq: msg.seq,
-                last_seq: msg.seq,
-            });
-        state.msgs += 1;
-        state.first_seq = state.first_seq.min(msg.seq);
-        state.last_seq = state.last_seq.max(msg.seq);
-        if let Some(ttl) = msg.ttl {
-            self.ttl_index.insert((expiry(msg.ts, ttl), msg.seq));
+        self.bytes += size;
+        match self.subjects.get_mut(subject) {
+            Some(state) => {
+                state.msgs += 1;
+                state.first_seq = state.first_seq.min(seq);
+                state.last_seq = state.last_seq.max(seq);
+            }
+            None => {
+                let state = SubjectState {
+                    msgs: 1,
+                    first_seq: seq,
+                    last_seq: seq,
+                };
+                self.subjects.insert(Bytes::copy_from_slice(subject), state);
+            }
+        }
+        if let Some(ttl) = ttl {
+            self.ttl_index.insert((expiry(ts, ttl), seq));
         }
     }
 

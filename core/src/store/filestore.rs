@@ -79,7 +79,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::disk::{join, Disk, DiskResult};
-use super::engine::{Backend, Engine};
+use super::engine::{Backend, Engine, NewMsg};
 use super::record::{self, Kind, MIN_RECORD};
 use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy};
 use crate::time::{Instant, WallTime};
@@ -879,7 +879,7 @@ impl<D: Disk> Backend for FileBackend<D> {
         (self.floor, self.last_seq, self.last_ts)
     }
 
-    fn append(&mut self, msg: &StoredMsg) -> StoreResult<()> {
+    fn append(&mut self, msg: &NewMsg<'_>) -> StoreResult<()> {
         assert!(msg.seq > self.last_seq, "append below the last sequence");
         self.scratch.clear();
         let ttl = msg.ttl.map_or(0, |ttl| {
@@ -891,9 +891,9 @@ impl<D: Disk> Backend for FileBackend<D> {
             msg.seq,
             msg.ts.0,
             ttl,
-            &msg.subject,
-            &msg.headers,
-            &msg.payload,
+            msg.subject,
+            msg.headers,
+            msg.payload,
         );
         let rollover = self
             .blocks

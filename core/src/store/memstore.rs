@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::engine::{Backend, Engine};
+use bytes::Bytes;
+
+use super::engine::{Backend, Engine, NewMsg};
 use super::{DiskResult, StoreAction, StoreConfig, StoreResult, StoredMsg};
 use crate::time::{Instant, WallTime};
 
@@ -40,11 +42,19 @@ impl Backend for MemBackend {
         (self.floor, self.last_seq, self.last_ts)
     }
 
-    fn append(&mut self, msg: &StoredMsg) -> StoreResult<()> {
+    fn append(&mut self, msg: &NewMsg<'_>) -> StoreResult<()> {
         assert!(msg.seq > self.last_seq, "append below the last sequence");
         self.last_seq = msg.seq;
         self.last_ts = msg.ts;
-        self.msgs.insert(msg.seq, msg.clone());
+        let stored = StoredMsg {
+            seq: msg.seq,
+            subject: Bytes::copy_from_slice(msg.subject),
+            headers: Bytes::copy_from_slice(msg.headers),
+            payload: Bytes::copy_from_slice(msg.payload),
+            ts: msg.ts,
+            ttl: msg.ttl,
+        };
+        self.msgs.insert(msg.seq, stored);
         Ok(())
     }
 

@@ -47,7 +47,7 @@ use bytes::Bytes;
 use crate::time::WallTime;
 
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
-pub use engine::{Backend, Engine};
+pub use engine::{Backend, Engine, NewMsg};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
 
