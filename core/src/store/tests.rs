@@ -606,6 +606,60 @@ fn flipped_length_bit_costs_exactly_that_record() {
 }
 
 #[test]
+fn damage_in_a_sealed_block_costs_only_its_records() {
+    let mut disk = filled(30, 300);
+    // Block 2 is sealed (later blocks exist): cut its tail and flip a bit
+    // in its first record.
+    let block = block_bytes(&mut disk, 2);
+    let len = block.len();
+    block.truncate(len - 5);
+    block[record::HEADER_LEN + 1] ^= 0x10;
+    let mut store = open_file(disk, 300, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!(
+        (report.tails_cut, report.damaged_records),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(report
+        .warnings
+        .iter()
+        .all(|warning| warning.starts_with("s/0000000002.blk")));
+    let state = store.state();
+    assert_eq!(state.last_seq, 30);
+    let lost: Vec<u64> = (1..=30)
+        .filter(|seq| store.load_msg(*seq).is_err())
+        .collect();
+    assert_eq!(lost.len(), 2, "exactly the two damaged records: {lost:?}");
+    assert_eq!(state.msgs, 28);
+    for seq in (1..=30).filter(|seq| !lost.contains(seq)) {
+        assert_eq!(
+            store.load_msg(seq).unwrap().payload,
+            format!("payload-{seq}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn an_unsynced_tail_is_lost_but_never_half_served() {
+    let mut store = open_file(MemDisk::new(), 1 << 20, StoreConfig::default());
+    for i in 1..=3 {
+        put(&mut store, "a", &format!("payload-{i}"), i);
+    }
+    settle(&mut store);
+    for i in 4..=6 {
+        put(&mut store, "a", &format!("payload-{i}"), i);
+    }
+    // A power loss before the sync of 4..=6 was even asked for.
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    assert_eq!(store.state().msgs, 3);
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"payload-3"[..]);
+    assert_eq!(put(&mut store, "a", "new", 7), 4);
+}
+
+#[test]
 fn damaged_or_missing_meta_never_deletes_the_stream() {
     let mut disk = filled(8, 200);
     {
