@@ -148,6 +148,10 @@ const META_LEN: usize = 36;
 const GAP_NEW_BLOCK: u64 = 1024;
 /// How often a damaged-looking block is read before recovery acts on it.
 const READ_ATTEMPTS: u32 = 3;
+/// One sparse index entry per this many message records of a block.
+const SPARSE_EVERY: u64 = 32;
+/// How much a direct read of one message reads at a time.
+const DIRECT_WINDOW: usize = 16 << 10;
 
 /// One block file as memory knows it.
 #[derive(Debug, Clone)]
@@ -163,6 +167,11 @@ pub(super) struct Block {
     max_recorded: u64,
     /// Bytes in the file: where the next record goes.
     len: u64,
+    /// `(seq, offset)` of every `SPARSE_EVERY`-th message record: where a
+    /// read of one message from an unloaded block starts.
+    sparse: Vec<(u64, u64)>,
+    /// Message records written to the block (spaces the sparse index).
+    messages_written: u64,
     /// For a block without messages: the store's last sequence when it was
     /// made (every later message is above it); keeps `upper` monotonic.
     pub(super) made_after: u64,
@@ -256,6 +265,11 @@ pub struct FileBackend<D: Disk> {
     sync_due: bool,
     report: RecoveryReport,
     scratch: Vec<u8>,
+    /// The sequence of the last `get`: a following `get` of the next one
+    /// loads the whole block (a scan), any other reads just the record.
+    last_get: u64,
+    /// Reused buffer of direct reads.
+    direct: Vec<u8>,
 }
 
 impl<D: Disk> FileBackend<D> {
@@ -287,6 +301,8 @@ impl<D: Disk> FileBackend<D> {
             sync_due: false,
             report: RecoveryReport::default(),
             scratch: Vec::new(),
+            last_get: 0,
+            direct: Vec::new(),
         };
         backend.recover()?;
         Ok(backend)
@@ -425,6 +441,8 @@ impl<D: Disk> FileBackend<D> {
             last_seq: 0,
             deleted: BTreeSet::new(),
             max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
             len: scan.good_len(data.len()) as u64,
             made_after: self.blocks.last().map_or(0, Block::upper),
         };
@@ -434,7 +452,7 @@ impl<D: Disk> FileBackend<D> {
             found.note(&record);
             block.max_recorded = block.max_recorded.max(found.max_seq);
             match record.kind {
-                Kind::Message => add_message(&mut block, record.seq),
+                Kind::Message => add_message(&mut block, record.seq, offset as u64),
                 Kind::Tombstone | Kind::Erased => {
                     tombstones.insert(record.seq);
                 }
@@ -516,6 +534,8 @@ impl<D: Disk> FileBackend<D> {
             last_seq: 0,
             deleted: BTreeSet::new(),
             max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
             len: 0,
             made_after,
         });
@@ -744,6 +764,9 @@ impl<D: Disk> FileBackend<D> {
             let block = &mut self.blocks[index];
             block.len = cut as u64;
             block.max_recorded = last_seq;
+            block
+                .sparse
+                .retain(|&(seq, offset)| seq <= last_seq && offset < cut as u64);
             block.deleted.retain(|&seq| seq <= last_seq);
             if block.first_seq > last_seq {
                 block.first_seq = 0;
@@ -779,6 +802,77 @@ impl<D: Disk> FileBackend<D> {
         self.sync_now()?;
         self.write_meta()?;
         Ok(())
+    }
+
+    /// Read message `seq` from block `index` without loading the block:
+    /// from the sparse index entry at or before it, record by record, every
+    /// record's checksum checked. `None` when that path meets anything it
+    /// cannot read cleanly: the caller then loads (and rescans) the block.
+    fn read_direct(&mut self, index: usize, seq: u64) -> StoreResult<Option<StoredMsg>> {
+        let block = &self.blocks[index];
+        let entry = block.sparse.partition_point(|&(first, _)| first <= seq);
+        let Some(&(_, mut offset)) = entry.checked_sub(1).and_then(|at| block.sparse.get(at))
+        else {
+            return Ok(None);
+        };
+        let (path, end) = (block.path.clone(), block.len);
+        let mut buf = std::mem::take(&mut self.direct);
+        let mut found = None;
+        'window: while offset < end {
+            let want = DIRECT_WINDOW.min((end - offset) as usize);
+            buf.resize(want, 0);
+            if !self.read_exact(&path, offset, &mut buf)? {
+                break;
+            }
+            let mut at = 0;
+            loop {
+                match record::decode(&buf[at..]) {
+                    Ok(record) if record.kind == Kind::Message && record.seq == seq => {
+                        found = Some(message_of(&record, seq));
+                        break 'window;
+                    }
+                    Ok(record) if record.kind == Kind::Message && record.seq > seq => break 'window,
+                    Ok(record) => at += record.len,
+                    Err(record::DecodeError::Short) if at > 0 => break,
+                    Err(record::DecodeError::Short) => {
+                        // One record longer than the window: read all of it.
+                        let len = buf.get(..4).map_or(0, |bytes| {
+                            u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize
+                        });
+                        if len <= buf.len() || offset + len as u64 > end {
+                            break 'window;
+                        }
+                        buf.resize(len, 0);
+                        if !self.read_exact(&path, offset, &mut buf)? {
+                            break 'window;
+                        }
+                        continue;
+                    }
+                    Err(_) => break 'window,
+                }
+                if at >= buf.len() {
+                    break;
+                }
+            }
+            offset += at as u64;
+        }
+        self.direct = buf;
+        Ok(found)
+    }
+
+    /// Fill `buf` from `path` at `offset`; `false` if the file ends first.
+    fn read_exact(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> StoreResult<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self
+                .disk
+                .read_at(path, offset + filled as u64, &mut buf[filled..])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            filled += n;
+        }
+        Ok(true)
     }
 
     fn request_sync(&mut self, through: u64) -> StoreAction {
@@ -823,7 +917,11 @@ impl BlockFindings {
 }
 
 /// Add message `seq` (above every message already in it) to `block`.
-fn add_message(block: &mut Block, seq: u64) {
+fn add_message(block: &mut Block, seq: u64, offset: u64) {
+    if block.messages_written.is_multiple_of(SPARSE_EVERY) {
+        block.sparse.push((seq, offset));
+    }
+    block.messages_written += 1;
     if !block.has_messages() {
         block.first_seq = seq;
     } else {
@@ -832,6 +930,20 @@ fn add_message(block: &mut Block, seq: u64) {
     }
     block.last_seq = seq;
     block.max_recorded = block.max_recorded.max(seq);
+}
+
+/// The message a checked record holds.
+fn message_of(record: &record::Record<'_>, seq: u64) -> StoredMsg {
+    assert_eq!(record.kind, Kind::Message, "index names a non-message");
+    assert_eq!(record.seq, seq, "index names the wrong record");
+    StoredMsg {
+        seq,
+        subject: Bytes::copy_from_slice(record.subject),
+        headers: Bytes::copy_from_slice(record.headers),
+        payload: Bytes::copy_from_slice(record.payload),
+        ts: WallTime(record.ts),
+        ttl: record.ttl(),
+    }
 }
 
 fn floor_last(record: &record::Record<'_>) -> u64 {
@@ -901,7 +1013,7 @@ impl<D: Disk> Backend for FileBackend<D> {
             .is_some_and(|block| block.has_messages() && msg.seq - block.last_seq >= GAP_NEW_BLOCK);
         let index = self.active_for(self.scratch.len(), rollover);
         let offset = self.write_scratch(index)?;
-        add_message(&mut self.blocks[index], msg.seq);
+        add_message(&mut self.blocks[index], msg.seq, offset);
         let number = self.blocks[index].number;
         if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
             cached.offsets.insert(msg.seq, offset as usize);
@@ -929,6 +1041,15 @@ impl<D: Disk> Backend for FileBackend<D> {
         if self.blocks[index].deleted.contains(&seq) {
             return Ok(None);
         }
+        let sequential = self.last_get.checked_add(1) == Some(seq);
+        self.last_get = seq;
+        let number = self.blocks[index].number;
+        let cached = self.cache.iter().any(|cached| cached.number == number);
+        if !cached && !sequential {
+            if let Some(msg) = self.read_direct(index, seq)? {
+                return Ok(Some(msg));
+            }
+        }
         self.load(index)?;
         let cached = &self.cache[0];
         let path = &self.blocks[index].path;
@@ -940,20 +1061,7 @@ impl<D: Disk> Backend for FileBackend<D> {
                 "{path}: message {seq} at offset {offset} failed its checksum"
             ))
         })?;
-        assert_eq!(
-            record.kind,
-            Kind::Message,
-            "offset index names a non-message"
-        );
-        assert_eq!(record.seq, seq, "offset index names the wrong record");
-        Ok(Some(StoredMsg {
-            seq,
-            subject: Bytes::copy_from_slice(record.subject),
-            headers: Bytes::copy_from_slice(record.headers),
-            payload: Bytes::copy_from_slice(record.payload),
-            ts: WallTime(record.ts),
-            ttl: record.ttl(),
-        }))
+        Ok(Some(message_of(&record, seq)))
     }
 
     fn next_present(&mut self, seq: u64) -> Option<u64> {
