@@ -322,8 +322,46 @@ impl Harness {
                 }
                 self.note(format!("compact {seq}"));
             }
-            94..=96 => self.crash(true),
+            94 => self.truncate_some(),
+            95 => {
+                let now = WallTime(self.clock);
+                let result = self.store().skip_msg(now);
+                self.note(format!("skip: {result:?}"));
+            }
+            96 => {
+                let subject = format!("s.{}", self.rng.below(5));
+                let matching: Vec<u64> = self
+                    .stored
+                    .iter()
+                    .filter(|(_, sent)| sent.subject.as_ref() == subject.as_bytes())
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                let result = self
+                    .store()
+                    .purge_ex(&Filter::subject(subject.as_bytes()), 0, 0);
+                // Removals, durable once a later sync covers them.
+                self.removed.extend(matching);
+                self.note(format!("purge {subject}: {result:?}"));
+            }
+            97..=98 => self.crash(true),
             _ => self.crash(false),
+        }
+    }
+
+    /// Truncate hands sequences out again on purpose (a replica dropping
+    /// its tail): what was acknowledged above the cut is no longer owed.
+    fn truncate_some(&mut self) {
+        let last = self.store().state().last_seq;
+        let seq = last.saturating_sub(self.rng.below(5));
+        let result = self.store().truncate(seq);
+        self.acked.retain(|&acked| acked <= seq);
+        self.note(format!("truncate {seq}: {result:?}"));
+        if result.is_ok() {
+            self.stored.retain(|&stored, _| stored <= seq);
+        } else {
+            // Cut short: what is left above `seq` is no longer owed; the
+            // reopen's check forgets what did not survive.
+            self.crash(false);
         }
     }
 }

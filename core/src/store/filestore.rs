@@ -797,6 +797,11 @@ impl<D: Disk> FileBackend<D> {
             self.floor.min(last_seq + 1)
         };
         self.durable_through = self.durable_through.min(last_seq);
+        // A sync asked for before the cut covers nothing above it: the
+        // sequences above will be new messages written after that request.
+        if let Some((tag, through)) = self.in_flight {
+            self.in_flight = Some((tag, through.min(last_seq)));
+        }
         self.reported = self.reported.min(last_seq);
         self.write_control(Kind::Floor, self.floor, last_ts.0, &last_seq.to_le_bytes())?;
         self.sync_now()?;
