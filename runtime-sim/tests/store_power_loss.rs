@@ -13,6 +13,7 @@
 //! And a seed run twice gives the same outcome, bit for bit.
 //!
 //! Replay one seed: `STORE_SEED=<n> cargo test -p rnats-runtime-sim --test store_power_loss`.
+//! Sweep more seeds: `STORE_SEEDS=<count>` (default 150).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -366,7 +367,7 @@ impl Harness {
     }
 }
 
-fn run(seed: u64, steps: usize) -> (u64, u64, u64, usize) {
+fn run(seed: u64, steps: usize) -> Outcome {
     let mut harness = Harness::new(seed, false);
     for _ in 0..steps {
         harness.step();
@@ -375,32 +376,52 @@ fn run(seed: u64, steps: usize) -> (u64, u64, u64, usize) {
     harness.complete_sync();
     harness.drain_actions();
     harness.crash(true);
-    let disk_hash = harness.disk.with(|disk| disk.trace_hash());
-    (
-        harness.outcome_hash,
+    let (disk_hash, stats) = harness.disk.with(|disk| (disk.trace_hash(), disk.stats()));
+    Outcome {
+        outcome_hash: harness.outcome_hash,
         disk_hash,
-        harness.reopens,
-        harness.acked.len(),
-    )
+        reopens: harness.reopens,
+        acked: harness.acked.len(),
+        torn_writes: stats.torn_writes,
+        faults: stats.faults,
+    }
+}
+
+/// What one seed's run did (compared whole for determinism).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outcome {
+    outcome_hash: u64,
+    disk_hash: u64,
+    reopens: u64,
+    acked: usize,
+    torn_writes: u64,
+    faults: u64,
 }
 
 fn seeds() -> Vec<u64> {
     match std::env::var("STORE_SEED") {
         Ok(seed) => vec![seed.parse().expect("STORE_SEED is a number")],
-        Err(_) => (0..150).collect(),
+        Err(_) => {
+            let count = std::env::var("STORE_SEEDS")
+                .map_or(150, |count| count.parse().expect("STORE_SEEDS is a number"));
+            (0..count).collect()
+        }
     }
 }
 
 #[test]
 fn acknowledged_messages_survive_power_loss_over_many_seeds() {
-    let mut acked_total = 0;
-    let mut reopens_total = 0;
+    let (mut acked_total, mut reopens_total, mut torn_total, mut faults_total) = (0, 0, 0, 0);
     for seed in seeds() {
-        let (_, _, reopens, acked) = run(seed, 400);
-        acked_total += acked;
-        reopens_total += reopens;
+        let outcome = run(seed, 400);
+        acked_total += outcome.acked;
+        reopens_total += outcome.reopens;
+        torn_total += outcome.torn_writes;
+        faults_total += outcome.faults;
     }
-    eprintln!("acknowledged {acked_total}, reopens {reopens_total}");
+    eprintln!(
+        "acknowledged {acked_total}, reopens {reopens_total}, torn writes {torn_total}, faults {faults_total}"
+    );
     if std::env::var("STORE_SEED").is_ok() {
         return;
     }
@@ -409,6 +430,8 @@ fn acknowledged_messages_survive_power_loss_over_many_seeds() {
         "the workload acknowledged too little: {acked_total}"
     );
     assert!(reopens_total > 100, "too few crashes: {reopens_total}");
+    assert!(torn_total > 10, "too few torn writes: {torn_total}");
+    assert!(faults_total > 100, "too few disk faults: {faults_total}");
 }
 
 #[test]
@@ -416,7 +439,7 @@ fn recovery_is_deterministic() {
     for seed in [7, 8, 9] {
         assert_eq!(run(seed, 300), run(seed, 300), "seed {seed} diverged");
     }
-    assert_ne!(run(7, 300).1, run(8, 300).1);
+    assert_ne!(run(7, 300).disk_hash, run(8, 300).disk_hash);
 }
 
 #[test]
