@@ -2,7 +2,8 @@
 //!
 //! Role: carry out a store's file operations in production. Every call
 //! blocks (fsync above all), so a store using it must run on a dedicated
-//! I/O thread or in `tokio::task::spawn_blocking`, never on a tokio worker.
+//! I/O thread ([`IoThread`] here) or in `tokio::task::spawn_blocking`,
+//! never on a tokio worker.
 //!
 //! Inputs: `Disk` calls with paths relative to `root`.
 //! Outputs: their results, with OS errors mapped to [`DiskError`]
@@ -234,6 +235,108 @@ mod tests {
         let mut store = FileStore::open_on(disk, config, StoreConfig::default()).unwrap();
         assert_eq!(store.state().msgs, 100);
         assert_eq!(store.load_msg(42).unwrap().payload, &b"message 41"[..]);
+        fs::remove_dir_all(root).unwrap();
+    }
+}
+
+/// A dedicated OS thread that owns a value (a store on a [`RealDisk`]) and
+/// runs closures on it, so blocking file work and fsync never run on a
+/// tokio worker. Calls run one at a time in the order sent.
+///
+/// Bound: at most `QUEUE_MAX` calls wait; `call` awaits room beyond that.
+pub struct IoThread<S: Send + 'static> {
+    sender: tokio::sync::mpsc::Sender<Job<S>>,
+    thread: Option<std::thread::JoinHandle<S>>,
+}
+
+/// One call queued for an [`IoThread`].
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+
+/// Calls waiting for an [`IoThread`] before `call` waits for room.
+pub const QUEUE_MAX: usize = 1024;
+
+impl<S: Send + 'static> IoThread<S> {
+    /// Start a thread named `name` owning `state`.
+    pub fn spawn(name: &str, mut state: S) -> io::Result<IoThread<S>> {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Job<S>>(QUEUE_MAX);
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                while let Some(job) = receiver.blocking_recv() {
+                    job(&mut state);
+                }
+                state
+            })?;
+        Ok(IoThread {
+            sender,
+            thread: Some(thread),
+        })
+    }
+
+    /// Run `job` on the thread and await its result. `None` if the thread
+    /// is gone (a job panicked).
+    pub async fn call<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut S) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job<S> = Box::new(move |state: &mut S| {
+            let _ = reply.send(job(state));
+        });
+        self.sender.send(job).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Stop taking calls, wait for the queued ones, and hand the state back.
+    pub fn shutdown(mut self) -> Option<S> {
+        let thread = self.thread.take()?;
+        drop(self.sender);
+        thread.join().ok()
+    }
+}
+
+#[cfg(test)]
+mod io_thread_tests {
+    use super::*;
+    use rnats_core::store::{perform_sync, FileStore, FileStoreConfig, StoreAction, StoreConfig};
+    use rnats_core::time::WallTime;
+
+    #[tokio::test]
+    async fn a_store_runs_on_its_io_thread() {
+        let root = std::env::temp_dir().join(format!("rnats-io-thread-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let disk = RealDisk::new(&root).unwrap();
+        let store =
+            FileStore::open_on(disk, FileStoreConfig::default(), StoreConfig::default()).unwrap();
+        let thread = IoThread::spawn("store-io", store).unwrap();
+        let seq = thread
+            .call(|store| store.store_msg(b"a", b"", b"hello", WallTime(1), None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seq, 1);
+        // The sync is carried out on the I/O thread too; the ack follows it.
+        let durable = thread
+            .call(|store| {
+                let mut durable = 0;
+                while let Some(action) = store.poll_action() {
+                    match action {
+                        StoreAction::Sync { tag, files, dirs } => {
+                            let result =
+                                perform_sync(store.backend_mut().disk_mut(), &files, &dirs);
+                            store.handle_sync_done(tag, result);
+                        }
+                        StoreAction::Durable { through } => durable = through,
+                        StoreAction::Warning(_) => {}
+                    }
+                }
+                durable
+            })
+            .await
+            .unwrap();
+        assert_eq!(durable, 1);
+        let store = thread.shutdown().unwrap();
+        assert_eq!(store.state().msgs, 1);
         fs::remove_dir_all(root).unwrap();
     }
 }
