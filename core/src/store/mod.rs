@@ -31,6 +31,7 @@
 //! [`WallTime`]: crate::time::WallTime
 //! [`Instant`]: crate::time::Instant
 
+pub mod consumer;
 pub mod disk;
 mod engine;
 pub mod filestore;
@@ -46,6 +47,7 @@ use bytes::Bytes;
 
 use crate::time::WallTime;
 
+pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
 pub use engine::{Backend, Engine, NewMsg};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
