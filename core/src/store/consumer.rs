@@ -82,7 +82,7 @@ pub enum ConsumerError {
     BadAckFloorConsumer,
     /// "bad ack floor for stream".
     BadAckFloorStream,
-    /// "bad pending entry, sequence [N] out of range".
+    /// "bad pending entry, sequence \[N\] out of range".
     BadPending(u64),
     Disk(DiskError),
 }

@@ -5,6 +5,9 @@
 //! crashes. [`MemStore`] keeps everything in memory; [`FileStore`] keeps
 //! messages in block files behind the [`disk::Disk`] interface.
 //!
+//! Consumers keep their delivery and ack state in [`consumer`]
+//! ([`ConsumerTracker`], persisted by [`ConsumerFileStore`]).
+//!
 //! Both are an [`Engine`] (sequences, per-subject state, limits, expiry: the
 //! logic nats-server's memstore and filestore share) over a [`Backend`]
 //! (where the messages live). The store is passive: time comes in with every
