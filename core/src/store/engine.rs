@@ -333,6 +333,17 @@ impl<B: Backend> Engine<B> {
     pub fn load_next(&mut self, filter: &Filter, start: u64) -> StoreResult<StoredMsg> {
         let (low, high) = match filter {
             Filter::All => (self.first_seq, self.last_seq),
+            // With many subjects, narrowing the span costs a pass over all
+            // of them on every call (a consumer calls once per message);
+            // walking the messages from `start` usually meets a match first.
+            Filter::Subjects(patterns)
+                if self.subjects.len() > SPAN_SUBJECTS_MAX
+                    && !patterns
+                        .iter()
+                        .all(|pattern| crate::subject::subject_is_literal(pattern)) =>
+            {
+                (self.first_seq, self.last_seq)
+            }
             Filter::Subjects(_) => self.filter_span(filter).ok_or(StoreError::Eof)?,
         };
         let mut cursor = self.backend.next_present(start.max(low));
@@ -368,15 +379,22 @@ impl<B: Backend> Engine<B> {
 
     /// `(lowest first, highest last)` over the subjects matching `filter`.
     fn filter_span(&self, filter: &Filter) -> Option<(u64, u64)> {
+        let mut span: Option<(u64, u64)> = None;
         if let Filter::Subjects(patterns) = filter {
-            if let [only] = patterns.as_slice() {
-                if crate::subject::subject_is_literal(only) {
-                    let state = self.subjects.get(only)?;
-                    return Some((state.first_seq, state.last_seq));
+            if patterns
+                .iter()
+                .all(|pattern| crate::subject::subject_is_literal(pattern))
+            {
+                for state in patterns
+                    .iter()
+                    .filter_map(|pattern| self.subjects.get(pattern))
+                {
+                    let (low, high) = span.unwrap_or((u64::MAX, 0));
+                    span = Some((low.min(state.first_seq), high.max(state.last_seq)));
                 }
+                return span;
             }
         }
-        let mut span: Option<(u64, u64)> = None;
         for (subject, state) in &self.subjects {
             if filter.matches(subject) {
                 let (low, high) = span.unwrap_or((u64::MAX, 0));
@@ -890,6 +908,10 @@ impl<B: Backend> Engine<B> {
             && state.last_seq <= self.last_seq));
     }
 }
+
+/// Above this many subjects, a wildcard `load_next` walks messages instead
+/// of first narrowing the span over every matching subject.
+const SPAN_SUBJECTS_MAX: usize = 256;
 
 fn expiry(ts: WallTime, after: Duration) -> u64 {
     ts.0.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX))

@@ -218,6 +218,31 @@ fn load_next_and_last_with_filters() {
 }
 
 #[test]
+fn filtered_loads_with_many_subjects() {
+    both(StoreConfig::default(), |new| {
+        let mut store = new();
+        for i in 0..600u64 {
+            store
+                .put(&format!("kv.k{}", i % 300), &i.to_string(), i)
+                .unwrap();
+        }
+        store.put("other", "x", 700).unwrap();
+        let wildcard = Filter::subject(b"kv.*");
+        assert_eq!(store.next(&wildcard, 1).unwrap().seq, 1);
+        assert_eq!(store.next(&wildcard, 600).unwrap().seq, 600);
+        assert_eq!(store.next(&wildcard, 601), Err(StoreError::Eof));
+        let literals = Filter::Subjects(vec![
+            Bytes::from_static(b"kv.k7"),
+            Bytes::from_static(b"other"),
+        ]);
+        assert_eq!(store.next(&literals, 9).unwrap().seq, 308);
+        assert_eq!(store.next(&literals, 309).unwrap().seq, 601);
+        assert_eq!(store.last(&wildcard).unwrap().seq, 600);
+        assert_eq!(store.last(&Filter::subject(b"kv.k0")).unwrap().seq, 301);
+    });
+}
+
+#[test]
 fn purge_compact_truncate() {
     both(StoreConfig::default(), |new| {
         let mut store = new();
