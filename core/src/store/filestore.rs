@@ -148,6 +148,8 @@ const META_LEN: usize = 36;
 const GAP_NEW_BLOCK: u64 = 1024;
 /// How often a damaged-looking block is read before recovery acts on it.
 const READ_ATTEMPTS: u32 = 3;
+/// Warnings kept for `poll_action` (and in the recovery report).
+const WARNINGS_MAX: usize = 256;
 /// One sparse index entry per this many message records of a block.
 const SPARSE_EVERY: u64 = 32;
 /// How much a direct read of one message reads at a time.
@@ -261,6 +263,8 @@ pub struct FileBackend<D: Disk> {
     reported: u64,
     failed: bool,
     warnings: VecDeque<String>,
+    /// Warnings dropped from the full queue, reported by the next poll.
+    warnings_dropped: u64,
     next_sync_at: Option<Instant>,
     sync_due: bool,
     report: RecoveryReport,
@@ -297,6 +301,7 @@ impl<D: Disk> FileBackend<D> {
             reported: 0,
             failed: false,
             warnings: VecDeque::new(),
+            warnings_dropped: 0,
             next_sync_at: None,
             sync_due: false,
             report: RecoveryReport::default(),
@@ -345,9 +350,19 @@ impl<D: Disk> FileBackend<D> {
         self.durable_through
     }
 
+    /// Queue a warning for `poll_action` and the recovery report. Both are
+    /// bounded: past `WARNINGS_MAX` the oldest queued one is dropped (and
+    /// counted in the next), the report keeps its first ones.
     fn warn(&mut self, text: String) {
-        self.report.warnings.push(text.clone());
+        if self.report.warnings.len() < WARNINGS_MAX {
+            self.report.warnings.push(text.clone());
+        }
+        if self.warnings.len() >= WARNINGS_MAX {
+            self.warnings.pop_front();
+            self.warnings_dropped += 1;
+        }
         self.warnings.push_back(text);
+        debug_assert!(self.warnings.len() <= WARNINGS_MAX);
     }
 
     fn recover(&mut self) -> StoreResult<()> {
@@ -451,6 +466,9 @@ impl<D: Disk> FileBackend<D> {
             let record = record::decode(&data[offset..]).expect("scan checked it");
             found.note(&record);
             block.max_recorded = block.max_recorded.max(found.max_seq);
+            if record.kind == Kind::Floor {
+                block.max_recorded = block.max_recorded.max(record.seq);
+            }
             match record.kind {
                 Kind::Message => add_message(&mut block, record.seq, offset as u64),
                 Kind::Tombstone | Kind::Erased => {
@@ -587,9 +605,9 @@ impl<D: Disk> FileBackend<D> {
         let index = self.active_for(self.scratch.len(), false);
         self.write_scratch(index)?;
         let named = match kind {
-            Kind::Floor => {
-                u64::from_le_bytes(payload.try_into().expect("a floor names the last sequence"))
-            }
+            Kind::Floor => seq.max(u64::from_le_bytes(
+                payload.try_into().expect("a floor names the last sequence"),
+            )),
             _ => seq,
         };
         let block = &mut self.blocks[index];
@@ -679,7 +697,7 @@ impl<D: Disk> FileBackend<D> {
 
     /// The offset where block `index` must be cut so nothing above `last`
     /// remains, or `None` if nothing in it is above.
-    fn cut_offset(&mut self, index: usize, last: u64) -> StoreResult<Option<usize>> {
+    fn cut_offset(&mut self, index: usize, last: u64, floor: u64) -> StoreResult<Option<usize>> {
         if self.blocks[index].max_recorded <= last {
             return Ok(None);
         }
@@ -694,7 +712,9 @@ impl<D: Disk> FileBackend<D> {
                 // A tombstone or erased record above `last` must go too: the
                 // sequence it names will be handed out again.
                 Kind::Message | Kind::Skip | Kind::Tombstone | Kind::Erased => record.seq > last,
-                Kind::Floor => floor_last(&record) > last,
+                // So must a floor above the floor after the cut (it was
+                // written after messages above `last`).
+                Kind::Floor => floor_last(&record) > last || record.seq > floor,
             };
             if above {
                 return Ok(Some(offset));
@@ -743,10 +763,16 @@ impl<D: Disk> FileBackend<D> {
             last_seq < self.last_seq,
             "truncate must lower the last sequence"
         );
+        // Truncating to 0 makes the store fresh again (floor 0).
+        let floor = if last_seq == 0 {
+            0
+        } else {
+            self.floor.min(last_seq + 1)
+        };
         let mut index = self.blocks.len();
         while index > 0 {
             index -= 1;
-            let Some(cut) = self.cut_offset(index, last_seq)? else {
+            let Some(cut) = self.cut_offset(index, last_seq, floor)? else {
                 continue;
             };
             let number = self.blocks[index].number;
@@ -790,12 +816,7 @@ impl<D: Disk> FileBackend<D> {
         self.last_ts = last_ts;
         // Cutting below the floor hands those sequences out again (the
         // reference allows it: truncate is how a replica drops a tail).
-        // Truncating to 0 makes the store fresh again (floor 0).
-        self.floor = if last_seq == 0 {
-            0
-        } else {
-            self.floor.min(last_seq + 1)
-        };
+        self.floor = floor;
         self.durable_through = self.durable_through.min(last_seq);
         // A sync asked for before the cut covers nothing above it: the
         // sequences above will be new messages written after that request.
@@ -1162,6 +1183,12 @@ impl<D: Disk> Backend for FileBackend<D> {
     }
 
     fn poll_action(&mut self, last_seq: u64) -> Option<StoreAction> {
+        if self.warnings_dropped > 0 {
+            let dropped = std::mem::take(&mut self.warnings_dropped);
+            return Some(StoreAction::Warning(format!(
+                "{dropped} warning(s) dropped unread: the queue was full"
+            )));
+        }
         if let Some(text) = self.warnings.pop_front() {
             return Some(StoreAction::Warning(text));
         }
