@@ -200,8 +200,16 @@ impl<B: Backend> Engine<B> {
             self.first_ts = ts;
         }
         self.account_added(seq, subject, size, ts, ttl);
-        self.enforce_subject_limit(subject)?;
-        self.enforce_totals()?;
+        // The message is stored; if dropping the oldest now fails (a read
+        // error, a message damaged since opening), the limits no longer
+        // hold: refuse writes until a reopen recovers from the files.
+        let enforced = self
+            .enforce_subject_limit(subject)
+            .and_then(|()| self.enforce_totals());
+        if let Err(error) = enforced {
+            self.poisoned = true;
+            return Err(error);
+        }
         self.check();
         Ok(seq)
     }
