@@ -54,7 +54,15 @@
 //!
 //! # Recovery
 //!
-//! On open every block is read and every record checked. A damaged record
+//! There is no index file: the per-block index (sequence range, deleted
+//! sequences, the offset of every 32nd message) lives in memory and is
+//! rebuilt from the blocks on every open, so it can never be stale or
+//! damaged. A random load reads its record from the nearest indexed offset;
+//! a sequential one loads the whole block into the bounded cache.
+//!
+//! On open every block is read and every record checked (a block that looks
+//! damaged is read up to three times first, so a fault on the read path
+//! does not cut good records). A damaged record
 //! followed by a good one is skipped and counted (its message is never
 //! served); a damaged or torn tail is cut at the last good record, with a
 //! warning naming the file, the offset and the records lost. The floor is
