@@ -20,5 +20,6 @@ pub mod monitor;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod subject;
 pub mod time;

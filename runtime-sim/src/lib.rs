@@ -34,6 +34,7 @@
 
 mod clients;
 mod conn;
+pub mod disk;
 mod faults;
 mod invariants;
 pub mod model;

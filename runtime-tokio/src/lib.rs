@@ -1,6 +1,7 @@
 //! rnats-runtime-tokio: runs the rnats-core machines on tokio sockets and timers.
 
 pub mod app;
+pub mod disk;
 pub mod flags;
 pub mod host;
 pub mod logging;

@@ -1,0 +1,926 @@
+//! The store engine: sequences, per-subject state, limits and expiry over a
+//! [`Backend`] that holds the messages.
+//!
+//! Inputs: the store calls (`store_msg`, loads, removes, purges, `expire`).
+//! Outputs: results, and the backend's [`StoreAction`]s passed through.
+//!
+//! Invariants (checked by `check` in debug builds and by tests):
+//! - `first_seq <= last_seq + 1`; empty ⇔ `msgs == 0` ⇔ `first_seq == last_seq + 1`
+//!   or no message present in `first_seq..=last_seq`.
+//! - When `msgs > 0`, a message is present at `first_seq` and `first_ts` is its time.
+//! - `subjects` holds exactly the subjects with a message present; their
+//!   counts add up to `msgs`; each entry's `first_seq`/`last_seq` hold a
+//!   message of that subject.
+//! - `ttl_index` holds `(expiry, seq)` for exactly the present messages with a TTL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{
+    msg_size, Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult,
+    StoreState, StoredMsg, SubjectState,
+};
+use crate::time::{Instant, WallTime};
+
+/// A message being stored, borrowed from the caller (no copy on the way in).
+#[derive(Debug, Clone, Copy)]
+pub struct NewMsg<'a> {
+    pub seq: u64,
+    pub subject: &'a [u8],
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+    pub ts: WallTime,
+    pub ttl: Option<Duration>,
+}
+
+/// Where the messages live. Implemented by [`super::MemBackend`] and
+/// [`super::FileBackend`]; the engine keeps all accounting.
+pub trait Backend {
+    /// `(floor, last_seq, last_ts)` after opening: no message below `floor`
+    /// is present, `last_seq` is the highest sequence ever handed out that
+    /// the backend knows of.
+    fn bounds(&self) -> (u64, u64, WallTime);
+    /// Keep `msg`; its sequence is above every sequence kept before.
+    fn append(&mut self, msg: &NewMsg<'_>) -> StoreResult<()>;
+    /// Record that every sequence up to `through` has been handed out.
+    fn skip(&mut self, through: u64, ts: WallTime) -> StoreResult<()>;
+    /// The message at `seq`, if present.
+    fn get(&mut self, seq: u64) -> StoreResult<Option<StoredMsg>>;
+    /// The smallest present sequence `>= seq`.
+    fn next_present(&mut self, seq: u64) -> Option<u64>;
+    /// The largest present sequence `<= seq`.
+    fn prev_present(&mut self, seq: u64) -> Option<u64>;
+    /// Remove the message at `seq` (overwriting its bytes if `erase`).
+    /// Returns whether it was present.
+    fn remove(&mut self, seq: u64, erase: bool) -> StoreResult<bool>;
+    /// Drop every message below `floor`; `last_seq` is the store's last
+    /// sequence. Durable when it returns.
+    fn compact(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()>;
+    /// Drop every message above `last_seq`, which becomes the last sequence.
+    /// Durable when it returns.
+    fn truncate(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()>;
+    /// The next action for the runtime; `last_seq` is the store's last sequence.
+    fn poll_action(&mut self, last_seq: u64) -> Option<StoreAction>;
+    /// A sync requested with `tag` finished.
+    fn handle_sync_done(&mut self, tag: u64, result: DiskResult<()>);
+    /// The backend's next deadline (the sync interval), if any.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Time passed; an interval sync may be due.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Whether a failed sync poisoned the backend.
+    fn failed(&self) -> bool;
+}
+
+/// A store: the accounting shared by MemStore and FileStore over a backend.
+#[derive(Debug)]
+pub struct Engine<B: Backend> {
+    backend: B,
+    config: StoreConfig,
+    first_seq: u64,
+    last_seq: u64,
+    first_ts: WallTime,
+    last_ts: WallTime,
+    msgs: u64,
+    bytes: u64,
+    subjects: BTreeMap<Bytes, SubjectState>,
+    ttl_index: BTreeSet<(u64, u64)>,
+    /// A bulk change failed midway: the accounting may disagree with the
+    /// backend, so writes are refused until the store is reopened.
+    poisoned: bool,
+}
+
+impl<B: Backend> Engine<B> {
+    /// Open a store over `backend`, rebuilding the accounting from the
+    /// messages present.
+    pub fn open(backend: B, config: StoreConfig) -> StoreResult<Engine<B>> {
+        let (floor, last_seq, last_ts) = backend.bounds();
+        assert!(
+            floor <= last_seq + 1,
+            "backend floor {floor} above last {last_seq}"
+        );
+        let mut engine = Engine {
+            backend,
+            config,
+            // A store that never held anything reports first 0, as the
+            // reference does.
+            first_seq: if floor == 0 && last_seq == 0 {
+                0
+            } else {
+                last_seq + 1
+            },
+            last_seq,
+            first_ts: WallTime(0),
+            last_ts,
+            msgs: 0,
+            bytes: 0,
+            subjects: BTreeMap::new(),
+            ttl_index: BTreeSet::new(),
+            poisoned: false,
+        };
+        let mut cursor = engine.backend.next_present(floor);
+        while let Some(seq) = cursor {
+            assert!(
+                seq <= last_seq,
+                "present sequence {seq} above last {last_seq}"
+            );
+            let msg = engine.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+            assert_eq!(msg.seq, seq, "backend returned the wrong message");
+            if engine.msgs == 0 {
+                engine.first_seq = seq;
+                engine.first_ts = msg.ts;
+            }
+            engine.account_added(seq, &msg.subject, msg.size(), msg.ts, msg.ttl);
+            cursor = engine.backend.next_present(seq + 1);
+        }
+        engine.check();
+        Ok(engine)
+    }
+
+    /// Whether the store refuses writes (a failed sync or bulk change).
+    pub fn failed(&self) -> bool {
+        self.poisoned || self.backend.failed()
+    }
+
+    /// The stream's limits.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Change the limits (applied at the next store or `enforce_limits`).
+    pub fn set_config(&mut self, config: StoreConfig) {
+        self.config = config;
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
+    /// Store a message; returns its sequence.
+    pub fn store_msg(
+        &mut self,
+        subject: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+        ts: WallTime,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        assert!(!subject.is_empty(), "a stored message needs a subject");
+        let size = msg_size(subject, headers, payload);
+        if self.config.max_msg_size.is_some_and(|max| size > max) {
+            return Err(StoreError::MsgTooLarge);
+        }
+        self.check_discard_new(subject, size)?;
+        let seq = self.last_seq + 1;
+        let msg = NewMsg {
+            seq,
+            subject,
+            headers,
+            payload,
+            ts,
+            ttl,
+        };
+        self.backend.append(&msg)?;
+        self.last_seq = seq;
+        self.last_ts = ts;
+        if self.msgs == 0 {
+            self.first_seq = seq;
+            self.first_ts = ts;
+        }
+        self.account_added(seq, subject, size, ts, ttl);
+        // The message is stored; if dropping the oldest now fails (a read
+        // error, a message damaged since opening), the limits no longer
+        // hold: refuse writes until a reopen recovers from the files.
+        let enforced = self
+            .enforce_subject_limit(subject)
+            .and_then(|()| self.enforce_totals());
+        if let Err(error) = enforced {
+            self.poisoned = true;
+            return Err(error);
+        }
+        self.check();
+        Ok(seq)
+    }
+
+    /// Discard-new refusals, as the reference's memstore decides them: a
+    /// message that will push out its subject's oldest (the subject is at
+    /// its per-subject limit) passes the message limit, and the byte limit
+    /// if that oldest is at least as large.
+    fn check_discard_new(&mut self, subject: &[u8], size: u64) -> StoreResult<()> {
+        if self.config.discard != Discard::New {
+            return Ok(());
+        }
+        let held = self.subjects.get(subject).copied();
+        let at_subject_limit = match (self.config.max_msgs_per_subject, held) {
+            (Some(max), Some(state)) => max > 0 && state.msgs >= max,
+            _ => false,
+        };
+        if at_subject_limit && self.config.discard_new_per_subject {
+            return Err(StoreError::MaxMsgsPerSubject);
+        }
+        if self.config.max_msgs.is_some_and(|max| self.msgs >= max) && !at_subject_limit {
+            return Err(StoreError::MaxMsgs);
+        }
+        if self
+            .config
+            .max_bytes
+            .is_some_and(|max| self.bytes + size >= max)
+        {
+            let Some(state) = held.filter(|_| at_subject_limit) else {
+                return Err(StoreError::MaxBytes);
+            };
+            let oldest = self
+                .backend
+                .get(state.first_seq)?
+                .ok_or(StoreError::NotFound)?;
+            if oldest.size() < size {
+                return Err(StoreError::MaxBytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop the oldest messages until every limit holds (after a change
+    /// of limits: every subject is checked).
+    pub fn enforce_limits(&mut self) -> StoreResult<()> {
+        let subjects: Vec<Bytes> = self.subjects.keys().cloned().collect();
+        for subject in subjects {
+            self.enforce_subject_limit(&subject)?;
+        }
+        self.enforce_totals()
+    }
+
+    /// Drop `subject`'s oldest messages while it is over its limit.
+    fn enforce_subject_limit(&mut self, subject: &[u8]) -> StoreResult<()> {
+        let Some(max) = self.config.max_msgs_per_subject else {
+            return Ok(());
+        };
+        while let Some(state) = self.subjects.get(subject).copied() {
+            if state.msgs <= max {
+                break;
+            }
+            let removed = self.remove_internal(state.first_seq, false)?;
+            assert!(removed, "per-subject first {} absent", state.first_seq);
+        }
+        Ok(())
+    }
+
+    /// Drop the oldest messages while over the message or byte limit.
+    fn enforce_totals(&mut self) -> StoreResult<()> {
+        if let Some(max) = self.config.max_msgs {
+            while self.msgs > max {
+                let removed = self.remove_internal(self.first_seq, false)?;
+                assert!(removed, "first sequence {} absent", self.first_seq);
+            }
+        }
+        if let Some(max) = self.config.max_bytes {
+            while self.bytes > max {
+                let removed = self.remove_internal(self.first_seq, false)?;
+                assert!(removed, "first sequence {} absent", self.first_seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand out the next sequence without a message.
+    pub fn skip_msg(&mut self, ts: WallTime) -> StoreResult<u64> {
+        let seq = self.last_seq + 1;
+        self.skip_msgs(seq, 1, ts)?;
+        Ok(seq)
+    }
+
+    /// Hand out `count` sequences starting at `seq`, which must be the next one.
+    pub fn skip_msgs(&mut self, seq: u64, count: u64, ts: WallTime) -> StoreResult<()> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        if seq != self.last_seq + 1 {
+            return Err(StoreError::SequenceMismatch);
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        let through = seq + count - 1;
+        self.backend.skip(through, ts)?;
+        self.last_seq = through;
+        self.last_ts = ts;
+        if self.msgs == 0 {
+            self.first_seq = through + 1;
+        }
+        self.check();
+        Ok(())
+    }
+
+    /// The message at `seq`: `NotFound` if removed or below the first
+    /// sequence, `Eof` above the last.
+    pub fn load_msg(&mut self, seq: u64) -> StoreResult<StoredMsg> {
+        if seq > self.last_seq {
+            return Err(StoreError::Eof);
+        }
+        if seq < self.first_seq {
+            return Err(StoreError::NotFound);
+        }
+        let msg = self.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+        assert_eq!(msg.seq, seq, "backend returned the wrong message");
+        Ok(msg)
+    }
+
+    /// The first message at or after `start` whose subject matches `filter`.
+    pub fn load_next(&mut self, filter: &Filter, start: u64) -> StoreResult<StoredMsg> {
+        let (low, high) = match filter {
+            Filter::All => (self.first_seq, self.last_seq),
+            // With many subjects, narrowing the span costs a pass over all
+            // of them on every call (a consumer calls once per message);
+            // walking the messages from `start` usually meets a match first.
+            Filter::Subjects(patterns)
+                if self.subjects.len() > SPAN_SUBJECTS_MAX
+                    && !patterns
+                        .iter()
+                        .all(|pattern| crate::subject::subject_is_literal(pattern)) =>
+            {
+                (self.first_seq, self.last_seq)
+            }
+            Filter::Subjects(_) => self.filter_span(filter).ok_or(StoreError::Eof)?,
+        };
+        let mut cursor = self.backend.next_present(start.max(low));
+        while let Some(seq) = cursor {
+            if seq > high {
+                break;
+            }
+            let msg = self.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+            if filter.matches(&msg.subject) {
+                return Ok(msg);
+            }
+            cursor = self.backend.next_present(seq + 1);
+        }
+        Err(StoreError::Eof)
+    }
+
+    /// The last message whose subject matches `filter`.
+    pub fn load_last(&mut self, filter: &Filter) -> StoreResult<StoredMsg> {
+        let seq = match filter {
+            Filter::All => self
+                .backend
+                .prev_present(self.last_seq)
+                .ok_or(StoreError::NotFound)?,
+            Filter::Subjects(_) => self.filter_span(filter).ok_or(StoreError::NotFound)?.1,
+        };
+        let msg = self.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+        assert!(
+            filter.matches(&msg.subject),
+            "last of a filter does not match it"
+        );
+        Ok(msg)
+    }
+
+    /// `(lowest first, highest last)` over the subjects matching `filter`.
+    fn filter_span(&self, filter: &Filter) -> Option<(u64, u64)> {
+        let mut span: Option<(u64, u64)> = None;
+        if let Filter::Subjects(patterns) = filter {
+            if patterns
+                .iter()
+                .all(|pattern| crate::subject::subject_is_literal(pattern))
+            {
+                for state in patterns
+                    .iter()
+                    .filter_map(|pattern| self.subjects.get(pattern))
+                {
+                    let (low, high) = span.unwrap_or((u64::MAX, 0));
+                    span = Some((low.min(state.first_seq), high.max(state.last_seq)));
+                }
+                return span;
+            }
+        }
+        for (subject, state) in &self.subjects {
+            if filter.matches(subject) {
+                let (low, high) = span.unwrap_or((u64::MAX, 0));
+                span = Some((low.min(state.first_seq), high.max(state.last_seq)));
+            }
+        }
+        span
+    }
+
+    /// Remove the message at `seq`; `Ok(false)` if it was not there.
+    pub fn remove_msg(&mut self, seq: u64) -> StoreResult<bool> {
+        self.remove_checked(seq, false)
+    }
+
+    /// Remove the message at `seq` and overwrite its bytes where it was kept.
+    pub fn erase_msg(&mut self, seq: u64) -> StoreResult<bool> {
+        self.remove_checked(seq, true)
+    }
+
+    fn remove_checked(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        if seq < self.first_seq || seq > self.last_seq {
+            return Ok(false);
+        }
+        let removed = self.remove_internal(seq, erase)?;
+        self.check();
+        Ok(removed)
+    }
+
+    fn remove_internal(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        let Some(msg) = self.backend.get(seq)? else {
+            return Ok(false);
+        };
+        // Every read this removal needs happens before anything changes, so
+        // a failed read leaves the store as it was.
+        let subject_after = self.subject_after_removal(&msg)?;
+        let first_after = if seq == self.first_seq {
+            Some(self.first_present_after(seq + 1)?)
+        } else {
+            None
+        };
+        let removed = self.backend.remove(seq, erase)?;
+        assert!(removed, "backend lost message {seq} between get and remove");
+        assert!(self.msgs > 0, "removing from an empty store");
+        assert!(self.bytes >= msg.size(), "bytes would go negative");
+        self.msgs -= 1;
+        self.bytes -= msg.size();
+        if let Some(ttl) = msg.ttl {
+            let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
+            assert!(present, "ttl index missed message {}", msg.seq);
+        }
+        match subject_after {
+            Some(state) => self.subjects.insert(msg.subject.clone(), state),
+            None => self.subjects.remove(&msg.subject),
+        };
+        if let Some(first) = first_after {
+            match first {
+                Some((next, ts)) => {
+                    self.first_seq = next;
+                    self.first_ts = ts;
+                }
+                None => {
+                    assert_eq!(self.msgs, 0, "messages counted but none present");
+                    self.first_seq = self.last_seq + 1;
+                    self.first_ts = WallTime(0);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The state of `msg`'s subject once `msg` is gone (`None`: no message left).
+    fn subject_after_removal(&mut self, msg: &StoredMsg) -> StoreResult<Option<SubjectState>> {
+        let mut state = *self
+            .subjects
+            .get(&msg.subject)
+            .expect("removed message's subject is indexed");
+        assert!(state.msgs > 0, "indexed subject without messages");
+        state.msgs -= 1;
+        if state.msgs == 0 {
+            return Ok(None);
+        }
+        if msg.seq == state.first_seq {
+            state.first_seq = self.scan_subject(&msg.subject, msg.seq + 1, state.last_seq, true)?;
+        } else if msg.seq == state.last_seq {
+            state.last_seq =
+                self.scan_subject(&msg.subject, state.first_seq, msg.seq - 1, false)?;
+        }
+        Ok(Some(state))
+    }
+
+    /// The first present message at or after `from`: `(seq, ts)`, `None` if none.
+    fn first_present_after(&mut self, from: u64) -> StoreResult<Option<(u64, WallTime)>> {
+        match self.backend.next_present(from) {
+            Some(next) if next <= self.last_seq => {
+                let msg = self.backend.get(next)?.ok_or(StoreError::NotFound)?;
+                Ok(Some((next, msg.ts)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Move `first_seq` to the first present sequence at or after `from`.
+    fn advance_first(&mut self, from: u64) -> StoreResult<()> {
+        match self.backend.next_present(from) {
+            Some(next) if next <= self.last_seq => {
+                let msg = self.backend.get(next)?.ok_or(StoreError::NotFound)?;
+                self.first_seq = next;
+                self.first_ts = msg.ts;
+            }
+            _ => {
+                assert_eq!(self.msgs, 0, "messages counted but none present");
+                self.first_seq = self.last_seq + 1;
+                self.first_ts = WallTime(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn account_added(
+        &mut self,
+        seq: u64,
+        subject: &[u8],
+        size: u64,
+        ts: WallTime,
+        ttl: Option<Duration>,
+    ) {
+        self.msgs += 1;
+        self.bytes += size;
+        match self.subjects.get_mut(subject) {
+            Some(state) => {
+                state.msgs += 1;
+                state.first_seq = state.first_seq.min(seq);
+                state.last_seq = state.last_seq.max(seq);
+            }
+            None => {
+                let state = SubjectState {
+                    msgs: 1,
+                    first_seq: seq,
+                    last_seq: seq,
+                };
+                self.subjects.insert(Bytes::copy_from_slice(subject), state);
+            }
+        }
+        if let Some(ttl) = ttl {
+            self.ttl_index.insert((expiry(ts, ttl), seq));
+        }
+    }
+
+    /// The first (`forward`) or last sequence in `low..=high` holding `subject`.
+    fn scan_subject(
+        &mut self,
+        subject: &[u8],
+        low: u64,
+        high: u64,
+        forward: bool,
+    ) -> StoreResult<u64> {
+        let mut cursor = if forward {
+            self.backend.next_present(low)
+        } else {
+            self.backend.prev_present(high)
+        };
+        while let Some(seq) = cursor {
+            if seq < low || seq > high {
+                break;
+            }
+            let msg = self.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+            if msg.subject.as_ref() == subject {
+                return Ok(seq);
+            }
+            cursor = if forward {
+                self.backend.next_present(seq + 1)
+            } else if seq == 0 {
+                None
+            } else {
+                self.backend.prev_present(seq - 1)
+            };
+        }
+        Err(StoreError::Corrupt(format!(
+            "subject index counts a message in {low}..={high} that is not there"
+        )))
+    }
+
+    /// Remove every message; returns how many.
+    pub fn purge(&mut self) -> StoreResult<u64> {
+        let result = self.purge_inner();
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn purge_inner(&mut self) -> StoreResult<u64> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        let purged = self.msgs;
+        self.backend
+            .compact(self.last_seq + 1, self.last_seq, self.last_ts)?;
+        self.msgs = 0;
+        self.bytes = 0;
+        self.subjects.clear();
+        self.ttl_index.clear();
+        self.first_seq = self.last_seq + 1;
+        self.first_ts = WallTime(0);
+        self.check();
+        Ok(purged)
+    }
+
+    /// Remove every message below `seq`; returns how many. A `seq` past the
+    /// end moves the last sequence up to `seq - 1`.
+    pub fn compact(&mut self, seq: u64) -> StoreResult<u64> {
+        let result = self.compact_inner(seq);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn compact_inner(&mut self, seq: u64) -> StoreResult<u64> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        if seq == 0 {
+            return self.purge_inner();
+        }
+        if seq <= self.first_seq {
+            return Ok(0);
+        }
+        if seq > self.last_seq + 1 {
+            let purged = self.msgs;
+            self.last_seq = seq - 1;
+            self.backend.compact(seq, self.last_seq, self.last_ts)?;
+            self.msgs = 0;
+            self.bytes = 0;
+            self.subjects.clear();
+            self.ttl_index.clear();
+            self.first_seq = seq;
+            self.first_ts = WallTime(0);
+            self.check();
+            return Ok(purged);
+        }
+        let mut purged = 0;
+        let mut cursor = self.backend.next_present(self.first_seq);
+        while let Some(current) = cursor {
+            if current >= seq {
+                break;
+            }
+            let msg = self.backend.get(current)?.ok_or(StoreError::NotFound)?;
+            // Accounting first, while the subject scans can still see the
+            // messages above `current`.
+            self.account_removed_bulk(&msg);
+            purged += 1;
+            cursor = self.backend.next_present(current + 1);
+        }
+        self.backend.compact(seq, self.last_seq, self.last_ts)?;
+        self.refresh_subject_firsts(seq)?;
+        self.first_seq = self.first_seq.max(seq);
+        self.advance_first(self.first_seq)?;
+        self.check();
+        Ok(purged)
+    }
+
+    /// Accounting for a bulk removal: subject first/last fixed afterwards.
+    fn account_removed_bulk(&mut self, msg: &StoredMsg) {
+        self.msgs -= 1;
+        self.bytes -= msg.size();
+        if let Some(ttl) = msg.ttl {
+            self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
+        }
+        let state = self
+            .subjects
+            .get_mut(&msg.subject)
+            .expect("removed message's subject is indexed");
+        state.msgs -= 1;
+        if state.msgs == 0 {
+            self.subjects.remove(&msg.subject);
+        }
+    }
+
+    /// After a compact to `floor`: subjects whose first fell below it.
+    fn refresh_subject_firsts(&mut self, floor: u64) -> StoreResult<()> {
+        let stale: Vec<(Bytes, SubjectState)> = self
+            .subjects
+            .iter()
+            .filter(|(_, state)| state.first_seq < floor)
+            .map(|(subject, state)| (subject.clone(), *state))
+            .collect();
+        for (subject, mut state) in stale {
+            state.first_seq = self.scan_subject(&subject, floor, state.last_seq, true)?;
+            self.subjects.insert(subject, state);
+        }
+        Ok(())
+    }
+
+    /// Remove every message above `seq`, which becomes the last sequence.
+    pub fn truncate(&mut self, seq: u64) -> StoreResult<()> {
+        let result = self.truncate_inner(seq);
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn truncate_inner(&mut self, seq: u64) -> StoreResult<()> {
+        if self.failed() {
+            return Err(StoreError::Failed);
+        }
+        if seq >= self.last_seq {
+            return Ok(());
+        }
+        let mut cursor = self.backend.prev_present(self.last_seq);
+        while let Some(current) = cursor {
+            if current <= seq {
+                break;
+            }
+            let msg = self.backend.get(current)?.ok_or(StoreError::NotFound)?;
+            self.account_removed_bulk(&msg);
+            cursor = self.backend.prev_present(current - 1);
+        }
+        let last_ts = match self.backend.get(seq)? {
+            Some(msg) => msg.ts,
+            None => self.last_ts,
+        };
+        self.backend.truncate(seq, last_ts)?;
+        self.last_seq = seq;
+        self.last_ts = last_ts;
+        let stale: Vec<(Bytes, SubjectState)> = self
+            .subjects
+            .iter()
+            .filter(|(_, state)| state.last_seq > seq)
+            .map(|(subject, state)| (subject.clone(), *state))
+            .collect();
+        for (subject, mut state) in stale {
+            state.last_seq = self.scan_subject(&subject, state.first_seq, seq, false)?;
+            self.subjects.insert(subject, state);
+        }
+        if self.msgs == 0 || self.first_seq > seq {
+            // Truncating to 0 resets the store to fresh (first 0), as the reference does.
+            self.first_seq = if seq == 0 { 0 } else { seq + 1 };
+            self.first_ts = WallTime(0);
+        }
+        self.check();
+        Ok(())
+    }
+
+    /// Remove messages matching `filter` below `seq` (if `seq > 0`),
+    /// keeping the newest `keep` of them (if `keep > 0`). Returns how many.
+    pub fn purge_ex(&mut self, filter: &Filter, seq: u64, keep: u64) -> StoreResult<u64> {
+        // `seq` means "below seq": 1 purges nothing.
+        if seq == 1 {
+            return Ok(0);
+        }
+        if *filter == Filter::All {
+            if keep == 0 && seq == 0 {
+                return self.purge();
+            }
+            if seq > 1 {
+                return self.compact(seq);
+            }
+        }
+        let Some((low, high)) = self.matching_span(filter) else {
+            return Ok(0);
+        };
+        let total: u64 = self
+            .subjects
+            .iter()
+            .filter(|(subject, _)| filter.matches(subject))
+            .map(|(_, state)| state.msgs)
+            .sum();
+        if keep >= total && keep > 0 {
+            return Ok(0);
+        }
+        let mut budget = if keep > 0 { total - keep } else { total };
+        let upper = if seq > 0 { high.min(seq - 1) } else { high };
+        let mut purged = 0;
+        let mut cursor = self.backend.next_present(low);
+        while let Some(current) = cursor {
+            if current > upper || budget == 0 {
+                break;
+            }
+            let msg = self.backend.get(current)?.ok_or(StoreError::NotFound)?;
+            if filter.matches(&msg.subject) {
+                self.remove_internal(current, false)?;
+                purged += 1;
+                budget -= 1;
+            }
+            cursor = self.backend.next_present(current + 1);
+        }
+        self.check();
+        Ok(purged)
+    }
+
+    fn matching_span(&self, filter: &Filter) -> Option<(u64, u64)> {
+        match filter {
+            Filter::All if self.msgs > 0 => Some((self.first_seq, self.last_seq)),
+            Filter::All => None,
+            Filter::Subjects(_) => self.filter_span(filter),
+        }
+    }
+
+    /// Remove messages older than `max_age` or past their TTL at `now`.
+    /// Returns how many.
+    pub fn expire(&mut self, now: WallTime) -> StoreResult<u64> {
+        let mut expired = 0;
+        if let Some(max_age) = self.config.max_age {
+            while self.msgs > 0 && expiry(self.first_ts, max_age) <= now.0 {
+                let removed = self.remove_internal(self.first_seq, false)?;
+                assert!(removed, "first message absent");
+                expired += 1;
+            }
+        }
+        while let Some(&(at, seq)) = self.ttl_index.first() {
+            if at > now.0 {
+                break;
+            }
+            let removed = self.remove_internal(seq, false)?;
+            assert!(removed, "ttl index names absent message {seq}");
+            expired += 1;
+        }
+        self.check();
+        Ok(expired)
+    }
+
+    /// When `expire` next has something to do.
+    pub fn next_expiry(&self) -> Option<WallTime> {
+        let by_age = self
+            .config
+            .max_age
+            .filter(|_| self.msgs > 0)
+            .map(|max_age| expiry(self.first_ts, max_age));
+        let by_ttl = self.ttl_index.first().map(|&(at, _)| at);
+        by_age.into_iter().chain(by_ttl).min().map(WallTime)
+    }
+
+    /// A summary of the store.
+    pub fn state(&self) -> StoreState {
+        let span = (self.last_seq + 1).saturating_sub(self.first_seq);
+        StoreState {
+            msgs: self.msgs,
+            bytes: self.bytes,
+            first_seq: self.first_seq,
+            first_ts: self.first_ts,
+            last_seq: self.last_seq,
+            last_ts: self.last_ts,
+            num_subjects: self.subjects.len() as u64,
+            num_deleted: if self.msgs == 0 { 0 } else { span - self.msgs },
+        }
+    }
+
+    /// The sequences between first and last holding no message.
+    pub fn deleted(&mut self) -> Vec<u64> {
+        let mut deleted = Vec::new();
+        if self.msgs == 0 {
+            return deleted;
+        }
+        let mut expected = self.first_seq;
+        while let Some(seq) = self.backend.next_present(expected) {
+            if seq > self.last_seq {
+                break;
+            }
+            deleted.extend(expected..seq);
+            expected = seq + 1;
+        }
+        deleted.extend(expected..=self.last_seq);
+        deleted
+    }
+
+    /// Per-subject state of the subjects matching `filter`, by subject.
+    pub fn subjects_state(&self, filter: &Filter) -> BTreeMap<Bytes, SubjectState> {
+        self.subjects
+            .iter()
+            .filter(|(subject, _)| filter.matches(subject))
+            .map(|(subject, state)| (subject.clone(), *state))
+            .collect()
+    }
+
+    /// The next action for the runtime (syncs, durability, warnings).
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<StoreAction> {
+        self.backend.poll_action(self.last_seq)
+    }
+
+    /// A sync requested with `tag` finished with `result`.
+    pub fn handle_sync_done(&mut self, tag: u64, result: DiskResult<()>) {
+        self.backend.handle_sync_done(tag, result);
+    }
+
+    /// The next deadline of the sync timer, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.backend.poll_timeout()
+    }
+
+    /// The sync timer's time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.backend.handle_timeout(now);
+    }
+
+    /// Assert the accounting invariants (debug builds: every call).
+    fn check(&self) {
+        debug_assert!(self.first_seq <= self.last_seq + 1);
+        debug_assert!(
+            self.msgs > 0
+                || self.first_seq == self.last_seq + 1
+                || (self.first_seq == 0 && self.last_seq == 0)
+        );
+        debug_assert!(self.msgs == 0 || self.first_seq <= self.last_seq);
+        debug_assert_eq!(
+            self.subjects.values().map(|state| state.msgs).sum::<u64>(),
+            self.msgs
+        );
+        debug_assert!(self.subjects.values().all(|state| state.msgs > 0
+            && state.first_seq <= state.last_seq
+            && state.first_seq >= self.first_seq
+            && state.last_seq <= self.last_seq));
+    }
+}
+
+/// Above this many subjects, a wildcard `load_next` walks messages instead
+/// of first narrowing the span over every matching subject.
+const SPAN_SUBJECTS_MAX: usize = 256;
+
+fn expiry(ts: WallTime, after: Duration) -> u64 {
+    ts.0.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX))
+}

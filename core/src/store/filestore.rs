@@ -1,0 +1,1277 @@
+//! FileStore: messages in checksummed block files behind the [`Disk`] interface.
+//!
+//! Role: the store of `storage: file` streams. The [`Engine`] keeps the
+//! accounting; [`FileBackend`] keeps the messages on disk, a few recently
+//! used blocks in memory (bounded by `cache_blocks`), and per block only its
+//! sequence range and the sequences deleted inside it.
+//!
+//! Inputs: the engine's calls; `handle_sync_done(tag, result)` for the syncs
+//! it asked for; `handle_timeout(now)` for the sync interval.
+//! Outputs: `StoreAction::Sync { tag, files, dirs }` (group commit: at most one
+//! in flight; it covers every record written before it was asked for),
+//! `StoreAction::Durable { through }` once the sync covering `through`
+//! completed (or at once under `SyncPolicy::Interval`), and
+//! `StoreAction::Warning` for what recovery found.
+//!
+//! # On-disk format (version 1)
+//!
+//! A store is one directory holding:
+//!
+//! - `meta`: 36 bytes, written atomically (`meta.tmp`, sync, rename over
+//!   `meta`, sync the directory):
+//!   `"RNSM"` magic (4) | format version u32 (4) | floor u64 (8) |
+//!   last sequence u64 (8) | last timestamp u64 (8) | crc32 u32 (4) over the
+//!   32 bytes before it. Rewritten on purge, compact, truncate and block
+//!   removal. A damaged or missing `meta` is rebuilt from the blocks (it never
+//!   deletes a stream: the blocks carry the same facts in Floor records).
+//! - `NNNNNNNNNN.blk` (ten decimal digits, the block's number, increasing):
+//!   a sequence of records, appended. A new block starts when the next record
+//!   would pass `block_size` or a message follows a skip of 1024 or more
+//!   sequences. Tombstones are appended to the block holding the message.
+//!
+//! Every record, all integers little endian:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  record length L (all of it, checksum included), 40 ..= 64 MiB
+//!      4     1  kind: 1 message, 2 tombstone, 3 skip, 4 erased, 5 floor
+//!      5     1  magic 0xA5
+//!      6     2  subject length S
+//!      8     8  sequence (message: its own; tombstone/erased: the removed one;
+//!               skip: the last sequence handed out; floor: the floor)
+//!     16     8  timestamp, unix nanoseconds
+//!     24     8  time to live, nanoseconds (0: none)
+//!     32     4  headers length H
+//!     36     S  subject
+//!   36+S     H  headers
+//! 36+S+H     P  payload (P = L - 40 - S - H; a floor's payload is the last
+//!               sequence, u64; an erased record's payload is zeros)
+//!    L-4     4  crc32 (IEEE, crc32fast) of bytes 0 .. L-4
+//! ```
+//!
+//! The checksum covers the whole record but itself, so a flipped bit in the
+//! length, the kind, the sequence or the payload is caught.
+//!
+//! # Recovery
+//!
+//! There is no index file: the per-block index (sequence range, deleted
+//! sequences, the offset of every 32nd message) lives in memory and is
+//! rebuilt from the blocks on every open, so it can never be stale or
+//! damaged. A random load reads its record from the nearest indexed offset;
+//! a sequential one loads the whole block into the bounded cache.
+//!
+//! On open every block is read and every record checked (a block that looks
+//! damaged is read up to three times first, so a fault on the read path
+//! does not cut good records). A damaged record
+//! followed by a good one is skipped and counted (its message is never
+//! served); a damaged or torn tail is cut at the last good record, with a
+//! warning naming the file, the offset and the records lost. The floor is
+//! the highest of `meta`'s and the Floor records'; the last sequence the
+//! highest sequence any record or `meta` names, raised by the records a cut
+//! tail held, so a sequence handed out is not handed out again.
+//!
+//! # Durability
+//!
+//! Under `SyncPolicy::BeforeAck` a message's sequence appears in `Durable`
+//! only after a sync of its block (and of the directory, for a new block)
+//! requested after it was written has completed. Purge, compact and
+//! truncate sync inline before they return. A failed sync poisons the store
+//! (no write accepted, nothing more reported durable) until reopened.
+//!
+//! Invariants: the in-memory block table agrees with the files (lengths,
+//! ranges); message ranges of blocks increase with the block number; every
+//! byte served passed its checksum when read from disk.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::disk::{join, Disk, DiskResult};
+use super::engine::{Backend, Engine, NewMsg};
+use super::record::{self, Kind, MIN_RECORD};
+use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy};
+use crate::time::{Instant, WallTime};
+
+/// A store kept in block files.
+pub type FileStore<D> = Engine<FileBackend<D>>;
+
+impl<D: Disk> Engine<FileBackend<D>> {
+    /// Open (or create) the store in `file_config.dir` on `disk`.
+    pub fn open_on(
+        disk: D,
+        file_config: FileStoreConfig,
+        config: StoreConfig,
+    ) -> StoreResult<FileStore<D>> {
+        let backend = FileBackend::open(disk, file_config)?;
+        Engine::open(backend, config)
+    }
+}
+
+/// How a FileStore lays out and caches its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStoreConfig {
+    /// The store's directory.
+    pub dir: String,
+    /// A block is sealed once the next record would take it past this.
+    pub block_size: u64,
+    /// How many blocks stay loaded in memory (at least 1).
+    pub cache_blocks: usize,
+    pub sync: SyncPolicy,
+}
+
+impl Default for FileStoreConfig {
+    fn default() -> Self {
+        FileStoreConfig {
+            dir: "store".to_string(),
+            block_size: 4 << 20,
+            cache_blocks: 4,
+            sync: SyncPolicy::BeforeAck,
+        }
+    }
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub blocks: u64,
+    /// Records whose checksum matched.
+    pub records: u64,
+    /// Damaged stretches in the middle of a block, skipped.
+    pub damaged_records: u64,
+    /// Blocks whose tail was cut.
+    pub tails_cut: u64,
+    /// Records (estimated) lost in cut tails.
+    pub records_lost_in_tails: u64,
+    /// `meta` was missing or damaged and was rebuilt.
+    pub meta_rebuilt: bool,
+    pub warnings: Vec<String>,
+}
+
+const META_NAME: &str = "meta";
+const META_MAGIC: &[u8; 4] = b"RNSM";
+const META_VERSION: u32 = 1;
+const META_LEN: usize = 36;
+/// A message after a skip this long starts a new block (the skipped
+/// sequences would otherwise all sit in the block's deleted set).
+const GAP_NEW_BLOCK: u64 = 1024;
+/// How often a damaged-looking block is read before recovery acts on it.
+const READ_ATTEMPTS: u32 = 3;
+/// Warnings kept for `poll_action` (and in the recovery report).
+const WARNINGS_MAX: usize = 256;
+/// One sparse index entry per this many message records of a block.
+const SPARSE_EVERY: u64 = 32;
+/// How much a direct read of one message reads at a time.
+const DIRECT_WINDOW: usize = 16 << 10;
+
+/// One block file as memory knows it.
+#[derive(Debug, Clone)]
+pub(super) struct Block {
+    pub(super) number: u64,
+    path: String,
+    /// First and last message sequence written to it; 0/0 when none.
+    pub(super) first_seq: u64,
+    pub(super) last_seq: u64,
+    /// Sequences in `first_seq..=last_seq` holding no message.
+    pub(super) deleted: BTreeSet<u64>,
+    /// The highest sequence any of its records names (messages, skips, floors).
+    max_recorded: u64,
+    /// Bytes in the file: where the next record goes.
+    len: u64,
+    /// `(seq, offset)` of every `SPARSE_EVERY`-th message record: where a
+    /// read of one message from an unloaded block starts.
+    sparse: Vec<(u64, u64)>,
+    /// Message records written to the block (spaces the sparse index).
+    messages_written: u64,
+    /// For a block without messages: the store's last sequence when it was
+    /// made (every later message is above it); keeps `upper` monotonic.
+    pub(super) made_after: u64,
+}
+
+impl Block {
+    fn has_messages(&self) -> bool {
+        self.first_seq != 0
+    }
+
+    /// Every message in this and earlier blocks is at or below this.
+    fn upper(&self) -> u64 {
+        if self.has_messages() {
+            self.last_seq
+        } else {
+            self.made_after
+        }
+    }
+
+    fn present_count(&self) -> u64 {
+        if !self.has_messages() {
+            return 0;
+        }
+        self.last_seq - self.first_seq + 1 - self.deleted.len() as u64
+    }
+
+    /// The first present sequence in `from..` inside this block.
+    fn next_present(&self, from: u64) -> Option<u64> {
+        if !self.has_messages() || from > self.last_seq {
+            return None;
+        }
+        let mut seq = from.max(self.first_seq);
+        for &deleted in self.deleted.range(seq..) {
+            if deleted != seq {
+                break;
+            }
+            seq += 1;
+        }
+        (seq <= self.last_seq).then_some(seq)
+    }
+
+    /// The last present sequence in `..=to` inside this block.
+    fn prev_present(&self, to: u64) -> Option<u64> {
+        if !self.has_messages() || to < self.first_seq {
+            return None;
+        }
+        let mut seq = to.min(self.last_seq);
+        for &deleted in self.deleted.range(self.first_seq..=seq).rev() {
+            if deleted != seq {
+                break;
+            }
+            if seq == self.first_seq {
+                return None;
+            }
+            seq -= 1;
+        }
+        Some(seq)
+    }
+}
+
+/// A block loaded into memory, every record checked.
+#[derive(Debug)]
+struct Cached {
+    number: u64,
+    data: Vec<u8>,
+    /// Offset of each message record by sequence.
+    offsets: BTreeMap<u64, usize>,
+}
+
+/// The messages of a [`FileStore`], on a [`Disk`].
+#[derive(Debug)]
+pub struct FileBackend<D: Disk> {
+    disk: D,
+    config: FileStoreConfig,
+    pub(super) blocks: Vec<Block>,
+    floor: u64,
+    last_seq: u64,
+    last_ts: WallTime,
+    /// Most recently used first; at most `config.cache_blocks`.
+    cache: VecDeque<Cached>,
+    dirty_files: BTreeSet<String>,
+    dirty_dirs: BTreeSet<String>,
+    /// `(tag, through)` of the sync in flight.
+    in_flight: Option<(u64, u64)>,
+    next_tag: u64,
+    durable_through: u64,
+    reported: u64,
+    failed: bool,
+    warnings: VecDeque<String>,
+    /// Warnings dropped from the full queue, reported by the next poll.
+    warnings_dropped: u64,
+    next_sync_at: Option<Instant>,
+    sync_due: bool,
+    report: RecoveryReport,
+    scratch: Vec<u8>,
+    /// The sequence of the last `get`: a following `get` of the next one
+    /// loads the whole block (a scan), any other reads just the record.
+    last_get: u64,
+    /// Reused buffer of direct reads.
+    direct: Vec<u8>,
+}
+
+impl<D: Disk> FileBackend<D> {
+    /// Open the store in `config.dir`, checking every block.
+    pub fn open(mut disk: D, mut config: FileStoreConfig) -> StoreResult<FileBackend<D>> {
+        config.cache_blocks = config.cache_blocks.max(1);
+        assert!(
+            config.block_size >= MIN_RECORD as u64,
+            "block size below one record"
+        );
+        disk.create_dir(&config.dir)?;
+        let mut backend = FileBackend {
+            disk,
+            config,
+            blocks: Vec::new(),
+            floor: 0,
+            last_seq: 0,
+            last_ts: WallTime(0),
+            cache: VecDeque::new(),
+            dirty_files: BTreeSet::new(),
+            dirty_dirs: BTreeSet::new(),
+            in_flight: None,
+            next_tag: 1,
+            durable_through: 0,
+            reported: 0,
+            failed: false,
+            warnings: VecDeque::new(),
+            warnings_dropped: 0,
+            next_sync_at: None,
+            sync_due: false,
+            report: RecoveryReport::default(),
+            scratch: Vec::new(),
+            last_get: 0,
+            direct: Vec::new(),
+        };
+        backend.recover()?;
+        Ok(backend)
+    }
+
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
+    /// What opening found.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Forget every loaded block (the next read goes to the disk).
+    pub fn drop_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// How many blocks are loaded in memory now.
+    pub fn cached_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// How many block files the store has.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The highest sequence reported durable so far.
+    pub fn durable_through(&self) -> u64 {
+        self.durable_through
+    }
+
+    /// Queue a warning for `poll_action` and the recovery report. Both are
+    /// bounded: past `WARNINGS_MAX` the oldest queued one is dropped (and
+    /// counted in the next), the report keeps its first ones.
+    fn warn(&mut self, text: String) {
+        if self.report.warnings.len() < WARNINGS_MAX {
+            self.report.warnings.push(text.clone());
+        }
+        if self.warnings.len() >= WARNINGS_MAX {
+            self.warnings.pop_front();
+            self.warnings_dropped += 1;
+        }
+        self.warnings.push_back(text);
+        debug_assert!(self.warnings.len() <= WARNINGS_MAX);
+    }
+
+    fn recover(&mut self) -> StoreResult<()> {
+        let dir = self.config.dir.clone();
+        let meta = self.read_meta()?;
+        let mut names = self.disk.list(&dir)?;
+        names.retain(|name| parse_block_name(name).is_some());
+        names.sort();
+        let mut tombstones = BTreeSet::new();
+        let mut floor = meta.map_or(0, |(floor, _, _)| floor);
+        let mut last_seq = meta.map_or(0, |(_, last, _)| last);
+        let mut last_ts = meta.map_or(0, |(_, _, ts)| ts);
+        for name in names {
+            let number = parse_block_name(&name).expect("filtered above");
+            let found = self.recover_block(number, &name, &mut tombstones)?;
+            floor = floor.max(found.floor);
+            if found.max_seq >= last_seq {
+                last_seq = found.max_seq;
+                last_ts = last_ts.max(found.last_ts);
+            }
+        }
+        for seq in tombstones {
+            if let Some(index) = self.block_of(seq) {
+                self.blocks[index].deleted.insert(seq);
+            }
+        }
+        self.check_block_order()?;
+        self.floor = floor;
+        self.last_seq = last_seq.max(floor.saturating_sub(1));
+        self.last_ts = WallTime(last_ts);
+        self.durable_through = self.last_seq;
+        self.reported = self.last_seq;
+        // What survived a process kill may sit unsynced in the page cache:
+        // make it durable before anything is built on it.
+        for block in &self.blocks {
+            self.dirty_files.insert(block.path.clone());
+        }
+        self.dirty_dirs.insert(dir);
+        self.sync_now()?;
+        if meta != Some((self.floor, self.last_seq, self.last_ts.0)) {
+            self.write_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Read `meta`; `None` (with a warning) if missing or damaged.
+    fn read_meta(&mut self) -> StoreResult<Option<(u64, u64, u64)>> {
+        let path = join(&self.config.dir, META_NAME);
+        let Some(bytes) = self.disk.read_all(&path)? else {
+            self.report.meta_rebuilt = true;
+            return Ok(None);
+        };
+        match decode_meta(&bytes) {
+            Some(meta) => Ok(Some(meta)),
+            None => {
+                self.report.meta_rebuilt = true;
+                self.warn(format!(
+                    "{path}: damaged ({} bytes); rebuilt from the blocks",
+                    bytes.len()
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    fn write_meta(&mut self) -> StoreResult<()> {
+        let bytes = encode_meta(self.floor, self.last_seq, self.last_ts.0);
+        assert_eq!(
+            decode_meta(&bytes),
+            Some((self.floor, self.last_seq, self.last_ts.0)),
+            "meta must read back as written"
+        );
+        self.disk
+            .write_atomic(&self.config.dir, META_NAME, &bytes)?;
+        Ok(())
+    }
+
+    /// Check one block file, cut its damaged tail, add it to the table.
+    fn recover_block(
+        &mut self,
+        number: u64,
+        name: &str,
+        tombstones: &mut BTreeSet<u64>,
+    ) -> StoreResult<BlockFindings> {
+        let path = join(&self.config.dir, name);
+        let (data, scan) = self.read_checked(&path)?;
+        let mut block = Block {
+            number,
+            path: path.clone(),
+            first_seq: 0,
+            last_seq: 0,
+            deleted: BTreeSet::new(),
+            max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
+            len: scan.good_len(data.len()) as u64,
+            made_after: self.blocks.last().map_or(0, Block::upper),
+        };
+        let mut found = BlockFindings::default();
+        for &offset in &scan.good {
+            let record = record::decode(&data[offset..]).expect("scan checked it");
+            found.note(&record);
+            block.max_recorded = block.max_recorded.max(found.max_seq);
+            if record.kind == Kind::Floor {
+                block.max_recorded = block.max_recorded.max(record.seq);
+            }
+            match record.kind {
+                Kind::Message => add_message(&mut block, record.seq, offset as u64),
+                Kind::Tombstone | Kind::Erased => {
+                    tombstones.insert(record.seq);
+                }
+                Kind::Skip | Kind::Floor => {}
+            }
+        }
+        self.report.blocks += 1;
+        self.report.records += scan.good.len() as u64;
+        for &(offset, len) in &scan.skipped {
+            self.report.damaged_records += 1;
+            self.warn(format!(
+                "{path}: damaged record at offset {offset} ({len} bytes) skipped"
+            ));
+        }
+        if let Some((offset, lost)) = scan.tail {
+            self.report.tails_cut += 1;
+            self.report.records_lost_in_tails += lost;
+            self.warn(format!(
+                "{path}: damaged tail cut at offset {offset}: {} bytes, about {lost} record(s) lost",
+                data.len() - offset
+            ));
+            self.disk.truncate(&path, offset as u64)?;
+            self.disk.sync(&path)?;
+            // The lost records may have held sequences already handed out.
+            found.max_seq = found.max_seq.max(block.last_seq + lost);
+        }
+        self.blocks.push(block);
+        Ok(found)
+    }
+
+    /// Read and scan a block; on damage read it again (up to
+    /// `READ_ATTEMPTS` times) before believing it, so a fault on the read
+    /// path does not cut good records from the file.
+    fn read_checked(&mut self, path: &str) -> StoreResult<(Vec<u8>, record::Scan)> {
+        let mut attempt = 1;
+        loop {
+            let data = self.disk.read_all(path)?.unwrap_or_default();
+            let scan = record::scan(&data);
+            if (scan.skipped.is_empty() && scan.tail.is_none()) || attempt == READ_ATTEMPTS {
+                return Ok((data, scan));
+            }
+            attempt += 1;
+        }
+    }
+
+    fn check_block_order(&self) -> StoreResult<()> {
+        let mut previous = 0;
+        for block in self.blocks.iter().filter(|block| block.has_messages()) {
+            if block.first_seq <= previous {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: messages from {} overlap an earlier block ending at {previous}",
+                    block.path, block.first_seq
+                )));
+            }
+            previous = block.last_seq;
+        }
+        Ok(())
+    }
+
+    /// The index of the block whose message range holds `seq`.
+    fn block_of(&self, seq: u64) -> Option<usize> {
+        let index = self.blocks.partition_point(|block| block.upper() < seq);
+        let block = self.blocks.get(index)?;
+        (block.has_messages() && block.first_seq <= seq && seq <= block.last_seq).then_some(index)
+    }
+
+    fn block_path(&self, number: u64) -> String {
+        join(&self.config.dir, &format!("{number:010}.blk"))
+    }
+
+    /// Start a new block file; it becomes the active (last) block.
+    fn new_block(&mut self) {
+        let number = self.blocks.last().map_or(1, |block| block.number + 1);
+        let made_after = self.last_seq;
+        self.blocks.push(Block {
+            number,
+            path: self.block_path(number),
+            first_seq: 0,
+            last_seq: 0,
+            deleted: BTreeSet::new(),
+            max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
+            len: 0,
+            made_after,
+        });
+        self.dirty_dirs.insert(self.config.dir.clone());
+    }
+
+    /// Append the record in `scratch` to block `index`.
+    fn write_scratch(&mut self, index: usize) -> StoreResult<u64> {
+        let block = &self.blocks[index];
+        let offset = block.len;
+        let path = block.path.clone();
+        debug_assert!(record::decode(&self.scratch).is_ok());
+        self.disk.write_at(&path, offset, &self.scratch)?;
+        let number = block.number;
+        self.blocks[index].len += self.scratch.len() as u64;
+        self.dirty_files.insert(path);
+        if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
+            assert_eq!(
+                cached.data.len() as u64,
+                offset,
+                "cache out of step with file"
+            );
+            cached.data.extend_from_slice(&self.scratch);
+        }
+        Ok(offset)
+    }
+
+    /// The active block, started anew if `bytes` would not fit or `rollover`.
+    fn active_for(&mut self, bytes: usize, rollover: bool) -> usize {
+        let full = self.blocks.last().is_none_or(|block| {
+            (block.len > 0 && block.len + bytes as u64 > self.config.block_size) || rollover
+        });
+        if full {
+            self.new_block();
+        }
+        self.blocks.len() - 1
+    }
+
+    /// Write a control record (skip, floor) to the active block.
+    fn write_control(
+        &mut self,
+        kind: Kind,
+        seq: u64,
+        ts: u64,
+        payload: &[u8],
+    ) -> StoreResult<usize> {
+        self.scratch.clear();
+        record::encode(&mut self.scratch, kind, seq, ts, 0, b"", b"", payload);
+        let index = self.active_for(self.scratch.len(), false);
+        self.write_scratch(index)?;
+        let named = match kind {
+            Kind::Floor => seq.max(u64::from_le_bytes(
+                payload.try_into().expect("a floor names the last sequence"),
+            )),
+            _ => seq,
+        };
+        let block = &mut self.blocks[index];
+        block.max_recorded = block.max_recorded.max(named);
+        Ok(index)
+    }
+
+    /// Load block `index` into the cache (checking every record).
+    fn load(&mut self, index: usize) -> StoreResult<usize> {
+        let number = self.blocks[index].number;
+        if let Some(position) = self.cache.iter().position(|cached| cached.number == number) {
+            let cached = self.cache.remove(position).expect("position is valid");
+            self.cache.push_front(cached);
+            return Ok(0);
+        }
+        let block = &self.blocks[index];
+        let path = block.path.clone();
+        let expected = block.len;
+        if self.disk.len(&path)?.is_none() {
+            return Err(StoreError::Corrupt(format!("{path}: block file missing")));
+        }
+        let (mut data, mut scan) = self.read_checked(&path)?;
+        if (data.len() as u64) < expected {
+            return Err(StoreError::Corrupt(format!(
+                "{path}: {} bytes, expected {expected}",
+                data.len()
+            )));
+        }
+        if data.len() as u64 > expected {
+            // Bytes past the block's end (a failed append) are not records.
+            data.truncate(expected as usize);
+            scan = record::scan(&data);
+        }
+        let mut offsets = BTreeMap::new();
+        for &offset in &scan.good {
+            let record = record::decode(&data[offset..]).expect("scan checked it");
+            if record.kind == Kind::Message {
+                offsets.insert(record.seq, offset);
+            }
+        }
+        if !scan.skipped.is_empty() || scan.tail.is_some() {
+            self.warn(format!(
+                "{path}: damaged since opened ({} stretch(es) skipped, tail {:?}); its messages there are not served",
+                scan.skipped.len(),
+                scan.tail
+            ));
+        }
+        self.cache.push_front(Cached {
+            number,
+            data,
+            offsets,
+        });
+        self.cache.truncate(self.config.cache_blocks);
+        Ok(0)
+    }
+
+    fn evict(&mut self, number: u64) {
+        self.cache.retain(|cached| cached.number != number);
+    }
+
+    /// Remove block `index`'s file (it holds no present message).
+    fn remove_block(&mut self, index: usize) -> StoreResult<()> {
+        let block = self.blocks.remove(index);
+        assert_eq!(
+            block.present_count(),
+            0,
+            "removing a block that holds messages"
+        );
+        self.evict(block.number);
+        self.write_meta()?;
+        self.disk.remove(&block.path)?;
+        self.dirty_files.remove(&block.path);
+        self.dirty_dirs.insert(self.config.dir.clone());
+        Ok(())
+    }
+
+    /// Sync every dirty file and directory now (bulk operations).
+    fn sync_now(&mut self) -> StoreResult<()> {
+        for path in std::mem::take(&mut self.dirty_files) {
+            self.disk.sync(&path)?;
+        }
+        for dir in std::mem::take(&mut self.dirty_dirs) {
+            self.disk.sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// The offset where block `index` must be cut so nothing above `last`
+    /// remains, or `None` if nothing in it is above.
+    fn cut_offset(&mut self, index: usize, last: u64, floor: u64) -> StoreResult<Option<usize>> {
+        if self.blocks[index].max_recorded <= last {
+            return Ok(None);
+        }
+        self.load(index)?;
+        let data = &self.cache[0].data;
+        let mut offset = 0;
+        while offset < data.len() {
+            let Ok(record) = record::decode(&data[offset..]) else {
+                return Ok(Some(offset));
+            };
+            let above = match record.kind {
+                // A tombstone or erased record above `last` must go too: the
+                // sequence it names will be handed out again.
+                Kind::Message | Kind::Skip | Kind::Tombstone | Kind::Erased => record.seq > last,
+                // So must a floor above the floor after the cut (it was
+                // written after messages above `last`).
+                Kind::Floor => floor_last(&record) > last || record.seq > floor,
+            };
+            if above {
+                return Ok(Some(offset));
+            }
+            offset += record.len;
+        }
+        Ok(None)
+    }
+
+    fn compact_inner(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        assert!(floor >= self.floor, "the floor never goes down");
+        assert!(floor <= last_seq + 1, "floor above last + 1");
+        self.floor = floor;
+        self.last_seq = last_seq.max(self.last_seq);
+        self.last_ts = last_ts;
+        self.write_control(Kind::Floor, floor, last_ts.0, &self.last_seq.to_le_bytes())?;
+        self.sync_now()?;
+        self.write_meta()?;
+        let active = self.blocks.len() - 1;
+        let below: Vec<u64> = self.blocks[..active]
+            .iter()
+            .filter(|block| block.upper() < floor)
+            .map(|block| block.number)
+            .collect();
+        for number in below {
+            let index = self
+                .blocks
+                .iter()
+                .position(|block| block.number == number)
+                .expect("listed above");
+            let block = self.blocks.remove(index);
+            self.evict(block.number);
+            self.disk.remove(&block.path)?;
+            self.dirty_files.remove(&block.path);
+            self.dirty_dirs.insert(self.config.dir.clone());
+        }
+        for block in &mut self.blocks {
+            block.deleted = block.deleted.split_off(&floor);
+        }
+        self.sync_now()?;
+        Ok(())
+    }
+
+    fn truncate_inner(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        assert!(
+            last_seq < self.last_seq,
+            "truncate must lower the last sequence"
+        );
+        // Truncating to 0 makes the store fresh again (floor 0).
+        let floor = if last_seq == 0 {
+            0
+        } else {
+            self.floor.min(last_seq + 1)
+        };
+        let mut index = self.blocks.len();
+        while index > 0 {
+            index -= 1;
+            let Some(cut) = self.cut_offset(index, last_seq, floor)? else {
+                continue;
+            };
+            let number = self.blocks[index].number;
+            self.evict(number);
+            if cut == 0 {
+                let block = self.blocks.remove(index);
+                self.disk.remove(&block.path)?;
+                self.dirty_files.remove(&block.path);
+                self.dirty_dirs.insert(self.config.dir.clone());
+                continue;
+            }
+            let path = self.blocks[index].path.clone();
+            self.disk.truncate(&path, cut as u64)?;
+            self.dirty_files.insert(path);
+            let block = &mut self.blocks[index];
+            block.len = cut as u64;
+            block.max_recorded = last_seq;
+            block
+                .sparse
+                .retain(|&(seq, offset)| seq <= last_seq && offset < cut as u64);
+            block.deleted.retain(|&seq| seq <= last_seq);
+            if block.first_seq > last_seq {
+                block.first_seq = 0;
+                block.last_seq = 0;
+                block.deleted.clear();
+            } else {
+                block.last_seq = block.last_seq.min(last_seq);
+            }
+            // Tombstones written after the cut went with it: write them again.
+            let deleted: Vec<u64> = block.deleted.iter().copied().collect();
+            for seq in deleted {
+                self.scratch.clear();
+                record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
+                self.write_scratch(index)?;
+            }
+        }
+        for block in &mut self.blocks {
+            block.made_after = block.made_after.min(last_seq);
+        }
+        self.last_seq = last_seq;
+        self.last_ts = last_ts;
+        // Cutting below the floor hands those sequences out again (the
+        // reference allows it: truncate is how a replica drops a tail).
+        self.floor = floor;
+        self.durable_through = self.durable_through.min(last_seq);
+        // A sync asked for before the cut covers nothing above it: the
+        // sequences above will be new messages written after that request.
+        if let Some((tag, through)) = self.in_flight {
+            self.in_flight = Some((tag, through.min(last_seq)));
+        }
+        self.reported = self.reported.min(last_seq);
+        self.write_control(Kind::Floor, self.floor, last_ts.0, &last_seq.to_le_bytes())?;
+        self.sync_now()?;
+        self.write_meta()?;
+        Ok(())
+    }
+
+    /// Read message `seq` from block `index` without loading the block:
+    /// from the sparse index entry at or before it, record by record, every
+    /// record's checksum checked. `None` when that path meets anything it
+    /// cannot read cleanly: the caller then loads (and rescans) the block.
+    fn read_direct(&mut self, index: usize, seq: u64) -> StoreResult<Option<StoredMsg>> {
+        let block = &self.blocks[index];
+        let entry = block.sparse.partition_point(|&(first, _)| first <= seq);
+        let Some(&(_, mut offset)) = entry.checked_sub(1).and_then(|at| block.sparse.get(at))
+        else {
+            return Ok(None);
+        };
+        let (path, end) = (block.path.clone(), block.len);
+        let mut buf = std::mem::take(&mut self.direct);
+        let mut found = None;
+        'window: while offset < end {
+            let want = DIRECT_WINDOW.min((end - offset) as usize);
+            buf.resize(want, 0);
+            if !self.read_exact(&path, offset, &mut buf)? {
+                break;
+            }
+            let mut at = 0;
+            loop {
+                match record::decode(&buf[at..]) {
+                    Ok(record) if record.kind == Kind::Message && record.seq == seq => {
+                        found = Some(message_of(&record, seq));
+                        break 'window;
+                    }
+                    Ok(record) if record.kind == Kind::Message && record.seq > seq => break 'window,
+                    Ok(record) => at += record.len,
+                    Err(record::DecodeError::Short) if at > 0 => break,
+                    Err(record::DecodeError::Short) => {
+                        // One record longer than the window: read all of it.
+                        let len = buf.get(..4).map_or(0, |bytes| {
+                            u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize
+                        });
+                        if len <= buf.len() || offset + len as u64 > end {
+                            break 'window;
+                        }
+                        buf.resize(len, 0);
+                        if !self.read_exact(&path, offset, &mut buf)? {
+                            break 'window;
+                        }
+                        continue;
+                    }
+                    Err(_) => break 'window,
+                }
+                if at >= buf.len() {
+                    break;
+                }
+            }
+            offset += at as u64;
+        }
+        self.direct = buf;
+        Ok(found)
+    }
+
+    /// Fill `buf` from `path` at `offset`; `false` if the file ends first.
+    fn read_exact(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> StoreResult<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self
+                .disk
+                .read_at(path, offset + filled as u64, &mut buf[filled..])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            filled += n;
+        }
+        Ok(true)
+    }
+
+    fn request_sync(&mut self, through: u64) -> StoreAction {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.in_flight = Some((tag, through));
+        StoreAction::Sync {
+            tag,
+            files: std::mem::take(&mut self.dirty_files).into_iter().collect(),
+            dirs: std::mem::take(&mut self.dirty_dirs).into_iter().collect(),
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        !self.dirty_files.is_empty() || !self.dirty_dirs.is_empty()
+    }
+}
+
+/// What the records of one block say.
+#[derive(Debug, Default)]
+struct BlockFindings {
+    floor: u64,
+    max_seq: u64,
+    last_ts: u64,
+}
+
+impl BlockFindings {
+    fn note(&mut self, record: &record::Record<'_>) {
+        let named = match record.kind {
+            Kind::Message | Kind::Skip | Kind::Erased => record.seq,
+            Kind::Floor => {
+                self.floor = self.floor.max(record.seq);
+                floor_last(record)
+            }
+            Kind::Tombstone => 0,
+        };
+        if named >= self.max_seq && named > 0 {
+            self.max_seq = named;
+            self.last_ts = self.last_ts.max(record.ts);
+        }
+    }
+}
+
+/// Add message `seq` (above every message already in it) to `block`.
+fn add_message(block: &mut Block, seq: u64, offset: u64) {
+    if block.messages_written.is_multiple_of(SPARSE_EVERY) {
+        block.sparse.push((seq, offset));
+    }
+    block.messages_written += 1;
+    if !block.has_messages() {
+        block.first_seq = seq;
+    } else {
+        assert!(seq > block.last_seq, "messages in a block must increase");
+        block.deleted.extend(block.last_seq + 1..seq);
+    }
+    block.last_seq = seq;
+    block.max_recorded = block.max_recorded.max(seq);
+}
+
+/// The message a checked record holds.
+fn message_of(record: &record::Record<'_>, seq: u64) -> StoredMsg {
+    assert_eq!(record.kind, Kind::Message, "index names a non-message");
+    assert_eq!(record.seq, seq, "index names the wrong record");
+    StoredMsg {
+        seq,
+        subject: Bytes::copy_from_slice(record.subject),
+        headers: Bytes::copy_from_slice(record.headers),
+        payload: Bytes::copy_from_slice(record.payload),
+        ts: WallTime(record.ts),
+        ttl: record.ttl(),
+    }
+}
+
+fn floor_last(record: &record::Record<'_>) -> u64 {
+    record.payload.get(..8).map_or(0, |bytes| {
+        u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    })
+}
+
+fn parse_block_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".blk")?;
+    if digits.len() != 10 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode_meta(floor: u64, last_seq: u64, last_ts: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(META_LEN);
+    bytes.extend_from_slice(META_MAGIC);
+    bytes.extend_from_slice(&META_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&floor.to_le_bytes());
+    bytes.extend_from_slice(&last_seq.to_le_bytes());
+    bytes.extend_from_slice(&last_ts.to_le_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    assert_eq!(bytes.len(), META_LEN);
+    bytes
+}
+
+fn decode_meta(bytes: &[u8]) -> Option<(u64, u64, u64)> {
+    if bytes.len() != META_LEN || &bytes[..4] != META_MAGIC {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[32..36].try_into().ok()?);
+    if crc32fast::hash(&bytes[..32]) != crc {
+        return None;
+    }
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let version = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
+    (version == META_VERSION).then(|| (word(8), word(16), word(24)))
+}
+
+impl<D: Disk> Backend for FileBackend<D> {
+    fn bounds(&self) -> (u64, u64, WallTime) {
+        (self.floor, self.last_seq, self.last_ts)
+    }
+
+    fn append(&mut self, msg: &NewMsg<'_>) -> StoreResult<()> {
+        assert!(msg.seq > self.last_seq, "append below the last sequence");
+        self.scratch.clear();
+        let ttl = msg.ttl.map_or(0, |ttl| {
+            u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        record::encode(
+            &mut self.scratch,
+            Kind::Message,
+            msg.seq,
+            msg.ts.0,
+            ttl,
+            msg.subject,
+            msg.headers,
+            msg.payload,
+        );
+        let rollover = self
+            .blocks
+            .last()
+            .is_some_and(|block| block.has_messages() && msg.seq - block.last_seq >= GAP_NEW_BLOCK);
+        let index = self.active_for(self.scratch.len(), rollover);
+        let offset = self.write_scratch(index)?;
+        add_message(&mut self.blocks[index], msg.seq, offset);
+        let number = self.blocks[index].number;
+        if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
+            cached.offsets.insert(msg.seq, offset as usize);
+        }
+        self.last_seq = msg.seq;
+        self.last_ts = msg.ts;
+        Ok(())
+    }
+
+    fn skip(&mut self, through: u64, ts: WallTime) -> StoreResult<()> {
+        assert!(through > self.last_seq, "skip below the last sequence");
+        self.write_control(Kind::Skip, through, ts.0, b"")?;
+        self.last_seq = through;
+        self.last_ts = ts;
+        Ok(())
+    }
+
+    fn get(&mut self, seq: u64) -> StoreResult<Option<StoredMsg>> {
+        if seq < self.floor || seq > self.last_seq {
+            return Ok(None);
+        }
+        let Some(index) = self.block_of(seq) else {
+            return Ok(None);
+        };
+        if self.blocks[index].deleted.contains(&seq) {
+            return Ok(None);
+        }
+        let sequential = self.last_get.checked_add(1) == Some(seq);
+        self.last_get = seq;
+        let number = self.blocks[index].number;
+        let cached = self.cache.iter().any(|cached| cached.number == number);
+        if !cached && !sequential {
+            if let Some(msg) = self.read_direct(index, seq)? {
+                return Ok(Some(msg));
+            }
+        }
+        self.load(index)?;
+        let cached = &self.cache[0];
+        let path = &self.blocks[index].path;
+        let offset = *cached.offsets.get(&seq).ok_or_else(|| {
+            StoreError::Corrupt(format!("{path}: message {seq} failed its checksum"))
+        })?;
+        let record = record::decode(&cached.data[offset..]).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "{path}: message {seq} at offset {offset} failed its checksum"
+            ))
+        })?;
+        Ok(Some(message_of(&record, seq)))
+    }
+
+    fn next_present(&mut self, seq: u64) -> Option<u64> {
+        let from = seq.max(self.floor);
+        let start = self.blocks.partition_point(|block| block.upper() < from);
+        self.blocks[start..]
+            .iter()
+            .find_map(|block| block.next_present(from))
+            .filter(|&found| found <= self.last_seq)
+    }
+
+    fn prev_present(&mut self, seq: u64) -> Option<u64> {
+        let to = seq.min(self.last_seq);
+        if to < self.floor {
+            return None;
+        }
+        let end = self
+            .blocks
+            .partition_point(|block| block.upper() < to)
+            .min(self.blocks.len().saturating_sub(1));
+        if self.blocks.is_empty() {
+            return None;
+        }
+        self.blocks[..=end]
+            .iter()
+            .rev()
+            .find_map(|block| block.prev_present(to))
+            .filter(|&found| found >= self.floor)
+    }
+
+    fn remove(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        let Some(index) = self.block_of(seq) else {
+            return Ok(false);
+        };
+        if seq < self.floor || self.blocks[index].deleted.contains(&seq) {
+            return Ok(false);
+        }
+        if erase {
+            self.load(index)?;
+            let offset = *self.cache[0]
+                .offsets
+                .get(&seq)
+                .ok_or_else(|| StoreError::Corrupt(format!("message {seq} unreadable")))?;
+            let (len, ts) = record::decode(&self.cache[0].data[offset..])
+                .map(|record| (record.len, record.ts))
+                .map_err(|_| StoreError::Corrupt(format!("message {seq} unreadable")))?;
+            self.scratch.clear();
+            let zeros = vec![0u8; len - MIN_RECORD];
+            record::encode(
+                &mut self.scratch,
+                Kind::Erased,
+                seq,
+                ts,
+                0,
+                b"",
+                b"",
+                &zeros,
+            );
+            assert_eq!(self.scratch.len(), len, "erased record must fit in place");
+            let path = self.blocks[index].path.clone();
+            self.disk.write_at(&path, offset as u64, &self.scratch)?;
+            let cached = &mut self.cache[0];
+            cached.data[offset..offset + len].copy_from_slice(&self.scratch);
+            cached.offsets.remove(&seq);
+            self.dirty_files.insert(path);
+        } else {
+            self.scratch.clear();
+            record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
+            self.write_scratch(index)?;
+        }
+        let block = &mut self.blocks[index];
+        block.deleted.insert(seq);
+        if block.present_count() == 0 && index + 1 < self.blocks.len() {
+            let result = self.remove_block(index);
+            self.failed |= result.is_err();
+            result?;
+        }
+        Ok(true)
+    }
+
+    fn compact(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        let result = self.compact_inner(floor, last_seq, last_ts);
+        // A bulk change cut short leaves memory and files apart: refuse
+        // writes until the store is reopened (recovery reads the files).
+        self.failed |= result.is_err();
+        result
+    }
+
+    fn truncate(&mut self, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
+        let result = self.truncate_inner(last_seq, last_ts);
+        self.failed |= result.is_err();
+        result
+    }
+
+    fn poll_action(&mut self, last_seq: u64) -> Option<StoreAction> {
+        if self.warnings_dropped > 0 {
+            let dropped = std::mem::take(&mut self.warnings_dropped);
+            return Some(StoreAction::Warning(format!(
+                "{dropped} warning(s) dropped unread: the queue was full"
+            )));
+        }
+        if let Some(text) = self.warnings.pop_front() {
+            return Some(StoreAction::Warning(text));
+        }
+        if self.failed {
+            return None;
+        }
+        match self.config.sync {
+            SyncPolicy::BeforeAck => {
+                if self.durable_through <= self.reported && self.in_flight.is_none() {
+                    if self.dirty() {
+                        return Some(self.request_sync(last_seq));
+                    }
+                    // Nothing written since the last completed sync.
+                    self.durable_through = self.durable_through.max(last_seq);
+                }
+                if self.durable_through > self.reported {
+                    self.reported = self.durable_through;
+                    return Some(StoreAction::Durable {
+                        through: self.reported,
+                    });
+                }
+            }
+            SyncPolicy::Interval(_) => {
+                if last_seq > self.reported {
+                    self.reported = last_seq;
+                    return Some(StoreAction::Durable { through: last_seq });
+                }
+                if self.sync_due && self.in_flight.is_none() && self.dirty() {
+                    self.sync_due = false;
+                    return Some(self.request_sync(last_seq));
+                }
+            }
+        }
+        None
+    }
+
+    fn handle_sync_done(&mut self, tag: u64, result: DiskResult<()>) {
+        let (expected, through) = self
+            .in_flight
+            .take()
+            .expect("a sync completed that was not asked for");
+        assert_eq!(tag, expected, "sync completion for the wrong tag");
+        match result {
+            Ok(()) => self.durable_through = self.durable_through.max(through),
+            Err(error) => {
+                self.failed = true;
+                self.warn(format!(
+                    "sync failed: {error}; the store refuses writes until reopened"
+                ));
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.config.sync {
+            SyncPolicy::BeforeAck => None,
+            SyncPolicy::Interval(_) => Some(self.next_sync_at.unwrap_or(Instant::ZERO)),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let SyncPolicy::Interval(interval) = self.config.sync else {
+            return;
+        };
+        match self.next_sync_at {
+            Some(at) if now >= at => {
+                self.sync_due = true;
+                self.next_sync_at = Some(now + interval);
+            }
+            Some(_) => {}
+            None => self.next_sync_at = Some(now + interval),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
+    }
+}
