@@ -62,12 +62,8 @@ pub fn run(cli: CliOptions) -> i32 {
         for warning in &loaded.options.warnings {
             tracing::warn!("{warning}");
         }
-        for key in &loaded.unsupported {
-            tracing::warn!(
-                "{}: configuration key \"{}\" is not supported yet by rnats; ignored",
-                key.position,
-                key.key
-            );
+        for key in &loaded.ignored {
+            tracing::warn!("{key}; ignored");
         }
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -43,15 +43,17 @@ impl ConfSource for FsSource {
     }
 }
 
-/// A config file, loaded: its options, the keys rnats does not support yet,
-/// and its SHA-256 (reported by `-t`, as the reference does).
+/// A config file, loaded: its options, the harmless keys rnats ignores (to
+/// warn about), and its SHA-256 (reported by `-t`, as the reference does).
 pub struct LoadedConfig {
     pub options: FileOptions,
-    pub unsupported: Vec<conf::Unsupported>,
+    pub ignored: Vec<conf::Unsupported>,
     pub sha256: String,
 }
 
-/// Read and parse `path`. The error is the text the reference prints.
+/// Read and parse `path`. The error is the text the reference prints, or,
+/// for keys rnats does not support and must not run without, one line per
+/// key naming it: start-up, `-t` and reload all refuse such a file.
 pub fn load_config(path: &Path) -> Result<LoadedConfig, String> {
     use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|error| {
@@ -64,11 +66,12 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, String> {
     let name = path.display().to_string();
     let (options, unsupported) =
         conf::load_options(&name, &text, &FsSource).map_err(|error| error.to_string())?;
+    let ignored = conf::refuse_unsupported(unsupported).map_err(|error| error.to_string())?;
     let digest = sha2::Sha256::digest(text.as_bytes());
     let sha256 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
     Ok(LoadedConfig {
         options,
-        unsupported,
+        ignored,
         sha256,
     })
 }
@@ -99,6 +102,7 @@ pub fn merge(cli: &CliOptions, file: &FileOptions) -> CliOptions {
         .log_file
         .clone()
         .or_else(|| file.log_file.clone().map(PathBuf::from));
+    merged.log_size_limit = cli.log_size_limit.or(file.log_size_limit);
     merged.logtime = cli.logtime.or(file.logtime);
     merged.logtime_utc = cli.logtime_utc.or(file.logtime_utc);
     merged.debug = cli.debug.or(file.debug);

@@ -14,6 +14,36 @@ fn rnats(args: &[&str]) -> std::process::Output {
         .expect("run rnats-server")
 }
 
+/// Runs rnats-server expecting it to exit: (exit code, stderr). A process
+/// still running after `limit` is killed and reported with no exit code.
+fn rnats_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(rnats_server_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rnats-server");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for rnats-server") {
+            break status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (code, stderr)
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rnats-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -204,3 +234,72 @@ async fn sighup_reloads_the_config_file() {
         .unwrap();
     assert_eq!(new.server_info().max_payload, 100);
 }
+
+/// A key of a feature rnats lacks (or a security setting it does not enforce)
+/// refuses start-up by name, and `-t` reports the same error: running
+/// without `operator` would accept clients without JWTs.
+#[test]
+fn unsupported_config_keys_refuse_start_and_check() {
+    let dir = temp_dir("unsupported");
+    for (text, key) in [
+        ("operator: /tmp/op.jwt\n", "\"operator\""),
+        ("resolver: MEMORY\n", "\"resolver\""),
+        ("jetstream { store_dir: /tmp/js }\n", "\"jetstream\""),
+        ("cluster { port: -1 }\n", "\"cluster\""),
+        ("websocket { port: -1 }\n", "\"websocket\""),
+        (
+            "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n",
+            "\"authorization.users.allowed_connection_types\"",
+        ),
+    ] {
+        let file = dir.join("unsupported.conf");
+        std::fs::write(&file, format!("port: -1\n{text}")).unwrap();
+        for check in [true, false] {
+            let mut args = vec!["-c", file.to_str().unwrap()];
+            if check {
+                args.push("-t");
+            }
+            // Bounded: a server that wrongly starts is killed, not waited for.
+            let (code, stderr) = rnats_exit(&args, Duration::from_secs(10));
+            assert_eq!(code, Some(1), "{text} (-t: {check}): {stderr}");
+            assert!(
+                stderr.contains("unsupported.conf:2:")
+                    && stderr.contains(&format!("configuration key {key} is not supported yet")),
+                "{text} (-t: {check}): {stderr}"
+            );
+        }
+    }
+    // A harmless key, or one that turns its feature off, only warns.
+    let file = dir.join("harmless.conf");
+    std::fs::write(&file, "port: -1\ntrace_verbose: true\njetstream: disabled\n").unwrap();
+    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"]).status.success());
+}
+
+/// On SIGHUP a file that gained an unsupported key is refused like any
+/// reload error: the server logs it and keeps its running configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_refuses_a_newly_added_unsupported_key() {
+    let dir = temp_dir("reload-unsupported");
+    let conf = dir.join("reload.conf");
+    std::fs::write(&conf, "authorization { user: a, password: b }\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    std::fs::write(
+        &conf,
+        "authorization { user: a, password: c }\nresolver: MEMORY\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    eventually("the reload error", || {
+        server.log_lines().iter().any(|l| {
+            l.contains("Failed to reload server configuration:")
+                && l.contains("configuration key \"resolver\" is not supported yet")
+        })
+    });
+    let log = server.log_lines().join("\n");
+    assert!(!log.contains("Reloaded server configuration"), "{log}");
+    let old = async_nats::ConnectOptions::with_user_and_password("a".into(), "b".into())
+        .connect(server.url())
+        .await;
+    assert!(old.is_ok(), "the old configuration still applies");
+}
+

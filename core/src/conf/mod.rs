@@ -45,8 +45,8 @@ mod tests;
 
 pub use auth_options::{check_no_auth_user, SecurityOptions};
 pub use options::{
-    check_limits, load_options, options_from_tree, AuthorizationOptions, ConfWarning,
-    ConfWarningKind, FileOptions, Unsupported,
+    check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,
+    ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
 };
 pub use tls_options::{TlsOptions, DEFAULT_TLS_TIMEOUT};
 pub use value::{

@@ -95,10 +95,10 @@ pub fn parse_tls(
                     _ => return Err(wrong_type(field, "a boolean or a duration")),
                 };
             }
-            key if UNSUPPORTED_TLS_KEYS.contains(&key) => unsupported.push(Unsupported {
-                key: format!("{}.{}", entry.key, field.key),
-                position: field.key_position.clone(),
-            }),
+            key if UNSUPPORTED_TLS_KEYS.contains(&key) => unsupported.push(Unsupported::new(
+                format!("{}.{}", entry.key, field.key),
+                field,
+            )),
             _ => return Err(unknown_field(field)),
         }
     }
