@@ -39,9 +39,6 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// A write that makes no progress for this long marks a slow consumer
-/// (nats-server's default `write_deadline`).
-const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The monotonic clock core sees: nanoseconds since the runner started.
 #[derive(Clone, Copy)]
@@ -103,6 +100,10 @@ pub struct Runner {
     lame_duck: AtomicBool,
     /// Set when clients must speak TLS.
     tls: Option<Arc<Tls>>,
+    /// `write_deadline` in nanoseconds: a write to a client that takes longer
+    /// marks it a slow consumer. Read from the machine's configuration at
+    /// start and on every reload.
+    write_deadline_nanos: AtomicU64,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -116,7 +117,9 @@ pub fn wall_now() -> WallTime {
 impl Runner {
     pub fn new(mut server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
         server.set_wall_clock(clock.now(), wall_now());
+        let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
         Arc::new(Runner {
+            write_deadline_nanos,
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
@@ -198,6 +201,8 @@ impl Runner {
         let mut state = self.lock();
         let new = build(state.server.config());
         let changes = state.server.config().changes_to(&new);
+        self.write_deadline_nanos
+            .store(write_deadline_nanos(&new), Ordering::Release);
         state.server.reload(new);
         self.carry_out_actions(&mut state);
         changes
@@ -431,10 +436,12 @@ impl Runner {
                     break;
                 };
                 let len = batch.len();
+                let deadline =
+                    Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
                 // Vectored writes over the batch's chunks (for TCP; a TLS
                 // stream takes them one record at a time).
                 let written = tokio::select! {
-                    written = tokio::time::timeout(WRITE_DEADLINE, socket.write_all_buf(&mut batch)) => written,
+                    written = tokio::time::timeout(deadline, socket.write_all_buf(&mut batch)) => written,
                     _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
                 };
                 match written {
@@ -521,6 +528,18 @@ impl Runner {
             self.carry_out_actions(&mut state);
         }
     }
+}
+
+/// The configured `write_deadline` (nats-server's default is 10 s; a zero
+/// would close every client at its first write, so it means the default).
+fn write_deadline_nanos(config: &ServerConfig) -> u64 {
+    let deadline = config.monitoring.write_deadline;
+    let deadline = if deadline.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        deadline
+    };
+    u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Write the machine's log records the way nats-server prints them:

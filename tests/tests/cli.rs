@@ -303,3 +303,64 @@ async fn sighup_refuses_a_newly_added_unsupported_key() {
     assert!(old.is_ok(), "the old configuration still applies");
 }
 
+/// `write_deadline` from the config file bounds a write to a client that
+/// stopped reading: well before the 10 s default, the connection is closed as
+/// `Slow Consumer (Write Deadline)` and `/connz?state=closed` says so.
+/// (`max_pending` is large so that the pending-bytes limit cannot fire first.)
+#[test]
+fn write_deadline_closes_a_subscriber_that_stopped_reading() {
+    use std::io::{Read, Write};
+    let dir = temp_dir("write-deadline");
+    let conf = dir.join("deadline.conf");
+    std::fs::write(&conf, "write_deadline: \"300ms\"\nmax_pending: 1GB\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap(), "-m", "-1"]);
+    let port = server.http_port();
+
+    let mut subscriber = std::net::TcpStream::connect(server.addr()).unwrap();
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    subscriber
+        .write_all(b"CONNECT {\"verbose\":false,\"name\":\"stalled\"}\r\nSUB flood 1\r\nPING\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("PONG\r\n") {
+        let n = subscriber.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before PONG");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // From here on the subscriber reads nothing.
+
+    let mut publisher = std::net::TcpStream::connect(server.addr()).unwrap();
+    publisher.write_all(b"CONNECT {\"verbose\":false}\r\n").unwrap();
+    let payload = vec![b'x'; 512 * 1024];
+    let mut frame = b"PUB flood 524288\r\n".to_vec();
+    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(b"\r\n");
+    // 64 MiB: far more than the socket buffers between server and subscriber.
+    for _ in 0..128 {
+        if publisher.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let published = Instant::now();
+    let reason = loop {
+        let closed = rnats_tests::http_json(port, "/connz?state=closed");
+        let reason = closed["connections"].as_array().and_then(|conns| {
+            conns
+                .iter()
+                .find(|c| c["name"] == "stalled")
+                .map(|c| c["reason"].as_str().unwrap_or_default().to_string())
+        });
+        if let Some(reason) = reason {
+            break reason;
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(6),
+            "the stalled subscriber is still open 6 s after the flood (write_deadline 300ms)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(reason, "Slow Consumer (Write Deadline)");
+}
