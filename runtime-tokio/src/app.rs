@@ -147,12 +147,12 @@ async fn serve(
         display_addr(&host, local)
     );
     if let Some(tls) = &tls {
-        if tls.settings.allow_non_tls {
+        if tls.settings.plain_text_allowed() {
             tracing::info!("TLS available for client connections");
         } else {
             tracing::info!("TLS required for client connections");
         }
-        if tls.settings.handshake_first {
+        if tls.settings.handshake_first_only() {
             tracing::warn!(
                 "Clients that are not using \"TLS Handshake First\" option will fail to connect"
             );

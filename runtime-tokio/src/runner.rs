@@ -298,31 +298,40 @@ impl Runner {
 
     /// A TLS client: INFO in plain text then the handshake, or (with
     /// `handshake_first`) the handshake first; either within the timeout.
+    /// With a fallback delay, a client that sends nothing for that long gets
+    /// INFO in plain text and goes on as without `handshake_first`; with
+    /// `allow_non_tls`, one whose first byte after INFO is not a handshake
+    /// record (or that sends nothing within the timeout) is served in plain
+    /// text, as the reference does.
     async fn start_tls(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, tls: Arc<Tls>) {
-        let deadline = tls.settings.timeout;
-        let opened = if tls.settings.handshake_first {
+        let settings = &tls.settings;
+        let deadline = settings.timeout;
+        let mut handshake_first = settings.handshake_first;
+        if let (true, Some(delay)) = (handshake_first, settings.handshake_first_fallback) {
+            handshake_first = first_byte(&stream, delay).await.is_some();
+        }
+        let opened = if handshake_first {
             None
         } else {
-            let (conn, io) = self.open(peer);
-            let info = self.lock().server.take_outbound(conn);
-            if let Some(mut info) = info {
-                let len = info.len();
-                if stream.write_all_buf(&mut info).await.is_err() {
-                    self.forget(conn);
-                    return;
-                }
-                let mut state = self.lock();
-                state.server.handle_written(conn, len);
-                state.server.recycle_outbound(info);
-            }
-            Some((conn, io))
+            let Some(opened) = self.send_plain_info(&mut stream, peer).await else {
+                return;
+            };
+            Some(opened)
         };
+        let first = first_byte(&stream, deadline).await;
+        if let (Some((conn, io)), true) = (&opened, settings.plain_text_allowed()) {
+            if first != Some(TLS_HANDSHAKE_RECORD) {
+                // Nothing was read: the parser gets every byte the client sent.
+                let (reader, writer) = stream.into_split();
+                self.clone()
+                    .run_io(*conn, io.clone(), Box::new(reader), Box::new(writer));
+                return;
+            }
+        }
         // A client that does not start a handshake (its first byte is not a
         // TLS handshake record) is dropped without a TLS alert, as the
         // reference's Go TLS stack does.
-        let mut first = [0u8; 1];
-        let peeked = tokio::time::timeout(deadline, stream.peek(&mut first)).await;
-        if !matches!(peeked, Ok(Ok(1))) || first[0] != TLS_HANDSHAKE_RECORD {
+        if first != Some(TLS_HANDSHAKE_RECORD) {
             tracing::debug!(
                 "{peer} - TLS handshake error: first record does not look like a TLS handshake"
             );
@@ -359,6 +368,28 @@ impl Runner {
         }
         let (reader, writer) = tokio::io::split(stream);
         self.run_io(conn, io, Box::new(reader), Box::new(writer));
+    }
+
+    /// Registers the connection and writes its INFO in plain text, before
+    /// any TLS. `None` if the client went away meanwhile (then forgotten).
+    async fn send_plain_info(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(ConnId, Arc<ConnIo>)> {
+        let (conn, io) = self.open(peer);
+        let info = self.lock().server.take_outbound(conn);
+        if let Some(mut info) = info {
+            let len = info.len();
+            if stream.write_all_buf(&mut info).await.is_err() {
+                self.forget(conn);
+                return None;
+            }
+            let mut state = self.lock();
+            state.server.handle_written(conn, len);
+            state.server.recycle_outbound(info);
+        }
+        Some((conn, io))
     }
 
     /// The TLS handshake of a connection the machine knows (it got INFO)
@@ -540,6 +571,16 @@ fn write_deadline_nanos(config: &ServerConfig) -> u64 {
         deadline
     };
     u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The first byte the client sent, left unread, if one arrives within `wait`
+/// (`None` also when the client closed without sending anything).
+async fn first_byte(stream: &TcpStream, wait: Duration) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
 }
 
 /// Write the machine's log records the way nats-server prints them:

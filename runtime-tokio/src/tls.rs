@@ -9,7 +9,10 @@
 //! Order on the wire, as nats-server: INFO goes out in plain text, then the
 //! client starts the handshake; with `handshake_first` the handshake comes
 //! first and INFO follows over TLS. Either way the handshake must finish
-//! within `timeout`, or the connection is dropped.
+//! within `timeout`, or the connection is dropped. `handshake_first` with a
+//! fallback delay waits that long for the handshake, then sends INFO in plain
+//! text and goes on as without it. With `allow_non_tls`, a client whose first
+//! bytes after INFO are not a TLS handshake is served in plain text.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +39,9 @@ pub struct TlsSettings {
     pub map: bool,
     pub timeout: Duration,
     pub handshake_first: bool,
+    /// With `handshake_first`: how long to wait for the client's handshake
+    /// before sending INFO in plain text after all (`None`: never).
+    pub handshake_first_fallback: Option<Duration>,
     pub allow_non_tls: bool,
 }
 
@@ -48,9 +54,21 @@ impl TlsSettings {
                 required: true,
                 verify: tls.verify,
                 map: tls.map,
-                allow_non_tls: tls.allow_non_tls,
+                allow_non_tls: tls.plain_text_allowed(),
             },
         }
+    }
+
+    /// `handshake_first` without a fallback: every client must start with
+    /// the handshake, whatever `allow_non_tls` says (as in the reference).
+    pub fn handshake_first_only(&self) -> bool {
+        self.handshake_first && self.handshake_first_fallback.is_none()
+    }
+
+    /// A client that does not start a TLS handshake after INFO is served in
+    /// plain text (`allow_non_tls`).
+    pub fn plain_text_allowed(&self) -> bool {
+        self.allow_non_tls && !self.handshake_first_only()
     }
 }
 
@@ -79,6 +97,7 @@ pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettin
             map: false,
             timeout: DEFAULT_TLS_TIMEOUT,
             handshake_first: false,
+            handshake_first_fallback: None,
             allow_non_tls: false,
         }));
     }
@@ -98,6 +117,7 @@ pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettin
         map: tls.verify_and_map,
         timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
         handshake_first: tls.handshake_first,
+        handshake_first_fallback: tls.handshake_first_fallback.filter(|_| tls.handshake_first),
         allow_non_tls: file.allow_non_tls.unwrap_or(false),
     }))
 }

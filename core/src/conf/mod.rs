@@ -48,7 +48,7 @@ pub use options::{
     check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,
     ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
 };
-pub use tls_options::{TlsOptions, DEFAULT_TLS_TIMEOUT};
+pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,
     ValueKind,

@@ -26,7 +26,15 @@ pub struct TlsOptions {
     pub timeout: Option<Duration>,
     /// Expect the TLS handshake before INFO.
     pub handshake_first: bool,
+    /// With `handshake_first` given as a duration (or `auto`): how long to
+    /// wait for the client's handshake before falling back to INFO in plain
+    /// text and the usual TLS after INFO. `None`: no fallback.
+    pub handshake_first_fallback: Option<Duration>,
 }
+
+/// The fallback delay of `handshake_first: auto` (the reference's
+/// `DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK_DELAY`).
+pub const DEFAULT_HANDSHAKE_FIRST_FALLBACK: Duration = Duration::from_millis(50);
 
 const UNSUPPORTED_TLS_KEYS: &[&str] = &[
     "cipher_suites",
@@ -87,13 +95,7 @@ pub fn parse_tls(
                 tls.timeout = Some(Duration::from_secs_f64(seconds));
             }
             "handshake_first" | "first" | "immediate" => {
-                tls.handshake_first = match &field.value.kind {
-                    ValueKind::Bool(on) => *on,
-                    // A duration (fallback delay) or "auto" also turns it on;
-                    // rnats has no fallback to plain text.
-                    ValueKind::String(_) => true,
-                    _ => return Err(wrong_type(field, "a boolean or a duration")),
-                };
+                (tls.handshake_first, tls.handshake_first_fallback) = handshake_first(field)?;
             }
             key if UNSUPPORTED_TLS_KEYS.contains(&key) => unsupported.push(Unsupported::new(
                 format!("{}.{}", entry.key, field.key),
@@ -109,6 +111,44 @@ pub fn parse_tls(
         ));
     }
     Ok(tls)
+}
+
+/// `handshake_first`: a boolean, or a string: `true`/`on`, `false`/`off`,
+/// `auto`/`auto_fallback` (the default fallback delay) or a duration (that
+/// fallback delay; zero means none).
+fn handshake_first(field: &MapEntry) -> Result<(bool, Option<Duration>), ConfError> {
+    let text = match &field.value.kind {
+        ValueKind::Bool(on) => return Ok((*on, None)),
+        ValueKind::String(text) => text,
+        other => {
+            return Err(invalid(
+                field,
+                &format!(
+                    "field \"{}\" should be a boolean or a string, got {}",
+                    field.key,
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "on" => return Ok((true, None)),
+        "false" | "off" => return Ok((false, None)),
+        "auto" | "auto_fallback" => return Ok((true, Some(DEFAULT_HANDSHAKE_FIRST_FALLBACK))),
+        _ => {}
+    }
+    match parse_go_duration(text) {
+        // A negative delay, like zero, means no fallback (the reference
+        // only falls back after a strictly positive delay).
+        Ok(nanos) => {
+            let delay = u64::try_from(nanos).ok().filter(|n| *n > 0);
+            Ok((true, delay.map(Duration::from_nanos)))
+        }
+        Err(_) => Err(invalid(
+            field,
+            &format!("field \"{}\"'s value \"{text}\" is invalid", field.key),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -130,11 +170,40 @@ mod tests {
         assert_eq!(tls.timeout, Some(Duration::from_millis(500)));
         assert_eq!(options.allow_non_tls, Some(false));
         assert_eq!(unsupported[0].key, "tls.cipher_suites");
+        assert_eq!(tls.handshake_first_fallback, None);
         let error = load_options("t.conf", "tls { cert_file: a.pem }", &NoSource).unwrap_err();
         assert!(
             error
                 .to_string()
                 .contains("missing 'cert_file' or 'key_file'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn handshake_first_with_a_fallback_delay() {
+        let read = |value: &str| {
+            let text = format!("tls {{ cert_file: a, key_file: b, handshake_first: {value} }}");
+            load_options("t.conf", &text, &NoSource).map(|(options, _)| {
+                let tls = options.tls.expect("tls set");
+                (tls.handshake_first, tls.handshake_first_fallback)
+            })
+        };
+        assert_eq!(read("true").unwrap(), (true, None));
+        assert_eq!(read("\"on\"").unwrap(), (true, None));
+        assert_eq!(read("\"off\"").unwrap(), (false, None));
+        assert_eq!(
+            read("300ms").unwrap(),
+            (true, Some(Duration::from_millis(300)))
+        );
+        assert_eq!(
+            read("auto").unwrap(),
+            (true, Some(DEFAULT_HANDSHAKE_FIRST_FALLBACK))
+        );
+        assert_eq!(read("\"0s\"").unwrap(), (true, None));
+        let error = read("\"soon\"").unwrap_err().to_string();
+        assert!(
+            error.ends_with("field \"handshake_first\"'s value \"soon\" is invalid"),
             "{error}"
         );
     }
