@@ -9,7 +9,9 @@
 //!
 //! Writers never hold the lock while writing: they take the connection's whole
 //! outbound batch (vectored writes over its chunks, however many messages it
-//! holds), then report progress and hand the chunks back for reuse. A
+//! holds); after the write one lock reports progress, hands the chunks back for
+//! reuse and takes the next batch. Log lines are written after the lock is
+//! released, in the order the machine queued them. A
 //! publisher therefore never waits on a subscriber's socket; the machine cuts
 //! off a subscriber whose pending bytes pass `max_pending`.
 
@@ -104,6 +106,9 @@ pub struct Runner {
     /// marks it a slow consumer. Read from the machine's configuration at
     /// start and on every reload.
     write_deadline_nanos: AtomicU64,
+    /// Held from before a step releases the machine's lock until its log
+    /// lines are written, so lines leave in the order the machine queued them.
+    log_order: Mutex<()>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -120,6 +125,7 @@ impl Runner {
         let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
         Arc::new(Runner {
             write_deadline_nanos,
+            log_order: Mutex::new(()),
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
@@ -139,7 +145,7 @@ impl Runner {
     pub fn with_server<R>(&self, f: impl FnOnce(&mut Server, Instant) -> R) -> R {
         let mut state = self.lock();
         let result = f(&mut state.server, self.clock.now());
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
         result
     }
 
@@ -188,7 +194,7 @@ impl Runner {
         timer.abort();
         let mut state = self.lock();
         state.server.shutdown();
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     /// Stop accepting and close every connection.
@@ -204,7 +210,7 @@ impl Runner {
         self.write_deadline_nanos
             .store(write_deadline_nanos(&new), Ordering::Release);
         state.server.reload(new);
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
         changes
     }
 
@@ -214,7 +220,7 @@ impl Runner {
         self.lame_duck.store(true, Ordering::Release);
         let mut state = self.lock();
         state.server.enter_lame_duck_mode();
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     /// nats-server's lame duck mode: refuse new clients and tell the
@@ -251,7 +257,7 @@ impl Runner {
                 state
                     .server
                     .close_connection(*conn, CloseReason::ServerShutdown);
-                self.carry_out_actions(&mut state);
+                self.finish_step(state);
             }
             if i + 1 < clients.len() && i % batch == 0 {
                 tokio::time::sleep(interval).await;
@@ -286,7 +292,7 @@ impl Runner {
             let mut state = self.lock();
             state.conns.insert(conn, io.clone());
             state.server.handle_accept(self.clock.now(), conn, peer);
-            self.carry_out_actions(&mut state);
+            self.finish_step(state);
         }
         (conn, io)
     }
@@ -411,7 +417,7 @@ impl Runner {
         let mut state = self.lock();
         state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     async fn read_loop(self: Arc<Self>, conn: ConnId, mut socket: Reader, io: Arc<ConnIo>) {
@@ -433,13 +439,13 @@ impl Runner {
                         io.closing.store(true, Ordering::Release);
                         io.wake.notify_one();
                     }
-                    self.carry_out_actions(&mut state);
+                    self.finish_step(state);
                     return;
                 }
                 Ok(_) => {
                     let mut state = self.lock();
                     state.server.handle_read(self.clock.now(), conn, &mut buf);
-                    self.carry_out_actions(&mut state);
+                    self.finish_step(state);
                     if io.closing.load(Ordering::Acquire) {
                         return;
                     }
@@ -448,52 +454,72 @@ impl Runner {
         }
     }
 
+    /// Writes the connection's outbound batches. Each write costs one step
+    /// of the machine: after it completes, one lock reports it written,
+    /// hands its chunks back and takes the batch queued meanwhile. Only when
+    /// nothing was queued does the writer wait to be woken.
     async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: Writer, io: Arc<ConnIo>) {
+        let mut next = None;
         loop {
-            io.wake.notified().await;
-            loop {
-                let (outbound, closing) = {
-                    let mut state = self.lock();
-                    let outbound = state.server.take_outbound(conn);
-                    // Protocol trace lines (`-V`) about what is written now.
-                    emit_logs(&mut state.server);
-                    (outbound, io.closing.load(Ordering::Acquire))
-                };
-                let Some(mut batch) = outbound else {
-                    if closing {
-                        self.finish_close(conn, socket, &io).await;
-                        return;
-                    }
-                    break;
-                };
-                let len = batch.len();
-                let deadline =
-                    Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
-                // Vectored writes over the batch's chunks (for TCP; a TLS
-                // stream takes them one record at a time).
-                let written = tokio::select! {
-                    written = tokio::time::timeout(deadline, socket.write_all_buf(&mut batch)) => written,
-                    _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
-                };
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        self.finish_close(conn, socket, &io).await;
-                        return;
-                    }
-                    Err(_deadline) => {
-                        {
-                            let mut state = self.lock();
-                            state.server.handle_write_stalled(conn);
-                            self.carry_out_actions(&mut state);
+            let mut batch = match next.take() {
+                Some(batch) => batch,
+                None => {
+                    io.wake.notified().await;
+                    let (outbound, closing) = {
+                        let mut state = self.lock();
+                        let outbound = state.server.take_outbound(conn);
+                        // Read under the lock: a close comes after its last bytes.
+                        let closing = io.closing.load(Ordering::Acquire);
+                        // Protocol trace lines (`-V`) about what is written now.
+                        self.release(state);
+                        (outbound, closing)
+                    };
+                    match outbound {
+                        Some(batch) => batch,
+                        None if closing => {
+                            self.finish_close(conn, socket, &io).await;
+                            return;
                         }
-                        self.finish_close(conn, socket, &io).await;
-                        return;
+                        None => continue,
                     }
                 }
+            };
+            let len = batch.len();
+            let deadline = Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
+            // Vectored writes over the batch's chunks (for TCP; a TLS
+            // stream takes them one record at a time).
+            let written = tokio::select! {
+                written = tokio::time::timeout(deadline, socket.write_all_buf(&mut batch)) => written,
+                _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    self.finish_close(conn, socket, &io).await;
+                    return;
+                }
+                Err(_deadline) => {
+                    {
+                        let mut state = self.lock();
+                        state.server.handle_write_stalled(conn);
+                        self.finish_step(state);
+                    }
+                    self.finish_close(conn, socket, &io).await;
+                    return;
+                }
+            }
+            let closing = {
                 let mut state = self.lock();
                 state.server.handle_written(conn, len);
                 state.server.recycle_outbound(batch);
+                next = state.server.take_outbound(conn);
+                let closing = io.closing.load(Ordering::Acquire);
+                self.release(state);
+                closing
+            };
+            if next.is_none() && closing {
+                self.finish_close(conn, socket, &io).await;
+                return;
             }
         }
     }
@@ -504,7 +530,33 @@ impl Runner {
         let mut state = self.lock();
         state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
+        self.finish_step(state);
+    }
+
+    /// Ends a step: carries out the actions it queued, releases the lock,
+    /// then writes the log lines it queued. Writing (to a file, maybe) never
+    /// holds up the other tasks; `log_order`, taken before the machine's lock
+    /// is released, keeps lines in the order the machine queued them across
+    /// tasks. A step that logged nothing allocates nothing here.
+    fn finish_step(&self, mut state: MutexGuard<'_, State>) {
         self.carry_out_actions(&mut state);
+        self.release(state);
+    }
+
+    /// Releases the machine's lock, then writes the log lines queued under
+    /// it (see [`Runner::finish_step`]).
+    fn release(&self, mut state: MutexGuard<'_, State>) {
+        let records: Vec<LogRecord> = state.server.take_logs().collect();
+        if records.is_empty() {
+            return;
+        }
+        let order = self
+            .log_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(state);
+        emit_logs(records);
+        drop(order);
     }
 
     /// Drain the machine's actions. Called with the lock held after every step.
@@ -527,7 +579,6 @@ impl Runner {
                 }
             }
         }
-        emit_logs(&mut state.server);
         if let Some(deadline) = state.server.poll_timeout() {
             let nanos = deadline.as_nanos();
             if nanos < self.timer_target.load(Ordering::Acquire) {
@@ -556,7 +607,7 @@ impl Runner {
                 .poll_timeout()
                 .map_or(u64::MAX, Instant::as_nanos);
             self.timer_target.store(next, Ordering::Release);
-            self.carry_out_actions(&mut state);
+            self.finish_step(state);
         }
     }
 }
@@ -585,8 +636,8 @@ async fn first_byte(stream: &TcpStream, wait: Duration) -> Option<u8> {
 
 /// Write the machine's log records the way nats-server prints them:
 /// `127.0.0.1:5555 - cid:3 - "$G/user:a" - Publish Violation - Subject "x"`.
-fn emit_logs(server: &mut Server) {
-    for record in server.take_logs() {
+fn emit_logs(records: Vec<LogRecord>) {
+    for record in records {
         let LogRecord {
             level,
             prefix,
