@@ -271,8 +271,14 @@ fn unsupported_config_keys_refuse_start_and_check() {
     }
     // A harmless key, or one that turns its feature off, only warns.
     let file = dir.join("harmless.conf");
-    std::fs::write(&file, "port: -1\ntrace_verbose: true\njetstream: disabled\n").unwrap();
-    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"]).status.success());
+    std::fs::write(
+        &file,
+        "port: -1\ntrace_verbose: true\njetstream: disabled\n",
+    )
+    .unwrap();
+    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"])
+        .status
+        .success());
 }
 
 /// On SIGHUP a file that gained an unsupported key is refused like any
@@ -333,7 +339,9 @@ fn write_deadline_closes_a_subscriber_that_stopped_reading() {
     // From here on the subscriber reads nothing.
 
     let mut publisher = std::net::TcpStream::connect(server.addr()).unwrap();
-    publisher.write_all(b"CONNECT {\"verbose\":false}\r\n").unwrap();
+    publisher
+        .write_all(b"CONNECT {\"verbose\":false}\r\n")
+        .unwrap();
     let payload = vec![b'x'; 512 * 1024];
     let mut frame = b"PUB flood 524288\r\n".to_vec();
     frame.extend_from_slice(&payload);
