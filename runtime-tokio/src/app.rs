@@ -197,7 +197,8 @@ async fn serve(
         port: local.port(),
         ..ServerConfig::default()
     };
-    let mut config = settings::server_config(&options, &file, &identity);
+    let mut config = settings::server_config(&options, &file, &identity)
+        .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
     config.config_digest = config_sha256
         .as_ref()
         .map(|sha| format!("sha256:{sha}"))
@@ -279,9 +280,19 @@ impl Reloader {
             }
         };
         let options = settings::merge(&self.cli, &loaded.options);
-        for change in
-            runner.reload(|current| settings::server_config(&options, &loaded.options, current))
+        // Checked before the machine is touched: a file that cannot be turned
+        // into a configuration leaves the running one in place.
+        if let Err(error) =
+            settings::server_config(&options, &loaded.options, &ServerConfig::default())
         {
+            tracing::error!("Failed to reload server configuration: {error}");
+            return;
+        }
+        let build = |current: &ServerConfig| {
+            settings::server_config(&options, &loaded.options, current)
+                .unwrap_or_else(|_| current.clone())
+        };
+        for change in runner.reload(build) {
             tracing::info!("Reloaded: {change}");
         }
         tracing::info!("Reloaded server configuration (sha256:{})", loaded.sha256);

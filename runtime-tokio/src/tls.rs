@@ -24,8 +24,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio_rustls::TlsAcceptor;
 
-use rnats_core::conf::{FileOptions, DEFAULT_TLS_TIMEOUT};
-use rnats_core::server::TlsPolicy;
+use rnats_core::conf::{FileOptions, TlsConfig};
 
 use crate::flags::CliOptions;
 
@@ -46,19 +45,6 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// What the machine is told.
-    pub fn policy(settings: Option<&TlsSettings>) -> TlsPolicy {
-        match settings {
-            None => TlsPolicy::default(),
-            Some(tls) => TlsPolicy {
-                required: true,
-                verify: tls.verify,
-                map: tls.map,
-                allow_non_tls: tls.plain_text_allowed(),
-            },
-        }
-    }
-
     /// `handshake_first` without a fallback: every client must start with
     /// the handshake, whatever `allow_non_tls` says (as in the reference).
     pub fn handshake_first_only(&self) -> bool {
@@ -72,54 +58,29 @@ impl TlsSettings {
     }
 }
 
-/// Flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`)
-/// replace the file's `tls { }` block, as in the reference.
-pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettings>, String> {
-    let flags_given = cli.tls == Some(true)
-        || cli.tls_verify == Some(true)
-        || cli.tls_cert.is_some()
-        || cli.tls_key.is_some();
-    if flags_given {
-        let cert_file = cli
-            .tls_cert
-            .clone()
-            .ok_or("TLS Server certificate must be present and valid")?;
-        let key_file = cli
-            .tls_key
-            .clone()
-            .ok_or("TLS Server private key must be present and valid")?;
-        let verify = cli.tls_verify == Some(true);
-        return Ok(Some(TlsSettings {
-            cert_file,
-            key_file,
-            ca_file: cli.tls_ca_cert.clone(),
-            verify,
-            map: false,
-            timeout: DEFAULT_TLS_TIMEOUT,
-            handshake_first: false,
-            handshake_first_fallback: None,
-            allow_non_tls: false,
-        }));
+impl From<TlsConfig> for TlsSettings {
+    fn from(tls: TlsConfig) -> Self {
+        TlsSettings {
+            cert_file: PathBuf::from(tls.cert_file),
+            key_file: PathBuf::from(tls.key_file),
+            ca_file: tls.ca_file.map(PathBuf::from),
+            verify: tls.verify,
+            map: tls.map,
+            timeout: tls.timeout,
+            handshake_first: tls.handshake_first,
+            handshake_first_fallback: tls.handshake_first_fallback,
+            allow_non_tls: tls.allow_non_tls,
+        }
     }
-    let Some(tls) = &file.tls else {
-        return Ok(None);
-    };
-    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
-        return Err(String::from(
-            "missing 'cert_file' or 'key_file' in TLS configuration",
-        ));
-    };
-    Ok(Some(TlsSettings {
-        cert_file: PathBuf::from(cert_file),
-        key_file: PathBuf::from(key_file),
-        ca_file: tls.ca_file.as_ref().map(PathBuf::from),
-        verify: tls.verify || tls.verify_and_map,
-        map: tls.verify_and_map,
-        timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
-        handshake_first: tls.handshake_first,
-        handshake_first_fallback: tls.handshake_first_fallback.filter(|_| tls.handshake_first),
-        allow_non_tls: file.allow_non_tls.unwrap_or(false),
-    }))
+}
+
+/// The flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`,
+/// `--tlscacert`) replace the file's `tls { }` block, as in the reference
+/// (see [`rnats_core::conf::tls_config`]).
+pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettings>, String> {
+    rnats_core::conf::tls_config(file, &crate::settings::overrides(cli))
+        .map(|tls| tls.map(TlsSettings::from))
+        .map_err(|error| error.to_string())
 }
 
 /// A ready acceptor and how to use it.
