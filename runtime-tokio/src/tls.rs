@@ -42,6 +42,8 @@ pub struct TlsSettings {
     /// before sending INFO in plain text after all (`None`: never).
     pub handshake_first_fallback: Option<Duration>,
     pub allow_non_tls: bool,
+    /// `min_version: "1.3"`: only TLS 1.3 is offered.
+    pub require_tls13: bool,
 }
 
 impl TlsSettings {
@@ -70,6 +72,7 @@ impl From<TlsConfig> for TlsSettings {
             handshake_first: tls.handshake_first,
             handshake_first_fallback: tls.handshake_first_fallback,
             allow_non_tls: tls.allow_non_tls,
+            require_tls13: tls.require_tls13,
         }
     }
 }
@@ -99,8 +102,14 @@ impl Tls {
                 settings.key_file.display()
             )
         })?;
+        // rustls speaks TLS 1.2 and 1.3, the reference's default range.
+        let versions: &[&rustls::SupportedProtocolVersion] = if settings.require_tls13 {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|error| error.to_string())?;
         let builder = if settings.verify {
             let mut roots = RootCertStore::empty();

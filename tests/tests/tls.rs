@@ -258,6 +258,35 @@ async fn allow_non_tls_serves_plain_and_tls_clients() {
     round_trip(&secure).await;
 }
 
+/// `min_version: "1.3"`: a client limited to TLS 1.2 fails the handshake;
+/// async-nats (TLS 1.3) connects.
+#[tokio::test]
+async fn min_version_refuses_older_tls() {
+    let pki = Pki::new("min-version");
+    let server = start(&pki.config("min_version: \"1.3\"", ""));
+    let client = connect_with(&server.url(), trusting(&pki)).await;
+    round_trip(&client).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pki.path("ca.pem")) {
+        roots.add(cert).unwrap();
+    }
+    let tls12 = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls12));
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut info = vec![0u8; 4096];
+    within("INFO", tcp.read(&mut info)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let handshake = within("the TLS 1.2 handshake", connector.connect(name, tcp)).await;
+    assert!(handshake.is_err(), "TLS 1.2 accepted under min_version 1.3");
+}
+
 #[tokio::test]
 async fn https_monitoring_uses_the_server_certificate() {
     use tokio::io::AsyncWriteExt;

@@ -868,7 +868,7 @@ mod tests {
             "ocsp: true",
             "authorization { auth_callout { issuer: x } }",
             "tls { cert_file: a, key_file: b, pinned_certs: [x] }",
-            "tls { cert_file: a, key_file: b, min_version: \"1.3\" }",
+            "tls { cert_file: a, key_file: b, cert_store: WindowsCurrentUser }",
             "tls { cert_file: a, key_file: b, cipher_suites: [x] }",
             "tls { cert_file: a, key_file: b, curve_preferences: [x] }",
             "tls { cert_file: a, key_file: b, ocsp_peer: true }",

@@ -30,6 +30,9 @@ pub struct TlsOptions {
     /// wait for the client's handshake before falling back to INFO in plain
     /// text and the usual TLS after INFO. `None`: no fallback.
     pub handshake_first_fallback: Option<Duration>,
+    /// `min_version: "1.3"`: refuse TLS 1.2. ("1.2", the reference's and
+    /// rnats's floor, changes nothing.)
+    pub require_tls13: bool,
 }
 
 /// The fallback delay of `handshake_first: auto` (the reference's
@@ -48,7 +51,6 @@ const UNSUPPORTED_TLS_KEYS: &[&str] = &[
     "ca_certs_match",
     "ocsp_peer",
     "certs",
-    "min_version",
     "connection_rate_limit",
     "verify_cert_and_check_known_urls",
 ];
@@ -97,6 +99,7 @@ pub fn parse_tls(
             "handshake_first" | "first" | "immediate" => {
                 (tls.handshake_first, tls.handshake_first_fallback) = handshake_first(field)?;
             }
+            "min_version" => tls.require_tls13 = min_version_is_tls13(field)?,
             key if UNSUPPORTED_TLS_KEYS.contains(&key) => unsupported.push(Unsupported::new(
                 format!("{}.{}", entry.key, field.key),
                 field,
@@ -111,6 +114,21 @@ pub fn parse_tls(
         ));
     }
     Ok(tls)
+}
+
+/// `min_version`: "1.2" or "1.3" (whether TLS 1.3 is required); "1.0" and
+/// "1.1" are refused, as the reference refuses them.
+fn min_version_is_tls13(field: &MapEntry) -> Result<bool, ConfError> {
+    let fail = |why: String| invalid(field, &format!("error parsing tls config: {why}"));
+    let ValueKind::String(version) = &field.value.kind else {
+        return Err(fail(String::from("'min_version' wrong type")));
+    };
+    match version.as_str() {
+        "1.2" => Ok(false),
+        "1.3" => Ok(true),
+        "1.0" | "1.1" => Err(fail(format!("unsupported TLS version: TLS {version}"))),
+        _ => Err(fail(format!("unknown version: {version}"))),
+    }
 }
 
 /// `handshake_first`: a boolean, or a string: `true`/`on`, `false`/`off`,
@@ -206,5 +224,24 @@ mod tests {
             error.ends_with("field \"handshake_first\"'s value \"soon\" is invalid"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn min_version() {
+        let read = |value: &str| {
+            let text = format!("tls {{ cert_file: a, key_file: b, min_version: {value} }}");
+            load_options("t.conf", &text, &NoSource)
+                .map(|(options, _)| options.tls.expect("tls set").require_tls13)
+                .map_err(|error| error.to_string())
+        };
+        assert_eq!(read("\"1.2\""), Ok(false));
+        assert_eq!(read("\"1.3\""), Ok(true));
+        assert_eq!(
+            read("\"1.1\""),
+            Err(String::from(
+                "t.conf:1:34: error parsing tls config: unsupported TLS version: TLS 1.1"
+            ))
+        );
+        assert!(read("\"2\"").unwrap_err().ends_with("unknown version: 2"));
     }
 }

@@ -78,6 +78,8 @@ pub struct TlsConfig {
     /// before sending INFO in plain text after all (`None`: never).
     pub handshake_first_fallback: Option<Duration>,
     pub allow_non_tls: bool,
+    /// `min_version: "1.3"`: TLS 1.2 is refused.
+    pub require_tls13: bool,
 }
 
 impl TlsConfig {
@@ -145,6 +147,7 @@ pub fn tls_config(
             handshake_first: false,
             handshake_first_fallback: None,
             allow_non_tls: false,
+            require_tls13: false,
         }));
     }
     let Some(tls) = &file.tls else {
@@ -163,6 +166,7 @@ pub fn tls_config(
         handshake_first: tls.handshake_first,
         handshake_first_fallback: tls.handshake_first_fallback.filter(|_| tls.handshake_first),
         allow_non_tls: file.allow_non_tls.unwrap_or(false),
+        require_tls13: tls.require_tls13,
     }))
 }
 
