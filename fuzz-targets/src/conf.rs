@@ -9,10 +9,14 @@
 //!
 //! Checked: no panic, no stack overflow; both calls agree (a text that does
 //! not parse does not load, with the same error); every value count stays
-//! within `MAX_VALUES`. Time is bounded by the parser's own limits and
+//! within `MAX_VALUES`. A file that loads then goes through what
+//! rnats-server does next: the unsupported-key policy and the translation
+//! into a `ServerConfig` (`conf::server_config`), without flags and with
+//! flags over it. Time is bounded by the parser's own limits and
 //! watched by libFuzzer's `-timeout`.
 
 use rnats_core::conf::{self, ConfSource, ValueKind, MAX_VALUES};
+use rnats_core::server::ServerConfig;
 
 /// Files and environment taken from the fuzzer's input.
 pub struct FakeSource<'a> {
@@ -70,5 +74,44 @@ pub fn run(data: &[u8]) {
         }
         (Err(parse_error), Err(load_error)) => assert_eq!(parse_error, load_error),
         (Err(_), Ok(_)) => panic!("load_options succeeded on a text that does not parse"),
+    }
+    if let Ok((options, unsupported)) = loaded {
+        translate(&options, unsupported);
+    }
+}
+
+/// The rest of what rnats-server does with a loaded file, short of files
+/// and sockets: the unsupported-key policy and the translation into the
+/// machine's configuration, without flags and with TLS flags laid over it.
+fn translate(options: &conf::FileOptions, unsupported: Vec<conf::Unsupported>) {
+    let refused = conf::refuse_unsupported(unsupported.clone());
+    let refusing = unsupported.iter().filter(|key| key.refuses_start()).count();
+    match refused {
+        Ok(ignored) => assert!(refusing == 0 && ignored.len() == unsupported.len()),
+        Err(keys) => assert_eq!(keys.0.len(), refusing),
+    }
+    let identity = ServerConfig::default();
+    let flags = conf::Overrides {
+        server_name: Some(String::from("flagged")),
+        tls: conf::TlsFlags {
+            tls: true,
+            cert_file: Some(String::from("c.pem")),
+            key_file: Some(String::from("k.pem")),
+            ..conf::TlsFlags::default()
+        },
+        ..conf::Overrides::default()
+    };
+    for overrides in [conf::Overrides::default(), flags] {
+        let Ok(config) = conf::server_config(options, &overrides, &identity) else {
+            assert!(options.tls.is_some() && !overrides.tls.given());
+            continue;
+        };
+        assert!(config.max_payload > 0 && config.max_control_line > 0);
+        assert!(config.max_pending > 0 && config.ping_max > 0);
+        assert!(!config.server_name.is_empty() || identity.server_id.is_empty());
+        if overrides.tls.given() {
+            assert!(config.tls.required && !config.tls.allow_non_tls);
+            assert_eq!(config.server_name, "flagged");
+        }
     }
 }

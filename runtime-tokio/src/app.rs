@@ -62,12 +62,8 @@ pub fn run(cli: CliOptions) -> i32 {
         for warning in &loaded.options.warnings {
             tracing::warn!("{warning}");
         }
-        for key in &loaded.unsupported {
-            tracing::warn!(
-                "{}: configuration key \"{}\" is not supported yet by rnats; ignored",
-                key.position,
-                key.key
-            );
+        for key in &loaded.ignored {
+            tracing::warn!("{key}; ignored");
         }
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -151,12 +147,12 @@ async fn serve(
         display_addr(&host, local)
     );
     if let Some(tls) = &tls {
-        if tls.settings.allow_non_tls {
+        if tls.settings.plain_text_allowed() {
             tracing::info!("TLS available for client connections");
         } else {
             tracing::info!("TLS required for client connections");
         }
-        if tls.settings.handshake_first {
+        if tls.settings.handshake_first_only() {
             tracing::warn!(
                 "Clients that are not using \"TLS Handshake First\" option will fail to connect"
             );
@@ -201,7 +197,8 @@ async fn serve(
         port: local.port(),
         ..ServerConfig::default()
     };
-    let mut config = settings::server_config(&options, &file, &identity);
+    let mut config = settings::server_config(&options, &file, &identity)
+        .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
     config.config_digest = config_sha256
         .as_ref()
         .map(|sha| format!("sha256:{sha}"))
@@ -283,9 +280,19 @@ impl Reloader {
             }
         };
         let options = settings::merge(&self.cli, &loaded.options);
-        for change in
-            runner.reload(|current| settings::server_config(&options, &loaded.options, current))
+        // Checked before the machine is touched: a file that cannot be turned
+        // into a configuration leaves the running one in place.
+        if let Err(error) =
+            settings::server_config(&options, &loaded.options, &ServerConfig::default())
         {
+            tracing::error!("Failed to reload server configuration: {error}");
+            return;
+        }
+        let build = |current: &ServerConfig| {
+            settings::server_config(&options, &loaded.options, current)
+                .unwrap_or_else(|_| current.clone())
+        };
+        for change in runner.reload(build) {
             tracing::info!("Reloaded: {change}");
         }
         tracing::info!("Reloaded server configuration (sha256:{})", loaded.sha256);

@@ -191,7 +191,7 @@ Server Options:
     -P, --pid <file>                 Write the process id into this file
     -m, --http_port <port>           Use port for http monitoring
     -ms,--https_port <port>          Use port for https monitoring
-    -c, --config <file>              Read this configuration file (not supported yet)
+    -c, --config <file>              Configuration file
     -t                               Check the configuration file, then exit
     -sl,--signal <signal>[=<pid>]    Signal a running server: ldm, stop, quit, term, reopen or reload
                                      <pid> is a process id (e.g. 1), or a file holding one

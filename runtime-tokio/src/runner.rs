@@ -9,7 +9,9 @@
 //!
 //! Writers never hold the lock while writing: they take the connection's whole
 //! outbound batch (vectored writes over its chunks, however many messages it
-//! holds), then report progress and hand the chunks back for reuse. A
+//! holds); after the write one lock reports progress, hands the chunks back for
+//! reuse and takes the next batch. Log lines are written after the lock is
+//! released, in the order the machine queued them. A
 //! publisher therefore never waits on a subscriber's socket; the machine cuts
 //! off a subscriber whose pending bytes pass `max_pending`.
 
@@ -40,9 +42,6 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// A write that makes no progress for this long marks a slow consumer
-/// (nats-server's default `write_deadline`).
-const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The monotonic clock core sees: nanoseconds since the runner started.
 #[derive(Clone, Copy)]
@@ -108,6 +107,13 @@ pub struct Runner {
     /// run by `password_check_loop` on the blocking pool, never under the lock.
     password_checks: mpsc::UnboundedSender<(ConnId, PasswordCheck)>,
     password_check_queue: Mutex<Option<mpsc::UnboundedReceiver<(ConnId, PasswordCheck)>>>,
+    /// `write_deadline` in nanoseconds: a write to a client that takes longer
+    /// marks it a slow consumer. Read from the machine's configuration at
+    /// start and on every reload.
+    write_deadline_nanos: AtomicU64,
+    /// Held from before a step releases the machine's lock until its log
+    /// lines are written, so lines leave in the order the machine queued them.
+    log_order: Mutex<()>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -122,9 +128,12 @@ impl Runner {
     pub fn new(mut server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
         server.set_wall_clock(clock.now(), wall_now());
         let (password_checks, queue) = mpsc::unbounded_channel();
+        let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
         Arc::new(Runner {
             password_checks,
             password_check_queue: Mutex::new(Some(queue)),
+            write_deadline_nanos,
+            log_order: Mutex::new(()),
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
@@ -144,7 +153,7 @@ impl Runner {
     pub fn with_server<R>(&self, f: impl FnOnce(&mut Server, Instant) -> R) -> R {
         let mut state = self.lock();
         let result = f(&mut state.server, self.clock.now());
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
         result
     }
 
@@ -195,7 +204,7 @@ impl Runner {
         checks.abort();
         let mut state = self.lock();
         state.server.shutdown();
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     /// Stop accepting and close every connection.
@@ -208,8 +217,10 @@ impl Runner {
         let mut state = self.lock();
         let new = build(state.server.config());
         let changes = state.server.config().changes_to(&new);
+        self.write_deadline_nanos
+            .store(write_deadline_nanos(&new), Ordering::Release);
         state.server.reload(new);
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
         changes
     }
 
@@ -219,7 +230,7 @@ impl Runner {
         self.lame_duck.store(true, Ordering::Release);
         let mut state = self.lock();
         state.server.enter_lame_duck_mode();
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     /// nats-server's lame duck mode: refuse new clients and tell the
@@ -256,7 +267,7 @@ impl Runner {
                 state
                     .server
                     .close_connection(*conn, CloseReason::ServerShutdown);
-                self.carry_out_actions(&mut state);
+                self.finish_step(state);
             }
             if i + 1 < clients.len() && i % batch == 0 {
                 tokio::time::sleep(interval).await;
@@ -291,7 +302,7 @@ impl Runner {
             let mut state = self.lock();
             state.conns.insert(conn, io.clone());
             state.server.handle_accept(self.clock.now(), conn, peer);
-            self.carry_out_actions(&mut state);
+            self.finish_step(state);
         }
         (conn, io)
     }
@@ -303,31 +314,40 @@ impl Runner {
 
     /// A TLS client: INFO in plain text then the handshake, or (with
     /// `handshake_first`) the handshake first; either within the timeout.
+    /// With a fallback delay, a client that sends nothing for that long gets
+    /// INFO in plain text and goes on as without `handshake_first`; with
+    /// `allow_non_tls`, one whose first byte after INFO is not a handshake
+    /// record (or that sends nothing within the timeout) is served in plain
+    /// text, as the reference does.
     async fn start_tls(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, tls: Arc<Tls>) {
-        let deadline = tls.settings.timeout;
-        let opened = if tls.settings.handshake_first {
+        let settings = &tls.settings;
+        let deadline = settings.timeout;
+        let mut handshake_first = settings.handshake_first;
+        if let (true, Some(delay)) = (handshake_first, settings.handshake_first_fallback) {
+            handshake_first = first_byte(&stream, delay).await.is_some();
+        }
+        let opened = if handshake_first {
             None
         } else {
-            let (conn, io) = self.open(peer);
-            let info = self.lock().server.take_outbound(conn);
-            if let Some(mut info) = info {
-                let len = info.len();
-                if stream.write_all_buf(&mut info).await.is_err() {
-                    self.forget(conn);
-                    return;
-                }
-                let mut state = self.lock();
-                state.server.handle_written(conn, len);
-                state.server.recycle_outbound(info);
-            }
-            Some((conn, io))
+            let Some(opened) = self.send_plain_info(&mut stream, peer).await else {
+                return;
+            };
+            Some(opened)
         };
+        let first = first_byte(&stream, deadline).await;
+        if let (Some((conn, io)), true) = (&opened, settings.plain_text_allowed()) {
+            if first != Some(TLS_HANDSHAKE_RECORD) {
+                // Nothing was read: the parser gets every byte the client sent.
+                let (reader, writer) = stream.into_split();
+                self.clone()
+                    .run_io(*conn, io.clone(), Box::new(reader), Box::new(writer));
+                return;
+            }
+        }
         // A client that does not start a handshake (its first byte is not a
         // TLS handshake record) is dropped without a TLS alert, as the
         // reference's Go TLS stack does.
-        let mut first = [0u8; 1];
-        let peeked = tokio::time::timeout(deadline, stream.peek(&mut first)).await;
-        if !matches!(peeked, Ok(Ok(1))) || first[0] != TLS_HANDSHAKE_RECORD {
+        if first != Some(TLS_HANDSHAKE_RECORD) {
             tracing::debug!(
                 "{peer} - TLS handshake error: first record does not look like a TLS handshake"
             );
@@ -366,6 +386,28 @@ impl Runner {
         self.run_io(conn, io, Box::new(reader), Box::new(writer));
     }
 
+    /// Registers the connection and writes its INFO in plain text, before
+    /// any TLS. `None` if the client went away meanwhile (then forgotten).
+    async fn send_plain_info(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(ConnId, Arc<ConnIo>)> {
+        let (conn, io) = self.open(peer);
+        let info = self.lock().server.take_outbound(conn);
+        if let Some(mut info) = info {
+            let len = info.len();
+            if stream.write_all_buf(&mut info).await.is_err() {
+                self.forget(conn);
+                return None;
+            }
+            let mut state = self.lock();
+            state.server.handle_written(conn, len);
+            state.server.recycle_outbound(info);
+        }
+        Some((conn, io))
+    }
+
     /// The TLS handshake of a connection the machine knows (it got INFO)
     /// failed: it closes as `TLS Handshake Failure`, as in the reference.
     fn handshake_failed(&self, opened: Option<(ConnId, Arc<ConnIo>)>) {
@@ -385,7 +427,7 @@ impl Runner {
         let mut state = self.lock();
         state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
-        self.carry_out_actions(&mut state);
+        self.finish_step(state);
     }
 
     async fn read_loop(self: Arc<Self>, conn: ConnId, mut socket: Reader, io: Arc<ConnIo>) {
@@ -407,13 +449,13 @@ impl Runner {
                         io.closing.store(true, Ordering::Release);
                         io.wake.notify_one();
                     }
-                    self.carry_out_actions(&mut state);
+                    self.finish_step(state);
                     return;
                 }
                 Ok(_) => {
                     let mut state = self.lock();
                     state.server.handle_read(self.clock.now(), conn, &mut buf);
-                    self.carry_out_actions(&mut state);
+                    self.finish_step(state);
                     if io.closing.load(Ordering::Acquire) {
                         return;
                     }
@@ -422,50 +464,72 @@ impl Runner {
         }
     }
 
+    /// Writes the connection's outbound batches. Each write costs one step
+    /// of the machine: after it completes, one lock reports it written,
+    /// hands its chunks back and takes the batch queued meanwhile. Only when
+    /// nothing was queued does the writer wait to be woken.
     async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: Writer, io: Arc<ConnIo>) {
+        let mut next = None;
         loop {
-            io.wake.notified().await;
-            loop {
-                let (outbound, closing) = {
-                    let mut state = self.lock();
-                    let outbound = state.server.take_outbound(conn);
-                    // Protocol trace lines (`-V`) about what is written now.
-                    emit_logs(&mut state.server);
-                    (outbound, io.closing.load(Ordering::Acquire))
-                };
-                let Some(mut batch) = outbound else {
-                    if closing {
-                        self.finish_close(conn, socket, &io).await;
-                        return;
-                    }
-                    break;
-                };
-                let len = batch.len();
-                // Vectored writes over the batch's chunks (for TCP; a TLS
-                // stream takes them one record at a time).
-                let written = tokio::select! {
-                    written = tokio::time::timeout(WRITE_DEADLINE, socket.write_all_buf(&mut batch)) => written,
-                    _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
-                };
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        self.finish_close(conn, socket, &io).await;
-                        return;
-                    }
-                    Err(_deadline) => {
-                        {
-                            let mut state = self.lock();
-                            state.server.handle_write_stalled(conn);
-                            self.carry_out_actions(&mut state);
+            let mut batch = match next.take() {
+                Some(batch) => batch,
+                None => {
+                    io.wake.notified().await;
+                    let (outbound, closing) = {
+                        let mut state = self.lock();
+                        let outbound = state.server.take_outbound(conn);
+                        // Read under the lock: a close comes after its last bytes.
+                        let closing = io.closing.load(Ordering::Acquire);
+                        // Protocol trace lines (`-V`) about what is written now.
+                        self.release(state);
+                        (outbound, closing)
+                    };
+                    match outbound {
+                        Some(batch) => batch,
+                        None if closing => {
+                            self.finish_close(conn, socket, &io).await;
+                            return;
                         }
-                        self.finish_close(conn, socket, &io).await;
-                        return;
+                        None => continue,
                     }
                 }
+            };
+            let len = batch.len();
+            let deadline = Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
+            // Vectored writes over the batch's chunks (for TCP; a TLS
+            // stream takes them one record at a time).
+            let written = tokio::select! {
+                written = tokio::time::timeout(deadline, socket.write_all_buf(&mut batch)) => written,
+                _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    self.finish_close(conn, socket, &io).await;
+                    return;
+                }
+                Err(_deadline) => {
+                    {
+                        let mut state = self.lock();
+                        state.server.handle_write_stalled(conn);
+                        self.finish_step(state);
+                    }
+                    self.finish_close(conn, socket, &io).await;
+                    return;
+                }
+            }
+            let closing = {
                 let mut state = self.lock();
                 state.server.handle_written(conn, len);
                 state.server.recycle_outbound(batch);
+                next = state.server.take_outbound(conn);
+                let closing = io.closing.load(Ordering::Acquire);
+                self.release(state);
+                closing
+            };
+            if next.is_none() && closing {
+                self.finish_close(conn, socket, &io).await;
+                return;
             }
         }
     }
@@ -476,7 +540,33 @@ impl Runner {
         let mut state = self.lock();
         state.server.handle_closed(self.clock.now(), conn);
         state.conns.remove(&conn);
+        self.finish_step(state);
+    }
+
+    /// Ends a step: carries out the actions it queued, releases the lock,
+    /// then writes the log lines it queued. Writing (to a file, maybe) never
+    /// holds up the other tasks; `log_order`, taken before the machine's lock
+    /// is released, keeps lines in the order the machine queued them across
+    /// tasks. A step that logged nothing allocates nothing here.
+    fn finish_step(&self, mut state: MutexGuard<'_, State>) {
         self.carry_out_actions(&mut state);
+        self.release(state);
+    }
+
+    /// Releases the machine's lock, then writes the log lines queued under
+    /// it (see [`Runner::finish_step`]).
+    fn release(&self, mut state: MutexGuard<'_, State>) {
+        let records: Vec<LogRecord> = state.server.take_logs().collect();
+        if records.is_empty() {
+            return;
+        }
+        let order = self
+            .log_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(state);
+        emit_logs(records);
+        drop(order);
     }
 
     /// Drain the machine's actions. Called with the lock held after every step.
@@ -505,7 +595,6 @@ impl Runner {
                 }
             }
         }
-        emit_logs(&mut state.server);
         if let Some(deadline) = state.server.poll_timeout() {
             let nanos = deadline.as_nanos();
             if nanos < self.timer_target.load(Ordering::Acquire) {
@@ -543,7 +632,7 @@ impl Runner {
                 state
                     .server
                     .handle_password_checked(runner.clock.now(), conn, passed);
-                runner.carry_out_actions(&mut state);
+                runner.finish_step(state);
             });
         }
     }
@@ -567,15 +656,37 @@ impl Runner {
                 .poll_timeout()
                 .map_or(u64::MAX, Instant::as_nanos);
             self.timer_target.store(next, Ordering::Release);
-            self.carry_out_actions(&mut state);
+            self.finish_step(state);
         }
+    }
+}
+
+/// The configured `write_deadline` (nats-server's default is 10 s; a zero
+/// would close every client at its first write, so it means the default).
+fn write_deadline_nanos(config: &ServerConfig) -> u64 {
+    let deadline = config.monitoring.write_deadline;
+    let deadline = if deadline.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        deadline
+    };
+    u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The first byte the client sent, left unread, if one arrives within `wait`
+/// (`None` also when the client closed without sending anything).
+async fn first_byte(stream: &TcpStream, wait: Duration) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
     }
 }
 
 /// Write the machine's log records the way nats-server prints them:
 /// `127.0.0.1:5555 - cid:3 - "$G/user:a" - Publish Violation - Subject "x"`.
-fn emit_logs(server: &mut Server) {
-    for record in server.take_logs() {
+fn emit_logs(records: Vec<LogRecord>) {
+    for record in records {
         let LogRecord {
             level,
             prefix,

@@ -9,7 +9,10 @@
 //! Order on the wire, as nats-server: INFO goes out in plain text, then the
 //! client starts the handshake; with `handshake_first` the handshake comes
 //! first and INFO follows over TLS. Either way the handshake must finish
-//! within `timeout`, or the connection is dropped.
+//! within `timeout`, or the connection is dropped. `handshake_first` with a
+//! fallback delay waits that long for the handshake, then sends INFO in plain
+//! text and goes on as without it. With `allow_non_tls`, a client whose first
+//! bytes after INFO are not a TLS handshake is served in plain text.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,8 +24,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio_rustls::TlsAcceptor;
 
-use rnats_core::conf::{FileOptions, DEFAULT_TLS_TIMEOUT};
-use rnats_core::server::TlsPolicy;
+use rnats_core::conf::{FileOptions, TlsConfig};
 
 use crate::flags::CliOptions;
 
@@ -36,70 +38,52 @@ pub struct TlsSettings {
     pub map: bool,
     pub timeout: Duration,
     pub handshake_first: bool,
+    /// With `handshake_first`: how long to wait for the client's handshake
+    /// before sending INFO in plain text after all (`None`: never).
+    pub handshake_first_fallback: Option<Duration>,
     pub allow_non_tls: bool,
+    /// `min_version: "1.3"`: only TLS 1.3 is offered.
+    pub require_tls13: bool,
 }
 
 impl TlsSettings {
-    /// What the machine is told.
-    pub fn policy(settings: Option<&TlsSettings>) -> TlsPolicy {
-        match settings {
-            None => TlsPolicy::default(),
-            Some(tls) => TlsPolicy {
-                required: true,
-                verify: tls.verify,
-                map: tls.map,
-                allow_non_tls: tls.allow_non_tls,
-            },
+    /// `handshake_first` without a fallback: every client must start with
+    /// the handshake, whatever `allow_non_tls` says (as in the reference).
+    pub fn handshake_first_only(&self) -> bool {
+        self.handshake_first && self.handshake_first_fallback.is_none()
+    }
+
+    /// A client that does not start a TLS handshake after INFO is served in
+    /// plain text (`allow_non_tls`).
+    pub fn plain_text_allowed(&self) -> bool {
+        self.allow_non_tls && !self.handshake_first_only()
+    }
+}
+
+impl From<TlsConfig> for TlsSettings {
+    fn from(tls: TlsConfig) -> Self {
+        TlsSettings {
+            cert_file: PathBuf::from(tls.cert_file),
+            key_file: PathBuf::from(tls.key_file),
+            ca_file: tls.ca_file.map(PathBuf::from),
+            verify: tls.verify,
+            map: tls.map,
+            timeout: tls.timeout,
+            handshake_first: tls.handshake_first,
+            handshake_first_fallback: tls.handshake_first_fallback,
+            allow_non_tls: tls.allow_non_tls,
+            require_tls13: tls.require_tls13,
         }
     }
 }
 
-/// Flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`)
-/// replace the file's `tls { }` block, as in the reference.
+/// The flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`,
+/// `--tlscacert`) replace the file's `tls { }` block, as in the reference
+/// (see [`rnats_core::conf::tls_config`]).
 pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettings>, String> {
-    let flags_given = cli.tls == Some(true)
-        || cli.tls_verify == Some(true)
-        || cli.tls_cert.is_some()
-        || cli.tls_key.is_some();
-    if flags_given {
-        let cert_file = cli
-            .tls_cert
-            .clone()
-            .ok_or("TLS Server certificate must be present and valid")?;
-        let key_file = cli
-            .tls_key
-            .clone()
-            .ok_or("TLS Server private key must be present and valid")?;
-        let verify = cli.tls_verify == Some(true);
-        return Ok(Some(TlsSettings {
-            cert_file,
-            key_file,
-            ca_file: cli.tls_ca_cert.clone(),
-            verify,
-            map: false,
-            timeout: DEFAULT_TLS_TIMEOUT,
-            handshake_first: false,
-            allow_non_tls: false,
-        }));
-    }
-    let Some(tls) = &file.tls else {
-        return Ok(None);
-    };
-    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
-        return Err(String::from(
-            "missing 'cert_file' or 'key_file' in TLS configuration",
-        ));
-    };
-    Ok(Some(TlsSettings {
-        cert_file: PathBuf::from(cert_file),
-        key_file: PathBuf::from(key_file),
-        ca_file: tls.ca_file.as_ref().map(PathBuf::from),
-        verify: tls.verify || tls.verify_and_map,
-        map: tls.verify_and_map,
-        timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
-        handshake_first: tls.handshake_first,
-        allow_non_tls: file.allow_non_tls.unwrap_or(false),
-    }))
+    rnats_core::conf::tls_config(file, &crate::settings::overrides(cli))
+        .map(|tls| tls.map(TlsSettings::from))
+        .map_err(|error| error.to_string())
 }
 
 /// A ready acceptor and how to use it.
@@ -118,8 +102,14 @@ impl Tls {
                 settings.key_file.display()
             )
         })?;
+        // rustls speaks TLS 1.2 and 1.3, the reference's default range.
+        let versions: &[&rustls::SupportedProtocolVersion] = if settings.require_tls13 {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|error| error.to_string())?;
         let builder = if settings.verify {
             let mut roots = RootCertStore::empty();

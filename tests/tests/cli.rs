@@ -14,6 +14,36 @@ fn rnats(args: &[&str]) -> std::process::Output {
         .expect("run rnats-server")
 }
 
+/// Runs rnats-server expecting it to exit: (exit code, stderr). A process
+/// still running after `limit` is killed and reported with no exit code.
+fn rnats_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(rnats_server_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rnats-server");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for rnats-server") {
+            break status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (code, stderr)
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rnats-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -203,4 +233,142 @@ async fn sighup_reloads_the_config_file() {
         .await
         .unwrap();
     assert_eq!(new.server_info().max_payload, 100);
+}
+
+/// A key of a feature rnats lacks (or a security setting it does not enforce)
+/// refuses start-up by name, and `-t` reports the same error: running
+/// without `operator` would accept clients without JWTs.
+#[test]
+fn unsupported_config_keys_refuse_start_and_check() {
+    let dir = temp_dir("unsupported");
+    for (text, key) in [
+        ("operator: /tmp/op.jwt\n", "\"operator\""),
+        ("resolver: MEMORY\n", "\"resolver\""),
+        ("jetstream { store_dir: /tmp/js }\n", "\"jetstream\""),
+        ("cluster { port: -1 }\n", "\"cluster\""),
+        ("websocket { port: -1 }\n", "\"websocket\""),
+        (
+            "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n",
+            "\"authorization.users.allowed_connection_types\"",
+        ),
+    ] {
+        let file = dir.join("unsupported.conf");
+        std::fs::write(&file, format!("port: -1\n{text}")).unwrap();
+        for check in [true, false] {
+            let mut args = vec!["-c", file.to_str().unwrap()];
+            if check {
+                args.push("-t");
+            }
+            // Bounded: a server that wrongly starts is killed, not waited for.
+            let (code, stderr) = rnats_exit(&args, Duration::from_secs(10));
+            assert_eq!(code, Some(1), "{text} (-t: {check}): {stderr}");
+            assert!(
+                stderr.contains("unsupported.conf:2:")
+                    && stderr.contains(&format!("configuration key {key} is not supported yet")),
+                "{text} (-t: {check}): {stderr}"
+            );
+        }
+    }
+    // A harmless key, or one that turns its feature off, only warns.
+    let file = dir.join("harmless.conf");
+    std::fs::write(
+        &file,
+        "port: -1\ntrace_verbose: true\njetstream: disabled\n",
+    )
+    .unwrap();
+    assert!(rnats(&["-c", file.to_str().unwrap(), "-t"])
+        .status
+        .success());
+}
+
+/// On SIGHUP a file that gained an unsupported key is refused like any
+/// reload error: the server logs it and keeps its running configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_refuses_a_newly_added_unsupported_key() {
+    let dir = temp_dir("reload-unsupported");
+    let conf = dir.join("reload.conf");
+    std::fs::write(&conf, "authorization { user: a, password: b }\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    std::fs::write(
+        &conf,
+        "authorization { user: a, password: c }\nresolver: MEMORY\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    eventually("the reload error", || {
+        server.log_lines().iter().any(|l| {
+            l.contains("Failed to reload server configuration:")
+                && l.contains("configuration key \"resolver\" is not supported yet")
+        })
+    });
+    let log = server.log_lines().join("\n");
+    assert!(!log.contains("Reloaded server configuration"), "{log}");
+    let old = async_nats::ConnectOptions::with_user_and_password("a".into(), "b".into())
+        .connect(server.url())
+        .await;
+    assert!(old.is_ok(), "the old configuration still applies");
+}
+
+/// `write_deadline` from the config file bounds a write to a client that
+/// stopped reading: well before the 10 s default, the connection is closed as
+/// `Slow Consumer (Write Deadline)` and `/connz?state=closed` says so.
+/// (`max_pending` is large so that the pending-bytes limit cannot fire first.)
+#[test]
+fn write_deadline_closes_a_subscriber_that_stopped_reading() {
+    use std::io::{Read, Write};
+    let dir = temp_dir("write-deadline");
+    let conf = dir.join("deadline.conf");
+    std::fs::write(&conf, "write_deadline: \"300ms\"\nmax_pending: 1GB\n").unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap(), "-m", "-1"]);
+    let port = server.http_port();
+
+    let mut subscriber = std::net::TcpStream::connect(server.addr()).unwrap();
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    subscriber
+        .write_all(b"CONNECT {\"verbose\":false,\"name\":\"stalled\"}\r\nSUB flood 1\r\nPING\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("PONG\r\n") {
+        let n = subscriber.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before PONG");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // From here on the subscriber reads nothing.
+
+    let mut publisher = std::net::TcpStream::connect(server.addr()).unwrap();
+    publisher
+        .write_all(b"CONNECT {\"verbose\":false}\r\n")
+        .unwrap();
+    let payload = vec![b'x'; 512 * 1024];
+    let mut frame = b"PUB flood 524288\r\n".to_vec();
+    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(b"\r\n");
+    // 64 MiB: far more than the socket buffers between server and subscriber.
+    for _ in 0..128 {
+        if publisher.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    let published = Instant::now();
+    let reason = loop {
+        let closed = rnats_tests::http_json(port, "/connz?state=closed");
+        let reason = closed["connections"].as_array().and_then(|conns| {
+            conns
+                .iter()
+                .find(|c| c["name"] == "stalled")
+                .map(|c| c["reason"].as_str().unwrap_or_default().to_string())
+        });
+        if let Some(reason) = reason {
+            break reason;
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(6),
+            "the stalled subscriber is still open 6 s after the flood (write_deadline 300ms)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(reason, "Slow Consumer (Write Deadline)");
 }

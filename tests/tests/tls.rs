@@ -208,6 +208,85 @@ async fn handshake_first() {
     round_trip(&client).await;
 }
 
+/// `handshake_first` given a delay (or `auto`): a TLS-first client
+/// handshakes at once; a client waiting for INFO gets it in plain text once
+/// the delay passes and then upgrades to TLS as usual.
+#[tokio::test]
+async fn handshake_first_with_a_fallback_delay_serves_both_kinds_of_client() {
+    for value in ["\"300ms\"", "auto"] {
+        let pki = Pki::new("first-fallback");
+        let server = start(&pki.config(&format!("handshake_first: {value}"), ""));
+        let first = connect_with(&server.url(), trusting(&pki).tls_first()).await;
+        round_trip(&first).await;
+        let after_info = connect_with(&server.url(), trusting(&pki)).await;
+        assert!(after_info.server_info().tls_required, "{value}");
+        round_trip(&after_info).await;
+
+        let mut raw = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = within("INFO after the fallback delay", raw.read(&mut buf))
+            .await
+            .unwrap();
+        let info = String::from_utf8_lossy(&buf[..n]);
+        assert!(info.starts_with("INFO {"), "{value}: {info}");
+        assert!(info.contains("\"tls_required\":true"), "{value}: {info}");
+    }
+}
+
+/// `allow_non_tls` beside a `tls` block: TLS is offered, and a client that
+/// does not start a handshake is served in plain text.
+#[tokio::test]
+async fn allow_non_tls_serves_plain_and_tls_clients() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new("non-tls");
+    let server = start(&pki.config("", "allow_non_tls: true"));
+    let mut raw = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = within("INFO", raw.read(&mut buf)).await.unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(info.contains("\"tls_available\":true"), "{info}");
+    assert!(!info.contains("\"tls_required\":true"), "{info}");
+    raw.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .await
+        .unwrap();
+    let n = within("PONG", raw.read(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"PONG\r\n");
+
+    let plain = common::connect(&server.url()).await;
+    round_trip(&plain).await;
+    let secure = connect_with(&server.url(), trusting(&pki)).await;
+    round_trip(&secure).await;
+}
+
+/// `min_version: "1.3"`: a client limited to TLS 1.2 fails the handshake;
+/// async-nats (TLS 1.3) connects.
+#[tokio::test]
+async fn min_version_refuses_older_tls() {
+    let pki = Pki::new("min-version");
+    let server = start(&pki.config("min_version: \"1.3\"", ""));
+    let client = connect_with(&server.url(), trusting(&pki)).await;
+    round_trip(&client).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pki.path("ca.pem")) {
+        roots.add(cert).unwrap();
+    }
+    let tls12 = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls12));
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut info = vec![0u8; 4096];
+    within("INFO", tcp.read(&mut info)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let handshake = within("the TLS 1.2 handshake", connector.connect(name, tcp)).await;
+    assert!(handshake.is_err(), "TLS 1.2 accepted under min_version 1.3");
+}
+
 #[tokio::test]
 async fn https_monitoring_uses_the_server_certificate() {
     use tokio::io::AsyncWriteExt;

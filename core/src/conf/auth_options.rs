@@ -211,10 +211,10 @@ pub(super) fn parse_users(
                     } else {
                         check_connection_types(field)?;
                     }
-                    unsupported.push(Unsupported {
-                        key: format!("{unsupported_prefix}{}.{}", entry.key, field.key),
-                        position: field.key_position.clone(),
-                    })
+                    unsupported.push(Unsupported::new(
+                        format!("{unsupported_prefix}{}.{}", entry.key, field.key),
+                        field,
+                    ))
                 }
                 _ if field.is_referenced() => {}
                 _ => return Err(unknown_field(field)),

@@ -7,6 +7,7 @@
 //!              ▲  │                                                + unsupported keys
 //!   ConfSource │  │ `include 'f'`, `$ENV_VAR`                      + warnings
 //!              └──┘
+//!   FileOptions + Overrides (flags) ──► translate::server_config ──► ServerConfig
 //! ```
 //!
 //! The format is nats-server v2.15.1's (`conf/lex.go`, `conf/parse.go`):
@@ -38,6 +39,7 @@ pub mod auth_options;
 pub mod options;
 mod parser;
 pub mod tls_options;
+pub mod translate;
 pub mod value;
 
 #[cfg(test)]
@@ -45,10 +47,14 @@ mod tests;
 
 pub use auth_options::{check_no_auth_user, SecurityOptions};
 pub use options::{
-    check_limits, load_options, options_from_tree, AuthorizationOptions, ConfWarning,
-    ConfWarningKind, FileOptions, Unsupported,
+    check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,
+    ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
 };
-pub use tls_options::{TlsOptions, DEFAULT_TLS_TIMEOUT};
+pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
+pub use translate::{
+    auth_config, lame_duck_timing, server_config, tls_config, Overrides, TlsConfig, TlsFlags,
+    TranslateError,
+};
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,
     ValueKind,

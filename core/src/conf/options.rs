@@ -38,8 +38,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "store_dir",
     "storedir",
     "jetstream",
-    "logfile_size_limit",
-    "log_size_limit",
     "logfile_max_num",
     "log_max_num",
     "syslog",
@@ -111,6 +109,9 @@ pub struct FileOptions {
     pub ports_file_dir: Option<String>,
     /// `log_file` or `logfile`.
     pub log_file: Option<String>,
+    /// `logfile_size_limit` or `log_size_limit`: rotate the log file past
+    /// this many bytes (0: never).
+    pub log_size_limit: Option<i64>,
     pub logtime: Option<bool>,
     pub logtime_utc: Option<bool>,
     pub debug: Option<bool>,
@@ -165,13 +166,118 @@ impl fmt::Debug for AuthorizationOptions {
     }
 }
 
-/// A key the reference knows that rnats ignores for now.
+/// Top-level keys rnats may ignore with a warning: whatever they are set to,
+/// rnats behaves as the operator asked, or the key only tunes something rnats
+/// does not have.
+const HARMLESS_TOP_LEVEL: &[&str] = &[
+    // How much of a protocol trace is shown: log detail only.
+    "trace_verbose",
+    "trace_headers",
+    // A performance switch: matching results are the same without the cache.
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    // How often failed route, gateway and leafnode connections are logged;
+    // rnats refuses to start with any of those configured.
+    "connect_error_reports",
+    "reconnect_error_reports",
+    // The sampling rate of the profiler, which `prof_port` (refused) starts.
+    "prof_block_rate",
+    // rnats never stalls a fast producer: a slow subscriber alone is cut off.
+    "no_fast_producer_stall",
+];
+
+/// Nested keys rnats may ignore with a warning, as `block.key`.
+const HARMLESS_NESTED: &[&str] = &[
+    // Skipping the verification of a peer's certificate applies to the side
+    // that dials out; a server's client listener never does.
+    "tls.insecure",
+];
+
+/// A key the reference knows that rnats does not implement. Unless it is
+/// harmless ([`Unsupported::refuses_start`]), the server refuses to start
+/// (and a reload is refused) rather than run without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported {
     /// As written; nested keys are prefixed with their block
     /// (`authorization.users`).
     pub key: String,
     pub position: Position,
+    /// The value turns the feature off (`false`, or `jetstream: disabled`),
+    /// which is what rnats does anyway.
+    pub disabled: bool,
+}
+
+impl Unsupported {
+    /// The key `key` (named with its block) of `entry`.
+    pub(super) fn new(key: String, entry: &MapEntry) -> Self {
+        let disabled = match &entry.value.kind {
+            ValueKind::Bool(on) => !on,
+            ValueKind::String(text) => text.eq_ignore_ascii_case("disabled"),
+            _ => false,
+        };
+        Unsupported {
+            key,
+            position: entry.key_position.clone(),
+            disabled,
+        }
+    }
+
+    /// Whether running without this key could give the operator less than
+    /// they configured (a feature, a limit, a security check): then rnats
+    /// must not start with it. Keys that only tune what rnats lacks, or that
+    /// turn a feature off, are ignored with a warning.
+    pub fn refuses_start(&self) -> bool {
+        if self.disabled {
+            return false;
+        }
+        let key = self.key.to_ascii_lowercase();
+        let harmless = if key.contains('.') {
+            HARMLESS_NESTED.contains(&key.as_str())
+        } else {
+            HARMLESS_TOP_LEVEL.contains(&key.as_str())
+        };
+        !harmless
+    }
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: configuration key \"{}\" is not supported yet",
+            self.position, self.key
+        )
+    }
+}
+
+/// The keys of a file rnats cannot honour, each on its own line as
+/// `file:line:column: configuration key "jetstream" is not supported yet`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RefusedKeys(pub Vec<Unsupported>);
+
+impl fmt::Display for RefusedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, key) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{key}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a file's unsupported keys: an error naming every key rnats must
+/// not run without, or the harmless ones to warn about.
+pub fn refuse_unsupported(unsupported: Vec<Unsupported>) -> Result<Vec<Unsupported>, RefusedKeys> {
+    let (refused, harmless): (Vec<_>, Vec<_>) = unsupported
+        .into_iter()
+        .partition(Unsupported::refuses_start);
+    if refused.is_empty() {
+        Ok(harmless)
+    } else {
+        Err(RefusedKeys(refused))
+    }
 }
 
 /// Something accepted but suspicious, in the reference's words.
@@ -341,14 +447,14 @@ fn apply_top_level(
         "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
         "ports_file_dir" => options.ports_file_dir = Some(string(entry)?),
         "logfile" | "log_file" => options.log_file = Some(string(entry)?),
+        "logfile_size_limit" | "log_size_limit" => options.log_size_limit = Some(integer(entry)?),
         "logtime" => options.logtime = Some(boolean(entry)?),
         "logtime_utc" => options.logtime_utc = Some(boolean(entry)?),
         "debug" => options.debug = Some(boolean(entry)?),
         "trace" => options.trace = Some(boolean(entry)?),
-        _ if UNSUPPORTED_TOP_LEVEL.contains(&key.as_str()) => unsupported.push(Unsupported {
-            key: entry.key.clone(),
-            position: entry.key_position.clone(),
-        }),
+        _ if UNSUPPORTED_TOP_LEVEL.contains(&key.as_str()) => {
+            unsupported.push(Unsupported::new(entry.key.clone(), entry))
+        }
         _ if entry.is_referenced() => {}
         _ => return Err(unknown_field(entry)),
     }
@@ -391,10 +497,10 @@ fn authorization(
             }
             _ if auth_options::parse_authorization_field(field, &mut users, unsupported)? => {}
             _ if UNSUPPORTED_AUTHORIZATION.contains(&key.as_str()) => {
-                unsupported.push(Unsupported {
-                    key: format!("{}.{}", entry.key, field.key),
-                    position: field.key_position.clone(),
-                });
+                unsupported.push(Unsupported::new(
+                    format!("{}.{}", entry.key, field.key),
+                    field,
+                ));
             }
             _ if field.is_referenced() => {}
             _ => return Err(unknown_field(field)),
@@ -735,6 +841,68 @@ mod tests {
                 ("authorization.auth_callout", 4, 53)
             ]
         );
+    }
+
+    /// Keys of features rnats lacks, and security settings it does not
+    /// enforce, refuse start-up by name; only harmless ones are let through.
+    #[test]
+    fn unsupported_keys_refuse_start_unless_harmless() {
+        let refused = |text: &str| -> Vec<String> {
+            let (_, unsupported) = load(text).expect("valid");
+            match refuse_unsupported(unsupported) {
+                Ok(_) => Vec::new(),
+                Err(keys) => keys.0.iter().map(|k| k.key.clone()).collect(),
+            }
+        };
+        for text in [
+            "operator: /tmp/op.jwt",
+            "resolver: MEMORY",
+            "resolver_preload { A: b }",
+            "jetstream: enabled",
+            "jetstream { store_dir: /tmp }",
+            "websocket { port: 8080 }",
+            "leafnodes { port: 7422 }",
+            "cluster { port: 6222 }",
+            "gateway { port: 7222 }",
+            "mqtt { port: 1883 }",
+            "ocsp: true",
+            "authorization { auth_callout { issuer: x } }",
+            "tls { cert_file: a, key_file: b, pinned_certs: [x] }",
+            "tls { cert_file: a, key_file: b, cert_store: WindowsCurrentUser }",
+            "tls { cert_file: a, key_file: b, cipher_suites: [x] }",
+            "tls { cert_file: a, key_file: b, curve_preferences: [x] }",
+            "tls { cert_file: a, key_file: b, ocsp_peer: true }",
+            "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }",
+            "accounts { A { users: [ {user: a, password: b, allowed_connection_types: [MQTT]} ] } }",
+            "accounts { A { jetstream: enabled } }",
+        ] {
+            assert_eq!(refused(text).len(), 1, "{text}");
+        }
+        for text in [
+            "trace_verbose: true",
+            "disable_sublist_cache: true",
+            "no_fast_producer_stall: true",
+            "tls { cert_file: a, key_file: b, insecure: true }",
+            "jetstream: disabled",
+            "jetstream: false",
+            "ocsp: false",
+        ] {
+            assert_eq!(refused(text), Vec::<String>::new(), "{text}");
+        }
+        let (_, unsupported) = load("port: 1\noperator: x\njetstream: true").unwrap();
+        let error = refuse_unsupported(unsupported).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "test.conf:2:1: configuration key \"operator\" is not supported yet\n\
+             test.conf:3:1: configuration key \"jetstream\" is not supported yet"
+        );
+    }
+
+    #[test]
+    fn log_size_limit_is_read() {
+        let (options, unsupported) = load("logfile_size_limit: 1MB").unwrap();
+        assert!(unsupported.is_empty());
+        assert_eq!(options.log_size_limit, Some(1 << 20));
     }
 
     #[test]

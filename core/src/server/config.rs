@@ -1,7 +1,8 @@
 //! The server's settings, as the runtime hands them to the machine.
 //!
 //! Defaults are nats-server's (`server/const.go`). The runtime fills this from
-//! flags (and later a config file); core never reads the environment.
+//! the config file (`-c`, parsed by [`crate::conf`]) with the command-line
+//! flags laid over it; core never reads files or the environment.
 
 use std::time::Duration;
 

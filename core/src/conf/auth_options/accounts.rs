@@ -109,18 +109,18 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn unsupported(&self, field: &MapEntry) -> Unsupported {
-        Unsupported {
-            key: format!("{}.{}.{}", self.block_key, self.account, field.key),
-            position: field.key_position.clone(),
-        }
+        Unsupported::new(
+            format!("{}.{}.{}", self.block_key, self.account, field.key),
+            field,
+        )
     }
 
     /// A key inside an entry of the account's `parent` array.
     fn unsupported_in(&self, parent: &str, field: &MapEntry) -> Unsupported {
-        Unsupported {
-            key: format!("{}.{}.{parent}.{}", self.block_key, self.account, field.key),
-            position: field.key_position.clone(),
-        }
+        Unsupported::new(
+            format!("{}.{}.{parent}.{}", self.block_key, self.account, field.key),
+            field,
+        )
     }
 }
 
@@ -984,10 +984,10 @@ pub(super) fn parse_mappings(
         match weighted_mapping(source, destinations) {
             Ok(mapping) => mappings.push(mapping),
             Err(MappingError::Invalid(reason)) => return Err(adding(&reason)),
-            Err(MappingError::Unsupported) => unsupported.push(Unsupported {
-                key: format!("{unsupported_prefix}{}.{source}", entry.key),
-                position: field.key_position.clone(),
-            }),
+            Err(MappingError::Unsupported) => unsupported.push(Unsupported::new(
+                format!("{unsupported_prefix}{}.{source}", entry.key),
+                field,
+            )),
         }
     }
     Ok(mappings)

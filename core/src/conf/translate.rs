@@ -1,0 +1,397 @@
+//! From what a config file set ([`FileOptions`]) and what the command line
+//! set ([`Overrides`]) to the machine's [`ServerConfig`], as nats-server
+//! merges them: a flag that was given wins over the file.
+//!
+//! Input: the file's options, the flags given (parsed by the runtime), and
+//! the runtime's identity (server id, keys, address, version), or on reload
+//! the running configuration. Output: the `ServerConfig`, or a typed error.
+//! Pure, so the simulator and the fuzzers run the same translation as
+//! rnats-server.
+//!
+//! Invariants:
+//! - A flag that was given wins over the file; the file wins over defaults.
+//! - Limits come from the file only (no flag sets them), each replacing the
+//!   default only when positive, as the reference reads them.
+//! - Users, nkeys and accounts come from the file; the single user or token
+//!   from the flags, else from the file's `authorization`.
+
+use std::time::Duration;
+
+use super::tls_options::DEFAULT_TLS_TIMEOUT;
+use super::FileOptions;
+use crate::auth::{AuthConfig, SYSTEM_ACCOUNT};
+use crate::server::{ServerConfig, TlsPolicy};
+
+/// The reference's lame duck grace period and duration.
+const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(2 * 60);
+
+/// What the command line set, for the options a config file also sets.
+/// `None` (or `false` for the TLS switches) means the flag was not given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `-n`/`--server_name`.
+    pub server_name: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--pass`.
+    pub password: Option<String>,
+    /// `--auth`.
+    pub token: Option<String>,
+    /// `-V` (and its combinations).
+    pub trace: Option<bool>,
+    /// `--max_traced_msg_len`.
+    pub max_traced_msg_len: Option<i64>,
+    /// The `--tls*` flags; any of them replaces the file's `tls { }` block.
+    pub tls: TlsFlags,
+}
+
+/// `--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsFlags {
+    pub tls: bool,
+    pub verify: bool,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+impl TlsFlags {
+    /// Whether the command line configures TLS (then the file's block is ignored).
+    pub fn given(&self) -> bool {
+        self.tls || self.verify || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// The effective TLS settings of the client listener. Paths are as written;
+/// the runtime reads the files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+    pub ca_file: Option<String>,
+    pub verify: bool,
+    pub map: bool,
+    pub timeout: Duration,
+    pub handshake_first: bool,
+    /// With `handshake_first`: how long to wait for the client's handshake
+    /// before sending INFO in plain text after all (`None`: never).
+    pub handshake_first_fallback: Option<Duration>,
+    pub allow_non_tls: bool,
+    /// `min_version: "1.3"`: TLS 1.2 is refused.
+    pub require_tls13: bool,
+}
+
+impl TlsConfig {
+    /// `handshake_first` without a fallback: every client must start with
+    /// the handshake, whatever `allow_non_tls` says (as in the reference).
+    pub fn handshake_first_only(&self) -> bool {
+        self.handshake_first && self.handshake_first_fallback.is_none()
+    }
+
+    /// A client that does not start a TLS handshake after INFO is served in
+    /// plain text (`allow_non_tls`).
+    pub fn plain_text_allowed(&self) -> bool {
+        self.allow_non_tls && !self.handshake_first_only()
+    }
+
+    /// What the machine is told (INFO's `tls_required`, `tls_available`, ...).
+    pub fn policy(&self) -> TlsPolicy {
+        TlsPolicy {
+            required: true,
+            verify: self.verify,
+            map: self.map,
+            allow_non_tls: self.plain_text_allowed(),
+        }
+    }
+}
+
+/// Settings that cannot be turned into a configuration, in the reference's words.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// `--tls*` flags without `--tlscert`.
+    #[error("TLS Server certificate must be present and valid")]
+    TlsCertificateMissing,
+    /// `--tls*` flags without `--tlskey`.
+    #[error("TLS Server private key must be present and valid")]
+    TlsKeyMissing,
+    /// A `tls { }` block without `cert_file` and `key_file`.
+    #[error("missing 'cert_file' or 'key_file' in TLS configuration")]
+    TlsFilesMissing,
+}
+
+/// The client listener's TLS settings: the flags' if any was given, else
+/// the file's `tls { }` block; `None` without either.
+pub fn tls_config(
+    file: &FileOptions,
+    overrides: &Overrides,
+) -> Result<Option<TlsConfig>, TranslateError> {
+    let flags = &overrides.tls;
+    if flags.given() {
+        let cert_file = flags
+            .cert_file
+            .clone()
+            .ok_or(TranslateError::TlsCertificateMissing)?;
+        let key_file = flags
+            .key_file
+            .clone()
+            .ok_or(TranslateError::TlsKeyMissing)?;
+        return Ok(Some(TlsConfig {
+            cert_file,
+            key_file,
+            ca_file: flags.ca_file.clone(),
+            verify: flags.verify,
+            map: false,
+            timeout: DEFAULT_TLS_TIMEOUT,
+            handshake_first: false,
+            handshake_first_fallback: None,
+            allow_non_tls: false,
+            require_tls13: false,
+        }));
+    }
+    let Some(tls) = &file.tls else {
+        return Ok(None);
+    };
+    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+        return Err(TranslateError::TlsFilesMissing);
+    };
+    Ok(Some(TlsConfig {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        ca_file: tls.ca_file.clone(),
+        verify: tls.verify || tls.verify_and_map,
+        map: tls.verify_and_map,
+        timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
+        handshake_first: tls.handshake_first,
+        handshake_first_fallback: tls.handshake_first_fallback.filter(|_| tls.handshake_first),
+        allow_non_tls: file.allow_non_tls.unwrap_or(false),
+        require_tls13: tls.require_tls13,
+    }))
+}
+
+/// Who may connect: the token or single user of the flags (else of the
+/// file's `authorization`), and the file's users, nkeys and `no_auth_user`.
+///
+/// Default permissions are already in the users: the config reader gave
+/// `authorization { default_permissions }` to that block's users and an
+/// account's `default_permissions` to its users, as the reference does. They
+/// are not handed on as `AuthConfig::default_permissions`, which would also
+/// give them to account users and to token and single-user logins (the
+/// reference gives those none).
+pub fn auth_config(file: &FileOptions, overrides: &Overrides) -> AuthConfig {
+    let from_file = file.authorization.as_ref();
+    let pick = |flag: &Option<String>, in_file: Option<&Option<String>>| {
+        flag.clone().or_else(|| in_file.and_then(Clone::clone))
+    };
+    let token = pick(&overrides.token, from_file.map(|a| &a.token));
+    let user = pick(&overrides.user, from_file.map(|a| &a.user));
+    let password = pick(&overrides.password, from_file.map(|a| &a.password));
+    let mut auth = match (&token, &user) {
+        (Some(token), _) if !token.is_empty() => AuthConfig::token(token.clone()),
+        (_, Some(user)) if !user.is_empty() => {
+            AuthConfig::single_user(user.clone(), password.unwrap_or_default())
+        }
+        _ => AuthConfig::default(),
+    };
+    let security = &file.security;
+    auth.users = security.users.clone();
+    auth.nkeys = security.nkeys.clone();
+    auth.default_permissions = None;
+    auth.no_auth_user = file.no_auth_user.clone().filter(|u| !u.is_empty());
+    auth
+}
+
+/// (grace period, duration) of lame duck mode: the file's, or the
+/// reference's defaults of 10 s and 2 min.
+pub fn lame_duck_timing(file: &FileOptions) -> (Duration, Duration) {
+    (
+        file.lame_duck_grace_period
+            .unwrap_or(DEFAULT_LAME_DUCK_GRACE_PERIOD),
+        file.lame_duck_duration
+            .unwrap_or(DEFAULT_LAME_DUCK_DURATION),
+    )
+}
+
+/// The machine's configuration: `identity` (id, keys, address, version;
+/// on reload the running configuration) with the file's options and the
+/// flags laid over it.
+pub fn server_config(
+    file: &FileOptions,
+    overrides: &Overrides,
+    identity: &ServerConfig,
+) -> Result<ServerConfig, TranslateError> {
+    let tls = tls_config(file, overrides)?;
+    let server_name = overrides
+        .server_name
+        .clone()
+        .or_else(|| file.server_name.clone())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| identity.server_id.clone());
+    let mut config = ServerConfig {
+        server_name,
+        auth: auth_config(file, overrides),
+        accounts: file.security.accounts.clone(),
+        tls: tls.as_ref().map(TlsConfig::policy).unwrap_or_default(),
+        system_account: if file.security.no_system_account {
+            None
+        } else {
+            Some(
+                file.security
+                    .system_account
+                    .clone()
+                    .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
+            )
+        },
+        ..identity.clone()
+    };
+    let defaults = ServerConfig::default();
+    config.max_payload = defaults.max_payload;
+    config.max_control_line = defaults.max_control_line;
+    config.max_pending = defaults.max_pending;
+    config.max_connections = defaults.max_connections;
+    config.max_subscriptions = defaults.max_subscriptions;
+    config.ping_interval = defaults.ping_interval;
+    config.ping_max = defaults.ping_max;
+    config.auth_timeout = defaults.auth_timeout;
+    apply_limits(&mut config, file);
+    config.trace = overrides.trace.or(file.trace).unwrap_or(false);
+    config.max_traced_msg_len = overrides
+        .max_traced_msg_len
+        .or(file.max_traced_msg_len)
+        .and_then(|len| usize::try_from(len).ok())
+        .unwrap_or(0);
+    if let Some(base) = &file.http_base_path {
+        config.monitoring.http_base_path = base.clone();
+    }
+    if let Some(deadline) = file.write_deadline.filter(|d| !d.is_zero()) {
+        config.monitoring.write_deadline = deadline;
+    }
+    if let Some(tls) = &tls {
+        config.monitoring.tls_timeout = tls.timeout;
+        // With TLS the default auth timeout leaves room for the handshake:
+        // the TLS timeout plus a second, as the reference sets it.
+        let explicit = file
+            .authorization
+            .as_ref()
+            .and_then(|a| a.timeout_seconds)
+            .is_some_and(|t| t > 0.0 && t.is_finite());
+        if !explicit {
+            config.auth_timeout = tls.timeout + Duration::from_secs(1);
+        }
+    }
+    Ok(config)
+}
+
+/// The file's limits over the defaults (no flag sets them).
+fn apply_limits(config: &mut ServerConfig, file: &FileOptions) {
+    let positive = |value: i64| usize::try_from(value).ok().filter(|v| *v > 0);
+    if let Some(max) = file.max_payload.and_then(|v| positive(i64::from(v))) {
+        config.max_payload = max;
+    }
+    if let Some(max) = file.max_control_line.and_then(|v| positive(i64::from(v))) {
+        config.max_control_line = max;
+    }
+    if let Some(max) = file.max_pending.and_then(positive) {
+        config.max_pending = max;
+    }
+    if let Some(max) = file.max_connections {
+        // A negative limit (a file's 0) means no limit.
+        config.max_connections = usize::try_from(max).unwrap_or(0);
+    }
+    if let Some(max) = file.max_subscriptions {
+        config.max_subscriptions = usize::try_from(max).unwrap_or(0);
+    }
+    if let Some(interval) = file.ping_interval.filter(|d| !d.is_zero()) {
+        config.ping_interval = interval;
+    }
+    if let Some(max) = file
+        .ping_max
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| *v > 0)
+    {
+        config.ping_max = max;
+    }
+    if let Some(timeout) = file.authorization.as_ref().and_then(|a| a.timeout_seconds) {
+        if timeout > 0.0 && timeout.is_finite() {
+            config.auth_timeout = Duration::from_secs_f64(timeout);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load_options, NoSource};
+    use super::*;
+
+    fn file(text: &str) -> FileOptions {
+        load_options("t.conf", text, &NoSource).expect("valid").0
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let options = file(
+            "server_name: from_file\nmax_payload: 64\ntrace: true\n\
+             authorization { user: a, password: b }\nwrite_deadline: \"2s\"",
+        );
+        let identity = ServerConfig {
+            server_id: String::from("NID"),
+            ..ServerConfig::default()
+        };
+        let config = server_config(&options, &Overrides::default(), &identity).unwrap();
+        assert_eq!(config.server_name, "from_file");
+        assert_eq!(config.max_payload, 64);
+        assert!(config.trace);
+        assert_eq!(config.monitoring.write_deadline, Duration::from_secs(2));
+        let overrides = Overrides {
+            server_name: Some(String::from("from_flag")),
+            trace: Some(false),
+            user: Some(String::from("flag_user")),
+            ..Overrides::default()
+        };
+        let config = server_config(&options, &overrides, &identity).unwrap();
+        assert_eq!(config.server_name, "from_flag");
+        assert!(!config.trace);
+        assert_eq!(config.max_payload, 64, "no flag sets limits");
+        // The flag's user, the file's password.
+        let auth = auth_config(&options, &overrides);
+        assert!(auth.has_plaintext_passwords());
+        let config = server_config(&FileOptions::default(), &Overrides::default(), &identity)
+            .expect("no file");
+        assert_eq!(config.server_name, "NID");
+        assert_eq!(config.max_payload, ServerConfig::default().max_payload);
+    }
+
+    #[test]
+    fn tls_from_the_file_or_the_flags() {
+        let options = file(
+            "tls { cert_file: c, key_file: k, handshake_first: \"300ms\" }\nallow_non_tls: true",
+        );
+        let tls = tls_config(&options, &Overrides::default())
+            .unwrap()
+            .unwrap();
+        assert!(tls.plain_text_allowed() && !tls.handshake_first_only());
+        let config =
+            server_config(&options, &Overrides::default(), &ServerConfig::default()).unwrap();
+        assert!(config.tls.required && config.tls.allow_non_tls);
+        assert_eq!(config.auth_timeout, Duration::from_secs(3));
+        let flags = Overrides {
+            tls: TlsFlags {
+                tls: true,
+                cert_file: Some(String::from("c")),
+                ..TlsFlags::default()
+            },
+            ..Overrides::default()
+        };
+        assert_eq!(
+            tls_config(&options, &flags),
+            Err(TranslateError::TlsKeyMissing)
+        );
+        assert_eq!(
+            server_config(&FileOptions::default(), &flags, &ServerConfig::default())
+                .unwrap_err()
+                .to_string(),
+            "TLS Server private key must be present and valid"
+        );
+    }
+}
