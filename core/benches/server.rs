@@ -41,7 +41,7 @@ fn setup(queue: Option<&str>) -> Bench {
     let publisher = ConnId(1);
     let subscribers: Vec<ConnId> = (0..SUBSCRIBERS).map(|i| ConnId(2 + i)).collect();
     for &conn in std::iter::once(&publisher).chain(&subscribers) {
-        server.handle_accept(now, conn, peer);
+        server.handle_accept(now, conn, peer, rnats_core::runtime::ListenerKind::Client);
         let mut buf = BytesMut::from(CONNECT);
         server.handle_read(now, conn, &mut buf);
     }

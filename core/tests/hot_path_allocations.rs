@@ -68,7 +68,12 @@ fn publish_to_deliver_allocates_nothing_per_message() {
     let subscribers = [ConnId(2), ConnId(3), ConnId(4), ConnId(5)];
     let mut buf = BytesMut::with_capacity(64 * 1024);
     for conn in std::iter::once(publisher).chain(subscribers) {
-        server.handle_accept(Instant::from_nanos(1), conn, peer);
+        server.handle_accept(
+            Instant::from_nanos(1),
+            conn,
+            peer,
+            rnats_core::runtime::ListenerKind::Client,
+        );
         feed(
             &mut server,
             conn,

@@ -108,7 +108,7 @@ fn translate(options: &conf::FileOptions, unsupported: Vec<conf::Unsupported>) {
         };
         assert!(config.max_payload > 0 && config.max_control_line > 0);
         assert!(config.max_pending > 0 && config.ping_max > 0);
-        assert!(!config.server_name.is_empty() || identity.server_id.is_empty());
+        assert!(!config.server_name.is_empty() || identity.identity.server_id.is_empty());
         if overrides.tls.given() {
             assert!(config.tls.required && !config.tls.allow_non_tls);
             assert_eq!(config.server_name, "flagged");

@@ -29,7 +29,7 @@ use rnats_core::auth::{
     AccountConfig, Export, Import, ImportKind, MappingDestination, Permissions, ResponsePermission,
     SubjectMapping, SubjectPermission, User,
 };
-use rnats_core::runtime::{Action, ConnId, ContractCheck};
+use rnats_core::runtime::{Action, ConnId, ContractCheck, ListenerKind};
 use rnats_core::server::{AuthConfig, Server, ServerConfig};
 use rnats_core::time::Instant;
 
@@ -279,7 +279,8 @@ impl Harness {
         self.next_conn += 1;
         let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000 + slot as u16);
         self.contract.accepted(conn);
-        self.server.handle_accept(self.now, conn, peer);
+        self.server
+            .handle_accept(self.now, conn, peer, ListenerKind::Client);
         self.slots[slot] = Some(Slot {
             conn,
             fast,

@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use rnats_core::runtime::{Action, CloseReason, ConnId, ContractCheck};
+use rnats_core::runtime::{Action, CloseReason, ConnId, ContractCheck, ListenerKind};
 use rnats_core::server::{Server, ServerConfig};
 use rnats_core::time::{Instant, WallTime};
 
@@ -141,7 +141,9 @@ impl World {
         let unread = !conn.up.recv.is_empty() || conn.up.eof;
         let client = conn.client;
         target.contract.accepted(id);
-        target.server.handle_accept(now, id, peer);
+        target
+            .server
+            .handle_accept(now, id, peer, ListenerKind::Client);
         if self.scenario.security.as_ref().is_some_and(|s| s.tls_map) {
             // The simulated handshake: the certificate names its user.
             let spec = &self.scenario.clients[self.clients[client].spec];

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rnats_core::conf::{self, FileOptions};
-use rnats_core::server::{Server, ServerConfig, NATS_COMPATIBLE_VERSION};
+use rnats_core::server::{Server, ServerConfig, ServerIdentity, NATS_COMPATIBLE_VERSION};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -186,15 +186,18 @@ async fn serve(
         });
 
     let identity = ServerConfig {
-        server_id,
-        xkey: nkeys::XKey::new().public_key(),
-        git_commit: env!("RNATS_GIT_COMMIT").to_string(),
-        toolchain: format!(
-            "rust{}",
-            option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
-        ),
-        host: host.clone(),
-        port: local.port(),
+        identity: ServerIdentity {
+            server_id,
+            xkey: nkeys::XKey::new().public_key(),
+            git_commit: env!("RNATS_GIT_COMMIT").to_string(),
+            toolchain: format!(
+                "rust{}",
+                option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
+            ),
+            host: host.clone(),
+            port: local.port(),
+            ..ServerIdentity::default()
+        },
         ..ServerConfig::default()
     };
     let mut config = settings::server_config(&options, &file, &identity)

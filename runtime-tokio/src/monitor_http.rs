@@ -292,7 +292,7 @@ fn index_page(server: &Server) -> String {
         String::from("<html lang=\"en\">\n<head><title>rnats monitoring</title></head>\n<body>\n");
     page.push_str(&format!(
         "<h1>rnats</h1>\n<p>NATS protocol {} &middot; server {}</p>\n",
-        server.config().version,
+        server.config().identity.version,
         server.config().effective_name()
     ));
     for (path, label) in LINKS {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rnats_core::auth::PasswordCheck;
-use rnats_core::runtime::{Action, CloseReason, ConnId};
+use rnats_core::runtime::{Action, CloseReason, ConnId, ListenerKind};
 use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
 use rnats_core::time::{Instant, WallTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -301,7 +301,9 @@ impl Runner {
         {
             let mut state = self.lock();
             state.conns.insert(conn, io.clone());
-            state.server.handle_accept(self.clock.now(), conn, peer);
+            state
+                .server
+                .handle_accept(self.clock.now(), conn, peer, ListenerKind::Client);
             self.finish_step(state);
         }
         (conn, io)

@@ -213,13 +213,13 @@ pub fn lame_duck_timing(file: &FileOptions) -> (Duration, Duration) {
     )
 }
 
-/// The machine's configuration: `identity` (id, keys, address, version;
-/// on reload the running configuration) with the file's options and the
-/// flags laid over it.
+/// The machine's configuration: `base` (the server's identity and what the
+/// runtime sets itself, such as the monitoring listener; on reload the
+/// running configuration) with the file's options and the flags laid over it.
 pub fn server_config(
     file: &FileOptions,
     overrides: &Overrides,
-    identity: &ServerConfig,
+    base: &ServerConfig,
 ) -> Result<ServerConfig, TranslateError> {
     let tls = tls_config(file, overrides)?;
     let server_name = overrides
@@ -227,7 +227,7 @@ pub fn server_config(
         .clone()
         .or_else(|| file.server_name.clone())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| identity.server_id.clone());
+        .unwrap_or_else(|| base.identity.server_id.clone());
     let mut config = ServerConfig {
         server_name,
         auth: auth_config(file, overrides),
@@ -243,7 +243,7 @@ pub fn server_config(
                     .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
             )
         },
-        ..identity.clone()
+        ..base.clone()
     };
     let defaults = ServerConfig::default();
     config.max_payload = defaults.max_payload;
@@ -323,6 +323,7 @@ fn apply_limits(config: &mut ServerConfig, file: &FileOptions) {
 mod tests {
     use super::super::{load_options, NoSource};
     use super::*;
+    use crate::server::ServerIdentity;
 
     fn file(text: &str) -> FileOptions {
         load_options("t.conf", text, &NoSource).expect("valid").0
@@ -335,7 +336,10 @@ mod tests {
              authorization { user: a, password: b }\nwrite_deadline: \"2s\"",
         );
         let identity = ServerConfig {
-            server_id: String::from("NID"),
+            identity: ServerIdentity {
+                server_id: String::from("NID"),
+                ..ServerIdentity::default()
+            },
             ..ServerConfig::default()
         };
         let config = server_config(&options, &Overrides::default(), &identity).unwrap();

@@ -108,7 +108,7 @@ pub fn accountz(
     let accounts = server.accounts();
     let system_account = server.config().system_account.clone().unwrap_or_default();
     let mut page = Accountz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         system_account,
         accounts: None,
@@ -305,7 +305,7 @@ pub fn accstatz(
             .collect()
     };
     AccountStatz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         account_statz: ids
             .into_iter()

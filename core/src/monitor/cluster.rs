@@ -41,7 +41,7 @@ pub struct Leafz {
 
 pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
     Routez {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         server_name: server.config().effective_name().to_owned(),
         now: rfc3339_nanos(clock.wall_now),
         num_routes: 0,
@@ -51,7 +51,7 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
 
 pub fn gatewayz(server: &View<'_>, clock: Clock) -> Gatewayz {
     Gatewayz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         outbound_gateways: BTreeMap::new(),
         inbound_gateways: BTreeMap::new(),
@@ -60,7 +60,7 @@ pub fn gatewayz(server: &View<'_>, clock: Clock) -> Gatewayz {
 
 pub fn leafz(server: &View<'_>, clock: Clock) -> Leafz {
     Leafz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         leafnodes: 0,
         leafs: Vec::new(),

@@ -225,7 +225,7 @@ pub fn connz(server: &View<'_>, opts: &ConnzOptions, clock: Clock) -> Connz {
         .collect();
     debug_assert!(connections.len() <= opts.limit);
     Connz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         num_connections: connections.len(),
         total,
@@ -383,7 +383,12 @@ mod tests {
         let mut server = Server::new(ServerConfig::default(), 1);
         for cid in [1, 2] {
             let peer = core::net::SocketAddr::from(([127, 0, 0, 1], 5000 + cid as u16));
-            server.handle_accept(Instant::ZERO, ConnId(cid), peer);
+            server.handle_accept(
+                Instant::ZERO,
+                ConnId(cid),
+                peer,
+                crate::runtime::ListenerKind::Client,
+            );
         }
         send(
             &mut server,

@@ -39,9 +39,9 @@ impl EventServer {
         let config = server.config();
         EventServer {
             name: config.effective_name().to_owned(),
-            host: config.host.clone(),
-            id: config.server_id.clone(),
-            ver: config.version.clone(),
+            host: config.identity.host.clone(),
+            id: config.identity.server_id.clone(),
+            ver: config.identity.version.clone(),
             jetstream: false,
             flags: 0,
             seq,
@@ -349,7 +349,7 @@ impl EventFilter {
         let config = server.config();
         (self.server_name.is_empty() || config.effective_name().contains(&self.server_name))
             && self.cluster.is_empty()
-            && (self.host.is_empty() || config.host.contains(&self.host))
+            && (self.host.is_empty() || config.identity.host.contains(&self.host))
             && self.tags.is_empty()
             && self.domain.is_empty()
     }

@@ -128,7 +128,7 @@ pub fn subsz(server: &View<'_>, opts: &SubszOptions, clock: Clock) -> Subsz {
         .collect();
     debug_assert!(subscriptions_list.len() <= opts.limit);
     Subsz {
-        server_id: server.config().server_id.clone(),
+        server_id: server.config().identity.server_id.clone(),
         now: rfc3339_nanos(clock.wall_now),
         stats: sum.json(),
         total,

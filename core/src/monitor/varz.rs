@@ -136,14 +136,14 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
     let host = monitor.host;
     let settings = &config.monitoring;
     Varz {
-        server_id: config.server_id.clone(),
+        server_id: config.identity.server_id.clone(),
         server_name: config.effective_name().to_owned(),
-        version: config.version.clone(),
+        version: config.identity.version.clone(),
         proto: 1,
-        git_commit: config.git_commit.clone(),
-        go: config.toolchain.clone(),
-        host: config.host.clone(),
-        port: config.port,
+        git_commit: config.identity.git_commit.clone(),
+        go: config.identity.toolchain.clone(),
+        host: config.identity.host.clone(),
+        port: config.identity.port,
         auth_required: config.auth.is_required(),
         tls_required: config.tls.required && !config.tls.allow_non_tls,
         tls_verify: config.tls.required && config.tls.verify,

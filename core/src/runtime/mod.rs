@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! Event (a handle_* call)              Action (poll_action)
-//!   accept(conn, peer)                   Transmit(conn): outbound bytes are ready
+//!   accept(conn, peer, listener)         Transmit(conn): outbound bytes are ready
 //!   read(conn, bytes)                    Close{conn, reason}: flush, then close
 //!   written(conn, n)
 //!   closed(conn)
@@ -39,6 +39,16 @@ impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cid:{}", self.0)
     }
+}
+
+/// Which listener accepted a connection: what kind of peer it is, and so
+/// which machine speaks with it. Client connections are the only kind
+/// today; route, leaf-node, gateway and websocket listeners join here, each
+/// handing its connections to its own machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListenerKind {
+    /// The client port (`-p`, `port`): the NATS client protocol.
+    Client,
 }
 
 /// Why the server closes a connection (the reference's close reasons, as shown in monitoring).

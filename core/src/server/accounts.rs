@@ -225,7 +225,7 @@ impl Accounts {
                 }
             }
         }
-        super::system::install(&mut accounts, &config.server_id);
+        super::system::install(&mut accounts, &config.identity.server_id);
         (accounts, warnings)
     }
 

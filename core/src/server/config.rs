@@ -11,15 +11,14 @@ use crate::auth::{AccountConfig, AuthConfig, SYSTEM_ACCOUNT};
 /// The nats-server release whose client-visible behaviour rnats matches.
 pub const NATS_COMPATIBLE_VERSION: &str = "2.15.1";
 
-/// Everything the server machine needs to know about its own configuration.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
+/// What the process is, as opposed to what its configuration asks: fixed at
+/// start, kept as it is by every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
     /// The server's public identity (an nkey public key in nats-server).
     pub server_id: String,
     /// The server's curve public key for encrypted auth callouts (`xkey` in INFO).
     pub xkey: String,
-    /// Defaults to `server_id` when not given.
-    pub server_name: String,
     /// The version string reported in INFO: the nats-server version whose
     /// behaviour rnats reproduces, because clients turn features on and off by
     /// it. rnats's own version is in the log and in `-v`.
@@ -31,6 +30,29 @@ pub struct ServerConfig {
     /// Host and port as reported in INFO (the real bound address).
     pub host: String,
     pub port: u16,
+}
+
+impl Default for ServerIdentity {
+    fn default() -> Self {
+        ServerIdentity {
+            server_id: String::from("NRNATSDEFAULTSERVERID"),
+            xkey: String::new(),
+            version: String::from(NATS_COMPATIBLE_VERSION),
+            git_commit: String::new(),
+            toolchain: String::from("rust"),
+            host: String::from("0.0.0.0"),
+            port: 4222,
+        }
+    }
+}
+
+/// Everything the server machine needs to know about its own configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Who this server is: kept across reloads.
+    pub identity: ServerIdentity,
+    /// Defaults to `identity.server_id` when not given.
+    pub server_name: String,
     pub max_payload: usize,
     pub max_control_line: usize,
     /// Bytes of unsent output a connection may hold before it is a slow consumer.
@@ -127,14 +149,8 @@ pub enum PlantedDefect {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            server_id: String::from("NRNATSDEFAULTSERVERID"),
-            xkey: String::new(),
+            identity: ServerIdentity::default(),
             server_name: String::new(),
-            version: String::from(NATS_COMPATIBLE_VERSION),
-            git_commit: String::new(),
-            toolchain: String::from("rust"),
-            host: String::from("0.0.0.0"),
-            port: 4222,
             max_payload: 1024 * 1024,
             max_control_line: 4096,
             max_pending: 64 * 1024 * 1024,
@@ -245,7 +261,7 @@ impl ServerConfig {
     /// The name INFO reports: the configured one, or the server id.
     pub fn effective_name(&self) -> &str {
         if self.server_name.is_empty() {
-            &self.server_id
+            &self.identity.server_id
         } else {
             &self.server_name
         }

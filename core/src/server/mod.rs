@@ -60,7 +60,9 @@ pub(crate) use closed::closed_connection;
 pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
-pub use config::{MonitorSettings, ServerConfig, TlsPolicy, NATS_COMPATIBLE_VERSION};
+pub use config::{
+    MonitorSettings, ServerConfig, ServerIdentity, TlsPolicy, NATS_COMPATIBLE_VERSION,
+};
 pub use connections::Connections;
 pub use error::ServerError;
 pub use log::{LogLevel, LogRecord};
@@ -79,7 +81,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::auth::{self as auth, Authenticator};
 use crate::protocol::{self, ParserLimits, ServerInfo};
-use crate::runtime::{Action, CloseReason, ConnId, TimerKey, TimerTable};
+use crate::runtime::{Action, CloseReason, ConnId, ListenerKind, TimerKey, TimerTable};
 use crate::time::{Clock, Instant, WallTime};
 use accounts::Accounts;
 use client::MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
@@ -299,8 +301,21 @@ impl Server {
 
     // ----- events in -----
 
-    /// A connection was accepted from `peer`: send INFO and start its timers.
-    pub fn handle_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+    /// A connection was accepted from `peer` on a `listener`: for a client,
+    /// send INFO and start its timers.
+    pub fn handle_accept(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: ListenerKind,
+    ) {
+        match listener {
+            ListenerKind::Client => self.accept_client(now, conn, peer),
+        }
+    }
+
+    fn accept_client(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
         assert!(
             conn != system_inbox::INTERNAL_CONN,
@@ -425,12 +440,14 @@ impl Server {
                 .slow_consumers += 1;
             self.stats.slow_consumers += 1;
             let pending = client.pending_bytes();
-            let deadline = self.config.monitoring.write_deadline.as_secs();
+            // Go prints a time.Duration with %v: "10s", "300ms".
+            let nanos = self.config.monitoring.write_deadline.as_nanos();
+            let deadline = crate::format::go_duration(u64::try_from(nanos).unwrap_or(u64::MAX));
             self.conns.log(
                 &mut self.logs,
                 LogLevel::Info,
                 conn,
-                format!("Slow Consumer Detected: WriteDeadline of {deadline}s exceeded with 1 chunks of {pending} total bytes."),
+                format!("Slow Consumer Detected: WriteDeadline of {deadline} exceeded with 1 chunks of {pending} total bytes."),
             );
             self.close(conn, CloseReason::SlowConsumerWriteDeadline);
         }
@@ -547,10 +564,7 @@ impl Server {
     /// does; the others keep going under the new limits.
     pub fn reload(&mut self, mut config: ServerConfig) {
         self.retire_subscriptions();
-        config.server_id = self.config.server_id.clone();
-        config.xkey = self.config.xkey.clone();
-        config.host = self.config.host.clone();
-        config.port = self.config.port;
+        config.identity = self.config.identity.clone();
         self.config = config;
         // Accounts are rebuilt from scratch (an account keeps its id); every
         // client is authenticated again and its subscriptions filed anew
@@ -725,14 +739,14 @@ impl Server {
 
     fn info_for(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
         ServerInfo {
-            server_id: self.config.server_id.clone(),
+            server_id: self.config.identity.server_id.clone(),
             server_name: self.config.effective_name().to_string(),
-            version: self.config.version.clone(),
+            version: self.config.identity.version.clone(),
             proto: 1,
-            git_commit: self.config.git_commit.clone(),
-            go: self.config.toolchain.clone(),
-            host: self.config.host.clone(),
-            port: self.config.port,
+            git_commit: self.config.identity.git_commit.clone(),
+            go: self.config.identity.toolchain.clone(),
+            host: self.config.identity.host.clone(),
+            port: self.config.identity.port,
             headers: true,
             auth_required: self.authenticator.announces_auth_required(),
             tls_required: self.config.tls.required && !self.config.tls.allow_non_tls,
@@ -742,7 +756,7 @@ impl Server {
             client_id: conn.0,
             client_ip: peer.ip().to_string(),
             api_lvl: JETSTREAM_API_LEVEL,
-            xkey: self.config.xkey.clone(),
+            xkey: self.config.identity.xkey.clone(),
             ..ServerInfo::default()
         }
     }

@@ -56,7 +56,7 @@ impl Server {
             }
         }
         if self.system.heartbeat_due(now) {
-            let subject = format!("$SYS.SERVER.{}.STATSZ", self.config.server_id);
+            let subject = format!("$SYS.SERVER.{}.STATSZ", self.config.identity.server_id);
             let body = self.statsz_message(now);
             self.publish_system(now, subject.as_bytes(), &body);
             self.system.heartbeat_sent(now);
@@ -234,8 +234,8 @@ impl Server {
                 let config = &self.config;
                 return Some(to_json(&Idz {
                     name: config.effective_name().to_owned(),
-                    host: config.host.clone(),
-                    id: config.server_id.clone(),
+                    host: config.identity.host.clone(),
+                    id: config.identity.server_id.clone(),
                 }));
             }
             ServerEndpoint::Varz => self.filtered::<EventFilter, _>(payload, |server, _| {

@@ -2,7 +2,7 @@
 //! actions that come out.
 
 use super::*;
-use crate::runtime::{Action, CloseReason, ConnId};
+use crate::runtime::{Action, CloseReason, ConnId, ListenerKind};
 
 fn peer(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -33,8 +33,12 @@ impl Harness {
     /// Accept `conn` and throw its INFO away.
     fn accept(&mut self, conn: u64) -> ConnId {
         let conn = ConnId(conn);
-        self.server
-            .handle_accept(self.now, conn, peer(40000 + conn.0 as u16));
+        self.server.handle_accept(
+            self.now,
+            conn,
+            peer(40000 + conn.0 as u16),
+            ListenerKind::Client,
+        );
         let info = self.take(conn);
         assert!(info.starts_with("INFO {"), "got {info:?}");
         conn
@@ -79,7 +83,8 @@ impl Harness {
 fn info_on_accept_carries_identity_and_limits() {
     let mut h = Harness::default();
     let conn = ConnId(1);
-    h.server.handle_accept(h.now, conn, peer(5555));
+    h.server
+        .handle_accept(h.now, conn, peer(5555), ListenerKind::Client);
     let out = h.take(conn);
     // The reference puts a space between the JSON and the CRLF.
     assert!(
@@ -532,5 +537,26 @@ fn a_peer_close_leaves_no_action_for_the_gone_connection() {
     assert!(
         actions.iter().all(|a| a.conn() != conn),
         "actions for a connection the runtime reported gone: {actions:?}"
+    );
+}
+
+#[test]
+fn a_stalled_write_names_the_deadline_as_go_prints_durations() {
+    let mut config = ServerConfig::default();
+    config.monitoring.write_deadline = Duration::from_millis(300);
+    let mut h = Harness::new(config);
+    let conn = h.connect(1, "{}");
+    let _ = h.server.take_logs().count();
+    h.server.handle_write_stalled(conn);
+    let lines: Vec<String> = h.server.take_logs().map(|r| r.text).collect();
+    assert!(
+        lines.contains(&String::from(
+            "Slow Consumer Detected: WriteDeadline of 300ms exceeded with 1 chunks of 0 total bytes."
+        )),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        h.server.close_reason(conn),
+        Some(CloseReason::SlowConsumerWriteDeadline)
     );
 }

@@ -296,7 +296,12 @@ fn nkey_users_get_a_nonce() {
         ..ServerConfig::default()
     };
     let mut server = Server::new(config, 1);
-    server.handle_accept(t(0), ConnId(1), peer(1));
+    server.handle_accept(
+        t(0),
+        ConnId(1),
+        peer(1),
+        crate::runtime::ListenerKind::Client,
+    );
     let info = String::from_utf8(server.take_outbound(ConnId(1)).unwrap().to_vec()).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(info.trim_start_matches("INFO ").trim_end()).unwrap();
