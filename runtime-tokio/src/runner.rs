@@ -23,8 +23,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rnats_core::auth::PasswordCheck;
+#[cfg(debug_assertions)]
+use rnats_core::runtime::ContractCheck;
 use rnats_core::runtime::{Action, CloseReason, ConnId, ListenerKind};
-use rnats_core::server::{LogLevel, LogRecord, Server, ServerConfig};
+use rnats_core::server::{LogLevel, LogRecord, OutboundBatch, Server, ServerConfig};
 use rnats_core::time::{Instant, WallTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,6 +90,37 @@ struct ConnIo {
 struct State {
     server: Server,
     conns: HashMap<ConnId, Arc<ConnIo>>,
+    /// Debug builds (every black-box test) hold the machine to core's
+    /// runtime contract.
+    #[cfg(debug_assertions)]
+    contract: ContractCheck,
+}
+
+impl State {
+    fn accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr, io: Arc<ConnIo>) {
+        self.conns.insert(conn, io);
+        #[cfg(debug_assertions)]
+        self.contract.accepted(conn);
+        self.server
+            .handle_accept(now, conn, peer, ListenerKind::Client);
+    }
+
+    /// Everything queued for `conn` (serving its `Transmit`, or a flush before close).
+    fn take_outbound(&mut self, conn: ConnId) -> Option<OutboundBatch> {
+        #[cfg(debug_assertions)]
+        self.contract.taken(conn);
+        self.server.take_outbound(conn)
+    }
+
+    /// Tell the machine `conn` is gone, once (the reader and the writer may
+    /// both find out); returns its I/O handle the first time.
+    fn report_closed(&mut self, now: Instant, conn: ConnId) -> Option<Arc<ConnIo>> {
+        let io = self.conns.remove(&conn)?;
+        #[cfg(debug_assertions)]
+        self.contract.closed(conn);
+        self.server.handle_closed(now, conn);
+        Some(io)
+    }
 }
 
 /// What all tasks share.
@@ -137,6 +170,8 @@ impl Runner {
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
+                #[cfg(debug_assertions)]
+                contract: ContractCheck::default(),
             }),
             clock,
             next_conn: AtomicU64::new(1),
@@ -300,10 +335,7 @@ impl Runner {
         });
         {
             let mut state = self.lock();
-            state.conns.insert(conn, io.clone());
-            state
-                .server
-                .handle_accept(self.clock.now(), conn, peer, ListenerKind::Client);
+            state.accept(self.clock.now(), conn, peer, io.clone());
             self.finish_step(state);
         }
         (conn, io)
@@ -396,7 +428,7 @@ impl Runner {
         peer: SocketAddr,
     ) -> Option<(ConnId, Arc<ConnIo>)> {
         let (conn, io) = self.open(peer);
-        let info = self.lock().server.take_outbound(conn);
+        let info = self.lock().take_outbound(conn);
         if let Some(mut info) = info {
             let len = info.len();
             if stream.write_all_buf(&mut info).await.is_err() {
@@ -427,8 +459,7 @@ impl Runner {
     /// A connection that never got its reader and writer.
     fn forget(&self, conn: ConnId) {
         let mut state = self.lock();
-        state.server.handle_closed(self.clock.now(), conn);
-        state.conns.remove(&conn);
+        state.report_closed(self.clock.now(), conn);
         self.finish_step(state);
     }
 
@@ -446,8 +477,7 @@ impl Runner {
                 Ok(0) | Err(_) => {
                     // The peer went away. Let the writer finish and forget the connection.
                     let mut state = self.lock();
-                    state.server.handle_closed(self.clock.now(), conn);
-                    if let Some(io) = state.conns.remove(&conn) {
+                    if let Some(io) = state.report_closed(self.clock.now(), conn) {
                         io.closing.store(true, Ordering::Release);
                         io.wake.notify_one();
                     }
@@ -479,7 +509,7 @@ impl Runner {
                     io.wake.notified().await;
                     let (outbound, closing) = {
                         let mut state = self.lock();
-                        let outbound = state.server.take_outbound(conn);
+                        let outbound = state.take_outbound(conn);
                         // Read under the lock: a close comes after its last bytes.
                         let closing = io.closing.load(Ordering::Acquire);
                         // Protocol trace lines (`-V`) about what is written now.
@@ -524,7 +554,7 @@ impl Runner {
                 let mut state = self.lock();
                 state.server.handle_written(conn, len);
                 state.server.recycle_outbound(batch);
-                next = state.server.take_outbound(conn);
+                next = state.take_outbound(conn);
                 let closing = io.closing.load(Ordering::Acquire);
                 self.release(state);
                 closing
@@ -540,8 +570,7 @@ impl Runner {
         let _ = socket.shutdown().await;
         io.stop_reader.notify_one();
         let mut state = self.lock();
-        state.server.handle_closed(self.clock.now(), conn);
-        state.conns.remove(&conn);
+        state.report_closed(self.clock.now(), conn);
         self.finish_step(state);
     }
 
@@ -574,6 +603,8 @@ impl Runner {
     /// Drain the machine's actions. Called with the lock held after every step.
     fn carry_out_actions(&self, state: &mut State) {
         while let Some(action) = state.server.poll_action() {
+            #[cfg(debug_assertions)]
+            state.contract.action(&action);
             match action {
                 Action::Transmit(conn) => {
                     if let Some(io) = state.conns.get(&conn) {

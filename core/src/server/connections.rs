@@ -116,6 +116,28 @@ impl Connections {
         client.outbound.sink(&mut self.chunks)
     }
 
+    /// Split borrow: one client, the chunk pool its sink draws from, and the
+    /// action queue (for [`Connections::queue_transmit_of`]).
+    pub(super) fn client_parts(
+        &mut self,
+        conn: ConnId,
+    ) -> Option<(&mut Client, &mut ChunkPool, &mut VecDeque<Action>)> {
+        let client = self.clients.get_mut(&conn)?;
+        Some((client, &mut self.chunks, &mut self.actions))
+    }
+
+    /// [`Connections::queue_transmit`] for a client already in hand.
+    pub(super) fn queue_transmit_of(
+        client: &mut Client,
+        actions: &mut VecDeque<Action>,
+        conn: ConnId,
+    ) {
+        if !client.transmit_queued && !client.is_closing() {
+            client.transmit_queued = true;
+            actions.push_back(Action::Transmit(conn));
+        }
+    }
+
     /// Split borrow: one client and the chunk pool its sink draws from.
     pub(super) fn client_and_chunks(
         &mut self,
@@ -134,10 +156,7 @@ impl Connections {
     /// Ask the runtime to write `conn`'s outbound bytes (once per step at most).
     pub(super) fn queue_transmit(&mut self, conn: ConnId) {
         if let Some(client) = self.clients.get_mut(&conn) {
-            if !client.transmit_queued && !client.is_closing() {
-                client.transmit_queued = true;
-                self.actions.push_back(Action::Transmit(conn));
-            }
+            Self::queue_transmit_of(client, &mut self.actions, conn);
         }
     }
 

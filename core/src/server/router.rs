@@ -357,14 +357,15 @@ impl RouteCx<'_> {
         routed_account: &str,
         sent: &mut AccountStats,
     ) -> bool {
-        let Some(client) = self.conns.get(key.conn) else {
+        // One lookup of the client for the whole delivery (the hot path).
+        let Some((client, chunks, actions)) = self.conns.client_parts(key.conn) else {
             return false;
         };
         if client.is_closing() {
             self.trace_refusal(key, routed_account, trace::ERR_CLIENT_CLOSED);
             return false;
         }
-        let Some(sub) = client.subs.get(&key.index) else {
+        let Some(sub) = client.subs.get_mut(&key.index) else {
             return false;
         };
         if sub.max > 0 && sub.delivered >= sub.max {
@@ -372,11 +373,6 @@ impl RouteCx<'_> {
             self.trace_refusal(key, routed_account, trace::ERR_AUTO_UNSUB);
             return false;
         }
-        let (client, chunks) = self
-            .conns
-            .client_and_chunks(key.conn)
-            .expect("checked above");
-        let sub = client.subs.get_mut(&key.index).expect("checked above");
         if let Some(permissions) = &mut client.permissions {
             #[cfg(feature = "planted-defects")]
             let check_deny =
@@ -450,20 +446,23 @@ impl RouteCx<'_> {
         self.stats.out_bytes += size as u64;
         sent.sent_msgs += 1;
         sent.sent_bytes += size as u64;
+        let max_pending = self.config.max_pending;
+        let over_limit = client.pending_bytes() > max_pending;
+        if !over_limit {
+            Connections::queue_transmit_of(client, actions, key.conn);
+        }
         if reached_max {
             self.conns.expired.push(key);
         }
-        let max_pending = self.config.max_pending;
-        if self
-            .conns
-            .cut_slow_consumer(key.conn, max_pending, self.logs, self.config.trace)
-            .is_some()
-        {
+        if over_limit {
+            // Slow consumer: this connection alone is cut off; the publisher goes on.
+            let cut = self
+                .conns
+                .cut_slow_consumer(key.conn, max_pending, self.logs, self.config.trace);
+            debug_assert!(cut.is_some());
             self.stats.slow_consumers += 1;
             sent.slow_consumers += 1;
-            return true;
         }
-        self.conns.queue_transmit(key.conn);
         true
     }
 }
