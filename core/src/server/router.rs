@@ -456,9 +456,9 @@ impl RouteCx<'_> {
         }
         if over_limit {
             // Slow consumer: this connection alone is cut off; the publisher goes on.
-            let cut = self
-                .conns
-                .cut_slow_consumer(key.conn, max_pending, self.logs, self.config.trace);
+            let cut =
+                self.conns
+                    .cut_slow_consumer(key.conn, max_pending, self.logs, self.config.trace);
             debug_assert!(cut.is_some());
             self.stats.slow_consumers += 1;
             sent.slow_consumers += 1;
