@@ -84,7 +84,8 @@ pub fn decode_files(data: &[u8], fix: bool) -> Files {
             meta[32..].copy_from_slice(&crc.to_le_bytes());
         }
     }
-    let blocks = parts[1..]
+    // A repeated number replaces the earlier part, as writing it would.
+    let blocks: std::collections::BTreeMap<u64, Vec<u8>> = parts[1..]
         .iter()
         .filter_map(|part| part.split_first())
         .take(MAX_BLOCKS)
@@ -96,6 +97,7 @@ pub fn decode_files(data: &[u8], fix: bool) -> Files {
             (u64::from(number), content)
         })
         .collect();
+    let blocks = blocks.into_iter().collect();
     Files { meta, blocks }
 }
 
@@ -162,7 +164,6 @@ pub fn run(data: &[u8]) {
     }
     for (number, content) in &files.blocks {
         let path = format!("{DIR}/{number:010}.blk");
-        disk.truncate(&path, 0).ok();
         disk.write_at(&path, 0, content).expect("MemDisk writes");
     }
     disk.sync_everything();
