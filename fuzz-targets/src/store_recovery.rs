@@ -32,8 +32,7 @@
 //! - storing a new message (after settling the syncs) gets
 //!   `last_seq + 1`, above every recovered sequence, and a third open finds
 //!   it, with `last_seq` equal to it. (A recovered `last_seq` of `u64::MAX`
-//!   has no successor, and a tombstone above it hits known bug 4
-//!   ([`tombstone_above`]); storing is not tried then.)
+//!   has no successor; storing is not tried then.)
 
 use std::time::Duration;
 
@@ -123,23 +122,6 @@ fn settle(store: &mut FileStore<MemDisk>) {
     }
 }
 
-/// Whether a checksum-valid tombstone record (at any offset of any block)
-/// names a sequence above `last_seq`: known store bug 4 (`fuzz/RESULTS.md`).
-/// Recovery does not count tombstones toward the last sequence, so the next
-/// message reuses the removed sequence and, on the following open, the old
-/// tombstone hides it: an acknowledged message is lost. The target stores
-/// no new message then; the reproducer is
-/// `fuzz/regressions/store_recovery/known-tombstone-above-last`.
-pub fn tombstone_above(blocks: &[&[u8]], last_seq: u64) -> bool {
-    blocks.iter().any(|block| {
-        (0..block.len()).any(|offset| {
-            store_record::ref_decode(&block[offset..]).is_some_and(|record| {
-                record.kind == store_record::TOMBSTONE && record.seq > last_seq
-            })
-        })
-    })
-}
-
 /// Run one input.
 pub fn run(data: &[u8]) {
     let Some((&control, rest)) = data.split_first() else {
@@ -218,7 +200,7 @@ pub fn run(data: &[u8]) {
     drop(again);
 
     // A new message goes above everything recovered.
-    if state.last_seq == u64::MAX || tombstone_above(&contents, state.last_seq) {
+    if state.last_seq == u64::MAX {
         return;
     }
     let ts = WallTime(state.last_ts.0.saturating_add(1));
@@ -376,35 +358,28 @@ mod tests {
         }
     }
 
-    /// Known bug 4's reproducer: a tombstone for 2 survives while the
-    /// records that named 2 are damaged, recovery says the last sequence is
-    /// 1, so a new message gets 2 again. The guard holds it back.
+    /// Store finding 4 (fixed): a tombstone for 2 survives while the
+    /// records that named 2 are damaged; recovery now counts the tombstone,
+    /// so the last sequence is 2 and a new message gets 3.
     #[test]
-    fn tombstone_above_last_is_guarded() {
+    fn a_tombstone_above_the_messages_keeps_its_sequence() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz/regressions/store_recovery/known-tombstone-above-last");
+            .join("../fuzz/regressions/store_recovery/tombstone-above-last");
         let data = std::fs::read(path).expect("the reproducer");
         let files = decode_files(&data[1..], data[0] & 1 == 1);
-        let contents: Vec<&[u8]> = files.blocks.iter().map(|(_, c)| c.as_slice()).collect();
-        let store = FileStore::open_on(
-            {
-                let mut disk = MemDisk::new();
-                for (number, content) in &files.blocks {
-                    disk.write_at(&format!("{DIR}/{number:010}.blk"), 0, content)
-                        .expect("writes");
-                }
-                if let Some(meta) = &files.meta {
-                    disk.write_at(&format!("{DIR}/meta"), 0, meta)
-                        .expect("writes");
-                }
-                disk
-            },
-            file_config(1, 1 << 20),
-            StoreConfig::default(),
-        )
-        .expect("opens");
-        assert_eq!(store.state().last_seq, 1);
-        assert!(tombstone_above(&contents, 1));
+        let mut disk = MemDisk::new();
+        for (number, content) in &files.blocks {
+            disk.write_at(&format!("{DIR}/{number:010}.blk"), 0, content)
+                .expect("writes");
+        }
+        if let Some(meta) = &files.meta {
+            disk.write_at(&format!("{DIR}/meta"), 0, meta)
+                .expect("writes");
+        }
+        let store = FileStore::open_on(disk, file_config(1, 1 << 20), StoreConfig::default())
+            .expect("opens");
+        assert_eq!(store.state().last_seq, 2);
+        run(&data);
     }
 
     #[test]
