@@ -16,6 +16,8 @@
 //! | `server_machine` | [`server_machine::run`] | 4 config bytes, then an event script |
 //! | `connect_json` | [`connect_json::run`] | a CONNECT JSON document |
 //! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
+//! | `store_record` | [`store_record::run`] | 1 control byte, then one block file |
+//! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -27,6 +29,8 @@ pub mod conf;
 pub mod connect_json;
 pub mod header_block;
 pub mod server_machine;
+pub mod store_record;
+pub mod store_recovery;
 pub mod subject;
 pub mod sublist_ops;
 
@@ -42,4 +46,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("server_machine", server_machine::run),
     ("connect_json", connect_json::run),
     ("conf", conf::run),
+    ("store_record", store_record::run),
+    ("store_recovery", store_recovery::run),
 ];

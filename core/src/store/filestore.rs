@@ -941,7 +941,13 @@ impl BlockFindings {
                 self.floor = self.floor.max(record.seq);
                 floor_last(record)
             }
-            Kind::Tombstone => 0,
+            Kind::Tombstone => {
+                // The removed sequence was handed out even if its message
+                // record is lost; the timestamp is the removal's, not a
+                // message's, so it does not move `last_ts`.
+                self.max_seq = self.max_seq.max(record.seq);
+                return;
+            }
         };
         if named >= self.max_seq && named > 0 {
             self.max_seq = named;

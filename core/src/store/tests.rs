@@ -744,6 +744,35 @@ fn damaged_or_missing_meta_never_deletes_the_stream() {
     assert_eq!((store.state().msgs, store.state().first_seq), (6, 3));
 }
 
+/// Fuzz finding (`store_recovery`, RESULTS.md store finding 4): a removed
+/// message's record damaged, its tombstone intact, `meta` older than both.
+/// The tombstone still names a handed-out sequence: it must not be handed
+/// out again (and then hidden by that tombstone on the next open).
+#[test]
+fn a_tombstone_keeps_its_sequence_handed_out() {
+    let mut store = open_file(MemDisk::new(), 4096, StoreConfig::default());
+    for i in 1..=3 {
+        put(&mut store, "s.1", &format!("payload-{i}"), i);
+    }
+    assert!(store.remove_msg(3).unwrap());
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    let third = record_len(1) + record_len(2);
+    block_bytes(&mut disk, 1)[third + 40] ^= 0xFF; // message 3's payload
+    let mut store = open_file(disk, 4096, StoreConfig::default());
+    assert_eq!(store.backend().recovery().damaged_records, 1);
+    assert_eq!(store.state().last_seq, 3, "sequence 3 was handed out");
+    assert_eq!(put(&mut store, "s.1", "new", 4), 4);
+    settle(&mut store);
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        4096,
+        StoreConfig::default(),
+    );
+    assert_eq!(store.load_msg(4).unwrap().payload, &b"new"[..]);
+    assert_eq!(store.state().msgs, 3);
+}
+
 #[test]
 fn purge_survives_power_loss_and_sequences_continue() {
     let mut store = open_file(MemDisk::new(), 200, StoreConfig::default());
