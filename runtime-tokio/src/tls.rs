@@ -14,9 +14,8 @@
 //! text and goes on as without it. With `allow_non_tls`, a client whose first
 //! bytes after INFO are not a TLS handshake is served in plain text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,61 +27,15 @@ use rnats_core::conf::{FileOptions, TlsConfig};
 
 use crate::flags::CliOptions;
 
-/// The effective TLS settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TlsSettings {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub ca_file: Option<PathBuf>,
-    pub verify: bool,
-    pub map: bool,
-    pub timeout: Duration,
-    pub handshake_first: bool,
-    /// With `handshake_first`: how long to wait for the client's handshake
-    /// before sending INFO in plain text after all (`None`: never).
-    pub handshake_first_fallback: Option<Duration>,
-    pub allow_non_tls: bool,
-    /// `min_version: "1.3"`: only TLS 1.3 is offered.
-    pub require_tls13: bool,
-}
-
-impl TlsSettings {
-    /// `handshake_first` without a fallback: every client must start with
-    /// the handshake, whatever `allow_non_tls` says (as in the reference).
-    pub fn handshake_first_only(&self) -> bool {
-        self.handshake_first && self.handshake_first_fallback.is_none()
-    }
-
-    /// A client that does not start a TLS handshake after INFO is served in
-    /// plain text (`allow_non_tls`).
-    pub fn plain_text_allowed(&self) -> bool {
-        self.allow_non_tls && !self.handshake_first_only()
-    }
-}
-
-impl From<TlsConfig> for TlsSettings {
-    fn from(tls: TlsConfig) -> Self {
-        TlsSettings {
-            cert_file: PathBuf::from(tls.cert_file),
-            key_file: PathBuf::from(tls.key_file),
-            ca_file: tls.ca_file.map(PathBuf::from),
-            verify: tls.verify,
-            map: tls.map,
-            timeout: tls.timeout,
-            handshake_first: tls.handshake_first,
-            handshake_first_fallback: tls.handshake_first_fallback,
-            allow_non_tls: tls.allow_non_tls,
-            require_tls13: tls.require_tls13,
-        }
-    }
-}
+/// The effective TLS settings: core's translation of the `tls { }` block
+/// and the `--tls*` flags (paths as written; read here).
+pub type TlsSettings = TlsConfig;
 
 /// The flags (`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`,
 /// `--tlscacert`) replace the file's `tls { }` block, as in the reference
 /// (see [`rnats_core::conf::tls_config`]).
 pub fn settings(cli: &CliOptions, file: &FileOptions) -> Result<Option<TlsSettings>, String> {
     rnats_core::conf::tls_config(file, &crate::settings::overrides(cli))
-        .map(|tls| tls.map(TlsSettings::from))
         .map_err(|error| error.to_string())
 }
 
@@ -95,11 +48,11 @@ pub struct Tls {
 impl Tls {
     pub fn new(settings: TlsSettings) -> Result<Tls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = read_certs(&settings.cert_file)?;
+        let certs = read_certs(Path::new(&settings.cert_file))?;
         let key = PrivateKeyDer::from_pem_file(&settings.key_file).map_err(|error| {
             format!(
                 "error parsing X509 certificate/key pair: {}: {error}",
-                settings.key_file.display()
+                settings.key_file
             )
         })?;
         // rustls speaks TLS 1.2 and 1.3, the reference's default range.
@@ -117,10 +70,10 @@ impl Tls {
                 .ca_file
                 .as_ref()
                 .ok_or("verify requires a ca_file in the TLS configuration")?;
-            for cert in read_certs(ca_file)? {
+            for cert in read_certs(Path::new(ca_file))? {
                 roots
                     .add(cert)
-                    .map_err(|error| format!("{}: {error}", ca_file.display()))?;
+                    .map_err(|error| format!("{ca_file}: {error}"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
