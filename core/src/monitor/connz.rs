@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::query::{ConnState, ConnzOptions, SortOpt};
 use crate::format::{rfc3339_nanos, rtt_text, uptime};
 use crate::runtime::ConnId;
-use crate::server::ClosedConnection;
+use crate::server::{non_empty, ClosedConnection};
 use crate::server::{Client, ClientStats, Subscription, View};
 use crate::time::{Clock, WallTime};
 
@@ -342,10 +342,6 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
         info.name_tag = Some(account.to_owned());
     }
     info
-}
-
-fn non_empty(text: &Option<String>) -> Option<String> {
-    text.as_ref().filter(|t| !t.is_empty()).cloned()
 }
 
 #[cfg(test)]

@@ -129,8 +129,9 @@ pub(crate) fn closed_connection(
     }
 }
 
-fn non_empty(text: &Option<String>) -> Option<String> {
-    text.clone().filter(|t| !t.is_empty())
+/// A CONNECT field as monitoring reports it: absent when empty.
+pub(crate) fn non_empty(text: &Option<String>) -> Option<String> {
+    text.as_ref().filter(|t| !t.is_empty()).cloned()
 }
 
 #[cfg(test)]

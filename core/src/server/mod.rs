@@ -57,6 +57,7 @@ pub use accounts::{AccountId, AccountStats, SubTarget};
 pub use client::{Client, ClientStats, SubKey, Subscription};
 #[cfg(test)]
 pub(crate) use closed::closed_connection;
+pub(crate) use closed::non_empty;
 pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
