@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod conf;
 pub mod format;
+pub mod jetstream;
 pub mod monitor;
 pub mod protocol;
 pub mod runtime;

@@ -20,6 +20,9 @@ pub struct AccountConfig {
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
     pub mappings: Vec<SubjectMapping>,
+    /// JetStream for this account (`jetstream: enabled` or a `jetstream {}`
+    /// block of limits); `None` leaves it off.
+    pub jetstream: Option<crate::jetstream::config::AccountLimits>,
 }
 
 impl AccountConfig {

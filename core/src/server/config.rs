@@ -83,6 +83,8 @@ pub struct ServerConfig {
     /// `sha256:<hex>` of the configuration (`/varz` `config_digest`); empty
     /// without a config file.
     pub config_digest: String,
+    /// JetStream, when enabled (`-js`, `jetstream {}`); `None` is off.
+    pub jetstream: Option<crate::jetstream::config::JetStreamConfig>,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
@@ -167,6 +169,7 @@ impl Default for ServerConfig {
             config_digest: String::new(),
             trace: false,
             max_traced_msg_len: 0,
+            jetstream: None,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

@@ -1,0 +1,11 @@
+//! JetStream: persistent streams on top of core NATS, as machines of their own.
+//!
+//! Role: the `$JS.API` handler and the streams it creates. They sit beside
+//! the client-routing machine ([`crate::server::Server`]), not inside it:
+//! the server routes messages that match JetStream's internal subscriptions
+//! out to JetStream, and publishes what JetStream hands back (API replies,
+//! publish acknowledgements). Storage is [`crate::store`].
+//!
+//! Invariants: see each module.
+
+pub mod config;
