@@ -143,6 +143,7 @@ impl SecuritySpec {
                     })
                     .collect(),
                 mappings: Vec::new(),
+                jetstream: None,
             })
             .collect();
         (
