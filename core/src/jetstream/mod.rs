@@ -9,3 +9,4 @@
 //! Invariants: see each module.
 
 pub mod config;
+pub mod errors;
