@@ -8,5 +8,6 @@
 //!
 //! Invariants: see each module.
 
+pub mod api;
 pub mod config;
 pub mod errors;
