@@ -11,10 +11,12 @@
 
 mod compact;
 pub mod hash;
+pub mod overlap;
 pub mod sublist;
 pub mod transform;
 pub mod validate;
 
+pub use overlap::{is_subset_match, subjects_collide, subjects_overlap};
 pub use sublist::{
     subject_matches_pattern, MatchResult, QueueGroup, Sublist, SublistError, SublistStats,
     CACHE_CAPACITY,

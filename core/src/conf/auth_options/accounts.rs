@@ -24,7 +24,10 @@ use crate::auth::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,
     SubjectMapping, GLOBAL_ACCOUNT,
 };
-use crate::subject::{is_valid_subject, subject_is_literal, SubjectTransform, TransformError};
+use crate::subject::{
+    is_subset_match, is_valid_subject, subject_is_literal, subjects_collide, SubjectTransform,
+    TransformError,
+};
 
 /// Keys of an account block the reference knows and rnats does not handle.
 const UNSUPPORTED_ACCOUNT_KEYS: &[&str] = &["jetstream", "limits", "msg_trace", "trace_dest"];
@@ -838,69 +841,6 @@ fn service_cycle(
         }
     }
     Ok(())
-}
-
-fn is_wildcard(token: &str) -> bool {
-    token == "*" || token == ">"
-}
-
-/// Whether every subject `subject` matches is matched by `pattern` (the
-/// reference's `subjectIsSubsetMatch`).
-fn is_subset_match(subject: &str, pattern: &str) -> bool {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    let mut count = 0;
-    for (index, wanted) in pattern.split('.').enumerate() {
-        count = index + 1;
-        let Some(token) = tokens.get(index) else {
-            return false;
-        };
-        if wanted.is_empty() {
-            return false;
-        }
-        if wanted == ">" {
-            return true;
-        }
-        if token.is_empty() || *token == ">" {
-            return false;
-        }
-        if *token == "*" {
-            if wanted != "*" {
-                return false;
-            }
-            continue;
-        }
-        if wanted != "*" && wanted != *token {
-            return false;
-        }
-    }
-    tokens.len() == count
-}
-
-/// Whether some subject matches both `a` and `b` (the reference's
-/// `SubjectsCollide`).
-fn subjects_collide(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    let left: Vec<&str> = a.split('.').collect();
-    let right: Vec<&str> = b.split('.').collect();
-    let literal = |tokens: &[&str]| !tokens.iter().any(|t| is_wildcard(t));
-    match (literal(&left), literal(&right)) {
-        (true, true) => return false,
-        (true, false) => return is_subset_match(a, b),
-        (false, true) => return is_subset_match(b, a),
-        (false, false) => {}
-    }
-    let full = |tokens: &[&str]| tokens.contains(&">");
-    let (full_left, full_right) = (full(&left), full(&right));
-    if left.len() != right.len()
-        && ((left.len() < right.len() && !full_left) || (right.len() < left.len() && !full_right))
-    {
-        return false;
-    }
-    left.iter()
-        .zip(&right)
-        .all(|(x, y)| is_wildcard(x) || is_wildcard(y) || x == y)
 }
 
 /// Top-level `mappings` / `maps`: the global account's. They join an
