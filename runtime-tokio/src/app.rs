@@ -221,6 +221,7 @@ async fn serve(
     let mut server = Server::new(config, random_seed());
     server.set_closed_capacity(config_closed_capacity);
     let runner = Runner::new(server, Clock::new(), tls);
+    start_jetstream(&runner);
     let serving = tokio::spawn(runner.clone().serve(listener));
     let sampler = tokio::spawn(runner.clone().sample_host());
     let monitoring = monitor.map(|monitor| {
@@ -423,4 +424,35 @@ fn random_seed() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+/// Open JetStream's stores and start its threads, when it is enabled. Runs
+/// before the listener serves, so recovered streams take messages from the
+/// first client on.
+fn start_jetstream(runner: &std::sync::Arc<Runner>) {
+    let (name, config, accounts) = runner.with_server(|server, _| {
+        (
+            server.config().effective_name().to_string(),
+            server.config().jetstream.clone(),
+            rnats_core::jetstream::config::enabled_accounts(server.config()),
+        )
+    });
+    let Some(config) = config else {
+        return;
+    };
+    let disk = crate::disk::RealDisk::new(&config.store_dir).unwrap_or_else(|error| {
+        logging::fatal(format_args!(
+            "Could not create JetStream storage directory {:?}: {error}",
+            config.store_dir
+        ))
+    });
+    let js = rnats_core::jetstream::machine::JetStream::open(
+        name,
+        config,
+        accounts,
+        disk.clone(),
+        runner.now(),
+        crate::runner::wall_now(),
+    );
+    crate::jetstream::spawn(runner.clone(), js, disk);
 }

@@ -31,6 +31,18 @@ pub struct RealDisk {
     open: BTreeMap<String, File>,
 }
 
+/// Another handle on the same files: its own open-file cache, the same
+/// root. A sync through any handle covers writes made through the others
+/// (fsync applies to the file, not the descriptor).
+impl Clone for RealDisk {
+    fn clone(&self) -> Self {
+        RealDisk {
+            root: self.root.clone(),
+            open: BTreeMap::new(),
+        }
+    }
+}
+
 impl RealDisk {
     /// A disk rooted at `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<RealDisk> {

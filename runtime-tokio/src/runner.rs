@@ -147,6 +147,8 @@ pub struct Runner {
     /// Held from before a step releases the machine's lock until its log
     /// lines are written, so lines leave in the order the machine queued them.
     log_order: Mutex<()>,
+    /// Where messages for JetStream go, once it runs (`crate::jetstream`).
+    jetstream: std::sync::OnceLock<crate::jetstream::JsSender>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -167,6 +169,7 @@ impl Runner {
             password_check_queue: Mutex::new(Some(queue)),
             write_deadline_nanos,
             log_order: Mutex::new(()),
+            jetstream: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
@@ -181,6 +184,19 @@ impl Runner {
             lame_duck: AtomicBool::new(false),
             tls: tls.map(Arc::new),
         })
+    }
+
+    /// The machine's monotonic clock now.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// From now on, hand the machine's JetStream messages to `sender`.
+    pub fn connect_jetstream(&self, sender: crate::jetstream::JsSender) {
+        assert!(
+            self.jetstream.set(sender).is_ok(),
+            "JetStream connected twice"
+        );
     }
 
     /// Run `f` on the machine under the lock, at the current instant, and
@@ -626,6 +642,12 @@ impl Runner {
                         io.wake.notify_one();
                     }
                 }
+            }
+        }
+        while let Some(msg) = state.server.poll_jetstream() {
+            if let Some(jetstream) = self.jetstream.get() {
+                // Fails only once the JetStream thread is gone (shutdown).
+                let _ = jetstream.send(crate::jetstream::JsEvent::Inbound(msg));
             }
         }
         if let Some(deadline) = state.server.poll_timeout() {

@@ -86,3 +86,27 @@ pub fn sync_policy(interval: Option<Duration>) -> SyncPolicy {
         _ => SyncPolicy::BeforeAck,
     }
 }
+
+/// The accounts that get JetStream, with their limits: those configured
+/// with `jetstream`, or, when none is, the global account `$G` without
+/// limits (as the reference does). The system account never has it.
+pub fn enabled_accounts(
+    config: &crate::server::ServerConfig,
+) -> std::collections::BTreeMap<String, AccountLimits> {
+    let system = config.system_account.as_deref();
+    let configured: std::collections::BTreeMap<String, AccountLimits> = config
+        .accounts
+        .iter()
+        .filter(|account| Some(account.name.as_str()) != system)
+        .filter_map(|account| Some((account.name.clone(), account.jetstream.clone()?)))
+        .collect();
+    if configured.is_empty() {
+        let mut global = std::collections::BTreeMap::new();
+        global.insert(
+            crate::auth::GLOBAL_ACCOUNT.to_string(),
+            AccountLimits::default(),
+        );
+        return global;
+    }
+    configured
+}

@@ -11,3 +11,8 @@
 pub mod api;
 pub mod config;
 pub mod errors;
+pub mod link;
+pub mod machine;
+mod requests;
+pub mod stream;
+pub mod wire;

@@ -48,6 +48,8 @@ pub enum SubTarget {
     Response(u64),
     /// A request subject the server itself answers (system account only).
     System(super::system::SysService),
+    /// A subject JetStream listens to (its API, a stream's subjects).
+    JetStream(crate::jetstream::link::JsTarget),
 }
 
 /// Names one subscription in the Sublist: the connection and a per-connection index.

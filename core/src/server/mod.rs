@@ -41,6 +41,7 @@ mod closed;
 mod config;
 mod connections;
 mod error;
+mod jetstream_link;
 mod log;
 mod monitor_state;
 mod outbound;
@@ -112,6 +113,8 @@ pub struct Server {
     monitor: MonitorState,
     /// `$SYS` events and request handling.
     system: system_inbox::System,
+    /// JetStream's subscriptions and the messages queued for it.
+    jetstream: jetstream_link::JetStreamLink,
     /// The trace of the message being routed, when it asked for one.
     trace: Option<Box<trace::MsgTrace>>,
     /// Reused buffer for the no-responders header block.
@@ -129,7 +132,9 @@ impl Server {
             "max_control_line must be positive"
         );
         assert!(config.ping_max > 0, "ping_max must be positive");
-        let (accounts, warnings) = Accounts::build(&config, None);
+        let (mut accounts, warnings) = Accounts::build(&config, None);
+        let jetstream = jetstream_link::JetStreamLink::new(config.jetstream.is_some());
+        jetstream.install(&mut accounts);
         let mut logs = LogQueue::default();
         for warning in warnings {
             logs.push(LogLevel::Error, None, warning);
@@ -144,6 +149,7 @@ impl Server {
             stats: ServerStats::default(),
             monitor: MonitorState::default(),
             system: system_inbox::System::new(seed),
+            jetstream,
             trace: None,
             scratch: BytesMut::new(),
             mapped_subject: Vec::new(),
@@ -575,7 +581,8 @@ impl Server {
         for &conn in &conns {
             self.unfile_all(conn);
         }
-        let (accounts, warnings) = Accounts::build(&self.config, Some(&self.router.accounts));
+        let (mut accounts, warnings) = Accounts::build(&self.config, Some(&self.router.accounts));
+        self.jetstream.install(&mut accounts);
         for warning in warnings {
             self.logs.push(LogLevel::Error, None, warning);
         }
@@ -646,6 +653,7 @@ impl Server {
             stats,
             logs,
             system,
+            jetstream,
             trace,
             ..
         } = self;
@@ -655,6 +663,7 @@ impl Server {
             stats,
             logs,
             system,
+            jetstream,
             trace: trace.as_deref_mut(),
             config,
             now,
@@ -757,6 +766,7 @@ impl Server {
             client_id: conn.0,
             client_ip: peer.ip().to_string(),
             api_lvl: JETSTREAM_API_LEVEL,
+            jetstream: self.jetstream.enabled(),
             xkey: self.config.identity.xkey.clone(),
             ..ServerInfo::default()
         }

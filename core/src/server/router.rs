@@ -30,6 +30,7 @@ use super::client::MAX_NO_RTT_PING_BEFORE_FIRST_PONG;
 use super::client::{SubKey, Subscription};
 use super::config::ServerConfig;
 use super::connections::Connections;
+use super::jetstream_link::JetStreamLink;
 use super::log::LogQueue;
 use super::stats::ServerStats;
 use super::system_inbox::System;
@@ -69,6 +70,8 @@ pub(super) struct RouteCx<'a> {
     pub logs: &'a mut LogQueue,
     /// System service requests a match reached, answered at the end of the step.
     pub system: &'a mut System,
+    /// Messages for JetStream, polled by the runtime.
+    pub jetstream: &'a mut JetStreamLink,
     /// The trace of a traced message (egress events go here).
     pub trace: Option<&'a mut MsgTrace>,
     pub config: &'a ServerConfig,
@@ -234,7 +237,7 @@ impl Router {
         account_stats.slow_consumers += sent.slow_consumers;
         for target in crossings.drain(..) {
             if depth_index + 1 < MAX_ACCOUNT_HOPS {
-                delivered |= self.cross(cx, target, msg, depth + 1);
+                delivered |= self.cross(cx, account, target, msg, depth + 1);
             }
         }
         self.crossings[depth_index] = crossings;
@@ -245,6 +248,7 @@ impl Router {
     fn cross(
         &mut self,
         cx: &mut RouteCx<'_>,
+        account: AccountId,
         target: SubTarget,
         msg: &Delivery<'_>,
         depth: u8,
@@ -256,6 +260,18 @@ impl Router {
                 let (subject, reply, payload) = (msg.subject, msg.reply, msg.payload);
                 cx.system
                     .queue(service, msg.publisher, subject, reply, payload, cx.logs);
+                true
+            }
+            SubTarget::JetStream(target) => {
+                cx.jetstream.queue(
+                    &self.accounts.list[account].name,
+                    target,
+                    msg.subject,
+                    msg.reply,
+                    msg.headers,
+                    msg.payload,
+                    cx.logs,
+                );
                 true
             }
             SubTarget::StreamImport(index) => {

@@ -1,0 +1,78 @@
+//! The link between the client router and JetStream: what crosses it.
+//!
+//! Role: the server machine ([`crate::server::Server`]) and the JetStream
+//! machine ([`super::JetStream`]) never call each other. The server routes
+//! a message that matches one of JetStream's internal subscriptions into a
+//! [`JsInbound`] and queues it for the runtime; the runtime hands it to
+//! JetStream (on another thread in production, in the same event loop in
+//! the simulator); JetStream answers with [`JsAction`]s, of which the
+//! routing ones ([`JsAction::Publish`], [`JsAction::Listen`]) go back to the
+//! server through [`crate::server::Server::handle_jetstream`].
+//!
+//! Everything here owns its bytes ([`Bytes`]): messages cross threads.
+//! Accounts are named by their name, which both sides share and which
+//! survives a configuration reload (the server's account ids do not cross).
+
+use bytes::Bytes;
+
+use crate::server::LogLevel;
+
+/// A stream, as both machines name it: stable for the stream's life, never
+/// reused (a stream deleted and created again gets a new id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub u64);
+
+/// Which internal subscription a message matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JsTarget {
+    /// `$JS.API.>` (or `$JS.<domain>.API.>`) in an account.
+    Api,
+    /// One of a stream's subjects.
+    Stream(StreamId),
+}
+
+/// A message routed to JetStream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsInbound {
+    /// The account the message was published in (after imports).
+    pub account: String,
+    pub target: JsTarget,
+    pub subject: Bytes,
+    /// Empty when the publisher asked for no reply.
+    pub reply: Bytes,
+    /// The raw `NATS/1.0` header block, empty when there is none.
+    pub headers: Bytes,
+    pub payload: Bytes,
+}
+
+/// What JetStream asks of the server and the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsAction {
+    /// Publish a message in `account` from the server itself (API replies,
+    /// publish acknowledgements, advisories). For the server.
+    Publish {
+        account: String,
+        subject: Bytes,
+        reply: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+    },
+    /// From now on route messages on `subjects` in `account` to `target`,
+    /// replacing what `target` listened to before (empty: stop). For the
+    /// server.
+    Listen {
+        account: String,
+        target: JsTarget,
+        subjects: Vec<String>,
+    },
+    /// Make `files` then `dirs` durable on the stream's disk, then report
+    /// with [`super::JetStream::handle_sync_done`]. For the runtime.
+    Sync {
+        stream: StreamId,
+        tag: u64,
+        files: Vec<String>,
+        dirs: Vec<String>,
+    },
+    /// A line for the server log. For the server.
+    Log { level: LogLevel, text: String },
+}

@@ -1,0 +1,502 @@
+//! The JetStream machine: the API handler and every stream of one server.
+//!
+//! Role: own the streams (each a [`Stream`] over its store), answer
+//! `$JS.API` requests ([`super::requests`]), and keep the streams'
+//! definitions on disk so they come back after a restart. It is one
+//! sans-I/O machine: the runtime feeds it [`JsInbound`] messages (routed by
+//! the server), sync completions and timer ticks, and carries out the
+//! [`JsAction`]s it queues.
+//!
+//! The seam for clustering: a request that changes the set of streams
+//! (create, update, delete) is decided here and applied with
+//! [`JetStream::apply`]-style calls on the stream table; with RAFT, the
+//! decision is proposed to the meta group and applied when committed. Today
+//! both happen in one step.
+//!
+//! Disk layout under the JetStream root (the runtime's disk is rooted at
+//! `<store_dir>/jetstream`):
+//! - `streams/<id>.meta`: the stream's account, configuration and creation
+//!   time as JSON, preceded by a line with the crc32 of the JSON in hex;
+//!   written atomically, the previous copy kept as `streams/<id>.prev`.
+//! - `streams/<id>/`: the stream's FileStore (see [`crate::store::filestore`]).
+//!
+//! Invariants:
+//! - Every stream in `streams` is listed in its account's `by_name`, and
+//!   the server has been asked (`JsAction::Listen`) to route its subjects.
+//! - Stream ids are never reused: `next_id` is above every id on disk.
+//! - No two streams of one account have overlapping subjects.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::api::StreamConfig;
+use super::config::{AccountLimits, JetStreamConfig};
+use super::link::{JsAction, JsInbound, JsTarget, StreamId};
+use super::stream::{Publish, Storage, Store, Stream};
+use crate::server::LogLevel;
+use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore};
+use crate::time::{Instant, WallTime};
+
+/// The directory of stream definitions and stores.
+const STREAMS_DIR: &str = "streams";
+
+/// One account's JetStream.
+#[derive(Debug, Default)]
+pub struct JsAccount {
+    pub limits: AccountLimits,
+    /// Its streams by name.
+    pub by_name: BTreeMap<String, StreamId>,
+    /// API requests answered, and how many were errors (`$JS.API.INFO`).
+    pub api_total: u64,
+    pub api_errors: u64,
+}
+
+/// What is persisted per stream.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StreamMeta {
+    pub account: String,
+    pub config: StreamConfig,
+    /// Creation time, unix nanoseconds.
+    pub created: u64,
+}
+
+/// A stream and what the API reports about it.
+pub struct StreamEntry<D: Disk> {
+    pub stream: Stream<D>,
+    pub meta: StreamMeta,
+}
+
+/// The JetStream machine.
+pub struct JetStream<D: Disk + Clone> {
+    pub(super) config: JetStreamConfig,
+    disk: D,
+    pub(super) accounts: BTreeMap<String, JsAccount>,
+    pub(super) streams: BTreeMap<StreamId, StreamEntry<D>>,
+    next_id: u64,
+    pub(super) actions: VecDeque<JsAction>,
+    /// The latest times handed in: converts wall-clock expiry deadlines to
+    /// the monotonic timer.
+    now: Instant,
+    pub(super) wall: WallTime,
+    /// Reported as the leader of every stream (`cluster.leader`).
+    pub(super) server_name: String,
+}
+
+impl<D: Disk + Clone> JetStream<D> {
+    /// Open JetStream over `disk` (rooted at the store directory) with
+    /// `accounts` enabled, recovering every stream found.
+    pub fn open(
+        server_name: String,
+        config: JetStreamConfig,
+        accounts: BTreeMap<String, AccountLimits>,
+        disk: D,
+        now: Instant,
+        wall: WallTime,
+    ) -> Self {
+        let mut js = JetStream {
+            config,
+            disk,
+            accounts: accounts
+                .into_iter()
+                .map(|(name, limits)| {
+                    (
+                        name,
+                        JsAccount {
+                            limits,
+                            ..JsAccount::default()
+                        },
+                    )
+                })
+                .collect(),
+            streams: BTreeMap::new(),
+            next_id: 1,
+            actions: VecDeque::new(),
+            now,
+            wall,
+            server_name,
+        };
+        js.recover();
+        js
+    }
+
+    /// Whether `account` has JetStream.
+    pub fn enabled_for(&self, account: &str) -> bool {
+        self.accounts.contains_key(account)
+    }
+
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// Every stream, by id.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamEntry<D>> {
+        self.streams.values()
+    }
+
+    /// The next thing for the server or the runtime to do.
+    pub fn poll_action(&mut self) -> Option<JsAction> {
+        self.actions.pop_front()
+    }
+
+    /// A message the server routed to JetStream.
+    pub fn handle_inbound(&mut self, now: Instant, wall: WallTime, msg: JsInbound) {
+        self.tick(now, wall);
+        match msg.target {
+            JsTarget::Api => self.handle_api(&msg),
+            JsTarget::Stream(id) => {
+                let Some(entry) = self.streams.get_mut(&id) else {
+                    // Deleted while the message was on its way.
+                    return;
+                };
+                if entry.stream.account != msg.account {
+                    return;
+                }
+                let publish = Publish {
+                    account: &msg.account,
+                    subject: &msg.subject,
+                    reply: &msg.reply,
+                    headers: &msg.headers,
+                    payload: &msg.payload,
+                };
+                entry.stream.publish(wall, &publish, &mut self.actions);
+            }
+        }
+    }
+
+    /// A sync asked for with [`JsAction::Sync`] finished.
+    pub fn handle_sync_done(&mut self, stream: StreamId, tag: u64, result: DiskResult<()>) {
+        if let Some(entry) = self.streams.get_mut(&stream) {
+            entry
+                .stream
+                .handle_sync_done(tag, result, &mut self.actions);
+        }
+    }
+
+    /// The earliest instant [`JetStream::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.streams
+            .values()
+            .filter_map(|entry| {
+                let (timer, expiry) = entry.stream.deadlines();
+                let expiry = expiry.map(|at| self.instant_of(at));
+                timer.into_iter().chain(expiry).min()
+            })
+            .min()
+    }
+
+    /// Time passed: sync timers, message expiry, dedupe windows.
+    pub fn handle_timeout(&mut self, now: Instant, wall: WallTime) {
+        self.tick(now, wall);
+        for entry in self.streams.values_mut() {
+            entry.stream.handle_timeout(now, wall, &mut self.actions);
+        }
+    }
+
+    fn tick(&mut self, now: Instant, wall: WallTime) {
+        self.now = self.now.max(now);
+        self.wall = wall;
+    }
+
+    /// The monotonic instant at which the wall clock reads `at`.
+    fn instant_of(&self, at: WallTime) -> Instant {
+        let ahead = at.0.saturating_sub(self.wall.0);
+        Instant::from_nanos(self.now.as_nanos().saturating_add(ahead))
+    }
+
+    pub(super) fn log(&mut self, level: LogLevel, text: String) {
+        self.actions.push_back(JsAction::Log { level, text });
+    }
+
+    // ----- the stream table -----
+
+    /// Create a stream (validated by the caller) and start routing to it.
+    pub(super) fn create_stream(
+        &mut self,
+        account: &str,
+        config: StreamConfig,
+    ) -> Result<StreamId, String> {
+        let id = StreamId(self.next_id);
+        self.next_id += 1;
+        let meta = StreamMeta {
+            account: account.to_string(),
+            config,
+            created: self.wall.0,
+        };
+        self.write_meta(id, &meta).map_err(|e| e.to_string())?;
+        let store = self.open_store(id, &meta).map_err(|e| e.to_string())?;
+        self.install(id, meta, store);
+        Ok(id)
+    }
+
+    /// Replace a stream's configuration (validated by the caller).
+    pub(super) fn update_stream(
+        &mut self,
+        id: StreamId,
+        config: StreamConfig,
+    ) -> Result<(), String> {
+        let mut meta = self.streams[&id].meta.clone();
+        meta.config = config;
+        self.write_meta(id, &meta).map_err(|e| e.to_string())?;
+        let rules = self.rules(&meta.config);
+        let entry = self
+            .streams
+            .get_mut(&id)
+            .expect("updating a stream that exists");
+        entry
+            .stream
+            .update(rules, &mut self.actions)
+            .map_err(|e| e.to_string())?;
+        entry.meta = meta;
+        self.listen(id);
+        Ok(())
+    }
+
+    /// Delete a stream: stop routing to it, forget it, remove its files.
+    pub(super) fn delete_stream(&mut self, id: StreamId) -> Result<(), String> {
+        let entry = self
+            .streams
+            .remove(&id)
+            .expect("deleting a stream that exists");
+        let account = entry.meta.account.clone();
+        if let Some(acc) = self.accounts.get_mut(&account) {
+            acc.by_name.remove(&entry.meta.config.name);
+        }
+        self.actions.push_back(JsAction::Listen {
+            account,
+            target: JsTarget::Stream(id),
+            subjects: Vec::new(),
+        });
+        drop(entry);
+        // The definition goes first: a crash midway leaves orphaned
+        // message files, never a stream without its messages.
+        let meta = meta_path(id);
+        let prev = prev_path(id);
+        let dir = store_dir(id);
+        let mut disk = self.disk.clone();
+        let removed: DiskResult<()> = (|| {
+            for path in [&meta, &prev] {
+                match disk.remove(path) {
+                    Ok(()) | Err(crate::store::DiskError::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            disk.sync_dir(STREAMS_DIR)?;
+            if let Ok(files) = disk.list(&dir) {
+                for file in files {
+                    let _ = disk.remove(&format!("{dir}/{file}"));
+                }
+                disk.sync_dir(&dir)?;
+            }
+            Ok(())
+        })();
+        removed.map_err(|e| e.to_string())
+    }
+
+    fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
+        let rules = self.rules(&meta.config);
+        let stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        let account = self.accounts.entry(meta.account.clone()).or_default();
+        let previous = account.by_name.insert(meta.config.name.clone(), id);
+        assert!(previous.is_none(), "two streams named {}", meta.config.name);
+        self.streams.insert(id, StreamEntry { stream, meta });
+        self.listen(id);
+    }
+
+    /// Ask the server to route the stream's subjects to it.
+    fn listen(&mut self, id: StreamId) {
+        let entry = &self.streams[&id];
+        self.actions.push_back(JsAction::Listen {
+            account: entry.meta.account.clone(),
+            target: JsTarget::Stream(id),
+            subjects: entry.meta.config.subjects.clone(),
+        });
+    }
+
+    fn open_store(
+        &mut self,
+        id: StreamId,
+        meta: &StreamMeta,
+    ) -> crate::store::StoreResult<Store<D>> {
+        let rules = self.rules(&meta.config);
+        match rules.storage {
+            Storage::Memory => Ok(Store::Memory(MemStore::new(rules.limits))),
+            Storage::File => {
+                let file_config = FileStoreConfig {
+                    dir: store_dir(id),
+                    sync: self.config.sync,
+                    ..FileStoreConfig::default()
+                };
+                FileStore::open_on(self.disk.clone(), file_config, rules.limits).map(Store::File)
+            }
+        }
+    }
+
+    // ----- definitions on disk -----
+
+    fn write_meta(&mut self, id: StreamId, meta: &StreamMeta) -> DiskResult<()> {
+        let json = serde_json::to_vec(meta).expect("stream metadata serializes");
+        let mut bytes = format!("{:08x}\n", crc32fast::hash(&json)).into_bytes();
+        bytes.extend_from_slice(&json);
+        self.disk.create_dir(STREAMS_DIR)?;
+        let name = format!("{}.meta", id.0);
+        // Keep the current good copy before replacing it.
+        if let Some(current) = self.disk.read_all(&meta_path(id))? {
+            if decode_meta(&current).is_some() {
+                self.disk
+                    .write_atomic(STREAMS_DIR, &format!("{}.prev", id.0), &current)?;
+            }
+        }
+        self.disk.write_atomic(STREAMS_DIR, &name, &bytes)
+    }
+
+    /// Bring back every stream whose definition is on disk.
+    fn recover(&mut self) {
+        let names = match self.disk.list(STREAMS_DIR) {
+            Ok(names) => names,
+            Err(crate::store::DiskError::NotFound(_)) => Vec::new(),
+            Err(error) => {
+                self.log(
+                    LogLevel::Error,
+                    format!("JetStream: listing stream definitions failed: {error}"),
+                );
+                return;
+            }
+        };
+        let mut ids: Vec<u64> = names
+            .iter()
+            .filter_map(|name| {
+                let (id, ext) = name.split_once('.')?;
+                matches!(ext, "meta" | "prev").then(|| id.parse().ok())?
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for raw in ids {
+            let id = StreamId(raw);
+            self.next_id = self.next_id.max(raw + 1);
+            let Some(meta) = self.read_meta(id) else {
+                continue;
+            };
+            if !self.accounts.contains_key(&meta.account) {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "JetStream: stream '{} > {}' belongs to an account without JetStream; not loaded",
+                        meta.account, meta.config.name
+                    ),
+                );
+                continue;
+            }
+            match self.open_store(id, &meta) {
+                Ok(mut store) => {
+                    let state = store.state();
+                    self.log(
+                        LogLevel::Info,
+                        format!(
+                            "  Restored {} messages for stream '{} > {}'",
+                            state.msgs, meta.account, meta.config.name
+                        ),
+                    );
+                    if let Store::File(file) = &mut store {
+                        let report = file.backend().recovery().clone();
+                        if report != Default::default() {
+                            self.log(
+                                LogLevel::Warn,
+                                format!(
+                                    "Stream '{} > {}' recovered with findings: {report:?}",
+                                    meta.account, meta.config.name
+                                ),
+                            );
+                        }
+                    }
+                    self.install(id, meta, store);
+                }
+                Err(error) => self.log(
+                    LogLevel::Error,
+                    format!(
+                        "JetStream: stream '{} > {}' could not be opened, left on disk untouched: {error}",
+                        meta.account, meta.config.name
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// A stream's definition, from its current copy or else its previous
+    /// one; damage is logged, and a stream with neither is left on disk.
+    fn read_meta(&mut self, id: StreamId) -> Option<StreamMeta> {
+        for path in [meta_path(id), prev_path(id)] {
+            match self.disk.read_all(&path) {
+                Ok(Some(bytes)) => match decode_meta(&bytes) {
+                    Some(meta) => return Some(meta),
+                    None => self.log(
+                        LogLevel::Error,
+                        format!("JetStream: stream definition {path} is damaged"),
+                    ),
+                },
+                Ok(None) => {}
+                Err(error) => self.log(
+                    LogLevel::Error,
+                    format!("JetStream: reading stream definition {path} failed: {error}"),
+                ),
+            }
+        }
+        self.log(
+            LogLevel::Error,
+            format!(
+                "JetStream: stream {} has no readable definition; its files are left on disk for an operator",
+                id.0
+            ),
+        );
+        None
+    }
+
+    /// The rules a stream with `config` runs by on this server.
+    fn rules(&self, config: &StreamConfig) -> super::stream::StreamRules {
+        let mut rules = super::requests::rules(config);
+        rules.domain = self.config.domain.clone().unwrap_or_default();
+        rules
+    }
+
+    pub(super) fn stream_by_name(&self, account: &str, name: &str) -> Option<StreamId> {
+        self.accounts.get(account)?.by_name.get(name).copied()
+    }
+
+    /// A stream's inbound message for the API (published as the server).
+    pub(super) fn reply(&mut self, account: &str, subject: &[u8], payload: Vec<u8>) {
+        if subject.is_empty() {
+            return;
+        }
+        self.actions.push_back(JsAction::Publish {
+            account: account.to_string(),
+            subject: Bytes::copy_from_slice(subject),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from(payload),
+        });
+    }
+}
+
+fn meta_path(id: StreamId) -> String {
+    format!("{STREAMS_DIR}/{}.meta", id.0)
+}
+
+fn prev_path(id: StreamId) -> String {
+    format!("{STREAMS_DIR}/{}.prev", id.0)
+}
+
+fn store_dir(id: StreamId) -> String {
+    format!("{STREAMS_DIR}/{}", id.0)
+}
+
+/// A definition file's JSON, if its checksum holds and it parses.
+fn decode_meta(bytes: &[u8]) -> Option<StreamMeta> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let crc = u32::from_str_radix(std::str::from_utf8(&bytes[..newline]).ok()?, 16).ok()?;
+    let json = &bytes[newline + 1..];
+    if crc32fast::hash(json) != crc {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}

@@ -1,0 +1,588 @@
+//! The `$JS.API` handler: one request in, one reply out.
+//!
+//! Role: decode a request by its subject and body, check it against the
+//! account and the stream table, carry it out on the [`JetStream`] machine
+//! and answer with the reference's JSON (types in [`super::api`], errors
+//! from [`super::errors`]). Requests on subjects the reference does not
+//! serve get no reply, as from the reference (its catch-all listens and
+//! stays silent).
+//!
+//! Invariants: every request with a reply subject on a known API subject
+//! gets exactly one reply; `api_total` counts them and `api_errors` the
+//! ones that carried an error.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::api::{
+    AccountInfo, AccountInfoResponse, AccountLimitsInfo, AccountTier, ApiPaged, ApiStats,
+    ClusterInfo, DiscardPolicy, MsgDeleteRequest, MsgDeleteResponse, MsgGetRequest, MsgGetResponse,
+    PurgeRequest, PurgeResponse, StorageType, StoredMsg, StreamConfig, StreamConfigRequest,
+    StreamCreateResponse, StreamDeleteResponse, StreamInfo, StreamInfoRequest, StreamInfoResponse,
+    StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamState, StreamUpdateResponse,
+};
+use super::errors::{ApiError, ApiErrorKind as K};
+use super::link::{JsInbound, StreamId};
+use super::machine::JetStream;
+use super::stream::{Storage, StreamRules};
+use crate::server::LogLevel;
+use crate::store::{Discard, Disk, Filter, StoreConfig, StoreError};
+
+/// Where the API listens, without a domain.
+pub const API_PREFIX: &str = "$JS.API.";
+
+/// The JetStream API level this server speaks (`api.level`, `_nats.level`).
+pub const API_LEVEL: u32 = 5;
+
+/// `STREAM.NAMES` pages hold this many names.
+const NAMES_PAGE: usize = 1024;
+/// `STREAM.LIST` pages hold this many infos.
+const LIST_PAGE: usize = 256;
+
+/// The stream half of the API, by subject.
+enum Request<'a> {
+    Info,
+    Create(&'a str),
+    Update(&'a str),
+    Delete(&'a str),
+    StreamInfo(&'a str),
+    Names,
+    List,
+    Purge(&'a str),
+    MsgGet(&'a str),
+    MsgDelete(&'a str),
+}
+
+impl<'a> Request<'a> {
+    fn parse(subject: &'a str) -> Option<Request<'a>> {
+        let rest = subject.strip_prefix(API_PREFIX)?;
+        let tokens: Vec<&str> = rest.split('.').collect();
+        Some(match tokens.as_slice() {
+            ["INFO"] => Request::Info,
+            ["STREAM", "CREATE", name] => Request::Create(name),
+            ["STREAM", "UPDATE", name] => Request::Update(name),
+            ["STREAM", "DELETE", name] => Request::Delete(name),
+            ["STREAM", "INFO", name] => Request::StreamInfo(name),
+            ["STREAM", "NAMES"] => Request::Names,
+            ["STREAM", "LIST"] => Request::List,
+            ["STREAM", "PURGE", name] => Request::Purge(name),
+            ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
+            ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            _ => return None,
+        })
+    }
+}
+
+/// The rules a stream runs by, from its (normalized) configuration.
+pub(super) fn rules(config: &StreamConfig) -> StreamRules {
+    let limit = |value: i64| u64::try_from(value).ok().filter(|&v| v > 0);
+    StreamRules {
+        name: config.name.clone(),
+        storage: match config.storage {
+            StorageType::Memory => Storage::Memory,
+            StorageType::File => Storage::File,
+        },
+        limits: StoreConfig {
+            max_msgs: limit(config.max_msgs),
+            max_bytes: limit(config.max_bytes),
+            max_age: u64::try_from(config.max_age)
+                .ok()
+                .filter(|&n| n > 0)
+                .map(Duration::from_nanos),
+            max_msgs_per_subject: limit(config.max_msgs_per_subject),
+            max_msg_size: limit(i64::from(config.max_msg_size)),
+            discard: match config.discard {
+                DiscardPolicy::New => Discard::New,
+                DiscardPolicy::Old => Discard::Old,
+            },
+            discard_new_per_subject: config.discard_new_per_subject,
+        },
+        duplicate_window: Duration::from_nanos(u64::try_from(config.duplicate_window).unwrap_or(0)),
+        sealed: config.sealed,
+        deny_delete: config.deny_delete,
+        deny_purge: config.deny_purge,
+        allow_rollup: config.allow_rollup_hdrs,
+        allow_msg_ttl: config.allow_msg_ttl,
+        no_ack: config.no_ack,
+        domain: String::new(),
+    }
+}
+
+/// A reply and whether it reports an error.
+struct Reply {
+    body: Vec<u8>,
+    error: bool,
+}
+
+fn reply<T: Serialize>(value: &T, error: bool) -> Reply {
+    Reply {
+        body: serde_json::to_vec(value).expect("API replies serialize"),
+        error,
+    }
+}
+
+/// Decode a request body; an empty body is the type's default.
+fn decode<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(payload)
+        .map_err(|error| ApiError::with(K::InvalidJSON, &[("{err}", &error.to_string())]))
+}
+
+impl<D: Disk + Clone> JetStream<D> {
+    /// An API request routed to JetStream.
+    pub(super) fn handle_api(&mut self, msg: &JsInbound) {
+        let Ok(subject) = std::str::from_utf8(&msg.subject) else {
+            return;
+        };
+        let Some(request) = Request::parse(subject) else {
+            return;
+        };
+        if msg.reply.is_empty() {
+            // Nobody to answer; the reference ignores such requests.
+            return;
+        }
+        let answer = if !self.enabled_for(&msg.account) {
+            self.not_enabled(&request)
+        } else {
+            self.answer(&msg.account, &request, &msg.payload)
+        };
+        if let Some(account) = self.accounts.get_mut(&msg.account) {
+            account.api_total += 1;
+            account.api_errors += u64::from(answer.error);
+        }
+        if answer.error {
+            self.log(
+                LogLevel::Debug,
+                format!(
+                    "JetStream request '{} > {subject}' failed: {}",
+                    msg.account,
+                    String::from_utf8_lossy(&answer.body)
+                ),
+            );
+        }
+        self.reply(&msg.account, &msg.reply, answer.body);
+    }
+
+    fn not_enabled(&self, request: &Request<'_>) -> Reply {
+        let error = ApiError::new(K::NotEnabledForAccount);
+        error_reply(request, error)
+    }
+
+    fn answer(&mut self, account: &str, request: &Request<'_>, payload: &[u8]) -> Reply {
+        let result = match *request {
+            Request::Info => Ok(reply(
+                &AccountInfoResponse::ok(self.account_info(account)),
+                false,
+            )),
+            Request::Create(name) => self.create(account, name, payload),
+            Request::Update(name) => self.update(account, name, payload),
+            Request::Delete(name) => self.delete(account, name),
+            Request::StreamInfo(name) => self.info(account, name, payload),
+            Request::Names => self.names(account, payload),
+            Request::List => self.list(account, payload),
+            Request::Purge(name) => self.purge_request(account, name, payload),
+            Request::MsgGet(name) => self.msg_get(account, name, payload),
+            Request::MsgDelete(name) => self.msg_delete(account, name, payload),
+        };
+        result.unwrap_or_else(|error| error_reply(request, error))
+    }
+
+    fn account_info(&self, account: &str) -> AccountInfo {
+        let acc = &self.accounts[account];
+        let mut totals = AccountTier {
+            limits: limits_info(&acc.limits),
+            ..AccountTier::default()
+        };
+        for id in acc.by_name.values() {
+            let entry = &self.streams[id];
+            let bytes = entry.stream.state().bytes;
+            match entry.meta.config.storage {
+                StorageType::Memory => totals.memory += bytes,
+                StorageType::File => totals.storage += bytes,
+            }
+            totals.streams += 1;
+        }
+        AccountInfo {
+            totals,
+            domain: self.config.domain.clone().unwrap_or_default(),
+            api: ApiStats {
+                level: API_LEVEL,
+                total: acc.api_total,
+                errors: acc.api_errors,
+                ..ApiStats::default()
+            },
+            ..AccountInfo::default()
+        }
+    }
+
+    fn find(&self, account: &str, name: &str) -> Result<StreamId, ApiError> {
+        self.stream_by_name(account, name)
+            .ok_or_else(|| ApiError::new(K::StreamNotFound))
+    }
+
+    fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamConfigRequest = decode(payload)?;
+        let mut config = request.config;
+        if config.name.is_empty() {
+            config.name = name.to_string();
+        }
+        if config.name != name {
+            return Err(ApiError::new(K::StreamMismatch));
+        }
+        let config = normalize(config)?;
+        if let Some(id) = self.stream_by_name(account, name) {
+            let existing = &self.streams[&id].meta.config;
+            if same_config(existing, &config) {
+                let info = self.stream_info(id, None);
+                return Ok(reply(&StreamCreateResponse::ok(info, true), false));
+            }
+            return Err(ApiError::new(K::StreamNameExist));
+        }
+        self.check_overlap(account, None, &config)?;
+        let limits = &self.accounts[account].limits;
+        if let Some(max) = limits.max_streams {
+            if self.accounts[account].by_name.len() as u64 >= max {
+                return Err(ApiError::new(K::MaximumStreamsLimit));
+            }
+        }
+        let id = self
+            .create_stream(account, config)
+            .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
+        let info = self.stream_info(id, None);
+        Ok(reply(&StreamCreateResponse::ok(info, true), false))
+    }
+
+    fn update(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamConfigRequest = decode(payload)?;
+        let config = request.config;
+        if config.name != name {
+            return Err(ApiError::new(K::StreamMismatch));
+        }
+        let id = self.find(account, name)?;
+        let config = normalize(config)?;
+        self.check_overlap(account, Some(id), &config)?;
+        self.update_stream(id, config)
+            .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
+        let info = self.stream_info(id, None);
+        Ok(reply(&StreamUpdateResponse::ok(info), false))
+    }
+
+    fn check_overlap(
+        &self,
+        account: &str,
+        except: Option<StreamId>,
+        config: &StreamConfig,
+    ) -> Result<(), ApiError> {
+        for (&id, entry) in &self.streams {
+            if Some(id) == except || entry.meta.account != account {
+                continue;
+            }
+            if crate::subject::subjects_overlap(&entry.meta.config.subjects, &config.subjects) {
+                return Err(ApiError::new(K::StreamSubjectOverlap));
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, account: &str, name: &str) -> Result<Reply, ApiError> {
+        let id = self.find(account, name)?;
+        self.delete_stream(id)
+            .map_err(|error| ApiError::with(K::StreamGeneralError, &[("{err}", &error)]))?;
+        Ok(reply(&StreamDeleteResponse::ok(), false))
+    }
+
+    fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamInfoRequest = decode(payload)?;
+        let id = self.find(account, name)?;
+        let info = self.stream_info(id, Some(&request));
+        let mut response = StreamInfoResponse::ok(ApiPaged::default(), info);
+        let subjects = response
+            .info
+            .as_ref()
+            .map_or(0, |info| info.state.subjects.len());
+        if !request.subjects_filter.is_empty() {
+            response.paged = ApiPaged {
+                total: subjects,
+                offset: request.offset,
+                limit: 100_000,
+            };
+        }
+        Ok(reply(&response, false))
+    }
+
+    /// The info the API reports for stream `id`.
+    pub(super) fn stream_info(
+        &mut self,
+        id: StreamId,
+        request: Option<&StreamInfoRequest>,
+    ) -> StreamInfo {
+        let server_name = self.server_name.clone();
+        let wall = self.wall;
+        let entry = self
+            .streams
+            .get_mut(&id)
+            .expect("info of a stream that exists");
+        let state = entry.stream.state();
+        let store = entry.stream.store_mut();
+        let deleted = match request {
+            Some(request) if request.deleted_details => store.deleted(),
+            _ => Vec::new(),
+        };
+        let subjects = match request {
+            Some(request) if !request.subjects_filter.is_empty() => store
+                .subjects_state(&Filter::subject(request.subjects_filter.as_bytes()))
+                .into_iter()
+                .map(|(subject, state)| {
+                    (String::from_utf8_lossy(&subject).into_owned(), state.msgs)
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        StreamInfo {
+            config: entry.meta.config.clone(),
+            created: crate::time::WallTime(entry.meta.created),
+            state: StreamState {
+                messages: state.msgs,
+                bytes: state.bytes,
+                first_seq: state.first_seq,
+                first_ts: (state.msgs > 0).then_some(state.first_ts),
+                last_seq: state.last_seq,
+                last_ts: (state.last_ts.0 > 0).then_some(state.last_ts),
+                num_subjects: state.num_subjects as usize,
+                subjects,
+                num_deleted: state.num_deleted as usize,
+                deleted,
+                lost: None,
+                consumer_count: 0,
+            },
+            cluster: Some(ClusterInfo {
+                leader: server_name,
+                ..ClusterInfo::default()
+            }),
+            ts: wall,
+            ..StreamInfo::default()
+        }
+    }
+
+    /// The account's stream names in order, filtered by `subject`.
+    fn sorted_names(&self, account: &str, subject: &str) -> Vec<(String, StreamId)> {
+        let Some(acc) = self.accounts.get(account) else {
+            return Vec::new();
+        };
+        acc.by_name
+            .iter()
+            .filter(|(_, id)| {
+                subject.is_empty()
+                    || self.streams[*id].meta.config.subjects.iter().any(|s| {
+                        crate::subject::subjects_overlap(
+                            std::slice::from_ref(s),
+                            std::slice::from_ref(&subject.to_string()),
+                        )
+                    })
+            })
+            .map(|(name, id)| (name.clone(), *id))
+            .collect()
+    }
+
+    fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamNamesRequest = decode(payload)?;
+        let all = self.sorted_names(account, &request.subject);
+        let total = all.len();
+        let names: Vec<String> = all
+            .into_iter()
+            .skip(request.offset)
+            .take(NAMES_PAGE)
+            .map(|(name, _)| name)
+            .collect();
+        let paged = ApiPaged {
+            total,
+            offset: request.offset,
+            limit: NAMES_PAGE,
+        };
+        Ok(reply(&StreamNamesResponse::ok(paged, names), false))
+    }
+
+    fn list(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamNamesRequest = decode(payload)?;
+        let all = self.sorted_names(account, &request.subject);
+        let total = all.len();
+        let infos: Vec<StreamInfo> = all
+            .into_iter()
+            .skip(request.offset)
+            .take(LIST_PAGE)
+            .map(|(_, id)| self.stream_info(id, None))
+            .collect();
+        let paged = ApiPaged {
+            total,
+            offset: request.offset,
+            limit: LIST_PAGE,
+        };
+        Ok(reply(&StreamListResponse::ok(paged, infos), false))
+    }
+
+    fn purge_request(
+        &mut self,
+        account: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let request: PurgeRequest = decode(payload)?;
+        let id = self.find(account, name)?;
+        let entry = self.streams.get_mut(&id).expect("found");
+        if entry.stream.rules().deny_purge {
+            return Err(ApiError::with(
+                K::StreamPurgeFailed,
+                &[("{err}", "purge not permitted")],
+            ));
+        }
+        if entry.stream.rules().sealed {
+            return Err(ApiError::new(K::StreamSealed));
+        }
+        if request.seq > 0 && request.keep > 0 {
+            return Err(ApiError::new(K::BadRequest));
+        }
+        let filter = Filter::subject(request.filter.as_bytes());
+        let purged = entry
+            .stream
+            .purge(&filter, request.seq, request.keep, &mut self.actions)
+            .map_err(|error| purge_error(&error))?;
+        Ok(reply(&PurgeResponse::ok(purged), false))
+    }
+
+    fn msg_get(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: MsgGetRequest = decode(payload)?;
+        let id = self.find(account, name)?;
+        let store = self.streams.get_mut(&id).expect("found").stream.store_mut();
+        let found = if !request.last_by_subj.is_empty() {
+            store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
+        } else if !request.next_by_subj.is_empty() {
+            store.load_next(
+                &Filter::subject(request.next_by_subj.as_bytes()),
+                request.seq,
+            )
+        } else if request.seq > 0 {
+            store.load_msg(request.seq)
+        } else {
+            return Err(ApiError::new(K::BadRequest));
+        };
+        let msg = found.map_err(|error| match error {
+            StoreError::NotFound | StoreError::Eof => ApiError::new(K::NoMessageFound),
+            other => ApiError::with(K::StreamGeneralError, &[("{err}", &other.to_string())]),
+        })?;
+        let stored = StoredMsg {
+            subject: String::from_utf8_lossy(&msg.subject).into_owned(),
+            seq: msg.seq,
+            hdrs: msg.headers.to_vec(),
+            data: msg.payload.to_vec(),
+            time: msg.ts,
+        };
+        Ok(reply(&MsgGetResponse::ok(stored), false))
+    }
+
+    fn msg_delete(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: MsgDeleteRequest = decode(payload)?;
+        let id = self.find(account, name)?;
+        let entry = self.streams.get_mut(&id).expect("found");
+        if entry.stream.rules().sealed {
+            return Err(ApiError::new(K::StreamSealed));
+        }
+        if entry.stream.rules().deny_delete {
+            return Err(ApiError::with(
+                K::StreamMsgDeleteFailed,
+                &[("{err}", "message delete not permitted")],
+            ));
+        }
+        let removed = entry
+            .stream
+            .remove(request.seq, !request.no_erase, &mut self.actions)
+            .map_err(|error| {
+                ApiError::with(K::StreamMsgDeleteFailed, &[("{err}", &error.to_string())])
+            })?;
+        if !removed {
+            return Err(ApiError::with(
+                K::StreamMsgDeleteFailed,
+                &[("{err}", "no message found")],
+            ));
+        }
+        Ok(reply(&MsgDeleteResponse::ok(), false))
+    }
+}
+
+/// Whether two normalized configurations are the same for an idempotent
+/// create (the reference ignores its own metadata keys).
+fn same_config(a: &StreamConfig, b: &StreamConfig) -> bool {
+    let strip = |config: &StreamConfig| {
+        let mut config = config.clone();
+        config.metadata.retain(|key, _| !key.starts_with("_nats."));
+        config
+    };
+    strip(a) == strip(b)
+}
+
+fn purge_error(error: &StoreError) -> ApiError {
+    ApiError::with(K::StreamPurgeFailed, &[("{err}", &error.to_string())])
+}
+
+fn limits_info(limits: &super::config::AccountLimits) -> AccountLimitsInfo {
+    let signed = |value: Option<u64>| value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    AccountLimitsInfo {
+        max_memory: signed(limits.max_memory),
+        max_storage: signed(limits.max_store),
+        max_streams: signed(limits.max_streams),
+        max_consumers: signed(limits.max_consumers),
+        max_ack_pending: signed(limits.max_ack_pending),
+        memory_max_stream_bytes: signed(limits.memory_max_stream_bytes),
+        storage_max_stream_bytes: signed(limits.store_max_stream_bytes),
+        max_bytes_required: limits.max_bytes_required,
+    }
+}
+
+/// The error reply of `request`, in the response type it would have had.
+fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
+    match request {
+        Request::Info => reply(&AccountInfoResponse::error(error), true),
+        Request::Create(_) => reply(&StreamCreateResponse::error(error), true),
+        Request::Update(_) => reply(&StreamUpdateResponse::error(error), true),
+        Request::Delete(_) => reply(&StreamDeleteResponse::error(error), true),
+        Request::StreamInfo(_) => reply(&StreamInfoResponse::error(error), true),
+        Request::Names => reply(&StreamNamesResponse::error(error), true),
+        Request::List => reply(&StreamListResponse::error(error), true),
+        Request::Purge(_) => reply(&PurgeResponse::error(error), true),
+        Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
+        Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
+    }
+}
+
+/// Defaults filled in as the reference fills them.
+fn normalize(mut config: StreamConfig) -> Result<StreamConfig, ApiError> {
+    if config.subjects.is_empty() && config.mirror.is_none() && config.sources.is_empty() {
+        config.subjects = vec![config.name.clone()];
+    }
+    for limit in [
+        &mut config.max_msgs,
+        &mut config.max_bytes,
+        &mut config.max_msgs_per_subject,
+        &mut config.max_consumers,
+    ] {
+        if *limit == 0 {
+            *limit = -1;
+        }
+    }
+    if config.max_msg_size == 0 {
+        config.max_msg_size = -1;
+    }
+    if config.num_replicas == 0 {
+        config.num_replicas = 1;
+    }
+    if config.duplicate_window == 0 {
+        config.duplicate_window = 120_000_000_000;
+        if config.max_age > 0 && config.max_age < config.duplicate_window {
+            config.duplicate_window = config.max_age;
+        }
+    }
+    Ok(config)
+}

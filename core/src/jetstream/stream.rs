@@ -1,0 +1,602 @@
+//! One stream: a sans-I/O machine over its store.
+//!
+//! Role: take the messages published on the stream's subjects, check them
+//! against the publish headers (`Nats-Msg-Id`, `Nats-Expected-*`,
+//! `Nats-Rollup`, `Nats-TTL`), store them, and acknowledge each to its
+//! publisher once the store says it is durable. It also answers the
+//! per-stream API calls the API handler forwards (info, purge, get, delete).
+//! What the stream does is decided by its [`StreamRules`], derived from the
+//! stream's configuration; the configuration itself is kept for reporting.
+//!
+//! Inputs: [`Stream::publish`], the API calls, [`Stream::handle_sync_done`],
+//! [`Stream::handle_timeout`]. Outputs: [`JsAction`]s pushed on the queue
+//! handed in (acks to publish, syncs for the runtime, log lines).
+//!
+//! Invariants:
+//! - A publish acknowledgement for sequence `s` leaves only after the store
+//!   reported `Durable { through >= s }` (under the default sync policy,
+//!   after an fsync covering `s`). `waiting` holds exactly the acks whose
+//!   sequence is above `durable`.
+//! - `durable` never decreases and never passes the store's last sequence.
+//! - Every id in `dedupe` names a stored sequence published within the
+//!   duplicate window (as of the last publish or timer).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::link::{JsAction, StreamId};
+use crate::protocol::find_header;
+use crate::server::LogLevel;
+use crate::store::{
+    Disk, FileStore, Filter, MemStore, StoreAction, StoreConfig, StoreError, StoreResult,
+    StoreState, StoredMsg, SubjectState,
+};
+use crate::time::{Instant, WallTime};
+
+/// Where a stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+/// What a stream does, derived from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamRules {
+    pub name: String,
+    pub storage: Storage,
+    /// Limits the store applies.
+    pub limits: StoreConfig,
+    /// How long a `Nats-Msg-Id` is remembered (zero: no deduplication).
+    pub duplicate_window: Duration,
+    pub sealed: bool,
+    pub deny_delete: bool,
+    pub deny_purge: bool,
+    pub allow_rollup: bool,
+    pub allow_msg_ttl: bool,
+    /// `no_ack`: publishes get no acknowledgement.
+    pub no_ack: bool,
+    /// The server's JetStream domain, named in every ack (empty: none).
+    pub domain: String,
+}
+
+/// Why a publish was refused: the wire error the publisher gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// `Nats-Expected-Stream` names another stream.
+    WrongStream,
+    /// `Nats-Expected-Last-Sequence` or `-Last-Subject-Sequence` did not
+    /// match; carries the actual last sequence.
+    WrongLastSequence(u64),
+    /// `Nats-Expected-Last-Msg-Id` did not match; carries the actual one.
+    WrongLastMsgId(String),
+    /// The stream is sealed.
+    Sealed,
+    /// `Nats-Rollup` on a stream that does not allow it.
+    RollupNotPermitted,
+    /// `Nats-Rollup` with a value other than `sub` or `all`.
+    InvalidRollup(String),
+    /// `Nats-TTL` on a stream without `allow_msg_ttl`.
+    TtlDisabled,
+    /// `Nats-TTL` that does not parse.
+    InvalidTtl,
+    /// The message is larger than `max_msg_size`.
+    TooLarge,
+    /// The store refused it (limits with discard new, a disk failure).
+    Store(StoreError),
+}
+
+/// A publisher waiting for its acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WaitingAck {
+    seq: u64,
+    account: String,
+    reply: Bytes,
+    duplicate: bool,
+}
+
+/// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
+#[derive(Debug, Default)]
+struct Dedupe {
+    ids: BTreeMap<Bytes, u64>,
+    /// `(stored at, id)` in the order stored, for expiry.
+    order: VecDeque<(WallTime, Bytes)>,
+    /// The id of the last message stored with one (`Nats-Expected-Last-Msg-Id`).
+    last: Option<Bytes>,
+}
+
+impl Dedupe {
+    fn expire(&mut self, now: WallTime, window: Duration) {
+        let window = nanos(window);
+        while let Some((at, _)) = self.order.front() {
+            if at.0.saturating_add(window) > now.0 {
+                break;
+            }
+            let (_, id) = self.order.pop_front().expect("front exists");
+            self.ids.remove(&id);
+        }
+        debug_assert_eq!(self.ids.len(), self.order.len());
+    }
+
+    fn remember(&mut self, id: Bytes, seq: u64, at: WallTime) {
+        if self.ids.insert(id.clone(), seq).is_none() {
+            self.order.push_back((at, id.clone()));
+        }
+        self.last = Some(id);
+    }
+
+    fn next_expiry(&self, window: Duration) -> Option<WallTime> {
+        let (at, _) = self.order.front()?;
+        Some(WallTime(at.0.saturating_add(nanos(window))))
+    }
+}
+
+/// A stream's store: the same engine over memory or files. (The file
+/// engine is larger; a stream holds one store for its life, so the size
+/// difference costs nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
+pub enum Store<D: Disk> {
+    Memory(MemStore),
+    File(FileStore<D>),
+}
+
+/// Run `$body` with `$store` bound to whichever engine the stream has.
+macro_rules! on_store {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            Store::Memory($store) => $body,
+            Store::File($store) => $body,
+        }
+    };
+}
+
+impl<D: Disk> Store<D> {
+    pub fn state(&self) -> StoreState {
+        on_store!(self, s => s.state())
+    }
+    pub fn load_msg(&mut self, seq: u64) -> StoreResult<StoredMsg> {
+        on_store!(self, s => s.load_msg(seq))
+    }
+    pub fn load_next(&mut self, filter: &Filter, start: u64) -> StoreResult<StoredMsg> {
+        on_store!(self, s => s.load_next(filter, start))
+    }
+    pub fn load_last(&mut self, filter: &Filter) -> StoreResult<StoredMsg> {
+        on_store!(self, s => s.load_last(filter))
+    }
+    pub fn subjects_state(&self, filter: &Filter) -> BTreeMap<Bytes, SubjectState> {
+        on_store!(self, s => s.subjects_state(filter))
+    }
+    pub fn deleted(&mut self) -> Vec<u64> {
+        on_store!(self, s => s.deleted())
+    }
+    fn store_msg(
+        &mut self,
+        subject: &[u8],
+        headers: &[u8],
+        payload: &[u8],
+        ts: WallTime,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64> {
+        on_store!(self, s => s.store_msg(subject, headers, payload, ts, ttl))
+    }
+    fn remove_msg(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        on_store!(self, s => if erase { s.erase_msg(seq) } else { s.remove_msg(seq) })
+    }
+    fn purge_ex(&mut self, filter: &Filter, seq: u64, keep: u64) -> StoreResult<u64> {
+        on_store!(self, s => s.purge_ex(filter, seq, keep))
+    }
+    fn expire(&mut self, now: WallTime) -> StoreResult<u64> {
+        on_store!(self, s => s.expire(now))
+    }
+    fn next_expiry(&self) -> Option<WallTime> {
+        on_store!(self, s => s.next_expiry())
+    }
+    fn set_config(&mut self, config: StoreConfig) -> StoreResult<()> {
+        on_store!(self, s => { s.set_config(config); s.enforce_limits() })
+    }
+    fn poll_action(&mut self) -> Option<StoreAction> {
+        on_store!(self, s => s.poll_action())
+    }
+    fn handle_sync_done(&mut self, tag: u64, result: crate::store::DiskResult<()>) {
+        on_store!(self, s => s.handle_sync_done(tag, result))
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        on_store!(self, s => s.poll_timeout())
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        on_store!(self, s => s.handle_timeout(now))
+    }
+}
+
+/// A publish as the stream sees it.
+pub struct Publish<'a> {
+    pub account: &'a str,
+    pub subject: &'a [u8],
+    pub reply: &'a [u8],
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// What became of a publish, for the caller to answer the publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Stored at `seq`; the ack follows when it is durable.
+    Stored { seq: u64 },
+    /// A duplicate of `seq` within the window.
+    Duplicate { seq: u64 },
+    /// Refused.
+    Refused(PublishError),
+}
+
+/// A stream machine.
+pub struct Stream<D: Disk> {
+    pub id: StreamId,
+    pub account: String,
+    rules: StreamRules,
+    store: Store<D>,
+    dedupe: Dedupe,
+    waiting: VecDeque<WaitingAck>,
+    /// The highest sequence the store reported durable.
+    durable: u64,
+}
+
+impl<D: Disk> Stream<D> {
+    /// A stream over `store` (new or recovered) at wall time `now`.
+    pub fn new(
+        id: StreamId,
+        account: String,
+        rules: StreamRules,
+        store: Store<D>,
+        now: WallTime,
+    ) -> Self {
+        let mut stream = Stream {
+            id,
+            account,
+            rules,
+            store,
+            dedupe: Dedupe::default(),
+            waiting: VecDeque::new(),
+            durable: 0,
+        };
+        stream.rebuild_dedupe(now);
+        stream
+    }
+
+    pub fn rules(&self) -> &StreamRules {
+        &self.rules
+    }
+
+    pub fn store(&self) -> &Store<D> {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store<D> {
+        &mut self.store
+    }
+
+    pub fn state(&self) -> StoreState {
+        self.store.state()
+    }
+
+    /// Acknowledgements waiting for a sync.
+    pub fn waiting_acks(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// After a restart, the ids of the messages still inside the window
+    /// count as seen again (the reference rebuilds them too), so a
+    /// publisher retrying across the restart gets a duplicate ack.
+    fn rebuild_dedupe(&mut self, now: WallTime) {
+        if self.rules.duplicate_window.is_zero() {
+            return;
+        }
+        let since = now.0.saturating_sub(nanos(self.rules.duplicate_window));
+        let state = self.store.state();
+        let mut seq = state.last_seq;
+        let mut found = Vec::new();
+        while seq >= state.first_seq.max(1) {
+            match self.store.load_msg(seq) {
+                Ok(msg) if msg.ts.0 < since => break,
+                Ok(msg) => {
+                    if let Some(id) = find_header(&msg.headers, MSG_ID) {
+                        found.push((msg.ts, Bytes::copy_from_slice(id), seq));
+                    }
+                }
+                Err(_) => {}
+            }
+            seq -= 1;
+        }
+        for (ts, id, seq) in found.into_iter().rev() {
+            self.dedupe.remember(id, seq, ts);
+        }
+    }
+
+    /// Replace the rules (a stream update): the store gets the new limits.
+    pub fn update(&mut self, rules: StreamRules, out: &mut VecDeque<JsAction>) -> StoreResult<()> {
+        let limits = rules.limits.clone();
+        self.rules = rules;
+        let result = self.store.set_config(limits);
+        self.drain_store(out);
+        result
+    }
+
+    /// Store one message published on the stream's subjects and queue its
+    /// acknowledgement (sent once durable). Refusals are answered at once.
+    pub fn publish(
+        &mut self,
+        now: WallTime,
+        msg: &Publish<'_>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        let result = self.try_publish(now, msg);
+        let answer = !msg.reply.is_empty() && !self.rules.no_ack;
+        match &result {
+            Published::Stored { seq } | Published::Duplicate { seq } if answer => {
+                let ack = WaitingAck {
+                    seq: *seq,
+                    account: msg.account.to_string(),
+                    reply: Bytes::copy_from_slice(msg.reply),
+                    duplicate: matches!(result, Published::Duplicate { .. }),
+                };
+                if ack.seq <= self.durable {
+                    self.send_ack(&ack, out);
+                } else {
+                    self.waiting.push_back(ack);
+                }
+            }
+            Published::Refused(error) if answer => {
+                let body = super::wire::publish_error(&self.rules.name, error);
+                out.push_back(JsAction::Publish {
+                    account: msg.account.to_string(),
+                    subject: Bytes::copy_from_slice(msg.reply),
+                    reply: Bytes::new(),
+                    headers: Bytes::new(),
+                    payload: body,
+                });
+            }
+            _ => {}
+        }
+        self.drain_store(out);
+        result
+    }
+
+    fn try_publish(&mut self, now: WallTime, msg: &Publish<'_>) -> Published {
+        use PublishError as E;
+        if self.rules.sealed {
+            return Published::Refused(E::Sealed);
+        }
+        let headers = msg.headers;
+        self.dedupe.expire(now, self.rules.duplicate_window);
+        let msg_id = find_header(headers, MSG_ID).filter(|id| !id.is_empty());
+        if let Some(id) = msg_id {
+            if let Some(&seq) = self.dedupe.ids.get(id) {
+                return Published::Duplicate { seq };
+            }
+        }
+        if let Some(expected) = find_header(headers, EXPECTED_STREAM) {
+            if expected != self.rules.name.as_bytes() {
+                return Published::Refused(E::WrongStream);
+            }
+        }
+        let state = self.store.state();
+        if let Some(expected) = find_header(headers, EXPECTED_LAST_SEQ) {
+            if parse_u64(expected) != Some(state.last_seq) {
+                return Published::Refused(E::WrongLastSequence(state.last_seq));
+            }
+        }
+        if let Some(expected) = find_header(headers, EXPECTED_LAST_SUBJECT_SEQ) {
+            let subject = find_header(headers, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(msg.subject);
+            let last = match self.store.load_last(&Filter::subject(subject)) {
+                Ok(last) => last.seq,
+                Err(_) => 0,
+            };
+            if parse_u64(expected) != Some(last) {
+                return Published::Refused(E::WrongLastSequence(last));
+            }
+        }
+        if let Some(expected) = find_header(headers, EXPECTED_LAST_MSG_ID) {
+            let last = self.dedupe.last.as_deref().unwrap_or_default();
+            if expected != last {
+                return Published::Refused(E::WrongLastMsgId(
+                    String::from_utf8_lossy(last).into_owned(),
+                ));
+            }
+        }
+        let rollup = match find_header(headers, ROLLUP) {
+            None => None,
+            Some(_) if !self.rules.allow_rollup => {
+                return Published::Refused(E::RollupNotPermitted)
+            }
+            Some(b"sub") => Some(false),
+            Some(b"all") => Some(true),
+            Some(other) => {
+                return Published::Refused(E::InvalidRollup(
+                    String::from_utf8_lossy(other).into_owned(),
+                ))
+            }
+        };
+        let ttl = match find_header(headers, TTL) {
+            None => None,
+            Some(_) if !self.rules.allow_msg_ttl => return Published::Refused(E::TtlDisabled),
+            Some(text) => match parse_ttl(text) {
+                Some(ttl) => ttl,
+                None => return Published::Refused(E::InvalidTtl),
+            },
+        };
+        let size = crate::store::msg_size(msg.subject, headers, msg.payload);
+        if self.rules.limits.max_msg_size.is_some_and(|max| size > max) {
+            return Published::Refused(E::TooLarge);
+        }
+        let seq = match self
+            .store
+            .store_msg(msg.subject, headers, msg.payload, now, ttl)
+        {
+            Ok(seq) => seq,
+            Err(error) => return Published::Refused(E::Store(error)),
+        };
+        if let Some(all) = rollup {
+            let filter = if all {
+                Filter::All
+            } else {
+                Filter::subject(msg.subject)
+            };
+            // Everything before this message goes; the message stays.
+            let _ = self.store.purge_ex(&filter, seq, 0);
+        }
+        if let Some(id) = msg_id {
+            self.dedupe.remember(Bytes::copy_from_slice(id), seq, now);
+        }
+        Published::Stored { seq }
+    }
+
+    /// Hand the store's requests on and release the acks it made durable.
+    pub fn drain_store(&mut self, out: &mut VecDeque<JsAction>) {
+        while let Some(action) = self.store.poll_action() {
+            match action {
+                StoreAction::Sync { tag, files, dirs } => out.push_back(JsAction::Sync {
+                    stream: self.id,
+                    tag,
+                    files,
+                    dirs,
+                }),
+                StoreAction::Durable { through } => {
+                    assert!(through >= self.durable, "durability went backwards");
+                    self.durable = through;
+                    while self.waiting.front().is_some_and(|ack| ack.seq <= through) {
+                        let ack = self.waiting.pop_front().expect("front exists");
+                        self.send_ack(&ack, out);
+                    }
+                    // Duplicates of earlier messages may sit behind later ones.
+                    if self.waiting.iter().any(|ack| ack.seq <= through) {
+                        let (ready, rest): (Vec<_>, Vec<_>) =
+                            self.waiting.drain(..).partition(|ack| ack.seq <= through);
+                        self.waiting = rest.into();
+                        for ack in &ready {
+                            self.send_ack(ack, out);
+                        }
+                    }
+                }
+                StoreAction::Warning(text) => out.push_back(JsAction::Log {
+                    level: LogLevel::Warn,
+                    text: format!("Stream '{} > {}': {text}", self.account, self.rules.name),
+                }),
+            }
+        }
+        debug_assert!(self.waiting.iter().all(|ack| ack.seq > self.durable));
+    }
+
+    fn send_ack(&self, ack: &WaitingAck, out: &mut VecDeque<JsAction>) {
+        debug_assert!(ack.seq <= self.durable, "an ack before its sync");
+        out.push_back(JsAction::Publish {
+            account: ack.account.clone(),
+            subject: ack.reply.clone(),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: super::wire::pub_ack(
+                &self.rules.name,
+                &self.rules.domain,
+                ack.seq,
+                ack.duplicate,
+            ),
+        });
+    }
+
+    /// A sync the store asked for finished.
+    pub fn handle_sync_done(
+        &mut self,
+        tag: u64,
+        result: crate::store::DiskResult<()>,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        self.store.handle_sync_done(tag, result);
+        self.drain_store(out);
+    }
+
+    /// The next time the stream has work: a sync timer (monotonic), or an
+    /// expiry (wall clock), converted by the caller.
+    pub fn deadlines(&self) -> (Option<Instant>, Option<WallTime>) {
+        let expiry = self.store.next_expiry();
+        let dedupe = self.dedupe.next_expiry(self.rules.duplicate_window);
+        let wall = expiry.into_iter().chain(dedupe).min();
+        (self.store.poll_timeout(), wall)
+    }
+
+    /// Time passed: run the sync timer, expire messages and ids.
+    pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        self.store.handle_timeout(now);
+        if let Err(error) = self.store.expire(wall) {
+            out.push_back(JsAction::Log {
+                level: LogLevel::Error,
+                text: format!(
+                    "Stream '{} > {}': expiring messages failed: {error}",
+                    self.account, self.rules.name
+                ),
+            });
+        }
+        self.dedupe.expire(wall, self.rules.duplicate_window);
+        self.drain_store(out);
+    }
+
+    /// Purge by `filter` below `seq` (0: all) keeping the newest `keep`.
+    pub fn purge(
+        &mut self,
+        filter: &Filter,
+        seq: u64,
+        keep: u64,
+        out: &mut VecDeque<JsAction>,
+    ) -> StoreResult<u64> {
+        let purged = self.store.purge_ex(filter, seq, keep);
+        self.drain_store(out);
+        purged
+    }
+
+    /// Remove one message (overwriting its bytes when `erase`).
+    pub fn remove(
+        &mut self,
+        seq: u64,
+        erase: bool,
+        out: &mut VecDeque<JsAction>,
+    ) -> StoreResult<bool> {
+        let removed = self.store.remove_msg(seq, erase);
+        self.drain_store(out);
+        removed
+    }
+}
+
+const MSG_ID: &[u8] = b"Nats-Msg-Id";
+const EXPECTED_STREAM: &[u8] = b"Nats-Expected-Stream";
+const EXPECTED_LAST_SEQ: &[u8] = b"Nats-Expected-Last-Sequence";
+const EXPECTED_LAST_SUBJECT_SEQ: &[u8] = b"Nats-Expected-Last-Subject-Sequence";
+const EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: &[u8] = b"Nats-Expected-Last-Subject-Sequence-Subject";
+const EXPECTED_LAST_MSG_ID: &[u8] = b"Nats-Expected-Last-Msg-Id";
+const ROLLUP: &[u8] = b"Nats-Rollup";
+const TTL: &[u8] = b"Nats-TTL";
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn parse_u64(text: &[u8]) -> Option<u64> {
+    std::str::from_utf8(text).ok()?.trim().parse().ok()
+}
+
+/// `Nats-TTL`: a Go duration (`1s`, `1m30s`), bare seconds, or `never`.
+/// `Some(None)` is "never expires"; `None` is invalid.
+fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
+    let text = std::str::from_utf8(text).ok()?.trim();
+    if text.eq_ignore_ascii_case("never") {
+        return Some(None);
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return (seconds > 0).then_some(Some(Duration::from_secs(seconds)));
+    }
+    let nanos = crate::conf::value::parse_go_duration(text).ok()?;
+    let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
+    // The reference refuses TTLs under a second.
+    (duration >= Duration::from_secs(1)).then_some(Some(duration))
+}

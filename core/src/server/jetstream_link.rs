@@ -1,0 +1,208 @@
+//! The server's end of the JetStream link (see [`crate::jetstream::link`]).
+//!
+//! Role: keep JetStream's internal subscriptions filed in the accounts'
+//! Sublists, queue the messages that match them for the runtime, and
+//! publish what JetStream hands back. The JetStream machine itself lives
+//! elsewhere (its own thread in production); this part only knows which
+//! subjects it listens to.
+//!
+//! Invariants:
+//! - With JetStream enabled, every account but the system account has one
+//!   `$JS.API.>` entry for [`JsTarget::Api`]; JetStream answers accounts
+//!   without JetStream itself ("JetStream not enabled for account").
+//! - `listening` is what JetStream asked for last; after every accounts
+//!   rebuild (a reload) exactly those entries are in the Sublists.
+//! - The inbound queue holds at most [`MAX_QUEUED`] messages between two
+//!   polls by the runtime; more are dropped with a warning (the publisher
+//!   gets no ack and retries, as after any lost message).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::accounts::{AccountId, Accounts, SubTarget};
+use super::log::{LogLevel, LogQueue};
+use crate::jetstream::link::{JsInbound, JsTarget};
+
+/// Where every JetStream API request is published.
+pub const API_SUBJECTS: &str = "$JS.API.>";
+
+/// Messages queued for JetStream between two polls of the runtime.
+const MAX_QUEUED: usize = 1 << 20;
+
+/// The server's half of the link.
+#[derive(Default)]
+pub(crate) struct JetStreamLink {
+    /// Whether JetStream is enabled on this server at all.
+    enabled: bool,
+    /// Subjects JetStream listens to, per account (by name) and target.
+    listening: BTreeMap<(String, JsTarget), Vec<String>>,
+    inbound: VecDeque<JsInbound>,
+    dropped: u64,
+}
+
+impl JetStreamLink {
+    pub fn new(enabled: bool) -> Self {
+        JetStreamLink {
+            enabled,
+            ..JetStreamLink::default()
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// File JetStream's subscriptions into freshly built accounts.
+    pub fn install(&self, accounts: &mut Accounts) {
+        if !self.enabled {
+            return;
+        }
+        let names: Vec<(AccountId, String)> = accounts
+            .by_name
+            .iter()
+            .filter(|(_, &id)| Some(id) != accounts.system)
+            .map(|(name, &id)| (id, name.clone()))
+            .collect();
+        for (id, _) in &names {
+            let inserted = accounts.list[*id].sublist.insert(
+                API_SUBJECTS.as_bytes(),
+                None,
+                SubTarget::JetStream(JsTarget::Api),
+            );
+            assert!(inserted.is_ok(), "the API subject is valid");
+        }
+        for ((account, target), subjects) in &self.listening {
+            let Some(&id) = accounts.by_name.get(account) else {
+                continue;
+            };
+            for subject in subjects {
+                // Validated by JetStream before it asked.
+                let _ = accounts.list[id].sublist.insert(
+                    subject.as_bytes(),
+                    None,
+                    SubTarget::JetStream(*target),
+                );
+            }
+        }
+    }
+
+    /// JetStream now listens to `subjects` for `target` in `account`.
+    pub fn listen(
+        &mut self,
+        accounts: &mut Accounts,
+        account: &str,
+        target: JsTarget,
+        subjects: Vec<String>,
+    ) {
+        let key = (account.to_string(), target);
+        let old = self.listening.remove(&key).unwrap_or_default();
+        let Some(&id) = accounts.by_name.get(account) else {
+            return;
+        };
+        let sublist = &mut accounts.list[id].sublist;
+        for subject in &old {
+            let _ = sublist.remove(subject.as_bytes(), None, SubTarget::JetStream(target));
+        }
+        for subject in &subjects {
+            let _ = sublist.insert(subject.as_bytes(), None, SubTarget::JetStream(target));
+        }
+        if !subjects.is_empty() {
+            self.listening.insert(key, subjects);
+        }
+    }
+
+    /// A message matched a JetStream entry in `account`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue(
+        &mut self,
+        account: &str,
+        target: JsTarget,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+        logs: &mut LogQueue,
+    ) {
+        if self.inbound.len() >= MAX_QUEUED {
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                logs.push(
+                    LogLevel::Warn,
+                    None,
+                    format!(
+                        "JetStream inbound queue full: {} messages dropped",
+                        self.dropped
+                    ),
+                );
+            }
+            return;
+        }
+        self.inbound.push_back(JsInbound {
+            account: account.to_string(),
+            target,
+            subject: Bytes::copy_from_slice(subject),
+            reply: Bytes::copy_from_slice(reply.unwrap_or_default()),
+            headers: Bytes::copy_from_slice(headers.unwrap_or_default()),
+            payload: Bytes::copy_from_slice(payload),
+        });
+        debug_assert!(self.inbound.len() <= MAX_QUEUED);
+    }
+
+    pub fn poll(&mut self) -> Option<JsInbound> {
+        self.inbound.pop_front()
+    }
+}
+
+impl super::Server {
+    /// The next message for JetStream, oldest first. The runtime drains
+    /// this after every step and hands each to its JetStream machine.
+    pub fn poll_jetstream(&mut self) -> Option<JsInbound> {
+        self.jetstream.poll()
+    }
+
+    /// Carry out what JetStream asked of the routing side: publish a
+    /// message from the server itself, change what it listens to, or log
+    /// a line (so JetStream's lines join the server's, in order). Syncs
+    /// are the runtime's, not for here.
+    pub fn handle_jetstream(
+        &mut self,
+        now: crate::time::Instant,
+        action: crate::jetstream::link::JsAction,
+    ) {
+        use crate::jetstream::link::JsAction;
+        match action {
+            JsAction::Publish {
+                account,
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if let Some(id) = self.router.accounts.find(&account) {
+                    let delivery = super::Delivery {
+                        publisher: super::system::INTERNAL_CONN,
+                        subject: &subject,
+                        reply: (!reply.is_empty()).then_some(&reply[..]),
+                        headers: (!headers.is_empty()).then_some(&headers[..]),
+                        payload: &payload,
+                    };
+                    self.route(now, id, &delivery, true);
+                }
+            }
+            JsAction::Listen {
+                account,
+                target,
+                subjects,
+            } => {
+                self.jetstream
+                    .listen(&mut self.router.accounts, &account, target, subjects);
+            }
+            JsAction::Log { level, text } => self.logs.push(level, None, text),
+            JsAction::Sync { .. } => {
+                debug_assert!(false, "the runtime carries out {action:?}");
+            }
+        }
+        self.finish_step(now);
+    }
+}

@@ -1,0 +1,165 @@
+//! Runs core's JetStream machine beside the server machine.
+//!
+//! Shape: the JetStream machine lives on a dedicated OS thread (its store
+//! writes block), a second thread performs its fsyncs, and the server
+//! machine stays under the runner's lock on the tokio workers. So routing,
+//! stream writes and fsyncs use three cores, and an fsync never stalls
+//! routing or the stream's next writes.
+//!
+//! ```text
+//!  server step ──poll_jetstream──► channel ──► JetStream thread ──Sync──► sync thread
+//!       ▲                                        │      ▲                     │
+//!       └──── handle_jetstream (runner lock) ◄───┘      └──── SyncDone ◄──────┘
+//! ```
+//!
+//! Group commit falls out of this: while one sync is in flight the
+//! JetStream thread keeps storing what arrives, and the store's next sync
+//! covers all of it.
+//!
+//! Invariants: the JetStream thread never holds the runner's lock while it
+//! waits for anything; the runner never waits on the JetStream thread (it
+//! only sends on an unbounded channel).
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rnats_core::jetstream::link::{JsAction, JsInbound, StreamId};
+use rnats_core::jetstream::machine::JetStream;
+use rnats_core::store::{perform_sync, DiskResult};
+
+use crate::disk::RealDisk;
+use crate::runner::{wall_now, Runner};
+
+/// What the JetStream thread is told.
+pub enum JsEvent {
+    Inbound(JsInbound),
+    SyncDone {
+        stream: StreamId,
+        tag: u64,
+        result: DiskResult<()>,
+    },
+}
+
+/// The sending end the runner holds.
+pub type JsSender = mpsc::Sender<JsEvent>;
+
+/// A sync the sync thread performs.
+struct SyncJob {
+    stream: StreamId,
+    tag: u64,
+    files: Vec<String>,
+    dirs: Vec<String>,
+}
+
+/// Start the JetStream and sync threads for `js` and connect them to
+/// `runner`.
+pub fn spawn(runner: Arc<Runner>, mut js: JetStream<RealDisk>, sync_disk: RealDisk) {
+    let (events, inbox) = mpsc::channel::<JsEvent>();
+    let (syncs, sync_inbox) = mpsc::channel::<SyncJob>();
+    let done = events.clone();
+    std::thread::Builder::new()
+        .name("jetstream-sync".to_string())
+        .spawn(move || sync_loop(sync_disk, sync_inbox, done))
+        .expect("the sync thread starts");
+    runner.connect_jetstream(events);
+    // The streams recovered at open ask for their subscriptions first.
+    carry_out(&runner, &mut js, &syncs);
+    std::thread::Builder::new()
+        .name("jetstream".to_string())
+        .spawn(move || js_loop(runner, js, inbox, syncs))
+        .expect("the JetStream thread starts");
+}
+
+fn js_loop(
+    runner: Arc<Runner>,
+    mut js: JetStream<RealDisk>,
+    inbox: mpsc::Receiver<JsEvent>,
+    syncs: mpsc::Sender<SyncJob>,
+) {
+    loop {
+        let wait = js
+            .poll_timeout()
+            .map(|deadline| {
+                Duration::from_nanos(deadline.as_nanos().saturating_sub(runner.now().as_nanos()))
+            })
+            .unwrap_or(Duration::from_secs(3600));
+        match inbox.recv_timeout(wait) {
+            Ok(event) => {
+                handle(&runner, &mut js, event);
+                // Everything already waiting joins this batch (and the
+                // store's next sync).
+                while let Ok(event) = inbox.try_recv() {
+                    handle(&runner, &mut js, event);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if js
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= runner.now())
+        {
+            js.handle_timeout(runner.now(), wall_now());
+        }
+        carry_out(&runner, &mut js, &syncs);
+    }
+}
+
+fn handle(runner: &Runner, js: &mut JetStream<RealDisk>, event: JsEvent) {
+    match event {
+        JsEvent::Inbound(msg) => js.handle_inbound(runner.now(), wall_now(), msg),
+        JsEvent::SyncDone {
+            stream,
+            tag,
+            result,
+        } => js.handle_sync_done(stream, tag, result),
+    }
+}
+
+/// Hand syncs to the sync thread and everything else to the server, in
+/// one lock.
+fn carry_out(runner: &Runner, js: &mut JetStream<RealDisk>, syncs: &mpsc::Sender<SyncJob>) {
+    let mut for_server = Vec::new();
+    while let Some(action) = js.poll_action() {
+        match action {
+            JsAction::Sync {
+                stream,
+                tag,
+                files,
+                dirs,
+            } => {
+                let _ = syncs.send(SyncJob {
+                    stream,
+                    tag,
+                    files,
+                    dirs,
+                });
+            }
+            other => for_server.push(other),
+        }
+    }
+    if !for_server.is_empty() {
+        runner.with_server(|server, now| {
+            for action in for_server {
+                server.handle_jetstream(now, action);
+            }
+        });
+    }
+}
+
+fn sync_loop(mut disk: RealDisk, jobs: mpsc::Receiver<SyncJob>, done: mpsc::Sender<JsEvent>) {
+    while let Ok(job) = jobs.recv() {
+        let result = perform_sync(&mut disk, &job.files, &job.dirs);
+        if done
+            .send(JsEvent::SyncDone {
+                stream: job.stream,
+                tag: job.tag,
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! JetStream streams through async-nats's `jetstream` API, as a user drives
+//! them: enabling, creating, publishing with acknowledgements, reading back,
+//! purging, deleting, and a restart after SIGKILL.
+//!
+//! Every test here also passes against the reference
+//! (`RNATS_TEST_SERVER_BIN=nats-server cargo test --test jetstream`).
+
+mod common;
+
+use async_nats::jetstream::{self, stream};
+use common::{connect, within};
+use futures::StreamExt;
+use rnats_tests::ServerProcess;
+
+/// A fresh store directory for one server.
+fn store_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-js-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn js_server(name: &str) -> (ServerProcess, std::path::PathBuf) {
+    let dir = store_dir(name);
+    let server = ServerProcess::start(&["-js", "-sd", dir.to_str().unwrap()]);
+    (server, dir)
+}
+
+fn stream_config(name: &str, subjects: &[&str]) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn info_announces_jetstream_and_the_account_has_it() {
+    let (server, _dir) = js_server("info");
+    let client = connect(&server.url()).await;
+    assert!(client.server_info().jetstream, "INFO says jetstream");
+    let js = jetstream::new(client);
+    let account = within("account info", js.query_account()).await.unwrap();
+    assert_eq!(account.streams, 0);
+    assert_eq!(account.memory, 0);
+    assert_eq!(account.storage, 0);
+}
+
+#[tokio::test]
+async fn publish_is_acknowledged_with_increasing_sequences_and_read_back() {
+    let (server, _dir) = js_server("publish");
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = within(
+        "create",
+        js.create_stream(stream_config("ORDERS", &["orders.>"])),
+    )
+    .await
+    .unwrap();
+    for i in 1..=5u64 {
+        let ack = within("ack", async {
+            js.publish(format!("orders.{i}"), format!("order {i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(ack.stream, "ORDERS");
+        assert_eq!(ack.sequence, i);
+        assert!(!ack.duplicate);
+    }
+    let info = within("info", stream.info()).await.unwrap();
+    assert_eq!(info.state.messages, 5);
+    assert_eq!(info.state.first_sequence, 1);
+    assert_eq!(info.state.last_sequence, 5);
+    // The reference's file-store accounting: 22 + subject + payload + 8.
+    assert_eq!(info.state.bytes, 5 * (22 + 8 + 8 + 7));
+    let msg = within("get", stream.get_raw_message(3)).await.unwrap();
+    assert_eq!(msg.subject.as_str(), "orders.3");
+    assert_eq!(&msg.payload[..], b"order 3");
+    assert_eq!(msg.sequence, 3);
+    let last = within("last", stream.get_last_raw_message_by_subject("orders.5"))
+        .await
+        .unwrap();
+    assert_eq!(last.sequence, 5);
+    let missing = within("missing", stream.get_raw_message(99)).await;
+    assert!(missing.is_err(), "sequence 99 does not exist");
+}
+
+#[tokio::test]
+async fn duplicate_msg_ids_are_stored_once() {
+    let (server, _dir) = js_server("dedupe");
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = js
+        .create_stream(stream_config("DEDUPE", &["d.>"]))
+        .await
+        .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "once");
+    let first = js
+        .publish_with_headers("d.1", headers.clone(), "a".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let again = js
+        .publish_with_headers("d.1", headers, "a".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(first.sequence, 1);
+    assert_eq!(again.sequence, 1);
+    assert!(again.duplicate);
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn expected_last_sequence_is_enforced() {
+    let (server, _dir) = js_server("expected");
+    let js = jetstream::new(connect(&server.url()).await);
+    js.create_stream(stream_config("EXP", &["e.>"]))
+        .await
+        .unwrap();
+    js.publish("e.1", "a".into()).await.unwrap().await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Sequence", "7");
+    let refused = js
+        .publish_with_headers("e.1", headers, "b".into())
+        .await
+        .unwrap()
+        .await;
+    let error = refused.expect_err("the last sequence is 1, not 7");
+    assert!(
+        error.to_string().contains("wrong last sequence: 1"),
+        "{error}"
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Expected-Last-Sequence", "1");
+    let ack = js
+        .publish_with_headers("e.1", headers, "b".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 2);
+}
+
+#[tokio::test]
+async fn discard_new_refuses_past_max_msgs() {
+    let (server, _dir) = js_server("discard");
+    let js = jetstream::new(connect(&server.url()).await);
+    js.create_stream(stream::Config {
+        max_messages: 2,
+        discard: stream::DiscardPolicy::New,
+        ..stream_config("FULL", &["f"])
+    })
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        js.publish("f", "x".into()).await.unwrap().await.unwrap();
+    }
+    let error = js
+        .publish("f", "x".into())
+        .await
+        .unwrap()
+        .await
+        .expect_err("the stream is full");
+    assert!(
+        error.to_string().contains("maximum messages exceeded"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn purge_delete_message_and_delete_stream() {
+    let (server, _dir) = js_server("purge");
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = js
+        .create_stream(stream::Config {
+            storage: stream::StorageType::Memory,
+            ..stream_config("P", &["p.*"])
+        })
+        .await
+        .unwrap();
+    for subject in ["p.a", "p.b", "p.a", "p.b"] {
+        js.publish(subject, "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert!(stream.delete_message(2).await.unwrap());
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 3);
+    assert_eq!(info.state.deleted_count, Some(1));
+    let purged = stream.purge().filter("p.a").await.unwrap();
+    assert_eq!(purged.purged, 2);
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    let names: Vec<String> = js.stream_names().map(|name| name.unwrap()).collect().await;
+    assert_eq!(names, vec!["P".to_string()]);
+    assert!(js.delete_stream("P").await.unwrap().success);
+    assert!(js.get_stream("P").await.is_err(), "deleted");
+    let names: Vec<String> = js.stream_names().map(|name| name.unwrap()).collect().await;
+    assert!(names.is_empty());
+}
+
+#[tokio::test]
+async fn creating_again_with_another_config_is_refused() {
+    let (server, _dir) = js_server("conflict");
+    let js = jetstream::new(connect(&server.url()).await);
+    js.create_stream(stream_config("C", &["c.1"]))
+        .await
+        .unwrap();
+    // The same configuration again is fine (idempotent create).
+    js.create_stream(stream_config("C", &["c.1"]))
+        .await
+        .unwrap();
+    let error = js
+        .create_stream(stream_config("C", &["c.2"]))
+        .await
+        .expect_err("another configuration under the same name");
+    assert!(
+        error
+            .to_string()
+            .contains("stream name already in use with a different configuration"),
+        "{error}"
+    );
+    let error = js
+        .create_stream(stream_config("D", &["c.1"]))
+        .await
+        .expect_err("overlapping subjects");
+    assert!(
+        error
+            .to_string()
+            .contains("subjects overlap with an existing stream"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_stream_survives_sigkill_with_every_acknowledged_message() {
+    let (mut server, _dir) = js_server("restart");
+    let mut acked = Vec::new();
+    {
+        let js = jetstream::new(connect(&server.url()).await);
+        js.create_stream(stream_config("KEEP", &["keep.>"]))
+            .await
+            .unwrap();
+        let mut pending = Vec::new();
+        for i in 0..200u32 {
+            pending.push(
+                js.publish(format!("keep.{}", i % 7), i.to_string().into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in pending {
+            acked.push(within("ack", async { ack.await }).await.unwrap().sequence);
+        }
+    }
+    server.restart();
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = within("stream after restart", js.get_stream("KEEP"))
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 200);
+    for seq in acked {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        assert_eq!(msg.payload, (seq - 1).to_string());
+    }
+    // New messages continue the sequence.
+    let ack = js
+        .publish("keep.x", "after".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 201);
+}
+
+#[tokio::test]
+async fn accounts_without_jetstream_are_told_so() {
+    let dir = store_dir("accounts");
+    let conf = dir.with_extension("conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: {:?} }}\naccounts {{\n  A {{ jetstream: enabled, users [{{user: a, password: a}}] }}\n  B {{ users [{{user: b, password: b}}] }}\n}}\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let url = server.url();
+    let login = |user: &'static str| {
+        common::connect_with(
+            &url,
+            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()),
+        )
+    };
+    let a = jetstream::new(login("a").await);
+    a.create_stream(stream_config("S", &["s"])).await.unwrap();
+    let b = jetstream::new(login("b").await);
+    let error = b.query_account().await.expect_err("B has no JetStream");
+    assert!(
+        error
+            .to_string()
+            .contains("JetStream not enabled for account"),
+        "{error}"
+    );
+    // A's stream does not capture B's publishes.
+    let b_client = login("b").await;
+    let reply = b_client.request("s", "x".into()).await;
+    assert!(reply.is_err(), "no responders in B");
+    let _ = std::fs::remove_file(conf);
+}
