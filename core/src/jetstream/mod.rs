@@ -15,4 +15,6 @@ pub mod link;
 pub mod machine;
 mod requests;
 pub mod stream;
+#[cfg(test)]
+mod tests;
 pub mod wire;

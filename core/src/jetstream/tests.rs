@@ -1,0 +1,356 @@
+//! The JetStream machine driven directly: API requests and publishes in,
+//! replies and syncs out, over an in-memory disk shared by every stream.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::config::{AccountLimits, JetStreamConfig};
+use super::link::{JsAction, JsInbound, JsTarget, StreamId};
+use super::machine::JetStream;
+use crate::store::{perform_sync, Disk, DiskResult, MemDisk, SyncPolicy};
+use crate::time::{Instant, WallTime};
+
+/// One MemDisk behind every handle, as one real disk is.
+#[derive(Clone, Default)]
+struct SharedDisk(Rc<RefCell<MemDisk>>);
+
+impl Disk for SharedDisk {
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.0.borrow_mut().create_dir(dir)
+    }
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        self.0.borrow_mut().list(dir)
+    }
+    fn len(&mut self, path: &str) -> DiskResult<Option<u64>> {
+        self.0.borrow_mut().len(path)
+    }
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        self.0.borrow_mut().read_at(path, offset, buf)
+    }
+    fn write_at(&mut self, path: &str, offset: u64, bytes: &[u8]) -> DiskResult<()> {
+        self.0.borrow_mut().write_at(path, offset, bytes)
+    }
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        self.0.borrow_mut().truncate(path, len)
+    }
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        self.0.borrow_mut().sync(path)
+    }
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.0.borrow_mut().sync_dir(dir)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        self.0.borrow_mut().rename(from, to)
+    }
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        self.0.borrow_mut().remove(path)
+    }
+}
+
+fn js_config() -> JetStreamConfig {
+    JetStreamConfig {
+        store_dir: String::new(),
+        max_memory: 1 << 30,
+        max_store: 1 << 30,
+        domain: None,
+        strict: true,
+        sync: SyncPolicy::BeforeAck,
+        max_buffered_msgs: None,
+        max_buffered_size: None,
+        encryption: None,
+    }
+}
+
+struct Harness {
+    js: JetStream<SharedDisk>,
+    disk: SharedDisk,
+    /// Where each stream's subjects go, as the server would file them.
+    listening: BTreeMap<StreamId, Vec<String>>,
+    wall: u64,
+    /// Syncs asked for and not yet performed.
+    syncs: Vec<JsAction>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::on(SharedDisk::default())
+    }
+
+    fn on(disk: SharedDisk) -> Harness {
+        let mut accounts = BTreeMap::new();
+        accounts.insert("A".to_string(), AccountLimits::default());
+        let js = JetStream::open(
+            "srv".into(),
+            js_config(),
+            accounts,
+            disk.clone(),
+            Instant::ZERO,
+            WallTime(1_000_000_000),
+        );
+        let mut harness = Harness {
+            js,
+            disk,
+            listening: BTreeMap::new(),
+            wall: 1_000_000_000,
+            syncs: Vec::new(),
+        };
+        harness.collect();
+        harness
+    }
+
+    /// Replies published since the last call, by reply subject.
+    fn collect(&mut self) -> Vec<(String, Value)> {
+        let mut replies = Vec::new();
+        while let Some(action) = self.js.poll_action() {
+            match action {
+                JsAction::Publish {
+                    subject, payload, ..
+                } => replies.push((
+                    String::from_utf8(subject.to_vec()).unwrap(),
+                    serde_json::from_slice(&payload).unwrap(),
+                )),
+                JsAction::Listen {
+                    target: JsTarget::Stream(id),
+                    subjects,
+                    ..
+                } => {
+                    if subjects.is_empty() {
+                        self.listening.remove(&id);
+                    } else {
+                        self.listening.insert(id, subjects);
+                    }
+                }
+                JsAction::Listen { .. } => {}
+                sync @ JsAction::Sync { .. } => self.syncs.push(sync),
+                JsAction::Log { .. } => {}
+            }
+        }
+        replies
+    }
+
+    fn send(&mut self, target: JsTarget, subject: &str, headers: &[u8], payload: &[u8]) {
+        self.wall += 1_000;
+        self.js.handle_inbound(
+            Instant::from_nanos(self.wall),
+            WallTime(self.wall),
+            JsInbound {
+                account: "A".into(),
+                target,
+                subject: Bytes::copy_from_slice(subject.as_bytes()),
+                reply: Bytes::from_static(b"_INBOX.r"),
+                headers: Bytes::copy_from_slice(headers),
+                payload: Bytes::copy_from_slice(payload),
+            },
+        );
+    }
+
+    fn api(&mut self, subject: &str, body: &str) -> Value {
+        self.send(JsTarget::Api, subject, b"", body.as_bytes());
+        let mut replies = self.collect();
+        assert_eq!(replies.len(), 1, "one reply to {subject}");
+        replies.pop().unwrap().1
+    }
+
+    /// Publish to the stream listening on `subject`.
+    fn publish(&mut self, subject: &str, headers: &[u8], payload: &[u8]) {
+        let id = *self
+            .listening
+            .iter()
+            .find(|(_, subjects)| {
+                subjects.iter().any(|s| {
+                    crate::subject::subject_matches_pattern(s.as_bytes(), subject.as_bytes())
+                })
+            })
+            .expect("a stream listens")
+            .0;
+        self.send(JsTarget::Stream(id), subject, headers, payload);
+    }
+
+    /// Perform every sync asked for; returns the replies that follow.
+    fn sync_all(&mut self) -> Vec<(String, Value)> {
+        let mut replies = self.collect();
+        loop {
+            let syncs = std::mem::take(&mut self.syncs);
+            if syncs.is_empty() {
+                return replies;
+            }
+            for sync in syncs {
+                let JsAction::Sync {
+                    stream,
+                    tag,
+                    files,
+                    dirs,
+                } = sync
+                else {
+                    unreachable!()
+                };
+                let result = perform_sync(&mut self.disk, &files, &dirs);
+                self.js.handle_sync_done(stream, tag, result);
+            }
+            replies.extend(self.collect());
+        }
+    }
+}
+
+#[test]
+fn a_publish_is_acknowledged_only_after_its_sync() {
+    let mut h = Harness::new();
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.>"]}"#,
+    );
+    assert_eq!(created["did_create"], true, "{created}");
+    assert_eq!(created["config"]["max_msgs"], -1);
+    h.publish("s.1", b"", b"one");
+    h.publish("s.2", b"", b"two");
+    assert!(h.collect().is_empty(), "no ack before the sync");
+    let acks = h.sync_all();
+    let seqs: Vec<u64> = acks
+        .iter()
+        .map(|(_, ack)| ack["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(acks[0].1["stream"], "S");
+}
+
+#[test]
+fn duplicates_within_the_window_are_acknowledged_with_the_first_sequence() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    let id = b"NATS/1.0\r\nNats-Msg-Id: abc\r\n\r\n";
+    h.publish("s", id, b"x");
+    h.publish("s", id, b"x");
+    let acks = h.sync_all();
+    assert_eq!(acks.len(), 2);
+    assert_eq!(acks[1].1["seq"], 1);
+    assert_eq!(acks[1].1["duplicate"], true);
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1);
+}
+
+#[test]
+fn refusals_carry_the_reference_error() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.publish(
+        "s",
+        b"NATS/1.0\r\nNats-Expected-Last-Sequence: 4\r\n\r\n",
+        b"x",
+    );
+    let refused = h.collect();
+    assert_eq!(refused.len(), 1, "refusals need no sync");
+    let error = &refused[0].1["error"];
+    assert_eq!(error["err_code"], 10071);
+    assert_eq!(error["description"], "wrong last sequence: 0");
+    assert_eq!(refused[0].1["seq"], 0);
+}
+
+#[test]
+fn api_errors_for_missing_and_conflicting_streams() {
+    let mut h = Harness::new();
+    let missing = h.api("$JS.API.STREAM.INFO.NOPE", "");
+    assert_eq!(missing["error"]["err_code"], 10059);
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["a"]}"#,
+    );
+    let conflict = h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["b"]}"#,
+    );
+    assert_eq!(conflict["error"]["err_code"], 10058);
+    let overlap = h.api(
+        "$JS.API.STREAM.CREATE.T",
+        r#"{"name":"T","subjects":["a"]}"#,
+    );
+    assert_eq!(overlap["error"]["err_code"], 10065);
+    let bad = h.api("$JS.API.STREAM.CREATE.T", "{nope");
+    assert_eq!(bad["error"]["err_code"], 10025);
+    let info = h.api("$JS.API.INFO", "");
+    assert_eq!(info["streams"], 1);
+    assert_eq!(info["api"]["errors"], 4);
+}
+
+#[test]
+fn streams_and_their_messages_come_back_after_a_restart() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on(disk.clone());
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.*"]}"#,
+    );
+    for i in 0..10 {
+        h.publish(&format!("s.{i}"), b"", format!("m{i}").as_bytes());
+    }
+    assert_eq!(h.sync_all().len(), 10);
+    drop(h);
+    disk.0.borrow_mut().power_loss();
+    let mut h = Harness::on(disk);
+    assert_eq!(h.listening.len(), 1, "the stream listens again");
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 10);
+    let msg = h.api("$JS.API.STREAM.MSG.GET.S", r#"{"seq":4}"#);
+    assert_eq!(msg["message"]["subject"], "s.3");
+    h.publish("s.x", b"", b"next");
+    let acks = h.sync_all();
+    assert_eq!(acks[0].1["seq"], 11);
+}
+
+#[test]
+fn a_damaged_definition_falls_back_to_its_previous_copy() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on(disk.clone());
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.api(
+        "$JS.API.STREAM.UPDATE.S",
+        r#"{"name":"S","subjects":["s","t"]}"#,
+    );
+    drop(h);
+    // Flip a byte in the current definition.
+    {
+        let mut inner = disk.0.borrow_mut();
+        let bytes = inner
+            .bytes_mut("streams/1.meta")
+            .expect("the definition exists");
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x20;
+    }
+    let mut h = Harness::on(disk);
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(
+        info["config"]["subjects"],
+        serde_json::json!(["s"]),
+        "{info}"
+    );
+}
+
+#[test]
+fn deleting_a_stream_stops_its_routing_and_removes_its_files() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on(disk.clone());
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.publish("s", b"", b"x");
+    h.sync_all();
+    let deleted = h.api("$JS.API.STREAM.DELETE.S", "");
+    assert_eq!(deleted["success"], true);
+    assert!(h.listening.is_empty(), "the stream's subjects are released");
+    let mut disk = disk;
+    assert!(disk.list("streams").unwrap().is_empty());
+    assert!(disk.list("streams/1").unwrap().is_empty());
+}
