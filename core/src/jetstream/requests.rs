@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -53,6 +54,9 @@ enum Request<'a> {
     Purge(&'a str),
     MsgGet(&'a str),
     MsgDelete(&'a str),
+    /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
+    /// `allow_direct`, as a message rather than JSON.
+    DirectGet(&'a str, Option<&'a str>),
 }
 
 impl<'a> Request<'a> {
@@ -70,6 +74,11 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            ["DIRECT", "GET", name] => Request::DirectGet(name, None),
+            ["DIRECT", "GET", name, ..] => {
+                let skip = "DIRECT.GET.".len() + name.len() + 1;
+                Request::DirectGet(name, Some(&rest[skip..]))
+            }
             _ => return None,
         })
     }
@@ -123,13 +132,33 @@ fn reply<T: Serialize>(value: &T, error: bool) -> Reply {
     }
 }
 
-/// Decode a request body; an empty body is the type's default.
-fn decode<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
+/// Decode a request body; an empty body is the type's default. With
+/// `strict` (the reference's default) a field the request type does not
+/// know is refused as Go's decoder words it, except the `allowed` ones.
+fn decode<T: DeserializeOwned + Default>(
+    payload: &[u8],
+    strict: bool,
+    allowed: &[&str],
+) -> Result<T, ApiError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(payload)
-        .map_err(|error| ApiError::with(K::InvalidJSON, &[("{err}", &error.to_string())]))
+    let invalid = |text: String| ApiError::with(K::InvalidJSON, &[("{err}", &text)]);
+    let mut unknown: Option<String> = None;
+    let mut reader = serde_json::Deserializer::from_slice(payload);
+    let value: T = serde_ignored::deserialize(&mut reader, |path| {
+        let path = path.to_string();
+        let field = path.rsplit('.').next().unwrap_or_default().to_string();
+        if unknown.is_none() && !allowed.contains(&path.as_str()) {
+            unknown = Some(field);
+        }
+    })
+    .map_err(|error| invalid(error.to_string()))?;
+    reader.end().map_err(|error| invalid(error.to_string()))?;
+    match unknown {
+        Some(field) if strict => Err(invalid(format!("json: unknown field \"{field}\""))),
+        _ => Ok(value),
+    }
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -143,6 +172,10 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         if msg.reply.is_empty() {
             // Nobody to answer; the reference ignores such requests.
+            return;
+        }
+        if let Request::DirectGet(name, subject) = request {
+            self.direct_get(msg, name, subject);
             return;
         }
         let answer = if !self.enabled_for(&msg.account) {
@@ -187,6 +220,7 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
+            Request::DirectGet(..) => unreachable!("answered before"),
         };
         result.unwrap_or_else(|error| error_reply(request, error))
     }
@@ -225,11 +259,9 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload)?;
-        let mut config = request.config;
-        if config.name.is_empty() {
-            config.name = name.to_string();
-        }
+        let config: StreamConfig = decode(payload, self.config.strict, &["pedantic"])?;
+        let request: StreamConfigRequest = decode(payload, false, &[])?;
+        let _pedantic = request.pedantic;
         if config.name != name {
             return Err(ApiError::new(K::StreamMismatch));
         }
@@ -257,8 +289,9 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn update(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload)?;
-        let config = request.config;
+        let config: StreamConfig = decode(payload, self.config.strict, &["pedantic"])?;
+        let request: StreamConfigRequest = decode(payload, false, &[])?;
+        let _pedantic = request.pedantic;
         if config.name != name {
             return Err(ApiError::new(K::StreamMismatch));
         }
@@ -296,7 +329,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamInfoRequest = decode(payload)?;
+        let request: StreamInfoRequest = decode(payload, self.config.strict, &[])?;
         let id = self.find(account, name)?;
         let info = self.stream_info(id, Some(&request));
         let mut response = StreamInfoResponse::ok(ApiPaged::default(), info);
@@ -389,7 +422,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload)?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict, &[])?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let names: Vec<String> = all
@@ -407,7 +440,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn list(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload)?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict, &[])?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let infos: Vec<StreamInfo> = all
@@ -430,7 +463,7 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
         payload: &[u8],
     ) -> Result<Reply, ApiError> {
-        let request: PurgeRequest = decode(payload)?;
+        let request: PurgeRequest = decode(payload, self.config.strict, &[])?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().deny_purge {
@@ -454,7 +487,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_get(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgGetRequest = decode(payload)?;
+        let request: MsgGetRequest = decode(payload, self.config.strict, &[])?;
         let id = self.find(account, name)?;
         let store = self.streams.get_mut(&id).expect("found").stream.store_mut();
         let found = if !request.last_by_subj.is_empty() {
@@ -484,7 +517,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_delete(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgDeleteRequest = decode(payload)?;
+        let request: MsgDeleteRequest = decode(payload, self.config.strict, &[])?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().sealed {
@@ -510,6 +543,90 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         Ok(reply(&MsgDeleteResponse::ok(), false))
     }
+}
+
+impl<D: Disk + Clone> JetStream<D> {
+    /// A direct get: the stored message itself, its headers followed by
+    /// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and
+    /// `Nats-Time-Stamp`, or a status-only reply (404 not found, 408 for a
+    /// bad request). Only streams with `allow_direct` answer; the others
+    /// stay silent, as the reference has no subscription for them.
+    fn direct_get(&mut self, msg: &JsInbound, name: &str, subject: Option<&str>) {
+        let Some(id) = self.stream_by_name(&msg.account, name) else {
+            return;
+        };
+        let entry = self.streams.get_mut(&id).expect("found");
+        if !entry.meta.config.allow_direct {
+            return;
+        }
+        let body_empty = msg.payload.iter().all(u8::is_ascii_whitespace);
+        let request: Result<MsgGetRequest, &str> = match subject {
+            Some(subject) if body_empty => Ok(MsgGetRequest {
+                last_by_subj: subject.to_string(),
+                ..MsgGetRequest::default()
+            }),
+            _ if body_empty => Err("Empty Request"),
+            _ => serde_json::from_slice(&msg.payload).map_err(|_| "Malformed Request"),
+        };
+        let store = entry.stream.store_mut();
+        let (headers, payload) = match request {
+            Err(why) => (
+                crate::protocol::status_only_block(408, Some(why)),
+                Bytes::new(),
+            ),
+            Ok(request) => {
+                let found = if !request.last_by_subj.is_empty() {
+                    store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
+                } else if !request.next_by_subj.is_empty() {
+                    store.load_next(
+                        &Filter::subject(request.next_by_subj.as_bytes()),
+                        request.seq,
+                    )
+                } else if request.seq > 0 {
+                    store.load_msg(request.seq)
+                } else {
+                    Err(StoreError::NotFound)
+                };
+                match found {
+                    Ok(stored) => (direct_headers(name, &stored), stored.payload),
+                    Err(_) => (
+                        crate::protocol::status_only_block(404, Some("Message Not Found")),
+                        Bytes::new(),
+                    ),
+                }
+            }
+        };
+        self.actions.push_back(super::link::JsAction::Publish {
+            account: msg.account.clone(),
+            subject: msg.reply.clone(),
+            reply: Bytes::new(),
+            headers,
+            payload,
+        });
+    }
+}
+
+/// The header block of a direct get reply: the message's own headers, then
+/// the stream's facts about it.
+fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
+    let mut block = Vec::with_capacity(msg.headers.len() + 128);
+    if msg.headers.is_empty() {
+        block.extend_from_slice(b"NATS/1.0\r\n");
+    } else {
+        // Everything but the final blank line.
+        let own = msg.headers.strip_suffix(b"\r\n").unwrap_or(&msg.headers);
+        block.extend_from_slice(own);
+    }
+    let time = crate::format::rfc3339_nanos(msg.ts);
+    let subject = String::from_utf8_lossy(&msg.subject);
+    block.extend_from_slice(
+        format!(
+            "Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {time}\r\n\r\n",
+            msg.seq
+        )
+        .as_bytes(),
+    );
+    Bytes::from(block)
 }
 
 /// Whether two normalized configurations are the same for an idempotent
@@ -554,6 +671,7 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::Purge(_) => reply(&PurgeResponse::error(error), true),
         Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
+        Request::DirectGet(..) => unreachable!("direct gets answer with status headers"),
     }
 }
 

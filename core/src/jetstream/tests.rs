@@ -108,10 +108,20 @@ impl Harness {
         while let Some(action) = self.js.poll_action() {
             match action {
                 JsAction::Publish {
-                    subject, payload, ..
+                    subject,
+                    headers,
+                    payload,
+                    ..
                 } => replies.push((
                     String::from_utf8(subject.to_vec()).unwrap(),
-                    serde_json::from_slice(&payload).unwrap(),
+                    if headers.is_empty() {
+                        serde_json::from_slice(&payload).unwrap()
+                    } else {
+                        serde_json::json!({
+                            "headers": String::from_utf8_lossy(&headers),
+                            "payload": String::from_utf8_lossy(&payload),
+                        })
+                    },
                 )),
                 JsAction::Listen {
                     target: JsTarget::Stream(id),
@@ -276,9 +286,16 @@ fn api_errors_for_missing_and_conflicting_streams() {
     assert_eq!(overlap["error"]["err_code"], 10065);
     let bad = h.api("$JS.API.STREAM.CREATE.T", "{nope");
     assert_eq!(bad["error"]["err_code"], 10025);
+    let unknown = h.api("$JS.API.STREAM.CREATE.T", r#"{"name":"T","foo":1}"#);
+    assert_eq!(
+        unknown["error"]["description"],
+        "invalid JSON: json: unknown field \"foo\""
+    );
+    let mismatch = h.api("$JS.API.STREAM.CREATE.T", "");
+    assert_eq!(mismatch["error"]["err_code"], 10056);
     let info = h.api("$JS.API.INFO", "");
     assert_eq!(info["streams"], 1);
-    assert_eq!(info["api"]["errors"], 4);
+    assert_eq!(info["api"]["errors"], 6);
 }
 
 #[test]
@@ -353,4 +370,27 @@ fn deleting_a_stream_stops_its_routing_and_removes_its_files() {
     let mut disk = disk;
     assert!(disk.list("streams").unwrap().is_empty());
     assert!(disk.list("streams/1").unwrap().is_empty());
+}
+
+#[test]
+fn direct_get_answers_with_the_message_and_status_headers() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.*"],"allow_direct":true}"#,
+    );
+    h.publish("s.a", b"NATS/1.0\r\nFoo: bar\r\n\r\n", b"first");
+    h.publish("s.b", b"", b"second");
+    h.sync_all();
+    let got = h.api("$JS.API.DIRECT.GET.S", r#"{"seq":1}"#);
+    let headers = got["headers"].as_str().unwrap();
+    assert!(headers.starts_with("NATS/1.0\r\nFoo: bar\r\nNats-Stream: S\r\nNats-Subject: s.a\r\nNats-Sequence: 1\r\nNats-Time-Stamp: "), "{headers}");
+    assert!(headers.ends_with("Z\r\n\r\n"));
+    assert_eq!(got["payload"], "first");
+    let last = h.api("$JS.API.DIRECT.GET.S.s.b", "");
+    assert_eq!(last["payload"], "second");
+    let missing = h.api("$JS.API.DIRECT.GET.S", r#"{"seq":9}"#);
+    assert_eq!(missing["headers"], "NATS/1.0 404 Message Not Found\r\n\r\n");
+    let empty = h.api("$JS.API.DIRECT.GET.S", "");
+    assert_eq!(empty["headers"], "NATS/1.0 408 Empty Request\r\n\r\n");
 }
