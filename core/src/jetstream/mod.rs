@@ -13,6 +13,7 @@ pub mod config;
 pub mod errors;
 pub mod link;
 pub mod machine;
+pub mod monitor;
 mod requests;
 pub mod stream;
 #[cfg(test)]
