@@ -8,6 +8,7 @@
 //!
 //! Invariants: see each module.
 
+pub mod advisory;
 pub mod api;
 pub mod config;
 pub mod errors;

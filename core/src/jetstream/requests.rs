@@ -197,7 +197,29 @@ impl<D: Disk + Clone> JetStream<D> {
                 ),
             );
         }
+        self.audit(msg, subject, &answer.body);
         self.reply(&msg.account, &msg.reply, answer.body);
+    }
+
+    /// The API audit advisory of one request and its reply.
+    fn audit(&mut self, msg: &JsInbound, subject: &str, response: &[u8]) {
+        let client = std::str::from_utf8(&msg.client)
+            .ok()
+            .and_then(|json| serde_json::from_str::<&serde_json::value::RawValue>(json).ok());
+        let domain = self.config.domain.clone().unwrap_or_default();
+        let audit = super::advisory::ApiAudit {
+            kind: super::advisory::API_AUDIT_TYPE,
+            id: self.next_id(),
+            timestamp: crate::format::rfc3339_nanos(self.wall),
+            server: &self.server_name,
+            client,
+            subject,
+            request: &String::from_utf8_lossy(&msg.payload),
+            response: &String::from_utf8_lossy(response),
+            domain: &domain,
+        };
+        let body = serde_json::to_vec(&audit).expect("advisories serialize");
+        self.publish(&msg.account, super::advisory::API_AUDIT.to_string(), body);
     }
 
     fn not_enabled(&self, request: &Request<'_>) -> Reply {
@@ -284,6 +306,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = self
             .create_stream(account, config)
             .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "create");
         let info = self.stream_info(id, None);
         Ok(reply(&StreamCreateResponse::ok(info, true), false))
     }
@@ -300,6 +323,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.check_overlap(account, Some(id), &config)?;
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "modify");
         let info = self.stream_info(id, None);
         Ok(reply(&StreamUpdateResponse::ok(info), false))
     }
@@ -325,6 +349,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = self.find(account, name)?;
         self.delete_stream(id)
             .map_err(|error| ApiError::with(K::StreamGeneralError, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "delete");
         Ok(reply(&StreamDeleteResponse::ok(), false))
     }
 

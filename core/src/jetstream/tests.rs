@@ -73,6 +73,8 @@ struct Harness {
     wall: u64,
     /// Syncs asked for and not yet performed.
     syncs: Vec<JsAction>,
+    /// Advisories published, by subject.
+    advisories: Vec<(String, Value)>,
 }
 
 impl Harness {
@@ -97,6 +99,7 @@ impl Harness {
             listening: BTreeMap::new(),
             wall: 1_000_000_000,
             syncs: Vec::new(),
+            advisories: Vec::new(),
         };
         harness.collect();
         harness
@@ -107,6 +110,12 @@ impl Harness {
         let mut replies = Vec::new();
         while let Some(action) = self.js.poll_action() {
             match action {
+                JsAction::Publish {
+                    subject, payload, ..
+                } if subject.starts_with(b"$JS.EVENT.") => self.advisories.push((
+                    String::from_utf8(subject.to_vec()).unwrap(),
+                    serde_json::from_slice(&payload).unwrap(),
+                )),
                 JsAction::Publish {
                     subject,
                     headers,
@@ -154,6 +163,7 @@ impl Harness {
                 reply: Bytes::from_static(b"_INBOX.r"),
                 headers: Bytes::copy_from_slice(headers),
                 payload: Bytes::copy_from_slice(payload),
+                client: Bytes::new(),
             },
         );
     }
@@ -393,4 +403,36 @@ fn direct_get_answers_with_the_message_and_status_headers() {
     assert_eq!(missing["headers"], "NATS/1.0 404 Message Not Found\r\n\r\n");
     let empty = h.api("$JS.API.DIRECT.GET.S", "");
     assert_eq!(empty["headers"], "NATS/1.0 408 Empty Request\r\n\r\n");
+}
+
+#[test]
+fn stream_actions_and_api_requests_are_advised() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.api("$JS.API.STREAM.DELETE.S", "");
+    h.api("$JS.API.STREAM.INFO.S", "");
+    let subjects: Vec<&str> = h.advisories.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            "$JS.EVENT.ADVISORY.STREAM.CREATED.S",
+            "$JS.EVENT.ADVISORY.API",
+            "$JS.EVENT.ADVISORY.STREAM.DELETED.S",
+            "$JS.EVENT.ADVISORY.API",
+            "$JS.EVENT.ADVISORY.API",
+        ]
+    );
+    let created = &h.advisories[0].1;
+    assert_eq!(
+        created["type"],
+        "io.nats.jetstream.advisory.v1.stream_action"
+    );
+    assert_eq!(created["action"], "create");
+    assert_eq!(created["id"].as_str().unwrap().len(), 22);
+    let audit = &h.advisories[4].1;
+    assert_eq!(audit["subject"], "$JS.API.STREAM.INFO.S");
+    assert!(audit["response"].as_str().unwrap().contains("10059"));
 }
