@@ -18,6 +18,7 @@
 //! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
 //! | `store_record` | [`store_record::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
+//! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -28,6 +29,7 @@ pub mod client_parser;
 pub mod conf;
 pub mod connect_json;
 pub mod header_block;
+pub mod jetstream_api;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
@@ -48,4 +50,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("conf", conf::run),
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
+    ("jetstream_api", jetstream_api::run),
 ];
