@@ -11,3 +11,4 @@
 pub mod api;
 pub mod config;
 pub mod errors;
+pub mod stream_config;
