@@ -70,3 +70,6 @@ pub(crate) fn is_zero_i64(value: &i64) -> bool {
 pub(crate) fn is_zero_usize(value: &usize) -> bool {
     *value == 0
 }
+
+#[cfg(test)]
+mod tests;
