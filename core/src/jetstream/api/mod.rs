@@ -12,14 +12,16 @@
 //!
 //! Reading is lenient the way the reference's is: missing fields take their
 //! zero value and `null` reads as the zero value too. Unknown fields are
-//! accepted here; refusing them (`strict` mode) is the API handler's call.
+//! accepted by the types; [`decode_request`] refuses them in `strict` mode.
 //!
 //! Files: `stream.rs` (StreamConfig and its parts), `info.rs` (StreamInfo,
 //! StreamState, cluster and source info), `account.rs` (`$JS.API.INFO`),
 //! `requests.rs` (the request and response bodies of the stream API),
-//! `pub_ack.rs` (publish acknowledgements).
+//! `pub_ack.rs` (publish acknowledgements), `decode.rs` (request bodies
+//! to types, strict mode's unknown-field refusal).
 
 mod account;
+pub mod decode;
 mod info;
 mod pub_ack;
 mod requests;
@@ -27,6 +29,7 @@ mod stream;
 pub mod time;
 
 pub use account::{AccountInfo, AccountLimitsInfo, AccountTier, ApiStats};
+pub use decode::{decode_request, RequestFields};
 pub use info::{
     ClusterInfo, LostStreamData, PeerInfo, StreamAlternate, StreamInfo, StreamSourceInfo,
     StreamState,
