@@ -47,7 +47,47 @@ pub use stream::{
     StreamSource, SubjectTransformConfig,
 };
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `value` as the reference's `json.Marshal` writes it: compact, and with
+/// Go's HTML-safe escapes (`<`, `>`, `&` as `\u003c`, `\u003e`, `\u0026`;
+/// U+2028 and U+2029 escaped too). Subjects such as `orders.>` reach
+/// clients as `orders.\u003e`; every JSON reply goes out through here.
+pub fn to_wire_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoEscapes);
+    // The types here have string keys and no fallible serializers.
+    let written = value.serialize(&mut serializer);
+    debug_assert!(written.is_ok());
+    out
+}
+
+/// serde_json's compact formatter plus Go's extra string escapes.
+struct GoEscapes;
+
+impl serde_json::ser::Formatter for GoEscapes {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (index, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..index])?;
+            writer.write_all(escape.as_bytes())?;
+            start = index + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
 
 /// Reads `null` as the type's default, as Go's decoder leaves the zero value.
 pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
