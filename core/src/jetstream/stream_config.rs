@@ -546,7 +546,13 @@ fn mapping_error(error: &TransformError) -> String {
                 .split('.')
                 .find(|token| *token == dollar || (token.contains("{{") && token.contains(&call)))
                 .unwrap_or(destination);
-            format!("invalid mapping destination: wildcard index out of range in {token}")
+            // The legacy `$n` form is reported with the indexes it names.
+            let suffix = if token.starts_with('$') {
+                format!(": [{index}]")
+            } else {
+                String::new()
+            };
+            format!("invalid mapping destination: wildcard index out of range in {token}{suffix}")
         }
         TransformError::UnsupportedFunction(_) => {
             "invalid mapping destination: unknown function".to_owned()
