@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use super::api::{
     DiscardPolicy, PersistMode, RetentionPolicy, StorageType, StreamConfig, StreamConfigRequest,
-    StreamSource,
+    StreamSource, SubjectTransformConfig,
 };
 use super::config::AccountLimits;
 use super::errors::{ApiError, ApiErrorKind};
@@ -444,26 +444,33 @@ fn check_discard_new_per_subject(config: &StreamConfig) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// What a counter stream may not combine with.
+fn check_counter(config: &StreamConfig) -> Result<(), ApiError> {
+    if !config.allow_msg_counter {
+        return Ok(());
+    }
+    if config.discard == DiscardPolicy::New {
+        return Err(invalid("counter stream cannot use discard new"));
+    }
+    if config.allow_msg_ttl {
+        return Err(invalid("counter stream cannot use message TTLs"));
+    }
+    if config.allow_msg_schedules {
+        return Err(invalid("counter stream cannot use message schedules"));
+    }
+    if config.retention != RetentionPolicy::Limits {
+        return Err(invalid("counter stream can only use limits retention"));
+    }
+    Ok(())
+}
+
 /// Roll-ups, counters, discard-new-per-subject, delete markers, schedules
 /// and the persist mode, which constrain one another.
 fn check_features(config: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
     if config.deny_purge && config.allow_rollup_hdrs {
         return Err(invalid("roll-ups require the purge permission"));
     }
-    if config.allow_msg_counter {
-        if config.discard == DiscardPolicy::New {
-            return Err(invalid("counter stream cannot use discard new"));
-        }
-        if config.allow_msg_ttl {
-            return Err(invalid("counter stream cannot use message TTLs"));
-        }
-        if config.allow_msg_schedules {
-            return Err(invalid("counter stream cannot use message schedules"));
-        }
-        if config.retention != RetentionPolicy::Limits {
-            return Err(invalid("counter stream can only use limits retention"));
-        }
-    }
+    check_counter(config)?;
     check_discard_new_per_subject(config)?;
     if config.subject_delete_marker_ttl > 0 {
         if config.subject_delete_marker_ttl < NANOS_PER_SECOND {
@@ -505,6 +512,11 @@ fn check_features(config: &mut StreamConfig, pedantic: bool) -> Result<(), ApiEr
             config.deny_purge = false;
         }
     }
+    check_persist_mode(config)
+}
+
+/// Asynchronous persistence: file storage, one replica, no atomic batches.
+fn check_persist_mode(config: &StreamConfig) -> Result<(), ApiError> {
     if config.persist_mode == PersistMode::Async {
         if config.storage != StorageType::File {
             return Err(invalid(
@@ -584,91 +596,117 @@ fn check_mirror(
     let Some(mirror) = config.mirror.clone() else {
         return Ok(());
     };
-    let refuse = |kind| Err(ApiError::new(kind));
-    if config.first_seq > 0 {
-        return refuse(ApiErrorKind::MirrorWithFirstSeq);
-    }
-    if !config.subjects.is_empty() {
-        return refuse(ApiErrorKind::MirrorWithSubjects);
-    }
-    if !config.sources.is_empty() {
-        return refuse(ApiErrorKind::MirrorWithSources);
-    }
-    if config.allow_msg_counter {
-        return refuse(ApiErrorKind::MirrorWithCounters);
-    }
-    if config.allow_atomic {
-        return refuse(ApiErrorKind::MirrorWithAtomicPublish);
-    }
-    if config.allow_batched {
-        return refuse(ApiErrorKind::MirrorWithBatchPublish);
-    }
-    if config.allow_msg_schedules {
-        return refuse(ApiErrorKind::MirrorWithMsgSchedules);
-    }
+    check_mirror_exclusions(config)?;
     if !durable_consumer_source_ok(&mirror) {
-        return refuse(ApiErrorKind::MirrorDurableConsumerCfgInvalid);
+        return Err(ApiError::new(ApiErrorKind::MirrorDurableConsumerCfgInvalid));
     }
     if !mirror.filter_subject.is_empty() && !mirror.subject_transforms.is_empty() {
-        return refuse(ApiErrorKind::MirrorMultipleFiltersNotAllowed);
+        return Err(ApiError::new(ApiErrorKind::MirrorMultipleFiltersNotAllowed));
     }
     if config.subject_delete_marker_ttl > 0 {
         return Err(invalid("subject delete markers forbidden on mirrors"));
     }
     for (outer, transform) in mirror.subject_transforms.iter().enumerate() {
-        if !transform.src.is_empty() && !is_valid_subject(transform.src.as_bytes()) {
-            let text = format!("invalid subject {}", transform.src);
-            return Err(ApiError::with(
-                ApiErrorKind::MirrorInvalidSubjectFilter,
-                &[("{err}", &text)],
-            ));
-        }
-        if let Err(text) = validate_mapping(&transform.src, &transform.dest) {
-            return Err(ApiError::with(
-                ApiErrorKind::MirrorInvalidTransformDestination,
-                &[("{err}", &text)],
-            ));
-        }
+        check_transform(
+            transform,
+            ApiErrorKind::MirrorInvalidSubjectFilter,
+            ApiErrorKind::MirrorInvalidTransformDestination,
+        )?;
         let collides = mirror
             .subject_transforms
             .iter()
             .enumerate()
             .any(|(inner, other)| inner != outer && subjects_collide(&transform.src, &other.src));
         if collides {
-            return refuse(ApiErrorKind::MirrorOverlappingSubjectFilters);
+            return Err(ApiError::new(ApiErrorKind::MirrorOverlappingSubjectFilters));
         }
     }
-    match &mirror.external {
-        None => {
-            if !is_valid_asset_name(&mirror.name) {
-                return refuse(ApiErrorKind::MirrorInvalidStreamName);
-            }
-            if let Some(origin) = context.streams.stream_config(&mirror.name) {
-                seen.origin_subjects.extend(origin.subjects.iter().cloned());
-                if config.max_msg_size > 0
-                    && origin.max_msg_size > 0
-                    && config.max_msg_size < origin.max_msg_size
-                {
-                    return refuse(ApiErrorKind::MirrorMaxMessageSizeTooBig);
-                }
-                if pedantic && config.mirror_direct != origin.allow_direct {
-                    return Err(pedantic_error(
-                        "origin stream has direct get set, mirror has it disabled",
-                    ));
-                }
-                config.mirror_direct = origin.allow_direct;
-            }
+    if mirror.external.is_none() && !is_valid_asset_name(&mirror.name) {
+        return Err(ApiError::new(ApiErrorKind::MirrorInvalidStreamName));
+    }
+    let too_big = ApiErrorKind::MirrorMaxMessageSizeTooBig;
+    if let Some(origin) = note_origin(&mirror, config, context.streams, seen, too_big)? {
+        if pedantic && config.mirror_direct != origin.allow_direct {
+            return Err(pedantic_error(
+                "origin stream has direct get set, mirror has it disabled",
+            ));
         }
-        Some(external) => {
-            if !external.deliver.is_empty() {
-                seen.delivery_prefixes.push(external.deliver.clone());
-            }
-            if !external.api.is_empty() {
-                seen.api_prefixes.push(external.api.clone());
-            }
-        }
+        config.mirror_direct = origin.allow_direct;
     }
     Ok(())
+}
+
+/// What a mirror may not have besides its mirror.
+fn check_mirror_exclusions(config: &StreamConfig) -> Result<(), ApiError> {
+    let exclusions = [
+        (config.first_seq > 0, ApiErrorKind::MirrorWithFirstSeq),
+        (
+            !config.subjects.is_empty(),
+            ApiErrorKind::MirrorWithSubjects,
+        ),
+        (!config.sources.is_empty(), ApiErrorKind::MirrorWithSources),
+        (config.allow_msg_counter, ApiErrorKind::MirrorWithCounters),
+        (config.allow_atomic, ApiErrorKind::MirrorWithAtomicPublish),
+        (config.allow_batched, ApiErrorKind::MirrorWithBatchPublish),
+        (
+            config.allow_msg_schedules,
+            ApiErrorKind::MirrorWithMsgSchedules,
+        ),
+    ];
+    match exclusions.iter().find(|(set, _)| *set) {
+        Some((_, kind)) => Err(ApiError::new(*kind)),
+        None => Ok(()),
+    }
+}
+
+/// A mirror's or source's transform: a valid source subject (empty is
+/// all) and a destination the server can map to.
+fn check_transform(
+    transform: &SubjectTransformConfig,
+    bad_source: ApiErrorKind,
+    bad_destination: ApiErrorKind,
+) -> Result<(), ApiError> {
+    if !transform.src.is_empty() && !is_valid_subject(transform.src.as_bytes()) {
+        let text = format!("invalid subject {}", transform.src);
+        return Err(ApiError::with(bad_source, &[("{err}", &text)]));
+    }
+    if let Err(text) = validate_mapping(&transform.src, &transform.dest) {
+        return Err(ApiError::with(bad_destination, &[("{err}", &text)]));
+    }
+    Ok(())
+}
+
+/// Records what the checks after need from a mirror or source: the
+/// origin's subjects when it is a stream of this account (refusing a
+/// `max_msg_size` below the origin's with `too_big`), or its external
+/// prefixes. Returns the origin's config when it exists here.
+fn note_origin<'s>(
+    source: &StreamSource,
+    config: &StreamConfig,
+    streams: &'s dyn StreamLookup,
+    seen: &mut Seen,
+    too_big: ApiErrorKind,
+) -> Result<Option<&'s StreamConfig>, ApiError> {
+    if let Some(external) = &source.external {
+        if !external.deliver.is_empty() {
+            seen.delivery_prefixes.push(external.deliver.clone());
+        }
+        if !external.api.is_empty() {
+            seen.api_prefixes.push(external.api.clone());
+        }
+        return Ok(None);
+    }
+    let Some(origin) = streams.stream_config(&source.name) else {
+        return Ok(None);
+    };
+    seen.origin_subjects.extend(origin.subjects.iter().cloned());
+    let smaller = config.max_msg_size > 0
+        && origin.max_msg_size > 0
+        && config.max_msg_size < origin.max_msg_size;
+    if smaller {
+        return Err(ApiError::new(too_big));
+    }
+    Ok(Some(origin))
 }
 
 /// A source or mirror read through a durable consumer names it and its
@@ -743,63 +781,40 @@ fn check_sources(
         if !source.filter_subject.is_empty() && !source.subject_transforms.is_empty() {
             return refuse(ApiErrorKind::SourceMultipleFiltersNotAllowed);
         }
-        for transform in &source.subject_transforms {
-            if !transform.src.is_empty() && !is_valid_subject(transform.src.as_bytes()) {
-                let text = format!("invalid subject {}", transform.src);
-                return Err(ApiError::with(
-                    ApiErrorKind::SourceInvalidSubjectFilter,
-                    &[("{err}", &text)],
-                ));
-            }
-            if let Err(text) = validate_mapping(&transform.src, &transform.dest) {
-                return Err(ApiError::with(
-                    ApiErrorKind::SourceInvalidTransformDestination,
-                    &[("{err}", &text)],
-                ));
-            }
-        }
-        for (outer, transform) in source.subject_transforms.iter().enumerate() {
-            let overlapping = source
-                .subject_transforms
-                .iter()
-                .enumerate()
-                .any(|(inner, other)| {
-                    inner != outer && is_subset_match(&transform.src, &other.src)
-                });
-            if overlapping {
-                return refuse(ApiErrorKind::SourceOverlappingSubjectFilters);
-            }
-        }
+        check_source_transforms(source)?;
         if !durable_consumer_source_ok(source) {
             return refuse(ApiErrorKind::SourceDurableConsumerCfgInvalid);
         }
         if let Some(consumer) = &source.consumer {
             let api = source.external.as_ref().map_or("", |e| e.api.as_str());
-            if !consumer_names.insert((source.name.clone(), api.to_owned(), consumer.name.clone()))
-            {
+            let key = (source.name.as_str(), api, consumer.name.as_str());
+            if !consumer_names.insert(key) {
                 return refuse(ApiErrorKind::SourceDurableConsumerDuplicateDetected);
             }
         }
-        match &source.external {
-            None => {
-                if let Some(origin) = context.streams.stream_config(&source.name) {
-                    seen.origin_subjects.extend(origin.subjects.iter().cloned());
-                    if config.max_msg_size > 0
-                        && origin.max_msg_size > 0
-                        && config.max_msg_size < origin.max_msg_size
-                    {
-                        return refuse(ApiErrorKind::SourceMaxMessageSizeTooBig);
-                    }
-                }
-            }
-            Some(external) => {
-                if !external.deliver.is_empty() {
-                    seen.delivery_prefixes.push(external.deliver.clone());
-                }
-                if !external.api.is_empty() {
-                    seen.api_prefixes.push(external.api.clone());
-                }
-            }
+        let too_big = ApiErrorKind::SourceMaxMessageSizeTooBig;
+        note_origin(source, config, context.streams, seen, too_big)?;
+    }
+    Ok(())
+}
+
+/// A source's transforms: each valid, no source subject within another's.
+fn check_source_transforms(source: &StreamSource) -> Result<(), ApiError> {
+    for transform in &source.subject_transforms {
+        check_transform(
+            transform,
+            ApiErrorKind::SourceInvalidSubjectFilter,
+            ApiErrorKind::SourceInvalidTransformDestination,
+        )?;
+    }
+    for (outer, transform) in source.subject_transforms.iter().enumerate() {
+        let overlapping = source
+            .subject_transforms
+            .iter()
+            .enumerate()
+            .any(|(inner, other)| inner != outer && is_subset_match(&transform.src, &other.src));
+        if overlapping {
+            return Err(ApiError::new(ApiErrorKind::SourceOverlappingSubjectFilters));
         }
     }
     Ok(())
