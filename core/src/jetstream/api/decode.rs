@@ -3,7 +3,9 @@
 //! Role: bytes to a request type, or the `invalid JSON` error
 //! (`{"code":400,"err_code":10025,"description":"invalid JSON: ..."}`). An
 //! empty body is the type's zero value (the reference's decoder stops at
-//! end of input without error). In strict mode (the reference's default)
+//! end of input without error); a second JSON value after the first fills
+//! the same request again; keys match fields without regard to case, as
+//! Go's decoder matches them. In strict mode (the reference's default)
 //! a field the type does not have is refused with Go's text,
 //! `json: unknown field "bogus"`, at any depth; otherwise it is ignored.
 //!
@@ -210,26 +212,82 @@ fn unknown_key<'a>(value: &'a serde_json::Value, fields: &Fields) -> Option<&'a 
     None
 }
 
-/// Reads a request body: empty is the zero value; `strict` refuses unknown
-/// fields.
+/// Renames, at every depth the schema describes, a key that matches a
+/// field only without regard to ASCII case to that field's name, as Go's
+/// decoder matches `"Name"` to `name` (an exact match wins).
+fn fold_keys(value: &mut serde_json::Value, fields: &Fields) {
+    let Some(object) = value.as_object_mut() else {
+        return;
+    };
+    let folded: Vec<(String, &str)> = object
+        .keys()
+        .filter(|key| !fields.keys.contains(&key.as_str()))
+        .filter_map(|key| {
+            let field = fields.keys.iter().find(|f| f.eq_ignore_ascii_case(key))?;
+            Some((key.clone(), *field))
+        })
+        .collect();
+    for (key, field) in folded {
+        if let Some(inner) = object.remove(&key) {
+            object.insert(field.to_owned(), inner);
+        }
+    }
+    for (name, nested) in fields.nested {
+        match object.get_mut(*name) {
+            Some(serde_json::Value::Array(items)) => {
+                items.iter_mut().for_each(|item| fold_keys(item, nested));
+            }
+            Some(inner) => fold_keys(inner, nested),
+            None => {}
+        }
+    }
+}
+
+/// Lays `later` over `earlier` the way Go's decoder fills one struct from a
+/// second JSON value: objects merge key by key, anything else is replaced.
+fn merge(earlier: &mut serde_json::Value, later: serde_json::Value) {
+    match (earlier, later) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+/// Reads a request body: empty is the zero value; several JSON values in a
+/// row fill the same request in turn (the reference decodes until the end
+/// of input); keys match fields without regard to case; `strict` refuses
+/// unknown fields.
 pub fn decode_request<T>(body: &[u8], strict: bool) -> Result<T, ApiError>
 where
     T: DeserializeOwned + Default + RequestFields,
 {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| invalid_json(&error.to_string()))?;
-    if strict {
-        if let Some(key) = unknown_key(&value, T::FIELDS) {
-            let text = format!(
-                "json: unknown field {}",
-                crate::format::go_quote(key.as_bytes())
-            );
-            return Err(invalid_json(&text));
+    let mut merged: Option<serde_json::Value> = None;
+    let values = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    for value in values {
+        let mut value = value.map_err(|error| invalid_json(&error.to_string()))?;
+        fold_keys(&mut value, T::FIELDS);
+        if strict {
+            if let Some(key) = unknown_key(&value, T::FIELDS) {
+                let key = crate::format::go_quote(key.as_bytes());
+                return Err(invalid_json(&format!("json: unknown field {key}")));
+            }
+        }
+        match merged.as_mut() {
+            Some(earlier) => merge(earlier, value),
+            None => merged = Some(value),
         }
     }
+    let Some(value) = merged else {
+        return Ok(T::default());
+    };
     serde_json::from_value(value).map_err(|error| invalid_json(&error.to_string()))
 }
 
@@ -254,6 +312,32 @@ mod tests {
         );
         let lenient = decode_request::<StreamConfigRequest>(nested, false).unwrap();
         assert_eq!(lenient.config.sources.len(), 2);
+    }
+
+    /// Captured from nats-server v2.15.1: `{"Name":"CI","SUBJECTS":["ci"]}`
+    /// creates CI on `ci`; `{"name":"CJ"} {"max_msgs":5}` creates CJ with
+    /// `max_msgs` 5; a wrong nested key is refused in strict mode.
+    #[test]
+    fn keys_fold_and_values_follow_one_another() {
+        let folded =
+            decode_request::<StreamConfigRequest>(br#"{"Name":"CI","SUBJECTS":["ci"]}"#, true)
+                .unwrap();
+        assert_eq!(folded.config.name, "CI");
+        assert_eq!(folded.config.subjects, vec!["ci".to_owned()]);
+        let two = decode_request::<StreamConfigRequest>(br#"{"name":"CJ"} {"max_msgs":5}"#, true)
+            .unwrap();
+        assert_eq!((two.config.name.as_str(), two.config.max_msgs), ("CJ", 5));
+        let nested = br#"{"name":"CM","placement":{"Cluster":"x","bogus":1}}"#;
+        let error = decode_request::<StreamConfigRequest>(nested, true).unwrap_err();
+        assert_eq!(
+            error.description,
+            r#"invalid JSON: json: unknown field "bogus""#
+        );
+        let lenient = decode_request::<StreamConfigRequest>(nested, false).unwrap();
+        assert_eq!(lenient.config.placement.unwrap().cluster, "x");
+        let error = decode_request::<StreamConfigRequest>(br#"{"name":"CK","max_msgs":"5"}"#, true)
+            .unwrap_err();
+        assert!(error.is(ApiErrorKind::InvalidJSON));
     }
 
     #[test]
