@@ -9,9 +9,16 @@
 //! a field the type does not have is refused with Go's text,
 //! `json: unknown field "bogus"`, at any depth; otherwise it is ignored.
 //!
+//! A value of the wrong JSON type is refused with Go's text too (`json:
+//! cannot unmarshal string into Go struct field StreamConfigRequest.max_msgs
+//! of type int64`), from the Go types in the schema.
+//!
 //! Invariant: every key a request type reads is listed in its [`Fields`]
 //! schema (the tests check each schema against the type's own output).
-//! Errors other than unknown fields carry serde_json's text, not Go's.
+//! Known differences: JSON syntax errors carry serde_json's text; when a
+//! body has several faults the first in key order is reported, where Go
+//! reports the first in document order; numbers are echoed as serde_json
+//! prints them (`1e3` as `1000.0`).
 
 use serde::de::DeserializeOwned;
 
@@ -21,11 +28,63 @@ use super::{
 };
 use crate::jetstream::errors::{ApiError, ApiErrorKind};
 
-/// The keys of a JSON object a type reads, and the schema of those whose
-/// values are objects (or lists of objects) in turn.
+/// The Go type of a request field, as the reference's type errors name it.
+#[derive(Debug, Clone, Copy)]
+pub enum GoType {
+    String,
+    Bool,
+    /// Go's `int`.
+    Int,
+    Int32,
+    Int64,
+    Uint64,
+    /// `time.Duration`: integer nanoseconds.
+    Duration,
+    /// `time.Time`: an RFC 3339 string (its own parser words its errors).
+    Time,
+    /// A string enum with its own unmarshaller (its own errors).
+    Enum,
+    /// `[]string`.
+    Strings,
+    /// `map[string]string`.
+    StringMap,
+    /// A nested struct (or pointer to one).
+    Struct(&'static Fields),
+    /// A list of nested structs.
+    Structs(&'static Fields),
+}
+
+impl GoType {
+    fn name(self) -> &'static str {
+        match self {
+            GoType::String | GoType::StringMap => "string",
+            GoType::Bool => "bool",
+            GoType::Int => "int",
+            GoType::Int32 => "int32",
+            GoType::Int64 => "int64",
+            GoType::Uint64 => "uint64",
+            GoType::Duration => "time.Duration",
+            GoType::Strings => "[]string",
+            GoType::Time | GoType::Enum | GoType::Struct(_) | GoType::Structs(_) => "",
+        }
+    }
+}
+
+/// The fields of a JSON object a request type reads, with their Go types,
+/// and the Go name of the type (`StreamConfigRequest`).
+#[derive(Debug)]
 pub struct Fields {
-    pub keys: &'static [&'static str],
-    pub nested: &'static [(&'static str, &'static Fields)],
+    pub go_name: &'static str,
+    pub fields: &'static [(&'static str, GoType)],
+}
+
+impl Fields {
+    fn get(&self, key: &str) -> Option<GoType> {
+        self.fields
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, t)| *t)
+    }
 }
 
 /// A request type with a known schema.
@@ -33,104 +92,104 @@ pub trait RequestFields {
     const FIELDS: &'static Fields;
 }
 
-const NO_NESTED: &[(&str, &Fields)] = &[];
+use GoType::{Bool, Duration, Enum, Int, Int32, Int64, StringMap, Strings, Time, Uint64};
 
 const TRANSFORM: Fields = Fields {
-    keys: &["src", "dest"],
-    nested: NO_NESTED,
+    go_name: "SubjectTransformConfig",
+    fields: &[("src", GoType::String), ("dest", GoType::String)],
 };
 
 const REPUBLISH: Fields = Fields {
-    keys: &["src", "dest", "headers_only"],
-    nested: NO_NESTED,
+    go_name: "RePublish",
+    fields: &[
+        ("src", GoType::String),
+        ("dest", GoType::String),
+        ("headers_only", Bool),
+    ],
 };
 
 const PLACEMENT: Fields = Fields {
-    keys: &["cluster", "tags", "preferred"],
-    nested: NO_NESTED,
+    go_name: "Placement",
+    fields: &[
+        ("cluster", GoType::String),
+        ("tags", Strings),
+        ("preferred", GoType::String),
+    ],
 };
 
 const CONSUMER_LIMITS: Fields = Fields {
-    keys: &["inactive_threshold", "max_ack_pending"],
-    nested: NO_NESTED,
+    go_name: "StreamConsumerLimits",
+    fields: &[("inactive_threshold", Duration), ("max_ack_pending", Int)],
 };
 
 const EXTERNAL: Fields = Fields {
-    keys: &["api", "deliver"],
-    nested: NO_NESTED,
+    go_name: "ExternalStream",
+    fields: &[("api", GoType::String), ("deliver", GoType::String)],
 };
 
 const SOURCE_CONSUMER: Fields = Fields {
-    keys: &["name", "deliver_subject"],
-    nested: NO_NESTED,
+    go_name: "StreamConsumerSource",
+    fields: &[
+        ("name", GoType::String),
+        ("deliver_subject", GoType::String),
+    ],
 };
 
 const SOURCE: Fields = Fields {
-    keys: &[
-        "name",
-        "opt_start_seq",
-        "opt_start_time",
-        "filter_subject",
-        "subject_transforms",
-        "external",
-        "consumer",
-    ],
-    nested: &[
-        ("subject_transforms", &TRANSFORM),
-        ("external", &EXTERNAL),
-        ("consumer", &SOURCE_CONSUMER),
+    go_name: "StreamSource",
+    fields: &[
+        ("name", GoType::String),
+        ("opt_start_seq", Uint64),
+        ("opt_start_time", Time),
+        ("filter_subject", GoType::String),
+        ("subject_transforms", GoType::Structs(&TRANSFORM)),
+        ("external", GoType::Struct(&EXTERNAL)),
+        ("consumer", GoType::Struct(&SOURCE_CONSUMER)),
     ],
 };
 
 const STREAM_CONFIG_REQUEST: Fields = Fields {
-    keys: &[
-        "name",
-        "description",
-        "subjects",
-        "retention",
-        "max_consumers",
-        "max_msgs",
-        "max_bytes",
-        "max_age",
-        "max_msgs_per_subject",
-        "max_msg_size",
-        "discard",
-        "storage",
-        "num_replicas",
-        "no_ack",
-        "duplicate_window",
-        "placement",
-        "mirror",
-        "sources",
-        "compression",
-        "first_seq",
-        "subject_transform",
-        "republish",
-        "allow_direct",
-        "mirror_direct",
-        "discard_new_per_subject",
-        "sealed",
-        "deny_delete",
-        "deny_purge",
-        "allow_rollup_hdrs",
-        "consumer_limits",
-        "allow_msg_ttl",
-        "subject_delete_marker_ttl",
-        "allow_msg_counter",
-        "allow_atomic",
-        "allow_msg_schedules",
-        "persist_mode",
-        "allow_batched",
-        "metadata",
-        "pedantic",
-    ],
-    nested: &[
-        ("placement", &PLACEMENT),
-        ("mirror", &SOURCE),
-        ("sources", &SOURCE),
-        ("subject_transform", &TRANSFORM),
-        ("republish", &REPUBLISH),
-        ("consumer_limits", &CONSUMER_LIMITS),
+    go_name: "StreamConfigRequest",
+    fields: &[
+        ("name", GoType::String),
+        ("description", GoType::String),
+        ("subjects", Strings),
+        ("retention", Enum),
+        ("max_consumers", Int),
+        ("max_msgs", Int64),
+        ("max_bytes", Int64),
+        ("max_age", Duration),
+        ("max_msgs_per_subject", Int64),
+        ("max_msg_size", Int32),
+        ("discard", Enum),
+        ("storage", Enum),
+        ("num_replicas", Int),
+        ("no_ack", Bool),
+        ("duplicate_window", Duration),
+        ("placement", GoType::Struct(&PLACEMENT)),
+        ("mirror", GoType::Struct(&SOURCE)),
+        ("sources", GoType::Structs(&SOURCE)),
+        ("compression", Enum),
+        ("first_seq", Uint64),
+        ("subject_transform", GoType::Struct(&TRANSFORM)),
+        ("republish", GoType::Struct(&REPUBLISH)),
+        ("allow_direct", Bool),
+        ("mirror_direct", Bool),
+        ("discard_new_per_subject", Bool),
+        ("sealed", Bool),
+        ("deny_delete", Bool),
+        ("deny_purge", Bool),
+        ("allow_rollup_hdrs", Bool),
+        ("consumer_limits", GoType::Struct(&CONSUMER_LIMITS)),
+        ("allow_msg_ttl", Bool),
+        ("subject_delete_marker_ttl", Duration),
+        ("allow_msg_counter", Bool),
+        ("allow_atomic", Bool),
+        ("allow_msg_schedules", Bool),
+        ("persist_mode", Enum),
+        ("allow_batched", Bool),
+        ("metadata", StringMap),
+        ("pedantic", Bool),
     ],
 };
 
@@ -140,48 +199,141 @@ impl RequestFields for StreamConfigRequest {
 
 impl RequestFields for StreamInfoRequest {
     const FIELDS: &'static Fields = &Fields {
-        keys: &["offset", "deleted_details", "subjects_filter"],
-        nested: NO_NESTED,
+        go_name: "JSApiStreamInfoRequest",
+        fields: &[
+            ("offset", Int),
+            ("deleted_details", Bool),
+            ("subjects_filter", GoType::String),
+        ],
     };
 }
 
 impl RequestFields for StreamNamesRequest {
     const FIELDS: &'static Fields = &Fields {
-        keys: &["offset", "subject"],
-        nested: NO_NESTED,
+        go_name: "JSApiStreamNamesRequest",
+        fields: &[("offset", Int), ("subject", GoType::String)],
     };
 }
 
 impl RequestFields for PurgeRequest {
     const FIELDS: &'static Fields = &Fields {
-        keys: &["seq", "filter", "keep"],
-        nested: NO_NESTED,
+        go_name: "JSApiStreamPurgeRequest",
+        fields: &[
+            ("seq", Uint64),
+            ("filter", GoType::String),
+            ("keep", Uint64),
+        ],
     };
 }
 
 impl RequestFields for MsgDeleteRequest {
     const FIELDS: &'static Fields = &Fields {
-        keys: &["seq", "no_erase"],
-        nested: NO_NESTED,
+        go_name: "JSApiMsgDeleteRequest",
+        fields: &[("seq", Uint64), ("no_erase", Bool)],
     };
 }
 
 impl RequestFields for MsgGetRequest {
     const FIELDS: &'static Fields = &Fields {
-        keys: &[
-            "seq",
-            "last_by_subj",
-            "next_by_subj",
-            "batch",
-            "max_bytes",
-            "start_time",
-            "multi_last",
-            "up_to_seq",
-            "up_to_time",
-            "no_hdr",
+        go_name: "JSApiMsgGetRequest",
+        fields: &[
+            ("seq", Uint64),
+            ("last_by_subj", GoType::String),
+            ("next_by_subj", GoType::String),
+            ("batch", Int),
+            ("max_bytes", Int),
+            ("start_time", Time),
+            ("multi_last", Strings),
+            ("up_to_seq", Uint64),
+            ("up_to_time", Time),
+            ("no_hdr", Bool),
         ],
-        nested: NO_NESTED,
     };
+}
+
+/// How Go's type errors name a JSON value: its kind, and for a number
+/// that does not fit an integer field, the number itself.
+fn value_kind(value: &serde_json::Value, wanted: GoType) -> String {
+    match value {
+        serde_json::Value::String(_) => "string".to_owned(),
+        serde_json::Value::Bool(_) => "bool".to_owned(),
+        serde_json::Value::Array(_) => "array".to_owned(),
+        serde_json::Value::Object(_) => "object".to_owned(),
+        serde_json::Value::Null => "null".to_owned(),
+        serde_json::Value::Number(number) => match wanted {
+            Int | Int32 | Int64 | Uint64 | Duration => format!("number {number}"),
+            _ => "number".to_owned(),
+        },
+    }
+}
+
+/// Whether a JSON number fits a Go integer type.
+fn number_fits(number: &serde_json::Number, wanted: GoType) -> bool {
+    match wanted {
+        Uint64 => number.is_u64(),
+        Int32 => number.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+        _ => number.is_i64(),
+    }
+}
+
+/// Whether `value` can fill a field of Go type `wanted` (null fills any).
+fn fits(value: &serde_json::Value, wanted: GoType) -> bool {
+    use serde_json::Value as V;
+    match (value, wanted) {
+        (V::Null, _) | (_, Time | Enum) => true,
+        (V::String(_), GoType::String) | (V::Bool(_), Bool) => true,
+        (V::Number(n), Int | Int32 | Int64 | Uint64 | Duration) => number_fits(n, wanted),
+        (V::Array(_), Strings | GoType::Structs(_)) => true,
+        (V::Object(_), StringMap | GoType::Struct(_)) => true,
+        _ => false,
+    }
+}
+
+/// The reference's text for the first value (in key order) whose JSON type
+/// does not fit its field, naming the field by its dotted path from the
+/// request (`StreamConfigRequest.sources.0.name`).
+fn type_error(value: &serde_json::Value, fields: &Fields, path: &str) -> Option<String> {
+    let object = value.as_object()?;
+    for (key, inner) in object {
+        let Some(wanted) = fields.get(key) else {
+            continue;
+        };
+        let here = format!("{path}.{key}");
+        let mismatch = |inner: &serde_json::Value, wanted: GoType, at: &str, field: bool| {
+            let kind = value_kind(inner, wanted);
+            let into = if field { "Go struct field " } else { "" };
+            format!(
+                "json: cannot unmarshal {kind} into {into}{at} of type {}",
+                wanted.name()
+            )
+        };
+        if !fits(inner, wanted) {
+            return Some(mismatch(inner, wanted, &here, true));
+        }
+        let found = match (inner, wanted) {
+            (serde_json::Value::Array(items), Strings) => {
+                items.iter().enumerate().find_map(|(i, item)| {
+                    let at = format!("{here}.{i}");
+                    (!fits(item, GoType::String))
+                        .then(|| mismatch(item, GoType::String, &at, false))
+                })
+            }
+            (serde_json::Value::Object(map), StringMap) => map.iter().find_map(|(name, item)| {
+                let at = format!("{here}.{name}");
+                (!fits(item, GoType::String)).then(|| mismatch(item, GoType::String, &at, true))
+            }),
+            (serde_json::Value::Array(items), GoType::Structs(nested)) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| type_error(item, nested, &format!("{here}.{i}"))),
+            (inner, GoType::Struct(nested)) => type_error(inner, nested, &here),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 fn invalid_json(text: &str) -> ApiError {
@@ -193,17 +345,13 @@ fn invalid_json(text: &str) -> ApiError {
 fn unknown_key<'a>(value: &'a serde_json::Value, fields: &Fields) -> Option<&'a str> {
     let object = value.as_object()?;
     for (key, inner) in object {
-        if !fields.keys.contains(&key.as_str()) {
-            return Some(key);
-        }
-        let Some((_, nested)) = fields.nested.iter().find(|(name, _)| name == key) else {
-            continue;
-        };
-        let found = match inner {
-            serde_json::Value::Array(items) => {
-                items.iter().find_map(|item| unknown_key(item, nested))
-            }
-            other => unknown_key(other, nested),
+        let found = match fields.get(key) {
+            None => return Some(key),
+            Some(GoType::Structs(nested)) => inner
+                .as_array()
+                .and_then(|items| items.iter().find_map(|item| unknown_key(item, nested))),
+            Some(GoType::Struct(nested)) => unknown_key(inner, nested),
+            Some(_) => None,
         };
         if found.is_some() {
             return found;
@@ -221,9 +369,12 @@ fn fold_keys(value: &mut serde_json::Value, fields: &Fields) {
     };
     let folded: Vec<(String, &str)> = object
         .keys()
-        .filter(|key| !fields.keys.contains(&key.as_str()))
+        .filter(|key| fields.get(key).is_none())
         .filter_map(|key| {
-            let field = fields.keys.iter().find(|f| f.eq_ignore_ascii_case(key))?;
+            let (field, _) = fields
+                .fields
+                .iter()
+                .find(|(f, _)| f.eq_ignore_ascii_case(key))?;
             Some((key.clone(), *field))
         })
         .collect();
@@ -232,13 +383,13 @@ fn fold_keys(value: &mut serde_json::Value, fields: &Fields) {
             object.insert(field.to_owned(), inner);
         }
     }
-    for (name, nested) in fields.nested {
-        match object.get_mut(*name) {
-            Some(serde_json::Value::Array(items)) => {
+    for (name, wanted) in fields.fields {
+        match (object.get_mut(*name), wanted) {
+            (Some(serde_json::Value::Array(items)), GoType::Structs(nested)) => {
                 items.iter_mut().for_each(|item| fold_keys(item, nested));
             }
-            Some(inner) => fold_keys(inner, nested),
-            None => {}
+            (Some(inner), GoType::Struct(nested)) => fold_keys(inner, nested),
+            _ => {}
         }
     }
 }
@@ -274,6 +425,16 @@ where
     for value in values {
         let mut value = value.map_err(|error| invalid_json(&error.to_string()))?;
         fold_keys(&mut value, T::FIELDS);
+        if !value.is_object() && !value.is_null() {
+            let kind = value_kind(&value, GoType::String);
+            let go_name = T::FIELDS.go_name;
+            let text =
+                format!("json: cannot unmarshal {kind} into Go value of type server.{go_name}");
+            return Err(invalid_json(&text));
+        }
+        if let Some(text) = type_error(&value, T::FIELDS, T::FIELDS.go_name) {
+            return Err(invalid_json(&text));
+        }
         if strict {
             if let Some(key) = unknown_key(&value, T::FIELDS) {
                 let key = crate::format::go_quote(key.as_bytes());
@@ -340,6 +501,43 @@ mod tests {
         assert!(error.is(ApiErrorKind::InvalidJSON));
     }
 
+    /// Each body sent to nats-server v2.15.1 and the description it
+    /// answered with.
+    #[test]
+    fn type_errors_read_as_the_reference_writes_them() {
+        let cases = [
+            (r#"{"name":"T1","max_msgs":"5"}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.max_msgs of type int64"),
+            (r#"{"name":5}"#, "json: cannot unmarshal number into Go struct field StreamConfigRequest.name of type string"),
+            (r#"{"name":"T1","max_msgs":true}"#, "json: cannot unmarshal bool into Go struct field StreamConfigRequest.max_msgs of type int64"),
+            (r#"{"name":"T1","placement":{"cluster":5}}"#, "json: cannot unmarshal number into Go struct field StreamConfigRequest.placement.cluster of type string"),
+            (r#"{"name":"T1","sources":[{"name":5}]}"#, "json: cannot unmarshal number into Go struct field StreamConfigRequest.sources.0.name of type string"),
+            (r#"{"name":"T1","max_msgs":1.5}"#, "json: cannot unmarshal number 1.5 into Go struct field StreamConfigRequest.max_msgs of type int64"),
+            (r#"{"name":"T1","num_replicas":"x"}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.num_replicas of type int"),
+            (r#"{"name":"T1","max_age":"1s"}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.max_age of type time.Duration"),
+            (r#"{"name":"T1","subjects":"a"}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.subjects of type []string"),
+            (r#"{"name":"T1","metadata":{"a":1}}"#, "json: cannot unmarshal number into Go struct field StreamConfigRequest.metadata.a of type string"),
+            (r#"{"name":"T1","first_seq":-1}"#, "json: cannot unmarshal number -1 into Go struct field StreamConfigRequest.first_seq of type uint64"),
+            (r#"{"name":"T1","max_msg_size":10000000000}"#, "json: cannot unmarshal number 10000000000 into Go struct field StreamConfigRequest.max_msg_size of type int32"),
+            (r#"{"name":"T1","no_ack":"yes"}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.no_ack of type bool"),
+            (r#"{"name":"T1","mirror":{"name":"x","opt_start_seq":"1"}}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.mirror.opt_start_seq of type uint64"),
+            (r#"{"name":"T1","sources":[{"name":"x","external":{"api":1}}]}"#, "json: cannot unmarshal number into Go struct field StreamConfigRequest.sources.0.external.api of type string"),
+            (r#"{"name":"T1","consumer_limits":{"max_ack_pending":"1"}}"#, "json: cannot unmarshal string into Go struct field StreamConfigRequest.consumer_limits.max_ack_pending of type int"),
+            (r#"{"name":"T1","max_msgs":{}}"#, "json: cannot unmarshal object into Go struct field StreamConfigRequest.max_msgs of type int64"),
+            (r#"{"name":"T1","max_msgs":[]}"#, "json: cannot unmarshal array into Go struct field StreamConfigRequest.max_msgs of type int64"),
+            (r#"{"name":"T1","subjects":[1]}"#, "json: cannot unmarshal number into StreamConfigRequest.subjects.0 of type string"),
+            (r#"{"name":"T1","retention":5}"#, r#"can not unmarshal "5""#),
+            ("[1]", "json: cannot unmarshal array into Go value of type server.StreamConfigRequest"),
+            (r#""x""#, "json: cannot unmarshal string into Go value of type server.StreamConfigRequest"),
+        ];
+        for (body, text) in cases {
+            let error = decode_request::<StreamConfigRequest>(body.as_bytes(), true).unwrap_err();
+            assert!(error.is(ApiErrorKind::InvalidJSON), "{body}");
+            assert_eq!(error.description, format!("invalid JSON: {text}"), "{body}");
+        }
+        let null = decode_request::<StreamConfigRequest>(br#"{"name":"T1","max_msgs":null}"#, true);
+        assert_eq!(null.unwrap().config.max_msgs, 0);
+    }
+
     #[test]
     fn empty_body_is_the_zero_value() {
         let request = decode_request::<PurgeRequest>(b"", true).unwrap();
@@ -366,7 +564,7 @@ mod tests {
         let written = serde_json::to_value(&request).unwrap();
         assert_eq!(unknown_key(&written, StreamConfigRequest::FIELDS), None);
         let written_keys = written.as_object().unwrap().len();
-        assert_eq!(written_keys, STREAM_CONFIG_REQUEST.keys.len());
+        assert_eq!(written_keys, STREAM_CONFIG_REQUEST.fields.len());
         let get = MsgGetRequest {
             seq: 1,
             last_by_subj: "a".into(),
@@ -382,7 +580,7 @@ mod tests {
         let written = serde_json::to_value(&get).unwrap();
         assert_eq!(
             written.as_object().unwrap().len(),
-            MsgGetRequest::FIELDS.keys.len()
+            MsgGetRequest::FIELDS.fields.len()
         );
         assert_eq!(unknown_key(&written, MsgGetRequest::FIELDS), None);
     }

@@ -341,11 +341,11 @@ pub struct Republish {
 /// The reference's text for an enum value it does not know: its
 /// unmarshallers quote the raw JSON (`can not unmarshal "\"forever\""`),
 /// compression's names the algorithm.
-fn refusal_text(what: &str, text: &str) -> String {
+fn refusal_text(what: &str, raw: &serde_json::Value) -> String {
     if what == "compression" {
         return "unknown compression algorithm".to_owned();
     }
-    let raw_json = serde_json::to_string(text).unwrap_or_default();
+    let raw_json = raw.to_string();
     format!(
         "can not unmarshal {}",
         crate::format::go_quote(raw_json.as_bytes())
@@ -380,14 +380,19 @@ macro_rules! wire_enum {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
+                // Any JSON value: the reference's unmarshallers quote what
+                // they do not know, strings or not.
+                let raw = serde_json::Value::deserialize(deserializer)?;
+                let serde_json::Value::String(text) = raw else {
+                    return Err(serde::de::Error::custom(refusal_text($what, &raw)));
+                };
                 let wanted = if $ignore_case { text.to_ascii_lowercase() } else { text.clone() };
                 $(
                     if wanted == $text $(|| wanted == $alias)* {
                         return Ok($name::$variant);
                     }
                 )+
-                Err(serde::de::Error::custom(refusal_text($what, &text)))
+                Err(serde::de::Error::custom(refusal_text($what, &serde_json::Value::String(text))))
             }
         }
     };
