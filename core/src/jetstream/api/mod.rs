@@ -36,7 +36,7 @@ pub use info::{
 };
 pub use pub_ack::PubAck;
 pub use requests::{
-    response_type, AccountInfoResponse, ApiPaged, MsgDeleteRequest, MsgDeleteResponse,
+    page_limit, response_type, AccountInfoResponse, ApiPaged, MsgDeleteRequest, MsgDeleteResponse,
     MsgGetRequest, MsgGetResponse, PurgeRequest, PurgeResponse, StoredMsg, StreamCreateResponse,
     StreamDeleteResponse, StreamInfoRequest, StreamInfoResponse, StreamListRequest,
     StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamUpdateResponse,
