@@ -17,6 +17,7 @@ pub mod machine;
 pub mod monitor;
 mod requests;
 pub mod stream;
+pub mod stream_config;
 #[cfg(test)]
 mod tests;
 pub mod wire;
