@@ -302,7 +302,8 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let mut stream_detail = Vec::new();
         for id in ids {
-            let info = self.stream_info(id, None);
+            let mut info = self.stream_info(id, None);
+            info.config = self.streams[&id].meta.config.clone();
             match info.config.storage {
                 StorageType::Memory => stats.memory += info.state.bytes,
                 StorageType::File => stats.storage += info.state.bytes,

@@ -11,6 +11,7 @@
 //! gets exactly one reply; `api_total` counts them and `api_errors` the
 //! ones that carried an error.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
 use super::stream::{Storage, StreamRules};
+use super::stream_config::{check_create, check_update, with_dynamic_metadata, CheckContext};
 use crate::server::LogLevel;
 use crate::store::{Discard, Disk, Filter, StoreConfig, StoreError};
 
@@ -127,38 +129,17 @@ struct Reply {
 
 fn reply<T: Serialize>(value: &T, error: bool) -> Reply {
     Reply {
-        body: serde_json::to_vec(value).expect("API replies serialize"),
+        body: super::api::to_wire_json(value),
         error,
     }
 }
 
-/// Decode a request body; an empty body is the type's default. With
-/// `strict` (the reference's default) a field the request type does not
-/// know is refused as Go's decoder words it, except the `allowed` ones.
-fn decode<T: DeserializeOwned + Default>(
-    payload: &[u8],
-    strict: bool,
-    allowed: &[&str],
-) -> Result<T, ApiError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let invalid = |text: String| ApiError::with(K::InvalidJSON, &[("{err}", &text)]);
-    let mut unknown: Option<String> = None;
-    let mut reader = serde_json::Deserializer::from_slice(payload);
-    let value: T = serde_ignored::deserialize(&mut reader, |path| {
-        let path = path.to_string();
-        let field = path.rsplit('.').next().unwrap_or_default().to_string();
-        if unknown.is_none() && !allowed.contains(&path.as_str()) {
-            unknown = Some(field);
-        }
-    })
-    .map_err(|error| invalid(error.to_string()))?;
-    reader.end().map_err(|error| invalid(error.to_string()))?;
-    match unknown {
-        Some(field) if strict => Err(invalid(format!("json: unknown field \"{field}\""))),
-        _ => Ok(value),
-    }
+/// Decode a request body as the reference does (see [`super::api::decode_request`]).
+fn decode<T>(payload: &[u8], strict: bool) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Default + super::api::RequestFields,
+{
+    super::api::decode_request(payload, strict)
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -281,23 +262,25 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let config: StreamConfig = decode(payload, self.config.strict, &["pedantic"])?;
-        let request: StreamConfigRequest = decode(payload, false, &[])?;
-        let _pedantic = request.pedantic;
-        if config.name != name {
-            return Err(ApiError::new(K::StreamMismatch));
-        }
-        let config = normalize(config)?;
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+        let others = self.account_configs(account, None);
+        let limits = self.accounts[account].limits.clone();
+        let context = CheckContext {
+            clustered: false,
+            duplicate_window_limit: None,
+            account: &limits,
+            streams: &others,
+        };
+        let config = check_create(name, &request, &context)?;
         if let Some(id) = self.stream_by_name(account, name) {
             let existing = &self.streams[&id].meta.config;
-            if same_config(existing, &config) {
+            if existing == &config {
                 let info = self.stream_info(id, None);
                 return Ok(reply(&StreamCreateResponse::ok(info, true), false));
             }
             return Err(ApiError::new(K::StreamNameExist));
         }
         self.check_overlap(account, None, &config)?;
-        let limits = &self.accounts[account].limits;
         if let Some(max) = limits.max_streams {
             if self.accounts[account].by_name.len() as u64 >= max {
                 return Err(ApiError::new(K::MaximumStreamsLimit));
@@ -311,15 +294,33 @@ impl<D: Disk + Clone> JetStream<D> {
         Ok(reply(&StreamCreateResponse::ok(info, true), false))
     }
 
+    /// The configurations of `account`'s streams but `except`, by name.
+    fn account_configs(
+        &self,
+        account: &str,
+        except: Option<StreamId>,
+    ) -> BTreeMap<String, StreamConfig> {
+        self.accounts[account]
+            .by_name
+            .iter()
+            .filter(|(_, id)| Some(**id) != except)
+            .map(|(name, id)| (name.clone(), self.streams[id].meta.config.clone()))
+            .collect()
+    }
+
     fn update(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let config: StreamConfig = decode(payload, self.config.strict, &["pedantic"])?;
-        let request: StreamConfigRequest = decode(payload, false, &[])?;
-        let _pedantic = request.pedantic;
-        if config.name != name {
-            return Err(ApiError::new(K::StreamMismatch));
-        }
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
-        let config = normalize(config)?;
+        let current = self.streams[&id].meta.config.clone();
+        let others = self.account_configs(account, Some(id));
+        let limits = self.accounts[account].limits.clone();
+        let context = CheckContext {
+            clustered: false,
+            duplicate_window_limit: None,
+            account: &limits,
+            streams: &others,
+        };
+        let config = check_update(name, &current, &request, &context)?;
         self.check_overlap(account, Some(id), &config)?;
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
@@ -354,7 +355,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamInfoRequest = decode(payload, self.config.strict, &[])?;
+        let request: StreamInfoRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let info = self.stream_info(id, Some(&request));
         let mut response = StreamInfoResponse::ok(ApiPaged::default(), info);
@@ -401,7 +402,7 @@ impl<D: Disk + Clone> JetStream<D> {
             _ => Default::default(),
         };
         StreamInfo {
-            config: entry.meta.config.clone(),
+            config: with_dynamic_metadata(&entry.meta.config),
             created: crate::time::WallTime(entry.meta.created),
             state: StreamState {
                 messages: state.msgs,
@@ -447,7 +448,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload, self.config.strict, &[])?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let names: Vec<String> = all
@@ -465,14 +466,19 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn list(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload, self.config.strict, &[])?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let infos: Vec<StreamInfo> = all
             .into_iter()
             .skip(request.offset)
             .take(LIST_PAGE)
-            .map(|(_, id)| self.stream_info(id, None))
+            .map(|(_, id)| {
+                // Listed configs carry no dynamic metadata.
+                let mut info = self.stream_info(id, None);
+                info.config = self.streams[&id].meta.config.clone();
+                info
+            })
             .collect();
         let paged = ApiPaged {
             total,
@@ -488,7 +494,7 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
         payload: &[u8],
     ) -> Result<Reply, ApiError> {
-        let request: PurgeRequest = decode(payload, self.config.strict, &[])?;
+        let request: PurgeRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().deny_purge {
@@ -512,7 +518,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_get(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgGetRequest = decode(payload, self.config.strict, &[])?;
+        let request: MsgGetRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let store = self.streams.get_mut(&id).expect("found").stream.store_mut();
         let found = if !request.last_by_subj.is_empty() {
@@ -542,7 +548,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_delete(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgDeleteRequest = decode(payload, self.config.strict, &[])?;
+        let request: MsgDeleteRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().sealed {
@@ -654,17 +660,6 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
     Bytes::from(block)
 }
 
-/// Whether two normalized configurations are the same for an idempotent
-/// create (the reference ignores its own metadata keys).
-fn same_config(a: &StreamConfig, b: &StreamConfig) -> bool {
-    let strip = |config: &StreamConfig| {
-        let mut config = config.clone();
-        config.metadata.retain(|key, _| !key.starts_with("_nats."));
-        config
-    };
-    strip(a) == strip(b)
-}
-
 fn purge_error(error: &StoreError) -> ApiError {
     ApiError::with(K::StreamPurgeFailed, &[("{err}", &error.to_string())])
 }
@@ -698,34 +693,4 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
         Request::DirectGet(..) => unreachable!("direct gets answer with status headers"),
     }
-}
-
-/// Defaults filled in as the reference fills them.
-fn normalize(mut config: StreamConfig) -> Result<StreamConfig, ApiError> {
-    if config.subjects.is_empty() && config.mirror.is_none() && config.sources.is_empty() {
-        config.subjects = vec![config.name.clone()];
-    }
-    for limit in [
-        &mut config.max_msgs,
-        &mut config.max_bytes,
-        &mut config.max_msgs_per_subject,
-        &mut config.max_consumers,
-    ] {
-        if *limit == 0 {
-            *limit = -1;
-        }
-    }
-    if config.max_msg_size == 0 {
-        config.max_msg_size = -1;
-    }
-    if config.num_replicas == 0 {
-        config.num_replicas = 1;
-    }
-    if config.duplicate_window == 0 {
-        config.duplicate_window = 120_000_000_000;
-        if config.max_age > 0 && config.max_age < config.duplicate_window {
-            config.duplicate_window = config.max_age;
-        }
-    }
-    Ok(config)
 }
