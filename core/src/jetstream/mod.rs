@@ -8,4 +8,5 @@
 //!
 //! Invariants: see each module.
 
+pub mod banner;
 pub mod config;
