@@ -278,7 +278,7 @@ fn check_harmless(field: &MapEntry, key: &str) -> Result<bool, ConfError> {
             storage_size(field, key)?;
         }
         "meta_compact" => {
-            if !field.value.as_i64().is_some_and(|n| n >= 0) {
+            if field.value.as_i64().is_none_or(|n| n < 0) {
                 return Err(absolute(field));
             }
         }

@@ -54,8 +54,8 @@ pub use options::{
 };
 pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use translate::{
-    auth_config, jetstream_request, lame_duck_timing, server_config, tls_config, Overrides,
-    TlsConfig, TlsFlags, TranslateError,
+    auth_config, jetstream_request, lame_duck_timing, server_config, system_account, tls_config,
+    Overrides, TlsConfig, TlsFlags, TranslateError,
 };
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,

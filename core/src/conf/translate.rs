@@ -203,7 +203,7 @@ pub fn jetstream_request(
 
 /// The system account's name: the file's, `$SYS` by default, none with
 /// `no_system_account`.
-fn system_account(file: &FileOptions) -> Option<String> {
+pub fn system_account(file: &FileOptions) -> Option<String> {
     if file.security.no_system_account {
         return None;
     }
