@@ -78,9 +78,9 @@ fn version_and_help() {
 fn unknown_and_unsupported_flags() {
     let out = rnats(&["-bogus"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -bogus"));
-    let out = rnats(&["-js"]);
+    let out = rnats(&["-s"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("flag -js is not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag -s is not supported yet"));
 }
 
 #[test]
@@ -244,7 +244,8 @@ fn unsupported_config_keys_refuse_start_and_check() {
     for (text, key) in [
         ("operator: /tmp/op.jwt\n", "\"operator\""),
         ("resolver: MEMORY\n", "\"resolver\""),
-        ("jetstream { store_dir: /tmp/js }\n", "\"jetstream\""),
+        // The stores do not encrypt yet.
+        ("jetstream { key: s3cr3t }\n", "\"jetstream.key\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
         ("websocket { port: -1 }\n", "\"websocket\""),
         (
