@@ -85,7 +85,13 @@ pub fn run(cli: CliOptions) -> i32 {
         .enable_all()
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
-    let reloader = Reloader { cli };
+    let reloader = Reloader {
+        cli,
+        jetstream: match &jetstream {
+            JetStreamStart::Request(request) => request.clone(),
+            JetStreamStart::Refused(_) => None,
+        },
+    };
     let sha256 = loaded.map(|l| l.sha256);
     runtime.block_on(serve(options, file, jetstream, sha256, reloader, log))
 }
@@ -326,6 +332,9 @@ async fn serve(
 /// Re-reads the config file on SIGHUP and lays the command line over it again.
 struct Reloader {
     cli: CliOptions,
+    /// What JetStream was started with. A reload asking for anything else
+    /// is refused: rnats does not apply JetStream changes while running.
+    jetstream: Option<JetStreamRequest>,
 }
 
 impl Reloader {
@@ -357,6 +366,19 @@ impl Reloader {
             }
         };
         let options = settings::merge(&self.cli, &loaded.options);
+        match settings::jetstream_request(&options, &loaded.options) {
+            Ok(request) if request == self.jetstream => {}
+            Ok(_) => {
+                tracing::error!(
+                    "Failed to reload server configuration: config reload not supported for jetstream"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!("Failed to reload server configuration: {error}");
+                return;
+            }
+        }
         // Checked before the machine is touched: a file that cannot be turned
         // into a configuration leaves the running one in place.
         if let Err(error) =
