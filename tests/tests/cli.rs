@@ -373,3 +373,63 @@ fn write_deadline_closes_a_subscriber_that_stopped_reading() {
     };
     assert_eq!(reason, "Slow Consumer (Write Deadline)");
 }
+
+/// The lines from "Starting JetStream" to the closing dashes, without the
+/// log prefix. The disk limit is measured live, so only its presence counts.
+fn jetstream_lines(server: &ServerProcess) -> Vec<String> {
+    let lines: Vec<String> = server
+        .log_lines()
+        .iter()
+        .filter_map(|line| {
+            let level = ["[INF]", "[WRN]", "[DBG]", "[ERR]"]
+                .iter()
+                .filter_map(|level| line.find(level))
+                .min()?;
+            Some(line[level..].to_string())
+        })
+        .map(|line| match line.find("Max Storage:") {
+            Some(at) if line.contains("[INF]") => format!("{}<measured>", &line[..at]),
+            _ => line,
+        })
+        .collect();
+    let start = lines
+        .iter()
+        .position(|l| l.ends_with("Starting JetStream"))
+        .expect("JetStream started");
+    let end = lines
+        .iter()
+        .position(|l| l.ends_with("-------------------------------------------"))
+        .expect("JetStream banner closed");
+    lines[start..=end].to_vec()
+}
+
+/// `-js -sd` and a `jetstream {}` block log what the reference logs.
+#[test]
+fn jetstream_start_up_lines_match_the_reference() {
+    let dir = temp_dir("js-banner");
+    let conf = dir.join("js.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: \"{}\", max_mem: 1G, max_file: 1T, domain: hub, strict: false }}\n",
+            dir.join("conf").display()
+        ),
+    )
+    .unwrap();
+    let flags_dir = dir.join("flags").display().to_string();
+    let conf = conf.display().to_string();
+    for args in [
+        vec!["-js", "-sd", flags_dir.as_str()],
+        vec!["-c", conf.as_str()],
+    ] {
+        let ours = jetstream_lines(&ServerProcess::start(&args));
+        assert!(
+            ours.iter().any(|l| l.contains("Store Directory: \"")),
+            "{ours:?}"
+        );
+        let Some(reference) = ServerProcess::start_reference(&args) else {
+            return;
+        };
+        assert_eq!(ours, jetstream_lines(&reference), "{args:?}");
+    }
+}
