@@ -10,6 +10,7 @@
 
 pub mod advisory;
 pub mod api;
+pub mod banner;
 pub mod config;
 pub mod errors;
 pub mod link;
