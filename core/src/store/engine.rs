@@ -5,6 +5,8 @@
 //! Outputs: results, and the backend's [`StoreAction`]s passed through.
 //!
 //! Invariants (checked by `check` in debug builds and by tests):
+//! - `last_seq <= SEQ_MAX` (a backend claiming more is refused as corrupt;
+//!   a store there refuses new sequences), so `last_seq + 1` never overflows.
 //! - `first_seq <= last_seq + 1`; empty ⇔ `msgs == 0` ⇔ `first_seq == last_seq + 1`
 //!   or no message present in `first_seq..=last_seq`.
 //! - When `msgs > 0`, a message is present at `first_seq` and `first_ts` is its time.
@@ -20,7 +22,7 @@ use bytes::Bytes;
 
 use super::{
     msg_size, Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult,
-    StoreState, StoredMsg, SubjectState,
+    StoreState, StoredMsg, SubjectState, SEQ_MAX,
 };
 use crate::time::{Instant, WallTime};
 
@@ -96,6 +98,11 @@ impl<B: Backend> Engine<B> {
     /// messages present.
     pub fn open(backend: B, config: StoreConfig) -> StoreResult<Engine<B>> {
         let (floor, last_seq, last_ts) = backend.bounds();
+        if last_seq > SEQ_MAX {
+            return Err(StoreError::Corrupt(format!(
+                "last sequence {last_seq} above the highest a store hands out ({SEQ_MAX})"
+            )));
+        }
         assert!(
             floor <= last_seq + 1,
             "backend floor {floor} above last {last_seq}"
@@ -182,8 +189,13 @@ impl<B: Backend> Engine<B> {
         if self.config.max_msg_size.is_some_and(|max| size > max) {
             return Err(StoreError::MsgTooLarge);
         }
+        // The store is full of sequences: nothing can ever be stored again.
+        let seq = self
+            .last_seq
+            .checked_add(1)
+            .filter(|&seq| seq <= SEQ_MAX)
+            .ok_or(StoreError::InvalidSequence)?;
         self.check_discard_new(subject, size)?;
-        let seq = self.last_seq + 1;
         let msg = NewMsg {
             seq,
             subject,
@@ -312,7 +324,10 @@ impl<B: Backend> Engine<B> {
         if count == 0 {
             return Ok(());
         }
-        let through = seq + count - 1;
+        let through = seq
+            .checked_add(count - 1)
+            .filter(|&through| through <= SEQ_MAX)
+            .ok_or(StoreError::InvalidSequence)?;
         self.backend.skip(through, ts)?;
         self.last_seq = through;
         self.last_ts = ts;
@@ -615,6 +630,11 @@ impl<B: Backend> Engine<B> {
     /// Remove every message below `seq`; returns how many. A `seq` past the
     /// end moves the last sequence up to `seq - 1`.
     pub fn compact(&mut self, seq: u64) -> StoreResult<u64> {
+        // Past SEQ_MAX + 1 the last sequence would pass SEQ_MAX: refused
+        // before anything changes (not a failure that poisons the store).
+        if seq > SEQ_MAX + 1 {
+            return Err(StoreError::InvalidSequence);
+        }
         let result = self.compact_inner(seq);
         self.poisoned |= result.is_err();
         result
@@ -899,6 +919,7 @@ impl<B: Backend> Engine<B> {
 
     /// Assert the accounting invariants (debug builds: every call).
     fn check(&self) {
+        debug_assert!(self.last_seq <= SEQ_MAX);
         debug_assert!(self.first_seq <= self.last_seq + 1);
         debug_assert!(
             self.msgs > 0

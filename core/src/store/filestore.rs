@@ -55,7 +55,8 @@
 //! # Recovery
 //!
 //! There is no index file: the per-block index (sequence range, deleted
-//! sequences, the offset of every 32nd message) lives in memory and is
+//! sequences as ranges, the offset of every 32nd message) lives in memory
+//! and is
 //! rebuilt from the blocks on every open, so it can never be stale or
 //! damaged. A random load reads its record from the nearest indexed offset;
 //! a sequential one loads the whole block into the bounded cache.
@@ -65,10 +66,14 @@
 //! does not cut good records). A damaged record
 //! followed by a good one is skipped and counted (its message is never
 //! served); a damaged or torn tail is cut at the last good record, with a
-//! warning naming the file, the offset and the records lost. The floor is
+//! warning naming the file, the offset and the records lost. A record whose
+//! checksum matches but whose contents are impossible (a message not above
+//! the block's previous message, a sequence above [`SEQ_MAX`]) is refused
+//! like a damaged one: skipped, counted, named in a warning. The floor is
 //! the highest of `meta`'s and the Floor records'; the last sequence the
 //! highest sequence any record or `meta` names, raised by the records a cut
-//! tail held, so a sequence handed out is not handed out again.
+//! tail held (up to `SEQ_MAX`), so a sequence handed out is not handed out
+//! again. A `meta` naming a sequence above `SEQ_MAX` counts as damaged.
 //!
 //! # Durability
 //!
@@ -80,7 +85,9 @@
 //!
 //! Invariants: the in-memory block table agrees with the files (lengths,
 //! ranges); message ranges of blocks increase with the block number; every
-//! byte served passed its checksum when read from disk.
+//! byte served passed its checksum when read from disk; the index's memory
+//! is bounded by the records on disk (a gap is one deleted range), never
+//! by the sequence numbers they name; no sequence above `SEQ_MAX` is kept.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -89,7 +96,8 @@ use bytes::Bytes;
 use super::disk::{join, Disk, DiskResult};
 use super::engine::{Backend, Engine, NewMsg};
 use super::record::{self, Kind, MIN_RECORD};
-use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy};
+use super::seqset::SeqSet;
+use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX};
 use crate::time::{Instant, WallTime};
 
 /// A store kept in block files.
@@ -138,6 +146,10 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Damaged stretches in the middle of a block, skipped.
     pub damaged_records: u64,
+    /// Checksum-valid records whose contents are impossible (a message not
+    /// above the one before it in its block, a sequence above
+    /// [`SEQ_MAX`]): skipped like damaged ones, each with a warning.
+    pub records_refused: u64,
     /// Blocks whose tail was cut.
     pub tails_cut: u64,
     /// Records (estimated) lost in cut tails.
@@ -171,8 +183,9 @@ pub(super) struct Block {
     /// First and last message sequence written to it; 0/0 when none.
     pub(super) first_seq: u64,
     pub(super) last_seq: u64,
-    /// Sequences in `first_seq..=last_seq` holding no message.
-    pub(super) deleted: BTreeSet<u64>,
+    /// Sequences in `first_seq..=last_seq` holding no message, as ranges:
+    /// a gap between two messages costs one entry however long it is.
+    pub(super) deleted: SeqSet,
     /// The highest sequence any of its records names (messages, skips, floors).
     max_recorded: u64,
     /// Bytes in the file: where the next record goes.
@@ -205,7 +218,7 @@ impl Block {
         if !self.has_messages() {
             return 0;
         }
-        self.last_seq - self.first_seq + 1 - self.deleted.len() as u64
+        self.last_seq - self.first_seq + 1 - self.deleted.len()
     }
 
     /// The first present sequence in `from..` inside this block.
@@ -213,13 +226,7 @@ impl Block {
         if !self.has_messages() || from > self.last_seq {
             return None;
         }
-        let mut seq = from.max(self.first_seq);
-        for &deleted in self.deleted.range(seq..) {
-            if deleted != seq {
-                break;
-            }
-            seq += 1;
-        }
+        let seq = self.deleted.next_absent(from.max(self.first_seq));
         (seq <= self.last_seq).then_some(seq)
     }
 
@@ -228,17 +235,8 @@ impl Block {
         if !self.has_messages() || to < self.first_seq {
             return None;
         }
-        let mut seq = to.min(self.last_seq);
-        for &deleted in self.deleted.range(self.first_seq..=seq).rev() {
-            if deleted != seq {
-                break;
-            }
-            if seq == self.first_seq {
-                return None;
-            }
-            seq -= 1;
-        }
-        Some(seq)
+        let seq = self.deleted.prev_absent(to.min(self.last_seq))?;
+        (seq >= self.first_seq).then_some(seq)
     }
 }
 
@@ -424,8 +422,10 @@ impl<D: Disk> FileBackend<D> {
             return Ok(None);
         };
         match decode_meta(&bytes) {
-            Some(meta) => Ok(Some(meta)),
-            None => {
+            Some(meta @ (floor, last, _)) if floor <= SEQ_MAX + 1 && last <= SEQ_MAX => {
+                Ok(Some(meta))
+            }
+            _ => {
                 self.report.meta_rebuilt = true;
                 self.warn(format!(
                     "{path}: damaged ({} bytes); rebuilt from the blocks",
@@ -462,7 +462,7 @@ impl<D: Disk> FileBackend<D> {
             path: path.clone(),
             first_seq: 0,
             last_seq: 0,
-            deleted: BTreeSet::new(),
+            deleted: SeqSet::default(),
             max_recorded: 0,
             sparse: Vec::new(),
             messages_written: 0,
@@ -472,6 +472,13 @@ impl<D: Disk> FileBackend<D> {
         let mut found = BlockFindings::default();
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
+            if let Err(why) = plausible(&record, &block) {
+                self.report.records_refused += 1;
+                self.warn(format!(
+                    "{path}: record at offset {offset} refused as corrupt: {why}"
+                ));
+                continue;
+            }
             found.note(&record);
             block.max_recorded = block.max_recorded.max(found.max_seq);
             if record.kind == Kind::Floor {
@@ -502,8 +509,10 @@ impl<D: Disk> FileBackend<D> {
             ));
             self.disk.truncate(&path, offset as u64)?;
             self.disk.sync(&path)?;
-            // The lost records may have held sequences already handed out.
-            found.max_seq = found.max_seq.max(block.last_seq + lost);
+            // The lost records may have held sequences already handed out
+            // (an estimate: it stops at the highest sequence a store uses).
+            let lost_through = block.last_seq.saturating_add(lost).min(SEQ_MAX);
+            found.max_seq = found.max_seq.max(lost_through);
         }
         self.blocks.push(block);
         Ok(found)
@@ -558,7 +567,7 @@ impl<D: Disk> FileBackend<D> {
             path: self.block_path(number),
             first_seq: 0,
             last_seq: 0,
-            deleted: BTreeSet::new(),
+            deleted: SeqSet::default(),
             max_recorded: 0,
             sparse: Vec::new(),
             messages_written: 0,
@@ -650,10 +659,13 @@ impl<D: Disk> FileBackend<D> {
             scan = record::scan(&data);
         }
         let mut offsets = BTreeMap::new();
+        let mut previous = 0;
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
-            if record.kind == Kind::Message {
+            // The messages recovery refused stay refused (see `follows`).
+            if record.kind == Kind::Message && follows(previous, record.seq) {
                 offsets.insert(record.seq, offset);
+                previous = record.seq;
             }
         }
         if !scan.skipped.is_empty() || scan.tail.is_some() {
@@ -760,7 +772,7 @@ impl<D: Disk> FileBackend<D> {
             self.dirty_dirs.insert(self.config.dir.clone());
         }
         for block in &mut self.blocks {
-            block.deleted = block.deleted.split_off(&floor);
+            block.deleted.remove_below(floor);
         }
         self.sync_now()?;
         Ok(())
@@ -784,6 +796,17 @@ impl<D: Disk> FileBackend<D> {
                 continue;
             };
             let number = self.blocks[index].number;
+            // Tombstones written after the cut go with it: the messages
+            // before the cut that they removed need them again. (Gaps need
+            // none: recovery derives them from the messages around them.)
+            let retombstone: Vec<u64> = self.cache[0]
+                .offsets
+                .iter()
+                .filter(|&(&seq, &offset)| {
+                    offset < cut && seq <= last_seq && self.blocks[index].deleted.contains(seq)
+                })
+                .map(|(&seq, _)| seq)
+                .collect();
             self.evict(number);
             if cut == 0 {
                 let block = self.blocks.remove(index);
@@ -801,7 +824,7 @@ impl<D: Disk> FileBackend<D> {
             block
                 .sparse
                 .retain(|&(seq, offset)| seq <= last_seq && offset < cut as u64);
-            block.deleted.retain(|&seq| seq <= last_seq);
+            block.deleted.remove_above(last_seq);
             if block.first_seq > last_seq {
                 block.first_seq = 0;
                 block.last_seq = 0;
@@ -809,9 +832,7 @@ impl<D: Disk> FileBackend<D> {
             } else {
                 block.last_seq = block.last_seq.min(last_seq);
             }
-            // Tombstones written after the cut went with it: write them again.
-            let deleted: Vec<u64> = block.deleted.iter().copied().collect();
-            for seq in deleted {
+            for seq in retombstone {
                 self.scratch.clear();
                 record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
                 self.write_scratch(index)?;
@@ -962,14 +983,51 @@ fn add_message(block: &mut Block, seq: u64, offset: u64) {
         block.sparse.push((seq, offset));
     }
     block.messages_written += 1;
+    assert!(seq <= SEQ_MAX, "message {seq} above SEQ_MAX");
     if !block.has_messages() {
         block.first_seq = seq;
     } else {
+        // Recovery refuses anything else first (`plausible`).
         assert!(seq > block.last_seq, "messages in a block must increase");
-        block.deleted.extend(block.last_seq + 1..seq);
+        if seq > block.last_seq + 1 {
+            block.deleted.insert_range(block.last_seq + 1, seq - 1);
+        }
     }
     block.last_seq = seq;
     block.max_recorded = block.max_recorded.max(seq);
+}
+
+/// Why a checksum-valid record of `block` (read so far) cannot be what the
+/// store wrote: a sequence above [`SEQ_MAX`] (a floor may be `SEQ_MAX + 1`),
+/// or a message not above the block's previous one (the writer appends
+/// messages in increasing order). `Ok` if it can be.
+fn plausible(record: &record::Record<'_>, block: &Block) -> Result<(), String> {
+    let highest = match record.kind {
+        Kind::Floor => SEQ_MAX + 1,
+        _ => SEQ_MAX,
+    };
+    if record.seq > highest {
+        return Err(format!("sequence {} above {highest}", record.seq));
+    }
+    if record.kind == Kind::Floor && floor_last(record) > SEQ_MAX {
+        return Err(format!(
+            "floor names last sequence {} above {SEQ_MAX}",
+            floor_last(record)
+        ));
+    }
+    if record.kind == Kind::Message && !follows(block.last_seq, record.seq) {
+        return Err(format!(
+            "message {} does not follow message {} of the same block",
+            record.seq, block.last_seq
+        ));
+    }
+    Ok(())
+}
+
+/// Whether message `seq` may follow message `previous` (0: none yet) in
+/// one block: the writer appends a block's messages in increasing order.
+fn follows(previous: u64, seq: u64) -> bool {
+    seq <= SEQ_MAX && (previous == 0 || seq > previous)
 }
 
 /// The message a checked record holds.
@@ -1078,7 +1136,7 @@ impl<D: Disk> Backend for FileBackend<D> {
         let Some(index) = self.block_of(seq) else {
             return Ok(None);
         };
-        if self.blocks[index].deleted.contains(&seq) {
+        if self.blocks[index].deleted.contains(seq) {
             return Ok(None);
         }
         let sequential = self.last_get.checked_add(1) == Some(seq);
@@ -1136,7 +1194,7 @@ impl<D: Disk> Backend for FileBackend<D> {
         let Some(index) = self.block_of(seq) else {
             return Ok(false);
         };
-        if seq < self.floor || self.blocks[index].deleted.contains(&seq) {
+        if seq < self.floor || self.blocks[index].deleted.contains(seq) {
             return Ok(false);
         }
         if erase {

@@ -22,6 +22,8 @@
 //!
 //! Invariants:
 //! - `first_seq <= last_seq + 1`; an empty store has `first_seq == last_seq + 1`.
+//! - `last_seq <= SEQ_MAX`: no sequence near `u64::MAX` is handed out or
+//!   believed when read back.
 //! - `msgs` and `bytes` equal the count and summed [`msg_size`] of the
 //!   messages present; the per-subject counts add up to `msgs`.
 //! - A sequence is handed out once: `last_seq` never decreases except through
@@ -40,6 +42,7 @@ mod engine;
 pub mod filestore;
 pub mod memstore;
 mod record;
+mod seqset;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +58,12 @@ pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
 pub use engine::{Backend, Engine, NewMsg};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
+
+/// The highest sequence a store hands out (`i64::MAX`). Every sequence
+/// read from disk above it is refused as corrupt, so `last + 1` and the
+/// estimates recovery adds to a sequence can never overflow; a store at
+/// this sequence refuses new messages with [`StoreError::InvalidSequence`].
+pub const SEQ_MAX: u64 = i64::MAX as u64;
 
 /// A stored message. The byte fields share one buffer when loaded from a
 /// cached block (no copy per load).
@@ -209,7 +218,7 @@ pub enum StoreError {
     MaxMsgsPerSubject,
     /// "message too large".
     MsgTooLarge,
-    /// "invalid sequence".
+    /// "invalid sequence" (also: the next sequence would pass [`SEQ_MAX`]).
     InvalidSequence,
     /// "expected sequence does not match store".
     SequenceMismatch,

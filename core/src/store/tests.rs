@@ -800,6 +800,182 @@ fn bit_rot_after_open_is_never_served() {
     assert_eq!(store.load_msg(5).unwrap().payload, &b"payload-5"[..]);
 }
 
+/// A block file made of these records, written as the only block of an
+/// otherwise empty store directory.
+fn disk_with_block(records: &[(record::Kind, u64, &[u8])]) -> (MemDisk, Vec<usize>) {
+    let mut bytes = Vec::new();
+    let mut offsets = Vec::new();
+    for &(kind, seq, payload) in records {
+        offsets.push(bytes.len());
+        let subject: &[u8] = if kind == record::Kind::Message {
+            b"a.b"
+        } else {
+            b""
+        };
+        record::encode(&mut bytes, kind, seq, seq, 0, subject, b"", payload);
+    }
+    let mut disk = MemDisk::new();
+    disk.write_at("s/0000000001.blk", 0, &bytes).unwrap();
+    disk.sync_everything();
+    (disk, offsets)
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 1, `known-decreasing`,
+/// `known-dup`): checksum-valid messages out of order inside one block hit
+/// an assertion on open. They are refused as corrupt, counted and named.
+#[test]
+fn messages_out_of_order_in_a_block_are_refused_not_a_panic() {
+    use record::Kind::Message;
+    let (disk, offsets) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, 3, b"three"),
+        (Message, 2, b"two"),
+        (Message, 3, b"again"),
+        (Message, 4, b"four"),
+    ]);
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!((report.records, report.records_refused), (5, 2));
+    assert_eq!(report.damaged_records, 0);
+    for (warning, (offset, what)) in report.warnings.iter().zip([
+        (offsets[2], "message 2 does not follow message 3"),
+        (offsets[3], "message 3 does not follow message 3"),
+    ]) {
+        assert!(
+            warning.contains(&format!(
+                "s/0000000001.blk: record at offset {offset} refused as corrupt: {what}"
+            )),
+            "{warning}"
+        );
+    }
+    let state = store.state();
+    assert_eq!((state.msgs, state.first_seq, state.last_seq), (3, 1, 4));
+    assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"three"[..]);
+    // Through a whole-block load too (an erase loads the block).
+    store.backend_mut().drop_cache();
+    assert!(store.erase_msg(4).unwrap());
+    assert_eq!(store.backend().cached_blocks(), 1);
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"three"[..]);
+    let warnings = settle(&mut store);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(matches!(&warnings[0], StoreAction::Warning(text) if text.contains("refused")));
+    assert_eq!(put(&mut store, "a.b", "five", 5), 5);
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 2, `known-gap`): a gap of 2^40
+/// between two messages of one block put every missing sequence in the
+/// block's deleted set. A gap is one range now: memory follows the records.
+#[test]
+fn a_huge_gap_in_a_block_costs_one_range() {
+    use record::Kind::{Message, Tombstone};
+    let far = 1u64 << 40;
+    let (disk, _) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, 5, b"five"),
+        (Message, far, b"far"),
+        (Tombstone, 5, b""),
+    ]);
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    let block = &store.backend().blocks[0];
+    // The gaps 2..=4 and 6..far and the tombstone of 5: one range.
+    assert_eq!(block.deleted.range_count(), 1);
+    assert_eq!(block.deleted.len(), far - 2);
+    let state = store.state();
+    assert_eq!(
+        (state.msgs, state.last_seq, state.num_deleted),
+        (2, far, far - 2)
+    );
+    assert_eq!(store.load_next(&Filter::All, 2).unwrap().seq, far);
+    assert_eq!(store.load_last(&Filter::All).unwrap().seq, far);
+    assert_eq!(store.load_msg(5), Err(StoreError::NotFound));
+    assert!(store.remove_msg(1).unwrap());
+    assert_eq!(store.state().first_seq, far);
+    assert_eq!(put(&mut store, "a.b", "next", 9), far + 1);
+    settle(&mut store);
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        1 << 20,
+        StoreConfig::default(),
+    );
+    assert_eq!((store.state().msgs, store.state().first_seq), (2, far));
+    store.truncate(far).unwrap();
+    assert_eq!(store.load_msg(far).unwrap().payload, &b"far"[..]);
+}
+
+/// A `meta` file saying these things, checksum and all.
+fn meta_bytes(floor: u64, last: u64, last_ts: u64) -> Vec<u8> {
+    let mut bytes = b"RNSM".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    for word in [floor, last, last_ts] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 3, `known-maxseq`,
+/// `known-maxseq_torn`): sequences near `u64::MAX` overflowed `last + 1`
+/// and `last + lost`. Anything above `SEQ_MAX` on disk is refused as
+/// corrupt; a store at `SEQ_MAX` refuses new sequences.
+#[test]
+fn sequences_near_u64_max_are_refused_as_corrupt() {
+    use record::Kind::{Floor, Message, Skip};
+    let (mut disk, _) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, u64::MAX, b"top"),
+        (Skip, SEQ_MAX + 1, b""),
+        (Floor, 1, &u64::MAX.to_le_bytes()),
+        (Floor, u64::MAX, &2u64.to_le_bytes()),
+    ]);
+    disk.write_at("s/meta", 0, &meta_bytes(0, u64::MAX, 0))
+        .unwrap();
+    disk.sync_everything();
+    let store = open_file(disk, 1 << 20, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.records_refused, 4);
+    assert!(report.meta_rebuilt, "a meta past SEQ_MAX is damaged");
+    let state = store.state();
+    assert_eq!((state.msgs, state.first_seq, state.last_seq), (1, 1, 1));
+
+    // A message at SEQ_MAX with a torn record after it: the lost-record
+    // estimate stops at SEQ_MAX, and the full store refuses new messages.
+    let mut bytes = Vec::new();
+    record::encode(&mut bytes, Message, SEQ_MAX, 1, 0, b"a", b"", b"x");
+    record::encode(&mut bytes, Message, 7, 1, 0, b"a", b"", b"torn");
+    bytes.truncate(bytes.len() - 2);
+    let mut disk = MemDisk::new();
+    disk.write_at("s/0000000001.blk", 0, &bytes).unwrap();
+    disk.sync_everything();
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    assert_eq!(store.backend().recovery().tails_cut, 1);
+    assert_eq!(store.state().last_seq, SEQ_MAX);
+    assert_eq!(
+        store.store_msg(b"a", b"", b"y", ts(2), None),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.skip_msg(ts(2)), Err(StoreError::InvalidSequence));
+    assert!(!store.failed(), "a refusal is not a failure");
+
+    // The same limits on a memory store, through the API.
+    let mut store = MemStore::new(StoreConfig::default());
+    put(&mut store, "a", "x", 1);
+    assert_eq!(
+        store.skip_msgs(2, u64::MAX, ts(1)),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.compact(u64::MAX), Err(StoreError::InvalidSequence));
+    store.skip_msgs(2, SEQ_MAX - 1, ts(1)).unwrap();
+    assert_eq!(store.state().last_seq, SEQ_MAX);
+    assert_eq!(
+        store.store_msg(b"a", b"", b"y", ts(2), None),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.compact(SEQ_MAX + 1).unwrap(), 1);
+    assert_eq!(store.state().first_seq, SEQ_MAX + 1);
+}
+
 // ---- FileStore against MemStore ----
 
 #[derive(Debug, Clone)]
