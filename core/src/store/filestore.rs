@@ -28,6 +28,9 @@
 //!   a sequence of records, appended. A new block starts when the next record
 //!   would pass `block_size` or a message follows a skip of 1024 or more
 //!   sequences. Tombstones are appended to the block holding the message.
+//!   A block emptied by removals is deleted (unless it is the last) once a
+//!   Skip naming its sequences is appended to the block before it (for the
+//!   first block: a Floor above them), so no sequence goes unaccounted.
 //!
 //! Every record, all integers little endian:
 //!
@@ -74,6 +77,10 @@
 //! highest sequence any record or `meta` names, raised by the records a cut
 //! tail held (up to `SEQ_MAX`), so a sequence handed out is not handed out
 //! again. A `meta` naming a sequence above `SEQ_MAX` counts as damaged.
+//! Sequences below a block's first message that neither the floor nor any
+//! record of an earlier block names were in a block file that is gone: a
+//! warning names the missing block number(s) and the sequences lost (they
+//! stay handed out: they are below a recovered message).
 //!
 //! # Durability
 //!
@@ -156,6 +163,10 @@ pub struct RecoveryReport {
     pub records_lost_in_tails: u64,
     /// `meta` was missing or damaged and was rebuilt.
     pub meta_rebuilt: bool,
+    /// Sequence ranges `(first, last)` below a block that no block
+    /// accounts for: a block file was lost with its messages. Those
+    /// sequences are never handed out again.
+    pub missing_sequences: Vec<(u64, u64)>,
     pub warnings: Vec<String>,
 }
 
@@ -381,9 +392,13 @@ impl<D: Disk> FileBackend<D> {
         let mut floor = meta.map_or(0, |(floor, _, _)| floor);
         let mut last_seq = meta.map_or(0, |(_, last, _)| last);
         let mut last_ts = meta.map_or(0, |(_, _, ts)| ts);
+        // Per block: the highest sequence its records name before its first
+        // message, and in all.
+        let mut reaches = Vec::new();
         for name in names {
             let number = parse_block_name(&name).expect("filtered above");
             let found = self.recover_block(number, &name, &mut tombstones)?;
+            reaches.push((found.before_messages, found.max_seq));
             floor = floor.max(found.floor);
             if found.max_seq >= last_seq {
                 last_seq = found.max_seq;
@@ -396,6 +411,7 @@ impl<D: Disk> FileBackend<D> {
             }
         }
         self.check_block_order()?;
+        self.find_missing(floor, &reaches);
         self.floor = floor;
         self.last_seq = last_seq.max(floor.saturating_sub(1));
         self.last_ts = WallTime(last_ts);
@@ -412,6 +428,31 @@ impl<D: Disk> FileBackend<D> {
             self.write_meta()?;
         }
         Ok(())
+    }
+
+    /// Warn of the sequences no block accounts for: below a block's first
+    /// message, above everything the blocks before it (and the floor)
+    /// name. The store never leaves such a hole (a skip is recorded, a
+    /// block emptied and removed leaves a skip or a floor behind,
+    /// `remove_block`), so a block file was lost. Those sequences stay
+    /// handed out: they are below a recovered message.
+    fn find_missing(&mut self, floor: u64, reaches: &[(u64, u64)]) {
+        assert_eq!(reaches.len(), self.blocks.len(), "one reach per block");
+        let mut covered = floor.saturating_sub(1);
+        let mut previous: Option<usize> = None;
+        for (index, &(before_messages, reach)) in reaches.iter().enumerate() {
+            let block = &self.blocks[index];
+            let explained = covered.max(before_messages);
+            if block.has_messages() && block.first_seq > explained.saturating_add(1) {
+                let lost = (explained + 1, block.first_seq - 1);
+                let after = previous.map(|at| &self.blocks[at]);
+                let text = missing_warning(&self.config.dir, after, block, lost);
+                self.report.missing_sequences.push(lost);
+                self.warn(text);
+            }
+            covered = covered.max(reach);
+            previous = Some(index);
+        }
     }
 
     /// Read `meta`; `None` (with a warning) if missing or damaged.
@@ -470,8 +511,19 @@ impl<D: Disk> FileBackend<D> {
             made_after: self.blocks.last().map_or(0, Block::upper),
         };
         let mut found = BlockFindings::default();
+        let refused_before = self.report.records_refused;
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
+            if record.kind == Kind::Message && !block.has_messages() {
+                found.before_messages = found.max_seq;
+                // Damage before the first message may have held records
+                // naming the sequences before it: reported as damage, not
+                // as a missing block.
+                let damaged_before = scan.skipped.first().is_some_and(|&(at, _)| at < offset);
+                if damaged_before || self.report.records_refused > refused_before {
+                    found.before_messages = u64::MAX;
+                }
+            }
             if let Err(why) = plausible(&record, &block) {
                 self.report.records_refused += 1;
                 self.warn(format!(
@@ -632,6 +684,26 @@ impl<D: Disk> FileBackend<D> {
         Ok(index)
     }
 
+    /// Append a control record to block `index` (not necessarily the
+    /// active one: a skip left by `remove_block`).
+    fn write_control_to(
+        &mut self,
+        index: usize,
+        kind: Kind,
+        seq: u64,
+        ts: u64,
+        payload: &[u8],
+    ) -> StoreResult<()> {
+        assert!(kind == Kind::Skip, "only a skip goes to a sealed block");
+        assert!(seq <= self.last_seq, "a skip names a handed-out sequence");
+        self.scratch.clear();
+        record::encode(&mut self.scratch, kind, seq, ts, 0, b"", b"", payload);
+        self.write_scratch(index)?;
+        let block = &mut self.blocks[index];
+        block.max_recorded = block.max_recorded.max(seq);
+        Ok(())
+    }
+
     /// Load block `index` into the cache (checking every record).
     fn load(&mut self, index: usize) -> StoreResult<usize> {
         let number = self.blocks[index].number;
@@ -688,8 +760,33 @@ impl<D: Disk> FileBackend<D> {
         self.cache.retain(|cached| cached.number != number);
     }
 
-    /// Remove block `index`'s file (it holds no present message).
+    /// Remove block `index`'s file (it holds no present message). First
+    /// record, durably, that its sequences are accounted for, so recovery
+    /// does not take the removal for a lost file (`find_missing`): a skip
+    /// through them in the block before it, or, for the first block, a
+    /// floor above them.
     fn remove_block(&mut self, index: usize) -> StoreResult<()> {
+        assert!(index + 1 < self.blocks.len(), "the active block stays");
+        // (`max_recorded` may lag above the last sequence after a truncate
+        // that found nothing to cut in the block; nothing above it counts.)
+        let reach = self.blocks[index]
+            .max_recorded
+            .max(self.blocks[index].upper())
+            .min(self.last_seq);
+        let marked = if index == 0 {
+            // Nothing below `reach` is present: no block before it, and every
+            // later block's messages are above everything this one names.
+            self.floor = self.floor.max(reach + 1);
+            let last = self.last_seq.to_le_bytes();
+            self.write_control(Kind::Floor, self.floor, self.last_ts.0, &last)?
+        } else {
+            // Timestamp 0: the skip claims no time (the last timestamp
+            // recovery finds must stay that of the last message or skip).
+            self.write_control_to(index - 1, Kind::Skip, reach, 0, b"")?;
+            index - 1
+        };
+        let marked_path = self.blocks[marked].path.clone();
+        self.disk.sync(&marked_path)?;
         let block = self.blocks.remove(index);
         assert_eq!(
             block.present_count(),
@@ -754,9 +851,12 @@ impl<D: Disk> FileBackend<D> {
         self.sync_now()?;
         self.write_meta()?;
         let active = self.blocks.len() - 1;
+        // A block whose records name a sequence at or above the floor (a
+        // skip) stays: recovery needs that record to account for the
+        // sequences between it and the next block (`find_missing`).
         let below: Vec<u64> = self.blocks[..active]
             .iter()
-            .filter(|block| block.upper() < floor)
+            .filter(|block| block.upper().max(block.max_recorded) < floor)
             .map(|block| block.number)
             .collect();
         for number in below {
@@ -952,6 +1052,9 @@ struct BlockFindings {
     floor: u64,
     max_seq: u64,
     last_ts: u64,
+    /// `max_seq` before the block's first message record; `u64::MAX` when
+    /// damaged or refused records come first (they may have named more).
+    before_messages: u64,
 }
 
 impl BlockFindings {
@@ -975,6 +1078,25 @@ impl BlockFindings {
             self.last_ts = self.last_ts.max(record.ts);
         }
     }
+}
+
+/// The warning for sequences `lost` that no block accounts for, found
+/// below `block`'s first message (`after` is the block before it).
+fn missing_warning(dir: &str, after: Option<&Block>, block: &Block, lost: (u64, u64)) -> String {
+    let (first, last) = lost;
+    let low = after.map_or(1, |after| after.number + 1);
+    let files = match block.number.saturating_sub(low) {
+        0 => "no block file is missing by number (one was emptied or damaged?)".to_string(),
+        1 => format!("block file {low:010}.blk is missing"),
+        count => format!(
+            "{count} block files ({low:010}.blk to {:010}.blk) are missing",
+            block.number - 1
+        ),
+    };
+    format!(
+        "{dir}: sequences {first}..={last} are in no block before {}: {files}; their messages are lost and the sequences are not handed out again",
+        block.path
+    )
 }
 
 /// Add message `seq` (above every message already in it) to `block`.
