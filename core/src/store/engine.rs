@@ -2,7 +2,13 @@
 //! [`Backend`] that holds the messages.
 //!
 //! Inputs: the store calls (`store_msg`, loads, removes, purges, `expire`).
-//! Outputs: results, and the backend's [`StoreAction`]s passed through.
+//! Outputs: results, and the backend's [`StoreAction`]s passed through;
+//! `expire_report` also names the subjects expiry left empty ([`Expired`]).
+//!
+//! Expiry: by the stream's `max_age` (from the first message) and by each
+//! message's own TTL (`ttl_index`, rebuilt from the stored TTLs on open,
+//! so a FileStore's TTLs survive a restart); `next_expiry` is the earlier
+//! of the two deadlines.
 //!
 //! Invariants (checked by `check` in debug builds and by tests):
 //! - `last_seq <= SEQ_MAX` (a backend claiming more is refused as corrupt;
@@ -35,6 +41,51 @@ pub struct NewMsg<'a> {
     pub payload: &'a [u8],
     pub ts: WallTime,
     pub ttl: Option<Duration>,
+}
+
+/// What one [`Engine::expire_report`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Messages removed, by age or by their own TTL.
+    pub removed: u64,
+    /// The subjects left without a message, in the order they emptied
+    /// (at most one entry per removed message).
+    pub subjects_emptied: Vec<SubjectEmptied>,
+}
+
+impl Expired {
+    fn note(&mut self, msg: StoredMsg, emptied: bool, cause: ExpiryCause) {
+        self.removed += 1;
+        if emptied {
+            self.subjects_emptied.push(SubjectEmptied {
+                subject: msg.subject,
+                seq: msg.seq,
+                headers: msg.headers,
+                cause,
+            });
+        }
+    }
+}
+
+/// A subject whose last message expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectEmptied {
+    pub subject: Bytes,
+    /// The sequence of that last message.
+    pub seq: u64,
+    /// Its header block (empty if none), so the caller can tell a message
+    /// that was itself a delete marker (`Nats-Marker-Reason`).
+    pub headers: Bytes,
+    pub cause: ExpiryCause,
+}
+
+/// Why a message expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryCause {
+    /// The stream's `max_age`.
+    MaxAge,
+    /// The message's own TTL (`Nats-TTL`).
+    Ttl,
 }
 
 /// Where the messages live. Implemented by [`super::MemBackend`] and
@@ -450,8 +501,18 @@ impl<B: Backend> Engine<B> {
     }
 
     fn remove_internal(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        Ok(self.remove_returning(seq, erase)?.is_some())
+    }
+
+    /// Remove `seq`: the message removed and whether it was the last of
+    /// its subject; `None` if it was not present.
+    fn remove_returning(
+        &mut self,
+        seq: u64,
+        erase: bool,
+    ) -> StoreResult<Option<(StoredMsg, bool)>> {
         let Some(msg) = self.backend.get(seq)? else {
-            return Ok(false);
+            return Ok(None);
         };
         // Every read this removal needs happens before anything changes, so
         // a failed read leaves the store as it was.
@@ -471,6 +532,7 @@ impl<B: Backend> Engine<B> {
             let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
             assert!(present, "ttl index missed message {}", msg.seq);
         }
+        let emptied = subject_after.is_none();
         match subject_after {
             Some(state) => self.subjects.insert(msg.subject.clone(), state),
             None => self.subjects.remove(&msg.subject),
@@ -488,7 +550,8 @@ impl<B: Backend> Engine<B> {
                 }
             }
         }
-        Ok(true)
+        debug_assert_eq!(emptied, !self.subjects.contains_key(&msg.subject));
+        Ok(Some((msg, emptied)))
     }
 
     /// The state of `msg`'s subject once `msg` is gone (`None`: no message left).
@@ -821,24 +884,35 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Remove messages older than `max_age` or past their TTL at `now`.
-    /// Returns how many.
+    /// Returns how many ([`Engine::expire_report`] says which subjects
+    /// they emptied).
     pub fn expire(&mut self, now: WallTime) -> StoreResult<u64> {
-        let mut expired = 0;
+        Ok(self.expire_report(now)?.removed)
+    }
+
+    /// Remove messages older than `max_age` (oldest first), then those
+    /// past their own TTL (earliest deadline first), at `now`. Returns how
+    /// many, and each subject whose last message went: where the
+    /// JetStream layer places a subject delete marker.
+    pub fn expire_report(&mut self, now: WallTime) -> StoreResult<Expired> {
+        let mut expired = Expired::default();
         if let Some(max_age) = self.config.max_age {
             while self.msgs > 0 && expiry(self.first_ts, max_age) <= now.0 {
-                let removed = self.remove_internal(self.first_seq, false)?;
-                assert!(removed, "first message absent");
-                expired += 1;
+                let first = self.first_seq;
+                let removed = self.remove_returning(first, false)?;
+                let (msg, emptied) = removed.expect("first message present");
+                expired.note(msg, emptied, ExpiryCause::MaxAge);
             }
         }
         while let Some(&(at, seq)) = self.ttl_index.first() {
             if at > now.0 {
                 break;
             }
-            let removed = self.remove_internal(seq, false)?;
-            assert!(removed, "ttl index names absent message {seq}");
-            expired += 1;
+            let removed = self.remove_returning(seq, false)?;
+            let (msg, emptied) = removed.expect("the ttl index names present messages");
+            expired.note(msg, emptied, ExpiryCause::Ttl);
         }
+        assert!(expired.subjects_emptied.len() as u64 <= expired.removed);
         self.check();
         Ok(expired)
     }

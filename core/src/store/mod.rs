@@ -14,7 +14,8 @@
 //! call ([`WallTime`] for message timestamps and ages, [`Instant`] for the
 //! sync timer), and disk work goes through the `Disk` the caller hands in.
 //!
-//! Inputs: `store_msg`, loads, removes, purges, `expire(now)`,
+//! Inputs: `store_msg`, loads, removes, purges, `expire(now)` (or
+//! `expire_report(now)`, which also names the subjects left empty),
 //! `handle_timeout(now)`, `handle_sync_done(tag, result)`.
 //! Outputs ([`Engine::poll_action`]): [`StoreAction::Sync`] asks the runtime
 //! to make files durable; [`StoreAction::Durable`] says every sequence up to
@@ -55,7 +56,7 @@ use crate::time::WallTime;
 
 pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
-pub use engine::{Backend, Engine, NewMsg};
+pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
 

@@ -73,6 +73,15 @@ trait StoreUnderTest {
     fn truncate_to(&mut self, seq: u64) -> StoreResult<()>;
     fn skip(&mut self, at: u64) -> StoreResult<u64>;
     fn expire_at(&mut self, at: WallTime) -> StoreResult<u64>;
+    fn expire_reporting(&mut self, at: WallTime) -> StoreResult<Expired>;
+    fn put_full(
+        &mut self,
+        subject: &str,
+        headers: &[u8],
+        at: u64,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64>;
+    fn expiry_next(&self) -> Option<WallTime>;
     fn deleted_list(&mut self) -> Vec<u64>;
     fn subjects(&self, filter: &Filter) -> Vec<(String, SubjectState)>;
 }
@@ -116,6 +125,21 @@ impl<B: Backend> StoreUnderTest for Engine<B> {
     }
     fn skip(&mut self, at: u64) -> StoreResult<u64> {
         self.skip_msg(ts(at))
+    }
+    fn expire_reporting(&mut self, at: WallTime) -> StoreResult<Expired> {
+        self.expire_report(at)
+    }
+    fn put_full(
+        &mut self,
+        subject: &str,
+        headers: &[u8],
+        at: u64,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64> {
+        self.store_msg(subject.as_bytes(), headers, b"x", ts(at), ttl)
+    }
+    fn expiry_next(&self) -> Option<WallTime> {
+        self.next_expiry()
     }
     fn expire_at(&mut self, at: WallTime) -> StoreResult<u64> {
         self.expire(at)
@@ -373,6 +397,111 @@ fn max_age_and_ttl_expire() {
         assert_eq!(store.expire_at(ts(15)).unwrap(), 1);
         assert_eq!(store.inner_state().msgs, 0);
     });
+}
+
+/// `expire_report` names each subject expiry emptied, with the last
+/// message's sequence and headers and the cause, in the order they emptied.
+#[test]
+fn expiry_names_the_subjects_it_empties() {
+    let config = StoreConfig {
+        max_age: Some(Duration::from_secs(10)),
+        ..StoreConfig::default()
+    };
+    both(config, |new| {
+        let mut store = new();
+        let marker = b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\n\r\n";
+        store.put_full("a", b"", 1, None).unwrap();
+        store.put_full("a", marker, 2, None).unwrap();
+        store.put_full("b", b"", 3, None).unwrap();
+        store
+            .put_full("c", b"", 4, Some(Duration::from_secs(1)))
+            .unwrap();
+        store
+            .put_full("b", b"", 5, Some(Duration::from_secs(2)))
+            .unwrap();
+        let expired = store.expire_reporting(ts(6)).unwrap();
+        assert_eq!(expired.removed, 1, "c's own TTL; b keeps seq 3");
+        let c = SubjectEmptied {
+            subject: Bytes::from_static(b"c"),
+            seq: 4,
+            headers: Bytes::new(),
+            cause: ExpiryCause::Ttl,
+        };
+        assert_eq!(expired.subjects_emptied, vec![c]);
+        assert_eq!(store.expiry_next(), Some(ts(7)), "b's TTL");
+        let expired = store.expire_reporting(ts(12)).unwrap();
+        assert_eq!(expired.removed, 3, "a 1, a 2 by age; b 5 by TTL");
+        let a = SubjectEmptied {
+            subject: Bytes::from_static(b"a"),
+            seq: 2,
+            headers: Bytes::from_static(marker),
+            cause: ExpiryCause::MaxAge,
+        };
+        assert_eq!(expired.subjects_emptied, vec![a], "b still has seq 3");
+        let expired = store.expire_reporting(ts(13)).unwrap();
+        assert_eq!(expired.removed, 1);
+        assert_eq!(expired.subjects_emptied[0].subject, &b"b"[..]);
+        assert_eq!(expired.subjects_emptied[0].cause, ExpiryCause::MaxAge);
+        assert_eq!(store.inner_state().msgs, 0);
+        assert_eq!(store.expire_reporting(ts(99)).unwrap(), Expired::default());
+    });
+}
+
+/// A FileStore keeps each message's TTL in its record: after a restart the
+/// deadlines are the same and expiry removes the same messages.
+#[test]
+fn per_message_ttl_survives_a_restart() {
+    let mut store = open_file(MemDisk::new(), 256, StoreConfig::default());
+    for (subject, at, ttl) in [
+        ("a", 1, Some(5)),
+        ("b", 2, Some(2)),
+        ("b", 3, None),
+        ("c", 4, Some(10)),
+    ] {
+        store
+            .store_msg(
+                subject.as_bytes(),
+                b"",
+                b"x",
+                ts(at),
+                ttl.map(Duration::from_secs),
+            )
+            .unwrap();
+    }
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    let mut store = open_file(disk, 256, StoreConfig::default());
+    assert_eq!(store.next_expiry(), Some(ts(4)), "b's 2 s from 2");
+    assert_eq!(store.load_msg(3).unwrap().ttl, None);
+    assert_eq!(
+        store.load_msg(4).unwrap().ttl,
+        Some(Duration::from_secs(10))
+    );
+    let expired = store.expire_report(ts(6)).unwrap();
+    assert_eq!(expired.removed, 2, "b 2 at 4 s, a 1 at 6 s");
+    let emptied: Vec<&[u8]> = expired
+        .subjects_emptied
+        .iter()
+        .map(|e| &e.subject[..])
+        .collect();
+    assert_eq!(emptied, vec![&b"a"[..]]);
+    assert_eq!(store.next_expiry(), Some(ts(14)));
+    settle(&mut store);
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        256,
+        StoreConfig::default(),
+    );
+    assert_eq!(
+        store.next_expiry(),
+        Some(ts(14)),
+        "the removals survive too"
+    );
+    assert_eq!(store.expire(ts(13)).unwrap(), 0);
+    assert_eq!(store.expire(ts(14)).unwrap(), 1);
+    assert_eq!(store.state().msgs, 1, "b 3 has no TTL");
+    assert_eq!(store.next_expiry(), None);
 }
 
 #[test]
