@@ -17,6 +17,7 @@
 //! | `connect_json` | [`connect_json::run`] | a CONNECT JSON document |
 //! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
 //! | `store_record` | [`store_record::run`] | 1 control byte, then one block file |
+//! | `store_scan` | [`store_scan::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
@@ -31,6 +32,7 @@ pub mod header_block;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
+pub mod store_scan;
 pub mod subject;
 pub mod sublist_ops;
 
@@ -48,4 +50,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("conf", conf::run),
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
+    ("store_scan", store_scan::run),
 ];

@@ -298,6 +298,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         for (index, (_, content)) in blocks.iter().enumerate().take(2) {
             let mut input = vec![scenario & 1];
             input.extend_from_slice(content);
+            seeds.push((
+                "store_scan",
+                format!("seed-s{scenario}-b{index}"),
+                input.clone(),
+            ));
             seeds.push(("store_record", format!("seed-s{scenario}-b{index}"), input));
         }
         let numbered: Vec<(u8, &[u8])> = blocks

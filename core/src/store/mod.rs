@@ -42,7 +42,10 @@ pub mod disk;
 mod engine;
 pub mod filestore;
 pub mod memstore;
-mod record;
+// Public only so that the fuzz target `store_scan` can drive the decoder
+// directly; not part of the store's API.
+#[doc(hidden)]
+pub mod record;
 mod seqset;
 #[cfg(test)]
 mod tests;
