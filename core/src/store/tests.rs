@@ -1169,6 +1169,30 @@ fn a_missing_middle_block_is_named_and_its_sequences_never_reused() {
     assert_eq!(store.state().last_seq, 13);
 }
 
+/// A lost first block is found the same way: nothing (no floor) accounts
+/// for the sequences below the first surviving block.
+#[test]
+fn a_missing_first_block_is_named() {
+    let mut disk = filled(12, 300);
+    let first = block_messages(&mut disk, 1);
+    disk.remove("s/0000000001.blk").unwrap();
+    disk.sync_everything();
+    let store = open_file(disk, 300, StoreConfig::default());
+    let report = store.backend().recovery();
+    let lost = (1, *first.last().unwrap());
+    assert_eq!(report.missing_sequences, vec![lost]);
+    assert!(
+        report.warnings.iter().any(|text| text.contains(&format!(
+            "sequences 1..={} are in no block before s/0000000002.blk: block file 0000000001.blk is missing",
+            lost.1
+        ))),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(store.state().first_seq, lost.1 + 1);
+    assert_eq!(store.state().last_seq, 12);
+}
+
 /// A block emptied by removals is deleted by the store itself: that leaves
 /// a record behind (a skip in the block before, a floor for the first
 /// block), so recovery does not report it as lost.
