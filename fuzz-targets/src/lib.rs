@@ -17,6 +17,7 @@
 //! | `connect_json` | [`connect_json::run`] | a CONNECT JSON document |
 //! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
 //! | `store_record` | [`store_record::run`] | 1 control byte, then one block file |
+//! | `store_scan` | [`store_scan::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //!
@@ -33,6 +34,7 @@ pub mod jetstream_api;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
+pub mod store_scan;
 pub mod subject;
 pub mod sublist_ops;
 
@@ -51,4 +53,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
     ("jetstream_api", jetstream_api::run),
+    ("store_scan", store_scan::run),
 ];

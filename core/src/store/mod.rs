@@ -14,7 +14,8 @@
 //! call ([`WallTime`] for message timestamps and ages, [`Instant`] for the
 //! sync timer), and disk work goes through the `Disk` the caller hands in.
 //!
-//! Inputs: `store_msg`, loads, removes, purges, `expire(now)`,
+//! Inputs: `store_msg`, loads, removes, purges, `expire(now)` (or
+//! `expire_report(now)`, which also names the subjects left empty),
 //! `handle_timeout(now)`, `handle_sync_done(tag, result)`.
 //! Outputs ([`Engine::poll_action`]): [`StoreAction::Sync`] asks the runtime
 //! to make files durable; [`StoreAction::Durable`] says every sequence up to
@@ -22,6 +23,8 @@
 //!
 //! Invariants:
 //! - `first_seq <= last_seq + 1`; an empty store has `first_seq == last_seq + 1`.
+//! - `last_seq <= SEQ_MAX`: no sequence near `u64::MAX` is handed out or
+//!   believed when read back.
 //! - `msgs` and `bytes` equal the count and summed [`msg_size`] of the
 //!   messages present; the per-subject counts add up to `msgs`.
 //! - A sequence is handed out once: `last_seq` never decreases except through
@@ -39,7 +42,11 @@ pub mod disk;
 mod engine;
 pub mod filestore;
 pub mod memstore;
-mod record;
+// Public only so that the fuzz target `store_scan` can drive the decoder
+// directly; not part of the store's API.
+#[doc(hidden)]
+pub mod record;
+mod seqset;
 #[cfg(test)]
 mod tests;
 
@@ -52,9 +59,15 @@ use crate::time::WallTime;
 
 pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
-pub use engine::{Backend, Engine, NewMsg};
+pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
+
+/// The highest sequence a store hands out (`i64::MAX`). Every sequence
+/// read from disk above it is refused as corrupt, so `last + 1` and the
+/// estimates recovery adds to a sequence can never overflow; a store at
+/// this sequence refuses new messages with [`StoreError::InvalidSequence`].
+pub const SEQ_MAX: u64 = i64::MAX as u64;
 
 /// A stored message. The byte fields share one buffer when loaded from a
 /// cached block (no copy per load).
@@ -209,7 +222,7 @@ pub enum StoreError {
     MaxMsgsPerSubject,
     /// "message too large".
     MsgTooLarge,
-    /// "invalid sequence".
+    /// "invalid sequence" (also: the next sequence would pass [`SEQ_MAX`]).
     InvalidSequence,
     /// "expected sequence does not match store".
     SequenceMismatch,

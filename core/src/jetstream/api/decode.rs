@@ -441,6 +441,11 @@ where
                 return Err(invalid_json(&format!("json: unknown field {key}")));
             }
         }
+        // Go leaves the target untouched for `null` (async-nats sends it
+        // for a bare STREAM.INFO).
+        if value.is_null() {
+            continue;
+        }
         match merged.as_mut() {
             Some(earlier) => merge(earlier, value),
             None => merged = Some(value),
@@ -455,6 +460,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_is_the_zero_request() {
+        let request = decode_request::<StreamInfoRequest>(b"null", true).unwrap();
+        assert_eq!(request, StreamInfoRequest::default());
+    }
 
     #[test]
     fn unknown_fields_in_strict_mode() {
