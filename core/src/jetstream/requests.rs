@@ -31,7 +31,7 @@ use super::machine::JetStream;
 use super::stream::{Storage, StreamRules};
 use super::stream_config::{check_create, check_update, with_dynamic_metadata, CheckContext};
 use crate::server::LogLevel;
-use crate::store::{Discard, Disk, Filter, StoreConfig, StoreError};
+use crate::store::{Discard, Disk, Filter, Sizing, StoreConfig, StoreError};
 
 /// Where the API listens, without a domain.
 pub const API_PREFIX: &str = "$JS.API.";
@@ -103,13 +103,19 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
                 .filter(|&n| n > 0)
                 .map(Duration::from_nanos),
             max_msgs_per_subject: limit(config.max_msgs_per_subject),
-            max_msg_size: limit(i64::from(config.max_msg_size)),
+            // Checked by the stream on headers and payload, as the reference does.
+            max_msg_size: None,
             discard: match config.discard {
                 DiscardPolicy::New => Discard::New,
                 DiscardPolicy::Old => Discard::Old,
             },
             discard_new_per_subject: config.discard_new_per_subject,
+            sizing: match config.storage {
+                StorageType::Memory => Sizing::Memory,
+                StorageType::File => Sizing::File,
+            },
         },
+        max_msg_size: limit(i64::from(config.max_msg_size)),
         duplicate_window: Duration::from_nanos(u64::try_from(config.duplicate_window).unwrap_or(0)),
         sealed: config.sealed,
         deny_delete: config.deny_delete,

@@ -27,8 +27,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    msg_size, Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult,
-    StoreState, StoredMsg, SubjectState, SEQ_MAX,
+    Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult, StoreState,
+    StoredMsg, SubjectState, SEQ_MAX,
 };
 use crate::time::{Instant, WallTime};
 
@@ -189,11 +189,19 @@ impl<B: Backend> Engine<B> {
                 engine.first_seq = seq;
                 engine.first_ts = msg.ts;
             }
-            engine.account_added(seq, &msg.subject, msg.size(), msg.ts, msg.ttl);
+            let size = engine.size_of(&msg);
+            engine.account_added(seq, &msg.subject, size, msg.ts, msg.ttl);
             cursor = engine.backend.next_present(seq + 1);
         }
         engine.check();
         Ok(engine)
+    }
+
+    /// The bytes this store counts for `msg`.
+    fn size_of(&self, msg: &StoredMsg) -> u64 {
+        self.config
+            .sizing
+            .size(&msg.subject, &msg.headers, &msg.payload)
     }
 
     /// Whether the store refuses writes (a failed sync or bulk change).
@@ -208,6 +216,10 @@ impl<B: Backend> Engine<B> {
 
     /// Change the limits (applied at the next store or `enforce_limits`).
     pub fn set_config(&mut self, config: StoreConfig) {
+        assert_eq!(
+            config.sizing, self.config.sizing,
+            "a store's sizing is fixed for its life"
+        );
         self.config = config;
     }
 
@@ -236,7 +248,7 @@ impl<B: Backend> Engine<B> {
             return Err(StoreError::Failed);
         }
         assert!(!subject.is_empty(), "a stored message needs a subject");
-        let size = msg_size(subject, headers, payload);
+        let size = self.config.sizing.size(subject, headers, payload);
         if self.config.max_msg_size.is_some_and(|max| size > max) {
             return Err(StoreError::MsgTooLarge);
         }
@@ -308,7 +320,7 @@ impl<B: Backend> Engine<B> {
                 .backend
                 .get(state.first_seq)?
                 .ok_or(StoreError::NotFound)?;
-            if oldest.size() < size {
+            if self.size_of(&oldest) < size {
                 return Err(StoreError::MaxBytes);
             }
         }
@@ -525,9 +537,10 @@ impl<B: Backend> Engine<B> {
         let removed = self.backend.remove(seq, erase)?;
         assert!(removed, "backend lost message {seq} between get and remove");
         assert!(self.msgs > 0, "removing from an empty store");
-        assert!(self.bytes >= msg.size(), "bytes would go negative");
+        let size = self.size_of(&msg);
+        assert!(self.bytes >= size, "bytes would go negative");
         self.msgs -= 1;
-        self.bytes -= msg.size();
+        self.bytes -= size;
         if let Some(ttl) = msg.ttl {
             let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
             assert!(present, "ttl index missed message {}", msg.seq);
@@ -750,7 +763,7 @@ impl<B: Backend> Engine<B> {
     /// Accounting for a bulk removal: subject first/last fixed afterwards.
     fn account_removed_bulk(&mut self, msg: &StoredMsg) {
         self.msgs -= 1;
-        self.bytes -= msg.size();
+        self.bytes -= self.size_of(msg);
         if let Some(ttl) = msg.ttl {
             self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
         }

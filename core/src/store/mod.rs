@@ -97,6 +97,36 @@ pub fn msg_size(subject: &[u8], headers: &[u8], payload: &[u8]) -> u64 {
     (subject.len() + headers.len() + payload.len() + 16) as u64
 }
 
+/// How a store counts a message's bytes (its state's `bytes`, `max_bytes`).
+/// The reference's two stores count differently and clients see the
+/// numbers, so a stream counts as the reference's store of its kind would,
+/// whatever rnats's own layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sizing {
+    /// subject + headers + payload + 16 (the reference's memory store).
+    #[default]
+    Memory,
+    /// 22 + subject + payload + 8, plus 4 + headers when there are any
+    /// (the reference's file store records).
+    File,
+}
+
+impl Sizing {
+    pub fn size(self, subject: &[u8], headers: &[u8], payload: &[u8]) -> u64 {
+        match self {
+            Sizing::Memory => msg_size(subject, headers, payload),
+            Sizing::File => {
+                let headers = if headers.is_empty() {
+                    0
+                } else {
+                    4 + headers.len()
+                };
+                (22 + subject.len() + headers + payload.len() + 8) as u64
+            }
+        }
+    }
+}
+
 /// What to do when a limit would be exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Discard {
@@ -132,6 +162,8 @@ pub struct StoreConfig {
     /// With `Discard::New`, also refuse a message over the per-subject limit
     /// instead of dropping that subject's oldest.
     pub discard_new_per_subject: bool,
+    /// How bytes are counted; fixed for the store's life.
+    pub sizing: Sizing,
 }
 
 /// Which subjects a load or purge applies to.
