@@ -285,6 +285,22 @@ pub fn check_system_account(
     Ok(())
 }
 
+/// Every account that gets JetStream on a server with JetStream on, with
+/// its limits (decided by [`account_limits`]).
+pub fn enabled_accounts(
+    config: &crate::server::ServerConfig,
+) -> std::collections::BTreeMap<String, AccountLimits> {
+    let system = config.system_account.as_deref();
+    let names = std::iter::once(crate::auth::GLOBAL_ACCOUNT.to_string())
+        .chain(config.accounts.iter().map(|account| account.name.clone()));
+    names
+        .filter_map(|name| {
+            let limits = account_limits(true, &config.accounts, system, &name)?;
+            Some((name, limits))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,20 +429,4 @@ mod tests {
         );
         assert_eq!(Cipher::ChaCha.name(), "ChaCha20-Poly1305");
     }
-}
-
-/// Every account that gets JetStream on a server with JetStream on, with
-/// its limits (decided by [`account_limits`]).
-pub fn enabled_accounts(
-    config: &crate::server::ServerConfig,
-) -> std::collections::BTreeMap<String, AccountLimits> {
-    let system = config.system_account.as_deref();
-    let names = std::iter::once(crate::auth::GLOBAL_ACCOUNT.to_string())
-        .chain(config.accounts.iter().map(|account| account.name.clone()));
-    names
-        .filter_map(|name| {
-            let limits = account_limits(true, &config.accounts, system, &name)?;
-            Some((name, limits))
-        })
-        .collect()
 }
