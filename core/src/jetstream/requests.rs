@@ -278,6 +278,7 @@ impl<D: Disk + Clone> JetStream<D> {
             streams: &others,
         };
         let config = check_create(name, &request, &context)?;
+        refuse_unsupported(&config)?;
         if let Some(id) = self.stream_by_name(account, name) {
             let existing = &self.streams[&id].meta.config;
             if existing == &config {
@@ -327,6 +328,7 @@ impl<D: Disk + Clone> JetStream<D> {
             streams: &others,
         };
         let config = check_update(name, &current, &request, &context)?;
+        refuse_unsupported(&config)?;
         self.check_overlap(account, Some(id), &config)?;
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
@@ -664,6 +666,38 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
         .as_bytes(),
     );
     Bytes::from(block)
+}
+
+/// Stream features rnats does not carry out yet. A stream asking for one
+/// is refused by name rather than created without it (fail closed).
+fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
+    use super::api::{PersistMode, RetentionPolicy};
+    let missing = [
+        (config.mirror.is_some(), "mirror"),
+        (!config.sources.is_empty(), "sources"),
+        (config.republish.is_some(), "republish"),
+        (config.subject_transform.is_some(), "subject_transform"),
+        (config.allow_atomic, "allow_atomic"),
+        (config.allow_batched, "allow_batched"),
+        (config.allow_msg_counter, "allow_msg_counter"),
+        (config.allow_msg_schedules, "allow_msg_schedules"),
+        (
+            config.subject_delete_marker_ttl > 0,
+            "subject_delete_marker_ttl",
+        ),
+        (
+            config.retention != RetentionPolicy::Limits,
+            "interest and workqueue retention",
+        ),
+        (config.persist_mode != PersistMode::Default, "persist_mode"),
+    ];
+    match missing.iter().find(|(asked, _)| *asked) {
+        Some((_, feature)) => Err(ApiError::with(
+            K::StreamCreate,
+            &[("{err}", &format!("{feature} is not supported by rnats yet"))],
+        )),
+        None => Ok(()),
+    }
 }
 
 fn purge_error(error: &StoreError) -> ApiError {

@@ -436,3 +436,19 @@ fn stream_actions_and_api_requests_are_advised() {
     assert_eq!(audit["subject"], "$JS.API.STREAM.INFO.S");
     assert!(audit["response"].as_str().unwrap().contains("10059"));
 }
+
+#[test]
+fn features_not_built_yet_are_refused_by_name() {
+    let mut h = Harness::new();
+    let refused = h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"],"republish":{"src":">","dest":"r.>"}}"#,
+    );
+    assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
+    assert_eq!(
+        refused["error"]["description"],
+        "republish is not supported by rnats yet"
+    );
+    let names = h.api("$JS.API.STREAM.NAMES", "");
+    assert_eq!(names["total"], 0, "nothing was created");
+}
