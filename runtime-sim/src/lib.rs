@@ -37,6 +37,8 @@ mod conn;
 pub mod disk;
 mod faults;
 mod invariants;
+mod jetstream;
+mod js_clients;
 pub mod model;
 pub mod net;
 mod node;

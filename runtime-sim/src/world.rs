@@ -19,6 +19,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
+use rnats_core::jetstream::link::StreamId;
 use rnats_core::runtime::ConnId;
 use rnats_core::server::ServerConfig;
 use rnats_core::time::Instant;
@@ -129,6 +130,18 @@ pub(crate) enum Event {
         node: NodeId,
         conn: ConnId,
     },
+    /// A node's JetStream machine asked to be woken.
+    JsTimer {
+        node: NodeId,
+    },
+    /// A sync a node's JetStream asked for completes (`generation`: the
+    /// process that asked; a restarted node ignores it).
+    JsSyncDone {
+        node: NodeId,
+        stream: StreamId,
+        tag: u64,
+        generation: u64,
+    },
 }
 
 impl Event {
@@ -148,6 +161,8 @@ impl Event {
             Event::ClientRead { .. } => "client-read",
             Event::ServerSeesReset { .. } => "server-sees-reset",
             Event::PasswordChecked { .. } => "password-checked",
+            Event::JsTimer { .. } => "js-timer",
+            Event::JsSyncDone { .. } => "js-sync-complete",
         }
     }
 
@@ -162,7 +177,9 @@ impl Event {
             | Event::ServerRead { node, .. }
             | Event::ClientRead { node, .. }
             | Event::ServerSeesReset { node, .. }
-            | Event::PasswordChecked { node, .. } => Some(*node),
+            | Event::PasswordChecked { node, .. }
+            | Event::JsTimer { node }
+            | Event::JsSyncDone { node, .. } => Some(*node),
             Event::FaultTick | Event::Heal | Event::Mark | Event::End => None,
         }
     }
@@ -178,7 +195,9 @@ impl Event {
             | Event::ServerSeesReset { conn, .. }
             | Event::PasswordChecked { conn, .. } => conn.0,
             Event::ClientConnect { client, .. } => *client as u64,
+            Event::JsSyncDone { stream, tag, .. } => (stream.0 << 32) ^ tag,
             Event::ServerTimer { .. }
+            | Event::JsTimer { .. }
             | Event::FaultTick
             | Event::Heal
             | Event::Mark
@@ -230,7 +249,7 @@ impl World {
             model.imports = security.imports();
         }
         let nodes: Vec<Node> = (0..scenario.topology.servers)
-            .map(|n| Node::new(NodeId(n), config.clone(), seed))
+            .map(|n| Node::new(NodeId(n), config.clone(), seed, scenario.jetstream.as_ref()))
             .collect();
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
@@ -267,6 +286,12 @@ impl World {
             let start = world.clients[client].rng.below(200 * MS);
             let node = world.clients[client].node;
             world.schedule(Instant(start), Event::ClientConnect { node, client });
+        }
+        // JetStream's recovered streams ask for their subscriptions first.
+        for node in 0..world.nodes.len() {
+            if world.nodes[node].js.is_some() {
+                world.drain_actions(NodeId(node as u32));
+            }
         }
         world.schedule(Instant(FAULT_TICK), Event::FaultTick);
         world.schedule(Instant(duration), Event::Heal);
@@ -383,6 +408,13 @@ impl World {
             Event::ClientRead { node, conn } => self.client_read(node, conn),
             Event::ServerSeesReset { node, conn } => self.server_sees_close(node, conn),
             Event::PasswordChecked { node, conn } => self.password_checked(node, conn),
+            Event::JsTimer { node } => self.js_timer(node),
+            Event::JsSyncDone {
+                node,
+                stream,
+                tag,
+                generation,
+            } => self.js_sync_done(node, stream, tag, generation),
         }
     }
 
@@ -459,6 +491,9 @@ fn server_config(scenario: &Scenario, options: &RunOptions) -> Result<ServerConf
                 allow_non_tls: false,
             };
         }
+    }
+    if scenario.jetstream.is_some() {
+        config.jetstream = Some(crate::jetstream::js_config());
     }
     if let Some(name) = &options.defect {
         crate::apply_defect(&mut config, name)?;
