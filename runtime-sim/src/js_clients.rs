@@ -123,6 +123,8 @@ pub(crate) struct JsPublisher {
     read_back: VecDeque<u64>,
     /// Messages with a msg id whose acknowledgement is owed: retried on reconnect.
     retry: VecDeque<usize>,
+    /// What happened, for the run summary (`Outcome::jetstream`).
+    pub(crate) counts: BTreeMap<&'static str, u64>,
 }
 
 impl JsPublisher {
@@ -163,7 +165,12 @@ impl JsPublisher {
             read_back_after: 0,
             read_back: VecDeque::new(),
             retry: VecDeque::new(),
+            counts: BTreeMap::new(),
         }
+    }
+
+    pub(crate) fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
     }
 
     fn token(&mut self, waiting: Waiting) -> String {
@@ -236,10 +243,12 @@ impl JsPublisher {
             self.plan_read_back(rng);
         }
         if let Some(msg) = self.retry.pop_front() {
+            self.count("retries");
             self.write_publish(&mut out, msg, None, now, conn);
             return out.to_vec();
         }
         if let Some(seq) = self.read_back.pop_front() {
+            self.count("msg-gets");
             let reply = self.token(Waiting::Get { seq });
             let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
             let body = format!("{{\"seq\":{seq}}}");
@@ -253,6 +262,7 @@ impl JsPublisher {
         }
         let roll = rng.below(1000);
         if roll < 5 {
+            self.count("purges");
             let purge = self.purges.len();
             self.purges.push(PurgeRecord { done_at: None });
             let reply = self.token(Waiting::Purge { purge });
@@ -261,6 +271,7 @@ impl JsPublisher {
             return out.to_vec();
         }
         if roll < 40 {
+            self.count("infos");
             let reply = self.token(Waiting::Info);
             let subject = format!("$JS.API.STREAM.INFO.{}", self.stream);
             protocol::write_pub(&mut out, subject.as_bytes(), Some(reply.as_bytes()), b"");
@@ -279,6 +290,7 @@ impl JsPublisher {
         } else {
             None
         };
+        self.count("published");
         self.sent.push(SentMsg {
             subject,
             payload: Bytes::from(payload),

@@ -84,6 +84,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String>
                     at: rnats_core::time::Instant::ZERO,
                     recent: Vec::new(),
                 }),
+                jetstream: Default::default(),
                 plan: String::new(),
             })
         }

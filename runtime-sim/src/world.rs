@@ -73,6 +73,9 @@ pub struct Outcome {
     pub checks: u64,
     pub trace_hash: u64,
     pub failure: Option<Failure>,
+    /// JetStream: what the publishers did and saw (summed over all of
+    /// them), and how many acknowledgements were checked durable.
+    pub jetstream: BTreeMap<&'static str, u64>,
     /// The swarm draw, readable.
     pub plan: String,
 }
@@ -354,8 +357,22 @@ impl World {
             checks: self.model.stats.checks,
             trace_hash: self.trace.hash(),
             failure,
+            jetstream: self.jetstream_counts(),
             plan: format!("{:?}", self.plan),
         }
+    }
+
+    fn jetstream_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = BTreeMap::new();
+        for js in self.clients.iter().filter_map(|c| c.js.as_ref()) {
+            for (what, n) in &js.counts {
+                *counts.entry(*what).or_default() += n;
+            }
+        }
+        for js in self.nodes.iter().filter_map(|n| n.js.as_ref()) {
+            *counts.entry("acks-checked-durable").or_default() += js.acks_checked;
+        }
+        counts
     }
 
     pub(crate) fn schedule(&mut self, at: Instant, event: Event) {

@@ -106,12 +106,13 @@ pub(crate) fn on_pub_ack(
     value: &Value,
     restarts: u64,
 ) -> Result<Option<u64>, String> {
-    let stream = &js.stream;
+    let stream = js.stream.clone();
     if let Some(error) = value.get("error") {
         // The only refusal a well-behaved publisher can get: its guess of
         // the last sequence was wrong.
         let code = error.get("err_code").and_then(Value::as_u64);
         if expected_last.is_some() && code == Some(10071) {
+            js.count("wrong-last-seq");
             return Ok(None);
         }
         return Err(format!("{stream}: message {msg} refused: {value}"));
@@ -165,6 +166,14 @@ pub(crate) fn on_pub_ack(
         }
         js.last_on_conn = Some(seq);
     }
+    js.count(if duplicate {
+        "acked-duplicate"
+    } else {
+        "acked"
+    });
+    if expected_last.is_some() && !duplicate {
+        js.count("acked-expected-last");
+    }
     js.acked.insert(seq, AckRecord { msg, restarts });
     js.seq_of.insert(msg, seq);
     Ok(Some(seq))
@@ -196,13 +205,14 @@ pub(crate) fn may_be_removed(js: &JsPublisher, msg: usize, seq: u64) -> bool {
 }
 
 /// A MSG.GET reply for `seq`.
-pub(crate) fn on_msg_get(js: &JsPublisher, seq: u64, value: &Value) -> Result<(), String> {
-    let stream = &js.stream;
+pub(crate) fn on_msg_get(js: &mut JsPublisher, seq: u64, value: &Value) -> Result<(), String> {
+    let stream = js.stream.clone();
     if let Some(error) = value.get("error") {
         let code = error.get("err_code").and_then(Value::as_u64);
         if code != Some(10037) {
             return Err(format!("{stream}: MSG.GET {seq} failed: {value}"));
         }
+        js.count("msg-get-removed");
         let Some(acked) = js.acked.get(&seq) else {
             return Ok(());
         };
@@ -235,6 +245,7 @@ pub(crate) fn on_msg_get(js: &JsPublisher, seq: u64, value: &Value) -> Result<()
                 String::from_utf8_lossy(&data)
             )
         })?;
+    js.count("msg-get-found");
     let sent = &js.sent[sent_index];
     if sent.payload.as_ref() != data.as_slice() || sent.subject != subject {
         return Err(format!(
@@ -255,7 +266,7 @@ pub(crate) fn on_msg_get(js: &JsPublisher, seq: u64, value: &Value) -> Result<()
 
 /// A STREAM.INFO reply: limits kept, no acknowledged sequence forgotten.
 pub(crate) fn on_info(js: &JsPublisher, value: &Value) -> Result<(), String> {
-    let stream = &js.stream;
+    let stream = js.stream.clone();
     let state = value
         .get("state")
         .ok_or_else(|| format!("{stream}: STREAM.INFO answered {value}"))?;
