@@ -97,6 +97,8 @@ pub(crate) fn js_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        #[cfg(feature = "planted-defects")]
+        planted_defect: None,
     }
 }
 
@@ -226,7 +228,7 @@ impl World {
                 }
             }
         }
-        if !acks.is_empty() {
+        if !acks.is_empty() && !self.client_checks_only {
             self.model.stats.checks += acks.len() as u64;
             if let Err(error) = invariants::jetstream::check_ack_durable(self, node, &acks) {
                 self.fail(error);

@@ -100,6 +100,7 @@ pub fn defect_names() -> &'static [&'static str] {
         "slow-subscriber-blocks-publisher",
         "deny-ignored-on-delivery",
         "hpub-skips-publish-permissions",
+        "ack-before-sync",
     ]
 }
 
@@ -113,6 +114,7 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "slow-subscriber-blocks-publisher" => PlantedDefect::SlowSubscriberBlocksPublisher,
         "deny-ignored-on-delivery" => PlantedDefect::DenyIgnoredOnDelivery,
         "hpub-skips-publish-permissions" => PlantedDefect::HpubSkipsPublishPermissions,
+        "ack-before-sync" => PlantedDefect::AckBeforeSync,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",
@@ -121,6 +123,9 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         }
     };
     config.planted_defect = Some(defect);
+    if let Some(jetstream) = config.jetstream.as_mut() {
+        jetstream.planted_defect = Some(defect);
+    }
     Ok(())
 }
 

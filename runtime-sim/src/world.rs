@@ -46,6 +46,11 @@ pub struct RunOptions {
     /// A planted defect's name (see [`crate::defect_names`]); needs the
     /// `planted-defects` feature.
     pub defect: Option<String>,
+    /// Skip the node-side check that every JetStream acknowledgement is
+    /// durable when released, so that only what clients see (sequences,
+    /// read-backs after power losses) can catch a defect: proves those
+    /// checks on their own.
+    pub client_checks_only: bool,
 }
 
 /// A failed invariant, with what is needed to replay it.
@@ -240,6 +245,8 @@ pub struct World {
     events: u64,
     pub(crate) healed: bool,
     failure: Option<String>,
+    /// `RunOptions::client_checks_only`.
+    pub(crate) client_checks_only: bool,
 }
 
 impl World {
@@ -284,6 +291,7 @@ impl World {
             events: 0,
             healed: false,
             failure: None,
+            client_checks_only: options.client_checks_only,
         };
         for client in 0..world.clients.len() {
             let start = world.clients[client].rng.below(200 * MS);

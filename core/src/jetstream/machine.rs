@@ -295,7 +295,13 @@ impl<D: Disk + Clone> JetStream<D> {
 
     fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
         let rules = self.rules(&meta.config);
-        let stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        #[allow(unused_mut)]
+        let mut stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        #[cfg(feature = "planted-defects")]
+        {
+            stream.ack_before_sync =
+                self.config.planted_defect == Some(crate::server::PlantedDefect::AckBeforeSync);
+        }
         let account = self.accounts.entry(meta.account.clone()).or_default();
         let previous = account.by_name.insert(meta.config.name.clone(), id);
         assert!(previous.is_none(), "two streams named {}", meta.config.name);

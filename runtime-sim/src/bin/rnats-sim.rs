@@ -156,6 +156,7 @@ fn run_once(
     let options = RunOptions {
         seed,
         defect: defect.map(str::to_string),
+        ..RunOptions::default()
     };
     let started = WallClock::now();
     let outcome = run(scenario, &options)?;
