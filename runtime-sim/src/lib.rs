@@ -24,8 +24,10 @@
 //! same seed gives the same hash. Nothing is global: a run owns all its state.
 //!
 //! One concept per module: `world` (the event queue and stepping), `node` (a
-//! server machine and its runtime half), `conn` (one connection's two ends),
-//! `clients` (simulated clients and their workloads), `faults` (the plan
+//! server machine and its runtime half), `jetstream` (a node's JetStream
+//! machine over its simulated disk, restarts), `conn` (one connection's two
+//! ends), `clients` (simulated clients and their workloads), `js_clients`
+//! (JetStream publishers), `faults` (the plan
 //! drawn from the seed and the injector), `invariants/` (one file per
 //! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
 //! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
