@@ -331,31 +331,6 @@ impl SimDisk {
         Some((path, at as u64))
     }
 
-    /// What a power loss that kept nothing pending would leave: the synced
-    /// names and bytes only, on a fault-free disk of its own. Draws nothing
-    /// from this disk's stream, so checking durability changes no run.
-    pub fn durable_image(&self) -> SimDisk {
-        let mut image = SimDisk::new(Rng::stream(0, DISK_STREAM), SimDiskFaults::default());
-        image.names = self.durable_names.clone();
-        image.durable_names = self.durable_names.clone();
-        for inode in self.durable_names.values() {
-            let durable = self.files.get(inode).map(|f| f.durable.clone());
-            let durable = durable.unwrap_or_default();
-            let file = SimFile {
-                current: durable.clone(),
-                durable,
-                pending: Vec::new(),
-                serials: Vec::new(),
-            };
-            image.files.insert(*inode, file);
-        }
-        image.dirs = self.dirs.clone();
-        image.next_inode = self.next_inode;
-        image.serial = self.serial;
-        assert!(image.name_log.is_empty(), "an image has nothing pending");
-        image
-    }
-
     /// The serial number of the latest write, truncate or file creation.
     pub fn serial(&self) -> u64 {
         self.serial

@@ -15,12 +15,8 @@ fn seeds() -> u64 {
 }
 
 fn sweep_clean(name: &str) {
-    sweep_clean_seeds(name, seeds());
-}
-
-fn sweep_clean_seeds(name: &str, count: u64) {
     let scenario = scenario(name);
-    if let Some(failed) = sweep(&scenario, 0..count, true, None) {
+    if let Some(failed) = sweep(&scenario, 0..seeds(), true, None) {
         panic!("{}", describe(&failed));
     }
 }
@@ -65,16 +61,9 @@ fn ci_two_nodes() {
     sweep_clean("two-nodes");
 }
 
-/// JetStream with restarts: each seed costs about two seconds in a debug
-/// build (the stores write and scan real records), so the default range is
-/// six seeds, run twice; `SIM_CI_SEEDS` widens it like the others.
 #[test]
 fn ci_jetstream_restarts() {
-    let count = std::env::var("SIM_CI_SEEDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(6);
-    sweep_clean_seeds("jetstream-restarts", count);
+    sweep_clean("jetstream-restarts");
 }
 
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
