@@ -9,8 +9,9 @@
 //! stream) and publishes only once the create was answered. Publishes
 //! carry `Nats-Msg-Id` (then they are retried with the same id and payload
 //! after a timeout or a reconnect) or `Nats-Expected-Last-Sequence` (its
-//! best guess of the last sequence) or neither. Now and then it purges or
-//! asks for STREAM.INFO; after its node restarted it reads acknowledged
+//! best guess of the last sequence) or neither. Now and then it purges,
+//! asks for STREAM.INFO, or sends an acknowledged message with a msg id
+//! again (owed a duplicate ack with its sequence); after its node restarted it reads acknowledged
 //! messages back with MSG.GET. The checks themselves are in
 //! `invariants::jetstream`.
 //!
@@ -276,6 +277,25 @@ impl JsPublisher {
             let subject = format!("$JS.API.STREAM.INFO.{}", self.stream);
             protocol::write_pub(&mut out, subject.as_bytes(), Some(reply.as_bytes()), b"");
             return out.to_vec();
+        }
+        if roll < 60 {
+            // Send an acknowledged message with a msg id again: it must be
+            // acked as a duplicate of its sequence (the window is 2 minutes,
+            // longer than any run).
+            let candidates: Vec<usize> = self
+                .seq_of
+                .keys()
+                .rev()
+                .filter(|msg| self.sent[**msg].msg_id.is_some())
+                .take(32)
+                .copied()
+                .collect();
+            if !candidates.is_empty() {
+                self.count("resends");
+                let msg = *rng.pick(&candidates);
+                self.write_publish(&mut out, msg, None, now, conn);
+                return out.to_vec();
+            }
         }
         let n = self.sent.len();
         let subject = format!("{}.{}", self.prefix, rng.below(SUBJECTS));

@@ -98,7 +98,8 @@ pub(crate) fn check_ack_durable(
     Ok(())
 }
 
-/// A reply to a publish. Returns the sequence stored, if any.
+/// A reply to a publish. Returns the sequence stored, if this publish
+/// stored one (not for a refusal or a duplicate).
 pub(crate) fn on_pub_ack(
     js: &mut JsPublisher,
     msg: usize,
@@ -176,7 +177,7 @@ pub(crate) fn on_pub_ack(
     }
     js.acked.insert(seq, AckRecord { msg, restarts });
     js.seq_of.insert(msg, seq);
-    Ok(Some(seq))
+    Ok((!duplicate).then_some(seq))
 }
 
 /// Whether message `msg`, acknowledged as `seq`, may have been removed by
