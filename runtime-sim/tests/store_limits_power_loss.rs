@@ -1,7 +1,7 @@
 //! A FileStore with `max_msgs_per_subject` (discard old) keeps its limit
 //! across a power loss: after any reopen, no subject holds more messages
-//! than the limit. (Found by the `jetstream-restarts` scenario, seed 12:
-//! STREAM.INFO reported 13 messages on 4 subjects with a limit of 3.)
+//! than the limit. (Found by the `jetstream-restarts` scenario, e.g. seed 57:
+//! STREAM.INFO reported 17 messages on 4 subjects with a limit of 4.)
 //!
 //! Each seed stores on 4 subjects with the limit drawn from 1..=4, syncs now
 //! and then (completing the store's own Sync requests), and loses power at a
