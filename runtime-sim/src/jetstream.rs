@@ -97,8 +97,6 @@ pub(crate) fn js_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
-        #[cfg(feature = "planted-defects")]
-        planted_defect: None,
     }
 }
 
@@ -112,7 +110,13 @@ fn open_machine(
     let js = config.jetstream.clone().expect("a JetStream node");
     let accounts: BTreeMap<String, AccountLimits> =
         rnats_core::jetstream::config::enabled_accounts(config);
-    JetStream::open(node.to_string(), js, accounts, disk.clone(), now, wall)
+    #[allow(unused_mut)]
+    let mut machine = JetStream::open(node.to_string(), js, accounts, disk.clone(), now, wall);
+    #[cfg(feature = "planted-defects")]
+    if let Some(defect) = config.planted_defect {
+        machine.plant(defect);
+    }
+    machine
 }
 
 impl JsNode {

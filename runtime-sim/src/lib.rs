@@ -125,9 +125,6 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         }
     };
     config.planted_defect = Some(defect);
-    if let Some(jetstream) = config.jetstream.as_mut() {
-        jetstream.planted_defect = Some(defect);
-    }
     Ok(())
 }
 

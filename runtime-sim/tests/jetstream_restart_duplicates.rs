@@ -29,8 +29,6 @@ fn config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
-        #[cfg(feature = "planted-defects")]
-        planted_defect: None,
     }
 }
 

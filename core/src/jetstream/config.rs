@@ -32,9 +32,6 @@ pub struct JetStreamConfig {
     pub max_buffered_size: Option<u64>,
     /// Encryption at rest (`cipher`, `key`, `prev_key`).
     pub encryption: Option<Encryption>,
-    /// A defect planted on purpose so the simulator can prove it finds bugs.
-    #[cfg(feature = "planted-defects")]
-    pub planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 /// The cipher named by `jetstream { cipher }`.

@@ -81,6 +81,9 @@ pub struct JetStream<D: Disk + Clone> {
     pub(super) wall: WallTime,
     /// Reported as the leader of every stream (`cluster.leader`).
     pub(super) server_name: String,
+    /// A defect planted on purpose so the simulator can prove it finds bugs.
+    #[cfg(feature = "planted-defects")]
+    planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -115,9 +118,21 @@ impl<D: Disk + Clone> JetStream<D> {
             now,
             wall,
             server_name,
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
         };
         js.recover();
         js
+    }
+
+    /// Plant `defect` in this machine and every stream it has or creates
+    /// (feature `planted-defects`, for the simulator's tests).
+    #[cfg(feature = "planted-defects")]
+    pub fn plant(&mut self, defect: crate::server::PlantedDefect) {
+        self.planted_defect = Some(defect);
+        for entry in self.streams.values_mut() {
+            entry.stream.ack_before_sync = defect == crate::server::PlantedDefect::AckBeforeSync;
+        }
     }
 
     /// Whether `account` has JetStream.
@@ -300,7 +315,7 @@ impl<D: Disk + Clone> JetStream<D> {
         #[cfg(feature = "planted-defects")]
         {
             stream.ack_before_sync =
-                self.config.planted_defect == Some(crate::server::PlantedDefect::AckBeforeSync);
+                self.planted_defect == Some(crate::server::PlantedDefect::AckBeforeSync);
         }
         let account = self.accounts.entry(meta.account.clone()).or_default();
         let previous = account.by_name.insert(meta.config.name.clone(), id);

@@ -62,8 +62,6 @@ fn js_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
-        #[cfg(feature = "planted-defects")]
-        planted_defect: None,
     }
 }
 

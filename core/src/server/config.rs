@@ -147,7 +147,7 @@ pub enum PlantedDefect {
     /// HPUB skips the publish permission check.
     HpubSkipsPublishPermissions,
     /// A JetStream stream acknowledges a publish as soon as it is stored,
-    /// before the sync that makes it durable (set in `JetStreamConfig`).
+    /// before the sync that makes it durable (planted with `JetStream::plant`).
     AckBeforeSync,
 }
 
