@@ -114,4 +114,40 @@ fn translate(options: &conf::FileOptions, unsupported: Vec<conf::Unsupported>) {
             assert_eq!(config.server_name, "flagged");
         }
     }
+    jetstream(options);
+}
+
+/// JetStream's settings from the file, with and without `-js -sd`, resolved
+/// against a fixed machine, and their start-up lines.
+fn jetstream(options: &conf::FileOptions) {
+    use rnats_core::jetstream::banner::{startup_lines, StartupNotes};
+    use rnats_core::jetstream::config::MachineDefaults;
+    let flags = conf::Overrides {
+        jetstream: true,
+        store_dir: Some(String::from("/flag")),
+        ..conf::Overrides::default()
+    };
+    for overrides in [conf::Overrides::default(), flags] {
+        let request = match conf::jetstream_request(options, &overrides) {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                assert!(!overrides.jetstream && options.jetstream.enabled != Some(true));
+                continue;
+            }
+            // A bad domain, or JetStream asked of the system account.
+            Err(_) => continue,
+        };
+        let store_dir = request.store_dir("/tmp");
+        let machine = MachineDefaults {
+            max_memory: 3 << 30,
+            max_store: 1 << 40,
+        };
+        let config = request.resolve(&store_dir, machine);
+        assert!(config.store_dir.ends_with("jetstream"));
+        if overrides.jetstream {
+            assert_eq!(config.store_dir, "/flag/jetstream");
+        }
+        let lines = startup_lines(&config, StartupNotes::new(&request, &store_dir));
+        assert_eq!(lines[0].1, "Starting JetStream");
+    }
 }

@@ -17,7 +17,9 @@
 //! | `connect_json` | [`connect_json::run`] | a CONNECT JSON document |
 //! | `conf` | [`conf::run`] | config text, includes and env vars, split at NUL |
 //! | `store_record` | [`store_record::run`] | 1 control byte, then one block file |
+//! | `store_scan` | [`store_scan::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
+//! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -28,9 +30,11 @@ pub mod client_parser;
 pub mod conf;
 pub mod connect_json;
 pub mod header_block;
+pub mod jetstream_api;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
+pub mod store_scan;
 pub mod subject;
 pub mod sublist_ops;
 
@@ -48,4 +52,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("conf", conf::run),
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
+    ("jetstream_api", jetstream_api::run),
+    ("store_scan", store_scan::run),
 ];

@@ -25,16 +25,19 @@
 //! - the recovery report counts no more good records than the block has
 //!   offsets where a checksum-valid record starts ([`valid_record_offsets`]);
 //! - a block that is a clean run of valid records (tiling it exactly) is
-//!   reported with every record good, nothing skipped, no tail cut, and every
-//!   message record of it not removed by a tombstone, erased record or floor
-//!   (and not numbered 0, which names no message)
+//!   reported with every record good, nothing skipped, no tail cut, exactly
+//!   the impossible records refused ([`accepted_records`]: a message not
+//!   above the one before it, a sequence above `SEQ_MAX`), and every
+//!   accepted message record not removed by an accepted tombstone, erased
+//!   record or floor (and not numbered 0, which names no message)
 //!   is served, equal to its record;
 //! - recovery never writes into the block: afterwards the file is a prefix
 //!   of the input, the whole input unless a tail was cut;
 //! - `state()` agrees with the messages served (count, bytes, first, last).
 //!
-//! Inputs that could hit a known, unfixed store bug are skipped
-//! ([`known_open_bug`]).
+//! No input is skipped: the three recovery bugs once excused here (store
+//! findings 1 to 3 in `fuzz/RESULTS.md`) are fixed, and their reproducers
+//! in `fuzz/regressions/store_record/` replay as ordinary inputs.
 //!
 //! Work: the scan's resync tries a decode at every offset after damage, so
 //! its worst case is (block length) × (record length); [`MAX_BLOCK`] keeps
@@ -42,7 +45,7 @@
 
 use rnats_core::store::{
     msg_size, Disk, FileStore, FileStoreConfig, Filter, MemDisk, StoreConfig, StoreError,
-    StoredMsg, SyncPolicy,
+    StoredMsg, SyncPolicy, SEQ_MAX,
 };
 
 /// The largest block the target scans.
@@ -165,62 +168,39 @@ pub fn ref_decode(bytes: &[u8]) -> Option<RefRecord> {
     })
 }
 
-/// Sequences at or above this are "near the top" for [`known_open_bug`].
-pub const SEQ_NEAR_MAX: u64 = u64::MAX - (1 << 32);
-/// A gap between message records of one block that the writer never makes
-/// (it starts a new block after a skip of 1024).
-pub const GAP_NEVER_WRITTEN: u64 = 1024;
-
-/// Whether these files could hit a store bug that is known and not fixed
-/// yet (see `fuzz/RESULTS.md`, "store" findings); the targets skip such
-/// inputs so that fuzzing goes on finding new ones. Their reproducers sit
-/// in `fuzz/regressions/store_record/` and pass only through this guard:
-/// drop the matching clause once the bug is fixed and they test the fix.
-///
-/// Conservative: every checksum-valid record at any offset counts, whether
-/// the scan would pick it or not.
-/// 1. Two message records of one block whose sequences do not increase
-///    (`add_message` asserts "messages in a block must increase": a panic
-///    on open instead of `StoreError::Corrupt`).
-/// 2. A gap above [`GAP_NEVER_WRITTEN`] between message records of one
-///    block (recovery puts every sequence of the gap into the block's
-///    deleted set: a gap of 2^40 exhausts memory).
-/// 3. A sequence (any record, a floor's last sequence, `meta`'s floor or
-///    last) at or above [`SEQ_NEAR_MAX`] (`Engine::open` computes
-///    `last_seq + 1`, recovery `last_seq + lost`: overflow panics).
-pub fn known_open_bug(meta: Option<&[u8]>, blocks: &[&[u8]]) -> bool {
-    if let Some(meta) = meta.filter(|meta| meta.len() == 36) {
-        if u64_at(meta, 8) >= SEQ_NEAR_MAX || u64_at(meta, 16) >= SEQ_NEAR_MAX {
-            return true;
+/// A clean block's records as recovery must take them: `(accepted,
+/// refused)`. Recovery refuses a checksum-valid record that cannot be what
+/// the store wrote: a sequence above [`SEQ_MAX`] (a floor's may be
+/// `SEQ_MAX + 1`), a floor naming a last sequence above `SEQ_MAX`, a
+/// message not above the block's previous accepted message (0: none yet).
+pub fn accepted_records(records: &[RefRecord]) -> (Vec<&RefRecord>, u64) {
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let mut previous = 0;
+    for record in records {
+        let highest = if record.kind == FLOOR {
+            SEQ_MAX + 1
+        } else {
+            SEQ_MAX
+        };
+        let floor_last = if record.payload.len() >= 8 {
+            u64_at(&record.payload, 0)
+        } else {
+            0
+        };
+        let ok = record.seq <= highest
+            && (record.kind != FLOOR || floor_last <= SEQ_MAX)
+            && (record.kind != MESSAGE || previous == 0 || record.seq > previous);
+        if !ok {
+            refused += 1;
+            continue;
         }
-    }
-    for block in blocks {
-        let mut previous: Option<u64> = None;
-        for offset in 0..block.len() {
-            let Some(record) = ref_decode(&block[offset..]) else {
-                continue;
-            };
-            if record.seq >= SEQ_NEAR_MAX {
-                return true;
-            }
-            if record.kind == FLOOR
-                && record.payload.len() >= 8
-                && u64_at(&record.payload, 0) >= SEQ_NEAR_MAX
-            {
-                return true;
-            }
-            if record.kind != MESSAGE {
-                continue;
-            }
-            if let Some(previous) = previous {
-                if record.seq <= previous || record.seq - previous > GAP_NEVER_WRITTEN {
-                    return true;
-                }
-            }
-            previous = Some(record.seq);
+        if record.kind == MESSAGE {
+            previous = record.seq;
         }
+        accepted.push(record);
     }
-    false
+    (accepted, refused)
 }
 
 /// Rewrite the crc32 of every record reached by following length fields
@@ -341,9 +321,6 @@ pub fn run(data: &[u8]) {
     if control & 1 == 1 {
         fix_checksums(&mut block);
     }
-    if known_open_bug(None, &[&block]) {
-        return;
-    }
     let path = format!("{DIR}/0000000001.blk");
     let mut disk = MemDisk::new();
     disk.write_at(&path, 0, &block).expect("MemDisk writes");
@@ -389,6 +366,8 @@ pub fn run(data: &[u8]) {
         );
         assert_eq!(report.damaged_records, 0, "clean block: damage reported");
         assert_eq!(report.tails_cut, 0, "clean block: tail cut");
+        let (records, refused) = accepted_records(&records);
+        assert_eq!(report.records_refused, refused, "clean block: refused");
         let floor = records
             .iter()
             .filter(|record| record.kind == FLOOR)
@@ -401,7 +380,7 @@ pub fn run(data: &[u8]) {
             .map(|record| record.seq)
             .collect();
         let expected: Vec<&RefRecord> = records
-            .iter()
+            .into_iter()
             .filter(|record| {
                 record.kind == MESSAGE
                     && record.seq != 0
@@ -446,42 +425,36 @@ pub fn run(data: &[u8]) {
 mod tests {
     use super::*;
 
-    /// The `known-*` reproducers of open store bugs are caught by the guard
-    /// (so the replay skips them instead of crashing); each one panics or
-    /// exhausts memory in `FileStore::open` without it.
-    #[test]
-    fn known_bug_reproducers_are_guarded() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fuzz/regressions/store_record");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).expect("the regressions folder") {
-            let path = entry.expect("an entry").path();
-            if !path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("known-")
-            {
-                continue;
-            }
-            let data = std::fs::read(&path).expect("readable");
-            assert!(
-                known_open_bug(None, &[&data[1..]]),
-                "{} is not guarded",
-                path.display()
-            );
-            seen += 1;
-        }
-        assert!(seen >= 5);
+    fn open_reproducer(name: &str) -> FileStore<MemDisk> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/store_record")
+            .join(name);
+        let data = std::fs::read(&path).expect("the reproducer");
+        run(&data);
+        let mut disk = MemDisk::new();
+        disk.write_at(&format!("{DIR}/0000000001.blk"), 0, &data[1..])
+            .expect("MemDisk writes");
+        FileStore::open_on(disk, file_config(2, 1 << 20), StoreConfig::default())
+            .expect("the reproducer opens")
     }
 
-    /// The guard lets a real store's blocks through.
+    /// Store findings 1 to 3 (fixed): each reproducer opens without a
+    /// panic or an allocation the size of its sequence numbers, and
+    /// recovery says what it refused.
     #[test]
-    fn real_blocks_are_not_guarded() {
-        for scenario in 0..5 {
-            let files = crate::store_recovery::real_store_files(scenario);
-            let blocks: Vec<&[u8]> = files.blocks.iter().map(|(_, b)| b.as_slice()).collect();
-            assert!(!known_open_bug(files.meta.as_deref(), &blocks));
+    fn fixed_store_bugs_reproducers_open() {
+        for (name, refused, msgs, last_seq) in [
+            ("decreasing", 1, 1, 2),
+            ("dup", 1, 1, 3),
+            ("gap", 0, 2, 1 << 40),
+            ("maxseq", 1, 0, 0),
+            ("maxseq_torn", 1, 0, 1),
+        ] {
+            let store = open_reproducer(&format!("fixed-{name}"));
+            let report = store.backend().recovery();
+            assert_eq!(report.records_refused, refused, "{name}: refused");
+            assert_eq!(store.state().msgs, msgs, "{name}: messages");
+            assert_eq!(store.state().last_seq, last_seq, "{name}: last_seq");
         }
     }
 }

@@ -13,9 +13,6 @@
 //! checksums; bits 1-2 give `cache_blocks` (1 to 4); bit 3 picks a small
 //! `block_size` (256, so the new message may start a new block) or 1 MiB.
 //!
-//! Inputs that could hit a known, unfixed store bug are skipped
-//! ([`store_record::known_open_bug`]).
-//!
 //! Invariants checked (beyond no panic / hang / OOM):
 //! - opening succeeds or reports `StoreError::Corrupt`, never another error;
 //! - every message the store says it has (walking `load_next` from
@@ -25,19 +22,21 @@
 //!   verbatim in one of the block files given (a valid payload, never one
 //!   that was not in the input);
 //! - `last_seq >= ` every sequence named by a checksum-valid message record
-//!   at the start of a block file, i.e. at least every loaded one;
+//!   at the start of a block file, i.e. at least every loaded one (unless
+//!   it is above `SEQ_MAX`: recovery refuses such a record as corrupt);
 //! - reopening the disk the first open left gives the same `state()` and the
 //!   same messages (recovery is deterministic and idempotent), and reports
 //!   no cut tail (the first open cut them);
 //! - storing a new message (after settling the syncs) gets
 //!   `last_seq + 1`, above every recovered sequence, and a third open finds
-//!   it, with `last_seq` equal to it. (A recovered `last_seq` of `u64::MAX`
-//!   has no successor; storing is not tried then.)
+//!   it, with `last_seq` equal to it. (A recovered `last_seq` of `SEQ_MAX`
+//!   has no successor: storing must be refused with `InvalidSequence`.)
 
 use std::time::Duration;
 
 use rnats_core::store::{
     perform_sync, Disk, FileStore, MemDisk, StoreAction, StoreConfig, StoreError, StoredMsg,
+    SEQ_MAX,
 };
 use rnats_core::time::WallTime;
 
@@ -134,10 +133,6 @@ pub fn run(data: &[u8]) {
     let cache_blocks = usize::from((control >> 1) & 3) + 1;
     let block_size = if control & 8 == 8 { 256 } else { 1 << 20 };
     let config = file_config(cache_blocks, block_size);
-    let contents: Vec<&[u8]> = files.blocks.iter().map(|(_, c)| c.as_slice()).collect();
-    if store_record::known_open_bug(files.meta.as_deref(), &contents) {
-        return;
-    }
 
     let mut disk = MemDisk::new();
     if let Some(meta) = &files.meta {
@@ -178,7 +173,7 @@ pub fn run(data: &[u8]) {
     // last_seq covers every message record that starts a block.
     for (_, content) in &files.blocks {
         if let Some(record) = store_record::ref_decode(content) {
-            if record.kind == store_record::MESSAGE {
+            if record.kind == store_record::MESSAGE && record.seq <= SEQ_MAX {
                 assert!(
                     state.last_seq >= record.seq,
                     "last_seq {} below the recorded message {}",
@@ -200,10 +195,13 @@ pub fn run(data: &[u8]) {
     drop(again);
 
     // A new message goes above everything recovered.
-    if state.last_seq == u64::MAX {
+    assert!(state.last_seq <= SEQ_MAX, "last_seq above SEQ_MAX");
+    let ts = WallTime(state.last_ts.0.saturating_add(1));
+    if state.last_seq == SEQ_MAX {
+        let refused = store.store_msg(b"fuzz.new", b"", b"new", ts, None::<Duration>);
+        assert_eq!(refused, Err(StoreError::InvalidSequence), "past SEQ_MAX");
         return;
     }
-    let ts = WallTime(state.last_ts.0.saturating_add(1));
     match store.store_msg(b"fuzz.new", b"", b"new", ts, None::<Duration>) {
         Ok(seq) => {
             assert_eq!(seq, state.last_seq + 1, "new message sequence");
@@ -300,6 +298,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         for (index, (_, content)) in blocks.iter().enumerate().take(2) {
             let mut input = vec![scenario & 1];
             input.extend_from_slice(content);
+            seeds.push((
+                "store_scan",
+                format!("seed-s{scenario}-b{index}"),
+                input.clone(),
+            ));
             seeds.push(("store_record", format!("seed-s{scenario}-b{index}"), input));
         }
         let numbered: Vec<(u8, &[u8])> = blocks

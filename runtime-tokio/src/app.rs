@@ -8,13 +8,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rnats_core::auth::GLOBAL_ACCOUNT;
 use rnats_core::conf::{self, FileOptions};
-use rnats_core::server::{Server, ServerConfig, ServerIdentity, NATS_COMPATIBLE_VERSION};
+use rnats_core::jetstream::banner;
+use rnats_core::jetstream::config::{JetStreamConfig, JetStreamRequest};
+use rnats_core::jetstream::{self};
+use rnats_core::server::{LogLevel, Server, ServerConfig, ServerIdentity, NATS_COMPATIBLE_VERSION};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::flags::{self, CliOptions};
+use crate::jetstream_host;
 use crate::logging::{self, LogConfig, LogHandle};
 use crate::monitor_http::{MonitorHttp, MonitorListener};
 use crate::ports_file::{self, Ports};
@@ -57,6 +62,14 @@ pub fn run(cli: CliOptions) -> i32 {
         flags::die(&error);
     }
     let options = settings::merge(&cli, &file);
+    let jetstream = match settings::jetstream_request(&options, &file) {
+        Ok(request) => JetStreamStart::Request(request),
+        // The reference reports this one after its banner, as fatal.
+        Err(error @ conf::TranslateError::JetStreamOnSystemAccount) => {
+            JetStreamStart::Refused(error.to_string())
+        }
+        Err(error) => flags::die(&error.to_string()),
+    };
     let log = logging::init(LogConfig::from_cli(&options)).unwrap_or_else(|error| error.exit());
     if let Some(loaded) = &loaded {
         for warning in &loaded.options.warnings {
@@ -72,14 +85,76 @@ pub fn run(cli: CliOptions) -> i32 {
         .enable_all()
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
-    let reloader = Reloader { cli };
+    let reloader = Reloader {
+        cli,
+        jetstream: match &jetstream {
+            JetStreamStart::Request(request) => request.clone(),
+            JetStreamStart::Refused(_) => None,
+        },
+    };
     let sha256 = loaded.map(|l| l.sha256);
-    runtime.block_on(serve(options, file, sha256, reloader, log))
+    runtime.block_on(serve(options, file, jetstream, sha256, reloader, log))
+}
+
+/// What start-up does about JetStream.
+enum JetStreamStart {
+    /// Start it with these settings, or not at all (`None`).
+    Request(Option<JetStreamRequest>),
+    /// Refuse to start the server, after the banner, for this reason.
+    Refused(String),
+}
+
+impl JetStreamStart {
+    fn enabled(&self) -> bool {
+        !matches!(self, JetStreamStart::Request(None))
+    }
+}
+
+/// Resolves JetStream's settings against the machine and logs the
+/// reference's start-up lines; a store directory that cannot be used stops
+/// the process.
+fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStreamConfig> {
+    let request = match start {
+        JetStreamStart::Request(request) => request?,
+        JetStreamStart::Refused(reason) => logging::fatal(format_args!("{reason}")),
+    };
+    let started = std::time::Instant::now();
+    let (config, notes) = match jetstream_host::resolve(&request) {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            tracing::info!("Starting JetStream");
+            logging::fatal(format_args!("Can't start JetStream: {error}"))
+        }
+    };
+    let system_account = conf::system_account(file);
+    let accounts = &file.security.accounts;
+    let names = std::iter::once(GLOBAL_ACCOUNT).chain(accounts.iter().map(|a| a.name.as_str()));
+    let account_lines = names.flat_map(|name| {
+        jetstream::config::account_limits(true, accounts, system_account.as_deref(), name)
+            .map(|limits| banner::account_lines(name, &limits))
+            .unwrap_or_default()
+    });
+    let lines = banner::startup_lines(&config, notes)
+        .into_iter()
+        .chain(account_lines)
+        .collect::<Vec<_>>();
+    for (level, text) in lines {
+        match level {
+            LogLevel::Error => tracing::error!("{text}"),
+            LogLevel::Warn => tracing::warn!("{text}"),
+            LogLevel::Info => tracing::info!("{text}"),
+            LogLevel::Debug => tracing::debug!("{text}"),
+            LogLevel::Trace => tracing::trace!("{text}"),
+        }
+    }
+    tracing::info!("{}", banner::started_line(started.elapsed()));
+    Some(config)
 }
 
 async fn serve(
     options: CliOptions,
     file: FileOptions,
+    jetstream: JetStreamStart,
     config_sha256: Option<String>,
     reloader: Reloader,
     log: LogHandle,
@@ -103,6 +178,9 @@ async fn serve(
     );
     tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
     tracing::info!("  Name:     {server_name}");
+    if jetstream.enabled() {
+        tracing::info!("  Node:     {}", jetstream_host::node_hash(&server_name));
+    }
     tracing::info!("  ID:       {server_id}");
     if settings::auth_config(&options, &file).has_plaintext_passwords() {
         tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
@@ -113,6 +191,7 @@ async fn serve(
             path.display()
         );
     }
+    let jetstream = start_jetstream(jetstream, &file);
 
     let pid = std::process::id();
     if let Some(path) = &options.pid_file {
@@ -198,6 +277,7 @@ async fn serve(
             port: local.port(),
             ..ServerIdentity::default()
         },
+        jetstream,
         ..ServerConfig::default()
     };
     let mut config = settings::server_config(&options, &file, &identity)
@@ -221,7 +301,7 @@ async fn serve(
     let mut server = Server::new(config, random_seed());
     server.set_closed_capacity(config_closed_capacity);
     let runner = Runner::new(server, Clock::new(), tls);
-    start_jetstream(&runner);
+    run_jetstream(&runner);
     let serving = tokio::spawn(runner.clone().serve(listener));
     let sampler = tokio::spawn(runner.clone().sample_host());
     let monitoring = monitor.map(|monitor| {
@@ -253,6 +333,9 @@ async fn serve(
 /// Re-reads the config file on SIGHUP and lays the command line over it again.
 struct Reloader {
     cli: CliOptions,
+    /// What JetStream was started with. A reload asking for anything else
+    /// is refused: rnats does not apply JetStream changes while running.
+    jetstream: Option<JetStreamRequest>,
 }
 
 impl Reloader {
@@ -284,6 +367,19 @@ impl Reloader {
             }
         };
         let options = settings::merge(&self.cli, &loaded.options);
+        match settings::jetstream_request(&options, &loaded.options) {
+            Ok(request) if request == self.jetstream => {}
+            Ok(_) => {
+                tracing::error!(
+                    "Failed to reload server configuration: config reload not supported for jetstream"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!("Failed to reload server configuration: {error}");
+                return;
+            }
+        }
         // Checked before the machine is touched: a file that cannot be turned
         // into a configuration leaves the running one in place.
         if let Err(error) =
@@ -429,7 +525,7 @@ fn random_seed() -> u64 {
 /// Open JetStream's stores and start its threads, when it is enabled. Runs
 /// before the listener serves, so recovered streams take messages from the
 /// first client on.
-fn start_jetstream(runner: &std::sync::Arc<Runner>) {
+fn run_jetstream(runner: &std::sync::Arc<Runner>) {
     let (name, config, accounts) = runner.with_server(|server, _| {
         (
             server.config().effective_name().to_string(),

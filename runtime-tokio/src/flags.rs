@@ -17,7 +17,7 @@
 //!
 //! Every flag of the reference is recognised. Those rnats does not implement
 //! yet are refused at start-up, by name, unless they carry their default value
-//! (`-js=false` asks for nothing, so it is accepted).
+//! (`--routes=` asks for nothing, so it is accepted).
 //!
 //! Invariant: a field of [`CliOptions`] is `Some` exactly when one of its
 //! flags appeared on the command line, so that a configuration file, once
@@ -103,6 +103,12 @@ pub struct CliOptions {
     pub tls_key: Option<PathBuf>,
     /// `--tlscacert`: the CA client certificates must chain to.
     pub tls_ca_cert: Option<PathBuf>,
+    /// `-js`, `--jetstream`: turn JetStream on (`false` does not turn the
+    /// file's `jetstream` off, as in the reference).
+    pub jetstream: Option<bool>,
+    /// `-sd`, `--store_dir`: JetStream's storage directory (the stores go
+    /// in its `jetstream` folder).
+    pub store_dir: Option<String>,
 }
 
 /// A command line the server cannot act on.
@@ -214,8 +220,9 @@ Logging Options:
         --max_traced_msg_len <len>   Longest message payload shown in traces (default: all of it)
 
 JetStream Options:
-    -js, --jetstream                 Turn JetStream on (not supported yet)
-    -sd, --store_dir <dir>           JetStream storage directory (not supported yet)
+    -js, --jetstream                 Turn JetStream on
+    -sd, --store_dir <dir>           JetStream storage directory; the stores go in its
+                                     jetstream folder (default: <tmp>/nats/jetstream)
 
 Authorization Options:
         --user <user>                User name clients must present
@@ -291,6 +298,8 @@ enum Flag {
     TlsCaCert,
     HttpPort,
     HttpsPort,
+    JetStream,
+    StoreDir,
     Unsupported,
 }
 
@@ -356,10 +365,10 @@ const FLAGS: &[(&str, Kind, Flag)] = &[
     ("tlscert", Kind::Text, Flag::TlsCert),
     ("tlskey", Kind::Text, Flag::TlsKey),
     ("tlscacert", Kind::Text, Flag::TlsCaCert),
-    ("js", Kind::Bool, Flag::Unsupported),
-    ("jetstream", Kind::Bool, Flag::Unsupported),
-    ("sd", Kind::Text, Flag::Unsupported),
-    ("store_dir", Kind::Text, Flag::Unsupported),
+    ("js", Kind::Bool, Flag::JetStream),
+    ("jetstream", Kind::Bool, Flag::JetStream),
+    ("sd", Kind::Text, Flag::StoreDir),
+    ("store_dir", Kind::Text, Flag::StoreDir),
 ];
 
 /// A flag's parsed value.
@@ -578,6 +587,8 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::TlsCert => options.tls_cert = Some(PathBuf::from(text())),
             Flag::TlsKey => options.tls_key = Some(PathBuf::from(text())),
             Flag::TlsCaCert => options.tls_ca_cert = Some(PathBuf::from(text())),
+            Flag::JetStream => options.jetstream = Some(boolean()),
+            Flag::StoreDir => options.store_dir = Some(text()),
             // Decided on, or refused, before options are built.
             Flag::Help | Flag::Version | Flag::Signal | Flag::Unsupported => {}
             Flag::Config => {
@@ -868,6 +879,30 @@ mod tests {
                 "Some(\"t\")",
             ),
             ("-js=false", |o| format!("{:?}", o.debug), "None"),
+            ("-js", |o| format!("{:?}", o.jetstream), "Some(true)"),
+            (
+                "--jetstream",
+                |o| format!("{:?}", o.jetstream),
+                "Some(true)",
+            ),
+            ("-js=false", |o| format!("{:?}", o.jetstream), "Some(false)"),
+            ("-sd /x", |o| format!("{:?}", o.store_dir), "Some(\"/x\")"),
+            ("-sd=/x", |o| format!("{:?}", o.store_dir), "Some(\"/x\")"),
+            (
+                "--store_dir /y",
+                |o| format!("{:?}", o.store_dir),
+                "Some(\"/y\")",
+            ),
+            (
+                "--store_dir=/y -sd /z",
+                |o| format!("{:?}", o.store_dir),
+                "Some(\"/z\")",
+            ),
+            (
+                "-js -sd /x",
+                |o| format!("{:?}", (o.jetstream, o.store_dir.as_deref())),
+                "(Some(true), Some(\"/x\"))",
+            ),
         ];
         for (line, field, expected) in cases {
             assert_eq!(field(&run(line)), *expected, "{line}");
@@ -987,8 +1022,7 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         let cases = [
-            ("-js", vec!["-js"]),
-            ("--jetstream -sd /x", vec!["--jetstream", "-sd"]),
+            ("-js --routes nats://a:1", vec!["--routes"]),
             (
                 "--routes nats://a:1 --cluster nats://b:2",
                 vec!["--routes", "--cluster"],
@@ -1005,19 +1039,19 @@ mod tests {
                 "--cluster_name c --cluster_advertise a --cluster_listen l",
                 vec!["--cluster_name", "--cluster_advertise", "--cluster_listen"],
             ),
-            ("--tlsverify --tlscacert ca -js -js", vec!["-js"]),
+            ("--tlsverify --tlscacert ca -s -s", vec!["-s"]),
         ];
         for (line, names) in cases {
             let names: Vec<String> = names.into_iter().map(String::from).collect();
             assert_eq!(parse(line), Err(FlagError::Unsupported(names)), "{line}");
         }
         assert_eq!(
-            FlagError::Unsupported(vec!["-js".into()]).to_string(),
-            "flag -js is not supported yet"
+            FlagError::Unsupported(vec!["-s".into()]).to_string(),
+            "flag -s is not supported yet"
         );
         assert_eq!(
-            FlagError::Unsupported(vec!["-js".into(), "-sd".into()]).to_string(),
-            "flags -js, -sd are not supported yet"
+            FlagError::Unsupported(vec!["-s".into(), "-r".into()]).to_string(),
+            "flags -s, -r are not supported yet"
         );
         // Default values ask for nothing.
         run("-js=false -m 0 --routes= -s=f");

@@ -31,9 +31,13 @@ use rnats_core::store::{perform_sync, DiskResult};
 use crate::disk::RealDisk;
 use crate::runner::{wall_now, Runner};
 
+/// A question for the machine, run on its thread (monitoring pages).
+pub type JsQuery = Box<dyn FnOnce(&mut JetStream<RealDisk>) + Send>;
+
 /// What the JetStream thread is told.
 pub enum JsEvent {
     Inbound(JsInbound),
+    Query(JsQuery),
     SyncDone {
         stream: StreamId,
         tag: u64,
@@ -109,6 +113,7 @@ fn js_loop(
 fn handle(runner: &Runner, js: &mut JetStream<RealDisk>, event: JsEvent) {
     match event {
         JsEvent::Inbound(msg) => js.handle_inbound(runner.now(), wall_now(), msg),
+        JsEvent::Query(query) => query(js),
         JsEvent::SyncDone {
             stream,
             tag,

@@ -5,6 +5,7 @@ pub mod disk;
 pub mod flags;
 pub mod host;
 pub mod jetstream;
+pub mod jetstream_host;
 pub mod logging;
 pub mod monitor_http;
 pub mod ports_file;

@@ -44,6 +44,7 @@ enum Endpoint {
     Accountz,
     Accstatz,
     Healthz,
+    Jsz,
 }
 
 impl Endpoint {
@@ -59,6 +60,7 @@ impl Endpoint {
             "/accountz" => Endpoint::Accountz,
             "/accstatz" => Endpoint::Accstatz,
             "/healthz" => Endpoint::Healthz,
+            "/jsz" => Endpoint::Jsz,
             _ => return None,
         })
     }
@@ -136,14 +138,14 @@ impl MonitorHttp {
     {
         let service = service_fn(move |request| {
             let this = self.clone();
-            async move { Ok::<_, Infallible>(this.respond(&request)) }
+            async move { Ok::<_, Infallible>(this.respond(&request).await) }
         });
         let _ = http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service)
             .await;
     }
 
-    fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn respond(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         let uri = request.uri();
         let endpoint = uri
             .path()
@@ -160,10 +162,13 @@ impl MonitorHttp {
                 .strip_prefix(self.base_path.as_str())
                 .unwrap_or("/")
         };
-        let answer = self.runner.with_server(|server, now| {
-            server.note_http_request(path);
-            build(server, now, endpoint, query)
-        });
+        let answer = match endpoint {
+            Endpoint::Jsz | Endpoint::Varz => self.with_jetstream(endpoint, path, query).await,
+            _ => self.runner.with_server(|server, now| {
+                server.note_http_request(path);
+                build(server, now, endpoint, query)
+            }),
+        };
         match answer {
             Ok(Answer::Html(page)) => {
                 let mut response = Response::new(Full::new(Bytes::from(page)));
@@ -176,6 +181,45 @@ impl MonitorHttp {
             Ok(Answer::Json(body)) => json(StatusCode::OK, body),
             Err(text) => plain(StatusCode::BAD_REQUEST, &text),
         }
+    }
+}
+
+impl MonitorHttp {
+    /// The pages with a JetStream part: the server's part under its lock,
+    /// JetStream's from its own machine (never under the server's lock).
+    async fn with_jetstream(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+        query: &str,
+    ) -> Result<Answer, String> {
+        let (server_id, wall) = self.runner.with_server(|server, now| {
+            server.note_http_request(path);
+            (
+                server.config().identity.server_id.clone(),
+                server.clock(now).wall(now),
+            )
+        });
+        if endpoint == Endpoint::Jsz {
+            let options = rnats_core::jetstream::monitor::JszOptions::from_query(query);
+            let id = server_id.clone();
+            let page = self
+                .runner
+                .query_jetstream(move |js| js.jsz(&id, wall, &options))
+                .await
+                .unwrap_or_else(|| rnats_core::jetstream::monitor::Jsz::disabled(&server_id, wall));
+            return Ok(Answer::Json(erased::Json::pretty(&page)));
+        }
+        let section = self
+            .runner
+            .query_jetstream(|js| js.varz_section())
+            .await
+            .unwrap_or_default();
+        let mut varz = self
+            .runner
+            .with_server(|server, now| monitor::varz(&server.view(), server.clock(now)));
+        varz.jetstream = section;
+        Ok(Answer::Json(erased::Json::pretty(&varz)))
     }
 }
 
@@ -196,7 +240,9 @@ fn build(
     let pretty = |value: &dyn erased::Json| Ok(Answer::Json(value.pretty()));
     match endpoint {
         Endpoint::Index => Ok(Answer::Html(index_page(server))),
-        Endpoint::Varz => pretty(&monitor::varz(&server.view(), clock)),
+        Endpoint::Varz | Endpoint::Jsz => {
+            unreachable!("{endpoint:?} is built with JetStream's part")
+        }
         Endpoint::Connz => {
             let opts = ConnzOptions::from_query(query).map_err(|e| e.to_string())?;
             let page = monitor::connz(&server.view(), &opts, clock);
@@ -286,6 +332,7 @@ fn index_page(server: &Server) -> String {
         ("routez", "Routes"),
         ("leafz", "LeafNodes"),
         ("gatewayz", "Gateways"),
+        ("jsz", "JetStream"),
         ("healthz", "Health Probe"),
     ];
     let mut page =

@@ -199,6 +199,23 @@ impl Runner {
         );
     }
 
+    /// Ask the JetStream machine `f` on its thread; `None` when JetStream
+    /// is not running.
+    pub async fn query_jetstream<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rnats_core::jetstream::machine::JetStream<crate::disk::RealDisk>) -> R
+            + Send
+            + 'static,
+    ) -> Option<R> {
+        let sender = self.jetstream.get()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let query: crate::jetstream::JsQuery = Box::new(move |js| {
+            let _ = reply.send(f(js));
+        });
+        sender.send(crate::jetstream::JsEvent::Query(query)).ok()?;
+        answer.await.ok()
+    }
+
     /// Run `f` on the machine under the lock, at the current instant, and
     /// carry out whatever it queued (monitoring reads queue nothing).
     pub fn with_server<R>(&self, f: impl FnOnce(&mut Server, Instant) -> R) -> R {

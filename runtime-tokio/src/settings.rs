@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rnats_core::conf::{self, ConfSource, FileOptions, Overrides, TlsFlags};
+use rnats_core::jetstream::config::JetStreamRequest;
 use rnats_core::server::{AuthConfig, ServerConfig};
 
 use crate::flags::CliOptions;
@@ -151,7 +152,17 @@ pub fn overrides(options: &CliOptions) -> Overrides {
             key_file: path(&options.tls_key),
             ca_file: path(&options.tls_ca_cert),
         },
+        jetstream: options.jetstream == Some(true),
+        store_dir: options.store_dir.clone(),
     }
+}
+
+/// What the file and the flags ask of JetStream (see [`conf::jetstream_request`]).
+pub fn jetstream_request(
+    options: &CliOptions,
+    file: &FileOptions,
+) -> Result<Option<JetStreamRequest>, conf::TranslateError> {
+    conf::jetstream_request(file, &overrides(options))
 }
 
 /// Who may connect (see [`conf::auth_config`]).
@@ -204,4 +215,53 @@ pub fn http_host(options: &CliOptions, file: &FileOptions) -> String {
         .filter(|host| !host.is_empty())
         .or_else(|| options.host.clone())
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("rnats-{name}-{}.conf", std::process::id()));
+        std::fs::write(&path, text).expect("temp file");
+        path
+    }
+
+    /// The stores do not encrypt yet: a key must stop the server, by name.
+    #[test]
+    fn an_encryption_key_refuses_start_by_name() {
+        let path = config_file("js-key", "port: 4222\njetstream {\n  key: s3cr3t\n}\n");
+        let error = load_config(&path).err().expect("refused");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            error,
+            format!(
+                "{}:3:3: configuration key \"jetstream.key\" is not supported yet",
+                path.display()
+            )
+        );
+        assert!(!error.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_flags_turn_jetstream_on_and_move_its_store() {
+        let path = config_file("js-off", "jetstream: disabled\nstore_dir: /file\n");
+        let loaded = load_config(&path).expect("valid");
+        std::fs::remove_file(&path).unwrap();
+        let mut cli = CliOptions::default();
+        let merged = merge(&cli, &loaded.options);
+        assert_eq!(jetstream_request(&merged, &loaded.options), Ok(None));
+        cli.jetstream = Some(true);
+        let merged = merge(&cli, &loaded.options);
+        let request = jetstream_request(&merged, &loaded.options)
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.store_dir.as_deref(), Some("/file"));
+        cli.store_dir = Some(String::from("/flag"));
+        let merged = merge(&cli, &loaded.options);
+        let request = jetstream_request(&merged, &loaded.options)
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.store_dir.as_deref(), Some("/flag"));
+    }
 }

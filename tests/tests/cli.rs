@@ -78,9 +78,9 @@ fn version_and_help() {
 fn unknown_and_unsupported_flags() {
     let out = rnats(&["-bogus"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined: -bogus"));
-    let out = rnats(&["-js"]);
+    let out = rnats(&["-s"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("flag -js is not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag -s is not supported yet"));
 }
 
 #[test]
@@ -244,7 +244,8 @@ fn unsupported_config_keys_refuse_start_and_check() {
     for (text, key) in [
         ("operator: /tmp/op.jwt\n", "\"operator\""),
         ("resolver: MEMORY\n", "\"resolver\""),
-        ("jetstream { store_dir: /tmp/js }\n", "\"jetstream\""),
+        // The stores do not encrypt yet.
+        ("jetstream { key: s3cr3t }\n", "\"jetstream.key\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
         ("websocket { port: -1 }\n", "\"websocket\""),
         (
@@ -371,4 +372,64 @@ fn write_deadline_closes_a_subscriber_that_stopped_reading() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(reason, "Slow Consumer (Write Deadline)");
+}
+
+/// The lines from "Starting JetStream" to the closing dashes, without the
+/// log prefix. The disk limit is measured live, so only its presence counts.
+fn jetstream_lines(server: &ServerProcess) -> Vec<String> {
+    let lines: Vec<String> = server
+        .log_lines()
+        .iter()
+        .filter_map(|line| {
+            let level = ["[INF]", "[WRN]", "[DBG]", "[ERR]"]
+                .iter()
+                .filter_map(|level| line.find(level))
+                .min()?;
+            Some(line[level..].to_string())
+        })
+        .map(|line| match line.find("Max Storage:") {
+            Some(at) if line.contains("[INF]") => format!("{}<measured>", &line[..at]),
+            _ => line,
+        })
+        .collect();
+    let start = lines
+        .iter()
+        .position(|l| l.ends_with("Starting JetStream"))
+        .expect("JetStream started");
+    let end = lines
+        .iter()
+        .position(|l| l.ends_with("-------------------------------------------"))
+        .expect("JetStream banner closed");
+    lines[start..=end].to_vec()
+}
+
+/// `-js -sd` and a `jetstream {}` block log what the reference logs.
+#[test]
+fn jetstream_start_up_lines_match_the_reference() {
+    let dir = temp_dir("js-banner");
+    let conf = dir.join("js.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: \"{}\", max_mem: 1G, max_file: 1T, domain: hub, strict: false }}\n",
+            dir.join("conf").display()
+        ),
+    )
+    .unwrap();
+    let flags_dir = dir.join("flags").display().to_string();
+    let conf = conf.display().to_string();
+    for args in [
+        vec!["-js", "-sd", flags_dir.as_str()],
+        vec!["-c", conf.as_str()],
+    ] {
+        let ours = jetstream_lines(&ServerProcess::start(&args));
+        assert!(
+            ours.iter().any(|l| l.contains("Store Directory: \"")),
+            "{ours:?}"
+        );
+        let Some(reference) = ServerProcess::start_reference(&args) else {
+            return;
+        };
+        assert_eq!(ours, jetstream_lines(&reference), "{args:?}");
+    }
 }

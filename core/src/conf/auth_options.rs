@@ -85,7 +85,7 @@ fn invalid_at(position: &Position, key: &str, reason: String) -> ConfError {
 
 /// A scalar as Go's `%v` prints it, for the reference's messages that quote
 /// a value of the wrong type; other values by their type.
-fn go_value_text(value: &ConfValue) -> String {
+pub(in crate::conf) fn go_value_text(value: &ConfValue) -> String {
     match &value.kind {
         ValueKind::String(text) => text.clone(),
         ValueKind::Integer(n) => n.to_string(),
@@ -96,7 +96,7 @@ fn go_value_text(value: &ConfValue) -> String {
 }
 
 /// A value's Go type as the reference's `%T` prints it.
-fn go_type_name(value: &ConfValue) -> &'static str {
+pub(in crate::conf) fn go_type_name(value: &ConfValue) -> &'static str {
     match &value.kind {
         ValueKind::String(_) => "string",
         ValueKind::Integer(_) => "int64",

@@ -36,6 +36,7 @@
 //! last element it reads as the string `"1]"`).
 
 pub mod auth_options;
+pub mod jetstream_options;
 pub mod options;
 mod parser;
 pub mod tls_options;
@@ -46,14 +47,15 @@ pub mod value;
 mod tests;
 
 pub use auth_options::{check_no_auth_user, SecurityOptions};
+pub use jetstream_options::{parse_storage_size, JetStreamOptions, SyncInterval};
 pub use options::{
     check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,
     ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
 };
 pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use translate::{
-    auth_config, lame_duck_timing, server_config, tls_config, Overrides, TlsConfig, TlsFlags,
-    TranslateError,
+    auth_config, jetstream_request, lame_duck_timing, server_config, system_account, tls_config,
+    Overrides, TlsConfig, TlsFlags, TranslateError,
 };
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,

@@ -20,6 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::auth_options::{self, AuthorizationUsers, SecurityOptions};
+use super::jetstream_options::{self, JetStreamOptions, HARMLESS_JETSTREAM_KEYS};
 use super::tls_options::{self, TlsOptions};
 use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
 use super::{parse, ConfError, ConfErrorKind, ConfSource};
@@ -35,9 +36,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "gateway",
     "leaf",
     "leafnodes",
-    "store_dir",
-    "storedir",
-    "jetstream",
     "logfile_max_num",
     "log_max_num",
     "syslog",
@@ -130,6 +128,8 @@ pub struct FileOptions {
     pub http_base_path: Option<String>,
     /// `https_port`, or the port of `https: "host:port"`.
     pub https_port: Option<i64>,
+    /// `jetstream` and the top-level `store_dir`.
+    pub jetstream: JetStreamOptions,
     /// Closed connections `/connz` remembers (0: none).
     pub max_closed_clients: Option<i64>,
     /// Longest payload a protocol trace line shows (0: all of it).
@@ -193,6 +193,14 @@ const HARMLESS_NESTED: &[&str] = &[
     "tls.insecure",
 ];
 
+/// Keys of an account block rnats may ignore with a warning, as the end of
+/// `accounts.NAME.block.key`.
+const HARMLESS_ACCOUNT_NESTED: &[&str] = &[
+    // Which account carries a clustered account's replication traffic;
+    // rnats has no cluster.
+    ".jetstream.cluster_traffic",
+];
+
 /// A key the reference knows that rnats does not implement. Unless it is
 /// harmless ([`Unsupported::refuses_start`]), the server refuses to start
 /// (and a reload is refused) rather than run without it.
@@ -222,6 +230,15 @@ impl Unsupported {
         }
     }
 
+    /// Like [`Unsupported::new`], for a value that never turns the feature
+    /// off (an encryption key that happens to read `disabled`).
+    pub(super) fn whatever_its_value(key: String, entry: &MapEntry) -> Self {
+        Unsupported {
+            disabled: false,
+            ..Unsupported::new(key, entry)
+        }
+    }
+
     /// Whether running without this key could give the operator less than
     /// they configured (a feature, a limit, a security check): then rnats
     /// must not start with it. Keys that only tune what rnats lacks, or that
@@ -233,6 +250,10 @@ impl Unsupported {
         let key = self.key.to_ascii_lowercase();
         let harmless = if key.contains('.') {
             HARMLESS_NESTED.contains(&key.as_str())
+                || HARMLESS_JETSTREAM_KEYS.contains(&key.as_str())
+                || HARMLESS_ACCOUNT_NESTED
+                    .iter()
+                    .any(|tail| key.starts_with("accounts.") && key.ends_with(tail))
         } else {
             HARMLESS_TOP_LEVEL.contains(&key.as_str())
         };
@@ -438,6 +459,15 @@ fn apply_top_level(
             options.security.no_system_account = boolean(entry)?
         }
         "tls" => options.tls = Some(tls_options::parse_tls(entry, unsupported)?),
+        "jetstream" => jetstream_options::parse_jetstream(
+            entry,
+            &mut options.jetstream,
+            unsupported,
+            &mut options.warnings,
+        )?,
+        "store_dir" | "storedir" => {
+            jetstream_options::parse_top_level_store_dir(entry, &mut options.jetstream)?
+        }
         "allow_non_tls" => options.allow_non_tls = Some(boolean(entry)?),
         "lame_duck_duration" => options.lame_duck_duration = Some(parse_duration_value(entry)?),
         "lame_duck_grace_period" => {
@@ -580,7 +610,7 @@ fn split_host_port(address: &str) -> Option<(&str, &str)> {
 
 /// A duration option: Go duration text, or (with a warning, as the reference
 /// still accepts it) a number of seconds.
-fn duration(
+pub(super) fn duration(
     entry: &MapEntry,
     field: &str,
     warnings: &mut Vec<ConfWarning>,
@@ -835,11 +865,7 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [
-                ("cluster", 1, 1),
-                ("JetStream", 2, 1),
-                ("authorization.auth_callout", 4, 53)
-            ]
+            [("cluster", 1, 1), ("authorization.auth_callout", 4, 53)]
         );
     }
 
@@ -858,8 +884,7 @@ mod tests {
             "operator: /tmp/op.jwt",
             "resolver: MEMORY",
             "resolver_preload { A: b }",
-            "jetstream: enabled",
-            "jetstream { store_dir: /tmp }",
+            "jetstream { key: s3cr3t }",
             "websocket { port: 8080 }",
             "leafnodes { port: 7422 }",
             "cluster { port: 6222 }",
@@ -874,7 +899,7 @@ mod tests {
             "tls { cert_file: a, key_file: b, ocsp_peer: true }",
             "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }",
             "accounts { A { users: [ {user: a, password: b, allowed_connection_types: [MQTT]} ] } }",
-            "accounts { A { jetstream: enabled } }",
+            "accounts { A { limits: { max_conn: 1 } } }",
         ] {
             assert_eq!(refused(text).len(), 1, "{text}");
         }
@@ -885,16 +910,19 @@ mod tests {
             "tls { cert_file: a, key_file: b, insecure: true }",
             "jetstream: disabled",
             "jetstream: false",
+            "jetstream: enabled",
+            "jetstream { store_dir: /tmp }",
+            "accounts { A { jetstream: enabled } }",
             "ocsp: false",
         ] {
             assert_eq!(refused(text), Vec::<String>::new(), "{text}");
         }
-        let (_, unsupported) = load("port: 1\noperator: x\njetstream: true").unwrap();
+        let (_, unsupported) = load("port: 1\noperator: x\njetstream { key: k }").unwrap();
         let error = refuse_unsupported(unsupported).unwrap_err();
         assert_eq!(
             error.to_string(),
             "test.conf:2:1: configuration key \"operator\" is not supported yet\n\
-             test.conf:3:1: configuration key \"jetstream\" is not supported yet"
+             test.conf:3:13: configuration key \"jetstream.key\" is not supported yet"
         );
     }
 

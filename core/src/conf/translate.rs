@@ -14,13 +14,23 @@
 //!   default only when positive, as the reference reads them.
 //! - Users, nkeys and accounts come from the file; the single user or token
 //!   from the flags, else from the file's `authorization`.
+//! - JetStream is on when `-js` or the file says so (`-js=false` does not
+//!   turn the file's off); `-sd` wins over the file's store directory.
+//!   [`server_config`] keeps `base.jetstream`: the runtime resolves it from
+//!   [`jetstream_request`] and the machine, and a reload does not change it.
 
 use std::time::Duration;
 
+use super::jetstream_options::SyncInterval;
 use super::tls_options::DEFAULT_TLS_TIMEOUT;
 use super::FileOptions;
 use crate::auth::{AuthConfig, SYSTEM_ACCOUNT};
+use crate::format::go_quote;
+use crate::jetstream;
+use crate::jetstream::config::{sync_policy, valid_domain, Encryption, JetStreamRequest};
 use crate::server::{ServerConfig, TlsPolicy};
+use crate::store::SyncPolicy;
+use crate::subject::is_valid_subject;
 
 /// The reference's lame duck grace period and duration.
 const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -44,6 +54,10 @@ pub struct Overrides {
     pub max_traced_msg_len: Option<i64>,
     /// The `--tls*` flags; any of them replaces the file's `tls { }` block.
     pub tls: TlsFlags,
+    /// `-js`/`--jetstream` given true: JetStream on, whatever the file says.
+    pub jetstream: bool,
+    /// `-sd`/`--store_dir` (an empty value is no override).
+    pub store_dir: Option<String>,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`.
@@ -119,6 +133,86 @@ pub enum TranslateError {
     /// A `tls { }` block without `cert_file` and `key_file`.
     #[error("missing 'cert_file' or 'key_file' in TLS configuration")]
     TlsFilesMissing,
+    /// A JetStream `domain` that makes `$JS.<domain>.API.>` no subject;
+    /// holds that subject, quoted as Go's `%q` does.
+    #[error("invalid domain name: derived {0} is not a valid subject")]
+    DomainNotASubject(String),
+    /// A JetStream `domain` with `.`, `*`, `>` or white space.
+    #[error("invalid domain name: may not contain ., * or >")]
+    InvalidDomain,
+    /// The system account configured with `jetstream` while JetStream is on.
+    #[error("Not allowed to enable JetStream on the system account")]
+    JetStreamOnSystemAccount,
+}
+
+/// What the file and the flags ask of JetStream (`None`: off), checked as
+/// the reference checks it at start. The runtime resolves the store
+/// directory and the machine's defaults from it
+/// ([`JetStreamRequest::store_dir`], [`JetStreamRequest::resolve`]).
+pub fn jetstream_request(
+    file: &FileOptions,
+    overrides: &Overrides,
+) -> Result<Option<JetStreamRequest>, TranslateError> {
+    let options = &file.jetstream;
+    if !(overrides.jetstream || options.enabled == Some(true)) {
+        return Ok(None);
+    }
+    let domain = options.domain.clone().filter(|d| !d.is_empty());
+    if let Some(domain) = &domain {
+        let derived = format!("$JS.{domain}.API.>");
+        if !is_valid_subject(derived.as_bytes()) {
+            return Err(TranslateError::DomainNotASubject(go_quote(
+                derived.as_bytes(),
+            )));
+        }
+        if !valid_domain(domain) {
+            return Err(TranslateError::InvalidDomain);
+        }
+    }
+    let system_account = system_account(file);
+    jetstream::config::check_system_account(
+        true,
+        &file.security.accounts,
+        system_account.as_deref(),
+    )
+    .map_err(|_| TranslateError::JetStreamOnSystemAccount)?;
+    let positive =
+        |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0);
+    let non_empty = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
+    let sync = match options.sync {
+        None | Some(SyncInterval::Always) => SyncPolicy::BeforeAck,
+        Some(SyncInterval::Every(every)) => sync_policy(Some(every)),
+    };
+    let encryption = non_empty(&options.key).map(|key| Encryption {
+        cipher: options.cipher.unwrap_or_default(),
+        key,
+        prev_key: non_empty(&options.prev_key),
+    });
+    Ok(Some(JetStreamRequest {
+        store_dir: non_empty(&overrides.store_dir).or_else(|| non_empty(&options.store_dir)),
+        max_memory: options.max_memory,
+        max_store: options.max_store,
+        domain,
+        strict: options.strict.unwrap_or(true),
+        sync,
+        max_buffered_msgs: positive(options.max_buffered_msgs),
+        max_buffered_size: positive(options.max_buffered_size),
+        encryption,
+    }))
+}
+
+/// The system account's name: the file's, `$SYS` by default, none with
+/// `no_system_account`.
+pub fn system_account(file: &FileOptions) -> Option<String> {
+    if file.security.no_system_account {
+        return None;
+    }
+    Some(
+        file.security
+            .system_account
+            .clone()
+            .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
+    )
 }
 
 /// The client listener's TLS settings: the flags' if any was given, else
@@ -233,16 +327,7 @@ pub fn server_config(
         auth: auth_config(file, overrides),
         accounts: file.security.accounts.clone(),
         tls: tls.as_ref().map(TlsConfig::policy).unwrap_or_default(),
-        system_account: if file.security.no_system_account {
-            None
-        } else {
-            Some(
-                file.security
-                    .system_account
-                    .clone()
-                    .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
-            )
-        },
+        system_account: system_account(file),
         ..base.clone()
     };
     let defaults = ServerConfig::default();
@@ -364,6 +449,97 @@ mod tests {
             .expect("no file");
         assert_eq!(config.server_name, "NID");
         assert_eq!(config.max_payload, ServerConfig::default().max_payload);
+    }
+
+    #[test]
+    fn jetstream_from_the_file_or_the_flags() {
+        let none = Overrides::default();
+        assert_eq!(jetstream_request(&file("port: 1"), &none), Ok(None));
+        assert_eq!(
+            jetstream_request(&file("jetstream: disabled"), &none),
+            Ok(None)
+        );
+        let js_flag = Overrides {
+            jetstream: true,
+            store_dir: Some(String::from("/flag")),
+            ..Overrides::default()
+        };
+        let request = jetstream_request(&file("jetstream: disabled\nstore_dir: /file"), &js_flag)
+            .unwrap()
+            .expect("-js wins");
+        assert_eq!(request.store_dir.as_deref(), Some("/flag"));
+        assert!(request.strict);
+        assert_eq!(request.sync, SyncPolicy::BeforeAck);
+        let only_sd = Overrides {
+            store_dir: Some(String::from("/flag")),
+            ..Overrides::default()
+        };
+        assert_eq!(jetstream_request(&file("port: 1"), &only_sd), Ok(None));
+        let empty_sd = Overrides {
+            jetstream: true,
+            store_dir: Some(String::new()),
+            ..Overrides::default()
+        };
+        let options = file(
+            "jetstream { store_dir: /file, max_mem: 1G, max_file: -1, domain: hub, strict: false,\n\
+             sync_interval: \"1s\", max_buffered_msgs: 0, max_buffered_size: 1K, cipher: aes }",
+        );
+        let request = jetstream_request(&options, &empty_sd).unwrap().unwrap();
+        assert_eq!(
+            request,
+            JetStreamRequest {
+                store_dir: Some(String::from("/file")),
+                max_memory: Some(1_000_000_000),
+                max_store: Some(-1),
+                domain: Some(String::from("hub")),
+                strict: false,
+                sync: SyncPolicy::Interval(Duration::from_secs(1)),
+                max_buffered_msgs: None,
+                max_buffered_size: Some(1000),
+                encryption: None,
+            }
+        );
+        let request = jetstream_request(&file("jetstream { sync: always }"), &none)
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.sync, SyncPolicy::BeforeAck);
+    }
+
+    #[test]
+    fn jetstream_checks_at_start() {
+        let none = Overrides::default();
+        let error = |text: &str| {
+            jetstream_request(&file(text), &none)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("jetstream { domain: \"a.b\" }"),
+            "invalid domain name: may not contain ., * or >"
+        );
+        assert_eq!(
+            error("jetstream { domain: \"a b\" }"),
+            "invalid domain name: derived \"$JS.a b.API.>\" is not a valid subject"
+        );
+        assert_eq!(
+            error("jetstream { domain: \">\" }"),
+            "invalid domain name: derived \"$JS.>.API.>\" is not a valid subject"
+        );
+        assert_eq!(
+            error(
+                "jetstream: enabled\naccounts { SYS { jetstream: enabled } }\nsystem_account: SYS"
+            ),
+            "Not allowed to enable JetStream on the system account"
+        );
+        assert_eq!(
+            error("jetstream: enabled\naccounts { $SYS { jetstream: enabled } }"),
+            "Not allowed to enable JetStream on the system account"
+        );
+        assert!(jetstream_request(
+            &file("accounts { SYS { jetstream: enabled } }\nsystem_account: SYS"),
+            &none
+        )
+        .is_ok());
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct JsInbound {
     /// The raw `NATS/1.0` header block, empty when there is none.
     pub headers: Bytes,
     pub payload: Bytes,
+    /// For API requests: the requesting client as events describe it
+    /// (JSON), for the API audit advisory; empty otherwise.
+    pub client: Bytes,
 }
 
 /// What JetStream asks of the server and the runtime.

@@ -29,6 +29,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::api::StreamConfig;
 use super::config::{AccountLimits, JetStreamConfig};
@@ -81,6 +83,10 @@ pub struct JetStream<D: Disk + Clone> {
     pub(super) wall: WallTime,
     /// Reported as the leader of every stream (`cluster.leader`).
     pub(super) server_name: String,
+    /// Advisory ids. Seeded from the server's name and the wall clock at
+    /// open: ids need to be unique, not secret, and the simulator's are
+    /// reproducible.
+    ids: ChaCha8Rng,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     planted_defect: Option<crate::server::PlantedDefect>,
@@ -117,6 +123,9 @@ impl<D: Disk + Clone> JetStream<D> {
             actions: VecDeque::new(),
             now,
             wall,
+            ids: ChaCha8Rng::seed_from_u64(
+                u64::from(crc32fast::hash(server_name.as_bytes())) ^ wall.0,
+            ),
             server_name,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
@@ -478,6 +487,45 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut rules = super::requests::rules(config);
         rules.domain = self.config.domain.clone().unwrap_or_default();
         rules
+    }
+
+    /// A 22-character id like the reference's nuids.
+    pub(super) fn next_id(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..22)
+            .map(|_| ALPHABET[(self.ids.next_u32() as usize) % ALPHABET.len()] as char)
+            .collect()
+    }
+
+    /// Publish `body` on `subject` in `account`, from the server.
+    pub(super) fn publish(&mut self, account: &str, subject: String, body: Vec<u8>) {
+        self.actions.push_back(JsAction::Publish {
+            account: account.to_string(),
+            subject: Bytes::from(subject),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from(body),
+        });
+    }
+
+    /// The stream-action advisory for `stream` in `account`.
+    pub(super) fn advise_stream(&mut self, account: &str, stream: &str, action: &'static str) {
+        let subject = match action {
+            "create" => super::advisory::STREAM_CREATED,
+            "modify" => super::advisory::STREAM_UPDATED,
+            _ => super::advisory::STREAM_DELETED,
+        };
+        let domain = self.config.domain.clone().unwrap_or_default();
+        let advisory = super::advisory::StreamAction {
+            kind: super::advisory::STREAM_ACTION_TYPE,
+            id: self.next_id(),
+            timestamp: crate::format::rfc3339_nanos(self.wall),
+            stream,
+            action,
+            domain: &domain,
+        };
+        let body = serde_json::to_vec(&advisory).expect("advisories serialize");
+        self.publish(account, format!("{subject}.{stream}"), body);
     }
 
     pub(super) fn stream_by_name(&self, account: &str, name: &str) -> Option<StreamId> {

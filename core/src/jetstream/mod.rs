@@ -8,13 +8,17 @@
 //!
 //! Invariants: see each module.
 
+pub mod advisory;
 pub mod api;
+pub mod banner;
 pub mod config;
 pub mod errors;
 pub mod link;
 pub mod machine;
+pub mod monitor;
 mod requests;
 pub mod stream;
+pub mod stream_config;
 #[cfg(test)]
 mod tests;
 pub mod wire;

@@ -11,8 +11,10 @@
 //! gets exactly one reply; `api_total` counts them and `api_errors` the
 //! ones that carried an error.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,8 +29,9 @@ use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
 use super::stream::{Storage, StreamRules};
+use super::stream_config::{check_create, check_update, with_dynamic_metadata, CheckContext};
 use crate::server::LogLevel;
-use crate::store::{Discard, Disk, Filter, StoreConfig, StoreError};
+use crate::store::{Discard, Disk, Filter, Sizing, StoreConfig, StoreError};
 
 /// Where the API listens, without a domain.
 pub const API_PREFIX: &str = "$JS.API.";
@@ -53,6 +56,9 @@ enum Request<'a> {
     Purge(&'a str),
     MsgGet(&'a str),
     MsgDelete(&'a str),
+    /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
+    /// `allow_direct`, as a message rather than JSON.
+    DirectGet(&'a str, Option<&'a str>),
 }
 
 impl<'a> Request<'a> {
@@ -70,6 +76,11 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            ["DIRECT", "GET", name] => Request::DirectGet(name, None),
+            ["DIRECT", "GET", name, ..] => {
+                let skip = "DIRECT.GET.".len() + name.len() + 1;
+                Request::DirectGet(name, Some(&rest[skip..]))
+            }
             _ => return None,
         })
     }
@@ -92,13 +103,19 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
                 .filter(|&n| n > 0)
                 .map(Duration::from_nanos),
             max_msgs_per_subject: limit(config.max_msgs_per_subject),
-            max_msg_size: limit(i64::from(config.max_msg_size)),
+            // Checked by the stream on headers and payload, as the reference does.
+            max_msg_size: None,
             discard: match config.discard {
                 DiscardPolicy::New => Discard::New,
                 DiscardPolicy::Old => Discard::Old,
             },
             discard_new_per_subject: config.discard_new_per_subject,
+            sizing: match config.storage {
+                StorageType::Memory => Sizing::Memory,
+                StorageType::File => Sizing::File,
+            },
         },
+        max_msg_size: limit(i64::from(config.max_msg_size)),
         duplicate_window: Duration::from_nanos(u64::try_from(config.duplicate_window).unwrap_or(0)),
         sealed: config.sealed,
         deny_delete: config.deny_delete,
@@ -118,18 +135,17 @@ struct Reply {
 
 fn reply<T: Serialize>(value: &T, error: bool) -> Reply {
     Reply {
-        body: serde_json::to_vec(value).expect("API replies serialize"),
+        body: super::api::to_wire_json(value),
         error,
     }
 }
 
-/// Decode a request body; an empty body is the type's default.
-fn decode<T: DeserializeOwned + Default>(payload: &[u8]) -> Result<T, ApiError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(payload)
-        .map_err(|error| ApiError::with(K::InvalidJSON, &[("{err}", &error.to_string())]))
+/// Decode a request body as the reference does (see [`super::api::decode_request`]).
+fn decode<T>(payload: &[u8], strict: bool) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Default + super::api::RequestFields,
+{
+    super::api::decode_request(payload, strict)
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -143,6 +159,10 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         if msg.reply.is_empty() {
             // Nobody to answer; the reference ignores such requests.
+            return;
+        }
+        if let Request::DirectGet(name, subject) = request {
+            self.direct_get(msg, name, subject);
             return;
         }
         let answer = if !self.enabled_for(&msg.account) {
@@ -164,7 +184,29 @@ impl<D: Disk + Clone> JetStream<D> {
                 ),
             );
         }
+        self.audit(msg, subject, &answer.body);
         self.reply(&msg.account, &msg.reply, answer.body);
+    }
+
+    /// The API audit advisory of one request and its reply.
+    fn audit(&mut self, msg: &JsInbound, subject: &str, response: &[u8]) {
+        let client = std::str::from_utf8(&msg.client)
+            .ok()
+            .and_then(|json| serde_json::from_str::<&serde_json::value::RawValue>(json).ok());
+        let domain = self.config.domain.clone().unwrap_or_default();
+        let audit = super::advisory::ApiAudit {
+            kind: super::advisory::API_AUDIT_TYPE,
+            id: self.next_id(),
+            timestamp: crate::format::rfc3339_nanos(self.wall),
+            server: &self.server_name,
+            client,
+            subject,
+            request: &String::from_utf8_lossy(&msg.payload),
+            response: &String::from_utf8_lossy(response),
+            domain: &domain,
+        };
+        let body = serde_json::to_vec(&audit).expect("advisories serialize");
+        self.publish(&msg.account, super::advisory::API_AUDIT.to_string(), body);
     }
 
     fn not_enabled(&self, request: &Request<'_>) -> Reply {
@@ -187,6 +229,7 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
+            Request::DirectGet(..) => unreachable!("answered before"),
         };
         result.unwrap_or_else(|error| error_reply(request, error))
     }
@@ -225,25 +268,25 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload)?;
-        let mut config = request.config;
-        if config.name.is_empty() {
-            config.name = name.to_string();
-        }
-        if config.name != name {
-            return Err(ApiError::new(K::StreamMismatch));
-        }
-        let config = normalize(config)?;
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+        let others = self.account_configs(account, None);
+        let limits = self.accounts[account].limits.clone();
+        let context = CheckContext {
+            clustered: false,
+            duplicate_window_limit: None,
+            account: &limits,
+            streams: &others,
+        };
+        let config = check_create(name, &request, &context)?;
         if let Some(id) = self.stream_by_name(account, name) {
             let existing = &self.streams[&id].meta.config;
-            if same_config(existing, &config) {
+            if existing == &config {
                 let info = self.stream_info(id, None);
                 return Ok(reply(&StreamCreateResponse::ok(info, true), false));
             }
             return Err(ApiError::new(K::StreamNameExist));
         }
         self.check_overlap(account, None, &config)?;
-        let limits = &self.accounts[account].limits;
         if let Some(max) = limits.max_streams {
             if self.accounts[account].by_name.len() as u64 >= max {
                 return Err(ApiError::new(K::MaximumStreamsLimit));
@@ -252,21 +295,42 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = self
             .create_stream(account, config)
             .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "create");
         let info = self.stream_info(id, None);
         Ok(reply(&StreamCreateResponse::ok(info, true), false))
     }
 
+    /// The configurations of `account`'s streams but `except`, by name.
+    fn account_configs(
+        &self,
+        account: &str,
+        except: Option<StreamId>,
+    ) -> BTreeMap<String, StreamConfig> {
+        self.accounts[account]
+            .by_name
+            .iter()
+            .filter(|(_, id)| Some(**id) != except)
+            .map(|(name, id)| (name.clone(), self.streams[id].meta.config.clone()))
+            .collect()
+    }
+
     fn update(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload)?;
-        let config = request.config;
-        if config.name != name {
-            return Err(ApiError::new(K::StreamMismatch));
-        }
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
-        let config = normalize(config)?;
+        let current = self.streams[&id].meta.config.clone();
+        let others = self.account_configs(account, Some(id));
+        let limits = self.accounts[account].limits.clone();
+        let context = CheckContext {
+            clustered: false,
+            duplicate_window_limit: None,
+            account: &limits,
+            streams: &others,
+        };
+        let config = check_update(name, &current, &request, &context)?;
         self.check_overlap(account, Some(id), &config)?;
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "modify");
         let info = self.stream_info(id, None);
         Ok(reply(&StreamUpdateResponse::ok(info), false))
     }
@@ -292,11 +356,12 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = self.find(account, name)?;
         self.delete_stream(id)
             .map_err(|error| ApiError::with(K::StreamGeneralError, &[("{err}", &error)]))?;
+        self.advise_stream(account, name, "delete");
         Ok(reply(&StreamDeleteResponse::ok(), false))
     }
 
     fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamInfoRequest = decode(payload)?;
+        let request: StreamInfoRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let info = self.stream_info(id, Some(&request));
         let mut response = StreamInfoResponse::ok(ApiPaged::default(), info);
@@ -343,7 +408,7 @@ impl<D: Disk + Clone> JetStream<D> {
             _ => Default::default(),
         };
         StreamInfo {
-            config: entry.meta.config.clone(),
+            config: with_dynamic_metadata(&entry.meta.config),
             created: crate::time::WallTime(entry.meta.created),
             state: StreamState {
                 messages: state.msgs,
@@ -389,7 +454,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload)?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let names: Vec<String> = all
@@ -407,14 +472,19 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn list(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload)?;
+        let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         let infos: Vec<StreamInfo> = all
             .into_iter()
             .skip(request.offset)
             .take(LIST_PAGE)
-            .map(|(_, id)| self.stream_info(id, None))
+            .map(|(_, id)| {
+                // Listed configs carry no dynamic metadata.
+                let mut info = self.stream_info(id, None);
+                info.config = self.streams[&id].meta.config.clone();
+                info
+            })
             .collect();
         let paged = ApiPaged {
             total,
@@ -430,7 +500,7 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
         payload: &[u8],
     ) -> Result<Reply, ApiError> {
-        let request: PurgeRequest = decode(payload)?;
+        let request: PurgeRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().deny_purge {
@@ -454,7 +524,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_get(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgGetRequest = decode(payload)?;
+        let request: MsgGetRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let store = self.streams.get_mut(&id).expect("found").stream.store_mut();
         let found = if !request.last_by_subj.is_empty() {
@@ -484,7 +554,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn msg_delete(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: MsgDeleteRequest = decode(payload)?;
+        let request: MsgDeleteRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
         if entry.stream.rules().sealed {
@@ -512,15 +582,88 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 }
 
-/// Whether two normalized configurations are the same for an idempotent
-/// create (the reference ignores its own metadata keys).
-fn same_config(a: &StreamConfig, b: &StreamConfig) -> bool {
-    let strip = |config: &StreamConfig| {
-        let mut config = config.clone();
-        config.metadata.retain(|key, _| !key.starts_with("_nats."));
-        config
-    };
-    strip(a) == strip(b)
+impl<D: Disk + Clone> JetStream<D> {
+    /// A direct get: the stored message itself, its headers followed by
+    /// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and
+    /// `Nats-Time-Stamp`, or a status-only reply (404 not found, 408 for a
+    /// bad request). Only streams with `allow_direct` answer; the others
+    /// stay silent, as the reference has no subscription for them.
+    fn direct_get(&mut self, msg: &JsInbound, name: &str, subject: Option<&str>) {
+        let Some(id) = self.stream_by_name(&msg.account, name) else {
+            return;
+        };
+        let entry = self.streams.get_mut(&id).expect("found");
+        if !entry.meta.config.allow_direct {
+            return;
+        }
+        let body_empty = msg.payload.iter().all(u8::is_ascii_whitespace);
+        let request: Result<MsgGetRequest, &str> = match subject {
+            Some(subject) if body_empty => Ok(MsgGetRequest {
+                last_by_subj: subject.to_string(),
+                ..MsgGetRequest::default()
+            }),
+            _ if body_empty => Err("Empty Request"),
+            _ => serde_json::from_slice(&msg.payload).map_err(|_| "Malformed Request"),
+        };
+        let store = entry.stream.store_mut();
+        let (headers, payload) = match request {
+            Err(why) => (
+                crate::protocol::status_only_block(408, Some(why)),
+                Bytes::new(),
+            ),
+            Ok(request) => {
+                let found = if !request.last_by_subj.is_empty() {
+                    store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
+                } else if !request.next_by_subj.is_empty() {
+                    store.load_next(
+                        &Filter::subject(request.next_by_subj.as_bytes()),
+                        request.seq,
+                    )
+                } else if request.seq > 0 {
+                    store.load_msg(request.seq)
+                } else {
+                    Err(StoreError::NotFound)
+                };
+                match found {
+                    Ok(stored) => (direct_headers(name, &stored), stored.payload),
+                    Err(_) => (
+                        crate::protocol::status_only_block(404, Some("Message Not Found")),
+                        Bytes::new(),
+                    ),
+                }
+            }
+        };
+        self.actions.push_back(super::link::JsAction::Publish {
+            account: msg.account.clone(),
+            subject: msg.reply.clone(),
+            reply: Bytes::new(),
+            headers,
+            payload,
+        });
+    }
+}
+
+/// The header block of a direct get reply: the message's own headers, then
+/// the stream's facts about it.
+fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
+    let mut block = Vec::with_capacity(msg.headers.len() + 128);
+    if msg.headers.is_empty() {
+        block.extend_from_slice(b"NATS/1.0\r\n");
+    } else {
+        // Everything but the final blank line.
+        let own = msg.headers.strip_suffix(b"\r\n").unwrap_or(&msg.headers);
+        block.extend_from_slice(own);
+    }
+    let time = crate::format::rfc3339_nanos(msg.ts);
+    let subject = String::from_utf8_lossy(&msg.subject);
+    block.extend_from_slice(
+        format!(
+            "Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {time}\r\n\r\n",
+            msg.seq
+        )
+        .as_bytes(),
+    );
+    Bytes::from(block)
 }
 
 fn purge_error(error: &StoreError) -> ApiError {
@@ -554,35 +697,6 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::Purge(_) => reply(&PurgeResponse::error(error), true),
         Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
+        Request::DirectGet(..) => unreachable!("direct gets answer with status headers"),
     }
-}
-
-/// Defaults filled in as the reference fills them.
-fn normalize(mut config: StreamConfig) -> Result<StreamConfig, ApiError> {
-    if config.subjects.is_empty() && config.mirror.is_none() && config.sources.is_empty() {
-        config.subjects = vec![config.name.clone()];
-    }
-    for limit in [
-        &mut config.max_msgs,
-        &mut config.max_bytes,
-        &mut config.max_msgs_per_subject,
-        &mut config.max_consumers,
-    ] {
-        if *limit == 0 {
-            *limit = -1;
-        }
-    }
-    if config.max_msg_size == 0 {
-        config.max_msg_size = -1;
-    }
-    if config.num_replicas == 0 {
-        config.num_replicas = 1;
-    }
-    if config.duplicate_window == 0 {
-        config.duplicate_window = 120_000_000_000;
-        if config.max_age > 0 && config.max_age < config.duplicate_window {
-            config.duplicate_window = config.max_age;
-        }
-    }
-    Ok(config)
 }

@@ -50,6 +50,8 @@ pub struct StreamRules {
     pub storage: Storage,
     /// Limits the store applies.
     pub limits: StoreConfig,
+    /// The largest headers plus payload accepted (`max_msg_size`).
+    pub max_msg_size: Option<u64>,
     /// How long a `Nats-Msg-Id` is remembered (zero: no deduplication).
     pub duplicate_window: Duration,
     pub sealed: bool,
@@ -433,8 +435,8 @@ impl<D: Disk> Stream<D> {
                 None => return Published::Refused(E::InvalidTtl),
             },
         };
-        let size = crate::store::msg_size(msg.subject, headers, msg.payload);
-        if self.rules.limits.max_msg_size.is_some_and(|max| size > max) {
+        let size = (headers.len() + msg.payload.len()) as u64;
+        if self.rules.max_msg_size.is_some_and(|max| size > max) {
             return Published::Refused(E::TooLarge);
         }
         let seq = match self

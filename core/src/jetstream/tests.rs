@@ -73,6 +73,8 @@ struct Harness {
     wall: u64,
     /// Syncs asked for and not yet performed.
     syncs: Vec<JsAction>,
+    /// Advisories published, by subject.
+    advisories: Vec<(String, Value)>,
 }
 
 impl Harness {
@@ -97,6 +99,7 @@ impl Harness {
             listening: BTreeMap::new(),
             wall: 1_000_000_000,
             syncs: Vec::new(),
+            advisories: Vec::new(),
         };
         harness.collect();
         harness
@@ -109,9 +112,25 @@ impl Harness {
             match action {
                 JsAction::Publish {
                     subject, payload, ..
-                } => replies.push((
+                } if subject.starts_with(b"$JS.EVENT.") => self.advisories.push((
                     String::from_utf8(subject.to_vec()).unwrap(),
                     serde_json::from_slice(&payload).unwrap(),
+                )),
+                JsAction::Publish {
+                    subject,
+                    headers,
+                    payload,
+                    ..
+                } => replies.push((
+                    String::from_utf8(subject.to_vec()).unwrap(),
+                    if headers.is_empty() {
+                        serde_json::from_slice(&payload).unwrap()
+                    } else {
+                        serde_json::json!({
+                            "headers": String::from_utf8_lossy(&headers),
+                            "payload": String::from_utf8_lossy(&payload),
+                        })
+                    },
                 )),
                 JsAction::Listen {
                     target: JsTarget::Stream(id),
@@ -144,6 +163,7 @@ impl Harness {
                 reply: Bytes::from_static(b"_INBOX.r"),
                 headers: Bytes::copy_from_slice(headers),
                 payload: Bytes::copy_from_slice(payload),
+                client: Bytes::new(),
             },
         );
     }
@@ -276,9 +296,16 @@ fn api_errors_for_missing_and_conflicting_streams() {
     assert_eq!(overlap["error"]["err_code"], 10065);
     let bad = h.api("$JS.API.STREAM.CREATE.T", "{nope");
     assert_eq!(bad["error"]["err_code"], 10025);
+    let unknown = h.api("$JS.API.STREAM.CREATE.T", r#"{"name":"T","foo":1}"#);
+    assert_eq!(
+        unknown["error"]["description"],
+        "invalid JSON: json: unknown field \"foo\""
+    );
+    let mismatch = h.api("$JS.API.STREAM.CREATE.T", "");
+    assert_eq!(mismatch["error"]["err_code"], 10056);
     let info = h.api("$JS.API.INFO", "");
     assert_eq!(info["streams"], 1);
-    assert_eq!(info["api"]["errors"], 4);
+    assert_eq!(info["api"]["errors"], 6);
 }
 
 #[test]
@@ -353,4 +380,59 @@ fn deleting_a_stream_stops_its_routing_and_removes_its_files() {
     let mut disk = disk;
     assert!(disk.list("streams").unwrap().is_empty());
     assert!(disk.list("streams/1").unwrap().is_empty());
+}
+
+#[test]
+fn direct_get_answers_with_the_message_and_status_headers() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.*"],"allow_direct":true}"#,
+    );
+    h.publish("s.a", b"NATS/1.0\r\nFoo: bar\r\n\r\n", b"first");
+    h.publish("s.b", b"", b"second");
+    h.sync_all();
+    let got = h.api("$JS.API.DIRECT.GET.S", r#"{"seq":1}"#);
+    let headers = got["headers"].as_str().unwrap();
+    assert!(headers.starts_with("NATS/1.0\r\nFoo: bar\r\nNats-Stream: S\r\nNats-Subject: s.a\r\nNats-Sequence: 1\r\nNats-Time-Stamp: "), "{headers}");
+    assert!(headers.ends_with("Z\r\n\r\n"));
+    assert_eq!(got["payload"], "first");
+    let last = h.api("$JS.API.DIRECT.GET.S.s.b", "");
+    assert_eq!(last["payload"], "second");
+    let missing = h.api("$JS.API.DIRECT.GET.S", r#"{"seq":9}"#);
+    assert_eq!(missing["headers"], "NATS/1.0 404 Message Not Found\r\n\r\n");
+    let empty = h.api("$JS.API.DIRECT.GET.S", "");
+    assert_eq!(empty["headers"], "NATS/1.0 408 Empty Request\r\n\r\n");
+}
+
+#[test]
+fn stream_actions_and_api_requests_are_advised() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.api("$JS.API.STREAM.DELETE.S", "");
+    h.api("$JS.API.STREAM.INFO.S", "");
+    let subjects: Vec<&str> = h.advisories.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            "$JS.EVENT.ADVISORY.STREAM.CREATED.S",
+            "$JS.EVENT.ADVISORY.API",
+            "$JS.EVENT.ADVISORY.STREAM.DELETED.S",
+            "$JS.EVENT.ADVISORY.API",
+            "$JS.EVENT.ADVISORY.API",
+        ]
+    );
+    let created = &h.advisories[0].1;
+    assert_eq!(
+        created["type"],
+        "io.nats.jetstream.advisory.v1.stream_action"
+    );
+    assert_eq!(created["action"], "create");
+    assert_eq!(created["id"].as_str().unwrap().len(), 22);
+    let audit = &h.advisories[4].1;
+    assert_eq!(audit["subject"], "$JS.API.STREAM.INFO.S");
+    assert!(audit["response"].as_str().unwrap().contains("10059"));
 }

@@ -79,7 +79,8 @@ pub struct Varz {
     pub leaf: Empty,
     pub mqtt: Empty,
     pub websocket: Empty,
-    pub jetstream: Empty,
+    /// Filled in by the runtime from the JetStream machine; `{}` when off.
+    pub jetstream: crate::jetstream::monitor::VarzJetStream,
     /// Seconds.
     #[serde(serialize_with = "crate::format::go_float")]
     pub tls_timeout: f64,
@@ -164,7 +165,7 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         leaf: Empty {},
         mqtt: Empty {},
         websocket: Empty {},
-        jetstream: Empty {},
+        jetstream: Default::default(),
         tls_timeout: settings.tls_timeout.as_secs_f64(),
         write_deadline: duration_nanos(settings.write_deadline),
         start: rfc3339_nanos(monitor.started),

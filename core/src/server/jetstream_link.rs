@@ -23,6 +23,7 @@ use bytes::Bytes;
 use super::accounts::{AccountId, Accounts, SubTarget};
 use super::log::{LogLevel, LogQueue};
 use crate::jetstream::link::{JsInbound, JsTarget};
+use crate::runtime::ConnId;
 
 /// Where every JetStream API request is published.
 pub const API_SUBJECTS: &str = "$JS.API.>";
@@ -37,7 +38,8 @@ pub(crate) struct JetStreamLink {
     enabled: bool,
     /// Subjects JetStream listens to, per account (by name) and target.
     listening: BTreeMap<(String, JsTarget), Vec<String>>,
-    inbound: VecDeque<JsInbound>,
+    /// Each with the connection that published it.
+    inbound: VecDeque<(JsInbound, ConnId)>,
     dropped: u64,
 }
 
@@ -116,6 +118,7 @@ impl JetStreamLink {
     #[allow(clippy::too_many_arguments)]
     pub fn queue(
         &mut self,
+        publisher: ConnId,
         account: &str,
         target: JsTarget,
         subject: &[u8],
@@ -138,18 +141,20 @@ impl JetStreamLink {
             }
             return;
         }
-        self.inbound.push_back(JsInbound {
+        let msg = JsInbound {
             account: account.to_string(),
             target,
             subject: Bytes::copy_from_slice(subject),
             reply: Bytes::copy_from_slice(reply.unwrap_or_default()),
             headers: Bytes::copy_from_slice(headers.unwrap_or_default()),
             payload: Bytes::copy_from_slice(payload),
-        });
+            client: Bytes::new(),
+        };
+        self.inbound.push_back((msg, publisher));
         debug_assert!(self.inbound.len() <= MAX_QUEUED);
     }
 
-    pub fn poll(&mut self) -> Option<JsInbound> {
+    pub fn poll(&mut self) -> Option<(JsInbound, ConnId)> {
         self.inbound.pop_front()
     }
 }
@@ -158,7 +163,16 @@ impl super::Server {
     /// The next message for JetStream, oldest first. The runtime drains
     /// this after every step and hands each to its JetStream machine.
     pub fn poll_jetstream(&mut self) -> Option<JsInbound> {
-        self.jetstream.poll()
+        let (mut msg, publisher) = self.jetstream.poll()?;
+        if msg.target == JsTarget::Api {
+            let clock = self.monitor.wall;
+            let client = crate::monitor::events::EventClient::of(&self.view(), publisher, clock);
+            if let Some(client) = client {
+                msg.client =
+                    Bytes::from(serde_json::to_vec(&client).expect("client info serializes"));
+            }
+        }
+        Some(msg)
     }
 
     /// Carry out what JetStream asked of the routing side: publish a

@@ -264,6 +264,7 @@ impl Router {
             }
             SubTarget::JetStream(target) => {
                 cx.jetstream.queue(
+                    msg.publisher,
                     &self.accounts.list[account].name,
                     target,
                     msg.subject,

@@ -2,9 +2,17 @@
 //! [`Backend`] that holds the messages.
 //!
 //! Inputs: the store calls (`store_msg`, loads, removes, purges, `expire`).
-//! Outputs: results, and the backend's [`StoreAction`]s passed through.
+//! Outputs: results, and the backend's [`StoreAction`]s passed through;
+//! `expire_report` also names the subjects expiry left empty ([`Expired`]).
+//!
+//! Expiry: by the stream's `max_age` (from the first message) and by each
+//! message's own TTL (`ttl_index`, rebuilt from the stored TTLs on open,
+//! so a FileStore's TTLs survive a restart); `next_expiry` is the earlier
+//! of the two deadlines.
 //!
 //! Invariants (checked by `check` in debug builds and by tests):
+//! - `last_seq <= SEQ_MAX` (a backend claiming more is refused as corrupt;
+//!   a store there refuses new sequences), so `last_seq + 1` never overflows.
 //! - `first_seq <= last_seq + 1`; empty ⇔ `msgs == 0` ⇔ `first_seq == last_seq + 1`
 //!   or no message present in `first_seq..=last_seq`.
 //! - When `msgs > 0`, a message is present at `first_seq` and `first_ts` is its time.
@@ -19,8 +27,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    msg_size, Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult,
-    StoreState, StoredMsg, SubjectState,
+    Discard, DiskResult, Filter, StoreAction, StoreConfig, StoreError, StoreResult, StoreState,
+    StoredMsg, SubjectState, SEQ_MAX,
 };
 use crate::time::{Instant, WallTime};
 
@@ -33,6 +41,51 @@ pub struct NewMsg<'a> {
     pub payload: &'a [u8],
     pub ts: WallTime,
     pub ttl: Option<Duration>,
+}
+
+/// What one [`Engine::expire_report`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Messages removed, by age or by their own TTL.
+    pub removed: u64,
+    /// The subjects left without a message, in the order they emptied
+    /// (at most one entry per removed message).
+    pub subjects_emptied: Vec<SubjectEmptied>,
+}
+
+impl Expired {
+    fn note(&mut self, msg: StoredMsg, emptied: bool, cause: ExpiryCause) {
+        self.removed += 1;
+        if emptied {
+            self.subjects_emptied.push(SubjectEmptied {
+                subject: msg.subject,
+                seq: msg.seq,
+                headers: msg.headers,
+                cause,
+            });
+        }
+    }
+}
+
+/// A subject whose last message expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectEmptied {
+    pub subject: Bytes,
+    /// The sequence of that last message.
+    pub seq: u64,
+    /// Its header block (empty if none), so the caller can tell a message
+    /// that was itself a delete marker (`Nats-Marker-Reason`).
+    pub headers: Bytes,
+    pub cause: ExpiryCause,
+}
+
+/// Why a message expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryCause {
+    /// The stream's `max_age`.
+    MaxAge,
+    /// The message's own TTL (`Nats-TTL`).
+    Ttl,
 }
 
 /// Where the messages live. Implemented by [`super::MemBackend`] and
@@ -96,6 +149,11 @@ impl<B: Backend> Engine<B> {
     /// messages present.
     pub fn open(backend: B, config: StoreConfig) -> StoreResult<Engine<B>> {
         let (floor, last_seq, last_ts) = backend.bounds();
+        if last_seq > SEQ_MAX {
+            return Err(StoreError::Corrupt(format!(
+                "last sequence {last_seq} above the highest a store hands out ({SEQ_MAX})"
+            )));
+        }
         assert!(
             floor <= last_seq + 1,
             "backend floor {floor} above last {last_seq}"
@@ -131,11 +189,19 @@ impl<B: Backend> Engine<B> {
                 engine.first_seq = seq;
                 engine.first_ts = msg.ts;
             }
-            engine.account_added(seq, &msg.subject, msg.size(), msg.ts, msg.ttl);
+            let size = engine.size_of(&msg);
+            engine.account_added(seq, &msg.subject, size, msg.ts, msg.ttl);
             cursor = engine.backend.next_present(seq + 1);
         }
         engine.check();
         Ok(engine)
+    }
+
+    /// The bytes this store counts for `msg`.
+    fn size_of(&self, msg: &StoredMsg) -> u64 {
+        self.config
+            .sizing
+            .size(&msg.subject, &msg.headers, &msg.payload)
     }
 
     /// Whether the store refuses writes (a failed sync or bulk change).
@@ -150,6 +216,10 @@ impl<B: Backend> Engine<B> {
 
     /// Change the limits (applied at the next store or `enforce_limits`).
     pub fn set_config(&mut self, config: StoreConfig) {
+        assert_eq!(
+            config.sizing, self.config.sizing,
+            "a store's sizing is fixed for its life"
+        );
         self.config = config;
     }
 
@@ -178,12 +248,17 @@ impl<B: Backend> Engine<B> {
             return Err(StoreError::Failed);
         }
         assert!(!subject.is_empty(), "a stored message needs a subject");
-        let size = msg_size(subject, headers, payload);
+        let size = self.config.sizing.size(subject, headers, payload);
         if self.config.max_msg_size.is_some_and(|max| size > max) {
             return Err(StoreError::MsgTooLarge);
         }
+        // The store is full of sequences: nothing can ever be stored again.
+        let seq = self
+            .last_seq
+            .checked_add(1)
+            .filter(|&seq| seq <= SEQ_MAX)
+            .ok_or(StoreError::InvalidSequence)?;
         self.check_discard_new(subject, size)?;
-        let seq = self.last_seq + 1;
         let msg = NewMsg {
             seq,
             subject,
@@ -245,7 +320,7 @@ impl<B: Backend> Engine<B> {
                 .backend
                 .get(state.first_seq)?
                 .ok_or(StoreError::NotFound)?;
-            if oldest.size() < size {
+            if self.size_of(&oldest) < size {
                 return Err(StoreError::MaxBytes);
             }
         }
@@ -312,7 +387,10 @@ impl<B: Backend> Engine<B> {
         if count == 0 {
             return Ok(());
         }
-        let through = seq + count - 1;
+        let through = seq
+            .checked_add(count - 1)
+            .filter(|&through| through <= SEQ_MAX)
+            .ok_or(StoreError::InvalidSequence)?;
         self.backend.skip(through, ts)?;
         self.last_seq = through;
         self.last_ts = ts;
@@ -435,8 +513,18 @@ impl<B: Backend> Engine<B> {
     }
 
     fn remove_internal(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
+        Ok(self.remove_returning(seq, erase)?.is_some())
+    }
+
+    /// Remove `seq`: the message removed and whether it was the last of
+    /// its subject; `None` if it was not present.
+    fn remove_returning(
+        &mut self,
+        seq: u64,
+        erase: bool,
+    ) -> StoreResult<Option<(StoredMsg, bool)>> {
         let Some(msg) = self.backend.get(seq)? else {
-            return Ok(false);
+            return Ok(None);
         };
         // Every read this removal needs happens before anything changes, so
         // a failed read leaves the store as it was.
@@ -449,13 +537,15 @@ impl<B: Backend> Engine<B> {
         let removed = self.backend.remove(seq, erase)?;
         assert!(removed, "backend lost message {seq} between get and remove");
         assert!(self.msgs > 0, "removing from an empty store");
-        assert!(self.bytes >= msg.size(), "bytes would go negative");
+        let size = self.size_of(&msg);
+        assert!(self.bytes >= size, "bytes would go negative");
         self.msgs -= 1;
-        self.bytes -= msg.size();
+        self.bytes -= size;
         if let Some(ttl) = msg.ttl {
             let present = self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
             assert!(present, "ttl index missed message {}", msg.seq);
         }
+        let emptied = subject_after.is_none();
         match subject_after {
             Some(state) => self.subjects.insert(msg.subject.clone(), state),
             None => self.subjects.remove(&msg.subject),
@@ -473,7 +563,8 @@ impl<B: Backend> Engine<B> {
                 }
             }
         }
-        Ok(true)
+        debug_assert_eq!(emptied, !self.subjects.contains_key(&msg.subject));
+        Ok(Some((msg, emptied)))
     }
 
     /// The state of `msg`'s subject once `msg` is gone (`None`: no message left).
@@ -615,6 +706,11 @@ impl<B: Backend> Engine<B> {
     /// Remove every message below `seq`; returns how many. A `seq` past the
     /// end moves the last sequence up to `seq - 1`.
     pub fn compact(&mut self, seq: u64) -> StoreResult<u64> {
+        // Past SEQ_MAX + 1 the last sequence would pass SEQ_MAX: refused
+        // before anything changes (not a failure that poisons the store).
+        if seq > SEQ_MAX + 1 {
+            return Err(StoreError::InvalidSequence);
+        }
         let result = self.compact_inner(seq);
         self.poisoned |= result.is_err();
         result
@@ -667,7 +763,7 @@ impl<B: Backend> Engine<B> {
     /// Accounting for a bulk removal: subject first/last fixed afterwards.
     fn account_removed_bulk(&mut self, msg: &StoredMsg) {
         self.msgs -= 1;
-        self.bytes -= msg.size();
+        self.bytes -= self.size_of(msg);
         if let Some(ttl) = msg.ttl {
             self.ttl_index.remove(&(expiry(msg.ts, ttl), msg.seq));
         }
@@ -801,24 +897,35 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Remove messages older than `max_age` or past their TTL at `now`.
-    /// Returns how many.
+    /// Returns how many ([`Engine::expire_report`] says which subjects
+    /// they emptied).
     pub fn expire(&mut self, now: WallTime) -> StoreResult<u64> {
-        let mut expired = 0;
+        Ok(self.expire_report(now)?.removed)
+    }
+
+    /// Remove messages older than `max_age` (oldest first), then those
+    /// past their own TTL (earliest deadline first), at `now`. Returns how
+    /// many, and each subject whose last message went: where the
+    /// JetStream layer places a subject delete marker.
+    pub fn expire_report(&mut self, now: WallTime) -> StoreResult<Expired> {
+        let mut expired = Expired::default();
         if let Some(max_age) = self.config.max_age {
             while self.msgs > 0 && expiry(self.first_ts, max_age) <= now.0 {
-                let removed = self.remove_internal(self.first_seq, false)?;
-                assert!(removed, "first message absent");
-                expired += 1;
+                let first = self.first_seq;
+                let removed = self.remove_returning(first, false)?;
+                let (msg, emptied) = removed.expect("first message present");
+                expired.note(msg, emptied, ExpiryCause::MaxAge);
             }
         }
         while let Some(&(at, seq)) = self.ttl_index.first() {
             if at > now.0 {
                 break;
             }
-            let removed = self.remove_internal(seq, false)?;
-            assert!(removed, "ttl index names absent message {seq}");
-            expired += 1;
+            let removed = self.remove_returning(seq, false)?;
+            let (msg, emptied) = removed.expect("the ttl index names present messages");
+            expired.note(msg, emptied, ExpiryCause::Ttl);
         }
+        assert!(expired.subjects_emptied.len() as u64 <= expired.removed);
         self.check();
         Ok(expired)
     }
@@ -899,6 +1006,7 @@ impl<B: Backend> Engine<B> {
 
     /// Assert the accounting invariants (debug builds: every call).
     fn check(&self) {
+        debug_assert!(self.last_seq <= SEQ_MAX);
         debug_assert!(self.first_seq <= self.last_seq + 1);
         debug_assert!(
             self.msgs > 0

@@ -28,6 +28,9 @@
 //!   a sequence of records, appended. A new block starts when the next record
 //!   would pass `block_size` or a message follows a skip of 1024 or more
 //!   sequences. Tombstones are appended to the block holding the message.
+//!   A block emptied by removals is deleted (unless it is the last) once a
+//!   Skip naming its sequences is appended to the block before it (for the
+//!   first block: a Floor above them), so no sequence goes unaccounted.
 //!
 //! Every record, all integers little endian:
 //!
@@ -55,7 +58,8 @@
 //! # Recovery
 //!
 //! There is no index file: the per-block index (sequence range, deleted
-//! sequences, the offset of every 32nd message) lives in memory and is
+//! sequences as ranges, the offset of every 32nd message) lives in memory
+//! and is
 //! rebuilt from the blocks on every open, so it can never be stale or
 //! damaged. A random load reads its record from the nearest indexed offset;
 //! a sequential one loads the whole block into the bounded cache.
@@ -65,10 +69,18 @@
 //! does not cut good records). A damaged record
 //! followed by a good one is skipped and counted (its message is never
 //! served); a damaged or torn tail is cut at the last good record, with a
-//! warning naming the file, the offset and the records lost. The floor is
+//! warning naming the file, the offset and the records lost. A record whose
+//! checksum matches but whose contents are impossible (a message not above
+//! the block's previous message, a sequence above [`SEQ_MAX`]) is refused
+//! like a damaged one: skipped, counted, named in a warning. The floor is
 //! the highest of `meta`'s and the Floor records'; the last sequence the
 //! highest sequence any record or `meta` names, raised by the records a cut
-//! tail held, so a sequence handed out is not handed out again.
+//! tail held (up to `SEQ_MAX`), so a sequence handed out is not handed out
+//! again. A `meta` naming a sequence above `SEQ_MAX` counts as damaged.
+//! Sequences below a block's first message that neither the floor nor any
+//! record of an earlier block names were in a block file that is gone: a
+//! warning names the missing block number(s) and the sequences lost (they
+//! stay handed out: they are below a recovered message).
 //!
 //! # Durability
 //!
@@ -80,7 +92,9 @@
 //!
 //! Invariants: the in-memory block table agrees with the files (lengths,
 //! ranges); message ranges of blocks increase with the block number; every
-//! byte served passed its checksum when read from disk.
+//! byte served passed its checksum when read from disk; the index's memory
+//! is bounded by the records on disk (a gap is one deleted range), never
+//! by the sequence numbers they name; no sequence above `SEQ_MAX` is kept.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -89,7 +103,8 @@ use bytes::Bytes;
 use super::disk::{join, Disk, DiskResult};
 use super::engine::{Backend, Engine, NewMsg};
 use super::record::{self, Kind, MIN_RECORD};
-use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy};
+use super::seqset::SeqSet;
+use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX};
 use crate::time::{Instant, WallTime};
 
 /// A store kept in block files.
@@ -138,12 +153,20 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Damaged stretches in the middle of a block, skipped.
     pub damaged_records: u64,
+    /// Checksum-valid records whose contents are impossible (a message not
+    /// above the one before it in its block, a sequence above
+    /// [`SEQ_MAX`]): skipped like damaged ones, each with a warning.
+    pub records_refused: u64,
     /// Blocks whose tail was cut.
     pub tails_cut: u64,
     /// Records (estimated) lost in cut tails.
     pub records_lost_in_tails: u64,
     /// `meta` was missing or damaged and was rebuilt.
     pub meta_rebuilt: bool,
+    /// Sequence ranges `(first, last)` below a block that no block
+    /// accounts for: a block file was lost with its messages. Those
+    /// sequences are never handed out again.
+    pub missing_sequences: Vec<(u64, u64)>,
     pub warnings: Vec<String>,
 }
 
@@ -171,8 +194,9 @@ pub(super) struct Block {
     /// First and last message sequence written to it; 0/0 when none.
     pub(super) first_seq: u64,
     pub(super) last_seq: u64,
-    /// Sequences in `first_seq..=last_seq` holding no message.
-    pub(super) deleted: BTreeSet<u64>,
+    /// Sequences in `first_seq..=last_seq` holding no message, as ranges:
+    /// a gap between two messages costs one entry however long it is.
+    pub(super) deleted: SeqSet,
     /// The highest sequence any of its records names (messages, skips, floors).
     max_recorded: u64,
     /// Bytes in the file: where the next record goes.
@@ -205,7 +229,7 @@ impl Block {
         if !self.has_messages() {
             return 0;
         }
-        self.last_seq - self.first_seq + 1 - self.deleted.len() as u64
+        self.last_seq - self.first_seq + 1 - self.deleted.len()
     }
 
     /// The first present sequence in `from..` inside this block.
@@ -213,13 +237,7 @@ impl Block {
         if !self.has_messages() || from > self.last_seq {
             return None;
         }
-        let mut seq = from.max(self.first_seq);
-        for &deleted in self.deleted.range(seq..) {
-            if deleted != seq {
-                break;
-            }
-            seq += 1;
-        }
+        let seq = self.deleted.next_absent(from.max(self.first_seq));
         (seq <= self.last_seq).then_some(seq)
     }
 
@@ -228,17 +246,8 @@ impl Block {
         if !self.has_messages() || to < self.first_seq {
             return None;
         }
-        let mut seq = to.min(self.last_seq);
-        for &deleted in self.deleted.range(self.first_seq..=seq).rev() {
-            if deleted != seq {
-                break;
-            }
-            if seq == self.first_seq {
-                return None;
-            }
-            seq -= 1;
-        }
-        Some(seq)
+        let seq = self.deleted.prev_absent(to.min(self.last_seq))?;
+        (seq >= self.first_seq).then_some(seq)
     }
 }
 
@@ -383,9 +392,13 @@ impl<D: Disk> FileBackend<D> {
         let mut floor = meta.map_or(0, |(floor, _, _)| floor);
         let mut last_seq = meta.map_or(0, |(_, last, _)| last);
         let mut last_ts = meta.map_or(0, |(_, _, ts)| ts);
+        // Per block: the highest sequence its records name before its first
+        // message, and in all.
+        let mut reaches = Vec::new();
         for name in names {
             let number = parse_block_name(&name).expect("filtered above");
             let found = self.recover_block(number, &name, &mut tombstones)?;
+            reaches.push((found.before_messages, found.max_seq));
             floor = floor.max(found.floor);
             if found.max_seq >= last_seq {
                 last_seq = found.max_seq;
@@ -398,6 +411,7 @@ impl<D: Disk> FileBackend<D> {
             }
         }
         self.check_block_order()?;
+        self.find_missing(floor, &reaches);
         self.floor = floor;
         self.last_seq = last_seq.max(floor.saturating_sub(1));
         self.last_ts = WallTime(last_ts);
@@ -416,6 +430,31 @@ impl<D: Disk> FileBackend<D> {
         Ok(())
     }
 
+    /// Warn of the sequences no block accounts for: below a block's first
+    /// message, above everything the blocks before it (and the floor)
+    /// name. The store never leaves such a hole (a skip is recorded, a
+    /// block emptied and removed leaves a skip or a floor behind,
+    /// `remove_block`), so a block file was lost. Those sequences stay
+    /// handed out: they are below a recovered message.
+    fn find_missing(&mut self, floor: u64, reaches: &[(u64, u64)]) {
+        assert_eq!(reaches.len(), self.blocks.len(), "one reach per block");
+        let mut covered = floor.saturating_sub(1);
+        let mut previous: Option<usize> = None;
+        for (index, &(before_messages, reach)) in reaches.iter().enumerate() {
+            let block = &self.blocks[index];
+            let explained = covered.max(before_messages);
+            if block.has_messages() && block.first_seq > explained.saturating_add(1) {
+                let lost = (explained + 1, block.first_seq - 1);
+                let after = previous.map(|at| &self.blocks[at]);
+                let text = missing_warning(&self.config.dir, after, block, lost);
+                self.report.missing_sequences.push(lost);
+                self.warn(text);
+            }
+            covered = covered.max(reach);
+            previous = Some(index);
+        }
+    }
+
     /// Read `meta`; `None` (with a warning) if missing or damaged.
     fn read_meta(&mut self) -> StoreResult<Option<(u64, u64, u64)>> {
         let path = join(&self.config.dir, META_NAME);
@@ -424,8 +463,10 @@ impl<D: Disk> FileBackend<D> {
             return Ok(None);
         };
         match decode_meta(&bytes) {
-            Some(meta) => Ok(Some(meta)),
-            None => {
+            Some(meta @ (floor, last, _)) if floor <= SEQ_MAX + 1 && last <= SEQ_MAX => {
+                Ok(Some(meta))
+            }
+            _ => {
                 self.report.meta_rebuilt = true;
                 self.warn(format!(
                     "{path}: damaged ({} bytes); rebuilt from the blocks",
@@ -462,7 +503,7 @@ impl<D: Disk> FileBackend<D> {
             path: path.clone(),
             first_seq: 0,
             last_seq: 0,
-            deleted: BTreeSet::new(),
+            deleted: SeqSet::default(),
             max_recorded: 0,
             sparse: Vec::new(),
             messages_written: 0,
@@ -470,8 +511,26 @@ impl<D: Disk> FileBackend<D> {
             made_after: self.blocks.last().map_or(0, Block::upper),
         };
         let mut found = BlockFindings::default();
+        let refused_before = self.report.records_refused;
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
+            if record.kind == Kind::Message && !block.has_messages() {
+                found.before_messages = found.max_seq;
+                // Damage before the first message may have held records
+                // naming the sequences before it: reported as damage, not
+                // as a missing block.
+                let damaged_before = scan.skipped.first().is_some_and(|&(at, _)| at < offset);
+                if damaged_before || self.report.records_refused > refused_before {
+                    found.before_messages = u64::MAX;
+                }
+            }
+            if let Err(why) = plausible(&record, &block) {
+                self.report.records_refused += 1;
+                self.warn(format!(
+                    "{path}: record at offset {offset} refused as corrupt: {why}"
+                ));
+                continue;
+            }
             found.note(&record);
             block.max_recorded = block.max_recorded.max(found.max_seq);
             if record.kind == Kind::Floor {
@@ -502,8 +561,10 @@ impl<D: Disk> FileBackend<D> {
             ));
             self.disk.truncate(&path, offset as u64)?;
             self.disk.sync(&path)?;
-            // The lost records may have held sequences already handed out.
-            found.max_seq = found.max_seq.max(block.last_seq + lost);
+            // The lost records may have held sequences already handed out
+            // (an estimate: it stops at the highest sequence a store uses).
+            let lost_through = block.last_seq.saturating_add(lost).min(SEQ_MAX);
+            found.max_seq = found.max_seq.max(lost_through);
         }
         self.blocks.push(block);
         Ok(found)
@@ -558,7 +619,7 @@ impl<D: Disk> FileBackend<D> {
             path: self.block_path(number),
             first_seq: 0,
             last_seq: 0,
-            deleted: BTreeSet::new(),
+            deleted: SeqSet::default(),
             max_recorded: 0,
             sparse: Vec::new(),
             messages_written: 0,
@@ -623,6 +684,26 @@ impl<D: Disk> FileBackend<D> {
         Ok(index)
     }
 
+    /// Append a control record to block `index` (not necessarily the
+    /// active one: a skip left by `remove_block`).
+    fn write_control_to(
+        &mut self,
+        index: usize,
+        kind: Kind,
+        seq: u64,
+        ts: u64,
+        payload: &[u8],
+    ) -> StoreResult<()> {
+        assert!(kind == Kind::Skip, "only a skip goes to a sealed block");
+        assert!(seq <= self.last_seq, "a skip names a handed-out sequence");
+        self.scratch.clear();
+        record::encode(&mut self.scratch, kind, seq, ts, 0, b"", b"", payload);
+        self.write_scratch(index)?;
+        let block = &mut self.blocks[index];
+        block.max_recorded = block.max_recorded.max(seq);
+        Ok(())
+    }
+
     /// Load block `index` into the cache (checking every record).
     fn load(&mut self, index: usize) -> StoreResult<usize> {
         let number = self.blocks[index].number;
@@ -650,10 +731,13 @@ impl<D: Disk> FileBackend<D> {
             scan = record::scan(&data);
         }
         let mut offsets = BTreeMap::new();
+        let mut previous = 0;
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
-            if record.kind == Kind::Message {
+            // The messages recovery refused stay refused (see `follows`).
+            if record.kind == Kind::Message && follows(previous, record.seq) {
                 offsets.insert(record.seq, offset);
+                previous = record.seq;
             }
         }
         if !scan.skipped.is_empty() || scan.tail.is_some() {
@@ -676,8 +760,33 @@ impl<D: Disk> FileBackend<D> {
         self.cache.retain(|cached| cached.number != number);
     }
 
-    /// Remove block `index`'s file (it holds no present message).
+    /// Remove block `index`'s file (it holds no present message). First
+    /// record, durably, that its sequences are accounted for, so recovery
+    /// does not take the removal for a lost file (`find_missing`): a skip
+    /// through them in the block before it, or, for the first block, a
+    /// floor above them.
     fn remove_block(&mut self, index: usize) -> StoreResult<()> {
+        assert!(index + 1 < self.blocks.len(), "the active block stays");
+        // (`max_recorded` may lag above the last sequence after a truncate
+        // that found nothing to cut in the block; nothing above it counts.)
+        let reach = self.blocks[index]
+            .max_recorded
+            .max(self.blocks[index].upper())
+            .min(self.last_seq);
+        let marked = if index == 0 {
+            // Nothing below `reach` is present: no block before it, and every
+            // later block's messages are above everything this one names.
+            self.floor = self.floor.max(reach + 1);
+            let last = self.last_seq.to_le_bytes();
+            self.write_control(Kind::Floor, self.floor, self.last_ts.0, &last)?
+        } else {
+            // Timestamp 0: the skip claims no time (the last timestamp
+            // recovery finds must stay that of the last message or skip).
+            self.write_control_to(index - 1, Kind::Skip, reach, 0, b"")?;
+            index - 1
+        };
+        let marked_path = self.blocks[marked].path.clone();
+        self.disk.sync(&marked_path)?;
         let block = self.blocks.remove(index);
         assert_eq!(
             block.present_count(),
@@ -742,9 +851,12 @@ impl<D: Disk> FileBackend<D> {
         self.sync_now()?;
         self.write_meta()?;
         let active = self.blocks.len() - 1;
+        // A block whose records name a sequence at or above the floor (a
+        // skip) stays: recovery needs that record to account for the
+        // sequences between it and the next block (`find_missing`).
         let below: Vec<u64> = self.blocks[..active]
             .iter()
-            .filter(|block| block.upper() < floor)
+            .filter(|block| block.upper().max(block.max_recorded) < floor)
             .map(|block| block.number)
             .collect();
         for number in below {
@@ -760,7 +872,7 @@ impl<D: Disk> FileBackend<D> {
             self.dirty_dirs.insert(self.config.dir.clone());
         }
         for block in &mut self.blocks {
-            block.deleted = block.deleted.split_off(&floor);
+            block.deleted.remove_below(floor);
         }
         self.sync_now()?;
         Ok(())
@@ -784,6 +896,17 @@ impl<D: Disk> FileBackend<D> {
                 continue;
             };
             let number = self.blocks[index].number;
+            // Tombstones written after the cut go with it: the messages
+            // before the cut that they removed need them again. (Gaps need
+            // none: recovery derives them from the messages around them.)
+            let retombstone: Vec<u64> = self.cache[0]
+                .offsets
+                .iter()
+                .filter(|&(&seq, &offset)| {
+                    offset < cut && seq <= last_seq && self.blocks[index].deleted.contains(seq)
+                })
+                .map(|(&seq, _)| seq)
+                .collect();
             self.evict(number);
             if cut == 0 {
                 let block = self.blocks.remove(index);
@@ -801,7 +924,7 @@ impl<D: Disk> FileBackend<D> {
             block
                 .sparse
                 .retain(|&(seq, offset)| seq <= last_seq && offset < cut as u64);
-            block.deleted.retain(|&seq| seq <= last_seq);
+            block.deleted.remove_above(last_seq);
             if block.first_seq > last_seq {
                 block.first_seq = 0;
                 block.last_seq = 0;
@@ -809,9 +932,7 @@ impl<D: Disk> FileBackend<D> {
             } else {
                 block.last_seq = block.last_seq.min(last_seq);
             }
-            // Tombstones written after the cut went with it: write them again.
-            let deleted: Vec<u64> = block.deleted.iter().copied().collect();
-            for seq in deleted {
+            for seq in retombstone {
                 self.scratch.clear();
                 record::encode(&mut self.scratch, Kind::Tombstone, seq, 0, 0, b"", b"", b"");
                 self.write_scratch(index)?;
@@ -931,6 +1052,9 @@ struct BlockFindings {
     floor: u64,
     max_seq: u64,
     last_ts: u64,
+    /// `max_seq` before the block's first message record; `u64::MAX` when
+    /// damaged or refused records come first (they may have named more).
+    before_messages: u64,
 }
 
 impl BlockFindings {
@@ -956,20 +1080,76 @@ impl BlockFindings {
     }
 }
 
+/// The warning for sequences `lost` that no block accounts for, found
+/// below `block`'s first message (`after` is the block before it).
+fn missing_warning(dir: &str, after: Option<&Block>, block: &Block, lost: (u64, u64)) -> String {
+    let (first, last) = lost;
+    let low = after.map_or(1, |after| after.number + 1);
+    let files = match block.number.saturating_sub(low) {
+        0 => "no block file is missing by number (one was emptied or damaged?)".to_string(),
+        1 => format!("block file {low:010}.blk is missing"),
+        count => format!(
+            "{count} block files ({low:010}.blk to {:010}.blk) are missing",
+            block.number - 1
+        ),
+    };
+    format!(
+        "{dir}: sequences {first}..={last} are in no block before {}: {files}; their messages are lost and the sequences are not handed out again",
+        block.path
+    )
+}
+
 /// Add message `seq` (above every message already in it) to `block`.
 fn add_message(block: &mut Block, seq: u64, offset: u64) {
     if block.messages_written.is_multiple_of(SPARSE_EVERY) {
         block.sparse.push((seq, offset));
     }
     block.messages_written += 1;
+    assert!(seq <= SEQ_MAX, "message {seq} above SEQ_MAX");
     if !block.has_messages() {
         block.first_seq = seq;
     } else {
+        // Recovery refuses anything else first (`plausible`).
         assert!(seq > block.last_seq, "messages in a block must increase");
-        block.deleted.extend(block.last_seq + 1..seq);
+        if seq > block.last_seq + 1 {
+            block.deleted.insert_range(block.last_seq + 1, seq - 1);
+        }
     }
     block.last_seq = seq;
     block.max_recorded = block.max_recorded.max(seq);
+}
+
+/// Why a checksum-valid record of `block` (read so far) cannot be what the
+/// store wrote: a sequence above [`SEQ_MAX`] (a floor may be `SEQ_MAX + 1`),
+/// or a message not above the block's previous one (the writer appends
+/// messages in increasing order). `Ok` if it can be.
+fn plausible(record: &record::Record<'_>, block: &Block) -> Result<(), String> {
+    let highest = match record.kind {
+        Kind::Floor => SEQ_MAX + 1,
+        _ => SEQ_MAX,
+    };
+    if record.seq > highest {
+        return Err(format!("sequence {} above {highest}", record.seq));
+    }
+    if record.kind == Kind::Floor && floor_last(record) > SEQ_MAX {
+        return Err(format!(
+            "floor names last sequence {} above {SEQ_MAX}",
+            floor_last(record)
+        ));
+    }
+    if record.kind == Kind::Message && !follows(block.last_seq, record.seq) {
+        return Err(format!(
+            "message {} does not follow message {} of the same block",
+            record.seq, block.last_seq
+        ));
+    }
+    Ok(())
+}
+
+/// Whether message `seq` may follow message `previous` (0: none yet) in
+/// one block: the writer appends a block's messages in increasing order.
+fn follows(previous: u64, seq: u64) -> bool {
+    seq <= SEQ_MAX && (previous == 0 || seq > previous)
 }
 
 /// The message a checked record holds.
@@ -1078,7 +1258,7 @@ impl<D: Disk> Backend for FileBackend<D> {
         let Some(index) = self.block_of(seq) else {
             return Ok(None);
         };
-        if self.blocks[index].deleted.contains(&seq) {
+        if self.blocks[index].deleted.contains(seq) {
             return Ok(None);
         }
         let sequential = self.last_get.checked_add(1) == Some(seq);
@@ -1136,7 +1316,7 @@ impl<D: Disk> Backend for FileBackend<D> {
         let Some(index) = self.block_of(seq) else {
             return Ok(false);
         };
-        if seq < self.floor || self.blocks[index].deleted.contains(&seq) {
+        if seq < self.floor || self.blocks[index].deleted.contains(seq) {
             return Ok(false);
         }
         if erase {

@@ -14,7 +14,8 @@
 //! call ([`WallTime`] for message timestamps and ages, [`Instant`] for the
 //! sync timer), and disk work goes through the `Disk` the caller hands in.
 //!
-//! Inputs: `store_msg`, loads, removes, purges, `expire(now)`,
+//! Inputs: `store_msg`, loads, removes, purges, `expire(now)` (or
+//! `expire_report(now)`, which also names the subjects left empty),
 //! `handle_timeout(now)`, `handle_sync_done(tag, result)`.
 //! Outputs ([`Engine::poll_action`]): [`StoreAction::Sync`] asks the runtime
 //! to make files durable; [`StoreAction::Durable`] says every sequence up to
@@ -22,6 +23,8 @@
 //!
 //! Invariants:
 //! - `first_seq <= last_seq + 1`; an empty store has `first_seq == last_seq + 1`.
+//! - `last_seq <= SEQ_MAX`: no sequence near `u64::MAX` is handed out or
+//!   believed when read back.
 //! - `msgs` and `bytes` equal the count and summed [`msg_size`] of the
 //!   messages present; the per-subject counts add up to `msgs`.
 //! - A sequence is handed out once: `last_seq` never decreases except through
@@ -39,7 +42,11 @@ pub mod disk;
 mod engine;
 pub mod filestore;
 pub mod memstore;
-mod record;
+// Public only so that the fuzz target `store_scan` can drive the decoder
+// directly; not part of the store's API.
+#[doc(hidden)]
+pub mod record;
+mod seqset;
 #[cfg(test)]
 mod tests;
 
@@ -52,9 +59,15 @@ use crate::time::WallTime;
 
 pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk};
-pub use engine::{Backend, Engine, NewMsg};
+pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
+
+/// The highest sequence a store hands out (`i64::MAX`). Every sequence
+/// read from disk above it is refused as corrupt, so `last + 1` and the
+/// estimates recovery adds to a sequence can never overflow; a store at
+/// this sequence refuses new messages with [`StoreError::InvalidSequence`].
+pub const SEQ_MAX: u64 = i64::MAX as u64;
 
 /// A stored message. The byte fields share one buffer when loaded from a
 /// cached block (no copy per load).
@@ -82,6 +95,36 @@ impl StoredMsg {
 /// bytes (nats-server's memstore figure; its filestore adds a few more).
 pub fn msg_size(subject: &[u8], headers: &[u8], payload: &[u8]) -> u64 {
     (subject.len() + headers.len() + payload.len() + 16) as u64
+}
+
+/// How a store counts a message's bytes (its state's `bytes`, `max_bytes`).
+/// The reference's two stores count differently and clients see the
+/// numbers, so a stream counts as the reference's store of its kind would,
+/// whatever rnats's own layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sizing {
+    /// subject + headers + payload + 16 (the reference's memory store).
+    #[default]
+    Memory,
+    /// 22 + subject + payload + 8, plus 4 + headers when there are any
+    /// (the reference's file store records).
+    File,
+}
+
+impl Sizing {
+    pub fn size(self, subject: &[u8], headers: &[u8], payload: &[u8]) -> u64 {
+        match self {
+            Sizing::Memory => msg_size(subject, headers, payload),
+            Sizing::File => {
+                let headers = if headers.is_empty() {
+                    0
+                } else {
+                    4 + headers.len()
+                };
+                (22 + subject.len() + headers + payload.len() + 8) as u64
+            }
+        }
+    }
 }
 
 /// What to do when a limit would be exceeded.
@@ -119,6 +162,8 @@ pub struct StoreConfig {
     /// With `Discard::New`, also refuse a message over the per-subject limit
     /// instead of dropping that subject's oldest.
     pub discard_new_per_subject: bool,
+    /// How bytes are counted; fixed for the store's life.
+    pub sizing: Sizing,
 }
 
 /// Which subjects a load or purge applies to.
@@ -209,7 +254,7 @@ pub enum StoreError {
     MaxMsgsPerSubject,
     /// "message too large".
     MsgTooLarge,
-    /// "invalid sequence".
+    /// "invalid sequence" (also: the next sequence would pass [`SEQ_MAX`]).
     InvalidSequence,
     /// "expected sequence does not match store".
     SequenceMismatch,

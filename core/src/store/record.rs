@@ -5,22 +5,27 @@
 //! Inputs: record fields (encode) or a block's bytes (decode/scan).
 //! Outputs: bytes, or records whose checksum matched, plus what was damaged.
 //! Invariant: nothing leaves `decode` unless its crc32 matched and every
-//! length inside it fits the record.
+//! length inside it fits the record; `scan`'s good records, skipped
+//! stretches and tail tile the block in order.
+//!
+//! Public (hidden from the docs) only for the fuzz target `store_scan`,
+//! which drives `decode` and `scan` directly; nothing outside the store
+//! should build on it.
 
 use std::time::Duration;
 
 /// Fixed part before the subject.
-pub(crate) const HEADER_LEN: usize = 36;
+pub const HEADER_LEN: usize = 36;
 /// Header plus the trailing checksum: the smallest record.
-pub(crate) const MIN_RECORD: usize = HEADER_LEN + 4;
+pub const MIN_RECORD: usize = HEADER_LEN + 4;
 /// The largest record accepted (64 MiB).
-pub(crate) const MAX_RECORD: usize = 64 << 20;
+pub const MAX_RECORD: usize = 64 << 20;
 /// Byte 5 of every record.
-pub(crate) const MAGIC: u8 = 0xA5;
+pub const MAGIC: u8 = 0xA5;
 
 /// What a record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// A message: `seq` holds it.
     Message = 1,
     /// The message at `seq` was removed.
@@ -49,33 +54,33 @@ impl Kind {
 
 /// A decoded record, borrowing from the block's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Record<'a> {
-    pub(crate) kind: Kind,
-    pub(crate) seq: u64,
-    pub(crate) ts: u64,
+pub struct Record<'a> {
+    pub kind: Kind,
+    pub seq: u64,
+    pub ts: u64,
     /// Nanoseconds; 0 means none.
-    pub(crate) ttl: u64,
-    pub(crate) subject: &'a [u8],
-    pub(crate) headers: &'a [u8],
-    pub(crate) payload: &'a [u8],
+    pub ttl: u64,
+    pub subject: &'a [u8],
+    pub headers: &'a [u8],
+    pub payload: &'a [u8],
     /// The whole record's length in bytes.
-    pub(crate) len: usize,
+    pub len: usize,
 }
 
 impl Record<'_> {
-    pub(crate) fn ttl(&self) -> Option<Duration> {
+    pub fn ttl(&self) -> Option<Duration> {
         (self.ttl != 0).then(|| Duration::from_nanos(self.ttl))
     }
 }
 
 /// The encoded length of a record with these parts.
-pub(crate) fn encoded_len(subject: usize, headers: usize, payload: usize) -> usize {
+pub fn encoded_len(subject: usize, headers: usize, payload: usize) -> usize {
     MIN_RECORD + subject + headers + payload
 }
 
 /// Append one record to `out`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn encode(
+pub fn encode(
     out: &mut Vec<u8>,
     kind: Kind,
     seq: u64,
@@ -109,7 +114,7 @@ pub(crate) fn encode(
 
 /// Why bytes are not a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DecodeError {
+pub enum DecodeError {
     /// Fewer bytes than the record claims (or than a header): a torn write.
     Short,
     /// The length, magic or kind is impossible: the header is damaged.
@@ -131,7 +136,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Decode the record at the start of `bytes`, checking its checksum.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
     if bytes.len() < 6 {
         return Err(DecodeError::Short);
     }
@@ -169,20 +174,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
 
 /// What a scan of one block found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Scan {
+pub struct Scan {
     /// Offsets of the records whose checksum matched, in file order.
-    pub(crate) good: Vec<usize>,
+    pub good: Vec<usize>,
     /// `(offset, bytes)` of damaged stretches followed by good records:
     /// skipped, never served.
-    pub(crate) skipped: Vec<(usize, usize)>,
+    pub skipped: Vec<(usize, usize)>,
     /// Where a damaged or torn tail starts (the file should be cut there),
     /// with an estimate of how many records it held.
-    pub(crate) tail: Option<(usize, u64)>,
+    pub tail: Option<(usize, u64)>,
 }
 
 impl Scan {
     /// The length of the block once its tail is cut.
-    pub(crate) fn good_len(&self, block_len: usize) -> usize {
+    pub fn good_len(&self, block_len: usize) -> usize {
         self.tail.map_or(block_len, |(offset, _)| offset)
     }
 }
@@ -191,7 +196,7 @@ impl Scan {
 /// is stepped over; otherwise the scan looks for the next offset where a
 /// whole record with a matching checksum starts. Nothing found: the rest
 /// is a damaged tail.
-pub(crate) fn scan(bytes: &[u8]) -> Scan {
+pub fn scan(bytes: &[u8]) -> Scan {
     let mut result = Scan::default();
     let mut offset = 0;
     while offset < bytes.len() {

@@ -73,6 +73,15 @@ trait StoreUnderTest {
     fn truncate_to(&mut self, seq: u64) -> StoreResult<()>;
     fn skip(&mut self, at: u64) -> StoreResult<u64>;
     fn expire_at(&mut self, at: WallTime) -> StoreResult<u64>;
+    fn expire_reporting(&mut self, at: WallTime) -> StoreResult<Expired>;
+    fn put_full(
+        &mut self,
+        subject: &str,
+        headers: &[u8],
+        at: u64,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64>;
+    fn expiry_next(&self) -> Option<WallTime>;
     fn deleted_list(&mut self) -> Vec<u64>;
     fn subjects(&self, filter: &Filter) -> Vec<(String, SubjectState)>;
 }
@@ -116,6 +125,21 @@ impl<B: Backend> StoreUnderTest for Engine<B> {
     }
     fn skip(&mut self, at: u64) -> StoreResult<u64> {
         self.skip_msg(ts(at))
+    }
+    fn expire_reporting(&mut self, at: WallTime) -> StoreResult<Expired> {
+        self.expire_report(at)
+    }
+    fn put_full(
+        &mut self,
+        subject: &str,
+        headers: &[u8],
+        at: u64,
+        ttl: Option<Duration>,
+    ) -> StoreResult<u64> {
+        self.store_msg(subject.as_bytes(), headers, b"x", ts(at), ttl)
+    }
+    fn expiry_next(&self) -> Option<WallTime> {
+        self.next_expiry()
     }
     fn expire_at(&mut self, at: WallTime) -> StoreResult<u64> {
         self.expire(at)
@@ -373,6 +397,111 @@ fn max_age_and_ttl_expire() {
         assert_eq!(store.expire_at(ts(15)).unwrap(), 1);
         assert_eq!(store.inner_state().msgs, 0);
     });
+}
+
+/// `expire_report` names each subject expiry emptied, with the last
+/// message's sequence and headers and the cause, in the order they emptied.
+#[test]
+fn expiry_names_the_subjects_it_empties() {
+    let config = StoreConfig {
+        max_age: Some(Duration::from_secs(10)),
+        ..StoreConfig::default()
+    };
+    both(config, |new| {
+        let mut store = new();
+        let marker = b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\n\r\n";
+        store.put_full("a", b"", 1, None).unwrap();
+        store.put_full("a", marker, 2, None).unwrap();
+        store.put_full("b", b"", 3, None).unwrap();
+        store
+            .put_full("c", b"", 4, Some(Duration::from_secs(1)))
+            .unwrap();
+        store
+            .put_full("b", b"", 5, Some(Duration::from_secs(2)))
+            .unwrap();
+        let expired = store.expire_reporting(ts(6)).unwrap();
+        assert_eq!(expired.removed, 1, "c's own TTL; b keeps seq 3");
+        let c = SubjectEmptied {
+            subject: Bytes::from_static(b"c"),
+            seq: 4,
+            headers: Bytes::new(),
+            cause: ExpiryCause::Ttl,
+        };
+        assert_eq!(expired.subjects_emptied, vec![c]);
+        assert_eq!(store.expiry_next(), Some(ts(7)), "b's TTL");
+        let expired = store.expire_reporting(ts(12)).unwrap();
+        assert_eq!(expired.removed, 3, "a 1, a 2 by age; b 5 by TTL");
+        let a = SubjectEmptied {
+            subject: Bytes::from_static(b"a"),
+            seq: 2,
+            headers: Bytes::from_static(marker),
+            cause: ExpiryCause::MaxAge,
+        };
+        assert_eq!(expired.subjects_emptied, vec![a], "b still has seq 3");
+        let expired = store.expire_reporting(ts(13)).unwrap();
+        assert_eq!(expired.removed, 1);
+        assert_eq!(expired.subjects_emptied[0].subject, &b"b"[..]);
+        assert_eq!(expired.subjects_emptied[0].cause, ExpiryCause::MaxAge);
+        assert_eq!(store.inner_state().msgs, 0);
+        assert_eq!(store.expire_reporting(ts(99)).unwrap(), Expired::default());
+    });
+}
+
+/// A FileStore keeps each message's TTL in its record: after a restart the
+/// deadlines are the same and expiry removes the same messages.
+#[test]
+fn per_message_ttl_survives_a_restart() {
+    let mut store = open_file(MemDisk::new(), 256, StoreConfig::default());
+    for (subject, at, ttl) in [
+        ("a", 1, Some(5)),
+        ("b", 2, Some(2)),
+        ("b", 3, None),
+        ("c", 4, Some(10)),
+    ] {
+        store
+            .store_msg(
+                subject.as_bytes(),
+                b"",
+                b"x",
+                ts(at),
+                ttl.map(Duration::from_secs),
+            )
+            .unwrap();
+    }
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    let mut store = open_file(disk, 256, StoreConfig::default());
+    assert_eq!(store.next_expiry(), Some(ts(4)), "b's 2 s from 2");
+    assert_eq!(store.load_msg(3).unwrap().ttl, None);
+    assert_eq!(
+        store.load_msg(4).unwrap().ttl,
+        Some(Duration::from_secs(10))
+    );
+    let expired = store.expire_report(ts(6)).unwrap();
+    assert_eq!(expired.removed, 2, "b 2 at 4 s, a 1 at 6 s");
+    let emptied: Vec<&[u8]> = expired
+        .subjects_emptied
+        .iter()
+        .map(|e| &e.subject[..])
+        .collect();
+    assert_eq!(emptied, vec![&b"a"[..]]);
+    assert_eq!(store.next_expiry(), Some(ts(14)));
+    settle(&mut store);
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        256,
+        StoreConfig::default(),
+    );
+    assert_eq!(
+        store.next_expiry(),
+        Some(ts(14)),
+        "the removals survive too"
+    );
+    assert_eq!(store.expire(ts(13)).unwrap(), 0);
+    assert_eq!(store.expire(ts(14)).unwrap(), 1);
+    assert_eq!(store.state().msgs, 1, "b 3 has no TTL");
+    assert_eq!(store.next_expiry(), None);
 }
 
 #[test]
@@ -800,6 +929,298 @@ fn bit_rot_after_open_is_never_served() {
     assert_eq!(store.load_msg(5).unwrap().payload, &b"payload-5"[..]);
 }
 
+/// A block file made of these records, written as the only block of an
+/// otherwise empty store directory.
+fn disk_with_block(records: &[(record::Kind, u64, &[u8])]) -> (MemDisk, Vec<usize>) {
+    let mut bytes = Vec::new();
+    let mut offsets = Vec::new();
+    for &(kind, seq, payload) in records {
+        offsets.push(bytes.len());
+        let subject: &[u8] = if kind == record::Kind::Message {
+            b"a.b"
+        } else {
+            b""
+        };
+        record::encode(&mut bytes, kind, seq, seq, 0, subject, b"", payload);
+    }
+    let mut disk = MemDisk::new();
+    disk.write_at("s/0000000001.blk", 0, &bytes).unwrap();
+    disk.sync_everything();
+    (disk, offsets)
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 1, `known-decreasing`,
+/// `known-dup`): checksum-valid messages out of order inside one block hit
+/// an assertion on open. They are refused as corrupt, counted and named.
+#[test]
+fn messages_out_of_order_in_a_block_are_refused_not_a_panic() {
+    use record::Kind::Message;
+    let (disk, offsets) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, 3, b"three"),
+        (Message, 2, b"two"),
+        (Message, 3, b"again"),
+        (Message, 4, b"four"),
+    ]);
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!((report.records, report.records_refused), (5, 2));
+    assert_eq!(report.damaged_records, 0);
+    for (warning, (offset, what)) in report.warnings.iter().zip([
+        (offsets[2], "message 2 does not follow message 3"),
+        (offsets[3], "message 3 does not follow message 3"),
+    ]) {
+        assert!(
+            warning.contains(&format!(
+                "s/0000000001.blk: record at offset {offset} refused as corrupt: {what}"
+            )),
+            "{warning}"
+        );
+    }
+    let state = store.state();
+    assert_eq!((state.msgs, state.first_seq, state.last_seq), (3, 1, 4));
+    assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"three"[..]);
+    // Through a whole-block load too (an erase loads the block).
+    store.backend_mut().drop_cache();
+    assert!(store.erase_msg(4).unwrap());
+    assert_eq!(store.backend().cached_blocks(), 1);
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"three"[..]);
+    let warnings = settle(&mut store);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(matches!(&warnings[0], StoreAction::Warning(text) if text.contains("refused")));
+    assert_eq!(put(&mut store, "a.b", "five", 5), 5);
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 2, `known-gap`): a gap of 2^40
+/// between two messages of one block put every missing sequence in the
+/// block's deleted set. A gap is one range now: memory follows the records.
+#[test]
+fn a_huge_gap_in_a_block_costs_one_range() {
+    use record::Kind::{Message, Tombstone};
+    let far = 1u64 << 40;
+    let (disk, _) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, 5, b"five"),
+        (Message, far, b"far"),
+        (Tombstone, 5, b""),
+    ]);
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    let block = &store.backend().blocks[0];
+    // The gaps 2..=4 and 6..far and the tombstone of 5: one range.
+    assert_eq!(block.deleted.range_count(), 1);
+    assert_eq!(block.deleted.len(), far - 2);
+    let state = store.state();
+    assert_eq!(
+        (state.msgs, state.last_seq, state.num_deleted),
+        (2, far, far - 2)
+    );
+    assert_eq!(store.load_next(&Filter::All, 2).unwrap().seq, far);
+    assert_eq!(store.load_last(&Filter::All).unwrap().seq, far);
+    assert_eq!(store.load_msg(5), Err(StoreError::NotFound));
+    assert!(store.remove_msg(1).unwrap());
+    assert_eq!(store.state().first_seq, far);
+    assert_eq!(put(&mut store, "a.b", "next", 9), far + 1);
+    settle(&mut store);
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        1 << 20,
+        StoreConfig::default(),
+    );
+    assert_eq!((store.state().msgs, store.state().first_seq), (2, far));
+    store.truncate(far).unwrap();
+    assert_eq!(store.load_msg(far).unwrap().payload, &b"far"[..]);
+}
+
+/// A `meta` file saying these things, checksum and all.
+fn meta_bytes(floor: u64, last: u64, last_ts: u64) -> Vec<u8> {
+    let mut bytes = b"RNSM".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    for word in [floor, last, last_ts] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Fuzz-found bug (RESULTS.md store finding 3, `known-maxseq`,
+/// `known-maxseq_torn`): sequences near `u64::MAX` overflowed `last + 1`
+/// and `last + lost`. Anything above `SEQ_MAX` on disk is refused as
+/// corrupt; a store at `SEQ_MAX` refuses new sequences.
+#[test]
+fn sequences_near_u64_max_are_refused_as_corrupt() {
+    use record::Kind::{Floor, Message, Skip};
+    let (mut disk, _) = disk_with_block(&[
+        (Message, 1, b"one"),
+        (Message, u64::MAX, b"top"),
+        (Skip, SEQ_MAX + 1, b""),
+        (Floor, 1, &u64::MAX.to_le_bytes()),
+        (Floor, u64::MAX, &2u64.to_le_bytes()),
+    ]);
+    disk.write_at("s/meta", 0, &meta_bytes(0, u64::MAX, 0))
+        .unwrap();
+    disk.sync_everything();
+    let store = open_file(disk, 1 << 20, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.records_refused, 4);
+    assert!(report.meta_rebuilt, "a meta past SEQ_MAX is damaged");
+    let state = store.state();
+    assert_eq!((state.msgs, state.first_seq, state.last_seq), (1, 1, 1));
+
+    // A message at SEQ_MAX with a torn record after it: the lost-record
+    // estimate stops at SEQ_MAX, and the full store refuses new messages.
+    let mut bytes = Vec::new();
+    record::encode(&mut bytes, Message, SEQ_MAX, 1, 0, b"a", b"", b"x");
+    record::encode(&mut bytes, Message, 7, 1, 0, b"a", b"", b"torn");
+    bytes.truncate(bytes.len() - 2);
+    let mut disk = MemDisk::new();
+    disk.write_at("s/0000000001.blk", 0, &bytes).unwrap();
+    disk.sync_everything();
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    assert_eq!(store.backend().recovery().tails_cut, 1);
+    assert_eq!(store.state().last_seq, SEQ_MAX);
+    assert_eq!(
+        store.store_msg(b"a", b"", b"y", ts(2), None),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.skip_msg(ts(2)), Err(StoreError::InvalidSequence));
+    assert!(!store.failed(), "a refusal is not a failure");
+
+    // The same limits on a memory store, through the API.
+    let mut store = MemStore::new(StoreConfig::default());
+    put(&mut store, "a", "x", 1);
+    assert_eq!(
+        store.skip_msgs(2, u64::MAX, ts(1)),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.compact(u64::MAX), Err(StoreError::InvalidSequence));
+    store.skip_msgs(2, SEQ_MAX - 1, ts(1)).unwrap();
+    assert_eq!(store.state().last_seq, SEQ_MAX);
+    assert_eq!(
+        store.store_msg(b"a", b"", b"y", ts(2), None),
+        Err(StoreError::InvalidSequence)
+    );
+    assert_eq!(store.compact(SEQ_MAX + 1).unwrap(), 1);
+    assert_eq!(store.state().first_seq, SEQ_MAX + 1);
+}
+
+/// The message sequences in block file `number`, in file order.
+fn block_messages(disk: &mut MemDisk, number: u64) -> Vec<u64> {
+    let bytes = block_bytes(disk, number).clone();
+    let scan = record::scan(&bytes);
+    scan.good
+        .iter()
+        .map(|&offset| record::decode(&bytes[offset..]).unwrap())
+        .filter(|record| record.kind == record::Kind::Message)
+        .map(|record| record.seq)
+        .collect()
+}
+
+/// A lost middle block file (blocks 1, 2, 3; 2 deleted) is found on
+/// recovery, named with the sequences it held, and those sequences are
+/// never handed out again.
+#[test]
+fn a_missing_middle_block_is_named_and_its_sequences_never_reused() {
+    let mut disk = filled(12, 300);
+    let second = block_messages(&mut disk, 2);
+    let third = block_messages(&mut disk, 3);
+    assert!(!second.is_empty() && !third.is_empty());
+    let (first_lost, last_lost) = (second[0], *second.last().unwrap());
+    disk.remove("s/0000000002.blk").unwrap();
+    disk.sync_everything();
+    let mut store = open_file(disk, 300, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.missing_sequences, vec![(first_lost, last_lost)]);
+    let expected = format!(
+        "s: sequences {first_lost}..={last_lost} are in no block before s/0000000003.blk: \
+         block file 0000000002.blk is missing"
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|text| text.starts_with(&expected)),
+        "{:?}",
+        report.warnings
+    );
+    let warnings = settle(&mut store);
+    assert!(warnings
+        .iter()
+        .any(|action| matches!(action, StoreAction::Warning(text) if text.starts_with(&expected))));
+    for seq in first_lost..=last_lost {
+        assert_eq!(store.load_msg(seq), Err(StoreError::NotFound));
+    }
+    let state = store.state();
+    assert_eq!(state.last_seq, 12);
+    assert_eq!(state.msgs, 12 - second.len() as u64);
+    assert_eq!(put(&mut store, "x", "y", 20), 13);
+    settle(&mut store);
+    // The next open finds the same hole, and nothing else.
+    let store = open_file(
+        store.into_backend().into_disk(),
+        300,
+        StoreConfig::default(),
+    );
+    assert_eq!(
+        store.backend().recovery().missing_sequences,
+        vec![(first_lost, last_lost)]
+    );
+    assert_eq!(store.state().last_seq, 13);
+}
+
+/// A lost first block is found the same way: nothing (no floor) accounts
+/// for the sequences below the first surviving block.
+#[test]
+fn a_missing_first_block_is_named() {
+    let mut disk = filled(12, 300);
+    let first = block_messages(&mut disk, 1);
+    disk.remove("s/0000000001.blk").unwrap();
+    disk.sync_everything();
+    let store = open_file(disk, 300, StoreConfig::default());
+    let report = store.backend().recovery();
+    let lost = (1, *first.last().unwrap());
+    assert_eq!(report.missing_sequences, vec![lost]);
+    assert!(
+        report.warnings.iter().any(|text| text.contains(&format!(
+            "sequences 1..={} are in no block before s/0000000002.blk: block file 0000000001.blk is missing",
+            lost.1
+        ))),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(store.state().first_seq, lost.1 + 1);
+    assert_eq!(store.state().last_seq, 12);
+}
+
+/// A block emptied by removals is deleted by the store itself: that leaves
+/// a record behind (a skip in the block before, a floor for the first
+/// block), so recovery does not report it as lost.
+#[test]
+fn a_block_emptied_and_removed_is_not_reported_missing() {
+    let mut disk = filled(16, 300);
+    let first = block_messages(&mut disk, 1);
+    let second = block_messages(&mut disk, 2);
+    let mut store = open_file(disk, 300, StoreConfig::default());
+    let blocks = store.backend().block_count();
+    for &seq in second.iter().chain(&first) {
+        assert!(store.remove_msg(seq).unwrap());
+    }
+    settle(&mut store);
+    assert_eq!(store.backend().block_count(), blocks - 2);
+    let state = store.state();
+    let mut store = open_file(
+        store.into_backend().into_disk(),
+        300,
+        StoreConfig::default(),
+    );
+    let report = store.backend().recovery().clone();
+    assert!(report.missing_sequences.is_empty(), "{:?}", report.warnings);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(store.state(), state);
+    assert_eq!(put(&mut store, "x", "y", 20), 17);
+}
+
 // ---- FileStore against MemStore ----
 
 #[derive(Debug, Clone)]
@@ -924,6 +1345,10 @@ proptest! {
                         disk.process_kill();
                     }
                     file = open_file(disk, 160, config.clone());
+                    // Everything was synced: no block can be missing, and
+                    // no removal may look like a lost block.
+                    let report = file.backend().recovery();
+                    prop_assert!(report.missing_sequences.is_empty(), "{:?}", report.warnings);
                     settle(&mut file);
                 }
                 op => {

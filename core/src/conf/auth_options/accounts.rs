@@ -30,7 +30,7 @@ use crate::subject::{
 };
 
 /// Keys of an account block the reference knows and rnats does not handle.
-const UNSUPPORTED_ACCOUNT_KEYS: &[&str] = &["jetstream", "limits", "msg_trace", "trace_dest"];
+const UNSUPPORTED_ACCOUNT_KEYS: &[&str] = &["limits", "msg_trace", "trace_dest"];
 
 /// The reference gives up looking for an import cycle this many accounts deep.
 const CYCLE_SEARCH_DEPTH_MAX: usize = 1024;
@@ -215,6 +215,13 @@ fn parse_account(
             }
             "mappings" | "maps" => {
                 config.mappings = parse_mappings(field, &unsupported_prefix, unsupported)?
+            }
+            "jetstream" => {
+                config.jetstream = super::super::jetstream_options::parse_account_jetstream(
+                    field,
+                    &unsupported_prefix,
+                    unsupported,
+                )?
             }
             key if UNSUPPORTED_ACCOUNT_KEYS.contains(&key) => {
                 unsupported.push(context.unsupported(field))

@@ -310,7 +310,6 @@ fn keys_rnats_does_not_handle_are_reported() {
     assert_eq!(
         keys,
         [
-            "accounts.A.jetstream",
             "accounts.A.limits",
             "accounts.A.users.allowed_connection_types",
             "accounts.A.exports.latency",

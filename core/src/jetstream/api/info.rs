@@ -16,6 +16,13 @@ use crate::jetstream::errors::ApiError;
 use crate::time::WallTime;
 
 /// A stream's configuration and state at a moment.
+///
+/// As the reference fills it on a single server: `config` shows the
+/// version metadata (`_nats.ver`, `_nats.level`; see
+/// [`crate::jetstream::stream_config::with_dynamic_metadata`]) in `CREATE`,
+/// `UPDATE` and `INFO` replies but not in `LIST`; `cluster` is
+/// `{"leader":<server name>}` in `INFO` replies only; `mirror`/`sources`
+/// info appears for streams that copy (`active` -1 until a message came).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
     pub config: StreamConfig,

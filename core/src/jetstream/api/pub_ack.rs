@@ -98,7 +98,7 @@ impl PubAck {
             stream: stream.to_owned(),
             ..PubAck::default()
         };
-        let bytes = serde_json::to_vec(&refused).unwrap_or_default();
+        let bytes = super::to_wire_json(&refused);
         debug_assert!(bytes.starts_with(b"{\"error\":"));
         bytes
     }

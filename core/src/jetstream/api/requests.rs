@@ -8,6 +8,17 @@
 //!
 //! Invariants: a response built with `ok(..)` has no error; one built with
 //! `error(..)` has no body beyond the members the reference always writes.
+//!
+//! What the reference answers, seen on a single server (v2.15.1): a
+//! missing stream is `StreamNotFound` (404 10059) everywhere; `MSG.GET`
+//! with none of `seq`/`last_by_subj`/`next_by_subj` is `BadRequest` (400
+//! 10003), a sequence not stored `NoMessageFound` (404 10037); `MSG.DELETE`
+//! of a sequence not stored is `StreamMsgDeleteFailed` with `{err}` =
+//! `stream store EOF` (500 10057); `PURGE` answers `success` and
+//! `purged`, also for an empty body; `CREATE` of an existing name with the
+//! same config answers like a create (`did_create` true), with another
+//! config `StreamNameExist` (400 10058). Replies go out through
+//! [`super::to_wire_json`].
 
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -30,6 +41,17 @@ pub mod response_type {
     pub const STREAM_PURGE: &str = "io.nats.jetstream.api.v1.stream_purge_response";
     pub const STREAM_MSG_GET: &str = "io.nats.jetstream.api.v1.stream_msg_get_response";
     pub const STREAM_MSG_DELETE: &str = "io.nats.jetstream.api.v1.stream_msg_delete_response";
+}
+
+/// Page sizes the reference uses (seen in its replies' `limit`).
+pub mod page_limit {
+    /// `STREAM.NAMES`.
+    pub const STREAM_NAMES: usize = 1024;
+    /// `STREAM.LIST`.
+    pub const STREAM_LIST: usize = 256;
+    /// `STREAM.INFO` with `subjects_filter`: subjects per page. Without a
+    /// filter the reply's paging is all zeros.
+    pub const STREAM_INFO_SUBJECTS: usize = 100_000;
 }
 
 /// Paging numbers of a reply; always written.

@@ -338,6 +338,20 @@ pub struct Republish {
     pub headers_only: bool,
 }
 
+/// The reference's text for an enum value it does not know: its
+/// unmarshallers quote the raw JSON (`can not unmarshal "\"forever\""`),
+/// compression's names the algorithm.
+fn refusal_text(what: &str, raw: &serde_json::Value) -> String {
+    if what == "compression" {
+        return "unknown compression algorithm".to_owned();
+    }
+    let raw_json = raw.to_string();
+    format!(
+        "can not unmarshal {}",
+        crate::format::go_quote(raw_json.as_bytes())
+    )
+}
+
 /// Declares a unit-variant enum written as a fixed JSON string, reading only
 /// the listed strings (and, where given, matching them without case).
 macro_rules! wire_enum {
@@ -366,17 +380,19 @@ macro_rules! wire_enum {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
+                // Any JSON value: the reference's unmarshallers quote what
+                // they do not know, strings or not.
+                let raw = serde_json::Value::deserialize(deserializer)?;
+                let serde_json::Value::String(text) = raw else {
+                    return Err(serde::de::Error::custom(refusal_text($what, &raw)));
+                };
                 let wanted = if $ignore_case { text.to_ascii_lowercase() } else { text.clone() };
                 $(
                     if wanted == $text $(|| wanted == $alias)* {
                         return Ok($name::$variant);
                     }
                 )+
-                Err(serde::de::Error::custom(format!(
-                    concat!("can not unmarshal ", $what, " {:?}"),
-                    text
-                )))
+                Err(serde::de::Error::custom(refusal_text($what, &serde_json::Value::String(text))))
             }
         }
     };
@@ -450,6 +466,15 @@ mod tests {
                 .unwrap();
         assert!(config.subjects.is_empty());
         assert_eq!(config.discard, DiscardPolicy::New);
+    }
+
+    #[test]
+    fn enum_refusals_read_as_the_reference_writes_them() {
+        // Captured: {"retention":"forever"} -> invalid JSON: can not unmarshal "\"forever\""
+        let error =
+            serde_json::from_value::<StreamConfig>(serde_json::json!({"retention":"forever"}))
+                .unwrap_err();
+        assert_eq!(error.to_string(), r#"can not unmarshal "\"forever\"""#);
     }
 
     #[test]
