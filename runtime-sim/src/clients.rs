@@ -22,6 +22,7 @@ use rnats_core::protocol;
 use rnats_core::runtime::ConnId;
 
 use crate::conn::{Conn, Dir};
+use crate::js_clients::JsPublisher;
 use crate::model::{Frame, Model, MsgRecord};
 use crate::node::NodeId;
 use crate::rng::{stream, Rng};
@@ -44,6 +45,8 @@ pub(crate) struct SimClient {
     pub(crate) next_sid: u64,
     pub(crate) next_inbox: u64,
     pub(crate) connects: u64,
+    /// A JetStream publisher's record of its stream.
+    pub(crate) js: Option<Box<JsPublisher>>,
 }
 
 impl SimClient {
@@ -58,6 +61,8 @@ impl SimClient {
         let mut rng = Rng::stream(run_seed, stream::CLIENT_BASE + index as u64);
         let verbose = rng.chance(spec.verbose_ratio);
         let pedantic = rng.chance(spec.pedantic_ratio);
+        let js = (spec.role == Role::JsPublisher)
+            .then(|| Box::new(JsPublisher::new(index, spec, &mut rng)));
         SimClient {
             spec: spec_index,
             role: spec.role,
@@ -69,6 +74,7 @@ impl SimClient {
             next_sid: 1,
             next_inbox: 0,
             connects: 0,
+            js,
         }
     }
 }
@@ -117,6 +123,10 @@ impl World {
             .as_ref()
             .is_some_and(|security| security.tls_map);
         write_opening(client, index, &mut conn, &spec, tls_map);
+        if let Some(js) = client.js.as_mut() {
+            let opening = js.on_connect(client.connects);
+            conn.write_frame(&opening, None);
+        }
         conn.write_frame(b"PING\r\n", Some(Frame::Ping));
         let handshake = self.active_plan.latency(&mut conn.rng);
         let previous = self.nodes[node.index()].conns.insert(id, conn);
@@ -151,7 +161,9 @@ impl World {
         }
         let spec = self.scenario.clients[self.clients[index].spec].clone();
         let interval = match spec.role {
-            Role::Publisher | Role::Requester => (SECOND as f64 / spec.rate_hz) as u64,
+            Role::Publisher | Role::Requester | Role::JsPublisher => {
+                (SECOND as f64 / spec.rate_hz) as u64
+            }
             _ => 100 * MS,
         };
         let dt = interval as f64 / SECOND as f64;
@@ -242,6 +254,7 @@ impl World {
                     *self.faults.entry("malformed-frame").or_default() += 1;
                 }
             }
+            Role::JsPublisher => self.js_workload(node, index, id),
             Role::QueueMember | Role::Responder => {}
         }
     }
@@ -355,6 +368,11 @@ impl World {
                         show(&text)
                     ));
                 }
+            }
+            ServerOp::Msg {
+                subject, payload, ..
+            } if role == Role::JsPublisher => {
+                self.js_client_receives(node, index, &subject, &payload);
             }
             ServerOp::Msg {
                 subject,
@@ -515,7 +533,7 @@ fn write_opening(
         Role::Malformed => {
             subscribe(client, conn, format!("bad.{index}").as_bytes(), None);
         }
-        Role::Publisher => {}
+        Role::Publisher | Role::JsPublisher => {}
     }
 }
 

@@ -82,6 +82,8 @@ struct SimFile {
     durable: Vec<u8>,
     current: Vec<u8>,
     pending: Vec<Pending>,
+    /// The disk-wide serial number of each pending operation, in order.
+    serials: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ enum NameOp {
     Link {
         path: String,
         inode: u64,
+        serial: u64,
     },
     Unlink {
         path: String,
@@ -110,7 +113,7 @@ impl NameOp {
 
     fn apply(&self, names: &mut BTreeMap<String, u64>) {
         match self {
-            NameOp::Link { path, inode } => {
+            NameOp::Link { path, inode, .. } => {
                 names.insert(path.clone(), *inode);
             }
             NameOp::Unlink { path } => {
@@ -145,6 +148,9 @@ pub struct SimDisk {
     files: BTreeMap<u64, SimFile>,
     dirs: BTreeSet<String>,
     next_inode: u64,
+    /// Counts every write, truncate and file creation: the order in which
+    /// they were made, for `unsynced_through`.
+    serial: u64,
     stats: SimDiskStats,
     hash: u64,
 }
@@ -175,6 +181,7 @@ impl SimDisk {
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
             next_inode: 1,
+            serial: 0,
             stats: SimDiskStats::default(),
             hash: FNV_OFFSET,
         }
@@ -260,6 +267,7 @@ impl SimDisk {
         let sector = self.sector;
         let file = self.files.get_mut(&inode).expect("listed inode");
         let pending = std::mem::take(&mut file.pending);
+        file.serials.clear();
         let mut content = std::mem::take(&mut file.durable);
         let kept = match loss {
             Loss::All => 0,
@@ -323,6 +331,36 @@ impl SimDisk {
         Some((path, at as u64))
     }
 
+    /// The serial number of the latest write, truncate or file creation.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// A file directly in `dir`, named now, that a power loss could still
+    /// take back to before operation `serial`: one of its writes or
+    /// truncates numbered `serial` or lower is pending, or its creation is.
+    pub fn unsynced_through(&self, dir: &str, serial: u64) -> Option<String> {
+        for (path, inode) in self.names.iter().filter(|(p, _)| parent(p) == dir) {
+            if self.files[inode]
+                .serials
+                .first()
+                .is_some_and(|s| *s <= serial)
+            {
+                return Some(path.clone());
+            }
+        }
+        self.name_log.iter().find_map(|op| match op {
+            NameOp::Link {
+                path,
+                inode,
+                serial: made,
+            } if *made <= serial && parent(path) == dir && self.names.get(path) == Some(inode) => {
+                Some(path.clone())
+            }
+            _ => None,
+        })
+    }
+
     /// The current bytes of `path` (tests).
     pub fn contents(&self, path: &str) -> Option<&[u8]> {
         let inode = self.names.get(path)?;
@@ -334,9 +372,11 @@ impl SimDisk {
         self.next_inode += 1;
         self.files.insert(inode, SimFile::default());
         self.names.insert(path.to_string(), inode);
+        self.serial += 1;
         self.name_log.push(NameOp::Link {
             path: path.to_string(),
             inode,
+            serial: self.serial,
         });
         inode
     }
@@ -431,9 +471,11 @@ impl Disk for SimDisk {
             offset,
             bytes: bytes.to_vec(),
         };
+        self.serial += 1;
         let file = self.files.get_mut(&inode).expect("named inode");
         apply(&mut file.current, &op);
         file.pending.push(op);
+        file.serials.push(self.serial);
         if failed {
             return Err(DiskError::Io(path.to_string()));
         }
@@ -447,9 +489,11 @@ impl Disk for SimDisk {
             return Err(DiskError::Io(path.to_string()));
         }
         let op = Pending::Truncate { len };
+        self.serial += 1;
         let file = self.files.get_mut(&inode).expect("named inode");
         apply(&mut file.current, &op);
         file.pending.push(op);
+        file.serials.push(self.serial);
         Ok(())
     }
 
@@ -463,6 +507,7 @@ impl Disk for SimDisk {
         let file = self.files.get_mut(&inode).expect("named inode");
         file.durable = file.current.clone();
         file.pending.clear();
+        file.serials.clear();
         Ok(())
     }
 

@@ -41,6 +41,9 @@ pub(crate) struct FaultPlan {
     pub(crate) stall_max: u64,
     pub(crate) refuse: f64,
     pub(crate) wall_jump_per_s: f64,
+    /// Node restarts per second (whole run): process kills, power losses.
+    pub(crate) kill_per_s: f64,
+    pub(crate) power_loss_per_s: f64,
 }
 
 impl FaultPlan {
@@ -63,6 +66,17 @@ impl FaultPlan {
         let latency_min = rng.range(low, high);
         let latency_max = rng.range(latency_min, high);
         let jitter_max = (spec.jitter_ms_max * MS as f64 * rng.unit()) as u64;
+        // Drawn last, and not at all when off: scenarios without restarts
+        // keep the draws they always had.
+        let mut rate = |max: f64| {
+            if max <= 0.0 || rng.chance(0.25) {
+                0.0
+            } else {
+                max * rng.unit()
+            }
+        };
+        let kill_per_s = rate(spec.kill_per_s_max);
+        let power_loss_per_s = rate(spec.power_loss_per_s_max);
         let plan = FaultPlan {
             latency_min,
             latency_max,
@@ -74,6 +88,8 @@ impl FaultPlan {
             stall_max: (spec.stall_ms_max * MS as f64) as u64,
             refuse,
             wall_jump_per_s,
+            kill_per_s,
+            power_loss_per_s,
         };
         assert!(plan.latency_min <= plan.latency_max);
         assert!((0.0..=1.0).contains(&plan.split));
@@ -89,6 +105,8 @@ impl FaultPlan {
             stall_per_s: 0.0,
             refuse: 0.0,
             wall_jump_per_s: 0.0,
+            kill_per_s: 0.0,
+            power_loss_per_s: 0.0,
             ..self.clone()
         }
     }
@@ -126,6 +144,13 @@ impl World {
                 let pipe = if down { &mut conn.down } else { &mut conn.up };
                 pipe.stalled_until = pipe.stalled_until.max(until);
                 self.count_fault(Some(node), if down { "stall-down" } else { "stall-up" });
+            }
+        }
+        // Rolled only when on, so scenarios without restarts draw as before.
+        for (rate, power_loss) in [(plan.kill_per_s, false), (plan.power_loss_per_s, true)] {
+            if rate > 0.0 && self.fault_rng.chance(rate * dt) {
+                let node = self.fault_rng.below(self.nodes.len() as u64) as u32;
+                self.restart_node(NodeId(node), power_loss);
             }
         }
         // Each node's wall clock jumps on its own, rolled from the node's own

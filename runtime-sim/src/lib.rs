@@ -24,8 +24,10 @@
 //! same seed gives the same hash. Nothing is global: a run owns all its state.
 //!
 //! One concept per module: `world` (the event queue and stepping), `node` (a
-//! server machine and its runtime half), `conn` (one connection's two ends),
-//! `clients` (simulated clients and their workloads), `faults` (the plan
+//! server machine and its runtime half), `jetstream` (a node's JetStream
+//! machine over its simulated disk, restarts), `conn` (one connection's two
+//! ends), `clients` (simulated clients and their workloads), `js_clients`
+//! (JetStream publishers), `faults` (the plan
 //! drawn from the seed and the injector), `invariants/` (one file per
 //! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
 //! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
@@ -37,6 +39,8 @@ mod conn;
 pub mod disk;
 mod faults;
 mod invariants;
+mod jetstream;
+mod js_clients;
 pub mod model;
 pub mod net;
 mod node;
@@ -82,6 +86,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String>
                     at: rnats_core::time::Instant::ZERO,
                     recent: Vec::new(),
                 }),
+                jetstream: Default::default(),
                 plan: String::new(),
             })
         }
@@ -97,6 +102,7 @@ pub fn defect_names() -> &'static [&'static str] {
         "slow-subscriber-blocks-publisher",
         "deny-ignored-on-delivery",
         "hpub-skips-publish-permissions",
+        "ack-before-sync",
     ]
 }
 
@@ -110,6 +116,7 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "slow-subscriber-blocks-publisher" => PlantedDefect::SlowSubscriberBlocksPublisher,
         "deny-ignored-on-delivery" => PlantedDefect::DenyIgnoredOnDelivery,
         "hpub-skips-publish-permissions" => PlantedDefect::HpubSkipsPublishPermissions,
+        "ack-before-sync" => PlantedDefect::AckBeforeSync,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",

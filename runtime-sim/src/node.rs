@@ -27,7 +27,9 @@ use rnats_core::time::{Instant, WallTime};
 
 use crate::conn::{Conn, Dir};
 use crate::invariants;
+use crate::jetstream::JsNode;
 use crate::rng::{stream, Rng};
+use crate::scenario::JetStreamSpec;
 use crate::world::{Event, World, SECOND};
 
 /// How long a bcrypt password check takes off the server's lock.
@@ -67,25 +69,46 @@ pub(crate) struct Node {
     /// Core's runtime contract, held against every action this node's
     /// server asks for (a broken rule panics with the connection).
     pub(crate) contract: ContractCheck,
+    /// The configuration a restart starts the server with again.
+    pub(crate) config: ServerConfig,
+    /// Process restarts so far (kills and power losses).
+    pub(crate) restarts: u64,
+    /// The seeds of restarted server machines.
+    pub(crate) restart_rng: Rng,
+    /// The JetStream machine and its disk, when the scenario has JetStream.
+    pub(crate) js: Option<JsNode>,
 }
 
 impl Node {
     /// Node `id` of the run seeded with `run_seed`: its server machine and
     /// its wall clock each draw from their own stream, so nodes never share
     /// randomness and node 0 draws exactly what a one-node world drew.
-    pub(crate) fn new(id: NodeId, config: ServerConfig, run_seed: u64) -> Node {
+    pub(crate) fn new(
+        id: NodeId,
+        config: ServerConfig,
+        run_seed: u64,
+        jetstream: Option<&JetStreamSpec>,
+    ) -> Node {
         let server_seed = Rng::stream(run_seed, stream::node(stream::SERVER, id.0)).next_u64();
         let mut node = Node {
             id,
-            server: Server::new(config, server_seed),
+            server: Server::new(config.clone(), server_seed),
             wall_offset: 0,
             wall_rng: Rng::stream(run_seed, stream::node(stream::WALL_CLOCK, id.0)),
             timer_at: None,
             conns: BTreeMap::new(),
             contract: ContractCheck::default(),
+            config,
+            restarts: 0,
+            restart_rng: Rng::stream(run_seed, stream::node(stream::RESTART, id.0)),
+            js: None,
         };
         let wall = node.wall_time(Instant::ZERO);
         node.server.set_wall_clock(Instant::ZERO, wall);
+        if let Some(spec) = jetstream {
+            assert!(node.config.jetstream.is_some(), "JetStream nodes enable it");
+            node.js = Some(JsNode::start(id, &node.config, spec, run_seed, wall));
+        }
         node
     }
 
@@ -159,8 +182,19 @@ impl World {
         self.pump_client(node, id);
     }
 
-    /// Carry out every action the node's server queued.
+    /// Carry out every action the node's server queued, and what its
+    /// JetStream machine asks in turn, until neither has more.
     pub(crate) fn drain_actions(&mut self, node: NodeId) {
+        loop {
+            self.drain_server_actions(node);
+            if !self.pump_jetstream(node) {
+                break;
+            }
+        }
+        self.arm_server_timer(node);
+    }
+
+    fn drain_server_actions(&mut self, node: NodeId) {
         while let Some(action) = self.nodes[node.index()].server.poll_action() {
             self.nodes[node.index()].contract.action(&action);
             match action {
@@ -194,7 +228,6 @@ impl World {
                 }
             }
         }
-        self.arm_server_timer(node);
     }
 
     /// The server's password check ran: report it, then carry out what follows.

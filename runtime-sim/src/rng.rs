@@ -17,6 +17,12 @@ pub(crate) mod stream {
     pub(crate) const FAULTS: u64 = 3;
     /// A node's wall-clock jumps: node `n` draws from `node(WALL_CLOCK, n)`.
     pub(crate) const WALL_CLOCK: u64 = 4;
+    /// A node's simulated disk (node 0's is `disk::DISK_STREAM` itself).
+    pub(crate) const DISK: u64 = 5;
+    /// A node's JetStream runtime half: sync latencies.
+    pub(crate) const JETSTREAM: u64 = 6;
+    /// A node's restarts: the seed of each new server machine.
+    pub(crate) const RESTART: u64 = 7;
     /// Per-node streams are `NODE_STRIDE` apart, so node 0 keeps the numbers
     /// a one-node world always used (its draws, and so its traces, do not
     /// change when nodes are added after it).
@@ -31,7 +37,7 @@ pub(crate) mod stream {
     /// Node `node`'s stream of kind `base` (`SERVER` or `WALL_CLOCK`).
     pub(crate) fn node(base: u64, node: u32) -> u64 {
         assert!(
-            base == SERVER || base == WALL_CLOCK,
+            matches!(base, SERVER | WALL_CLOCK | DISK | JETSTREAM | RESTART),
             "{base} is no per-node stream"
         );
         assert!(node < NODES_MAX, "node {node} past NODES_MAX");

@@ -31,6 +31,26 @@ pub struct Scenario {
     /// Accounts, users and permissions; absent: no authentication.
     #[serde(default)]
     pub security: Option<crate::security::SecuritySpec>,
+    /// JetStream on every node (each over its own simulated disk); absent: off.
+    #[serde(default)]
+    pub jetstream: Option<JetStreamSpec>,
+}
+
+/// JetStream in a run: every node runs a JetStream machine over its own
+/// simulated disk; `fsync_ms` bounds how long one sync takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JetStreamSpec {
+    /// A sync takes between these many milliseconds (drawn per sync).
+    pub fsync_ms: [f64; 2],
+}
+
+impl Default for JetStreamSpec {
+    fn default() -> Self {
+        JetStreamSpec {
+            fsync_ms: [0.05, 4.0],
+        }
+    }
 }
 
 fn default_heal_s() -> f64 {
@@ -112,6 +132,13 @@ pub enum Role {
     SlowReader,
     /// Sends good frames, then a malformed one.
     Malformed,
+    /// Creates its own JetStream stream (file storage, limits drawn from
+    /// its stream) on `subjects` (one pattern, `<prefix>.>`), publishes with
+    /// reply subjects at `rate_hz` (some with `Nats-Msg-Id`, retried after a
+    /// timeout or reconnect, some with `Nats-Expected-Last-Sequence`),
+    /// purges now and then, asks for STREAM.INFO and reads messages back
+    /// with MSG.GET after its node restarted.
+    JsPublisher,
 }
 
 /// A kind of client, `count` times.
@@ -194,6 +221,12 @@ pub struct FaultSpec {
     /// Wall-clock jumps per virtual second, at most (the server does not use
     /// wall time yet; its monotonic time never goes back).
     pub wall_jump_per_s_max: f64,
+    /// Process kills per virtual second, at most (whole run): a node's
+    /// server and JetStream restart; its disk keeps every write.
+    pub kill_per_s_max: f64,
+    /// Power losses per virtual second, at most (whole run): as a kill, and
+    /// the node's disk loses what was not synced.
+    pub power_loss_per_s_max: f64,
 }
 
 impl Default for FaultSpec {
@@ -208,6 +241,8 @@ impl Default for FaultSpec {
             stall_ms_max: 300.0,
             refuse_max: 0.0,
             wall_jump_per_s_max: 0.1,
+            kill_per_s_max: 0.0,
+            power_loss_per_s_max: 0.0,
         }
     }
 }
@@ -265,6 +300,18 @@ impl Scenario {
             }
             if spec.role == Role::QueueMember && spec.group.is_none() {
                 return Err(String::from("queue_member clients need a group"));
+            }
+            if spec.role == Role::JsPublisher {
+                if self.jetstream.is_none() {
+                    return Err(String::from(
+                        "js_publisher clients need a jetstream section",
+                    ));
+                }
+                if spec.subjects.len() != 1 || !spec.subjects[0].ends_with(".>") {
+                    return Err(String::from(
+                        "js_publisher clients take one subject prefix, written <prefix>.>",
+                    ));
+                }
             }
             if spec.rate_hz.is_nan() || spec.rate_hz <= 0.0 {
                 return Err(String::from("rate_hz must be positive"));

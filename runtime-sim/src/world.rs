@@ -19,6 +19,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
+use rnats_core::jetstream::link::StreamId;
 use rnats_core::runtime::ConnId;
 use rnats_core::server::ServerConfig;
 use rnats_core::time::Instant;
@@ -45,6 +46,11 @@ pub struct RunOptions {
     /// A planted defect's name (see [`crate::defect_names`]); needs the
     /// `planted-defects` feature.
     pub defect: Option<String>,
+    /// Skip the node-side check that every JetStream acknowledgement is
+    /// durable when released, so that only what clients see (sequences,
+    /// read-backs after power losses) can catch a defect: proves those
+    /// checks on their own.
+    pub client_checks_only: bool,
 }
 
 /// A failed invariant, with what is needed to replay it.
@@ -72,6 +78,9 @@ pub struct Outcome {
     pub checks: u64,
     pub trace_hash: u64,
     pub failure: Option<Failure>,
+    /// JetStream: what the publishers did and saw (summed over all of
+    /// them), and how many acknowledgements were checked durable.
+    pub jetstream: BTreeMap<&'static str, u64>,
     /// The swarm draw, readable.
     pub plan: String,
 }
@@ -129,6 +138,18 @@ pub(crate) enum Event {
         node: NodeId,
         conn: ConnId,
     },
+    /// A node's JetStream machine asked to be woken.
+    JsTimer {
+        node: NodeId,
+    },
+    /// A sync a node's JetStream asked for completes (`generation`: the
+    /// process that asked; a restarted node ignores it).
+    JsSyncDone {
+        node: NodeId,
+        stream: StreamId,
+        tag: u64,
+        generation: u64,
+    },
 }
 
 impl Event {
@@ -148,6 +169,8 @@ impl Event {
             Event::ClientRead { .. } => "client-read",
             Event::ServerSeesReset { .. } => "server-sees-reset",
             Event::PasswordChecked { .. } => "password-checked",
+            Event::JsTimer { .. } => "js-timer",
+            Event::JsSyncDone { .. } => "js-sync-complete",
         }
     }
 
@@ -162,7 +185,9 @@ impl Event {
             | Event::ServerRead { node, .. }
             | Event::ClientRead { node, .. }
             | Event::ServerSeesReset { node, .. }
-            | Event::PasswordChecked { node, .. } => Some(*node),
+            | Event::PasswordChecked { node, .. }
+            | Event::JsTimer { node }
+            | Event::JsSyncDone { node, .. } => Some(*node),
             Event::FaultTick | Event::Heal | Event::Mark | Event::End => None,
         }
     }
@@ -178,7 +203,9 @@ impl Event {
             | Event::ServerSeesReset { conn, .. }
             | Event::PasswordChecked { conn, .. } => conn.0,
             Event::ClientConnect { client, .. } => *client as u64,
+            Event::JsSyncDone { stream, tag, .. } => (stream.0 << 32) ^ tag,
             Event::ServerTimer { .. }
+            | Event::JsTimer { .. }
             | Event::FaultTick
             | Event::Heal
             | Event::Mark
@@ -218,6 +245,8 @@ pub struct World {
     events: u64,
     pub(crate) healed: bool,
     failure: Option<String>,
+    /// `RunOptions::client_checks_only`.
+    pub(crate) client_checks_only: bool,
 }
 
 impl World {
@@ -230,7 +259,7 @@ impl World {
             model.imports = security.imports();
         }
         let nodes: Vec<Node> = (0..scenario.topology.servers)
-            .map(|n| Node::new(NodeId(n), config.clone(), seed))
+            .map(|n| Node::new(NodeId(n), config.clone(), seed, scenario.jetstream.as_ref()))
             .collect();
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
@@ -262,11 +291,18 @@ impl World {
             events: 0,
             healed: false,
             failure: None,
+            client_checks_only: options.client_checks_only,
         };
         for client in 0..world.clients.len() {
             let start = world.clients[client].rng.below(200 * MS);
             let node = world.clients[client].node;
             world.schedule(Instant(start), Event::ClientConnect { node, client });
+        }
+        // JetStream's recovered streams ask for their subscriptions first.
+        for node in 0..world.nodes.len() {
+            if world.nodes[node].js.is_some() {
+                world.drain_actions(NodeId(node as u32));
+            }
         }
         world.schedule(Instant(FAULT_TICK), Event::FaultTick);
         world.schedule(Instant(duration), Event::Heal);
@@ -329,8 +365,22 @@ impl World {
             checks: self.model.stats.checks,
             trace_hash: self.trace.hash(),
             failure,
+            jetstream: self.jetstream_counts(),
             plan: format!("{:?}", self.plan),
         }
+    }
+
+    fn jetstream_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = BTreeMap::new();
+        for js in self.clients.iter().filter_map(|c| c.js.as_ref()) {
+            for (what, n) in &js.counts {
+                *counts.entry(*what).or_default() += n;
+            }
+        }
+        for js in self.nodes.iter().filter_map(|n| n.js.as_ref()) {
+            *counts.entry("acks-checked-durable").or_default() += js.acks_checked;
+        }
+        counts
     }
 
     pub(crate) fn schedule(&mut self, at: Instant, event: Event) {
@@ -383,6 +433,13 @@ impl World {
             Event::ClientRead { node, conn } => self.client_read(node, conn),
             Event::ServerSeesReset { node, conn } => self.server_sees_close(node, conn),
             Event::PasswordChecked { node, conn } => self.password_checked(node, conn),
+            Event::JsTimer { node } => self.js_timer(node),
+            Event::JsSyncDone {
+                node,
+                stream,
+                tag,
+                generation,
+            } => self.js_sync_done(node, stream, tag, generation),
         }
     }
 
@@ -459,6 +516,9 @@ fn server_config(scenario: &Scenario, options: &RunOptions) -> Result<ServerConf
                 allow_non_tls: false,
             };
         }
+    }
+    if scenario.jetstream.is_some() {
+        config.jetstream = Some(crate::jetstream::js_config());
     }
     if let Some(name) = &options.defect {
         crate::apply_defect(&mut config, name)?;

@@ -61,6 +61,11 @@ fn ci_two_nodes() {
     sweep_clean("two-nodes");
 }
 
+#[test]
+fn ci_jetstream_restarts() {
+    sweep_clean("jetstream-restarts");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -38,6 +38,30 @@ fn a_two_node_seed_replays_bit_for_bit() {
 }
 
 #[test]
+fn a_jetstream_seed_replays_bit_for_bit_and_restarts() {
+    let js = scenario("jetstream-restarts");
+    let first = run_seed(&js, 3, None);
+    let _other = run_seed(&scenario("two-nodes"), 3, None);
+    let again = run_seed(&js, 3, None);
+    assert!(first.failure.is_none(), "{}", common::describe(&first));
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.faults, again.faults);
+    assert_eq!(first.jetstream, again.jetstream);
+    assert_ne!(first.trace_hash, run_seed(&js, 4, None).trace_hash);
+    // Seed 3 kills and powers off nodes, and the publishers read back.
+    let count = |what: &str| first.jetstream.get(what).copied().unwrap_or(0);
+    assert!(first.faults.get("power-loss").copied().unwrap_or(0) > 0);
+    assert!(first.faults.get("process-kill").copied().unwrap_or(0) > 0);
+    assert!(count("acked") > 500, "{:?}", first.jetstream);
+    assert!(count("acked-duplicate") > 0, "{:?}", first.jetstream);
+    assert!(count("msg-get-found") > 10, "{:?}", first.jetstream);
+    // Every ack a publisher got was checked durable when released (some
+    // were released to publishers already gone).
+    assert!(count("acks-checked-durable") >= count("acked"));
+}
+
+#[test]
 fn a_run_does_real_work() {
     let outcome = run_seed(&scenario("pubsub-faults"), 5, None);
     assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));

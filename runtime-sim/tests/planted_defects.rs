@@ -83,3 +83,32 @@ fn defects_are_caught_by_other_scenarios_too() {
         "drop-split-frame not caught by request-reply"
     );
 }
+
+#[test]
+fn an_ack_before_its_sync_is_caught() {
+    caught("ack-before-sync", "jetstream-restarts");
+}
+
+#[test]
+fn an_ack_before_its_sync_is_caught_by_the_publishers_alone() {
+    // Without the node-side durability check, a power loss between the
+    // early ack and the sync loses an acknowledged message: the publisher's
+    // read-back (or a sequence acknowledged twice) shows it.
+    let scenario = scenario("jetstream-restarts");
+    let options = |seed| rnats_runtime_sim::RunOptions {
+        seed,
+        defect: Some("ack-before-sync".to_string()),
+        client_checks_only: true,
+    };
+    let found = (0..SEEDS_MAX)
+        .map(|seed| rnats_runtime_sim::run(&scenario, &options(seed)).expect("run starts"))
+        .find(|outcome| outcome.failure.is_some())
+        .expect("ack-before-sync: no publisher-visible failure in 200 seeds");
+    println!(
+        "ack-before-sync (publishers alone): caught by seed {}: {}",
+        found.seed,
+        found.failure.as_ref().expect("failed").message
+    );
+    let replay = rnats_runtime_sim::run(&scenario, &options(found.seed)).expect("run starts");
+    assert_eq!(replay.trace_hash, found.trace_hash);
+}

@@ -87,6 +87,9 @@ pub struct JetStream<D: Disk + Clone> {
     /// open: ids need to be unique, not secret, and the simulator's are
     /// reproducible.
     ids: ChaCha8Rng,
+    /// A defect planted on purpose so the simulator can prove it finds bugs.
+    #[cfg(feature = "planted-defects")]
+    planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -124,9 +127,21 @@ impl<D: Disk + Clone> JetStream<D> {
                 u64::from(crc32fast::hash(server_name.as_bytes())) ^ wall.0,
             ),
             server_name,
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
         };
         js.recover();
         js
+    }
+
+    /// Plant `defect` in this machine and every stream it has or creates
+    /// (feature `planted-defects`, for the simulator's tests).
+    #[cfg(feature = "planted-defects")]
+    pub fn plant(&mut self, defect: crate::server::PlantedDefect) {
+        self.planted_defect = Some(defect);
+        for entry in self.streams.values_mut() {
+            entry.stream.ack_before_sync = defect == crate::server::PlantedDefect::AckBeforeSync;
+        }
     }
 
     /// Whether `account` has JetStream.
@@ -304,7 +319,13 @@ impl<D: Disk + Clone> JetStream<D> {
 
     fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
         let rules = self.rules(&meta.config);
-        let stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        #[allow(unused_mut)]
+        let mut stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        #[cfg(feature = "planted-defects")]
+        {
+            stream.ack_before_sync =
+                self.planted_defect == Some(crate::server::PlantedDefect::AckBeforeSync);
+        }
         let account = self.accounts.entry(meta.account.clone()).or_default();
         let previous = account.by_name.insert(meta.config.name.clone(), id);
         assert!(previous.is_none(), "two streams named {}", meta.config.name);

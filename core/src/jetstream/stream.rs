@@ -243,6 +243,9 @@ pub struct Stream<D: Disk> {
     waiting: VecDeque<WaitingAck>,
     /// The highest sequence the store reported durable.
     durable: u64,
+    /// Planted defect: acknowledge at store time, before the sync.
+    #[cfg(feature = "planted-defects")]
+    pub ack_before_sync: bool,
 }
 
 impl<D: Disk> Stream<D> {
@@ -262,6 +265,8 @@ impl<D: Disk> Stream<D> {
             dedupe: Dedupe::default(),
             waiting: VecDeque::new(),
             durable: 0,
+            #[cfg(feature = "planted-defects")]
+            ack_before_sync: false,
         };
         stream.rebuild_dedupe(now);
         stream
@@ -343,7 +348,7 @@ impl<D: Disk> Stream<D> {
                     reply: Bytes::copy_from_slice(msg.reply),
                     duplicate: matches!(result, Published::Duplicate { .. }),
                 };
-                if ack.seq <= self.durable {
+                if ack.seq <= self.durable || self.planted_ack_before_sync() {
                     self.send_ack(&ack, out);
                 } else {
                     self.waiting.push_back(ack);
@@ -492,8 +497,21 @@ impl<D: Disk> Stream<D> {
         debug_assert!(self.waiting.iter().all(|ack| ack.seq > self.durable));
     }
 
+    #[cfg(feature = "planted-defects")]
+    fn planted_ack_before_sync(&self) -> bool {
+        self.ack_before_sync
+    }
+
+    #[cfg(not(feature = "planted-defects"))]
+    fn planted_ack_before_sync(&self) -> bool {
+        false
+    }
+
     fn send_ack(&self, ack: &WaitingAck, out: &mut VecDeque<JsAction>) {
-        debug_assert!(ack.seq <= self.durable, "an ack before its sync");
+        debug_assert!(
+            ack.seq <= self.durable || self.planted_ack_before_sync(),
+            "an ack before its sync"
+        );
         out.push_back(JsAction::Publish {
             account: ack.account.clone(),
             subject: ack.reply.clone(),

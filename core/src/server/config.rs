@@ -146,6 +146,9 @@ pub enum PlantedDefect {
     DenyIgnoredOnDelivery,
     /// HPUB skips the publish permission check.
     HpubSkipsPublishPermissions,
+    /// A JetStream stream acknowledges a publish as soon as it is stored,
+    /// before the sync that makes it durable (planted with `JetStream::plant`).
+    AckBeforeSync,
 }
 
 impl Default for ServerConfig {

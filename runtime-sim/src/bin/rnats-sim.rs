@@ -126,6 +126,14 @@ fn print_summary(outcome: &Outcome, real: std::time::Duration) {
     println!("published         {}", outcome.published);
     println!("delivered         {}", outcome.delivered);
     println!("invariant checks  {}", outcome.checks);
+    if !outcome.jetstream.is_empty() {
+        let counts: Vec<String> = outcome
+            .jetstream
+            .iter()
+            .map(|(what, n)| format!("{what}={n}"))
+            .collect();
+        println!("jetstream         {}", counts.join(" "));
+    }
     println!("trace hash        {:016x}", outcome.trace_hash);
     println!("real time         {:.3}s", real_s);
     println!("events/s          {:.0}", outcome.events as f64 / real_s);
@@ -148,6 +156,7 @@ fn run_once(
     let options = RunOptions {
         seed,
         defect: defect.map(str::to_string),
+        ..RunOptions::default()
     };
     let started = WallClock::now();
     let outcome = run(scenario, &options)?;

@@ -16,17 +16,24 @@
 //! - the server's output always parses (`crate::wire`), it never panics, and
 //!   the virtual clock never goes back (`crate::world`).
 //!
+//! - `jetstream`: acknowledgements only once durable, sequences unique and
+//!   increasing, duplicates acked with the original sequence, acknowledged
+//!   messages read back intact after restarts, limits kept in STREAM.INFO;
+//!
 //! Liveness, at the end, after the heal phase:
 //! - `progress`: every healthy client's bytes written up to the mark (two
 //!   seconds before the end) were processed, and every client that sent a
 //!   malformed frame was closed;
 //! - convergence (the oracle, `Model::check_converged`): every owed message,
-//!   queue-group delivery, reply, `+OK` and `-ERR` arrived.
+//!   queue-group delivery, reply, `+OK` and `-ERR` arrived;
+//! - `jetstream`: every publish of a JetStream publisher still connected was
+//!   answered.
 //!
 //! Each check reads the world and returns the failure text; the world
 //! records it (and the trace marks it).
 
 pub(crate) mod close_reasons;
+pub(crate) mod jetstream;
 pub(crate) mod memory_bounds;
 pub(crate) mod progress;
 
@@ -40,5 +47,6 @@ pub(crate) fn check_safety(world: &World) -> Result<u64, String> {
 /// At the end: the world's own progress first, then the oracle's convergence.
 pub(crate) fn check_liveness(world: &mut World) -> Result<(), String> {
     progress::check(world)?;
+    jetstream::check_liveness(world)?;
     world.model.check_converged()
 }

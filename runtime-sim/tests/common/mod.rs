@@ -15,6 +15,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, defect: Option<&str>) -> Outcome
     let options = RunOptions {
         seed,
         defect: defect.map(str::to_string),
+        ..RunOptions::default()
     };
     run(scenario, &options).expect("run starts")
 }
