@@ -158,14 +158,12 @@ fn retry_after_kill(synced_before_kill: bool) -> Vec<(String, String)> {
 }
 
 #[test]
-#[ignore = "known bug: after a restart a stream's durable horizon starts at 0 and nothing syncs what was recovered, so a duplicate ack waits for the next stored message"]
 fn a_retry_after_a_kill_is_acked_as_a_duplicate_when_the_original_was_not_synced() {
     let replies = retry_after_kill(false);
     assert_duplicate_of_one(&replies);
 }
 
 #[test]
-#[ignore = "known bug: see above; here the original was even synced and acked before the kill"]
 fn a_retry_after_a_kill_is_acked_as_a_duplicate_when_the_original_was_acked() {
     let replies = retry_after_kill(true);
     assert_duplicate_of_one(&replies);

@@ -68,7 +68,6 @@ fn run(seed: u64) -> Option<String> {
 }
 
 #[test]
-#[ignore = "known bug: recovery does not enforce max_msgs_per_subject (see the report)"]
 fn per_subject_limit_holds_after_power_loss() {
     let failures: Vec<String> = (0..200).filter_map(run).collect();
     assert!(

@@ -430,7 +430,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     );
                     if let Store::File(file) = &mut store {
                         let report = file.backend().recovery().clone();
-                        if report != Default::default() {
+                        if report.has_findings() {
                             self.log(
                                 LogLevel::Warn,
                                 format!(

@@ -202,6 +202,14 @@ impl<D: Disk> Store<D> {
     fn poll_action(&mut self) -> Option<StoreAction> {
         on_store!(self, s => s.poll_action())
     }
+    /// Everything up to here is durable: a FileStore syncs what it
+    /// recovered before it opens; a MemStore holds nothing at start.
+    fn durable_at_open(&self) -> u64 {
+        match self {
+            Store::Memory(s) => s.state().last_seq,
+            Store::File(s) => s.backend().durable_through(),
+        }
+    }
     fn handle_sync_done(&mut self, tag: u64, result: crate::store::DiskResult<()>) {
         on_store!(self, s => s.handle_sync_done(tag, result))
     }
@@ -257,6 +265,9 @@ impl<D: Disk> Stream<D> {
         store: Store<D>,
         now: WallTime,
     ) -> Self {
+        // A duplicate of a recovered message is acknowledged at once: what
+        // was recovered is already durable.
+        let durable = store.durable_at_open();
         let mut stream = Stream {
             id,
             account,
@@ -264,7 +275,7 @@ impl<D: Disk> Stream<D> {
             store,
             dedupe: Dedupe::default(),
             waiting: VecDeque::new(),
-            durable: 0,
+            durable,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };

@@ -194,6 +194,10 @@ impl<B: Backend> Engine<B> {
             cursor = engine.backend.next_present(seq + 1);
         }
         engine.check();
+        // A crash can keep a message and lose the removal its arrival
+        // caused (they may sit in different files): the limits hold again
+        // before anything is served.
+        engine.enforce_limits()?;
         Ok(engine)
     }
 

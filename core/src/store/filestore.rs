@@ -170,6 +170,18 @@ pub struct RecoveryReport {
     pub warnings: Vec<String>,
 }
 
+impl RecoveryReport {
+    /// Whether recovery found damage or loss (what an operator must hear of).
+    pub fn has_findings(&self) -> bool {
+        self.damaged_records > 0
+            || self.records_refused > 0
+            || self.tails_cut > 0
+            || self.records_lost_in_tails > 0
+            || self.meta_rebuilt
+            || !self.missing_sequences.is_empty()
+    }
+}
+
 const META_NAME: &str = "meta";
 const META_MAGIC: &[u8; 4] = b"RNSM";
 const META_VERSION: u32 = 1;
