@@ -315,3 +315,29 @@ async fn accounts_without_jetstream_are_told_so() {
     assert!(reply.is_err(), "no responders in B");
     let _ = std::fs::remove_file(conf);
 }
+
+#[tokio::test]
+async fn a_domain_serves_the_api_under_its_prefix_and_names_itself_in_acks() {
+    let dir = store_dir("domain");
+    let conf = dir.with_extension("conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: {:?}, domain: hub }}\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let client = connect(&server.url()).await;
+    let js = jetstream::with_domain(client.clone(), "hub");
+    js.create_stream(stream_config("D", &["d"])).await.unwrap();
+    let ack = js.publish("d", "x".into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.domain, "hub");
+    let account = js.query_account().await.unwrap();
+    assert_eq!(account.domain.as_deref(), Some("hub"));
+    // The plain prefix answers too.
+    let plain = jetstream::new(client);
+    assert!(plain.get_stream("D").await.is_ok());
+    let _ = std::fs::remove_file(conf);
+}

@@ -62,8 +62,19 @@ enum Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    fn parse(subject: &'a str) -> Option<Request<'a>> {
-        let rest = subject.strip_prefix(API_PREFIX)?;
+    /// The request on `subject`: `$JS.API.<...>`, or `$JS.<domain>.API.<...>`
+    /// with this server's domain.
+    fn parse(subject: &'a str, domain: Option<&str>) -> Option<Request<'a>> {
+        let in_domain = domain.and_then(|domain| {
+            subject
+                .strip_prefix("$JS.")?
+                .strip_prefix(domain)?
+                .strip_prefix(".API.")
+        });
+        let rest = match in_domain {
+            Some(rest) => rest,
+            None => subject.strip_prefix(API_PREFIX)?,
+        };
         let tokens: Vec<&str> = rest.split('.').collect();
         Some(match tokens.as_slice() {
             ["INFO"] => Request::Info,
@@ -154,7 +165,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let Ok(subject) = std::str::from_utf8(&msg.subject) else {
             return;
         };
-        let Some(request) = Request::parse(subject) else {
+        let Some(request) = Request::parse(subject, self.config.domain.as_deref()) else {
             return;
         };
         if msg.reply.is_empty() {

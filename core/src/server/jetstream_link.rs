@@ -36,6 +36,8 @@ const MAX_QUEUED: usize = 1 << 20;
 pub(crate) struct JetStreamLink {
     /// Whether JetStream is enabled on this server at all.
     enabled: bool,
+    /// `$JS.<domain>.API.>`, when JetStream has a domain: the same API.
+    domain_api: Option<String>,
     /// Subjects JetStream listens to, per account (by name) and target.
     listening: BTreeMap<(String, JsTarget), Vec<String>>,
     /// Each with the connection that published it.
@@ -44,9 +46,12 @@ pub(crate) struct JetStreamLink {
 }
 
 impl JetStreamLink {
-    pub fn new(enabled: bool) -> Self {
+    pub fn new(jetstream: Option<&crate::jetstream::config::JetStreamConfig>) -> Self {
         JetStreamLink {
-            enabled,
+            enabled: jetstream.is_some(),
+            domain_api: jetstream
+                .and_then(|config| config.domain.as_deref())
+                .map(|domain| format!("$JS.{domain}.API.>")),
             ..JetStreamLink::default()
         }
     }
@@ -66,13 +71,17 @@ impl JetStreamLink {
             .filter(|(_, &id)| Some(id) != accounts.system)
             .map(|(name, &id)| (id, name.clone()))
             .collect();
-        for (id, _) in &names {
-            let inserted = accounts.list[*id].sublist.insert(
-                API_SUBJECTS.as_bytes(),
-                None,
-                SubTarget::JetStream(JsTarget::Api),
-            );
-            assert!(inserted.is_ok(), "the API subject is valid");
+        let api_subjects = std::iter::once(API_SUBJECTS).chain(self.domain_api.as_deref());
+        for subject in api_subjects {
+            for (id, _) in &names {
+                let inserted = accounts.list[*id].sublist.insert(
+                    subject.as_bytes(),
+                    None,
+                    SubTarget::JetStream(JsTarget::Api),
+                );
+                // The domain was validated with the configuration.
+                debug_assert!(inserted.is_ok(), "the API subject {subject} is valid");
+            }
         }
         for ((account, target), subjects) in &self.listening {
             let Some(&id) = accounts.by_name.get(account) else {

@@ -133,7 +133,7 @@ impl Server {
         );
         assert!(config.ping_max > 0, "ping_max must be positive");
         let (mut accounts, warnings) = Accounts::build(&config, None);
-        let jetstream = jetstream_link::JetStreamLink::new(config.jetstream.is_some());
+        let jetstream = jetstream_link::JetStreamLink::new(config.jetstream.as_ref());
         jetstream.install(&mut accounts);
         let mut logs = LogQueue::default();
         for warning in warnings {
