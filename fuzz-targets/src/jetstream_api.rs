@@ -116,7 +116,7 @@ pub fn run(data: &[u8]) {
                 reply: Bytes::from_static(b"_INBOX.fuzz"),
                 headers: Bytes::new(),
                 payload: Bytes::copy_from_slice(body),
-                client: Bytes::new(),
+                context: Bytes::new(),
             },
         );
         let replies = drain(&mut js, &mut streams, &mut syncs);

@@ -55,7 +55,7 @@ fn send(
         reply: Bytes::copy_from_slice(reply.as_bytes()),
         headers: Bytes::copy_from_slice(headers),
         payload: Bytes::copy_from_slice(payload),
-        client: Bytes::new(),
+        context: Bytes::new(),
     };
     js.handle_inbound(Instant::from_nanos(at), WallTime(1_000_000_000 + at), msg);
 }

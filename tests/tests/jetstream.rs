@@ -341,3 +341,52 @@ async fn a_domain_serves_the_api_under_its_prefix_and_names_itself_in_acks() {
     assert!(plain.get_stream("D").await.is_ok());
     let _ = std::fs::remove_file(conf);
 }
+
+#[tokio::test]
+async fn the_system_account_asks_every_server_for_jsz() {
+    let dir = store_dir("sysjsz");
+    let conf = dir.with_extension("conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: {:?} }}\nsystem_account: SYS\naccounts {{\n  SYS {{ users [{{user: sys, password: sys}}] }}\n  A {{ jetstream: enabled, users [{{user: a, password: a}}] }}\n}}\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let url = server.url();
+    let login = |user: &'static str| {
+        common::connect_with(
+            &url,
+            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()),
+        )
+    };
+    let a = jetstream::new(login("a").await);
+    a.create_stream(stream_config("S", &["s"])).await.unwrap();
+    a.publish("s", "x".into()).await.unwrap().await.unwrap();
+    let sys = login("sys").await;
+    let reply = within(
+        "PING.JSZ",
+        sys.request("$SYS.REQ.SERVER.PING.JSZ", r#"{"accounts":true}"#.into()),
+    )
+    .await
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(body["server"]["id"].is_string(), "{body}");
+    assert_eq!(body["server"]["jetstream"], true, "{body}");
+    assert_eq!(body["data"]["streams"], 1, "{body}");
+    assert_eq!(body["data"]["messages"], 1, "{body}");
+    let details = body["data"]["account_details"].as_array().unwrap();
+    assert!(details.iter().any(|d| d["name"] == "A"), "{body}");
+    let reply = within(
+        "ACCOUNT.A.JSZ",
+        sys.request("$SYS.REQ.ACCOUNT.A.JSZ", "".into()),
+    )
+    .await
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["data"]["name"], "A", "{body}");
+    assert_eq!(body["data"]["storage"], 32, "{body}");
+    let _ = std::fs::remove_file(conf);
+}

@@ -29,6 +29,9 @@ pub enum JsTarget {
     Api,
     /// One of a stream's subjects.
     Stream(StreamId),
+    /// A `$SYS` request JetStream answers (`$SYS.REQ.SERVER.PING.JSZ`,
+    /// `$SYS.REQ.SERVER.<id>.JSZ`, `$SYS.REQ.ACCOUNT.<account>.JSZ`).
+    System,
 }
 
 /// A message routed to JetStream.
@@ -44,8 +47,9 @@ pub struct JsInbound {
     pub headers: Bytes,
     pub payload: Bytes,
     /// For API requests: the requesting client as events describe it
-    /// (JSON), for the API audit advisory; empty otherwise.
-    pub client: Bytes,
+    /// (JSON), for the API audit advisory; for system requests: the server
+    /// as events describe it (the reply's `server` member). Empty otherwise.
+    pub context: Bytes,
 }
 
 /// What JetStream asks of the server and the runtime.

@@ -168,6 +168,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.tick(now, wall);
         match msg.target {
             JsTarget::Api => self.handle_api(&msg),
+            JsTarget::System => self.handle_system(&msg),
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.

@@ -326,3 +326,81 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 }
+
+/// The body of a `$SYS` JSZ request (the HTTP query's options as JSON).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+struct JszRequest {
+    accounts: bool,
+    streams: bool,
+    consumer: bool,
+    config: bool,
+    #[serde(rename = "acc")]
+    account: String,
+    offset: usize,
+    limit: usize,
+}
+
+/// The reply to a `$SYS` request: the server, then the data.
+#[derive(Serialize)]
+struct SystemReply<'a, T: Serialize> {
+    server: &'a serde_json::value::RawValue,
+    data: &'a T,
+}
+
+impl<D: Disk + Clone> JetStream<D> {
+    /// `$SYS.REQ.SERVER.PING.JSZ`, `$SYS.REQ.SERVER.<id>.JSZ` and
+    /// `$SYS.REQ.ACCOUNT.<account>.JSZ`, answered in the system account with
+    /// the server member the server machine attached to the request.
+    pub(super) fn handle_system(&mut self, msg: &super::link::JsInbound) {
+        if msg.reply.is_empty() {
+            return;
+        }
+        let Ok(subject) = std::str::from_utf8(&msg.subject) else {
+            return;
+        };
+        let request: JszRequest = if msg.payload.iter().all(u8::is_ascii_whitespace) {
+            JszRequest::default()
+        } else {
+            match serde_json::from_slice(&msg.payload) {
+                Ok(request) => request,
+                // The reference answers a bad filter with nothing useful
+                // either; the requester times out.
+                Err(_) => return,
+            }
+        };
+        let options = JszOptions {
+            account: (!request.account.is_empty()).then_some(request.account),
+            accounts: request.accounts || request.streams || request.consumer,
+            streams: request.streams || request.consumer,
+            config: request.config,
+            offset: request.offset,
+            limit: request.limit,
+        };
+        let Ok(server) = serde_json::from_slice::<&serde_json::value::RawValue>(&msg.context)
+        else {
+            return;
+        };
+        let tokens: Vec<&str> = subject.split('.').collect();
+        // An account's JSZ is that account's detail, as the reference answers.
+        let body = if let ["$SYS", "REQ", "ACCOUNT", account, "JSZ"] = tokens.as_slice() {
+            if !self.accounts.contains_key(*account) {
+                return;
+            }
+            let detail = self.account_detail(account, &options);
+            serde_json::to_vec(&SystemReply {
+                server,
+                data: &detail,
+            })
+        } else {
+            let server_id = serde_json::from_slice::<serde_json::Value>(&msg.context)
+                .ok()
+                .and_then(|value| value["id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let jsz = self.jsz(&server_id, self.wall, &options);
+            serde_json::to_vec(&SystemReply { server, data: &jsz })
+        }
+        .expect("system replies serialize");
+        self.reply(&msg.account, &msg.reply, body);
+    }
+}

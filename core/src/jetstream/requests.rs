@@ -201,7 +201,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The API audit advisory of one request and its reply.
     fn audit(&mut self, msg: &JsInbound, subject: &str, response: &[u8]) {
-        let client = std::str::from_utf8(&msg.client)
+        let client = std::str::from_utf8(&msg.context)
             .ok()
             .and_then(|json| serde_json::from_str::<&serde_json::value::RawValue>(json).ok());
         let domain = self.config.domain.clone().unwrap_or_default();

@@ -163,7 +163,7 @@ impl Harness {
                 reply: Bytes::from_static(b"_INBOX.r"),
                 headers: Bytes::copy_from_slice(headers),
                 payload: Bytes::copy_from_slice(payload),
-                client: Bytes::new(),
+                context: Bytes::new(),
             },
         );
     }

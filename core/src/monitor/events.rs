@@ -42,7 +42,7 @@ impl EventServer {
             host: config.identity.host.clone(),
             id: config.identity.server_id.clone(),
             ver: config.identity.version.clone(),
-            jetstream: false,
+            jetstream: config.jetstream.is_some(),
             flags: 0,
             seq,
             time: rfc3339_nanos(clock.wall_now),

@@ -61,9 +61,23 @@ impl JetStreamLink {
     }
 
     /// File JetStream's subscriptions into freshly built accounts.
-    pub fn install(&self, accounts: &mut Accounts) {
+    pub fn install(&self, accounts: &mut Accounts, server_id: &str) {
         if !self.enabled {
             return;
+        }
+        if let Some(system) = accounts.system {
+            for subject in [
+                String::from("$SYS.REQ.SERVER.PING.JSZ"),
+                format!("$SYS.REQ.SERVER.{server_id}.JSZ"),
+                String::from("$SYS.REQ.ACCOUNT.*.JSZ"),
+            ] {
+                let inserted = accounts.list[system].sublist.insert(
+                    subject.as_bytes(),
+                    None,
+                    SubTarget::JetStream(JsTarget::System),
+                );
+                debug_assert!(inserted.is_ok(), "{subject} is a valid subject");
+            }
         }
         let names: Vec<(AccountId, String)> = accounts
             .by_name
@@ -157,7 +171,7 @@ impl JetStreamLink {
             reply: Bytes::copy_from_slice(reply.unwrap_or_default()),
             headers: Bytes::copy_from_slice(headers.unwrap_or_default()),
             payload: Bytes::copy_from_slice(payload),
-            client: Bytes::new(),
+            context: Bytes::new(),
         };
         self.inbound.push_back((msg, publisher));
         debug_assert!(self.inbound.len() <= MAX_QUEUED);
@@ -173,13 +187,23 @@ impl super::Server {
     /// this after every step and hands each to its JetStream machine.
     pub fn poll_jetstream(&mut self) -> Option<JsInbound> {
         let (mut msg, publisher) = self.jetstream.poll()?;
-        if msg.target == JsTarget::Api {
-            let clock = self.monitor.wall;
-            let client = crate::monitor::events::EventClient::of(&self.view(), publisher, clock);
-            if let Some(client) = client {
-                msg.client =
-                    Bytes::from(serde_json::to_vec(&client).expect("client info serializes"));
+        let clock = self.monitor.wall;
+        match msg.target {
+            JsTarget::Api => {
+                let client =
+                    crate::monitor::events::EventClient::of(&self.view(), publisher, clock);
+                if let Some(client) = client {
+                    msg.context =
+                        Bytes::from(serde_json::to_vec(&client).expect("client info serializes"));
+                }
             }
+            JsTarget::System => {
+                let seq = self.system.next_seq();
+                let server = crate::monitor::events::EventServer::new(&self.view(), seq, clock);
+                msg.context =
+                    Bytes::from(serde_json::to_vec(&server).expect("server info serializes"));
+            }
+            JsTarget::Stream(_) => {}
         }
         Some(msg)
     }

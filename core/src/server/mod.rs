@@ -134,7 +134,7 @@ impl Server {
         assert!(config.ping_max > 0, "ping_max must be positive");
         let (mut accounts, warnings) = Accounts::build(&config, None);
         let jetstream = jetstream_link::JetStreamLink::new(config.jetstream.as_ref());
-        jetstream.install(&mut accounts);
+        jetstream.install(&mut accounts, &config.identity.server_id);
         let mut logs = LogQueue::default();
         for warning in warnings {
             logs.push(LogLevel::Error, None, warning);
@@ -582,7 +582,8 @@ impl Server {
             self.unfile_all(conn);
         }
         let (mut accounts, warnings) = Accounts::build(&self.config, Some(&self.router.accounts));
-        self.jetstream.install(&mut accounts);
+        self.jetstream
+            .install(&mut accounts, &self.config.identity.server_id);
         for warning in warnings {
             self.logs.push(LogLevel::Error, None, warning);
         }
