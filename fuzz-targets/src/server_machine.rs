@@ -17,7 +17,9 @@
 //! nats-server; fuzz/RESULTS.md finding 1); a closing connection holds no
 //! subscriptions, and the Sublist holds exactly the open connections'
 //! subscriptions; no timer is left due after `handle_timeout(now)`; the
-//! read buffer keeps at most one partial frame. At the end, after
+//! read buffer keeps at most one partial frame. With JetStream in the
+//! config (byte 2 bit 5) a JetStream machine runs beside the server and
+//! the harness carries messages between them after every event. At the end, after
 //! `handle_closed` for every connection: no subscription, no connection, no
 //! timer.
 
@@ -29,9 +31,13 @@ use rnats_core::auth::{
     AccountConfig, Export, Import, ImportKind, MappingDestination, Permissions, ResponsePermission,
     SubjectMapping, SubjectPermission, User,
 };
+use rnats_core::jetstream::config::{enabled_accounts, JetStreamConfig};
+use rnats_core::jetstream::link::JsAction;
+use rnats_core::jetstream::machine::JetStream;
 use rnats_core::runtime::{Action, ConnId, ContractCheck, ListenerKind};
 use rnats_core::server::{AuthConfig, Server, ServerConfig};
-use rnats_core::time::Instant;
+use rnats_core::store::{MemDisk, SyncPolicy};
+use rnats_core::time::{Instant, WallTime};
 
 /// Connections the script can name (slot = byte % SLOTS).
 pub const SLOTS: usize = 4;
@@ -67,7 +73,8 @@ pub mod tag {
 ///   4096), bits 3-5 `max_control_line` (4096, 32, 64, ..., 2048), bits 6-7
 ///   `max_subscriptions` (none, 1, 2, 16);
 /// - byte 2: bits 0-1 auth (none, token `tok`, user `a` password `b`, or
-///   [`accounts_config`]), bits 2-3 `max_connections` (65536, 1, 2, 3);
+///   [`accounts_config`]), bits 2-3 `max_connections` (65536, 1, 2, 3), bit 4
+///   protocol tracing, bit 5 JetStream ([`jetstream_config`]);
 /// - byte 3: bits 0-2 `ping_interval` (120, 1, 2, 3, 5, 10, 30, 60 s), bits
 ///   3-4 `ping_max` (1 + n % 3), bits 5-7 `auth_timeout` (2 s, 10 ms, 100 ms,
 ///   500 ms, 1 s, 3 s, 5 s, 60 s).
@@ -101,7 +108,24 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
         auth_timeout: Duration::from_millis(AUTH_TIMEOUTS_MS[usize::from(timing >> 5)]),
         // Protocol tracing formats (and redacts) every operation.
         trace: access & 0x10 != 0,
+        jetstream: (access & 0x20 != 0).then(jetstream_config),
         ..ServerConfig::default()
+    }
+}
+
+/// JetStream on, file streams over an in-memory disk whose syncs complete
+/// at once.
+pub fn jetstream_config() -> JetStreamConfig {
+    JetStreamConfig {
+        store_dir: String::new(),
+        max_memory: 1 << 30,
+        max_store: 1 << 30,
+        domain: Some(String::from("hub")),
+        strict: true,
+        sync: SyncPolicy::BeforeAck,
+        max_buffered_msgs: None,
+        max_buffered_size: None,
+        encryption: None,
     }
 }
 
@@ -194,7 +218,12 @@ pub struct Harness {
     /// Most bytes the parser may keep between reads.
     retained_max: usize,
     contract: ContractCheck,
+    /// The JetStream machine beside the server, when the config has it.
+    jetstream: Option<JetStream<MemDisk>>,
 }
+
+/// The wall clock at the harness's monotonic zero.
+const WALL_ORIGIN: u64 = 1_763_818_200_000_000_000;
 
 impl Harness {
     pub fn new(config: ServerConfig, seed: u64) -> Self {
@@ -203,13 +232,23 @@ impl Harness {
             .max(config.max_payload + 1)
             .max(8);
         let now = Instant::from_nanos(1_000_000_000);
+        let jetstream = config.jetstream.clone().map(|js_config| {
+            JetStream::open(
+                String::from("fuzz"),
+                js_config,
+                enabled_accounts(&config),
+                MemDisk::new(),
+                now,
+                WallTime(WALL_ORIGIN + now.as_nanos()),
+            )
+        });
         let mut server = Server::new(config, seed);
         // Starts the statsz heartbeat: system events are part of the machine.
         server.set_wall_clock(
             now,
-            rnats_core::time::WallTime::from_unix_nanos(1_763_818_200_000_000_000),
+            rnats_core::time::WallTime::from_unix_nanos(WALL_ORIGIN),
         );
-        Harness {
+        let mut harness = Harness {
             server,
             now,
             slots: [None, None, None, None],
@@ -217,7 +256,11 @@ impl Harness {
             frame_max,
             retained_max,
             contract: ContractCheck::default(),
-        }
+            jetstream,
+        };
+        // Recovered streams listen from the start.
+        harness.drain_actions();
+        harness
     }
 
     /// Runs one event from the front of `input`; returns the rest, or `None`
@@ -341,7 +384,41 @@ impl Harness {
             .position(|s| s.as_ref().is_some_and(|s| s.conn == conn))
     }
 
+    /// Carry out the server's actions, and carry messages between the
+    /// server and JetStream until both are quiet (bounded).
     fn drain_actions(&mut self) {
+        for _ in 0..16 {
+            self.drain_server_actions();
+            if !self.pump_jetstream() {
+                return;
+            }
+        }
+        self.drain_server_actions();
+    }
+
+    /// One round between the server and JetStream; whether anything moved.
+    fn pump_jetstream(&mut self) -> bool {
+        let Some(js) = self.jetstream.as_mut() else {
+            return false;
+        };
+        let wall = WallTime(WALL_ORIGIN + self.now.as_nanos());
+        let mut moved = false;
+        while let Some(msg) = self.server.poll_jetstream() {
+            js.handle_inbound(self.now, wall, msg);
+            moved = true;
+        }
+        while let Some(action) = js.poll_action() {
+            moved = true;
+            match action {
+                // The in-memory disk has nothing to lose: the sync is done.
+                JsAction::Sync { stream, tag, .. } => js.handle_sync_done(stream, tag, Ok(())),
+                other => self.server.handle_jetstream(self.now, other),
+            }
+        }
+        moved
+    }
+
+    fn drain_server_actions(&mut self) {
         let mut finished: Vec<usize> = Vec::new();
         while let Some(action) = self.server.poll_action() {
             self.contract.action(&action);
