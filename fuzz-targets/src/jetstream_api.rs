@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{perform_sync, MemDisk, SyncPolicy};
+use rnats_core::store::{perform_sync, MemDisk, SharedDisk, SyncPolicy};
 use rnats_core::time::{Instant, WallTime};
 
 const SUBJECTS: &[&str] = &[
@@ -52,7 +52,8 @@ pub fn run(data: &[u8]) {
         max_buffered_size: None,
         encryption: None,
     };
-    let mut disk = MemDisk::new();
+    // One disk behind every stream, as one real disk is.
+    let mut disk = SharedDisk::new(MemDisk::new());
     let mut js = JetStream::open(
         "fuzz".into(),
         config,
@@ -131,7 +132,7 @@ pub fn run(data: &[u8]) {
 
 /// Carry out the machine's actions; returns the reply payloads.
 fn drain(
-    js: &mut JetStream<MemDisk>,
+    js: &mut JetStream<SharedDisk<MemDisk>>,
     streams: &mut BTreeMap<StreamId, Vec<String>>,
     syncs: &mut Vec<(StreamId, u64, Vec<String>, Vec<String>)>,
 ) -> Vec<Vec<u8>> {

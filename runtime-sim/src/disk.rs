@@ -614,50 +614,5 @@ mod tests {
 }
 
 /// A [`SimDisk`] shared by several owners (stores, the harness) in one
-/// single-threaded simulation. Every call borrows it for that call only.
-#[derive(Clone, Debug)]
-pub struct SharedSimDisk(pub std::rc::Rc<std::cell::RefCell<SimDisk>>);
-
-impl SharedSimDisk {
-    pub fn new(disk: SimDisk) -> SharedSimDisk {
-        SharedSimDisk(std::rc::Rc::new(std::cell::RefCell::new(disk)))
-    }
-
-    /// Borrow the disk (power loss, bit rot, stats).
-    pub fn with<T>(&self, f: impl FnOnce(&mut SimDisk) -> T) -> T {
-        f(&mut self.0.borrow_mut())
-    }
-}
-
-impl Disk for SharedSimDisk {
-    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
-        self.0.borrow_mut().create_dir(dir)
-    }
-    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
-        self.0.borrow_mut().list(dir)
-    }
-    fn len(&mut self, path: &str) -> DiskResult<Option<u64>> {
-        self.0.borrow_mut().len(path)
-    }
-    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
-        self.0.borrow_mut().read_at(path, offset, buf)
-    }
-    fn write_at(&mut self, path: &str, offset: u64, bytes: &[u8]) -> DiskResult<()> {
-        self.0.borrow_mut().write_at(path, offset, bytes)
-    }
-    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
-        self.0.borrow_mut().truncate(path, len)
-    }
-    fn sync(&mut self, path: &str) -> DiskResult<()> {
-        self.0.borrow_mut().sync(path)
-    }
-    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
-        self.0.borrow_mut().sync_dir(dir)
-    }
-    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
-        self.0.borrow_mut().rename(from, to)
-    }
-    fn remove(&mut self, path: &str) -> DiskResult<()> {
-        self.0.borrow_mut().remove(path)
-    }
-}
+/// single-threaded simulation.
+pub type SharedSimDisk = rnats_core::store::SharedDisk<SimDisk>;

@@ -25,6 +25,42 @@ fn js_server(name: &str) -> (ServerProcess, std::path::PathBuf) {
     (server, dir)
 }
 
+/// A server started from a config file (`jetstream { store_dir }` is
+/// prepended with a fresh directory); the file is removed on drop.
+struct ConfiguredServer {
+    server: ServerProcess,
+    conf: std::path::PathBuf,
+}
+
+impl ConfiguredServer {
+    fn start(name: &str, jetstream_extra: &str, rest: &str) -> ConfiguredServer {
+        let dir = store_dir(name);
+        let conf = dir.with_extension("conf");
+        let text = format!(
+            "jetstream {{ store_dir: {:?}{jetstream_extra} }}\n{rest}",
+            dir.to_str().unwrap()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+        ConfiguredServer { server, conf }
+    }
+
+    /// A client logged in as `user` with the password `user`.
+    async fn login(&self, user: &str) -> async_nats::Client {
+        common::connect_with(
+            &self.server.url(),
+            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()),
+        )
+        .await
+    }
+}
+
+impl Drop for ConfiguredServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
 fn stream_config(name: &str, subjects: &[&str]) -> stream::Config {
     stream::Config {
         name: name.to_string(),
@@ -281,27 +317,14 @@ async fn a_file_stream_survives_sigkill_with_every_acknowledged_message() {
 
 #[tokio::test]
 async fn accounts_without_jetstream_are_told_so() {
-    let dir = store_dir("accounts");
-    let conf = dir.with_extension("conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "jetstream {{ store_dir: {:?} }}\naccounts {{\n  A {{ jetstream: enabled, users [{{user: a, password: a}}] }}\n  B {{ users [{{user: b, password: b}}] }}\n}}\n",
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
-    let url = server.url();
-    let login = |user: &'static str| {
-        common::connect_with(
-            &url,
-            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()),
-        )
-    };
-    let a = jetstream::new(login("a").await);
+    let server = ConfiguredServer::start(
+        "accounts",
+        "",
+        "accounts {\n  A { jetstream: enabled, users [{user: a, password: a}] }\n  B { users [{user: b, password: b}] }\n}\n",
+    );
+    let a = jetstream::new(server.login("a").await);
     a.create_stream(stream_config("S", &["s"])).await.unwrap();
-    let b = jetstream::new(login("b").await);
+    let b = jetstream::new(server.login("b").await);
     let error = b.query_account().await.expect_err("B has no JetStream");
     assert!(
         error
@@ -310,26 +333,15 @@ async fn accounts_without_jetstream_are_told_so() {
         "{error}"
     );
     // A's stream does not capture B's publishes.
-    let b_client = login("b").await;
+    let b_client = server.login("b").await;
     let reply = b_client.request("s", "x".into()).await;
     assert!(reply.is_err(), "no responders in B");
-    let _ = std::fs::remove_file(conf);
 }
 
 #[tokio::test]
 async fn a_domain_serves_the_api_under_its_prefix_and_names_itself_in_acks() {
-    let dir = store_dir("domain");
-    let conf = dir.with_extension("conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "jetstream {{ store_dir: {:?}, domain: hub }}\n",
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
-    let client = connect(&server.url()).await;
+    let server = ConfiguredServer::start("domain", ", domain: hub", "");
+    let client = connect(&server.server.url()).await;
     let js = jetstream::with_domain(client.clone(), "hub");
     js.create_stream(stream_config("D", &["d"])).await.unwrap();
     let ack = js.publish("d", "x".into()).await.unwrap().await.unwrap();
@@ -339,33 +351,19 @@ async fn a_domain_serves_the_api_under_its_prefix_and_names_itself_in_acks() {
     // The plain prefix answers too.
     let plain = jetstream::new(client);
     assert!(plain.get_stream("D").await.is_ok());
-    let _ = std::fs::remove_file(conf);
 }
 
 #[tokio::test]
 async fn the_system_account_asks_every_server_for_jsz() {
-    let dir = store_dir("sysjsz");
-    let conf = dir.with_extension("conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "jetstream {{ store_dir: {:?} }}\nsystem_account: SYS\naccounts {{\n  SYS {{ users [{{user: sys, password: sys}}] }}\n  A {{ jetstream: enabled, users [{{user: a, password: a}}] }}\n}}\n",
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
-    let url = server.url();
-    let login = |user: &'static str| {
-        common::connect_with(
-            &url,
-            async_nats::ConnectOptions::with_user_and_password(user.into(), user.into()),
-        )
-    };
-    let a = jetstream::new(login("a").await);
+    let server = ConfiguredServer::start(
+        "sysjsz",
+        "",
+        "system_account: SYS\naccounts {\n  SYS { users [{user: sys, password: sys}] }\n  A { jetstream: enabled, users [{user: a, password: a}] }\n}\n",
+    );
+    let a = jetstream::new(server.login("a").await);
     a.create_stream(stream_config("S", &["s"])).await.unwrap();
     a.publish("s", "x".into()).await.unwrap().await.unwrap();
-    let sys = login("sys").await;
+    let sys = server.login("sys").await;
     let reply = within(
         "PING.JSZ",
         sys.request("$SYS.REQ.SERVER.PING.JSZ", r#"{"accounts":true}"#.into()),
@@ -388,5 +386,4 @@ async fn the_system_account_asks_every_server_for_jsz() {
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["data"]["name"], "A", "{body}");
     assert_eq!(body["data"]["storage"], 32, "{body}");
-    let _ = std::fs::remove_file(conf);
 }

@@ -540,16 +540,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let request: MsgGetRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let store = self.streams.get_mut(&id).expect("found").stream.store_mut();
-        let found = if !request.last_by_subj.is_empty() {
-            store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
-        } else if !request.next_by_subj.is_empty() {
-            store.load_next(
-                &Filter::subject(request.next_by_subj.as_bytes()),
-                request.seq,
-            )
-        } else if request.seq > 0 {
-            store.load_msg(request.seq)
-        } else {
+        let Some(found) = load_requested(store, &request) else {
             return Err(ApiError::new(K::BadRequest));
         };
         let msg = found.map_err(|error| match error {
@@ -625,18 +616,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 Bytes::new(),
             ),
             Ok(request) => {
-                let found = if !request.last_by_subj.is_empty() {
-                    store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
-                } else if !request.next_by_subj.is_empty() {
-                    store.load_next(
-                        &Filter::subject(request.next_by_subj.as_bytes()),
-                        request.seq,
-                    )
-                } else if request.seq > 0 {
-                    store.load_msg(request.seq)
-                } else {
-                    Err(StoreError::NotFound)
-                };
+                let found = load_requested(store, &request).unwrap_or(Err(StoreError::NotFound));
                 match found {
                     Ok(stored) => (direct_headers(name, &stored), stored.payload),
                     Err(_) => (
@@ -654,6 +634,27 @@ impl<D: Disk + Clone> JetStream<D> {
             payload,
         });
     }
+}
+
+/// The message a get asks for: the last on a subject, the next on a
+/// subject at or after `seq`, or the one at `seq`. `None` when the request
+/// names none of them.
+fn load_requested<D: Disk>(
+    store: &mut super::stream::Store<D>,
+    request: &MsgGetRequest,
+) -> Option<crate::store::StoreResult<crate::store::StoredMsg>> {
+    Some(if !request.last_by_subj.is_empty() {
+        store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
+    } else if !request.next_by_subj.is_empty() {
+        store.load_next(
+            &Filter::subject(request.next_by_subj.as_bytes()),
+            request.seq,
+        )
+    } else if request.seq > 0 {
+        store.load_msg(request.seq)
+    } else {
+        return None;
+    })
 }
 
 /// The header block of a direct get reply: the message's own headers, then

@@ -1,9 +1,7 @@
 //! The JetStream machine driven directly: API requests and publishes in,
 //! replies and syncs out, over an in-memory disk shared by every stream.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -11,45 +9,11 @@ use serde_json::Value;
 use super::config::{AccountLimits, JetStreamConfig};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId};
 use super::machine::JetStream;
-use crate::store::{perform_sync, Disk, DiskResult, MemDisk, SyncPolicy};
+use crate::store::{perform_sync, Disk, MemDisk, SyncPolicy};
 use crate::time::{Instant, WallTime};
 
 /// One MemDisk behind every handle, as one real disk is.
-#[derive(Clone, Default)]
-struct SharedDisk(Rc<RefCell<MemDisk>>);
-
-impl Disk for SharedDisk {
-    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
-        self.0.borrow_mut().create_dir(dir)
-    }
-    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
-        self.0.borrow_mut().list(dir)
-    }
-    fn len(&mut self, path: &str) -> DiskResult<Option<u64>> {
-        self.0.borrow_mut().len(path)
-    }
-    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
-        self.0.borrow_mut().read_at(path, offset, buf)
-    }
-    fn write_at(&mut self, path: &str, offset: u64, bytes: &[u8]) -> DiskResult<()> {
-        self.0.borrow_mut().write_at(path, offset, bytes)
-    }
-    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
-        self.0.borrow_mut().truncate(path, len)
-    }
-    fn sync(&mut self, path: &str) -> DiskResult<()> {
-        self.0.borrow_mut().sync(path)
-    }
-    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
-        self.0.borrow_mut().sync_dir(dir)
-    }
-    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
-        self.0.borrow_mut().rename(from, to)
-    }
-    fn remove(&mut self, path: &str) -> DiskResult<()> {
-        self.0.borrow_mut().remove(path)
-    }
-}
+type SharedDisk = crate::store::SharedDisk<MemDisk>;
 
 fn js_config() -> JetStreamConfig {
     JetStreamConfig {
@@ -321,7 +285,7 @@ fn streams_and_their_messages_come_back_after_a_restart() {
     }
     assert_eq!(h.sync_all().len(), 10);
     drop(h);
-    disk.0.borrow_mut().power_loss();
+    disk.with(MemDisk::power_loss);
     let mut h = Harness::on(disk);
     assert_eq!(h.listening.len(), 1, "the stream listens again");
     let info = h.api("$JS.API.STREAM.INFO.S", "");

@@ -119,6 +119,64 @@ pub trait Disk {
     }
 }
 
+/// One disk shared by several owners (each stream's store, the machine's
+/// own metadata, a test harness) in one single-threaded driver: the
+/// simulator, core's tests, the fuzzers. Every call borrows the disk for
+/// that call only. (runtime-tokio shares real files by cloning `RealDisk`
+/// handles instead.)
+#[derive(Debug, Default)]
+pub struct SharedDisk<D>(pub std::rc::Rc<std::cell::RefCell<D>>);
+
+impl<D> Clone for SharedDisk<D> {
+    fn clone(&self) -> Self {
+        SharedDisk(self.0.clone())
+    }
+}
+
+impl<D> SharedDisk<D> {
+    pub fn new(disk: D) -> SharedDisk<D> {
+        SharedDisk(std::rc::Rc::new(std::cell::RefCell::new(disk)))
+    }
+
+    /// Borrow the disk (power loss, bit rot, stats).
+    pub fn with<T>(&self, f: impl FnOnce(&mut D) -> T) -> T {
+        f(&mut self.0.borrow_mut())
+    }
+}
+
+impl<D: Disk> Disk for SharedDisk<D> {
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.0.borrow_mut().create_dir(dir)
+    }
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        self.0.borrow_mut().list(dir)
+    }
+    fn len(&mut self, path: &str) -> DiskResult<Option<u64>> {
+        self.0.borrow_mut().len(path)
+    }
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        self.0.borrow_mut().read_at(path, offset, buf)
+    }
+    fn write_at(&mut self, path: &str, offset: u64, bytes: &[u8]) -> DiskResult<()> {
+        self.0.borrow_mut().write_at(path, offset, bytes)
+    }
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        self.0.borrow_mut().truncate(path, len)
+    }
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        self.0.borrow_mut().sync(path)
+    }
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.0.borrow_mut().sync_dir(dir)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        self.0.borrow_mut().rename(from, to)
+    }
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        self.0.borrow_mut().remove(path)
+    }
+}
+
 /// Carry out a [`super::StoreAction::Sync`]: sync each file, then each
 /// directory. A file removed since the sync was asked for is skipped (its
 /// removal is what the directory sync makes durable).
