@@ -25,7 +25,7 @@
 //! - `disk/write_4k_fdatasync`: the physical bound: one 4 KiB write at the
 //!   end of a file plus `fdatasync`.
 //!
-//! Run (about 4 minutes on 2 cores):
+//! Run (about 5 minutes on 2 cores):
 //! `cargo bench -p rnats-runtime-tokio --bench store -- --warm-up-time 1 --measurement-time 3`
 
 use std::fs;
