@@ -312,7 +312,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 stream_detail.push(StreamDetail {
                     name: info.config.name.clone(),
                     created: info.created,
-                    cluster: info.cluster,
+                    cluster: Some(self.leader()),
                     config: options.config.then_some(info.config),
                     state: info.state,
                 });

@@ -181,8 +181,10 @@ impl<D: Disk + Clone> JetStream<D> {
         } else {
             self.answer(&msg.account, &request, &msg.payload)
         };
+        // The reference leaves a successful STREAM.MSG.GET out of its count.
+        let counted = answer.error || !matches!(request, Request::MsgGet(_));
         if let Some(account) = self.accounts.get_mut(&msg.account) {
-            account.api_total += 1;
+            account.api_total += u64::from(counted);
             account.api_errors += u64::from(answer.error);
         }
         if answer.error {
@@ -254,9 +256,17 @@ impl<D: Disk + Clone> JetStream<D> {
         for id in acc.by_name.values() {
             let entry = &self.streams[id];
             let bytes = entry.stream.state().bytes;
+            // A stream's max_bytes is reserved from the account's storage.
+            let reserved = u64::try_from(entry.meta.config.max_bytes).unwrap_or(0);
             match entry.meta.config.storage {
-                StorageType::Memory => totals.memory += bytes,
-                StorageType::File => totals.storage += bytes,
+                StorageType::Memory => {
+                    totals.memory += bytes;
+                    totals.reserved_memory += reserved;
+                }
+                StorageType::File => {
+                    totals.storage += bytes;
+                    totals.reserved_storage += reserved;
+                }
             }
             totals.streams += 1;
         }
@@ -376,20 +386,33 @@ impl<D: Disk + Clone> JetStream<D> {
     fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
         let request: StreamInfoRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
-        let info = self.stream_info(id, Some(&request));
+        let mut info = self.stream_info(id, Some(&request));
+        // A single server leads every stream; the reference says so in
+        // STREAM.INFO (and /jsz) only.
+        info.cluster = Some(self.leader());
         let mut response = StreamInfoResponse::ok(ApiPaged::default(), info);
         let subjects = response
             .info
             .as_ref()
             .map_or(0, |info| info.state.subjects.len());
         if !request.subjects_filter.is_empty() {
+            // The reference pages subjects 100,000 at a time, and reports a
+            // limit of 0 when nothing matched.
             response.paged = ApiPaged {
                 total: subjects,
                 offset: request.offset,
-                limit: 100_000,
+                limit: if subjects > 0 { 100_000 } else { 0 },
             };
         }
         Ok(reply(&response, false))
+    }
+
+    /// This server as the leader of a stream.
+    pub(super) fn leader(&self) -> ClusterInfo {
+        ClusterInfo {
+            leader: self.server_name.clone(),
+            ..ClusterInfo::default()
+        }
     }
 
     /// The info the API reports for stream `id`.
@@ -398,7 +421,6 @@ impl<D: Disk + Clone> JetStream<D> {
         id: StreamId,
         request: Option<&StreamInfoRequest>,
     ) -> StreamInfo {
-        let server_name = self.server_name.clone();
         let wall = self.wall;
         let entry = self
             .streams
@@ -437,10 +459,6 @@ impl<D: Disk + Clone> JetStream<D> {
                 lost: None,
                 consumer_count: 0,
             },
-            cluster: Some(ClusterInfo {
-                leader: server_name,
-                ..ClusterInfo::default()
-            }),
             ts: wall,
             ..StreamInfo::default()
         }
@@ -570,6 +588,12 @@ impl<D: Disk + Clone> JetStream<D> {
                 &[("{err}", "message delete not permitted")],
             ));
         }
+        if request.seq > entry.stream.state().last_seq {
+            return Err(ApiError::with(
+                K::StreamMsgDeleteFailed,
+                &[("{err}", &StoreError::Eof.to_string())],
+            ));
+        }
         let removed = entry
             .stream
             .remove(request.seq, !request.no_erase, &mut self.actions)
@@ -578,8 +602,8 @@ impl<D: Disk + Clone> JetStream<D> {
             })?;
         if !removed {
             return Err(ApiError::with(
-                K::StreamMsgDeleteFailed,
-                &[("{err}", "no message found")],
+                K::SequenceNotFound,
+                &[("{seq}", &request.seq.to_string())],
             ));
         }
         Ok(reply(&MsgDeleteResponse::ok(), false))
@@ -616,13 +640,26 @@ impl<D: Disk + Clone> JetStream<D> {
                 Bytes::new(),
             ),
             Ok(request) => {
-                let found = load_requested(store, &request).unwrap_or(Err(StoreError::NotFound));
-                match found {
-                    Ok(stored) => (direct_headers(name, &stored), stored.payload),
-                    Err(_) => (
+                let empty = request.seq == 0
+                    && request.last_by_subj.is_empty()
+                    && request.next_by_subj.is_empty();
+                match load_requested(store, &request) {
+                    Some(Ok(stored)) => (direct_headers(name, &stored), stored.payload),
+                    Some(Err(_)) => (
                         crate::protocol::status_only_block(404, Some("Message Not Found")),
                         Bytes::new(),
                     ),
+                    None => {
+                        let why = if empty {
+                            "Empty Request"
+                        } else {
+                            "Bad Request"
+                        };
+                        (
+                            crate::protocol::status_only_block(408, Some(why)),
+                            Bytes::new(),
+                        )
+                    }
                 }
             }
         };
@@ -638,12 +675,18 @@ impl<D: Disk + Clone> JetStream<D> {
 
 /// The message a get asks for: the last on a subject, the next on a
 /// subject at or after `seq`, or the one at `seq`. `None` when the request
-/// names none of them.
+/// names none of them or a combination the reference refuses (a sequence
+/// with `last_by_subj`, both subject forms).
 fn load_requested<D: Disk>(
     store: &mut super::stream::Store<D>,
     request: &MsgGetRequest,
 ) -> Option<crate::store::StoreResult<crate::store::StoredMsg>> {
-    Some(if !request.last_by_subj.is_empty() {
+    let last = !request.last_by_subj.is_empty();
+    let next = !request.next_by_subj.is_empty();
+    if (request.seq > 0 && last) || (last && next) {
+        return None;
+    }
+    Some(if last {
         store.load_last(&Filter::subject(request.last_by_subj.as_bytes()))
     } else if !request.next_by_subj.is_empty() {
         store.load_next(

@@ -106,7 +106,8 @@ struct Dedupe {
     ids: BTreeMap<Bytes, u64>,
     /// `(stored at, id)` in the order stored, for expiry.
     order: VecDeque<(WallTime, Bytes)>,
-    /// The id of the last message stored with one (`Nats-Expected-Last-Msg-Id`).
+    /// The id of the last message stored, `None` when it had none
+    /// (`Nats-Expected-Last-Msg-Id` compares with this, as the reference).
     last: Option<Bytes>,
 }
 
@@ -125,9 +126,8 @@ impl Dedupe {
 
     fn remember(&mut self, id: Bytes, seq: u64, at: WallTime) {
         if self.ids.insert(id.clone(), seq).is_none() {
-            self.order.push_back((at, id.clone()));
+            self.order.push_back((at, id));
         }
-        self.last = Some(id);
     }
 
     fn next_expiry(&self, window: Duration) -> Option<WallTime> {
@@ -330,6 +330,11 @@ impl<D: Disk> Stream<D> {
         for (ts, id, seq) in found.into_iter().rev() {
             self.dedupe.remember(id, seq, ts);
         }
+        self.dedupe.last = self
+            .store
+            .load_msg(state.last_seq)
+            .ok()
+            .and_then(|msg| find_header(&msg.headers, MSG_ID).map(Bytes::copy_from_slice));
     }
 
     /// Replace the rules (a stream update): the store gets the new limits.
@@ -469,6 +474,7 @@ impl<D: Disk> Stream<D> {
         if let Some(id) = msg_id {
             self.dedupe.remember(Bytes::copy_from_slice(id), seq, now);
         }
+        self.dedupe.last = msg_id.map(Bytes::copy_from_slice);
         Published::Stored { seq }
     }
 
