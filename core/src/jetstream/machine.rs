@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use super::api::StreamConfig;
 use super::config::{AccountLimits, JetStreamConfig};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId};
-use super::stream::{Publish, Storage, Store, Stream};
+use super::stream::{Publish, PublishError, Storage, Store, Stream};
 use crate::server::LogLevel;
 use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore};
 use crate::time::{Instant, WallTime};
@@ -52,6 +52,24 @@ pub struct JsAccount {
     /// API requests answered, and how many were errors (`$JS.API.INFO`).
     pub api_total: u64,
     pub api_errors: u64,
+    /// Bytes its streams hold: memory, file.
+    pub usage: Usage,
+}
+
+/// Bytes held, by storage type (as the streams count them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub memory: u64,
+    pub file: u64,
+}
+
+impl Usage {
+    fn of(&mut self, storage: Storage) -> &mut u64 {
+        match storage {
+            Storage::Memory => &mut self.memory,
+            Storage::File => &mut self.file,
+        }
+    }
 }
 
 /// What is persisted per stream.
@@ -75,6 +93,8 @@ pub struct JetStream<D: Disk + Clone> {
     disk: D,
     pub(super) accounts: BTreeMap<String, JsAccount>,
     pub(super) streams: BTreeMap<StreamId, StreamEntry<D>>,
+    /// Bytes all streams hold (`max_memory_store` / `max_file_store`).
+    usage: Usage,
     next_id: u64,
     pub(super) actions: VecDeque<JsAction>,
     /// The latest times handed in: converts wall-clock expiry deadlines to
@@ -119,6 +139,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 })
                 .collect(),
             streams: BTreeMap::new(),
+            usage: Usage::default(),
             next_id: 1,
             actions: VecDeque::new(),
             now,
@@ -131,7 +152,52 @@ impl<D: Disk + Clone> JetStream<D> {
             planted_defect: None,
         };
         js.recover();
+        js.refresh_usage();
         js
+    }
+
+    /// Recount the bytes every stream holds (after anything but a publish,
+    /// which keeps the counts itself).
+    pub(super) fn refresh_usage(&mut self) {
+        self.usage = Usage::default();
+        for account in self.accounts.values_mut() {
+            account.usage = Usage::default();
+        }
+        for entry in self.streams.values() {
+            let storage = entry.stream.rules().storage;
+            let bytes = entry.stream.state().bytes;
+            *self.usage.of(storage) += bytes;
+            if let Some(account) = self.accounts.get_mut(&entry.meta.account) {
+                *account.usage.of(storage) += bytes;
+            }
+        }
+    }
+
+    /// Whether a message of `size` bytes fits the server's and the
+    /// account's limits for `storage`.
+    fn resources_for(
+        &self,
+        account: &str,
+        storage: Storage,
+        size: u64,
+    ) -> Result<(), PublishError> {
+        let (server_max, used) = match storage {
+            Storage::Memory => (self.config.max_memory, self.usage.memory),
+            Storage::File => (self.config.max_store, self.usage.file),
+        };
+        if used.saturating_add(size) > server_max {
+            return Err(PublishError::InsufficientResources);
+        }
+        if let Some(acc) = self.accounts.get(account) {
+            let (max, used) = match storage {
+                Storage::Memory => (acc.limits.max_memory, acc.usage.memory),
+                Storage::File => (acc.limits.max_store, acc.usage.file),
+            };
+            if max.is_some_and(|max| used.saturating_add(size) > max) {
+                return Err(PublishError::AccountResources);
+            }
+        }
+        Ok(())
     }
 
     /// Plant `defect` in this machine and every stream it has or creates
@@ -184,7 +250,33 @@ impl<D: Disk + Clone> JetStream<D> {
                     headers: &msg.headers,
                     payload: &msg.payload,
                 };
+                let storage = entry.stream.rules().storage;
+                let size = entry.stream.rules().limits.sizing.size(
+                    &msg.subject,
+                    &msg.headers,
+                    &msg.payload,
+                );
+                if let Err(error) = self.resources_for(&msg.account, storage, size) {
+                    let entry = &self.streams[&id];
+                    entry.stream.refuse(&publish, error, &mut self.actions);
+                    return;
+                }
+                let entry = self.streams.get_mut(&id).expect("found above");
+                let before = entry.stream.state().bytes;
                 entry.stream.publish(wall, &publish, &mut self.actions);
+                let after = entry.stream.state().bytes;
+                // Bytes held change by what was stored minus what the
+                // limits (or a rollup) removed.
+                for usage in [
+                    Some(&mut self.usage),
+                    self.accounts.get_mut(&msg.account).map(|a| &mut a.usage),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let held = usage.of(storage);
+                    *held = (*held + after).saturating_sub(before);
+                }
             }
         }
     }
@@ -216,6 +308,8 @@ impl<D: Disk + Clone> JetStream<D> {
         for entry in self.streams.values_mut() {
             entry.stream.handle_timeout(now, wall, &mut self.actions);
         }
+        // Expiry may have removed messages.
+        self.refresh_usage();
     }
 
     fn tick(&mut self, now: Instant, wall: WallTime) {

@@ -197,6 +197,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 ),
             );
         }
+        // Purges, deletes and updates change what the streams hold.
+        self.refresh_usage();
         self.audit(msg, subject, &answer.body);
         self.reply(&msg.account, &msg.reply, answer.body);
     }
@@ -309,6 +311,7 @@ impl<D: Disk + Clone> JetStream<D> {
             return Err(ApiError::new(K::StreamNameExist));
         }
         self.check_overlap(account, None, &config)?;
+        self.check_reservation(account, &config)?;
         if let Some(max) = limits.max_streams {
             if self.accounts[account].by_name.len() as u64 >= max {
                 return Err(ApiError::new(K::MaximumStreamsLimit));
@@ -356,6 +359,41 @@ impl<D: Disk + Clone> JetStream<D> {
         self.advise_stream(account, name, "modify");
         let info = self.stream_info(id, None);
         Ok(reply(&StreamUpdateResponse::ok(info), false))
+    }
+
+    /// A stream's `max_bytes` is reserved from the server's and the
+    /// account's storage of its type: refused when it does not fit.
+    fn check_reservation(&self, account: &str, config: &StreamConfig) -> Result<(), ApiError> {
+        let Ok(wanted) = u64::try_from(config.max_bytes) else {
+            return Ok(());
+        };
+        let memory = config.storage == StorageType::Memory;
+        let reserved: u64 = self
+            .streams
+            .values()
+            .filter(|entry| (entry.meta.config.storage == StorageType::Memory) == memory)
+            .filter_map(|entry| u64::try_from(entry.meta.config.max_bytes).ok())
+            .sum();
+        let acc = &self.accounts[account].limits;
+        let (server_max, account_max, kind) = if memory {
+            (
+                self.config.max_memory,
+                acc.max_memory,
+                K::MemoryResourcesExceeded,
+            )
+        } else {
+            (
+                self.config.max_store,
+                acc.max_store,
+                K::StorageResourcesExceeded,
+            )
+        };
+        let over_server = reserved.saturating_add(wanted) > server_max;
+        let over_account = account_max.is_some_and(|max| wanted > max);
+        if over_server || over_account {
+            return Err(ApiError::new(kind));
+        }
+        Ok(())
     }
 
     fn check_overlap(

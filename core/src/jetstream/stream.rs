@@ -89,6 +89,10 @@ pub enum PublishError {
     TooLarge,
     /// The store refused it (limits with discard new, a disk failure).
     Store(StoreError),
+    /// The server's `max_memory_store` / `max_file_store` is used up.
+    InsufficientResources,
+    /// The account's `max_mem` / `max_file` is used up.
+    AccountResources,
 }
 
 /// A publisher waiting for its acknowledgement.
@@ -370,20 +374,33 @@ impl<D: Disk> Stream<D> {
                     self.waiting.push_back(ack);
                 }
             }
-            Published::Refused(error) if answer => {
-                let body = super::wire::publish_error(&self.rules.name, error);
-                out.push_back(JsAction::Publish {
-                    account: msg.account.to_string(),
-                    subject: Bytes::copy_from_slice(msg.reply),
-                    reply: Bytes::new(),
-                    headers: Bytes::new(),
-                    payload: body,
-                });
-            }
+            Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
             _ => {}
         }
         self.drain_store(out);
         result
+    }
+
+    /// Refuse `msg` without storing it (the machine's resource limits).
+    pub fn refuse(&self, msg: &Publish<'_>, error: PublishError, out: &mut VecDeque<JsAction>) {
+        if !msg.reply.is_empty() && !self.rules.no_ack {
+            self.answer_refusal(msg, &error, out);
+        }
+    }
+
+    fn answer_refusal(
+        &self,
+        msg: &Publish<'_>,
+        error: &PublishError,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        out.push_back(JsAction::Publish {
+            account: msg.account.to_string(),
+            subject: Bytes::copy_from_slice(msg.reply),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: super::wire::publish_error(&self.rules.name, error),
+        });
     }
 
     fn try_publish(&mut self, now: WallTime, msg: &Publish<'_>) -> Published {

@@ -416,3 +416,35 @@ fn features_not_built_yet_are_refused_by_name() {
     let names = h.api("$JS.API.STREAM.NAMES", "");
     assert_eq!(names["total"], 0, "nothing was created");
 }
+
+#[test]
+fn server_storage_limits_refuse_publishes_and_reservations() {
+    let mut h = Harness::new();
+    // js_config() allows 1 GiB of each storage type.
+    let too_big = h.api(
+        "$JS.API.STREAM.CREATE.BIG",
+        r#"{"name":"BIG","subjects":["big"],"max_bytes":2000000000}"#,
+    );
+    assert_eq!(too_big["error"]["err_code"], 10047, "{too_big}");
+    h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"storage":"memory"}"#,
+    );
+    // Fill the memory budget with large messages until one is refused.
+    let payload = vec![b'x'; 1 << 20];
+    let mut refused = None;
+    for _ in 0..1100 {
+        h.publish("m", b"", &payload);
+        if let Some((_, reply)) = h
+            .sync_all()
+            .into_iter()
+            .find(|(_, r)| r["error"].is_object())
+        {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let refused = refused.expect("the memory budget runs out");
+    assert_eq!(refused["error"]["err_code"], 10023, "{refused}");
+    assert_eq!(refused["error"]["description"], "insufficient resources");
+}

@@ -50,6 +50,8 @@ pub fn api_error(error: &PublishError) -> ApiError {
         PublishError::TtlDisabled => ApiError::new(K::MessageTTLDisabled),
         PublishError::InvalidTtl => ApiError::new(K::MessageTTLInvalid),
         PublishError::TooLarge => ApiError::new(K::StreamMessageExceedsMaximum),
+        PublishError::InsufficientResources => ApiError::new(K::InsufficientResources),
+        PublishError::AccountResources => ApiError::new(K::AccountResourcesExceeded),
         PublishError::Store(error) => {
             ApiError::with(K::StreamStoreFailed, &[("{err}", &error.to_string())])
         }
