@@ -721,7 +721,7 @@ fn load_requested<D: Disk>(
 ) -> Option<crate::store::StoreResult<crate::store::StoredMsg>> {
     let last = !request.last_by_subj.is_empty();
     let next = !request.next_by_subj.is_empty();
-    if (request.seq > 0 && last) || (last && next) {
+    if last && (request.seq > 0 || next) {
         return None;
     }
     Some(if last {
