@@ -560,6 +560,10 @@ impl Disk for SimDisk {
     }
 }
 
+/// A [`SimDisk`] shared by several owners (stores, the harness) in one
+/// single-threaded simulation.
+pub type SharedSimDisk = rnats_core::store::SharedDisk<SimDisk>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,7 +616,3 @@ mod tests {
         assert_eq!(disk.len("d/a").unwrap(), None);
     }
 }
-
-/// A [`SimDisk`] shared by several owners (stores, the harness) in one
-/// single-threaded simulation.
-pub type SharedSimDisk = rnats_core::store::SharedDisk<SimDisk>;
