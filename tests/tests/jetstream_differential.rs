@@ -104,6 +104,21 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
          \"invalid operation on sealed stream\", rnats 500/10110 \"purge not permitted\"",
     ),
     (
+        "direct-not-allowed",
+        "DIRECT.GET on a stream without allow_direct: the reference has no responder (503 no \
+         responders at once), rnats answers nothing (the request times out)",
+    ),
+    (
+        "info-malformed",
+        "STREAM.INFO with a body that is not JSON (\"nope\"): the reference ignores it and answers \
+         the stream info, rnats refuses with 400/10025 invalid JSON",
+    ),
+    (
+        "names-offset-past-end",
+        "STREAM.NAMES with offset 100 of 15 streams: the reference answers \"offset\": 15 (clamped \
+         to the total), rnats \"offset\": 100",
+    ),
+    (
         "info-s1-subjects-none",
         "STREAM.INFO with a subjects_filter that matches no subject: the reference answers \
          \"limit\": 0, rnats \"limit\": 100000 (both \"total\": 0, no \"subjects\")",
@@ -143,7 +158,7 @@ fn patch_known_account_info(a: &mut Value, b: &mut Value) -> Vec<&'static str> {
 /// Steps whose reply is a JSON syntax error: rnats words it with serde's text,
 /// the reference with Go's (a documented difference), so the description after
 /// "invalid JSON: " is not compared; the code and err_code are.
-const JSON_SYNTAX_ERROR_STEPS: &[&str] = &["malformed-json"];
+const JSON_SYNTAX_ERROR_STEPS: &[&str] = &["malformed-json", "get-malformed"];
 
 /// Known difference applied to every reply: rnats includes
 /// `"cluster": {"leader": ...}` in the stream info of STREAM.CREATE and
@@ -781,6 +796,70 @@ fn steps() -> Vec<Step> {
         ),
         pubh("pub-older", "older.x.y", &[], "5"),
         api("get-old-first", "STREAM.MSG.GET.OLD", json!({"seq": 1})),
+        // ---- more requests (on S1 only reads; the rest on fresh streams)
+        api("direct-not-allowed", "DIRECT.GET.LIM", json!({"seq": 1})),
+        api(
+            "get-next-no-seq",
+            "STREAM.MSG.GET.S1",
+            json!({"next_by_subj": "s1.*"}),
+        ),
+        req("get-malformed", "$JS.API.STREAM.MSG.GET.S1", "{\"seq\":"),
+        req("info-malformed", "$JS.API.STREAM.INFO.S1", "nope"),
+        api(
+            "info-bad-type",
+            "STREAM.INFO.S1",
+            json!({"subjects_filter": 5}),
+        ),
+        api(
+            "names-offset-past-end",
+            "STREAM.NAMES",
+            json!({"offset": 100}),
+        ),
+        api(
+            "names-wildcard-subject",
+            "STREAM.NAMES",
+            json!({"subject": "s1.*"}),
+        ),
+        api(
+            "list-wildcard-subject",
+            "STREAM.LIST",
+            json!({"subject": "*"}),
+        ),
+        api(
+            "create-star-overlaps-nosubj",
+            "STREAM.CREATE.STAR",
+            json!({"name": "STAR", "subjects": ["*"]}),
+        ),
+        api(
+            "create-name-too-long",
+            &format!("STREAM.CREATE.{}", "L".repeat(300)),
+            json!({"name": "L".repeat(300), "subjects": ["long"]}),
+        ),
+        api(
+            "create-metadata-compression",
+            "STREAM.CREATE.META",
+            json!({"name": "META", "subjects": ["meta"], "metadata": {"owner": "tests"}, "compression": "s2"}),
+        ),
+        api(
+            "update-ttl-disable",
+            "STREAM.UPDATE.TTL",
+            json!({"name": "TTL", "subjects": ["ttl.>"], "allow_msg_ttl": false}),
+        ),
+        api(
+            "update-max-age-below-dupe-window",
+            "STREAM.UPDATE.META",
+            json!({"name": "META", "subjects": ["meta"], "compression": "s2", "max_age": 1_000_000_000u64}),
+        ),
+        api(
+            "update-compression-change",
+            "STREAM.UPDATE.META",
+            json!({"name": "META", "subjects": ["meta"], "compression": "none"}),
+        ),
+        api(
+            "update-rollup-to-deny-purge",
+            "STREAM.UPDATE.ROLL",
+            json!({"name": "ROLL", "subjects": ["roll.>"], "allow_rollup_hdrs": true, "deny_purge": true}),
+        ),
         api("info-before-delete", "INFO", json!("")),
         // ---- delete
         api("delete", "STREAM.DELETE.S1", json!("")),
