@@ -1,10 +1,12 @@
 // Runs the official JavaScript client (nats.js v3, @nats-io/transport-node)
 // against a NATS server.
 //
-// Usage: node tests/interop/js_client.mjs nats://127.0.0.1:PORT [USER PASSWORD]
+// Usage: node tests/interop/js_client.mjs nats://127.0.0.1:PORT [USER PASSWORD | --jetstream]
 //
 // With USER and PASSWORD (for a server started with --user/--pass) it runs the
-// authentication checks instead of the messaging checks.
+// authentication checks instead of the messaging checks; with --jetstream (for
+// a server started with -js) the JetStream checks through @nats-io/jetstream,
+// which is loaded only then (exit 77 when it is not installed).
 //
 // The client library is installed by scripts/install-interop-deps into
 // tests/interop/js/node_modules (pinned by tests/interop/js/package-lock.json).
@@ -433,6 +435,79 @@ function authChecks(user, pass) {
   ];
 }
 
+const JS_STREAM = "INTEROP_JS";
+
+// Loads @nats-io/jetstream, or exits 77 (skipped) when it is not installed.
+function loadJetStream() {
+  try {
+    const require = createRequire(new URL("./js/package.json", import.meta.url));
+    return require("@nats-io/jetstream");
+  } catch (error) {
+    console.log(
+      `NOTICE: @nats-io/jetstream is not installed (${error.code ?? error.message}); run scripts/install-interop-deps`,
+    );
+    process.exit(77);
+  }
+}
+
+// Create a stream, publish with acks and a duplicate msg id, read its info and
+// a message back, delete it: through jetstreamManager() and jetstream().
+async function checkJetStreamStream(url) {
+  const { jetstream, jetstreamManager, JetStreamApiError } = loadJetStream();
+  const client = await open(url);
+  const jsm = await jetstreamManager(client, { timeout: REQUEST_TIMEOUT_MS });
+  const created = await jsm.streams.add({ name: JS_STREAM, subjects: ["interop.js.>"] });
+  expectEqual([created.config.name, created.config.storage, created.state.messages], [JS_STREAM, "file", 0], "created stream");
+
+  const js = jetstream(client, { timeout: REQUEST_TIMEOUT_MS });
+  const first = await js.publish("interop.js.a", "one");
+  expectEqual([first.stream, first.seq, first.duplicate], [JS_STREAM, 1, false], "first ack");
+  const second = await js.publish("interop.js.b", "two", { msgID: "id-1" });
+  expectEqual([second.seq, second.duplicate], [2, false], "second ack");
+  const again = await js.publish("interop.js.b", "two", { msgID: "id-1" });
+  expectEqual([again.seq, again.duplicate], [2, true], "ack of the duplicate msg id");
+  try {
+    await js.publish("interop.js.c", "x", { expect: { lastSequence: 1 } });
+    throw new CheckFailed("a wrong expected last sequence was accepted");
+  } catch (error) {
+    if (error instanceof CheckFailed) throw error;
+    expect(error instanceof JetStreamApiError, `refused with ${error.name}: ${error.message}`);
+    expectEqual(error.code, 10071, "err_code of a wrong expected last sequence");
+  }
+
+  const info = await jsm.streams.info(JS_STREAM);
+  expectEqual(
+    [info.state.messages, info.state.first_seq, info.state.last_seq, info.state.num_subjects],
+    [2, 1, 2, 2],
+    "stream state (messages, first, last, subjects)",
+  );
+  expect(info.state.bytes > 0, `stream bytes ${info.state.bytes}`);
+
+  const message = await jsm.streams.getMessage(JS_STREAM, { seq: 2 });
+  expectEqual([message.subject, message.seq, message.string()], ["interop.js.b", 2, "two"], "message 2");
+  expectEqual(message.header.get("Nats-Msg-Id"), "id-1", "stored Nats-Msg-Id");
+  const last = await jsm.streams.getMessage(JS_STREAM, { last_by_subj: "interop.js.a" });
+  expectEqual([last.seq, last.string()], [1, "one"], "last message on interop.js.a");
+  expectEqual(await jsm.streams.getMessage(JS_STREAM, { seq: 99 }), null, "sequence 99");
+
+  const names = [];
+  for await (const name of jsm.streams.names()) names.push(name);
+  expectEqual(names, [JS_STREAM], "stream names");
+  expectEqual(await jsm.streams.delete(JS_STREAM), true, "delete");
+  try {
+    await jsm.streams.info(JS_STREAM);
+    throw new CheckFailed("the deleted stream still has info");
+  } catch (error) {
+    if (error instanceof CheckFailed) throw error;
+    expectEqual(error.code, 10059, `err_code of info on a deleted stream (${error.message})`);
+  }
+  expectEqual((await jsm.getAccountInfo()).streams, 0, "streams after the delete");
+  await closeAll(client);
+  return "created, 2 stored + 1 duplicate acked, info, get, get last, delete";
+}
+
+const JETSTREAM_CHECKS = [["jetstream: stream lifecycle", checkJetStreamStream]];
+
 const CHECKS = [
   ["connect", checkConnect],
   ["pub/sub literal subject", checkLiteralSubject],
@@ -472,10 +547,11 @@ async function main(url, checks) {
 }
 
 const [url, user, pass, ...extra] = process.argv.slice(2);
-if (url === undefined || (user !== undefined && pass === undefined) || extra.length > 0) {
-  console.error("usage: js_client.mjs nats://HOST:PORT [USER PASSWORD]");
+const jetstreamMode = user === "--jetstream" && pass === undefined;
+if (url === undefined || (user !== undefined && pass === undefined && !jetstreamMode) || extra.length > 0) {
+  console.error("usage: js_client.mjs nats://HOST:PORT [USER PASSWORD | --jetstream]");
   process.exit(2);
 }
-const checks = user === undefined ? CHECKS : authChecks(user, pass);
+const checks = jetstreamMode ? JETSTREAM_CHECKS : user === undefined ? CHECKS : authChecks(user, pass);
 // Exit explicitly: a check that timed out may leave a connection open.
 process.exit(await main(url, checks));

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Runs the official Python client (nats-py) against a NATS server.
 
-Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD]
+Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD | --jetstream]
 
 With USER and PASSWORD (for a server started with --user/--pass) it runs the
-authentication checks instead of the messaging checks.
+authentication checks instead of the messaging checks; with --jetstream (for a
+server started with -js) the JetStream checks through `nc.jetstream()`.
 
 Each check opens its own connections, prints one line ("ok" or "FAIL" and the
 reason), and is bounded by a timeout, so one broken check cannot hide the
@@ -397,6 +398,69 @@ def auth_checks(user, password):
     ]
 
 
+JS_STREAM = "INTEROP_PY"
+
+
+async def check_jetstream_stream(url):
+    """Create a stream, publish with acks and a duplicate msg id, read its info
+    and a message back, delete it: all through nats-py's JetStream context."""
+    from nats.js import api as js_api
+    from nats.js import errors as js_errors
+
+    client = await connect(url)
+    js = client.jetstream(timeout=REQUEST_TIMEOUT_S)
+    created = await js.add_stream(name=JS_STREAM, subjects=["interop.py.>"])
+    expect_equal(created.config.name, JS_STREAM, "created stream name")
+    expect_equal(created.config.storage, js_api.StorageType.FILE, "default storage")
+    expect_equal(created.state.messages, 0, "messages of a new stream")
+
+    first = await js.publish("interop.py.a", b"one")
+    expect_equal((first.stream, first.seq, bool(first.duplicate)), (JS_STREAM, 1, False), "first ack")
+    second = await js.publish("interop.py.b", b"two", headers={"Nats-Msg-Id": "id-1"})
+    expect_equal((second.seq, bool(second.duplicate)), (2, False), "second ack")
+    again = await js.publish("interop.py.b", b"two", headers={"Nats-Msg-Id": "id-1"})
+    expect_equal((again.seq, bool(again.duplicate)), (2, True), "ack of the duplicate msg id")
+    try:
+        await js.publish("interop.py.c", b"x", headers={"Nats-Expected-Last-Sequence": "1"})
+        raise CheckFailed("a wrong Nats-Expected-Last-Sequence was accepted")
+    except js_errors.APIError as error:
+        expect_equal(error.err_code, 10071, "err_code of a wrong expected last sequence")
+
+    info = await js.stream_info(JS_STREAM)
+    state = (info.state.messages, info.state.first_seq, info.state.last_seq)
+    expect_equal(state, (2, 1, 2), "stream state (messages, first, last)")
+    expect(info.state.bytes > 0, f"stream bytes {info.state.bytes}")
+
+    message = await js.get_msg(JS_STREAM, seq=2)
+    expect_equal((message.subject, message.seq, message.data), ("interop.py.b", 2, b"two"), "message 2")
+    expect_equal(message.headers.get("Nats-Msg-Id"), "id-1", "stored Nats-Msg-Id")
+    last = await js.get_last_msg(JS_STREAM, "interop.py.a")
+    expect_equal((last.seq, last.data), (1, b"one"), "last message on interop.py.a")
+    try:
+        await js.get_msg(JS_STREAM, seq=99)
+        raise CheckFailed("sequence 99 was found")
+    except js_errors.NotFoundError:
+        pass
+
+    names = await js.streams_info()
+    expect_equal([s.config.name for s in names], [JS_STREAM], "stream list")
+    expect_equal(await js.delete_stream(JS_STREAM), True, "delete")
+    try:
+        await js.stream_info(JS_STREAM)
+        raise CheckFailed("the deleted stream still has info")
+    except js_errors.NotFoundError:
+        pass
+    account = await js.account_info()
+    expect_equal(account.streams, 0, "streams after the delete")
+    await close_all(client)
+    return "created, 2 stored + 1 duplicate acked, info, get, get last, delete"
+
+
+JETSTREAM_CHECKS = [
+    ("jetstream: stream lifecycle", check_jetstream_stream),
+]
+
+
 CHECKS = [
     ("connect", check_connect),
     ("pub/sub literal subject", check_literal_subject),
@@ -438,7 +502,9 @@ async def main(url, checks):
 if __name__ == "__main__":
     if len(sys.argv) == 2:
         sys.exit(asyncio.run(main(sys.argv[1], CHECKS)))
+    if len(sys.argv) == 3 and sys.argv[2] == "--jetstream":
+        sys.exit(asyncio.run(main(sys.argv[1], JETSTREAM_CHECKS)))
     if len(sys.argv) == 4:
         sys.exit(asyncio.run(main(sys.argv[1], auth_checks(sys.argv[2], sys.argv[3]))))
-    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD]", file=sys.stderr)
+    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD | --jetstream]", file=sys.stderr)
     sys.exit(2)

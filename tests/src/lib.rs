@@ -201,6 +201,27 @@ pub fn rnats_server_binary() -> &'static PathBuf {
         if release {
             cmd.arg("--release");
         }
+        // cargo gives a test process its package's CARGO_MANIFEST_DIR, CARGO_PKG_*
+        // and so on. Build scripts that declare `rerun-if-env-changed` on them
+        // (ring does) would see them changed and rebuild here, and again in the
+        // next `cargo test`: every run would rebuild ring and what depends on it.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_MANIFEST_LINKS"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                )
+            {
+                cmd.env_remove(name);
+            }
+        }
         // Always ask cargo: it is a no-op when the binary is fresh, and it keeps the
         // tests from running a stale server.
         let status = cmd.status().expect("run cargo build for rnats-server");

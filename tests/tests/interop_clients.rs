@@ -14,6 +14,10 @@
 //! missing (the interpreter is absent, or the script exits 77 because the import
 //! failed) the test prints a NOTICE and passes without checking anything, unless
 //! `RNATS_REQUIRE_INTEROP_CLIENTS=1` is set, which turns the NOTICE into a failure.
+//! Given `--jetstream`, a script runs its JetStream checks (nats-py's
+//! `nc.jetstream()`, nats.js's `@nats-io/jetstream`: create a stream, publish
+//! with acks and a duplicate msg id, stream info, get messages back, delete)
+//! against a server started with `-js -sd <fresh dir>`.
 //! Validate the scripts against the reference with
 //! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test interop_clients`.
 
@@ -53,6 +57,13 @@ const NATS_JS: Client = Client {
     installed_marker: Some("js/node_modules/@nats-io/transport-node/package.json"),
 };
 
+/// nats.js's JetStream checks need `@nats-io/jetstream` besides the transport.
+const NATS_JS_JETSTREAM: Client = Client {
+    library: "nats.js (@nats-io/jetstream)",
+    installed_marker: Some("js/node_modules/@nats-io/jetstream/package.json"),
+    ..NATS_JS
+};
+
 #[test]
 fn nats_py_passes_every_check() {
     run_client(&NATS_PY, &[], &[]);
@@ -79,6 +90,26 @@ fn nats_js_authenticates_with_user_and_password() {
         &["--user", USER, "--pass", PASSWORD],
         &[USER, PASSWORD],
     );
+}
+
+#[test]
+fn nats_py_jetstream_stream_lifecycle() {
+    run_jetstream_client(&NATS_PY, "py");
+}
+
+#[test]
+fn nats_js_jetstream_stream_lifecycle() {
+    run_jetstream_client(&NATS_JS_JETSTREAM, "js");
+}
+
+/// Runs the client's `--jetstream` checks against a server with JetStream on
+/// and a fresh store directory (removed afterwards).
+fn run_jetstream_client(client: &Client, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("rnats-interop-js-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().expect("utf-8 temp dir").to_string();
+    run_client(client, &["-js", "-sd", &dir_arg], &["--jetstream"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One official client and the script that exercises it.
