@@ -10,7 +10,7 @@
 //! a difference fails the test with the request and both replies.
 //!
 //! Differences that are known are listed in [`KNOWN_DIFFERENCES`] (whole
-//! steps), [`strip_known_cluster`] and [`KNOWN_ACCOUNT_INFO_FIELDS`] (one key
+//! steps) and [`KNOWN_ACCOUNT_INFO_FIELDS`] (one key
 //! each): every one is checked to still differ, so the test fails once rnats
 //! is fixed and the entry must be removed. Steps that change state in a way
 //! that differs come last, so they cannot shift the sequences compared before.
@@ -67,63 +67,7 @@ fn pubh(
 
 /// Steps whose replies differ today, with why. Each must still differ (so the
 /// entry is removed once rnats is fixed).
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "pub-expected-last-msgid-after-plain",
-        "Nats-Expected-Last-Msg-Id is checked against the last msg id rnats saw; the reference \
-         checks the id of the last message stored, \"\" after a message without one: \
-         it refuses with 10070 \"wrong last msg ID: \" where rnats stores the message",
-    ),
-    (
-        "get-both-seq-and-last",
-        "MSG.GET with both seq and last_by_subj: the reference refuses (400, 10003 \"bad request\"), \
-         rnats answers the last_by_subj lookup",
-    ),
-    (
-        "direct-empty-request",
-        "DIRECT.GET with {}: the reference answers 408 \"Empty Request\", rnats 404 \"Message Not Found\"",
-    ),
-    (
-        "msg-delete-again",
-        "MSG.DELETE of an already deleted sequence: the reference answers 400/10043 \
-         \"sequence N not found\", rnats 500/10057 \"no message found\"",
-    ),
-    (
-        "msg-delete-missing-seq",
-        "MSG.DELETE past the last sequence: the reference answers 500/10057 \"stream store EOF\", \
-         rnats \"no message found\"",
-    ),
-    (
-        "deny-purge",
-        "PURGE on a deny_purge stream: the reference's description is \"stream purge not permitted\", \
-         rnats's \"purge not permitted\" (both 500/10110)",
-    ),
-    (
-        "sealed-purge",
-        "PURGE on a sealed stream (that also denies purges): the reference answers 400/10109 \
-         \"invalid operation on sealed stream\", rnats 500/10110 \"purge not permitted\"",
-    ),
-    (
-        "direct-not-allowed",
-        "DIRECT.GET on a stream without allow_direct: the reference has no responder (503 no \
-         responders at once), rnats answers nothing (the request times out)",
-    ),
-    (
-        "info-malformed",
-        "STREAM.INFO with a body that is not JSON (\"nope\"): the reference ignores it and answers \
-         the stream info, rnats refuses with 400/10025 invalid JSON",
-    ),
-    (
-        "names-offset-past-end",
-        "STREAM.NAMES with offset 100 of 15 streams: the reference answers \"offset\": 15 (clamped \
-         to the total), rnats \"offset\": 100",
-    ),
-    (
-        "info-s1-subjects-none",
-        "STREAM.INFO with a subjects_filter that matches no subject: the reference answers \
-         \"limit\": 0, rnats \"limit\": 100000 (both \"total\": 0, no \"subjects\")",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// Known differences in `$JS.API.INFO` (account info) replies, each a field
 /// set to a placeholder on both sides when the two differ; the test checks
@@ -131,12 +75,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
 /// - `api`: the reference counts no successful STREAM.MSG.GET in `api.total`
 ///   (6 here; its failed ones it counts), rnats counts every request; the
 ///   reference counts neither failed MSG.DELETE (`msg-delete-again`,
-///   `msg-delete-missing-seq`) in `api.errors`, rnats counts both; and
-///   `get-both-seq-and-last` is an error only on the reference.
-/// - `reserved_memory`, `reserved_storage`: the reference reserves the
-///   `max_bytes` of a stream (10000 for the memory stream LIM, 100 for the
-///   file stream MB); rnats reports 0.
-const KNOWN_ACCOUNT_INFO_FIELDS: &[&str] = &["api", "reserved_memory", "reserved_storage"];
+///   `msg-delete-missing-seq`) in `api.errors`, rnats counts both.
+const KNOWN_ACCOUNT_INFO_FIELDS: &[&str] = &["api"];
 
 /// Replaces the [`KNOWN_ACCOUNT_INFO_FIELDS`] that differ; returns which did.
 fn patch_known_account_info(a: &mut Value, b: &mut Value) -> Vec<&'static str> {
@@ -159,36 +99,6 @@ fn patch_known_account_info(a: &mut Value, b: &mut Value) -> Vec<&'static str> {
 /// the reference with Go's (a documented difference), so the description after
 /// "invalid JSON: " is not compared; the code and err_code are.
 const JSON_SYNTAX_ERROR_STEPS: &[&str] = &["malformed-json", "get-malformed"];
-
-/// Known difference applied to every reply: rnats includes
-/// `"cluster": {"leader": ...}` in the stream info of STREAM.CREATE and
-/// STREAM.UPDATE replies and of STREAM.LIST entries, where the reference (not
-/// clustered) has it only in STREAM.INFO. rnats's extra key is removed before
-/// comparing, and the test checks it was still there (so it fails once fixed).
-fn strip_known_cluster(label: &str, reply: &mut Value) -> bool {
-    let Some(body) = reply.get_mut("json") else {
-        return false;
-    };
-    let kind = body["type"].as_str().unwrap_or_default().to_string();
-    let mut stripped = false;
-    let mut strip = |info: &mut Value| {
-        if let Some(map) = info.as_object_mut() {
-            stripped |= map.remove("cluster").is_some();
-        }
-    };
-    match kind.as_str() {
-        "io.nats.jetstream.api.v1.stream_create_response"
-        | "io.nats.jetstream.api.v1.stream_update_response" => strip(body),
-        "io.nats.jetstream.api.v1.stream_list_response" => {
-            if let Some(streams) = body.get_mut("streams").and_then(Value::as_array_mut) {
-                streams.iter_mut().for_each(strip);
-            }
-        }
-        _ => {}
-    }
-    let _ = label;
-    stripped
-}
 
 /// Keys whose values are times or identities of one server run.
 const VOLATILE_KEYS: &[&str] = &[
@@ -1058,7 +968,6 @@ async fn jetstream_api_replies_match_the_reference() {
     let self_test = is_self_test();
     let verbose = std::env::var_os("RNATS_JSDIFF_VERBOSE").is_some();
     let mut failures = Vec::new();
-    let mut cluster_stripped = 0;
     let mut account_info_patched = Vec::new();
     for ((step, (a, took_a)), (b, took_b)) in steps.iter().zip(&ours).zip(&theirs) {
         if verbose {
@@ -1068,9 +977,6 @@ async fn jetstream_api_replies_match_the_reference() {
             );
         }
         let (mut a, mut b) = (a.clone(), b.clone());
-        if strip_known_cluster(step.label, &mut a) {
-            cluster_stripped += 1;
-        }
         account_info_patched.extend(patch_known_account_info(&mut a, &mut b));
         if JSON_SYNTAX_ERROR_STEPS.contains(&step.label) {
             for reply in [&mut a, &mut b] {
@@ -1099,12 +1005,6 @@ async fn jetstream_api_replies_match_the_reference() {
                 step.label, step.subject, step.headers, step.payload
             )),
         }
-    }
-    if !self_test && cluster_stripped == 0 {
-        failures.push(
-            "rnats no longer adds `cluster` to create/update/list replies: remove strip_known_cluster"
-                .to_string(),
-        );
     }
     for field in KNOWN_ACCOUNT_INFO_FIELDS {
         if !self_test && !account_info_patched.contains(field) {

@@ -422,7 +422,14 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn info(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamInfoRequest = decode(payload, self.config.strict)?;
+        // The reference ignores a body that is not JSON at all, but refuses
+        // JSON with fields of the wrong type.
+        let request: StreamInfoRequest =
+            if serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() {
+                decode(payload, self.config.strict)?
+            } else {
+                StreamInfoRequest::default()
+            };
         let id = self.find(account, name)?;
         let mut info = self.stream_info(id, Some(&request));
         // A single server leads every stream; the reference says so in
@@ -526,6 +533,11 @@ impl<D: Disk + Clone> JetStream<D> {
         let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
+        // An offset past the end reads as the end, as the reference's does.
+        let request = StreamNamesRequest {
+            offset: request.offset.min(total),
+            ..request
+        };
         let names: Vec<String> = all
             .into_iter()
             .skip(request.offset)
@@ -544,6 +556,10 @@ impl<D: Disk + Clone> JetStream<D> {
         let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
+        let request = StreamNamesRequest {
+            offset: request.offset.min(total),
+            ..request
+        };
         let infos: Vec<StreamInfo> = all
             .into_iter()
             .skip(request.offset)
@@ -572,14 +588,14 @@ impl<D: Disk + Clone> JetStream<D> {
         let request: PurgeRequest = decode(payload, self.config.strict)?;
         let id = self.find(account, name)?;
         let entry = self.streams.get_mut(&id).expect("found");
+        if entry.stream.rules().sealed {
+            return Err(ApiError::new(K::StreamSealed));
+        }
         if entry.stream.rules().deny_purge {
             return Err(ApiError::with(
                 K::StreamPurgeFailed,
-                &[("{err}", "purge not permitted")],
+                &[("{err}", "stream purge not permitted")],
             ));
-        }
-        if entry.stream.rules().sealed {
-            return Err(ApiError::new(K::StreamSealed));
         }
         if request.seq > 0 && request.keep > 0 {
             return Err(ApiError::new(K::BadRequest));
@@ -655,13 +671,22 @@ impl<D: Disk + Clone> JetStream<D> {
     /// bad request). Only streams with `allow_direct` answer; the others
     /// stay silent, as the reference has no subscription for them.
     fn direct_get(&mut self, msg: &JsInbound, name: &str, subject: Option<&str>) {
-        let Some(id) = self.stream_by_name(&msg.account, name) else {
+        // Only a stream with allow_direct listens for direct gets; for any
+        // other the requester hears what no listener gives: no responders.
+        let direct = self
+            .stream_by_name(&msg.account, name)
+            .filter(|id| self.streams[id].meta.config.allow_direct);
+        let Some(id) = direct else {
+            self.actions.push_back(super::link::JsAction::Publish {
+                account: msg.account.clone(),
+                subject: msg.reply.clone(),
+                reply: Bytes::new(),
+                headers: crate::protocol::no_responders_block(&msg.subject),
+                payload: Bytes::new(),
+            });
             return;
         };
         let entry = self.streams.get_mut(&id).expect("found");
-        if !entry.meta.config.allow_direct {
-            return;
-        }
         let body_empty = msg.payload.iter().all(u8::is_ascii_whitespace);
         let request: Result<MsgGetRequest, &str> = match subject {
             Some(subject) if body_empty => Ok(MsgGetRequest {
