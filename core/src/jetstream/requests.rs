@@ -529,41 +529,38 @@ impl<D: Disk + Clone> JetStream<D> {
             .collect()
     }
 
-    fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+    /// One page of the account's streams (by name, filtered by subject) as
+    /// NAMES and LIST ask for it, with its paging numbers.
+    fn page(
+        &self,
+        account: &str,
+        payload: &[u8],
+        size: usize,
+    ) -> Result<(Vec<(String, StreamId)>, ApiPaged), ApiError> {
         let request: StreamNamesRequest = decode(payload, self.config.strict)?;
         let all = self.sorted_names(account, &request.subject);
         let total = all.len();
         // An offset past the end reads as the end, as the reference's does.
-        let request = StreamNamesRequest {
-            offset: request.offset.min(total),
-            ..request
-        };
-        let names: Vec<String> = all
-            .into_iter()
-            .skip(request.offset)
-            .take(NAMES_PAGE)
-            .map(|(name, _)| name)
-            .collect();
+        let offset = request.offset.min(total);
+        let page = all.into_iter().skip(offset).take(size).collect();
         let paged = ApiPaged {
             total,
-            offset: request.offset,
-            limit: NAMES_PAGE,
+            offset,
+            limit: size,
         };
+        Ok((page, paged))
+    }
+
+    fn names(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let (page, paged) = self.page(account, payload, NAMES_PAGE)?;
+        let names = page.into_iter().map(|(name, _)| name).collect();
         Ok(reply(&StreamNamesResponse::ok(paged, names), false))
     }
 
     fn list(&mut self, account: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamNamesRequest = decode(payload, self.config.strict)?;
-        let all = self.sorted_names(account, &request.subject);
-        let total = all.len();
-        let request = StreamNamesRequest {
-            offset: request.offset.min(total),
-            ..request
-        };
-        let infos: Vec<StreamInfo> = all
+        let (page, paged) = self.page(account, payload, LIST_PAGE)?;
+        let infos: Vec<StreamInfo> = page
             .into_iter()
-            .skip(request.offset)
-            .take(LIST_PAGE)
             .map(|(_, id)| {
                 // Listed configs carry no dynamic metadata.
                 let mut info = self.stream_info(id, None);
@@ -571,11 +568,6 @@ impl<D: Disk + Clone> JetStream<D> {
                 info
             })
             .collect();
-        let paged = ApiPaged {
-            total,
-            offset: request.offset,
-            limit: LIST_PAGE,
-        };
         Ok(reply(&StreamListResponse::ok(paged, infos), false))
     }
 
