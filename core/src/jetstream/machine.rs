@@ -513,6 +513,15 @@ impl<D: Disk + Clone> JetStream<D> {
                 );
                 continue;
             }
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "  Starting restore for stream '{} > {}'",
+                    meta.account, meta.config.name
+                ),
+            );
+            // The reference adds "in <duration>"; core reads no clock, and the
+            // runtime logs how long the whole start took.
             match self.open_store(id, &meta) {
                 Ok(mut store) => {
                     let state = store.state();
