@@ -72,11 +72,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 /// Known differences in `$JS.API.INFO` (account info) replies, each a field
 /// set to a placeholder on both sides when the two differ; the test checks
 /// that each one still differs somewhere (so it fails once rnats is fixed).
-/// - `api`: the reference counts no successful STREAM.MSG.GET in `api.total`
-///   (6 here; its failed ones it counts), rnats counts every request; the
-///   reference counts neither failed MSG.DELETE (`msg-delete-again`,
-///   `msg-delete-missing-seq`) in `api.errors`, rnats counts both.
-const KNOWN_ACCOUNT_INFO_FIELDS: &[&str] = &["api"];
+/// None today.
+const KNOWN_ACCOUNT_INFO_FIELDS: &[&str] = &[];
 
 /// Replaces the [`KNOWN_ACCOUNT_INFO_FIELDS`] that differ; returns which did.
 fn patch_known_account_info(a: &mut Value, b: &mut Value) -> Vec<&'static str> {

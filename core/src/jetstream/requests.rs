@@ -181,7 +181,8 @@ impl<D: Disk + Clone> JetStream<D> {
         } else {
             self.answer(&msg.account, &request, &msg.payload)
         };
-        // The reference leaves a successful STREAM.MSG.GET out of its count.
+        // As the reference counts: a successful STREAM.MSG.GET is left out
+        // of the total.
         let counted = answer.error || !matches!(request, Request::MsgGet(_));
         if let Some(account) = self.accounts.get_mut(&msg.account) {
             account.api_total += u64::from(counted);
@@ -634,8 +635,11 @@ impl<D: Disk + Clone> JetStream<D> {
                 &[("{err}", "message delete not permitted")],
             ));
         }
+        // A sequence that is not there is answered with an error the
+        // reference does not count among the API's errors.
+        let uncounted = |error: ApiError| Ok(reply(&MsgDeleteResponse::error(error), false));
         if request.seq > entry.stream.state().last_seq {
-            return Err(ApiError::with(
+            return uncounted(ApiError::with(
                 K::StreamMsgDeleteFailed,
                 &[("{err}", &StoreError::Eof.to_string())],
             ));
@@ -647,7 +651,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 ApiError::with(K::StreamMsgDeleteFailed, &[("{err}", &error.to_string())])
             })?;
         if !removed {
-            return Err(ApiError::with(
+            return uncounted(ApiError::with(
                 K::SequenceNotFound,
                 &[("{seq}", &request.seq.to_string())],
             ));
