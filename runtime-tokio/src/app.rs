@@ -159,6 +159,10 @@ async fn serve(
     reloader: Reloader,
     log: LogHandle,
 ) -> i32 {
+    // Before anything is announced: a signal sent as soon as the listening
+    // line appears (tests, process managers) must find its handler, not
+    // the default action (SIGHUP would end the process).
+    let signals = Signals::install();
     let host = options
         .host
         .clone()
@@ -311,7 +315,7 @@ async fn serve(
     });
     tracing::info!("Server is ready");
 
-    handle_signals(&runner, &log, &reloader).await;
+    handle_signals(signals, &runner, &log, &reloader).await;
 
     if let Some(monitoring) = monitoring {
         monitoring.abort();
@@ -400,12 +404,40 @@ impl Reloader {
 }
 
 /// Wait for the signal that stops the server, serving the others meanwhile.
-async fn handle_signals(runner: &Arc<Runner>, log: &LogHandle, reloader: &Reloader) {
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut reopen = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
-    let mut lame_duck = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
-    let mut reload = signal(SignalKind::hangup()).expect("SIGHUP handler");
+/// The signals the server acts on, their handlers installed.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    reopen: tokio::signal::unix::Signal,
+    lame_duck: tokio::signal::unix::Signal,
+    reload: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            reopen: signal(SignalKind::user_defined1()).expect("SIGUSR1 handler"),
+            lame_duck: signal(SignalKind::user_defined2()).expect("SIGUSR2 handler"),
+            reload: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+        }
+    }
+}
+
+async fn handle_signals(
+    signals: Signals,
+    runner: &Arc<Runner>,
+    log: &LogHandle,
+    reloader: &Reloader,
+) {
+    let Signals {
+        mut interrupt,
+        mut terminate,
+        mut reopen,
+        mut lame_duck,
+        mut reload,
+    } = signals;
     loop {
         tokio::select! {
             _ = interrupt.recv() => {
