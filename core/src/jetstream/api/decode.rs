@@ -23,8 +23,9 @@
 use serde::de::DeserializeOwned;
 
 use super::{
-    MsgDeleteRequest, MsgGetRequest, PurgeRequest, StreamConfigRequest, StreamInfoRequest,
-    StreamNamesRequest,
+    ConsumerNamesRequest, ConsumerPauseRequest, ConsumerUnpinRequest, CreateConsumerRequest,
+    MsgDeleteRequest, MsgGetRequest, NextRequest, PurgeRequest, StreamConfigRequest,
+    StreamInfoRequest, StreamNamesRequest,
 };
 use crate::jetstream::errors::{ApiError, ApiErrorKind};
 
@@ -46,6 +47,8 @@ pub enum GoType {
     Enum,
     /// `[]string`.
     Strings,
+    /// `[]time.Duration`.
+    Durations,
     /// `map[string]string`.
     StringMap,
     /// A nested struct (or pointer to one).
@@ -65,6 +68,7 @@ impl GoType {
             GoType::Uint64 => "uint64",
             GoType::Duration => "time.Duration",
             GoType::Strings => "[]string",
+            GoType::Durations => "[]time.Duration",
             GoType::Time | GoType::Enum | GoType::Struct(_) | GoType::Structs(_) => "",
         }
     }
@@ -92,7 +96,9 @@ pub trait RequestFields {
     const FIELDS: &'static Fields;
 }
 
-use GoType::{Bool, Duration, Enum, Int, Int32, Int64, StringMap, Strings, Time, Uint64};
+use GoType::{
+    Bool, Duration, Durations, Enum, Int, Int32, Int64, StringMap, Strings, Time, Uint64,
+};
 
 const TRANSFORM: Fields = Fields {
     go_name: "SubjectTransformConfig",
@@ -251,6 +257,100 @@ impl RequestFields for MsgGetRequest {
     };
 }
 
+const CONSUMER_CONFIG: Fields = Fields {
+    go_name: "ConsumerConfig",
+    fields: &[
+        ("durable_name", GoType::String),
+        ("name", GoType::String),
+        ("description", GoType::String),
+        ("deliver_policy", Enum),
+        ("opt_start_seq", Uint64),
+        ("opt_start_time", Time),
+        ("ack_policy", Enum),
+        ("ack_wait", Duration),
+        ("max_deliver", Int),
+        ("backoff", Durations),
+        ("filter_subject", GoType::String),
+        ("filter_subjects", Strings),
+        ("replay_policy", Enum),
+        ("rate_limit_bps", Uint64),
+        ("sample_freq", GoType::String),
+        ("max_waiting", Int),
+        ("max_ack_pending", Int),
+        ("flow_control", Bool),
+        ("headers_only", Bool),
+        ("max_batch", Int),
+        ("max_expires", Duration),
+        ("max_bytes", Int),
+        ("deliver_subject", GoType::String),
+        ("deliver_group", GoType::String),
+        ("idle_heartbeat", Duration),
+        ("inactive_threshold", Duration),
+        ("num_replicas", Int),
+        ("mem_storage", Bool),
+        ("direct", Bool),
+        ("sourcing", Bool),
+        ("metadata", StringMap),
+        ("pause_until", Time),
+        ("priority_groups", Strings),
+        ("priority_policy", Enum),
+        ("priority_timeout", Duration),
+    ],
+};
+
+const CREATE_CONSUMER_REQUEST: Fields = Fields {
+    go_name: "CreateConsumerRequest",
+    fields: &[
+        ("stream_name", GoType::String),
+        ("config", GoType::Struct(&CONSUMER_CONFIG)),
+        ("action", Enum),
+        ("pedantic", Bool),
+    ],
+};
+
+impl RequestFields for CreateConsumerRequest {
+    const FIELDS: &'static Fields = &CREATE_CONSUMER_REQUEST;
+}
+
+impl RequestFields for ConsumerNamesRequest {
+    const FIELDS: &'static Fields = &Fields {
+        go_name: "JSApiConsumersRequest",
+        fields: &[("offset", Int)],
+    };
+}
+
+impl RequestFields for ConsumerPauseRequest {
+    const FIELDS: &'static Fields = &Fields {
+        go_name: "JSApiConsumerPauseRequest",
+        fields: &[("pause_until", Time)],
+    };
+}
+
+impl RequestFields for ConsumerUnpinRequest {
+    const FIELDS: &'static Fields = &Fields {
+        go_name: "JSApiConsumerUnpinRequest",
+        fields: &[("group", GoType::String)],
+    };
+}
+
+impl RequestFields for NextRequest {
+    const FIELDS: &'static Fields = &Fields {
+        go_name: "JSApiConsumerGetNextRequest",
+        fields: &[
+            ("expires", Duration),
+            ("batch", Int),
+            ("max_bytes", Int),
+            ("no_wait", Bool),
+            ("idle_heartbeat", Duration),
+            ("group", GoType::String),
+            ("min_pending", Int64),
+            ("min_ack_pending", Int64),
+            ("id", GoType::String),
+            ("priority", Int),
+        ],
+    };
+}
+
 /// How Go's type errors name a JSON value: its kind, and for a number
 /// that does not fit an integer field, the number itself.
 fn value_kind(value: &serde_json::Value, wanted: GoType) -> String {
@@ -283,7 +383,7 @@ fn fits(value: &serde_json::Value, wanted: GoType) -> bool {
         (V::Null, _) | (_, Time | Enum) => true,
         (V::String(_), GoType::String) | (V::Bool(_), Bool) => true,
         (V::Number(n), Int | Int32 | Int64 | Uint64 | Duration) => number_fits(n, wanted),
-        (V::Array(_), Strings | GoType::Structs(_)) => true,
+        (V::Array(_), Strings | Durations | GoType::Structs(_)) => true,
         (V::Object(_), StringMap | GoType::Struct(_)) => true,
         _ => false,
     }
@@ -311,11 +411,15 @@ fn type_error(value: &serde_json::Value, fields: &Fields, path: &str) -> Option<
             return Some(mismatch(inner, wanted, &here, true));
         }
         let found = match (inner, wanted) {
-            (serde_json::Value::Array(items), Strings) => {
+            (serde_json::Value::Array(items), Strings | Durations) => {
+                let element = if matches!(wanted, Strings) {
+                    GoType::String
+                } else {
+                    Duration
+                };
                 items.iter().enumerate().find_map(|(i, item)| {
                     let at = format!("{here}.{i}");
-                    (!fits(item, GoType::String))
-                        .then(|| mismatch(item, GoType::String, &at, false))
+                    (!fits(item, element)).then(|| mismatch(item, element, &at, false))
                 })
             }
             (serde_json::Value::Object(map), StringMap) => map.iter().find_map(|(name, item)| {
@@ -457,6 +561,33 @@ where
     serde_json::from_value(value).map_err(|error| invalid_json(&error.to_string()))
 }
 
+/// Reads one JSON object the way Go's `json.Unmarshal` does where the
+/// reference uses it rather than its API decoder (the pull request body):
+/// exactly one value, keys without regard to case, unknown keys ignored.
+/// The error is Go's text, without the API's `invalid JSON: ` prefix.
+pub fn unmarshal_lenient<T>(body: &[u8]) -> Result<T, String>
+where
+    T: DeserializeOwned + RequestFields,
+{
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| error.to_string())?;
+    fold_keys(&mut value, T::FIELDS);
+    if !value.is_object() && !value.is_null() {
+        let kind = value_kind(&value, GoType::String);
+        let go_name = T::FIELDS.go_name;
+        return Err(format!(
+            "json: cannot unmarshal {kind} into Go value of type server.{go_name}"
+        ));
+    }
+    if let Some(text) = type_error(&value, T::FIELDS, T::FIELDS.go_name) {
+        return Err(text);
+    }
+    if value.is_null() {
+        value = serde_json::Value::Object(serde_json::Map::new());
+    }
+    serde_json::from_value(value).map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +696,65 @@ mod tests {
         let error =
             decode_request::<StreamConfigRequest>(br#"{"retention":"forever"}"#, true).unwrap_err();
         assert!(error.is(ApiErrorKind::InvalidJSON));
+    }
+
+    /// Texts captured from nats-server v2.15.1 for `CONSUMER.CREATE` bodies.
+    #[test]
+    fn consumer_create_refusals_read_as_the_reference_writes_them() {
+        let cases = [
+            (r#"{"stream_name":"S","config":{"bogus":true}}"#, r#"json: unknown field "bogus""#),
+            (r#"{"stream_name":"S","config":{"backoff":["x"]}}"#, "json: cannot unmarshal string into CreateConsumerRequest.config.backoff.0 of type time.Duration"),
+            (r#"{"stream_name":"S","config":{"filter_subjects":[1]}}"#, "json: cannot unmarshal number into CreateConsumerRequest.config.filter_subjects.0 of type string"),
+            (r#"{"stream_name":"S","config":{"max_deliver":"x"}}"#, "json: cannot unmarshal string into Go struct field CreateConsumerRequest.config.max_deliver of type int"),
+            (r#"{"stream_name":"S","config":{"metadata":{"a":1}}}"#, "json: cannot unmarshal number into Go struct field CreateConsumerRequest.config.metadata.a of type string"),
+            (r#"{"stream_name":"S","config":{"deliver_policy":null}}"#, r#"can not unmarshal "null""#),
+            (r#"{"stream_name":"S","config":{},"action":null}"#, "unknown consumer action: null"),
+        ];
+        for (body, text) in cases {
+            let error = decode_request::<CreateConsumerRequest>(body.as_bytes(), true).unwrap_err();
+            assert!(error.is(ApiErrorKind::InvalidJSON), "{body}");
+            assert_eq!(error.description, format!("invalid JSON: {text}"), "{body}");
+        }
+        let lenient = br#"{"stream_name":"S","config":{"Ack_Policy":"explicit","bogus":1}}"#;
+        let request = decode_request::<CreateConsumerRequest>(lenient, false).unwrap();
+        assert_eq!(
+            request.config.ack_policy,
+            crate::jetstream::api::AckPolicy::Explicit
+        );
+    }
+
+    #[test]
+    fn consumer_schema_covers_the_type() {
+        let full = br#"{"stream_name":"S","config":{"durable_name":"D","name":"D","description":"d","deliver_policy":"by_start_time","opt_start_seq":1,"opt_start_time":"2026-01-01T00:00:00Z","ack_policy":"explicit","ack_wait":1,"max_deliver":3,"backoff":[1,2],"filter_subject":"a","filter_subjects":["b"],"replay_policy":"original","rate_limit_bps":8,"sample_freq":"50%","max_waiting":1,"max_ack_pending":1,"flow_control":true,"headers_only":true,"max_batch":1,"max_expires":1,"max_bytes":1,"deliver_subject":"x","deliver_group":"g","idle_heartbeat":1,"inactive_threshold":1,"num_replicas":1,"mem_storage":true,"direct":true,"sourcing":true,"metadata":{"a":"b"},"pause_until":"2030-01-01T00:00:00Z","priority_groups":["A"],"priority_policy":"pinned_client","priority_timeout":1},"action":"create","pedantic":true}"#;
+        let request = decode_request::<CreateConsumerRequest>(full, true).unwrap();
+        let written = serde_json::to_value(&request).unwrap();
+        assert_eq!(unknown_key(&written, CreateConsumerRequest::FIELDS), None);
+        assert_eq!(
+            written["config"].as_object().unwrap().len(),
+            CONSUMER_CONFIG.fields.len()
+        );
+        assert_eq!(
+            written.as_object().unwrap().len(),
+            CREATE_CONSUMER_REQUEST.fields.len()
+        );
+        let next = NextRequest {
+            expires: 1,
+            batch: 1,
+            max_bytes: 1,
+            no_wait: true,
+            idle_heartbeat: 1,
+            group: "g".into(),
+            min_pending: 1,
+            min_ack_pending: 1,
+            id: "i".into(),
+            priority: 1,
+        };
+        let written = serde_json::to_value(&next).unwrap();
+        assert_eq!(
+            written.as_object().unwrap().len(),
+            NextRequest::FIELDS.fields.len()
+        );
+        assert_eq!(unknown_key(&written, NextRequest::FIELDS), None);
     }
 
     /// Every key a fully populated request writes is in its schema.

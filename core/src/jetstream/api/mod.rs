@@ -17,10 +17,13 @@
 //! Files: `stream.rs` (StreamConfig and its parts), `info.rs` (StreamInfo,
 //! StreamState, cluster and source info), `account.rs` (`$JS.API.INFO`),
 //! `requests.rs` (the request and response bodies of the stream API),
-//! `pub_ack.rs` (publish acknowledgements), `decode.rs` (request bodies
-//! to types, strict mode's unknown-field refusal).
+//! `pub_ack.rs` (publish acknowledgements), `consumer.rs` (ConsumerConfig,
+//! ConsumerInfo, the consumer requests and replies, the pull request body),
+//! `decode.rs` (request bodies to types, strict mode's unknown-field
+//! refusal).
 
 mod account;
+mod consumer;
 pub mod decode;
 mod info;
 mod pub_ack;
@@ -29,6 +32,14 @@ mod stream;
 pub mod time;
 
 pub use account::{AccountInfo, AccountLimitsInfo, AccountTier, ApiStats};
+pub use consumer::{
+    consumer_page_limit, consumer_response_type, AckPolicy, ConsumerAction, ConsumerConfig,
+    ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo, ConsumerInfoResponse,
+    ConsumerLeaderStepdownResponse, ConsumerListRequest, ConsumerListResponse,
+    ConsumerNamesRequest, ConsumerNamesResponse, ConsumerPauseRequest, ConsumerPauseResponse,
+    ConsumerUnpinRequest, ConsumerUnpinResponse, CreateConsumerRequest, DeliverPolicy, NextRequest,
+    PriorityGroupState, PriorityPolicy, ReplayPolicy, SequenceInfo,
+};
 pub use decode::{decode_request, RequestFields};
 pub use info::{
     ClusterInfo, LostStreamData, PeerInfo, StreamAlternate, StreamInfo, StreamSourceInfo,
