@@ -139,10 +139,16 @@ fn drain(
     let mut replies = Vec::new();
     while let Some(action) = js.poll_action() {
         match action {
+            // JSON replies; pull requests are answered with status headers.
             JsAction::Publish {
-                subject, payload, ..
-            } if subject.as_ref() == b"_INBOX.fuzz" => replies.push(payload.to_vec()),
-            JsAction::Publish { .. } | JsAction::Log { .. } => {}
+                subject,
+                headers,
+                payload,
+                ..
+            } if subject.as_ref() == b"_INBOX.fuzz" && headers.is_empty() => {
+                replies.push(payload.to_vec())
+            }
+            JsAction::Publish { .. } | JsAction::Log { .. } | JsAction::Deliver { .. } => {}
             JsAction::Listen {
                 target: JsTarget::Stream(id),
                 subjects,

@@ -32,7 +32,14 @@ pub enum JsTarget {
     /// A `$SYS` request JetStream answers (`$SYS.REQ.SERVER.PING.JSZ`,
     /// `$SYS.REQ.SERVER.<id>.JSZ`, `$SYS.REQ.ACCOUNT.<account>.JSZ`).
     System,
+    /// A consumer's acknowledgements and flow-control replies
+    /// (`$JS.ACK.<stream>.<consumer>.>`, `$JS.FC.<stream>.<consumer>.*`).
+    Consumer(StreamId, ConsumerId),
 }
+
+/// A consumer, as both machines name it: never reused within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsumerId(pub u64);
 
 /// A message routed to JetStream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +66,17 @@ pub enum JsAction {
     /// publish acknowledgements, advisories). For the server.
     Publish {
         account: String,
+        subject: Bytes,
+        reply: Bytes,
+        headers: Bytes,
+        payload: Bytes,
+    },
+    /// Deliver a stored message to a consumer's subscriber: routed by `to`
+    /// (a pull request's inbox or the deliver subject), shown with the
+    /// stored message's `subject`, `reply` the ack subject. For the server.
+    Deliver {
+        account: String,
+        to: Bytes,
         subject: Bytes,
         reply: Bytes,
         headers: Bytes,

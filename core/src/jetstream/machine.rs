@@ -34,7 +34,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::api::StreamConfig;
 use super::config::{AccountLimits, JetStreamConfig};
-use super::link::{JsAction, JsInbound, JsTarget, StreamId};
+use super::consumer_table::ConsumerEntry;
+use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
 use super::stream::{Publish, PublishError, Storage, Store, Stream};
 use crate::server::LogLevel;
 use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore};
@@ -81,25 +82,32 @@ pub struct StreamMeta {
     pub created: u64,
 }
 
-/// A stream and what the API reports about it.
+/// A stream, its consumers, and what the API reports about it.
 pub struct StreamEntry<D: Disk> {
     pub stream: Stream<D>,
     pub meta: StreamMeta,
+    /// Its consumers by name ([`super::consumer_table`]).
+    pub consumers: BTreeMap<String, ConsumerEntry<D>>,
 }
 
 /// The JetStream machine.
 pub struct JetStream<D: Disk + Clone> {
     pub(super) config: JetStreamConfig,
-    disk: D,
+    pub(super) disk: D,
     pub(super) accounts: BTreeMap<String, JsAccount>,
     pub(super) streams: BTreeMap<StreamId, StreamEntry<D>>,
+    /// Every consumer by id: its stream and name.
+    pub(super) consumer_index: BTreeMap<ConsumerId, (StreamId, String)>,
+    pub(super) next_consumer: u64,
+    /// When changed consumer states must be written at the latest.
+    pub(super) flush_due: Option<Instant>,
     /// Bytes all streams hold (`max_memory_store` / `max_file_store`).
     usage: Usage,
     next_id: u64,
     pub(super) actions: VecDeque<JsAction>,
     /// The latest times handed in: converts wall-clock expiry deadlines to
     /// the monotonic timer.
-    now: Instant,
+    pub(super) now: Instant,
     pub(super) wall: WallTime,
     /// Reported as the leader of every stream (`cluster.leader`).
     pub(super) server_name: String,
@@ -139,6 +147,9 @@ impl<D: Disk + Clone> JetStream<D> {
                 })
                 .collect(),
             streams: BTreeMap::new(),
+            consumer_index: BTreeMap::new(),
+            next_consumer: 1,
+            flush_due: None,
             usage: Usage::default(),
             next_id: 1,
             actions: VecDeque::new(),
@@ -235,6 +246,7 @@ impl<D: Disk + Clone> JetStream<D> {
         match msg.target {
             JsTarget::Api => self.handle_api(&msg),
             JsTarget::System => self.handle_system(&msg),
+            JsTarget::Consumer(stream, consumer) => self.consumer_inbound(stream, consumer, &msg),
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.
@@ -277,6 +289,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     let held = usage.of(storage);
                     *held = (*held + after).saturating_sub(before);
                 }
+                self.pump_stream(id);
             }
         }
     }
@@ -299,6 +312,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 let expiry = expiry.map(|at| self.instant_of(at));
                 timer.into_iter().chain(expiry).min()
             })
+            .chain(self.consumer_deadline())
             .min()
     }
 
@@ -310,6 +324,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         // Expiry may have removed messages.
         self.refresh_usage();
+        self.consumer_timeouts();
     }
 
     fn tick(&mut self, now: Instant, wall: WallTime) {
@@ -373,6 +388,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Delete a stream: stop routing to it, forget it, remove its files.
     pub(super) fn delete_stream(&mut self, id: StreamId) -> Result<(), String> {
+        self.remove_all_consumers(id);
         let entry = self
             .streams
             .remove(&id)
@@ -424,7 +440,14 @@ impl<D: Disk + Clone> JetStream<D> {
         let account = self.accounts.entry(meta.account.clone()).or_default();
         let previous = account.by_name.insert(meta.config.name.clone(), id);
         assert!(previous.is_none(), "two streams named {}", meta.config.name);
-        self.streams.insert(id, StreamEntry { stream, meta });
+        self.streams.insert(
+            id,
+            StreamEntry {
+                stream,
+                meta,
+                consumers: BTreeMap::new(),
+            },
+        );
         self.listen(id);
     }
 
@@ -460,14 +483,12 @@ impl<D: Disk + Clone> JetStream<D> {
     // ----- definitions on disk -----
 
     fn write_meta(&mut self, id: StreamId, meta: &StreamMeta) -> DiskResult<()> {
-        let json = serde_json::to_vec(meta).expect("stream metadata serializes");
-        let mut bytes = format!("{:08x}\n", crc32fast::hash(&json)).into_bytes();
-        bytes.extend_from_slice(&json);
+        let bytes = encode_checked_json(meta);
         self.disk.create_dir(STREAMS_DIR)?;
         let name = format!("{}.meta", id.0);
         // Keep the current good copy before replacing it.
         if let Some(current) = self.disk.read_all(&meta_path(id))? {
-            if decode_meta(&current).is_some() {
+            if decode_checked_json::<StreamMeta>(&current).is_some() {
                 self.disk
                     .write_atomic(STREAMS_DIR, &format!("{}.prev", id.0), &current)?;
             }
@@ -545,6 +566,7 @@ impl<D: Disk + Clone> JetStream<D> {
                         }
                     }
                     self.install(id, meta, store);
+                    self.recover_consumers(id);
                 }
                 Err(error) => self.log(
                     LogLevel::Error,
@@ -562,7 +584,7 @@ impl<D: Disk + Clone> JetStream<D> {
     fn read_meta(&mut self, id: StreamId) -> Option<StreamMeta> {
         for path in [meta_path(id), prev_path(id)] {
             match self.disk.read_all(&path) {
-                Ok(Some(bytes)) => match decode_meta(&bytes) {
+                Ok(Some(bytes)) => match decode_checked_json(&bytes) {
                     Some(meta) => return Some(meta),
                     None => self.log(
                         LogLevel::Error,
@@ -663,8 +685,17 @@ fn store_dir(id: StreamId) -> String {
     format!("{STREAMS_DIR}/{}", id.0)
 }
 
+/// A definition file's bytes: a line with the crc32 of the JSON in hex,
+/// then the JSON.
+pub(super) fn encode_checked_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let json = serde_json::to_vec(value).expect("definitions serialize");
+    let mut bytes = format!("{:08x}\n", crc32fast::hash(&json)).into_bytes();
+    bytes.extend_from_slice(&json);
+    bytes
+}
+
 /// A definition file's JSON, if its checksum holds and it parses.
-fn decode_meta(bytes: &[u8]) -> Option<StreamMeta> {
+pub(super) fn decode_checked_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     let newline = bytes.iter().position(|&b| b == b'\n')?;
     let crc = u32::from_str_radix(std::str::from_utf8(&bytes[..newline]).ok()?, 16).ok()?;
     let json = &bytes[newline + 1..];

@@ -221,7 +221,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// Server-wide stats plus (streams, messages, bytes).
-    fn totals(&self) -> (StatsReport, u64, u64, u64) {
+    fn totals(&self) -> (StatsReport, u64, u64, u64, u64) {
         let mut stats = StatsReport {
             accounts: self.accounts.len() as u64,
             api: ApiReport {
@@ -230,7 +230,7 @@ impl<D: Disk + Clone> JetStream<D> {
             },
             ..StatsReport::default()
         };
-        let (mut messages, mut bytes) = (0, 0);
+        let (mut messages, mut bytes, mut consumers) = (0, 0, 0);
         for account in self.accounts.values() {
             stats.api.total += account.api_total;
             stats.api.errors += account.api_errors;
@@ -243,13 +243,14 @@ impl<D: Disk + Clone> JetStream<D> {
             }
             messages += state.msgs;
             bytes += state.bytes;
+            consumers += entry.consumers.len() as u64;
         }
-        (stats, self.streams.len() as u64, messages, bytes)
+        (stats, self.streams.len() as u64, consumers, messages, bytes)
     }
 
     /// The `/jsz` page for this server (`server_id`) at `now`.
     pub fn jsz(&mut self, server_id: &str, now: WallTime, options: &JszOptions) -> Jsz {
-        let (stats, streams, messages, bytes) = self.totals();
+        let (stats, streams, consumers, messages, bytes) = self.totals();
         let mut details = Vec::new();
         if options.accounts || options.account.is_some() {
             let names: Vec<String> = self
@@ -277,7 +278,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 default_max_consumers: DEFAULT_MAX_CONSUMERS,
             }),
             streams,
-            consumers: 0,
+            consumers,
             messages,
             bytes,
             account_details: details,

@@ -25,6 +25,11 @@ use super::api::{
     StreamCreateResponse, StreamDeleteResponse, StreamInfo, StreamInfoRequest, StreamInfoResponse,
     StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamState, StreamUpdateResponse,
 };
+use super::api::{
+    ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfoResponse, ConsumerListResponse,
+    ConsumerNamesResponse,
+};
+use super::consumer_requests::CreateSubject;
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
@@ -59,6 +64,14 @@ enum Request<'a> {
     /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
     /// `allow_direct`, as a message rather than JSON.
     DirectGet(&'a str, Option<&'a str>),
+    ConsumerCreate(&'a str, CreateSubject<'a>),
+    ConsumerInfo(&'a str, &'a str),
+    ConsumerDelete(&'a str, &'a str),
+    ConsumerNames(&'a str),
+    ConsumerList(&'a str),
+    /// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: answered by the consumer
+    /// with messages and status headers.
+    ConsumerNext(&'a str, &'a str),
 }
 
 impl<'a> Request<'a> {
@@ -87,6 +100,28 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            ["CONSUMER", "CREATE", stream] => Request::ConsumerCreate(stream, CreateSubject::Plain),
+            ["CONSUMER", "CREATE", stream, name] => {
+                Request::ConsumerCreate(stream, CreateSubject::Named { name, filter: None })
+            }
+            ["CONSUMER", "CREATE", stream, name, ..] => {
+                let skip = "CONSUMER.CREATE.".len() + stream.len() + 1 + name.len() + 1;
+                Request::ConsumerCreate(
+                    stream,
+                    CreateSubject::Named {
+                        name,
+                        filter: Some(&rest[skip..]),
+                    },
+                )
+            }
+            ["CONSUMER", "DURABLE", "CREATE", stream, durable] => {
+                Request::ConsumerCreate(stream, CreateSubject::Durable(durable))
+            }
+            ["CONSUMER", "INFO", stream, name] => Request::ConsumerInfo(stream, name),
+            ["CONSUMER", "DELETE", stream, name] => Request::ConsumerDelete(stream, name),
+            ["CONSUMER", "NAMES", stream] => Request::ConsumerNames(stream),
+            ["CONSUMER", "LIST", stream] => Request::ConsumerList(stream),
+            ["CONSUMER", "MSG", "NEXT", stream, name] => Request::ConsumerNext(stream, name),
             ["DIRECT", "GET", name] => Request::DirectGet(name, None),
             ["DIRECT", "GET", name, ..] => {
                 let skip = "DIRECT.GET.".len() + name.len() + 1;
@@ -176,6 +211,12 @@ impl<D: Disk + Clone> JetStream<D> {
             self.direct_get(msg, name, subject);
             return;
         }
+        if let Request::ConsumerNext(stream, name) = request {
+            if self.enabled_for(&msg.account) {
+                self.consumer_next(msg, stream, name);
+            }
+            return;
+        }
         let answer = if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
@@ -245,7 +286,24 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
-            Request::DirectGet(..) => unreachable!("answered before"),
+            Request::ConsumerCreate(stream, how) => self
+                .consumer_create(account, stream, how, payload)
+                .map(|response| reply(&response, false)),
+            Request::ConsumerInfo(stream, name) => self
+                .consumer_info_request(account, stream, name)
+                .map(|response| reply(&response, false)),
+            Request::ConsumerDelete(stream, name) => self
+                .consumer_delete(account, stream, name)
+                .map(|response| reply(&response, false)),
+            Request::ConsumerNames(stream) => self
+                .consumer_names(account, stream, payload)
+                .map(|response| reply(&response, false)),
+            Request::ConsumerList(stream) => self
+                .consumer_list(account, stream, payload)
+                .map(|response| reply(&response, false)),
+            Request::DirectGet(..) | Request::ConsumerNext(..) => {
+                unreachable!("answered before")
+            }
         };
         result.unwrap_or_else(|error| error_reply(request, error))
     }
@@ -272,6 +330,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
             }
             totals.streams += 1;
+            totals.consumers += entry.consumers.len();
         }
         AccountInfo {
             totals,
@@ -473,6 +532,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .get_mut(&id)
             .expect("info of a stream that exists");
         let state = entry.stream.state();
+        let consumer_count = entry.consumers.len();
         let store = entry.stream.store_mut();
         let deleted = match request {
             Some(request) if request.deleted_details => store.deleted(),
@@ -503,7 +563,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 num_deleted: state.num_deleted as usize,
                 deleted,
                 lost: None,
-                consumer_count: 0,
+                consumer_count,
             },
             ts: wall,
             ..StreamInfo::default()
@@ -845,6 +905,13 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::Purge(_) => reply(&PurgeResponse::error(error), true),
         Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
-        Request::DirectGet(..) => unreachable!("direct gets answer with status headers"),
+        Request::ConsumerCreate(..) => reply(&ConsumerCreateResponse::error(error), true),
+        Request::ConsumerInfo(..) => reply(&ConsumerInfoResponse::error(error), true),
+        Request::ConsumerDelete(..) => reply(&ConsumerDeleteResponse::error(error), true),
+        Request::ConsumerNames(_) => reply(&ConsumerNamesResponse::error(error), true),
+        Request::ConsumerList(_) => reply(&ConsumerListResponse::error(error), true),
+        Request::DirectGet(..) | Request::ConsumerNext(..) => {
+            unreachable!("answered with status headers")
+        }
     }
 }

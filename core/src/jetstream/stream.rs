@@ -178,6 +178,9 @@ impl<D: Disk> Store<D> {
     pub fn deleted(&mut self) -> Vec<u64> {
         on_store!(self, s => s.deleted())
     }
+    pub fn count_from(&mut self, filter: &Filter, start: u64) -> StoreResult<u64> {
+        on_store!(self, s => s.count_from(filter, start))
+    }
     fn store_msg(
         &mut self,
         subject: &[u8],

@@ -107,7 +107,7 @@ impl Harness {
                         self.listening.insert(id, subjects);
                     }
                 }
-                JsAction::Listen { .. } => {}
+                JsAction::Listen { .. } | JsAction::Deliver { .. } => {}
                 sync @ JsAction::Sync { .. } => self.syncs.push(sync),
                 JsAction::Log { .. } => {}
             }

@@ -430,6 +430,7 @@ impl Server {
             reply,
             headers,
             payload,
+            shown_subject: None,
         };
         let delivered = self.route(now, account, &delivery, echo);
         if let Some(trace) = self.trace.take() {
@@ -887,6 +888,7 @@ impl Server {
             reply: None,
             headers: None,
             payload: &body,
+            shown_subject: None,
         };
         self.route(now, account, &delivery, true);
     }

@@ -203,7 +203,7 @@ impl super::Server {
                 msg.context =
                     Bytes::from(serde_json::to_vec(&server).expect("server info serializes"));
             }
-            JsTarget::Stream(_) => {}
+            JsTarget::Stream(_) | JsTarget::Consumer(..) => {}
         }
         Some(msg)
     }
@@ -233,6 +233,27 @@ impl super::Server {
                         reply: (!reply.is_empty()).then_some(&reply[..]),
                         headers: (!headers.is_empty()).then_some(&headers[..]),
                         payload: &payload,
+                        shown_subject: None,
+                    };
+                    self.route(now, id, &delivery, true);
+                }
+            }
+            JsAction::Deliver {
+                account,
+                to,
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if let Some(id) = self.router.accounts.find(&account) {
+                    let delivery = super::Delivery {
+                        publisher: super::system::INTERNAL_CONN,
+                        subject: &to,
+                        reply: (!reply.is_empty()).then_some(&reply[..]),
+                        headers: (!headers.is_empty()).then_some(&headers[..]),
+                        payload: &payload,
+                        shown_subject: Some(&subject),
                     };
                     self.route(now, id, &delivery, true);
                 }

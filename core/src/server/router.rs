@@ -58,6 +58,10 @@ pub(crate) struct Delivery<'a> {
     /// The header block (HPUB), if any.
     pub headers: Option<&'a [u8]>,
     pub payload: &'a [u8],
+    /// The subject written in the MSG line when it is not the subject the
+    /// message is routed by: a JetStream consumer's delivery is routed to
+    /// its inbox or deliver subject but shows the stored message's subject.
+    pub shown_subject: Option<&'a [u8]>,
 }
 
 /// What routing one message may touch besides the accounts: borrowed from
@@ -437,7 +441,7 @@ impl RouteCx<'_> {
             (Some(headers), true) => {
                 protocol::write_hmsg(
                     &mut client.outbound.sink(chunks),
-                    msg.subject,
+                    msg.shown_subject.unwrap_or(msg.subject),
                     &sub.sid,
                     msg.reply,
                     headers,
@@ -449,7 +453,7 @@ impl RouteCx<'_> {
             _ => {
                 protocol::write_msg(
                     &mut client.outbound.sink(chunks),
-                    msg.subject,
+                    msg.shown_subject.unwrap_or(msg.subject),
                     &sub.sid,
                     msg.reply,
                     msg.payload,

@@ -74,6 +74,7 @@ impl Server {
             reply: None,
             headers: None,
             payload,
+            shown_subject: None,
         };
         self.route(now, system, &delivery, true);
     }

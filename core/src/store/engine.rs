@@ -467,6 +467,77 @@ impl<B: Backend> Engine<B> {
         Ok(msg)
     }
 
+    /// How many messages matching `filter` have a sequence at or above
+    /// `start` (a consumer's pending count). Whole subjects are counted
+    /// from their state; only subjects with messages on both sides of
+    /// `start` need a walk, and only up to the last of those.
+    pub fn count_from(&mut self, filter: &Filter, start: u64) -> StoreResult<u64> {
+        let start = start.max(self.first_seq);
+        if self.msgs == 0 || start > self.last_seq {
+            return Ok(0);
+        }
+        let mut partial: Vec<Bytes> = Vec::new();
+        let mut walk_to = 0;
+        let mut counted = 0;
+        match filter {
+            Filter::All => {
+                let span = self.last_seq - start + 1;
+                if start == self.first_seq {
+                    return Ok(self.msgs);
+                }
+                if self.msgs == self.last_seq + 1 - self.first_seq {
+                    // No gaps: every sequence in the span holds a message.
+                    return Ok(span);
+                }
+                let mut cursor = self.backend.next_present(start);
+                while let Some(seq) = cursor.filter(|&seq| seq <= self.last_seq) {
+                    counted += 1;
+                    cursor = self.backend.next_present(seq + 1);
+                }
+                return Ok(counted);
+            }
+            Filter::Subjects(patterns) => {
+                let literal = patterns
+                    .iter()
+                    .all(|pattern| crate::subject::subject_is_literal(pattern));
+                let mut consider = |subject: &Bytes, state: &SubjectState| {
+                    if state.first_seq >= start {
+                        counted += state.msgs;
+                    } else if state.last_seq >= start {
+                        partial.push(subject.clone());
+                        walk_to = walk_to.max(state.last_seq);
+                    }
+                };
+                if literal {
+                    for pattern in patterns {
+                        if let Some((subject, state)) = self.subjects.get_key_value(pattern) {
+                            consider(subject, state);
+                        }
+                    }
+                } else {
+                    for (subject, state) in &self.subjects {
+                        if filter.matches(subject) {
+                            consider(subject, state);
+                        }
+                    }
+                }
+            }
+        }
+        if partial.is_empty() {
+            return Ok(counted);
+        }
+        partial.sort_unstable();
+        let mut cursor = self.backend.next_present(start);
+        while let Some(seq) = cursor.filter(|&seq| seq <= walk_to) {
+            let msg = self.backend.get(seq)?.ok_or(StoreError::NotFound)?;
+            if partial.binary_search(&msg.subject).is_ok() {
+                counted += 1;
+            }
+            cursor = self.backend.next_present(seq + 1);
+        }
+        Ok(counted)
+    }
+
     /// `(lowest first, highest last)` over the subjects matching `filter`.
     fn filter_span(&self, filter: &Filter) -> Option<(u64, u64)> {
         let mut span: Option<(u64, u64)> = None;

@@ -57,7 +57,10 @@ use bytes::Bytes;
 
 use crate::time::WallTime;
 
-pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
+pub use consumer::{
+    AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker, Pending,
+    SequencePair,
+};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
 pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};

@@ -1,0 +1,181 @@
+//! What a client sends back about a delivered message, and the subject it
+//! sends it on.
+//!
+//! Role: parse the ack reply subject a delivery carried
+//! (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
+//! or the longer form with a domain and an account hash in front and a
+//! random token behind) and the ack body (`+ACK`, `-NAK [delay]`, `+WPI`,
+//! `+NXT [request]`, `+TERM [reason]`), and build the subject for a new
+//! delivery. Pure functions: nothing here holds state.
+
+use std::time::Duration;
+
+/// The prefix of every ack subject.
+pub const ACK_PREFIX: &str = "$JS.ACK.";
+/// The prefix of a push consumer's flow-control replies.
+pub const FC_PREFIX: &str = "$JS.FC.";
+
+/// The numbers an ack subject carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckTarget {
+    /// How many times the message had been delivered (1: the first time).
+    pub delivered: u64,
+    pub stream_seq: u64,
+    pub consumer_seq: u64,
+}
+
+/// What the client said about the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckKind {
+    /// `+ACK`, `+OK` or an empty body.
+    Ack,
+    /// `-NAK`, redeliver after `delay` (none: at once).
+    Nak { delay: Option<Duration> },
+    /// `+WPI`: still working on it, restart the ack timer.
+    Progress,
+    /// `+NXT`: acknowledge, then treat the rest as a pull request whose
+    /// replies go to the ack's reply subject.
+    Next { request: Vec<u8> },
+    /// `+TERM`: never redeliver.
+    Term { reason: String },
+    /// A body the reference ignores.
+    Unknown,
+}
+
+/// The ack subject for a delivery.
+pub fn ack_subject(
+    stream: &str,
+    consumer: &str,
+    target: AckTarget,
+    timestamp: u64,
+    pending: u64,
+) -> String {
+    format!(
+        "{ACK_PREFIX}{stream}.{consumer}.{}.{}.{}.{timestamp}.{pending}",
+        target.delivered, target.stream_seq, target.consumer_seq
+    )
+}
+
+/// The numbers in an ack subject, either form; `None` when it is not one.
+pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTarget> {
+    let text = std::str::from_utf8(subject).ok()?;
+    let rest = text.strip_prefix(ACK_PREFIX)?;
+    let tokens: Vec<&str> = rest.split('.').collect();
+    // Short: stream, consumer, delivered, sseq, cseq, ts, pending.
+    // Long: domain, account hash, stream, consumer, delivered, sseq, cseq,
+    // ts, pending, random.
+    let numbers = match tokens.len() {
+        7 => &tokens[2..5],
+        10 => &tokens[4..7],
+        _ => return None,
+    };
+    let number = |token: &str| token.parse::<u64>().ok();
+    Some(AckTarget {
+        delivered: number(numbers[0])?,
+        stream_seq: number(numbers[1])?,
+        consumer_seq: number(numbers[2])?,
+    })
+}
+
+/// The kind of ack in `body`.
+pub fn parse_ack_body(body: &[u8]) -> AckKind {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"+ACK" || trimmed == b"+OK" {
+        return AckKind::Ack;
+    }
+    if let Some(rest) = trimmed.strip_prefix(b"+NXT") {
+        return AckKind::Next {
+            request: rest.trim_ascii().to_vec(),
+        };
+    }
+    if let Some(rest) = trimmed.strip_prefix(b"-NAK") {
+        return AckKind::Nak {
+            delay: parse_nak_delay(rest.trim_ascii()),
+        };
+    }
+    if trimmed == b"+WPI" {
+        return AckKind::Progress;
+    }
+    if let Some(rest) = trimmed.strip_prefix(b"+TERM") {
+        return AckKind::Term {
+            reason: String::from_utf8_lossy(rest.trim_ascii()).into_owned(),
+        };
+    }
+    AckKind::Unknown
+}
+
+/// A NAK's delay: `{"delay": <nanoseconds>}` or a Go duration (`5s`).
+/// Anything else is a plain NAK, as in the reference.
+fn parse_nak_delay(arg: &[u8]) -> Option<Duration> {
+    if arg.is_empty() {
+        return None;
+    }
+    if arg[0] == b'{' {
+        #[derive(serde::Deserialize)]
+        struct NakOptions {
+            #[serde(default)]
+            delay: i64,
+        }
+        let options: NakOptions = serde_json::from_slice(arg).ok()?;
+        return u64::try_from(options.delay).ok().map(Duration::from_nanos);
+    }
+    let text = std::str::from_utf8(arg).ok()?;
+    let nanos = crate::conf::value::parse_go_duration(text).ok()?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_subjects_round_trip_and_the_long_form_parses() {
+        let target = AckTarget {
+            delivered: 2,
+            stream_seq: 40,
+            consumer_seq: 7,
+        };
+        let subject = ack_subject("S", "C", target, 1_796_555_163_284_168_919, 3);
+        assert_eq!(subject, "$JS.ACK.S.C.2.40.7.1796555163284168919.3");
+        assert_eq!(parse_ack_subject(subject.as_bytes()), Some(target));
+        let long = b"$JS.ACK.hub.ACCHASH.S.C.2.40.7.1796555163284168919.3.r4nd0m";
+        assert_eq!(parse_ack_subject(long), Some(target));
+        assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.x.40.7.1.3"), None);
+        assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.1.2"), None);
+        assert_eq!(parse_ack_subject(b"foo"), None);
+    }
+
+    #[test]
+    fn ack_bodies() {
+        assert_eq!(parse_ack_body(b""), AckKind::Ack);
+        assert_eq!(parse_ack_body(b"+ACK"), AckKind::Ack);
+        assert_eq!(parse_ack_body(b"-NAK"), AckKind::Nak { delay: None });
+        assert_eq!(
+            parse_ack_body(b"-NAK {\"delay\": 2000000000}"),
+            AckKind::Nak {
+                delay: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            parse_ack_body(b"-NAK 1.5s"),
+            AckKind::Nak {
+                delay: Some(Duration::from_millis(1500))
+            }
+        );
+        assert_eq!(parse_ack_body(b"-NAK bogus"), AckKind::Nak { delay: None });
+        assert_eq!(parse_ack_body(b"+WPI"), AckKind::Progress);
+        assert_eq!(
+            parse_ack_body(b"+NXT {\"batch\":5}"),
+            AckKind::Next {
+                request: b"{\"batch\":5}".to_vec()
+            }
+        );
+        assert_eq!(
+            parse_ack_body(b"+TERM no good"),
+            AckKind::Term {
+                reason: "no good".into()
+            }
+        );
+        assert_eq!(parse_ack_body(b"what"), AckKind::Unknown);
+    }
+}

@@ -1,0 +1,1027 @@
+//! One consumer: a sans-I/O machine that hands a stream's messages to
+//! clients and tracks what they acknowledged.
+//!
+//! Role: decide which stored message goes out next (redeliveries first,
+//! then the last-per-subject set a `last_per_subject` consumer starts
+//! with, then new messages in stream order), to whom (the oldest waiting
+//! pull request, or a push consumer's deliver subject), and what happens
+//! when the client acks, naks, terminates or stays silent past `ack_wait`.
+//! The consumer reads its stream's store (lent by the owner for each
+//! call) and never writes it; its own state ([`ConsumerTracker`]) is kept
+//! in memory or, for durable consumers of file streams, in a
+//! [`ConsumerFileStore`] the owner flushes.
+//!
+//! Inputs: [`Consumer::handle_pull`], [`Consumer::handle_ack`],
+//! [`Consumer::handle_flow_control`], [`Consumer::pump`] (after anything
+//! that may let a message go out), [`Consumer::handle_timeout`].
+//! Outputs: [`JsAction::Deliver`] and [`JsAction::Publish`] (status
+//! messages, ack replies, advisories) pushed on the queue handed in.
+//!
+//! Invariants (checked by [`Consumer::check`] after every input):
+//! - every pending message has exactly one redelivery deadline or sits in
+//!   the redelivery set, never both; nothing else has either;
+//! - `next_seq` never decreases; every new delivery is at or above it;
+//! - delivered consumer sequences increase by one per delivery;
+//! - with `max_ack_pending`, no new message goes out while that many are
+//!   pending (redeliveries still do).
+
+pub mod ack;
+pub mod pull;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use self::ack::{AckKind, AckTarget};
+use self::pull::{pending_headers, status, NextRequest, WaitQueue, Waiting};
+use super::link::{ConsumerId, JsAction};
+use super::stream::Store;
+use crate::store::{
+    AckPolicy, ConsumerFileStore, ConsumerState, ConsumerTracker, Disk, Filter, SequencePair,
+    StoredMsg,
+};
+use crate::time::{Instant, WallTime};
+
+/// Bytes a push consumer sends between flow-control requests.
+const FLOW_CONTROL_WINDOW: u64 = 256 * 1024;
+/// With a flow-control request unanswered, a push consumer stops once this
+/// many bytes are out since the last answer.
+const FLOW_CONTROL_STALL: u64 = 4 * FLOW_CONTROL_WINDOW;
+
+/// Where a consumer starts in its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverStart {
+    All,
+    Last,
+    New,
+    BySequence(u64),
+    ByTime(WallTime),
+    LastPerSubject,
+}
+
+/// A push consumer's delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRules {
+    pub deliver_subject: Bytes,
+    pub flow_control: bool,
+    pub idle_heartbeat: Option<Duration>,
+}
+
+/// What a consumer does, derived from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRules {
+    pub account: String,
+    pub stream: String,
+    pub name: String,
+    pub filter: Filter,
+    pub start: DeliverStart,
+    pub ack: AckPolicy,
+    pub ack_wait: Duration,
+    /// Redelivery delays by delivery count (the last repeats).
+    pub backoff: Vec<Duration>,
+    pub max_deliver: Option<u64>,
+    pub max_ack_pending: Option<u64>,
+    pub max_waiting: usize,
+    /// `None`: a pull consumer.
+    pub push: Option<PushRules>,
+    pub headers_only: bool,
+    pub max_batch: Option<u64>,
+    pub max_expires: Option<Duration>,
+    pub max_bytes: Option<u64>,
+}
+
+impl ConsumerRules {
+    /// The delay before a message delivered `count` times is redelivered.
+    fn redelivery_delay(&self, count: u64) -> Duration {
+        if self.backoff.is_empty() {
+            return self.ack_wait;
+        }
+        let index = usize::try_from(count.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .min(self.backoff.len() - 1);
+        self.backoff[index]
+    }
+}
+
+/// Where a consumer's state lives.
+#[derive(Debug)]
+pub enum ConsumerStore<D: Disk> {
+    Memory(ConsumerTracker),
+    File(ConsumerFileStore<D>),
+}
+
+impl<D: Disk> ConsumerStore<D> {
+    pub fn tracker(&self) -> &ConsumerTracker {
+        match self {
+            ConsumerStore::Memory(tracker) => tracker,
+            ConsumerStore::File(file) => file.tracker(),
+        }
+    }
+
+    fn tracker_mut(&mut self) -> &mut ConsumerTracker {
+        match self {
+            ConsumerStore::Memory(tracker) => tracker,
+            ConsumerStore::File(file) => file.tracker_mut(),
+        }
+    }
+
+    /// Make the state durable if it changed (file consumers).
+    pub fn flush(&mut self) -> Result<bool, crate::store::ConsumerError> {
+        match self {
+            ConsumerStore::Memory(tracker) => Ok(tracker.take_dirty()),
+            ConsumerStore::File(file) => file.flush(),
+        }
+    }
+}
+
+/// A push consumer's flow control and heartbeat state.
+#[derive(Debug, Default)]
+struct PushState {
+    /// The reply subject of the unanswered flow-control request.
+    outstanding: Option<String>,
+    /// Bytes sent since the last answered request.
+    bytes_out: u64,
+    next_heartbeat: Option<Instant>,
+    fc_count: u64,
+}
+
+/// Where a candidate message comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Redelivery,
+    LastPerSubject,
+    New,
+}
+
+/// A consumer machine.
+pub struct Consumer<D: Disk> {
+    pub id: ConsumerId,
+    rules: ConsumerRules,
+    store: ConsumerStore<D>,
+    /// The next stream sequence to look at for a new message.
+    next_seq: u64,
+    /// A `last_per_subject` consumer's starting set, delivered first.
+    last_per_subject: VecDeque<u64>,
+    /// Pending messages due for redelivery, in stream order.
+    redeliver: BTreeSet<u64>,
+    /// Redelivery deadlines of the other pending messages.
+    deadlines: BTreeSet<(Instant, u64)>,
+    due: BTreeMap<u64, Instant>,
+    waiting: WaitQueue,
+    push: PushState,
+    /// When the last message went out, and when the floor last moved.
+    last_delivery: Option<WallTime>,
+    last_ack: Option<WallTime>,
+}
+
+/// The numbers consumer info reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerNumbers {
+    pub delivered: SequencePair,
+    pub ack_floor: SequencePair,
+    pub last_delivery: Option<WallTime>,
+    pub last_ack: Option<WallTime>,
+    pub num_ack_pending: u64,
+    pub num_redelivered: u64,
+    pub num_waiting: u64,
+    pub num_pending: u64,
+}
+
+impl<D: Disk> Consumer<D> {
+    /// A consumer over `stream_store`: new (its state empty) or recovered.
+    pub fn new(
+        id: ConsumerId,
+        rules: ConsumerRules,
+        state: ConsumerStore<D>,
+        stream_store: &mut Store<D>,
+        now: Instant,
+        wall: WallTime,
+    ) -> Self {
+        let mut consumer = Consumer {
+            id,
+            rules,
+            store: state,
+            next_seq: 1,
+            last_per_subject: VecDeque::new(),
+            redeliver: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            due: BTreeMap::new(),
+            waiting: WaitQueue::default(),
+            push: PushState::default(),
+            last_delivery: None,
+            last_ack: None,
+        };
+        let recovered = *consumer.state() != ConsumerState::default();
+        if recovered {
+            let state = consumer.state().clone();
+            consumer.next_seq = state.delivered.stream + 1;
+            // Whatever was pending when the state was written is redelivered
+            // one ack wait after it last went out.
+            for (&seq, pending) in &state.pending {
+                let elapsed = Duration::from_nanos(wall.0.saturating_sub(pending.ts.0));
+                let delay = consumer.rules.ack_wait.saturating_sub(elapsed);
+                consumer.arm(seq, now + delay);
+            }
+        } else {
+            consumer.start(stream_store);
+        }
+        consumer.push.next_heartbeat = consumer.heartbeat_interval().map(|every| now + every);
+        consumer.check();
+        consumer
+    }
+
+    /// Place a new consumer in its stream by its deliver policy.
+    fn start(&mut self, store: &mut Store<D>) {
+        let state = store.state();
+        let first = state.first_seq.max(1);
+        let filter = self.rules.filter.clone();
+        self.next_seq = match &self.rules.start {
+            DeliverStart::All => first,
+            DeliverStart::New => state.last_seq + 1,
+            DeliverStart::Last => match store.load_last(&filter) {
+                Ok(msg) => msg.seq,
+                Err(_) => state.last_seq + 1,
+            },
+            DeliverStart::BySequence(seq) => (*seq).max(1),
+            DeliverStart::ByTime(at) => {
+                let mut seq = first;
+                loop {
+                    match store.load_next(&Filter::All, seq) {
+                        Ok(msg) if msg.ts >= *at => break msg.seq,
+                        Ok(msg) => seq = msg.seq + 1,
+                        Err(_) => break state.last_seq + 1,
+                    }
+                }
+            }
+            DeliverStart::LastPerSubject => {
+                let mut lasts: Vec<u64> = store
+                    .subjects_state(&filter)
+                    .values()
+                    .map(|subject| subject.last_seq)
+                    .collect();
+                lasts.sort_unstable();
+                self.last_per_subject = lasts.into();
+                state.last_seq + 1
+            }
+        };
+        let start = self
+            .last_per_subject
+            .front()
+            .copied()
+            .unwrap_or(self.next_seq);
+        self.store
+            .tracker_mut()
+            .set_starting(start.saturating_sub(1));
+    }
+
+    pub fn rules(&self) -> &ConsumerRules {
+        &self.rules
+    }
+
+    pub fn name(&self) -> &str {
+        &self.rules.name
+    }
+
+    /// Pull requests waiting.
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_push(&self) -> bool {
+        self.rules.push.is_some()
+    }
+
+    pub fn state(&self) -> &ConsumerState {
+        self.store.tracker().state()
+    }
+
+    pub fn consumer_store_mut(&mut self) -> &mut ConsumerStore<D> {
+        &mut self.store
+    }
+
+    /// Take new rules (a consumer update); timers keep running.
+    pub fn update(&mut self, rules: ConsumerRules, now: Instant) {
+        self.rules = rules;
+        self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
+    }
+
+    /// The numbers for consumer info, counting what is pending in `store`.
+    pub fn numbers(&mut self, store: &mut Store<D>) -> ConsumerNumbers {
+        let state = self.state();
+        ConsumerNumbers {
+            delivered: state.delivered,
+            ack_floor: state.ack_floor,
+            last_delivery: self.last_delivery,
+            last_ack: self.last_ack,
+            num_ack_pending: state.pending.len() as u64,
+            num_redelivered: state.redelivered.len() as u64,
+            num_waiting: self.waiting.len() as u64,
+            num_pending: self.num_pending(store),
+        }
+    }
+
+    /// Messages not yet delivered.
+    fn num_pending(&self, store: &mut Store<D>) -> u64 {
+        let new = store
+            .count_from(&self.rules.filter, self.next_seq)
+            .unwrap_or(0);
+        new + self.last_per_subject.len() as u64
+    }
+
+    // ----- inputs -----
+
+    /// A pull request (`CONSUMER.MSG.NEXT`) with replies to `reply`.
+    pub fn handle_pull(
+        &mut self,
+        account: &str,
+        reply: &[u8],
+        body: &[u8],
+        store: &mut Store<D>,
+        now: Instant,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        if reply.is_empty() {
+            return;
+        }
+        let answer = |out: &mut VecDeque<JsAction>, code: u16, text: &str| {
+            out.push_back(status_message(account, reply, status(code, text, &[])));
+        };
+        if self.is_push() {
+            return answer(out, 409, "Consumer is push based");
+        }
+        let request: NextRequest = match pull::parse_next_request(body) {
+            Ok(request) => request,
+            Err(error) => return answer(out, 400, &format!("Bad Request - {error}")),
+        };
+        let batch = u64::try_from(request.batch).unwrap_or(0).max(1);
+        if let Some(max) = self.rules.max_batch.filter(|&max| batch > max) {
+            return answer(out, 409, &format!("Exceeded MaxRequestBatch of {max}"));
+        }
+        if let Some(max) = self
+            .rules
+            .max_expires
+            .filter(|&max| !request.expires.is_zero() && request.expires > max)
+        {
+            let text =
+                crate::format::go_duration(u64::try_from(max.as_nanos()).unwrap_or(u64::MAX));
+            return answer(out, 409, &format!("Exceeded MaxRequestExpires of {text}"));
+        }
+        let max_bytes = u64::try_from(request.max_bytes).unwrap_or(0);
+        if let Some(max) = self
+            .rules
+            .max_bytes
+            .filter(|&max| max_bytes > 0 && max_bytes > max)
+        {
+            return answer(out, 409, &format!("Exceeded MaxRequestMaxBytes of {max}"));
+        }
+        if request.no_wait
+            && request.expires.is_zero()
+            && self.redeliver.is_empty()
+            && self.num_pending(store) == 0
+        {
+            return answer(out, 404, "No Messages");
+        }
+        if self.waiting.len() >= self.rules.max_waiting {
+            // A requester with heartbeats waits for them to stop instead.
+            if request.heartbeat.is_zero() {
+                answer(out, 409, "Exceeded MaxWaiting");
+            }
+            return;
+        }
+        let heartbeat = (!request.heartbeat.is_zero()).then_some(request.heartbeat);
+        self.waiting.push(Waiting {
+            reply: Bytes::copy_from_slice(reply),
+            account: account.to_string(),
+            batch_left: batch,
+            bytes_left: max_bytes,
+            has_max_bytes: max_bytes > 0,
+            no_wait: request.no_wait,
+            expires: (!request.expires.is_zero()).then(|| now + request.expires),
+            heartbeat,
+            next_heartbeat: heartbeat.map(|every| now + every),
+            delivered: 0,
+        });
+        self.check();
+    }
+
+    /// An ack (any kind) on `subject` with the client's `reply`. Returns
+    /// the pull request a `+NXT` carried, for the caller to pass on with
+    /// [`Consumer::handle_pull`] after this ack is applied.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_ack(
+        &mut self,
+        subject: &[u8],
+        reply: &[u8],
+        body: &[u8],
+        now: Instant,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) -> Option<Vec<u8>> {
+        let target = ack::parse_ack_subject(subject)?;
+        let kind = ack::parse_ack_body(body);
+        let mut next = None;
+        match kind {
+            AckKind::Ack => self.ack(target, wall),
+            AckKind::Next { request } => {
+                self.ack(target, wall);
+                next = Some(request);
+            }
+            AckKind::Nak { delay } => self.nak(target, delay, now, wall, out),
+            AckKind::Progress => {
+                if self.state().pending.contains_key(&target.stream_seq) {
+                    self.disarm(target.stream_seq);
+                    self.arm(target.stream_seq, now + self.rules.ack_wait);
+                }
+            }
+            AckKind::Term { reason } => self.terminate(target, &reason, wall, out),
+            AckKind::Unknown => {}
+        }
+        // An ack with a reply (AckSync) is confirmed; `+NXT` replies go to
+        // the pull request instead.
+        if !reply.is_empty() && next.is_none() {
+            out.push_back(JsAction::Publish {
+                account: self.rules.account.clone(),
+                subject: Bytes::copy_from_slice(reply),
+                reply: Bytes::new(),
+                headers: Bytes::new(),
+                payload: Bytes::new(),
+            });
+        }
+        self.check();
+        next
+    }
+
+    /// A reply to a flow-control request on `subject`.
+    pub fn handle_flow_control(&mut self, subject: &[u8]) {
+        if self
+            .push
+            .outstanding
+            .as_deref()
+            .is_some_and(|expected| expected.as_bytes() == subject)
+        {
+            self.push.outstanding = None;
+            self.push.bytes_out = 0;
+        }
+    }
+
+    fn ack(&mut self, target: AckTarget, wall: WallTime) {
+        if self.rules.ack == AckPolicy::None {
+            return;
+        }
+        let before = self.state().ack_floor;
+        let tracker = self.store.tracker_mut();
+        if tracker
+            .update_acks(target.consumer_seq, target.stream_seq)
+            .is_err()
+        {
+            // Not pending (acked already, or never delivered): nothing to do.
+            return;
+        }
+        self.forget_acked();
+        if self.state().ack_floor != before {
+            self.last_ack = Some(wall);
+        }
+    }
+
+    fn nak(
+        &mut self,
+        target: AckTarget,
+        delay: Option<Duration>,
+        now: Instant,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let seq = target.stream_seq;
+        if !self.state().pending.contains_key(&seq) {
+            return;
+        }
+        self.advise_nak(target, wall, out);
+        self.disarm(seq);
+        match delay {
+            Some(delay) if !delay.is_zero() => self.arm(seq, now + delay),
+            _ => {
+                self.redeliver.insert(seq);
+            }
+        }
+    }
+
+    fn terminate(
+        &mut self,
+        target: AckTarget,
+        reason: &str,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let seq = target.stream_seq;
+        let Some(pending) = self.state().pending.get(&seq).copied() else {
+            return;
+        };
+        self.store
+            .tracker_mut()
+            .update_acks(pending.sequence, seq)
+            .expect("the message is pending");
+        self.forget_acked();
+        self.advise_terminated(target, reason, wall, out);
+    }
+
+    // ----- timers -----
+
+    /// The earliest instant [`Consumer::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let redelivery = self.deadlines.first().map(|&(at, _)| at);
+        redelivery
+            .into_iter()
+            .chain(self.waiting.next_deadline())
+            .chain(self.push.next_heartbeat)
+            .min()
+    }
+
+    /// Time passed: redeliveries fall due, pull requests expire, idle
+    /// heartbeats go out. The caller pumps afterwards.
+    pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        while let Some(&(at, seq)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.due.remove(&seq);
+            let count = self.delivery_count(seq);
+            if self.rules.max_deliver.is_some_and(|max| count >= max) {
+                self.give_up(seq, count, wall, out);
+            } else {
+                self.redeliver.insert(seq);
+            }
+        }
+        let account = self.rules.account.clone();
+        for request in self
+            .waiting
+            .take_where(|request| request.expires.is_some_and(|at| at <= now))
+        {
+            let headers = status(408, "Request Timeout", &pending_headers(&request));
+            out.push_back(status_message(&account, &request.reply, headers));
+        }
+        let heartbeat = self.heartbeat_block();
+        let mut beats = Vec::new();
+        self.waiting.take_where(|request| {
+            if let (Some(at), Some(every)) = (request.next_heartbeat, request.heartbeat) {
+                if at <= now {
+                    beats.push(request.reply.clone());
+                    request.next_heartbeat = Some(now + every);
+                }
+            }
+            false
+        });
+        for reply in beats {
+            out.push_back(status_message(&account, &reply, heartbeat.clone()));
+        }
+        if let (Some(at), Some(push)) = (self.push.next_heartbeat, &self.rules.push) {
+            if at <= now {
+                let mut block = heartbeat;
+                if let Some(fc) = &self.push.outstanding {
+                    block = with_header(&block, "Nats-Consumer-Stalled", fc);
+                }
+                out.push_back(status_message(&account, &push.deliver_subject, block));
+                self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
+            }
+        }
+        self.check();
+    }
+
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        self.rules
+            .push
+            .as_ref()
+            .and_then(|push| push.idle_heartbeat)
+    }
+
+    fn heartbeat_block(&self) -> Bytes {
+        status(
+            100,
+            "Idle Heartbeat",
+            &[
+                (
+                    "Nats-Last-Consumer",
+                    self.state().delivered.consumer.to_string(),
+                ),
+                (
+                    "Nats-Last-Stream",
+                    self.next_seq.saturating_sub(1).to_string(),
+                ),
+            ],
+        )
+    }
+
+    /// A message reached `max_deliver`: it stays unacknowledged but is
+    /// never sent again; it stops counting as pending.
+    fn give_up(&mut self, seq: u64, count: u64, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        let Some(pending) = self.state().pending.get(&seq).copied() else {
+            return;
+        };
+        self.store
+            .tracker_mut()
+            .update_acks(pending.sequence, seq)
+            .expect("the message is pending");
+        self.forget_acked();
+        self.advise_max_deliveries(seq, count, wall, out);
+    }
+
+    // ----- delivery -----
+
+    /// Send every message that can go out now.
+    pub fn pump(
+        &mut self,
+        store: &mut Store<D>,
+        now: Instant,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        loop {
+            let push = self.rules.push.clone();
+            if push.is_none() && self.waiting.is_empty() {
+                break;
+            }
+            if push.is_some()
+                && self.push.outstanding.is_some()
+                && self.push.bytes_out >= FLOW_CONTROL_STALL
+            {
+                break;
+            }
+            let Some((msg, count, source)) = self.candidate(store) else {
+                break;
+            };
+            let consumer_seq = self.state().delivered.consumer + 1;
+            let pending_after = match source {
+                Source::New => self.num_pending_after(store, msg.seq),
+                Source::LastPerSubject => self.num_pending(store).saturating_sub(1),
+                Source::Redelivery => self.num_pending(store),
+            };
+            let target = AckTarget {
+                delivered: count,
+                stream_seq: msg.seq,
+                consumer_seq,
+            };
+            let reply = ack::ack_subject(
+                &self.rules.stream,
+                &self.rules.name,
+                target,
+                msg.ts.0,
+                pending_after,
+            );
+            let (headers, payload) = if self.rules.headers_only {
+                let size = msg.payload.len().to_string();
+                (
+                    with_header(&msg.headers, "Nats-Msg-Size", &size),
+                    Bytes::new(),
+                )
+            } else {
+                (msg.headers.clone(), msg.payload.clone())
+            };
+            let size = (msg.subject.len() + reply.len() + headers.len() + payload.len()) as u64;
+            let to = match &push {
+                Some(push) => push.deliver_subject.clone(),
+                None => {
+                    let request = self.waiting.front_mut().expect("checked above");
+                    if request.has_max_bytes {
+                        if size > request.bytes_left {
+                            let request = self.waiting.pop_front().expect("front exists");
+                            let headers = status(
+                                409,
+                                "Message Size Exceeds MaxBytes",
+                                &pending_headers(&request),
+                            );
+                            out.push_back(status_message(
+                                &request.account,
+                                &request.reply,
+                                headers,
+                            ));
+                            continue;
+                        }
+                        request.bytes_left -= size;
+                        if request.bytes_left == 0 {
+                            request.batch_left = 1;
+                        }
+                    }
+                    request.batch_left -= 1;
+                    request.delivered += 1;
+                    request.next_heartbeat = request.heartbeat.map(|every| now + every);
+                    let to = request.reply.clone();
+                    if request.batch_left == 0 {
+                        self.waiting.pop_front();
+                    }
+                    to
+                }
+            };
+            self.commit(&msg, count, source, consumer_seq, now, wall);
+            out.push_back(JsAction::Deliver {
+                account: self.rules.account.clone(),
+                to: to.clone(),
+                subject: msg.subject.clone(),
+                reply: Bytes::from(reply),
+                headers,
+                payload,
+            });
+            if let Some(push) = &push {
+                self.push.bytes_out += size;
+                self.push.next_heartbeat = push.idle_heartbeat.map(|every| now + every);
+                if push.flow_control
+                    && self.push.outstanding.is_none()
+                    && self.push.bytes_out >= FLOW_CONTROL_WINDOW
+                {
+                    self.send_flow_control(&push.deliver_subject, out);
+                }
+            }
+        }
+        self.end_no_wait(store, out);
+        self.check();
+    }
+
+    /// After a pump, a `no_wait` request that could not be filled ends: a
+    /// `404` when it never had an expiry or already got something.
+    fn end_no_wait(&mut self, store: &mut Store<D>, out: &mut VecDeque<JsAction>) {
+        if !self.waiting.iter().any(|request| request.no_wait) {
+            return;
+        }
+        let more = !self.redeliver.is_empty() || self.num_pending(store) > 0;
+        let blocked = self.at_max_ack_pending();
+        if more && !blocked {
+            return;
+        }
+        for request in self.waiting.take_where(|request| {
+            request.no_wait && (request.expires.is_none() || request.delivered > 0)
+        }) {
+            out.push_back(status_message(
+                &request.account,
+                &request.reply,
+                status(404, "No Messages", &[]),
+            ));
+        }
+    }
+
+    fn send_flow_control(&mut self, deliver_subject: &Bytes, out: &mut VecDeque<JsAction>) {
+        self.push.fc_count += 1;
+        // Unique per request; the reference uses four random characters.
+        let token = format!("{:04}", self.push.fc_count % 10_000);
+        let reply = format!(
+            "{}{}.{}.{token}",
+            ack::FC_PREFIX,
+            self.rules.stream,
+            self.rules.name
+        );
+        out.push_back(JsAction::Publish {
+            account: self.rules.account.clone(),
+            subject: deliver_subject.clone(),
+            reply: Bytes::from(reply.clone()),
+            headers: Bytes::from_static(b"NATS/1.0 100 FlowControl Request\r\n\r\n"),
+            payload: Bytes::new(),
+        });
+        self.push.outstanding = Some(reply);
+    }
+
+    fn at_max_ack_pending(&self) -> bool {
+        self.rules.ack != AckPolicy::None
+            && self
+                .rules
+                .max_ack_pending
+                .is_some_and(|max| self.state().pending.len() as u64 >= max)
+    }
+
+    /// The next message to send, without taking it yet.
+    fn candidate(&mut self, store: &mut Store<D>) -> Option<(StoredMsg, u64, Source)> {
+        while let Some(&seq) = self.redeliver.first() {
+            if self.state().pending.contains_key(&seq) {
+                match store.load_msg(seq) {
+                    Ok(msg) => {
+                        return Some((msg, self.delivery_count(seq) + 1, Source::Redelivery))
+                    }
+                    Err(_) => {
+                        // Gone from the stream (removed, purged, expired):
+                        // nothing to redeliver, nothing left to ack.
+                        self.redeliver.remove(&seq);
+                        self.drop_pending(seq);
+                        continue;
+                    }
+                }
+            }
+            self.redeliver.remove(&seq);
+        }
+        if self.at_max_ack_pending() {
+            return None;
+        }
+        while let Some(&seq) = self.last_per_subject.front() {
+            match store.load_msg(seq) {
+                Ok(msg) if self.rules.filter.matches(&msg.subject) => {
+                    return Some((msg, 1, Source::LastPerSubject))
+                }
+                _ => {
+                    self.last_per_subject.pop_front();
+                }
+            }
+        }
+        let msg = store.load_next(&self.rules.filter, self.next_seq).ok()?;
+        Some((msg, 1, Source::New))
+    }
+
+    /// Messages left after a new delivery of `seq`.
+    fn num_pending_after(&self, store: &mut Store<D>, seq: u64) -> u64 {
+        store.count_from(&self.rules.filter, seq + 1).unwrap_or(0)
+    }
+
+    /// Record that `msg` went out.
+    fn commit(
+        &mut self,
+        msg: &StoredMsg,
+        count: u64,
+        source: Source,
+        consumer_seq: u64,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        match source {
+            Source::Redelivery => {
+                self.redeliver.remove(&msg.seq);
+            }
+            Source::LastPerSubject => {
+                let taken = self.last_per_subject.pop_front();
+                debug_assert_eq!(taken, Some(msg.seq));
+            }
+            Source::New => {
+                assert!(msg.seq >= self.next_seq, "a new delivery went backwards");
+                self.next_seq = msg.seq + 1;
+            }
+        }
+        self.store
+            .tracker_mut()
+            .update_delivered(consumer_seq, msg.seq, count, wall)
+            .expect("deliveries are valid for the ack policy");
+        debug_assert_eq!(self.state().delivered.consumer, consumer_seq);
+        if self.rules.ack != AckPolicy::None {
+            self.arm(msg.seq, now + self.rules.redelivery_delay(count));
+        }
+        self.last_delivery = Some(wall);
+    }
+
+    /// How many times the pending message at `seq` went out.
+    fn delivery_count(&self, seq: u64) -> u64 {
+        1 + self.state().redelivered.get(&seq).copied().unwrap_or(0)
+    }
+
+    fn arm(&mut self, seq: u64, at: Instant) {
+        debug_assert!(!self.due.contains_key(&seq));
+        self.redeliver.remove(&seq);
+        self.due.insert(seq, at);
+        self.deadlines.insert((at, seq));
+    }
+
+    fn disarm(&mut self, seq: u64) {
+        if let Some(at) = self.due.remove(&seq) {
+            self.deadlines.remove(&(at, seq));
+        }
+        self.redeliver.remove(&seq);
+    }
+
+    /// A pending message disappeared from the stream: settle it like an
+    /// ack so the floor can pass it.
+    fn drop_pending(&mut self, seq: u64) {
+        if let Some(pending) = self.state().pending.get(&seq).copied() {
+            let _ = self.store.tracker_mut().update_acks(pending.sequence, seq);
+        }
+        self.forget_acked();
+    }
+
+    /// Drop the timers of messages no longer pending.
+    fn forget_acked(&mut self) {
+        let pending = &self.store.tracker().state().pending;
+        let gone: Vec<u64> = self
+            .due
+            .keys()
+            .chain(self.redeliver.iter())
+            .filter(|seq| !pending.contains_key(seq))
+            .copied()
+            .collect();
+        for seq in gone {
+            self.disarm(seq);
+        }
+    }
+
+    /// The consumer is going away: tell every waiting requester.
+    pub fn close(&mut self, out: &mut VecDeque<JsAction>) {
+        for request in self.waiting.take_where(|_| true) {
+            out.push_back(status_message(
+                &request.account,
+                &request.reply,
+                status(409, "Consumer Deleted", &[]),
+            ));
+        }
+    }
+
+    // ----- advisories -----
+
+    fn advise_nak(&self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.nak",
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "consumer_seq": target.consumer_seq,
+            "stream_seq": target.stream_seq,
+            "deliveries": target.delivered,
+        });
+        self.advise("MSG_NAKED", body, out);
+    }
+
+    fn advise_terminated(
+        &self,
+        target: AckTarget,
+        reason: &str,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.terminated",
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "consumer_seq": target.consumer_seq,
+            "stream_seq": target.stream_seq,
+            "deliveries": target.delivered,
+            "reason": reason,
+        });
+        self.advise("MSG_TERMINATED", body, out);
+    }
+
+    fn advise_max_deliveries(
+        &self,
+        seq: u64,
+        count: u64,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.max_deliver",
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "stream_seq": seq,
+            "deliveries": count,
+        });
+        self.advise("MAX_DELIVERIES", body, out);
+    }
+
+    fn advise(&self, kind: &str, body: serde_json::Value, out: &mut VecDeque<JsAction>) {
+        out.push_back(JsAction::Publish {
+            account: self.rules.account.clone(),
+            subject: Bytes::from(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.{kind}.{}.{}",
+                self.rules.stream, self.rules.name
+            )),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from(body.to_string()),
+        });
+    }
+
+    /// The invariants in the module comment.
+    fn check(&self) {
+        let state = self.state();
+        for &seq in state.pending.keys() {
+            debug_assert!(
+                self.due.contains_key(&seq) != self.redeliver.contains(&seq)
+                    || self.rules.ack == AckPolicy::None,
+                "pending {seq} must have exactly one of a deadline or a redelivery slot"
+            );
+        }
+        debug_assert_eq!(self.due.len(), self.deadlines.len());
+        debug_assert!(self.due.keys().all(|seq| state.pending.contains_key(seq)));
+        debug_assert!(self.waiting.len() <= self.rules.max_waiting.max(1));
+    }
+}
+
+/// A status message (no payload) to `reply` in `account`.
+fn status_message(account: &str, reply: &[u8], headers: Bytes) -> JsAction {
+    JsAction::Publish {
+        account: account.to_string(),
+        subject: Bytes::copy_from_slice(reply),
+        reply: Bytes::new(),
+        headers,
+        payload: Bytes::new(),
+    }
+}
+
+/// `block` (a header block, possibly empty) with `name: value` added.
+fn with_header(block: &[u8], name: &str, value: &str) -> Bytes {
+    let mut out = Vec::with_capacity(block.len() + name.len() + value.len() + 16);
+    if block.len() >= 4 && block.ends_with(b"\r\n\r\n") {
+        out.extend_from_slice(&block[..block.len() - 2]);
+    } else {
+        out.extend_from_slice(b"NATS/1.0\r\n");
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! Pull requests: what a pull consumer's clients asked for and are still
+//! waiting on.
+//!
+//! Role: parse a `CONSUMER.MSG.NEXT` body the way the reference does (a
+//! JSON request, a bare batch size, or nothing for one message), hold the
+//! waiting requests in arrival order, and build the status messages a
+//! requester gets (`100 Idle Heartbeat`, `404 No Messages`,
+//! `408 Request Timeout`, `409 ...`).
+//!
+//! Invariants: every request in the queue still wants at least one
+//! message (`batch_left > 0`); the queue never holds more than the
+//! consumer's `max_waiting` requests.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::time::Instant;
+
+/// A parsed pull request body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NextRequest {
+    pub batch: i64,
+    /// Zero: no limit.
+    pub max_bytes: i64,
+    pub no_wait: bool,
+    /// Zero: never expires.
+    pub expires: Duration,
+    /// Zero: no heartbeats.
+    pub heartbeat: Duration,
+}
+
+/// Parse a `MSG.NEXT` body; the error is the text after `Bad Request - `.
+pub fn parse_next_request(body: &[u8]) -> Result<NextRequest, String> {
+    let body = body.trim_ascii();
+    let one = NextRequest {
+        batch: 1,
+        ..NextRequest::default()
+    };
+    if body.is_empty() {
+        return Ok(one);
+    }
+    if body[0] != b'{' {
+        // A bare batch size; anything else asks for one message.
+        let batch = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok());
+        return Ok(match batch {
+            Some(batch) => NextRequest { batch, ..one },
+            None => one,
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        #[serde(default)]
+        expires: i64,
+        #[serde(default)]
+        batch: i64,
+        #[serde(default)]
+        max_bytes: i64,
+        #[serde(default)]
+        no_wait: bool,
+        #[serde(default)]
+        idle_heartbeat: i64,
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|error| error.to_string())?;
+    let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
+    if wire.idle_heartbeat > 0 && wire.idle_heartbeat.saturating_mul(2) > wire.expires {
+        return Err("heartbeat value too large".to_string());
+    }
+    Ok(NextRequest {
+        batch: wire.batch,
+        max_bytes: wire.max_bytes,
+        no_wait: wire.no_wait,
+        expires: nanos(wire.expires),
+        heartbeat: nanos(wire.idle_heartbeat),
+    })
+}
+
+/// A request waiting for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Where its messages and status go.
+    pub reply: Bytes,
+    /// The account the request came from.
+    pub account: String,
+    pub batch_left: u64,
+    /// Zero: no byte limit.
+    pub bytes_left: u64,
+    pub has_max_bytes: bool,
+    pub no_wait: bool,
+    pub expires: Option<Instant>,
+    pub heartbeat: Option<Duration>,
+    /// When the next heartbeat is due (pushed back by every delivery).
+    pub next_heartbeat: Option<Instant>,
+    /// Messages delivered to it so far.
+    pub delivered: u64,
+}
+
+/// The waiting requests, oldest first.
+#[derive(Debug, Default)]
+pub struct WaitQueue {
+    queue: VecDeque<Waiting>,
+}
+
+impl WaitQueue {
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn push(&mut self, request: Waiting) {
+        assert!(request.batch_left > 0, "a request that wants nothing");
+        self.queue.push_back(request);
+    }
+
+    pub fn front_mut(&mut self) -> Option<&mut Waiting> {
+        self.queue.front_mut()
+    }
+
+    pub fn pop_front(&mut self) -> Option<Waiting> {
+        self.queue.pop_front()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Waiting> {
+        self.queue.iter()
+    }
+
+    /// Take out every request for which `done` says so, keeping the order
+    /// of the rest.
+    pub fn take_where(&mut self, mut done: impl FnMut(&mut Waiting) -> bool) -> Vec<Waiting> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for mut request in self.queue.drain(..) {
+            if done(&mut request) {
+                taken.push(request);
+            } else {
+                kept.push_back(request);
+            }
+        }
+        self.queue = kept;
+        taken
+    }
+
+    /// The earliest expiry or heartbeat among the requests.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.queue
+            .iter()
+            .flat_map(|request| request.expires.into_iter().chain(request.next_heartbeat))
+            .min()
+    }
+}
+
+/// A status message's header block: `NATS/1.0 <code> <text>` and headers.
+pub fn status(code: u16, text: &str, headers: &[(&str, String)]) -> Bytes {
+    let mut block = format!("NATS/1.0 {code} {text}\r\n");
+    for (name, value) in headers {
+        block.push_str(name);
+        block.push_str(": ");
+        block.push_str(value);
+        block.push_str("\r\n");
+    }
+    block.push_str("\r\n");
+    Bytes::from(block)
+}
+
+/// The pending-counts headers of a `408`/`409` for `request`.
+pub fn pending_headers(request: &Waiting) -> [(&'static str, String); 2] {
+    [
+        ("Nats-Pending-Messages", request.batch_left.to_string()),
+        ("Nats-Pending-Bytes", request.bytes_left.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_parse_as_the_reference() {
+        assert_eq!(parse_next_request(b"").unwrap().batch, 1);
+        assert_eq!(parse_next_request(b" 7 ").unwrap().batch, 7);
+        assert_eq!(parse_next_request(b"x").unwrap().batch, 1);
+        let request =
+            parse_next_request(br#"{"batch":3,"expires":5000000000,"idle_heartbeat":1000000000}"#)
+                .unwrap();
+        assert_eq!(request.batch, 3);
+        assert_eq!(request.expires, Duration::from_secs(5));
+        assert_eq!(request.heartbeat, Duration::from_secs(1));
+        assert_eq!(
+            parse_next_request(br#"{"batch":3,"expires":1000000000,"idle_heartbeat":1000000000}"#),
+            Err("heartbeat value too large".into())
+        );
+        assert!(parse_next_request(b"{nope").is_err());
+    }
+
+    #[test]
+    fn status_blocks() {
+        assert_eq!(
+            &status(404, "No Messages", &[])[..],
+            b"NATS/1.0 404 No Messages\r\n\r\n"
+        );
+        assert_eq!(
+            &status(
+                408,
+                "Request Timeout",
+                &[
+                    ("Nats-Pending-Messages", "3".into()),
+                    ("Nats-Pending-Bytes", "0".into())
+                ]
+            )[..],
+            b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 3\r\nNats-Pending-Bytes: 0\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! The consumer machine on a memory store: what clients see on the wire.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::store::{MemDisk, MemStore, StoreConfig};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+struct Rig {
+    store: Store<MemDisk>,
+    consumer: Consumer<MemDisk>,
+    now: Instant,
+    wall: WallTime,
+    out: VecDeque<JsAction>,
+}
+
+fn rules(name: &str) -> ConsumerRules {
+    ConsumerRules {
+        account: "A".into(),
+        stream: "S".into(),
+        name: name.into(),
+        filter: Filter::All,
+        start: DeliverStart::All,
+        ack: AckPolicy::Explicit,
+        ack_wait: 30 * SECOND,
+        backoff: Vec::new(),
+        max_deliver: None,
+        max_ack_pending: Some(1000),
+        max_waiting: 512,
+        push: None,
+        headers_only: false,
+        max_batch: None,
+        max_expires: None,
+        max_bytes: None,
+    }
+}
+
+/// A stream holding `subjects` in order (sequence = index + 1).
+fn stream(subjects: &[&str]) -> Store<MemDisk> {
+    let mut store = Store::Memory(MemStore::new(StoreConfig::default()));
+    for subject in subjects {
+        publish(&mut store, subject, b"data");
+    }
+    store
+}
+
+fn publish(store: &mut Store<MemDisk>, subject: &str, payload: &[u8]) -> u64 {
+    let Store::Memory(memory) = store else {
+        unreachable!()
+    };
+    memory
+        .store_msg(subject.as_bytes(), b"", payload, WallTime(1_000), None)
+        .expect("stored")
+}
+
+impl Rig {
+    fn new(rules: ConsumerRules, store: Store<MemDisk>) -> Rig {
+        let mut store = store;
+        let now = Instant::from_nanos(0);
+        let wall = WallTime(5_000);
+        let tracker = ConsumerTracker::new(rules.ack, rules.max_deliver.unwrap_or(0));
+        let consumer = Consumer::new(
+            ConsumerId(1),
+            rules,
+            ConsumerStore::Memory(tracker),
+            &mut store,
+            now,
+            wall,
+        );
+        Rig {
+            store,
+            consumer,
+            now,
+            wall,
+            out: VecDeque::new(),
+        }
+    }
+
+    fn pull(&mut self, body: &str) {
+        self.consumer.handle_pull(
+            "A",
+            b"_INBOX.r",
+            body.as_bytes(),
+            &mut self.store,
+            self.now,
+            &mut self.out,
+        );
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        self.consumer
+            .pump(&mut self.store, self.now, self.wall, &mut self.out);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        self.wall = WallTime(self.wall.0 + by.as_nanos() as u64);
+        self.consumer
+            .handle_timeout(self.now, self.wall, &mut self.out);
+        self.pump();
+    }
+
+    /// `(subject, ack reply)` of every delivery so far, and status lines.
+    fn take(&mut self) -> Vec<String> {
+        self.out
+            .drain(..)
+            .map(|action| match action {
+                JsAction::Deliver {
+                    to, subject, reply, ..
+                } => format!(
+                    "{} {} {}",
+                    String::from_utf8_lossy(&to),
+                    String::from_utf8_lossy(&subject),
+                    String::from_utf8_lossy(&reply)
+                ),
+                JsAction::Publish {
+                    subject, headers, ..
+                } => {
+                    let first = headers
+                        .split(|&b| b == b'\r')
+                        .next()
+                        .map(|line| String::from_utf8_lossy(line).into_owned())
+                        .unwrap_or_default();
+                    format!("{} {first}", String::from_utf8_lossy(&subject))
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn ack(&mut self, reply: &str, body: &str) {
+        let next = self.consumer.handle_ack(
+            reply.split(' ').nth(2).unwrap_or(reply).as_bytes(),
+            b"",
+            body.as_bytes(),
+            self.now,
+            self.wall,
+            &mut self.out,
+        );
+        assert!(next.is_none());
+        self.pump();
+    }
+}
+
+/// The ack subject of a delivery line from [`Rig::take`].
+fn reply_of(line: &str) -> &str {
+    line.split(' ').nth(2).expect("a delivery")
+}
+
+#[test]
+fn a_batch_goes_out_in_order_with_the_reference_ack_subjects() {
+    let mut rig = Rig::new(rules("C"), stream(&["s.0", "s.1", "s.2"]));
+    rig.pull(r#"{"batch":2}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("_INBOX.r s.0 $JS.ACK.S.C.1.1.1.1000."));
+    assert!(lines[0].ends_with(".2"), "{lines:?}");
+    assert!(lines[1].ends_with(".1"), "{lines:?}");
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.num_ack_pending, 2);
+    assert_eq!(numbers.num_pending, 1);
+    assert_eq!(numbers.delivered.stream, 2);
+    assert_eq!(numbers.num_waiting, 0);
+}
+
+#[test]
+fn no_wait_delivers_what_there_is_then_404() {
+    let mut rig = Rig::new(rules("C"), stream(&["s.0"]));
+    rig.pull(r#"{"batch":5,"no_wait":true}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1], "_INBOX.r NATS/1.0 404 No Messages");
+    rig.pull(r#"{"batch":5,"no_wait":true}"#);
+    assert_eq!(rig.take(), ["_INBOX.r NATS/1.0 404 No Messages"]);
+}
+
+#[test]
+fn an_expiring_request_waits_then_times_out_with_pending_counts() {
+    let mut rig = Rig::new(rules("C"), stream(&[]));
+    rig.pull(r#"{"batch":3,"expires":2000000000,"idle_heartbeat":500000000}"#);
+    assert!(rig.take().is_empty());
+    rig.advance(SECOND / 2);
+    assert_eq!(rig.take(), ["_INBOX.r NATS/1.0 100 Idle Heartbeat"]);
+    publish(&mut rig.store, "s.9", b"late");
+    rig.pump();
+    assert_eq!(rig.take().len(), 1);
+    rig.advance(2 * SECOND);
+    let lines = rig.take();
+    assert_eq!(lines, ["_INBOX.r NATS/1.0 408 Request Timeout"]);
+}
+
+#[test]
+fn explicit_acks_move_the_floor_and_naks_redeliver_with_a_count() {
+    let mut rig = Rig::new(rules("C"), stream(&["a", "b", "c"]));
+    rig.pull(r#"{"batch":3}"#);
+    let lines = rig.take();
+    rig.ack(reply_of(&lines[0]), "+ACK");
+    rig.ack(reply_of(&lines[2]), "+ACK");
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.ack_floor.stream, 1);
+    assert_eq!(numbers.num_ack_pending, 1);
+    rig.ack(reply_of(&lines[1]), "-NAK");
+    rig.pull("1");
+    let again = rig.take();
+    assert_eq!(again.len(), 2, "{again:?}"); // the nak advisory and the redelivery
+    let delivery = again
+        .iter()
+        .find(|line| line.starts_with("_INBOX.r b"))
+        .unwrap();
+    assert!(
+        reply_of(delivery).starts_with("$JS.ACK.S.C.2.2.4."),
+        "{delivery}"
+    );
+    rig.ack(reply_of(delivery), "");
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.ack_floor.stream, 3);
+    assert_eq!(numbers.num_ack_pending, 0);
+    assert_eq!(numbers.num_redelivered, 0);
+}
+
+#[test]
+fn silence_past_ack_wait_redelivers_until_max_deliver() {
+    let mut rules = rules("C");
+    rules.max_deliver = Some(2);
+    let mut rig = Rig::new(rules, stream(&["a"]));
+    rig.pull(r#"{"batch":10,"expires":100000000000}"#);
+    assert_eq!(rig.take().len(), 1);
+    rig.advance(31 * SECOND);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1);
+    assert!(reply_of(&lines[0]).starts_with("$JS.ACK.S.C.2.1.2."));
+    rig.advance(31 * SECOND);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1, "only the advisory: {lines:?}");
+    assert!(lines[0].starts_with("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.C"));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_ack_pending, 0);
+}
+
+#[test]
+fn max_ack_pending_holds_new_messages_back() {
+    let mut rules = rules("C");
+    rules.max_ack_pending = Some(2);
+    let mut rig = Rig::new(rules, stream(&["a", "b", "c", "d"]));
+    rig.pull(r#"{"batch":4}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 2);
+    rig.ack(reply_of(&lines[0]), "+ACK");
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("_INBOX.r c "));
+}
+
+#[test]
+fn max_bytes_refuses_a_message_that_does_not_fit() {
+    let mut rig = Rig::new(rules("C"), stream(&["a"]));
+    rig.pull(r#"{"batch":3,"max_bytes":10,"expires":1000000000}"#);
+    assert_eq!(
+        rig.take(),
+        ["_INBOX.r NATS/1.0 409 Message Size Exceeds MaxBytes"]
+    );
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_pending, 1);
+}
+
+#[test]
+fn last_per_subject_starts_with_each_subjects_last() {
+    let mut rules = rules("C");
+    rules.start = DeliverStart::LastPerSubject;
+    let mut rig = Rig::new(rules, stream(&["a", "b", "a", "c", "b"]));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_pending, 3);
+    rig.pull(r#"{"batch":10,"expires":1000000000}"#);
+    let subjects: Vec<String> = rig
+        .take()
+        .iter()
+        .map(|line| line.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(subjects, ["a", "c", "b"]);
+    publish(&mut rig.store, "a", b"new");
+    rig.pull("1");
+    assert_eq!(rig.take().len(), 1);
+    assert_eq!(rig.consumer.numbers(&mut rig.store).delivered.stream, 6);
+}
+
+#[test]
+fn filtered_consumers_count_and_deliver_only_their_subjects() {
+    let mut rules = rules("C");
+    rules.filter = Filter::subject(b"orders.*");
+    let mut rig = Rig::new(rules, stream(&["orders.1", "other", "orders.2", "x.y"]));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_pending, 2);
+    rig.pull(r#"{"batch":1}"#);
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_pending, 1);
+    rig.pull(r#"{"batch":5,"no_wait":true}"#);
+    let lines = rig.take();
+    assert!(lines[1].starts_with("_INBOX.r orders.2 "), "{lines:?}");
+    assert_eq!(lines[2], "_INBOX.r NATS/1.0 404 No Messages");
+}
+
+#[test]
+fn push_consumers_deliver_with_flow_control_and_heartbeats() {
+    let mut rules = rules("P");
+    rules.push = Some(PushRules {
+        deliver_subject: Bytes::from_static(b"deliver.here"),
+        flow_control: true,
+        idle_heartbeat: Some(5 * SECOND),
+    });
+    let mut store = stream(&[]);
+    let big = vec![b'x'; 100 * 1024];
+    for _ in 0..20 {
+        publish(&mut store, "big", &big);
+    }
+    let mut rig = Rig::new(rules, store);
+    rig.pump();
+    let lines = rig.take();
+    let deliveries = lines
+        .iter()
+        .filter(|l| l.starts_with("deliver.here big"))
+        .count();
+    let fc: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("FlowControl Request"))
+        .collect();
+    assert_eq!(fc.len(), 1, "{lines:?}");
+    assert!(deliveries < 20, "stalls until flow control is answered");
+    let Some(fc_reply) = rig.consumer.push.outstanding.clone() else {
+        panic!("a flow control request is outstanding");
+    };
+    assert!(fc_reply.starts_with("$JS.FC.S.P."));
+    rig.advance(5 * SECOND);
+    let beat = rig.take();
+    assert_eq!(beat, ["deliver.here NATS/1.0 100 Idle Heartbeat"]);
+    rig.consumer.handle_flow_control(fc_reply.as_bytes());
+    rig.pump();
+    let more = rig
+        .take()
+        .iter()
+        .filter(|l| l.starts_with("deliver.here big"))
+        .count();
+    assert!(more > 0);
+}
+
+#[test]
+fn a_deleted_consumer_answers_its_waiting_requests() {
+    let mut rig = Rig::new(rules("C"), stream(&[]));
+    rig.pull(r#"{"batch":1,"expires":5000000000}"#);
+    rig.consumer.close(&mut rig.out);
+    assert_eq!(rig.take(), ["_INBOX.r NATS/1.0 409 Consumer Deleted"]);
+}

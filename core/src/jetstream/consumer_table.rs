@@ -1,0 +1,621 @@
+//! The consumers of every stream: where they live, how messages reach
+//! them, and how durable ones survive a restart.
+//!
+//! Role: each stream owns its consumers ([`StreamEntry::consumers`], by
+//! name); this module adds and removes them, routes their acks and
+//! flow-control replies (`JsTarget::Consumer`), pumps them after anything
+//! that may let a message go out (a publish, a pull request, an ack, a
+//! timer), and keeps their definitions and state on disk.
+//!
+//! Disk layout, for durable consumers of file streams:
+//! `streams/<stream id>.consumers/<name>/meta` (the definition: a crc32
+//! line, then JSON, written atomically) and `.../state` (the
+//! [`crate::store::ConsumerFileStore`]). Ephemeral consumers and the
+//! consumers of memory streams live in memory only.
+//!
+//! Durability: a consumer's state is written (atomically, synced) before
+//! any reply that reveals it (consumer info, an acknowledged ack) and at
+//! least every [`FLUSH_INTERVAL`] while it changes. So an ack a client saw
+//! confirmed, or saw reported in consumer info, survives a kill; an ack
+//! sent without a reply may be lost in the last interval before a kill,
+//! and its message is then delivered again (at least once, never lost).
+//!
+//! Invariants:
+//! - every consumer in a stream's table is in `consumer_index` under its
+//!   id, and the server has been asked to route its ack subjects to it;
+//! - consumer ids are never reused within a run.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::api::ConsumerConfig;
+use super::consumer::{Consumer, ConsumerRules, ConsumerStore, DeliverStart, PushRules};
+use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
+use super::machine::JetStream;
+use super::stream::Storage;
+use crate::server::LogLevel;
+use crate::store::{AckPolicy, ConsumerFileStore, ConsumerTracker, Disk, DiskError, Filter};
+use crate::time::{Instant, WallTime};
+
+/// How long a changed consumer state may stay unwritten.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A consumer and what the API reports about it.
+pub struct ConsumerEntry<D: Disk> {
+    pub consumer: Consumer<D>,
+    pub config: ConsumerConfig,
+    pub created: WallTime,
+    /// Kept on disk (a durable consumer of a file stream).
+    pub persisted: bool,
+    /// An ephemeral consumer is deleted after this long without a client
+    /// asking for messages or acking.
+    pub inactive_threshold: Option<Duration>,
+    pub last_seen: Instant,
+}
+
+/// What is kept on disk per consumer besides its state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConsumerMeta {
+    config: ConsumerConfig,
+    /// Unix nanoseconds.
+    created: u64,
+}
+
+/// The rules a consumer with `config` runs by.
+pub fn consumer_rules(account: &str, stream: &str, config: &ConsumerConfig) -> ConsumerRules {
+    use super::api::{AckPolicy as WireAck, DeliverPolicy};
+    let positive = |value: i64| u64::try_from(value).ok().filter(|&v| v > 0);
+    let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
+    let filter = if !config.filter_subjects.is_empty() {
+        if config.filter_subjects.iter().any(|s| s == ">") {
+            Filter::All
+        } else {
+            Filter::Subjects(
+                config
+                    .filter_subjects
+                    .iter()
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .collect(),
+            )
+        }
+    } else {
+        Filter::subject(config.filter_subject.as_bytes())
+    };
+    ConsumerRules {
+        account: account.to_string(),
+        stream: stream.to_string(),
+        name: consumer_name(config).to_string(),
+        filter,
+        start: match config.deliver_policy {
+            DeliverPolicy::All => DeliverStart::All,
+            DeliverPolicy::Last => DeliverStart::Last,
+            DeliverPolicy::New => DeliverStart::New,
+            DeliverPolicy::ByStartSequence => DeliverStart::BySequence(config.opt_start_seq),
+            DeliverPolicy::ByStartTime => {
+                DeliverStart::ByTime(config.opt_start_time.unwrap_or_default())
+            }
+            DeliverPolicy::LastPerSubject => DeliverStart::LastPerSubject,
+        },
+        ack: match config.ack_policy {
+            WireAck::None => AckPolicy::None,
+            WireAck::All => AckPolicy::All,
+            WireAck::Explicit | WireAck::FlowControl => AckPolicy::Explicit,
+        },
+        ack_wait: nanos(config.ack_wait),
+        backoff: config.backoff.iter().map(|&d| nanos(d)).collect(),
+        max_deliver: positive(config.max_deliver),
+        max_ack_pending: positive(config.max_ack_pending),
+        max_waiting: usize::try_from(config.max_waiting).unwrap_or(0),
+        push: (!config.deliver_subject.is_empty()).then(|| PushRules {
+            deliver_subject: Bytes::copy_from_slice(config.deliver_subject.as_bytes()),
+            flow_control: config.flow_control,
+            idle_heartbeat: positive(config.idle_heartbeat).map(Duration::from_nanos),
+        }),
+        headers_only: config.headers_only,
+        max_batch: positive(config.max_batch),
+        max_expires: positive(config.max_expires).map(Duration::from_nanos),
+        max_bytes: positive(config.max_bytes),
+    }
+}
+
+/// A consumer's name: `name`, else `durable_name`.
+pub fn consumer_name(config: &ConsumerConfig) -> &str {
+    if config.name.is_empty() {
+        &config.durable_name
+    } else {
+        &config.name
+    }
+}
+
+/// Whether a consumer with `config` is durable.
+pub fn is_durable(config: &ConsumerConfig) -> bool {
+    !config.durable_name.is_empty() || config.inactive_threshold == 0 && !config.name.is_empty()
+}
+
+fn consumers_dir(stream: StreamId) -> String {
+    format!("streams/{}.consumers", stream.0)
+}
+
+fn consumer_dir(stream: StreamId, name: &str) -> String {
+    format!("{}/{name}", consumers_dir(stream))
+}
+
+/// The subjects a consumer's acks and flow-control replies arrive on.
+fn consumer_subjects(stream: &str, name: &str) -> Vec<String> {
+    vec![
+        format!("{}{stream}.{name}.>", super::consumer::ack::ACK_PREFIX),
+        format!("{}{stream}.{name}.*", super::consumer::ack::FC_PREFIX),
+    ]
+}
+
+impl<D: Disk + Clone> JetStream<D> {
+    /// An ack or flow-control reply for a consumer.
+    pub(super) fn consumer_inbound(&mut self, stream: StreamId, id: ConsumerId, msg: &JsInbound) {
+        let Some((_, name)) = self.consumer_index.get(&id).cloned() else {
+            return;
+        };
+        let (now, wall) = (self.now, self.wall);
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(consumer) = entry.consumers.get_mut(&name) else {
+            return;
+        };
+        consumer.last_seen = now;
+        if msg
+            .subject
+            .starts_with(super::consumer::ack::FC_PREFIX.as_bytes())
+        {
+            consumer.consumer.handle_flow_control(&msg.subject);
+        } else {
+            let next = consumer.consumer.handle_ack(
+                &msg.subject,
+                &msg.reply,
+                &msg.payload,
+                now,
+                wall,
+                &mut self.actions,
+            );
+            if let Some(request) = next {
+                let store = entry.stream.store_mut();
+                consumer.consumer.handle_pull(
+                    &msg.account,
+                    &msg.reply,
+                    &request,
+                    store,
+                    now,
+                    &mut self.actions,
+                );
+            }
+            if !msg.reply.is_empty() {
+                // The client waits for this ack's confirmation: make it
+                // durable first (queued actions go out after we return).
+                self.flush_consumer(stream, &name);
+            } else {
+                self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
+            }
+        }
+        self.pump_consumer(stream, &name);
+    }
+
+    /// A pull request for `name` of `stream`.
+    pub(super) fn consumer_pull(&mut self, stream: StreamId, name: &str, msg: &JsInbound) {
+        let now = self.now;
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(consumer) = entry.consumers.get_mut(name) else {
+            return;
+        };
+        consumer.last_seen = now;
+        let store = entry.stream.store_mut();
+        consumer.consumer.handle_pull(
+            &msg.account,
+            &msg.reply,
+            &msg.payload,
+            store,
+            now,
+            &mut self.actions,
+        );
+        self.pump_consumer(stream, name);
+    }
+
+    /// Let one consumer send what it can.
+    pub(super) fn pump_consumer(&mut self, stream: StreamId, name: &str) {
+        let (now, wall) = (self.now, self.wall);
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if let Some(consumer) = entry.consumers.get_mut(name) {
+            let before = consumer.consumer.state().delivered.consumer;
+            consumer
+                .consumer
+                .pump(entry.stream.store_mut(), now, wall, &mut self.actions);
+            if consumer.persisted && consumer.consumer.state().delivered.consumer != before {
+                self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
+            }
+        }
+    }
+
+    /// Let every consumer of `stream` send what it can (after a publish).
+    pub(super) fn pump_stream(&mut self, stream: StreamId) {
+        let names: Vec<String> = match self.streams.get(&stream) {
+            Some(entry) if !entry.consumers.is_empty() => entry.consumers.keys().cloned().collect(),
+            _ => return,
+        };
+        for name in names {
+            self.pump_consumer(stream, &name);
+        }
+    }
+
+    /// The earliest consumer deadline: redeliveries, pull request expiry,
+    /// heartbeats, inactivity, the state flush.
+    pub(super) fn consumer_deadline(&self) -> Option<Instant> {
+        let consumers = self.streams.values().flat_map(|entry| {
+            entry.consumers.values().flat_map(|consumer| {
+                let inactive = consumer
+                    .inactive_threshold
+                    .map(|threshold| consumer.last_seen + threshold);
+                consumer.consumer.poll_timeout().into_iter().chain(inactive)
+            })
+        });
+        consumers.chain(self.flush_due).min()
+    }
+
+    /// Run every consumer's timers, delete inactive ephemerals, flush.
+    pub(super) fn consumer_timeouts(&mut self) {
+        let (now, wall) = (self.now, self.wall);
+        let mut inactive = Vec::new();
+        let mut pumps = Vec::new();
+        for (&id, entry) in self.streams.iter_mut() {
+            for (name, consumer) in entry.consumers.iter_mut() {
+                if consumer.consumer.poll_timeout().is_some_and(|at| at <= now) {
+                    consumer
+                        .consumer
+                        .handle_timeout(now, wall, &mut self.actions);
+                    pumps.push((id, name.clone()));
+                }
+                let idle = consumer
+                    .inactive_threshold
+                    .is_some_and(|threshold| consumer.last_seen + threshold <= now);
+                if idle && consumer.consumer.num_waiting() == 0 {
+                    inactive.push((id, name.clone()));
+                }
+            }
+        }
+        for (stream, name) in pumps {
+            self.pump_consumer(stream, &name);
+        }
+        for (stream, name) in inactive {
+            let account = self.streams[&stream].meta.account.clone();
+            let stream_name = self.streams[&stream].meta.config.name.clone();
+            if self.remove_consumer(stream, &name).is_ok() {
+                self.advise_consumer(&account, &stream_name, &name, "delete");
+            }
+        }
+        if self.flush_due.is_some_and(|at| at <= now) {
+            self.flush_consumers();
+        }
+    }
+
+    /// Write every changed consumer state.
+    pub fn flush_consumers(&mut self) {
+        self.flush_due = None;
+        let mut names = Vec::new();
+        for (&id, entry) in &self.streams {
+            for (name, consumer) in &entry.consumers {
+                if consumer.persisted {
+                    names.push((id, name.clone()));
+                }
+            }
+        }
+        for (stream, name) in names {
+            self.flush_consumer(stream, &name);
+        }
+    }
+
+    /// Write one consumer's state if it changed.
+    pub(super) fn flush_consumer(&mut self, stream: StreamId, name: &str) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let account = entry.meta.account.clone();
+        let stream_name = entry.meta.config.name.clone();
+        let Some(consumer) = entry.consumers.get_mut(name) else {
+            return;
+        };
+        if let Err(error) = consumer.consumer.consumer_store_mut().flush() {
+            self.log(
+                LogLevel::Error,
+                format!("JetStream consumer '{account} > {stream_name} > {name}': writing its state failed: {error}"),
+            );
+        }
+    }
+
+    /// Add a consumer (validated by the caller) to `stream` and route its
+    /// acks to it.
+    pub(super) fn add_consumer(
+        &mut self,
+        stream: StreamId,
+        config: ConsumerConfig,
+        created: WallTime,
+    ) -> Result<ConsumerId, String> {
+        let entry = &self.streams[&stream];
+        let account = entry.meta.account.clone();
+        let stream_name = entry.meta.config.name.clone();
+        let name = consumer_name(&config).to_string();
+        let persisted = is_durable(&config)
+            && entry.stream.rules().storage == Storage::File
+            && !config.mem_storage;
+        let rules = consumer_rules(&account, &stream_name, &config);
+        let state = if persisted {
+            let dir = consumer_dir(stream, &name);
+            let meta = ConsumerMeta {
+                config: config.clone(),
+                created: created.0,
+            };
+            let bytes = super::machine::encode_checked_json(&meta);
+            let mut disk = self.disk.clone();
+            disk.create_dir(&consumers_dir(stream))
+                .and_then(|()| disk.create_dir(&dir))
+                .and_then(|()| disk.write_atomic(&dir, "meta", &bytes))
+                .map_err(|error| error.to_string())?;
+            let file =
+                ConsumerFileStore::open(disk, &dir, rules.ack, rules.max_deliver.unwrap_or(0))
+                    .map_err(|error| error.to_string())?;
+            ConsumerStore::File(file)
+        } else {
+            ConsumerStore::Memory(ConsumerTracker::new(
+                rules.ack,
+                rules.max_deliver.unwrap_or(0),
+            ))
+        };
+        Ok(self.install_consumer(stream, config, rules, state, created, persisted))
+    }
+
+    fn install_consumer(
+        &mut self,
+        stream: StreamId,
+        config: ConsumerConfig,
+        rules: ConsumerRules,
+        state: ConsumerStore<D>,
+        created: WallTime,
+        persisted: bool,
+    ) -> ConsumerId {
+        let id = ConsumerId(self.next_consumer);
+        self.next_consumer += 1;
+        let (now, wall) = (self.now, self.wall);
+        let name = rules.name.clone();
+        let entry = self.streams.get_mut(&stream).expect("the stream exists");
+        let account = entry.meta.account.clone();
+        let stream_name = entry.meta.config.name.clone();
+        let consumer = Consumer::new(id, rules, state, entry.stream.store_mut(), now, wall);
+        let inactive_threshold = (!is_durable(&config))
+            .then(|| u64::try_from(config.inactive_threshold).ok())
+            .flatten()
+            .filter(|&nanos| nanos > 0)
+            .map(Duration::from_nanos);
+        let previous = entry.consumers.insert(
+            name.clone(),
+            ConsumerEntry {
+                consumer,
+                config,
+                created,
+                persisted,
+                inactive_threshold,
+                last_seen: now,
+            },
+        );
+        assert!(previous.is_none(), "two consumers named {name}");
+        self.consumer_index.insert(id, (stream, name.clone()));
+        self.actions.push_back(JsAction::Listen {
+            account,
+            target: JsTarget::Consumer(stream, id),
+            subjects: consumer_subjects(&stream_name, &name),
+        });
+        if persisted {
+            // A new consumer's starting point is part of its state.
+            self.flush_consumer(stream, &name);
+        }
+        self.pump_consumer(stream, &name);
+        id
+    }
+
+    /// Replace a consumer's configuration (validated by the caller).
+    pub(super) fn update_consumer(
+        &mut self,
+        stream: StreamId,
+        config: ConsumerConfig,
+    ) -> Result<(), String> {
+        let now = self.now;
+        let entry = self.streams.get_mut(&stream).expect("the stream exists");
+        let account = entry.meta.account.clone();
+        let stream_name = entry.meta.config.name.clone();
+        let name = consumer_name(&config).to_string();
+        let consumer = entry
+            .consumers
+            .get_mut(&name)
+            .expect("updating a consumer that exists");
+        if consumer.persisted {
+            let meta = ConsumerMeta {
+                config: config.clone(),
+                created: consumer.created.0,
+            };
+            write_meta(&mut self.disk.clone(), stream, &name, &meta)
+                .map_err(|error| error.to_string())?;
+        }
+        consumer
+            .consumer
+            .update(consumer_rules(&account, &stream_name, &config), now);
+        consumer.config = config;
+        self.pump_consumer(stream, &name);
+        Ok(())
+    }
+
+    /// Remove a consumer: its waiting requests are told, its routes and
+    /// files go.
+    pub(super) fn remove_consumer(&mut self, stream: StreamId, name: &str) -> Result<(), String> {
+        let entry = self.streams.get_mut(&stream).expect("the stream exists");
+        let account = entry.meta.account.clone();
+        let Some(mut consumer) = entry.consumers.remove(name) else {
+            return Err(format!("consumer {name} not found"));
+        };
+        consumer.consumer.close(&mut self.actions);
+        let id = consumer.consumer.id;
+        self.consumer_index.remove(&id);
+        self.actions.push_back(JsAction::Listen {
+            account,
+            target: JsTarget::Consumer(stream, id),
+            subjects: Vec::new(),
+        });
+        if consumer.persisted {
+            remove_consumer_files(&mut self.disk.clone(), stream, name)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Remove every consumer of a stream being deleted, files included.
+    pub(super) fn remove_all_consumers(&mut self, stream: StreamId) {
+        let names: Vec<String> = self.streams[&stream].consumers.keys().cloned().collect();
+        for name in names {
+            let _ = self.remove_consumer(stream, &name);
+        }
+        let mut disk = self.disk.clone();
+        if let Ok(names) = disk.list(&consumers_dir(stream)) {
+            // Leftovers of consumers whose definitions did not load.
+            for name in names {
+                let _ = remove_consumer_files(&mut disk, stream, &name);
+            }
+        }
+    }
+
+    /// Bring back the durable consumers of a recovered stream.
+    pub(super) fn recover_consumers(&mut self, stream: StreamId) {
+        let mut disk = self.disk.clone();
+        let names = match disk.list(&consumers_dir(stream)) {
+            Ok(names) => names,
+            Err(DiskError::NotFound(_)) => return,
+            Err(error) => {
+                self.log(
+                    LogLevel::Error,
+                    format!(
+                        "JetStream: listing consumers of stream {} failed: {error}",
+                        stream.0
+                    ),
+                );
+                return;
+            }
+        };
+        let account = self.streams[&stream].meta.account.clone();
+        let stream_name = self.streams[&stream].meta.config.name.clone();
+        let mut names = names;
+        names.sort();
+        for name in names {
+            let dir = consumer_dir(stream, &name);
+            let meta = match disk.read_all(&format!("{dir}/meta")) {
+                Ok(Some(bytes)) => super::machine::decode_checked_json::<ConsumerMeta>(&bytes),
+                _ => None,
+            };
+            let Some(meta) = meta else {
+                self.log(
+                    LogLevel::Error,
+                    format!("JetStream consumer '{account} > {stream_name} > {name}': its definition is missing or damaged; left on disk"),
+                );
+                continue;
+            };
+            let rules = consumer_rules(&account, &stream_name, &meta.config);
+            match ConsumerFileStore::open(
+                disk.clone(),
+                &dir,
+                rules.ack,
+                rules.max_deliver.unwrap_or(0),
+            ) {
+                Ok(mut file) => {
+                    if let Some(warning) = file.take_warning() {
+                        self.log(
+                            LogLevel::Warn,
+                            format!("JetStream consumer '{account} > {stream_name} > {name}': {warning}"),
+                        );
+                    }
+                    self.install_consumer(
+                        stream,
+                        meta.config,
+                        rules,
+                        ConsumerStore::File(file),
+                        WallTime(meta.created),
+                        true,
+                    );
+                }
+                Err(error) => self.log(
+                    LogLevel::Error,
+                    format!("JetStream consumer '{account} > {stream_name} > {name}' could not be opened: {error}"),
+                ),
+            }
+        }
+    }
+
+    /// The consumer-action advisory (`create`, `delete`).
+    pub(super) fn advise_consumer(
+        &mut self,
+        account: &str,
+        stream: &str,
+        consumer: &str,
+        action: &'static str,
+    ) {
+        let kind = if action == "create" {
+            "CREATED"
+        } else {
+            "DELETED"
+        };
+        let domain = self.config.domain.clone().unwrap_or_default();
+        let mut body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_action",
+            "id": self.next_id(),
+            "timestamp": crate::format::rfc3339_nanos(self.wall),
+            "stream": stream,
+            "consumer": consumer,
+            "action": action,
+        });
+        if !domain.is_empty() {
+            body["domain"] = serde_json::Value::String(domain);
+        }
+        self.publish(
+            account,
+            format!("$JS.EVENT.ADVISORY.CONSUMER.{kind}.{stream}.{consumer}"),
+            body.to_string().into_bytes(),
+        );
+    }
+}
+
+fn write_meta<D: Disk>(
+    disk: &mut D,
+    stream: StreamId,
+    name: &str,
+    meta: &ConsumerMeta,
+) -> Result<(), DiskError> {
+    let bytes = super::machine::encode_checked_json(meta);
+    disk.write_atomic(&consumer_dir(stream, name), "meta", &bytes)
+}
+
+fn remove_consumer_files<D: Disk>(
+    disk: &mut D,
+    stream: StreamId,
+    name: &str,
+) -> Result<(), DiskError> {
+    let dir = consumer_dir(stream, name);
+    match disk.list(&dir) {
+        Ok(files) => {
+            for file in files {
+                match disk.remove(&format!("{dir}/{file}")) {
+                    Ok(()) | Err(DiskError::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            disk.sync_dir(&dir)
+        }
+        Err(DiskError::NotFound(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
