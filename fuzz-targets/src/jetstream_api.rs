@@ -148,7 +148,10 @@ fn drain(
             } if subject.as_ref() == b"_INBOX.fuzz" && headers.is_empty() => {
                 replies.push(payload.to_vec())
             }
-            JsAction::Publish { .. } | JsAction::Log { .. } | JsAction::Deliver { .. } => {}
+            JsAction::Publish { .. }
+            | JsAction::Log { .. }
+            | JsAction::Deliver { .. }
+            | JsAction::WatchInterest { .. } => {}
             JsAction::Listen {
                 target: JsTarget::Stream(id),
                 subjects,

@@ -163,7 +163,10 @@ impl World {
             self.trace.record_bytes(&msg.payload);
             let stream = match msg.target {
                 JsTarget::Stream(id) => Some((id, js.last_seq(id))),
-                JsTarget::Api | JsTarget::System | JsTarget::Consumer(..) => None,
+                JsTarget::Api
+                | JsTarget::System
+                | JsTarget::Consumer(..)
+                | JsTarget::Interest(..) => None,
             };
             js.machine.handle_inbound(now, wall, msg);
             if let Some((id, Some(before))) = stream {

@@ -8,22 +8,9 @@
 mod common;
 
 use async_nats::jetstream::{self, stream};
-use common::{connect, within};
+use common::{connect, js_server, store_dir, within};
 use futures::StreamExt;
 use rnats_tests::ServerProcess;
-
-/// A fresh store directory for one server.
-fn store_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnats-js-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn js_server(name: &str) -> (ServerProcess, std::path::PathBuf) {
-    let dir = store_dir(name);
-    let server = ServerProcess::start(&["-js", "-sd", dir.to_str().unwrap()]);
-    (server, dir)
-}
 
 /// A server started from a config file (`jetstream { store_dir }` is
 /// prepended with a fresh directory); the file is removed on drop.

@@ -253,6 +253,7 @@ impl<D: Disk + Clone> JetStream<D> {
             num_redelivered: numbers.num_redelivered as i64,
             num_waiting: numbers.num_waiting as i64,
             num_pending: numbers.num_pending,
+            push_bound: consumer.consumer.is_push() && consumer.consumer.has_interest(),
             ts: wall,
             ..ConsumerInfo::default()
         }

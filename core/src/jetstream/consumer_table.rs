@@ -8,8 +8,9 @@
 //! timer), and keeps their definitions and state on disk.
 //!
 //! Disk layout, for durable consumers of file streams:
-//! `streams/<stream id>.consumers/<name>/meta` (the definition: a crc32
-//! line, then JSON, written atomically) and `.../state` (the
+//! `streams/<stream id>.consumers/<name>.meta` (the definition: a crc32
+//! line, then JSON, written atomically; listing these finds the consumers)
+//! and `streams/<stream id>.consumers/<name>/state` (the
 //! [`crate::store::ConsumerFileStore`]). Ephemeral consumers and the
 //! consumers of memory streams live in memory only.
 //!
@@ -141,6 +142,10 @@ fn consumer_dir(stream: StreamId, name: &str) -> String {
     format!("{}/{name}", consumers_dir(stream))
 }
 
+fn meta_name(name: &str) -> String {
+    format!("{name}.meta")
+}
+
 /// The subjects a consumer's acks and flow-control replies arrive on.
 fn consumer_subjects(stream: &str, name: &str) -> Vec<String> {
     vec![
@@ -196,6 +201,28 @@ impl<D: Disk + Clone> JetStream<D> {
                 self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
             }
         }
+        self.pump_consumer(stream, &name);
+    }
+
+    /// The server reports whether a push consumer's deliver subject has
+    /// subscribers.
+    pub(super) fn consumer_interest(&mut self, stream: StreamId, id: ConsumerId, interest: bool) {
+        let Some((_, name)) = self.consumer_index.get(&id).cloned() else {
+            return;
+        };
+        let now = self.now;
+        let Some(consumer) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|entry| entry.consumers.get_mut(&name))
+        else {
+            return;
+        };
+        if consumer.consumer.has_interest() != interest {
+            // Inactivity of a push consumer counts from losing interest.
+            consumer.last_seen = now;
+        }
+        consumer.consumer.set_interest(interest, now);
         self.pump_consumer(stream, &name);
     }
 
@@ -256,6 +283,7 @@ impl<D: Disk + Clone> JetStream<D> {
             entry.consumers.values().flat_map(|consumer| {
                 let inactive = consumer
                     .inactive_threshold
+                    .filter(|_| !consumer.consumer.has_interest())
                     .map(|threshold| consumer.last_seen + threshold);
                 consumer.consumer.poll_timeout().into_iter().chain(inactive)
             })
@@ -279,7 +307,12 @@ impl<D: Disk + Clone> JetStream<D> {
                 let idle = consumer
                     .inactive_threshold
                     .is_some_and(|threshold| consumer.last_seen + threshold <= now);
-                if idle && consumer.consumer.num_waiting() == 0 {
+                let in_use = if consumer.consumer.is_push() {
+                    consumer.consumer.has_interest()
+                } else {
+                    consumer.consumer.num_waiting() > 0
+                };
+                if idle && !in_use {
                     inactive.push((id, name.clone()));
                 }
             }
@@ -358,8 +391,7 @@ impl<D: Disk + Clone> JetStream<D> {
             let bytes = super::machine::encode_checked_json(&meta);
             let mut disk = self.disk.clone();
             disk.create_dir(&consumers_dir(stream))
-                .and_then(|()| disk.create_dir(&dir))
-                .and_then(|()| disk.write_atomic(&dir, "meta", &bytes))
+                .and_then(|()| disk.write_atomic(&consumers_dir(stream), &meta_name(&name), &bytes))
                 .map_err(|error| error.to_string())?;
             let file =
                 ConsumerFileStore::open(disk, &dir, rules.ack, rules.max_deliver.unwrap_or(0))
@@ -409,11 +441,25 @@ impl<D: Disk + Clone> JetStream<D> {
         );
         assert!(previous.is_none(), "two consumers named {name}");
         self.consumer_index.insert(id, (stream, name.clone()));
+        let deliver_subject = entry.consumers[&name]
+            .consumer
+            .rules()
+            .push
+            .as_ref()
+            .map(|push| push.deliver_subject.clone());
         self.actions.push_back(JsAction::Listen {
-            account,
+            account: account.clone(),
             target: JsTarget::Consumer(stream, id),
             subjects: consumer_subjects(&stream_name, &name),
         });
+        if deliver_subject.is_some() {
+            self.actions.push_back(JsAction::WatchInterest {
+                account,
+                stream,
+                consumer: id,
+                subject: deliver_subject,
+            });
+        }
         if persisted {
             // A new consumer's starting point is part of its state.
             self.flush_consumer(stream, &name);
@@ -445,10 +491,23 @@ impl<D: Disk + Clone> JetStream<D> {
             write_meta(&mut self.disk.clone(), stream, &name, &meta)
                 .map_err(|error| error.to_string())?;
         }
-        consumer
-            .consumer
-            .update(consumer_rules(&account, &stream_name, &config), now);
+        let rules = consumer_rules(&account, &stream_name, &config);
+        let deliver =
+            |rules: &ConsumerRules| rules.push.as_ref().map(|p| p.deliver_subject.clone());
+        let moved = deliver(consumer.consumer.rules()) != deliver(&rules);
+        let subject = deliver(&rules);
+        consumer.consumer.update(rules, now);
         consumer.config = config;
+        let id = consumer.consumer.id;
+        if moved {
+            consumer.consumer.set_interest(false, now);
+            self.actions.push_back(JsAction::WatchInterest {
+                account,
+                stream,
+                consumer: id,
+                subject,
+            });
+        }
         self.pump_consumer(stream, &name);
         Ok(())
     }
@@ -465,10 +524,18 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = consumer.consumer.id;
         self.consumer_index.remove(&id);
         self.actions.push_back(JsAction::Listen {
-            account,
+            account: account.clone(),
             target: JsTarget::Consumer(stream, id),
             subjects: Vec::new(),
         });
+        if consumer.consumer.is_push() {
+            self.actions.push_back(JsAction::WatchInterest {
+                account,
+                stream,
+                consumer: id,
+                subject: None,
+            });
+        }
         if consumer.persisted {
             remove_consumer_files(&mut self.disk.clone(), stream, name)
                 .map_err(|error| error.to_string())?;
@@ -483,10 +550,10 @@ impl<D: Disk + Clone> JetStream<D> {
             let _ = self.remove_consumer(stream, &name);
         }
         let mut disk = self.disk.clone();
-        if let Ok(names) = disk.list(&consumers_dir(stream)) {
+        if let Ok(files) = disk.list(&consumers_dir(stream)) {
             // Leftovers of consumers whose definitions did not load.
-            for name in names {
-                let _ = remove_consumer_files(&mut disk, stream, &name);
+            for name in files.iter().filter_map(|file| file.strip_suffix(".meta")) {
+                let _ = remove_consumer_files(&mut disk, stream, name);
             }
         }
     }
@@ -494,8 +561,8 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Bring back the durable consumers of a recovered stream.
     pub(super) fn recover_consumers(&mut self, stream: StreamId) {
         let mut disk = self.disk.clone();
-        let names = match disk.list(&consumers_dir(stream)) {
-            Ok(names) => names,
+        let files = match disk.list(&consumers_dir(stream)) {
+            Ok(files) => files,
             Err(DiskError::NotFound(_)) => return,
             Err(error) => {
                 self.log(
@@ -510,11 +577,16 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let account = self.streams[&stream].meta.account.clone();
         let stream_name = self.streams[&stream].meta.config.name.clone();
-        let mut names = names;
+        let mut names: Vec<String> = files
+            .iter()
+            .filter_map(|file| file.strip_suffix(".meta"))
+            .map(str::to_string)
+            .collect();
         names.sort();
         for name in names {
             let dir = consumer_dir(stream, &name);
-            let meta = match disk.read_all(&format!("{dir}/meta")) {
+            let meta_path = format!("{}/{}", consumers_dir(stream), meta_name(&name));
+            let meta = match disk.read_all(&meta_path) {
                 Ok(Some(bytes)) => super::machine::decode_checked_json::<ConsumerMeta>(&bytes),
                 _ => None,
             };
@@ -596,7 +668,7 @@ fn write_meta<D: Disk>(
     meta: &ConsumerMeta,
 ) -> Result<(), DiskError> {
     let bytes = super::machine::encode_checked_json(meta);
-    disk.write_atomic(&consumer_dir(stream, name), "meta", &bytes)
+    disk.write_atomic(&consumers_dir(stream), &meta_name(name), &bytes)
 }
 
 fn remove_consumer_files<D: Disk>(
@@ -604,6 +676,13 @@ fn remove_consumer_files<D: Disk>(
     stream: StreamId,
     name: &str,
 ) -> Result<(), DiskError> {
+    // The definition goes first: a crash midway leaves an orphaned state
+    // file, never a consumer without its state.
+    match disk.remove(&format!("{}/{}", consumers_dir(stream), meta_name(name))) {
+        Ok(()) | Err(DiskError::NotFound(_)) => {}
+        Err(error) => return Err(error),
+    }
+    disk.sync_dir(&consumers_dir(stream))?;
     let dir = consumer_dir(stream, name);
     match disk.list(&dir) {
         Ok(files) => {

@@ -35,6 +35,10 @@ pub enum JsTarget {
     /// A consumer's acknowledgements and flow-control replies
     /// (`$JS.ACK.<stream>.<consumer>.>`, `$JS.FC.<stream>.<consumer>.*`).
     Consumer(StreamId, ConsumerId),
+    /// Not a message: the server reports whether a push consumer's
+    /// deliver subject has subscribers (payload `1`) or not (`0`), once
+    /// when asked with [`JsAction::WatchInterest`] and on every change.
+    Interest(StreamId, ConsumerId),
 }
 
 /// A consumer, as both machines name it: never reused within a run.
@@ -97,6 +101,15 @@ pub enum JsAction {
         tag: u64,
         files: Vec<String>,
         dirs: Vec<String>,
+    },
+    /// Report (with [`JsTarget::Interest`]) whether `subject` has client
+    /// subscribers in `account`, now and whenever that changes; `None`
+    /// stops the reports. For the server.
+    WatchInterest {
+        account: String,
+        stream: StreamId,
+        consumer: ConsumerId,
+        subject: Option<Bytes>,
     },
     /// A line for the server log. For the server.
     Log { level: LogLevel, text: String },

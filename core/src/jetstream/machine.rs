@@ -247,6 +247,9 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::Api => self.handle_api(&msg),
             JsTarget::System => self.handle_system(&msg),
             JsTarget::Consumer(stream, consumer) => self.consumer_inbound(stream, consumer, &msg),
+            JsTarget::Interest(stream, consumer) => {
+                self.consumer_interest(stream, consumer, msg.payload.as_ref() == b"1")
+            }
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.

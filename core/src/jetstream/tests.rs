@@ -107,7 +107,9 @@ impl Harness {
                         self.listening.insert(id, subjects);
                     }
                 }
-                JsAction::Listen { .. } | JsAction::Deliver { .. } => {}
+                JsAction::Listen { .. }
+                | JsAction::Deliver { .. }
+                | JsAction::WatchInterest { .. } => {}
                 sync @ JsAction::Sync { .. } => self.syncs.push(sync),
                 JsAction::Log { .. } => {}
             }

@@ -12,6 +12,9 @@
 //!   without JetStream itself ("JetStream not enabled for account").
 //! - `listening` is what JetStream asked for last; after every accounts
 //!   rebuild (a reload) exactly those entries are in the Sublists.
+//! - Every watched deliver subject's last reported interest is what the
+//!   Sublist says at the end of the step that last changed its account's
+//!   client subscriptions.
 //! - The inbound queue holds at most [`MAX_QUEUED`] messages between two
 //!   polls by the runtime; more are dropped with a warning (the publisher
 //!   gets no ack and retries, as after any lost message).
@@ -22,7 +25,7 @@ use bytes::Bytes;
 
 use super::accounts::{AccountId, Accounts, SubTarget};
 use super::log::{LogLevel, LogQueue};
-use crate::jetstream::link::{JsInbound, JsTarget};
+use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, StreamId};
 use crate::runtime::ConnId;
 
 /// Where every JetStream API request is published.
@@ -43,6 +46,15 @@ pub(crate) struct JetStreamLink {
     /// Each with the connection that published it.
     inbound: VecDeque<(JsInbound, ConnId)>,
     dropped: u64,
+    /// Push consumers' deliver subjects whose interest JetStream follows.
+    watches: BTreeMap<(StreamId, ConsumerId), InterestWatch>,
+}
+
+/// A deliver subject JetStream follows, and what it was told last.
+struct InterestWatch {
+    account: String,
+    subject: Bytes,
+    interested: bool,
 }
 
 impl JetStreamLink {
@@ -180,6 +192,93 @@ impl JetStreamLink {
     pub fn poll(&mut self) -> Option<(JsInbound, ConnId)> {
         self.inbound.pop_front()
     }
+
+    /// Follow (or stop following) a push consumer's deliver subject; the
+    /// current state is reported at once.
+    pub fn watch(
+        &mut self,
+        accounts: &mut Accounts,
+        account: String,
+        key: (StreamId, ConsumerId),
+        subject: Option<Bytes>,
+    ) {
+        let Some(subject) = subject else {
+            self.watches.remove(&key);
+            return;
+        };
+        let id = accounts.by_name.get(&account).copied();
+        let interested = id.is_some_and(|id| has_client_interest(accounts, id, &subject));
+        self.report(&account, key, &subject, interested);
+        self.watches.insert(
+            key,
+            InterestWatch {
+                account,
+                subject,
+                interested,
+            },
+        );
+    }
+
+    /// At the end of a step: report watched subjects whose interest
+    /// changed in the accounts whose subscriptions changed.
+    pub fn refresh_interest(&mut self, accounts: &mut Accounts, changed: &mut Vec<AccountId>) {
+        if changed.is_empty() {
+            return;
+        }
+        if self.watches.is_empty() {
+            changed.clear();
+            return;
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let mut reports = Vec::new();
+        for (key, watch) in &mut self.watches {
+            let Some(&id) = accounts.by_name.get(&watch.account) else {
+                continue;
+            };
+            if changed.binary_search(&id).is_err() {
+                continue;
+            }
+            let interested = has_client_interest(accounts, id, &watch.subject);
+            if interested != watch.interested {
+                watch.interested = interested;
+                reports.push((
+                    watch.account.clone(),
+                    *key,
+                    watch.subject.clone(),
+                    interested,
+                ));
+            }
+        }
+        for (account, key, subject, interested) in reports {
+            self.report(&account, key, &subject, interested);
+        }
+        changed.clear();
+    }
+
+    fn report(&mut self, account: &str, key: (StreamId, ConsumerId), subject: &Bytes, yes: bool) {
+        let msg = JsInbound {
+            account: account.to_string(),
+            target: JsTarget::Interest(key.0, key.1),
+            subject: subject.clone(),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from_static(if yes { b"1" } else { b"0" }),
+            context: Bytes::new(),
+        };
+        self.inbound.push_back((msg, super::system::INTERNAL_CONN));
+    }
+}
+
+/// Whether a client subscribes to `subject` in account `id`.
+fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
+    let result = accounts.list[id].sublist.matches(subject);
+    let client = |target: &SubTarget| matches!(target, SubTarget::Client(_));
+    result.plain.iter().any(client)
+        || result
+            .queues
+            .iter()
+            .any(|group| group.members.iter().any(client))
 }
 
 impl super::Server {
@@ -203,7 +302,7 @@ impl super::Server {
                 msg.context =
                     Bytes::from(serde_json::to_vec(&server).expect("server info serializes"));
             }
-            JsTarget::Stream(_) | JsTarget::Consumer(..) => {}
+            JsTarget::Stream(_) | JsTarget::Consumer(..) | JsTarget::Interest(..) => {}
         }
         Some(msg)
     }
@@ -265,6 +364,19 @@ impl super::Server {
             } => {
                 self.jetstream
                     .listen(&mut self.router.accounts, &account, target, subjects);
+            }
+            JsAction::WatchInterest {
+                account,
+                stream,
+                consumer,
+                subject,
+            } => {
+                self.jetstream.watch(
+                    &mut self.router.accounts,
+                    account,
+                    (stream, consumer),
+                    subject,
+                );
             }
             JsAction::Log { level, text } => self.logs.push(level, None, text),
             JsAction::Sync { .. } => {

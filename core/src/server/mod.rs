@@ -514,6 +514,8 @@ impl Server {
         self.retire_subscriptions();
         self.run_system(now);
         self.retire_subscriptions();
+        self.jetstream
+            .refresh_interest(&mut self.router.accounts, &mut self.router.changed_accounts);
         self.timers
             .set_or_cancel(TimerKey::Heartbeat, self.system.deadline());
         debug_assert!(self.conns.retired.is_empty() && self.conns.expired.is_empty());

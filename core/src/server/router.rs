@@ -87,6 +87,9 @@ pub struct Router {
     pub(crate) accounts: Accounts,
     /// Reused per-depth lists of internal routes a match reached.
     crossings: [Vec<SubTarget>; MAX_ACCOUNT_HOPS],
+    /// Accounts whose client subscriptions changed during this step (for
+    /// JetStream's interest watches; may repeat, cleared every step).
+    pub(super) changed_accounts: Vec<AccountId>,
 }
 
 impl Router {
@@ -94,6 +97,7 @@ impl Router {
         Router {
             accounts,
             crossings: Default::default(),
+            changed_accounts: Vec::new(),
         }
     }
 
@@ -131,6 +135,9 @@ impl Router {
     /// File a client subscription into `account`'s Sublist; false when the
     /// subject is not a valid subscription subject.
     pub(super) fn file(&mut self, account: AccountId, key: SubKey, sub: &Subscription) -> bool {
+        if self.changed_accounts.last() != Some(&account) {
+            self.changed_accounts.push(account);
+        }
         let account = &mut self.accounts.list[account];
         let inserted =
             account
@@ -144,6 +151,9 @@ impl Router {
 
     /// Take a client subscription out of `account`'s Sublist.
     pub(super) fn unfile(&mut self, account: AccountId, key: SubKey, sub: &Subscription) {
+        if self.changed_accounts.last() != Some(&account) {
+            self.changed_accounts.push(account);
+        }
         let account = &mut self.accounts.list[account];
         let removed =
             account

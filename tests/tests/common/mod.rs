@@ -27,6 +27,20 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// A fresh store directory for one JetStream server.
+pub fn store_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-js-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A server with JetStream on, storing in a fresh directory.
+pub fn js_server(name: &str) -> (rnats_tests::ServerProcess, std::path::PathBuf) {
+    let dir = store_dir(name);
+    let server = rnats_tests::ServerProcess::start(&["-js", "-sd", dir.to_str().unwrap()]);
+    (server, dir)
+}
+
 /// Connects an async-nats client with default options.
 pub async fn connect(url: &str) -> async_nats::Client {
     within("async-nats connect", async_nats::connect(url))

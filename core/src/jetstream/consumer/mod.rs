@@ -170,6 +170,9 @@ pub struct Consumer<D: Disk> {
     due: BTreeMap<u64, Instant>,
     waiting: WaitQueue,
     push: PushState,
+    /// A push consumer delivers only while its deliver subject has
+    /// subscribers (as the server reports).
+    interest: bool,
     /// When the last message went out, and when the floor last moved.
     last_delivery: Option<WallTime>,
     last_ack: Option<WallTime>,
@@ -209,6 +212,7 @@ impl<D: Disk> Consumer<D> {
             due: BTreeMap::new(),
             waiting: WaitQueue::default(),
             push: PushState::default(),
+            interest: false,
             last_delivery: None,
             last_ack: None,
         };
@@ -281,6 +285,19 @@ impl<D: Disk> Consumer<D> {
 
     pub fn name(&self) -> &str {
         &self.rules.name
+    }
+
+    /// Whether a push consumer's deliver subject has subscribers.
+    pub fn has_interest(&self) -> bool {
+        self.interest
+    }
+
+    /// The server says whether the deliver subject has subscribers.
+    pub fn set_interest(&mut self, interest: bool, now: Instant) {
+        if interest && !self.interest {
+            self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
+        }
+        self.interest = interest;
     }
 
     /// Pull requests waiting.
@@ -530,10 +547,11 @@ impl<D: Disk> Consumer<D> {
     /// The earliest instant [`Consumer::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let redelivery = self.deadlines.first().map(|&(at, _)| at);
+        let heartbeat = self.push.next_heartbeat.filter(|_| self.interest);
         redelivery
             .into_iter()
             .chain(self.waiting.next_deadline())
-            .chain(self.push.next_heartbeat)
+            .chain(heartbeat)
             .min()
     }
 
@@ -576,7 +594,7 @@ impl<D: Disk> Consumer<D> {
             out.push_back(status_message(&account, &reply, heartbeat.clone()));
         }
         if let (Some(at), Some(push)) = (self.push.next_heartbeat, &self.rules.push) {
-            if at <= now {
+            if at <= now && self.interest {
                 let mut block = heartbeat;
                 if let Some(fc) = &self.push.outstanding {
                     block = with_header(&block, "Nats-Consumer-Stalled", fc);
@@ -639,6 +657,9 @@ impl<D: Disk> Consumer<D> {
         loop {
             let push = self.rules.push.clone();
             if push.is_none() && self.waiting.is_empty() {
+                break;
+            }
+            if push.is_some() && !self.interest {
                 break;
             }
             if push.is_some()

@@ -314,6 +314,12 @@ fn push_consumers_deliver_with_flow_control_and_heartbeats() {
     }
     let mut rig = Rig::new(rules, store);
     rig.pump();
+    assert!(
+        rig.take().is_empty(),
+        "nothing goes out without a subscriber"
+    );
+    rig.consumer.set_interest(true, rig.now);
+    rig.pump();
     let lines = rig.take();
     let deliveries = lines
         .iter()

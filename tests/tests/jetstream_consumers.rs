@@ -1,0 +1,418 @@
+//! JetStream consumers through async-nats, as a user drives them: pull
+//! consumers fetching and acking, redeliveries, push and ordered
+//! consumers, deliver policies and filters, and a durable consumer that
+//! survives SIGKILL.
+//!
+//! Every test here also passes against the reference
+//! (`RNATS_TEST_SERVER_BIN=nats-server cargo test --test jetstream_consumers`)
+//! but one: after SIGKILL, nats-server v2.15.1 came back with an ack floor
+//! of 0 although every ack had been confirmed (`double_ack`), and delivered
+//! the acknowledged messages again. rnats keeps confirmed acks; that test
+//! asserts it.
+
+mod common;
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, push, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, stream, AckKind};
+use common::{connect, js_server, within};
+use futures::StreamExt;
+
+fn stream_config(name: &str, subjects: &[&str]) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Publish `count` messages `0..count` on `subject_of(i)`, waiting for each ack.
+async fn publish_all(
+    js: &jetstream::Context,
+    count: u32,
+    subject_of: impl Fn(u32) -> String,
+) -> Vec<u64> {
+    let mut acks = Vec::new();
+    for i in 0..count {
+        let ack = js
+            .publish(subject_of(i), i.to_string().into())
+            .await
+            .unwrap();
+        acks.push(
+            within("publish ack", ack.into_future())
+                .await
+                .unwrap()
+                .sequence,
+        );
+    }
+    acks
+}
+
+fn durable(name: &str) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Fetch up to `max` messages (waiting at most `expires`).
+async fn fetch(
+    consumer: &jetstream::consumer::PullConsumer,
+    max: usize,
+    expires: Duration,
+) -> Vec<jetstream::Message> {
+    let mut batch = within(
+        "fetch",
+        consumer
+            .fetch()
+            .max_messages(max)
+            .expires(expires)
+            .messages(),
+    )
+    .await
+    .unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = within("a fetched message", batch.next()).await {
+        messages.push(message.unwrap());
+    }
+    messages
+}
+
+fn payloads(messages: &[jetstream::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pull_consumer_fetches_in_order_and_acks_move_the_floor() {
+    let (server, _dir) = js_server("pull-fetch");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("ORDERS", &["orders.>"]))
+        .await
+        .unwrap();
+    publish_all(&js, 10, |i| format!("orders.{i}")).await;
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.create_consumer(durable("WORKER")).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_pending, 10);
+    assert_eq!(info.config.ack_wait, Duration::from_secs(30));
+    assert_eq!(info.config.max_ack_pending, 1000);
+
+    let messages = fetch(&consumer, 4, Duration::from_secs(1)).await;
+    assert_eq!(payloads(&messages), ["0", "1", "2", "3"]);
+    let meta = messages[3].info().unwrap();
+    assert_eq!(meta.stream_sequence, 4);
+    assert_eq!(meta.consumer_sequence, 4);
+    assert_eq!(meta.delivered, 1);
+    assert_eq!(meta.pending, 6);
+    assert_eq!(meta.stream, "ORDERS");
+    assert_eq!(meta.consumer, "WORKER");
+    assert_eq!(messages[0].subject.as_str(), "orders.0");
+
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.num_ack_pending, 4);
+    assert_eq!(info.num_pending, 6);
+    assert_eq!(info.delivered.stream_sequence, 4);
+    assert_eq!(info.ack_floor.stream_sequence, 0);
+    for message in &messages[..2] {
+        within("double ack", message.double_ack()).await.unwrap();
+    }
+    within("ack", messages[3].double_ack()).await.unwrap();
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.ack_floor.stream_sequence, 2, "a gap holds the floor");
+    assert_eq!(info.num_ack_pending, 1);
+
+    // The rest, fewer than asked for: the fetch ends when it expires.
+    let rest = fetch(&consumer, 20, Duration::from_millis(500)).await;
+    assert_eq!(payloads(&rest), ["4", "5", "6", "7", "8", "9"]);
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_pending, 0);
+    assert_eq!(info.num_ack_pending, 7);
+    let stream_info = js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(stream_info.state.consumer_count, 1);
+}
+
+#[tokio::test]
+async fn naks_and_silence_redeliver_with_the_delivery_count() {
+    let (server, _dir) = js_server("pull-redeliver");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("JOBS", &["jobs"]))
+        .await
+        .unwrap();
+    publish_all(&js, 2, |_| "jobs".into()).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("R".into()),
+            ack_wait: Duration::from_secs(1),
+            max_deliver: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = fetch(&consumer, 2, Duration::from_millis(500)).await;
+    assert_eq!(first.len(), 2);
+    first[0].ack_with(AckKind::Nak(None)).await.unwrap();
+    // Message 0 comes back at once; message 1 after its ack wait.
+    let again = fetch(&consumer, 1, Duration::from_millis(500)).await;
+    assert_eq!(payloads(&again), ["0"]);
+    assert_eq!(again[0].info().unwrap().delivered, 2);
+    again[0].double_ack().await.unwrap();
+    let late = fetch(&consumer, 1, Duration::from_secs(3)).await;
+    assert_eq!(payloads(&late), ["1"]);
+    assert_eq!(late[0].info().unwrap().delivered, 2);
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_redelivered, 1);
+    // Terminated: never sent again, and no longer pending.
+    late[0].ack_with(AckKind::Term).await.unwrap();
+    let none = fetch(&consumer, 1, Duration::from_millis(1500)).await;
+    assert!(none.is_empty());
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+}
+
+#[tokio::test]
+async fn a_continuous_pull_stream_gets_messages_published_later() {
+    let (server, _dir) = js_server("pull-stream");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("FEED", &["feed.*"]))
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.create_consumer(durable("TAIL")).await.unwrap();
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(3)
+        .heartbeat(Duration::from_secs(1))
+        .expires(Duration::from_secs(3))
+        .messages()
+        .await
+        .unwrap();
+    let publisher = js.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        publish_all(&publisher, 7, |i| format!("feed.{i}")).await;
+    });
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        let message = within("a streamed message", messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        message.ack().await.unwrap();
+        got.push(String::from_utf8_lossy(&message.payload).into_owned());
+    }
+    assert_eq!(got, ["0", "1", "2", "3", "4", "5", "6"]);
+}
+
+#[tokio::test]
+async fn filters_and_deliver_policies_pick_the_starting_point() {
+    let (server, _dir) = js_server("policies");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("KV", &["k.*"]))
+        .await
+        .unwrap();
+    // a=0, b=1, a=2, c=3, b=4, a=5
+    let subjects = ["a", "b", "a", "c", "b", "a"];
+    publish_all(&js, 6, |i| format!("k.{}", subjects[i as usize])).await;
+    let create = |name: &str, config: pull::Config| {
+        let stream = stream.clone();
+        let name = name.to_string();
+        async move {
+            stream
+                .create_consumer(pull::Config {
+                    durable_name: Some(name),
+                    ..config
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let filtered: jetstream::consumer::PullConsumer = create(
+        "ONLY_A",
+        pull::Config {
+            filter_subject: "k.a".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(filtered.get_info().await.unwrap().num_pending, 3);
+    let got = fetch(&filtered, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["0", "2", "5"]);
+
+    let several: jetstream::consumer::PullConsumer = create(
+        "B_AND_C",
+        pull::Config {
+            filter_subjects: vec!["k.b".into(), "k.c".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = fetch(&several, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["1", "3", "4"]);
+
+    let last_per_subject: jetstream::consumer::PullConsumer = create(
+        "LPS",
+        pull::Config {
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            filter_subject: "k.*".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(last_per_subject.get_info().await.unwrap().num_pending, 3);
+    let got = fetch(&last_per_subject, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["3", "4", "5"]);
+
+    let by_sequence: jetstream::consumer::PullConsumer = create(
+        "FROM4",
+        pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: 4 },
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = fetch(&by_sequence, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["3", "4", "5"]);
+
+    let last: jetstream::consumer::PullConsumer = create(
+        "LAST",
+        pull::Config {
+            deliver_policy: DeliverPolicy::Last,
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = fetch(&last, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["5"]);
+
+    let new: jetstream::consumer::PullConsumer = create(
+        "NEW",
+        pull::Config {
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(new.get_info().await.unwrap().num_pending, 0);
+    js.publish("k.z", "6".into()).await.unwrap().await.unwrap();
+    let got = fetch(&new, 10, Duration::from_millis(300)).await;
+    assert_eq!(payloads(&got), ["6"]);
+
+    let mut names: Vec<String> = stream
+        .consumer_names()
+        .map(|name| name.unwrap())
+        .collect()
+        .await;
+    names.sort();
+    assert_eq!(names, ["B_AND_C", "FROM4", "LAST", "LPS", "NEW", "ONLY_A"]);
+    assert!(stream.delete_consumer("LAST").await.unwrap().success);
+    let error = stream.consumer_info("LAST").await.unwrap_err();
+    assert!(error.to_string().contains("consumer not found"), "{error}");
+}
+
+#[tokio::test]
+async fn a_push_consumer_delivers_to_its_subject() {
+    let (server, _dir) = js_server("push");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("EVENTS", &["events.>"]))
+        .await
+        .unwrap();
+    publish_all(&js, 5, |i| format!("events.{i}")).await;
+    let deliver = client.new_inbox();
+    let consumer: jetstream::consumer::PushConsumer = stream
+        .create_consumer(push::Config {
+            durable_name: Some("PUSHED".into()),
+            deliver_subject: deliver.clone(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let message = within("a pushed message", messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        message.ack().await.unwrap();
+        got.push(String::from_utf8_lossy(&message.payload).into_owned());
+    }
+    assert_eq!(got, ["0", "1", "2", "3", "4"]);
+}
+
+#[tokio::test]
+async fn an_ordered_consumer_reads_everything_in_order() {
+    let (server, _dir) = js_server("ordered");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("LOG", &["log"]))
+        .await
+        .unwrap();
+    publish_all(&js, 50, |_| "log".into()).await;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for expected in 0..50u32 {
+        let message = within("an ordered message", messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.payload, expected.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_durable_consumer_survives_sigkill_without_losing_confirmed_acks() {
+    let (mut server, _dir) = js_server("consumer-restart");
+    {
+        let js = jetstream::new(connect(&server.url()).await);
+        let stream = js
+            .create_stream(stream_config("KEEP", &["keep"]))
+            .await
+            .unwrap();
+        publish_all(&js, 10, |_| "keep".into()).await;
+        let consumer: jetstream::consumer::PullConsumer =
+            stream.create_consumer(durable("D")).await.unwrap();
+        let first = fetch(&consumer, 6, Duration::from_millis(500)).await;
+        assert_eq!(first.len(), 6);
+        // Confirmed acks for 0..5; 5 was delivered but never acked.
+        for message in &first[..5] {
+            message.double_ack().await.unwrap();
+        }
+    }
+    server.restart();
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = within("stream after restart", js.get_stream("KEEP"))
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream.get_consumer("D").await.unwrap();
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.ack_floor.stream_sequence, 5);
+    assert_eq!(info.delivered.stream_sequence, 6);
+    assert_eq!(info.num_pending, 4);
+    assert_eq!(info.num_ack_pending, 1);
+    // The rest come next; the unacked one comes back after its ack wait.
+    let rest = fetch(&consumer, 4, Duration::from_millis(500)).await;
+    assert_eq!(payloads(&rest), ["6", "7", "8", "9"]);
+}
