@@ -12,6 +12,7 @@ pub mod advisory;
 pub mod api;
 pub mod banner;
 pub mod config;
+pub mod consumer_config;
 pub mod errors;
 pub mod link;
 pub mod machine;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::info::ClusterInfo;
 use super::requests::ApiPaged;
+use super::time::GoTime;
 use super::{is_false, is_zero_i64, is_zero_u64, null_as_default};
 use crate::jetstream::errors::ApiError;
 use crate::time::WallTime;
@@ -51,12 +52,9 @@ pub struct ConsumerConfig {
         skip_serializing_if = "is_zero_u64"
     )]
     pub opt_start_seq: u64,
-    #[serde(
-        default,
-        with = "super::time::optional",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_start_time: Option<WallTime>,
+    /// As sent (offset kept, Go's zero time is a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<GoTime>,
     /// Always written.
     #[serde(default)]
     pub ack_policy: AckPolicy,
@@ -210,12 +208,9 @@ pub struct ConsumerConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub metadata: BTreeMap<String, String>,
-    #[serde(
-        default,
-        with = "super::time::optional",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pause_until: Option<WallTime>,
+    /// As sent (offset kept, Go's zero time is a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<GoTime>,
     #[serde(
         default,
         deserialize_with = "null_as_default",
