@@ -30,9 +30,10 @@
 
 use std::collections::BTreeMap;
 
+use super::api::decode::unmarshal_lenient;
 use super::api::{
-    AckPolicy, ConsumerAction, ConsumerConfig, CreateConsumerRequest, DeliverPolicy,
-    PriorityPolicy, RetentionPolicy, StorageType, StreamConfig,
+    AckPolicy, ConsumerAction, ConsumerConfig, ConsumerUnpinRequest, CreateConsumerRequest,
+    DeliverPolicy, PriorityPolicy, RetentionPolicy, StorageType, StreamConfig,
 };
 use super::config::AccountLimits;
 use super::errors::{ApiError, ApiErrorKind};
@@ -1019,6 +1020,31 @@ pub fn is_valid_group_name(group: &str) -> bool {
         && group
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
+}
+
+/// The body of `CONSUMER.UNPIN`, read as the reference reads it (Go's
+/// `json.Unmarshal`, not the API decoder: unknown keys pass), and its
+/// group checked; the stream and consumer lookups come after this.
+pub fn check_unpin_request(body: &[u8]) -> Result<String, ApiError> {
+    let invalid_json = |text: &str| ApiError::with(ApiErrorKind::InvalidJSON, &[("{err}", text)]);
+    let request: ConsumerUnpinRequest =
+        unmarshal_lenient(body).map_err(|text| invalid_json(&text))?;
+    if request.group.is_empty() {
+        return Err(invalid_json("consumer group not specified"));
+    }
+    if !is_valid_group_name(&request.group) {
+        return Err(ApiError::new(ApiErrorKind::ConsumerInvalidGroupName));
+    }
+    Ok(request.group)
+}
+
+/// `CONSUMER.UNPIN` of `group` on a consumer with `config`: the group must
+/// be one of its priority groups.
+pub fn check_unpin_group(config: &ConsumerConfig, group: &str) -> Result<(), ApiError> {
+    if config.priority_groups.iter().any(|known| known == group) {
+        return Ok(());
+    }
+    Err(ApiError::new(ApiErrorKind::ConsumerInvalidPriorityGroup))
 }
 
 /// Whether no other consumer (sourcing and direct ones aside) takes any of

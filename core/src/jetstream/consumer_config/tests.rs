@@ -502,3 +502,38 @@ fn file_names_longer_than_a_directory_fail_only_on_file_storage() {
     let body = format!(r#"{{"stream_name":"S","config":{{"name":"{name}","mem_storage":true}}}}"#);
     assert!(create(&body).is_ok());
 }
+
+/// Replies captured from nats-server v2.15.1 to `CONSUMER.UNPIN` bodies.
+#[test]
+fn unpin_bodies_as_the_reference_reads_them() {
+    let refused: [(&[u8], u16, &str); 5] = [
+        (b"", 10025, "invalid JSON: unexpected end of JSON input"),
+        (b"{}", 10025, "invalid JSON: consumer group not specified"),
+        (b"null", 10025, "invalid JSON: consumer group not specified"),
+        (
+            br#"{"group":"a.b"}"#,
+            10162,
+            "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
+        ),
+        (
+            br#"{"group":"G"} {"group":"H"}"#,
+            10025,
+            "invalid JSON: invalid character '{' after top-level value",
+        ),
+    ];
+    for (body, err_code, text) in refused {
+        let error = check_unpin_request(body).unwrap_err();
+        assert_eq!(
+            (error.err_code, error.description.as_str()),
+            (err_code, text)
+        );
+    }
+    assert_eq!(check_unpin_request(br#"{"Group":"G","x":1}"#).unwrap(), "G");
+    let config = ConsumerConfig {
+        priority_groups: vec!["G".into()],
+        ..ConsumerConfig::default()
+    };
+    assert!(check_unpin_group(&config, "G").is_ok());
+    let error = check_unpin_group(&ConsumerConfig::default(), "G").unwrap_err();
+    assert!(error.is(ApiErrorKind::ConsumerInvalidPriorityGroup));
+}
