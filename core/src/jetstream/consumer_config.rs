@@ -141,35 +141,7 @@ pub fn check_create_request(
             ApiErrorKind::ConsumerNameContainsPathSeparators,
         ));
     }
-    let durable = &request.config.durable_name;
-    match subject.form {
-        CreateForm::LegacyDurable => {
-            if durable.is_empty() {
-                return Err(ApiError::new(ApiErrorKind::ConsumerDurableNameNotSet));
-            }
-            if *durable != consumer_name {
-                return Err(ApiError::new(
-                    ApiErrorKind::ConsumerDurableNameNotMatchSubject,
-                ));
-            }
-            request.config.name = consumer_name;
-        }
-        CreateForm::Named => {
-            if !durable.is_empty() && *durable != consumer_name {
-                return Err(ApiError::new(
-                    ApiErrorKind::ConsumerDurableNameNotMatchSubject,
-                ));
-            }
-            request.config.name = consumer_name;
-        }
-        CreateForm::LegacyEphemeral => {
-            if !durable.is_empty() {
-                return Err(ApiError::new(
-                    ApiErrorKind::ConsumerEphemeralWithDurableName,
-                ));
-            }
-        }
-    }
+    name_from_subject(subject.form, consumer_name, &mut request.config)?;
     if !subject.filter.is_empty() {
         if !request.config.filter_subjects.is_empty() {
             return Err(ApiError::new(
@@ -186,6 +158,36 @@ pub fn check_create_request(
         return Err(ApiError::new(ApiErrorKind::StreamReplicasNotSupported));
     }
     Ok(request)
+}
+
+/// The durable name against the subject's name; the subject names the
+/// consumer in the durable and named forms.
+fn name_from_subject(
+    form: CreateForm,
+    consumer_name: String,
+    config: &mut ConsumerConfig,
+) -> Result<(), ApiError> {
+    let durable = &config.durable_name;
+    match form {
+        CreateForm::LegacyDurable if durable.is_empty() => {
+            Err(ApiError::new(ApiErrorKind::ConsumerDurableNameNotSet))
+        }
+        CreateForm::LegacyDurable | CreateForm::Named
+            if !durable.is_empty() && *durable != consumer_name =>
+        {
+            Err(ApiError::new(
+                ApiErrorKind::ConsumerDurableNameNotMatchSubject,
+            ))
+        }
+        CreateForm::LegacyDurable | CreateForm::Named => {
+            config.name = consumer_name;
+            Ok(())
+        }
+        CreateForm::LegacyEphemeral if !durable.is_empty() => Err(ApiError::new(
+            ApiErrorKind::ConsumerEphemeralWithDurableName,
+        )),
+        CreateForm::LegacyEphemeral => Ok(()),
+    }
 }
 
 /// The consumers a stream holds, by name.
@@ -441,6 +443,41 @@ pub fn check_update(
     if old == new {
         return Ok(updated);
     }
+    if let Some(text) = fixed_field_changed(old, new) {
+        return Err(create_error(text));
+    }
+    if old.deliver_subject != new.deliver_subject {
+        if old.deliver_subject.is_empty() {
+            return Err(create_error("can not update pull consumer to push based"));
+        }
+        if new.deliver_subject.is_empty() {
+            return Err(create_error("can not update push consumer to pull based"));
+        }
+        if deliver_subject_bound {
+            return Err(ApiError::new(ApiErrorKind::ConsumerNameExist));
+        }
+    }
+    if old.max_waiting != new.max_waiting {
+        return Err(create_error("max waiting can not be updated"));
+    }
+    let backoffs = new.backoff.len() as i64;
+    if backoffs > 0 && new.max_deliver != -1 && backoffs > new.max_deliver {
+        return Err(ApiError::new(ApiErrorKind::ConsumerMaxDeliverBackoff));
+    }
+    // The reference stamps the ephemeral default when the threshold
+    // changes, judging durability by the consumer as it was.
+    if updated.inactive_threshold != old.inactive_threshold
+        && old.durable_name.is_empty()
+        && updated.inactive_threshold <= 0
+    {
+        updated.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_THRESHOLD_NANOS;
+    }
+    Ok(updated)
+}
+
+/// The first field an update may not change that `new` changes, as the
+/// reference words it.
+fn fixed_field_changed(old: &ConsumerConfig, new: &ConsumerConfig) -> Option<&'static str> {
     let fixed = [
         (
             old.deliver_policy != new.deliver_policy,
@@ -480,36 +517,10 @@ pub fn check_update(
             "flow control can not be updated",
         ),
     ];
-    if let Some((_, text)) = fixed.iter().find(|(changed, _)| *changed) {
-        return Err(create_error(text));
-    }
-    if old.deliver_subject != new.deliver_subject {
-        if old.deliver_subject.is_empty() {
-            return Err(create_error("can not update pull consumer to push based"));
-        }
-        if new.deliver_subject.is_empty() {
-            return Err(create_error("can not update push consumer to pull based"));
-        }
-        if deliver_subject_bound {
-            return Err(ApiError::new(ApiErrorKind::ConsumerNameExist));
-        }
-    }
-    if old.max_waiting != new.max_waiting {
-        return Err(create_error("max waiting can not be updated"));
-    }
-    let backoffs = new.backoff.len() as i64;
-    if backoffs > 0 && new.max_deliver != -1 && backoffs > new.max_deliver {
-        return Err(ApiError::new(ApiErrorKind::ConsumerMaxDeliverBackoff));
-    }
-    // The reference stamps the ephemeral default when the threshold
-    // changes, judging durability by the consumer as it was.
-    if updated.inactive_threshold != old.inactive_threshold
-        && old.durable_name.is_empty()
-        && updated.inactive_threshold <= 0
-    {
-        updated.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_THRESHOLD_NANOS;
-    }
-    Ok(updated)
+    fixed
+        .iter()
+        .find(|(changed, _)| *changed)
+        .map(|(_, text)| *text)
 }
 
 /// Negative values to their floor (or a pedantic refusal), then the
@@ -1078,8 +1089,10 @@ fn check_stream_consumers(
     context: &ConsumerCheckContext<'_>,
 ) -> Result<(), ApiError> {
     let mut limitable = 0_i64;
+    // Direct and sourcing consumers serve other streams; they are not
+    // the account's to count.
     context.consumers.each_consumer(&mut |_, other| {
-        if !other.sourcing {
+        if !other.sourcing && !other.direct {
             limitable += 1;
         }
     });

@@ -305,15 +305,13 @@ fn account_max_consumers_counts_when_tighter_than_the_stream() {
     )
     .unwrap_err();
     assert!(error.is(ApiErrorKind::MaximumConsumersLimit));
-    // Consumers of sourcing streams are not counted.
+    // Direct and sourcing consumers are not counted.
+    let subject = "$JS.API.CONSUMER.CREATE.S";
     held.get_mut("A").unwrap().sourcing = true;
-    assert!(create_with(
-        &stream,
-        "$JS.API.CONSUMER.CREATE.S",
-        body,
-        &context(&account, &held)
-    )
-    .is_ok());
+    assert!(create_with(&stream, subject, body, &context(&account, &held)).is_ok());
+    let other = held.get_mut("A").unwrap();
+    (other.sourcing, other.direct) = (false, true);
+    assert!(create_with(&stream, subject, body, &context(&account, &held)).is_ok());
 }
 
 #[test]
@@ -536,4 +534,168 @@ fn unpin_bodies_as_the_reference_reads_them() {
     assert!(check_unpin_group(&config, "G").is_ok());
     let error = check_unpin_group(&ConsumerConfig::default(), "G").unwrap_err();
     assert!(error.is(ApiErrorKind::ConsumerInvalidPriorityGroup));
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::jetstream::api::ReplayPolicy;
+
+    /// Configs built from the values that steer the checks: counts and
+    /// durations around their edges, push or pull, the policies, a few
+    /// filters and priority settings.
+    fn configs() -> impl Strategy<Value = (ConsumerConfig, bool)> {
+        let count = prop_oneof![4 => Just(0_i64), 2 => Just(-1), 1 => Just(-7), 3 => 1_i64..2000];
+        let nanos = prop_oneof![
+            5 => Just(0_i64),
+            1 => Just(-1),
+            1 => Just(500_000),
+            2 => Just(1_000_000_000),
+            1 => Just(30_000_000_000)
+        ];
+        let filters = prop::collection::vec(
+            prop::sample::select(vec!["s.a", "s.*", "s.>", "s.b.c", "x", ""]),
+            0..3,
+        );
+        let ack = prop::sample::select(vec![
+            AckPolicy::None,
+            AckPolicy::All,
+            AckPolicy::Explicit,
+            AckPolicy::FlowControl,
+        ]);
+        let deliver = prop::sample::select(vec![
+            DeliverPolicy::All,
+            DeliverPolicy::New,
+            DeliverPolicy::LastPerSubject,
+            DeliverPolicy::ByStartSequence,
+        ]);
+        let priority = prop::sample::select(vec![
+            PriorityPolicy::None,
+            PriorityPolicy::Overflow,
+            PriorityPolicy::PinnedClient,
+        ]);
+        let flags = prop::collection::vec(prop::bool::weighted(0.25), 6);
+        let tidy = prop::bool::weighted(0.8);
+        (
+            (count.clone(), count.clone(), count),
+            (nanos.clone(), nanos.clone(), nanos),
+            filters,
+            (ack, deliver, priority),
+            flags,
+            tidy,
+        )
+            .prop_map(|(counts, durations, filters, policies, flags, tidy)| {
+                let (max_deliver, max_ack_pending, max_waiting) = counts;
+                let (ack_wait, idle_heartbeat, inactive_threshold) = durations;
+                let (ack_policy, deliver_policy, priority_policy) = policies;
+                let mut filters: Vec<String> = filters.into_iter().map(str::to_owned).collect();
+                let filter_subject = if flags[0] { filters.pop() } else { None };
+                let config = ConsumerConfig {
+                    name: "C".into(),
+                    durable_name: if flags[1] { "C".into() } else { String::new() },
+                    deliver_subject: if flags[2] { "d".into() } else { String::new() },
+                    flow_control: flags[3],
+                    backoff: if flags[4] {
+                        vec![1_000_000_000, 2_000_000_000]
+                    } else {
+                        Vec::new()
+                    },
+                    replay_policy: ReplayPolicy::Instant,
+                    priority_groups: if flags[5] {
+                        vec!["G".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    opt_start_seq: u64::from(deliver_policy == DeliverPolicy::ByStartSequence),
+                    filter_subject: filter_subject.unwrap_or_default(),
+                    filter_subjects: filters,
+                    max_deliver,
+                    max_ack_pending,
+                    max_waiting,
+                    ack_wait,
+                    idle_heartbeat,
+                    inactive_threshold,
+                    ack_policy,
+                    deliver_policy,
+                    priority_policy,
+                    ..ConsumerConfig::default()
+                };
+                let mut config = config;
+                if tidy {
+                    tidy_up(&mut config);
+                }
+                (config, flags[0] && flags[1])
+            })
+    }
+
+    /// Takes away the faults most draws have, so that most configs pass
+    /// and the property is about accepted ones.
+    fn tidy_up(config: &mut ConsumerConfig) {
+        config.filter_subjects.retain(|filter| !filter.is_empty());
+        config.filter_subjects.dedup();
+        if config.filter_subjects.len() > 1 {
+            config.filter_subjects = vec!["s.a".into(), "x".into()];
+        }
+        if config.is_pull() {
+            config.idle_heartbeat = 0;
+            config.flow_control = false;
+            if config.ack_policy == AckPolicy::FlowControl {
+                config.ack_policy = AckPolicy::Explicit;
+            }
+        } else {
+            config.priority_policy = PriorityPolicy::None;
+            config.max_waiting = 0;
+        }
+        config.priority_groups = match config.priority_policy {
+            PriorityPolicy::None => Vec::new(),
+            _ => vec!["G".into()],
+        };
+        let unfiltered = config.filter_subject.is_empty() && config.filter_subjects.is_empty();
+        if config.deliver_policy == DeliverPolicy::LastPerSubject && unfiltered {
+            config.filter_subject = "s.a".into();
+        }
+        if config.flow_control && config.idle_heartbeat == 0 {
+            config.idle_heartbeat = 1_000_000_000;
+        }
+    }
+
+    proptest! {
+        /// An accepted config holds the module's invariants, and sending it
+        /// back (as clients re-create a consumer) changes nothing.
+        #[test]
+        fn accepted_configs_are_normal_and_stable((config, pedantic) in configs()) {
+            let stream = stream(r#"{"name":"S","subjects":["s.>"]}"#);
+            let limits = AccountLimits::default();
+            let request = CreateConsumerRequest {
+                stream_name: "S".into(),
+                config,
+                action: ConsumerAction::CreateOrUpdate,
+                pedantic,
+            };
+            let Ok(created) = check_create(&stream, &request, &context(&limits, &NoConsumers)) else {
+                return Ok(());
+            };
+            prop_assert!(created.max_deliver == -1 || created.max_deliver > 0);
+            prop_assert!(created.max_ack_pending >= -1);
+            for value in [created.ack_wait, created.idle_heartbeat, created.inactive_threshold] {
+                prop_assert!(value >= 0);
+            }
+            if created.is_pull() {
+                prop_assert!(created.max_waiting > 0);
+            }
+            if matches!(created.ack_policy, AckPolicy::Explicit | AckPolicy::All) {
+                prop_assert!(created.ack_wait > 0);
+            }
+            let mut held = BTreeMap::new();
+            held.insert(consumer_name(&created).to_owned(), created.clone());
+            let again = CreateConsumerRequest {
+                config: created.clone(),
+                pedantic: false,
+                ..request
+            };
+            let recreated = check_create(&stream, &again, &context(&limits, &held));
+            prop_assert_eq!(recreated, Ok(created));
+        }
+    }
 }
