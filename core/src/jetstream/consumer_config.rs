@@ -337,8 +337,9 @@ fn metadata_as_previous(config: &mut ConsumerConfig, previous: &ConsumerConfig) 
 
 /// `CONSUMER.CREATE` on `stream` once [`check_create_request`] passed and
 /// the stream exists: the config the consumer runs with. When a consumer
-/// of the same name exists the result is its updated config (the caller
-/// tells the two apart by looking the name up itself).
+/// of the same name exists the result is its updated config; the caller
+/// tells the two apart by looking up [`consumer_name`] of the result (a
+/// direct sourcing consumer's name may have gained the drawn suffix).
 pub fn check_create(
     stream: &StreamConfig,
     request: &CreateConsumerRequest,
