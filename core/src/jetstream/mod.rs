@@ -12,7 +12,6 @@ pub mod advisory;
 pub mod api;
 pub mod banner;
 pub mod config;
-pub mod consumer_config;
 pub mod errors;
 pub mod link;
 pub mod machine;
@@ -20,6 +19,8 @@ pub mod monitor;
 mod requests;
 pub mod stream;
 pub mod stream_config;
+// Out of alphabetical order: kept beside its stream counterpart.
+pub mod consumer_config;
 #[cfg(test)]
 mod tests;
 pub mod wire;
