@@ -22,6 +22,8 @@ pub mod monitor;
 mod requests;
 pub mod stream;
 pub mod stream_config;
+// Out of alphabetical order: kept beside its stream counterpart.
+pub mod consumer_config;
 #[cfg(test)]
 mod tests;
 pub mod wire;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::info::ClusterInfo;
 use super::requests::ApiPaged;
+use super::time::GoTime;
 use super::{is_false, is_zero_i64, is_zero_u64, null_as_default};
 use crate::jetstream::errors::ApiError;
 use crate::time::WallTime;
@@ -51,12 +52,9 @@ pub struct ConsumerConfig {
         skip_serializing_if = "is_zero_u64"
     )]
     pub opt_start_seq: u64,
-    #[serde(
-        default,
-        with = "super::time::optional",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub opt_start_time: Option<WallTime>,
+    /// As sent (offset kept, Go's zero time is a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<GoTime>,
     /// Always written.
     #[serde(default)]
     pub ack_policy: AckPolicy,
@@ -210,12 +208,9 @@ pub struct ConsumerConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub metadata: BTreeMap<String, String>,
-    #[serde(
-        default,
-        with = "super::time::optional",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pause_until: Option<WallTime>,
+    /// As sent (offset kept, Go's zero time is a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<GoTime>,
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -917,6 +912,27 @@ mod tests {
     }
 
     #[test]
+    fn info_and_list_replies_round_trip() {
+        // Captured from nats-server v2.15.1: a pinned-client consumer (its
+        // group state), a paused one, and CONSUMER.LIST (config metadata
+        // without the server keys).
+        let texts = [
+            r#"{"type":"io.nats.jetstream.api.v1.consumer_info_response","stream_name":"S","name":"PP","created":"2026-12-06T11:25:55.630883691Z","config":{"durable_name":"PP","name":"PP","deliver_policy":"all","ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,"replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,"max_batch":5,"num_replicas":0,"metadata":{"_nats.level":"5","_nats.req.level":"1","_nats.ver":"2.15.1"},"priority_groups":["G"],"priority_policy":"pinned_client","priority_timeout":120000000000},"delivered":{"consumer_seq":0,"stream_seq":0},"ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":0,"num_redelivered":0,"num_waiting":0,"num_pending":0,"ts":"2026-12-06T11:25:58.662751093Z","priority_groups":[{"group":"G","pinned_ts":"0001-01-01T00:00:00Z"}]}"#,
+            r#"{"type":"io.nats.jetstream.api.v1.consumer_info_response","stream_name":"S","name":"PQ","created":"2026-12-06T11:25:55.632280315Z","config":{"durable_name":"PQ","name":"PQ","deliver_policy":"all","ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,"replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,"num_replicas":0,"metadata":{"_nats.level":"5","_nats.req.level":"1","_nats.ver":"2.15.1"},"pause_until":"2099-01-01T00:00:00Z"},"delivered":{"consumer_seq":0,"stream_seq":0},"ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":0,"num_redelivered":0,"num_waiting":0,"num_pending":0,"paused":true,"pause_remaining":2274352441336327900,"ts":"2026-12-06T11:25:58.663671499Z"}"#,
+        ];
+        for text in texts {
+            let response: ConsumerInfoResponse = serde_json::from_str(text).unwrap();
+            assert_eq!(String::from_utf8(to_wire_json(&response)).unwrap(), text);
+        }
+        let list = r#"{"type":"io.nats.jetstream.api.v1.consumer_list_response","total":1,"offset":0,"limit":256,"consumers":[{"stream_name":"S","name":"PQ","created":"2026-12-06T11:25:55.632280315Z","config":{"durable_name":"PQ","name":"PQ","deliver_policy":"all","ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,"replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,"num_replicas":0,"metadata":{"_nats.req.level":"1"},"pause_until":"2099-01-01T00:00:00Z"},"delivered":{"consumer_seq":0,"stream_seq":0},"ack_floor":{"consumer_seq":0,"stream_seq":0},"num_ack_pending":0,"num_redelivered":0,"num_waiting":0,"num_pending":0,"paused":true,"pause_remaining":2274352441335781241,"ts":"2026-12-06T11:25:58.664218499Z"}]}"#;
+        let response: ConsumerListResponse = serde_json::from_str(list).unwrap();
+        assert_eq!(String::from_utf8(to_wire_json(&response)).unwrap(), list);
+        let config = r#"{"deliver_policy":"by_start_time","opt_start_time":"2026-01-01T00:00:00.5+01:00","ack_policy":"none","replay_policy":"instant","num_replicas":0,"pause_until":"0001-01-01T00:00:00Z"}"#;
+        let read: ConsumerConfig = serde_json::from_str(config).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), config);
+    }
+
+    #[test]
     fn error_replies_keep_the_members_the_reference_always_writes() {
         let error = ApiError::new(crate::jetstream::errors::ApiErrorKind::ConsumerNotFound);
         let pause = to_wire_json(&ConsumerPauseResponse::error(error.clone()));
@@ -977,11 +993,28 @@ mod tests {
         let error = NextRequest::parse(br#"{"idle_heartbeat":1000000000,"expires":1500000000}"#)
             .unwrap_err();
         assert_eq!(error, "heartbeat value too large");
-        let error = NextRequest::parse(br#"{"batch":"x"}"#).unwrap_err();
-        assert_eq!(
-            error,
-            "json: cannot unmarshal string into Go struct field JSApiConsumerGetNextRequest.batch of type int"
-        );
+        // Texts captured from nats-server v2.15.1's `400 Bad Request - ...`.
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"batch":"x","group":"G"}"#,
+                "json: cannot unmarshal string into Go struct field .batch of type int",
+            ),
+            (
+                br#"{"group":1}"#,
+                "json: cannot unmarshal number into Go struct field .group of type string",
+            ),
+            (
+                br#"{"min_pending":"x"}"#,
+                "json: cannot unmarshal string into Go struct field .min_pending of type int64",
+            ),
+            (
+                br#"{"batch":1,"no_wait":true,"group":"G"} x"#,
+                "invalid character 'x' after top-level value",
+            ),
+        ];
+        for (body, text) in cases {
+            assert_eq!(NextRequest::parse(body).unwrap_err(), text);
+        }
     }
 
     #[test]

@@ -69,7 +69,8 @@ impl GoType {
             GoType::Duration => "time.Duration",
             GoType::Strings => "[]string",
             GoType::Durations => "[]time.Duration",
-            GoType::Time | GoType::Enum | GoType::Struct(_) | GoType::Structs(_) => "",
+            GoType::Time => "time.Time",
+            GoType::Enum | GoType::Struct(_) | GoType::Structs(_) => "",
         }
     }
 }
@@ -334,8 +335,10 @@ impl RequestFields for ConsumerUnpinRequest {
 }
 
 impl RequestFields for NextRequest {
+    // The reference decodes into a pointer to a pointer, so its type
+    // errors name no struct (`Go struct field .batch of type int`).
     const FIELDS: &'static Fields = &Fields {
-        go_name: "JSApiConsumerGetNextRequest",
+        go_name: "",
         fields: &[
             ("expires", Duration),
             ("batch", Int),
@@ -380,7 +383,7 @@ fn number_fits(number: &serde_json::Number, wanted: GoType) -> bool {
 fn fits(value: &serde_json::Value, wanted: GoType) -> bool {
     use serde_json::Value as V;
     match (value, wanted) {
-        (V::Null, _) | (_, Time | Enum) => true,
+        (V::Null, _) | (_, Enum) | (V::String(_), Time) => true,
         (V::String(_), GoType::String) | (V::Bool(_), Bool) => true,
         (V::Number(n), Int | Int32 | Int64 | Uint64 | Duration) => number_fits(n, wanted),
         (V::Array(_), Strings | Durations | GoType::Structs(_)) => true,
@@ -561,16 +564,43 @@ where
     serde_json::from_value(value).map_err(|error| invalid_json(&error.to_string()))
 }
 
+/// Go's `quoteChar`: a character in single quotes, escaped as Go escapes.
+fn go_quote_char(c: char) -> String {
+    match c {
+        '\'' => "'\\''".to_owned(),
+        '"' => "'\"'".to_owned(),
+        c => {
+            let mut buffer = [0_u8; 4];
+            let quoted = crate::format::go_quote(c.encode_utf8(&mut buffer).as_bytes());
+            format!("'{}'", &quoted[1..quoted.len() - 1])
+        }
+    }
+}
+
 /// Reads one JSON object the way Go's `json.Unmarshal` does where the
 /// reference uses it rather than its API decoder (the pull request body):
-/// exactly one value, keys without regard to case, unknown keys ignored.
+/// exactly one value (none is `unexpected end of JSON input`), keys
+/// without regard to case, unknown keys ignored.
 /// The error is Go's text, without the API's `invalid JSON: ` prefix.
 pub fn unmarshal_lenient<T>(body: &[u8]) -> Result<T, String>
 where
     T: DeserializeOwned + RequestFields,
 {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| error.to_string())?;
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    let mut value = match values.next() {
+        Some(value) => value.map_err(|error| error.to_string())?,
+        None => return Err("unexpected end of JSON input".to_owned()),
+    };
+    let rest = &body[values.byte_offset()..];
+    if let Some(extra) = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|rest| rest.trim_start().chars().next())
+    {
+        return Err(format!(
+            "invalid character {} after top-level value",
+            go_quote_char(extra)
+        ));
+    }
     fold_keys(&mut value, T::FIELDS);
     if !value.is_object() && !value.is_null() {
         let kind = value_kind(&value, GoType::String);
@@ -709,12 +739,28 @@ mod tests {
             (r#"{"stream_name":"S","config":{"metadata":{"a":1}}}"#, "json: cannot unmarshal number into Go struct field CreateConsumerRequest.config.metadata.a of type string"),
             (r#"{"stream_name":"S","config":{"deliver_policy":null}}"#, r#"can not unmarshal "null""#),
             (r#"{"stream_name":"S","config":{},"action":null}"#, "unknown consumer action: null"),
+            (r#"{"stream_name":"S","config":{"opt_start_time":5}}"#, "json: cannot unmarshal number into Go struct field CreateConsumerRequest.config.opt_start_time of type time.Time"),
+            (r#"{"stream_name":"S","config":{"backoff":[1.5]}}"#, "json: cannot unmarshal number 1.5 into CreateConsumerRequest.config.backoff.0 of type time.Duration"),
+            (r#"{"stream_name":"S","config":{"backoff":5}}"#, "json: cannot unmarshal number into Go struct field CreateConsumerRequest.config.backoff of type []time.Duration"),
+            (r#"{"stream_name":"S","config":{"priority_groups":"x"}}"#, "json: cannot unmarshal string into Go struct field CreateConsumerRequest.config.priority_groups of type []string"),
         ];
         for (body, text) in cases {
             let error = decode_request::<CreateConsumerRequest>(body.as_bytes(), true).unwrap_err();
             assert!(error.is(ApiErrorKind::InvalidJSON), "{body}");
             assert_eq!(error.description, format!("invalid JSON: {text}"), "{body}");
         }
+        let pause = decode_request::<ConsumerPauseRequest>(br#"{"pause_until":5}"#, true);
+        assert_eq!(
+            pause.unwrap_err().description,
+            "invalid JSON: json: cannot unmarshal number into Go struct field JSApiConsumerPauseRequest.pause_until of type time.Time"
+        );
+        let names = decode_request::<ConsumerNamesRequest>(br#"{"offset":"x"}"#, true);
+        assert_eq!(
+            names.unwrap_err().description,
+            "invalid JSON: json: cannot unmarshal string into Go struct field JSApiConsumersRequest.offset of type int"
+        );
+        let unpin = decode_request::<ConsumerUnpinRequest>(br#"{"group":"G","x":1}"#, false);
+        assert_eq!(unpin.unwrap().group, "G");
         let lenient = br#"{"stream_name":"S","config":{"Ack_Policy":"explicit","bogus":1}}"#;
         let request = decode_request::<CreateConsumerRequest>(lenient, false).unwrap();
         assert_eq!(
