@@ -416,3 +416,74 @@ async fn a_durable_consumer_survives_sigkill_without_losing_confirmed_acks() {
     let rest = fetch(&consumer, 4, Duration::from_millis(500)).await;
     assert_eq!(payloads(&rest), ["6", "7", "8", "9"]);
 }
+
+#[tokio::test]
+async fn work_queue_and_interest_streams_drop_what_consumers_are_done_with() {
+    let (server, _dir) = js_server("retention");
+    let js = jetstream::new(connect(&server.url()).await);
+
+    // A work queue: an ack or a term removes the message.
+    let queue = js
+        .create_stream(stream::Config {
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..stream_config("WQ", &["wq.>"])
+        })
+        .await
+        .unwrap();
+    publish_all(&js, 3, |i| format!("wq.{i}")).await;
+    let worker: jetstream::consumer::PullConsumer = queue
+        .create_consumer(pull::Config {
+            durable_name: Some("W".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let jobs = fetch(&worker, 3, Duration::from_millis(500)).await;
+    jobs[0].double_ack().await.unwrap();
+    jobs[1].double_ack_with(AckKind::Term).await.unwrap();
+    let mut queue = js.get_stream("WQ").await.unwrap();
+    let state = queue.info().await.unwrap().state.clone();
+    assert_eq!((state.messages, state.first_sequence), (1, 3));
+
+    // Interest: kept while some consumer still needs it.
+    let interest = js
+        .create_stream(stream::Config {
+            retention: stream::RetentionPolicy::Interest,
+            ..stream_config("INT", &["int.>"])
+        })
+        .await
+        .unwrap();
+    publish_all(&js, 2, |_| "int.a".into()).await;
+    let mut info = js.get_stream("INT").await.unwrap();
+    assert_eq!(
+        info.info().await.unwrap().state.messages,
+        0,
+        "nobody wanted them"
+    );
+    let all: jetstream::consumer::PullConsumer =
+        interest.create_consumer(durable("ALL")).await.unwrap();
+    let only_b: jetstream::consumer::PullConsumer = interest
+        .create_consumer(pull::Config {
+            durable_name: Some("B".into()),
+            filter_subject: "int.b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish_all(&js, 1, |_| "int.a".into()).await;
+    publish_all(&js, 1, |_| "int.b".into()).await;
+    assert_eq!(info.info().await.unwrap().state.messages, 2);
+    for message in fetch(&all, 2, Duration::from_millis(500)).await {
+        message.double_ack().await.unwrap();
+    }
+    assert_eq!(
+        info.info().await.unwrap().state.messages,
+        1,
+        "int.b waits for B"
+    );
+    for message in fetch(&only_b, 1, Duration::from_millis(500)).await {
+        message.double_ack().await.unwrap();
+    }
+    assert_eq!(info.info().await.unwrap().state.messages, 0);
+}

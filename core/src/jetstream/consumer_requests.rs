@@ -10,11 +10,11 @@
 //! Invariants: as [`super::requests`]: one reply per JSON request.
 
 use super::api::{
-    ApiPaged, ConsumerAction, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse,
-    ConsumerInfo, ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest,
-    ConsumerNamesResponse, CreateConsumerRequest, SequenceInfo,
+    ApiPaged, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo,
+    ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse,
+    CreateConsumerRequest, SequenceInfo,
 };
-use super::consumer_table::consumer_name;
+use super::consumer_config::{self, ConsumerCheckContext, ServerConsumerLimits};
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
@@ -25,93 +25,61 @@ const NAMES_PAGE: usize = super::api::consumer_page_limit::NAMES;
 /// `CONSUMER.LIST` pages hold this many infos.
 const LIST_PAGE: usize = super::api::consumer_page_limit::LIST;
 
-/// How a create request named its consumer in the subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateSubject<'a> {
-    /// `CONSUMER.CREATE.<stream>`.
-    Plain,
-    /// `CONSUMER.CREATE.<stream>.<name>[.<filter>]`.
-    Named {
-        name: &'a str,
-        filter: Option<&'a str>,
-    },
-    /// `CONSUMER.DURABLE.CREATE.<stream>.<durable>`.
-    Durable(&'a str),
-}
-
 impl<D: Disk + Clone> JetStream<D> {
-    /// `CONSUMER.CREATE` / `DURABLE.CREATE` on stream `stream`.
+    /// `CONSUMER.CREATE` / `DURABLE.CREATE`; `rest` is the subject after
+    /// `API.`.
     pub(super) fn consumer_create(
         &mut self,
         account: &str,
-        stream: &str,
-        how: CreateSubject<'_>,
+        rest: &str,
         payload: &[u8],
     ) -> Result<ConsumerCreateResponse, ApiError> {
+        let subject = match consumer_config::parse_create_subject(&format!("$JS.API.{rest}")) {
+            Some(parsed) => parsed?,
+            None => return Err(ApiError::new(K::BadRequest)),
+        };
         let request: CreateConsumerRequest =
             super::api::decode_request(payload, self.config.strict)?;
+        let request = consumer_config::check_create_request(&subject, &request)?;
         let id = self
-            .stream_by_name(account, stream)
+            .stream_by_name(account, &subject.stream)
             .ok_or_else(|| ApiError::new(K::StreamNotFound))?;
-        let stream_config = self.streams[&id].meta.config.clone();
-        let mut config = checks::check_create(&stream_config, &request, how)?;
-        if config.name.is_empty() && config.durable_name.is_empty() {
-            // An ephemeral without a name gets one, as from the reference.
-            config.name = self.next_id()[..8].to_string();
-        }
-        let name = consumer_name(&config).to_string();
-        let existing = self.streams[&id]
-            .consumers
-            .get(&name)
-            .map(|entry| entry.config.clone());
-        match existing {
-            Some(old) => {
-                if request.action == ConsumerAction::Create && old != config {
-                    return Err(ApiError::new(K::ConsumerAlreadyExists));
-                }
-                if old != config {
-                    let updated = checks::check_update(&old, &config)?;
-                    self.update_consumer(id, updated)
-                        .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
-                }
-            }
-            None => {
-                if request.action == ConsumerAction::Update {
-                    return Err(ApiError::new(K::ConsumerDoesNotExist));
-                }
-                self.check_consumer_limits(account, id)?;
-                let created = self.wall;
-                self.add_consumer(id, config, created)
-                    .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
-                self.advise_consumer(account, stream, &name, "create");
-            }
+        let drawn = self.next_id()[..8].to_string();
+        let entry = &self.streams[&id];
+        let existing_name = consumer_config::consumer_name(&request.config).to_string();
+        let deliver_subject_bound = entry.consumers.get(&existing_name).is_some_and(|existing| {
+            existing.consumer.is_push() && existing.consumer.has_interest()
+        });
+        let limits = self
+            .accounts
+            .get(account)
+            .map(|acc| acc.limits.clone())
+            .unwrap_or_default();
+        let context = ConsumerCheckContext {
+            server: ServerConsumerLimits::default(),
+            account: &limits,
+            consumers: &entry.consumers,
+            deliver_subject_bound,
+            drawn_name: &drawn,
+        };
+        let config = consumer_config::check_create(&entry.meta.config, &request, &context)?;
+        refuse_unsupported(&config)?;
+        let name = match consumer_config::consumer_name(&config) {
+            // A legacy ephemeral: named here, its config keeps no name.
+            "" => drawn,
+            name => name.to_string(),
+        };
+        if self.streams[&id].consumers.contains_key(&name) {
+            self.update_consumer(id, &name, config)
+                .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
+        } else {
+            let created = self.wall;
+            self.add_consumer(id, &name, config, created)
+                .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
+            self.advise_consumer(account, &subject.stream, &name, "create");
         }
         let info = self.consumer_info(id, &name);
         Ok(ConsumerCreateResponse::ok(info))
-    }
-
-    /// The stream's and the account's consumer limits.
-    fn check_consumer_limits(&self, account: &str, id: StreamId) -> Result<(), ApiError> {
-        let entry = &self.streams[&id];
-        let count = entry.consumers.len() as i64;
-        if entry.meta.config.max_consumers > 0 && count >= entry.meta.config.max_consumers {
-            return Err(ApiError::new(K::MaximumConsumersLimit));
-        }
-        if let Some(max) = self
-            .accounts
-            .get(account)
-            .and_then(|acc| acc.limits.max_consumers)
-        {
-            let total: usize = self.accounts[account]
-                .by_name
-                .values()
-                .map(|stream| self.streams[stream].consumers.len())
-                .sum();
-            if total as u64 >= max {
-                return Err(ApiError::new(K::MaximumConsumersLimit));
-            }
-        }
-        Ok(())
     }
 
     /// `CONSUMER.INFO.<stream>.<consumer>`.
@@ -135,7 +103,7 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
     ) -> Result<ConsumerDeleteResponse, ApiError> {
         let id = self.find_consumer(account, stream, name)?;
-        self.remove_consumer(id, name)
+        self.retire_consumer(id, name)
             .map_err(|error| ApiError::with(K::StreamGeneralError, &[("{err}", &error)]))?;
         self.advise_consumer(account, stream, name, "delete");
         Ok(ConsumerDeleteResponse::ok())
@@ -238,7 +206,7 @@ impl<D: Disk + Clone> JetStream<D> {
             stream_name,
             name: name.to_string(),
             created: consumer.created,
-            config: Some(checks::with_dynamic_metadata(&consumer.config)),
+            config: Some(consumer_config::with_dynamic_metadata(&consumer.config)),
             delivered: SequenceInfo {
                 consumer_seq: numbers.delivered.consumer,
                 stream_seq: numbers.delivered.stream,
@@ -260,75 +228,33 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 }
 
-/// The checks until the full validation lands: names, defaults, metadata.
-mod checks {
-    use super::{ApiError, ConsumerConfig, CreateConsumerRequest, CreateSubject, K};
-    use crate::jetstream::api::{AckPolicy, StreamConfig};
-
-    pub fn check_create(
-        _stream: &StreamConfig,
-        request: &CreateConsumerRequest,
-        how: CreateSubject<'_>,
-    ) -> Result<ConsumerConfig, ApiError> {
-        let mut config = request.config.clone();
-        match how {
-            CreateSubject::Durable(durable) => {
-                if config.durable_name.is_empty() {
-                    config.durable_name = durable.to_string();
-                }
-                if config.durable_name != durable {
-                    return Err(ApiError::new(K::ConsumerDurableNameNotMatchSubject));
-                }
-            }
-            CreateSubject::Named { name, .. } => {
-                if !config.name.is_empty() && config.name != name {
-                    return Err(ApiError::new(K::ConsumerCreateDurableAndNameMismatch));
-                }
-                config.name = name.to_string();
-            }
-            CreateSubject::Plain => {}
-        }
-        if !config.durable_name.is_empty() && config.name.is_empty() {
-            config.name = config.durable_name.clone();
-        }
-        const SECOND: i64 = 1_000_000_000;
-        if config.ack_policy != AckPolicy::None && config.ack_wait == 0 {
-            config.ack_wait = 30 * SECOND;
-        }
-        if config.max_deliver == 0 {
-            config.max_deliver = -1;
-        }
-        if config.deliver_subject.is_empty() && config.max_waiting == 0 {
-            config.max_waiting = 512;
-        }
-        if config.ack_policy != AckPolicy::None && config.max_ack_pending == 0 {
-            config.max_ack_pending = 1000;
-        }
-        if config.durable_name.is_empty() && config.inactive_threshold == 0 {
-            config.inactive_threshold = 5 * SECOND;
-        }
-        Ok(config)
-    }
-
-    pub fn check_update(
-        _old: &ConsumerConfig,
-        new: &ConsumerConfig,
-    ) -> Result<ConsumerConfig, ApiError> {
-        Ok(new.clone())
-    }
-
-    pub fn with_dynamic_metadata(config: &ConsumerConfig) -> ConsumerConfig {
-        let mut shown = config.clone();
-        for (key, value) in [
-            ("_nats.level", "5"),
-            ("_nats.req.level", "0"),
-            ("_nats.ver", crate::jetstream::stream_config::SERVER_VERSION),
-        ] {
-            shown
-                .metadata
-                .entry(key.to_string())
-                .or_insert_with(|| value.to_string());
-        }
-        shown
+/// Consumer features rnats does not have yet: refused by name rather than
+/// run without.
+fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
+    use super::api::{AckPolicy, PriorityPolicy, ReplayPolicy};
+    let missing = [
+        (
+            config.replay_policy == ReplayPolicy::Original,
+            "replay_policy original",
+        ),
+        (config.rate_limit_bps > 0, "rate_limit_bps"),
+        (!config.sample_freq.is_empty(), "sample_freq"),
+        (
+            config.priority_policy != PriorityPolicy::None || !config.priority_groups.is_empty(),
+            "priority groups",
+        ),
+        (config.pause_until.is_some(), "pause_until"),
+        (
+            config.ack_policy == AckPolicy::FlowControl,
+            "ack_policy flow_control",
+        ),
+        (config.direct, "direct"),
+    ];
+    match missing.iter().find(|(asked, _)| *asked) {
+        Some((_, feature)) => Err(ApiError::with(
+            K::ConsumerCreate,
+            &[("{err}", &format!("{feature} is not supported by rnats yet"))],
+        )),
+        None => Ok(()),
     }
 }

@@ -26,6 +26,7 @@
 //!   id, and the server has been asked to route its ack subjects to it;
 //! - consumer ids are never reused within a run.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,8 +64,13 @@ struct ConsumerMeta {
     created: u64,
 }
 
-/// The rules a consumer with `config` runs by.
-pub fn consumer_rules(account: &str, stream: &str, config: &ConsumerConfig) -> ConsumerRules {
+/// The rules consumer `name` with `config` runs by.
+pub fn consumer_rules(
+    account: &str,
+    stream: &str,
+    name: &str,
+    config: &ConsumerConfig,
+) -> ConsumerRules {
     use super::api::{AckPolicy as WireAck, DeliverPolicy};
     let positive = |value: i64| u64::try_from(value).ok().filter(|&v| v > 0);
     let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
@@ -86,16 +92,19 @@ pub fn consumer_rules(account: &str, stream: &str, config: &ConsumerConfig) -> C
     ConsumerRules {
         account: account.to_string(),
         stream: stream.to_string(),
-        name: consumer_name(config).to_string(),
+        name: name.to_string(),
         filter,
         start: match config.deliver_policy {
             DeliverPolicy::All => DeliverStart::All,
             DeliverPolicy::Last => DeliverStart::Last,
             DeliverPolicy::New => DeliverStart::New,
             DeliverPolicy::ByStartSequence => DeliverStart::BySequence(config.opt_start_seq),
-            DeliverPolicy::ByStartTime => {
-                DeliverStart::ByTime(config.opt_start_time.unwrap_or_default())
-            }
+            DeliverPolicy::ByStartTime => DeliverStart::ByTime(
+                config
+                    .opt_start_time
+                    .and_then(|time| time.wall_time())
+                    .unwrap_or_default(),
+            ),
             DeliverPolicy::LastPerSubject => DeliverStart::LastPerSubject,
         },
         ack: match config.ack_policy {
@@ -118,20 +127,6 @@ pub fn consumer_rules(account: &str, stream: &str, config: &ConsumerConfig) -> C
         max_expires: positive(config.max_expires).map(Duration::from_nanos),
         max_bytes: positive(config.max_bytes),
     }
-}
-
-/// A consumer's name: `name`, else `durable_name`.
-pub fn consumer_name(config: &ConsumerConfig) -> &str {
-    if config.name.is_empty() {
-        &config.durable_name
-    } else {
-        &config.name
-    }
-}
-
-/// Whether a consumer with `config` is durable.
-pub fn is_durable(config: &ConsumerConfig) -> bool {
-    !config.durable_name.is_empty() || config.inactive_threshold == 0 && !config.name.is_empty()
 }
 
 fn consumers_dir(stream: StreamId) -> String {
@@ -204,6 +199,76 @@ impl<D: Disk + Clone> JetStream<D> {
         self.pump_consumer(stream, &name);
     }
 
+    /// Apply interest or work-queue retention to what consumer `name` of
+    /// `stream` settled: a work queue drops a message once its consumer
+    /// is done with it; an interest stream once no consumer needs it.
+    pub(super) fn settle(&mut self, stream: StreamId, name: &str) {
+        use super::api::RetentionPolicy;
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(consumer) = entry.consumers.get_mut(name) else {
+            return;
+        };
+        let settled = consumer.consumer.take_settled();
+        let retention = entry.meta.config.retention;
+        if settled.is_empty() || retention == RetentionPolicy::Limits {
+            return;
+        }
+        let mut removed = false;
+        for seq in settled {
+            let gone = match retention {
+                RetentionPolicy::WorkQueue => true,
+                _ => match entry.stream.store_mut().load_msg(seq) {
+                    Ok(msg) => !entry
+                        .consumers
+                        .values()
+                        .any(|other| other.consumer.needs(seq, &msg.subject)),
+                    Err(_) => false,
+                },
+            };
+            if gone {
+                removed |= entry
+                    .stream
+                    .remove(seq, false, &mut self.actions)
+                    .unwrap_or(false);
+            }
+        }
+        if removed {
+            self.refresh_usage();
+        }
+    }
+
+    /// An interest stream keeps only what some consumer needs: check the
+    /// messages from `from` on (after a publish, or a consumer leaving).
+    pub(super) fn drop_unwanted(&mut self, stream: StreamId, from: u64) {
+        use super::api::RetentionPolicy;
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if entry.meta.config.retention != RetentionPolicy::Interest {
+            return;
+        }
+        let mut seq = from;
+        let mut removed = false;
+        while let Ok(msg) = entry.stream.store_mut().load_next(&Filter::All, seq) {
+            seq = msg.seq + 1;
+            let wanted = entry
+                .consumers
+                .values()
+                .any(|consumer| consumer.consumer.needs(msg.seq, &msg.subject));
+            if !wanted {
+                removed |= entry
+                    .stream
+                    .remove(msg.seq, false, &mut self.actions)
+                    .unwrap_or(false);
+            }
+        }
+        if removed {
+            self.refresh_usage();
+        }
+    }
+
     /// The server reports whether a push consumer's deliver subject has
     /// subscribers.
     pub(super) fn consumer_interest(&mut self, stream: StreamId, id: ConsumerId, interest: bool) {
@@ -263,10 +328,17 @@ impl<D: Disk + Clone> JetStream<D> {
                 self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
             }
         }
+        // Acks (handled before a pump) and deliveries without acks settle
+        // messages.
+        self.settle(stream, name);
     }
 
-    /// Let every consumer of `stream` send what it can (after a publish).
-    pub(super) fn pump_stream(&mut self, stream: StreamId) {
+    /// Let every consumer of `stream` send what it can (after a publish
+    /// that stored `seq`, which an interest stream keeps only if wanted).
+    pub(super) fn pump_stream(&mut self, stream: StreamId, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.drop_unwanted(stream, seq);
+        }
         let names: Vec<String> = match self.streams.get(&stream) {
             Some(entry) if !entry.consumers.is_empty() => entry.consumers.keys().cloned().collect(),
             _ => return,
@@ -323,7 +395,7 @@ impl<D: Disk + Clone> JetStream<D> {
         for (stream, name) in inactive {
             let account = self.streams[&stream].meta.account.clone();
             let stream_name = self.streams[&stream].meta.config.name.clone();
-            if self.remove_consumer(stream, &name).is_ok() {
+            if self.retire_consumer(stream, &name).is_ok() {
                 self.advise_consumer(&account, &stream_name, &name, "delete");
             }
         }
@@ -371,17 +443,18 @@ impl<D: Disk + Clone> JetStream<D> {
     pub(super) fn add_consumer(
         &mut self,
         stream: StreamId,
+        name: &str,
         config: ConsumerConfig,
         created: WallTime,
     ) -> Result<ConsumerId, String> {
         let entry = &self.streams[&stream];
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
-        let name = consumer_name(&config).to_string();
-        let persisted = is_durable(&config)
+        let name = name.to_string();
+        let persisted = config.is_durable()
             && entry.stream.rules().storage == Storage::File
             && !config.mem_storage;
-        let rules = consumer_rules(&account, &stream_name, &config);
+        let rules = consumer_rules(&account, &stream_name, &name, &config);
         let state = if persisted {
             let dir = consumer_dir(stream, &name);
             let meta = ConsumerMeta {
@@ -423,7 +496,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
         let consumer = Consumer::new(id, rules, state, entry.stream.store_mut(), now, wall);
-        let inactive_threshold = (!is_durable(&config))
+        let inactive_threshold = (!config.is_durable())
             .then(|| u64::try_from(config.inactive_threshold).ok())
             .flatten()
             .filter(|&nanos| nanos > 0)
@@ -472,13 +545,14 @@ impl<D: Disk + Clone> JetStream<D> {
     pub(super) fn update_consumer(
         &mut self,
         stream: StreamId,
+        name: &str,
         config: ConsumerConfig,
     ) -> Result<(), String> {
         let now = self.now;
         let entry = self.streams.get_mut(&stream).expect("the stream exists");
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
-        let name = consumer_name(&config).to_string();
+        let name = name.to_string();
         let consumer = entry
             .consumers
             .get_mut(&name)
@@ -491,7 +565,7 @@ impl<D: Disk + Clone> JetStream<D> {
             write_meta(&mut self.disk.clone(), stream, &name, &meta)
                 .map_err(|error| error.to_string())?;
         }
-        let rules = consumer_rules(&account, &stream_name, &config);
+        let rules = consumer_rules(&account, &stream_name, &name, &config);
         let deliver =
             |rules: &ConsumerRules| rules.push.as_ref().map(|p| p.deliver_subject.clone());
         let moved = deliver(consumer.consumer.rules()) != deliver(&rules);
@@ -540,6 +614,14 @@ impl<D: Disk + Clone> JetStream<D> {
             remove_consumer_files(&mut self.disk.clone(), stream, name)
                 .map_err(|error| error.to_string())?;
         }
+        Ok(())
+    }
+
+    /// Remove a consumer on request; an interest stream then drops what
+    /// no consumer needs any more.
+    pub(super) fn retire_consumer(&mut self, stream: StreamId, name: &str) -> Result<(), String> {
+        self.remove_consumer(stream, name)?;
+        self.drop_unwanted(stream, 0);
         Ok(())
     }
 
@@ -597,7 +679,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 );
                 continue;
             };
-            let rules = consumer_rules(&account, &stream_name, &meta.config);
+            let rules = consumer_rules(&account, &stream_name, &name, &meta.config);
             match ConsumerFileStore::open(
                 disk.clone(),
                 &dir,
@@ -696,5 +778,17 @@ fn remove_consumer_files<D: Disk>(
         }
         Err(DiskError::NotFound(_)) => Ok(()),
         Err(error) => Err(error),
+    }
+}
+
+impl<D: Disk> super::consumer_config::ConsumerLookup for BTreeMap<String, ConsumerEntry<D>> {
+    fn consumer_config(&self, name: &str) -> Option<&ConsumerConfig> {
+        self.get(name).map(|entry| &entry.config)
+    }
+
+    fn each_consumer(&self, visit: &mut dyn FnMut(&str, &ConsumerConfig)) {
+        for (name, entry) in self {
+            visit(name, &entry.config);
+        }
     }
 }

@@ -278,7 +278,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
                 let entry = self.streams.get_mut(&id).expect("found above");
                 let before = entry.stream.state().bytes;
-                entry.stream.publish(wall, &publish, &mut self.actions);
+                let published = entry.stream.publish(wall, &publish, &mut self.actions);
                 let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
                 // limits (or a rollup) removed.
@@ -292,7 +292,11 @@ impl<D: Disk + Clone> JetStream<D> {
                     let held = usage.of(storage);
                     *held = (*held + after).saturating_sub(before);
                 }
-                self.pump_stream(id);
+                let stored = match published {
+                    super::stream::Published::Stored { seq } => Some(seq),
+                    _ => None,
+                };
+                self.pump_stream(id, stored);
             }
         }
     }

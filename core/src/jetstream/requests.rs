@@ -29,7 +29,6 @@ use super::api::{
     ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfoResponse, ConsumerListResponse,
     ConsumerNamesResponse,
 };
-use super::consumer_requests::CreateSubject;
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
@@ -64,7 +63,9 @@ enum Request<'a> {
     /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
     /// `allow_direct`, as a message rather than JSON.
     DirectGet(&'a str, Option<&'a str>),
-    ConsumerCreate(&'a str, CreateSubject<'a>),
+    /// `CONSUMER.CREATE...` and `CONSUMER.DURABLE.CREATE...`: the subject
+    /// after `API.`.
+    ConsumerCreate(&'a str),
     ConsumerInfo(&'a str, &'a str),
     ConsumerDelete(&'a str, &'a str),
     ConsumerNames(&'a str),
@@ -100,22 +101,8 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
-            ["CONSUMER", "CREATE", stream] => Request::ConsumerCreate(stream, CreateSubject::Plain),
-            ["CONSUMER", "CREATE", stream, name] => {
-                Request::ConsumerCreate(stream, CreateSubject::Named { name, filter: None })
-            }
-            ["CONSUMER", "CREATE", stream, name, ..] => {
-                let skip = "CONSUMER.CREATE.".len() + stream.len() + 1 + name.len() + 1;
-                Request::ConsumerCreate(
-                    stream,
-                    CreateSubject::Named {
-                        name,
-                        filter: Some(&rest[skip..]),
-                    },
-                )
-            }
-            ["CONSUMER", "DURABLE", "CREATE", stream, durable] => {
-                Request::ConsumerCreate(stream, CreateSubject::Durable(durable))
+            ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, ..] => {
+                Request::ConsumerCreate(rest)
             }
             ["CONSUMER", "INFO", stream, name] => Request::ConsumerInfo(stream, name),
             ["CONSUMER", "DELETE", stream, name] => Request::ConsumerDelete(stream, name),
@@ -286,8 +273,8 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
-            Request::ConsumerCreate(stream, how) => self
-                .consumer_create(account, stream, how, payload)
+            Request::ConsumerCreate(rest) => self
+                .consumer_create(account, rest, payload)
                 .map(|response| reply(&response, false)),
             Request::ConsumerInfo(stream, name) => self
                 .consumer_info_request(account, stream, name)
@@ -845,7 +832,7 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 /// Stream features rnats does not carry out yet. A stream asking for one
 /// is refused by name rather than created without it (fail closed).
 fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
-    use super::api::{PersistMode, RetentionPolicy};
+    use super::api::PersistMode;
     let missing = [
         (config.mirror.is_some(), "mirror"),
         (!config.sources.is_empty(), "sources"),
@@ -858,10 +845,6 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
         (
             config.subject_delete_marker_ttl > 0,
             "subject_delete_marker_ttl",
-        ),
-        (
-            config.retention != RetentionPolicy::Limits,
-            "interest and workqueue retention",
         ),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];

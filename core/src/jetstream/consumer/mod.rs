@@ -176,6 +176,10 @@ pub struct Consumer<D: Disk> {
     /// When the last message went out, and when the floor last moved.
     last_delivery: Option<WallTime>,
     last_ack: Option<WallTime>,
+    /// Stream sequences this consumer is done with since the owner last
+    /// took them (acked, terminated, or delivered without acks): what
+    /// interest and work-queue retention remove.
+    settled: Vec<u64>,
 }
 
 /// The numbers consumer info reports.
@@ -215,6 +219,7 @@ impl<D: Disk> Consumer<D> {
             interest: false,
             last_delivery: None,
             last_ack: None,
+            settled: Vec::new(),
         };
         let recovered = *consumer.state() != ConsumerState::default();
         if recovered {
@@ -298,6 +303,23 @@ impl<D: Disk> Consumer<D> {
             self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
         }
         self.interest = interest;
+    }
+
+    /// The sequences settled since the last call (see `settled`).
+    pub fn take_settled(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Whether this consumer still needs the message at `seq` on
+    /// `subject`: it matches the filter and is not yet settled.
+    pub fn needs(&self, seq: u64, subject: &[u8]) -> bool {
+        if !self.rules.filter.matches(subject) {
+            return false;
+        }
+        let state = self.state();
+        seq > state.delivered.stream
+            || state.pending.contains_key(&seq)
+            || self.last_per_subject.contains(&seq)
     }
 
     /// Pull requests waiting.
@@ -487,6 +509,14 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         let before = self.state().ack_floor;
+        let pending = &self.store.tracker().state().pending;
+        match self.rules.ack {
+            AckPolicy::All => self
+                .settled
+                .extend(pending.range(..=target.stream_seq).map(|(&seq, _)| seq)),
+            _ if pending.contains_key(&target.stream_seq) => self.settled.push(target.stream_seq),
+            _ => {}
+        }
         let tracker = self.store.tracker_mut();
         if tracker
             .update_acks(target.consumer_seq, target.stream_seq)
@@ -539,6 +569,7 @@ impl<D: Disk> Consumer<D> {
             .update_acks(pending.sequence, seq)
             .expect("the message is pending");
         self.forget_acked();
+        self.settled.push(seq);
         self.advise_terminated(target, reason, wall, out);
     }
 
@@ -878,6 +909,8 @@ impl<D: Disk> Consumer<D> {
         debug_assert_eq!(self.state().delivered.consumer, consumer_seq);
         if self.rules.ack != AckPolicy::None {
             self.arm(msg.seq, now + self.rules.redelivery_delay(count));
+        } else {
+            self.settled.push(msg.seq);
         }
         self.last_delivery = Some(wall);
     }
