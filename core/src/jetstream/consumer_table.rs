@@ -617,6 +617,20 @@ impl<D: Disk + Clone> JetStream<D> {
         Ok(())
     }
 
+    /// The stream dropped messages (purge, delete): every consumer settles
+    /// what it had pending among them.
+    pub(super) fn stream_shrunk(&mut self, stream: StreamId) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let store = entry.stream.store_mut();
+        for consumer in entry.consumers.values_mut() {
+            consumer.consumer.stream_shrunk(store);
+            consumer.consumer.take_settled();
+        }
+        self.flush_due.get_or_insert(self.now + FLUSH_INTERVAL);
+    }
+
     /// Remove a consumer on request; an interest stream then drops what
     /// no consumer needs any more.
     pub(super) fn retire_consumer(&mut self, stream: StreamId, name: &str) -> Result<(), String> {

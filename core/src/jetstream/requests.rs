@@ -645,6 +645,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .stream
             .purge(&filter, request.seq, request.keep, &mut self.actions)
             .map_err(|error| purge_error(&error))?;
+        self.stream_shrunk(id);
         Ok(reply(&PurgeResponse::ok(purged), false))
     }
 
@@ -703,6 +704,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 &[("{seq}", &request.seq.to_string())],
             ));
         }
+        self.stream_shrunk(id);
         Ok(reply(&MsgDeleteResponse::ok(), false))
     }
 }

@@ -273,6 +273,16 @@ impl ConsumerTracker {
         }
     }
 
+    /// With nothing pending, the floor is what was delivered (after the
+    /// stream dropped messages that were pending, or skipped ahead).
+    pub fn settle_floor(&mut self) {
+        if self.state.pending.is_empty() && self.state.ack_floor != self.state.delivered {
+            self.state.ack_floor = self.state.delivered;
+            self.dirty = true;
+        }
+        self.check();
+    }
+
     /// Forget redelivery counts below stream sequence `stream`.
     pub fn remove_redelivered_below(&mut self, stream: u64) {
         let kept = self.state.redelivered.split_off(&stream);

@@ -508,7 +508,6 @@ impl<D: Disk> Consumer<D> {
         if self.rules.ack == AckPolicy::None {
             return;
         }
-        let before = self.state().ack_floor;
         let pending = &self.store.tracker().state().pending;
         match self.rules.ack {
             AckPolicy::All => self
@@ -526,9 +525,9 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         self.forget_acked();
-        if self.state().ack_floor != before {
-            self.last_ack = Some(wall);
-        }
+        // The reference stamps the floor's `last_active` with every ack
+        // it takes, whether or not the floor moved.
+        self.last_ack = Some(wall);
     }
 
     fn nak(
@@ -570,6 +569,7 @@ impl<D: Disk> Consumer<D> {
             .expect("the message is pending");
         self.forget_acked();
         self.settled.push(seq);
+        self.last_ack = Some(wall);
         self.advise_terminated(target, reason, wall, out);
     }
 
@@ -956,6 +956,32 @@ impl<D: Disk> Consumer<D> {
         for seq in gone {
             self.disarm(seq);
         }
+    }
+
+    /// The stream dropped messages (a purge or a delete): what was pending
+    /// among them is settled, and a purge past the consumer moves it up to
+    /// the stream's new first message, as the reference does.
+    pub fn stream_shrunk(&mut self, store: &mut Store<D>) {
+        let gone: Vec<u64> = self
+            .state()
+            .pending
+            .keys()
+            .copied()
+            .filter(|&seq| store.load_msg(seq).is_err())
+            .collect();
+        for seq in gone {
+            self.drop_pending(seq);
+        }
+        let first = store.state().first_seq;
+        if self.next_seq < first {
+            self.next_seq = first;
+            self.last_per_subject.retain(|&seq| seq >= first);
+            self.store.tracker_mut().update_starting(first - 1);
+        }
+        if self.rules.ack != AckPolicy::None {
+            self.store.tracker_mut().settle_floor();
+        }
+        self.check();
     }
 
     /// The consumer is going away: tell every waiting requester.

@@ -355,3 +355,42 @@ fn a_deleted_consumer_answers_its_waiting_requests() {
     rig.consumer.close(&mut rig.out);
     assert_eq!(rig.take(), ["_INBOX.r NATS/1.0 409 Consumer Deleted"]);
 }
+
+#[test]
+fn a_purge_settles_what_was_pending_and_moves_the_consumer_up() {
+    // As the reference: p.b at 1, 3, 5; p.a at 2, 4, 6.
+    let mut rig = Rig::new(
+        rules("C"),
+        stream(&["p.b", "p.a", "p.b", "p.a", "p.b", "p.a"]),
+    );
+    rig.pull(r#"{"batch":3}"#);
+    let lines = rig.take();
+    rig.ack(reply_of(&lines[1]), "+ACK");
+    let Store::Memory(memory) = &mut rig.store else {
+        unreachable!()
+    };
+    memory.purge_ex(&Filter::subject(b"p.b"), 0, 0).unwrap();
+    rig.consumer.stream_shrunk(&mut rig.store);
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.num_ack_pending, 0);
+    assert_eq!(numbers.ack_floor, numbers.delivered);
+    assert_eq!(numbers.delivered.stream, 3);
+    assert_eq!(numbers.num_pending, 2);
+    let Store::Memory(memory) = &mut rig.store else {
+        unreachable!()
+    };
+    memory.purge().unwrap();
+    rig.consumer.stream_shrunk(&mut rig.store);
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.delivered.stream, 6);
+    assert_eq!(numbers.ack_floor.stream, 6);
+    assert_eq!(numbers.delivered.consumer, 3);
+    assert_eq!(numbers.num_pending, 0);
+    publish(&mut rig.store, "p.a", b"y");
+    rig.pull("1");
+    let lines = rig.take();
+    assert!(
+        reply_of(&lines[0]).starts_with("$JS.ACK.S.C.1.7.4."),
+        "{lines:?}"
+    );
+}
