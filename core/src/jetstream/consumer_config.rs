@@ -1089,14 +1089,18 @@ fn check_stream_consumers(
     stream: &StreamConfig,
     context: &ConsumerCheckContext<'_>,
 ) -> Result<(), ApiError> {
-    let mut limitable = 0_i64;
     // Direct and sourcing consumers serve other streams; they are not
-    // the account's to count.
-    context.consumers.each_consumer(&mut |_, other| {
-        if !other.sourcing && !other.direct {
-            limitable += 1;
-        }
-    });
+    // the account's to count. Counted only where a limit or a work queue
+    // needs the count: a stream may hold many thousands.
+    let count_limitable = || {
+        let mut limitable = 0_i64;
+        context.consumers.each_consumer(&mut |_, other| {
+            if !other.sourcing && !other.direct {
+                limitable += 1;
+            }
+        });
+        limitable
+    };
     let account_max = context
         .account
         .max_consumers
@@ -1105,12 +1109,13 @@ fn check_stream_consumers(
     if max_consumers <= 0 || (account_max > 0 && account_max < max_consumers) {
         max_consumers = account_max;
     }
-    if max_consumers > 0 && limitable >= max_consumers {
+    if max_consumers > 0 && count_limitable() >= max_consumers {
         return Err(ApiError::new(ApiErrorKind::MaximumConsumersLimit));
     }
     if stream.retention != RetentionPolicy::WorkQueue || config.direct || config.sourcing {
         return Ok(());
     }
+    let limitable = count_limitable();
     if !matches!(
         config.ack_policy,
         AckPolicy::Explicit | AckPolicy::FlowControl

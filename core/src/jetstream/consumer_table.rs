@@ -339,9 +339,16 @@ impl<D: Disk + Clone> JetStream<D> {
         if let Some(seq) = seq {
             self.drop_unwanted(stream, seq);
         }
+        // Only consumers someone waits on can send; with thousands of idle
+        // ones a publish must not visit more than it needs.
         let names: Vec<String> = match self.streams.get(&stream) {
-            Some(entry) if !entry.consumers.is_empty() => entry.consumers.keys().cloned().collect(),
-            _ => return,
+            Some(entry) => entry
+                .consumers
+                .iter()
+                .filter(|(_, consumer)| consumer.consumer.is_hungry())
+                .map(|(name, _)| name.clone())
+                .collect(),
+            None => return,
         };
         for name in names {
             self.pump_consumer(stream, &name);

@@ -322,6 +322,16 @@ impl<D: Disk> Consumer<D> {
             || self.last_per_subject.contains(&seq)
     }
 
+    /// Whether a pump could send anything: a push consumer with
+    /// subscribers, or a pull consumer with requests waiting.
+    pub fn is_hungry(&self) -> bool {
+        if self.is_push() {
+            self.interest
+        } else {
+            !self.waiting.is_empty()
+        }
+    }
+
     /// Pull requests waiting.
     pub fn num_waiting(&self) -> usize {
         self.waiting.len()
