@@ -487,3 +487,28 @@ async fn work_queue_and_interest_streams_drop_what_consumers_are_done_with() {
     }
     assert_eq!(info.info().await.unwrap().state.messages, 0);
 }
+
+#[tokio::test]
+async fn a_paused_consumer_delivers_nothing_until_resumed() {
+    let (server, _dir) = js_server("pause");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("PAUSED", &["paused"]))
+        .await
+        .unwrap();
+    publish_all(&js, 2, |_| "paused".into()).await;
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.create_consumer(durable("P")).await.unwrap();
+    let until = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let paused = stream.pause_consumer("P", until).await.unwrap();
+    assert!(paused.paused);
+    let info = consumer.get_info().await.unwrap();
+    assert!(info.paused);
+    assert!(fetch(&consumer, 1, Duration::from_millis(500))
+        .await
+        .is_empty());
+    let resumed = stream.resume_consumer("P").await.unwrap();
+    assert!(!resumed.paused);
+    let got = fetch(&consumer, 2, Duration::from_millis(500)).await;
+    assert_eq!(payloads(&got), ["0", "1"]);
+}

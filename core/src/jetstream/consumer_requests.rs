@@ -9,16 +9,19 @@
 //!
 //! Invariants: as [`super::requests`]: one reply per JSON request.
 
+use super::api::time::GoTime;
 use super::api::{
     ApiPaged, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo,
     ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse,
-    CreateConsumerRequest, SequenceInfo,
+    ConsumerPauseRequest, ConsumerPauseResponse, ConsumerUnpinResponse, CreateConsumerRequest,
+    SequenceInfo,
 };
 use super::consumer_config::{self, ConsumerCheckContext, ServerConsumerLimits};
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
 use crate::store::Disk;
+use crate::time::WallTime;
 
 /// `CONSUMER.NAMES` pages hold this many names.
 const NAMES_PAGE: usize = super::api::consumer_page_limit::NAMES;
@@ -107,6 +110,66 @@ impl<D: Disk + Clone> JetStream<D> {
             .map_err(|error| ApiError::with(K::StreamGeneralError, &[("{err}", &error)]))?;
         self.advise_consumer(account, stream, name, "delete");
         Ok(ConsumerDeleteResponse::ok())
+    }
+
+    /// `CONSUMER.PAUSE.<stream>.<consumer>`: pause until a time (a time
+    /// in the past, or none, resumes).
+    pub(super) fn consumer_pause(
+        &mut self,
+        account: &str,
+        stream: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<ConsumerPauseResponse, ApiError> {
+        let request: ConsumerPauseRequest =
+            super::api::decode_request(payload, self.config.strict)?;
+        let id = self.find_consumer(account, stream, name)?;
+        let wall = self.wall;
+        let until = request.pause_until.filter(|until| *until > wall);
+        let mut config = self.streams[&id].consumers[name].config.clone();
+        config.pause_until = until.map(GoTime::from_wall);
+        consumer_config::set_static_metadata(&mut config);
+        self.update_consumer(id, name, config)
+            .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
+        self.advise_pause(account, stream, name, until);
+        let remaining = until.map_or(0, |until| {
+            i64::try_from(until.0 - wall.0).unwrap_or(i64::MAX)
+        });
+        Ok(ConsumerPauseResponse::ok(until.is_some(), until, remaining))
+    }
+
+    fn advise_pause(&mut self, account: &str, stream: &str, name: &str, until: Option<WallTime>) {
+        let mut body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_pause",
+            "id": self.next_id(),
+            "timestamp": crate::format::rfc3339_nanos(self.wall),
+            "stream": stream,
+            "consumer": name,
+            "paused": until.is_some(),
+        });
+        if let Some(until) = until {
+            body["pause_until"] = serde_json::Value::String(crate::format::rfc3339_nanos(until));
+        }
+        self.publish(
+            account,
+            format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{name}"),
+            body.to_string().into_bytes(),
+        );
+    }
+
+    /// `CONSUMER.UNPIN.<stream>.<consumer>`: rnats has no priority groups,
+    /// so no consumer has the group asked for.
+    pub(super) fn consumer_unpin(
+        &mut self,
+        account: &str,
+        stream: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<ConsumerUnpinResponse, ApiError> {
+        let group = consumer_config::check_unpin_request(payload)?;
+        let id = self.find_consumer(account, stream, name)?;
+        consumer_config::check_unpin_group(&self.streams[&id].consumers[name].config, &group)?;
+        Err(ApiError::new(K::ConsumerInvalidPriorityGroup))
     }
 
     /// `CONSUMER.NAMES.<stream>`.
@@ -222,6 +285,15 @@ impl<D: Disk + Clone> JetStream<D> {
             num_waiting: numbers.num_waiting as i64,
             num_pending: numbers.num_pending,
             push_bound: consumer.consumer.is_push() && consumer.consumer.has_interest(),
+            paused: consumer.consumer.is_paused(),
+            pause_remaining: consumer
+                .config
+                .pause_until
+                .and_then(|until| until.wall_time())
+                .filter(|_| consumer.consumer.is_paused())
+                .map_or(0, |until| {
+                    i64::try_from(until.0.saturating_sub(wall.0)).unwrap_or(i64::MAX)
+                }),
             ts: wall,
             ..ConsumerInfo::default()
         }
@@ -243,7 +315,6 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
             config.priority_policy != PriorityPolicy::None || !config.priority_groups.is_empty(),
             "priority groups",
         ),
-        (config.pause_until.is_some(), "pause_until"),
         (
             config.ack_policy == AckPolicy::FlowControl,
             "ack_policy flow_control",

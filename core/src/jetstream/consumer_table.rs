@@ -126,6 +126,7 @@ pub fn consumer_rules(
         max_batch: positive(config.max_batch),
         max_expires: positive(config.max_expires).map(Duration::from_nanos),
         max_bytes: positive(config.max_bytes),
+        pause_until: config.pause_until.and_then(|until| until.wall_time()),
     }
 }
 
@@ -555,7 +556,7 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
         config: ConsumerConfig,
     ) -> Result<(), String> {
-        let now = self.now;
+        let (now, wall) = (self.now, self.wall);
         let entry = self.streams.get_mut(&stream).expect("the stream exists");
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
@@ -577,7 +578,7 @@ impl<D: Disk + Clone> JetStream<D> {
             |rules: &ConsumerRules| rules.push.as_ref().map(|p| p.deliver_subject.clone());
         let moved = deliver(consumer.consumer.rules()) != deliver(&rules);
         let subject = deliver(&rules);
-        consumer.consumer.update(rules, now);
+        consumer.consumer.update(rules, now, wall);
         consumer.config = config;
         let id = consumer.consumer.id;
         if moved {

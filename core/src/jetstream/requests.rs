@@ -26,8 +26,9 @@ use super::api::{
     StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamState, StreamUpdateResponse,
 };
 use super::api::{
-    ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfoResponse, ConsumerListResponse,
-    ConsumerNamesResponse,
+    ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfoResponse,
+    ConsumerLeaderStepdownResponse, ConsumerListResponse, ConsumerNamesResponse,
+    ConsumerPauseResponse, ConsumerUnpinResponse,
 };
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
@@ -70,6 +71,10 @@ enum Request<'a> {
     ConsumerDelete(&'a str, &'a str),
     ConsumerNames(&'a str),
     ConsumerList(&'a str),
+    ConsumerPause(&'a str, &'a str),
+    ConsumerUnpin(&'a str, &'a str),
+    /// `CONSUMER.LEADER.STEPDOWN.<stream>.<consumer>`.
+    ConsumerStepdown,
     /// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: answered by the consumer
     /// with messages and status headers.
     ConsumerNext(&'a str, &'a str),
@@ -107,6 +112,9 @@ impl<'a> Request<'a> {
             ["CONSUMER", "INFO", stream, name] => Request::ConsumerInfo(stream, name),
             ["CONSUMER", "DELETE", stream, name] => Request::ConsumerDelete(stream, name),
             ["CONSUMER", "NAMES", stream] => Request::ConsumerNames(stream),
+            ["CONSUMER", "PAUSE", stream, name] => Request::ConsumerPause(stream, name),
+            ["CONSUMER", "UNPIN", stream, name] => Request::ConsumerUnpin(stream, name),
+            ["CONSUMER", "LEADER", "STEPDOWN", _, _] => Request::ConsumerStepdown,
             ["CONSUMER", "LIST", stream] => Request::ConsumerList(stream),
             ["CONSUMER", "MSG", "NEXT", stream, name] => Request::ConsumerNext(stream, name),
             ["DIRECT", "GET", name] => Request::DirectGet(name, None),
@@ -288,6 +296,14 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::ConsumerList(stream) => self
                 .consumer_list(account, stream, payload)
                 .map(|response| reply(&response, false)),
+            Request::ConsumerPause(stream, name) => self
+                .consumer_pause(account, stream, name, payload)
+                .map(|response| reply(&response, false)),
+            Request::ConsumerUnpin(stream, name) => self
+                .consumer_unpin(account, stream, name, payload)
+                .map(|response| reply(&response, false)),
+            // A single server has no consumer leaders to move.
+            Request::ConsumerStepdown => Err(ApiError::new(K::ClusterRequired)),
             Request::DirectGet(..) | Request::ConsumerNext(..) => {
                 unreachable!("answered before")
             }
@@ -895,6 +911,9 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::ConsumerDelete(..) => reply(&ConsumerDeleteResponse::error(error), true),
         Request::ConsumerNames(_) => reply(&ConsumerNamesResponse::error(error), true),
         Request::ConsumerList(_) => reply(&ConsumerListResponse::error(error), true),
+        Request::ConsumerPause(..) => reply(&ConsumerPauseResponse::error(error), true),
+        Request::ConsumerUnpin(..) => reply(&ConsumerUnpinResponse::error(error), true),
+        Request::ConsumerStepdown => reply(&ConsumerLeaderStepdownResponse::error(error), true),
         Request::DirectGet(..) | Request::ConsumerNext(..) => {
             unreachable!("answered with status headers")
         }

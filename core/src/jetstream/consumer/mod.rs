@@ -89,6 +89,9 @@ pub struct ConsumerRules {
     pub max_batch: Option<u64>,
     pub max_expires: Option<Duration>,
     pub max_bytes: Option<u64>,
+    /// Paused until then (`CONSUMER.PAUSE`, `pause_until`): nothing is
+    /// delivered, requests wait.
+    pub pause_until: Option<WallTime>,
 }
 
 impl ConsumerRules {
@@ -173,6 +176,8 @@ pub struct Consumer<D: Disk> {
     /// A push consumer delivers only while its deliver subject has
     /// subscribers (as the server reports).
     interest: bool,
+    /// When a pause ends, on the monotonic clock.
+    resume_at: Option<Instant>,
     /// When the last message went out, and when the floor last moved.
     last_delivery: Option<WallTime>,
     last_ack: Option<WallTime>,
@@ -217,6 +222,7 @@ impl<D: Disk> Consumer<D> {
             waiting: WaitQueue::default(),
             push: PushState::default(),
             interest: false,
+            resume_at: None,
             last_delivery: None,
             last_ack: None,
             settled: Vec::new(),
@@ -236,6 +242,7 @@ impl<D: Disk> Consumer<D> {
             consumer.start(stream_store);
         }
         consumer.push.next_heartbeat = consumer.heartbeat_interval().map(|every| now + every);
+        consumer.resume_at = resume_at(&consumer.rules, now, wall);
         consumer.check();
         consumer
     }
@@ -349,10 +356,16 @@ impl<D: Disk> Consumer<D> {
         &mut self.store
     }
 
-    /// Take new rules (a consumer update); timers keep running.
-    pub fn update(&mut self, rules: ConsumerRules, now: Instant) {
+    /// Take new rules (a consumer update, a pause); timers keep running.
+    pub fn update(&mut self, rules: ConsumerRules, now: Instant, wall: WallTime) {
         self.rules = rules;
         self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
+        self.resume_at = resume_at(&self.rules, now, wall);
+    }
+
+    /// Whether the consumer is paused.
+    pub fn is_paused(&self) -> bool {
+        self.resume_at.is_some()
     }
 
     /// The numbers for consumer info, counting what is pending in `store`.
@@ -593,12 +606,16 @@ impl<D: Disk> Consumer<D> {
             .into_iter()
             .chain(self.waiting.next_deadline())
             .chain(heartbeat)
+            .chain(self.resume_at)
             .min()
     }
 
     /// Time passed: redeliveries fall due, pull requests expire, idle
     /// heartbeats go out. The caller pumps afterwards.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        if self.resume_at.is_some_and(|at| at <= now) {
+            self.resume_at = None;
+        }
         while let Some(&(at, seq)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -701,6 +718,9 @@ impl<D: Disk> Consumer<D> {
                 break;
             }
             if push.is_some() && !self.interest {
+                break;
+            }
+            if self.resume_at.is_some() {
                 break;
             }
             if push.is_some()
@@ -1085,6 +1105,12 @@ impl<D: Disk> Consumer<D> {
         debug_assert!(self.due.keys().all(|seq| state.pending.contains_key(seq)));
         debug_assert!(self.waiting.len() <= self.rules.max_waiting.max(1));
     }
+}
+
+/// When a pause in `rules` ends on the monotonic clock (`None`: not paused).
+fn resume_at(rules: &ConsumerRules, now: Instant, wall: WallTime) -> Option<Instant> {
+    let until = rules.pause_until.filter(|until| *until > wall)?;
+    Some(now + Duration::from_nanos(until.0 - wall.0))
 }
 
 /// A status message (no payload) to `reply` in `account`.

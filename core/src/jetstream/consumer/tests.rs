@@ -36,6 +36,7 @@ fn rules(name: &str) -> ConsumerRules {
         max_batch: None,
         max_expires: None,
         max_bytes: None,
+        pause_until: None,
     }
 }
 
@@ -393,4 +394,19 @@ fn a_purge_settles_what_was_pending_and_moves_the_consumer_up() {
         reply_of(&lines[0]).starts_with("$JS.ACK.S.C.1.7.4."),
         "{lines:?}"
     );
+}
+
+#[test]
+fn a_paused_consumer_holds_messages_until_the_pause_ends() {
+    let mut rules = rules("C");
+    rules.pause_until = Some(WallTime(5_000 + 10 * SECOND.as_nanos() as u64));
+    let mut rig = Rig::new(rules, stream(&["a"]));
+    assert!(rig.consumer.is_paused());
+    rig.pull(r#"{"batch":1,"expires":60000000000}"#);
+    assert!(rig.take().is_empty(), "nothing while paused");
+    rig.advance(10 * SECOND);
+    assert!(!rig.consumer.is_paused());
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("_INBOX.r a "));
 }
