@@ -832,14 +832,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             "delete markers",
             json!({"name": "F8", "subjects": ["f8"], "allow_msg_ttl": true, "subject_delete_marker_ttl": 60_000_000_000u64}),
         ),
-        (
-            "interest retention",
-            json!({"name": "F9", "subjects": ["f9"], "retention": "interest"}),
-        ),
-        (
-            "workqueue retention",
-            json!({"name": "F10", "subjects": ["f10"], "retention": "workqueue"}),
-        ),
     ]
 }
 
