@@ -179,26 +179,8 @@ impl<D: Disk + Clone> JetStream<D> {
         stream: &str,
         payload: &[u8],
     ) -> Result<ConsumerNamesResponse, ApiError> {
-        let request: ConsumerNamesRequest =
-            super::api::decode_request(payload, self.config.strict)?;
-        let id = self
-            .stream_by_name(account, stream)
-            .ok_or_else(|| ApiError::new(K::StreamNotFound))?;
-        let names: Vec<String> = self.streams[&id].consumers.keys().cloned().collect();
-        let total = names.len();
-        let page = names
-            .into_iter()
-            .skip(request.offset)
-            .take(NAMES_PAGE)
-            .collect();
-        Ok(ConsumerNamesResponse::ok(
-            ApiPaged {
-                total,
-                offset: request.offset,
-                limit: NAMES_PAGE,
-            },
-            page,
-        ))
+        let (_, paged, page) = self.consumer_page(account, stream, payload, NAMES_PAGE)?;
+        Ok(ConsumerNamesResponse::ok(paged, page))
     }
 
     /// `CONSUMER.LIST.<stream>`.
@@ -208,27 +190,40 @@ impl<D: Disk + Clone> JetStream<D> {
         stream: &str,
         payload: &[u8],
     ) -> Result<ConsumerListResponse, ApiError> {
+        let (id, paged, page) = self.consumer_page(account, stream, payload, LIST_PAGE)?;
+        let infos = page
+            .iter()
+            .map(|name| self.consumer_info_with(id, name, false))
+            .collect();
+        Ok(ConsumerListResponse::ok(paged, infos))
+    }
+
+    /// One page of a stream's consumer names, by the request's offset.
+    fn consumer_page(
+        &mut self,
+        account: &str,
+        stream: &str,
+        payload: &[u8],
+        limit: usize,
+    ) -> Result<(StreamId, ApiPaged, Vec<String>), ApiError> {
         let request: ConsumerNamesRequest =
             super::api::decode_request(payload, self.config.strict)?;
         let id = self
             .stream_by_name(account, stream)
             .ok_or_else(|| ApiError::new(K::StreamNotFound))?;
-        let names: Vec<String> = self.streams[&id].consumers.keys().cloned().collect();
-        let total = names.len();
-        let infos = names
-            .iter()
+        let consumers = &self.streams[&id].consumers;
+        let paged = ApiPaged {
+            total: consumers.len(),
+            offset: request.offset,
+            limit,
+        };
+        let page = consumers
+            .keys()
             .skip(request.offset)
-            .take(LIST_PAGE)
-            .map(|name| self.consumer_info(id, name))
+            .take(limit)
+            .cloned()
             .collect();
-        Ok(ConsumerListResponse::ok(
-            ApiPaged {
-                total,
-                offset: request.offset,
-                limit: LIST_PAGE,
-            },
-            infos,
-        ))
+        Ok((id, paged, page))
     }
 
     /// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: a pull request. Without
@@ -259,6 +254,12 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The info the API reports for consumer `name` of stream `id`.
     pub(super) fn consumer_info(&mut self, id: StreamId, name: &str) -> ConsumerInfo {
+        self.consumer_info_with(id, name, true)
+    }
+
+    /// The info, its config with the server's version metadata added
+    /// (`dynamic`) or as stored (what `CONSUMER.LIST` shows).
+    fn consumer_info_with(&mut self, id: StreamId, name: &str, dynamic: bool) -> ConsumerInfo {
         let wall = self.wall;
         let entry = self.streams.get_mut(&id).expect("the stream exists");
         let stream_name = entry.meta.config.name.clone();
@@ -269,7 +270,11 @@ impl<D: Disk + Clone> JetStream<D> {
             stream_name,
             name: name.to_string(),
             created: consumer.created,
-            config: Some(consumer_config::with_dynamic_metadata(&consumer.config)),
+            config: Some(if dynamic {
+                consumer_config::with_dynamic_metadata(&consumer.config)
+            } else {
+                consumer.config.clone()
+            }),
             delivered: SequenceInfo {
                 consumer_seq: numbers.delivered.consumer,
                 stream_seq: numbers.delivered.stream,

@@ -34,7 +34,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::ack::{AckKind, AckTarget};
-use self::pull::{pending_headers, status, NextRequest, WaitQueue, Waiting};
+use self::pull::{pending_headers, status, WaitQueue, Waiting};
+use super::api::NextRequest;
 use super::link::{ConsumerId, JsAction};
 use super::stream::Store;
 use crate::store::{
@@ -412,10 +413,13 @@ impl<D: Disk> Consumer<D> {
         if self.is_push() {
             return answer(out, 409, "Consumer is push based");
         }
-        let request: NextRequest = match pull::parse_next_request(body) {
+        let request = match NextRequest::parse(body) {
             Ok(request) => request,
             Err(error) => return answer(out, 400, &format!("Bad Request - {error}")),
         };
+        let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
+        let expires = nanos(request.expires);
+        let heartbeat = nanos(request.idle_heartbeat);
         let batch = u64::try_from(request.batch).unwrap_or(0).max(1);
         if let Some(max) = self.rules.max_batch.filter(|&max| batch > max) {
             return answer(out, 409, &format!("Exceeded MaxRequestBatch of {max}"));
@@ -423,7 +427,7 @@ impl<D: Disk> Consumer<D> {
         if let Some(max) = self
             .rules
             .max_expires
-            .filter(|&max| !request.expires.is_zero() && request.expires > max)
+            .filter(|&max| !expires.is_zero() && expires > max)
         {
             let text =
                 crate::format::go_duration(u64::try_from(max.as_nanos()).unwrap_or(u64::MAX));
@@ -438,7 +442,7 @@ impl<D: Disk> Consumer<D> {
             return answer(out, 409, &format!("Exceeded MaxRequestMaxBytes of {max}"));
         }
         if request.no_wait
-            && request.expires.is_zero()
+            && expires.is_zero()
             && self.redeliver.is_empty()
             && self.num_pending(store) == 0
         {
@@ -446,12 +450,12 @@ impl<D: Disk> Consumer<D> {
         }
         if self.waiting.len() >= self.rules.max_waiting {
             // A requester with heartbeats waits for them to stop instead.
-            if request.heartbeat.is_zero() {
+            if heartbeat.is_zero() {
                 answer(out, 409, "Exceeded MaxWaiting");
             }
             return;
         }
-        let heartbeat = (!request.heartbeat.is_zero()).then_some(request.heartbeat);
+        let heartbeat = (!heartbeat.is_zero()).then_some(heartbeat);
         self.waiting.push(Waiting {
             reply: Bytes::copy_from_slice(reply),
             account: account.to_string(),
@@ -459,7 +463,7 @@ impl<D: Disk> Consumer<D> {
             bytes_left: max_bytes,
             has_max_bytes: max_bytes > 0,
             no_wait: request.no_wait,
-            expires: (!request.expires.is_zero()).then(|| now + request.expires),
+            expires: (!expires.is_zero()).then(|| now + expires),
             heartbeat,
             next_heartbeat: heartbeat.map(|every| now + every),
             delivered: 0,

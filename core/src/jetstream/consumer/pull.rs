@@ -1,10 +1,9 @@
 //! Pull requests: what a pull consumer's clients asked for and are still
 //! waiting on.
 //!
-//! Role: parse a `CONSUMER.MSG.NEXT` body the way the reference does (a
-//! JSON request, a bare batch size, or nothing for one message), hold the
-//! waiting requests in arrival order, and build the status messages a
-//! requester gets (`100 Idle Heartbeat`, `404 No Messages`,
+//! Role: hold the waiting pull requests (`CONSUMER.MSG.NEXT`, parsed by
+//! [`crate::jetstream::api::NextRequest::parse`]) in arrival order, and
+//! build the status messages a requester gets (`100 Idle Heartbeat`, `404 No Messages`,
 //! `408 Request Timeout`, `409 ...`).
 //!
 //! Invariants: every request in the queue still wants at least one
@@ -17,66 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::time::Instant;
-
-/// A parsed pull request body.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NextRequest {
-    pub batch: i64,
-    /// Zero: no limit.
-    pub max_bytes: i64,
-    pub no_wait: bool,
-    /// Zero: never expires.
-    pub expires: Duration,
-    /// Zero: no heartbeats.
-    pub heartbeat: Duration,
-}
-
-/// Parse a `MSG.NEXT` body; the error is the text after `Bad Request - `.
-pub fn parse_next_request(body: &[u8]) -> Result<NextRequest, String> {
-    let body = body.trim_ascii();
-    let one = NextRequest {
-        batch: 1,
-        ..NextRequest::default()
-    };
-    if body.is_empty() {
-        return Ok(one);
-    }
-    if body[0] != b'{' {
-        // A bare batch size; anything else asks for one message.
-        let batch = std::str::from_utf8(body)
-            .ok()
-            .and_then(|text| text.parse::<i64>().ok());
-        return Ok(match batch {
-            Some(batch) => NextRequest { batch, ..one },
-            None => one,
-        });
-    }
-    #[derive(serde::Deserialize)]
-    struct Wire {
-        #[serde(default)]
-        expires: i64,
-        #[serde(default)]
-        batch: i64,
-        #[serde(default)]
-        max_bytes: i64,
-        #[serde(default)]
-        no_wait: bool,
-        #[serde(default)]
-        idle_heartbeat: i64,
-    }
-    let wire: Wire = serde_json::from_slice(body).map_err(|error| error.to_string())?;
-    let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
-    if wire.idle_heartbeat > 0 && wire.idle_heartbeat.saturating_mul(2) > wire.expires {
-        return Err("heartbeat value too large".to_string());
-    }
-    Ok(NextRequest {
-        batch: wire.batch,
-        max_bytes: wire.max_bytes,
-        no_wait: wire.no_wait,
-        expires: nanos(wire.expires),
-        heartbeat: nanos(wire.idle_heartbeat),
-    })
-}
 
 /// A request waiting for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,24 +118,6 @@ pub fn pending_headers(request: &Waiting) -> [(&'static str, String); 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_bodies_parse_as_the_reference() {
-        assert_eq!(parse_next_request(b"").unwrap().batch, 1);
-        assert_eq!(parse_next_request(b" 7 ").unwrap().batch, 7);
-        assert_eq!(parse_next_request(b"x").unwrap().batch, 1);
-        let request =
-            parse_next_request(br#"{"batch":3,"expires":5000000000,"idle_heartbeat":1000000000}"#)
-                .unwrap();
-        assert_eq!(request.batch, 3);
-        assert_eq!(request.expires, Duration::from_secs(5));
-        assert_eq!(request.heartbeat, Duration::from_secs(1));
-        assert_eq!(
-            parse_next_request(br#"{"batch":3,"expires":1000000000,"idle_heartbeat":1000000000}"#),
-            Err("heartbeat value too large".into())
-        );
-        assert!(parse_next_request(b"{nope").is_err());
-    }
 
     #[test]
     fn status_blocks() {
