@@ -42,6 +42,7 @@ mod parser;
 pub mod tls_options;
 pub mod translate;
 pub mod value;
+pub mod websocket_options;
 
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,7 @@ pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,
     ValueKind,
 };
+pub use websocket_options::{check_websocket, WebSocketOptions};
 
 /// Deepest nesting of maps, arrays, top-level blocks, includes and
 /// environment expansions together. It also bounds the parser's recursion.
