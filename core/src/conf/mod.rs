@@ -56,7 +56,7 @@ pub use options::{
 pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use translate::{
     auth_config, jetstream_request, lame_duck_timing, server_config, system_account, tls_config,
-    Overrides, TlsConfig, TlsFlags, TranslateError,
+    websocket_request, Overrides, TlsConfig, TlsFlags, TranslateError, WebSocketRequest,
 };
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,

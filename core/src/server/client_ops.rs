@@ -219,8 +219,9 @@ impl Server {
             // with an INFO confirming the connection's account.
             client.connect_info_sent = true;
             let peer = client.peer;
+            let listener = client.listener;
             let account = client.account;
-            let mut info = self.info_for(conn, &peer);
+            let mut info = self.info_for(conn, &peer, listener);
             info.connect_info = true;
             info.remote_account = self.router.accounts.list[account].name.clone();
             info.acc_is_sys = self.router.accounts.system == Some(account);

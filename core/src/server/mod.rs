@@ -318,11 +318,19 @@ impl Server {
         listener: ListenerKind,
     ) {
         match listener {
-            ListenerKind::Client => self.accept_client(now, conn, peer),
+            ListenerKind::Client | ListenerKind::WebSocket => {
+                self.accept_client(now, conn, peer, listener)
+            }
         }
     }
 
-    fn accept_client(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+    fn accept_client(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: ListenerKind,
+    ) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
         assert!(
             conn != system_inbox::INTERNAL_CONN,
@@ -333,11 +341,12 @@ impl Server {
             max_payload: self.config.max_payload,
         };
         let mut client = Client::new(peer, limits, now);
+        client.listener = listener;
         client.ping_deadline = now + self.config.ping_interval;
         if self.config.auth.is_required() {
             client.auth_deadline = Some(now + self.config.auth_timeout);
         }
-        let mut info = self.info_for(conn, &peer);
+        let mut info = self.info_for(conn, &peer, listener);
         if self.authenticator.needs_nonce() {
             let mut raw = [0u8; 11];
             self.rng.fill_bytes(&mut raw);
@@ -604,7 +613,7 @@ impl Server {
             if client.is_closing() {
                 continue;
             }
-            let mut info = self.info_for(conn, &client.peer);
+            let mut info = self.info_for(conn, &client.peer, client.listener);
             info.ldm = true;
             protocol::write_info(&mut self.conns.sink(conn), &info);
             self.conns.queue_transmit(conn);
@@ -632,6 +641,25 @@ impl Server {
     pub fn close_connection(&mut self, conn: ConnId, reason: CloseReason) {
         self.close(conn, reason);
         self.retire_subscriptions();
+    }
+
+    /// The runtime found a websocket framing violation on `conn` (it sends
+    /// the close frame): logged as the reference logs it, then the
+    /// connection closes as a read error.
+    pub fn handle_websocket_error(
+        &mut self,
+        conn: ConnId,
+        error: &crate::websocket::frame::FrameError,
+    ) {
+        if self
+            .conns
+            .get(conn)
+            .is_some_and(|client| !client.is_closing())
+        {
+            self.conns
+                .log(&mut self.logs, LogLevel::Error, conn, error.to_string());
+        }
+        self.close_connection(conn, CloseReason::ReadError);
     }
 
     /// Close every connection (server shutdown).
@@ -748,7 +776,20 @@ impl Server {
         }
     }
 
-    fn info_for(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
+    /// The INFO for `conn`. A websocket client is told the websocket
+    /// listener's host, port and TLS, as the reference tells it.
+    fn info_for(&self, conn: ConnId, peer: &SocketAddr, listener: ListenerKind) -> ServerInfo {
+        let mut info = self.client_port_info(conn, peer);
+        if let (ListenerKind::WebSocket, Some(ws)) = (listener, &self.config.websocket) {
+            info.host = ws.host.clone();
+            info.port = ws.port;
+            info.tls_required = ws.tls;
+            info.tls_available = ws.tls;
+        }
+        info
+    }
+
+    fn client_port_info(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
         ServerInfo {
             server_id: self.config.identity.server_id.clone(),
             server_name: self.config.effective_name().to_string(),
