@@ -656,8 +656,12 @@ impl Server {
             .get(conn)
             .is_some_and(|client| !client.is_closing())
         {
-            self.conns
-                .log(&mut self.logs, LogLevel::Error, conn, error.to_string());
+            self.conns.log(
+                &mut self.logs,
+                LogLevel::Error,
+                conn,
+                format!("read error: {error}"),
+            );
         }
         self.close_connection(conn, CloseReason::ReadError);
     }

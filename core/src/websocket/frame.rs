@@ -87,6 +87,11 @@ pub enum FrameError {
     /// A 64-bit length with its most significant bit set (RFC 6455 5.2).
     #[error("invalid frame length")]
     InvalidLength,
+    /// A close status a peer may not send (RFC 6455 7.4).
+    #[error("invalid close status code {0}")]
+    InvalidCloseStatus(u16),
+    #[error("close frame payload cannot be 1 byte")]
+    CloseOneByte,
 }
 
 impl FrameError {
@@ -259,7 +264,7 @@ impl FrameDecoder {
                     .enumerate()
                     .for_each(|(i, b)| *b ^= key[i & 3]);
             }
-            self.control(opcode, payload, events);
+            self.control(opcode, payload, events)?;
             return Ok(true);
         }
         input.advance(header_len);
@@ -270,28 +275,47 @@ impl FrameDecoder {
         Ok(true)
     }
 
-    fn control(&mut self, opcode: u8, payload: Vec<u8>, events: &mut Vec<ControlEvent>) {
+    fn control(
+        &mut self,
+        opcode: u8,
+        payload: Vec<u8>,
+        events: &mut Vec<ControlEvent>,
+    ) -> Result<(), FrameError> {
         debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
         if opcode == Opcode::Ping as u8 {
             events.push(ControlEvent::Ping(payload));
         } else if opcode == Opcode::Close as u8 {
-            events.push(ControlEvent::Close(close_reply(&payload)));
+            events.push(ControlEvent::Close(close_reply(&payload)?));
             self.closed = true;
         }
+        Ok(())
     }
 }
 
-/// The reference's answer to a client's close payload: the same status
-/// (1005 when there is none) and body, or 1007 when the body is not UTF-8.
-fn close_reply(payload: &[u8]) -> Vec<u8> {
-    if payload.len() < 2 {
-        return close_payload(status::NO_STATUS_RECEIVED, "");
+/// Whether a peer may send close status `code` (RFC 6455 7.4.1 and 7.4.2),
+/// as the reference judges it.
+fn valid_close_status(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// The reference's answer to a client's close payload: the same status and
+/// body (nothing for an empty payload), or 1007 when the body is not
+/// UTF-8; a one-byte payload or a status a peer may not send is a
+/// violation.
+fn close_reply(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    match payload.len() {
+        0 => return Ok(Vec::new()),
+        1 => return Err(FrameError::CloseOneByte),
+        _ => {}
     }
     let code = u16::from_be_bytes([payload[0], payload[1]]);
-    match std::str::from_utf8(&payload[2..]) {
+    if !valid_close_status(code) {
+        return Err(FrameError::InvalidCloseStatus(code));
+    }
+    Ok(match std::str::from_utf8(&payload[2..]) {
         Ok(body) => close_payload(code, body),
         Err(_) => close_payload(status::INVALID_PAYLOAD, "invalid utf8 body in close frame"),
-    }
+    })
 }
 
 /// A close payload: the status, then the body cut to fit a control frame
@@ -474,9 +498,9 @@ mod tests {
         assert_eq!(events, vec![ControlEvent::Close(b"\x03\xe8bye".to_vec())]);
         assert!(decoder.is_closed());
         for (payload, reply) in [
-            (&b""[..], b"\x03\xed".to_vec()),
-            (b"\x03", b"\x03\xed".to_vec()),
+            (&b""[..], Vec::new()),
             (b"\x0f\xa0", b"\x0f\xa0".to_vec()),
+            (b"\x03\xf6x", b"\x03\xf6x".to_vec()),
             (
                 b"\x03\xe8\xff\xfe",
                 [&b"\x03\xef"[..], b"invalid utf8 body in close frame"].concat(),
@@ -488,6 +512,20 @@ mod tests {
                 99,
             );
             assert_eq!(events, vec![ControlEvent::Close(reply)]);
+        }
+        for (payload, error) in [
+            (&b"\x03"[..], FrameError::CloseOneByte),
+            (b"\x00\x01x", FrameError::InvalidCloseStatus(1)),
+            (b"\x03\xed", FrameError::InvalidCloseStatus(1005)),
+            (b"\x03\xf7", FrameError::InvalidCloseStatus(1015)),
+            (b"\x13\x88", FrameError::InvalidCloseStatus(5000)),
+        ] {
+            let (_, _, result) = decode_all(
+                &mut FrameDecoder::new(true),
+                &client_frame(0x88, payload, KEY),
+                99,
+            );
+            assert_eq!(result, Err(error));
         }
     }
 

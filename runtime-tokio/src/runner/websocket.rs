@@ -223,6 +223,8 @@ impl Runner {
                 }
             }
             if let Err(error) = &decoded {
+                // Status 1002 and the violation, as the reference queues it
+                // (it may close before that frame leaves; rnats sends it).
                 ws.set_close(&error.close_payload());
             }
             let mut state = self.lock();
