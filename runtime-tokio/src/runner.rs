@@ -596,12 +596,14 @@ impl Runner {
             };
             let len = batch.len();
             let deadline = Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
-            // A websocket connection's batch goes out as one binary frame,
-            // after any pong queued meanwhile; for TCP the prefix is empty.
+            // A websocket connection's batch goes out as one binary frame
+            // (compressed, it replaces the batch), after any pong queued
+            // meanwhile; for TCP the prefix is empty.
+            let mut batch = batch;
             let prefix = io
                 .ws
                 .as_ref()
-                .map(|ws| ws.frame_prefix(len))
+                .map(|ws| ws.frame(&mut batch))
                 .unwrap_or_default();
             let mut framed = bytes::Buf::chain(prefix, batch);
             // Vectored writes over the batch's chunks (for TCP; a TLS

@@ -562,19 +562,20 @@ fn tls_is_required_unless_no_tls() {
             "{stderr}"
         );
     }
-    // Keys rnats does not handle refuse start-up by name.
+    // Keys rnats does not handle refuse the file by name (`-t`, so that a
+    // key once handled fails this test instead of hanging it).
     let path = config(
         "refused",
-        "websocket { listen: \"127.0.0.1:-1\", no_tls: true, compression: true }\n",
+        "websocket { listen: \"127.0.0.1:-1\", no_tls: true, ping_interval: \"1s\" }\n",
     );
     let out = std::process::Command::new(rnats_tests::rnats_server_binary())
-        .args(["-c", &path, "-p", "-1"])
+        .args(["-t", "-c", &path])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("configuration key \"websocket.compression\" is not supported yet"),
+        stderr.contains("configuration key \"websocket.ping_interval\" is not supported yet"),
         "{stderr}"
     );
 }
@@ -631,4 +632,122 @@ async fn wss_with_a_generated_certificate() {
     plain.write_all(UPGRADE.as_bytes()).await.unwrap();
     let answer = read_to_end(&mut plain).await;
     assert!(!answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
+}
+
+/// Raw deflate of one message, its sync-flush tail stripped (RFC 7692).
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    compress
+        .compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+        .unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Inflates one message payload.
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut decompress = flate2::Decompress::new(false);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(64 * 1024);
+    decompress
+        .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+/// The NATS bytes of server frames, compressed ones (RSV1) inflated.
+fn frame_data(frames: &[Frame]) -> (Vec<u8>, usize) {
+    let mut data = Vec::new();
+    let mut compressed = 0;
+    for (b0, payload) in frames {
+        assert_eq!(b0 & 0x0f, 2, "binary frames");
+        if b0 & 0x40 != 0 {
+            compressed += 1;
+            data.extend(inflate(payload));
+        } else {
+            data.extend_from_slice(payload);
+        }
+    }
+    (data, compressed)
+}
+
+/// Upgrades asking for permessage-deflate; returns the response head, the
+/// INFO line and the stream.
+async fn upgraded_compressed(port: u16) -> (String, Vec<u8>, TcpStream) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = UPGRADE.replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (head, mut rest) = read_response(&mut stream).await;
+    while frames(&rest).is_none_or(|f| f.is_empty()) {
+        let mut chunk = [0u8; 4096];
+        let n = within("INFO", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0);
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let (info, compressed) = frame_data(&frames(&rest).unwrap());
+    assert_eq!(compressed, 1, "INFO is over the threshold: compressed");
+    (without_date(&head), info, stream)
+}
+
+#[tokio::test]
+async fn compression_both_ways_like_the_reference() {
+    let (server, reference) = both(
+        "compression",
+        "websocket { listen: \"127.0.0.1:-1\", no_tls: true, compression: true }\n",
+    );
+    let mut ports = vec![ws_port(&server)];
+    ports.extend(reference.as_ref().map(ws_port));
+    let mut heads = Vec::new();
+    for port in ports {
+        let (head, info, mut stream) = upgraded_compressed(port).await;
+        assert!(
+            head.contains(
+                "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_no_context_takeover\r\n"
+            ),
+            "{head}"
+        );
+        assert!(info.starts_with(b"INFO {") && info.ends_with(b"\r\n"));
+        heads.push(head);
+        // A compressed message in two fragments, a ping between them, then
+        // an uncompressed one: both kinds are read.
+        let payload = "x".repeat(100);
+        let commands =
+            format!("CONNECT {{\"verbose\":false}}\r\nSUB foo 1\r\nPUB foo 100\r\n{payload}\r\n");
+        let compressed = deflate(commands.as_bytes());
+        let (first, second) = compressed.split_at(compressed.len() / 2);
+        let mut wire = frame(0x42, first);
+        wire.extend(frame(0x89, b"hi"));
+        wire.extend(frame(0x80, second));
+        wire.extend(frame(0x82, b"PING\r\n"));
+        stream.write_all(&wire).await.unwrap();
+        let expected = format!("MSG foo 1 100\r\n{payload}\r\nPONG\r\n").into_bytes();
+        let mut got = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = within("the message", stream.read(&mut chunk))
+                .await
+                .unwrap();
+            assert!(n > 0, "closed: {got:?}");
+            got.extend_from_slice(&chunk[..n]);
+            let Some(frames) = frames(&got) else { continue };
+            let (pongs, data): (Vec<Frame>, Vec<Frame>) =
+                frames.into_iter().partition(|(b0, _)| *b0 == 0x8a);
+            let (data, _) = frame_data(&data);
+            if data.len() >= expected.len() {
+                assert_eq!(data, expected, "port {port}");
+                assert_eq!(pongs, vec![(0x8a, b"hi".to_vec())]);
+                break;
+            }
+        }
+    }
+    if let [ours, theirs] = &heads[..] {
+        assert_eq!(ours, theirs, "the 101 responses");
+    }
 }

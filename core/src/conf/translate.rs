@@ -364,6 +364,7 @@ pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>,
         allowed_origins: ws.allowed_origins.clone(),
         handshake_timeout: ws.handshake_timeout.unwrap_or_default(),
         headers: ws.headers.clone(),
+        compression: ws.compression,
     };
     Ok(Some(WebSocketRequest {
         host,

@@ -24,8 +24,6 @@ use super::ConfError;
 /// Keys of the reference's `websocket { }` block rnats does not handle yet:
 /// each refuses start-up by name (unless its value turns it off).
 const UNSUPPORTED_WEBSOCKET_KEYS: &[&str] = &[
-    "compression",
-    "compress",
     "no_auth_user",
     "authorization",
     "authentication",
@@ -58,6 +56,9 @@ pub struct WebSocketOptions {
     pub handshake_timeout: Option<Duration>,
     /// `headers { }`: extra headers of the 101 response, in file order.
     pub headers: Vec<(String, String)>,
+    /// `compression` (or `compress`): permessage-deflate when the client
+    /// asks for it.
+    pub compression: bool,
 }
 
 /// Parses the `websocket { }` block.
@@ -106,6 +107,7 @@ pub fn parse_websocket(
                 ws.handshake_timeout = Some(duration(field, "handshake_timeout", warnings)?)
             }
             "headers" => ws.headers = headers(field)?,
+            "compression" | "compress" => ws.compression = boolean(field)?,
             _ if UNSUPPORTED_WEBSOCKET_KEYS.contains(&key.as_str()) => unsupported.push(
                 Unsupported::new(format!("{}.{}", entry.key, field.key), field),
             ),
@@ -204,6 +206,7 @@ mod tests {
                 allowed_origins: ["http://a.example.com", "https://b.example.com:8443"]
                 handshake_timeout: "3s"
                 headers { "X-Custom": "yes" }
+                compression: true
             }"#,
         )
         .unwrap();
@@ -215,6 +218,7 @@ mod tests {
         assert_eq!(ws.allowed_origins.len(), 2);
         assert_eq!(ws.handshake_timeout, Some(Duration::from_secs(3)));
         assert_eq!(ws.headers, vec![("X-Custom".into(), "yes".into())]);
+        assert!(ws.compression);
         assert_eq!(check_websocket(&ws), Ok(()));
     }
 
@@ -233,7 +237,6 @@ mod tests {
     #[test]
     fn unhandled_keys_refuse_start_by_name() {
         for (text, key) in [
-            ("compression: true", "websocket.compression"),
             ("no_auth_user: a", "websocket.no_auth_user"),
             (
                 "authorization { user: a, pass: b }",
@@ -256,7 +259,7 @@ mod tests {
             assert_eq!(refused.0[0].key, key);
         }
         // Turned off: nothing to refuse.
-        let (_, unsupported) = load("websocket { port: 1, compression: false }").unwrap();
+        let (_, unsupported) = load("websocket { port: 1, jwt_cookie: false }").unwrap();
         assert!(refuse_unsupported(unsupported).unwrap().len() == 1);
     }
 

@@ -42,6 +42,8 @@ pub struct VarzWebSocket {
     pub same_origin: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "core::ops::Not::not")]
+    pub compression: bool,
 }
 
 impl VarzWebSocket {
@@ -57,6 +59,7 @@ impl VarzWebSocket {
             no_tls: ws.no_tls,
             same_origin: ws.same_origin,
             allowed_origins: ws.allowed_origins.clone(),
+            compression: ws.compression,
         }
     }
 }

@@ -19,13 +19,21 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::compress::Inflater;
+
+/// The most bytes one `decode` call inflates from compressed messages
+/// before returning (asking to be called again), so the client parser
+/// sees a bomb's output piece by piece.
+pub const INFLATE_BUDGET: usize = 256 * 1024;
+
 /// The largest payload of a control frame.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 pub const MAX_HEADER: usize = 14;
 
 const FINAL_BIT: u8 = 0x80;
-const RSV1_BIT: u8 = 0x40;
+/// Marks a compressed message's first frame (RFC 7692).
+pub const RSV1_BIT: u8 = 0x40;
 const MASK_BIT: u8 = 0x80;
 
 /// Frame opcodes (RFC 6455 section 5.2).
@@ -84,6 +92,9 @@ pub enum FrameError {
     /// A compressed frame (RSV1) although compression was not negotiated.
     #[error("compressed frame received without negotiated compression")]
     CompressionNotNegotiated,
+    /// A compressed message that does not inflate.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
     /// A 64-bit length with its most significant bit set (RFC 6455 5.2).
     #[error("invalid frame length")]
     InvalidLength,
@@ -115,11 +126,22 @@ pub struct FrameDecoder {
     message_open: bool,
     /// A close frame was decoded: the stream is over.
     closed: bool,
+    /// permessage-deflate was negotiated.
+    compression: bool,
+    /// The current message is compressed (its first frame had RSV1).
+    message_compressed: bool,
+    /// The current data frame is its message's last.
+    final_frame: bool,
+    /// Created at the first compressed message.
+    inflater: Option<Box<Inflater>>,
+    /// Unmasked compressed bytes handed to the inflater (reused).
+    scratch: Vec<u8>,
 }
 
 impl FrameDecoder {
-    /// `require_mask`: false only when the client asked for no masking.
-    pub fn new(require_mask: bool) -> Self {
+    /// `require_mask`: false only when the client asked for no masking;
+    /// `compression`: permessage-deflate was negotiated at the upgrade.
+    pub fn new(require_mask: bool, compression: bool) -> Self {
         FrameDecoder {
             require_mask,
             remaining: 0,
@@ -127,6 +149,11 @@ impl FrameDecoder {
             mask_index: 0,
             message_open: false,
             closed: false,
+            compression,
+            message_compressed: false,
+            final_frame: false,
+            inflater: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -137,31 +164,90 @@ impl FrameDecoder {
 
     /// Consumes what it can of `input`: data payloads are appended to
     /// `data`, control frames become `events`. An incomplete header (or
-    /// control frame) is left in `input` for the next call.
+    /// control frame) is left in `input` for the next call. Returns true
+    /// when it stopped at [`INFLATE_BUDGET`]: hand `data` to the parser and
+    /// call again (with the same `input`) before reading more.
     pub fn decode(
         &mut self,
         input: &mut BytesMut,
         data: &mut BytesMut,
         events: &mut Vec<ControlEvent>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<bool, FrameError> {
+        let mut budget = INFLATE_BUDGET;
         loop {
             if self.closed {
                 input.clear();
-                return Ok(());
+                return Ok(false);
             }
             if self.remaining > 0 {
                 if input.is_empty() {
-                    return Ok(());
+                    return Ok(false);
                 }
-                self.take_payload(input, data);
+                if self.message_compressed {
+                    if budget == 0 {
+                        return Ok(true);
+                    }
+                    let before = data.len();
+                    self.inflate_payload(input, data, budget)?;
+                    budget -= (data.len() - before).min(budget);
+                } else {
+                    self.take_payload(input, data);
+                }
+                if self.remaining == 0 && self.final_frame && self.message_compressed {
+                    self.end_compressed_message(data)?;
+                }
                 continue;
             }
             let before = input.len();
             if !self.decode_header(input, events)? {
-                return Ok(());
+                return Ok(false);
             }
             debug_assert!(input.len() < before, "a decoded header consumes input");
+            // An empty last frame ends a compressed message at once.
+            if self.remaining == 0 && self.final_frame && self.message_compressed {
+                self.end_compressed_message(data)?;
+            }
         }
+    }
+
+    /// Unmasks the available part of the current (compressed) payload and
+    /// inflates what the budget allows of it.
+    fn inflate_payload(
+        &mut self,
+        input: &mut BytesMut,
+        data: &mut BytesMut,
+        budget: usize,
+    ) -> Result<(), FrameError> {
+        let available = usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&input[..available]);
+        if let Some(key) = self.mask {
+            for (i, byte) in self.scratch.iter_mut().enumerate() {
+                *byte ^= key[(self.mask_index + i) & 3];
+            }
+        }
+        let inflater = self.inflater.get_or_insert_with(Default::default);
+        let before = data.len();
+        let used = inflater
+            .inflate(&self.scratch, data, budget)
+            .map_err(|_| FrameError::InvalidCompressedData)?;
+        if used == 0 && data.len() == before {
+            // No progress with input and room to write: not deflate data.
+            return Err(FrameError::InvalidCompressedData);
+        }
+        input.advance(used);
+        self.mask_index = (self.mask_index + used) & 3;
+        self.remaining -= used as u64;
+        Ok(())
+    }
+
+    fn end_compressed_message(&mut self, data: &mut BytesMut) -> Result<(), FrameError> {
+        let inflater = self.inflater.get_or_insert_with(Default::default);
+        inflater
+            .finish(data)
+            .map_err(|_| FrameError::InvalidCompressedData)?;
+        self.message_compressed = false;
+        Ok(())
     }
 
     /// Moves the available part of the current payload into `data`, unmasked.
@@ -212,7 +298,7 @@ impl FrameDecoder {
                 if self.message_open {
                     return Err(FrameError::MessageInterleaved);
                 }
-                if compressed {
+                if compressed && !self.compression {
                     return Err(FrameError::CompressionNotNegotiated);
                 }
             }
@@ -268,7 +354,11 @@ impl FrameDecoder {
             return Ok(true);
         }
         input.advance(header_len);
+        if opcode != Opcode::Continuation as u8 {
+            self.message_compressed = compressed;
+        }
         self.message_open = !final_frame;
+        self.final_frame = final_frame;
         self.remaining = length;
         self.mask = mask;
         self.mask_index = 0;
@@ -415,8 +505,12 @@ mod tests {
         let mut events = Vec::new();
         for piece in bytes.chunks(split.max(1)) {
             input.extend_from_slice(piece);
-            if let Err(e) = decoder.decode(&mut input, &mut data, &mut events) {
-                return (data.to_vec(), events, Err(e));
+            loop {
+                match decoder.decode(&mut input, &mut data, &mut events) {
+                    Err(e) => return (data.to_vec(), events, Err(e)),
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                }
             }
             assert!(input.len() <= MAX_HEADER + MAX_CONTROL_PAYLOAD);
         }
@@ -435,7 +529,8 @@ mod tests {
         expected.extend(vec![b'x'; 70_000]);
         expected.extend(vec![b'y'; 300]);
         for split in [1, 2, 3, 7, 64, 1000, wire.len()] {
-            let (data, events, result) = decode_all(&mut FrameDecoder::new(true), &wire, split);
+            let (data, events, result) =
+                decode_all(&mut FrameDecoder::new(true, false), &wire, split);
             assert_eq!(result, Ok(()));
             assert_eq!(data, expected, "split {split}");
             assert_eq!(events, vec![ControlEvent::Ping(b"ping!".to_vec())]);
@@ -470,7 +565,7 @@ mod tests {
             ),
         ];
         for (wire, error) in cases {
-            let (_, _, result) = decode_all(&mut FrameDecoder::new(true), &wire, wire.len());
+            let (_, _, result) = decode_all(&mut FrameDecoder::new(true, false), &wire, wire.len());
             assert_eq!(result, Err(error.clone()));
         }
         assert_eq!(
@@ -480,7 +575,7 @@ mod tests {
         assert_eq!(FrameError::UnknownOpcode(3).to_string(), "unknown opcode 3");
         // A client that asked for no masking may send unmasked frames.
         let (data, _, result) = decode_all(
-            &mut FrameDecoder::new(false),
+            &mut FrameDecoder::new(false, false),
             &client_frame(0x82, b"ok", None),
             1,
         );
@@ -489,7 +584,7 @@ mod tests {
 
     #[test]
     fn close_is_echoed_and_ends_the_stream() {
-        let mut decoder = FrameDecoder::new(true);
+        let mut decoder = FrameDecoder::new(true, false);
         let mut wire = client_frame(0x88, b"\x03\xe8bye", KEY);
         wire.extend(client_frame(0x82, b"PING\r\n", KEY));
         let (data, events, result) = decode_all(&mut decoder, &wire, 1);
@@ -507,7 +602,7 @@ mod tests {
             ),
         ] {
             let (_, events, _) = decode_all(
-                &mut FrameDecoder::new(true),
+                &mut FrameDecoder::new(true, false),
                 &client_frame(0x88, payload, KEY),
                 99,
             );
@@ -521,12 +616,69 @@ mod tests {
             (b"\x13\x88", FrameError::InvalidCloseStatus(5000)),
         ] {
             let (_, _, result) = decode_all(
-                &mut FrameDecoder::new(true),
+                &mut FrameDecoder::new(true, false),
                 &client_frame(0x88, payload, KEY),
                 99,
             );
             assert_eq!(result, Err(error));
         }
+    }
+
+    #[test]
+    fn compressed_messages_inflate_whatever_the_split() {
+        use crate::websocket::compress::Deflater;
+        let message = b"PUB a 5\r\nhello\r\n".repeat(40);
+        let compressed = Deflater::new().deflate([&message[..]]);
+        let (first, second) = compressed.split_at(compressed.len() / 2);
+        let mut wire = client_frame(0x42, first, KEY);
+        wire.extend(client_frame(0x89, b"p", KEY));
+        wire.extend(client_frame(0x80, second, KEY));
+        wire.extend(client_frame(0x82, b"PING\r\n", KEY));
+        wire.extend(client_frame(
+            0xc2,
+            &Deflater::new().deflate([&b"PONG\r\n"[..]]),
+            KEY,
+        ));
+        let mut expected = message.clone();
+        expected.extend_from_slice(b"PING\r\nPONG\r\n");
+        for split in [1, 5, 64, wire.len()] {
+            let (data, events, result) =
+                decode_all(&mut FrameDecoder::new(true, true), &wire, split);
+            assert_eq!(result, Ok(()));
+            assert_eq!(data, expected, "split {split}");
+            assert_eq!(events, vec![ControlEvent::Ping(b"p".to_vec())]);
+        }
+        // Not negotiated, or not deflate: violations.
+        let (_, _, result) = decode_all(&mut FrameDecoder::new(true, false), &wire, 99);
+        assert_eq!(result, Err(FrameError::CompressionNotNegotiated));
+        let junk = client_frame(0xc2, &[0xff; 20], KEY);
+        let (_, _, result) = decode_all(&mut FrameDecoder::new(true, true), &junk, 99);
+        assert_eq!(result, Err(FrameError::InvalidCompressedData));
+    }
+
+    #[test]
+    fn a_compression_bomb_comes_out_in_budgets() {
+        use crate::websocket::compress::Deflater;
+        let bomb = Deflater::new().deflate([&vec![b'a'; 8 << 20][..]]);
+        let wire = client_frame(0xc2, &bomb, KEY);
+        let mut decoder = FrameDecoder::new(true, true);
+        let mut input = BytesMut::from(&wire[..]);
+        let mut data = BytesMut::new();
+        let mut events = Vec::new();
+        let mut total = 0;
+        let mut calls = 0;
+        loop {
+            let more = decoder.decode(&mut input, &mut data, &mut events).unwrap();
+            assert!(data.len() <= INFLATE_BUDGET + 64 * 1024, "{}", data.len());
+            total += data.len();
+            data.clear();
+            calls += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(total, 8 << 20);
+        assert!(calls >= (8 << 20) / INFLATE_BUDGET);
     }
 
     #[test]

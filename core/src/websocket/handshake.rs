@@ -211,6 +211,8 @@ pub struct UpgradePolicy {
     allowed: Vec<AllowedOrigin>,
     /// Extra response headers (`headers { }`), checked at configuration.
     pub headers: Vec<(String, String)>,
+    /// `compression: true`: accept permessage-deflate when offered.
+    pub compression: bool,
 }
 
 impl UpgradePolicy {
@@ -239,6 +241,7 @@ impl UpgradePolicy {
             same_origin,
             allowed,
             headers,
+            compression: false,
         }
     }
 
@@ -405,6 +408,8 @@ pub struct Upgrade {
     pub no_masking: bool,
     /// A browser (`User-Agent: Mozilla/...`): the reference caps its frames.
     pub browser: bool,
+    /// permessage-deflate: both sides compress, without context takeover.
+    pub compression: bool,
 }
 
 impl Upgrade {
@@ -415,6 +420,12 @@ impl Upgrade {
              Sec-WebSocket-Accept: {}\r\n",
             self.accept_key
         );
+        if self.compression {
+            out.push_str(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_no_context_takeover\r\n",
+            );
+        }
         if self.no_masking {
             out.push_str("Nats-No-Masking: true\r\n");
         }
@@ -457,10 +468,21 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
     let browser = request
         .header("User-Agent")
         .is_some_and(|agent| agent.starts_with("Mozilla/"));
+    // The reference looks for the extension's name only; its parameters
+    // are answered with no context takeover either way.
+    let compression = policy.compression
+        && request
+            .values("Sec-Websocket-Extensions")
+            .flat_map(|value| value.split([',', ';']))
+            .any(|item| {
+                item.trim_matches([' ', '\t'])
+                    .eq_ignore_ascii_case("permessage-deflate")
+            });
     Ok(Upgrade {
         accept_key: accept_key(key),
         no_masking: request.header("Nats-No-Masking") == Some("true"),
         browser,
+        compression,
     })
 }
 
@@ -496,6 +518,25 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-A: 1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn compression_when_both_sides_ask() {
+        let offer = GOOD.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        );
+        let mut policy = UpgradePolicy::default();
+        assert!(!judge(&offer, &policy).unwrap().compression);
+        policy.compression = true;
+        assert!(!judge(GOOD, &policy).unwrap().compression);
+        let upgrade = judge(&offer, &policy).unwrap();
+        assert!(upgrade.compression);
+        let response = String::from_utf8(upgrade.response(&policy)).unwrap();
+        assert!(response.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n"
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! needs it: INFO's host and port, `/varz`'s `websocket` section, and the
 //! upgrade policy.
 
+pub mod compress;
 pub mod frame;
 pub mod handshake;
 
@@ -41,17 +42,21 @@ pub struct WebSocketConfig {
     /// `handshake_timeout` (zero: not set).
     pub handshake_timeout: Duration,
     pub headers: Vec<(String, String)>,
+    /// `compression: true`: permessage-deflate for clients that ask.
+    pub compression: bool,
 }
 
 impl WebSocketConfig {
     /// The upgrade checks this configuration asks for.
     pub fn policy(&self) -> handshake::UpgradePolicy {
-        handshake::UpgradePolicy::new(
+        let mut policy = handshake::UpgradePolicy::new(
             self.tls,
             self.same_origin,
             &self.allowed_origins,
             self.headers.clone(),
-        )
+        );
+        policy.compression = self.compression;
+        policy
     }
 
     /// `ws` or `wss`.

@@ -12,8 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rnats_core::runtime::{CloseReason, ConnId, ListenerKind};
+use rnats_core::server::OutboundBatch;
+use rnats_core::websocket::compress::{Deflater, COMPRESS_THRESHOLD};
 use rnats_core::websocket::frame::{self, ControlEvent, FrameDecoder, Opcode};
 use rnats_core::websocket::handshake::{self, Refusal, UpgradePolicy, MAX_REQUEST_BYTES};
 use rnats_core::websocket::{close_frame_for, WebSocketConfig};
@@ -52,6 +54,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 #[derive(Default)]
 pub(super) struct WsOut {
     frames: Mutex<WsFrames>,
+    /// With permessage-deflate: compresses each batch over the threshold.
+    /// Only the connection's writer uses it.
+    deflater: Option<Mutex<Deflater>>,
 }
 
 #[derive(Default)]
@@ -72,13 +77,50 @@ impl WsOut {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queued pongs followed by the binary frame header of a `len`-byte batch.
-    pub(super) fn frame_prefix(&self, len: usize) -> Bytes {
+    fn new(compression: bool) -> Self {
+        WsOut {
+            frames: Mutex::default(),
+            deflater: compression.then(|| Mutex::new(Deflater::new())),
+        }
+    }
+
+    /// What goes before `batch`: queued pongs and the binary frame header.
+    /// With compression (and a batch over the threshold, as the reference
+    /// decides) the whole compressed frame is returned instead and `batch`
+    /// is consumed, so the writer sends only what this returns.
+    pub(super) fn frame(&self, batch: &mut OutboundBatch) -> Bytes {
+        let len = batch.len();
+        let compressed = match &self.deflater {
+            Some(deflater) if len > COMPRESS_THRESHOLD => {
+                let mut deflater = deflater
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut pieces = Vec::new();
+                while batch.has_remaining() {
+                    let chunk = batch.chunk();
+                    pieces.push(Bytes::copy_from_slice(chunk));
+                    let n = chunk.len();
+                    batch.advance(n);
+                }
+                Some(deflater.deflate(pieces.iter().map(|piece| &piece[..])))
+            }
+            _ => None,
+        };
         let mut frames = self.lock();
-        let (header, used) = frame::frame_header(Opcode::Binary, true, len);
-        let mut prefix = std::mem::take(&mut frames.control);
-        prefix.extend_from_slice(&header[..used]);
-        Bytes::from(prefix)
+        let mut out = std::mem::take(&mut frames.control);
+        match compressed {
+            Some(payload) => {
+                let (mut header, used) = frame::frame_header(Opcode::Binary, true, payload.len());
+                header[0] |= frame::RSV1_BIT;
+                out.extend_from_slice(&header[..used]);
+                out.extend_from_slice(&payload);
+            }
+            None => {
+                let (header, used) = frame::frame_header(Opcode::Binary, true, len);
+                out.extend_from_slice(&header[..used]);
+            }
+        }
+        Bytes::from(out)
     }
 
     /// Queued pongs, if any.
@@ -168,13 +210,14 @@ impl Runner {
         let Ok(Some((stream, upgrade, names))) = opened else {
             return;
         };
-        let (conn, io) = self.open_from(peer, ListenerKind::WebSocket, Some(WsOut::default()));
+        let ws = WsOut::new(upgrade.compression);
+        let (conn, io) = self.open_from(peer, ListenerKind::WebSocket, Some(ws));
         if let Some(names) = names {
             let mut state = self.lock();
             state.server.set_peer_certificate_names(conn, names);
         }
         let (reader, writer) = tokio::io::split(stream);
-        let decoder = FrameDecoder::new(!upgrade.no_masking);
+        let decoder = FrameDecoder::new(!upgrade.no_masking, upgrade.compression);
         tokio::spawn(
             self.clone()
                 .ws_read_loop(conn, Box::new(reader), io.clone(), decoder),
@@ -211,39 +254,46 @@ impl Runner {
                 self.finish_step(state);
                 return;
             }
-            let decoded = decoder.decode(&mut raw, &mut buf, &mut events);
-            let mut pong = false;
-            for event in events.drain(..) {
-                match event {
-                    ControlEvent::Ping(payload) => {
-                        ws.push_pong(&payload);
-                        pong = true;
+            // A compressed message may inflate to more than one step's
+            // budget: the machine reads each piece before the next.
+            loop {
+                let decoded = decoder.decode(&mut raw, &mut buf, &mut events);
+                let mut pong = false;
+                for event in events.drain(..) {
+                    match event {
+                        ControlEvent::Ping(payload) => {
+                            ws.push_pong(&payload);
+                            pong = true;
+                        }
+                        ControlEvent::Close(payload) => ws.set_close(&payload),
                     }
-                    ControlEvent::Close(payload) => ws.set_close(&payload),
                 }
-            }
-            if let Err(error) = &decoded {
-                // Status 1002 and the violation, as the reference queues it
-                // (it may close before that frame leaves; rnats sends it).
-                ws.set_close(&error.close_payload());
-            }
-            let mut state = self.lock();
-            if !buf.is_empty() {
-                state.server.handle_read(self.clock.now(), conn, &mut buf);
-            }
-            match &decoded {
-                Err(error) => state.server.handle_websocket_error(conn, error),
-                Ok(()) if decoder.is_closed() => state
-                    .server
-                    .close_connection(conn, CloseReason::ClientClosed),
-                Ok(()) => {}
-            }
-            self.finish_step(state);
-            if pong {
-                io.wake.notify_one();
-            }
-            if io.closing.load(Ordering::Acquire) || decoded.is_err() || decoder.is_closed() {
-                return;
+                if let Err(error) = &decoded {
+                    // Status 1002 and the violation, as the reference queues it
+                    // (it may close before that frame leaves; rnats sends it).
+                    ws.set_close(&error.close_payload());
+                }
+                let mut state = self.lock();
+                if !buf.is_empty() {
+                    state.server.handle_read(self.clock.now(), conn, &mut buf);
+                }
+                match &decoded {
+                    Err(error) => state.server.handle_websocket_error(conn, error),
+                    Ok(_) if decoder.is_closed() => state
+                        .server
+                        .close_connection(conn, CloseReason::ClientClosed),
+                    Ok(_) => {}
+                }
+                self.finish_step(state);
+                if pong {
+                    io.wake.notify_one();
+                }
+                if io.closing.load(Ordering::Acquire) || decoded.is_err() || decoder.is_closed() {
+                    return;
+                }
+                if decoded != Ok(true) {
+                    break;
+                }
             }
         }
     }
