@@ -751,3 +751,171 @@ async fn compression_both_ways_like_the_reference() {
         assert_eq!(ours, theirs, "the 101 responses");
     }
 }
+
+/// Upgrades with `extra` request headers, sends `connect` then PING, and
+/// returns the INFO frame's text and what came back after it (frames).
+async fn log_in_over_ws(port: u16, extra: &str, connect: &str) -> (String, Vec<Frame>, TcpStream) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = if extra.is_empty() {
+        UPGRADE.to_string()
+    } else {
+        UPGRADE.replace("\r\n\r\n", &format!("\r\n{extra}\r\n\r\n"))
+    };
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (head, mut rest) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    while frames(&rest).is_none_or(|f| f.is_empty()) {
+        let mut chunk = [0u8; 4096];
+        let n = within("INFO", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0);
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let info = String::from_utf8(frames(&rest).unwrap()[0].1.clone()).unwrap();
+    stream
+        .write_all(&frame(0x82, format!("{connect}\r\nPING\r\n").as_bytes()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        got.extend_from_slice(&chunk[..n]);
+        let done = frames(&got).is_some_and(|f| {
+            f.iter()
+                .any(|(_, p)| p.ends_with(b"PONG\r\n") || p.starts_with(b"-ERR"))
+        });
+        if n == 0 || done {
+            break;
+        }
+    }
+    (info, frames(&got).unwrap_or_default(), stream)
+}
+
+/// The `authorized_user` of every open websocket connection, by name.
+fn websocket_users(http_port: u16) -> Vec<(String, String)> {
+    let connz = rnats_tests::http_json(http_port, "/connz?auth=true");
+    let mut users: Vec<(String, String)> = connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "websocket")
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_string(),
+                c["authorized_user"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    users.sort();
+    users
+}
+
+#[tokio::test]
+async fn websocket_auth_overrides_and_cookies_like_the_reference() {
+    let path = config(
+        "ws-auth",
+        "authorization { users: [ {user: alice, password: pa}, {user: bob, password: pb} ] }\n\
+         websocket { listen: \"127.0.0.1:-1\", no_tls: true, no_auth_user: bob, \
+         user_cookie: nu, pass_cookie: np }\n",
+    );
+    let mut servers = vec![ServerProcess::start(&["-c", &path, "-m", "-1"])];
+    match rnats_tests::reference_server() {
+        Some(reference) => servers.push(ServerProcess::start_binary(
+            reference,
+            &["-c", &path, "-m", "-1"],
+        )),
+        None => eprintln!("NOTICE: nats-server not found, checking rnats alone"),
+    }
+    let mut outcomes = Vec::new();
+    for server in &servers {
+        let port = ws_port(server);
+        // No credentials: the websocket block's no_auth_user.
+        let (info, anonymous, _a) =
+            log_in_over_ws(port, "", r#"CONNECT {"verbose":false,"name":"anon"}"#).await;
+        assert!(info.contains("\"auth_required\":true"), "{info}");
+        // Cookies stand in for the missing user and password.
+        let (_, cookie, _b) = log_in_over_ws(
+            port,
+            "Cookie: nu=alice; np=pa",
+            r#"CONNECT {"verbose":false,"name":"cookie"}"#,
+        )
+        .await;
+        // CONNECT's own credentials win over the cookies.
+        let (_, explicit, _c) = log_in_over_ws(
+            port,
+            "Cookie: nu=alice; np=wrong",
+            r#"CONNECT {"verbose":false,"name":"explicit","user":"bob","pass":"pb"}"#,
+        )
+        .await;
+        let (_, refused, _d) = log_in_over_ws(
+            port,
+            "Cookie: nu=alice; np=wrong",
+            r#"CONNECT {"verbose":false,"name":"refused"}"#,
+        )
+        .await;
+        let users = websocket_users(server.http_port());
+        outcomes.push((anonymous, cookie, explicit, refused.clone(), users.clone()));
+        assert_eq!(
+            users,
+            vec![
+                ("anon".to_string(), "bob".to_string()),
+                ("cookie".to_string(), "alice".to_string()),
+                ("explicit".to_string(), "bob".to_string()),
+            ]
+        );
+        assert_eq!(
+            refused.first(),
+            Some(&(0x82, b"-ERR 'Authorization Violation'\r\n".to_vec()))
+        );
+        // The client port keeps the top-level rules: no anonymous users.
+        let mut raw = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        raw.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_end(&mut raw).await;
+        assert!(
+            String::from_utf8_lossy(&answer).contains("-ERR 'Authorization Violation'"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    if let [ours, theirs] = &outcomes[..] {
+        assert_eq!(ours, theirs);
+    }
+}
+
+#[test]
+fn websocket_auth_checks_at_start_like_the_reference() {
+    let cases = [
+        (
+            "ws-jwt",
+            "websocket { listen: \"127.0.0.1:-1\", no_tls: true, jwt_cookie: jwt }\n",
+            "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"jwt\"",
+        ),
+        (
+            "ws-user-and-users",
+            "authorization { users: [ {user: a, password: b} ] }\n\
+             websocket { listen: \"127.0.0.1:-1\", no_tls: true, authorization { user: x, password: y } }\n",
+            "websocket authentication username not compatible with presence of users/nkeys",
+        ),
+    ];
+    for (name, text, message) in cases {
+        let path = config(name, text);
+        let mut binaries = vec![rnats_tests::rnats_server_binary().clone()];
+        binaries.extend(rnats_tests::reference_server());
+        for binary in binaries {
+            let out = std::process::Command::new(&binary)
+                .args(["-c", &path, "-p", "-1"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{}: {stderr}", binary.display());
+            assert!(stderr.contains(message), "{}: {stderr}", binary.display());
+        }
+    }
+}

@@ -893,7 +893,7 @@ mod tests {
             "resolver: MEMORY",
             "resolver_preload { A: b }",
             "jetstream { key: s3cr3t }",
-            "websocket { port: 8080, no_tls: true, jwt_cookie: jwt }",
+            "websocket { port: 8080, no_tls: true, ping_interval: \"1m\" }",
             "leafnodes { port: 7422 }",
             "cluster { port: 6222 }",
             "gateway { port: 7222 }",

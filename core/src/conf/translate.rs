@@ -324,7 +324,7 @@ pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>,
     let Some(ws) = &file.websocket else {
         return Ok(None);
     };
-    super::websocket_options::check_websocket(ws)?;
+    super::websocket_options::check_websocket(ws, &file.security)?;
     let port = ws.port.unwrap_or(0);
     if port == 0 {
         return Ok(None);
@@ -365,6 +365,8 @@ pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>,
         handshake_timeout: ws.handshake_timeout.unwrap_or_default(),
         headers: ws.headers.clone(),
         compression: ws.compression,
+        auth: ws.auth.clone(),
+        cookies: ws.cookies.clone(),
     };
     Ok(Some(WebSocketRequest {
         host,

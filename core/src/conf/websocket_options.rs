@@ -23,16 +23,7 @@ use super::ConfError;
 
 /// Keys of the reference's `websocket { }` block rnats does not handle yet:
 /// each refuses start-up by name (unless its value turns it off).
-const UNSUPPORTED_WEBSOCKET_KEYS: &[&str] = &[
-    "no_auth_user",
-    "authorization",
-    "authentication",
-    "jwt_cookie",
-    "user_cookie",
-    "pass_cookie",
-    "token_cookie",
-    "ping_interval",
-];
+const UNSUPPORTED_WEBSOCKET_KEYS: &[&str] = &["ping_interval"];
 
 /// What the file's `websocket { }` block set.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +50,13 @@ pub struct WebSocketOptions {
     /// `compression` (or `compress`): permessage-deflate when the client
     /// asks for it.
     pub compression: bool,
+    /// `authorization { }` (simple: user, password, token, timeout) and
+    /// `no_auth_user`.
+    pub auth: crate::websocket::WebSocketAuth,
+    pub cookies: crate::websocket::CookieNames,
+    /// `jwt_cookie`: needs operator mode, which rnats refuses; kept so the
+    /// start-up check gives the reference's error.
+    pub jwt_cookie: Option<String>,
 }
 
 /// Parses the `websocket { }` block.
@@ -108,6 +106,12 @@ pub fn parse_websocket(
             }
             "headers" => ws.headers = headers(field)?,
             "compression" | "compress" => ws.compression = boolean(field)?,
+            "no_auth_user" => ws.auth.no_auth_user = Some(string(field)?),
+            "authorization" | "authentication" => simple_auth(field, &mut ws.auth)?,
+            "jwt_cookie" => ws.jwt_cookie = Some(string(field)?),
+            "user_cookie" => ws.cookies.user = Some(string(field)?),
+            "pass_cookie" => ws.cookies.pass = Some(string(field)?),
+            "token_cookie" => ws.cookies.token = Some(string(field)?),
             _ if UNSUPPORTED_WEBSOCKET_KEYS.contains(&key.as_str()) => unsupported.push(
                 Unsupported::new(format!("{}.{}", entry.key, field.key), field),
             ),
@@ -116,6 +120,46 @@ pub fn parse_websocket(
         }
     }
     Ok(ws)
+}
+
+/// The block's `authorization { user, password, token, timeout }` (the
+/// reference's simple auth: no users list here).
+fn simple_auth(
+    entry: &MapEntry,
+    auth: &mut crate::websocket::WebSocketAuth,
+) -> Result<(), ConfError> {
+    let fields = entry
+        .value
+        .as_map()
+        .ok_or_else(|| wrong_type(entry, "a map"))?;
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => auth.user = Some(string(field)?),
+            "pass" | "password" => auth.password = Some(string(field)?),
+            "token" => auth.token = Some(string(field)?),
+            "timeout" => {
+                let seconds = match &field.value.kind {
+                    ValueKind::Integer(n) => *n as f64,
+                    ValueKind::Float(f) => *f,
+                    ValueKind::String(text) => super::value::parse_go_duration(text)
+                        .map(|nanos| nanos as f64 / 1e9)
+                        .map_err(|error| invalid(field, &error.to_string()))?,
+                    _ => return Err(wrong_type(field, "a number or a duration")),
+                };
+                if !(seconds.is_finite() && seconds >= 0.0) {
+                    return Err(invalid(field, "timeout out of range"));
+                }
+                auth.timeout = Some(Duration::from_secs_f64(seconds));
+            }
+            _ if field.is_referenced() => {}
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    if (set(&auth.user) || set(&auth.password)) && set(&auth.token) {
+        return Err(invalid(entry, "Cannot have a user/pass and token"));
+    }
+    Ok(())
 }
 
 /// A string, or an array of strings.
@@ -156,14 +200,52 @@ fn headers(field: &MapEntry) -> Result<Vec<(String, String)>, ConfError> {
     Ok(out)
 }
 
-/// The reference's start-up check of the block: a listener (a port that is
-/// not 0) needs TLS unless `no_tls` says otherwise.
-pub fn check_websocket(ws: &WebSocketOptions) -> Result<(), String> {
+/// The reference's start-up checks of the block, in its order: a listener
+/// (a port that is not 0) needs TLS unless `no_tls` says otherwise; its
+/// `no_auth_user` must be a configured user; its user or token cannot go
+/// with users or nkeys; `jwt_cookie` needs trusted operators (which rnats
+/// never has: `operator` and `trusted` refuse start-up).
+pub fn check_websocket(
+    ws: &WebSocketOptions,
+    security: &super::auth_options::SecurityOptions,
+) -> Result<(), String> {
     if ws.port.unwrap_or(0) == 0 {
         return Ok(());
     }
     if ws.tls.is_none() && !ws.no_tls {
         return Err(String::from("websocket requires TLS configuration"));
+    }
+    if let Some(user) = ws.auth.no_auth_user.as_deref().filter(|u| !u.is_empty()) {
+        if security.users.is_empty() && security.nkeys.is_empty() {
+            return Err(format!(
+                "no_auth_user: \"{user}\" present, but users/nkeys are not defined"
+            ));
+        }
+        if !security.users.iter().any(|u| u.username == user)
+            && !security.nkeys.iter().any(|n| n.nkey == user)
+        {
+            return Err(format!(
+                "no_auth_user: \"{user}\" not present as user or nkey in authorization block or account configuration"
+            ));
+        }
+    }
+    if !security.users.is_empty() || !security.nkeys.is_empty() {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if set(&ws.auth.user) {
+            return Err(String::from(
+                "websocket authentication username not compatible with presence of users/nkeys",
+            ));
+        }
+        if set(&ws.auth.token) {
+            return Err(String::from(
+                "websocket authentication token not compatible with presence of users/nkeys",
+            ));
+        }
+    }
+    if let Some(cookie) = ws.jwt_cookie.as_deref().filter(|c| !c.is_empty()) {
+        return Err(format!(
+            "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
+        ));
     }
     if let Some(tls) = &ws.tls {
         if tls.cert_file.is_none() {
@@ -219,31 +301,58 @@ mod tests {
         assert_eq!(ws.handshake_timeout, Some(Duration::from_secs(3)));
         assert_eq!(ws.headers, vec![("X-Custom".into(), "yes".into())]);
         assert!(ws.compression);
-        assert_eq!(check_websocket(&ws), Ok(()));
+        assert_eq!(check_websocket(&ws, &Default::default()), Ok(()));
     }
 
     #[test]
     fn tls_is_required_unless_no_tls() {
         let (ws, _) = load("websocket { port: 8080 }").unwrap();
         assert_eq!(
-            check_websocket(&ws).unwrap_err(),
+            check_websocket(&ws, &Default::default()).unwrap_err(),
             "websocket requires TLS configuration"
         );
         // No port: no listener, nothing to check (as the reference).
         let (ws, _) = load("websocket { host: 127.0.0.1 }").unwrap();
-        assert_eq!(check_websocket(&ws), Ok(()));
+        assert_eq!(check_websocket(&ws, &Default::default()), Ok(()));
+    }
+
+    #[test]
+    fn auth_keys_are_read_and_checked() {
+        let text = r#"websocket {
+                port: 1, no_tls: true
+                authorization { user: wsu, password: wsp, timeout: 3 }
+                user_cookie: u, pass_cookie: p, token_cookie: t
+            }"#;
+        let (ws, unsupported) = load(text).unwrap();
+        assert!(unsupported.is_empty());
+        assert_eq!(ws.auth.user.as_deref(), Some("wsu"));
+        assert_eq!(ws.auth.timeout, Some(Duration::from_secs(3)));
+        assert!(ws.auth.overrides());
+        assert_eq!(ws.cookies.token.as_deref(), Some("t"));
+        let (options, _) = load_options(
+            "ws.conf",
+            &format!("{text}\nauthorization {{ users: [ {{user: a, password: b}} ] }}"),
+            &NoFiles,
+        )
+        .unwrap();
+        assert_eq!(
+            check_websocket(options.websocket.as_ref().unwrap(), &options.security).unwrap_err(),
+            "websocket authentication username not compatible with presence of users/nkeys"
+        );
+        let (ws, _) = load("websocket { port: 1, no_tls: true, no_auth_user: nobody }").unwrap();
+        assert!(check_websocket(&ws, &Default::default())
+            .unwrap_err()
+            .contains("users/nkeys are not defined"));
+        let (ws, _) = load("websocket { port: 1, no_tls: true, jwt_cookie: jwt }").unwrap();
+        assert!(check_websocket(&ws, &Default::default())
+            .unwrap_err()
+            .starts_with("trusted operators or trusted keys configuration is required"));
     }
 
     #[test]
     fn unhandled_keys_refuse_start_by_name() {
         for (text, key) in [
-            ("no_auth_user: a", "websocket.no_auth_user"),
-            (
-                "authorization { user: a, pass: b }",
-                "websocket.authorization",
-            ),
-            ("jwt_cookie: j", "websocket.jwt_cookie"),
-            ("token_cookie: t", "websocket.token_cookie"),
+            ("ping_interval: \"1s\"", "websocket.ping_interval"),
             (
                 "tls { cert_file: c, key_file: k, pinned_certs: [] }",
                 "websocket.tls.pinned_certs",
@@ -258,9 +367,6 @@ mod tests {
             assert_eq!(refused.0.len(), 1, "{text}");
             assert_eq!(refused.0[0].key, key);
         }
-        // Turned off: nothing to refuse.
-        let (_, unsupported) = load("websocket { port: 1, jwt_cookie: false }").unwrap();
-        assert!(refuse_unsupported(unsupported).unwrap().len() == 1);
     }
 
     #[test]

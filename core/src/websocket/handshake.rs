@@ -63,6 +63,23 @@ impl Request {
             .any(|item| item.trim_matches([' ', '\t']).eq_ignore_ascii_case(token))
     }
 
+    /// The value of cookie `name` (Go's `Request.Cookie`: the first match
+    /// over every `Cookie` header, quotes around the value removed).
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.values("Cookie")
+            .flat_map(|header| header.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| {
+                let value = value.trim();
+                value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value)
+                    .to_string()
+            })
+    }
+
     /// The request's host: the `Host` header (empty when missing).
     pub fn host(&self) -> &str {
         self.header("Host").unwrap_or("")
@@ -213,6 +230,8 @@ pub struct UpgradePolicy {
     pub headers: Vec<(String, String)>,
     /// `compression: true`: accept permessage-deflate when offered.
     pub compression: bool,
+    /// Cookies whose values stand in for missing CONNECT credentials.
+    pub cookies: super::CookieNames,
 }
 
 impl UpgradePolicy {
@@ -242,6 +261,7 @@ impl UpgradePolicy {
             allowed,
             headers,
             compression: false,
+            cookies: super::CookieNames::default(),
         }
     }
 
@@ -410,6 +430,8 @@ pub struct Upgrade {
     pub browser: bool,
     /// permessage-deflate: both sides compress, without context takeover.
     pub compression: bool,
+    /// Credentials from the configured cookies.
+    pub cookies: super::CookieCredentials,
 }
 
 impl Upgrade {
@@ -478,11 +500,22 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
                 item.trim_matches([' ', '\t'])
                     .eq_ignore_ascii_case("permessage-deflate")
             });
+    let cookie = |name: &Option<String>| {
+        name.as_deref()
+            .filter(|name| !name.is_empty())
+            .and_then(|name| request.cookie(name))
+    };
+    let cookies = super::CookieCredentials {
+        user: cookie(&policy.cookies.user),
+        pass: cookie(&policy.cookies.pass),
+        token: cookie(&policy.cookies.token),
+    };
     Ok(Upgrade {
         accept_key: accept_key(key),
         no_masking: request.header("Nats-No-Masking") == Some("true"),
         browser,
         compression,
+        cookies,
     })
 }
 
@@ -518,6 +551,22 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-A: 1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn cookies_carry_credentials() {
+        let mut policy = UpgradePolicy::default();
+        policy.cookies.user = Some("nats_user".into());
+        policy.cookies.token = Some("nats_token".into());
+        let request = GOOD.replace(
+            "\r\n\r\n",
+            "\r\nCookie: other=1; nats_user=alice\r\nCookie: nats_token=\"s3cret\"\r\n\r\n",
+        );
+        let upgrade = judge(&request, &policy).unwrap();
+        assert_eq!(upgrade.cookies.user.as_deref(), Some("alice"));
+        assert_eq!(upgrade.cookies.token.as_deref(), Some("s3cret"));
+        assert_eq!(upgrade.cookies.pass, None);
+        assert!(judge(GOOD, &policy).unwrap().cookies.is_empty());
     }
 
     #[test]

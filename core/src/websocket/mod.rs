@@ -20,6 +20,7 @@ pub mod handshake;
 
 use std::time::Duration;
 
+use crate::auth::AuthConfig;
 use crate::runtime::CloseReason;
 
 /// The reference's default host for the websocket listener.
@@ -44,6 +45,86 @@ pub struct WebSocketConfig {
     pub headers: Vec<(String, String)>,
     /// `compression: true`: permessage-deflate for clients that ask.
     pub compression: bool,
+    /// `authorization { user, password, token, timeout }` and
+    /// `no_auth_user` of the block.
+    pub auth: WebSocketAuth,
+    /// Cookie names whose values stand in for CONNECT's missing
+    /// credentials (`user_cookie`, `pass_cookie`, `token_cookie`).
+    pub cookies: CookieNames,
+}
+
+/// The websocket block's own credentials. As in the reference, setting a
+/// user, a token or `no_auth_user` overrides the top-level single user,
+/// token and `no_auth_user` for websocket clients; the users and nkeys
+/// lists stay the top-level ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSocketAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub no_auth_user: Option<String>,
+    /// The block's `authorization { timeout }`.
+    pub timeout: Option<Duration>,
+}
+
+impl WebSocketAuth {
+    /// The reference's `authOverride`.
+    pub fn overrides(&self) -> bool {
+        let set = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+        set(&self.user) || set(&self.token) || set(&self.no_auth_user)
+    }
+
+    /// The authentication websocket clients get when [`Self::overrides`].
+    pub fn auth_config(&self, global: &AuthConfig) -> AuthConfig {
+        let mut auth = match (&self.token, &self.user) {
+            (Some(token), _) if !token.is_empty() => AuthConfig::token(token.clone()),
+            (_, Some(user)) if !user.is_empty() => {
+                AuthConfig::single_user(user.clone(), self.password.clone().unwrap_or_default())
+            }
+            _ => AuthConfig::default(),
+        };
+        auth.users = global.users.clone();
+        auth.nkeys = global.nkeys.clone();
+        auth.default_permissions = global.default_permissions.clone();
+        auth.no_auth_user = self.no_auth_user.clone().filter(|u| !u.is_empty());
+        auth
+    }
+}
+
+/// `user_cookie`, `pass_cookie`, `token_cookie`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CookieNames {
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Credentials a websocket client's upgrade request carried in cookies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CookieCredentials {
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
+}
+
+impl CookieCredentials {
+    /// Fills what a CONNECT left out, as the reference does.
+    pub fn fill(&self, options: &mut crate::protocol::ConnectOptions) {
+        let empty = |value: &Option<String>| value.as_deref().is_none_or(str::is_empty);
+        if empty(&options.user) && self.user.is_some() {
+            options.user = self.user.clone();
+        }
+        if empty(&options.pass) && self.pass.is_some() {
+            options.pass = self.pass.clone();
+        }
+        if empty(&options.auth_token) && self.token.is_some() {
+            options.auth_token = self.token.clone();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.pass.is_none() && self.token.is_none()
+    }
 }
 
 impl WebSocketConfig {
@@ -56,6 +137,7 @@ impl WebSocketConfig {
             self.headers.clone(),
         );
         policy.compression = self.compression;
+        policy.cookies = self.cookies.clone();
         policy
     }
 

@@ -212,9 +212,16 @@ impl Runner {
         };
         let ws = WsOut::new(upgrade.compression);
         let (conn, io) = self.open_from(peer, ListenerKind::WebSocket, Some(ws));
-        if let Some(names) = names {
+        if names.is_some() || !upgrade.cookies.is_empty() {
             let mut state = self.lock();
-            state.server.set_peer_certificate_names(conn, names);
+            if let Some(names) = names {
+                state.server.set_peer_certificate_names(conn, names);
+            }
+            if !upgrade.cookies.is_empty() {
+                state
+                    .server
+                    .set_websocket_cookies(conn, upgrade.cookies.clone());
+            }
         }
         let (reader, writer) = tokio::io::split(stream);
         let decoder = FrameDecoder::new(!upgrade.no_masking, upgrade.compression);
