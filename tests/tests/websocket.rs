@@ -919,3 +919,34 @@ fn websocket_auth_checks_at_start_like_the_reference() {
         }
     }
 }
+
+#[tokio::test]
+async fn browsers_get_frames_of_at_most_4_kib_like_the_reference() {
+    let (server, reference) = both(
+        "browser",
+        "websocket { listen: \"127.0.0.1:-1\", no_tls: true }\n",
+    );
+    let mut ports = vec![ws_port(&server)];
+    ports.extend(reference.as_ref().map(ws_port));
+    let payload = "b".repeat(10_000);
+    let expected = format!("MSG big 1 {}\r\n{payload}\r\nPONG\r\n", payload.len()).into_bytes();
+    for port in ports {
+        let connect = format!(
+            "CONNECT {{\"verbose\":false}}\r\nSUB big 1\r\nPUB big {}\r\n{payload}",
+            payload.len()
+        );
+        let (_, frames, _stream) = log_in_over_ws(
+            port,
+            "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
+            &connect,
+        )
+        .await;
+        assert!(frames.len() >= 3, "port {port}: {} frames", frames.len());
+        for (b0, data) in &frames {
+            assert_eq!(*b0, 0x82, "port {port}: whole binary messages");
+            assert!(data.len() <= 4096, "port {port}: a frame of {}", data.len());
+        }
+        let (data, _) = frame_data(&frames);
+        assert_eq!(data, expected, "port {port}");
+    }
+}

@@ -30,6 +30,9 @@ pub const INFLATE_BUDGET: usize = 256 * 1024;
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
 pub const MAX_HEADER: usize = 14;
+/// The reference sends browsers frames of at most this many payload bytes
+/// ("browsers behave better with limited frame size").
+pub const BROWSER_FRAME_SIZE: usize = 4096;
 
 const FINAL_BIT: u8 = 0x80;
 /// Marks a compressed message's first frame (RFC 7692).
@@ -449,6 +452,34 @@ pub fn frame_header(opcode: Opcode, final_frame: bool, len: usize) -> ([u8; 10],
     (header, used)
 }
 
+/// Server frames carrying `payload` in pieces of at most `size` bytes,
+/// appended to `out`. `compressed`: the pieces are fragments of one
+/// compressed message (RSV1 on the first, continuations after, FIN on the
+/// last); otherwise each piece is a whole binary message, as the reference
+/// frames them for browsers.
+pub fn frames_capped(payload: &[u8], size: usize, compressed: bool, out: &mut Vec<u8>) {
+    assert!(size > 0);
+    let count = payload.len().div_ceil(size).max(1);
+    out.reserve(payload.len() + count * 4);
+    let mut pieces = payload.chunks(size).peekable();
+    let mut first = true;
+    while let Some(piece) = pieces.next() {
+        let last = pieces.peek().is_none();
+        let (opcode, final_frame) = match (compressed, first) {
+            (false, _) => (Opcode::Binary, true),
+            (true, true) => (Opcode::Binary, last),
+            (true, false) => (Opcode::Continuation, last),
+        };
+        let (mut header, used) = frame_header(opcode, final_frame, piece.len());
+        if compressed && first {
+            header[0] |= RSV1_BIT;
+        }
+        out.extend_from_slice(&header[..used]);
+        out.extend_from_slice(piece);
+        first = false;
+    }
+}
+
 /// A whole control frame from the server.
 pub fn control_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
     assert!(
@@ -679,6 +710,23 @@ mod tests {
         }
         assert_eq!(total, 8 << 20);
         assert!(calls >= (8 << 20) / INFLATE_BUDGET);
+    }
+
+    #[test]
+    fn browser_frames_are_capped() {
+        let payload = vec![7u8; 10_000];
+        let mut plain = Vec::new();
+        frames_capped(&payload, BROWSER_FRAME_SIZE, false, &mut plain);
+        let mut decoder = FrameDecoder::new(false, false);
+        let (data, _, result) = decode_all(&mut decoder, &plain, 999);
+        assert_eq!((data, result), (payload.clone(), Ok(())));
+        assert_eq!(plain[0], 0x82);
+        assert_eq!(plain[4 + 4096], 0x82, "each piece a whole message");
+        let mut fragmented = Vec::new();
+        frames_capped(&payload, BROWSER_FRAME_SIZE, true, &mut fragmented);
+        assert_eq!(fragmented[0], 0x42, "RSV1, binary, not final");
+        assert_eq!(fragmented[4 + 4096], 0x00, "a continuation");
+        assert_eq!(fragmented[2 * (4 + 4096)], 0x80, "the final continuation");
     }
 
     #[test]

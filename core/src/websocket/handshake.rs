@@ -426,8 +426,12 @@ pub struct Upgrade {
     pub accept_key: String,
     /// The client asked (`Nats-No-Masking: true`) to send unmasked frames.
     pub no_masking: bool,
-    /// A browser (`User-Agent: Mozilla/...`): the reference caps its frames.
+    /// A browser (`User-Agent: Mozilla/...`): the reference caps its frames
+    /// at [`super::frame::BROWSER_FRAME_SIZE`].
     pub browser: bool,
+    /// Safari (its agent names `Version/` and `Safari/`): compressed
+    /// messages are sent whole, as the reference does for it.
+    pub safari: bool,
     /// permessage-deflate: both sides compress, without context takeover.
     pub compression: bool,
     /// Credentials from the configured cookies.
@@ -487,9 +491,9 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
     policy
         .check_origin(request)
         .map_err(Refusal::OriginNotAllowed)?;
-    let browser = request
-        .header("User-Agent")
-        .is_some_and(|agent| agent.starts_with("Mozilla/"));
+    let agent = request.header("User-Agent").unwrap_or("");
+    let browser = agent.starts_with("Mozilla/");
+    let safari = browser && agent.contains("Version/") && agent.contains("Safari/");
     // The reference looks for the extension's name only; its parameters
     // are answered with no context takeover either way.
     let compression = policy.compression
@@ -514,6 +518,7 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         accept_key: accept_key(key),
         no_masking: request.header("Nats-No-Masking") == Some("true"),
         browser,
+        safari,
         compression,
         cookies,
     })

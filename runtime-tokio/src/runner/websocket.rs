@@ -57,6 +57,11 @@ pub(super) struct WsOut {
     /// With permessage-deflate: compresses each batch over the threshold.
     /// Only the connection's writer uses it.
     deflater: Option<Mutex<Deflater>>,
+    /// A browser: frames capped at `BROWSER_FRAME_SIZE`, as the reference
+    /// sends them (`whole_compressed`: Safari, whose compressed messages go
+    /// unfragmented).
+    browser: bool,
+    whole_compressed: bool,
 }
 
 #[derive(Default)]
@@ -77,11 +82,25 @@ impl WsOut {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn new(compression: bool) -> Self {
+    fn new(upgrade: &handshake::Upgrade) -> Self {
         WsOut {
             frames: Mutex::default(),
-            deflater: compression.then(|| Mutex::new(Deflater::new())),
+            deflater: upgrade.compression.then(|| Mutex::new(Deflater::new())),
+            browser: upgrade.browser,
+            whole_compressed: upgrade.safari,
         }
+    }
+
+    /// The batch's bytes, copied out (the batch is consumed).
+    fn drain(batch: &mut OutboundBatch) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(batch.len());
+        while batch.has_remaining() {
+            let chunk = batch.chunk();
+            bytes.extend_from_slice(chunk);
+            let n = chunk.len();
+            batch.advance(n);
+        }
+        bytes
     }
 
     /// What goes before `batch`: queued pongs and the binary frame header.
@@ -92,28 +111,35 @@ impl WsOut {
         let len = batch.len();
         let compressed = match &self.deflater {
             Some(deflater) if len > COMPRESS_THRESHOLD => {
+                let bytes = Self::drain(batch);
                 let mut deflater = deflater
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let mut pieces = Vec::new();
-                while batch.has_remaining() {
-                    let chunk = batch.chunk();
-                    pieces.push(Bytes::copy_from_slice(chunk));
-                    let n = chunk.len();
-                    batch.advance(n);
-                }
-                Some(deflater.deflate(pieces.iter().map(|piece| &piece[..])))
+                Some(deflater.deflate([&bytes[..]]))
             }
             _ => None,
         };
+        let cap = if self.browser {
+            frame::BROWSER_FRAME_SIZE
+        } else {
+            usize::MAX
+        };
         let mut frames = self.lock();
         let mut out = std::mem::take(&mut frames.control);
+        drop(frames);
         match compressed {
             Some(payload) => {
-                let (mut header, used) = frame::frame_header(Opcode::Binary, true, payload.len());
-                header[0] |= frame::RSV1_BIT;
-                out.extend_from_slice(&header[..used]);
-                out.extend_from_slice(&payload);
+                let cap = if self.whole_compressed {
+                    usize::MAX
+                } else {
+                    cap
+                };
+                frame::frames_capped(&payload, cap, true, &mut out);
+            }
+            None if len > cap => {
+                // Browser frames: the batch is copied out between headers.
+                let bytes = Self::drain(batch);
+                frame::frames_capped(&bytes, cap, false, &mut out);
             }
             None => {
                 let (header, used) = frame::frame_header(Opcode::Binary, true, len);
@@ -210,7 +236,7 @@ impl Runner {
         let Ok(Some((stream, upgrade, names))) = opened else {
             return;
         };
-        let ws = WsOut::new(upgrade.compression);
+        let ws = WsOut::new(&upgrade);
         let (conn, io) = self.open_from(peer, ListenerKind::WebSocket, Some(ws));
         if names.is_some() || !upgrade.cookies.is_empty() {
             let mut state = self.lock();
