@@ -950,3 +950,32 @@ async fn browsers_get_frames_of_at_most_4_kib_like_the_reference() {
         assert_eq!(data, expected, "port {port}");
     }
 }
+
+#[tokio::test]
+async fn info_names_the_websocket_listener_like_the_reference() {
+    let (server, reference) = both(
+        "info",
+        "websocket { listen: \"127.0.0.1:-1\", no_tls: true }\n\
+         authorization { user: a, password: b }\n",
+    );
+    let mut key_sets = Vec::new();
+    for server in std::iter::once(&server).chain(reference.as_ref()) {
+        let port = ws_port(server);
+        let (info, _, _stream) = log_in_over_ws(port, "", "CONNECT {}").await;
+        let json: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        assert_eq!(json["host"], "127.0.0.1", "{info}");
+        assert_eq!(
+            json["port"], port,
+            "the websocket port, not the client port"
+        );
+        assert_eq!(json["auth_required"], true);
+        assert!(json.get("tls_required").is_none(), "{info}");
+        let mut keys: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        key_sets.push(keys);
+    }
+    if let [ours, theirs] = &key_sets[..] {
+        assert_eq!(ours, theirs);
+    }
+}
