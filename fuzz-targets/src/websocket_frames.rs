@@ -4,7 +4,9 @@
 //! negotiated; the rest seeds the piece sizes), then the client's bytes.
 //!
 //! Checked: no panic; the bytes decoded whole and in pieces give the same
-//! NATS stream, the same control events and the same error; between calls
+//! NATS stream, the same control events and the same error (with
+//! compression, streams of which one is a prefix of the other: an inflater
+//! may hold back a few decoded bytes until more input comes); between calls
 //! the decoder keeps at most one header and a control payload
 //! (`MAX_HEADER + MAX_CONTROL_PAYLOAD` bytes); one call inflates at most
 //! its budget; without compression the NATS stream is never longer than the
@@ -74,7 +76,19 @@ pub fn run(data: &[u8]) {
         seed ^= seed << 5;
         (seed % 16 + 1) as usize
     });
-    assert_eq!(whole, pieces);
+    if compression {
+        // The inflater may hold back the last few bytes it decoded until
+        // more input (or the message's end) arrives, and on corrupt data
+        // how much it emits before noticing depends on how much input it
+        // had at once: the outputs agree as far as the shorter goes. (Whole
+        // messages split anywhere inflate identically: the unit tests.)
+        let shorter = whole.0.len().min(pieces.0.len());
+        assert_eq!(whole.0[..shorter], pieces.0[..shorter]);
+        assert_eq!(whole.1, pieces.1);
+        assert_eq!(whole.2, pieces.2);
+    } else {
+        assert_eq!(whole, pieces);
+    }
     let (stream, events, _) = whole;
     if !compression {
         assert!(stream.len() <= bytes.len());
