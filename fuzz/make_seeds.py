@@ -223,10 +223,80 @@ def small_targets():
     for name, data in confs.items():
         write("conf", name, data)
 
+    confs_ws = {
+        "websocket": b'websocket { listen: "127.0.0.1:-1", no_tls: true, same_origin: true, allowed_origins: ["http://a"], handshake_timeout: "2s", headers { X-A: b }, compression: false }\n',
+    }
+    for name, data in confs_ws.items():
+        write("conf", name, data)
+
+
+def mask(payload, key=b"\x11\x7e\xa5\x03"):
+    return key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_frame(b0, payload, masked=True):
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n <= 125:
+        head = bytes([b0, bit | n])
+    elif n < 65536:
+        head = bytes([b0, bit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, bit | 127]) + struct.pack(">Q", n)
+    return head + (mask(payload) if masked else payload)
+
+
+def websocket_targets():
+    frames = {
+        "pub": ws_frame(0x82, b"CONNECT {}\r\nPUB a 2\r\nhi\r\n"),
+        "fragments": ws_frame(0x02, b"PUB a 5\r\nhe") + ws_frame(0x89, b"p") + ws_frame(0x80, b"llo\r\n"),
+        "long": ws_frame(0x82, b"x" * 300) + ws_frame(0x81, b"y" * 70000),
+        "close": ws_frame(0x88, b"\x03\xe8bye") + ws_frame(0x82, b"after"),
+        "close-bad": ws_frame(0x88, b"\x00\x01") + ws_frame(0x88, b"\x03"),
+        "unmasked": ws_frame(0x82, b"PING\r\n", masked=False),
+        "bad-opcode": ws_frame(0x83, b"x"),
+        "huge-length": bytes([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0]) + b"\x01\x02\x03\x04",
+    }
+    for name, data in frames.items():
+        write("websocket_frames", name, b"\x01" + data)
+        write("websocket_frames", name + "-nomask", b"\x5a" + data)
+    import zlib
+
+    def deflate(data):
+        c = zlib.compressobj(1, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        return out[:-4]
+    msg = deflate(b"CONNECT {}\r\nSUB a 1\r\nPUB a 5\r\nhello\r\n" * 3)
+    compressed = {
+        "deflate": ws_frame(0xc2, msg) + ws_frame(0x82, b"PING\r\n"),
+        "deflate-fragments": ws_frame(0x42, msg[:5]) + ws_frame(0x89, b"") + ws_frame(0x80, msg[5:]),
+        "deflate-bomb": ws_frame(0xc2, deflate(b"a" * 300000)),
+        "deflate-junk": ws_frame(0xc2, b"\xff" * 20),
+    }
+    for name, data in compressed.items():
+        write("websocket_frames", name, b"\x03" + data)
+    good = (b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n")
+    requests = {
+        "good": good,
+        "origin": good.replace(b"\r\n\r\n", b"\r\nOrigin: http://a.example.com\r\n\r\n"),
+        "origin-bad": good.replace(b"\r\n\r\n", b"\r\nOrigin: null\r\n\r\n"),
+        "post": good.replace(b"GET", b"POST"),
+        "http10": good.replace(b"HTTP/1.1\r\nHost: localhost:8080", b"HTTP/1.0"),
+        "bare-lf": good.replace(b"\r\n", b"\n"),
+        "no-host": good.replace(b"Host: localhost:8080\r\n", b""),
+        "garbage": b"\x16\x03\x01\x00\xa5\r\n\r\n",
+        "no-masking": good.replace(b"\r\n\r\n", b"\r\nNats-No-Masking: true\r\nUser-Agent: Mozilla/5.0\r\n\r\n"),
+    }
+    for name, data in requests.items():
+        write("websocket_handshake", name, b"\x06" + data)
+
 
 transcripts()
 parser_edges()
 server_edges()
 small_targets()
+websocket_targets()
 for d in sorted(CORPUS.iterdir()):
     print(d.name, len(list(d.iterdir())))

@@ -37,6 +37,28 @@ pub fn rfc3339_nanos(time: WallTime) -> String {
     out
 }
 
+/// `Sun, 06 Dec 2026 11:06:01 GMT`, the HTTP date (RFC 9110's IMF-fixdate)
+/// Go's HTTP server writes in a response's `Date` header.
+pub fn http_date(time: WallTime) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds_total = time.as_unix_nanos() / NANOS_PER_SECOND;
+    let days = seconds_total / SECONDS_PER_DAY;
+    let (year, month, day) = civil_from_days(days);
+    let second_of_day = seconds_total % SECONDS_PER_DAY;
+    // 1970-01-01 was a Thursday.
+    let weekday = WEEKDAYS[(days % 7) as usize];
+    let month_name = MONTHS[(month - 1) as usize];
+    format!(
+        "{weekday}, {day:02} {month_name} {year:04} {:02}:{:02}:{:02} GMT",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar, counting in 400-year eras of 146097 days.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {

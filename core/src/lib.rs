@@ -24,3 +24,4 @@ pub mod server;
 pub mod store;
 pub mod subject;
 pub mod time;
+pub mod websocket;

@@ -20,6 +20,8 @@
 //! | `store_scan` | [`store_scan::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
+//! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
+//! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -37,6 +39,8 @@ pub mod store_recovery;
 pub mod store_scan;
 pub mod subject;
 pub mod sublist_ops;
+pub mod websocket_frames;
+pub mod websocket_handshake;
 
 /// A target body: one fuzzer input in, a panic if an invariant breaks.
 pub type Target = fn(&[u8]);
@@ -54,4 +58,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_recovery", store_recovery::run),
     ("jetstream_api", jetstream_api::run),
     ("store_scan", store_scan::run),
+    ("websocket_frames", websocket_frames::run),
+    ("websocket_handshake", websocket_handshake::run),
 ];

@@ -61,6 +61,9 @@ pub fn run(cli: CliOptions) -> i32 {
     if let Err(error) = conf::check_limits(&file) {
         flags::die(&error);
     }
+    // Like the reference, `-t` passes a websocket block without TLS;
+    // starting does not.
+    let websocket = conf::websocket_request(&file).unwrap_or_else(|error| flags::die(&error));
     let options = settings::merge(&cli, &file);
     let jetstream = match settings::jetstream_request(&options, &file) {
         Ok(request) => JetStreamStart::Request(request),
@@ -86,6 +89,7 @@ pub fn run(cli: CliOptions) -> i32 {
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
     let reloader = Reloader {
+        websocket: websocket.clone(),
         cli,
         jetstream: match &jetstream {
             JetStreamStart::Request(request) => request.clone(),
@@ -93,7 +97,12 @@ pub fn run(cli: CliOptions) -> i32 {
         },
     };
     let sha256 = loaded.map(|l| l.sha256);
-    runtime.block_on(serve(options, file, jetstream, sha256, reloader, log))
+    let start = Start {
+        jetstream,
+        websocket,
+        config_sha256: sha256,
+    };
+    runtime.block_on(serve(options, file, start, reloader, log))
 }
 
 /// What start-up does about JetStream.
@@ -151,14 +160,25 @@ fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStrea
     Some(config)
 }
 
+/// What start-up settled before the server runs.
+struct Start {
+    jetstream: JetStreamStart,
+    websocket: Option<conf::WebSocketRequest>,
+    config_sha256: Option<String>,
+}
+
 async fn serve(
     options: CliOptions,
     file: FileOptions,
-    jetstream: JetStreamStart,
-    config_sha256: Option<String>,
+    start: Start,
     reloader: Reloader,
     log: LogHandle,
 ) -> i32 {
+    let Start {
+        jetstream,
+        websocket,
+        config_sha256,
+    } = start;
     // Before anything is announced: a signal sent as soon as the listening
     // line appears (tests, process managers) must find its handler, not
     // the default action (SIGHUP would end the process).
@@ -216,6 +236,11 @@ async fn serve(
         Err(error) => logging::fatal(format_args!("{error}")),
     };
 
+    // The reference opens the websocket listener before the client port.
+    let websocket = match websocket {
+        Some(request) => Some(open_websocket(request).await),
+        None => None,
+    };
     let listener = match bind(&host, port).await {
         Ok(listener) => listener,
         Err(error) => logging::fatal(format_args!(
@@ -254,6 +279,10 @@ async fn serve(
                 monitoring: monitor
                     .as_ref()
                     .map(|m| ports_file::format_urls(m.scheme(), m.address()))
+                    .unwrap_or_default(),
+                websocket: websocket
+                    .as_ref()
+                    .map(|ws| ports_file::format_urls(ws.config.scheme(), ws.address))
                     .unwrap_or_default(),
                 ..Ports::default()
             };
@@ -299,6 +328,7 @@ async fn serve(
             config.monitoring.http_port = port;
         }
     }
+    config.websocket = websocket.as_ref().map(|ws| ws.config.clone());
     if let Some(max) = file.max_closed_clients {
         config_closed_capacity = usize::try_from(max).unwrap_or(0);
     }
@@ -307,6 +337,7 @@ async fn serve(
     let runner = Runner::new(server, Clock::new(), tls);
     run_jetstream(&runner);
     let serving = tokio::spawn(runner.clone().serve(listener));
+    let websocket_serving = websocket.map(|ws| tokio::spawn(runner.clone().serve_websocket(ws)));
     let sampler = tokio::spawn(runner.clone().sample_host());
     let monitoring = monitor.map(|monitor| {
         let base_path =
@@ -323,6 +354,9 @@ async fn serve(
     sampler.abort();
     runner.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    if let Some(websocket) = websocket_serving {
+        websocket.abort();
+    }
     // Give writers a moment to flush their last bytes before the process exits.
     tokio::time::sleep(Duration::from_millis(50)).await;
     if let Some(path) = &ports_path {
@@ -337,6 +371,9 @@ async fn serve(
 /// Re-reads the config file on SIGHUP and lays the command line over it again.
 struct Reloader {
     cli: CliOptions,
+    /// The websocket listener started with; a reload asking for another is
+    /// refused, as the reference refuses it.
+    websocket: Option<conf::WebSocketRequest>,
     /// What JetStream was started with. A reload asking for anything else
     /// is refused: rnats does not apply JetStream changes while running.
     jetstream: Option<JetStreamRequest>,
@@ -376,6 +413,19 @@ impl Reloader {
             Ok(_) => {
                 tracing::error!(
                     "Failed to reload server configuration: config reload not supported for jetstream"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!("Failed to reload server configuration: {error}");
+                return;
+            }
+        }
+        match conf::websocket_request(&loaded.options) {
+            Ok(request) if request == self.websocket => {}
+            Ok(_) => {
+                tracing::error!(
+                    "Failed to reload server configuration: config reload not supported for Websocket"
                 );
                 return;
             }
@@ -516,6 +566,46 @@ async fn open_monitor(options: &CliOptions, file: &FileOptions) -> Option<Monito
             "Can't listen to the monitor port: listen tcp {}: {error}",
             display_addr(&host, SocketAddr::from(([0, 0, 0, 0], port)))
         )),
+    }
+}
+
+/// Binds the websocket listener and announces it as the reference does;
+/// exits when it cannot.
+async fn open_websocket(request: conf::WebSocketRequest) -> crate::runner::WebSocketListener {
+    let tls = request.tls.clone().map(|settings| {
+        tls::Tls::new(settings).unwrap_or_else(|error| logging::fatal(format_args!("{error}")))
+    });
+    let port = u16::try_from(request.port.max(0)).unwrap_or_else(|_| {
+        logging::fatal(format_args!(
+            "Unable to listen for websocket connections: invalid port {}",
+            request.port
+        ))
+    });
+    let listener = bind(&request.host, port).await.unwrap_or_else(|error| {
+        logging::fatal(format_args!(
+            "Unable to listen for websocket connections: listen tcp {}: {error}",
+            display_addr(&request.host, SocketAddr::from(([0, 0, 0, 0], port)))
+        ))
+    });
+    let address = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let mut config = request.config;
+    config.port = address.port();
+    tracing::info!(
+        "Listening for websocket clients on {}://{}:{}",
+        config.scheme(),
+        config.host,
+        config.port
+    );
+    if tls.is_none() {
+        tracing::warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
+    }
+    crate::runner::WebSocketListener {
+        listener,
+        address,
+        config,
+        tls,
     }
 }
 

@@ -34,6 +34,11 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::tls::{self, Tls};
 
+mod websocket;
+
+pub use websocket::WebSocketListener;
+use websocket::WsOut;
+
 /// A connection's read side: a TCP half or a TLS half.
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// A connection's write side.
@@ -84,6 +89,8 @@ struct ConnIo {
     stop_reader: Notify,
     /// Tells the writer to abandon a write in progress (slow consumer).
     abort_write: Notify,
+    /// A websocket connection's framing of what the writer sends.
+    ws: Option<WsOut>,
 }
 
 /// The machine plus the runtime's table of live connections, under one lock.
@@ -97,12 +104,18 @@ struct State {
 }
 
 impl State {
-    fn accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr, io: Arc<ConnIo>) {
+    fn accept(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: ListenerKind,
+        io: Arc<ConnIo>,
+    ) {
         self.conns.insert(conn, io);
         #[cfg(debug_assertions)]
         self.contract.accepted(conn);
-        self.server
-            .handle_accept(now, conn, peer, ListenerKind::Client);
+        self.server.handle_accept(now, conn, peer, listener);
     }
 
     /// Everything queued for `conn` (serving its `Transmit`, or a flush before close).
@@ -359,16 +372,28 @@ impl Runner {
 
     /// Register a new connection with the machine (which queues its INFO).
     fn open(&self, peer: SocketAddr) -> (ConnId, Arc<ConnIo>) {
+        self.open_from(peer, ListenerKind::Client, None)
+    }
+
+    /// Register a connection accepted by `listener`; `ws` frames what its
+    /// writer sends.
+    fn open_from(
+        &self,
+        peer: SocketAddr,
+        listener: ListenerKind,
+        ws: Option<WsOut>,
+    ) -> (ConnId, Arc<ConnIo>) {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let io = Arc::new(ConnIo {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             stop_reader: Notify::new(),
             abort_write: Notify::new(),
+            ws,
         });
         {
             let mut state = self.lock();
-            state.accept(self.clock.now(), conn, peer, io.clone());
+            state.accept(self.clock.now(), conn, peer, listener, io.clone());
             self.finish_step(state);
         }
         (conn, io)
@@ -536,7 +561,7 @@ impl Runner {
     async fn write_loop(self: Arc<Self>, conn: ConnId, mut socket: Writer, io: Arc<ConnIo>) {
         let mut next = None;
         loop {
-            let mut batch = match next.take() {
+            let batch = match next.take() {
                 Some(batch) => batch,
                 None => {
                     io.wake.notified().await;
@@ -555,18 +580,39 @@ impl Runner {
                             self.finish_close(conn, socket, &io).await;
                             return;
                         }
-                        None => continue,
+                        None => {
+                            // A websocket pong has no machine bytes to ride with.
+                            if let Some(mut control) = io.ws.as_ref().and_then(WsOut::take_control)
+                            {
+                                if socket.write_all_buf(&mut control).await.is_err() {
+                                    self.finish_close(conn, socket, &io).await;
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
                     }
                 }
             };
             let len = batch.len();
             let deadline = Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
+            // A websocket connection's batch goes out as one binary frame
+            // (compressed, it replaces the batch), after any pong queued
+            // meanwhile; for TCP the prefix is empty.
+            let mut batch = batch;
+            let prefix = io
+                .ws
+                .as_ref()
+                .map(|ws| ws.frame(&mut batch))
+                .unwrap_or_default();
+            let mut framed = bytes::Buf::chain(prefix, batch);
             // Vectored writes over the batch's chunks (for TCP; a TLS
             // stream takes them one record at a time).
             let written = tokio::select! {
-                written = tokio::time::timeout(deadline, socket.write_all_buf(&mut batch)) => written,
+                written = tokio::time::timeout(deadline, socket.write_all_buf(&mut framed)) => written,
                 _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
             };
+            let (_, batch) = framed.into_inner();
             match written {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
@@ -600,6 +646,15 @@ impl Runner {
     }
 
     async fn finish_close(&self, conn: ConnId, mut socket: Writer, io: &ConnIo) {
+        if let Some(ws) = &io.ws {
+            // Pongs still queued, then the close frame: the last frame sent.
+            let mut last = ws.take_final_frames();
+            if !last.is_empty() {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), socket.write_all_buf(&mut last))
+                        .await;
+            }
+        }
         let _ = socket.shutdown().await;
         io.stop_reader.notify_one();
         let mut state = self.lock();
@@ -653,6 +708,9 @@ impl Runner {
                 Action::Close { conn, reason } => {
                     if let Some(io) = state.conns.get(&conn) {
                         io.closing.store(true, Ordering::Release);
+                        if let Some(ws) = &io.ws {
+                            ws.closing_for(reason);
+                        }
                         if reason.skips_flush() {
                             io.abort_write.notify_one();
                         }

@@ -247,7 +247,10 @@ fn unsupported_config_keys_refuse_start_and_check() {
         // The stores do not encrypt yet.
         ("jetstream { key: s3cr3t }\n", "\"jetstream.key\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
-        ("websocket { port: -1 }\n", "\"websocket\""),
+        (
+            "websocket { port: -1, no_tls: true, ping_interval: \"1m\" }\n",
+            "\"websocket.ping_interval\"",
+        ),
         (
             "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n",
             "\"authorization.users.allowed_connection_types\"",

@@ -42,6 +42,7 @@ mod parser;
 pub mod tls_options;
 pub mod translate;
 pub mod value;
+pub mod websocket_options;
 
 #[cfg(test)]
 mod tests;
@@ -55,12 +56,13 @@ pub use options::{
 pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use translate::{
     auth_config, jetstream_request, lame_duck_timing, server_config, system_account, tls_config,
-    Overrides, TlsConfig, TlsFlags, TranslateError,
+    websocket_request, Overrides, TlsConfig, TlsFlags, TranslateError, WebSocketRequest,
 };
 pub use value::{
     parse_go_duration, size_multiplier, ConfDateTime, ConfMap, ConfValue, MapEntry, Position,
     ValueKind,
 };
+pub use websocket_options::{check_websocket, WebSocketOptions};
 
 /// Deepest nesting of maps, arrays, top-level blocks, includes and
 /// environment expansions together. It also bounds the parser's recursion.

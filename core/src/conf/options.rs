@@ -23,6 +23,7 @@ use super::auth_options::{self, AuthorizationUsers, SecurityOptions};
 use super::jetstream_options::{self, JetStreamOptions, HARMLESS_JETSTREAM_KEYS};
 use super::tls_options::{self, TlsOptions};
 use super::value::{parse_go_duration, ConfMap, ConfValue, MapEntry, Position, ValueKind};
+use super::websocket_options::{self, WebSocketOptions};
 use super::{parse, ConfError, ConfErrorKind, ConfSource};
 
 /// Top-level keys nats-server knows and rnats does not handle yet.
@@ -64,8 +65,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "trusted_keys",
     "connect_error_reports",
     "reconnect_error_reports",
-    "websocket",
-    "ws",
     "mqtt",
     "server_tags",
     "server_metadata",
@@ -134,6 +133,8 @@ pub struct FileOptions {
     pub max_closed_clients: Option<i64>,
     /// Longest payload a protocol trace line shows (0: all of it).
     pub max_traced_msg_len: Option<i64>,
+    /// The `websocket { }` block (`ws` is its alias).
+    pub websocket: Option<WebSocketOptions>,
     /// What the reference prints as warnings: the server still starts, but
     /// `nats-server -t` calls the file invalid.
     pub warnings: Vec<ConfWarning>,
@@ -468,6 +469,13 @@ fn apply_top_level(
         "store_dir" | "storedir" => {
             jetstream_options::parse_top_level_store_dir(entry, &mut options.jetstream)?
         }
+        "websocket" | "ws" => {
+            options.websocket = Some(websocket_options::parse_websocket(
+                entry,
+                unsupported,
+                &mut options.warnings,
+            )?)
+        }
         "allow_non_tls" => options.allow_non_tls = Some(boolean(entry)?),
         "lame_duck_duration" => options.lame_duck_duration = Some(parse_duration_value(entry)?),
         "lame_duck_grace_period" => {
@@ -566,7 +574,7 @@ fn auth_timeout(field: &MapEntry) -> Result<f64, ConfError> {
 }
 
 /// `listen`: a port alone, or `host:port` (`[::1]:4222` for IPv6).
-fn parse_listen(entry: &MapEntry) -> Result<(String, i64), ConfError> {
+pub(super) fn parse_listen(entry: &MapEntry) -> Result<(String, i64), ConfError> {
     match &entry.value.kind {
         ValueKind::Integer(port) => Ok((String::new(), *port)),
         ValueKind::String(address) => {
@@ -885,7 +893,7 @@ mod tests {
             "resolver: MEMORY",
             "resolver_preload { A: b }",
             "jetstream { key: s3cr3t }",
-            "websocket { port: 8080 }",
+            "websocket { port: 8080, no_tls: true, ping_interval: \"1m\" }",
             "leafnodes { port: 7422 }",
             "cluster { port: 6222 }",
             "gateway { port: 7222 }",

@@ -307,6 +307,75 @@ pub fn lame_duck_timing(file: &FileOptions) -> (Duration, Duration) {
     )
 }
 
+/// The websocket listener a file asks for: where to bind, the machine's
+/// view of it (its `port` filled in once bound) and its TLS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketRequest {
+    pub host: String,
+    /// As configured; -1 asks for a random port.
+    pub port: i64,
+    pub config: crate::websocket::WebSocketConfig,
+    pub tls: Option<TlsConfig>,
+}
+
+/// The file's `websocket { }` block as a listener to open (`None`: no
+/// block, or no port), checked as the reference checks it at start.
+pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>, String> {
+    let Some(ws) = &file.websocket else {
+        return Ok(None);
+    };
+    super::websocket_options::check_websocket(ws, &file.security)?;
+    let port = ws.port.unwrap_or(0);
+    if port == 0 {
+        return Ok(None);
+    }
+    let tls = match &ws.tls {
+        None => None,
+        Some(tls) => {
+            let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+                return Err(TranslateError::TlsFilesMissing.to_string());
+            };
+            Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                ca_file: tls.ca_file.clone(),
+                verify: tls.verify || tls.verify_and_map,
+                map: tls.verify_and_map,
+                timeout: tls.timeout.unwrap_or(DEFAULT_TLS_TIMEOUT),
+                handshake_first: false,
+                handshake_first_fallback: None,
+                allow_non_tls: false,
+                require_tls13: tls.require_tls13,
+            })
+        }
+    };
+    let host = ws
+        .host
+        .clone()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| crate::websocket::DEFAULT_HOST.to_string());
+    let config = crate::websocket::WebSocketConfig {
+        host: host.clone(),
+        port: 0,
+        advertise: ws.advertise.clone(),
+        tls: tls.is_some(),
+        no_tls: ws.no_tls,
+        same_origin: ws.same_origin,
+        allowed_origins: ws.allowed_origins.clone(),
+        handshake_timeout: ws.handshake_timeout.unwrap_or_default(),
+        headers: ws.headers.clone(),
+        compression: ws.compression,
+        auth: ws.auth.clone(),
+        cookies: ws.cookies.clone(),
+    };
+    Ok(Some(WebSocketRequest {
+        host,
+        port,
+        config,
+        tls,
+    }))
+}
+
 /// The machine's configuration: `base` (the server's identity and what the
 /// runtime sets itself, such as the monitoring listener; on reload the
 /// running configuration) with the file's options and the flags laid over it.

@@ -123,6 +123,13 @@ enum Row<'a> {
 }
 
 impl Row<'_> {
+    fn listener(&self) -> crate::runtime::ListenerKind {
+        match self {
+            Row::Open(_, client) => client.listener,
+            Row::Closed(closed) => closed.listener,
+        }
+    }
+
     fn cid(&self) -> u64 {
         match self {
             Row::Open(conn, _) => conn.0,
@@ -272,7 +279,7 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
     let mut info = ConnInfo {
         cid: row.cid(),
         kind: "Client",
-        conn_type: "nats",
+        conn_type: row.listener().connz_type(),
         ip: String::new(),
         port: 0,
         start: rfc3339_nanos(start),
@@ -462,6 +469,7 @@ mod tests {
         let mut server = traffic();
         server.monitor_mut().closed.push(ClosedConnection {
             cid: ConnId(9),
+            listener: crate::runtime::ListenerKind::Client,
             ip: "127.0.0.1".into(),
             port: 6000,
             start: WallTime::from_unix_nanos(WALL_START),

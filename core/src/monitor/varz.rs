@@ -23,6 +23,55 @@ use crate::server::View;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Empty {}
 
+/// `/varz`'s `websocket`: the reference's `WebsocketOptsVarz`, every member
+/// left out when empty (so `{}` without a websocket listener).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VarzWebSocket {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub handshake_timeout: u64,
+    #[serde(skip_serializing_if = "core::ops::Not::not")]
+    pub no_tls: bool,
+    #[serde(skip_serializing_if = "core::ops::Not::not")]
+    pub same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "core::ops::Not::not")]
+    pub compression: bool,
+}
+
+impl VarzWebSocket {
+    fn new(ws: Option<&crate::websocket::WebSocketConfig>) -> Self {
+        let Some(ws) = ws else {
+            return VarzWebSocket::default();
+        };
+        VarzWebSocket {
+            host: ws.host.clone(),
+            port: ws.port,
+            advertise: ws.advertise.clone(),
+            handshake_timeout: duration_nanos(ws.handshake_timeout),
+            no_tls: ws.no_tls,
+            same_origin: ws.same_origin,
+            allowed_origins: ws.allowed_origins.clone(),
+            compression: ws.compression,
+        }
+    }
+}
+
+fn is_zero_u16(value: &u16) -> bool {
+    *value == 0
+}
+
+fn is_zero_u64(value: &u64) -> bool {
+    *value == 0
+}
+
 /// Counts of slow consumers (or stale connections) by connection kind.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct KindCounts {
@@ -78,7 +127,7 @@ pub struct Varz {
     pub gateway: Empty,
     pub leaf: Empty,
     pub mqtt: Empty,
-    pub websocket: Empty,
+    pub websocket: VarzWebSocket,
     /// Filled in by the runtime from the JetStream machine; `{}` when off.
     pub jetstream: crate::jetstream::monitor::VarzJetStream,
     /// Seconds.
@@ -164,7 +213,7 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
-        websocket: Empty {},
+        websocket: VarzWebSocket::new(config.websocket.as_ref()),
         jetstream: Default::default(),
         tls_timeout: settings.tls_timeout.as_secs_f64(),
         write_deadline: duration_nanos(settings.write_deadline),

@@ -42,13 +42,27 @@ impl fmt::Display for ConnId {
 }
 
 /// Which listener accepted a connection: what kind of peer it is, and so
-/// which machine speaks with it. Client connections are the only kind
-/// today; route, leaf-node, gateway and websocket listeners join here, each
-/// handing its connections to its own machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// which machine speaks with it. Route, leaf-node and gateway listeners join
+/// here, each handing its connections to its own machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ListenerKind {
     /// The client port (`-p`, `port`): the NATS client protocol.
+    #[default]
     Client,
+    /// The websocket port (`websocket { }`): the NATS client protocol inside
+    /// WebSocket frames, which the runtime removes and adds
+    /// (`crate::websocket`); the machine sees an ordinary client.
+    WebSocket,
+}
+
+impl ListenerKind {
+    /// The connection type `/connz` shows.
+    pub fn connz_type(self) -> &'static str {
+        match self {
+            ListenerKind::Client => "nats",
+            ListenerKind::WebSocket => "websocket",
+        }
+    }
 }
 
 /// Why the server closes a connection (the reference's close reasons, as shown in monitoring).

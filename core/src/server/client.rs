@@ -218,6 +218,12 @@ pub struct ClientStats {
 
 pub struct Client {
     pub peer: SocketAddr,
+    /// The listener that accepted it (a websocket client is framed by the
+    /// runtime; monitoring and INFO tell the two apart).
+    pub listener: crate::runtime::ListenerKind,
+    /// A websocket client's cookie credentials (see
+    /// `Server::set_websocket_cookies`).
+    pub cookies: Option<Box<crate::websocket::CookieCredentials>>,
     pub parser: ClientParser,
     /// What the client said in CONNECT, merged over the reference's defaults
     /// (verbose, pedantic and echo on) and over any earlier CONNECT.
@@ -291,6 +297,8 @@ impl Client {
     pub fn new(peer: SocketAddr, limits: ParserLimits, now: Instant) -> Self {
         Client {
             peer,
+            listener: crate::runtime::ListenerKind::Client,
+            cookies: None,
             parser: {
                 let mut parser = ClientParser::new(limits);
                 // HPUB is refused until a CONNECT asks for headers.

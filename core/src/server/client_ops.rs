@@ -219,8 +219,9 @@ impl Server {
             // with an INFO confirming the connection's account.
             client.connect_info_sent = true;
             let peer = client.peer;
+            let listener = client.listener;
             let account = client.account;
-            let mut info = self.info_for(conn, &peer);
+            let mut info = self.info_for(conn, &peer, listener);
             info.connect_info = true;
             info.remote_account = self.router.accounts.list[account].name.clone();
             info.acc_is_sys = self.router.accounts.system == Some(account);
@@ -251,15 +252,22 @@ impl Server {
             self.auth_violation(conn, &options);
             return;
         }
+        let mut options = options;
         let client = self.conns.client(conn);
+        if let Some(cookies) = &client.cookies {
+            cookies.fill(&mut options);
+        }
         let cert_names = self
             .config
             .tls
             .map
             .then(|| client.cert_names.as_deref().unwrap_or(&[]));
+        let authenticator = match (client.listener, &self.ws_authenticator) {
+            (crate::runtime::ListenerKind::WebSocket, Some(authenticator)) => authenticator,
+            _ => &self.authenticator,
+        };
         let login =
-            self.authenticator
-                .authenticate_deferred(&options, client.nonce.as_bytes(), cert_names);
+            authenticator.authenticate_deferred(&options, client.nonce.as_bytes(), cert_names);
         let identity = match login {
             Ok(Login::Accepted(identity)) => identity,
             Ok(Login::NeedsPasswordCheck { check, .. }) => {
@@ -674,8 +682,11 @@ impl Server {
             self.refile_all(conn, GLOBAL, None, None, true);
             return;
         }
-        let identity = self
-            .authenticator
+        let authenticator = match (client.listener, &self.ws_authenticator) {
+            (crate::runtime::ListenerKind::WebSocket, Some(authenticator)) => authenticator,
+            _ => &self.authenticator,
+        };
+        let identity = authenticator
             .authenticate(
                 &client.options,
                 client.nonce.as_bytes(),

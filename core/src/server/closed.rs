@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_CLOSED_CLIENTS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedConnection {
     pub cid: ConnId,
+    pub listener: crate::runtime::ListenerKind,
     pub ip: String,
     pub port: u16,
     pub start: WallTime,
@@ -100,6 +101,7 @@ pub(crate) fn closed_connection(
 ) -> ClosedConnection {
     ClosedConnection {
         cid: conn,
+        listener: client.listener,
         ip: client.peer.ip().to_string(),
         port: client.peer.port(),
         start: clock.wall(client.accepted_at),
@@ -141,6 +143,7 @@ mod tests {
     fn entry(cid: u64) -> ClosedConnection {
         ClosedConnection {
             cid: ConnId(cid),
+            listener: crate::runtime::ListenerKind::Client,
             ip: "127.0.0.1".into(),
             port: 4000,
             start: WallTime::from_unix_nanos(cid),

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub config_digest: String,
     /// JetStream, when enabled (`-js`, `jetstream {}`); `None` is off.
     pub jetstream: Option<crate::jetstream::config::JetStreamConfig>,
+    /// The websocket listener, when `websocket { }` configures one (set by
+    /// the runtime once it is bound; a reload keeps it).
+    pub websocket: Option<crate::websocket::WebSocketConfig>,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
@@ -173,6 +176,7 @@ impl Default for ServerConfig {
             trace: false,
             max_traced_msg_len: 0,
             jetstream: None,
+            websocket: None,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

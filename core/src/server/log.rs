@@ -76,10 +76,15 @@ impl LogQueue {
     }
 }
 
-/// How log lines name a client: `<peer> - cid:<n>` and, after its first
+/// How log lines name a client: `<peer> - cid:<n>` (`wid:<n>` for a
+/// websocket client, as the reference writes it) and, after its first
 /// CONNECT, its label (see [`client_label`]).
 pub fn client_prefix(conn: ConnId, client: &super::Client) -> String {
-    format!("{} - cid:{}{} - ", client.peer, conn.0, client.log_label)
+    let id = match client.listener {
+        crate::runtime::ListenerKind::Client => "cid",
+        crate::runtime::ListenerKind::WebSocket => "wid",
+    };
+    format!("{} - {id}:{}{} - ", client.peer, conn.0, client.log_label)
 }
 
 /// The part of a client's log prefix its first CONNECT settles, as the

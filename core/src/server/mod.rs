@@ -102,6 +102,9 @@ pub struct Server {
     conns: Connections,
     router: Router,
     authenticator: Authenticator,
+    /// Websocket clients' authenticator when the websocket block overrides
+    /// the top-level credentials (`WebSocketAuth::overrides`).
+    ws_authenticator: Option<Authenticator>,
     /// Draws queue-group members, weighted mappings, response tokens,
     /// nonces and ping jitter; seeded by the runtime.
     rng: ChaCha8Rng,
@@ -141,6 +144,7 @@ impl Server {
         }
         Server {
             authenticator: Authenticator::new(&config.auth),
+            ws_authenticator: websocket_auth(&config).map(|auth| Authenticator::new(&auth)),
             router: Router::new(accounts),
             config,
             conns: Connections::default(),
@@ -318,11 +322,19 @@ impl Server {
         listener: ListenerKind,
     ) {
         match listener {
-            ListenerKind::Client => self.accept_client(now, conn, peer),
+            ListenerKind::Client | ListenerKind::WebSocket => {
+                self.accept_client(now, conn, peer, listener)
+            }
         }
     }
 
-    fn accept_client(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+    fn accept_client(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        listener: ListenerKind,
+    ) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
         assert!(
             conn != system_inbox::INTERNAL_CONN,
@@ -333,11 +345,18 @@ impl Server {
             max_payload: self.config.max_payload,
         };
         let mut client = Client::new(peer, limits, now);
+        client.listener = listener;
         client.ping_deadline = now + self.config.ping_interval;
-        if self.config.auth.is_required() {
-            client.auth_deadline = Some(now + self.config.auth_timeout);
+        let ws_auth = match listener {
+            ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),
+            ListenerKind::Client => None,
+        };
+        let overridden = ws_auth.is_some_and(|auth| auth.overrides());
+        if self.config.auth.is_required() || overridden {
+            let timeout = ws_auth.and_then(|auth| auth.timeout);
+            client.auth_deadline = Some(now + timeout.unwrap_or(self.config.auth_timeout));
         }
-        let mut info = self.info_for(conn, &peer);
+        let mut info = self.info_for(conn, &peer, listener);
         if self.authenticator.needs_nonce() {
             let mut raw = [0u8; 11];
             self.rng.fill_bytes(&mut raw);
@@ -401,7 +420,9 @@ impl Server {
         let Some(pending) = client.pending_login.take() else {
             return;
         };
-        self.authenticator.password_checked(&pending.check, passed);
+        let listener = client.listener;
+        self.authenticator_for(listener)
+            .password_checked(&pending.check, passed);
         let client::PendingLogin { options, .. } = *pending;
         if passed {
             // Authenticated again (now from the cache): a reload while the
@@ -592,6 +613,11 @@ impl Server {
         self.router.replace_accounts(accounts);
         self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.authenticator = self.authenticator.renewed(&self.config.auth);
+        self.ws_authenticator = match (&self.ws_authenticator, websocket_auth(&self.config)) {
+            (Some(current), Some(auth)) => Some(current.renewed(&auth)),
+            (None, Some(auth)) => Some(Authenticator::new(&auth)),
+            (_, None) => None,
+        };
         for conn in conns {
             self.reauthenticate(conn);
         }
@@ -606,7 +632,7 @@ impl Server {
             if client.is_closing() {
                 continue;
             }
-            let mut info = self.info_for(conn, &client.peer);
+            let mut info = self.info_for(conn, &client.peer, client.listener);
             info.ldm = true;
             protocol::write_info(&mut self.conns.sink(conn), &info);
             self.conns.queue_transmit(conn);
@@ -634,6 +660,29 @@ impl Server {
     pub fn close_connection(&mut self, conn: ConnId, reason: CloseReason) {
         self.close(conn, reason);
         self.retire_subscriptions();
+    }
+
+    /// The runtime found a websocket framing violation on `conn` (it sends
+    /// the close frame): logged as the reference logs it, then the
+    /// connection closes as a read error.
+    pub fn handle_websocket_error(
+        &mut self,
+        conn: ConnId,
+        error: &crate::websocket::frame::FrameError,
+    ) {
+        if self
+            .conns
+            .get(conn)
+            .is_some_and(|client| !client.is_closing())
+        {
+            self.conns.log(
+                &mut self.logs,
+                LogLevel::Error,
+                conn,
+                format!("read error: {error}"),
+            );
+        }
+        self.close_connection(conn, CloseReason::ReadError);
     }
 
     /// Close every connection (server shutdown).
@@ -750,7 +799,43 @@ impl Server {
         }
     }
 
-    fn info_for(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
+    /// The INFO for `conn`. A websocket client is told the websocket
+    /// listener's host, port and TLS, as the reference tells it.
+    fn info_for(&self, conn: ConnId, peer: &SocketAddr, listener: ListenerKind) -> ServerInfo {
+        let mut info = self.client_port_info(conn, peer);
+        if let (ListenerKind::WebSocket, Some(ws)) = (listener, &self.config.websocket) {
+            info.host = ws.host.clone();
+            info.port = ws.port;
+            info.tls_required = ws.tls;
+            info.tls_available = ws.tls;
+            info.auth_required |= ws.auth.overrides();
+        }
+        info
+    }
+
+    /// The authenticator for a client from `listener`.
+    fn authenticator_for(&self, listener: ListenerKind) -> &Authenticator {
+        match (listener, &self.ws_authenticator) {
+            (ListenerKind::WebSocket, Some(authenticator)) => authenticator,
+            _ => &self.authenticator,
+        }
+    }
+
+    /// A websocket client handed its upgrade request's cookie credentials
+    /// (`user_cookie`, `pass_cookie`, `token_cookie`): they fill in what its
+    /// CONNECT leaves out.
+    pub fn set_websocket_cookies(
+        &mut self,
+        conn: ConnId,
+        cookies: crate::websocket::CookieCredentials,
+    ) {
+        if let Some(client) = self.conns.get_mut(conn) {
+            debug_assert_eq!(client.listener, ListenerKind::WebSocket);
+            client.cookies = (!cookies.is_empty()).then(|| Box::new(cookies));
+        }
+    }
+
+    fn client_port_info(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
         ServerInfo {
             server_id: self.config.identity.server_id.clone(),
             server_name: self.config.effective_name().to_string(),
@@ -774,6 +859,15 @@ impl Server {
             ..ServerInfo::default()
         }
     }
+}
+
+/// The websocket clients' authentication when the websocket block
+/// overrides the top-level one.
+fn websocket_auth(config: &ServerConfig) -> Option<crate::auth::AuthConfig> {
+    let ws = config.websocket.as_ref()?;
+    ws.auth
+        .overrides()
+        .then(|| ws.auth.auth_config(&config.auth))
 }
 
 #[cfg(test)]

@@ -453,6 +453,7 @@ fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
 
 mod security;
 mod system;
+mod websocket;
 
 #[test]
 fn reserved_subject_errors_quote_control_bytes_as_go_does() {
