@@ -518,7 +518,14 @@ impl<D: Disk> Consumer<D> {
         match delay {
             Some(delay) if !delay.is_zero() => self.arm(seq, now + delay),
             _ => {
-                self.redeliver.insert(seq);
+                // As when its ack wait runs out: a message that went out
+                // `max_deliver` times is given up, never sent once more.
+                let count = self.delivery_count(seq);
+                if self.rules.max_deliver.is_some_and(|max| count >= max) {
+                    self.give_up(seq, count, wall, out);
+                } else {
+                    self.redeliver.insert(seq);
+                }
             }
         }
     }

@@ -242,6 +242,38 @@ fn silence_past_ack_wait_redelivers_until_max_deliver() {
 }
 
 #[test]
+fn a_nak_at_max_deliver_gives_up_instead_of_sending_once_more() {
+    // Found by the simulator (jetstream-consumers seed 1): the redelivery
+    // went out a third time with max_deliver 2, and its ack timer was
+    // armed for a message no longer pending.
+    let mut rules = rules("C");
+    rules.max_deliver = Some(2);
+    let mut rig = Rig::new(rules, stream(&["a"]));
+    rig.pull(r#"{"batch":10,"expires":100000000000}"#);
+    let first = rig.take();
+    rig.ack(reply_of(&first[0]), "-NAK");
+    let second: Vec<String> = rig
+        .take()
+        .into_iter()
+        .filter(|line| line.starts_with("_INBOX.r"))
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(reply_of(&second[0]).starts_with("$JS.ACK.S.C.2.1.2."));
+    rig.ack(reply_of(&second[0]), "-NAK");
+    let lines = rig.take();
+    assert!(
+        lines.iter().all(|line| !line.starts_with("_INBOX.r")),
+        "sent a third time: {lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|line| line.starts_with("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.C")));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_ack_pending, 0);
+    rig.advance(31 * SECOND);
+    assert!(rig.take().is_empty());
+}
+
+#[test]
 fn max_ack_pending_holds_new_messages_back() {
     let mut rules = rules("C");
     rules.max_ack_pending = Some(2);
