@@ -487,9 +487,17 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         let before = self.state().ack_floor;
+        // As the reference: a pending message is found by its stream
+        // sequence and acked with the consumer sequence of its first
+        // delivery. The ack subject's consumer sequence may name another
+        // delivery: one made before a restart that numbered them anew.
+        let consumer_seq = match self.state().pending.get(&target.stream_seq) {
+            Some(pending) if self.rules.ack == AckPolicy::Explicit => pending.sequence,
+            _ => target.consumer_seq,
+        };
         let tracker = self.store.tracker_mut();
         if tracker
-            .update_acks(target.consumer_seq, target.stream_seq)
+            .update_acks(consumer_seq, target.stream_seq)
             .is_err()
         {
             // Not pending (acked already, or never delivered): nothing to do.

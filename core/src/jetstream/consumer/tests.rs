@@ -274,6 +274,27 @@ fn a_nak_at_max_deliver_gives_up_instead_of_sending_once_more() {
 }
 
 #[test]
+fn an_ack_with_a_consumer_sequence_from_before_a_restart_still_acks() {
+    // Found by the simulator (jetstream-consumers seed 7): after a restart
+    // the consumer numbers its deliveries anew, so a client acking a
+    // delivery it got before the restart names a consumer sequence at or
+    // below the new ack floor. The ack was ignored (yet an AckSync was
+    // confirmed) and the message redelivered.
+    let mut rig = Rig::new(rules("C"), stream(&["a", "b"]));
+    rig.pull(r#"{"batch":2}"#);
+    let lines = rig.take();
+    rig.ack(reply_of(&lines[0]), "+ACK");
+    assert_eq!(rig.consumer.numbers(&mut rig.store).ack_floor.consumer, 1);
+    // Seq 2 as delivered before a restart, with consumer sequence 1.
+    rig.ack("$JS.ACK.S.C.1.2.1.1000.0", "+ACK");
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.num_ack_pending, 0);
+    assert_eq!(numbers.ack_floor.stream, 2);
+    rig.advance(31 * SECOND);
+    assert!(rig.take().is_empty(), "redelivered an acked message");
+}
+
+#[test]
 fn max_ack_pending_holds_new_messages_back() {
     let mut rules = rules("C");
     rules.max_ack_pending = Some(2);
