@@ -437,6 +437,14 @@ impl<D: Disk> Consumer<D> {
     ) -> Option<Vec<u8>> {
         let target = ack::parse_ack_subject(subject)?;
         let kind = ack::parse_ack_body(body);
+        if target.stream_seq >= self.next_seq && matches!(kind, AckKind::Ack | AckKind::Term { .. })
+        {
+            // As the reference: an ack above the delivery pointer names a
+            // message this consumer has not delivered (a restart forgot the
+            // delivery the client acks). It is ignored and, above all, not
+            // confirmed: the message is still to be delivered.
+            return None;
+        }
         let mut next = None;
         match kind {
             AckKind::Ack => self.ack(target, wall),

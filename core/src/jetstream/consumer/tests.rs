@@ -295,6 +295,34 @@ fn an_ack_with_a_consumer_sequence_from_before_a_restart_still_acks() {
 }
 
 #[test]
+fn an_ack_above_the_delivery_pointer_is_neither_applied_nor_confirmed() {
+    // Found by the simulator (jetstream-consumers seed 32): a delivery made
+    // just before a restart was not yet written, so the restarted consumer
+    // delivers it again; the client's AckSync of the first delivery came
+    // first, was confirmed, and the message was delivered once more.
+    let mut rig = Rig::new(rules("C"), stream(&["a", "b"]));
+    rig.pull(r#"{"batch":1}"#);
+    assert_eq!(rig.take().len(), 1);
+    let next = rig.consumer.handle_ack(
+        b"$JS.ACK.S.C.1.2.2.1000.0",
+        b"_INBOX.ack",
+        b"+ACK",
+        rig.now,
+        rig.wall,
+        &mut rig.out,
+    );
+    assert!(next.is_none());
+    assert!(
+        rig.take().is_empty(),
+        "an ack nothing delivered was confirmed"
+    );
+    rig.pull(r#"{"batch":1}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(reply_of(&lines[0]).starts_with("$JS.ACK.S.C.1.2.2."));
+}
+
+#[test]
 fn max_ack_pending_holds_new_messages_back() {
     let mut rules = rules("C");
     rules.max_ack_pending = Some(2);
