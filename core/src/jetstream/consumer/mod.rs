@@ -176,6 +176,9 @@ pub struct Consumer<D: Disk> {
     /// When the last message went out, and when the floor last moved.
     last_delivery: Option<WallTime>,
     last_ack: Option<WallTime>,
+    /// A defect planted on purpose so the simulator can prove it finds bugs.
+    #[cfg(feature = "planted-defects")]
+    planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 /// The numbers consumer info reports.
@@ -215,6 +218,8 @@ impl<D: Disk> Consumer<D> {
             interest: false,
             last_delivery: None,
             last_ack: None,
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
         };
         let recovered = *consumer.state() != ConsumerState::default();
         if recovered {
@@ -277,6 +282,17 @@ impl<D: Disk> Consumer<D> {
         self.store
             .tracker_mut()
             .set_starting(start.saturating_sub(1));
+    }
+
+    /// Plant `defect` (feature `planted-defects`, for the simulator's tests).
+    #[cfg(feature = "planted-defects")]
+    pub fn plant(&mut self, defect: crate::server::PlantedDefect) {
+        self.planted_defect = Some(defect);
+    }
+
+    #[cfg(feature = "planted-defects")]
+    fn planted(&self, defect: crate::server::PlantedDefect) -> bool {
+        self.planted_defect == Some(defect)
     }
 
     pub fn rules(&self) -> &ConsumerRules {
@@ -512,6 +528,10 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         self.forget_acked();
+        #[cfg(feature = "planted-defects")]
+        if self.planted(crate::server::PlantedDefect::ConsumerAckLostOnRestart) {
+            let _ = self.store.tracker_mut().take_dirty();
+        }
         if self.state().ack_floor != before {
             self.last_ack = Some(wall);
         }
@@ -900,7 +920,15 @@ impl<D: Disk> Consumer<D> {
             .expect("deliveries are valid for the ack policy");
         debug_assert_eq!(self.state().delivered.consumer, consumer_seq);
         if self.rules.ack != AckPolicy::None {
-            self.arm(msg.seq, now + self.rules.redelivery_delay(count));
+            #[allow(unused_mut)]
+            let mut delay = self.rules.redelivery_delay(count);
+            #[cfg(feature = "planted-defects")]
+            if source == Source::Redelivery
+                && self.planted(crate::server::PlantedDefect::RedeliveryTimerNotRearmed)
+            {
+                delay = Duration::from_secs(365 * 24 * 3600);
+            }
+            self.arm(msg.seq, now + delay);
         }
         self.last_delivery = Some(wall);
     }
