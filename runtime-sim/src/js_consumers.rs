@@ -546,18 +546,13 @@ impl JsConsumerClient {
             } => {
                 let value: Value = serde_json::from_slice(payload)
                     .map_err(|e| format!("{}: info reply is not JSON ({e})", self.stream))?;
-                checks::on_info(self, consumer, quiet, &value, restarts)
+                checks::on_info(self, consumer, quiet, &value)
             }
         }
     }
 
     /// A status message (no ack subject) on the pull inbox: the pull ends.
-    fn pull_status(
-        &mut self,
-        subject: &[u8],
-        headers: Option<&Bytes>,
-        now: Instant,
-    ) -> Result<(), String> {
+    fn pull_status(&mut self, subject: &[u8], headers: Option<&Bytes>) -> Result<(), String> {
         let text = String::from_utf8_lossy(subject);
         let token = text
             .rsplit('.')
@@ -592,7 +587,6 @@ impl JsConsumerClient {
                 self.last_empty_pull = Some(pull.sent_at);
             }
         }
-        let _ = now;
         Ok(())
     }
 
@@ -743,7 +737,7 @@ impl World {
                     &mut out,
                 )
             }
-            SID_PULL => consumer.pull_status(&subject, headers.as_ref(), now),
+            SID_PULL => consumer.pull_status(&subject, headers.as_ref()),
             SID_PUSH => {
                 // Push status messages (heartbeats, flow control) are not asked for.
                 Err(format!(

@@ -210,7 +210,6 @@ pub(crate) fn on_info(
     which: usize,
     quiet: bool,
     value: &Value,
-    _restarts: u64,
 ) -> Result<(), String> {
     let stream = client.stream.clone();
     let name = client.consumers[which].name;
