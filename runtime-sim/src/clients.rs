@@ -23,6 +23,7 @@ use rnats_core::runtime::ConnId;
 
 use crate::conn::{Conn, Dir};
 use crate::js_clients::JsPublisher;
+use crate::js_consumers::JsConsumerClient;
 use crate::model::{Frame, Model, MsgRecord};
 use crate::node::NodeId;
 use crate::rng::{stream, Rng};
@@ -47,6 +48,8 @@ pub(crate) struct SimClient {
     pub(crate) connects: u64,
     /// A JetStream publisher's record of its stream.
     pub(crate) js: Option<Box<JsPublisher>>,
+    /// A JetStream consumer client's record of its stream and consumers.
+    pub(crate) consumer: Option<Box<JsConsumerClient>>,
 }
 
 impl SimClient {
@@ -63,6 +66,8 @@ impl SimClient {
         let pedantic = rng.chance(spec.pedantic_ratio);
         let js = (spec.role == Role::JsPublisher)
             .then(|| Box::new(JsPublisher::new(index, spec, &mut rng)));
+        let consumer = (spec.role == Role::JsConsumer)
+            .then(|| Box::new(JsConsumerClient::new(index, spec, &mut rng)));
         SimClient {
             spec: spec_index,
             role: spec.role,
@@ -75,6 +80,7 @@ impl SimClient {
             next_inbox: 0,
             connects: 0,
             js,
+            consumer,
         }
     }
 }
@@ -127,6 +133,10 @@ impl World {
             let opening = js.on_connect(client.connects);
             conn.write_frame(&opening, None);
         }
+        if let Some(consumer) = client.consumer.as_mut() {
+            let opening = consumer.on_connect(client.connects);
+            conn.write_frame(&opening, None);
+        }
         conn.write_frame(b"PING\r\n", Some(Frame::Ping));
         let handshake = self.active_plan.latency(&mut conn.rng);
         let previous = self.nodes[node.index()].conns.insert(id, conn);
@@ -161,7 +171,7 @@ impl World {
         }
         let spec = self.scenario.clients[self.clients[index].spec].clone();
         let interval = match spec.role {
-            Role::Publisher | Role::Requester | Role::JsPublisher => {
+            Role::Publisher | Role::Requester | Role::JsPublisher | Role::JsConsumer => {
                 (SECOND as f64 / spec.rate_hz) as u64
             }
             _ => 100 * MS,
@@ -173,6 +183,9 @@ impl World {
                 return;
             }
             self.workload(node, index, id, &spec, dt);
+        } else if spec.role == Role::JsConsumer {
+            // Consumers drain and settle in the heal phase.
+            self.consumer_workload(node, index, id);
         }
         let next = self.clients[index]
             .rng
@@ -255,6 +268,7 @@ impl World {
                 }
             }
             Role::JsPublisher => self.js_workload(node, index, id),
+            Role::JsConsumer => self.consumer_workload(node, index, id),
             Role::QueueMember | Role::Responder => {}
         }
     }
@@ -330,6 +344,10 @@ impl World {
             if self.failed() {
                 return;
             }
+            if self.nodes[node.index()].conns[&id].client_gone {
+                // The client broke its own connection (an ack lost on purpose).
+                return;
+            }
         }
         if more {
             self.schedule_client_read(node, id);
@@ -373,6 +391,20 @@ impl World {
                 subject, payload, ..
             } if role == Role::JsPublisher => {
                 self.js_client_receives(node, index, &subject, &payload);
+            }
+            ServerOp::Msg {
+                subject,
+                sid,
+                reply,
+                headers,
+                payload,
+            } if role == Role::JsConsumer => {
+                self.consumer_client_receives(
+                    node,
+                    id,
+                    index,
+                    (subject, sid, reply, headers, payload),
+                );
             }
             ServerOp::Msg {
                 subject,
@@ -533,7 +565,7 @@ fn write_opening(
         Role::Malformed => {
             subscribe(client, conn, format!("bad.{index}").as_bytes(), None);
         }
-        Role::Publisher | Role::JsPublisher => {}
+        Role::Publisher | Role::JsPublisher | Role::JsConsumer => {}
     }
 }
 

@@ -27,7 +27,7 @@
 //! server machine and its runtime half), `jetstream` (a node's JetStream
 //! machine over its simulated disk, restarts), `conn` (one connection's two
 //! ends), `clients` (simulated clients and their workloads), `js_clients`
-//! (JetStream publishers), `faults` (the plan
+//! (JetStream publishers), `js_consumers` (JetStream consumer clients), `faults` (the plan
 //! drawn from the seed and the injector), `invariants/` (one file per
 //! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
 //! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
@@ -41,6 +41,7 @@ mod faults;
 mod invariants;
 mod jetstream;
 mod js_clients;
+mod js_consumers;
 pub mod model;
 pub mod net;
 mod node;
@@ -103,6 +104,8 @@ pub fn defect_names() -> &'static [&'static str] {
         "deny-ignored-on-delivery",
         "hpub-skips-publish-permissions",
         "ack-before-sync",
+        "consumer-ack-lost-on-restart",
+        "redelivery-timer-not-rearmed",
     ]
 }
 
@@ -117,6 +120,8 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "deny-ignored-on-delivery" => PlantedDefect::DenyIgnoredOnDelivery,
         "hpub-skips-publish-permissions" => PlantedDefect::HpubSkipsPublishPermissions,
         "ack-before-sync" => PlantedDefect::AckBeforeSync,
+        "consumer-ack-lost-on-restart" => PlantedDefect::ConsumerAckLostOnRestart,
+        "redelivery-timer-not-rearmed" => PlantedDefect::RedeliveryTimerNotRearmed,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",

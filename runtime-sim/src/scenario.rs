@@ -139,6 +139,13 @@ pub enum Role {
     /// purges now and then, asks for STREAM.INFO and reads messages back
     /// with MSG.GET after its node restarted.
     JsPublisher,
+    /// Creates its own file stream on `subjects` (one pattern,
+    /// `<prefix>.>`) with a durable pull consumer and a durable push
+    /// consumer, publishes into it with acks at `rate_hz`, pulls (batch,
+    /// expires, no_wait) and answers every delivery as drawn (ack, AckSync,
+    /// nak, term, hold to ack later, silence past ack_wait); in the heal
+    /// phase it drains both consumers and checks they settle.
+    JsConsumer,
 }
 
 /// A kind of client, `count` times.
@@ -301,15 +308,15 @@ impl Scenario {
             if spec.role == Role::QueueMember && spec.group.is_none() {
                 return Err(String::from("queue_member clients need a group"));
             }
-            if spec.role == Role::JsPublisher {
+            if matches!(spec.role, Role::JsPublisher | Role::JsConsumer) {
                 if self.jetstream.is_none() {
                     return Err(String::from(
-                        "js_publisher clients need a jetstream section",
+                        "js_publisher and js_consumer clients need a jetstream section",
                     ));
                 }
                 if spec.subjects.len() != 1 || !spec.subjects[0].ends_with(".>") {
                     return Err(String::from(
-                        "js_publisher clients take one subject prefix, written <prefix>.>",
+                        "js_publisher and js_consumer clients take one subject prefix, written <prefix>.>",
                     ));
                 }
             }

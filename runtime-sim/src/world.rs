@@ -377,6 +377,11 @@ impl World {
                 *counts.entry(*what).or_default() += n;
             }
         }
+        for consumer in self.clients.iter().filter_map(|c| c.consumer.as_ref()) {
+            for (what, n) in &consumer.counts {
+                *counts.entry(*what).or_default() += n;
+            }
+        }
         for js in self.nodes.iter().filter_map(|n| n.js.as_ref()) {
             *counts.entry("acks-checked-durable").or_default() += js.acks_checked;
         }

@@ -66,6 +66,11 @@ fn ci_jetstream_restarts() {
     sweep_clean("jetstream-restarts");
 }
 
+#[test]
+fn ci_jetstream_consumers() {
+    sweep_clean("jetstream-consumers");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -62,6 +62,45 @@ fn a_jetstream_seed_replays_bit_for_bit_and_restarts() {
 }
 
 #[test]
+fn a_consumer_seed_replays_bit_for_bit_and_exercises_every_answer() {
+    let consumers = scenario("jetstream-consumers");
+    let first = run_seed(&consumers, 3, None);
+    let _other = run_seed(&scenario("jetstream-restarts"), 3, None);
+    let again = run_seed(&consumers, 3, None);
+    assert!(first.failure.is_none(), "{}", common::describe(&first));
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.faults, again.faults);
+    assert_eq!(first.jetstream, again.jetstream);
+    assert_ne!(first.trace_hash, run_seed(&consumers, 4, None).trace_hash);
+    let count = |what: &str| first.jetstream.get(what).copied().unwrap_or(0);
+    let restarts = first.faults.get("power-loss").copied().unwrap_or(0)
+        + first.faults.get("process-kill").copied().unwrap_or(0);
+    assert!(restarts > 0, "{:?}", first.faults);
+    for what in [
+        "c-delivered",
+        "c-redelivered",
+        "c-acks",
+        "c-acks-confirmed",
+        "c-naks",
+        "c-naks-delayed",
+        "c-terms",
+        "c-held",
+        "c-acked-later",
+        "c-silent",
+        "c-pulls",
+        "c-pulls-no-wait",
+        "c-pull-404",
+        "c-pull-408",
+        "c-infos",
+    ] {
+        assert!(count(what) > 0, "no {what}: {:?}", first.jetstream);
+    }
+    // Every consumer of every client settled and was checked at the end.
+    assert_eq!(count("c-quiet-checked"), 8, "{:?}", first.jetstream);
+}
+
+#[test]
 fn a_run_does_real_work() {
     let outcome = run_seed(&scenario("pubsub-faults"), 5, None);
     assert!(outcome.failure.is_none(), "{}", common::describe(&outcome));

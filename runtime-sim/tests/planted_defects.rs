@@ -90,6 +90,19 @@ fn an_ack_before_its_sync_is_caught() {
 }
 
 #[test]
+fn a_consumer_ack_lost_on_restart_is_caught() {
+    // An AckSync confirmed, then a restart: the message comes back.
+    caught("consumer-ack-lost-on-restart", "jetstream-consumers");
+}
+
+#[test]
+fn a_redelivery_timer_never_rearmed_is_caught() {
+    // A redelivered message left silent again stays pending for ever: the
+    // consumer does not settle in the heal phase.
+    caught("redelivery-timer-not-rearmed", "jetstream-consumers");
+}
+
+#[test]
 fn an_ack_before_its_sync_is_caught_by_the_publishers_alone() {
     // Without the node-side durability check, a power loss between the
     // early ack and the sync loses an acknowledged message: the publisher's

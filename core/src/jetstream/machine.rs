@@ -218,6 +218,9 @@ impl<D: Disk + Clone> JetStream<D> {
         self.planted_defect = Some(defect);
         for entry in self.streams.values_mut() {
             entry.stream.ack_before_sync = defect == crate::server::PlantedDefect::AckBeforeSync;
+            for consumer in entry.consumers.values_mut() {
+                consumer.consumer.plant(defect);
+            }
         }
     }
 
@@ -337,6 +340,11 @@ impl<D: Disk + Clone> JetStream<D> {
     fn tick(&mut self, now: Instant, wall: WallTime) {
         self.now = self.now.max(now);
         self.wall = wall;
+        // Consumers created since the last input get the planted defect too.
+        #[cfg(feature = "planted-defects")]
+        if let Some(defect) = self.planted_defect {
+            self.plant(defect);
+        }
     }
 
     /// The monotonic instant at which the wall clock reads `at`.

@@ -152,6 +152,13 @@ pub enum PlantedDefect {
     /// A JetStream stream acknowledges a publish as soon as it is stored,
     /// before the sync that makes it durable (planted with `JetStream::plant`).
     AckBeforeSync,
+    /// A consumer's ack leaves its state clean: the flush after it (for an
+    /// AckSync reply, consumer info or the periodic write) writes nothing,
+    /// so a restart forgets acks made since the last delivery was written.
+    ConsumerAckLostOnRestart,
+    /// A redelivered message's ack timer is armed a year out: if the client
+    /// stays silent again, it is never redelivered.
+    RedeliveryTimerNotRearmed,
 }
 
 impl Default for ServerConfig {

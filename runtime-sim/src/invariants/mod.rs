@@ -19,6 +19,10 @@
 //! - `jetstream`: acknowledgements only once durable, sequences unique and
 //!   increasing, duplicates acked with the original sequence, acknowledged
 //!   messages read back intact after restarts, limits kept in STREAM.INFO;
+//! - `consumers`: deliveries intact, counts within `max_deliver`, first
+//!   deliveries increasing per server process and above what was shown
+//!   durable, nothing redelivered after its ack was confirmed, consumer
+//!   info consistent with what the client saw;
 //!
 //! Liveness, at the end, after the heal phase:
 //! - `progress`: every healthy client's bytes written up to the mark (two
@@ -27,12 +31,15 @@
 //! - convergence (the oracle, `Model::check_converged`): every owed message,
 //!   queue-group delivery, reply, `+OK` and `-ERR` arrived;
 //! - `jetstream`: every publish of a JetStream publisher still connected was
-//!   answered.
+//!   answered;
+//! - `consumers`: every consumer settled in the heal phase with nothing
+//!   pending and every acknowledged message delivered.
 //!
 //! Each check reads the world and returns the failure text; the world
 //! records it (and the trace marks it).
 
 pub(crate) mod close_reasons;
+pub(crate) mod consumers;
 pub(crate) mod jetstream;
 pub(crate) mod memory_bounds;
 pub(crate) mod progress;
@@ -48,5 +55,6 @@ pub(crate) fn check_safety(world: &World) -> Result<u64, String> {
 pub(crate) fn check_liveness(world: &mut World) -> Result<(), String> {
     progress::check(world)?;
     jetstream::check_liveness(world)?;
+    consumers::check_liveness(world)?;
     world.model.check_converged()
 }

@@ -186,6 +186,9 @@ pub struct Consumer<D: Disk> {
     /// took them (acked, terminated, or delivered without acks): what
     /// interest and work-queue retention remove.
     settled: Vec<u64>,
+    /// A defect planted on purpose so the simulator can prove it finds bugs.
+    #[cfg(feature = "planted-defects")]
+    planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 /// The numbers consumer info reports.
@@ -227,6 +230,8 @@ impl<D: Disk> Consumer<D> {
             last_delivery: None,
             last_ack: None,
             settled: Vec::new(),
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
         };
         let recovered = *consumer.state() != ConsumerState::default();
         if recovered {
@@ -290,6 +295,17 @@ impl<D: Disk> Consumer<D> {
         self.store
             .tracker_mut()
             .set_starting(start.saturating_sub(1));
+    }
+
+    /// Plant `defect` (feature `planted-defects`, for the simulator's tests).
+    #[cfg(feature = "planted-defects")]
+    pub fn plant(&mut self, defect: crate::server::PlantedDefect) {
+        self.planted_defect = Some(defect);
+    }
+
+    #[cfg(feature = "planted-defects")]
+    fn planted(&self, defect: crate::server::PlantedDefect) -> bool {
+        self.planted_defect == Some(defect)
     }
 
     pub fn rules(&self) -> &ConsumerRules {
@@ -486,6 +502,14 @@ impl<D: Disk> Consumer<D> {
     ) -> Option<Vec<u8>> {
         let target = ack::parse_ack_subject(subject)?;
         let kind = ack::parse_ack_body(body);
+        if target.stream_seq >= self.next_seq && matches!(kind, AckKind::Ack | AckKind::Term { .. })
+        {
+            // As the reference: an ack above the delivery pointer names a
+            // message this consumer has not delivered (a restart forgot the
+            // delivery the client acks). It is ignored and, above all, not
+            // confirmed: the message is still to be delivered.
+            return None;
+        }
         let mut next = None;
         match kind {
             AckKind::Ack => self.ack(target, wall),
@@ -543,15 +567,27 @@ impl<D: Disk> Consumer<D> {
             _ if pending.contains_key(&target.stream_seq) => self.settled.push(target.stream_seq),
             _ => {}
         }
+        // As the reference: a pending message is found by its stream
+        // sequence and acked with the consumer sequence of its first
+        // delivery. The ack subject's consumer sequence may name another
+        // delivery: one made before a restart that numbered them anew.
+        let consumer_seq = match self.state().pending.get(&target.stream_seq) {
+            Some(pending) if self.rules.ack == AckPolicy::Explicit => pending.sequence,
+            _ => target.consumer_seq,
+        };
         let tracker = self.store.tracker_mut();
         if tracker
-            .update_acks(target.consumer_seq, target.stream_seq)
+            .update_acks(consumer_seq, target.stream_seq)
             .is_err()
         {
             // Not pending (acked already, or never delivered): nothing to do.
             return;
         }
         self.forget_acked();
+        #[cfg(feature = "planted-defects")]
+        if self.planted(crate::server::PlantedDefect::ConsumerAckLostOnRestart) {
+            let _ = self.store.tracker_mut().take_dirty();
+        }
         // The reference stamps the floor's `last_active` with every ack
         // it takes, whether or not the floor moved.
         self.last_ack = Some(wall);
@@ -574,7 +610,14 @@ impl<D: Disk> Consumer<D> {
         match delay {
             Some(delay) if !delay.is_zero() => self.arm(seq, now + delay),
             _ => {
-                self.redeliver.insert(seq);
+                // As when its ack wait runs out: a message that went out
+                // `max_deliver` times is given up, never sent once more.
+                let count = self.delivery_count(seq);
+                if self.rules.max_deliver.is_some_and(|max| count >= max) {
+                    self.give_up(seq, count, wall, out);
+                } else {
+                    self.redeliver.insert(seq);
+                }
             }
         }
     }
@@ -942,7 +985,15 @@ impl<D: Disk> Consumer<D> {
             .expect("deliveries are valid for the ack policy");
         debug_assert_eq!(self.state().delivered.consumer, consumer_seq);
         if self.rules.ack != AckPolicy::None {
-            self.arm(msg.seq, now + self.rules.redelivery_delay(count));
+            #[allow(unused_mut)]
+            let mut delay = self.rules.redelivery_delay(count);
+            #[cfg(feature = "planted-defects")]
+            if source == Source::Redelivery
+                && self.planted(crate::server::PlantedDefect::RedeliveryTimerNotRearmed)
+            {
+                delay = Duration::from_secs(365 * 24 * 3600);
+            }
+            self.arm(msg.seq, now + delay);
         } else {
             self.settled.push(msg.seq);
         }

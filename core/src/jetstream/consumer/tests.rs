@@ -243,6 +243,87 @@ fn silence_past_ack_wait_redelivers_until_max_deliver() {
 }
 
 #[test]
+fn a_nak_at_max_deliver_gives_up_instead_of_sending_once_more() {
+    // Found by the simulator (jetstream-consumers seed 1): the redelivery
+    // went out a third time with max_deliver 2, and its ack timer was
+    // armed for a message no longer pending.
+    let mut rules = rules("C");
+    rules.max_deliver = Some(2);
+    let mut rig = Rig::new(rules, stream(&["a"]));
+    rig.pull(r#"{"batch":10,"expires":100000000000}"#);
+    let first = rig.take();
+    rig.ack(reply_of(&first[0]), "-NAK");
+    let second: Vec<String> = rig
+        .take()
+        .into_iter()
+        .filter(|line| line.starts_with("_INBOX.r"))
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(reply_of(&second[0]).starts_with("$JS.ACK.S.C.2.1.2."));
+    rig.ack(reply_of(&second[0]), "-NAK");
+    let lines = rig.take();
+    assert!(
+        lines.iter().all(|line| !line.starts_with("_INBOX.r")),
+        "sent a third time: {lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|line| line.starts_with("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.C")));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_ack_pending, 0);
+    rig.advance(31 * SECOND);
+    assert!(rig.take().is_empty());
+}
+
+#[test]
+fn an_ack_with_a_consumer_sequence_from_before_a_restart_still_acks() {
+    // Found by the simulator (jetstream-consumers seed 7): after a restart
+    // the consumer numbers its deliveries anew, so a client acking a
+    // delivery it got before the restart names a consumer sequence at or
+    // below the new ack floor. The ack was ignored (yet an AckSync was
+    // confirmed) and the message redelivered.
+    let mut rig = Rig::new(rules("C"), stream(&["a", "b"]));
+    rig.pull(r#"{"batch":2}"#);
+    let lines = rig.take();
+    rig.ack(reply_of(&lines[0]), "+ACK");
+    assert_eq!(rig.consumer.numbers(&mut rig.store).ack_floor.consumer, 1);
+    // Seq 2 as delivered before a restart, with consumer sequence 1.
+    rig.ack("$JS.ACK.S.C.1.2.1.1000.0", "+ACK");
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(numbers.num_ack_pending, 0);
+    assert_eq!(numbers.ack_floor.stream, 2);
+    rig.advance(31 * SECOND);
+    assert!(rig.take().is_empty(), "redelivered an acked message");
+}
+
+#[test]
+fn an_ack_above_the_delivery_pointer_is_neither_applied_nor_confirmed() {
+    // Found by the simulator (jetstream-consumers seed 32): a delivery made
+    // just before a restart was not yet written, so the restarted consumer
+    // delivers it again; the client's AckSync of the first delivery came
+    // first, was confirmed, and the message was delivered once more.
+    let mut rig = Rig::new(rules("C"), stream(&["a", "b"]));
+    rig.pull(r#"{"batch":1}"#);
+    assert_eq!(rig.take().len(), 1);
+    let next = rig.consumer.handle_ack(
+        b"$JS.ACK.S.C.1.2.2.1000.0",
+        b"_INBOX.ack",
+        b"+ACK",
+        rig.now,
+        rig.wall,
+        &mut rig.out,
+    );
+    assert!(next.is_none());
+    assert!(
+        rig.take().is_empty(),
+        "an ack nothing delivered was confirmed"
+    );
+    rig.pull(r#"{"batch":1}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(reply_of(&lines[0]).starts_with("$JS.ACK.S.C.1.2.2."));
+}
+
+#[test]
 fn max_ack_pending_holds_new_messages_back() {
     let mut rules = rules("C");
     rules.max_ack_pending = Some(2);
