@@ -13,6 +13,9 @@
 //! A quarter of the seeds run under `sync_interval` (ack first, sync on a
 //! timer): there only what a completed sync covered is owed.
 //!
+//! Half the seeds run with compression on and compressible payloads, so
+//! sealed records go through the same crashes and faults.
+//!
 //! And a seed run twice gives the same outcome, bit for bit.
 //!
 //! Replay one seed: `STORE_SEED=<n> cargo test -p rnats-runtime-sim --test store_power_loss`.
@@ -58,6 +61,8 @@ struct Harness {
     /// `sync_interval` mode: acks come before syncs, so only what a
     /// completed sync covered is owed after a power loss.
     interval: bool,
+    /// Compression on, payloads compressible.
+    compress: bool,
     /// The store's last sequence when the sync in flight was asked for.
     sync_through: Option<u64>,
     /// Everything up to here was covered by a completed sync.
@@ -90,6 +95,8 @@ impl Harness {
             faults.read_bit_flip = plan.unit() * 0.05;
         }
         let interval = !read_faults && plan.below(4) == 0;
+        // Half the seeds store compressible payloads with compression on.
+        let compress = plan.below(2) == 0;
         let disk = SharedSimDisk::new(SimDisk::from_seed(seed, faults));
         let mut harness = Harness {
             seed,
@@ -105,6 +112,7 @@ impl Harness {
             clock: 0,
             read_faults,
             interval,
+            compress,
             sync_through: None,
             synced_through: 0,
             interval_syncs: 0,
@@ -151,7 +159,10 @@ impl Harness {
             match FileStore::open_on(
                 self.disk.clone(),
                 file_config(self.interval),
-                StoreConfig::default(),
+                StoreConfig {
+                    compress: self.compress,
+                    ..StoreConfig::default()
+                },
             ) {
                 Ok(store) => break store,
                 Err(error) => {
@@ -293,7 +304,12 @@ impl Harness {
         self.clock += 1;
         let subject = format!("s.{}", self.rng.below(5));
         let len = self.rng.below(300) as usize;
-        let payload: Vec<u8> = (0..len).map(|_| self.rng.below(256) as u8).collect();
+        let payload: Vec<u8> = if self.compress {
+            let base = self.rng.below(256) as u8;
+            (0..len).map(|at| base ^ (at / 16) as u8).collect()
+        } else {
+            (0..len).map(|_| self.rng.below(256) as u8).collect()
+        };
         let now = WallTime(self.clock);
         match self
             .store()

@@ -37,6 +37,7 @@
 //! [`WallTime`]: crate::time::WallTime
 //! [`Instant`]: crate::time::Instant
 
+pub mod codec;
 pub mod consumer;
 pub mod disk;
 mod engine;
@@ -164,6 +165,11 @@ pub struct StoreConfig {
     pub discard_new_per_subject: bool,
     /// How bytes are counted; fixed for the store's life.
     pub sizing: Sizing,
+    /// Compress message records (`compression: "s2"`; a FileStore only).
+    /// Changeable: records keep the form they were written in, and every
+    /// form stays readable. Bytes are counted uncompressed either way, as
+    /// the reference counts them.
+    pub compress: bool,
 }
 
 /// Which subjects a load or purge applies to.

@@ -836,6 +836,275 @@ fn damage_in_a_sealed_block_costs_only_its_records() {
     }
 }
 
+/// A MemDisk that counts the bytes read from block files.
+#[derive(Debug)]
+struct CountingDisk {
+    inner: MemDisk,
+    block_bytes_read: usize,
+}
+
+impl Disk for CountingDisk {
+    fn create_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.inner.create_dir(dir)
+    }
+    fn list(&mut self, dir: &str) -> DiskResult<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn len(&mut self, path: &str) -> DiskResult<Option<u64>> {
+        self.inner.len(path)
+    }
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> DiskResult<usize> {
+        let n = self.inner.read_at(path, offset, buf)?;
+        if path.ends_with(".blk") {
+            self.block_bytes_read += n;
+        }
+        Ok(n)
+    }
+    fn write_at(&mut self, path: &str, offset: u64, bytes: &[u8]) -> DiskResult<()> {
+        self.inner.write_at(path, offset, bytes)
+    }
+    fn truncate(&mut self, path: &str, len: u64) -> DiskResult<()> {
+        self.inner.truncate(path, len)
+    }
+    fn sync(&mut self, path: &str) -> DiskResult<()> {
+        self.inner.sync(path)
+    }
+    fn sync_dir(&mut self, dir: &str) -> DiskResult<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> DiskResult<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&mut self, path: &str) -> DiskResult<()> {
+        self.inner.remove(path)
+    }
+}
+
+#[test]
+fn opening_reads_each_block_once_and_counts_on_the_way() {
+    for compress in [false, true] {
+        let config = StoreConfig {
+            compress,
+            ..StoreConfig::default()
+        };
+        let mut store = open_file(MemDisk::new(), 600, config.clone());
+        for i in 1..=60 {
+            let ttl = (i % 7 == 0).then(|| Duration::from_secs(100));
+            store
+                .store_msg(
+                    format!("s.{}", i % 4).as_bytes(),
+                    b"",
+                    compressible(i).as_bytes(),
+                    ts(i),
+                    ttl,
+                )
+                .unwrap();
+        }
+        for seq in [3, 17, 18, 40] {
+            store.remove_msg(seq).unwrap();
+        }
+        settle(&mut store);
+        let expected = store.state();
+        let subjects = store.subjects_state(&Filter::All);
+        let mut disk = store.into_backend().into_disk();
+        let on_disk = block_files_len(&mut disk);
+        let counting = CountingDisk {
+            inner: disk,
+            block_bytes_read: 0,
+        };
+        let mut backend = FileBackend::open(counting, file_config(600), &config).unwrap();
+        assert!(backend.block_count() > 3);
+        assert_eq!(
+            backend.disk().block_bytes_read,
+            on_disk,
+            "every block read exactly once"
+        );
+        assert!(
+            backend.take_tally().is_some(),
+            "recovery counted the messages"
+        );
+        // What the engine builds from it is what the store had.
+        let backend = FileBackend::open(backend.into_disk(), file_config(600), &config).unwrap();
+        let before = backend.disk().block_bytes_read;
+        let mut store = Engine::open(backend, config.clone()).unwrap();
+        assert_eq!(store.state(), expected);
+        assert_eq!(store.subjects_state(&Filter::All), subjects);
+        assert_eq!(
+            store.next_expiry(),
+            Some(WallTime(ts(7).0 + 100_000_000_000))
+        );
+        if !cfg!(debug_assertions) {
+            // (Debug builds count again by loading every message.)
+            assert_eq!(store.backend_mut().disk().block_bytes_read, before);
+        }
+    }
+}
+
+// ---- FileStore: compression ----
+
+/// A payload snappy shrinks (the message's number repeated).
+fn compressible(i: u64) -> String {
+    format!("payload-{i};").repeat(24)
+}
+
+fn compressed_config() -> StoreConfig {
+    StoreConfig {
+        compress: true,
+        sizing: Sizing::File,
+        ..StoreConfig::default()
+    }
+}
+
+/// `count` compressible messages in a store with compression on.
+fn filled_compressed(count: u64, block_size: u64) -> MemDisk {
+    let mut store = open_file(MemDisk::new(), block_size, compressed_config());
+    for i in 1..=count {
+        put(&mut store, &format!("s.{}", i % 3), &compressible(i), i);
+    }
+    settle(&mut store);
+    store.into_backend().into_disk()
+}
+
+fn block_files_len(disk: &mut MemDisk) -> usize {
+    let names = disk.list("s").unwrap();
+    names
+        .iter()
+        .filter(|name| name.ends_with(".blk"))
+        .map(|name| disk.read_all(&format!("s/{name}")).unwrap().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn compressed_records_recover_and_count_uncompressed_bytes() {
+    let mut disk = filled_compressed(40, 4096);
+    let mut plain = open_file(
+        MemDisk::new(),
+        4096,
+        StoreConfig {
+            compress: false,
+            ..compressed_config()
+        },
+    );
+    for i in 1..=40 {
+        put(&mut plain, &format!("s.{}", i % 3), &compressible(i), i);
+    }
+    settle(&mut plain);
+    let plain_state = plain.state();
+    let mut plain_disk = plain.into_backend().into_disk();
+    let (compressed_len, plain_len) =
+        (block_files_len(&mut disk), block_files_len(&mut plain_disk));
+    assert!(
+        compressed_len * 4 < plain_len,
+        "compressed {compressed_len} bytes on disk, plain {plain_len}"
+    );
+    let block = disk.read_all("s/0000000001.blk").unwrap().unwrap();
+    let scan = record::scan(&block);
+    assert!(scan
+        .good
+        .iter()
+        .all(|&at| record::decode(&block[at..]).unwrap().kind == record::Kind::Sealed));
+    disk.power_loss();
+    let mut store = open_file(disk, 4096, compressed_config());
+    // The reference counts stored bytes uncompressed, whatever is on disk.
+    assert_eq!(store.state(), plain_state);
+    store.backend_mut().drop_cache();
+    for i in (1..=40).rev() {
+        let msg = store.load_msg(i).unwrap();
+        assert_eq!(
+            msg.payload,
+            compressible(i).as_bytes(),
+            "direct read of {i}"
+        );
+        assert_eq!(msg.subject, format!("s.{}", i % 3).as_bytes());
+    }
+    for i in 1..=40 {
+        assert_eq!(
+            store.load_msg(i).unwrap().payload,
+            compressible(i).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn compression_can_be_turned_off_and_old_records_stay_readable() {
+    let disk = filled_compressed(5, 1 << 20);
+    let mut store = open_file(
+        disk,
+        1 << 20,
+        StoreConfig {
+            compress: false,
+            ..compressed_config()
+        },
+    );
+    put(&mut store, "s.1", &compressible(6), 6);
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    let block = disk.read_all("s/0000000001.blk").unwrap().unwrap();
+    let kinds: Vec<_> = record::scan(&block)
+        .good
+        .iter()
+        .map(|&at| record::decode(&block[at..]).unwrap().kind)
+        .collect();
+    assert_eq!(kinds.last(), Some(&record::Kind::Message), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == record::Kind::Sealed).count(),
+        5
+    );
+    disk.power_loss();
+    let mut store = open_file(disk, 1 << 20, compressed_config());
+    for i in 1..=6 {
+        assert_eq!(
+            store.load_msg(i).unwrap().payload,
+            compressible(i).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_compressed_record_costs_exactly_that_record() {
+    let mut disk = filled_compressed(5, 1 << 20);
+    let offsets = record::scan(disk.read_all("s/0000000001.blk").unwrap().as_ref().unwrap()).good;
+    assert_eq!(offsets.len(), 5);
+    let offset = offsets[2];
+    block_bytes(&mut disk, 1)[offset + record::HEADER_LEN + 9] ^= 0x08;
+    let mut store = open_file(disk, 1 << 20, compressed_config());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.damaged_records, 1, "{report:?}");
+    assert!(
+        report.warnings[0].contains(&format!(
+            "s/0000000001.blk: damaged record at offset {offset}"
+        )),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(store.load_msg(3), Err(StoreError::NotFound));
+    for i in [1, 2, 4, 5] {
+        assert_eq!(
+            store.load_msg(i).unwrap().payload,
+            compressible(i).as_bytes()
+        );
+    }
+    assert_eq!(store.state().msgs, 4);
+}
+
+#[test]
+fn a_torn_compressed_tail_is_cut_and_its_sequence_not_reused() {
+    let mut disk = filled_compressed(5, 1 << 20);
+    let offsets = record::scan(disk.read_all("s/0000000001.blk").unwrap().as_ref().unwrap()).good;
+    let block = block_bytes(&mut disk, 1);
+    block.truncate(block.len() - 3);
+    disk.sync_everything();
+    let mut store = open_file(disk, 1 << 20, compressed_config());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.tails_cut, 1);
+    assert!(report.warnings[0].contains(&format!(
+        "s/0000000001.blk: damaged tail cut at offset {}",
+        offsets[4]
+    )));
+    assert_eq!((store.state().msgs, store.state().last_seq), (4, 5));
+    assert_eq!(put(&mut store, "a", &compressible(6), 9), 6);
+}
+
 #[test]
 fn an_unsynced_tail_is_lost_but_never_half_served() {
     let mut store = open_file(MemDisk::new(), 1 << 20, StoreConfig::default());
@@ -1172,6 +1441,74 @@ fn a_missing_middle_block_is_named_and_its_sequences_never_reused() {
 /// A lost first block is found the same way: nothing (no floor) accounts
 /// for the sequences below the first surviving block.
 #[test]
+fn a_missing_last_block_is_named_and_its_sequences_never_reused() {
+    let mut disk = filled(12, 300);
+    let names = disk.list("s").unwrap();
+    let last_name = names
+        .iter()
+        .filter(|name| name.ends_with(".blk"))
+        .max()
+        .unwrap()
+        .clone();
+    let last_number: u64 = last_name.trim_end_matches(".blk").parse().unwrap();
+    let lost = block_messages(&mut disk, last_number);
+    assert_eq!(lost.last(), Some(&12));
+    disk.remove(&format!("s/{last_name}")).unwrap();
+    disk.sync_everything();
+    let mut store = open_file(disk, 300, StoreConfig::default());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.missing_last_blocks, vec![last_number]);
+    assert!(report.has_findings());
+    let per_block = 300 / record::MIN_RECORD as u64;
+    let through = lost[0] - 1 + per_block;
+    assert!(
+        report.warnings.iter().any(|text| text.contains(&format!(
+            "s: block file {last_name} is missing (meta names block {last_number} as the last written): their messages are lost; sequences up to {through} are not handed out again"
+        ))),
+        "{:?}",
+        report.warnings
+    );
+    let state = store.state();
+    assert_eq!(state.msgs, 12 - lost.len() as u64);
+    assert_eq!(state.last_seq, through);
+    // Acknowledged sequences 1..=12 are never given to another message.
+    let next = put(&mut store, "x", "new", 99);
+    assert!(next > 12, "sequence {next} handed out again");
+    settle(&mut store);
+    // The finding is kept: a second open does not lower the last sequence.
+    let disk = store.into_backend().into_disk();
+    let store = open_file(disk, 300, StoreConfig::default());
+    assert_eq!(store.state().last_seq, next);
+    assert!(store.backend().recovery().missing_last_blocks.is_empty());
+}
+
+#[test]
+fn a_bulk_skip_survives_the_loss_of_the_last_block() {
+    let mut store = open_file(MemDisk::new(), 300, StoreConfig::default());
+    for i in 1..=3 {
+        put(&mut store, "a", "x", i);
+    }
+    store.skip_msgs(4, 100_000, ts(4)).unwrap();
+    let after = put(&mut store, "a", "y", 5);
+    assert_eq!(after, 100_004);
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    let names = disk.list("s").unwrap();
+    let last = names
+        .iter()
+        .filter(|name| name.ends_with(".blk"))
+        .max()
+        .unwrap()
+        .clone();
+    disk.remove(&format!("s/{last}")).unwrap();
+    disk.sync_everything();
+    let mut store = open_file(disk, 300, StoreConfig::default());
+    assert!(!store.backend().recovery().missing_last_blocks.is_empty());
+    assert!(store.state().last_seq >= 100_004);
+    assert!(put(&mut store, "a", "z", 6) > 100_004);
+}
+
+#[test]
 fn a_missing_first_block_is_named() {
     let mut disk = filled(12, 300);
     let first = block_messages(&mut disk, 1);
@@ -1326,10 +1663,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn filestore_matches_memstore(ops in proptest::collection::vec(op(), 1..80)) {
+    fn filestore_matches_memstore(
+        ops in proptest::collection::vec(op(), 1..80),
+        compress in any::<bool>(),
+    ) {
+        // With `compress`, payloads of repeated bytes are sealed records.
         let config = StoreConfig {
             max_msgs_per_subject: Some(6),
             max_age: Some(Duration::from_secs(30)),
+            compress,
             ..StoreConfig::default()
         };
         let mut model = MemStore::new(config.clone());
@@ -1349,6 +1691,7 @@ proptest! {
                     // no removal may look like a lost block.
                     let report = file.backend().recovery();
                     prop_assert!(report.missing_sequences.is_empty(), "{:?}", report.warnings);
+                    prop_assert!(report.missing_last_blocks.is_empty(), "{:?}", report.warnings);
                     settle(&mut file);
                 }
                 op => {
@@ -1427,10 +1770,14 @@ proptest! {
         count in 1u64..60,
         removes in proptest::collection::vec(any::<u8>(), 0..8),
         damages in proptest::collection::vec(damage(), 1..6),
+        compress in any::<bool>(),
     ) {
-        let mut store = open_file(MemDisk::new(), 256, StoreConfig::default());
+        let config = StoreConfig { compress, ..StoreConfig::default() };
+        let payload_of = |seq: u64| if compress { compressible(seq) } else { format!("payload-{seq}") };
+        let block_size = if compress { 512 } else { 256 };
+        let mut store = open_file(MemDisk::new(), block_size, config.clone());
         for i in 1..=count {
-            put(&mut store, &format!("s.{}", i % 4), &format!("payload-{i}"), i);
+            put(&mut store, &format!("s.{}", i % 4), &payload_of(i), i);
         }
         for byte in removes {
             let _ = store.remove_msg(u64::from(byte) % (count + 1));
@@ -1441,7 +1788,7 @@ proptest! {
             apply_damage(&mut disk, damage);
         }
         disk.sync_everything();
-        let Ok(mut store) = FileStore::open_on(disk, file_config(256), StoreConfig::default()) else {
+        let Ok(mut store) = FileStore::open_on(disk, file_config(block_size), config) else {
             // Refusing to open is allowed (e.g. overlapping blocks); panicking is not.
             return Ok(());
         };
@@ -1453,7 +1800,7 @@ proptest! {
                 Ok(msg) => {
                     served += 1;
                     prop_assert_eq!(msg.seq, seq);
-                    let (payload, subject) = (format!("payload-{seq}"), format!("s.{}", seq % 4));
+                    let (payload, subject) = (payload_of(seq), format!("s.{}", seq % 4));
                     prop_assert_eq!(&msg.payload[..], payload.as_bytes());
                     prop_assert_eq!(&msg.subject[..], subject.as_bytes());
                 }
