@@ -328,6 +328,7 @@ pub fn file_config(cache_blocks: usize, block_size: u64) -> FileStoreConfig {
         block_size,
         cache_blocks,
         sync: SyncPolicy::BeforeAck,
+        ..FileStoreConfig::default()
     }
 }
 

@@ -33,7 +33,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::api::StreamConfig;
-use super::config::{AccountLimits, JetStreamConfig};
+use super::config::{open_definition, seal_definition, AccountLimits, JetStreamConfig};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId};
 use super::stream::{Publish, PublishError, Storage, Store, Stream};
 use crate::server::LogLevel;
@@ -450,6 +450,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 let file_config = FileStoreConfig {
                     dir: store_dir(id),
                     sync: self.config.sync,
+                    encryption: self.config.encryption.as_ref().map(|e| e.key_ring()),
+                    seed: self.ids.next_u64(),
                     ..FileStoreConfig::default()
                 };
                 FileStore::open_on(self.disk.clone(), file_config, rules.limits).map(Store::File)
@@ -463,11 +465,15 @@ impl<D: Disk + Clone> JetStream<D> {
         let json = serde_json::to_vec(meta).expect("stream metadata serializes");
         let mut bytes = format!("{:08x}\n", crc32fast::hash(&json)).into_bytes();
         bytes.extend_from_slice(&json);
+        let encryption = self.config.encryption.as_ref();
+        let bytes = seal_definition(encryption, &purpose(id), bytes, self.ids.next_u64());
         self.disk.create_dir(STREAMS_DIR)?;
         let name = format!("{}.meta", id.0);
         // Keep the current good copy before replacing it.
         if let Some(current) = self.disk.read_all(&meta_path(id))? {
-            if decode_meta(&current).is_some() {
+            let readable = open_definition(encryption, &purpose(id), &current)
+                .is_ok_and(|(plain, _)| decode_meta(&plain).is_some());
+            if readable {
                 self.disk
                     .write_atomic(STREAMS_DIR, &format!("{}.prev", id.0), &current)?;
             }
@@ -561,14 +567,38 @@ impl<D: Disk + Clone> JetStream<D> {
     /// one; damage is logged, and a stream with neither is left on disk.
     fn read_meta(&mut self, id: StreamId) -> Option<StreamMeta> {
         for path in [meta_path(id), prev_path(id)] {
-            match self.disk.read_all(&path) {
-                Ok(Some(bytes)) => match decode_meta(&bytes) {
-                    Some(meta) => return Some(meta),
+            let opened = self.disk.read_all(&path).map(|bytes| {
+                bytes.map(|bytes| {
+                    open_definition(self.config.encryption.as_ref(), &purpose(id), &bytes)
+                })
+            });
+            match opened {
+                Ok(Some(Ok((bytes, rewrite)))) => match decode_meta(&bytes) {
+                    Some(meta) => {
+                        if rewrite {
+                            // Sealed again under the configured key (twice:
+                            // the previous copy too).
+                            let rewritten = self
+                                .write_meta(id, &meta)
+                                .and_then(|()| self.write_meta(id, &meta));
+                            if let Err(error) = rewritten {
+                                self.log(
+                                    LogLevel::Error,
+                                    format!("JetStream: sealing stream definition {path} again failed: {error}"),
+                                );
+                            }
+                        }
+                        return Some(meta);
+                    }
                     None => self.log(
                         LogLevel::Error,
                         format!("JetStream: stream definition {path} is damaged"),
                     ),
                 },
+                Ok(Some(Err(error))) => self.log(
+                    LogLevel::Error,
+                    format!("JetStream: error decrypting stream definition {path}: {error}"),
+                ),
                 Ok(None) => {}
                 Err(error) => self.log(
                     LogLevel::Error,
@@ -649,6 +679,11 @@ impl<D: Disk + Clone> JetStream<D> {
             payload: Bytes::from(payload),
         });
     }
+}
+
+/// What a stream's sealed definition is sealed for (both of its copies).
+fn purpose(id: StreamId) -> String {
+    format!("stream definition {}", id.0)
 }
 
 fn meta_path(id: StreamId) -> String {

@@ -10,7 +10,8 @@
 //! A sealed record's payload (its subject and headers fields are empty):
 //!
 //! ```text
-//! flags u8 (bit 0: compressed, bit 1: encrypted; never 0)
+//! flags u8 (bit 0: compressed, bit 1: encrypted, bit 2: AES-256-GCM
+//!           rather than ChaCha20-Poly1305; never 0)
 //! encrypted: nonce (12) | AEAD ciphertext of the inner bytes | tag (16)
 //!            (associated data: the record's first 36 bytes, so a sealed
 //!            body moved to another sequence or kind fails to open)
@@ -52,6 +53,7 @@ use super::record::{self, Kind, HEADER_LEN, MAX_RECORD, MIN_RECORD};
 
 const FLAG_COMPRESSED: u8 = 1;
 const FLAG_ENCRYPTED: u8 = 2;
+const FLAG_AES: u8 = 4;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// subject length u16 | headers length u32.
@@ -89,6 +91,14 @@ impl SecretKey {
         hkdf.expand(purpose, &mut key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         SecretKey { cipher, key }
+    }
+
+    /// The same key bytes under `cipher`.
+    pub(super) fn with_cipher(&self, cipher: CipherKind) -> SecretKey {
+        SecretKey {
+            cipher,
+            key: self.key,
+        }
     }
 
     /// Encrypt `plain` with `nonce`, authenticating `aad` too; appends
@@ -264,6 +274,9 @@ impl Codec {
             }
             Some(key) => {
                 flags |= FLAG_ENCRYPTED;
+                if key.cipher == CipherKind::Aes256Gcm {
+                    flags |= FLAG_AES;
+                }
                 self.body.push(flags);
                 let body_len = 1 + NONCE_LEN + self.inner.len() + TAG_LEN;
                 let aad = record::header(Kind::Sealed, seq, ts, ttl, 0, 0, body_len);
@@ -299,12 +312,20 @@ pub fn open_sealed(
 ) -> Result<Opened, OpenError> {
     assert_eq!(record.kind, Kind::Sealed, "open_sealed of a plain record");
     let (&flags, body) = record.payload.split_first().ok_or(OpenError::BadFlags)?;
-    if flags == 0 || flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+    let known = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_AES;
+    if flags == 0 || flags & !known != 0 || flags & (FLAG_ENCRYPTED | FLAG_AES) == FLAG_AES {
         return Err(OpenError::BadFlags);
     }
     let decrypted;
     let inner = if flags & FLAG_ENCRYPTED != 0 {
-        let key = key.ok_or(OpenError::NoKey)?;
+        // The record names its cipher: a store keeps reading what it wrote
+        // before `cipher` changed.
+        let cipher = if flags & FLAG_AES != 0 {
+            CipherKind::Aes256Gcm
+        } else {
+            CipherKind::ChaCha20Poly1305
+        };
+        let key = &key.ok_or(OpenError::NoKey)?.with_cipher(cipher);
         let aad = record::header(
             Kind::Sealed,
             record.seq,
@@ -364,6 +385,239 @@ fn split_plain(plain: Vec<u8>) -> Result<Opened, OpenError> {
 /// record: one that does not shrink is written plain).
 pub fn sealed_len_max(plain: usize) -> usize {
     MIN_RECORD + 1 + NONCE_LEN + TAG_LEN + PLAIN_PREFIX + plain
+}
+
+/// The keys encryption at rest is configured with (`jetstream { key,
+/// cipher, prev_key }`): what is written is sealed under `key`; what was
+/// sealed under `prev_key` still opens, and is sealed again under `key`
+/// (key rotation). Debug hides the keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRing {
+    cipher: CipherKind,
+    key: Vec<u8>,
+    prev: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("cipher", &self.cipher)
+            .field("key", &"[REDACTED]")
+            .field("prev", &self.prev.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// Why something encrypted at rest does not open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// Encrypted, and no key is configured.
+    NotConfigured,
+    /// Neither the key nor the previous key opens it (or it was changed).
+    Unrecoverable,
+    /// The key file's own checksum fails: it is damaged.
+    Damaged,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyError::NotConfigured => "encrypted at rest and no key is configured",
+            // The reference's words for the same failure.
+            KeyError::Unrecoverable => "unable to recover keys",
+            KeyError::Damaged => "key file damaged",
+        })
+    }
+}
+
+/// Magic of a file sealed whole ([`KeyRing::seal_file`]).
+const FILE_MAGIC: &[u8; 4] = b"RNSE";
+/// Magic of a store's key file ([`KeyRing::new_store_key`]).
+const KEY_MAGIC: &[u8; 4] = b"RNSK";
+const SALT_LEN: usize = 32;
+/// magic 4 | version 1 | cipher 1 | salt 32 | nonce 12 | key 32 + tag 16 | crc32 4
+pub const KEY_FILE_LEN: usize = 4 + 1 + 1 + SALT_LEN + NONCE_LEN + 32 + TAG_LEN + 4;
+const KEY_FILE_HEADER: usize = 4 + 1 + 1 + SALT_LEN;
+
+fn cipher_byte(cipher: CipherKind) -> u8 {
+    match cipher {
+        CipherKind::ChaCha20Poly1305 => 1,
+        CipherKind::Aes256Gcm => 2,
+    }
+}
+
+fn cipher_of(byte: u8) -> Option<CipherKind> {
+    match byte {
+        1 => Some(CipherKind::ChaCha20Poly1305),
+        2 => Some(CipherKind::Aes256Gcm),
+        _ => None,
+    }
+}
+
+impl KeyRing {
+    pub fn new(cipher: CipherKind, key: &[u8], prev: Option<&[u8]>) -> KeyRing {
+        assert!(!key.is_empty(), "an empty key encrypts nothing");
+        KeyRing {
+            cipher,
+            key: key.to_vec(),
+            prev: prev.filter(|prev| !prev.is_empty()).map(<[u8]>::to_vec),
+        }
+    }
+
+    pub fn cipher(&self) -> CipherKind {
+        self.cipher
+    }
+
+    /// The key and then the previous one, each with whether it is the previous.
+    fn secrets(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        std::iter::once((&self.key[..], false)).chain(self.prev.as_deref().map(|prev| (prev, true)))
+    }
+
+    /// Seal a small file whole (a stream's definition, a consumer's state):
+    /// `"RNSE"` | version 1 | cipher u8 | nonce (12) | ciphertext | tag (16),
+    /// under a key derived from the configured key and `purpose` (the
+    /// file's name: a sealed file copied over another does not open).
+    pub fn seal_file(&self, purpose: &str, plain: &[u8], seed: u64) -> Vec<u8> {
+        let key = SecretKey::derive(
+            self.cipher,
+            &self.key,
+            b"rnats sealed file v1",
+            purpose.as_bytes(),
+        );
+        let mut out = Vec::with_capacity(6 + NONCE_LEN + plain.len() + TAG_LEN);
+        out.extend_from_slice(FILE_MAGIC);
+        out.push(1);
+        out.push(cipher_byte(self.cipher));
+        let mut nonce = [0u8; NONCE_LEN];
+        ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut nonce);
+        let aad = file_aad(&out, purpose);
+        key.seal_into(&nonce, &aad, plain, &mut out);
+        debug_assert_eq!(
+            self.open_file(purpose, &out).map(|(bytes, _)| bytes),
+            Ok(plain.to_vec())
+        );
+        out
+    }
+
+    /// Open a file [`seal_file`](Self::seal_file) wrote: the plain bytes,
+    /// and whether it took the previous key (the caller then seals it again).
+    pub fn open_file(&self, purpose: &str, sealed: &[u8]) -> Result<(Vec<u8>, bool), KeyError> {
+        let header = sealed.get(..6).ok_or(KeyError::Damaged)?;
+        if !is_sealed_file(sealed) || header[4] != 1 {
+            return Err(KeyError::Damaged);
+        }
+        let cipher = cipher_of(header[5]).ok_or(KeyError::Damaged)?;
+        let aad = file_aad(header, purpose);
+        self.secrets()
+            .find_map(|(secret, prev)| {
+                let key =
+                    SecretKey::derive(cipher, secret, b"rnats sealed file v1", purpose.as_bytes());
+                key.open(&aad, &sealed[6..]).map(|plain| (plain, prev))
+            })
+            .ok_or(KeyError::Unrecoverable)
+    }
+
+    /// A new store's data key and its key file: a random salt (from
+    /// `seed`, core's seeded randomness) mixed with the configured key by
+    /// HKDF, so the data key is as secret as the configured key; the file
+    /// holds it sealed under a key derived from the configured key.
+    pub fn new_store_key(&self, dir: &str, seed: u64) -> (SecretKey, Vec<u8>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut salt = [0u8; SALT_LEN];
+        rng.fill_bytes(&mut salt);
+        let data = SecretKey::derive(
+            self.cipher,
+            &self.key,
+            &salt,
+            &purpose("rnats store data key", dir),
+        );
+        let file = self.wrap(dir, &salt, &data, &mut rng);
+        (data, file)
+    }
+
+    fn wrap(
+        &self,
+        dir: &str,
+        salt: &[u8; SALT_LEN],
+        data: &SecretKey,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(KEY_FILE_LEN);
+        out.extend_from_slice(KEY_MAGIC);
+        out.push(1);
+        out.push(cipher_byte(self.cipher));
+        out.extend_from_slice(salt);
+        let wrapping = SecretKey::derive(
+            self.cipher,
+            &self.key,
+            salt,
+            &purpose("rnats store key wrap", dir),
+        );
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let aad = out.clone();
+        wrapping.seal_into(&nonce, &aad, &data.key, &mut out);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(out.len(), KEY_FILE_LEN, "key file length");
+        out
+    }
+
+    /// The data key in key file `bytes` of store `dir`; with the previous
+    /// key, also the key file sealed again under the current key (to be
+    /// written over it: the rotation).
+    pub fn open_store_key(
+        &self,
+        dir: &str,
+        bytes: &[u8],
+        seed: u64,
+    ) -> Result<(SecretKey, Option<Vec<u8>>), KeyError> {
+        if bytes.len() != KEY_FILE_LEN || &bytes[..4] != KEY_MAGIC || bytes[4] != 1 {
+            return Err(KeyError::Damaged);
+        }
+        let crc = u32::from_le_bytes(bytes[KEY_FILE_LEN - 4..].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[..KEY_FILE_LEN - 4]) != crc {
+            return Err(KeyError::Damaged);
+        }
+        let cipher = cipher_of(bytes[5]).ok_or(KeyError::Damaged)?;
+        let salt: [u8; SALT_LEN] = bytes[6..KEY_FILE_HEADER].try_into().expect("salt");
+        let aad = &bytes[..KEY_FILE_HEADER];
+        let sealed = &bytes[KEY_FILE_HEADER..KEY_FILE_LEN - 4];
+        let (plain, prev) = self
+            .secrets()
+            .find_map(|(secret, prev)| {
+                let wrapping =
+                    SecretKey::derive(cipher, secret, &salt, &purpose("rnats store key wrap", dir));
+                wrapping.open(aad, sealed).map(|plain| (plain, prev))
+            })
+            .ok_or(KeyError::Unrecoverable)?;
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| KeyError::Damaged)?;
+        let data = SecretKey {
+            cipher: self.cipher,
+            key,
+        };
+        let rewrapped =
+            prev.then(|| self.wrap(dir, &salt, &data, &mut ChaCha8Rng::seed_from_u64(seed)));
+        Ok((data, rewrapped))
+    }
+}
+
+/// Whether `bytes` is a file [`KeyRing::seal_file`] wrote (by its magic).
+pub fn is_sealed_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(FILE_MAGIC)
+}
+
+fn file_aad(header: &[u8], purpose: &str) -> Vec<u8> {
+    let mut aad = header[..6].to_vec();
+    aad.extend_from_slice(purpose.as_bytes());
+    aad
+}
+
+fn purpose(what: &str, dir: &str) -> Vec<u8> {
+    let mut out = what.as_bytes().to_vec();
+    out.push(0);
+    out.extend_from_slice(dir.as_bytes());
+    out
 }
 
 const _: () = assert!(HEADER_LEN + 4 == MIN_RECORD);
@@ -439,6 +693,78 @@ mod tests {
         record::encode(&mut moved, Kind::Sealed, 5, 1, 0, b"", b"", record.payload);
         let moved = record::decode(&moved).unwrap();
         assert_eq!(codec.open(&moved), Err(OpenError::Authentication));
+    }
+
+    #[test]
+    fn a_cipher_change_keeps_old_records_readable() {
+        let chacha = key(CipherKind::ChaCha20Poly1305, "k");
+        let mut codec = Codec::new(false, Some(chacha.clone()), 1);
+        let mut out = Vec::new();
+        codec.encode_message(&mut out, 1, 0, 0, b"s", b"", b"old");
+        let aes = Codec::new(false, Some(chacha.with_cipher(CipherKind::Aes256Gcm)), 1);
+        let opened = aes.open(&record::decode(&out).unwrap()).unwrap();
+        assert_eq!(opened.payload.as_ref(), b"old");
+    }
+
+    #[test]
+    fn key_files_open_with_the_key_or_rotate_from_the_previous_one() {
+        let old = KeyRing::new(CipherKind::ChaCha20Poly1305, b"old", None);
+        let (data, file) = old.new_store_key("streams/1", 5);
+        assert_eq!(file.len(), KEY_FILE_LEN);
+        assert!(
+            !file.windows(32).any(|w| w == data.key),
+            "data key in clear"
+        );
+        let (again, rewrapped) = old.open_store_key("streams/1", &file, 6).unwrap();
+        assert_eq!((again.key, rewrapped), (data.key, None));
+        // Another directory's key file does not open here.
+        assert_eq!(
+            old.open_store_key("streams/2", &file, 6).unwrap_err(),
+            KeyError::Unrecoverable
+        );
+        let wrong = KeyRing::new(CipherKind::ChaCha20Poly1305, b"new", None);
+        assert_eq!(
+            wrong.open_store_key("streams/1", &file, 6).unwrap_err(),
+            KeyError::Unrecoverable
+        );
+        let rotating = KeyRing::new(CipherKind::ChaCha20Poly1305, b"new", Some(b"old"));
+        let (rotated, rewrapped) = rotating.open_store_key("streams/1", &file, 6).unwrap();
+        assert_eq!(rotated.key, data.key, "the data key survives rotation");
+        let rewrapped = rewrapped.expect("sealed again under the new key");
+        let (after, none) = wrong.open_store_key("streams/1", &rewrapped, 7).unwrap();
+        assert_eq!((after.key, none), (data.key, None));
+        let mut damaged = rewrapped.clone();
+        damaged[10] ^= 1;
+        assert_eq!(
+            wrong.open_store_key("streams/1", &damaged, 7).unwrap_err(),
+            KeyError::Damaged
+        );
+    }
+
+    #[test]
+    fn sealed_files_open_with_either_key_and_only_under_their_name() {
+        let old = KeyRing::new(CipherKind::Aes256Gcm, b"old", None);
+        let sealed = old.seal_file("streams/3.meta", b"{\"name\":\"ORDERS\"}", 9);
+        assert!(is_sealed_file(&sealed));
+        assert!(!sealed.windows(6).any(|w| w == b"ORDERS"));
+        assert_eq!(
+            old.open_file("streams/3.meta", &sealed).unwrap(),
+            (b"{\"name\":\"ORDERS\"}".to_vec(), false)
+        );
+        assert_eq!(
+            old.open_file("streams/4.meta", &sealed),
+            Err(KeyError::Unrecoverable)
+        );
+        let rotating = KeyRing::new(CipherKind::ChaCha20Poly1305, b"new", Some(b"old"));
+        assert!(
+            rotating.open_file("streams/3.meta", &sealed).unwrap().1,
+            "took the previous key"
+        );
+        let new_only = KeyRing::new(CipherKind::ChaCha20Poly1305, b"new", None);
+        assert_eq!(
+            new_only.open_file("streams/3.meta", &sealed),
+            Err(KeyError::Unrecoverable)
+        );
     }
 
     /// The measurement quoted in the module comment.

@@ -29,6 +29,9 @@
 //!   durable). A damaged or missing `meta` is rebuilt from the blocks (it
 //!   never deletes a stream: the blocks carry the same facts in Floor
 //!   records).
+//! - `key`, `key.2` (encrypted stores only): the data key, sealed under
+//!   the configured key ([`KeyRing::new_store_key`]), three copies per file;
+//!   written atomically, rebuilt from any copy that opens.
 //! - `NNNNNNNNNN.blk` (ten decimal digits, the block's number, increasing):
 //!   a sequence of records, appended. A new block starts when the next record
 //!   would pass `block_size` or a message follows a skip of 1024 or more
@@ -123,7 +126,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::codec::Codec;
+use super::codec::{self, Codec, KeyError, KeyRing, SecretKey};
 use super::disk::{join, Disk, DiskResult};
 use super::engine::{Backend, Engine, NewMsg, Tally};
 use super::record::{self, Kind, MIN_RECORD};
@@ -158,6 +161,12 @@ pub struct FileStoreConfig {
     /// How many blocks stay loaded in memory (at least 1).
     pub cache_blocks: usize,
     pub sync: SyncPolicy,
+    /// Encryption at rest: message records are encrypted under a data key
+    /// kept in `<dir>/key`, sealed under the configured key.
+    pub encryption: Option<KeyRing>,
+    /// Seeds the nonces and the data key's salt (core's seeded randomness,
+    /// handed in by the caller; different for every open).
+    pub seed: u64,
 }
 
 impl Default for FileStoreConfig {
@@ -167,6 +176,8 @@ impl Default for FileStoreConfig {
             block_size: 4 << 20,
             cache_blocks: 4,
             sync: SyncPolicy::BeforeAck,
+            encryption: None,
+            seed: 0,
         }
     }
 }
@@ -214,6 +225,15 @@ impl RecoveryReport {
 }
 
 const META_NAME: &str = "meta";
+/// An encrypted store's data key, sealed under the configured key, in two
+/// copies (written one after the other, each atomically): a damaged copy
+/// is rebuilt from the other instead of costing the whole store.
+const KEY_NAMES: [&str; 2] = ["key", "key.2"];
+/// Each key file holds its record this many times: a copy whose checksum
+/// fails is passed over, and when every copy is damaged a byte-by-byte
+/// majority of the three usually is the record (bit rot at rest hits one
+/// copy of a byte, not two).
+const KEY_COPIES: usize = 3;
 const META_MAGIC: &[u8; 4] = b"RNSM";
 const META_VERSION: u32 = 2;
 /// Version 1 had no active block number.
@@ -390,8 +410,87 @@ impl<D: Disk> FileBackend<D> {
             tally: None,
             meta_active: 0,
         };
+        let key = backend.store_key()?;
+        backend.codec = Codec::new(store.compress, key, backend.config.seed);
         backend.recover()?;
         Ok(backend)
+    }
+
+    /// The data key of an encrypted store: made with its key file for a
+    /// new store (or the first open with a key configured: records written
+    /// before stay readable, plain); read from the key file otherwise,
+    /// under the configured key or the previous one (then the key file is
+    /// sealed again under the configured key: the rotation). A key file
+    /// without a configured key, or that no configured key opens, refuses
+    /// the open and changes nothing on disk.
+    fn store_key(&mut self) -> StoreResult<Option<SecretKey>> {
+        let dir = self.config.dir.clone();
+        let mut copies = Vec::new();
+        for name in KEY_NAMES {
+            copies.push(self.disk.read_all(&join(&dir, name))?);
+        }
+        let Some(ring) = self.config.encryption.clone() else {
+            return match copies.iter().any(Option::is_some) {
+                false => Ok(None),
+                true => Err(StoreError::Key(KeyError::NotConfigured)),
+            };
+        };
+        let seed = self.config.seed ^ 0x6b65_7973;
+        if copies.iter().all(Option::is_none) {
+            let (data, record) = ring.new_store_key(&dir, seed);
+            let file = record.repeat(KEY_COPIES);
+            for name in KEY_NAMES {
+                self.disk.write_atomic(&dir, name, &file)?;
+            }
+            return Ok(Some(data));
+        }
+        // The first copy that opens (each read again on damage: a fault on
+        // the read path is not damage at rest).
+        let mut outcome = Err(KeyError::Damaged);
+        for (index, name) in KEY_NAMES.iter().enumerate() {
+            let path = join(&dir, name);
+            for _ in 0..READ_ATTEMPTS {
+                let Some(bytes) = &copies[index] else { break };
+                for candidate in key_candidates(bytes) {
+                    outcome = ring
+                        .open_store_key(&dir, &candidate, seed)
+                        .map(|opened| (opened, candidate));
+                    if !matches!(outcome, Err(KeyError::Damaged)) {
+                        break;
+                    }
+                }
+                if !matches!(outcome, Err(KeyError::Damaged)) {
+                    break;
+                }
+                copies[index] = self.disk.read_all(&path)?;
+            }
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        let ((data, rewrapped), record) = outcome.map_err(StoreError::Key)?;
+        let rotated = rewrapped.is_some();
+        if rotated {
+            self.warn(format!(
+                "{}: opened with the previous key; its data key is now sealed under the configured key",
+                join(&dir, KEY_NAMES[0])
+            ));
+        }
+        let file = rewrapped.unwrap_or(record).repeat(KEY_COPIES);
+        // Both copies say the same again (sealed under the configured key).
+        for (index, name) in KEY_NAMES.iter().enumerate() {
+            if copies[index].as_deref() == Some(&file[..]) {
+                continue;
+            }
+            if !rotated {
+                self.warn(format!(
+                    "{}: missing or damaged; written again from a good copy",
+                    join(&dir, name)
+                ));
+            }
+            self.disk.write_atomic(&dir, name, &file)?;
+        }
+        Ok(Some(data))
     }
 
     pub fn disk(&self) -> &D {
@@ -1308,6 +1407,29 @@ impl BlockFindings {
             self.last_ts = self.last_ts.max(record.ts);
         }
     }
+}
+
+/// The key records a key file offers: each of its copies, then their
+/// byte-by-byte majority (a file of another length is one candidate).
+fn key_candidates(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let len = codec::KEY_FILE_LEN;
+    if bytes.len() != len * KEY_COPIES {
+        return vec![bytes.to_vec()];
+    }
+    let copies: Vec<&[u8]> = bytes.chunks(len).collect();
+    let majority = (0..len)
+        .map(|at| {
+            let (a, b, c) = (copies[0][at], copies[1][at], copies[2][at]);
+            if a == b || a == c {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
+    let mut candidates: Vec<Vec<u8>> = copies.iter().map(|copy| copy.to_vec()).collect();
+    candidates.push(majority);
+    candidates
 }
 
 /// The warning for sequences `lost` that no block accounts for, found

@@ -58,6 +58,7 @@ use bytes::Bytes;
 
 use crate::time::WallTime;
 
+pub use codec::{CipherKind, KeyError, KeyRing};
 pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
 pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
@@ -271,6 +272,9 @@ pub enum StoreError {
     Failed,
     /// A file is damaged beyond what recovery repairs.
     Corrupt(String),
+    /// An encrypted store does not open with the configured keys (or none
+    /// is configured); nothing on disk was changed.
+    Key(codec::KeyError),
 }
 
 impl fmt::Display for StoreError {
@@ -287,6 +291,7 @@ impl fmt::Display for StoreError {
             StoreError::Disk(error) => write!(f, "disk error: {error}"),
             StoreError::Failed => f.write_str("store failed after a sync error"),
             StoreError::Corrupt(what) => write!(f, "corrupt store: {what}"),
+            StoreError::Key(error) => write!(f, "encrypted store: {error}"),
         }
     }
 }

@@ -27,6 +27,24 @@ fn file_config(block_size: u64) -> FileStoreConfig {
         block_size,
         cache_blocks: 2,
         sync: SyncPolicy::BeforeAck,
+        ..FileStoreConfig::default()
+    }
+}
+
+/// A test ring: `key` now, `prev` before.
+fn ring(key: &str, prev: Option<&str>) -> KeyRing {
+    KeyRing::new(
+        CipherKind::ChaCha20Poly1305,
+        key.as_bytes(),
+        prev.map(str::as_bytes),
+    )
+}
+
+fn keyed_config(block_size: u64, encryption: Option<KeyRing>) -> FileStoreConfig {
+    FileStoreConfig {
+        encryption,
+        seed: 42,
+        ..file_config(block_size)
     }
 }
 
@@ -1105,6 +1123,211 @@ fn a_torn_compressed_tail_is_cut_and_its_sequence_not_reused() {
     assert_eq!(put(&mut store, "a", &compressible(6), 9), 6);
 }
 
+// ---- FileStore: encryption at rest ----
+
+fn open_keyed(
+    disk: MemDisk,
+    encryption: Option<KeyRing>,
+    config: StoreConfig,
+) -> StoreResult<FileStore<MemDisk>> {
+    FileStore::open_on(disk, keyed_config(1 << 20, encryption), config)
+}
+
+/// Every file of the store directory, by name.
+fn snapshot(disk: &mut MemDisk) -> Vec<(String, Vec<u8>)> {
+    let names = disk.list("s").unwrap();
+    names
+        .into_iter()
+        .map(|name| {
+            let bytes = disk.read_all(&format!("s/{name}")).unwrap().unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn filled_encrypted(count: u64, config: StoreConfig) -> MemDisk {
+    let mut store = open_keyed(MemDisk::new(), Some(ring("key-one", None)), config).unwrap();
+    for i in 1..=count {
+        put(&mut store, &format!("s.{}", i % 3), &compressible(i), i);
+    }
+    settle(&mut store);
+    store.into_backend().into_disk()
+}
+
+#[test]
+fn encrypted_records_hold_nothing_in_clear_and_reopen_with_the_key() {
+    for compress in [false, true] {
+        let config = StoreConfig {
+            compress,
+            ..StoreConfig::default()
+        };
+        let mut disk = filled_encrypted(20, config.clone());
+        for (name, bytes) in snapshot(&mut disk) {
+            assert!(
+                !bytes.windows(8).any(|w| w == b"payload-"),
+                "{name} holds a payload in clear"
+            );
+            assert!(
+                !bytes.windows(2).any(|w| w == b"s."),
+                "{name} holds a subject in clear"
+            );
+        }
+        disk.power_loss();
+        let mut store = open_keyed(disk, Some(ring("key-one", None)), config.clone()).unwrap();
+        assert_eq!(store.state().msgs, 20);
+        store.backend_mut().drop_cache();
+        for i in (1..=20).rev() {
+            let msg = store.load_msg(i).unwrap();
+            assert_eq!(msg.payload, compressible(i).as_bytes());
+            assert_eq!(msg.subject, format!("s.{}", i % 3).as_bytes());
+        }
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_refuses_the_store_and_changes_nothing() {
+    let mut disk = filled_encrypted(5, StoreConfig::default());
+    let before = snapshot(&mut disk);
+    for (keys, expected) in [
+        (Some(ring("key-two", None)), KeyError::Unrecoverable),
+        (
+            Some(ring("key-two", Some("key-three"))),
+            KeyError::Unrecoverable,
+        ),
+        (None, KeyError::NotConfigured),
+    ] {
+        let refused = open_keyed(disk.clone(), keys, StoreConfig::default());
+        let Err(error) = refused else {
+            panic!("opened with the wrong key");
+        };
+        assert_eq!(error, StoreError::Key(expected));
+        assert_eq!(snapshot(&mut disk), before, "files changed");
+    }
+    assert_eq!(
+        StoreError::Key(KeyError::Unrecoverable).to_string(),
+        "encrypted store: unable to recover keys"
+    );
+    let store = open_keyed(disk, Some(ring("key-one", None)), StoreConfig::default()).unwrap();
+    assert_eq!(store.state().msgs, 5);
+}
+
+#[test]
+fn the_previous_key_opens_a_store_once_and_the_new_key_from_then_on() {
+    let disk = filled_encrypted(6, StoreConfig::default());
+    let mut store = open_keyed(
+        disk,
+        Some(ring("key-two", Some("key-one"))),
+        StoreConfig::default(),
+    )
+    .unwrap();
+    assert!(store
+        .backend()
+        .recovery()
+        .warnings
+        .iter()
+        .any(|text| text.contains("s/key: opened with the previous key")));
+    put(&mut store, "s.9", &compressible(7), 7);
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    // The old key alone no longer opens it; the new one alone does.
+    assert_eq!(
+        open_keyed(
+            disk.clone(),
+            Some(ring("key-one", None)),
+            StoreConfig::default()
+        )
+        .err(),
+        Some(StoreError::Key(KeyError::Unrecoverable))
+    );
+    let mut store = open_keyed(disk, Some(ring("key-two", None)), StoreConfig::default()).unwrap();
+    for i in 1..=7 {
+        assert_eq!(
+            store.load_msg(i).unwrap().payload,
+            compressible(i).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_damaged_key_file_is_rebuilt_and_a_destroyed_one_refuses_the_store() {
+    let mut disk = filled_encrypted(4, StoreConfig::default());
+    let good = disk.read_all("s/key").unwrap().unwrap();
+    assert_eq!(good.len(), 3 * codec::KEY_FILE_LEN);
+    assert_eq!(disk.read_all("s/key.2").unwrap().unwrap(), good);
+    // Rot in every copy of `key` (different bytes) and one copy of `key.2`.
+    let bytes = disk.bytes_mut("s/key").unwrap();
+    bytes[7] ^= 1;
+    bytes[codec::KEY_FILE_LEN + 50] ^= 1;
+    bytes[2 * codec::KEY_FILE_LEN + 90] ^= 1;
+    disk.bytes_mut("s/key.2").unwrap()[60] ^= 4;
+    disk.sync_everything();
+    let store = open_keyed(disk, Some(ring("key-one", None)), StoreConfig::default()).unwrap();
+    assert_eq!(store.state().msgs, 4);
+    assert!(store
+        .backend()
+        .recovery()
+        .warnings
+        .iter()
+        .any(|text| text.contains("s/key.2: missing or damaged; written again")));
+    let mut disk = store.into_backend().into_disk();
+    assert_eq!(disk.read_all("s/key").unwrap().unwrap(), good, "rebuilt");
+    assert_eq!(disk.read_all("s/key.2").unwrap().unwrap(), good, "rebuilt");
+    // Every copy destroyed: refused as damaged, nothing written.
+    for name in ["s/key", "s/key.2"] {
+        disk.bytes_mut(name).unwrap().fill(0x55);
+    }
+    disk.sync_everything();
+    let before = snapshot(&mut disk);
+    let refused = open_keyed(
+        disk.clone(),
+        Some(ring("key-one", None)),
+        StoreConfig::default(),
+    );
+    assert_eq!(refused.err(), Some(StoreError::Key(KeyError::Damaged)));
+    assert_eq!(snapshot(&mut disk), before);
+}
+
+#[test]
+fn a_flipped_byte_in_an_encrypted_record_costs_exactly_that_record() {
+    let mut disk = filled_encrypted(5, StoreConfig::default());
+    let offsets = record::scan(disk.read_all("s/0000000001.blk").unwrap().as_ref().unwrap()).good;
+    block_bytes(&mut disk, 1)[offsets[1] + record::HEADER_LEN + 20] ^= 0x01;
+    let mut store = open_keyed(disk, Some(ring("key-one", None)), StoreConfig::default()).unwrap();
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.damaged_records, 1);
+    assert!(report.warnings[0].contains(&format!("damaged record at offset {}", offsets[1])));
+    assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+    for i in [1, 3, 4, 5] {
+        assert_eq!(
+            store.load_msg(i).unwrap().payload,
+            compressible(i).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn an_encrypted_record_that_passes_its_checksum_but_not_its_tag_is_refused() {
+    // Damage with the crc32 fixed up (what only a deliberate change does):
+    // the AEAD tag still refuses it, and only it.
+    let mut disk = filled_encrypted(3, StoreConfig::default());
+    let offsets = record::scan(disk.read_all("s/0000000001.blk").unwrap().as_ref().unwrap()).good;
+    let block = block_bytes(&mut disk, 1);
+    let (start, end) = (offsets[1], offsets[2]);
+    block[start + record::HEADER_LEN + 20] ^= 0x01;
+    let crc = crc32fast::hash(&block[start..end - 4]);
+    block[end - 4..end].copy_from_slice(&crc.to_le_bytes());
+    let mut store = open_keyed(disk, Some(ring("key-one", None)), StoreConfig::default()).unwrap();
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.records_refused, 1, "{report:?}");
+    assert!(report
+        .warnings
+        .iter()
+        .any(|text| text.contains("encrypted record fails authentication")));
+    assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+    assert_eq!(store.state().msgs, 2);
+}
+
 #[test]
 fn an_unsynced_tail_is_lost_but_never_half_served() {
     let mut store = open_file(MemDisk::new(), 1 << 20, StoreConfig::default());
@@ -1665,17 +1888,19 @@ proptest! {
     #[test]
     fn filestore_matches_memstore(
         ops in proptest::collection::vec(op(), 1..80),
-        compress in any::<bool>(),
+        sealing in 0u8..4,
     ) {
-        // With `compress`, payloads of repeated bytes are sealed records.
+        // Sealing bit 0: compression (payloads of repeated bytes shrink);
+        // bit 1: encryption at rest.
+        let keys = (sealing & 2 == 2).then(|| ring("k", None));
         let config = StoreConfig {
             max_msgs_per_subject: Some(6),
             max_age: Some(Duration::from_secs(30)),
-            compress,
+            compress: sealing & 1 == 1,
             ..StoreConfig::default()
         };
         let mut model = MemStore::new(config.clone());
-        let mut file = open_file(MemDisk::new(), 160, config.clone());
+        let mut file = FileStore::open_on(MemDisk::new(), keyed_config(160, keys.clone()), config.clone()).unwrap();
         for (step, op) in ops.iter().enumerate() {
             let clock = step as u64;
             match op {
@@ -1686,7 +1911,7 @@ proptest! {
                     } else {
                         disk.process_kill();
                     }
-                    file = open_file(disk, 160, config.clone());
+                    file = FileStore::open_on(disk, keyed_config(160, keys.clone()), config.clone()).unwrap();
                     // Everything was synced: no block can be missing, and
                     // no removal may look like a lost block.
                     let report = file.backend().recovery();
@@ -1770,12 +1995,13 @@ proptest! {
         count in 1u64..60,
         removes in proptest::collection::vec(any::<u8>(), 0..8),
         damages in proptest::collection::vec(damage(), 1..6),
-        compress in any::<bool>(),
+        sealing in 0u8..4,
     ) {
+        let (compress, keys) = (sealing & 1 == 1, (sealing & 2 == 2).then(|| ring("k", None)));
         let config = StoreConfig { compress, ..StoreConfig::default() };
-        let payload_of = |seq: u64| if compress { compressible(seq) } else { format!("payload-{seq}") };
-        let block_size = if compress { 512 } else { 256 };
-        let mut store = open_file(MemDisk::new(), block_size, config.clone());
+        let payload_of = |seq: u64| if sealing > 0 { compressible(seq) } else { format!("payload-{seq}") };
+        let block_size = if sealing > 0 { 512 } else { 256 };
+        let mut store = FileStore::open_on(MemDisk::new(), keyed_config(block_size, keys.clone()), config.clone()).unwrap();
         for i in 1..=count {
             put(&mut store, &format!("s.{}", i % 4), &payload_of(i), i);
         }
@@ -1788,7 +2014,7 @@ proptest! {
             apply_damage(&mut disk, damage);
         }
         disk.sync_everything();
-        let Ok(mut store) = FileStore::open_on(disk, file_config(block_size), config) else {
+        let Ok(mut store) = FileStore::open_on(disk, keyed_config(block_size, keys), config) else {
             // Refusing to open is allowed (e.g. overlapping blocks); panicking is not.
             return Ok(());
         };
