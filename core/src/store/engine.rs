@@ -1048,22 +1048,17 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// The sequences between first and last holding no message.
-    pub fn deleted(&mut self) -> Vec<u64> {
-        let mut deleted = Vec::new();
-        if self.msgs == 0 {
-            return deleted;
+    /// The sequences between first and last holding no message, in
+    /// increasing order, found as they are taken: the store holds nothing
+    /// for the list (a stream can have billions of deleted sequences), the
+    /// caller bounds what it keeps.
+    pub fn deleted(&mut self) -> Deleted<'_, B> {
+        let cursor = self.first_seq;
+        Deleted {
+            engine: self,
+            cursor,
+            gap_end: None,
         }
-        let mut expected = self.first_seq;
-        while let Some(seq) = self.backend.next_present(expected) {
-            if seq > self.last_seq {
-                break;
-            }
-            deleted.extend(expected..seq);
-            expected = seq + 1;
-        }
-        deleted.extend(expected..=self.last_seq);
-        deleted
     }
 
     /// Per-subject state of the subjects matching `filter`, by subject.
@@ -1114,6 +1109,51 @@ impl<B: Backend> Engine<B> {
             && state.first_seq <= state.last_seq
             && state.first_seq >= self.first_seq
             && state.last_seq <= self.last_seq));
+    }
+}
+
+/// The iterator of [`Engine::deleted`].
+#[derive(Debug)]
+pub struct Deleted<'a, B: Backend> {
+    engine: &'a mut Engine<B>,
+    /// The next sequence to consider.
+    cursor: u64,
+    /// The first present sequence at or after `cursor` (`last_seq + 1` if
+    /// none), once looked up.
+    gap_end: Option<u64>,
+}
+
+impl<B: Backend> Iterator for Deleted<'_, B> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let last = self.engine.last_seq;
+        loop {
+            if self.engine.msgs == 0 || self.cursor > last {
+                return None;
+            }
+            let end = match self.gap_end {
+                Some(end) => end,
+                None => {
+                    let end = self
+                        .engine
+                        .backend
+                        .next_present(self.cursor)
+                        .filter(|&seq| seq <= last)
+                        .unwrap_or(last + 1);
+                    assert!(end >= self.cursor, "next_present went backwards");
+                    self.gap_end = Some(end);
+                    end
+                }
+            };
+            if self.cursor < end {
+                self.cursor += 1;
+                return Some(self.cursor - 1);
+            }
+            // `cursor` holds a message: the next gap starts after it.
+            self.cursor = end + 1;
+            self.gap_end = None;
+        }
     }
 }
 

@@ -61,7 +61,7 @@ use crate::time::WallTime;
 pub use codec::{CipherKind, KeyError, KeyRing};
 pub use consumer::{AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker};
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
-pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
+pub use engine::{Backend, Deleted, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
 
