@@ -461,7 +461,8 @@ impl<D: Disk> ConsumerFileStore<D> {
     /// key, or written before encryption was configured, is sealed again
     /// under the key at the next `flush`. A sealed state that no key opens
     /// refuses the open (the acks it holds are not given up); `seed` draws
-    /// the nonces.
+    /// the nonces and must differ for every open (core's seeded randomness:
+    /// a nonce repeated under one key breaks the AEAD).
     pub fn open_encrypted(
         mut disk: D,
         dir: &str,
