@@ -570,6 +570,7 @@ impl<D: Disk> FileBackend<D> {
             valid: true,
             floor,
             highest: 0,
+            orphan_removals: BTreeSet::new(),
         };
         for name in names {
             let number = parse_block_name(&name).expect("filtered above");
@@ -842,9 +843,22 @@ impl<D: Disk> FileBackend<D> {
         {
             counting.valid = false;
         }
+        // Removals naming no message of their block apply to whichever
+        // block holds the sequence (as they do for `deleted`), later ones too.
+        counting
+            .orphan_removals
+            .extend(removed.iter().filter(|&&seq| {
+                messages
+                    .binary_search_by_key(&seq, |message| message.0)
+                    .is_err()
+            }));
         for (seq, offset, opened) in messages {
             let seq = *seq;
-            if seq == 0 || seq < counting.floor || removed.contains(&seq) {
+            if seq == 0
+                || seq < counting.floor
+                || removed.contains(&seq)
+                || counting.orphan_removals.contains(&seq)
+            {
                 continue;
             }
             let record = record::decode(&data[*offset..]).expect("scanned above");
@@ -1373,6 +1387,9 @@ struct Counting {
     floor: u64,
     /// The highest sequence counted.
     highest: u64,
+    /// Removals whose message was not in their block (none unless records
+    /// were lost or damaged).
+    orphan_removals: BTreeSet<u64>,
 }
 
 /// What the records of one block say.
