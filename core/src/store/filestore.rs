@@ -1059,7 +1059,12 @@ impl<D: Disk> FileBackend<D> {
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
             // The messages recovery refused stay refused (see `follows`).
-            if record.kind.holds_message() && follows(previous, record.seq) {
+            // The same rule as recovery's: a sealed record that does not
+            // open is refused (and does not count as the previous message).
+            if record.kind.holds_message()
+                && follows(previous, record.seq)
+                && (record.kind == Kind::Message || self.codec.open(&record).is_ok())
+            {
                 offsets.insert(record.seq, offset);
                 previous = record.seq;
             }
@@ -1309,8 +1314,13 @@ impl<D: Disk> FileBackend<D> {
             loop {
                 match record::decode(&buf[at..]) {
                     Ok(record) if record.kind.holds_message() && record.seq == seq => {
-                        found = Some(message_of(&self.codec, &path, &record, seq)?);
-                        break 'window;
+                        // A sealed record that does not open was refused at
+                        // recovery: the message is a later record (as `load`).
+                        if let Ok(msg) = message_of(&self.codec, &path, &record, seq) {
+                            found = Some(msg);
+                            break 'window;
+                        }
+                        at += record.len;
                     }
                     Ok(record) if record.kind.holds_message() && record.seq > seq => break 'window,
                     Ok(record) => at += record.len,
