@@ -11,7 +11,10 @@
 //! length) and of every record reached by the length fields of each block
 //! ([`store_record::fix_checksums`]), so the fuzzer gets past the
 //! checksums; bits 1-2 give `cache_blocks` (1 to 4); bit 3 picks a small
-//! `block_size` (256, so the new message may start a new block) or 1 MiB.
+//! `block_size` (256, so the new message may start a new block) or 1 MiB;
+//! bit 4 opens with compression on (`StoreConfig::compress`). Sealed
+//! (compressed) records are read whatever bit 4 says; scenario 5 of the
+//! seeds holds them.
 //!
 //! Invariants checked (beyond no panic / hang / OOM):
 //! - opening succeeds or reports `StoreError::Corrupt`, never another error;
@@ -40,7 +43,7 @@ use rnats_core::store::{
 };
 use rnats_core::time::WallTime;
 
-use crate::store_record::{self, encode_msg, file_config, find_from, served_messages, DIR};
+use crate::store_record::{self, file_config, served_messages, DIR};
 
 /// Separates the files of one input.
 pub const SEPARATOR: &[u8] = b"\n#F#\n";
@@ -133,6 +136,10 @@ pub fn run(data: &[u8]) {
     let cache_blocks = usize::from((control >> 1) & 3) + 1;
     let block_size = if control & 8 == 8 { 256 } else { 1 << 20 };
     let config = file_config(cache_blocks, block_size);
+    let store_config = StoreConfig {
+        compress: control & 16 == 16,
+        ..StoreConfig::default()
+    };
 
     let mut disk = MemDisk::new();
     if let Some(meta) = &files.meta {
@@ -145,12 +152,12 @@ pub fn run(data: &[u8]) {
     }
     disk.sync_everything();
 
-    let open =
-        |disk: MemDisk| match FileStore::open_on(disk, config.clone(), StoreConfig::default()) {
-            Ok(store) => Some(store),
-            Err(StoreError::Corrupt(_)) => None,
-            Err(error) => panic!("open failed with {error:?}"),
-        };
+    let open = |disk: MemDisk| match FileStore::open_on(disk, config.clone(), store_config.clone())
+    {
+        Ok(store) => Some(store),
+        Err(StoreError::Corrupt(_)) => None,
+        Err(error) => panic!("open failed with {error:?}"),
+    };
 
     let Some(mut store) = open(disk) else {
         return;
@@ -160,12 +167,11 @@ pub fn run(data: &[u8]) {
 
     // Every served message is a valid record of one of the given blocks.
     for msg in &msgs {
-        let bytes = encode_msg(msg);
         assert!(
             files
                 .blocks
                 .iter()
-                .any(|(_, content)| find_from(content, &bytes, 0).is_some()),
+                .any(|(_, content)| store_record::record_of(content, msg, 0).is_some()),
             "message {} served but its record is in no block given",
             msg.seq
         );
@@ -173,7 +179,10 @@ pub fn run(data: &[u8]) {
     // last_seq covers every message record that starts a block.
     for (_, content) in &files.blocks {
         if let Some(record) = store_record::ref_decode(content) {
-            if record.kind == store_record::MESSAGE && record.seq <= SEQ_MAX {
+            let message = record.kind == store_record::MESSAGE
+                || (record.kind == store_record::SEALED
+                    && store_record::ref_message(&record).is_some());
+            if message && record.seq <= SEQ_MAX {
                 assert!(
                     state.last_seq >= record.seq,
                     "last_seq {} below the recorded message {}",
@@ -224,20 +233,34 @@ pub fn real_store_files(scenario: u8) -> Files {
     } else {
         1 << 20
     };
-    let mut store = FileStore::open_on(
-        MemDisk::new(),
-        file_config(2, block_size),
-        StoreConfig::default(),
-    )
-    .expect("a fresh store opens");
+    // Scenario 5: compression on, payloads it shrinks (sealed records).
+    let compress = scenario == 5;
+    let config = StoreConfig {
+        compress,
+        ..StoreConfig::default()
+    };
+    let mut store = FileStore::open_on(MemDisk::new(), file_config(2, block_size), config)
+        .expect("a fresh store opens");
     let mut ts = 1_000_000_000;
+    let payload = if compress {
+        b"hello ".repeat(12)
+    } else {
+        b"hello".to_vec()
+    };
     let mut put = |store: &mut FileStore<MemDisk>, subject: &[u8], headers: &[u8], ttl| {
         ts += 1_000;
         store
-            .store_msg(subject, headers, b"hello", WallTime(ts), ttl)
+            .store_msg(subject, headers, &payload, WallTime(ts), ttl)
             .expect("stores")
     };
     match scenario {
+        5 => {
+            for n in 0..5 {
+                let subject = format!("orders.{n}");
+                put(&mut store, subject.as_bytes(), b"", None);
+            }
+            store.remove_msg(2).expect("removes");
+        }
         0 | 1 => {
             for n in 0..6 {
                 let subject = format!("orders.{n}");
@@ -293,7 +316,7 @@ pub fn real_store_files(scenario: u8) -> Files {
 /// write_store_seeds` writes them into `fuzz/corpus/`).
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut seeds = Vec::new();
-    for scenario in 0..5u8 {
+    for scenario in 0..6u8 {
         let Files { meta, blocks } = real_store_files(scenario);
         for (index, (_, content)) in blocks.iter().enumerate().take(2) {
             let mut input = vec![scenario & 1];
@@ -309,7 +332,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             .iter()
             .map(|(number, content)| (*number as u8, content.as_slice()))
             .collect();
-        let control = (scenario << 1) & 0b1110;
+        let control = ((scenario << 1) & 0b1110) | if scenario == 5 { 16 } else { 0 };
         seeds.push((
             "store_recovery",
             format!("seed-s{scenario}"),
@@ -352,7 +375,7 @@ mod tests {
 
     #[test]
     fn seed_blocks_are_clean_runs_of_records() {
-        for scenario in 0..5 {
+        for scenario in 0..6 {
             let blocks = real_store_files(scenario).blocks;
             assert!(!blocks.is_empty());
             for (_, content) in blocks {

@@ -13,6 +13,10 @@
 //! A quarter of the seeds run under `sync_interval` (ack first, sync on a
 //! timer): there only what a completed sync covered is owed.
 //!
+//! Half the seeds run with compression on and compressible payloads, a
+//! third with encryption at rest, so sealed records go through the same
+//! crashes and faults.
+//!
 //! And a seed run twice gives the same outcome, bit for bit.
 //!
 //! Replay one seed: `STORE_SEED=<n> cargo test -p rnats-runtime-sim --test store_power_loss`.
@@ -23,8 +27,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rnats_core::store::{
-    perform_sync, FileStore, FileStoreConfig, Filter, StoreAction, StoreConfig, StoreError,
-    SyncPolicy,
+    perform_sync, CipherKind, FileStore, FileStoreConfig, Filter, KeyRing, StoreAction,
+    StoreConfig, StoreError, SyncPolicy,
 };
 use rnats_core::time::{Instant, WallTime};
 use rnats_runtime_sim::disk::{SharedSimDisk, SimDisk, SimDiskFaults};
@@ -58,6 +62,10 @@ struct Harness {
     /// `sync_interval` mode: acks come before syncs, so only what a
     /// completed sync covered is owed after a power loss.
     interval: bool,
+    /// Compression on, payloads compressible.
+    compress: bool,
+    /// Encryption at rest on.
+    encrypt: bool,
     /// The store's last sequence when the sync in flight was asked for.
     sync_through: Option<u64>,
     /// Everything up to here was covered by a completed sync.
@@ -69,8 +77,10 @@ struct Harness {
     outcome_hash: u64,
 }
 
-fn file_config(interval: bool) -> FileStoreConfig {
+fn file_config(interval: bool, encrypt: bool, seed: u64) -> FileStoreConfig {
     FileStoreConfig {
+        encryption: encrypt.then(|| KeyRing::new(CipherKind::Aes256Gcm, b"sim key", None)),
+        seed,
         dir: "stream".to_string(),
         block_size: 2048,
         cache_blocks: 2,
@@ -90,6 +100,10 @@ impl Harness {
             faults.read_bit_flip = plan.unit() * 0.05;
         }
         let interval = !read_faults && plan.below(4) == 0;
+        // Half the seeds store compressible payloads with compression on.
+        let compress = plan.below(2) == 0;
+        // A third of the seeds encrypt at rest.
+        let encrypt = plan.below(3) == 0;
         let disk = SharedSimDisk::new(SimDisk::from_seed(seed, faults));
         let mut harness = Harness {
             seed,
@@ -105,6 +119,8 @@ impl Harness {
             clock: 0,
             read_faults,
             interval,
+            compress,
+            encrypt,
             sync_through: None,
             synced_through: 0,
             interval_syncs: 0,
@@ -150,8 +166,11 @@ impl Harness {
         let store = loop {
             match FileStore::open_on(
                 self.disk.clone(),
-                file_config(self.interval),
-                StoreConfig::default(),
+                file_config(self.interval, self.encrypt, self.seed ^ self.reopens),
+                StoreConfig {
+                    compress: self.compress,
+                    ..StoreConfig::default()
+                },
             ) {
                 Ok(store) => break store,
                 Err(error) => {
@@ -293,7 +312,12 @@ impl Harness {
         self.clock += 1;
         let subject = format!("s.{}", self.rng.below(5));
         let len = self.rng.below(300) as usize;
-        let payload: Vec<u8> = (0..len).map(|_| self.rng.below(256) as u8).collect();
+        let payload: Vec<u8> = if self.compress {
+            let base = self.rng.below(256) as u8;
+            (0..len).map(|at| base ^ (at / 16) as u8).collect()
+        } else {
+            (0..len).map(|_| self.rng.below(256) as u8).collect()
+        };
         let now = WallTime(self.clock);
         match self
             .store()

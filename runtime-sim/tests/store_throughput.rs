@@ -38,6 +38,7 @@ fn file_store_throughput() {
         block_size: 4 << 20,
         cache_blocks: 4,
         sync: SyncPolicy::BeforeAck,
+        ..FileStoreConfig::default()
     };
     let mut store =
         FileStore::open_on(disk.clone(), config.clone(), StoreConfig::default()).unwrap();

@@ -221,6 +221,7 @@ mod tests {
             block_size: 1024,
             cache_blocks: 2,
             sync: SyncPolicy::BeforeAck,
+            ..FileStoreConfig::default()
         };
         let disk = RealDisk::new(&root).unwrap();
         let mut store = FileStore::open_on(disk, config.clone(), StoreConfig::default()).unwrap();

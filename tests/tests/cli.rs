@@ -244,8 +244,8 @@ fn unsupported_config_keys_refuse_start_and_check() {
     for (text, key) in [
         ("operator: /tmp/op.jwt\n", "\"operator\""),
         ("resolver: MEMORY\n", "\"resolver\""),
-        // The stores do not encrypt yet.
-        ("jetstream { key: s3cr3t }\n", "\"jetstream.key\""),
+        // A key held in a TPM is not honoured.
+        ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
         (
             "websocket { port: -1, no_tls: true, ping_interval: \"1m\" }\n",

@@ -12,8 +12,8 @@
 //!   already applied `1G`, `512MB`), or a string of digits with one of
 //!   `K M G T` (powers of 1024). A size that overflows is an error, where the
 //!   reference wraps.
-//! - A non-empty encryption `key` (or `prev_key`, `tpm`) is never silently
-//!   accepted: the stores do not encrypt yet, so it refuses start-up by name.
+//! - Encryption at rest (`key`, `prev_key`, `cipher`) is honoured by the
+//!   stores; a `tpm`-held key is not, so it refuses start-up by name.
 
 use std::fmt;
 use std::time::Duration;
@@ -44,9 +44,10 @@ pub struct JetStreamOptions {
     pub max_buffered_msgs: Option<i64>,
     pub max_buffered_size: Option<i64>,
     pub cipher: Option<Cipher>,
-    /// `key` (`ek`, `encryption_key`); refused when not empty.
+    /// `key` (`ek`, `encryption_key`); empty means no encryption.
     pub key: Option<String>,
-    /// `prev_key` (`prev_ek`, `prev_encryption_key`); refused when not empty.
+    /// `prev_key` (`prev_ek`, `prev_encryption_key`): the key the stores
+    /// were encrypted with before `key` (rotation).
     pub prev_key: Option<String>,
 }
 
@@ -173,12 +174,6 @@ fn parse_block_field(
             field,
         ))
     };
-    let refuse_whatever_its_value = |unsupported: &mut Vec<Unsupported>| {
-        unsupported.push(Unsupported::whatever_its_value(
-            format!("{}.{}", block.key, field.key),
-            field,
-        ))
-    };
     match key.as_str() {
         "strict" => {
             let on = field.value.as_bool().ok_or_else(|| {
@@ -212,20 +207,8 @@ fn parse_block_field(
         }
         "domain" => options.domain = Some(string(field)?),
         "enable" | "enabled" => return Ok(Some(boolean(field)?)),
-        "key" | "ek" | "encryption_key" => {
-            let key = string(field)?;
-            if !key.is_empty() {
-                refuse_whatever_its_value(unsupported);
-            }
-            options.key = Some(key);
-        }
-        "prev_key" | "prev_ek" | "prev_encryption_key" => {
-            let key = string(field)?;
-            if !key.is_empty() {
-                refuse_whatever_its_value(unsupported);
-            }
-            options.prev_key = Some(key);
-        }
+        "key" | "ek" | "encryption_key" => options.key = Some(string(field)?),
+        "prev_key" | "prev_ek" | "prev_encryption_key" => options.prev_key = Some(string(field)?),
         "cipher" => options.cipher = Some(cipher(field)?),
         "max_buffered_size" => options.max_buffered_size = Some(storage_size(field, &key)?),
         "max_buffered_msgs" => options.max_buffered_msgs = Some(parseable_size(field)?),

@@ -231,15 +231,6 @@ impl Unsupported {
         }
     }
 
-    /// Like [`Unsupported::new`], for a value that never turns the feature
-    /// off (an encryption key that happens to read `disabled`).
-    pub(super) fn whatever_its_value(key: String, entry: &MapEntry) -> Self {
-        Unsupported {
-            disabled: false,
-            ..Unsupported::new(key, entry)
-        }
-    }
-
     /// Whether running without this key could give the operator less than
     /// they configured (a feature, a limit, a security check): then rnats
     /// must not start with it. Keys that only tune what rnats lacks, or that
@@ -892,7 +883,7 @@ mod tests {
             "operator: /tmp/op.jwt",
             "resolver: MEMORY",
             "resolver_preload { A: b }",
-            "jetstream { key: s3cr3t }",
+            "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, ping_interval: \"1m\" }",
             "leafnodes { port: 7422 }",
             "cluster { port: 6222 }",
@@ -925,12 +916,12 @@ mod tests {
         ] {
             assert_eq!(refused(text), Vec::<String>::new(), "{text}");
         }
-        let (_, unsupported) = load("port: 1\noperator: x\njetstream { key: k }").unwrap();
+        let (_, unsupported) = load("port: 1\noperator: x\njetstream { tpm { k: v } }").unwrap();
         let error = refuse_unsupported(unsupported).unwrap_err();
         assert_eq!(
             error.to_string(),
             "test.conf:2:1: configuration key \"operator\" is not supported yet\n\
-             test.conf:3:13: configuration key \"jetstream.key\" is not supported yet"
+             test.conf:3:13: configuration key \"jetstream.tpm\" is not supported yet"
         );
     }
 

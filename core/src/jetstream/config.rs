@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use crate::auth::{AccountConfig, GLOBAL_ACCOUNT};
-use crate::store::SyncPolicy;
+use crate::store::codec::is_sealed_file;
+use crate::store::{CipherKind, KeyError, KeyRing, SyncPolicy};
 
 /// The folder the reference always keeps its stores in, under the
 /// configured store directory.
@@ -65,6 +66,54 @@ pub struct Encryption {
     pub cipher: Cipher,
     pub key: String,
     pub prev_key: Option<String>,
+}
+
+impl Encryption {
+    /// The keys the stores and definitions are sealed with.
+    pub fn key_ring(&self) -> KeyRing {
+        let cipher = match self.cipher {
+            Cipher::ChaCha => CipherKind::ChaCha20Poly1305,
+            Cipher::Aes => CipherKind::Aes256Gcm,
+        };
+        KeyRing::new(
+            cipher,
+            self.key.as_bytes(),
+            self.prev_key.as_deref().map(str::as_bytes),
+        )
+    }
+}
+
+/// Seal a stream definition file's bytes under `encryption` (as they are
+/// without it). `purpose` names the stream (the same for its current and
+/// previous copy); `seed` draws the nonce.
+pub fn seal_definition(
+    encryption: Option<&Encryption>,
+    purpose: &str,
+    bytes: Vec<u8>,
+    seed: u64,
+) -> Vec<u8> {
+    match encryption {
+        Some(encryption) => encryption.key_ring().seal_file(purpose, &bytes, seed),
+        None => bytes,
+    }
+}
+
+/// A definition file's plain bytes, and whether it should be written again
+/// (it was opened with the previous key, or written before encryption was
+/// configured). A sealed file without a key, or that no key opens, is an
+/// error: the reference refuses to load such a stream too ("unable to
+/// recover keys").
+pub fn open_definition(
+    encryption: Option<&Encryption>,
+    purpose: &str,
+    bytes: &[u8],
+) -> Result<(Vec<u8>, bool), KeyError> {
+    match (encryption, is_sealed_file(bytes)) {
+        (Some(encryption), true) => encryption.key_ring().open_file(purpose, bytes),
+        (Some(_), false) => Ok((bytes.to_vec(), true)),
+        (None, true) => Err(KeyError::NotConfigured),
+        (None, false) => Ok((bytes.to_vec(), false)),
+    }
 }
 
 impl std::fmt::Debug for Encryption {

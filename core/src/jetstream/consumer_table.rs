@@ -32,6 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::api::ConsumerConfig;
+use super::config::{open_definition, seal_definition};
 use super::consumer::{Consumer, ConsumerRules, ConsumerStore, DeliverStart, PushRules};
 use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
 use super::machine::JetStream;
@@ -136,6 +137,11 @@ fn consumers_dir(stream: StreamId) -> String {
 
 fn consumer_dir(stream: StreamId, name: &str) -> String {
     format!("{}/{name}", consumers_dir(stream))
+}
+
+/// What a sealed consumer definition is bound to.
+fn meta_purpose(stream: StreamId, name: &str) -> String {
+    format!("consumer definition {}/{name}", stream.0)
 }
 
 fn meta_name(name: &str) -> String {
@@ -469,14 +475,22 @@ impl<D: Disk + Clone> JetStream<D> {
                 config: config.clone(),
                 created: created.0,
             };
-            let bytes = super::machine::encode_checked_json(&meta);
+            let bytes = self.seal_meta(stream, &name, &meta);
             let mut disk = self.disk.clone();
             disk.create_dir(&consumers_dir(stream))
                 .and_then(|()| disk.write_atomic(&consumers_dir(stream), &meta_name(&name), &bytes))
                 .map_err(|error| error.to_string())?;
-            let file =
-                ConsumerFileStore::open(disk, &dir, rules.ack, rules.max_deliver.unwrap_or(0))
-                    .map_err(|error| error.to_string())?;
+            let keys = self.config.encryption.as_ref().map(|e| e.key_ring());
+            let seed = self.next_seed();
+            let file = ConsumerFileStore::open_encrypted(
+                disk,
+                &dir,
+                rules.ack,
+                rules.max_deliver.unwrap_or(0),
+                keys,
+                seed,
+            )
+            .map_err(|error| error.to_string())?;
             ConsumerStore::File(file)
         } else {
             ConsumerStore::Memory(ConsumerTracker::new(
@@ -557,22 +571,26 @@ impl<D: Disk + Clone> JetStream<D> {
         config: ConsumerConfig,
     ) -> Result<(), String> {
         let (now, wall) = (self.now, self.wall);
+        let name = name.to_string();
+        let existing = &self.streams[&stream].consumers[&name];
+        if existing.persisted {
+            let meta = ConsumerMeta {
+                config: config.clone(),
+                created: existing.created.0,
+            };
+            let bytes = self.seal_meta(stream, &name, &meta);
+            self.disk
+                .clone()
+                .write_atomic(&consumers_dir(stream), &meta_name(&name), &bytes)
+                .map_err(|error| error.to_string())?;
+        }
         let entry = self.streams.get_mut(&stream).expect("the stream exists");
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
-        let name = name.to_string();
         let consumer = entry
             .consumers
             .get_mut(&name)
             .expect("updating a consumer that exists");
-        if consumer.persisted {
-            let meta = ConsumerMeta {
-                config: config.clone(),
-                created: consumer.created.0,
-            };
-            write_meta(&mut self.disk.clone(), stream, &name, &meta)
-                .map_err(|error| error.to_string())?;
-        }
         let rules = consumer_rules(&account, &stream_name, &name, &config);
         let deliver =
             |rules: &ConsumerRules| rules.push.as_ref().map(|p| p.deliver_subject.clone());
@@ -690,9 +708,17 @@ impl<D: Disk + Clone> JetStream<D> {
         for name in names {
             let dir = consumer_dir(stream, &name);
             let meta_path = format!("{}/{}", consumers_dir(stream), meta_name(&name));
-            let meta = match disk.read_all(&meta_path) {
-                Ok(Some(bytes)) => super::machine::decode_checked_json::<ConsumerMeta>(&bytes),
-                _ => None,
+            let encryption = self.config.encryption.as_ref();
+            let purpose = meta_purpose(stream, &name);
+            let (meta, rewrite) = match disk.read_all(&meta_path) {
+                Ok(Some(bytes)) => match open_definition(encryption, &purpose, &bytes) {
+                    Ok((plain, rewrite)) => (
+                        super::machine::decode_checked_json::<ConsumerMeta>(&plain),
+                        rewrite,
+                    ),
+                    Err(_) => (None, false),
+                },
+                _ => (None, false),
             };
             let Some(meta) = meta else {
                 self.log(
@@ -701,12 +727,21 @@ impl<D: Disk + Clone> JetStream<D> {
                 );
                 continue;
             };
+            if rewrite {
+                // Sealed again under the configured key.
+                let bytes = self.seal_meta(stream, &name, &meta);
+                let _ = disk.write_atomic(&consumers_dir(stream), &meta_name(&name), &bytes);
+            }
             let rules = consumer_rules(&account, &stream_name, &name, &meta.config);
-            match ConsumerFileStore::open(
+            let keys = self.config.encryption.as_ref().map(|e| e.key_ring());
+            let seed = self.next_seed();
+            match ConsumerFileStore::open_encrypted(
                 disk.clone(),
                 &dir,
                 rules.ack,
                 rules.max_deliver.unwrap_or(0),
+                keys,
+                seed,
             ) {
                 Ok(mut file) => {
                     if let Some(warning) = file.take_warning() {
@@ -730,6 +765,14 @@ impl<D: Disk + Clone> JetStream<D> {
                 ),
             }
         }
+    }
+
+    /// A consumer definition's bytes, sealed when encryption is on.
+    fn seal_meta(&mut self, stream: StreamId, name: &str, meta: &ConsumerMeta) -> Vec<u8> {
+        let bytes = super::machine::encode_checked_json(meta);
+        let seed = self.next_seed();
+        let encryption = self.config.encryption.as_ref();
+        seal_definition(encryption, &meta_purpose(stream, name), bytes, seed)
     }
 
     /// The consumer-action advisory (`create`, `delete`).
@@ -763,16 +806,6 @@ impl<D: Disk + Clone> JetStream<D> {
             body.to_string().into_bytes(),
         );
     }
-}
-
-fn write_meta<D: Disk>(
-    disk: &mut D,
-    stream: StreamId,
-    name: &str,
-    meta: &ConsumerMeta,
-) -> Result<(), DiskError> {
-    let bytes = super::machine::encode_checked_json(meta);
-    disk.write_atomic(&consumers_dir(stream), &meta_name(name), &bytes)
 }
 
 fn remove_consumer_files<D: Disk>(

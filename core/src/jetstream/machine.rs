@@ -33,7 +33,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::api::StreamConfig;
-use super::config::{AccountLimits, JetStreamConfig};
+use super::config::{open_definition, seal_definition, AccountLimits, JetStreamConfig};
 use super::consumer_table::ConsumerEntry;
 use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
 use super::stream::{Publish, PublishError, Storage, Store, Stream};
@@ -488,6 +488,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 let file_config = FileStoreConfig {
                     dir: store_dir(id),
                     sync: self.config.sync,
+                    encryption: self.config.encryption.as_ref().map(|e| e.key_ring()),
+                    seed: self.ids.next_u64(),
                     ..FileStoreConfig::default()
                 };
                 FileStore::open_on(self.disk.clone(), file_config, rules.limits).map(Store::File)
@@ -499,11 +501,15 @@ impl<D: Disk + Clone> JetStream<D> {
 
     fn write_meta(&mut self, id: StreamId, meta: &StreamMeta) -> DiskResult<()> {
         let bytes = encode_checked_json(meta);
+        let encryption = self.config.encryption.as_ref();
+        let bytes = seal_definition(encryption, &purpose(id), bytes, self.ids.next_u64());
         self.disk.create_dir(STREAMS_DIR)?;
         let name = format!("{}.meta", id.0);
         // Keep the current good copy before replacing it.
         if let Some(current) = self.disk.read_all(&meta_path(id))? {
-            if decode_checked_json::<StreamMeta>(&current).is_some() {
+            let readable = open_definition(encryption, &purpose(id), &current)
+                .is_ok_and(|(plain, _)| decode_checked_json::<StreamMeta>(&plain).is_some());
+            if readable {
                 self.disk
                     .write_atomic(STREAMS_DIR, &format!("{}.prev", id.0), &current)?;
             }
@@ -598,14 +604,38 @@ impl<D: Disk + Clone> JetStream<D> {
     /// one; damage is logged, and a stream with neither is left on disk.
     fn read_meta(&mut self, id: StreamId) -> Option<StreamMeta> {
         for path in [meta_path(id), prev_path(id)] {
-            match self.disk.read_all(&path) {
-                Ok(Some(bytes)) => match decode_checked_json(&bytes) {
-                    Some(meta) => return Some(meta),
+            let opened = self.disk.read_all(&path).map(|bytes| {
+                bytes.map(|bytes| {
+                    open_definition(self.config.encryption.as_ref(), &purpose(id), &bytes)
+                })
+            });
+            match opened {
+                Ok(Some(Ok((bytes, rewrite)))) => match decode_checked_json::<StreamMeta>(&bytes) {
+                    Some(meta) => {
+                        if rewrite {
+                            // Sealed again under the configured key (twice:
+                            // the previous copy too).
+                            let rewritten = self
+                                .write_meta(id, &meta)
+                                .and_then(|()| self.write_meta(id, &meta));
+                            if let Err(error) = rewritten {
+                                self.log(
+                                    LogLevel::Error,
+                                    format!("JetStream: sealing stream definition {path} again failed: {error}"),
+                                );
+                            }
+                        }
+                        return Some(meta);
+                    }
                     None => self.log(
                         LogLevel::Error,
                         format!("JetStream: stream definition {path} is damaged"),
                     ),
                 },
+                Ok(Some(Err(error))) => self.log(
+                    LogLevel::Error,
+                    format!("JetStream: error decrypting stream definition {path}: {error}"),
+                ),
                 Ok(None) => {}
                 Err(error) => self.log(
                     LogLevel::Error,
@@ -628,6 +658,11 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut rules = super::requests::rules(config);
         rules.domain = self.config.domain.clone().unwrap_or_default();
         rules
+    }
+
+    /// A fresh seed from the machine's generator (nonces of sealed files).
+    pub(super) fn next_seed(&mut self) -> u64 {
+        self.ids.next_u64()
     }
 
     /// A 22-character id like the reference's nuids.
@@ -686,6 +721,11 @@ impl<D: Disk + Clone> JetStream<D> {
             payload: Bytes::from(payload),
         });
     }
+}
+
+/// What a stream's sealed definition is sealed for (both of its copies).
+fn purpose(id: StreamId) -> String {
+    format!("stream definition {}", id.0)
 }
 
 fn meta_path(id: StreamId) -> String {

@@ -20,10 +20,11 @@ use serde::Serialize;
 
 use super::api::{
     AccountInfo, AccountInfoResponse, AccountLimitsInfo, AccountTier, ApiPaged, ApiStats,
-    ClusterInfo, DiscardPolicy, MsgDeleteRequest, MsgDeleteResponse, MsgGetRequest, MsgGetResponse,
-    PurgeRequest, PurgeResponse, StorageType, StoredMsg, StreamConfig, StreamConfigRequest,
-    StreamCreateResponse, StreamDeleteResponse, StreamInfo, StreamInfoRequest, StreamInfoResponse,
-    StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamState, StreamUpdateResponse,
+    ClusterInfo, Compression, DiscardPolicy, MsgDeleteRequest, MsgDeleteResponse, MsgGetRequest,
+    MsgGetResponse, PurgeRequest, PurgeResponse, StorageType, StoredMsg, StreamConfig,
+    StreamConfigRequest, StreamCreateResponse, StreamDeleteResponse, StreamInfo, StreamInfoRequest,
+    StreamInfoResponse, StreamListResponse, StreamNamesRequest, StreamNamesResponse, StreamState,
+    StreamUpdateResponse,
 };
 use super::api::{
     ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfoResponse,
@@ -155,6 +156,7 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
                 StorageType::Memory => Sizing::Memory,
                 StorageType::File => Sizing::File,
             },
+            compress: config.compression == Compression::S2,
         },
         max_msg_size: limit(i64::from(config.max_msg_size)),
         duplicate_window: Duration::from_nanos(u64::try_from(config.duplicate_window).unwrap_or(0)),

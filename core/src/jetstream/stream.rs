@@ -176,7 +176,7 @@ impl<D: Disk> Store<D> {
         on_store!(self, s => s.subjects_state(filter))
     }
     pub fn deleted(&mut self) -> Vec<u64> {
-        on_store!(self, s => s.deleted())
+        on_store!(self, s => s.deleted().collect())
     }
     pub fn count_from(&mut self, filter: &Filter, start: u64) -> StoreResult<u64> {
         on_store!(self, s => s.count_from(filter, start))

@@ -47,11 +47,15 @@ impl Harness {
     }
 
     fn on(disk: SharedDisk) -> Harness {
+        Harness::on_config(disk, js_config())
+    }
+
+    fn on_config(disk: SharedDisk, config: JetStreamConfig) -> Harness {
         let mut accounts = BTreeMap::new();
         accounts.insert("A".to_string(), AccountLimits::default());
         let js = JetStream::open(
             "srv".into(),
-            js_config(),
+            config,
             accounts,
             disk.clone(),
             Instant::ZERO,
@@ -449,4 +453,120 @@ fn server_storage_limits_refuse_publishes_and_reservations() {
     let refused = refused.expect("the memory budget runs out");
     assert_eq!(refused["error"]["err_code"], 10023, "{refused}");
     assert_eq!(refused["error"]["description"], "insufficient resources");
+}
+
+// ---- encryption at rest ----
+
+fn encrypted(key: &str, prev_key: Option<&str>) -> JetStreamConfig {
+    JetStreamConfig {
+        encryption: Some(super::config::Encryption {
+            cipher: super::config::Cipher::ChaCha,
+            key: key.to_string(),
+            prev_key: prev_key.map(str::to_string),
+        }),
+        ..js_config()
+    }
+}
+
+/// Every file of the definitions and of stream 1's store, by path.
+fn stream_files(disk: &SharedDisk) -> Vec<(String, Vec<u8>)> {
+    disk.with(|disk| {
+        let mut out = Vec::new();
+        for dir in ["streams", "streams/1"] {
+            for name in disk.list(dir).unwrap_or_default() {
+                let path = format!("{dir}/{name}");
+                if let Ok(Some(bytes)) = disk.read_all(&path) {
+                    out.push((path, bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    })
+}
+
+#[test]
+fn an_encrypted_stream_needs_its_key_and_rotates_to_a_new_one() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on_config(disk.clone(), encrypted("key-one", None));
+    h.api(
+        "$JS.API.STREAM.CREATE.SECRETS",
+        r#"{"name":"SECRETS","subjects":["hidden.*"]}"#,
+    );
+    for i in 0..3 {
+        h.publish(
+            &format!("hidden.{i}"),
+            b"",
+            format!("classified-{i}").as_bytes(),
+        );
+    }
+    assert_eq!(h.sync_all().len(), 3);
+    drop(h);
+    disk.with(MemDisk::power_loss);
+    let before = stream_files(&disk);
+    assert!(
+        before.iter().any(|(path, _)| path == "streams/1/key"),
+        "{before:?}"
+    );
+    for (path, bytes) in &before {
+        for clear in [&b"classified"[..], b"SECRETS", b"hidden."] {
+            assert!(
+                !bytes.windows(clear.len()).any(|w| w == clear),
+                "{path} holds {:?} in clear",
+                String::from_utf8_lossy(clear)
+            );
+        }
+    }
+
+    // The wrong key: the stream is not loaded, logged, and nothing changes.
+    let mut accounts = BTreeMap::new();
+    accounts.insert("A".to_string(), AccountLimits::default());
+    let mut js = JetStream::open(
+        "srv".into(),
+        encrypted("key-two", None),
+        accounts,
+        disk.clone(),
+        Instant::ZERO,
+        WallTime(2_000_000_000),
+    );
+    let mut logs = Vec::new();
+    while let Some(action) = js.poll_action() {
+        if let JsAction::Log { text, .. } = action {
+            logs.push(text);
+        }
+    }
+    assert!(
+        logs.iter().any(|text| text
+            == "JetStream: error decrypting stream definition streams/1.meta: unable to recover keys"),
+        "{logs:?}"
+    );
+    drop(js);
+    assert_eq!(stream_files(&disk), before, "a wrong key changed files");
+    let mut h = Harness::on_config(disk.clone(), encrypted("key-two", None));
+    let info = h.api("$JS.API.STREAM.INFO.SECRETS", "");
+    assert_eq!(info["error"]["err_code"], 10059, "{info}");
+    drop(h);
+
+    // The new key with the old one as `prev_key`: loaded and sealed again.
+    let mut h = Harness::on_config(disk.clone(), encrypted("key-two", Some("key-one")));
+    let info = h.api("$JS.API.STREAM.INFO.SECRETS", "");
+    assert_eq!(info["state"]["messages"], 3, "{info}");
+    h.publish("hidden.9", b"", b"classified-9");
+    assert_eq!(h.sync_all().len(), 1);
+    drop(h);
+    disk.with(MemDisk::power_loss);
+
+    // From then on the new key alone opens everything.
+    let mut h = Harness::on_config(disk.clone(), encrypted("key-two", None));
+    let info = h.api("$JS.API.STREAM.INFO.SECRETS", "");
+    assert_eq!(info["state"]["messages"], 4, "{info}");
+    let msg = h.api("$JS.API.STREAM.MSG.GET.SECRETS", r#"{"seq":2}"#);
+    assert_eq!(msg["message"]["subject"], "hidden.1");
+    drop(h);
+    let mut h = Harness::on_config(disk, encrypted("key-one", None));
+    let info = h.api("$JS.API.STREAM.INFO.SECRETS", "");
+    assert_eq!(
+        info["error"]["err_code"], 10059,
+        "the old key no longer opens it"
+    );
 }

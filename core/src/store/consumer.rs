@@ -23,10 +23,14 @@
 //! Written as `state.tmp`, synced, renamed over `state`, directory synced.
 //! A damaged file is reported and the consumer starts from an empty state
 //! (every message is delivered again: at least once, never lost).
+//! With encryption at rest ([`ConsumerFileStore::open_encrypted`]) the
+//! whole file is sealed ([`KeyRing::seal_file`], the AEAD tag checks it);
+//! one that no configured key opens refuses the open instead.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::codec::{is_sealed_file, KeyError, KeyRing};
 use super::disk::{join, Disk, DiskError};
 use crate::time::WallTime;
 
@@ -85,6 +89,9 @@ pub enum ConsumerError {
     /// "bad pending entry, sequence \[N\] out of range".
     BadPending(u64),
     Disk(DiskError),
+    /// The state is encrypted and the configured keys do not open it (or
+    /// none is configured): refused, never taken for an empty state.
+    Key(KeyError),
 }
 
 impl fmt::Display for ConsumerError {
@@ -99,6 +106,7 @@ impl fmt::Display for ConsumerError {
                 write!(f, "bad pending entry, sequence [{seq}] out of range")
             }
             ConsumerError::Disk(error) => write!(f, "disk error: {error}"),
+            ConsumerError::Key(error) => write!(f, "encrypted consumer state: {error}"),
         }
     }
 }
@@ -441,23 +449,54 @@ pub struct ConsumerFileStore<D: Disk> {
     tracker: ConsumerTracker,
     /// What opening found wrong, if anything.
     warning: Option<String>,
+    /// Encryption at rest: the state file is sealed under these keys.
+    keys: Option<KeyRing>,
+    /// Draws the nonce of each write (core's seeded randomness).
+    nonces: u64,
 }
 
 impl<D: Disk> ConsumerFileStore<D> {
     /// Open (or create) the consumer state in `dir`.
     pub fn open(
+        disk: D,
+        dir: &str,
+        policy: AckPolicy,
+        max_deliver: u64,
+    ) -> Result<ConsumerFileStore<D>, ConsumerError> {
+        ConsumerFileStore::open_encrypted(disk, dir, policy, max_deliver, None, 0)
+    }
+
+    /// Open (or create) the consumer state in `dir`, sealed under `keys`
+    /// (`jetstream { key, prev_key }`). A state sealed under the previous
+    /// key, or written before encryption was configured, is sealed again
+    /// under the key at the next `flush`. A sealed state that no key opens
+    /// refuses the open (the acks it holds are not given up); `seed` draws
+    /// the nonces and must differ for every open (core's seeded randomness:
+    /// a nonce repeated under one key breaks the AEAD).
+    pub fn open_encrypted(
         mut disk: D,
         dir: &str,
         policy: AckPolicy,
         max_deliver: u64,
+        keys: Option<KeyRing>,
+        seed: u64,
     ) -> Result<ConsumerFileStore<D>, ConsumerError> {
         disk.create_dir(dir)?;
         let path = join(dir, STATE_NAME);
         let mut tracker = ConsumerTracker::new(policy, max_deliver);
         let mut warning = None;
         if let Some(bytes) = disk.read_all(&path)? {
+            let (bytes, reseal) = match (&keys, is_sealed_file(&bytes)) {
+                (Some(keys), true) => keys.open_file(&path, &bytes).map_err(ConsumerError::Key)?,
+                (Some(_), false) => (bytes, true),
+                (None, true) => return Err(ConsumerError::Key(KeyError::NotConfigured)),
+                (None, false) => (bytes, false),
+            };
             match decode_state(&bytes) {
-                Some(state) => tracker.state = state,
+                Some(state) => {
+                    tracker.state = state;
+                    tracker.dirty = reseal;
+                }
                 None => {
                     warning = Some(format!(
                         "{path}: damaged ({} bytes); the consumer starts over (redelivers)",
@@ -471,6 +510,8 @@ impl<D: Disk> ConsumerFileStore<D> {
             dir: dir.to_string(),
             tracker,
             warning,
+            keys,
+            nonces: seed,
         })
     }
 
@@ -511,6 +552,13 @@ impl<D: Disk> ConsumerFileStore<D> {
             Some(self.tracker.state()),
             "consumer state must read back as written"
         );
+        let bytes = match &self.keys {
+            Some(keys) => {
+                self.nonces = self.nonces.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                keys.seal_file(&join(&self.dir, STATE_NAME), &bytes, self.nonces)
+            }
+            None => bytes,
+        };
         if let Err(error) = self.disk.write_atomic(&self.dir, STATE_NAME, &bytes) {
             self.tracker.dirty = true;
             return Err(error.into());
@@ -522,8 +570,50 @@ impl<D: Disk> ConsumerFileStore<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemDisk;
+    use crate::store::{CipherKind, MemDisk};
     use proptest::prelude::*;
+
+    #[test]
+    fn encrypted_state_survives_rotation_and_refuses_a_wrong_key() {
+        let ring = |key: &str, prev: Option<&str>| {
+            Some(KeyRing::new(
+                CipherKind::Aes256Gcm,
+                key.as_bytes(),
+                prev.map(str::as_bytes),
+            ))
+        };
+        let open = |disk: MemDisk, keys| {
+            ConsumerFileStore::open_encrypted(disk, "c", AckPolicy::Explicit, 5, keys, 7)
+        };
+        let mut store = open(MemDisk::new(), ring("one", None)).unwrap();
+        store
+            .tracker_mut()
+            .update_delivered(1, 41, 1, WallTime(5))
+            .unwrap();
+        store
+            .tracker_mut()
+            .update_delivered(2, 42, 1, WallTime(6))
+            .unwrap();
+        store.tracker_mut().update_acks(1, 41).unwrap();
+        assert!(store.flush().unwrap());
+        let state = store.state().clone();
+        let mut disk = store.into_disk();
+        let bytes = disk.read_all("c/state").unwrap().unwrap();
+        assert!(is_sealed_file(&bytes));
+        assert_eq!(decode_state(&bytes), None, "not readable without the key");
+        for (keys, error) in [
+            (ring("two", None), KeyError::Unrecoverable),
+            (None, KeyError::NotConfigured),
+        ] {
+            let refused = open(disk.clone(), keys).err();
+            assert_eq!(refused, Some(ConsumerError::Key(error)));
+        }
+        let mut store = open(disk, ring("two", Some("one"))).unwrap();
+        assert_eq!(store.state(), &state);
+        assert!(store.flush().unwrap(), "sealed again under the new key");
+        let store = open(store.into_disk(), ring("two", None)).unwrap();
+        assert_eq!(store.state(), &state);
+    }
 
     fn at(n: u64) -> WallTime {
         WallTime(n)

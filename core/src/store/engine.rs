@@ -88,6 +88,64 @@ pub enum ExpiryCause {
     Ttl,
 }
 
+/// The accounting of the messages present, built by a backend in the same
+/// pass that recovers them ([`Backend::take_tally`]), so opening a store
+/// reads its data once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    msgs: u64,
+    bytes: u64,
+    /// The lowest sequence present and its timestamp.
+    first: Option<(u64, WallTime)>,
+    subjects: BTreeMap<Bytes, SubjectState>,
+    ttl_index: BTreeSet<(u64, u64)>,
+}
+
+impl Tally {
+    /// Count message `seq` (present, counted once) of `size` bytes.
+    pub fn add(
+        &mut self,
+        seq: u64,
+        subject: &[u8],
+        size: u64,
+        ts: WallTime,
+        ttl: Option<Duration>,
+    ) {
+        assert!(
+            seq > 0 && seq <= SEQ_MAX,
+            "tallied sequence {seq} out of range"
+        );
+        self.msgs += 1;
+        self.bytes += size;
+        if self.first.is_none_or(|(first, _)| seq < first) {
+            self.first = Some((seq, ts));
+        }
+        match self.subjects.get_mut(subject) {
+            Some(state) => {
+                state.msgs += 1;
+                state.first_seq = state.first_seq.min(seq);
+                state.last_seq = state.last_seq.max(seq);
+            }
+            None => {
+                let state = SubjectState {
+                    msgs: 1,
+                    first_seq: seq,
+                    last_seq: seq,
+                };
+                self.subjects.insert(Bytes::copy_from_slice(subject), state);
+            }
+        }
+        if let Some(ttl) = ttl {
+            self.ttl_index.insert((expiry(ts, ttl), seq));
+        }
+    }
+
+    /// The lowest sequence counted.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.first.map(|(seq, _)| seq)
+    }
+}
+
 /// Where the messages live. Implemented by [`super::MemBackend`] and
 /// [`super::FileBackend`]; the engine keeps all accounting.
 pub trait Backend {
@@ -124,6 +182,15 @@ pub trait Backend {
     fn handle_timeout(&mut self, now: Instant);
     /// Whether a failed sync poisoned the backend.
     fn failed(&self) -> bool;
+    /// The store's configuration, at open and on every change (a FileStore
+    /// takes `compress` from it; the limits are the engine's).
+    fn configure(&mut self, _config: &StoreConfig) {}
+    /// The accounting of the messages present, if the backend built it
+    /// while opening (taken once); `None`: the engine counts them itself
+    /// by loading every message.
+    fn take_tally(&mut self) -> Option<Tally> {
+        None
+    }
 }
 
 /// A store: the accounting shared by MemStore and FileStore over a backend.
@@ -158,6 +225,8 @@ impl<B: Backend> Engine<B> {
             floor <= last_seq + 1,
             "backend floor {floor} above last {last_seq}"
         );
+        let mut backend = backend;
+        backend.configure(&config);
         let mut engine = Engine {
             backend,
             config,
@@ -177,28 +246,46 @@ impl<B: Backend> Engine<B> {
             ttl_index: BTreeSet::new(),
             poisoned: false,
         };
-        let mut cursor = engine.backend.next_present(floor);
-        while let Some(seq) = cursor {
-            assert!(
-                seq <= last_seq,
-                "present sequence {seq} above last {last_seq}"
-            );
-            let msg = engine.backend.get(seq)?.ok_or(StoreError::NotFound)?;
-            assert_eq!(msg.seq, seq, "backend returned the wrong message");
-            if engine.msgs == 0 {
-                engine.first_seq = seq;
-                engine.first_ts = msg.ts;
+        let sizing = engine.config.sizing;
+        let tally = match engine.backend.take_tally() {
+            Some(tally) => {
+                // Debug builds count again by loading every message.
+                if cfg!(debug_assertions) {
+                    let counted = count_present(&mut engine.backend, floor, last_seq, sizing)?;
+                    assert_eq!(
+                        counted, tally,
+                        "the backend's tally disagrees with its messages"
+                    );
+                }
+                tally
             }
-            let size = engine.size_of(&msg);
-            engine.account_added(seq, &msg.subject, size, msg.ts, msg.ttl);
-            cursor = engine.backend.next_present(seq + 1);
-        }
+            None => count_present(&mut engine.backend, floor, last_seq, sizing)?,
+        };
+        engine.adopt(tally);
         engine.check();
         // A crash can keep a message and lose the removal its arrival
         // caused (they may sit in different files): the limits hold again
         // before anything is served.
         engine.enforce_limits()?;
         Ok(engine)
+    }
+
+    /// Take the backend's count of the messages present (a fresh engine).
+    fn adopt(&mut self, tally: Tally) {
+        assert_eq!(self.msgs, 0, "adopt into a fresh engine");
+        if let Some((seq, ts)) = tally.first {
+            assert!(
+                seq <= self.last_seq,
+                "tallied {seq} above last {}",
+                self.last_seq
+            );
+            self.first_seq = seq;
+            self.first_ts = ts;
+        }
+        self.msgs = tally.msgs;
+        self.bytes = tally.bytes;
+        self.subjects = tally.subjects;
+        self.ttl_index = tally.ttl_index;
     }
 
     /// The bytes this store counts for `msg`.
@@ -224,6 +311,7 @@ impl<B: Backend> Engine<B> {
             config.sizing, self.config.sizing,
             "a store's sizing is fixed for its life"
         );
+        self.backend.configure(&config);
         self.config = config;
     }
 
@@ -1031,22 +1119,17 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// The sequences between first and last holding no message.
-    pub fn deleted(&mut self) -> Vec<u64> {
-        let mut deleted = Vec::new();
-        if self.msgs == 0 {
-            return deleted;
+    /// The sequences between first and last holding no message, in
+    /// increasing order, found as they are taken: the store holds nothing
+    /// for the list (a stream can have billions of deleted sequences), the
+    /// caller bounds what it keeps.
+    pub fn deleted(&mut self) -> Deleted<'_, B> {
+        let cursor = self.first_seq;
+        Deleted {
+            engine: self,
+            cursor,
+            gap_end: None,
         }
-        let mut expected = self.first_seq;
-        while let Some(seq) = self.backend.next_present(expected) {
-            if seq > self.last_seq {
-                break;
-            }
-            deleted.extend(expected..seq);
-            expected = seq + 1;
-        }
-        deleted.extend(expected..=self.last_seq);
-        deleted
     }
 
     /// Per-subject state of the subjects matching `filter`, by subject.
@@ -1098,6 +1181,74 @@ impl<B: Backend> Engine<B> {
             && state.first_seq >= self.first_seq
             && state.last_seq <= self.last_seq));
     }
+}
+
+/// The iterator of [`Engine::deleted`].
+#[derive(Debug)]
+pub struct Deleted<'a, B: Backend> {
+    engine: &'a mut Engine<B>,
+    /// The next sequence to consider.
+    cursor: u64,
+    /// The first present sequence at or after `cursor` (`last_seq + 1` if
+    /// none), once looked up.
+    gap_end: Option<u64>,
+}
+
+impl<B: Backend> Iterator for Deleted<'_, B> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let last = self.engine.last_seq;
+        loop {
+            if self.engine.msgs == 0 || self.cursor > last {
+                return None;
+            }
+            let end = match self.gap_end {
+                Some(end) => end,
+                None => {
+                    let end = self
+                        .engine
+                        .backend
+                        .next_present(self.cursor)
+                        .filter(|&seq| seq <= last)
+                        .unwrap_or(last + 1);
+                    assert!(end >= self.cursor, "next_present went backwards");
+                    self.gap_end = Some(end);
+                    end
+                }
+            };
+            if self.cursor < end {
+                self.cursor += 1;
+                return Some(self.cursor - 1);
+            }
+            // `cursor` holds a message: the next gap starts after it.
+            self.cursor = end + 1;
+            self.gap_end = None;
+        }
+    }
+}
+
+/// Count every message `backend` holds at or above `floor` by loading it.
+fn count_present<B: Backend>(
+    backend: &mut B,
+    floor: u64,
+    last_seq: u64,
+    sizing: super::Sizing,
+) -> StoreResult<Tally> {
+    let mut tally = Tally::default();
+    let mut cursor = backend.next_present(floor);
+    while let Some(seq) = cursor {
+        assert!(
+            seq <= last_seq,
+            "present sequence {seq} above last {last_seq}"
+        );
+        let msg = backend.get(seq)?.ok_or(StoreError::NotFound)?;
+        assert_eq!(msg.seq, seq, "backend returned the wrong message");
+        let size = sizing.size(&msg.subject, &msg.headers, &msg.payload);
+        tally.add(seq, &msg.subject, size, msg.ts, msg.ttl);
+        cursor = backend.next_present(seq + 1);
+    }
+    Ok(tally)
 }
 
 /// Above this many subjects, a wildcard `load_next` walks messages instead

@@ -13,17 +13,25 @@
 //! completed (or at once under `SyncPolicy::Interval`), and
 //! `StoreAction::Warning` for what recovery found.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! A store is one directory holding:
 //!
-//! - `meta`: 36 bytes, written atomically (`meta.tmp`, sync, rename over
+//! - `meta`: 44 bytes, written atomically (`meta.tmp`, sync, rename over
 //!   `meta`, sync the directory):
-//!   `"RNSM"` magic (4) | format version u32 (4) | floor u64 (8) |
-//!   last sequence u64 (8) | last timestamp u64 (8) | crc32 u32 (4) over the
-//!   32 bytes before it. Rewritten on purge, compact, truncate and block
-//!   removal. A damaged or missing `meta` is rebuilt from the blocks (it never
-//!   deletes a stream: the blocks carry the same facts in Floor records).
+//!   `"RNSM"` magic (4) | format version u32 (4) = 2 | floor u64 (8) |
+//!   last sequence u64 (8) | last timestamp u64 (8) | active block number
+//!   u64 (8) | crc32 u32 (4) over the 40 bytes before it. (Version 1, 36
+//!   bytes without the block number, is still read.) Rewritten on purge,
+//!   compact, truncate, block removal, a skip of more than one sequence,
+//!   and before the first record of every new block (the new block's file
+//!   is created first, so the directory sync of `meta` makes its name
+//!   durable). A damaged or missing `meta` is rebuilt from the blocks (it
+//!   never deletes a stream: the blocks carry the same facts in Floor
+//!   records).
+//! - `key`, `key.2` (encrypted stores only): the data key, sealed under
+//!   the configured key ([`KeyRing::new_store_key`]), three copies per file;
+//!   written atomically, rebuilt from any copy that opens.
 //! - `NNNNNNNNNN.blk` (ten decimal digits, the block's number, increasing):
 //!   a sequence of records, appended. A new block starts when the next record
 //!   would pass `block_size` or a message follows a skip of 1024 or more
@@ -37,7 +45,8 @@
 //! ```text
 //! offset  size  field
 //!      0     4  record length L (all of it, checksum included), 40 ..= 64 MiB
-//!      4     1  kind: 1 message, 2 tombstone, 3 skip, 4 erased, 5 floor
+//!      4     1  kind: 1 message, 2 tombstone, 3 skip, 4 erased, 5 floor,
+//!               6 sealed message (compressed and/or encrypted)
 //!      5     1  magic 0xA5
 //!      6     2  subject length S
 //!      8     8  sequence (message: its own; tombstone/erased: the removed one;
@@ -55,6 +64,15 @@
 //! The checksum covers the whole record but itself, so a flipped bit in the
 //! length, the kind, the sequence or the payload is caught.
 //!
+//! A sealed message (kind 6: `compression: "s2"` and the record shrank, or
+//! encryption at rest) has an empty subject and headers; its payload is
+//! the sealed body laid out in [`super::codec`], which holds them. It is
+//! checksummed like any record, so damage is found before it is opened; a
+//! sealed record whose checksum matches but that does not open is refused
+//! like an impossible record (skipped, counted, named). Compression is per
+//! record (why: [`super::codec`]); the bytes a store counts are the
+//! uncompressed message sizes, as the reference counts them.
+//!
 //! # Recovery
 //!
 //! There is no index file: the per-block index (sequence range, deleted
@@ -64,9 +82,12 @@
 //! damaged. A random load reads its record from the nearest indexed offset;
 //! a sequential one loads the whole block into the bounded cache.
 //!
-//! On open every block is read and every record checked (a block that looks
-//! damaged is read up to three times first, so a fault on the read path
-//! does not cut good records). A damaged record
+//! On open every block is read once and every record checked (a block that
+//! looks damaged is read up to three times first, so a fault on the read
+//! path does not cut good records); the accounting the engine needs
+//! (counts, bytes, per-subject state, TTLs) is counted in the same pass
+//! ([`Backend::take_tally`]; when a removal or floor record makes that
+//! count doubtful the engine counts again by loading). A damaged record
 //! followed by a good one is skipped and counted (its message is never
 //! served); a damaged or torn tail is cut at the last good record, with a
 //! warning naming the file, the offset and the records lost. A record whose
@@ -81,6 +102,11 @@
 //! record of an earlier block names were in a block file that is gone: a
 //! warning names the missing block number(s) and the sequences lost (they
 //! stay handed out: they are below a recovered message).
+//! A block after the last block file found that `meta` names as the last
+//! written is gone with its messages: a warning names it, and the last
+//! sequence becomes `meta`'s plus one per record the lost block(s) could
+//! hold (`block_size / 40`), so no sequence acknowledged from it is handed
+//! out again (sequences are skipped rather than risked).
 //!
 //! # Durability
 //!
@@ -100,11 +126,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::codec::{self, Codec, KeyError, KeyRing, SecretKey};
 use super::disk::{join, Disk, DiskResult};
-use super::engine::{Backend, Engine, NewMsg};
+use super::engine::{Backend, Engine, NewMsg, Tally};
 use super::record::{self, Kind, MIN_RECORD};
 use super::seqset::SeqSet;
-use super::{StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX};
+use super::{
+    Sizing, StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX,
+};
 use crate::time::{Instant, WallTime};
 
 /// A store kept in block files.
@@ -117,7 +146,7 @@ impl<D: Disk> Engine<FileBackend<D>> {
         file_config: FileStoreConfig,
         config: StoreConfig,
     ) -> StoreResult<FileStore<D>> {
-        let backend = FileBackend::open(disk, file_config)?;
+        let backend = FileBackend::open(disk, file_config, &config)?;
         Engine::open(backend, config)
     }
 }
@@ -132,6 +161,12 @@ pub struct FileStoreConfig {
     /// How many blocks stay loaded in memory (at least 1).
     pub cache_blocks: usize,
     pub sync: SyncPolicy,
+    /// Encryption at rest: message records are encrypted under a data key
+    /// kept in `<dir>/key`, sealed under the configured key.
+    pub encryption: Option<KeyRing>,
+    /// Seeds the nonces and the data key's salt (core's seeded randomness,
+    /// handed in by the caller; different for every open).
+    pub seed: u64,
 }
 
 impl Default for FileStoreConfig {
@@ -141,6 +176,8 @@ impl Default for FileStoreConfig {
             block_size: 4 << 20,
             cache_blocks: 4,
             sync: SyncPolicy::BeforeAck,
+            encryption: None,
+            seed: 0,
         }
     }
 }
@@ -167,6 +204,10 @@ pub struct RecoveryReport {
     /// accounts for: a block file was lost with its messages. Those
     /// sequences are never handed out again.
     pub missing_sequences: Vec<(u64, u64)>,
+    /// Block numbers after the last block file found, up to the one `meta`
+    /// names as the last written (at most 1024 listed): the last block(s)
+    /// are gone. The sequences they may have held are not handed out again.
+    pub missing_last_blocks: Vec<u64>,
     pub warnings: Vec<String>,
 }
 
@@ -179,13 +220,25 @@ impl RecoveryReport {
             || self.records_lost_in_tails > 0
             || self.meta_rebuilt
             || !self.missing_sequences.is_empty()
+            || !self.missing_last_blocks.is_empty()
     }
 }
 
 const META_NAME: &str = "meta";
+/// An encrypted store's data key, sealed under the configured key, in two
+/// copies (written one after the other, each atomically): a damaged copy
+/// is rebuilt from the other instead of costing the whole store.
+const KEY_NAMES: [&str; 2] = ["key", "key.2"];
+/// Each key file holds its record this many times: a copy whose checksum
+/// fails is passed over, and when every copy is damaged a byte-by-byte
+/// majority of the three usually is the record (bit rot at rest hits one
+/// copy of a byte, not two).
+const KEY_COPIES: usize = 3;
 const META_MAGIC: &[u8; 4] = b"RNSM";
-const META_VERSION: u32 = 1;
-const META_LEN: usize = 36;
+const META_VERSION: u32 = 2;
+/// Version 1 had no active block number.
+const META_LEN_V1: usize = 36;
+const META_LEN: usize = 44;
 /// A message after a skip this long starts a new block (the skipped
 /// sequences would otherwise all sit in the block's deleted set).
 const GAP_NEW_BLOCK: u64 = 1024;
@@ -303,17 +356,32 @@ pub struct FileBackend<D: Disk> {
     last_get: u64,
     /// Reused buffer of direct reads.
     direct: Vec<u8>,
+    /// How message records are sealed (compression, encryption).
+    codec: Codec,
+    /// The active block `meta` names on disk.
+    meta_active: u64,
+    /// How the engine counts bytes (for the tally).
+    sizing: Sizing,
+    /// The accounting recovery counted, until the engine takes it.
+    tally: Option<Tally>,
 }
 
 impl<D: Disk> FileBackend<D> {
-    /// Open the store in `config.dir`, checking every block.
-    pub fn open(mut disk: D, mut config: FileStoreConfig) -> StoreResult<FileBackend<D>> {
+    /// Open the store in `config.dir`, checking every block (each block
+    /// file is read once: the accounting for `store` is counted on the way,
+    /// [`Backend::take_tally`]).
+    pub fn open(
+        mut disk: D,
+        mut config: FileStoreConfig,
+        store: &StoreConfig,
+    ) -> StoreResult<FileBackend<D>> {
         config.cache_blocks = config.cache_blocks.max(1);
         assert!(
             config.block_size >= MIN_RECORD as u64,
             "block size below one record"
         );
         disk.create_dir(&config.dir)?;
+        let codec = Codec::new(store.compress, None, 0);
         let mut backend = FileBackend {
             disk,
             config,
@@ -337,9 +405,92 @@ impl<D: Disk> FileBackend<D> {
             scratch: Vec::new(),
             last_get: 0,
             direct: Vec::new(),
+            codec,
+            sizing: store.sizing,
+            tally: None,
+            meta_active: 0,
         };
+        let key = backend.store_key()?;
+        backend.codec = Codec::new(store.compress, key, backend.config.seed);
         backend.recover()?;
         Ok(backend)
+    }
+
+    /// The data key of an encrypted store: made with its key file for a
+    /// new store (or the first open with a key configured: records written
+    /// before stay readable, plain); read from the key file otherwise,
+    /// under the configured key or the previous one (then the key file is
+    /// sealed again under the configured key: the rotation). A key file
+    /// without a configured key, or that no configured key opens, refuses
+    /// the open and changes nothing on disk.
+    fn store_key(&mut self) -> StoreResult<Option<SecretKey>> {
+        let dir = self.config.dir.clone();
+        let mut copies = Vec::new();
+        for name in KEY_NAMES {
+            copies.push(self.disk.read_all(&join(&dir, name))?);
+        }
+        let Some(ring) = self.config.encryption.clone() else {
+            return match copies.iter().any(Option::is_some) {
+                false => Ok(None),
+                true => Err(StoreError::Key(KeyError::NotConfigured)),
+            };
+        };
+        let seed = self.config.seed ^ 0x6b65_7973;
+        if copies.iter().all(Option::is_none) {
+            let (data, record) = ring.new_store_key(&dir, seed);
+            let file = record.repeat(KEY_COPIES);
+            for name in KEY_NAMES {
+                self.disk.write_atomic(&dir, name, &file)?;
+            }
+            return Ok(Some(data));
+        }
+        // The first copy that opens (each read again on damage: a fault on
+        // the read path is not damage at rest).
+        let mut outcome = Err(KeyError::Damaged);
+        for (index, name) in KEY_NAMES.iter().enumerate() {
+            let path = join(&dir, name);
+            for _ in 0..READ_ATTEMPTS {
+                let Some(bytes) = &copies[index] else { break };
+                for candidate in key_candidates(bytes) {
+                    outcome = ring
+                        .open_store_key(&dir, &candidate, seed)
+                        .map(|opened| (opened, candidate));
+                    if !matches!(outcome, Err(KeyError::Damaged)) {
+                        break;
+                    }
+                }
+                if !matches!(outcome, Err(KeyError::Damaged)) {
+                    break;
+                }
+                copies[index] = self.disk.read_all(&path)?;
+            }
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        let ((data, rewrapped), record) = outcome.map_err(StoreError::Key)?;
+        let rotated = rewrapped.is_some();
+        if rotated {
+            self.warn(format!(
+                "{}: opened with the previous key; its data key is now sealed under the configured key",
+                join(&dir, KEY_NAMES[0])
+            ));
+        }
+        let file = rewrapped.unwrap_or(record).repeat(KEY_COPIES);
+        // Both copies say the same again (sealed under the configured key).
+        for (index, name) in KEY_NAMES.iter().enumerate() {
+            if copies[index].as_deref() == Some(&file[..]) {
+                continue;
+            }
+            if !rotated {
+                self.warn(format!(
+                    "{}: missing or damaged; written again from a good copy",
+                    join(&dir, name)
+                ));
+            }
+            self.disk.write_atomic(&dir, name, &file)?;
+        }
+        Ok(Some(data))
     }
 
     pub fn disk(&self) -> &D {
@@ -401,15 +552,29 @@ impl<D: Disk> FileBackend<D> {
         names.retain(|name| parse_block_name(name).is_some());
         names.sort();
         let mut tombstones = BTreeSet::new();
-        let mut floor = meta.map_or(0, |(floor, _, _)| floor);
-        let mut last_seq = meta.map_or(0, |(_, last, _)| last);
-        let mut last_ts = meta.map_or(0, |(_, _, ts)| ts);
+        let mut floor = meta.map_or(0, |(floor, _, _, _)| floor);
+        let mut last_seq = meta.map_or(0, |(_, last, _, _)| last);
+        let mut last_ts = meta.map_or(0, |(_, _, ts, _)| ts);
+        let highest_number = names
+            .last()
+            .and_then(|name| parse_block_name(name))
+            .unwrap_or(0);
+        if let Some((_, meta_last, _, active)) = meta.filter(|meta| meta.3 > highest_number) {
+            last_seq = last_seq.max(self.missing_last_blocks(highest_number, active, meta_last));
+        }
         // Per block: the highest sequence its records name before its first
         // message, and in all.
         let mut reaches = Vec::new();
+        let mut counting = Counting {
+            tally: Tally::default(),
+            valid: true,
+            floor,
+            highest: 0,
+            orphan_removals: BTreeSet::new(),
+        };
         for name in names {
             let number = parse_block_name(&name).expect("filtered above");
-            let found = self.recover_block(number, &name, &mut tombstones)?;
+            let found = self.recover_block(number, &name, &mut tombstones, &mut counting)?;
             reaches.push((found.before_messages, found.max_seq));
             floor = floor.max(found.floor);
             if found.max_seq >= last_seq {
@@ -424,6 +589,16 @@ impl<D: Disk> FileBackend<D> {
         }
         self.check_block_order()?;
         self.find_missing(floor, &reaches);
+        // A floor record above `meta`'s (a crash before `meta` was
+        // rewritten) may drop messages already counted: count again.
+        if counting
+            .tally
+            .first_seq()
+            .is_some_and(|first| first < floor)
+        {
+            counting.valid = false;
+        }
+        self.tally = counting.valid.then_some(counting.tally);
         self.floor = floor;
         self.last_seq = last_seq.max(floor.saturating_sub(1));
         self.last_ts = WallTime(last_ts);
@@ -436,10 +611,43 @@ impl<D: Disk> FileBackend<D> {
         }
         self.dirty_dirs.insert(dir);
         self.sync_now()?;
-        if meta != Some((self.floor, self.last_seq, self.last_ts.0)) {
+        self.meta_active = meta.map_or(0, |meta| meta.3);
+        if meta != Some(self.meta_now()) {
             self.write_meta()?;
         }
         Ok(())
+    }
+
+    /// Blocks `after + 1 ..= active` are gone: `meta` named block `active`
+    /// as written to (it is rewritten whenever a new block gets its first
+    /// record), and no file after `after` is left. Their messages are lost;
+    /// warn, and return the last sequence they may have handed out: what
+    /// `meta` knew then plus one per record the blocks could hold, so no
+    /// sequence acknowledged from them is handed out again. (A bulk skip
+    /// rewrites `meta` too, so no record in them names more than that.)
+    fn missing_last_blocks(&mut self, after: u64, active: u64, meta_last: u64) -> u64 {
+        assert!(active > after, "no block is missing");
+        let count = active - after;
+        let per_block = (self.config.block_size / MIN_RECORD as u64).max(1);
+        let through = meta_last
+            .saturating_add(count.saturating_mul(per_block))
+            .min(SEQ_MAX);
+        self.report
+            .missing_last_blocks
+            .extend(after + 1..=active.min(after + 1024));
+        let files = if count == 1 {
+            format!("block file {active:010}.blk is missing")
+        } else {
+            format!(
+                "block files {:010}.blk to {active:010}.blk are missing",
+                after + 1
+            )
+        };
+        self.warn(format!(
+            "{}: {files} (meta names block {active} as the last written): their messages are lost; sequences up to {through} are not handed out again",
+            self.config.dir
+        ));
+        through
     }
 
     /// Warn of the sequences no block accounts for: below a block's first
@@ -468,14 +676,14 @@ impl<D: Disk> FileBackend<D> {
     }
 
     /// Read `meta`; `None` (with a warning) if missing or damaged.
-    fn read_meta(&mut self) -> StoreResult<Option<(u64, u64, u64)>> {
+    fn read_meta(&mut self) -> StoreResult<Option<Meta>> {
         let path = join(&self.config.dir, META_NAME);
         let Some(bytes) = self.disk.read_all(&path)? else {
             self.report.meta_rebuilt = true;
             return Ok(None);
         };
         match decode_meta(&bytes) {
-            Some(meta @ (floor, last, _)) if floor <= SEQ_MAX + 1 && last <= SEQ_MAX => {
+            Some(meta @ (floor, last, _, _)) if floor <= SEQ_MAX + 1 && last <= SEQ_MAX => {
                 Ok(Some(meta))
             }
             _ => {
@@ -490,15 +698,23 @@ impl<D: Disk> FileBackend<D> {
     }
 
     fn write_meta(&mut self) -> StoreResult<()> {
-        let bytes = encode_meta(self.floor, self.last_seq, self.last_ts.0);
+        let meta = self.meta_now();
+        let bytes = encode_meta(meta.0, meta.1, meta.2, meta.3);
         assert_eq!(
             decode_meta(&bytes),
-            Some((self.floor, self.last_seq, self.last_ts.0)),
+            Some(meta),
             "meta must read back as written"
         );
         self.disk
             .write_atomic(&self.config.dir, META_NAME, &bytes)?;
+        self.meta_active = meta.3;
         Ok(())
+    }
+
+    /// What `meta` should say now.
+    fn meta_now(&self) -> Meta {
+        let active = self.blocks.last().map_or(0, |block| block.number);
+        (self.floor, self.last_seq, self.last_ts.0, active)
     }
 
     /// Check one block file, cut its damaged tail, add it to the table.
@@ -507,6 +723,7 @@ impl<D: Disk> FileBackend<D> {
         number: u64,
         name: &str,
         tombstones: &mut BTreeSet<u64>,
+        counting: &mut Counting,
     ) -> StoreResult<BlockFindings> {
         let path = join(&self.config.dir, name);
         let (data, scan) = self.read_checked(&path)?;
@@ -524,9 +741,12 @@ impl<D: Disk> FileBackend<D> {
         };
         let mut found = BlockFindings::default();
         let refused_before = self.report.records_refused;
+        // This block's messages and removals, counted once the block is read.
+        let mut messages: Vec<BlockMessage> = Vec::new();
+        let mut removed = BTreeSet::new();
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
-            if record.kind == Kind::Message && !block.has_messages() {
+            if record.kind.holds_message() && !block.has_messages() {
                 found.before_messages = found.max_seq;
                 // Damage before the first message may have held records
                 // naming the sequences before it: reported as damage, not
@@ -536,26 +756,48 @@ impl<D: Disk> FileBackend<D> {
                     found.before_messages = u64::MAX;
                 }
             }
-            if let Err(why) = plausible(&record, &block) {
-                self.report.records_refused += 1;
-                self.warn(format!(
-                    "{path}: record at offset {offset} refused as corrupt: {why}"
-                ));
-                continue;
-            }
+            let opened = match plausible(&record, &block) {
+                Ok(()) if record.kind == Kind::Sealed => self
+                    .codec
+                    .open(&record)
+                    .map(|opened| {
+                        let size =
+                            self.sizing
+                                .size(&opened.subject, &opened.headers, &opened.payload);
+                        Some((opened.subject, size))
+                    })
+                    .map_err(|why| why.to_string()),
+                Ok(()) => Ok(None),
+                Err(why) => Err(why),
+            };
+            let opened = match opened {
+                Ok(opened) => opened,
+                Err(why) => {
+                    self.report.records_refused += 1;
+                    self.warn(format!(
+                        "{path}: record at offset {offset} refused as corrupt: {why}"
+                    ));
+                    continue;
+                }
+            };
             found.note(&record);
             block.max_recorded = block.max_recorded.max(found.max_seq);
             if record.kind == Kind::Floor {
                 block.max_recorded = block.max_recorded.max(record.seq);
             }
             match record.kind {
-                Kind::Message => add_message(&mut block, record.seq, offset as u64),
+                Kind::Message | Kind::Sealed => {
+                    add_message(&mut block, record.seq, offset as u64);
+                    messages.push((record.seq, offset, opened));
+                }
                 Kind::Tombstone | Kind::Erased => {
                     tombstones.insert(record.seq);
+                    removed.insert(record.seq);
                 }
                 Kind::Skip | Kind::Floor => {}
             }
         }
+        self.count_block(&data, &messages, &removed, counting);
         self.report.blocks += 1;
         self.report.records += scan.good.len() as u64;
         for &(offset, len) in &scan.skipped {
@@ -580,6 +822,67 @@ impl<D: Disk> FileBackend<D> {
         }
         self.blocks.push(block);
         Ok(found)
+    }
+
+    /// Count block's messages (`(seq, offset, opened subject and size)`)
+    /// that its removals (`removed`) and the floor leave present.
+    fn count_block(
+        &self,
+        data: &[u8],
+        messages: &[BlockMessage],
+        removed: &BTreeSet<u64>,
+        counting: &mut Counting,
+    ) {
+        let first_here = messages.first().map_or(u64::MAX, |&(seq, _, _)| seq);
+        // The writer puts a removal in the block of its message: one naming
+        // an earlier block's counted message means the count is off.
+        if counting.floor < first_here
+            && removed
+                .range(counting.floor..first_here)
+                .any(|&seq| seq <= counting.highest)
+        {
+            counting.valid = false;
+        }
+        // Removals naming no message of their block apply to whichever
+        // block holds the sequence (as they do for `deleted`), later ones too.
+        counting
+            .orphan_removals
+            .extend(removed.iter().filter(|&&seq| {
+                messages
+                    .binary_search_by_key(&seq, |message| message.0)
+                    .is_err()
+            }));
+        for (seq, offset, opened) in messages {
+            let seq = *seq;
+            if seq == 0
+                || seq < counting.floor
+                || removed.contains(&seq)
+                || counting.orphan_removals.contains(&seq)
+            {
+                continue;
+            }
+            let record = record::decode(&data[*offset..]).expect("scanned above");
+            match opened {
+                Some((subject, size)) => {
+                    counting
+                        .tally
+                        .add(seq, subject, *size, WallTime(record.ts), record.ttl())
+                }
+                None => {
+                    let size = self
+                        .sizing
+                        .size(record.subject, record.headers, record.payload);
+                    counting.tally.add(
+                        seq,
+                        record.subject,
+                        size,
+                        WallTime(record.ts),
+                        record.ttl(),
+                    );
+                }
+            }
+            counting.highest = counting.highest.max(seq);
+        }
     }
 
     /// Read and scan a block; on damage read it again (up to
@@ -644,11 +947,20 @@ impl<D: Disk> FileBackend<D> {
     /// Append the record in `scratch` to block `index`.
     fn write_scratch(&mut self, index: usize) -> StoreResult<u64> {
         let block = &self.blocks[index];
-        let offset = block.len;
+        let (offset, number) = (block.len, block.number);
         let path = block.path.clone();
         debug_assert!(record::decode(&self.scratch).is_ok());
+        if number > self.meta_active {
+            // A new block: create its file, then have `meta` name it as the
+            // last block written (the directory sync of that write makes the
+            // file's name durable), so its loss is seen at recovery
+            // (`missing_last_blocks`). Both before the record: if either
+            // fails, nothing of the record is on disk.
+            assert_eq!(offset, 0, "a new block starts empty");
+            self.disk.write_at(&path, 0, &[])?;
+            self.write_meta()?;
+        }
         self.disk.write_at(&path, offset, &self.scratch)?;
-        let number = block.number;
         self.blocks[index].len += self.scratch.len() as u64;
         self.dirty_files.insert(path);
         if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
@@ -747,7 +1059,12 @@ impl<D: Disk> FileBackend<D> {
         for &offset in &scan.good {
             let record = record::decode(&data[offset..]).expect("scan checked it");
             // The messages recovery refused stay refused (see `follows`).
-            if record.kind == Kind::Message && follows(previous, record.seq) {
+            // The same rule as recovery's: a sealed record that does not
+            // open is refused (and does not count as the previous message).
+            if record.kind.holds_message()
+                && follows(previous, record.seq)
+                && (record.kind == Kind::Message || self.codec.open(&record).is_ok())
+            {
                 offsets.insert(record.seq, offset);
                 previous = record.seq;
             }
@@ -840,7 +1157,9 @@ impl<D: Disk> FileBackend<D> {
             let above = match record.kind {
                 // A tombstone or erased record above `last` must go too: the
                 // sequence it names will be handed out again.
-                Kind::Message | Kind::Skip | Kind::Tombstone | Kind::Erased => record.seq > last,
+                Kind::Message | Kind::Sealed | Kind::Skip | Kind::Tombstone | Kind::Erased => {
+                    record.seq > last
+                }
                 // So must a floor above the floor after the cut (it was
                 // written after messages above `last`).
                 Kind::Floor => floor_last(&record) > last || record.seq > floor,
@@ -994,11 +1313,16 @@ impl<D: Disk> FileBackend<D> {
             let mut at = 0;
             loop {
                 match record::decode(&buf[at..]) {
-                    Ok(record) if record.kind == Kind::Message && record.seq == seq => {
-                        found = Some(message_of(&record, seq));
-                        break 'window;
+                    Ok(record) if record.kind.holds_message() && record.seq == seq => {
+                        // A sealed record that does not open was refused at
+                        // recovery: the message is a later record (as `load`).
+                        if let Ok(msg) = message_of(&self.codec, &path, &record, seq) {
+                            found = Some(msg);
+                            break 'window;
+                        }
+                        at += record.len;
                     }
-                    Ok(record) if record.kind == Kind::Message && record.seq > seq => break 'window,
+                    Ok(record) if record.kind.holds_message() && record.seq > seq => break 'window,
                     Ok(record) => at += record.len,
                     Err(record::DecodeError::Short) if at > 0 => break,
                     Err(record::DecodeError::Short) => {
@@ -1058,6 +1382,26 @@ impl<D: Disk> FileBackend<D> {
     }
 }
 
+/// A message record recovery found: sequence, offset, and for a sealed
+/// record its opened subject and counted size.
+type BlockMessage = (u64, usize, Option<(Bytes, u64)>);
+
+/// The accounting recovery counts while it reads the blocks.
+#[derive(Debug)]
+struct Counting {
+    tally: Tally,
+    /// False once something makes the count doubtful (the engine then
+    /// counts by loading every message).
+    valid: bool,
+    /// `meta`'s floor: no message below it is counted.
+    floor: u64,
+    /// The highest sequence counted.
+    highest: u64,
+    /// Removals whose message was not in their block (none unless records
+    /// were lost or damaged).
+    orphan_removals: BTreeSet<u64>,
+}
+
 /// What the records of one block say.
 #[derive(Debug, Default)]
 struct BlockFindings {
@@ -1072,7 +1416,7 @@ struct BlockFindings {
 impl BlockFindings {
     fn note(&mut self, record: &record::Record<'_>) {
         let named = match record.kind {
-            Kind::Message | Kind::Skip | Kind::Erased => record.seq,
+            Kind::Message | Kind::Sealed | Kind::Skip | Kind::Erased => record.seq,
             Kind::Floor => {
                 self.floor = self.floor.max(record.seq);
                 floor_last(record)
@@ -1090,6 +1434,29 @@ impl BlockFindings {
             self.last_ts = self.last_ts.max(record.ts);
         }
     }
+}
+
+/// The key records a key file offers: each of its copies, then their
+/// byte-by-byte majority (a file of another length is one candidate).
+fn key_candidates(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let len = codec::KEY_FILE_LEN;
+    if bytes.len() != len * KEY_COPIES {
+        return vec![bytes.to_vec()];
+    }
+    let copies: Vec<&[u8]> = bytes.chunks(len).collect();
+    let majority = (0..len)
+        .map(|at| {
+            let (a, b, c) = (copies[0][at], copies[1][at], copies[2][at]);
+            if a == b || a == c {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
+    let mut candidates: Vec<Vec<u8>> = copies.iter().map(|copy| copy.to_vec()).collect();
+    candidates.push(majority);
+    candidates
 }
 
 /// The warning for sequences `lost` that no block accounts for, found
@@ -1149,7 +1516,7 @@ fn plausible(record: &record::Record<'_>, block: &Block) -> Result<(), String> {
             floor_last(record)
         ));
     }
-    if record.kind == Kind::Message && !follows(block.last_seq, record.seq) {
+    if record.kind.holds_message() && !follows(block.last_seq, record.seq) {
         return Err(format!(
             "message {} does not follow message {} of the same block",
             record.seq, block.last_seq
@@ -1164,18 +1531,27 @@ fn follows(previous: u64, seq: u64) -> bool {
     seq <= SEQ_MAX && (previous == 0 || seq > previous)
 }
 
-/// The message a checked record holds.
-fn message_of(record: &record::Record<'_>, seq: u64) -> StoredMsg {
-    assert_eq!(record.kind, Kind::Message, "index names a non-message");
+/// The message a checked record (of block file `path`) holds; a sealed
+/// record that does not open is corrupt (never served).
+fn message_of(
+    codec: &Codec,
+    path: &str,
+    record: &record::Record<'_>,
+    seq: u64,
+) -> StoreResult<StoredMsg> {
+    assert!(record.kind.holds_message(), "index names a non-message");
     assert_eq!(record.seq, seq, "index names the wrong record");
-    StoredMsg {
+    let opened = codec.open(record).map_err(|why| {
+        StoreError::Corrupt(format!("{path}: message {seq} does not open: {why}"))
+    })?;
+    Ok(StoredMsg {
         seq,
-        subject: Bytes::copy_from_slice(record.subject),
-        headers: Bytes::copy_from_slice(record.headers),
-        payload: Bytes::copy_from_slice(record.payload),
+        subject: opened.subject,
+        headers: opened.headers,
+        payload: opened.payload,
         ts: WallTime(record.ts),
         ttl: record.ttl(),
-    }
+    })
 }
 
 fn floor_last(record: &record::Record<'_>) -> u64 {
@@ -1192,30 +1568,40 @@ fn parse_block_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn encode_meta(floor: u64, last_seq: u64, last_ts: u64) -> Vec<u8> {
+/// `meta`'s facts: (floor, last sequence, last timestamp, active block).
+type Meta = (u64, u64, u64, u64);
+
+fn encode_meta(floor: u64, last_seq: u64, last_ts: u64, active: u64) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(META_LEN);
     bytes.extend_from_slice(META_MAGIC);
     bytes.extend_from_slice(&META_VERSION.to_le_bytes());
     bytes.extend_from_slice(&floor.to_le_bytes());
     bytes.extend_from_slice(&last_seq.to_le_bytes());
     bytes.extend_from_slice(&last_ts.to_le_bytes());
+    bytes.extend_from_slice(&active.to_le_bytes());
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     assert_eq!(bytes.len(), META_LEN);
     bytes
 }
 
-fn decode_meta(bytes: &[u8]) -> Option<(u64, u64, u64)> {
-    if bytes.len() != META_LEN || &bytes[..4] != META_MAGIC {
+/// Version 2 (44 bytes), or version 1 (36 bytes: active block 0, unknown).
+fn decode_meta(bytes: &[u8]) -> Option<Meta> {
+    let (version, len) = match bytes.get(4..8)?.try_into().map(u32::from_le_bytes).ok()? {
+        1 => (1, META_LEN_V1),
+        2 => (2, META_LEN),
+        _ => return None,
+    };
+    if bytes.len() != len || &bytes[..4] != META_MAGIC {
         return None;
     }
-    let crc = u32::from_le_bytes(bytes[32..36].try_into().ok()?);
-    if crc32fast::hash(&bytes[..32]) != crc {
+    let crc = u32::from_le_bytes(bytes[len - 4..].try_into().ok()?);
+    if crc32fast::hash(&bytes[..len - 4]) != crc {
         return None;
     }
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let version = u32::from_le_bytes(bytes[4..8].try_into().ok()?);
-    (version == META_VERSION).then(|| (word(8), word(16), word(24)))
+    let active = if version == 2 { word(32) } else { 0 };
+    Some((word(8), word(16), word(24), active))
 }
 
 impl<D: Disk> Backend for FileBackend<D> {
@@ -1229,9 +1615,8 @@ impl<D: Disk> Backend for FileBackend<D> {
         let ttl = msg.ttl.map_or(0, |ttl| {
             u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX).max(1)
         });
-        record::encode(
+        self.codec.encode_message(
             &mut self.scratch,
-            Kind::Message,
             msg.seq,
             msg.ts.0,
             ttl,
@@ -1257,9 +1642,14 @@ impl<D: Disk> Backend for FileBackend<D> {
 
     fn skip(&mut self, through: u64, ts: WallTime) -> StoreResult<()> {
         assert!(through > self.last_seq, "skip below the last sequence");
+        let bulk = through > self.last_seq + 1;
         self.write_control(Kind::Skip, through, ts.0, b"")?;
         self.last_seq = through;
         self.last_ts = ts;
+        if bulk {
+            // `meta` must know the sequences a lost last block handed out.
+            self.write_meta()?;
+        }
         Ok(())
     }
 
@@ -1293,7 +1683,7 @@ impl<D: Disk> Backend for FileBackend<D> {
                 "{path}: message {seq} at offset {offset} failed its checksum"
             ))
         })?;
-        Ok(Some(message_of(&record, seq)))
+        Ok(Some(message_of(&self.codec, path, &record, seq)?))
     }
 
     fn next_present(&mut self, seq: u64) -> Option<u64> {
@@ -1471,5 +1861,14 @@ impl<D: Disk> Backend for FileBackend<D> {
 
     fn failed(&self) -> bool {
         self.failed
+    }
+
+    fn configure(&mut self, config: &StoreConfig) {
+        assert_eq!(config.sizing, self.sizing, "a store's sizing is fixed");
+        self.codec.set_compress(config.compress);
+    }
+
+    fn take_tally(&mut self) -> Option<Tally> {
+        self.tally.take()
     }
 }

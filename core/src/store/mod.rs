@@ -37,6 +37,7 @@
 //! [`WallTime`]: crate::time::WallTime
 //! [`Instant`]: crate::time::Instant
 
+pub mod codec;
 pub mod consumer;
 pub mod disk;
 mod engine;
@@ -57,12 +58,13 @@ use bytes::Bytes;
 
 use crate::time::WallTime;
 
+pub use codec::{CipherKind, KeyError, KeyRing};
 pub use consumer::{
     AckPolicy, ConsumerError, ConsumerFileStore, ConsumerState, ConsumerTracker, Pending,
     SequencePair,
 };
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
-pub use engine::{Backend, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
+pub use engine::{Backend, Deleted, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
 
@@ -167,6 +169,11 @@ pub struct StoreConfig {
     pub discard_new_per_subject: bool,
     /// How bytes are counted; fixed for the store's life.
     pub sizing: Sizing,
+    /// Compress message records (`compression: "s2"`; a FileStore only).
+    /// Changeable: records keep the form they were written in, and every
+    /// form stays readable. Bytes are counted uncompressed either way, as
+    /// the reference counts them.
+    pub compress: bool,
 }
 
 /// Which subjects a load or purge applies to.
@@ -268,6 +275,9 @@ pub enum StoreError {
     Failed,
     /// A file is damaged beyond what recovery repairs.
     Corrupt(String),
+    /// An encrypted store does not open with the configured keys (or none
+    /// is configured); nothing on disk was changed.
+    Key(codec::KeyError),
 }
 
 impl fmt::Display for StoreError {
@@ -284,6 +294,7 @@ impl fmt::Display for StoreError {
             StoreError::Disk(error) => write!(f, "disk error: {error}"),
             StoreError::Failed => f.write_str("store failed after a sync error"),
             StoreError::Corrupt(what) => write!(f, "corrupt store: {what}"),
+            StoreError::Key(error) => write!(f, "encrypted store: {error}"),
         }
     }
 }

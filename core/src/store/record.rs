@@ -37,6 +37,10 @@ pub enum Kind {
     /// Nothing below `seq` is present; the payload holds the store's last
     /// sequence (8 bytes, little endian) at the time.
     Floor = 5,
+    /// A message sealed by [`super::codec`] (compressed and/or encrypted):
+    /// `seq` holds it; subject and headers are empty and the payload is the
+    /// sealed body, which holds them.
+    Sealed = 6,
 }
 
 impl Kind {
@@ -47,8 +51,14 @@ impl Kind {
             3 => Some(Kind::Skip),
             4 => Some(Kind::Erased),
             5 => Some(Kind::Floor),
+            6 => Some(Kind::Sealed),
             _ => None,
         }
+    }
+
+    /// Whether a record of this kind holds a message (plain or sealed).
+    pub fn holds_message(self) -> bool {
+        matches!(self, Kind::Message | Kind::Sealed)
     }
 }
 
@@ -94,14 +104,15 @@ pub fn encode(
     assert!(len <= MAX_RECORD, "record of {len} bytes over the maximum");
     assert!(subject.len() <= usize::from(u16::MAX), "subject too long");
     let start = out.len();
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.push(kind as u8);
-    out.push(MAGIC);
-    out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
-    out.extend_from_slice(&ttl.to_le_bytes());
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header(
+        kind,
+        seq,
+        ts,
+        ttl,
+        subject.len(),
+        headers.len(),
+        payload.len(),
+    ));
     debug_assert_eq!(out.len() - start, HEADER_LEN);
     out.extend_from_slice(subject);
     out.extend_from_slice(headers);
@@ -110,6 +121,30 @@ pub fn encode(
     out.extend_from_slice(&crc.to_le_bytes());
     assert_eq!(out.len() - start, len, "encoded length disagrees");
     debug_assert!(decode(&out[start..]).is_ok(), "a fresh record must decode");
+}
+
+/// The first [`HEADER_LEN`] bytes of a record with these fields (what a
+/// sealed record's encryption authenticates besides its body).
+pub fn header(
+    kind: Kind,
+    seq: u64,
+    ts: u64,
+    ttl: u64,
+    subject: usize,
+    headers: usize,
+    payload: usize,
+) -> [u8; HEADER_LEN] {
+    let len = encoded_len(subject, headers, payload);
+    let mut out = [0u8; HEADER_LEN];
+    out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[4] = kind as u8;
+    out[5] = MAGIC;
+    out[6..8].copy_from_slice(&(subject as u16).to_le_bytes());
+    out[8..16].copy_from_slice(&seq.to_le_bytes());
+    out[16..24].copy_from_slice(&ts.to_le_bytes());
+    out[24..32].copy_from_slice(&ttl.to_le_bytes());
+    out[32..36].copy_from_slice(&(headers as u32).to_le_bytes());
+    out
 }
 
 /// Why bytes are not a record.

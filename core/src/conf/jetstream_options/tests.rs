@@ -161,17 +161,11 @@ fn options_of(text: &str) -> Option<String> {
     options(text).store_dir
 }
 
-/// Encryption keys refuse start-up by name: the stores do not encrypt yet.
+/// Keys rnats cannot honour refuse start-up by name (a TPM-held key among
+/// them); encryption keys are honoured.
 #[test]
 fn keys_rnats_cannot_honour_refuse_start() {
     for (text, key) in [
-        ("jetstream { key: s3cr3t }", "jetstream.key"),
-        ("jetstream { ek: s3cr3t }", "jetstream.ek"),
-        (
-            "jetstream { encryption_key: disabled }",
-            "jetstream.encryption_key",
-        ),
-        ("jetstream { prev_key: old }", "jetstream.prev_key"),
         ("jetstream { tpm { keys_file: x } }", "jetstream.tpm"),
         (
             "jetstream { limits { max_ack_pending: 5 } }",
@@ -188,10 +182,25 @@ fn keys_rnats_cannot_honour_refuse_start() {
     ] {
         assert_eq!(refused(text), [key], "{text}");
     }
-    let (_, unsupported) = load("K: abc\njetstream {\n  key: $K\n}").unwrap();
+    let (_, unsupported) = load("K: abc\njetstream {\n  tpm { keys_file: $K }\n}").unwrap();
     assert_eq!(
         refuse_unsupported(unsupported).unwrap_err().to_string(),
-        "js.conf:3:3: configuration key \"jetstream.key\" is not supported yet"
+        "js.conf:3:3: configuration key \"jetstream.tpm\" is not supported yet"
+    );
+    // Encryption at rest is honoured (`key` and its aliases, `prev_key`).
+    for text in [
+        "jetstream { key: s3cr3t }",
+        "jetstream { ek: s3cr3t, cipher: aes }",
+        "jetstream { encryption_key: disabled }",
+        "jetstream { key: new, prev_key: old, cipher: chachapoly }",
+    ] {
+        assert_eq!(refused(text), Vec::<String>::new(), "{text}");
+    }
+    assert_eq!(
+        options("jetstream { key: new, prev_ek: old }")
+            .prev_key
+            .as_deref(),
+        Some("old")
     );
     // Tuning for clustering and disks rnats lacks is ignored with a warning.
     for text in [
