@@ -20,6 +20,7 @@
 //! | `store_scan` | [`store_scan::run`] | 1 control byte, then one block file |
 //! | `store_recovery` | [`store_recovery::run`] | 1 control byte, then `meta` and block files, split at a separator |
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
+//! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -31,6 +32,7 @@ pub mod conf;
 pub mod connect_json;
 pub mod header_block;
 pub mod jetstream_api;
+pub mod jetstream_consumer;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
@@ -53,5 +55,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
     ("jetstream_api", jetstream_api::run),
+    ("jetstream_consumer", jetstream_consumer::run),
     ("store_scan", store_scan::run),
 ];
