@@ -293,10 +293,85 @@ def websocket_targets():
         write("websocket_handshake", name, b"\x06" + data)
 
 
+def jetstream_consumer_seeds():
+    """Seeds for jetstream_consumer: a control byte, then records `op body`
+    split at NUL (op % 8 the kind, op // 8 the choice; see the target)."""
+
+    def rec(kind, choice, body=b""):
+        return bytes([kind + 8 * choice]) + body
+
+    def api(index, body=b""):
+        return rec(0, index, body)
+
+    def pull(consumer, body=b""):
+        return rec(1, consumer, body)
+
+    def publish(subject, body):
+        return rec(2, subject, body)
+
+    def ack(delivery, body, sync=False):
+        return rec(3, 2 * delivery + (1 if sync else 0), body)
+
+    def ack_on(subject, body, consumer=0):
+        return rec(4, consumer, subject + b" " + body)
+
+    def time(tenths):
+        return rec(5, tenths - 1)
+
+    sync = rec(6, 0)
+
+    def interest(on):
+        return rec(7, 1 if on else 0)
+
+    seeds = {
+        "pull-ack": (0, [
+            api(1, b'{"stream_name":"S","config":{"name":"C","ack_policy":"explicit","max_waiting":2}}'),
+            publish(0, b"one"), publish(1, b"two"), publish(2, b"three"),
+            pull(0, b'{"batch":2}'),
+            ack(0, b"+ACK"), ack(1, b"-NAK", sync=True),
+            pull(0, b"1"), ack(2, b"+TERM no", sync=True), ack(2, b"+WPI"),
+            pull(0, b'{"batch":3,"no_wait":true}'),
+            api(5), api(7), api(8, b'{"offset":0}'), time(30), api(9),
+        ]),
+        "expires-heartbeat-redelivery": (0, [
+            api(3, b'{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000,"max_deliver":3,"backoff":[1000000000,2000000000]}}'),
+            pull(1, b'{"batch":5,"expires":500000000,"idle_heartbeat":100000000}'),
+            time(2), time(2), publish(0, b"x"), time(5),
+            pull(1, b'{"batch":1,"expires":5000000000}'), time(12), time(25),
+            pull(1, b'{"batch":1,"max_bytes":3}'),
+            pull(1, b'{"batch":1,"expires":1000000000}'), pull(1, b'{"batch":1,"expires":1000000000}'),
+            pull(1, b'{"batch":1,"expires":1000000000}'), pull(1, b'{"batch":1,"expires":1000000000}'),
+            api(6), api(10), time(20),
+        ]),
+        "push-flow-control": (2, [
+            api(4, b'{"stream_name":"S","config":{"name":"P","deliver_subject":"push.p","ack_policy":"explicit","flow_control":true,"idle_heartbeat":1000000000}}'),
+            sync, interest(True), publish(0, b"a"), sync, publish(1, b"b"), sync, time(15),
+            ack(0, b"+ACK", sync=True), interest(False), time(32), interest(True),
+            ack_on(b"$JS.ACK.S.P.1.2.2.0.0", b"+ACK"), ack_on(b"$JS.FC.S.P.abc", b""),
+        ]),
+        "bad-input": (1, [
+            api(2, b'{"stream_name":"S","config":{"name":"F","filter_subject":"s.1","ack_policy":"all"}}'),
+            api(0, b'{"stream_name":"S","config":{"ack_policy":"none","inactive_threshold":1000000000}}'),
+            api(1, b'{'), api(1, b''), api(11, b'{"stream_name":"T","config":{"name":"C"}}'),
+            publish(1, b"f"), publish(1, b"g"),
+            pull(2, b"-1"), pull(2, b'{"batch":-1}'), pull(2, b"hello"),
+            pull(2, b'{"batch":1,"expires":9223372036854775807,"no_wait":true}'),
+            pull(2, b'{"batch":1,"idle_heartbeat":5}'), pull(4, b"1"),
+            ack(0, b"+XYZ"), ack(0, b"+NXT {\"batch\":2}", sync=True), ack(1, b"-NAK {\"delay\":1000}"),
+            ack_on(b"$JS.ACK.S.F.1", b"+ACK"), ack_on(b"$JS.ACK.S.F.1.999.999.0.0", b"+ACK"),
+            ack_on(b"$JS.ACK.D.H.S.F.1.1.1.0.0.R", b"+ACK"),
+            api(13, b'{"seq":1}'), api(12, b'{}'), api(15), time(10),
+        ]),
+    }
+    for name, (control, records) in seeds.items():
+        write("jetstream_consumer", name, bytes([control]) + b"\0".join(records))
+
+
 transcripts()
 parser_edges()
 server_edges()
 small_targets()
 websocket_targets()
+jetstream_consumer_seeds()
 for d in sorted(CORPUS.iterdir()):
     print(d.name, len(list(d.iterdir())))

@@ -22,6 +22,7 @@
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
 //! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
+//! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -33,6 +34,7 @@ pub mod conf;
 pub mod connect_json;
 pub mod header_block;
 pub mod jetstream_api;
+pub mod jetstream_consumer;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
@@ -57,6 +59,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_record", store_record::run),
     ("store_recovery", store_recovery::run),
     ("jetstream_api", jetstream_api::run),
+    ("jetstream_consumer", jetstream_consumer::run),
     ("store_scan", store_scan::run),
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),

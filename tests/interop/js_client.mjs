@@ -1,12 +1,13 @@
 // Runs the official JavaScript client (nats.js v3, @nats-io/transport-node)
 // against a NATS server.
 //
-// Usage: node tests/interop/js_client.mjs nats://127.0.0.1:PORT [USER PASSWORD | --jetstream]
+// Usage: node tests/interop/js_client.mjs nats://127.0.0.1:PORT [USER PASSWORD | --jetstream | --consumers]
 //
 // With USER and PASSWORD (for a server started with --user/--pass) it runs the
 // authentication checks instead of the messaging checks; with --jetstream (for
 // a server started with -js) the JetStream checks through @nats-io/jetstream,
-// which is loaded only then (exit 77 when it is not installed).
+// which is loaded only then (exit 77 when it is not installed); with --consumers
+// the consumer (consumers.get, fetch, consume) and KV (@nats-io/kv) checks.
 //
 // The client library is installed by scripts/install-interop-deps into
 // tests/interop/js/node_modules (pinned by tests/interop/js/package-lock.json).
@@ -506,6 +507,159 @@ async function checkJetStreamStream(url) {
   return "created, 2 stored + 1 duplicate acked, info, get, get last, delete";
 }
 
+// Loads @nats-io/kv, or exits 77 (skipped) when it is not installed.
+function loadKv() {
+  try {
+    const require = createRequire(new URL("./js/package.json", import.meta.url));
+    return require("@nats-io/kv");
+  } catch (error) {
+    console.log(`NOTICE: @nats-io/kv is not installed (${error.code ?? error.message}); run scripts/install-interop-deps`);
+    process.exit(77);
+  }
+}
+
+// Stores five messages m1..m5 on <prefix>.a / <prefix>.b (odd on a).
+async function storeFive(js, prefix) {
+  for (let i = 1; i <= 5; i++) await js.publish(`${prefix}.${i % 2 ? "a" : "b"}`, `m${i}`);
+}
+
+// Takes `count` messages from a consumer with fetch (several if needed).
+async function fetchCount(consumer, count) {
+  const messages = [];
+  for (let round = 0; round < 4 && messages.length < count; round++) {
+    const batch = await consumer.fetch({ max_messages: count - messages.length, expires: 2000 });
+    for await (const message of batch) messages.push(message);
+  }
+  return messages;
+}
+
+// A durable pull consumer through consumers.get: fetch, ack, ackAck, nak and
+// the redelivery, info, an empty fetch, then consume() for live messages.
+async function checkPullConsumer(url) {
+  const { jetstream, jetstreamManager, AckPolicy } = loadJetStream();
+  const client = await open(url);
+  const jsm = await jetstreamManager(client, { timeout: REQUEST_TIMEOUT_MS });
+  const stream = "INTEROP_JS_PULL";
+  await jsm.streams.add({ name: stream, subjects: ["interop.jsc.>"] });
+  const js = jetstream(client, { timeout: REQUEST_TIMEOUT_MS });
+  await storeFive(js, "interop.jsc");
+  await jsm.consumers.add(stream, { durable_name: "worker", ack_policy: AckPolicy.Explicit });
+  const consumer = await js.consumers.get(stream, "worker");
+
+  const first = await fetchCount(consumer, 3);
+  expectEqual(
+    first.map((m) => [m.string(), m.subject, m.info.streamSequence, m.info.deliverySequence, m.info.deliveryCount, m.info.pending]),
+    [["m1", "interop.jsc.a", 1, 1, 1, 4], ["m2", "interop.jsc.b", 2, 2, 1, 3], ["m3", "interop.jsc.a", 3, 3, 1, 2]],
+    "first fetch (data, subject, stream seq, consumer seq, deliveries, pending)",
+  );
+  first[0].ack();
+  expectEqual(await first[1].ackAck(), true, "ackAck of message 2");
+  first[2].nak();
+  // The nak is processed apart from the pull: message 3 comes back before or after 4 and 5.
+  const second = (await fetchCount(consumer, 3)).sort((a, b) => a.seq - b.seq);
+  expectEqual(
+    second.map((m) => [m.string(), m.info.deliveryCount]),
+    [["m3", 2], ["m4", 1], ["m5", 1]],
+    "messages after the nak (data, deliveries)",
+  );
+  for (const message of second) expectEqual(await message.ackAck(), true, `ackAck of ${message.string()}`);
+  const info = await consumer.info();
+  expectEqual(
+    [info.num_pending, info.num_ack_pending, info.num_redelivered, info.delivered.stream_seq, info.ack_floor.stream_seq],
+    [0, 0, 0, 5, 5],
+    "consumer info (pending, ack pending, redelivered, delivered, ack floor)",
+  );
+  const empty = await consumer.fetch({ max_messages: 1, expires: 1000 });
+  const none = [];
+  for await (const message of empty) none.push(message.string());
+  expectEqual(none, [], "a fetch with nothing to deliver");
+
+  const live = await consumer.consume({ max_messages: 10 });
+  const consumed = [];
+  const done = (async () => {
+    for await (const message of live) {
+      consumed.push([message.string(), message.info.streamSequence]);
+      message.ack();
+      if (consumed.length === 2) break;
+    }
+  })();
+  await js.publish("interop.jsc.a", "m6");
+  await js.publish("interop.jsc.b", "m7");
+  await done;
+  expectEqual(consumed, [["m6", 6], ["m7", 7]], "consumed live messages");
+  await live.close();
+
+  const names = [];
+  for await (const c of jsm.consumers.list(stream)) names.push(c.name);
+  expectEqual(names, ["worker"], "consumer list");
+  expectEqual(await jsm.consumers.delete(stream, "worker"), true, "consumer delete");
+  await jsm.streams.delete(stream);
+  await closeAll(client);
+  return "fetched 3, ack/ackAck/nak, redelivered once, info exact, empty fetch, consumed 2 live, delete";
+}
+
+// A KV bucket: put, get, create, update at a revision, delete, history, keys,
+// and a watcher that sees the current values then a live update.
+async function checkKeyValue(url) {
+  const { Kvm } = loadKv();
+  const client = await open(url);
+  const kvm = new Kvm(client);
+  const kv = await kvm.create("interop_js", { history: 5 });
+  expectEqual(await kv.put("color", "red"), 1, "revision of the first put");
+  expectEqual(await kv.put("color", "blue"), 2, "revision of the second put");
+  const entry = await kv.get("color");
+  expectEqual([entry.key, entry.string(), entry.revision, entry.operation], ["color", "blue", 2, "PUT"], "get color");
+  expectEqual(await kv.create("size", "L"), 3, "create size");
+  let refused = false;
+  try {
+    await kv.create("size", "M");
+  } catch {
+    refused = true;
+  }
+  expect(refused, "create of an existing key succeeded");
+  expectEqual(await kv.update("size", "XL", 3), 4, "update size at revision 3");
+  refused = false;
+  try {
+    await kv.update("size", "S", 3);
+  } catch {
+    refused = true;
+  }
+  expect(refused, "update at a stale revision succeeded");
+
+  const watcher = await kv.watch({ key: ">" });
+  const seen = [];
+  const watching = (async () => {
+    for await (const e of watcher) {
+      seen.push([e.key, e.string(), e.revision]);
+      if (seen.length === 3) break;
+    }
+  })();
+  await waitFor(() => seen.length === 2, "the watcher's current values");
+  await kv.put("color", "green");
+  await watching;
+  expectEqual(seen, [["color", "blue", 2], ["size", "XL", 4], ["color", "green", 5]], "watched entries");
+  watcher.stop();
+
+  await kv.delete("size");
+  expectEqual((await kv.get("size"))?.operation, "DEL", "a deleted key's entry");
+  const history = [];
+  for await (const e of await kv.history({ key: "color" })) history.push(e.string());
+  expectEqual(history, ["red", "blue", "green"], "history of color");
+  const keys = [];
+  for await (const key of await kv.keys()) keys.push(key);
+  expectEqual(keys, ["color"], "keys");
+  const status = await kv.status();
+  expectEqual([status.bucket, status.history, status.values], ["interop_js", 5, 6], "bucket status (values include the delete marker)");
+  expectEqual(await kv.destroy(), true, "bucket destroy");
+  await closeAll(client);
+  return "put/get/create/update/delete, history 3, keys, watcher saw 2 then 1 live";
+}
+
+const CONSUMER_CHECKS = [
+  ["jetstream: pull consumer (consumers.get, fetch, consume)", checkPullConsumer],
+  ["jetstream: key-value", checkKeyValue],
+];
+
 const JETSTREAM_CHECKS = [["jetstream: stream lifecycle", checkJetStreamStream]];
 
 const CHECKS = [
@@ -548,10 +702,18 @@ async function main(url, checks) {
 
 const [url, user, pass, ...extra] = process.argv.slice(2);
 const jetstreamMode = user === "--jetstream" && pass === undefined;
-if (url === undefined || (user !== undefined && pass === undefined && !jetstreamMode) || extra.length > 0) {
-  console.error("usage: js_client.mjs nats://HOST:PORT [USER PASSWORD | --jetstream]");
+const consumersMode = user === "--consumers" && pass === undefined;
+const flagMode = jetstreamMode || consumersMode;
+if (url === undefined || (user !== undefined && pass === undefined && !flagMode) || extra.length > 0) {
+  console.error("usage: js_client.mjs nats://HOST:PORT [USER PASSWORD | --jetstream | --consumers]");
   process.exit(2);
 }
-const checks = jetstreamMode ? JETSTREAM_CHECKS : user === undefined ? CHECKS : authChecks(user, pass);
+const checks = jetstreamMode
+  ? JETSTREAM_CHECKS
+  : consumersMode
+    ? CONSUMER_CHECKS
+    : user === undefined
+      ? CHECKS
+      : authChecks(user, pass);
 // Exit explicitly: a check that timed out may leave a connection open.
 process.exit(await main(url, checks));

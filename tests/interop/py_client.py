@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Runs the official Python client (nats-py) against a NATS server.
 
-Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD | --jetstream]
+Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD | --jetstream | --consumers]
 
 With USER and PASSWORD (for a server started with --user/--pass) it runs the
 authentication checks instead of the messaging checks; with --jetstream (for a
-server started with -js) the JetStream checks through `nc.jetstream()`.
+server started with -js) the JetStream checks through `nc.jetstream()`; with
+--consumers the consumer (pull_subscribe/fetch, push subscribe) and KV checks.
 
 Each check opens its own connections, prints one line ("ok" or "FAIL" and the
 reason), and is bounded by a timeout, so one broken check cannot hide the
@@ -456,6 +457,157 @@ async def check_jetstream_stream(url):
     return "created, 2 stored + 1 duplicate acked, info, get, get last, delete"
 
 
+JS_PULL_STREAM = "INTEROP_PY_PULL"
+JS_PUSH_STREAM = "INTEROP_PY_PUSH"
+
+
+async def check_jetstream_pull_consumer(url):
+    """A durable pull consumer through pull_subscribe: fetch, ack, ack_sync,
+    nak and the redelivery, consumer info, an empty fetch timing out."""
+    from nats.js import api as js_api
+
+    client = await connect(url)
+    js = client.jetstream(timeout=REQUEST_TIMEOUT_S)
+    await js.add_stream(name=JS_PULL_STREAM, subjects=["interop.pyc.>"])
+    for i in range(1, 6):
+        await js.publish(f"interop.pyc.{'a' if i % 2 else 'b'}", f"m{i}".encode())
+    pull = await js.pull_subscribe("interop.pyc.>", durable="worker", stream=JS_PULL_STREAM)
+    first = await pull.fetch(batch=3, timeout=2)
+    expect_equal([m.data for m in first], [b"m1", b"m2", b"m3"], "first fetch")
+    expect_equal(
+        [(m.metadata.sequence.stream, m.metadata.sequence.consumer, m.metadata.num_delivered) for m in first],
+        [(1, 1, 1), (2, 2, 1), (3, 3, 1)],
+        "first fetch (stream seq, consumer seq, delivered)",
+    )
+    expect_equal([m.metadata.num_pending for m in first], [4, 3, 2], "num_pending of the first fetch")
+    expect_equal(first[0].subject, "interop.pyc.a", "subject of message 1")
+    await first[0].ack()
+    await first[1].ack_sync()
+    await first[2].nak()
+    # The NAK is processed apart from the pull request: message 3 comes back
+    # before or after 4 and 5, in this fetch or the next.
+    second = []
+    while len(second) < 3:
+        second.extend(await pull.fetch(batch=3 - len(second), timeout=2))
+    second.sort(key=lambda m: m.metadata.sequence.stream)
+    expect_equal([m.data for m in second], [b"m3", b"m4", b"m5"], "messages after the nak")
+    expect_equal([m.metadata.num_delivered for m in second], [2, 1, 1], "delivery counts after the nak")
+    for message in second:
+        await message.ack_sync()
+    info = await pull.consumer_info()
+    expect_equal(info.config.ack_policy, js_api.AckPolicy.EXPLICIT, "ack policy")
+    expect_equal(
+        (info.num_pending, info.num_ack_pending, info.num_redelivered, info.delivered.stream_seq, info.ack_floor.stream_seq),
+        (0, 0, 0, 5, 5),
+        "consumer info (pending, ack pending, redelivered, delivered, ack floor)",
+    )
+    try:
+        await pull.fetch(batch=1, timeout=0.5)
+        raise CheckFailed("a fetch with nothing to deliver returned messages")
+    except errors.TimeoutError:
+        pass
+    await js.publish("interop.pyc.b", b"m6")
+    late = await pull.fetch(batch=2, timeout=1)
+    expect_equal([m.data for m in late], [b"m6"], "a fetch of 2 with 1 available")
+    await late[0].term()
+    await pull.unsubscribe()
+    names = await js.consumers_info(JS_PULL_STREAM)
+    expect_equal([c.name for c in names], ["worker"], "consumer list")
+    expect_equal(await js.delete_consumer(JS_PULL_STREAM, "worker"), True, "consumer delete")
+    await js.delete_stream(JS_PULL_STREAM)
+    await close_all(client)
+    return "fetched 3, ack/ack_sync/nak, redelivered once, info exact, empty fetch timed out, term, delete"
+
+
+async def check_jetstream_push_consumer(url):
+    """An ephemeral push consumer with a filter, explicit acks."""
+    client = await connect(url)
+    js = client.jetstream(timeout=REQUEST_TIMEOUT_S)
+    await js.add_stream(name=JS_PUSH_STREAM, subjects=["interop.pyp.>"])
+    for i in range(1, 6):
+        await js.publish(f"interop.pyp.{'a' if i % 2 else 'b'}", f"m{i}".encode())
+    sub = await js.subscribe("interop.pyp.a", stream=JS_PUSH_STREAM, manual_ack=True)
+    received = []
+    for _ in range(3):
+        message = await sub.next_msg(timeout=2)
+        received.append((message.subject, message.data, message.metadata.sequence.stream))
+        await message.ack_sync()
+    expect_equal(
+        received,
+        [("interop.pyp.a", b"m1", 1), ("interop.pyp.a", b"m3", 3), ("interop.pyp.a", b"m5", 5)],
+        "push deliveries (subject, data, stream seq)",
+    )
+    await js.publish("interop.pyp.a", b"m6")
+    message = await sub.next_msg(timeout=2)
+    expect_equal((message.data, message.metadata.sequence.stream), (b"m6", 6), "a live push delivery")
+    await message.ack()
+    info = await sub.consumer_info()
+    expect_equal((info.num_pending, info.delivered.stream_seq), (0, 6), "push consumer info")
+    await sub.unsubscribe()
+    await js.delete_stream(JS_PUSH_STREAM)
+    await close_all(client)
+    return "3 stored + 1 live delivered on the filter, acked"
+
+
+async def check_key_value(url):
+    """A KV bucket: put, get, create, update at a revision, delete, history,
+    keys, and a watcher that sees the current values then a live update."""
+    from nats.js import errors as js_errors
+
+    client = await connect(url)
+    js = client.jetstream(timeout=REQUEST_TIMEOUT_S)
+    kv = await js.create_key_value(bucket="interop_py", history=5)
+    expect_equal(await kv.put("color", b"red"), 1, "revision of the first put")
+    expect_equal(await kv.put("color", b"blue"), 2, "revision of the second put")
+    entry = await kv.get("color")
+    expect_equal((entry.key, entry.value, entry.revision), ("color", b"blue", 2), "get color")
+    expect_equal(await kv.create("size", b"L"), 3, "create size")
+    try:
+        await kv.create("size", b"M")
+        raise CheckFailed("create of an existing key succeeded")
+    except js_errors.KeyWrongLastSequenceError:
+        pass
+    expect_equal(await kv.update("size", b"XL", last=3), 4, "update size at revision 3")
+    try:
+        await kv.update("size", b"S", last=3)
+        raise CheckFailed("update at a stale revision succeeded")
+    except js_errors.KeyWrongLastSequenceError:
+        pass
+    watcher = await kv.watchall()
+    seen = []
+    while True:
+        update = await watcher.updates(timeout=2)
+        if update is None:
+            break
+        seen.append((update.key, update.value, update.revision))
+    expect_equal(seen, [("color", b"blue", 2), ("size", b"XL", 4)], "watcher's current values")
+    await kv.put("color", b"green")
+    update = await watcher.updates(timeout=2)
+    expect_equal((update.key, update.value, update.revision), ("color", b"green", 5), "watched update")
+    await watcher.stop()
+    await kv.delete("size")
+    try:
+        await kv.get("size")
+        raise CheckFailed("a deleted key was found")
+    except js_errors.KeyNotFoundError:
+        pass
+    history = await kv.history("color")
+    expect_equal([e.value for e in history], [b"red", b"blue", b"green"], "history of color")
+    expect_equal(await kv.keys(), ["color"], "keys")
+    status = await kv.status()
+    expect_equal((status.bucket, status.history), ("interop_py", 5), "bucket status")
+    expect_equal(await js.delete_key_value("interop_py"), True, "bucket delete")
+    await close_all(client)
+    return "put/get/create/update/delete, history 3, keys, watcher saw 2 then 1 live"
+
+
+CONSUMER_CHECKS = [
+    ("jetstream: pull consumer", check_jetstream_pull_consumer),
+    ("jetstream: push consumer", check_jetstream_push_consumer),
+    ("jetstream: key-value", check_key_value),
+]
+
+
 JETSTREAM_CHECKS = [
     ("jetstream: stream lifecycle", check_jetstream_stream),
 ]
@@ -504,7 +656,9 @@ if __name__ == "__main__":
         sys.exit(asyncio.run(main(sys.argv[1], CHECKS)))
     if len(sys.argv) == 3 and sys.argv[2] == "--jetstream":
         sys.exit(asyncio.run(main(sys.argv[1], JETSTREAM_CHECKS)))
+    if len(sys.argv) == 3 and sys.argv[2] == "--consumers":
+        sys.exit(asyncio.run(main(sys.argv[1], CONSUMER_CHECKS)))
     if len(sys.argv) == 4:
         sys.exit(asyncio.run(main(sys.argv[1], auth_checks(sys.argv[2], sys.argv[3]))))
-    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD | --jetstream]", file=sys.stderr)
+    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD | --jetstream | --consumers]", file=sys.stderr)
     sys.exit(2)

@@ -17,7 +17,12 @@
 //! Given `--jetstream`, a script runs its JetStream checks (nats-py's
 //! `nc.jetstream()`, nats.js's `@nats-io/jetstream`: create a stream, publish
 //! with acks and a duplicate msg id, stream info, get messages back, delete)
-//! against a server started with `-js -sd <fresh dir>`.
+//! against a server started with `-js -sd <fresh dir>`. Given `--consumers`, a
+//! script runs its consumer and KV checks (nats-py: `pull_subscribe` + `fetch`
+//! with ack/ack_sync/nak and the redelivery, a push `subscribe`, KV
+//! put/get/create/update/delete/history/keys/watch; nats.js:
+//! `consumers.get` + `fetch`/`consume`, `@nats-io/kv` the same), asserting what
+//! a user sees: data, sequences, delivery counts, pending counts, revisions.
 //! Validate the scripts against the reference with
 //! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test interop_clients`.
 
@@ -64,6 +69,13 @@ const NATS_JS_JETSTREAM: Client = Client {
     ..NATS_JS
 };
 
+/// nats.js's consumer and KV checks also need `@nats-io/kv`.
+const NATS_JS_KV: Client = Client {
+    library: "nats.js (@nats-io/jetstream, @nats-io/kv)",
+    installed_marker: Some("js/node_modules/@nats-io/kv/package.json"),
+    ..NATS_JS
+};
+
 #[test]
 fn nats_py_passes_every_check() {
     run_client(&NATS_PY, &[], &[]);
@@ -102,13 +114,29 @@ fn nats_js_jetstream_stream_lifecycle() {
     run_jetstream_client(&NATS_JS_JETSTREAM, "js");
 }
 
+#[test]
+fn nats_py_consumers_and_key_value() {
+    run_jetstream_checks(&NATS_PY, "py-consumers", "--consumers");
+}
+
+#[test]
+fn nats_js_consumers_and_key_value() {
+    run_jetstream_checks(&NATS_JS_KV, "js-consumers", "--consumers");
+}
+
 /// Runs the client's `--jetstream` checks against a server with JetStream on
 /// and a fresh store directory (removed afterwards).
 fn run_jetstream_client(client: &Client, tag: &str) {
+    run_jetstream_checks(client, tag, "--jetstream");
+}
+
+/// Runs the client's checks selected by `mode` against a server with
+/// JetStream on and a fresh store directory (removed afterwards).
+fn run_jetstream_checks(client: &Client, tag: &str, mode: &str) {
     let dir = std::env::temp_dir().join(format!("rnats-interop-js-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let dir_arg = dir.to_str().expect("utf-8 temp dir").to_string();
-    run_client(client, &["-js", "-sd", &dir_arg], &["--jetstream"]);
+    run_client(client, &["-js", "-sd", &dir_arg], &[mode]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

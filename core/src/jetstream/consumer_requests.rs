@@ -214,7 +214,8 @@ impl<D: Disk + Clone> JetStream<D> {
         let consumers = &self.streams[&id].consumers;
         let paged = ApiPaged {
             total: consumers.len(),
-            offset: request.offset,
+            // The reference reports an offset past the end as the end.
+            offset: request.offset.min(consumers.len()),
             limit,
         };
         let page = consumers
@@ -236,7 +237,10 @@ impl<D: Disk + Clone> JetStream<D> {
                 account: msg.account.clone(),
                 subject: msg.reply.clone(),
                 reply: bytes::Bytes::new(),
-                headers: bytes::Bytes::from_static(b"NATS/1.0 503\r\n\r\n"),
+                headers: bytes::Bytes::from(format!(
+                    "NATS/1.0 503\r\nNats-Subject: {}\r\n\r\n",
+                    String::from_utf8_lossy(&msg.subject)
+                )),
                 payload: bytes::Bytes::new(),
             }),
         }
