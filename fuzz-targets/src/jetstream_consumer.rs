@@ -30,9 +30,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use rnats_core::jetstream::api::NextRequest;
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::consumer::ack::parse_ack_subject;
-use rnats_core::jetstream::consumer::pull::parse_next_request;
 use rnats_core::jetstream::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::store::{perform_sync, MemDisk, SharedDisk, SyncPolicy};
@@ -233,7 +233,7 @@ impl Harness {
 
     fn pull(&mut self, consumer: &str, body: &[u8]) {
         let inbox = format!("_INBOX.pull.{}", self.pulls.len());
-        let batch = parse_next_request(body)
+        let batch = NextRequest::parse(body)
             .ok()
             .and_then(|request| u64::try_from(request.batch).ok())
             .filter(|&batch| batch > 0);
