@@ -247,20 +247,14 @@ impl<B: Backend> Engine<B> {
             poisoned: false,
         };
         let sizing = engine.config.sizing;
-        let tally = match engine.backend.take_tally() {
-            Some(tally) => {
-                // Debug builds count again by loading every message.
-                if cfg!(debug_assertions) {
-                    let counted = count_present(&mut engine.backend, floor, last_seq, sizing)?;
-                    assert_eq!(
-                        counted, tally,
-                        "the backend's tally disagrees with its messages"
-                    );
-                }
-                tally
-            }
-            None => count_present(&mut engine.backend, floor, last_seq, sizing)?,
-        };
+        // The backend's one-pass tally is not trusted yet: fuzzing
+        // (`store_recovery`, `regressions/store_recovery/tally-second`)
+        // found a directory where it counts a message the backend then
+        // does not serve. Until that is understood the accounting is
+        // rebuilt by loading every message, as before the tally existed
+        // (open reads each block twice again).
+        let _ = engine.backend.take_tally();
+        let tally = count_present(&mut engine.backend, floor, last_seq, sizing)?;
         engine.adopt(tally);
         engine.check();
         // A crash can keep a message and lose the removal its arrival
