@@ -759,8 +759,13 @@ impl<D: Disk> Consumer<D> {
         wall: WallTime,
         out: &mut VecDeque<JsAction>,
     ) {
+        let push = self.rules.push.clone();
+        // Messages at or after `next_seq` matching the filter: counted once
+        // per pump (a walk when the stream has gaps or the filter partial
+        // subjects), then kept by hand: a new delivery is the first match
+        // at or after `next_seq`, so it leaves exactly one fewer.
+        let mut new_pending: Option<u64> = None;
         loop {
-            let push = self.rules.push.clone();
             if push.is_none() && self.waiting.is_empty() {
                 break;
             }
@@ -780,11 +785,20 @@ impl<D: Disk> Consumer<D> {
                 break;
             };
             let consumer_seq = self.state().delivered.consumer + 1;
-            let pending_after = match source {
-                Source::New => self.num_pending_after(store, msg.seq),
-                Source::LastPerSubject => self.num_pending(store).saturating_sub(1),
-                Source::Redelivery => self.num_pending(store),
+            let new_count = *new_pending.get_or_insert_with(|| {
+                store
+                    .count_from(&self.rules.filter, self.next_seq)
+                    .unwrap_or(0)
+            });
+            debug_assert!(source != Source::New || new_count > 0);
+            let new_after = match source {
+                Source::New => new_count.saturating_sub(1),
+                Source::LastPerSubject | Source::Redelivery => new_count,
             };
+            // The last-per-subject set still to send, without this one.
+            let lps_after =
+                self.last_per_subject.len() as u64 - u64::from(source == Source::LastPerSubject);
+            let pending_after = new_after + lps_after;
             let target = AckTarget {
                 delivered: count,
                 stream_seq: msg.seq,
@@ -842,6 +856,7 @@ impl<D: Disk> Consumer<D> {
                 }
             };
             self.commit(&msg, count, source, consumer_seq, now, wall);
+            new_pending = Some(new_after);
             out.push_back(JsAction::Deliver {
                 account: self.rules.account.clone(),
                 to: to.clone(),
@@ -949,11 +964,6 @@ impl<D: Disk> Consumer<D> {
         }
         let msg = store.load_next(&self.rules.filter, self.next_seq).ok()?;
         Some((msg, 1, Source::New))
-    }
-
-    /// Messages left after a new delivery of `seq`.
-    fn num_pending_after(&self, store: &mut Store<D>, seq: u64) -> u64 {
-        store.count_from(&self.rules.filter, seq + 1).unwrap_or(0)
     }
 
     /// Record that `msg` went out.
