@@ -5,13 +5,15 @@
 //! ```text
 //! rnats-bench                       every scenario against a fresh rnats-server
 //! rnats-bench --compare             rnats-server and nats-server, alternating A B A B
-//! rnats-bench --smoke               tiny counts, every scenario, correctness only (< 10 s)
+//! rnats-bench --smoke               tiny counts, every scenario, correctness only (< 30 s)
 //! rnats-bench --addr 127.0.0.1:4222 [--pid PID]   an already running server
+//! rnats-bench --compare --scenario js   the JetStream scenarios, four durability levels
 //! ```
 //!
 //! A run that loses, duplicates or reorders a message reports FAILURE, never a
 //! number, and the tool exits non-zero.
 
+mod js;
 mod scenarios;
 mod server;
 mod wire;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use js::{ConsumeMode, Durability, JsCase, JsParams, JsScenario, JsServer, Storage, StoreDir};
 use scenarios::{Metric, Params, Scenario, Target, PAYLOAD_MIN};
 use server::{Kind, ServerProcess};
 
@@ -30,14 +33,16 @@ rnats-bench: NATS server benchmarks over the raw protocol
 
 USAGE: rnats-bench [MODE] [OPTIONS]
 
-MODES (default: every scenario against a fresh rnats-server)
+MODES (default: every core scenario against a fresh rnats-server)
   --compare              rnats-server and nats-server, alternating A B A B per round
-  --smoke                tiny counts, every scenario, checks correctness only
-  --addr HOST:PORT       an already running server (add --pid PID for memory figures)
+  --smoke                tiny counts, every scenario (JetStream too), checks correctness only
+  --addr HOST:PORT       an already running server (add --pid PID for memory figures;
+                         JetStream scenarios need a server this tool starts)
   --server rnats|nats    which server to start when not comparing (default rnats)
 
 OPTIONS
-  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs (default all)
+  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs (\"core\", the default),
+                         js-pub js-pub-sync js-consume js-kv js-restart js-many (\"js\"), or \"all\"
   --payloads N[,N]       payload sizes in bytes, >= 12 (default 16,1024)
   --rounds N             runs per scenario and server (default 3 with --compare, else 1)
   --messages N           messages published per run (default 500000; capped at 256 MiB of payload)
@@ -47,9 +52,35 @@ OPTIONS
   --publishers N         publishers in the fanin scenario (default 4)
   --rnats-bin PATH       rnats-server binary (default: beside this binary)
   --nats-bin PATH        nats-server binary (default: pyenv which nats-server, else PATH)
+
+JETSTREAM OPTIONS
+  --durability L[,L]     default (rnats acks after fsync; nats-server syncs every 2 min)
+                         other (rnats with sync_interval 2m; nats-server with sync_interval always)
+                         (default: both, so four servers per JetStream case)
+  --js-payloads N[,N]    payload sizes (default 128,16384)
+  --js-publishers N[,N]  js-pub publishers (default 1,8)
+  --js-windows N[,N]     js-pub publishes in flight per publisher (default 256,4096)
+  --js-storage S[,S]     js-pub storage: file, memory (default both)
+  --js-messages N        messages per js-pub / js-pub-sync run (default 200000)
+  --consume-messages N   messages a js-consume run reads (default 1000000)
+  --restart-messages N   messages in the stream a js-restart run restarts with (default 1000000)
+  --kv-clients N[,N]     js-kv clients (default 1,8)
+  --kv-ops N             js-kv puts, then gets, per client (default 100000; 100 keys each)
+  --streams N            js-many streams (default 1000)
+  --consumers N          js-many consumers per stream (default 10)
+  --seconds N            time bound of a publishing or consuming phase (default 10)
+  --store-parent DIR     where fresh store directories are made (default the temp dir)
 ";
 
 struct Options {
+    js_scenarios: Vec<JsScenario>,
+    js: JsParams,
+    durabilities: Vec<Durability>,
+    js_payloads: Vec<usize>,
+    js_publishers: Vec<usize>,
+    js_windows: Vec<usize>,
+    js_storages: Vec<Storage>,
+    kv_clients: Vec<usize>,
     compare: bool,
     smoke: bool,
     addr: Option<SocketAddr>,
@@ -65,6 +96,25 @@ struct Options {
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
+        js_scenarios: Vec::new(),
+        js: JsParams {
+            messages: 200_000,
+            consume_messages: 1_000_000,
+            restart_messages: 1_000_000,
+            bytes_max: 256 * 1024 * 1024,
+            kv_ops: 100_000,
+            kv_keys: 100,
+            many_streams: 1000,
+            many_consumers: 10,
+            seconds: Duration::from_secs(10),
+            store_parent: std::env::temp_dir(),
+        },
+        durabilities: vec![Durability::Default, Durability::Other],
+        js_payloads: vec![128, 16 * 1024],
+        js_publishers: vec![1, 8],
+        js_windows: vec![256, 4096],
+        js_storages: vec![Storage::File, Storage::Memory],
+        kv_clients: vec![1, 8],
         compare: false,
         smoke: false,
         addr: None,
@@ -97,6 +147,16 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             v.parse::<u64>()
                 .map_err(|_| format!("{flag}: not a number: {v}"))
         };
+        let numbers = |v: String| -> Result<Vec<usize>, String> {
+            v.split(',')
+                .map(|n| {
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or(format!("{flag}: not a positive number: {n}"))
+                })
+                .collect()
+        };
         match flag {
             "-h" | "--help" => return Err(String::new()),
             "--compare" => options.compare = true,
@@ -114,11 +174,60 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--scenario" => {
-                options.scenarios = value()?
+                options.scenarios.clear();
+                for name in value()?.split(',') {
+                    match name {
+                        "core" => options.scenarios.extend(Scenario::ALL),
+                        "js" => options.js_scenarios.extend(JsScenario::ALL),
+                        "all" => {
+                            options.scenarios.extend(Scenario::ALL);
+                            options.js_scenarios.extend(JsScenario::ALL);
+                        }
+                        _ => match (Scenario::from_name(name), JsScenario::from_name(name)) {
+                            (Some(s), _) => options.scenarios.push(s),
+                            (_, Some(s)) => options.js_scenarios.push(s),
+                            _ => return Err(format!("unknown scenario {name}")),
+                        },
+                    }
+                }
+            }
+            "--durability" => {
+                options.durabilities = value()?
                     .split(',')
-                    .map(|n| Scenario::from_name(n).ok_or(format!("unknown scenario {n}")))
+                    .map(|d| match d {
+                        "default" => Ok(Durability::Default),
+                        "other" => Ok(Durability::Other),
+                        _ => Err(format!("--durability: default or other, not {d}")),
+                    })
                     .collect::<Result<_, _>>()?;
             }
+            "--js-payloads" => {
+                options.js_payloads = numbers(value()?)?;
+                if options.js_payloads.iter().any(|&p| p < PAYLOAD_MIN) {
+                    return Err(format!("--js-payloads: each at least {PAYLOAD_MIN} bytes"));
+                }
+            }
+            "--js-publishers" => options.js_publishers = numbers(value()?)?,
+            "--js-windows" => options.js_windows = numbers(value()?)?,
+            "--js-storage" => {
+                options.js_storages = value()?
+                    .split(',')
+                    .map(|d| match d {
+                        "file" => Ok(Storage::File),
+                        "memory" => Ok(Storage::Memory),
+                        _ => Err(format!("--js-storage: file or memory, not {d}")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--kv-clients" => options.kv_clients = numbers(value()?)?,
+            "--kv-ops" => options.js.kv_ops = number(value()?)?.max(1),
+            "--js-messages" => options.js.messages = number(value()?)?.max(1),
+            "--consume-messages" => options.js.consume_messages = number(value()?)?.max(1),
+            "--restart-messages" => options.js.restart_messages = number(value()?)?.max(1),
+            "--streams" => options.js.many_streams = number(value()?)?.max(1),
+            "--consumers" => options.js.many_consumers = number(value()?)?,
+            "--seconds" => options.js.seconds = Duration::from_secs(number(value()?)?.max(1)),
+            "--store-parent" => options.js.store_parent = PathBuf::from(value()?),
             "--payloads" => {
                 options.payloads = value()?
                     .split(',')
@@ -167,15 +276,172 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         }
         p.bytes_max = 8 * 1024 * 1024;
         p.stall = Duration::from_secs(3);
+        if !given.contains("--scenario") {
+            options.js_scenarios = JsScenario::ALL.to_vec();
+        }
+        let js = &mut options.js;
+        js.messages = js.messages.min(2000);
+        js.consume_messages = js.consume_messages.min(3000);
+        js.restart_messages = js.restart_messages.min(3000);
+        js.bytes_max = 8 * 1024 * 1024;
+        js.kv_ops = js.kv_ops.min(200);
+        js.kv_keys = js.kv_keys.min(20);
+        js.many_streams = js.many_streams.min(10);
+        js.many_consumers = js.many_consumers.min(3);
+        js.seconds = Duration::from_secs(10);
+        if !given.contains("--js-publishers") {
+            options.js_publishers = vec![2];
+        }
+        if !given.contains("--js-windows") {
+            options.js_windows = vec![64];
+        }
+        if !given.contains("--kv-clients") {
+            options.kv_clients = vec![2];
+        }
+    }
+    if options.addr.is_some() && !options.js_scenarios.is_empty() {
+        return Err("the JetStream scenarios start their own servers: not with --addr".into());
     }
     Ok(options)
 }
 
-/// One scenario at one payload size.
+/// One row group of the table: a scenario at one shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Case {
-    scenario_index: usize,
-    payload: usize,
+enum Case {
+    Core {
+        scenario_index: usize,
+        payload: usize,
+    },
+    Js(JsCase),
+}
+
+impl Case {
+    fn name(&self, options: &Options) -> &'static str {
+        match *self {
+            Case::Core { scenario_index, .. } => options.scenarios[scenario_index].name(),
+            Case::Js(case) => options.js_scenarios[case.scenario_index].name(),
+        }
+    }
+
+    fn shape(&self, options: &Options) -> String {
+        match *self {
+            Case::Core {
+                scenario_index,
+                payload,
+            } => {
+                if options.scenarios[scenario_index].uses_payloads() {
+                    size_label(payload)
+                } else {
+                    "-".into()
+                }
+            }
+            Case::Js(case) => case.shape(options.js_scenarios[case.scenario_index]),
+        }
+    }
+
+    /// Whether a server set-up takes part in this case.
+    fn runs_on(&self, options: &Options, setup: &Setup) -> bool {
+        match (*self, setup.durability) {
+            (Case::Core { .. }, durability) => durability.is_none(),
+            (Case::Js(_), None) => false,
+            (Case::Js(case), Some(durability)) => {
+                durability == Durability::Default
+                    || options.js_scenarios[case.scenario_index].depends_on_sync()
+            }
+        }
+    }
+}
+
+/// Every case the options ask for, in the order they run.
+fn cases(options: &Options) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (index, scenario) in options.scenarios.iter().enumerate() {
+        if scenario.uses_payloads() {
+            cases.extend(options.payloads.iter().map(|&payload| Case::Core {
+                scenario_index: index,
+                payload,
+            }));
+        } else {
+            cases.push(Case::Core {
+                scenario_index: index,
+                payload: 16,
+            });
+        }
+    }
+    for (index, scenario) in options.js_scenarios.iter().enumerate() {
+        let base = JsCase {
+            scenario_index: index,
+            payload: options.js_payloads[0],
+            clients: 1,
+            window: 1,
+            storage: Storage::File,
+            consume: ConsumeMode::Ordered,
+        };
+        match scenario {
+            JsScenario::Pub => {
+                for &payload in &options.js_payloads {
+                    for &clients in &options.js_publishers {
+                        for &window in &options.js_windows {
+                            for &storage in &options.js_storages {
+                                cases.push(Case::Js(JsCase {
+                                    payload,
+                                    clients,
+                                    window,
+                                    storage,
+                                    ..base
+                                }));
+                            }
+                        }
+                    }
+                }
+            }
+            JsScenario::PubSync => {
+                for &storage in &options.js_storages {
+                    cases.push(Case::Js(JsCase { storage, ..base }));
+                }
+            }
+            JsScenario::Consume => {
+                for &payload in &options.js_payloads {
+                    for consume in [
+                        ConsumeMode::Pull(100),
+                        ConsumeMode::Pull(1000),
+                        ConsumeMode::Push,
+                        ConsumeMode::Ordered,
+                    ] {
+                        cases.push(Case::Js(JsCase {
+                            payload,
+                            consume,
+                            ..base
+                        }));
+                    }
+                }
+            }
+            JsScenario::Kv => {
+                for &clients in &options.kv_clients {
+                    cases.push(Case::Js(JsCase { clients, ..base }));
+                }
+            }
+            JsScenario::Restart | JsScenario::Many => cases.push(Case::Js(base)),
+        }
+    }
+    cases
+}
+
+/// A server as a run starts it: which, which binary, and for JetStream cases
+/// how much it syncs (core cases run servers without JetStream).
+struct Setup {
+    kind: Kind,
+    binary: Option<PathBuf>,
+    durability: Option<Durability>,
+}
+
+impl Setup {
+    fn label(&self) -> &'static str {
+        match self.durability {
+            None => self.kind.name(),
+            Some(durability) => durability.label(self.kind),
+        }
+    }
 }
 
 /// Everything measured for one case on one server.
@@ -214,12 +480,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Returns whether every run passed its checks.
-async fn run(options: Options) -> Result<bool, String> {
-    let mut servers: Vec<(Kind, Option<PathBuf>)> = Vec::new();
-    if let Some(addr) = options.addr {
-        let _ = addr;
-        servers.push((options.server, None));
+/// The server set-ups the options ask for: per server, one without JetStream
+/// for the core cases and one per durability level for the JetStream cases.
+fn setups(options: &Options) -> Result<Vec<Setup>, String> {
+    let mut kinds: Vec<(Kind, Option<PathBuf>)> = Vec::new();
+    if options.addr.is_some() {
+        kinds.push((options.server, None));
     } else {
         let rnats = || {
             options
@@ -230,81 +496,154 @@ async fn run(options: Options) -> Result<bool, String> {
         };
         let nats = || options.nats_bin.clone().or_else(server::nats_binary);
         if options.compare {
-            servers.push((Kind::Rnats, Some(rnats()?)));
+            kinds.push((Kind::Rnats, Some(rnats()?)));
             match nats() {
-                Some(bin) => servers.push((Kind::Nats, Some(bin))),
+                Some(bin) => kinds.push((Kind::Nats, Some(bin))),
                 None => eprintln!("NOTICE: nats-server not found; measuring rnats-server alone"),
             }
         } else if options.server == Kind::Nats {
-            servers.push((Kind::Nats, Some(nats().ok_or("nats-server not found")?)));
+            kinds.push((Kind::Nats, Some(nats().ok_or("nats-server not found")?)));
         } else {
-            servers.push((Kind::Rnats, Some(rnats()?)));
+            kinds.push((Kind::Rnats, Some(rnats()?)));
         }
     }
+    let mut setups = Vec::new();
+    for (kind, binary) in &kinds {
+        if !options.scenarios.is_empty() {
+            setups.push(Setup {
+                kind: *kind,
+                binary: binary.clone(),
+                durability: None,
+            });
+        }
+    }
+    for &durability in &options.durabilities {
+        for (kind, binary) in &kinds {
+            if !options.js_scenarios.is_empty() {
+                setups.push(Setup {
+                    kind: *kind,
+                    binary: binary.clone(),
+                    durability: Some(durability),
+                });
+            }
+        }
+    }
+    Ok(setups)
+}
+
+/// Runs one case on one set-up: starts the server (with a fresh store for
+/// JetStream), runs, samples the peak RSS and stops the server.
+async fn run_once(
+    options: &Options,
+    case: Case,
+    setup: &Setup,
+    peak_rss_kib: &mut Option<u64>,
+) -> Result<Vec<Metric>, String> {
+    let limit = Duration::from_secs(if options.smoke { 60 } else { 600 });
+    match case {
+        Case::Core {
+            scenario_index,
+            payload,
+        } => {
+            let scenario = options.scenarios[scenario_index];
+            let (process, target) = match &setup.binary {
+                Some(binary) => {
+                    let process = ServerProcess::start(binary)?;
+                    let target = Target {
+                        addr: process.addr,
+                        pid: Some(process.pid()),
+                    };
+                    (Some(process), target)
+                }
+                None => (
+                    None,
+                    Target {
+                        addr: options.addr.expect("addr"),
+                        pid: options.pid,
+                    },
+                ),
+            };
+            let limit = Duration::from_secs(if options.smoke { 30 } else { 180 });
+            let outcome = tokio::time::timeout(
+                limit,
+                scenarios::run(scenario, payload, target, &options.params),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("did not finish within {limit:?}")));
+            if let Some((_, hwm)) = target.pid.and_then(server::memory_kib) {
+                *peak_rss_kib = Some(peak_rss_kib.unwrap_or(0).max(hwm));
+            }
+            drop(process);
+            outcome
+        }
+        Case::Js(js_case) => {
+            let scenario = options.js_scenarios[js_case.scenario_index];
+            let binary = setup
+                .binary
+                .as_deref()
+                .expect("JetStream runs start servers");
+            let durability = setup.durability.expect("a JetStream set-up");
+            let store = StoreDir::create(&options.js.store_parent, setup.kind, durability)?;
+            let args = store.args();
+            let mut process = Some(ServerProcess::start_with(binary, &args)?);
+            let server = JsServer {
+                process: &mut process,
+                binary,
+                args,
+            };
+            let outcome =
+                tokio::time::timeout(limit, js::run(scenario, js_case, server, &options.js))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("did not finish within {limit:?}")));
+            if let Some(process) = &process {
+                if let Some((_, hwm)) = server::memory_kib(process.pid()) {
+                    *peak_rss_kib = Some(peak_rss_kib.unwrap_or(0).max(hwm));
+                }
+            }
+            drop(process);
+            drop(store);
+            outcome
+        }
+    }
+}
+
+/// Returns whether every run passed its checks.
+async fn run(options: Options) -> Result<bool, String> {
+    let setups = setups(&options)?;
     let rounds = options
         .rounds
         .unwrap_or(if options.compare { 3 } else { 1 });
-    let mut cases = Vec::new();
-    for (index, scenario) in options.scenarios.iter().enumerate() {
-        if scenario.uses_payloads() {
-            cases.extend(options.payloads.iter().map(|&payload| Case {
-                scenario_index: index,
-                payload,
-            }));
-        } else {
-            cases.push(Case {
-                scenario_index: index,
-                payload: 16,
-            });
+    let cases = cases(&options);
+    if !options.js_scenarios.is_empty() {
+        match js::fsync_latency(&options.js.store_parent) {
+            Some(latency) => eprintln!(
+                "fdatasync of 4 KiB in {}: {:.2} ms (median of 50)",
+                options.js.store_parent.display(),
+                latency.as_secs_f64() * 1000.0
+            ),
+            None => eprintln!(
+                "NOTICE: could not time fdatasync in {}",
+                options.js.store_parent.display()
+            ),
         }
     }
 
     let mut results: BTreeMap<(Case, usize), Results> = BTreeMap::new();
     let started = std::time::Instant::now();
     for &case in &cases {
-        let scenario = options.scenarios[case.scenario_index];
         for round in 0..rounds {
-            for (server_index, (kind, binary)) in servers.iter().enumerate() {
-                let entry = results.entry((case, server_index)).or_default();
-                let (process, target) = match binary {
-                    Some(binary) => {
-                        let process = ServerProcess::start(binary)?;
-                        let target = Target {
-                            addr: process.addr,
-                            pid: Some(process.pid()),
-                        };
-                        (Some(process), target)
-                    }
-                    None => (
-                        None,
-                        Target {
-                            addr: options.addr.expect("addr"),
-                            pid: options.pid,
-                        },
-                    ),
-                };
-                let limit = Duration::from_secs(if options.smoke { 30 } else { 180 });
-                let outcome = match tokio::time::timeout(
-                    limit,
-                    scenarios::run(scenario, case.payload, target, &options.params),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(format!("did not finish within {limit:?}")),
-                };
-                if let Some(pid) = target.pid {
-                    if let Some((_, hwm)) = server::memory_kib(pid) {
-                        entry.peak_rss_kib = Some(entry.peak_rss_kib.unwrap_or(0).max(hwm));
-                    }
+            for (setup_index, setup) in setups.iter().enumerate() {
+                if !case.runs_on(&options, setup) {
+                    continue;
                 }
-                drop(process);
+                let entry = results.entry((case, setup_index)).or_default();
+                let outcome = run_once(&options, case, setup, &mut entry.peak_rss_kib).await;
                 let label = format!(
-                    "{} {}B round {} {}",
-                    scenario.name(),
-                    case.payload,
+                    "{} {} round {} {}",
+                    case.name(&options),
+                    case.shape(&options),
                     round + 1,
-                    kind.name()
+                    setup.label()
                 );
                 match outcome {
                     Ok(metrics) => {
@@ -339,64 +678,86 @@ async fn run(options: Options) -> Result<bool, String> {
             }
         );
     } else {
-        print_table(&options, &servers, &cases, &results, rounds);
+        let core: Vec<Case> = cases
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Case::Core { .. }))
+            .collect();
+        let js: Vec<Case> = cases
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Case::Js(_)))
+            .collect();
+        for group in [core, js] {
+            if !group.is_empty() {
+                print_table(&options, &setups, &group, &results, rounds);
+            }
+        }
+        print_failures(&options, &setups, &results);
     }
     Ok(passed)
 }
 
+/// One markdown table: a row per (case, metric), a column per set-up that
+/// ran any of the cases, the ratio of each rnats set-up to each nats set-up,
+/// and peak RSS.
 fn print_table(
     options: &Options,
-    servers: &[(Kind, Option<PathBuf>)],
+    setups: &[Setup],
     cases: &[Case],
     results: &BTreeMap<(Case, usize), Results>,
     rounds: usize,
 ) {
-    let names: Vec<&str> = servers.iter().map(|(k, _)| k.name()).collect();
-    let mut header = String::from("| scenario | payload | metric |");
+    let columns: Vec<usize> = (0..setups.len())
+        .filter(|&s| cases.iter().any(|c| results.contains_key(&(*c, s))))
+        .collect();
+    let mut ratios = Vec::new();
+    for &a in &columns {
+        for &b in &columns {
+            if setups[a].kind == Kind::Rnats && setups[b].kind == Kind::Nats {
+                ratios.push((a, b));
+            }
+        }
+    }
+    let mut header = String::from("| scenario | case | metric |");
     let mut rule = String::from("| --- | --- | --- |");
-    for name in &names {
-        header.push_str(&format!(" {name} |"));
+    for &s in &columns {
+        header.push_str(&format!(" {} |", setups[s].label()));
         rule.push_str(" ---: |");
     }
-    if names.len() == 2 {
-        header.push_str(" rnats / nats |");
+    for &(a, b) in &ratios {
+        header.push_str(&format!(" {} / {} |", setups[a].label(), setups[b].label()));
         rule.push_str(" ---: |");
     }
-    for name in &names {
-        header.push_str(&format!(" peak RSS {name} |"));
+    for &s in &columns {
+        header.push_str(&format!(" peak RSS {} |", setups[s].label()));
         rule.push_str(" ---: |");
     }
     println!("\nMedians of {rounds} round(s).\n");
     println!("{header}\n{rule}");
     for &case in cases {
-        let scenario = options.scenarios[case.scenario_index];
-        let per_server: Vec<&Results> = (0..servers.len()).map(|s| &results[&(case, s)]).collect();
-        let Some(template) = per_server.iter().find_map(|r| r.runs.first()) else {
-            println!(
-                "| {} | {} | FAILURE | {} |",
-                scenario.name(),
-                payload_label(scenario, case.payload),
-                per_server
-                    .iter()
-                    .map(|_| "FAILURE")
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
+        let name = case.name(options);
+        let shape = case.shape(options);
+        let per_setup: Vec<Option<&Results>> =
+            columns.iter().map(|&s| results.get(&(case, s))).collect();
+        let Some(template) = per_setup.iter().flatten().find_map(|r| r.runs.first()) else {
+            let cells: Vec<&str> = per_setup
+                .iter()
+                .map(|r| if r.is_some() { "FAILURE" } else { "-" })
+                .collect();
+            println!("| {name} | {shape} | FAILURE | {} |", cells.join(" | "));
             continue;
         };
         for (row, m) in template.iter().enumerate() {
-            let mut line = format!(
-                "| {} | {} | {} ({}) |",
-                scenario.name(),
-                payload_label(scenario, case.payload),
-                m.name,
-                m.unit
-            );
-            let mut medians = Vec::new();
-            for r in &per_server {
+            let mut line = format!("| {name} | {shape} | {} ({}) |", m.name, m.unit);
+            let mut medians = BTreeMap::new();
+            for (&s, r) in columns.iter().zip(&per_setup) {
+                let Some(r) = r else {
+                    line.push_str(" - |");
+                    continue;
+                };
                 if !r.failures.is_empty() || r.runs.is_empty() {
                     line.push_str(" FAILURE |");
-                    medians.push(None);
                     continue;
                 }
                 let mut values: Vec<f64> = r
@@ -408,12 +769,12 @@ fn print_table(
                 values.sort_by(|a, b| a.partial_cmp(b).unwrap());
                 let median = values[values.len() / 2];
                 line.push_str(&format!(" {} |", human(median)));
-                medians.push(Some(median));
+                medians.insert(s, median);
             }
-            if names.len() == 2 {
-                match (medians[0], medians[1]) {
-                    (Some(a), Some(b)) if b > 0.0 => {
-                        let ratio = a / b;
+            for &(a, b) in &ratios {
+                match (medians.get(&a), medians.get(&b)) {
+                    (Some(&x), Some(&y)) if y > 0.0 => {
+                        let ratio = x / y;
                         let better = if m.higher_is_better {
                             ratio >= 1.0
                         } else {
@@ -424,8 +785,8 @@ fn print_table(
                     _ => line.push_str(" - |"),
                 }
             }
-            for r in &per_server {
-                match (row, r.peak_rss_kib) {
+            for r in &per_setup {
+                match (row, r.and_then(|r| r.peak_rss_kib)) {
                     (0, Some(kib)) => line.push_str(&format!(" {:.1} MiB |", kib as f64 / 1024.0)),
                     _ => line.push_str(" |"),
                 }
@@ -433,24 +794,24 @@ fn print_table(
             println!("{line}");
         }
     }
-    for (&(case, server), r) in results {
+}
+
+fn print_failures(options: &Options, setups: &[Setup], results: &BTreeMap<(Case, usize), Results>) {
+    for (&(case, setup), r) in results {
         for failure in &r.failures {
-            let scenario = options.scenarios[case.scenario_index];
             println!(
-                "\nFAILURE {} {}B on {}: {failure}",
-                scenario.name(),
-                case.payload,
-                names[server]
+                "\nFAILURE {} {} on {}: {failure}",
+                case.name(options),
+                case.shape(options),
+                setups[setup].label()
             );
         }
     }
     println!("\n✗ marks a ratio where rnats-server is worse (higher is better for rates, lower for latency and memory).");
 }
 
-fn payload_label(scenario: Scenario, payload: usize) -> String {
-    if !scenario.uses_payloads() {
-        return "-".into();
-    }
+/// 16 -> "16 B", 16384 -> "16 KiB".
+fn size_label(payload: usize) -> String {
     if payload >= 1024 && (payload / 1024) * 1024 == payload {
         format!("{} KiB", payload / 1024)
     } else {

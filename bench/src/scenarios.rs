@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::wire::{drain_frames, Conn, Frame};
 
 /// Bytes of PUB frames per write.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// A PING follows this many bytes of PUBs.
 const PING_EVERY_BYTES: usize = 256 * 1024;
 /// Unanswered PINGs a publisher allows before it waits for a PONG.
@@ -122,7 +122,7 @@ pub struct Metric {
     pub higher_is_better: bool,
 }
 
-fn metric(name: &'static str, value: f64, unit: &'static str, higher: bool) -> Metric {
+pub fn metric(name: &'static str, value: f64, unit: &'static str, higher: bool) -> Metric {
     Metric {
         name,
         value,
@@ -334,13 +334,13 @@ impl Flow {
     }
 }
 
-fn payload_template(size: usize, publisher: u32) -> Vec<u8> {
+pub fn payload_template(size: usize, publisher: u32) -> Vec<u8> {
     let mut payload = vec![b'x'; size];
     payload[0..4].copy_from_slice(&publisher.to_le_bytes());
     payload
 }
 
-fn set_sequence(payload: &mut [u8], seq: u64) {
+pub fn set_sequence(payload: &mut [u8], seq: u64) {
     payload[4..12].copy_from_slice(&seq.to_le_bytes());
 }
 

@@ -33,8 +33,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `binary -a 127.0.0.1 -p -1` and waits for its listening line.
     pub fn start(binary: &Path) -> Result<ServerProcess, String> {
+        ServerProcess::start_with(binary, &[])
+    }
+
+    /// As [`ServerProcess::start`], with more arguments (`-c FILE` for a
+    /// JetStream configuration).
+    pub fn start_with(binary: &Path, extra: &[String]) -> Result<ServerProcess, String> {
         let mut child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -69,6 +76,27 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (a clean shutdown: both servers flush their stores), and wait
+    /// up to `limit` for the exit; after that, SIGKILL and an error.
+    pub fn stop(mut self, limit: Duration) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err(format!("did not exit within {limit:?} of SIGTERM"))
     }
 }
 

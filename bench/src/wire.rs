@@ -24,10 +24,12 @@ const LINE_MAX: usize = 64 * 1024;
 /// One frame from the server. Slices borrow the read buffer.
 #[derive(Debug)]
 pub enum Frame<'a> {
-    /// MSG or HMSG; `payload` excludes the header block.
+    /// MSG or HMSG; `payload` excludes the header block, which HMSG has in
+    /// `headers` (`NATS/1.0 ...` through the blank line).
     Msg {
         sid: u64,
         reply: Option<&'a [u8]>,
+        headers: Option<&'a [u8]>,
         payload: &'a [u8],
     },
     Ping,
@@ -193,6 +195,7 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, String> {
             let frame = Frame::Msg {
                 sid,
                 reply,
+                headers: None,
                 payload: &buf[body_start..end],
             };
             Ok(Some((frame, end + 2)))
@@ -210,6 +213,7 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, String> {
             let frame = Frame::Msg {
                 sid,
                 reply,
+                headers: Some(&buf[body_start..body_start + header_len]),
                 payload: &buf[body_start + header_len..end],
             };
             Ok(Some((frame, end + 2)))
