@@ -26,7 +26,7 @@
 //! - Stream ids are never reused: `next_id` is above every id on disk.
 //! - No two streams of one account have overlapping subjects.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -105,6 +105,10 @@ pub struct JetStream<D: Disk + Clone> {
     usage: Usage,
     next_id: u64,
     pub(super) actions: VecDeque<JsAction>,
+    /// Streams that stored messages since their store last reported: they
+    /// report (and write, and ask for a sync) when the runtime first polls
+    /// for actions, once per batch of inbound messages.
+    undrained: BTreeSet<StreamId>,
     /// The latest times handed in: converts wall-clock expiry deadlines to
     /// the monotonic timer.
     pub(super) now: Instant,
@@ -153,6 +157,7 @@ impl<D: Disk + Clone> JetStream<D> {
             usage: Usage::default(),
             next_id: 1,
             actions: VecDeque::new(),
+            undrained: BTreeSet::new(),
             now,
             wall,
             ids: ChaCha8Rng::seed_from_u64(
@@ -240,6 +245,11 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The next thing for the server or the runtime to do.
     pub fn poll_action(&mut self) -> Option<JsAction> {
+        for id in std::mem::take(&mut self.undrained) {
+            if let Some(entry) = self.streams.get_mut(&id) {
+                entry.stream.drain_store(&mut self.actions);
+            }
+        }
         self.actions.pop_front()
     }
 
@@ -281,7 +291,10 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
                 let entry = self.streams.get_mut(&id).expect("found above");
                 let before = entry.stream.state().bytes;
-                let published = entry.stream.publish(wall, &publish, &mut self.actions);
+                let published = entry
+                    .stream
+                    .publish_in_batch(wall, &publish, &mut self.actions);
+                self.undrained.insert(id);
                 let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
                 // limits (or a rollup) removed.

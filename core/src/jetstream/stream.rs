@@ -361,6 +361,20 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
+        let result = self.publish_in_batch(now, msg, out);
+        self.drain_store(out);
+        result
+    }
+
+    /// As [`Stream::publish`], leaving the store's report (durability, the
+    /// sync it asks for) to the caller's [`Stream::drain_store`] at the end
+    /// of a batch: one write and one sync then cover the whole batch.
+    pub fn publish_in_batch(
+        &mut self,
+        now: WallTime,
+        msg: &Publish<'_>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
         let result = self.try_publish(now, msg);
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
@@ -380,7 +394,6 @@ impl<D: Disk> Stream<D> {
             Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
             _ => {}
         }
-        self.drain_store(out);
         result
     }
 

@@ -131,6 +131,7 @@ use super::disk::{join, Disk, DiskResult};
 use super::engine::{Backend, Engine, NewMsg, Tally};
 use super::record::{self, Kind, MIN_RECORD};
 use super::seqset::SeqSet;
+use super::write_behind::WriteBehind;
 use super::{
     Sizing, StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX,
 };
@@ -328,7 +329,9 @@ struct Cached {
 /// The messages of a [`FileStore`], on a [`Disk`].
 #[derive(Debug)]
 pub struct FileBackend<D: Disk> {
-    disk: D,
+    /// Appends are joined into one write per batch; written out before any
+    /// other disk operation and before [`Backend::poll_action`] reports.
+    disk: WriteBehind<D>,
     config: FileStoreConfig,
     pub(super) blocks: Vec<Block>,
     floor: u64,
@@ -383,7 +386,7 @@ impl<D: Disk> FileBackend<D> {
         disk.create_dir(&config.dir)?;
         let codec = Codec::new(store.compress, None, 0);
         let mut backend = FileBackend {
-            disk,
+            disk: WriteBehind::new(disk),
             config,
             blocks: Vec::new(),
             floor: 0,
@@ -494,15 +497,15 @@ impl<D: Disk> FileBackend<D> {
     }
 
     pub fn disk(&self) -> &D {
-        &self.disk
+        self.disk.inner()
     }
 
     pub fn disk_mut(&mut self) -> &mut D {
-        &mut self.disk
+        self.disk.inner_mut()
     }
 
     pub fn into_disk(self) -> D {
-        self.disk
+        self.disk.into_inner()
     }
 
     /// What opening found.
@@ -1779,6 +1782,14 @@ impl<D: Disk> Backend for FileBackend<D> {
     }
 
     fn poll_action(&mut self, last_seq: u64) -> Option<StoreAction> {
+        // Nothing is reported durable, and no sync asked for, before the
+        // joined appends reach the OS.
+        let _ = self.disk.flush();
+        if let (Some(error), false) = (self.disk.failure(), self.failed) {
+            let text = format!("write failed: {error}; the store refuses writes until reopened");
+            self.failed = true;
+            self.warn(text);
+        }
         if self.warnings_dropped > 0 {
             let dropped = std::mem::take(&mut self.warnings_dropped);
             return Some(StoreAction::Warning(format!(

@@ -50,6 +50,7 @@ pub mod record;
 mod seqset;
 #[cfg(test)]
 mod tests;
+mod write_behind;
 
 use std::fmt;
 use std::time::Duration;
@@ -67,6 +68,7 @@ pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
 pub use engine::{Backend, Deleted, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
 pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
 pub use memstore::{MemBackend, MemStore};
+pub use write_behind::WriteBehind;
 
 /// The highest sequence a store hands out (`i64::MAX`). Every sequence
 /// read from disk above it is refused as corrupt, so `last + 1` and the
