@@ -5,33 +5,14 @@
 //! subscribers, after a warm-up that lets buffers and the match cache reach
 //! their working size.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
 use bytes::BytesMut;
 use rnats_core::runtime::ConnId;
 use rnats_core::server::{Server, ServerConfig};
 use rnats_core::time::Instant;
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::counting_alloc::{allocations, CountingAllocator};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -108,14 +89,14 @@ fn publish_to_deliver_allocates_nothing_per_message() {
         drain(&mut server);
     }
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     let mut bytes_out = 0;
     let rounds = 300;
     for _ in 0..rounds {
         feed(&mut server, publisher, &mut buf, &batch);
         bytes_out += drain(&mut server);
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = allocations() - before;
     let messages = (rounds * MESSAGES_PER_READ * 2) as u64;
     assert!(bytes_out > 0);
     assert_eq!(

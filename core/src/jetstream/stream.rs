@@ -386,7 +386,7 @@ impl<D: Disk> Stream<D> {
                     duplicate: matches!(result, Published::Duplicate { .. }),
                 };
                 if ack.seq <= self.durable || self.planted_ack_before_sync() {
-                    self.send_ack(&ack, out);
+                    self.send_ack(ack, out);
                 } else {
                     self.waiting.push_back(ack);
                 }
@@ -526,14 +526,14 @@ impl<D: Disk> Stream<D> {
                     self.durable = through;
                     while self.waiting.front().is_some_and(|ack| ack.seq <= through) {
                         let ack = self.waiting.pop_front().expect("front exists");
-                        self.send_ack(&ack, out);
+                        self.send_ack(ack, out);
                     }
                     // Duplicates of earlier messages may sit behind later ones.
                     if self.waiting.iter().any(|ack| ack.seq <= through) {
                         let (ready, rest): (Vec<_>, Vec<_>) =
                             self.waiting.drain(..).partition(|ack| ack.seq <= through);
                         self.waiting = rest.into();
-                        for ack in &ready {
+                        for ack in ready {
                             self.send_ack(ack, out);
                         }
                     }
@@ -557,14 +557,16 @@ impl<D: Disk> Stream<D> {
         false
     }
 
-    fn send_ack(&self, ack: &WaitingAck, out: &mut VecDeque<JsAction>) {
+    /// Takes the ack by value: its account and reply move into the action
+    /// (cloning them cost allocations per message).
+    fn send_ack(&self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
         debug_assert!(
             ack.seq <= self.durable || self.planted_ack_before_sync(),
             "an ack before its sync"
         );
         out.push_back(JsAction::Publish {
-            account: ack.account.clone(),
-            subject: ack.reply.clone(),
+            account: ack.account,
+            subject: ack.reply,
             reply: Bytes::new(),
             headers: Bytes::new(),
             payload: super::wire::pub_ack(

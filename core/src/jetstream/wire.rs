@@ -12,14 +12,7 @@ use super::stream::PublishError;
 
 /// The acknowledgement of a stored (or duplicate) message.
 pub fn pub_ack(stream: &str, domain: &str, seq: u64, duplicate: bool) -> Bytes {
-    let ack = PubAck {
-        stream: stream.to_string(),
-        domain: domain.to_string(),
-        seq,
-        duplicate,
-        ..PubAck::default()
-    };
-    Bytes::from(ack.encode())
+    Bytes::from(PubAck::encode_stored(stream, domain, seq, duplicate))
 }
 
 /// The refusal of a publish.

@@ -951,7 +951,6 @@ impl<D: Disk> FileBackend<D> {
     fn write_scratch(&mut self, index: usize) -> StoreResult<u64> {
         let block = &self.blocks[index];
         let (offset, number) = (block.len, block.number);
-        let path = block.path.clone();
         debug_assert!(record::decode(&self.scratch).is_ok());
         if number > self.meta_active {
             // A new block: create its file, then have `meta` name it as the
@@ -960,12 +959,17 @@ impl<D: Disk> FileBackend<D> {
             // (`missing_last_blocks`). Both before the record: if either
             // fails, nothing of the record is on disk.
             assert_eq!(offset, 0, "a new block starts empty");
+            let path = self.blocks[index].path.clone();
             self.disk.write_at(&path, 0, &[])?;
             self.write_meta()?;
         }
-        self.disk.write_at(&path, offset, &self.scratch)?;
+        let path = &self.blocks[index].path;
+        self.disk.write_at(path, offset, &self.scratch)?;
+        // No copy of the path per record: it is dirty already, mostly.
+        if !self.dirty_files.contains(path) {
+            self.dirty_files.insert(path.clone());
+        }
         self.blocks[index].len += self.scratch.len() as u64;
-        self.dirty_files.insert(path);
         if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
             assert_eq!(
                 cached.data.len() as u64,

@@ -13,7 +13,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{is_false, is_zero_u64, null_as_default};
-use crate::format::go_quote;
+use std::fmt::Write as _;
+
+use crate::format::push_go_quoted;
 use crate::jetstream::errors::ApiError;
 
 /// A publish acknowledgement. Reading accepts both forms.
@@ -65,30 +67,78 @@ impl PubAck {
     /// reference writes it.
     pub fn encode(&self) -> Vec<u8> {
         debug_assert!(self.error.is_none());
-        debug_assert!(!self.stream.is_empty());
-        let mut out = String::with_capacity(48 + self.stream.len());
-        out.push_str("{\"stream\":");
-        out.push_str(&go_quote(self.stream.as_bytes()));
-        if !self.domain.is_empty() {
-            out.push_str(",\"domain\":");
-            out.push_str(&go_quote(self.domain.as_bytes()));
-        }
-        out.push_str(",\"seq\":");
-        out.push_str(&self.seq.to_string());
-        if self.duplicate {
-            out.push_str(",\"duplicate\": true");
-        }
+        let mut out = Self::head(&self.stream, &self.domain, self.seq, self.duplicate);
         if !self.batch.is_empty() {
             out.push_str(",\"batch\":");
-            out.push_str(&go_quote(self.batch.as_bytes()));
-            out.push_str(",\"count\":");
-            out.push_str(&self.count.to_string());
+            push_go_quoted(&mut out, self.batch.as_bytes());
+            let _ = write!(out, ",\"count\":{}", self.count);
         } else if !self.value.is_empty() {
             out.push_str(",\"val\":");
-            out.push_str(&go_quote(self.value.as_bytes()));
+            push_go_quoted(&mut out, self.value.as_bytes());
         }
         out.push('}');
         out.into_bytes()
+    }
+
+    /// [`PubAck::encode`] of the ack of a stored message (no batch, no
+    /// counter) without building a `PubAck`: one allocation, on the
+    /// publish path of every message.
+    pub fn encode_stored(stream: &str, domain: &str, seq: u64, duplicate: bool) -> Vec<u8> {
+        let mut out = Self::head(stream, domain, seq, duplicate);
+        out.push('}');
+        debug_assert!(Self::stored_len(stream, domain, seq, duplicate)
+            .is_none_or(|len| len == out.len() && len == out.capacity()));
+        out.into_bytes()
+    }
+
+    /// The exact length of [`PubAck::encode_stored`]'s output when neither
+    /// name needs escaping (else `None`), so the buffer can be made to
+    /// measure: `Bytes` takes a full `Vec` without another allocation.
+    fn stored_len(stream: &str, domain: &str, seq: u64, duplicate: bool) -> Option<usize> {
+        let plain = |name: &str| {
+            name.bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        };
+        if !plain(stream) || !plain(domain) {
+            return None;
+        }
+        let digits = seq.checked_ilog10().map_or(1, |log| log as usize + 1);
+        Some(
+            "{\"stream\":\"\"".len()
+                + stream.len()
+                + if domain.is_empty() {
+                    0
+                } else {
+                    ",\"domain\":\"\"".len() + domain.len()
+                }
+                + ",\"seq\":".len()
+                + digits
+                + if duplicate {
+                    ",\"duplicate\": true".len()
+                } else {
+                    0
+                }
+                + 1,
+        )
+    }
+
+    /// Everything up to the optional batch or counter members.
+    fn head(stream: &str, domain: &str, seq: u64, duplicate: bool) -> String {
+        debug_assert!(!stream.is_empty());
+        let capacity = Self::stored_len(stream, domain, seq, duplicate)
+            .unwrap_or(64 + 2 * (stream.len() + domain.len()));
+        let mut out = String::with_capacity(capacity);
+        out.push_str("{\"stream\":");
+        push_go_quoted(&mut out, stream.as_bytes());
+        if !domain.is_empty() {
+            out.push_str(",\"domain\":");
+            push_go_quoted(&mut out, domain.as_bytes());
+        }
+        let _ = write!(out, ",\"seq\":{seq}");
+        if duplicate {
+            out.push_str(",\"duplicate\": true");
+        }
+        out
     }
 
     /// The reply to a refused publish: `{"error":{..},"stream":"S","seq":0}`.
