@@ -224,6 +224,8 @@ pub struct Client {
     /// A websocket client's cookie credentials (see
     /// `Server::set_websocket_cookies`).
     pub cookies: Option<Box<crate::websocket::CookieCredentials>>,
+    /// A websocket client's `X-Forwarded-For` address (log prefix only).
+    pub forwarded_for: Option<Box<str>>,
     pub parser: ClientParser,
     /// What the client said in CONNECT, merged over the reference's defaults
     /// (verbose, pedantic and echo on) and over any earlier CONNECT.
@@ -299,6 +301,7 @@ impl Client {
             peer,
             listener: crate::runtime::ListenerKind::Client,
             cookies: None,
+            forwarded_for: None,
             parser: {
                 let mut parser = ClientParser::new(limits);
                 // HPUB is refused until a CONNECT asks for headers.

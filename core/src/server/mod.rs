@@ -323,9 +323,22 @@ impl Server {
     ) {
         match listener {
             ListenerKind::Client | ListenerKind::WebSocket => {
-                self.accept_client(now, conn, peer, listener)
+                self.accept_client(now, conn, peer, listener, None)
             }
         }
+    }
+
+    /// A websocket client after its upgrade: `handle_accept` with what the
+    /// machine keeps of the request (cookies, `X-Forwarded-For`), in place
+    /// before the first log line names the client.
+    pub fn handle_accept_websocket(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        session: crate::websocket::ClientSession,
+    ) {
+        self.accept_client(now, conn, peer, ListenerKind::WebSocket, Some(session));
     }
 
     fn accept_client(
@@ -334,6 +347,7 @@ impl Server {
         conn: ConnId,
         peer: SocketAddr,
         listener: ListenerKind,
+        session: Option<crate::websocket::ClientSession>,
     ) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
         assert!(
@@ -346,6 +360,11 @@ impl Server {
         };
         let mut client = Client::new(peer, limits, now);
         client.listener = listener;
+        if let Some(session) = session {
+            debug_assert_eq!(listener, ListenerKind::WebSocket);
+            client.cookies = (!session.cookies.is_empty()).then(|| Box::new(session.cookies));
+            client.forwarded_for = session.forwarded_for.map(String::into_boxed_str);
+        }
         client.ping_deadline = now + self.config.ping_interval;
         let ws_auth = match listener {
             ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),

@@ -436,6 +436,8 @@ pub struct Upgrade {
     pub compression: bool,
     /// Credentials from the configured cookies.
     pub cookies: super::CookieCredentials,
+    /// The first `X-Forwarded-For` header's value, when it is one IP address.
+    pub forwarded_for: Option<String>,
 }
 
 impl Upgrade {
@@ -514,6 +516,14 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         pass: cookie(&policy.cookies.pass),
         token: cookie(&policy.cookies.token),
     };
+    // Only the first header line counts, and only a bare address (a proxy
+    // chain "a, b" is ignored), as in the reference.
+    let forwarded_for = request
+        .values("X-Forwarded-For")
+        .next()
+        .map(|value| value.trim_matches([' ', '\t']))
+        .filter(|value| value.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned);
     Ok(Upgrade {
         accept_key: accept_key(key),
         no_masking: request.header("Nats-No-Masking") == Some("true"),
@@ -521,7 +531,18 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         safari,
         compression,
         cookies,
+        forwarded_for,
     })
+}
+
+impl Upgrade {
+    /// What the server machine keeps of the request.
+    pub fn session(&self) -> super::ClientSession {
+        super::ClientSession {
+            cookies: self.cookies.clone(),
+            forwarded_for: self.forwarded_for.clone(),
+        }
+    }
 }
 
 /// base64(SHA-1(key + GUID)), RFC 6455 section 4.2.2.

@@ -107,6 +107,17 @@ pub struct CookieCredentials {
     pub token: Option<String>,
 }
 
+/// What the machine keeps of a websocket client's upgrade request
+/// (`Server::handle_accept_websocket`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSession {
+    pub cookies: CookieCredentials,
+    /// The first `X-Forwarded-For` value when it is one IP address, as
+    /// sent: the reference names the client `<it>/<peer>` in its log
+    /// lines (monitoring keeps the peer's address).
+    pub forwarded_for: Option<String>,
+}
+
 impl CookieCredentials {
     /// Fills what a CONNECT left out, as the reference does.
     pub fn fill(&self, options: &mut crate::protocol::ConnectOptions) {
