@@ -1083,3 +1083,59 @@ async fn x_forwarded_for_names_the_client_in_logs_like_the_reference() {
         }
     }
 }
+
+/// The block's `ping_interval` applies to websocket clients (the client
+/// port keeps the top-level one): a websocket client that never answers
+/// is pinged and found stale within seconds, as by the reference.
+#[tokio::test]
+async fn websocket_ping_interval_applies_to_websocket_clients_like_the_reference() {
+    let (server, reference) = both(
+        "ws-ping",
+        "websocket { listen: \"127.0.0.1:-1\", no_tls: true, ping_interval: \"300ms\" }\n",
+    );
+    let mut outcomes = Vec::new();
+    for server in std::iter::once(&server).chain(reference.as_ref()) {
+        let mut stream = upgraded(server.websocket_port()).await;
+        stream
+            .write_all(&frame(0x82, b"CONNECT {\"verbose\":false}\r\nPING\r\n"))
+            .await
+            .unwrap();
+        // A TCP client of the same server is not pinged meanwhile.
+        let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        tcp.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let got = frames(&read_to_end(&mut stream).await).expect("whole frames");
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(4), "stale after {elapsed:?}");
+        let data: Vec<Vec<u8>> = got
+            .into_iter()
+            .filter(|(opcode, _)| *opcode == 0x82)
+            .map(|(_, payload)| payload)
+            .collect();
+        let text = String::from_utf8_lossy(&data.concat()).into_owned();
+        assert_eq!(
+            text, "PONG\r\nPING\r\nPING\r\n-ERR 'Stale Connection'\r\n",
+            "{elapsed:?}"
+        );
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"PONG\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = within("PONG on TCP", tcp.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "TCP client closed");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            !answer.contains("PING"),
+            "the TCP client was pinged: {answer}"
+        );
+        outcomes.push(text);
+    }
+    if let [ours, theirs] = &outcomes[..] {
+        assert_eq!(ours, theirs);
+    }
+}

@@ -365,7 +365,7 @@ impl Server {
             client.cookies = (!session.cookies.is_empty()).then(|| Box::new(session.cookies));
             client.forwarded_for = session.forwarded_for.map(String::into_boxed_str);
         }
-        client.ping_deadline = now + self.config.ping_interval;
+        client.ping_deadline = now + self.config.ping_interval_for(listener);
         let ws_auth = match listener {
             ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),
             ListenerKind::Client => None,

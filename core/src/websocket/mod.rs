@@ -42,6 +42,8 @@ pub struct WebSocketConfig {
     pub allowed_origins: Vec<String>,
     /// `handshake_timeout` (zero: not set).
     pub handshake_timeout: Duration,
+    /// `ping_interval` (zero: not set, the top-level one applies).
+    pub ping_interval: Duration,
     pub headers: Vec<(String, String)>,
     /// `compression: true`: permessage-deflate for clients that ask.
     pub compression: bool,
