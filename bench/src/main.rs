@@ -15,6 +15,7 @@
 mod scenarios;
 mod server;
 mod wire;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ MODES (default: every scenario against a fresh rnats-server)
   --server rnats|nats    which server to start when not comparing (default rnats)
 
 OPTIONS
-  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs (default all)
+  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub (default all)
   --payloads N[,N]       payload sizes in bytes, >= 12 (default 16,1024)
   --rounds N             runs per scenario and server (default 3 with --compare, else 1)
   --messages N           messages published per run (default 500000; capped at 256 MiB of payload)
@@ -268,10 +269,11 @@ async fn run(options: Options) -> Result<bool, String> {
                 let entry = results.entry((case, server_index)).or_default();
                 let (process, target) = match binary {
                     Some(binary) => {
-                        let process = ServerProcess::start(binary)?;
+                        let process = ServerProcess::start(binary, scenario.uses_websocket())?;
                         let target = Target {
                             addr: process.addr,
                             pid: Some(process.pid()),
+                            ws_addr: process.ws_addr,
                         };
                         (Some(process), target)
                     }
@@ -280,6 +282,7 @@ async fn run(options: Options) -> Result<bool, String> {
                         Target {
                             addr: options.addr.expect("addr"),
                             pid: options.pid,
+                            ws_addr: None,
                         },
                     ),
                 };

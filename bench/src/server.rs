@@ -28,13 +28,22 @@ impl Kind {
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The websocket listener (started with `websocket`).
+    pub ws_addr: Option<SocketAddr>,
 }
 
 impl ServerProcess {
-    /// Starts `binary -a 127.0.0.1 -p -1` and waits for its listening line.
-    pub fn start(binary: &Path) -> Result<ServerProcess, String> {
+    /// Starts `binary -a 127.0.0.1 -p -1` (with `websocket`, also a
+    /// websocket listener: `ws.rs`) and waits for its listening line.
+    pub fn start(binary: &Path, websocket: bool) -> Result<ServerProcess, String> {
+        let extra = if websocket {
+            crate::ws::config_args()?.to_vec()
+        } else {
+            Vec::new()
+        };
         let mut child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -45,19 +54,23 @@ impl ServerProcess {
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            // Both servers log the websocket listener before the client one.
+            let mut ws_port = None;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                ws_port = ws_port.or_else(|| crate::ws::listening_port(&line));
                 if let Some(port) = listening_port(&line) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
+                        let _ = tx.send((port, ws_port));
                     }
                 }
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(port) => Ok(ServerProcess {
+            Ok((port, ws_port)) => Ok(ServerProcess {
                 child,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                ws_addr: ws_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
             }),
             Err(_) => {
                 let _ = child.kill();
