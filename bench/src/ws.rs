@@ -133,12 +133,7 @@ impl WsConn {
                 self.read_raw().await?;
             }
             let undecoded = self.raw.len();
-            let mut events = Vec::new();
-            while self
-                .decoder
-                .decode(&mut self.raw, &mut self.inbuf, &mut events)
-                .map_err(|e| format!("bad frame from the server: {e}"))?
-            {}
+            let events = self.decode()?;
             if let Some(ControlEvent::Close(payload)) = events.last() {
                 return Err(format!(
                     "the server closed: {:?}",
@@ -153,6 +148,17 @@ impl WsConn {
                 self.read_raw().await?;
             }
         }
+    }
+
+    /// Decodes what `raw` holds into `inbuf`; returns the control frames.
+    fn decode(&mut self) -> Result<Vec<ControlEvent>, String> {
+        let mut events = Vec::new();
+        while self
+            .decoder
+            .decode(&mut self.raw, &mut self.inbuf, &mut events)
+            .map_err(|e| format!("bad frame from the server: {e}"))?
+        {}
+        Ok(events)
     }
 
     /// Sends `bytes` as one masked binary frame.
@@ -174,30 +180,41 @@ impl WsConn {
     async fn ping_pong(&mut self) -> Result<(), String> {
         self.send(b"PING\r\n").await?;
         loop {
-            let (mut pong, mut owed, mut problem) = (false, 0, None);
-            drain_frames(&mut self.inbuf, |frame| {
-                match frame {
-                    Frame::Pong => pong = true,
-                    Frame::Ping => owed += 1,
-                    Frame::Ignored => {}
-                    Frame::Err(text) => {
-                        problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                    }
-                    Frame::Msg { .. } => problem = Some("unexpected MSG".into()),
-                }
-                Ok(())
-            })?;
-            if let Some(problem) = problem {
-                return Err(problem);
-            }
-            for _ in 0..owed {
-                self.send(b"PONG\r\n").await?;
-            }
-            if pong {
+            let pongs = self
+                .take_frames(|_| Err("unexpected MSG".to_string()))
+                .await?;
+            if pongs > 0 {
                 return Ok(());
             }
             self.read_more().await?;
         }
+    }
+
+    /// Takes every whole NATS operation off `inbuf`: each MSG payload goes
+    /// to `on_msg`, the server's PINGs are answered, `-ERR` is an error.
+    /// Returns how many PONGs came.
+    async fn take_frames(
+        &mut self,
+        mut on_msg: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<usize, String> {
+        let (mut pongs, mut owed) = (0, 0);
+        drain_frames(&mut self.inbuf, |frame| match frame {
+            Frame::Msg { payload, .. } => on_msg(payload),
+            Frame::Ping => {
+                owed += 1;
+                Ok(())
+            }
+            Frame::Pong => {
+                pongs += 1;
+                Ok(())
+            }
+            Frame::Ignored => Ok(()),
+            Frame::Err(text) => Err(format!("-ERR {}", String::from_utf8_lossy(text))),
+        })?;
+        for _ in 0..owed {
+            self.send(b"PONG\r\n").await?;
+        }
+        Ok(pongs)
     }
 }
 
@@ -236,30 +253,16 @@ pub async fn pubsub(
             while next < messages {
                 let read = tokio::time::timeout(stall, subscriber.read_more()).await;
                 read.map_err(|_| format!("subscriber stalled at {next} of {messages}"))??;
-                let (mut owed, mut problem) = (0, None);
-                drain_frames(&mut subscriber.inbuf, |frame| {
-                    match frame {
-                        Frame::Msg { payload: data, .. } => {
-                            let seq = check_payload(data, payload);
-                            if seq != Some(next) && problem.is_none() {
-                                problem = Some(format!("got {seq:?}, expected sequence {next}"));
-                            }
-                            next += 1;
+                subscriber
+                    .take_frames(|data| {
+                        let seq = check_payload(data, payload);
+                        if seq != Some(next) {
+                            return Err(format!("got {seq:?}, expected sequence {next}"));
                         }
-                        Frame::Ping => owed += 1,
-                        Frame::Err(text) => {
-                            problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                        }
-                        Frame::Pong | Frame::Ignored => {}
-                    }
-                    Ok(())
-                })?;
-                if let Some(problem) = problem {
-                    return Err(problem);
-                }
-                for _ in 0..owed {
-                    subscriber.send(b"PONG\r\n").await?;
-                }
+                        next += 1;
+                        Ok(())
+                    })
+                    .await?;
                 last = Instant::now();
                 received.store(next, Ordering::Release);
                 progress.notify_one();
@@ -293,22 +296,10 @@ pub async fn pubsub(
                     return Err("the server closed the publisher".into());
                 }
                 publisher.raw.put_slice(&scratch[..n]);
-                let mut events = Vec::new();
-                while publisher
-                    .decoder
-                    .decode(&mut publisher.raw, &mut publisher.inbuf, &mut events)
-                    .map_err(|e| format!("bad frame from the server: {e}"))?
-                {}
-                let mut owed = 0;
-                drain_frames(&mut publisher.inbuf, |frame| {
-                    if matches!(frame, Frame::Ping) {
-                        owed += 1;
-                    }
-                    Ok(())
-                })?;
-                for _ in 0..owed {
-                    publisher.send(b"PONG\r\n").await?;
-                }
+                publisher.decode()?;
+                publisher
+                    .take_frames(|_| Err("unexpected MSG".to_string()))
+                    .await?;
             }
         }
     }
