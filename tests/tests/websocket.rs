@@ -550,7 +550,7 @@ fn tls_is_required_unless_no_tls() {
     // key once handled fails this test instead of hanging it).
     let path = config(
         "refused",
-        "websocket { listen: \"127.0.0.1:-1\", no_tls: true, ping_interval: \"1s\" }\n",
+        "websocket { listen: \"127.0.0.1:-1\", tls { cert_file: c, key_file: k, pinned_certs: [] } }\n",
     );
     let out = std::process::Command::new(rnats_tests::rnats_server_binary())
         .args(["-t", "-c", &path])
@@ -559,7 +559,7 @@ fn tls_is_required_unless_no_tls() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("configuration key \"websocket.ping_interval\" is not supported yet"),
+        stderr.contains("configuration key \"websocket.tls.pinned_certs\" is not supported yet"),
         "{stderr}"
     );
 }
