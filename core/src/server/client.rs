@@ -222,7 +222,7 @@ pub struct Client {
     /// runtime; monitoring and INFO tell the two apart).
     pub listener: crate::runtime::ListenerKind,
     /// A websocket client's cookie credentials (see
-    /// `Server::set_websocket_cookies`).
+    /// `Server::handle_accept_websocket`).
     pub cookies: Option<Box<crate::websocket::CookieCredentials>>,
     /// A websocket client's `X-Forwarded-For` address (log prefix only).
     pub forwarded_for: Option<Box<str>>,

@@ -840,20 +840,6 @@ impl Server {
         }
     }
 
-    /// A websocket client handed its upgrade request's cookie credentials
-    /// (`user_cookie`, `pass_cookie`, `token_cookie`): they fill in what its
-    /// CONNECT leaves out.
-    pub fn set_websocket_cookies(
-        &mut self,
-        conn: ConnId,
-        cookies: crate::websocket::CookieCredentials,
-    ) {
-        if let Some(client) = self.conns.get_mut(conn) {
-            debug_assert_eq!(client.listener, ListenerKind::WebSocket);
-            client.cookies = (!cookies.is_empty()).then(|| Box::new(cookies));
-        }
-    }
-
     fn client_port_info(&self, conn: ConnId, peer: &SocketAddr) -> ServerInfo {
         ServerInfo {
             server_id: self.config.identity.server_id.clone(),
