@@ -596,6 +596,33 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_is_the_first_header_when_it_is_one_address() {
+        let forwarded = |headers: &str| {
+            let request = GOOD.replace("\r\n\r\n", &format!("\r\n{headers}\r\n\r\n"));
+            judge(&request, &UpgradePolicy::default())
+                .unwrap()
+                .forwarded_for
+        };
+        assert_eq!(
+            forwarded("X-Forwarded-For: 10.1.2.3").as_deref(),
+            Some("10.1.2.3")
+        );
+        assert_eq!(forwarded("x-forwarded-for:  ::1 ").as_deref(), Some("::1"));
+        assert_eq!(
+            forwarded("X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: 1.1.1.1").as_deref(),
+            Some("9.9.9.9")
+        );
+        assert_eq!(forwarded("X-Forwarded-For: 1.2.3.4, 5.6.7.8"), None);
+        assert_eq!(forwarded("X-Forwarded-For: proxy"), None);
+        assert_eq!(
+            judge(GOOD, &UpgradePolicy::default())
+                .unwrap()
+                .forwarded_for,
+            None
+        );
+    }
+
+    #[test]
     fn compression_when_both_sides_ask() {
         let offer = GOOD.replace(
             "\r\n\r\n",
