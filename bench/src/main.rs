@@ -17,6 +17,7 @@ mod js;
 mod scenarios;
 mod server;
 mod wire;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,7 +42,7 @@ MODES (default: every core scenario against a fresh rnats-server)
   --server rnats|nats    which server to start when not comparing (default rnats)
 
 OPTIONS
-  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs (\"core\", the default),
+  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub (\"core\", the default),
                          js-pub js-pub-sync js-consume js-kv js-restart js-many (\"js\"), or \"all\"
   --payloads N[,N]       payload sizes in bytes, >= 12 (default 16,1024)
   --rounds N             runs per scenario and server (default 3 with --compare, else 1)
@@ -548,10 +549,11 @@ async fn run_once(
             let scenario = options.scenarios[scenario_index];
             let (process, target) = match &setup.binary {
                 Some(binary) => {
-                    let process = ServerProcess::start(binary)?;
+                    let process = ServerProcess::start(binary, scenario.uses_websocket())?;
                     let target = Target {
                         addr: process.addr,
                         pid: Some(process.pid()),
+                        ws_addr: process.ws_addr,
                     };
                     (Some(process), target)
                 }
@@ -560,6 +562,7 @@ async fn run_once(
                     Target {
                         addr: options.addr.expect("addr"),
                         pid: options.pid,
+                        ws_addr: None,
                     },
                 ),
             };

@@ -55,10 +55,12 @@ pub enum Scenario {
     Idle,
     /// 100,000 subscriptions with wildcards.
     Subs,
+    /// One publisher, one subscriber, both over websocket (`ws.rs`).
+    WsPubSub,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Pub,
         Scenario::PubSub,
         Scenario::FanOut,
@@ -67,6 +69,7 @@ impl Scenario {
         Scenario::ReqRep,
         Scenario::Idle,
         Scenario::Subs,
+        Scenario::WsPubSub,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,11 +82,17 @@ impl Scenario {
             Scenario::ReqRep => "reqrep",
             Scenario::Idle => "idle",
             Scenario::Subs => "subs",
+            Scenario::WsPubSub => "ws-pubsub",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the server needs a websocket listener for it.
+    pub fn uses_websocket(self) -> bool {
+        self == Scenario::WsPubSub
     }
 
     /// Whether the scenario runs once per payload size.
@@ -136,6 +145,8 @@ pub fn metric(name: &'static str, value: f64, unit: &'static str, higher: bool) 
 pub struct Target {
     pub addr: SocketAddr,
     pub pid: Option<u32>,
+    /// The websocket listener, when the server was started with one.
+    pub ws_addr: Option<SocketAddr>,
 }
 
 /// Runs one scenario at one payload size.
@@ -163,6 +174,9 @@ pub async fn run(
         Scenario::ReqRep => request_reply(addr, pid, payload, params).await,
         Scenario::Idle => idle_connections(target, params).await,
         Scenario::Subs => many_subscriptions(target, params).await,
+        Scenario::WsPubSub => {
+            crate::ws::pubsub(target.ws_addr, pid, payload, messages, params).await
+        }
     }
 }
 

@@ -28,16 +28,24 @@ impl Kind {
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The websocket listener (started with `websocket`).
+    pub ws_addr: Option<SocketAddr>,
 }
 
 impl ServerProcess {
-    /// Starts `binary -a 127.0.0.1 -p -1` and waits for its listening line.
-    pub fn start(binary: &Path) -> Result<ServerProcess, String> {
-        ServerProcess::start_with(binary, &[])
+    /// Starts `binary -a 127.0.0.1 -p -1` (with `websocket`, also a
+    /// websocket listener: `ws.rs`) and waits for its listening line.
+    pub fn start(binary: &Path, websocket: bool) -> Result<ServerProcess, String> {
+        let extra = if websocket {
+            crate::ws::config_args()?.to_vec()
+        } else {
+            Vec::new()
+        };
+        ServerProcess::start_with(binary, &extra)
     }
 
-    /// As [`ServerProcess::start`], with more arguments (`-c FILE` for a
-    /// JetStream configuration).
+    /// Starts `binary -a 127.0.0.1 -p -1` with more arguments (`-c FILE`:
+    /// a websocket or JetStream configuration).
     pub fn start_with(binary: &Path, extra: &[String]) -> Result<ServerProcess, String> {
         let mut child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", "-1"])
@@ -52,19 +60,23 @@ impl ServerProcess {
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            // Both servers log the websocket listener before the client one.
+            let mut ws_port = None;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                ws_port = ws_port.or_else(|| crate::ws::listening_port(&line));
                 if let Some(port) = listening_port(&line) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
+                        let _ = tx.send((port, ws_port));
                     }
                 }
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(port) => Ok(ServerProcess {
+            Ok((port, ws_port)) => Ok(ServerProcess {
                 child,
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                ws_addr: ws_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
             }),
             Err(_) => {
                 let _ = child.kill();

@@ -114,6 +114,9 @@ impl World {
         client.conn = Some(id);
         let mut conn = Conn::new(index, Rng::stream(self.seed, stream::CONN_BASE + id.0));
         let spec = self.scenario.clients[client.spec].clone();
+        if spec.websocket {
+            conn.ws = Some(Box::new(crate::ws::WsLink::new()));
+        }
         let identity = spec.user.as_ref().and_then(|user| {
             self.scenario
                 .security
@@ -325,7 +328,21 @@ impl World {
             available.min(crate::node::READ_MAX)
         };
         let chunk = conn.down.recv.split_to(take);
-        conn.client_buf.extend_from_slice(&chunk);
+        match conn.ws.as_mut() {
+            Some(ws) => {
+                if let Err(error) = ws.client_decode(&chunk, &mut conn.client_buf) {
+                    self.fail(format!("{id}: {error}"));
+                    return;
+                }
+                let (sent, received) = (ws.nats_sent, ws.nats_received);
+                if let Err(error) = crate::invariants::websocket::check_received(id, sent, received)
+                {
+                    self.fail(error);
+                    return;
+                }
+            }
+            None => conn.client_buf.extend_from_slice(&chunk),
+        }
         let more = !conn.down.recv.is_empty() || conn.down.eof;
         loop {
             let conn = self.nodes[node.index()]

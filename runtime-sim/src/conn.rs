@@ -24,6 +24,7 @@ use crate::model::Frame;
 use crate::net::Pipe;
 use crate::rng::Rng;
 use crate::wire::ServerOutputParser;
+use crate::ws::WsLink;
 
 /// Kernel buffering per direction (send plus receive buffer).
 pub(crate) const WINDOW: usize = 256 * 1024;
@@ -82,6 +83,8 @@ pub(crate) struct Conn {
     pub(crate) inbox: Option<Bytes>,
     /// Segments pushed into either pipe whose arrival is not yet scheduled.
     pub(crate) arrivals: Vec<(Instant, Dir)>,
+    /// A websocket client's framing (`ws.rs`); None over plain TCP.
+    pub(crate) ws: Option<Box<WsLink>>,
 }
 
 impl Conn {
@@ -112,6 +115,7 @@ impl Conn {
             malformed_end: None,
             inbox: None,
             arrivals: Vec::new(),
+            ws: None,
         }
     }
 
@@ -122,8 +126,13 @@ impl Conn {
     }
 
     /// Append a frame to the client's output, remembering where it ends.
+    /// Over websocket the bytes go out as frames (offsets stay in NATS bytes).
     pub(crate) fn write_frame(&mut self, bytes: &[u8], frame: Option<Frame>) {
-        self.client_out.extend_from_slice(bytes);
+        if self.ws.is_some() {
+            WsLink::client_frames(&mut self.rng, bytes, &mut self.client_out);
+        } else {
+            self.client_out.extend_from_slice(bytes);
+        }
         self.written += bytes.len() as u64;
         if let Some(frame) = frame {
             debug_assert!(self
@@ -131,6 +140,22 @@ impl Conn {
                 .back()
                 .is_none_or(|(end, _)| *end < self.written));
             self.frames.push_back((self.written, frame));
+        }
+    }
+
+    /// An outbound batch from the server into `server_out`: as it is over
+    /// TCP, as one binary frame over websocket.
+    pub(crate) fn take_batch<'a>(&mut self, slices: impl Iterator<Item = &'a [u8]>) {
+        match self.ws.as_mut() {
+            Some(ws) => {
+                let batch: Vec<u8> = slices.flat_map(|s| s.iter().copied()).collect();
+                ws.queue_batch(&mut self.server_out, &batch);
+            }
+            None => {
+                for slice in slices {
+                    self.server_out.extend_from_slice(slice);
+                }
+            }
         }
     }
 

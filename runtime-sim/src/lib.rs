@@ -51,6 +51,7 @@ pub mod security;
 pub mod trace;
 pub mod wire;
 mod world;
+mod ws;
 
 pub use node::NodeId;
 pub use scenario::Scenario;

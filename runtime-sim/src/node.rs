@@ -163,10 +163,24 @@ impl World {
         );
         let unread = !conn.up.recv.is_empty() || conn.up.eof;
         let client = conn.client;
+        let kind = match conn.ws.as_mut() {
+            Some(ws) => {
+                // The upgrade, judged by core, answered before anything else.
+                let config = crate::ws::listener_config();
+                match crate::ws::upgrade_response(&config) {
+                    Ok(response) => ws.queue(&mut conn.server_out, &response, 0),
+                    Err(error) => {
+                        self.fail(format!("{id}: {error}"));
+                        return;
+                    }
+                }
+                ListenerKind::WebSocket
+            }
+            None => ListenerKind::Client,
+        };
+        let target = &mut self.nodes[node.index()];
         target.contract.accepted(id);
-        target
-            .server
-            .handle_accept(now, id, peer, ListenerKind::Client);
+        target.server.handle_accept(now, id, peer, kind);
         if self.scenario.security.as_ref().is_some_and(|s| s.tls_map) {
             // The simulated handshake: the certificate names its user.
             let spec = &self.scenario.clients[self.clients[client].spec];
@@ -204,9 +218,7 @@ impl World {
                     target.contract.taken(id);
                     if let Some(batch) = target.server.take_outbound(id) {
                         if let Some(conn) = target.conns.get_mut(&id) {
-                            for slice in batch.slices() {
-                                conn.server_out.extend_from_slice(slice);
-                            }
+                            conn.take_batch(batch.slices());
                         }
                         target.server.recycle_outbound(batch);
                         self.pump_server(node, id);
@@ -266,12 +278,14 @@ impl World {
         };
         if let Some(conn) = target.conns.get_mut(&id) {
             if let Some(batch) = &flush {
-                for slice in batch.slices() {
-                    conn.server_out.extend_from_slice(slice);
-                }
+                conn.take_batch(batch.slices());
             }
             if reason.skips_flush() {
                 conn.server_out.clear();
+            } else if let Some(ws) = conn.ws.as_mut() {
+                // The runtime's last frame: the close status for the reason.
+                let close = rnats_core::websocket::close_frame_for(reason);
+                ws.queue(&mut conn.server_out, &close, 0);
             }
             // The kernel takes the last bytes whatever the window; then the FIN.
             let out = conn.server_out.split().freeze();
@@ -336,8 +350,23 @@ impl World {
             available.min(READ_MAX)
         };
         let chunk = conn.up.recv.split_to(take);
-        conn.server_buf.extend_from_slice(&chunk);
-        conn.handed += take as u64;
+        let before = conn.server_buf.len();
+        match conn.ws.as_mut() {
+            Some(ws) => {
+                ws.server_raw.extend_from_slice(&chunk);
+                if let Err(error) = ws.server_decode(&mut conn.server_buf, &mut conn.server_out) {
+                    self.fail(format!("{id}: the node refused a client frame: {error}"));
+                    return;
+                }
+                let raw = ws.server_raw.len();
+                if let Err(error) = invariants::websocket::check_undecoded(id, raw) {
+                    self.fail(error);
+                    return;
+                }
+            }
+            None => conn.server_buf.extend_from_slice(&chunk),
+        }
+        conn.handed += (conn.server_buf.len() - before) as u64;
         assert!(
             conn.handed <= conn.written,
             "{id}: handed bytes never written"
@@ -404,8 +433,11 @@ impl World {
         if conn.down.dead {
             // Reset: the runtime's write fails; the bytes count as written
             // until the server hears of the reset.
-            let lost = conn.server_out.len();
+            let mut lost = conn.server_out.len();
             conn.server_out.clear();
+            if let Some(ws) = conn.ws.as_mut() {
+                lost = ws.drop_unsent();
+            }
             if lost > 0 {
                 target.server.handle_written(id, lost);
             }
@@ -418,7 +450,11 @@ impl World {
         let bytes = conn.server_out.split_to(room).freeze();
         self.trace.record_bytes(&bytes);
         conn.send(&self.active_plan, Dir::Down, bytes, self.now);
+        // Over websocket the server hears of whole batches, in NATS bytes.
+        let written = conn.ws.as_mut().map_or(room, |ws| ws.sent(room));
         self.schedule_arrivals(node, id);
-        self.nodes[node.index()].server.handle_written(id, room);
+        if written > 0 {
+            self.nodes[node.index()].server.handle_written(id, written);
+        }
     }
 }

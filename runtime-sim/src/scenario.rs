@@ -191,6 +191,9 @@ pub struct ClientSpec {
     /// topology's placement decides.
     #[serde(default)]
     pub server: Option<u32>,
+    /// These clients connect over WebSocket (`runtime-sim/src/ws.rs`).
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 fn one() -> usize {

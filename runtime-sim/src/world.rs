@@ -525,6 +525,12 @@ fn server_config(scenario: &Scenario, options: &RunOptions) -> Result<ServerConf
     if scenario.jetstream.is_some() {
         config.jetstream = Some(crate::jetstream::js_config());
     }
+    if scenario.clients.iter().any(|client| client.websocket) {
+        if scenario.security.as_ref().is_some_and(|s| s.tls_map) {
+            return Err("websocket clients cannot log in by certificate (tls_map)".to_string());
+        }
+        config.websocket = Some(crate::ws::listener_config());
+    }
     if let Some(name) = &options.defect {
         crate::apply_defect(&mut config, name)?;
     }

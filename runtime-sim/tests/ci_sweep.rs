@@ -57,6 +57,11 @@ fn ci_malformed() {
 }
 
 #[test]
+fn ci_websocket() {
+    sweep_clean("websocket");
+}
+
+#[test]
 fn ci_two_nodes() {
     sweep_clean("two-nodes");
 }

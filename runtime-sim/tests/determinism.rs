@@ -22,6 +22,21 @@ fn a_seed_replays_bit_for_bit_even_after_other_runs() {
 }
 
 #[test]
+fn a_websocket_seed_replays_bit_for_bit() {
+    let ws = scenario("websocket");
+    let first = run_seed(&ws, 5, None);
+    let _other = run_seed(&scenario("pubsub-faults"), 5, None);
+    let again = run_seed(&ws, 5, None);
+    assert!(first.failure.is_none(), "{}", common::describe(&first));
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.published, again.published);
+    assert_eq!(first.delivered, again.delivered);
+    assert!(first.delivered > 1000, "{}", common::describe(&first));
+    assert_ne!(first.trace_hash, run_seed(&ws, 6, None).trace_hash);
+}
+
+#[test]
 fn a_two_node_seed_replays_bit_for_bit() {
     let two = scenario("two-nodes");
     let first = run_seed(&two, 3, None);

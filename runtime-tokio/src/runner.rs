@@ -111,11 +111,17 @@ impl State {
         peer: SocketAddr,
         listener: ListenerKind,
         io: Arc<ConnIo>,
+        session: Option<rnats_core::websocket::ClientSession>,
     ) {
         self.conns.insert(conn, io);
         #[cfg(debug_assertions)]
         self.contract.accepted(conn);
-        self.server.handle_accept(now, conn, peer, listener);
+        match session {
+            Some(session) => self
+                .server
+                .handle_accept_websocket(now, conn, peer, session),
+            None => self.server.handle_accept(now, conn, peer, listener),
+        }
     }
 
     /// Everything queued for `conn` (serving its `Transmit`, or a flush before close).
@@ -372,7 +378,7 @@ impl Runner {
 
     /// Register a new connection with the machine (which queues its INFO).
     fn open(&self, peer: SocketAddr) -> (ConnId, Arc<ConnIo>) {
-        self.open_from(peer, ListenerKind::Client, None)
+        self.open_from(peer, ListenerKind::Client, None, None)
     }
 
     /// Register a connection accepted by `listener`; `ws` frames what its
@@ -382,6 +388,7 @@ impl Runner {
         peer: SocketAddr,
         listener: ListenerKind,
         ws: Option<WsOut>,
+        session: Option<rnats_core::websocket::ClientSession>,
     ) -> (ConnId, Arc<ConnIo>) {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let io = Arc::new(ConnIo {
@@ -393,7 +400,7 @@ impl Runner {
         });
         {
             let mut state = self.lock();
-            state.accept(self.clock.now(), conn, peer, listener, io.clone());
+            state.accept(self.clock.now(), conn, peer, listener, io.clone(), session);
             self.finish_step(state);
         }
         (conn, io)

@@ -3,6 +3,12 @@
 //
 // Usage: node tests/interop/js_client.mjs nats://127.0.0.1:PORT [USER PASSWORD | --jetstream | --consumers]
 //
+// Given a ws:// or wss:// URL, every connection is made with nats-core's
+// `wsconnect` (the transport browsers use) instead of the Node TCP transport;
+// it needs a global WebSocket (Node >= 22, or Node 20 with
+// --experimental-websocket). For wss:// a private CA comes from
+// NODE_EXTRA_CA_CERTS.
+//
 // With USER and PASSWORD (for a server started with --user/--pass) it runs the
 // authentication checks instead of the messaging checks; with --jetstream (for
 // a server started with -js) the JetStream checks through @nats-io/jetstream,
@@ -43,7 +49,7 @@ try {
   );
   process.exit(77);
 }
-const { connect, headers, AuthorizationError, NoRespondersError, RequestError, ClosedConnectionError } = nats;
+const { connect: tcpConnect, headers, AuthorizationError, NoRespondersError, RequestError, ClosedConnectionError } = nats;
 
 class CheckFailed extends Error {
   constructor(message) {
@@ -65,7 +71,25 @@ function expectEqual(actual, expected, what) {
 const encoder = new TextEncoder();
 const bytes = (text) => encoder.encode(text);
 
+// nats-core's websocket transport, loaded only for ws:// and wss:// URLs.
+function loadWsConnect() {
+  if (typeof WebSocket !== "function") {
+    console.log("NOTICE: this Node has no global WebSocket; run it with --experimental-websocket (Node 20) or use Node >= 22");
+    process.exit(77);
+  }
+  const require = createRequire(new URL("./js/package.json", import.meta.url));
+  return require("@nats-io/nats-core").wsconnect;
+}
+
+const isWebSocketUrl = (url) => /^wss?:\/\//.test(url);
+let wsconnect;
+
 async function open(url, options = {}) {
+  let connect = tcpConnect;
+  if (isWebSocketUrl(url)) {
+    wsconnect ??= loadWsConnect();
+    connect = wsconnect;
+  }
   const client = await connect({
     servers: url,
     name: "rnats-interop-js",
@@ -675,7 +699,8 @@ const CHECKS = [
 ];
 
 async function main(url, checks) {
-  console.log(`nats.js (@nats-io/transport-node ${libraryVersion}) against ${url}`);
+  const transport = isWebSocketUrl(url) ? "@nats-io/nats-core wsconnect" : "@nats-io/transport-node";
+  console.log(`nats.js (${transport} ${libraryVersion}) against ${url}`);
   const failed = [];
   for (const [name, check] of checks) {
     let timer;
@@ -705,7 +730,7 @@ const jetstreamMode = user === "--jetstream" && pass === undefined;
 const consumersMode = user === "--consumers" && pass === undefined;
 const flagMode = jetstreamMode || consumersMode;
 if (url === undefined || (user !== undefined && pass === undefined && !flagMode) || extra.length > 0) {
-  console.error("usage: js_client.mjs nats://HOST:PORT [USER PASSWORD | --jetstream | --consumers]");
+  console.error("usage: js_client.mjs nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers]");
   process.exit(2);
 }
 const checks = jetstreamMode

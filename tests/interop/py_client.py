@@ -3,6 +3,10 @@
 
 Usage: python3 tests/interop/py_client.py nats://127.0.0.1:PORT [USER PASSWORD | --jetstream | --consumers]
 
+Given a ws:// or wss:// URL, nats-py connects with its websocket transport
+(aiohttp; exit 77 when that is not installed). For wss:// a private CA comes
+from SSL_CERT_FILE, which Python's default TLS context reads.
+
 With USER and PASSWORD (for a server started with --user/--pass) it runs the
 authentication checks instead of the messaging checks; with --jetstream (for a
 server started with -js) the JetStream checks through `nc.jetstream()`; with
@@ -626,6 +630,17 @@ CHECKS = [
 ]
 
 
+def require_websocket_transport(url):
+    """Exits 77 (skipped) when a websocket URL is given and aiohttp is missing."""
+    if not url.startswith(("ws://", "wss://")):
+        return
+    try:
+        import aiohttp  # noqa: F401  (nats-py imports it when it opens a websocket)
+    except ImportError as error:
+        print(f"NOTICE: aiohttp is not installed ({error}); run scripts/install-interop-deps")
+        sys.exit(77)
+
+
 async def main(url, checks):
     print(f"nats-py {package_version('nats-py')} against {url}")
     failed = []
@@ -652,6 +667,8 @@ async def main(url, checks):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) >= 2:
+        require_websocket_transport(sys.argv[1])
     if len(sys.argv) == 2:
         sys.exit(asyncio.run(main(sys.argv[1], CHECKS)))
     if len(sys.argv) == 3 and sys.argv[2] == "--jetstream":
@@ -660,5 +677,5 @@ if __name__ == "__main__":
         sys.exit(asyncio.run(main(sys.argv[1], CONSUMER_CHECKS)))
     if len(sys.argv) == 4:
         sys.exit(asyncio.run(main(sys.argv[1], auth_checks(sys.argv[2], sys.argv[3]))))
-    print("usage: py_client.py nats://HOST:PORT [USER PASSWORD | --jetstream | --consumers]", file=sys.stderr)
+    print("usage: py_client.py nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers]", file=sys.stderr)
     sys.exit(2)

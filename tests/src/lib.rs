@@ -121,6 +121,25 @@ impl ServerProcess {
         );
     }
 
+    /// The websocket port from the "Listening for websocket clients on
+    /// ws://HOST:PORT" log line (`wss://` with TLS); waits briefly for it.
+    pub fn websocket_port(&self) -> u16 {
+        for _ in 0..200 {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                let (_, url) = line.split_once("Listening for websocket clients on ")?;
+                url.trim().rsplit(':').next()?.parse().ok()
+            });
+            if let Some(port) = found {
+                return port;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no websocket listening line: {:?}",
+            self.log.lock().unwrap()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -248,8 +248,8 @@ fn unsupported_config_keys_refuse_start_and_check() {
         ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
         (
-            "websocket { port: -1, no_tls: true, ping_interval: \"1m\" }\n",
-            "\"websocket.ping_interval\"",
+            "websocket { port: -1, tls { cert_file: c, key_file: k, pinned_certs: [] } }\n",
+            "\"websocket.tls.pinned_certs\"",
         ),
         (
             "authorization { users: [ {user: a, password: b, allowed_connection_types: [STANDARD]} ] }\n",

@@ -23,8 +23,14 @@
 //! put/get/create/update/delete/history/keys/watch; nats.js:
 //! `consumers.get` + `fetch`/`consume`, `@nats-io/kv` the same), asserting what
 //! a user sees: data, sequences, delivery counts, pending counts, revisions.
+//! Over WebSocket the same messaging and authentication checks run with a
+//! `ws://` (and `wss://`, with a generated certificate) URL against a server
+//! with a `websocket { }` block: nats.js through nats-core's `wsconnect` (Node
+//! with a global WebSocket), nats-py through its aiohttp transport.
 //! Validate the scripts against the reference with
 //! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test interop_clients`.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +57,7 @@ const PASSWORD: &str = "s3cret-pass";
 const NATS_PY: Client = Client {
     library: "nats-py",
     program: "python3",
+    program_args: &[],
     script: "py_client.py",
     installed_marker: None,
 };
@@ -58,8 +65,18 @@ const NATS_PY: Client = Client {
 const NATS_JS: Client = Client {
     library: "nats.js",
     program: "node",
+    program_args: &[],
     script: "js_client.mjs",
     installed_marker: Some("js/node_modules/@nats-io/transport-node/package.json"),
+};
+
+/// nats.js over WebSocket: nats-core's `wsconnect` needs a global WebSocket,
+/// which Node 20 has behind this flag (later versions accept it too).
+const NATS_JS_WS: Client = Client {
+    library: "nats.js (@nats-io/nats-core wsconnect)",
+    program_args: &["--experimental-websocket"],
+    installed_marker: Some("js/node_modules/@nats-io/nats-core/package.json"),
+    ..NATS_JS
 };
 
 /// nats.js's JetStream checks need `@nats-io/jetstream` besides the transport.
@@ -124,6 +141,102 @@ fn nats_js_consumers_and_key_value() {
     run_jetstream_checks(&NATS_JS_KV, "js-consumers", "--consumers");
 }
 
+#[test]
+fn nats_py_over_websocket_passes_every_check() {
+    run_over_websocket(&NATS_PY, Tls::Off, &[], &[]);
+}
+
+#[test]
+fn nats_js_over_websocket_passes_every_check() {
+    run_over_websocket(&NATS_JS_WS, Tls::Off, &[], &[]);
+}
+
+#[test]
+fn nats_py_over_websocket_authenticates_with_user_and_password() {
+    run_over_websocket(
+        &NATS_PY,
+        Tls::Off,
+        &["--user", USER, "--pass", PASSWORD],
+        &[USER, PASSWORD],
+    );
+}
+
+#[test]
+fn nats_js_over_websocket_authenticates_with_user_and_password() {
+    run_over_websocket(
+        &NATS_JS_WS,
+        Tls::Off,
+        &["--user", USER, "--pass", PASSWORD],
+        &[USER, PASSWORD],
+    );
+}
+
+#[test]
+fn nats_py_over_wss_passes_every_check() {
+    run_over_websocket(&NATS_PY, Tls::Generated, &[], &[]);
+}
+
+#[test]
+fn nats_js_over_wss_passes_every_check() {
+    run_over_websocket(&NATS_JS_WS, Tls::Generated, &[], &[]);
+}
+
+/// Whether the websocket listener has TLS.
+#[derive(Clone, Copy)]
+enum Tls {
+    Off,
+    /// A certificate generated for the test; the client trusts its CA through
+    /// the environment (`SSL_CERT_FILE` for Python, `NODE_EXTRA_CA_CERTS`).
+    Generated,
+}
+
+/// Starts a server with a websocket listener (and `server_flags`) and runs
+/// the client's script against its `ws://` or `wss://` URL.
+fn run_over_websocket(client: &Client, tls: Tls, server_flags: &[&str], script_args: &[&str]) {
+    if !installed(client) {
+        return;
+    }
+    let tag = match tls {
+        Tls::Off => "ws",
+        Tls::Generated => "wss",
+    };
+    // Tests run in parallel in one process: each gets its own directory.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("rnats-interop-{tag}-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the config dir");
+    let (block, env, scheme) = match tls {
+        Tls::Off => ("no_tls: true".to_string(), Vec::new(), "ws"),
+        Tls::Generated => {
+            let pki = common::generated_server_certificate(&dir);
+            let ca = pki.ca.to_str().expect("utf-8 temp dir").to_string();
+            (
+                format!(
+                    "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+                    pki.cert.display(),
+                    pki.key.display()
+                ),
+                vec![("SSL_CERT_FILE", ca.clone()), ("NODE_EXTRA_CA_CERTS", ca)],
+                "wss",
+            )
+        }
+    };
+    let config = dir.join("server.conf");
+    std::fs::write(
+        &config,
+        format!("websocket {{\n listen: \"127.0.0.1:-1\"\n {block}\n}}\n"),
+    )
+    .expect("write the config");
+    let mut flags = vec!["-c", config.to_str().expect("utf-8 temp dir")];
+    flags.extend_from_slice(server_flags);
+    let server = ServerProcess::start(&flags);
+    // The certificate names 127.0.0.1 and localhost; Node checks the name.
+    let url = format!("{scheme}://127.0.0.1:{}", server.websocket_port());
+    run_script(client, &server, &url, script_args, &env);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs the client's `--jetstream` checks against a server with JetStream on
 /// and a fresh store directory (removed afterwards).
 fn run_jetstream_client(client: &Client, tag: &str) {
@@ -144,6 +257,8 @@ fn run_jetstream_checks(client: &Client, tag: &str, mode: &str) {
 struct Client {
     library: &'static str,
     program: &'static str,
+    /// Arguments for `program` before the script.
+    program_args: &'static [&'static str],
     /// The script in `tests/interop/`.
     script: &'static str,
     /// A file under `tests/interop/` that exists once the library is installed,
@@ -161,22 +276,44 @@ struct ScriptRun {
 /// Starts a server with `server_flags`, runs the client's script against it with
 /// `script_args` after the URL, and asserts that every check passed.
 fn run_client(client: &Client, server_flags: &[&str], script_args: &[&str]) {
+    if !installed(client) {
+        return;
+    }
+    let server = ServerProcess::start(server_flags);
+    run_script(client, &server, &server.url(), script_args, &[]);
+}
+
+/// Whether the client's library is installed (a skip is reported when not).
+fn installed(client: &Client) -> bool {
     if let Some(marker) = client.installed_marker {
         let marker = interop_dir().join(marker);
         if !marker.is_file() {
             skip(client.library, &format!("{} is missing", marker.display()));
-            return;
+            return false;
         }
     }
+    true
+}
+
+/// Runs the client's script against `url` of `server` with `script_args`
+/// after the URL and `env` added to its environment, and asserts that every
+/// check passed.
+fn run_script(
+    client: &Client,
+    server: &ServerProcess,
+    url: &str,
+    script_args: &[&str],
+    env: &[(&str, String)],
+) {
     let script = interop_dir().join(client.script);
     assert!(script.is_file(), "{} is missing", script.display());
-    let server = ServerProcess::start(server_flags);
-
     let mut command = Command::new(client.program);
     command
+        .args(client.program_args)
         .arg(&script)
-        .arg(server.url())
+        .arg(url)
         .args(script_args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -207,7 +344,7 @@ fn run_client(client: &Client, server_flags: &[&str], script_args: &[&str]) {
         run.status.success(),
         "{} failed against {} ({}):\n--- script stdout ---\n{}\n--- script stderr ---\n{}\n--- server log (last 40 lines) ---\n{}",
         client.library,
-        server.url(),
+        url,
         run.status,
         run.stdout,
         run.stderr,

@@ -884,7 +884,7 @@ mod tests {
             "resolver: MEMORY",
             "resolver_preload { A: b }",
             "jetstream { tpm { keys_file: x } }",
-            "websocket { port: 8080, no_tls: true, ping_interval: \"1m\" }",
+            "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
             "cluster { port: 6222 }",
             "gateway { port: 7222 }",

@@ -1,8 +1,9 @@
 //! The `websocket { }` block, with nats-server v2.15.1's keys and aliases.
 //!
 //! Input: the block's map entry. Output: [`WebSocketOptions`] (what the file
-//! set) plus the keys the reference knows and rnats does not handle yet,
-//! named `websocket.<key>` so start-up refuses them by name.
+//! set) plus the keys of its `tls { }` the reference knows and rnats does
+//! not handle yet, named `websocket.tls.<key>` so start-up refuses them by
+//! name.
 //!
 //! Invariants:
 //! - Every key of the reference's block is either parsed here or reported as
@@ -20,10 +21,6 @@ use super::options::{
 use super::tls_options::{self, TlsOptions};
 use super::value::{MapEntry, ValueKind};
 use super::ConfError;
-
-/// Keys of the reference's `websocket { }` block rnats does not handle yet:
-/// each refuses start-up by name (unless its value turns it off).
-const UNSUPPORTED_WEBSOCKET_KEYS: &[&str] = &["ping_interval"];
 
 /// What the file's `websocket { }` block set.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +42,9 @@ pub struct WebSocketOptions {
     pub allowed_origins: Vec<String>,
     /// `handshake_timeout`: how long the HTTP upgrade (and TLS) may take.
     pub handshake_timeout: Option<Duration>,
+    /// `ping_interval`: the PING interval of websocket clients, in place of
+    /// the top-level one.
+    pub ping_interval: Option<Duration>,
     /// `headers { }`: extra headers of the 101 response, in file order.
     pub headers: Vec<(String, String)>,
     /// `compression` (or `compress`): permessage-deflate when the client
@@ -101,6 +101,7 @@ pub fn parse_websocket(
             "same_origin" => ws.same_origin = boolean(field)?,
             "allowed_origins" | "allowed_origin" | "allow_origins" | "allow_origin" | "origins"
             | "origin" => ws.allowed_origins = string_list(field)?,
+            "ping_interval" => ws.ping_interval = Some(duration(field, "ping_interval", warnings)?),
             "handshake_timeout" => {
                 ws.handshake_timeout = Some(duration(field, "handshake_timeout", warnings)?)
             }
@@ -112,9 +113,6 @@ pub fn parse_websocket(
             "user_cookie" => ws.cookies.user = Some(string(field)?),
             "pass_cookie" => ws.cookies.pass = Some(string(field)?),
             "token_cookie" => ws.cookies.token = Some(string(field)?),
-            _ if UNSUPPORTED_WEBSOCKET_KEYS.contains(&key.as_str()) => unsupported.push(
-                Unsupported::new(format!("{}.{}", entry.key, field.key), field),
-            ),
             _ if field.is_referenced() => {}
             _ => return Err(unknown_field(field)),
         }
@@ -287,6 +285,7 @@ mod tests {
                 same_origin: true
                 allowed_origins: ["http://a.example.com", "https://b.example.com:8443"]
                 handshake_timeout: "3s"
+                ping_interval: "45s"
                 headers { "X-Custom": "yes" }
                 compression: true
             }"#,
@@ -299,6 +298,7 @@ mod tests {
         assert!(ws.no_tls && ws.same_origin);
         assert_eq!(ws.allowed_origins.len(), 2);
         assert_eq!(ws.handshake_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(ws.ping_interval, Some(Duration::from_secs(45)));
         assert_eq!(ws.headers, vec![("X-Custom".into(), "yes".into())]);
         assert!(ws.compression);
         assert_eq!(check_websocket(&ws, &Default::default()), Ok(()));
@@ -352,7 +352,6 @@ mod tests {
     #[test]
     fn unhandled_keys_refuse_start_by_name() {
         for (text, key) in [
-            ("ping_interval: \"1s\"", "websocket.ping_interval"),
             (
                 "tls { cert_file: c, key_file: k, pinned_certs: [] }",
                 "websocket.tls.pinned_certs",

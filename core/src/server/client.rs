@@ -222,8 +222,10 @@ pub struct Client {
     /// runtime; monitoring and INFO tell the two apart).
     pub listener: crate::runtime::ListenerKind,
     /// A websocket client's cookie credentials (see
-    /// `Server::set_websocket_cookies`).
+    /// `Server::handle_accept_websocket`).
     pub cookies: Option<Box<crate::websocket::CookieCredentials>>,
+    /// A websocket client's `X-Forwarded-For` address (log prefix only).
+    pub forwarded_for: Option<Box<str>>,
     pub parser: ClientParser,
     /// What the client said in CONNECT, merged over the reference's defaults
     /// (verbose, pedantic and echo on) and over any earlier CONNECT.
@@ -299,6 +301,7 @@ impl Client {
             peer,
             listener: crate::runtime::ListenerKind::Client,
             cookies: None,
+            forwarded_for: None,
             parser: {
                 let mut parser = ClientParser::new(limits);
                 // HPUB is refused until a CONNECT asks for headers.

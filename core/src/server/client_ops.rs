@@ -304,7 +304,8 @@ impl Server {
             );
             return;
         }
-        let first_ping = FIRST_PING_INTERVAL.min(self.config.ping_interval);
+        let listener = self.conns.client(conn).listener;
+        let first_ping = FIRST_PING_INTERVAL.min(self.config.ping_interval_for(listener));
         let jitter_ceiling = u64::try_from(first_ping.as_nanos() / 5)
             .unwrap_or(u64::MAX)
             .max(1);
@@ -766,9 +767,9 @@ impl Server {
     // ----- keepalive -----
 
     pub(super) fn ping_timer_fired(&mut self, now: Instant, conn: ConnId) {
-        let ping_interval = self.config.ping_interval;
         let ping_max = self.config.ping_max;
         let client = self.conns.client(conn);
+        let ping_interval = self.config.ping_interval_for(client.listener);
         client.ping_deadline = now + ping_interval;
         // Traffic from the client within the interval proves it alive; skip
         // the PING, unless it is needed to measure the round trip.

@@ -191,6 +191,17 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The PING interval of a client from `listener`: the websocket
+    /// block's own `ping_interval` when set, as in the reference.
+    pub fn ping_interval_for(&self, listener: crate::runtime::ListenerKind) -> Duration {
+        match (&self.websocket, listener) {
+            (Some(ws), crate::runtime::ListenerKind::WebSocket) if !ws.ping_interval.is_zero() => {
+                ws.ping_interval
+            }
+            _ => self.ping_interval,
+        }
+    }
+
     /// What a reload from `self` to `new` changes, one line each in the
     /// reference's log wording (`max_payload = 100`, `authorization`).
     pub fn changes_to(&self, new: &ServerConfig) -> Vec<String> {

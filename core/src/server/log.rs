@@ -84,7 +84,18 @@ pub fn client_prefix(conn: ConnId, client: &super::Client) -> String {
         crate::runtime::ListenerKind::Client => "cid",
         crate::runtime::ListenerKind::WebSocket => "wid",
     };
-    format!("{} - {id}:{}{} - ", client.peer, conn.0, client.log_label)
+    match &client.forwarded_for {
+        // IPv6 in brackets, as the reference writes it.
+        Some(ip) if ip.contains(':') => format!(
+            "[{ip}]/{} - {id}:{}{} - ",
+            client.peer, conn.0, client.log_label
+        ),
+        Some(ip) => format!(
+            "{ip}/{} - {id}:{}{} - ",
+            client.peer, conn.0, client.log_label
+        ),
+        None => format!("{} - {id}:{}{} - ", client.peer, conn.0, client.log_label),
+    }
 }
 
 /// The part of a client's log prefix its first CONNECT settles, as the

@@ -323,9 +323,22 @@ impl Server {
     ) {
         match listener {
             ListenerKind::Client | ListenerKind::WebSocket => {
-                self.accept_client(now, conn, peer, listener)
+                self.accept_client(now, conn, peer, listener, None)
             }
         }
+    }
+
+    /// A websocket client after its upgrade: `handle_accept` with what the
+    /// machine keeps of the request (cookies, `X-Forwarded-For`), in place
+    /// before the first log line names the client.
+    pub fn handle_accept_websocket(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        session: crate::websocket::ClientSession,
+    ) {
+        self.accept_client(now, conn, peer, ListenerKind::WebSocket, Some(session));
     }
 
     fn accept_client(
@@ -334,6 +347,7 @@ impl Server {
         conn: ConnId,
         peer: SocketAddr,
         listener: ListenerKind,
+        session: Option<crate::websocket::ClientSession>,
     ) {
         assert!(!self.conns.contains(conn), "{conn} accepted twice");
         assert!(
@@ -346,7 +360,12 @@ impl Server {
         };
         let mut client = Client::new(peer, limits, now);
         client.listener = listener;
-        client.ping_deadline = now + self.config.ping_interval;
+        if let Some(session) = session {
+            debug_assert_eq!(listener, ListenerKind::WebSocket);
+            client.cookies = (!session.cookies.is_empty()).then(|| Box::new(session.cookies));
+            client.forwarded_for = session.forwarded_for.map(String::into_boxed_str);
+        }
+        client.ping_deadline = now + self.config.ping_interval_for(listener);
         let ws_auth = match listener {
             ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),
             ListenerKind::Client => None,
@@ -818,20 +837,6 @@ impl Server {
         match (listener, &self.ws_authenticator) {
             (ListenerKind::WebSocket, Some(authenticator)) => authenticator,
             _ => &self.authenticator,
-        }
-    }
-
-    /// A websocket client handed its upgrade request's cookie credentials
-    /// (`user_cookie`, `pass_cookie`, `token_cookie`): they fill in what its
-    /// CONNECT leaves out.
-    pub fn set_websocket_cookies(
-        &mut self,
-        conn: ConnId,
-        cookies: crate::websocket::CookieCredentials,
-    ) {
-        if let Some(client) = self.conns.get_mut(conn) {
-            debug_assert_eq!(client.listener, ListenerKind::WebSocket);
-            client.cookies = (!cookies.is_empty()).then(|| Box::new(cookies));
         }
     }
 

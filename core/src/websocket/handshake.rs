@@ -436,6 +436,8 @@ pub struct Upgrade {
     pub compression: bool,
     /// Credentials from the configured cookies.
     pub cookies: super::CookieCredentials,
+    /// The first `X-Forwarded-For` header's value, when it is one IP address.
+    pub forwarded_for: Option<String>,
 }
 
 impl Upgrade {
@@ -514,6 +516,14 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         pass: cookie(&policy.cookies.pass),
         token: cookie(&policy.cookies.token),
     };
+    // Only the first header line counts, and only a bare address (a proxy
+    // chain "a, b" is ignored), as in the reference.
+    let forwarded_for = request
+        .values("X-Forwarded-For")
+        .next()
+        .map(|value| value.trim_matches([' ', '\t']))
+        .filter(|value| value.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_owned);
     Ok(Upgrade {
         accept_key: accept_key(key),
         no_masking: request.header("Nats-No-Masking") == Some("true"),
@@ -521,7 +531,18 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         safari,
         compression,
         cookies,
+        forwarded_for,
     })
+}
+
+impl Upgrade {
+    /// What the server machine keeps of the request.
+    pub fn session(&self) -> super::ClientSession {
+        super::ClientSession {
+            cookies: self.cookies.clone(),
+            forwarded_for: self.forwarded_for.clone(),
+        }
+    }
 }
 
 /// base64(SHA-1(key + GUID)), RFC 6455 section 4.2.2.
@@ -572,6 +593,33 @@ mod tests {
         assert_eq!(upgrade.cookies.token.as_deref(), Some("s3cret"));
         assert_eq!(upgrade.cookies.pass, None);
         assert!(judge(GOOD, &policy).unwrap().cookies.is_empty());
+    }
+
+    #[test]
+    fn forwarded_for_is_the_first_header_when_it_is_one_address() {
+        let forwarded = |headers: &str| {
+            let request = GOOD.replace("\r\n\r\n", &format!("\r\n{headers}\r\n\r\n"));
+            judge(&request, &UpgradePolicy::default())
+                .unwrap()
+                .forwarded_for
+        };
+        assert_eq!(
+            forwarded("X-Forwarded-For: 10.1.2.3").as_deref(),
+            Some("10.1.2.3")
+        );
+        assert_eq!(forwarded("x-forwarded-for:  ::1 ").as_deref(), Some("::1"));
+        assert_eq!(
+            forwarded("X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: 1.1.1.1").as_deref(),
+            Some("9.9.9.9")
+        );
+        assert_eq!(forwarded("X-Forwarded-For: 1.2.3.4, 5.6.7.8"), None);
+        assert_eq!(forwarded("X-Forwarded-For: proxy"), None);
+        assert_eq!(
+            judge(GOOD, &UpgradePolicy::default())
+                .unwrap()
+                .forwarded_for,
+            None
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct WebSocketConfig {
     pub allowed_origins: Vec<String>,
     /// `handshake_timeout` (zero: not set).
     pub handshake_timeout: Duration,
+    /// `ping_interval` (zero: not set, the top-level one applies).
+    pub ping_interval: Duration,
     pub headers: Vec<(String, String)>,
     /// `compression: true`: permessage-deflate for clients that ask.
     pub compression: bool,
@@ -105,6 +107,17 @@ pub struct CookieCredentials {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
+}
+
+/// What the machine keeps of a websocket client's upgrade request
+/// (`Server::handle_accept_websocket`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSession {
+    pub cookies: CookieCredentials,
+    /// The first `X-Forwarded-For` value when it is one IP address, as
+    /// sent: the reference names the client `<it>/<peer>` in its log
+    /// lines (monitoring keeps the peer's address).
+    pub forwarded_for: Option<String>,
 }
 
 impl CookieCredentials {

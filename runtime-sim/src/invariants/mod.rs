@@ -23,6 +23,8 @@
 //!   deliveries increasing per server process and above what was shown
 //!   durable, nothing redelivered after its ack was confirmed, consumer
 //!   info consistent with what the client saw;
+//! - `websocket`: the node's frame decoder holds back at most a header and
+//!   a control payload; the client decodes no more than the server framed;
 //!
 //! Liveness, at the end, after the heal phase:
 //! - `progress`: every healthy client's bytes written up to the mark (two
@@ -43,6 +45,7 @@ pub(crate) mod consumers;
 pub(crate) mod jetstream;
 pub(crate) mod memory_bounds;
 pub(crate) mod progress;
+pub(crate) mod websocket;
 
 use crate::world::World;
 

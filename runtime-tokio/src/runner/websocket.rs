@@ -237,17 +237,14 @@ impl Runner {
             return;
         };
         let ws = WsOut::new(&upgrade);
-        let (conn, io) = self.open_from(peer, ListenerKind::WebSocket, Some(ws));
-        if names.is_some() || !upgrade.cookies.is_empty() {
-            let mut state = self.lock();
-            if let Some(names) = names {
-                state.server.set_peer_certificate_names(conn, names);
-            }
-            if !upgrade.cookies.is_empty() {
-                state
-                    .server
-                    .set_websocket_cookies(conn, upgrade.cookies.clone());
-            }
+        let (conn, io) = self.open_from(
+            peer,
+            ListenerKind::WebSocket,
+            Some(ws),
+            Some(upgrade.session()),
+        );
+        if let Some(names) = names {
+            self.lock().server.set_peer_certificate_names(conn, names);
         }
         let (reader, writer) = tokio::io::split(stream);
         let decoder = FrameDecoder::new(!upgrade.no_masking, upgrade.compression);

@@ -401,3 +401,36 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn lossy_prefix(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
 }
+
+/// The files of a certificate authority and a server certificate it signed.
+pub struct Pki {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Generates a CA and a server certificate for `localhost` and `127.0.0.1`
+/// signed by it, written as `ca.pem`, `server.pem` and `server.key` in `dir`.
+pub fn generated_server_certificate(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "rnats test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&pki.ca, ca.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, server_key.serialize_pem()).unwrap();
+    pki
+}

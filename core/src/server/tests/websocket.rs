@@ -91,17 +91,17 @@ fn the_blocks_credentials_and_cookies_apply_to_websocket_clients_only() {
     assert!(h.take(ws).contains("Authorization Violation"));
     // Cookies fill in the missing credentials.
     let cookie = ConnId(2);
-    h.server
-        .handle_accept(h.now, cookie, peer(5556), ListenerKind::WebSocket);
-    let _ = h.take(cookie);
-    h.server.set_websocket_cookies(
-        cookie,
-        CookieCredentials {
+    let session = crate::websocket::ClientSession {
+        cookies: CookieCredentials {
             user: Some("wsuser".into()),
             pass: Some("wspass".into()),
             token: None,
         },
-    );
+        forwarded_for: None,
+    };
+    h.server
+        .handle_accept_websocket(h.now, cookie, peer(5556), session);
+    let _ = h.take(cookie);
     h.send(cookie, "CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(h.take(cookie), "PONG\r\n");
     // The client port keeps the top-level user.
