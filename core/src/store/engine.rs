@@ -735,6 +735,19 @@ impl<B: Backend> Engine<B> {
         if state.msgs == 0 {
             return Ok(None);
         }
+        if state.msgs == 1 {
+            // Two were left, at the subject's ends: the other end is the
+            // one that stays. No scan: a KV bucket (one message per key)
+            // would otherwise walk every message since the key's last put.
+            assert!(
+                msg.seq == state.first_seq || msg.seq == state.last_seq,
+                "of two messages, one is at each end"
+            );
+            let other = state.first_seq + state.last_seq - msg.seq;
+            state.first_seq = other;
+            state.last_seq = other;
+            return Ok(Some(state));
+        }
         if msg.seq == state.first_seq {
             state.first_seq = self.scan_subject(&msg.subject, msg.seq + 1, state.last_seq, true)?;
         } else if msg.seq == state.last_seq {
