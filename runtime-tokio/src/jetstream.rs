@@ -88,7 +88,7 @@ fn js_loop(
                 Duration::from_nanos(deadline.as_nanos().saturating_sub(runner.now().as_nanos()))
             })
             .unwrap_or(Duration::from_secs(3600));
-        match inbox.recv_timeout(wait) {
+        match next_event(&inbox, wait) {
             Ok(event) => {
                 handle(&runner, &mut js, event);
                 // Everything already waiting joins this batch (and the
@@ -108,6 +108,28 @@ fn js_loop(
         }
         carry_out(&runner, &mut js, &syncs);
     }
+}
+
+/// Times the JetStream thread yields its core, polling, before it sleeps
+/// on the channel: a request/reply client's next message usually comes
+/// within microseconds, and a sleep and futex wake-up per message was most
+/// of a small publish's round trip (issue #16's js-kv and js-pub-sync).
+const YIELDS_BEFORE_SLEEP: usize = 50;
+
+fn next_event(
+    inbox: &mpsc::Receiver<JsEvent>,
+    wait: Duration,
+) -> Result<JsEvent, mpsc::RecvTimeoutError> {
+    for _ in 0..YIELDS_BEFORE_SLEEP {
+        match inbox.try_recv() {
+            Ok(event) => return Ok(event),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                return Err(mpsc::RecvTimeoutError::Disconnected)
+            }
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    inbox.recv_timeout(wait)
 }
 
 fn handle(runner: &Runner, js: &mut JetStream<RealDisk>, event: JsEvent) {
