@@ -366,12 +366,7 @@ impl Api {
                     } if answer.is_none() => {
                         answer = Some((headers.map(<[u8]>::to_vec), payload.to_vec()))
                     }
-                    Frame::Msg { .. } => problem = Some("an unexpected message".to_string()),
-                    Frame::Ping => out.put_slice(b"PONG\r\n"),
-                    Frame::Err(text) => {
-                        problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                    }
-                    Frame::Pong | Frame::Ignored => {}
+                    other => problem = problem.take().or(routine_frame(&other, out)),
                 }
                 Ok(())
             })?;
@@ -410,6 +405,20 @@ impl Api {
                 .ok_or(format!("stream info without state.{name}"))
         };
         Ok((field("messages")?, field("last_seq")?))
+    }
+}
+
+/// What every read loop does with a frame that is not its data: answer a
+/// PING, pass over PONG, INFO and +OK, and name anything else a problem.
+fn routine_frame(frame: &Frame<'_>, out: &mut bytes::BytesMut) -> Option<String> {
+    match frame {
+        Frame::Msg { .. } => Some("an unexpected message".to_string()),
+        Frame::Ping => {
+            out.put_slice(b"PONG\r\n");
+            None
+        }
+        Frame::Err(text) => Some(format!("-ERR {}", String::from_utf8_lossy(text))),
+        Frame::Pong | Frame::Ignored => None,
     }
 }
 
@@ -518,12 +527,7 @@ async fn js_publisher(
                         latencies_ns.push(now.duration_since(at).as_nanos() as u64);
                     }
                 }
-                Frame::Msg { .. } => problem = Some("an unexpected message".to_string()),
-                Frame::Ping => out.put_slice(b"PONG\r\n"),
-                Frame::Err(text) => {
-                    problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                }
-                Frame::Pong | Frame::Ignored => {}
+                other => problem = problem.take().or(routine_frame(&other, out)),
             }
             Ok(())
         })?;
@@ -848,12 +852,7 @@ async fn consume_run(
                         write_pub(out, reply, None, b"");
                     }
                 }
-                Frame::Msg { .. } => problem = Some("an unexpected message".to_string()),
-                Frame::Ping => out.put_slice(b"PONG\r\n"),
-                Frame::Err(text) => {
-                    problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                }
-                Frame::Pong | Frame::Ignored => {}
+                other => problem = problem.take().or(routine_frame(&other, out)),
             }
             Ok(())
         })?;
