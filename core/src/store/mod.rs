@@ -48,6 +48,7 @@ pub mod memstore;
 #[doc(hidden)]
 pub mod record;
 mod seqset;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -65,7 +66,7 @@ pub use consumer::{
 };
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
 pub use engine::{Backend, Deleted, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
-pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
+pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport, SnapshotUse};
 pub use memstore::{MemBackend, MemStore};
 
 /// The highest sequence a store hands out (`i64::MAX`). Every sequence
