@@ -265,8 +265,9 @@ fn decode_tally(r: &mut Reader<'_>, floor: u64, last_seq: u64) -> Result<Tally, 
             last_seq: r.u64()?,
         };
         check(
-            !subject.is_empty()
-                && state.msgs > 0
+            // (A subject may be empty: recovery serves what a block
+            // holds, and a damaged block may hold a record without one.)
+            state.msgs > 0
                 && state.first_seq >= low
                 && state.first_seq <= state.last_seq
                 && state.last_seq <= last_seq
