@@ -326,6 +326,23 @@ pub(super) struct Block {
 }
 
 impl Block {
+    /// Block `number` at `path`, nothing in it yet.
+    fn empty(number: u64, path: String, made_after: u64) -> Block {
+        Block {
+            number,
+            path,
+            first_seq: 0,
+            last_seq: 0,
+            deleted: SeqSet::default(),
+            max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
+            len: 0,
+            made_after,
+            before_first: 0,
+        }
+    }
+
     fn has_messages(&self) -> bool {
         self.first_seq != 0
     }
@@ -1061,19 +1078,11 @@ impl<D: Disk> FileBackend<D> {
                 found.max_seq = block.max_recorded;
                 block
             }
-            None => Block {
+            None => Block::empty(
                 number,
-                path: path.clone(),
-                first_seq: 0,
-                last_seq: 0,
-                deleted: SeqSet::default(),
-                max_recorded: 0,
-                sparse: Vec::new(),
-                messages_written: 0,
-                len: 0,
-                made_after: self.blocks.last().map_or(0, Block::upper),
-                before_first: 0,
-            },
+                path.clone(),
+                self.blocks.last().map_or(0, Block::upper),
+            ),
         };
         block.len = scan.good_len(data.len()) as u64;
         let had_messages = block.has_messages();
@@ -1272,20 +1281,8 @@ impl<D: Disk> FileBackend<D> {
     /// Start a new block file; it becomes the active (last) block.
     fn new_block(&mut self) {
         let number = self.blocks.last().map_or(1, |block| block.number + 1);
-        let made_after = self.last_seq;
-        self.blocks.push(Block {
-            number,
-            path: self.block_path(number),
-            first_seq: 0,
-            last_seq: 0,
-            deleted: SeqSet::default(),
-            max_recorded: 0,
-            sparse: Vec::new(),
-            messages_written: 0,
-            len: 0,
-            made_after,
-            before_first: 0,
-        });
+        let block = Block::empty(number, self.block_path(number), self.last_seq);
+        self.blocks.push(block);
         self.dirty_dirs.insert(self.config.dir.clone());
     }
 
