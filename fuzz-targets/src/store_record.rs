@@ -26,11 +26,11 @@
 //!   offsets where a checksum-valid record starts ([`valid_record_offsets`]);
 //! - a block that is a clean run of valid records (tiling it exactly) is
 //!   reported with every record good, nothing skipped, no tail cut, exactly
-//!   the impossible records refused ([`accepted_records`]: a message not
-//!   above the one before it, a sequence above `SEQ_MAX`), and every
-//!   accepted message record not removed by an accepted tombstone, erased
-//!   record or floor (and not numbered 0, which names no message)
-//!   is served, equal to its record;
+//!   the impossible records refused ([`accepted_records`]: a message
+//!   numbered 0 or not above the one before it, a sequence above
+//!   `SEQ_MAX`), and every accepted message record not removed by an
+//!   accepted tombstone, erased record or floor is served, equal to its
+//!   record;
 //! - recovery never writes into the block: afterwards the file is a prefix
 //!   of the input, the whole input unless a tail was cut;
 //! - `state()` agrees with the messages served (count, bytes, first, last).
@@ -239,7 +239,8 @@ pub fn record_of(content: &[u8], msg: &StoredMsg, from: usize) -> Option<(usize,
 /// refused)`. Recovery refuses a checksum-valid record that cannot be what
 /// the store wrote: a sequence above [`SEQ_MAX`] (a floor's may be
 /// `SEQ_MAX + 1`), a floor naming a last sequence above `SEQ_MAX`, a
-/// message not above the block's previous accepted message (0: none yet).
+/// message with sequence 0, a message not above the block's previous
+/// accepted message (0: none yet).
 pub fn accepted_records(records: &[RefRecord]) -> (Vec<&RefRecord>, u64) {
     let mut accepted = Vec::new();
     let mut refused = 0;
@@ -257,7 +258,8 @@ pub fn accepted_records(records: &[RefRecord]) -> (Vec<&RefRecord>, u64) {
         };
         let ok = record.seq <= highest
             && (record.kind != FLOOR || floor_last <= SEQ_MAX)
-            && (!holds_message(record) || previous == 0 || record.seq > previous)
+            && (!holds_message(record)
+                || (record.seq > 0 && (previous == 0 || record.seq > previous)))
             && (record.kind != SEALED || ref_message(record).is_some());
         if !ok {
             refused += 1;
@@ -454,10 +456,7 @@ pub fn run(data: &[u8]) {
         let expected: Vec<&RefRecord> = records
             .into_iter()
             .filter(|record| {
-                holds_message(record)
-                    && record.seq != 0
-                    && record.seq >= floor
-                    && !removed.contains(&record.seq)
+                holds_message(record) && record.seq >= floor && !removed.contains(&record.seq)
             })
             .collect();
         assert_eq!(msgs.len(), expected.len(), "clean block: messages served");

@@ -12,7 +12,8 @@
 //! ([`store_record::fix_checksums`]), so the fuzzer gets past the
 //! checksums; bits 1-2 give `cache_blocks` (1 to 4); bit 3 picks a small
 //! `block_size` (256, so the new message may start a new block) or 1 MiB;
-//! bit 4 opens with compression on (`StoreConfig::compress`). Sealed
+//! bit 4 opens with compression on (`StoreConfig::compress`); bit 5
+//! damages the snapshot written after the first open. Sealed
 //! (compressed) records are read whatever bit 4 says; scenario 5 of the
 //! seeds holds them.
 //!
@@ -30,16 +31,20 @@
 //! - reopening the disk the first open left gives the same `state()` and the
 //!   same messages (recovery is deterministic and idempotent), and reports
 //!   no cut tail (the first open cut them);
+//! - the full-state snapshot written after the first open reopens the
+//!   store with the same `state()` and messages, used as it is; with one
+//!   bit flipped it is refused (never used) and the blocks give the same;
 //! - storing a new message (after settling the syncs) gets
 //!   `last_seq + 1`, above every recovered sequence, and a third open finds
-//!   it, with `last_seq` equal to it. (A recovered `last_seq` of `SEQ_MAX`
+//!   it (the snapshot, now describing a prefix, is used for that prefix
+//!   or refused), with `last_seq` equal to it. (A recovered `last_seq` of `SEQ_MAX`
 //!   has no successor: storing must be refused with `InvalidSequence`.)
 
 use std::time::Duration;
 
 use rnats_core::store::{
-    perform_sync, Disk, FileStore, MemDisk, StoreAction, StoreConfig, StoreError, StoredMsg,
-    SEQ_MAX,
+    perform_sync, Disk, FileStore, MemDisk, SnapshotUse, StoreAction, StoreConfig, StoreError,
+    StoredMsg, SEQ_MAX,
 };
 use rnats_core::time::WallTime;
 
@@ -203,6 +208,32 @@ pub fn run(data: &[u8]) {
     assert_eq!(msgs_again, msgs, "reopen changed the messages");
     drop(again);
 
+    // The full-state snapshot of what recovery found opens the same store
+    // without reading the blocks; damaged (one flipped bit where the input
+    // says), it is refused and the blocks give the same store.
+    store
+        .write_snapshot()
+        .expect("a recovered store writes its snapshot");
+    let mut disk = store.backend().disk().clone();
+    let damage = control & 32 == 32;
+    if damage {
+        let bytes = disk
+            .bytes_mut(&format!("{DIR}/snapshot"))
+            .expect("the snapshot was written");
+        let at = data.iter().map(|&byte| usize::from(byte)).sum::<usize>() % bytes.len();
+        bytes[at] ^= 1 << (data.len() % 8);
+    }
+    let mut snapped = open(disk).expect("a store with a snapshot reopens");
+    let used = snapped.backend().recovery().snapshot == SnapshotUse::Used;
+    assert_eq!(used, !damage, "{:?}", snapped.backend().recovery().snapshot);
+    assert_eq!(snapped.state(), state, "the snapshot changed state()");
+    assert_eq!(
+        served_messages(&mut snapped),
+        msgs,
+        "the snapshot changed the messages"
+    );
+    drop(snapped);
+
     // A new message goes above everything recovered.
     assert!(state.last_seq <= SEQ_MAX, "last_seq above SEQ_MAX");
     let ts = WallTime(state.last_ts.0.saturating_add(1));
@@ -216,10 +247,30 @@ pub fn run(data: &[u8]) {
             assert_eq!(seq, state.last_seq + 1, "new message sequence");
             settle(&mut store);
             let disk = store.into_backend().into_disk();
+            let mut plain = disk.clone();
+            if plain
+                .len(&format!("{DIR}/snapshot"))
+                .expect("MemDisk")
+                .is_some()
+            {
+                plain.remove(&format!("{DIR}/snapshot")).expect("MemDisk");
+            }
             let mut third = open(disk).expect("a store written to reopens");
             assert_eq!(third.state().last_seq, seq, "the new message's sequence");
             let msg = third.load_msg(seq).expect("the new message loads");
             assert_eq!(&msg.payload[..], b"new", "the new message's payload");
+            // With or without the snapshot: the same store.
+            let mut without = open(plain).expect("reopens without the snapshot");
+            assert_eq!(
+                third.state(),
+                without.state(),
+                "snapshot vs blocks: state()"
+            );
+            assert_eq!(
+                served_messages(&mut third),
+                served_messages(&mut without),
+                "snapshot vs blocks: messages"
+            );
         }
         Err(error) => panic!("storing after recovery failed: {error:?}"),
     }
@@ -338,6 +389,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             format!("seed-s{scenario}"),
             encode_files(control, meta.as_deref(), &numbered),
         ));
+        if scenario == 2 {
+            // The same store, its snapshot damaged after the first open.
+            seeds.push((
+                "store_recovery",
+                "seed-s2-damaged-snapshot".to_string(),
+                encode_files(control | 32, meta.as_deref(), &numbered),
+            ));
+        }
         if scenario == 0 {
             // The same store with meta lost and its last block torn.
             let mut torn = numbered.clone();

@@ -17,6 +17,9 @@
 //! third with encryption at rest, so sealed records go through the same
 //! crashes and faults.
 //!
+//! The store writes its full-state snapshot every 3,000 bytes, so most
+//! reopens start from one (stale after a kill, or damaged by the faults).
+//!
 //! And a seed run twice gives the same outcome, bit for bit.
 //!
 //! Replay one seed: `STORE_SEED=<n> cargo test -p rnats-runtime-sim --test store_power_loss`.
@@ -27,8 +30,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rnats_core::store::{
-    perform_sync, CipherKind, FileStore, FileStoreConfig, Filter, KeyRing, StoreAction,
-    StoreConfig, StoreError, SyncPolicy,
+    perform_sync, CipherKind, FileStore, FileStoreConfig, Filter, KeyRing, SnapshotUse,
+    StoreAction, StoreConfig, StoreError, SyncPolicy,
 };
 use rnats_core::time::{Instant, WallTime};
 use rnats_runtime_sim::disk::{SharedSimDisk, SimDisk, SimDiskFaults};
@@ -74,6 +77,8 @@ struct Harness {
     interval_syncs: u64,
     history: Vec<String>,
     reopens: u64,
+    /// Reopens that started from the full-state snapshot.
+    snapshot_opens: u64,
     outcome_hash: u64,
 }
 
@@ -84,6 +89,9 @@ fn file_config(interval: bool, encrypt: bool, seed: u64) -> FileStoreConfig {
         dir: "stream".to_string(),
         block_size: 2048,
         cache_blocks: 2,
+        // A full-state snapshot every few blocks: reopens go through it
+        // (and through the blocks written after it) under every fault.
+        snapshot_every: 3000,
         sync: if interval {
             SyncPolicy::Interval(Duration::from_millis(5))
         } else {
@@ -126,6 +134,7 @@ impl Harness {
             interval_syncs: 0,
             history: Vec::new(),
             reopens: 0,
+            snapshot_opens: 0,
             outcome_hash: 0xcbf2_9ce4_8422_2325,
         };
         harness.reopen(!read_faults);
@@ -183,6 +192,9 @@ impl Harness {
             }
         };
         let report = store.backend().recovery().clone();
+        if report.snapshot == SnapshotUse::Used {
+            self.snapshot_opens += 1;
+        }
         self.note(format!(
             "opened: {:?} cut {} damaged {}",
             store.state(),
@@ -450,6 +462,7 @@ fn run(seed: u64, steps: usize) -> Outcome {
         outcome_hash: harness.outcome_hash,
         disk_hash,
         reopens: harness.reopens,
+        snapshot_opens: harness.snapshot_opens,
         acked: harness.acked.len(),
         torn_writes: stats.torn_writes,
         faults: stats.faults,
@@ -463,6 +476,7 @@ struct Outcome {
     outcome_hash: u64,
     disk_hash: u64,
     reopens: u64,
+    snapshot_opens: u64,
     acked: usize,
     torn_writes: u64,
     faults: u64,
@@ -483,7 +497,7 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn acknowledged_messages_survive_power_loss_over_many_seeds() {
     let (mut acked_total, mut reopens_total, mut torn_total, mut faults_total) = (0, 0, 0, 0);
-    let mut interval_syncs = 0;
+    let (mut interval_syncs, mut snapshot_opens) = (0, 0);
     for seed in seeds() {
         let outcome = run(seed, 400);
         acked_total += outcome.acked;
@@ -491,9 +505,10 @@ fn acknowledged_messages_survive_power_loss_over_many_seeds() {
         torn_total += outcome.torn_writes;
         faults_total += outcome.faults;
         interval_syncs += outcome.interval_syncs;
+        snapshot_opens += outcome.snapshot_opens;
     }
     eprintln!(
-        "acknowledged {acked_total}, reopens {reopens_total}, torn writes {torn_total}, faults {faults_total}, interval-mode syncs {interval_syncs}"
+        "acknowledged {acked_total}, reopens {reopens_total} ({snapshot_opens} from a snapshot), torn writes {torn_total}, faults {faults_total}, interval-mode syncs {interval_syncs}"
     );
     if std::env::var("STORE_SEED").is_ok() {
         return;
@@ -503,6 +518,10 @@ fn acknowledged_messages_survive_power_loss_over_many_seeds() {
         "the workload acknowledged too little: {acked_total}"
     );
     assert!(reopens_total > 100, "too few crashes: {reopens_total}");
+    assert!(
+        snapshot_opens > 50,
+        "too few reopens from a snapshot: {snapshot_opens}"
+    );
     assert!(torn_total > 10, "too few torn writes: {torn_total}");
     assert!(faults_total > 100, "too few disk faults: {faults_total}");
     assert!(

@@ -10,7 +10,12 @@
 //!    twice: first after `posix_fadvise(DONTNEED)` on every file (the blocks
 //!    come from the device), then again (page cache warm). The child reports
 //!    the wall time of `FileStore::open_on` and its VmHWM (peak RSS) and
-//!    VmRSS from /proc/self/status before and after the open.
+//!    VmRSS from /proc/self/status before and after the open, and what it
+//!    did with the full-state snapshot;
+//! 4. in three states: after a kill (the writer stopped without a final
+//!    snapshot: the one the store wrote by itself every 64 MiB, if any,
+//!    describes a prefix), after a clean stop (`write_snapshot`), and with
+//!    no snapshot at all (every block read).
 //!
 //! It first prints the disk's fsync latency: the median of 100 times one
 //! 4 KiB write at the end of a file plus `fdatasync`.
@@ -84,11 +89,14 @@ fn open_child(root: &Path) {
     let elapsed = start.elapsed();
     let (hwm_after, rss_after) = memory_kib();
     let state = store.state();
+    let report = store.backend().recovery();
     println!(
-        "open_ms={:.1} msgs={} blocks={} hwm_before_kib={hwm_before} rss_before_kib={rss_before} hwm_after_kib={hwm_after} rss_after_kib={rss_after}",
+        "open_ms={:.1} msgs={} blocks={} blocks_read={} snapshot={:?} hwm_before_kib={hwm_before} rss_before_kib={rss_before} hwm_after_kib={hwm_after} rss_after_kib={rss_after}",
         elapsed.as_secs_f64() * 1e3,
         state.msgs,
         store.backend().block_count(),
+        report.blocks,
+        report.snapshot,
     );
 }
 
@@ -157,6 +165,7 @@ fn measure(count: u64) {
     }
     assert_eq!(drain(&mut store), count);
     let write = start.elapsed();
+    // A kill: no snapshot at the end.
     drop(store);
 
     let stream_dir = root.join("stream");
@@ -174,23 +183,37 @@ fn measure(count: u64) {
     );
 
     let exe = std::env::current_exe().expect("current exe");
-    for (label, evict) in [
-        ("cold (fadvise DONTNEED)", true),
-        ("warm page cache", false),
-    ] {
-        if evict {
-            evict_os_cache(&stream_dir);
+    for stop in ["after a kill", "after a clean stop", "without a snapshot"] {
+        match stop {
+            "after a clean stop" => {
+                let disk = RealDisk::new(&root).expect("root");
+                let mut store =
+                    FileStore::open_on(disk, file_config(), StoreConfig::default()).expect("open");
+                store.write_snapshot().expect("snapshot");
+            }
+            "without a snapshot" => {
+                let _ = fs::remove_file(stream_dir.join("snapshot"));
+            }
+            _ => {}
         }
-        let output = Command::new(&exe)
-            .arg("--open")
-            .arg(&root)
-            .output()
-            .expect("child");
-        assert!(output.status.success(), "child failed: {output:?}");
-        print!(
-            "  open, {label}: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        for (label, evict) in [
+            ("cold (fadvise DONTNEED)", true),
+            ("warm page cache", false),
+        ] {
+            if evict {
+                evict_os_cache(&stream_dir);
+            }
+            let output = Command::new(&exe)
+                .arg("--open")
+                .arg(&root)
+                .output()
+                .expect("child");
+            assert!(output.status.success(), "child failed: {output:?}");
+            print!(
+                "  {stop}, open {label}: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
     }
     let _ = fs::remove_dir_all(&root);
 }

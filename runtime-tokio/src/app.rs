@@ -357,6 +357,13 @@ async fn serve(
     if let Some(websocket) = websocket_serving {
         websocket.abort();
     }
+    // A clean stop: each file stream's full-state snapshot, so the next
+    // start need not read its blocks.
+    if let Some(failures) = runner.query_jetstream(|js| js.write_snapshots()).await {
+        for (stream, error) in failures {
+            tracing::warn!("JetStream stream {stream}: snapshot not written: {error}");
+        }
+    }
     // Give writers a moment to flush their last bytes before the process exits.
     tokio::time::sleep(Duration::from_millis(50)).await;
     if let Some(path) = &ports_path {

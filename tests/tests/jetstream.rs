@@ -302,6 +302,79 @@ async fn a_file_stream_survives_sigkill_with_every_acknowledged_message() {
     assert_eq!(ack.sequence, 201);
 }
 
+/// Every file named `name` under `dir`.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, name));
+        } else if path.file_name().is_some_and(|file| file == name) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A clean stop (SIGTERM) writes each file stream's full-state snapshot
+/// (rnats's own: the next start need not read the blocks); the stream
+/// comes back from it with every message and goes on from its sequence.
+#[tokio::test]
+async fn a_clean_stop_writes_a_snapshot_the_next_start_opens_from() {
+    if !rnats_tests::server_under_test()
+        .to_string_lossy()
+        .contains("rnats")
+    {
+        eprintln!("NOTICE: the snapshot file is rnats's own; skipped against the reference");
+        return;
+    }
+    let (mut server, dir) = js_server("snapshot");
+    {
+        let js = jetstream::new(connect(&server.url()).await);
+        js.create_stream(stream_config("SNAP", &["snap.>"]))
+            .await
+            .unwrap();
+        for i in 0..300u32 {
+            js.publish(format!("snap.{}", i % 5), i.to_string().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        files_named(&dir, "snapshot").is_empty(),
+        "none before the stop"
+    );
+    server.signal("TERM");
+    let started = std::time::Instant::now();
+    while files_named(&dir, "snapshot").is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no snapshot after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.restart();
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = within("stream after restart", js.get_stream("SNAP"))
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.last_sequence), (300, 300));
+    for seq in [1, 150, 300] {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        assert_eq!(msg.payload, (seq - 1).to_string());
+    }
+    let ack = js
+        .publish("snap.x", "after".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 301);
+}
+
 #[tokio::test]
 async fn accounts_without_jetstream_are_told_so() {
     let server = ConfiguredServer::start(

@@ -317,6 +317,21 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
+    /// A clean shutdown: every file stream writes its full-state snapshot,
+    /// so the next start need not read its blocks. Returns the streams
+    /// whose snapshot was not written (`account > stream`), with why
+    /// (they open by reading their blocks).
+    pub fn write_snapshots(&mut self) -> Vec<(String, crate::store::StoreError)> {
+        self.streams
+            .values_mut()
+            .filter_map(|entry| {
+                let error = entry.stream.write_snapshot().err()?;
+                let name = format!("{} > {}", entry.meta.account, entry.meta.config.name);
+                Some((name, error))
+            })
+            .collect()
+    }
+
     /// A sync asked for with [`JsAction::Sync`] finished.
     pub fn handle_sync_done(&mut self, stream: StreamId, tag: u64, result: DiskResult<()>) {
         if let Some(entry) = self.streams.get_mut(&stream) {

@@ -163,6 +163,10 @@ impl<D: Disk> Store<D> {
     pub fn state(&self) -> StoreState {
         on_store!(self, s => s.state())
     }
+    /// Write the store's full-state snapshot (a memory store has none).
+    pub fn write_snapshot(&mut self) -> StoreResult<()> {
+        on_store!(self, s => s.write_snapshot())
+    }
     pub fn load_msg(&mut self, seq: u64) -> StoreResult<StoredMsg> {
         on_store!(self, s => s.load_msg(seq))
     }
@@ -300,6 +304,11 @@ impl<D: Disk> Stream<D> {
 
     pub fn store_mut(&mut self) -> &mut Store<D> {
         &mut self.store
+    }
+
+    /// Write the store's full-state snapshot (at a clean shutdown).
+    pub fn write_snapshot(&mut self) -> StoreResult<()> {
+        self.store.write_snapshot()
     }
 
     pub fn state(&self) -> StoreState {

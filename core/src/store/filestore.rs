@@ -29,6 +29,7 @@
 //!   durable). A damaged or missing `meta` is rebuilt from the blocks (it
 //!   never deletes a stream: the blocks carry the same facts in Floor
 //!   records).
+//! - `snapshot`: the full-state snapshot (below); optional.
 //! - `key`, `key.2` (encrypted stores only): the data key, sealed under
 //!   the configured key ([`KeyRing::new_store_key`]), three copies per file;
 //!   written atomically, rebuilt from any copy that opens.
@@ -75,14 +76,28 @@
 //!
 //! # Recovery
 //!
-//! There is no index file: the per-block index (sequence range, deleted
-//! sequences as ranges, the offset of every 32nd message) lives in memory
-//! and is
-//! rebuilt from the blocks on every open, so it can never be stale or
-//! damaged. A random load reads its record from the nearest indexed offset;
-//! a sequential one loads the whole block into the bounded cache.
+//! The per-block index (sequence range, deleted sequences as ranges, the
+//! offset of every 32nd message) lives in memory; on disk it is kept in the
+//! full-state snapshot (`snapshot`, layout in [`super::snapshot`]) with the
+//! engine's accounting. The snapshot is written by [`Engine::write_snapshot`]
+//! (a clean shutdown) and by the store every `snapshot_every` appended
+//! bytes, after a sync of the blocks it describes, atomically. On open it
+//! is used only if it opens and decodes (checksum, consistent contents) and
+//! describes the block files as they are: the same files, each as long as
+//! it says and ending in the bytes it checksummed (`TAIL_CHECK`), except its
+//! last block, which may have grown (read on from where it stopped, with
+//! the blocks after it). If what was appended after it removes or drops
+//! messages it counted, the pass is dropped and every block read instead.
+//! Any other snapshot is named in `RecoveryReport::snapshot` (a damaged one
+//! in a warning), removed, and every block read: a snapshot holds no data,
+//! so it can cost time, never a message. An erase, compact or truncate
+//! removes it (durably) first: those change blocks in ways its checks do
+//! not see. A block a snapshot vouched for is not checked at open; every
+//! read of it is, as always. A random load reads its record from the
+//! nearest indexed offset; a sequential one loads the whole block into the
+//! bounded cache.
 //!
-//! On open every block is read once and every record checked (a block that
+//! Without a usable snapshot every block is read once and every record checked (a block that
 //! looks damaged is read up to three times first, so a fault on the read
 //! path does not cut good records); the accounting the engine needs
 //! (counts, bytes, per-subject state, TTLs) is counted in the same pass
@@ -92,7 +107,8 @@
 //! served); a damaged or torn tail is cut at the last good record, with a
 //! warning naming the file, the offset and the records lost. A record whose
 //! checksum matches but whose contents are impossible (a message not above
-//! the block's previous message, a sequence above [`SEQ_MAX`]) is refused
+//! the block's previous message, a message numbered 0, a sequence above
+//! [`SEQ_MAX`]) is refused
 //! like a damaged one: skipped, counted, named in a warning. The floor is
 //! the highest of `meta`'s and the Floor records'; the last sequence the
 //! highest sequence any record or `meta` names, raised by the records a cut
@@ -131,6 +147,7 @@ use super::disk::{join, Disk, DiskResult};
 use super::engine::{Backend, Engine, NewMsg, Tally};
 use super::record::{self, Kind, MIN_RECORD};
 use super::seqset::SeqSet;
+use super::snapshot::{self, BlockIndex, Snapshot};
 use super::write_behind::WriteBehind;
 use super::{
     Sizing, StoreAction, StoreConfig, StoreError, StoreResult, StoredMsg, SyncPolicy, SEQ_MAX,
@@ -168,6 +185,11 @@ pub struct FileStoreConfig {
     /// Seeds the nonces and the data key's salt (core's seeded randomness,
     /// handed in by the caller; different for every open).
     pub seed: u64,
+    /// The store writes its full-state snapshot by itself once this many
+    /// bytes were appended to its blocks since the last one (or eight times
+    /// the last snapshot's size, if more); 0: only when asked
+    /// ([`Engine::write_snapshot`], at a clean shutdown).
+    pub snapshot_every: u64,
 }
 
 impl Default for FileStoreConfig {
@@ -179,6 +201,7 @@ impl Default for FileStoreConfig {
             sync: SyncPolicy::BeforeAck,
             encryption: None,
             seed: 0,
+            snapshot_every: 64 << 20,
         }
     }
 }
@@ -187,8 +210,14 @@ impl Default for FileStoreConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub blocks: u64,
-    /// Records whose checksum matched.
+    /// Records whose checksum matched (of the blocks read: a block the
+    /// snapshot described is not read).
     pub records: u64,
+    /// What became of the full-state snapshot.
+    pub snapshot: SnapshotUse,
+    /// Blocks taken from the snapshot without reading them (the last one
+    /// may have been read from where the snapshot left it).
+    pub snapshot_blocks: u64,
     /// Damaged stretches in the middle of a block, skipped.
     pub damaged_records: u64,
     /// Checksum-valid records whose contents are impossible (a message not
@@ -226,6 +255,22 @@ impl RecoveryReport {
 }
 
 const META_NAME: &str = "meta";
+/// The full-state snapshot (`snapshot.rs`).
+const SNAPSHOT_NAME: &str = "snapshot";
+
+/// What opening did with the full-state snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SnapshotUse {
+    /// There was none: every block was read.
+    #[default]
+    Missing,
+    /// It described the blocks as they are (or a prefix of them, which was
+    /// read on from where it stopped): used.
+    Used,
+    /// Not used, removed, every block read: why (damaged, or the blocks it
+    /// describes changed since it was written).
+    Rebuilt(String),
+}
 /// An encrypted store's data key, sealed under the configured key, in two
 /// copies (written one after the other, each atomically): a damaged copy
 /// is rebuilt from the other instead of costing the whole store.
@@ -275,9 +320,30 @@ pub(super) struct Block {
     /// For a block without messages: the store's last sequence when it was
     /// made (every later message is above it); keeps `upper` monotonic.
     pub(super) made_after: u64,
+    /// The highest sequence its records named before its first message
+    /// (`u64::MAX` when damage came first): what explains the sequences
+    /// below it (`find_missing`).
+    before_first: u64,
 }
 
 impl Block {
+    /// Block `number` at `path`, nothing in it yet.
+    fn empty(number: u64, path: String, made_after: u64) -> Block {
+        Block {
+            number,
+            path,
+            first_seq: 0,
+            last_seq: 0,
+            deleted: SeqSet::default(),
+            max_recorded: 0,
+            sparse: Vec::new(),
+            messages_written: 0,
+            len: 0,
+            made_after,
+            before_first: 0,
+        }
+    }
+
     fn has_messages(&self) -> bool {
         self.first_seq != 0
     }
@@ -367,6 +433,16 @@ pub struct FileBackend<D: Disk> {
     sizing: Sizing,
     /// The accounting recovery counted, until the engine takes it.
     tally: Option<Tally>,
+    /// A snapshot file is on disk (it must go before any change in place).
+    snapshot_on_disk: bool,
+    /// Bytes appended to blocks since the last snapshot (or the open).
+    since_snapshot: u64,
+    /// The size of the last snapshot written.
+    snapshot_len: u64,
+    /// Snapshots written by this open (varies their nonces).
+    snapshots_written: u64,
+    /// Tails to cut once recovery is sure of what it read: `(path, offset)`.
+    pending_cuts: Vec<(String, u64)>,
 }
 
 impl<D: Disk> FileBackend<D> {
@@ -412,6 +488,11 @@ impl<D: Disk> FileBackend<D> {
             sizing: store.sizing,
             tally: None,
             meta_active: 0,
+            snapshot_on_disk: false,
+            since_snapshot: 0,
+            snapshot_len: 0,
+            snapshots_written: 0,
+            pending_cuts: Vec::new(),
         };
         let key = backend.store_key()?;
         backend.codec = Codec::new(store.compress, key, backend.config.seed);
@@ -554,57 +635,37 @@ impl<D: Disk> FileBackend<D> {
         let mut names = self.disk.list(&dir)?;
         names.retain(|name| parse_block_name(name).is_some());
         names.sort();
-        let mut tombstones = BTreeSet::new();
-        let mut floor = meta.map_or(0, |(floor, _, _, _)| floor);
-        let mut last_seq = meta.map_or(0, |(_, last, _, _)| last);
-        let mut last_ts = meta.map_or(0, |(_, _, ts, _)| ts);
-        let highest_number = names
-            .last()
-            .and_then(|name| parse_block_name(name))
-            .unwrap_or(0);
-        if let Some((_, meta_last, _, active)) = meta.filter(|meta| meta.3 > highest_number) {
-            last_seq = last_seq.max(self.missing_last_blocks(highest_number, active, meta_last));
+        let numbers: Vec<u64> = names
+            .iter()
+            .map(|name| parse_block_name(name).expect("filtered above"))
+            .collect();
+        let snapshot = self.read_snapshot(&numbers)?;
+        let used = snapshot.is_some();
+        let (report, warnings) = (self.report.clone(), self.warnings.len());
+        if !self.recover_blocks(meta, &numbers, snapshot)? {
+            // The blocks appended after the snapshot remove or drop messages
+            // it counted: forget what this pass found and read every block.
+            assert!(used, "only a snapshot makes a pass doubtful");
+            self.report = report;
+            self.warnings.truncate(warnings);
+            self.blocks.clear();
+            self.pending_cuts.clear();
+            self.report.snapshot = SnapshotUse::Rebuilt(
+                "blocks written after it remove messages it counts".to_string(),
+            );
+            let complete = self.recover_blocks(meta, &numbers, None)?;
+            assert!(complete, "a pass without a snapshot is never redone");
         }
-        // Per block: the highest sequence its records name before its first
-        // message, and in all.
-        let mut reaches = Vec::new();
-        let mut counting = Counting {
-            tally: Tally::default(),
-            valid: true,
-            floor,
-            highest: 0,
-            orphan_removals: BTreeSet::new(),
-        };
-        for name in names {
-            let number = parse_block_name(&name).expect("filtered above");
-            let found = self.recover_block(number, &name, &mut tombstones, &mut counting)?;
-            reaches.push((found.before_messages, found.max_seq));
-            floor = floor.max(found.floor);
-            if found.max_seq >= last_seq {
-                last_seq = found.max_seq;
-                last_ts = last_ts.max(found.last_ts);
-            }
+        if !matches!(self.report.snapshot, SnapshotUse::Used) && self.snapshot_on_disk {
+            // Never used again: blocks that come to match it by chance
+            // must not make it believed.
+            self.disk.remove(&join(&dir, SNAPSHOT_NAME))?;
+            self.snapshot_on_disk = false;
         }
-        for seq in tombstones {
-            if let Some(index) = self.block_of(seq) {
-                self.blocks[index].deleted.insert(seq);
-            }
+        for (path, offset) in std::mem::take(&mut self.pending_cuts) {
+            self.disk.truncate(&path, offset)?;
+            self.dirty_files.insert(path);
         }
-        self.check_block_order()?;
-        self.find_missing(floor, &reaches);
-        // A floor record above `meta`'s (a crash before `meta` was
-        // rewritten) may drop messages already counted: count again.
-        if counting
-            .tally
-            .first_seq()
-            .is_some_and(|first| first < floor)
-        {
-            counting.valid = false;
-        }
-        self.tally = counting.valid.then_some(counting.tally);
-        self.floor = floor;
-        self.last_seq = last_seq.max(floor.saturating_sub(1));
-        self.last_ts = WallTime(last_ts);
         self.durable_through = self.last_seq;
         self.reported = self.last_seq;
         // What survived a process kill may sit unsynced in the page cache:
@@ -618,6 +679,287 @@ impl<D: Disk> FileBackend<D> {
         if meta != Some(self.meta_now()) {
             self.write_meta()?;
         }
+        Ok(())
+    }
+
+    /// Build the block table and the tally from the block files `numbers`
+    /// (and `snapshot`, which describes a prefix of them). `false`: the
+    /// blocks after the snapshot make its count doubtful (nothing was
+    /// written; the caller starts again without it).
+    fn recover_blocks(
+        &mut self,
+        meta: Option<Meta>,
+        numbers: &[u64],
+        snapshot: Option<Snapshot>,
+    ) -> StoreResult<bool> {
+        let mut tombstones = BTreeSet::new();
+        let mut floor = meta.map_or(0, |(floor, _, _, _)| floor);
+        let mut last_seq = meta.map_or(0, |(_, last, _, _)| last);
+        let mut last_ts = meta.map_or(0, |(_, _, ts, _)| ts);
+        let highest_number = numbers.last().copied().unwrap_or(0);
+        if let Some((_, meta_last, _, active)) = meta.filter(|meta| meta.3 > highest_number) {
+            last_seq = last_seq.max(self.missing_last_blocks(highest_number, active, meta_last));
+        }
+        // Per block: the highest sequence its records name before its first
+        // message, and in all.
+        let mut reaches = Vec::new();
+        let mut counting = Counting {
+            tally: Tally::default(),
+            valid: true,
+            floor,
+            highest: 0,
+            orphan_removals: BTreeSet::new(),
+        };
+        let mut resume = None;
+        let from_snapshot = snapshot.is_some();
+        if let Some(snapshot) = snapshot {
+            floor = floor.max(snapshot.floor);
+            counting.floor = floor;
+            if snapshot.last_seq >= last_seq {
+                last_seq = snapshot.last_seq;
+                last_ts = last_ts.max(snapshot.last_ts);
+            }
+            counting.highest = snapshot.tally.last_seq();
+            counting.tally = snapshot.tally;
+            let described = snapshot.blocks.len();
+            for (index, entry) in snapshot.blocks.into_iter().enumerate() {
+                let block = self.block_from_index(entry);
+                let file_len = self.disk.len(&block.path)?.unwrap_or(0);
+                if index + 1 == described && file_len > block.len {
+                    // Written on after the snapshot: read from there.
+                    let start = block.len as usize;
+                    resume = Some((block, start));
+                } else {
+                    reaches.push((block.before_first, block.max_recorded));
+                    self.blocks.push(block);
+                }
+                self.report.snapshot_blocks += 1;
+            }
+            self.report.snapshot = SnapshotUse::Used;
+        }
+        for &number in numbers {
+            let resumed = resume
+                .as_ref()
+                .is_some_and(|(block, _): &(Block, usize)| block.number == number);
+            if !resumed && self.blocks.iter().any(|block| block.number == number) {
+                continue;
+            }
+            let start = if resumed { resume.take() } else { None };
+            let found = self.recover_block(number, start, &mut tombstones, &mut counting)?;
+            reaches.push((found.before_messages, found.max_seq));
+            floor = floor.max(found.floor);
+            if found.max_seq >= last_seq {
+                last_seq = found.max_seq;
+                last_ts = last_ts.max(found.last_ts);
+            }
+        }
+        assert!(resume.is_none(), "the resumed block is a listed file");
+        // A floor record above `meta`'s (a crash before `meta` was
+        // rewritten) may drop messages already counted: count again.
+        if counting
+            .tally
+            .first_seq()
+            .is_some_and(|first| first < floor)
+        {
+            counting.valid = false;
+        }
+        if from_snapshot && !counting.valid {
+            return Ok(false);
+        }
+        for seq in tombstones {
+            if let Some(index) = self.block_of(seq) {
+                self.blocks[index].deleted.insert(seq);
+            }
+        }
+        self.check_block_order()?;
+        self.find_missing(floor, &reaches);
+        self.tally = counting.valid.then_some(counting.tally);
+        self.floor = floor;
+        self.last_seq = last_seq.max(floor.saturating_sub(1));
+        self.last_ts = WallTime(last_ts);
+        Ok(true)
+    }
+
+    /// The snapshot, if there is one that describes the block files
+    /// `numbers` as they are (each as long as it says, its last bytes
+    /// those it checksummed) or a prefix of them (the last block it
+    /// describes grown since, later blocks added). Anything else
+    /// (damaged, a described block changed or gone, a block it skips)
+    /// is not used: `report.snapshot` says why, and `recover` removes it.
+    fn read_snapshot(&mut self, numbers: &[u64]) -> StoreResult<Option<Snapshot>> {
+        let path = join(&self.config.dir, SNAPSHOT_NAME);
+        let Some(bytes) = self.disk.read_all(&path)? else {
+            return Ok(None);
+        };
+        self.snapshot_on_disk = true;
+        let plain = match &self.config.encryption {
+            Some(ring) => ring
+                .open_file(&self.snapshot_purpose(), &bytes)
+                .map(|(plain, _)| plain)
+                .map_err(|error| format!("does not open: {error}")),
+            None => Ok(bytes),
+        };
+        let snapshot = match plain.and_then(|plain| snapshot::decode(&plain)) {
+            Ok(snapshot) => snapshot,
+            Err(why) => {
+                self.warn(format!(
+                    "{path}: damaged ({why}); the store is rebuilt from its blocks"
+                ));
+                self.report.snapshot = SnapshotUse::Rebuilt(format!("damaged: {why}"));
+                return Ok(None);
+            }
+        };
+        match self.snapshot_mismatch(&snapshot, numbers)? {
+            None => Ok(Some(snapshot)),
+            Some(why) => {
+                self.report.snapshot = SnapshotUse::Rebuilt(why);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Why `snapshot` does not describe the block files `numbers` (or a
+    /// prefix of them), or `None` if it does.
+    fn snapshot_mismatch(
+        &mut self,
+        snapshot: &Snapshot,
+        numbers: &[u64],
+    ) -> StoreResult<Option<String>> {
+        let Some(last) = snapshot.blocks.last() else {
+            // It knew no block: usable if none was written before it.
+            return Ok((!numbers.is_empty()).then(|| "blocks written since".to_string()));
+        };
+        let below: Vec<u64> = numbers
+            .iter()
+            .copied()
+            .filter(|&number| number <= last.number)
+            .collect();
+        let described: Vec<u64> = snapshot.blocks.iter().map(|block| block.number).collect();
+        if below != described {
+            return Ok(Some(
+                "the block files are not those it describes".to_string(),
+            ));
+        }
+        for (index, block) in snapshot.blocks.iter().enumerate() {
+            let path = self.block_path(block.number);
+            let len = self.disk.len(&path)?.unwrap_or(0);
+            let grown = index + 1 == snapshot.blocks.len() && len > block.len;
+            if len != block.len && !grown {
+                return Ok(Some(format!(
+                    "{path} is {len} bytes, the snapshot says {}",
+                    block.len
+                )));
+            }
+            if self.tail_crc(&path, block.len)? != Some(block.tail_crc) {
+                return Ok(Some(format!("{path}: its last bytes changed")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// crc32 of the last `min(len, TAIL_CHECK)` bytes of the first `len`
+    /// of `path` (`None` if the file is shorter).
+    fn tail_crc(&mut self, path: &str, len: u64) -> StoreResult<Option<u32>> {
+        let from = len.saturating_sub(snapshot::TAIL_CHECK);
+        let mut buf = vec![0u8; (len - from) as usize];
+        if !self.read_exact(path, from, &mut buf)? {
+            return Ok(None);
+        }
+        Ok(Some(crc32fast::hash(&buf)))
+    }
+
+    fn snapshot_purpose(&self) -> String {
+        format!("{}/{SNAPSHOT_NAME}", self.config.dir)
+    }
+
+    /// A block as the snapshot describes it.
+    fn block_from_index(&self, entry: BlockIndex) -> Block {
+        let mut deleted = SeqSet::default();
+        for (start, end) in entry.deleted {
+            deleted.insert_range(start, end);
+        }
+        Block {
+            number: entry.number,
+            path: self.block_path(entry.number),
+            first_seq: entry.first_seq,
+            last_seq: entry.last_seq,
+            deleted,
+            max_recorded: entry.max_recorded,
+            len: entry.len,
+            sparse: entry.sparse,
+            messages_written: entry.messages_written,
+            made_after: self.blocks.last().map_or(0, Block::upper),
+            before_first: entry.before_first,
+        }
+    }
+
+    /// Write the full-state snapshot: the blocks as they are now (synced
+    /// first, so it never describes what a power loss can take) and
+    /// `tally`, the engine's accounting of them. Atomic (temp, sync,
+    /// rename, sync the directory).
+    fn write_snapshot_now(&mut self, tally: &Tally) -> StoreResult<()> {
+        if self.failed {
+            return Err(StoreError::Failed);
+        }
+        let synced = self.sync_now();
+        self.failed |= synced.is_err();
+        synced?;
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for index in 0..self.blocks.len() {
+            let (path, len) = (self.blocks[index].path.clone(), self.blocks[index].len);
+            let tail_crc = self.tail_crc(&path, len)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{path}: shorter than the {len} bytes written"))
+            })?;
+            let block = &self.blocks[index];
+            blocks.push(BlockIndex {
+                number: block.number,
+                len,
+                tail_crc,
+                first_seq: block.first_seq,
+                last_seq: block.last_seq,
+                max_recorded: block.max_recorded,
+                messages_written: block.messages_written,
+                before_first: block.before_first,
+                deleted: block.deleted.ranges().collect(),
+                sparse: block.sparse.clone(),
+            });
+        }
+        let snapshot = Snapshot {
+            floor: self.floor,
+            last_seq: self.last_seq,
+            last_ts: self.last_ts.0,
+            tally: tally.clone(),
+            blocks,
+        };
+        let mut bytes = snapshot::encode(&snapshot);
+        if let Some(ring) = &self.config.encryption {
+            // A nonce of its own for every snapshot of every open.
+            let seed = (self.config.seed ^ 0x736e_6170_0000_0000)
+                .wrapping_add(self.snapshots_written.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            bytes = ring.seal_file(&self.snapshot_purpose(), &bytes, seed);
+        }
+        self.disk
+            .write_atomic(&self.config.dir, SNAPSHOT_NAME, &bytes)?;
+        self.snapshot_on_disk = true;
+        self.snapshots_written += 1;
+        self.since_snapshot = 0;
+        self.snapshot_len = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Remove the snapshot, durably, before a change it cannot see (a
+    /// record overwritten in place, a block cut or removed by a bulk
+    /// change): blocks changed that way could otherwise match it again.
+    fn drop_snapshot(&mut self) -> StoreResult<()> {
+        if !self.snapshot_on_disk {
+            return Ok(());
+        }
+        let path = join(&self.config.dir, SNAPSHOT_NAME);
+        if self.disk.len(&path)?.is_some() {
+            self.disk.remove(&path)?;
+        }
+        self.disk.sync_dir(&self.config.dir)?;
+        self.snapshot_on_disk = false;
         Ok(())
     }
 
@@ -720,29 +1062,33 @@ impl<D: Disk> FileBackend<D> {
         (self.floor, self.last_seq, self.last_ts.0, active)
     }
 
-    /// Check one block file, cut its damaged tail, add it to the table.
+    /// Check one block file (from the start, or `resume`: the block as
+    /// the snapshot left it and the offset to read on from), note its
+    /// damaged tail for cutting, add it to the table.
     fn recover_block(
         &mut self,
         number: u64,
-        name: &str,
+        resume: Option<(Block, usize)>,
         tombstones: &mut BTreeSet<u64>,
         counting: &mut Counting,
     ) -> StoreResult<BlockFindings> {
-        let path = join(&self.config.dir, name);
-        let (data, scan) = self.read_checked(&path)?;
-        let mut block = Block {
-            number,
-            path: path.clone(),
-            first_seq: 0,
-            last_seq: 0,
-            deleted: SeqSet::default(),
-            max_recorded: 0,
-            sparse: Vec::new(),
-            messages_written: 0,
-            len: scan.good_len(data.len()) as u64,
-            made_after: self.blocks.last().map_or(0, Block::upper),
-        };
+        let path = self.block_path(number);
+        let start = resume.as_ref().map_or(0, |&(_, start)| start);
+        let (data, scan) = self.read_checked(&path, start)?;
         let mut found = BlockFindings::default();
+        let mut block = match resume {
+            Some((block, _)) => {
+                found.max_seq = block.max_recorded;
+                block
+            }
+            None => Block::empty(
+                number,
+                path.clone(),
+                self.blocks.last().map_or(0, Block::upper),
+            ),
+        };
+        block.len = scan.good_len(data.len()) as u64;
+        let had_messages = block.has_messages();
         let refused_before = self.report.records_refused;
         // This block's messages and removals, counted once the block is read.
         let mut messages: Vec<BlockMessage> = Vec::new();
@@ -800,6 +1146,11 @@ impl<D: Disk> FileBackend<D> {
                 Kind::Skip | Kind::Floor => {}
             }
         }
+        if had_messages {
+            found.before_messages = block.before_first;
+        } else if block.has_messages() {
+            block.before_first = found.before_messages;
+        }
         self.count_block(&data, &messages, &removed, counting);
         self.report.blocks += 1;
         self.report.records += scan.good.len() as u64;
@@ -816,8 +1167,7 @@ impl<D: Disk> FileBackend<D> {
                 "{path}: damaged tail cut at offset {offset}: {} bytes, about {lost} record(s) lost",
                 data.len() - offset
             ));
-            self.disk.truncate(&path, offset as u64)?;
-            self.disk.sync(&path)?;
+            self.pending_cuts.push((path.clone(), offset as u64));
             // The lost records may have held sequences already handed out
             // (an estimate: it stops at the highest sequence a store uses).
             let lost_through = block.last_seq.saturating_add(lost).min(SEQ_MAX);
@@ -836,29 +1186,32 @@ impl<D: Disk> FileBackend<D> {
         removed: &BTreeSet<u64>,
         counting: &mut Counting,
     ) {
-        let first_here = messages.first().map_or(u64::MAX, |&(seq, _, _)| seq);
-        // The writer puts a removal in the block of its message: one naming
-        // an earlier block's counted message means the count is off.
-        if counting.floor < first_here
-            && removed
-                .range(counting.floor..first_here)
-                .any(|&seq| seq <= counting.highest)
-        {
-            counting.valid = false;
+        debug_assert!(
+            messages.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "recovery accepts a block's messages in increasing order"
+        );
+        // Removals naming no message of their block (none unless records
+        // were lost or damaged: the writer puts a removal in the block of
+        // its message). They apply to whichever block holds the sequence,
+        // as they do for `deleted`: a later block's message is not counted
+        // (`orphan_removals`); one at or below a message already counted
+        // (an earlier block's) makes the count doubtful, and the engine
+        // counts again by loading.
+        for &seq in removed {
+            if messages
+                .binary_search_by_key(&seq, |message| message.0)
+                .is_ok()
+            {
+                continue;
+            }
+            if seq >= counting.floor && seq <= counting.highest {
+                counting.valid = false;
+            }
+            counting.orphan_removals.insert(seq);
         }
-        // Removals naming no message of their block apply to whichever
-        // block holds the sequence (as they do for `deleted`), later ones too.
-        counting
-            .orphan_removals
-            .extend(removed.iter().filter(|&&seq| {
-                messages
-                    .binary_search_by_key(&seq, |message| message.0)
-                    .is_err()
-            }));
         for (seq, offset, opened) in messages {
             let seq = *seq;
-            if seq == 0
-                || seq < counting.floor
+            if seq < counting.floor
                 || removed.contains(&seq)
                 || counting.orphan_removals.contains(&seq)
             {
@@ -891,11 +1244,11 @@ impl<D: Disk> FileBackend<D> {
     /// Read and scan a block; on damage read it again (up to
     /// `READ_ATTEMPTS` times) before believing it, so a fault on the read
     /// path does not cut good records from the file.
-    fn read_checked(&mut self, path: &str) -> StoreResult<(Vec<u8>, record::Scan)> {
+    fn read_checked(&mut self, path: &str, start: usize) -> StoreResult<(Vec<u8>, record::Scan)> {
         let mut attempt = 1;
         loop {
             let data = self.disk.read_all(path)?.unwrap_or_default();
-            let scan = record::scan(&data);
+            let scan = record::scan_from(&data, start);
             if (scan.skipped.is_empty() && scan.tail.is_none()) || attempt == READ_ATTEMPTS {
                 return Ok((data, scan));
             }
@@ -931,19 +1284,8 @@ impl<D: Disk> FileBackend<D> {
     /// Start a new block file; it becomes the active (last) block.
     fn new_block(&mut self) {
         let number = self.blocks.last().map_or(1, |block| block.number + 1);
-        let made_after = self.last_seq;
-        self.blocks.push(Block {
-            number,
-            path: self.block_path(number),
-            first_seq: 0,
-            last_seq: 0,
-            deleted: SeqSet::default(),
-            max_recorded: 0,
-            sparse: Vec::new(),
-            messages_written: 0,
-            len: 0,
-            made_after,
-        });
+        let block = Block::empty(number, self.block_path(number), self.last_seq);
+        self.blocks.push(block);
         self.dirty_dirs.insert(self.config.dir.clone());
     }
 
@@ -970,6 +1312,7 @@ impl<D: Disk> FileBackend<D> {
             self.dirty_files.insert(path.clone());
         }
         self.blocks[index].len += self.scratch.len() as u64;
+        self.since_snapshot += self.scratch.len() as u64;
         if let Some(cached) = self.cache.iter_mut().find(|cached| cached.number == number) {
             assert_eq!(
                 cached.data.len() as u64,
@@ -1049,7 +1392,7 @@ impl<D: Disk> FileBackend<D> {
         if self.disk.len(&path)?.is_none() {
             return Err(StoreError::Corrupt(format!("{path}: block file missing")));
         }
-        let (mut data, mut scan) = self.read_checked(&path)?;
+        let (mut data, mut scan) = self.read_checked(&path, 0)?;
         if (data.len() as u64) < expected {
             return Err(StoreError::Corrupt(format!(
                 "{path}: {} bytes, expected {expected}",
@@ -1181,6 +1524,7 @@ impl<D: Disk> FileBackend<D> {
 
     fn compact_inner(&mut self, floor: u64, last_seq: u64, last_ts: WallTime) -> StoreResult<()> {
         assert!(floor >= self.floor, "the floor never goes down");
+        self.drop_snapshot()?;
         assert!(floor <= last_seq + 1, "floor above last + 1");
         self.floor = floor;
         self.last_seq = last_seq.max(self.last_seq);
@@ -1221,6 +1565,7 @@ impl<D: Disk> FileBackend<D> {
             last_seq < self.last_seq,
             "truncate must lower the last sequence"
         );
+        self.drop_snapshot()?;
         // Truncating to 0 makes the store fresh again (floor 0).
         let floor = if last_seq == 0 {
             0
@@ -1494,6 +1839,7 @@ fn add_message(block: &mut Block, seq: u64, offset: u64) {
     assert!(seq <= SEQ_MAX, "message {seq} above SEQ_MAX");
     if !block.has_messages() {
         block.first_seq = seq;
+        block.before_first = block.max_recorded;
     } else {
         // Recovery refuses anything else first (`plausible`).
         assert!(seq > block.last_seq, "messages in a block must increase");
@@ -1523,6 +1869,9 @@ fn plausible(record: &record::Record<'_>, block: &Block) -> Result<(), String> {
             floor_last(record)
         ));
     }
+    if record.kind.holds_message() && record.seq == 0 {
+        return Err("message with sequence 0".to_string());
+    }
     if record.kind.holds_message() && !follows(block.last_seq, record.seq) {
         return Err(format!(
             "message {} does not follow message {} of the same block",
@@ -1533,9 +1882,11 @@ fn plausible(record: &record::Record<'_>, block: &Block) -> Result<(), String> {
 }
 
 /// Whether message `seq` may follow message `previous` (0: none yet) in
-/// one block: the writer appends a block's messages in increasing order.
+/// one block: the writer appends a block's messages in increasing order,
+/// from sequence 1 (a block whose first message is 0 would look empty to
+/// the block table while its record is read, so 0 is refused).
 fn follows(previous: u64, seq: u64) -> bool {
-    seq <= SEQ_MAX && (previous == 0 || seq > previous)
+    seq > 0 && seq <= SEQ_MAX && (previous == 0 || seq > previous)
 }
 
 /// The message a checked record (of block file `path`) holds; a sealed
@@ -1729,6 +2080,7 @@ impl<D: Disk> Backend for FileBackend<D> {
             return Ok(false);
         }
         if erase {
+            self.drop_snapshot()?;
             self.load(index)?;
             let offset = *self.cache[0]
                 .offsets
@@ -1885,5 +2237,14 @@ impl<D: Disk> Backend for FileBackend<D> {
 
     fn take_tally(&mut self) -> Option<Tally> {
         self.tally.take()
+    }
+
+    fn snapshot_due(&self) -> bool {
+        let every = self.config.snapshot_every;
+        !self.failed && every > 0 && self.since_snapshot >= every.max(8 * self.snapshot_len)
+    }
+
+    fn write_snapshot(&mut self, tally: &Tally) -> StoreResult<()> {
+        self.write_snapshot_now(tally)
     }
 }

@@ -48,6 +48,7 @@ pub mod memstore;
 #[doc(hidden)]
 pub mod record;
 mod seqset;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod write_behind;
@@ -66,7 +67,7 @@ pub use consumer::{
 };
 pub use disk::{perform_sync, Disk, DiskError, DiskResult, MemDisk, SharedDisk};
 pub use engine::{Backend, Deleted, Engine, Expired, ExpiryCause, NewMsg, SubjectEmptied};
-pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport};
+pub use filestore::{FileBackend, FileStore, FileStoreConfig, RecoveryReport, SnapshotUse};
 pub use memstore::{MemBackend, MemStore};
 pub use write_behind::WriteBehind;
 

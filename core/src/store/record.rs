@@ -273,6 +273,22 @@ pub fn scan(bytes: &[u8]) -> Scan {
     result
 }
 
+/// [`scan`] of `bytes[start..]` (records start at `start`), with offsets
+/// into the whole of `bytes`.
+pub fn scan_from(bytes: &[u8], start: usize) -> Scan {
+    let mut result = scan(bytes.get(start..).unwrap_or_default());
+    for offset in &mut result.good {
+        *offset += start;
+    }
+    for (offset, _) in &mut result.skipped {
+        *offset += start;
+    }
+    if let Some((offset, _)) = &mut result.tail {
+        *offset += start;
+    }
+    result
+}
+
 /// The next offset at or after `from` where a record decodes.
 fn resync(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(MIN_RECORD - 1)).find(|&offset| {

@@ -123,6 +123,11 @@ impl SeqSet {
         self.recount();
     }
 
+    /// The ranges `(start, end)`, inclusive, in increasing order.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(&start, &end)| (start, end))
+    }
+
     pub(crate) fn clear(&mut self) {
         self.ranges.clear();
         self.count = 0;

@@ -1564,6 +1564,48 @@ fn a_huge_gap_in_a_block_costs_one_range() {
     assert_eq!(store.load_msg(far).unwrap().payload, &b"far"[..]);
 }
 
+/// Fuzz-found bug (`fuzz/regressions/store_recovery/tally-second`): block
+/// 2 began with a checksum-valid message record numbered 0 and later held
+/// a tombstone for message 2 of block 1 (damage: the writer puts a
+/// tombstone in its message's block). The 0 made recovery's one-pass count
+/// take block 2's first message as 0, so it did not see that the tombstone
+/// named an earlier block's counted message: it counted message 2, which
+/// the store (rightly) does not serve. A message numbered 0 is refused now,
+/// and any removal naming a message counted in an earlier block makes the
+/// count doubtful (the engine counts by loading).
+#[test]
+fn a_removal_after_a_message_numbered_0_keeps_the_count_exact() {
+    use record::Kind::{Message, Tombstone};
+    for zero_first in [true, false] {
+        let mut first = Vec::new();
+        record::encode(&mut first, Message, 1, 1, 0, b"a", b"", b"one");
+        record::encode(&mut first, Message, 2, 2, 0, b"b", b"", b"two");
+        let mut second = Vec::new();
+        if zero_first {
+            record::encode(&mut second, Message, 0, 3, 0, b"z", b"", b"zero");
+        }
+        record::encode(&mut second, Tombstone, 2, 4, 0, b"", b"", b"");
+        let mut disk = MemDisk::new();
+        disk.write_at("s/0000000001.blk", 0, &first).unwrap();
+        disk.write_at("s/0000000002.blk", 0, &second).unwrap();
+        disk.sync_everything();
+        let config = StoreConfig::default();
+        let mut backend = FileBackend::open(disk, file_config(1 << 20), &config).unwrap();
+        let refused = backend.recovery().records_refused;
+        assert_eq!(refused, u64::from(zero_first), "zero first: {zero_first}");
+        assert_eq!(backend.take_tally(), None, "the count is doubtful");
+        let backend =
+            FileBackend::open(backend.into_disk(), file_config(1 << 20), &config).unwrap();
+        let mut store = Engine::open(backend, config).unwrap();
+        let state = store.state();
+        assert_eq!((state.msgs, state.first_seq, state.last_seq), (1, 1, 2));
+        assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+        assert_eq!(store.load_msg(1).unwrap().payload, &b"one"[..]);
+        assert_eq!(store.subjects_state(&Filter::All).len(), 1);
+        assert_eq!(put(&mut store, "c", "three", 5), 3);
+    }
+}
+
 /// A `meta` file saying these things, checksum and all.
 fn meta_bytes(floor: u64, last: u64, last_ts: u64) -> Vec<u8> {
     let mut bytes = b"RNSM".to_vec();
@@ -1825,16 +1867,25 @@ fn a_block_emptied_and_removed_is_not_reported_missing() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Store { subject: u8, payload: u8, ttl: bool },
+    Store {
+        subject: u8,
+        payload: u8,
+        ttl: bool,
+    },
     Remove(u8),
     Erase(u8),
-    PurgeSubject { subject: u8, keep: u8 },
+    PurgeSubject {
+        subject: u8,
+        keep: u8,
+    },
     Compact(u8),
     Truncate(u8),
     Skip,
     Expire(u8),
     PowerLoss,
     ProcessKill,
+    /// Write the full-state snapshot (the next reopen may use it).
+    Snapshot,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -1850,6 +1901,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Expire),
         1 => Just(Op::PowerLoss),
         1 => Just(Op::ProcessKill),
+        1 => Just(Op::Snapshot),
     ]
 }
 
@@ -1894,6 +1946,7 @@ fn apply<B: Backend>(store: &mut Engine<B>, op: &Op, clock: u64) -> String {
         Op::Truncate(byte) => format!("{:?}", store.truncate(pick(&state, byte))),
         Op::Skip => format!("{:?}", store.skip_msg(ts(clock))),
         Op::Expire(byte) => format!("{:?}", store.expire(ts(clock + u64::from(byte % 8)))),
+        Op::Snapshot => format!("{:?}", store.write_snapshot()),
         Op::PowerLoss | Op::ProcessKill => String::new(),
     }
 }
@@ -2039,6 +2092,7 @@ proptest! {
         removes in proptest::collection::vec(any::<u8>(), 0..8),
         damages in proptest::collection::vec(damage(), 1..6),
         sealing in 0u8..4,
+        snapshot in any::<bool>(),
     ) {
         let (compress, keys) = (sealing & 1 == 1, (sealing & 2 == 2).then(|| ring("k", None)));
         let config = StoreConfig { compress, ..StoreConfig::default() };
@@ -2052,6 +2106,10 @@ proptest! {
             let _ = store.remove_msg(u64::from(byte) % (count + 1));
         }
         settle(&mut store);
+        if snapshot {
+            // Damage may then hit the snapshot or a block it describes.
+            store.write_snapshot().unwrap();
+        }
         let mut disk = store.into_backend().into_disk();
         for damage in &damages {
             apply_damage(&mut disk, damage);
@@ -2082,4 +2140,328 @@ proptest! {
         let next = store.store_msg(b"after", b"", b"x", ts(1000), None).unwrap();
         prop_assert!(next > state.last_seq);
     }
+}
+
+// ---- FileStore: the full-state snapshot ----
+
+/// Blocks several times larger than the bytes a snapshot checks at their end.
+const SNAP_BLOCK: u64 = 1500;
+
+fn snapshot_config(block_size: u64) -> FileStoreConfig {
+    FileStoreConfig {
+        // Only the snapshots a test asks for.
+        snapshot_every: 0,
+        ..file_config(block_size)
+    }
+}
+
+/// A store of `count` messages (subjects `s.0`..`s.2`, every 5th with a
+/// TTL, 7 and 8 removed), snapshot written if `snapshot`; its disk, state
+/// and messages.
+fn snapshotted(count: u64, snapshot: bool) -> (MemDisk, StoreState, Vec<StoredMsg>) {
+    let mut store = FileStore::open_on(
+        MemDisk::new(),
+        snapshot_config(SNAP_BLOCK),
+        StoreConfig::default(),
+    )
+    .unwrap();
+    for i in 1..=count {
+        let ttl = (i % 5 == 0).then(|| Duration::from_secs(100));
+        store
+            .store_msg(
+                format!("s.{}", i % 3).as_bytes(),
+                b"",
+                format!("payload-{i}").as_bytes(),
+                ts(i),
+                ttl,
+            )
+            .unwrap();
+    }
+    store.remove_msg(7).unwrap();
+    store.remove_msg(8).unwrap();
+    settle(&mut store);
+    if snapshot {
+        store.write_snapshot().unwrap();
+    }
+    let (state, msgs) = contents(&mut store);
+    (store.into_backend().into_disk(), state, msgs)
+}
+
+fn contents<D: Disk>(store: &mut FileStore<D>) -> (StoreState, Vec<StoredMsg>) {
+    let state = store.state();
+    let msgs = (state.first_seq..=state.last_seq)
+        .filter_map(|seq| store.load_msg(seq).ok())
+        .collect();
+    (state, msgs)
+}
+
+/// Open on a disk that counts block bytes read: the store, and how many
+/// bytes of blocks its backend's open read (debug builds' engine then
+/// reads every message again to check the count, so that is not counted).
+fn open_counting(disk: MemDisk) -> (FileStore<CountingDisk>, usize) {
+    let disk = CountingDisk {
+        inner: disk,
+        block_bytes_read: 0,
+    };
+    let config = StoreConfig::default();
+    let backend = FileBackend::open(disk, snapshot_config(SNAP_BLOCK), &config).unwrap();
+    let read = backend.disk().block_bytes_read;
+    (Engine::open(backend, config).unwrap(), read)
+}
+
+#[test]
+fn a_snapshot_opens_the_store_without_reading_its_blocks() {
+    let (disk, state, msgs) = snapshotted(200, true);
+    let (mut store, read) = open_counting(disk);
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.snapshot, SnapshotUse::Used);
+    assert!(report.snapshot_blocks > 5, "{report:?}");
+    assert_eq!(report.blocks, 0, "no block scanned");
+    // Only the last bytes of each block, to check them against it.
+    assert!(
+        read as u64 <= report.snapshot_blocks * snapshot::TAIL_CHECK,
+        "{read} bytes read"
+    );
+    assert_eq!(contents(&mut store), (state.clone(), msgs.clone()));
+    assert_eq!(
+        store.next_expiry(),
+        Some(WallTime(ts(5).0 + 100_000_000_000))
+    );
+    assert_eq!(store.subjects_state(&Filter::All).len(), 3);
+    // The store goes on from there, and opens the same without it.
+    assert_eq!(put(&mut store, "s.9", "more", 999), 201);
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk().inner;
+    disk.remove("s/snapshot").unwrap();
+    let mut again = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+    assert_eq!(again.backend().recovery().snapshot, SnapshotUse::Missing);
+    assert_eq!(again.state().msgs, state.msgs + 1);
+    assert_eq!(again.load_msg(201).unwrap().payload, &b"more"[..]);
+}
+
+/// Blocks written after the snapshot (a kill, no fresh snapshot): the
+/// snapshot still describes the blocks before, which are not read; the
+/// rest is read from where it stopped.
+#[test]
+fn a_stale_snapshot_is_used_for_what_it_describes_and_the_rest_is_read() {
+    let (disk, _, _) = snapshotted(200, true);
+    let mut store = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+    for i in 201..=230 {
+        put(
+            &mut store,
+            &format!("s.{}", i % 3),
+            &format!("payload-{i}"),
+            i,
+        );
+    }
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.process_kill();
+    let (expected_state, expected) = {
+        let mut copy = disk.clone();
+        copy.remove("s/snapshot").unwrap();
+        contents(&mut open_file(copy, SNAP_BLOCK, StoreConfig::default()))
+    };
+    let (mut store, read) = open_counting(disk.clone());
+    let report = store.backend().recovery().clone();
+    assert_eq!(report.snapshot, SnapshotUse::Used);
+    assert!(report.blocks >= 1, "the blocks after it are read");
+    assert!(report.snapshot_blocks >= 4);
+    assert_eq!(contents(&mut store), (expected_state, expected));
+    assert_eq!(put(&mut store, "x", "y", 999), 231);
+    // Fewer bytes than the blocks hold.
+    let full = block_files_len(&mut disk);
+    assert!(read < full / 2, "{read} of {full}: {report:?}");
+}
+
+/// A removal after the snapshot: written to a block the snapshot describes
+/// (a described block changed) or to the one it left open (the count it
+/// holds is wrong): either way it is not used, and nothing is lost.
+#[test]
+fn a_snapshot_older_than_a_removal_is_rebuilt_from_the_blocks() {
+    for seq in [3, 40] {
+        let (disk, _, _) = snapshotted(40, true);
+        let mut store = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+        assert!(store.remove_msg(seq).unwrap());
+        settle(&mut store);
+        let (state, msgs) = contents(&mut store);
+        let mut disk = store.into_backend().into_disk();
+        disk.process_kill();
+        let mut store = open_file(disk.clone(), SNAP_BLOCK, StoreConfig::default());
+        assert!(
+            matches!(store.backend().recovery().snapshot, SnapshotUse::Rebuilt(_)),
+            "removed {seq}: {:?}",
+            store.backend().recovery().snapshot
+        );
+        assert_eq!(contents(&mut store), (state, msgs));
+        assert_eq!(store.load_msg(seq), Err(StoreError::NotFound));
+        settle(&mut store);
+        let mut disk = store.into_backend().into_disk();
+        assert!(
+            disk.len("s/snapshot").unwrap().is_none(),
+            "removed once not used"
+        );
+    }
+}
+
+#[test]
+fn a_missing_snapshot_is_rebuilt_from_the_blocks() {
+    let (mut disk, state, msgs) = snapshotted(40, true);
+    disk.remove("s/snapshot").unwrap();
+    let mut store = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+    assert_eq!(store.backend().recovery().snapshot, SnapshotUse::Missing);
+    assert!(store.backend().recovery().blocks > 1);
+    assert_eq!(contents(&mut store), (state, msgs));
+}
+
+/// Every flipped byte and every truncation of the snapshot (its block
+/// index included) is found, named, and costs nothing: the store comes up
+/// from its blocks with every message.
+#[test]
+fn a_damaged_or_truncated_snapshot_never_loses_a_message() {
+    let (disk, state, msgs) = snapshotted(25, true);
+    let snapshot_bytes = disk.clone().read_all("s/snapshot").unwrap().unwrap();
+    let len = snapshot_bytes.len();
+    let flips = (0..len).step_by(7).map(|at| (at, None));
+    let cuts = [0, 3, 19, 20, len / 2, len - 1]
+        .into_iter()
+        .map(|keep| (keep, Some(keep)));
+    for (at, cut) in flips.chain(cuts) {
+        let mut damaged = disk.clone();
+        let bytes = damaged.bytes_mut("s/snapshot").unwrap();
+        match cut {
+            Some(keep) => bytes.truncate(keep),
+            None => bytes[at] ^= 0x10,
+        }
+        let mut store = open_file(damaged, SNAP_BLOCK, StoreConfig::default());
+        let report = store.backend().recovery().clone();
+        assert!(
+            matches!(&report.snapshot, SnapshotUse::Rebuilt(why) if why.starts_with("damaged")),
+            "at {at} cut {cut:?}: {:?}",
+            report.snapshot
+        );
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|text| text.starts_with("s/snapshot: damaged")),
+            "{:?}",
+            report.warnings
+        );
+        assert_eq!(contents(&mut store), (state.clone(), msgs.clone()));
+    }
+}
+
+/// A block cut short after the snapshot (its tail lost) or changed in its
+/// last bytes: the snapshot no longer describes it and is not used.
+#[test]
+fn a_snapshot_whose_blocks_changed_is_not_believed() {
+    let (disk, _, _) = snapshotted(40, true);
+    for damage in ["cut", "flip"] {
+        let mut changed = disk.clone();
+        let block = block_bytes(&mut changed, 2);
+        match damage {
+            "cut" => {
+                let len = block.len();
+                block.truncate(len - 5);
+            }
+            _ => {
+                let len = block.len();
+                block[len - 10] ^= 1;
+            }
+        }
+        let mut expected_disk = changed.clone();
+        expected_disk.remove("s/snapshot").unwrap();
+        let expected = contents(&mut open_file(
+            expected_disk,
+            SNAP_BLOCK,
+            StoreConfig::default(),
+        ));
+        let mut store = open_file(changed, SNAP_BLOCK, StoreConfig::default());
+        assert!(
+            matches!(&store.backend().recovery().snapshot, SnapshotUse::Rebuilt(why) if why.contains("0000000002.blk")),
+            "{damage}: {:?}",
+            store.backend().recovery().snapshot
+        );
+        assert!(
+            store.backend().recovery().tails_cut + store.backend().recovery().damaged_records > 0
+        );
+        assert_eq!(contents(&mut store), expected);
+    }
+}
+
+/// An erase overwrites a record in place (same length): the snapshot goes
+/// first, durably, so a power loss cannot bring it back over the change.
+#[test]
+fn an_erase_removes_the_snapshot_first() {
+    let (disk, _, _) = snapshotted(30, true);
+    let mut store = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+    assert!(store.erase_msg(4).unwrap());
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    assert!(disk.len("s/snapshot").unwrap().is_none());
+    let mut store = open_file(disk, SNAP_BLOCK, StoreConfig::default());
+    assert_eq!(store.load_msg(4), Err(StoreError::NotFound));
+    assert_eq!(store.state().msgs, 27);
+}
+
+/// The store writes a snapshot by itself every `snapshot_every` bytes; a
+/// power loss right after keeps one that opens the store.
+#[test]
+fn snapshots_are_written_periodically_and_survive_power_loss() {
+    let config = FileStoreConfig {
+        snapshot_every: 2000,
+        ..file_config(300)
+    };
+    let mut store =
+        FileStore::open_on(MemDisk::new(), config.clone(), StoreConfig::default()).unwrap();
+    for i in 1..=80 {
+        put(
+            &mut store,
+            &format!("s.{}", i % 3),
+            &format!("payload-{i}"),
+            i,
+        );
+        settle(&mut store);
+    }
+    assert!(store
+        .backend()
+        .disk()
+        .clone()
+        .len("s/snapshot")
+        .unwrap()
+        .is_some());
+    let (state, msgs) = contents(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    disk.power_loss();
+    let mut store = FileStore::open_on(disk, config, StoreConfig::default()).unwrap();
+    assert_eq!(store.backend().recovery().snapshot, SnapshotUse::Used);
+    assert_eq!(contents(&mut store), (state, msgs));
+}
+
+/// Under encryption at rest the snapshot is sealed: no subject in clear;
+/// it opens with the key, and without the right key the store is refused
+/// as before (the key file decides), never opened from a snapshot.
+#[test]
+fn an_encrypted_store_seals_its_snapshot() {
+    let config = keyed_config(300, Some(ring("k", None)));
+    let config = FileStoreConfig {
+        snapshot_every: 0,
+        ..config
+    };
+    let mut store =
+        FileStore::open_on(MemDisk::new(), config.clone(), StoreConfig::default()).unwrap();
+    for i in 1..=30 {
+        put(&mut store, "secret.subject", &format!("payload-{i}"), i);
+    }
+    settle(&mut store);
+    store.write_snapshot().unwrap();
+    let (state, msgs) = contents(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    let bytes = disk.read_all("s/snapshot").unwrap().unwrap();
+    assert!(!bytes.windows(6).any(|window| window == b"secret"));
+    let mut store = FileStore::open_on(disk, config, StoreConfig::default()).unwrap();
+    assert_eq!(store.backend().recovery().snapshot, SnapshotUse::Used);
+    assert_eq!(contents(&mut store), (state, msgs));
 }
