@@ -512,3 +512,70 @@ async fn a_paused_consumer_delivers_nothing_until_resumed() {
     let got = fetch(&consumer, 2, Duration::from_millis(500)).await;
     assert_eq!(payloads(&got), ["0", "1"]);
 }
+
+/// Fetch up to `max` messages of priority group `A` with the overflow
+/// minimums given (waiting at most 500 ms).
+async fn fetch_overflow(
+    consumer: &jetstream::consumer::PullConsumer,
+    max: usize,
+    min_pending: Option<usize>,
+    min_ack_pending: Option<usize>,
+) -> Vec<jetstream::Message> {
+    let mut fetch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_millis(500))
+        .group("A");
+    if let Some(min) = min_pending {
+        fetch = fetch.min_pending(min);
+    }
+    if let Some(min) = min_ack_pending {
+        fetch = fetch.min_ack_pending(min);
+    }
+    let mut batch = within("fetch", fetch.messages()).await.unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = within("a fetched message", batch.next()).await {
+        messages.push(message.unwrap());
+    }
+    messages
+}
+
+#[tokio::test]
+async fn an_overflow_consumer_serves_requests_past_their_minimums() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (server, _dir) = js_server("overflow");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("OVER", &["over"]))
+        .await
+        .unwrap();
+    publish_all(&js, 3, |_| "over".into()).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("O".into()),
+            priority_policy: PriorityPolicy::Overflow,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.priority_groups.len(), 1);
+    assert_eq!(info.priority_groups[0].group, "A");
+    assert!(info.priority_groups[0].pinned_ts.is_none());
+    // Three pending: below a minimum of ten nothing comes.
+    assert!(fetch_overflow(&consumer, 5, Some(10), None)
+        .await
+        .is_empty());
+    // A minimum of two: served while two or more are pending.
+    let got = fetch_overflow(&consumer, 5, Some(2), None).await;
+    assert_eq!(payloads(&got), ["0", "1"]);
+    // Two unacknowledged: a minimum of two outstanding acks is met.
+    let got = fetch_overflow(&consumer, 5, None, Some(2)).await;
+    assert_eq!(payloads(&got), ["2"]);
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 3);
+    assert_eq!(info.num_pending, 0);
+    stream.unpin_consumer("O", "A").await.unwrap();
+    assert!(stream.unpin_consumer("O", "B").await.is_err());
+}

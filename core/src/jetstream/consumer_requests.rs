@@ -157,8 +157,9 @@ impl<D: Disk + Clone> JetStream<D> {
         );
     }
 
-    /// `CONSUMER.UNPIN.<stream>.<consumer>`: rnats has no priority groups,
-    /// so no consumer has the group asked for.
+    /// `CONSUMER.UNPIN.<stream>.<consumer>`: drops the group's pin. No
+    /// consumer holds one (pinned_client is refused at create), so this
+    /// answers and advises as the reference does for an unpinned group.
     pub(super) fn consumer_unpin(
         &mut self,
         account: &str,
@@ -169,7 +170,38 @@ impl<D: Disk + Clone> JetStream<D> {
         let group = consumer_config::check_unpin_request(payload)?;
         let id = self.find_consumer(account, stream, name)?;
         consumer_config::check_unpin_group(&self.streams[&id].consumers[name].config, &group)?;
-        Err(ApiError::new(K::ConsumerInvalidPriorityGroup))
+        self.advise_unpinned(account, stream, name, &group, "admin");
+        Ok(ConsumerUnpinResponse::ok())
+    }
+
+    /// `consumer_group_unpinned`: the group lost its pin, for `reason`
+    /// (`admin` or `timeout`).
+    fn advise_unpinned(
+        &mut self,
+        account: &str,
+        stream: &str,
+        name: &str,
+        group: &str,
+        reason: &str,
+    ) {
+        let mut body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
+            "id": self.next_id(),
+            "timestamp": crate::format::rfc3339_nanos(self.wall),
+            "account": account,
+            "stream": stream,
+            "consumer": name,
+            "group": group,
+            "reason": reason,
+        });
+        if let Some(domain) = self.config.domain.clone().filter(|d| !d.is_empty()) {
+            body["domain"] = serde_json::Value::String(domain);
+        }
+        self.publish(
+            account,
+            format!("$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.{stream}.{name}"),
+            body.to_string().into_bytes(),
+        );
     }
 
     /// `CONSUMER.NAMES.<stream>`.
@@ -294,6 +326,18 @@ impl<D: Disk + Clone> JetStream<D> {
             num_waiting: numbers.num_waiting as i64,
             num_pending: numbers.num_pending,
             push_bound: consumer.consumer.is_push() && consumer.consumer.has_interest(),
+            // The reference reports its first group only; with no pinned
+            // client (rnats has none yet) it is the name and a zero time.
+            priority_groups: consumer
+                .config
+                .priority_groups
+                .first()
+                .map(|group| super::api::PriorityGroupState {
+                    group: group.clone(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
             paused: consumer.consumer.is_paused(),
             pause_remaining: consumer
                 .config
@@ -321,8 +365,12 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
         (config.rate_limit_bps > 0, "rate_limit_bps"),
         (!config.sample_freq.is_empty(), "sample_freq"),
         (
-            config.priority_policy != PriorityPolicy::None || !config.priority_groups.is_empty(),
-            "priority groups",
+            config.priority_policy == PriorityPolicy::PinnedClient,
+            "priority_policy pinned_client",
+        ),
+        (
+            config.priority_policy == PriorityPolicy::Prioritized,
+            "priority_policy prioritized",
         ),
         (
             config.ack_policy == AckPolicy::FlowControl,

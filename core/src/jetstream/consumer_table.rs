@@ -128,6 +128,8 @@ pub fn consumer_rules(
         max_expires: positive(config.max_expires).map(Duration::from_nanos),
         max_bytes: positive(config.max_bytes),
         pause_until: config.pause_until.and_then(|until| until.wall_time()),
+        priority_policy: config.priority_policy,
+        priority_groups: config.priority_groups.clone(),
     }
 }
 

@@ -35,7 +35,7 @@ use bytes::Bytes;
 
 use self::ack::{AckKind, AckTarget};
 use self::pull::{pending_headers, status, WaitQueue, Waiting};
-use super::api::NextRequest;
+use super::api::{NextRequest, PriorityPolicy};
 use super::link::{ConsumerId, JsAction};
 use super::stream::Store;
 use crate::store::{
@@ -93,6 +93,10 @@ pub struct ConsumerRules {
     /// Paused until then (`CONSUMER.PAUSE`, `pause_until`): nothing is
     /// delivered, requests wait.
     pub pause_until: Option<WallTime>,
+    /// How pull requests of the priority groups are served.
+    pub priority_policy: PriorityPolicy,
+    /// The groups a pull request may name (empty: no priority groups).
+    pub priority_groups: Vec<String>,
 }
 
 impl ConsumerRules {
@@ -457,6 +461,13 @@ impl<D: Disk> Consumer<D> {
         {
             return answer(out, 409, &format!("Exceeded MaxRequestMaxBytes of {max}"));
         }
+        // A JSON request always carries a (maybe empty) priority group; a
+        // bare batch size carries none and skips these checks.
+        if body.trim_ascii().first() == Some(&b'{') {
+            if let Err(text) = self.check_priority(&request) {
+                return answer(out, 400, &format!("Bad Request - {text}"));
+            }
+        }
         if request.no_wait
             && expires.is_zero()
             && self.redeliver.is_empty()
@@ -483,8 +494,51 @@ impl<D: Disk> Consumer<D> {
             heartbeat,
             next_heartbeat: heartbeat.map(|every| now + every),
             delivered: 0,
+            min_pending: u64::try_from(request.min_pending).unwrap_or(0),
+            min_ack_pending: u64::try_from(request.min_ack_pending).unwrap_or(0),
         });
         self.check();
+    }
+
+    /// The priority-group fields of a pull request against the consumer's
+    /// policy: the reason after `400 Bad Request - ` when refused.
+    fn check_priority(&self, request: &NextRequest) -> Result<(), &'static str> {
+        let policy = self.rules.priority_policy;
+        if (request.min_pending != 0 || request.min_ack_pending != 0)
+            && policy != PriorityPolicy::Overflow
+        {
+            return Err("Not a Overflow Priority consumer");
+        }
+        if !request.id.is_empty() && policy != PriorityPolicy::PinnedClient {
+            return Err("Not a Pinned Client Priority consumer");
+        }
+        if !(0..=9).contains(&request.priority) {
+            return Err("Priority must be between 0 and 9");
+        }
+        if policy != PriorityPolicy::None {
+            if request.group.is_empty() {
+                return Err("Priority Group missing");
+            }
+            if !self.rules.priority_groups.contains(&request.group) {
+                return Err("Invalid Priority Group");
+            }
+        }
+        Ok(())
+    }
+
+    /// Overflow policy: whether `request` may take a message now, with
+    /// `pending` messages left to deliver counting the one at hand. A
+    /// request with neither minimum always may; otherwise either minimum
+    /// reached is enough.
+    fn overflow_ready(&self, request: &Waiting, pending: u64) -> bool {
+        if self.rules.priority_policy != PriorityPolicy::Overflow
+            || (request.min_pending == 0 && request.min_ack_pending == 0)
+        {
+            return true;
+        }
+        (request.min_pending > 0 && request.min_pending <= pending)
+            || (request.min_ack_pending > 0
+                && request.min_ack_pending <= self.state().pending.len() as u64)
     }
 
     /// An ack (any kind) on `subject` with the client's `reply`. Returns
@@ -824,6 +878,24 @@ impl<D: Disk> Consumer<D> {
             let to = match &push {
                 Some(push) => push.deliver_subject.clone(),
                 None => {
+                    // Overflow requests whose minimums are not reached go
+                    // to the back, as the reference cycles them; when none
+                    // is ready, nothing is sent.
+                    let pending_now = match source {
+                        Source::Redelivery => new_count + lps_after + 1,
+                        Source::New | Source::LastPerSubject => pending_after + 1,
+                    };
+                    let mut cycled = 0;
+                    while !self
+                        .overflow_ready(self.waiting.front().expect("checked above"), pending_now)
+                        && cycled < self.waiting.len()
+                    {
+                        self.waiting.cycle();
+                        cycled += 1;
+                    }
+                    if cycled == self.waiting.len() {
+                        break;
+                    }
                     let request = self.waiting.front_mut().expect("checked above");
                     if request.has_max_bytes {
                         if size > request.bytes_left {

@@ -35,6 +35,12 @@ pub struct Waiting {
     pub next_heartbeat: Option<Instant>,
     /// Messages delivered to it so far.
     pub delivered: u64,
+    /// Overflow policy: served only once this many messages are pending
+    /// (zero: no such minimum).
+    pub min_pending: u64,
+    /// Overflow policy: served only once this many acks are outstanding
+    /// (zero: no such minimum).
+    pub min_ack_pending: u64,
 }
 
 /// The waiting requests, oldest first.
@@ -57,8 +63,19 @@ impl WaitQueue {
         self.queue.push_back(request);
     }
 
+    pub fn front(&self) -> Option<&Waiting> {
+        self.queue.front()
+    }
+
     pub fn front_mut(&mut self) -> Option<&mut Waiting> {
         self.queue.front_mut()
+    }
+
+    /// Move the oldest request to the back.
+    pub fn cycle(&mut self) {
+        if let Some(request) = self.queue.pop_front() {
+            self.queue.push_back(request);
+        }
     }
 
     pub fn pop_front(&mut self) -> Option<Waiting> {

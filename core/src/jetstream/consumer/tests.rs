@@ -37,6 +37,8 @@ fn rules(name: &str) -> ConsumerRules {
         max_expires: None,
         max_bytes: None,
         pause_until: None,
+        priority_policy: PriorityPolicy::None,
+        priority_groups: Vec::new(),
     }
 }
 
@@ -82,9 +84,13 @@ impl Rig {
     }
 
     fn pull(&mut self, body: &str) {
+        self.pull_to("_INBOX.r", body);
+    }
+
+    fn pull_to(&mut self, reply: &str, body: &str) {
         self.consumer.handle_pull(
             "A",
-            b"_INBOX.r",
+            reply.as_bytes(),
             body.as_bytes(),
             &mut self.store,
             self.now,
@@ -490,4 +496,86 @@ fn a_paused_consumer_holds_messages_until_the_pause_ends() {
     let lines = rig.take();
     assert_eq!(lines.len(), 1);
     assert!(lines[0].starts_with("_INBOX.r a "));
+}
+
+fn overflow_rules() -> ConsumerRules {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::Overflow;
+    rules.priority_groups = vec!["G".into()];
+    rules
+}
+
+#[test]
+fn priority_fields_are_checked_against_the_policy() {
+    let mut plain = Rig::new(rules("C"), stream(&["a"]));
+    plain.pull(r#"{"batch":1,"min_pending":2}"#);
+    assert_eq!(
+        plain.take(),
+        ["_INBOX.r NATS/1.0 400 Bad Request - Not a Overflow Priority consumer"]
+    );
+    // A group on a consumer without priority groups is ignored.
+    plain.pull(r#"{"batch":1,"group":"X"}"#);
+    assert_eq!(plain.take().len(), 1);
+
+    let mut rig = Rig::new(overflow_rules(), stream(&["a"]));
+    for (body, text) in [
+        (r#"{"batch":1}"#, "Priority Group missing"),
+        (r#"{"batch":1,"group":"H"}"#, "Invalid Priority Group"),
+        (
+            r#"{"batch":1,"group":"G","id":"x"}"#,
+            "Not a Pinned Client Priority consumer",
+        ),
+        (
+            r#"{"batch":1,"group":"G","priority":10}"#,
+            "Priority must be between 0 and 9",
+        ),
+    ] {
+        rig.pull(body);
+        assert_eq!(
+            rig.take(),
+            [format!("_INBOX.r NATS/1.0 400 Bad Request - {text}")],
+            "{body}"
+        );
+    }
+    // A bare batch size names no group and is served.
+    rig.pull("1");
+    assert_eq!(rig.take().len(), 1);
+}
+
+#[test]
+fn overflow_serves_a_request_only_while_its_minimum_pending_holds() {
+    let mut rig = Rig::new(overflow_rules(), stream(&["a", "b"]));
+    rig.pull_to("_INBOX.min", r#"{"batch":5,"group":"G","min_pending":3}"#);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.consumer.num_waiting(), 1);
+    publish(&mut rig.store, "c", b"data");
+    rig.pump();
+    // Three pending: the first goes out, then two are left, below the minimum.
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("_INBOX.min a "), "{lines:?}");
+    // A request without minimums is served past the waiting one.
+    rig.pull_to("_INBOX.any", r#"{"batch":5,"group":"G","no_wait":true}"#);
+    let lines = rig.take();
+    assert!(lines[0].starts_with("_INBOX.any b "), "{lines:?}");
+    assert!(lines[1].starts_with("_INBOX.any c "), "{lines:?}");
+    assert_eq!(lines[2], "_INBOX.any NATS/1.0 404 No Messages");
+    assert_eq!(rig.consumer.num_waiting(), 1);
+}
+
+#[test]
+fn overflow_serves_a_request_once_enough_acks_are_outstanding() {
+    let mut rig = Rig::new(overflow_rules(), stream(&["a", "b", "c", "d"]));
+    rig.pull_to(
+        "_INBOX.slow",
+        r#"{"batch":4,"group":"G","min_ack_pending":2}"#,
+    );
+    assert!(rig.take().is_empty());
+    rig.pull_to("_INBOX.main", r#"{"batch":2,"group":"G"}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].starts_with("_INBOX.main a "), "{lines:?}");
+    assert!(lines[1].starts_with("_INBOX.main b "), "{lines:?}");
+    assert!(lines[2].starts_with("_INBOX.slow c "), "{lines:?}");
+    assert!(lines[3].starts_with("_INBOX.slow d "), "{lines:?}");
 }
