@@ -579,3 +579,87 @@ async fn an_overflow_consumer_serves_requests_past_their_minimums() {
     stream.unpin_consumer("O", "A").await.unwrap();
     assert!(stream.unpin_consumer("O", "B").await.is_err());
 }
+
+#[tokio::test]
+async fn a_pinned_client_gets_the_messages_until_unpinned() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (server, _dir) = js_server("pinned");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("PIN", &["pin"]))
+        .await
+        .unwrap();
+    publish_all(&js, 3, |_| "pin".into()).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("P".into()),
+            priority_policy: PriorityPolicy::PinnedClient,
+            priority_groups: vec!["A".into()],
+            priority_timeout: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut pinned = within(
+        "a pull stream",
+        consumer
+            .stream()
+            .group("A")
+            .max_messages_per_batch(1)
+            .expires(Duration::from_secs(1))
+            .messages(),
+    )
+    .await
+    .unwrap();
+    let first = within("a message", pinned.next()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"0");
+    let pin_id = first
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get("Nats-Pin-Id"))
+        .map(|value| value.to_string())
+        .expect("a Nats-Pin-Id header");
+    first.ack().await.unwrap();
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.priority_groups[0].group, "A");
+    assert_eq!(
+        info.priority_groups[0].pinned_client_id.as_deref(),
+        Some(pin_id.as_str())
+    );
+    assert!(info.priority_groups[0].pinned_ts.is_some());
+    // Another client of the group gets nothing while the pin holds.
+    let mut other = within(
+        "a pull stream",
+        consumer
+            .stream()
+            .group("A")
+            .max_messages_per_batch(1)
+            .expires(Duration::from_secs(1))
+            .messages(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), other.next())
+            .await
+            .is_err(),
+        "the unpinned client got a message"
+    );
+    drop(pinned);
+    stream.unpin_consumer("P", "A").await.unwrap();
+    // Unpinned: the waiting client is pinned anew and served.
+    let next = within("a message", other.next()).await.unwrap().unwrap();
+    assert_eq!(&next.payload[..], b"1");
+    let new_pin = next
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get("Nats-Pin-Id"))
+        .map(|value| value.to_string())
+        .expect("a Nats-Pin-Id header");
+    assert_ne!(new_pin, pin_id);
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(
+        info.priority_groups[0].pinned_client_id.as_deref(),
+        Some(new_pin.as_str())
+    );
+}

@@ -157,9 +157,9 @@ impl<D: Disk + Clone> JetStream<D> {
         );
     }
 
-    /// `CONSUMER.UNPIN.<stream>.<consumer>`: drops the group's pin. No
-    /// consumer holds one (pinned_client is refused at create), so this
-    /// answers and advises as the reference does for an unpinned group.
+    /// `CONSUMER.UNPIN.<stream>.<consumer>`: drops the group's pin (the
+    /// next request without a pin id gets a new one) and advises, even when
+    /// nothing was pinned, as the reference does.
     pub(super) fn consumer_unpin(
         &mut self,
         account: &str,
@@ -170,38 +170,12 @@ impl<D: Disk + Clone> JetStream<D> {
         let group = consumer_config::check_unpin_request(payload)?;
         let id = self.find_consumer(account, stream, name)?;
         consumer_config::check_unpin_group(&self.streams[&id].consumers[name].config, &group)?;
-        self.advise_unpinned(account, stream, name, &group, "admin");
+        let wall = self.wall;
+        let entry = self.streams.get_mut(&id).expect("the stream exists");
+        let consumer = entry.consumers.get_mut(name).expect("the consumer exists");
+        consumer.consumer.unpin("admin", wall, &mut self.actions);
+        self.pump_consumer(id, name);
         Ok(ConsumerUnpinResponse::ok())
-    }
-
-    /// `consumer_group_unpinned`: the group lost its pin, for `reason`
-    /// (`admin` or `timeout`).
-    fn advise_unpinned(
-        &mut self,
-        account: &str,
-        stream: &str,
-        name: &str,
-        group: &str,
-        reason: &str,
-    ) {
-        let mut body = serde_json::json!({
-            "type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
-            "id": self.next_id(),
-            "timestamp": crate::format::rfc3339_nanos(self.wall),
-            "account": account,
-            "stream": stream,
-            "consumer": name,
-            "group": group,
-            "reason": reason,
-        });
-        if let Some(domain) = self.config.domain.clone().filter(|d| !d.is_empty()) {
-            body["domain"] = serde_json::Value::String(domain);
-        }
-        self.publish(
-            account,
-            format!("$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.{stream}.{name}"),
-            body.to_string().into_bytes(),
-        );
     }
 
     /// `CONSUMER.NAMES.<stream>`.
@@ -326,15 +300,18 @@ impl<D: Disk + Clone> JetStream<D> {
             num_waiting: numbers.num_waiting as i64,
             num_pending: numbers.num_pending,
             push_bound: consumer.consumer.is_push() && consumer.consumer.has_interest(),
-            // The reference reports its first group only; with no pinned
-            // client (rnats has none yet) it is the name and a zero time.
+            // The reference reports its first group only, with its pin.
             priority_groups: consumer
                 .config
                 .priority_groups
                 .first()
-                .map(|group| super::api::PriorityGroupState {
-                    group: group.clone(),
-                    ..Default::default()
+                .map(|group| {
+                    let pin = consumer.consumer.pin();
+                    super::api::PriorityGroupState {
+                        group: group.clone(),
+                        pinned_client_id: pin.map(|pin| pin.id.clone()).unwrap_or_default(),
+                        pinned_ts: pin.map(|pin| pin.since),
+                    }
                 })
                 .into_iter()
                 .collect(),
@@ -364,10 +341,6 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
         ),
         (config.rate_limit_bps > 0, "rate_limit_bps"),
         (!config.sample_freq.is_empty(), "sample_freq"),
-        (
-            config.priority_policy == PriorityPolicy::PinnedClient,
-            "priority_policy pinned_client",
-        ),
         (
             config.priority_policy == PriorityPolicy::Prioritized,
             "priority_policy prioritized",

@@ -130,6 +130,7 @@ pub fn consumer_rules(
         pause_until: config.pause_until.and_then(|until| until.wall_time()),
         priority_policy: config.priority_policy,
         priority_groups: config.priority_groups.clone(),
+        pinned_ttl: nanos(config.priority_timeout),
     }
 }
 

@@ -43,6 +43,8 @@ use crate::store::{
     StoredMsg,
 };
 use crate::time::{Instant, WallTime};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Bytes a push consumer sends between flow-control requests.
 const FLOW_CONTROL_WINDOW: u64 = 256 * 1024;
@@ -97,6 +99,9 @@ pub struct ConsumerRules {
     pub priority_policy: PriorityPolicy,
     /// The groups a pull request may name (empty: no priority groups).
     pub priority_groups: Vec<String>,
+    /// `pinned_client`: how long a pin lasts without a request from its
+    /// client (`priority_timeout`).
+    pub pinned_ttl: Duration,
 }
 
 impl ConsumerRules {
@@ -190,9 +195,25 @@ pub struct Consumer<D: Disk> {
     /// took them (acked, terminated, or delivered without acks): what
     /// interest and work-queue retention remove.
     settled: Vec<u64>,
+    /// `pinned_client`: the client (by its `Nats-Pin-Id`) all messages go
+    /// to while it keeps asking.
+    pin: Option<Pin>,
+    /// Pin ids and advisory ids: seeded from the creation time and name, so
+    /// a run is reproducible from its inputs.
+    ids: ChaCha8Rng,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     planted_defect: Option<crate::server::PlantedDefect>,
+}
+
+/// A `pinned_client` consumer's current pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub id: String,
+    /// When it was given (consumer info's `pinned_ts`).
+    pub since: WallTime,
+    /// When it lapses unless its client asks again.
+    pub expires: Instant,
 }
 
 /// The numbers consumer info reports.
@@ -218,6 +239,13 @@ impl<D: Disk> Consumer<D> {
         now: Instant,
         wall: WallTime,
     ) -> Self {
+        // FNV-1a over the names, mixed with the creation time.
+        let seed = format!("{}.{}", rules.stream, rules.name)
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+            ^ wall.0;
         let mut consumer = Consumer {
             id,
             rules,
@@ -234,6 +262,8 @@ impl<D: Disk> Consumer<D> {
             last_delivery: None,
             last_ack: None,
             settled: Vec::new(),
+            pin: None,
+            ids: ChaCha8Rng::seed_from_u64(seed),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         };
@@ -467,6 +497,16 @@ impl<D: Disk> Consumer<D> {
             if let Err(text) = self.check_priority(&request) {
                 return answer(out, 400, &format!("Bad Request - {text}"));
             }
+            // The pinned client asking again keeps its pin; another id is
+            // a stale one.
+            let ttl = self.rules.pinned_ttl;
+            if let Some(pin) = self.pin.as_mut() {
+                if request.id == pin.id {
+                    pin.expires = now + ttl;
+                } else if !request.id.is_empty() {
+                    return answer(out, 423, "Nats-Pin-Id mismatch");
+                }
+            }
         }
         if request.no_wait
             && expires.is_zero()
@@ -496,6 +536,7 @@ impl<D: Disk> Consumer<D> {
             delivered: 0,
             min_pending: u64::try_from(request.min_pending).unwrap_or(0),
             min_ack_pending: u64::try_from(request.min_ack_pending).unwrap_or(0),
+            pin_id: request.id,
         });
         self.check();
     }
@@ -524,6 +565,97 @@ impl<D: Disk> Consumer<D> {
             }
         }
         Ok(())
+    }
+
+    /// `pinned_client`: bring the request to serve to the front of the
+    /// queue, as the reference does: with no pin, the oldest request
+    /// without an id gets a new one (a stale id is told `423` and dropped);
+    /// with a pin, only its holder is served, others without an id wait
+    /// and others with an id are dropped with `423`. `None` when none may
+    /// be served now, else whether the pin was given just now.
+    fn select_pinned(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) -> Option<bool> {
+        let mut cycled = 0;
+        while let Some(front) = self.waiting.front() {
+            let held = self.pin.as_ref().map(|pin| pin.id.as_str());
+            if held == Some(front.pin_id.as_str()) {
+                return Some(false);
+            }
+            if front.pin_id.is_empty() {
+                if held.is_none() {
+                    let id = self.new_id();
+                    self.pin = Some(Pin {
+                        id: id.clone(),
+                        since: wall,
+                        expires: now + self.rules.pinned_ttl,
+                    });
+                    self.advise_pinned(&id, wall, out);
+                    self.waiting.front_mut().expect("looked at").pin_id = id;
+                    return Some(true);
+                }
+                self.waiting.cycle();
+                cycled += 1;
+                if cycled >= self.waiting.len() {
+                    return None;
+                }
+                continue;
+            }
+            let request = self.waiting.pop_front().expect("looked at");
+            let headers = status(423, "Nats-Wrong-Pin-Id", &pending_headers(&request));
+            out.push_back(status_message(&request.account, &request.reply, headers));
+        }
+        None
+    }
+
+    /// Drop the pin (`CONSUMER.UNPIN`: `admin`; its lapse: `timeout`); the
+    /// next request without an id gets a new one. An admin unpin advises
+    /// even with no pin, as the reference does.
+    pub fn unpin(&mut self, reason: &str, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        if self.pin.take().is_none() && reason != "admin" {
+            return;
+        }
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
+            "id": self.new_id(),
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "account": self.rules.account,
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "group": self.rules.priority_groups.first().cloned().unwrap_or_default(),
+            "reason": reason,
+        });
+        self.advise("UNPINNED", body, out);
+    }
+
+    fn advise_pinned(&mut self, id: &str, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.advisory.v1.consumer_group_pinned",
+            "id": self.new_id(),
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "account": self.rules.account,
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "group": self.rules.priority_groups.first().cloned().unwrap_or_default(),
+            "pinned_id": id,
+        });
+        self.advise("PINNED", body, out);
+    }
+
+    /// The current pin, for consumer info.
+    pub fn pin(&self) -> Option<&Pin> {
+        self.pin.as_ref()
+    }
+
+    /// 22 characters of base 62, the shape of the reference's ids.
+    fn new_id(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..22)
+            .map(|_| ALPHABET[(self.ids.next_u32() as usize) % ALPHABET.len()] as char)
+            .collect()
     }
 
     /// Overflow policy: whether `request` may take a message now, with
@@ -708,6 +840,7 @@ impl<D: Disk> Consumer<D> {
             .chain(self.waiting.next_deadline())
             .chain(heartbeat)
             .chain(self.resume_at)
+            .chain(self.pin.as_ref().map(|pin| pin.expires))
             .min()
     }
 
@@ -716,6 +849,9 @@ impl<D: Disk> Consumer<D> {
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
         if self.resume_at.is_some_and(|at| at <= now) {
             self.resume_at = None;
+        }
+        if self.pin.as_ref().is_some_and(|pin| pin.expires <= now) {
+            self.unpin("timeout", wall, out);
         }
         while let Some(&(at, seq)) = self.deadlines.first() {
             if at > now {
@@ -878,6 +1014,13 @@ impl<D: Disk> Consumer<D> {
             let to = match &push {
                 Some(push) => push.deliver_subject.clone(),
                 None => {
+                    let mut just_pinned = false;
+                    if self.rules.priority_policy == PriorityPolicy::PinnedClient {
+                        match self.select_pinned(now, wall, out) {
+                            Some(assigned) => just_pinned = assigned,
+                            None => break,
+                        }
+                    }
                     // Overflow requests whose minimums are not reached go
                     // to the back, as the reference cycles them; when none
                     // is ready, nothing is sent.
@@ -900,6 +1043,11 @@ impl<D: Disk> Consumer<D> {
                     if request.has_max_bytes {
                         if size > request.bytes_left {
                             let request = self.waiting.pop_front().expect("front exists");
+                            // A pin given for this very message is taken
+                            // back (no advisory), as the reference does.
+                            if just_pinned {
+                                self.pin = None;
+                            }
                             let headers = status(
                                 409,
                                 "Message Size Exceeds MaxBytes",
@@ -926,6 +1074,10 @@ impl<D: Disk> Consumer<D> {
                     }
                     to
                 }
+            };
+            let headers = match &self.pin {
+                Some(pin) if push.is_none() => with_header(&headers, "Nats-Pin-Id", &pin.id),
+                _ => headers,
             };
             self.commit(&msg, count, source, consumer_seq, now, wall);
             new_pending = Some(new_after);

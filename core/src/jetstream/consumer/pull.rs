@@ -41,6 +41,9 @@ pub struct Waiting {
     /// Overflow policy: served only once this many acks are outstanding
     /// (zero: no such minimum).
     pub min_ack_pending: u64,
+    /// `pinned_client`: the pin id the request carries or was given
+    /// (empty: none).
+    pub pin_id: String,
 }
 
 /// The waiting requests, oldest first.

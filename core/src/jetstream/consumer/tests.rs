@@ -39,6 +39,7 @@ fn rules(name: &str) -> ConsumerRules {
         pause_until: None,
         priority_policy: PriorityPolicy::None,
         priority_groups: Vec::new(),
+        pinned_ttl: Duration::ZERO,
     }
 }
 
@@ -578,4 +579,101 @@ fn overflow_serves_a_request_once_enough_acks_are_outstanding() {
     assert!(lines[1].starts_with("_INBOX.main b "), "{lines:?}");
     assert!(lines[2].starts_with("_INBOX.slow c "), "{lines:?}");
     assert!(lines[3].starts_with("_INBOX.slow d "), "{lines:?}");
+}
+
+/// The `Nats-Pin-Id` of each delivery waiting in `out`, and the subjects
+/// of everything else published.
+fn pins_and_publishes(out: &VecDeque<JsAction>) -> (Vec<String>, Vec<String>) {
+    let mut pins = Vec::new();
+    let mut published = Vec::new();
+    for action in out {
+        match action {
+            JsAction::Deliver { headers, .. } => {
+                let text = String::from_utf8_lossy(headers);
+                let pin = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Nats-Pin-Id: "))
+                    .unwrap_or_default();
+                pins.push(pin.to_string());
+            }
+            JsAction::Publish { subject, .. } => {
+                published.push(String::from_utf8_lossy(subject).into_owned());
+            }
+            _ => {}
+        }
+    }
+    (pins, published)
+}
+
+#[test]
+fn a_pinned_client_gets_everything_until_its_pin_lapses_or_is_dropped() {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::PinnedClient;
+    rules.priority_groups = vec!["G".into()];
+    rules.pinned_ttl = 10 * SECOND;
+    let mut rig = Rig::new(rules, stream(&["a", "b", "c", "d"]));
+    rig.pull_to("_INBOX.one", r#"{"batch":1,"group":"G"}"#);
+    let (pins, published) = pins_and_publishes(&rig.out);
+    assert_eq!(published, ["$JS.EVENT.ADVISORY.CONSUMER.PINNED.S.C"]);
+    assert_eq!(pins.len(), 1);
+    let pin = pins[0].clone();
+    assert_eq!(pin.len(), 22);
+    assert_eq!(
+        rig.consumer.pin().map(|p| p.id.as_str()),
+        Some(pin.as_str())
+    );
+    rig.take();
+    // Another client without the pin waits; the pinned one is served.
+    rig.pull_to(
+        "_INBOX.two",
+        r#"{"batch":1,"group":"G","expires":60000000000}"#,
+    );
+    assert!(rig.take().is_empty());
+    rig.pull_to(
+        "_INBOX.one",
+        &format!(r#"{{"batch":1,"group":"G","id":"{pin}"}}"#),
+    );
+    assert_eq!(pins_and_publishes(&rig.out).0, std::slice::from_ref(&pin));
+    assert!(rig.take()[0].starts_with("_INBOX.one b "));
+    // A stale id is refused at once.
+    rig.pull_to("_INBOX.old", r#"{"batch":1,"group":"G","id":"stale"}"#);
+    assert_eq!(rig.take(), ["_INBOX.old NATS/1.0 423 Nats-Pin-Id mismatch"]);
+    // Ten seconds without the pinned client: the pin lapses and the
+    // waiting client gets a new one with the next message.
+    rig.advance(10 * SECOND);
+    let (pins, published) = pins_and_publishes(&rig.out);
+    assert_eq!(
+        published,
+        [
+            "$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.S.C",
+            "$JS.EVENT.ADVISORY.CONSUMER.PINNED.S.C"
+        ]
+    );
+    assert_eq!(pins.len(), 1);
+    assert_ne!(pins[0], pin);
+    assert!(rig
+        .take()
+        .iter()
+        .any(|line| line.starts_with("_INBOX.two c ")));
+    // The old pin holder, asking with its lapsed id, is told so.
+    rig.pull_to(
+        "_INBOX.one",
+        &format!(r#"{{"batch":1,"group":"G","id":"{pin}"}}"#),
+    );
+    assert_eq!(rig.take(), ["_INBOX.one NATS/1.0 423 Nats-Pin-Id mismatch"]);
+    // UNPIN: the next request without an id is pinned anew.
+    rig.consumer.unpin("admin", rig.wall, &mut rig.out);
+    assert_eq!(
+        pins_and_publishes(&rig.out).1,
+        ["$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.S.C"]
+    );
+    rig.take();
+    assert!(rig.consumer.pin().is_none());
+    rig.pull_to("_INBOX.three", r#"{"batch":1,"group":"G"}"#);
+    let (pins, _) = pins_and_publishes(&rig.out);
+    assert_eq!(pins.len(), 1);
+    assert!(rig
+        .take()
+        .iter()
+        .any(|line| line.starts_with("_INBOX.three d ")));
 }
