@@ -663,3 +663,45 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
         Some(new_pin.as_str())
     );
 }
+
+#[tokio::test]
+async fn a_prioritized_consumer_serves_the_lowest_priority_number_first() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (server, _dir) = js_server("prioritized");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("PRIO", &["prio"]))
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("P".into()),
+            priority_policy: PriorityPolicy::Prioritized,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let fetch = |priority: usize| {
+        consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(3))
+            .group("A")
+            .priority(priority)
+            .messages()
+    };
+    let mut low = within("fetch", fetch(5)).await.unwrap();
+    let mut high = within("fetch", fetch(1)).await.unwrap();
+    // Both requests wait before anything is published.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_waiting, 2);
+    publish_all(&js, 1, |_| "prio".into()).await;
+    let first = within("a message", high.next()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"0");
+    publish_all(&js, 1, |_| "prio".into()).await;
+    let second = within("a message", low.next()).await.unwrap().unwrap();
+    assert_eq!(&second.payload[..], b"0");
+    assert_eq!(second.info().unwrap().stream_sequence, 2);
+}

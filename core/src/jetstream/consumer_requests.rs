@@ -333,7 +333,7 @@ impl<D: Disk + Clone> JetStream<D> {
 /// Consumer features rnats does not have yet: refused by name rather than
 /// run without.
 fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
-    use super::api::{AckPolicy, PriorityPolicy, ReplayPolicy};
+    use super::api::{AckPolicy, ReplayPolicy};
     let missing = [
         (
             config.replay_policy == ReplayPolicy::Original,
@@ -341,10 +341,6 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
         ),
         (config.rate_limit_bps > 0, "rate_limit_bps"),
         (!config.sample_freq.is_empty(), "sample_freq"),
-        (
-            config.priority_policy == PriorityPolicy::Prioritized,
-            "priority_policy prioritized",
-        ),
         (
             config.ack_policy == AckPolicy::FlowControl,
             "ack_policy flow_control",

@@ -493,7 +493,8 @@ impl<D: Disk> Consumer<D> {
         }
         // A JSON request always carries a (maybe empty) priority group; a
         // bare batch size carries none and skips these checks.
-        if body.trim_ascii().first() == Some(&b'{') {
+        let json = body.trim_ascii().first() == Some(&b'{');
+        if json {
             if let Err(text) = self.check_priority(&request) {
                 return answer(out, 400, &format!("Bad Request - {text}"));
             }
@@ -523,7 +524,7 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         let heartbeat = (!heartbeat.is_zero()).then_some(heartbeat);
-        self.waiting.push(Waiting {
+        let waiting = Waiting {
             reply: Bytes::copy_from_slice(reply),
             account: account.to_string(),
             batch_left: batch,
@@ -537,7 +538,13 @@ impl<D: Disk> Consumer<D> {
             min_pending: u64::try_from(request.min_pending).unwrap_or(0),
             min_ack_pending: u64::try_from(request.min_ack_pending).unwrap_or(0),
             pin_id: request.id,
-        });
+            priority: if json { request.priority } else { i64::MAX },
+        };
+        if self.rules.priority_policy == PriorityPolicy::Prioritized {
+            self.waiting.insert_by_priority(waiting);
+        } else {
+            self.waiting.push(waiting);
+        }
         self.check();
     }
 
@@ -1071,6 +1078,11 @@ impl<D: Disk> Consumer<D> {
                     let to = request.reply.clone();
                     if request.batch_left == 0 {
                         self.waiting.pop_front();
+                    } else if self.rules.priority_policy == PriorityPolicy::Prioritized {
+                        // Requeued behind its own level, as the reference
+                        // does: requests of one priority take turns.
+                        let request = self.waiting.pop_front().expect("front exists");
+                        self.waiting.insert_by_priority(request);
                     }
                     to
                 }

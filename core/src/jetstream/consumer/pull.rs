@@ -44,6 +44,9 @@ pub struct Waiting {
     /// `pinned_client`: the pin id the request carries or was given
     /// (empty: none).
     pub pin_id: String,
+    /// `prioritized`: lower is served first (`i64::MAX`: a request that
+    /// named no group).
+    pub priority: i64,
 }
 
 /// The waiting requests, oldest first.
@@ -72,6 +75,18 @@ impl WaitQueue {
 
     pub fn front_mut(&mut self) -> Option<&mut Waiting> {
         self.queue.front_mut()
+    }
+
+    /// `prioritized`: after every request of the same or a lower priority
+    /// number, so each level is served in arrival order.
+    pub fn insert_by_priority(&mut self, request: Waiting) {
+        assert!(request.batch_left > 0, "a request that wants nothing");
+        let at = self
+            .queue
+            .iter()
+            .position(|waiting| waiting.priority > request.priority)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(at, request);
     }
 
     /// Move the oldest request to the back.

@@ -677,3 +677,34 @@ fn a_pinned_client_gets_everything_until_its_pin_lapses_or_is_dropped() {
         .iter()
         .any(|line| line.starts_with("_INBOX.three d ")));
 }
+
+#[test]
+fn prioritized_requests_are_served_lowest_number_first_taking_turns() {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::Prioritized;
+    rules.priority_groups = vec!["G".into()];
+    let mut rig = Rig::new(rules, stream(&[]));
+    rig.pull_to("_INBOX.low", r#"{"batch":1,"group":"G","priority":5}"#);
+    rig.pull_to("_INBOX.high1", r#"{"batch":2,"group":"G","priority":1}"#);
+    rig.pull_to("_INBOX.high2", r#"{"batch":2,"group":"G","priority":1}"#);
+    assert!(rig.take().is_empty());
+    for subject in ["a", "b", "c", "d", "e"] {
+        publish(&mut rig.store, subject, b"data");
+    }
+    rig.pump();
+    let to: Vec<String> = rig
+        .take()
+        .iter()
+        .map(|line| line.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "_INBOX.high1",
+            "_INBOX.high2",
+            "_INBOX.high1",
+            "_INBOX.high2",
+            "_INBOX.low"
+        ]
+    );
+}
