@@ -705,3 +705,39 @@ async fn a_prioritized_consumer_serves_the_lowest_priority_number_first() {
     assert_eq!(&second.payload[..], b"0");
     assert_eq!(second.info().unwrap().stream_sequence, 2);
 }
+
+#[tokio::test]
+async fn sampled_acks_are_published_as_metrics() {
+    let (server, _dir) = js_server("sample");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("SAMPLE", &["sample"]))
+        .await
+        .unwrap();
+    publish_all(&js, 1, |_| "sample".into()).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("S".into()),
+            sample_frequency: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut metrics = client
+        .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.SAMPLE.S")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let got = fetch(&consumer, 1, Duration::from_millis(500)).await;
+    got[0].double_ack().await.unwrap();
+    let metric = within("an ack metric", metrics.next()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&metric.payload).unwrap();
+    assert_eq!(body["type"], "io.nats.jetstream.metric.v1.consumer_ack");
+    assert_eq!(body["stream"], "SAMPLE");
+    assert_eq!(body["consumer"], "S");
+    assert_eq!(body["stream_seq"], 1);
+    assert_eq!(body["consumer_seq"], 1);
+    assert_eq!(body["deliveries"], 1);
+    assert!(body["ack_time"].as_i64().unwrap() > 0);
+}

@@ -340,7 +340,6 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
             "replay_policy original",
         ),
         (config.rate_limit_bps > 0, "rate_limit_bps"),
-        (!config.sample_freq.is_empty(), "sample_freq"),
         (
             config.ack_policy == AckPolicy::FlowControl,
             "ack_policy flow_control",

@@ -131,6 +131,14 @@ pub fn consumer_rules(
         priority_policy: config.priority_policy,
         priority_groups: config.priority_groups.clone(),
         pinned_ttl: nanos(config.priority_timeout),
+        // Checked at create: digits with an optional `%`.
+        sample_percent: config
+            .sample_freq
+            .trim_end_matches('%')
+            .parse::<i64>()
+            .ok()
+            .and_then(|percent| u32::try_from(percent).ok())
+            .unwrap_or(0),
     }
 }
 

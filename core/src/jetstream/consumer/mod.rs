@@ -102,6 +102,8 @@ pub struct ConsumerRules {
     /// `pinned_client`: how long a pin lasts without a request from its
     /// client (`priority_timeout`).
     pub pinned_ttl: Duration,
+    /// `sample_freq` in percent (0: no ack metrics).
+    pub sample_percent: u32,
 }
 
 impl ConsumerRules {
@@ -652,6 +654,42 @@ impl<D: Disk> Consumer<D> {
         self.advise("PINNED", body, out);
     }
 
+    /// `sample_freq`: an explicit ack of a pending message is reported on
+    /// `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>` with the time
+    /// since its delivery, for the configured share of acks (drawn as the
+    /// reference does: a number below 100 at most the percentage).
+    fn sample_ack(&mut self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        let percent = self.rules.sample_percent;
+        let Some(delivered) = self.state().pending.get(&target.stream_seq).map(|p| p.ts) else {
+            return;
+        };
+        if percent == 0 || (percent < 100 && self.ids.next_u32() % 100 > percent) {
+            return;
+        }
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.metric.v1.consumer_ack",
+            "id": self.new_id(),
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "consumer_seq": target.consumer_seq,
+            "stream_seq": target.stream_seq,
+            "ack_time": i64::try_from(wall.0).unwrap_or(i64::MAX)
+                - i64::try_from(delivered.0).unwrap_or(i64::MAX),
+            "deliveries": target.delivered,
+        });
+        out.push_back(JsAction::Publish {
+            account: self.rules.account.clone(),
+            subject: Bytes::from(format!(
+                "$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}",
+                self.rules.stream, self.rules.name
+            )),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from(body.to_string()),
+        });
+    }
+
     /// The current pin, for consumer info.
     pub fn pin(&self) -> Option<&Pin> {
         self.pin.as_ref()
@@ -705,9 +743,9 @@ impl<D: Disk> Consumer<D> {
         }
         let mut next = None;
         match kind {
-            AckKind::Ack => self.ack(target, wall),
+            AckKind::Ack => self.ack(target, wall, out),
             AckKind::Next { request } => {
-                self.ack(target, wall);
+                self.ack(target, wall, out);
                 next = Some(request);
             }
             AckKind::Nak { delay } => self.nak(target, delay, now, wall, out),
@@ -748,9 +786,12 @@ impl<D: Disk> Consumer<D> {
         }
     }
 
-    fn ack(&mut self, target: AckTarget, wall: WallTime) {
+    fn ack(&mut self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
         if self.rules.ack == AckPolicy::None {
             return;
+        }
+        if self.rules.ack == AckPolicy::Explicit {
+            self.sample_ack(target, wall, out);
         }
         let pending = &self.store.tracker().state().pending;
         match self.rules.ack {

@@ -40,6 +40,7 @@ fn rules(name: &str) -> ConsumerRules {
         priority_policy: PriorityPolicy::None,
         priority_groups: Vec::new(),
         pinned_ttl: Duration::ZERO,
+        sample_percent: 0,
     }
 }
 
@@ -707,4 +708,41 @@ fn prioritized_requests_are_served_lowest_number_first_taking_turns() {
             "_INBOX.low"
         ]
     );
+}
+
+#[test]
+fn sampled_acks_are_reported_with_their_delay() {
+    let mut rules = rules("C");
+    rules.sample_percent = 100;
+    let mut rig = Rig::new(rules, stream(&["a", "b"]));
+    rig.pull(r#"{"batch":2}"#);
+    let lines = rig.take();
+    rig.advance(SECOND);
+    rig.take();
+    rig.ack(reply_of(&lines[1]), "+ACK");
+    let metrics: Vec<serde_json::Value> = rig
+        .out
+        .iter()
+        .filter_map(|action| match action {
+            JsAction::Publish {
+                subject, payload, ..
+            } if &subject[..] == b"$JS.EVENT.METRIC.CONSUMER.ACK.S.C" => {
+                serde_json::from_slice(payload).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(
+        metrics[0]["type"],
+        "io.nats.jetstream.metric.v1.consumer_ack"
+    );
+    assert_eq!(metrics[0]["stream_seq"], 2);
+    assert_eq!(metrics[0]["consumer_seq"], 2);
+    assert_eq!(metrics[0]["deliveries"], 1);
+    assert_eq!(metrics[0]["ack_time"], 1_000_000_000);
+    // Acked already: no second report.
+    rig.out.clear();
+    rig.ack(reply_of(&lines[1]), "+ACK");
+    assert!(rig.out.is_empty());
 }
