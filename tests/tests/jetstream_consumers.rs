@@ -513,6 +513,40 @@ async fn a_paused_consumer_delivers_nothing_until_resumed() {
     assert_eq!(payloads(&got), ["0", "1"]);
 }
 
+/// A server with stream `name` (subject `name` lowercased) holding
+/// `count` messages, and a durable pull consumer `C` of priority group `A`
+/// with `policy`.
+async fn priority_consumer(
+    name: &str,
+    count: u32,
+    policy: async_nats::jetstream::consumer::PriorityPolicy,
+) -> (
+    rnats_tests::ServerProcess,
+    std::path::PathBuf,
+    jetstream::Context,
+    jetstream::stream::Stream,
+    jetstream::consumer::PullConsumer,
+) {
+    let subject = name.to_lowercase();
+    let (server, dir) = js_server(&subject);
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config(name, &[&subject]))
+        .await
+        .unwrap();
+    publish_all(&js, count, |_| subject.clone()).await;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("C".into()),
+            priority_policy: policy,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (server, dir, js, stream, consumer)
+}
+
 /// Fetch up to `max` messages of priority group `A` with the overflow
 /// minimums given (waiting at most 500 ms).
 async fn fetch_overflow(
@@ -543,22 +577,8 @@ async fn fetch_overflow(
 #[tokio::test]
 async fn an_overflow_consumer_serves_requests_past_their_minimums() {
     use async_nats::jetstream::consumer::PriorityPolicy;
-    let (server, _dir) = js_server("overflow");
-    let js = jetstream::new(connect(&server.url()).await);
-    let stream = js
-        .create_stream(stream_config("OVER", &["over"]))
-        .await
-        .unwrap();
-    publish_all(&js, 3, |_| "over".into()).await;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("O".into()),
-            priority_policy: PriorityPolicy::Overflow,
-            priority_groups: vec!["A".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_server, _dir, _js, stream, consumer) =
+        priority_consumer("OVER", 3, PriorityPolicy::Overflow).await;
     let info = consumer.get_info().await.unwrap();
     assert_eq!(info.priority_groups.len(), 1);
     assert_eq!(info.priority_groups[0].group, "A");
@@ -576,30 +596,15 @@ async fn an_overflow_consumer_serves_requests_past_their_minimums() {
     let info = consumer.get_info().await.unwrap();
     assert_eq!(info.num_ack_pending, 3);
     assert_eq!(info.num_pending, 0);
-    stream.unpin_consumer("O", "A").await.unwrap();
-    assert!(stream.unpin_consumer("O", "B").await.is_err());
+    stream.unpin_consumer("C", "A").await.unwrap();
+    assert!(stream.unpin_consumer("C", "B").await.is_err());
 }
 
 #[tokio::test]
 async fn a_pinned_client_gets_the_messages_until_unpinned() {
     use async_nats::jetstream::consumer::PriorityPolicy;
-    let (server, _dir) = js_server("pinned");
-    let js = jetstream::new(connect(&server.url()).await);
-    let stream = js
-        .create_stream(stream_config("PIN", &["pin"]))
-        .await
-        .unwrap();
-    publish_all(&js, 3, |_| "pin".into()).await;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("P".into()),
-            priority_policy: PriorityPolicy::PinnedClient,
-            priority_groups: vec!["A".into()],
-            priority_timeout: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_server, _dir, _js, stream, consumer) =
+        priority_consumer("PIN", 3, PriorityPolicy::PinnedClient).await;
     let mut pinned = within(
         "a pull stream",
         consumer
@@ -646,7 +651,7 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
         "the unpinned client got a message"
     );
     drop(pinned);
-    stream.unpin_consumer("P", "A").await.unwrap();
+    stream.unpin_consumer("C", "A").await.unwrap();
     // Unpinned: the waiting client is pinned anew and served.
     let next = within("a message", other.next()).await.unwrap().unwrap();
     assert_eq!(&next.payload[..], b"1");
@@ -667,21 +672,8 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
 #[tokio::test]
 async fn a_prioritized_consumer_serves_the_lowest_priority_number_first() {
     use async_nats::jetstream::consumer::PriorityPolicy;
-    let (server, _dir) = js_server("prioritized");
-    let js = jetstream::new(connect(&server.url()).await);
-    let stream = js
-        .create_stream(stream_config("PRIO", &["prio"]))
-        .await
-        .unwrap();
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("P".into()),
-            priority_policy: PriorityPolicy::Prioritized,
-            priority_groups: vec!["A".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_server, _dir, js, _stream, consumer) =
+        priority_consumer("PRIO", 0, PriorityPolicy::Prioritized).await;
     let fetch = |priority: usize| {
         consumer
             .fetch()

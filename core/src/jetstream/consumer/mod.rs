@@ -627,31 +627,36 @@ impl<D: Disk> Consumer<D> {
         if self.pin.take().is_none() && reason != "admin" {
             return;
         }
-        let body = serde_json::json!({
-            "type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
-            "id": self.new_id(),
-            "timestamp": crate::format::rfc3339_nanos(wall),
-            "account": self.rules.account,
-            "stream": self.rules.stream,
-            "consumer": self.rules.name,
-            "group": self.rules.priority_groups.first().cloned().unwrap_or_default(),
-            "reason": reason,
-        });
-        self.advise("UNPINNED", body, out);
+        self.advise_group("UNPINNED", ("reason", reason), wall, out);
     }
 
     fn advise_pinned(&mut self, id: &str, wall: WallTime, out: &mut VecDeque<JsAction>) {
-        let body = serde_json::json!({
-            "type": "io.nats.jetstream.advisory.v1.consumer_group_pinned",
+        self.advise_group("PINNED", ("pinned_id", id), wall, out);
+    }
+
+    /// `consumer_group_pinned` / `consumer_group_unpinned` (by `kind`),
+    /// with the one field they differ in.
+    fn advise_group(
+        &mut self,
+        kind: &str,
+        (key, value): (&str, &str),
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let mut body = serde_json::json!({
+            "type": format!(
+                "io.nats.jetstream.advisory.v1.consumer_group_{}",
+                kind.to_ascii_lowercase()
+            ),
             "id": self.new_id(),
             "timestamp": crate::format::rfc3339_nanos(wall),
             "account": self.rules.account,
             "stream": self.rules.stream,
             "consumer": self.rules.name,
             "group": self.rules.priority_groups.first().cloned().unwrap_or_default(),
-            "pinned_id": id,
         });
-        self.advise("PINNED", body, out);
+        body[key] = serde_json::Value::String(value.to_owned());
+        self.advise(kind, body, out);
     }
 
     /// `sample_freq`: an explicit ack of a pending message is reported on
