@@ -600,12 +600,11 @@ async fn an_overflow_consumer_serves_requests_past_their_minimums() {
     assert!(stream.unpin_consumer("C", "B").await.is_err());
 }
 
-#[tokio::test]
-async fn a_pinned_client_gets_the_messages_until_unpinned() {
-    use async_nats::jetstream::consumer::PriorityPolicy;
-    let (_server, _dir, _js, stream, consumer) =
-        priority_consumer("PIN", 3, PriorityPolicy::PinnedClient).await;
-    let mut pinned = within(
+/// A pull stream of group `A`, one message per request.
+async fn group_stream(
+    consumer: &jetstream::consumer::PullConsumer,
+) -> jetstream::consumer::pull::Stream {
+    within(
         "a pull stream",
         consumer
             .stream()
@@ -615,15 +614,27 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
             .messages(),
     )
     .await
-    .unwrap();
-    let first = within("a message", pinned.next()).await.unwrap().unwrap();
-    assert_eq!(&first.payload[..], b"0");
-    let pin_id = first
+    .unwrap()
+}
+
+fn pin_of(message: &jetstream::Message) -> String {
+    message
         .headers
         .as_ref()
         .and_then(|headers| headers.get("Nats-Pin-Id"))
         .map(|value| value.to_string())
-        .expect("a Nats-Pin-Id header");
+        .expect("a Nats-Pin-Id header")
+}
+
+#[tokio::test]
+async fn a_pinned_client_gets_the_messages_until_unpinned() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (_server, _dir, _js, stream, consumer) =
+        priority_consumer("PIN", 3, PriorityPolicy::PinnedClient).await;
+    let mut pinned = group_stream(&consumer).await;
+    let first = within("a message", pinned.next()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"0");
+    let pin_id = pin_of(&first);
     first.ack().await.unwrap();
     let info = consumer.get_info().await.unwrap();
     assert_eq!(info.priority_groups[0].group, "A");
@@ -633,17 +644,7 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
     );
     assert!(info.priority_groups[0].pinned_ts.is_some());
     // Another client of the group gets nothing while the pin holds.
-    let mut other = within(
-        "a pull stream",
-        consumer
-            .stream()
-            .group("A")
-            .max_messages_per_batch(1)
-            .expires(Duration::from_secs(1))
-            .messages(),
-    )
-    .await
-    .unwrap();
+    let mut other = group_stream(&consumer).await;
     assert!(
         tokio::time::timeout(Duration::from_millis(1500), other.next())
             .await
@@ -655,12 +656,7 @@ async fn a_pinned_client_gets_the_messages_until_unpinned() {
     // Unpinned: the waiting client is pinned anew and served.
     let next = within("a message", other.next()).await.unwrap().unwrap();
     assert_eq!(&next.payload[..], b"1");
-    let new_pin = next
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get("Nats-Pin-Id"))
-        .map(|value| value.to_string())
-        .expect("a Nats-Pin-Id header");
+    let new_pin = pin_of(&next);
     assert_ne!(new_pin, pin_id);
     let info = consumer.get_info().await.unwrap();
     assert_eq!(
