@@ -139,6 +139,9 @@ const VOLATILE_KEYS: &[&str] = &[
     "leader",
     "server_id",
     "server_name",
+    // A pin id is random on both sides; whether there is one still shows.
+    "pinned_client_id",
+    "pinned_ts",
 ];
 
 const SECOND: u64 = 1_000_000_000;
@@ -680,6 +683,152 @@ fn steps() -> Vec<Step> {
             1000,
         ),
         info("info-wildcard-filter", "CW"),
+        // ---- priority groups: the overflow policy on PO
+        create(
+            "create-overflow",
+            "CREATE.ORDERS.PO",
+            config(
+                "PO",
+                json!({"priority_policy": "overflow", "priority_groups": ["G"]}),
+            ),
+        ),
+        info("info-overflow", "PO"),
+        pull(
+            "pull-priority-group-missing",
+            "PO",
+            r#"{"batch":1}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-priority-group-invalid",
+            "PO",
+            r#"{"batch":1,"group":"H"}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-priority-pin-id-on-overflow",
+            "PO",
+            r#"{"batch":1,"group":"G","id":"x"}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-priority-out-of-range",
+            "PO",
+            r#"{"batch":1,"group":"G","priority":10}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-min-pending-not-overflow",
+            "NS",
+            r#"{"batch":1,"min_pending":1}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-overflow-min-pending-unmet",
+            "PO",
+            &format!(
+                r#"{{"batch":1,"group":"G","min_pending":100,"expires":{}}}"#,
+                300 * MILLISECOND
+            ),
+            terminal(1),
+            1500,
+        ),
+        pull(
+            "pull-overflow-min-pending",
+            "PO",
+            &format!(
+                r#"{{"batch":10,"group":"G","min_pending":5,"expires":{}}}"#,
+                400 * MILLISECOND
+            ),
+            terminal(10),
+            1500,
+        ),
+        pull(
+            "pull-overflow-min-ack-pending",
+            "PO",
+            &format!(
+                r#"{{"batch":2,"group":"G","min_ack_pending":3,"expires":{}}}"#,
+                400 * MILLISECOND
+            ),
+            terminal(2),
+            1500,
+        ),
+        api(
+            "unpin-overflow",
+            "CONSUMER.UNPIN.ORDERS.PO",
+            json!({"group": "G"}),
+        ),
+        api(
+            "unpin-unknown-group",
+            "CONSUMER.UNPIN.ORDERS.PO",
+            json!({"group": "H"}),
+        ),
+        info("info-overflow-after", "PO"),
+        api("delete-overflow", "CONSUMER.DELETE.ORDERS.PO", json!("")),
+        // ---- priority groups: the pinned_client policy on PC
+        create(
+            "create-pinned",
+            "CREATE.ORDERS.PC",
+            config(
+                "PC",
+                json!({"priority_policy": "pinned_client", "priority_groups": ["G"]}),
+            ),
+        ),
+        pull(
+            "pull-pinned-first",
+            "PC",
+            r#"{"batch":1,"group":"G"}"#,
+            terminal(1),
+            1000,
+        ),
+        info("info-pinned", "PC"),
+        pull(
+            "pull-pinned-stale-id",
+            "PC",
+            r#"{"batch":1,"group":"G","id":"stale"}"#,
+            terminal(1),
+            500,
+        ),
+        pull(
+            "pull-pinned-other-client",
+            "PC",
+            &format!(
+                r#"{{"batch":1,"group":"G","expires":{}}}"#,
+                300 * MILLISECOND
+            ),
+            terminal(1),
+            1500,
+        ),
+        api(
+            "unpin-pinned",
+            "CONSUMER.UNPIN.ORDERS.PC",
+            json!({"group": "G"}),
+        ),
+        info("info-unpinned", "PC"),
+        pull(
+            "pull-unpinned-stale-id",
+            "PC",
+            &format!(
+                r#"{{"batch":1,"group":"G","id":"stale","expires":{}}}"#,
+                300 * MILLISECOND
+            ),
+            terminal(1),
+            1500,
+        ),
+        pull(
+            "pull-pinned-anew",
+            "PC",
+            r#"{"batch":2,"group":"G"}"#,
+            terminal(2),
+            1000,
+        ),
+        info("info-pinned-anew", "PC"),
+        api("delete-pinned", "CONSUMER.DELETE.ORDERS.PC", json!("")),
         // ---- the durable
         pull("pull-durable", "D1", r#"{"batch":7}"#, terminal(7), 1500),
         ack("ack-durable-last", "pull-durable", 6, "+ACK", true),
@@ -1092,6 +1241,8 @@ fn frame_json(label: &str, frame: &Frame) -> Value {
             .map(|line| {
                 if line.starts_with("Nats-Time-Stamp:") {
                     "Nats-Time-Stamp: <time>".to_string()
+                } else if line.starts_with("Nats-Pin-Id:") {
+                    "Nats-Pin-Id: <pin>".to_string()
                 } else {
                     line.to_string()
                 }

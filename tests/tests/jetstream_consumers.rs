@@ -512,3 +512,220 @@ async fn a_paused_consumer_delivers_nothing_until_resumed() {
     let got = fetch(&consumer, 2, Duration::from_millis(500)).await;
     assert_eq!(payloads(&got), ["0", "1"]);
 }
+
+/// A server with stream `name` (subject `name` lowercased) holding
+/// `count` messages, and a durable pull consumer `C` of priority group `A`
+/// with `policy`.
+async fn priority_consumer(
+    name: &str,
+    count: u32,
+    policy: async_nats::jetstream::consumer::PriorityPolicy,
+) -> (
+    rnats_tests::ServerProcess,
+    std::path::PathBuf,
+    jetstream::Context,
+    jetstream::stream::Stream,
+    jetstream::consumer::PullConsumer,
+) {
+    let subject = name.to_lowercase();
+    let (server, dir) = js_server(&subject);
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config(name, &[&subject]))
+        .await
+        .unwrap();
+    publish_all(&js, count, |_| subject.clone()).await;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("C".into()),
+            priority_policy: policy,
+            priority_groups: vec!["A".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (server, dir, js, stream, consumer)
+}
+
+/// Fetch up to `max` messages of priority group `A` with the overflow
+/// minimums given (waiting at most 500 ms).
+async fn fetch_overflow(
+    consumer: &jetstream::consumer::PullConsumer,
+    max: usize,
+    min_pending: Option<usize>,
+    min_ack_pending: Option<usize>,
+) -> Vec<jetstream::Message> {
+    let mut fetch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_millis(500))
+        .group("A");
+    if let Some(min) = min_pending {
+        fetch = fetch.min_pending(min);
+    }
+    if let Some(min) = min_ack_pending {
+        fetch = fetch.min_ack_pending(min);
+    }
+    let mut batch = within("fetch", fetch.messages()).await.unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = within("a fetched message", batch.next()).await {
+        messages.push(message.unwrap());
+    }
+    messages
+}
+
+#[tokio::test]
+async fn an_overflow_consumer_serves_requests_past_their_minimums() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (_server, _dir, _js, stream, consumer) =
+        priority_consumer("OVER", 3, PriorityPolicy::Overflow).await;
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.priority_groups.len(), 1);
+    assert_eq!(info.priority_groups[0].group, "A");
+    assert!(info.priority_groups[0].pinned_ts.is_none());
+    // Three pending: below a minimum of ten nothing comes.
+    assert!(fetch_overflow(&consumer, 5, Some(10), None)
+        .await
+        .is_empty());
+    // A minimum of two: served while two or more are pending.
+    let got = fetch_overflow(&consumer, 5, Some(2), None).await;
+    assert_eq!(payloads(&got), ["0", "1"]);
+    // Two unacknowledged: a minimum of two outstanding acks is met.
+    let got = fetch_overflow(&consumer, 5, None, Some(2)).await;
+    assert_eq!(payloads(&got), ["2"]);
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 3);
+    assert_eq!(info.num_pending, 0);
+    stream.unpin_consumer("C", "A").await.unwrap();
+    assert!(stream.unpin_consumer("C", "B").await.is_err());
+}
+
+/// A pull stream of group `A`, one message per request.
+async fn group_stream(
+    consumer: &jetstream::consumer::PullConsumer,
+) -> jetstream::consumer::pull::Stream {
+    within(
+        "a pull stream",
+        consumer
+            .stream()
+            .group("A")
+            .max_messages_per_batch(1)
+            .expires(Duration::from_secs(1))
+            .messages(),
+    )
+    .await
+    .unwrap()
+}
+
+fn pin_of(message: &jetstream::Message) -> String {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get("Nats-Pin-Id"))
+        .map(|value| value.to_string())
+        .expect("a Nats-Pin-Id header")
+}
+
+#[tokio::test]
+async fn a_pinned_client_gets_the_messages_until_unpinned() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (_server, _dir, _js, stream, consumer) =
+        priority_consumer("PIN", 3, PriorityPolicy::PinnedClient).await;
+    let mut pinned = group_stream(&consumer).await;
+    let first = within("a message", pinned.next()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"0");
+    let pin_id = pin_of(&first);
+    first.ack().await.unwrap();
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.priority_groups[0].group, "A");
+    assert_eq!(
+        info.priority_groups[0].pinned_client_id.as_deref(),
+        Some(pin_id.as_str())
+    );
+    assert!(info.priority_groups[0].pinned_ts.is_some());
+    // Another client of the group gets nothing while the pin holds.
+    let mut other = group_stream(&consumer).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), other.next())
+            .await
+            .is_err(),
+        "the unpinned client got a message"
+    );
+    drop(pinned);
+    stream.unpin_consumer("C", "A").await.unwrap();
+    // Unpinned: the waiting client is pinned anew and served.
+    let next = within("a message", other.next()).await.unwrap().unwrap();
+    assert_eq!(&next.payload[..], b"1");
+    let new_pin = pin_of(&next);
+    assert_ne!(new_pin, pin_id);
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(
+        info.priority_groups[0].pinned_client_id.as_deref(),
+        Some(new_pin.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_prioritized_consumer_serves_the_lowest_priority_number_first() {
+    use async_nats::jetstream::consumer::PriorityPolicy;
+    let (_server, _dir, js, _stream, consumer) =
+        priority_consumer("PRIO", 0, PriorityPolicy::Prioritized).await;
+    let fetch = |priority: usize| {
+        consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(3))
+            .group("A")
+            .priority(priority)
+            .messages()
+    };
+    let mut low = within("fetch", fetch(5)).await.unwrap();
+    let mut high = within("fetch", fetch(1)).await.unwrap();
+    // Both requests wait before anything is published.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = consumer.get_info().await.unwrap();
+    assert_eq!(info.num_waiting, 2);
+    publish_all(&js, 1, |_| "prio".into()).await;
+    let first = within("a message", high.next()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"0");
+    publish_all(&js, 1, |_| "prio".into()).await;
+    let second = within("a message", low.next()).await.unwrap().unwrap();
+    assert_eq!(&second.payload[..], b"0");
+    assert_eq!(second.info().unwrap().stream_sequence, 2);
+}
+
+#[tokio::test]
+async fn sampled_acks_are_published_as_metrics() {
+    let (server, _dir) = js_server("sample");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream_config("SAMPLE", &["sample"]))
+        .await
+        .unwrap();
+    publish_all(&js, 1, |_| "sample".into()).await;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("S".into()),
+            sample_frequency: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut metrics = client
+        .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.SAMPLE.S")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let got = fetch(&consumer, 1, Duration::from_millis(500)).await;
+    got[0].double_ack().await.unwrap();
+    let metric = within("an ack metric", metrics.next()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&metric.payload).unwrap();
+    assert_eq!(body["type"], "io.nats.jetstream.metric.v1.consumer_ack");
+    assert_eq!(body["stream"], "SAMPLE");
+    assert_eq!(body["consumer"], "S");
+    assert_eq!(body["stream_seq"], 1);
+    assert_eq!(body["consumer_seq"], 1);
+    assert_eq!(body["deliveries"], 1);
+    assert!(body["ack_time"].as_i64().unwrap() > 0);
+}

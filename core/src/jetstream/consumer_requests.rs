@@ -157,8 +157,9 @@ impl<D: Disk + Clone> JetStream<D> {
         );
     }
 
-    /// `CONSUMER.UNPIN.<stream>.<consumer>`: rnats has no priority groups,
-    /// so no consumer has the group asked for.
+    /// `CONSUMER.UNPIN.<stream>.<consumer>`: drops the group's pin (the
+    /// next request without a pin id gets a new one) and advises, even when
+    /// nothing was pinned, as the reference does.
     pub(super) fn consumer_unpin(
         &mut self,
         account: &str,
@@ -169,7 +170,12 @@ impl<D: Disk + Clone> JetStream<D> {
         let group = consumer_config::check_unpin_request(payload)?;
         let id = self.find_consumer(account, stream, name)?;
         consumer_config::check_unpin_group(&self.streams[&id].consumers[name].config, &group)?;
-        Err(ApiError::new(K::ConsumerInvalidPriorityGroup))
+        let wall = self.wall;
+        let entry = self.streams.get_mut(&id).expect("the stream exists");
+        let consumer = entry.consumers.get_mut(name).expect("the consumer exists");
+        consumer.consumer.unpin("admin", wall, &mut self.actions);
+        self.pump_consumer(id, name);
+        Ok(ConsumerUnpinResponse::ok())
     }
 
     /// `CONSUMER.NAMES.<stream>`.
@@ -294,6 +300,21 @@ impl<D: Disk + Clone> JetStream<D> {
             num_waiting: numbers.num_waiting as i64,
             num_pending: numbers.num_pending,
             push_bound: consumer.consumer.is_push() && consumer.consumer.has_interest(),
+            // The reference reports its first group only, with its pin.
+            priority_groups: consumer
+                .config
+                .priority_groups
+                .first()
+                .map(|group| {
+                    let pin = consumer.consumer.pin();
+                    super::api::PriorityGroupState {
+                        group: group.clone(),
+                        pinned_client_id: pin.map(|pin| pin.id.clone()).unwrap_or_default(),
+                        pinned_ts: pin.map(|pin| pin.since),
+                    }
+                })
+                .into_iter()
+                .collect(),
             paused: consumer.consumer.is_paused(),
             pause_remaining: consumer
                 .config
@@ -312,18 +333,13 @@ impl<D: Disk + Clone> JetStream<D> {
 /// Consumer features rnats does not have yet: refused by name rather than
 /// run without.
 fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
-    use super::api::{AckPolicy, PriorityPolicy, ReplayPolicy};
+    use super::api::{AckPolicy, ReplayPolicy};
     let missing = [
         (
             config.replay_policy == ReplayPolicy::Original,
             "replay_policy original",
         ),
         (config.rate_limit_bps > 0, "rate_limit_bps"),
-        (!config.sample_freq.is_empty(), "sample_freq"),
-        (
-            config.priority_policy != PriorityPolicy::None || !config.priority_groups.is_empty(),
-            "priority groups",
-        ),
         (
             config.ack_policy == AckPolicy::FlowControl,
             "ack_policy flow_control",

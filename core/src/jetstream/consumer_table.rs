@@ -128,6 +128,17 @@ pub fn consumer_rules(
         max_expires: positive(config.max_expires).map(Duration::from_nanos),
         max_bytes: positive(config.max_bytes),
         pause_until: config.pause_until.and_then(|until| until.wall_time()),
+        priority_policy: config.priority_policy,
+        priority_groups: config.priority_groups.clone(),
+        pinned_ttl: nanos(config.priority_timeout),
+        // Checked at create: digits with an optional `%`.
+        sample_percent: config
+            .sample_freq
+            .trim_end_matches('%')
+            .parse::<i64>()
+            .ok()
+            .and_then(|percent| u32::try_from(percent).ok())
+            .unwrap_or(0),
     }
 }
 

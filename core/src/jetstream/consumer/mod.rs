@@ -35,7 +35,7 @@ use bytes::Bytes;
 
 use self::ack::{AckKind, AckTarget};
 use self::pull::{pending_headers, status, WaitQueue, Waiting};
-use super::api::NextRequest;
+use super::api::{NextRequest, PriorityPolicy};
 use super::link::{ConsumerId, JsAction};
 use super::stream::Store;
 use crate::store::{
@@ -43,6 +43,8 @@ use crate::store::{
     StoredMsg,
 };
 use crate::time::{Instant, WallTime};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Bytes a push consumer sends between flow-control requests.
 const FLOW_CONTROL_WINDOW: u64 = 256 * 1024;
@@ -93,6 +95,15 @@ pub struct ConsumerRules {
     /// Paused until then (`CONSUMER.PAUSE`, `pause_until`): nothing is
     /// delivered, requests wait.
     pub pause_until: Option<WallTime>,
+    /// How pull requests of the priority groups are served.
+    pub priority_policy: PriorityPolicy,
+    /// The groups a pull request may name (empty: no priority groups).
+    pub priority_groups: Vec<String>,
+    /// `pinned_client`: how long a pin lasts without a request from its
+    /// client (`priority_timeout`).
+    pub pinned_ttl: Duration,
+    /// `sample_freq` in percent (0: no ack metrics).
+    pub sample_percent: u32,
 }
 
 impl ConsumerRules {
@@ -186,9 +197,25 @@ pub struct Consumer<D: Disk> {
     /// took them (acked, terminated, or delivered without acks): what
     /// interest and work-queue retention remove.
     settled: Vec<u64>,
+    /// `pinned_client`: the client (by its `Nats-Pin-Id`) all messages go
+    /// to while it keeps asking.
+    pin: Option<Pin>,
+    /// Pin ids and advisory ids: seeded from the creation time and name, so
+    /// a run is reproducible from its inputs.
+    ids: ChaCha8Rng,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     planted_defect: Option<crate::server::PlantedDefect>,
+}
+
+/// A `pinned_client` consumer's current pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub id: String,
+    /// When it was given (consumer info's `pinned_ts`).
+    pub since: WallTime,
+    /// When it lapses unless its client asks again.
+    pub expires: Instant,
 }
 
 /// The numbers consumer info reports.
@@ -214,6 +241,13 @@ impl<D: Disk> Consumer<D> {
         now: Instant,
         wall: WallTime,
     ) -> Self {
+        // FNV-1a over the names, mixed with the creation time.
+        let seed = format!("{}.{}", rules.stream, rules.name)
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+            ^ wall.0;
         let mut consumer = Consumer {
             id,
             rules,
@@ -230,6 +264,8 @@ impl<D: Disk> Consumer<D> {
             last_delivery: None,
             last_ack: None,
             settled: Vec::new(),
+            pin: None,
+            ids: ChaCha8Rng::seed_from_u64(seed),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         };
@@ -457,6 +493,24 @@ impl<D: Disk> Consumer<D> {
         {
             return answer(out, 409, &format!("Exceeded MaxRequestMaxBytes of {max}"));
         }
+        // A JSON request always carries a (maybe empty) priority group; a
+        // bare batch size carries none and skips these checks.
+        let json = body.trim_ascii().first() == Some(&b'{');
+        if json {
+            if let Err(text) = self.check_priority(&request) {
+                return answer(out, 400, &format!("Bad Request - {text}"));
+            }
+            // The pinned client asking again keeps its pin; another id is
+            // a stale one.
+            let ttl = self.rules.pinned_ttl;
+            if let Some(pin) = self.pin.as_mut() {
+                if request.id == pin.id {
+                    pin.expires = now + ttl;
+                } else if !request.id.is_empty() {
+                    return answer(out, 423, "Nats-Pin-Id mismatch");
+                }
+            }
+        }
         if request.no_wait
             && expires.is_zero()
             && self.redeliver.is_empty()
@@ -472,7 +526,7 @@ impl<D: Disk> Consumer<D> {
             return;
         }
         let heartbeat = (!heartbeat.is_zero()).then_some(heartbeat);
-        self.waiting.push(Waiting {
+        let waiting = Waiting {
             reply: Bytes::copy_from_slice(reply),
             account: account.to_string(),
             batch_left: batch,
@@ -483,8 +537,190 @@ impl<D: Disk> Consumer<D> {
             heartbeat,
             next_heartbeat: heartbeat.map(|every| now + every),
             delivered: 0,
-        });
+            min_pending: u64::try_from(request.min_pending).unwrap_or(0),
+            min_ack_pending: u64::try_from(request.min_ack_pending).unwrap_or(0),
+            pin_id: request.id,
+            priority: if json { request.priority } else { i64::MAX },
+        };
+        if self.rules.priority_policy == PriorityPolicy::Prioritized {
+            self.waiting.insert_by_priority(waiting);
+        } else {
+            self.waiting.push(waiting);
+        }
         self.check();
+    }
+
+    /// The priority-group fields of a pull request against the consumer's
+    /// policy: the reason after `400 Bad Request - ` when refused.
+    fn check_priority(&self, request: &NextRequest) -> Result<(), &'static str> {
+        let policy = self.rules.priority_policy;
+        if (request.min_pending != 0 || request.min_ack_pending != 0)
+            && policy != PriorityPolicy::Overflow
+        {
+            return Err("Not a Overflow Priority consumer");
+        }
+        if !request.id.is_empty() && policy != PriorityPolicy::PinnedClient {
+            return Err("Not a Pinned Client Priority consumer");
+        }
+        if !(0..=9).contains(&request.priority) {
+            return Err("Priority must be between 0 and 9");
+        }
+        if policy != PriorityPolicy::None {
+            if request.group.is_empty() {
+                return Err("Priority Group missing");
+            }
+            if !self.rules.priority_groups.contains(&request.group) {
+                return Err("Invalid Priority Group");
+            }
+        }
+        Ok(())
+    }
+
+    /// `pinned_client`: bring the request to serve to the front of the
+    /// queue, as the reference does: with no pin, the oldest request
+    /// without an id gets a new one (a stale id is told `423` and dropped);
+    /// with a pin, only its holder is served, others without an id wait
+    /// and others with an id are dropped with `423`. `None` when none may
+    /// be served now, else whether the pin was given just now.
+    fn select_pinned(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) -> Option<bool> {
+        let mut cycled = 0;
+        while let Some(front) = self.waiting.front() {
+            let held = self.pin.as_ref().map(|pin| pin.id.as_str());
+            if held == Some(front.pin_id.as_str()) {
+                return Some(false);
+            }
+            if front.pin_id.is_empty() {
+                if held.is_none() {
+                    let id = self.new_id();
+                    self.pin = Some(Pin {
+                        id: id.clone(),
+                        since: wall,
+                        expires: now + self.rules.pinned_ttl,
+                    });
+                    self.advise_pinned(&id, wall, out);
+                    self.waiting.front_mut().expect("looked at").pin_id = id;
+                    return Some(true);
+                }
+                self.waiting.cycle();
+                cycled += 1;
+                if cycled >= self.waiting.len() {
+                    return None;
+                }
+                continue;
+            }
+            let request = self.waiting.pop_front().expect("looked at");
+            let headers = status(423, "Nats-Wrong-Pin-Id", &pending_headers(&request));
+            out.push_back(status_message(&request.account, &request.reply, headers));
+        }
+        None
+    }
+
+    /// Drop the pin (`CONSUMER.UNPIN`: `admin`; its lapse: `timeout`); the
+    /// next request without an id gets a new one. An admin unpin advises
+    /// even with no pin, as the reference does.
+    pub fn unpin(&mut self, reason: &str, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        if self.pin.take().is_none() && reason != "admin" {
+            return;
+        }
+        self.advise_group("UNPINNED", ("reason", reason), wall, out);
+    }
+
+    fn advise_pinned(&mut self, id: &str, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        self.advise_group("PINNED", ("pinned_id", id), wall, out);
+    }
+
+    /// `consumer_group_pinned` / `consumer_group_unpinned` (by `kind`),
+    /// with the one field they differ in.
+    fn advise_group(
+        &mut self,
+        kind: &str,
+        (key, value): (&str, &str),
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let mut body = serde_json::json!({
+            "type": format!(
+                "io.nats.jetstream.advisory.v1.consumer_group_{}",
+                kind.to_ascii_lowercase()
+            ),
+            "id": self.new_id(),
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "account": self.rules.account,
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "group": self.rules.priority_groups.first().cloned().unwrap_or_default(),
+        });
+        body[key] = serde_json::Value::String(value.to_owned());
+        self.advise(kind, body, out);
+    }
+
+    /// `sample_freq`: an explicit ack of a pending message is reported on
+    /// `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>` with the time
+    /// since its delivery, for the configured share of acks (drawn as the
+    /// reference does: a number below 100 at most the percentage).
+    fn sample_ack(&mut self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        let percent = self.rules.sample_percent;
+        let Some(delivered) = self.state().pending.get(&target.stream_seq).map(|p| p.ts) else {
+            return;
+        };
+        if percent == 0 || (percent < 100 && self.ids.next_u32() % 100 > percent) {
+            return;
+        }
+        let body = serde_json::json!({
+            "type": "io.nats.jetstream.metric.v1.consumer_ack",
+            "id": self.new_id(),
+            "timestamp": crate::format::rfc3339_nanos(wall),
+            "stream": self.rules.stream,
+            "consumer": self.rules.name,
+            "consumer_seq": target.consumer_seq,
+            "stream_seq": target.stream_seq,
+            "ack_time": i64::try_from(wall.0).unwrap_or(i64::MAX)
+                - i64::try_from(delivered.0).unwrap_or(i64::MAX),
+            "deliveries": target.delivered,
+        });
+        out.push_back(JsAction::Publish {
+            account: self.rules.account.clone(),
+            subject: Bytes::from(format!(
+                "$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}",
+                self.rules.stream, self.rules.name
+            )),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::from(body.to_string()),
+        });
+    }
+
+    /// The current pin, for consumer info.
+    pub fn pin(&self) -> Option<&Pin> {
+        self.pin.as_ref()
+    }
+
+    /// 22 characters of base 62, the shape of the reference's ids.
+    fn new_id(&mut self) -> String {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..22)
+            .map(|_| ALPHABET[(self.ids.next_u32() as usize) % ALPHABET.len()] as char)
+            .collect()
+    }
+
+    /// Overflow policy: whether `request` may take a message now, with
+    /// `pending` messages left to deliver counting the one at hand. A
+    /// request with neither minimum always may; otherwise either minimum
+    /// reached is enough.
+    fn overflow_ready(&self, request: &Waiting, pending: u64) -> bool {
+        if self.rules.priority_policy != PriorityPolicy::Overflow
+            || (request.min_pending == 0 && request.min_ack_pending == 0)
+        {
+            return true;
+        }
+        (request.min_pending > 0 && request.min_pending <= pending)
+            || (request.min_ack_pending > 0
+                && request.min_ack_pending <= self.state().pending.len() as u64)
     }
 
     /// An ack (any kind) on `subject` with the client's `reply`. Returns
@@ -512,9 +748,9 @@ impl<D: Disk> Consumer<D> {
         }
         let mut next = None;
         match kind {
-            AckKind::Ack => self.ack(target, wall),
+            AckKind::Ack => self.ack(target, wall, out),
             AckKind::Next { request } => {
-                self.ack(target, wall);
+                self.ack(target, wall, out);
                 next = Some(request);
             }
             AckKind::Nak { delay } => self.nak(target, delay, now, wall, out),
@@ -555,9 +791,12 @@ impl<D: Disk> Consumer<D> {
         }
     }
 
-    fn ack(&mut self, target: AckTarget, wall: WallTime) {
+    fn ack(&mut self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
         if self.rules.ack == AckPolicy::None {
             return;
+        }
+        if self.rules.ack == AckPolicy::Explicit {
+            self.sample_ack(target, wall, out);
         }
         let pending = &self.store.tracker().state().pending;
         match self.rules.ack {
@@ -658,6 +897,7 @@ impl<D: Disk> Consumer<D> {
             .chain(self.waiting.next_deadline())
             .chain(heartbeat)
             .chain(self.resume_at)
+            .chain(self.pin.as_ref().map(|pin| pin.expires))
             .min()
     }
 
@@ -666,6 +906,9 @@ impl<D: Disk> Consumer<D> {
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
         if self.resume_at.is_some_and(|at| at <= now) {
             self.resume_at = None;
+        }
+        if self.pin.as_ref().is_some_and(|pin| pin.expires <= now) {
+            self.unpin("timeout", wall, out);
         }
         while let Some(&(at, seq)) = self.deadlines.first() {
             if at > now {
@@ -828,10 +1071,40 @@ impl<D: Disk> Consumer<D> {
             let to = match &push {
                 Some(push) => push.deliver_subject.clone(),
                 None => {
+                    let mut just_pinned = false;
+                    if self.rules.priority_policy == PriorityPolicy::PinnedClient {
+                        match self.select_pinned(now, wall, out) {
+                            Some(assigned) => just_pinned = assigned,
+                            None => break,
+                        }
+                    }
+                    // Overflow requests whose minimums are not reached go
+                    // to the back, as the reference cycles them; when none
+                    // is ready, nothing is sent.
+                    let pending_now = match source {
+                        Source::Redelivery => new_count + lps_after + 1,
+                        Source::New | Source::LastPerSubject => pending_after + 1,
+                    };
+                    let mut cycled = 0;
+                    while !self
+                        .overflow_ready(self.waiting.front().expect("checked above"), pending_now)
+                        && cycled < self.waiting.len()
+                    {
+                        self.waiting.cycle();
+                        cycled += 1;
+                    }
+                    if cycled == self.waiting.len() {
+                        break;
+                    }
                     let request = self.waiting.front_mut().expect("checked above");
                     if request.has_max_bytes {
                         if size > request.bytes_left {
                             let request = self.waiting.pop_front().expect("front exists");
+                            // A pin given for this very message is taken
+                            // back (no advisory), as the reference does.
+                            if just_pinned {
+                                self.pin = None;
+                            }
                             let headers = status(
                                 409,
                                 "Message Size Exceeds MaxBytes",
@@ -855,9 +1128,18 @@ impl<D: Disk> Consumer<D> {
                     let to = request.reply.clone();
                     if request.batch_left == 0 {
                         self.waiting.pop_front();
+                    } else if self.rules.priority_policy == PriorityPolicy::Prioritized {
+                        // Requeued behind its own level, as the reference
+                        // does: requests of one priority take turns.
+                        let request = self.waiting.pop_front().expect("front exists");
+                        self.waiting.insert_by_priority(request);
                     }
                     to
                 }
+            };
+            let headers = match &self.pin {
+                Some(pin) if push.is_none() => with_header(&headers, "Nats-Pin-Id", &pin.id),
+                _ => headers,
             };
             self.commit(&msg, count, source, consumer_seq, now, wall);
             new_pending = Some(new_after);

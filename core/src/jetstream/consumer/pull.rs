@@ -35,6 +35,18 @@ pub struct Waiting {
     pub next_heartbeat: Option<Instant>,
     /// Messages delivered to it so far.
     pub delivered: u64,
+    /// Overflow policy: served only once this many messages are pending
+    /// (zero: no such minimum).
+    pub min_pending: u64,
+    /// Overflow policy: served only once this many acks are outstanding
+    /// (zero: no such minimum).
+    pub min_ack_pending: u64,
+    /// `pinned_client`: the pin id the request carries or was given
+    /// (empty: none).
+    pub pin_id: String,
+    /// `prioritized`: lower is served first (`i64::MAX`: a request that
+    /// named no group).
+    pub priority: i64,
 }
 
 /// The waiting requests, oldest first.
@@ -57,8 +69,31 @@ impl WaitQueue {
         self.queue.push_back(request);
     }
 
+    pub fn front(&self) -> Option<&Waiting> {
+        self.queue.front()
+    }
+
     pub fn front_mut(&mut self) -> Option<&mut Waiting> {
         self.queue.front_mut()
+    }
+
+    /// `prioritized`: after every request of the same or a lower priority
+    /// number, so each level is served in arrival order.
+    pub fn insert_by_priority(&mut self, request: Waiting) {
+        assert!(request.batch_left > 0, "a request that wants nothing");
+        let at = self
+            .queue
+            .iter()
+            .position(|waiting| waiting.priority > request.priority)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(at, request);
+    }
+
+    /// Move the oldest request to the back.
+    pub fn cycle(&mut self) {
+        if let Some(request) = self.queue.pop_front() {
+            self.queue.push_back(request);
+        }
     }
 
     pub fn pop_front(&mut self) -> Option<Waiting> {

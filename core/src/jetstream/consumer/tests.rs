@@ -37,6 +37,10 @@ fn rules(name: &str) -> ConsumerRules {
         max_expires: None,
         max_bytes: None,
         pause_until: None,
+        priority_policy: PriorityPolicy::None,
+        priority_groups: Vec::new(),
+        pinned_ttl: Duration::ZERO,
+        sample_percent: 0,
     }
 }
 
@@ -82,9 +86,13 @@ impl Rig {
     }
 
     fn pull(&mut self, body: &str) {
+        self.pull_to("_INBOX.r", body);
+    }
+
+    fn pull_to(&mut self, reply: &str, body: &str) {
         self.consumer.handle_pull(
             "A",
-            b"_INBOX.r",
+            reply.as_bytes(),
             body.as_bytes(),
             &mut self.store,
             self.now,
@@ -490,4 +498,251 @@ fn a_paused_consumer_holds_messages_until_the_pause_ends() {
     let lines = rig.take();
     assert_eq!(lines.len(), 1);
     assert!(lines[0].starts_with("_INBOX.r a "));
+}
+
+fn overflow_rules() -> ConsumerRules {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::Overflow;
+    rules.priority_groups = vec!["G".into()];
+    rules
+}
+
+#[test]
+fn priority_fields_are_checked_against_the_policy() {
+    let mut plain = Rig::new(rules("C"), stream(&["a"]));
+    plain.pull(r#"{"batch":1,"min_pending":2}"#);
+    assert_eq!(
+        plain.take(),
+        ["_INBOX.r NATS/1.0 400 Bad Request - Not a Overflow Priority consumer"]
+    );
+    // A group on a consumer without priority groups is ignored.
+    plain.pull(r#"{"batch":1,"group":"X"}"#);
+    assert_eq!(plain.take().len(), 1);
+
+    let mut rig = Rig::new(overflow_rules(), stream(&["a"]));
+    for (body, text) in [
+        (r#"{"batch":1}"#, "Priority Group missing"),
+        (r#"{"batch":1,"group":"H"}"#, "Invalid Priority Group"),
+        (
+            r#"{"batch":1,"group":"G","id":"x"}"#,
+            "Not a Pinned Client Priority consumer",
+        ),
+        (
+            r#"{"batch":1,"group":"G","priority":10}"#,
+            "Priority must be between 0 and 9",
+        ),
+    ] {
+        rig.pull(body);
+        assert_eq!(
+            rig.take(),
+            [format!("_INBOX.r NATS/1.0 400 Bad Request - {text}")],
+            "{body}"
+        );
+    }
+    // A bare batch size names no group and is served.
+    rig.pull("1");
+    assert_eq!(rig.take().len(), 1);
+}
+
+#[test]
+fn overflow_serves_a_request_only_while_its_minimum_pending_holds() {
+    let mut rig = Rig::new(overflow_rules(), stream(&["a", "b"]));
+    rig.pull_to("_INBOX.min", r#"{"batch":5,"group":"G","min_pending":3}"#);
+    assert!(rig.take().is_empty());
+    assert_eq!(rig.consumer.num_waiting(), 1);
+    publish(&mut rig.store, "c", b"data");
+    rig.pump();
+    // Three pending: the first goes out, then two are left, below the minimum.
+    let lines = rig.take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("_INBOX.min a "), "{lines:?}");
+    // A request without minimums is served past the waiting one.
+    rig.pull_to("_INBOX.any", r#"{"batch":5,"group":"G","no_wait":true}"#);
+    let lines = rig.take();
+    assert!(lines[0].starts_with("_INBOX.any b "), "{lines:?}");
+    assert!(lines[1].starts_with("_INBOX.any c "), "{lines:?}");
+    assert_eq!(lines[2], "_INBOX.any NATS/1.0 404 No Messages");
+    assert_eq!(rig.consumer.num_waiting(), 1);
+}
+
+#[test]
+fn overflow_serves_a_request_once_enough_acks_are_outstanding() {
+    let mut rig = Rig::new(overflow_rules(), stream(&["a", "b", "c", "d"]));
+    rig.pull_to(
+        "_INBOX.slow",
+        r#"{"batch":4,"group":"G","min_ack_pending":2}"#,
+    );
+    assert!(rig.take().is_empty());
+    rig.pull_to("_INBOX.main", r#"{"batch":2,"group":"G"}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].starts_with("_INBOX.main a "), "{lines:?}");
+    assert!(lines[1].starts_with("_INBOX.main b "), "{lines:?}");
+    assert!(lines[2].starts_with("_INBOX.slow c "), "{lines:?}");
+    assert!(lines[3].starts_with("_INBOX.slow d "), "{lines:?}");
+}
+
+/// The `Nats-Pin-Id` of each delivery waiting in `out`, and the subjects
+/// of everything else published.
+fn pins_and_publishes(out: &VecDeque<JsAction>) -> (Vec<String>, Vec<String>) {
+    let mut pins = Vec::new();
+    let mut published = Vec::new();
+    for action in out {
+        match action {
+            JsAction::Deliver { headers, .. } => {
+                let text = String::from_utf8_lossy(headers);
+                let pin = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Nats-Pin-Id: "))
+                    .unwrap_or_default();
+                pins.push(pin.to_string());
+            }
+            JsAction::Publish { subject, .. } => {
+                published.push(String::from_utf8_lossy(subject).into_owned());
+            }
+            _ => {}
+        }
+    }
+    (pins, published)
+}
+
+#[test]
+fn a_pinned_client_gets_everything_until_its_pin_lapses_or_is_dropped() {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::PinnedClient;
+    rules.priority_groups = vec!["G".into()];
+    rules.pinned_ttl = 10 * SECOND;
+    let mut rig = Rig::new(rules, stream(&["a", "b", "c", "d"]));
+    rig.pull_to("_INBOX.one", r#"{"batch":1,"group":"G"}"#);
+    let (pins, published) = pins_and_publishes(&rig.out);
+    assert_eq!(published, ["$JS.EVENT.ADVISORY.CONSUMER.PINNED.S.C"]);
+    assert_eq!(pins.len(), 1);
+    let pin = pins[0].clone();
+    assert_eq!(pin.len(), 22);
+    assert_eq!(
+        rig.consumer.pin().map(|p| p.id.as_str()),
+        Some(pin.as_str())
+    );
+    rig.take();
+    // Another client without the pin waits; the pinned one is served.
+    rig.pull_to(
+        "_INBOX.two",
+        r#"{"batch":1,"group":"G","expires":60000000000}"#,
+    );
+    assert!(rig.take().is_empty());
+    rig.pull_to(
+        "_INBOX.one",
+        &format!(r#"{{"batch":1,"group":"G","id":"{pin}"}}"#),
+    );
+    assert_eq!(pins_and_publishes(&rig.out).0, std::slice::from_ref(&pin));
+    assert!(rig.take()[0].starts_with("_INBOX.one b "));
+    // A stale id is refused at once.
+    rig.pull_to("_INBOX.old", r#"{"batch":1,"group":"G","id":"stale"}"#);
+    assert_eq!(rig.take(), ["_INBOX.old NATS/1.0 423 Nats-Pin-Id mismatch"]);
+    // Ten seconds without the pinned client: the pin lapses and the
+    // waiting client gets a new one with the next message.
+    rig.advance(10 * SECOND);
+    let (pins, published) = pins_and_publishes(&rig.out);
+    assert_eq!(
+        published,
+        [
+            "$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.S.C",
+            "$JS.EVENT.ADVISORY.CONSUMER.PINNED.S.C"
+        ]
+    );
+    assert_eq!(pins.len(), 1);
+    assert_ne!(pins[0], pin);
+    assert!(rig
+        .take()
+        .iter()
+        .any(|line| line.starts_with("_INBOX.two c ")));
+    // The old pin holder, asking with its lapsed id, is told so.
+    rig.pull_to(
+        "_INBOX.one",
+        &format!(r#"{{"batch":1,"group":"G","id":"{pin}"}}"#),
+    );
+    assert_eq!(rig.take(), ["_INBOX.one NATS/1.0 423 Nats-Pin-Id mismatch"]);
+    // UNPIN: the next request without an id is pinned anew.
+    rig.consumer.unpin("admin", rig.wall, &mut rig.out);
+    assert_eq!(
+        pins_and_publishes(&rig.out).1,
+        ["$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.S.C"]
+    );
+    rig.take();
+    assert!(rig.consumer.pin().is_none());
+    rig.pull_to("_INBOX.three", r#"{"batch":1,"group":"G"}"#);
+    let (pins, _) = pins_and_publishes(&rig.out);
+    assert_eq!(pins.len(), 1);
+    assert!(rig
+        .take()
+        .iter()
+        .any(|line| line.starts_with("_INBOX.three d ")));
+}
+
+#[test]
+fn prioritized_requests_are_served_lowest_number_first_taking_turns() {
+    let mut rules = rules("C");
+    rules.priority_policy = PriorityPolicy::Prioritized;
+    rules.priority_groups = vec!["G".into()];
+    let mut rig = Rig::new(rules, stream(&[]));
+    rig.pull_to("_INBOX.low", r#"{"batch":1,"group":"G","priority":5}"#);
+    rig.pull_to("_INBOX.high1", r#"{"batch":2,"group":"G","priority":1}"#);
+    rig.pull_to("_INBOX.high2", r#"{"batch":2,"group":"G","priority":1}"#);
+    assert!(rig.take().is_empty());
+    for subject in ["a", "b", "c", "d", "e"] {
+        publish(&mut rig.store, subject, b"data");
+    }
+    rig.pump();
+    let to: Vec<String> = rig
+        .take()
+        .iter()
+        .map(|line| line.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "_INBOX.high1",
+            "_INBOX.high2",
+            "_INBOX.high1",
+            "_INBOX.high2",
+            "_INBOX.low"
+        ]
+    );
+}
+
+#[test]
+fn sampled_acks_are_reported_with_their_delay() {
+    let mut rules = rules("C");
+    rules.sample_percent = 100;
+    let mut rig = Rig::new(rules, stream(&["a", "b"]));
+    rig.pull(r#"{"batch":2}"#);
+    let lines = rig.take();
+    rig.advance(SECOND);
+    rig.take();
+    rig.ack(reply_of(&lines[1]), "+ACK");
+    let metrics: Vec<serde_json::Value> = rig
+        .out
+        .iter()
+        .filter_map(|action| match action {
+            JsAction::Publish {
+                subject, payload, ..
+            } if &subject[..] == b"$JS.EVENT.METRIC.CONSUMER.ACK.S.C" => {
+                serde_json::from_slice(payload).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(
+        metrics[0]["type"],
+        "io.nats.jetstream.metric.v1.consumer_ack"
+    );
+    assert_eq!(metrics[0]["stream_seq"], 2);
+    assert_eq!(metrics[0]["consumer_seq"], 2);
+    assert_eq!(metrics[0]["deliveries"], 1);
+    assert_eq!(metrics[0]["ack_time"], 1_000_000_000);
+    // Acked already: no second report.
+    rig.out.clear();
+    rig.ack(reply_of(&lines[1]), "+ACK");
+    assert!(rig.out.is_empty());
 }
