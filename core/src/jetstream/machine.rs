@@ -474,7 +474,7 @@ impl<D: Disk + Clone> JetStream<D> {
     fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
         let rules = self.rules(&meta.config);
         #[allow(unused_mut)]
-        let mut stream = Stream::new(id, meta.account.clone(), rules, store, self.wall);
+        let mut stream = Stream::new(id, meta.account.clone(), rules, store);
         #[cfg(feature = "planted-defects")]
         {
             stream.ack_before_sync =

@@ -113,6 +113,11 @@ struct Dedupe {
     /// The id of the last message stored, `None` when it had none
     /// (`Nats-Expected-Last-Msg-Id` compares with this, as the reference).
     last: Option<Bytes>,
+    /// Opened from disk and not yet rebuilt: the first publish that needs
+    /// the ids rebuilds them. Rebuilding reads every message inside the
+    /// window, which at start-up cost a second per million messages for
+    /// streams that never see a `Nats-Msg-Id`.
+    stale: bool,
 }
 
 impl Dedupe {
@@ -268,14 +273,9 @@ pub struct Stream<D: Disk> {
 }
 
 impl<D: Disk> Stream<D> {
-    /// A stream over `store` (new or recovered) at wall time `now`.
-    pub fn new(
-        id: StreamId,
-        account: String,
-        rules: StreamRules,
-        store: Store<D>,
-        now: WallTime,
-    ) -> Self {
+    /// A stream over `store` (new or recovered). The dedupe ids of a
+    /// recovered store are rebuilt when a publish first needs them.
+    pub fn new(id: StreamId, account: String, rules: StreamRules, store: Store<D>) -> Self {
         // A duplicate of a recovered message is acknowledged at once: what
         // was recovered is already durable.
         let durable = store.durable_at_open();
@@ -290,7 +290,7 @@ impl<D: Disk> Stream<D> {
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
-        stream.rebuild_dedupe(now);
+        stream.dedupe.stale = true;
         stream
     }
 
@@ -324,6 +324,7 @@ impl<D: Disk> Stream<D> {
     /// count as seen again (the reference rebuilds them too), so a
     /// publisher retrying across the restart gets a duplicate ack.
     fn rebuild_dedupe(&mut self, now: WallTime) {
+        self.dedupe.stale = false;
         if self.rules.duplicate_window.is_zero() {
             return;
         }
@@ -434,6 +435,13 @@ impl<D: Disk> Stream<D> {
             return Published::Refused(E::Sealed);
         }
         let headers = msg.headers;
+        if self.dedupe.stale
+            && !headers.is_empty()
+            && (find_header(headers, MSG_ID).is_some()
+                || find_header(headers, EXPECTED_LAST_MSG_ID).is_some())
+        {
+            self.rebuild_dedupe(now);
+        }
         self.dedupe.expire(now, self.rules.duplicate_window);
         let msg_id = find_header(headers, MSG_ID).filter(|id| !id.is_empty());
         if let Some(id) = msg_id {
