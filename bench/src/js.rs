@@ -657,15 +657,26 @@ async fn publish_run(
         latencies.sort_unstable();
         metrics.extend(latency_metrics(&latencies));
     }
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        metrics.push(metric(
-            "server CPU/msg",
-            after.saturating_sub(before) as f64 / total as f64,
-            "ns",
-            false,
-        ));
-    }
+    metrics.extend(cpu_per(
+        "server CPU/msg",
+        cpu_before,
+        cpu_after,
+        total as u64,
+    ));
     Ok(metrics)
+}
+
+/// The server's CPU time between two samples per operation, when both
+/// samples were taken.
+fn cpu_per(
+    name: &'static str,
+    before: Option<u64>,
+    after: Option<u64>,
+    operations: u64,
+) -> Option<Metric> {
+    let (before, after) = (before?, after?);
+    let per = after.saturating_sub(before) as f64 / operations.max(1) as f64;
+    Some(metric(name, per, "ns", false))
 }
 
 fn latency_metrics(sorted_ns: &[u64]) -> Vec<Metric> {
@@ -874,14 +885,12 @@ async fn consume_run(
         metric("MB/s", rate * case.payload as f64 / 1e6, "MB/s", true),
         metric("messages", stored as f64, "msgs", true),
     ];
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        metrics.push(metric(
-            "server CPU/msg",
-            after.saturating_sub(before) as f64 / stored as f64,
-            "ns",
-            false,
-        ));
-    }
+    metrics.extend(cpu_per(
+        "server CPU/msg",
+        cpu_before,
+        cpu_after,
+        stored as u64,
+    ));
     Ok(metrics)
 }
 
@@ -1004,14 +1013,7 @@ async fn kv_run(
             true,
         ),
     ];
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        metrics.push(metric(
-            "server CPU/op",
-            after.saturating_sub(before) as f64 / (puts + gets).max(1) as f64,
-            "ns",
-            false,
-        ));
-    }
+    metrics.extend(cpu_per("server CPU/op", cpu_before, cpu_after, puts + gets));
     Ok(metrics)
 }
 
