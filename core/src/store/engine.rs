@@ -120,21 +120,7 @@ impl Tally {
         if self.first.is_none_or(|(first, _)| seq < first) {
             self.first = Some((seq, ts));
         }
-        match self.subjects.get_mut(subject) {
-            Some(state) => {
-                state.msgs += 1;
-                state.first_seq = state.first_seq.min(seq);
-                state.last_seq = state.last_seq.max(seq);
-            }
-            None => {
-                let state = SubjectState {
-                    msgs: 1,
-                    first_seq: seq,
-                    last_seq: seq,
-                };
-                self.subjects.insert(Bytes::copy_from_slice(subject), state);
-            }
-        }
+        count_in_subject(&mut self.subjects, subject, seq);
         if let Some(ttl) = ttl {
             self.ttl_index.insert((expiry(ts, ttl), seq));
         }
@@ -846,21 +832,7 @@ impl<B: Backend> Engine<B> {
     ) {
         self.msgs += 1;
         self.bytes += size;
-        match self.subjects.get_mut(subject) {
-            Some(state) => {
-                state.msgs += 1;
-                state.first_seq = state.first_seq.min(seq);
-                state.last_seq = state.last_seq.max(seq);
-            }
-            None => {
-                let state = SubjectState {
-                    msgs: 1,
-                    first_seq: seq,
-                    last_seq: seq,
-                };
-                self.subjects.insert(Bytes::copy_from_slice(subject), state);
-            }
-        }
+        count_in_subject(&mut self.subjects, subject, seq);
         if let Some(ttl) = ttl {
             self.ttl_index.insert((expiry(ts, ttl), seq));
         }
@@ -1315,4 +1287,23 @@ const SPAN_SUBJECTS_MAX: usize = 256;
 
 fn expiry(ts: WallTime, after: Duration) -> u64 {
     ts.0.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Count message `seq` in its subject's state (kept at open and on store).
+fn count_in_subject(subjects: &mut BTreeMap<Bytes, SubjectState>, subject: &[u8], seq: u64) {
+    match subjects.get_mut(subject) {
+        Some(state) => {
+            state.msgs += 1;
+            state.first_seq = state.first_seq.min(seq);
+            state.last_seq = state.last_seq.max(seq);
+        }
+        None => {
+            let state = SubjectState {
+                msgs: 1,
+                first_seq: seq,
+                last_seq: seq,
+            };
+            subjects.insert(Bytes::copy_from_slice(subject), state);
+        }
+    }
 }
