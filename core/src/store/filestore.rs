@@ -105,7 +105,10 @@
 //! count doubtful the engine counts again by loading). A damaged record
 //! followed by a good one is skipped and counted (its message is never
 //! served); a damaged or torn tail is cut at the last good record, with a
-//! warning naming the file, the offset and the records lost. A record whose
+//! warning naming the file, the offset and the records lost. A last block
+//! found damaged takes no more records (appends go to a new block file,
+//! made at recovery): how a damaged stretch is read can depend on the
+//! bytes after it, and every later open must read it as this one did. A record whose
 //! checksum matches but whose contents are impossible (a message not above
 //! the block's previous message, a message numbered 0, a sequence above
 //! [`SEQ_MAX`]) is refused
@@ -324,6 +327,12 @@ pub(super) struct Block {
     /// (`u64::MAX` when damage came first): what explains the sequences
     /// below it (`find_missing`).
     before_first: u64,
+    /// Recovery read damage in it (a skipped stretch or a cut tail): no
+    /// record is appended to it again. How `record::scan` reads a damaged
+    /// stretch can depend on the bytes after it, so an append could make a
+    /// later open read the block differently from this one (serve a
+    /// message this open did not, or drop one it served).
+    damaged: bool,
 }
 
 impl Block {
@@ -341,6 +350,7 @@ impl Block {
             len: 0,
             made_after,
             before_first: 0,
+            damaged: false,
         }
     }
 
@@ -666,6 +676,14 @@ impl<D: Disk> FileBackend<D> {
             self.disk.truncate(&path, offset)?;
             self.dirty_files.insert(path);
         }
+        if self.blocks.last().is_some_and(|block| block.damaged) {
+            // Appends go to a new block file, created now so that the next
+            // open (with or without a snapshot) finds it last as well.
+            self.new_block();
+            let path = self.blocks.last().expect("just made").path.clone();
+            self.disk.write_at(&path, 0, &[])?;
+            self.dirty_files.insert(path);
+        }
         self.durable_through = self.last_seq;
         self.reported = self.last_seq;
         // What survived a process kill may sit unsynced in the page cache:
@@ -890,6 +908,7 @@ impl<D: Disk> FileBackend<D> {
             messages_written: entry.messages_written,
             made_after: self.blocks.last().map_or(0, Block::upper),
             before_first: entry.before_first,
+            damaged: false,
         }
     }
 
@@ -1160,6 +1179,7 @@ impl<D: Disk> FileBackend<D> {
                 "{path}: damaged record at offset {offset} ({len} bytes) skipped"
             ));
         }
+        block.damaged = !scan.skipped.is_empty() || scan.tail.is_some();
         if let Some((offset, lost)) = scan.tail {
             self.report.tails_cut += 1;
             self.report.records_lost_in_tails += lost;

@@ -828,6 +828,44 @@ fn torn_tail_is_cut_and_named() {
     assert!(matches!(settle(&mut store)[0], StoreAction::Warning(_)));
 }
 
+/// Fuzz finding 10 (`fuzz/regressions/store_recovery/snapshot-vs-blocks`):
+/// a damaged record whose length points past the block's good records is
+/// read by resyncing, but had an append made its length land on a good
+/// record, the next open would have trusted the length and dropped a
+/// message this open served. A damaged last block takes no more appends.
+#[test]
+fn a_damaged_block_is_read_the_same_after_appends() {
+    let mut disk = filled(4, 1 << 20);
+    let block = block_bytes(&mut disk, 1);
+    let second = record_len(1);
+    let fourth = second + record_len(2) + record_len(3);
+    // Record 2's length now ends where record 4 starts; record 4 is torn.
+    let damaged_len = (record_len(2) + record_len(3)) as u32;
+    block[second..second + 4].copy_from_slice(&damaged_len.to_le_bytes());
+    block.truncate(block.len() - 3);
+    disk.sync_everything();
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    assert_eq!(store.load_msg(2), Err(StoreError::NotFound));
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"payload-3"[..]);
+    assert_eq!(
+        store.backend().block_count(),
+        2,
+        "appends go to a new block"
+    );
+    let seq = put(&mut store, "a", "after", 9);
+    settle(&mut store);
+    let mut disk = store.into_backend().into_disk();
+    assert_eq!(
+        block_bytes(&mut disk, 1).len(),
+        fourth,
+        "block 1 was cut at its torn record and took no append"
+    );
+    let mut store = open_file(disk, 1 << 20, StoreConfig::default());
+    assert_eq!(store.load_msg(3).unwrap().payload, &b"payload-3"[..]);
+    assert_eq!(store.load_msg(seq).unwrap().payload, &b"after"[..]);
+    assert_eq!(store.state().msgs, 3);
+}
+
 #[test]
 fn flipped_payload_bit_costs_exactly_that_record() {
     let mut disk = filled(5, 1 << 20);
