@@ -13,7 +13,8 @@
 // authentication checks instead of the messaging checks; with --jetstream (for
 // a server started with -js) the JetStream checks through @nats-io/jetstream,
 // which is loaded only then (exit 77 when it is not installed); with --consumers
-// the consumer (consumers.get, fetch, consume) and KV (@nats-io/kv) checks.
+// the consumer (consumers.get, fetch, consume), KV (@nats-io/kv) and object
+// store (@nats-io/obj) checks.
 //
 // The client library is installed by scripts/install-interop-deps into
 // tests/interop/js/node_modules (pinned by tests/interop/js/package-lock.json).
@@ -531,13 +532,14 @@ async function checkJetStreamStream(url) {
   return "created, 2 stored + 1 duplicate acked, info, get, get last, delete";
 }
 
-// Loads @nats-io/kv, or exits 77 (skipped) when it is not installed.
-function loadKv() {
+// Loads a nats.js package (@nats-io/kv, @nats-io/obj), or exits 77
+// (skipped) when it is not installed.
+function loadPackage(name) {
   try {
     const require = createRequire(new URL("./js/package.json", import.meta.url));
-    return require("@nats-io/kv");
+    return require(name);
   } catch (error) {
-    console.log(`NOTICE: @nats-io/kv is not installed (${error.code ?? error.message}); run scripts/install-interop-deps`);
+    console.log(`NOTICE: ${name} is not installed (${error.code ?? error.message}); run scripts/install-interop-deps`);
     process.exit(77);
   }
 }
@@ -625,7 +627,7 @@ async function checkPullConsumer(url) {
 // A KV bucket: put, get, create, update at a revision, delete, history, keys,
 // and a watcher that sees the current values then a live update.
 async function checkKeyValue(url) {
-  const { Kvm } = loadKv();
+  const { Kvm } = loadPackage("@nats-io/kv");
   const client = await open(url);
   const kvm = new Kvm(client);
   const kv = await kvm.create("interop_js", { history: 5 });
@@ -679,9 +681,31 @@ async function checkKeyValue(url) {
   return "put/get/create/update/delete, history 3, keys, watcher saw 2 then 1 live";
 }
 
+async function checkObjectStore(url) {
+  const { Objm } = loadPackage("@nats-io/obj");
+  const client = await open(url);
+  const objm = new Objm(client);
+  const store = await objm.create("interop_js_obj");
+  const data = new Uint8Array(1 << 20).map((_, i) => (i * 7 + Math.floor(i / 251)) % 256);
+  const info = await store.putBlob({ name: "blob" }, data);
+  expectEqual([info.name, info.size, info.chunks], ["blob", 1 << 20, 8], "put info (128 KiB chunks)");
+  const read = await store.getBlob("blob");
+  expect(read !== null && read.length === data.length && read.every((b, i) => b === data[i]), "the object read back differs");
+  expectEqual((await store.info("blob")).digest, info.digest, "digest");
+  await store.putBlob({ name: "small" }, new TextEncoder().encode("tiny"));
+  const names = (await store.list()).map((entry) => entry.name).sort();
+  expectEqual(names, ["blob", "small"], "list");
+  await store.delete("small");
+  expectEqual(await store.get("small"), null, "a deleted object");
+  expectEqual(await store.destroy(), true, "bucket destroy");
+  await closeAll(client);
+  return "1 MiB in 8 chunks read back with its digest, list, delete";
+}
+
 const CONSUMER_CHECKS = [
   ["jetstream: pull consumer (consumers.get, fetch, consume)", checkPullConsumer],
   ["jetstream: key-value", checkKeyValue],
+  ["jetstream: object store", checkObjectStore],
 ];
 
 const JETSTREAM_CHECKS = [["jetstream: stream lifecycle", checkJetStreamStream]];

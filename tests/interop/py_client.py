@@ -605,10 +605,39 @@ async def check_key_value(url):
     return "put/get/create/update/delete, history 3, keys, watcher saw 2 then 1 live"
 
 
+async def check_object_store(url):
+    """An object store: put of a 1 MiB object in chunks, get with its
+    digest checked by the client, info, list, delete."""
+    from nats.js import errors as js_errors
+
+    client = await connect(url)
+    js = client.jetstream(timeout=REQUEST_TIMEOUT_S)
+    obs = await js.create_object_store(bucket="interop_py_obj")
+    data = bytes((i * 7 + i // 251) % 256 for i in range(1 << 20))
+    info = await obs.put("blob", data)
+    expect_equal((info.name, info.size, info.chunks), ("blob", 1 << 20, 8), "put info (128 KiB chunks)")
+    result = await obs.get("blob")
+    expect_equal(result.data == data, True, "the object read back")
+    expect_equal(result.info.digest, info.digest, "digest")
+    await obs.put("small", b"tiny")
+    names = sorted(entry.name for entry in await obs.list())
+    expect_equal(names, ["blob", "small"], "list")
+    await obs.delete("small")
+    try:
+        await obs.get("small")
+        raise CheckFailed("a deleted object was found")
+    except js_errors.ObjectNotFoundError:
+        pass
+    expect_equal(await js.delete_object_store("interop_py_obj"), True, "bucket delete")
+    await close_all(client)
+    return "1 MiB in 8 chunks read back with its digest, list, delete"
+
+
 CONSUMER_CHECKS = [
     ("jetstream: pull consumer", check_jetstream_pull_consumer),
     ("jetstream: push consumer", check_jetstream_push_consumer),
     ("jetstream: key-value", check_key_value),
+    ("jetstream: object store", check_object_store),
 ]
 
 

@@ -18,11 +18,13 @@
 //! `nc.jetstream()`, nats.js's `@nats-io/jetstream`: create a stream, publish
 //! with acks and a duplicate msg id, stream info, get messages back, delete)
 //! against a server started with `-js -sd <fresh dir>`. Given `--consumers`, a
-//! script runs its consumer and KV checks (nats-py: `pull_subscribe` + `fetch`
+//! script runs its consumer, KV and object-store checks (nats-py: `pull_subscribe` + `fetch`
 //! with ack/ack_sync/nak and the redelivery, a push `subscribe`, KV
 //! put/get/create/update/delete/history/keys/watch; nats.js:
-//! `consumers.get` + `fetch`/`consume`, `@nats-io/kv` the same), asserting what
-//! a user sees: data, sequences, delivery counts, pending counts, revisions.
+//! `consumers.get` + `fetch`/`consume`, `@nats-io/kv` the same; both: an
+//! object store put/get of 1 MiB in chunks with its digest, list, delete),
+//! asserting what a user sees: data, sequences, delivery counts, pending
+//! counts, revisions.
 //! Over WebSocket the same messaging and authentication checks run with a
 //! `ws://` (and `wss://`, with a generated certificate) URL against a server
 //! with a `websocket { }` block: nats.js through nats-core's `wsconnect` (Node
@@ -86,10 +88,11 @@ const NATS_JS_JETSTREAM: Client = Client {
     ..NATS_JS
 };
 
-/// nats.js's consumer and KV checks also need `@nats-io/kv`.
+/// nats.js's consumer, KV and object-store checks also need `@nats-io/kv`
+/// and `@nats-io/obj` (installed together from the lockfile).
 const NATS_JS_KV: Client = Client {
-    library: "nats.js (@nats-io/jetstream, @nats-io/kv)",
-    installed_marker: Some("js/node_modules/@nats-io/kv/package.json"),
+    library: "nats.js (@nats-io/jetstream, @nats-io/kv, @nats-io/obj)",
+    installed_marker: Some("js/node_modules/@nats-io/obj/package.json"),
     ..NATS_JS
 };
 
