@@ -70,6 +70,13 @@ impl Clock {
         let ago = self.now.as_nanos().saturating_sub(at.as_nanos());
         WallTime::from_unix_nanos(self.wall_now.as_unix_nanos().saturating_sub(ago))
     }
+
+    /// The wall time at `at`, past or later (then extrapolated from the
+    /// last reading): for checks against dates, such as a JWT's expiry.
+    pub fn wall_at(&self, at: Instant) -> WallTime {
+        let since = at.as_nanos().saturating_sub(self.now.as_nanos());
+        WallTime::from_unix_nanos(self.wall(at).as_unix_nanos().saturating_add(since))
+    }
 }
 
 #[cfg(test)]

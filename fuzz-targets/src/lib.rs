@@ -35,6 +35,7 @@ pub mod connect_json;
 pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
+pub mod jwt;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
@@ -63,4 +64,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_scan", store_scan::run),
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),
+    ("jwt", jwt::run),
 ];

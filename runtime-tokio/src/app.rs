@@ -65,6 +65,12 @@ pub fn run(cli: CliOptions) -> i32 {
     // starting does not.
     let websocket = conf::websocket_request(&file).unwrap_or_else(|error| flags::die(&error));
     let options = settings::merge(&cli, &file);
+    if !file.operator_jwts.is_empty() {
+        // The reference checks operator mode before it logs anything.
+        if let Err(error) = settings::server_config(&options, &file, &ServerConfig::default()) {
+            flags::die(&error.to_string());
+        }
+    }
     let jetstream = match settings::jetstream_request(&options, &file) {
         Ok(request) => JetStreamStart::Request(request),
         // The reference reports this one after its banner, as fatal.
@@ -89,6 +95,7 @@ pub fn run(cli: CliOptions) -> i32 {
         .build()
         .unwrap_or_else(|error| logging::fatal(format_args!("cannot start the runtime: {error}")));
     let reloader = Reloader {
+        operator: operator_settings(&file),
         websocket: websocket.clone(),
         cli,
         jetstream: match &jetstream {
@@ -214,6 +221,14 @@ async fn serve(
             "Using configuration file: {} (sha256:{sha256})",
             path.display()
         );
+    }
+    let operator_mode = settings::server_config(&options, &file, &ServerConfig::default())
+        .ok()
+        .and_then(|config| config.auth.operator);
+    if let Some(mode) = &operator_mode {
+        for line in rnats_core::auth::operator_startup_lines(mode) {
+            tracing::info!("{line}");
+        }
     }
     let jetstream = start_jetstream(jetstream, &file);
 
@@ -384,6 +399,26 @@ struct Reloader {
     /// What JetStream was started with. A reload asking for anything else
     /// is refused: rnats does not apply JetStream changes while running.
     jetstream: Option<JetStreamRequest>,
+    /// Operator mode as started (operator JWTs, `MEMORY` resolver,
+    /// preloads). A reload that changes it is refused: the accounts and
+    /// connected users would need the run-time account updates rnats
+    /// does not have yet.
+    operator: OperatorSettings,
+}
+
+/// What a file says of operator mode, compared across a reload.
+type OperatorSettings = (
+    Vec<String>,
+    bool,
+    std::collections::BTreeMap<String, String>,
+);
+
+fn operator_settings(file: &FileOptions) -> OperatorSettings {
+    (
+        file.operator_jwts.clone(),
+        file.memory_resolver,
+        file.resolver_preload.clone(),
+    )
 }
 
 impl Reloader {
@@ -415,6 +450,12 @@ impl Reloader {
             }
         };
         let options = settings::merge(&self.cli, &loaded.options);
+        if operator_settings(&loaded.options) != self.operator {
+            tracing::error!(
+                "Failed to reload server configuration: config reload not supported for TrustedOperators"
+            );
+            return;
+        }
         match settings::jetstream_request(&options, &loaded.options) {
             Ok(request) if request == self.jetstream => {}
             Ok(_) => {

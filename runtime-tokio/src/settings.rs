@@ -44,6 +44,11 @@ impl ConfSource for FsSource {
     fn env_var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+
+    fn read_file(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(path)
+            .map_err(|error| format!("open {path}: {}", crate::logging::os_error_text(&error)))
+    }
 }
 
 /// A config file, loaded: its options, the harmless keys rnats ignores (to

@@ -242,8 +242,9 @@ async fn sighup_reloads_the_config_file() {
 fn unsupported_config_keys_refuse_start_and_check() {
     let dir = temp_dir("unsupported");
     for (text, key) in [
-        ("operator: /tmp/op.jwt\n", "\"operator\""),
-        ("resolver: MEMORY\n", "\"resolver\""),
+        ("trusted_keys: [OABC]\n", "\"trusted_keys\""),
+        // Only the MEMORY resolver is built.
+        ("resolver: URL(http://127.0.0.1:1/jwt/v1/accounts/)\n", "\"resolver\""),
         // A key held in a TPM is not honoured.
         ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
         ("cluster { port: -1 }\n", "\"cluster\""),
@@ -295,7 +296,7 @@ async fn sighup_refuses_a_newly_added_unsupported_key() {
     let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
     std::fs::write(
         &conf,
-        "authorization { user: a, password: c }\nresolver: MEMORY\n",
+        "authorization { user: a, password: c }\nresolver: URL(http://127.0.0.1:1/)\n",
     )
     .unwrap();
     server.signal("HUP");

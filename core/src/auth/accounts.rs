@@ -63,6 +63,9 @@ pub struct Export {
     pub response_type: ResponseType,
     /// How long a service's reply route stays open (`response_threshold`).
     pub response_threshold: Duration,
+    /// (Account JWTs) the 1-based token of the imported subject that must
+    /// be the importing account's name.
+    pub account_token_position: Option<usize>,
 }
 
 /// The reference's default `response_threshold`.
@@ -76,6 +79,7 @@ impl Export {
             accounts: None,
             response_type: ResponseType::Singleton,
             response_threshold: DEFAULT_RESPONSE_THRESHOLD,
+            account_token_position: None,
         }
     }
 

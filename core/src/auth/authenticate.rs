@@ -22,6 +22,7 @@ use base64::Engine;
 
 use super::{AuthConfig, NkeyUser, Permissions, User, GLOBAL_ACCOUNT};
 use crate::protocol::ConnectOptions;
+use crate::time::WallTime;
 
 /// Who a connection turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +69,23 @@ pub enum AuthFailure {
     BadToken,
     #[error("no credentials")]
     NoCredentials,
+    #[error("Authentication requires a user JWT")]
+    JwtMissing,
+    #[error("User JWT not valid")]
+    JwtInvalid,
+    #[error("Account JWT lookup error")]
+    AccountUnknown,
+    #[error("User JWT issuer is not known")]
+    JwtIssuerUnknown,
+    #[error("Account JWT has expired")]
+    AccountExpired,
+    #[error("Account does not allow bearer tokens")]
+    BearerNotAllowed,
+    #[error("User authentication revoked")]
+    Revoked,
+    /// A user JWT claim rnats does not apply yet: refused, never ignored.
+    #[error("user JWT claim {0} is not supported yet")]
+    Unsupported(&'static str),
 }
 
 /// What a CONNECT's credentials come to.
@@ -261,7 +279,7 @@ impl Authenticator {
 
     /// Whether INFO carries a nonce for nkey signatures.
     pub fn needs_nonce(&self) -> bool {
-        !self.nkeys.is_empty()
+        !self.nkeys.is_empty() || self.config.operator.is_some()
     }
 
     /// INFO's `auth_required`: a `no_auth_user` lets clients in without
@@ -278,8 +296,9 @@ impl Authenticator {
         connect: &ConnectOptions,
         nonce: &[u8],
         cert_names: Option<&[String]>,
+        now: WallTime,
     ) -> Result<Identity, AuthFailure> {
-        match self.login(connect, nonce, cert_names, false)? {
+        match self.login(connect, nonce, cert_names, false, now)? {
             Login::Accepted(identity) => Ok(identity),
             Login::NeedsPasswordCheck { .. } => {
                 unreachable!("bcrypt runs inline when not deferred")
@@ -295,8 +314,9 @@ impl Authenticator {
         connect: &ConnectOptions,
         nonce: &[u8],
         cert_names: Option<&[String]>,
+        now: WallTime,
     ) -> Result<Login, AuthFailure> {
-        self.login(connect, nonce, cert_names, true)
+        self.login(connect, nonce, cert_names, true, now)
     }
 
     /// A deferred check ran elsewhere; a passed one is remembered (see
@@ -320,9 +340,16 @@ impl Authenticator {
         nonce: &[u8],
         cert_names: Option<&[String]>,
         defer: bool,
+        now: WallTime,
     ) -> Result<Login, AuthFailure> {
         if !self.is_required() {
             return Ok(Login::Accepted(Identity::global()));
+        }
+        if let Some(operator) = &self.config.operator {
+            // Operator mode allows no other form of login.
+            return operator
+                .authenticate(connect, nonce, now)
+                .map(Login::Accepted);
         }
         let no_credentials = is_blank(&connect.user)
             && is_blank(&connect.pass)
@@ -467,7 +494,11 @@ fn is_blank(value: &Option<String>) -> bool {
 
 /// The reference accepts the signature in URL-safe base64 without padding,
 /// or in standard base64.
-fn verify_nonce_signature(nkey: &str, sig: Option<&str>, nonce: &[u8]) -> Result<(), AuthFailure> {
+pub(super) fn verify_nonce_signature(
+    nkey: &str,
+    sig: Option<&str>,
+    nonce: &[u8],
+) -> Result<(), AuthFailure> {
     let sig = sig
         .filter(|s| !s.is_empty())
         .ok_or(AuthFailure::SignatureMissing)?;
@@ -532,15 +563,25 @@ mod tests {
         let auth = Authenticator::new(&config);
         let good = connect(r#"{"user":"bob","pass":"s3cret"}"#);
         let bad = connect(r#"{"user":"bob","pass":"nope"}"#);
-        assert!(auth.authenticate(&good, b"", None).is_ok());
-        assert!(auth.authenticate(&good, b"", None).is_ok());
+        assert!(auth
+            .authenticate(&good, b"", None, WallTime::default())
+            .is_ok());
+        assert!(auth
+            .authenticate(&good, b"", None, WallTime::default())
+            .is_ok());
         assert_eq!(auth.bcrypt_verifications(), 1);
         // A wrong password is never remembered: each try costs a bcrypt.
-        assert!(auth.authenticate(&bad, b"", None).is_err());
-        assert!(auth.authenticate(&bad, b"", None).is_err());
+        assert!(auth
+            .authenticate(&bad, b"", None, WallTime::default())
+            .is_err());
+        assert!(auth
+            .authenticate(&bad, b"", None, WallTime::default())
+            .is_err());
         assert_eq!(auth.bcrypt_verifications(), 3);
         let reloaded = auth.renewed(&config);
-        assert!(reloaded.authenticate(&good, b"", None).is_ok());
+        assert!(reloaded
+            .authenticate(&good, b"", None, WallTime::default())
+            .is_ok());
         assert_eq!(
             reloaded.bcrypt_verifications(),
             3,
@@ -554,7 +595,9 @@ mod tests {
             users: vec![user("bob", &rehashed, "$G")],
             ..AuthConfig::default()
         });
-        assert!(changed.authenticate(&good, b"", None).is_ok());
+        assert!(changed
+            .authenticate(&good, b"", None, WallTime::default())
+            .is_ok());
         assert_eq!(changed.bcrypt_verifications(), 4);
         assert!(
             !format!("{auth:?}").contains("s3cret"),
@@ -585,23 +628,43 @@ mod tests {
             ..AuthConfig::default()
         });
         let alice = auth
-            .authenticate(&connect(r#"{"user":"alice","pass":"plain"}"#), b"", None)
+            .authenticate(
+                &connect(r#"{"user":"alice","pass":"plain"}"#),
+                b"",
+                None,
+                WallTime::default(),
+            )
             .expect("alice");
         assert_eq!(alice.account, "A");
         assert_eq!(alice.user.as_deref(), Some("alice"));
         assert!(auth
-            .authenticate(&connect(r#"{"user":"bob","pass":"s3cret"}"#), b"", None)
+            .authenticate(
+                &connect(r#"{"user":"bob","pass":"s3cret"}"#),
+                b"",
+                None,
+                WallTime::default()
+            )
             .is_ok());
         assert_eq!(
-            auth.authenticate(&connect(r#"{"user":"bob","pass":"nope"}"#), b"", None),
+            auth.authenticate(
+                &connect(r#"{"user":"bob","pass":"nope"}"#),
+                b"",
+                None,
+                WallTime::default()
+            ),
             Err(AuthFailure::BadPassword)
         );
         assert_eq!(
-            auth.authenticate(&connect(r#"{"user":"carol","pass":"x"}"#), b"", None),
+            auth.authenticate(
+                &connect(r#"{"user":"carol","pass":"x"}"#),
+                b"",
+                None,
+                WallTime::default()
+            ),
             Err(AuthFailure::UnknownUser)
         );
         assert_eq!(
-            auth.authenticate(&connect("{}"), b"", None),
+            auth.authenticate(&connect("{}"), b"", None, WallTime::default()),
             Err(AuthFailure::NoCredentials)
         );
     }
@@ -614,10 +677,17 @@ mod tests {
             ..AuthConfig::default()
         });
         assert!(!auth.announces_auth_required());
-        let anon = auth.authenticate(&connect("{}"), b"", None).expect("anon");
+        let anon = auth
+            .authenticate(&connect("{}"), b"", None, WallTime::default())
+            .expect("anon");
         assert_eq!(anon.account, "A");
         assert_eq!(
-            auth.authenticate(&connect(r#"{"user":"bob","pass":"bad"}"#), b"", None),
+            auth.authenticate(
+                &connect(r#"{"user":"bob","pass":"bad"}"#),
+                b"",
+                None,
+                WallTime::default()
+            ),
             Err(AuthFailure::BadPassword)
         );
     }
@@ -642,18 +712,23 @@ mod tests {
             .encode(pair.sign(nonce.as_bytes()).expect("sign"));
         let good = format!(r#"{{"nkey":"{public}","sig":"{sig}"}}"#);
         assert_eq!(
-            auth.authenticate(&connect(&good), nonce.as_bytes(), None)
+            auth.authenticate(&connect(&good), nonce.as_bytes(), None, WallTime::default())
                 .expect("signed")
                 .account,
             "A"
         );
         assert_eq!(
-            auth.authenticate(&connect(&good), b"another nonce", None),
+            auth.authenticate(&connect(&good), b"another nonce", None, WallTime::default()),
             Err(AuthFailure::SignatureNotVerified)
         );
         let unsigned = format!(r#"{{"nkey":"{public}"}}"#);
         assert_eq!(
-            auth.authenticate(&connect(&unsigned), nonce.as_bytes(), None),
+            auth.authenticate(
+                &connect(&unsigned),
+                nonce.as_bytes(),
+                None,
+                WallTime::default()
+            ),
             Err(AuthFailure::SignatureMissing)
         );
     }
@@ -677,7 +752,12 @@ mod tests {
             ..AuthConfig::default()
         });
         let identity = auth
-            .authenticate(&connect(r#"{"user":"a","pass":"p"}"#), b"", None)
+            .authenticate(
+                &connect(r#"{"user":"a","pass":"p"}"#),
+                b"",
+                None,
+                WallTime::default(),
+            )
             .expect("a");
         let permissions = identity.permissions.expect("defaults applied");
         assert_eq!(permissions.response, Some(ResponsePermission::default()));
@@ -691,14 +771,14 @@ mod tests {
         });
         let names = vec![String::from("CN=alice,O=acme")];
         assert_eq!(
-            auth.authenticate(&connect("{}"), b"", Some(&names))
+            auth.authenticate(&connect("{}"), b"", Some(&names), WallTime::default())
                 .expect("mapped")
                 .account,
             "A"
         );
         let other = vec![String::from("CN=mallory")];
         assert_eq!(
-            auth.authenticate(&connect("{}"), b"", Some(&other)),
+            auth.authenticate(&connect("{}"), b"", Some(&other), WallTime::default()),
             Err(AuthFailure::CertificateNotMapped)
         );
     }

@@ -16,6 +16,8 @@
 
 mod accounts;
 mod authenticate;
+pub mod jwt;
+mod operator;
 mod permissions;
 
 pub use accounts::{
@@ -24,6 +26,9 @@ pub use accounts::{
 };
 pub use authenticate::{
     encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
+};
+pub use operator::{
+    startup_lines as operator_startup_lines, Built as OperatorBuilt, OperatorMode, OperatorOptions,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 
@@ -54,12 +59,16 @@ pub struct AuthConfig {
     /// `authorization { default_permissions }` (also `permissions` at the
     /// top of the block when a single user is configured).
     pub default_permissions: Option<Permissions>,
+    /// Operator mode: users log in with JWTs of the operators' accounts
+    /// (and no other form of login is configured).
+    pub operator: Option<OperatorMode>,
 }
 
 impl AuthConfig {
     /// Whether clients must authenticate (INFO's `auth_required`).
     pub fn is_required(&self) -> bool {
-        self.token.is_some()
+        self.operator.is_some()
+            || self.token.is_some()
             || self.user.is_some()
             || !self.users.is_empty()
             || !self.nkeys.is_empty()

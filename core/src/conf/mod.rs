@@ -92,6 +92,12 @@ pub trait ConfSource {
 
     /// The value of an environment variable, if set.
     fn env_var(&self, name: &str) -> Option<String>;
+
+    /// Reads a file named by an option (an operator JWT), as the process
+    /// opens it: relative to the working directory.
+    fn read_file(&self, path: &str) -> Result<String, String> {
+        Err(format!("open {path}: files are not available here"))
+    }
 }
 
 /// A source with no files and an empty environment.

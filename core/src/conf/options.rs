@@ -48,17 +48,7 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "max_subscription_tokens",
     "ocsp",
     "write_timeout",
-    "operator",
-    "operators",
-    "roots",
-    "root",
-    "root_operators",
-    "root_operator",
-    "resolver",
-    "account_resolver",
-    "accounts_resolver",
     "resolver_tls",
-    "resolver_preload",
     "resolver_pinned_accounts",
     "no_header_support",
     "trusted",
@@ -113,6 +103,16 @@ pub struct FileOptions {
     pub logtime_utc: Option<bool>,
     pub debug: Option<bool>,
     pub trace: Option<bool>,
+    /// `operator` (and its aliases): each a file path or an inline JWT,
+    /// as written, with where the key is (for errors).
+    pub operators: Vec<String>,
+    pub operator_position: Option<Position>,
+    /// `operators` as read: the JWT of each (see [`read_operator_jwts`]).
+    pub operator_jwts: Vec<String>,
+    /// `resolver: MEMORY` (any other resolver is refused by name).
+    pub memory_resolver: bool,
+    /// `resolver_preload`: account public key → account JWT.
+    pub resolver_preload: std::collections::BTreeMap<String, String>,
     /// Users, nkeys, default permissions, accounts, mappings, system account.
     pub security: SecurityOptions,
     pub lame_duck_duration: Option<Duration>,
@@ -345,7 +345,9 @@ pub fn load_options(
     source: &dyn ConfSource,
 ) -> Result<(FileOptions, Vec<Unsupported>), ConfError> {
     let root = parse(file_name, text, source)?;
-    options_from_tree(&root)
+    let (mut options, unsupported) = options_from_tree(&root)?;
+    read_operator_jwts(&mut options, source)?;
+    Ok((options, unsupported))
 }
 
 /// Maps an already parsed root map onto [`FileOptions`].
@@ -473,6 +475,23 @@ fn apply_top_level(
             options.lame_duck_grace_period = Some(parse_duration_value(entry)?)
         }
         "no_auth_user" => options.no_auth_user = Some(string(entry)?),
+        "operator" | "operators" | "roots" | "root" | "root_operators" | "root_operator" => {
+            options.operators = operator_sources(entry)?;
+            options.operator_position = Some(entry.key_position.clone());
+        }
+        "resolver" | "account_resolver" | "accounts_resolver" => {
+            let memory = entry.value.as_str().is_some_and(|text| {
+                let text = text.trim().to_ascii_uppercase();
+                text.starts_with("MEM")
+            });
+            if memory {
+                options.memory_resolver = true;
+            } else {
+                // URL(...) and the NATS-based (directory) resolvers.
+                unsupported.push(Unsupported::new(entry.key.clone(), entry));
+            }
+        }
+        "resolver_preload" => options.resolver_preload = resolver_preload(entry)?,
         "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
         "ports_file_dir" => options.ports_file_dir = Some(string(entry)?),
         "logfile" | "log_file" => options.log_file = Some(string(entry)?),
@@ -487,6 +506,101 @@ fn apply_top_level(
         _ if entry.is_referenced() => {}
         _ => return Err(unknown_field(entry)),
     }
+    Ok(())
+}
+
+/// `operator: "path or JWT"` or a list of them.
+fn operator_sources(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
+    if let Some(text) = entry.value.as_str() {
+        return Ok(vec![text.to_string()]);
+    }
+    let items = entry.value.as_array().ok_or_else(|| {
+        invalid(
+            entry,
+            &format!(
+                "error parsing operators: unsupported type {}",
+                entry.value.kind.type_name()
+            ),
+        )
+    })?;
+    items
+        .iter()
+        .map(|item| {
+            item.as_str().map(str::to_owned).ok_or_else(|| {
+                invalid(
+                    entry,
+                    "error parsing operators: unsupported type where string is expected",
+                )
+            })
+        })
+        .collect()
+}
+
+/// `resolver_preload { <account public key>: <account JWT> }`. Each JWT
+/// must decode as an account JWT (its trust is checked at start).
+fn resolver_preload(
+    entry: &MapEntry,
+) -> Result<std::collections::BTreeMap<String, String>, ConfError> {
+    let map = entry.value.as_map().ok_or_else(|| {
+        invalid(
+            entry,
+            "preload should be a map of account_public_key:account_jwt",
+        )
+    })?;
+    let mut preload = std::collections::BTreeMap::new();
+    for field in map {
+        let Some(token) = field.value.as_str() else {
+            return Err(ConfError::new(
+                field.key_position.clone(),
+                ConfErrorKind::InvalidValue {
+                    key: field.key.clone(),
+                    reason: String::from("preload map value should be a string JWT"),
+                },
+            ));
+        };
+        if crate::auth::jwt::decode_account(token).is_err() {
+            return Err(ConfError::new(
+                field.key_position.clone(),
+                ConfErrorKind::InvalidValue {
+                    key: field.key.clone(),
+                    reason: String::from("invalid account JWT"),
+                },
+            ));
+        }
+        preload.insert(field.key.clone(), token.to_string());
+    }
+    Ok(preload)
+}
+
+/// Read `options.operators` into `options.operator_jwts`: a file's
+/// contents (the JWT, or the decorated form nsc writes), or the text
+/// itself when it is an inline JWT and no such file exists.
+pub fn read_operator_jwts(
+    options: &mut FileOptions,
+    source: &dyn ConfSource,
+) -> Result<(), ConfError> {
+    let mut jwts = Vec::new();
+    for name in &options.operators {
+        let position = options
+            .operator_position
+            .clone()
+            .expect("set with operators");
+        let contents = match source.read_file(name) {
+            Ok(contents) => contents,
+            Err(_) if name.starts_with("eyJ") => name.clone(),
+            Err(error) => {
+                return Err(ConfError::new(
+                    position,
+                    ConfErrorKind::InvalidValue {
+                        key: String::from("operator"),
+                        reason: format!("error parsing operator JWT: {error}"),
+                    },
+                ))
+            }
+        };
+        jwts.push(crate::auth::jwt::undecorate(&contents).to_string());
+    }
+    options.operator_jwts = jwts;
     Ok(())
 }
 
@@ -880,9 +994,9 @@ mod tests {
             }
         };
         for text in [
-            "operator: /tmp/op.jwt",
-            "resolver: MEMORY",
-            "resolver_preload { A: b }",
+            "trusted_keys: [OABC]",
+            "resolver: URL(http://127.0.0.1:1/)",
+            "resolver: { type: full, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
@@ -916,11 +1030,12 @@ mod tests {
         ] {
             assert_eq!(refused(text), Vec::<String>::new(), "{text}");
         }
-        let (_, unsupported) = load("port: 1\noperator: x\njetstream { tpm { k: v } }").unwrap();
+        let (_, unsupported) =
+            load("port: 1\ntrusted_keys: x\njetstream { tpm { k: v } }").unwrap();
         let error = refuse_unsupported(unsupported).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "test.conf:2:1: configuration key \"operator\" is not supported yet\n\
+            "test.conf:2:1: configuration key \"trusted_keys\" is not supported yet\n\
              test.conf:3:13: configuration key \"jetstream.tpm\" is not supported yet"
         );
     }

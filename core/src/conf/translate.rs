@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::jetstream_options::SyncInterval;
 use super::tls_options::DEFAULT_TLS_TIMEOUT;
 use super::FileOptions;
-use crate::auth::{AuthConfig, SYSTEM_ACCOUNT};
+use crate::auth::{AuthConfig, OperatorMode, OperatorOptions, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::format::go_quote;
 use crate::jetstream;
 use crate::jetstream::config::{sync_policy, valid_domain, Encryption, JetStreamRequest};
@@ -143,6 +143,10 @@ pub enum TranslateError {
     /// The system account configured with `jetstream` while JetStream is on.
     #[error("Not allowed to enable JetStream on the system account")]
     JetStreamOnSystemAccount,
+    /// Operator mode as the reference checks it at start (or a part of it
+    /// rnats does not apply yet, named).
+    #[error("{0}")]
+    Operator(String),
 }
 
 /// What the file and the flags ask of JetStream (`None`: off), checked as
@@ -156,6 +160,14 @@ pub fn jetstream_request(
     let options = &file.jetstream;
     if !(overrides.jetstream || options.enabled == Some(true)) {
         return Ok(None);
+    }
+    if !file.operator_jwts.is_empty() {
+        // JWT accounts' JetStream limits (and the resolver that carries
+        // them at run time) are not applied yet: refuse rather than guess
+        // which accounts may store.
+        return Err(TranslateError::Operator(String::from(
+            "JetStream in operator mode is not supported yet",
+        )));
     }
     let domain = options.domain.clone().filter(|d| !d.is_empty());
     if let Some(domain) = &domain {
@@ -400,6 +412,9 @@ pub fn server_config(
         system_account: system_account(file),
         ..base.clone()
     };
+    if !file.operator_jwts.is_empty() {
+        apply_operator_mode(&mut config, file)?;
+    }
     let defaults = ServerConfig::default();
     config.max_payload = defaults.max_payload;
     config.max_control_line = defaults.max_control_line;
@@ -436,6 +451,42 @@ pub fn server_config(
         }
     }
     Ok(config)
+}
+
+/// Operator mode: the accounts come from the operators' JWTs (the
+/// `MEMORY` resolver's preloads) and users log in with JWTs only.
+fn apply_operator_mode(
+    config: &mut ServerConfig,
+    file: &FileOptions,
+) -> Result<(), TranslateError> {
+    let security = &file.security;
+    if security
+        .accounts
+        .iter()
+        .any(|account| account.name != GLOBAL_ACCOUNT)
+    {
+        return Err(TranslateError::Operator(String::from(
+            "operators do not allow Accounts to be configured directly",
+        )));
+    }
+    let options = OperatorOptions {
+        operator_jwts: file.operator_jwts.clone(),
+        memory_resolver: file.memory_resolver,
+        preload: file.resolver_preload.clone(),
+        system_account: security.system_account.clone(),
+    };
+    let other_auth = !security.users.is_empty() || !security.nkeys.is_empty();
+    let built = OperatorMode::build(&options, other_auth).map_err(TranslateError::Operator)?;
+    config.accounts = built.accounts;
+    if !security.no_system_account {
+        config.system_account = Some(
+            built
+                .system_account
+                .unwrap_or_else(|| String::from(SYSTEM_ACCOUNT)),
+        );
+    }
+    config.auth.operator = Some(built.mode);
+    Ok(())
 }
 
 /// The file's limits over the defaults (no flag sets them).

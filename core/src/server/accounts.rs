@@ -283,6 +283,14 @@ impl Accounts {
                 return Err(String::from("not authorized"));
             }
         }
+        if let Some(position) = export.account_token_position {
+            let token = import.subject.split('.').nth(position - 1);
+            if token != Some(importer_config.name.as_str()) {
+                return Err(format!(
+                    "token {position} of the subject must be the importing account"
+                ));
+            }
+        }
         match import.kind {
             ImportKind::Stream => {
                 let transform = SubjectTransform::new(&import.subject, import.local_subject())

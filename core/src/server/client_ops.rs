@@ -266,8 +266,13 @@ impl Server {
             (crate::runtime::ListenerKind::WebSocket, Some(authenticator)) => authenticator,
             _ => &self.authenticator,
         };
-        let login =
-            authenticator.authenticate_deferred(&options, client.nonce.as_bytes(), cert_names);
+        let wall = self.monitor.wall.wall_at(now);
+        let login = authenticator.authenticate_deferred(
+            &options,
+            client.nonce.as_bytes(),
+            cert_names,
+            wall,
+        );
         let identity = match login {
             Ok(Login::Accepted(identity)) => identity,
             Ok(Login::NeedsPasswordCheck { check, .. }) => {
@@ -695,6 +700,8 @@ impl Server {
                     .tls
                     .map
                     .then(|| client.cert_names.as_deref().unwrap_or(&[])),
+                // A reload has no instant of its own: the latest reading.
+                self.monitor.wall.wall_now,
             )
             .ok()
             .and_then(|identity| Some((self.router.accounts.find(&identity.account)?, identity)));

@@ -1,0 +1,553 @@
+//! Operator mode (decentralized auth): the server trusts operators' keys;
+//! accounts are JWTs the operators signed, held by a resolver; users
+//! connect with a user JWT their account signed and prove their key by
+//! signing the server's nonce.
+//!
+//! This module builds [`OperatorMode`] from the configuration (the trusted
+//! operator JWTs and the `MEMORY` resolver's preloaded account JWTs), turns
+//! each account JWT into the server's [`AccountConfig`] (exports, imports,
+//! mappings), and checks a CONNECT's user JWT the way the reference does.
+//!
+//! Invariants:
+//! - An account is used only if its JWT verifies and a trusted key signed
+//!   it; a user only if its JWT verifies, its issuer is its account or one
+//!   of the account's signing keys, it is neither expired nor revoked, and
+//!   (unless a bearer token the account allows) it signed the nonce.
+//! - Fail closed: a claim rnats does not apply yet refuses start-up (in an
+//!   account JWT) or the login (in a user JWT), by name; it is never
+//!   ignored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::jwt::{self, AccountNats, Jwt, OperatorNats, SigningKey, UserNats};
+use super::{
+    AccountConfig, AuthFailure, Export, ExportKind, Identity, Import, ImportKind,
+    MappingDestination, ResponseType, SubjectMapping, DEFAULT_RESPONSE_THRESHOLD,
+};
+use crate::protocol::ConnectOptions;
+use crate::time::WallTime;
+
+/// The trusted operators and the accounts the resolver holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorMode {
+    /// The operator JWTs, as trusted (for the start-up lines and `/varz`).
+    pub operators: Vec<Jwt<OperatorNats>>,
+    /// Keys whose signature makes an account JWT trusted: each operator's
+    /// own key (unless `strict_signing_key_usage`) and its signing keys.
+    pub trusted_keys: Vec<String>,
+    /// The resolver's account JWTs by account public key, verified.
+    pub accounts: BTreeMap<String, Jwt<AccountNats>>,
+}
+
+/// What the configuration says of operator mode, before it is checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperatorOptions {
+    /// The operator JWTs (files already read).
+    pub operator_jwts: Vec<String>,
+    /// `resolver: MEMORY` was configured.
+    pub memory_resolver: bool,
+    /// `resolver_preload`: account public key → account JWT.
+    pub preload: BTreeMap<String, String>,
+    /// `system_account` as configured.
+    pub system_account: Option<String>,
+}
+
+/// Operator mode as configured: the mode, the accounts it defines and the
+/// system account.
+pub struct Built {
+    pub mode: OperatorMode,
+    pub accounts: Vec<AccountConfig>,
+    pub system_account: Option<String>,
+}
+
+impl OperatorMode {
+    /// Check the configuration as the reference does at start-up and build
+    /// the accounts. The error is the reference's text (or, for a claim
+    /// rnats does not apply yet, one naming it).
+    pub fn build(options: &OperatorOptions, other_auth: bool) -> Result<Built, String> {
+        let mut operators = Vec::new();
+        for token in &options.operator_jwts {
+            let operator = jwt::decode_operator(token)
+                .map_err(|error| format!("error parsing operator JWT: {error}"))?;
+            operators.push(operator);
+        }
+        assert!(!operators.is_empty(), "operator mode needs an operator");
+        if !options.memory_resolver {
+            if !options.preload.is_empty() {
+                return Err(String::from(
+                    "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
+                ));
+            }
+            if operators.len() == 1 && !operators[0].nats.account_server_url.is_empty() {
+                return Err(String::from(
+                    "configuration key \"resolver\" is not supported yet: the operator's account_server_url (a URL resolver)",
+                ));
+            }
+            return Err(String::from(
+                "operators require an account resolver to be configured",
+            ));
+        }
+        if other_auth {
+            return Err(String::from(
+                "operators do not allow users to be configured directly",
+            ));
+        }
+        let system_account = options.system_account.clone().or_else(|| {
+            Some(operators[0].nats.system_account.clone()).filter(|key| !key.is_empty())
+        });
+        if let Some(system) = &options.system_account {
+            let named: Vec<&str> = operators
+                .iter()
+                .map(|op| op.nats.system_account.as_str())
+                .filter(|key| !key.is_empty())
+                .collect();
+            if !named.is_empty() && !named.contains(&system.as_str()) {
+                return Err(String::from(
+                    "system_account in config and operator JWT must be identical",
+                ));
+            }
+        }
+        for operator in &operators {
+            if !operator.nats.assert_server_version.is_empty() {
+                return Err(format!(
+                    "configuration key \"operator\" is not supported yet: assert_server_version in operator {}",
+                    operator.claims.subject
+                ));
+            }
+        }
+        let mut trusted_keys = Vec::new();
+        for operator in &operators {
+            if !operator.nats.strict_signing_key_usage {
+                trusted_keys.push(operator.claims.subject.clone());
+            }
+            trusted_keys.extend(operator.nats.signing_keys.iter().cloned());
+        }
+        for key in &trusted_keys {
+            if !is_public_key(key, 'O') {
+                return Err(format!(
+                    "trusted Keys {key:?} are required to be a valid public operator nkey"
+                ));
+            }
+        }
+        let mut accounts = BTreeMap::new();
+        for (key, token) in &options.preload {
+            let account =
+                jwt::decode_account(token).map_err(|_| String::from("invalid account JWT"))?;
+            if account.claims.subject != *key {
+                return Err(format!(
+                    "resolver_preload: the JWT under {key} is account {}",
+                    account.claims.subject
+                ));
+            }
+            if !trusted_keys.contains(&account.claims.issuer) {
+                return Err(format!(
+                    "resolver_preload: account {key} is not signed by a trusted operator"
+                ));
+            }
+            refuse_unsupported_account_claims(key, &account.nats)?;
+            accounts.insert(key.clone(), account);
+        }
+        let mode = OperatorMode {
+            operators,
+            trusted_keys,
+            accounts,
+        };
+        let accounts = mode.account_configs()?;
+        Ok(Built {
+            mode,
+            accounts,
+            system_account,
+        })
+    }
+
+    /// The server's accounts, one per account JWT, named by public key.
+    fn account_configs(&self) -> Result<Vec<AccountConfig>, String> {
+        let mut configs = Vec::new();
+        for (key, account) in &self.accounts {
+            let mut config = AccountConfig::new(key.clone());
+            for export in &account.nats.exports {
+                config.exports.push(self.export(key, export)?);
+            }
+            for import in &account.nats.imports {
+                if let Some(import) = self.import(key, import)? {
+                    config.imports.push(import);
+                }
+            }
+            for (source, destinations) in &account.nats.mappings {
+                config.mappings.push(mapping(key, source, destinations)?);
+            }
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+
+    fn export(&self, account: &str, claim: &serde_json::Value) -> Result<Export, String> {
+        let text = |name: &str| claim.get(name).and_then(|v| v.as_str()).unwrap_or("");
+        let kind = match text("type") {
+            "stream" => ExportKind::Stream,
+            "service" => ExportKind::Service,
+            other => {
+                return Err(format!(
+                    "account {account}: export type {other:?} is not valid"
+                ))
+            }
+        };
+        for unsupported in ["service_latency", "revocations"] {
+            if claim.get(unsupported).is_some_and(|v| !v.is_null()) {
+                return Err(format!(
+                    "account {account}: export claim {unsupported:?} is not supported yet"
+                ));
+            }
+        }
+        let mut export = match kind {
+            ExportKind::Stream => Export::stream(text("subject")),
+            ExportKind::Service => Export::service(text("subject")),
+        };
+        if claim.get("token_req").and_then(|v| v.as_bool()) == Some(true) {
+            // Private: only accounts holding an activation token import it.
+            export.accounts = Some(self.activated_importers(account, &export));
+        }
+        export.response_type = match text("response_type") {
+            "" | "Singleton" => ResponseType::Singleton,
+            "Stream" => ResponseType::Stream,
+            "Chunked" => ResponseType::Chunked,
+            other => {
+                return Err(format!(
+                    "account {account}: response type {other:?} is not valid"
+                ))
+            }
+        };
+        let threshold = claim
+            .get("response_threshold")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        export.response_threshold = if threshold > 0 {
+            Duration::from_nanos(threshold as u64)
+        } else {
+            DEFAULT_RESPONSE_THRESHOLD
+        };
+        export.account_token_position = claim
+            .get("account_token_position")
+            .and_then(|v| v.as_u64())
+            .filter(|position| *position > 0)
+            .map(|position| position as usize);
+        Ok(export)
+    }
+
+    /// The accounts whose imports of `export` carry a valid activation
+    /// token from `exporter`.
+    fn activated_importers(&self, exporter: &str, export: &Export) -> Vec<String> {
+        let mut importers = Vec::new();
+        for (importer, account) in &self.accounts {
+            for import in &account.nats.imports {
+                let from = import.get("account").and_then(|v| v.as_str());
+                let token = import.get("token").and_then(|v| v.as_str()).unwrap_or("");
+                if from == Some(exporter)
+                    && self.activation_valid(exporter, importer, export, token)
+                    && !importers.contains(importer)
+                {
+                    importers.push(importer.clone());
+                }
+            }
+        }
+        importers
+    }
+
+    fn activation_valid(
+        &self,
+        exporter: &str,
+        importer: &str,
+        export: &Export,
+        token: &str,
+    ) -> bool {
+        let Ok(activation) = jwt::decode_activation(token) else {
+            return false;
+        };
+        let Some(account) = self.accounts.get(exporter) else {
+            return false;
+        };
+        let signer_ok = activation.claims.issuer == exporter
+            || account
+                .nats
+                .signing_keys
+                .iter()
+                .any(|key| key.key() == activation.claims.issuer);
+        let kind_ok = match export.kind {
+            ExportKind::Stream => activation.nats.kind == "stream",
+            ExportKind::Service => activation.nats.kind == "service",
+        };
+        signer_ok
+            && kind_ok
+            && activation.claims.subject == importer
+            && crate::subject::subject_matches_pattern(
+                export.subject.as_bytes(),
+                activation.nats.subject.as_bytes(),
+            )
+    }
+
+    fn import(&self, account: &str, claim: &serde_json::Value) -> Result<Option<Import>, String> {
+        let text = |name: &str| claim.get(name).and_then(|v| v.as_str()).unwrap_or("");
+        let kind = match text("type") {
+            "stream" => ImportKind::Stream,
+            "service" => ImportKind::Service,
+            other => {
+                return Err(format!(
+                    "account {account}: import type {other:?} is not valid"
+                ))
+            }
+        };
+        let local = [text("local_subject"), text("to")]
+            .into_iter()
+            .find(|subject| !subject.is_empty())
+            .map(str::to_owned);
+        Ok(Some(Import {
+            kind,
+            account: text("account").to_string(),
+            subject: text("subject").to_string(),
+            to: local,
+        }))
+    }
+
+    /// Check a CONNECT's user JWT, as the reference does, at wall time `now`.
+    pub fn authenticate(
+        &self,
+        connect: &ConnectOptions,
+        nonce: &[u8],
+        now: WallTime,
+    ) -> Result<Identity, AuthFailure> {
+        let token = connect
+            .jwt
+            .as_deref()
+            .filter(|token| !token.is_empty())
+            .ok_or(AuthFailure::JwtMissing)?;
+        let user = jwt::decode_user(token).map_err(|_| AuthFailure::JwtInvalid)?;
+        let now_seconds = (now.as_unix_nanos() / 1_000_000_000) as i64;
+        user.claims
+            .check_times(now_seconds)
+            .map_err(|_| AuthFailure::JwtInvalid)?;
+        let account_key = if user.nats.issuer_account.is_empty() {
+            &user.claims.issuer
+        } else {
+            &user.nats.issuer_account
+        };
+        let account = self
+            .accounts
+            .get(account_key)
+            .ok_or(AuthFailure::AccountUnknown)?;
+        if !self.trusted_keys.contains(&account.claims.issuer) {
+            return Err(AuthFailure::AccountUnknown);
+        }
+        let signer = &user.claims.issuer;
+        if signer != account_key {
+            match account
+                .nats
+                .signing_keys
+                .iter()
+                .find(|key| key.key() == signer)
+            {
+                Some(SigningKey::Plain(_)) => {}
+                Some(SigningKey::Scoped { .. }) => {
+                    return Err(AuthFailure::Unsupported("scoped signing keys"))
+                }
+                None => return Err(AuthFailure::JwtIssuerUnknown),
+            }
+        }
+        if account.claims.check_times(now_seconds).is_err() {
+            return Err(AuthFailure::AccountExpired);
+        }
+        if user.nats.bearer_token {
+            if account.nats.limits.disallow_bearer {
+                return Err(AuthFailure::BearerNotAllowed);
+            }
+        } else {
+            super::authenticate::verify_nonce_signature(
+                &user.claims.subject,
+                connect.sig.as_deref(),
+                nonce,
+            )?;
+        }
+        if revoked(&account.nats, &user.claims.subject, user.claims.issued_at) {
+            return Err(AuthFailure::Revoked);
+        }
+        refuse_unsupported_user_claims(&user.nats)?;
+        if user.claims.expires > 0 {
+            // The reference closes the connection when the JWT expires;
+            // rnats has no such timer yet, so it admits no expiring user
+            // rather than keep one connected past its expiry.
+            return Err(AuthFailure::Unsupported("exp (an expiring user JWT)"));
+        }
+        let permissions = user
+            .nats
+            .permissions
+            .to_permissions()
+            .or_else(|| account.nats.default_permissions.to_permissions());
+        Ok(Identity {
+            account: account_key.clone(),
+            user: Some(user.claims.subject.clone()),
+            permissions,
+        })
+    }
+}
+
+/// The reference's start-up lines naming the trusted operators (times in
+/// UTC, as Go prints them on a machine whose zone is UTC).
+pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
+    let date = |seconds: i64| {
+        let nanos = u64::try_from(seconds)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000);
+        let text = crate::format::rfc3339_nanos(WallTime::from_unix_nanos(nanos));
+        format!(
+            "{} +0000 UTC",
+            text.trim_end_matches('Z').replacen('T', " ", 1)
+        )
+    };
+    let mut lines = vec![String::from("Trusted Operators")];
+    for operator in &mode.operators {
+        lines.push(format!(
+            "  System  : {}",
+            crate::format::go_quote(operator.claims.audience.as_bytes())
+        ));
+        lines.push(format!(
+            "  Operator: {}",
+            crate::format::go_quote(operator.claims.name.as_bytes())
+        ));
+        lines.push(format!("  Issued  : {}", date(operator.claims.issued_at)));
+        lines.push(match operator.claims.expires {
+            0 => String::from("  Expires : Never"),
+            expires => format!("  Expires : {}", date(expires)),
+        });
+    }
+    lines
+}
+
+/// Whether the account revoked the user (by key or all users, `*`) at or
+/// after the user JWT was issued.
+fn revoked(account: &AccountNats, user: &str, issued_at: i64) -> bool {
+    [user, "*"].iter().any(|key| {
+        account
+            .revocations
+            .get(*key)
+            .is_some_and(|&at| at >= issued_at)
+    })
+}
+
+/// A limit rnats does not enforce yet must be "no limit" (-1; 0 where the
+/// reference also reads it so).
+fn unlimited(value: i64) -> bool {
+    value == -1 || value == 0
+}
+
+fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result<(), String> {
+    let limits = &account.limits;
+    let mut unsupported = Vec::new();
+    for (name, value) in [
+        ("subs", limits.subs),
+        ("data", limits.data),
+        ("payload", limits.payload),
+        ("imports", limits.imports),
+        ("exports", limits.exports),
+        ("conn", limits.conn),
+        ("leaf", limits.leaf),
+        ("mem_storage", limits.mem_storage),
+        ("disk_storage", limits.disk_storage),
+        ("streams", limits.streams),
+        ("consumer", limits.consumer),
+    ] {
+        if !unlimited(value) {
+            unsupported.push(format!("limits.{name}"));
+        }
+    }
+    if !limits.tiered_limits.is_empty() {
+        unsupported.push(String::from("limits.tiered_limits"));
+    }
+    if account
+        .signing_keys
+        .iter()
+        .any(|key| matches!(key, SigningKey::Scoped { .. }))
+    {
+        // Users signed by one are refused at login; the account itself is fine.
+    }
+    if !account.authorization.is_null()
+        && account
+            .authorization
+            .as_object()
+            .is_some_and(|o| !o.is_empty())
+    {
+        unsupported.push(String::from("authorization (auth callout)"));
+    }
+    if account.trace.as_ref().is_some_and(|t| !t.is_null()) {
+        unsupported.push(String::from("trace"));
+    }
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "account {key}: JWT claim(s) {} not supported yet",
+            unsupported.join(", ")
+        ))
+    }
+}
+
+fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
+    if !user.src.0.is_empty() {
+        return Err(AuthFailure::Unsupported("src"));
+    }
+    if !user.times.is_empty() {
+        return Err(AuthFailure::Unsupported("times"));
+    }
+    if !user.allowed_connection_types.is_empty() {
+        return Err(AuthFailure::Unsupported("allowed_connection_types"));
+    }
+    if !unlimited(user.subs) || !unlimited(user.data) || !unlimited(user.payload) {
+        return Err(AuthFailure::Unsupported("subs/data/payload limits"));
+    }
+    if user.proxy_required {
+        return Err(AuthFailure::Unsupported("proxy_required"));
+    }
+    Ok(())
+}
+
+fn mapping(
+    account: &str,
+    source: &str,
+    destinations: &serde_json::Value,
+) -> Result<SubjectMapping, String> {
+    let list = destinations.as_array().cloned().unwrap_or_default();
+    let mut mapped = Vec::new();
+    for destination in list {
+        if destination
+            .get("cluster")
+            .and_then(|v| v.as_str())
+            .is_some_and(|c| !c.is_empty())
+        {
+            return Err(format!(
+                "account {account}: mapping of {source:?}: cluster-scoped destinations are not supported yet"
+            ));
+        }
+        let subject = destination
+            .get("subject")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let weight = destination
+            .get("weight")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(100)
+            .min(100) as u8;
+        mapped.push(MappingDestination {
+            subject,
+            weight: if weight == 0 { 100 } else { weight },
+        });
+    }
+    Ok(SubjectMapping {
+        source: source.to_string(),
+        destinations: mapped,
+    })
+}
+
+/// Whether `key` is a valid public nkey of the kind whose prefix is `prefix`.
+fn is_public_key(key: &str, prefix: char) -> bool {
+    key.starts_with(prefix) && nkeys::KeyPair::from_public_key(key).is_ok()
+}

@@ -1,0 +1,85 @@
+//! Writing NATS JWTs and `.creds` files for tests, as nsc would: operators,
+//! accounts and users generated in the test with the `nkeys` crate.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A JWT of `kind` for `subject`, signed by `issuer`, with `nats` merged
+/// over the kind's defaults and `extra` standard claims (`exp`, `nbf`, ...).
+pub fn encode(
+    issuer: &nkeys::KeyPair,
+    subject: &str,
+    kind: &str,
+    nats: Value,
+    extra: Value,
+) -> String {
+    let mut section = json!({"type": kind, "version": 2});
+    if let (Some(section), Some(more)) = (section.as_object_mut(), nats.as_object()) {
+        section.extend(more.clone());
+    }
+    let mut claims = json!({
+        "jti": b64(format!("{subject}-{kind}").as_bytes()),
+        "iat": 1_700_000_000i64,
+        "iss": issuer.public_key(),
+        "name": kind,
+        "sub": subject,
+        "nats": section,
+    });
+    if let (Some(claims), Some(more)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(more.clone());
+    }
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+    let signature = issuer.sign(signed.as_bytes()).expect("signing works");
+    format!("{signed}.{}", b64(&signature))
+}
+
+/// A self-signed operator JWT.
+pub fn operator(operator: &nkeys::KeyPair, nats: Value) -> String {
+    encode(
+        operator,
+        &operator.public_key(),
+        "operator",
+        nats,
+        json!({}),
+    )
+}
+
+/// An account JWT with nsc's default (unlimited) limits under `nats`.
+pub fn account(issuer: &nkeys::KeyPair, account: &nkeys::KeyPair, nats: Value) -> String {
+    let mut section = json!({
+        "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                   "wildcards": true, "conn": -1, "leaf": -1},
+        "default_permissions": {"pub": {}, "sub": {}},
+    });
+    if let (Some(section), Some(more)) = (section.as_object_mut(), nats.as_object()) {
+        section.extend(more.clone());
+    }
+    encode(issuer, &account.public_key(), "account", section, json!({}))
+}
+
+/// A user JWT with nsc's default (unlimited) limits under `nats`.
+pub fn user(issuer: &nkeys::KeyPair, user: &nkeys::KeyPair, nats: Value, extra: Value) -> String {
+    let mut section = json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1});
+    if let (Some(section), Some(more)) = (section.as_object_mut(), nats.as_object()) {
+        section.extend(more.clone());
+    }
+    encode(issuer, &user.public_key(), "user", section, extra)
+}
+
+/// A `.creds` file's text for `jwt` and the user's seed, as nsc writes it.
+pub fn creds(jwt: &str, user: &nkeys::KeyPair) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n",
+        user.seed().expect("a generated key has a seed")
+    )
+}

@@ -1,0 +1,497 @@
+//! Operator mode (decentralized auth) with the official async-nats client:
+//! an operator JWT, account JWTs preloaded into the `MEMORY` resolver, and
+//! users connecting with `.creds` files. Operators, accounts and users are
+//! generated in each test (`common::jwt`). Run against the reference with
+//! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test operator_jwt`.
+
+mod common;
+#[path = "common/jwt.rs"]
+mod jwt;
+
+use std::path::{Path, PathBuf};
+
+use async_nats::ConnectOptions;
+use bytes::Bytes;
+use common::{next_message, sync_with_server, within};
+use futures::StreamExt;
+use rnats_tests::ServerProcess;
+use serde_json::json;
+
+/// A directory of its own for one test's files.
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-jwt-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An operator with a system account and one application account `A`,
+/// both preloaded into a `MEMORY` resolver.
+struct Trust {
+    operator: nkeys::KeyPair,
+    system: nkeys::KeyPair,
+    account: nkeys::KeyPair,
+    dir: PathBuf,
+}
+
+impl Trust {
+    fn new(name: &str) -> Trust {
+        Trust {
+            operator: nkeys::KeyPair::new_operator(),
+            system: nkeys::KeyPair::new_account(),
+            account: nkeys::KeyPair::new_account(),
+            dir: test_dir(name),
+        }
+    }
+
+    /// The server's config, with `account_nats` in account A's JWT.
+    fn config(&self, account_nats: serde_json::Value) -> PathBuf {
+        let operator_jwt = jwt::operator(
+            &self.operator,
+            json!({"system_account": self.system.public_key()}),
+        );
+        let operator_path = self.dir.join("operator.jwt");
+        std::fs::write(&operator_path, &operator_jwt).unwrap();
+        let system_jwt = jwt::account(&self.operator, &self.system, json!({}));
+        let account_jwt = jwt::account(&self.operator, &self.account, account_nats);
+        let text = format!(
+            "operator: {operator}\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {system}: {system_jwt}\n  {account}: {account_jwt}\n}}\n",
+            operator = operator_path.display(),
+            system = self.system.public_key(),
+            account = self.account.public_key(),
+        );
+        let path = self.dir.join("server.conf");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A `.creds` file for a new user of account A signed by `signer`
+    /// (the account itself, or one of its signing keys).
+    fn creds(
+        &self,
+        file: &str,
+        signer: &nkeys::KeyPair,
+        nats: serde_json::Value,
+        extra: serde_json::Value,
+    ) -> (nkeys::KeyPair, PathBuf) {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt::user(signer, &user, nats, extra);
+        let path = self.dir.join(file);
+        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
+        (user, path)
+    }
+}
+
+/// Gathers the subjects `subscriber` receives (fence inboxes aside) until
+/// each of `markers` has arrived (each publisher's last message marks the
+/// end of what it sent: one connection's operations are handled in order).
+async fn collect(
+    subscriber: &mut async_nats::Subscriber,
+    markers: &[&str],
+    seen: &mut Vec<String>,
+) {
+    let mut ended = 0;
+    while ended < markers.len() {
+        let message = next_message(subscriber).await;
+        if markers.contains(&message.subject.as_str()) {
+            ended += 1;
+        } else if !message.subject.starts_with("_INBOX.") {
+            seen.push(message.subject.to_string());
+        }
+    }
+}
+
+fn start(config: &Path) -> ServerProcess {
+    ServerProcess::start(&["-c", config.to_str().unwrap()])
+}
+
+async fn connect_creds(url: &str, creds: &Path) -> Result<async_nats::Client, String> {
+    let options = ConnectOptions::with_credentials_file(creds)
+        .await
+        .map_err(|error| error.to_string())?
+        .max_reconnects(Some(1));
+    within("a connect with creds", options.connect(url))
+        .await
+        .map_err(|error| error.to_string())
+}
+
+#[tokio::test]
+async fn a_user_of_a_preloaded_account_connects_with_its_creds() {
+    let trust = Trust::new("basic");
+    let server = start(&trust.config(json!({})));
+    let (_, creds) = trust.creds("u.creds", &trust.account, json!({}), json!({}));
+    let client = connect_creds(&server.url(), &creds).await.unwrap();
+    let mut sub = client.subscribe("greet").await.unwrap();
+    client.flush().await.unwrap();
+    client.publish("greet", Bytes::from("hi")).await.unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, "hi");
+
+    // A user of another account (not preloaded) is refused, as is one
+    // whose JWT the account did not sign.
+    let stranger = nkeys::KeyPair::new_account();
+    let (_, unknown) = trust.creds("unknown.creds", &stranger, json!({}), json!({}));
+    assert!(connect_creds(&server.url(), &unknown).await.is_err());
+    let no_creds = within(
+        "a connect without creds",
+        ConnectOptions::new()
+            .max_reconnects(Some(1))
+            .connect(server.url()),
+    )
+    .await;
+    assert!(no_creds.is_err(), "operator mode requires a user JWT");
+}
+
+#[tokio::test]
+async fn user_permissions_come_from_the_jwt_or_the_account_defaults() {
+    let trust = Trust::new("permissions");
+    let server = start(&trust.config(json!({
+        "default_permissions": {"pub": {"allow": ["defaults.>"]}, "sub": {"allow": ["defaults.>"]}},
+    })));
+    let (_, limited) = trust.creds(
+        "limited.creds",
+        &trust.account,
+        json!({"pub": {"allow": ["a.>"]}, "sub": {"allow": ["a.>"], "deny": ["a.secret"]}}),
+        json!({}),
+    );
+    let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
+    let all = json!({"pub": {"allow": [">"]}, "sub": {"allow": [">"]}});
+    let (_, full) = trust.creds("full.creds", &trust.account, all, json!({}));
+    let watcher = connect_creds(&server.url(), &full).await.unwrap();
+    let mut everything = watcher.subscribe(">").await.unwrap();
+    sync_with_server(&watcher).await;
+
+    let limited = connect_creds(&server.url(), &limited).await.unwrap();
+    limited.publish("b.x", Bytes::from("denied")).await.unwrap();
+    limited
+        .publish("a.x", Bytes::from("allowed"))
+        .await
+        .unwrap();
+    limited.publish("a.end", Bytes::new()).await.unwrap();
+    limited.flush().await.unwrap();
+    // The JWT's sub deny wins over its allow.
+    let mut secret = limited.subscribe("a.secret").await.unwrap();
+    let mut open = limited.subscribe("a.open").await.unwrap();
+    limited.flush().await.unwrap();
+
+    // A user whose JWT sets no permissions gets the account's defaults.
+    let defaults = connect_creds(&server.url(), &plain).await.unwrap();
+    defaults
+        .publish("a.check", Bytes::from("outside the defaults"))
+        .await
+        .unwrap();
+    defaults
+        .publish("defaults.ok", Bytes::from("inside"))
+        .await
+        .unwrap();
+    defaults
+        .publish("defaults.end", Bytes::new())
+        .await
+        .unwrap();
+    defaults.flush().await.unwrap();
+
+    // Each publisher's last message marks the end of what it sent; one
+    // connection's operations are handled in order, so once "a.end" is
+    // seen, the limited user's subscriptions are in place too.
+    let mut seen = Vec::new();
+    collect(&mut everything, &["a.end", "defaults.end"], &mut seen).await;
+    watcher.publish("a.secret", Bytes::from("s")).await.unwrap();
+    watcher.publish("a.open", Bytes::from("o")).await.unwrap();
+    watcher.publish("end", Bytes::from("")).await.unwrap();
+    collect(&mut everything, &["end"], &mut seen).await;
+    seen.sort();
+    assert_eq!(seen, ["a.open", "a.secret", "a.x", "defaults.ok"]);
+    assert_eq!(next_message(&mut open).await.payload, "o");
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), secret.next()).await;
+    assert!(
+        !matches!(nothing, Ok(Some(_))),
+        "a denied subscription received a message"
+    );
+}
+
+#[tokio::test]
+async fn signing_keys_revocations_expiry_and_bearer_tokens() {
+    let trust = Trust::new("signing");
+    let signing = nkeys::KeyPair::new_account();
+    let revoked_user = nkeys::KeyPair::new_user();
+    let server = start(&trust.config(json!({
+        "signing_keys": [signing.public_key()],
+        "revocations": {revoked_user.public_key(): 1_800_000_000i64},
+    })));
+    let url = server.url();
+
+    // Signed by the account's signing key, naming the account.
+    let (_, by_signing_key) = trust.creds(
+        "signed.creds",
+        &signing,
+        json!({"issuer_account": trust.account.public_key()}),
+        json!({}),
+    );
+    connect_creds(&url, &by_signing_key).await.unwrap();
+    // Signed by a key the account does not list.
+    let rogue = nkeys::KeyPair::new_account();
+    let (_, by_rogue) = trust.creds(
+        "rogue.creds",
+        &rogue,
+        json!({"issuer_account": trust.account.public_key()}),
+        json!({}),
+    );
+    assert!(connect_creds(&url, &by_rogue).await.is_err());
+
+    // Revoked: issued (1,700,000,000) before the revocation.
+    let token = jwt::user(&trust.account, &revoked_user, json!({}), json!({}));
+    let path = trust.dir.join("revoked.creds");
+    std::fs::write(&path, jwt::creds(&token, &revoked_user)).unwrap();
+    assert!(connect_creds(&url, &path).await.is_err());
+
+    // Expired, and not yet valid.
+    let (_, expired) = trust.creds(
+        "expired.creds",
+        &trust.account,
+        json!({}),
+        json!({"exp": 1_000_000_000i64}),
+    );
+    assert!(connect_creds(&url, &expired).await.is_err());
+    let (_, early) = trust.creds(
+        "early.creds",
+        &trust.account,
+        json!({}),
+        json!({"nbf": 4_000_000_000i64}),
+    );
+    assert!(connect_creds(&url, &early).await.is_err());
+
+    // A bearer token needs no nonce signature: a JWT alone logs in.
+    let bearer_user = nkeys::KeyPair::new_user();
+    let bearer = jwt::user(
+        &trust.account,
+        &bearer_user,
+        json!({"bearer_token": true}),
+        json!({}),
+    );
+    let client = within(
+        "a bearer-token connect",
+        ConnectOptions::with_jwt(bearer, |_| async { Ok(Vec::new()) })
+            .max_reconnects(Some(1))
+            .connect(&url),
+    )
+    .await;
+    assert!(client.is_ok(), "{client:?}");
+    // Without bearer_token the same empty signature is refused.
+    let signed_user = nkeys::KeyPair::new_user();
+    let not_bearer = jwt::user(&trust.account, &signed_user, json!({}), json!({}));
+    let refused = within(
+        "an unsigned connect",
+        ConnectOptions::with_jwt(not_bearer, |_| async { Ok(Vec::new()) })
+            .max_reconnects(Some(1))
+            .connect(&url),
+    )
+    .await;
+    assert!(refused.is_err());
+}
+
+/// Runs `binary` with config `path` expecting it to exit: (code, stderr).
+fn exit_of(binary: &Path, path: &Path) -> (Option<i32>, String) {
+    let output = std::process::Command::new(binary)
+        .args(["-p", "-1", "-c", path.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the server");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_up_refusals_and_lines_match_the_reference() {
+    let trust = Trust::new("startup");
+    let good = trust.config(json!({}));
+    let text = std::fs::read_to_string(&good).unwrap();
+    let variants = [
+        ("accounts.conf", format!("{text}accounts {{ X {{ }} }}\n")),
+        ("noresolver.conf", text.replace("resolver: MEMORY\n", "")),
+        (
+            "badpreload.conf",
+            format!("{text}resolver_preload: {{ ABC: \"garbage\" }}\n"),
+        ),
+        (
+            "nofile.conf",
+            // Not on line 1, where the reference counts columns from 0.
+            format!(
+                "# no such file\noperator: {}/missing.jwt\nresolver: MEMORY\n",
+                trust.dir.display()
+            ),
+        ),
+        (
+            "users.conf",
+            format!("{text}authorization {{ users: [ {{ user: a, password: b }} ] }}\n"),
+        ),
+    ];
+    let reference = rnats_tests::reference_server();
+    for (name, config) in variants {
+        let path = trust.dir.join(name);
+        std::fs::write(&path, config).unwrap();
+        let (code, ours) = exit_of(rnats_tests::rnats_server_binary(), &path);
+        assert_eq!(code, Some(1), "{name}: {ours}");
+        if let Some(reference) = &reference {
+            let (code, theirs) = exit_of(reference, &path);
+            assert_eq!(code, Some(1), "{name}: {theirs}");
+            // The program names itself first (`rnats-server:` / `nats-server:`).
+            let message = |text: &str| text.trim().split_once(": ").map(|(_, m)| m.to_string());
+            assert_eq!(message(&ours), message(&theirs), "{name}");
+        }
+    }
+
+    // A good configuration names its operator as the reference does.
+    let lines = |server: &ServerProcess| -> Vec<String> {
+        server
+            .log_lines()
+            .iter()
+            .filter_map(|line| line.find("[INF]   ").map(|at| line[at..].to_string()))
+            .filter(|line| {
+                ["System", "Operator", "Issued", "Expires"]
+                    .iter()
+                    .any(|k| line.contains(k))
+            })
+            .collect()
+    };
+    let ours = lines(&start(&good));
+    assert_eq!(ours.len(), 4, "{ours:?}");
+    if let Some(theirs) = ServerProcess::start_reference(&["-c", good.to_str().unwrap()]) {
+        assert_eq!(ours, lines(&theirs));
+    }
+}
+
+#[tokio::test]
+async fn exports_and_imports_between_jwt_accounts() {
+    let trust = Trust::new("exports");
+    let provider = nkeys::KeyPair::new_account();
+    let private_importer = trust.account.public_key();
+    let activation = jwt::encode(
+        &provider,
+        &private_importer,
+        "activation",
+        json!({"subject": "private.>", "kind": "stream"}),
+        json!({}),
+    );
+    let provider_jwt = jwt::account(
+        &trust.operator,
+        &provider,
+        json!({"exports": [
+            {"name": "public", "subject": "public.>", "type": "stream"},
+            {"name": "private", "subject": "private.>", "type": "stream", "token_req": true},
+            {"name": "help", "subject": "help", "type": "service"},
+            {"name": "per-account", "subject": "acct.*.>", "type": "stream", "account_token_position": 2},
+        ]}),
+    );
+    let config = trust.config(json!({"imports": [
+        {"name": "public", "subject": "public.>", "account": provider.public_key(), "type": "stream"},
+        {"name": "private", "subject": "private.>", "account": provider.public_key(), "type": "stream", "token": activation},
+        {"name": "help", "subject": "help", "account": provider.public_key(), "type": "service", "local_subject": "ask"},
+        {"name": "mine", "subject": format!("acct.{private_importer}.>"), "account": provider.public_key(), "type": "stream"},
+        {"name": "theirs", "subject": "acct.SOMEONE.>", "account": provider.public_key(), "type": "stream"},
+    ]}));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "resolver_preload: {\n",
+        &format!(
+            "resolver_preload: {{\n  {}: {provider_jwt}\n",
+            provider.public_key()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    let url = server.url();
+
+    let (_, importer_creds) = trust.creds("importer.creds", &trust.account, json!({}), json!({}));
+    let importer = connect_creds(&url, &importer_creds).await.unwrap();
+    let provider_user = nkeys::KeyPair::new_user();
+    let token = jwt::user(&provider, &provider_user, json!({}), json!({}));
+    let provider_creds = trust.dir.join("provider.creds");
+    std::fs::write(&provider_creds, jwt::creds(&token, &provider_user)).unwrap();
+    let provider_client = connect_creds(&url, &provider_creds).await.unwrap();
+
+    let mut service = provider_client.subscribe("help").await.unwrap();
+    sync_with_server(&provider_client).await;
+    let responder = provider_client.clone();
+    tokio::spawn(async move {
+        while let Some(request) = service.next().await {
+            if let Some(reply) = request.reply {
+                responder
+                    .publish(reply, Bytes::from("helped"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut streams = importer.subscribe(">").await.unwrap();
+    sync_with_server(&importer).await;
+    for subject in [
+        "public.news".to_string(),
+        "private.news".to_string(),
+        format!("acct.{private_importer}.news"),
+        "acct.SOMEONE.news".to_string(),
+        "end".to_string(),
+    ] {
+        provider_client
+            .publish(subject, Bytes::from("x"))
+            .await
+            .unwrap();
+    }
+    provider_client.flush().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let subject = next_message(&mut streams).await.subject.to_string();
+        if !subject.starts_with("_INBOX.") {
+            seen.push(subject);
+        }
+    }
+    // The import that names another account's token is refused; "end" is
+    // not exported.
+    assert_eq!(
+        seen,
+        [
+            "public.news".to_string(),
+            "private.news".to_string(),
+            format!("acct.{private_importer}.news")
+        ]
+    );
+    let answer = within("a service import", importer.request("ask", Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(answer.payload, "helped");
+}
+
+/// What rnats does not apply yet is refused, never ignored: an account
+/// limit refuses start-up by name, a user claim refuses the login. (The
+/// reference applies both; this test runs against rnats only.)
+#[tokio::test]
+async fn claims_not_applied_yet_are_refused() {
+    let trust = Trust::new("unsupported");
+    let limited = trust.config(json!({"limits": {"subs": -1, "data": -1, "payload": -1,
+        "imports": -1, "exports": -1, "wildcards": true, "conn": 5, "leaf": -1}}));
+    let (code, stderr) = exit_of(rnats_tests::rnats_server_binary(), &limited);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("limits.conn not supported yet"), "{stderr}");
+
+    let config = trust.config(json!({}));
+    let server = ServerProcess::start_binary(
+        rnats_tests::rnats_server_binary().clone(),
+        &["-c", config.to_str().unwrap()],
+    );
+    let (_, from_anywhere) = trust.creds(
+        "src.creds",
+        &trust.account,
+        json!({"src": ["127.0.0.1/32"]}),
+        json!({}),
+    );
+    assert!(connect_creds(&server.url(), &from_anywhere).await.is_err());
+    // Valid now but expiring: the reference would disconnect it at expiry.
+    let (_, expiring) = trust.creds(
+        "exp.creds",
+        &trust.account,
+        json!({}),
+        json!({"exp": 4_000_000_000i64}),
+    );
+    assert!(connect_creds(&server.url(), &expiring).await.is_err());
+    let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
+    connect_creds(&server.url(), &plain).await.unwrap();
+}
