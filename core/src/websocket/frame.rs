@@ -463,30 +463,38 @@ pub fn frame_header(opcode: Opcode, final_frame: bool, len: usize) -> ([u8; 10],
     (header, used)
 }
 
-/// Server frames carrying `payload` in pieces of at most `size` bytes,
-/// appended to `out`. `compressed`: the pieces are fragments of one
-/// compressed message (RSV1 on the first, continuations after, FIN on the
-/// last); otherwise each piece is a whole binary message, as the reference
-/// frames them for browsers.
-pub fn frames_capped(payload: &[u8], size: usize, compressed: bool, out: &mut Vec<u8>) {
+/// Server frames carrying all of `payload` (consumed) in pieces of at most
+/// `size` bytes, appended to `out`: one copy, from wherever the payload's
+/// chunks lie. `compressed`: the pieces are fragments of one compressed
+/// message (RSV1 on the first, continuations after, FIN on the last);
+/// otherwise each piece is a whole binary message, as the reference frames
+/// them for browsers.
+pub fn frames_capped(mut payload: impl Buf, size: usize, compressed: bool, out: &mut Vec<u8>) {
     assert!(size > 0);
-    let count = payload.len().div_ceil(size).max(1);
-    out.reserve(payload.len() + count * 4);
-    let mut pieces = payload.chunks(size).peekable();
+    let count = payload.remaining().div_ceil(size).max(1);
+    out.reserve(payload.remaining() + count * 4);
     let mut first = true;
-    while let Some(piece) = pieces.next() {
-        let last = pieces.peek().is_none();
+    while payload.has_remaining() {
+        let piece = payload.remaining().min(size);
+        let last = piece == payload.remaining();
         let (opcode, final_frame) = match (compressed, first) {
             (false, _) => (Opcode::Binary, true),
             (true, true) => (Opcode::Binary, last),
             (true, false) => (Opcode::Continuation, last),
         };
-        let (mut header, used) = frame_header(opcode, final_frame, piece.len());
+        let (mut header, used) = frame_header(opcode, final_frame, piece);
         if compressed && first {
             header[0] |= RSV1_BIT;
         }
         out.extend_from_slice(&header[..used]);
-        out.extend_from_slice(piece);
+        let mut left = piece;
+        while left > 0 {
+            let chunk = payload.chunk();
+            let take = chunk.len().min(left);
+            out.extend_from_slice(&chunk[..take]);
+            payload.advance(take);
+            left -= take;
+        }
         first = false;
     }
 }
@@ -689,7 +697,7 @@ mod tests {
     fn compressed_messages_inflate_whatever_the_split() {
         use crate::websocket::compress::Deflater;
         let message = b"PUB a 5\r\nhello\r\n".repeat(40);
-        let compressed = Deflater::new().deflate([&message[..]]);
+        let compressed = Deflater::new().deflate(&message[..]);
         let (first, second) = compressed.split_at(compressed.len() / 2);
         let mut wire = client_frame(0x42, first, KEY);
         wire.extend(client_frame(0x89, b"p", KEY));
@@ -697,7 +705,7 @@ mod tests {
         wire.extend(client_frame(0x82, b"PING\r\n", KEY));
         wire.extend(client_frame(
             0xc2,
-            &Deflater::new().deflate([&b"PONG\r\n"[..]]),
+            &Deflater::new().deflate(&b"PONG\r\n"[..]),
             KEY,
         ));
         let mut expected = message.clone();
@@ -720,7 +728,7 @@ mod tests {
     #[test]
     fn a_compression_bomb_comes_out_in_budgets() {
         use crate::websocket::compress::Deflater;
-        let bomb = Deflater::new().deflate([&vec![b'a'; 8 << 20][..]]);
+        let bomb = Deflater::new().deflate(&vec![b'a'; 8 << 20][..]);
         let wire = client_frame(0xc2, &bomb, KEY);
         let mut decoder = FrameDecoder::new(true, true);
         let mut input = BytesMut::from(&wire[..]);
@@ -746,17 +754,25 @@ mod tests {
     fn browser_frames_are_capped() {
         let payload = vec![7u8; 10_000];
         let mut plain = Vec::new();
-        frames_capped(&payload, BROWSER_FRAME_SIZE, false, &mut plain);
+        frames_capped(&payload[..], BROWSER_FRAME_SIZE, false, &mut plain);
         let mut decoder = FrameDecoder::new(false, false);
         let (data, _, result) = decode_all(&mut decoder, &plain, 999);
         assert_eq!((data, result), (payload.clone(), Ok(())));
         assert_eq!(plain[0], 0x82);
         assert_eq!(plain[4 + 4096], 0x82, "each piece a whole message");
         let mut fragmented = Vec::new();
-        frames_capped(&payload, BROWSER_FRAME_SIZE, true, &mut fragmented);
+        frames_capped(&payload[..], BROWSER_FRAME_SIZE, true, &mut fragmented);
         assert_eq!(fragmented[0], 0x42, "RSV1, binary, not final");
         assert_eq!(fragmented[4 + 4096], 0x00, "a continuation");
         assert_eq!(fragmented[2 * (4 + 4096)], 0x80, "the final continuation");
+        // A payload in chunks that straddle the pieces frames the same.
+        let mut chunked = Vec::new();
+        let pieces = Buf::chain(&payload[..1000], &payload[1000..5000]).chain(&payload[5000..]);
+        frames_capped(pieces, BROWSER_FRAME_SIZE, false, &mut chunked);
+        assert_eq!(chunked, plain);
+        let mut none = Vec::new();
+        frames_capped(&[][..], BROWSER_FRAME_SIZE, false, &mut none);
+        assert!(none.is_empty(), "no payload, no frame");
     }
 
     #[test]
