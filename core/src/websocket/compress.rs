@@ -13,6 +13,7 @@
 //!   the client parser (which bounds what it keeps) before the next.
 //! - Both sides start every message from an empty dictionary.
 
+use bytes::Buf;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// The sync-flush marker a sender strips from each message's end and a
@@ -162,11 +163,16 @@ impl Deflater {
         }
     }
 
-    /// One message's compressed payload (the tail stripped) from `pieces`.
-    pub fn deflate<'a>(&mut self, pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    /// One message's compressed payload (the tail stripped) from all of
+    /// `input`, which is consumed chunk by chunk (an outbound batch is
+    /// compressed where it lies, not copied out first).
+    pub fn deflate(&mut self, mut input: impl Buf) -> Vec<u8> {
         let mut out = Vec::new();
-        for piece in pieces {
-            self.feed(piece, FlushCompress::None, &mut out);
+        while input.has_remaining() {
+            let chunk = input.chunk();
+            let n = chunk.len();
+            self.feed(chunk, FlushCompress::None, &mut out);
+            input.advance(n);
         }
         self.feed(&[], FlushCompress::Sync, &mut out);
         self.inner.reset();
@@ -209,7 +215,7 @@ mod tests {
         let mut inflater = Inflater::new();
         let message = b"PUB subject 11\r\nhello world\r\n".repeat(50);
         for _ in 0..3 {
-            let compressed = deflater.deflate([&message[..100], &message[100..]]);
+            let compressed = deflater.deflate(Buf::chain(&message[..100], &message[100..]));
             assert!(compressed.len() < message.len() / 4);
             let mut out = bytes::BytesMut::new();
             for piece in compressed.chunks(7) {
@@ -226,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_bomb_comes_out_one_budget_at_a_time() {
-        let bomb = Deflater::new().deflate([&vec![b'a'; 4 << 20][..]]);
+        let bomb = Deflater::new().deflate(&vec![b'a'; 4 << 20][..]);
         assert!(bomb.len() < (4 << 20) / 100, "{}", bomb.len());
         let mut inflater = Inflater::new();
         let mut out = bytes::BytesMut::new();

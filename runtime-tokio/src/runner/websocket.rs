@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rnats_core::runtime::{CloseReason, ConnId, ListenerKind};
 use rnats_core::server::OutboundBatch;
 use rnats_core::websocket::compress::{Deflater, COMPRESS_THRESHOLD};
@@ -91,18 +91,6 @@ impl WsOut {
         }
     }
 
-    /// The batch's bytes, copied out (the batch is consumed).
-    fn drain(batch: &mut OutboundBatch) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(batch.len());
-        while batch.has_remaining() {
-            let chunk = batch.chunk();
-            bytes.extend_from_slice(chunk);
-            let n = chunk.len();
-            batch.advance(n);
-        }
-        bytes
-    }
-
     /// What goes before `batch`: queued pongs and the binary frame header.
     /// With compression (and a batch over the threshold, as the reference
     /// decides) the whole compressed frame is returned instead and `batch`
@@ -111,11 +99,10 @@ impl WsOut {
         let len = batch.len();
         let compressed = match &self.deflater {
             Some(deflater) if len > COMPRESS_THRESHOLD => {
-                let bytes = Self::drain(batch);
                 let mut deflater = deflater
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                Some(deflater.deflate([&bytes[..]]))
+                Some(deflater.deflate(&mut *batch))
             }
             _ => None,
         };
@@ -134,12 +121,11 @@ impl WsOut {
                 } else {
                     cap
                 };
-                frame::frames_capped(&payload, cap, true, &mut out);
+                frame::frames_capped(&payload[..], cap, true, &mut out);
             }
             None if len > cap => {
-                // Browser frames: the batch is copied out between headers.
-                let bytes = Self::drain(batch);
-                frame::frames_capped(&bytes, cap, false, &mut out);
+                // Browser frames: the batch is copied once, between headers.
+                frame::frames_capped(&mut *batch, cap, false, &mut out);
             }
             None => {
                 let (header, used) = frame::frame_header(Opcode::Binary, true, len);
