@@ -7,10 +7,14 @@
 //! per-stream API calls the API handler forwards (info, purge, get, delete).
 //! What the stream does is decided by its [`StreamRules`], derived from the
 //! stream's configuration; the configuration itself is kept for reporting.
+//! Per message it also rewrites the subject (`subject_transform`), sends
+//! what it stored on (`republish`), and, when expiry takes a subject's last
+//! message, stores a subject delete marker in its place.
 //!
 //! Inputs: [`Stream::publish`], the API calls, [`Stream::handle_sync_done`],
 //! [`Stream::handle_timeout`]. Outputs: [`JsAction`]s pushed on the queue
-//! handed in (acks to publish, syncs for the runtime, log lines).
+//! handed in (acks and republished messages to publish, syncs for the
+//! runtime, log lines).
 //!
 //! Invariants:
 //! - A publish acknowledgement for sequence `s` leaves only after the store
@@ -30,8 +34,8 @@ use super::link::{JsAction, StreamId};
 use crate::protocol::find_header;
 use crate::server::LogLevel;
 use crate::store::{
-    Disk, Expired, FileStore, Filter, MemStore, StoreAction, StoreConfig, StoreError, StoreResult,
-    StoreState, StoredMsg, SubjectEmptied, SubjectState,
+    Disk, Expired, ExpiryCause, FileStore, Filter, MemStore, StoreAction, StoreConfig, StoreError,
+    StoreResult, StoreState, StoredMsg, SubjectEmptied, SubjectState,
 };
 use crate::subject::SubjectTransform;
 use crate::time::{Instant, WallTime};
@@ -691,12 +695,15 @@ impl<D: Disk> Stream<D> {
     fn place_markers(
         &mut self,
         now: WallTime,
-        emptied: Vec<SubjectEmptied>,
+        mut emptied: Vec<SubjectEmptied>,
         out: &mut VecDeque<JsAction>,
     ) {
         let Some(marker_ttl) = self.rules.delete_marker_ttl else {
             return;
         };
+        // The reference places the markers of `max_age` first (oldest
+        // first), then those of message TTLs by sequence, not by deadline.
+        emptied.sort_by_key(|gone| (gone.cause == ExpiryCause::Ttl, gone.seq));
         let headers = format!(
             "NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: {}\r\nNats-Rollup: sub\r\n\r\n",
             crate::format::go_duration(marker_ttl.saturating_mul(1_000_000_000))
@@ -934,4 +941,36 @@ fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
     let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
     // The reference refuses TTLs under a second.
     (duration >= Duration::from_secs(1)).then_some(Some(duration))
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::{append_headers, is_delete_marker, without_header};
+
+    #[test]
+    fn a_header_is_removed_and_another_appended() {
+        let block = b"NATS/1.0\r\nA: 1\r\nNats-TTL: 1s\r\nB: 2\r\n\r\n";
+        let mut kept = without_header(block, b"Nats-TTL");
+        assert_eq!(kept, b"NATS/1.0\r\nA: 1\r\nB: 2\r\n\r\n");
+        append_headers(&mut kept, "Nats-TTL: 5\r\n");
+        assert_eq!(kept, b"NATS/1.0\r\nA: 1\r\nB: 2\r\nNats-TTL: 5\r\n\r\n");
+        // Nothing left: the block goes, and appending starts a new one.
+        let mut only = without_header(b"NATS/1.0\r\nNats-TTL: 1s\r\n\r\n", b"Nats-TTL");
+        assert!(only.is_empty());
+        append_headers(&mut only, "Nats-TTL: 5\r\n");
+        assert_eq!(only, b"NATS/1.0\r\nNats-TTL: 5\r\n\r\n");
+        // A longer key sharing the prefix stays.
+        let similar = b"NATS/1.0\r\nNats-TTL-X: 1\r\n\r\n";
+        assert_eq!(without_header(similar, b"Nats-TTL"), similar);
+    }
+
+    #[test]
+    fn markers_and_kv_purges_are_delete_markers() {
+        assert!(is_delete_marker(
+            b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\n\r\n"
+        ));
+        assert!(is_delete_marker(b"NATS/1.0\r\nKV-Operation: PURGE\r\n\r\n"));
+        assert!(!is_delete_marker(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"));
+        assert!(!is_delete_marker(b""));
+    }
 }
