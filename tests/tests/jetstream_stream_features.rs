@@ -16,6 +16,27 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use common::{connect, js_server, next_message, within};
 use futures::StreamExt;
 
+/// Publish and wait for the ack; returns the stored sequence.
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &'static str,
+) -> u64 {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, *value);
+    }
+    let ack = within("publish", async {
+        js.publish_with_headers(subject.to_string(), map, payload.into())
+            .await
+            .unwrap()
+            .await
+    })
+    .await;
+    ack.unwrap().sequence
+}
+
 fn header<'a>(headers: &'a async_nats::HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
@@ -50,20 +71,11 @@ async fn transformed_messages_are_stored_and_republished_with_stream_headers() {
     )
     .await
     .unwrap();
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Foo", "bar");
-    let ack = js
-        .publish_with_headers("orders.eu.new", headers, "first".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert_eq!(ack.sequence, 1);
-    js.publish("orders.eu.new", "second".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    assert_eq!(
+        publish(&js, "orders.eu.new", &[("Foo", "bar")], "first").await,
+        1
+    );
+    publish(&js, "orders.eu.new", &[], "second").await;
 
     let stored = stream.get_raw_message(1).await.unwrap();
     assert_eq!(stored.subject.as_str(), "stored.eu.new");
@@ -101,11 +113,7 @@ async fn transformed_messages_are_stored_and_republished_with_stream_headers() {
     })
     .await
     .unwrap();
-    js.publish("sz.k", "12345".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&js, "sz.k", &[], "12345").await;
     let seen = next_message(&mut sizes).await;
     assert_eq!(seen.subject.as_str(), "size.k.seen");
     assert!(seen.payload.is_empty());
@@ -191,44 +199,27 @@ async fn expiry_of_a_subjects_last_message_leaves_a_delete_marker() {
 async fn a_message_ttl_expiry_leaves_a_marker_and_short_ttls_are_raised() {
     let (server, _dir) = js_server("markers-ttl");
     let js = jetstream::new(connect(&server.url()).await);
+    let with_markers = |name: &str, subject: &str, per_subject: i64| stream::Config {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        max_messages_per_subject: per_subject,
+        subject_delete_marker_ttl: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
     let stream = js
-        .create_stream(stream::Config {
-            name: "TTLS".into(),
-            subjects: vec!["t.>".into()],
-            allow_message_ttl: true,
-            subject_delete_marker_ttl: Some(Duration::from_secs(60)),
-            ..Default::default()
-        })
+        .create_stream(with_markers("TTLS", "t.>", 0))
         .await
         .unwrap();
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-TTL", "1s");
-    js.publish_with_headers("t.raised", headers, "x".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&js, "t.raised", &[("Nats-TTL", "1s")], "x").await;
     let stored = stream.get_raw_message(1).await.unwrap();
     assert_eq!(header(&stored.headers, "Nats-TTL"), "60");
 
     // One message per subject: nothing to raise; it expires after a second.
     let stream = js
-        .create_stream(stream::Config {
-            name: "ONE".into(),
-            subjects: vec!["one.>".into()],
-            max_messages_per_subject: 1,
-            subject_delete_marker_ttl: Some(Duration::from_secs(60)),
-            ..Default::default()
-        })
+        .create_stream(with_markers("ONE", "one.>", 1))
         .await
         .unwrap();
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-TTL", "1s");
-    js.publish_with_headers("one.k", headers, "x".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&js, "one.k", &[("Nats-TTL", "1s")], "x").await;
     let marker = within("the marker", async {
         loop {
             match stream.get_last_raw_message_by_subject("one.k").await {

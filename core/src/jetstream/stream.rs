@@ -406,7 +406,7 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
-        let result = self.store_inbound(now, msg, None, out);
+        let result = self.try_publish(now, msg, None, out);
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
             Published::Stored { seq } | Published::Duplicate { seq } if answer => {
@@ -450,12 +450,12 @@ impl<D: Disk> Stream<D> {
         });
     }
 
-    /// Rewrite the subject by the stream's `subject_transform` (a subject
-    /// it does not match is kept), then check and store the message.
+    /// Check and store one message, its subject first rewritten by the
+    /// stream's `subject_transform` (a subject it does not match is kept).
     /// `known_last` is the subject's last sequence when the caller knows it
     /// better than the store (a delete marker replaces a message expiry
     /// already took).
-    fn store_inbound(
+    fn try_publish(
         &mut self,
         now: WallTime,
         msg: &Publish<'_>,
@@ -474,16 +474,6 @@ impl<D: Disk> Stream<D> {
             }
             _ => msg,
         };
-        self.try_publish(now, msg, known_last, out)
-    }
-
-    fn try_publish(
-        &mut self,
-        now: WallTime,
-        msg: &Publish<'_>,
-        known_last: Option<u64>,
-        out: &mut VecDeque<JsAction>,
-    ) -> Published {
         use PublishError as E;
         if self.rules.sealed {
             return Published::Refused(E::Sealed);
@@ -720,8 +710,7 @@ impl<D: Disk> Stream<D> {
                 headers: headers.as_bytes(),
                 payload: b"",
             };
-            if let Published::Refused(error) = self.store_inbound(now, &marker, Some(gone.seq), out)
-            {
+            if let Published::Refused(error) = self.try_publish(now, &marker, Some(gone.seq), out) {
                 out.push_back(JsAction::Log {
                     level: LogLevel::Warn,
                     text: format!(
