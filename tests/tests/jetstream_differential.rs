@@ -767,6 +767,58 @@ fn steps() -> Vec<Step> {
             "STREAM.UPDATE.ROLL",
             json!({"name": "ROLL", "subjects": ["roll.>"], "allow_rollup_hdrs": true, "deny_purge": true}),
         ),
+        // ---- subject transform, republish and delete markers
+        api(
+            "create-transform-republish",
+            "STREAM.CREATE.TR",
+            json!({"name": "TR", "subjects": ["tr.>"], "subject_transform": {"src": "tr.*.>", "dest": "trx.$1.>"},
+                   "republish": {"src": "trx.>", "dest": "rp.tr.>", "headers_only": true}}),
+        ),
+        pubh("pub-transformed", "tr.a.b", &[("Foo", "bar")], "one"),
+        pubh(
+            "pub-transformed-expected-subject-seq",
+            "tr.a.b",
+            &[("Nats-Expected-Last-Subject-Sequence", "1")],
+            "two",
+        ),
+        pubh("pub-untransformed", "tr.q", &[], "three"),
+        api(
+            "get-transformed",
+            "STREAM.MSG.GET.TR",
+            json!({"last_by_subj": "trx.a.b"}),
+        ),
+        api(
+            "info-transformed",
+            "STREAM.INFO.TR",
+            json!({"subjects_filter": ">"}),
+        ),
+        api(
+            "create-republish-cycle",
+            "STREAM.CREATE.CY",
+            json!({"name": "CY", "subjects": ["cy.*"], "republish": {"src": "cy.*", "dest": "cy.>"}}),
+        ),
+        api(
+            "create-republish-implicit-pedantic",
+            "STREAM.CREATE.IM",
+            json!({"name": "IM", "subjects": ["im"], "subject_transform": {"src": "im", "dest": "imx"},
+                   "republish": {"src": ">", "dest": ">"}, "pedantic": true}),
+        ),
+        api(
+            "create-markers-pedantic-no-ttl",
+            "STREAM.CREATE.MK",
+            json!({"name": "MK", "subjects": ["mk.>"], "subject_delete_marker_ttl": 60_000_000_000u64, "pedantic": true}),
+        ),
+        api(
+            "create-markers",
+            "STREAM.CREATE.MK",
+            json!({"name": "MK", "subjects": ["mk.>"], "subject_delete_marker_ttl": 5_000_000_000u64}),
+        ),
+        pubh("pub-markers-short-ttl", "mk.a", &[("Nats-TTL", "1s")], "x"),
+        api(
+            "get-markers-raised-ttl",
+            "STREAM.MSG.GET.MK",
+            json!({"seq": 1}),
+        ),
         api("info-before-delete", "INFO", json!("")),
         // ---- delete
         api("delete", "STREAM.DELETE.S1", json!("")),
@@ -809,14 +861,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             json!({"name": "F2", "subjects": ["f2"], "sources": [{"name": "LIM"}]}),
         ),
         (
-            "republish",
-            json!({"name": "F3", "subjects": ["f3"], "republish": {"src": ">", "dest": "rp.>"}}),
-        ),
-        (
-            "subject_transform",
-            json!({"name": "F4", "subjects": ["f4"], "subject_transform": {"src": "f4", "dest": "g4"}}),
-        ),
-        (
             "batches",
             json!({"name": "F5", "subjects": ["f5"], "allow_atomic": true}),
         ),
@@ -827,10 +871,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
         (
             "schedules",
             json!({"name": "F7", "subjects": ["f7"], "allow_msg_schedules": true}),
-        ),
-        (
-            "delete markers",
-            json!({"name": "F8", "subjects": ["f8"], "allow_msg_ttl": true, "subject_delete_marker_ttl": 60_000_000_000u64}),
         ),
     ]
 }

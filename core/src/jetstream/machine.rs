@@ -357,11 +357,20 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Time passed: sync timers, message expiry, dedupe windows.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime) {
         self.tick(now, wall);
-        for entry in self.streams.values_mut() {
+        let mut grown = Vec::new();
+        for (&id, entry) in self.streams.iter_mut() {
+            let last = entry.stream.state().last_seq;
             entry.stream.handle_timeout(now, wall, &mut self.actions);
+            // Expiry may have stored subject delete markers.
+            if entry.stream.state().last_seq != last {
+                grown.push((id, last + 1));
+            }
         }
         // Expiry may have removed messages.
         self.refresh_usage();
+        for (id, first_new) in grown {
+            self.pump_stream(id, Some(first_new));
+        }
         self.consumer_timeouts();
     }
 

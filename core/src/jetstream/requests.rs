@@ -34,10 +34,11 @@ use super::api::{
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsInbound, StreamId};
 use super::machine::JetStream;
-use super::stream::{Storage, StreamRules};
+use super::stream::{RepublishRule, Storage, StreamRules};
 use super::stream_config::{check_create, check_update, with_dynamic_metadata, CheckContext};
 use crate::server::LogLevel;
 use crate::store::{Discard, Disk, Filter, Sizing, StoreConfig, StoreError};
+use crate::subject::SubjectTransform;
 
 /// Where the API listens, without a domain.
 pub const API_PREFIX: &str = "$JS.API.";
@@ -167,7 +168,32 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
         allow_msg_ttl: config.allow_msg_ttl,
         no_ack: config.no_ack,
         domain: String::new(),
+        delete_marker_ttl: u64::try_from(config.subject_delete_marker_ttl / 1_000_000_000)
+            .ok()
+            .filter(|&seconds| seconds > 0),
+        subject_transform: config
+            .subject_transform
+            .as_ref()
+            .and_then(|t| transform(&t.src, &t.dest)),
+        republish: config.republish.as_ref().and_then(|r| {
+            Some(RepublishRule {
+                transform: transform(&r.src, &r.dest)?,
+                headers_only: r.headers_only,
+            })
+        }),
     }
+}
+
+/// A stream's transform, from a config already checked: an empty `src`
+/// is `>`, an empty `dest` maps nothing (as the reference has it).
+fn transform(src: &str, dest: &str) -> Option<SubjectTransform> {
+    if dest.is_empty() {
+        return None;
+    }
+    let src = if src.is_empty() { ">" } else { src };
+    let built = SubjectTransform::new(src, dest);
+    assert!(built.is_ok(), "a checked stream transform builds");
+    built.ok()
 }
 
 /// A reply and whether it reports an error.
@@ -856,16 +882,10 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     let missing = [
         (config.mirror.is_some(), "mirror"),
         (!config.sources.is_empty(), "sources"),
-        (config.republish.is_some(), "republish"),
-        (config.subject_transform.is_some(), "subject_transform"),
         (config.allow_atomic, "allow_atomic"),
         (config.allow_batched, "allow_batched"),
         (config.allow_msg_counter, "allow_msg_counter"),
         (config.allow_msg_schedules, "allow_msg_schedules"),
-        (
-            config.subject_delete_marker_ttl > 0,
-            "subject_delete_marker_ttl",
-        ),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];
     match missing.iter().find(|(asked, _)| *asked) {

@@ -7,10 +7,14 @@
 //! per-stream API calls the API handler forwards (info, purge, get, delete).
 //! What the stream does is decided by its [`StreamRules`], derived from the
 //! stream's configuration; the configuration itself is kept for reporting.
+//! Per message it also rewrites the subject (`subject_transform`), sends
+//! what it stored on (`republish`), and, when expiry takes a subject's last
+//! message, stores a subject delete marker in its place.
 //!
 //! Inputs: [`Stream::publish`], the API calls, [`Stream::handle_sync_done`],
 //! [`Stream::handle_timeout`]. Outputs: [`JsAction`]s pushed on the queue
-//! handed in (acks to publish, syncs for the runtime, log lines).
+//! handed in (acks and republished messages to publish, syncs for the
+//! runtime, log lines).
 //!
 //! Invariants:
 //! - A publish acknowledgement for sequence `s` leaves only after the store
@@ -30,9 +34,10 @@ use super::link::{JsAction, StreamId};
 use crate::protocol::find_header;
 use crate::server::LogLevel;
 use crate::store::{
-    Disk, FileStore, Filter, MemStore, StoreAction, StoreConfig, StoreError, StoreResult,
-    StoreState, StoredMsg, SubjectState,
+    Disk, Expired, ExpiryCause, FileStore, Filter, MemStore, StoreAction, StoreConfig, StoreError,
+    StoreResult, StoreState, StoredMsg, SubjectEmptied, SubjectState,
 };
+use crate::subject::SubjectTransform;
 use crate::time::{Instant, WallTime};
 
 /// Where a stream keeps its messages.
@@ -63,6 +68,22 @@ pub struct StreamRules {
     pub no_ack: bool,
     /// The server's JetStream domain, named in every ack (empty: none).
     pub domain: String,
+    /// `subject_delete_marker_ttl`, in whole seconds as the reference uses
+    /// it: when expiry takes a subject's last message, a marker stays.
+    pub delete_marker_ttl: Option<u64>,
+    /// `subject_transform`: incoming subjects are rewritten before storing.
+    pub subject_transform: Option<SubjectTransform>,
+    /// `republish`: each stored message is sent on to the mapped subject.
+    pub republish: Option<RepublishRule>,
+}
+
+/// Where and how stored messages are republished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepublishRule {
+    /// `src` → `dest`; a subject `src` does not match is not republished.
+    pub transform: SubjectTransform,
+    /// Send the headers and the payload's size (`Nats-Msg-Size`) only.
+    pub headers_only: bool,
 }
 
 /// Why a publish was refused: the wire error the publisher gets.
@@ -206,8 +227,8 @@ impl<D: Disk> Store<D> {
     fn purge_ex(&mut self, filter: &Filter, seq: u64, keep: u64) -> StoreResult<u64> {
         on_store!(self, s => s.purge_ex(filter, seq, keep))
     }
-    fn expire(&mut self, now: WallTime) -> StoreResult<u64> {
-        on_store!(self, s => s.expire(now))
+    fn expire_report(&mut self, now: WallTime) -> StoreResult<Expired> {
+        on_store!(self, s => s.expire_report(now))
     }
     fn next_expiry(&self) -> Option<WallTime> {
         on_store!(self, s => s.next_expiry())
@@ -385,7 +406,7 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
-        let result = self.try_publish(now, msg);
+        let result = self.try_publish(now, msg, None, out);
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
             Published::Stored { seq } | Published::Duplicate { seq } if answer => {
@@ -429,7 +450,30 @@ impl<D: Disk> Stream<D> {
         });
     }
 
-    fn try_publish(&mut self, now: WallTime, msg: &Publish<'_>) -> Published {
+    /// Check and store one message, its subject first rewritten by the
+    /// stream's `subject_transform` (a subject it does not match is kept).
+    /// `known_last` is the subject's last sequence when the caller knows it
+    /// better than the store (a delete marker replaces a message expiry
+    /// already took).
+    fn try_publish(
+        &mut self,
+        now: WallTime,
+        msg: &Publish<'_>,
+        known_last: Option<u64>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        let mut mapped = Vec::new();
+        let transformed;
+        let msg = match &self.rules.subject_transform {
+            Some(transform) if transform.apply(msg.subject, &mut mapped) => {
+                transformed = Publish {
+                    subject: &mapped,
+                    ..*msg
+                };
+                &transformed
+            }
+            _ => msg,
+        };
         use PublishError as E;
         if self.rules.sealed {
             return Published::Refused(E::Sealed);
@@ -505,6 +549,9 @@ impl<D: Disk> Stream<D> {
         if self.rules.max_msg_size.is_some_and(|max| size > max) {
             return Published::Refused(E::TooLarge);
         }
+        let mut raised = Vec::new();
+        let (headers, ttl) = self.raise_ttl(headers, ttl, &mut raised);
+        let republish = self.republish_to(msg.subject, known_last, out);
         let seq = match self
             .store
             .store_msg(msg.subject, headers, msg.payload, now, ttl)
@@ -525,7 +572,156 @@ impl<D: Disk> Stream<D> {
             self.dedupe.remember(Bytes::copy_from_slice(id), seq, now);
         }
         self.dedupe.last = msg_id.map(Bytes::copy_from_slice);
+        if let Some((subject, last)) = republish {
+            let stored = StoredMsg {
+                seq,
+                subject: Bytes::copy_from_slice(msg.subject),
+                headers: Bytes::copy_from_slice(headers),
+                payload: Bytes::copy_from_slice(msg.payload),
+                ts: now,
+                ttl,
+            };
+            self.republish(subject, &stored, last, out);
+        }
         Published::Stored { seq }
+    }
+
+    /// With delete markers, a message TTL below the markers' is raised to
+    /// theirs (a shorter one could expire a message after its subject's
+    /// marker, leaving none), and its `Nats-TTL` header says so in seconds.
+    /// A stream of one message per subject needs no such care.
+    fn raise_ttl<'h>(
+        &self,
+        headers: &'h [u8],
+        ttl: Option<Duration>,
+        raised: &'h mut Vec<u8>,
+    ) -> (&'h [u8], Option<Duration>) {
+        let (Some(marker_ttl), Some(given)) = (self.rules.delete_marker_ttl, ttl) else {
+            return (headers, ttl);
+        };
+        if self.rules.limits.max_msgs_per_subject == Some(1) || given.as_secs() >= marker_ttl {
+            return (headers, ttl);
+        }
+        *raised = without_header(headers, TTL);
+        append_headers(raised, &format!("Nats-TTL: {marker_ttl}\r\n"));
+        (raised, Some(Duration::from_secs(marker_ttl)))
+    }
+
+    /// Where a message about to be stored on `subject` is republished, and
+    /// the sequence of the subject's last message before it (`None`: not
+    /// republished). Read before storing, as the reference reads it.
+    fn republish_to(
+        &mut self,
+        subject: &[u8],
+        known_last: Option<u64>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Option<(Bytes, u64)> {
+        let rule = self.rules.republish.as_ref()?;
+        let mut dest = Vec::new();
+        if !rule.transform.apply(subject, &mut dest) {
+            return None;
+        }
+        if !crate::subject::is_valid_publish_subject(&dest) {
+            out.push_back(JsAction::Log {
+                level: LogLevel::Warn,
+                text: format!(
+                    "Stream '{} > {}' suppressing republish with invalid subject {}",
+                    self.account,
+                    self.rules.name,
+                    crate::format::go_quote(&dest)
+                ),
+            });
+            return None;
+        }
+        let last = known_last.unwrap_or_else(|| {
+            self.store
+                .load_last(&Filter::subject(subject))
+                .map_or(0, |msg| msg.seq)
+        });
+        Some((Bytes::from(dest), last))
+    }
+
+    /// Send a stored message on to `subject`: its headers plus the
+    /// stream's (`Nats-Stream`, `-Subject`, `-Sequence`, `-Time-Stamp`,
+    /// `-Last-Sequence`, and `Nats-Msg-Size` instead of the payload when
+    /// headers only), in the reference's order.
+    fn republish(&self, subject: Bytes, msg: &StoredMsg, last: u64, out: &mut VecDeque<JsAction>) {
+        let headers_only = self
+            .rules
+            .republish
+            .as_ref()
+            .is_some_and(|r| r.headers_only);
+        let mut block = msg.headers.to_vec();
+        let mut added = format!(
+            "Nats-Stream: {}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {last}\r\n",
+            self.rules.name,
+            String::from_utf8_lossy(&msg.subject),
+            msg.seq,
+            crate::format::rfc3339_nanos(msg.ts),
+        );
+        if headers_only {
+            added.push_str(&format!("Nats-Msg-Size: {}\r\n", msg.payload.len()));
+        }
+        append_headers(&mut block, &added);
+        out.push_back(JsAction::Publish {
+            account: self.account.clone(),
+            subject,
+            reply: Bytes::new(),
+            headers: Bytes::from(block),
+            payload: if headers_only {
+                Bytes::new()
+            } else {
+                msg.payload.clone()
+            },
+        });
+    }
+
+    /// After expiry took the last message of each of `emptied`'s subjects,
+    /// store a delete marker for it (unless the message was itself one):
+    /// an empty message with `Nats-Marker-Reason: MaxAge` (the reference
+    /// gives that reason for TTL expiry too), the marker TTL as a Go
+    /// duration, and `Nats-Rollup: sub`. It goes through the publish path
+    /// as the reference's does, so it is transformed and republished too.
+    fn place_markers(
+        &mut self,
+        now: WallTime,
+        mut emptied: Vec<SubjectEmptied>,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let Some(marker_ttl) = self.rules.delete_marker_ttl else {
+            return;
+        };
+        // The reference places the markers of `max_age` first (oldest
+        // first), then those of message TTLs by sequence, not by deadline.
+        emptied.sort_by_key(|gone| (gone.cause == ExpiryCause::Ttl, gone.seq));
+        let headers = format!(
+            "NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: {}\r\nNats-Rollup: sub\r\n\r\n",
+            crate::format::go_duration(marker_ttl.saturating_mul(1_000_000_000))
+        );
+        let account = self.account.clone();
+        for gone in emptied {
+            if is_delete_marker(&gone.headers) {
+                continue;
+            }
+            let marker = Publish {
+                account: &account,
+                subject: &gone.subject,
+                reply: b"",
+                headers: headers.as_bytes(),
+                payload: b"",
+            };
+            if let Published::Refused(error) = self.try_publish(now, &marker, Some(gone.seq), out) {
+                out.push_back(JsAction::Log {
+                    level: LogLevel::Warn,
+                    text: format!(
+                        "Stream '{} > {}': delete marker for {} not stored: {error:?}",
+                        self.account,
+                        self.rules.name,
+                        String::from_utf8_lossy(&gone.subject)
+                    ),
+                });
+            }
+        }
     }
 
     /// Hand the store's requests on and release the acks it made durable.
@@ -618,14 +814,15 @@ impl<D: Disk> Stream<D> {
     /// Time passed: run the sync timer, expire messages and ids.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
         self.store.handle_timeout(now);
-        if let Err(error) = self.store.expire(wall) {
-            out.push_back(JsAction::Log {
+        match self.store.expire_report(wall) {
+            Ok(expired) => self.place_markers(wall, expired.subjects_emptied, out),
+            Err(error) => out.push_back(JsAction::Log {
                 level: LogLevel::Error,
                 text: format!(
                     "Stream '{} > {}': expiring messages failed: {error}",
                     self.account, self.rules.name
                 ),
-            });
+            }),
         }
         self.dedupe.expire(wall, self.rules.duplicate_window);
         self.drain_store(out);
@@ -665,6 +862,51 @@ const EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: &[u8] = b"Nats-Expected-Last-Subject-Se
 const EXPECTED_LAST_MSG_ID: &[u8] = b"Nats-Expected-Last-Msg-Id";
 const ROLLUP: &[u8] = b"Nats-Rollup";
 const TTL: &[u8] = b"Nats-TTL";
+const MARKER_REASON: &[u8] = b"Nats-Marker-Reason";
+const KV_OPERATION: &[u8] = b"KV-Operation";
+
+/// A delete marker: a `Nats-Marker-Reason`, or a KV purge (which marks a
+/// key's end the same way), as the reference tells them.
+fn is_delete_marker(headers: &[u8]) -> bool {
+    find_header(headers, MARKER_REASON).is_some_and(|reason| !reason.is_empty())
+        || find_header(headers, KV_OPERATION) == Some(b"PURGE")
+}
+
+/// `headers` without its `key` lines (empty when nothing else is left).
+fn without_header(headers: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(headers.len());
+    let mut lines = headers.split_inclusive(|&b| b == b'\n');
+    let mut others = 0;
+    if let Some(status) = lines.next() {
+        kept.extend_from_slice(status);
+    }
+    for line in lines {
+        let named = line.starts_with(key) && line.get(key.len()) == Some(&b':');
+        if named || line == b"\r\n" {
+            continue;
+        }
+        kept.extend_from_slice(line);
+        others += 1;
+    }
+    if others == 0 {
+        return Vec::new();
+    }
+    kept.extend_from_slice(b"\r\n");
+    kept
+}
+
+/// Add `lines` (each ending in CRLF) at the end of a header block, which
+/// is started when empty.
+fn append_headers(block: &mut Vec<u8>, lines: &str) {
+    if block.len() > 2 {
+        block.truncate(block.len() - 2);
+    } else {
+        block.clear();
+        block.extend_from_slice(b"NATS/1.0\r\n");
+    }
+    block.extend_from_slice(lines.as_bytes());
+    block.extend_from_slice(b"\r\n");
+}
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
@@ -688,4 +930,36 @@ fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
     let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
     // The reference refuses TTLs under a second.
     (duration >= Duration::from_secs(1)).then_some(Some(duration))
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::{append_headers, is_delete_marker, without_header};
+
+    #[test]
+    fn a_header_is_removed_and_another_appended() {
+        let block = b"NATS/1.0\r\nA: 1\r\nNats-TTL: 1s\r\nB: 2\r\n\r\n";
+        let mut kept = without_header(block, b"Nats-TTL");
+        assert_eq!(kept, b"NATS/1.0\r\nA: 1\r\nB: 2\r\n\r\n");
+        append_headers(&mut kept, "Nats-TTL: 5\r\n");
+        assert_eq!(kept, b"NATS/1.0\r\nA: 1\r\nB: 2\r\nNats-TTL: 5\r\n\r\n");
+        // Nothing left: the block goes, and appending starts a new one.
+        let mut only = without_header(b"NATS/1.0\r\nNats-TTL: 1s\r\n\r\n", b"Nats-TTL");
+        assert!(only.is_empty());
+        append_headers(&mut only, "Nats-TTL: 5\r\n");
+        assert_eq!(only, b"NATS/1.0\r\nNats-TTL: 5\r\n\r\n");
+        // A longer key sharing the prefix stays.
+        let similar = b"NATS/1.0\r\nNats-TTL-X: 1\r\n\r\n";
+        assert_eq!(without_header(similar, b"Nats-TTL"), similar);
+    }
+
+    #[test]
+    fn markers_and_kv_purges_are_delete_markers() {
+        assert!(is_delete_marker(
+            b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\n\r\n"
+        ));
+        assert!(is_delete_marker(b"NATS/1.0\r\nKV-Operation: PURGE\r\n\r\n"));
+        assert!(!is_delete_marker(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"));
+        assert!(!is_delete_marker(b""));
+    }
 }

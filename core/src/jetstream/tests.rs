@@ -412,12 +412,12 @@ fn features_not_built_yet_are_refused_by_name() {
     let mut h = Harness::new();
     let refused = h.api(
         "$JS.API.STREAM.CREATE.S",
-        r#"{"name":"S","subjects":["s"],"republish":{"src":">","dest":"r.>"}}"#,
+        r#"{"name":"S","subjects":["s"],"allow_msg_counter":true}"#,
     );
     assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
     assert_eq!(
         refused["error"]["description"],
-        "republish is not supported by rnats yet"
+        "allow_msg_counter is not supported by rnats yet"
     );
     let names = h.api("$JS.API.STREAM.NAMES", "");
     assert_eq!(names["total"], 0, "nothing was created");
@@ -569,4 +569,91 @@ fn an_encrypted_stream_needs_its_key_and_rotates_to_a_new_one() {
         info["error"]["err_code"], 10059,
         "the old key no longer opens it"
     );
+}
+
+/// `subject_delete_marker_ttl`: expiry of a subject's last message (by
+/// `max_age` or its own TTL) leaves a marker with the reference's headers,
+/// republished like any stored message; a TTL below the markers' is raised;
+/// a marker's own expiry leaves nothing behind.
+#[test]
+fn delete_markers_replace_expired_subjects_and_are_republished() {
+    let mut h = Harness::new();
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m.>"],"storage":"memory","max_age":2000000000,
+            "subject_delete_marker_ttl":3000000000,"republish":{"src":">","dest":"rp.>"}}"#,
+    );
+    assert_eq!(created["config"]["allow_msg_ttl"], true, "{created}");
+    assert_eq!(created["config"]["allow_rollup_hdrs"], true, "{created}");
+    h.publish("m.a", b"", b"1");
+    h.publish("m.a", b"", b"2");
+    h.publish("m.b", b"NATS/1.0\r\nNats-TTL: 1s\r\n\r\n", b"3");
+    let replies = h.sync_all();
+    let republished: Vec<_> = replies
+        .iter()
+        .filter(|(s, _)| s.starts_with("rp."))
+        .collect();
+    assert_eq!(republished.len(), 3, "{replies:?}");
+    let headers = republished[2].1["headers"].as_str().unwrap();
+    assert!(
+        headers.starts_with("NATS/1.0\r\nNats-TTL: 3\r\nNats-Stream: M\r\nNats-Subject: m.b\r\nNats-Sequence: 3\r\n"),
+        "the TTL is raised to the markers' in seconds: {headers:?}"
+    );
+    assert!(
+        headers.ends_with("Nats-Last-Sequence: 0\r\n\r\n"),
+        "{headers:?}"
+    );
+
+    h.wall += 2_500_000_000;
+    h.js.handle_timeout(Instant::from_nanos(h.wall), WallTime(h.wall));
+    let markers: Vec<_> = h
+        .sync_all()
+        .into_iter()
+        .filter(|(s, _)| s.starts_with("rp."))
+        .collect();
+    let subjects: Vec<&str> = markers.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(subjects, ["rp.m.a", "rp.m.b"]);
+    let headers = markers[0].1["headers"].as_str().unwrap();
+    let expected = "NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 3s\r\nNats-Rollup: sub\r\nNats-Stream: M\r\nNats-Subject: m.a\r\nNats-Sequence: 4\r\nNats-Time-Stamp: ";
+    assert!(headers.starts_with(expected), "{headers:?}");
+    assert!(
+        headers.ends_with("Nats-Last-Sequence: 2\r\n\r\n"),
+        "{headers:?}"
+    );
+    assert_eq!(markers[0].1["payload"], "");
+    let info = h.api("$JS.API.STREAM.INFO.M", "{}");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    assert_eq!(info["state"]["first_seq"], 4, "{info}");
+    let got = h.api("$JS.API.STREAM.MSG.GET.M", r#"{"last_by_subj":"m.b"}"#);
+    assert_eq!(got["message"]["seq"], 5, "{got}");
+
+    // The markers expire (by max_age here) and leave no marker of their own.
+    h.wall += 3_000_000_000;
+    h.js.handle_timeout(Instant::from_nanos(h.wall), WallTime(h.wall));
+    let after = h.sync_all();
+    assert!(
+        after.iter().all(|(s, _)| !s.starts_with("rp.")),
+        "{after:?}"
+    );
+    let info = h.api("$JS.API.STREAM.INFO.M", "{}");
+    assert_eq!(info["state"]["messages"], 0, "{info}");
+    assert_eq!(info["state"]["last_seq"], 5, "{info}");
+}
+
+/// `subject_transform` rewrites the stored subject; a subject its source
+/// does not match is stored as published.
+#[test]
+fn subject_transform_rewrites_what_is_stored() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.T",
+        r#"{"name":"T","subjects":["in.>"],"subject_transform":{"src":"in.*.*","dest":"out.$2.$1"}}"#,
+    );
+    h.publish("in.a.b", b"", b"x");
+    h.publish("in.c", b"", b"y");
+    h.sync_all();
+    let first = h.api("$JS.API.STREAM.MSG.GET.T", r#"{"seq":1}"#);
+    assert_eq!(first["message"]["subject"], "out.b.a", "{first}");
+    let second = h.api("$JS.API.STREAM.MSG.GET.T", r#"{"seq":2}"#);
+    assert_eq!(second["message"]["subject"], "in.c", "{second}");
 }
