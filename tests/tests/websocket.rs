@@ -5,6 +5,8 @@
 //! own expectations are checked (in CI a missing reference fails).
 
 mod common;
+#[path = "common/jwt.rs"]
+mod jwt;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{connect_with, next_message, sync_with_server, within};
 use rnats_tests::ServerProcess;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -872,6 +875,7 @@ async fn websocket_auth_overrides_and_cookies_like_the_reference() {
 fn websocket_auth_checks_at_start_like_the_reference() {
     let cases = [
         (
+            // Without operator mode.
             "ws-jwt",
             "websocket { listen: \"127.0.0.1:-1\", no_tls: true, jwt_cookie: jwt }\n",
             "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"jwt\"",
@@ -1137,5 +1141,63 @@ async fn websocket_ping_interval_applies_to_websocket_clients_like_the_reference
     }
     if let [ours, theirs] = &outcomes[..] {
         assert_eq!(ours, theirs);
+    }
+}
+
+/// In operator mode `jwt_cookie` names the cookie whose user JWT stands in
+/// for CONNECT's `jwt` (a bearer token: a cookie cannot sign the nonce).
+#[tokio::test]
+async fn jwt_cookie_logs_in_a_bearer_user_in_operator_mode_like_the_reference() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let dir = temp_dir("ws-jwt-cookie");
+    std::fs::write(dir.join("op.jwt"), jwt::operator(&operator, json!({}))).unwrap();
+    let path = config(
+        "ws-jwt-cookie",
+        &format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{ {}: {} }}\n\
+             websocket {{ listen: \"127.0.0.1:-1\", no_tls: true, jwt_cookie: ujwt }}\n",
+            dir.join("op.jwt").display(),
+            account.public_key(),
+            jwt::account(&operator, &account, json!({})),
+        ),
+    );
+    let bearer_user = nkeys::KeyPair::new_user();
+    let bearer = jwt::user(
+        &account,
+        &bearer_user,
+        json!({"bearer_token": true}),
+        json!({}),
+    );
+    let signing_user = nkeys::KeyPair::new_user();
+    let needs_signature = jwt::user(&account, &signing_user, json!({}), json!({}));
+    let mut servers = vec![ServerProcess::start(&["-c", &path])];
+    servers.extend(
+        rnats_tests::reference_server()
+            .map(|binary| ServerProcess::start_binary(binary, &["-c", &path])),
+    );
+    for server in &servers {
+        let port = server.websocket_port();
+        let (_, frames, _) =
+            log_in_over_ws(port, &format!("Cookie: ujwt={bearer}"), "CONNECT {}").await;
+        assert!(
+            frames
+                .iter()
+                .any(|(_, payload)| payload.ends_with(b"PONG\r\n")),
+            "{frames:?}"
+        );
+        // Without the bearer flag the nonce must be signed: refused.
+        let (_, frames, _) = log_in_over_ws(
+            port,
+            &format!("Cookie: ujwt={needs_signature}"),
+            "CONNECT {}",
+        )
+        .await;
+        assert!(
+            frames
+                .iter()
+                .any(|(_, payload)| payload.starts_with(b"-ERR 'Authorization Violation'")),
+            "{frames:?}"
+        );
     }
 }

@@ -336,7 +336,7 @@ pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>,
     let Some(ws) = &file.websocket else {
         return Ok(None);
     };
-    super::websocket_options::check_websocket(ws, &file.security)?;
+    super::websocket_options::check_websocket(ws, &file.security, !file.operator_jwts.is_empty())?;
     let port = ws.port.unwrap_or(0);
     if port == 0 {
         return Ok(None);

@@ -54,9 +54,6 @@ pub struct WebSocketOptions {
     /// `no_auth_user`.
     pub auth: crate::websocket::WebSocketAuth,
     pub cookies: crate::websocket::CookieNames,
-    /// `jwt_cookie`: needs operator mode, which rnats refuses; kept so the
-    /// start-up check gives the reference's error.
-    pub jwt_cookie: Option<String>,
 }
 
 /// Parses the `websocket { }` block.
@@ -109,7 +106,7 @@ pub fn parse_websocket(
             "compression" | "compress" => ws.compression = boolean(field)?,
             "no_auth_user" => ws.auth.no_auth_user = Some(string(field)?),
             "authorization" | "authentication" => simple_auth(field, &mut ws.auth)?,
-            "jwt_cookie" => ws.jwt_cookie = Some(string(field)?),
+            "jwt_cookie" => ws.cookies.jwt = Some(string(field)?),
             "user_cookie" => ws.cookies.user = Some(string(field)?),
             "pass_cookie" => ws.cookies.pass = Some(string(field)?),
             "token_cookie" => ws.cookies.token = Some(string(field)?),
@@ -201,11 +198,11 @@ fn headers(field: &MapEntry) -> Result<Vec<(String, String)>, ConfError> {
 /// The reference's start-up checks of the block, in its order: a listener
 /// (a port that is not 0) needs TLS unless `no_tls` says otherwise; its
 /// `no_auth_user` must be a configured user; its user or token cannot go
-/// with users or nkeys; `jwt_cookie` needs trusted operators (which rnats
-/// never has: `operator` and `trusted` refuse start-up).
+/// with users or nkeys; `jwt_cookie` needs trusted operators.
 pub fn check_websocket(
     ws: &WebSocketOptions,
     security: &super::auth_options::SecurityOptions,
+    trusted_operators: bool,
 ) -> Result<(), String> {
     if ws.port.unwrap_or(0) == 0 {
         return Ok(());
@@ -240,7 +237,12 @@ pub fn check_websocket(
             ));
         }
     }
-    if let Some(cookie) = ws.jwt_cookie.as_deref().filter(|c| !c.is_empty()) {
+    if let Some(cookie) = ws
+        .cookies
+        .jwt
+        .as_deref()
+        .filter(|c| !c.is_empty() && !trusted_operators)
+    {
         return Err(format!(
             "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
         ));
@@ -301,19 +303,19 @@ mod tests {
         assert_eq!(ws.ping_interval, Some(Duration::from_secs(45)));
         assert_eq!(ws.headers, vec![("X-Custom".into(), "yes".into())]);
         assert!(ws.compression);
-        assert_eq!(check_websocket(&ws, &Default::default()), Ok(()));
+        assert_eq!(check_websocket(&ws, &Default::default(), false), Ok(()));
     }
 
     #[test]
     fn tls_is_required_unless_no_tls() {
         let (ws, _) = load("websocket { port: 8080 }").unwrap();
         assert_eq!(
-            check_websocket(&ws, &Default::default()).unwrap_err(),
+            check_websocket(&ws, &Default::default(), false).unwrap_err(),
             "websocket requires TLS configuration"
         );
         // No port: no listener, nothing to check (as the reference).
         let (ws, _) = load("websocket { host: 127.0.0.1 }").unwrap();
-        assert_eq!(check_websocket(&ws, &Default::default()), Ok(()));
+        assert_eq!(check_websocket(&ws, &Default::default(), false), Ok(()));
     }
 
     #[test]
@@ -336,15 +338,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            check_websocket(options.websocket.as_ref().unwrap(), &options.security).unwrap_err(),
+            check_websocket(
+                options.websocket.as_ref().unwrap(),
+                &options.security,
+                false
+            )
+            .unwrap_err(),
             "websocket authentication username not compatible with presence of users/nkeys"
         );
         let (ws, _) = load("websocket { port: 1, no_tls: true, no_auth_user: nobody }").unwrap();
-        assert!(check_websocket(&ws, &Default::default())
+        assert!(check_websocket(&ws, &Default::default(), false)
             .unwrap_err()
             .contains("users/nkeys are not defined"));
         let (ws, _) = load("websocket { port: 1, no_tls: true, jwt_cookie: jwt }").unwrap();
-        assert!(check_websocket(&ws, &Default::default())
+        assert!(check_websocket(&ws, &Default::default(), false)
             .unwrap_err()
             .starts_with("trusted operators or trusted keys configuration is required"));
     }

@@ -515,6 +515,7 @@ pub fn upgrade(request: &Request, policy: &UpgradePolicy) -> Result<Upgrade, Ref
         user: cookie(&policy.cookies.user),
         pass: cookie(&policy.cookies.pass),
         token: cookie(&policy.cookies.token),
+        jwt: cookie(&policy.cookies.jwt),
     };
     // Only the first header line counts, and only a bare address (a proxy
     // chain "a, b" is ignored), as in the reference.

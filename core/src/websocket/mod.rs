@@ -51,7 +51,8 @@ pub struct WebSocketConfig {
     /// `no_auth_user` of the block.
     pub auth: WebSocketAuth,
     /// Cookie names whose values stand in for CONNECT's missing
-    /// credentials (`user_cookie`, `pass_cookie`, `token_cookie`).
+    /// credentials (`user_cookie`, `pass_cookie`, `token_cookie`,
+    /// `jwt_cookie`).
     pub cookies: CookieNames,
 }
 
@@ -93,11 +94,13 @@ impl WebSocketAuth {
     }
 }
 
-/// `user_cookie`, `pass_cookie`, `token_cookie`.
+/// `user_cookie`, `pass_cookie`, `token_cookie`, `jwt_cookie` (the last
+/// only in operator mode: start-up refuses it otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CookieNames {
     pub user: Option<String>,
     pub pass: Option<String>,
+    pub jwt: Option<String>,
     pub token: Option<String>,
 }
 
@@ -107,6 +110,7 @@ pub struct CookieCredentials {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
+    pub jwt: Option<String>,
 }
 
 /// What the machine keeps of a websocket client's upgrade request
@@ -133,10 +137,13 @@ impl CookieCredentials {
         if empty(&options.auth_token) && self.token.is_some() {
             options.auth_token = self.token.clone();
         }
+        if empty(&options.jwt) && self.jwt.is_some() {
+            options.jwt = self.jwt.clone();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.user.is_none() && self.pass.is_none() && self.token.is_none()
+        self.user.is_none() && self.pass.is_none() && self.token.is_none() && self.jwt.is_none()
     }
 }
 

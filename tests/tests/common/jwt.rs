@@ -1,6 +1,9 @@
 //! Writing NATS JWTs and `.creds` files for tests, as nsc would: operators,
 //! accounts and users generated in the test with the `nkeys` crate.
 
+// Each test file that includes it uses only part of it.
+#![allow(dead_code)]
+
 use base64::Engine;
 use serde_json::{json, Value};
 

@@ -96,6 +96,7 @@ fn the_blocks_credentials_and_cookies_apply_to_websocket_clients_only() {
             user: Some("wsuser".into()),
             pass: Some("wspass".into()),
             token: None,
+            jwt: None,
         },
         forwarded_for: None,
     };
