@@ -47,6 +47,38 @@ async fn publish_with_gaps(js: &jetstream::Context, subject: &str) {
     }
 }
 
+/// A push consumer without acks, paced as given.
+async fn push_consumer(
+    stream: &stream::Stream,
+    client: &async_nats::Client,
+    name: &str,
+    replay_policy: ReplayPolicy,
+    rate_limit: u64,
+) -> jetstream::consumer::PushConsumer {
+    stream
+        .create_consumer(push::Config {
+            durable_name: Some(name.into()),
+            deliver_subject: client.new_inbox(),
+            replay_policy,
+            rate_limit,
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// A stream on `<subject>.>` whose messages are at most `max_size` bytes.
+async fn sized_stream(js: &jetstream::Context, name: &str, max_size: i32) -> stream::Stream {
+    let subjects = format!("{}.>", name.to_lowercase());
+    js.create_stream(stream::Config {
+        max_message_size: max_size,
+        ..stream_config(name, &[subjects.as_str()])
+    })
+    .await
+    .unwrap()
+}
+
 /// When each of `count` messages of `messages` arrived, after `start`.
 async fn arrivals<S, M, E>(messages: &mut S, count: usize, start: Instant) -> Vec<Duration>
 where
@@ -130,16 +162,7 @@ async fn a_push_consumer_replays_at_the_original_pace() {
         .await
         .unwrap();
     publish_with_gaps(&js, "replayp.a").await;
-    let consumer: jetstream::consumer::PushConsumer = stream
-        .create_consumer(push::Config {
-            durable_name: Some("RP".into()),
-            deliver_subject: client.new_inbox(),
-            replay_policy: ReplayPolicy::Original,
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = push_consumer(&stream, &client, "RP", ReplayPolicy::Original, 0).await;
     let start = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
     let times = arrivals(&mut messages, 3, start).await;
@@ -155,28 +178,13 @@ async fn a_rate_limited_push_consumer_is_held_to_its_rate_after_a_burst() {
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
     // The burst is the stream's max_msg_size: 1 KiB.
-    let stream = js
-        .create_stream(stream::Config {
-            max_message_size: 1024,
-            ..stream_config("RATED", &["rated.>"])
-        })
-        .await
-        .unwrap();
+    let stream = sized_stream(&js, "RATED", 1024).await;
     for _ in 0..30 {
         publish(&js, "rated.a", vec![b'x'; 500]).await;
     }
     // 80,000 bits a second: 10,000 bytes. 30 deliveries of over 500 bytes
     // are more than 15,000 bytes: at least 1.4 s beyond the burst.
-    let consumer: jetstream::consumer::PushConsumer = stream
-        .create_consumer(push::Config {
-            durable_name: Some("RL".into()),
-            deliver_subject: client.new_inbox(),
-            rate_limit: 80_000,
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = push_consumer(&stream, &client, "RL", ReplayPolicy::Instant, 80_000).await;
     assert_eq!(consumer.cached_info().config.rate_limit, 80_000);
     let start = Instant::now();
     let mut messages = consumer.messages().await.unwrap();
@@ -189,26 +197,11 @@ async fn a_delivery_larger_than_the_burst_never_goes_out() {
     let (server, _dir) = js_server("rate-stall");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    let stream = js
-        .create_stream(stream::Config {
-            max_message_size: 100,
-            ..stream_config("STALL", &["stall.>"])
-        })
-        .await
-        .unwrap();
+    let stream = sized_stream(&js, "STALL", 100).await;
     // 90 bytes of payload, plus subject and ack reply: over the 100-byte
     // burst, so the reference's limiter can never allow it.
     publish(&js, "stall.a", vec![b'x'; 90]).await;
-    let consumer: jetstream::consumer::PushConsumer = stream
-        .create_consumer(push::Config {
-            durable_name: Some("ST".into()),
-            deliver_subject: client.new_inbox(),
-            rate_limit: 1_000_000,
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = push_consumer(&stream, &client, "ST", ReplayPolicy::Instant, 1_000_000).await;
     let mut messages = consumer.messages().await.unwrap();
     let waited = tokio::time::timeout(Duration::from_millis(1500), messages.next()).await;
     assert!(waited.is_err(), "delivered: {waited:?}");
@@ -231,7 +224,7 @@ async fn a_pull_consumer_may_not_have_a_rate_limit() {
             ..Default::default()
         })
         .await;
-    let error = reply.err().expect("refused").to_string();
+    let error = reply.expect_err("refused").to_string();
     assert!(
         error.contains("consumer in pull mode can not have rate limit set"),
         "{error}"

@@ -11,6 +11,9 @@
 //! in memory or, for durable consumers of file streams, in a
 //! [`ConsumerFileStore`] the owner flushes.
 //!
+//! Deliveries may be paced ([`pacing`]: replay original, rate limits),
+//! and [`Consumer::reset`] starts the consumer over (`CONSUMER.RESET`).
+//!
 //! Inputs: [`Consumer::handle_pull`], [`Consumer::handle_ack`],
 //! [`Consumer::handle_flow_control`], [`Consumer::pump`] (after anything
 //! that may let a message go out), [`Consumer::handle_timeout`].
@@ -24,6 +27,7 @@
 //! - delivered consumer sequences increase by one per delivery;
 //! - with `max_ack_pending`, no new message goes out while that many are
 //!   pending (redeliveries still do).
+//! - while pacing holds a delivery, nothing goes out.
 
 pub mod ack;
 pub mod pacing;

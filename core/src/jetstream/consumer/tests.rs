@@ -810,23 +810,30 @@ fn replay_original_keeps_the_stored_gaps_then_delivers_at_once() {
     assert_eq!(deliveries(&rig.take()), 1);
 }
 
-#[test]
-fn rate_limit_paces_a_push_consumer_after_its_burst() {
+/// A push consumer with subscribers, limited to `limit` (bytes a second,
+/// burst), over `count` messages of 400 bytes, pumped once.
+fn rate_limited(limit: (u64, u64), idle_heartbeat: Option<Duration>, count: usize) -> Rig {
     let mut rules = rules("C");
     rules.push = Some(PushRules {
         deliver_subject: Bytes::from_static(b"deliver.here"),
         flow_control: false,
-        idle_heartbeat: None,
+        idle_heartbeat,
     });
-    // 1000 bytes a second, a burst of 1000 bytes.
-    rules.rate_limit = Some((1000, 1000));
+    rules.rate_limit = Some(limit);
     let mut store = stream(&[]);
-    for _ in 0..5 {
+    for _ in 0..count {
         publish(&mut store, "big", &[b'x'; 400]);
     }
     let mut rig = Rig::new(rules, store);
     rig.consumer.set_interest(true, rig.now);
     rig.pump();
+    rig
+}
+
+#[test]
+fn rate_limit_paces_a_push_consumer_after_its_burst() {
+    // 1000 bytes a second, a burst of 1000 bytes.
+    let mut rig = rate_limited((1000, 1000), None, 5);
     // Two fit in the burst; the third goes into debt and waits for it.
     assert_eq!(deliveries(&rig.take()), 2);
     let wait = rig.consumer.poll_timeout().expect("held") - rig.now;
@@ -845,18 +852,7 @@ fn rate_limit_paces_a_push_consumer_after_its_burst() {
 
 #[test]
 fn a_delivery_larger_than_the_burst_stops_a_rate_limited_consumer() {
-    let mut rules = rules("C");
-    rules.push = Some(PushRules {
-        deliver_subject: Bytes::from_static(b"deliver.here"),
-        flow_control: false,
-        idle_heartbeat: Some(SECOND),
-    });
-    rules.rate_limit = Some((1000, 100));
-    let mut store = stream(&[]);
-    publish(&mut store, "big", &[b'x'; 400]);
-    let mut rig = Rig::new(rules, store);
-    rig.consumer.set_interest(true, rig.now);
-    rig.pump();
+    let mut rig = rate_limited((1000, 100), Some(SECOND), 1);
     assert!(rig.take().is_empty());
     // Stopped for good, without a timer to spin on or heartbeats.
     assert_eq!(rig.consumer.poll_timeout(), None);
