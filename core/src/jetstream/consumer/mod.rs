@@ -1095,7 +1095,10 @@ impl<D: Disk> Consumer<D> {
             {
                 break;
             }
-            let Some((msg, count, source)) = self.candidate(store) else {
+            let Some((msg, count, source)) = self
+                .released_candidate(store)
+                .or_else(|| self.candidate(store))
+            else {
                 break;
             };
             let consumer_seq = self.state().delivered.consumer + 1;
@@ -1135,7 +1138,7 @@ impl<D: Disk> Consumer<D> {
                 (msg.headers.clone(), msg.payload.clone())
             };
             let size = (msg.subject.len() + reply.len() + headers.len() + payload.len()) as u64;
-            if self.pacing.pace(msg.ts, size, now) == Pace::Wait {
+            if self.pacing.pace(msg.seq, msg.ts, size, now) == Pace::Wait {
                 held = true;
                 self.hold_heartbeats();
                 break;
@@ -1309,6 +1312,24 @@ impl<D: Disk> Consumer<D> {
                 .is_some_and(|max| self.state().pending.len() as u64 >= max)
     }
 
+    /// The message pacing held and now releases, when it can still go: the
+    /// reference had it in hand while it slept, so it goes before any
+    /// redelivery that fell due meanwhile, whatever `max_ack_pending`.
+    fn released_candidate(&mut self, store: &mut Store<D>) -> Option<(StoredMsg, u64, Source)> {
+        let seq = self.pacing.released()?;
+        if self.redeliver.contains(&seq) && self.state().pending.contains_key(&seq) {
+            let msg = store.load_msg(seq).ok()?;
+            return Some((msg, self.delivery_count(seq) + 1, Source::Redelivery));
+        }
+        if seq >= self.next_seq && self.last_per_subject.is_empty() {
+            let msg = store.load_next(&self.rules.filter, self.next_seq).ok()?;
+            if msg.seq == seq {
+                return Some((msg, 1, Source::New));
+            }
+        }
+        None
+    }
+
     /// The next message to send, without taking it yet.
     fn candidate(&mut self, store: &mut Store<D>) -> Option<(StoredMsg, u64, Source)> {
         while let Some(&seq) = self.redeliver.first() {
@@ -1355,6 +1376,7 @@ impl<D: Disk> Consumer<D> {
         now: Instant,
         wall: WallTime,
     ) {
+        debug_assert!(!self.pacing.holding(), "a delivery while pacing holds");
         match source {
             Source::Redelivery => {
                 self.redeliver.remove(&msg.seq);

@@ -3,9 +3,10 @@
 //!
 //! Role: before a message goes out, say whether it must wait and until
 //! when. The reference sleeps in its delivery loop with the message in
-//! hand; here the consumer holds its next delivery until an instant on the
-//! monotonic clock the runtime hands in (a timer like the others), then
-//! sends without asking again.
+//! hand; here the consumer holds its next delivery (that message, by
+//! stream sequence) until an instant on the monotonic clock the runtime
+//! hands in (a timer like the others), then sends it first, without
+//! asking again.
 //!
 //! - Replay original: from the second delivery on, a message waits the gap
 //!   between its stored timestamp and that of the message delivered before
@@ -98,11 +99,12 @@ pub struct Pacing {
     /// The stored timestamp of the message delivered last (since start-up).
     last_ts: Option<WallTime>,
     limiter: Option<TokenBucket>,
-    /// The next delivery waits until then.
-    hold: Option<Instant>,
-    /// The hold ended: the next delivery goes without being paced again
-    /// (the reference sends the message it slept with).
-    released: bool,
+    /// The next delivery, of the message at this stream sequence, waits
+    /// until then.
+    hold: Option<(Instant, u64)>,
+    /// The hold of this message ended: it goes next, without being paced
+    /// again (the reference sends the message it slept with).
+    released: Option<u64>,
     /// A delivery the limiter can never allow: nothing goes out any more.
     stalled: bool,
 }
@@ -134,7 +136,7 @@ impl Pacing {
 
     /// Whether the message stored at `ts`, `size` bytes on the wire, may
     /// go now.
-    pub fn pace(&mut self, ts: WallTime, size: u64, now: Instant) -> Pace {
+    pub fn pace(&mut self, seq: u64, ts: WallTime, size: u64, now: Instant) -> Pace {
         if self.stalled {
             return Pace::Wait;
         }
@@ -142,7 +144,7 @@ impl Pacing {
         if self.hold.is_some() {
             return Pace::Wait;
         }
-        if std::mem::take(&mut self.released) {
+        if self.released.take().is_some() {
             return Pace::Go;
         }
         let mut wait = Duration::ZERO;
@@ -164,16 +166,17 @@ impl Pacing {
         if wait.is_zero() {
             return Pace::Go;
         }
-        self.hold = Some(now + wait);
+        self.hold = Some((now + wait, seq));
         Pace::Wait
     }
 
     /// Time passed: a hold that ended becomes a release, so that it is no
     /// deadline any more even if nothing can be sent now.
     pub fn release(&mut self, now: Instant) {
-        if self.hold.is_some_and(|hold| hold <= now) {
+        if let Some((until, seq)) = self.hold.filter(|&(until, _)| until <= now) {
+            debug_assert!(until <= now);
             self.hold = None;
-            self.released = true;
+            self.released = Some(seq);
         }
     }
 
@@ -193,13 +196,18 @@ impl Pacing {
 
     /// When a held delivery may go.
     pub fn deadline(&self) -> Option<Instant> {
-        self.hold.filter(|_| !self.stalled)
+        self.hold.filter(|_| !self.stalled).map(|(until, _)| until)
     }
 
     /// Whether a delivery is being held (the reference's loop is asleep:
     /// no heartbeats go out meanwhile).
     pub fn holding(&self) -> bool {
         self.hold.is_some() || self.stalled
+    }
+
+    /// The message whose hold ended, to be sent next.
+    pub fn released(&self) -> Option<u64> {
+        self.released
     }
 
     pub fn replaying(&self) -> bool {
@@ -245,21 +253,21 @@ mod tests {
         let mut pacing = Pacing::new(Some(3), None);
         let ts = |millis: u64| WallTime(millis * 1_000_000);
         // The first delivery never waits.
-        assert_eq!(pacing.pace(ts(1000), 10, at(0)), Pace::Go);
+        assert_eq!(pacing.pace(1, ts(1000), 10, at(0)), Pace::Go);
         pacing.delivered(ts(1000));
         // 250 ms later in the stream: held 250 ms.
-        assert_eq!(pacing.pace(ts(1250), 10, at(5)), Pace::Wait);
+        assert_eq!(pacing.pace(1, ts(1250), 10, at(5)), Pace::Wait);
         assert_eq!(pacing.deadline(), Some(at(255)));
-        assert_eq!(pacing.pace(ts(1250), 10, at(100)), Pace::Wait);
-        assert_eq!(pacing.pace(ts(1250), 10, at(255)), Pace::Go);
+        assert_eq!(pacing.pace(1, ts(1250), 10, at(100)), Pace::Wait);
+        assert_eq!(pacing.pace(1, ts(1250), 10, at(255)), Pace::Go);
         pacing.delivered(ts(1250));
         // A gap of a millisecond or less is not waited for.
-        assert_eq!(pacing.pace(ts(1251), 10, at(256)), Pace::Go);
+        assert_eq!(pacing.pace(1, ts(1251), 10, at(256)), Pace::Go);
         pacing.delivered(ts(1251));
         pacing.idle(3);
         assert!(pacing.replaying());
         pacing.idle(4);
         assert!(!pacing.replaying());
-        assert_eq!(pacing.pace(ts(9000), 10, at(300)), Pace::Go);
+        assert_eq!(pacing.pace(1, ts(9000), 10, at(300)), Pace::Go);
     }
 }

@@ -913,3 +913,36 @@ fn reset_starts_over_at_a_sequence_or_the_ack_floor() {
     assert_eq!(rig.consumer.reset(1, &mut rig.store), Err("not allowed"));
     assert_eq!(rig.consumer.reset(0, &mut rig.store), Ok(3));
 }
+
+#[test]
+fn replay_measures_each_gap_from_the_delivery_before_even_a_redelivery() {
+    let mut rules = rules("C");
+    rules.replay_original = true;
+    let store = timed_stream(&[("s.0", 1000), ("s.1", 1300), ("s.2", 1400), ("s.3", 1500)]);
+    let mut rig = Rig::new(rules, store);
+    rig.pull(r#"{"batch":10,"expires":60000000000}"#);
+    let first = rig.take();
+    assert_eq!(deliveries(&first), 1);
+    rig.advance(Duration::from_millis(300));
+    assert_eq!(deliveries(&rig.take()), 1);
+    // s.2 is held 100 ms; s.0, naked meanwhile, goes after it (the
+    // reference had s.2 in hand), at once: its gap is negative.
+    rig.ack(&first[0], "-NAK");
+    rig.advance(Duration::from_millis(100));
+    let lines: Vec<String> = rig
+        .take()
+        .into_iter()
+        .filter(|line| line.contains("$JS.ACK."))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains(" s.2 ") && lines[1].contains(" s.0 "),
+        "{lines:?}"
+    );
+    // s.3 then waits its gap from s.0, 500 ms, as the reference measures
+    // from the delivery before, whatever it was.
+    assert_eq!(
+        rig.consumer.poll_timeout(),
+        Some(rig.now + Duration::from_millis(500))
+    );
+}
