@@ -96,6 +96,19 @@ where
     times
 }
 
+/// Fetch `count` messages: when each arrived after the request.
+async fn fetch_times(consumer: &jetstream::consumer::PullConsumer, count: usize) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(count)
+        .expires(Duration::from_secs(8))
+        .messages()
+        .await
+        .unwrap();
+    arrivals(&mut batch, count, start).await
+}
+
 #[tokio::test]
 async fn a_pull_consumer_replays_at_the_original_pace_then_catches_up() {
     let (server, _dir) = js_server("replay-pull");
@@ -117,15 +130,7 @@ async fn a_pull_consumer_replays_at_the_original_pace_then_catches_up() {
         consumer.cached_info().config.replay_policy,
         ReplayPolicy::Original
     );
-    let start = Instant::now();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(3)
-        .expires(Duration::from_secs(8))
-        .messages()
-        .await
-        .unwrap();
-    let times = arrivals(&mut batch, 3, start).await;
+    let times = fetch_times(&consumer, 3).await;
     // Stored 400 ms apart: replayed at least 300 ms apart (an instant
     // replay takes a few milliseconds for all three).
     assert!(
@@ -140,15 +145,7 @@ async fn a_pull_consumer_replays_at_the_original_pace_then_catches_up() {
     // Caught up: a message stored 2 s after the last one goes at once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     publish(&js, "replay.a", b"late".to_vec()).await;
-    let start = Instant::now();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_secs(8))
-        .messages()
-        .await
-        .unwrap();
-    let times = arrivals(&mut batch, 1, start).await;
+    let times = fetch_times(&consumer, 1).await;
     assert!(times[0] < Duration::from_millis(1500), "{times:?}");
 }
 
