@@ -115,6 +115,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "durable-create-no-subject-name",
         "DURABLE.CREATE.<stream> without a durable name in the subject: rnats answers 10016 \"consumer expected to be durable but no durable name set in subject\"; the reference does not answer at all",
     ),
+    (
+        "account-info-after-reset",
+        "api total and errors one higher in rnats: the durable-create-no-subject-name request above, answered (and counted) only by rnats; the ~20 CONSUMER.RESET requests are counted by neither",
+    ),
 ];
 
 /// Create-time errors that depend on consumer config validation work in
@@ -833,6 +837,121 @@ fn steps() -> Vec<Step> {
         pull("pull-durable", "D1", r#"{"batch":7}"#, terminal(7), 1500),
         ack("ack-durable-last", "pull-durable", 6, "+ACK", true),
         info("info-durable", "D1"),
+        // ---- CONSUMER.RESET: answered by the consumer itself (no reply
+        // for one that does not exist), outside the API counts
+        create("create-reset", "CREATE.ORDERS.RS", config("RS", json!({}))),
+        pull("reset-pull", "RS", r#"{"batch":4}"#, terminal(4), 1500),
+        ack("reset-ack-first", "reset-pull", 0, "+ACK", true),
+        ack("reset-ack-third", "reset-pull", 2, "+ACK", true),
+        api("reset-to-floor", "CONSUMER.RESET.ORDERS.RS", json!("")),
+        pull(
+            "reset-pull-again",
+            "RS",
+            r#"{"batch":2}"#,
+            terminal(2),
+            1500,
+        ),
+        info("reset-info-after-pull", "RS"),
+        api(
+            "reset-to-seq",
+            "CONSUMER.RESET.ORDERS.RS",
+            json!({"seq": 4}),
+        ),
+        api("reset-zero", "CONSUMER.RESET.ORDERS.RS", json!({"seq": 0})),
+        api(
+            "reset-past-end",
+            "CONSUMER.RESET.ORDERS.RS",
+            json!({"seq": 100}),
+        ),
+        api("reset-null", "CONSUMER.RESET.ORDERS.RS", json!(null)),
+        request(
+            "reset-unknown-field",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            r#"{"seq":2,"bogus":1}"#,
+        ),
+        request(
+            "reset-negative",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            r#"{"seq":-1}"#,
+        ),
+        request(
+            "reset-fraction",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            r#"{"seq":1.5}"#,
+        ),
+        request(
+            "reset-string",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            r#"{"seq":"1"}"#,
+        ),
+        request("reset-array", "$JS.API.CONSUMER.RESET.ORDERS.RS", "[]"),
+        request("reset-blank", "$JS.API.CONSUMER.RESET.ORDERS.RS", " "),
+        request(
+            "reset-trailing",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            r#"{"seq":2} x"#,
+        ),
+        publish(
+            "reset-api-level-too-high",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            &[("Nats-Required-Api-Level", "9")],
+            "",
+        ),
+        publish(
+            "reset-api-level-bad",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            &[("Nats-Required-Api-Level", "abc")],
+            "",
+        ),
+        publish(
+            "reset-api-level-met",
+            "$JS.API.CONSUMER.RESET.ORDERS.RS",
+            &[("Nats-Required-Api-Level", "5")],
+            r#"{"seq":3}"#,
+        ),
+        fire(
+            "reset-unknown-consumer",
+            "$JS.API.CONSUMER.RESET.ORDERS.NOPE",
+            "",
+        ),
+        fire("reset-unknown-stream", "$JS.API.CONSUMER.RESET.NOPE.RS", ""),
+        create(
+            "create-reset-by-seq",
+            "CREATE.ORDERS.RQ",
+            config(
+                "RQ",
+                json!({"deliver_policy": "by_start_sequence", "opt_start_seq": 3}),
+            ),
+        ),
+        api(
+            "reset-below-start-seq",
+            "CONSUMER.RESET.ORDERS.RQ",
+            json!({"seq": 2}),
+        ),
+        api(
+            "reset-above-start-seq",
+            "CONSUMER.RESET.ORDERS.RQ",
+            json!({"seq": 4}),
+        ),
+        create(
+            "create-reset-last",
+            "CREATE.ORDERS.RL",
+            config("RL", json!({"deliver_policy": "last"})),
+        ),
+        api(
+            "reset-last-to-seq",
+            "CONSUMER.RESET.ORDERS.RL",
+            json!({"seq": 2}),
+        ),
+        api("reset-last-to-floor", "CONSUMER.RESET.ORDERS.RL", json!("")),
+        api("account-info-after-reset", "INFO", json!("")),
+        api("delete-reset", "CONSUMER.DELETE.ORDERS.RS", json!("")),
+        api(
+            "delete-reset-by-seq",
+            "CONSUMER.DELETE.ORDERS.RQ",
+            json!(""),
+        ),
+        api("delete-reset-last", "CONSUMER.DELETE.ORDERS.RL", json!("")),
         // ---- delete
         api("delete-c1", "CONSUMER.DELETE.ORDERS.C1", json!("")),
         api("delete-c1-again", "CONSUMER.DELETE.ORDERS.C1", json!("")),
@@ -1231,7 +1350,11 @@ fn frame_json(label: &str, frame: &Frame) -> Value {
     if !frame.subject.starts_with(&inbox_prefix) {
         out.insert("subject".into(), json!(frame.subject));
     }
-    if let Some(reply) = &frame.reply {
+    // The reference writes the replies of a consumer's own subscriptions
+    // (`CONSUMER.RESET`) with an empty reply token (`MSG <subject> <sid>
+    // <size>` with two spaces); clients read that as no reply, as rnats
+    // sends it.
+    if let Some(reply) = frame.reply.as_ref().filter(|reply| !reply.is_empty()) {
         out.insert("reply".into(), json!(normalize_ack_subject(reply)));
     }
     if let Some(headers) = &frame.headers {

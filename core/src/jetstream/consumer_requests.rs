@@ -1,9 +1,9 @@
 //! The consumer half of the `$JS.API` handler.
 //!
 //! Role: `CONSUMER.CREATE` (all its subject forms), `DURABLE.CREATE`,
-//! `INFO`, `NAMES`, `LIST`, `DELETE`, and `MSG.NEXT` (pull requests,
-//! answered by the consumer itself with messages and status headers, not
-//! with JSON). Validation of configurations is
+//! `INFO`, `NAMES`, `LIST`, `DELETE`, `PAUSE`, `UNPIN`, `RESET`, and
+//! `MSG.NEXT` (pull requests, answered by the consumer itself with
+//! messages and status headers, not with JSON). Validation of configurations is
 //! [`super::consumer_config`]'s; this module applies the outcome to the
 //! stream's consumer table ([`super::consumer_table`]) and builds replies.
 //!
@@ -13,8 +13,8 @@ use super::api::time::GoTime;
 use super::api::{
     ApiPaged, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo,
     ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse,
-    ConsumerPauseRequest, ConsumerPauseResponse, ConsumerUnpinResponse, CreateConsumerRequest,
-    SequenceInfo,
+    ConsumerPauseRequest, ConsumerPauseResponse, ConsumerResetRequest, ConsumerResetResponse,
+    ConsumerUnpinResponse, CreateConsumerRequest, SequenceInfo,
 };
 use super::consumer_config::{self, ConsumerCheckContext, ServerConsumerLimits};
 use super::errors::{ApiError, ApiErrorKind as K};
@@ -252,6 +252,78 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
+    /// `CONSUMER.RESET.<stream>.<consumer>`: start the consumer over at a
+    /// stream sequence (see [`super::consumer::Consumer::reset`]). As in
+    /// the reference the consumer itself answers, so a request for one
+    /// that does not exist gets no reply, and none is counted or audited.
+    /// The body is read as Go's `json.Unmarshal` reads it (unknown fields
+    /// ignored); a `Nats-Stream-Identity` header asks for the stream's
+    /// identity back in the same header.
+    pub(super) fn consumer_reset(&mut self, msg: &JsInbound, stream: &str, name: &str) {
+        use crate::protocol::find_header;
+        let Ok(id) = self.find_consumer(&msg.account, stream, name) else {
+            return;
+        };
+        let level = find_header(&msg.headers, b"Nats-Required-Api-Level").unwrap_or_default();
+        let identity = find_header(&msg.headers, b"Nats-Stream-Identity")
+            .map(|_| stream_identity(self.streams[&id].meta.created));
+        let outcome = if !level.is_empty()
+            && std::str::from_utf8(level)
+                .ok()
+                .and_then(|level| level.parse::<i64>().ok())
+                .is_none_or(|level| level > i64::from(super::requests::API_LEVEL))
+        {
+            Err(ApiError::new(K::RequiredApiLevel))
+        } else {
+            self.reset_consumer(id, name, &msg.payload)
+        };
+        let response = match outcome {
+            Ok((info, seq)) => ConsumerResetResponse::ok(info, seq),
+            Err(error) => ConsumerResetResponse::error(error),
+        };
+        let headers = match (&identity, &response.error) {
+            (Some(identity), None) => bytes::Bytes::from(format!(
+                "NATS/1.0\r\nNats-Stream-Identity: {identity}\r\n\r\n"
+            )),
+            _ => bytes::Bytes::new(),
+        };
+        self.actions.push_back(super::link::JsAction::Publish {
+            account: msg.account.clone(),
+            subject: msg.reply.clone(),
+            reply: bytes::Bytes::new(),
+            headers,
+            payload: bytes::Bytes::from(super::api::to_wire_json(&response)),
+        });
+        // Deliveries from the new start go out after the reply.
+        self.drop_unwanted(id, 0);
+        self.pump_consumer(id, name);
+    }
+
+    /// Reset consumer `name` of stream `id` as `payload` asks: its info
+    /// after the reset (made durable first) and the sequence it starts at.
+    fn reset_consumer(
+        &mut self,
+        id: StreamId,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<(ConsumerInfo, u64), ApiError> {
+        let request: ConsumerResetRequest = if payload.is_empty() {
+            ConsumerResetRequest::default()
+        } else {
+            super::api::decode::unmarshal_lenient(payload)
+                .map_err(|text| ApiError::with(K::InvalidJSON, &[("{err}", &text)]))?
+        };
+        let entry = self.streams.get_mut(&id).expect("the stream exists");
+        let store = entry.stream.store_mut();
+        let consumer = entry.consumers.get_mut(name).expect("the consumer exists");
+        let seq = consumer
+            .consumer
+            .reset(request.seq, store)
+            .map_err(|reason| ApiError::with(K::ConsumerInvalidReset, &[("{err}", reason)]))?;
+        self.flush_consumer(id, name);
+        Ok((self.consumer_info(id, name), seq))
+    }
+
     fn find_consumer(&self, account: &str, stream: &str, name: &str) -> Result<StreamId, ApiError> {
         let id = self
             .stream_by_name(account, stream)
@@ -330,16 +402,24 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 }
 
+/// A stream's identity, as the reference derives it from its creation
+/// time (RFC 3339 with nanoseconds, UTC): 8 characters of base 62 from
+/// the first bytes of its SHA-256.
+fn stream_identity(created: u64) -> String {
+    use sha2::{Digest, Sha256};
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let text = crate::format::rfc3339_nanos(WallTime(created));
+    Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|&byte| DIGITS[usize::from(byte) % DIGITS.len()] as char)
+        .collect()
+}
+
 /// Consumer features rnats does not have yet: refused by name rather than
 /// run without.
 fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
-    use super::api::{AckPolicy, ReplayPolicy};
+    use super::api::AckPolicy;
     let missing = [
-        (
-            config.replay_policy == ReplayPolicy::Original,
-            "replay_policy original",
-        ),
-        (config.rate_limit_bps > 0, "rate_limit_bps"),
         (
             config.ack_policy == AckPolicy::FlowControl,
             "ack_policy flow_control",
@@ -352,5 +432,20 @@ fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
             &[("{err}", &format!("{feature} is not supported by rnats yet"))],
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_identity_is_the_reference_hash_of_the_creation_time() {
+        // Captured from nats-server v2.15.1: a stream created at
+        // 2026-12-06T17:24:51.044568094Z answers with this identity.
+        let created = 1_796_577_891_044_568_094;
+        assert_eq!(
+            crate::format::rfc3339_nanos(crate::time::WallTime(created)),
+            "2026-12-06T17:24:51.044568094Z"
+        );
+        assert_eq!(super::stream_identity(created), "W2f9CiYq");
     }
 }

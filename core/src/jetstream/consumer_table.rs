@@ -65,12 +65,19 @@ struct ConsumerMeta {
     created: u64,
 }
 
-/// The rules consumer `name` with `config` runs by.
+/// Without a stream `max_msg_size`, a rate-limited consumer's burst is the
+/// largest payload: nats-server's default `max_payload` (the reference
+/// takes the account's or the server's configured one).
+const RATE_LIMIT_BURST: u64 = 1024 * 1024;
+
+/// The rules consumer `name` with `config` runs by, in a stream whose
+/// `max_msg_size` is `stream_max_msg_size`.
 pub fn consumer_rules(
     account: &str,
     stream: &str,
     name: &str,
     config: &ConsumerConfig,
+    stream_max_msg_size: i32,
 ) -> ConsumerRules {
     use super::api::{AckPolicy as WireAck, DeliverPolicy};
     let positive = |value: i64| u64::try_from(value).ok().filter(|&v| v > 0);
@@ -139,6 +146,15 @@ pub fn consumer_rules(
             .ok()
             .and_then(|percent| u32::try_from(percent).ok())
             .unwrap_or(0),
+        replay_original: config.replay_policy == super::api::ReplayPolicy::Original,
+        // Bits a second to bytes, rounded down as the reference does.
+        rate_limit: (config.rate_limit_bps > 0).then(|| {
+            let burst = u64::try_from(stream_max_msg_size)
+                .ok()
+                .filter(|&size| size > 0)
+                .unwrap_or(RATE_LIMIT_BURST);
+            (config.rate_limit_bps / 8, burst)
+        }),
     }
 }
 
@@ -479,7 +495,8 @@ impl<D: Disk + Clone> JetStream<D> {
         let persisted = config.is_durable()
             && entry.stream.rules().storage == Storage::File
             && !config.mem_storage;
-        let rules = consumer_rules(&account, &stream_name, &name, &config);
+        let max_msg_size = entry.meta.config.max_msg_size;
+        let rules = consumer_rules(&account, &stream_name, &name, &config, max_msg_size);
         let state = if persisted {
             let dir = consumer_dir(stream, &name);
             let meta = ConsumerMeta {
@@ -602,7 +619,8 @@ impl<D: Disk + Clone> JetStream<D> {
             .consumers
             .get_mut(&name)
             .expect("updating a consumer that exists");
-        let rules = consumer_rules(&account, &stream_name, &name, &config);
+        let max_msg_size = entry.meta.config.max_msg_size;
+        let rules = consumer_rules(&account, &stream_name, &name, &config, max_msg_size);
         let deliver =
             |rules: &ConsumerRules| rules.push.as_ref().map(|p| p.deliver_subject.clone());
         let moved = deliver(consumer.consumer.rules()) != deliver(&rules);
@@ -743,7 +761,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 let bytes = self.seal_meta(stream, &name, &meta);
                 let _ = disk.write_atomic(&consumers_dir(stream), &meta_name(&name), &bytes);
             }
-            let rules = consumer_rules(&account, &stream_name, &name, &meta.config);
+            let max_msg_size = self.streams[&stream].meta.config.max_msg_size;
+            let rules = consumer_rules(&account, &stream_name, &name, &meta.config, max_msg_size);
             let keys = self.config.encryption.as_ref().map(|e| e.key_ring());
             let seed = self.next_seed();
             match ConsumerFileStore::open_encrypted(

@@ -80,6 +80,9 @@ enum Request<'a> {
     /// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: answered by the consumer
     /// with messages and status headers.
     ConsumerNext(&'a str, &'a str),
+    /// `CONSUMER.RESET.<stream>.<consumer>`: answered by the consumer,
+    /// outside the API's counts.
+    ConsumerReset(&'a str, &'a str),
 }
 
 impl<'a> Request<'a> {
@@ -119,6 +122,7 @@ impl<'a> Request<'a> {
             ["CONSUMER", "LEADER", "STEPDOWN", _, _] => Request::ConsumerStepdown,
             ["CONSUMER", "LIST", stream] => Request::ConsumerList(stream),
             ["CONSUMER", "MSG", "NEXT", stream, name] => Request::ConsumerNext(stream, name),
+            ["CONSUMER", "RESET", stream, name] => Request::ConsumerReset(stream, name),
             ["DIRECT", "GET", name] => Request::DirectGet(name, None),
             ["DIRECT", "GET", name, ..] => {
                 let skip = "DIRECT.GET.".len() + name.len() + 1;
@@ -240,6 +244,12 @@ impl<D: Disk + Clone> JetStream<D> {
             }
             return;
         }
+        if let Request::ConsumerReset(stream, name) = request {
+            if self.enabled_for(&msg.account) {
+                self.consumer_reset(msg, stream, name);
+            }
+            return;
+        }
         let answer = if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
@@ -332,7 +342,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 .map(|response| reply(&response, false)),
             // A single server has no consumer leaders to move.
             Request::ConsumerStepdown => Err(ApiError::new(K::ClusterRequired)),
-            Request::DirectGet(..) | Request::ConsumerNext(..) => {
+            Request::DirectGet(..) | Request::ConsumerNext(..) | Request::ConsumerReset(..) => {
                 unreachable!("answered before")
             }
         };
@@ -936,8 +946,8 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::ConsumerPause(..) => reply(&ConsumerPauseResponse::error(error), true),
         Request::ConsumerUnpin(..) => reply(&ConsumerUnpinResponse::error(error), true),
         Request::ConsumerStepdown => reply(&ConsumerLeaderStepdownResponse::error(error), true),
-        Request::DirectGet(..) | Request::ConsumerNext(..) => {
-            unreachable!("answered with status headers")
+        Request::DirectGet(..) | Request::ConsumerNext(..) | Request::ConsumerReset(..) => {
+            unreachable!("answered by the stream or the consumer")
         }
     }
 }

@@ -372,6 +372,18 @@ pub struct ConsumerUnpinRequest {
     pub group: String,
 }
 
+/// `CONSUMER.RESET`: the stream sequence to start over at (0 or absent:
+/// just above the ack floor).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerResetRequest {
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero_u64"
+    )]
+    pub seq: u64,
+}
+
 /// The body of `CONSUMER.MSG.NEXT`: a JSON object or a bare batch size.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NextRequest {
@@ -483,6 +495,7 @@ pub mod consumer_response_type {
     pub const PAUSE: &str = "io.nats.jetstream.api.v1.consumer_pause_response";
     pub const UNPIN: &str = "io.nats.jetstream.api.v1.consumer_unpin_response";
     pub const LEADER_STEPDOWN: &str = "io.nats.jetstream.api.v1.consumer_leader_stepdown_response";
+    pub const RESET: &str = "io.nats.jetstream.api.v1.consumer_reset_response";
 }
 
 /// Page sizes of the consumer listings (the `limit` the reference writes).
@@ -588,6 +601,41 @@ consumer_response!(
         pub success: bool,
     }
 );
+
+consumer_response!(
+    /// `CONSUMER.RESET.<stream>.<consumer>`: the consumer's info after the
+    /// reset, and `reset_seq` always (0 beside an error).
+    ConsumerResetResponse, RESET, {
+        #[serde(flatten)]
+        pub info: Option<ConsumerInfo>,
+        #[serde(default)]
+        pub reset_seq: u64,
+    }
+);
+
+impl ConsumerResetResponse {
+    pub fn ok(info: ConsumerInfo, reset_seq: u64) -> Self {
+        let response_type = Self::TYPE.into();
+        let (error, info) = (None, Some(info));
+        ConsumerResetResponse {
+            response_type,
+            error,
+            info,
+            reset_seq,
+        }
+    }
+
+    pub fn error(error: ApiError) -> Self {
+        let response_type = Self::TYPE.into();
+        let (error, info) = (Some(error), None);
+        ConsumerResetResponse {
+            response_type,
+            error,
+            info,
+            reset_seq: 0,
+        }
+    }
+}
 
 impl ConsumerCreateResponse {
     pub fn ok(info: ConsumerInfo) -> Self {

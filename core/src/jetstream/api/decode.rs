@@ -23,9 +23,9 @@
 use serde::de::DeserializeOwned;
 
 use super::{
-    ConsumerNamesRequest, ConsumerPauseRequest, ConsumerUnpinRequest, CreateConsumerRequest,
-    MsgDeleteRequest, MsgGetRequest, NextRequest, PurgeRequest, StreamConfigRequest,
-    StreamInfoRequest, StreamNamesRequest,
+    ConsumerNamesRequest, ConsumerPauseRequest, ConsumerResetRequest, ConsumerUnpinRequest,
+    CreateConsumerRequest, MsgDeleteRequest, MsgGetRequest, NextRequest, PurgeRequest,
+    StreamConfigRequest, StreamInfoRequest, StreamNamesRequest,
 };
 use crate::jetstream::errors::{ApiError, ApiErrorKind};
 
@@ -324,6 +324,13 @@ impl RequestFields for ConsumerPauseRequest {
     const FIELDS: &'static Fields = &Fields {
         go_name: "JSApiConsumerPauseRequest",
         fields: &[("pause_until", Time)],
+    };
+}
+
+impl RequestFields for ConsumerResetRequest {
+    const FIELDS: &'static Fields = &Fields {
+        go_name: "JSApiConsumerResetRequest",
+        fields: &[("seq", Uint64)],
     };
 }
 

@@ -37,8 +37,9 @@ pub use consumer::{
     ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo, ConsumerInfoResponse,
     ConsumerLeaderStepdownResponse, ConsumerListRequest, ConsumerListResponse,
     ConsumerNamesRequest, ConsumerNamesResponse, ConsumerPauseRequest, ConsumerPauseResponse,
-    ConsumerUnpinRequest, ConsumerUnpinResponse, CreateConsumerRequest, DeliverPolicy, NextRequest,
-    PriorityGroupState, PriorityPolicy, ReplayPolicy, SequenceInfo,
+    ConsumerResetRequest, ConsumerResetResponse, ConsumerUnpinRequest, ConsumerUnpinResponse,
+    CreateConsumerRequest, DeliverPolicy, NextRequest, PriorityGroupState, PriorityPolicy,
+    ReplayPolicy, SequenceInfo,
 };
 pub use decode::{decode_request, RequestFields};
 pub use info::{

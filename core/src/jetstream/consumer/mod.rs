@@ -11,6 +11,9 @@
 //! in memory or, for durable consumers of file streams, in a
 //! [`ConsumerFileStore`] the owner flushes.
 //!
+//! Deliveries may be paced ([`pacing`]: replay original, rate limits),
+//! and [`Consumer::reset`] starts the consumer over (`CONSUMER.RESET`).
+//!
 //! Inputs: [`Consumer::handle_pull`], [`Consumer::handle_ack`],
 //! [`Consumer::handle_flow_control`], [`Consumer::pump`] (after anything
 //! that may let a message go out), [`Consumer::handle_timeout`].
@@ -24,8 +27,10 @@
 //! - delivered consumer sequences increase by one per delivery;
 //! - with `max_ack_pending`, no new message goes out while that many are
 //!   pending (redeliveries still do).
+//! - while pacing holds a delivery, nothing goes out.
 
 pub mod ack;
+pub mod pacing;
 pub mod pull;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -34,6 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::ack::{AckKind, AckTarget};
+use self::pacing::{Pace, Pacing};
 use self::pull::{pending_headers, status, WaitQueue, Waiting};
 use super::api::{NextRequest, PriorityPolicy};
 use super::link::{ConsumerId, JsAction};
@@ -104,6 +110,11 @@ pub struct ConsumerRules {
     pub pinned_ttl: Duration,
     /// `sample_freq` in percent (0: no ack metrics).
     pub sample_percent: u32,
+    /// `replay_policy: original`: deliveries keep the gaps between the
+    /// messages' stored timestamps (see [`pacing`]).
+    pub replay_original: bool,
+    /// `rate_limit_bps` as bytes a second, and the burst (see [`pacing`]).
+    pub rate_limit: Option<(u64, u64)>,
 }
 
 impl ConsumerRules {
@@ -203,6 +214,8 @@ pub struct Consumer<D: Disk> {
     /// Pin ids and advisory ids: seeded from the creation time and name, so
     /// a run is reproducible from its inputs.
     ids: ChaCha8Rng,
+    /// Replay original and rate limits: when the next delivery may go.
+    pacing: Pacing,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     planted_defect: Option<crate::server::PlantedDefect>,
@@ -266,9 +279,17 @@ impl<D: Disk> Consumer<D> {
             settled: Vec::new(),
             pin: None,
             ids: ChaCha8Rng::seed_from_u64(seed),
+            pacing: Pacing::default(),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         };
+        // The reference replays up to the stream's last message when the
+        // consumer starts (a restart replays again).
+        let replay = consumer
+            .rules
+            .replay_original
+            .then(|| stream_store.state().last_seq);
+        consumer.pacing = Pacing::new(replay, consumer.rules.rate_limit);
         let recovered = *consumer.state() != ConsumerState::default();
         if recovered {
             let state = consumer.state().clone();
@@ -302,16 +323,7 @@ impl<D: Disk> Consumer<D> {
                 Err(_) => state.last_seq + 1,
             },
             DeliverStart::BySequence(seq) => (*seq).max(1),
-            DeliverStart::ByTime(at) => {
-                let mut seq = first;
-                loop {
-                    match store.load_next(&Filter::All, seq) {
-                        Ok(msg) if msg.ts >= *at => break msg.seq,
-                        Ok(msg) => seq = msg.seq + 1,
-                        Err(_) => break state.last_seq + 1,
-                    }
-                }
-            }
+            DeliverStart::ByTime(at) => seq_from_time(store, *at),
             DeliverStart::LastPerSubject => {
                 let mut lasts: Vec<u64> = store
                     .subjects_state(&filter)
@@ -331,6 +343,51 @@ impl<D: Disk> Consumer<D> {
         self.store
             .tracker_mut()
             .set_starting(start.saturating_sub(1));
+    }
+
+    /// `CONSUMER.RESET`: start over at stream sequence `seq` (0: just above
+    /// the ack floor), forgetting every delivery, ack and redelivery, as
+    /// the reference does. Any sequence is allowed to a `deliver_policy:
+    /// all` consumer; one with a start sequence or time may not go below
+    /// it; others may only go back to their floor. Returns the sequence
+    /// the consumer starts at, or the reason it may not.
+    pub fn reset(&mut self, seq: u64, store: &mut Store<D>) -> Result<u64, &'static str> {
+        let seq = if seq == 0 {
+            self.state().ack_floor.stream.saturating_add(1)
+        } else {
+            match &self.rules.start {
+                DeliverStart::All => seq,
+                DeliverStart::BySequence(start) if seq < *start => return Err("below start seq"),
+                DeliverStart::BySequence(_) => seq,
+                DeliverStart::ByTime(at) if seq < seq_from_time(store, *at) => {
+                    return Err("below start time")
+                }
+                DeliverStart::ByTime(_) => seq,
+                _ => return Err("not allowed"),
+            }
+        }
+        .max(1);
+        let start = SequencePair {
+            consumer: 0,
+            stream: seq - 1,
+        };
+        let state = ConsumerState {
+            delivered: start,
+            ack_floor: start,
+            ..ConsumerState::default()
+        };
+        self.store
+            .tracker_mut()
+            .update(state, true)
+            .expect("a state with nothing pending is valid");
+        self.next_seq = seq;
+        self.redeliver.clear();
+        self.deadlines.clear();
+        self.due.clear();
+        self.last_delivery = None;
+        self.last_ack = None;
+        self.check();
+        Ok(seq)
     }
 
     /// Plant `defect` (feature `planted-defects`, for the simulator's tests).
@@ -411,6 +468,9 @@ impl<D: Disk> Consumer<D> {
 
     /// Take new rules (a consumer update, a pause); timers keep running.
     pub fn update(&mut self, rules: ConsumerRules, now: Instant, wall: WallTime) {
+        if rules.rate_limit != self.rules.rate_limit {
+            self.pacing.set_limit(rules.rate_limit);
+        }
         self.rules = rules;
         self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
         self.resume_at = resume_at(&self.rules, now, wall);
@@ -891,19 +951,24 @@ impl<D: Disk> Consumer<D> {
     /// The earliest instant [`Consumer::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let redelivery = self.deadlines.first().map(|&(at, _)| at);
-        let heartbeat = self.push.next_heartbeat.filter(|_| self.interest);
+        let heartbeat = self
+            .push
+            .next_heartbeat
+            .filter(|_| self.interest && !self.pacing.holding());
         redelivery
             .into_iter()
             .chain(self.waiting.next_deadline())
             .chain(heartbeat)
             .chain(self.resume_at)
             .chain(self.pin.as_ref().map(|pin| pin.expires))
+            .chain(self.pacing.deadline())
             .min()
     }
 
     /// Time passed: redeliveries fall due, pull requests expire, idle
     /// heartbeats go out. The caller pumps afterwards.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime, out: &mut VecDeque<JsAction>) {
+        self.pacing.release(now);
         if self.resume_at.is_some_and(|at| at <= now) {
             self.resume_at = None;
         }
@@ -946,7 +1011,7 @@ impl<D: Disk> Consumer<D> {
             out.push_back(status_message(&account, &reply, heartbeat.clone()));
         }
         if let (Some(at), Some(push)) = (self.push.next_heartbeat, &self.rules.push) {
-            if at <= now && self.interest {
+            if at <= now && self.interest && !self.pacing.holding() {
                 let mut block = heartbeat;
                 if let Some(fc) = &self.push.outstanding {
                     block = with_header(&block, "Nats-Consumer-Stalled", fc);
@@ -1012,6 +1077,8 @@ impl<D: Disk> Consumer<D> {
         // subjects), then kept by hand: a new delivery is the first match
         // at or after `next_seq`, so it leaves exactly one fewer.
         let mut new_pending: Option<u64> = None;
+        // Whether pacing holds the next delivery (not out of work).
+        let mut held = false;
         loop {
             if push.is_none() && self.waiting.is_empty() {
                 break;
@@ -1028,7 +1095,10 @@ impl<D: Disk> Consumer<D> {
             {
                 break;
             }
-            let Some((msg, count, source)) = self.candidate(store) else {
+            let Some((msg, count, source)) = self
+                .released_candidate(store)
+                .or_else(|| self.candidate(store))
+            else {
                 break;
             };
             let consumer_seq = self.state().delivered.consumer + 1;
@@ -1068,6 +1138,11 @@ impl<D: Disk> Consumer<D> {
                 (msg.headers.clone(), msg.payload.clone())
             };
             let size = (msg.subject.len() + reply.len() + headers.len() + payload.len()) as u64;
+            if self.pacing.pace(msg.seq, msg.ts, size, now) == Pace::Wait {
+                held = true;
+                self.hold_heartbeats();
+                break;
+            }
             let to = match &push {
                 Some(push) => push.deliver_subject.clone(),
                 None => {
@@ -1162,8 +1237,29 @@ impl<D: Disk> Consumer<D> {
                 }
             }
         }
+        if !held {
+            self.pacing.idle(self.next_seq);
+        }
         self.end_no_wait(store, out);
         self.check();
+    }
+
+    /// While a delivery is held the reference's delivery loop sleeps and
+    /// sends no heartbeats: the next ones are due an interval after the
+    /// hold ends (a delivery then starts them over).
+    fn hold_heartbeats(&mut self) {
+        let Some(until) = self.pacing.deadline() else {
+            return;
+        };
+        if let (Some(at), Some(every)) = (self.push.next_heartbeat, self.heartbeat_interval()) {
+            self.push.next_heartbeat = Some(at.max(until + every));
+        }
+        self.waiting.take_where(|request| {
+            if let (Some(at), Some(every)) = (request.next_heartbeat, request.heartbeat) {
+                request.next_heartbeat = Some(at.max(until + every));
+            }
+            false
+        });
     }
 
     /// After a pump, a `no_wait` request that could not be filled ends: a
@@ -1216,6 +1312,24 @@ impl<D: Disk> Consumer<D> {
                 .is_some_and(|max| self.state().pending.len() as u64 >= max)
     }
 
+    /// The message pacing held and now releases, when it can still go: the
+    /// reference had it in hand while it slept, so it goes before any
+    /// redelivery that fell due meanwhile, whatever `max_ack_pending`.
+    fn released_candidate(&mut self, store: &mut Store<D>) -> Option<(StoredMsg, u64, Source)> {
+        let seq = self.pacing.released()?;
+        if self.redeliver.contains(&seq) && self.state().pending.contains_key(&seq) {
+            let msg = store.load_msg(seq).ok()?;
+            return Some((msg, self.delivery_count(seq) + 1, Source::Redelivery));
+        }
+        if seq >= self.next_seq && self.last_per_subject.is_empty() {
+            let msg = store.load_next(&self.rules.filter, self.next_seq).ok()?;
+            if msg.seq == seq {
+                return Some((msg, 1, Source::New));
+            }
+        }
+        None
+    }
+
     /// The next message to send, without taking it yet.
     fn candidate(&mut self, store: &mut Store<D>) -> Option<(StoredMsg, u64, Source)> {
         while let Some(&seq) = self.redeliver.first() {
@@ -1262,6 +1376,7 @@ impl<D: Disk> Consumer<D> {
         now: Instant,
         wall: WallTime,
     ) {
+        debug_assert!(!self.pacing.holding(), "a delivery while pacing holds");
         match source {
             Source::Redelivery => {
                 self.redeliver.remove(&msg.seq);
@@ -1294,6 +1409,7 @@ impl<D: Disk> Consumer<D> {
             self.settled.push(msg.seq);
         }
         self.last_delivery = Some(wall);
+        self.pacing.delivered(msg.ts);
     }
 
     /// How many times the pending message at `seq` went out.
@@ -1462,6 +1578,20 @@ impl<D: Disk> Consumer<D> {
         debug_assert_eq!(self.due.len(), self.deadlines.len());
         debug_assert!(self.due.keys().all(|seq| state.pending.contains_key(seq)));
         debug_assert!(self.waiting.len() <= self.rules.max_waiting.max(1));
+    }
+}
+
+/// The first stream sequence stored at or after `at` (past the last when
+/// none is).
+fn seq_from_time<D: Disk>(store: &mut Store<D>, at: WallTime) -> u64 {
+    let state = store.state();
+    let mut seq = state.first_seq.max(1);
+    loop {
+        match store.load_next(&Filter::All, seq) {
+            Ok(msg) if msg.ts >= at => break msg.seq,
+            Ok(msg) => seq = msg.seq + 1,
+            Err(_) => break state.last_seq + 1,
+        }
     }
 }
 

@@ -41,6 +41,8 @@ fn rules(name: &str) -> ConsumerRules {
         priority_groups: Vec::new(),
         pinned_ttl: Duration::ZERO,
         sample_percent: 0,
+        replay_original: false,
+        rate_limit: None,
     }
 }
 
@@ -745,4 +747,202 @@ fn sampled_acks_are_reported_with_their_delay() {
     rig.out.clear();
     rig.ack(reply_of(&lines[1]), "+ACK");
     assert!(rig.out.is_empty());
+}
+
+/// A stream holding `subjects` stored at the given milliseconds.
+fn timed_stream(messages: &[(&str, u64)]) -> Store<MemDisk> {
+    let mut store = Store::Memory(MemStore::new(StoreConfig::default()));
+    let Store::Memory(memory) = &mut store else {
+        unreachable!()
+    };
+    for (subject, millis) in messages {
+        memory
+            .store_msg(
+                subject.as_bytes(),
+                b"",
+                b"data",
+                WallTime(millis * 1_000_000),
+                None,
+            )
+            .expect("stored");
+    }
+    store
+}
+
+fn deliveries(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|line| line.contains("$JS.ACK."))
+        .count()
+}
+
+#[test]
+fn replay_original_keeps_the_stored_gaps_then_delivers_at_once() {
+    let mut rules = rules("C");
+    rules.replay_original = true;
+    let store = timed_stream(&[("s.0", 1000), ("s.1", 1300), ("s.2", 1300), ("s.3", 2300)]);
+    let mut rig = Rig::new(rules, store);
+    rig.pull(r#"{"batch":10,"expires":60000000000}"#);
+    // The first goes at once; the second waits its 300 ms gap.
+    assert_eq!(deliveries(&rig.take()), 1);
+    assert_eq!(
+        rig.consumer.poll_timeout(),
+        Some(rig.now + Duration::from_millis(300))
+    );
+    rig.advance(Duration::from_millis(299));
+    assert_eq!(deliveries(&rig.take()), 0);
+    // At 300 ms s.1 goes, and s.2 (same time) right after it.
+    rig.advance(Duration::from_millis(1));
+    assert_eq!(deliveries(&rig.take()), 2);
+    rig.advance(Duration::from_millis(999));
+    assert_eq!(deliveries(&rig.take()), 0);
+    rig.advance(Duration::from_millis(1));
+    assert_eq!(deliveries(&rig.take()), 1);
+    // Caught up past the stream's last message of start-up: what is
+    // published now goes at once, whatever its time.
+    let Store::Memory(memory) = &mut rig.store else {
+        unreachable!()
+    };
+    memory
+        .store_msg(b"s.4", b"", b"late", WallTime(99_000 * 1_000_000), None)
+        .expect("stored");
+    rig.pump();
+    assert_eq!(deliveries(&rig.take()), 1);
+}
+
+/// A push consumer with subscribers, limited to `limit` (bytes a second,
+/// burst), over `count` messages of 400 bytes, pumped once.
+fn rate_limited(limit: (u64, u64), idle_heartbeat: Option<Duration>, count: usize) -> Rig {
+    let mut rules = rules("C");
+    rules.push = Some(PushRules {
+        deliver_subject: Bytes::from_static(b"deliver.here"),
+        flow_control: false,
+        idle_heartbeat,
+    });
+    rules.rate_limit = Some(limit);
+    let mut store = stream(&[]);
+    for _ in 0..count {
+        publish(&mut store, "big", &[b'x'; 400]);
+    }
+    let mut rig = Rig::new(rules, store);
+    rig.consumer.set_interest(true, rig.now);
+    rig.pump();
+    rig
+}
+
+#[test]
+fn rate_limit_paces_a_push_consumer_after_its_burst() {
+    // 1000 bytes a second, a burst of 1000 bytes.
+    let mut rig = rate_limited((1000, 1000), None, 5);
+    // Two fit in the burst; the third goes into debt and waits for it.
+    assert_eq!(deliveries(&rig.take()), 2);
+    let wait = rig.consumer.poll_timeout().expect("held") - rig.now;
+    assert!(
+        wait > Duration::from_millis(200) && wait < Duration::from_millis(600),
+        "{wait:?}"
+    );
+    rig.advance(wait);
+    assert_eq!(deliveries(&rig.take()), 1);
+    rig.advance(Duration::from_millis(200));
+    assert_eq!(deliveries(&rig.take()), 0);
+    // Long after: the held one goes, and the last fits the refilled bucket.
+    rig.advance(Duration::from_secs(2));
+    assert_eq!(deliveries(&rig.take()), 2);
+}
+
+#[test]
+fn a_delivery_larger_than_the_burst_stops_a_rate_limited_consumer() {
+    let mut rig = rate_limited((1000, 100), Some(SECOND), 1);
+    assert!(rig.take().is_empty());
+    // Stopped for good, without a timer to spin on or heartbeats.
+    assert_eq!(rig.consumer.poll_timeout(), None);
+    rig.advance(Duration::from_secs(60));
+    assert!(rig.take().is_empty());
+}
+
+#[test]
+fn reset_starts_over_at_a_sequence_or_the_ack_floor() {
+    let mut rig = Rig::new(rules("C"), stream(&["s.0", "s.1", "s.2", "s.3", "s.4"]));
+    rig.pull(r#"{"batch":4}"#);
+    let lines = rig.take();
+    rig.ack(&lines[0], "+ACK");
+    rig.ack(&lines[2], "+ACK");
+    // Back to the floor (stream sequence 1 acked): 2 is next, with
+    // consumer sequences from 1 again and nothing pending.
+    assert_eq!(rig.consumer.reset(0, &mut rig.store), Ok(2));
+    let numbers = rig.consumer.numbers(&mut rig.store);
+    assert_eq!(
+        numbers.delivered,
+        SequencePair {
+            consumer: 0,
+            stream: 1
+        }
+    );
+    assert_eq!(
+        numbers.ack_floor,
+        SequencePair {
+            consumer: 0,
+            stream: 1
+        }
+    );
+    assert_eq!((numbers.num_ack_pending, numbers.num_pending), (0, 4));
+    assert_eq!(numbers.last_delivery, None);
+    assert_eq!(rig.consumer.poll_timeout(), None);
+    rig.pull(r#"{"batch":1}"#);
+    let lines = rig.take();
+    assert!(
+        lines[0].starts_with("_INBOX.r s.1 $JS.ACK.S.C.1.2.1."),
+        "{lines:?}"
+    );
+    // Any sequence for deliver all, even past the end.
+    assert_eq!(rig.consumer.reset(100, &mut rig.store), Ok(100));
+    assert_eq!(rig.consumer.numbers(&mut rig.store).num_pending, 0);
+
+    let mut by_seq = rules("Q");
+    by_seq.start = DeliverStart::BySequence(3);
+    let mut rig = Rig::new(by_seq, stream(&["s.0", "s.1", "s.2", "s.3"]));
+    assert_eq!(
+        rig.consumer.reset(2, &mut rig.store),
+        Err("below start seq")
+    );
+    assert_eq!(rig.consumer.reset(4, &mut rig.store), Ok(4));
+
+    let mut last = rules("L");
+    last.start = DeliverStart::Last;
+    let mut rig = Rig::new(last, stream(&["s.0", "s.1", "s.2"]));
+    assert_eq!(rig.consumer.reset(1, &mut rig.store), Err("not allowed"));
+    assert_eq!(rig.consumer.reset(0, &mut rig.store), Ok(3));
+}
+
+#[test]
+fn replay_measures_each_gap_from_the_delivery_before_even_a_redelivery() {
+    let mut rules = rules("C");
+    rules.replay_original = true;
+    let store = timed_stream(&[("s.0", 1000), ("s.1", 1300), ("s.2", 1400), ("s.3", 1500)]);
+    let mut rig = Rig::new(rules, store);
+    rig.pull(r#"{"batch":10,"expires":60000000000}"#);
+    let first = rig.take();
+    assert_eq!(deliveries(&first), 1);
+    rig.advance(Duration::from_millis(300));
+    assert_eq!(deliveries(&rig.take()), 1);
+    // s.2 is held 100 ms; s.0, naked meanwhile, goes after it (the
+    // reference had s.2 in hand), at once: its gap is negative.
+    rig.ack(&first[0], "-NAK");
+    rig.advance(Duration::from_millis(100));
+    let lines: Vec<String> = rig
+        .take()
+        .into_iter()
+        .filter(|line| line.contains("$JS.ACK."))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains(" s.2 ") && lines[1].contains(" s.0 "),
+        "{lines:?}"
+    );
+    // s.3 then waits its gap from s.0, 500 ms, as the reference measures
+    // from the delivery before, whatever it was.
+    assert_eq!(
+        rig.consumer.poll_timeout(),
+        Some(rig.now + Duration::from_millis(500))
+    );
 }
