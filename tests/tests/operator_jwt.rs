@@ -461,7 +461,7 @@ async fn exports_and_imports_between_jwt_accounts() {
 }
 
 /// What rnats does not apply yet is refused, never ignored: an account
-/// limit refuses start-up by name, a user claim refuses the login. (The
+/// limit refuses start-up by name, a user claim (`times`) refuses the login. (The
 /// reference applies both; this test runs against rnats only.)
 #[tokio::test]
 async fn claims_not_applied_yet_are_refused() {
@@ -477,21 +477,86 @@ async fn claims_not_applied_yet_are_refused() {
         rnats_tests::rnats_server_binary().clone(),
         &["-c", config.to_str().unwrap()],
     );
-    let (_, from_anywhere) = trust.creds(
-        "src.creds",
+    let (_, timed) = trust.creds(
+        "times.creds",
         &trust.account,
-        json!({"src": ["127.0.0.1/32"]}),
+        json!({"times": [{"start": "00:00:00", "end": "23:59:59"}]}),
         json!({}),
     );
-    assert!(connect_creds(&server.url(), &from_anywhere).await.is_err());
-    // Valid now but expiring: the reference would disconnect it at expiry.
+    assert!(connect_creds(&server.url(), &timed).await.is_err());
+    let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
+    connect_creds(&server.url(), &plain).await.unwrap();
+}
+
+/// `src` networks and `allowed_connection_types` decide who may log in;
+/// an expiring user JWT is disconnected when it expires, with the
+/// reference's error.
+#[tokio::test]
+async fn source_networks_connection_types_and_expiry() {
+    let trust = Trust::new("restrictions");
+    let server = start(&trust.config(json!({})));
+    let url = server.url();
+    for (name, nats, allowed) in [
+        ("src-other.creds", json!({"src": ["10.0.0.0/8"]}), false),
+        (
+            "src-local.creds",
+            json!({"src": ["10.0.0.0/8", "127.0.0.0/8"]}),
+            true,
+        ),
+        (
+            "src-bad.creds",
+            json!({"src": ["not-a-network", "127.0.0.0/8"]}),
+            false,
+        ),
+        (
+            "ws-only.creds",
+            json!({"allowed_connection_types": ["WEBSOCKET"]}),
+            false,
+        ),
+        (
+            "standard.creds",
+            json!({"allowed_connection_types": ["STANDARD", "WEBSOCKET"]}),
+            true,
+        ),
+        (
+            "unknown-type.creds",
+            json!({"allowed_connection_types": ["CARRIER_PIGEON"]}),
+            false,
+        ),
+    ] {
+        let (_, creds) = trust.creds(name, &trust.account, nats, json!({}));
+        assert_eq!(connect_creds(&url, &creds).await.is_ok(), allowed, "{name}");
+    }
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let (_, expiring) = trust.creds(
         "exp.creds",
         &trust.account,
         json!({}),
-        json!({"exp": 4_000_000_000i64}),
+        json!({"exp": now + 3}),
     );
-    assert!(connect_creds(&server.url(), &expiring).await.is_err());
-    let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
-    connect_creds(&server.url(), &plain).await.unwrap();
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let options = ConnectOptions::with_credentials_file(&expiring)
+        .await
+        .unwrap()
+        .max_reconnects(Some(0))
+        .event_callback(move |event| {
+            let errors_tx = errors_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = errors_tx.send(error.to_string());
+                }
+            }
+        });
+    let _client = within("an expiring user's connect", options.connect(&url))
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(std::time::Duration::from_secs(15), errors.recv())
+        .await
+        .expect("disconnected at expiry")
+        .unwrap();
+    assert!(error.contains("User Authentication Expired"), "{error}");
 }

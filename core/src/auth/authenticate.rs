@@ -32,6 +32,9 @@ pub struct Identity {
     /// needs no authentication or a shared token was used.
     pub user: Option<String>,
     pub permissions: Option<Permissions>,
+    /// What a user JWT restricts beyond permissions, for the server to
+    /// apply with what it knows of the connection; `None` otherwise.
+    pub restrictions: Option<Box<super::operator::Restrictions>>,
 }
 
 impl Identity {
@@ -40,6 +43,7 @@ impl Identity {
             account: String::from(GLOBAL_ACCOUNT),
             user: None,
             permissions: None,
+            restrictions: None,
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum AuthFailure {
     BearerNotAllowed,
     #[error("User authentication revoked")]
     Revoked,
+    #[error("Connection type not allowed")]
+    ConnectionTypeNotAllowed,
     /// A user JWT claim rnats does not apply yet: refused, never ignored.
     #[error("user JWT claim {0} is not supported yet")]
     Unsupported(&'static str),
@@ -377,6 +383,7 @@ impl Authenticator {
                     account: user.account.clone(),
                     user: Some(user.nkey.clone()),
                     permissions: user.permissions.clone(),
+                    restrictions: None,
                 }));
             }
         }
@@ -458,6 +465,7 @@ impl Authenticator {
             account: user.account.clone(),
             user: Some(user.username.clone()),
             permissions: user.permissions.clone(),
+            restrictions: None,
         }
     }
 
@@ -472,6 +480,7 @@ impl Authenticator {
                 .default_permissions
                 .clone()
                 .map(Permissions::normalized),
+            restrictions: None,
         }
     }
 }

@@ -29,6 +29,7 @@ pub use authenticate::{
 };
 pub use operator::{
     startup_lines as operator_startup_lines, Built as OperatorBuilt, OperatorMode, OperatorOptions,
+    Restrictions,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 

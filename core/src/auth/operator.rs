@@ -371,12 +371,7 @@ impl OperatorMode {
             return Err(AuthFailure::Revoked);
         }
         refuse_unsupported_user_claims(&user.nats)?;
-        if user.claims.expires > 0 {
-            // The reference closes the connection when the JWT expires;
-            // rnats has no such timer yet, so it admits no expiring user
-            // rather than keep one connected past its expiry.
-            return Err(AuthFailure::Unsupported("exp (an expiring user JWT)"));
-        }
+        let restrictions = Restrictions::of(&user)?;
         let permissions = user
             .nats
             .permissions
@@ -386,6 +381,7 @@ impl OperatorMode {
             account: account_key.clone(),
             user: Some(user.claims.subject.clone()),
             permissions,
+            restrictions: (!restrictions.is_empty()).then(|| Box::new(restrictions)),
         })
     }
 }
@@ -420,6 +416,110 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
         });
     }
     lines
+}
+
+/// What a user JWT restricts that only the server, knowing the
+/// connection, can check: where it comes from, over what, until when.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restrictions {
+    /// `exp`: the connection is closed then (`User Authentication Expired`).
+    pub expires: Option<WallTime>,
+    /// `src`: the client's address must be in one of these networks.
+    pub src: Vec<String>,
+    /// `allowed_connection_types` this server knows (`STANDARD`,
+    /// `WEBSOCKET`, ...); empty allows every type.
+    pub connection_types: Vec<String>,
+}
+
+/// The connection types the reference knows.
+const CONNECTION_TYPES: &[&str] = &[
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+    "IN_PROCESS",
+];
+
+impl Restrictions {
+    fn of(user: &Jwt<UserNats>) -> Result<Restrictions, AuthFailure> {
+        let expires = (user.claims.expires > 0).then(|| {
+            WallTime::from_unix_nanos(
+                u64::try_from(user.claims.expires)
+                    .unwrap_or(0)
+                    .saturating_mul(1_000_000_000),
+            )
+        });
+        let named = &user.nats.allowed_connection_types;
+        let connection_types: Vec<String> = named
+            .iter()
+            .filter(|kind| CONNECTION_TYPES.contains(&kind.as_str()))
+            .cloned()
+            .collect();
+        // Only unknown types named: the intent was to allow none of ours.
+        if !named.is_empty() && connection_types.is_empty() {
+            return Err(AuthFailure::ConnectionTypeNotAllowed);
+        }
+        Ok(Restrictions {
+            expires,
+            src: user.nats.src.0.clone(),
+            connection_types,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.expires.is_none() && self.src.is_empty() && self.connection_types.is_empty()
+    }
+
+    /// Whether a client at `ip` may log in: in one of the `src` networks,
+    /// tried in order; one that does not parse before a match fails the
+    /// check, as in the reference.
+    pub fn source_allowed(&self, ip: std::net::IpAddr) -> bool {
+        if self.src.is_empty() {
+            return true;
+        }
+        for cidr in &self.src {
+            match cidr_contains(cidr, ip) {
+                None => return false,
+                Some(true) => return true,
+                Some(false) => {}
+            }
+        }
+        false
+    }
+
+    /// Whether a connection of `kind` (`STANDARD`, `WEBSOCKET`) may log in.
+    pub fn connection_type_allowed(&self, kind: &str) -> bool {
+        self.connection_types.is_empty() || self.connection_types.iter().any(|k| k == kind)
+    }
+}
+
+/// Whether network `cidr` (`10.0.0.0/8`, `::1/128`) holds `ip`; `None`
+/// when `cidr` is not a network.
+fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
+    use std::net::IpAddr;
+    let (address, bits) = cidr.split_once('/')?;
+    let network: IpAddr = address.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    let (network, ip, width) = match (network, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+        (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+        (IpAddr::V6(n), IpAddr::V4(i)) => (u128::from(n), u128::from(i.to_ipv6_mapped()), 128),
+        (IpAddr::V4(n), IpAddr::V6(i)) => match i.to_ipv4_mapped() {
+            Some(i) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            None => return Some(false),
+        },
+    };
+    if bits > width {
+        return None;
+    }
+    let mask = if bits == 0 {
+        0
+    } else {
+        u128::MAX << (width - bits)
+    } & (u128::MAX >> (128 - width));
+    Some(network & mask == ip & mask)
 }
 
 /// Whether the account revoked the user (by key or all users, `*`) at or
@@ -491,14 +591,8 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
 }
 
 fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
-    if !user.src.0.is_empty() {
-        return Err(AuthFailure::Unsupported("src"));
-    }
     if !user.times.is_empty() {
         return Err(AuthFailure::Unsupported("times"));
-    }
-    if !user.allowed_connection_types.is_empty() {
-        return Err(AuthFailure::Unsupported("allowed_connection_types"));
     }
     if !unlimited(user.subs) || !unlimited(user.data) || !unlimited(user.payload) {
         return Err(AuthFailure::Unsupported("subs/data/payload limits"));
@@ -550,4 +644,35 @@ fn mapping(
 /// Whether `key` is a valid public nkey of the kind whose prefix is `prefix`.
 fn is_public_key(key: &str, prefix: char) -> bool {
     key.starts_with(prefix) && nkeys::KeyPair::from_public_key(key).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_hold_their_addresses() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(cidr_contains("10.0.0.0/8", ip("10.200.1.1")), Some(true));
+        assert_eq!(cidr_contains("10.0.0.0/8", ip("11.0.0.1")), Some(false));
+        assert_eq!(cidr_contains("0.0.0.0/0", ip("8.8.8.8")), Some(true));
+        assert_eq!(cidr_contains("127.0.0.1/32", ip("127.0.0.1")), Some(true));
+        assert_eq!(cidr_contains("::1/128", ip("::1")), Some(true));
+        assert_eq!(cidr_contains("fd00::/8", ip("fd12::1")), Some(true));
+        assert_eq!(
+            cidr_contains("10.0.0.0/8", ip("::ffff:10.1.2.3")),
+            Some(true)
+        );
+        assert_eq!(cidr_contains("10.0.0.0/33", ip("10.0.0.1")), None);
+        assert_eq!(cidr_contains("10.0.0.1", ip("10.0.0.1")), None);
+        let restrictions = |src: &[&str]| Restrictions {
+            src: src.iter().map(|s| s.to_string()).collect(),
+            ..Restrictions::default()
+        };
+        let local = ip("127.0.0.1");
+        assert!(restrictions(&[]).source_allowed(local));
+        assert!(restrictions(&["127.0.0.0/8", "junk"]).source_allowed(local));
+        assert!(!restrictions(&["junk", "127.0.0.0/8"]).source_allowed(local));
+        assert!(!restrictions(&["10.0.0.0/8"]).source_allowed(local));
+    }
 }

@@ -266,6 +266,9 @@ pub struct Client {
     /// PINGs sent without a PONG back.
     pub pings_out: u32,
     pub auth_deadline: Option<Instant>,
+    /// When the user JWT it logged in with expires: the connection is
+    /// closed then, as the reference does.
+    pub jwt_deadline: Option<Instant>,
     pub ping_deadline: Instant,
     /// The subjects it was subscribed to when it started closing (its
     /// subscriptions are gone by then); `/connz?state=closed&subs=1` lists them.
@@ -329,6 +332,7 @@ impl Client {
             last_in: None,
             pings_out: 0,
             auth_deadline: None,
+            jwt_deadline: None,
             ping_deadline: now,
             closed_subjects: Vec::new(),
             log_label: String::new(),
@@ -351,10 +355,10 @@ impl Client {
 
     /// The earliest moment this client needs the server's attention.
     pub fn next_deadline(&self) -> Instant {
-        match self.auth_deadline {
-            Some(auth) => auth.min(self.ping_deadline),
-            None => self.ping_deadline,
-        }
+        [self.auth_deadline, self.jwt_deadline]
+            .into_iter()
+            .flatten()
+            .fold(self.ping_deadline, Instant::min)
     }
 }
 

@@ -293,6 +293,25 @@ impl Server {
             self.auth_violation(conn, &options);
             return;
         };
+        let mut jwt_deadline = None;
+        if let Some(restrictions) = &identity.restrictions {
+            let client = self.conns.client(conn);
+            let kind = match client.listener {
+                crate::runtime::ListenerKind::WebSocket => "WEBSOCKET",
+                _ => "STANDARD",
+            };
+            if !restrictions.connection_type_allowed(kind)
+                || !restrictions.source_allowed(client.peer.ip())
+            {
+                self.auth_violation(conn, &options);
+                return;
+            }
+            // The JWT's expiry as an instant of the machine's clock.
+            jwt_deadline = restrictions.expires.map(|expires| {
+                let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
+                now + Duration::from_nanos(left)
+            });
+        }
         if !options.protocol_supported() {
             self.close_with_error(
                 conn,
@@ -327,6 +346,7 @@ impl Server {
         client.options = options;
         client.connect_received = true;
         client.auth_deadline = None;
+        client.jwt_deadline = jwt_deadline;
         client.ping_deadline = now + first_ping + jitter;
         if verbose {
             protocol::write_ok(&mut self.conns.sink(conn));

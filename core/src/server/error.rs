@@ -26,6 +26,8 @@ pub enum ServerError {
     AuthorizationViolation,
     /// No CONNECT within the authentication timeout.
     AuthenticationTimeout,
+    /// The user JWT the client logged in with expired.
+    UserAuthenticationExpired,
     /// The client answered none of `ping_max` PINGs.
     StaleConnection,
     /// `max_connections` connections were already open.
@@ -72,6 +74,7 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::AuthorizationViolation => f.write_str("Authorization Violation"),
             ServerError::AuthenticationTimeout => f.write_str("Authentication Timeout"),
+            ServerError::UserAuthenticationExpired => f.write_str("User Authentication Expired"),
             ServerError::StaleConnection => f.write_str("Stale Connection"),
             ServerError::MaxConnectionsExceeded => f.write_str("maximum connections exceeded"),
             ServerError::MaxSubscriptionsExceeded => f.write_str("maximum subscriptions exceeded"),

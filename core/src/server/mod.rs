@@ -772,6 +772,14 @@ impl Server {
             );
             return;
         }
+        if client.jwt_deadline.is_some_and(|d| d <= now) {
+            self.close_with_error(
+                conn,
+                &ServerError::UserAuthenticationExpired,
+                CloseReason::AuthenticationExpired,
+            );
+            return;
+        }
         if client.ping_deadline <= now {
             self.ping_timer_fired(now, conn);
         }

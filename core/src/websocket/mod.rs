@@ -180,6 +180,7 @@ pub fn close_status(reason: CloseReason) -> u16 {
         CloseReason::ClientClosed => status::NORMAL,
         CloseReason::AuthenticationTimeout
         | CloseReason::AuthenticationViolation
+        | CloseReason::AuthenticationExpired
         | CloseReason::SlowConsumerPendingBytes
         | CloseReason::SlowConsumerWriteDeadline
         | CloseReason::MaxConnectionsExceeded
