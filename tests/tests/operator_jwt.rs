@@ -560,3 +560,31 @@ async fn source_networks_connection_types_and_expiry() {
         .unwrap();
     assert!(error.contains("User Authentication Expired"), "{error}");
 }
+
+/// `/varz` names the trusted operators (their JWTs and claims) and the
+/// system account as the reference does.
+#[test]
+fn varz_shows_the_trusted_operators() {
+    let trust = Trust::new("varz");
+    let config = trust.config(json!({}));
+    let args = ["-c", config.to_str().unwrap(), "-m", "-1"];
+    let varz = |server: &ServerProcess| rnats_tests::http_json(server.http_port(), "/varz");
+    let ours = varz(&ServerProcess::start(&args));
+    let token = std::fs::read_to_string(trust.dir.join("operator.jwt")).unwrap();
+    assert_eq!(ours["trusted_operators_jwt"], json!([token]));
+    assert_eq!(
+        ours["trusted_operators_claim"][0]["sub"],
+        json!(trust.operator.public_key())
+    );
+    assert_eq!(ours["system_account"], json!(trust.system.public_key()));
+    if let Some(reference) = rnats_tests::reference_server() {
+        let theirs = varz(&ServerProcess::start_binary(reference, &args));
+        for key in [
+            "trusted_operators_jwt",
+            "trusted_operators_claim",
+            "system_account",
+        ] {
+            assert_eq!(ours[key], theirs[key], "{key}");
+        }
+    }
+}

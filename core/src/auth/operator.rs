@@ -33,6 +33,8 @@ use crate::time::WallTime;
 pub struct OperatorMode {
     /// The operator JWTs, as trusted (for the start-up lines and `/varz`).
     pub operators: Vec<Jwt<OperatorNats>>,
+    /// The same JWTs as configured (`/varz` `trusted_operators_jwt`).
+    pub operator_tokens: Vec<String>,
     /// Keys whose signature makes an account JWT trusted: each operator's
     /// own key (unless `strict_signing_key_usage`) and its signing keys.
     pub trusted_keys: Vec<String>,
@@ -150,6 +152,7 @@ impl OperatorMode {
         }
         let mode = OperatorMode {
             operators,
+            operator_tokens: options.operator_jwts.clone(),
             trusted_keys,
             accounts,
         };

@@ -163,6 +163,11 @@ pub struct Varz {
     pub http_req_stats: BTreeMap<String, u64>,
     pub config_load_time: String,
     pub config_digest: String,
+    /// Operator mode: the trusted operators' JWTs and their claims.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_operators_jwt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_operators_claim: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_account: Option<String>,
     pub slow_consumer_stats: KindCounts,
@@ -249,6 +254,19 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         http_req_stats: monitor.http_requests.clone(),
         config_load_time: rfc3339_nanos(monitor.config_loaded),
         config_digest: config.config_digest.clone(),
+        trusted_operators_jwt: config
+            .auth
+            .operator
+            .as_ref()
+            .map(|mode| mode.operator_tokens.clone())
+            .unwrap_or_default(),
+        trusted_operators_claim: config
+            .auth
+            .operator
+            .iter()
+            .flat_map(|mode| &mode.operator_tokens)
+            .filter_map(|token| crate::auth::jwt::claims_json(token))
+            .collect(),
         system_account: config.system_account.clone(),
         slow_consumer_stats: KindCounts {
             clients: stats.slow_consumers,
