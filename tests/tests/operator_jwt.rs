@@ -484,6 +484,19 @@ async fn claims_not_applied_yet_are_refused() {
         json!({}),
     );
     assert!(connect_creds(&server.url(), &timed).await.is_err());
+    // Limits left out are 0 to the reference (no subscriptions, no
+    // payload): not applied yet, so refused rather than read as none.
+    let user = nkeys::KeyPair::new_user();
+    let token = jwt::encode(
+        &trust.account,
+        &user.public_key(),
+        "user",
+        json!({}),
+        json!({}),
+    );
+    let zero = trust.dir.join("zero-limits.creds");
+    std::fs::write(&zero, jwt::creds(&token, &user)).unwrap();
+    assert!(connect_creds(&server.url(), &zero).await.is_err());
     let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
     connect_creds(&server.url(), &plain).await.unwrap();
 }

@@ -536,10 +536,11 @@ fn revoked(account: &AccountNats, user: &str, issued_at: i64) -> bool {
     })
 }
 
-/// A limit rnats does not enforce yet must be "no limit" (-1; 0 where the
-/// reference also reads it so).
+/// A limit rnats does not enforce yet must be "no limit": -1. (0 is a
+/// limit of zero to the reference: no subscriptions, no payload, no
+/// connections; a claim left out is 0.)
 fn unlimited(value: i64) -> bool {
-    value == -1 || value == 0
+    value == -1
 }
 
 fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result<(), String> {
@@ -553,25 +554,12 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
         ("exports", limits.exports),
         ("conn", limits.conn),
         ("leaf", limits.leaf),
-        ("mem_storage", limits.mem_storage),
-        ("disk_storage", limits.disk_storage),
-        ("streams", limits.streams),
-        ("consumer", limits.consumer),
     ] {
         if !unlimited(value) {
             unsupported.push(format!("limits.{name}"));
         }
     }
-    if !limits.tiered_limits.is_empty() {
-        unsupported.push(String::from("limits.tiered_limits"));
-    }
-    if account
-        .signing_keys
-        .iter()
-        .any(|key| matches!(key, SigningKey::Scoped { .. }))
-    {
-        // Users signed by one are refused at login; the account itself is fine.
-    }
+    // JetStream limits need no check: JetStream is refused in operator mode.
     if !account.authorization.is_null()
         && account
             .authorization
