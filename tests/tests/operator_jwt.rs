@@ -601,3 +601,80 @@ fn varz_shows_the_trusted_operators() {
         }
     }
 }
+
+/// Options for a creds file that forward the server's `-ERR`s.
+async fn with_errors(
+    creds: &Path,
+) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = ConnectOptions::with_credentials_file(creds)
+        .await
+        .unwrap()
+        .max_reconnects(Some(0))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = tx.send(error.to_string());
+                }
+            }
+        });
+    (options, rx)
+}
+
+/// The account's and the user's `subs`, `payload` and `conn` limits, as
+/// the reference applies them.
+#[tokio::test]
+async fn account_and_user_limits() {
+    let trust = Trust::new("limits");
+    let server = start(
+        &trust.config(json!({"limits": {"subs": 3, "data": -1, "payload": 100,
+        "imports": -1, "exports": -1, "wildcards": true, "conn": 2, "leaf": -1}})),
+    );
+    let url = server.url();
+    // The user's own limit is lower than the account's: it wins.
+    let (_, two_subs) = trust.creds("two.creds", &trust.account, json!({"subs": 2}), json!({}));
+    let (options, mut errors) = with_errors(&two_subs).await;
+    let client = within("connect", options.connect(&url)).await.unwrap();
+    let _a = client.subscribe("a").await.unwrap();
+    let _b = client.subscribe("b").await.unwrap();
+    let _c = client.subscribe("c").await.unwrap();
+    let error = within("the subscription error", errors.recv())
+        .await
+        .unwrap();
+    assert!(error.contains("maximum subscriptions exceeded"), "{error}");
+
+    // The account's payload limit: a larger message closes the connection.
+    let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
+    let (options, mut errors) = with_errors(&plain).await;
+    let publisher = within("connect", options.connect(&url)).await.unwrap();
+    publisher
+        .publish("small", Bytes::from(vec![b'x'; 100]))
+        .await
+        .unwrap();
+    publisher
+        .publish("big", Bytes::from(vec![b'x'; 101]))
+        .await
+        .unwrap();
+    // The server closes the connection: a flush may never complete.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), publisher.flush()).await;
+    let error = within("the payload error", errors.recv()).await.unwrap();
+    assert!(error.contains("Maximum Payload Violation"), "{error}");
+
+    drop(client);
+
+    // The account's `conn` limit: with one client connected, the next is
+    // refused.
+    let trust = Trust::new("conn");
+    let server = start(
+        &trust.config(json!({"limits": {"subs": -1, "data": -1, "payload": -1,
+        "imports": -1, "exports": -1, "wildcards": true, "conn": 1, "leaf": -1}})),
+    );
+    let (_, creds) = trust.creds("one.creds", &trust.account, json!({}), json!({}));
+    let _first = connect_creds(&server.url(), &creds).await.unwrap();
+    let second = connect_creds(&server.url(), &creds).await;
+    assert!(
+        second.is_err(),
+        "a second connection of the account was admitted"
+    );
+}

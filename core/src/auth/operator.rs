@@ -374,7 +374,7 @@ impl OperatorMode {
             return Err(AuthFailure::Revoked);
         }
         refuse_unsupported_user_claims(&user.nats)?;
-        let restrictions = Restrictions::of(&user)?;
+        let restrictions = Restrictions::of(&user, &account.nats)?;
         let permissions = user
             .nats
             .permissions
@@ -432,6 +432,25 @@ pub struct Restrictions {
     /// `allowed_connection_types` this server knows (`STANDARD`,
     /// `WEBSOCKET`, ...); empty allows every type.
     pub connection_types: Vec<String>,
+    /// The lower of the user's and the account's `subs` and `payload`
+    /// limits (`None`: no limit; `Some(0)` allows none, as in the reference).
+    pub max_subs: Option<usize>,
+    pub max_payload: Option<usize>,
+    /// The account's `conn` limit: its clients connected at once.
+    pub account_max_connections: Option<usize>,
+}
+
+/// A JWT limit: -1 is none, anything else (0 included) a limit.
+fn limit(value: i64) -> Option<usize> {
+    (value != -1).then(|| usize::try_from(value).unwrap_or(0))
+}
+
+/// The lower of two limits.
+fn lower(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (one, other) => one.or(other),
+    }
 }
 
 /// The connection types the reference knows.
@@ -446,7 +465,7 @@ const CONNECTION_TYPES: &[&str] = &[
 ];
 
 impl Restrictions {
-    fn of(user: &Jwt<UserNats>) -> Result<Restrictions, AuthFailure> {
+    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
         let expires = (user.claims.expires > 0).then(|| {
             WallTime::from_unix_nanos(
                 u64::try_from(user.claims.expires)
@@ -468,11 +487,14 @@ impl Restrictions {
             expires,
             src: user.nats.src.0.clone(),
             connection_types,
+            max_subs: lower(limit(user.nats.subs), limit(account.limits.subs)),
+            max_payload: lower(limit(user.nats.payload), limit(account.limits.payload)),
+            account_max_connections: limit(account.limits.conn),
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.expires.is_none() && self.src.is_empty() && self.connection_types.is_empty()
+        *self == Restrictions::default()
     }
 
     /// Whether a client at `ip` may log in: in one of the `src` networks,
@@ -546,13 +568,11 @@ fn unlimited(value: i64) -> bool {
 fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result<(), String> {
     let limits = &account.limits;
     let mut unsupported = Vec::new();
+    // `subs`, `payload` and `conn` are applied (see `Restrictions`).
     for (name, value) in [
-        ("subs", limits.subs),
         ("data", limits.data),
-        ("payload", limits.payload),
         ("imports", limits.imports),
         ("exports", limits.exports),
-        ("conn", limits.conn),
         ("leaf", limits.leaf),
     ] {
         if !unlimited(value) {
@@ -585,8 +605,8 @@ fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
     if !user.times.is_empty() {
         return Err(AuthFailure::Unsupported("times"));
     }
-    if !unlimited(user.subs) || !unlimited(user.data) || !unlimited(user.payload) {
-        return Err(AuthFailure::Unsupported("subs/data/payload limits"));
+    if !unlimited(user.data) {
+        return Err(AuthFailure::Unsupported("data limit"));
     }
     if user.proxy_required {
         return Err(AuthFailure::Unsupported("proxy_required"));

@@ -80,6 +80,8 @@ pub enum CloseReason {
     MaxPayloadExceeded,
     MaxControlLineExceeded,
     MaxConnectionsExceeded,
+    /// The account's JWT `conn` limit was reached.
+    MaxAccountConnectionsExceeded,
     MaxSubscriptionsExceeded,
     ReadError,
     WriteError,
@@ -111,6 +113,7 @@ impl CloseReason {
             CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
             CloseReason::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
             CloseReason::ReadError => "Read Error",
             CloseReason::WriteError => "Write Error",

@@ -269,6 +269,8 @@ pub struct Client {
     /// When the user JWT it logged in with expires: the connection is
     /// closed then, as the reference does.
     pub jwt_deadline: Option<Instant>,
+    /// A user JWT's (and its account's) `subs` limit, beside the server's.
+    pub max_subs: Option<usize>,
     pub ping_deadline: Instant,
     /// The subjects it was subscribed to when it started closing (its
     /// subscriptions are gone by then); `/connz?state=closed&subs=1` lists them.
@@ -333,6 +335,7 @@ impl Client {
             pings_out: 0,
             auth_deadline: None,
             jwt_deadline: None,
+            max_subs: None,
             ping_deadline: now,
             closed_subjects: Vec::new(),
             log_label: String::new(),

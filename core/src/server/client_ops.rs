@@ -306,11 +306,36 @@ impl Server {
                 self.auth_violation(conn, &options);
                 return;
             }
+            if let Some(max) = restrictions.account_max_connections {
+                let connected = self
+                    .conns
+                    .values()
+                    .filter(|other| {
+                        other.account == account && other.connect_received && !other.is_closing()
+                    })
+                    .count();
+                if connected >= max {
+                    self.close_with_error(
+                        conn,
+                        &ServerError::MaxAccountConnectionsExceeded,
+                        CloseReason::MaxAccountConnectionsExceeded,
+                    );
+                    return;
+                }
+            }
             // The JWT's expiry as an instant of the machine's clock.
             jwt_deadline = restrictions.expires.map(|expires| {
                 let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
                 now + Duration::from_nanos(left)
             });
+            let client = self.conns.client(conn);
+            client.max_subs = restrictions.max_subs;
+            if let Some(max) = restrictions.max_payload {
+                client.parser.set_limits(ParserLimits {
+                    max_control_line: self.config.max_control_line,
+                    max_payload: max.min(self.config.max_payload),
+                });
+            }
         }
         if !options.protocol_supported() {
             self.close_with_error(
@@ -525,7 +550,9 @@ impl Server {
     fn process_sub(&mut self, conn: ConnId, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
         let max_subs = self.config.max_subscriptions;
         let client = self.conns.client(conn);
-        if max_subs > 0 && client.subs.len() >= max_subs {
+        if (max_subs > 0 && client.subs.len() >= max_subs)
+            || client.max_subs.is_some_and(|max| client.subs.len() >= max)
+        {
             self.conns
                 .write_err(conn, &ServerError::MaxSubscriptionsExceeded);
             return;
@@ -726,13 +753,26 @@ impl Server {
             .ok()
             .and_then(|identity| Some((self.router.accounts.find(&identity.account)?, identity)));
         match identity {
-            Some((account, identity)) => self.refile_all(
-                conn,
-                account,
-                identity.user,
-                identity.permissions.as_ref(),
-                true,
-            ),
+            Some((account, identity)) => {
+                // A user JWT's limits hold across the reload too.
+                if let Some(restrictions) = &identity.restrictions {
+                    let client = self.conns.client(conn);
+                    client.max_subs = restrictions.max_subs;
+                    if let Some(max) = restrictions.max_payload {
+                        client.parser.set_limits(ParserLimits {
+                            max_payload: max.min(limits.max_payload),
+                            ..limits
+                        });
+                    }
+                }
+                self.refile_all(
+                    conn,
+                    account,
+                    identity.user,
+                    identity.permissions.as_ref(),
+                    true,
+                )
+            }
             None => {
                 let client = self.conns.client(conn);
                 client.subs.clear();

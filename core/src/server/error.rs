@@ -28,6 +28,8 @@ pub enum ServerError {
     AuthenticationTimeout,
     /// The user JWT the client logged in with expired.
     UserAuthenticationExpired,
+    /// The account's JWT `conn` limit was reached.
+    MaxAccountConnectionsExceeded,
     /// The client answered none of `ping_max` PINGs.
     StaleConnection,
     /// `max_connections` connections were already open.
@@ -75,6 +77,9 @@ impl fmt::Display for ServerError {
             ServerError::AuthorizationViolation => f.write_str("Authorization Violation"),
             ServerError::AuthenticationTimeout => f.write_str("Authentication Timeout"),
             ServerError::UserAuthenticationExpired => f.write_str("User Authentication Expired"),
+            ServerError::MaxAccountConnectionsExceeded => {
+                f.write_str("maximum account active connections exceeded")
+            }
             ServerError::StaleConnection => f.write_str("Stale Connection"),
             ServerError::MaxConnectionsExceeded => f.write_str("maximum connections exceeded"),
             ServerError::MaxSubscriptionsExceeded => f.write_str("maximum subscriptions exceeded"),

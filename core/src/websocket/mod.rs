@@ -184,6 +184,7 @@ pub fn close_status(reason: CloseReason) -> u16 {
         | CloseReason::SlowConsumerPendingBytes
         | CloseReason::SlowConsumerWriteDeadline
         | CloseReason::MaxConnectionsExceeded
+        | CloseReason::MaxAccountConnectionsExceeded
         | CloseReason::MaxControlLineExceeded
         | CloseReason::MaxSubscriptionsExceeded => status::POLICY_VIOLATION,
         CloseReason::TlsHandshakeFailure => status::TLS_HANDSHAKE,
