@@ -466,11 +466,11 @@ async fn exports_and_imports_between_jwt_accounts() {
 #[tokio::test]
 async fn claims_not_applied_yet_are_refused() {
     let trust = Trust::new("unsupported");
-    let limited = trust.config(json!({"limits": {"subs": -1, "data": -1, "payload": -1,
-        "imports": -1, "exports": -1, "wildcards": true, "conn": 5, "leaf": -1}}));
+    let limited = trust.config(json!({"limits": {"subs": -1, "data": 5000, "payload": -1,
+        "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}}));
     let (code, stderr) = exit_of(rnats_tests::rnats_server_binary(), &limited);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("limits.conn not supported yet"), "{stderr}");
+    assert!(stderr.contains("limits.data not supported yet"), "{stderr}");
 
     let config = trust.config(json!({}));
     let server = ServerProcess::start_binary(
