@@ -865,8 +865,8 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             json!({"name": "F5", "subjects": ["f5"], "allow_atomic": true}),
         ),
         (
-            "counters",
-            json!({"name": "F6", "subjects": ["f6"], "allow_msg_counter": true}),
+            "fast batches",
+            json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
         ),
         (
             "schedules",

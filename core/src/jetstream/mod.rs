@@ -15,6 +15,7 @@ pub mod config;
 pub mod consumer;
 mod consumer_requests;
 pub mod consumer_table;
+mod counter;
 pub mod errors;
 pub mod link;
 pub mod machine;

@@ -64,6 +64,9 @@ pub struct StreamRules {
     pub deny_purge: bool,
     pub allow_rollup: bool,
     pub allow_msg_ttl: bool,
+    /// `allow_msg_counter`: messages carry `Nats-Incr`, the stream stores
+    /// running totals ([`super::counter`]).
+    pub allow_msg_counter: bool,
     /// `no_ack`: publishes get no acknowledgement.
     pub no_ack: bool,
     /// The server's JetStream domain, named in every ack (empty: none).
@@ -114,6 +117,8 @@ pub enum PublishError {
     InsufficientResources,
     /// The account's `max_mem` / `max_file` is used up.
     AccountResources,
+    /// A check with a fixed-text API error (counters, schedules).
+    Rejected(super::errors::ApiErrorKind),
 }
 
 /// A publisher waiting for its acknowledgement.
@@ -123,6 +128,8 @@ struct WaitingAck {
     account: String,
     reply: Bytes,
     duplicate: bool,
+    /// A counter stream's new total, for the ack's `val`.
+    total: Option<String>,
 }
 
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
@@ -288,6 +295,9 @@ pub struct Stream<D: Disk> {
     waiting: VecDeque<WaitingAck>,
     /// The highest sequence the store reported durable.
     durable: u64,
+    /// The total of the counter message `try_publish` just stored, taken
+    /// by the caller for its ack.
+    counted: Option<String>,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -308,6 +318,7 @@ impl<D: Disk> Stream<D> {
             dedupe: Dedupe::default(),
             waiting: VecDeque::new(),
             durable,
+            counted: None,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
@@ -410,11 +421,13 @@ impl<D: Disk> Stream<D> {
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
             Published::Stored { seq } | Published::Duplicate { seq } if answer => {
+                let duplicate = matches!(result, Published::Duplicate { .. });
                 let ack = WaitingAck {
                     seq: *seq,
                     account: msg.account.to_string(),
                     reply: Bytes::copy_from_slice(msg.reply),
-                    duplicate: matches!(result, Published::Duplicate { .. }),
+                    duplicate,
+                    total: self.counted.take().filter(|_| !duplicate),
                 };
                 if ack.seq <= self.durable || self.planted_ack_before_sync() {
                     self.send_ack(ack, out);
@@ -474,11 +487,18 @@ impl<D: Disk> Stream<D> {
             }
             _ => msg,
         };
+        use super::errors::ApiErrorKind as K;
         use PublishError as E;
         if self.rules.sealed {
             return Published::Refused(E::Sealed);
         }
         let headers = msg.headers;
+        self.counted = None;
+        let incr =
+            match super::counter::increment(headers, msg.payload, self.rules.allow_msg_counter) {
+                Ok(incr) => incr,
+                Err(kind) => return Published::Refused(E::Rejected(kind)),
+            };
         if self.dedupe.stale
             && !headers.is_empty()
             && (find_header(headers, MSG_ID).is_some()
@@ -545,6 +565,24 @@ impl<D: Disk> Stream<D> {
                 None => return Published::Refused(E::InvalidTtl),
             },
         };
+        let total;
+        let counted;
+        let msg = match (incr, self.rules.allow_msg_counter) {
+            (Some(incr), true) => {
+                let last = self.store.load_last(&Filter::subject(msg.subject)).ok();
+                match super::counter::next_total(last.as_ref().map(|m| &m.payload[..]), &incr) {
+                    Ok(payload) => total = payload,
+                    Err(kind) => return Published::Refused(E::Rejected(kind)),
+                }
+                counted = Publish {
+                    payload: &total,
+                    ..*msg
+                };
+                &counted
+            }
+            (None, true) => return Published::Refused(E::Rejected(K::MessageIncrMissing)),
+            _ => msg,
+        };
         let size = (headers.len() + msg.payload.len()) as u64;
         if self.rules.max_msg_size.is_some_and(|max| size > max) {
             return Published::Refused(E::TooLarge);
@@ -572,6 +610,9 @@ impl<D: Disk> Stream<D> {
             self.dedupe.remember(Bytes::copy_from_slice(id), seq, now);
         }
         self.dedupe.last = msg_id.map(Bytes::copy_from_slice);
+        if self.rules.allow_msg_counter {
+            self.counted = Some(super::counter::ack_value(msg.payload));
+        }
         if let Some((subject, last)) = republish {
             let stored = StoredMsg {
                 seq,
@@ -787,6 +828,7 @@ impl<D: Disk> Stream<D> {
                 &self.rules.domain,
                 ack.seq,
                 ack.duplicate,
+                ack.total,
             ),
         });
     }
