@@ -868,10 +868,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             "fast batches",
             json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
         ),
-        (
-            "schedules",
-            json!({"name": "F7", "subjects": ["f7"], "allow_msg_schedules": true}),
-        ),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! The 2.12+ publish features, through async-nats requests with headers
 //! (the client has no helpers for them): counters (`allow_msg_counter`,
-//! `Nats-Incr`, the ack's `val`), with the reference's refusals.
+//! `Nats-Incr`, the ack's `val`) and message schedules (`@at`, `@every`,
+//! the produced messages' headers, purging), with the reference's refusals.
 //!
 //! Every test here also passes against the reference
 //! (`RNATS_TEST_SERVER_BIN=nats-server cargo test --test jetstream_publish_features`).
@@ -10,8 +11,10 @@ mod common;
 use async_nats::jetstream::{self, stream};
 use common::{connect, js_server, within};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 type Headers<'a> = [(&'a str, &'a str)];
+type HeaderList<'a> = Vec<(&'a str, &'a str)>;
 
 /// A `$JS.API` request with a JSON body; the reply parsed.
 async fn api(client: &async_nats::Client, subject: &str, body: Value) -> Value {
@@ -213,4 +216,207 @@ async fn increments_on_other_streams_and_counter_config_conflicts_are_refused() 
         "stream configuration update can not change message counter setting",
         "{update}"
     );
+}
+
+/// Poll until `subject`'s last message in `stream` exists, and return it.
+async fn wait_for_last(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> jetstream::message::StreamMessage {
+    for _ in 0..100 {
+        if let Ok(msg) = stream.get_last_raw_message_by_subject(subject).await {
+            return msg;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing stored on {subject}");
+}
+
+#[tokio::test]
+async fn schedules_produce_their_messages_when_due_and_purge_themselves() {
+    let (server, _dir) = js_server("schedules");
+    let client = connect(&server.url()).await;
+    let created = api(
+        &client,
+        "$JS.API.STREAM.CREATE.S",
+        json!({"name": "S", "subjects": ["s.>"], "allow_msg_schedules": true, "allow_msg_ttl": true}),
+    )
+    .await;
+    // Schedules need roll-ups: the reference turns them on.
+    assert_eq!(created["config"]["allow_rollup_hdrs"], true, "{created}");
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream("S").await.unwrap();
+
+    // A time already past fires at the next timer.
+    let once = [
+        ("Nats-Schedule", "@at 2020-01-01T00:00:00Z"),
+        ("Nats-Schedule-Target", "s.target"),
+        ("Nats-Schedule-TTL", "5m"),
+        ("Foo", "bar"),
+        ("Nats-Msg-Id", "m1"),
+    ];
+    assert_eq!(
+        publish(&client, "s.once", &once, "hello").await,
+        r#"{"stream":"S","seq":1}"#
+    );
+    let produced = wait_for_last(&stream, "s.target").await;
+    assert_eq!(&produced.payload[..], b"hello");
+    let header = |name: &str| produced.headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(header("Foo").as_deref(), Some("bar"));
+    assert_eq!(header("Nats-Scheduler").as_deref(), Some("s.once"));
+    assert_eq!(header("Nats-Schedule-Next").as_deref(), Some("purge"));
+    assert_eq!(header("Nats-TTL").as_deref(), Some("5m"));
+    assert_eq!(header("Nats-Msg-Id"), None);
+    assert_eq!(header("Nats-Schedule"), None);
+    // The one-off schedule purged itself.
+    assert!(stream
+        .get_last_raw_message_by_subject("s.once")
+        .await
+        .is_err());
+
+    // A repeating schedule: each produced message names the next time.
+    let every = [
+        ("Nats-Schedule", "@every 1s"),
+        ("Nats-Schedule-Target", "s.tick"),
+    ];
+    publish(&client, "s.every", &every, "tick").await;
+    let first = wait_for_last(&stream, "s.tick").await;
+    let next = first
+        .headers
+        .get("Nats-Schedule-Next")
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert!(next.ends_with('Z') && next.contains('T'), "{next}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = stream
+        .get_last_raw_message_by_subject("s.tick")
+        .await
+        .unwrap();
+    assert!(later.sequence > first.sequence, "it fired again");
+    // A client purges it; nothing more is produced.
+    let purge = [
+        ("Nats-Schedule-Next", "purge"),
+        ("Nats-Scheduler", "s.every"),
+    ];
+    publish(&client, "s.stop", &purge, "").await;
+    assert!(stream
+        .get_last_raw_message_by_subject("s.every")
+        .await
+        .is_err());
+    let stopped = stream.get_info().await.unwrap().state.last_sequence;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stream.get_info().await.unwrap().state.last_sequence,
+        stopped
+    );
+}
+
+#[tokio::test]
+async fn schedule_headers_are_checked_as_the_reference_checks_them() {
+    let (server, _dir) = js_server("schedule-refusals");
+    let client = connect(&server.url()).await;
+    api(
+        &client,
+        "$JS.API.STREAM.CREATE.S",
+        json!({"name": "S", "subjects": ["s.>"], "allow_msg_schedules": true}),
+    )
+    .await;
+    api(
+        &client,
+        "$JS.API.STREAM.CREATE.P",
+        json!({"name": "P", "subjects": ["p.>"]}),
+    )
+    .await;
+    let at = ("Nats-Schedule", "@at 2099-01-01T00:00:00Z");
+    let to = |t: &'static str| ("Nats-Schedule-Target", t);
+    let cases: Vec<(&str, HeaderList, String)> = vec![
+        (
+            "s.c",
+            vec![("Nats-Schedule", "@at nope"), to("s.t")],
+            refusal("S", 10189, "message schedules pattern is invalid"),
+        ),
+        (
+            "s.c",
+            vec![("Nats-Schedule", "@every 500ms"), to("s.t")],
+            refusal("S", 10189, "message schedules pattern is invalid"),
+        ),
+        (
+            "s.c",
+            vec![at],
+            refusal("S", 10190, "message schedules target is invalid"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.c")],
+            refusal("S", 10190, "message schedules target is invalid"),
+        ),
+        (
+            "s.c",
+            vec![at, to("x.c")],
+            refusal("S", 10190, "message schedules target is invalid"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Schedule-TTL", "abc")],
+            refusal("S", 10191, "message schedules invalid per-message TTL"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Schedule-TTL", "1m")],
+            refusal("S", 10166, "per-message TTL is disabled"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Schedule-Rollup", "all")],
+            refusal("S", 10192, "message schedules invalid rollup"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Rollup", "all")],
+            refusal("S", 10192, "message schedules invalid rollup"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Schedule-Source", "s.t")],
+            refusal("S", 10203, "message schedules source is invalid"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t"), ("Nats-Schedule-Time-Zone", "")],
+            refusal("S", 10223, "message schedules time zone is invalid"),
+        ),
+        (
+            "s.c",
+            vec![("Nats-Schedule-Next", "purge")],
+            refusal("S", 10212, "message schedules invalid scheduler"),
+        ),
+        (
+            "s.c",
+            vec![("Nats-Scheduler", "s.a")],
+            refusal("S", 10212, "message schedules invalid scheduler"),
+        ),
+        (
+            "p.c",
+            vec![at, to("p.t")],
+            refusal("P", 10188, "message schedules is disabled"),
+        ),
+        (
+            "p.c",
+            vec![("Nats-Schedule", "garbage")],
+            refusal("P", 10188, "message schedules is disabled"),
+        ),
+        (
+            "s.c",
+            vec![at, to("s.t")],
+            r#"{"stream":"S","seq":1}"#.to_string(),
+        ),
+    ];
+    for (subject, headers, expected) in cases {
+        assert_eq!(
+            publish(&client, subject, &headers, "").await,
+            expected,
+            "{headers:?}"
+        );
+    }
 }

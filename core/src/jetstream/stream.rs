@@ -67,6 +67,11 @@ pub struct StreamRules {
     /// `allow_msg_counter`: messages carry `Nats-Incr`, the stream stores
     /// running totals ([`super::counter`]).
     pub allow_msg_counter: bool,
+    /// `allow_msg_schedules`: `Nats-Schedule` messages produce messages
+    /// on the stream's subjects when due ([`super::schedule`]).
+    pub allow_msg_schedules: bool,
+    /// The stream's subjects (a schedule's target must be among them).
+    pub subjects: Vec<String>,
     /// `no_ack`: publishes get no acknowledgement.
     pub no_ack: bool,
     /// The server's JetStream domain, named in every ack (empty: none).
@@ -298,6 +303,13 @@ pub struct Stream<D: Disk> {
     /// The total of the counter message `try_publish` just stored, taken
     /// by the caller for its ack.
     counted: Option<String>,
+    schedules: super::schedule::Schedules,
+    /// The schedules are rebuilt from the store at the first timer (a
+    /// recovered schedule stream).
+    schedules_stale: bool,
+    /// Storing a message a schedule produced: the schedule checks are the
+    /// schedule's, not repeated on it.
+    firing: bool,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -319,10 +331,14 @@ impl<D: Disk> Stream<D> {
             waiting: VecDeque::new(),
             durable,
             counted: None,
+            schedules: Default::default(),
+            schedules_stale: false,
+            firing: false,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
         stream.dedupe.stale = true;
+        stream.schedules_stale = stream.rules.allow_msg_schedules;
         stream
     }
 
@@ -536,6 +552,31 @@ impl<D: Disk> Stream<D> {
                 return Published::Refused(E::WrongLastSequence(last));
             }
         }
+        let checked;
+        let headers = match self.firing {
+            true => headers,
+            false => match super::schedule::check(
+                headers,
+                msg.subject,
+                &super::schedule::Context {
+                    allowed: self.rules.allow_msg_schedules,
+                    allow_ttl: self.rules.allow_msg_ttl,
+                    subjects: &self.rules.subjects,
+                    now,
+                },
+                |subject| {
+                    let last = self.store.load_last(&Filter::subject(subject));
+                    last.ok().map(|m| m.headers)
+                },
+            ) {
+                Ok(Some(added)) => {
+                    checked = added;
+                    &checked[..]
+                }
+                Ok(None) => headers,
+                Err(kind) => return Published::Refused(E::Rejected(kind)),
+            },
+        };
         if let Some(expected) = find_header(headers, EXPECTED_LAST_MSG_ID) {
             let last = self.dedupe.last.as_deref().unwrap_or_default();
             if expected != last {
@@ -612,6 +653,9 @@ impl<D: Disk> Stream<D> {
         self.dedupe.last = msg_id.map(Bytes::copy_from_slice);
         if self.rules.allow_msg_counter {
             self.counted = Some(super::counter::ack_value(msg.payload));
+        }
+        if self.rules.allow_msg_schedules {
+            self.schedule_stored(seq, msg.subject, headers, now);
         }
         if let Some((subject, last)) = republish {
             let stored = StoredMsg {
@@ -849,7 +893,11 @@ impl<D: Disk> Stream<D> {
     pub fn deadlines(&self) -> (Option<Instant>, Option<WallTime>) {
         let expiry = self.store.next_expiry();
         let dedupe = self.dedupe.next_expiry(self.rules.duplicate_window);
-        let wall = expiry.into_iter().chain(dedupe).min();
+        let schedule = match self.schedules_stale {
+            true => Some(WallTime(0)),
+            false => self.schedules.next(),
+        };
+        let wall = expiry.into_iter().chain(dedupe).chain(schedule).min();
         (self.store.poll_timeout(), wall)
     }
 
@@ -867,7 +915,78 @@ impl<D: Disk> Stream<D> {
             }),
         }
         self.dedupe.expire(wall, self.rules.duplicate_window);
+        self.fire_schedules(wall, out);
         self.drain_store(out);
+    }
+
+    /// Track a stored message's schedule, and purge the schedule a
+    /// produced (or client) message names with `Nats-Schedule-Next: purge`.
+    fn schedule_stored(&mut self, seq: u64, subject: &[u8], headers: &[u8], now: WallTime) {
+        self.schedules.stored(seq, subject, headers, now);
+        if let Some(scheduler) = super::schedule::purges(headers) {
+            let _ = self.store.purge_ex(&Filter::subject(scheduler), 0, 0);
+            self.schedules.remove(scheduler);
+        }
+    }
+
+    /// Store what each due schedule produces, in sequence order.
+    fn fire_schedules(&mut self, now: WallTime, out: &mut VecDeque<JsAction>) {
+        if !self.rules.allow_msg_schedules {
+            return;
+        }
+        if std::mem::take(&mut self.schedules_stale) {
+            let subjects = self.store.subjects_state(&Filter::All);
+            let last: Vec<_> = subjects
+                .keys()
+                .filter_map(|s| self.store.load_last(&Filter::subject(s)).ok())
+                .map(|m| (m.seq, m.subject, m.headers, m.ts))
+                .collect();
+            self.schedules = super::schedule::recovered(last.into_iter(), now);
+        }
+        let mut due = self.schedules.take_due(now);
+        due.sort_unstable();
+        for (seq, at) in due {
+            let Ok(schedule) = self.store.load_msg(seq) else {
+                continue;
+            };
+            let source = find_header(&schedule.headers, b"Nats-Schedule-Source")
+                .filter(|s| !s.is_empty())
+                .and_then(|s| self.store.load_last(&Filter::subject(s)).ok())
+                .map(|m| (m.headers, m.payload));
+            let Some(produced) = super::schedule::produce(
+                &schedule.subject,
+                &schedule.headers,
+                &schedule.payload,
+                source,
+                at,
+                now,
+            ) else {
+                self.schedules.remove(&schedule.subject);
+                continue;
+            };
+            let account = self.account.clone();
+            let publish = Publish {
+                account: &account,
+                subject: &produced.target,
+                reply: b"",
+                headers: &produced.headers,
+                payload: &produced.payload,
+            };
+            self.firing = true;
+            let result = self.try_publish(now, &publish, None, out);
+            self.firing = false;
+            if let Published::Refused(error) = result {
+                out.push_back(JsAction::Log {
+                    level: LogLevel::Warn,
+                    text: format!(
+                        "Stream '{} > {}': scheduled message for {} not stored: {error:?}",
+                        self.account,
+                        self.rules.name,
+                        String::from_utf8_lossy(&produced.target)
+                    ),
+                });
+            }
+        }
     }
 
     /// Purge by `filter` below `seq` (0: all) keeping the newest `keep`.
@@ -960,7 +1079,7 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
 
 /// `Nats-TTL`: a Go duration (`1s`, `1m30s`), bare seconds, or `never`.
 /// `Some(None)` is "never expires"; `None` is invalid.
-fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
+pub(super) fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
     let text = std::str::from_utf8(text).ok()?.trim();
     if text.eq_ignore_ascii_case("never") {
         return Some(None);
