@@ -294,6 +294,22 @@ async fn schedules_produce_their_messages_when_due_and_purge_themselves() {
         .await
         .unwrap();
     assert!(later.sequence > first.sequence, "it fired again");
+    // A cron pattern repeats the same way.
+    let cron = [
+        ("Nats-Schedule", "* * * * * *"),
+        ("Nats-Schedule-Target", "s.cron"),
+    ];
+    publish(&client, "s.cron-schedule", &cron, "c").await;
+    let cron_first = wait_for_last(&stream, "s.cron").await;
+    assert_eq!(
+        cron_first.headers.get("Nats-Scheduler").map(|v| v.as_str()),
+        Some("s.cron-schedule")
+    );
+    let purge_cron = [
+        ("Nats-Schedule-Next", "purge"),
+        ("Nats-Scheduler", "s.cron-schedule"),
+    ];
+    publish(&client, "s.stop-cron", &purge_cron, "").await;
     // A client purges it; nothing more is produced.
     let purge = [
         ("Nats-Schedule-Next", "purge"),
@@ -408,8 +424,32 @@ async fn schedule_headers_are_checked_as_the_reference_checks_them() {
         ),
         (
             "s.c",
+            vec![("Nats-Schedule", "0 0 0 30 2 *"), to("s.t")],
+            refusal("S", 10189, "message schedules pattern is invalid"),
+        ),
+        (
+            "s.c",
+            vec![("Nats-Schedule", "0 0 0 * * 7"), to("s.t")],
+            refusal("S", 10189, "message schedules pattern is invalid"),
+        ),
+        (
+            "s.c",
             vec![at, to("s.t")],
             r#"{"stream":"S","seq":1}"#.to_string(),
+        ),
+        (
+            "s.d",
+            vec![("Nats-Schedule", "0 0 0 * JAN-mar SUN"), to("s.t")],
+            r#"{"stream":"S","seq":2}"#.to_string(),
+        ),
+        (
+            "s.e",
+            vec![
+                ("Nats-Schedule", "@weekly"),
+                to("s.t"),
+                ("Nats-Schedule-Time-Zone", "UTC"),
+            ],
+            r#"{"stream":"S","seq":3}"#.to_string(),
         ),
     ];
     for (subject, headers, expected) in cases {

@@ -16,6 +16,7 @@ pub mod consumer;
 mod consumer_requests;
 pub mod consumer_table;
 mod counter;
+mod cron;
 pub mod errors;
 pub mod link;
 pub mod machine;

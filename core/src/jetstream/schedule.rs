@@ -10,9 +10,10 @@
 //! Patterns: `@at <RFC 3339>` (fires once; the produced message carries
 //! `Nats-Schedule-Next: purge`, which removes the schedule) and
 //! `@every <Go duration>` (at least a second; the produced message carries
-//! the next time, which re-arms the schedule when stored). Cron patterns
-//! and time zones other than `UTC` are not built yet: they are refused as
-//! the reference refuses invalid ones, never stored and ignored.
+//! the next time, which re-arms the schedule when stored), and cron
+//! patterns ([`super::cron`], repeating like `@every`). Time zones other
+//! than `UTC` are not built yet (no zone database): they are refused as the
+//! reference refuses unknown ones, never stored and ignored.
 //!
 //! Invariants: `due` holds exactly one `(at, seq)` per armed schedule in
 //! `by_subject`; a fired schedule stays in `by_subject` unarmed until the
@@ -75,7 +76,14 @@ fn next_fire(headers: &[u8], ts: WallTime, now: WallTime) -> Result<Option<(Wall
         }
         return Ok(Some((WallTime(next), true)));
     }
-    Err(invalid)
+    let cron = super::cron::Cron::parse(pattern).ok_or(invalid)?;
+    let mut next = cron.next_after(ts.0).ok_or(invalid)?;
+    if next < now.0 {
+        // Fell behind (a restart): fire once, at the next match from now.
+        let round = (now.0 + SECOND / 2) / SECOND * SECOND;
+        next = cron.next_after(round).ok_or(invalid)?;
+    }
+    Ok(Some((WallTime(next), true)))
 }
 
 /// The stream facts [`check`] needs.
@@ -380,7 +388,9 @@ mod tests {
         );
         let every = next_fire(&h("Nats-Schedule: @every 5s\r\n"), NOW, NOW).unwrap();
         assert_eq!(every, Some((WallTime(1_800_000_005 * SECOND), true)));
-        for bad in ["@every 500ms", "@at soon", "0 * * * * *"] {
+        let cron = next_fire(&h("Nats-Schedule: 0 * * * * *\r\n"), NOW, NOW).unwrap();
+        assert_eq!(cron, Some((WallTime(1_800_000_060 * SECOND), true)));
+        for bad in ["@every 500ms", "@at soon", "0 * * * *"] {
             let got = next_fire(&h(&format!("Nats-Schedule: {bad}\r\n")), NOW, NOW);
             assert_eq!(got, Err(K::MessageSchedulesPatternInvalid), "{bad}");
         }
