@@ -460,3 +460,46 @@ async fn schedule_headers_are_checked_as_the_reference_checks_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn counters_and_schedules_carry_on_after_a_kill_and_restart() {
+    let (mut server, _dir) = js_server("publish-features-restart");
+    let client = connect(&server.url()).await;
+    api(
+        &client,
+        "$JS.API.STREAM.CREATE.C",
+        json!({"name": "C", "subjects": ["c.>"], "allow_msg_counter": true}),
+    )
+    .await;
+    api(
+        &client,
+        "$JS.API.STREAM.CREATE.S",
+        json!({"name": "S", "subjects": ["s.>"], "allow_msg_schedules": true}),
+    )
+    .await;
+    publish(&client, "c.a", &[("Nats-Incr", "40")], "").await;
+    let every = [
+        ("Nats-Schedule", "@every 1s"),
+        ("Nats-Schedule-Target", "s.tick"),
+    ];
+    publish(&client, "s.every", &every, "tick").await;
+    drop(client);
+    server.restart();
+
+    let client = connect(&server.url()).await;
+    assert_eq!(
+        publish(&client, "c.a", &[("Nats-Incr", "2")], "").await,
+        r#"{"stream":"C","seq":2,"val":"42"}"#
+    );
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream("S").await.unwrap();
+    let before = stream.get_info().await.unwrap().state.last_sequence;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = stream.get_info().await.unwrap().state.last_sequence;
+    assert!(after > before, "the schedule fired after the restart");
+    let tick = wait_for_last(&stream, "s.tick").await;
+    assert_eq!(
+        tick.headers.get("Nats-Scheduler").map(|v| v.as_str()),
+        Some("s.every")
+    );
+}
