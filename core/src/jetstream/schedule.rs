@@ -249,6 +249,12 @@ impl Schedules {
         }
     }
 
+    /// Forget the schedule stored at `seq` (its message is gone: purged,
+    /// deleted or aged out). Rare, so a scan is fine.
+    pub(crate) fn forget(&mut self, seq: u64) {
+        self.by_subject.retain(|_, &mut (s, _)| s != seq);
+    }
+
     /// The earliest armed schedule.
     pub(crate) fn next(&self) -> Option<WallTime> {
         self.due.first().map(|&(at, _)| at)

@@ -947,6 +947,7 @@ impl<D: Disk> Stream<D> {
         due.sort_unstable();
         for (seq, at) in due {
             let Ok(schedule) = self.store.load_msg(seq) else {
+                self.schedules.forget(seq);
                 continue;
             };
             let source = find_header(&schedule.headers, b"Nats-Schedule-Source")
