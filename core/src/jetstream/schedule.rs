@@ -39,6 +39,7 @@ const SCHEDULER: &[u8] = b"Nats-Scheduler";
 const NEXT: &[u8] = b"Nats-Schedule-Next";
 const PURGE: &[u8] = b"purge";
 const SECOND: u64 = 1_000_000_000;
+const MIN_DELAY: u64 = SECOND / 4;
 
 /// When a schedule message next fires, and whether it repeats; `None` for
 /// a message without a pattern. `ts` is when it was stored (or last due).
@@ -231,7 +232,10 @@ impl Schedules {
     /// replace one, or (produced by a repeating one) re-arm its scheduler.
     pub(crate) fn stored(&mut self, seq: u64, subject: &[u8], headers: &[u8], now: WallTime) {
         match next_fire(headers, now, now) {
-            Ok(Some((at, _))) => self.arm(subject, seq, at),
+            // The reference's timer never fires sooner than this after a
+            // schedule is stored (a time already past included), so a
+            // publish right behind it is stored first there too.
+            Ok(Some((at, _))) => self.arm(subject, seq, at.max(WallTime(now.0 + MIN_DELAY))),
             _ if find_header(headers, SCHEDULER).is_none_or(<[u8]>::is_empty) => {
                 self.remove(subject)
             }
