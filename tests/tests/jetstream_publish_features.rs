@@ -181,6 +181,16 @@ async fn increments_on_other_streams_and_counter_config_conflicts_are_refused() 
         publish(&client, "plain", &[("Nats-Incr", "one")], "").await,
         refusal("PLAIN", 10171, "message counter increment is invalid")
     );
+    // Atomic batches are refused before anything else looks at the message.
+    let batch = [
+        ("Nats-Batch-Id", "b1"),
+        ("Nats-Batch-Sequence", "1"),
+        ("Nats-Incr", "x"),
+    ];
+    assert_eq!(
+        publish(&client, "plain", &batch, "").await,
+        refusal("PLAIN", 10174, "atomic publish is disabled")
+    );
 
     for (extra, description) in [
         (

@@ -11,6 +11,7 @@
 pub mod advisory;
 pub mod api;
 pub mod banner;
+mod batch;
 pub mod config;
 pub mod consumer;
 mod consumer_requests;

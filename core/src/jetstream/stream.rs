@@ -510,6 +510,10 @@ impl<D: Disk> Stream<D> {
         }
         let headers = msg.headers;
         self.counted = None;
+        let size = (headers.len() + msg.payload.len()) as u64;
+        if let Some(error) = super::batch::refusal(headers, size, self.rules.max_msg_size) {
+            return Published::Refused(error);
+        }
         let incr =
             match super::counter::increment(headers, msg.payload, self.rules.allow_msg_counter) {
                 Ok(incr) => incr,
