@@ -865,12 +865,8 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             json!({"name": "F5", "subjects": ["f5"], "allow_atomic": true}),
         ),
         (
-            "counters",
-            json!({"name": "F6", "subjects": ["f6"], "allow_msg_counter": true}),
-        ),
-        (
-            "schedules",
-            json!({"name": "F7", "subjects": ["f7"], "allow_msg_schedules": true}),
+            "fast batches",
+            json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
         ),
     ]
 }

@@ -11,15 +11,19 @@
 pub mod advisory;
 pub mod api;
 pub mod banner;
+mod batch;
 pub mod config;
 pub mod consumer;
 mod consumer_requests;
 pub mod consumer_table;
+mod counter;
+mod cron;
 pub mod errors;
 pub mod link;
 pub mod machine;
 pub mod monitor;
 mod requests;
+mod schedule;
 pub mod stream;
 pub mod stream_config;
 // Out of alphabetical order: kept beside its stream counterpart.

@@ -170,6 +170,9 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
         deny_purge: config.deny_purge,
         allow_rollup: config.allow_rollup_hdrs,
         allow_msg_ttl: config.allow_msg_ttl,
+        allow_msg_counter: config.allow_msg_counter,
+        allow_msg_schedules: config.allow_msg_schedules,
+        subjects: config.subjects.clone(),
         no_ack: config.no_ack,
         domain: String::new(),
         delete_marker_ttl: u64::try_from(config.subject_delete_marker_ttl / 1_000_000_000)
@@ -894,8 +897,6 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
         (!config.sources.is_empty(), "sources"),
         (config.allow_atomic, "allow_atomic"),
         (config.allow_batched, "allow_batched"),
-        (config.allow_msg_counter, "allow_msg_counter"),
-        (config.allow_msg_schedules, "allow_msg_schedules"),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];
     match missing.iter().find(|(asked, _)| *asked) {

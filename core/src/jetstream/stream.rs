@@ -64,6 +64,14 @@ pub struct StreamRules {
     pub deny_purge: bool,
     pub allow_rollup: bool,
     pub allow_msg_ttl: bool,
+    /// `allow_msg_counter`: messages carry `Nats-Incr`, the stream stores
+    /// running totals ([`super::counter`]).
+    pub allow_msg_counter: bool,
+    /// `allow_msg_schedules`: `Nats-Schedule` messages produce messages
+    /// on the stream's subjects when due ([`super::schedule`]).
+    pub allow_msg_schedules: bool,
+    /// The stream's subjects (a schedule's target must be among them).
+    pub subjects: Vec<String>,
     /// `no_ack`: publishes get no acknowledgement.
     pub no_ack: bool,
     /// The server's JetStream domain, named in every ack (empty: none).
@@ -114,6 +122,8 @@ pub enum PublishError {
     InsufficientResources,
     /// The account's `max_mem` / `max_file` is used up.
     AccountResources,
+    /// A check with a fixed-text API error (counters, schedules).
+    Rejected(super::errors::ApiErrorKind),
 }
 
 /// A publisher waiting for its acknowledgement.
@@ -123,6 +133,8 @@ struct WaitingAck {
     account: String,
     reply: Bytes,
     duplicate: bool,
+    /// A counter stream's new total, for the ack's `val`.
+    total: Option<String>,
 }
 
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
@@ -288,6 +300,16 @@ pub struct Stream<D: Disk> {
     waiting: VecDeque<WaitingAck>,
     /// The highest sequence the store reported durable.
     durable: u64,
+    /// The total of the counter message `try_publish` just stored, taken
+    /// by the caller for its ack.
+    counted: Option<String>,
+    schedules: super::schedule::Schedules,
+    /// The schedules are rebuilt from the store at the first timer (a
+    /// recovered schedule stream).
+    schedules_stale: bool,
+    /// Storing a message a schedule produced: the schedule checks are the
+    /// schedule's, not repeated on it.
+    firing: bool,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -308,10 +330,15 @@ impl<D: Disk> Stream<D> {
             dedupe: Dedupe::default(),
             waiting: VecDeque::new(),
             durable,
+            counted: None,
+            schedules: Default::default(),
+            schedules_stale: false,
+            firing: false,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
         stream.dedupe.stale = true;
+        stream.schedules_stale = stream.rules.allow_msg_schedules;
         stream
     }
 
@@ -410,11 +437,13 @@ impl<D: Disk> Stream<D> {
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
             Published::Stored { seq } | Published::Duplicate { seq } if answer => {
+                let duplicate = matches!(result, Published::Duplicate { .. });
                 let ack = WaitingAck {
                     seq: *seq,
                     account: msg.account.to_string(),
                     reply: Bytes::copy_from_slice(msg.reply),
-                    duplicate: matches!(result, Published::Duplicate { .. }),
+                    duplicate,
+                    total: self.counted.take().filter(|_| !duplicate),
                 };
                 if ack.seq <= self.durable || self.planted_ack_before_sync() {
                     self.send_ack(ack, out);
@@ -474,11 +503,22 @@ impl<D: Disk> Stream<D> {
             }
             _ => msg,
         };
+        use super::errors::ApiErrorKind as K;
         use PublishError as E;
         if self.rules.sealed {
             return Published::Refused(E::Sealed);
         }
         let headers = msg.headers;
+        self.counted = None;
+        let size = (headers.len() + msg.payload.len()) as u64;
+        if let Some(error) = super::batch::refusal(headers, size, self.rules.max_msg_size) {
+            return Published::Refused(error);
+        }
+        let incr =
+            match super::counter::increment(headers, msg.payload, self.rules.allow_msg_counter) {
+                Ok(incr) => incr,
+                Err(kind) => return Published::Refused(E::Rejected(kind)),
+            };
         if self.dedupe.stale
             && !headers.is_empty()
             && (find_header(headers, MSG_ID).is_some()
@@ -516,6 +556,31 @@ impl<D: Disk> Stream<D> {
                 return Published::Refused(E::WrongLastSequence(last));
             }
         }
+        let checked;
+        let headers = match self.firing {
+            true => headers,
+            false => match super::schedule::check(
+                headers,
+                msg.subject,
+                &super::schedule::Context {
+                    allowed: self.rules.allow_msg_schedules,
+                    allow_ttl: self.rules.allow_msg_ttl,
+                    subjects: &self.rules.subjects,
+                    now,
+                },
+                |subject| {
+                    let last = self.store.load_last(&Filter::subject(subject));
+                    last.ok().map(|m| m.headers)
+                },
+            ) {
+                Ok(Some(added)) => {
+                    checked = added;
+                    &checked[..]
+                }
+                Ok(None) => headers,
+                Err(kind) => return Published::Refused(E::Rejected(kind)),
+            },
+        };
         if let Some(expected) = find_header(headers, EXPECTED_LAST_MSG_ID) {
             let last = self.dedupe.last.as_deref().unwrap_or_default();
             if expected != last {
@@ -545,6 +610,24 @@ impl<D: Disk> Stream<D> {
                 None => return Published::Refused(E::InvalidTtl),
             },
         };
+        let total;
+        let counted;
+        let msg = match (incr, self.rules.allow_msg_counter) {
+            (Some(incr), true) => {
+                let last = self.store.load_last(&Filter::subject(msg.subject)).ok();
+                match super::counter::next_total(last.as_ref().map(|m| &m.payload[..]), &incr) {
+                    Ok(payload) => total = payload,
+                    Err(kind) => return Published::Refused(E::Rejected(kind)),
+                }
+                counted = Publish {
+                    payload: &total,
+                    ..*msg
+                };
+                &counted
+            }
+            (None, true) => return Published::Refused(E::Rejected(K::MessageIncrMissing)),
+            _ => msg,
+        };
         let size = (headers.len() + msg.payload.len()) as u64;
         if self.rules.max_msg_size.is_some_and(|max| size > max) {
             return Published::Refused(E::TooLarge);
@@ -572,6 +655,12 @@ impl<D: Disk> Stream<D> {
             self.dedupe.remember(Bytes::copy_from_slice(id), seq, now);
         }
         self.dedupe.last = msg_id.map(Bytes::copy_from_slice);
+        if self.rules.allow_msg_counter {
+            self.counted = Some(super::counter::ack_value(msg.payload));
+        }
+        if self.rules.allow_msg_schedules {
+            self.schedule_stored(seq, msg.subject, headers, now);
+        }
         if let Some((subject, last)) = republish {
             let stored = StoredMsg {
                 seq,
@@ -787,6 +876,7 @@ impl<D: Disk> Stream<D> {
                 &self.rules.domain,
                 ack.seq,
                 ack.duplicate,
+                ack.total,
             ),
         });
     }
@@ -807,7 +897,11 @@ impl<D: Disk> Stream<D> {
     pub fn deadlines(&self) -> (Option<Instant>, Option<WallTime>) {
         let expiry = self.store.next_expiry();
         let dedupe = self.dedupe.next_expiry(self.rules.duplicate_window);
-        let wall = expiry.into_iter().chain(dedupe).min();
+        let schedule = match self.schedules_stale {
+            true => Some(WallTime(0)),
+            false => self.schedules.next(),
+        };
+        let wall = expiry.into_iter().chain(dedupe).chain(schedule).min();
         (self.store.poll_timeout(), wall)
     }
 
@@ -825,7 +919,79 @@ impl<D: Disk> Stream<D> {
             }),
         }
         self.dedupe.expire(wall, self.rules.duplicate_window);
+        self.fire_schedules(wall, out);
         self.drain_store(out);
+    }
+
+    /// Track a stored message's schedule, and purge the schedule a
+    /// produced (or client) message names with `Nats-Schedule-Next: purge`.
+    fn schedule_stored(&mut self, seq: u64, subject: &[u8], headers: &[u8], now: WallTime) {
+        self.schedules.stored(seq, subject, headers, now);
+        if let Some(scheduler) = super::schedule::purges(headers) {
+            let _ = self.store.purge_ex(&Filter::subject(scheduler), 0, 0);
+            self.schedules.remove(scheduler);
+        }
+    }
+
+    /// Store what each due schedule produces, in sequence order.
+    fn fire_schedules(&mut self, now: WallTime, out: &mut VecDeque<JsAction>) {
+        if !self.rules.allow_msg_schedules {
+            return;
+        }
+        if std::mem::take(&mut self.schedules_stale) {
+            let subjects = self.store.subjects_state(&Filter::All);
+            let last: Vec<_> = subjects
+                .keys()
+                .filter_map(|s| self.store.load_last(&Filter::subject(s)).ok())
+                .map(|m| (m.seq, m.subject, m.headers, m.ts))
+                .collect();
+            self.schedules = super::schedule::recovered(last.into_iter(), now);
+        }
+        let mut due = self.schedules.take_due(now);
+        due.sort_unstable();
+        for (seq, at) in due {
+            let Ok(schedule) = self.store.load_msg(seq) else {
+                self.schedules.forget(seq);
+                continue;
+            };
+            let source = find_header(&schedule.headers, b"Nats-Schedule-Source")
+                .filter(|s| !s.is_empty())
+                .and_then(|s| self.store.load_last(&Filter::subject(s)).ok())
+                .map(|m| (m.headers, m.payload));
+            let Some(produced) = super::schedule::produce(
+                &schedule.subject,
+                &schedule.headers,
+                &schedule.payload,
+                source,
+                at,
+                now,
+            ) else {
+                self.schedules.remove(&schedule.subject);
+                continue;
+            };
+            let account = self.account.clone();
+            let publish = Publish {
+                account: &account,
+                subject: &produced.target,
+                reply: b"",
+                headers: &produced.headers,
+                payload: &produced.payload,
+            };
+            self.firing = true;
+            let result = self.try_publish(now, &publish, None, out);
+            self.firing = false;
+            if let Published::Refused(error) = result {
+                out.push_back(JsAction::Log {
+                    level: LogLevel::Warn,
+                    text: format!(
+                        "Stream '{} > {}': scheduled message for {} not stored: {error:?}",
+                        self.account,
+                        self.rules.name,
+                        String::from_utf8_lossy(&produced.target)
+                    ),
+                });
+            }
+        }
     }
 
     /// Purge by `filter` below `seq` (0: all) keeping the newest `keep`.
@@ -918,7 +1084,7 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
 
 /// `Nats-TTL`: a Go duration (`1s`, `1m30s`), bare seconds, or `never`.
 /// `Some(None)` is "never expires"; `None` is invalid.
-fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
+pub(super) fn parse_ttl(text: &[u8]) -> Option<Option<Duration>> {
     let text = std::str::from_utf8(text).ok()?.trim();
     if text.eq_ignore_ascii_case("never") {
         return Some(None);

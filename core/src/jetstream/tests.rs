@@ -412,12 +412,12 @@ fn features_not_built_yet_are_refused_by_name() {
     let mut h = Harness::new();
     let refused = h.api(
         "$JS.API.STREAM.CREATE.S",
-        r#"{"name":"S","subjects":["s"],"allow_msg_counter":true}"#,
+        r#"{"name":"S","subjects":["s"],"allow_batched":true}"#,
     );
     assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
     assert_eq!(
         refused["error"]["description"],
-        "allow_msg_counter is not supported by rnats yet"
+        "allow_batched is not supported by rnats yet"
     );
     let names = h.api("$JS.API.STREAM.NAMES", "");
     assert_eq!(names["total"], 0, "nothing was created");

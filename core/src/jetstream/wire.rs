@@ -10,9 +10,29 @@ use super::api::PubAck;
 use super::errors::{ApiError, ApiErrorKind};
 use super::stream::PublishError;
 
-/// The acknowledgement of a stored (or duplicate) message.
-pub fn pub_ack(stream: &str, domain: &str, seq: u64, duplicate: bool) -> Bytes {
-    Bytes::from(PubAck::encode_stored(stream, domain, seq, duplicate))
+/// The acknowledgement of a stored (or duplicate) message, with a counter
+/// stream's new total.
+pub fn pub_ack(
+    stream: &str,
+    domain: &str,
+    seq: u64,
+    duplicate: bool,
+    total: Option<String>,
+) -> Bytes {
+    match total {
+        None => Bytes::from(PubAck::encode_stored(stream, domain, seq, duplicate)),
+        Some(value) => Bytes::from(
+            PubAck {
+                stream: stream.to_string(),
+                domain: domain.to_string(),
+                seq,
+                duplicate,
+                value,
+                ..PubAck::default()
+            }
+            .encode(),
+        ),
+    }
 }
 
 /// The refusal of a publish.
@@ -45,6 +65,7 @@ pub fn api_error(error: &PublishError) -> ApiError {
         PublishError::TooLarge => ApiError::new(K::StreamMessageExceedsMaximum),
         PublishError::InsufficientResources => ApiError::new(K::InsufficientResources),
         PublishError::AccountResources => ApiError::new(K::AccountResourcesExceeded),
+        PublishError::Rejected(kind) => ApiError::new(*kind),
         PublishError::Store(error) => {
             ApiError::with(K::StreamStoreFailed, &[("{err}", &error.to_string())])
         }

@@ -226,7 +226,7 @@ impl<'de> Deserialize<'de> for GoTime {
 
 /// (year, month, day) of a day counted from 1970-01-01 (negative before
 /// it), in 400-year eras.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
@@ -246,7 +246,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
 /// (negative before it), counting in 400-year eras.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
