@@ -20,6 +20,7 @@ pub mod link;
 pub mod machine;
 pub mod monitor;
 mod requests;
+mod sourcing;
 pub mod stream;
 pub mod stream_config;
 // Out of alphabetical order: kept beside its stream counterpart.

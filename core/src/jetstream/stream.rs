@@ -221,6 +221,9 @@ impl<D: Disk> Store<D> {
     ) -> StoreResult<u64> {
         on_store!(self, s => s.store_msg(subject, headers, payload, ts, ttl))
     }
+    fn skip_msgs(&mut self, seq: u64, count: u64, ts: WallTime) -> StoreResult<()> {
+        on_store!(self, s => s.skip_msgs(seq, count, ts))
+    }
     fn remove_msg(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
         on_store!(self, s => if erase { s.erase_msg(seq) } else { s.remove_msg(seq) })
     }
@@ -426,6 +429,28 @@ impl<D: Disk> Stream<D> {
             _ => {}
         }
         result
+    }
+
+    /// Store a message a mirror copies from its origin, at the origin's
+    /// sequence and time; the sequences between are skipped (the origin
+    /// removed them or the mirror's filter passed them by). The publish
+    /// checks are not made again: the origin made them. Returns whether it
+    /// was stored (not when the mirror already holds that sequence).
+    pub fn store_mirrored(&mut self, msg: &StoredMsg) -> Result<bool, PublishError> {
+        let last = self.store.state().last_seq;
+        if msg.seq <= last {
+            return Ok(false);
+        }
+        if msg.seq > last + 1 {
+            self.store
+                .skip_msgs(last + 1, msg.seq - last - 1, msg.ts)
+                .map_err(PublishError::Store)?;
+        }
+        let ttl = find_header(&msg.headers, TTL).and_then(parse_ttl).flatten();
+        self.store
+            .store_msg(&msg.subject, &msg.headers, &msg.payload, msg.ts, ttl)
+            .map_err(PublishError::Store)?;
+        Ok(true)
     }
 
     /// Refuse `msg` without storing it (the machine's resource limits).
