@@ -321,6 +321,24 @@ async fn sources_append_from_two_streams_with_the_source_header() {
         ]
     );
 
+    // Only sourcing writes the header: a client's publish carrying it is
+    // refused.
+    let mut forged = async_nats::HeaderMap::new();
+    forged.insert("Nats-Stream-Source", "EU 9 > > eu.9");
+    let refused = within(
+        "forged publish",
+        client.request_with_headers("eu.9", forged, "x".into()),
+    )
+    .await
+    .unwrap();
+    let refused: Value = serde_json::from_slice(&refused.payload).unwrap();
+    assert_eq!(
+        refused,
+        json!({"error": {"code": 400, "err_code": 10227,
+                         "description": "message stream source header is not allowed"},
+               "stream": "EU", "seq": 0})
+    );
+
     // Followed: new messages are appended with new sequences.
     publish(&js, "eu.2", &[], "e2").await;
     let info = info_when(&client, "ALL", |i| i["state"]["messages"] == 4).await;

@@ -297,7 +297,9 @@ impl<D: Disk + Clone> JetStream<D> {
                     &msg.headers,
                     &msg.payload,
                 );
-                if let Err(error) = self.resources_for(&msg.account, storage, size) {
+                let refused = super::sourcing::check_client_headers(&msg.headers)
+                    .and_then(|()| self.resources_for(&msg.account, storage, size));
+                if let Err(error) = refused {
                     let entry = &self.streams[&id];
                     entry.stream.refuse(&publish, error, &mut self.actions);
                     return;

@@ -33,7 +33,7 @@ use super::api::{StreamConfig, StreamSource, StreamSourceInfo};
 use super::errors::{ApiError, ApiErrorKind};
 use super::link::StreamId;
 use super::machine::JetStream;
-use super::stream::{Publish, Published};
+use super::stream::{Publish, PublishError, Published};
 use crate::protocol::find_header;
 use crate::server::LogLevel;
 use crate::store::{Disk, Filter, StoredMsg};
@@ -190,6 +190,15 @@ pub fn stream_identity(created: WallTime) -> String {
         .iter()
         .map(|&b| DIGITS[usize::from(b) % DIGITS.len()] as char)
         .collect()
+}
+
+/// A client's publish may not carry a (non-empty) `Nats-Stream-Source`:
+/// only a source writes it.
+pub fn check_client_headers(headers: &[u8]) -> Result<(), PublishError> {
+    match find_header(headers, STREAM_SOURCE) {
+        Some(value) if !value.is_empty() => Err(PublishError::SourceHeaderNotAllowed),
+        _ => Ok(()),
+    }
 }
 
 /// `headers` without the lines whose key starts with any of `prefixes`;

@@ -114,6 +114,9 @@ pub enum PublishError {
     InsufficientResources,
     /// The account's `max_mem` / `max_file` is used up.
     AccountResources,
+    /// A client's message carries `Nats-Stream-Source`, which only
+    /// sourcing may write ([`super::sourcing`]).
+    SourceHeaderNotAllowed,
 }
 
 /// A publisher waiting for its acknowledgement.

@@ -45,6 +45,7 @@ pub fn api_error(error: &PublishError) -> ApiError {
         PublishError::TooLarge => ApiError::new(K::StreamMessageExceedsMaximum),
         PublishError::InsufficientResources => ApiError::new(K::InsufficientResources),
         PublishError::AccountResources => ApiError::new(K::AccountResourcesExceeded),
+        PublishError::SourceHeaderNotAllowed => ApiError::new(K::MessageSourceHdrNotAllowed),
         PublishError::Store(error) => {
             ApiError::with(K::StreamStoreFailed, &[("{err}", &error.to_string())])
         }
