@@ -218,6 +218,23 @@ async fn a_mirror_filters_transforms_and_starts_where_asked() {
     .await
     .unwrap();
 
+    let origin = js.get_stream("ORIGIN").await.unwrap();
+    let third = origin.get_raw_message(3).await.unwrap();
+    js.create_stream(stream::Config {
+        name: "SINCE".into(),
+        mirror: Some(stream::Source {
+            name: "ORIGIN".into(),
+            start_time: Some(third.time),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let since = info_when(&client, "SINCE", |i| last_seq(i) == 5).await;
+    assert_eq!(since["state"]["first_seq"], 3, "{since}");
+    assert_eq!(since["state"]["messages"], 3);
+
     let only_a = info_when(&client, "ONLY_A", |i| last_seq(i) == 5).await;
     assert_eq!(
         only_a["state"]["messages"], 2,
@@ -433,4 +450,60 @@ async fn mirrors_and_sources_resume_after_a_restart_without_gaps_or_duplicates()
             seq.to_string()
         );
     }
+}
+
+#[tokio::test]
+async fn a_source_added_by_update_is_taken_without_repeating_the_others() {
+    let (server, _dir) = js_server("sources-update");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    for (name, subjects) in [("A", "a.>"), ("B", "b.>")] {
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    publish(&js, "a.1", &[], "a1").await;
+    publish(&js, "b.1", &[], "b1").await;
+    publish(&js, "b.2", &[], "b2").await;
+    let mut config = stream::Config {
+        name: "BOTH".into(),
+        sources: Some(vec![source("A")]),
+        ..Default::default()
+    };
+    js.create_stream(config.clone()).await.unwrap();
+    info_when(&client, "BOTH", |i| i["state"]["messages"] == 1).await;
+
+    config.sources = Some(vec![
+        source("A"),
+        stream::Source {
+            name: "B".into(),
+            start_sequence: Some(2),
+            ..Default::default()
+        },
+    ]);
+    within("update", js.update_stream(config)).await.unwrap();
+    let info = info_when(&client, "BOTH", |i| i["state"]["messages"] == 2).await;
+    let sources: Vec<Value> = info["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(normalized)
+        .collect();
+    assert_eq!(
+        sources,
+        vec![
+            json!({"name": "A", "lag": 0, "seq": 1}),
+            json!({"name": "B", "lag": 0, "seq": 2}),
+        ]
+    );
+    let both = js.get_stream("BOTH").await.unwrap();
+    let second = both.get_raw_message(2).await.unwrap();
+    assert_eq!(second.payload, "b2", "B from its start sequence");
+    publish(&js, "a.2", &[], "a2").await;
+    info_when(&client, "BOTH", |i| i["state"]["messages"] == 3).await;
+    assert_eq!(both.get_raw_message(3).await.unwrap().payload, "a2");
 }

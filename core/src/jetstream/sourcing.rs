@@ -596,7 +596,18 @@ impl<D: Disk + Clone> JetStream<D> {
         let Some(feeds) = self.feeds.get(&id) else {
             return (None, Vec::new());
         };
-        let infos = feeds.feeds.iter().map(|f| f.info(self.wall, feeds.mirror));
+        let account = self.streams.get(&id).map(|e| e.meta.account.as_str());
+        let infos = feeds.feeds.iter().map(|feed| {
+            let mut info = feed.info(self.wall, feeds.mirror);
+            // An origin deleted since the feed last ran: reported as the
+            // reference reports it once its consumer is gone (a feed that
+            // never ran yet, like one just created, reports nothing).
+            let gone = account.is_some_and(|a| self.stream_by_name(a, &feed.source.name).is_none());
+            if gone && feed.last_heard.is_some() {
+                info.error = Some(ApiError::new(ApiErrorKind::StreamNotFound));
+            }
+            info
+        });
         if feeds.mirror {
             (infos.into_iter().next(), Vec::new())
         } else {
