@@ -507,3 +507,44 @@ async fn a_source_added_by_update_is_taken_without_repeating_the_others() {
     info_when(&client, "BOTH", |i| i["state"]["messages"] == 3).await;
     assert_eq!(both.get_raw_message(3).await.unwrap().payload, "a2");
 }
+
+#[tokio::test]
+async fn a_purged_source_stream_resumes_after_a_restart_without_repeating() {
+    let (mut server, _dir) = js_server("sources-purged");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: "ORIGIN".into(),
+        subjects: vec!["o.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.create_stream(stream::Config {
+        name: "SUM".into(),
+        sources: Some(vec![source("ORIGIN")]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=5 {
+        publish(&js, "o.x", &[], &i.to_string()).await;
+    }
+    info_when(&client, "SUM", |i| i["state"]["messages"] == 5).await;
+    js.get_stream("SUM").await.unwrap().purge().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+    server.restart();
+
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    publish(&js, "o.x", &[], "6").await;
+    let info = info_when(&client, "SUM", |i| last_seq(i) >= 6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info_after = api(&client, "$JS.API.STREAM.INFO.SUM", json!({})).await;
+    assert_eq!(
+        info_after["state"]["messages"], 1,
+        "{info} then {info_after}"
+    );
+    assert_eq!(info_after["state"]["last_seq"], 6);
+}

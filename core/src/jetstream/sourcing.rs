@@ -451,16 +451,20 @@ impl<D: Disk + Clone> JetStream<D> {
         if mirror && state.last_seq > 0 {
             return state.last_seq + 1;
         }
-        let at = if feed.source.opt_start_seq > 0 {
+        // From the stream's last message time (the reference's guess when
+        // a source's progress is lost, as when the stream was purged):
+        // strictly after it, since every origin message stored up to then
+        // was offered to this feed as it was stored.
+        let (at, after) = if feed.source.opt_start_seq > 0 {
             return feed.source.opt_start_seq;
         } else if let Some(time) = feed.source.opt_start_time {
             if !mirror && state.last_ts.0 > 0 && time < state.last_ts {
-                state.last_ts
+                (state.last_ts, true)
             } else {
-                time
+                (time, false)
             }
         } else if !mirror && state.first_seq > 1 && state.last_ts.0 > 0 {
-            state.last_ts
+            (state.last_ts, true)
         } else {
             return 1;
         };
@@ -469,7 +473,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut seq = 1;
         loop {
             match store.load_next(&feed.filter, seq) {
-                Ok(msg) if msg.ts >= at => return msg.seq,
+                Ok(msg) if msg.ts > at || (msg.ts == at && !after) => return msg.seq,
                 Ok(msg) => seq = msg.seq + 1,
                 Err(_) => return store.state().last_seq + 1,
             }
