@@ -86,6 +86,52 @@ fn normalized(section: &Value) -> Value {
     section
 }
 
+/// Create a stream, failing the test when refused.
+async fn create(js: &jetstream::Context, config: stream::Config) -> stream::Stream {
+    let name = config.name.clone();
+    within("create", js.create_stream(config))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+}
+
+fn with_subjects(name: &str, subjects: &str) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        ..Default::default()
+    }
+}
+
+/// The `sources` section, each normalized, in name order (the reference
+/// lists them from a map, in no set order).
+fn normalized_sources(info: &Value) -> Vec<Value> {
+    let mut sources: Vec<Value> = info["sources"]
+        .as_array()
+        .expect("a sources section")
+        .iter()
+        .map(normalized)
+        .collect();
+    sources.sort_by_key(|s| (s["name"].to_string(), s.to_string()));
+    sources
+}
+
+fn mirror_of(name: &str, origin: &str) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        mirror: Some(source(origin)),
+        ..Default::default()
+    }
+}
+
+/// A stream with one source, `origin`, unfiltered.
+fn sourcing(name: &str, origin: &str) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        sources: Some(vec![source(origin)]),
+        ..Default::default()
+    }
+}
+
 fn source(name: &str) -> stream::Source {
     stream::Source {
         name: name.into(),
@@ -99,11 +145,7 @@ async fn a_mirror_catches_up_and_follows_with_the_origins_sequences() {
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
     let origin = js
-        .create_stream(stream::Config {
-            name: "ORIGIN".into(),
-            subjects: vec!["orders.>".into()],
-            ..Default::default()
-        })
+        .create_stream(with_subjects("ORIGIN", "orders.>"))
         .await
         .unwrap();
     publish(
@@ -117,16 +159,7 @@ async fn a_mirror_catches_up_and_follows_with_the_origins_sequences() {
     publish(&js, "orders.3", &[], "three").await;
     assert!(origin.delete_message(2).await.unwrap());
 
-    let created = within(
-        "create mirror",
-        js.create_stream(stream::Config {
-            name: "COPY".into(),
-            mirror: Some(source("ORIGIN")),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    let created = create(&js, mirror_of("COPY", "ORIGIN")).await;
     assert_eq!(
         created.cached_info().config.mirror.as_ref().unwrap().name,
         "ORIGIN"
@@ -181,13 +214,7 @@ async fn a_mirror_filters_transforms_and_starts_where_asked() {
     let (server, _dir) = js_server("mirror-filter");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "ORIGIN".into(),
-        subjects: vec!["o.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, with_subjects("ORIGIN", "o.>")).await;
     for (i, subject) in ["o.a", "o.b", "o.a", "o.b", "o.a"].iter().enumerate() {
         publish(&js, subject, &[], &format!("m{}", i + 1)).await;
     }
@@ -274,13 +301,7 @@ async fn sources_append_from_two_streams_with_the_source_header() {
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
     for (name, subjects) in [("EU", "eu.>"), ("US", "us.>")] {
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subjects.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        create(&js, with_subjects(name, subjects)).await;
     }
     publish(&js, "eu.1", &[("Nats-Expected-Last-Sequence", "0")], "e1").await;
     publish(&js, "us.x", &[], "u1").await;
@@ -307,12 +328,7 @@ async fn sources_append_from_two_streams_with_the_source_header() {
         2
     );
     let info = info_when(&client, "ALL", |i| i["state"]["messages"] == 3).await;
-    let sources: Vec<Value> = info["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(normalized)
-        .collect();
+    let sources = normalized_sources(&info);
     assert_eq!(
         sources,
         vec![
@@ -372,13 +388,7 @@ async fn a_missing_origin_is_reported_in_the_info() {
     let (server, _dir) = js_server("mirror-missing");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "LONELY".into(),
-        mirror: Some(source("NOWHERE")),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, mirror_of("LONELY", "NOWHERE")).await;
     let info = info_when(&client, "LONELY", |i| !i["mirror"]["error"].is_null()).await;
     assert_eq!(
         info["mirror"],
@@ -392,27 +402,9 @@ async fn mirrors_and_sources_resume_after_a_restart_without_gaps_or_duplicates()
     let (mut server, _dir) = js_server("mirror-restart");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "ORIGIN".into(),
-        subjects: vec!["o.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    js.create_stream(stream::Config {
-        name: "COPY".into(),
-        mirror: Some(source("ORIGIN")),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    js.create_stream(stream::Config {
-        name: "SUM".into(),
-        sources: Some(vec![source("ORIGIN")]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, with_subjects("ORIGIN", "o.>")).await;
+    create(&js, mirror_of("COPY", "ORIGIN")).await;
+    create(&js, sourcing("SUM", "ORIGIN")).await;
     for i in 1..=20 {
         publish(&js, &format!("o.{}", i % 3), &[], &i.to_string()).await;
     }
@@ -458,22 +450,12 @@ async fn a_source_added_by_update_is_taken_without_repeating_the_others() {
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
     for (name, subjects) in [("A", "a.>"), ("B", "b.>")] {
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subjects.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        create(&js, with_subjects(name, subjects)).await;
     }
     publish(&js, "a.1", &[], "a1").await;
     publish(&js, "b.1", &[], "b1").await;
     publish(&js, "b.2", &[], "b2").await;
-    let mut config = stream::Config {
-        name: "BOTH".into(),
-        sources: Some(vec![source("A")]),
-        ..Default::default()
-    };
+    let mut config = sourcing("BOTH", "A");
     js.create_stream(config.clone()).await.unwrap();
     info_when(&client, "BOTH", |i| i["state"]["messages"] == 1).await;
 
@@ -487,12 +469,7 @@ async fn a_source_added_by_update_is_taken_without_repeating_the_others() {
     ]);
     within("update", js.update_stream(config)).await.unwrap();
     let info = info_when(&client, "BOTH", |i| i["state"]["messages"] == 2).await;
-    let sources: Vec<Value> = info["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(normalized)
-        .collect();
+    let sources = normalized_sources(&info);
     assert_eq!(
         sources,
         vec![
@@ -513,20 +490,8 @@ async fn a_purged_source_stream_resumes_after_a_restart_without_repeating() {
     let (mut server, _dir) = js_server("sources-purged");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "ORIGIN".into(),
-        subjects: vec!["o.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    js.create_stream(stream::Config {
-        name: "SUM".into(),
-        sources: Some(vec![source("ORIGIN")]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, with_subjects("ORIGIN", "o.>")).await;
+    create(&js, sourcing("SUM", "ORIGIN")).await;
     for i in 1..=5 {
         publish(&js, "o.x", &[], &i.to_string()).await;
     }

@@ -29,12 +29,12 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::api::{StreamConfig, StreamSource, StreamSourceInfo};
+use super::api::{StreamConfig, StreamSource, StreamSourceInfo, SubjectTransformConfig};
 use super::errors::{ApiError, ApiErrorKind};
 use super::link::StreamId;
 use super::machine::JetStream;
-use super::stream::{Publish, PublishError, Published};
-use crate::protocol::find_header;
+use super::stream::{append_headers, Publish, PublishError, Published};
+use crate::protocol::{find_header, without_headers};
 use crate::server::LogLevel;
 use crate::store::{Disk, Filter, StoredMsg};
 use crate::subject::SubjectTransform;
@@ -145,22 +145,19 @@ impl Feed {
                 ">".to_string(),
             );
         }
-        let sources: Vec<String> = self
-            .source
-            .subject_transforms
-            .iter()
-            .map(|t| or_all(&t.src))
-            .collect();
-        let dests: Vec<String> = self
-            .source
-            .subject_transforms
-            .iter()
-            .map(|t| or_all(&t.dest))
-            .collect();
+        let joined = |side: fn(&SubjectTransformConfig) -> &str| {
+            let parts: Vec<String> = self
+                .source
+                .subject_transforms
+                .iter()
+                .map(|t| or_all(side(t)))
+                .collect();
+            parts.join("\u{c}")
+        };
         (
             self.source.name.clone(),
-            sources.join("\u{c}"),
-            dests.join("\u{c}"),
+            joined(|t| &t.src),
+            joined(|t| &t.dest),
         )
     }
 
@@ -204,25 +201,7 @@ pub fn check_client_headers(headers: &[u8]) -> Result<(), PublishError> {
 /// `headers` without the lines whose key starts with any of `prefixes`;
 /// empty when no header is left.
 fn strip_headers(headers: &[u8], prefixes: &[&[u8]]) -> Vec<u8> {
-    if headers.is_empty() {
-        return Vec::new();
-    }
-    let mut lines = headers.split_inclusive(|&b| b == b'\n');
-    let mut kept = lines.next().unwrap_or_default().to_vec();
-    let mut others = 0;
-    for line in lines {
-        let key = line.split(|&b| b == b':').next().unwrap_or_default();
-        if line == b"\r\n" || prefixes.iter().any(|p| key.starts_with(p)) {
-            continue;
-        }
-        kept.extend_from_slice(line);
-        others += 1;
-    }
-    if others == 0 {
-        return Vec::new();
-    }
-    kept.extend_from_slice(b"\r\n");
-    kept
+    without_headers(headers, |key| prefixes.iter().any(|p| key.starts_with(p)))
 }
 
 /// The index name, origin sequence and origin identity in a
@@ -532,17 +511,12 @@ impl<D: Disk + Clone> JetStream<D> {
             &msg.headers,
             &[STREAM_SOURCE, b"Nats-Expected-", b"Nats-Batch-"],
         );
-        if headers.is_empty() {
-            headers.extend_from_slice(b"NATS/1.0\r\n");
-        } else {
-            headers.truncate(headers.len() - 2);
-        }
-        headers.extend_from_slice(
-            format!(
-                "Nats-Stream-Source: {marker} {} {ident}\r\n\r\n",
+        append_headers(
+            &mut headers,
+            &format!(
+                "Nats-Stream-Source: {marker} {} {ident}\r\n",
                 String::from_utf8_lossy(&msg.subject)
-            )
-            .as_bytes(),
+            ),
         );
         let entry = &self.streams[&id];
         let account = entry.meta.account.clone();
@@ -560,36 +534,29 @@ impl<D: Disk + Clone> JetStream<D> {
             headers: &headers,
             payload: &msg.payload,
         };
-        if let Err(error) = self.resources_for(&account, storage, size) {
-            let name = entry.meta.config.name.clone();
-            self.log(
-                LogLevel::Warn,
-                format!(
-                    "Error processing inbound source {:?} for '{account} > {name}': {error:?}",
-                    feed.source.name
-                ),
-            );
-            return false;
-        }
+        let name = entry.meta.config.name.clone();
         let wall = self.wall;
-        let entry = self.streams.get_mut(&id).expect("fed stream exists");
-        match entry
-            .stream
-            .publish_in_batch(wall, &publish, &mut self.actions)
-        {
-            Published::Stored { .. } | Published::Duplicate { .. } => true,
-            Published::Refused(error) => {
-                let name = entry.meta.config.name.clone();
-                self.log(
-                    LogLevel::Warn,
-                    format!(
-                        "Error processing inbound source {:?} for '{account} > {name}': {error:?}",
-                        feed.source.name
-                    ),
-                );
-                false
+        let refused = match self.resources_for(&account, storage, size) {
+            Err(error) => error,
+            Ok(()) => {
+                let entry = self.streams.get_mut(&id).expect("fed stream exists");
+                match entry
+                    .stream
+                    .publish_in_batch(wall, &publish, &mut self.actions)
+                {
+                    Published::Stored { .. } | Published::Duplicate { .. } => return true,
+                    Published::Refused(error) => error,
+                }
             }
-        }
+        };
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "Error processing inbound source {:?} for '{account} > {name}': {refused:?}",
+                feed.source.name
+            ),
+        );
+        false
     }
 
     /// The `mirror` and `sources` sections of stream `id`'s info.

@@ -902,30 +902,12 @@ fn is_delete_marker(headers: &[u8]) -> bool {
 
 /// `headers` without its `key` lines (empty when nothing else is left).
 fn without_header(headers: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut kept = Vec::with_capacity(headers.len());
-    let mut lines = headers.split_inclusive(|&b| b == b'\n');
-    let mut others = 0;
-    if let Some(status) = lines.next() {
-        kept.extend_from_slice(status);
-    }
-    for line in lines {
-        let named = line.starts_with(key) && line.get(key.len()) == Some(&b':');
-        if named || line == b"\r\n" {
-            continue;
-        }
-        kept.extend_from_slice(line);
-        others += 1;
-    }
-    if others == 0 {
-        return Vec::new();
-    }
-    kept.extend_from_slice(b"\r\n");
-    kept
+    crate::protocol::without_headers(headers, |name| name == key)
 }
 
 /// Add `lines` (each ending in CRLF) at the end of a header block, which
 /// is started when empty.
-fn append_headers(block: &mut Vec<u8>, lines: &str) {
+pub(super) fn append_headers(block: &mut Vec<u8>, lines: &str) {
     if block.len() > 2 {
         block.truncate(block.len() - 2);
     } else {
