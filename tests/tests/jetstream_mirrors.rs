@@ -513,3 +513,33 @@ async fn a_purged_source_stream_resumes_after_a_restart_without_repeating() {
     );
     assert_eq!(info_after["state"]["last_seq"], 6);
 }
+
+#[tokio::test]
+async fn a_long_catch_up_takes_every_message_once() {
+    let (server, _dir) = js_server("mirror-long");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, with_subjects("ORIGIN", "o.>")).await;
+    let mut acks = Vec::new();
+    for i in 1..=3000u32 {
+        acks.push(
+            js.publish(format!("o.{}", i % 10), i.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        within("ack", async { ack.await }).await.unwrap();
+    }
+    create(&js, mirror_of("COPY", "ORIGIN")).await;
+    create(&js, sourcing("SUM", "ORIGIN")).await;
+    let copy = info_when(&client, "COPY", |i| last_seq(i) == 3000).await;
+    assert_eq!(copy["state"]["messages"], 3000);
+    let sum = info_when(&client, "SUM", |i| i["state"]["messages"] == 3000).await;
+    assert_eq!(sum["state"]["last_seq"], 3000);
+    let stream = js.get_stream("SUM").await.unwrap();
+    for seq in [1u64, 1024, 1025, 3000] {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        assert_eq!(msg.payload, seq.to_string());
+    }
+}

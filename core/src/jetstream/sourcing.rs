@@ -44,7 +44,8 @@ use crate::time::WallTime;
 const STREAM_SOURCE: &[u8] = b"Nats-Stream-Source";
 
 /// Messages taken between two drains of the fed stream's store: bounds
-/// what a long catch-up buffers before it is written.
+/// what a long catch-up buffers before it is written, and how stale the
+/// byte counts the resource checks read get.
 const DRAIN_EVERY: u64 = 1024;
 
 /// One mirror or source of a stream.
@@ -418,6 +419,9 @@ impl<D: Disk + Clone> JetStream<D> {
             if taken.is_multiple_of(DRAIN_EVERY) {
                 let entry = self.streams.get_mut(&id).expect("fed stream exists");
                 entry.stream.drain_store(&mut self.actions);
+                // The resource checks read the counts: a long catch-up
+                // overshoots the limits by one drain's worth at most.
+                self.refresh_usage();
             }
         }
         grew
