@@ -855,10 +855,14 @@ fn steps() -> Vec<Step> {
 /// must fail with err_code 10049 on rnats.
 fn refused_features() -> Vec<(&'static str, Value)> {
     vec![
-        ("mirror", json!({"name": "F1", "mirror": {"name": "LIM"}})),
         (
-            "sources",
-            json!({"name": "F2", "subjects": ["f2"], "sources": [{"name": "LIM"}]}),
+            "mirror external",
+            json!({"name": "F1", "mirror": {"name": "LIM", "external": {"api": "$JS.far.API"}}}),
+        ),
+        (
+            "sources external",
+            json!({"name": "F2", "subjects": ["f2"],
+                   "sources": [{"name": "LIM", "external": {"api": "$JS.far.API"}}]}),
         ),
         (
             "batches",

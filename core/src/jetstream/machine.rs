@@ -108,7 +108,10 @@ pub struct JetStream<D: Disk + Clone> {
     /// Streams that stored messages since their store last reported: they
     /// report (and write, and ask for a sync) when the runtime first polls
     /// for actions, once per batch of inbound messages.
-    undrained: BTreeSet<StreamId>,
+    pub(super) undrained: BTreeSet<StreamId>,
+    /// The mirror or sources of each stream that has them
+    /// ([`super::sourcing`]).
+    pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
     /// The latest times handed in: converts wall-clock expiry deadlines to
     /// the monotonic timer.
     pub(super) now: Instant,
@@ -158,6 +161,7 @@ impl<D: Disk + Clone> JetStream<D> {
             next_id: 1,
             actions: VecDeque::new(),
             undrained: BTreeSet::new(),
+            feeds: BTreeMap::new(),
             now,
             wall,
             ids: ChaCha8Rng::seed_from_u64(
@@ -169,6 +173,15 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         js.recover();
         js.refresh_usage();
+        let fed: Vec<StreamId> = js
+            .streams
+            .iter()
+            .filter(|(_, e)| e.meta.config.mirror.is_some() || !e.meta.config.sources.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in fed {
+            js.setup_feeds(id);
+        }
         js
     }
 
@@ -191,7 +204,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Whether a message of `size` bytes fits the server's and the
     /// account's limits for `storage`.
-    fn resources_for(
+    pub(super) fn resources_for(
         &self,
         account: &str,
         storage: Storage,
@@ -284,7 +297,9 @@ impl<D: Disk + Clone> JetStream<D> {
                     &msg.headers,
                     &msg.payload,
                 );
-                if let Err(error) = self.resources_for(&msg.account, storage, size) {
+                let refused = super::sourcing::check_client_headers(&msg.headers)
+                    .and_then(|()| self.resources_for(&msg.account, storage, size));
+                if let Err(error) = refused {
                     let entry = &self.streams[&id];
                     entry.stream.refuse(&publish, error, &mut self.actions);
                     return;
@@ -313,6 +328,9 @@ impl<D: Disk + Clone> JetStream<D> {
                     _ => None,
                 };
                 self.pump_stream(id, stored);
+                if stored.is_some() {
+                    self.feed_followers(id);
+                }
             }
         }
     }
@@ -370,6 +388,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.refresh_usage();
         for (id, first_new) in grown {
             self.pump_stream(id, Some(first_new));
+            self.feed_followers(id);
         }
         self.consumer_timeouts();
     }
@@ -441,6 +460,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Delete a stream: stop routing to it, forget it, remove its files.
     pub(super) fn delete_stream(&mut self, id: StreamId) -> Result<(), String> {
         self.remove_all_consumers(id);
+        self.feeds.remove(&id);
         let entry = self
             .streams
             .remove(&id)

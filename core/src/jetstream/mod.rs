@@ -24,6 +24,7 @@ pub mod machine;
 pub mod monitor;
 mod requests;
 mod schedule;
+mod sourcing;
 pub mod stream;
 pub mod stream_config;
 // Out of alphabetical order: kept beside its stream counterpart.

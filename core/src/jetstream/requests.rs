@@ -425,7 +425,12 @@ impl<D: Disk + Clone> JetStream<D> {
             .create_stream(account, config)
             .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
         self.advise_stream(account, name, "create");
+        // Fed after the reply is made, as the reference's feeds start
+        // after its reply: it shows the stream empty and not yet active.
+        self.install_feeds(id);
         let info = self.stream_info(id, None);
+        self.setup_feeds(id);
+        self.feed_followers(id);
         Ok(reply(&StreamCreateResponse::ok(info, true), false))
     }
 
@@ -461,6 +466,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
         self.advise_stream(account, name, "modify");
+        self.setup_feeds(id);
         let info = self.stream_info(id, None);
         Ok(reply(&StreamUpdateResponse::ok(info), false))
     }
@@ -571,6 +577,7 @@ impl<D: Disk + Clone> JetStream<D> {
         request: Option<&StreamInfoRequest>,
     ) -> StreamInfo {
         let wall = self.wall;
+        let (mirror, sources) = self.feed_info(id);
         let entry = self
             .streams
             .get_mut(&id)
@@ -610,6 +617,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 consumer_count,
             },
             ts: wall,
+            mirror,
+            sources,
             ..StreamInfo::default()
         }
     }
@@ -893,8 +902,22 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
-        (config.mirror.is_some(), "mirror"),
-        (!config.sources.is_empty(), "sources"),
+        (
+            config.mirror.as_ref().is_some_and(|m| m.external.is_some()),
+            "mirror external",
+        ),
+        (
+            config.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
+            "mirror consumer",
+        ),
+        (
+            config.sources.iter().any(|s| s.external.is_some()),
+            "sources external",
+        ),
+        (
+            config.sources.iter().any(|s| s.consumer.is_some()),
+            "sources consumer",
+        ),
         (config.allow_atomic, "allow_atomic"),
         (config.allow_batched, "allow_batched"),
         (config.persist_mode != PersistMode::Default, "persist_mode"),

@@ -124,6 +124,9 @@ pub enum PublishError {
     AccountResources,
     /// A check with a fixed-text API error (counters, schedules).
     Rejected(super::errors::ApiErrorKind),
+    /// A client's message carries `Nats-Stream-Source`, which only
+    /// sourcing may write ([`super::sourcing`]).
+    SourceHeaderNotAllowed,
 }
 
 /// A publisher waiting for its acknowledgement.
@@ -232,6 +235,9 @@ impl<D: Disk> Store<D> {
         ttl: Option<Duration>,
     ) -> StoreResult<u64> {
         on_store!(self, s => s.store_msg(subject, headers, payload, ts, ttl))
+    }
+    fn skip_msgs(&mut self, seq: u64, count: u64, ts: WallTime) -> StoreResult<()> {
+        on_store!(self, s => s.skip_msgs(seq, count, ts))
     }
     fn remove_msg(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
         on_store!(self, s => if erase { s.erase_msg(seq) } else { s.remove_msg(seq) })
@@ -455,6 +461,28 @@ impl<D: Disk> Stream<D> {
             _ => {}
         }
         result
+    }
+
+    /// Store a message a mirror copies from its origin, at the origin's
+    /// sequence and time; the sequences between are skipped (the origin
+    /// removed them or the mirror's filter passed them by). The publish
+    /// checks are not made again: the origin made them. Returns whether it
+    /// was stored (not when the mirror already holds that sequence).
+    pub fn store_mirrored(&mut self, msg: &StoredMsg) -> Result<bool, PublishError> {
+        let last = self.store.state().last_seq;
+        if msg.seq <= last {
+            return Ok(false);
+        }
+        if msg.seq > last + 1 {
+            self.store
+                .skip_msgs(last + 1, msg.seq - last - 1, msg.ts)
+                .map_err(PublishError::Store)?;
+        }
+        let ttl = find_header(&msg.headers, TTL).and_then(parse_ttl).flatten();
+        self.store
+            .store_msg(&msg.subject, &msg.headers, &msg.payload, msg.ts, ttl)
+            .map_err(PublishError::Store)?;
+        Ok(true)
     }
 
     /// Refuse `msg` without storing it (the machine's resource limits).
@@ -1040,30 +1068,12 @@ fn is_delete_marker(headers: &[u8]) -> bool {
 
 /// `headers` without its `key` lines (empty when nothing else is left).
 fn without_header(headers: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut kept = Vec::with_capacity(headers.len());
-    let mut lines = headers.split_inclusive(|&b| b == b'\n');
-    let mut others = 0;
-    if let Some(status) = lines.next() {
-        kept.extend_from_slice(status);
-    }
-    for line in lines {
-        let named = line.starts_with(key) && line.get(key.len()) == Some(&b':');
-        if named || line == b"\r\n" {
-            continue;
-        }
-        kept.extend_from_slice(line);
-        others += 1;
-    }
-    if others == 0 {
-        return Vec::new();
-    }
-    kept.extend_from_slice(b"\r\n");
-    kept
+    crate::protocol::without_headers(headers, |name| name == key)
 }
 
 /// Add `lines` (each ending in CRLF) at the end of a header block, which
 /// is started when empty.
-fn append_headers(block: &mut Vec<u8>, lines: &str) {
+pub(super) fn append_headers(block: &mut Vec<u8>, lines: &str) {
     if block.len() > 2 {
         block.truncate(block.len() - 2);
     } else {

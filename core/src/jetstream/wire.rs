@@ -66,6 +66,7 @@ pub fn api_error(error: &PublishError) -> ApiError {
         PublishError::InsufficientResources => ApiError::new(K::InsufficientResources),
         PublishError::AccountResources => ApiError::new(K::AccountResourcesExceeded),
         PublishError::Rejected(kind) => ApiError::new(*kind),
+        PublishError::SourceHeaderNotAllowed => ApiError::new(K::MessageSourceHdrNotAllowed),
         PublishError::Store(error) => {
             ApiError::with(K::StreamStoreFailed, &[("{err}", &error.to_string())])
         }

@@ -184,6 +184,30 @@ fn find_crlf(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|index| from + index)
 }
 
+/// `block` without the header lines whose key `drop` picks; empty when
+/// no header is left (the status line alone is no block).
+pub fn without_headers(block: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut lines = block.split_inclusive(|&b| b == b'\n');
+    let mut kept = Vec::with_capacity(block.len());
+    if let Some(status) = lines.next() {
+        kept.extend_from_slice(status);
+    }
+    let mut others = 0;
+    for line in lines {
+        let key = line.split(|&b| b == b':').next().unwrap_or_default();
+        if line == b"\r\n" || drop(key) {
+            continue;
+        }
+        kept.extend_from_slice(line);
+        others += 1;
+    }
+    if others == 0 {
+        return Vec::new();
+    }
+    kept.extend_from_slice(b"\r\n");
+    kept
+}
+
 /// The reference server's lookup on unvalidated bytes: `key` must start a
 /// line (follow a CRLF) and be followed directly by `:`; the value skips
 /// leading spaces and runs to the next CRLF.

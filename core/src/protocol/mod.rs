@@ -28,8 +28,8 @@ pub use encoder::{
     write_pub, write_sub, write_unsub, FrameSink,
 };
 pub use headers::{
-    find_header, no_responders_block, status_only_block, write_no_responders_block,
-    write_status_block, HeaderError, HeaderView,
+    find_header, no_responders_block, status_only_block, without_headers,
+    write_no_responders_block, write_status_block, HeaderError, HeaderView,
 };
 pub use json::{validate_info, ConnectJsonError, ConnectOptions, ServerInfo};
 pub use parser::{ArgumentProblem, ClientOp, ClientParser, Operation, ParseError, ParserLimits};

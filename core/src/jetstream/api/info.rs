@@ -177,6 +177,9 @@ pub struct StreamSourceInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalStream>,
     pub lag: u64,
+    /// The origin sequence last taken (a source's; omitted when none).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub seq: u64,
     /// Nanoseconds since the last message (-1 when never active).
     pub active: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
