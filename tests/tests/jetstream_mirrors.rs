@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use common::{connect, js_server, within};
+use common::{connect, js_api as api, js_server, within};
 use serde_json::{json, Value};
 
 /// Publish and wait for the ack; returns the stored sequence.
@@ -37,17 +37,6 @@ async fn publish(
     })
     .await;
     ack.unwrap().sequence
-}
-
-/// A `$JS.API` request's reply as JSON.
-async fn api(client: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let reply = within(
-        subject,
-        client.request(subject.to_string(), body.to_string().into()),
-    )
-    .await
-    .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
 }
 
 /// Stream info, polled until `ready` holds on it (the reference feeds

@@ -9,23 +9,12 @@
 mod common;
 
 use async_nats::jetstream::{self, stream};
-use common::{connect, js_server, within};
-use serde_json::{json, Value};
+use common::{connect, js_api as api, js_server, within};
+use serde_json::json;
 use std::time::Duration;
 
 type Headers<'a> = [(&'a str, &'a str)];
 type HeaderList<'a> = Vec<(&'a str, &'a str)>;
-
-/// A `$JS.API` request with a JSON body; the reply parsed.
-async fn api(client: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let reply = within(
-        subject,
-        client.request(subject.to_string(), body.to_string().into()),
-    )
-    .await
-    .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
 
 /// Publish with headers and return the reply exactly as sent.
 async fn publish(

@@ -36,6 +36,18 @@ pub use permissions::{PermissionChecker, ResponseTracker};
 use std::fmt;
 use std::time::Duration;
 
+/// The connection types the reference knows (`allowed_connection_types`
+/// in a config's users and in user JWTs).
+pub const CONNECTION_TYPES: &[&str] = &[
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+    "IN_PROCESS",
+];
+
 /// The reference's defaults for `allow_responses: true`.
 pub const DEFAULT_ALLOW_RESPONSE_MAX_MSGS: u64 = 1;
 pub const DEFAULT_ALLOW_RESPONSE_EXPIRATION: Duration = Duration::from_secs(2 * 60);

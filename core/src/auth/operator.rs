@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::jwt::{self, AccountNats, Jwt, OperatorNats, SigningKey, UserNats};
+use super::CONNECTION_TYPES;
 use super::{
     AccountConfig, AuthFailure, Export, ExportKind, Identity, Import, ImportKind,
     MappingDestination, ResponseType, SubjectMapping, DEFAULT_RESPONSE_THRESHOLD,
@@ -452,17 +453,6 @@ fn lower(a: Option<usize>, b: Option<usize>) -> Option<usize> {
         (one, other) => one.or(other),
     }
 }
-
-/// The connection types the reference knows.
-const CONNECTION_TYPES: &[&str] = &[
-    "STANDARD",
-    "WEBSOCKET",
-    "LEAFNODE",
-    "LEAFNODE_WS",
-    "MQTT",
-    "MQTT_WS",
-    "IN_PROCESS",
-];
 
 impl Restrictions {
     fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {

@@ -35,6 +35,7 @@ use super::options::{
 };
 use super::value::{ConfValue, MapEntry, Position, ValueKind};
 use super::{ConfError, ConfErrorKind, FileOptions};
+use crate::auth::CONNECTION_TYPES;
 use crate::auth::{
     AccountConfig, NkeyUser, Permissions, ResponsePermission, SubjectPermission, User,
     GLOBAL_ACCOUNT,
@@ -247,17 +248,6 @@ pub(super) fn parse_users(
     }
     Ok(parsed)
 }
-
-/// The connection types the reference knows (`allowed_connection_types`).
-const CONNECTION_TYPES: &[&str] = &[
-    "STANDARD",
-    "WEBSOCKET",
-    "LEAFNODE",
-    "LEAFNODE_WS",
-    "MQTT",
-    "MQTT_WS",
-    "IN_PROCESS",
-];
 
 /// `allowed_connection_types`: a name or a list of names the reference knows
 /// (any case).

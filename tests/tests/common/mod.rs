@@ -434,3 +434,18 @@ pub fn generated_server_certificate(dir: &std::path::Path) -> Pki {
     std::fs::write(&pki.key, server_key.serialize_pem()).unwrap();
     pki
 }
+
+/// A `$JS.API` request with a JSON body; the reply parsed as JSON.
+pub async fn js_api(
+    client: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let reply = within(
+        subject,
+        client.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
