@@ -174,9 +174,7 @@ impl OperatorMode {
                 config.exports.push(self.export(key, export)?);
             }
             for import in &account.nats.imports {
-                if let Some(import) = self.import(key, import)? {
-                    config.imports.push(import);
-                }
+                config.imports.push(self.import(key, import)?);
             }
             for (source, destinations) in &account.nats.mappings {
                 config.mappings.push(mapping(key, source, destinations)?);
@@ -290,7 +288,7 @@ impl OperatorMode {
             )
     }
 
-    fn import(&self, account: &str, claim: &serde_json::Value) -> Result<Option<Import>, String> {
+    fn import(&self, account: &str, claim: &serde_json::Value) -> Result<Import, String> {
         let text = |name: &str| claim.get(name).and_then(|v| v.as_str()).unwrap_or("");
         let kind = match text("type") {
             "stream" => ImportKind::Stream,
@@ -305,12 +303,12 @@ impl OperatorMode {
             .into_iter()
             .find(|subject| !subject.is_empty())
             .map(str::to_owned);
-        Ok(Some(Import {
+        Ok(Import {
             kind,
             account: text("account").to_string(),
             subject: text("subject").to_string(),
             to: local,
-        }))
+        })
     }
 
     /// Check a CONNECT's user JWT, as the reference does, at wall time `now`.

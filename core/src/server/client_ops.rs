@@ -328,14 +328,7 @@ impl Server {
                 let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
                 now + Duration::from_nanos(left)
             });
-            let client = self.conns.client(conn);
-            client.max_subs = restrictions.max_subs;
-            if let Some(max) = restrictions.max_payload {
-                client.parser.set_limits(ParserLimits {
-                    max_control_line: self.config.max_control_line,
-                    max_payload: max.min(self.config.max_payload),
-                });
-            }
+            self.apply_jwt_limits(conn, restrictions);
         }
         if !options.protocol_supported() {
             self.close_with_error(
@@ -718,6 +711,19 @@ impl Server {
         }
     }
 
+    /// A user JWT's (and its account's) `subs` and `payload` limits, under
+    /// the server's own.
+    fn apply_jwt_limits(&mut self, conn: ConnId, restrictions: &auth::Restrictions) {
+        let client = self.conns.client(conn);
+        client.max_subs = restrictions.max_subs;
+        if let Some(max) = restrictions.max_payload {
+            client.parser.set_limits(ParserLimits {
+                max_control_line: self.config.max_control_line,
+                max_payload: max.min(self.config.max_payload),
+            });
+        }
+    }
+
     /// After a reload: authenticate `conn` again under the new users and
     /// file its subscriptions under its (new) account and permissions; close
     /// it if its credentials no longer pass.
@@ -756,14 +762,7 @@ impl Server {
             Some((account, identity)) => {
                 // A user JWT's limits hold across the reload too.
                 if let Some(restrictions) = &identity.restrictions {
-                    let client = self.conns.client(conn);
-                    client.max_subs = restrictions.max_subs;
-                    if let Some(max) = restrictions.max_payload {
-                        client.parser.set_limits(ParserLimits {
-                            max_payload: max.min(limits.max_payload),
-                            ..limits
-                        });
-                    }
+                    self.apply_jwt_limits(conn, restrictions);
                 }
                 self.refile_all(
                     conn,
