@@ -675,3 +675,174 @@ async fn account_and_user_limits() {
         "a second connection of the account was admitted"
     );
 }
+
+/// A request on a system subject, answered as JSON.
+async fn claims_request(
+    client: &async_nats::Client,
+    subject: String,
+    body: String,
+) -> serde_json::Value {
+    let reply = within(
+        "a claims update reply",
+        client.request(subject, body.into()),
+    )
+    .await
+    .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// An account JWT sent to `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` (or the
+/// older `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`) replaces the account's claims
+/// while the server runs: new mappings apply, revoked users are
+/// disconnected, bad updates are answered with the reference's errors.
+#[tokio::test]
+async fn account_claims_update_at_run_time() {
+    let trust = Trust::new("claims-update");
+    let server = start(&trust.config(json!({})));
+    let url = server.url();
+    let system_user = nkeys::KeyPair::new_user();
+    let system_creds = trust.dir.join("system.creds");
+    let token = jwt::user(&trust.system, &system_user, json!({}), json!({}));
+    std::fs::write(&system_creds, jwt::creds(&token, &system_user)).unwrap();
+    let system = connect_creds(&url, &system_creds).await.unwrap();
+
+    let (doomed, doomed_creds) = trust.creds("doomed.creds", &trust.account, json!({}), json!({}));
+    let (options, mut doomed_errors) = with_errors(&doomed_creds).await;
+    let _doomed = within("the doomed user's connect", options.connect(&url))
+        .await
+        .unwrap();
+    let (_, kept_creds) = trust.creds("kept.creds", &trust.account, json!({}), json!({}));
+    let kept = connect_creds(&url, &kept_creds).await.unwrap();
+    let mut bar = kept.subscribe("bar").await.unwrap();
+    sync_with_server(&kept).await;
+
+    let account = trust.account.public_key();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let updated = jwt::account(
+        &trust.operator,
+        &trust.account,
+        json!({
+            "revocations": {doomed.public_key(): now},
+            "mappings": {"foo": [{"subject": "bar", "weight": 100}]},
+        }),
+    );
+    let answer = claims_request(
+        &system,
+        format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.UPDATE"),
+        updated.clone(),
+    )
+    .await;
+    assert_eq!(
+        answer["data"],
+        json!({"account": account, "code": 200, "message": "jwt updated"}),
+        "{answer}"
+    );
+    assert!(answer["server"]["id"].is_string(), "{answer}");
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), doomed_errors.recv())
+        .await
+        .expect("the revoked user is told")
+        .unwrap();
+    assert!(error.contains("User Authentication Revoked"), "{error}");
+
+    // The mapping applies to the user who stayed.
+    kept.publish("foo", Bytes::from("mapped")).await.unwrap();
+    let message = next_message(&mut bar).await;
+    assert_eq!(
+        (message.subject.as_str(), &message.payload[..]),
+        ("bar", &b"mapped"[..])
+    );
+
+    // The same JWT again changes nothing and is answered as an update.
+    let again = claims_request(
+        &system,
+        format!("$SYS.ACCOUNT.{account}.CLAIMS.UPDATE"),
+        updated,
+    )
+    .await;
+    assert_eq!(again["data"]["message"], "jwt updated", "{again}");
+
+    // Refusals, in the reference's words.
+    let subject = format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.UPDATE");
+    let empty = claims_request(&system, subject.clone(), String::new()).await;
+    assert_eq!(
+        empty["error"],
+        json!({"account": account, "code": 500,
+               "description": "jwt update error - request body is empty"}),
+        "{empty}"
+    );
+    let garbage = claims_request(&system, subject.clone(), "garbage".into()).await;
+    assert_eq!(garbage["error"]["code"], 500, "{garbage}");
+    let description = garbage["error"]["description"].as_str().unwrap();
+    assert_eq!(
+        description,
+        "jwt update resulted in error - expected 3 chunks"
+    );
+    let other = nkeys::KeyPair::new_account();
+    let mismatched = claims_request(
+        &system,
+        subject.clone(),
+        jwt::account(&trust.operator, &other, json!({})),
+    )
+    .await;
+    assert_eq!(
+        mismatched["error"]["description"],
+        "jwt update resulted in error - subject does not match jwt content",
+        "{mismatched}"
+    );
+    let untrusted = claims_request(
+        &system,
+        subject,
+        jwt::account(&nkeys::KeyPair::new_operator(), &trust.account, json!({})),
+    )
+    .await;
+    assert_eq!(
+        untrusted["error"]["description"],
+        "jwt update resulted in error - account validation failed",
+        "{untrusted}"
+    );
+    let unknown = claims_request(
+        &system,
+        format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", other.public_key()),
+        jwt::account(&trust.operator, &other, json!({})),
+    )
+    .await;
+    // A lower `conn` limit closes the newest clients over it.
+    let (_, late_creds) = trust.creds("late.creds", &trust.account, json!({}), json!({}));
+    let (options, mut late_errors) = with_errors(&late_creds).await;
+    let _late = within("a later user's connect", options.connect(&url))
+        .await
+        .unwrap();
+    let limits = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                        "exports": -1, "wildcards": true, "conn": 1, "leaf": -1});
+    let limited = jwt::account(&trust.operator, &trust.account, json!({"limits": limits}));
+    let answer = claims_request(
+        &system,
+        format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.UPDATE"),
+        limited,
+    )
+    .await;
+    assert_eq!(answer["data"]["message"], "jwt updated", "{answer}");
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), late_errors.recv())
+        .await
+        .expect("the newest user is closed")
+        .unwrap();
+    assert!(
+        error
+            .to_lowercase()
+            .contains("maximum account active connections exceeded"),
+        "{error}"
+    );
+    let mut again = kept.subscribe("still").await.unwrap();
+    kept.publish("still", Bytes::from("here")).await.unwrap();
+    assert_eq!(next_message(&mut again).await.payload, "here");
+
+    // An account the server does not hold is not taken in from an update.
+    assert_eq!(
+        unknown["data"],
+        json!({"account": other.public_key(), "code": 200, "message": "jwt update skipped"}),
+        "{unknown}"
+    );
+}

@@ -28,8 +28,8 @@ pub use authenticate::{
     encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
 };
 pub use operator::{
-    startup_lines as operator_startup_lines, Built as OperatorBuilt, OperatorMode, OperatorOptions,
-    Restrictions,
+    startup_lines as operator_startup_lines, Built as OperatorBuilt, ClaimsUpdate,
+    ClaimsUpdateError, OperatorMode, OperatorOptions, Restrictions,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 

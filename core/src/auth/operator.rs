@@ -43,6 +43,43 @@ pub struct OperatorMode {
     pub accounts: BTreeMap<String, Jwt<AccountNats>>,
 }
 
+/// What came of an account claims update that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsUpdate {
+    /// The account now runs with the new claims (or already did).
+    Updated,
+    /// The server holds no such account: nothing to update.
+    Skipped,
+}
+
+/// Why an account claims update was refused (the account is unchanged).
+/// The texts are the reference's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClaimsUpdateError {
+    #[error("request body is empty")]
+    Empty,
+    #[error("{0}")]
+    Jwt(jwt::JwtError),
+    #[error("subject does not match jwt content")]
+    SubjectMismatch,
+    /// Not signed by a trusted operator key.
+    #[error("account validation failed")]
+    Validation,
+    /// Claims rnats does not apply yet: refused by name, never ignored.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ClaimsUpdateError {
+    /// The reference's `description`: what failed, then why.
+    pub fn description(&self) -> String {
+        match self {
+            ClaimsUpdateError::Empty => format!("jwt update error - {self}"),
+            _ => format!("jwt update resulted in error - {self}"),
+        }
+    }
+}
+
 /// What the configuration says of operator mode, before it is checked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OperatorOptions {
@@ -165,8 +202,53 @@ impl OperatorMode {
         })
     }
 
+    /// Replace account `key`'s claims with `token` (a claims update sent
+    /// to `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE`), checked as the resolver's
+    /// JWTs are at start-up. On success the caller rebuilds the accounts
+    /// from [`OperatorMode::account_configs`]; on any error nothing changed.
+    pub fn update_account(
+        &mut self,
+        key: &str,
+        token: &[u8],
+    ) -> Result<ClaimsUpdate, ClaimsUpdateError> {
+        if token.is_empty() {
+            return Err(ClaimsUpdateError::Empty);
+        }
+        let text = std::str::from_utf8(token)
+            .map_err(|_| ClaimsUpdateError::Jwt(jwt::JwtError::Base64))?;
+        let account = jwt::decode_account(text).map_err(ClaimsUpdateError::Jwt)?;
+        if account.claims.subject != key {
+            return Err(ClaimsUpdateError::SubjectMismatch);
+        }
+        let Some(current) = self.accounts.get(key) else {
+            // The resolver never held it: no account to update.
+            return Ok(ClaimsUpdate::Skipped);
+        };
+        if *current == account {
+            return Ok(ClaimsUpdate::Updated);
+        }
+        if !self.trusted_keys.contains(&account.claims.issuer) {
+            return Err(ClaimsUpdateError::Validation);
+        }
+        refuse_unsupported_account_claims(key, &account.nats)
+            .map_err(ClaimsUpdateError::Unsupported)?;
+        let previous = self.accounts.insert(key.to_owned(), account);
+        if let Err(error) = self.account_configs() {
+            // Claims the server cannot apply: keep the ones it runs with.
+            self.accounts
+                .insert(key.to_owned(), previous.expect("present above"));
+            return Err(ClaimsUpdateError::Unsupported(error));
+        }
+        Ok(ClaimsUpdate::Updated)
+    }
+
+    /// Account `key`'s `conn` limit (`None`: no limit, or not a JWT account).
+    pub fn connection_limit(&self, key: &str) -> Option<usize> {
+        limit(self.accounts.get(key)?.nats.limits.conn)
+    }
+
     /// The server's accounts, one per account JWT, named by public key.
-    fn account_configs(&self) -> Result<Vec<AccountConfig>, String> {
+    pub fn account_configs(&self) -> Result<Vec<AccountConfig>, String> {
         let mut configs = Vec::new();
         for (key, account) in &self.accounts {
             let mut config = AccountConfig::new(key.clone());

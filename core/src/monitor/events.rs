@@ -259,12 +259,28 @@ pub struct ApiError {
 
 /// The envelope of every `$SYS.REQ` reply but IDZ and STATSZ.
 #[derive(Debug, Clone, Serialize)]
-pub struct ApiResponse<T> {
+pub struct ApiResponse<T, E = ApiError> {
     pub server: EventServer,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ApiError>,
+    pub error: Option<E>,
+}
+
+/// An account claims update's `data` (applied or skipped); a refusal is
+/// its `error`, a [`ClaimsUpdateFailure`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimsUpdateStatus {
+    pub account: String,
+    pub code: u16,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimsUpdateFailure {
+    pub account: String,
+    pub code: u16,
+    pub description: String,
 }
 
 /// `$SYS.REQ.USER.INFO`: who the requesting connection is and what it may do.

@@ -73,6 +73,8 @@ pub enum CloseReason {
     AuthenticationViolation,
     /// The user JWT expired.
     AuthenticationExpired,
+    /// The account revoked the user JWT.
+    Revocation,
     SlowConsumerPendingBytes,
     SlowConsumerWriteDeadline,
     StaleConnection,
@@ -106,6 +108,7 @@ impl CloseReason {
             CloseReason::AuthenticationTimeout => "Authentication Timeout",
             CloseReason::AuthenticationViolation => "Authentication Failure",
             CloseReason::AuthenticationExpired => "Authentication Expired",
+            CloseReason::Revocation => "Credentials Revoked",
             CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
             CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
             CloseReason::StaleConnection => "Stale Connection",

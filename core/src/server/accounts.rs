@@ -227,7 +227,11 @@ impl Accounts {
                 }
             }
         }
-        super::system::install(&mut accounts, &config.identity.server_id);
+        super::system::install(
+            &mut accounts,
+            &config.identity.server_id,
+            config.auth.operator.is_some(),
+        );
         (accounts, warnings)
     }
 

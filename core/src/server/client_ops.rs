@@ -28,7 +28,7 @@ use super::trace::{self, MsgTrace, TraceHeaders, TraceMessage};
 #[cfg(feature = "planted-defects")]
 use super::PlantedDefect;
 use super::{protocol_trace, Delivery, Server, FIRST_PING_INTERVAL};
-use crate::auth::{self as auth, Login, PermissionChecker};
+use crate::auth::{self as auth, AuthFailure, Login, PermissionChecker};
 use crate::format::go_quote;
 use crate::monitor::events::EventServer;
 use crate::protocol::{self, ClientOp, ConnectOptions, ParserLimits};
@@ -756,10 +756,9 @@ impl Server {
                 // A reload has no instant of its own: the latest reading.
                 self.monitor.wall.wall_now,
             )
-            .ok()
-            .and_then(|identity| Some((self.router.accounts.find(&identity.account)?, identity)));
+            .map(|identity| (self.router.accounts.find(&identity.account), identity));
         match identity {
-            Some((account, identity)) => {
+            Ok((Some(account), identity)) => {
                 // A user JWT's limits hold across the reload too.
                 if let Some(restrictions) = &identity.restrictions {
                     self.apply_jwt_limits(conn, restrictions);
@@ -772,7 +771,17 @@ impl Server {
                     true,
                 )
             }
-            None => {
+            Err(AuthFailure::Revoked) => {
+                // Its account revoked the user JWT (a claims update).
+                self.conns.client(conn).subs.clear();
+                self.conns.client(conn).sids.clear();
+                self.close_with_error(
+                    conn,
+                    &ServerError::UserAuthenticationRevoked,
+                    CloseReason::Revocation,
+                );
+            }
+            Ok((None, _)) | Err(_) => {
                 let client = self.conns.client(conn);
                 client.subs.clear();
                 client.sids.clear();

@@ -28,6 +28,8 @@ pub enum ServerError {
     AuthenticationTimeout,
     /// The user JWT the client logged in with expired.
     UserAuthenticationExpired,
+    /// The account revoked the user JWT the client logged in with.
+    UserAuthenticationRevoked,
     /// The account's JWT `conn` limit was reached.
     MaxAccountConnectionsExceeded,
     /// The client answered none of `ping_max` PINGs.
@@ -77,6 +79,7 @@ impl fmt::Display for ServerError {
             ServerError::AuthorizationViolation => f.write_str("Authorization Violation"),
             ServerError::AuthenticationTimeout => f.write_str("Authentication Timeout"),
             ServerError::UserAuthenticationExpired => f.write_str("User Authentication Expired"),
+            ServerError::UserAuthenticationRevoked => f.write_str("User Authentication Revoked"),
             ServerError::MaxAccountConnectionsExceeded => {
                 f.write_str("maximum account active connections exceeded")
             }

@@ -74,6 +74,7 @@ pub use router::Router;
 pub use stats::ServerStats;
 pub use view::View;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -615,6 +616,60 @@ impl Server {
         self.retire_subscriptions();
         config.identity = self.config.identity.clone();
         self.config = config;
+        self.monitor.config_loaded = self.monitor.wall.wall_now;
+        self.rebuild_from_config();
+    }
+
+    /// An account claims update was accepted: the JWT accounts are built
+    /// anew from `mode`, as a reload would (without counting as one).
+    pub(super) fn apply_operator_mode(&mut self, mode: crate::auth::OperatorMode) {
+        self.retire_subscriptions();
+        self.config.accounts = mode
+            .account_configs()
+            .expect("update_account checked that the accounts build");
+        self.config.auth.operator = Some(mode);
+        self.rebuild_from_config();
+        self.enforce_account_connection_limits();
+    }
+
+    /// After new account claims: an account over its (new) `conn` limit
+    /// keeps its oldest clients and closes the newest, as the reference.
+    fn enforce_account_connection_limits(&mut self) {
+        let Some(mode) = &self.config.auth.operator else {
+            return;
+        };
+        let mut counted: BTreeMap<AccountId, usize> = BTreeMap::new();
+        let mut over = Vec::new();
+        // Ids ascend in connection order: oldest first.
+        for conn in self.conns.ids() {
+            let client = self.conns.client(conn);
+            if client.is_closing() || !client.connect_received {
+                continue;
+            }
+            let name = &self.router.accounts.list[client.account].name;
+            let Some(max) = mode.connection_limit(name) else {
+                continue;
+            };
+            let count = counted.entry(client.account).or_default();
+            if *count >= max {
+                over.push(conn);
+            } else {
+                *count += 1;
+            }
+        }
+        for conn in over {
+            self.close_with_error(
+                conn,
+                &ServerError::MaxAccountConnectionsExceeded,
+                CloseReason::MaxAccountConnectionsExceeded,
+            );
+        }
+        self.retire_subscriptions();
+    }
+
+    /// Accounts, authenticators and every client's identity, built anew
+    /// from `self.config`.
+    fn rebuild_from_config(&mut self) {
         // Accounts are rebuilt from scratch (an account keeps its id); every
         // client is authenticated again and its subscriptions filed anew
         // under its (new) account and permissions. Open response routes of
@@ -630,7 +685,6 @@ impl Server {
             self.logs.push(LogLevel::Error, None, warning);
         }
         self.router.replace_accounts(accounts);
-        self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.authenticator = self.authenticator.renewed(&self.config.auth);
         self.ws_authenticator = match (&self.ws_authenticator, websocket_auth(&self.config)) {
             (Some(current), Some(auth)) => Some(current.renewed(&auth)),

@@ -93,6 +93,18 @@ pub enum SysService {
     AccountPingStatz,
     /// `$SYS.REQ.USER.INFO`: the requesting connection's user and permissions.
     UserInfo,
+    /// `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` (and the older
+    /// `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`): new claims for a JWT account.
+    /// Acted on with or without a reply subject.
+    ClaimsUpdate,
+}
+
+impl SysService {
+    /// Whether the request changes the server, so it is taken even when
+    /// nobody waits for an answer.
+    fn acts(self) -> bool {
+        matches!(self, SysService::ClaimsUpdate)
+    }
 }
 
 /// The service imports every other account gets from the system account:
@@ -107,8 +119,9 @@ pub const ACCOUNT_IMPORTS: [(&str, &str); 4] = [
 /// Where any user asks who it is (imported into every account).
 pub const USER_INFO_SUBJECT: &str = "$SYS.REQ.USER.INFO";
 
-/// The system account's request subjects and what answers each.
-pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
+/// The system account's request subjects and what answers each;
+/// `claims_updates`: accounts are JWTs that updates may replace.
+pub fn request_subjects(server_id: &str, claims_updates: bool) -> Vec<(String, SysService)> {
     let mut subjects = vec![(
         String::from("$SYS.REQ.SERVER.PING"),
         SysService::Server(ServerEndpoint::Statsz),
@@ -136,8 +149,19 @@ pub fn request_subjects(server_id: &str) -> Vec<(String, SysService)> {
     // The imported form, and the system account's own users asking directly.
     subjects.push((String::from("$SYS.REQ.USER.*.INFO"), SysService::UserInfo));
     subjects.push((String::from(USER_INFO_SUBJECT), SysService::UserInfo));
+    if claims_updates {
+        for subject in CLAIMS_UPDATE_SUBJECTS {
+            subjects.push((String::from(subject), SysService::ClaimsUpdate));
+        }
+    }
     subjects
 }
+
+/// Where account claims updates arrive, the newer form first.
+pub const CLAIMS_UPDATE_SUBJECTS: [&str; 2] = [
+    "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE",
+    "$SYS.ACCOUNT.*.CLAIMS.UPDATE",
+];
 
 /// A request routed to a system service, answered at the end of the step.
 #[derive(Debug)]
@@ -201,9 +225,11 @@ impl System {
         payload: &[u8],
         logs: &mut LogQueue,
     ) {
-        let Some(reply) = reply.filter(|r| !r.is_empty()) else {
+        let reply = match reply.filter(|r| !r.is_empty()) {
+            Some(reply) => reply,
+            None if service.acts() => &[],
             // Nobody to answer: the reference ignores such requests too.
-            return;
+            None => return,
         };
         if self.requests.len() >= MAX_PENDING_REQUESTS {
             logs.push(
@@ -271,11 +297,11 @@ impl System {
 
 /// Put the system services into freshly built accounts: the request
 /// subjects in the system account, the account-scoped imports elsewhere.
-pub(crate) fn install(accounts: &mut Accounts, server_id: &str) {
+pub(crate) fn install(accounts: &mut Accounts, server_id: &str, claims_updates: bool) {
     let Some(system) = accounts.system else {
         return;
     };
-    for (subject, service) in request_subjects(server_id) {
+    for (subject, service) in request_subjects(server_id, claims_updates) {
         let inserted = accounts.list[system].sublist.insert(
             subject.as_bytes(),
             None,

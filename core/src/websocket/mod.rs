@@ -181,6 +181,7 @@ pub fn close_status(reason: CloseReason) -> u16 {
         CloseReason::AuthenticationTimeout
         | CloseReason::AuthenticationViolation
         | CloseReason::AuthenticationExpired
+        | CloseReason::Revocation
         | CloseReason::SlowConsumerPendingBytes
         | CloseReason::SlowConsumerWriteDeadline
         | CloseReason::MaxConnectionsExceeded
@@ -190,10 +191,12 @@ pub fn close_status(reason: CloseReason) -> u16 {
         CloseReason::TlsHandshakeFailure => status::TLS_HANDSHAKE,
         CloseReason::ProtocolViolation => status::PROTOCOL_ERROR,
         CloseReason::MaxPayloadExceeded => status::MESSAGE_TOO_BIG,
-        CloseReason::ServerShutdown => status::GOING_AWAY,
-        CloseReason::WriteError | CloseReason::ReadError | CloseReason::StaleConnection => {
-            status::ABNORMAL
-        }
+        // 1006 must never be sent in a close frame: the reference sends
+        // "going away" for a broken or stale connection too.
+        CloseReason::ServerShutdown
+        | CloseReason::WriteError
+        | CloseReason::ReadError
+        | CloseReason::StaleConnection => status::GOING_AWAY,
     }
 }
 
@@ -215,6 +218,8 @@ mod tests {
         );
         assert_eq!(close_status(CloseReason::ServerShutdown), 1001);
         assert_eq!(close_status(CloseReason::MaxPayloadExceeded), 1009);
-        assert_eq!(close_status(CloseReason::StaleConnection), 1006);
+        // Never 1006 on the wire (RFC 6455 7.4.1): the reference says "going away".
+        assert_eq!(close_status(CloseReason::StaleConnection), 1001);
+        assert_eq!(close_status(CloseReason::Revocation), 1008);
     }
 }
