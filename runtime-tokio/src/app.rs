@@ -411,6 +411,8 @@ type OperatorSettings = (
     Vec<String>,
     bool,
     std::collections::BTreeMap<String, String>,
+    // The directory resolver's settings; its files change while running.
+    Option<(String, rnats_core::auth::JwtDelete, Option<u64>)>,
 );
 
 fn operator_settings(file: &FileOptions) -> OperatorSettings {
@@ -418,6 +420,9 @@ fn operator_settings(file: &FileOptions) -> OperatorSettings {
         file.operator_jwts.clone(),
         file.memory_resolver,
         file.resolver_preload.clone(),
+        file.dir_resolver
+            .as_ref()
+            .map(|dir| (dir.dir.clone(), dir.delete, dir.limit)),
     )
 }
 

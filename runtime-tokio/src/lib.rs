@@ -9,6 +9,7 @@ pub mod jetstream_host;
 pub mod logging;
 pub mod monitor_http;
 pub mod ports_file;
+pub mod resolver_files;
 pub mod runner;
 pub mod settings;
 pub mod signal_cmd;

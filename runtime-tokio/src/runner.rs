@@ -168,6 +168,11 @@ pub struct Runner {
     log_order: Mutex<()>,
     /// Where messages for JetStream go, once it runs (`crate::jetstream`).
     jetstream: std::sync::OnceLock<crate::jetstream::JsSender>,
+    /// The directory resolver's file changes, made in order by
+    /// `resolver_write_loop` on the blocking pool, never under the lock.
+    resolver_writes: mpsc::UnboundedSender<(u64, rnats_core::auth::ResolverWrite)>,
+    resolver_write_queue:
+        Mutex<Option<mpsc::UnboundedReceiver<(u64, rnats_core::auth::ResolverWrite)>>>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -183,7 +188,13 @@ impl Runner {
         server.set_wall_clock(clock.now(), wall_now());
         let (password_checks, queue) = mpsc::unbounded_channel();
         let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
+        let (resolver_writes, resolver_write_queue) = mpsc::unbounded_channel();
+        for write in server.take_resolver_writes() {
+            let _ = resolver_writes.send(write);
+        }
         Arc::new(Runner {
+            resolver_writes,
+            resolver_write_queue: Mutex::new(Some(resolver_write_queue)),
             password_checks,
             password_check_queue: Mutex::new(Some(queue)),
             write_deadline_nanos,
@@ -269,6 +280,8 @@ impl Runner {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let timer = tokio::spawn(self.clone().timer_loop());
         let checks = tokio::spawn(self.clone().password_check_loop());
+        // Not aborted at shutdown: a write in progress finishes.
+        tokio::spawn(self.clone().resolver_write_loop());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -697,6 +710,10 @@ impl Runner {
 
     /// Drain the machine's actions. Called with the lock held after every step.
     fn carry_out_actions(&self, state: &mut State) {
+        for write in state.server.take_resolver_writes() {
+            // Only fails once the writer is gone (shutdown).
+            let _ = self.resolver_writes.send(write);
+        }
         while let Some(action) = state.server.poll_action() {
             #[cfg(debug_assertions)]
             state.contract.action(&action);
@@ -771,6 +788,30 @@ impl Runner {
                     .handle_password_checked(runner.clock.now(), conn, passed);
                 runner.finish_step(state);
             });
+        }
+    }
+
+    /// Make the directory resolver's file changes one at a time, in order,
+    /// on the blocking pool, and tell the machine each one is done.
+    async fn resolver_write_loop(self: Arc<Self>) {
+        let Some(mut queue) = self
+            .resolver_write_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some((id, write)) = queue.recv().await {
+            let result = tokio::task::spawn_blocking(move || crate::resolver_files::apply(&write))
+                .await
+                .map_err(|error| error.to_string())
+                .and_then(|result| result.map_err(|error| error.to_string()));
+            let mut state = self.lock();
+            state
+                .server
+                .handle_resolver_written(self.clock.now(), id, result);
+            self.finish_step(state);
         }
     }
 

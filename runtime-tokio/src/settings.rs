@@ -49,6 +49,42 @@ impl ConfSource for FsSource {
         std::fs::read_to_string(path)
             .map_err(|error| format!("open {path}: {}", crate::logging::os_error_text(&error)))
     }
+
+    fn read_jwt_dir(&self, dir: &str) -> Result<(String, Vec<(String, String)>), String> {
+        let os_error = |error: std::io::Error| crate::logging::os_error_text(&error);
+        match std::fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(String::from(
+                    "dir needs to point to an accessible directory",
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir_all(dir)
+                .map_err(|error| format!("mkdir {dir}: {}", os_error(error)))?,
+        }
+        let mut jwts = Vec::new();
+        for entry in
+            std::fs::read_dir(dir).map_err(|error| format!("open {dir}: {}", os_error(error)))?
+        {
+            let path = entry.map_err(os_error)?.path();
+            let (Some(key), Some("jwt")) = (
+                path.file_stem().and_then(|stem| stem.to_str()),
+                path.extension().and_then(|ext| ext.to_str()),
+            ) else {
+                continue;
+            };
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| format!("open {}: {}", path.display(), os_error(error)))?;
+            jwts.push((key.to_owned(), text));
+        }
+        let absolute = std::path::absolute(dir)
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|_| dir.to_owned());
+        Ok((absolute, jwts))
+    }
 }
 
 /// A config file, loaded: its options, the harmless keys rnats ignores (to

@@ -65,6 +65,15 @@ impl Trust {
         path
     }
 
+    /// A `.creds` file for a user of the system account.
+    fn system_creds(&self) -> PathBuf {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt::user(&self.system, &user, json!({}), json!({}));
+        let path = self.dir.join("system.creds");
+        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
+        path
+    }
+
     /// A `.creds` file for a new user of account A signed by `signer`
     /// (the account itself, or one of its signing keys).
     fn creds(
@@ -700,10 +709,7 @@ async fn account_claims_update_at_run_time() {
     let trust = Trust::new("claims-update");
     let server = start(&trust.config(json!({})));
     let url = server.url();
-    let system_user = nkeys::KeyPair::new_user();
-    let system_creds = trust.dir.join("system.creds");
-    let token = jwt::user(&trust.system, &system_user, json!({}), json!({}));
-    std::fs::write(&system_creds, jwt::creds(&token, &system_user)).unwrap();
+    let system_creds = trust.system_creds();
     let system = connect_creds(&url, &system_creds).await.unwrap();
 
     let (doomed, doomed_creds) = trust.creds("doomed.creds", &trust.account, json!({}), json!({}));
@@ -845,4 +851,158 @@ async fn account_claims_update_at_run_time() {
         json!({"account": other.public_key(), "code": 200, "message": "jwt update skipped"}),
         "{unknown}"
     );
+}
+
+/// The full (directory) resolver, as `nsc generate config --nats-resolver`
+/// sets it up: accounts pushed with `$SYS.REQ.CLAIMS.UPDATE` are stored as
+/// `<dir>/<key>.jwt`, used at once, kept across a restart, looked up,
+/// listed, and deleted by the operator.
+#[tokio::test]
+async fn full_resolver_stores_pushed_accounts() {
+    let trust = Trust::new("full-resolver");
+    let operator_jwt = jwt::operator(
+        &trust.operator,
+        json!({"system_account": trust.system.public_key()}),
+    );
+    let operator_path = trust.dir.join("operator.jwt");
+    std::fs::write(&operator_path, &operator_jwt).unwrap();
+    let jwt_dir = trust.dir.join("jwt");
+    let _ = std::fs::remove_dir_all(&jwt_dir);
+    let system_jwt = jwt::account(&trust.operator, &trust.system, json!({}));
+    let config = trust.dir.join("full.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator}\nsystem_account: {system}\n\
+             resolver: {{ type: full, dir: {dir:?}, allow_delete: true, interval: \"2m\", timeout: \"1.9s\" }}\n\
+             resolver_preload: {{\n  {system}: {system_jwt}\n}}\n",
+            operator = operator_path.display(),
+            system = trust.system.public_key(),
+            dir = jwt_dir.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut server = start(&config);
+    let url = server.url();
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("Managing all jwt in exclusive directory")),
+        "{:?}",
+        server.log_lines()
+    );
+    let system_creds = trust.system_creds();
+    let system = connect_creds(&url, &system_creds).await.unwrap();
+
+    // Account A is unknown until pushed.
+    let (_, creds) = trust.creds("a.creds", &trust.account, json!({}), json!({}));
+    assert!(connect_creds(&url, &creds).await.is_err());
+    let account = trust.account.public_key();
+    let account_jwt = jwt::account(&trust.operator, &trust.account, json!({}));
+    let pushed = claims_request(
+        &system,
+        "$SYS.REQ.CLAIMS.UPDATE".into(),
+        account_jwt.clone(),
+    )
+    .await;
+    assert_eq!(
+        pushed["data"],
+        json!({"account": account, "code": 200, "message": "jwt updated"}),
+        "{pushed}"
+    );
+    let stored = std::fs::read_to_string(jwt_dir.join(format!("{account}.jwt"))).unwrap();
+    assert_eq!(stored, account_jwt);
+    let client = connect_creds(&url, &creds).await.unwrap();
+    let mut sub = client.subscribe("greet").await.unwrap();
+    client.publish("greet", Bytes::from("hi")).await.unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, "hi");
+
+    // Lookup answers with the JWT itself, or nothing.
+    let lookup = within(
+        "a lookup",
+        system.request(
+            format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.LOOKUP"),
+            "".into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lookup.payload, account_jwt.as_bytes());
+    let stranger = nkeys::KeyPair::new_account().public_key();
+    let missing = within(
+        "a lookup of an unknown account",
+        system.request(
+            format!("$SYS.REQ.ACCOUNT.{stranger}.CLAIMS.LOOKUP"),
+            "".into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(missing.payload.is_empty());
+    let list = claims_request(&system, "$SYS.REQ.CLAIMS.LIST".into(), String::new()).await;
+    let mut expected = vec![account.clone(), trust.system.public_key()];
+    expected.sort();
+    let mut listed: Vec<String> = serde_json::from_value(list["data"].clone()).unwrap();
+    listed.sort();
+    assert_eq!(listed, expected, "{list}");
+
+    // Bad pushes, in the reference's words.
+    let garbage = claims_request(&system, "$SYS.REQ.CLAIMS.UPDATE".into(), "garbage".into()).await;
+    assert_eq!(
+        garbage["error"],
+        json!({"account": "n/a", "code": 500,
+               "description": "jwt update resulted in error - expected 3 chunks"}),
+        "{garbage}"
+    );
+
+    // The account survives a restart (it is read back from the directory).
+    drop(client);
+    drop(system);
+    server.restart();
+    let url = server.url();
+    let client = connect_creds(&url, &creds).await.unwrap();
+    let (options, mut errors) = with_errors(&creds).await;
+    let _watched = within("a watched connect", options.connect(&url))
+        .await
+        .unwrap();
+    let system = connect_creds(&url, &system_creds).await.unwrap();
+
+    // Only the operator deletes, and only with allow_delete.
+    let by_account = jwt::encode(
+        &trust.account,
+        &account,
+        "generic",
+        json!({"accounts": [account]}),
+        json!({}),
+    );
+    let refused = claims_request(&system, "$SYS.REQ.CLAIMS.DELETE".into(), by_account).await;
+    assert_eq!(
+        refused["error"],
+        json!({"code": 500,
+               "description": format!("delete accounts request by {account} failed - not trusted")}),
+        "{refused}"
+    );
+    let request = jwt::encode(
+        &trust.operator,
+        &trust.operator.public_key(),
+        "generic",
+        json!({"accounts": [account]}),
+        json!({}),
+    );
+    let deleted = claims_request(&system, "$SYS.REQ.CLAIMS.DELETE".into(), request).await;
+    assert_eq!(
+        deleted["data"],
+        json!({"code": 200, "message": "deleted 1 accounts"}),
+        "{deleted}"
+    );
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), errors.recv())
+        .await
+        .expect("a deleted account's clients are told")
+        .unwrap();
+    assert!(error.contains("Account Authentication Expired"), "{error}");
+    assert!(!jwt_dir.join(format!("{account}.jwt")).exists());
+    assert!(jwt_dir.join(format!("{account}.jwt.deleted")).exists());
+    drop(client);
+    assert!(connect_creds(&url, &creds).await.is_err());
 }

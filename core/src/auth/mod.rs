@@ -19,6 +19,7 @@ mod authenticate;
 pub mod jwt;
 mod operator;
 mod permissions;
+mod resolver;
 
 pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,
@@ -29,9 +30,11 @@ pub use authenticate::{
 };
 pub use operator::{
     startup_lines as operator_startup_lines, Built as OperatorBuilt, ClaimsUpdate,
-    ClaimsUpdateError, OperatorMode, OperatorOptions, Restrictions,
+    ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions, StoreRefusal,
+    StoredClaims,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
+pub use resolver::{DirResolver, JwtDelete, ResolverWrite};
 
 use std::fmt;
 use std::time::Duration;

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::jwt::{self, AccountNats, Jwt, OperatorNats, SigningKey, UserNats};
+use super::resolver::{DirResolver, JwtDelete, ResolverWrite};
 use super::CONNECTION_TYPES;
 use super::{
     AccountConfig, AuthFailure, Export, ExportKind, Identity, Import, ImportKind,
@@ -41,6 +42,61 @@ pub struct OperatorMode {
     pub trusted_keys: Vec<String>,
     /// The resolver's account JWTs by account public key, verified.
     pub accounts: BTreeMap<String, Jwt<AccountNats>>,
+    /// The directory (`full`) resolver, when configured (else `MEMORY`).
+    pub dir: Option<DirResolver>,
+    /// The first operator's key when it uses signing keys strictly: it may
+    /// not sign account JWTs itself (checked on a push to the directory).
+    pub strict_operator: Option<String>,
+    /// Written to the directory at start-up (preloads newer than the
+    /// files); the server hands them to the runtime once.
+    pub startup_writes: Vec<ResolverWrite>,
+    /// Stored JWTs no account could be built from, with why (logged once
+    /// at start-up; their users cannot log in).
+    pub startup_warnings: Vec<String>,
+}
+
+/// A JWT the directory resolver stored (or already held).
+#[derive(Debug)]
+pub struct StoredClaims {
+    /// The account it is for.
+    pub account: String,
+    /// The file to write (`None`: the same JWT was held already).
+    pub write: Option<ResolverWrite>,
+    /// Whether the account now runs with it; the error says why not (the
+    /// JWT is stored all the same, as the reference stores it).
+    pub applied: Result<bool, String>,
+}
+
+/// What an operator's delete request did.
+#[derive(Debug)]
+pub struct DeletedAccounts {
+    /// Accounts named (missing ones count, as in the reference).
+    pub count: usize,
+    pub writes: Vec<ResolverWrite>,
+    /// Accounts that were in use: their clients must go.
+    pub removed: Vec<String>,
+}
+
+/// A refused push or delete: the reply's `account` (`n/a` when the JWT did
+/// not decode, empty for a delete) and its description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRefusal {
+    pub account: String,
+    /// What failed ("jwt update resulted in error"); empty when `reason`
+    /// says it all.
+    pub message: &'static str,
+    pub reason: String,
+}
+
+impl StoreRefusal {
+    /// The reply's `description`: `<message> - <reason>`.
+    pub fn description(&self) -> String {
+        if self.message.is_empty() {
+            self.reason.clone()
+        } else {
+            format!("{} - {}", self.message, self.reason)
+        }
+    }
 }
 
 /// What came of an account claims update that was not refused.
@@ -71,11 +127,11 @@ pub enum ClaimsUpdateError {
 }
 
 impl ClaimsUpdateError {
-    /// The reference's `description`: what failed, then why.
-    pub fn description(&self) -> String {
+    /// What failed, in the reference's words (the `Display` is why).
+    pub fn message(&self) -> &'static str {
         match self {
-            ClaimsUpdateError::Empty => format!("jwt update error - {self}"),
-            _ => format!("jwt update resulted in error - {self}"),
+            ClaimsUpdateError::Empty => "jwt update error",
+            _ => "jwt update resulted in error",
         }
     }
 }
@@ -87,6 +143,8 @@ pub struct OperatorOptions {
     pub operator_jwts: Vec<String>,
     /// `resolver: MEMORY` was configured.
     pub memory_resolver: bool,
+    /// `resolver { type: full }` was configured, with the JWT files read.
+    pub dir_resolver: Option<DirResolver>,
     /// `resolver_preload`: account public key → account JWT.
     pub preload: BTreeMap<String, String>,
     /// `system_account` as configured.
@@ -113,7 +171,7 @@ impl OperatorMode {
             operators.push(operator);
         }
         assert!(!operators.is_empty(), "operator mode needs an operator");
-        if !options.memory_resolver {
+        if !options.memory_resolver && options.dir_resolver.is_none() {
             if !options.preload.is_empty() {
                 return Err(String::from(
                     "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
@@ -170,7 +228,19 @@ impl OperatorMode {
                 ));
             }
         }
-        let mut accounts = BTreeMap::new();
+        let mut mode = OperatorMode {
+            strict_operator: operators
+                .first()
+                .filter(|operator| operator.nats.strict_signing_key_usage)
+                .map(|operator| operator.claims.subject.clone()),
+            operators,
+            operator_tokens: options.operator_jwts.clone(),
+            trusted_keys,
+            accounts: BTreeMap::new(),
+            dir: options.dir_resolver.clone(),
+            startup_writes: Vec::new(),
+            startup_warnings: Vec::new(),
+        };
         for (key, token) in &options.preload {
             let account =
                 jwt::decode_account(token).map_err(|_| String::from("invalid account JWT"))?;
@@ -180,20 +250,45 @@ impl OperatorMode {
                     account.claims.subject
                 ));
             }
-            if !trusted_keys.contains(&account.claims.issuer) {
+            if !mode.trusted_keys.contains(&account.claims.issuer) {
                 return Err(format!(
                     "resolver_preload: account {key} is not signed by a trusted operator"
                 ));
             }
             refuse_unsupported_account_claims(key, &account.nats)?;
-            accounts.insert(key.clone(), account);
+            match &mut mode.dir {
+                None => {
+                    mode.accounts.insert(key.clone(), account);
+                }
+                // Stored unless the directory holds this JWT or a newer one.
+                Some(dir) => {
+                    let held = dir
+                        .lookup(key)
+                        .and_then(|held| jwt::decode_account(held).ok());
+                    let newer = held.is_none_or(|held| {
+                        held.claims.id != account.claims.id
+                            && held.claims.issued_at <= account.claims.issued_at
+                    });
+                    if newer {
+                        if let Some(write) = dir.save(key, token).map_err(|e| e.to_string())? {
+                            mode.startup_writes.push(write);
+                        }
+                    }
+                }
+            }
         }
-        let mode = OperatorMode {
-            operators,
-            operator_tokens: options.operator_jwts.clone(),
-            trusted_keys,
-            accounts,
-        };
+        if let Some(dir) = &mode.dir {
+            for (key, token) in dir.stored.clone() {
+                match mode.verified_account(&key, &token) {
+                    Ok(account) => {
+                        mode.accounts.insert(key, account);
+                    }
+                    Err(why) => mode
+                        .startup_warnings
+                        .push(format!("DirResolver - account {key} is not usable: {why}")),
+                }
+            }
+        }
         let accounts = mode.account_configs()?;
         Ok(Built {
             mode,
@@ -232,14 +327,160 @@ impl OperatorMode {
         }
         refuse_unsupported_account_claims(key, &account.nats)
             .map_err(ClaimsUpdateError::Unsupported)?;
+        self.use_account(key, account)
+            .map_err(ClaimsUpdateError::Unsupported)?;
+        Ok(ClaimsUpdate::Updated)
+    }
+
+    /// Run account `key` with `account`'s claims from now on, unless the
+    /// accounts then fail to build (nothing changes then).
+    fn use_account(&mut self, key: &str, account: Jwt<AccountNats>) -> Result<(), String> {
         let previous = self.accounts.insert(key.to_owned(), account);
         if let Err(error) = self.account_configs() {
-            // Claims the server cannot apply: keep the ones it runs with.
-            self.accounts
-                .insert(key.to_owned(), previous.expect("present above"));
-            return Err(ClaimsUpdateError::Unsupported(error));
+            match previous {
+                Some(previous) => self.accounts.insert(key.to_owned(), previous),
+                None => self.accounts.remove(key),
+            };
+            return Err(error);
         }
-        Ok(ClaimsUpdate::Updated)
+        Ok(())
+    }
+
+    /// Account `key`'s JWT checked as the resolver's are before use: it
+    /// decodes, names `key`, a trusted key signed it, and rnats applies
+    /// every claim in it.
+    fn verified_account(&self, key: &str, token: &str) -> Result<Jwt<AccountNats>, String> {
+        let account = jwt::decode_account(token).map_err(|error| error.to_string())?;
+        if account.claims.subject != key {
+            return Err(String::from("subject does not match jwt content"));
+        }
+        if !self.trusted_keys.contains(&account.claims.issuer) {
+            return Err(String::from("account validation failed"));
+        }
+        refuse_unsupported_account_claims(key, &account.nats)?;
+        Ok(account)
+    }
+
+    /// A push to the directory resolver (`$SYS.REQ.CLAIMS.UPDATE`, or the
+    /// per-account subjects naming `subject_key`): the JWT is stored when
+    /// it decodes (and names `subject_key`), then used when it verifies.
+    /// Checks in the reference's order.
+    pub fn store_claims(
+        &mut self,
+        subject_key: Option<&str>,
+        token: &[u8],
+    ) -> Result<StoredClaims, StoreRefusal> {
+        let text = String::from_utf8_lossy(token);
+        let account = jwt::decode_account(&text).map_err(|error| StoreRefusal {
+            account: String::from("n/a"),
+            message: "jwt update resulted in error",
+            reason: error.to_string(),
+        })?;
+        let key = account.claims.subject.clone();
+        let refusal = |key: &str, reason: &str| StoreRefusal {
+            account: key.to_owned(),
+            message: "jwt update resulted in error",
+            reason: reason.to_owned(),
+        };
+        if let Some(subject_key) = subject_key {
+            if key != subject_key {
+                return Err(refusal(subject_key, "subject does not match jwt content"));
+            }
+        }
+        if self.strict_operator.as_deref() == Some(account.claims.issuer.as_str()) {
+            return Err(refusal(
+                &key,
+                "operator requires issuer to be a signing key",
+            ));
+        }
+        let dir = self.dir.as_mut().expect("a directory resolver");
+        let write = dir
+            .save(&key, &text)
+            .map_err(|error| refusal(&key, &error.to_string()))?;
+        let mut stored = StoredClaims {
+            account: key.clone(),
+            write,
+            applied: Ok(false),
+        };
+        if stored.write.is_some() {
+            stored.applied = self
+                .verified_account(&key, &text)
+                .and_then(|account| self.use_account(&key, account))
+                .map(|()| true);
+        }
+        Ok(stored)
+    }
+
+    /// The directory resolver's JWT for `key`.
+    pub fn lookup(&self, key: &str) -> Option<&str> {
+        self.dir.as_ref()?.lookup(key)
+    }
+
+    /// The account keys the directory resolver holds.
+    pub fn stored_keys(&self) -> Vec<String> {
+        self.dir.as_ref().map(DirResolver::keys).unwrap_or_default()
+    }
+
+    /// The operator's request to delete accounts (`$SYS.REQ.CLAIMS.DELETE`):
+    /// a generic JWT the operator signed for itself, naming them in
+    /// `accounts`. Checks in the reference's order.
+    pub fn delete_accounts(
+        &mut self,
+        token: &[u8],
+        system_account: Option<&str>,
+    ) -> Result<DeletedAccounts, StoreRefusal> {
+        let request = jwt::decode_generic(&String::from_utf8_lossy(token));
+        let subject = request
+            .as_ref()
+            .map(|request| request.claims.subject.clone())
+            .unwrap_or_default();
+        let refusal = |reason: &str| StoreRefusal {
+            account: String::new(),
+            message: "",
+            reason: format!("delete accounts request by {subject} failed - {reason}"),
+        };
+        let request = request.map_err(|error| refusal(&error.to_string()))?;
+        let dir = self.dir.as_mut().expect("a directory resolver");
+        if dir.delete == JwtDelete::Never {
+            return Err(refusal("delete must be enabled in server config"));
+        }
+        if request.claims.subject != request.claims.issuer {
+            return Err(refusal("not self signed"));
+        }
+        if !self.trusted_keys.contains(&request.claims.issuer) {
+            return Err(refusal("not trusted"));
+        }
+        let Some(list) = request
+            .nats
+            .get("accounts")
+            .and_then(|list| list.as_array())
+        else {
+            return Err(refusal("malformed request"));
+        };
+        let mut keys = Vec::new();
+        for entry in list {
+            match entry.as_str() {
+                Some(key) if Some(key) == system_account => {
+                    return Err(refusal("not allowed to delete system account"))
+                }
+                Some(key) if is_public_key(key, 'A') => keys.push(key.to_owned()),
+                _ => return Err(refusal("malformed request")),
+            }
+        }
+        let mut deleted = DeletedAccounts {
+            count: keys.len(),
+            writes: Vec::new(),
+            removed: Vec::new(),
+        };
+        for key in keys {
+            deleted
+                .writes
+                .extend(dir.delete(&key).expect("deleting is allowed"));
+            if self.accounts.remove(&key).is_some() {
+                deleted.removed.push(key);
+            }
+        }
+        Ok(deleted)
     }
 
     /// Account `key`'s `conn` limit (`None`: no limit, or not a JWT account).
@@ -498,6 +739,12 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
             0 => String::from("  Expires : Never"),
             expires => format!("  Expires : {}", date(expires)),
         });
+    }
+    if let Some(dir) = &mode.dir {
+        lines.push(format!(
+            "Managing all jwt in exclusive directory {}",
+            dir.dir
+        ));
     }
     lines
 }

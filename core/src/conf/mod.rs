@@ -98,6 +98,13 @@ pub trait ConfSource {
     fn read_file(&self, path: &str) -> Result<String, String> {
         Err(format!("open {path}: files are not available here"))
     }
+
+    /// The directory resolver's store: creates `dir` when missing, then
+    /// reads every `<account key>.jwt` file in it as (key, JWT). Returns
+    /// the directory's absolute path too (what the reference logs).
+    fn read_jwt_dir(&self, dir: &str) -> Result<(String, Vec<(String, String)>), String> {
+        Err(format!("open {dir}: directories are not available here"))
+    }
 }
 
 /// A source with no files and an empty environment.

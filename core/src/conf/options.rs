@@ -109,8 +109,13 @@ pub struct FileOptions {
     pub operator_position: Option<Position>,
     /// `operators` as read: the JWT of each (see [`read_operator_jwts`]).
     pub operator_jwts: Vec<String>,
-    /// `resolver: MEMORY` (any other resolver is refused by name).
+    /// `resolver: MEMORY`.
     pub memory_resolver: bool,
+    /// `resolver { type: full, dir: ... }`: the directory resolver (its
+    /// JWT files are read by [`read_resolver_dir`]). Other resolver types
+    /// are refused by name.
+    pub dir_resolver: Option<crate::auth::DirResolver>,
+    pub resolver_position: Option<Position>,
     /// `resolver_preload`: account public key → account JWT.
     pub resolver_preload: std::collections::BTreeMap<String, String>,
     /// Users, nkeys, default permissions, accounts, mappings, system account.
@@ -347,6 +352,19 @@ pub fn load_options(
     let root = parse(file_name, text, source)?;
     let (mut options, unsupported) = options_from_tree(&root)?;
     read_operator_jwts(&mut options, source)?;
+    if let Err(reason) = read_resolver_dir(&mut options, source) {
+        let position = options
+            .resolver_position
+            .clone()
+            .expect("set with dir_resolver");
+        return Err(ConfError::new(
+            position,
+            ConfErrorKind::InvalidValue {
+                key: String::from("resolver"),
+                reason,
+            },
+        ));
+    }
     Ok((options, unsupported))
 }
 
@@ -486,8 +504,20 @@ fn apply_top_level(
             });
             if memory {
                 options.memory_resolver = true;
+            } else if entry.value.as_map().is_some() {
+                match resolver_map(entry)? {
+                    ResolverMap::Memory => options.memory_resolver = true,
+                    ResolverMap::Directory(dir) => {
+                        options.dir_resolver = Some(dir);
+                        options.resolver_position = Some(entry.key_position.clone());
+                    }
+                    // The cache resolver fetches from other servers.
+                    ResolverMap::Unsupported => {
+                        unsupported.push(Unsupported::new(entry.key.clone(), entry))
+                    }
+                }
             } else {
-                // URL(...) and the NATS-based (directory) resolvers.
+                // URL(...).
                 unsupported.push(Unsupported::new(entry.key.clone(), entry));
             }
         }
@@ -534,6 +564,79 @@ fn operator_sources(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
             })
         })
         .collect()
+}
+
+/// What a `resolver { }` map configures.
+enum ResolverMap {
+    Memory,
+    Directory(crate::auth::DirResolver),
+    Unsupported,
+}
+
+/// `resolver { type, dir, allow_delete, hard_delete, limit, ttl, interval,
+/// timeout }`, checked as the reference does.
+fn resolver_map(entry: &MapEntry) -> Result<ResolverMap, ConfError> {
+    use crate::auth::JwtDelete;
+    let map = entry.value.as_map().expect("checked by the caller");
+    let field = |name: &str| map.iter().find(|field| field.key == name);
+    let kind = field("type").map(string).transpose()?.unwrap_or_default();
+    let dir = field("dir").map(string).transpose()?.unwrap_or_default();
+    let allow_delete = field("allow_delete")
+        .map(boolean)
+        .transpose()?
+        .unwrap_or(false);
+    let hard_delete = field("hard_delete").map(boolean).transpose()?;
+    let limit = field("limit").map(integer).transpose()?.unwrap_or(0);
+    let ttl = field("ttl").map(parse_duration_value).transpose()?;
+    let interval = field("interval").map(parse_duration_value).transpose()?;
+    let timeout = field("timeout").map(parse_duration_value).transpose()?;
+    match kind.to_ascii_uppercase().as_str() {
+        "MEM" | "MEMORY" => return Ok(ResolverMap::Memory),
+        "FULL" => {}
+        _ => return Ok(ResolverMap::Unsupported),
+    }
+    if dir.is_empty() {
+        return Err(invalid(
+            entry,
+            "dir has no value and needs to point to a directory",
+        ));
+    }
+    if ttl.is_some_and(|ttl| !ttl.is_zero()) {
+        return Err(invalid(entry, "FULL does not accept ttl"));
+    }
+    if hard_delete.is_some() && !allow_delete {
+        return Err(invalid(entry, "hard_delete has no effect without delete"));
+    }
+    if timeout.is_some_and(|timeout| timeout.is_zero()) {
+        return Err(invalid(entry, "Fetch timeout 0s is too smal"));
+    }
+    let delete = match (allow_delete, hard_delete) {
+        (false, _) => JwtDelete::Never,
+        (true, Some(true)) => JwtDelete::Remove,
+        (true, _) => JwtDelete::Rename,
+    };
+    // `interval` and `timeout` tune the exchange of JWTs between servers;
+    // one server has nobody to exchange them with.
+    let _ = interval;
+    Ok(ResolverMap::Directory(crate::auth::DirResolver {
+        dir,
+        delete,
+        limit: u64::try_from(limit).ok().filter(|limit| *limit > 0),
+        stored: std::collections::BTreeMap::new(),
+    }))
+}
+
+/// Read the directory resolver's JWT files (`<dir>/<account key>.jwt`)
+/// into `options.dir_resolver.stored`; the directory is created when
+/// missing, as the reference does.
+pub fn read_resolver_dir(options: &mut FileOptions, source: &dyn ConfSource) -> Result<(), String> {
+    let Some(resolver) = options.dir_resolver.as_mut() else {
+        return Ok(());
+    };
+    let (absolute, jwts) = source.read_jwt_dir(&resolver.dir)?;
+    resolver.dir = absolute;
+    resolver.stored = jwts.into_iter().collect();
+    Ok(())
 }
 
 /// `resolver_preload { <account public key>: <account JWT> }`. Each JWT
@@ -862,6 +965,48 @@ mod tests {
         load(text).unwrap_err().to_string()
     }
 
+    /// The directory resolver's settings, checked as the reference does
+    /// (before its directory is read).
+    #[test]
+    fn full_resolver_settings() {
+        let tree = |text: &str| options_from_tree(&parse("test.conf", text, &NoSource).unwrap());
+        let (options, unsupported) =
+            tree("resolver { type: full, dir: \"jwt\", allow_delete: true, limit: 5 }").unwrap();
+        assert!(unsupported.is_empty());
+        let dir = options.dir_resolver.unwrap();
+        assert_eq!(
+            (dir.dir.as_str(), dir.delete, dir.limit),
+            ("jwt", crate::auth::JwtDelete::Rename, Some(5))
+        );
+        let (options, _) =
+            tree("resolver { type: FULL, dir: d, allow_delete: true, hard_delete: true }").unwrap();
+        assert_eq!(
+            options.dir_resolver.unwrap().delete,
+            crate::auth::JwtDelete::Remove
+        );
+        for (text, expected) in [
+            (
+                "resolver { type: full }",
+                "dir has no value and needs to point to a directory",
+            ),
+            (
+                "resolver { type: full, dir: d, ttl: \"1m\" }",
+                "FULL does not accept ttl",
+            ),
+            (
+                "resolver { type: full, dir: d, hard_delete: true }",
+                "hard_delete has no effect without delete",
+            ),
+        ] {
+            let error = tree(text).unwrap_err().to_string();
+            assert!(error.ends_with(expected), "{text}: {error}");
+        }
+        // Reading the directory needs the runtime's files.
+        assert!(
+            error("resolver { type: full, dir: d }").contains("directories are not available here")
+        );
+    }
+
     #[test]
     fn every_supported_key_and_alias() {
         let (options, unsupported) = load(
@@ -996,7 +1141,7 @@ mod tests {
         for text in [
             "trusted_keys: [OABC]",
             "resolver: URL(http://127.0.0.1:1/)",
-            "resolver: { type: full, dir: jwt }",
+            "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",

@@ -472,6 +472,7 @@ fn apply_operator_mode(
     let options = OperatorOptions {
         operator_jwts: file.operator_jwts.clone(),
         memory_resolver: file.memory_resolver,
+        dir_resolver: file.dir_resolver.clone(),
         preload: file.resolver_preload.clone(),
         system_account: security.system_account.clone(),
     };

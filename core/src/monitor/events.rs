@@ -271,6 +271,7 @@ pub struct ApiResponse<T, E = ApiError> {
 /// its `error`, a [`ClaimsUpdateFailure`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ClaimsUpdateStatus {
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub account: String,
     pub code: u16,
     pub message: String,
@@ -278,6 +279,7 @@ pub struct ClaimsUpdateStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClaimsUpdateFailure {
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub account: String,
     pub code: u16,
     pub description: String,

@@ -230,7 +230,11 @@ impl Accounts {
         super::system::install(
             &mut accounts,
             &config.identity.server_id,
-            config.auth.operator.is_some(),
+            match &config.auth.operator {
+                None => super::system::ResolverRequests::None,
+                Some(mode) if mode.dir.is_some() => super::system::ResolverRequests::Directory,
+                Some(_) => super::system::ResolverRequests::Memory,
+            },
         );
         (accounts, warnings)
     }

@@ -30,6 +30,8 @@ pub enum ServerError {
     UserAuthenticationExpired,
     /// The account revoked the user JWT the client logged in with.
     UserAuthenticationRevoked,
+    /// The client's account was deleted (or expired).
+    AccountAuthenticationExpired,
     /// The account's JWT `conn` limit was reached.
     MaxAccountConnectionsExceeded,
     /// The client answered none of `ping_max` PINGs.
@@ -80,6 +82,9 @@ impl fmt::Display for ServerError {
             ServerError::AuthenticationTimeout => f.write_str("Authentication Timeout"),
             ServerError::UserAuthenticationExpired => f.write_str("User Authentication Expired"),
             ServerError::UserAuthenticationRevoked => f.write_str("User Authentication Revoked"),
+            ServerError::AccountAuthenticationExpired => {
+                f.write_str("Account Authentication Expired")
+            }
             ServerError::MaxAccountConnectionsExceeded => {
                 f.write_str("maximum account active connections exceeded")
             }

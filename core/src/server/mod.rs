@@ -46,6 +46,7 @@ mod log;
 mod monitor_state;
 mod outbound;
 mod protocol_trace;
+mod resolver_requests;
 mod router;
 mod stats;
 pub mod system;
@@ -125,11 +126,14 @@ pub struct Server {
     scratch: BytesMut,
     /// Reused buffer for a subject rewritten by an account mapping.
     mapped_subject: Vec<u8>,
+    /// The directory resolver's file changes and the replies that wait
+    /// for them (`resolver_requests.rs`).
+    resolver_files: resolver_requests::ResolverFiles,
 }
 
 impl Server {
     /// A server with `config`, drawing its randomness from `seed`.
-    pub fn new(config: ServerConfig, seed: u64) -> Self {
+    pub fn new(mut config: ServerConfig, seed: u64) -> Self {
         assert!(config.max_payload > 0, "max_payload must be positive");
         assert!(
             config.max_control_line > 0,
@@ -143,7 +147,17 @@ impl Server {
         for warning in warnings {
             logs.push(LogLevel::Error, None, warning);
         }
+        let mut resolver_files = resolver_requests::ResolverFiles::default();
+        if let Some(mode) = config.auth.operator.as_mut() {
+            for write in std::mem::take(&mut mode.startup_writes) {
+                resolver_files.queue(write);
+            }
+            for warning in std::mem::take(&mut mode.startup_warnings) {
+                logs.push(LogLevel::Error, None, warning);
+            }
+        }
         Server {
+            resolver_files,
             authenticator: Authenticator::new(&config.auth),
             ws_authenticator: websocket_auth(&config).map(|auth| Authenticator::new(&auth)),
             router: Router::new(accounts),
@@ -202,6 +216,13 @@ impl Server {
     /// The name of the account `conn` is bound to.
     pub fn account_of(&self, conn: ConnId) -> Option<&str> {
         self.view().account_of(conn)
+    }
+
+    /// Changes to the directory resolver's files since the last call, in
+    /// the order to make them, each with its id for
+    /// [`Server::handle_resolver_written`].
+    pub fn take_resolver_writes(&mut self) -> Vec<(u64, auth::ResolverWrite)> {
+        self.resolver_files.take()
     }
 
     /// Log lines produced since the last call, oldest first.
@@ -615,6 +636,12 @@ impl Server {
     pub fn reload(&mut self, mut config: ServerConfig) {
         self.retire_subscriptions();
         config.identity = self.config.identity.clone();
+        if let (Some(current), Some(_)) = (&self.config.auth.operator, &config.auth.operator) {
+            // Operator settings never change on a reload (the runtime refuses
+            // that); the accounts stay as claims updates left them.
+            config.auth.operator = Some(current.clone());
+            config.accounts = self.config.accounts.clone();
+        }
         self.config = config;
         self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.rebuild_from_config();

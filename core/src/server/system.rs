@@ -21,16 +21,13 @@
 
 use serde::Serialize;
 
-use super::log::LogLevel;
 use super::system_inbox::SysRequest;
 pub use super::system_inbox::*;
 use super::{AccountId, Delivery, Server, View};
-use crate::auth::ClaimsUpdate;
 use crate::monitor::events::{
-    AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ClaimsUpdateFailure,
-    ClaimsUpdateStatus, ConnectEvent, ConnzRequest, DisconnectEvent, EventClient, EventFilter,
-    EventServer, Idz, StatszMessage, StatzRequest, SubszRequest, UserInfo, UserPermissions,
-    CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
+    AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
+    DisconnectEvent, EventClient, EventFilter, EventServer, Idz, StatszMessage, StatzRequest,
+    SubszRequest, UserInfo, UserPermissions, CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
 };
 use crate::monitor::{self, ConnState, ConnzOptions, Healthz, SortOpt, SubszOptions};
 use crate::runtime::{CloseReason, ConnId};
@@ -67,7 +64,7 @@ impl Server {
     }
 
     /// Publish `payload` on `subject` in the system account, from no client.
-    fn publish_system(&mut self, now: Instant, subject: &[u8], payload: &[u8]) {
+    pub(super) fn publish_system(&mut self, now: Instant, subject: &[u8], payload: &[u8]) {
         let Some(system) = self.router.accounts.system else {
             return;
         };
@@ -82,7 +79,7 @@ impl Server {
         self.route(now, system, &delivery, true);
     }
 
-    fn header(&mut self, now: Instant) -> EventServer {
+    pub(super) fn header(&mut self, now: Instant) -> EventServer {
         let seq = self.system.next_seq();
         EventServer::new(&self.view(), seq, self.clock(now))
     }
@@ -185,11 +182,8 @@ impl Server {
     }
 
     fn answer(&mut self, now: Instant, request: &SysRequest) {
-        if request.service == SysService::ClaimsUpdate {
-            let body = self.answer_claims_update(now, request);
-            if !request.reply.is_empty() {
-                self.publish_system(now, &request.reply, &body);
-            }
+        if request.service.is_resolver() {
+            self.answer_resolver(now, request);
             return;
         }
         let payload = if request.payload.iter().all(u8::is_ascii_whitespace) {
@@ -211,7 +205,11 @@ impl Server {
             }
             SysService::AccountPingStatz => self.answer_account_statz(now, payload, None),
             SysService::UserInfo => self.answer_user_info(now, request.requester),
-            SysService::ClaimsUpdate => unreachable!("answered above"),
+            SysService::ClaimsUpdate
+            | SysService::ClaimsPush
+            | SysService::ClaimsLookup
+            | SysService::ClaimsList
+            | SysService::ClaimsDelete => unreachable!("answered above"),
         };
         if let Some(body) = body {
             self.publish_system(now, &request.reply, &body);
@@ -324,59 +322,6 @@ impl Server {
             }
         }?;
         Some(self.envelope(now, reply))
-    }
-
-    /// An account claims update: the account `<key>` (the subject's 4th
-    /// token in the newer form, the 3rd in the older) takes the JWT in the
-    /// body. Applied, it is as if the configuration were reloaded with it.
-    fn answer_claims_update(&mut self, now: Instant, request: &SysRequest) -> Vec<u8> {
-        let subject = String::from_utf8_lossy(&request.subject);
-        let tokens: Vec<&str> = subject.split('.').collect();
-        let account = match tokens.len() {
-            6 => tokens[3],
-            _ => tokens[2],
-        }
-        .to_owned();
-        let mut mode = self
-            .config
-            .auth
-            .operator
-            .clone()
-            .expect("claims updates are served in operator mode only");
-        let (data, error) = match mode.update_account(&account, &request.payload) {
-            Ok(outcome) => {
-                let message = match outcome {
-                    ClaimsUpdate::Updated => "jwt updated",
-                    ClaimsUpdate::Skipped => "jwt update skipped",
-                };
-                if outcome == ClaimsUpdate::Updated {
-                    self.apply_operator_mode(mode);
-                }
-                let status = ClaimsUpdateStatus {
-                    account,
-                    code: 200,
-                    message: message.to_owned(),
-                };
-                (Some(status), None)
-            }
-            Err(refusal) => {
-                let description = refusal.description();
-                self.logs
-                    .push(LogLevel::Error, None, format!("{description} ({account})"));
-                let failure = ClaimsUpdateFailure {
-                    account,
-                    code: 500,
-                    description,
-                };
-                (None, Some(failure))
-            }
-        };
-        let reply = ApiResponse {
-            server: self.header(now),
-            data,
-            error,
-        };
-        to_json(&reply)
     }
 
     /// The requester's identity; silent when it is gone or is the server itself.
@@ -527,7 +472,7 @@ fn subsz_options(request: &SubszRequest) -> Result<SubszOptions, String> {
     .map_err(|e| e.to_string())
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("system messages serialize")
 }
 

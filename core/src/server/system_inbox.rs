@@ -97,13 +97,47 @@ pub enum SysService {
     /// `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`): new claims for a JWT account.
     /// Acted on with or without a reply subject.
     ClaimsUpdate,
+    /// `$SYS.REQ.CLAIMS.UPDATE`: an account JWT for the directory resolver.
+    ClaimsPush,
+    /// `$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP`: the stored JWT, or nothing.
+    ClaimsLookup,
+    /// `$SYS.REQ.CLAIMS.LIST`: the account keys stored.
+    ClaimsList,
+    /// `$SYS.REQ.CLAIMS.DELETE`: the operator deletes accounts.
+    ClaimsDelete,
+}
+
+/// Which account resolver's requests the system account serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolverRequests {
+    /// Not in operator mode: none.
+    None,
+    /// `MEMORY`: claims updates of accounts it holds.
+    Memory,
+    /// The directory resolver: updates, pushes, lookups, lists, deletes.
+    Directory,
 }
 
 impl SysService {
     /// Whether the request changes the server, so it is taken even when
     /// nobody waits for an answer.
+    /// Whether the account resolver answers it (`resolver_requests.rs`).
+    pub(super) fn is_resolver(self) -> bool {
+        matches!(
+            self,
+            SysService::ClaimsUpdate
+                | SysService::ClaimsPush
+                | SysService::ClaimsLookup
+                | SysService::ClaimsList
+                | SysService::ClaimsDelete
+        )
+    }
+
     fn acts(self) -> bool {
-        matches!(self, SysService::ClaimsUpdate)
+        matches!(
+            self,
+            SysService::ClaimsUpdate | SysService::ClaimsPush | SysService::ClaimsDelete
+        )
     }
 }
 
@@ -121,7 +155,7 @@ pub const USER_INFO_SUBJECT: &str = "$SYS.REQ.USER.INFO";
 
 /// The system account's request subjects and what answers each;
 /// `claims_updates`: accounts are JWTs that updates may replace.
-pub fn request_subjects(server_id: &str, claims_updates: bool) -> Vec<(String, SysService)> {
+pub fn request_subjects(server_id: &str, resolver: ResolverRequests) -> Vec<(String, SysService)> {
     let mut subjects = vec![(
         String::from("$SYS.REQ.SERVER.PING"),
         SysService::Server(ServerEndpoint::Statsz),
@@ -149,9 +183,19 @@ pub fn request_subjects(server_id: &str, claims_updates: bool) -> Vec<(String, S
     // The imported form, and the system account's own users asking directly.
     subjects.push((String::from("$SYS.REQ.USER.*.INFO"), SysService::UserInfo));
     subjects.push((String::from(USER_INFO_SUBJECT), SysService::UserInfo));
-    if claims_updates {
+    if resolver != ResolverRequests::None {
         for subject in CLAIMS_UPDATE_SUBJECTS {
             subjects.push((String::from(subject), SysService::ClaimsUpdate));
+        }
+    }
+    if resolver == ResolverRequests::Directory {
+        for (subject, service) in [
+            ("$SYS.REQ.CLAIMS.UPDATE", SysService::ClaimsPush),
+            ("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", SysService::ClaimsLookup),
+            ("$SYS.REQ.CLAIMS.LIST", SysService::ClaimsList),
+            ("$SYS.REQ.CLAIMS.DELETE", SysService::ClaimsDelete),
+        ] {
+            subjects.push((String::from(subject), service));
         }
     }
     subjects
@@ -297,11 +341,11 @@ impl System {
 
 /// Put the system services into freshly built accounts: the request
 /// subjects in the system account, the account-scoped imports elsewhere.
-pub(crate) fn install(accounts: &mut Accounts, server_id: &str, claims_updates: bool) {
+pub(crate) fn install(accounts: &mut Accounts, server_id: &str, resolver: ResolverRequests) {
     let Some(system) = accounts.system else {
         return;
     };
-    for (subject, service) in request_subjects(server_id, claims_updates) {
+    for (subject, service) in request_subjects(server_id, resolver) {
         let inserted = accounts.list[system].sublist.insert(
             subject.as_bytes(),
             None,
