@@ -38,6 +38,9 @@ pub type JsQuery = Box<dyn FnOnce(&mut JetStream<RealDisk>) + Send>;
 pub enum JsEvent {
     Inbound(JsInbound),
     Query(JsQuery),
+    /// The accounts JetStream serves and their limits changed (an account
+    /// claims update in operator mode).
+    Accounts(std::collections::BTreeMap<String, rnats_core::jetstream::config::AccountLimits>),
     SyncDone {
         stream: StreamId,
         tag: u64,
@@ -136,6 +139,7 @@ fn handle(runner: &Runner, js: &mut JetStream<RealDisk>, event: JsEvent) {
     match event {
         JsEvent::Inbound(msg) => js.handle_inbound(runner.now(), wall_now(), msg),
         JsEvent::Query(query) => query(js),
+        JsEvent::Accounts(accounts) => js.set_accounts(accounts),
         JsEvent::SyncDone {
             stream,
             tag,

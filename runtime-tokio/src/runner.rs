@@ -743,6 +743,12 @@ impl Runner {
                 }
             }
         }
+        if let Some(accounts) = state.server.take_jetstream_accounts() {
+            if let Some(jetstream) = self.jetstream.get() {
+                // Before the messages routed after the change.
+                let _ = jetstream.send(crate::jetstream::JsEvent::Accounts(accounts));
+            }
+        }
         while let Some(msg) = state.server.poll_jetstream() {
             if let Some(jetstream) = self.jetstream.get() {
                 // Fails only once the JetStream thread is gone (shutdown).

@@ -1006,3 +1006,84 @@ async fn full_resolver_stores_pushed_accounts() {
     drop(client);
     assert!(connect_creds(&url, &creds).await.is_err());
 }
+
+/// JetStream in operator mode: an account's JetStream limits come from its
+/// JWT (JetStream is off for an account whose JWT grants none), and a
+/// claims update changes them while the server runs.
+#[tokio::test]
+async fn jetstream_limits_come_from_the_account_jwt() {
+    let trust = Trust::new("jetstream");
+    let store = trust.dir.join("js");
+    let _ = std::fs::remove_dir_all(&store);
+    let js_limits = |streams: i64| {
+        json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                          "exports": -1, "wildcards": true, "conn": -1, "leaf": -1,
+                          "mem_storage": -1, "disk_storage": -1, "streams": streams,
+                          "consumer": -1}})
+    };
+    let config = trust.config(js_limits(1));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "jetstream {{ store_dir: {:?} }}\n",
+        store.display().to_string()
+    ));
+    // A second account without JetStream.
+    let plain = nkeys::KeyPair::new_account();
+    let plain_jwt = jwt::account(&trust.operator, &plain, json!({}));
+    text = text.replace(
+        "resolver_preload: {\n",
+        &format!(
+            "resolver_preload: {{\n  {}: {plain_jwt}\n",
+            plain.public_key()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    let url = server.url();
+
+    let (_, creds) = trust.creds("js.creds", &trust.account, json!({}), json!({}));
+    let client = connect_creds(&url, &creds).await.unwrap();
+    let info = common::js_api(&client, "$JS.API.INFO", json!({})).await;
+    assert_eq!(info["limits"]["max_streams"], 1, "{info}");
+    let create =
+        |name: &str| json!({"name": name, "subjects": [format!("{name}.>")], "storage": "file"});
+    let first = common::js_api(&client, "$JS.API.STREAM.CREATE.ONE", create("ONE")).await;
+    assert!(first["error"].is_null(), "{first}");
+    let second = common::js_api(&client, "$JS.API.STREAM.CREATE.TWO", create("TWO")).await;
+    assert_eq!(second["error"]["err_code"], 10027, "{second}");
+
+    let (_, plain_creds) = trust.creds("plain.creds", &plain, json!({}), json!({}));
+    let plain_client = connect_creds(&url, &plain_creds).await.unwrap();
+    let refused = common::js_api(&plain_client, "$JS.API.INFO", json!({})).await;
+    assert_eq!(refused["error"]["err_code"], 10039, "{refused}");
+
+    // More streams, granted at run time.
+    let system = connect_creds(&url, &trust.system_creds()).await.unwrap();
+    let account = trust.account.public_key();
+    let raised = jwt::account(&trust.operator, &trust.account, js_limits(2));
+    let answer = claims_request(
+        &system,
+        format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.UPDATE"),
+        raised,
+    )
+    .await;
+    assert_eq!(answer["data"]["message"], "jwt updated", "{answer}");
+    let mut second = json!(null);
+    for _ in 0..50 {
+        second = common::js_api(&client, "$JS.API.STREAM.CREATE.TWO", create("TWO")).await;
+        if second["error"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(second["error"].is_null(), "{second}");
+    let info = common::js_api(&client, "$JS.API.INFO", json!({})).await;
+    assert_eq!(
+        (
+            info["limits"]["max_streams"].clone(),
+            info["streams"].clone()
+        ),
+        (json!(2), json!(2)),
+        "{info}"
+    );
+}

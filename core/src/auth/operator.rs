@@ -335,6 +335,16 @@ impl OperatorMode {
     /// Run account `key` with `account`'s claims from now on, unless the
     /// accounts then fail to build (nothing changes then).
     fn use_account(&mut self, key: &str, account: Jwt<AccountNats>) -> Result<(), String> {
+        let had_jetstream = self.accounts.get(key).is_some_and(|held| {
+            jetstream_limits(key, &held.nats.limits).is_ok_and(|l| l.is_some())
+        });
+        if had_jetstream && jetstream_limits(key, &account.nats.limits)?.is_none() {
+            // Its streams would have to stop: not built yet. The account
+            // keeps running with the claims it has.
+            return Err(format!(
+                "account {key}: disabling JetStream for an account at run time is not supported yet"
+            ));
+        }
         let previous = self.accounts.insert(key.to_owned(), account);
         if let Err(error) = self.account_configs() {
             match previous {
@@ -502,6 +512,7 @@ impl OperatorMode {
             for (source, destinations) in &account.nats.mappings {
                 config.mappings.push(mapping(key, source, destinations)?);
             }
+            config.jetstream = jetstream_limits(key, &account.nats.limits)?;
             configs.push(config);
         }
         Ok(configs)
@@ -864,6 +875,43 @@ fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
     Some(network & mask == ip & mask)
 }
 
+/// An account's JetStream limits from its JWT, as the reference reads them;
+/// `None`: JetStream is off for it (no storage granted, no tiers).
+fn jetstream_limits(
+    key: &str,
+    limits: &jwt::AccountLimitsClaim,
+) -> Result<Option<crate::jetstream::config::AccountLimits>, String> {
+    let tier = if limits.tiered_limits.is_empty() {
+        if limits.mem_storage == 0 && limits.disk_storage == 0 {
+            return Ok(None);
+        }
+        limits.clone()
+    } else {
+        // One server runs every stream at one replica: the R1 tier.
+        let Some(r1) = limits.tiered_limits.get("R1") else {
+            return Err(format!(
+                "account {key}: JWT claim tiered_limits without an R1 tier is not supported yet"
+            ));
+        };
+        serde_json::from_value(r1.clone())
+            .map_err(|error| format!("account {key}: tiered_limits.R1: {error}"))?
+    };
+    // Storage: -1 is no limit, 0 none; streams and consumers: 0 is no
+    // limit too; the rest treat 0 as "not set".
+    let storage = |value: i64| u64::try_from(value).ok();
+    let counted = |value: i64| u64::try_from(value).ok().filter(|n| *n > 0);
+    Ok(Some(crate::jetstream::config::AccountLimits {
+        max_memory: storage(tier.mem_storage),
+        max_store: storage(tier.disk_storage),
+        max_streams: counted(tier.streams),
+        max_consumers: counted(tier.consumer),
+        max_bytes_required: tier.max_bytes_required,
+        max_ack_pending: counted(tier.max_ack_pending),
+        memory_max_stream_bytes: counted(tier.mem_max_stream_bytes),
+        store_max_stream_bytes: counted(tier.disk_max_stream_bytes),
+    }))
+}
+
 /// Whether the account revoked the user (by key or all users, `*`) at or
 /// after the user JWT was issued.
 fn revoked(account: &AccountNats, user: &str, issued_at: i64) -> bool {
@@ -896,7 +944,7 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
             unsupported.push(format!("limits.{name}"));
         }
     }
-    // JetStream limits need no check: JetStream is refused in operator mode.
+    // JetStream limits are read by `jetstream_limits`.
     if !account.authorization.is_null()
         && account
             .authorization

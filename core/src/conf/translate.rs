@@ -161,14 +161,6 @@ pub fn jetstream_request(
     if !(overrides.jetstream || options.enabled == Some(true)) {
         return Ok(None);
     }
-    if !file.operator_jwts.is_empty() {
-        // JWT accounts' JetStream limits (and the resolver that carries
-        // them at run time) are not applied yet: refuse rather than guess
-        // which accounts may store.
-        return Err(TranslateError::Operator(String::from(
-            "JetStream in operator mode is not supported yet",
-        )));
-    }
     let domain = options.domain.clone().filter(|d| !d.is_empty());
     if let Some(domain) = &domain {
         let derived = format!("$JS.{domain}.API.>");

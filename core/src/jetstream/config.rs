@@ -340,7 +340,14 @@ pub fn enabled_accounts(
     config: &crate::server::ServerConfig,
 ) -> std::collections::BTreeMap<String, AccountLimits> {
     let system = config.system_account.as_deref();
-    let names = std::iter::once(crate::auth::GLOBAL_ACCOUNT.to_string())
+    // In operator mode every client is in a JWT account: `$G` has none.
+    let global = config
+        .auth
+        .operator
+        .is_none()
+        .then(|| crate::auth::GLOBAL_ACCOUNT.to_string());
+    let names = global
+        .into_iter()
         .chain(config.accounts.iter().map(|account| account.name.clone()));
     names
         .filter_map(|name| {

@@ -266,6 +266,20 @@ impl<D: Disk + Clone> JetStream<D> {
         self.actions.pop_front()
     }
 
+    /// The accounts JetStream serves, and their limits, from now on (an
+    /// account claims update). A limit lowered below what an account holds
+    /// stops new streams and messages, as the reference does; an account no
+    /// longer listed keeps its streams if it has any (stopping them is not
+    /// built: the server refuses updates that would disable JetStream for
+    /// an account in use).
+    pub fn set_accounts(&mut self, accounts: BTreeMap<String, AccountLimits>) {
+        self.accounts
+            .retain(|name, account| accounts.contains_key(name) || !account.by_name.is_empty());
+        for (name, limits) in accounts {
+            self.accounts.entry(name).or_default().limits = limits;
+        }
+    }
+
     /// A message the server routed to JetStream.
     pub fn handle_inbound(&mut self, now: Instant, wall: WallTime, msg: JsInbound) {
         self.tick(now, wall);

@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::accounts::{AccountId, Accounts, SubTarget};
 use super::log::{LogLevel, LogQueue};
+use crate::jetstream::config::AccountLimits;
 use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, StreamId};
 use crate::runtime::ConnId;
 
@@ -48,6 +49,9 @@ pub(crate) struct JetStreamLink {
     dropped: u64,
     /// Push consumers' deliver subjects whose interest JetStream follows.
     watches: BTreeMap<(StreamId, ConsumerId), InterestWatch>,
+    /// The accounts' limits, when they changed while running (a claims
+    /// update), for the runtime to hand to JetStream.
+    changed_accounts: Option<BTreeMap<String, AccountLimits>>,
 }
 
 /// A deliver subject JetStream follows, and what it was told last.
@@ -70,6 +74,17 @@ impl JetStreamLink {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The accounts JetStream serves, and their limits, changed.
+    pub fn accounts_changed(&mut self, accounts: BTreeMap<String, AccountLimits>) {
+        if self.enabled {
+            self.changed_accounts = Some(accounts);
+        }
+    }
+
+    pub fn take_changed_accounts(&mut self) -> Option<BTreeMap<String, AccountLimits>> {
+        self.changed_accounts.take()
     }
 
     /// File JetStream's subscriptions into freshly built accounts.

@@ -225,6 +225,15 @@ impl Server {
         self.resolver_files.take()
     }
 
+    /// The accounts JetStream serves and their limits, when a claims update
+    /// changed them since the last call: for the runtime to hand to the
+    /// JetStream machine (`JetStream::set_accounts`).
+    pub fn take_jetstream_accounts(
+        &mut self,
+    ) -> Option<BTreeMap<String, crate::jetstream::config::AccountLimits>> {
+        self.jetstream.take_changed_accounts()
+    }
+
     /// Log lines produced since the last call, oldest first.
     pub fn take_logs(&mut self) -> impl Iterator<Item = LogRecord> + '_ {
         self.logs.drain()
@@ -657,6 +666,8 @@ impl Server {
         self.config.auth.operator = Some(mode);
         self.rebuild_from_config();
         self.enforce_account_connection_limits();
+        self.jetstream
+            .accounts_changed(crate::jetstream::config::enabled_accounts(&self.config));
     }
 
     /// After new account claims: an account over its (new) `conn` limit
