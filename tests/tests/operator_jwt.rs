@@ -1087,3 +1087,99 @@ async fn jetstream_limits_come_from_the_account_jwt() {
         "{info}"
     );
 }
+
+/// A scoped signing key: users it signs get the scope's template (with
+/// `{{name()}}`, `{{subject()}}`, `{{account-name()}}`,
+/// `{{account-subject()}}`, `{{tag(x)}}` filled in from the JWTs) instead
+/// of claims of their own, and a user carrying claims of its own is refused.
+#[tokio::test]
+async fn scoped_signing_keys_apply_their_template() {
+    let trust = Trust::new("scoped");
+    let scoped = nkeys::KeyPair::new_account();
+    let server = start(&trust.config(json!({
+        "tags": ["region:eu"],
+        "signing_keys": [{
+            "kind": "user_scope",
+            "key": scoped.public_key(),
+            "role": "team",
+            "template": {
+                "pub": {"allow": ["_INBOX.>", "{{name()}}.>", "{{tag(team)}}.>",
+                                  "acct.{{account-subject()}}"]},
+                "sub": {"allow": ["_INBOX.>", "{{name()}}.>", "{{tag(team)}}.>",
+                                  "{{account-tag(region)}}.>", "{{tag(missing)}}.x"],
+                        "deny": ["{{name()}}.secret"]},
+                "subs": -1, "data": -1, "payload": -1
+            }
+        }],
+    })));
+    let url = server.url();
+    let account = trust.account.public_key();
+
+    // A user with no claims of its own, signed by the scoped key.
+    let alice = nkeys::KeyPair::new_user();
+    let token = jwt::encode(
+        &scoped,
+        &alice.public_key(),
+        "user",
+        json!({"issuer_account": account, "tags": ["team:red", "team:blue"]}),
+        json!({"name": "alice"}),
+    );
+    let creds = trust.dir.join("alice.creds");
+    std::fs::write(&creds, jwt::creds(&token, &alice)).unwrap();
+    let (options, mut errors) = with_errors(&creds).await;
+    let client = within("alice's connect", options.connect(&url))
+        .await
+        .unwrap();
+
+    let mut own = client.subscribe("alice.>").await.unwrap();
+    let mut team = client.subscribe("blue.>").await.unwrap();
+    let mut region = client.subscribe("eu.>").await.unwrap();
+    sync_with_server(&client).await;
+    for subject in [
+        "alice.one",
+        "red.two",
+        "blue.three",
+        &format!("acct.{account}"),
+    ] {
+        client
+            .publish(subject.to_string(), Bytes::from("x"))
+            .await
+            .unwrap();
+    }
+    client.publish("bob.four", Bytes::from("x")).await.unwrap();
+    sync_with_server(&client).await;
+    assert_eq!(next_message(&mut own).await.subject.as_str(), "alice.one");
+    assert_eq!(next_message(&mut team).await.subject.as_str(), "blue.three");
+    let error = tokio::time::timeout(std::time::Duration::from_secs(5), errors.recv())
+        .await
+        .expect("a publish outside the template is refused")
+        .unwrap();
+    assert!(
+        error.contains("Permissions Violation for Publish to \"bob.four\""),
+        "{error}"
+    );
+    let _ = client.subscribe("alice.secret").await.unwrap();
+    sync_with_server(&client).await;
+    let error = tokio::time::timeout(std::time::Duration::from_secs(5), errors.recv())
+        .await
+        .expect("a denied subscription is refused")
+        .unwrap();
+    assert!(
+        error.contains("Permissions Violation for Subscription to \"alice.secret\""),
+        "{error}"
+    );
+    drop(region.unsubscribe().await);
+
+    // Claims of its own: refused.
+    let bob = nkeys::KeyPair::new_user();
+    let token = jwt::encode(
+        &scoped,
+        &bob.public_key(),
+        "user",
+        json!({"issuer_account": account, "pub": {"allow": [">"]}}),
+        json!({"name": "bob"}),
+    );
+    let creds = trust.dir.join("bob.creds");
+    std::fs::write(&creds, jwt::creds(&token, &bob)).unwrap();
+    assert!(connect_creds(&url, &creds).await.is_err());
+}

@@ -290,6 +290,7 @@ pub struct AccountNats {
     pub authorization: serde_json::Value,
     pub trace: Option<serde_json::Value>,
     pub cluster_traffic: String,
+    pub tags: Vec<String>,
 }
 
 /// `nats` of an activation JWT: the exporting account lets the account in

@@ -20,6 +20,7 @@ pub mod jwt;
 mod operator;
 mod permissions;
 mod resolver;
+mod scope;
 
 pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,

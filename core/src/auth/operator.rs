@@ -663,10 +663,11 @@ impl OperatorMode {
             .check_times(now_seconds)
             .map_err(|_| AuthFailure::JwtInvalid)?;
         let account_key = if user.nats.issuer_account.is_empty() {
-            &user.claims.issuer
+            user.claims.issuer.clone()
         } else {
-            &user.nats.issuer_account
+            user.nats.issuer_account.clone()
         };
+        let account_key = &account_key;
         let account = self
             .accounts
             .get(account_key)
@@ -674,8 +675,9 @@ impl OperatorMode {
         if !self.trusted_keys.contains(&account.claims.issuer) {
             return Err(AuthFailure::AccountUnknown);
         }
-        let signer = &user.claims.issuer;
-        if signer != account_key {
+        let mut user = user;
+        let signer = user.claims.issuer.clone();
+        if signer != *account_key {
             match account
                 .nats
                 .signing_keys
@@ -683,8 +685,9 @@ impl OperatorMode {
                 .find(|key| key.key() == signer)
             {
                 Some(SigningKey::Plain(_)) => {}
-                Some(SigningKey::Scoped { .. }) => {
-                    return Err(AuthFailure::Unsupported("scoped signing keys"))
+                // The scope's template stands in for the user's claims.
+                Some(SigningKey::Scoped { kind, template, .. }) => {
+                    user.nats = super::scope::apply(kind, template, &user, account)?;
                 }
                 None => return Err(AuthFailure::JwtIssuerUnknown),
             }
