@@ -471,27 +471,24 @@ async fn exports_and_imports_between_jwt_accounts() {
 /// reference applies both; this test runs against rnats only.)
 #[tokio::test]
 async fn claims_not_applied_yet_are_refused() {
+    // `data` and `leaf` limits restrict nothing a client does (the
+    // reference does not enforce `data` for clients; rnats has no leaf
+    // nodes): the account works.
     let trust = Trust::new("unsupported");
     let limited = trust.config(json!({"limits": {"subs": -1, "data": 5000, "payload": -1,
-        "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}}));
-    let (code, stderr) = exit_of(rnats_tests::rnats_server_binary(), &limited);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("limits.data not supported yet"), "{stderr}");
-
-    let config = trust.config(json!({}));
-    let server = ServerProcess::start_binary(
-        rnats_tests::rnats_server_binary().clone(),
-        &["-c", config.to_str().unwrap()],
-    );
+        "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": 3}}));
+    let server = start(&limited);
     let (_, timed) = trust.creds(
         "times.creds",
         &trust.account,
         json!({"times": [{"start": "00:00:00", "end": "23:59:59"}]}),
         json!({}),
     );
-    assert!(connect_creds(&server.url(), &timed).await.is_err());
-    // Limits left out are 0 to the reference (no subscriptions, no
-    // payload): not applied yet, so refused rather than read as none.
+    // Connection time windows are not applied yet: refused.
+    if std::env::var_os("RNATS_TEST_SERVER_BIN").is_none() {
+        assert!(connect_creds(&server.url(), &timed).await.is_err());
+    }
+    // Limits left out are 0: a limit of zero (no subscriptions), not none.
     let user = nkeys::KeyPair::new_user();
     let token = jwt::encode(
         &trust.account,
@@ -502,9 +499,44 @@ async fn claims_not_applied_yet_are_refused() {
     );
     let zero = trust.dir.join("zero-limits.creds");
     std::fs::write(&zero, jwt::creds(&token, &user)).unwrap();
-    assert!(connect_creds(&server.url(), &zero).await.is_err());
+    let (options, mut errors) = with_errors(&zero).await;
+    let client = within("a zero-limits connect", options.connect(server.url()))
+        .await
+        .unwrap();
+    let _ = client.subscribe("zero").await;
+    let error = tokio::time::timeout(std::time::Duration::from_secs(5), errors.recv())
+        .await
+        .expect("a subscription over a zero limit is refused")
+        .unwrap();
+    assert!(error.contains("maximum subscriptions exceeded"), "{error}");
     let (_, plain) = trust.creds("plain.creds", &trust.account, json!({}), json!({}));
     connect_creds(&server.url(), &plain).await.unwrap();
+    drop(server);
+
+    // An account JWT breaking its own import/export limits does not
+    // validate: its users cannot log in.
+    for (name, nats) in [
+        (
+            "wildcard-export",
+            json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                              "exports": 5, "wildcards": false, "conn": -1, "leaf": -1},
+                   "exports": [{"subject": "a.*", "type": "stream"}]}),
+        ),
+        (
+            "too-many-exports",
+            json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                              "exports": 0, "wildcards": true, "conn": -1, "leaf": -1},
+                   "exports": [{"subject": "a.b", "type": "stream"}]}),
+        ),
+    ] {
+        let trust = Trust::new(name);
+        let server = start(&trust.config(nats));
+        let (_, creds) = trust.creds("u.creds", &trust.account, json!({}), json!({}));
+        assert!(
+            connect_creds(&server.url(), &creds).await.is_err(),
+            "{name}"
+        );
+    }
 }
 
 /// `src` networks and `allowed_connection_types` decide who may log in;

@@ -256,7 +256,17 @@ impl OperatorMode {
                 ));
             }
             refuse_unsupported_account_claims(key, &account.nats)?;
+            let issues = validation_issues(&account.nats);
+            if !issues.is_empty() {
+                // Warned of, as the reference does; the account does not
+                // verify, so its users cannot log in.
+                mode.startup_warnings
+                    .push(format!("Account [{key}] has validation issues:"));
+                mode.startup_warnings
+                    .extend(issues.iter().map(|issue| format!("  - {issue}")));
+            }
             match &mut mode.dir {
+                None if !issues.is_empty() => {}
                 None => {
                     mode.accounts.insert(key.clone(), account);
                 }
@@ -322,7 +332,9 @@ impl OperatorMode {
         if *current == account {
             return Ok(ClaimsUpdate::Updated);
         }
-        if !self.trusted_keys.contains(&account.claims.issuer) {
+        if !self.trusted_keys.contains(&account.claims.issuer)
+            || !validation_issues(&account.nats).is_empty()
+        {
             return Err(ClaimsUpdateError::Validation);
         }
         refuse_unsupported_account_claims(key, &account.nats)
@@ -364,7 +376,9 @@ impl OperatorMode {
         if account.claims.subject != key {
             return Err(String::from("subject does not match jwt content"));
         }
-        if !self.trusted_keys.contains(&account.claims.issuer) {
+        if !self.trusted_keys.contains(&account.claims.issuer)
+            || !validation_issues(&account.nats).is_empty()
+        {
             return Err(String::from("account validation failed"));
         }
         refuse_unsupported_account_claims(key, &account.nats)?;
@@ -926,28 +940,13 @@ fn revoked(account: &AccountNats, user: &str, issued_at: i64) -> bool {
     })
 }
 
-/// A limit rnats does not enforce yet must be "no limit": -1. (0 is a
-/// limit of zero to the reference: no subscriptions, no payload, no
-/// connections; a claim left out is 0.)
-fn unlimited(value: i64) -> bool {
-    value == -1
-}
-
 fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result<(), String> {
-    let limits = &account.limits;
     let mut unsupported = Vec::new();
-    // `subs`, `payload` and `conn` are applied (see `Restrictions`).
-    for (name, value) in [
-        ("data", limits.data),
-        ("imports", limits.imports),
-        ("exports", limits.exports),
-        ("leaf", limits.leaf),
-    ] {
-        if !unlimited(value) {
-            unsupported.push(format!("limits.{name}"));
-        }
-    }
-    // JetStream limits are read by `jetstream_limits`.
+    // `subs`, `payload` and `conn` are applied (see `Restrictions`);
+    // `imports`, `exports` and `wildcards` are checked as the JWT is
+    // validated (`validation_issues`); `data` restricts no client in the
+    // reference either, and `leaf` no connection rnats accepts (it has no
+    // leaf nodes). JetStream limits are read by `jetstream_limits`.
     if !account.authorization.is_null()
         && account
             .authorization
@@ -969,12 +968,35 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
     }
 }
 
+/// What the reference's JWT validation finds wrong with an account's own
+/// limits (an account with any does not verify).
+fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
+    let limits = &account.limits;
+    let mut issues = Vec::new();
+    if limits.imports != -1 && account.imports.len() as i64 > limits.imports {
+        issues.push("the account contains more imports than allowed by the operator");
+    }
+    if limits.exports != -1 {
+        if account.exports.len() as i64 > limits.exports {
+            issues.push("the account contains more exports than allowed by the operator");
+        }
+        let wildcard = account.exports.iter().any(|export| {
+            export
+                .get("subject")
+                .and_then(|subject| subject.as_str())
+                .is_some_and(|subject| subject.split('.').any(|t| t == "*" || t == ">"))
+        });
+        if !limits.wildcards && wildcard {
+            issues
+                .push("the account contains wildcard exports that are not allowed by the operator");
+        }
+    }
+    issues
+}
+
 fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
     if !user.times.is_empty() {
         return Err(AuthFailure::Unsupported("times"));
-    }
-    if !unlimited(user.data) {
-        return Err(AuthFailure::Unsupported("data limit"));
     }
     if user.proxy_required {
         return Err(AuthFailure::Unsupported("proxy_required"));
