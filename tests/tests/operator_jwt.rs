@@ -1215,3 +1215,73 @@ async fn scoped_signing_keys_apply_their_template() {
     std::fs::write(&creds, jwt::creds(&token, &bob)).unwrap();
     assert!(connect_creds(&url, &creds).await.is_err());
 }
+
+/// `/connz?auth=1` and `/accountz?acc=` show what the JWTs say, as the
+/// reference shows it.
+#[tokio::test]
+async fn monitoring_shows_jwt_data() {
+    let trust = Trust::new("monitoring");
+    let config =
+        trust.config(json!({"tags": ["team:red"], "revocations": {"UREVOKED": 1_700_000_001i64}}));
+    let server = ServerProcess::start_binary(
+        rnats_tests::server_under_test(),
+        &["-c", config.to_str().unwrap(), "-m", "-1"],
+    );
+    let user = nkeys::KeyPair::new_user();
+    let token = jwt::user(
+        &trust.account,
+        &user,
+        json!({"tags": ["role:dev"]}),
+        json!({"name": "dev-user"}),
+    );
+    let creds = trust.dir.join("monitor.creds");
+    std::fs::write(&creds, jwt::creds(&token, &user)).unwrap();
+    let client = connect_creds(&server.url(), &creds).await.unwrap();
+    sync_with_server(&client).await;
+    let account = trust.account.public_key();
+
+    let connz = rnats_tests::http_json(server.http_port(), "/connz?auth=1");
+    let conn = connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["account"] == account.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{connz}"));
+    assert_eq!(conn["authorized_user"], user.public_key(), "{conn}");
+    assert_eq!(conn["jwt"], token, "{conn}");
+    assert_eq!(conn["issuer_key"], account, "{conn}");
+    assert_eq!(conn["name_tag"], "account", "{conn}");
+    assert_eq!(conn["tags"], json!(["role:dev"]), "{conn}");
+
+    let accountz = rnats_tests::http_json(server.http_port(), &format!("/accountz?acc={account}"));
+    let detail = &accountz["account_detail"];
+    assert_eq!(
+        detail["issuer_key"],
+        trust.operator.public_key(),
+        "{detail}"
+    );
+    assert_eq!(detail["name_tag"], "account", "{detail}");
+    assert_eq!(detail["tags"], json!(["team:red"]), "{detail}");
+    assert_eq!(detail["decoded_jwt"]["sub"], account, "{detail}");
+    assert_eq!(
+        detail["decoded_jwt"]["nats"]["tags"],
+        json!(["team:red"]),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["revoked_user"],
+        json!({"UREVOKED": "2023-11-14T22:13:21Z"}),
+        "{detail}"
+    );
+    let jwt = detail["jwt"].as_str().unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwt.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], account, "{detail}");
+}

@@ -102,6 +102,8 @@ impl ClaimsData {
 pub struct Jwt<N> {
     pub claims: ClaimsData,
     pub nats: N,
+    /// The token as given (what monitoring shows).
+    pub token: String,
 }
 
 /// `nats` of an operator JWT.
@@ -471,6 +473,7 @@ fn decode<N: Kind>(token: &str) -> Result<Jwt<N>, JwtError> {
         return Err(JwtError::Issuer(issuer.clone()));
     }
     Ok(Jwt {
+        token: token.to_owned(),
         claims: parsed.claims,
         nats: parsed.nats,
     })

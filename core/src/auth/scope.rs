@@ -208,6 +208,7 @@ mod tests {
         let mut user: Jwt<UserNats> = Jwt {
             claims: Default::default(),
             nats: Default::default(),
+            token: String::new(),
         };
         user.claims.name = String::from("alice");
         user.claims.subject = String::from("UALICE");
@@ -216,6 +217,7 @@ mod tests {
         let mut account: Jwt<AccountNats> = Jwt {
             claims: Default::default(),
             nats: Default::default(),
+            token: String::new(),
         };
         account.claims.name = String::from("acme");
         account.nats.tags = vec![String::from("region:eu")];

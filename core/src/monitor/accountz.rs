@@ -50,7 +50,19 @@ pub struct AccountInfo {
     pub exports: Vec<ExtExport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub imports: Vec<ExtImport>,
+    /// Operator mode: the account's JWT, who signed it, its name and tags,
+    /// its claims, and the users it revoked (with the time of revocation).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_key: String,
     pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded_jwt: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub revoked_user: BTreeMap<String, String>,
     pub sublist_stats: SublistStatsJson,
 }
 
@@ -147,9 +159,33 @@ fn account_info(server: &View<'_>, id: AccountId) -> AccountInfo {
         mappings: BTreeMap::new(),
         exports: Vec::new(),
         imports: Vec::new(),
-        name_tag: account.name.clone(),
+        jwt: String::new(),
+        issuer_key: String::new(),
+        name_tag: super::connz::name_tag(server, &account.name).to_owned(),
+        tags: Vec::new(),
+        decoded_jwt: None,
+        revoked_user: BTreeMap::new(),
         sublist_stats: sum.json(),
     };
+    let claims = server
+        .config()
+        .auth
+        .operator
+        .as_ref()
+        .and_then(|mode| mode.accounts.get(&account.name));
+    if let Some(claims) = claims {
+        info.jwt = claims.token.clone();
+        info.issuer_key = claims.claims.issuer.clone();
+        info.tags = claims.nats.tags.clone();
+        // The claims as the token carries them (the reference re-encodes
+        // its decoded claims; for JWTs written by nsc that is the same).
+        info.decoded_jwt = crate::auth::jwt::claims_json(&claims.token);
+        for (user, &at) in &claims.nats.revocations {
+            let nanos = u64::try_from(at).unwrap_or(0).saturating_mul(1_000_000_000);
+            let when = crate::format::rfc3339_nanos(crate::time::WallTime::from_unix_nanos(nanos));
+            info.revoked_user.insert(user.clone(), when);
+        }
+    }
     if let Some(config) = config {
         describe_config(config, &mut info);
     }

@@ -69,9 +69,18 @@ pub struct ConnInfo {
     pub subscriptions_list: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscriptions_list_detail: Vec<SubDetail>,
-    /// With `auth=1`: the account's name tag, which is its name (`$G` too).
+    /// With `auth=1`, in operator mode: the user JWT (left out for a bearer
+    /// token) and the key that signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_key: Option<String>,
+    /// With `auth=1`: the account's name tag: its JWT's name, else its name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name_tag: Option<String>,
+    /// With `auth=1`: the user JWT's tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +211,19 @@ impl Row<'_> {
     }
 }
 
+/// An account's name tag: the name in its JWT (operator mode), else its name.
+pub(super) fn name_tag<'a>(server: &View<'a>, account: &'a str) -> &'a str {
+    server
+        .config()
+        .auth
+        .operator
+        .as_ref()
+        .and_then(|mode| mode.accounts.get(account))
+        .map(|jwt| jwt.claims.name.as_str())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(account)
+}
+
 /// Builds the `/connz` page for `opts`.
 pub fn connz(server: &View<'_>, opts: &ConnzOptions, clock: Clock) -> Connz {
     let closed = &server.monitor_state().closed;
@@ -302,7 +324,10 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
         account: None,
         subscriptions_list: Vec::new(),
         subscriptions_list_detail: Vec::new(),
+        jwt: None,
+        issuer_key: None,
         name_tag: None,
+        tags: Vec::new(),
     };
     match row {
         Row::Open(conn, client) => {
@@ -346,7 +371,21 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
         if account != GLOBAL_ACCOUNT_NAME {
             info.account = Some(account.to_owned());
         }
-        info.name_tag = Some(account.to_owned());
+        info.name_tag = Some(name_tag(server, account).to_owned());
+        if let Row::Open(_, client) = row {
+            let user = client
+                .options
+                .jwt
+                .as_deref()
+                .and_then(|token| crate::auth::jwt::decode_user(token).ok());
+            if let Some(user) = user {
+                if !user.nats.bearer_token {
+                    info.jwt = Some(user.token.clone());
+                }
+                info.issuer_key = Some(user.claims.issuer.clone());
+                info.tags = user.nats.tags.clone();
+            }
+        }
     }
     info
 }
