@@ -33,6 +33,8 @@
 
 import { createRequire } from "node:module";
 
+const require_ = createRequire(import.meta.url);
+
 // Generous bounds, so that a loaded two-core machine does not fail a correct
 // server; no check asserts on how fast anything is.
 const CHECK_TIMEOUT_MS = 10000;
@@ -461,6 +463,40 @@ function authChecks(user, pass) {
   ];
 }
 
+// Checks for a server in operator mode: a .creds file of a user of a trusted
+// account is accepted, one of an unknown account is refused.
+function credsChecks(good, bad) {
+  const { readFileSync } = require_("node:fs");
+  const authenticator = (path) => nats.credsAuthenticator(new TextEncoder().encode(readFileSync(path, "utf8")));
+  const accepted = async (url) => {
+    const client = await open(url, { authenticator: authenticator(good) });
+    const subscription = collect(client, "interop.creds");
+    client.publish("interop.creds", "signed");
+    await client.flush();
+    expectEqual(subscription.collected.map((m) => m.string()), ["signed"], "payloads");
+    await closeAll(client);
+    return "logged in with the creds file and round-tripped a message";
+  };
+  const refused = async (url) => {
+    let client;
+    try {
+      client = await open(url, { authenticator: authenticator(bad) });
+    } catch (error) {
+      expect(
+        error instanceof AuthorizationError && /Authorization Violation/.test(error.message),
+        `refused with ${error.name}: ${error.message}`,
+      );
+      return `refused: ${error.name}: ${error.message}`;
+    }
+    await client.close();
+    throw new CheckFailed("the server accepted the connection");
+  };
+  return [
+    ["creds: a user of a trusted account", accepted],
+    ["creds: a user of an unknown account", refused],
+  ];
+}
+
 const JS_STREAM = "INTEROP_JS";
 
 // Loads @nats-io/jetstream, or exits 77 (skipped) when it is not installed.
@@ -752,17 +788,20 @@ async function main(url, checks) {
 const [url, user, pass, ...extra] = process.argv.slice(2);
 const jetstreamMode = user === "--jetstream" && pass === undefined;
 const consumersMode = user === "--consumers" && pass === undefined;
+const credsMode = user === "--creds" && pass !== undefined && extra.length === 1;
 const flagMode = jetstreamMode || consumersMode;
-if (url === undefined || (user !== undefined && pass === undefined && !flagMode) || extra.length > 0) {
-  console.error("usage: js_client.mjs nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers]");
+if (url === undefined || (user !== undefined && pass === undefined && !flagMode) || (extra.length > 0 && !credsMode)) {
+  console.error("usage: js_client.mjs nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers | --creds GOOD BAD]");
   process.exit(2);
 }
 const checks = jetstreamMode
   ? JETSTREAM_CHECKS
   : consumersMode
     ? CONSUMER_CHECKS
-    : user === undefined
-      ? CHECKS
-      : authChecks(user, pass);
+    : credsMode
+      ? credsChecks(pass, extra[0])
+      : user === undefined
+        ? CHECKS
+        : authChecks(user, pass);
 // Exit explicitly: a check that timed out may leave a connection open.
 process.exit(await main(url, checks));

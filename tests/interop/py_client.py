@@ -403,6 +403,43 @@ def auth_checks(user, password):
     ]
 
 
+def creds_checks(good, bad):
+    """Checks for a server in operator mode: a `.creds` file of a user of a
+    trusted account is accepted, one of an unknown account is refused."""
+
+    async def accepted(url):
+        client = await connect(url, user_credentials=good)
+        subscription = await client.subscribe("interop.creds")
+        await client.publish("interop.creds", b"signed")
+        message = await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)
+        expect_equal(message.data, b"signed", "payload")
+        await close_all(client)
+        return "logged in with the creds file and round-tripped a message"
+
+    async def refused(url):
+        try:
+            client = await connect(url, user_credentials=bad)
+        except Exception as error:
+            expect("Authorization Violation" in str(error), f"refused with {type(error).__name__}: {error}")
+            return f"refused: {error}"
+        await client.close()
+        raise CheckFailed("the server accepted the connection")
+
+    return [
+        ("creds: a user of a trusted account", accepted),
+        ("creds: a user of an unknown account", refused),
+    ]
+
+
+def require_nkeys():
+    """Exits 77 (skipped) when the `nkeys` package nats-py signs with is missing."""
+    try:
+        import nkeys  # noqa: F401
+    except ImportError as error:
+        print(f"NOTICE: nkeys is not installed ({error}); run scripts/install-interop-deps")
+        sys.exit(77)
+
+
 JS_STREAM = "INTEROP_PY"
 
 
@@ -704,7 +741,10 @@ if __name__ == "__main__":
         sys.exit(asyncio.run(main(sys.argv[1], JETSTREAM_CHECKS)))
     if len(sys.argv) == 3 and sys.argv[2] == "--consumers":
         sys.exit(asyncio.run(main(sys.argv[1], CONSUMER_CHECKS)))
+    if len(sys.argv) == 5 and sys.argv[2] == "--creds":
+        require_nkeys()
+        sys.exit(asyncio.run(main(sys.argv[1], creds_checks(sys.argv[3], sys.argv[4]))))
     if len(sys.argv) == 4:
         sys.exit(asyncio.run(main(sys.argv[1], auth_checks(sys.argv[2], sys.argv[3]))))
-    print("usage: py_client.py nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers]", file=sys.stderr)
+    print("usage: py_client.py nats://HOST:PORT|ws://HOST:PORT [USER PASSWORD | --jetstream | --consumers | --creds GOOD BAD]", file=sys.stderr)
     sys.exit(2)

@@ -25,6 +25,9 @@
 //! object store put/get of 1 MiB in chunks with its digest, list, delete),
 //! asserting what a user sees: data, sequences, delivery counts, pending
 //! counts, revisions.
+//! Given `--creds GOOD BAD`, a script logs in to a server in operator mode
+//! with a user's `.creds` file (nats-py `user_credentials`, nats.js
+//! `credsAuthenticator`) and is refused with one of an unknown account.
 //! Over WebSocket the same messaging and authentication checks run with a
 //! `ws://` (and `wss://`, with a generated certificate) URL against a server
 //! with a `websocket { }` block: nats.js through nats-core's `wsconnect` (Node
@@ -33,6 +36,8 @@
 //! `RNATS_TEST_SERVER_BIN=nats-server cargo test -p rnats-tests --test interop_clients`.
 
 mod common;
+#[path = "common/jwt.rs"]
+mod jwt;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -108,6 +113,16 @@ fn nats_py_authenticates_with_user_and_password() {
         &["--user", USER, "--pass", PASSWORD],
         &[USER, PASSWORD],
     );
+}
+
+#[test]
+fn nats_py_authenticates_with_a_creds_file() {
+    run_creds_client(&NATS_PY, "py");
+}
+
+#[test]
+fn nats_js_authenticates_with_a_creds_file() {
+    run_creds_client(&NATS_JS, "js");
 }
 
 #[test]
@@ -284,6 +299,58 @@ fn run_client(client: &Client, server_flags: &[&str], script_args: &[&str]) {
     }
     let server = ServerProcess::start(server_flags);
     run_script(client, &server, &server.url(), script_args, &[]);
+}
+
+/// Operator mode: an operator, a system account and an account preloaded
+/// into a `MEMORY` resolver; the script logs in with a user's `.creds` file
+/// and is refused with one of an account the server does not know.
+fn run_creds_client(client: &Client, tag: &str) {
+    if !installed(client) {
+        return;
+    }
+    let dir =
+        std::env::temp_dir().join(format!("rnats-interop-creds-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let operator = nkeys::KeyPair::new_operator();
+    let system = nkeys::KeyPair::new_account();
+    let account = nkeys::KeyPair::new_account();
+    let operator_jwt = jwt::operator(
+        &operator,
+        serde_json::json!({"system_account": system.public_key()}),
+    );
+    let operator_path = dir.join("operator.jwt");
+    std::fs::write(&operator_path, operator_jwt).unwrap();
+    let config = dir.join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator}\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {system}: {system_jwt}\n  {account}: {account_jwt}\n}}\n",
+            operator = operator_path.display(),
+            system = system.public_key(),
+            account = account.public_key(),
+            system_jwt = jwt::account(&operator, &system, serde_json::json!({})),
+            account_jwt = jwt::account(&operator, &account, serde_json::json!({})),
+        ),
+    )
+    .unwrap();
+    let creds = |name: &str, issuer: &nkeys::KeyPair| {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt::user(issuer, &user, serde_json::json!({}), serde_json::json!({}));
+        let path = dir.join(name);
+        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
+        path.display().to_string()
+    };
+    let good = creds("good.creds", &account);
+    let bad = creds("bad.creds", &nkeys::KeyPair::new_account());
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+    run_script(
+        client,
+        &server,
+        &server.url(),
+        &["--creds", &good, &bad],
+        &[],
+    );
 }
 
 /// Whether the client's library is installed (a skip is reported when not).
