@@ -315,6 +315,10 @@ fn start_up_refusals_and_lines_match_the_reference() {
     let trust = Trust::new("startup");
     let good = trust.config(json!({}));
     let text = std::fs::read_to_string(&good).unwrap();
+    let jwt_dir = trust.dir.join("jwt").display().to_string();
+    // An operator naming no system account.
+    let bare_operator = trust.dir.join("bare-operator.jwt");
+    std::fs::write(&bare_operator, jwt::operator(&trust.operator, json!({}))).unwrap();
     let variants = [
         ("accounts.conf", format!("{text}accounts {{ X {{ }} }}\n")),
         ("noresolver.conf", text.replace("resolver: MEMORY\n", "")),
@@ -334,6 +338,28 @@ fn start_up_refusals_and_lines_match_the_reference() {
             "users.conf",
             format!("{text}authorization {{ users: [ {{ user: a, password: b }} ] }}\n"),
         ),
+        (
+            "full-nodir.conf",
+            text.replace("resolver: MEMORY\n", "resolver: { type: full }\n"),
+        ),
+        (
+            "full-ttl.conf",
+            text.replace(
+                "resolver: MEMORY\n",
+                &format!(
+                    "resolver: {{ type: full, dir: {:?}, ttl: \"1m\" }}\n",
+                    jwt_dir
+                ),
+            ),
+        ),
+        (
+            "full-nosystem.conf",
+            format!(
+                "operator: {}\nresolver: {{ type: full, dir: {:?} }}\n",
+                bare_operator.display(),
+                jwt_dir
+            ),
+        ),
     ];
     let reference = rnats_tests::reference_server();
     for (name, config) in variants {
@@ -344,8 +370,12 @@ fn start_up_refusals_and_lines_match_the_reference() {
         if let Some(reference) = &reference {
             let (code, theirs) = exit_of(reference, &path);
             assert_eq!(code, Some(1), "{name}: {theirs}");
-            // The program names itself first (`rnats-server:` / `nats-server:`).
-            let message = |text: &str| text.trim().split_once(": ").map(|(_, m)| m.to_string());
+            // The program names itself first (`rnats-server:` / `nats-server:`);
+            // the reference lists every error, rnats the first.
+            let message = |text: &str| {
+                let first = text.trim().lines().next().unwrap_or("");
+                first.split_once(": ").map(|(_, m)| m.to_string())
+            };
             assert_eq!(message(&ours), message(&theirs), "{name}");
         }
     }

@@ -194,6 +194,11 @@ impl OperatorMode {
         let system_account = options.system_account.clone().or_else(|| {
             Some(operators[0].nats.system_account.clone()).filter(|key| !key.is_empty())
         });
+        if system_account.is_none() && options.dir_resolver.is_some() {
+            return Err(String::from(
+                "using nats based account resolver - the system account needs to be specified in configuration or the operator jwt",
+            ));
+        }
         if let Some(system) = &options.system_account {
             let named: Vec<&str> = operators
                 .iter()
