@@ -1284,6 +1284,22 @@ async fn monitoring_shows_jwt_data() {
     assert_eq!(conn["name_tag"], "account", "{conn}");
     assert_eq!(conn["tags"], json!(["role:dev"]), "{conn}");
 
+    // A closed client keeps its JWT facts (shown without `auth` too).
+    drop(client);
+    let mut closed = json!(null);
+    for _ in 0..100 {
+        let connz = rnats_tests::http_json(server.http_port(), "/connz?state=closed");
+        if let Some(first) = connz["connections"].as_array().and_then(|l| l.first()) {
+            closed = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed["jwt"], token, "{closed}");
+    assert_eq!(closed["issuer_key"], account, "{closed}");
+    assert_eq!(closed["tags"], json!(["role:dev"]), "{closed}");
+    assert_eq!(closed["name_tag"], "dev-user", "{closed}");
+
     let accountz = rnats_tests::http_json(server.http_port(), &format!("/accountz?acc={account}"));
     let detail = &accountz["account_detail"];
     assert_eq!(

@@ -362,6 +362,14 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
             if opts.subscriptions || opts.subscriptions_detail {
                 info.subscriptions_list = closed.subscriptions.clone();
             }
+            // Kept at close and shown with or without `auth`, as the
+            // reference shows them.
+            if let Some(jwt) = &closed.jwt {
+                info.jwt = jwt.token.clone();
+                info.issuer_key = Some(jwt.issuer_key.clone()).filter(|k| !k.is_empty());
+                info.tags = jwt.tags.clone();
+                info.name_tag = Some(jwt.name.clone()).filter(|n| !n.is_empty());
+            }
         }
     }
     if opts.username {
@@ -371,7 +379,10 @@ fn conn_info(server: &View<'_>, row: &Row<'_>, opts: &ConnzOptions, clock: &Cloc
         if account != GLOBAL_ACCOUNT_NAME {
             info.account = Some(account.to_owned());
         }
-        info.name_tag = Some(name_tag(server, account).to_owned());
+        // A closed client in `$G` keeps the name tag it had.
+        if matches!(row, Row::Open(..)) || account != GLOBAL_ACCOUNT_NAME {
+            info.name_tag = Some(name_tag(server, account).to_owned());
+        }
         if let Row::Open(_, client) = row {
             let user = client
                 .options
@@ -523,6 +534,7 @@ mod tests {
             subscriptions: vec!["x".into()],
             rtt: None,
             reason: CloseReason::SlowConsumerPendingBytes,
+            jwt: None,
         });
         let opts = ConnzOptions::from_query("state=closed&subs=1").unwrap();
         let page = connz(&server.view(), &opts, clock(20));

@@ -39,6 +39,32 @@ pub struct ClosedConnection {
     pub subscriptions: Vec<String>,
     pub rtt: Option<core::time::Duration>,
     pub reason: CloseReason,
+    /// What its user JWT said, kept as the reference keeps it: the JWT (not
+    /// a bearer one), its signer, its tags, its name.
+    pub jwt: Option<JwtFacts>,
+}
+
+/// The parts of a closed client's user JWT that `/connz` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtFacts {
+    /// `None` for a bearer token (never shown).
+    pub token: Option<String>,
+    pub issuer_key: String,
+    pub tags: Vec<String>,
+    pub name: String,
+}
+
+impl JwtFacts {
+    /// What `connect_jwt` (a CONNECT's `jwt`) says, when it decodes.
+    pub fn of(connect_jwt: Option<&str>) -> Option<JwtFacts> {
+        let user = crate::auth::jwt::decode_user(connect_jwt?).ok()?;
+        Some(JwtFacts {
+            token: (!user.nats.bearer_token).then(|| user.token.clone()),
+            issuer_key: user.claims.issuer,
+            tags: user.nats.tags,
+            name: user.claims.name,
+        })
+    }
 }
 
 /// Recently closed connections, bounded.
@@ -128,6 +154,7 @@ pub(crate) fn closed_connection(
         },
         rtt: client.rtt,
         reason: client.closing.unwrap_or(CloseReason::ClientClosed),
+        jwt: JwtFacts::of(client.options.jwt.as_deref()),
     }
 }
 
@@ -158,6 +185,7 @@ mod tests {
             subscriptions: Vec::new(),
             rtt: None,
             reason: CloseReason::ClientClosed,
+            jwt: None,
         }
     }
 
