@@ -276,6 +276,9 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::Interest(stream, consumer) => {
                 self.consumer_interest(stream, consumer, msg.payload.as_ref() == b"1")
             }
+            JsTarget::ReplyGone(stream, consumer) => {
+                self.consumer_reply_gone(stream, consumer, &msg)
+            }
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.

@@ -111,7 +111,9 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
-            ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, ..] => {
+            // The reference listens on `DURABLE.CREATE.*.*` only: another
+            // length finds no handler, gets no reply and is not counted.
+            ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, _] => {
                 Request::ConsumerCreate(rest)
             }
             ["CONSUMER", "INFO", stream, name] => Request::ConsumerInfo(stream, name),

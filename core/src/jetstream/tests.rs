@@ -113,7 +113,8 @@ impl Harness {
                 }
                 JsAction::Listen { .. }
                 | JsAction::Deliver { .. }
-                | JsAction::WatchInterest { .. } => {}
+                | JsAction::WatchInterest { .. }
+                | JsAction::WatchReplies { .. } => {}
                 sync @ JsAction::Sync { .. } => self.syncs.push(sync),
                 JsAction::Log { .. } => {}
             }
