@@ -309,6 +309,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
                 let entry = self.streams.get_mut(&id).expect("found above");
                 let before = entry.stream.state().bytes;
+                let last_before = entry.stream.state().last_seq;
                 let published = entry
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions);
@@ -330,7 +331,10 @@ impl<D: Disk + Clone> JetStream<D> {
                     super::stream::Published::Stored { seq } => Some(seq),
                     _ => None,
                 };
-                self.pump_stream(id, stored);
+                self.advise_abandoned(id);
+                // An atomic batch stores several at once: an interest
+                // stream keeps each only if wanted.
+                self.pump_stream(id, stored.map(|last| last.min(last_before + 1)));
                 if stored.is_some() {
                     self.feed_followers(id);
                 }
@@ -386,6 +390,10 @@ impl<D: Disk + Clone> JetStream<D> {
             if entry.stream.state().last_seq != last {
                 grown.push((id, last + 1));
             }
+        }
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.advise_abandoned(id);
         }
         // Expiry may have removed messages.
         self.refresh_usage();
@@ -762,6 +770,34 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let body = serde_json::to_vec(&advisory).expect("advisories serialize");
         self.publish(account, format!("{subject}.{stream}"), body);
+    }
+
+    /// The abandoned advisory of each atomic batch stream `id` dropped.
+    fn advise_abandoned(&mut self, id: StreamId) {
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let abandoned = entry.stream.take_abandoned();
+        if abandoned.is_empty() {
+            return;
+        }
+        let account = entry.meta.account.clone();
+        let stream = entry.meta.config.name.clone();
+        let domain = self.config.domain.clone().unwrap_or_default();
+        for (batch, reason) in abandoned {
+            let advisory = super::advisory::BatchAbandoned {
+                kind: super::advisory::BATCH_ABANDONED_TYPE,
+                id: self.next_id(),
+                timestamp: crate::format::rfc3339_nanos(self.wall),
+                stream: &stream,
+                domain: &domain,
+                batch: &String::from_utf8_lossy(&batch),
+                reason: reason.reason(),
+            };
+            let body = serde_json::to_vec(&advisory).expect("advisories serialize");
+            let subject = format!("{}.{stream}", super::advisory::BATCH_ABANDONED);
+            self.publish(&account, subject, body);
+        }
     }
 
     pub(super) fn stream_by_name(&self, account: &str, name: &str) -> Option<StreamId> {

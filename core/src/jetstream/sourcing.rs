@@ -541,7 +541,11 @@ impl<D: Disk + Clone> JetStream<D> {
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions)
                 {
-                    Published::Stored { .. } | Published::Duplicate { .. } => return true,
+                    // A sourced message is never staged (it carries
+                    // Nats-Stream-Source), so Staged does not happen.
+                    Published::Stored { .. } | Published::Duplicate { .. } | Published::Staged => {
+                        return true
+                    }
                     Published::Refused(error) => error,
                 }
             }
