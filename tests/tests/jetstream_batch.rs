@@ -15,29 +15,9 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
-use common::{connect, js_api as api, js_server, within};
+use common::{connect, js_api as api, js_server, publish_with_headers as publish, within};
 use futures::StreamExt;
 use serde_json::{json, Value};
-
-/// Publish with headers; the reply's payload as text.
-async fn publish(
-    client: &async_nats::Client,
-    subject: &str,
-    headers: &[(&str, &str)],
-    payload: &str,
-) -> String {
-    let mut map = async_nats::HeaderMap::new();
-    for (name, value) in headers {
-        map.insert(*name, *value);
-    }
-    let reply = within(
-        "publish",
-        client.request_with_headers(subject.to_string(), map, payload.to_string().into()),
-    )
-    .await
-    .unwrap();
-    String::from_utf8(reply.payload.to_vec()).unwrap()
-}
 
 /// The headers of message `seq` of a batch `id`, plus `extra`.
 fn batch<'a>(id: &'a str, seq: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {

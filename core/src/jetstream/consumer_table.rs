@@ -325,18 +325,22 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
+    /// A consumer by its id: its name and entry (`None` once it is gone).
+    fn consumer_by_id(
+        &mut self,
+        stream: StreamId,
+        id: ConsumerId,
+    ) -> Option<(String, &mut ConsumerEntry<D>)> {
+        let (_, name) = self.consumer_index.get(&id).cloned()?;
+        let consumer = self.streams.get_mut(&stream)?.consumers.get_mut(&name)?;
+        Some((name, consumer))
+    }
+
     /// The server reports whether a push consumer's deliver subject has
     /// subscribers.
     pub(super) fn consumer_interest(&mut self, stream: StreamId, id: ConsumerId, interest: bool) {
-        let Some((_, name)) = self.consumer_index.get(&id).cloned() else {
-            return;
-        };
         let now = self.now;
-        let Some(consumer) = self
-            .streams
-            .get_mut(&stream)
-            .and_then(|entry| entry.consumers.get_mut(&name))
-        else {
+        let Some((name, consumer)) = self.consumer_by_id(stream, id) else {
             return;
         };
         if consumer.consumer.has_interest() != interest {
@@ -380,14 +384,7 @@ impl<D: Disk + Clone> JetStream<D> {
         id: ConsumerId,
         msg: &JsInbound,
     ) {
-        let Some((_, name)) = self.consumer_index.get(&id).cloned() else {
-            return;
-        };
-        let Some(consumer) = self
-            .streams
-            .get_mut(&stream)
-            .and_then(|entry| entry.consumers.get_mut(&name))
-        else {
+        let Some((name, consumer)) = self.consumer_by_id(stream, id) else {
             return;
         };
         consumer.consumer.reply_gone(&msg.account, &msg.subject);

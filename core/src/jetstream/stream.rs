@@ -514,11 +514,7 @@ impl<D: Disk> Stream<D> {
                     total: self.counted.take().filter(|_| !duplicate),
                     batch: None,
                 };
-                if ack.seq <= self.durable || self.planted_ack_before_sync() {
-                    self.send_ack(ack, out);
-                } else {
-                    self.waiting.push_back(ack);
-                }
+                self.queue_ack(ack, out);
             }
             Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
             _ => {}
@@ -596,11 +592,7 @@ impl<D: Disk> Stream<D> {
                         count - u64::from(eob),
                     )),
                 };
-                if ack.seq <= self.durable || self.planted_ack_before_sync() {
-                    self.send_ack(ack, out);
-                } else {
-                    self.waiting.push_back(ack);
-                }
+                self.queue_ack(ack, out);
             }
             Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
             _ => {}
@@ -1194,6 +1186,15 @@ impl<D: Disk> Stream<D> {
 
     /// Takes the ack by value: its account and reply move into the action
     /// (cloning them cost allocations per message).
+    /// Send `ack` now if its message is durable, else once it is.
+    fn queue_ack(&mut self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
+        if ack.seq <= self.durable || self.planted_ack_before_sync() {
+            self.send_ack(ack, out);
+        } else {
+            self.waiting.push_back(ack);
+        }
+    }
+
     fn send_ack(&self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
         debug_assert!(
             ack.seq <= self.durable || self.planted_ack_before_sync(),
