@@ -36,6 +36,8 @@ const API_LEVEL: u64 = 5;
 
 /// Open batches per stream, as the reference's default.
 pub const MAX_INFLIGHT: usize = 50;
+/// Open batches on the whole server, as the reference's default.
+pub const MAX_INFLIGHT_TOTAL: usize = 1000;
 /// Messages per batch, the commit marker (`eob`) not counted.
 pub const MAX_SIZE: u64 = 1000;
 /// A batch with no message for this long is dropped.
@@ -106,6 +108,11 @@ impl Batches {
         self.open.is_empty()
     }
 
+    /// How many batches are open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
     /// The earliest time an open batch times out.
     pub fn next_deadline(&self) -> Option<WallTime> {
         self.open.values().map(|open| open.deadline).min()
@@ -127,13 +134,15 @@ impl Batches {
 
     /// A message carrying batch id `id` (non-empty), on a stream with
     /// `allow_atomic` (`allowed`); `size` is its headers plus payload and
-    /// `max_size` the stream's `max_msg_size`. The caller has run
+    /// `max_size` the stream's `max_msg_size`; `room` whether the server
+    /// may open another batch ([`MAX_INFLIGHT_TOTAL`]). The caller has run
     /// [`Batches::expire`] for `now` first.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         id: &[u8],
         allowed: bool,
+        room: bool,
         size: u64,
         max_size: Option<u64>,
         now: WallTime,
@@ -167,7 +176,7 @@ impl Batches {
                 }
                 return refuse(kind(K::AtomicPublishIncompleteBatch), None);
             }
-            if self.open.len() >= MAX_INFLIGHT {
+            if self.open.len() >= MAX_INFLIGHT || !room {
                 return refuse(kind(K::AtomicPublishTooManyInflight), None);
             }
             self.open.insert(
@@ -383,7 +392,7 @@ mod tests {
 
     fn step(batches: &mut Batches, seq: &str, extra: &str) -> Step {
         let h = headers(seq, extra);
-        batches.step(b"b", true, 10, None, NOW, b"s", &h, b"x")
+        batches.step(b"b", true, true, 10, None, NOW, b"s", &h, b"x")
     }
 
     #[test]
@@ -437,7 +446,7 @@ mod tests {
         for n in 0..MAX_INFLIGHT {
             let h = headers("1", "");
             let id = format!("id{n}");
-            batches.step(id.as_bytes(), true, 10, None, NOW, b"s", &h, b"x");
+            batches.step(id.as_bytes(), true, true, 10, None, NOW, b"s", &h, b"x");
         }
         let Step::Refused { error, .. } = step(&mut batches, "1", "") else {
             panic!("refused")

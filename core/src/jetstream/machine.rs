@@ -109,6 +109,8 @@ pub struct JetStream<D: Disk + Clone> {
     /// report (and write, and ask for a sync) when the runtime first polls
     /// for actions, once per batch of inbound messages.
     pub(super) undrained: BTreeSet<StreamId>,
+    /// Atomic batches open on all streams (the server's limit).
+    open_batches: usize,
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
@@ -161,6 +163,7 @@ impl<D: Disk + Clone> JetStream<D> {
             next_id: 1,
             actions: VecDeque::new(),
             undrained: BTreeSet::new(),
+            open_batches: 0,
             feeds: BTreeMap::new(),
             now,
             wall,
@@ -310,9 +313,14 @@ impl<D: Disk + Clone> JetStream<D> {
                 let entry = self.streams.get_mut(&id).expect("found above");
                 let before = entry.stream.state().bytes;
                 let last_before = entry.stream.state().last_seq;
+                let open_before = entry.stream.open_batches();
+                entry
+                    .stream
+                    .set_batch_room(self.open_batches < super::batch::MAX_INFLIGHT_TOTAL);
                 let published = entry
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions);
+                self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
                 self.undrained.insert(id);
                 let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
@@ -385,7 +393,9 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut grown = Vec::new();
         for (&id, entry) in self.streams.iter_mut() {
             let last = entry.stream.state().last_seq;
+            let open_before = entry.stream.open_batches();
             entry.stream.handle_timeout(now, wall, &mut self.actions);
+            self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
             // Expiry may have stored subject delete markers.
             if entry.stream.state().last_seq != last {
                 grown.push((id, last + 1));
@@ -476,6 +486,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .streams
             .remove(&id)
             .expect("deleting a stream that exists");
+        self.open_batches -= entry.stream.open_batches();
         let account = entry.meta.account.clone();
         if let Some(acc) = self.accounts.get_mut(&account) {
             acc.by_name.remove(&entry.meta.config.name);

@@ -333,6 +333,9 @@ pub struct Stream<D: Disk> {
     batches: super::batch::Batches,
     /// Batches dropped since the machine last looked, for its advisories.
     abandoned: Vec<(Bytes, super::batch::Abandoned)>,
+    /// Whether the server may open another batch (its total limit): set
+    /// by the machine, which counts every stream's open batches.
+    batch_room: bool,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -359,6 +362,7 @@ impl<D: Disk> Stream<D> {
             firing: false,
             batches: Default::default(),
             abandoned: Vec::new(),
+            batch_room: true,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
@@ -546,6 +550,7 @@ impl<D: Disk> Stream<D> {
             self.batches.step(
                 id,
                 self.rules.allow_atomic,
+                self.batch_room,
                 size,
                 self.rules.max_msg_size,
                 now,
@@ -756,6 +761,17 @@ impl<D: Disk> Stream<D> {
             return Err(PublishError::TooLarge);
         }
         Ok(())
+    }
+
+    /// How many atomic batches are open.
+    pub fn open_batches(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether the server has room for another open batch (the machine's
+    /// count against [`super::batch::MAX_INFLIGHT_TOTAL`]).
+    pub fn set_batch_room(&mut self, room: bool) {
+        self.batch_room = room;
     }
 
     /// Batches dropped since the last call (timed out, too large, a gap),
