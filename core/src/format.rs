@@ -8,6 +8,7 @@
 //! with trailing zeros dropped, none at all when whole seconds, then `Z`);
 //! uptimes are whole seconds split into years (365 days), days, hours,
 //! minutes and seconds, leading zero units left out ("3m7s", "1d0h0m5s").
+//! Short hashes are the reference's 8 base-62 characters of a SHA-256.
 
 use core::fmt::Write as _;
 
@@ -292,4 +293,16 @@ mod quote_tests {
         assert_eq!(go_quote(b"\xff.x"), r#""\xff.x""#);
         assert_eq!(go_quote("\u{a0}".as_bytes()), r#""\u00a0""#);
     }
+}
+
+/// The reference's short hash of `text`: 8 base-62 characters from the
+/// first bytes of its SHA-256 (an account's hash in `$JS.ACK` subjects, a
+/// stream's identity from its creation time).
+pub fn short_hash(text: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    Sha256::digest(text)[..8]
+        .iter()
+        .map(|&byte| DIGITS[usize::from(byte) % DIGITS.len()] as char)
+        .collect()
 }

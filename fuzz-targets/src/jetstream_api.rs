@@ -151,7 +151,8 @@ fn drain(
             JsAction::Publish { .. }
             | JsAction::Log { .. }
             | JsAction::Deliver { .. }
-            | JsAction::WatchInterest { .. } => {}
+            | JsAction::WatchInterest { .. }
+            | JsAction::WatchReplies { .. } => {}
             JsAction::Listen {
                 target: JsTarget::Stream(id),
                 subjects,

@@ -92,6 +92,8 @@ struct Harness {
     syncs: Vec<(StreamId, u64, Vec<String>, Vec<String>)>,
     pulls: BTreeMap<Vec<u8>, PullInbox>,
     deliveries: Vec<Bytes>,
+    /// Reply subjects the machine asked the server to watch, per consumer.
+    watched: std::collections::BTreeSet<(ConsumerId, String, Bytes)>,
 }
 
 /// The target body.
@@ -142,6 +144,7 @@ impl Harness {
             syncs: Vec::new(),
             pulls: BTreeMap::new(),
             deliveries: Vec::new(),
+            watched: std::collections::BTreeSet::new(),
         };
         let storage = if control & 2 == 2 { "file" } else { "memory" };
         let config = format!(r#"{{"name":"S","subjects":["s.>"],"storage":"{storage}"}}"#);
@@ -369,6 +372,19 @@ impl Harness {
                     files,
                     dirs,
                 } => self.syncs.push((stream, tag, files, dirs)),
+                JsAction::WatchReplies {
+                    consumer, changes, ..
+                } => {
+                    // Watched while waited on, each exactly once.
+                    for change in changes {
+                        let key = (consumer, change.account, change.reply);
+                        if change.watch {
+                            assert!(self.watched.insert(key), "a reply watched twice");
+                        } else {
+                            assert!(self.watched.remove(&key), "an unwatched reply dropped");
+                        }
+                    }
+                }
                 JsAction::Listen { .. } | JsAction::Log { .. } | JsAction::WatchInterest { .. } => {
                 }
             }

@@ -166,7 +166,8 @@ impl World {
                 JsTarget::Api
                 | JsTarget::System
                 | JsTarget::Consumer(..)
-                | JsTarget::Interest(..) => None,
+                | JsTarget::Interest(..)
+                | JsTarget::ReplyGone(..) => None,
             };
             js.machine.handle_inbound(now, wall, msg);
             if let Some((id, Some(before))) = stream {

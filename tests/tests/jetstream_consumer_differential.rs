@@ -86,40 +86,7 @@ struct Step {
 }
 
 /// Steps whose replies differ today, with why. Each must still differ.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "ack-short-subject",
-        "an ack on $JS.ACK.<stream>.<consumer> with too few tokens: the reference has no subscriber for it (503 no responders with Nats-Subject); rnats takes it in silently ($JS.ACK.<stream>.<consumer>.> listened to)",
-    ),
-    (
-        "info-after-zero-batch",
-        "a pull request with batch 0 stays waiting in rnats (num_waiting 1); the reference drops it",
-    ),
-    (
-        "info-after-huge-expires",
-        "batch 1, no_wait, expires i64::MAX: nothing comes back on either side, but rnats keeps the request waiting (num_waiting 2)",
-    ),
-    (
-        "pull-negative-expires",
-        "no_wait with expires -5: rnats answers 404 No Messages; the reference 408 Request Timeout with Nats-Pending-Messages: 1 and Nats-Pending-Bytes: 0",
-    ),
-    (
-        "info-after-non-json",
-        "a body `hello` stays waiting in rnats (num_waiting 3, never expires); the reference drops it",
-    ),
-    (
-        "info-after-nonsense",
-        "the three requests above still wait in rnats (num_waiting 3)",
-    ),
-    (
-        "durable-create-no-subject-name",
-        "DURABLE.CREATE.<stream> without a durable name in the subject: rnats answers 10016 \"consumer expected to be durable but no durable name set in subject\"; the reference does not answer at all",
-    ),
-    (
-        "account-info-after-reset",
-        "api total and errors one higher in rnats: the durable-create-no-subject-name request above, answered (and counted) only by rnats; the ~20 CONSUMER.RESET requests are counted by neither",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// Create-time errors that depend on consumer config validation work in
 /// progress: allowed to differ, reported either way. Empty since
@@ -578,6 +545,14 @@ fn steps() -> Vec<Step> {
             "$JS.ACK.HUB.ACCHASH.ORDERS.C1.1.7.9.1.0.RANDOM",
             "+ACK",
         ),
+        // The long form with this server's domain (`_`: none) and the
+        // hash of account `$G`, for a sequence never delivered: taken in
+        // silently by both.
+        fire(
+            "ack-long-form-own-hash",
+            "$JS.ACK._.szMpdrwD.ORDERS.C1.1.999.999.1.0",
+            "+ACK",
+        ),
         info("info-after-bad-acks", "C1"),
         // ---- max_bytes on MB (7 messages pending)
         pull(
@@ -618,9 +593,58 @@ fn steps() -> Vec<Step> {
             1500,
         ),
         info("info-ack-none", "AN"),
+        // A consumer without acks has no ack subscription at all.
+        fire("ack-on-ack-none", "$JS.ACK.ORDERS.AN.1.1.1.1.0", "+ACK"),
+        // A deadline already past: queued, then timed out at once, also
+        // with messages to deliver.
+        create(
+            "create-expired-consumer",
+            "CREATE.ORDERS.NE",
+            config("NE", json!({})),
+        ),
+        pull(
+            "pull-negative-expires-with-messages",
+            "NE",
+            r#"{"batch":2,"expires":-1}"#,
+            terminal(2),
+            1000,
+        ),
+        info("info-after-negative-expires", "NE"),
+        // A no_wait request while those waiting already asked for more
+        // than is pending (the one message allowed out is unacked).
+        create(
+            "create-requests-pending-consumer",
+            "CREATE.ORDERS.RP",
+            config("RP", json!({"max_ack_pending": 1})),
+        ),
+        pull(
+            "pull-requests-pending-first",
+            "RP",
+            r#"{"batch":1,"no_wait":true}"#,
+            terminal(1),
+            1000,
+        ),
+        pull_many(
+            "pull-requests-pending",
+            "RP",
+            &[
+                format!(r#"{{"batch":100,"expires":{}}}"#, 300 * MILLISECOND),
+                r#"{"batch":1,"no_wait":true}"#.to_string(),
+            ],
+            terminal(1),
+            1500,
+        ),
         // ---- nonsense pull requests on NS (nothing to deliver)
         pull("pull-zero-batch", "NS", r#"{"batch":0}"#, terminal(1), 500),
         info("info-after-zero-batch", "NS"),
+        // Its timeout shows the batch asked for.
+        pull(
+            "pull-zero-batch-expires",
+            "NS",
+            &format!(r#"{{"batch":0,"expires":{}}}"#, 100 * MILLISECOND),
+            terminal(1),
+            1000,
+        ),
         pull(
             "pull-huge-expires-no-wait",
             "NS",

@@ -729,3 +729,56 @@ async fn sampled_acks_are_published_as_metrics() {
     assert_eq!(body["deliveries"], 1);
     assert!(body["ack_time"].as_i64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn a_pull_request_stops_waiting_once_its_requester_is_gone() {
+    let (server, _dir) = js_server("gone");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream_config("GONE", &["gone.>"]))
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.create_consumer(durable("WAITER")).await.unwrap();
+    // Another connection asks for messages with a long deadline, then goes.
+    let requester = jetstream::new(connect(&server.url()).await);
+    let theirs: jetstream::consumer::PullConsumer = requester
+        .get_consumer_from_stream("WAITER", "GONE")
+        .await
+        .unwrap();
+    let batch = within(
+        "fetch",
+        theirs
+            .fetch()
+            .max_messages(5)
+            .expires(Duration::from_secs(60))
+            .messages(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut consumer = consumer;
+    assert_eq!(consumer.info().await.unwrap().num_waiting, 1);
+    drop(batch);
+    drop(theirs);
+    drop(requester);
+    // Its inbox has no subscriber now: the request no longer waits, and a
+    // message published later is there for the next fetch.
+    let waiting = within("the request to stop waiting", async {
+        loop {
+            let waiting = consumer.info().await.unwrap().num_waiting;
+            if waiting == 0 {
+                return waiting;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(waiting, 0);
+    publish_all(&js, 1, |_| "gone.a".into()).await;
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.delivered.stream_sequence), (1, 0));
+    let messages = fetch(&consumer, 1, Duration::from_secs(1)).await;
+    assert_eq!(payloads(&messages), ["0"]);
+}

@@ -865,10 +865,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
                    "sources": [{"name": "LIM", "external": {"api": "$JS.far.API"}}]}),
         ),
         (
-            "batches",
-            json!({"name": "F5", "subjects": ["f5"], "allow_atomic": true}),
-        ),
-        (
             "fast batches",
             json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
         ),

@@ -9,7 +9,7 @@
 mod common;
 
 use async_nats::jetstream::{self, stream};
-use common::{connect, js_api as api, js_server, within};
+use common::{connect, js_api as api, js_server};
 use serde_json::json;
 use std::time::Duration;
 
@@ -23,17 +23,7 @@ async fn publish(
     headers: &[(&str, &str)],
     payload: &'static str,
 ) -> String {
-    let mut map = async_nats::HeaderMap::new();
-    for (name, value) in headers {
-        map.insert(*name, *value);
-    }
-    let reply = within(
-        "publish",
-        client.request_with_headers(subject.to_string(), map, payload.into()),
-    )
-    .await
-    .unwrap();
-    String::from_utf8(reply.payload.to_vec()).unwrap()
+    common::publish_with_headers(client, subject, headers, payload).await
 }
 
 fn refusal(stream: &str, code: u64, description: &str) -> String {

@@ -12,6 +12,8 @@ use serde_json::value::RawValue;
 pub const STREAM_CREATED: &str = "$JS.EVENT.ADVISORY.STREAM.CREATED";
 pub const STREAM_UPDATED: &str = "$JS.EVENT.ADVISORY.STREAM.UPDATED";
 pub const STREAM_DELETED: &str = "$JS.EVENT.ADVISORY.STREAM.DELETED";
+/// Where a dropped atomic batch is announced: `…BATCH_ABANDONED.<stream>`.
+pub const BATCH_ABANDONED: &str = "$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED";
 /// Where every API request is audited.
 pub const API_AUDIT: &str = "$JS.EVENT.ADVISORY.API";
 
@@ -29,6 +31,22 @@ pub struct StreamAction<'a> {
 }
 
 pub const STREAM_ACTION_TYPE: &str = "io.nats.jetstream.advisory.v1.stream_action";
+pub const BATCH_ABANDONED_TYPE: &str = "io.nats.jetstream.advisory.v1.stream_batch_abandoned";
+
+/// An atomic batch was dropped (`timeout`, `large`, `incomplete`,
+/// `unsupported`).
+#[derive(Serialize)]
+pub struct BatchAbandoned<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub timestamp: String,
+    pub stream: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub domain: &'a str,
+    pub batch: &'a str,
+    pub reason: &'static str,
+}
 pub const API_AUDIT_TYPE: &str = "io.nats.jetstream.advisory.v1.api_audit";
 
 /// One API request and the reply it got.

@@ -406,13 +406,7 @@ impl<D: Disk + Clone> JetStream<D> {
 /// time (RFC 3339 with nanoseconds, UTC): 8 characters of base 62 from
 /// the first bytes of its SHA-256.
 fn stream_identity(created: u64) -> String {
-    use sha2::{Digest, Sha256};
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let text = crate::format::rfc3339_nanos(WallTime(created));
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .map(|&byte| DIGITS[usize::from(byte) % DIGITS.len()] as char)
-        .collect()
+    super::sourcing::stream_identity(WallTime(created))
 }
 
 /// Consumer features rnats does not have yet: refused by name rather than

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use super::api::ConsumerConfig;
 use super::config::{open_definition, seal_definition};
 use super::consumer::{Consumer, ConsumerRules, ConsumerStore, DeliverStart, PushRules};
-use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
+use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, ReplyWatch, StreamId};
 use super::machine::JetStream;
 use super::stream::Storage;
 use crate::server::LogLevel;
@@ -175,12 +175,34 @@ fn meta_name(name: &str) -> String {
     format!("{name}.meta")
 }
 
-/// The subjects a consumer's acks and flow-control replies arrive on.
-fn consumer_subjects(stream: &str, name: &str) -> Vec<String> {
-    vec![
-        format!("{}{stream}.{name}.>", super::consumer::ack::ACK_PREFIX),
-        format!("{}{stream}.{name}.*", super::consumer::ack::FC_PREFIX),
-    ]
+/// The subjects a consumer's acks and flow-control replies arrive on, as
+/// the reference subscribes them: acks (unless the consumer takes none) in
+/// the short form with exactly five tokens after the names and in the long
+/// form (domain, `_` without one, and account hash in front) with five or
+/// more; flow-control replies only for a consumer with flow control. An
+/// ack on any other subject finds no subscriber (`503` to a requester).
+fn consumer_subjects(
+    domain: Option<&str>,
+    account: &str,
+    stream: &str,
+    name: &str,
+    config: &ConsumerConfig,
+) -> Vec<String> {
+    use super::consumer::ack::{ACK_PREFIX, FC_PREFIX};
+    let domain = domain.unwrap_or("_");
+    let hash = crate::format::short_hash(account.as_bytes());
+    let mut subjects = Vec::new();
+    if config.ack_policy != super::api::AckPolicy::None {
+        subjects.push(format!("{ACK_PREFIX}{stream}.{name}.*.*.*.*.*"));
+        subjects.push(format!(
+            "{ACK_PREFIX}{domain}.{hash}.{stream}.{name}.*.*.*.*.>"
+        ));
+    }
+    if config.flow_control {
+        subjects.push(format!("{FC_PREFIX}{stream}.{name}.*"));
+        subjects.push(format!("{FC_PREFIX}{domain}.{hash}.{stream}.{name}.*"));
+    }
+    subjects
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -303,18 +325,22 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
+    /// A consumer by its id: its name and entry (`None` once it is gone).
+    fn consumer_by_id(
+        &mut self,
+        stream: StreamId,
+        id: ConsumerId,
+    ) -> Option<(String, &mut ConsumerEntry<D>)> {
+        let (_, name) = self.consumer_index.get(&id).cloned()?;
+        let consumer = self.streams.get_mut(&stream)?.consumers.get_mut(&name)?;
+        Some((name, consumer))
+    }
+
     /// The server reports whether a push consumer's deliver subject has
     /// subscribers.
     pub(super) fn consumer_interest(&mut self, stream: StreamId, id: ConsumerId, interest: bool) {
-        let Some((_, name)) = self.consumer_index.get(&id).cloned() else {
-            return;
-        };
         let now = self.now;
-        let Some(consumer) = self
-            .streams
-            .get_mut(&stream)
-            .and_then(|entry| entry.consumers.get_mut(&name))
-        else {
+        let Some((name, consumer)) = self.consumer_by_id(stream, id) else {
             return;
         };
         if consumer.consumer.has_interest() != interest {
@@ -322,6 +348,46 @@ impl<D: Disk + Clone> JetStream<D> {
             consumer.last_seen = now;
         }
         consumer.consumer.set_interest(interest, now);
+        self.pump_consumer(stream, &name);
+    }
+
+    /// Ask the server to follow (or stop following) the reply subjects a
+    /// consumer's pull requests started (stopped) waiting on.
+    fn watch_replies(
+        &mut self,
+        stream: StreamId,
+        consumer: ConsumerId,
+        changes: Vec<(String, Bytes, bool)>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let changes = changes
+            .into_iter()
+            .map(|(account, reply, watch)| ReplyWatch {
+                account,
+                reply,
+                watch,
+            })
+            .collect();
+        self.actions.push_back(JsAction::WatchReplies {
+            stream,
+            consumer,
+            changes,
+        });
+    }
+
+    /// The server found no subscriber left on a pull request's reply.
+    pub(super) fn consumer_reply_gone(
+        &mut self,
+        stream: StreamId,
+        id: ConsumerId,
+        msg: &JsInbound,
+    ) {
+        let Some((name, consumer)) = self.consumer_by_id(stream, id) else {
+            return;
+        };
+        consumer.consumer.reply_gone(&msg.account, &msg.subject);
         self.pump_consumer(stream, &name);
     }
 
@@ -361,6 +427,8 @@ impl<D: Disk + Clone> JetStream<D> {
             if consumer.persisted && consumer.consumer.state().delivered.consumer != before {
                 self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
             }
+            let (id, changes) = (consumer.consumer.id, consumer.consumer.take_reply_changes());
+            self.watch_replies(stream, id, changes);
         }
         // Acks (handled before a pump) and deliveries without acks settle
         // messages.
@@ -573,7 +641,13 @@ impl<D: Disk + Clone> JetStream<D> {
         self.actions.push_back(JsAction::Listen {
             account: account.clone(),
             target: JsTarget::Consumer(stream, id),
-            subjects: consumer_subjects(&stream_name, &name),
+            subjects: consumer_subjects(
+                self.config.domain.as_deref(),
+                &account,
+                &stream_name,
+                &name,
+                &entry.consumers[&name].config,
+            ),
         });
         if deliver_subject.is_some() {
             self.actions.push_back(JsAction::WatchInterest {
@@ -651,6 +725,7 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         consumer.consumer.close(&mut self.actions);
         let id = consumer.consumer.id;
+        self.watch_replies(stream, id, consumer.consumer.take_reply_changes());
         self.consumer_index.remove(&id);
         self.actions.push_back(JsAction::Listen {
             account: account.clone(),

@@ -39,6 +39,12 @@ pub enum JsTarget {
     /// deliver subject has subscribers (payload `1`) or not (`0`), once
     /// when asked with [`JsAction::WatchInterest`] and on every change.
     Interest(StreamId, ConsumerId),
+    /// Not a message: the server reports that a waiting pull request's
+    /// reply subject (`subject`) has no subscriber left in `account`
+    /// (watched with [`JsAction::WatchReplies`]); the consumer drops the
+    /// requests that reply there, as the reference does when it finds
+    /// their interest gone.
+    ReplyGone(StreamId, ConsumerId),
 }
 
 /// A consumer, as both machines name it: never reused within a run.
@@ -111,6 +117,22 @@ pub enum JsAction {
         consumer: ConsumerId,
         subject: Option<Bytes>,
     },
+    /// Start (`watch`) or stop following the reply subjects of a pull
+    /// consumer's waiting requests; one whose subscribers are gone (now or
+    /// later) is reported once with [`JsTarget::ReplyGone`]. For the server.
+    WatchReplies {
+        stream: StreamId,
+        consumer: ConsumerId,
+        changes: Vec<ReplyWatch>,
+    },
     /// A line for the server log. For the server.
     Log { level: LogLevel, text: String },
+}
+
+/// One reply subject a pull consumer starts or stops waiting on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyWatch {
+    pub account: String,
+    pub reply: Bytes,
+    pub watch: bool,
 }

@@ -109,6 +109,8 @@ pub struct JetStream<D: Disk + Clone> {
     /// report (and write, and ask for a sync) when the runtime first polls
     /// for actions, once per batch of inbound messages.
     pub(super) undrained: BTreeSet<StreamId>,
+    /// Atomic batches open on all streams (the server's limit).
+    open_batches: usize,
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
@@ -161,6 +163,7 @@ impl<D: Disk + Clone> JetStream<D> {
             next_id: 1,
             actions: VecDeque::new(),
             undrained: BTreeSet::new(),
+            open_batches: 0,
             feeds: BTreeMap::new(),
             now,
             wall,
@@ -290,6 +293,9 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::Interest(stream, consumer) => {
                 self.consumer_interest(stream, consumer, msg.payload.as_ref() == b"1")
             }
+            JsTarget::ReplyGone(stream, consumer) => {
+                self.consumer_reply_gone(stream, consumer, &msg)
+            }
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.
@@ -320,9 +326,15 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
                 let entry = self.streams.get_mut(&id).expect("found above");
                 let before = entry.stream.state().bytes;
+                let last_before = entry.stream.state().last_seq;
+                let open_before = entry.stream.open_batches();
+                entry
+                    .stream
+                    .set_batch_room(self.open_batches < super::batch::MAX_INFLIGHT_TOTAL);
                 let published = entry
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions);
+                self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
                 self.undrained.insert(id);
                 let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
@@ -341,7 +353,10 @@ impl<D: Disk + Clone> JetStream<D> {
                     super::stream::Published::Stored { seq } => Some(seq),
                     _ => None,
                 };
-                self.pump_stream(id, stored);
+                self.advise_abandoned(id);
+                // An atomic batch stores several at once: an interest
+                // stream keeps each only if wanted.
+                self.pump_stream(id, stored.map(|last| last.min(last_before + 1)));
                 if stored.is_some() {
                     self.feed_followers(id);
                 }
@@ -392,11 +407,17 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut grown = Vec::new();
         for (&id, entry) in self.streams.iter_mut() {
             let last = entry.stream.state().last_seq;
+            let open_before = entry.stream.open_batches();
             entry.stream.handle_timeout(now, wall, &mut self.actions);
+            self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
             // Expiry may have stored subject delete markers.
             if entry.stream.state().last_seq != last {
                 grown.push((id, last + 1));
             }
+        }
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.advise_abandoned(id);
         }
         // Expiry may have removed messages.
         self.refresh_usage();
@@ -479,6 +500,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .streams
             .remove(&id)
             .expect("deleting a stream that exists");
+        self.open_batches -= entry.stream.open_batches();
         let account = entry.meta.account.clone();
         if let Some(acc) = self.accounts.get_mut(&account) {
             acc.by_name.remove(&entry.meta.config.name);
@@ -773,6 +795,34 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let body = serde_json::to_vec(&advisory).expect("advisories serialize");
         self.publish(account, format!("{subject}.{stream}"), body);
+    }
+
+    /// The abandoned advisory of each atomic batch stream `id` dropped.
+    fn advise_abandoned(&mut self, id: StreamId) {
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let abandoned = entry.stream.take_abandoned();
+        if abandoned.is_empty() {
+            return;
+        }
+        let account = entry.meta.account.clone();
+        let stream = entry.meta.config.name.clone();
+        let domain = self.config.domain.clone().unwrap_or_default();
+        for (batch, reason) in abandoned {
+            let advisory = super::advisory::BatchAbandoned {
+                kind: super::advisory::BATCH_ABANDONED_TYPE,
+                id: self.next_id(),
+                timestamp: crate::format::rfc3339_nanos(self.wall),
+                stream: &stream,
+                domain: &domain,
+                batch: &String::from_utf8_lossy(&batch),
+                reason: reason.reason(),
+            };
+            let body = serde_json::to_vec(&advisory).expect("advisories serialize");
+            let subject = format!("{}.{stream}", super::advisory::BATCH_ABANDONED);
+            self.publish(&account, subject, body);
+        }
     }
 
     pub(super) fn stream_by_name(&self, account: &str, name: &str) -> Option<StreamId> {

@@ -111,7 +111,9 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
-            ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, ..] => {
+            // The reference listens on `DURABLE.CREATE.*.*` only: another
+            // length finds no handler, gets no reply and is not counted.
+            ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, _] => {
                 Request::ConsumerCreate(rest)
             }
             ["CONSUMER", "INFO", stream, name] => Request::ConsumerInfo(stream, name),
@@ -172,6 +174,7 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
         allow_msg_ttl: config.allow_msg_ttl,
         allow_msg_counter: config.allow_msg_counter,
         allow_msg_schedules: config.allow_msg_schedules,
+        allow_atomic: config.allow_atomic,
         subjects: config.subjects.clone(),
         no_ack: config.no_ack,
         domain: String::new(),
@@ -918,7 +921,6 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
             config.sources.iter().any(|s| s.consumer.is_some()),
             "sources consumer",
         ),
-        (config.allow_atomic, "allow_atomic"),
         (config.allow_batched, "allow_batched"),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];

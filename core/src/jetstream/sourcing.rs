@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::api::{StreamConfig, StreamSource, StreamSourceInfo, SubjectTransformConfig};
 use super::errors::{ApiError, ApiErrorKind};
@@ -181,13 +180,7 @@ impl Feed {
 /// The reference's stream identity: an 8-character hash of its creation
 /// time (RFC 3339 with nanoseconds), telling a recreated origin apart.
 pub fn stream_identity(created: WallTime) -> String {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let text = crate::format::rfc3339_nanos(created);
-    let hash = Sha256::digest(text.as_bytes());
-    hash[..8]
-        .iter()
-        .map(|&b| DIGITS[usize::from(b) % DIGITS.len()] as char)
-        .collect()
+    crate::format::short_hash(crate::format::rfc3339_nanos(created).as_bytes())
 }
 
 /// A client's publish may not carry a (non-empty) `Nats-Stream-Source`:
@@ -548,7 +541,11 @@ impl<D: Disk + Clone> JetStream<D> {
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions)
                 {
-                    Published::Stored { .. } | Published::Duplicate { .. } => return true,
+                    // A sourced message is never staged (it carries
+                    // Nats-Stream-Source), so Staged does not happen.
+                    Published::Stored { .. } | Published::Duplicate { .. } | Published::Staged => {
+                        return true
+                    }
                     Published::Refused(error) => error,
                 }
             }

@@ -70,6 +70,9 @@ pub struct StreamRules {
     /// `allow_msg_schedules`: `Nats-Schedule` messages produce messages
     /// on the stream's subjects when due ([`super::schedule`]).
     pub allow_msg_schedules: bool,
+    /// `allow_atomic`: messages with `Nats-Batch-Id` are staged until
+    /// their batch commits ([`super::batch`]).
+    pub allow_atomic: bool,
     /// The stream's subjects (a schedule's target must be among them).
     pub subjects: Vec<String>,
     /// `no_ack`: publishes get no acknowledgement.
@@ -127,6 +130,12 @@ pub enum PublishError {
     /// A client's message carries `Nats-Stream-Source`, which only
     /// sourcing may write ([`super::sourcing`]).
     SourceHeaderNotAllowed,
+    /// An atomic batch longer than the limit it carries.
+    BatchTooLarge(u64),
+    /// An atomic batch uses a header batches do not support.
+    BatchUnsupportedHeader(&'static str),
+    /// `Nats-Rollup` in an atomic batch where it may not be.
+    RollupFailed(&'static str),
 }
 
 /// A publisher waiting for its acknowledgement.
@@ -138,6 +147,8 @@ struct WaitingAck {
     duplicate: bool,
     /// A counter stream's new total, for the ack's `val`.
     total: Option<String>,
+    /// The atomic batch this ack commits, and how many it stored.
+    batch: Option<(String, u64)>,
 }
 
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
@@ -292,6 +303,8 @@ pub enum Published {
     Stored { seq: u64 },
     /// A duplicate of `seq` within the window.
     Duplicate { seq: u64 },
+    /// Staged in an open atomic batch (nothing stored yet).
+    Staged,
     /// Refused.
     Refused(PublishError),
 }
@@ -316,6 +329,13 @@ pub struct Stream<D: Disk> {
     /// Storing a message a schedule produced: the schedule checks are the
     /// schedule's, not repeated on it.
     firing: bool,
+    /// Open atomic batches.
+    batches: super::batch::Batches,
+    /// Batches dropped since the machine last looked, for its advisories.
+    abandoned: Vec<(Bytes, super::batch::Abandoned)>,
+    /// Whether the server may open another batch (its total limit): set
+    /// by the machine, which counts every stream's open batches.
+    batch_room: bool,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -340,12 +360,51 @@ impl<D: Disk> Stream<D> {
             schedules: Default::default(),
             schedules_stale: false,
             firing: false,
+            batches: Default::default(),
+            abandoned: Vec::new(),
+            batch_room: true,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
         stream.dedupe.stale = true;
         stream.schedules_stale = stream.rules.allow_msg_schedules;
+        if stream.rules.allow_atomic {
+            stream.drop_partial_batch();
+        }
         stream
+    }
+
+    /// A store that lost power while an atomic batch was being written may
+    /// end with the first messages of a batch whose commit never landed:
+    /// they go, so no partial batch is ever seen (the reference rolls the
+    /// batch forward from its staging store instead; rnats keeps none).
+    fn drop_partial_batch(&mut self) {
+        let last = self.store.state().last_seq;
+        let Ok(msg) = self.store.load_msg(last) else {
+            return;
+        };
+        let headers = &msg.headers;
+        let Some(id) = find_header(headers, super::batch::BATCH_ID).filter(|id| !id.is_empty())
+        else {
+            return;
+        };
+        if find_header(headers, super::batch::BATCH_COMMIT).is_some() {
+            return;
+        }
+        let Some(count) = find_header(headers, super::batch::BATCH_SEQ).and_then(parse_u64) else {
+            return;
+        };
+        let id = Bytes::copy_from_slice(id);
+        let first = (last + 1).saturating_sub(count);
+        for seq in first..=last {
+            let ours = self
+                .store
+                .load_msg(seq)
+                .is_ok_and(|m| find_header(&m.headers, super::batch::BATCH_ID) == Some(&id[..]));
+            if ours {
+                let _ = self.store.remove_msg(seq, false);
+            }
+        }
     }
 
     pub fn rules(&self) -> &StreamRules {
@@ -439,6 +498,13 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
+        // A client's batch message (a sourced one is stored as it came).
+        if let Some(id) = find_header(msg.headers, super::batch::BATCH_ID)
+            .filter(|id| !id.is_empty())
+            .filter(|_| find_header(msg.headers, b"Nats-Stream-Source").is_none())
+        {
+            return self.publish_batched(now, id, msg, out);
+        }
         let result = self.try_publish(now, msg, None, out);
         let answer = !msg.reply.is_empty() && !self.rules.no_ack;
         match &result {
@@ -450,17 +516,268 @@ impl<D: Disk> Stream<D> {
                     reply: Bytes::copy_from_slice(msg.reply),
                     duplicate,
                     total: self.counted.take().filter(|_| !duplicate),
+                    batch: None,
                 };
-                if ack.seq <= self.durable || self.planted_ack_before_sync() {
-                    self.send_ack(ack, out);
-                } else {
-                    self.waiting.push_back(ack);
-                }
+                self.queue_ack(ack, out);
             }
             Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
             _ => {}
         }
         result
+    }
+
+    /// A message of an atomic batch: refused, staged (an empty ack), or
+    /// the commit of the whole batch (one ack with the batch and count).
+    fn publish_batched(
+        &mut self,
+        now: WallTime,
+        id: &[u8],
+        msg: &Publish<'_>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        use super::batch::{Abandoned, Step};
+        let answer = !msg.reply.is_empty() && !self.rules.no_ack;
+        for gone in self.batches.expire(now) {
+            self.abandoned.push((gone, Abandoned::Timeout));
+        }
+        let step = if self.rules.sealed {
+            Step::Refused {
+                error: PublishError::Sealed,
+                abandoned: None,
+            }
+        } else {
+            let size = (msg.headers.len() + msg.payload.len()) as u64;
+            self.batches.step(
+                id,
+                self.rules.allow_atomic,
+                self.batch_room,
+                size,
+                self.rules.max_msg_size,
+                now,
+                msg.subject,
+                msg.headers,
+                msg.payload,
+            )
+        };
+        let result = match step {
+            Step::Refused { error, abandoned } => {
+                if let Some(reason) = abandoned {
+                    self.abandoned.push((Bytes::copy_from_slice(id), reason));
+                }
+                Published::Refused(error)
+            }
+            Step::Staged => {
+                if answer {
+                    out.push_back(JsAction::Publish {
+                        account: msg.account.to_string(),
+                        subject: Bytes::copy_from_slice(msg.reply),
+                        reply: Bytes::new(),
+                        headers: Bytes::new(),
+                        payload: Bytes::new(),
+                    });
+                }
+                return Published::Staged;
+            }
+            Step::Commit(msgs) => self.commit_batch(now, &msgs, msg.account, out),
+        };
+        match &result {
+            Published::Stored { seq } if answer => {
+                let count = find_header(msg.headers, super::batch::BATCH_SEQ)
+                    .and_then(parse_u64)
+                    .unwrap_or(0);
+                let eob = find_header(msg.headers, super::batch::BATCH_COMMIT) == Some(b"eob");
+                let ack = WaitingAck {
+                    seq: *seq,
+                    account: msg.account.to_string(),
+                    reply: Bytes::copy_from_slice(msg.reply),
+                    duplicate: false,
+                    total: None,
+                    batch: Some((
+                        String::from_utf8_lossy(id).into_owned(),
+                        count - u64::from(eob),
+                    )),
+                };
+                self.queue_ack(ack, out);
+            }
+            Published::Refused(error) if answer => self.answer_refusal(msg, error, out),
+            _ => {}
+        }
+        result
+    }
+
+    /// Store a committed batch, all of it or (refused) none of it: the
+    /// batch's own checks over every message first, then each message
+    /// through the ordinary path in one go. `Stored` names the last.
+    fn commit_batch(
+        &mut self,
+        now: WallTime,
+        msgs: &[super::batch::Staged],
+        account: &str,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        let subjects: Vec<Bytes> = msgs
+            .iter()
+            .map(|msg| {
+                let mut mapped = Vec::new();
+                match &self.rules.subject_transform {
+                    Some(transform) if transform.apply(&msg.subject, &mut mapped) => {
+                        Bytes::from(mapped)
+                    }
+                    _ => msg.subject.clone(),
+                }
+            })
+            .collect();
+        if self.dedupe.stale {
+            self.rebuild_dedupe(now);
+        }
+        self.dedupe.expire(now, self.rules.duplicate_window);
+        let last_of = super::batch::checked_subjects(msgs, &subjects)
+            .into_iter()
+            .map(|subject| {
+                let last = self.store.load_last(&Filter::subject(&subject));
+                let seq = last.map(|m| m.seq).unwrap_or(0);
+                (subject, seq)
+            })
+            .collect();
+        let ids = &self.dedupe.ids;
+        let known = super::batch::Known {
+            stream: &self.rules.name,
+            last_seq: self.store.state().last_seq,
+            allow_rollup: self.rules.allow_rollup,
+            deny_purge: self.rules.deny_purge,
+            seen_id: &|id| ids.contains_key(id),
+            last_of: &last_of,
+        };
+        if let Err(error) = super::batch::precheck(msgs, &subjects, &known) {
+            return Published::Refused(error);
+        }
+        if let Err(error) = self.check_discard_new(msgs, &subjects) {
+            return Published::Refused(error);
+        }
+        // What the ordinary path would refuse of one message alone is
+        // refused for the batch before anything is stored.
+        for msg in msgs {
+            if let Err(error) = self.check_alone(&msg.headers, &msg.payload) {
+                return Published::Refused(error);
+            }
+        }
+        let mut stored = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let publish = Publish {
+                account,
+                subject: &msg.subject,
+                reply: b"",
+                headers: &msg.headers,
+                payload: &msg.payload,
+            };
+            match self.try_publish(now, &publish, None, out) {
+                Published::Stored { seq } => stored.push(seq),
+                Published::Refused(error) => {
+                    // Not foreseen by the checks (a disk failure, a limit
+                    // with discard new): take back what was stored.
+                    for seq in stored {
+                        let _ = self.store.remove_msg(seq, false);
+                    }
+                    out.push_back(JsAction::Log {
+                        level: LogLevel::Warn,
+                        text: format!(
+                            "Stream '{} > {}': atomic batch refused while committing: {error:?}",
+                            self.account, self.rules.name
+                        ),
+                    });
+                    return Published::Refused(error);
+                }
+                Published::Duplicate { .. } | Published::Staged => {}
+            }
+        }
+        self.counted = None;
+        match stored.last() {
+            Some(&seq) => Published::Stored { seq },
+            None => Published::Refused(PublishError::Rejected(
+                super::errors::ApiErrorKind::AtomicPublishIncompleteBatch,
+            )),
+        }
+    }
+
+    /// Discard new: the batch as a whole must fit the stream's limits
+    /// (messages, bytes, and per subject unless rolled up), as the
+    /// reference counts what a batch has in flight.
+    fn check_discard_new(
+        &self,
+        msgs: &[super::batch::Staged],
+        subjects: &[Bytes],
+    ) -> Result<(), PublishError> {
+        let limits = &self.rules.limits;
+        if limits.discard != crate::store::Discard::New {
+            return Ok(());
+        }
+        let state = self.store.state();
+        let (mut total, mut bytes) = (state.msgs, state.bytes);
+        let mut per_subject: BTreeMap<&[u8], u64> = BTreeMap::new();
+        for (msg, subject) in msgs.iter().zip(subjects) {
+            total += 1;
+            bytes += limits.sizing.size(subject, &msg.headers, &msg.payload);
+            if limits.max_msgs.is_some_and(|max| total > max) {
+                return Err(PublishError::Store(StoreError::MaxMsgs));
+            }
+            if limits.max_bytes.is_some_and(|max| bytes > max) {
+                return Err(PublishError::Store(StoreError::MaxBytes));
+            }
+            let Some(max) = limits
+                .max_msgs_per_subject
+                .filter(|_| limits.discard_new_per_subject)
+            else {
+                continue;
+            };
+            let count = per_subject.entry(subject).or_insert_with(|| {
+                self.store
+                    .subjects_state(&Filter::subject(subject))
+                    .values()
+                    .map(|state| state.msgs)
+                    .sum()
+            });
+            *count += 1;
+            if *count > max && find_header(&msg.headers, ROLLUP).is_none() {
+                return Err(PublishError::Store(StoreError::MaxMsgsPerSubject));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of one message that depend on nothing stored: `Nats-TTL`,
+    /// a counter's `Nats-Incr`, the size.
+    fn check_alone(&self, headers: &[u8], payload: &[u8]) -> Result<(), PublishError> {
+        if let Err(kind) = super::counter::increment(headers, payload, self.rules.allow_msg_counter)
+        {
+            return Err(PublishError::Rejected(kind));
+        }
+        match find_header(headers, TTL) {
+            Some(_) if !self.rules.allow_msg_ttl => return Err(PublishError::TtlDisabled),
+            Some(text) if parse_ttl(text).is_none() => return Err(PublishError::InvalidTtl),
+            _ => {}
+        }
+        let size = (headers.len() + payload.len()) as u64;
+        if self.rules.max_msg_size.is_some_and(|max| size > max) {
+            return Err(PublishError::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// How many atomic batches are open.
+    pub fn open_batches(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Whether the server has room for another open batch (the machine's
+    /// count against [`super::batch::MAX_INFLIGHT_TOTAL`]).
+    pub fn set_batch_room(&mut self, room: bool) {
+        self.batch_room = room;
+    }
+
+    /// Batches dropped since the last call (timed out, too large, a gap),
+    /// with why: the machine's abandoned advisories.
+    pub fn take_abandoned(&mut self) -> Vec<(Bytes, super::batch::Abandoned)> {
+        std::mem::take(&mut self.abandoned)
     }
 
     /// Store a message a mirror copies from its origin, at the origin's
@@ -538,10 +855,6 @@ impl<D: Disk> Stream<D> {
         }
         let headers = msg.headers;
         self.counted = None;
-        let size = (headers.len() + msg.payload.len()) as u64;
-        if let Some(error) = super::batch::refusal(headers, size, self.rules.max_msg_size) {
-            return Published::Refused(error);
-        }
         let incr =
             match super::counter::increment(headers, msg.payload, self.rules.allow_msg_counter) {
                 Ok(incr) => incr,
@@ -889,6 +1202,15 @@ impl<D: Disk> Stream<D> {
 
     /// Takes the ack by value: its account and reply move into the action
     /// (cloning them cost allocations per message).
+    /// Send `ack` now if its message is durable, else once it is.
+    fn queue_ack(&mut self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
+        if ack.seq <= self.durable || self.planted_ack_before_sync() {
+            self.send_ack(ack, out);
+        } else {
+            self.waiting.push_back(ack);
+        }
+    }
+
     fn send_ack(&self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
         debug_assert!(
             ack.seq <= self.durable || self.planted_ack_before_sync(),
@@ -899,13 +1221,26 @@ impl<D: Disk> Stream<D> {
             subject: ack.reply,
             reply: Bytes::new(),
             headers: Bytes::new(),
-            payload: super::wire::pub_ack(
-                &self.rules.name,
-                &self.rules.domain,
-                ack.seq,
-                ack.duplicate,
-                ack.total,
-            ),
+            payload: match ack.batch {
+                None => super::wire::pub_ack(
+                    &self.rules.name,
+                    &self.rules.domain,
+                    ack.seq,
+                    ack.duplicate,
+                    ack.total,
+                ),
+                Some((batch, count)) => Bytes::from(
+                    super::api::PubAck {
+                        stream: self.rules.name.clone(),
+                        domain: self.rules.domain.clone(),
+                        seq: ack.seq,
+                        batch,
+                        count,
+                        ..Default::default()
+                    }
+                    .encode(),
+                ),
+            },
         });
     }
 
@@ -929,7 +1264,13 @@ impl<D: Disk> Stream<D> {
             true => Some(WallTime(0)),
             false => self.schedules.next(),
         };
-        let wall = expiry.into_iter().chain(dedupe).chain(schedule).min();
+        let batches = self.batches.next_deadline();
+        let wall = expiry
+            .into_iter()
+            .chain(dedupe)
+            .chain(schedule)
+            .chain(batches)
+            .min();
         (self.store.poll_timeout(), wall)
     }
 
@@ -947,6 +1288,10 @@ impl<D: Disk> Stream<D> {
             }),
         }
         self.dedupe.expire(wall, self.rules.duplicate_window);
+        for gone in self.batches.expire(wall) {
+            self.abandoned
+                .push((gone, super::batch::Abandoned::Timeout));
+        }
         self.fire_schedules(wall, out);
         self.drain_store(out);
     }
@@ -1137,5 +1482,48 @@ mod header_tests {
         assert!(is_delete_marker(b"NATS/1.0\r\nKV-Operation: PURGE\r\n\r\n"));
         assert!(!is_delete_marker(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"));
         assert!(!is_delete_marker(b""));
+    }
+}
+
+#[cfg(test)]
+mod batch_recovery_tests {
+    use super::*;
+    use crate::store::MemDisk;
+
+    fn batch_headers(id: &str, seq: u64, commit: bool) -> Vec<u8> {
+        let commit = if commit {
+            "Nats-Batch-Commit: 1\r\n"
+        } else {
+            ""
+        };
+        format!("NATS/1.0\r\nNats-Batch-Id: {id}\r\nNats-Batch-Sequence: {seq}\r\n{commit}\r\n")
+            .into_bytes()
+    }
+
+    fn recovered(msgs: &[Vec<u8>], allow_atomic: bool) -> Stream<MemDisk> {
+        let mut store = MemStore::new(StoreConfig::default());
+        for headers in msgs {
+            store
+                .store_msg(b"s", headers, b"x", WallTime(1), None)
+                .expect("stored");
+        }
+        let rules = StreamRules {
+            allow_atomic,
+            ..StreamRules::default()
+        };
+        Stream::new(StreamId(1), "A".into(), rules, Store::Memory(store))
+    }
+
+    #[test]
+    fn a_batch_whose_commit_never_landed_is_dropped_at_open() {
+        let committed = [batch_headers("a", 1, false), batch_headers("a", 2, true)];
+        let partial = [batch_headers("b", 1, false), batch_headers("b", 2, false)];
+        let all: Vec<Vec<u8>> = committed.iter().chain(&partial).cloned().collect();
+        let stream = recovered(&all, true);
+        assert_eq!(stream.state().msgs, 2);
+        // Only streams with atomic batches look.
+        assert_eq!(recovered(&all, false).state().msgs, 4);
+        // A committed batch at the end stays whole.
+        assert_eq!(recovered(&committed, true).state().msgs, 2);
     }
 }

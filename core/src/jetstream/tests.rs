@@ -91,7 +91,10 @@ impl Harness {
                     ..
                 } => replies.push((
                     String::from_utf8(subject.to_vec()).unwrap(),
-                    if headers.is_empty() {
+                    if payload.is_empty() && headers.is_empty() {
+                        // The empty ack of a staged batch message.
+                        Value::Null
+                    } else if headers.is_empty() {
                         serde_json::from_slice(&payload).unwrap()
                     } else {
                         serde_json::json!({
@@ -113,7 +116,8 @@ impl Harness {
                 }
                 JsAction::Listen { .. }
                 | JsAction::Deliver { .. }
-                | JsAction::WatchInterest { .. } => {}
+                | JsAction::WatchInterest { .. }
+                | JsAction::WatchReplies { .. } => {}
                 sync @ JsAction::Sync { .. } => self.syncs.push(sync),
                 JsAction::Log { .. } => {}
             }
@@ -656,4 +660,31 @@ fn subject_transform_rewrites_what_is_stored() {
     assert_eq!(first["message"]["subject"], "out.b.a", "{first}");
     let second = h.api("$JS.API.STREAM.MSG.GET.T", r#"{"seq":2}"#);
     assert_eq!(second["message"]["subject"], "in.c", "{second}");
+}
+
+#[test]
+fn the_server_opens_at_most_a_thousand_atomic_batches() {
+    let mut h = Harness::new();
+    // 21 streams of 50 open batches each would pass the server's 1000.
+    for n in 0..21 {
+        let body = format!(r#"{{"name":"S{n}","subjects":["s{n}"],"allow_atomic":true}}"#);
+        let created = h.api(&format!("$JS.API.STREAM.CREATE.S{n}"), &body);
+        assert!(created["error"].is_null(), "{created}");
+    }
+    let open = |h: &mut Harness, stream: usize, batch: usize| {
+        let headers =
+            format!("NATS/1.0\r\nNats-Batch-Id: b{batch}\r\nNats-Batch-Sequence: 1\r\n\r\n");
+        h.publish(&format!("s{stream}"), headers.as_bytes(), b"x");
+        let mut replies = h.collect();
+        assert_eq!(replies.len(), 1);
+        replies.pop().unwrap().1
+    };
+    for n in 0..1000 {
+        assert_eq!(open(&mut h, n / 50, n % 50), Value::Null, "batch {n}");
+    }
+    let refused = open(&mut h, 20, 0);
+    assert_eq!(refused["error"]["err_code"], 10210, "{refused}");
+    // Deleting a stream frees its batches' room.
+    h.api("$JS.API.STREAM.DELETE.S0", "");
+    assert_eq!(open(&mut h, 20, 1), Value::Null);
 }

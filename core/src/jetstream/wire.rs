@@ -67,6 +67,17 @@ pub fn api_error(error: &PublishError) -> ApiError {
         PublishError::AccountResources => ApiError::new(K::AccountResourcesExceeded),
         PublishError::Rejected(kind) => ApiError::new(*kind),
         PublishError::SourceHeaderNotAllowed => ApiError::new(K::MessageSourceHdrNotAllowed),
+        PublishError::BatchTooLarge(size) => ApiError::with(
+            K::AtomicPublishTooLargeBatch,
+            &[("{size}", &size.to_string())],
+        ),
+        PublishError::BatchUnsupportedHeader(header) => ApiError::with(
+            K::AtomicPublishUnsupportedHeaderBatch,
+            &[("{header}", header)],
+        ),
+        PublishError::RollupFailed(reason) => {
+            ApiError::with(K::StreamRollupFailed, &[("{err}", reason)])
+        }
         PublishError::Store(error) => {
             ApiError::with(K::StreamStoreFailed, &[("{err}", &error.to_string())])
         }

@@ -15,6 +15,9 @@
 //! - Every watched deliver subject's last reported interest is what the
 //!   Sublist says at the end of the step that last changed its account's
 //!   client subscriptions.
+//! - Every watched pull-request reply subject that has no subscriber at the
+//!   end of such a step (or when it is watched) has been reported gone,
+//!   once; JetStream then unwatches it.
 //! - The inbound queue holds at most [`MAX_QUEUED`] messages between two
 //!   polls by the runtime; more are dropped with a warning (the publisher
 //!   gets no ack and retries, as after any lost message).
@@ -26,7 +29,7 @@ use bytes::Bytes;
 use super::accounts::{AccountId, Accounts, SubTarget};
 use super::log::{LogLevel, LogQueue};
 use crate::jetstream::config::AccountLimits;
-use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, StreamId};
+use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, ReplyWatch, StreamId};
 use crate::runtime::ConnId;
 
 /// Where every JetStream API request is published.
@@ -52,6 +55,9 @@ pub(crate) struct JetStreamLink {
     /// The accounts' limits, when they changed while running (a claims
     /// update), for the runtime to hand to JetStream.
     changed_accounts: Option<BTreeMap<String, AccountLimits>>,
+    /// Pull consumers' waiting reply subjects, per account (by name), and
+    /// whether each was reported gone.
+    replies: BTreeMap<String, BTreeMap<(StreamId, ConsumerId, Bytes), bool>>,
 }
 
 /// A deliver subject JetStream follows, and what it was told last.
@@ -234,18 +240,68 @@ impl JetStreamLink {
         );
     }
 
+    /// Follow (or stop following) pull requests' reply subjects; one
+    /// without subscribers is reported gone at once.
+    pub fn watch_replies(
+        &mut self,
+        accounts: &mut Accounts,
+        stream: StreamId,
+        consumer: ConsumerId,
+        changes: Vec<ReplyWatch>,
+    ) {
+        for change in changes {
+            let key = (stream, consumer, change.reply);
+            if !change.watch {
+                if let Some(watched) = self.replies.get_mut(&change.account) {
+                    watched.remove(&key);
+                    if watched.is_empty() {
+                        self.replies.remove(&change.account);
+                    }
+                }
+                continue;
+            }
+            let id = accounts.by_name.get(&change.account).copied();
+            let gone = !id.is_some_and(|id| has_any_interest(accounts, id, &key.2));
+            if gone {
+                self.report_gone(&change.account, &key);
+            }
+            self.replies
+                .entry(change.account)
+                .or_default()
+                .insert(key, gone);
+        }
+    }
+
     /// At the end of a step: report watched subjects whose interest
     /// changed in the accounts whose subscriptions changed.
     pub fn refresh_interest(&mut self, accounts: &mut Accounts, changed: &mut Vec<AccountId>) {
         if changed.is_empty() {
             return;
         }
-        if self.watches.is_empty() {
+        if self.watches.is_empty() && self.replies.is_empty() {
             changed.clear();
             return;
         }
         changed.sort_unstable();
         changed.dedup();
+        let mut gone = Vec::new();
+        for (account, watched) in &mut self.replies {
+            let Some(&id) = accounts.by_name.get(account) else {
+                continue;
+            };
+            if changed.binary_search(&id).is_err() {
+                continue;
+            }
+            for (key, reported) in watched.iter_mut() {
+                if !*reported && !has_any_interest(accounts, id, &key.2) {
+                    *reported = true;
+                    gone.push((account.clone(), key.clone()));
+                }
+            }
+        }
+        for (account, key) in gone {
+            self.report_gone(&account, &key);
+        }
         let mut reports = Vec::new();
         for (key, watch) in &mut self.watches {
             let Some(&id) = accounts.by_name.get(&watch.account) else {
@@ -285,6 +341,29 @@ impl JetStreamLink {
     }
 }
 
+impl JetStreamLink {
+    fn report_gone(&mut self, account: &str, key: &(StreamId, ConsumerId, Bytes)) {
+        let msg = JsInbound {
+            account: account.to_string(),
+            target: JsTarget::ReplyGone(key.0, key.1),
+            subject: key.2.clone(),
+            reply: Bytes::new(),
+            headers: Bytes::new(),
+            payload: Bytes::new(),
+            context: Bytes::new(),
+        };
+        self.inbound.push_back((msg, super::system::INTERNAL_CONN));
+    }
+}
+
+/// Whether anything subscribes to `subject` in account `id`: a client, or
+/// an import's response route (the reference's interest test for a pull
+/// request's reply).
+fn has_any_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
+    let result = accounts.list[id].sublist.matches(subject);
+    !result.plain.is_empty() || result.queues.iter().any(|group| !group.members.is_empty())
+}
+
 /// Whether a client subscribes to `subject` in account `id`.
 fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
     let result = accounts.list[id].sublist.matches(subject);
@@ -317,7 +396,10 @@ impl super::Server {
                 msg.context =
                     Bytes::from(serde_json::to_vec(&server).expect("server info serializes"));
             }
-            JsTarget::Stream(_) | JsTarget::Consumer(..) | JsTarget::Interest(..) => {}
+            JsTarget::Stream(_)
+            | JsTarget::Consumer(..)
+            | JsTarget::Interest(..)
+            | JsTarget::ReplyGone(..) => {}
         }
         Some(msg)
     }
@@ -392,6 +474,14 @@ impl super::Server {
                     (stream, consumer),
                     subject,
                 );
+            }
+            JsAction::WatchReplies {
+                stream,
+                consumer,
+                changes,
+            } => {
+                self.jetstream
+                    .watch_replies(&mut self.router.accounts, stream, consumer, changes);
             }
             JsAction::Log { level, text } => self.logs.push(level, None, text),
             JsAction::Sync { .. } => {

@@ -277,6 +277,11 @@ impl Router {
                 true
             }
             SubTarget::JetStream(target) => {
+                // Subscriptions that went earlier in this step went before
+                // this message: JetStream hears of it first (a pull
+                // request whose inbox is gone is not counted as waiting).
+                cx.jetstream
+                    .refresh_interest(&mut self.accounts, &mut self.changed_accounts);
                 cx.jetstream.queue(
                     msg.publisher,
                     &self.accounts.list[account].name,

@@ -27,6 +27,23 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// Publishes `payload` with `headers` as a request; the reply's payload as
+/// text (a publish ack, an error, or the empty ack of a staged message).
+pub async fn publish_with_headers(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> String {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, *value);
+    }
+    let request = client.request_with_headers(subject.to_string(), map, payload.to_string().into());
+    let reply = within("publish", request).await.unwrap();
+    String::from_utf8(reply.payload.to_vec()).unwrap()
+}
+
 /// A fresh store directory for one JetStream server.
 pub fn store_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rnats-js-{name}-{}", std::process::id()));

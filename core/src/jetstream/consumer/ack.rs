@@ -63,10 +63,10 @@ pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTarget> {
     let tokens: Vec<&str> = rest.split('.').collect();
     // Short: stream, consumer, delivered, sseq, cseq, ts, pending.
     // Long: domain, account hash, stream, consumer, delivered, sseq, cseq,
-    // ts, pending, random.
+    // ts, pending, then maybe more (a random token).
     let numbers = match tokens.len() {
         7 => &tokens[2..5],
-        10 => &tokens[4..7],
+        n if n >= 9 => &tokens[4..7],
         _ => return None,
     };
     let number = |token: &str| token.parse::<u64>().ok();
@@ -140,6 +140,8 @@ mod tests {
         assert_eq!(parse_ack_subject(subject.as_bytes()), Some(target));
         let long = b"$JS.ACK.hub.ACCHASH.S.C.2.40.7.1796555163284168919.3.r4nd0m";
         assert_eq!(parse_ack_subject(long), Some(target));
+        let bare = b"$JS.ACK.hub.ACCHASH.S.C.2.40.7.1796555163284168919.3";
+        assert_eq!(parse_ack_subject(bare), Some(target));
         assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.x.40.7.1.3"), None);
         assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.1.2"), None);
         assert_eq!(parse_ack_subject(b"foo"), None);

@@ -532,8 +532,14 @@ impl<D: Disk> Consumer<D> {
         let nanos = |value: i64| Duration::from_nanos(u64::try_from(value).unwrap_or(0));
         let expires = nanos(request.expires);
         let heartbeat = nanos(request.idle_heartbeat);
+        // A batch of zero or less still gets one message, as in the
+        // reference; its status headers show the number asked for.
         let batch = u64::try_from(request.batch).unwrap_or(0).max(1);
-        if let Some(max) = self.rules.max_batch.filter(|&max| batch > max) {
+        if let Some(max) = self
+            .rules
+            .max_batch
+            .filter(|&max| request.batch > 0 && batch > max)
+        {
             return answer(out, 409, &format!("Exceeded MaxRequestBatch of {max}"));
         }
         if let Some(max) = self
@@ -571,12 +577,26 @@ impl<D: Disk> Consumer<D> {
                 }
             }
         }
-        if request.no_wait
-            && expires.is_zero()
-            && self.redeliver.is_empty()
-            && self.num_pending(store) == 0
-        {
-            return answer(out, 404, "No Messages");
+        // A negative `expires` is a deadline already past: the request is
+        // queued and times out at once (408 with the pending headers).
+        let expires_at = match request.expires {
+            0 => None,
+            nanos if nanos < 0 => Some(now),
+            _ => Some(now + expires),
+        };
+        // What the reference does on its way in: drop expired requests.
+        self.expire_requests(now, out);
+        if request.no_wait {
+            let pending = self.num_pending(store) + self.redeliver.len() as u64;
+            if pending == 0 && expires_at.is_none() {
+                return answer(out, 404, "No Messages");
+            }
+            // Fewer messages than those waiting already asked for: this
+            // one would get nothing.
+            let asked: i64 = self.waiting.iter().map(Waiting::pending_batch).sum();
+            if pending > 0 && i64::try_from(pending).unwrap_or(i64::MAX) < asked {
+                return answer(out, 408, "Requests Pending");
+            }
         }
         if self.waiting.len() >= self.rules.max_waiting {
             // A requester with heartbeats waits for them to stop instead.
@@ -590,10 +610,11 @@ impl<D: Disk> Consumer<D> {
             reply: Bytes::copy_from_slice(reply),
             account: account.to_string(),
             batch_left: batch,
+            batch_asked: request.batch,
             bytes_left: max_bytes,
             has_max_bytes: max_bytes > 0,
             no_wait: request.no_wait,
-            expires: (!expires.is_zero()).then(|| now + expires),
+            expires: expires_at,
             heartbeat,
             next_heartbeat: heartbeat.map(|every| now + every),
             delivered: 0,
@@ -988,14 +1009,8 @@ impl<D: Disk> Consumer<D> {
                 self.redeliver.insert(seq);
             }
         }
+        self.expire_requests(now, out);
         let account = self.rules.account.clone();
-        for request in self
-            .waiting
-            .take_where(|request| request.expires.is_some_and(|at| at <= now))
-        {
-            let headers = status(408, "Request Timeout", &pending_headers(&request));
-            out.push_back(status_message(&account, &request.reply, headers));
-        }
         let heartbeat = self.heartbeat_block();
         let mut beats = Vec::new();
         self.waiting.take_where(|request| {
@@ -1021,6 +1036,34 @@ impl<D: Disk> Consumer<D> {
             }
         }
         self.check();
+    }
+
+    /// Pull requests past their `expires` are told `408 Request Timeout`
+    /// and dropped.
+    fn expire_requests(&mut self, now: Instant, out: &mut VecDeque<JsAction>) {
+        let account = &self.rules.account;
+        for request in self
+            .waiting
+            .take_where(|request| request.expires.is_some_and(|at| at <= now))
+        {
+            let headers = status(408, "Request Timeout", &pending_headers(&request));
+            out.push_back(status_message(account, &request.reply, headers));
+        }
+    }
+
+    /// The server found no subscriber left on `reply`: the requests
+    /// waiting there are dropped without a word, as the reference drops a
+    /// request whose interest is gone.
+    pub fn reply_gone(&mut self, account: &str, reply: &[u8]) {
+        self.waiting
+            .take_where(|request| request.reply == reply && request.account == account);
+        self.check();
+    }
+
+    /// The reply subjects that started or stopped being waited on since
+    /// the last call (see [`WaitQueue::take_reply_changes`]).
+    pub fn take_reply_changes(&mut self) -> Vec<(String, Bytes, bool)> {
+        self.waiting.take_reply_changes()
     }
 
     fn heartbeat_interval(&self) -> Option<Duration> {
@@ -1079,6 +1122,8 @@ impl<D: Disk> Consumer<D> {
         let mut new_pending: Option<u64> = None;
         // Whether pacing holds the next delivery (not out of work).
         let mut held = false;
+        // An expired request gets its 408, never a message.
+        self.expire_requests(now, out);
         loop {
             if push.is_none() && self.waiting.is_empty() {
                 break;

@@ -8,9 +8,13 @@
 //!
 //! Invariants: every request in the queue still wants at least one
 //! message (`batch_left > 0`); the queue never holds more than the
-//! consumer's `max_waiting` requests.
+//! consumer's `max_waiting` requests; `replies` counts the queued requests
+//! per (account, reply subject), and `changed` holds, for each reply that
+//! entered or left the queue since the last [`WaitQueue::take_reply_changes`],
+//! whether it was in the queue then (so the server watches exactly the
+//! replies someone waits on, to tell when their subscribers are gone).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +29,8 @@ pub struct Waiting {
     /// The account the request came from.
     pub account: String,
     pub batch_left: u64,
+    /// The batch the request asked for (zero or less is served as one).
+    pub batch_asked: i64,
     /// Zero: no byte limit.
     pub bytes_left: u64,
     pub has_max_bytes: bool,
@@ -49,10 +55,27 @@ pub struct Waiting {
     pub priority: i64,
 }
 
+type ReplyKey = (String, Bytes);
+
+impl Waiting {
+    /// Messages still owed, as the reference counts them in status headers
+    /// and in what waiting requests asked for: the batch asked until the
+    /// first delivery (so zero or less shows as such), then what is left.
+    pub fn pending_batch(&self) -> i64 {
+        if self.delivered == 0 {
+            self.batch_asked
+        } else {
+            i64::try_from(self.batch_left).unwrap_or(i64::MAX)
+        }
+    }
+}
+
 /// The waiting requests, oldest first.
 #[derive(Debug, Default)]
 pub struct WaitQueue {
     queue: VecDeque<Waiting>,
+    replies: BTreeMap<ReplyKey, usize>,
+    changed: BTreeMap<ReplyKey, bool>,
 }
 
 impl WaitQueue {
@@ -66,6 +89,7 @@ impl WaitQueue {
 
     pub fn push(&mut self, request: Waiting) {
         assert!(request.batch_left > 0, "a request that wants nothing");
+        self.entered(&request);
         self.queue.push_back(request);
     }
 
@@ -81,6 +105,7 @@ impl WaitQueue {
     /// number, so each level is served in arrival order.
     pub fn insert_by_priority(&mut self, request: Waiting) {
         assert!(request.batch_left > 0, "a request that wants nothing");
+        self.entered(&request);
         let at = self
             .queue
             .iter()
@@ -97,7 +122,9 @@ impl WaitQueue {
     }
 
     pub fn pop_front(&mut self) -> Option<Waiting> {
-        self.queue.pop_front()
+        let request = self.queue.pop_front()?;
+        self.left(&request);
+        Some(request)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Waiting> {
@@ -109,7 +136,7 @@ impl WaitQueue {
     pub fn take_where(&mut self, mut done: impl FnMut(&mut Waiting) -> bool) -> Vec<Waiting> {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
-        for mut request in self.queue.drain(..) {
+        for mut request in std::mem::take(&mut self.queue) {
             if done(&mut request) {
                 taken.push(request);
             } else {
@@ -117,7 +144,45 @@ impl WaitQueue {
             }
         }
         self.queue = kept;
+        for request in &taken {
+            self.left(request);
+        }
         taken
+    }
+
+    /// The reply subjects that started (`true`) or stopped being waited
+    /// on since the last call, as (account, reply, waited on).
+    pub fn take_reply_changes(&mut self) -> Vec<(String, Bytes, bool)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|(key, was)| {
+                let now = self.replies.contains_key(&key);
+                (now != was).then_some((key.0, key.1, now))
+            })
+            .collect()
+    }
+
+    fn entered(&mut self, request: &Waiting) {
+        let key = (request.account.clone(), request.reply.clone());
+        let count = self.replies.entry(key.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.changed.entry(key).or_insert(false);
+        }
+    }
+
+    fn left(&mut self, request: &Waiting) {
+        let key = (request.account.clone(), request.reply.clone());
+        let count = self
+            .replies
+            .get_mut(&key)
+            .expect("a queued request's reply is counted");
+        *count -= 1;
+        if *count == 0 {
+            self.replies.remove(&key);
+            self.changed.entry(key).or_insert(true);
+        }
     }
 
     /// The earliest expiry or heartbeat among the requests.
@@ -145,7 +210,7 @@ pub fn status(code: u16, text: &str, headers: &[(&str, String)]) -> Bytes {
 /// The pending-counts headers of a `408`/`409` for `request`.
 pub fn pending_headers(request: &Waiting) -> [(&'static str, String); 2] {
     [
-        ("Nats-Pending-Messages", request.batch_left.to_string()),
+        ("Nats-Pending-Messages", request.pending_batch().to_string()),
         ("Nats-Pending-Bytes", request.bytes_left.to_string()),
     ]
 }

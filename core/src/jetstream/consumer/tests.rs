@@ -558,12 +558,18 @@ fn overflow_serves_a_request_only_while_its_minimum_pending_holds() {
     let lines = rig.take();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("_INBOX.min a "), "{lines:?}");
-    // A request without minimums is served past the waiting one.
+    // A no_wait request while the waiting one still asks for more than is
+    // pending gets nothing (checked against nats-server 2.15.1).
     rig.pull_to("_INBOX.any", r#"{"batch":5,"group":"G","no_wait":true}"#);
+    assert_eq!(rig.take(), ["_INBOX.any NATS/1.0 408 Requests Pending"]);
+    // One asking for no more than is pending is served past the waiting one.
+    rig.pull_to(
+        "_INBOX.few",
+        r#"{"batch":2,"group":"G","expires":1000000000}"#,
+    );
     let lines = rig.take();
-    assert!(lines[0].starts_with("_INBOX.any b "), "{lines:?}");
-    assert!(lines[1].starts_with("_INBOX.any c "), "{lines:?}");
-    assert_eq!(lines[2], "_INBOX.any NATS/1.0 404 No Messages");
+    assert!(lines[0].starts_with("_INBOX.few b "), "{lines:?}");
+    assert!(lines[1].starts_with("_INBOX.few c "), "{lines:?}");
     assert_eq!(rig.consumer.num_waiting(), 1);
 }
 
@@ -944,5 +950,61 @@ fn replay_measures_each_gap_from_the_delivery_before_even_a_redelivery() {
     assert_eq!(
         rig.consumer.poll_timeout(),
         Some(rig.now + Duration::from_millis(500))
+    );
+}
+
+#[test]
+fn waiting_replies_are_watched_while_waited_on_and_dropped_when_gone() {
+    let mut rig = Rig::new(rules("C"), stream(&["a"]));
+    // Served at once: never waits, never watched.
+    rig.pull_to("_INBOX.one", r#"{"batch":1}"#);
+    assert_eq!(rig.take().len(), 1);
+    assert!(rig.consumer.take_reply_changes().is_empty());
+    // Two requests on one inbox and one on another wait.
+    rig.pull_to("_INBOX.x", r#"{"batch":1}"#);
+    rig.pull_to("_INBOX.x", r#"{"batch":1}"#);
+    rig.pull_to("_INBOX.y", r#"{"batch":3}"#);
+    let watch = |reply: &str, on: bool| ("A".to_string(), Bytes::from(reply.to_string()), on);
+    assert_eq!(
+        rig.consumer.take_reply_changes(),
+        [watch("_INBOX.x", true), watch("_INBOX.y", true)]
+    );
+    // The server found `_INBOX.x` gone: both its requests go, silently.
+    rig.consumer.reply_gone("A", b"_INBOX.x");
+    assert_eq!(rig.consumer.num_waiting(), 1);
+    assert!(rig.take().is_empty());
+    assert_eq!(
+        rig.consumer.take_reply_changes(),
+        [watch("_INBOX.x", false)]
+    );
+    // Another account's reply of the same name is not this one.
+    rig.consumer.reply_gone("B", b"_INBOX.y");
+    assert_eq!(rig.consumer.num_waiting(), 1);
+    // Served in full: no longer waited on.
+    for subject in ["b", "c", "d"] {
+        publish(&mut rig.store, subject, b"data");
+    }
+    rig.pump();
+    assert_eq!(rig.take().len(), 3);
+    assert_eq!(
+        rig.consumer.take_reply_changes(),
+        [watch("_INBOX.y", false)]
+    );
+}
+
+#[test]
+fn a_deadline_already_past_times_out_at_once_and_zero_batches_show_as_asked() {
+    let mut rig = Rig::new(rules("C"), stream(&["a"]));
+    rig.pull(r#"{"batch":2,"expires":-1}"#);
+    assert_eq!(rig.take(), ["_INBOX.r NATS/1.0 408 Request Timeout"]);
+    let mut rig = Rig::new(rules("C"), stream(&[]));
+    rig.pull(r#"{"batch":0,"expires":1000}"#);
+    rig.advance(Duration::from_micros(1));
+    let Some(JsAction::Publish { headers, .. }) = rig.out.pop_front() else {
+        panic!("a status");
+    };
+    assert_eq!(
+        &headers[..],
+        b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 0\r\nNats-Pending-Bytes: 0\r\n\r\n"
     );
 }
