@@ -430,6 +430,22 @@ async function checkDrainAndClose(url) {
   return "50 in-flight messages handled, 20 buffered publishes sent";
 }
 
+// Connecting with `options` must fail with 'Authorization Violation'.
+async function refused(url, options) {
+  let client;
+  try {
+    client = await open(url, options);
+  } catch (error) {
+    expect(
+      error instanceof AuthorizationError && /Authorization Violation/.test(error.message),
+      `refused with ${error.name}: ${error.message}`,
+    );
+    return `refused: ${error.name}: ${error.message}`;
+  }
+  await client.close();
+  throw new CheckFailed("the server accepted the connection");
+}
+
 // Checks for a server started with --user/--pass: the right pair is accepted, a
 // wrong or missing one is refused with 'Authorization Violation'.
 function authChecks(user, pass) {
@@ -441,20 +457,6 @@ function authChecks(user, pass) {
     expectEqual(subscription.collected.map((m) => m.string()), ["inside"], "payloads");
     await closeAll(client);
     return "connected and round-tripped a message";
-  };
-  const refused = async (url, options) => {
-    let client;
-    try {
-      client = await open(url, options);
-    } catch (error) {
-      expect(
-        error instanceof AuthorizationError && /Authorization Violation/.test(error.message),
-        `refused with ${error.name}: ${error.message}`,
-      );
-      return `refused: ${error.name}: ${error.message}`;
-    }
-    await client.close();
-    throw new CheckFailed("the server accepted the connection");
   };
   return [
     ["auth: right user and password", accepted],
@@ -477,23 +479,9 @@ function credsChecks(good, bad) {
     await closeAll(client);
     return "logged in with the creds file and round-tripped a message";
   };
-  const refused = async (url) => {
-    let client;
-    try {
-      client = await open(url, { authenticator: authenticator(bad) });
-    } catch (error) {
-      expect(
-        error instanceof AuthorizationError && /Authorization Violation/.test(error.message),
-        `refused with ${error.name}: ${error.message}`,
-      );
-      return `refused: ${error.name}: ${error.message}`;
-    }
-    await client.close();
-    throw new CheckFailed("the server accepted the connection");
-  };
   return [
     ["creds: a user of a trusted account", accepted],
-    ["creds: a user of an unknown account", refused],
+    ["creds: a user of an unknown account", (url) => refused(url, { authenticator: authenticator(bad) })],
   ];
 }
 

@@ -374,6 +374,17 @@ async def check_drain_and_close(url):
     return "50 in-flight messages handled, 20 buffered publishes sent"
 
 
+async def refused(url, **options):
+    """Connecting with `options` must fail with 'Authorization Violation'."""
+    try:
+        client = await connect(url, **options)
+    except Exception as error:
+        expect("Authorization Violation" in str(error), f"refused with {type(error).__name__}: {error}")
+        return f"refused: {error}"
+    await client.close()
+    raise CheckFailed("the server accepted the connection")
+
+
 def auth_checks(user, password):
     """Checks for a server started with --user/--pass: the right pair is accepted,
     a wrong or missing one is refused with 'Authorization Violation'."""
@@ -386,15 +397,6 @@ def auth_checks(user, password):
         expect_equal(message.data, b"inside", "payload")
         await close_all(client)
         return "connected and round-tripped a message"
-
-    async def refused(url, **options):
-        try:
-            client = await connect(url, **options)
-        except Exception as error:
-            expect("Authorization Violation" in str(error), f"refused with {type(error).__name__}: {error}")
-            return f"refused: {error}"
-        await client.close()
-        raise CheckFailed("the server accepted the connection")
 
     return [
         ("auth: right user and password", accepted),
@@ -416,18 +418,9 @@ def creds_checks(good, bad):
         await close_all(client)
         return "logged in with the creds file and round-tripped a message"
 
-    async def refused(url):
-        try:
-            client = await connect(url, user_credentials=bad)
-        except Exception as error:
-            expect("Authorization Violation" in str(error), f"refused with {type(error).__name__}: {error}")
-            return f"refused: {error}"
-        await client.close()
-        raise CheckFailed("the server accepted the connection")
-
     return [
         ("creds: a user of a trusted account", accepted),
-        ("creds: a user of an unknown account", refused),
+        ("creds: a user of an unknown account", lambda url: refused(url, user_credentials=bad)),
     ]
 
 
