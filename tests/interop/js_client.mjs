@@ -430,6 +430,17 @@ async function checkDrainAndClose(url) {
   return "50 in-flight messages handled, 20 buffered publishes sent";
 }
 
+// Connecting with `options` works and a message round-trips on `subject`.
+async function accepted(url, subject, options) {
+  const client = await open(url, options);
+  const subscription = collect(client, subject);
+  client.publish(subject, "inside");
+  await client.flush();
+  expectEqual(subscription.collected.map((m) => m.string()), ["inside"], "payloads");
+  await closeAll(client);
+  return "connected and round-tripped a message";
+}
+
 // Connecting with `options` must fail with 'Authorization Violation'.
 async function refused(url, options) {
   let client;
@@ -449,17 +460,8 @@ async function refused(url, options) {
 // Checks for a server started with --user/--pass: the right pair is accepted, a
 // wrong or missing one is refused with 'Authorization Violation'.
 function authChecks(user, pass) {
-  const accepted = async (url) => {
-    const client = await open(url, { user, pass });
-    const subscription = collect(client, "interop.auth");
-    client.publish("interop.auth", "inside");
-    await client.flush();
-    expectEqual(subscription.collected.map((m) => m.string()), ["inside"], "payloads");
-    await closeAll(client);
-    return "connected and round-tripped a message";
-  };
   return [
-    ["auth: right user and password", accepted],
+    ["auth: right user and password", (url) => accepted(url, "interop.auth", { user, pass })],
     ["auth: wrong password", (url) => refused(url, { user, pass: `${pass}-wrong` })],
     ["auth: no credentials", (url) => refused(url, {})],
   ];
@@ -470,17 +472,8 @@ function authChecks(user, pass) {
 function credsChecks(good, bad) {
   const { readFileSync } = require_("node:fs");
   const authenticator = (path) => nats.credsAuthenticator(new TextEncoder().encode(readFileSync(path, "utf8")));
-  const accepted = async (url) => {
-    const client = await open(url, { authenticator: authenticator(good) });
-    const subscription = collect(client, "interop.creds");
-    client.publish("interop.creds", "signed");
-    await client.flush();
-    expectEqual(subscription.collected.map((m) => m.string()), ["signed"], "payloads");
-    await closeAll(client);
-    return "logged in with the creds file and round-tripped a message";
-  };
   return [
-    ["creds: a user of a trusted account", accepted],
+    ["creds: a user of a trusted account", (url) => accepted(url, "interop.creds", { authenticator: authenticator(good) })],
     ["creds: a user of an unknown account", (url) => refused(url, { authenticator: authenticator(bad) })],
   ];
 }

@@ -374,6 +374,17 @@ async def check_drain_and_close(url):
     return "50 in-flight messages handled, 20 buffered publishes sent"
 
 
+async def accepted(url, subject, **options):
+    """Connecting with `options` works and a message round-trips on `subject`."""
+    client = await connect(url, **options)
+    subscription = await client.subscribe(subject)
+    await client.publish(subject, b"inside")
+    message = await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)
+    expect_equal(message.data, b"inside", "payload")
+    await close_all(client)
+    return "connected and round-tripped a message"
+
+
 async def refused(url, **options):
     """Connecting with `options` must fail with 'Authorization Violation'."""
     try:
@@ -389,17 +400,8 @@ def auth_checks(user, password):
     """Checks for a server started with --user/--pass: the right pair is accepted,
     a wrong or missing one is refused with 'Authorization Violation'."""
 
-    async def accepted(url):
-        client = await connect(url, user=user, password=password)
-        subscription = await client.subscribe("interop.auth")
-        await client.publish("interop.auth", b"inside")
-        message = await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)
-        expect_equal(message.data, b"inside", "payload")
-        await close_all(client)
-        return "connected and round-tripped a message"
-
     return [
-        ("auth: right user and password", accepted),
+        ("auth: right user and password", lambda url: accepted(url, "interop.auth", user=user, password=password)),
         ("auth: wrong password", lambda url: refused(url, user=user, password=password + "-wrong")),
         ("auth: no credentials", lambda url: refused(url)),
     ]
@@ -409,17 +411,8 @@ def creds_checks(good, bad):
     """Checks for a server in operator mode: a `.creds` file of a user of a
     trusted account is accepted, one of an unknown account is refused."""
 
-    async def accepted(url):
-        client = await connect(url, user_credentials=good)
-        subscription = await client.subscribe("interop.creds")
-        await client.publish("interop.creds", b"signed")
-        message = await subscription.next_msg(timeout=REQUEST_TIMEOUT_S)
-        expect_equal(message.data, b"signed", "payload")
-        await close_all(client)
-        return "logged in with the creds file and round-tripped a message"
-
     return [
-        ("creds: a user of a trusted account", accepted),
+        ("creds: a user of a trusted account", lambda url: accepted(url, "interop.creds", user_credentials=good)),
         ("creds: a user of an unknown account", lambda url: refused(url, user_credentials=bad)),
     ]
 
