@@ -33,7 +33,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "default_sentinel",
-    "cluster",
     "gateway",
     "leaf",
     "leafnodes",
@@ -133,6 +132,8 @@ pub struct FileOptions {
     pub max_closed_clients: Option<i64>,
     /// Longest payload a protocol trace line shows (0: all of it).
     pub max_traced_msg_len: Option<i64>,
+    /// The `cluster { }` block.
+    pub cluster: Option<super::cluster_options::ClusterOptions>,
     /// The `websocket { }` block (`ws` is its alias).
     pub websocket: Option<WebSocketOptions>,
     /// What the reference prints as warnings: the server still starts, but
@@ -461,6 +462,9 @@ fn apply_top_level(
         )?,
         "store_dir" | "storedir" => {
             jetstream_options::parse_top_level_store_dir(entry, &mut options.jetstream)?
+        }
+        "cluster" => {
+            options.cluster = Some(super::cluster_options::parse_cluster(entry, unsupported)?)
         }
         "websocket" | "ws" => {
             options.websocket = Some(websocket_options::parse_websocket(
@@ -968,7 +972,7 @@ mod tests {
     #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
-            "cluster { port: 6222 }\nJetStream: enabled\nport: 4222\n\
+            "cluster { port: 6222, tls {} }\nJetStream: enabled\nport: 4222\n\
              authorization { users = [ {user: a, password: b} ], auth_callout: {} }",
         )
         .unwrap();
@@ -978,7 +982,10 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [("cluster", 1, 1), ("authorization.auth_callout", 4, 53)]
+            [
+                ("cluster.tls", 1, 23),
+                ("authorization.auth_callout", 4, 53)
+            ]
         );
     }
 
@@ -1000,7 +1007,7 @@ mod tests {
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
-            "cluster { port: 6222 }",
+            "cluster { port: 6222, pool_size: 3 }",
             "gateway { port: 7222 }",
             "mqtt { port: 1883 }",
             "ocsp: true",

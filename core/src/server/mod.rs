@@ -46,7 +46,9 @@ mod log;
 mod monitor_state;
 mod outbound;
 mod protocol_trace;
+mod route_ops;
 mod router;
+mod routes;
 mod stats;
 pub mod system;
 mod system_inbox;
@@ -63,7 +65,8 @@ pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
 pub use config::{
-    MonitorSettings, ServerConfig, ServerIdentity, TlsPolicy, NATS_COMPATIBLE_VERSION,
+    ClusterConfig, MonitorSettings, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
+    NATS_COMPATIBLE_VERSION,
 };
 pub use connections::Connections;
 pub use error::ServerError;
@@ -71,6 +74,7 @@ pub use log::{LogLevel, LogRecord};
 pub use monitor_state::{HostStats, MonitorState};
 pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 pub use router::Router;
+pub use routes::{DialRequest, RouteConn};
 pub use stats::ServerStats;
 pub use view::View;
 
@@ -124,6 +128,11 @@ pub struct Server {
     scratch: BytesMut,
     /// Reused buffer for a subject rewritten by an account mapping.
     mapped_subject: Vec<u8>,
+    /// The routes this server dials (`routes.rs`).
+    dialer: routes::Dialer,
+    /// See [`Server::cluster_name`].
+    cluster_name: String,
+    cluster_dynamic: bool,
 }
 
 impl Server {
@@ -142,7 +151,7 @@ impl Server {
         for warning in warnings {
             logs.push(LogLevel::Error, None, warning);
         }
-        Server {
+        let mut server = Server {
             authenticator: Authenticator::new(&config.auth),
             ws_authenticator: websocket_auth(&config).map(|auth| Authenticator::new(&auth)),
             router: Router::new(accounts),
@@ -158,7 +167,12 @@ impl Server {
             scratch: BytesMut::new(),
             mapped_subject: Vec::new(),
             logs,
-        }
+            dialer: routes::Dialer::default(),
+            cluster_name: String::new(),
+            cluster_dynamic: false,
+        };
+        server.start_cluster();
+        server
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -325,6 +339,7 @@ impl Server {
             ListenerKind::Client | ListenerKind::WebSocket => {
                 self.accept_client(now, conn, peer, listener, None)
             }
+            ListenerKind::Route => self.accept_route(now, conn, peer),
         }
     }
 
@@ -368,7 +383,7 @@ impl Server {
         client.ping_deadline = now + self.config.ping_interval_for(listener);
         let ws_auth = match listener {
             ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),
-            ListenerKind::Client => None,
+            ListenerKind::Client | ListenerKind::Route => None,
         };
         let overridden = ws_auth.is_some_and(|auth| auth.overrides());
         if self.config.auth.is_required() || overridden {
@@ -408,6 +423,11 @@ impl Server {
     /// Bytes arrived on `conn`. Every complete operation in `buf` is processed;
     /// a trailing partial frame stays in `buf` for the next read.
     pub fn handle_read(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        if self.conns.route(conn).is_some() {
+            self.read_route(now, conn, buf);
+            self.finish_step(now);
+            return;
+        }
         let Some(client) = self.conns.get(conn) else {
             buf.clear();
             return;
@@ -469,6 +489,7 @@ impl Server {
 
     /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
     pub fn handle_written(&mut self, conn: ConnId, written: usize) {
+        self.conns.route_written(conn, written);
         if let Some(client) = self.conns.get_mut(conn) {
             assert!(
                 written <= client.bytes_in_flight,
@@ -504,6 +525,13 @@ impl Server {
     /// The connection is gone (the peer closed it, an I/O error, or the runtime
     /// finished a close this machine asked for). Forget it.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.route(conn).is_some() {
+            self.close(conn, CloseReason::ClientClosed);
+            self.retire_subscriptions();
+            self.route_gone(now, conn);
+            self.finish_step(now);
+            return;
+        }
         if self.conns.get(conn).is_some_and(|c| !c.is_closing()) {
             self.close(conn, CloseReason::ClientClosed);
         }
@@ -537,7 +565,11 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now) {
             match key {
+                TimerKey::Connection(conn) if self.conns.route(conn).is_some() => {
+                    self.route_timer(now, conn)
+                }
                 TimerKey::Connection(conn) => self.connection_timer(now, conn),
+                TimerKey::RouteDial(dial) => self.dial_timer(dial),
                 // Sent by the system services in `finish_step`, which files
                 // the next one.
                 TimerKey::Heartbeat => {}
@@ -556,6 +588,7 @@ impl Server {
         self.retire_subscriptions();
         self.jetstream
             .refresh_interest(&mut self.router.accounts, &mut self.router.changed_accounts);
+        self.propagate_interest();
         self.timers
             .set_or_cancel(TimerKey::Heartbeat, self.system.deadline());
         debug_assert!(self.conns.retired.is_empty() && self.conns.expired.is_empty());
@@ -568,6 +601,10 @@ impl Server {
         self.conns.expire_subscriptions();
         for (account, key, sub) in self.conns.retired.drain(..) {
             self.router.unfile(account, key, &sub);
+        }
+        for (account, key, subject, queue) in self.conns.retired_remote.drain(..) {
+            self.router
+                .unfile_remote(account, key, &subject, queue.as_deref());
         }
         for conn in self.conns.newly_closed.drain(..) {
             self.timers.cancel(TimerKey::Connection(conn));
@@ -630,6 +667,7 @@ impl Server {
             self.logs.push(LogLevel::Error, None, warning);
         }
         self.router.replace_accounts(accounts);
+        self.refile_remote_interest();
         self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.authenticator = self.authenticator.renewed(&self.config.auth);
         self.ws_authenticator = match (&self.ws_authenticator, websocket_auth(&self.config)) {
@@ -709,6 +747,9 @@ impl Server {
         for conn in self.conns.ids() {
             self.close(conn, CloseReason::ServerShutdown);
         }
+        for conn in self.conns.route_ids() {
+            self.close(conn, CloseReason::ServerShutdown);
+        }
         self.retire_subscriptions();
     }
 
@@ -738,6 +779,7 @@ impl Server {
             trace: trace.as_deref_mut(),
             config,
             now,
+            origin: router::Origin::Local,
         };
         (router, cx)
     }

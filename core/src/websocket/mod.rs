@@ -189,6 +189,8 @@ pub fn close_status(reason: CloseReason) -> u16 {
         | CloseReason::MaxSubscriptionsExceeded => status::POLICY_VIOLATION,
         CloseReason::TlsHandshakeFailure => status::TLS_HANDSHAKE,
         CloseReason::ProtocolViolation => status::PROTOCOL_ERROR,
+        // Route reasons; a websocket client never gets them.
+        CloseReason::DuplicateRoute | CloseReason::ClusterNameConflict => status::POLICY_VIOLATION,
         CloseReason::MaxPayloadExceeded => status::MESSAGE_TOO_BIG,
         CloseReason::ServerShutdown => status::GOING_AWAY,
         CloseReason::WriteError | CloseReason::ReadError | CloseReason::StaleConnection => {
