@@ -1,0 +1,257 @@
+//! Clusters over routes, with real clients: three rnats servers, and mixed
+//! clusters of rnats and nats-server v2.15.1 (2+1 and 1+2).
+//!
+//! Topology: the first server is the seed; the other two route to it only,
+//! so the link between them comes from gossip. Every wait for interest is
+//! a probe (a request to a responder subscribed after the subscriptions
+//! under test, answered once the interest reached the requester's server),
+//! never a blind sleep. Mixed tests skip with a NOTICE without the
+//! reference, and fail in CI (`RNATS_REQUIRE_REFERENCE=1`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{connect, within};
+use futures::StreamExt;
+use rnats_tests::ServerProcess;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Rnats,
+    Reference,
+}
+
+/// Starts one server of cluster `c1`, routing to `seed` when given.
+fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
+    let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
+    let mut args = vec!["--cluster", "nats://127.0.0.1:-1", "--cluster_name", "c1"];
+    if let Some(route) = &route {
+        args.extend(["--routes", route.as_str()]);
+    }
+    match kind {
+        Kind::Rnats => Some(ServerProcess::start(&args)),
+        Kind::Reference => ServerProcess::start_reference(&args),
+    }
+}
+
+/// Three servers: `kinds[0]` is the seed the others route to.
+fn start_cluster(kinds: [Kind; 3]) -> Option<Vec<ServerProcess>> {
+    let seed = start(kinds[0], None)?;
+    let port = seed.route_port();
+    let second = start(kinds[1], Some(port))?;
+    let third = start(kinds[2], Some(port))?;
+    Some(vec![seed, second, third])
+}
+
+/// Answers requests on `probe` (subscribed after the client's other
+/// subscriptions, so an answer means they reached the asking server).
+async fn responder(client: &async_nats::Client, probe: String) {
+    let mut sub = client.subscribe(probe).await.unwrap();
+    let answering = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = answering.publish(reply, "pong".into()).await;
+            }
+        }
+    });
+    client.flush().await.unwrap();
+}
+
+/// Waits until `probe` is answered through `client`'s server.
+async fn await_probe(client: &async_nats::Client, probe: &str) {
+    within(&format!("interest in {probe}"), async {
+        loop {
+            let asked = tokio::time::timeout(
+                Duration::from_millis(250),
+                client.request(probe.to_string(), "ping".into()),
+            )
+            .await;
+            if let Ok(Ok(_)) = asked {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Delivery, a queue group spread over the cluster, and request/reply, on
+/// three servers of any kinds.
+async fn check_cluster(servers: &[ServerProcess]) {
+    let mut clients = Vec::new();
+    for server in servers {
+        clients.push(connect(&server.url()).await);
+    }
+
+    // Delivery across servers: a subscriber on the third server gets every
+    // message published on the first and the second, once.
+    let mut sub = clients[2].subscribe("cl.msg").await.unwrap();
+    responder(&clients[2], "probe.msg".into()).await;
+    await_probe(&clients[0], "probe.msg").await;
+    await_probe(&clients[1], "probe.msg").await;
+    for i in 0..50 {
+        clients[0]
+            .publish("cl.msg", format!("a{i}").into())
+            .await
+            .unwrap();
+        clients[1]
+            .publish("cl.msg", format!("b{i}").into())
+            .await
+            .unwrap();
+    }
+    clients[0].flush().await.unwrap();
+    clients[1].flush().await.unwrap();
+    let mut seen = BTreeSet::new();
+    within("100 messages across servers", async {
+        while seen.len() < 100 {
+            let msg = sub.next().await.expect("subscription open");
+            let text = String::from_utf8(msg.payload.to_vec()).unwrap();
+            assert!(seen.insert(text.clone()), "{text} delivered twice");
+        }
+    })
+    .await;
+
+    // A queue group with members on every server: each message goes to
+    // exactly one member cluster-wide, and every server's members get some.
+    let mut members = Vec::new();
+    for (server, client) in clients.iter().enumerate() {
+        for _ in 0..2 {
+            members.push((
+                server,
+                client
+                    .queue_subscribe("cl.work", "workers".into())
+                    .await
+                    .unwrap(),
+            ));
+        }
+        responder(client, format!("probe.work.{server}")).await;
+    }
+    for server in 0..3 {
+        await_probe(&clients[0], &format!("probe.work.{server}")).await;
+    }
+    const JOBS: usize = 300;
+    for i in 0..JOBS {
+        clients[0]
+            .publish("cl.work", format!("{i}").into())
+            .await
+            .unwrap();
+    }
+    clients[0].flush().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (server, mut member) in members {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = member.next().await {
+                let _ = tx.send((server, String::from_utf8(msg.payload.to_vec()).unwrap()));
+            }
+        });
+    }
+    let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_server = [0usize; 3];
+    within("every job delivered", async {
+        while jobs.len() < JOBS {
+            let (server, job) = rx.recv().await.unwrap();
+            *jobs.entry(job).or_default() += 1;
+            per_server[server] += 1;
+        }
+    })
+    .await;
+    // Every route has carried its share by now: a probe through each one
+    // makes any late duplicate arrive before it is looked for.
+    for server in 0..3 {
+        await_probe(&clients[0], &format!("probe.work.{server}")).await;
+    }
+    while let Ok((server, job)) = rx.try_recv() {
+        *jobs.entry(job).or_default() += 1;
+        per_server[server] += 1;
+    }
+    assert!(
+        jobs.values().all(|n| *n == 1),
+        "a job was delivered twice: {jobs:?}"
+    );
+    assert_eq!(per_server.iter().sum::<usize>(), JOBS);
+    assert!(
+        per_server.iter().all(|n| *n > 0),
+        "not spread: {per_server:?}"
+    );
+
+    // Request/reply across servers: a service on the second server, asked
+    // from the third.
+    let mut service = clients[1].subscribe("cl.svc").await.unwrap();
+    let answering = clients[1].clone();
+    tokio::spawn(async move {
+        while let Some(msg) = service.next().await {
+            let body = format!("re:{}", String::from_utf8_lossy(&msg.payload));
+            let _ = answering.publish(msg.reply.unwrap(), body.into()).await;
+        }
+    });
+    clients[1].flush().await.unwrap();
+    responder(&clients[1], "probe.svc".into()).await;
+    await_probe(&clients[2], "probe.svc").await;
+    let answer = within(
+        "a reply across servers",
+        clients[2].request("cl.svc", "q".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&answer.payload[..], b"re:q");
+}
+
+#[tokio::test]
+async fn three_rnats_servers() {
+    let servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    check_cluster(&servers).await;
+    // The reference's route lines.
+    let log = servers[0].log_lines().join("\n");
+    assert!(log.contains("Cluster name is c1"), "{log}");
+    assert!(log.contains("Route connection created"), "{log}");
+}
+
+#[tokio::test]
+async fn mixed_two_rnats_one_reference() {
+    let Some(servers) = start_cluster([Kind::Rnats, Kind::Reference, Kind::Rnats]) else {
+        return;
+    };
+    check_cluster(&servers).await;
+}
+
+#[tokio::test]
+async fn mixed_one_rnats_two_reference() {
+    let Some(servers) = start_cluster([Kind::Reference, Kind::Rnats, Kind::Reference]) else {
+        return;
+    };
+    check_cluster(&servers).await;
+}
+
+/// A route closed is logged as the reference logs it, and its interest
+/// leaves with it: once the subscriber's server is gone, a request gets no
+/// responders instead of being forwarded.
+#[tokio::test]
+async fn route_close_is_logged_and_interest_leaves() {
+    let mut servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    let a = connect(&servers[0].url()).await;
+    let b = connect(&servers[1].url()).await;
+    responder(&b, "probe.gone".into()).await;
+    await_probe(&a, "probe.gone").await;
+    servers[1].kill();
+    within("interest gone with the route", async {
+        loop {
+            let asked = a.request("probe.gone", "ping".into()).await;
+            if let Err(error) = asked {
+                if error.kind() == async_nats::RequestErrorKind::NoResponders {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let log = servers[0].log_lines().join("\n");
+    assert!(
+        log.contains("Router connection closed: Client Closed"),
+        "{log}"
+    );
+}
