@@ -99,6 +99,7 @@ pub fn run(cli: CliOptions) -> i32 {
     let reloader = Reloader {
         operator: operator_settings(&file),
         websocket: websocket.clone(),
+        cluster: cluster.clone(),
         cli,
         jetstream: match &jetstream {
             JetStreamStart::Request(request) => request.clone(),
@@ -433,6 +434,8 @@ struct Reloader {
     /// The websocket listener started with; a reload asking for another is
     /// refused, as the reference refuses it.
     websocket: Option<conf::WebSocketRequest>,
+    /// The cluster started with; a reload asking for another is refused.
+    cluster: Option<conf::ClusterRequest>,
     /// What JetStream was started with. A reload asking for anything else
     /// is refused: rnats does not apply JetStream changes while running.
     jetstream: Option<JetStreamRequest>,
@@ -511,6 +514,21 @@ impl Reloader {
             Ok(_) => {
                 tracing::error!(
                     "Failed to reload server configuration: config reload not supported for Websocket"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!("Failed to reload server configuration: {error}");
+                return;
+            }
+        }
+        // Routes are not reloaded: a changed `cluster { }` leaves the
+        // running configuration in place.
+        match conf::cluster_request(loaded.options.cluster.as_ref(), &self.cli.cluster) {
+            Ok(request) if request == self.cluster => {}
+            Ok(_) => {
+                tracing::error!(
+                    "Failed to reload server configuration: config reload not supported for cluster"
                 );
                 return;
             }

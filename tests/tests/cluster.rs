@@ -255,3 +255,107 @@ async fn route_close_is_logged_and_interest_leaves() {
         "{log}"
     );
 }
+
+/// `cluster { authorization }` (here from the listen URL's credentials, as
+/// nats-server takes them): a server dialing with the credentials joins,
+/// one with wrong ones is refused. The seed is rnats, then nats-server
+/// (rnats dialing it with the credentials).
+#[tokio::test]
+async fn cluster_authorization() {
+    for seed_kind in [Kind::Rnats, Kind::Reference] {
+        let args = [
+            "--cluster",
+            "nats://ru:rp@127.0.0.1:-1",
+            "--cluster_name",
+            "c1",
+        ];
+        let seed = match seed_kind {
+            Kind::Rnats => ServerProcess::start(&args),
+            Kind::Reference => match ServerProcess::start_reference(&args) {
+                Some(seed) => seed,
+                None => return,
+            },
+        };
+        let port = seed.route_port();
+        let dial = |credentials: &str| {
+            let route = format!("nats://{credentials}@127.0.0.1:{port}");
+            ServerProcess::start(&[
+                "--cluster",
+                "nats://127.0.0.1:-1",
+                "--cluster_name",
+                "c1",
+                "--routes",
+                &route,
+            ])
+        };
+        let good = dial("ru:rp");
+        let a = connect(&seed.url()).await;
+        let b = connect(&good.url()).await;
+        responder(&a, "probe.auth".into()).await;
+        await_probe(&b, "probe.auth").await;
+        if let Kind::Rnats = seed_kind {
+            let _bad = dial("ru:wrong");
+            within("the refusal in the seed's log", async {
+                while !seed
+                    .log_lines()
+                    .iter()
+                    .any(|line| line.contains("Authorization Violation"))
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Settings not built yet refuse start-up by name.
+#[test]
+fn unbuilt_cluster_settings_are_refused() {
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-refusal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, key) in [
+        ("cluster { port: -1, pool_size: 3 }", "cluster.pool_size"),
+        (
+            "cluster { port: -1, compression: s2_auto }",
+            "cluster.compression",
+        ),
+        ("cluster { port: -1, accounts: [A] }", "cluster.accounts"),
+        (
+            "cluster { port: -1, permissions { import: \">\" } }",
+            "cluster.permissions",
+        ),
+        (
+            "cluster { port: -1, tls { cert_file: a, key_file: b } }",
+            "cluster.tls",
+        ),
+    ] {
+        let path = dir.join("refused.conf");
+        std::fs::write(&path, text).unwrap();
+        let mut child = std::process::Command::new(rnats_tests::server_under_test())
+            .args(["-a", "127.0.0.1", "-p", "-1", "-c", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that starts instead of refusing is killed, not waited for.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.is_some_and(|s| !s.success()), "{text} started");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains(&format!("configuration key \"{key}\" is not supported yet")),
+            "{text}: {stderr}"
+        );
+    }
+}
