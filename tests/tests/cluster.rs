@@ -26,7 +26,14 @@ enum Kind {
 /// Starts one server of cluster `c1`, routing to `seed` when given.
 fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
     let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
-    let mut args = vec!["--cluster", "nats://127.0.0.1:-1", "--cluster_name", "c1"];
+    let mut args = vec![
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--cluster_name",
+        "c1",
+        "-m",
+        "-1",
+    ];
     if let Some(route) = &route {
         args.extend(["--routes", route.as_str()]);
     }
@@ -78,9 +85,55 @@ async fn await_probe(client: &async_nats::Client, probe: &str) {
     .await
 }
 
+/// Every server's `/routez` lists the other two by id (the mesh formed,
+/// partly by gossip), and `/varz` counts them: both kinds of server agree.
+fn check_routez(servers: &[ServerProcess]) {
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            rnats_tests::http_json(s.http_port(), "/varz")["server_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + common::WAIT_TIMEOUT;
+    for (index, server) in servers.iter().enumerate() {
+        let expected: BTreeSet<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        loop {
+            let routez = rnats_tests::http_json(server.http_port(), "/routez");
+            let remotes: BTreeSet<&str> = routez["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["remote_id"].as_str().unwrap())
+                .collect();
+            if remotes == expected {
+                // `routes` counts connections (a pooling nats-server has
+                // several per peer); `remotes` counts servers.
+                let varz = rnats_tests::http_json(server.http_port(), "/varz");
+                assert_eq!(varz["remotes"], 2, "{varz}");
+                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server {index}: routes {remotes:?}, expected {expected:?}: {routez}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Delivery, a queue group spread over the cluster, and request/reply, on
 /// three servers of any kinds.
 async fn check_cluster(servers: &[ServerProcess]) {
+    check_routez(servers);
     let mut clients = Vec::new();
     for server in servers {
         clients.push(connect(&server.url()).await);

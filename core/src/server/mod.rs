@@ -74,7 +74,7 @@ pub use log::{LogLevel, LogRecord};
 pub use monitor_state::{HostStats, MonitorState};
 pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 pub use router::Router;
-pub use routes::{DialRequest, RouteConn};
+pub use routes::{DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
 pub use stats::ServerStats;
 pub use view::View;
 
@@ -191,6 +191,7 @@ impl Server {
             accounts: &self.router.accounts,
             stats: self.stats,
             monitor: &self.monitor,
+            cluster_name: &self.cluster_name,
         }
     }
 

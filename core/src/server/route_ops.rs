@@ -18,7 +18,7 @@ use core::net::SocketAddr;
 
 use super::log::{self, LogLevel};
 use super::router::{Delivery, Origin};
-use super::routes::{Dial, DialRequest, RouteConn, ROUTE_HANDSHAKE_TIMEOUT};
+use super::routes::{Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
 use super::{Server, SubKey};
 use crate::protocol::{self, ParserLimits};
 use crate::route::{self as wire, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
@@ -80,7 +80,8 @@ impl Server {
         self.dialer.connected(dial, conn);
         let mut route = RouteConn::new(peer, self.route_limits(), now);
         route.dial = Some(dial);
-        route.auth_deadline = Some(now + ROUTE_HANDSHAKE_TIMEOUT);
+        route.configured = self.dialer.dials.get(&dial).is_some_and(|d| d.explicit);
+        route.auth_deadline = Some(now + DEFAULT_ROUTE_AUTH_TIMEOUT);
         route.ping_deadline = now + self.config.ping_interval;
         self.conns.insert_route(conn, route);
         let (user, pass) = self
@@ -160,7 +161,7 @@ impl Server {
             .cluster
             .as_ref()
             .and_then(|c| c.auth_timeout)
-            .unwrap_or(ROUTE_HANDSHAKE_TIMEOUT);
+            .unwrap_or(DEFAULT_ROUTE_AUTH_TIMEOUT);
         let mut route = RouteConn::new(peer, self.route_limits(), now);
         route.auth_deadline = Some(now + timeout);
         route.ping_deadline = now + self.config.ping_interval;
@@ -176,6 +177,9 @@ impl Server {
 
     /// Bytes from route `conn`: every whole operation is handled.
     pub(super) fn read_route(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.last_in = Some(now);
+        }
         loop {
             let Some(route) = self.conns.route_mut(conn) else {
                 buf.clear();

@@ -35,8 +35,9 @@ use crate::route::{RouteInfo, RouteParser};
 use crate::runtime::CloseReason;
 use crate::time::Instant;
 
-/// How long a route connection may take to send its CONNECT and INFO.
-pub(super) const ROUTE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a route connection may take to send its CONNECT and INFO
+/// (the reference's default cluster `auth_timeout`).
+pub const DEFAULT_ROUTE_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The first retry of a failed dial comes after this; each failure doubles
 /// it up to [`MAX_DIAL_BACKOFF`] (the reference retries every second).
@@ -68,6 +69,10 @@ pub struct RouteConn {
     /// An accepted route's CONNECT has arrived (and passed).
     pub connected: bool,
     pub accepted_at: Instant,
+    /// When the route last sent something.
+    pub last_in: Option<Instant>,
+    /// Dialed for an explicit (configured) route.
+    pub configured: bool,
     pub auth_deadline: Option<Instant>,
     pub ping_deadline: Instant,
     pub pings_out: u32,
@@ -90,6 +95,8 @@ impl RouteConn {
             remote: None,
             connected: false,
             accepted_at: now,
+            last_in: None,
+            configured: false,
             auth_deadline: None,
             ping_deadline: now,
             pings_out: 0,
