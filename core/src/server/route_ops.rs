@@ -713,14 +713,24 @@ impl Server {
                 None => format!("<<- [RS- {} {}]", text(account), text(subject)),
             },
             RouteOp::Msg(msg) => {
-                let mut line = format!("<<- [RMSG {} {}", text(&msg.account), text(&msg.subject));
-                if let Some(reply) = &msg.reply {
-                    line.push(' ');
-                    line.push_str(&text(reply));
+                let verb = if msg.headers.is_some() {
+                    "HMSG"
+                } else {
+                    "RMSG"
+                };
+                let mut line = format!("<<- [{verb} {} {}", text(&msg.account), text(&msg.subject));
+                match (&msg.reply, msg.queues.is_empty()) {
+                    (Some(reply), true) => line.push_str(&format!(" {}", text(reply))),
+                    (Some(reply), false) => line.push_str(&format!(" + {}", text(reply))),
+                    (None, false) => line.push_str(" |"),
+                    (None, true) => {}
                 }
                 for queue in &msg.queues {
                     line.push(' ');
                     line.push_str(&text(queue));
+                }
+                if let Some(headers) = &msg.headers {
+                    line.push_str(&format!(" {}", headers.len()));
                 }
                 let size = msg.headers.as_ref().map_or(0, Bytes::len) + msg.payload.len();
                 line.push_str(&format!(" {size}]"));
