@@ -496,46 +496,28 @@ impl Reloader {
             );
             return;
         }
-        match settings::jetstream_request(&options, &loaded.options) {
-            Ok(request) if request == self.jetstream => {}
-            Ok(_) => {
-                tracing::error!(
-                    "Failed to reload server configuration: config reload not supported for jetstream"
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!("Failed to reload server configuration: {error}");
-                return;
-            }
+        if !reload_keeps(
+            settings::jetstream_request(&options, &loaded.options),
+            &self.jetstream,
+            "jetstream",
+        ) {
+            return;
         }
-        match conf::websocket_request(&loaded.options) {
-            Ok(request) if request == self.websocket => {}
-            Ok(_) => {
-                tracing::error!(
-                    "Failed to reload server configuration: config reload not supported for Websocket"
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!("Failed to reload server configuration: {error}");
-                return;
-            }
+        if !reload_keeps(
+            conf::websocket_request(&loaded.options),
+            &self.websocket,
+            "Websocket",
+        ) {
+            return;
         }
         // Routes are not reloaded: a changed `cluster { }` leaves the
         // running configuration in place.
-        match conf::cluster_request(loaded.options.cluster.as_ref(), &self.cli.cluster) {
-            Ok(request) if request == self.cluster => {}
-            Ok(_) => {
-                tracing::error!(
-                    "Failed to reload server configuration: config reload not supported for cluster"
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!("Failed to reload server configuration: {error}");
-                return;
-            }
+        if !reload_keeps(
+            conf::cluster_request(loaded.options.cluster.as_ref(), &self.cli.cluster),
+            &self.cluster,
+            "cluster",
+        ) {
+            return;
         }
         // Checked before the machine is touched: a file that cannot be turned
         // into a configuration leaves the running one in place.
@@ -669,6 +651,28 @@ async fn open_monitor(options: &CliOptions, file: &FileOptions) -> Option<Monito
             "Can't listen to the monitor port: listen tcp {}: {error}",
             display_addr(&host, SocketAddr::from(([0, 0, 0, 0], port)))
         )),
+    }
+}
+
+/// Whether a reload asks for what is `running` (a listener or JetStream,
+/// which are not reloaded); logs the reference's refusal when not.
+fn reload_keeps<T: PartialEq, E: std::fmt::Display>(
+    asked: Result<T, E>,
+    running: &T,
+    what: &str,
+) -> bool {
+    match asked {
+        Ok(request) if request == *running => true,
+        Ok(_) => {
+            tracing::error!(
+                "Failed to reload server configuration: config reload not supported for {what}"
+            );
+            false
+        }
+        Err(error) => {
+            tracing::error!("Failed to reload server configuration: {error}");
+            false
+        }
     }
 }
 

@@ -59,20 +59,12 @@ pub fn parse_cluster(
                 }
                 cluster.name = Some(name);
             }
-            "listen" => {
-                let (host, port) = super::options::parse_listen(field)?;
-                cluster.host = Some(host);
-                cluster.port = Some(port);
-            }
-            "port" => {
-                cluster.port = Some(
-                    field
-                        .value
-                        .as_i64()
-                        .ok_or_else(|| wrong_type(field, "an integer"))?,
-                )
-            }
-            "host" | "net" => cluster.host = Some(string(field)?),
+            _ if super::options::listener_key(
+                &key,
+                field,
+                &mut cluster.host,
+                &mut cluster.port,
+            )? => {}
             "authorization" => authorization(field, &mut cluster, unsupported)?,
             "routes" => cluster.routes = routes(field)?,
             "cluster_advertise" | "advertise" => cluster.advertise = Some(string(field)?),
@@ -169,20 +161,9 @@ fn authorization(
 }
 
 fn routes(field: &MapEntry) -> Result<Vec<RouteUrl>, ConfError> {
-    let items: Vec<&str> = match &field.value.kind {
-        ValueKind::String(text) => vec![text.as_str()],
-        ValueKind::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .ok_or_else(|| wrong_type(field, "an array of strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(wrong_type(field, "an array of strings")),
-    };
     let mut out: Vec<RouteUrl> = Vec::new();
-    for item in items {
-        let url = RouteUrl::parse(item)
+    for item in super::options::string_list(field)? {
+        let url = RouteUrl::parse(&item)
             .ok_or_else(|| invalid(field, &format!("error parsing route url [{item:?}]")))?;
         if !out.contains(&url) {
             out.push(url);

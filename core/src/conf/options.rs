@@ -683,6 +683,50 @@ fn auth_timeout(field: &MapEntry) -> Result<f64, ConfError> {
 }
 
 /// `listen`: a port alone, or `host:port` (`[::1]:4222` for IPv6).
+/// `listen`, `port`, `host`/`net` of a listener block (websocket, cluster):
+/// true when `key` was one of them.
+pub(super) fn listener_key(
+    key: &str,
+    field: &MapEntry,
+    host: &mut Option<String>,
+    port: &mut Option<i64>,
+) -> Result<bool, ConfError> {
+    match key {
+        "listen" => {
+            let (h, p) = parse_listen(field)?;
+            *host = Some(h);
+            *port = Some(p);
+        }
+        "port" => {
+            *port = Some(
+                field
+                    .value
+                    .as_i64()
+                    .ok_or_else(|| wrong_type(field, "an integer"))?,
+            )
+        }
+        "host" | "net" => *host = Some(string(field)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// A string, or an array of strings.
+pub(super) fn string_list(field: &MapEntry) -> Result<Vec<String>, ConfError> {
+    match &field.value.kind {
+        ValueKind::String(text) => Ok(vec![text.clone()]),
+        ValueKind::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong_type(field, "an array of strings"))
+            })
+            .collect(),
+        _ => Err(wrong_type(field, "a string or an array of strings")),
+    }
+}
+
 pub(super) fn parse_listen(entry: &MapEntry) -> Result<(String, i64), ConfError> {
     match &entry.value.kind {
         ValueKind::Integer(port) => Ok((String::new(), *port)),
