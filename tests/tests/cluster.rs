@@ -412,3 +412,53 @@ fn unbuilt_cluster_settings_are_refused() {
         );
     }
 }
+
+/// A port nobody listens on now (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The usual production layout, and the one a rolling migration keeps:
+/// every server lists every route, its own included. Duplicate routes are
+/// resolved to one per pair, the self-route dropped, and the cluster works.
+#[tokio::test]
+async fn every_server_lists_every_route() {
+    for kinds in [
+        [Kind::Rnats; 3],
+        [Kind::Rnats, Kind::Reference, Kind::Rnats],
+    ] {
+        let ports = [free_port(), free_port(), free_port()];
+        let routes = ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::new();
+        for (kind, port) in kinds.into_iter().zip(ports) {
+            let listen = format!("nats://127.0.0.1:{port}");
+            let args = [
+                "--cluster",
+                listen.as_str(),
+                "--cluster_name",
+                "c1",
+                "--routes",
+                routes.as_str(),
+                "-m",
+                "-1",
+            ];
+            let server = match kind {
+                Kind::Rnats => Some(ServerProcess::start(&args)),
+                Kind::Reference => ServerProcess::start_reference(&args),
+            };
+            let Some(server) = server else {
+                return;
+            };
+            servers.push(server);
+        }
+        check_cluster(&servers).await;
+    }
+}
