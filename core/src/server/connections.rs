@@ -144,6 +144,10 @@ impl Connections {
             return;
         }
         route.closing = Some(reason);
+        if reason.skips_flush() {
+            // Nothing more will be written to a peer that does not read.
+            route.outbound.discard(&mut self.chunks);
+        }
         let prefix = log::route_prefix(conn, route.peer);
         let remote = match &route.remote {
             Some(info) if !info.server_name.is_empty() => {

@@ -503,6 +503,12 @@ impl Server {
     /// A write to `conn` has not finished within the runtime's write deadline:
     /// the peer is not reading. Like nats-server, a slow consumer: cut it off.
     pub fn handle_write_stalled(&mut self, conn: ConnId) {
+        if self.conns.route(conn).is_some_and(|r| !r.is_closing()) {
+            self.stats.slow_consumers += 1;
+            self.close(conn, CloseReason::SlowConsumerWriteDeadline);
+            self.retire_subscriptions();
+            return;
+        }
         if let Some(client) = self.conns.get(conn).filter(|c| !c.is_closing()) {
             self.router.accounts.list[client.account]
                 .stats
@@ -642,7 +648,10 @@ impl Server {
 
     /// Why the server is closing `conn`, if it is.
     pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
-        self.conns.get(conn).and_then(|c| c.closing)
+        match self.conns.route(conn) {
+            Some(route) => route.closing,
+            None => self.conns.get(conn).and_then(|c| c.closing),
+        }
     }
 
     /// Apply a reloaded configuration. The server's identity (id, name, address)

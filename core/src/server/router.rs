@@ -451,6 +451,16 @@ impl Router {
                 actions.push_back(crate::runtime::Action::Transmit(conn));
             }
             sent_any = true;
+            if route.pending_bytes() > cx.config.max_pending {
+                // A peer that does not read is cut off like a client.
+                cx.stats.slow_consumers += 1;
+                cx.conns.close(
+                    conn,
+                    crate::runtime::CloseReason::SlowConsumerPendingBytes,
+                    cx.logs,
+                    cx.config.trace,
+                );
+            }
         }
         targets.clear();
         self.route_targets = targets;

@@ -160,3 +160,28 @@ fn a_closed_route_takes_its_interest_and_is_dialed_again() {
     a.server.handle_timeout(a.now);
     assert!(a.server.poll_dial().is_some());
 }
+
+#[test]
+fn a_route_that_does_not_read_is_a_slow_consumer() {
+    let (mut a, mut b, route) = linked();
+    let sub = b.connect(1, "{}");
+    b.send(sub, "SUB big 1\r\n");
+    a.send(route, &b.take(route));
+    let publisher = a.connect(2, "{}");
+    let payload = "x".repeat(1024 * 1024);
+    let max_pending = a.server.config().max_pending;
+    for _ in 0..=(max_pending / payload.len()) {
+        a.send(
+            publisher,
+            &format!("PUB big {}\r\n{payload}\r\n", payload.len()),
+        );
+    }
+    assert_eq!(
+        a.server.close_reason(route),
+        Some(CloseReason::SlowConsumerPendingBytes)
+    );
+    assert!(a.actions().contains(&Action::Close {
+        conn: route,
+        reason: CloseReason::SlowConsumerPendingBytes
+    }));
+}
