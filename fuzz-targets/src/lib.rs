@@ -22,6 +22,7 @@
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
 //! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
+//! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
@@ -36,6 +37,7 @@ pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
 pub mod jwt;
+pub mod route_parser;
 pub mod server_machine;
 pub mod store_record;
 pub mod store_recovery;
@@ -65,4 +67,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),
     ("jwt", jwt::run),
+    ("route_parser", route_parser::run),
 ];

@@ -64,6 +64,8 @@ pub fn run(cli: CliOptions) -> i32 {
     // Like the reference, `-t` passes a websocket block without TLS;
     // starting does not.
     let websocket = conf::websocket_request(&file).unwrap_or_else(|error| flags::die(&error));
+    let cluster = conf::cluster_request(file.cluster.as_ref(), &cli.cluster)
+        .unwrap_or_else(|error| flags::die(&error));
     let options = settings::merge(&cli, &file);
     if !file.operator_jwts.is_empty() {
         // The reference checks operator mode before it logs anything.
@@ -97,6 +99,7 @@ pub fn run(cli: CliOptions) -> i32 {
     let reloader = Reloader {
         operator: operator_settings(&file),
         websocket: websocket.clone(),
+        cluster: cluster.clone(),
         cli,
         jetstream: match &jetstream {
             JetStreamStart::Request(request) => request.clone(),
@@ -107,6 +110,7 @@ pub fn run(cli: CliOptions) -> i32 {
     let start = Start {
         jetstream,
         websocket,
+        cluster,
         config_sha256: sha256,
     };
     runtime.block_on(serve(options, file, start, reloader, log))
@@ -171,6 +175,8 @@ fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStrea
 struct Start {
     jetstream: JetStreamStart,
     websocket: Option<conf::WebSocketRequest>,
+    /// The route listener and the cluster, when configured.
+    cluster: Option<conf::ClusterRequest>,
     config_sha256: Option<String>,
 }
 
@@ -184,6 +190,7 @@ async fn serve(
     let Start {
         jetstream,
         websocket,
+        cluster,
         config_sha256,
     } = start;
     // Before anything is announced: a signal sent as soon as the listening
@@ -208,6 +215,13 @@ async fn serve(
         env!("CARGO_PKG_VERSION")
     );
     tracing::info!("  Git:      [{}]", env!("RNATS_GIT_COMMIT"));
+    if let Some(name) = cluster
+        .as_ref()
+        .map(|c| &c.config.name)
+        .filter(|n| !n.is_empty())
+    {
+        tracing::info!("  Cluster:  {name}");
+    }
     tracing::info!("  Name:     {server_name}");
     if jetstream.enabled() {
         tracing::info!("  Node:     {}", jetstream_host::node_hash(&server_name));
@@ -344,6 +358,11 @@ async fn serve(
         }
     }
     config.websocket = websocket.as_ref().map(|ws| ws.config.clone());
+    let routes = match cluster {
+        Some(request) => Some(open_routes(request).await),
+        None => None,
+    };
+    config.cluster = routes.as_ref().map(|(_, config)| config.clone());
     if let Some(max) = file.max_closed_clients {
         config_closed_capacity = usize::try_from(max).unwrap_or(0);
     }
@@ -360,6 +379,21 @@ async fn serve(
         tokio::spawn(MonitorHttp::new(runner.clone(), &base_path).serve(monitor))
     });
     tracing::info!("Server is ready");
+    let routes_serving = routes.map(|(listener, config)| {
+        let name = runner.with_server(|server, _| server.cluster_name().to_string());
+        tracing::info!("Cluster name is {name}");
+        if config.name.is_empty() {
+            tracing::warn!("Cluster name was dynamically generated, consider setting one");
+        }
+        tracing::info!(
+            "Listening for route connections on {}",
+            display_addr(&config.host, SocketAddr::from(([0, 0, 0, 0], config.port)))
+        );
+        // Dials queued so far wait for this, as the reference dials its
+        // routes once it listens for them.
+        let dials = tokio::spawn(runner.clone().dial_loop());
+        (tokio::spawn(runner.clone().serve_routes(listener)), dials)
+    });
 
     handle_signals(signals, &runner, &log, &reloader).await;
 
@@ -371,6 +405,10 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     if let Some(websocket) = websocket_serving {
         websocket.abort();
+    }
+    if let Some((routes, dials)) = routes_serving {
+        routes.abort();
+        dials.abort();
     }
     // A clean stop: each file stream's full-state snapshot, so the next
     // start need not read its blocks.
@@ -396,6 +434,8 @@ struct Reloader {
     /// The websocket listener started with; a reload asking for another is
     /// refused, as the reference refuses it.
     websocket: Option<conf::WebSocketRequest>,
+    /// The cluster started with; a reload asking for another is refused.
+    cluster: Option<conf::ClusterRequest>,
     /// What JetStream was started with. A reload asking for anything else
     /// is refused: rnats does not apply JetStream changes while running.
     jetstream: Option<JetStreamRequest>,
@@ -461,31 +501,28 @@ impl Reloader {
             );
             return;
         }
-        match settings::jetstream_request(&options, &loaded.options) {
-            Ok(request) if request == self.jetstream => {}
-            Ok(_) => {
-                tracing::error!(
-                    "Failed to reload server configuration: config reload not supported for jetstream"
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!("Failed to reload server configuration: {error}");
-                return;
-            }
+        if !reload_keeps(
+            settings::jetstream_request(&options, &loaded.options),
+            &self.jetstream,
+            "jetstream",
+        ) {
+            return;
         }
-        match conf::websocket_request(&loaded.options) {
-            Ok(request) if request == self.websocket => {}
-            Ok(_) => {
-                tracing::error!(
-                    "Failed to reload server configuration: config reload not supported for Websocket"
-                );
-                return;
-            }
-            Err(error) => {
-                tracing::error!("Failed to reload server configuration: {error}");
-                return;
-            }
+        if !reload_keeps(
+            conf::websocket_request(&loaded.options),
+            &self.websocket,
+            "Websocket",
+        ) {
+            return;
+        }
+        // Routes are not reloaded: a changed `cluster { }` leaves the
+        // running configuration in place.
+        if !reload_keeps(
+            conf::cluster_request(loaded.options.cluster.as_ref(), &self.cli.cluster),
+            &self.cluster,
+            "cluster",
+        ) {
+            return;
         }
         // Checked before the machine is touched: a file that cannot be turned
         // into a configuration leaves the running one in place.
@@ -620,6 +657,49 @@ async fn open_monitor(options: &CliOptions, file: &FileOptions) -> Option<Monito
             display_addr(&host, SocketAddr::from(([0, 0, 0, 0], port)))
         )),
     }
+}
+
+/// Whether a reload asks for what is `running` (a listener or JetStream,
+/// which are not reloaded); logs the reference's refusal when not.
+fn reload_keeps<T: PartialEq, E: std::fmt::Display>(
+    asked: Result<T, E>,
+    running: &T,
+    what: &str,
+) -> bool {
+    match asked {
+        Ok(request) if request == *running => true,
+        Ok(_) => {
+            tracing::error!(
+                "Failed to reload server configuration: config reload not supported for {what}"
+            );
+            false
+        }
+        Err(error) => {
+            tracing::error!("Failed to reload server configuration: {error}");
+            false
+        }
+    }
+}
+
+/// Binds the route listener; exits when it cannot. Returns the listener and
+/// the cluster with its bound port.
+async fn open_routes(
+    request: conf::ClusterRequest,
+) -> (TcpListener, rnats_core::server::ClusterConfig) {
+    let port = u16::try_from(request.port.max(0)).unwrap_or(0);
+    let listener = bind(&request.host, port).await.unwrap_or_else(|error| {
+        logging::fatal(format_args!(
+            "Error listening on router port: {} - listen tcp {}: {error}",
+            request.port,
+            display_addr(&request.host, SocketAddr::from(([0, 0, 0, 0], port)))
+        ))
+    });
+    let address = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let mut config = request.config;
+    config.port = address.port();
+    (listener, config)
 }
 
 /// Binds the websocket listener and announces it as the reference does;

@@ -109,6 +109,9 @@ pub struct CliOptions {
     /// `-sd`, `--store_dir`: JetStream's storage directory (the stores go
     /// in its `jetstream` folder).
     pub store_dir: Option<String>,
+    /// `--cluster`/`--cluster_listen`, `--cluster_name`, `--cluster_advertise`,
+    /// `--routes`, `--no_advertise`, `--connect_retries`.
+    pub cluster: rnats_core::conf::ClusterFlags,
 }
 
 /// A command line the server cannot act on.
@@ -236,7 +239,7 @@ TLS Options:
         --tlsverify                  Require TLS and check client certificates
         --tlscacert <file>           CA that client certificates must chain to
 
-Cluster Options (not supported yet):
+Cluster Options:
         --routes <rurl-1, rurl-2>    Routes to connect to
         --cluster <cluster-url>      URL to accept routes on
         --cluster_name <string>      Name of the cluster (default: generated)
@@ -300,6 +303,12 @@ enum Flag {
     HttpsPort,
     JetStream,
     StoreDir,
+    ClusterListen,
+    ClusterName,
+    ClusterAdvertise,
+    Routes,
+    NoAdvertise,
+    ConnectRetries,
     Unsupported,
 }
 
@@ -352,13 +361,13 @@ const FLAGS: &[(&str, Kind, Flag)] = &[
     ("r", Kind::Text, Flag::Unsupported),
     ("remote_syslog", Kind::Text, Flag::Unsupported),
     ("profile", Kind::Int, Flag::Unsupported),
-    ("routes", Kind::Text, Flag::Unsupported),
-    ("cluster", Kind::Text, Flag::Unsupported),
-    ("cluster_listen", Kind::Text, Flag::Unsupported),
-    ("cluster_advertise", Kind::Text, Flag::Unsupported),
-    ("no_advertise", Kind::Bool, Flag::Unsupported),
-    ("connect_retries", Kind::Int, Flag::Unsupported),
-    ("cluster_name", Kind::Text, Flag::Unsupported),
+    ("routes", Kind::Text, Flag::Routes),
+    ("cluster", Kind::Text, Flag::ClusterListen),
+    ("cluster_listen", Kind::Text, Flag::ClusterListen),
+    ("cluster_advertise", Kind::Text, Flag::ClusterAdvertise),
+    ("no_advertise", Kind::Bool, Flag::NoAdvertise),
+    ("connect_retries", Kind::Int, Flag::ConnectRetries),
+    ("cluster_name", Kind::Text, Flag::ClusterName),
     ("help_tls", Kind::Bool, Flag::Unsupported),
     ("tls", Kind::Bool, Flag::Tls),
     ("tlsverify", Kind::Bool, Flag::TlsVerify),
@@ -589,6 +598,14 @@ fn build_options(occurrences: &[Occurrence]) -> CliOptions {
             Flag::TlsCaCert => options.tls_ca_cert = Some(PathBuf::from(text())),
             Flag::JetStream => options.jetstream = Some(boolean()),
             Flag::StoreDir => options.store_dir = Some(text()),
+            Flag::ClusterListen => options.cluster.listen = Some(text()).filter(|t| !t.is_empty()),
+            Flag::ClusterName => options.cluster.name = Some(text()).filter(|t| !t.is_empty()),
+            Flag::ClusterAdvertise => {
+                options.cluster.advertise = Some(text()).filter(|t| !t.is_empty())
+            }
+            Flag::Routes => options.cluster.routes = Some(text()).filter(|t| !t.is_empty()),
+            Flag::NoAdvertise => options.cluster.no_advertise = Some(boolean()),
+            Flag::ConnectRetries => options.cluster.connect_retries = Some(int()),
             // Decided on, or refused, before options are built.
             Flag::Help | Flag::Version | Flag::Signal | Flag::Unsupported => {}
             Flag::Config => {
@@ -1022,22 +1039,13 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         let cases = [
-            ("-js --routes nats://a:1", vec!["--routes"]),
-            (
-                "--routes nats://a:1 --cluster nats://b:2",
-                vec!["--routes", "--cluster"],
-            ),
             (
                 "-s -r udp://x:514 --help_tls",
                 vec!["-s", "-r", "--help_tls"],
             ),
             (
                 "--profile 1 --no_advertise --connect_retries 3",
-                vec!["--profile", "--no_advertise", "--connect_retries"],
-            ),
-            (
-                "--cluster_name c --cluster_advertise a --cluster_listen l",
-                vec!["--cluster_name", "--cluster_advertise", "--cluster_listen"],
+                vec!["--profile"],
             ),
             ("--tlsverify --tlscacert ca -s -s", vec!["-s"]),
         ];

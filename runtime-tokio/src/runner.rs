@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::tls::{self, Tls};
 
+mod routes;
 mod websocket;
 
 pub use websocket::WebSocketListener;
@@ -166,6 +167,10 @@ pub struct Runner {
     /// Held from before a step releases the machine's lock until its log
     /// lines are written, so lines leave in the order the machine queued them.
     log_order: Mutex<()>,
+    /// Route dials the machine asked for (`Server::poll_dial`), carried out
+    /// by `dial_loop` (`runner/routes.rs`).
+    dials: mpsc::UnboundedSender<rnats_core::server::DialRequest>,
+    dial_queue: Mutex<Option<mpsc::UnboundedReceiver<rnats_core::server::DialRequest>>>,
     /// Where messages for JetStream go, once it runs (`crate::jetstream`).
     jetstream: std::sync::OnceLock<crate::jetstream::JsSender>,
     /// The directory resolver's file changes, made in order by
@@ -187,6 +192,7 @@ impl Runner {
     pub fn new(mut server: Server, clock: Clock, tls: Option<Tls>) -> Arc<Self> {
         server.set_wall_clock(clock.now(), wall_now());
         let (password_checks, queue) = mpsc::unbounded_channel();
+        let (dials, dial_queue) = mpsc::unbounded_channel();
         let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
         let (resolver_writes, resolver_write_queue) = mpsc::unbounded_channel();
         for write in server.take_resolver_writes() {
@@ -197,6 +203,8 @@ impl Runner {
             resolver_write_queue: Mutex::new(Some(resolver_write_queue)),
             password_checks,
             password_check_queue: Mutex::new(Some(queue)),
+            dials,
+            dial_queue: Mutex::new(Some(dial_queue)),
             write_deadline_nanos,
             log_order: Mutex::new(()),
             jetstream: std::sync::OnceLock::new(),
@@ -404,19 +412,23 @@ impl Runner {
         session: Option<rnats_core::websocket::ClientSession>,
     ) -> (ConnId, Arc<ConnIo>) {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let io = Arc::new(ConnIo {
-            wake: Notify::new(),
-            closing: AtomicBool::new(false),
-            stop_reader: Notify::new(),
-            abort_write: Notify::new(),
-            ws,
-        });
+        let io = Self::new_io(ws);
         {
             let mut state = self.lock();
             state.accept(self.clock.now(), conn, peer, listener, io.clone(), session);
             self.finish_step(state);
         }
         (conn, io)
+    }
+
+    fn new_io(ws: Option<WsOut>) -> Arc<ConnIo> {
+        Arc::new(ConnIo {
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            stop_reader: Notify::new(),
+            abort_write: Notify::new(),
+            ws,
+        })
     }
 
     fn run_io(self: Arc<Self>, conn: ConnId, io: Arc<ConnIo>, reader: Reader, writer: Writer) {
@@ -748,6 +760,10 @@ impl Runner {
                 // Before the messages routed after the change.
                 let _ = jetstream.send(crate::jetstream::JsEvent::Accounts(accounts));
             }
+        }
+        while let Some(dial) = state.server.poll_dial() {
+            // Fails only once the dial loop is gone (no cluster, shutdown).
+            let _ = self.dials.send(dial);
         }
         while let Some(msg) = state.server.poll_jetstream() {
             if let Some(jetstream) = self.jetstream.get() {

@@ -140,6 +140,23 @@ impl ServerProcess {
         );
     }
 
+    /// The route port from the "Listening for route connections on
+    /// HOST:PORT" log line (start with `--cluster nats://127.0.0.1:-1`);
+    /// waits briefly for it.
+    pub fn route_port(&self) -> u16 {
+        for _ in 0..200 {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                let (_, address) = line.split_once("Listening for route connections on ")?;
+                address.trim().rsplit(':').next()?.parse().ok()
+            });
+            if let Some(port) = found {
+                return port;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no route listening line: {:?}", self.log.lock().unwrap());
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

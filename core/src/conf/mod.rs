@@ -36,6 +36,7 @@
 //! last element it reads as the string `"1]"`).
 
 pub mod auth_options;
+pub mod cluster_options;
 pub mod jetstream_options;
 pub mod options;
 mod parser;
@@ -48,6 +49,7 @@ pub mod websocket_options;
 mod tests;
 
 pub use auth_options::{check_no_auth_user, SecurityOptions};
+pub use cluster_options::{cluster_request, ClusterFlags, ClusterOptions, ClusterRequest};
 pub use jetstream_options::{parse_storage_size, JetStreamOptions, SyncInterval};
 pub use options::{
     check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,

@@ -33,7 +33,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "default_sentinel",
-    "cluster",
     "gateway",
     "leaf",
     "leafnodes",
@@ -138,6 +137,8 @@ pub struct FileOptions {
     pub max_closed_clients: Option<i64>,
     /// Longest payload a protocol trace line shows (0: all of it).
     pub max_traced_msg_len: Option<i64>,
+    /// The `cluster { }` block.
+    pub cluster: Option<super::cluster_options::ClusterOptions>,
     /// The `websocket { }` block (`ws` is its alias).
     pub websocket: Option<WebSocketOptions>,
     /// What the reference prints as warnings: the server still starts, but
@@ -480,6 +481,9 @@ fn apply_top_level(
         "store_dir" | "storedir" => {
             jetstream_options::parse_top_level_store_dir(entry, &mut options.jetstream)?
         }
+        "cluster" => {
+            options.cluster = Some(super::cluster_options::parse_cluster(entry, unsupported)?)
+        }
         "websocket" | "ws" => {
             options.websocket = Some(websocket_options::parse_websocket(
                 entry,
@@ -782,6 +786,50 @@ fn auth_timeout(field: &MapEntry) -> Result<f64, ConfError> {
 }
 
 /// `listen`: a port alone, or `host:port` (`[::1]:4222` for IPv6).
+/// `listen`, `port`, `host`/`net` of a listener block (websocket, cluster):
+/// true when `key` was one of them.
+pub(super) fn listener_key(
+    key: &str,
+    field: &MapEntry,
+    host: &mut Option<String>,
+    port: &mut Option<i64>,
+) -> Result<bool, ConfError> {
+    match key {
+        "listen" => {
+            let (h, p) = parse_listen(field)?;
+            *host = Some(h);
+            *port = Some(p);
+        }
+        "port" => {
+            *port = Some(
+                field
+                    .value
+                    .as_i64()
+                    .ok_or_else(|| wrong_type(field, "an integer"))?,
+            )
+        }
+        "host" | "net" => *host = Some(string(field)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// A string, or an array of strings.
+pub(super) fn string_list(field: &MapEntry) -> Result<Vec<String>, ConfError> {
+    match &field.value.kind {
+        ValueKind::String(text) => Ok(vec![text.clone()]),
+        ValueKind::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong_type(field, "an array of strings"))
+            })
+            .collect(),
+        _ => Err(wrong_type(field, "a string or an array of strings")),
+    }
+}
+
 pub(super) fn parse_listen(entry: &MapEntry) -> Result<(String, i64), ConfError> {
     match &entry.value.kind {
         ValueKind::Integer(port) => Ok((String::new(), *port)),
@@ -1113,7 +1161,7 @@ mod tests {
     #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
-            "cluster { port: 6222 }\nJetStream: enabled\nport: 4222\n\
+            "cluster { port: 6222, tls {} }\nJetStream: enabled\nport: 4222\n\
              authorization { users = [ {user: a, password: b} ], auth_callout: {} }",
         )
         .unwrap();
@@ -1123,7 +1171,10 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [("cluster", 1, 1), ("authorization.auth_callout", 4, 53)]
+            [
+                ("cluster.tls", 1, 23),
+                ("authorization.auth_callout", 4, 53)
+            ]
         );
     }
 
@@ -1145,7 +1196,7 @@ mod tests {
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
-            "cluster { port: 6222 }",
+            "cluster { port: 6222, pool_size: 3 }",
             "gateway { port: 7222 }",
             "mqtt { port: 1883 }",
             "ocsp: true",

@@ -16,7 +16,8 @@
 use std::time::Duration;
 
 use super::options::{
-    boolean, duration, invalid, string, unknown_field, wrong_type, ConfWarning, Unsupported,
+    boolean, duration, invalid, string, string_list, unknown_field, wrong_type, ConfWarning,
+    Unsupported,
 };
 use super::tls_options::{self, TlsOptions};
 use super::value::{MapEntry, ValueKind};
@@ -70,20 +71,7 @@ pub fn parse_websocket(
     for field in fields {
         let key = field.key.to_ascii_lowercase();
         match key.as_str() {
-            "listen" => {
-                let (host, port) = super::options::parse_listen(field)?;
-                ws.host = Some(host);
-                ws.port = Some(port);
-            }
-            "port" => {
-                ws.port = Some(
-                    field
-                        .value
-                        .as_i64()
-                        .ok_or_else(|| wrong_type(field, "an integer"))?,
-                )
-            }
-            "host" | "net" => ws.host = Some(string(field)?),
+            _ if super::options::listener_key(&key, field, &mut ws.host, &mut ws.port)? => {}
             "advertise" => ws.advertise = Some(string(field)?),
             "no_tls" => ws.no_tls = boolean(field)?,
             "tls" => {
@@ -155,22 +143,6 @@ fn simple_auth(
         return Err(invalid(entry, "Cannot have a user/pass and token"));
     }
     Ok(())
-}
-
-/// A string, or an array of strings.
-fn string_list(field: &MapEntry) -> Result<Vec<String>, ConfError> {
-    match &field.value.kind {
-        ValueKind::String(text) => Ok(vec![text.clone()]),
-        ValueKind::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| wrong_type(field, "an array of strings"))
-            })
-            .collect(),
-        _ => Err(wrong_type(field, "a string or an array of strings")),
-    }
 }
 
 /// `headers { name: value }`: names must be HTTP tokens and values must not

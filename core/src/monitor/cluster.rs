@@ -1,9 +1,8 @@
-//! `/routez`, `/gatewayz` and `/leafz`: rnats has no clustering yet, so these
-//! are the reference's shapes with nothing connected, as nats-server answers
-//! when routes, gateways and leaf nodes are not configured.
+//! `/routez` (the registered routes), and `/gatewayz` and `/leafz`, which
+//! rnats does not have yet: the reference's shapes with nothing connected,
+//! as nats-server answers when gateways and leaf nodes are not configured.
 //!
-//! Invariant: the counts and the lists agree (both empty) until clustering
-//! lands; then these views read the real connections.
+//! Invariant: `num_routes` is the length of `routes`.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +10,7 @@ use serde::Serialize;
 
 use super::varz::Empty;
 use super::Clock;
-use crate::format::rfc3339_nanos;
+use crate::format::{rfc3339_nanos, uptime};
 use crate::server::View;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +19,32 @@ pub struct Routez {
     pub server_name: String,
     pub now: String,
     pub num_routes: usize,
-    pub routes: Vec<Empty>,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// One route, with the reference's field names (`rtt` and the
+/// subscription lists are not filled: omitted, as the reference omits
+/// them when empty).
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteInfo {
+    pub rid: u64,
+    pub remote_id: String,
+    pub remote_name: String,
+    pub did_solicit: bool,
+    pub is_configured: bool,
+    pub ip: String,
+    pub port: u16,
+    pub start: String,
+    pub last_activity: String,
+    pub uptime: String,
+    pub idle: String,
+    pub pending_size: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    pub compression: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,13 +64,99 @@ pub struct Leafz {
 }
 
 pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
+    let now = clock.wall_now.as_unix_nanos();
+    let routes: Vec<RouteInfo> = server
+        .connections()
+        .routes()
+        .filter(|(_, route)| !route.is_closing())
+        .filter_map(|(conn, route)| {
+            let remote = route.remote.as_ref()?;
+            let start = clock.wall(route.accepted_at);
+            let last = clock.wall(route.last_in.unwrap_or(route.accepted_at));
+            Some(RouteInfo {
+                rid: conn.0,
+                remote_id: remote.server_id.clone(),
+                remote_name: remote.server_name.clone(),
+                did_solicit: route.dial.is_some(),
+                is_configured: route.configured,
+                ip: route.peer.ip().to_string(),
+                port: route.peer.port(),
+                start: rfc3339_nanos(start),
+                last_activity: rfc3339_nanos(last),
+                uptime: uptime(now.saturating_sub(start.as_unix_nanos())),
+                idle: uptime(now.saturating_sub(last.as_unix_nanos())),
+                pending_size: route.pending_bytes(),
+                in_msgs: route.stats.in_msgs,
+                out_msgs: route.stats.out_msgs,
+                in_bytes: route.stats.in_bytes,
+                out_bytes: route.stats.out_bytes,
+                subscriptions: route.subs.len(),
+                compression: "off",
+            })
+        })
+        .collect();
     Routez {
         server_id: server.config().identity.server_id.clone(),
         server_name: server.config().effective_name().to_owned(),
         now: rfc3339_nanos(clock.wall_now),
-        num_routes: 0,
-        routes: Vec::new(),
+        num_routes: routes.len(),
+        routes,
     }
+}
+
+/// `/varz` `cluster`: the route listener as configured (empty without one).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cluster_port: u16,
+    #[serde(
+        skip_serializing_if = "is_zero_f64",
+        serialize_with = "crate::format::go_float"
+    )]
+    pub auth_timeout: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    #[serde(
+        skip_serializing_if = "is_zero_f64",
+        serialize_with = "crate::format::go_float"
+    )]
+    pub tls_timeout: f64,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
+}
+
+/// The `/varz` `cluster` section and the number of registered routes.
+pub fn cluster_varz(server: &View<'_>, cluster_name: &str) -> (ClusterVarz, usize) {
+    let routes = server
+        .connections()
+        .routes()
+        .filter(|(_, route)| !route.is_closing() && route.remote.is_some())
+        .count();
+    let Some(cluster) = &server.config().cluster else {
+        return (ClusterVarz::default(), routes);
+    };
+    let varz = ClusterVarz {
+        name: cluster_name.to_string(),
+        addr: cluster.host.clone(),
+        cluster_port: cluster.port,
+        auth_timeout: cluster
+            .auth_timeout
+            .unwrap_or(crate::server::DEFAULT_ROUTE_AUTH_TIMEOUT)
+            .as_secs_f64(),
+        urls: cluster.routes.iter().map(|url| url.address()).collect(),
+        tls_timeout: server.config().monitoring.tls_timeout.as_secs_f64(),
+    };
+    (varz, routes)
 }
 
 pub fn gatewayz(server: &View<'_>, clock: Clock) -> Gatewayz {

@@ -123,7 +123,7 @@ pub struct Varz {
     pub max_control_line: usize,
     pub max_payload: usize,
     pub max_pending: usize,
-    pub cluster: Empty,
+    pub cluster: super::cluster::ClusterVarz,
     pub gateway: Empty,
     pub leaf: Empty,
     pub mqtt: Empty,
@@ -185,6 +185,7 @@ fn is_zero(value: &usize) -> bool {
 
 /// Builds `/varz` as of `clock`.
 pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
+    let (cluster, routes) = super::cluster::cluster_varz(server, server.cluster_name());
     let config = server.config();
     let monitor = server.monitor_state();
     let stats = server.stats();
@@ -214,7 +215,7 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         max_control_line: config.max_control_line,
         max_payload: config.max_payload,
         max_pending: config.max_pending,
-        cluster: Empty {},
+        cluster,
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
@@ -236,8 +237,8 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         cpu: host.cpu,
         connections: server.num_connections(),
         total_connections: stats.total_connections,
-        routes: 0,
-        remotes: 0,
+        routes,
+        remotes: routes,
         leafnodes: 0,
         in_msgs: stats.in_msgs,
         in_bytes: stats.in_bytes,

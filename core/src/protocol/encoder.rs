@@ -205,13 +205,13 @@ fn word_len(word: Option<&[u8]>) -> usize {
 }
 
 /// A number's decimal digits, rendered on the stack.
-struct Decimal {
+pub(crate) struct Decimal {
     digits: [u8; DECIMAL_DIGITS_MAX],
     start: usize,
 }
 
 impl Decimal {
-    fn new(mut value: usize) -> Self {
+    pub(crate) fn new(mut value: usize) -> Self {
         let mut decimal = Decimal {
             digits: [b'0'; DECIMAL_DIGITS_MAX],
             start: DECIMAL_DIGITS_MAX,
@@ -231,7 +231,7 @@ impl Decimal {
         DECIMAL_DIGITS_MAX - self.start
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.digits[self.start..]
     }
 }

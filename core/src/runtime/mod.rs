@@ -53,6 +53,9 @@ pub enum ListenerKind {
     /// WebSocket frames, which the runtime removes and adds
     /// (`crate::websocket`); the machine sees an ordinary client.
     WebSocket,
+    /// The route port (`cluster { }`): another server of the cluster,
+    /// speaking the route protocol (`crate::route`).
+    Route,
 }
 
 impl ListenerKind {
@@ -61,6 +64,7 @@ impl ListenerKind {
         match self {
             ListenerKind::Client => "nats",
             ListenerKind::WebSocket => "websocket",
+            ListenerKind::Route => "route",
         }
     }
 }
@@ -88,6 +92,10 @@ pub enum CloseReason {
     ReadError,
     WriteError,
     ServerShutdown,
+    /// A second route to a server already routed to (or to itself).
+    DuplicateRoute,
+    /// A route from another cluster.
+    ClusterNameConflict,
     /// The runtime's TLS handshake with the client failed or timed out.
     TlsHandshakeFailure,
 }
@@ -121,6 +129,8 @@ impl CloseReason {
             CloseReason::ReadError => "Read Error",
             CloseReason::WriteError => "Write Error",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
             CloseReason::TlsHandshakeFailure => "TLS Handshake Failure",
         }
     }

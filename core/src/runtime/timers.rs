@@ -23,6 +23,8 @@ pub enum TimerKey {
     /// The `$SYS.SERVER.<id>.STATSZ` heartbeat (the one timer that outlives
     /// every connection).
     Heartbeat,
+    /// The next dial of a route (`server/routes.rs`): a retry's backoff.
+    RouteDial(u64),
 }
 
 /// Deadlines by key, ordered by time.

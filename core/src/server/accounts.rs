@@ -40,6 +40,9 @@ const MAX_RESPONSE_ROUTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SubTarget {
     Client(SubKey),
+    /// Interest a route announced (RS+): the route's connection and its
+    /// index of that interest (`routes.rs`).
+    Route(SubKey),
     /// Index into [`Accounts::stream_imports`].
     StreamImport(u32),
     /// Index into [`Accounts::service_imports`].

@@ -88,9 +88,95 @@ pub struct ServerConfig {
     /// The websocket listener, when `websocket { }` configures one (set by
     /// the runtime once it is bound; a reload keeps it).
     pub websocket: Option<crate::websocket::WebSocketConfig>,
+    /// Routes to other servers, when `cluster { }` (or `--cluster`)
+    /// configures a route listener (its `port` set by the runtime once bound).
+    pub cluster: Option<ClusterConfig>,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<PlantedDefect>,
+}
+
+/// The cluster as the machine runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Empty: none configured; the machine makes one up and takes a
+    /// peer's (the reference's dynamic cluster name).
+    pub name: String,
+    pub host: String,
+    /// The bound route port.
+    pub port: u16,
+    /// `host:port` other servers are told to dial instead of ours.
+    pub advertise: Option<String>,
+    /// Keep client URLs out of what this server tells routes.
+    pub no_advertise: bool,
+    /// The explicit routes, dialed at start.
+    pub routes: Vec<RouteUrl>,
+    /// Failed dials of an explicit route before it is given up (0: forever).
+    pub connect_retries: u32,
+    /// `authorization { user, password }`: what soliciting servers must send.
+    pub user: Option<String>,
+    pub password: String,
+    pub auth_timeout: Option<Duration>,
+}
+
+/// A route URL (`nats-route://user:pass@host:port`, `nats://host:port`, `host:port`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RouteUrl {
+    pub host: String,
+    /// -1 asks for a random port (listen URLs only).
+    pub port: i64,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl core::fmt::Debug for RouteUrl {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the password.
+        write!(f, "RouteUrl({})", self.address())
+    }
+}
+
+impl RouteUrl {
+    pub fn parse(text: &str) -> Option<RouteUrl> {
+        let text = text.trim();
+        let rest = match text.split_once("://") {
+            Some((_scheme, rest)) => rest,
+            None => text,
+        };
+        let rest = rest.trim_end_matches('/');
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((credentials, address)) => (Some(credentials), address),
+            None => (None, rest),
+        };
+        let (host, port) = address.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: i64 = port.parse().ok()?;
+        if host.is_empty() || !(-1..=65535).contains(&port) {
+            return None;
+        }
+        let (user, password) = match credentials {
+            Some(credentials) => match credentials.split_once(':') {
+                Some((user, password)) => (Some(user.to_string()), Some(password.to_string())),
+                None => (Some(credentials.to_string()), None),
+            },
+            None => (None, None),
+        };
+        Some(RouteUrl {
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
+
+    /// `host:port`, as logs show it.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// TLS as the machine sees it: the runtime terminates TLS; the machine
@@ -184,6 +270,7 @@ impl Default for ServerConfig {
             max_traced_msg_len: 0,
             jetstream: None,
             websocket: None,
+            cluster: None,
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         }

@@ -24,12 +24,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use bytes::Bytes;
+
 use super::accounts::AccountId;
 use super::client::{Client, SubKey, Subscription};
 use super::error::ServerError;
 use super::log::{self, LogLevel, LogQueue};
 use super::outbound::{ChunkPool, OutboundBatch, OutboundSink};
 use super::protocol_trace;
+use super::routes::RouteConn;
 use crate::protocol;
 use crate::runtime::{Action, CloseReason, ConnId};
 
@@ -37,12 +40,17 @@ use crate::runtime::{Action, CloseReason, ConnId};
 #[derive(Default)]
 pub struct Connections {
     clients: BTreeMap<ConnId, Client>,
+    /// Route connections (`routes.rs`): other servers of the cluster.
+    routes: BTreeMap<ConnId, RouteConn>,
     actions: VecDeque<Action>,
     /// Outbound chunks the runtime has written and handed back.
     chunks: ChunkPool,
     /// Subscriptions of clients that started closing this step, with the
     /// account whose Sublist still holds them.
     pub(super) retired: Vec<(AccountId, SubKey, Subscription)>,
+    /// Remote interest of routes that started closing this step (or that
+    /// the peer withdrew), still in the Sublists.
+    pub(super) retired_remote: Vec<(AccountId, SubKey, Bytes, Option<Bytes>)>,
     /// Auto-unsubscribes that reached their max during this step.
     pub(super) expired: Vec<SubKey>,
     /// Connections that started closing during this step (their timers go
@@ -67,7 +75,98 @@ impl Connections {
     }
 
     pub fn contains(&self, conn: ConnId) -> bool {
-        self.clients.contains_key(&conn)
+        self.clients.contains_key(&conn) || self.routes.contains_key(&conn)
+    }
+
+    pub fn route(&self, conn: ConnId) -> Option<&RouteConn> {
+        self.routes.get(&conn)
+    }
+
+    pub(super) fn route_mut(&mut self, conn: ConnId) -> Option<&mut RouteConn> {
+        self.routes.get_mut(&conn)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = (&ConnId, &RouteConn)> + '_ {
+        self.routes.iter()
+    }
+
+    /// Route connection ids in order (a copy: the caller may change the set).
+    pub(super) fn route_ids(&self) -> Vec<ConnId> {
+        self.routes.keys().copied().collect()
+    }
+
+    pub(super) fn insert_route(&mut self, conn: ConnId, route: RouteConn) {
+        assert!(!self.clients.contains_key(&conn), "{conn} accepted twice");
+        let fresh = self.routes.insert(conn, route).is_none();
+        assert!(fresh, "{conn} accepted twice");
+    }
+
+    /// Forget route `conn` (the runtime reported it gone).
+    pub(super) fn remove_route(&mut self, conn: ConnId) -> Option<RouteConn> {
+        let route = self.routes.remove(&conn)?;
+        assert!(
+            route.subs.is_empty(),
+            "{conn}: forgotten with remote interest"
+        );
+        self.actions.retain(|action| action.conn() != conn);
+        Some(route)
+    }
+
+    /// A frame sink over route `conn`'s outbound buffer, and a Transmit
+    /// queued for it; `None` once it is closing.
+    pub(super) fn route_sink(&mut self, conn: ConnId) -> Option<OutboundSink<'_>> {
+        let route = self.routes.get_mut(&conn).filter(|r| !r.is_closing())?;
+        if !route.transmit_queued {
+            route.transmit_queued = true;
+            self.actions.push_back(Action::Transmit(conn));
+        }
+        Some(route.outbound.sink(&mut self.chunks))
+    }
+
+    /// Bytes of route `conn` the runtime reported written.
+    pub(super) fn route_written(&mut self, conn: ConnId, written: usize) {
+        if let Some(route) = self.routes.get_mut(&conn) {
+            assert!(
+                written <= route.bytes_in_flight,
+                "{conn}: wrote more than was taken"
+            );
+            route.bytes_in_flight -= written;
+        }
+    }
+
+    /// Mark route `conn` closing: its remote interest leaves the Sublists
+    /// at the end of the step, and the runtime flushes and closes it.
+    pub(super) fn close_route(&mut self, conn: ConnId, reason: CloseReason, logs: &mut LogQueue) {
+        let Some(route) = self.routes.get_mut(&conn) else {
+            return;
+        };
+        if route.is_closing() {
+            return;
+        }
+        route.closing = Some(reason);
+        if reason.skips_flush() {
+            // Nothing more will be written to a peer that does not read.
+            route.outbound.discard(&mut self.chunks);
+        }
+        let prefix = log::route_prefix(conn, route.peer);
+        let remote = match &route.remote {
+            Some(info) if !info.server_name.is_empty() => {
+                format!(" - Remote: {}", info.server_name)
+            }
+            _ => String::new(),
+        };
+        logs.push_prefixed(
+            LogLevel::Info,
+            Some(conn),
+            prefix,
+            format!("Router connection closed: {}{remote}", reason.as_str()),
+        );
+        for (index, sub) in route.take_subs() {
+            self.retired_remote
+                .push((sub.account, SubKey { conn, index }, sub.subject, sub.queue));
+        }
+        self.actions.push_back(Action::Close { conn, reason });
+        self.newly_closed.push(conn);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&ConnId, &Client)> + '_ {
@@ -160,6 +259,16 @@ impl Connections {
         }
     }
 
+    /// Split borrow for a route's delivery: the route, the chunk pool and
+    /// the action queue.
+    pub(super) fn route_parts(
+        &mut self,
+        conn: ConnId,
+    ) -> Option<(&mut RouteConn, &mut ChunkPool, &mut VecDeque<Action>)> {
+        let route = self.routes.get_mut(&conn)?;
+        Some((route, &mut self.chunks, &mut self.actions))
+    }
+
     /// Ask the runtime to run `conn`'s pending password check.
     pub(super) fn queue_password_check(&mut self, conn: ConnId) {
         debug_assert!(self.clients[&conn].pending_login.is_some());
@@ -168,6 +277,15 @@ impl Connections {
 
     /// Hand the runtime everything queued for `conn`.
     pub(super) fn take_outbound(&mut self, conn: ConnId) -> Option<OutboundBatch> {
+        if let Some(route) = self.routes.get_mut(&conn) {
+            route.transmit_queued = false;
+            if route.outbound.is_empty() {
+                return None;
+            }
+            let batch = route.outbound.take();
+            route.bytes_in_flight += batch.len();
+            return Some(batch);
+        }
         let client = self.clients.get_mut(&conn)?;
         client.transmit_queued = false;
         if client.outbound.is_empty() {
@@ -185,11 +303,14 @@ impl Connections {
     /// Queue a log line about `conn`, prefixed the way the reference names
     /// clients (see `log::client_prefix`).
     pub(super) fn log(&self, logs: &mut LogQueue, level: LogLevel, conn: ConnId, text: String) {
-        let prefix = self
-            .clients
-            .get(&conn)
-            .map(|client| log::client_prefix(conn, client))
-            .unwrap_or_default();
+        let prefix = match self.routes.get(&conn) {
+            Some(route) => log::route_prefix(conn, route.peer),
+            None => self
+                .clients
+                .get(&conn)
+                .map(|client| log::client_prefix(conn, client))
+                .unwrap_or_default(),
+        };
         logs.push_prefixed(level, Some(conn), prefix, text);
     }
 
@@ -219,6 +340,11 @@ impl Connections {
         logs: &mut LogQueue,
         trace: bool,
     ) {
+        if self.routes.contains_key(&conn) {
+            // One close path for every kind of connection.
+            self.close_route(conn, reason, logs);
+            return;
+        }
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };

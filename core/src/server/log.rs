@@ -83,6 +83,7 @@ pub fn client_prefix(conn: ConnId, client: &super::Client) -> String {
     let id = match client.listener {
         crate::runtime::ListenerKind::Client => "cid",
         crate::runtime::ListenerKind::WebSocket => "wid",
+        crate::runtime::ListenerKind::Route => "rid",
     };
     match &client.forwarded_for {
         // IPv6 in brackets, as the reference writes it.
@@ -96,6 +97,11 @@ pub fn client_prefix(conn: ConnId, client: &super::Client) -> String {
         ),
         None => format!("{} - {id}:{}{} - ", client.peer, conn.0, client.log_label),
     }
+}
+
+/// A route's log prefix, as the reference writes it: `<peer> - rid:<n> - `.
+pub fn route_prefix(conn: ConnId, peer: core::net::SocketAddr) -> String {
+    format!("{peer} - rid:{} - ", conn.0)
 }
 
 /// The part of a client's log prefix its first CONNECT settles, as the

@@ -47,7 +47,9 @@ mod monitor_state;
 mod outbound;
 mod protocol_trace;
 mod resolver_requests;
+mod route_ops;
 mod router;
+mod routes;
 mod stats;
 pub mod system;
 mod system_inbox;
@@ -64,7 +66,8 @@ pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
 pub use config::{
-    MonitorSettings, ServerConfig, ServerIdentity, TlsPolicy, NATS_COMPATIBLE_VERSION,
+    ClusterConfig, MonitorSettings, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
+    NATS_COMPATIBLE_VERSION,
 };
 pub use connections::Connections;
 pub use error::ServerError;
@@ -72,6 +75,7 @@ pub use log::{LogLevel, LogRecord};
 pub use monitor_state::{HostStats, MonitorState};
 pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 pub use router::Router;
+pub use routes::{DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
 pub use stats::ServerStats;
 pub use view::View;
 
@@ -129,6 +133,11 @@ pub struct Server {
     /// The directory resolver's file changes and the replies that wait
     /// for them (`resolver_requests.rs`).
     resolver_files: resolver_requests::ResolverFiles,
+    /// The routes this server dials (`routes.rs`).
+    dialer: routes::Dialer,
+    /// See [`Server::cluster_name`].
+    cluster_name: String,
+    cluster_dynamic: bool,
 }
 
 impl Server {
@@ -156,7 +165,7 @@ impl Server {
                 logs.push(LogLevel::Error, None, warning);
             }
         }
-        Server {
+        let mut server = Server {
             resolver_files,
             authenticator: Authenticator::new(&config.auth),
             ws_authenticator: websocket_auth(&config).map(|auth| Authenticator::new(&auth)),
@@ -173,7 +182,12 @@ impl Server {
             scratch: BytesMut::new(),
             mapped_subject: Vec::new(),
             logs,
-        }
+            dialer: routes::Dialer::default(),
+            cluster_name: String::new(),
+            cluster_dynamic: false,
+        };
+        server.start_cluster();
+        server
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -192,6 +206,7 @@ impl Server {
             accounts: &self.router.accounts,
             stats: self.stats,
             monitor: &self.monitor,
+            cluster_name: &self.cluster_name,
         }
     }
 
@@ -356,6 +371,7 @@ impl Server {
             ListenerKind::Client | ListenerKind::WebSocket => {
                 self.accept_client(now, conn, peer, listener, None)
             }
+            ListenerKind::Route => self.accept_route(now, conn, peer),
         }
     }
 
@@ -399,7 +415,7 @@ impl Server {
         client.ping_deadline = now + self.config.ping_interval_for(listener);
         let ws_auth = match listener {
             ListenerKind::WebSocket => self.config.websocket.as_ref().map(|ws| &ws.auth),
-            ListenerKind::Client => None,
+            ListenerKind::Client | ListenerKind::Route => None,
         };
         let overridden = ws_auth.is_some_and(|auth| auth.overrides());
         if self.config.auth.is_required() || overridden {
@@ -439,6 +455,11 @@ impl Server {
     /// Bytes arrived on `conn`. Every complete operation in `buf` is processed;
     /// a trailing partial frame stays in `buf` for the next read.
     pub fn handle_read(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        if self.conns.route(conn).is_some() {
+            self.read_route(now, conn, buf);
+            self.finish_step(now);
+            return;
+        }
         let Some(client) = self.conns.get(conn) else {
             buf.clear();
             return;
@@ -500,6 +521,7 @@ impl Server {
 
     /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
     pub fn handle_written(&mut self, conn: ConnId, written: usize) {
+        self.conns.route_written(conn, written);
         if let Some(client) = self.conns.get_mut(conn) {
             assert!(
                 written <= client.bytes_in_flight,
@@ -512,6 +534,12 @@ impl Server {
     /// A write to `conn` has not finished within the runtime's write deadline:
     /// the peer is not reading. Like nats-server, a slow consumer: cut it off.
     pub fn handle_write_stalled(&mut self, conn: ConnId) {
+        if self.conns.route(conn).is_some_and(|r| !r.is_closing()) {
+            self.stats.slow_consumers += 1;
+            self.close(conn, CloseReason::SlowConsumerWriteDeadline);
+            self.retire_subscriptions();
+            return;
+        }
         if let Some(client) = self.conns.get(conn).filter(|c| !c.is_closing()) {
             self.router.accounts.list[client.account]
                 .stats
@@ -535,6 +563,13 @@ impl Server {
     /// The connection is gone (the peer closed it, an I/O error, or the runtime
     /// finished a close this machine asked for). Forget it.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.route(conn).is_some() {
+            self.close(conn, CloseReason::ClientClosed);
+            self.retire_subscriptions();
+            self.route_gone(now, conn);
+            self.finish_step(now);
+            return;
+        }
         if self.conns.get(conn).is_some_and(|c| !c.is_closing()) {
             self.close(conn, CloseReason::ClientClosed);
         }
@@ -568,7 +603,11 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now) {
             match key {
+                TimerKey::Connection(conn) if self.conns.route(conn).is_some() => {
+                    self.route_timer(now, conn)
+                }
                 TimerKey::Connection(conn) => self.connection_timer(now, conn),
+                TimerKey::RouteDial(dial) => self.dial_timer(dial),
                 // Sent by the system services in `finish_step`, which files
                 // the next one.
                 TimerKey::Heartbeat => {}
@@ -587,6 +626,7 @@ impl Server {
         self.retire_subscriptions();
         self.jetstream
             .refresh_interest(&mut self.router.accounts, &mut self.router.changed_accounts);
+        self.propagate_interest();
         self.timers
             .set_or_cancel(TimerKey::Heartbeat, self.system.deadline());
         debug_assert!(self.conns.retired.is_empty() && self.conns.expired.is_empty());
@@ -599,6 +639,10 @@ impl Server {
         self.conns.expire_subscriptions();
         for (account, key, sub) in self.conns.retired.drain(..) {
             self.router.unfile(account, key, &sub);
+        }
+        for (account, key, subject, queue) in self.conns.retired_remote.drain(..) {
+            self.router
+                .unfile_remote(account, key, &subject, queue.as_deref());
         }
         for conn in self.conns.newly_closed.drain(..) {
             self.timers.cancel(TimerKey::Connection(conn));
@@ -635,7 +679,10 @@ impl Server {
 
     /// Why the server is closing `conn`, if it is.
     pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
-        self.conns.get(conn).and_then(|c| c.closing)
+        match self.conns.route(conn) {
+            Some(route) => route.closing,
+            None => self.conns.get(conn).and_then(|c| c.closing),
+        }
     }
 
     /// Apply a reloaded configuration. The server's identity (id, name, address)
@@ -723,6 +770,7 @@ impl Server {
             self.logs.push(LogLevel::Error, None, warning);
         }
         self.router.replace_accounts(accounts);
+        self.refile_remote_interest();
         self.authenticator = self.authenticator.renewed(&self.config.auth);
         self.ws_authenticator = match (&self.ws_authenticator, websocket_auth(&self.config)) {
             (Some(current), Some(auth)) => Some(current.renewed(&auth)),
@@ -801,6 +849,9 @@ impl Server {
         for conn in self.conns.ids() {
             self.close(conn, CloseReason::ServerShutdown);
         }
+        for conn in self.conns.route_ids() {
+            self.close(conn, CloseReason::ServerShutdown);
+        }
         self.retire_subscriptions();
     }
 
@@ -830,6 +881,7 @@ impl Server {
             trace: trace.as_deref_mut(),
             config,
             now,
+            origin: router::Origin::Local,
         };
         (router, cx)
     }

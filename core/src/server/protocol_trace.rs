@@ -77,7 +77,7 @@ pub fn outbound(mut bytes: &[u8], max_payload: usize) -> Vec<String> {
         bytes = &bytes[end + 2..];
         let words: Vec<&[u8]> = control.split(|b| *b == b' ').collect();
         match words[0] {
-            b"MSG" | b"HMSG" => {
+            b"MSG" | b"HMSG" | b"RMSG" => {
                 let size = words
                     .last()
                     .and_then(|w| std::str::from_utf8(w).ok())

@@ -22,6 +22,9 @@
 //! - Every client subscription in a Sublist belongs to an open client in
 //!   that account, once the step's retired subscriptions are filed out.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use rand_chacha::rand_core::RngCore;
 use rand_chacha::ChaCha8Rng;
 
@@ -80,6 +83,32 @@ pub(super) struct RouteCx<'a> {
     pub trace: Option<&'a mut MsgTrace>,
     pub config: &'a ServerConfig,
     pub now: Instant,
+    /// Where the message came from: a route's message is delivered to
+    /// local subscribers only, and to the queue groups it names.
+    pub origin: Origin<'a>,
+}
+
+/// Who handed the router a message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin<'a> {
+    /// A client or the server itself: routes get it too.
+    Local,
+    /// A route (RMSG): these queue groups chose a member on this server.
+    Route { queues: &'a [Bytes] },
+}
+
+/// Names one interest: (account, subject, queue group).
+pub(super) type InterestKey = (AccountId, Bytes, Option<Bytes>);
+
+/// A change of local interest routes must hear about, in the order it
+/// happened (drained at the end of the step by `route_ops.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct InterestChange {
+    pub account: AccountId,
+    pub subject: Bytes,
+    pub queue: Option<Bytes>,
+    /// Local subscriptions left (for a queue group: its weight); 0 is RS-.
+    pub count: u32,
 }
 
 /// Accounts, their Sublists and the routes between them.
@@ -90,6 +119,12 @@ pub struct Router {
     /// Accounts whose client subscriptions changed during this step (for
     /// JetStream's interest watches; may repeat, cleared every step).
     pub(super) changed_accounts: Vec<AccountId>,
+    /// With a cluster: local client interest by (account, subject, queue),
+    /// counted, so routes hear of the first and the last subscription.
+    pub(super) interest: Option<BTreeMap<InterestKey, u32>>,
+    pub(super) interest_changes: Vec<InterestChange>,
+    /// Routes one message goes to in the account being routed (reused).
+    route_targets: Vec<(ConnId, Option<Bytes>)>,
 }
 
 impl Router {
@@ -98,6 +133,9 @@ impl Router {
             accounts,
             crossings: Default::default(),
             changed_accounts: Vec::new(),
+            interest: None,
+            interest_changes: Vec::new(),
+            route_targets: Vec::new(),
         }
     }
 
@@ -135,6 +173,7 @@ impl Router {
     /// File a client subscription into `account`'s Sublist; false when the
     /// subject is not a valid subscription subject.
     pub(super) fn file(&mut self, account: AccountId, key: SubKey, sub: &Subscription) -> bool {
+        let key_account = account;
         if self.changed_accounts.last() != Some(&account) {
             self.changed_accounts.push(account);
         }
@@ -146,11 +185,76 @@ impl Router {
         if inserted.is_ok() {
             account.client_subs += 1;
         }
+        if inserted.is_ok() {
+            if let Some(interest) = &mut self.interest {
+                let count = interest
+                    .entry((key_account, sub.subject.clone(), sub.queue.clone()))
+                    .or_insert(0);
+                *count += 1;
+                // Plain interest is news once; a queue's weight every time.
+                if *count == 1 || sub.queue.is_some() {
+                    self.interest_changes.push(InterestChange {
+                        account: key_account,
+                        subject: sub.subject.clone(),
+                        queue: sub.queue.clone(),
+                        count: *count,
+                    });
+                }
+            }
+        }
         inserted.is_ok()
+    }
+
+    /// File a route's interest into `account`'s Sublist.
+    pub(super) fn file_remote(
+        &mut self,
+        account: AccountId,
+        key: SubKey,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+    ) -> bool {
+        self.accounts.list[account]
+            .sublist
+            .insert(subject, queue, SubTarget::Route(key))
+            .is_ok()
+    }
+
+    /// Take a route's interest out of `account`'s Sublist (it may never
+    /// have gone in: an invalid subject is refused when filed).
+    pub(super) fn unfile_remote(
+        &mut self,
+        account: AccountId,
+        key: SubKey,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+    ) {
+        if let Some(account) = self.accounts.list.get_mut(account) {
+            let _ = account
+                .sublist
+                .remove(subject, queue, SubTarget::Route(key));
+        }
     }
 
     /// Take a client subscription out of `account`'s Sublist.
     pub(super) fn unfile(&mut self, account: AccountId, key: SubKey, sub: &Subscription) {
+        if let Some(interest) = &mut self.interest {
+            let entry = (account, sub.subject.clone(), sub.queue.clone());
+            if let Some(count) = interest.get_mut(&entry) {
+                *count -= 1;
+                let count = *count;
+                if count == 0 {
+                    interest.remove(&entry);
+                }
+                if count == 0 || sub.queue.is_some() {
+                    self.interest_changes.push(InterestChange {
+                        account,
+                        subject: entry.1,
+                        queue: entry.2,
+                        count,
+                    });
+                }
+            }
+        }
         if self.changed_accounts.last() != Some(&account) {
             self.changed_accounts.push(account);
         }
@@ -214,6 +318,12 @@ impl Router {
                     }
                     delivered |= cx.deliver(key, msg, routed_account, &mut sent);
                 }
+                SubTarget::Route(key) => {
+                    // A route's message never goes on to another route.
+                    if cx.origin == Origin::Local {
+                        self.route_targets.push((key.conn, None));
+                    }
+                }
                 other => crossings.push(other),
             }
         }
@@ -222,12 +332,47 @@ impl Router {
             if members.is_empty() {
                 continue;
             }
-            // Start at a random member and take the first that can receive, so a
+            let from_route = match cx.origin {
+                Origin::Local => false,
+                // Only the groups the sender picked this server for.
+                Origin::Route { queues } => {
+                    if !queues.contains(&group.name) {
+                        continue;
+                    }
+                    true
+                }
+            };
+            // Start at a random member (a route counts as many members as
+            // its peer has) and take the first that can receive, so a
             // member on its way out does not swallow the message.
-            let start = (cx.rng.next_u64() % members.len() as u64) as usize;
+            let weight = |target: &SubTarget| match target {
+                SubTarget::Route(key) => cx.conns.route(key.conn).map_or(1, |r| r.weight(*key)),
+                _ => 1,
+            };
+            let total: u64 = members.iter().map(|m| u64::from(weight(m))).sum();
+            let mut draw = cx.rng.next_u64() % total.max(1);
+            let mut start = 0;
+            for (index, member) in members.iter().enumerate() {
+                let w = u64::from(weight(member));
+                if draw < w {
+                    start = index;
+                    break;
+                }
+                draw -= w;
+            }
             for offset in 0..members.len() {
-                let SubTarget::Client(key) = members[(start + offset) % members.len()] else {
-                    continue;
+                let key = match members[(start + offset) % members.len()] {
+                    SubTarget::Client(key) => key,
+                    SubTarget::Route(key) if !from_route => {
+                        if cx.conns.route(key.conn).is_some_and(|r| !r.is_closing()) {
+                            self.route_targets
+                                .push((key.conn, Some(group.name.clone())));
+                            delivered = true;
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => continue,
                 };
                 if key.conn == msg.publisher && !publisher_echo {
                     continue;
@@ -245,6 +390,9 @@ impl Router {
                 }
             }
         }
+        if !self.route_targets.is_empty() {
+            delivered |= self.forward(cx, account, msg);
+        }
         let account_stats = &mut self.accounts.list[account].stats;
         account_stats.sent_msgs += sent.sent_msgs;
         account_stats.sent_bytes += sent.sent_bytes;
@@ -258,6 +406,67 @@ impl Router {
         delivered
     }
 
+    /// One RMSG per route that wants `msg` in `account`, naming the queue
+    /// groups it was chosen for; empties `route_targets`.
+    fn forward(&mut self, cx: &mut RouteCx<'_>, account: AccountId, msg: &Delivery<'_>) -> bool {
+        let mut targets = std::mem::take(&mut self.route_targets);
+        targets.sort();
+        let name = self.accounts.list[account].name.as_bytes();
+        let mut sent_any = false;
+        let mut queues: Vec<&[u8]> = Vec::new();
+        let mut at = 0;
+        while at < targets.len() {
+            let conn = targets[at].0;
+            queues.clear();
+            while at < targets.len() && targets[at].0 == conn {
+                if let Some(queue) = &targets[at].1 {
+                    if !queues.contains(&&queue[..]) {
+                        queues.push(queue);
+                    }
+                }
+                at += 1;
+            }
+            let Some((route, chunks, actions)) = cx.conns.route_parts(conn) else {
+                continue;
+            };
+            if route.is_closing() {
+                continue;
+            }
+            crate::route::write_rmsg(
+                &mut route.outbound.sink(chunks),
+                name,
+                msg.subject,
+                msg.reply,
+                &queues,
+                msg.headers,
+                msg.payload,
+            );
+            let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
+            route.stats.out_msgs += 1;
+            route.stats.out_bytes += size as u64;
+            cx.stats.out_msgs += 1;
+            cx.stats.out_bytes += size as u64;
+            if !route.transmit_queued {
+                route.transmit_queued = true;
+                actions.push_back(crate::runtime::Action::Transmit(conn));
+            }
+            sent_any = true;
+            if route.pending_bytes() > cx.config.max_pending {
+                // A peer that does not read is cut off like a client.
+                cx.stats.slow_consumers += 1;
+                cx.conns.close(
+                    conn,
+                    crate::runtime::CloseReason::SlowConsumerPendingBytes,
+                    cx.logs,
+                    cx.config.trace,
+                );
+            }
+        }
+        targets.clear();
+        self.route_targets = targets;
+        sent_any
+    }
+
     /// Carry `msg` across an account boundary through an internal route.
     fn cross(
         &mut self,
@@ -269,7 +478,9 @@ impl Router {
     ) -> bool {
         let mut subject = Vec::new();
         match target {
-            SubTarget::Client(_) => unreachable!("clients are delivered to directly"),
+            SubTarget::Client(_) | SubTarget::Route(_) => {
+                unreachable!("clients and routes are delivered to directly")
+            }
             SubTarget::System(service) => {
                 let (subject, reply, payload) = (msg.subject, msg.reply, msg.payload);
                 cx.system

@@ -24,6 +24,8 @@ pub struct View<'a> {
     pub(super) accounts: &'a Accounts,
     pub(super) stats: ServerStats,
     pub(super) monitor: &'a MonitorState,
+    /// The cluster's name (empty without a cluster).
+    pub(super) cluster_name: &'a str,
 }
 
 impl<'a> View<'a> {
@@ -45,6 +47,10 @@ impl<'a> View<'a> {
 
     pub(crate) fn accounts(&self) -> &'a Accounts {
         self.accounts
+    }
+
+    pub fn cluster_name(&self) -> &'a str {
+        self.cluster_name
     }
 
     pub fn monitor_state(&self) -> &'a MonitorState {

@@ -190,6 +190,8 @@ pub fn close_status(reason: CloseReason) -> u16 {
         | CloseReason::MaxSubscriptionsExceeded => status::POLICY_VIOLATION,
         CloseReason::TlsHandshakeFailure => status::TLS_HANDSHAKE,
         CloseReason::ProtocolViolation => status::PROTOCOL_ERROR,
+        // Route reasons; a websocket client never gets them.
+        CloseReason::DuplicateRoute | CloseReason::ClusterNameConflict => status::POLICY_VIOLATION,
         CloseReason::MaxPayloadExceeded => status::MESSAGE_TOO_BIG,
         // 1006 must never be sent in a close frame: the reference sends
         // "going away" for a broken or stale connection too.

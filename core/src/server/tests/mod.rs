@@ -451,6 +451,7 @@ fn ping_flood_from_a_peer_that_never_reads_is_bounded() {
     assert_eq!(h.server.stats().slow_consumers, 1);
 }
 
+mod routes;
 mod security;
 mod system;
 mod websocket;

@@ -1,0 +1,316 @@
+//! The `cluster { }` block and the cluster flags, with nats-server v2.15.1's
+//! keys and aliases, turned into the [`ClusterConfig`] the machine runs.
+//!
+//! Input: the block's map entry (and the flags, in [`cluster_request`]).
+//! Output: [`ClusterOptions`] (what the file set), then a
+//! [`ClusterRequest`] (where to listen, the machine's view).
+//!
+//! Invariants:
+//! - Every key of the reference's block is parsed here or reported as
+//!   unsupported (`cluster.<key>`), so start-up refuses what rnats does not
+//!   do: cluster `tls`, `permissions`, pinned `accounts`, `pool_size` other
+//!   than unpooled, compression other than off.
+//! - Route URLs keep their credentials only in the config; logs show
+//!   `host:port`.
+
+use std::time::Duration;
+
+use super::options::{boolean, invalid, string, unknown_field, wrong_type, Unsupported};
+use super::value::{MapEntry, ValueKind};
+use super::ConfError;
+use crate::server::{ClusterConfig, RouteUrl};
+
+/// The reference's default route listener host.
+pub const DEFAULT_CLUSTER_HOST: &str = "0.0.0.0";
+
+/// What the file's `cluster { }` block set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterOptions {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    /// -1 asks for a random port; 0 (or none) leaves clustering off.
+    pub port: Option<i64>,
+    pub routes: Vec<RouteUrl>,
+    pub advertise: Option<String>,
+    pub no_advertise: bool,
+    pub connect_retries: Option<i64>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub auth_timeout: Option<Duration>,
+}
+
+/// Parses the `cluster { }` block.
+pub fn parse_cluster(
+    entry: &MapEntry,
+    unsupported: &mut Vec<Unsupported>,
+) -> Result<ClusterOptions, ConfError> {
+    let fields = entry
+        .value
+        .as_map()
+        .ok_or_else(|| wrong_type(entry, "a map"))?;
+    let mut cluster = ClusterOptions::default();
+    for field in fields {
+        let key = field.key.to_ascii_lowercase();
+        match key.as_str() {
+            "name" => {
+                let name = string(field)?;
+                if name.contains(' ') {
+                    return Err(invalid(field, "cluster name cannot contain spaces"));
+                }
+                cluster.name = Some(name);
+            }
+            _ if super::options::listener_key(
+                &key,
+                field,
+                &mut cluster.host,
+                &mut cluster.port,
+            )? => {}
+            "authorization" => authorization(field, &mut cluster, unsupported)?,
+            "routes" => cluster.routes = routes(field)?,
+            "cluster_advertise" | "advertise" => cluster.advertise = Some(string(field)?),
+            "no_advertise" => cluster.no_advertise = boolean(field)?,
+            "connect_retries" => {
+                cluster.connect_retries = Some(
+                    field
+                        .value
+                        .as_i64()
+                        .ok_or_else(|| wrong_type(field, "an integer"))?,
+                )
+            }
+            // Unpooled routes are what rnats does; a pool is refused.
+            "pool_size" => match field.value.as_i64() {
+                Some(size) if size < 0 => {}
+                Some(_) => unsupported.push(Unsupported::new(format!("cluster.{key}"), field)),
+                None => return Err(wrong_type(field, "an integer")),
+            },
+            // Compression off is what rnats does (it has no S2).
+            "compression" => {
+                let off = match &field.value.kind {
+                    ValueKind::Bool(on) => !on,
+                    ValueKind::String(mode) => {
+                        matches!(
+                            mode.to_ascii_lowercase().as_str(),
+                            "off" | "disabled" | "false"
+                        )
+                    }
+                    ValueKind::Map(_) => false,
+                    _ => return Err(wrong_type(field, "a boolean, a string or a map")),
+                };
+                if !off {
+                    unsupported.push(Unsupported::new(format!("cluster.{key}"), field));
+                }
+            }
+            "tls" | "permissions" | "accounts" | "connect_backoff" | "ping_interval"
+            | "ping_max" | "write_deadline" | "write_timeout" => {
+                unsupported.push(Unsupported::new(format!("cluster.{key}"), field))
+            }
+            _ if field.is_referenced() => {}
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    Ok(cluster)
+}
+
+/// The block's `authorization { user, password, timeout }`: one user, no
+/// token (as the reference insists).
+fn authorization(
+    entry: &MapEntry,
+    cluster: &mut ClusterOptions,
+    unsupported: &mut Vec<Unsupported>,
+) -> Result<(), ConfError> {
+    let fields = entry
+        .value
+        .as_map()
+        .ok_or_else(|| wrong_type(entry, "a map"))?;
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => cluster.user = Some(string(field)?),
+            "pass" | "password" => cluster.password = Some(string(field)?),
+            "token" => {
+                return Err(invalid(
+                    entry,
+                    "Cluster authorization does not support tokens",
+                ))
+            }
+            "users" => {
+                return Err(invalid(
+                    entry,
+                    "Cluster authorization does not allow multiple users",
+                ))
+            }
+            "timeout" => {
+                let seconds = match &field.value.kind {
+                    ValueKind::Integer(n) => *n as f64,
+                    ValueKind::Float(f) => *f,
+                    _ => return Err(wrong_type(field, "a number")),
+                };
+                if !(seconds.is_finite() && seconds >= 0.0) {
+                    return Err(invalid(field, "timeout out of range"));
+                }
+                cluster.auth_timeout = Some(Duration::from_secs_f64(seconds));
+            }
+            "permissions" => unsupported.push(Unsupported::new(
+                String::from("cluster.authorization.permissions"),
+                field,
+            )),
+            _ if field.is_referenced() => {}
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    Ok(())
+}
+
+fn routes(field: &MapEntry) -> Result<Vec<RouteUrl>, ConfError> {
+    let mut out: Vec<RouteUrl> = Vec::new();
+    for item in super::options::string_list(field)? {
+        let url = RouteUrl::parse(&item)
+            .ok_or_else(|| invalid(field, &format!("error parsing route url [{item:?}]")))?;
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    Ok(out)
+}
+
+/// The cluster flags (`--cluster`, `--routes`, ...), as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterFlags {
+    /// `--cluster`/`--cluster_listen`: `nats://host:port`.
+    pub listen: Option<String>,
+    pub name: Option<String>,
+    pub advertise: Option<String>,
+    /// `--routes`: comma-separated URLs.
+    pub routes: Option<String>,
+    pub no_advertise: Option<bool>,
+    pub connect_retries: Option<i64>,
+}
+
+/// The route listener to open and the machine's view of the cluster
+/// (`config.port` is filled in once bound).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRequest {
+    pub host: String,
+    /// As configured; -1 asks for a random port.
+    pub port: i64,
+    pub config: ClusterConfig,
+}
+
+/// The file's block with the flags laid over it; `None` when no route
+/// listener is configured (no block, or port 0).
+pub fn cluster_request(
+    file: Option<&ClusterOptions>,
+    flags: &ClusterFlags,
+) -> Result<Option<ClusterRequest>, String> {
+    let mut options = file.cloned().unwrap_or_default();
+    if let Some(listen) = &flags.listen {
+        let url = RouteUrl::parse(listen)
+            .ok_or_else(|| format!("Could not parse cluster URL: {listen}"))?;
+        options.host = Some(url.host.clone());
+        options.port = Some(url.port);
+        if url.user.is_some() {
+            options.user = url.user;
+            options.password = url.password;
+        }
+    }
+    if let Some(name) = &flags.name {
+        options.name = Some(name.clone());
+    }
+    if let Some(advertise) = &flags.advertise {
+        options.advertise = Some(advertise.clone());
+    }
+    if let Some(routes) = &flags.routes {
+        options.routes = routes
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| RouteUrl::parse(r).ok_or_else(|| format!("error parsing route url [{r:?}]")))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(no_advertise) = flags.no_advertise {
+        options.no_advertise = no_advertise;
+    }
+    if let Some(retries) = flags.connect_retries {
+        options.connect_retries = Some(retries);
+    }
+    let port = options.port.unwrap_or(0);
+    if port == 0 {
+        return Ok(None);
+    }
+    if !(-1..=65535).contains(&port) {
+        return Err(format!("invalid cluster port {port}"));
+    }
+    let host = options
+        .host
+        .clone()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| DEFAULT_CLUSTER_HOST.to_string());
+    let config = ClusterConfig {
+        name: options.name.clone().unwrap_or_default(),
+        host: host.clone(),
+        port: 0,
+        advertise: options.advertise.clone(),
+        no_advertise: options.no_advertise,
+        routes: options.routes.clone(),
+        connect_retries: options.connect_retries.unwrap_or(0).max(0) as u32,
+        user: options.user.clone().filter(|u| !u.is_empty()),
+        password: options.password.clone().unwrap_or_default(),
+        auth_timeout: options.auth_timeout,
+    };
+    Ok(Some(ClusterRequest { host, port, config }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (ClusterOptions, Vec<String>) {
+        let root = crate::conf::parse("t.conf", text, &crate::conf::NoSource).unwrap();
+        let map = root.as_map().unwrap();
+        let entry = map.iter().find(|e| e.key == "cluster").unwrap();
+        let mut unsupported = Vec::new();
+        let options = parse_cluster(entry, &mut unsupported).unwrap();
+        (options, unsupported.into_iter().map(|u| u.key).collect())
+    }
+
+    #[test]
+    fn keys_and_refusals() {
+        let (options, refused) = load(
+            "cluster { name: c1, listen: \"127.0.0.1:-1\", routes: [nats-route://u:p@h:4248, \"nats://h2:6222\"], no_advertise: true, connect_retries: 3, authorization { user: u, password: p, timeout: 2 }, pool_size: -1, compression: off }",
+        );
+        assert_eq!(options.name.as_deref(), Some("c1"));
+        assert_eq!(options.port, Some(-1));
+        assert_eq!(options.routes.len(), 2);
+        assert_eq!(options.routes[0].user.as_deref(), Some("u"));
+        assert_eq!(options.routes[1].address(), "h2:6222");
+        assert!(refused.is_empty(), "{refused:?}");
+        let (_, refused) = load("cluster { port: 1, pool_size: 3, compression: s2_fast, tls {}, accounts: [A], permissions {} }");
+        assert_eq!(
+            refused,
+            [
+                "cluster.pool_size",
+                "cluster.compression",
+                "cluster.tls",
+                "cluster.accounts",
+                "cluster.permissions"
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_win() {
+        let flags = ClusterFlags {
+            listen: Some("nats://127.0.0.1:7000".into()),
+            routes: Some("nats://a:1, nats://b:2".into()),
+            name: Some("x".into()),
+            ..ClusterFlags::default()
+        };
+        let request = cluster_request(None, &flags).unwrap().unwrap();
+        assert_eq!((request.host.as_str(), request.port), ("127.0.0.1", 7000));
+        assert_eq!(request.config.routes.len(), 2);
+        assert_eq!(request.config.name, "x");
+        assert_eq!(
+            cluster_request(None, &ClusterFlags::default()).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! The INFO and CONNECT a route exchanges, with nats-server's field names.
+//! Unknown fields are ignored (a newer peer may send more).
+
+use serde::{Deserialize, Serialize};
+
+/// A route's INFO: who the peer is and what it supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteInfo {
+    pub server_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server_name: String,
+    pub version: String,
+    pub proto: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub go: String,
+    pub host: String,
+    pub port: u16,
+    pub headers: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    pub max_payload: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_dynamic: bool,
+    /// Client URLs of the peer (`host:port`), told to clients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub compression: String,
+    /// A pooling peer's pool size; rnats never sends it (unpooled).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub route_pool_size: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub route_pool_idx: i64,
+    /// Set on a per-account (pinned) route, which rnats refuses.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub route_account: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ldm: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A route's CONNECT: the soliciting server's name and credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteConnect {
+    pub echo: bool,
+    pub verbose: bool,
+    pub pedantic: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pass: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_token: String,
+    pub tls_required: bool,
+    pub headers: bool,
+    pub name: String,
+    pub cluster: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+}

@@ -1,0 +1,804 @@
+//! The driver's handlers for routes: dialing, the handshake, interest
+//! (RS+/RS-) both ways, routed messages in, and the route timers.
+//!
+//! The handshake, as nats-server v2.15.1 does it: the accepting server
+//! sends its INFO at once; the dialing server sends CONNECT (its id, the
+//! cluster name, the cluster credentials of the route URL) and its INFO.
+//! A route is registered when the peer's INFO arrives (after a CONNECT
+//! that passed, on an accepted route); then this server's local interest
+//! goes out as RS+ lines, and from then on every change of local interest
+//! (`Router::interest_changes`, drained at the end of each step).
+//!
+//! Invariants: nothing but CONNECT and INFO (and PING/PONG) is taken from
+//! a route before it is registered; a routed message is delivered to
+//! local subscribers only.
+
+use bytes::{Bytes, BytesMut};
+use core::net::SocketAddr;
+
+use super::log::{self, LogLevel};
+use super::router::{Delivery, Origin};
+use super::routes::{Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
+use super::{Server, SubKey};
+use crate::protocol::{self, ParserLimits};
+use crate::route::{self as wire, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
+use crate::runtime::{CloseReason, ConnId, TimerKey};
+use crate::time::Instant;
+
+/// The route protocol version nats-server v2.15.1 announces.
+const ROUTE_PROTO: i32 = 3;
+
+impl Server {
+    /// The cluster name: configured, or made up at start and replaced by
+    /// the first peer's (the reference's dynamic name). Empty without a
+    /// cluster.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster_name
+    }
+
+    /// Whether the cluster name was made up (no `name` configured).
+    pub fn cluster_name_is_dynamic(&self) -> bool {
+        self.cluster_dynamic
+    }
+
+    /// The next route to dial: connect to `address`, then report with
+    /// [`Server::handle_dialed`] or [`Server::handle_dial_failed`].
+    pub fn poll_dial(&mut self) -> Option<DialRequest> {
+        self.dialer.poll()
+    }
+
+    /// The explicit routes of the configuration, dialed once the runtime
+    /// starts polling.
+    pub(super) fn start_cluster(&mut self) {
+        let Some(cluster) = &self.config.cluster else {
+            return;
+        };
+        self.router.interest = Some(Default::default());
+        if cluster.name.is_empty() {
+            let mut raw = [0u8; 11];
+            rand_chacha::rand_core::RngCore::fill_bytes(&mut self.rng, &mut raw);
+            self.cluster_name = crate::auth::encode_nonce(raw);
+            self.cluster_dynamic = true;
+        } else {
+            self.cluster_name = cluster.name.clone();
+        }
+        for url in cluster.routes.clone() {
+            self.dialer.add(Dial {
+                address: url.address(),
+                user: url.user.clone(),
+                password: url.password.clone(),
+                explicit: true,
+                attempts: 0,
+                pending: false,
+                conn: None,
+            });
+        }
+    }
+
+    /// The route dial `dial` connected as `conn`: send CONNECT and INFO.
+    pub fn handle_dialed(&mut self, now: Instant, dial: u64, conn: ConnId, peer: SocketAddr) {
+        self.dialer.connected(dial, conn);
+        let mut route = RouteConn::new(peer, self.route_limits(), now);
+        route.dial = Some(dial);
+        route.configured = self.dialer.dials.get(&dial).is_some_and(|d| d.explicit);
+        route.auth_deadline = Some(now + DEFAULT_ROUTE_AUTH_TIMEOUT);
+        route.ping_deadline = now + self.config.ping_interval;
+        self.conns.insert_route(conn, route);
+        let (user, pass) = self
+            .dialer
+            .dials
+            .get(&dial)
+            .map(|d| {
+                (
+                    d.user.clone().unwrap_or_default(),
+                    d.password.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        let connect = RouteConnect {
+            echo: true,
+            user,
+            pass,
+            headers: true,
+            name: self.config.identity.server_id.clone(),
+            cluster: self.cluster_name.clone(),
+            dynamic: self.cluster_dynamic,
+            ..RouteConnect::default()
+        };
+        let info = self.route_info();
+        if let Some(mut sink) = self.conns.route_sink(conn) {
+            wire::write_route_connect(&mut sink, &connect);
+            wire::write_route_info(&mut sink, &info);
+        }
+        self.route_log(LogLevel::Debug, conn, "Route connect msg sent");
+        self.route_log(LogLevel::Info, conn, "Route connection created");
+        self.refile_route_timer(conn);
+        self.finish_step(now);
+    }
+
+    /// The route dial `dial` failed (`error` says why): try again later,
+    /// or give it up (`connect_retries`).
+    pub fn handle_dial_failed(&mut self, now: Instant, dial: u64, error: &str) {
+        if let Some(d) = self.dialer.dials.get(&dial) {
+            let text = format!(
+                "Error trying to connect to route (attempt {}): {error}",
+                d.attempts + 1
+            );
+            self.logs.push(LogLevel::Debug, None, text);
+        }
+        self.dial_failed(now, dial);
+        self.finish_step(now);
+    }
+
+    fn dial_failed(&mut self, now: Instant, dial: u64) {
+        let retries = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.connect_retries);
+        match self.dialer.failed(dial, now, retries) {
+            Some(at) => self.timers.set(TimerKey::RouteDial(dial), at),
+            None => self.timers.cancel(TimerKey::RouteDial(dial)),
+        }
+    }
+
+    /// A dial's retry time came.
+    pub(super) fn dial_timer(&mut self, dial: u64) {
+        if self
+            .dialer
+            .dials
+            .get(&dial)
+            .is_some_and(|d| !d.pending && d.conn.is_none())
+        {
+            self.dialer.start(dial);
+        }
+    }
+
+    /// A server connected to the route port: send INFO, wait for CONNECT.
+    pub(super) fn accept_route(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+        let timeout = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.auth_timeout)
+            .unwrap_or(DEFAULT_ROUTE_AUTH_TIMEOUT);
+        let mut route = RouteConn::new(peer, self.route_limits(), now);
+        route.auth_deadline = Some(now + timeout);
+        route.ping_deadline = now + self.config.ping_interval;
+        self.conns.insert_route(conn, route);
+        let info = self.route_info();
+        if let Some(mut sink) = self.conns.route_sink(conn) {
+            wire::write_route_info(&mut sink, &info);
+        }
+        self.route_log(LogLevel::Info, conn, "Route connection created");
+        self.refile_route_timer(conn);
+        self.finish_step(now);
+    }
+
+    /// Bytes from route `conn`: every whole operation is handled.
+    pub(super) fn read_route(&mut self, now: Instant, conn: ConnId, buf: &mut BytesMut) {
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.last_in = Some(now);
+        }
+        loop {
+            let Some(route) = self.conns.route_mut(conn) else {
+                buf.clear();
+                return;
+            };
+            if route.is_closing() {
+                buf.clear();
+                return;
+            }
+            match route.parser.next(buf) {
+                Ok(None) => return,
+                Ok(Some(op)) => {
+                    if self.config.trace {
+                        self.trace_route_op(conn, &op);
+                    }
+                    self.route_op(now, conn, op)
+                }
+                Err(error) => {
+                    self.route_log(
+                        LogLevel::Error,
+                        conn,
+                        &format!("Router parser ERROR: {error}"),
+                    );
+                    self.close(conn, CloseReason::ProtocolViolation);
+                    buf.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn route_op(&mut self, now: Instant, conn: ConnId, op: RouteOp) {
+        let registered = self.conns.route(conn).is_some_and(|r| r.remote.is_some());
+        match op {
+            RouteOp::Ping => {
+                if let Some(mut sink) = self.conns.route_sink(conn) {
+                    protocol::write_pong(&mut sink);
+                }
+            }
+            RouteOp::Pong => {
+                if let Some(route) = self.conns.route_mut(conn) {
+                    route.pings_out = 0;
+                }
+            }
+            RouteOp::Ok => {}
+            RouteOp::Err(text) => {
+                let text = String::from_utf8_lossy(&text).into_owned();
+                self.route_log(LogLevel::Error, conn, &format!("Router Error {text}"));
+                self.close(conn, CloseReason::ProtocolViolation);
+            }
+            RouteOp::Connect(json) => self.route_connect(conn, &json),
+            RouteOp::Info(json) => self.route_info_received(now, conn, &json),
+            _ if !registered => {
+                // Interest or messages before the handshake ended.
+                self.route_log(LogLevel::Error, conn, "Router protocol before INFO");
+                self.close(conn, CloseReason::ProtocolViolation);
+            }
+            RouteOp::Sub {
+                account,
+                subject,
+                queue,
+            } => self.remote_sub(conn, &account, subject, queue),
+            RouteOp::Unsub {
+                account,
+                subject,
+                queue,
+            } => self.remote_unsub(conn, &account, &subject, queue.as_ref()),
+            RouteOp::Msg(msg) => self.routed_msg(now, conn, msg),
+        }
+    }
+
+    /// An accepted route's CONNECT: the cluster credentials and name.
+    fn route_connect(&mut self, conn: ConnId, json: &[u8]) {
+        let Some(route) = self.conns.route(conn) else {
+            return;
+        };
+        if route.dial.is_some() || route.connected {
+            return;
+        }
+        let Ok(connect) = serde_json::from_slice::<RouteConnect>(json) else {
+            self.route_error(conn, "Invalid CONNECT", CloseReason::ProtocolViolation);
+            return;
+        };
+        let cluster = self.config.cluster.as_ref().expect("routes need a cluster");
+        if let Some(user) = &cluster.user {
+            if connect.user != *user || connect.pass != cluster.password {
+                self.route_error(
+                    conn,
+                    "Authorization Violation",
+                    CloseReason::AuthenticationViolation,
+                );
+                return;
+            }
+        }
+        if !connect.cluster.is_empty() && connect.cluster != self.cluster_name {
+            if self.cluster_dynamic && !connect.dynamic {
+                self.adopt_cluster_name(connect.cluster);
+            } else {
+                self.route_error(
+                    conn,
+                    "Rejecting connection, cluster name conflict",
+                    CloseReason::ClusterNameConflict,
+                );
+                return;
+            }
+        }
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.connected = true;
+        }
+    }
+
+    /// The peer's INFO: the first registers the route; later ones tell of
+    /// other servers (gossip) or of this one's changes.
+    fn route_info_received(&mut self, now: Instant, conn: ConnId, json: &[u8]) {
+        let Ok(mut info) = serde_json::from_slice::<RouteInfo>(json) else {
+            self.route_error(conn, "Invalid INFO", CloseReason::ProtocolViolation);
+            return;
+        };
+        let Some(route) = self.conns.route(conn) else {
+            return;
+        };
+        if let Some(remote) = &route.remote {
+            if info.server_id != remote.server_id {
+                self.implicit_route(&info);
+            }
+            return;
+        }
+        let (dial, connected, peer) = (route.dial, route.connected, route.peer);
+        if dial.is_none() && !connected {
+            self.route_error(
+                conn,
+                "Authorization Violation",
+                CloseReason::AuthenticationViolation,
+            );
+            return;
+        }
+        if info.server_id == self.config.identity.server_id {
+            // A route to this very server (its own address in `routes`).
+            if let Some(dial) = dial {
+                self.dialer.dials.remove(&dial);
+            }
+            self.close(conn, CloseReason::DuplicateRoute);
+            return;
+        }
+        if !info.route_account.is_empty() {
+            let text = format!(
+                "Not possible to have a dedicated route for account {} between those servers",
+                crate::format::go_quote(info.route_account.as_bytes())
+            );
+            self.route_error(conn, &text, CloseReason::ProtocolViolation);
+            return;
+        }
+        if !info.cluster.is_empty() && info.cluster != self.cluster_name {
+            if self.cluster_dynamic && !info.cluster_dynamic {
+                self.adopt_cluster_name(info.cluster.clone());
+            } else {
+                self.close(conn, CloseReason::ClusterNameConflict);
+                return;
+            }
+        }
+        if let Some(other) = self.route_to(&info.server_id) {
+            // Two routes to one server: both ends keep the one the server
+            // with the smaller id dialed, so they agree without talking.
+            let ours_dialed = self.config.identity.server_id < info.server_id;
+            let keep_new = dial.is_some() == ours_dialed;
+            let (close, keep) = if keep_new {
+                (other, conn)
+            } else {
+                (conn, other)
+            };
+            if let Some(dial) = self.conns.route(close).and_then(|r| r.dial) {
+                // The other direction covers this pair: stop dialing it.
+                self.dialer.dials.remove(&dial);
+            }
+            self.close(close, CloseReason::DuplicateRoute);
+            if keep != conn {
+                return;
+            }
+        }
+        if info.ip.is_empty() {
+            info.ip = format!("nats-route://{}/", SocketAddr::new(peer.ip(), info.port));
+        }
+        let id = info.server_id.clone();
+        let route = self.conns.route_mut(conn).expect("checked above");
+        route.remote = Some(info.clone());
+        route.auth_deadline = None;
+        if let Some(dial) = dial {
+            self.dialer.registered(dial);
+        }
+        self.route_log(
+            LogLevel::Debug,
+            conn,
+            &format!(
+                "Registering remote route {}",
+                crate::format::go_quote(id.as_bytes())
+            ),
+        );
+        self.send_all_interest(conn);
+        self.route_log(LogLevel::Debug, conn, "Sent local subscriptions to route");
+        // Gossip: the servers already routed to learn of this one.
+        for other in self.conns.route_ids() {
+            if other != conn && self.conns.route(other).is_some_and(|r| r.remote.is_some()) {
+                if let Some(mut sink) = self.conns.route_sink(other) {
+                    wire::write_route_info(&mut sink, &info);
+                }
+            }
+        }
+        self.refile_route_timer(conn);
+        let _ = now;
+    }
+
+    /// Gossip named a server: dial it unless it is this one or already routed.
+    fn implicit_route(&mut self, info: &RouteInfo) {
+        if info.server_id == self.config.identity.server_id
+            || self.route_to(&info.server_id).is_some()
+        {
+            return;
+        }
+        let address = info
+            .ip
+            .split_once("://")
+            .map_or(info.ip.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_string();
+        if address.is_empty() || self.dialer.knows(&address) {
+            return;
+        }
+        // The configured routes' credentials are the cluster's.
+        let (user, password) = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.routes.iter().find(|r| r.user.is_some()))
+            .map_or((None, None), |r| (r.user.clone(), r.password.clone()));
+        self.dialer.add(Dial {
+            address,
+            user,
+            password,
+            explicit: false,
+            attempts: 0,
+            pending: false,
+            conn: None,
+        });
+    }
+
+    /// The registered route to server `id`, if any.
+    fn route_to(&self, id: &str) -> Option<ConnId> {
+        self.conns
+            .routes()
+            .find(|(_, r)| !r.is_closing() && r.remote_id() == Some(id))
+            .map(|(conn, _)| *conn)
+    }
+
+    fn adopt_cluster_name(&mut self, name: String) {
+        self.logs.push(
+            LogLevel::Info,
+            None,
+            format!("Cluster name updated to {name}"),
+        );
+        self.cluster_name = name;
+        self.cluster_dynamic = false;
+    }
+
+    fn remote_sub(
+        &mut self,
+        conn: ConnId,
+        account: &[u8],
+        subject: Bytes,
+        queue: Option<(Bytes, u32)>,
+    ) {
+        let Some(account) = std::str::from_utf8(account)
+            .ok()
+            .and_then(|name| self.router.accounts.find(name))
+        else {
+            // An account this server does not have: nobody here can want it.
+            return;
+        };
+        let (queue, weight) = match queue {
+            Some((queue, weight)) => (Some(queue), weight),
+            None => (None, 1),
+        };
+        let Some(route) = self.conns.route_mut(conn) else {
+            return;
+        };
+        if let Some(index) = route.add_sub(account, subject.clone(), queue.clone(), weight) {
+            let key = SubKey { conn, index };
+            if !self
+                .router
+                .file_remote(account, key, &subject, queue.as_deref())
+            {
+                // Not a valid subject: forget it again.
+                if let Some(route) = self.conns.route_mut(conn) {
+                    route.remove_sub(account, &subject, queue.as_ref());
+                }
+            }
+        }
+    }
+
+    fn remote_unsub(
+        &mut self,
+        conn: ConnId,
+        account: &[u8],
+        subject: &Bytes,
+        queue: Option<&Bytes>,
+    ) {
+        let Some(account) = std::str::from_utf8(account)
+            .ok()
+            .and_then(|name| self.router.accounts.find(name))
+        else {
+            return;
+        };
+        let Some(route) = self.conns.route_mut(conn) else {
+            return;
+        };
+        if let Some((index, sub)) = route.remove_sub(account, subject, queue) {
+            self.router.unfile_remote(
+                account,
+                SubKey { conn, index },
+                &sub.subject,
+                sub.queue.as_deref(),
+            );
+        }
+    }
+
+    /// A message from a route: to local subscribers (and the queue groups
+    /// it names), never on to another route.
+    fn routed_msg(&mut self, now: Instant, conn: ConnId, msg: RoutedMsg) {
+        let size = msg.headers.as_ref().map_or(0, Bytes::len) + msg.payload.len();
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.stats.in_msgs += 1;
+            route.stats.in_bytes += size as u64;
+        }
+        self.stats.in_msgs += 1;
+        self.stats.in_bytes += size as u64;
+        let Some(account) = std::str::from_utf8(&msg.account)
+            .ok()
+            .and_then(|name| self.router.accounts.find(name))
+        else {
+            return;
+        };
+        let delivery = Delivery {
+            publisher: conn,
+            subject: &msg.subject,
+            reply: msg.reply.as_deref(),
+            headers: msg.headers.as_deref(),
+            payload: &msg.payload,
+            shown_subject: None,
+        };
+        let (router, mut cx) = self.route_parts(now);
+        cx.origin = Origin::Route {
+            queues: &msg.queues,
+        };
+        router.route(&mut cx, account, &delivery, true, 0);
+    }
+
+    /// After a reload rebuilt the Sublists: the routes' interest goes back
+    /// in (account ids survive a reload; a dropped account's slot stays).
+    pub(super) fn refile_remote_interest(&mut self) {
+        for conn in self.conns.route_ids() {
+            let Some(route) = self.conns.route(conn) else {
+                continue;
+            };
+            let subs: Vec<_> = route
+                .subs
+                .iter()
+                .map(|(index, sub)| (*index, sub.account, sub.subject.clone(), sub.queue.clone()))
+                .collect();
+            for (index, account, subject, queue) in subs {
+                let key = SubKey { conn, index };
+                self.router
+                    .file_remote(account, key, &subject, queue.as_deref());
+            }
+        }
+    }
+
+    /// RS+ for every local interest, to a route that just registered.
+    fn send_all_interest(&mut self, conn: ConnId) {
+        let Some(interest) = &self.router.interest else {
+            return;
+        };
+        let lines: Vec<_> = interest
+            .iter()
+            .map(|((account, subject, queue), count)| {
+                (*account, subject.clone(), queue.clone(), *count)
+            })
+            .collect();
+        for (account, subject, queue, count) in lines {
+            let name = self.router.accounts.list[account].name.clone();
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                wire::write_rs_plus(
+                    &mut sink,
+                    name.as_bytes(),
+                    &subject,
+                    queue.as_deref().map(|q| (q, count)),
+                );
+            }
+        }
+    }
+
+    /// Tell every registered route what local interest changed this step.
+    pub(super) fn propagate_interest(&mut self) {
+        if self.router.interest_changes.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(&mut self.router.interest_changes);
+        let routes: Vec<ConnId> = self
+            .conns
+            .routes()
+            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
+            .map(|(conn, _)| *conn)
+            .collect();
+        for change in &changes {
+            let Some(account) = self.router.accounts.list.get(change.account) else {
+                continue;
+            };
+            let name = account.name.clone();
+            for &conn in &routes {
+                let Some(mut sink) = self.conns.route_sink(conn) else {
+                    continue;
+                };
+                match (change.count, &change.queue) {
+                    (0, queue) => wire::write_rs_minus(
+                        &mut sink,
+                        name.as_bytes(),
+                        &change.subject,
+                        queue.as_deref(),
+                    ),
+                    (count, queue) => wire::write_rs_plus(
+                        &mut sink,
+                        name.as_bytes(),
+                        &change.subject,
+                        queue.as_deref().map(|q| (q, count)),
+                    ),
+                }
+            }
+        }
+        let mut changes = changes;
+        changes.clear();
+        self.router.interest_changes = changes;
+    }
+
+    /// A route's timer: the handshake deadline, or its keepalive PING.
+    pub(super) fn route_timer(&mut self, now: Instant, conn: ConnId) {
+        let Some(route) = self.conns.route_mut(conn) else {
+            return;
+        };
+        if route.is_closing() {
+            return;
+        }
+        if route.auth_deadline.is_some_and(|d| d <= now) {
+            self.route_error(
+                conn,
+                "Authentication Timeout",
+                CloseReason::AuthenticationTimeout,
+            );
+            return;
+        }
+        if route.ping_deadline <= now {
+            if route.pings_out >= self.config.ping_max {
+                self.stats.stale_connections += 1;
+                self.route_log(LogLevel::Debug, conn, "Stale Router Connection - Closing");
+                self.close(conn, CloseReason::StaleConnection);
+                return;
+            }
+            route.pings_out += 1;
+            route.ping_deadline = now + self.config.ping_interval;
+            self.route_log(LogLevel::Debug, conn, "Router Ping Timer");
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                protocol::write_ping(&mut sink);
+            }
+        }
+        self.refile_route_timer(conn);
+    }
+
+    pub(super) fn refile_route_timer(&mut self, conn: ConnId) {
+        if let Some(route) = self.conns.route(conn).filter(|r| !r.is_closing()) {
+            self.timers
+                .set(TimerKey::Connection(conn), route.next_deadline());
+        }
+    }
+
+    /// Route `conn` is gone: forget it, and redial it if it was dialed.
+    pub(super) fn route_gone(&mut self, now: Instant, conn: ConnId) {
+        let Some(route) = self.conns.remove_route(conn) else {
+            return;
+        };
+        self.timers.cancel(TimerKey::Connection(conn));
+        if let Some(dial) = route.dial {
+            self.dial_failed(now, dial);
+        }
+    }
+
+    /// `-ERR '<text>'` to the route, then close it.
+    fn route_error(&mut self, conn: ConnId, text: &str, reason: CloseReason) {
+        if let Some(mut sink) = self.conns.route_sink(conn) {
+            protocol::write_err(&mut sink, text);
+        }
+        self.route_log(LogLevel::Error, conn, text);
+        self.close(conn, reason);
+    }
+
+    /// The reference's `-V` line for an operation from a route.
+    fn trace_route_op(&mut self, conn: ConnId, op: &RouteOp) {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let line = match op {
+            RouteOp::Info(json) => format!("<<- [INFO {}]", text(json).trim_end()),
+            RouteOp::Connect(json) => format!("<<- [CONNECT {}]", text(json).trim_end()),
+            RouteOp::Ping => String::from("<<- [PING]"),
+            RouteOp::Pong => String::from("<<- [PONG]"),
+            RouteOp::Ok => String::from("<<- [OK]"),
+            RouteOp::Err(t) => format!("<<- [-ERR {}]", text(t)),
+            RouteOp::Sub {
+                account,
+                subject,
+                queue,
+            } => match queue {
+                Some((q, w)) => format!(
+                    "<<- [RS+ {} {} {} {w}]",
+                    text(account),
+                    text(subject),
+                    text(q)
+                ),
+                None => format!("<<- [RS+ {} {}]", text(account), text(subject)),
+            },
+            RouteOp::Unsub {
+                account,
+                subject,
+                queue,
+            } => match queue {
+                Some(q) => format!("<<- [RS- {} {} {}]", text(account), text(subject), text(q)),
+                None => format!("<<- [RS- {} {}]", text(account), text(subject)),
+            },
+            RouteOp::Msg(msg) => {
+                let verb = if msg.headers.is_some() {
+                    "HMSG"
+                } else {
+                    "RMSG"
+                };
+                let mut line = format!("<<- [{verb} {} {}", text(&msg.account), text(&msg.subject));
+                match (&msg.reply, msg.queues.is_empty()) {
+                    (Some(reply), true) => line.push_str(&format!(" {}", text(reply))),
+                    (Some(reply), false) => line.push_str(&format!(" + {}", text(reply))),
+                    (None, false) => line.push_str(" |"),
+                    (None, true) => {}
+                }
+                for queue in &msg.queues {
+                    line.push(' ');
+                    line.push_str(&text(queue));
+                }
+                if let Some(headers) = &msg.headers {
+                    line.push_str(&format!(" {}", headers.len()));
+                }
+                let size = msg.headers.as_ref().map_or(0, Bytes::len) + msg.payload.len();
+                line.push_str(&format!(" {size}]"));
+                line
+            }
+        };
+        self.route_log(LogLevel::Trace, conn, &line);
+    }
+
+    fn route_log(&mut self, level: LogLevel, conn: ConnId, text: &str) {
+        let Some(route) = self.conns.route(conn) else {
+            return;
+        };
+        let prefix = log::route_prefix(conn, route.peer);
+        self.logs
+            .push_prefixed(level, Some(conn), prefix, text.to_string());
+    }
+
+    fn route_limits(&self) -> ParserLimits {
+        ParserLimits {
+            max_control_line: self.config.max_control_line.max(4096),
+            // A peer's max_payload may be larger than ours; the reference
+            // does not check a routed message's size against its own.
+            max_payload: self.config.max_payload.max(64 * 1024 * 1024),
+        }
+    }
+
+    /// This server's INFO on the route port.
+    pub(super) fn route_info(&self) -> RouteInfo {
+        let cluster = self.config.cluster.as_ref().expect("routes need a cluster");
+        let (host, port) = match cluster.advertise.as_deref().and_then(split_advertise) {
+            Some((host, port)) => (host, port.unwrap_or(cluster.port)),
+            None => (cluster.host.clone(), cluster.port),
+        };
+        let ip = format!("nats-route://{}/", join_host_port(&host, port));
+        RouteInfo {
+            server_id: self.config.identity.server_id.clone(),
+            server_name: self.config.effective_name().to_string(),
+            version: self.config.identity.version.clone(),
+            proto: ROUTE_PROTO,
+            go: self.config.identity.toolchain.clone(),
+            host,
+            port,
+            headers: true,
+            auth_required: cluster.user.is_some(),
+            max_payload: self.config.max_payload as i64,
+            ip,
+            cluster: self.cluster_name.clone(),
+            cluster_dynamic: self.cluster_dynamic,
+            compression: String::from("off"),
+            ..RouteInfo::default()
+        }
+    }
+}
+
+/// `host[:port]` of `cluster_advertise`.
+fn split_advertise(text: &str) -> Option<(String, Option<u16>)> {
+    let text = text.split_once("://").map_or(text, |(_, rest)| rest);
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => Some((host.to_string(), port.parse().ok())),
+        _ => Some((text.to_string(), None)),
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

@@ -1,0 +1,285 @@
+//! Routes: links to the other servers of the cluster, a part beside the
+//! router.
+//!
+//! Role: one [`RouteConn`] per route connection (its parser, outbound
+//! bytes, handshake state and the peer's interest), kept by
+//! [`Connections`](super::Connections) beside the clients so routes share
+//! the outbound, timer and close paths; and the [`Dialer`], which owns the
+//! explicit routes (and the implicit ones gossip names): which address to
+//! dial next, how often it failed, when to retry (a `TimerKey::RouteDial`
+//! deadline). The driver's handlers are in `route_ops.rs`.
+//!
+//! Routes are unpooled (one connection per peer, every account on it, as
+//! nats-server runs with `pool_size: -1`); a pooling nats-server peer
+//! accepts such a peer as one it must not pool with.
+//!
+//! Invariants:
+//! - A route's remote subscriptions are in the Sublists exactly while the
+//!   route is open and registered; `subs` and `by_key` describe the same set.
+//! - At most one registered route per remote server id.
+//! - A dial is in flight (`Dial::pending`), connected (`conn`), or waiting
+//!   for its retry timer, never two of these at once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use super::accounts::AccountId;
+use super::client::ClientStats;
+use super::client::SubKey;
+use super::outbound::Outbound;
+use crate::protocol::ParserLimits;
+use crate::route::{RouteInfo, RouteParser};
+use crate::runtime::CloseReason;
+use crate::time::Instant;
+
+/// How long a route connection may take to send its CONNECT and INFO
+/// (the reference's default cluster `auth_timeout`).
+pub const DEFAULT_ROUTE_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The first retry of a failed dial comes after this; each failure doubles
+/// it up to [`MAX_DIAL_BACKOFF`] (the reference retries every second).
+const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
+
+/// An interest a peer announced (RS+), as filed in the Sublist.
+#[derive(Debug, Clone)]
+pub struct RemoteSub {
+    pub account: AccountId,
+    pub subject: Bytes,
+    pub queue: Option<Bytes>,
+    /// Queue members on the peer (1 for plain interest).
+    pub weight: u32,
+}
+
+/// One route connection.
+pub struct RouteConn {
+    pub peer: SocketAddr,
+    pub parser: RouteParser,
+    pub outbound: Outbound,
+    pub bytes_in_flight: usize,
+    pub transmit_queued: bool,
+    pub closing: Option<CloseReason>,
+    /// The dial that opened it (a solicited route).
+    pub dial: Option<u64>,
+    /// The peer's INFO, once received: the route is registered.
+    pub remote: Option<RouteInfo>,
+    /// An accepted route's CONNECT has arrived (and passed).
+    pub connected: bool,
+    pub accepted_at: Instant,
+    /// When the route last sent something.
+    pub last_in: Option<Instant>,
+    /// Dialed for an explicit (configured) route.
+    pub configured: bool,
+    pub auth_deadline: Option<Instant>,
+    pub ping_deadline: Instant,
+    pub pings_out: u32,
+    pub subs: BTreeMap<u64, RemoteSub>,
+    pub by_key: BTreeMap<super::router::InterestKey, u64>,
+    next_sub: u64,
+    pub stats: ClientStats,
+}
+
+impl RouteConn {
+    pub(super) fn new(peer: SocketAddr, limits: ParserLimits, now: Instant) -> Self {
+        RouteConn {
+            peer,
+            parser: RouteParser::new(limits),
+            outbound: Outbound::default(),
+            bytes_in_flight: 0,
+            transmit_queued: false,
+            closing: None,
+            dial: None,
+            remote: None,
+            connected: false,
+            accepted_at: now,
+            last_in: None,
+            configured: false,
+            auth_deadline: None,
+            ping_deadline: now,
+            pings_out: 0,
+            subs: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            next_sub: 0,
+            stats: ClientStats::default(),
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.outbound.len() + self.bytes_in_flight
+    }
+
+    /// The remote server's id, once registered.
+    pub fn remote_id(&self) -> Option<&str> {
+        self.remote.as_ref().map(|info| info.server_id.as_str())
+    }
+
+    pub(super) fn next_deadline(&self) -> Instant {
+        match self.auth_deadline {
+            Some(auth) => auth.min(self.ping_deadline),
+            None => self.ping_deadline,
+        }
+    }
+
+    /// RS+: a new interest or a queue's new weight. Returns the key when
+    /// the interest is new (the caller files it in the Sublist).
+    pub(super) fn add_sub(
+        &mut self,
+        account: AccountId,
+        subject: Bytes,
+        queue: Option<Bytes>,
+        weight: u32,
+    ) -> Option<u64> {
+        let key = (account, subject.clone(), queue.clone());
+        if let Some(index) = self.by_key.get(&key) {
+            if let Some(sub) = self.subs.get_mut(index) {
+                sub.weight = weight.max(1);
+            }
+            return None;
+        }
+        let index = self.next_sub;
+        self.next_sub += 1;
+        self.by_key.insert(key, index);
+        self.subs.insert(
+            index,
+            RemoteSub {
+                account,
+                subject,
+                queue,
+                weight: weight.max(1),
+            },
+        );
+        Some(index)
+    }
+
+    /// RS-: the interest is gone; returns it to take out of the Sublist.
+    pub(super) fn remove_sub(
+        &mut self,
+        account: AccountId,
+        subject: &Bytes,
+        queue: Option<&Bytes>,
+    ) -> Option<(u64, RemoteSub)> {
+        let key = (account, subject.clone(), queue.cloned());
+        let index = self.by_key.remove(&key)?;
+        let sub = self.subs.remove(&index)?;
+        Some((index, sub))
+    }
+
+    /// Every remote subscription, taken out (the route is closing).
+    pub(super) fn take_subs(&mut self) -> BTreeMap<u64, RemoteSub> {
+        self.by_key.clear();
+        std::mem::take(&mut self.subs)
+    }
+
+    /// The weight of the queue interest filed under `key`.
+    pub fn weight(&self, key: SubKey) -> u32 {
+        self.subs.get(&key.index).map_or(1, |sub| sub.weight)
+    }
+}
+
+/// An address the server keeps dialing: an explicit route, or one gossip
+/// told it about.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// `host:port`.
+    pub address: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Explicit (configured) routes are redialed when they close.
+    pub explicit: bool,
+    pub attempts: u32,
+    pub pending: bool,
+    pub conn: Option<crate::runtime::ConnId>,
+}
+
+/// A dial the runtime should carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRequest {
+    pub id: u64,
+    /// `host:port`.
+    pub address: String,
+}
+
+/// The routes this server dials.
+#[derive(Debug, Default)]
+pub struct Dialer {
+    pub dials: BTreeMap<u64, Dial>,
+    next: u64,
+    /// Dials for the runtime to start (drained by `Server::poll_dial`).
+    requests: VecDeque<DialRequest>,
+}
+
+impl Dialer {
+    /// Adds an address to dial (now); returns its id.
+    pub(super) fn add(&mut self, dial: Dial) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.dials.insert(id, dial);
+        self.start(id);
+        id
+    }
+
+    /// Whether `address` is dialed already.
+    pub(super) fn knows(&self, address: &str) -> bool {
+        self.dials.values().any(|dial| dial.address == address)
+    }
+
+    /// Ask the runtime to dial `id` now.
+    pub(super) fn start(&mut self, id: u64) {
+        let Some(dial) = self.dials.get_mut(&id) else {
+            return;
+        };
+        assert!(
+            !dial.pending && dial.conn.is_none(),
+            "dial {id} started twice"
+        );
+        dial.pending = true;
+        self.requests.push_back(DialRequest {
+            id,
+            address: dial.address.clone(),
+        });
+    }
+
+    pub(super) fn poll(&mut self) -> Option<DialRequest> {
+        self.requests.pop_front()
+    }
+
+    /// The dial failed (or its connection closed); when to try again, if
+    /// at all (`connect_retries` failures in a row give an explicit route
+    /// up when it is not 0; an implicit one is dropped at once).
+    pub(super) fn failed(&mut self, id: u64, now: Instant, retries: u32) -> Option<Instant> {
+        let dial = self.dials.get_mut(&id)?;
+        dial.pending = false;
+        dial.conn = None;
+        dial.attempts += 1;
+        if !dial.explicit || (retries > 0 && dial.attempts > retries) {
+            self.dials.remove(&id);
+            return None;
+        }
+        let shift = dial.attempts.saturating_sub(1).min(8);
+        let backoff = FIRST_DIAL_BACKOFF
+            .saturating_mul(1 << shift)
+            .min(MAX_DIAL_BACKOFF);
+        Some(now + backoff)
+    }
+
+    pub(super) fn connected(&mut self, id: u64, conn: crate::runtime::ConnId) {
+        if let Some(dial) = self.dials.get_mut(&id) {
+            dial.pending = false;
+            dial.conn = Some(conn);
+        }
+    }
+
+    /// The route of `id` registered: its failures are forgotten.
+    pub(super) fn registered(&mut self, id: u64) {
+        if let Some(dial) = self.dials.get_mut(&id) {
+            dial.attempts = 0;
+        }
+    }
+}

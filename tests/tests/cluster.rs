@@ -1,0 +1,464 @@
+//! Clusters over routes, with real clients: three rnats servers, and mixed
+//! clusters of rnats and nats-server v2.15.1 (2+1 and 1+2).
+//!
+//! Topology: the first server is the seed; the other two route to it only,
+//! so the link between them comes from gossip. Every wait for interest is
+//! a probe (a request to a responder subscribed after the subscriptions
+//! under test, answered once the interest reached the requester's server),
+//! never a blind sleep. Mixed tests skip with a NOTICE without the
+//! reference, and fail in CI (`RNATS_REQUIRE_REFERENCE=1`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{connect, within};
+use futures::StreamExt;
+use rnats_tests::ServerProcess;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Rnats,
+    Reference,
+}
+
+/// Starts one server of cluster `c1`, routing to `seed` when given.
+fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
+    let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
+    let mut args = vec![
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--cluster_name",
+        "c1",
+        "-m",
+        "-1",
+    ];
+    if let Some(route) = &route {
+        args.extend(["--routes", route.as_str()]);
+    }
+    match kind {
+        Kind::Rnats => Some(ServerProcess::start(&args)),
+        Kind::Reference => ServerProcess::start_reference(&args),
+    }
+}
+
+/// Three servers: `kinds[0]` is the seed the others route to.
+fn start_cluster(kinds: [Kind; 3]) -> Option<Vec<ServerProcess>> {
+    let seed = start(kinds[0], None)?;
+    let port = seed.route_port();
+    let second = start(kinds[1], Some(port))?;
+    let third = start(kinds[2], Some(port))?;
+    Some(vec![seed, second, third])
+}
+
+/// Answers requests on `probe` (subscribed after the client's other
+/// subscriptions, so an answer means they reached the asking server).
+async fn responder(client: &async_nats::Client, probe: String) {
+    let mut sub = client.subscribe(probe).await.unwrap();
+    let answering = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = answering.publish(reply, "pong".into()).await;
+            }
+        }
+    });
+    client.flush().await.unwrap();
+}
+
+/// Waits until `probe` is answered through `client`'s server.
+async fn await_probe(client: &async_nats::Client, probe: &str) {
+    within(&format!("interest in {probe}"), async {
+        loop {
+            let asked = tokio::time::timeout(
+                Duration::from_millis(250),
+                client.request(probe.to_string(), "ping".into()),
+            )
+            .await;
+            if let Ok(Ok(_)) = asked {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Every server's `/routez` lists the other two by id (the mesh formed,
+/// partly by gossip), and `/varz` counts them: both kinds of server agree.
+fn check_routez(servers: &[ServerProcess]) {
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            rnats_tests::http_json(s.http_port(), "/varz")["server_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + common::WAIT_TIMEOUT;
+    for (index, server) in servers.iter().enumerate() {
+        let expected: BTreeSet<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        loop {
+            let routez = rnats_tests::http_json(server.http_port(), "/routez");
+            let remotes: BTreeSet<&str> = routez["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["remote_id"].as_str().unwrap())
+                .collect();
+            if remotes == expected {
+                // `routes` counts connections (a pooling nats-server has
+                // several per peer); `remotes` counts servers.
+                let varz = rnats_tests::http_json(server.http_port(), "/varz");
+                assert_eq!(varz["remotes"], 2, "{varz}");
+                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server {index}: routes {remotes:?}, expected {expected:?}: {routez}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Delivery, a queue group spread over the cluster, and request/reply, on
+/// three servers of any kinds.
+async fn check_cluster(servers: &[ServerProcess]) {
+    check_routez(servers);
+    let mut clients = Vec::new();
+    for server in servers {
+        clients.push(connect(&server.url()).await);
+    }
+
+    // Delivery across servers: a subscriber on the third server gets every
+    // message published on the first and the second, once.
+    let mut sub = clients[2].subscribe("cl.msg").await.unwrap();
+    responder(&clients[2], "probe.msg".into()).await;
+    await_probe(&clients[0], "probe.msg").await;
+    await_probe(&clients[1], "probe.msg").await;
+    for i in 0..50 {
+        clients[0]
+            .publish("cl.msg", format!("a{i}").into())
+            .await
+            .unwrap();
+        clients[1]
+            .publish("cl.msg", format!("b{i}").into())
+            .await
+            .unwrap();
+    }
+    clients[0].flush().await.unwrap();
+    clients[1].flush().await.unwrap();
+    let mut seen = BTreeSet::new();
+    within("100 messages across servers", async {
+        while seen.len() < 100 {
+            let msg = sub.next().await.expect("subscription open");
+            let text = String::from_utf8(msg.payload.to_vec()).unwrap();
+            assert!(seen.insert(text.clone()), "{text} delivered twice");
+        }
+    })
+    .await;
+
+    // A queue group with members on every server: each message goes to
+    // exactly one member cluster-wide, and every server's members get some.
+    let mut members = Vec::new();
+    for (server, client) in clients.iter().enumerate() {
+        for _ in 0..2 {
+            members.push((
+                server,
+                client
+                    .queue_subscribe("cl.work", "workers".into())
+                    .await
+                    .unwrap(),
+            ));
+        }
+        responder(client, format!("probe.work.{server}")).await;
+    }
+    for server in 0..3 {
+        await_probe(&clients[0], &format!("probe.work.{server}")).await;
+    }
+    const JOBS: usize = 300;
+    for i in 0..JOBS {
+        clients[0]
+            .publish("cl.work", format!("{i}").into())
+            .await
+            .unwrap();
+    }
+    clients[0].flush().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (server, mut member) in members {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = member.next().await {
+                let _ = tx.send((server, String::from_utf8(msg.payload.to_vec()).unwrap()));
+            }
+        });
+    }
+    let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_server = [0usize; 3];
+    within("every job delivered", async {
+        while jobs.len() < JOBS {
+            let (server, job) = rx.recv().await.unwrap();
+            *jobs.entry(job).or_default() += 1;
+            per_server[server] += 1;
+        }
+    })
+    .await;
+    // Every route has carried its share by now: a probe through each one
+    // makes any late duplicate arrive before it is looked for.
+    for server in 0..3 {
+        await_probe(&clients[0], &format!("probe.work.{server}")).await;
+    }
+    while let Ok((server, job)) = rx.try_recv() {
+        *jobs.entry(job).or_default() += 1;
+        per_server[server] += 1;
+    }
+    assert!(
+        jobs.values().all(|n| *n == 1),
+        "a job was delivered twice: {jobs:?}"
+    );
+    assert_eq!(per_server.iter().sum::<usize>(), JOBS);
+    assert!(
+        per_server.iter().all(|n| *n > 0),
+        "not spread: {per_server:?}"
+    );
+
+    // Request/reply across servers: a service on the second server, asked
+    // from the third.
+    let mut service = clients[1].subscribe("cl.svc").await.unwrap();
+    let answering = clients[1].clone();
+    tokio::spawn(async move {
+        while let Some(msg) = service.next().await {
+            let body = format!("re:{}", String::from_utf8_lossy(&msg.payload));
+            let _ = answering.publish(msg.reply.unwrap(), body.into()).await;
+        }
+    });
+    clients[1].flush().await.unwrap();
+    responder(&clients[1], "probe.svc".into()).await;
+    await_probe(&clients[2], "probe.svc").await;
+    let answer = within(
+        "a reply across servers",
+        clients[2].request("cl.svc", "q".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&answer.payload[..], b"re:q");
+}
+
+#[tokio::test]
+async fn three_rnats_servers() {
+    let servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    check_cluster(&servers).await;
+    // The reference's route lines.
+    let log = servers[0].log_lines().join("\n");
+    assert!(log.contains("Cluster name is c1"), "{log}");
+    assert!(log.contains("Route connection created"), "{log}");
+}
+
+#[tokio::test]
+async fn mixed_two_rnats_one_reference() {
+    let Some(servers) = start_cluster([Kind::Rnats, Kind::Reference, Kind::Rnats]) else {
+        return;
+    };
+    check_cluster(&servers).await;
+}
+
+#[tokio::test]
+async fn mixed_one_rnats_two_reference() {
+    let Some(servers) = start_cluster([Kind::Reference, Kind::Rnats, Kind::Reference]) else {
+        return;
+    };
+    check_cluster(&servers).await;
+}
+
+/// A route closed is logged as the reference logs it, and its interest
+/// leaves with it: once the subscriber's server is gone, a request gets no
+/// responders instead of being forwarded.
+#[tokio::test]
+async fn route_close_is_logged_and_interest_leaves() {
+    let mut servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    let a = connect(&servers[0].url()).await;
+    let b = connect(&servers[1].url()).await;
+    responder(&b, "probe.gone".into()).await;
+    await_probe(&a, "probe.gone").await;
+    servers[1].kill();
+    within("interest gone with the route", async {
+        loop {
+            let asked = a.request("probe.gone", "ping".into()).await;
+            if let Err(error) = asked {
+                if error.kind() == async_nats::RequestErrorKind::NoResponders {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let log = servers[0].log_lines().join("\n");
+    assert!(
+        log.contains("Router connection closed: Client Closed"),
+        "{log}"
+    );
+}
+
+/// `cluster { authorization }` (here from the listen URL's credentials, as
+/// nats-server takes them): a server dialing with the credentials joins,
+/// one with wrong ones is refused. The seed is rnats, then nats-server
+/// (rnats dialing it with the credentials).
+#[tokio::test]
+async fn cluster_authorization() {
+    for seed_kind in [Kind::Rnats, Kind::Reference] {
+        let args = [
+            "--cluster",
+            "nats://ru:rp@127.0.0.1:-1",
+            "--cluster_name",
+            "c1",
+        ];
+        let seed = match seed_kind {
+            Kind::Rnats => ServerProcess::start(&args),
+            Kind::Reference => match ServerProcess::start_reference(&args) {
+                Some(seed) => seed,
+                None => return,
+            },
+        };
+        let port = seed.route_port();
+        let dial = |credentials: &str| {
+            let route = format!("nats://{credentials}@127.0.0.1:{port}");
+            ServerProcess::start(&[
+                "--cluster",
+                "nats://127.0.0.1:-1",
+                "--cluster_name",
+                "c1",
+                "--routes",
+                &route,
+            ])
+        };
+        let good = dial("ru:rp");
+        let a = connect(&seed.url()).await;
+        let b = connect(&good.url()).await;
+        responder(&a, "probe.auth".into()).await;
+        await_probe(&b, "probe.auth").await;
+        if let Kind::Rnats = seed_kind {
+            let _bad = dial("ru:wrong");
+            within("the refusal in the seed's log", async {
+                while !seed
+                    .log_lines()
+                    .iter()
+                    .any(|line| line.contains("Authorization Violation"))
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Settings not built yet refuse start-up by name.
+#[test]
+fn unbuilt_cluster_settings_are_refused() {
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-refusal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, key) in [
+        ("cluster { port: -1, pool_size: 3 }", "cluster.pool_size"),
+        (
+            "cluster { port: -1, compression: s2_auto }",
+            "cluster.compression",
+        ),
+        ("cluster { port: -1, accounts: [A] }", "cluster.accounts"),
+        (
+            "cluster { port: -1, permissions { import: \">\" } }",
+            "cluster.permissions",
+        ),
+        (
+            "cluster { port: -1, tls { cert_file: a, key_file: b } }",
+            "cluster.tls",
+        ),
+    ] {
+        let path = dir.join("refused.conf");
+        std::fs::write(&path, text).unwrap();
+        let mut child = std::process::Command::new(rnats_tests::server_under_test())
+            .args(["-a", "127.0.0.1", "-p", "-1", "-c", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that starts instead of refusing is killed, not waited for.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.is_some_and(|s| !s.success()), "{text} started");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains(&format!("configuration key \"{key}\" is not supported yet")),
+            "{text}: {stderr}"
+        );
+    }
+}
+
+/// A port nobody listens on now (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The usual production layout, and the one a rolling migration keeps:
+/// every server lists every route, its own included. Duplicate routes are
+/// resolved to one per pair, the self-route dropped, and the cluster works.
+#[tokio::test]
+async fn every_server_lists_every_route() {
+    for kinds in [
+        [Kind::Rnats; 3],
+        [Kind::Rnats, Kind::Reference, Kind::Rnats],
+    ] {
+        let ports = [free_port(), free_port(), free_port()];
+        let routes = ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::new();
+        for (kind, port) in kinds.into_iter().zip(ports) {
+            let listen = format!("nats://127.0.0.1:{port}");
+            let args = [
+                "--cluster",
+                listen.as_str(),
+                "--cluster_name",
+                "c1",
+                "--routes",
+                routes.as_str(),
+                "-m",
+                "-1",
+            ];
+            let server = match kind {
+                Kind::Rnats => Some(ServerProcess::start(&args)),
+                Kind::Reference => ServerProcess::start_reference(&args),
+            };
+            let Some(server) = server else {
+                return;
+            };
+            servers.push(server);
+        }
+        check_cluster(&servers).await;
+    }
+}
