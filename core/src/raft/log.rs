@@ -89,6 +89,13 @@ impl<D: Disk> RaftLog<D> {
             Some(bytes) => decode_term_vote(&bytes).ok_or(RecoveryError::DamagedTermVote)?,
         };
         let log_path = join(dir, "log");
+        if disk.len(&log_path)?.is_none() {
+            // The file's name must be durable before any entry in it is
+            // acknowledged: a power loss may otherwise take the whole file.
+            disk.write_at(&log_path, 0, &[])?;
+            disk.sync(&log_path)?;
+            disk.sync_dir(dir)?;
+        }
         let bytes = disk.read_all(&log_path)?.unwrap_or_default();
         let scan = scan_log(&bytes)?;
         if (scan.valid_len as usize) < bytes.len() {
@@ -191,15 +198,6 @@ impl<D: Disk> RaftLog<D> {
     pub fn save_hard_state(&mut self, hard: HardState) -> Result<(), DiskError> {
         let bytes = encode_term_vote(hard);
         self.disk.write_atomic(&self.dir, "tav", &bytes)
-    }
-
-    /// Write `hard` without syncing it: only the planted defect
-    /// `VoteNotDurable` does this.
-    #[cfg(feature = "planted-defects")]
-    pub fn save_hard_state_unsynced(&mut self, hard: HardState) -> Result<(), DiskError> {
-        let bytes = encode_term_vote(hard);
-        let path = join(&self.dir, "tav");
-        self.disk.write_at(&path, 0, &bytes)
     }
 
     fn check(&self) {

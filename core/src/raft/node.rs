@@ -62,8 +62,8 @@ pub struct Config {
 #[cfg(feature = "planted-defects")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RaftDefect {
-    /// The term and vote are written but not synced before the vote is sent:
-    /// a power loss lets the node vote again in the same term.
+    /// The term and vote are kept in memory only, never written: after a
+    /// crash the node may vote again in a term it already voted in.
     VoteNotDurable,
     /// Appends are acknowledged (and the leader counts itself) before the
     /// sync that makes them durable.
@@ -374,7 +374,8 @@ impl<D: Disk> Node<D> {
         }
         #[cfg(feature = "planted-defects")]
         let result = if self.defect(0) {
-            self.log.save_hard_state_unsynced(hard)
+            // The term and vote stay in memory only.
+            Ok(())
         } else {
             self.log.save_hard_state(hard)
         };
@@ -772,9 +773,15 @@ impl<D: Disk> Node<D> {
                 .saturating_add(1)
                 .min(progress.next.saturating_sub(1))
                 .max(progress.matched + 1);
-            progress.next = next.min(last + 1);
-            progress.sent = progress.next - 1;
-            self.send_append_from_next(from);
+            let next = next.min(last + 1);
+            // Only a refusal that moves `next` back is answered at once: a
+            // duplicated or stale refusal waits for the heartbeat, so
+            // duplicates cannot multiply into a storm.
+            if next < progress.next {
+                progress.next = next;
+                progress.sent = next - 1;
+                self.send_append_from_next(from);
+            }
         }
     }
 
