@@ -573,13 +573,8 @@ impl<D: Disk> Node<D> {
             kind,
             data,
         };
-        if self.log.append(entry).is_err() {
-            self.poisoned = true;
+        if !self.write_entry(entry) {
             return;
-        }
-        self.dirty = true;
-        if self.defect(1) {
-            self.durable = self.log.last_index();
         }
         if self.progress.is_empty() {
             self.advance_commit();
@@ -708,14 +703,9 @@ impl<D: Disk> Node<D> {
                 kind: entry.kind,
                 data: entry.data,
             };
-            if self.log.append(entry).is_err() {
-                self.poisoned = true;
+            if !self.write_entry(entry) {
                 return;
             }
-            self.dirty = true;
-        }
-        if self.defect(1) {
-            self.durable = self.log.last_index();
         }
         let commit = append.commit.min(matched);
         if commit > self.commit {
@@ -725,6 +715,20 @@ impl<D: Disk> Node<D> {
             to: from,
             index: matched,
         });
+    }
+
+    /// Write `entry` after the last; false (and poisoned) on a disk error.
+    /// Not durable until a sync covers it (`dirty` asks for one).
+    fn write_entry(&mut self, entry: LogEntry) -> bool {
+        if self.log.append(entry).is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        self.dirty = true;
+        if self.defect(1) {
+            self.durable = self.log.last_index();
+        }
+        true
     }
 
     fn truncate_after(&mut self, index: u64) -> bool {

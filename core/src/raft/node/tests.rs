@@ -77,8 +77,8 @@ fn send(to: PeerId, message: Message) -> Action {
     Action::Send { to, message }
 }
 
-/// Elect A leader of term 1 with B's vote; returns A with its actions drained.
-fn elected_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+/// A times out and gets B's vote for term 1: A and the actions of the win.
+fn win_election(disk: &SharedDisk<MemDisk>) -> (Node<SharedDisk<MemDisk>>, Vec<Action>) {
     let mut a = open(A, disk);
     a.handle_timeout(a.poll_timeout());
     drain(&mut a);
@@ -90,8 +90,13 @@ fn elected_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
     };
     a.handle_message(at(400), B, Message::VoteResponse(granted));
     assert_eq!(a.role(), Role::Leader);
-    drain(&mut a);
-    a
+    let actions = drain(&mut a);
+    (a, actions)
+}
+
+/// Elect A leader of term 1 with B's vote; returns A with its actions drained.
+fn elected_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    win_election(disk).0
 }
 
 #[test]
@@ -296,16 +301,7 @@ fn a_stale_leader_is_told_the_newer_term() {
 #[test]
 fn a_new_leader_appends_its_peer_state_and_commits_only_when_durable_on_a_majority() {
     let disk = SharedDisk::new(MemDisk::default());
-    let mut a = open(A, &disk);
-    a.handle_timeout(a.poll_timeout());
-    drain(&mut a);
-    let granted = VoteResponse {
-        term: 1,
-        peer: B,
-        granted: true,
-        empty: true,
-    };
-    a.handle_message(at(400), B, Message::VoteResponse(granted));
+    let (mut a, won) = win_election(&disk);
     let peer_state = PeerState {
         cluster_size: 3,
         peers: vec![A, B, C],
@@ -322,7 +318,7 @@ fn a_new_leader_appends_its_peer_state_and_commits_only_when_durable_on_a_majori
         leader_term: 0,
     });
     assert_eq!(
-        drain(&mut a),
+        won,
         vec![
             Action::LeaderChanged {
                 term: 1,
