@@ -379,6 +379,19 @@ mod tests {
     }
 
     #[test]
+    fn a_synced_entry_survives_power_loss_in_a_new_log_file() {
+        // Found by the simulator: the log file's name was not durable, so a
+        // power loss took the whole file with entries already acknowledged.
+        let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
+        let (mut log, _) = RaftLog::open(disk.clone(), "g").unwrap();
+        log.append(entry(1, 1, b"a")).unwrap();
+        disk.with(|d| d.sync("g/log")).unwrap();
+        disk.with(|d| d.power_loss());
+        let (log, _) = RaftLog::open(disk, "g").unwrap();
+        assert_eq!(log.slice(1, 1), &[entry(1, 1, b"a")]);
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_and_damage_before_valid_records_is_refused() {
         let mut file = Vec::new();
         for e in [entry(1, 1, b"a"), entry(2, 1, b"bb"), entry(3, 1, b"ccc")] {
