@@ -91,6 +91,11 @@ fn ci_raft_elections() {
     sweep_clean("raft-elections");
 }
 
+#[test]
+fn ci_raft_figure8() {
+    sweep_clean("raft-figure8");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -140,3 +140,11 @@ fn a_raft_append_acknowledged_before_its_sync_is_caught() {
     // client saw acknowledged; a later leader fills its index with another.
     caught("raft-ack-before-durable", "raft-elections");
 }
+
+#[test]
+fn a_raft_old_term_entry_committed_by_counting_is_caught() {
+    // The dissertation's figure 8: a leader counts an earlier term's entry
+    // onto a majority and applies it; a later leader that never had it
+    // overwrites that index on a follower that had committed it.
+    caught("raft-commit-old-term", "raft-figure8");
+}
