@@ -64,6 +64,15 @@ fn append(
     })
 }
 
+fn vote_response(term: u64, peer: PeerId, granted: bool, empty: bool) -> VoteResponse {
+    VoteResponse {
+        term,
+        peer,
+        granted,
+        empty,
+    }
+}
+
 fn ack(term: u64, index: u64, peer: PeerId, success: bool) -> Message {
     Message::AppendResponse(AppendEntryResponse {
         term,
@@ -82,12 +91,7 @@ fn win_election(disk: &SharedDisk<MemDisk>) -> (Node<SharedDisk<MemDisk>>, Vec<A
     let mut a = open(A, disk);
     a.handle_timeout(a.poll_timeout());
     drain(&mut a);
-    let granted = VoteResponse {
-        term: 1,
-        peer: B,
-        granted: true,
-        empty: true,
-    };
+    let granted = vote_response(1, B, true, true);
     a.handle_message(at(400), B, Message::VoteResponse(granted));
     assert_eq!(a.role(), Role::Leader);
     let actions = drain(&mut a);
@@ -130,22 +134,12 @@ fn a_vote_is_granted_once_per_term_and_survives_power_loss() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
     b.handle_message(at(1), A, vote_request(1, 0, 0, A));
-    let yes = VoteResponse {
-        term: 1,
-        peer: B,
-        granted: true,
-        empty: true,
-    };
+    let yes = vote_response(1, B, true, true);
     assert_eq!(drain(&mut b), vec![send(A, Message::VoteResponse(yes))]);
     disk.with(|d| d.power_loss());
     let mut b = open(B, &disk);
     b.handle_message(at(2), C, vote_request(1, 0, 0, C));
-    let no = VoteResponse {
-        term: 1,
-        peer: B,
-        granted: false,
-        empty: true,
-    };
+    let no = vote_response(1, B, false, true);
     assert_eq!(drain(&mut b), vec![send(C, Message::VoteResponse(no))]);
     // Asked again by the one it voted for (a lost response), it says yes again.
     b.handle_message(at(3), A, vote_request(1, 0, 0, A));
@@ -160,12 +154,7 @@ fn a_vote_is_refused_to_a_candidate_with_a_shorter_log() {
     drain(&mut b);
     // Past the stickiness window, C (log ending at term 1 index 1) asks in term 2.
     b.handle_message(at(200), C, vote_request(2, 1, 1, C));
-    let no = VoteResponse {
-        term: 2,
-        peer: B,
-        granted: false,
-        empty: false,
-    };
+    let no = vote_response(2, B, false, false);
     assert_eq!(
         drain(&mut b),
         vec![
@@ -359,12 +348,7 @@ fn an_entry_of_an_earlier_term_is_not_committed_by_counting() {
     a.handle_message(
         at(400),
         C,
-        Message::VoteResponse(VoteResponse {
-            term: 2,
-            peer: C,
-            granted: true,
-            empty: true,
-        }),
+        Message::VoteResponse(vote_response(2, C, true, true)),
     );
     drain(&mut a);
     a.handle_sync_done(at(401), 1, Ok(()));
