@@ -12,5 +12,5 @@ pub mod log;
 pub mod node;
 pub mod wire;
 
-pub use node::{Action, Config, Message, Node, ProposeError, Role};
+pub use node::{Action, Config, GroupState, Message, Node, ProposeError, Role};
 pub use wire::{EntryType, PeerId};

@@ -113,6 +113,23 @@ pub enum ProposeError {
     TooLarge,
 }
 
+/// A node's state as monitoring shows it (the base of a `/jsz` group entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub id: PeerId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<PeerId>,
+    pub last_index: u64,
+    pub last_term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub durable: u64,
+    /// On a leader: each follower and the highest index known stored there.
+    pub followers: Vec<(PeerId, u64)>,
+    pub poisoned: bool,
+}
+
 /// What a leader knows of one follower.
 #[derive(Debug, Clone, Copy)]
 struct Progress {
@@ -236,6 +253,28 @@ impl<D: Disk> Node<D> {
     }
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// The node's state for monitoring.
+    pub fn state(&self) -> GroupState {
+        let followers = self
+            .progress
+            .iter()
+            .map(|(peer, p)| (*peer, p.matched))
+            .collect();
+        GroupState {
+            id: self.config.id,
+            role: self.role,
+            term: self.hard.term,
+            leader: self.leader,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            commit: self.commit,
+            applied: self.applied,
+            durable: self.durable,
+            followers,
+            poisoned: self.poisoned,
+        }
     }
 
     /// The next action, in the order the node decided them.

@@ -420,3 +420,28 @@ fn malformed_appends_are_dropped_without_panicking() {
     b.handle_message(at(1), A, ack(9, u64::MAX, A, false));
     assert_eq!(b.term(), 9);
 }
+
+#[test]
+fn the_group_state_shows_the_leader_s_view_of_its_followers() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    a.handle_sync_done(at(401), 1, Ok(()));
+    a.handle_message(at(402), C, ack(1, 1, C, true));
+    drain(&mut a);
+    assert_eq!(
+        a.state(),
+        GroupState {
+            id: A,
+            role: Role::Leader,
+            term: 1,
+            leader: Some(A),
+            last_index: 1,
+            last_term: 1,
+            commit: 1,
+            applied: 1,
+            durable: 1,
+            followers: vec![(B, 0), (C, 1)],
+            poisoned: false,
+        }
+    );
+}
