@@ -19,6 +19,7 @@ pub mod format;
 pub mod jetstream;
 pub mod monitor;
 pub mod protocol;
+pub mod raft;
 pub mod route;
 pub mod runtime;
 pub mod server;

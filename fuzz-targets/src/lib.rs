@@ -22,6 +22,7 @@
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
 //! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
+//! | `raft_wire` | [`raft_wire::run`] | 1 control byte (which decoder, or the log scan), then bytes |
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
@@ -37,6 +38,7 @@ pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
 pub mod jwt;
+pub mod raft_wire;
 pub mod route_parser;
 pub mod server_machine;
 pub mod store_record;
@@ -67,5 +69,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),
     ("jwt", jwt::run),
+    ("raft_wire", raft_wire::run),
     ("route_parser", route_parser::run),
 ];

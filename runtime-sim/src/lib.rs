@@ -45,6 +45,7 @@ mod js_consumers;
 pub mod model;
 pub mod net;
 mod node;
+pub mod raft;
 pub mod rng;
 pub mod scenario;
 pub mod security;
@@ -61,8 +62,13 @@ use rnats_core::server::ServerConfig;
 
 /// Run `scenario` with `options`. A panic inside the server is a failure too.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, String> {
-    let world = World::new(scenario, options)?;
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
+    let started = if let Some(spec) = &scenario.raft {
+        let world = raft::RaftWorld::new(scenario, spec, options)?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()))
+    } else {
+        let world = World::new(scenario, options)?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()))
+    };
     match started {
         Ok(outcome) => Ok(outcome),
         Err(panic) => {
@@ -107,6 +113,9 @@ pub fn defect_names() -> &'static [&'static str] {
         "ack-before-sync",
         "consumer-ack-lost-on-restart",
         "redelivery-timer-not-rearmed",
+        "raft-vote-not-durable",
+        "raft-ack-before-durable",
+        "raft-commit-old-term",
     ]
 }
 

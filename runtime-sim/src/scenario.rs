@@ -34,6 +34,9 @@ pub struct Scenario {
     /// JetStream on every node (each over its own simulated disk); absent: off.
     #[serde(default)]
     pub jetstream: Option<JetStreamSpec>,
+    /// A RAFT group instead of servers (`raft.rs`); absent: the server world.
+    #[serde(default)]
+    pub raft: Option<crate::raft::RaftSpec>,
 }
 
 /// JetStream in a run: every node runs a JetStream machine over its own

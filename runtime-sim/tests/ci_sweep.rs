@@ -76,6 +76,26 @@ fn ci_jetstream_consumers() {
     sweep_clean("jetstream-consumers");
 }
 
+#[test]
+fn ci_raft() {
+    sweep_clean("raft");
+}
+
+#[test]
+fn ci_raft_five() {
+    sweep_clean("raft-five");
+}
+
+#[test]
+fn ci_raft_elections() {
+    sweep_clean("raft-elections");
+}
+
+#[test]
+fn ci_raft_figure8() {
+    sweep_clean("raft-figure8");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -125,3 +125,26 @@ fn an_ack_before_its_sync_is_caught_by_the_publishers_alone() {
     let replay = rnats_runtime_sim::run(&scenario, &options(found.seed)).expect("run starts");
     assert_eq!(replay.trace_hash, found.trace_hash);
 }
+
+#[test]
+fn a_raft_vote_forgotten_in_a_crash_is_caught() {
+    // The node restarts in an older term with no vote and votes (and
+    // leads) again in terms it already took part in.
+    caught("raft-vote-not-durable", "raft-elections");
+    caught("raft-vote-not-durable", "raft");
+}
+
+#[test]
+fn a_raft_append_acknowledged_before_its_sync_is_caught() {
+    // A power loss on a majority takes an entry the leader committed and a
+    // client saw acknowledged; a later leader fills its index with another.
+    caught("raft-ack-before-durable", "raft-elections");
+}
+
+#[test]
+fn a_raft_old_term_entry_committed_by_counting_is_caught() {
+    // The dissertation's figure 8: a leader counts an earlier term's entry
+    // onto a majority and applies it; a later leader that never had it
+    // overwrites that index on a follower that had committed it.
+    caught("raft-commit-old-term", "raft-figure8");
+}

@@ -1,0 +1,909 @@
+//! One RAFT node: the algorithm, as a passive machine.
+//!
+//! Inputs (each a method carrying the time): [`Node::handle_message`] (a
+//! message from a peer), [`Node::handle_timeout`] (election, heartbeat and
+//! check-quorum deadlines, [`Node::poll_timeout`] says when),
+//! [`Node::propose`], [`Node::handle_sync_done`] (a log sync the node asked
+//! for completed). Outputs: [`Node::poll_action`] hands out [`Action`]s in
+//! order: messages to peers, log syncs to perform, committed entries to
+//! apply, leader changes. Randomness (election timeouts) comes only from
+//! the seed in [`Config`].
+//!
+//! Safety rules, each visible in the actions:
+//! - the term and vote are durable (the term/vote file written and synced
+//!   inline) before any message that depends on them is queued;
+//! - a follower acknowledges an append only once a sync covering the
+//!   appended entries completed; one sync covers every entry written before
+//!   it was asked for (group commit, at most one in flight);
+//! - a leader counts itself only for entries its own completed sync covers,
+//!   and commits by counting only entries of its current term;
+//! - a conflicting suffix is truncated, never a committed entry;
+//! - a leader that has not heard from a majority within an election timeout
+//!   steps down (check-quorum); a follower that heard from its leader within
+//!   the minimum election timeout ignores vote requests (leader
+//!   stickiness: nats-server's wire has no pre-vote message, see
+//!   ARCHITECTURE.md).
+//!
+//! A disk error poisons the node: it stops sending and applying until it is
+//! reopened, because it can no longer tell what is durable.
+
+use super::log::{HardState, LogEntry, RaftLog, RecoveryError};
+use super::wire::{
+    AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, PeerState, VoteRequest,
+    VoteResponse,
+};
+use crate::store::disk::Disk;
+use crate::time::Instant;
+use bytes::Bytes;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: PeerId,
+    /// Every voter of the group, this node included.
+    pub peers: Vec<PeerId>,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub heartbeat_interval: Duration,
+    /// At most this many entries per append entry.
+    pub max_entries_per_append: usize,
+    /// Seeds the election timeouts.
+    pub seed: u64,
+    /// A bug planted on purpose (simulator proof only).
+    #[cfg(feature = "planted-defects")]
+    pub planted_defect: Option<RaftDefect>,
+}
+
+/// Bugs the simulator's tests plant in a node (feature `planted-defects`).
+#[cfg(feature = "planted-defects")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftDefect {
+    /// The term and vote are kept in memory only, never written: after a
+    /// crash the node may vote again in a term it already voted in.
+    VoteNotDurable,
+    /// Appends are acknowledged (and the leader counts itself) before the
+    /// sync that makes them durable.
+    AckBeforeDurable,
+    /// The leader commits an entry of an earlier term by counting replicas.
+    CommitOldTermByCounting,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+/// A message between peers (the `$NRG.*` payloads of `wire`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Append(AppendEntry),
+    AppendResponse(AppendEntryResponse),
+    Vote(VoteRequest),
+    VoteResponse(VoteResponse),
+}
+
+/// What the node asks its runtime to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver `message` to peer `to`.
+    Send { to: PeerId, message: Message },
+    /// Sync file `path` of the node's disk, then call `handle_sync_done(tag, ..)`.
+    Sync { tag: u64, path: String },
+    /// Entry `index` is committed: apply it to the state machine (in order).
+    Apply(LogEntry),
+    /// The node's view of the leader changed.
+    LeaderChanged { term: u64, leader: Option<PeerId> },
+}
+
+/// Why a proposal was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader")]
+    NotLeader { leader: Option<PeerId> },
+    #[error("the node's disk failed; it must be reopened")]
+    Poisoned,
+    #[error("entry data over the bound")]
+    TooLarge,
+}
+
+/// A node's state as monitoring shows it (the base of a `/jsz` group entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub id: PeerId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<PeerId>,
+    pub last_index: u64,
+    pub last_term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub durable: u64,
+    /// On a leader: each follower and the highest index known stored there.
+    pub followers: Vec<(PeerId, u64)>,
+    pub poisoned: bool,
+}
+
+/// What a leader knows of one follower.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The first index not known to match the follower's log.
+    next: u64,
+    /// The highest index known to match and be durable there.
+    matched: u64,
+    /// The highest index sent since `next` was last set (pipelining).
+    sent: u64,
+    /// Heard from since the last check-quorum.
+    active: bool,
+}
+
+/// An acknowledgement waiting for the sync that makes its entries durable.
+#[derive(Debug, Clone, Copy)]
+struct PendingAck {
+    to: PeerId,
+    index: u64,
+}
+
+/// One RAFT node over its disk `D`.
+#[derive(Debug)]
+pub struct Node<D> {
+    config: Config,
+    log: RaftLog<D>,
+    hard: HardState,
+    role: Role,
+    leader: Option<PeerId>,
+    /// Highest index known committed. Always `<= log.last_index()` on a leader.
+    commit: u64,
+    /// Highest index handed out as `Apply`; `applied <= commit`.
+    applied: u64,
+    /// The log is durable through this index (clipped by truncation).
+    durable: u64,
+    /// The sync in flight: its tag and the index it will make durable.
+    sync_in_flight: Option<(u64, u64)>,
+    /// Appends or truncations not yet covered by a requested sync.
+    dirty: bool,
+    next_tag: u64,
+    pending_acks: Vec<PendingAck>,
+    votes: BTreeSet<PeerId>,
+    progress: BTreeMap<PeerId, Progress>,
+    election_deadline: Instant,
+    heartbeat_deadline: Instant,
+    last_leader_contact: Option<Instant>,
+    rng: ChaCha8Rng,
+    actions: VecDeque<Action>,
+    poisoned: bool,
+}
+
+impl<D: Disk> Node<D> {
+    /// Open the node's state in `dir` of `disk` and start as a follower.
+    pub fn open(
+        config: Config,
+        disk: D,
+        dir: &str,
+        now: Instant,
+    ) -> Result<Node<D>, RecoveryError> {
+        assert!(
+            config.peers.contains(&config.id),
+            "a node is one of its peers"
+        );
+        assert!(!config.id.is_none(), "the zero id means none");
+        assert!(config.election_timeout_min < config.election_timeout_max);
+        assert!(config.heartbeat_interval < config.election_timeout_min);
+        assert!(config.max_entries_per_append > 0);
+        let (log, hard) = RaftLog::open(disk, dir)?;
+        let durable = log.last_index();
+        let mut node = Node {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            log,
+            hard,
+            role: Role::Follower,
+            leader: None,
+            commit: 0,
+            applied: 0,
+            durable,
+            sync_in_flight: None,
+            dirty: false,
+            next_tag: 1,
+            pending_acks: Vec::new(),
+            votes: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            election_deadline: now,
+            heartbeat_deadline: now,
+            last_leader_contact: None,
+            actions: VecDeque::new(),
+            poisoned: false,
+        };
+        node.reset_election_deadline(now);
+        Ok(node)
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.config.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> u64 {
+        self.hard.term
+    }
+    pub fn voted_for(&self) -> Option<PeerId> {
+        (!self.hard.vote.is_none()).then_some(self.hard.vote)
+    }
+    pub fn leader(&self) -> Option<PeerId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> u64 {
+        self.commit
+    }
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+    pub fn durable_index(&self) -> u64 {
+        self.durable
+    }
+    pub fn log(&self) -> &RaftLog<D> {
+        &self.log
+    }
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The node's state for monitoring.
+    pub fn state(&self) -> GroupState {
+        let followers = self
+            .progress
+            .iter()
+            .map(|(peer, p)| (*peer, p.matched))
+            .collect();
+        GroupState {
+            id: self.config.id,
+            role: self.role,
+            term: self.hard.term,
+            leader: self.leader,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            commit: self.commit,
+            applied: self.applied,
+            durable: self.durable,
+            followers,
+            poisoned: self.poisoned,
+        }
+    }
+
+    /// The next action, in the order the node decided them.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        if self.role == Role::Leader {
+            self.heartbeat_deadline.min(self.election_deadline)
+        } else {
+            self.election_deadline
+        }
+    }
+
+    /// Propose `data` as a normal entry; its index if this node leads.
+    pub fn propose(&mut self, now: Instant, data: Bytes) -> Result<u64, ProposeError> {
+        if self.poisoned {
+            return Err(ProposeError::Poisoned);
+        }
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if data.len() > super::log::MAX_ENTRY_DATA {
+            return Err(ProposeError::TooLarge);
+        }
+        let index = self.log.last_index() + 1;
+        self.append_own(EntryType::Normal, data);
+        self.replicate_new();
+        self.finish(now);
+        Ok(index)
+    }
+
+    /// A deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poisoned {
+            return;
+        }
+        match self.role {
+            Role::Leader => {
+                if now >= self.election_deadline {
+                    self.check_quorum(now);
+                }
+                if self.role == Role::Leader && now >= self.heartbeat_deadline {
+                    self.heartbeat_deadline = now + self.config.heartbeat_interval;
+                    let peers: Vec<PeerId> = self.progress.keys().copied().collect();
+                    for peer in peers {
+                        self.send_append_from_next(peer);
+                    }
+                }
+            }
+            Role::Follower | Role::Candidate => {
+                if now >= self.election_deadline {
+                    self.start_election(now);
+                }
+            }
+        }
+        self.finish(now);
+    }
+
+    /// A message from peer `from`.
+    pub fn handle_message(&mut self, now: Instant, from: PeerId, message: Message) {
+        if self.poisoned || from == self.config.id || !self.config.peers.contains(&from) {
+            return;
+        }
+        match message {
+            Message::Vote(request) => self.on_vote_request(now, from, request),
+            Message::VoteResponse(response) => self.on_vote_response(now, response),
+            Message::Append(append) => self.on_append(now, from, append),
+            Message::AppendResponse(response) => self.on_append_response(now, from, response),
+        }
+        self.finish(now);
+    }
+
+    /// The sync asked for with `tag` completed.
+    pub fn handle_sync_done(
+        &mut self,
+        now: Instant,
+        tag: u64,
+        result: Result<(), crate::store::disk::DiskError>,
+    ) {
+        let Some((in_flight, through)) = self.sync_in_flight else {
+            panic!("sync {tag} completed but none is in flight");
+        };
+        assert_eq!(in_flight, tag, "syncs complete in the order asked");
+        self.sync_in_flight = None;
+        if result.is_err() {
+            self.poisoned = true;
+            return;
+        }
+        assert!(
+            through <= self.log.last_index(),
+            "truncation clips the sync in flight"
+        );
+        self.durable = self.durable.max(through);
+        if self.role == Role::Leader {
+            self.advance_commit();
+        }
+        self.finish(now);
+    }
+
+    fn quorum(&self) -> usize {
+        self.config.peers.len() / 2 + 1
+    }
+
+    fn defect(&self, _which: u8) -> bool {
+        #[cfg(feature = "planted-defects")]
+        {
+            let wanted = match _which {
+                0 => RaftDefect::VoteNotDurable,
+                1 => RaftDefect::AckBeforeDurable,
+                _ => RaftDefect::CommitOldTermByCounting,
+            };
+            self.config.planted_defect == Some(wanted)
+        }
+        #[cfg(not(feature = "planted-defects"))]
+        false
+    }
+
+    fn reset_election_deadline(&mut self, now: Instant) {
+        let min = self.config.election_timeout_min.as_nanos() as u64;
+        let spread = self.config.election_timeout_max.as_nanos() as u64 - min;
+        let drawn = min + self.rng.next_u64() % spread;
+        self.election_deadline = now + Duration::from_nanos(drawn);
+    }
+
+    /// Make `hard` the durable term and vote; false (and poisoned) on a disk error.
+    fn persist_hard(&mut self, hard: HardState) -> bool {
+        assert!(hard.term >= self.hard.term, "terms never go back");
+        if hard.term == self.hard.term && !self.hard.vote.is_none() {
+            assert_eq!(hard.vote, self.hard.vote, "one vote per term");
+        }
+        #[cfg(feature = "planted-defects")]
+        let result = if self.defect(0) {
+            // The term and vote stay in memory only.
+            Ok(())
+        } else {
+            self.log.save_hard_state(hard)
+        };
+        #[cfg(not(feature = "planted-defects"))]
+        let result = self.log.save_hard_state(hard);
+        if result.is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        self.hard = hard;
+        true
+    }
+
+    fn set_leader(&mut self, leader: Option<PeerId>) {
+        if self.leader != leader {
+            self.leader = leader;
+            self.actions.push_back(Action::LeaderChanged {
+                term: self.hard.term,
+                leader,
+            });
+        }
+    }
+
+    /// Become a follower in `term` (at least the current one).
+    fn become_follower(&mut self, now: Instant, term: u64, leader: Option<PeerId>) {
+        assert!(term >= self.hard.term);
+        if term > self.hard.term {
+            if !self.persist_hard(HardState {
+                term,
+                vote: PeerId::NONE,
+            }) {
+                return;
+            }
+            self.pending_acks.clear();
+        }
+        self.role = Role::Follower;
+        self.votes.clear();
+        self.progress.clear();
+        self.set_leader(leader);
+        self.reset_election_deadline(now);
+    }
+
+    fn start_election(&mut self, now: Instant) {
+        let term = self.hard.term + 1;
+        if !self.persist_hard(HardState {
+            term,
+            vote: self.config.id,
+        }) {
+            return;
+        }
+        self.role = Role::Candidate;
+        self.pending_acks.clear();
+        self.progress.clear();
+        self.set_leader(None);
+        self.votes.clear();
+        self.votes.insert(self.config.id);
+        self.reset_election_deadline(now);
+        let request = VoteRequest {
+            term,
+            last_term: self.log.last_term(),
+            last_index: self.log.last_index(),
+            candidate: self.config.id,
+        };
+        for peer in self.other_peers() {
+            self.send(peer, Message::Vote(request));
+        }
+        if self.votes.len() >= self.quorum() {
+            self.become_leader(now);
+        }
+    }
+
+    fn other_peers(&self) -> Vec<PeerId> {
+        let me = self.config.id;
+        self.config
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| *p != me)
+            .collect()
+    }
+
+    fn send(&mut self, to: PeerId, message: Message) {
+        debug_assert_ne!(to, self.config.id);
+        self.actions.push_back(Action::Send { to, message });
+    }
+
+    fn on_vote_request(&mut self, now: Instant, from: PeerId, request: VoteRequest) {
+        if request.candidate != from {
+            return;
+        }
+        // Leader stickiness (in place of pre-vote, which the wire lacks): a
+        // live leader is not deposed by a node that merely stopped hearing it.
+        let leader_live = self.role == Role::Leader
+            || (self.leader.is_some()
+                && self
+                    .last_leader_contact
+                    .is_some_and(|t| now < t + self.config.election_timeout_min));
+        if leader_live && request.term > self.hard.term {
+            return;
+        }
+        if request.term > self.hard.term {
+            self.become_follower(now, request.term, None);
+            if self.poisoned {
+                return;
+            }
+        }
+        let up_to_date = (request.last_term, request.last_index)
+            >= (self.log.last_term(), self.log.last_index());
+        let free = self.hard.vote.is_none() || self.hard.vote == request.candidate;
+        let grant =
+            request.term == self.hard.term && self.role == Role::Follower && free && up_to_date;
+        if grant && self.hard.vote.is_none() {
+            if !self.persist_hard(HardState {
+                term: self.hard.term,
+                vote: request.candidate,
+            }) {
+                return;
+            }
+            self.reset_election_deadline(now);
+        }
+        let response = VoteResponse {
+            term: self.hard.term,
+            peer: self.config.id,
+            granted: grant,
+            empty: self.log.last_index() == 0,
+        };
+        self.send(from, Message::VoteResponse(response));
+    }
+
+    fn on_vote_response(&mut self, now: Instant, response: VoteResponse) {
+        if response.term > self.hard.term {
+            self.become_follower(now, response.term, None);
+            return;
+        }
+        if self.role != Role::Candidate || response.term != self.hard.term || !response.granted {
+            return;
+        }
+        if !self.config.peers.contains(&response.peer) {
+            return;
+        }
+        self.votes.insert(response.peer);
+        if self.votes.len() >= self.quorum() {
+            self.become_leader(now);
+        }
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        assert_eq!(self.role, Role::Candidate);
+        assert_eq!(self.hard.vote, self.config.id, "a leader voted for itself");
+        self.role = Role::Leader;
+        self.votes.clear();
+        let last = self.log.last_index();
+        for peer in self.other_peers() {
+            let progress = Progress {
+                next: last + 1,
+                matched: 0,
+                sent: last,
+                active: false,
+            };
+            self.progress.insert(peer, progress);
+        }
+        self.set_leader(Some(self.config.id));
+        // As nats-server does, a new leader's first entry is the peer state:
+        // it also lets entries of earlier terms commit under this term.
+        let state = PeerState {
+            cluster_size: self.config.peers.len() as u32,
+            peers: self.config.peers.clone(),
+            domain_ext: 0,
+        };
+        self.append_own(EntryType::PeerState, state.encode());
+        self.replicate_new();
+        self.heartbeat_deadline = now + self.config.heartbeat_interval;
+        self.election_deadline = now + self.config.election_timeout_max;
+    }
+
+    /// Leader: step down unless a majority was heard from since the last check.
+    fn check_quorum(&mut self, now: Instant) {
+        let heard = 1 + self.progress.values().filter(|p| p.active).count();
+        for progress in self.progress.values_mut() {
+            progress.active = false;
+        }
+        if heard >= self.quorum() {
+            self.election_deadline = now + self.config.election_timeout_max;
+        } else {
+            let term = self.hard.term;
+            self.become_follower(now, term, None);
+        }
+    }
+
+    fn append_own(&mut self, kind: EntryType, data: Bytes) {
+        assert_eq!(self.role, Role::Leader);
+        let entry = LogEntry {
+            index: self.log.last_index() + 1,
+            term: self.hard.term,
+            kind,
+            data,
+        };
+        if !self.write_entry(entry) {
+            return;
+        }
+        if self.progress.is_empty() {
+            self.advance_commit();
+        }
+    }
+
+    /// Send each follower what it was not sent yet.
+    fn replicate_new(&mut self) {
+        let peers: Vec<PeerId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            let sent = self.progress[&peer].sent;
+            if sent < self.log.last_index() {
+                self.send_append(peer, sent + 1);
+            }
+        }
+    }
+
+    fn send_append_from_next(&mut self, peer: PeerId) {
+        let next = self.progress[&peer].next;
+        self.send_append(peer, next);
+    }
+
+    /// One append entry to `peer` starting at `from`: entries of one term
+    /// only (the wire has one term per message), a heartbeat past the end.
+    fn send_append(&mut self, peer: PeerId, from: u64) {
+        assert!(from >= 1 && from <= self.log.last_index() + 1);
+        let prev_index = from - 1;
+        let prev_term = self.log.term_at(prev_index).expect("prev is in the log");
+        let limit = from + self.config.max_entries_per_append as u64 - 1;
+        let mut slice = self.log.slice(from, limit);
+        let entry_term = slice.first().map_or(self.hard.term, |e| e.term);
+        let same_term = slice.iter().take_while(|e| e.term == entry_term).count();
+        slice = &slice[..same_term];
+        let entries: Vec<Entry> = slice
+            .iter()
+            .map(|e| Entry::new(e.kind, e.data.clone()))
+            .collect();
+        let through = prev_index + entries.len() as u64;
+        let append = AppendEntry {
+            leader: self.config.id,
+            term: entry_term,
+            commit: self.commit,
+            prev_term,
+            prev_index,
+            entries,
+            leader_term: if entry_term == self.hard.term {
+                0
+            } else {
+                self.hard.term
+            },
+        };
+        debug_assert!(append.sender_term() == self.hard.term);
+        let progress = self.progress.get_mut(&peer).expect("a follower");
+        progress.sent = progress.sent.max(through);
+        self.send(peer, Message::Append(append));
+    }
+
+    fn on_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) {
+        let sender_term = append.sender_term();
+        // Malformed: an entry's term above its sender's, or a previous
+        // entry that cannot exist.
+        if append.leader != from
+            || append.term > sender_term
+            || append.prev_term > append.term
+            || (append.prev_index == 0 && append.prev_term != 0)
+        {
+            return;
+        }
+        if sender_term < self.hard.term {
+            let response = AppendEntryResponse {
+                term: self.hard.term,
+                index: self.log.last_index(),
+                peer: self.config.id,
+                success: false,
+            };
+            self.send(from, Message::AppendResponse(response));
+            return;
+        }
+        #[cfg(not(feature = "planted-defects"))]
+        assert!(
+            !(self.role == Role::Leader && sender_term == self.hard.term),
+            "two leaders in term {sender_term}"
+        );
+        self.become_follower(now, sender_term, Some(from));
+        if self.poisoned {
+            return;
+        }
+        self.last_leader_contact = Some(now);
+        let last = self.log.last_index();
+        let prev_matches = self.log.term_at(append.prev_index) == Some(append.prev_term);
+        if !prev_matches {
+            let hint = if append.prev_index > last {
+                last
+            } else {
+                append.prev_index - 1
+            };
+            assert!(
+                append.prev_index > self.commit,
+                "a committed entry never conflicts"
+            );
+            let response = AppendEntryResponse {
+                term: self.hard.term,
+                index: hint,
+                peer: self.config.id,
+                success: false,
+            };
+            self.send(from, Message::AppendResponse(response));
+            return;
+        }
+        let matched = append.prev_index + append.entries.len() as u64;
+        for (i, entry) in append.entries.into_iter().enumerate() {
+            let index = append.prev_index + 1 + i as u64;
+            match self.log.term_at(index) {
+                Some(term) if term == append.term => continue,
+                Some(_) => {
+                    assert!(index > self.commit, "a committed entry is never truncated");
+                    if !self.truncate_after(index - 1) {
+                        return;
+                    }
+                }
+                None => {}
+            }
+            let entry = LogEntry {
+                index,
+                term: append.term,
+                kind: entry.kind,
+                data: entry.data,
+            };
+            if !self.write_entry(entry) {
+                return;
+            }
+        }
+        let commit = append.commit.min(matched);
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        self.pending_acks.push(PendingAck {
+            to: from,
+            index: matched,
+        });
+    }
+
+    /// Write `entry` after the last; false (and poisoned) on a disk error.
+    /// Not durable until a sync covers it (`dirty` asks for one).
+    fn write_entry(&mut self, entry: LogEntry) -> bool {
+        if self.log.append(entry).is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        self.dirty = true;
+        if self.defect(1) {
+            self.durable = self.log.last_index();
+        }
+        true
+    }
+
+    fn truncate_after(&mut self, index: u64) -> bool {
+        if self.log.truncate_after(index).is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        self.dirty = true;
+        self.durable = self.durable.min(index);
+        if let Some((_, through)) = &mut self.sync_in_flight {
+            *through = (*through).min(index);
+        }
+        self.pending_acks.retain(|ack| ack.index <= index);
+        true
+    }
+
+    fn on_append_response(&mut self, now: Instant, from: PeerId, response: AppendEntryResponse) {
+        if response.term > self.hard.term {
+            // A peer is in a later term: this leader's term is over.
+            self.become_follower(now, response.term, None);
+            return;
+        }
+        if self.role != Role::Leader || response.term < self.hard.term || response.peer != from {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.active = true;
+        if response.success {
+            if response.index > last {
+                return;
+            }
+            progress.matched = progress.matched.max(response.index);
+            progress.next = progress.next.max(progress.matched + 1);
+            progress.sent = progress.sent.max(progress.matched);
+            self.advance_commit();
+            let sent = self.progress[&from].sent;
+            if sent < last {
+                self.send_append(from, sent + 1);
+            }
+        } else {
+            let next = response
+                .index
+                .saturating_add(1)
+                .min(progress.next.saturating_sub(1))
+                .max(progress.matched + 1);
+            let next = next.min(last + 1);
+            // Only a refusal that moves `next` back is answered at once: a
+            // duplicated or stale refusal waits for the heartbeat, so
+            // duplicates cannot multiply into a storm.
+            if next < progress.next {
+                progress.next = next;
+                progress.sent = next - 1;
+                self.send_append_from_next(from);
+            }
+        }
+    }
+
+    fn advance_commit(&mut self) {
+        assert_eq!(self.role, Role::Leader);
+        let last = self.log.last_index();
+        let mut candidate = last;
+        while candidate > self.commit {
+            let term = self.log.term_at(candidate).expect("in the log");
+            if term != self.hard.term && !self.defect(2) {
+                break;
+            }
+            let own = usize::from(self.durable >= candidate);
+            let replicas = own
+                + self
+                    .progress
+                    .values()
+                    .filter(|p| p.matched >= candidate)
+                    .count();
+            if replicas >= self.quorum() {
+                self.commit = candidate;
+                break;
+            }
+            candidate -= 1;
+        }
+        debug_assert!(self.commit <= last);
+    }
+
+    /// End of every input: ask for a sync, release durable acks, apply.
+    fn finish(&mut self, _now: Instant) {
+        if self.poisoned {
+            self.actions
+                .retain(|a| !matches!(a, Action::Send { .. } | Action::Apply(_)));
+            return;
+        }
+        if self.dirty && self.sync_in_flight.is_none() {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            self.dirty = false;
+            self.sync_in_flight = Some((tag, self.log.last_index()));
+            self.actions.push_back(Action::Sync {
+                tag,
+                path: self.log.log_path(),
+            });
+        }
+        let durable = self.durable;
+        let mut ready = Vec::new();
+        self.pending_acks.retain(|ack| {
+            if ack.index <= durable {
+                ready.push(*ack);
+                false
+            } else {
+                true
+            }
+        });
+        for ack in ready {
+            let response = AppendEntryResponse {
+                term: self.hard.term,
+                index: ack.index,
+                peer: self.config.id,
+                success: true,
+            };
+            self.send(ack.to, Message::AppendResponse(response));
+        }
+        let applicable = self.commit.min(self.log.last_index());
+        while self.applied < applicable {
+            self.applied += 1;
+            let entry = self
+                .log
+                .entry(self.applied)
+                .expect("committed entries are in the log")
+                .clone();
+            self.actions.push_back(Action::Apply(entry));
+        }
+        debug_assert!(self.applied <= self.commit);
+        debug_assert!(self.durable <= self.log.last_index());
+        debug_assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
+    }
+}
+
+#[cfg(test)]
+mod tests;

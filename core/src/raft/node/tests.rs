@@ -1,0 +1,447 @@
+//! The exact actions a node emits for each input (openraft engine style).
+
+use super::*;
+use crate::store::disk::{MemDisk, SharedDisk};
+
+const A: PeerId = PeerId(*b"AAAAAAAA");
+const B: PeerId = PeerId(*b"BBBBBBBB");
+const C: PeerId = PeerId(*b"CCCCCCCC");
+const MS: u64 = 1_000_000;
+
+fn config(id: PeerId) -> Config {
+    Config {
+        id,
+        peers: vec![A, B, C],
+        election_timeout_min: Duration::from_millis(150),
+        election_timeout_max: Duration::from_millis(300),
+        heartbeat_interval: Duration::from_millis(50),
+        max_entries_per_append: 8,
+        seed: 1,
+        #[cfg(feature = "planted-defects")]
+        planted_defect: None,
+    }
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_nanos(ms * MS)
+}
+
+fn open(id: PeerId, disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    Node::open(config(id), disk.clone(), "raft", at(0)).unwrap()
+}
+
+fn drain(node: &mut Node<SharedDisk<MemDisk>>) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+fn vote_request(term: u64, last_term: u64, last_index: u64, candidate: PeerId) -> Message {
+    Message::Vote(VoteRequest {
+        term,
+        last_term,
+        last_index,
+        candidate,
+    })
+}
+
+fn append(
+    leader: PeerId,
+    term: u64,
+    commit: u64,
+    prev: (u64, u64),
+    data: &[&'static [u8]],
+) -> Message {
+    Message::Append(AppendEntry {
+        leader,
+        term,
+        commit,
+        prev_term: prev.0,
+        prev_index: prev.1,
+        entries: data
+            .iter()
+            .map(|d| Entry::new(EntryType::Normal, Bytes::from_static(d)))
+            .collect(),
+        leader_term: 0,
+    })
+}
+
+fn vote_response(term: u64, peer: PeerId, granted: bool, empty: bool) -> VoteResponse {
+    VoteResponse {
+        term,
+        peer,
+        granted,
+        empty,
+    }
+}
+
+fn ack(term: u64, index: u64, peer: PeerId, success: bool) -> Message {
+    Message::AppendResponse(AppendEntryResponse {
+        term,
+        index,
+        peer,
+        success,
+    })
+}
+
+fn send(to: PeerId, message: Message) -> Action {
+    Action::Send { to, message }
+}
+
+/// A times out and gets B's vote for term 1: A and the actions of the win.
+fn win_election(disk: &SharedDisk<MemDisk>) -> (Node<SharedDisk<MemDisk>>, Vec<Action>) {
+    let mut a = open(A, disk);
+    a.handle_timeout(a.poll_timeout());
+    drain(&mut a);
+    let granted = vote_response(1, B, true, true);
+    a.handle_message(at(400), B, Message::VoteResponse(granted));
+    assert_eq!(a.role(), Role::Leader);
+    let actions = drain(&mut a);
+    (a, actions)
+}
+
+/// Elect A leader of term 1 with B's vote; returns A with its actions drained.
+fn elected_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    win_election(disk).0
+}
+
+#[test]
+fn election_timeout_makes_a_candidate_whose_vote_is_durable_before_it_asks() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = open(A, &disk);
+    let deadline = a.poll_timeout();
+    assert!(deadline >= at(150) && deadline < at(300), "{deadline:?}");
+    a.handle_timeout(at(100));
+    assert!(drain(&mut a).is_empty(), "nothing before the deadline");
+    a.handle_timeout(deadline);
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, vote_request(1, 0, 0, A)),
+            send(C, vote_request(1, 0, 0, A))
+        ]
+    );
+    assert_eq!(
+        (a.role(), a.term(), a.voted_for()),
+        (Role::Candidate, 1, Some(A))
+    );
+    // The term and vote survive a power loss that drops every unsynced write.
+    disk.with(|d| d.power_loss());
+    let reopened = open(A, &disk);
+    assert_eq!((reopened.term(), reopened.voted_for()), (1, Some(A)));
+}
+
+#[test]
+fn a_vote_is_granted_once_per_term_and_survives_power_loss() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, vote_request(1, 0, 0, A));
+    let yes = vote_response(1, B, true, true);
+    assert_eq!(drain(&mut b), vec![send(A, Message::VoteResponse(yes))]);
+    disk.with(|d| d.power_loss());
+    let mut b = open(B, &disk);
+    b.handle_message(at(2), C, vote_request(1, 0, 0, C));
+    let no = vote_response(1, B, false, true);
+    assert_eq!(drain(&mut b), vec![send(C, Message::VoteResponse(no))]);
+    // Asked again by the one it voted for (a lost response), it says yes again.
+    b.handle_message(at(3), A, vote_request(1, 0, 0, A));
+    assert_eq!(drain(&mut b), vec![send(A, Message::VoteResponse(yes))]);
+}
+
+#[test]
+fn a_vote_is_refused_to_a_candidate_with_a_shorter_log() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y"]));
+    drain(&mut b);
+    // Past the stickiness window, C (log ending at term 1 index 1) asks in term 2.
+    b.handle_message(at(200), C, vote_request(2, 1, 1, C));
+    let no = vote_response(2, B, false, false);
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 2,
+                leader: None
+            },
+            send(C, Message::VoteResponse(no))
+        ]
+    );
+    assert_eq!(b.voted_for(), None);
+}
+
+#[test]
+fn a_follower_hearing_its_leader_ignores_vote_requests() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[]));
+    drain(&mut b);
+    b.handle_message(at(100), C, vote_request(2, 0, 0, C));
+    assert!(drain(&mut b).is_empty());
+    assert_eq!(b.term(), 1);
+}
+
+#[test]
+fn an_append_is_acknowledged_only_after_its_sync_completes() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y"]));
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            Action::Sync {
+                tag: 1,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    // A second append while the first sync is in flight: no new sync yet,
+    // no acknowledgement.
+    b.handle_message(at(2), A, append(A, 1, 0, (1, 2), &[b"z"]));
+    assert!(drain(&mut b).is_empty());
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(3), 1, Ok(()));
+    // The first sync covered entries 1-2; entry 3 needs the next one (group commit).
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+            send(A, ack(1, 2, B, true))
+        ]
+    );
+    b.handle_sync_done(at(4), 2, Ok(()));
+    assert_eq!(drain(&mut b), vec![send(A, ack(1, 3, B, true))]);
+    // The leader's commit index lets the follower apply.
+    b.handle_message(at(5), A, append(A, 1, 2, (1, 3), &[]));
+    let applied: Vec<u64> = drain(&mut b)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Apply(e) => Some(e.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, vec![1, 2]);
+}
+
+#[test]
+fn a_conflicting_suffix_is_truncated_and_its_pending_ack_dropped() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y", b"z"]));
+    drain(&mut b);
+    // C, leader of term 2, has a different entry 2.
+    b.handle_message(at(2), C, append(C, 2, 0, (1, 1), &[b"w"]));
+    assert_eq!(
+        drain(&mut b),
+        vec![Action::LeaderChanged {
+            term: 2,
+            leader: Some(C)
+        }]
+    );
+    assert_eq!(b.log().last_index(), 2);
+    assert_eq!(b.log().term_at(2), Some(2));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    // The sync asked before the truncation covers only the kept entry 1.
+    b.handle_sync_done(at(3), 1, Ok(()));
+    assert_eq!(b.durable_index(), 1);
+    assert_eq!(
+        drain(&mut b),
+        vec![Action::Sync {
+            tag: 2,
+            path: "raft/log".into()
+        }]
+    );
+    b.handle_sync_done(at(4), 2, Ok(()));
+    assert_eq!(drain(&mut b), vec![send(C, ack(2, 2, B, true))]);
+}
+
+#[test]
+fn a_missing_previous_entry_is_refused_with_a_hint() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (1, 5), &[b"x"]));
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            send(A, ack(1, 0, B, false))
+        ]
+    );
+}
+
+#[test]
+fn a_stale_leader_is_told_the_newer_term() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), C, vote_request(3, 0, 0, C));
+    drain(&mut b);
+    b.handle_message(at(2), A, append(A, 2, 0, (0, 0), &[]));
+    assert_eq!(drain(&mut b), vec![send(A, ack(3, 0, B, false))]);
+}
+
+#[test]
+fn a_new_leader_appends_its_peer_state_and_commits_only_when_durable_on_a_majority() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let (mut a, won) = win_election(&disk);
+    let peer_state = PeerState {
+        cluster_size: 3,
+        peers: vec![A, B, C],
+        domain_ext: 0,
+    }
+    .encode();
+    let first = Message::Append(AppendEntry {
+        leader: A,
+        term: 1,
+        commit: 0,
+        prev_term: 0,
+        prev_index: 0,
+        entries: vec![Entry::new(EntryType::PeerState, peer_state)],
+        leader_term: 0,
+    });
+    assert_eq!(
+        won,
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            send(B, first.clone()),
+            send(C, first),
+            Action::Sync {
+                tag: 1,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    // B's ack alone is not a majority while A's own write is not durable.
+    a.handle_message(at(401), B, ack(1, 1, B, true));
+    assert_eq!(a.commit_index(), 0);
+    assert!(drain(&mut a).is_empty());
+    a.handle_sync_done(at(402), 1, Ok(()));
+    assert_eq!(a.commit_index(), 1);
+    assert!(matches!(drain(&mut a).as_slice(), [Action::Apply(e)] if e.index == 1));
+}
+
+#[test]
+fn an_entry_of_an_earlier_term_is_not_committed_by_counting() {
+    let disk = SharedDisk::new(MemDisk::default());
+    {
+        // A holds entry 1 of term 1 from an earlier leader (B).
+        let mut a = open(A, &disk);
+        a.handle_message(at(1), B, append(B, 1, 0, (0, 0), &[b"old"]));
+        drain(&mut a);
+        a.handle_sync_done(at(2), 1, Ok(()));
+    }
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    let mut a = open(A, &disk);
+    a.handle_timeout(a.poll_timeout());
+    assert_eq!(a.term(), 2);
+    drain(&mut a);
+    a.handle_message(
+        at(400),
+        C,
+        Message::VoteResponse(vote_response(2, C, true, true)),
+    );
+    drain(&mut a);
+    a.handle_sync_done(at(401), 1, Ok(()));
+    // C stores the old entry only: entry 1 is on a majority but of term 1.
+    a.handle_message(at(402), C, ack(2, 1, C, true));
+    assert_eq!(a.commit_index(), 0);
+    // Once C stores this term's entry 2, both commit.
+    a.handle_message(at(403), C, ack(2, 2, C, true));
+    assert_eq!(a.commit_index(), 2);
+}
+
+#[test]
+fn a_leader_that_hears_no_majority_steps_down() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    a.handle_message(at(410), B, ack(1, 0, B, false));
+    drain(&mut a);
+    a.handle_timeout(at(400 + 300));
+    assert_eq!(a.role(), Role::Leader, "B was heard");
+    drain(&mut a);
+    a.handle_timeout(at(400 + 600));
+    assert_eq!(a.role(), Role::Follower);
+    assert!(drain(&mut a).contains(&Action::LeaderChanged {
+        term: 1,
+        leader: None
+    }));
+}
+
+#[test]
+fn heartbeats_resend_from_the_follower_s_next_index() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    a.propose(at(401), Bytes::from_static(b"p")).unwrap();
+    let sends: Vec<_> = drain(&mut a)
+        .into_iter()
+        .filter(|x| matches!(x, Action::Send { .. }))
+        .collect();
+    assert_eq!(sends.len(), 2, "only the new entry goes out: {sends:?}");
+    a.handle_timeout(at(400 + 50));
+    let resent = drain(&mut a);
+    let Action::Send {
+        message: Message::Append(ae),
+        ..
+    } = &resent[0]
+    else {
+        panic!("{resent:?}")
+    };
+    assert_eq!(
+        (ae.prev_index, ae.entries.len()),
+        (0, 2),
+        "lost entries are resent"
+    );
+    assert_eq!(a.propose(at(451), Bytes::new()), Ok(3));
+    let mut b = open(B, &SharedDisk::new(MemDisk::default()));
+    assert_eq!(
+        b.propose(at(1), Bytes::new()),
+        Err(ProposeError::NotLeader { leader: None })
+    );
+}
+
+#[test]
+fn malformed_appends_are_dropped_without_panicking() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (5, 0), &[b"x"]));
+    b.handle_message(at(1), A, append(A, 1, 0, (2, 3), &[b"x"]));
+    b.handle_message(at(1), C, append(A, 1, 0, (0, 0), &[b"x"]));
+    assert!(drain(&mut b).is_empty());
+    b.handle_message(at(1), A, ack(9, u64::MAX, A, false));
+    assert_eq!(b.term(), 9);
+}
+
+#[test]
+fn the_group_state_shows_the_leader_s_view_of_its_followers() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    a.handle_sync_done(at(401), 1, Ok(()));
+    a.handle_message(at(402), C, ack(1, 1, C, true));
+    drain(&mut a);
+    assert_eq!(
+        a.state(),
+        GroupState {
+            id: A,
+            role: Role::Leader,
+            term: 1,
+            leader: Some(A),
+            last_index: 1,
+            last_term: 1,
+            commit: 1,
+            applied: 1,
+            durable: 1,
+            followers: vec![(B, 0), (C, 1)],
+            poisoned: false,
+        }
+    );
+}
