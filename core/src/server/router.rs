@@ -345,21 +345,27 @@ impl Router {
             // Start at a random member (a route counts as many members as
             // its peer has) and take the first that can receive, so a
             // member on its way out does not swallow the message.
-            let weight = |target: &SubTarget| match target {
-                SubTarget::Route(key) => cx.conns.route(key.conn).map_or(1, |r| r.weight(*key)),
-                _ => 1,
-            };
-            let total: u64 = members.iter().map(|m| u64::from(weight(m))).sum();
-            let mut draw = cx.rng.next_u64() % total.max(1);
-            let mut start = 0;
-            for (index, member) in members.iter().enumerate() {
-                let w = u64::from(weight(member));
-                if draw < w {
-                    start = index;
-                    break;
+            let start = if self.interest.is_none() {
+                // No cluster: every member weighs one, the same draw in O(1).
+                (cx.rng.next_u64() % members.len() as u64) as usize
+            } else {
+                let weight = |target: &SubTarget| match target {
+                    SubTarget::Route(key) => cx.conns.route(key.conn).map_or(1, |r| r.weight(*key)),
+                    _ => 1,
+                };
+                let total: u64 = members.iter().map(|m| u64::from(weight(m))).sum();
+                let mut draw = cx.rng.next_u64() % total.max(1);
+                let mut start = 0;
+                for (index, member) in members.iter().enumerate() {
+                    let w = u64::from(weight(member));
+                    if draw < w {
+                        start = index;
+                        break;
+                    }
+                    draw -= w;
                 }
-                draw -= w;
-            }
+                start
+            };
             for offset in 0..members.len() {
                 let key = match members[(start + offset) % members.len()] {
                     SubTarget::Client(key) => key,
