@@ -184,8 +184,6 @@ impl Router {
                 .insert(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
         if inserted.is_ok() {
             account.client_subs += 1;
-        }
-        if inserted.is_ok() {
             if let Some(interest) = &mut self.interest {
                 let count = interest
                     .entry((key_account, sub.subject.clone(), sub.queue.clone()))
