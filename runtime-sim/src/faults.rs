@@ -44,6 +44,10 @@ pub(crate) struct FaultPlan {
     /// Node restarts per second (whole run): process kills, power losses.
     pub(crate) kill_per_s: f64,
     pub(crate) power_loss_per_s: f64,
+    /// Partitions between two nodes per second, each up to `partition_max`.
+    pub(crate) partition_per_s: f64,
+    pub(crate) partition_max: u64,
+    pub(crate) route_reset_per_s: f64,
 }
 
 impl FaultPlan {
@@ -77,6 +81,8 @@ impl FaultPlan {
         };
         let kill_per_s = rate(spec.kill_per_s_max);
         let power_loss_per_s = rate(spec.power_loss_per_s_max);
+        let partition_per_s = rate(spec.partition_per_s_max);
+        let route_reset_per_s = rate(spec.route_reset_per_s_max);
         let plan = FaultPlan {
             latency_min,
             latency_max,
@@ -90,6 +96,9 @@ impl FaultPlan {
             wall_jump_per_s,
             kill_per_s,
             power_loss_per_s,
+            partition_per_s,
+            partition_max: (spec.partition_ms_max * MS as f64) as u64,
+            route_reset_per_s,
         };
         assert!(plan.latency_min <= plan.latency_max);
         assert!((0.0..=1.0).contains(&plan.split));
@@ -107,6 +116,8 @@ impl FaultPlan {
             wall_jump_per_s: 0.0,
             kill_per_s: 0.0,
             power_loss_per_s: 0.0,
+            partition_per_s: 0.0,
+            route_reset_per_s: 0.0,
             ..self.clone()
         }
     }
@@ -153,6 +164,8 @@ impl World {
                 self.restart_node(NodeId(node), power_loss);
             }
         }
+        // Rolled only when on, as the restarts.
+        self.route_faults(dt);
         // Each node's wall clock jumps on its own, rolled from the node's own
         // stream: adding a node moves neither the injector's other choices
         // nor another node's clock.
@@ -232,6 +245,7 @@ impl World {
             conn.up.stalled_until = conn.up.stalled_until.min(now);
             conn.down.stalled_until = conn.down.stalled_until.min(now);
         }
+        self.heal_routes();
         self.trace.record(self.now, None, "healed", 0, 0);
     }
 }

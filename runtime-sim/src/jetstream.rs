@@ -323,6 +323,7 @@ impl World {
                 "process-kill"
             },
         );
+        self.restart_routes(node);
         let ids: Vec<_> = self.nodes[node.index()].conns.keys().copied().collect();
         for id in ids {
             let conn = self.nodes[node.index()]
@@ -346,7 +347,13 @@ impl World {
         let target = &mut self.nodes[node.index()];
         target.restarts += 1;
         let seed = target.restart_rng.next_u64();
-        target.server = Server::new(target.config.clone(), seed);
+        let mut config = target.config.clone();
+        if config.cluster.is_some() {
+            // A new process is a new server to its peers.
+            config.identity.server_id =
+                format!("{}R{}", config.identity.server_id, target.restarts);
+        }
+        target.server = Server::new(config, seed);
         target.contract = ContractCheck::default();
         target.timer_at = None;
         let wall = target.wall_time(now);

@@ -30,7 +30,8 @@
 //! (JetStream publishers), `js_consumers` (JetStream consumer clients), `faults` (the plan
 //! drawn from the seed and the injector), `invariants/` (one file per
 //! invariant), `model` (the delivery oracle), `net` (pipes), `wire` (the
-//! client's parser of server output), `trace`, `rng`, `scenario`, `security`.
+//! client's parser of server output), `routes` (route links between nodes,
+//! partitions) and `route_wire` (the simulator's parser of route streams), `trace`, `rng`, `scenario`, `security`.
 
 #![forbid(unsafe_code)]
 
@@ -47,6 +48,8 @@ pub mod net;
 mod node;
 pub mod raft;
 pub mod rng;
+mod route_wire;
+pub mod routes;
 pub mod scenario;
 pub mod security;
 pub mod trace;
@@ -113,6 +116,8 @@ pub fn defect_names() -> &'static [&'static str] {
         "ack-before-sync",
         "consumer-ack-lost-on-restart",
         "redelivery-timer-not-rearmed",
+        "route-unsubscribe-lost",
+        "route-duplicate-forward",
         "raft-vote-not-durable",
         "raft-ack-before-durable",
         "raft-commit-old-term",
@@ -132,6 +137,8 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "ack-before-sync" => PlantedDefect::AckBeforeSync,
         "consumer-ack-lost-on-restart" => PlantedDefect::ConsumerAckLostOnRestart,
         "redelivery-timer-not-rearmed" => PlantedDefect::RedeliveryTimerNotRearmed,
+        "route-unsubscribe-lost" => PlantedDefect::RouteUnsubscribeLost,
+        "route-duplicate-forward" => PlantedDefect::RouteDuplicateForward,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",

@@ -22,9 +22,19 @@
 //! uncertain (the server may have stopped halfway): their expectations are
 //! optional.
 //!
-//! The model knows each connection's node. Which subscribers a message can
-//! reach across nodes is decided in one place, [`Model::reaches`]: without
-//! routes, only those on the publisher's own node.
+//! The model knows each connection's node. A PUB is routed at once to the
+//! subscribers on the publisher's own node. With routes (`routed`), the
+//! model also keeps, per route end, the interest that end's node learned
+//! from its peer (the RS+/RS- frames the node has processed, as the
+//! simulator read them off the wire), so when a node processes a PUB the
+//! model knows which peers it must forward it to: each such peer owes the
+//! model the routed message (RMSG), in order, unless the route breaks
+//! first. When the peer processes the RMSG, its own matching subscribers
+//! get expectations exactly as for a local PUB, and queue groups named in
+//! it may deliver to one member. A queue group is one token cluster-wide,
+//! so at most one member anywhere gets a message; exactly one is required
+//! only when no route could have carried it. At the end, every open route
+//! end's learned interest must equal its peer's real interest.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -32,6 +42,7 @@ use bytes::Bytes;
 use rnats_core::runtime::ConnId;
 
 use crate::node::NodeId;
+use crate::route_wire::RouteFrame;
 use crate::security::Identity;
 use crate::trace::Fnv64;
 
@@ -121,6 +132,24 @@ struct GroupToken {
     msg: u64,
     members: Vec<ConnId>,
     deliveries: u32,
+    /// A route could have taken the message to a member elsewhere (the
+    /// publisher's node knew remote interest in the queue, or a peer got it).
+    remote: bool,
+}
+
+/// What one node learned from a peer over one route end.
+#[derive(Debug)]
+struct RouteView {
+    node: NodeId,
+    peer: NodeId,
+    /// The other end of the link.
+    peer_conn: ConnId,
+    open: bool,
+    /// (account, subject, queue) -> weight (1 for plain interest).
+    interest: BTreeMap<(Bytes, Bytes, Option<Bytes>), u32>,
+    /// Routed messages this end must still process, in the order its peer
+    /// forwarded them.
+    owed: VecDeque<u64>,
 }
 
 /// What the checks counted, for the run summary.
@@ -139,7 +168,18 @@ pub struct Model {
     subs: BTreeMap<(ConnId, Bytes), SubModel>,
     conns: BTreeMap<ConnId, ConnModel>,
     groups: Vec<GroupToken>,
+    /// (msg, delivered subject, queue) -> its token in `groups`.
+    group_index: BTreeMap<(u64, Bytes, Bytes), usize>,
     pub stats: ModelStats,
+    /// The nodes are joined by routes.
+    pub routed: bool,
+    routes: BTreeMap<ConnId, RouteView>,
+    /// Route links that broke so far.
+    route_breaks: u64,
+    /// `route_breaks` when each message was processed (with routes).
+    breaks_at: BTreeMap<u64, u64>,
+    /// (node, msg): a routed message a node processed.
+    routed_seen: BTreeSet<(NodeId, u64)>,
 }
 
 impl Model {
@@ -274,17 +314,25 @@ impl Model {
     }
 
     /// Whether a message published on node `from` can reach a subscriber on
-    /// node `to`. The nodes have no routes yet, so a server delivers only to
-    /// its own clients. Routes, leaf nodes and gateways change the
-    /// expectation here and nowhere else.
+    /// node `to`: its own node always, another only over routes.
     pub fn reaches(&self, from: NodeId, to: NodeId) -> bool {
-        from == to
+        self.routed || from == to
+    }
+
+    /// The account a connection's messages live in.
+    fn account_name(&self, conn: ConnId) -> Bytes {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.identity.as_ref())
+            .map_or(Bytes::from_static(b"$G"), |i| {
+                Bytes::from(i.account.clone())
+            })
     }
 
     /// The subject `subscriber` sees a message published by `publisher` on
-    /// `subject` under, if it is routable to it at all (a node it reaches,
-    /// and the same account or a stream import), and its permissions let it
-    /// receive that.
+    /// `subject` under, if the publisher's node routes it there directly
+    /// (the same node, and the same account or a stream import), and its
+    /// permissions let it receive that.
     fn routed_subject(
         &self,
         publisher: ConnId,
@@ -292,7 +340,7 @@ impl Model {
         subject: &Bytes,
     ) -> Option<Bytes> {
         let node = |conn: ConnId| self.conns.get(&conn).map(|c| c.node);
-        if !self.reaches(node(publisher)?, node(subscriber)?) {
+        if node(publisher)? != node(subscriber)? {
             return None;
         }
         let account = |conn: ConnId| {
@@ -375,13 +423,17 @@ impl Model {
                     .push((*conn, sid.clone(), delivered)),
             }
         }
-        for members in groups.into_values() {
+        for ((_, group_queue), members) in groups {
             let token = self.groups.len();
             self.groups.push(GroupToken {
                 msg,
                 members: members.iter().map(|(c, _, _)| *c).collect(),
                 deliveries: 0,
+                remote: false,
             });
+            let (delivered, queue) = (&members[0].2, &group_queue);
+            self.group_index
+                .insert((msg, delivered.clone(), queue.clone()), token);
             for (conn, sid, delivered) in members {
                 let model = self.conns.get_mut(&conn).expect("known conn");
                 model.expects.push_back(Expect {
@@ -394,6 +446,301 @@ impl Model {
             }
         }
         self.msgs[msg as usize].responders = responders;
+        if self.routed {
+            self.forward(msg, publisher, &subject);
+        }
+    }
+
+    /// With routes: the peers the publisher's node must forward `msg` to
+    /// (those whose plain interest it has learned) owe the model its RMSG;
+    /// a queue it knows remote interest in may go elsewhere.
+    fn forward(&mut self, msg: u64, publisher: ConnId, subject: &Bytes) {
+        self.breaks_at.insert(msg, self.route_breaks);
+        let Some(node) = self.conns.get(&publisher).map(|c| c.node) else {
+            return;
+        };
+        let account = self.account_name(publisher);
+        let mut owed_by = Vec::new();
+        let mut remote_queues = BTreeSet::new();
+        for view in self.routes.values().filter(|v| v.open && v.node == node) {
+            for (acc, pattern, queue) in view.interest.keys() {
+                if *acc != account || !subject_matches(pattern, subject) {
+                    continue;
+                }
+                match queue {
+                    None => owed_by.push(view.peer_conn),
+                    Some(queue) => {
+                        remote_queues.insert(queue.clone());
+                    }
+                }
+            }
+        }
+        owed_by.dedup();
+        for conn in owed_by {
+            if let Some(peer) = self.routes.get_mut(&conn).filter(|v| v.open) {
+                peer.owed.push_back(msg);
+            }
+        }
+        for ((m, _, queue), token) in self.group_index.range((msg, Bytes::new(), Bytes::new())..) {
+            if *m != msg {
+                break;
+            }
+            if remote_queues.contains(queue) {
+                self.groups[*token].remote = true;
+            }
+        }
+    }
+
+    /// A route link opened: end `a` on node `a_node`, end `b` on `b_node`.
+    pub fn route_opened(&mut self, a: ConnId, a_node: NodeId, b: ConnId, b_node: NodeId) {
+        assert_ne!(a_node, b_node, "a route joins two nodes");
+        for (conn, node, peer_conn, peer) in [(a, a_node, b, b_node), (b, b_node, a, a_node)] {
+            let view = RouteView {
+                node,
+                peer,
+                peer_conn,
+                open: true,
+                interest: BTreeMap::new(),
+                owed: VecDeque::new(),
+            };
+            assert!(
+                self.routes.insert(conn, view).is_none(),
+                "{conn} opened twice"
+            );
+        }
+    }
+
+    /// Route end `conn` is closed (its node forgot what it learned there);
+    /// `first`: the first end of its link to close, so what the link still
+    /// carried is owed no more.
+    pub fn route_end_closed(&mut self, conn: ConnId, first: bool) {
+        let Some(view) = self.routes.get_mut(&conn) else {
+            return;
+        };
+        view.open = false;
+        view.interest.clear();
+        view.owed.clear();
+        let peer = view.peer_conn;
+        if first {
+            self.route_breaks += 1;
+            if let Some(peer) = self.routes.get_mut(&peer) {
+                peer.owed.clear();
+            }
+        }
+    }
+
+    /// The node at route end `conn` processed `frame` from its peer.
+    pub(crate) fn route_frame(
+        &mut self,
+        conn: ConnId,
+        frame: &RouteFrame,
+        certain: bool,
+    ) -> Result<(), String> {
+        let view = self
+            .routes
+            .get_mut(&conn)
+            .ok_or_else(|| format!("{conn}: a route frame on an unknown route end"))?;
+        if !view.open {
+            return Ok(());
+        }
+        self.stats.checks += 1;
+        match frame {
+            RouteFrame::SubPlus {
+                account,
+                subject,
+                queue,
+            } => {
+                let (queue, weight) = match queue {
+                    Some((queue, weight)) => (Some(queue.clone()), *weight),
+                    None => (None, 1),
+                };
+                view.interest
+                    .insert((account.clone(), subject.clone(), queue), weight);
+            }
+            RouteFrame::SubMinus {
+                account,
+                subject,
+                queue,
+            } => {
+                view.interest
+                    .remove(&(account.clone(), subject.clone(), queue.clone()));
+            }
+            RouteFrame::Msg {
+                account,
+                subject,
+                reply,
+                queues,
+                headers,
+                payload,
+            } => {
+                let routed = Routed {
+                    account,
+                    subject,
+                    reply: reply.as_ref(),
+                    queues,
+                    headers: headers.as_ref(),
+                    payload,
+                };
+                self.routed_msg(conn, routed, certain)?;
+            }
+            RouteFrame::Err | RouteFrame::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The node at route end `conn` processed a routed message: it must be
+    /// one a client published, intact, not routed to this node before, and
+    /// not behind one this end was owed first; the node's own subscribers
+    /// then get it as from a local PUB.
+    fn routed_msg(
+        &mut self,
+        conn: ConnId,
+        routed: Routed<'_>,
+        certain: bool,
+    ) -> Result<(), String> {
+        let view = &self.routes[&conn];
+        let (node, peer) = (view.node, view.peer);
+        let msg = message_id(routed.payload)
+            .filter(|id| (*id as usize) < self.msgs.len())
+            .ok_or_else(|| {
+                format!("{conn} on {node}: routed payload names no published message")
+            })?;
+        let record = &self.msgs[msg as usize];
+        if record.subject != routed.subject
+            || record.reply.as_ref() != routed.reply
+            || record.payload_hash != Fnv64::of(routed.payload)
+            || (record.headers.is_some() && record.headers.as_ref() != routed.headers)
+        {
+            return Err(format!(
+                "{conn} on {node}: message {msg} from {peer} arrived altered over the route"
+            ));
+        }
+        if record.processed.is_none() {
+            return Err(format!(
+                "{conn} on {node}: message {msg} routed before its PUB was processed"
+            ));
+        }
+        if !self.routed_seen.insert((node, msg)) {
+            return Err(format!(
+                "message {msg} routed to {node} twice (the second time from {peer} on {conn})"
+            ));
+        }
+        let view = self.routes.get_mut(&conn).expect("view exists");
+        if let Some(position) = view.owed.iter().position(|m| *m == msg) {
+            if position > 0 {
+                return Err(format!(
+                    "message {} owed to {node} over {conn} was lost: message {msg} came first",
+                    view.owed[0]
+                ));
+            }
+            view.owed.pop_front();
+        }
+        let mut responders = Vec::new();
+        let mut expects = Vec::new();
+        for ((sub_conn, sid), sub) in &self.subs {
+            let Some(model) = self.conns.get(sub_conn) else {
+                continue;
+            };
+            if model.node != node || !model.server_open {
+                continue;
+            }
+            if self.account_name(*sub_conn) != *routed.account
+                || !subject_matches(&sub.subject, routed.subject)
+            {
+                continue;
+            }
+            match &sub.queue {
+                None => expects.push((*sub_conn, sid.clone(), None)),
+                Some(queue) if routed.queues.contains(queue) => {
+                    expects.push((*sub_conn, sid.clone(), Some(queue.clone())))
+                }
+                Some(_) => continue,
+            }
+            if model.responds {
+                responders.push(*sub_conn);
+            }
+        }
+        for (sub_conn, sid, queue) in expects {
+            let group = queue.map(|queue| {
+                let key = (msg, routed.subject.clone(), queue);
+                let token = *self.group_index.entry(key).or_insert_with(|| {
+                    self.groups.push(GroupToken {
+                        msg,
+                        members: Vec::new(),
+                        deliveries: 0,
+                        remote: true,
+                    });
+                    self.groups.len() - 1
+                });
+                let group = &mut self.groups[token];
+                group.remote = true;
+                group.members.push(sub_conn);
+                token
+            });
+            let model = self.conns.get_mut(&sub_conn).expect("known conn");
+            model.expects.push_back(Expect {
+                msg,
+                sid,
+                subject: routed.subject.clone(),
+                mandatory: certain && group.is_none(),
+                group,
+            });
+        }
+        self.msgs[msg as usize].responders.extend(responders);
+        Ok(())
+    }
+
+    /// At the end: every open route end learned exactly its peer's
+    /// interest (in the accounts clients use): RS+ and RS- were neither
+    /// lost nor stale, queue weights count the peer's members.
+    pub fn check_route_interest(&mut self) -> Result<(), String> {
+        let accounts: BTreeSet<Bytes> = self.conns.keys().map(|c| self.account_name(*c)).collect();
+        for (conn, view) in self.routes.iter().filter(|(_, v)| v.open) {
+            let mut real: BTreeMap<(Bytes, Bytes, Option<Bytes>), u32> = BTreeMap::new();
+            for ((sub_conn, _), sub) in &self.subs {
+                let on_peer = self
+                    .conns
+                    .get(sub_conn)
+                    .is_some_and(|c| c.node == view.peer && c.server_open);
+                if on_peer {
+                    let key = (
+                        self.account_name(*sub_conn),
+                        sub.subject.clone(),
+                        sub.queue.clone(),
+                    );
+                    let weight = real.entry(key).or_default();
+                    *weight = if sub.queue.is_some() { *weight + 1 } else { 1 };
+                }
+            }
+            let learned: BTreeMap<_, _> = view
+                .interest
+                .iter()
+                .filter(|((account, _, _), _)| accounts.contains(account))
+                .map(|(k, w)| (k.clone(), *w))
+                .collect();
+            self.stats.checks += 1;
+            if learned != real {
+                let missing: Vec<_> = real
+                    .iter()
+                    .filter(|(k, w)| learned.get(*k) != Some(w))
+                    .collect();
+                let stale: Vec<_> = learned
+                    .iter()
+                    .filter(|(k, w)| real.get(*k) != Some(w))
+                    .collect();
+                return Err(format!(
+                    "after the heal {} learned over {conn} an interest of {} that is not the real one: missing or wrong {missing:?}, stale {stale:?}",
+                    view.node, view.peer
+                ));
+            }
+            if let Some(msg) = view.owed.front() {
+                return Err(format!(
+                    "message {msg} owed to {} over {conn} never arrived though the route stayed open",
+                    view.node
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `conn` received a message. `sub_pattern` is the subject its sid was
@@ -577,7 +924,7 @@ impl Model {
             self.stats.checks += 1;
             let certain = self.msgs[group.msg as usize].processed == Some(true);
             let all_healthy = group.members.iter().all(|m| self.healthy(*m));
-            if certain && all_healthy && group.deliveries != 1 {
+            if certain && all_healthy && !group.remote && group.deliveries != 1 {
                 let record = &self.msgs[group.msg as usize];
                 return Err(format!(
                     "message {} on {:?} from {} reached {} members of a queue group whose members all stayed connected: {:?}",
@@ -587,6 +934,15 @@ impl Model {
         }
         for (id, record) in self.msgs.iter().enumerate() {
             if !record.request || record.processed != Some(true) || record.replied {
+                continue;
+            }
+            if self
+                .breaks_at
+                .get(&(id as u64))
+                .is_some_and(|at| *at != self.route_breaks)
+            {
+                // A route broke since: the request or its reply may have
+                // been on it.
                 continue;
             }
             self.stats.checks += 1;
@@ -602,6 +958,16 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// A routed message as the receiving node read it.
+struct Routed<'a> {
+    account: &'a Bytes,
+    subject: &'a Bytes,
+    reply: Option<&'a Bytes>,
+    queues: &'a [Bytes],
+    headers: Option<&'a Bytes>,
+    payload: &'a Bytes,
 }
 
 /// NATS subject matching: `*` matches one token, `>` one or more at the end.

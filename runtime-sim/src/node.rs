@@ -77,6 +77,8 @@ pub(crate) struct Node {
     pub(crate) restart_rng: Rng,
     /// The JetStream machine and its disk, when the scenario has JetStream.
     pub(crate) js: Option<JsNode>,
+    /// This node's route ends: (link, side) by connection id (`routes.rs`).
+    pub(crate) route_conns: BTreeMap<ConnId, (u64, usize)>,
 }
 
 impl Node {
@@ -102,6 +104,7 @@ impl Node {
             restarts: 0,
             restart_rng: Rng::stream(run_seed, stream::node(stream::RESTART, id.0)),
             js: None,
+            route_conns: BTreeMap::new(),
         };
         let wall = node.wall_time(Instant::ZERO);
         node.server.set_wall_clock(Instant::ZERO, wall);
@@ -201,6 +204,7 @@ impl World {
     pub(crate) fn drain_actions(&mut self, node: NodeId) {
         loop {
             self.drain_server_actions(node);
+            self.start_dials(node);
             if !self.pump_jetstream(node) {
                 break;
             }
@@ -212,6 +216,19 @@ impl World {
         while let Some(action) = self.nodes[node.index()].server.poll_action() {
             self.nodes[node.index()].contract.action(&action);
             match action {
+                Action::Transmit(id) if self.nodes[node.index()].route_conns.contains_key(&id) => {
+                    self.trace
+                        .record(self.now, Some(node), "route-transmit", id.0, 0);
+                    self.route_transmit(node, id);
+                }
+                Action::Close { conn, reason }
+                    if self.nodes[node.index()].route_conns.contains_key(&conn) =>
+                {
+                    let now = self.now;
+                    self.trace
+                        .record(now, Some(node), "route-close", conn.0, reason as u64);
+                    self.route_close(node, conn, reason);
+                }
                 Action::Transmit(id) => {
                     self.trace.record(self.now, Some(node), "transmit", id.0, 0);
                     let target = &mut self.nodes[node.index()];

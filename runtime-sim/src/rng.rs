@@ -33,6 +33,8 @@ pub(crate) mod stream {
     pub(crate) const CLIENT_BASE: u64 = 1 << 20;
     /// Connection `c` draws its network behavior from `CONN_BASE + c`.
     pub(crate) const CONN_BASE: u64 = 1 << 40;
+    /// Route link `l` draws its network behavior from `ROUTE_BASE + l`.
+    pub(crate) const ROUTE_BASE: u64 = 1 << 48;
 
     /// Node `node`'s stream of kind `base` (`SERVER` or `WALL_CLOCK`).
     pub(crate) fn node(base: u64, node: u32) -> u64 {

@@ -92,6 +92,9 @@ pub struct TopologySpec {
     pub servers: u32,
     /// Where a client without an explicit `server` connects.
     pub placement: Placement,
+    /// Routes between the servers (`routes.rs`): none, a full mesh, or
+    /// every server routed to the first (gossip does the rest).
+    pub routes: crate::routes::RouteTopology,
 }
 
 impl Default for TopologySpec {
@@ -99,6 +102,7 @@ impl Default for TopologySpec {
         TopologySpec {
             servers: 1,
             placement: Placement::RoundRobin,
+            routes: crate::routes::RouteTopology::None,
         }
     }
 }
@@ -240,6 +244,12 @@ pub struct FaultSpec {
     /// Power losses per virtual second, at most (whole run): as a kill, and
     /// the node's disk loses what was not synced.
     pub power_loss_per_s_max: f64,
+    /// Partitions between two nodes per virtual second, at most (whole
+    /// run): both ways or one way, each lasting 100 ms to `partition_ms_max`.
+    pub partition_per_s_max: f64,
+    pub partition_ms_max: f64,
+    /// Route connection resets per virtual second, at most (whole run).
+    pub route_reset_per_s_max: f64,
 }
 
 impl Default for FaultSpec {
@@ -256,6 +266,9 @@ impl Default for FaultSpec {
             wall_jump_per_s_max: 0.1,
             kill_per_s_max: 0.0,
             power_loss_per_s_max: 0.0,
+            partition_per_s_max: 0.0,
+            partition_ms_max: 3000.0,
+            route_reset_per_s_max: 0.0,
         }
     }
 }
@@ -284,6 +297,20 @@ impl Scenario {
         }
         if let Some(security) = &self.security {
             security.validate()?;
+        }
+        if self.topology.routes != crate::routes::RouteTopology::None {
+            // The model routes across nodes in the global account only, and
+            // the JetStream clients check a stream on their own node.
+            if self.security.is_some() || self.jetstream.is_some() {
+                return Err(String::from(
+                    "routes are simulated without security and jetstream sections",
+                ));
+            }
+            if self.clients.iter().any(|c| c.websocket) {
+                return Err(String::from(
+                    "routes are simulated without websocket clients",
+                ));
+            }
         }
         let servers = self.topology.servers;
         if servers == 0 || servers > SERVERS_MAX {

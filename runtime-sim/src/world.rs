@@ -150,6 +150,39 @@ pub(crate) enum Event {
         tag: u64,
         generation: u64,
     },
+    /// A route dial of the node failed (refused, or timed out across a partition).
+    RouteDialFailed {
+        node: NodeId,
+        dial: u64,
+        timeout: bool,
+    },
+    /// A route dial of the node connected.
+    RouteConnected {
+        node: NodeId,
+        link: u64,
+    },
+    /// The node's route port accepts a dialed link.
+    RouteAccept {
+        node: NodeId,
+        link: u64,
+    },
+    /// The segment at the head of the pipe towards end `side` is due.
+    RouteArrive {
+        node: NodeId,
+        link: u64,
+        side: usize,
+    },
+    RouteRead {
+        node: NodeId,
+        link: u64,
+        side: usize,
+    },
+    /// End `side` learns its link is gone (a reset, or its peer died).
+    RouteSeesClose {
+        node: NodeId,
+        link: u64,
+        side: usize,
+    },
 }
 
 impl Event {
@@ -171,6 +204,12 @@ impl Event {
             Event::PasswordChecked { .. } => "password-checked",
             Event::JsTimer { .. } => "js-timer",
             Event::JsSyncDone { .. } => "js-sync-complete",
+            Event::RouteDialFailed { .. } => "route-dial-failed",
+            Event::RouteConnected { .. } => "route-connected",
+            Event::RouteAccept { .. } => "route-accept",
+            Event::RouteArrive { .. } => "route-arrive",
+            Event::RouteRead { .. } => "route-read",
+            Event::RouteSeesClose { .. } => "route-sees-close",
         }
     }
 
@@ -187,7 +226,13 @@ impl Event {
             | Event::ServerSeesReset { node, .. }
             | Event::PasswordChecked { node, .. }
             | Event::JsTimer { node }
-            | Event::JsSyncDone { node, .. } => Some(*node),
+            | Event::JsSyncDone { node, .. }
+            | Event::RouteDialFailed { node, .. }
+            | Event::RouteConnected { node, .. }
+            | Event::RouteAccept { node, .. }
+            | Event::RouteArrive { node, .. }
+            | Event::RouteRead { node, .. }
+            | Event::RouteSeesClose { node, .. } => Some(*node),
             Event::FaultTick | Event::Heal | Event::Mark | Event::End => None,
         }
     }
@@ -204,6 +249,11 @@ impl Event {
             | Event::PasswordChecked { conn, .. } => conn.0,
             Event::ClientConnect { client, .. } => *client as u64,
             Event::JsSyncDone { stream, tag, .. } => (stream.0 << 32) ^ tag,
+            Event::RouteDialFailed { dial, .. } => *dial,
+            Event::RouteConnected { link, .. } | Event::RouteAccept { link, .. } => *link,
+            Event::RouteArrive { link, side, .. }
+            | Event::RouteRead { link, side, .. }
+            | Event::RouteSeesClose { link, side, .. } => (*link << 1) | *side as u64,
             Event::ServerTimer { .. }
             | Event::JsTimer { .. }
             | Event::FaultTick
@@ -247,6 +297,11 @@ pub struct World {
     failure: Option<String>,
     /// `RunOptions::client_checks_only`.
     pub(crate) client_checks_only: bool,
+    /// Route connections between nodes, by link id (`routes.rs`).
+    pub(crate) links: crate::routes::Links,
+    pub(crate) next_link: u64,
+    /// (from, to): bytes from `from` to `to` are held until then.
+    pub(crate) partitions: BTreeMap<(NodeId, NodeId), Instant>,
 }
 
 impl World {
@@ -255,11 +310,22 @@ impl World {
         let plan = FaultPlan::draw(&scenario.faults, &mut Rng::stream(seed, stream::PLAN));
         let config = server_config(scenario, options)?;
         let mut model = Model::default();
+        let routes = scenario.topology.routes;
+        model.routed = routes != crate::routes::RouteTopology::None;
         if let Some(security) = &scenario.security {
             model.imports = security.imports();
         }
         let nodes: Vec<Node> = (0..scenario.topology.servers)
-            .map(|n| Node::new(NodeId(n), config.clone(), seed, scenario.jetstream.as_ref()))
+            .map(|n| {
+                let mut config = config.clone();
+                crate::routes::cluster_config(
+                    &mut config,
+                    NodeId(n),
+                    scenario.topology.servers,
+                    routes,
+                );
+                Node::new(NodeId(n), config, seed, scenario.jetstream.as_ref())
+            })
             .collect();
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
@@ -292,15 +358,19 @@ impl World {
             healed: false,
             failure: None,
             client_checks_only: options.client_checks_only,
+            links: Default::default(),
+            next_link: 0,
+            partitions: BTreeMap::new(),
         };
         for client in 0..world.clients.len() {
             let start = world.clients[client].rng.below(200 * MS);
             let node = world.clients[client].node;
             world.schedule(Instant(start), Event::ClientConnect { node, client });
         }
-        // JetStream's recovered streams ask for their subscriptions first.
+        // JetStream's recovered streams ask for their subscriptions first;
+        // routed nodes dial their routes.
         for node in 0..world.nodes.len() {
-            if world.nodes[node].js.is_some() {
+            if world.nodes[node].js.is_some() || world.model.routed {
                 world.drain_actions(NodeId(node as u32));
             }
         }
@@ -445,6 +515,16 @@ impl World {
                 tag,
                 generation,
             } => self.js_sync_done(node, stream, tag, generation),
+            Event::RouteDialFailed {
+                node,
+                dial,
+                timeout,
+            } => self.route_dial_failed(node, dial, timeout),
+            Event::RouteConnected { node, link } => self.route_connected(node, link),
+            Event::RouteAccept { node, link } => self.route_accept(node, link),
+            Event::RouteArrive { link, side, .. } => self.route_arrive(link, side),
+            Event::RouteRead { link, side, .. } => self.route_read(link, side),
+            Event::RouteSeesClose { link, side, .. } => self.route_sees_close(link, side),
         }
     }
 

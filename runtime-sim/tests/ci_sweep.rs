@@ -67,6 +67,16 @@ fn ci_two_nodes() {
 }
 
 #[test]
+fn ci_cluster() {
+    sweep_clean("cluster");
+}
+
+#[test]
+fn ci_cluster_gossip() {
+    sweep_clean("cluster-gossip");
+}
+
+#[test]
 fn ci_jetstream_restarts() {
     sweep_clean("jetstream-restarts");
 }

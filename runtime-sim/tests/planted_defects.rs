@@ -148,3 +148,13 @@ fn a_raft_old_term_entry_committed_by_counting_is_caught() {
     // overwrites that index on a follower that had committed it.
     caught("raft-commit-old-term", "raft-figure8");
 }
+
+#[test]
+fn an_unsubscribe_never_told_to_routes_is_caught() {
+    caught("route-unsubscribe-lost", "cluster");
+}
+
+#[test]
+fn a_message_routed_twice_is_caught() {
+    caught("route-duplicate-forward", "cluster");
+}

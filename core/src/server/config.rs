@@ -245,6 +245,12 @@ pub enum PlantedDefect {
     /// A redelivered message's ack timer is armed a year out: if the client
     /// stays silent again, it is never redelivered.
     RedeliveryTimerNotRearmed,
+    /// The last local subscriber of a subject leaving is not told to the
+    /// routes (no RS-): peers keep forwarding to interest that is gone.
+    RouteUnsubscribeLost,
+    /// A message with a reply subject goes out twice on a route (as if
+    /// sent over two pooled routes to one server).
+    RouteDuplicateForward,
 }
 
 impl Default for ServerConfig {

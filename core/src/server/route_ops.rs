@@ -600,6 +600,13 @@ impl Server {
                 let Some(mut sink) = self.conns.route_sink(conn) else {
                     continue;
                 };
+                #[cfg(feature = "planted-defects")]
+                if change.count == 0
+                    && self.config.planted_defect
+                        == Some(super::PlantedDefect::RouteUnsubscribeLost)
+                {
+                    continue;
+                }
                 match (change.count, &change.queue) {
                     (0, queue) => wire::write_rs_minus(
                         &mut sink,

@@ -445,6 +445,20 @@ impl Router {
                 msg.headers,
                 msg.payload,
             );
+            #[cfg(feature = "planted-defects")]
+            if msg.reply.is_some()
+                && cx.config.planted_defect == Some(PlantedDefect::RouteDuplicateForward)
+            {
+                crate::route::write_rmsg(
+                    &mut route.outbound.sink(chunks),
+                    name,
+                    msg.subject,
+                    msg.reply,
+                    &queues,
+                    msg.headers,
+                    msg.payload,
+                );
+            }
             let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
             route.stats.out_msgs += 1;
             route.stats.out_bytes += size as u64;

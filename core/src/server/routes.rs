@@ -44,6 +44,14 @@ pub const DEFAULT_ROUTE_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Failed dials in a row after which an implicit route (one gossip named)
+/// is given up, when `connect_retries` does not allow more: about a minute
+/// at the backoff above. The reference tries an implicit route once more
+/// and then waits for gossip, so a mesh learned by gossip stays split after
+/// a partition between two servers that only learned of each other; rnats
+/// redials long enough to ride out such a partition.
+const IMPLICIT_DIAL_ATTEMPTS: u32 = 32;
+
 /// An interest a peer announced (RS+), as filed in the Sublist.
 #[derive(Debug, Clone)]
 pub struct RemoteSub {
@@ -252,13 +260,19 @@ impl Dialer {
 
     /// The dial failed (or its connection closed); when to try again, if
     /// at all (`connect_retries` failures in a row give an explicit route
-    /// up when it is not 0; an implicit one is dropped at once).
+    /// up when it is not 0; an implicit one gives up after
+    /// [`IMPLICIT_DIAL_ATTEMPTS`] or `connect_retries`, whichever is more).
     pub(super) fn failed(&mut self, id: u64, now: Instant, retries: u32) -> Option<Instant> {
         let dial = self.dials.get_mut(&id)?;
         dial.pending = false;
         dial.conn = None;
         dial.attempts += 1;
-        if !dial.explicit || (retries > 0 && dial.attempts > retries) {
+        let limit = if dial.explicit {
+            retries
+        } else {
+            retries.max(IMPLICIT_DIAL_ATTEMPTS)
+        };
+        if limit > 0 && dial.attempts > limit {
             self.dials.remove(&id);
             return None;
         }

@@ -35,7 +35,10 @@
 //! - `jetstream`: every publish of a JetStream publisher still connected was
 //!   answered;
 //! - `consumers`: every consumer settled in the heal phase with nothing
-//!   pending and every acknowledged message delivered.
+//!   pending and every acknowledged message delivered;
+//! - routes (`crate::routes`, `Model::check_route_interest`): every pair of
+//!   nodes joined by exactly one open route, each end's learned interest
+//!   equal to its peer's real interest, no routed message still owed.
 //!
 //! Each check reads the world and returns the failure text; the world
 //! records it (and the trace marks it).
@@ -59,5 +62,6 @@ pub(crate) fn check_liveness(world: &mut World) -> Result<(), String> {
     progress::check(world)?;
     jetstream::check_liveness(world)?;
     consumers::check_liveness(world)?;
+    world.check_routes_converged()?;
     world.model.check_converged()
 }
