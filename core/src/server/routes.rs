@@ -297,3 +297,84 @@ impl Dialer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dial(explicit: bool) -> Dial {
+        Dial {
+            address: "10.0.0.2:6222".to_string(),
+            user: None,
+            password: None,
+            explicit,
+            attempts: 0,
+            pending: false,
+            conn: None,
+        }
+    }
+
+    /// Fails dial `id` until the dialer gives it up; returns how many
+    /// failures it took (None: still dialed after `max`).
+    fn failures_until_given_up(
+        dialer: &mut Dialer,
+        id: u64,
+        retries: u32,
+        max: u32,
+    ) -> Option<u32> {
+        let mut now = Instant::ZERO;
+        for failure in 1..=max {
+            match dialer.failed(id, now, retries) {
+                Some(at) => {
+                    assert!(at > now && at <= now + MAX_DIAL_BACKOFF);
+                    now = at;
+                    dialer.start(id);
+                    assert_eq!(dialer.poll().map(|r| r.id), Some(id));
+                }
+                None => {
+                    assert!(!dialer.dials.contains_key(&id));
+                    return Some(failure);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn explicit_routes_are_dialed_until_connect_retries_and_forever_without() {
+        let mut dialer = Dialer::default();
+        let id = dialer.add(dial(true));
+        assert_eq!(dialer.poll().map(|r| r.id), Some(id));
+        assert_eq!(failures_until_given_up(&mut dialer, id, 3, 100), Some(4));
+        let id = dialer.add(dial(true));
+        dialer.poll();
+        assert_eq!(failures_until_given_up(&mut dialer, id, 0, 500), None);
+    }
+
+    #[test]
+    fn implicit_routes_ride_out_a_partition_then_give_up() {
+        let mut dialer = Dialer::default();
+        let id = dialer.add(dial(false));
+        dialer.poll();
+        assert_eq!(
+            failures_until_given_up(&mut dialer, id, 0, 100),
+            Some(IMPLICIT_DIAL_ATTEMPTS + 1)
+        );
+        let id = dialer.add(dial(false));
+        dialer.poll();
+        assert_eq!(failures_until_given_up(&mut dialer, id, 50, 100), Some(51));
+        // A route that registered starts counting again.
+        let id = dialer.add(dial(false));
+        dialer.poll();
+        for _ in 0..10 {
+            dialer.failed(id, Instant::ZERO, 0);
+            dialer.start(id);
+            dialer.poll();
+        }
+        dialer.registered(id);
+        assert_eq!(
+            failures_until_given_up(&mut dialer, id, 0, 100),
+            Some(IMPLICIT_DIAL_ATTEMPTS + 1)
+        );
+    }
+}
