@@ -13,6 +13,7 @@
 //! A run that loses, duplicates or reorders a message reports FAILURE, never a
 //! number, and the tool exits non-zero.
 
+mod cluster;
 mod js;
 mod scenarios;
 mod server;
@@ -42,7 +43,7 @@ MODES (default: every core scenario against a fresh rnats-server)
   --server rnats|nats    which server to start when not comparing (default rnats)
 
 OPTIONS
-  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub (\"core\", the default),
+  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub cluster-pubsub cluster-fanout (\"core\", the default),
                          js-pub js-pub-sync js-consume js-kv js-restart js-many (\"js\"), or \"all\"
   --payloads N[,N]       payload sizes in bytes, >= 12 (default 16,1024)
   --rounds N             runs per scenario and server (default 3 with --compare, else 1)
@@ -547,36 +548,55 @@ async fn run_once(
             payload,
         } => {
             let scenario = options.scenarios[scenario_index];
-            let (process, target) = match &setup.binary {
+            let (processes, target) = match &setup.binary {
+                Some(binary) if scenario.servers() > 1 => {
+                    let processes = cluster::start(binary, scenario.servers())?;
+                    let target = Target {
+                        addr: processes[0].addr,
+                        pid: Some(processes[0].pid()),
+                        ws_addr: None,
+                        peers: processes[1..].iter().map(|p| (p.addr, p.pid())).collect(),
+                    };
+                    (processes, target)
+                }
                 Some(binary) => {
                     let process = ServerProcess::start(binary, scenario.uses_websocket())?;
                     let target = Target {
                         addr: process.addr,
                         pid: Some(process.pid()),
                         ws_addr: process.ws_addr,
+                        peers: Vec::new(),
                     };
-                    (Some(process), target)
+                    (vec![process], target)
+                }
+                None if scenario.servers() > 1 => {
+                    return Err(format!(
+                        "{} needs servers this tool starts (not --addr)",
+                        scenario.name()
+                    ))
                 }
                 None => (
-                    None,
+                    Vec::new(),
                     Target {
                         addr: options.addr.expect("addr"),
                         pid: options.pid,
                         ws_addr: None,
+                        peers: Vec::new(),
                     },
                 ),
             };
             let limit = Duration::from_secs(if options.smoke { 30 } else { 180 });
+            let pid = target.pid;
             let outcome = tokio::time::timeout(
                 limit,
                 scenarios::run(scenario, payload, target, &options.params),
             )
             .await
             .unwrap_or_else(|_| Err(format!("did not finish within {limit:?}")));
-            if let Some((_, hwm)) = target.pid.and_then(server::memory_kib) {
+            if let Some((_, hwm)) = pid.and_then(server::memory_kib) {
                 *peak_rss_kib = Some(peak_rss_kib.unwrap_or(0).max(hwm));
             }
-            drop(process);
+            drop(processes);
             outcome
         }
         Case::Js(js_case) => {

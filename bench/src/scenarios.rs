@@ -57,10 +57,15 @@ pub enum Scenario {
     Subs,
     /// One publisher, one subscriber, both over websocket (`ws.rs`).
     WsPubSub,
+    /// Two servers routed together: the publisher on one, the subscriber
+    /// on the other (`cluster.rs`).
+    ClusterPubSub,
+    /// Three servers: the publisher on the first, one subscriber on each.
+    ClusterFanOut,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Pub,
         Scenario::PubSub,
         Scenario::FanOut,
@@ -70,6 +75,8 @@ impl Scenario {
         Scenario::Idle,
         Scenario::Subs,
         Scenario::WsPubSub,
+        Scenario::ClusterPubSub,
+        Scenario::ClusterFanOut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +90,8 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Subs => "subs",
             Scenario::WsPubSub => "ws-pubsub",
+            Scenario::ClusterPubSub => "cluster-pubsub",
+            Scenario::ClusterFanOut => "cluster-fanout",
         }
     }
 
@@ -93,6 +102,15 @@ impl Scenario {
     /// Whether the server needs a websocket listener for it.
     pub fn uses_websocket(self) -> bool {
         self == Scenario::WsPubSub
+    }
+
+    /// How many servers it runs on (routed together when more than one).
+    pub fn servers(self) -> usize {
+        match self {
+            Scenario::ClusterPubSub => 2,
+            Scenario::ClusterFanOut => 3,
+            _ => 1,
+        }
     }
 
     /// Whether the scenario runs once per payload size.
@@ -141,12 +159,63 @@ pub fn metric(name: &'static str, value: f64, unit: &'static str, higher: bool) 
 }
 
 /// Where the server is; `pid` enables memory measurements.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub pid: Option<u32>,
     /// The websocket listener, when the server was started with one.
     pub ws_addr: Option<SocketAddr>,
+    /// The other servers of a cluster scenario (client addresses, pids).
+    pub peers: Vec<(SocketAddr, u32)>,
+}
+
+/// Where each connection of a throughput run goes, and which server
+/// processes' CPU it counts.
+struct Layout {
+    publishers: Vec<SocketAddr>,
+    /// Per group, each member's server (a group of one is a plain subscriber).
+    groups: Vec<Vec<SocketAddr>>,
+    pids: Vec<u32>,
+}
+
+impl Layout {
+    /// Everyone on one server.
+    fn single(addr: SocketAddr, pid: Option<u32>, publishers: usize, groups: &[usize]) -> Layout {
+        Layout {
+            publishers: vec![addr; publishers],
+            groups: groups.iter().map(|&members| vec![addr; members]).collect(),
+            pids: pid.into_iter().collect(),
+        }
+    }
+
+    /// The publisher on the first server, one subscriber on each of `on`.
+    fn across(target: &Target, on: &[usize]) -> Result<Layout, String> {
+        let mut servers = vec![target.addr];
+        servers.extend(target.peers.iter().map(|(addr, _)| *addr));
+        let mut pids: Vec<u32> = target.pid.into_iter().collect();
+        pids.extend(target.peers.iter().map(|(_, pid)| *pid));
+        let groups = on
+            .iter()
+            .map(|&index| {
+                servers
+                    .get(index)
+                    .map(|addr| vec![*addr])
+                    .ok_or_else(|| format!("the scenario needs server {index} of a cluster"))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Layout {
+            publishers: vec![target.addr],
+            groups,
+            pids,
+        })
+    }
+}
+
+fn cpu_all(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| crate::server::cpu_ns(*pid)).sum()
 }
 
 /// Runs one scenario at one payload size.
@@ -160,16 +229,22 @@ pub async fn run(
     let addr = target.addr;
     let pid = target.pid;
     let messages = params.messages_for(payload);
+    let single = |publishers, groups: &[usize]| Layout::single(addr, pid, publishers, groups);
     match scenario {
-        Scenario::Pub => throughput(addr, pid, 1, &[], payload, messages, params).await,
-        Scenario::PubSub => throughput(addr, pid, 1, &[1], payload, messages, params).await,
-        Scenario::FanOut => {
-            throughput(addr, pid, 1, &[1, 1, 1, 1], payload, messages, params).await
-        }
-        Scenario::Queue => throughput(addr, pid, 1, &[4], payload, messages, params).await,
+        Scenario::Pub => throughput(single(1, &[]), payload, messages, params).await,
+        Scenario::PubSub => throughput(single(1, &[1]), payload, messages, params).await,
+        Scenario::FanOut => throughput(single(1, &[1, 1, 1, 1]), payload, messages, params).await,
+        Scenario::Queue => throughput(single(1, &[4]), payload, messages, params).await,
         Scenario::FanIn => {
-            let publishers = params.fanin_publishers;
-            throughput(addr, pid, publishers, &[1], payload, messages, params).await
+            let layout = single(params.fanin_publishers, &[1]);
+            throughput(layout, payload, messages, params).await
+        }
+        Scenario::ClusterPubSub => {
+            throughput(Layout::across(&target, &[1])?, payload, messages, params).await
+        }
+        Scenario::ClusterFanOut => {
+            let layout = Layout::across(&target, &[0, 1, 2])?;
+            throughput(layout, payload, messages, params).await
         }
         Scenario::ReqRep => request_reply(addr, pid, payload, params).await,
         Scenario::Idle => idle_connections(target, params).await,
@@ -515,14 +590,13 @@ async fn await_delivery(
 /// `publishers` publishers on one subject; `groups[i]` subscribers in group i
 /// (1 = a plain subscriber, more = a queue group).
 async fn throughput(
-    addr: SocketAddr,
-    pid: Option<u32>,
-    publishers: usize,
-    groups: &[usize],
+    layout: Layout,
     payload: usize,
     messages: u64,
     params: &Params,
 ) -> Result<Vec<Metric>, String> {
+    let publishers = layout.publishers.len();
+    let groups = &layout.groups;
     let per_publisher = (messages / publishers as u64).max(1);
     let total = per_publisher * publishers as u64;
     let frame_bytes = (payload + 40) as u64;
@@ -533,11 +607,25 @@ async fn throughput(
     let (done_tx, done_rx) = watch::channel(false);
 
     let mut subscribers = JoinSet::new();
-    for (group, &members) in groups.iter().enumerate() {
-        let queue: Option<&[u8]> = (members > 1).then_some(b"workers");
-        for _ in 0..members {
-            let conn = subscriber(addr, &[(b"bench.subject".to_vec(), queue, 1)]).await?;
-            let verifier = Verifier::new(publishers, per_publisher, payload, members > 1);
+    // A prober on the publisher's server, for subscribers elsewhere.
+    let mut prober = None;
+    for (group, members) in groups.iter().enumerate() {
+        let queue: Option<&[u8]> = (members.len() > 1).then_some(b"workers");
+        for &addr in members {
+            let remote = addr != layout.publishers[0];
+            let mut subs = vec![(b"bench.subject".to_vec(), queue, 1)];
+            if remote {
+                subs.push(crate::cluster::probe_subscription());
+            }
+            let mut conn = subscriber(addr, &subs).await?;
+            if remote {
+                if prober.is_none() {
+                    prober = Some(Conn::connect(layout.publishers[0]).await?);
+                }
+                let prober = prober.as_mut().expect("just made");
+                crate::cluster::await_interest(prober, &mut conn, params.stall).await?;
+            }
+            let verifier = Verifier::new(publishers, per_publisher, payload, members.len() > 1);
             subscribers.spawn(subscribe_loop(
                 conn,
                 group,
@@ -547,14 +635,15 @@ async fn throughput(
             ));
         }
     }
+    drop(prober);
     let mut publisher_conns = Vec::new();
-    for _ in 0..publishers {
+    for &addr in &layout.publishers {
         let mut conn = Conn::connect(addr).await?;
         conn.ping_pong().await?;
         publisher_conns.push(conn);
     }
 
-    let cpu_before = pid.and_then(crate::server::cpu_ns);
+    let cpu_before = cpu_all(&layout.pids);
     let start = Instant::now();
     let subject = Arc::new(vec![b"bench.subject".to_vec()]);
     let mut publisher_tasks = JoinSet::new();
@@ -584,7 +673,7 @@ async fn throughput(
         }
     }
     let _ = done_tx.send(true);
-    let cpu_after = pid.and_then(crate::server::cpu_ns);
+    let cpu_after = cpu_all(&layout.pids);
     let mut reports: Vec<Vec<Verifier>> = groups.iter().map(|_| Vec::new()).collect();
     while let Some(report) = subscribers.join_next().await {
         let report = report.map_err(|e| format!("subscriber panicked: {e}"))??;
