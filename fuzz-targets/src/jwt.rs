@@ -56,6 +56,7 @@ fn judge(payload: &[u8], user: &str) -> Result<callout::Admitted, String> {
             xkey: Some(&service),
             now: 1_800_000_000,
             account_exists: &exists,
+            operator: None,
         },
     )
 }

@@ -70,23 +70,47 @@ impl Callout {
         )
         .await
         .expect("the auth user bypasses the callout");
-        let mut requests = client.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+        let requests = client.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
         sync_with_server(&client).await;
-        let issuer = nkeys::KeyPair::from_seed(&self.issuer.seed().unwrap()).unwrap();
-        let xkey = self
-            .xkey
-            .as_ref()
-            .map(|x| nkeys::XKey::from_seed(&x.seed().unwrap()).unwrap());
-        let responder = client.clone();
-        tokio::spawn(async move {
-            while let Some(message) = requests.next().await {
-                let reply = message.reply.clone().expect("requests carry an inbox");
-                let answer = answer(&issuer, xkey.as_ref(), &message, &permissions);
-                responder.publish(reply, answer.into()).await.unwrap();
-            }
-        });
+        let signers = Signers {
+            response: copy(&self.issuer),
+            user: copy(&self.issuer),
+            placement: Some(String::from("APP")),
+        };
+        respond(&client, requests, signers, self.xkey.as_ref(), permissions);
         client
     }
+}
+
+fn copy(key: &nkeys::KeyPair) -> nkeys::KeyPair {
+    nkeys::KeyPair::from_seed(&key.seed().unwrap()).unwrap()
+}
+
+/// Who signs the service's answers and where the user JWT places the user.
+struct Signers {
+    response: nkeys::KeyPair,
+    user: nkeys::KeyPair,
+    /// The user JWT's audience (the configuration form places by it).
+    placement: Option<String>,
+}
+
+/// Answer every request on `requests` until the test ends.
+fn respond(
+    client: &async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    signers: Signers,
+    xkey: Option<&nkeys::XKey>,
+    permissions: Value,
+) {
+    let xkey = xkey.map(|x| nkeys::XKey::from_seed(&x.seed().unwrap()).unwrap());
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let reply = message.reply.clone().expect("requests carry an inbox");
+            let answer = answer(&signers, xkey.as_ref(), &message, &permissions);
+            responder.publish(reply, answer.into()).await.unwrap();
+        }
+    });
 }
 
 /// The claims of a JWT, its signature checked against its issuer.
@@ -107,7 +131,7 @@ fn verified_claims(token: &str) -> Value {
 
 /// The service's answer to one request.
 fn answer(
-    issuer: &nkeys::KeyPair,
+    signers: &Signers,
     xkey: Option<&nkeys::XKey>,
     message: &async_nats::Message,
     permissions: &Value,
@@ -133,21 +157,20 @@ fn answer(
     let user_nkey = nats["user_nkey"].as_str().unwrap();
     let server_id = nats["server_id"]["id"].as_str().unwrap();
     let connect = &nats["connect_opts"];
-    let welcome = connect["user"] == "alice" && connect["pass"] == "pw";
+    let welcome =
+        (connect["user"] == "alice" && connect["pass"] == "pw") || connect["name"] == "alice-op";
     let body = if welcome {
-        let user = jwt::encode(
-            issuer,
-            user_nkey,
-            "user",
-            permissions.clone(),
-            json!({"aud": "APP", "name": "alice"}),
-        );
+        let mut extra = json!({"name": "alice"});
+        if let Some(placement) = &signers.placement {
+            extra["aud"] = json!(placement);
+        }
+        let user = jwt::encode(&signers.user, user_nkey, "user", permissions.clone(), extra);
         json!({"jwt": user})
     } else {
         json!({"error": "not welcome"})
     };
     let mut response = jwt::encode(
-        issuer,
+        &signers.response,
         user_nkey,
         "authorization_response",
         body,
@@ -344,4 +367,152 @@ fn start_up_refusals_carry_the_reference_texts() {
     ] {
         assert_eq!(exit_of(&conf, "refusals"), reason, "{conf}");
     }
+}
+
+/// The operator-mode form: account AUTH's JWT turns the callout on for its
+/// users (but its `auth_users`); the service places users into APP with
+/// user JWTs APP signs.
+async fn operator_mode(sealed: bool) {
+    let dir = test_dir(if sealed {
+        "operator-sealed"
+    } else {
+        "operator"
+    });
+    let operator = nkeys::KeyPair::new_operator();
+    let system = nkeys::KeyPair::new_account();
+    let auth = nkeys::KeyPair::new_account();
+    let app = nkeys::KeyPair::new_account();
+    let service_user = nkeys::KeyPair::new_user();
+    let xkey = sealed.then(nkeys::XKey::new);
+    let mut external = json!({
+        "auth_users": [service_user.public_key()],
+        "allowed_accounts": [app.public_key()],
+    });
+    if let Some(xkey) = &xkey {
+        external["xkey"] = json!(xkey.public_key());
+    }
+    let operator_path = dir.join("operator.jwt");
+    std::fs::write(
+        &operator_path,
+        jwt::operator(&operator, json!({"system_account": system.public_key()})),
+    )
+    .unwrap();
+    let text = format!(
+        "operator: {operator}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {sys}: {sys_jwt}\n  {auth}: {auth_jwt}\n  {app}: {app_jwt}\n}}\n",
+        operator = operator_path.display(),
+        sys = system.public_key(),
+        sys_jwt = jwt::account(&operator, &system, json!({})),
+        auth = auth.public_key(),
+        auth_jwt = jwt::account(&operator, &auth, json!({"authorization": external})),
+        app = app.public_key(),
+        app_jwt = jwt::account(&operator, &app, json!({})),
+    );
+    let config = dir.join("server.conf");
+    std::fs::write(&config, text).unwrap();
+    let server = ServerProcess::start(&["-c", config.to_str().unwrap()]);
+
+    let creds = |name: &str, key: &nkeys::KeyPair, nats: Value| {
+        let path = dir.join(name);
+        let token = jwt::user(&auth, key, nats, json!({}));
+        std::fs::write(&path, jwt::creds(&token, key)).unwrap();
+        path
+    };
+    let service_creds = creds("service.creds", &service_user, json!({}));
+    let service = within(
+        "the service connects",
+        ConnectOptions::with_credentials_file(&service_creds)
+            .await
+            .unwrap()
+            .connect(server.url()),
+    )
+    .await
+    .expect("an auth user bypasses the callout");
+    let requests = service.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+    sync_with_server(&service).await;
+    let signers = Signers {
+        response: copy(&auth),
+        user: copy(&app),
+        placement: None,
+    };
+    respond(
+        &service,
+        requests,
+        signers,
+        xkey.as_ref(),
+        json!({"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}),
+    );
+
+    // Everyone else in AUTH connects with a sentinel user that may do nothing.
+    let sentinel = creds(
+        "sentinel.creds",
+        &nkeys::KeyPair::new_user(),
+        json!({"pub": {"deny": [">"]}, "sub": {"deny": [">"]}}),
+    );
+    let connect = |name: &'static str| {
+        let sentinel = sentinel.clone();
+        let url = server.url();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let options = ConnectOptions::with_credentials_file(&sentinel)
+                .await
+                .unwrap()
+                .name(name)
+                .max_reconnects(Some(0))
+                .event_callback(move |event| {
+                    let tx = tx.clone();
+                    async move {
+                        if let async_nats::Event::ServerError(error) = event {
+                            let _ = tx.send(error.to_string());
+                        }
+                    }
+                });
+            let client = within("a sentinel connect", options.connect(url))
+                .await
+                .map_err(|error| error.to_string());
+            (client, rx)
+        }
+    };
+    let (alice, mut errors) = connect("alice-op").await;
+    let alice = alice.expect("the callout admits alice into APP");
+    let mut inbox = alice.subscribe("allowed.>").await.unwrap();
+    alice.publish("denied.x", Bytes::from("no")).await.unwrap();
+    alice
+        .publish("allowed.x", Bytes::from("yes"))
+        .await
+        .unwrap();
+    alice.flush().await.unwrap();
+    assert_eq!(next_message(&mut inbox).await.subject.as_str(), "allowed.x");
+    let error = within("the violation", errors.recv()).await.unwrap();
+    assert_eq!(
+        error.to_lowercase(),
+        "nats: permissions violation for publish to \"denied.x\""
+    );
+    // In APP: the service (in AUTH) does not see its traffic.
+    let mut watch = service.subscribe("allowed.>").await.unwrap();
+    sync_with_server(&service).await;
+    alice.publish("allowed.y", Bytes::new()).await.unwrap();
+    alice.flush().await.unwrap();
+    assert_eq!(next_message(&mut inbox).await.subject.as_str(), "allowed.y");
+    let nothing = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+    assert!(!matches!(nothing, Ok(Some(_))), "APP traffic reached AUTH");
+
+    let (bob, _) = connect("bob").await;
+    let Err(error) = bob else {
+        panic!("bob was admitted")
+    };
+    assert!(
+        error.to_lowercase().contains("authorization violation"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn operator_mode_account_callout() {
+    operator_mode(false).await;
+}
+
+#[tokio::test]
+async fn operator_mode_sealed_account_callout() {
+    operator_mode(true).await;
 }

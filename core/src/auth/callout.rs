@@ -45,8 +45,13 @@ pub struct AuthCallout {
     pub auth_users: Vec<String>,
     /// The service's curve key: requests are sealed to it, and answers may be.
     pub xkey: Option<String>,
-    /// Accounts whose configured users are sent to the callout; empty: all.
+    /// Configuration form: accounts whose configured users are sent to the
+    /// callout (empty: all). Operator form: accounts the service may place
+    /// users into besides the callout account (`*`: any).
     pub allowed_accounts: Vec<String>,
+    /// The operator-mode form (an account JWT's `authorization`): `issuer`
+    /// and `account` are that account's key.
+    pub operator: bool,
 }
 
 /// The server's own key pairs: its nkey identity (the server id, which
@@ -249,6 +254,9 @@ pub struct Expected<'a> {
     pub now: i64,
     /// Whether an account of this name exists.
     pub account_exists: &'a dyn Fn(&str) -> bool,
+    /// In operator mode: the accounts (signing keys, scopes, defaults) and
+    /// the callout's `allowed_accounts`.
+    pub operator: Option<(&'a super::OperatorMode, &'a [String])>,
 }
 
 /// A client the callout service let in.
@@ -305,27 +313,56 @@ pub fn judge_response(payload: &[u8], expected: &Expected<'_>) -> Result<Admitte
             "Authorized user on account {account:?} using invalid connection type"
         ));
     }
-    if !user.nats.issuer_account.is_empty() {
+    let Some((mode, allowed)) = expected.operator else {
+        if !user.nats.issuer_account.is_empty() {
+            return Err(format!(
+                "Error non operator mode account {account:?}: attempted to use issuer_account"
+            ));
+        }
+        if user.claims.issuer != expected.issuer {
+            return Err(format!(
+                "Wrong issuer for auth callout response on account {account:?}, expected {:?} got {:?}",
+                expected.issuer, user.claims.issuer
+            ));
+        }
+        // The configuration form places the user by the JWT's audience.
+        let placement = std::mem::take(&mut user.claims.audience);
+        if !(expected.account_exists)(&placement) {
+            return Err(format!(
+                "No valid account {placement:?} for auth callout response on account {account:?}: account missing"
+            ));
+        }
+        let permissions = user.nats.permissions.to_permissions();
+        return Ok(admitted(placement, &user, permissions, connection_types));
+    };
+    // Operator mode: the user JWT's account is where it goes.
+    let placement = if user.nats.issuer_account.is_empty() {
+        user.claims.issuer.clone()
+    } else {
+        user.nats.issuer_account.clone()
+    };
+    let any = allowed.len() == 1 && allowed[0] == "*";
+    if placement != account && !any && !allowed.contains(&placement) {
         return Err(format!(
-            "Error non operator mode account {account:?}: attempted to use issuer_account"
+            "Account {:?} not permitted as valid account option for auth callout for account {account:?}",
+            user.claims.issuer
         ));
     }
-    if user.claims.issuer != expected.issuer {
-        return Err(format!(
-            "Wrong issuer for auth callout response on account {account:?}, expected {:?} got {:?}",
-            expected.issuer, user.claims.issuer
-        ));
-    }
-    let placement = std::mem::take(&mut user.claims.audience);
     if !(expected.account_exists)(&placement) {
         return Err(format!(
             "No valid account {placement:?} for auth callout response on account {account:?}: account missing"
         ));
     }
-    Ok(admitted(placement, &user, connection_types))
+    let permissions = mode.callout_user(&placement, &user).map_err(title)?;
+    Ok(admitted(placement, &user, permissions, connection_types))
 }
 
-fn admitted(account: String, user: &Jwt<UserNats>, connection_types: Vec<String>) -> Admitted {
+fn admitted(
+    account: String,
+    user: &Jwt<UserNats>,
+    permissions: Option<Permissions>,
+    connection_types: Vec<String>,
+) -> Admitted {
     let expires = (user.claims.expires > 0).then(|| {
         crate::time::WallTime::from_unix_nanos(
             u64::try_from(user.claims.expires)
@@ -337,7 +374,7 @@ fn admitted(account: String, user: &Jwt<UserNats>, connection_types: Vec<String>
         account,
         user: user.claims.subject.clone(),
         name: Some(user.claims.name.clone()).filter(|name| !name.is_empty()),
-        permissions: user.nats.permissions.to_permissions(),
+        permissions,
         restrictions: Restrictions {
             expires,
             connection_types,
@@ -356,7 +393,8 @@ fn decode_response(payload: &[u8], expected: &Expected<'_>) -> Result<String, St
     }
     let opened;
     let mut payload = payload;
-    if let Some(xkey) = expected.xkey.filter(|_| !payload.starts_with(b"eyJ")) {
+    let sealed = expected.xkey.is_some() && !payload.starts_with(b"eyJ");
+    if let Some(xkey) = expected.xkey.filter(|_| sealed) {
         opened = expected.keys.open(payload, xkey).map_err(|error| {
             format!("error decrypting auth callout response on account {account:?}: {error}")
         })?;
@@ -381,6 +419,17 @@ fn decode_response(payload: &[u8], expected: &Expected<'_>) -> Result<String, St
             "auth callout service returned an error: {}",
             response.nats.error
         ));
+    }
+    if let Some((mode, _)) = expected.operator.filter(|_| !sealed) {
+        // An answer in the clear must be signed for the callout account.
+        let signer = if response.nats.issuer_account.is_empty() {
+            &response.claims.issuer
+        } else {
+            &response.nats.issuer_account
+        };
+        if signer != account && !mode.signs_for(account, signer) {
+            return Err(String::from("auth callout signing key is unknown"));
+        }
     }
     Ok(response.nats.jwt)
 }
@@ -479,6 +528,7 @@ mod tests {
                     xkey,
                     now: 100,
                     account_exists: &exists,
+                    operator: None,
                 },
             )
         }

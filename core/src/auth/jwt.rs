@@ -289,10 +289,29 @@ pub struct AccountNats {
     pub revocations: BTreeMap<String, i64>,
     pub default_permissions: PermissionsClaim,
     pub mappings: BTreeMap<String, serde_json::Value>,
-    pub authorization: serde_json::Value,
+    /// External authorization (auth callout) for the account's users.
+    pub authorization: Option<ExternalAuthorization>,
     pub trace: Option<serde_json::Value>,
     pub cluster_traffic: String,
     pub tags: Vec<String>,
+}
+
+/// `authorization` of an account JWT: the account's users (all but
+/// `auth_users`) are authorized by a callout service, which may place them
+/// into `allowed_accounts` (`*`: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ExternalAuthorization {
+    pub auth_users: Vec<String>,
+    pub allowed_accounts: Vec<String>,
+    pub xkey: String,
+}
+
+impl ExternalAuthorization {
+    /// Whether the callout is on (the jwt library's rule: it has users).
+    pub fn is_enabled(&self) -> bool {
+        !self.auth_users.is_empty()
+    }
 }
 
 /// `nats` of an activation JWT: the exporting account lets the account in

@@ -71,6 +71,26 @@ impl Server {
         options: &ConnectOptions,
         login: &Result<Login, AuthFailure>,
     ) -> Option<AuthCallout> {
+        if let Some(mode) = &self.authenticator.config().operator {
+            // Operator mode: a user of an account whose JWT turns the
+            // callout on, unless it is one of the account's `auth_users`.
+            let Ok(Login::Accepted(identity)) = login else {
+                return None;
+            };
+            let external = mode.external_authorization(&identity.account)?;
+            let user = identity.user.as_deref().unwrap_or_default();
+            if external.auth_users.iter().any(|u| u == user) {
+                return None;
+            }
+            return Some(AuthCallout {
+                issuer: identity.account.clone(),
+                account: identity.account.clone(),
+                auth_users: Vec::new(),
+                xkey: Some(external.xkey.clone()).filter(|x| !x.is_empty()),
+                allowed_accounts: external.allowed_accounts.clone(),
+                operator: true,
+            });
+        }
         let callout = self.authenticator.config().callout.as_ref()?;
         if callout
             .auth_users
@@ -94,10 +114,13 @@ impl Server {
     /// A client logged into the callout account may not publish requests
     /// to the callout itself (the reference adds this deny to its permissions).
     pub(super) fn deny_callout_subject(&self, identity: &mut auth::Identity) {
-        let Some(callout) = &self.authenticator.config().callout else {
-            return;
+        let config = self.authenticator.config();
+        let callout_account = match (&config.operator, &config.callout) {
+            (Some(mode), _) => mode.external_authorization(&identity.account).is_some(),
+            (None, Some(callout)) => identity.account == callout.account,
+            (None, None) => false,
         };
-        if identity.account != callout.account {
+        if !callout_account {
             return;
         }
         let permissions = identity.permissions.get_or_insert_with(Default::default);
@@ -207,6 +230,7 @@ impl Server {
                 user_nkey,
                 inbox: inbox.clone(),
                 account,
+                callout: Box::new(callout.clone()),
             },
         }));
         // The callout has the auth timeout to answer, from now.
@@ -266,7 +290,7 @@ impl Server {
         &mut self,
         conn: ConnId,
         inbox: &[u8],
-    ) -> Option<(ConnectOptions, String)> {
+    ) -> Option<(ConnectOptions, String, Box<AuthCallout>)> {
         let client = self.conns.get_mut(conn).filter(|c| !c.is_closing())?;
         match client.pending_login.as_deref() {
             Some(PendingLogin {
@@ -279,20 +303,17 @@ impl Server {
         match *pending {
             PendingLogin {
                 options,
-                wait: LoginWait::Callout { user_nkey, .. },
-            } => Some((options, user_nkey)),
+                wait:
+                    LoginWait::Callout {
+                        user_nkey, callout, ..
+                    },
+            } => Some((options, user_nkey, callout)),
             PendingLogin { .. } => None,
         }
     }
 
     fn callout_answered(&mut self, now: Instant, conn: ConnId, inbox: &[u8], payload: &[u8]) {
-        let Some((mut options, user_nkey)) = self.take_callout_login(conn, inbox) else {
-            return;
-        };
-        let Some(callout) = self.authenticator.config().callout.clone() else {
-            // A reload removed the callout while the request was out.
-            self.refuse_login(conn, options);
-            self.resume_parked(now, conn);
+        let Some((mut options, user_nkey, callout)) = self.take_callout_login(conn, inbox) else {
             return;
         };
         let accounts = &self.router.accounts;
@@ -306,6 +327,11 @@ impl Server {
             xkey: callout.xkey.as_deref(),
             now: unix_seconds(self.monitor.wall.wall_at(now)),
             account_exists: &exists,
+            operator: callout
+                .operator
+                .then_some(self.authenticator.config().operator.as_ref())
+                .flatten()
+                .map(|mode| (mode, &callout.allowed_accounts[..])),
         };
         match callout::judge_response(payload, &expected) {
             Ok(admitted) => {
@@ -345,16 +371,10 @@ impl Server {
             _ => return,
         };
         self.forget_callout(&inbox);
-        let Some((options, _)) = self.take_callout_login(conn, &inbox) else {
+        let Some((options, _, callout)) = self.take_callout_login(conn, &inbox) else {
             return;
         };
-        let account = self
-            .authenticator
-            .config()
-            .callout
-            .as_ref()
-            .map(|c| c.account.clone())
-            .unwrap_or_default();
+        let account = &callout.account;
         self.logs.push(
             LogLevel::Debug,
             None,

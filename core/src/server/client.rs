@@ -313,6 +313,8 @@ pub enum LoginWait {
         /// The reply subject, filed in `account`'s Sublist.
         inbox: Bytes,
         account: super::accounts::AccountId,
+        /// The callout asked (the configuration's, or an account JWT's).
+        callout: Box<crate::auth::callout::AuthCallout>,
     },
 }
 
