@@ -104,13 +104,8 @@ pub fn run(data: &[u8]) {
         return;
     }
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let signed = format!(
-        "{}.{}",
-        b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
-        b64(rest)
-    );
-    let signature = signer().sign(signed.as_bytes()).expect("signing works");
-    let token = format!("{signed}.{}", b64(&signature));
+    let token = sign(rest);
+    let signature = token.rsplit('.').next().unwrap_or_default();
     let decoded = decode_all(&token);
     assert!(
         decoded.iter().filter(|ok| **ok).count() <= 1,
@@ -133,7 +128,7 @@ pub fn run(data: &[u8]) {
             "{}.{}.{}",
             b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
             b64(&tampered),
-            b64(&signature)
+            signature
         );
         assert_eq!(decode_all(&forged), [false; 5], "a forged token decoded");
     }

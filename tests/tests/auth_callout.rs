@@ -189,8 +189,18 @@ fn with_errors(
     user: &str,
     password: &str,
 ) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    forward_errors(ConnectOptions::with_user_and_password(
+        user.into(),
+        password.into(),
+    ))
+}
+
+/// `options` that forward the server's `-ERR`s, without reconnecting.
+fn forward_errors(
+    options: ConnectOptions,
+) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = ConnectOptions::with_user_and_password(user.into(), password.into())
+    let options = options
         .max_reconnects(Some(0))
         .event_callback(move |event| {
             let tx = tx.clone();
@@ -453,20 +463,12 @@ async fn operator_mode(sealed: bool) {
         let sentinel = sentinel.clone();
         let url = server.url();
         async move {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let options = ConnectOptions::with_credentials_file(&sentinel)
-                .await
-                .unwrap()
-                .name(name)
-                .max_reconnects(Some(0))
-                .event_callback(move |event| {
-                    let tx = tx.clone();
-                    async move {
-                        if let async_nats::Event::ServerError(error) = event {
-                            let _ = tx.send(error.to_string());
-                        }
-                    }
-                });
+            let (options, rx) = forward_errors(
+                ConnectOptions::with_credentials_file(&sentinel)
+                    .await
+                    .unwrap()
+                    .name(name),
+            );
             let client = within("a sentinel connect", options.connect(url))
                 .await
                 .map_err(|error| error.to_string());

@@ -23,7 +23,7 @@ use std::fmt;
 use serde_json::{json, Value};
 
 use super::jwt::{self, Jwt, UserNats};
-use super::{Permissions, Restrictions, CONNECTION_TYPES};
+use super::{Permissions, Restrictions};
 use crate::protocol::ConnectOptions;
 
 /// Where the server sends authorization requests.
@@ -302,17 +302,9 @@ pub fn judge_response(payload: &[u8], expected: &Expected<'_>) -> Result<Admitte
             "Authorized user on account {account:?} has connect times, which rnats does not apply yet"
         ));
     }
-    let named = &user.nats.allowed_connection_types;
-    let connection_types: Vec<String> = named
-        .iter()
-        .filter(|kind| CONNECTION_TYPES.contains(&kind.as_str()))
-        .cloned()
-        .collect();
-    if !named.is_empty() && connection_types.is_empty() {
-        return Err(format!(
-            "Authorized user on account {account:?} using invalid connection type"
-        ));
-    }
+    let restrictions = Restrictions::of_user(&user).ok_or_else(|| {
+        format!("Authorized user on account {account:?} using invalid connection type")
+    })?;
     let Some((mode, allowed)) = expected.operator else {
         if !user.nats.issuer_account.is_empty() {
             return Err(format!(
@@ -333,7 +325,7 @@ pub fn judge_response(payload: &[u8], expected: &Expected<'_>) -> Result<Admitte
             ));
         }
         let permissions = user.nats.permissions.to_permissions();
-        return Ok(admitted(placement, &user, permissions, connection_types));
+        return Ok(admitted(placement, &user, permissions, restrictions));
     };
     // Operator mode: the user JWT's account is where it goes.
     let placement = if user.nats.issuer_account.is_empty() {
@@ -354,32 +346,21 @@ pub fn judge_response(payload: &[u8], expected: &Expected<'_>) -> Result<Admitte
         ));
     }
     let permissions = mode.callout_user(&placement, &user).map_err(title)?;
-    Ok(admitted(placement, &user, permissions, connection_types))
+    Ok(admitted(placement, &user, permissions, restrictions))
 }
 
 fn admitted(
     account: String,
     user: &Jwt<UserNats>,
     permissions: Option<Permissions>,
-    connection_types: Vec<String>,
+    restrictions: Restrictions,
 ) -> Admitted {
-    let expires = (user.claims.expires > 0).then(|| {
-        crate::time::WallTime::from_unix_nanos(
-            u64::try_from(user.claims.expires)
-                .unwrap_or(0)
-                .saturating_mul(1_000_000_000),
-        )
-    });
     Admitted {
         account,
         user: user.claims.subject.clone(),
         name: Some(user.claims.name.clone()).filter(|name| !name.is_empty()),
         permissions,
-        restrictions: Restrictions {
-            expires,
-            connection_types,
-            ..Restrictions::default()
-        },
+        restrictions,
     }
 }
 

@@ -870,7 +870,10 @@ fn lower(a: Option<usize>, b: Option<usize>) -> Option<usize> {
 }
 
 impl Restrictions {
-    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+    /// What a user JWT itself restricts (expiry, connection types), or
+    /// `None` when it names only connection types this server does not
+    /// know: the intent was to allow none of ours.
+    pub(super) fn of_user(user: &Jwt<UserNats>) -> Option<Restrictions> {
         let expires = (user.claims.expires > 0).then(|| {
             WallTime::from_unix_nanos(
                 u64::try_from(user.claims.expires)
@@ -884,10 +887,19 @@ impl Restrictions {
             .filter(|kind| CONNECTION_TYPES.contains(&kind.as_str()))
             .cloned()
             .collect();
-        // Only unknown types named: the intent was to allow none of ours.
-        if !named.is_empty() && connection_types.is_empty() {
-            return Err(AuthFailure::ConnectionTypeNotAllowed);
-        }
+        (named.is_empty() || !connection_types.is_empty()).then_some(Restrictions {
+            expires,
+            connection_types,
+            ..Restrictions::default()
+        })
+    }
+
+    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+        let Restrictions {
+            expires,
+            connection_types,
+            ..
+        } = Restrictions::of_user(user).ok_or(AuthFailure::ConnectionTypeNotAllowed)?;
         Ok(Restrictions {
             expires,
             src: user.nats.src.0.clone(),
