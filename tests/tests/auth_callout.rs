@@ -221,23 +221,14 @@ async fn connect_as(url: &str, user: &str, password: &str) -> Result<async_nats:
         .map_err(|error| error.to_string())
 }
 
-/// Admitted into APP with the JWT's permissions, which are enforced;
-/// refused with the reference's error; the service's own user bypasses.
-async fn admits_and_refuses(sealed: bool) {
-    let callout = Callout::new(sealed);
-    let name = if sealed { "sealed" } else { "plain" };
-    let server = callout.start(name, "");
-    let service = callout
-        .serve(
-            &server.url(),
-            json!({"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}),
-        )
-        .await;
-
-    let (options, mut errors) = with_errors("alice", "pw");
-    let alice = within("alice connects", options.connect(server.url()))
-        .await
-        .expect("the callout admits alice");
+/// `alice` was placed into APP with the answer's permissions: they are
+/// enforced (the reference's violation), and the service in AUTH sees
+/// nothing of its traffic.
+async fn admitted_into_app(
+    alice: &async_nats::Client,
+    errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    service: &async_nats::Client,
+) {
     let mut inbox = alice.subscribe("allowed.>").await.unwrap();
     alice.publish("denied.x", Bytes::from("no")).await.unwrap();
     alice
@@ -255,10 +246,8 @@ async fn admits_and_refuses(sealed: bool) {
         error.to_lowercase(),
         "nats: permissions violation for publish to \"denied.x\""
     );
-
-    // Placed into APP: the service in AUTH sees nothing of it.
     let mut watch = service.subscribe("allowed.>").await.unwrap();
-    sync_with_server(&service).await;
+    sync_with_server(service).await;
     alice
         .publish("allowed.y", Bytes::from("app"))
         .await
@@ -267,6 +256,26 @@ async fn admits_and_refuses(sealed: bool) {
     assert_eq!(next_message(&mut inbox).await.subject.as_str(), "allowed.y");
     let nothing = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
     assert!(!matches!(nothing, Ok(Some(_))), "APP traffic reached AUTH");
+}
+
+/// Admitted into APP with the JWT's permissions, which are enforced;
+/// refused with the reference's error; the service's own user bypasses.
+async fn admits_and_refuses(sealed: bool) {
+    let callout = Callout::new(sealed);
+    let name = if sealed { "sealed" } else { "plain" };
+    let server = callout.start(name, "");
+    let service = callout
+        .serve(
+            &server.url(),
+            json!({"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}),
+        )
+        .await;
+
+    let (options, mut errors) = with_errors("alice", "pw");
+    let alice = within("alice connects", options.connect(server.url()))
+        .await
+        .expect("the callout admits alice");
+    admitted_into_app(&alice, &mut errors, &service).await;
 
     // Refused by the service, and a wrong password of an auth user (no callout).
     for (user, password) in [("bob", "pw"), ("auth", "wrong")] {
@@ -477,27 +486,7 @@ async fn operator_mode(sealed: bool) {
     };
     let (alice, mut errors) = connect("alice-op").await;
     let alice = alice.expect("the callout admits alice into APP");
-    let mut inbox = alice.subscribe("allowed.>").await.unwrap();
-    alice.publish("denied.x", Bytes::from("no")).await.unwrap();
-    alice
-        .publish("allowed.x", Bytes::from("yes"))
-        .await
-        .unwrap();
-    alice.flush().await.unwrap();
-    assert_eq!(next_message(&mut inbox).await.subject.as_str(), "allowed.x");
-    let error = within("the violation", errors.recv()).await.unwrap();
-    assert_eq!(
-        error.to_lowercase(),
-        "nats: permissions violation for publish to \"denied.x\""
-    );
-    // In APP: the service (in AUTH) does not see its traffic.
-    let mut watch = service.subscribe("allowed.>").await.unwrap();
-    sync_with_server(&service).await;
-    alice.publish("allowed.y", Bytes::new()).await.unwrap();
-    alice.flush().await.unwrap();
-    assert_eq!(next_message(&mut inbox).await.subject.as_str(), "allowed.y");
-    let nothing = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
-    assert!(!matches!(nothing, Ok(Some(_))), "APP traffic reached AUTH");
+    admitted_into_app(&alice, &mut errors, &service).await;
 
     let (bob, _) = connect("bob").await;
     let Err(error) = bob else {
