@@ -289,6 +289,14 @@ async fn admits_and_refuses(sealed: bool) {
         );
     }
 
+    // The service's reason is logged as the reference logs it.
+    let logged = |needle: &str| server.log_lines().iter().any(|line| line.contains(needle));
+    assert!(
+        logged("[WRN] Auth callout service returned an error: not welcome"),
+        "{:?}",
+        server.log_lines()
+    );
+
     // The callout account's users may not publish requests to the callout.
     let (options, mut errors) = with_errors("auth", "pwd");
     let auth = within("auth connects", options.connect(server.url()))
