@@ -39,6 +39,12 @@ pub fn run(cli: CliOptions) -> i32 {
         },
         None => None,
     };
+    if let Some(error) = loaded
+        .as_ref()
+        .and_then(|l| conf::check_callout_accounts(&l.options).err())
+    {
+        flags::die(&error);
+    }
     if cli.check_config {
         let path = cli.config_file.as_ref().expect("flags demand -c with -t");
         let loaded = loaded.as_ref().expect("loaded above");
@@ -203,7 +209,8 @@ async fn serve(
         .unwrap_or_else(|| settings::DEFAULT_HOST.to_string());
     let port = settings::listen_port(&options)
         .unwrap_or_else(|error| logging::fatal(format_args!("{error}")));
-    let server_id = nkeys::KeyPair::new_server().public_key();
+    let server_keys = server_keys();
+    let server_id = server_keys.server_id();
     let server_name = options
         .server_name
         .clone()
@@ -329,7 +336,8 @@ async fn serve(
     let identity = ServerConfig {
         identity: ServerIdentity {
             server_id,
-            xkey: nkeys::XKey::new().public_key(),
+            xkey: server_keys.xkey(),
+            keys: server_keys,
             git_commit: env!("RNATS_GIT_COMMIT").to_string(),
             toolchain: format!(
                 "rust{}",
@@ -770,6 +778,19 @@ fn display_addr(host: &str, local: SocketAddr) -> String {
 }
 
 /// The core's randomness is seeded once per process from the OS.
+/// The server's nkey identity and curve key, drawn from the OS's random source.
+fn server_keys() -> rnats_core::auth::callout::ServerKeys {
+    let seeds = nkeys::KeyPair::new_server()
+        .seed()
+        .and_then(|signing| Ok((signing, nkeys::XKey::new().seed()?)));
+    seeds
+        .ok()
+        .and_then(|(signing, curve)| {
+            rnats_core::auth::callout::ServerKeys::from_seeds(signing, curve)
+        })
+        .unwrap_or_else(|| logging::fatal(format_args!("cannot create the server's keys")))
+}
+
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -289,10 +289,29 @@ pub struct AccountNats {
     pub revocations: BTreeMap<String, i64>,
     pub default_permissions: PermissionsClaim,
     pub mappings: BTreeMap<String, serde_json::Value>,
-    pub authorization: serde_json::Value,
+    /// External authorization (auth callout) for the account's users.
+    pub authorization: Option<ExternalAuthorization>,
     pub trace: Option<serde_json::Value>,
     pub cluster_traffic: String,
     pub tags: Vec<String>,
+}
+
+/// `authorization` of an account JWT: the account's users (all but
+/// `auth_users`) are authorized by a callout service, which may place them
+/// into `allowed_accounts` (`*`: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ExternalAuthorization {
+    pub auth_users: Vec<String>,
+    pub allowed_accounts: Vec<String>,
+    pub xkey: String,
+}
+
+impl ExternalAuthorization {
+    /// Whether the callout is on (the jwt library's rule: it has users).
+    pub fn is_enabled(&self) -> bool {
+        !self.auth_users.is_empty()
+    }
 }
 
 /// `nats` of an activation JWT: the exporting account lets the account in
@@ -342,6 +361,21 @@ impl Kind for ActivationNats {
     const ISSUER: char = 'A';
 }
 
+/// `nats` of an auth callout's answer: a user JWT for the connection the
+/// request named, or why it is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuthorizationResponseNats {
+    pub jwt: String,
+    pub error: String,
+    pub issuer_account: String,
+}
+
+impl Kind for AuthorizationResponseNats {
+    const NAME: &'static str = "authorization_response";
+    const ISSUER: char = 'A';
+}
+
 /// The JWT in `text`: the text itself, or the one between the
 /// `-----BEGIN ... JWT-----` lines nsc writes around it.
 pub fn undecorate(text: &str) -> &str {
@@ -378,6 +412,29 @@ pub fn decode_account(token: &str) -> Result<Jwt<AccountNats>, JwtError> {
 
 pub fn decode_user(token: &str) -> Result<Jwt<UserNats>, JwtError> {
     decode(token)
+}
+
+pub fn decode_authorization_response(
+    token: &str,
+) -> Result<Jwt<AuthorizationResponseNats>, JwtError> {
+    decode(token)
+}
+
+/// Sign `claims` (the standard claims and `nats`) with `signer`, as the
+/// jwt library writes a token: its `jti` is a digest of the claims without
+/// it. The server signs only its own auth callout requests.
+pub fn encode(signer: &nkeys::KeyPair, mut claims: serde_json::Value) -> String {
+    use sha2::Digest;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let digest = sha2::Sha512_256::digest(claims.to_string().as_bytes());
+    if let Some(object) = claims.as_object_mut() {
+        object.insert(String::from("jti"), serde_json::Value::from(b64(&digest)));
+    }
+    let header = b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+    // Signing with a key pair built from a seed cannot fail.
+    let signature = signer.sign(signed.as_bytes()).unwrap_or_default();
+    format!("{signed}.{}", b64(&signature))
 }
 
 /// A JWT of any kind (the operator's requests to the resolver): its

@@ -16,6 +16,7 @@
 
 mod accounts;
 mod authenticate;
+pub mod callout;
 pub mod jwt;
 mod operator;
 mod permissions;
@@ -79,6 +80,9 @@ pub struct AuthConfig {
     /// Operator mode: users log in with JWTs of the operators' accounts
     /// (and no other form of login is configured).
     pub operator: Option<OperatorMode>,
+    /// `authorization { auth_callout { } }`: a service decides who the
+    /// clients that are not its own `auth_users` are.
+    pub callout: Option<callout::AuthCallout>,
 }
 
 impl AuthConfig {
@@ -130,6 +134,7 @@ impl fmt::Debug for AuthConfig {
             .field("nkeys", &self.nkeys)
             .field("no_auth_user", &self.no_auth_user)
             .field("default_permissions", &self.default_permissions)
+            .field("callout", &self.callout)
             .finish()
     }
 }

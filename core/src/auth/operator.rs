@@ -513,6 +513,61 @@ impl OperatorMode {
     }
 
     /// Account `key`'s `conn` limit (`None`: no limit, or not a JWT account).
+    /// The external authorization (auth callout) of account `key`, when on.
+    pub fn external_authorization(&self, key: &str) -> Option<&super::jwt::ExternalAuthorization> {
+        self.accounts
+            .get(key)?
+            .nats
+            .authorization
+            .as_ref()
+            .filter(|external| external.is_enabled())
+    }
+
+    /// The permissions a user JWT of `account` signed by `signer` gets:
+    /// its own, or, from a scoped signing key, the scope's template; `None`
+    /// when `signer` is neither the account nor one of its signing keys.
+    pub fn callout_user(
+        &self,
+        account: &str,
+        user: &Jwt<UserNats>,
+    ) -> Result<Option<super::Permissions>, String> {
+        let claims = self
+            .accounts
+            .get(account)
+            .ok_or_else(|| format!("account {account:?} missing"))?;
+        let signer = &user.claims.issuer;
+        let nats = if signer == account {
+            user.nats.clone()
+        } else {
+            match claims
+                .nats
+                .signing_keys
+                .iter()
+                .find(|key| key.key() == signer)
+            {
+                Some(SigningKey::Plain(_)) => user.nats.clone(),
+                Some(SigningKey::Scoped { kind, template, .. }) => {
+                    super::scope::apply(kind, template, user, claims)
+                        .map_err(|error| format!("user JWT is not valid: {error}"))?
+                }
+                None => return Err(format!("user JWT issuer {signer:?} is not known")),
+            }
+        };
+        Ok(nats
+            .permissions
+            .to_permissions()
+            .or_else(|| claims.nats.default_permissions.to_permissions()))
+    }
+
+    /// Whether `key` signs for `account` (the account itself or a signing key).
+    pub fn signs_for(&self, account: &str, key: &str) -> bool {
+        key == account
+            || self
+                .accounts
+                .get(account)
+                .is_some_and(|claims| claims.nats.signing_keys.iter().any(|k| k.key() == key))
+    }
+
     pub fn connection_limit(&self, key: &str) -> Option<usize> {
         limit(self.accounts.get(key)?.nats.limits.conn)
     }
@@ -815,7 +870,10 @@ fn lower(a: Option<usize>, b: Option<usize>) -> Option<usize> {
 }
 
 impl Restrictions {
-    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+    /// What a user JWT itself restricts (expiry, connection types), or
+    /// `None` when it names only connection types this server does not
+    /// know: the intent was to allow none of ours.
+    pub(super) fn of_user(user: &Jwt<UserNats>) -> Option<Restrictions> {
         let expires = (user.claims.expires > 0).then(|| {
             WallTime::from_unix_nanos(
                 u64::try_from(user.claims.expires)
@@ -829,10 +887,19 @@ impl Restrictions {
             .filter(|kind| CONNECTION_TYPES.contains(&kind.as_str()))
             .cloned()
             .collect();
-        // Only unknown types named: the intent was to allow none of ours.
-        if !named.is_empty() && connection_types.is_empty() {
-            return Err(AuthFailure::ConnectionTypeNotAllowed);
-        }
+        (named.is_empty() || !connection_types.is_empty()).then_some(Restrictions {
+            expires,
+            connection_types,
+            ..Restrictions::default()
+        })
+    }
+
+    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+        let Restrictions {
+            expires,
+            connection_types,
+            ..
+        } = Restrictions::of_user(user).ok_or(AuthFailure::ConnectionTypeNotAllowed)?;
         Ok(Restrictions {
             expires,
             src: user.nats.src.0.clone(),
@@ -952,14 +1019,6 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
     // validated (`validation_issues`); `data` restricts no client in the
     // reference either, and `leaf` no connection rnats accepts (it has no
     // leaf nodes). JetStream limits are read by `jetstream_limits`.
-    if !account.authorization.is_null()
-        && account
-            .authorization
-            .as_object()
-            .is_some_and(|o| !o.is_empty())
-    {
-        unsupported.push(String::from("authorization (auth callout)"));
-    }
     if account.trace.as_ref().is_some_and(|t| !t.is_null()) {
         unsupported.push(String::from("trace"));
     }
@@ -994,6 +1053,31 @@ fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
         if !limits.wildcards && wildcard {
             issues
                 .push("the account contains wildcard exports that are not allowed by the operator");
+        }
+    }
+    if let Some(external) = &account.authorization {
+        let key = |key: &str, prefix: char| {
+            key.starts_with(prefix) && nkeys::KeyPair::from_public_key(key).is_ok()
+        };
+        if !external.allowed_accounts.is_empty() && external.auth_users.is_empty() {
+            issues.push("External authorization cannot have accounts without users specified");
+        }
+        if !external.auth_users.iter().all(|user| key(user, 'U')) {
+            issues.push("AuthUser is not a valid user public key");
+        }
+        let any = external.allowed_accounts.iter().any(|a| a == "*");
+        if (any && external.allowed_accounts.len() > 1)
+            || !external
+                .allowed_accounts
+                .iter()
+                .all(|a| a == "*" || key(a, 'A'))
+        {
+            issues.push("AllowedAccounts can only be a list of accounts or \"*\"");
+        }
+        let xkey_valid =
+            external.xkey.starts_with('X') && nkeys::XKey::from_public_key(&external.xkey).is_ok();
+        if !external.xkey.is_empty() && !xkey_valid {
+            issues.push("XKey is not a valid public xkey");
         }
     }
     issues

@@ -52,8 +52,8 @@ pub use auth_options::{check_no_auth_user, SecurityOptions};
 pub use cluster_options::{cluster_request, ClusterFlags, ClusterOptions, ClusterRequest};
 pub use jetstream_options::{parse_storage_size, JetStreamOptions, SyncInterval};
 pub use options::{
-    check_limits, load_options, options_from_tree, refuse_unsupported, AuthorizationOptions,
-    ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
+    check_callout_accounts, check_limits, load_options, options_from_tree, refuse_unsupported,
+    AuthorizationOptions, ConfWarning, ConfWarningKind, FileOptions, RefusedKeys, Unsupported,
 };
 pub use tls_options::{TlsOptions, DEFAULT_HANDSHAKE_FIRST_FALLBACK, DEFAULT_TLS_TIMEOUT};
 pub use translate::{

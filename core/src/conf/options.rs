@@ -65,7 +65,7 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
 ];
 
 /// Keys of `authorization { }` the reference knows and rnats does not handle.
-const UNSUPPORTED_AUTHORIZATION: &[&str] = &["auth_callout", "auth_hook", "proxy_required"];
+const UNSUPPORTED_AUTHORIZATION: &[&str] = &["proxy_required"];
 
 /// The options a config file set. `None` means the file did not mention it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,6 +158,8 @@ pub struct AuthorizationOptions {
     pub timeout_seconds: Option<f64>,
     /// Where `authorization` was written.
     pub position: Option<Position>,
+    /// `auth_callout` (or `auth_hook`).
+    pub callout: Option<crate::auth::callout::AuthCallout>,
 }
 
 impl fmt::Debug for AuthorizationOptions {
@@ -169,6 +171,7 @@ impl fmt::Debug for AuthorizationOptions {
             .field("token", &redacted(&self.token))
             .field("timeout_seconds", &self.timeout_seconds)
             .field("position", &self.position)
+            .field("callout", &self.callout)
             .finish()
     }
 }
@@ -367,6 +370,27 @@ pub fn load_options(
         ));
     }
     Ok((options, unsupported))
+}
+
+/// The callout's `allowed_accounts` must be configured accounts: checked
+/// once the whole file is read (`-t` too), and, as in the reference,
+/// reported without a position.
+pub fn check_callout_accounts(options: &FileOptions) -> Result<(), String> {
+    let Some(callout) = options
+        .authorization
+        .as_ref()
+        .and_then(|a| a.callout.as_ref())
+    else {
+        return Ok(());
+    };
+    for name in &callout.allowed_accounts {
+        if !options.security.accounts.iter().any(|a| &a.name == name) {
+            return Err(format!(
+                "auth_callout allowed account {name:?} not found in configured accounts"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Maps an already parsed root map onto [`FileOptions`].
@@ -745,6 +769,7 @@ fn authorization(
                 }
                 auth.timeout_seconds = Some(seconds);
             }
+            "auth_callout" | "auth_hook" => auth.callout = Some(auth_callout(field)?),
             _ if auth_options::parse_authorization_field(field, &mut users, unsupported)? => {}
             _ if UNSUPPORTED_AUTHORIZATION.contains(&key.as_str()) => {
                 unsupported.push(Unsupported::new(
@@ -763,6 +788,109 @@ fn authorization(
     }
     auth_options::finish_authorization(entry, &auth, users, security)?;
     Ok(auth)
+}
+
+/// `auth_callout { issuer, account, auth_users, xkey, allowed_accounts }`,
+/// checked as the reference checks it while reading the file.
+fn auth_callout(entry: &MapEntry) -> Result<crate::auth::callout::AuthCallout, ConfError> {
+    let block = entry.value.as_map().ok_or_else(|| {
+        // The reference prints the value as Go formats it.
+        let value = match &entry.value.kind {
+            ValueKind::String(text) => text.clone(),
+            ValueKind::Integer(number) => number.to_string(),
+            ValueKind::Float(number) => number.to_string(),
+            ValueKind::Bool(flag) => flag.to_string(),
+            _ => String::from("[]"),
+        };
+        invalid(
+            entry,
+            &format!("Expected authorization callout to be a map/struct, got {value}"),
+        )
+    })?;
+    let mut callout = crate::auth::callout::AuthCallout::default();
+    let names = |field: &MapEntry, what: &str| -> Result<Vec<String>, ConfError> {
+        let items = field.value.as_array().ok_or_else(|| {
+            invalid(
+                field,
+                // The reference names the type of its token wrapper.
+                &format!("Expected {what} field to be an array, got *conf.token"),
+            )
+        })?;
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong_type(field, "an array of strings"))
+            })
+            .collect()
+    };
+    for field in block {
+        match field.key.to_ascii_lowercase().as_str() {
+            "issuer" => {
+                let issuer = string(field)?;
+                if !is_public_key(&issuer, 'A') {
+                    return Err(invalid(
+                        field,
+                        &format!(
+                            "Expected callout user to be a valid public account nkey, got {issuer:?}"
+                        ),
+                    ));
+                }
+                callout.issuer = issuer;
+            }
+            "account" | "acc" => callout.account = string(field)?,
+            "auth_users" | "users" => callout.auth_users = names(field, "auth_users")?,
+            "xkey" | "key" => {
+                let xkey = string(field)?;
+                if !is_public_key(&xkey, 'X') {
+                    return Err(invalid(
+                        field,
+                        &format!("Expected callout xkey to be a valid public xkey, got {xkey:?}"),
+                    ));
+                }
+                callout.xkey = Some(xkey);
+            }
+            "allowed_accounts" => callout.allowed_accounts = names(field, "allowed accounts")?,
+            _ if field.is_referenced() => {}
+            _ => {
+                return Err(invalid(
+                    field,
+                    &format!(
+                        "Unknown field {:?} parsing authorization callout",
+                        field.key
+                    ),
+                ))
+            }
+        }
+    }
+    if callout.account.is_empty() {
+        callout.account = String::from(crate::auth::GLOBAL_ACCOUNT);
+    }
+    // The reference places these at the block's last field.
+    let last = block.iter().last().unwrap_or(entry);
+    if callout.issuer.is_empty() {
+        return Err(invalid(
+            last,
+            "Authorization callouts require an issuer to be specified",
+        ));
+    }
+    if callout.auth_users.is_empty() {
+        return Err(invalid(
+            last,
+            "Authorization callouts require authorized users to be specified",
+        ));
+    }
+    Ok(callout)
+}
+
+/// Whether `key` is a public nkey with the prefix letter `prefix`.
+fn is_public_key(key: &str, prefix: char) -> bool {
+    key.starts_with(prefix)
+        && match prefix {
+            'X' => nkeys::XKey::from_public_key(key).is_ok(),
+            _ => nkeys::KeyPair::from_public_key(key).is_ok(),
+        }
 }
 
 /// The authorization `timeout`: seconds as a number, or a duration string.
@@ -1159,10 +1287,76 @@ mod tests {
     }
 
     #[test]
+    fn auth_callout_blocks_are_read_and_checked() {
+        let issuer = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::Account, [1; 32])
+            .unwrap()
+            .public_key();
+        let xkey = nkeys::XKey::new_from_raw([2; 32]).public_key();
+        let (options, unsupported) = load(&format!(
+            "accounts {{ AUTH {{ users: [{{user: auth, password: pw}}] }}, APP {{}} }}\n\
+             authorization {{ auth_callout {{ issuer: {issuer}, account: AUTH, auth_users: [auth],\n\
+             xkey: {xkey}, allowed_accounts: [APP] }} }}"
+        ))
+        .unwrap();
+        assert!(unsupported.is_empty());
+        assert!(check_callout_accounts(&options).is_ok());
+        let callout = options.authorization.unwrap().callout.unwrap();
+        assert_eq!(callout.issuer, issuer);
+        assert_eq!(callout.account, "AUTH");
+        assert_eq!(callout.auth_users, ["auth"]);
+        assert_eq!(callout.xkey.as_deref(), Some(xkey.as_str()));
+        let (options, _) = load(&format!(
+            "authorization {{ auth_callout {{ issuer: {issuer}, auth_users: [a], allowed_accounts: [B] }} }}"
+        ))
+        .unwrap();
+        assert_eq!(
+            check_callout_accounts(&options).unwrap_err(),
+            "auth_callout allowed account \"B\" not found in configured accounts"
+        );
+        assert_eq!(
+            options.authorization.unwrap().callout.unwrap().account,
+            "$G"
+        );
+        for (text, reason) in [
+            (
+                "auth_callout: 1",
+                "Expected authorization callout to be a map/struct, got 1",
+            ),
+            (
+                "auth_callout { issuer: x, auth_users: [a] }",
+                "Expected callout user to be a valid public account nkey, got \"x\"",
+            ),
+            (
+                "auth_callout { auth_users: [a] }",
+                "Authorization callouts require an issuer to be specified",
+            ),
+            (
+                "auth_callout { foo: 1 }",
+                "Unknown field \"foo\" parsing authorization callout",
+            ),
+            (
+                "auth_callout { xkey: XYZ }",
+                "Expected callout xkey to be a valid public xkey, got \"XYZ\"",
+            ),
+            (
+                "auth_callout { auth_users: a }",
+                "Expected auth_users field to be an array, got *conf.token",
+            ),
+        ] {
+            let text = format!("authorization {{ {text} }}");
+            assert!(error(&text).ends_with(reason), "{text}: {}", error(&text));
+        }
+        assert!(error(&format!(
+            "authorization {{ auth_callout {{ issuer: {issuer} }} }}"
+        ))
+        .ends_with("Authorization callouts require authorized users to be specified"));
+    }
+
+    #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
             "cluster { port: 6222, tls {} }\nJetStream: enabled\nport: 4222\n\
-             authorization { users = [ {user: a, password: b} ], auth_callout: {} }",
+             authorization { users = [ {user: a, password: b} ], proxy_required: true }",
         )
         .unwrap();
         let keys: Vec<_> = unsupported
@@ -1173,7 +1367,7 @@ mod tests {
             keys,
             [
                 ("cluster.tls", 1, 23),
-                ("authorization.auth_callout", 4, 53)
+                ("authorization.proxy_required", 4, 53)
             ]
         );
     }
@@ -1200,7 +1394,7 @@ mod tests {
             "gateway { port: 7222 }",
             "mqtt { port: 1883 }",
             "ocsp: true",
-            "authorization { auth_callout { issuer: x } }",
+            "authorization { proxy_required: true }",
             "tls { cert_file: a, key_file: b, pinned_certs: [x] }",
             "tls { cert_file: a, key_file: b, cert_store: WindowsCurrentUser }",
             "tls { cert_file: a, key_file: b, cipher_suites: [x] }",

@@ -297,6 +297,7 @@ pub fn auth_config(file: &FileOptions, overrides: &Overrides) -> AuthConfig {
     auth.nkeys = security.nkeys.clone();
     auth.default_permissions = None;
     auth.no_auth_user = file.no_auth_user.clone().filter(|u| !u.is_empty());
+    auth.callout = from_file.and_then(|a| a.callout.clone());
     auth
 }
 
@@ -459,6 +460,15 @@ fn apply_operator_mode(
     {
         return Err(TranslateError::Operator(String::from(
             "operators do not allow Accounts to be configured directly",
+        )));
+    }
+    if file
+        .authorization
+        .as_ref()
+        .is_some_and(|auth| auth.callout.is_some())
+    {
+        return Err(TranslateError::Operator(String::from(
+            "operators do not allow authorization callouts to be configured directly",
         )));
     }
     let options = OperatorOptions {

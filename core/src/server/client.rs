@@ -284,20 +284,38 @@ pub struct Client {
     /// The server answered a PING after CONNECT: the client is past its
     /// handshake, so an unsolicited PING will not confuse it.
     pub first_pong_sent: bool,
-    /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`).
+    /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`)
+    /// or its auth callout answer.
     pub pending_login: Option<Box<PendingLogin>>,
     /// Bytes read while a login was pending, or a partial frame left after
     /// it was decided; parsed before anything read later.
     pub parked: bytes::BytesMut,
 }
 
-/// A CONNECT whose credentials wait for a password check.
+/// A CONNECT whose credentials wait for a password check or for the auth
+/// callout service's answer.
 #[derive(Debug)]
 pub struct PendingLogin {
     /// The options it will be logged in with (authenticated again once the
     /// check passed: a reload in between may have changed the users).
     pub options: ConnectOptions,
-    pub check: crate::auth::PasswordCheck,
+    pub wait: LoginWait,
+}
+
+/// What a pending login waits for.
+#[derive(Debug)]
+pub enum LoginWait {
+    Password(crate::auth::PasswordCheck),
+    /// The callout request went out; its answer comes to `inbox`.
+    Callout {
+        /// The fresh user key the answer must name.
+        user_nkey: String,
+        /// The reply subject, filed in `account`'s Sublist.
+        inbox: Bytes,
+        account: super::accounts::AccountId,
+        /// The callout asked (the configuration's, or an account JWT's).
+        callout: Box<crate::auth::callout::AuthCallout>,
+    },
 }
 
 impl Client {

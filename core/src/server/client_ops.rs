@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use rand_chacha::rand_core::RngCore;
 
 use super::accounts::{AccountId, GLOBAL};
-use super::client::PendingLogin;
+use super::client::{LoginWait, PendingLogin};
 use super::client::{SubKey, Subscription};
 use super::error::ServerError;
 use super::log::{self, LogLevel};
@@ -273,10 +273,17 @@ impl Server {
             cert_names,
             wall,
         );
+        if let Some(callout) = self.delegated_to_callout(&options, &login) {
+            self.start_callout(now, conn, options, &callout);
+            return;
+        }
         let identity = match login {
             Ok(Login::Accepted(identity)) => identity,
             Ok(Login::NeedsPasswordCheck { check, .. }) => {
-                client.pending_login = Some(Box::new(PendingLogin { options, check }));
+                self.conns.client(conn).pending_login = Some(Box::new(PendingLogin {
+                    options,
+                    wait: LoginWait::Password(check),
+                }));
                 self.conns.queue_password_check(conn);
                 return;
             }
@@ -289,6 +296,21 @@ impl Server {
                 return;
             }
         };
+        self.admit(now, conn, options, identity);
+    }
+
+    /// Bind `conn` as `identity` (authenticated by the configuration, or
+    /// by the auth callout service), once what only the server can check
+    /// of the connection passes.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        options: ConnectOptions,
+        mut identity: auth::Identity,
+    ) {
+        let wall = self.monitor.wall.wall_at(now);
+        self.deny_callout_subject(&mut identity);
         let Some(account) = self.router.accounts.find(&identity.account) else {
             self.auth_violation(conn, &options);
             return;

@@ -19,6 +19,9 @@ pub struct ServerIdentity {
     pub server_id: String,
     /// The server's curve public key for encrypted auth callouts (`xkey` in INFO).
     pub xkey: String,
+    /// The key pairs behind `server_id` and `xkey` (auth callout requests
+    /// are signed and sealed with them).
+    pub keys: crate::auth::callout::ServerKeys,
     /// The version string reported in INFO: the nats-server version whose
     /// behaviour rnats reproduces, because clients turn features on and off by
     /// it. rnats's own version is in the log and in `-v`.
@@ -37,6 +40,7 @@ impl Default for ServerIdentity {
         ServerIdentity {
             server_id: String::from("NRNATSDEFAULTSERVERID"),
             xkey: String::new(),
+            keys: crate::auth::callout::ServerKeys::default(),
             version: String::from(NATS_COMPATIBLE_VERSION),
             git_commit: String::new(),
             toolchain: String::from("rust"),

@@ -35,6 +35,7 @@
 //!   output passes `max_pending` is closed as a slow consumer instead.
 
 pub(crate) mod accounts;
+mod callout_ops;
 mod client;
 mod client_ops;
 mod closed;
@@ -138,6 +139,8 @@ pub struct Server {
     /// See [`Server::cluster_name`].
     cluster_name: String,
     cluster_dynamic: bool,
+    /// Auth callout requests waiting for an answer (`callout_ops.rs`).
+    callouts: callout_ops::Callouts,
 }
 
 impl Server {
@@ -185,6 +188,7 @@ impl Server {
             dialer: routes::Dialer::default(),
             cluster_name: String::new(),
             cluster_dynamic: false,
+            callouts: callout_ops::Callouts::default(),
         };
         server.start_cluster();
         server
@@ -478,7 +482,10 @@ impl Server {
     /// `None` if the login is no longer pending (the client closed).
     pub fn take_password_check(&self, conn: ConnId) -> Option<crate::auth::PasswordCheck> {
         let client = self.conns.get(conn).filter(|c| !c.is_closing())?;
-        Some(client.pending_login.as_ref()?.check.clone())
+        match &client.pending_login.as_ref()?.wait {
+            client::LoginWait::Password(check) => Some(check.clone()),
+            client::LoginWait::Callout { .. } => None,
+        }
     }
 
     /// The runtime ran `conn`'s password check: log the client in (or
@@ -488,13 +495,24 @@ impl Server {
         let Some(client) = self.conns.get_mut(conn).filter(|c| !c.is_closing()) else {
             return;
         };
+        if !matches!(
+            client.pending_login.as_deref(),
+            Some(client::PendingLogin {
+                wait: client::LoginWait::Password(_),
+                ..
+            })
+        ) {
+            return;
+        }
         let Some(pending) = client.pending_login.take() else {
             return;
         };
         let listener = client.listener;
-        self.authenticator_for(listener)
-            .password_checked(&pending.check, passed);
-        let client::PendingLogin { options, .. } = *pending;
+        let client::PendingLogin { options, wait } = *pending;
+        if let client::LoginWait::Password(check) = &wait {
+            self.authenticator_for(listener)
+                .password_checked(check, passed);
+        }
         if passed {
             // Authenticated again (now from the cache): a reload while the
             // check ran may have changed the users.
@@ -503,6 +521,12 @@ impl Server {
             self.conns.client(conn).options = options.clone();
             self.auth_violation(conn, &options);
         }
+        self.resume_parked(now, conn);
+        self.finish_step(now);
+    }
+
+    /// A login was decided: parse what `conn` sent while it waited.
+    fn resume_parked(&mut self, now: Instant, conn: ConnId) {
         self.enforce_pending_limit(conn);
         if self
             .conns
@@ -516,7 +540,6 @@ impl Server {
                 client.parked.extend_from_slice(&rest);
             }
         }
-        self.finish_step(now);
     }
 
     /// The runtime wrote `written` bytes it had taken with [`Server::take_outbound`].
@@ -622,6 +645,7 @@ impl Server {
     /// close slow consumers in turn), and the heartbeat is filed anew.
     fn finish_step(&mut self, now: Instant) {
         self.retire_subscriptions();
+        self.run_callouts(now);
         self.run_system(now);
         self.retire_subscriptions();
         self.jetstream
@@ -906,6 +930,11 @@ impl Server {
             .get(conn)
             .expect("timers of gone clients are cancelled");
         if client.is_closing() {
+            return;
+        }
+        if client.auth_deadline.is_some_and(|d| d <= now) && client.pending_login.is_some() {
+            // An auth callout that was not answered in time.
+            self.callout_timed_out(now, conn);
             return;
         }
         if client.auth_deadline.is_some_and(|d| d <= now) {

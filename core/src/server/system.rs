@@ -210,6 +210,7 @@ impl Server {
             | SysService::ClaimsLookup
             | SysService::ClaimsList
             | SysService::ClaimsDelete => unreachable!("answered above"),
+            SysService::AuthCalloutReply => unreachable!("queued apart"),
         };
         if let Some(body) = body {
             self.publish_system(now, &request.reply, &body);

@@ -105,6 +105,9 @@ pub enum SysService {
     ClaimsList,
     /// `$SYS.REQ.CLAIMS.DELETE`: the operator deletes accounts.
     ClaimsDelete,
+    /// The inbox of one auth callout request, in the callout account
+    /// (`callout_ops.rs`): the service's answer.
+    AuthCalloutReply,
 }
 
 /// Which account resolver's requests the system account serves.
@@ -227,6 +230,9 @@ pub(crate) struct System {
     requests: Vec<SysRequest>,
     /// Clients that finished CONNECT this step (their events are pending).
     connected: Vec<ConnId>,
+    /// Answers to auth callout requests: (inbox, payload). Kept apart from
+    /// `requests`: they need no system account.
+    callout_replies: Vec<(Bytes, Bytes)>,
 }
 
 impl System {
@@ -239,6 +245,7 @@ impl System {
             statsz_due: None,
             requests: Vec::new(),
             connected: Vec::new(),
+            callout_replies: Vec::new(),
         }
     }
 
@@ -269,6 +276,17 @@ impl System {
         payload: &[u8],
         logs: &mut LogQueue,
     ) {
+        if service == SysService::AuthCalloutReply {
+            // One answer per pending login is used; the rest are dropped
+            // when judged, so the queue is bounded like `requests`.
+            if self.callout_replies.len() < MAX_PENDING_REQUESTS {
+                self.callout_replies.push((
+                    Bytes::copy_from_slice(subject),
+                    Bytes::copy_from_slice(payload),
+                ));
+            }
+            return;
+        }
         let reply = match reply.filter(|r| !r.is_empty()) {
             Some(reply) => reply,
             None if service.acts() => &[],
@@ -307,6 +325,11 @@ impl System {
     /// Clients whose connect events are pending, oldest first.
     pub(super) fn take_connected(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.connected)
+    }
+
+    /// Auth callout answers that arrived, oldest first.
+    pub(super) fn take_callout_replies(&mut self) -> Vec<(Bytes, Bytes)> {
+        std::mem::take(&mut self.callout_replies)
     }
 
     /// Requests waiting for an answer, oldest first.
