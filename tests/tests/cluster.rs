@@ -86,7 +86,9 @@ async fn await_probe(client: &async_nats::Client, probe: &str) {
 }
 
 /// Every server's `/routez` lists the other two by id (the mesh formed,
-/// partly by gossip), and `/varz` counts them: both kinds of server agree.
+/// partly by gossip), `/varz` counts them, and each pair of servers agrees
+/// on the connections between them (pooled and pinned: both kinds of
+/// server reach the same pool): both kinds of server agree.
 fn check_routez(servers: &[ServerProcess]) {
     let ids: Vec<String> = servers
         .iter()
@@ -98,35 +100,61 @@ fn check_routez(servers: &[ServerProcess]) {
         })
         .collect();
     let deadline = std::time::Instant::now() + common::WAIT_TIMEOUT;
-    for (index, server) in servers.iter().enumerate() {
-        let expected: BTreeSet<&str> = ids
-            .iter()
-            .enumerate()
-            .filter(|(other, _)| *other != index)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        loop {
+    loop {
+        // (server, remote) -> connections, with the pinned accounts seen.
+        let mut links: BTreeMap<(usize, String), (usize, BTreeSet<String>)> = BTreeMap::new();
+        let mut complete = true;
+        for (index, server) in servers.iter().enumerate() {
             let routez = rnats_tests::http_json(server.http_port(), "/routez");
-            let remotes: BTreeSet<&str> = routez["routes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["remote_id"].as_str().unwrap())
+            let routes = routez["routes"].as_array().unwrap();
+            assert_eq!(routez["num_routes"], routes.len(), "{routez}");
+            for route in routes {
+                let link = links
+                    .entry((index, route["remote_id"].as_str().unwrap().to_string()))
+                    .or_default();
+                link.0 += 1;
+                if let Some(account) = route["account"].as_str() {
+                    link.1.insert(account.to_string());
+                }
+            }
+            let remotes: BTreeSet<&str> = links
+                .keys()
+                .filter(|(server, _)| *server == index)
+                .map(|(_, id)| id.as_str())
                 .collect();
-            if remotes == expected {
-                // `routes` counts connections (a pooling nats-server has
-                // several per peer); `remotes` counts servers.
+            let expected: BTreeSet<&str> = ids
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            complete &= remotes == expected;
+        }
+        let agree = complete
+            && (0..servers.len()).all(|a| {
+                (0..servers.len()).filter(|b| *b != a).all(|b| {
+                    links.get(&(a, ids[b].clone())) == links.get(&(b, ids[a].clone()))
+                })
+            });
+        if agree {
+            for (index, server) in servers.iter().enumerate() {
                 let varz = rnats_tests::http_json(server.http_port(), "/varz");
                 assert_eq!(varz["remotes"], 2, "{varz}");
                 assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
-                break;
+                let routes: usize = links
+                    .iter()
+                    .filter(|((server, _), _)| *server == index)
+                    .map(|(_, (n, _))| n)
+                    .sum();
+                assert_eq!(varz["routes"], routes, "{varz}");
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server {index}: routes {remotes:?}, expected {expected:?}: {routez}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the servers do not agree on their routes: {links:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -374,12 +402,10 @@ fn unbuilt_cluster_settings_are_refused() {
     let dir = std::env::temp_dir().join(format!("rnats-cluster-refusal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (text, key) in [
-        ("cluster { port: -1, pool_size: 3 }", "cluster.pool_size"),
         (
             "cluster { port: -1, compression: s2_auto }",
             "cluster.compression",
         ),
-        ("cluster { port: -1, accounts: [A] }", "cluster.accounts"),
         (
             "cluster { port: -1, permissions { import: \">\" } }",
             "cluster.permissions",

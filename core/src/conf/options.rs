@@ -1196,7 +1196,7 @@ mod tests {
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
-            "cluster { port: 6222, pool_size: 3 }",
+            "cluster { port: 6222, compression: s2_best }",
             "gateway { port: 7222 }",
             "mqtt { port: 1883 }",
             "ocsp: true",

@@ -31,12 +31,12 @@ pub struct RouteInfo {
     pub connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub compression: String,
-    /// A pooling peer's pool size; rnats never sends it (unpooled).
+    /// The sender's pool size (absent: it does not pool).
     #[serde(skip_serializing_if = "is_zero")]
     pub route_pool_size: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub route_pool_idx: i64,
-    /// Set on a per-account (pinned) route, which rnats refuses.
+    /// Set on a pinned account's dedicated route.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub route_account: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -117,6 +117,13 @@ pub struct ClusterConfig {
     pub user: Option<String>,
     pub password: String,
     pub auth_timeout: Option<Duration>,
+    /// Pooled connections per peer (the reference's `pool_size` after its
+    /// defaulting: 3 unless set); negative: unpooled, one connection per
+    /// peer carrying every account.
+    pub pool_size: i64,
+    /// Pinned accounts (`accounts [...]`): a dedicated route each. The
+    /// system account is pinned too when pooling (`Server::pinned`).
+    pub accounts: Vec<String>,
 }
 
 /// A route URL (`nats-route://user:pass@host:port`, `nats://host:port`, `host:port`).

@@ -138,6 +138,9 @@ pub struct Server {
     /// See [`Server::cluster_name`].
     cluster_name: String,
     cluster_dynamic: bool,
+    /// Accounts with a dedicated route to every pooling peer (the
+    /// configured ones, and the system account when pooling).
+    pinned: Vec<String>,
 }
 
 impl Server {
@@ -185,6 +188,7 @@ impl Server {
             dialer: routes::Dialer::default(),
             cluster_name: String::new(),
             cluster_dynamic: false,
+            pinned: Vec::new(),
         };
         server.start_cluster();
         server

@@ -436,9 +436,10 @@ impl Router {
             if route.is_closing() {
                 continue;
             }
+            let wire_account = route.account.is_none().then_some(name);
             crate::route::write_rmsg(
                 &mut route.outbound.sink(chunks),
-                name,
+                wire_account,
                 msg.subject,
                 msg.reply,
                 &queues,

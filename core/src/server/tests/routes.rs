@@ -19,6 +19,8 @@ fn node(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
             user: None,
             password: String::new(),
             auth_timeout: None,
+            pool_size: -1,
+            accounts: Vec::new(),
         }),
         ..ServerConfig::default()
     };
