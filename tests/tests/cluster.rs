@@ -25,7 +25,29 @@ enum Kind {
 
 /// Starts one server of cluster `c1`, routing to `seed` when given.
 fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
+    start_with(kind, seed, None)
+}
+
+/// A config file holding `text`, in this test process's directory.
+fn conf_file(text: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{n}.conf"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`start`] with a config file (the flags still give the cluster's
+/// listener, name and route).
+fn start_with(
+    kind: Kind,
+    seed: Option<u16>,
+    conf: Option<&std::path::Path>,
+) -> Option<ServerProcess> {
     let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
+    let conf = conf.map(|path| path.to_str().unwrap().to_string());
     let mut args = vec![
         "--cluster",
         "nats://127.0.0.1:-1",
@@ -36,6 +58,9 @@ fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
     ];
     if let Some(route) = &route {
         args.extend(["--routes", route.as_str()]);
+    }
+    if let Some(conf) = &conf {
+        args.extend(["-c", conf.as_str()]);
     }
     match kind {
         Kind::Rnats => Some(ServerProcess::start(&args)),
@@ -132,22 +157,25 @@ fn check_routez(servers: &[ServerProcess]) {
         }
         let agree = complete
             && (0..servers.len()).all(|a| {
-                (0..servers.len()).filter(|b| *b != a).all(|b| {
-                    links.get(&(a, ids[b].clone())) == links.get(&(b, ids[a].clone()))
-                })
+                (0..servers.len())
+                    .filter(|b| *b != a)
+                    .all(|b| links.get(&(a, ids[b].clone())) == links.get(&(b, ids[a].clone())))
             });
-        if agree {
-            for (index, server) in servers.iter().enumerate() {
+        // Pooled connections come up after the first: the servers agree
+        // once every one counts two servers (`remotes`: pooled ones only)
+        // and all its connections.
+        let settled = agree
+            && servers.iter().enumerate().all(|(index, server)| {
                 let varz = rnats_tests::http_json(server.http_port(), "/varz");
-                assert_eq!(varz["remotes"], 2, "{varz}");
-                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
                 let routes: usize = links
                     .iter()
                     .filter(|((server, _), _)| *server == index)
                     .map(|(_, (n, _))| n)
                     .sum();
-                assert_eq!(varz["routes"], routes, "{varz}");
-            }
+                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
+                varz["remotes"] == 2 && varz["routes"] == routes
+            });
+        if settled {
             return;
         }
         assert!(
@@ -162,9 +190,22 @@ fn check_routez(servers: &[ServerProcess]) {
 /// three servers of any kinds.
 async fn check_cluster(servers: &[ServerProcess]) {
     check_routez(servers);
+    check_account(servers, None).await;
+}
+
+/// [`check_cluster`]'s traffic with clients of one account (`user`
+/// logs in with its name as password).
+async fn check_account(servers: &[ServerProcess], user: Option<&str>) {
     let mut clients = Vec::new();
     for server in servers {
-        clients.push(connect(&server.url()).await);
+        clients.push(match user {
+            Some(user) => {
+                let options =
+                    async_nats::ConnectOptions::with_user_and_password(user.into(), user.into());
+                common::connect_with(&server.url(), options).await
+            }
+            None => connect(&server.url()).await,
+        });
     }
 
     // Delivery across servers: a subscriber on the third server gets every
@@ -492,5 +533,71 @@ async fn every_server_lists_every_route() {
             servers.push(server);
         }
         check_cluster(&servers).await;
+    }
+}
+
+/// Accounts A (pinned: a route of its own) and B (pooled), on every server.
+const ACCOUNTS: &str =
+    "accounts { A { users: [{user: a, password: a}] }, B { users: [{user: b, password: b}] } }\n";
+
+/// Mixed clusters with pinned accounts, and with pools of different sizes
+/// (the larger wins on both ends) or none on one side (one connection for
+/// every account): each account's traffic crosses the cluster, queue
+/// groups deliver once, and both ends agree on the connections.
+#[tokio::test]
+async fn mixed_pools_and_pinned_accounts() {
+    let pinned = format!("{ACCOUNTS}cluster {{ accounts: [A] }}\n");
+    let big_pool = format!("{ACCOUNTS}cluster {{ pool_size: 5 }}\n");
+    let unpooled = format!("{ACCOUNTS}cluster {{ pool_size: -1 }}\n");
+    let plain = ACCOUNTS.to_string();
+    for (kinds, confs) in [
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [&pinned, &pinned, &pinned],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&pinned, &pinned, &pinned],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&plain, &big_pool, &plain],
+        ),
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [&plain, &big_pool, &plain],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&plain, &unpooled, &plain],
+        ),
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Rnats],
+            [&unpooled, &plain, &unpooled],
+        ),
+    ] {
+        eprintln!("cluster {kinds:?}");
+        let files: Vec<_> = confs.iter().map(|text| conf_file(text)).collect();
+        let Some(seed) = start_with(kinds[0], None, Some(&files[0])) else {
+            return;
+        };
+        let port = seed.route_port();
+        let mut servers = vec![seed];
+        for index in 1..3 {
+            servers.push(start_with(kinds[index], Some(port), Some(&files[index])).unwrap());
+        }
+        check_routez(&servers);
+        let routez = rnats_tests::http_json(servers[1].http_port(), "/routez");
+        if confs[0] == &pinned {
+            let accounts: BTreeSet<&str> = routez["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["account"].as_str())
+                .collect();
+            assert_eq!(accounts, BTreeSet::from(["$SYS", "A"]), "{routez}");
+        }
+        check_account(&servers, Some("a")).await;
+        check_account(&servers, Some("b")).await;
     }
 }

@@ -126,8 +126,8 @@ pub fn parse_cluster(
                     unsupported.push(Unsupported::new(format!("cluster.{key}"), field));
                 }
             }
-            "tls" | "permissions" | "connect_backoff" | "ping_interval"
-            | "ping_max" | "write_deadline" | "write_timeout" => {
+            "tls" | "permissions" | "connect_backoff" | "ping_interval" | "ping_max"
+            | "write_deadline" | "write_timeout" => {
                 unsupported.push(Unsupported::new(format!("cluster.{key}"), field))
             }
             _ if field.is_referenced() => {}
@@ -343,7 +343,14 @@ mod tests {
             ["cluster.compression", "cluster.tls", "cluster.permissions"]
         );
         assert_eq!((options.pool_size, options.accounts.len()), (Some(5), 2));
-        for mode in ["s2_fast", "s2_better", "s2_best", "s2_auto", "s2_uncompressed", "{mode: s2_auto}"] {
+        for mode in [
+            "s2_fast",
+            "s2_better",
+            "s2_best",
+            "s2_auto",
+            "s2_uncompressed",
+            "{mode: s2_auto}",
+        ] {
             let (_, refused) = load(&format!("cluster {{ port: 1, compression: {mode} }}"));
             assert_eq!(refused, ["cluster.compression"], "{mode}");
         }
@@ -384,13 +391,25 @@ mod tests {
             request("cluster { port: 1, pool_size: -1, accounts: [A] }").unwrap_err(),
             "pool_size cannot be negative if pinned accounts are specified"
         );
-        let root =
-            crate::conf::parse("t.conf", "cluster { port: 1, accounts: [A, A] }", &crate::conf::NoSource)
-                .unwrap();
-        let entry = root.as_map().unwrap().iter().find(|e| e.key == "cluster").unwrap();
-        let error = parse_cluster(entry, &mut Vec::new()).unwrap_err().to_string();
+        let root = crate::conf::parse(
+            "t.conf",
+            "cluster { port: 1, accounts: [A, A] }",
+            &crate::conf::NoSource,
+        )
+        .unwrap();
+        let entry = root
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|e| e.key == "cluster")
+            .unwrap();
+        let error = parse_cluster(entry, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.contains("found duplicate account name \"A\" in pinned accounts list [\"A\" \"A\"]"),
+            error.contains(
+                "found duplicate account name \"A\" in pinned accounts list [\"A\" \"A\"]"
+            ),
             "{error}"
         );
     }

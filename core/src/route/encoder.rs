@@ -77,7 +77,9 @@ pub fn write_rmsg(
     payload: &[u8],
 ) {
     let total = headers.map_or(0, <[u8]>::len) + payload.len();
-    out.expect(64 + account.map_or(0, <[u8]>::len) + subject.len() + reply.map_or(0, <[u8]>::len) + total);
+    out.expect(
+        64 + account.map_or(0, <[u8]>::len) + subject.len() + reply.map_or(0, <[u8]>::len) + total,
+    );
     out.put(if headers.is_some() {
         b"HMSG "
     } else {

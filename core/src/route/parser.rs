@@ -402,7 +402,15 @@ mod tests {
         encoder::write_rs_plus(&mut out, None, b"s", Some((b"q", 2)));
         encoder::write_rs_minus(&mut out, None, b"s", Some(b"q"));
         encoder::write_rmsg(&mut out, None, b"s", Some(b"r"), &[b"q"], None, b"x");
-        encoder::write_rmsg(&mut out, None, b"s", None, &[], Some(b"NATS/1.0\r\n\r\n"), b"y");
+        encoder::write_rmsg(
+            &mut out,
+            None,
+            b"s",
+            None,
+            &[],
+            Some(b"NATS/1.0\r\n\r\n"),
+            b"y",
+        );
         assert!(out.starts_with(b"RS+ s q 2\r\nRS- s q\r\nRMSG s + r q 1\r\n"));
         let mut p = parser();
         p.pin(Bytes::from_static(b"ACC"));
@@ -418,8 +426,13 @@ mod tests {
                 queue: Some((Bytes::from_static(b"q"), 2)),
             }
         );
-        assert!(matches!(&ops[1], RouteOp::Unsub { account, queue: Some(_), .. } if account == "ACC"));
-        assert_eq!((&msg(&ops[2]).account[..], msg(&ops[2]).queues.len()), (&b"ACC"[..], 1));
+        assert!(
+            matches!(&ops[1], RouteOp::Unsub { account, queue: Some(_), .. } if account == "ACC")
+        );
+        assert_eq!(
+            (&msg(&ops[2]).account[..], msg(&ops[2]).queues.len()),
+            (&b"ACC"[..], 1)
+        );
         assert_eq!(&msg(&ops[3]).payload[..], b"y");
         // The same lines with an account are too long for a pinned route.
         let mut buf = BytesMut::from(&b"RS+ ACC s q 2 3\r\n"[..]);

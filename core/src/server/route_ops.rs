@@ -353,7 +353,8 @@ impl Server {
             }
             return;
         }
-        let (dial, dialed, connected, peer) = (route.dial, route.dialed, route.connected, route.peer);
+        let (dial, dialed, connected, peer) =
+            (route.dial, route.dialed, route.connected, route.peer);
         if !dialed && !connected {
             self.route_error(
                 conn,
@@ -405,10 +406,7 @@ impl Server {
         }
         let id = info.server_id.clone();
         // The first pooled (or unpooled) connection to the server.
-        let first = !self
-            .conns
-            .routes()
-            .any(|(_, r)| !r.is_closing() && r.remote_id() == Some(&id) && r.account.is_none());
+        let first = !self.pool_route_to(&id);
         let pool = self.pool_size();
         let route = self.conns.route_mut(conn).expect("checked above");
         match &slot {
@@ -557,7 +555,10 @@ impl Server {
     /// or given up.
     fn close_duplicate(&mut self, conn: ConnId, keep: Option<ConnId>) {
         if let Some(dial) = self.conns.route_mut(conn).and_then(|r| r.dial.take()) {
-            match keep.and_then(|k| self.conns.route_mut(k)).filter(|r| r.dial.is_none()) {
+            match keep
+                .and_then(|k| self.conns.route_mut(k))
+                .filter(|r| r.dial.is_none())
+            {
                 Some(kept) => {
                     kept.dial = Some(dial);
                     if let Some(k) = keep {
@@ -581,15 +582,20 @@ impl Server {
         let (Some(remote), Some(dial)) = (&route.remote, route.dial) else {
             return;
         };
-        if self.free_slot(&remote.server_id, remote.route_pool_size).is_none() {
+        if self
+            .free_slot(&remote.server_id, remote.route_pool_size)
+            .is_none()
+        {
             return;
         }
         let Some(source) = self.dialer.dials.get(&dial) else {
             return;
         };
-        let busy = self.dialer.dials.values().any(|d| {
-            d.address == source.address && d.account.is_none() && d.conn.is_none()
-        });
+        let busy = self
+            .dialer
+            .dials
+            .values()
+            .any(|d| d.address == source.address && d.account.is_none() && d.conn.is_none());
         if busy {
             return;
         }
@@ -652,7 +658,7 @@ impl Server {
                 }
             }
             None => {
-                if self.route_to(&info.server_id).is_some() {
+                if self.pool_route_to(&info.server_id) {
                     return;
                 }
             }
@@ -691,6 +697,14 @@ impl Server {
             .routes()
             .find(|(_, r)| !r.is_closing() && r.remote_id() == Some(id))
             .map(|(conn, _)| *conn)
+    }
+
+    /// Whether a pooled (or unpooled) route to server `id` is registered
+    /// (a pinned account's route may come first and says nothing of them).
+    fn pool_route_to(&self, id: &str) -> bool {
+        self.conns
+            .routes()
+            .any(|(_, r)| !r.is_closing() && r.remote_id() == Some(id) && r.account.is_none())
     }
 
     /// The registered route to server `id` in `slot`.
