@@ -601,3 +601,67 @@ async fn mixed_pools_and_pinned_accounts() {
         check_account(&servers, Some("b")).await;
     }
 }
+
+/// rnats has no S2: it announces `compression: off`, and a nats-server
+/// peer in every mode it can be configured with (its default `accept`
+/// included) negotiates the route down to no compression, whichever end
+/// dials. rnats's own `accept` is served the same way.
+#[tokio::test]
+async fn mixed_with_every_compression_mode() {
+    let modes = [
+        None,
+        Some("off"),
+        Some("accept"),
+        Some("s2_fast"),
+        Some("s2_better"),
+        Some("s2_best"),
+        Some("s2_auto"),
+    ];
+    for (n, mode) in modes.into_iter().enumerate() {
+        let reference = conf_file(&match mode {
+            Some(mode) => format!("cluster {{ compression: {mode} }}\n"),
+            None => String::new(),
+        });
+        let ours = conf_file(if n % 2 == 0 {
+            ""
+        } else {
+            "cluster { compression: accept }\n"
+        });
+        // rnats dialing nats-server, then nats-server dialing rnats.
+        for kinds in [
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [Kind::Rnats, Kind::Reference, Kind::Reference],
+        ] {
+            eprintln!("compression {mode:?}, cluster {kinds:?}");
+            let file = |kind: Kind| match kind {
+                Kind::Rnats => ours.clone(),
+                Kind::Reference => reference.clone(),
+            };
+            let Some(seed) = start_with(kinds[0], None, Some(&file(kinds[0]))) else {
+                return;
+            };
+            let port = seed.route_port();
+            let mut servers = vec![seed];
+            for kind in &kinds[1..] {
+                servers.push(start_with(*kind, Some(port), Some(&file(*kind))).unwrap());
+            }
+            check_cluster(&servers).await;
+            // Every route with an rnats end is uncompressed, at both ends
+            // (two nats-servers compress between themselves).
+            let rnats_ids: Vec<String> = kinds
+                .iter()
+                .zip(&servers)
+                .filter(|(kind, _)| matches!(kind, Kind::Rnats))
+                .map(|(_, s)| rnats_tests::http_json(s.http_port(), "/varz")["server_id"].to_string())
+                .collect();
+            for (kind, server) in kinds.iter().zip(&servers) {
+                let routez = rnats_tests::http_json(server.http_port(), "/routez");
+                for route in routez["routes"].as_array().unwrap() {
+                    if matches!(kind, Kind::Rnats) || rnats_ids.contains(&route["remote_id"].to_string()) {
+                        assert_eq!(route["compression"], "off", "{mode:?}: {routez}");
+                    }
+                }
+            }
+        }
+    }
+}
