@@ -652,16 +652,60 @@ async fn mixed_with_every_compression_mode() {
                 .iter()
                 .zip(&servers)
                 .filter(|(kind, _)| matches!(kind, Kind::Rnats))
-                .map(|(_, s)| rnats_tests::http_json(s.http_port(), "/varz")["server_id"].to_string())
+                .map(|(_, s)| {
+                    rnats_tests::http_json(s.http_port(), "/varz")["server_id"].to_string()
+                })
                 .collect();
             for (kind, server) in kinds.iter().zip(&servers) {
                 let routez = rnats_tests::http_json(server.http_port(), "/routez");
                 for route in routez["routes"].as_array().unwrap() {
-                    if matches!(kind, Kind::Rnats) || rnats_ids.contains(&route["remote_id"].to_string()) {
+                    if matches!(kind, Kind::Rnats)
+                        || rnats_ids.contains(&route["remote_id"].to_string())
+                    {
                         assert_eq!(route["compression"], "off", "{mode:?}: {routez}");
                     }
                 }
             }
         }
     }
+}
+
+/// INFO `connect_urls`: a client told of the cluster's servers when it
+/// connects (and again as servers join) fails over to one of them when
+/// its server dies, and its traffic flows again.
+#[tokio::test]
+async fn clients_fail_over_by_connect_urls() {
+    let mut servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    check_routez(&servers);
+    // Knows only the third server's address.
+    let client = connect(&servers[2].url()).await;
+    let urls = &client.server_info().connect_urls;
+    let expected: BTreeSet<String> = servers.iter().map(|s| s.addr()).collect();
+    assert_eq!(
+        urls.iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{urls:?}"
+    );
+    let other = connect(&servers[0].url()).await;
+    let mut sub = other.subscribe("fo.x").await.unwrap();
+    responder(&other, "probe.fo".into()).await;
+    await_probe(&client, "probe.fo").await;
+    servers[2].kill();
+    within("traffic after failing over", async {
+        loop {
+            let _ = client.publish("fo.x", "after".into()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), client.flush()).await;
+            if let Ok(Some(msg)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            {
+                assert_eq!(&msg.payload[..], b"after");
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    );
 }

@@ -30,6 +30,10 @@ pub struct ServerIdentity {
     /// Host and port as reported in INFO (the real bound address).
     pub host: String,
     pub port: u16,
+    /// `host:port` URLs clients can reach this server at (`client_advertise`,
+    /// or the bound address; the runtime resolves an any-address), told to
+    /// the cluster's other servers, which tell their clients.
+    pub client_urls: Vec<String>,
 }
 
 impl Default for ServerIdentity {
@@ -42,6 +46,7 @@ impl Default for ServerIdentity {
             toolchain: String::from("rust"),
             host: String::from("0.0.0.0"),
             port: 4222,
+            client_urls: Vec::new(),
         }
     }
 }

@@ -141,6 +141,9 @@ pub struct Server {
     /// Accounts with a dedicated route to every pooling peer (the
     /// configured ones, and the system account when pooling).
     pinned: Vec<String>,
+    /// The `connect_urls` clients were last told (empty until a peer
+    /// announced URLs, as the reference's INFO).
+    connect_urls: Vec<String>,
 }
 
 impl Server {
@@ -189,6 +192,7 @@ impl Server {
             cluster_name: String::new(),
             cluster_dynamic: false,
             pinned: Vec::new(),
+            connect_urls: Vec::new(),
         };
         server.start_cluster();
         server
@@ -1017,6 +1021,9 @@ impl Server {
             api_lvl: JETSTREAM_API_LEVEL,
             jetstream: self.jetstream.enabled(),
             xkey: self.config.identity.xkey.clone(),
+            cluster: self.cluster_name.clone(),
+            cluster_dynamic: self.cluster_dynamic,
+            connect_urls: self.connect_urls.clone(),
             ..ServerInfo::default()
         }
     }

@@ -452,6 +452,9 @@ impl Server {
         self.route_log(LogLevel::Debug, conn, &text);
         self.send_all_interest(conn);
         self.route_log(LogLevel::Debug, conn, "Sent local subscriptions to route");
+        if first {
+            self.update_connect_urls();
+        }
         // Gossip: the servers already routed to learn of this one (once per
         // server, and once per pinned account's route).
         if (first && matches!(slot, Slot::Pool(_))) || matches!(slot, Slot::Account(_)) {
@@ -977,6 +980,60 @@ impl Server {
         if let Some(dial) = route.dial {
             self.dial_failed(now, dial);
         }
+        self.update_connect_urls();
+    }
+
+    /// Recompute the cluster's client URLs (this server's first, then each
+    /// routed server's, unless `no_advertise`); when they changed, tell the
+    /// clients that take async INFO (protocol 1, past their first PONG),
+    /// as the reference does when servers join and leave.
+    pub(super) fn update_connect_urls(&mut self) {
+        let Some(cluster) = &self.config.cluster else {
+            return;
+        };
+        if cluster.no_advertise {
+            return;
+        }
+        let mut peers: Vec<String> = Vec::new();
+        for (_, route) in self.conns.routes() {
+            let Some(remote) = route.remote.as_ref().filter(|_| !route.is_closing()) else {
+                continue;
+            };
+            for url in &remote.connect_urls {
+                if !peers.contains(url) {
+                    peers.push(url.clone());
+                }
+            }
+        }
+        if peers.is_empty() && self.connect_urls.is_empty() {
+            return;
+        }
+        let mut urls = self.config.identity.client_urls.clone();
+        for url in peers {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        if urls == self.connect_urls {
+            return;
+        }
+        self.connect_urls = urls;
+        for conn in self.conns.ids() {
+            let Some(client) = self.conns.get(conn) else {
+                continue;
+            };
+            if client.is_closing()
+                || client.options.protocol < 1
+                || !client.first_pong_sent
+                || client.listener != crate::runtime::ListenerKind::Client
+            {
+                continue;
+            }
+            let info = self.info_for(conn, &client.peer, client.listener);
+            protocol::write_info(&mut self.conns.sink(conn), &info);
+            self.conns.queue_transmit(conn);
+            self.enforce_pending_limit(conn);
+        }
     }
 
     /// `-ERR '<text>'` to the route, then close it.
@@ -1098,6 +1155,11 @@ impl Server {
             cluster_dynamic: self.cluster_dynamic,
             compression: String::from("off"),
             route_pool_size: cluster.pool_size.max(0),
+            connect_urls: if cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.config.identity.client_urls.clone()
+            },
             ..RouteInfo::default()
         }
     }
