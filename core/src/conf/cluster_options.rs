@@ -77,22 +77,8 @@ pub fn parse_cluster(
             "routes" => cluster.routes = routes(field)?,
             "cluster_advertise" | "advertise" => cluster.advertise = Some(string(field)?),
             "no_advertise" => cluster.no_advertise = boolean(field)?,
-            "connect_retries" => {
-                cluster.connect_retries = Some(
-                    field
-                        .value
-                        .as_i64()
-                        .ok_or_else(|| wrong_type(field, "an integer"))?,
-                )
-            }
-            "pool_size" => {
-                cluster.pool_size = Some(
-                    field
-                        .value
-                        .as_i64()
-                        .ok_or_else(|| wrong_type(field, "an integer"))?,
-                )
-            }
+            "connect_retries" => cluster.connect_retries = Some(integer(field)?),
+            "pool_size" => cluster.pool_size = Some(integer(field)?),
             "accounts" => {
                 let accounts = super::options::string_list(field)?;
                 for (at, name) in accounts.iter().enumerate() {
@@ -135,6 +121,13 @@ pub fn parse_cluster(
         }
     }
     Ok(cluster)
+}
+
+fn integer(field: &MapEntry) -> Result<i64, ConfError> {
+    field
+        .value
+        .as_i64()
+        .ok_or_else(|| wrong_type(field, "an integer"))
 }
 
 /// Compression modes rnats serves (uncompressed): `off` and `accept`.
