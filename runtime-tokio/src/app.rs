@@ -397,10 +397,17 @@ async fn serve(
             "Listening for route connections on {}",
             display_addr(&config.host, SocketAddr::from(([0, 0, 0, 0], config.port)))
         );
+        let tls = config.tls.as_ref().map(|settings| {
+            crate::runner::RouteTlsIo::new(settings)
+                .unwrap_or_else(|error| logging::fatal(format_args!("{error}")))
+        });
         // Dials queued so far wait for this, as the reference dials its
         // routes once it listens for them.
-        let dials = tokio::spawn(runner.clone().dial_loop());
-        (tokio::spawn(runner.clone().serve_routes(listener)), dials)
+        let dials = tokio::spawn(runner.clone().dial_loop(tls.clone()));
+        (
+            tokio::spawn(runner.clone().serve_routes(listener, tls)),
+            dials,
+        )
     });
 
     handle_signals(signals, &runner, &log, &reloader).await;

@@ -452,8 +452,8 @@ fn unbuilt_cluster_settings_are_refused() {
             "cluster.permissions",
         ),
         (
-            "cluster { port: -1, tls { cert_file: a, key_file: b } }",
-            "cluster.tls",
+            "cluster { port: -1, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
+            "cluster.tls.pinned_certs",
         ),
     ] {
         let path = dir.join("refused.conf");
@@ -708,4 +708,57 @@ async fn clients_fail_over_by_connect_urls() {
         client.connection_state(),
         async_nats::connection::State::Connected
     );
+}
+
+/// `cluster { tls }`: routes are TLS from their first byte, verified both
+/// ways against the cluster's CA, between rnats servers and in mixed
+/// clusters with nats-server; a server whose certificate another CA signed
+/// is not let in.
+#[tokio::test]
+async fn cluster_tls() {
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = common::generated_server_certificate(&dir);
+    let tls = conf_file(&format!(
+        "cluster {{ tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true, timeout: 2 }} }}\n",
+        pki.cert, pki.key, pki.ca
+    ));
+    for kinds in [
+        [Kind::Rnats; 3],
+        [Kind::Rnats, Kind::Reference, Kind::Rnats],
+        [Kind::Reference, Kind::Rnats, Kind::Reference],
+    ] {
+        eprintln!("tls cluster {kinds:?}");
+        let Some(seed) = start_with(kinds[0], None, Some(&tls)) else {
+            return;
+        };
+        let port = seed.route_port();
+        let mut servers = vec![seed];
+        for kind in &kinds[1..] {
+            servers.push(start_with(*kind, Some(port), Some(&tls)).unwrap());
+        }
+        check_cluster(&servers).await;
+    }
+    // Another CA's certificate: the handshake fails, no route forms.
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = common::generated_server_certificate(&other_dir);
+    let stranger = conf_file(&format!(
+        "cluster {{ tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true }} }}\n",
+        other.cert, other.key, other.ca
+    ));
+    let seed = start_with(Kind::Rnats, None, Some(&tls)).unwrap();
+    let outsider = start_with(Kind::Rnats, Some(seed.route_port()), Some(&stranger)).unwrap();
+    within("the refused handshake in the log", async {
+        while !outsider
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("TLS route handshake error"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let routez = rnats_tests::http_json(seed.http_port(), "/routez");
+    assert_eq!(routez["num_routes"], 0, "{routez}");
 }

@@ -8,8 +8,8 @@
 //! Invariants:
 //! - Every key of the reference's block is parsed here or reported as
 //!   unsupported (`cluster.<key>`), so start-up refuses what rnats does not
-//!   do: cluster `tls`, `permissions`, and the S2 compression modes (rnats
-//!   has no S2: `off` and `accept` are served uncompressed).
+//!   do: `permissions`, the S2 compression modes (rnats has no S2: `off`
+//!   and `accept` are served uncompressed), TLS keys rnats does not handle.
 //! - Route URLs keep their credentials only in the config; logs show
 //!   `host:port`.
 
@@ -42,6 +42,7 @@ pub struct ClusterOptions {
     pub pool_size: Option<i64>,
     /// Pinned accounts: each gets a route of its own to every peer.
     pub accounts: Vec<String>,
+    pub tls: Option<super::tls_options::TlsOptions>,
 }
 
 /// The reference's default number of pooled route connections per peer.
@@ -112,8 +113,28 @@ pub fn parse_cluster(
                     unsupported.push(Unsupported::new(format!("cluster.{key}"), field));
                 }
             }
-            "tls" | "permissions" | "connect_backoff" | "ping_interval" | "ping_max"
-            | "write_deadline" | "write_timeout" => {
+            "tls" => {
+                let mut refused = Vec::new();
+                let tls = super::tls_options::parse_tls(field, &mut refused)?;
+                for mut refusal in refused {
+                    refusal.key = format!("cluster.{}", refusal.key);
+                    unsupported.push(refusal);
+                }
+                if tls.cert_file.is_none() {
+                    return Err(invalid(
+                        field,
+                        "missing 'cert_file' or 'key_file' in TLS configuration",
+                    ));
+                }
+                // Routes do the handshake first always; these are client-port
+                // notions the reference does not apply to routes.
+                if tls.handshake_first || tls.verify_and_map {
+                    unsupported.push(Unsupported::new(String::from("cluster.tls"), field));
+                }
+                cluster.tls = Some(tls);
+            }
+            "permissions" | "connect_backoff" | "ping_interval" | "ping_max" | "write_deadline"
+            | "write_timeout" => {
                 unsupported.push(Unsupported::new(format!("cluster.{key}"), field))
             }
             _ if field.is_referenced() => {}
@@ -302,6 +323,15 @@ pub fn cluster_request(
         auth_timeout: options.auth_timeout,
         pool_size,
         accounts: options.accounts.clone(),
+        tls: options.tls.as_ref().map(|tls| crate::server::RouteTls {
+            cert_file: tls.cert_file.clone().unwrap_or_default(),
+            key_file: tls.key_file.clone().unwrap_or_default(),
+            ca_file: tls.ca_file.clone(),
+            verify: tls.verify,
+            timeout: tls
+                .timeout
+                .unwrap_or(super::tls_options::DEFAULT_TLS_TIMEOUT),
+        }),
     };
     Ok(Some(ClusterRequest { host, port, config }))
 }
@@ -330,10 +360,14 @@ mod tests {
         assert_eq!(options.routes[0].user.as_deref(), Some("u"));
         assert_eq!(options.routes[1].address(), "h2:6222");
         assert!(refused.is_empty(), "{refused:?}");
-        let (options, refused) = load("cluster { port: 1, pool_size: 5, compression: s2_fast, tls {}, accounts: [A, B], permissions {} }");
+        let (options, refused) = load("cluster { port: 1, pool_size: 5, compression: s2_fast, tls { cert_file: c, key_file: k, insecure: true }, accounts: [A, B], permissions {} }");
         assert_eq!(
             refused,
-            ["cluster.compression", "cluster.tls", "cluster.permissions"]
+            [
+                "cluster.compression",
+                "cluster.tls.insecure",
+                "cluster.permissions"
+            ]
         );
         assert_eq!((options.pool_size, options.accounts.len()), (Some(5), 2));
         for mode in [

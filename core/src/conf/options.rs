@@ -1161,7 +1161,7 @@ mod tests {
     #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
-            "cluster { port: 6222, tls {} }\nJetStream: enabled\nport: 4222\n\
+            "cluster { port: 6222, permissions {} }\nJetStream: enabled\nport: 4222\n\
              authorization { users = [ {user: a, password: b} ], auth_callout: {} }",
         )
         .unwrap();
@@ -1172,7 +1172,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                ("cluster.tls", 1, 23),
+                ("cluster.permissions", 1, 23),
                 ("authorization.auth_callout", 4, 53)
             ]
         );

@@ -129,6 +129,24 @@ pub struct ClusterConfig {
     /// Pinned accounts (`accounts [...]`): a dedicated route each. The
     /// system account is pinned too when pooling (`Server::pinned`).
     pub accounts: Vec<String>,
+    /// `tls { }`: every route is TLS from its first byte, both ways (the
+    /// runtime does the handshakes; INFO and CONNECT say so).
+    pub tls: Option<RouteTls>,
+}
+
+/// The cluster's `tls { }`: paths as written (the runtime reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTls {
+    /// This server's certificate, shown to peers both when accepting and
+    /// when dialing (as a client certificate).
+    pub cert_file: String,
+    pub key_file: String,
+    /// The CA the peers' certificates are checked against.
+    pub ca_file: Option<String>,
+    /// Require and verify the dialing peer's certificate.
+    pub verify: bool,
+    /// Handshake deadline.
+    pub timeout: Duration,
 }
 
 /// A route URL (`nats-route://user:pass@host:port`, `nats://host:port`, `host:port`).

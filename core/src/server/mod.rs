@@ -66,7 +66,7 @@ pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
 pub use config::{
-    ClusterConfig, MonitorSettings, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
+    ClusterConfig, MonitorSettings, RouteTls, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
     NATS_COMPATIBLE_VERSION,
 };
 pub use connections::Connections;

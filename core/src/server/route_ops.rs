@@ -140,6 +140,11 @@ impl Server {
             user,
             pass,
             headers: true,
+            tls_required: self
+                .config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.tls.is_some()),
             name: self.config.identity.server_id.clone(),
             cluster: self.cluster_name.clone(),
             dynamic: self.cluster_dynamic,
@@ -1149,6 +1154,8 @@ impl Server {
             port,
             headers: true,
             auth_required: cluster.user.is_some(),
+            tls_required: cluster.tls.is_some(),
+            tls_verify: cluster.tls.is_some(),
             max_payload: self.config.max_payload as i64,
             ip,
             cluster: self.cluster_name.clone(),

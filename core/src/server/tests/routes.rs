@@ -31,6 +31,7 @@ fn pooled_node(
             auth_timeout: None,
             pool_size,
             accounts,
+            tls: None,
         }),
         ..ServerConfig::default()
     };
