@@ -46,15 +46,10 @@ impl RouteTlsIo {
                 )
             })
         };
-        let mut roots = RootCertStore::empty();
-        if let Some(ca_file) = &settings.ca_file {
-            for cert in crate::tls::read_certs(Path::new(ca_file))? {
-                roots
-                    .add(cert)
-                    .map_err(|error| format!("{ca_file}: {error}"))?;
-            }
-        }
-        let roots = Arc::new(roots);
+        let roots = Arc::new(match &settings.ca_file {
+            Some(ca_file) => crate::tls::read_roots(ca_file)?,
+            None => RootCertStore::empty(),
+        });
         let server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
             .map_err(|error| error.to_string())?;
@@ -64,12 +59,7 @@ impl RouteTlsIo {
                     "cluster tls: verify requires a ca_file in the TLS configuration",
                 ));
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                roots.clone(),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|error| error.to_string())?;
+            let verifier = crate::tls::client_verifier(roots.clone(), provider.clone())?;
             server.with_client_cert_verifier(verifier)
         } else {
             server.with_no_client_auth()
