@@ -738,6 +738,11 @@ async fn cluster_tls() {
             servers.push(start_with(*kind, Some(port), Some(&tls)).unwrap());
         }
         check_cluster(&servers).await;
+        for server in &servers {
+            let varz = rnats_tests::http_json(server.http_port(), "/varz");
+            assert_eq!(varz["cluster"]["tls_required"], true, "{varz}");
+            assert_eq!(varz["cluster"]["tls_verify"], true, "{varz}");
+        }
     }
     // Another CA's certificate: the handshake fails, no route forms.
     let other_dir = dir.join("other");

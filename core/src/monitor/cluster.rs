@@ -129,6 +129,10 @@ pub struct ClusterVarz {
         serialize_with = "crate::format::go_float"
     )]
     pub tls_timeout: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     /// As configured after defaulting (3), -1 when unpooled.
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub pool_size: i64,
@@ -172,7 +176,13 @@ pub fn cluster_varz(server: &View<'_>, cluster_name: &str) -> (ClusterVarz, usiz
             .unwrap_or(crate::server::DEFAULT_ROUTE_AUTH_TIMEOUT)
             .as_secs_f64(),
         urls: cluster.routes.iter().map(|url| url.address()).collect(),
-        tls_timeout: server.config().monitoring.tls_timeout.as_secs_f64(),
+        tls_timeout: cluster
+            .tls
+            .as_ref()
+            .map_or(server.config().monitoring.tls_timeout, |tls| tls.timeout)
+            .as_secs_f64(),
+        tls_required: cluster.tls.is_some(),
+        tls_verify: cluster.tls.is_some(),
         pool_size: cluster.pool_size,
     };
     (varz, routes, remotes)
