@@ -583,7 +583,7 @@ impl Model {
                 };
                 self.routed_msg(conn, routed, certain)?;
             }
-            RouteFrame::Err | RouteFrame::Other => {}
+            RouteFrame::Err | RouteFrame::Pinned(_) | RouteFrame::Other => {}
         }
         Ok(())
     }
@@ -690,54 +690,76 @@ impl Model {
         Ok(())
     }
 
-    /// At the end: every open route end learned exactly its peer's
-    /// interest (in the accounts clients use): RS+ and RS- were neither
-    /// lost nor stale, queue weights count the peer's members.
+    /// At the end: what each node learned from each peer, over all the open
+    /// route ends between them (a pool, pinned routes), is exactly the
+    /// peer's interest in the accounts clients use (RS+ and RS- were neither
+    /// lost nor stale, queue weights count the peer's members), no interest
+    /// was learned over two routes at once, and no routed message is still
+    /// owed over a route that stayed open.
     pub fn check_route_interest(&mut self) -> Result<(), String> {
+        type Key = (Bytes, Bytes, Option<Bytes>);
         let accounts: BTreeSet<Bytes> = self.conns.keys().map(|c| self.account_name(*c)).collect();
+        let mut learned: BTreeMap<(NodeId, NodeId), BTreeMap<Key, u32>> = BTreeMap::new();
         for (conn, view) in self.routes.iter().filter(|(_, v)| v.open) {
-            let mut real: BTreeMap<(Bytes, Bytes, Option<Bytes>), u32> = BTreeMap::new();
-            for ((sub_conn, _), sub) in &self.subs {
-                let on_peer = self
-                    .conns
-                    .get(sub_conn)
-                    .is_some_and(|c| c.node == view.peer && c.server_open);
-                if on_peer {
-                    let key = (
-                        self.account_name(*sub_conn),
-                        sub.subject.clone(),
-                        sub.queue.clone(),
-                    );
-                    let weight = real.entry(key).or_default();
-                    *weight = if sub.queue.is_some() { *weight + 1 } else { 1 };
-                }
-            }
-            let learned: BTreeMap<_, _> = view
-                .interest
-                .iter()
-                .filter(|((account, _, _), _)| accounts.contains(account))
-                .map(|(k, w)| (k.clone(), *w))
-                .collect();
-            self.stats.checks += 1;
-            if learned != real {
-                let missing: Vec<_> = real
-                    .iter()
-                    .filter(|(k, w)| learned.get(*k) != Some(w))
-                    .collect();
-                let stale: Vec<_> = learned
-                    .iter()
-                    .filter(|(k, w)| real.get(*k) != Some(w))
-                    .collect();
-                return Err(format!(
-                    "after the heal {} learned over {conn} an interest of {} that is not the real one: missing or wrong {missing:?}, stale {stale:?}",
-                    view.node, view.peer
-                ));
-            }
             if let Some(msg) = view.owed.front() {
                 return Err(format!(
                     "message {msg} owed to {} over {conn} never arrived though the route stayed open",
                     view.node
                 ));
+            }
+            let pair = learned.entry((view.node, view.peer)).or_default();
+            for (key, weight) in view
+                .interest
+                .iter()
+                .filter(|(k, _)| accounts.contains(&k.0))
+            {
+                if pair.insert(key.clone(), *weight).is_some() {
+                    return Err(format!(
+                        "{} learned {key:?} from {} over two routes at once",
+                        view.node, view.peer
+                    ));
+                }
+            }
+        }
+        let nodes: BTreeSet<NodeId> = self
+            .routes
+            .values()
+            .filter(|v| v.open)
+            .map(|v| v.node)
+            .collect();
+        for &node in &nodes {
+            for &peer in nodes.iter().filter(|p| **p != node) {
+                let mut real: BTreeMap<Key, u32> = BTreeMap::new();
+                for ((sub_conn, _), sub) in &self.subs {
+                    let on_peer = self
+                        .conns
+                        .get(sub_conn)
+                        .is_some_and(|c| c.node == peer && c.server_open);
+                    if on_peer {
+                        let key = (
+                            self.account_name(*sub_conn),
+                            sub.subject.clone(),
+                            sub.queue.clone(),
+                        );
+                        let weight = real.entry(key).or_default();
+                        *weight = if sub.queue.is_some() { *weight + 1 } else { 1 };
+                    }
+                }
+                let known = learned.remove(&(node, peer)).unwrap_or_default();
+                self.stats.checks += 1;
+                if known != real {
+                    let missing: Vec<_> = real
+                        .iter()
+                        .filter(|(k, w)| known.get(*k) != Some(w))
+                        .collect();
+                    let stale: Vec<_> = known
+                        .iter()
+                        .filter(|(k, w)| real.get(*k) != Some(w))
+                        .collect();
+                    return Err(format!(
+                        "after the heal {node} learned an interest of {peer} that is not the real one: missing or wrong {missing:?}, stale {stale:?}"
+                    ));
+                }
             }
         }
         Ok(())

@@ -8,6 +8,11 @@
 //! share the parser it judges. It only needs the frames the model acts on
 //! (RS+, RS-, RMSG, HMSG); every other line is skipped whole.
 //!
+//! On a pinned account's dedicated route (the dialer's INFO names
+//! `route_account`), RS+, RS- and RMSG lines leave the account out; the
+//! parser that reads that INFO pins itself and reports [`RouteFrame::Pinned`]
+//! so the world pins the link's other direction too.
+//!
 //! Invariant: `offset` counts every byte fed, and a frame's end offset is
 //! never beyond it; bytes that do not yet make a whole frame stay in `buf`.
 
@@ -39,6 +44,8 @@ pub(crate) enum RouteFrame {
     },
     /// `-ERR '<text>'`: the sender is closing the route.
     Err,
+    /// An INFO naming the account this route is dedicated to.
+    Pinned(Bytes),
     /// INFO, CONNECT, PING, PONG, +OK and anything else the model ignores.
     Other,
 }
@@ -51,6 +58,8 @@ pub(crate) struct RouteStreamParser {
     offset: u64,
     /// Bytes of `offset` already cut into frames.
     consumed: u64,
+    /// The account of a pinned route (its lines carry none).
+    pinned: Option<Bytes>,
 }
 
 impl RouteStreamParser {
@@ -60,19 +69,27 @@ impl RouteStreamParser {
         self.buf.extend_from_slice(bytes);
         self.offset += bytes.len() as u64;
         let mut frames = Vec::new();
-        while let Some((len, frame)) = parse_one(&self.buf)? {
+        while let Some((len, frame)) = parse_one(&self.buf, self.pinned.as_ref())? {
             self.buf.advance(len);
             self.consumed += len as u64;
+            if let RouteFrame::Pinned(account) = &frame {
+                self.pinned = Some(account.clone());
+            }
             frames.push((self.consumed, frame));
         }
         debug_assert!(self.consumed + self.buf.len() as u64 == self.offset);
         Ok(frames)
     }
+
+    /// The other direction of this link is a pinned account's route.
+    pub(crate) fn pin(&mut self, account: Bytes) {
+        self.pinned = Some(account);
+    }
 }
 
 /// One frame at the head of `buf`: its length and what it is; `None` when
 /// it is not whole yet.
-fn parse_one(buf: &[u8]) -> Result<Option<(usize, RouteFrame)>, String> {
+fn parse_one(buf: &[u8], pinned: Option<&Bytes>) -> Result<Option<(usize, RouteFrame)>, String> {
     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
         if buf.len() > 64 * 1024 {
             return Err(format!("route control line over 64 KiB: {:?}", show(buf)));
@@ -85,8 +102,12 @@ fn parse_one(buf: &[u8]) -> Result<Option<(usize, RouteFrame)>, String> {
         .split(|b| *b == b' ' || *b == b'\t')
         .filter(|t| !t.is_empty());
     let op = tokens.next().unwrap_or_default().to_ascii_uppercase();
-    let args: Vec<Bytes> = tokens.map(Bytes::copy_from_slice).collect();
+    let mut args: Vec<Bytes> = tokens.map(Bytes::copy_from_slice).collect();
     let bad = || format!("malformed route line {:?}", show(line));
+    if let (Some(account), b"RS+" | b"RS-" | b"RMSG" | b"HMSG") = (pinned, op.as_slice()) {
+        // The same shapes as on a shared route, the account put back.
+        args.insert(0, account.clone());
+    }
     match op.as_slice() {
         b"RS+" => {
             let queue = match args.len() {
@@ -169,6 +190,23 @@ fn parse_one(buf: &[u8]) -> Result<Option<(usize, RouteFrame)>, String> {
         }
         b"LMSG" => Err(format!("leaf message on a route: {:?}", show(line))),
         b"-ERR" => Ok(Some((after_line, RouteFrame::Err))),
+        b"INFO" => {
+            #[derive(serde::Deserialize)]
+            struct Info {
+                #[serde(default)]
+                route_account: String,
+            }
+            let json = line.get(5..).unwrap_or_default();
+            let info: Info = serde_json::from_slice(json)
+                .map_err(|e| format!("route INFO does not parse ({e}): {:?}", show(line)))?;
+            Ok(Some((
+                after_line,
+                match info.route_account.is_empty() {
+                    true => RouteFrame::Other,
+                    false => RouteFrame::Pinned(Bytes::from(info.route_account)),
+                },
+            )))
+        }
         _ => Ok(Some((after_line, RouteFrame::Other))),
     }
 }

@@ -345,6 +345,14 @@ async fn serve(
             ),
             host: host.clone(),
             port: local.port(),
+            client_urls: client_urls(
+                options
+                    .client_advertise
+                    .as_deref()
+                    .or(file.client_advertise.as_deref()),
+                &host,
+                local.port(),
+            ),
             ..ServerIdentity::default()
         },
         jetstream,
@@ -397,10 +405,17 @@ async fn serve(
             "Listening for route connections on {}",
             display_addr(&config.host, SocketAddr::from(([0, 0, 0, 0], config.port)))
         );
+        let tls = config.tls.as_ref().map(|settings| {
+            crate::runner::RouteTlsIo::new(settings)
+                .unwrap_or_else(|error| logging::fatal(format_args!("{error}")))
+        });
         // Dials queued so far wait for this, as the reference dials its
         // routes once it listens for them.
-        let dials = tokio::spawn(runner.clone().dial_loop());
-        (tokio::spawn(runner.clone().serve_routes(listener)), dials)
+        let dials = tokio::spawn(runner.clone().dial_loop(tls.clone()));
+        (
+            tokio::spawn(runner.clone().serve_routes(listener, tls)),
+            dials,
+        )
     });
 
     handle_signals(signals, &runner, &log, &reloader).await;
@@ -767,6 +782,45 @@ async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     tcp.set_reuseaddr(true)?;
     tcp.bind(socket)?;
     tcp.listen(1024)
+}
+
+/// This server's client URLs as other servers tell their clients:
+/// `client_advertise` (its port defaulting to ours), the listen host, or,
+/// for an any-address, the address this host reaches the network from
+/// (the reference lists every non-loopback address; one is what a client
+/// needs, found without sending anything).
+fn client_urls(advertise: Option<&str>, host: &str, port: u16) -> Vec<String> {
+    let join = |host: &str, port: u16| match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    if let Some(advertise) = advertise.filter(|a| !a.is_empty()) {
+        let text = advertise
+            .split_once("://")
+            .map_or(advertise, |(_, rest)| rest);
+        return match text.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') => match p.parse() {
+                Ok(p) => vec![join(h.trim_matches(['[', ']']), p)],
+                Err(_) => vec![join(text, port)],
+            },
+            _ => vec![join(text, port)],
+        };
+    }
+    let any = host.is_empty() || host == "0.0.0.0" || host == "::";
+    if !any {
+        return vec![join(host, port)];
+    }
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            socket.connect("192.0.2.1:9")?;
+            socket.local_addr()
+        })
+        .map(|addr| addr.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
+    probe
+        .map(|ip| vec![join(&ip.to_string(), port)])
+        .unwrap_or_default()
 }
 
 fn display_addr(host: &str, local: SocketAddr) -> String {

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use crate::tls::{self, Tls};
 
 mod routes;
+pub use routes::RouteTlsIo;
 mod websocket;
 
 pub use websocket::WebSocketListener;

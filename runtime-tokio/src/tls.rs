@@ -65,19 +65,11 @@ impl Tls {
             .with_protocol_versions(versions)
             .map_err(|error| error.to_string())?;
         let builder = if settings.verify {
-            let mut roots = RootCertStore::empty();
             let ca_file = settings
                 .ca_file
                 .as_ref()
                 .ok_or("verify requires a ca_file in the TLS configuration")?;
-            for cert in read_certs(Path::new(ca_file))? {
-                roots
-                    .add(cert)
-                    .map_err(|error| format!("{ca_file}: {error}"))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|error| error.to_string())?;
+            let verifier = client_verifier(Arc::new(read_roots(ca_file)?), provider)?;
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
@@ -92,7 +84,28 @@ impl Tls {
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The CA certificates of `ca_file` as a root store.
+pub(crate) fn read_roots(ca_file: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(Path::new(ca_file))? {
+        roots
+            .add(cert)
+            .map_err(|error| format!("{ca_file}: {error}"))?;
+    }
+    Ok(roots)
+}
+
+/// A verifier requiring a client certificate signed by one of `roots`.
+pub(crate) fn client_verifier(
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    WebPkiClientVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|error| error.to_string())
+}
+
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|error| format!("error parsing certificates in {}: {error}", path.display()))?;

@@ -247,7 +247,7 @@ fn unsupported_config_keys_refuse_start_and_check() {
         ("resolver: URL(http://127.0.0.1:1/jwt/v1/accounts/)\n", "\"resolver\""),
         // A key held in a TPM is not honoured.
         ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
-        ("cluster { port: -1, pool_size: 3 }\n", "\"cluster.pool_size\""),
+        ("cluster { port: -1, compression: s2_fast }\n", "\"cluster.compression\""),
         (
             "websocket { port: -1, tls { cert_file: c, key_file: k, pinned_certs: [] } }\n",
             "\"websocket.tls.pinned_certs\"",

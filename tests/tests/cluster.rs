@@ -25,7 +25,29 @@ enum Kind {
 
 /// Starts one server of cluster `c1`, routing to `seed` when given.
 fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
+    start_with(kind, seed, None)
+}
+
+/// A config file holding `text`, in this test process's directory.
+fn conf_file(text: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{n}.conf"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`start`] with a config file (the flags still give the cluster's
+/// listener, name and route).
+fn start_with(
+    kind: Kind,
+    seed: Option<u16>,
+    conf: Option<&std::path::Path>,
+) -> Option<ServerProcess> {
     let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
+    let conf = conf.map(|path| path.to_str().unwrap().to_string());
     let mut args = vec![
         "--cluster",
         "nats://127.0.0.1:-1",
@@ -36,6 +58,9 @@ fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
     ];
     if let Some(route) = &route {
         args.extend(["--routes", route.as_str()]);
+    }
+    if let Some(conf) = &conf {
+        args.extend(["-c", conf.as_str()]);
     }
     match kind {
         Kind::Rnats => Some(ServerProcess::start(&args)),
@@ -86,7 +111,9 @@ async fn await_probe(client: &async_nats::Client, probe: &str) {
 }
 
 /// Every server's `/routez` lists the other two by id (the mesh formed,
-/// partly by gossip), and `/varz` counts them: both kinds of server agree.
+/// partly by gossip), `/varz` counts them, and each pair of servers agrees
+/// on the connections between them (pooled and pinned: both kinds of
+/// server reach the same pool): both kinds of server agree.
 fn check_routez(servers: &[ServerProcess]) {
     let ids: Vec<String> = servers
         .iter()
@@ -98,35 +125,64 @@ fn check_routez(servers: &[ServerProcess]) {
         })
         .collect();
     let deadline = std::time::Instant::now() + common::WAIT_TIMEOUT;
-    for (index, server) in servers.iter().enumerate() {
-        let expected: BTreeSet<&str> = ids
-            .iter()
-            .enumerate()
-            .filter(|(other, _)| *other != index)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        loop {
+    loop {
+        // (server, remote) -> connections, with the pinned accounts seen.
+        let mut links: BTreeMap<(usize, String), (usize, BTreeSet<String>)> = BTreeMap::new();
+        let mut complete = true;
+        for (index, server) in servers.iter().enumerate() {
             let routez = rnats_tests::http_json(server.http_port(), "/routez");
-            let remotes: BTreeSet<&str> = routez["routes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["remote_id"].as_str().unwrap())
-                .collect();
-            if remotes == expected {
-                // `routes` counts connections (a pooling nats-server has
-                // several per peer); `remotes` counts servers.
-                let varz = rnats_tests::http_json(server.http_port(), "/varz");
-                assert_eq!(varz["remotes"], 2, "{varz}");
-                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
-                break;
+            let routes = routez["routes"].as_array().unwrap();
+            assert_eq!(routez["num_routes"], routes.len(), "{routez}");
+            for route in routes {
+                let link = links
+                    .entry((index, route["remote_id"].as_str().unwrap().to_string()))
+                    .or_default();
+                link.0 += 1;
+                if let Some(account) = route["account"].as_str() {
+                    link.1.insert(account.to_string());
+                }
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server {index}: routes {remotes:?}, expected {expected:?}: {routez}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            let remotes: BTreeSet<&str> = links
+                .keys()
+                .filter(|(server, _)| *server == index)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            let expected: BTreeSet<&str> = ids
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            complete &= remotes == expected;
         }
+        let agree = complete
+            && (0..servers.len()).all(|a| {
+                (0..servers.len())
+                    .filter(|b| *b != a)
+                    .all(|b| links.get(&(a, ids[b].clone())) == links.get(&(b, ids[a].clone())))
+            });
+        // Pooled connections come up after the first: the servers agree
+        // once every one counts two servers (`remotes`: pooled ones only)
+        // and all its connections.
+        let settled = agree
+            && servers.iter().enumerate().all(|(index, server)| {
+                let varz = rnats_tests::http_json(server.http_port(), "/varz");
+                let routes: usize = links
+                    .iter()
+                    .filter(|((server, _), _)| *server == index)
+                    .map(|(_, (n, _))| n)
+                    .sum();
+                assert_eq!(varz["cluster"]["name"], "c1", "{varz}");
+                varz["remotes"] == 2 && varz["routes"] == routes
+            });
+        if settled {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the servers do not agree on their routes: {links:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -134,9 +190,22 @@ fn check_routez(servers: &[ServerProcess]) {
 /// three servers of any kinds.
 async fn check_cluster(servers: &[ServerProcess]) {
     check_routez(servers);
+    check_account(servers, None).await;
+}
+
+/// [`check_cluster`]'s traffic with clients of one account (`user`
+/// logs in with its name as password).
+async fn check_account(servers: &[ServerProcess], user: Option<&str>) {
     let mut clients = Vec::new();
     for server in servers {
-        clients.push(connect(&server.url()).await);
+        clients.push(match user {
+            Some(user) => {
+                let options =
+                    async_nats::ConnectOptions::with_user_and_password(user.into(), user.into());
+                common::connect_with(&server.url(), options).await
+            }
+            None => connect(&server.url()).await,
+        });
     }
 
     // Delivery across servers: a subscriber on the third server gets every
@@ -374,19 +443,17 @@ fn unbuilt_cluster_settings_are_refused() {
     let dir = std::env::temp_dir().join(format!("rnats-cluster-refusal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (text, key) in [
-        ("cluster { port: -1, pool_size: 3 }", "cluster.pool_size"),
         (
             "cluster { port: -1, compression: s2_auto }",
             "cluster.compression",
         ),
-        ("cluster { port: -1, accounts: [A] }", "cluster.accounts"),
         (
             "cluster { port: -1, permissions { import: \">\" } }",
             "cluster.permissions",
         ),
         (
-            "cluster { port: -1, tls { cert_file: a, key_file: b } }",
-            "cluster.tls",
+            "cluster { port: -1, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
+            "cluster.tls.pinned_certs",
         ),
     ] {
         let path = dir.join("refused.conf");
@@ -467,4 +534,236 @@ async fn every_server_lists_every_route() {
         }
         check_cluster(&servers).await;
     }
+}
+
+/// Accounts A (pinned: a route of its own) and B (pooled), on every server.
+const ACCOUNTS: &str =
+    "accounts { A { users: [{user: a, password: a}] }, B { users: [{user: b, password: b}] } }\n";
+
+/// Mixed clusters with pinned accounts, and with pools of different sizes
+/// (the larger wins on both ends) or none on one side (one connection for
+/// every account): each account's traffic crosses the cluster, queue
+/// groups deliver once, and both ends agree on the connections.
+#[tokio::test]
+async fn mixed_pools_and_pinned_accounts() {
+    let pinned = format!("{ACCOUNTS}cluster {{ accounts: [A] }}\n");
+    let big_pool = format!("{ACCOUNTS}cluster {{ pool_size: 5 }}\n");
+    let unpooled = format!("{ACCOUNTS}cluster {{ pool_size: -1 }}\n");
+    let plain = ACCOUNTS.to_string();
+    for (kinds, confs) in [
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [&pinned, &pinned, &pinned],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&pinned, &pinned, &pinned],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&plain, &big_pool, &plain],
+        ),
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [&plain, &big_pool, &plain],
+        ),
+        (
+            [Kind::Rnats, Kind::Reference, Kind::Rnats],
+            [&plain, &unpooled, &plain],
+        ),
+        (
+            [Kind::Reference, Kind::Rnats, Kind::Rnats],
+            [&unpooled, &plain, &unpooled],
+        ),
+    ] {
+        eprintln!("cluster {kinds:?}");
+        let files: Vec<_> = confs.iter().map(|text| conf_file(text)).collect();
+        let Some(seed) = start_with(kinds[0], None, Some(&files[0])) else {
+            return;
+        };
+        let port = seed.route_port();
+        let mut servers = vec![seed];
+        for index in 1..3 {
+            servers.push(start_with(kinds[index], Some(port), Some(&files[index])).unwrap());
+        }
+        check_routez(&servers);
+        let routez = rnats_tests::http_json(servers[1].http_port(), "/routez");
+        if confs[0] == &pinned {
+            let accounts: BTreeSet<&str> = routez["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["account"].as_str())
+                .collect();
+            assert_eq!(accounts, BTreeSet::from(["$SYS", "A"]), "{routez}");
+        }
+        check_account(&servers, Some("a")).await;
+        check_account(&servers, Some("b")).await;
+    }
+}
+
+/// rnats has no S2: it announces `compression: off`, and a nats-server
+/// peer in every mode it can be configured with (its default `accept`
+/// included) negotiates the route down to no compression, whichever end
+/// dials. rnats's own `accept` is served the same way.
+#[tokio::test]
+async fn mixed_with_every_compression_mode() {
+    let modes = [
+        None,
+        Some("off"),
+        Some("accept"),
+        Some("s2_fast"),
+        Some("s2_better"),
+        Some("s2_best"),
+        Some("s2_auto"),
+    ];
+    for (n, mode) in modes.into_iter().enumerate() {
+        let reference = conf_file(&match mode {
+            Some(mode) => format!("cluster {{ compression: {mode} }}\n"),
+            None => String::new(),
+        });
+        let ours = conf_file(if n % 2 == 0 {
+            ""
+        } else {
+            "cluster { compression: accept }\n"
+        });
+        // rnats dialing nats-server, then nats-server dialing rnats.
+        for kinds in [
+            [Kind::Reference, Kind::Rnats, Kind::Reference],
+            [Kind::Rnats, Kind::Reference, Kind::Reference],
+        ] {
+            eprintln!("compression {mode:?}, cluster {kinds:?}");
+            let file = |kind: Kind| match kind {
+                Kind::Rnats => ours.clone(),
+                Kind::Reference => reference.clone(),
+            };
+            let Some(seed) = start_with(kinds[0], None, Some(&file(kinds[0]))) else {
+                return;
+            };
+            let port = seed.route_port();
+            let mut servers = vec![seed];
+            for kind in &kinds[1..] {
+                servers.push(start_with(*kind, Some(port), Some(&file(*kind))).unwrap());
+            }
+            check_cluster(&servers).await;
+            // Every route with an rnats end is uncompressed, at both ends
+            // (two nats-servers compress between themselves).
+            let rnats_ids: Vec<String> = kinds
+                .iter()
+                .zip(&servers)
+                .filter(|(kind, _)| matches!(kind, Kind::Rnats))
+                .map(|(_, s)| {
+                    rnats_tests::http_json(s.http_port(), "/varz")["server_id"].to_string()
+                })
+                .collect();
+            for (kind, server) in kinds.iter().zip(&servers) {
+                let routez = rnats_tests::http_json(server.http_port(), "/routez");
+                for route in routez["routes"].as_array().unwrap() {
+                    if matches!(kind, Kind::Rnats)
+                        || rnats_ids.contains(&route["remote_id"].to_string())
+                    {
+                        assert_eq!(route["compression"], "off", "{mode:?}: {routez}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// INFO `connect_urls`: a client told of the cluster's servers when it
+/// connects (and again as servers join) fails over to one of them when
+/// its server dies, and its traffic flows again.
+#[tokio::test]
+async fn clients_fail_over_by_connect_urls() {
+    let mut servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
+    check_routez(&servers);
+    // Knows only the third server's address.
+    let client = connect(&servers[2].url()).await;
+    let urls = &client.server_info().connect_urls;
+    let expected: BTreeSet<String> = servers.iter().map(|s| s.addr()).collect();
+    assert_eq!(
+        urls.iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{urls:?}"
+    );
+    let other = connect(&servers[0].url()).await;
+    let mut sub = other.subscribe("fo.x").await.unwrap();
+    responder(&other, "probe.fo".into()).await;
+    await_probe(&client, "probe.fo").await;
+    servers[2].kill();
+    within("traffic after failing over", async {
+        loop {
+            let _ = client.publish("fo.x", "after".into()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), client.flush()).await;
+            if let Ok(Some(msg)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            {
+                assert_eq!(&msg.payload[..], b"after");
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    );
+}
+
+/// `cluster { tls }`: routes are TLS from their first byte, verified both
+/// ways against the cluster's CA, between rnats servers and in mixed
+/// clusters with nats-server; a server whose certificate another CA signed
+/// is not let in.
+#[tokio::test]
+async fn cluster_tls() {
+    let dir = std::env::temp_dir().join(format!("rnats-cluster-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = common::generated_server_certificate(&dir);
+    let tls = conf_file(&format!(
+        "cluster {{ tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true, timeout: 2 }} }}\n",
+        pki.cert, pki.key, pki.ca
+    ));
+    for kinds in [
+        [Kind::Rnats; 3],
+        [Kind::Rnats, Kind::Reference, Kind::Rnats],
+        [Kind::Reference, Kind::Rnats, Kind::Reference],
+    ] {
+        eprintln!("tls cluster {kinds:?}");
+        let Some(seed) = start_with(kinds[0], None, Some(&tls)) else {
+            return;
+        };
+        let port = seed.route_port();
+        let mut servers = vec![seed];
+        for kind in &kinds[1..] {
+            servers.push(start_with(*kind, Some(port), Some(&tls)).unwrap());
+        }
+        check_cluster(&servers).await;
+        for server in &servers {
+            let varz = rnats_tests::http_json(server.http_port(), "/varz");
+            assert_eq!(varz["cluster"]["tls_required"], true, "{varz}");
+            assert_eq!(varz["cluster"]["tls_verify"], true, "{varz}");
+        }
+    }
+    // Another CA's certificate: the handshake fails, no route forms.
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = common::generated_server_certificate(&other_dir);
+    let stranger = conf_file(&format!(
+        "cluster {{ tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true }} }}\n",
+        other.cert, other.key, other.ca
+    ));
+    let seed = start_with(Kind::Rnats, None, Some(&tls)).unwrap();
+    let outsider = start_with(Kind::Rnats, Some(seed.route_port()), Some(&stranger)).unwrap();
+    within("the refused handshake in the log", async {
+        while !outsider
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("TLS route handshake error"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let routez = rnats_tests::http_json(seed.http_port(), "/routez");
+    assert_eq!(routez["num_routes"], 0, "{routez}");
 }

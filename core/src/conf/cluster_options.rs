@@ -8,8 +8,8 @@
 //! Invariants:
 //! - Every key of the reference's block is parsed here or reported as
 //!   unsupported (`cluster.<key>`), so start-up refuses what rnats does not
-//!   do: cluster `tls`, `permissions`, pinned `accounts`, `pool_size` other
-//!   than unpooled, compression other than off.
+//!   do: `permissions`, the S2 compression modes (rnats has no S2: `off`
+//!   and `accept` are served uncompressed), TLS keys rnats does not handle.
 //! - Route URLs keep their credentials only in the config; logs show
 //!   `host:port`.
 
@@ -37,7 +37,16 @@ pub struct ClusterOptions {
     pub user: Option<String>,
     pub password: Option<String>,
     pub auth_timeout: Option<Duration>,
+    /// As written: 0 (or none) takes the default, a negative size turns
+    /// pooling off.
+    pub pool_size: Option<i64>,
+    /// Pinned accounts: each gets a route of its own to every peer.
+    pub accounts: Vec<String>,
+    pub tls: Option<super::tls_options::TlsOptions>,
 }
+
+/// The reference's default number of pooled route connections per peer.
+pub const DEFAULT_POOL_SIZE: i64 = 3;
 
 /// Parses the `cluster { }` block.
 pub fn parse_cluster(
@@ -69,39 +78,63 @@ pub fn parse_cluster(
             "routes" => cluster.routes = routes(field)?,
             "cluster_advertise" | "advertise" => cluster.advertise = Some(string(field)?),
             "no_advertise" => cluster.no_advertise = boolean(field)?,
-            "connect_retries" => {
-                cluster.connect_retries = Some(
-                    field
-                        .value
-                        .as_i64()
-                        .ok_or_else(|| wrong_type(field, "an integer"))?,
-                )
-            }
-            // Unpooled routes are what rnats does; a pool is refused.
-            "pool_size" => match field.value.as_i64() {
-                Some(size) if size < 0 => {}
-                Some(_) => unsupported.push(Unsupported::new(format!("cluster.{key}"), field)),
-                None => return Err(wrong_type(field, "an integer")),
-            },
-            // Compression off is what rnats does (it has no S2).
-            "compression" => {
-                let off = match &field.value.kind {
-                    ValueKind::Bool(on) => !on,
-                    ValueKind::String(mode) => {
-                        matches!(
-                            mode.to_ascii_lowercase().as_str(),
-                            "off" | "disabled" | "false"
-                        )
+            "connect_retries" => cluster.connect_retries = Some(integer(field)?),
+            "pool_size" => cluster.pool_size = Some(integer(field)?),
+            "accounts" => {
+                let accounts = super::options::string_list(field)?;
+                for (at, name) in accounts.iter().enumerate() {
+                    if accounts[..at].contains(name) {
+                        return Err(invalid(
+                            field,
+                            &format!(
+                                "found duplicate account name {} in pinned accounts list {}",
+                                crate::format::go_quote(name.as_bytes()),
+                                go_list(&accounts)
+                            ),
+                        ));
                     }
-                    ValueKind::Map(_) => false,
+                }
+                cluster.accounts = accounts;
+            }
+            // rnats has no S2: it announces `off`, which every peer mode
+            // negotiates down to no compression. `accept` (the reference's
+            // default) is served that way too; the S2 modes are refused.
+            "compression" => {
+                let served = match &field.value.kind {
+                    ValueKind::Bool(on) => !on,
+                    ValueKind::String(mode) => compression_served(mode),
+                    ValueKind::Map(map) => map.iter().all(|f| {
+                        !f.key.eq_ignore_ascii_case("mode")
+                            || f.value.as_str().is_some_and(compression_served)
+                    }),
                     _ => return Err(wrong_type(field, "a boolean, a string or a map")),
                 };
-                if !off {
+                if !served {
                     unsupported.push(Unsupported::new(format!("cluster.{key}"), field));
                 }
             }
-            "tls" | "permissions" | "accounts" | "connect_backoff" | "ping_interval"
-            | "ping_max" | "write_deadline" | "write_timeout" => {
+            "tls" => {
+                let mut refused = Vec::new();
+                let tls = super::tls_options::parse_tls(field, &mut refused)?;
+                for mut refusal in refused {
+                    refusal.key = format!("cluster.{}", refusal.key);
+                    unsupported.push(refusal);
+                }
+                if tls.cert_file.is_none() {
+                    return Err(invalid(
+                        field,
+                        "missing 'cert_file' or 'key_file' in TLS configuration",
+                    ));
+                }
+                // Routes do the handshake first always; these are client-port
+                // notions the reference does not apply to routes.
+                if tls.handshake_first || tls.verify_and_map {
+                    unsupported.push(Unsupported::new(String::from("cluster.tls"), field));
+                }
+                cluster.tls = Some(tls);
+            }
+            "permissions" | "connect_backoff" | "ping_interval" | "ping_max" | "write_deadline"
+            | "write_timeout" => {
                 unsupported.push(Unsupported::new(format!("cluster.{key}"), field))
             }
             _ if field.is_referenced() => {}
@@ -109,6 +142,30 @@ pub fn parse_cluster(
         }
     }
     Ok(cluster)
+}
+
+fn integer(field: &MapEntry) -> Result<i64, ConfError> {
+    field
+        .value
+        .as_i64()
+        .ok_or_else(|| wrong_type(field, "an integer"))
+}
+
+/// Compression modes rnats serves (uncompressed): `off` and `accept`.
+fn compression_served(mode: &str) -> bool {
+    matches!(
+        mode.to_ascii_lowercase().as_str(),
+        "off" | "disabled" | "false" | "accept" | ""
+    )
+}
+
+/// Go's `%q` of a string slice: `["A" "B"]`.
+fn go_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|i| crate::format::go_quote(i.as_bytes()))
+        .collect();
+    format!("[{}]", quoted.join(" "))
 }
 
 /// The block's `authorization { user, password, timeout }`: one user, no
@@ -232,6 +289,15 @@ pub fn cluster_request(
     if let Some(retries) = flags.connect_retries {
         options.connect_retries = Some(retries);
     }
+    let pool_size = match options.pool_size {
+        None | Some(0) => DEFAULT_POOL_SIZE,
+        Some(size) => size,
+    };
+    if pool_size < 0 && !options.accounts.is_empty() {
+        return Err(String::from(
+            "pool_size cannot be negative if pinned accounts are specified",
+        ));
+    }
     let port = options.port.unwrap_or(0);
     if port == 0 {
         return Ok(None);
@@ -255,6 +321,17 @@ pub fn cluster_request(
         user: options.user.clone().filter(|u| !u.is_empty()),
         password: options.password.clone().unwrap_or_default(),
         auth_timeout: options.auth_timeout,
+        pool_size,
+        accounts: options.accounts.clone(),
+        tls: options.tls.as_ref().map(|tls| crate::server::RouteTls {
+            cert_file: tls.cert_file.clone().unwrap_or_default(),
+            key_file: tls.key_file.clone().unwrap_or_default(),
+            ca_file: tls.ca_file.clone(),
+            verify: tls.verify,
+            timeout: tls
+                .timeout
+                .unwrap_or(super::tls_options::DEFAULT_TLS_TIMEOUT),
+        }),
     };
     Ok(Some(ClusterRequest { host, port, config }))
 }
@@ -283,17 +360,31 @@ mod tests {
         assert_eq!(options.routes[0].user.as_deref(), Some("u"));
         assert_eq!(options.routes[1].address(), "h2:6222");
         assert!(refused.is_empty(), "{refused:?}");
-        let (_, refused) = load("cluster { port: 1, pool_size: 3, compression: s2_fast, tls {}, accounts: [A], permissions {} }");
+        let (options, refused) = load("cluster { port: 1, pool_size: 5, compression: s2_fast, tls { cert_file: c, key_file: k, insecure: true }, accounts: [A, B], permissions {} }");
         assert_eq!(
             refused,
             [
-                "cluster.pool_size",
                 "cluster.compression",
-                "cluster.tls",
-                "cluster.accounts",
+                "cluster.tls.insecure",
                 "cluster.permissions"
             ]
         );
+        assert_eq!((options.pool_size, options.accounts.len()), (Some(5), 2));
+        for mode in [
+            "s2_fast",
+            "s2_better",
+            "s2_best",
+            "s2_auto",
+            "s2_uncompressed",
+            "{mode: s2_auto}",
+        ] {
+            let (_, refused) = load(&format!("cluster {{ port: 1, compression: {mode} }}"));
+            assert_eq!(refused, ["cluster.compression"], "{mode}");
+        }
+        for mode in ["off", "accept", "false", "{mode: accept}"] {
+            let (_, refused) = load(&format!("cluster {{ port: 1, compression: {mode} }}"));
+            assert!(refused.is_empty(), "{mode}");
+        }
     }
 
     #[test]
@@ -311,6 +402,42 @@ mod tests {
         assert_eq!(
             cluster_request(None, &ClusterFlags::default()).unwrap(),
             None
+        );
+        assert_eq!(request.config.pool_size, DEFAULT_POOL_SIZE);
+    }
+
+    #[test]
+    fn pool_size_and_pinned_accounts() {
+        let request = |text: &str| cluster_request(Some(&load(text).0), &ClusterFlags::default());
+        let pool = |text: &str| request(text).unwrap().unwrap().config.pool_size;
+        assert_eq!(pool("cluster { port: 1 }"), 3);
+        assert_eq!(pool("cluster { port: 1, pool_size: 0 }"), 3);
+        assert_eq!(pool("cluster { port: 1, pool_size: -1 }"), -1);
+        assert_eq!(pool("cluster { port: 1, pool_size: 7 }"), 7);
+        assert_eq!(
+            request("cluster { port: 1, pool_size: -1, accounts: [A] }").unwrap_err(),
+            "pool_size cannot be negative if pinned accounts are specified"
+        );
+        let root = crate::conf::parse(
+            "t.conf",
+            "cluster { port: 1, accounts: [A, A] }",
+            &crate::conf::NoSource,
+        )
+        .unwrap();
+        let entry = root
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|e| e.key == "cluster")
+            .unwrap();
+        let error = parse_cluster(entry, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "found duplicate account name \"A\" in pinned accounts list [\"A\" \"A\"]"
+            ),
+            "{error}"
         );
     }
 }

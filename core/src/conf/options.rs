@@ -1355,7 +1355,7 @@ mod tests {
     #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
-            "cluster { port: 6222, tls {} }\nJetStream: enabled\nport: 4222\n\
+            "cluster { port: 6222, permissions {} }\nJetStream: enabled\nport: 4222\n\
              authorization { users = [ {user: a, password: b} ], proxy_required: true }",
         )
         .unwrap();
@@ -1366,7 +1366,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                ("cluster.tls", 1, 23),
+                ("cluster.permissions", 1, 23),
                 ("authorization.proxy_required", 4, 53)
             ]
         );
@@ -1390,7 +1390,7 @@ mod tests {
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
-            "cluster { port: 6222, pool_size: 3 }",
+            "cluster { port: 6222, compression: s2_best }",
             "gateway { port: 7222 }",
             "mqtt { port: 1883 }",
             "ocsp: true",

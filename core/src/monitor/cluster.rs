@@ -44,6 +44,9 @@ pub struct RouteInfo {
     pub in_bytes: u64,
     pub out_bytes: u64,
     pub subscriptions: usize,
+    /// The pinned account of a dedicated route.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
     pub compression: &'static str,
 }
 
@@ -91,6 +94,7 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
                 in_bytes: route.stats.in_bytes,
                 out_bytes: route.stats.out_bytes,
                 subscriptions: route.subs.len(),
+                account: route.account.clone().unwrap_or_default(),
                 compression: "off",
             })
         })
@@ -125,6 +129,17 @@ pub struct ClusterVarz {
         serialize_with = "crate::format::go_float"
     )]
     pub tls_timeout: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
+    /// As configured after defaulting (3), -1 when unpooled.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub pool_size: i64,
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u16) -> bool {
@@ -135,15 +150,22 @@ fn is_zero_f64(n: &f64) -> bool {
     *n == 0.0
 }
 
-/// The `/varz` `cluster` section and the number of registered routes.
-pub fn cluster_varz(server: &View<'_>, cluster_name: &str) -> (ClusterVarz, usize) {
-    let routes = server
+/// The `/varz` `cluster` section, the number of registered route
+/// connections (pooled and pinned ones each count) and of servers routed to.
+pub fn cluster_varz(server: &View<'_>, cluster_name: &str) -> (ClusterVarz, usize, usize) {
+    let registered: Vec<&str> = server
         .connections()
         .routes()
-        .filter(|(_, route)| !route.is_closing() && route.remote.is_some())
-        .count();
+        .filter(|(_, route)| !route.is_closing())
+        .filter_map(|(_, route)| route.remote_id())
+        .collect();
+    let routes = registered.len();
+    let remotes = registered
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let Some(cluster) = &server.config().cluster else {
-        return (ClusterVarz::default(), routes);
+        return (ClusterVarz::default(), routes, remotes);
     };
     let varz = ClusterVarz {
         name: cluster_name.to_string(),
@@ -154,9 +176,16 @@ pub fn cluster_varz(server: &View<'_>, cluster_name: &str) -> (ClusterVarz, usiz
             .unwrap_or(crate::server::DEFAULT_ROUTE_AUTH_TIMEOUT)
             .as_secs_f64(),
         urls: cluster.routes.iter().map(|url| url.address()).collect(),
-        tls_timeout: server.config().monitoring.tls_timeout.as_secs_f64(),
+        tls_timeout: cluster
+            .tls
+            .as_ref()
+            .map_or(server.config().monitoring.tls_timeout, |tls| tls.timeout)
+            .as_secs_f64(),
+        tls_required: cluster.tls.is_some(),
+        tls_verify: cluster.tls.is_some(),
+        pool_size: cluster.pool_size,
     };
-    (varz, routes)
+    (varz, routes, remotes)
 }
 
 pub fn gatewayz(server: &View<'_>, clock: Clock) -> Gatewayz {

@@ -185,7 +185,7 @@ fn is_zero(value: &usize) -> bool {
 
 /// Builds `/varz` as of `clock`.
 pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
-    let (cluster, routes) = super::cluster::cluster_varz(server, server.cluster_name());
+    let (cluster, routes, remotes) = super::cluster::cluster_varz(server, server.cluster_name());
     let config = server.config();
     let monitor = server.monitor_state();
     let stats = server.stats();
@@ -238,7 +238,7 @@ pub fn varz(server: &View<'_>, clock: Clock) -> Varz {
         connections: server.num_connections(),
         total_connections: stats.total_connections,
         routes,
-        remotes: routes,
+        remotes,
         leafnodes: 0,
         in_msgs: stats.in_msgs,
         in_bytes: stats.in_bytes,

@@ -21,16 +21,23 @@ pub fn write_route_connect(out: &mut impl FrameSink, connect: &RouteConnect) {
     out.put(b"\r\n");
 }
 
-/// `RS+ <account> <subject> [<queue> <weight>]\r\n`
+/// `<account> ` unless the route is the account's own (pinned: `None`).
+fn put_account(out: &mut impl FrameSink, account: Option<&[u8]>) {
+    if let Some(account) = account {
+        out.put(account);
+        out.put(b" ");
+    }
+}
+
+/// `RS+ [<account>] <subject> [<queue> <weight>]\r\n`
 pub fn write_rs_plus(
     out: &mut impl FrameSink,
-    account: &[u8],
+    account: Option<&[u8]>,
     subject: &[u8],
     queue: Option<(&[u8], u32)>,
 ) {
     out.put(b"RS+ ");
-    out.put(account);
-    out.put(b" ");
+    put_account(out, account);
     out.put(subject);
     if let Some((queue, weight)) = queue {
         out.put(b" ");
@@ -41,16 +48,15 @@ pub fn write_rs_plus(
     out.put(b"\r\n");
 }
 
-/// `RS- <account> <subject> [<queue>]\r\n`
+/// `RS- [<account>] <subject> [<queue>]\r\n`
 pub fn write_rs_minus(
     out: &mut impl FrameSink,
-    account: &[u8],
+    account: Option<&[u8]>,
     subject: &[u8],
     queue: Option<&[u8]>,
 ) {
     out.put(b"RS- ");
-    out.put(account);
-    out.put(b" ");
+    put_account(out, account);
     out.put(subject);
     if let Some(queue) = queue {
         out.put(b" ");
@@ -60,10 +66,10 @@ pub fn write_rs_minus(
 }
 
 /// `RMSG`/`HMSG` with its account, reply and the queue groups chosen on the
-/// receiving server, then the payload.
+/// receiving server, then the payload (no account on a pinned route).
 pub fn write_rmsg(
     out: &mut impl FrameSink,
-    account: &[u8],
+    account: Option<&[u8]>,
     subject: &[u8],
     reply: Option<&[u8]>,
     queues: &[&[u8]],
@@ -71,14 +77,15 @@ pub fn write_rmsg(
     payload: &[u8],
 ) {
     let total = headers.map_or(0, <[u8]>::len) + payload.len();
-    out.expect(64 + account.len() + subject.len() + reply.map_or(0, <[u8]>::len) + total);
+    out.expect(
+        64 + account.map_or(0, <[u8]>::len) + subject.len() + reply.map_or(0, <[u8]>::len) + total,
+    );
     out.put(if headers.is_some() {
         b"HMSG "
     } else {
         b"RMSG "
     });
-    out.put(account);
-    out.put(b" ");
+    put_account(out, account);
     out.put(subject);
     match (reply, queues.is_empty()) {
         (Some(reply), true) => {

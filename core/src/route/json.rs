@@ -19,6 +19,10 @@ pub struct RouteInfo {
     pub headers: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_payload: i64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ip: String,
@@ -31,12 +35,12 @@ pub struct RouteInfo {
     pub connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub compression: String,
-    /// A pooling peer's pool size; rnats never sends it (unpooled).
+    /// The sender's pool size (absent: it does not pool).
     #[serde(skip_serializing_if = "is_zero")]
     pub route_pool_size: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub route_pool_idx: i64,
-    /// Set on a per-account (pinned) route, which rnats refuses.
+    /// Set on a pinned account's dedicated route.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub route_account: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

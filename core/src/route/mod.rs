@@ -4,8 +4,9 @@
 //! What a route does with them (handshake, interest, forwarding) is the
 //! server's route part (`server/routes.rs`, driven from `server/route_ops.rs`).
 //!
-//! Wire forms (as nats-server v2.15.1 speaks them to a peer that does not
-//! pool routes, which is how rnats announces itself):
+//! Wire forms (as nats-server v2.15.1 speaks them; on a pinned account's
+//! dedicated route the `<account>` field is left out, see
+//! [`RouteParser::pin`]):
 //!
 //! ```text
 //! INFO {json}            CONNECT {json}          PING  PONG  +OK  -ERR 'text'

@@ -62,11 +62,22 @@ pub enum RouteParseError {
 #[derive(Debug, Clone)]
 pub struct RouteParser {
     limits: ParserLimits,
+    /// A pinned account's dedicated route: its RS+/RS-/RMSG/HMSG lines
+    /// leave the account out (it is this one).
+    account: Option<Bytes>,
 }
 
 impl RouteParser {
     pub fn new(limits: ParserLimits) -> Self {
-        RouteParser { limits }
+        RouteParser {
+            limits,
+            account: None,
+        }
+    }
+
+    /// From now on the connection is `account`'s dedicated route.
+    pub fn pin(&mut self, account: Bytes) {
+        self.account = Some(account);
     }
 
     /// The next whole operation at the front of `buf` (removed from it), or
@@ -92,8 +103,8 @@ impl RouteParser {
             b"-ERR" => Some(RouteOp::Err(Bytes::copy_from_slice(args))),
             b"INFO" => Some(RouteOp::Info(Bytes::copy_from_slice(args))),
             b"CONNECT" => Some(RouteOp::Connect(Bytes::copy_from_slice(args))),
-            b"RS+" => Some(parse_sub(args)?),
-            b"RS-" => Some(parse_unsub(args)?),
+            b"RS+" => Some(parse_sub(args, self.account.as_ref())?),
+            b"RS-" => Some(parse_unsub(args, self.account.as_ref())?),
             b"RMSG" | b"HMSG" => None,
             _ => return Err(RouteParseError::UnknownOperation),
         };
@@ -102,7 +113,7 @@ impl RouteParser {
             return Ok(Some(parsed));
         }
         let headers = op.as_slice() == b"HMSG";
-        let head = parse_msg_args(args, args_at, headers)?;
+        let head = parse_msg_args(args, args_at, headers, self.account.is_some())?;
         if head.total > self.limits.max_payload {
             return Err(RouteParseError::MaxPayload);
         }
@@ -119,8 +130,13 @@ impl RouteParser {
         body.truncate(head.total);
         let field = |(start, len): (usize, usize)| line.slice(start..start + len);
         let headers = head.header_len.map(|len| body.split_to(len));
+        let account = match (&self.account, head.account) {
+            (Some(pinned), _) => pinned.clone(),
+            (None, Some(at)) => field(at),
+            (None, None) => return Err(RouteParseError::InvalidArguments { op: "RMSG" }),
+        };
         Ok(Some(RouteOp::Msg(RoutedMsg {
-            account: field(head.account),
+            account,
             subject: field(head.subject),
             reply: head.reply.map(field),
             queues: head.queues.into_iter().map(field).collect(),
@@ -165,46 +181,64 @@ fn fields(args: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-fn parse_sub(args: &[u8]) -> Result<RouteOp, RouteParseError> {
+/// The account of an interest line and the fields after it.
+fn account_and_rest(
+    args: &[u8],
+    f: &[(usize, usize)],
+    pinned: Option<&Bytes>,
+) -> Option<(Bytes, Vec<Bytes>)> {
+    let get = |(s, l): (usize, usize)| Bytes::copy_from_slice(&args[s..s + l]);
+    let mut rest = f.iter().map(|at| get(*at));
+    let account = match pinned {
+        Some(account) => account.clone(),
+        None => rest.next()?,
+    };
+    Some((account, rest.collect()))
+}
+
+fn parse_sub(args: &[u8], pinned: Option<&Bytes>) -> Result<RouteOp, RouteParseError> {
     let bad = RouteParseError::InvalidArguments { op: "RS+" };
     let f = fields(args);
-    let get = |(s, l): (usize, usize)| Bytes::copy_from_slice(&args[s..s + l]);
-    match f.len() {
-        2 => Ok(RouteOp::Sub {
-            account: get(f[0]),
-            subject: get(f[1]),
+    let (account, mut rest) = account_and_rest(args, &f, pinned).ok_or(bad.clone())?;
+    match rest.len() {
+        1 => Ok(RouteOp::Sub {
+            account,
+            subject: rest.remove(0),
             queue: None,
         }),
-        4 => {
-            let weight = parse_size(&args[f[3].0..f[3].0 + f[3].1]).ok_or(bad.clone())?;
+        3 => {
+            let weight = parse_size(&rest[2]).ok_or(bad.clone())?;
             let weight = u32::try_from(weight).map_err(|_| bad)?;
+            let queue = rest.remove(1);
             Ok(RouteOp::Sub {
-                account: get(f[0]),
-                subject: get(f[1]),
-                queue: Some((get(f[2]), weight)),
+                account,
+                subject: rest.remove(0),
+                queue: Some((queue, weight)),
             })
         }
         _ => Err(bad),
     }
 }
 
-fn parse_unsub(args: &[u8]) -> Result<RouteOp, RouteParseError> {
+fn parse_unsub(args: &[u8], pinned: Option<&Bytes>) -> Result<RouteOp, RouteParseError> {
+    let bad = RouteParseError::InvalidArguments { op: "RS-" };
     let f = fields(args);
-    let get = |(s, l): (usize, usize)| Bytes::copy_from_slice(&args[s..s + l]);
-    match f.len() {
-        2 | 3 => Ok(RouteOp::Unsub {
-            account: get(f[0]),
-            subject: get(f[1]),
-            queue: f.get(2).map(|q| get(*q)),
+    let (account, mut rest) = account_and_rest(args, &f, pinned).ok_or(bad.clone())?;
+    match rest.len() {
+        1 | 2 => Ok(RouteOp::Unsub {
+            account,
+            subject: rest.remove(0),
+            queue: (!rest.is_empty()).then(|| rest.remove(0)),
         }),
-        _ => Err(RouteParseError::InvalidArguments { op: "RS-" }),
+        _ => Err(bad),
     }
 }
 
 /// An RMSG/HMSG control line: (offset, len) of each field, offsets counted
 /// from the start of the whole line (the operation name included).
 struct MsgHead {
-    account: (usize, usize),
+    /// `None` on a pinned account's route (the line has no account).
+    account: Option<(usize, usize)>,
     subject: (usize, usize),
     reply: Option<(usize, usize)>,
     queues: Vec<(usize, usize)>,
@@ -212,12 +246,22 @@ struct MsgHead {
     total: usize,
 }
 
-fn parse_msg_args(args: &[u8], base: usize, headers: bool) -> Result<MsgHead, RouteParseError> {
+fn parse_msg_args(
+    args: &[u8],
+    base: usize,
+    headers: bool,
+    pinned: bool,
+) -> Result<MsgHead, RouteParseError> {
     let op = if headers { "HMSG" } else { "RMSG" };
     let bad = RouteParseError::InvalidArguments { op };
-    let f: Vec<(usize, usize)> = fields(args);
+    let mut f: Vec<(usize, usize)> = fields(args);
     let sizes = if headers { 2 } else { 1 };
-    if f.len() < 2 + sizes {
+    let account = if pinned || f.is_empty() {
+        None
+    } else {
+        Some(f.remove(0))
+    };
+    if f.len() < 1 + sizes {
         return Err(bad);
     }
     let text = |(s, l): (usize, usize)| &args[s..s + l];
@@ -234,22 +278,22 @@ fn parse_msg_args(args: &[u8], base: usize, headers: bool) -> Result<MsgHead, Ro
     };
     let shift = |(s, l): (usize, usize)| (base + s, l);
     let mut head = MsgHead {
-        account: shift(rest[0]),
-        subject: shift(rest[1]),
+        account: account.map(shift),
+        subject: shift(rest[0]),
         reply: None,
         queues: Vec::new(),
         header_len,
         total,
     };
     match rest.len() {
-        2 => {}
-        3 => head.reply = Some(shift(rest[2])),
-        _ => match text(rest[2]) {
+        1 => {}
+        2 => head.reply = Some(shift(rest[1])),
+        _ => match text(rest[1]) {
             b"+" => {
-                head.reply = Some(shift(rest[3]));
-                head.queues = rest[4..].iter().map(|q| shift(*q)).collect();
+                head.reply = Some(shift(rest[2]));
+                head.queues = rest[3..].iter().map(|q| shift(*q)).collect();
             }
-            b"|" => head.queues = rest[3..].iter().map(|q| shift(*q)).collect(),
+            b"|" => head.queues = rest[2..].iter().map(|q| shift(*q)).collect(),
             _ => return Err(bad),
         },
     }
@@ -334,22 +378,65 @@ mod tests {
         let mut out = BytesMut::new();
         encoder::write_rmsg(
             &mut out,
-            b"A",
+            Some(b"A"),
             b"s",
             Some(b"r"),
             &[b"q1"],
             Some(b"NATS/1.0\r\n\r\n"),
             b"x",
         );
-        encoder::write_rmsg(&mut out, b"A", b"s", None, &[b"q1"], None, b"x");
-        encoder::write_rmsg(&mut out, b"A", b"s", Some(b"r"), &[], None, b"");
-        encoder::write_rs_plus(&mut out, b"A", b"s", Some((b"q", 7)));
-        encoder::write_rs_minus(&mut out, b"A", b"s", None);
+        encoder::write_rmsg(&mut out, Some(b"A"), b"s", None, &[b"q1"], None, b"x");
+        encoder::write_rmsg(&mut out, Some(b"A"), b"s", Some(b"r"), &[], None, b"");
+        encoder::write_rs_plus(&mut out, Some(b"A"), b"s", Some((b"q", 7)));
+        encoder::write_rs_minus(&mut out, Some(b"A"), b"s", None);
         let ops = all(&out);
         assert_eq!(ops.len(), 5);
         assert_eq!(msg(&ops[0]).queues.len(), 1);
         assert_eq!(msg(&ops[1]).reply, None);
         assert_eq!(msg(&ops[2]).reply.as_deref(), Some(&b"r"[..]));
+    }
+
+    #[test]
+    fn a_pinned_route_leaves_the_account_out() {
+        let mut out = BytesMut::new();
+        encoder::write_rs_plus(&mut out, None, b"s", Some((b"q", 2)));
+        encoder::write_rs_minus(&mut out, None, b"s", Some(b"q"));
+        encoder::write_rmsg(&mut out, None, b"s", Some(b"r"), &[b"q"], None, b"x");
+        encoder::write_rmsg(
+            &mut out,
+            None,
+            b"s",
+            None,
+            &[],
+            Some(b"NATS/1.0\r\n\r\n"),
+            b"y",
+        );
+        assert!(out.starts_with(b"RS+ s q 2\r\nRS- s q\r\nRMSG s + r q 1\r\n"));
+        let mut p = parser();
+        p.pin(Bytes::from_static(b"ACC"));
+        let mut ops = Vec::new();
+        while let Some(op) = p.next(&mut out).unwrap() {
+            ops.push(op);
+        }
+        assert_eq!(
+            ops[0],
+            RouteOp::Sub {
+                account: Bytes::from_static(b"ACC"),
+                subject: Bytes::from_static(b"s"),
+                queue: Some((Bytes::from_static(b"q"), 2)),
+            }
+        );
+        assert!(
+            matches!(&ops[1], RouteOp::Unsub { account, queue: Some(_), .. } if account == "ACC")
+        );
+        assert_eq!(
+            (&msg(&ops[2]).account[..], msg(&ops[2]).queues.len()),
+            (&b"ACC"[..], 1)
+        );
+        assert_eq!(&msg(&ops[3]).payload[..], b"y");
+        // The same lines with an account are too long for a pinned route.
+        let mut buf = BytesMut::from(&b"RS+ ACC s q 2 3\r\n"[..]);
+        assert!(p.next(&mut buf).is_err());
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct ServerIdentity {
     /// Host and port as reported in INFO (the real bound address).
     pub host: String,
     pub port: u16,
+    /// `host:port` URLs clients can reach this server at (`client_advertise`,
+    /// or the bound address; the runtime resolves an any-address), told to
+    /// the cluster's other servers, which tell their clients.
+    pub client_urls: Vec<String>,
 }
 
 impl Default for ServerIdentity {
@@ -46,6 +50,7 @@ impl Default for ServerIdentity {
             toolchain: String::from("rust"),
             host: String::from("0.0.0.0"),
             port: 4222,
+            client_urls: Vec::new(),
         }
     }
 }
@@ -121,6 +126,31 @@ pub struct ClusterConfig {
     pub user: Option<String>,
     pub password: String,
     pub auth_timeout: Option<Duration>,
+    /// Pooled connections per peer (the reference's `pool_size` after its
+    /// defaulting: 3 unless set); negative: unpooled, one connection per
+    /// peer carrying every account.
+    pub pool_size: i64,
+    /// Pinned accounts (`accounts [...]`): a dedicated route each. The
+    /// system account is pinned too when pooling (`Server::pinned`).
+    pub accounts: Vec<String>,
+    /// `tls { }`: every route is TLS from its first byte, both ways (the
+    /// runtime does the handshakes; INFO and CONNECT say so).
+    pub tls: Option<RouteTls>,
+}
+
+/// The cluster's `tls { }`: paths as written (the runtime reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTls {
+    /// This server's certificate, shown to peers both when accepting and
+    /// when dialing (as a client certificate).
+    pub cert_file: String,
+    pub key_file: String,
+    /// The CA the peers' certificates are checked against.
+    pub ca_file: Option<String>,
+    /// Require and verify the dialing peer's certificate.
+    pub verify: bool,
+    /// Handshake deadline.
+    pub timeout: Duration,
 }
 
 /// A route URL (`nats-route://user:pass@host:port`, `nats://host:port`, `host:port`).

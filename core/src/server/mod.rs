@@ -67,7 +67,7 @@ pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 #[cfg(feature = "planted-defects")]
 pub use config::PlantedDefect;
 pub use config::{
-    ClusterConfig, MonitorSettings, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
+    ClusterConfig, MonitorSettings, RouteTls, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
     NATS_COMPATIBLE_VERSION,
 };
 pub use connections::Connections;
@@ -141,6 +141,12 @@ pub struct Server {
     cluster_dynamic: bool,
     /// Auth callout requests waiting for an answer (`callout_ops.rs`).
     callouts: callout_ops::Callouts,
+    /// Accounts with a dedicated route to every pooling peer (the
+    /// configured ones, and the system account when pooling).
+    pinned: Vec<String>,
+    /// The `connect_urls` clients were last told (empty until a peer
+    /// announced URLs, as the reference's INFO).
+    connect_urls: Vec<String>,
 }
 
 impl Server {
@@ -189,6 +195,8 @@ impl Server {
             cluster_name: String::new(),
             cluster_dynamic: false,
             callouts: callout_ops::Callouts::default(),
+            pinned: Vec::new(),
+            connect_urls: Vec::new(),
         };
         server.start_cluster();
         server
@@ -1042,6 +1050,9 @@ impl Server {
             api_lvl: JETSTREAM_API_LEVEL,
             jetstream: self.jetstream.enabled(),
             xkey: self.config.identity.xkey.clone(),
+            cluster: self.cluster_name.clone(),
+            cluster_dynamic: self.cluster_dynamic,
+            connect_urls: self.connect_urls.clone(),
             ..ServerInfo::default()
         }
     }

@@ -62,17 +62,48 @@ impl Server {
         } else {
             self.cluster_name = cluster.name.clone();
         }
-        for url in cluster.routes.clone() {
-            self.dialer.add(Dial {
-                address: url.address(),
-                user: url.user.clone(),
-                password: url.password.clone(),
-                explicit: true,
-                attempts: 0,
-                pending: false,
-                conn: None,
-            });
+        let mut pinned = cluster.accounts.clone();
+        if cluster.pool_size > 0 {
+            if let Some(system) = &self.config.system_account {
+                if !pinned.contains(system) {
+                    pinned.push(system.clone());
+                }
+            }
         }
+        self.pinned = pinned;
+        let lanes: Vec<Option<String>> = std::iter::once(None)
+            .chain(self.pinned.iter().cloned().map(Some))
+            .collect();
+        for url in cluster.routes.clone() {
+            for account in &lanes {
+                self.dialer.add(Dial {
+                    address: url.address(),
+                    user: url.user.clone(),
+                    password: url.password.clone(),
+                    explicit: true,
+                    attempts: 0,
+                    pending: false,
+                    conn: None,
+                    account: account.clone(),
+                });
+            }
+        }
+    }
+
+    /// Pooled connections per peer; 0: unpooled.
+    fn pool_size(&self) -> usize {
+        self.config
+            .cluster
+            .as_ref()
+            .map_or(0, |c| usize::try_from(c.pool_size).unwrap_or(0))
+    }
+
+    /// The pool index and pinned-ness of account `name` on this server.
+    fn account_lane(&self, name: &str) -> (usize, bool) {
+        (
+            super::routes::pool_index(self.pool_size(), name),
+            self.pinned.iter().any(|p| p == name),
+        )
     }
 
     /// The route dial `dial` connected as `conn`: send CONNECT and INFO.
@@ -80,7 +111,16 @@ impl Server {
         self.dialer.connected(dial, conn);
         let mut route = RouteConn::new(peer, self.route_limits(), now);
         route.dial = Some(dial);
+        route.dialed = true;
         route.configured = self.dialer.dials.get(&dial).is_some_and(|d| d.explicit);
+        route.account = self.dialer.dials.get(&dial).and_then(|d| d.account.clone());
+        if let Some(account) = &route.account {
+            route.parser.pin(Bytes::copy_from_slice(account.as_bytes()));
+        }
+        // A pooled connection's INFO waits for the peer's: it names the
+        // slot this server picks then. A pinned or unpooled one goes now.
+        let delay_info = route.account.is_none() && self.pool_size() > 0;
+        let account = route.account.clone();
         route.auth_deadline = Some(now + DEFAULT_ROUTE_AUTH_TIMEOUT);
         route.ping_deadline = now + self.config.ping_interval;
         self.conns.insert_route(conn, route);
@@ -100,15 +140,23 @@ impl Server {
             user,
             pass,
             headers: true,
+            tls_required: self
+                .config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.tls.is_some()),
             name: self.config.identity.server_id.clone(),
             cluster: self.cluster_name.clone(),
             dynamic: self.cluster_dynamic,
             ..RouteConnect::default()
         };
-        let info = self.route_info();
+        let mut info = self.route_info();
+        info.route_account = account.unwrap_or_default();
         if let Some(mut sink) = self.conns.route_sink(conn) {
             wire::write_route_connect(&mut sink, &connect);
-            wire::write_route_info(&mut sink, &info);
+            if !delay_info {
+                wire::write_route_info(&mut sink, &info);
+            }
         }
         self.route_log(LogLevel::Debug, conn, "Route connect msg sent");
         self.route_log(LogLevel::Info, conn, "Route connection created");
@@ -222,6 +270,9 @@ impl Server {
             RouteOp::Pong => {
                 if let Some(route) = self.conns.route_mut(conn) {
                     route.pings_out = 0;
+                    if std::mem::take(&mut route.grow_on_pong) {
+                        self.grow_pool(conn);
+                    }
                 }
             }
             RouteOp::Ok => {}
@@ -307,8 +358,9 @@ impl Server {
             }
             return;
         }
-        let (dial, connected, peer) = (route.dial, route.connected, route.peer);
-        if dial.is_none() && !connected {
+        let (dial, dialed, connected, peer) =
+            (route.dial, route.dialed, route.connected, route.peer);
+        if !dialed && !connected {
             self.route_error(
                 conn,
                 "Authorization Violation",
@@ -324,14 +376,6 @@ impl Server {
             self.close(conn, CloseReason::DuplicateRoute);
             return;
         }
-        if !info.route_account.is_empty() {
-            let text = format!(
-                "Not possible to have a dedicated route for account {} between those servers",
-                crate::format::go_quote(info.route_account.as_bytes())
-            );
-            self.route_error(conn, &text, CloseReason::ProtocolViolation);
-            return;
-        }
         if !info.cluster.is_empty() && info.cluster != self.cluster_name {
             if self.cluster_dynamic && !info.cluster_dynamic {
                 self.adopt_cluster_name(info.cluster.clone());
@@ -340,21 +384,24 @@ impl Server {
                 return;
             }
         }
-        if let Some(other) = self.route_to(&info.server_id) {
-            // Two routes to one server: both ends keep the one the server
-            // with the smaller id dialed, so they agree without talking.
-            let ours_dialed = self.config.identity.server_id < info.server_id;
-            let keep_new = dial.is_some() == ours_dialed;
+        let Some(slot) = self.route_slot(conn, &info) else {
+            return;
+        };
+        if let Some(other) = self.route_at(&info.server_id, &slot) {
+            // Two connections for one slot. Both ends keep the one the
+            // server with the smaller id dialed, so they agree without
+            // talking; two the peer dialed: the later goes, as the
+            // reference does.
+            let new_dialed = self.conns.route(conn).is_some_and(|r| r.dialed);
+            let old_dialed = self.conns.route(other).is_some_and(|r| r.dialed);
+            let ours_wins = self.config.identity.server_id < info.server_id;
+            let keep_new = new_dialed != old_dialed && new_dialed == ours_wins;
             let (close, keep) = if keep_new {
                 (other, conn)
             } else {
                 (conn, other)
             };
-            if let Some(dial) = self.conns.route(close).and_then(|r| r.dial) {
-                // The other direction covers this pair: stop dialing it.
-                self.dialer.dials.remove(&dial);
-            }
-            self.close(close, CloseReason::DuplicateRoute);
+            self.close_duplicate(close, Some(keep));
             if keep != conn {
                 return;
             }
@@ -363,40 +410,266 @@ impl Server {
             info.ip = format!("nats-route://{}/", SocketAddr::new(peer.ip(), info.port));
         }
         let id = info.server_id.clone();
+        // The first pooled (or unpooled) connection to the server.
+        let first = !self.pool_route_to(&id);
+        let pool = self.pool_size();
         let route = self.conns.route_mut(conn).expect("checked above");
+        match &slot {
+            Slot::Account(account) => {
+                if !route.dialed {
+                    route.parser.pin(Bytes::copy_from_slice(account.as_bytes()));
+                }
+                route.account = Some(account.clone());
+                info.route_account = account.clone();
+            }
+            Slot::Pool(idx) => {
+                route.pool_idx = Some(*idx);
+                route.no_pool = info.route_pool_size <= 0 || pool == 0;
+            }
+        }
         route.remote = Some(info.clone());
         route.auth_deadline = None;
+        let delayed_info = route.dialed && route.account.is_none() && pool > 0;
+        let pooled = !route.no_pool && route.account.is_none();
         if let Some(dial) = dial {
             self.dialer.registered(dial);
         }
-        self.route_log(
-            LogLevel::Debug,
-            conn,
-            &format!(
+        if delayed_info {
+            let mut ours = self.route_info();
+            if let Slot::Pool(idx) = slot {
+                ours.route_pool_idx = idx as i64;
+            }
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                wire::write_route_info(&mut sink, &ours);
+            }
+        }
+        let text = match &slot {
+            Slot::Account(account) => format!(
+                "Registering remote route {} for account {}",
+                crate::format::go_quote(id.as_bytes()),
+                crate::format::go_quote(account.as_bytes())
+            ),
+            Slot::Pool(_) => format!(
                 "Registering remote route {}",
                 crate::format::go_quote(id.as_bytes())
             ),
-        );
+        };
+        self.route_log(LogLevel::Debug, conn, &text);
         self.send_all_interest(conn);
         self.route_log(LogLevel::Debug, conn, "Sent local subscriptions to route");
-        // Gossip: the servers already routed to learn of this one.
-        for other in self.conns.route_ids() {
-            if other != conn && self.conns.route(other).is_some_and(|r| r.remote.is_some()) {
-                if let Some(mut sink) = self.conns.route_sink(other) {
-                    wire::write_route_info(&mut sink, &info);
-                }
+        if first {
+            self.update_connect_urls();
+        }
+        // Gossip: the servers already routed to learn of this one (once per
+        // server, and once per pinned account's route).
+        if (first && matches!(slot, Slot::Pool(_))) || matches!(slot, Slot::Account(_)) {
+            info.route_pool_idx = 0;
+            self.gossip(&info);
+        }
+        if pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some() {
+            // The next slot is dialed once the peer answers this PING.
+            if let Some(route) = self.conns.route_mut(conn) {
+                route.grow_on_pong = true;
+            }
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                protocol::write_ping(&mut sink);
             }
         }
         self.refile_route_timer(conn);
         let _ = now;
     }
 
-    /// Gossip named a server: dial it unless it is this one or already routed.
-    fn implicit_route(&mut self, info: &RouteInfo) {
-        if info.server_id == self.config.identity.server_id
-            || self.route_to(&info.server_id).is_some()
+    /// Which slot the route whose first INFO is `info` takes, or `None`
+    /// when it was refused (and is closing).
+    fn route_slot(&mut self, conn: ConnId, info: &RouteInfo) -> Option<Slot> {
+        let route = self.conns.route(conn)?;
+        let (dialed, dial) = (route.dialed, route.dial);
+        let account = route
+            .account
+            .clone()
+            .or_else(|| (!info.route_account.is_empty()).then(|| info.route_account.clone()));
+        let ours = self.pool_size();
+        let pooled = info.route_pool_size > 0 && ours > 0;
+        if let Some(account) = account {
+            let quoted = crate::format::go_quote(account.as_bytes());
+            let refusal = if !pooled {
+                Some(format!(
+                    "Not possible to have a dedicated route for account {quoted} between those servers"
+                ))
+            } else if !self.pinned.contains(&account) {
+                Some(format!("No route for account {quoted}"))
+            } else {
+                None
+            };
+            if let Some(text) = refusal {
+                if let Some(dial) = dial {
+                    self.dialer.dials.remove(&dial);
+                }
+                self.route_error(conn, &text, CloseReason::ProtocolViolation);
+                return None;
+            }
+            return Some(Slot::Account(account));
+        }
+        if !pooled {
+            return Some(Slot::Pool(0));
+        }
+        let effective = ours.max(info.route_pool_size as usize);
+        if dialed {
+            if info.route_pool_idx != 0 {
+                let text = format!(
+                    "Route pool index should not be set but is set to {}",
+                    info.route_pool_idx
+                );
+                self.route_error(conn, &text, CloseReason::ProtocolViolation);
+                return None;
+            }
+            let Some(free) = self.free_slot(&info.server_id, info.route_pool_size) else {
+                self.route_log(
+                    LogLevel::Debug,
+                    conn,
+                    &format!(
+                        "Route pool size reached, closing extra connection to {}",
+                        crate::format::go_quote(info.server_id.as_bytes())
+                    ),
+                );
+                let keep = self.route_to(&info.server_id);
+                self.close_duplicate(conn, keep);
+                return None;
+            };
+            return Some(Slot::Pool(free));
+        }
+        match usize::try_from(info.route_pool_idx) {
+            Ok(idx) if idx < effective => Some(Slot::Pool(idx)),
+            _ => {
+                let text = format!(
+                    "Invalid route pool index: {} - pool size is {}",
+                    info.route_pool_idx, info.route_pool_size
+                );
+                self.route_error(conn, &text, CloseReason::ProtocolViolation);
+                None
+            }
+        }
+    }
+
+    /// The first free pool slot to server `id` (whose pool size is
+    /// `theirs`), if any.
+    fn free_slot(&self, id: &str, theirs: i64) -> Option<usize> {
+        let effective = self.pool_size().max(usize::try_from(theirs).unwrap_or(0));
+        (0..effective).find(|idx| self.route_at(id, &Slot::Pool(*idx)).is_none())
+    }
+
+    /// Close `conn` as a duplicate; its dial (if any) is carried by `keep`
+    /// when `keep` has none (so the pair is redialed when `keep` closes),
+    /// or given up.
+    fn close_duplicate(&mut self, conn: ConnId, keep: Option<ConnId>) {
+        if let Some(dial) = self.conns.route_mut(conn).and_then(|r| r.dial.take()) {
+            match keep
+                .and_then(|k| self.conns.route_mut(k))
+                .filter(|r| r.dial.is_none())
+            {
+                Some(kept) => {
+                    kept.dial = Some(dial);
+                    if let Some(k) = keep {
+                        self.dialer.connected(dial, k);
+                    }
+                }
+                None => {
+                    self.dialer.dials.remove(&dial);
+                }
+            }
+        }
+        self.close(conn, CloseReason::DuplicateRoute);
+    }
+
+    /// The peer answered the PING sent when a pooled route it accepted
+    /// registered: dial its next free slot (the same address, once).
+    fn grow_pool(&mut self, conn: ConnId) {
+        let Some(route) = self.conns.route(conn) else {
+            return;
+        };
+        let (Some(remote), Some(dial)) = (&route.remote, route.dial) else {
+            return;
+        };
+        if self
+            .free_slot(&remote.server_id, remote.route_pool_size)
+            .is_none()
         {
             return;
+        }
+        let Some(source) = self.dialer.dials.get(&dial) else {
+            return;
+        };
+        let busy = self
+            .dialer
+            .dials
+            .values()
+            .any(|d| d.address == source.address && d.account.is_none() && d.conn.is_none());
+        if busy {
+            return;
+        }
+        let lane = Dial {
+            attempts: 0,
+            pending: false,
+            conn: None,
+            ..source.clone()
+        };
+        self.dialer.add(lane);
+    }
+
+    /// Tell the other peers of a server that just registered: one INFO to
+    /// each (over its pinned route for a pinned account's INFO, when it
+    /// has one).
+    fn gossip(&mut self, info: &RouteInfo) {
+        let mut told: Vec<String> = vec![info.server_id.clone()];
+        let pinned = (!info.route_account.is_empty()).then_some(info.route_account.as_str());
+        let mut order: Vec<(bool, ConnId, String)> = self
+            .conns
+            .routes()
+            .filter(|(_, r)| !r.is_closing())
+            .filter_map(|(conn, r)| {
+                let id = r.remote_id()?.to_string();
+                if pinned.is_some() && r.no_pool {
+                    return None;
+                }
+                let preferred = pinned.is_some() && r.account.as_deref() == pinned;
+                Some((!preferred, *conn, id))
+            })
+            .collect();
+        order.sort();
+        for (_, other, id) in order {
+            if told.contains(&id) {
+                continue;
+            }
+            told.push(id);
+            if let Some(mut sink) = self.conns.route_sink(other) {
+                wire::write_route_info(&mut sink, info);
+            }
+        }
+    }
+
+    /// Gossip named a server: dial it unless it is this one or already
+    /// routed (its pool, or the pinned account the INFO is about).
+    fn implicit_route(&mut self, info: &RouteInfo) {
+        if info.server_id == self.config.identity.server_id {
+            return;
+        }
+        let account = (!info.route_account.is_empty()).then(|| info.route_account.clone());
+        match &account {
+            Some(account) => {
+                if self.pool_size() == 0
+                    || !self.pinned.contains(account)
+                    || self
+                        .route_at(&info.server_id, &Slot::Account(account.clone()))
+                        .is_some()
+                {
+                    return;
+                }
+            }
+            None => {
+                if self.pool_route_to(&info.server_id) {
+                    return;
+                }
+            }
         }
         let address = info
             .ip
@@ -404,7 +677,7 @@ impl Server {
             .map_or(info.ip.as_str(), |(_, rest)| rest)
             .trim_end_matches('/')
             .to_string();
-        if address.is_empty() || self.dialer.knows(&address) {
+        if address.is_empty() || self.dialer.knows(&address, account.as_deref()) {
             return;
         }
         // The configured routes' credentials are the cluster's.
@@ -422,14 +695,38 @@ impl Server {
             attempts: 0,
             pending: false,
             conn: None,
+            account,
         });
     }
 
-    /// The registered route to server `id`, if any.
+    /// A registered route to server `id`, if any.
     fn route_to(&self, id: &str) -> Option<ConnId> {
         self.conns
             .routes()
             .find(|(_, r)| !r.is_closing() && r.remote_id() == Some(id))
+            .map(|(conn, _)| *conn)
+    }
+
+    /// Whether a pooled (or unpooled) route to server `id` is registered
+    /// (a pinned account's route may come first and says nothing of them).
+    fn pool_route_to(&self, id: &str) -> bool {
+        self.conns
+            .routes()
+            .any(|(_, r)| !r.is_closing() && r.remote_id() == Some(id) && r.account.is_none())
+    }
+
+    /// The registered route to server `id` in `slot`.
+    fn route_at(&self, id: &str, slot: &Slot) -> Option<ConnId> {
+        self.conns
+            .routes()
+            .find(|(_, r)| {
+                !r.is_closing()
+                    && r.remote_id() == Some(id)
+                    && match slot {
+                        Slot::Account(account) => r.account.as_ref() == Some(account),
+                        Slot::Pool(idx) => r.account.is_none() && r.pool_idx == Some(*idx),
+                    }
+            })
             .map(|(conn, _)| *conn)
     }
 
@@ -555,7 +852,8 @@ impl Server {
         }
     }
 
-    /// RS+ for every local interest, to a route that just registered.
+    /// RS+ for every local interest the route carries, to a route that
+    /// just registered.
     fn send_all_interest(&mut self, conn: ConnId) {
         let Some(interest) = &self.router.interest else {
             return;
@@ -568,10 +866,18 @@ impl Server {
             .collect();
         for (account, subject, queue, count) in lines {
             let name = self.router.accounts.list[account].name.clone();
+            let (index, pinned) = self.account_lane(&name);
+            let Some(route) = self.conns.route(conn) else {
+                return;
+            };
+            if !route.carries(&name, index, pinned) {
+                continue;
+            }
+            let wire_account = route.wire_account(&name);
             if let Some(mut sink) = self.conns.route_sink(conn) {
                 wire::write_rs_plus(
                     &mut sink,
-                    name.as_bytes(),
+                    wire_account,
                     &subject,
                     queue.as_deref().map(|q| (q, count)),
                 );
@@ -579,7 +885,8 @@ impl Server {
         }
     }
 
-    /// Tell every registered route what local interest changed this step.
+    /// Tell every registered route carrying the account what local
+    /// interest changed this step.
     pub(super) fn propagate_interest(&mut self) {
         if self.router.interest_changes.is_empty() {
             return;
@@ -596,7 +903,15 @@ impl Server {
                 continue;
             };
             let name = account.name.clone();
+            let (index, pinned) = self.account_lane(&name);
             for &conn in &routes {
+                let Some(route) = self.conns.route(conn) else {
+                    continue;
+                };
+                if !route.carries(&name, index, pinned) {
+                    continue;
+                }
+                let wire_account = route.wire_account(&name);
                 let Some(mut sink) = self.conns.route_sink(conn) else {
                     continue;
                 };
@@ -610,13 +925,13 @@ impl Server {
                 match (change.count, &change.queue) {
                     (0, queue) => wire::write_rs_minus(
                         &mut sink,
-                        name.as_bytes(),
+                        wire_account,
                         &change.subject,
                         queue.as_deref(),
                     ),
                     (count, queue) => wire::write_rs_plus(
                         &mut sink,
-                        name.as_bytes(),
+                        wire_account,
                         &change.subject,
                         queue.as_deref().map(|q| (q, count)),
                     ),
@@ -677,6 +992,60 @@ impl Server {
         if let Some(dial) = route.dial {
             self.dial_failed(now, dial);
         }
+        self.update_connect_urls();
+    }
+
+    /// Recompute the cluster's client URLs (this server's first, then each
+    /// routed server's, unless `no_advertise`); when they changed, tell the
+    /// clients that take async INFO (protocol 1, past their first PONG),
+    /// as the reference does when servers join and leave.
+    pub(super) fn update_connect_urls(&mut self) {
+        let Some(cluster) = &self.config.cluster else {
+            return;
+        };
+        if cluster.no_advertise {
+            return;
+        }
+        let mut peers: Vec<String> = Vec::new();
+        for (_, route) in self.conns.routes() {
+            let Some(remote) = route.remote.as_ref().filter(|_| !route.is_closing()) else {
+                continue;
+            };
+            for url in &remote.connect_urls {
+                if !peers.contains(url) {
+                    peers.push(url.clone());
+                }
+            }
+        }
+        if peers.is_empty() && self.connect_urls.is_empty() {
+            return;
+        }
+        let mut urls = self.config.identity.client_urls.clone();
+        for url in peers {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        if urls == self.connect_urls {
+            return;
+        }
+        self.connect_urls = urls;
+        for conn in self.conns.ids() {
+            let Some(client) = self.conns.get(conn) else {
+                continue;
+            };
+            if client.is_closing()
+                || client.options.protocol < 1
+                || !client.first_pong_sent
+                || client.listener != crate::runtime::ListenerKind::Client
+            {
+                continue;
+            }
+            let info = self.info_for(conn, &client.peer, client.listener);
+            protocol::write_info(&mut self.conns.sink(conn), &info);
+            self.conns.queue_transmit(conn);
+            self.enforce_pending_limit(conn);
+        }
     }
 
     /// `-ERR '<text>'` to the route, then close it.
@@ -691,6 +1060,15 @@ impl Server {
     /// The reference's `-V` line for an operation from a route.
     fn trace_route_op(&mut self, conn: ConnId, op: &RouteOp) {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        // A pinned route's lines carry no account.
+        let pinned = self.conns.route(conn).is_some_and(|r| r.account.is_some());
+        let acc = |b: &[u8]| {
+            if pinned {
+                String::new()
+            } else {
+                format!("{} ", text(b))
+            }
+        };
         let line = match op {
             RouteOp::Info(json) => format!("<<- [INFO {}]", text(json).trim_end()),
             RouteOp::Connect(json) => format!("<<- [CONNECT {}]", text(json).trim_end()),
@@ -704,20 +1082,20 @@ impl Server {
                 queue,
             } => match queue {
                 Some((q, w)) => format!(
-                    "<<- [RS+ {} {} {} {w}]",
-                    text(account),
+                    "<<- [RS+ {}{} {} {w}]",
+                    acc(account),
                     text(subject),
                     text(q)
                 ),
-                None => format!("<<- [RS+ {} {}]", text(account), text(subject)),
+                None => format!("<<- [RS+ {}{}]", acc(account), text(subject)),
             },
             RouteOp::Unsub {
                 account,
                 subject,
                 queue,
             } => match queue {
-                Some(q) => format!("<<- [RS- {} {} {}]", text(account), text(subject), text(q)),
-                None => format!("<<- [RS- {} {}]", text(account), text(subject)),
+                Some(q) => format!("<<- [RS- {}{} {}]", acc(account), text(subject), text(q)),
+                None => format!("<<- [RS- {}{}]", acc(account), text(subject)),
             },
             RouteOp::Msg(msg) => {
                 let verb = if msg.headers.is_some() {
@@ -725,7 +1103,7 @@ impl Server {
                 } else {
                     "RMSG"
                 };
-                let mut line = format!("<<- [{verb} {} {}", text(&msg.account), text(&msg.subject));
+                let mut line = format!("<<- [{verb} {}{}", acc(&msg.account), text(&msg.subject));
                 match (&msg.reply, msg.queues.is_empty()) {
                     (Some(reply), true) => line.push_str(&format!(" {}", text(reply))),
                     (Some(reply), false) => line.push_str(&format!(" + {}", text(reply))),
@@ -783,14 +1161,31 @@ impl Server {
             port,
             headers: true,
             auth_required: cluster.user.is_some(),
+            tls_required: cluster.tls.is_some(),
+            tls_verify: cluster.tls.is_some(),
             max_payload: self.config.max_payload as i64,
             ip,
             cluster: self.cluster_name.clone(),
             cluster_dynamic: self.cluster_dynamic,
             compression: String::from("off"),
+            route_pool_size: cluster.pool_size.max(0),
+            connect_urls: if cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.config.identity.client_urls.clone()
+            },
             ..RouteInfo::default()
         }
     }
+}
+
+/// Where a route connection sits among a peer's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    /// A pooled connection's index (0 for an unpooled peer's one).
+    Pool(usize),
+    /// A pinned account's dedicated route.
+    Account(String),
 }
 
 /// `host[:port]` of `cluster_advertise`.

@@ -436,22 +436,18 @@ impl Router {
             if route.is_closing() {
                 continue;
             }
-            crate::route::write_rmsg(
-                &mut route.outbound.sink(chunks),
-                name,
-                msg.subject,
-                msg.reply,
-                &queues,
-                msg.headers,
-                msg.payload,
-            );
+            let wire_account = route.account.is_none().then_some(name);
             #[cfg(feature = "planted-defects")]
-            if msg.reply.is_some()
-                && cx.config.planted_defect == Some(PlantedDefect::RouteDuplicateForward)
-            {
+            let copies = 1 + usize::from(
+                msg.reply.is_some()
+                    && cx.config.planted_defect == Some(PlantedDefect::RouteDuplicateForward),
+            );
+            #[cfg(not(feature = "planted-defects"))]
+            let copies = 1;
+            for _ in 0..copies {
                 crate::route::write_rmsg(
                     &mut route.outbound.sink(chunks),
-                    name,
+                    wire_account,
                     msg.subject,
                     msg.reply,
                     &queues,

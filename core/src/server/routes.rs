@@ -9,14 +9,20 @@
 //! dial next, how often it failed, when to retry (a `TimerKey::RouteDial`
 //! deadline). The driver's handlers are in `route_ops.rs`.
 //!
-//! Routes are unpooled (one connection per peer, every account on it, as
-//! nats-server runs with `pool_size: -1`); a pooling nats-server peer
-//! accepts such a peer as one it must not pool with.
+//! Pooling, as nats-server v2.15.1: a peer is reached over `pool_size`
+//! connections (the larger of both sides' sizes), each in a slot
+//! (`RouteConn::pool_idx`); an account's interest and messages go over the
+//! slot `pool_index(pool_size, name)` picks, so both servers of a mixed
+//! cluster agree. A pinned account has a connection of its own
+//! (`RouteConn::account`) whose lines leave the account out. A peer that
+//! does not pool (no `route_pool_size`, or ours is negative) gets one
+//! connection carrying every account (`RouteConn::no_pool`).
 //!
 //! Invariants:
 //! - A route's remote subscriptions are in the Sublists exactly while the
 //!   route is open and registered; `subs` and `by_key` describe the same set.
-//! - At most one registered route per remote server id.
+//! - At most one registered route per (remote server id, slot), a slot
+//!   being a pool index or a pinned account.
 //! - A dial is in flight (`Dial::pending`), connected (`conn`), or waiting
 //!   for its retry timer, never two of these at once.
 
@@ -70,8 +76,20 @@ pub struct RouteConn {
     pub bytes_in_flight: usize,
     pub transmit_queued: bool,
     pub closing: Option<CloseReason>,
-    /// The dial that opened it (a solicited route).
+    /// The dial redialed when it closes: the one that opened it, or one
+    /// it took over from a duplicate it replaced (routez `did_solicit`).
     pub dial: Option<u64>,
+    /// This server dialed it (which end's connection wins a duplicate).
+    pub dialed: bool,
+    /// Its slot among the peer's pooled connections (0 when unpooled).
+    pub pool_idx: Option<usize>,
+    /// The pinned account whose dedicated route this is.
+    pub account: Option<String>,
+    /// The peer does not pool: every account goes over this one.
+    pub no_pool: bool,
+    /// Dial the peer's next pool slot when the peer answers our PING (so
+    /// credentials it refuses do not open a connection per slot).
+    pub grow_on_pong: bool,
     /// The peer's INFO, once received: the route is registered.
     pub remote: Option<RouteInfo>,
     /// An accepted route's CONNECT has arrived (and passed).
@@ -100,6 +118,11 @@ impl RouteConn {
             transmit_queued: false,
             closing: None,
             dial: None,
+            dialed: false,
+            pool_idx: None,
+            account: None,
+            no_pool: false,
+            grow_on_pong: false,
             remote: None,
             connected: false,
             accepted_at: now,
@@ -185,6 +208,22 @@ impl RouteConn {
         std::mem::take(&mut self.subs)
     }
 
+    /// Whether interest and messages of `account` (its name, its pool
+    /// index) go over this route.
+    pub fn carries(&self, account: &str, index: usize, pinned: bool) -> bool {
+        match (&self.account, self.pool_idx) {
+            _ if self.no_pool => true,
+            (Some(own), _) => own == account,
+            (None, Some(slot)) => !pinned && slot == index,
+            (None, None) => false,
+        }
+    }
+
+    /// The account as written on this route's lines (none on its own).
+    pub fn wire_account<'a>(&self, account: &'a str) -> Option<&'a [u8]> {
+        self.account.is_none().then_some(account.as_bytes())
+    }
+
     /// The weight of the queue interest filed under `key`.
     pub fn weight(&self, key: SubKey) -> u32 {
         self.subs.get(&key.index).map_or(1, |sub| sub.weight)
@@ -204,6 +243,21 @@ pub struct Dial {
     pub attempts: u32,
     pub pending: bool,
     pub conn: Option<crate::runtime::ConnId>,
+    /// The pinned account this dial opens the dedicated route of.
+    pub account: Option<String>,
+}
+
+/// The pool slot of `account` with `pool_size` pooled connections: FNV-1a
+/// (32 bits) of the name modulo the size, as the reference computes it, so
+/// both ends of a mixed cluster put an account on the same connection.
+pub fn pool_index(pool_size: usize, account: &str) -> usize {
+    if pool_size <= 1 {
+        return 0;
+    }
+    let hash = account.bytes().fold(0x811c_9dc5_u32, |hash, b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % pool_size as u32) as usize
 }
 
 /// A dial the runtime should carry out.
@@ -233,9 +287,12 @@ impl Dialer {
         id
     }
 
-    /// Whether `address` is dialed already.
-    pub(super) fn knows(&self, address: &str) -> bool {
-        self.dials.values().any(|dial| dial.address == address)
+    /// Whether `address` is dialed already (for `account`'s pinned route,
+    /// or for the pool).
+    pub(super) fn knows(&self, address: &str, account: Option<&str>) -> bool {
+        self.dials
+            .values()
+            .any(|dial| dial.address == address && dial.account.as_deref() == account)
     }
 
     /// Ask the runtime to dial `id` now.
@@ -311,6 +368,7 @@ mod tests {
             attempts: 0,
             pending: false,
             conn: None,
+            account: None,
         }
     }
 

@@ -6,6 +6,16 @@ use super::*;
 use crate::server::{ClusterConfig, RouteUrl};
 
 fn node(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
+    pooled_node(name, id, routes, -1, Vec::new())
+}
+
+fn pooled_node(
+    name: &str,
+    id: &str,
+    routes: Vec<RouteUrl>,
+    pool_size: i64,
+    accounts: Vec<String>,
+) -> Harness {
     let mut config = ServerConfig {
         server_name: name.to_string(),
         cluster: Some(ClusterConfig {
@@ -19,6 +29,9 @@ fn node(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
             user: None,
             password: String::new(),
             auth_timeout: None,
+            pool_size,
+            accounts,
+            tls: None,
         }),
         ..ServerConfig::default()
     };
@@ -184,4 +197,96 @@ fn a_route_that_does_not_read_is_a_slow_consumer() {
         conn: route,
         reason: CloseReason::SlowConsumerPendingBytes
     }));
+}
+
+#[test]
+fn pool_index_is_the_references_fnv1a() {
+    use crate::server::routes::pool_index;
+    // FNV-1a 32 of "foobar" is 0xbf9cf968 (the published test vector).
+    assert_eq!(pool_index(0xbf9c_f969, "foobar"), 0xbf9c_f968);
+    assert_eq!(pool_index(3, "$G"), 2);
+    assert_eq!(pool_index(1, "$G"), 0);
+    assert_eq!(pool_index(0, "$G"), 0);
+}
+
+/// Two pooling servers: A dials B's pool and B's pinned system account
+/// route; each pooled connection A registers names its slot in A's INFO,
+/// and the next slot is dialed when B answers A's PING; an account's
+/// interest goes on its slot only, a pinned account's without its name.
+#[test]
+fn pooled_routes_fill_their_slots() {
+    let url = RouteUrl::parse("nats://127.0.0.1:6222").unwrap();
+    let mut a = pooled_node("A", "NAAAA", vec![url], 3, Vec::new());
+    let mut b = pooled_node("B", "NBBBB", Vec::new(), 3, Vec::new());
+    let pool = a.server.poll_dial().expect("the pool is dialed");
+    let system = a.server.poll_dial().expect("the system account's route");
+    assert_eq!(a.server.poll_dial(), None);
+    let sub = b.connect(1, "{}");
+    b.send(sub, "SUB x 1\r\n");
+    let mut conns = Vec::new();
+    for (n, dial) in [pool.id, system.id].into_iter().enumerate() {
+        let conn = ConnId(100 + n as u64);
+        a.server.handle_dialed(a.now, dial, conn, peer(6222));
+        b.server
+            .handle_accept(b.now, conn, peer(50000 + n as u16), ListenerKind::Route);
+        conns.push(conn);
+    }
+    // A's pooled INFO waits for B's; A's pinned route sends its at once.
+    let first = a.take(conns[0]);
+    assert!(
+        first.starts_with("CONNECT ") && !first.contains("INFO"),
+        "{first}"
+    );
+    b.send(conns[0], &first);
+    let pinned = a.take(conns[1]);
+    assert!(pinned.contains("\"route_account\":\"$SYS\""), "{pinned}");
+    b.send(conns[1], &pinned);
+    let to_a = b.take(conns[0]);
+    assert!(to_a.contains("\"route_pool_size\":3"), "{to_a}");
+    a.send(conns[0], &to_a);
+    let reply = a.take(conns[0]);
+    // Slot 0 is not written (the reference omits a zero index), then PING.
+    assert!(
+        reply.starts_with("INFO ") && reply.ends_with("PING\r\n"),
+        "{reply}"
+    );
+    b.send(conns[0], &reply);
+    // `$G` sits in slot 2: B's interest in it is not on slot 0.
+    assert!(!b.take(conns[0]).contains("RS+ $G x"));
+    // The PONG opens the next slot's dial.
+    a.send(conns[0], "PONG\r\n");
+    let next = a.server.poll_dial().expect("the next slot is dialed");
+    assert_eq!(next.address, "127.0.0.1:6222");
+    // The pinned route's interest leaves the account out.
+    pump(&mut a, &mut b, conns[1]);
+    let on_pinned = a.server.connections().route(conns[1]).unwrap();
+    assert_eq!(on_pinned.account.as_deref(), Some("$SYS"));
+    assert!(on_pinned
+        .subs
+        .values()
+        .all(|s| s.subject.starts_with(b"$SYS")));
+    // Slots 1 and 2: the second dial takes slot 1, a third slot 2, where
+    // B's `$G` interest arrives.
+    let mut dial = next;
+    for slot in 1..3u64 {
+        let conn = ConnId(200 + slot);
+        a.server.handle_dialed(a.now, dial.id, conn, peer(6222));
+        b.server
+            .handle_accept(b.now, conn, peer(51000 + slot as u16), ListenerKind::Route);
+        b.send(conn, &a.take(conn));
+        a.send(conn, &b.take(conn));
+        let info = a.take(conn);
+        assert!(
+            info.contains(&format!("\"route_pool_idx\":{slot}")),
+            "{info}"
+        );
+        b.send(conn, &info);
+        let interest = b.take(conn);
+        assert_eq!(interest.contains("RS+ $G x"), slot == 2, "{interest}");
+        a.send(conn, "PONG\r\n");
+        match a.server.poll_dial() {
+            Some(more) => dial = more,
+            None => assert_eq!(slot, 2, "no dial after slot {slot}"),
+        }
+    }
 }
