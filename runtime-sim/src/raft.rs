@@ -8,6 +8,9 @@
 //! sync itself runs on the disk then). Clients propose key-value operations
 //! (write, read, compare-and-set) through whichever node they believe leads;
 //! an operation is acknowledged when the node that accepted it applies it.
+//! With `spares` and `membership_per_s_max`, the leader is asked now and
+//! then to add a non-member or remove a voter (itself included), sometimes
+//! twice at once, during every other fault; removed nodes are re-added later.
 //!
 //! Checked online, after every step: at most one leader per term (election
 //! safety); no two nodes apply different entries at one index (state
@@ -16,7 +19,7 @@
 //! in the log (linearizability, the log being the witness order). Every
 //! second: log matching between every pair of live nodes. At the end, after
 //! the heal: every acknowledged operation is in every node's applied
-//! sequence (no acknowledged write lost) and an operation invoked after the
+//! sequence of every final voter (no acknowledged write lost) and an operation invoked after the
 //! heal was acknowledged (liveness).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -61,6 +64,10 @@ pub struct RaftSpec {
     pub power_loss_per_s_max: f64,
     /// A crashed node is down this long (drawn).
     pub restart_ms: [u64; 2],
+    /// Nodes outside the founding group, waiting to be added.
+    pub spares: u32,
+    /// Ceiling of membership changes (add or remove one voter) per second.
+    pub membership_per_s_max: f64,
 }
 
 impl Default for RaftSpec {
@@ -81,6 +88,8 @@ impl Default for RaftSpec {
             kill_per_s_max: 0.5,
             power_loss_per_s_max: 0.5,
             restart_ms: [20, 1500],
+            spares: 0,
+            membership_per_s_max: 0.0,
         }
     }
 }
@@ -103,6 +112,7 @@ struct Plan {
     jitter_ms: f64,
     kill_per_s: f64,
     power_loss_per_s: f64,
+    membership_per_s: f64,
 }
 
 impl Plan {
@@ -121,6 +131,7 @@ impl Plan {
             jitter_ms: rate(spec.jitter_ms_max),
             kill_per_s: rate(spec.kill_per_s_max),
             power_loss_per_s: rate(spec.power_loss_per_s_max),
+            membership_per_s: rate(spec.membership_per_s_max),
         }
     }
 }
@@ -264,6 +275,9 @@ impl RaftWorld {
         if !(1..=9).contains(&spec.nodes) {
             return Err(format!("raft.nodes must be 1 to 9, not {}", spec.nodes));
         }
+        if spec.spares > 4 {
+            return Err(format!("raft.spares must be 0 to 4, not {}", spec.spares));
+        }
         if !scenario.clients.is_empty()
             || scenario.jetstream.is_some()
             || scenario.security.is_some()
@@ -282,7 +296,7 @@ impl RaftWorld {
         }
         let seed = options.seed;
         let plan = Plan::draw(&mut Rng::stream(seed, STREAM_PLAN), spec);
-        let n = spec.nodes as usize;
+        let n = (spec.nodes + spec.spares) as usize;
         let mut world = RaftWorld {
             name: scenario.name.clone(),
             spec: spec.clone(),
@@ -349,7 +363,9 @@ impl RaftWorld {
         let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation);
         Config {
             id: self.ids[i],
-            peers: self.ids.clone(),
+            // Spares list the founding group without themselves: they
+            // wait to be added.
+            peers: self.ids[..self.spec.nodes as usize].to_vec(),
             election_timeout_min: Duration::from_millis(self.spec.election_ms[0]),
             election_timeout_max: Duration::from_millis(self.spec.election_ms[1]),
             heartbeat_interval: Duration::from_millis(self.spec.heartbeat_ms),
@@ -757,6 +773,17 @@ impl RaftWorld {
         if self.faults_rng.chance(self.plan.partition_per_s * per_tick) {
             self.partition();
         }
+        if self
+            .faults_rng
+            .chance(self.plan.membership_per_s * per_tick)
+        {
+            self.change_membership();
+            // A second change at once: a correct leader refuses it while
+            // the first is uncommitted.
+            if self.faults_rng.below(2) == 0 {
+                self.change_membership();
+            }
+        }
         for (rate, power) in [
             (self.plan.kill_per_s, false),
             (self.plan.power_loss_per_s, true),
@@ -766,6 +793,65 @@ impl RaftWorld {
                 if self.nodes[victim].node.is_some() {
                     self.crash(victim, power);
                 }
+            }
+        }
+    }
+
+    /// Ask the leader of the highest term to add a non-member or remove a
+    /// voter (itself included), keeping the group within one voter of its
+    /// founding size.
+    fn change_membership(&mut self) {
+        let Some(leader) = (0..self.nodes.len())
+            .filter_map(|i| {
+                let node = self.nodes[i].node.as_ref()?;
+                (node.role() == rnats_core::raft::Role::Leader).then_some((node.term(), i))
+            })
+            .max()
+            .map(|(_, i)| i)
+        else {
+            return;
+        };
+        let voters = self.nodes[leader]
+            .node
+            .as_ref()
+            .expect("live")
+            .voters()
+            .to_vec();
+        let founding = self.spec.nodes as usize;
+        let outside: Vec<PeerId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !voters.contains(id))
+            .collect();
+        let add = match voters.len() {
+            len if len < founding => true,
+            len if len > founding => false,
+            _ => self.faults_rng.below(2) == 0,
+        };
+        let add = if outside.is_empty() { false } else { add };
+        let now = self.now;
+        let (what, peer, result) = if add {
+            let peer = outside[self.faults_rng.below(outside.len() as u64) as usize];
+            let node = self.nodes[leader].node.as_mut().expect("live");
+            ("add", peer, node.propose_add_peer(now, peer))
+        } else {
+            let peer = voters[self.faults_rng.below(voters.len() as u64) as usize];
+            let node = self.nodes[leader].node.as_mut().expect("live");
+            ("remove", peer, node.propose_remove_peer(now, peer))
+        };
+        match result {
+            Ok(index) => {
+                *self.fault_counts.entry("membership_change").or_default() += 1;
+                self.note(Some(leader), format!("propose {what} {peer} at {index}"));
+                self.drain(leader);
+            }
+            Err(ProposeError::Poisoned) => {
+                self.fail(format!("n{leader} is poisoned without disk faults"))
+            }
+            Err(error) => {
+                *self.fault_counts.entry("membership_refused").or_default() += 1;
+                self.note(Some(leader), format!("{what} {peer} refused: {error}"));
             }
         }
     }
@@ -893,12 +979,25 @@ impl RaftWorld {
             return self
                 .fail("liveness: no operation invoked after the heal was acknowledged".into());
         }
-        // Every node must have applied every acknowledged operation, where it was acknowledged.
+        // The voters as the node that knows the most committed entries
+        // has them (membership changes stop at the heal, so they committed).
+        let voters: Vec<PeerId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .max_by_key(|n| (n.commit_index(), n.term()))
+            .map(|n| n.voters().to_vec())
+            .unwrap_or_default();
+        // Every voter must have applied every acknowledged operation, where
+        // it was acknowledged (a removed node is not kept up to date).
         for i in 0..self.nodes.len() {
-            let applied: BTreeMap<u64, u64> = self.nodes[i].applied.iter().copied().collect();
             if self.nodes[i].node.is_none() {
                 return self.fail(format!("n{i} is still down at the end"));
             }
+            if !voters.contains(&self.ids[i]) {
+                continue;
+            }
+            let applied: BTreeMap<u64, u64> = self.nodes[i].applied.iter().copied().collect();
             for (&op, &index) in &self.acked {
                 if applied.get(&index) != Some(&op) {
                     return self.fail(format!(
@@ -919,7 +1018,7 @@ impl RaftWorld {
         Outcome {
             scenario: self.name,
             seed: self.seed,
-            servers: self.spec.nodes,
+            servers: self.spec.nodes + self.spec.spares,
             virtual_time: self.now,
             events: self.events,
             faults: self.fault_counts,
@@ -942,6 +1041,7 @@ fn planted(name: &str) -> Result<rnats_core::raft::node::RaftDefect, String> {
         "raft-vote-not-durable" => RaftDefect::VoteNotDurable,
         "raft-ack-before-durable" => RaftDefect::AckBeforeDurable,
         "raft-commit-old-term" => RaftDefect::CommitOldTermByCounting,
+        "raft-concurrent-config" => RaftDefect::ConcurrentConfigChanges,
         other => return Err(format!("unknown raft defect {other:?}")),
     })
 }

@@ -96,6 +96,11 @@ fn ci_raft_figure8() {
     sweep_clean("raft-figure8");
 }
 
+#[test]
+fn ci_raft_membership() {
+    sweep_clean("raft-membership");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -148,3 +148,11 @@ fn a_raft_old_term_entry_committed_by_counting_is_caught() {
     // overwrites that index on a follower that had committed it.
     caught("raft-commit-old-term", "raft-figure8");
 }
+
+#[test]
+fn a_raft_second_uncommitted_membership_change_is_caught() {
+    // Two additions (or a removal and an addition) in flight at once: the
+    // old and the newest configuration have disjoint majorities, each
+    // elects a leader and commits a different entry at one index.
+    caught("raft-concurrent-config", "raft-membership");
+}

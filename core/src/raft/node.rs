@@ -24,6 +24,17 @@
 //!   stickiness: nats-server's wire has no pre-vote message, see
 //!   ARCHITECTURE.md).
 //!
+//! Membership (the dissertation's single-server changes, §4.1): the voters
+//! are the configuration of the latest configuration entry in the log
+//! (peer state, add peer, remove peer), in effect as soon as it is appended
+//! and undone if it is truncated; before any, [`Config::peers`]. A leader
+//! refuses a change while the latest configuration entry is uncommitted
+//! (its own first entry, the peer state, is one, so a new leader also
+//! commits an entry of its term before changing anything). Quorums count
+//! the current voters only; a leader removed from them keeps leading, not
+//! counting itself, until the removal commits, then steps down; a node that
+//! is not a voter never campaigns.
+//!
 //! A disk error poisons the node: it stops sending and applying until it is
 //! reopened, because it can no longer tell what is durable.
 
@@ -44,7 +55,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: PeerId,
-    /// Every voter of the group, this node included.
+    /// The group's voters while the log holds no configuration entry. A
+    /// founding member lists itself; a node that joins an existing group
+    /// lists the group without itself, and waits (never campaigning) until a
+    /// leader's add-peer entry reaches its log.
     pub peers: Vec<PeerId>,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
@@ -70,6 +84,8 @@ pub enum RaftDefect {
     AckBeforeDurable,
     /// The leader commits an entry of an earlier term by counting replicas.
     CommitOldTermByCounting,
+    /// A leader accepts a membership change while another is uncommitted.
+    ConcurrentConfigChanges,
 }
 
 /// A node's role.
@@ -111,6 +127,14 @@ pub enum ProposeError {
     Poisoned,
     #[error("entry data over the bound")]
     TooLarge,
+    #[error("a membership change is in progress")]
+    MembershipChanging,
+    #[error("peer is already a member")]
+    PeerExists,
+    #[error("peer is not a member")]
+    PeerNotFound,
+    #[error("cannot remove the last member")]
+    RemoveLastPeer,
 }
 
 /// A node's state as monitoring shows it (the base of a `/jsz` group entry).
@@ -127,6 +151,8 @@ pub struct GroupState {
     pub durable: u64,
     /// On a leader: each follower and the highest index known stored there.
     pub followers: Vec<(PeerId, u64)>,
+    /// The current voters (the latest configuration in the log).
+    pub peers: Vec<PeerId>,
     pub poisoned: bool,
 }
 
@@ -171,6 +197,11 @@ pub struct Node<D> {
     next_tag: u64,
     pending_acks: Vec<PendingAck>,
     votes: BTreeSet<PeerId>,
+    /// Each configuration in the log: the index of the entry that set it
+    /// (0: `Config::peers`) and its voters, sorted. Never empty; the last is
+    /// in effect.
+    configs: Vec<(u64, Vec<PeerId>)>,
+    /// On a leader: every current voter but itself.
     progress: BTreeMap<PeerId, Progress>,
     election_deadline: Instant,
     heartbeat_deadline: Instant,
@@ -188,17 +219,25 @@ impl<D: Disk> Node<D> {
         dir: &str,
         now: Instant,
     ) -> Result<Node<D>, RecoveryError> {
-        assert!(
-            config.peers.contains(&config.id),
-            "a node is one of its peers"
-        );
+        assert!(!config.peers.is_empty(), "a group has a member");
         assert!(!config.id.is_none(), "the zero id means none");
         assert!(config.election_timeout_min < config.election_timeout_max);
         assert!(config.heartbeat_interval < config.election_timeout_min);
         assert!(config.max_entries_per_append > 0);
         let (log, hard) = RaftLog::open(disk, dir)?;
         let durable = log.last_index();
+        let mut base = config.peers.clone();
+        base.sort();
+        base.dedup();
+        let mut configs = vec![(0, base)];
+        for entry in log.slice(1, log.last_index()) {
+            let current = &configs.last().expect("never empty").1;
+            if let Some(next) = next_config(current, entry.kind, &entry.data) {
+                configs.push((entry.index, next));
+            }
+        }
         let mut node = Node {
+            configs,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
@@ -273,6 +312,7 @@ impl<D: Disk> Node<D> {
             applied: self.applied,
             durable: self.durable,
             followers,
+            peers: self.voters().to_vec(),
             poisoned: self.poisoned,
         }
     }
@@ -312,6 +352,93 @@ impl<D: Disk> Node<D> {
         Ok(index)
     }
 
+    /// Propose adding `peer` to the voters; the index of the change. It
+    /// counts in quorums from this moment on (once appended).
+    pub fn propose_add_peer(&mut self, now: Instant, peer: PeerId) -> Result<u64, ProposeError> {
+        self.propose_change(now, EntryType::AddPeer, peer)
+    }
+
+    /// Propose removing `peer` (this node too) from the voters.
+    pub fn propose_remove_peer(&mut self, now: Instant, peer: PeerId) -> Result<u64, ProposeError> {
+        self.propose_change(now, EntryType::RemovePeer, peer)
+    }
+
+    fn propose_change(
+        &mut self,
+        now: Instant,
+        kind: EntryType,
+        peer: PeerId,
+    ) -> Result<u64, ProposeError> {
+        if self.poisoned {
+            return Err(ProposeError::Poisoned);
+        }
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.commit < self.config_index() && !self.defect(3) {
+            return Err(ProposeError::MembershipChanging);
+        }
+        let member = self.voters().contains(&peer);
+        match kind {
+            EntryType::AddPeer if member => return Err(ProposeError::PeerExists),
+            EntryType::AddPeer if peer.is_none() => return Err(ProposeError::PeerNotFound),
+            EntryType::RemovePeer if !member => return Err(ProposeError::PeerNotFound),
+            EntryType::RemovePeer if self.voters().len() == 1 => {
+                return Err(ProposeError::RemoveLastPeer)
+            }
+            _ => {}
+        }
+        let index = self.log.last_index() + 1;
+        self.append_own(kind, Bytes::copy_from_slice(&peer.0));
+        self.replicate_new();
+        self.finish(now);
+        Ok(index)
+    }
+
+    /// The current voters.
+    pub fn voters(&self) -> &[PeerId] {
+        &self.configs.last().expect("never empty").1
+    }
+
+    /// The index of the entry that set the current voters (0: none did).
+    pub fn config_index(&self) -> u64 {
+        self.configs.last().expect("never empty").0
+    }
+
+    fn is_voter(&self) -> bool {
+        self.voters().contains(&self.config.id)
+    }
+
+    /// After the log gained `entry`: its configuration takes effect now.
+    fn note_config(&mut self, entry: &LogEntry) {
+        if let Some(next) = next_config(self.voters(), entry.kind, &entry.data) {
+            self.configs.push((entry.index, next));
+            if self.role == Role::Leader {
+                self.track_voters();
+            }
+        }
+    }
+
+    /// Leader: follow exactly the current voters but itself.
+    fn track_voters(&mut self) {
+        let me = self.config.id;
+        let voters = self.voters().to_vec();
+        self.progress.retain(|peer, _| voters.contains(peer));
+        let last = self.log.last_index();
+        for peer in voters.into_iter().filter(|p| *p != me) {
+            // A new peer is sent the latest entry first; its refusal moves
+            // `next` back to where its log ends.
+            self.progress.entry(peer).or_insert(Progress {
+                next: last,
+                matched: 0,
+                sent: last.saturating_sub(1),
+                active: false,
+            });
+        }
+    }
+
     /// A deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.poisoned {
@@ -332,7 +459,12 @@ impl<D: Disk> Node<D> {
             }
             Role::Follower | Role::Candidate => {
                 if now >= self.election_deadline {
-                    self.start_election(now);
+                    if self.is_voter() {
+                        self.start_election(now);
+                    } else {
+                        // Not a member: wait to be added, never campaign.
+                        self.reset_election_deadline(now);
+                    }
                 }
             }
         }
@@ -341,7 +473,9 @@ impl<D: Disk> Node<D> {
 
     /// A message from peer `from`.
     pub fn handle_message(&mut self, now: Instant, from: PeerId, message: Message) {
-        if self.poisoned || from == self.config.id || !self.config.peers.contains(&from) {
+        // Senders outside the current voters are heard: a leader this node
+        // has not yet learned was added must be able to reach it.
+        if self.poisoned || from == self.config.id || from.is_none() {
             return;
         }
         match message {
@@ -381,7 +515,7 @@ impl<D: Disk> Node<D> {
     }
 
     fn quorum(&self) -> usize {
-        self.config.peers.len() / 2 + 1
+        self.voters().len() / 2 + 1
     }
 
     fn defect(&self, _which: u8) -> bool {
@@ -390,7 +524,8 @@ impl<D: Disk> Node<D> {
             let wanted = match _which {
                 0 => RaftDefect::VoteNotDurable,
                 1 => RaftDefect::AckBeforeDurable,
-                _ => RaftDefect::CommitOldTermByCounting,
+                2 => RaftDefect::CommitOldTermByCounting,
+                _ => RaftDefect::ConcurrentConfigChanges,
             };
             self.config.planted_defect == Some(wanted)
         }
@@ -481,19 +616,20 @@ impl<D: Disk> Node<D> {
         for peer in self.other_peers() {
             self.send(peer, Message::Vote(request));
         }
-        if self.votes.len() >= self.quorum() {
+        if self.vote_count() >= self.quorum() {
             self.become_leader(now);
         }
     }
 
+    /// Votes from current voters (the configuration may change mid-election).
+    fn vote_count(&self) -> usize {
+        let voters = self.voters();
+        self.votes.iter().filter(|v| voters.contains(v)).count()
+    }
+
     fn other_peers(&self) -> Vec<PeerId> {
         let me = self.config.id;
-        self.config
-            .peers
-            .iter()
-            .copied()
-            .filter(|p| *p != me)
-            .collect()
+        self.voters().iter().copied().filter(|p| *p != me).collect()
     }
 
     fn send(&mut self, to: PeerId, message: Message) {
@@ -552,11 +688,11 @@ impl<D: Disk> Node<D> {
         if self.role != Role::Candidate || response.term != self.hard.term || !response.granted {
             return;
         }
-        if !self.config.peers.contains(&response.peer) {
+        if !self.voters().contains(&response.peer) {
             return;
         }
         self.votes.insert(response.peer);
-        if self.votes.len() >= self.quorum() {
+        if self.vote_count() >= self.quorum() {
             self.become_leader(now);
         }
     }
@@ -577,11 +713,12 @@ impl<D: Disk> Node<D> {
             self.progress.insert(peer, progress);
         }
         self.set_leader(Some(self.config.id));
+        let voters = self.voters().to_vec();
         // As nats-server does, a new leader's first entry is the peer state:
         // it also lets entries of earlier terms commit under this term.
         let state = PeerState {
-            cluster_size: self.config.peers.len() as u32,
-            peers: self.config.peers.clone(),
+            cluster_size: voters.len() as u32,
+            peers: voters,
             domain_ext: 0,
         };
         self.append_own(EntryType::PeerState, state.encode());
@@ -592,7 +729,8 @@ impl<D: Disk> Node<D> {
 
     /// Leader: step down unless a majority was heard from since the last check.
     fn check_quorum(&mut self, now: Instant) {
-        let heard = 1 + self.progress.values().filter(|p| p.active).count();
+        let heard =
+            usize::from(self.is_voter()) + self.progress.values().filter(|p| p.active).count();
         for progress in self.progress.values_mut() {
             progress.active = false;
         }
@@ -759,9 +897,17 @@ impl<D: Disk> Node<D> {
     /// Write `entry` after the last; false (and poisoned) on a disk error.
     /// Not durable until a sync covers it (`dirty` asks for one).
     fn write_entry(&mut self, entry: LogEntry) -> bool {
+        let config = matches!(
+            entry.kind,
+            EntryType::PeerState | EntryType::AddPeer | EntryType::RemovePeer
+        )
+        .then(|| entry.clone());
         if self.log.append(entry).is_err() {
             self.poisoned = true;
             return false;
+        }
+        if let Some(entry) = config {
+            self.note_config(&entry);
         }
         self.dirty = true;
         if self.defect(1) {
@@ -777,6 +923,10 @@ impl<D: Disk> Node<D> {
         }
         self.dirty = true;
         self.durable = self.durable.min(index);
+        // A configuration truncated away is undone.
+        while self.configs.last().expect("never empty").0 > index {
+            self.configs.pop();
+        }
         if let Some((_, through)) = &mut self.sync_in_flight {
             *through = (*through).min(index);
         }
@@ -837,7 +987,7 @@ impl<D: Disk> Node<D> {
             if term != self.hard.term && !self.defect(2) {
                 break;
             }
-            let own = usize::from(self.durable >= candidate);
+            let own = usize::from(self.durable >= candidate && self.is_voter());
             let replicas = own
                 + self
                     .progress
@@ -854,11 +1004,16 @@ impl<D: Disk> Node<D> {
     }
 
     /// End of every input: ask for a sync, release durable acks, apply.
-    fn finish(&mut self, _now: Instant) {
+    fn finish(&mut self, now: Instant) {
         if self.poisoned {
             self.actions
                 .retain(|a| !matches!(a, Action::Send { .. } | Action::Apply(_)));
             return;
+        }
+        if self.role == Role::Leader && !self.is_voter() && self.commit >= self.config_index() {
+            // Its own removal committed: the group goes on without it.
+            let term = self.hard.term;
+            self.become_follower(now, term, None);
         }
         if self.dirty && self.sync_in_flight.is_none() {
             let tag = self.next_tag;
@@ -903,6 +1058,30 @@ impl<D: Disk> Node<D> {
         debug_assert!(self.durable <= self.log.last_index());
         debug_assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
     }
+}
+
+/// The voters after `entry` if it changes them (`None` if it does not or
+/// its data is malformed: a damaged change is no change).
+fn next_config(current: &[PeerId], kind: EntryType, data: &[u8]) -> Option<Vec<PeerId>> {
+    let mut next = current.to_vec();
+    match kind {
+        EntryType::PeerState => {
+            next = PeerState::decode(data).ok()?.peers;
+            next.retain(|p| !p.is_none());
+        }
+        EntryType::AddPeer => {
+            let peer = PeerId::from_slice(data).ok().filter(|p| !p.is_none())?;
+            next.push(peer);
+        }
+        EntryType::RemovePeer => {
+            let peer = PeerId::from_slice(data).ok()?;
+            next.retain(|p| *p != peer);
+        }
+        _ => return None,
+    }
+    next.sort();
+    next.dedup();
+    (!next.is_empty()).then_some(next)
 }
 
 #[cfg(test)]

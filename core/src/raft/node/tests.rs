@@ -441,7 +441,230 @@ fn the_group_state_shows_the_leader_s_view_of_its_followers() {
             applied: 1,
             durable: 1,
             followers: vec![(B, 0), (C, 1)],
+            peers: vec![A, B, C],
             poisoned: false,
         }
+    );
+}
+
+const D: PeerId = PeerId(*b"DDDDDDDD");
+
+fn change(kind: EntryType, peer: PeerId) -> Entry {
+    Entry::new(kind, Bytes::copy_from_slice(&peer.0))
+}
+
+/// A leader of term 1 over {A, B, C} whose peer state (entry 1) committed.
+fn committed_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    let mut a = elected_leader(disk);
+    a.handle_message(at(401), B, ack(1, 1, B, true));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(402), 1, Ok(()));
+    drain(&mut a);
+    assert_eq!(a.commit_index(), 1);
+    a
+}
+
+#[test]
+fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    // The new leader's peer state (entry 1) is a configuration entry: no
+    // change before it commits.
+    assert_eq!(
+        a.propose_add_peer(at(401), D),
+        Err(ProposeError::MembershipChanging)
+    );
+    a.handle_message(at(401), B, ack(1, 1, B, true));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(402), 1, Ok(()));
+    drain(&mut a);
+    assert_eq!(
+        a.propose_add_peer(at(403), A),
+        Err(ProposeError::PeerExists)
+    );
+    assert_eq!(a.propose_add_peer(at(403), D), Ok(2));
+    let add = |prev_index| {
+        Message::Append(AppendEntry {
+            leader: A,
+            term: 1,
+            commit: 1,
+            prev_term: 1,
+            prev_index,
+            entries: vec![change(EntryType::AddPeer, D)],
+            leader_term: 0,
+        })
+    };
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, add(1)),
+            send(C, add(1)),
+            send(D, add(1)),
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    assert_eq!(a.voters(), &[A, B, C, D]);
+    assert_eq!(a.state().peers, vec![A, B, C, D]);
+    assert_eq!(
+        a.propose_remove_peer(at(404), B),
+        Err(ProposeError::MembershipChanging)
+    );
+    // Four voters: A and B are not a quorum of entry 2 any more.
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(405), 2, Ok(()));
+    a.handle_message(at(405), B, ack(1, 2, B, true));
+    assert_eq!(a.commit_index(), 1);
+    drain(&mut a);
+    a.handle_message(at(406), D, ack(1, 2, D, true));
+    assert_eq!(a.commit_index(), 2);
+    assert!(
+        matches!(drain(&mut a).as_slice(), [Action::Apply(e)] if e.index == 2 && e.kind == EntryType::AddPeer)
+    );
+    assert_eq!(
+        a.propose_remove_peer(at(407), PeerId(*b"ZZZZZZZZ")),
+        Err(ProposeError::PeerNotFound)
+    );
+    assert_eq!(a.propose_remove_peer(at(407), B), Ok(3));
+}
+
+#[test]
+fn a_follower_takes_a_change_when_appended_and_drops_it_when_truncated() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    let mut with_add = append(A, 1, 0, (0, 0), &[b"x"]);
+    if let Message::Append(m) = &mut with_add {
+        m.entries.push(change(EntryType::AddPeer, D));
+    }
+    b.handle_message(at(1), A, with_add);
+    drain(&mut b);
+    assert_eq!(b.voters(), &[A, B, C, D]);
+    assert_eq!(b.config_index(), 2);
+    // C leads term 2 without the change: the truncation undoes it.
+    b.handle_message(at(2), C, append(C, 2, 0, (1, 1), &[b"w"]));
+    drain(&mut b);
+    assert_eq!(b.voters(), &[A, B, C]);
+    assert_eq!(b.config_index(), 0);
+    // And a reopened node rebuilds its configuration from the log.
+    let mut with_remove = append(C, 2, 0, (2, 2), &[]);
+    if let Message::Append(m) = &mut with_remove {
+        m.entries.push(change(EntryType::RemovePeer, A));
+    }
+    b.handle_message(at(3), C, with_remove);
+    drain(&mut b);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    let b = open(B, &disk);
+    assert_eq!(b.voters(), &[B, C]);
+    assert_eq!(b.config_index(), 3);
+}
+
+#[test]
+fn a_node_outside_the_configuration_never_campaigns_until_added() {
+    let disk = SharedDisk::new(MemDisk::default());
+    // D joins {A, B, C}: its configuration lists the group without it.
+    let mut d = Node::open(config(D), disk.clone(), "raft", at(0)).unwrap();
+    for _ in 0..5 {
+        let deadline = d.poll_timeout();
+        d.handle_timeout(deadline);
+        assert!(
+            drain(&mut d).is_empty(),
+            "no vote request from a non-member"
+        );
+        assert_eq!(d.role(), Role::Follower);
+        assert_eq!(d.term(), 0);
+    }
+    // A leader's append with the add reaches it: it is a member, and
+    // campaigns once that leader goes quiet.
+    let mut add = append(A, 1, 0, (0, 0), &[]);
+    if let Message::Append(m) = &mut add {
+        m.entries.push(change(EntryType::AddPeer, D));
+    }
+    d.handle_message(at(2000), A, add);
+    drain(&mut d);
+    assert_eq!(d.voters(), &[A, B, C, D]);
+    let deadline = d.poll_timeout();
+    d.handle_timeout(deadline);
+    let asked: Vec<PeerId> = drain(&mut d)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                message: Message::Vote(_),
+            } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![A, B, C]);
+}
+
+#[test]
+fn a_leader_that_removes_itself_leads_without_counting_itself_then_steps_down() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    assert_eq!(a.propose_remove_peer(at(410), A), Ok(2));
+    let remove = Message::Append(AppendEntry {
+        leader: A,
+        term: 1,
+        commit: 1,
+        prev_term: 1,
+        prev_index: 1,
+        entries: vec![change(EntryType::RemovePeer, A)],
+        leader_term: 0,
+    });
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, remove.clone()),
+            send(C, remove),
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    assert_eq!(a.voters(), &[B, C]);
+    // A's own durable copy and B's ack are not a quorum of {B, C}.
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(411), 2, Ok(()));
+    a.handle_message(at(411), B, ack(1, 2, B, true));
+    assert_eq!(a.commit_index(), 1);
+    assert_eq!(a.role(), Role::Leader);
+    assert!(drain(&mut a).is_empty());
+    a.handle_message(at(412), C, ack(1, 2, C, true));
+    assert_eq!(a.commit_index(), 2);
+    let actions = drain(&mut a);
+    assert_eq!(a.role(), Role::Follower);
+    assert_eq!(
+        actions[0],
+        Action::LeaderChanged {
+            term: 1,
+            leader: None
+        }
+    );
+    assert!(matches!(&actions[1], Action::Apply(e) if e.index == 2));
+    // Removed, it never campaigns again.
+    let deadline = a.poll_timeout();
+    a.handle_timeout(deadline);
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.term(), 1);
+}
+
+#[test]
+fn the_last_member_cannot_be_removed() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut solo_config = config(A);
+    solo_config.peers = vec![A];
+    let mut a = Node::open(solo_config, disk.clone(), "raft", at(0)).unwrap();
+    let deadline = a.poll_timeout();
+    a.handle_timeout(deadline);
+    assert_eq!(a.role(), Role::Leader);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(400), 1, Ok(()));
+    drain(&mut a);
+    assert_eq!(
+        a.propose_remove_peer(at(401), A),
+        Err(ProposeError::RemoveLastPeer)
     );
 }
