@@ -156,3 +156,10 @@ fn a_raft_second_uncommitted_membership_change_is_caught() {
     // elects a leader and commits a different entry at one index.
     caught("raft-concurrent-config", "raft-membership");
 }
+
+#[test]
+fn a_raft_damaged_snapshot_trusted_is_caught() {
+    // A snapshot file with a flipped bit restores a store no node had at
+    // that index.
+    caught("raft-trust-damaged-snapshot", "raft-snapshots");
+}

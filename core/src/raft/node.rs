@@ -35,10 +35,24 @@
 //! counting itself, until the removal commits, then steps down; a node that
 //! is not a voter never campaigns.
 //!
+//! Snapshots: the state machine hands one at an applied index
+//! ([`Node::snapshot`]); the node saves it (checksummed, atomically) and
+//! compacts its log to it. A leader that must send a follower entries it
+//! compacted sends its snapshot instead, as nats-server does: an append
+//! whose previous index and term are the snapshot's and whose entries are
+//! the snapshot and the peer state. A snapshot that fails its checksum at
+//! open is never trusted and never deleted: the node keeps its log and its
+//! term and vote (so its acknowledgements and votes still stand), applies
+//! nothing, never campaigns and refuses appends (hint 0) until a leader's
+//! snapshot at or past its log's base is installed ([`Action::Restore`]);
+//! a leader refused from the start of its log again asks its state machine
+//! for a snapshot ([`Action::SnapshotWanted`]) if its own
+//! is older than what it applied.
+//!
 //! A disk error poisons the node: it stops sending and applying until it is
 //! reopened, because it can no longer tell what is durable.
 
-use super::log::{HardState, LogEntry, RaftLog, RecoveryError};
+use super::log::{Base, HardState, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile};
 use super::wire::{
     AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, PeerState, VoteRequest,
     VoteResponse,
@@ -86,6 +100,8 @@ pub enum RaftDefect {
     CommitOldTermByCounting,
     /// A leader accepts a membership change while another is uncommitted.
     ConcurrentConfigChanges,
+    /// A snapshot that fails its checksum at open is used anyway.
+    TrustDamagedSnapshot,
 }
 
 /// A node's role.
@@ -116,6 +132,23 @@ pub enum Action {
     Apply(LogEntry),
     /// The node's view of the leader changed.
     LeaderChanged { term: u64, leader: Option<PeerId> },
+    /// Replace the state machine with `snapshot` (at open, or installed
+    /// from the leader); `Apply` resumes after its index.
+    Restore(Snapshot),
+    /// A follower needs a snapshot newer than this node's: call
+    /// [`Node::snapshot`] at the state machine's applied index.
+    SnapshotWanted,
+}
+
+/// Why a snapshot was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("index {index} is not applied yet")]
+    NotApplied { index: u64 },
+    #[error("the log is already compacted through index {base}")]
+    Stale { base: u64 },
+    #[error("the node's disk failed; it must be reopened")]
+    Poisoned,
 }
 
 /// Why a proposal was refused.
@@ -153,6 +186,10 @@ pub struct GroupState {
     pub followers: Vec<(PeerId, u64)>,
     /// The current voters (the latest configuration in the log).
     pub peers: Vec<PeerId>,
+    /// The index the log is compacted to (the snapshot's).
+    pub snapshot: u64,
+    /// The snapshot was damaged; waiting for a leader's.
+    pub needs_snapshot: bool,
     pub poisoned: bool,
 }
 
@@ -209,6 +246,12 @@ pub struct Node<D> {
     rng: ChaCha8Rng,
     actions: VecDeque<Action>,
     poisoned: bool,
+    /// The latest trusted snapshot (what a leader sends a lagging follower).
+    snapshot: Option<Snapshot>,
+    /// The snapshot was damaged: nothing applies until one is installed.
+    needs_snapshot: bool,
+    /// A `SnapshotWanted` is out and not yet answered.
+    snapshot_wanted: bool,
 }
 
 impl<D: Disk> Node<D> {
@@ -224,28 +267,55 @@ impl<D: Disk> Node<D> {
         assert!(config.election_timeout_min < config.election_timeout_max);
         assert!(config.heartbeat_interval < config.election_timeout_min);
         assert!(config.max_entries_per_append > 0);
-        let (log, hard) = RaftLog::open(disk, dir)?;
-        let durable = log.last_index();
-        let mut base = config.peers.clone();
-        base.sort();
-        base.dedup();
-        let mut configs = vec![(0, base)];
-        for entry in log.slice(1, log.last_index()) {
-            let current = &configs.last().expect("never empty").1;
-            if let Some(next) = next_config(current, entry.kind, &entry.data) {
-                configs.push((entry.index, next));
+        let mut founding = config.peers.clone();
+        founding.sort();
+        founding.dedup();
+        let (mut log, hard) = RaftLog::open(disk, dir, &founding)?;
+        let mut snapshot = match log.load_snapshot()? {
+            SnapshotFile::Valid(snapshot) => Some(snapshot),
+            SnapshotFile::None => None,
+            SnapshotFile::Damaged => {
+                #[cfg(feature = "planted-defects")]
+                let trusted = if config.planted_defect == Some(RaftDefect::TrustDamagedSnapshot) {
+                    log.load_snapshot_unchecked()?
+                } else {
+                    None
+                };
+                #[cfg(not(feature = "planted-defects"))]
+                let trusted = None;
+                trusted
+            }
+        };
+        let base = log.base().index;
+        if let Some(snap) = &snapshot {
+            if snap.index > base {
+                // Saved, then a crash before the log was compacted to it.
+                log.compact(Base {
+                    index: snap.index,
+                    term: snap.term,
+                    voters: snap.voters.clone(),
+                })?;
+            } else if snap.index < base {
+                // Older than the log's base: it cannot rebuild the state.
+                snapshot = None;
             }
         }
+        let base = log.base().index;
+        let needs_snapshot = base > 0 && snapshot.is_none();
+        let durable = log.last_index();
         let mut node = Node {
-            configs,
+            configs: Vec::new(),
+            snapshot: snapshot.clone(),
+            needs_snapshot,
+            snapshot_wanted: false,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
             hard,
             role: Role::Follower,
             leader: None,
-            commit: 0,
-            applied: 0,
+            commit: base,
+            applied: if needs_snapshot { 0 } else { base },
             durable,
             sync_in_flight: None,
             dirty: false,
@@ -259,8 +329,101 @@ impl<D: Disk> Node<D> {
             actions: VecDeque::new(),
             poisoned: false,
         };
+        node.rebuild_configs(if base == 0 {
+            founding
+        } else {
+            node.log.base().voters.clone()
+        });
+        if let Some(snap) = snapshot {
+            node.actions.push_back(Action::Restore(snap));
+        }
         node.reset_election_deadline(now);
         Ok(node)
+    }
+
+    /// The configurations from `at_base` (the voters at the log's base)
+    /// through every configuration entry the log holds.
+    fn rebuild_configs(&mut self, at_base: Vec<PeerId>) {
+        let mut configs = vec![(self.log.base().index, at_base)];
+        for entry in self.log.slice(1, self.log.last_index()) {
+            let current = &configs.last().expect("never empty").1;
+            if let Some(next) = next_config(current, entry.kind, &entry.data) {
+                configs.push((entry.index, next));
+            }
+        }
+        self.configs = configs;
+    }
+
+    /// The voters as of entry `index` (at least the log's base).
+    fn voters_at(&self, index: u64) -> Vec<PeerId> {
+        self.configs
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .expect("the base configuration is at or below every index held")
+            .1
+            .clone()
+    }
+
+    /// The state machine's snapshot through `index` (applied): saved, then
+    /// the log compacted to it.
+    pub fn snapshot(&mut self, now: Instant, index: u64, data: Bytes) -> Result<(), SnapshotError> {
+        if self.poisoned {
+            return Err(SnapshotError::Poisoned);
+        }
+        if self.needs_snapshot || index > self.applied {
+            return Err(SnapshotError::NotApplied { index });
+        }
+        let base = self.log.base().index;
+        if index <= base {
+            return Err(SnapshotError::Stale { base });
+        }
+        let term = self
+            .log
+            .term_at(index)
+            .expect("applied entries are in the log");
+        let voters = self.voters_at(index);
+        let snap = Snapshot {
+            index,
+            term,
+            voters: voters.clone(),
+            data,
+        };
+        if !self.install_locally(snap) {
+            return Err(SnapshotError::Poisoned);
+        }
+        self.snapshot_wanted = false;
+        self.finish(now);
+        Ok(())
+    }
+
+    /// Save `snap` and compact the log to it; false (and poisoned) on a
+    /// disk error. Whatever the log keeps is durable afterwards.
+    fn install_locally(&mut self, snap: Snapshot) -> bool {
+        if self.log.save_snapshot(&snap).is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        if snap.index > self.log.base().index {
+            let base = Base {
+                index: snap.index,
+                term: snap.term,
+                voters: snap.voters.clone(),
+            };
+            if self.log.compact(base).is_err() {
+                self.poisoned = true;
+                return false;
+            }
+        }
+        let last = self.log.last_index();
+        self.durable = last;
+        if let Some((_, through)) = &mut self.sync_in_flight {
+            *through = (*through).min(last);
+        }
+        self.pending_acks.retain(|ack| ack.index <= last);
+        self.rebuild_configs(snap.voters.clone());
+        self.snapshot = Some(snap);
+        true
     }
 
     pub fn id(&self) -> PeerId {
@@ -313,6 +476,8 @@ impl<D: Disk> Node<D> {
             durable: self.durable,
             followers,
             peers: self.voters().to_vec(),
+            snapshot: self.log.base().index,
+            needs_snapshot: self.needs_snapshot,
             poisoned: self.poisoned,
         }
     }
@@ -459,7 +624,7 @@ impl<D: Disk> Node<D> {
             }
             Role::Follower | Role::Candidate => {
                 if now >= self.election_deadline {
-                    if self.is_voter() {
+                    if self.is_voter() && !self.needs_snapshot {
                         self.start_election(now);
                     } else {
                         // Not a member: wait to be added, never campaign.
@@ -525,7 +690,8 @@ impl<D: Disk> Node<D> {
                 0 => RaftDefect::VoteNotDurable,
                 1 => RaftDefect::AckBeforeDurable,
                 2 => RaftDefect::CommitOldTermByCounting,
-                _ => RaftDefect::ConcurrentConfigChanges,
+                3 => RaftDefect::ConcurrentConfigChanges,
+                _ => RaftDefect::TrustDamagedSnapshot,
             };
             self.config.planted_defect == Some(wanted)
         }
@@ -777,6 +943,9 @@ impl<D: Disk> Node<D> {
     /// One append entry to `peer` starting at `from`: entries of one term
     /// only (the wire has one term per message), a heartbeat past the end.
     fn send_append(&mut self, peer: PeerId, from: u64) {
+        if from <= self.log.base().index {
+            return self.send_snapshot(peer);
+        }
         assert!(from >= 1 && from <= self.log.last_index() + 1);
         let prev_index = from - 1;
         let prev_term = self.log.term_at(prev_index).expect("prev is in the log");
@@ -807,6 +976,79 @@ impl<D: Disk> Node<D> {
         let progress = self.progress.get_mut(&peer).expect("a follower");
         progress.sent = progress.sent.max(through);
         self.send(peer, Message::Append(append));
+    }
+
+    /// The entries `peer` needs are compacted: send the snapshot (with the
+    /// peer state, as nats-server's catch-up does).
+    fn send_snapshot(&mut self, peer: PeerId) {
+        let snap = self
+            .snapshot
+            .clone()
+            .expect("a compacted leader holds its snapshot");
+        let state = PeerState {
+            cluster_size: snap.voters.len() as u32,
+            peers: snap.voters.clone(),
+            domain_ext: 0,
+        };
+        let append = AppendEntry {
+            leader: self.config.id,
+            term: self.hard.term,
+            commit: self.commit,
+            prev_term: snap.term,
+            prev_index: snap.index,
+            entries: vec![
+                Entry::new(EntryType::Snapshot, snap.data),
+                Entry::new(EntryType::PeerState, state.encode()),
+            ],
+            leader_term: 0,
+        };
+        let progress = self.progress.get_mut(&peer).expect("a follower");
+        progress.sent = progress.sent.max(snap.index);
+        self.send(peer, Message::Append(append));
+    }
+
+    fn refuse(&mut self, to: PeerId, hint: u64) {
+        let response = AppendEntryResponse {
+            term: self.hard.term,
+            index: hint,
+            peer: self.config.id,
+            success: false,
+        };
+        self.send(to, Message::AppendResponse(response));
+    }
+
+    /// A leader's snapshot (see `send_snapshot`).
+    fn on_install(&mut self, from: PeerId, append: AppendEntry) {
+        let (index, term) = (append.prev_index, append.prev_term);
+        let Some(voters) = next_config(&[], EntryType::PeerState, &append.entries[1].data) else {
+            return;
+        };
+        let base = self.log.base().index;
+        if !self.needs_snapshot && (index <= base || self.log.term_at(index) == Some(term)) {
+            // Already held: committed there, as the leader says.
+            self.commit = self.commit.max(index.min(self.log.last_index()));
+            self.pending_acks.push(PendingAck { to: from, index });
+            return;
+        }
+        if index < base || (index == base && term != self.log.base().term) {
+            // Older than what this node compacted: wait for a newer one.
+            return self.refuse(from, 0);
+        }
+        debug_assert!(self.needs_snapshot || index > self.commit);
+        let snap = Snapshot {
+            index,
+            term,
+            voters,
+            data: append.entries[0].data.clone(),
+        };
+        if !self.install_locally(snap.clone()) {
+            return;
+        }
+        self.needs_snapshot = false;
+        self.commit = self.commit.max(index);
+        self.applied = index;
+        self.actions.push_back(Action::Restore(snap));
+        self.pending_acks.push(PendingAck { to: from, index });
     }
 
     fn on_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) {
@@ -840,6 +1082,32 @@ impl<D: Disk> Node<D> {
             return;
         }
         self.last_leader_contact = Some(now);
+        let install = append.entries.len() == 2
+            && append.entries[0].kind == EntryType::Snapshot
+            && append.entries[1].kind == EntryType::PeerState;
+        if install {
+            return self.on_install(from, append);
+        }
+        if self.needs_snapshot {
+            return self.refuse(from, 0);
+        }
+        let mut append = append;
+        let base = self.log.base().index;
+        if append.prev_index < base {
+            // Entries through the base are committed and identical to the
+            // leader's: skip them.
+            let skip = ((base - append.prev_index) as usize).min(append.entries.len());
+            append.entries.drain(..skip);
+            append.prev_index += skip as u64;
+            if append.prev_index < base {
+                self.pending_acks.push(PendingAck {
+                    to: from,
+                    index: append.prev_index,
+                });
+                return;
+            }
+            append.prev_term = self.log.base().term;
+        }
         let last = self.log.last_index();
         let prev_matches = self.log.term_at(append.prev_index) == Some(append.prev_term);
         if !prev_matches {
@@ -974,6 +1242,18 @@ impl<D: Disk> Node<D> {
                 progress.next = next;
                 progress.sent = next - 1;
                 self.send_append_from_next(from);
+            } else if response.index == 0 {
+                // Refused again from the start of the log: the follower
+                // cannot take entries (its snapshot was damaged) and needs
+                // a snapshot. (A duplicated refusal of an empty follower
+                // looks the same; it only costs a snapshot.)
+                if self.applied > self.log.base().index && !self.snapshot_wanted {
+                    self.snapshot_wanted = true;
+                    self.actions.push_back(Action::SnapshotWanted);
+                }
+                if self.log.base().index > 0 {
+                    self.send_snapshot(from);
+                }
             }
         }
     }
@@ -1044,7 +1324,11 @@ impl<D: Disk> Node<D> {
             };
             self.send(ack.to, Message::AppendResponse(response));
         }
-        let applicable = self.commit.min(self.log.last_index());
+        let applicable = if self.needs_snapshot {
+            0
+        } else {
+            self.commit.min(self.log.last_index())
+        };
         while self.applied < applicable {
             self.applied += 1;
             let entry = self

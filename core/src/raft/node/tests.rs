@@ -442,6 +442,8 @@ fn the_group_state_shows_the_leader_s_view_of_its_followers() {
             durable: 1,
             followers: vec![(B, 0), (C, 1)],
             peers: vec![A, B, C],
+            snapshot: 0,
+            needs_snapshot: false,
             poisoned: false,
         }
     );
@@ -667,4 +669,190 @@ fn the_last_member_cannot_be_removed() {
         a.propose_remove_peer(at(401), A),
         Err(ProposeError::RemoveLastPeer)
     );
+}
+
+fn applied_indexes(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply(e) => Some(e.index),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A leads term 1 with entries 1 (peer state) to 3 committed and applied.
+fn leader_with_three(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    let mut a = committed_leader(disk);
+    a.propose(at(410), Bytes::from_static(b"x")).unwrap();
+    a.propose(at(410), Bytes::from_static(b"y")).unwrap();
+    drain(&mut a);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(411), 2, Ok(()));
+    a.handle_sync_done(at(411), 3, Ok(()));
+    a.handle_message(at(411), B, ack(1, 3, B, true));
+    assert_eq!(applied_indexes(&drain(&mut a)), vec![2, 3]);
+    a
+}
+
+fn install(term: u64, commit: u64, index_term: (u64, u64), data: &'static [u8]) -> Message {
+    let state = PeerState {
+        cluster_size: 3,
+        peers: vec![A, B, C],
+        domain_ext: 0,
+    };
+    Message::Append(AppendEntry {
+        leader: A,
+        term,
+        commit,
+        prev_term: index_term.0,
+        prev_index: index_term.1,
+        entries: vec![
+            Entry::new(EntryType::Snapshot, Bytes::from_static(data)),
+            Entry::new(EntryType::PeerState, state.encode()),
+        ],
+        leader_term: 0,
+    })
+}
+
+#[test]
+fn a_snapshot_compacts_the_log_and_a_follower_behind_it_is_sent_the_snapshot() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = leader_with_three(&disk);
+    assert_eq!(
+        a.snapshot(at(412), 4, Bytes::from_static(b"kv")),
+        Err(SnapshotError::NotApplied { index: 4 })
+    );
+    a.snapshot(at(412), 3, Bytes::from_static(b"kv")).unwrap();
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.state().snapshot, 3);
+    assert_eq!(a.log().slice(1, 9), &[]);
+    assert_eq!(
+        a.snapshot(at(412), 3, Bytes::from_static(b"kv")),
+        Err(SnapshotError::Stale { base: 3 })
+    );
+    // C never answered: its refusal (it holds nothing) meets a compacted log.
+    a.handle_message(at(413), C, ack(1, 0, C, false));
+    assert_eq!(drain(&mut a), vec![send(C, install(1, 3, (1, 3), b"kv"))]);
+    // Reopened, the node restores the snapshot before anything else.
+    disk.with(|d| d.power_loss());
+    let mut again = open(A, &disk);
+    assert_eq!(again.applied_index(), 3);
+    assert_eq!(again.commit_index(), 3);
+    assert_eq!(
+        drain(&mut again),
+        vec![Action::Restore(Snapshot {
+            index: 3,
+            term: 1,
+            voters: vec![A, B, C],
+            data: Bytes::from_static(b"kv"),
+        })]
+    );
+}
+
+#[test]
+fn a_follower_installs_a_leader_s_snapshot_and_acknowledges_it() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, install(1, 5, (1, 3), b"kv"));
+    let snap = Snapshot {
+        index: 3,
+        term: 1,
+        voters: vec![A, B, C],
+        data: Bytes::from_static(b"kv"),
+    };
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            Action::Restore(snap.clone()),
+            send(A, ack(1, 3, B, true)),
+        ]
+    );
+    assert_eq!((b.commit_index(), b.applied_index()), (3, 3));
+    // The next entries follow the snapshot.
+    b.handle_message(at(2), A, append(A, 1, 4, (1, 3), &[b"d"]));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(3), 1, Ok(()));
+    let actions = drain(&mut b);
+    assert_eq!(applied_indexes(&actions), vec![4]);
+    // Power loss: the snapshot and the entry after it are both there.
+    disk.with(|d| d.power_loss());
+    let mut b = open(B, &disk);
+    assert_eq!(drain(&mut b), vec![Action::Restore(snap)]);
+    assert_eq!((b.log().last_index(), b.log().last_term()), (4, 1));
+}
+
+#[test]
+fn a_damaged_snapshot_is_never_trusted_and_the_node_catches_up_from_the_leader() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, install(1, 3, (1, 3), b"kv"));
+    b.handle_message(at(2), A, append(A, 1, 3, (1, 3), &[b"d"]));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(3), 1, Ok(()));
+    drain(&mut b);
+    disk.with(|d| {
+        let snap = d.bytes_mut("raft/snap").unwrap();
+        snap[30] ^= 0x01;
+    });
+    let mut b = open(B, &disk);
+    // Nothing restored, nothing applied; its log and vote stand.
+    assert!(drain(&mut b).is_empty());
+    let state = b.state();
+    assert!(state.needs_snapshot);
+    assert_eq!((state.applied, state.last_index), (0, 4));
+    // It never campaigns while it cannot apply.
+    let deadline = b.poll_timeout();
+    b.handle_timeout(deadline);
+    assert!(drain(&mut b).is_empty());
+    // It refuses appends from the start until a snapshot comes.
+    b.handle_message(at(500), A, append(A, 2, 4, (1, 4), &[]));
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 2,
+                leader: Some(A)
+            },
+            send(A, ack(2, 0, B, false))
+        ]
+    );
+    // A snapshot older than its log's base is refused too.
+    b.handle_message(at(501), A, install(2, 4, (1, 2), b"old"));
+    assert_eq!(drain(&mut b), vec![send(A, ack(2, 0, B, false))]);
+    // One at its base is installed; the log after it stays, and applies
+    // once the leader says it matches and is committed.
+    b.handle_message(at(502), A, install(2, 4, (1, 3), b"kv"));
+    let actions = drain(&mut b);
+    assert_eq!(
+        actions[0],
+        Action::Restore(Snapshot {
+            index: 3,
+            term: 1,
+            voters: vec![A, B, C],
+            data: Bytes::from_static(b"kv"),
+        })
+    );
+    assert_eq!(actions[1], send(A, ack(2, 3, B, true)));
+    b.handle_message(at(503), A, append(A, 2, 4, (1, 4), &[]));
+    assert_eq!(applied_indexes(&drain(&mut b)), vec![4]);
+    assert!(!b.state().needs_snapshot);
+    assert_eq!(b.log().last_index(), 4);
+}
+
+#[test]
+fn a_leader_asks_its_state_machine_for_a_snapshot_when_a_follower_lost_its_state() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = leader_with_three(&disk);
+    // B had acknowledged 3, now refuses from the start: it needs a snapshot
+    // and A has none yet.
+    a.handle_message(at(420), B, ack(1, 0, B, false));
+    assert_eq!(drain(&mut a), vec![Action::SnapshotWanted]);
+    a.snapshot(at(421), 3, Bytes::from_static(b"kv")).unwrap();
+    a.handle_message(at(422), B, ack(1, 0, B, false));
+    assert_eq!(drain(&mut a), vec![send(B, install(1, 3, (1, 3), b"kv"))]);
 }
