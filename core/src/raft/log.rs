@@ -356,17 +356,51 @@ fn decode_term_vote(bytes: &[u8]) -> Option<HardState> {
     })
 }
 
-/// A log file's header.
-pub fn encode_header(base: &Base) -> Vec<u8> {
-    assert!(base.voters.len() <= MAX_VOTERS);
-    let mut out = Vec::with_capacity(8 + 8 + 8 + 4 + ID_LEN * base.voters.len() + 4);
-    out.extend_from_slice(LOG_MAGIC);
-    out.extend_from_slice(&base.index.to_le_bytes());
-    out.extend_from_slice(&base.term.to_le_bytes());
-    out.extend_from_slice(&(base.voters.len() as u32).to_le_bytes());
-    for voter in &base.voters {
+/// What the log header and the snapshot file start with: magic, index,
+/// term, voter count and ids (`extra` bytes reserved after).
+fn encode_point(
+    magic: &[u8; 8],
+    index: u64,
+    term: u64,
+    voters: &[PeerId],
+    extra: usize,
+) -> Vec<u8> {
+    assert!(voters.len() <= MAX_VOTERS);
+    let mut out = Vec::with_capacity(28 + ID_LEN * voters.len() + extra);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&term.to_le_bytes());
+    out.extend_from_slice(&(voters.len() as u32).to_le_bytes());
+    for voter in voters {
         out.extend_from_slice(&voter.0);
     }
+    out
+}
+
+/// The fields `encode_point` wrote at the start of `bytes`, and where they end.
+fn decode_point(magic: &[u8; 8], bytes: &[u8]) -> Option<(u64, u64, Vec<PeerId>, usize)> {
+    if bytes.get(..8)? != magic {
+        return None;
+    }
+    let count = u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?) as usize;
+    if count > MAX_VOTERS {
+        return None;
+    }
+    let end = 28 + ID_LEN * count;
+    let voters = bytes
+        .get(28..end)?
+        .chunks_exact(ID_LEN)
+        .map(PeerId::from_slice)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let index = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
+    let term = u64::from_le_bytes(bytes[16..24].try_into().ok()?);
+    Some((index, term, voters, end))
+}
+
+/// A log file's header.
+pub fn encode_header(base: &Base) -> Vec<u8> {
+    let mut out = encode_point(LOG_MAGIC, base.index, base.term, &base.voters, 4);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -374,45 +408,31 @@ pub fn encode_header(base: &Base) -> Vec<u8> {
 
 /// A header at the start of `bytes` and its length.
 fn decode_header(bytes: &[u8]) -> Option<(Base, usize)> {
-    if bytes.get(..8)? != LOG_MAGIC {
+    let (index, term, voters, end) = decode_point(LOG_MAGIC, bytes)?;
+    let stored = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
+    if crc32fast::hash(&bytes[..end]) != stored {
         return None;
     }
-    let count = u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?) as usize;
-    if count > MAX_VOTERS {
-        return None;
-    }
-    let len = 28 + ID_LEN * count + 4;
-    let header = bytes.get(..len)?;
-    let stored = u32::from_le_bytes(header[len - 4..].try_into().ok()?);
-    if crc32fast::hash(&header[..len - 4]) != stored {
-        return None;
-    }
-    let voters = header[28..len - 4]
-        .chunks_exact(ID_LEN)
-        .map(PeerId::from_slice)
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    let base = Base {
-        index: u64::from_le_bytes(header[8..16].try_into().ok()?),
-        term: u64::from_le_bytes(header[16..24].try_into().ok()?),
-        voters,
-    };
-    Some((base, len))
+    Some((
+        Base {
+            index,
+            term,
+            voters,
+        },
+        end + 4,
+    ))
 }
 
 /// A snapshot file's bytes.
 pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    assert!(snapshot.voters.len() <= MAX_VOTERS);
     assert!(snapshot.data.len() <= u32::MAX as usize);
-    let mut out =
-        Vec::with_capacity(8 + 8 + 8 + 4 + 8 * snapshot.voters.len() + 4 + snapshot.data.len() + 4);
-    out.extend_from_slice(SNAP_MAGIC);
-    out.extend_from_slice(&snapshot.index.to_le_bytes());
-    out.extend_from_slice(&snapshot.term.to_le_bytes());
-    out.extend_from_slice(&(snapshot.voters.len() as u32).to_le_bytes());
-    for voter in &snapshot.voters {
-        out.extend_from_slice(&voter.0);
-    }
+    let mut out = encode_point(
+        SNAP_MAGIC,
+        snapshot.index,
+        snapshot.term,
+        &snapshot.voters,
+        4 + snapshot.data.len() + 4,
+    );
     out.extend_from_slice(&(snapshot.data.len() as u32).to_le_bytes());
     out.extend_from_slice(&snapshot.data);
     let crc = crc32fast::hash(&out);
@@ -424,20 +444,7 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
 /// the checksum is ignored and a short data section taken as it is (the
 /// planted defect "trust a damaged snapshot").
 pub fn decode_snapshot(bytes: &[u8], checked: bool) -> Option<Snapshot> {
-    if bytes.get(..8)? != SNAP_MAGIC {
-        return None;
-    }
-    let count = u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?) as usize;
-    if count > MAX_VOTERS {
-        return None;
-    }
-    let ids_end = 28 + ID_LEN * count;
-    let voters = bytes
-        .get(28..ids_end)?
-        .chunks_exact(ID_LEN)
-        .map(PeerId::from_slice)
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
+    let (index, term, voters, ids_end) = decode_point(SNAP_MAGIC, bytes)?;
     let data_len = u32::from_le_bytes(bytes.get(ids_end..ids_end + 4)?.try_into().ok()?) as usize;
     let data_start = ids_end + 4;
     let data = if checked {
@@ -455,8 +462,8 @@ pub fn decode_snapshot(bytes: &[u8], checked: bool) -> Option<Snapshot> {
         &bytes[data_start.min(end)..end]
     };
     Some(Snapshot {
-        index: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
-        term: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
+        index,
+        term,
         voters,
         data: Bytes::copy_from_slice(data),
     })

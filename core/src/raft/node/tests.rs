@@ -455,15 +455,28 @@ fn change(kind: EntryType, peer: PeerId) -> Entry {
     Entry::new(kind, Bytes::copy_from_slice(&peer.0))
 }
 
+/// `message` (an append) with `entry` added at its end.
+fn plus(mut message: Message, entry: Entry) -> Message {
+    if let Message::Append(m) = &mut message {
+        m.entries.push(entry);
+    }
+    message
+}
+
 /// A leader of term 1 over {A, B, C} whose peer state (entry 1) committed.
 fn committed_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
     let mut a = elected_leader(disk);
+    commit_peer_state(&mut a, disk);
+    a
+}
+
+/// B acknowledges A's entry 1 and A's own sync of it completes.
+fn commit_peer_state(a: &mut Node<SharedDisk<MemDisk>>, disk: &SharedDisk<MemDisk>) {
     a.handle_message(at(401), B, ack(1, 1, B, true));
     disk.with(|d| d.sync("raft/log")).unwrap();
     a.handle_sync_done(at(402), 1, Ok(()));
-    drain(&mut a);
+    drain(a);
     assert_eq!(a.commit_index(), 1);
-    a
 }
 
 #[test]
@@ -476,10 +489,7 @@ fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit
         a.propose_add_peer(at(401), D),
         Err(ProposeError::MembershipChanging)
     );
-    a.handle_message(at(401), B, ack(1, 1, B, true));
-    disk.with(|d| d.sync("raft/log")).unwrap();
-    a.handle_sync_done(at(402), 1, Ok(()));
-    drain(&mut a);
+    commit_peer_state(&mut a, &disk);
     assert_eq!(
         a.propose_add_peer(at(403), A),
         Err(ProposeError::PeerExists)
@@ -536,10 +546,10 @@ fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit
 fn a_follower_takes_a_change_when_appended_and_drops_it_when_truncated() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
-    let mut with_add = append(A, 1, 0, (0, 0), &[b"x"]);
-    if let Message::Append(m) = &mut with_add {
-        m.entries.push(change(EntryType::AddPeer, D));
-    }
+    let with_add = plus(
+        append(A, 1, 0, (0, 0), &[b"x"]),
+        change(EntryType::AddPeer, D),
+    );
     b.handle_message(at(1), A, with_add);
     drain(&mut b);
     assert_eq!(b.voters(), &[A, B, C, D]);
@@ -550,10 +560,10 @@ fn a_follower_takes_a_change_when_appended_and_drops_it_when_truncated() {
     assert_eq!(b.voters(), &[A, B, C]);
     assert_eq!(b.config_index(), 0);
     // And a reopened node rebuilds its configuration from the log.
-    let mut with_remove = append(C, 2, 0, (2, 2), &[]);
-    if let Message::Append(m) = &mut with_remove {
-        m.entries.push(change(EntryType::RemovePeer, A));
-    }
+    let with_remove = plus(
+        append(C, 2, 0, (2, 2), &[]),
+        change(EntryType::RemovePeer, A),
+    );
     b.handle_message(at(3), C, with_remove);
     drain(&mut b);
     disk.with(|d| d.sync("raft/log")).unwrap();
@@ -579,10 +589,7 @@ fn a_node_outside_the_configuration_never_campaigns_until_added() {
     }
     // A leader's append with the add reaches it: it is a member, and
     // campaigns once that leader goes quiet.
-    let mut add = append(A, 1, 0, (0, 0), &[]);
-    if let Message::Append(m) = &mut add {
-        m.entries.push(change(EntryType::AddPeer, D));
-    }
+    let add = plus(append(A, 1, 0, (0, 0), &[]), change(EntryType::AddPeer, D));
     d.handle_message(at(2000), A, add);
     drain(&mut d);
     assert_eq!(d.voters(), &[A, B, C, D]);
