@@ -4,7 +4,8 @@
 //!
 //! Input: 1 control byte, then the bytes. Control bits 0-2 pick what reads
 //! them: 0 append entry, 1 append entry response, 2 vote request, 3 vote
-//! response, 4 peer state, 5-7 a log file.
+//! response, 4 peer state, 5 log records (under a fixed header, base 0),
+//! 6 a whole log file (its header too), 7 a snapshot file.
 //!
 //! Invariants checked (beyond no panic / hang / OOM):
 //! - a fixed-length message that decodes re-encodes to exactly its input;
@@ -13,13 +14,17 @@
 //!   the leader term, or a longer uvarint, which nats-server also accepts);
 //!   its entries' data lie inside the input;
 //! - a peer state that decodes survives encode/decode unchanged;
-//! - a log scan either refuses (at an offset inside the input) or returns
-//!   entries numbered 1, 2, 3... with terms never decreasing, each
-//!   re-encoding to the bytes at its offset, the records tiling the valid
-//!   prefix exactly.
+//! - a log scan either refuses (a damaged header, or damage at an offset
+//!   inside the input) or returns entries numbered from the header's base
+//!   on with terms never decreasing, each re-encoding to the bytes at its
+//!   offset, the header and records tiling the valid prefix exactly;
+//! - a snapshot file decodes (checked) only if it re-encodes to exactly its
+//!   input.
 
 use bytes::{Bytes, BytesMut};
-use rnats_core::raft::log::{encode_record, scan_log, RecoveryError};
+use rnats_core::raft::log::{
+    decode_snapshot, encode_header, encode_record, encode_snapshot, scan_log, Base, RecoveryError,
+};
 use rnats_core::raft::wire::{
     AppendEntry, AppendEntryResponse, PeerState, VoteRequest, VoteResponse,
 };
@@ -46,7 +51,18 @@ pub fn run(data: &[u8]) {
                 assert_eq!(again, state, "peer state round trip");
             }
         }
-        _ => log_scan(rest),
+        5 => {
+            let mut file = encode_header(&Base::default());
+            file.extend_from_slice(rest);
+            log_scan(&file);
+        }
+        6 => log_scan(rest),
+        _ => {
+            let _ = decode_snapshot(rest, false);
+            if let Some(snapshot) = decode_snapshot(rest, true) {
+                assert_eq!(encode_snapshot(&snapshot), rest, "snapshot round trip");
+            }
+        }
     }
 }
 
@@ -83,12 +99,18 @@ fn log_scan(bytes: &[u8]) {
             assert!((offset as usize) < bytes.len(), "damage past the end");
             return;
         }
-        Err(other) => panic!("a scan fails only with DamagedLog, not {other:?}"),
+        Err(RecoveryError::DamagedLogHeader) => return,
+        Err(other) => panic!("a scan fails only with damage, not {other:?}"),
     };
     assert_eq!(scan.entries.len(), scan.offsets.len());
-    let mut at = 0usize;
+    let mut at = encode_header(&scan.base).len();
+    assert_eq!(
+        &bytes[..at],
+        &encode_header(&scan.base)[..],
+        "header round trip"
+    );
     for (i, (entry, &offset)) in scan.entries.iter().zip(&scan.offsets).enumerate() {
-        assert_eq!(entry.index, i as u64 + 1, "dense indexes");
+        assert_eq!(entry.index, scan.base.index + i as u64 + 1, "dense indexes");
         if i > 0 {
             assert!(
                 entry.term >= scan.entries[i - 1].term,

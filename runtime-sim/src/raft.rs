@@ -8,6 +8,13 @@
 //! sync itself runs on the disk then). Clients propose key-value operations
 //! (write, read, compare-and-set) through whichever node they believe leads;
 //! an operation is acknowledged when the node that accepted it applies it.
+//! With `snapshot_every`, each node snapshots its store every so many
+//! entries and compacts its log; with `snapshot_damage_per_s_max`, snapshot
+//! files of a minority are damaged at rest (a bit flipped, cut short) and the
+//! node killed: every restored snapshot must equal the store every node had
+//! at its index. With `spares` and `membership_per_s_max`, the leader is asked now and
+//! then to add a non-member or remove a voter (itself included), sometimes
+//! twice at once, during every other fault; removed nodes are re-added later.
 //!
 //! Checked online, after every step: at most one leader per term (election
 //! safety); no two nodes apply different entries at one index (state
@@ -16,7 +23,7 @@
 //! in the log (linearizability, the log being the witness order). Every
 //! second: log matching between every pair of live nodes. At the end, after
 //! the heal: every acknowledged operation is in every node's applied
-//! sequence (no acknowledged write lost) and an operation invoked after the
+//! sequence of every final voter (no acknowledged write lost) and an operation invoked after the
 //! heal was acknowledged (liveness).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -24,10 +31,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rnats_core::raft::log::LogEntry;
-use rnats_core::raft::node::{Action, Config, Message, Node, ProposeError};
+use rnats_core::raft::node::{Action, Config, Message, Node, ProposeError, SnapshotError};
 use rnats_core::raft::wire::{
     AppendEntry, AppendEntryResponse, EntryType, PeerId, VoteRequest, VoteResponse,
 };
+use rnats_core::raft::Snapshot;
 use rnats_core::store::disk::{Disk, SharedDisk};
 use rnats_core::time::Instant;
 use serde::Deserialize;
@@ -61,6 +69,17 @@ pub struct RaftSpec {
     pub power_loss_per_s_max: f64,
     /// A crashed node is down this long (drawn).
     pub restart_ms: [u64; 2],
+    /// Nodes outside the founding group, waiting to be added.
+    pub spares: u32,
+    /// Ceiling of membership changes (add or remove one voter) per second.
+    pub membership_per_s_max: f64,
+    /// Each node snapshots its key-value store every this many applied
+    /// entries (0: never).
+    pub snapshot_every: u64,
+    /// Ceiling of snapshot files damaged at rest per second (a bit flipped
+    /// or the file cut short), on a minority of the founding nodes, each
+    /// followed by a kill so the restart reads it.
+    pub snapshot_damage_per_s_max: f64,
 }
 
 impl Default for RaftSpec {
@@ -81,6 +100,10 @@ impl Default for RaftSpec {
             kill_per_s_max: 0.5,
             power_loss_per_s_max: 0.5,
             restart_ms: [20, 1500],
+            spares: 0,
+            membership_per_s_max: 0.0,
+            snapshot_every: 0,
+            snapshot_damage_per_s_max: 0.0,
         }
     }
 }
@@ -103,6 +126,8 @@ struct Plan {
     jitter_ms: f64,
     kill_per_s: f64,
     power_loss_per_s: f64,
+    membership_per_s: f64,
+    snapshot_damage_per_s: f64,
 }
 
 impl Plan {
@@ -121,6 +146,8 @@ impl Plan {
             jitter_ms: rate(spec.jitter_ms_max),
             kill_per_s: rate(spec.kill_per_s_max),
             power_loss_per_s: rate(spec.power_loss_per_s_max),
+            membership_per_s: rate(spec.membership_per_s_max),
+            snapshot_damage_per_s: rate(spec.snapshot_damage_per_s_max),
         }
     }
 }
@@ -189,8 +216,11 @@ struct SimNode {
     node: Option<Node<SharedDisk<SimDisk>>>,
     incarnation: u64,
     kv: BTreeMap<u32, u64>,
-    /// (index, op id or 0) of every entry this incarnation applied, in order.
+    /// (index, op id or 0) of every entry this incarnation applied, in
+    /// order (a restored snapshot: its index, 0).
     applied: Vec<(u64, u64)>,
+    /// The index of the snapshot this incarnation restored (0: none).
+    restored_at: u64,
 }
 
 /// An entry as the checkers compare it: term, type, data.
@@ -239,6 +269,8 @@ pub struct RaftWorld {
     acked: BTreeMap<u64, u64>,
     acked_index_max: u64,
     acked_after_heal: u64,
+    /// index -> the key-value store there, as the first snapshot of it had it.
+    snapshots: BTreeMap<u64, Bytes>,
     next_op: u64,
     failure: Option<Failure>,
 }
@@ -264,6 +296,9 @@ impl RaftWorld {
         if !(1..=9).contains(&spec.nodes) {
             return Err(format!("raft.nodes must be 1 to 9, not {}", spec.nodes));
         }
+        if spec.spares > 4 {
+            return Err(format!("raft.spares must be 0 to 4, not {}", spec.spares));
+        }
         if !scenario.clients.is_empty()
             || scenario.jetstream.is_some()
             || scenario.security.is_some()
@@ -282,7 +317,7 @@ impl RaftWorld {
         }
         let seed = options.seed;
         let plan = Plan::draw(&mut Rng::stream(seed, STREAM_PLAN), spec);
-        let n = spec.nodes as usize;
+        let n = (spec.nodes + spec.spares) as usize;
         let mut world = RaftWorld {
             name: scenario.name.clone(),
             spec: spec.clone(),
@@ -317,6 +352,7 @@ impl RaftWorld {
             acked: BTreeMap::new(),
             acked_index_max: 0,
             acked_after_heal: 0,
+            snapshots: BTreeMap::new(),
             next_op: 1,
             failure: None,
         };
@@ -331,6 +367,7 @@ impl RaftWorld {
                 incarnation: 0,
                 kv: BTreeMap::new(),
                 applied: Vec::new(),
+                restored_at: 0,
             });
             world.start_node(i);
         }
@@ -349,7 +386,9 @@ impl RaftWorld {
         let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation);
         Config {
             id: self.ids[i],
-            peers: self.ids.clone(),
+            // Spares list the founding group without themselves: they
+            // wait to be added.
+            peers: self.ids[..self.spec.nodes as usize].to_vec(),
             election_timeout_min: Duration::from_millis(self.spec.election_ms[0]),
             election_timeout_max: Duration::from_millis(self.spec.election_ms[1]),
             heartbeat_interval: Duration::from_millis(self.spec.heartbeat_ms),
@@ -372,6 +411,7 @@ impl RaftWorld {
         }
         self.nodes[i].kv.clear();
         self.nodes[i].applied.clear();
+        self.nodes[i].restored_at = 0;
         self.note(Some(i), "start".to_string());
     }
 
@@ -530,7 +570,19 @@ impl RaftWorld {
                         },
                     );
                 }
-                Action::Apply(entry) => self.apply(i, entry),
+                Action::Apply(entry) => {
+                    let index = entry.index;
+                    self.apply(i, entry);
+                    let every = self.spec.snapshot_every;
+                    if every > 0 && index % every == 0 {
+                        self.take_snapshot(i);
+                    }
+                }
+                Action::Restore(snapshot) => self.restore(i, snapshot),
+                // Only a store that snapshots at all answers (scenarios
+                // without snapshots keep their logs whole).
+                Action::SnapshotWanted if self.spec.snapshot_every > 0 => self.take_snapshot(i),
+                Action::SnapshotWanted => {}
                 Action::LeaderChanged { term, leader } => {
                     self.note(Some(i), format!("leader term {term} {leader:?}"));
                     if leader == Some(self.ids[i]) {
@@ -585,6 +637,60 @@ impl RaftWorld {
                 },
             );
         }
+    }
+
+    /// Node `i` snapshots its store at what it applied last.
+    fn take_snapshot(&mut self, i: usize) {
+        let Some(&(index, _)) = self.nodes[i].applied.last() else {
+            return;
+        };
+        let data = encode_kv(&self.nodes[i].kv);
+        self.checks += 1;
+        match self.snapshots.get(&index) {
+            Some(first) if *first != data => {
+                return self.fail(format!(
+                    "state machine safety: n{i}'s store at {index} differs from another node's"
+                ))
+            }
+            Some(_) => {}
+            None => {
+                self.snapshots.insert(index, data.clone());
+            }
+        }
+        let now = self.now;
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        match node.snapshot(now, index, data) {
+            Ok(()) => {
+                *self.counts.entry("snapshots").or_default() += 1;
+                self.note(Some(i), format!("snapshot at {index}"));
+            }
+            Err(SnapshotError::Stale { .. }) | Err(SnapshotError::Poisoned) => {}
+            Err(error) => self.fail(format!("n{i} refused its snapshot at {index}: {error}")),
+        }
+    }
+
+    /// Node `i` replaces its store with `snapshot`: it must be the store
+    /// every node had at that index.
+    fn restore(&mut self, i: usize, snapshot: Snapshot) {
+        self.checks += 1;
+        let index = snapshot.index;
+        if self.snapshots.get(&index) != Some(&snapshot.data) {
+            return self.fail(format!(
+                "n{i} restored a snapshot at {index} that no node's store had there"
+            ));
+        }
+        let Some(kv) = decode_kv(&snapshot.data) else {
+            return self.fail(format!("n{i} restored an unreadable snapshot at {index}"));
+        };
+        *self.counts.entry("restores").or_default() += 1;
+        self.note(Some(i), format!("restore snapshot at {index}"));
+        let node = &mut self.nodes[i];
+        node.kv = kv;
+        node.applied.clear();
+        node.applied.push((index, 0));
+        node.restored_at = index;
     }
 
     fn apply(&mut self, i: usize, entry: LogEntry) {
@@ -757,6 +863,23 @@ impl RaftWorld {
         if self.faults_rng.chance(self.plan.partition_per_s * per_tick) {
             self.partition();
         }
+        if self
+            .faults_rng
+            .chance(self.plan.snapshot_damage_per_s * per_tick)
+        {
+            self.damage_snapshot();
+        }
+        if self
+            .faults_rng
+            .chance(self.plan.membership_per_s * per_tick)
+        {
+            self.change_membership();
+            // A second change at once: a correct leader refuses it while
+            // the first is uncommitted.
+            if self.faults_rng.below(2) == 0 {
+                self.change_membership();
+            }
+        }
         for (rate, power) in [
             (self.plan.kill_per_s, false),
             (self.plan.power_loss_per_s, true),
@@ -767,6 +890,104 @@ impl RaftWorld {
                     self.crash(victim, power);
                 }
             }
+        }
+    }
+
+    /// Ask the leader of the highest term to add a non-member or remove a
+    /// voter (itself included), keeping the group within one voter of its
+    /// founding size.
+    fn change_membership(&mut self) {
+        let Some(leader) = (0..self.nodes.len())
+            .filter_map(|i| {
+                let node = self.nodes[i].node.as_ref()?;
+                (node.role() == rnats_core::raft::Role::Leader).then_some((node.term(), i))
+            })
+            .max()
+            .map(|(_, i)| i)
+        else {
+            return;
+        };
+        let voters = self.nodes[leader]
+            .node
+            .as_ref()
+            .expect("live")
+            .voters()
+            .to_vec();
+        let founding = self.spec.nodes as usize;
+        let outside: Vec<PeerId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !voters.contains(id))
+            .collect();
+        let add = match voters.len() {
+            len if len < founding => true,
+            len if len > founding => false,
+            _ => self.faults_rng.below(2) == 0,
+        };
+        let add = if outside.is_empty() { false } else { add };
+        let now = self.now;
+        let (what, peer, result) = if add {
+            let peer = outside[self.faults_rng.below(outside.len() as u64) as usize];
+            let node = self.nodes[leader].node.as_mut().expect("live");
+            ("add", peer, node.propose_add_peer(now, peer))
+        } else {
+            let peer = voters[self.faults_rng.below(voters.len() as u64) as usize];
+            let node = self.nodes[leader].node.as_mut().expect("live");
+            ("remove", peer, node.propose_remove_peer(now, peer))
+        };
+        match result {
+            Ok(index) => {
+                *self.fault_counts.entry("membership_change").or_default() += 1;
+                self.note(Some(leader), format!("propose {what} {peer} at {index}"));
+                self.drain(leader);
+            }
+            Err(ProposeError::Poisoned) => {
+                self.fail(format!("n{leader} is poisoned without disk faults"))
+            }
+            Err(error) => {
+                *self.fault_counts.entry("membership_refused").or_default() += 1;
+                self.note(Some(leader), format!("{what} {peer} refused: {error}"));
+            }
+        }
+    }
+
+    /// Damage a minority node's snapshot at rest, then kill it so its
+    /// restart reads the damage.
+    fn damage_snapshot(&mut self) {
+        let minority = ((self.spec.nodes as usize).saturating_sub(1) / 2).max(1);
+        let victim = self.faults_rng.below(minority as u64) as usize;
+        let path = "raft/snap";
+        let Some(mut bytes) = self.nodes[victim]
+            .disk
+            .with(|d| d.read_all(path))
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        let at = self.faults_rng.below(bytes.len() as u64);
+        let result = if self.faults_rng.below(2) == 0 {
+            bytes[at as usize] ^= 1 << self.faults_rng.below(8);
+            *self.fault_counts.entry("snapshot_bit_flip").or_default() += 1;
+            self.nodes[victim]
+                .disk
+                .with(|d| d.write_at(path, 0, &bytes).and_then(|()| d.sync(path)))
+        } else {
+            *self.fault_counts.entry("snapshot_truncated").or_default() += 1;
+            self.nodes[victim]
+                .disk
+                .with(|d| d.truncate(path, at).and_then(|()| d.sync(path)))
+        };
+        if let Err(error) = result {
+            return self.fail(format!("damaging n{victim}'s snapshot: {error}"));
+        }
+        self.note(Some(victim), format!("snapshot damaged at byte {at}"));
+        if self.nodes[victim].node.is_some() {
+            self.crash(victim, false);
         }
     }
 
@@ -852,7 +1073,9 @@ impl RaftWorld {
     /// Every pair of live nodes: where their logs hold an entry of the same
     /// index and term, they hold the same entries up to it.
     fn check_log_matching(&mut self) {
-        let logs: Vec<(usize, Vec<Applied>)> = self
+        // Each log from the first entry it holds (compaction drops a prefix
+        // that is committed, and checked by state machine safety).
+        let logs: Vec<(usize, u64, Vec<Applied>)> = self
             .nodes
             .iter()
             .enumerate()
@@ -860,6 +1083,7 @@ impl RaftWorld {
             .map(|(i, log)| {
                 (
                     i,
+                    log.base().index + 1,
                     log.slice(1, log.last_index())
                         .iter()
                         .map(|e| (e.term, e.kind, e.data.clone()))
@@ -867,16 +1091,19 @@ impl RaftWorld {
                 )
             })
             .collect();
-        for (x, (a, log_a)) in logs.iter().enumerate() {
-            for (b, log_b) in logs.iter().skip(x + 1) {
+        for (x, (a, first_a, log_a)) in logs.iter().enumerate() {
+            for (b, first_b, log_b) in logs.iter().skip(x + 1) {
                 self.checks += 1;
-                let shared = log_a.len().min(log_b.len());
-                let Some(last_same_term) = (0..shared).rev().find(|&k| log_a[k].0 == log_b[k].0)
+                let from = (*first_a).max(*first_b);
+                let to = (first_a + log_a.len() as u64).min(first_b + log_b.len() as u64);
+                let at_a = |i: u64| &log_a[(i - first_a) as usize];
+                let at_b = |i: u64| &log_b[(i - first_b) as usize];
+                let Some(last_same_term) = (from..to).rev().find(|&i| at_a(i).0 == at_b(i).0)
                 else {
                     continue;
                 };
-                if log_a[..=last_same_term] != log_b[..=last_same_term] {
-                    let message = format!("log matching: n{a} and n{b} agree on the term of index {} but not on every entry up to it", last_same_term + 1);
+                if (from..=last_same_term).any(|i| at_a(i) != at_b(i)) {
+                    let message = format!("log matching: n{a} and n{b} agree on the term of index {last_same_term} but not on every entry up to it");
                     return self.fail(message);
                 }
             }
@@ -893,14 +1120,30 @@ impl RaftWorld {
             return self
                 .fail("liveness: no operation invoked after the heal was acknowledged".into());
         }
-        // Every node must have applied every acknowledged operation, where it was acknowledged.
+        // The voters as the node that knows the most committed entries
+        // has them (membership changes stop at the heal, so they committed).
+        let voters: Vec<PeerId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .max_by_key(|n| (n.commit_index(), n.term()))
+            .map(|n| n.voters().to_vec())
+            .unwrap_or_default();
+        // Every voter must have applied every acknowledged operation, where
+        // it was acknowledged (a removed node is not kept up to date).
         for i in 0..self.nodes.len() {
-            let applied: BTreeMap<u64, u64> = self.nodes[i].applied.iter().copied().collect();
             if self.nodes[i].node.is_none() {
                 return self.fail(format!("n{i} is still down at the end"));
             }
+            if !voters.contains(&self.ids[i]) {
+                continue;
+            }
+            let restored_at = self.nodes[i].restored_at;
+            let applied: BTreeMap<u64, u64> = self.nodes[i].applied.iter().copied().collect();
             for (&op, &index) in &self.acked {
-                if applied.get(&index) != Some(&op) {
+                // Through a restored snapshot, the store checked equal to
+                // every node's there stands for the applied entries.
+                if index > restored_at && applied.get(&index) != Some(&op) {
                     return self.fail(format!(
                         "acknowledged op {op} at index {index} is not applied there on n{i}"
                     ));
@@ -919,7 +1162,7 @@ impl RaftWorld {
         Outcome {
             scenario: self.name,
             seed: self.seed,
-            servers: self.spec.nodes,
+            servers: self.spec.nodes + self.spec.spares,
             virtual_time: self.now,
             events: self.events,
             faults: self.fault_counts,
@@ -942,6 +1185,8 @@ fn planted(name: &str) -> Result<rnats_core::raft::node::RaftDefect, String> {
         "raft-vote-not-durable" => RaftDefect::VoteNotDurable,
         "raft-ack-before-durable" => RaftDefect::AckBeforeDurable,
         "raft-commit-old-term" => RaftDefect::CommitOldTermByCounting,
+        "raft-concurrent-config" => RaftDefect::ConcurrentConfigChanges,
+        "raft-trust-damaged-snapshot" => RaftDefect::TrustDamagedSnapshot,
         other => return Err(format!("unknown raft defect {other:?}")),
     })
 }
@@ -994,6 +1239,24 @@ fn run_op(kv: &mut BTreeMap<u32, u64>, op: &Op) -> String {
             }
         }
     }
+}
+
+fn encode_kv(kv: &BTreeMap<u32, u64>) -> Bytes {
+    let text: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Bytes::from(text.join(","))
+}
+
+fn decode_kv(data: &[u8]) -> Option<BTreeMap<u32, u64>> {
+    let text = std::str::from_utf8(data).ok()?;
+    if text.is_empty() {
+        return Some(BTreeMap::new());
+    }
+    text.split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.parse().ok()?, v.parse().ok()?))
+        })
+        .collect()
 }
 
 fn encode(message: &Message) -> (u8, Bytes) {

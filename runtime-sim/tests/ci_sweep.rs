@@ -106,6 +106,16 @@ fn ci_raft_figure8() {
     sweep_clean("raft-figure8");
 }
 
+#[test]
+fn ci_raft_membership() {
+    sweep_clean("raft-membership");
+}
+
+#[test]
+fn ci_raft_snapshots() {
+    sweep_clean("raft-snapshots");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -158,3 +158,18 @@ fn an_unsubscribe_never_told_to_routes_is_caught() {
 fn a_message_routed_twice_is_caught() {
     caught("route-duplicate-forward", "cluster");
 }
+
+#[test]
+fn a_raft_second_uncommitted_membership_change_is_caught() {
+    // Two additions (or a removal and an addition) in flight at once: the
+    // old and the newest configuration have disjoint majorities, each
+    // elects a leader and commits a different entry at one index.
+    caught("raft-concurrent-config", "raft-membership");
+}
+
+#[test]
+fn a_raft_damaged_snapshot_trusted_is_caught() {
+    // A snapshot file with a flipped bit restores a store no node had at
+    // that index.
+    caught("raft-trust-damaged-snapshot", "raft-snapshots");
+}

@@ -9,20 +9,32 @@
 //! ```text
 //! <dir>/tav   term u64 | vote id (8 bytes, zeros: none) | crc32 of the 16 bytes before
 //!             replaced atomically (tmp, sync, rename, sync dir) on every change
-//! <dir>/log   records appended: body len u32 | index u64 | term u64 | type u8 | data |
-//!             crc32 of everything before it in the record
+//! <dir>/log   header: "RNRAFTL1" | base index u64 | base term u64 | voter count u32 |
+//!             voter ids | crc32 of the header before it
+//!             then records appended: body len u32 | index u64 | term u64 | type u8 |
+//!             data | crc32 of everything before it in the record
+//!             replaced atomically when compacted (the base moves up)
+//! <dir>/snap  "RNRAFTS1" | index u64 | term u64 | voter count u32 | voter ids |
+//!             data len u32 | data | crc32 of everything before it
+//!             replaced atomically by each snapshot
 //! ```
 //!
-//! Invariants: entry `i` (1-based) is `entries[i - 1]`; indexes are dense and
-//! terms never decrease along the log; `offsets[i]` is where entry `i + 1`'s
-//! record starts and `file_len` is where the next one goes. Appends and
+//! The base is the point the log was compacted to: every entry through it
+//! is committed and lives only in the snapshot; the header keeps its term
+//! and the voters then, so that the log alone still says what the group
+//! is even if the snapshot is damaged.
+//!
+//! Invariants: entry `base + i` (i from 1) is `entries[i - 1]`; indexes are
+//! dense and terms never decrease along the log (nor below the base term);
+//! `offsets[i]` is where entry `base + i + 1`'s record starts and
+//! `file_len` is where the next one goes. Appends and
 //! truncations are not durable until a sync of [`RaftLog::log_path`]
 //! completes: the node asks for that sync as an action and learns of its
 //! completion (group commit). The term/vote file is written and synced
 //! inline, because nothing that depends on it may leave before it is
 //! durable and it changes at most a few times per election.
 //!
-//! Recovery: the log is read record by record; a record whose checksum,
+//! Recovery: a damaged header is refused. The log is read record by record; a record whose checksum,
 //! index or term does not fit ends the log. If it is the tail of the file
 //! (a torn or unsynced append cut by a power loss), the file is cut there.
 //! If a whole valid record follows it, the damage is in the middle of data
@@ -41,6 +53,37 @@ const BODY_MIN: usize = 8 + 8 + 1;
 /// A record's data may not be longer (bounds what recovery believes of a length).
 pub const MAX_ENTRY_DATA: usize = 8 << 20;
 const TERM_VOTE_LEN: usize = 8 + ID_LEN + 4;
+const LOG_MAGIC: &[u8; 8] = b"RNRAFTL1";
+const SNAP_MAGIC: &[u8; 8] = b"RNRAFTS1";
+/// A group has at most this many voters (bounds what a header may claim).
+pub const MAX_VOTERS: usize = 1024;
+
+/// A state machine snapshot: everything through `index` (of `term`), and
+/// the voters at that point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<PeerId>,
+    pub data: Bytes,
+}
+
+/// What opening found of the snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotFile {
+    None,
+    Valid(Snapshot),
+    /// Present but failing its checksum or layout: never trusted.
+    Damaged,
+}
+
+/// Where the log starts: the compaction point, its term and the voters then.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Base {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<PeerId>,
+}
 
 /// The durable term and vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +111,8 @@ pub enum RecoveryError {
     DamagedTermVote,
     #[error("log record at offset {offset} is damaged and valid records follow it")]
     DamagedLog { offset: u64 },
+    #[error("log header is damaged")]
+    DamagedLogHeader,
 }
 
 /// The log and the term/vote file of one node.
@@ -75,26 +120,36 @@ pub enum RecoveryError {
 pub struct RaftLog<D> {
     disk: D,
     dir: String,
+    base: Base,
     entries: Vec<LogEntry>,
     offsets: Vec<u64>,
     file_len: u64,
 }
 
 impl<D: Disk> RaftLog<D> {
-    /// Open (or create) the state in `dir`; what recovery found.
-    pub fn open(mut disk: D, dir: &str) -> Result<(RaftLog<D>, HardState), RecoveryError> {
+    /// Open (or create) the state in `dir`; what recovery found. A new
+    /// log's base names `voters`.
+    pub fn open(
+        mut disk: D,
+        dir: &str,
+        voters: &[PeerId],
+    ) -> Result<(RaftLog<D>, HardState), RecoveryError> {
         disk.create_dir(dir)?;
         let hard = match disk.read_all(&join(dir, "tav"))? {
             None => HardState::default(),
             Some(bytes) => decode_term_vote(&bytes).ok_or(RecoveryError::DamagedTermVote)?,
         };
         let log_path = join(dir, "log");
-        if disk.len(&log_path)?.is_none() {
-            // The file's name must be durable before any entry in it is
-            // acknowledged: a power loss may otherwise take the whole file.
-            disk.write_at(&log_path, 0, &[])?;
-            disk.sync(&log_path)?;
-            disk.sync_dir(dir)?;
+        if disk.len(&log_path)?.is_none_or(|len| len == 0) {
+            // The file (its header and its name) must be durable before any
+            // entry in it is acknowledged: a power loss may otherwise take
+            // the whole file.
+            let base = Base {
+                index: 0,
+                term: 0,
+                voters: voters.to_vec(),
+            };
+            disk.write_atomic(dir, "log", &encode_header(&base))?;
         }
         let bytes = disk.read_all(&log_path)?.unwrap_or_default();
         let scan = scan_log(&bytes)?;
@@ -102,15 +157,14 @@ impl<D: Disk> RaftLog<D> {
             // A torn or unsynced tail: cut it so later appends follow valid records.
             disk.truncate(&log_path, scan.valid_len)?;
         }
-        if !bytes.is_empty() {
-            // What a killed process left may still sit unsynced in the OS:
-            // everything recovered is made durable before the node answers
-            // anyone on the strength of it.
-            disk.sync(&log_path)?;
-        }
+        // What a killed process left may still sit unsynced in the OS:
+        // everything recovered is made durable before the node answers
+        // anyone on the strength of it.
+        disk.sync(&log_path)?;
         let log = RaftLog {
             disk,
             dir: dir.to_string(),
+            base: scan.base,
             entries: scan.entries,
             offsets: scan.offsets,
             file_len: scan.valid_len,
@@ -127,34 +181,94 @@ impl<D: Disk> RaftLog<D> {
         &self.dir
     }
 
+    /// The compaction point (index 0: never compacted).
+    pub fn base(&self) -> &Base {
+        &self.base
+    }
+
     pub fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        self.base.index + self.entries.len() as u64
     }
 
     pub fn last_term(&self) -> u64 {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.base.term, |e| e.term)
     }
 
-    /// The term of entry `index`; 0 for index 0, `None` past the end.
+    /// The term of entry `index`: the base's at the base, `None` below it
+    /// (compacted) or past the end.
     pub fn term_at(&self, index: u64) -> Option<u64> {
-        if index == 0 {
-            return Some(0);
+        if index == self.base.index {
+            return Some(self.base.term);
         }
         self.entry(index).map(|e| e.term)
     }
 
     pub fn entry(&self, index: u64) -> Option<&LogEntry> {
-        let i = usize::try_from(index.checked_sub(1)?).ok()?;
+        let i = usize::try_from(index.checked_sub(self.base.index + 1)?).ok()?;
         self.entries.get(i)
     }
 
-    /// Entries `from..=to` (clamped to the log).
+    /// Entries `from..=to` (clamped to what the log holds).
     pub fn slice(&self, from: u64, to: u64) -> &[LogEntry] {
+        let from = from.max(self.base.index + 1);
         let last = self.last_index();
-        if from == 0 || from > last || to < from {
+        if from > last || to < from {
             return &[];
         }
-        &self.entries[(from - 1) as usize..to.min(last) as usize]
+        let b = self.base.index;
+        &self.entries[(from - b - 1) as usize..(to.min(last) - b) as usize]
+    }
+
+    /// Move the base up to `base` (its index at most the last): the entries
+    /// after it stay if the log holds `base.index` in `base.term`, else the
+    /// log is emptied (what it held there lost to the snapshot's history).
+    /// The new file replaces the old atomically and is durable on return.
+    pub fn compact(&mut self, base: Base) -> Result<(), DiskError> {
+        assert!(base.index > self.base.index, "the base only moves up");
+        let keep = self.term_at(base.index) == Some(base.term);
+        let entries: Vec<LogEntry> = if keep {
+            self.slice(base.index + 1, self.last_index()).to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut file = encode_header(&base);
+        let mut offsets = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            offsets.push(file.len() as u64);
+            file.extend_from_slice(&encode_record(entry));
+        }
+        self.disk.write_atomic(&self.dir, "log", &file)?;
+        self.base = base;
+        self.entries = entries;
+        self.offsets = offsets;
+        self.file_len = file.len() as u64;
+        self.check();
+        Ok(())
+    }
+
+    /// Make `snapshot` the node's snapshot (durable on return).
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), DiskError> {
+        self.disk
+            .write_atomic(&self.dir, "snap", &encode_snapshot(snapshot))
+    }
+
+    /// The snapshot file as found: absent, valid, or damaged.
+    pub fn load_snapshot(&mut self) -> Result<SnapshotFile, DiskError> {
+        Ok(match self.disk.read_all(&join(&self.dir, "snap"))? {
+            None => SnapshotFile::None,
+            Some(bytes) => {
+                decode_snapshot(&bytes, true).map_or(SnapshotFile::Damaged, SnapshotFile::Valid)
+            }
+        })
+    }
+
+    /// The snapshot file read without its checksum (a planted defect only).
+    #[cfg(feature = "planted-defects")]
+    pub fn load_snapshot_unchecked(&mut self) -> Result<Option<Snapshot>, DiskError> {
+        Ok(self
+            .disk
+            .read_all(&join(&self.dir, "snap"))?
+            .and_then(|bytes| decode_snapshot(&bytes, false)))
     }
 
     /// Write `entry` after the last one (not yet durable).
@@ -184,11 +298,13 @@ impl<D: Disk> RaftLog<D> {
             index < self.last_index(),
             "truncation must remove something"
         );
-        let offset = self.offsets[index as usize];
+        assert!(index >= self.base.index, "compacted entries are committed");
+        let keep = (index - self.base.index) as usize;
+        let offset = self.offsets[keep];
         let path = self.log_path();
         self.disk.truncate(&path, offset)?;
-        self.entries.truncate(index as usize);
-        self.offsets.truncate(index as usize);
+        self.entries.truncate(keep);
+        self.offsets.truncate(keep);
         self.file_len = offset;
         self.check();
         Ok(())
@@ -206,8 +322,12 @@ impl<D: Disk> RaftLog<D> {
             .entries
             .iter()
             .enumerate()
-            .all(|(i, e)| e.index == i as u64 + 1));
+            .all(|(i, e)| e.index == self.base.index + i as u64 + 1));
         debug_assert!(self.entries.windows(2).all(|w| w[0].term <= w[1].term));
+        debug_assert!(self
+            .entries
+            .first()
+            .is_none_or(|e| e.term >= self.base.term));
         debug_assert!(self.offsets.last().is_none_or(|&o| o < self.file_len));
     }
 }
@@ -236,6 +356,119 @@ fn decode_term_vote(bytes: &[u8]) -> Option<HardState> {
     })
 }
 
+/// What the log header and the snapshot file start with: magic, index,
+/// term, voter count and ids (`extra` bytes reserved after).
+fn encode_point(
+    magic: &[u8; 8],
+    index: u64,
+    term: u64,
+    voters: &[PeerId],
+    extra: usize,
+) -> Vec<u8> {
+    assert!(voters.len() <= MAX_VOTERS);
+    let mut out = Vec::with_capacity(28 + ID_LEN * voters.len() + extra);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&term.to_le_bytes());
+    out.extend_from_slice(&(voters.len() as u32).to_le_bytes());
+    for voter in voters {
+        out.extend_from_slice(&voter.0);
+    }
+    out
+}
+
+/// The fields `encode_point` wrote at the start of `bytes`, and where they end.
+fn decode_point(magic: &[u8; 8], bytes: &[u8]) -> Option<(u64, u64, Vec<PeerId>, usize)> {
+    if bytes.get(..8)? != magic {
+        return None;
+    }
+    let count = u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?) as usize;
+    if count > MAX_VOTERS {
+        return None;
+    }
+    let end = 28 + ID_LEN * count;
+    let voters = bytes
+        .get(28..end)?
+        .chunks_exact(ID_LEN)
+        .map(PeerId::from_slice)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let index = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
+    let term = u64::from_le_bytes(bytes[16..24].try_into().ok()?);
+    Some((index, term, voters, end))
+}
+
+/// A log file's header.
+pub fn encode_header(base: &Base) -> Vec<u8> {
+    let mut out = encode_point(LOG_MAGIC, base.index, base.term, &base.voters, 4);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A header at the start of `bytes` and its length.
+fn decode_header(bytes: &[u8]) -> Option<(Base, usize)> {
+    let (index, term, voters, end) = decode_point(LOG_MAGIC, bytes)?;
+    let stored = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
+    if crc32fast::hash(&bytes[..end]) != stored {
+        return None;
+    }
+    Some((
+        Base {
+            index,
+            term,
+            voters,
+        },
+        end + 4,
+    ))
+}
+
+/// A snapshot file's bytes.
+pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    assert!(snapshot.data.len() <= u32::MAX as usize);
+    let mut out = encode_point(
+        SNAP_MAGIC,
+        snapshot.index,
+        snapshot.term,
+        &snapshot.voters,
+        4 + snapshot.data.len() + 4,
+    );
+    out.extend_from_slice(&(snapshot.data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&snapshot.data);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A snapshot file's content; `None` if it is damaged. Without `checked`
+/// the checksum is ignored and a short data section taken as it is (the
+/// planted defect "trust a damaged snapshot").
+pub fn decode_snapshot(bytes: &[u8], checked: bool) -> Option<Snapshot> {
+    let (index, term, voters, ids_end) = decode_point(SNAP_MAGIC, bytes)?;
+    let data_len = u32::from_le_bytes(bytes.get(ids_end..ids_end + 4)?.try_into().ok()?) as usize;
+    let data_start = ids_end + 4;
+    let data = if checked {
+        let end = data_start.checked_add(data_len)?;
+        if bytes.len() != end + 4 {
+            return None;
+        }
+        let stored = u32::from_le_bytes(bytes[end..].try_into().ok()?);
+        if crc32fast::hash(&bytes[..end]) != stored {
+            return None;
+        }
+        &bytes[data_start..end]
+    } else {
+        let end = data_start.saturating_add(data_len).min(bytes.len());
+        &bytes[data_start.min(end)..end]
+    };
+    Some(Snapshot {
+        index,
+        term,
+        voters,
+        data: Bytes::copy_from_slice(data),
+    })
+}
+
 /// One log record's bytes.
 pub fn encode_record(entry: &LogEntry) -> Vec<u8> {
     let body_len = BODY_MIN + entry.data.len();
@@ -254,6 +487,7 @@ pub fn encode_record(entry: &LogEntry) -> Vec<u8> {
 /// What a scan of a log file found.
 #[derive(Debug)]
 pub struct Scan {
+    pub base: Base,
     pub entries: Vec<LogEntry>,
     pub offsets: Vec<u64>,
     /// The valid prefix's length; bytes beyond are a torn tail.
@@ -263,12 +497,14 @@ pub struct Scan {
 /// Read every valid record of a log file (see the module doc for what is
 /// cut and what is refused). Never panics, whatever `bytes` holds.
 pub fn scan_log(bytes: &[u8]) -> Result<Scan, RecoveryError> {
+    // The header is written atomically: damage to it is never a torn tail.
+    let (base, header_len) = decode_header(bytes).ok_or(RecoveryError::DamagedLogHeader)?;
     let mut entries: Vec<LogEntry> = Vec::new();
     let mut offsets = Vec::new();
-    let mut at = 0usize;
+    let mut at = header_len;
     while at < bytes.len() {
-        let expect_index = entries.len() as u64 + 1;
-        let min_term = entries.last().map_or(0, |e| e.term);
+        let expect_index = base.index + entries.len() as u64 + 1;
+        let min_term = entries.last().map_or(base.term, |e| e.term);
         match decode_record(&bytes[at..]) {
             Some((entry, len)) if entry.index == expect_index && entry.term >= min_term => {
                 offsets.push(at as u64);
@@ -289,6 +525,7 @@ pub fn scan_log(bytes: &[u8]) -> Result<Scan, RecoveryError> {
         }
     }
     Ok(Scan {
+        base,
         entries,
         offsets,
         valid_len: at as u64,
@@ -350,7 +587,7 @@ mod tests {
     #[test]
     fn reopen_returns_what_was_written_and_synced() {
         let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
-        let (mut log, hard) = RaftLog::open(disk.clone(), "g").unwrap();
+        let (mut log, hard) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
         assert_eq!(hard, HardState::default());
         log.append(entry(1, 1, b"a")).unwrap();
         log.append(entry(2, 1, b"b")).unwrap();
@@ -364,7 +601,7 @@ mod tests {
         .unwrap();
         disk.with(|d| d.sync("g/log")).unwrap();
         disk.with(|d| d.power_loss());
-        let (log, hard) = RaftLog::open(disk, "g").unwrap();
+        let (log, hard) = RaftLog::open(disk, "g", &[]).unwrap();
         assert_eq!(
             hard,
             HardState {
@@ -383,17 +620,18 @@ mod tests {
         // Found by the simulator: the log file's name was not durable, so a
         // power loss took the whole file with entries already acknowledged.
         let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
-        let (mut log, _) = RaftLog::open(disk.clone(), "g").unwrap();
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
         log.append(entry(1, 1, b"a")).unwrap();
         disk.with(|d| d.sync("g/log")).unwrap();
         disk.with(|d| d.power_loss());
-        let (log, _) = RaftLog::open(disk, "g").unwrap();
+        let (log, _) = RaftLog::open(disk, "g", &[]).unwrap();
         assert_eq!(log.slice(1, 1), &[entry(1, 1, b"a")]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_damage_before_valid_records_is_refused() {
-        let mut file = Vec::new();
+        let mut file = encode_header(&Base::default());
+        let header = file.len();
         for e in [entry(1, 1, b"a"), entry(2, 1, b"bb"), entry(3, 1, b"ccc")] {
             file.extend_from_slice(&encode_record(&e));
         }
@@ -403,7 +641,9 @@ mod tests {
         assert_eq!(scan.entries.len(), 2);
         assert_eq!(
             scan.valid_len as usize,
-            encode_record(&entry(1, 1, b"a")).len() + encode_record(&entry(2, 1, b"bb")).len()
+            header
+                + encode_record(&entry(1, 1, b"a")).len()
+                + encode_record(&entry(2, 1, b"bb")).len()
         );
         // A flipped bit in the last record: cut, it may be a torn write.
         let mut last_flipped = file.clone();
@@ -411,7 +651,7 @@ mod tests {
         assert_eq!(scan_log(&last_flipped).unwrap().entries.len(), 2);
         // A flipped bit in the middle record, with a valid one after it: refused.
         let mut middle = file.clone();
-        let second = encode_record(&entry(1, 1, b"a")).len();
+        let second = header + encode_record(&entry(1, 1, b"a")).len();
         middle[second + 22] ^= 1;
         assert_eq!(
             scan_log(&middle).unwrap_err(),
@@ -422,9 +662,69 @@ mod tests {
     }
 
     #[test]
+    fn compaction_moves_the_base_and_survives_reopen_and_power_loss() {
+        let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
+        let voters = [PeerId(*b"AAAAAAAA"), PeerId(*b"BBBBBBBB")];
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &voters).unwrap();
+        for e in [entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 2, b"c")] {
+            log.append(e).unwrap();
+        }
+        let base = Base {
+            index: 2,
+            term: 1,
+            voters: voters.to_vec(),
+        };
+        log.compact(base.clone()).unwrap();
+        assert_eq!(log.base(), &base);
+        assert_eq!(log.term_at(2), Some(1));
+        assert_eq!(log.term_at(1), None);
+        assert_eq!(log.slice(1, 9), &[entry(3, 2, b"c")]);
+        log.append(entry(4, 2, b"d")).unwrap();
+        disk.with(|d| d.sync("g/log")).unwrap();
+        disk.with(|d| d.power_loss());
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
+        assert_eq!(log.base(), &base);
+        assert_eq!(log.slice(1, 9), &[entry(3, 2, b"c"), entry(4, 2, b"d")]);
+        // A base the log does not hold in that term empties it.
+        log.compact(Base {
+            index: 9,
+            term: 5,
+            voters: vec![],
+        })
+        .unwrap();
+        assert_eq!((log.last_index(), log.last_term()), (9, 5));
+        assert!(log.slice(1, 99).is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_with_a_flipped_bit_or_cut_short_is_damaged() {
+        let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
+        assert_eq!(log.load_snapshot().unwrap(), SnapshotFile::None);
+        let snap = Snapshot {
+            index: 7,
+            term: 2,
+            voters: vec![PeerId(*b"AAAAAAAA")],
+            data: Bytes::from_static(b"state"),
+        };
+        log.save_snapshot(&snap).unwrap();
+        disk.with(|d| d.power_loss());
+        assert_eq!(log.load_snapshot().unwrap(), SnapshotFile::Valid(snap));
+        let good = disk.with(|d| d.read_all("g/snap")).unwrap().unwrap();
+        for at in 0..good.len() {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x04;
+            assert_eq!(decode_snapshot(&flipped, true), None, "flip at {at}");
+        }
+        for len in 0..good.len() {
+            assert_eq!(decode_snapshot(&good[..len], true), None, "cut at {len}");
+        }
+    }
+
+    #[test]
     fn a_damaged_term_vote_file_is_refused() {
         let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
-        let (mut log, _) = RaftLog::open(disk.clone(), "g").unwrap();
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
         log.save_hard_state(HardState {
             term: 5,
             vote: PeerId::NONE,
@@ -436,7 +736,7 @@ mod tests {
             d.write_at("g/tav", 0, &bytes).unwrap();
         });
         assert_eq!(
-            RaftLog::open(disk, "g").unwrap_err(),
+            RaftLog::open(disk, "g", &[]).unwrap_err(),
             RecoveryError::DamagedTermVote
         );
     }

@@ -12,5 +12,6 @@ pub mod log;
 pub mod node;
 pub mod wire;
 
-pub use node::{Action, Config, GroupState, Message, Node, ProposeError, Role};
+pub use log::Snapshot;
+pub use node::{Action, Config, GroupState, Message, Node, ProposeError, Role, SnapshotError};
 pub use wire::{EntryType, PeerId};

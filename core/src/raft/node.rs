@@ -24,10 +24,35 @@
 //!   stickiness: nats-server's wire has no pre-vote message, see
 //!   ARCHITECTURE.md).
 //!
+//! Membership (the dissertation's single-server changes, §4.1): the voters
+//! are the configuration of the latest configuration entry in the log
+//! (peer state, add peer, remove peer), in effect as soon as it is appended
+//! and undone if it is truncated; before any, [`Config::peers`]. A leader
+//! refuses a change while the latest configuration entry is uncommitted
+//! (its own first entry, the peer state, is one, so a new leader also
+//! commits an entry of its term before changing anything). Quorums count
+//! the current voters only; a leader removed from them keeps leading, not
+//! counting itself, until the removal commits, then steps down; a node that
+//! is not a voter never campaigns.
+//!
+//! Snapshots: the state machine hands one at an applied index
+//! ([`Node::snapshot`]); the node saves it (checksummed, atomically) and
+//! compacts its log to it. A leader that must send a follower entries it
+//! compacted sends its snapshot instead, as nats-server does: an append
+//! whose previous index and term are the snapshot's and whose entries are
+//! the snapshot and the peer state. A snapshot that fails its checksum at
+//! open is never trusted and never deleted: the node keeps its log and its
+//! term and vote (so its acknowledgements and votes still stand), applies
+//! nothing, never campaigns and refuses appends (hint 0) until a leader's
+//! snapshot at or past its log's base is installed ([`Action::Restore`]);
+//! a leader refused from the start of its log again asks its state machine
+//! for a snapshot ([`Action::SnapshotWanted`]) if its own
+//! is older than what it applied.
+//!
 //! A disk error poisons the node: it stops sending and applying until it is
 //! reopened, because it can no longer tell what is durable.
 
-use super::log::{HardState, LogEntry, RaftLog, RecoveryError};
+use super::log::{Base, HardState, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile};
 use super::wire::{
     AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, PeerState, VoteRequest,
     VoteResponse,
@@ -44,7 +69,10 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: PeerId,
-    /// Every voter of the group, this node included.
+    /// The group's voters while the log holds no configuration entry. A
+    /// founding member lists itself; a node that joins an existing group
+    /// lists the group without itself, and waits (never campaigning) until a
+    /// leader's add-peer entry reaches its log.
     pub peers: Vec<PeerId>,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
@@ -70,6 +98,10 @@ pub enum RaftDefect {
     AckBeforeDurable,
     /// The leader commits an entry of an earlier term by counting replicas.
     CommitOldTermByCounting,
+    /// A leader accepts a membership change while another is uncommitted.
+    ConcurrentConfigChanges,
+    /// A snapshot that fails its checksum at open is used anyway.
+    TrustDamagedSnapshot,
 }
 
 /// A node's role.
@@ -100,6 +132,23 @@ pub enum Action {
     Apply(LogEntry),
     /// The node's view of the leader changed.
     LeaderChanged { term: u64, leader: Option<PeerId> },
+    /// Replace the state machine with `snapshot` (at open, or installed
+    /// from the leader); `Apply` resumes after its index.
+    Restore(Snapshot),
+    /// A follower needs a snapshot newer than this node's: call
+    /// [`Node::snapshot`] at the state machine's applied index.
+    SnapshotWanted,
+}
+
+/// Why a snapshot was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("index {index} is not applied yet")]
+    NotApplied { index: u64 },
+    #[error("the log is already compacted through index {base}")]
+    Stale { base: u64 },
+    #[error("the node's disk failed; it must be reopened")]
+    Poisoned,
 }
 
 /// Why a proposal was refused.
@@ -111,6 +160,14 @@ pub enum ProposeError {
     Poisoned,
     #[error("entry data over the bound")]
     TooLarge,
+    #[error("a membership change is in progress")]
+    MembershipChanging,
+    #[error("peer is already a member")]
+    PeerExists,
+    #[error("peer is not a member")]
+    PeerNotFound,
+    #[error("cannot remove the last member")]
+    RemoveLastPeer,
 }
 
 /// A node's state as monitoring shows it (the base of a `/jsz` group entry).
@@ -127,6 +184,12 @@ pub struct GroupState {
     pub durable: u64,
     /// On a leader: each follower and the highest index known stored there.
     pub followers: Vec<(PeerId, u64)>,
+    /// The current voters (the latest configuration in the log).
+    pub peers: Vec<PeerId>,
+    /// The index the log is compacted to (the snapshot's).
+    pub snapshot: u64,
+    /// The snapshot was damaged; waiting for a leader's.
+    pub needs_snapshot: bool,
     pub poisoned: bool,
 }
 
@@ -171,6 +234,11 @@ pub struct Node<D> {
     next_tag: u64,
     pending_acks: Vec<PendingAck>,
     votes: BTreeSet<PeerId>,
+    /// Each configuration in the log: the index of the entry that set it
+    /// (0: `Config::peers`) and its voters, sorted. Never empty; the last is
+    /// in effect.
+    configs: Vec<(u64, Vec<PeerId>)>,
+    /// On a leader: every current voter but itself.
     progress: BTreeMap<PeerId, Progress>,
     election_deadline: Instant,
     heartbeat_deadline: Instant,
@@ -178,6 +246,12 @@ pub struct Node<D> {
     rng: ChaCha8Rng,
     actions: VecDeque<Action>,
     poisoned: bool,
+    /// The latest trusted snapshot (what a leader sends a lagging follower).
+    snapshot: Option<Snapshot>,
+    /// The snapshot was damaged: nothing applies until one is installed.
+    needs_snapshot: bool,
+    /// A `SnapshotWanted` is out and not yet answered.
+    snapshot_wanted: bool,
 }
 
 impl<D: Disk> Node<D> {
@@ -188,25 +262,60 @@ impl<D: Disk> Node<D> {
         dir: &str,
         now: Instant,
     ) -> Result<Node<D>, RecoveryError> {
-        assert!(
-            config.peers.contains(&config.id),
-            "a node is one of its peers"
-        );
+        assert!(!config.peers.is_empty(), "a group has a member");
         assert!(!config.id.is_none(), "the zero id means none");
         assert!(config.election_timeout_min < config.election_timeout_max);
         assert!(config.heartbeat_interval < config.election_timeout_min);
         assert!(config.max_entries_per_append > 0);
-        let (log, hard) = RaftLog::open(disk, dir)?;
+        let mut founding = config.peers.clone();
+        founding.sort();
+        founding.dedup();
+        let (mut log, hard) = RaftLog::open(disk, dir, &founding)?;
+        let mut snapshot = match log.load_snapshot()? {
+            SnapshotFile::Valid(snapshot) => Some(snapshot),
+            SnapshotFile::None => None,
+            SnapshotFile::Damaged => {
+                #[cfg(feature = "planted-defects")]
+                let trusted = if config.planted_defect == Some(RaftDefect::TrustDamagedSnapshot) {
+                    log.load_snapshot_unchecked()?
+                } else {
+                    None
+                };
+                #[cfg(not(feature = "planted-defects"))]
+                let trusted = None;
+                trusted
+            }
+        };
+        let base = log.base().index;
+        if let Some(snap) = &snapshot {
+            if snap.index > base {
+                // Saved, then a crash before the log was compacted to it.
+                log.compact(Base {
+                    index: snap.index,
+                    term: snap.term,
+                    voters: snap.voters.clone(),
+                })?;
+            } else if snap.index < base {
+                // Older than the log's base: it cannot rebuild the state.
+                snapshot = None;
+            }
+        }
+        let base = log.base().index;
+        let needs_snapshot = base > 0 && snapshot.is_none();
         let durable = log.last_index();
         let mut node = Node {
+            configs: Vec::new(),
+            snapshot: snapshot.clone(),
+            needs_snapshot,
+            snapshot_wanted: false,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
             hard,
             role: Role::Follower,
             leader: None,
-            commit: 0,
-            applied: 0,
+            commit: base,
+            applied: if needs_snapshot { 0 } else { base },
             durable,
             sync_in_flight: None,
             dirty: false,
@@ -220,8 +329,101 @@ impl<D: Disk> Node<D> {
             actions: VecDeque::new(),
             poisoned: false,
         };
+        node.rebuild_configs(if base == 0 {
+            founding
+        } else {
+            node.log.base().voters.clone()
+        });
+        if let Some(snap) = snapshot {
+            node.actions.push_back(Action::Restore(snap));
+        }
         node.reset_election_deadline(now);
         Ok(node)
+    }
+
+    /// The configurations from `at_base` (the voters at the log's base)
+    /// through every configuration entry the log holds.
+    fn rebuild_configs(&mut self, at_base: Vec<PeerId>) {
+        let mut configs = vec![(self.log.base().index, at_base)];
+        for entry in self.log.slice(1, self.log.last_index()) {
+            let current = &configs.last().expect("never empty").1;
+            if let Some(next) = next_config(current, entry.kind, &entry.data) {
+                configs.push((entry.index, next));
+            }
+        }
+        self.configs = configs;
+    }
+
+    /// The voters as of entry `index` (at least the log's base).
+    fn voters_at(&self, index: u64) -> Vec<PeerId> {
+        self.configs
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .expect("the base configuration is at or below every index held")
+            .1
+            .clone()
+    }
+
+    /// The state machine's snapshot through `index` (applied): saved, then
+    /// the log compacted to it.
+    pub fn snapshot(&mut self, now: Instant, index: u64, data: Bytes) -> Result<(), SnapshotError> {
+        if self.poisoned {
+            return Err(SnapshotError::Poisoned);
+        }
+        if self.needs_snapshot || index > self.applied {
+            return Err(SnapshotError::NotApplied { index });
+        }
+        let base = self.log.base().index;
+        if index <= base {
+            return Err(SnapshotError::Stale { base });
+        }
+        let term = self
+            .log
+            .term_at(index)
+            .expect("applied entries are in the log");
+        let voters = self.voters_at(index);
+        let snap = Snapshot {
+            index,
+            term,
+            voters: voters.clone(),
+            data,
+        };
+        if !self.install_locally(snap) {
+            return Err(SnapshotError::Poisoned);
+        }
+        self.snapshot_wanted = false;
+        self.finish(now);
+        Ok(())
+    }
+
+    /// Save `snap` and compact the log to it; false (and poisoned) on a
+    /// disk error. Whatever the log keeps is durable afterwards.
+    fn install_locally(&mut self, snap: Snapshot) -> bool {
+        if self.log.save_snapshot(&snap).is_err() {
+            self.poisoned = true;
+            return false;
+        }
+        if snap.index > self.log.base().index {
+            let base = Base {
+                index: snap.index,
+                term: snap.term,
+                voters: snap.voters.clone(),
+            };
+            if self.log.compact(base).is_err() {
+                self.poisoned = true;
+                return false;
+            }
+        }
+        let last = self.log.last_index();
+        self.durable = last;
+        if let Some((_, through)) = &mut self.sync_in_flight {
+            *through = (*through).min(last);
+        }
+        self.pending_acks.retain(|ack| ack.index <= last);
+        self.rebuild_configs(snap.voters.clone());
+        self.snapshot = Some(snap);
+        true
     }
 
     pub fn id(&self) -> PeerId {
@@ -273,6 +475,9 @@ impl<D: Disk> Node<D> {
             applied: self.applied,
             durable: self.durable,
             followers,
+            peers: self.voters().to_vec(),
+            snapshot: self.log.base().index,
+            needs_snapshot: self.needs_snapshot,
             poisoned: self.poisoned,
         }
     }
@@ -312,6 +517,93 @@ impl<D: Disk> Node<D> {
         Ok(index)
     }
 
+    /// Propose adding `peer` to the voters; the index of the change. It
+    /// counts in quorums from this moment on (once appended).
+    pub fn propose_add_peer(&mut self, now: Instant, peer: PeerId) -> Result<u64, ProposeError> {
+        self.propose_change(now, EntryType::AddPeer, peer)
+    }
+
+    /// Propose removing `peer` (this node too) from the voters.
+    pub fn propose_remove_peer(&mut self, now: Instant, peer: PeerId) -> Result<u64, ProposeError> {
+        self.propose_change(now, EntryType::RemovePeer, peer)
+    }
+
+    fn propose_change(
+        &mut self,
+        now: Instant,
+        kind: EntryType,
+        peer: PeerId,
+    ) -> Result<u64, ProposeError> {
+        if self.poisoned {
+            return Err(ProposeError::Poisoned);
+        }
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.commit < self.config_index() && !self.defect(3) {
+            return Err(ProposeError::MembershipChanging);
+        }
+        let member = self.voters().contains(&peer);
+        match kind {
+            EntryType::AddPeer if member => return Err(ProposeError::PeerExists),
+            EntryType::AddPeer if peer.is_none() => return Err(ProposeError::PeerNotFound),
+            EntryType::RemovePeer if !member => return Err(ProposeError::PeerNotFound),
+            EntryType::RemovePeer if self.voters().len() == 1 => {
+                return Err(ProposeError::RemoveLastPeer)
+            }
+            _ => {}
+        }
+        let index = self.log.last_index() + 1;
+        self.append_own(kind, Bytes::copy_from_slice(&peer.0));
+        self.replicate_new();
+        self.finish(now);
+        Ok(index)
+    }
+
+    /// The current voters.
+    pub fn voters(&self) -> &[PeerId] {
+        &self.configs.last().expect("never empty").1
+    }
+
+    /// The index of the entry that set the current voters (0: none did).
+    pub fn config_index(&self) -> u64 {
+        self.configs.last().expect("never empty").0
+    }
+
+    fn is_voter(&self) -> bool {
+        self.voters().contains(&self.config.id)
+    }
+
+    /// After the log gained `entry`: its configuration takes effect now.
+    fn note_config(&mut self, entry: &LogEntry) {
+        if let Some(next) = next_config(self.voters(), entry.kind, &entry.data) {
+            self.configs.push((entry.index, next));
+            if self.role == Role::Leader {
+                self.track_voters();
+            }
+        }
+    }
+
+    /// Leader: follow exactly the current voters but itself.
+    fn track_voters(&mut self) {
+        let me = self.config.id;
+        let voters = self.voters().to_vec();
+        self.progress.retain(|peer, _| voters.contains(peer));
+        let last = self.log.last_index();
+        for peer in voters.into_iter().filter(|p| *p != me) {
+            // A new peer is sent the latest entry first; its refusal moves
+            // `next` back to where its log ends.
+            self.progress.entry(peer).or_insert(Progress {
+                next: last,
+                matched: 0,
+                sent: last.saturating_sub(1),
+                active: false,
+            });
+        }
+    }
+
     /// A deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.poisoned {
@@ -332,7 +624,12 @@ impl<D: Disk> Node<D> {
             }
             Role::Follower | Role::Candidate => {
                 if now >= self.election_deadline {
-                    self.start_election(now);
+                    if self.is_voter() && !self.needs_snapshot {
+                        self.start_election(now);
+                    } else {
+                        // Not a member: wait to be added, never campaign.
+                        self.reset_election_deadline(now);
+                    }
                 }
             }
         }
@@ -341,7 +638,9 @@ impl<D: Disk> Node<D> {
 
     /// A message from peer `from`.
     pub fn handle_message(&mut self, now: Instant, from: PeerId, message: Message) {
-        if self.poisoned || from == self.config.id || !self.config.peers.contains(&from) {
+        // Senders outside the current voters are heard: a leader this node
+        // has not yet learned was added must be able to reach it.
+        if self.poisoned || from == self.config.id || from.is_none() {
             return;
         }
         match message {
@@ -381,7 +680,7 @@ impl<D: Disk> Node<D> {
     }
 
     fn quorum(&self) -> usize {
-        self.config.peers.len() / 2 + 1
+        self.voters().len() / 2 + 1
     }
 
     fn defect(&self, _which: u8) -> bool {
@@ -390,7 +689,9 @@ impl<D: Disk> Node<D> {
             let wanted = match _which {
                 0 => RaftDefect::VoteNotDurable,
                 1 => RaftDefect::AckBeforeDurable,
-                _ => RaftDefect::CommitOldTermByCounting,
+                2 => RaftDefect::CommitOldTermByCounting,
+                3 => RaftDefect::ConcurrentConfigChanges,
+                _ => RaftDefect::TrustDamagedSnapshot,
             };
             self.config.planted_defect == Some(wanted)
         }
@@ -481,19 +782,20 @@ impl<D: Disk> Node<D> {
         for peer in self.other_peers() {
             self.send(peer, Message::Vote(request));
         }
-        if self.votes.len() >= self.quorum() {
+        if self.vote_count() >= self.quorum() {
             self.become_leader(now);
         }
     }
 
+    /// Votes from current voters (the configuration may change mid-election).
+    fn vote_count(&self) -> usize {
+        let voters = self.voters();
+        self.votes.iter().filter(|v| voters.contains(v)).count()
+    }
+
     fn other_peers(&self) -> Vec<PeerId> {
         let me = self.config.id;
-        self.config
-            .peers
-            .iter()
-            .copied()
-            .filter(|p| *p != me)
-            .collect()
+        self.voters().iter().copied().filter(|p| *p != me).collect()
     }
 
     fn send(&mut self, to: PeerId, message: Message) {
@@ -552,11 +854,11 @@ impl<D: Disk> Node<D> {
         if self.role != Role::Candidate || response.term != self.hard.term || !response.granted {
             return;
         }
-        if !self.config.peers.contains(&response.peer) {
+        if !self.voters().contains(&response.peer) {
             return;
         }
         self.votes.insert(response.peer);
-        if self.votes.len() >= self.quorum() {
+        if self.vote_count() >= self.quorum() {
             self.become_leader(now);
         }
     }
@@ -577,11 +879,12 @@ impl<D: Disk> Node<D> {
             self.progress.insert(peer, progress);
         }
         self.set_leader(Some(self.config.id));
+        let voters = self.voters().to_vec();
         // As nats-server does, a new leader's first entry is the peer state:
         // it also lets entries of earlier terms commit under this term.
         let state = PeerState {
-            cluster_size: self.config.peers.len() as u32,
-            peers: self.config.peers.clone(),
+            cluster_size: voters.len() as u32,
+            peers: voters,
             domain_ext: 0,
         };
         self.append_own(EntryType::PeerState, state.encode());
@@ -592,7 +895,8 @@ impl<D: Disk> Node<D> {
 
     /// Leader: step down unless a majority was heard from since the last check.
     fn check_quorum(&mut self, now: Instant) {
-        let heard = 1 + self.progress.values().filter(|p| p.active).count();
+        let heard =
+            usize::from(self.is_voter()) + self.progress.values().filter(|p| p.active).count();
         for progress in self.progress.values_mut() {
             progress.active = false;
         }
@@ -639,6 +943,9 @@ impl<D: Disk> Node<D> {
     /// One append entry to `peer` starting at `from`: entries of one term
     /// only (the wire has one term per message), a heartbeat past the end.
     fn send_append(&mut self, peer: PeerId, from: u64) {
+        if from <= self.log.base().index {
+            return self.send_snapshot(peer);
+        }
         assert!(from >= 1 && from <= self.log.last_index() + 1);
         let prev_index = from - 1;
         let prev_term = self.log.term_at(prev_index).expect("prev is in the log");
@@ -669,6 +976,79 @@ impl<D: Disk> Node<D> {
         let progress = self.progress.get_mut(&peer).expect("a follower");
         progress.sent = progress.sent.max(through);
         self.send(peer, Message::Append(append));
+    }
+
+    /// The entries `peer` needs are compacted: send the snapshot (with the
+    /// peer state, as nats-server's catch-up does).
+    fn send_snapshot(&mut self, peer: PeerId) {
+        let snap = self
+            .snapshot
+            .clone()
+            .expect("a compacted leader holds its snapshot");
+        let state = PeerState {
+            cluster_size: snap.voters.len() as u32,
+            peers: snap.voters.clone(),
+            domain_ext: 0,
+        };
+        let append = AppendEntry {
+            leader: self.config.id,
+            term: self.hard.term,
+            commit: self.commit,
+            prev_term: snap.term,
+            prev_index: snap.index,
+            entries: vec![
+                Entry::new(EntryType::Snapshot, snap.data),
+                Entry::new(EntryType::PeerState, state.encode()),
+            ],
+            leader_term: 0,
+        };
+        let progress = self.progress.get_mut(&peer).expect("a follower");
+        progress.sent = progress.sent.max(snap.index);
+        self.send(peer, Message::Append(append));
+    }
+
+    fn refuse(&mut self, to: PeerId, hint: u64) {
+        let response = AppendEntryResponse {
+            term: self.hard.term,
+            index: hint,
+            peer: self.config.id,
+            success: false,
+        };
+        self.send(to, Message::AppendResponse(response));
+    }
+
+    /// A leader's snapshot (see `send_snapshot`).
+    fn on_install(&mut self, from: PeerId, append: AppendEntry) {
+        let (index, term) = (append.prev_index, append.prev_term);
+        let Some(voters) = next_config(&[], EntryType::PeerState, &append.entries[1].data) else {
+            return;
+        };
+        let base = self.log.base().index;
+        if !self.needs_snapshot && (index <= base || self.log.term_at(index) == Some(term)) {
+            // Already held: committed there, as the leader says.
+            self.commit = self.commit.max(index.min(self.log.last_index()));
+            self.pending_acks.push(PendingAck { to: from, index });
+            return;
+        }
+        if index < base || (index == base && term != self.log.base().term) {
+            // Older than what this node compacted: wait for a newer one.
+            return self.refuse(from, 0);
+        }
+        debug_assert!(self.needs_snapshot || index > self.commit);
+        let snap = Snapshot {
+            index,
+            term,
+            voters,
+            data: append.entries[0].data.clone(),
+        };
+        if !self.install_locally(snap.clone()) {
+            return;
+        }
+        self.needs_snapshot = false;
+        self.commit = self.commit.max(index);
+        self.applied = index;
+        self.actions.push_back(Action::Restore(snap));
+        self.pending_acks.push(PendingAck { to: from, index });
     }
 
     fn on_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) {
@@ -702,6 +1082,32 @@ impl<D: Disk> Node<D> {
             return;
         }
         self.last_leader_contact = Some(now);
+        let install = append.entries.len() == 2
+            && append.entries[0].kind == EntryType::Snapshot
+            && append.entries[1].kind == EntryType::PeerState;
+        if install {
+            return self.on_install(from, append);
+        }
+        if self.needs_snapshot {
+            return self.refuse(from, 0);
+        }
+        let mut append = append;
+        let base = self.log.base().index;
+        if append.prev_index < base {
+            // Entries through the base are committed and identical to the
+            // leader's: skip them.
+            let skip = ((base - append.prev_index) as usize).min(append.entries.len());
+            append.entries.drain(..skip);
+            append.prev_index += skip as u64;
+            if append.prev_index < base {
+                self.pending_acks.push(PendingAck {
+                    to: from,
+                    index: append.prev_index,
+                });
+                return;
+            }
+            append.prev_term = self.log.base().term;
+        }
         let last = self.log.last_index();
         let prev_matches = self.log.term_at(append.prev_index) == Some(append.prev_term);
         if !prev_matches {
@@ -759,9 +1165,17 @@ impl<D: Disk> Node<D> {
     /// Write `entry` after the last; false (and poisoned) on a disk error.
     /// Not durable until a sync covers it (`dirty` asks for one).
     fn write_entry(&mut self, entry: LogEntry) -> bool {
+        let config = matches!(
+            entry.kind,
+            EntryType::PeerState | EntryType::AddPeer | EntryType::RemovePeer
+        )
+        .then(|| entry.clone());
         if self.log.append(entry).is_err() {
             self.poisoned = true;
             return false;
+        }
+        if let Some(entry) = config {
+            self.note_config(&entry);
         }
         self.dirty = true;
         if self.defect(1) {
@@ -777,6 +1191,10 @@ impl<D: Disk> Node<D> {
         }
         self.dirty = true;
         self.durable = self.durable.min(index);
+        // A configuration truncated away is undone.
+        while self.configs.last().expect("never empty").0 > index {
+            self.configs.pop();
+        }
         if let Some((_, through)) = &mut self.sync_in_flight {
             *through = (*through).min(index);
         }
@@ -824,6 +1242,18 @@ impl<D: Disk> Node<D> {
                 progress.next = next;
                 progress.sent = next - 1;
                 self.send_append_from_next(from);
+            } else if response.index == 0 {
+                // Refused again from the start of the log: the follower
+                // cannot take entries (its snapshot was damaged) and needs
+                // a snapshot. (A duplicated refusal of an empty follower
+                // looks the same; it only costs a snapshot.)
+                if self.applied > self.log.base().index && !self.snapshot_wanted {
+                    self.snapshot_wanted = true;
+                    self.actions.push_back(Action::SnapshotWanted);
+                }
+                if self.log.base().index > 0 {
+                    self.send_snapshot(from);
+                }
             }
         }
     }
@@ -837,7 +1267,7 @@ impl<D: Disk> Node<D> {
             if term != self.hard.term && !self.defect(2) {
                 break;
             }
-            let own = usize::from(self.durable >= candidate);
+            let own = usize::from(self.durable >= candidate && self.is_voter());
             let replicas = own
                 + self
                     .progress
@@ -854,11 +1284,16 @@ impl<D: Disk> Node<D> {
     }
 
     /// End of every input: ask for a sync, release durable acks, apply.
-    fn finish(&mut self, _now: Instant) {
+    fn finish(&mut self, now: Instant) {
         if self.poisoned {
             self.actions
                 .retain(|a| !matches!(a, Action::Send { .. } | Action::Apply(_)));
             return;
+        }
+        if self.role == Role::Leader && !self.is_voter() && self.commit >= self.config_index() {
+            // Its own removal committed: the group goes on without it.
+            let term = self.hard.term;
+            self.become_follower(now, term, None);
         }
         if self.dirty && self.sync_in_flight.is_none() {
             let tag = self.next_tag;
@@ -889,7 +1324,11 @@ impl<D: Disk> Node<D> {
             };
             self.send(ack.to, Message::AppendResponse(response));
         }
-        let applicable = self.commit.min(self.log.last_index());
+        let applicable = if self.needs_snapshot {
+            0
+        } else {
+            self.commit.min(self.log.last_index())
+        };
         while self.applied < applicable {
             self.applied += 1;
             let entry = self
@@ -903,6 +1342,30 @@ impl<D: Disk> Node<D> {
         debug_assert!(self.durable <= self.log.last_index());
         debug_assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
     }
+}
+
+/// The voters after `entry` if it changes them (`None` if it does not or
+/// its data is malformed: a damaged change is no change).
+fn next_config(current: &[PeerId], kind: EntryType, data: &[u8]) -> Option<Vec<PeerId>> {
+    let mut next = current.to_vec();
+    match kind {
+        EntryType::PeerState => {
+            next = PeerState::decode(data).ok()?.peers;
+            next.retain(|p| !p.is_none());
+        }
+        EntryType::AddPeer => {
+            let peer = PeerId::from_slice(data).ok().filter(|p| !p.is_none())?;
+            next.push(peer);
+        }
+        EntryType::RemovePeer => {
+            let peer = PeerId::from_slice(data).ok()?;
+            next.retain(|p| *p != peer);
+        }
+        _ => return None,
+    }
+    next.sort();
+    next.dedup();
+    (!next.is_empty()).then_some(next)
 }
 
 #[cfg(test)]

@@ -651,6 +651,27 @@ mod tests {
     }
 
     #[test]
+    fn membership_entries_carry_the_bare_peer_id_as_nats_server_proposes_them() {
+        // nats-server's ProposeAddPeer/ProposeRemovePeer make an entry whose
+        // data is the 8-byte peer id, nothing else.
+        for (kind, byte) in [(EntryType::AddPeer, 3u8), (EntryType::RemovePeer, 4)] {
+            let mut out = BytesMut::new();
+            AppendEntry {
+                leader: id("AAAAAAAA"),
+                term: 1,
+                commit: 1,
+                prev_term: 1,
+                prev_index: 1,
+                entries: vec![Entry::new(kind, &b"DDDDDDDD"[..])],
+                leader_term: 0,
+            }
+            .encode(&mut out);
+            let entry = &out[APPEND_ENTRY_BASE_LEN..];
+            assert_eq!(entry, [&[9, 0, 0, 0, byte][..], b"DDDDDDDD", &[0]].concat());
+        }
+    }
+
+    #[test]
     fn malformed_input_is_a_typed_error() {
         let base = hex("666a4679456a63310100000000000000060000000000000001000000000000000600000000000000000000");
         assert_eq!(

@@ -441,7 +441,425 @@ fn the_group_state_shows_the_leader_s_view_of_its_followers() {
             applied: 1,
             durable: 1,
             followers: vec![(B, 0), (C, 1)],
+            peers: vec![A, B, C],
+            snapshot: 0,
+            needs_snapshot: false,
             poisoned: false,
         }
     );
+}
+
+const D: PeerId = PeerId(*b"DDDDDDDD");
+
+fn change(kind: EntryType, peer: PeerId) -> Entry {
+    Entry::new(kind, Bytes::copy_from_slice(&peer.0))
+}
+
+/// `message` (an append) with `entry` added at its end.
+fn plus(mut message: Message, entry: Entry) -> Message {
+    if let Message::Append(m) = &mut message {
+        m.entries.push(entry);
+    }
+    message
+}
+
+/// A leader of term 1 over {A, B, C} whose peer state (entry 1) committed.
+fn committed_leader(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    let mut a = elected_leader(disk);
+    commit_peer_state(&mut a, disk);
+    a
+}
+
+/// B acknowledges A's entry 1 and A's own sync of it completes.
+fn commit_peer_state(a: &mut Node<SharedDisk<MemDisk>>, disk: &SharedDisk<MemDisk>) {
+    a.handle_message(at(401), B, ack(1, 1, B, true));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(402), 1, Ok(()));
+    drain(a);
+    assert_eq!(a.commit_index(), 1);
+}
+
+#[test]
+fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    // The new leader's peer state (entry 1) is a configuration entry: no
+    // change before it commits.
+    assert_eq!(
+        a.propose_add_peer(at(401), D),
+        Err(ProposeError::MembershipChanging)
+    );
+    commit_peer_state(&mut a, &disk);
+    assert_eq!(
+        a.propose_add_peer(at(403), A),
+        Err(ProposeError::PeerExists)
+    );
+    assert_eq!(a.propose_add_peer(at(403), D), Ok(2));
+    let add = |prev_index| {
+        Message::Append(AppendEntry {
+            leader: A,
+            term: 1,
+            commit: 1,
+            prev_term: 1,
+            prev_index,
+            entries: vec![change(EntryType::AddPeer, D)],
+            leader_term: 0,
+        })
+    };
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, add(1)),
+            send(C, add(1)),
+            send(D, add(1)),
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    assert_eq!(a.voters(), &[A, B, C, D]);
+    assert_eq!(a.state().peers, vec![A, B, C, D]);
+    assert_eq!(
+        a.propose_remove_peer(at(404), B),
+        Err(ProposeError::MembershipChanging)
+    );
+    // Four voters: A and B are not a quorum of entry 2 any more.
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(405), 2, Ok(()));
+    a.handle_message(at(405), B, ack(1, 2, B, true));
+    assert_eq!(a.commit_index(), 1);
+    drain(&mut a);
+    a.handle_message(at(406), D, ack(1, 2, D, true));
+    assert_eq!(a.commit_index(), 2);
+    assert!(
+        matches!(drain(&mut a).as_slice(), [Action::Apply(e)] if e.index == 2 && e.kind == EntryType::AddPeer)
+    );
+    assert_eq!(
+        a.propose_remove_peer(at(407), PeerId(*b"ZZZZZZZZ")),
+        Err(ProposeError::PeerNotFound)
+    );
+    assert_eq!(a.propose_remove_peer(at(407), B), Ok(3));
+}
+
+#[test]
+fn a_follower_takes_a_change_when_appended_and_drops_it_when_truncated() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    let with_add = plus(
+        append(A, 1, 0, (0, 0), &[b"x"]),
+        change(EntryType::AddPeer, D),
+    );
+    b.handle_message(at(1), A, with_add);
+    drain(&mut b);
+    assert_eq!(b.voters(), &[A, B, C, D]);
+    assert_eq!(b.config_index(), 2);
+    // C leads term 2 without the change: the truncation undoes it.
+    b.handle_message(at(2), C, append(C, 2, 0, (1, 1), &[b"w"]));
+    drain(&mut b);
+    assert_eq!(b.voters(), &[A, B, C]);
+    assert_eq!(b.config_index(), 0);
+    // And a reopened node rebuilds its configuration from the log.
+    let with_remove = plus(
+        append(C, 2, 0, (2, 2), &[]),
+        change(EntryType::RemovePeer, A),
+    );
+    b.handle_message(at(3), C, with_remove);
+    drain(&mut b);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    let b = open(B, &disk);
+    assert_eq!(b.voters(), &[B, C]);
+    assert_eq!(b.config_index(), 3);
+}
+
+#[test]
+fn a_node_outside_the_configuration_never_campaigns_until_added() {
+    let disk = SharedDisk::new(MemDisk::default());
+    // D joins {A, B, C}: its configuration lists the group without it.
+    let mut d = Node::open(config(D), disk.clone(), "raft", at(0)).unwrap();
+    for _ in 0..5 {
+        let deadline = d.poll_timeout();
+        d.handle_timeout(deadline);
+        assert!(
+            drain(&mut d).is_empty(),
+            "no vote request from a non-member"
+        );
+        assert_eq!(d.role(), Role::Follower);
+        assert_eq!(d.term(), 0);
+    }
+    // A leader's append with the add reaches it: it is a member, and
+    // campaigns once that leader goes quiet.
+    let add = plus(append(A, 1, 0, (0, 0), &[]), change(EntryType::AddPeer, D));
+    d.handle_message(at(2000), A, add);
+    drain(&mut d);
+    assert_eq!(d.voters(), &[A, B, C, D]);
+    let deadline = d.poll_timeout();
+    d.handle_timeout(deadline);
+    let asked: Vec<PeerId> = drain(&mut d)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                message: Message::Vote(_),
+            } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![A, B, C]);
+}
+
+#[test]
+fn a_leader_that_removes_itself_leads_without_counting_itself_then_steps_down() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    assert_eq!(a.propose_remove_peer(at(410), A), Ok(2));
+    let remove = Message::Append(AppendEntry {
+        leader: A,
+        term: 1,
+        commit: 1,
+        prev_term: 1,
+        prev_index: 1,
+        entries: vec![change(EntryType::RemovePeer, A)],
+        leader_term: 0,
+    });
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, remove.clone()),
+            send(C, remove),
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    assert_eq!(a.voters(), &[B, C]);
+    // A's own durable copy and B's ack are not a quorum of {B, C}.
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(411), 2, Ok(()));
+    a.handle_message(at(411), B, ack(1, 2, B, true));
+    assert_eq!(a.commit_index(), 1);
+    assert_eq!(a.role(), Role::Leader);
+    assert!(drain(&mut a).is_empty());
+    a.handle_message(at(412), C, ack(1, 2, C, true));
+    assert_eq!(a.commit_index(), 2);
+    let actions = drain(&mut a);
+    assert_eq!(a.role(), Role::Follower);
+    assert_eq!(
+        actions[0],
+        Action::LeaderChanged {
+            term: 1,
+            leader: None
+        }
+    );
+    assert!(matches!(&actions[1], Action::Apply(e) if e.index == 2));
+    // Removed, it never campaigns again.
+    let deadline = a.poll_timeout();
+    a.handle_timeout(deadline);
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.term(), 1);
+}
+
+#[test]
+fn the_last_member_cannot_be_removed() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut solo_config = config(A);
+    solo_config.peers = vec![A];
+    let mut a = Node::open(solo_config, disk.clone(), "raft", at(0)).unwrap();
+    let deadline = a.poll_timeout();
+    a.handle_timeout(deadline);
+    assert_eq!(a.role(), Role::Leader);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(400), 1, Ok(()));
+    drain(&mut a);
+    assert_eq!(
+        a.propose_remove_peer(at(401), A),
+        Err(ProposeError::RemoveLastPeer)
+    );
+}
+
+fn applied_indexes(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply(e) => Some(e.index),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A leads term 1 with entries 1 (peer state) to 3 committed and applied.
+fn leader_with_three(disk: &SharedDisk<MemDisk>) -> Node<SharedDisk<MemDisk>> {
+    let mut a = committed_leader(disk);
+    a.propose(at(410), Bytes::from_static(b"x")).unwrap();
+    a.propose(at(410), Bytes::from_static(b"y")).unwrap();
+    drain(&mut a);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(411), 2, Ok(()));
+    a.handle_sync_done(at(411), 3, Ok(()));
+    a.handle_message(at(411), B, ack(1, 3, B, true));
+    assert_eq!(applied_indexes(&drain(&mut a)), vec![2, 3]);
+    a
+}
+
+fn install(term: u64, commit: u64, index_term: (u64, u64), data: &'static [u8]) -> Message {
+    let state = PeerState {
+        cluster_size: 3,
+        peers: vec![A, B, C],
+        domain_ext: 0,
+    };
+    Message::Append(AppendEntry {
+        leader: A,
+        term,
+        commit,
+        prev_term: index_term.0,
+        prev_index: index_term.1,
+        entries: vec![
+            Entry::new(EntryType::Snapshot, Bytes::from_static(data)),
+            Entry::new(EntryType::PeerState, state.encode()),
+        ],
+        leader_term: 0,
+    })
+}
+
+#[test]
+fn a_snapshot_compacts_the_log_and_a_follower_behind_it_is_sent_the_snapshot() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = leader_with_three(&disk);
+    assert_eq!(
+        a.snapshot(at(412), 4, Bytes::from_static(b"kv")),
+        Err(SnapshotError::NotApplied { index: 4 })
+    );
+    a.snapshot(at(412), 3, Bytes::from_static(b"kv")).unwrap();
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.state().snapshot, 3);
+    assert_eq!(a.log().slice(1, 9), &[]);
+    assert_eq!(
+        a.snapshot(at(412), 3, Bytes::from_static(b"kv")),
+        Err(SnapshotError::Stale { base: 3 })
+    );
+    // C never answered: its refusal (it holds nothing) meets a compacted log.
+    a.handle_message(at(413), C, ack(1, 0, C, false));
+    assert_eq!(drain(&mut a), vec![send(C, install(1, 3, (1, 3), b"kv"))]);
+    // Reopened, the node restores the snapshot before anything else.
+    disk.with(|d| d.power_loss());
+    let mut again = open(A, &disk);
+    assert_eq!(again.applied_index(), 3);
+    assert_eq!(again.commit_index(), 3);
+    assert_eq!(
+        drain(&mut again),
+        vec![Action::Restore(Snapshot {
+            index: 3,
+            term: 1,
+            voters: vec![A, B, C],
+            data: Bytes::from_static(b"kv"),
+        })]
+    );
+}
+
+#[test]
+fn a_follower_installs_a_leader_s_snapshot_and_acknowledges_it() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, install(1, 5, (1, 3), b"kv"));
+    let snap = Snapshot {
+        index: 3,
+        term: 1,
+        voters: vec![A, B, C],
+        data: Bytes::from_static(b"kv"),
+    };
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            Action::Restore(snap.clone()),
+            send(A, ack(1, 3, B, true)),
+        ]
+    );
+    assert_eq!((b.commit_index(), b.applied_index()), (3, 3));
+    // The next entries follow the snapshot.
+    b.handle_message(at(2), A, append(A, 1, 4, (1, 3), &[b"d"]));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(3), 1, Ok(()));
+    let actions = drain(&mut b);
+    assert_eq!(applied_indexes(&actions), vec![4]);
+    // Power loss: the snapshot and the entry after it are both there.
+    disk.with(|d| d.power_loss());
+    let mut b = open(B, &disk);
+    assert_eq!(drain(&mut b), vec![Action::Restore(snap)]);
+    assert_eq!((b.log().last_index(), b.log().last_term()), (4, 1));
+}
+
+#[test]
+fn a_damaged_snapshot_is_never_trusted_and_the_node_catches_up_from_the_leader() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, install(1, 3, (1, 3), b"kv"));
+    b.handle_message(at(2), A, append(A, 1, 3, (1, 3), &[b"d"]));
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(3), 1, Ok(()));
+    drain(&mut b);
+    disk.with(|d| {
+        let snap = d.bytes_mut("raft/snap").unwrap();
+        snap[30] ^= 0x01;
+    });
+    let mut b = open(B, &disk);
+    // Nothing restored, nothing applied; its log and vote stand.
+    assert!(drain(&mut b).is_empty());
+    let state = b.state();
+    assert!(state.needs_snapshot);
+    assert_eq!((state.applied, state.last_index), (0, 4));
+    // It never campaigns while it cannot apply.
+    let deadline = b.poll_timeout();
+    b.handle_timeout(deadline);
+    assert!(drain(&mut b).is_empty());
+    // It refuses appends from the start until a snapshot comes.
+    b.handle_message(at(500), A, append(A, 2, 4, (1, 4), &[]));
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 2,
+                leader: Some(A)
+            },
+            send(A, ack(2, 0, B, false))
+        ]
+    );
+    // A snapshot older than its log's base is refused too.
+    b.handle_message(at(501), A, install(2, 4, (1, 2), b"old"));
+    assert_eq!(drain(&mut b), vec![send(A, ack(2, 0, B, false))]);
+    // One at its base is installed; the log after it stays, and applies
+    // once the leader says it matches and is committed.
+    b.handle_message(at(502), A, install(2, 4, (1, 3), b"kv"));
+    let actions = drain(&mut b);
+    assert_eq!(
+        actions[0],
+        Action::Restore(Snapshot {
+            index: 3,
+            term: 1,
+            voters: vec![A, B, C],
+            data: Bytes::from_static(b"kv"),
+        })
+    );
+    assert_eq!(actions[1], send(A, ack(2, 3, B, true)));
+    b.handle_message(at(503), A, append(A, 2, 4, (1, 4), &[]));
+    assert_eq!(applied_indexes(&drain(&mut b)), vec![4]);
+    assert!(!b.state().needs_snapshot);
+    assert_eq!(b.log().last_index(), 4);
+}
+
+#[test]
+fn a_leader_asks_its_state_machine_for_a_snapshot_when_a_follower_lost_its_state() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = leader_with_three(&disk);
+    // B had acknowledged 3, now refuses from the start: it needs a snapshot
+    // and A has none yet.
+    a.handle_message(at(420), B, ack(1, 0, B, false));
+    assert_eq!(drain(&mut a), vec![Action::SnapshotWanted]);
+    a.snapshot(at(421), 3, Bytes::from_static(b"kv")).unwrap();
+    a.handle_message(at(422), B, ack(1, 0, B, false));
+    assert_eq!(drain(&mut a), vec![send(B, install(1, 3, (1, 3), b"kv"))]);
 }
