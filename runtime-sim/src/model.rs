@@ -583,7 +583,7 @@ impl Model {
                 };
                 self.routed_msg(conn, routed, certain)?;
             }
-            RouteFrame::Err | RouteFrame::Pinned(_) | RouteFrame::Other => {}
+            RouteFrame::Err | RouteFrame::Pinned(_) | RouteFrame::Info | RouteFrame::Other => {}
         }
         Ok(())
     }

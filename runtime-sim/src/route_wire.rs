@@ -8,8 +8,8 @@
 //! share the parser it judges. It only needs the frames the model acts on
 //! (RS+, RS-, RMSG, HMSG); every other line is skipped whole.
 //!
-//! On a pinned account's dedicated route (the dialer's INFO names
-//! `route_account`), RS+, RS- and RMSG lines leave the account out; the
+//! On a pinned account's dedicated route (the dialer's first INFO names
+//! `route_account`; a later INFO naming one is gossip about another route), RS+, RS- and RMSG lines leave the account out; the
 //! parser that reads that INFO pins itself and reports [`RouteFrame::Pinned`]
 //! so the world pins the link's other direction too.
 //!
@@ -44,8 +44,10 @@ pub(crate) enum RouteFrame {
     },
     /// `-ERR '<text>'`: the sender is closing the route.
     Err,
-    /// An INFO naming the account this route is dedicated to.
+    /// The handshake INFO naming the account this route is dedicated to.
     Pinned(Bytes),
+    /// Any other INFO (only inside the parser).
+    Info,
     /// INFO, CONNECT, PING, PONG, +OK and anything else the model ignores.
     Other,
 }
@@ -60,6 +62,8 @@ pub(crate) struct RouteStreamParser {
     consumed: u64,
     /// The account of a pinned route (its lines carry none).
     pinned: Option<Bytes>,
+    /// The stream's first INFO (the handshake's) went by.
+    handshake_seen: bool,
 }
 
 impl RouteStreamParser {
@@ -72,10 +76,20 @@ impl RouteStreamParser {
         while let Some((len, frame)) = parse_one(&self.buf, self.pinned.as_ref())? {
             self.buf.advance(len);
             self.consumed += len as u64;
-            if let RouteFrame::Pinned(account) = &frame {
-                self.pinned = Some(account.clone());
+            let handshake = !self.handshake_seen;
+            match frame {
+                RouteFrame::Pinned(account) if handshake => {
+                    self.handshake_seen = true;
+                    self.pinned = Some(account.clone());
+                    frames.push((self.consumed, RouteFrame::Pinned(account)));
+                }
+                RouteFrame::Pinned(_) => frames.push((self.consumed, RouteFrame::Other)),
+                RouteFrame::Info => {
+                    self.handshake_seen = true;
+                    frames.push((self.consumed, RouteFrame::Other));
+                }
+                frame => frames.push((self.consumed, frame)),
             }
-            frames.push((self.consumed, frame));
         }
         debug_assert!(self.consumed + self.buf.len() as u64 == self.offset);
         Ok(frames)
@@ -202,7 +216,7 @@ fn parse_one(buf: &[u8], pinned: Option<&Bytes>) -> Result<Option<(usize, RouteF
             Ok(Some((
                 after_line,
                 match info.route_account.is_empty() {
-                    true => RouteFrame::Other,
+                    true => RouteFrame::Info,
                     false => RouteFrame::Pinned(Bytes::from(info.route_account)),
                 },
             )))
@@ -274,6 +288,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(whole.last().unwrap().0, stream.len() as u64);
+    }
+
+    #[test]
+    fn only_the_handshake_info_pins_a_stream() {
+        let mut pinned = RouteStreamParser::default();
+        let frames = pinned
+            .feed(b"INFO {\"route_account\":\"A\"}\r\nRS+ foo\r\nRMSG foo 2\r\nhi\r\n")
+            .unwrap();
+        assert_eq!(frames[0].1, RouteFrame::Pinned(b("A")));
+        assert!(matches!(&frames[1].1, RouteFrame::SubPlus { account, .. } if account == "A"));
+        assert!(matches!(&frames[2].1, RouteFrame::Msg { account, .. } if account == "A"));
+        // Gossip about another server's pinned route does not pin a shared one.
+        let mut shared = RouteStreamParser::default();
+        let frames = shared
+            .feed(b"INFO {}\r\nINFO {\"route_account\":\"A\"}\r\nRS+ $G foo\r\n")
+            .unwrap();
+        assert_eq!(frames[1].1, RouteFrame::Other);
+        assert!(matches!(&frames[2].1, RouteFrame::SubPlus { account, .. } if account == "$G"));
     }
 
     #[test]

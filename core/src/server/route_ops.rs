@@ -15,6 +15,8 @@
 
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
+use core::time::Duration;
+use rand_chacha::rand_core::RngCore;
 
 use super::log::{self, LogLevel};
 use super::router::{Delivery, Origin};
@@ -185,7 +187,12 @@ impl Server {
             .as_ref()
             .map_or(0, |c| c.connect_retries);
         match self.dialer.failed(dial, now, retries) {
-            Some(at) => self.timers.set(TimerKey::RouteDial(dial), at),
+            Some(at) => {
+                // Up to 100 ms of jitter, as the reference adds, so two
+                // servers whose routes crossed do not cross again.
+                let jitter = Duration::from_millis(self.rng.next_u64() % 100);
+                self.timers.set(TimerKey::RouteDial(dial), at + jitter)
+            }
             None => self.timers.cancel(TimerKey::RouteDial(dial)),
         }
     }
@@ -388,23 +395,13 @@ impl Server {
             return;
         };
         if let Some(other) = self.route_at(&info.server_id, &slot) {
-            // Two connections for one slot. Both ends keep the one the
-            // server with the smaller id dialed, so they agree without
-            // talking; two the peer dialed: the later goes, as the
-            // reference does.
-            let new_dialed = self.conns.route(conn).is_some_and(|r| r.dialed);
-            let old_dialed = self.conns.route(other).is_some_and(|r| r.dialed);
-            let ours_wins = self.config.identity.server_id < info.server_id;
-            let keep_new = new_dialed != old_dialed && new_dialed == ours_wins;
-            let (close, keep) = if keep_new {
-                (other, conn)
-            } else {
-                (conn, other)
-            };
-            self.close_duplicate(close, Some(keep));
-            if keep != conn {
-                return;
-            }
+            // Two connections for one slot: the registered one stays, as
+            // in the reference, so a route already carrying messages is
+            // never cut for a latecomer (that lost what was in flight on
+            // it). When each end registered a different one first, both
+            // go; the redials (jittered) settle it.
+            self.close_duplicate(conn, Some(other));
+            return;
         }
         if info.ip.is_empty() {
             info.ip = format!("nats-route://{}/", SocketAddr::new(peer.ip(), info.port));

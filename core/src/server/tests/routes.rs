@@ -290,3 +290,45 @@ fn pooled_routes_fill_their_slots() {
         }
     }
 }
+
+#[test]
+fn a_late_second_connection_is_the_duplicate_whoever_dialed_it() {
+    // Each names the other; A's dial registers first and carries interest.
+    let url = |port| RouteUrl::parse(&format!("nats://127.0.0.1:{port}")).unwrap();
+    // B has the smaller id: a rule by ids would keep B's dial.
+    let mut a = node("A", "NZZZZ", vec![url(6223)]);
+    let mut b = node("B", "NAAAA", vec![url(6222)]);
+    let (a_dial, b_dial) = (a.server.poll_dial().unwrap(), b.server.poll_dial().unwrap());
+    let first = ConnId(100);
+    a.server.handle_dialed(a.now, a_dial.id, first, peer(6223));
+    b.server
+        .handle_accept(b.now, first, peer(50000), ListenerKind::Route);
+    pump(&mut a, &mut b, first);
+    let sub = b.connect(1, "{}");
+    b.send(sub, "SUB foo 1\r\n");
+    a.send(first, &b.take(first));
+    // B's own dial connects late. Whatever the ids say, the route already
+    // carrying messages stays on both ends and the latecomer goes.
+    let late = ConnId(200);
+    b.server.handle_dialed(b.now, b_dial.id, late, peer(6222));
+    a.server
+        .handle_accept(a.now, late, peer(50001), ListenerKind::Route);
+    pump(&mut a, &mut b, late);
+    for side in [&a, &b] {
+        assert_eq!(
+            side.server.close_reason(late),
+            Some(CloseReason::DuplicateRoute)
+        );
+        assert_eq!(side.server.close_reason(first), None);
+    }
+    let publisher = a.connect(2, "{}");
+    a.send(publisher, "PUB foo 2\r\nhi\r\n");
+    b.send(first, &a.take(first));
+    assert_eq!(b.take(sub), "MSG foo 1 2\r\nhi\r\n");
+    // The closed latecomer is not redialed: B's dial now rides on the kept
+    // route, and comes back when that one closes.
+    b.server.handle_closed(b.now, late);
+    b.now = t(5_000);
+    b.server.handle_timeout(b.now);
+    assert_eq!(b.server.poll_dial(), None);
+}
