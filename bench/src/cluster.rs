@@ -86,7 +86,7 @@ pub async fn await_interest(
         prober.ping_pong().await?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         while !arrived {
-            arrived = probe_seen(subscriber)?;
+            arrived = drain_probes(subscriber)?.probe;
             if arrived
                 || tokio::time::timeout_at(deadline, subscriber.read_more())
                     .await
@@ -102,24 +102,7 @@ pub async fn await_interest(
     subscriber.queue_ping();
     subscriber.flush().await?;
     loop {
-        let mut pong = false;
-        let mut problem = None;
-        drain_frames(&mut subscriber.inbuf, |frame| {
-            match frame {
-                Frame::Pong => pong = true,
-                Frame::Msg { sid, .. } if sid == PROBE_SID => {}
-                Frame::Msg { .. } => problem = Some("a message before the run began".to_string()),
-                Frame::Err(text) => {
-                    problem = Some(format!("-ERR {}", String::from_utf8_lossy(text)))
-                }
-                Frame::Ping | Frame::Ignored => {}
-            }
-            Ok(())
-        })?;
-        if let Some(problem) = problem {
-            return Err(problem);
-        }
-        if pong {
+        if drain_probes(subscriber)?.pong {
             subscriber.pings_outstanding = subscriber.pings_outstanding.saturating_sub(1);
             return Ok(());
         }
@@ -127,19 +110,28 @@ pub async fn await_interest(
     }
 }
 
-/// Whether a probe is among the frames read so far (consumed with them;
-/// nothing else may have arrived yet).
-fn probe_seen(subscriber: &mut Conn) -> Result<bool, String> {
-    let mut seen = false;
+/// What the frames read so far held (consumed with them); server PINGs are
+/// answered (queued), anything but probes, PINGs and PONGs is an error.
+struct Drained {
+    probe: bool,
+    pong: bool,
+}
+
+fn drain_probes(subscriber: &mut Conn) -> Result<Drained, String> {
+    let mut drained = Drained {
+        probe: false,
+        pong: false,
+    };
     let mut problem = None;
     let mut owed_pongs = 0;
     drain_frames(&mut subscriber.inbuf, |frame| {
         match frame {
-            Frame::Msg { sid, .. } if sid == PROBE_SID => seen = true,
+            Frame::Msg { sid, .. } if sid == PROBE_SID => drained.probe = true,
             Frame::Msg { .. } => problem = Some("a message before the run began".to_string()),
             Frame::Err(text) => problem = Some(format!("-ERR {}", String::from_utf8_lossy(text))),
             Frame::Ping => owed_pongs += 1,
-            Frame::Pong | Frame::Ignored => {}
+            Frame::Pong => drained.pong = true,
+            Frame::Ignored => {}
         }
         Ok(())
     })?;
@@ -148,6 +140,6 @@ fn probe_seen(subscriber: &mut Conn) -> Result<bool, String> {
     }
     match problem {
         Some(problem) => Err(problem),
-        None => Ok(seen),
+        None => Ok(drained),
     }
 }

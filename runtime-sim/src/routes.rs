@@ -175,8 +175,6 @@ pub(crate) struct RouteLink {
     pub(crate) accepted: bool,
     /// The dialer's dial this link answers.
     pub(crate) dial: u64,
-    /// One of the ends closed: the model counted the break.
-    pub(crate) broken: bool,
 }
 
 impl RouteLink {
@@ -245,7 +243,6 @@ impl World {
                     rng,
                     accepted: false,
                     dial: request.id,
-                    broken: false,
                 },
             );
             self.nodes[node.index()].route_conns.insert(a, (link, 0));
@@ -603,13 +600,14 @@ impl World {
         self.drain_actions(node);
     }
 
-    /// End `side` is closed: the model drops what it owed through it, and
-    /// a link whose both ends are closed is forgotten.
+    /// End `side` is closed (its caller marked it): the model drops what it
+    /// owed through it (the link broke when the first end closed), and a
+    /// link whose both ends are closed is forgotten.
     fn route_end_gone(&mut self, link: u64, side: usize) {
         let route = self.links.get_mut(&link).expect("link exists");
         let (node, conn) = (route.ends[side].node, route.ends[side].conn);
-        let first = !route.broken;
-        route.broken = true;
+        debug_assert!(route.ends[side].closed, "{conn}: gone before closed");
+        let first = !route.ends[1 - side].closed;
         self.model.route_end_closed(conn, first);
         self.nodes[node.index()].route_conns.remove(&conn);
         if route.ends.iter().all(|end| end.closed) {
