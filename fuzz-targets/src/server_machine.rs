@@ -304,7 +304,8 @@ impl Harness {
             tag::WRITE_STALLED => {
                 let slot = usize::from(byte()) % SLOTS;
                 if let Some(state) = &self.slots[slot] {
-                    self.server.handle_write_stalled(state.conn);
+                    let n = usize::from(byte());
+                    self.server.handle_write_stalled(state.conn, n);
                 }
             }
             _ => self.server.enter_lame_duck_mode(),

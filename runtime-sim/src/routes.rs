@@ -119,6 +119,7 @@ pub(crate) fn cluster_config(
         pool_size: 3,
         accounts: Vec::new(),
         tls: None,
+        ..ClusterConfig::default()
     });
 }
 

@@ -93,6 +93,8 @@ struct ConnIo {
     abort_write: Notify,
     /// A websocket connection's framing of what the writer sends.
     ws: Option<WsOut>,
+    /// A route (its writes have the cluster's deadline).
+    route: bool,
 }
 
 /// The machine plus the runtime's table of live connections, under one lock.
@@ -165,6 +167,8 @@ pub struct Runner {
     /// marks it a slow consumer. Read from the machine's configuration at
     /// start and on every reload.
     write_deadline_nanos: AtomicU64,
+    /// The same for routes: the cluster's `write_deadline`, else the above.
+    route_write_deadline_nanos: AtomicU64,
     /// Held from before a step releases the machine's lock until its log
     /// lines are written, so lines leave in the order the machine queued them.
     log_order: Mutex<()>,
@@ -195,6 +199,8 @@ impl Runner {
         let (password_checks, queue) = mpsc::unbounded_channel();
         let (dials, dial_queue) = mpsc::unbounded_channel();
         let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
+        let route_write_deadline_nanos =
+            AtomicU64::new(route_write_deadline_nanos(server.config()));
         let (resolver_writes, resolver_write_queue) = mpsc::unbounded_channel();
         for write in server.take_resolver_writes() {
             let _ = resolver_writes.send(write);
@@ -207,6 +213,7 @@ impl Runner {
             dials,
             dial_queue: Mutex::new(Some(dial_queue)),
             write_deadline_nanos,
+            route_write_deadline_nanos,
             log_order: Mutex::new(()),
             jetstream: std::sync::OnceLock::new(),
             state: Mutex::new(State {
@@ -328,6 +335,8 @@ impl Runner {
         let changes = state.server.config().changes_to(&new);
         self.write_deadline_nanos
             .store(write_deadline_nanos(&new), Ordering::Release);
+        self.route_write_deadline_nanos
+            .store(route_write_deadline_nanos(&new), Ordering::Release);
         state.server.reload(new);
         self.finish_step(state);
         changes
@@ -413,7 +422,7 @@ impl Runner {
         session: Option<rnats_core::websocket::ClientSession>,
     ) -> (ConnId, Arc<ConnIo>) {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let io = Self::new_io(ws);
+        let io = Self::new_io(ws, listener == ListenerKind::Route);
         {
             let mut state = self.lock();
             state.accept(self.clock.now(), conn, peer, listener, io.clone(), session);
@@ -422,8 +431,9 @@ impl Runner {
         (conn, io)
     }
 
-    fn new_io(ws: Option<WsOut>) -> Arc<ConnIo> {
+    fn new_io(ws: Option<WsOut>, route: bool) -> Arc<ConnIo> {
         Arc::new(ConnIo {
+            route,
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             stop_reader: Notify::new(),
@@ -628,7 +638,12 @@ impl Runner {
                 }
             };
             let len = batch.len();
-            let deadline = Duration::from_nanos(self.write_deadline_nanos.load(Ordering::Acquire));
+            let deadline = if io.route {
+                &self.route_write_deadline_nanos
+            } else {
+                &self.write_deadline_nanos
+            };
+            let deadline = Duration::from_nanos(deadline.load(Ordering::Acquire));
             // A websocket connection's batch goes out as one binary frame
             // (compressed, it replaces the batch), after any pong queued
             // meanwhile; for TCP the prefix is empty.
@@ -639,29 +654,37 @@ impl Runner {
                 .map(|ws| ws.frame(&mut batch))
                 .unwrap_or_default();
             let mut framed = bytes::Buf::chain(prefix, batch);
-            // Vectored writes over the batch's chunks (for TCP; a TLS
-            // stream takes them one record at a time).
-            let written = tokio::select! {
-                written = tokio::time::timeout(deadline, socket.write_all_buf(&mut framed)) => written,
-                _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
-            };
-            let (_, batch) = framed.into_inner();
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    self.finish_close(conn, socket, &io).await;
-                    return;
-                }
-                Err(_deadline) => {
-                    {
-                        let mut state = self.lock();
-                        state.server.handle_write_stalled(conn);
-                        self.finish_step(state);
+            let total = bytes::Buf::remaining(&framed);
+            loop {
+                // Vectored writes over the batch's chunks (for TCP; a TLS
+                // stream takes them one record at a time).
+                let written = tokio::select! {
+                    written = tokio::time::timeout(deadline, socket.write_all_buf(&mut framed)) => written,
+                    _ = io.abort_write.notified() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
+                };
+                match written {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => {
+                        self.finish_close(conn, socket, &io).await;
+                        return;
                     }
-                    self.finish_close(conn, socket, &io).await;
-                    return;
+                    Err(_deadline) => {
+                        let done = total - bytes::Buf::remaining(&framed);
+                        // A route the machine keeps goes on with the rest.
+                        let go_on = {
+                            let mut state = self.lock();
+                            let go_on = state.server.handle_write_stalled(conn, done);
+                            self.finish_step(state);
+                            go_on
+                        };
+                        if !go_on {
+                            self.finish_close(conn, socket, &io).await;
+                            return;
+                        }
+                    }
                 }
             }
+            let (_, batch) = framed.into_inner();
             let closing = {
                 let mut state = self.lock();
                 state.server.handle_written(conn, len);
@@ -872,6 +895,14 @@ fn write_deadline_nanos(config: &ServerConfig) -> u64 {
         deadline
     };
     u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The cluster's `write_deadline` for routes, else the top-level one.
+fn route_write_deadline_nanos(config: &ServerConfig) -> u64 {
+    match config.cluster.as_ref().and_then(|c| c.write_deadline) {
+        Some(deadline) => u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
+        None => write_deadline_nanos(config),
+    }
 }
 
 /// The first byte the client sent, left unread, if one arrives within `wait`

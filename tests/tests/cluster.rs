@@ -448,10 +448,6 @@ fn unbuilt_cluster_settings_are_refused() {
             "cluster.compression",
         ),
         (
-            "cluster { port: -1, permissions { import: \">\" } }",
-            "cluster.permissions",
-        ),
-        (
             "cluster { port: -1, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "cluster.tls.pinned_certs",
         ),
@@ -766,4 +762,98 @@ async fn cluster_tls() {
     .await;
     let routez = rnats_tests::http_json(seed.http_port(), "/routez");
     assert_eq!(routez["num_routes"], 0, "{routez}");
+}
+
+/// Route permissions: `import` limits the interest this server announces
+/// (so what peers send it), `export` the interest it accepts from peers
+/// (so what it sends them); an export deny also filters messages a
+/// broader accepted wildcard would carry. Both ends' `/routez` show the
+/// permissions, the peer's taken from its INFO.
+#[tokio::test]
+async fn cluster_permissions() {
+    let guarded = conf_file(
+        "cluster { permissions { import: { allow: [\"imp.>\", \"probe.>\", \"_INBOX.>\"] }, \
+         export: { allow: [\"exp.>\", \"probe.>\", \"_INBOX.>\"], deny: [\"exp.secret\"] } } }\n",
+    );
+    for kinds in [
+        [Kind::Rnats, Kind::Rnats],
+        [Kind::Rnats, Kind::Reference],
+        [Kind::Reference, Kind::Rnats],
+    ] {
+        eprintln!("pair {kinds:?}");
+        let Some(guarded_server) = start_with(kinds[0], None, Some(&guarded)) else {
+            return;
+        };
+        let Some(plain_server) = start_with(kinds[1], Some(guarded_server.route_port()), None)
+        else {
+            return;
+        };
+        let guarded_client = connect(&guarded_server.url()).await;
+        let plain_client = connect(&plain_server.url()).await;
+
+        // On the guarded server: interest it may import, and interest it
+        // may not (never announced, so never sent to it).
+        let mut imported = guarded_client.subscribe("imp.a").await.unwrap();
+        let mut not_imported = guarded_client.subscribe("other.a").await.unwrap();
+        responder(&guarded_client, "probe.g".into()).await;
+        // On the plain server: interest the guarded one exports to, one it
+        // ignores, and a wildcard it accepts but filters by its deny.
+        let mut exported = plain_client.subscribe("exp.a").await.unwrap();
+        let mut not_exported = plain_client.subscribe("nope.a").await.unwrap();
+        let mut wildcard = plain_client.subscribe("exp.*").await.unwrap();
+        responder(&plain_client, "probe.p".into()).await;
+        await_probe(&plain_client, "probe.g").await;
+        await_probe(&guarded_client, "probe.p").await;
+
+        // What is refused goes first: once what is allowed arrived (the
+        // same publisher, the same route, the same subscriber connection),
+        // anything refused that crossed would have arrived before it.
+        for subject in ["other.a", "imp.a"] {
+            plain_client.publish(subject, subject.into()).await.unwrap();
+        }
+        plain_client.flush().await.unwrap();
+        for subject in ["nope.a", "exp.secret", "exp.a"] {
+            guarded_client
+                .publish(subject, subject.into())
+                .await
+                .unwrap();
+        }
+        guarded_client.flush().await.unwrap();
+        let got = within("imported message", imported.next()).await.unwrap();
+        assert_eq!(&got.payload[..], b"imp.a");
+        let got = within("exported message", exported.next()).await.unwrap();
+        assert_eq!(&got.payload[..], b"exp.a");
+        let got = within("exported wildcard", wildcard.next()).await.unwrap();
+        assert_eq!(
+            &got.payload[..],
+            b"exp.a",
+            "exp.secret crossed despite the export deny"
+        );
+        await_probe(&guarded_client, "probe.p").await;
+        await_probe(&plain_client, "probe.g").await;
+        assert!(
+            common::drain_ready(&mut not_imported).is_empty(),
+            "interest outside the import list was announced"
+        );
+        assert!(
+            common::drain_ready(&mut not_exported).is_empty(),
+            "interest outside the export list was accepted"
+        );
+        assert!(common::drain_ready(&mut wildcard).is_empty());
+
+        // Both `/routez`: the guarded server shows its own permissions; the
+        // plain one shows them on its route to the guarded server.
+        let own = rnats_tests::http_json(guarded_server.http_port(), "/routez");
+        assert_eq!(own["import"]["allow"][0], "imp.>", "{own}");
+        assert_eq!(own["export"]["deny"][0], "exp.secret", "{own}");
+        let peer = rnats_tests::http_json(plain_server.http_port(), "/routez");
+        assert!(peer.get("import").is_none(), "{peer}");
+        let routes = peer["routes"].as_array().unwrap();
+        assert!(!routes.is_empty());
+        for route in routes {
+            assert_eq!(route["import"]["allow"][1], "probe.>", "{peer}");
+            assert_eq!(route["export"]["allow"][0], "exp.>", "{peer}");
+            assert_eq!(route["export"]["deny"][0], "exp.secret", "{peer}");
+        }
+    }
 }

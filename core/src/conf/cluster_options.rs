@@ -8,17 +8,25 @@
 //! Invariants:
 //! - Every key of the reference's block is parsed here or reported as
 //!   unsupported (`cluster.<key>`), so start-up refuses what rnats does not
-//!   do: `permissions`, the S2 compression modes (rnats has no S2: `off`
-//!   and `accept` are served uncompressed), TLS keys rnats does not handle.
+//!   do: the S2 compression modes (rnats has no S2: `off` and `accept` are
+//!   served uncompressed), TLS keys rnats does not handle.
+//! - `permissions { import, export }` are kept as a [`Permissions`] with
+//!   `import` as its publish side and `export` as its subscribe side, as
+//!   the reference reads them; the block's own wins over the deprecated
+//!   `authorization { permissions }`.
 //! - Route URLs keep their credentials only in the config; logs show
 //!   `host:port`.
 
 use std::time::Duration;
 
-use super::options::{boolean, invalid, string, unknown_field, wrong_type, Unsupported};
+use super::options::{
+    boolean, duration, invalid, string, unknown_field, wrong_type, ConfWarning, ConfWarningKind,
+    Unsupported,
+};
 use super::value::{MapEntry, ValueKind};
 use super::ConfError;
-use crate::server::{ClusterConfig, RouteUrl};
+use crate::auth::{Permissions, SubjectPermission};
+use crate::server::{ClusterConfig, RouteUrl, WriteTimeoutPolicy, MAX_ROUTE_PING_INTERVAL};
 
 /// The reference's default route listener host.
 pub const DEFAULT_CLUSTER_HOST: &str = "0.0.0.0";
@@ -43,6 +51,18 @@ pub struct ClusterOptions {
     /// Pinned accounts: each gets a route of its own to every peer.
     pub accounts: Vec<String>,
     pub tls: Option<super::tls_options::TlsOptions>,
+    /// `permissions { import, export }`: import as publish, export as
+    /// subscribe.
+    pub permissions: Option<Permissions>,
+    /// Set by the deprecated `authorization { permissions }`; used only
+    /// when the block has no `permissions` of its own.
+    pub authorization_permissions: Option<Permissions>,
+    pub ping_interval: Option<Duration>,
+    pub ping_max: Option<i64>,
+    pub write_deadline: Option<Duration>,
+    pub write_timeout: Option<WriteTimeoutPolicy>,
+    /// Failed dials back off exponentially up to 30 s.
+    pub connect_backoff: bool,
 }
 
 /// The reference's default number of pooled route connections per peer.
@@ -52,6 +72,7 @@ pub const DEFAULT_POOL_SIZE: i64 = 3;
 pub fn parse_cluster(
     entry: &MapEntry,
     unsupported: &mut Vec<Unsupported>,
+    warnings: &mut Vec<ConfWarning>,
 ) -> Result<ClusterOptions, ConfError> {
     let fields = entry
         .value
@@ -74,7 +95,7 @@ pub fn parse_cluster(
                 &mut cluster.host,
                 &mut cluster.port,
             )? => {}
-            "authorization" => authorization(field, &mut cluster, unsupported)?,
+            "authorization" => authorization(field, &mut cluster, warnings)?,
             "routes" => cluster.routes = routes(field)?,
             "cluster_advertise" | "advertise" => cluster.advertise = Some(string(field)?),
             "no_advertise" => cluster.no_advertise = boolean(field)?,
@@ -133,9 +154,38 @@ pub fn parse_cluster(
                 }
                 cluster.tls = Some(tls);
             }
-            "permissions" | "connect_backoff" | "ping_interval" | "ping_max" | "write_deadline"
-            | "write_timeout" => {
-                unsupported.push(Unsupported::new(format!("cluster.{key}"), field))
+            "permissions" => cluster.permissions = Some(route_permissions(field)?),
+            "connect_backoff" => cluster.connect_backoff = boolean(field)?,
+            "ping_interval" => {
+                let interval = duration(field, "ping_interval", warnings)?;
+                if interval > MAX_ROUTE_PING_INTERVAL {
+                    warnings.push(ConfWarning {
+                        position: field.key_position.clone(),
+                        kind: ConfWarningKind::Notice {
+                            text: String::from(
+                                "Cluster 'ping_interval' will reset to 30s which is the max for routes",
+                            ),
+                        },
+                    });
+                }
+                cluster.ping_interval = Some(interval);
+            }
+            "ping_max" => cluster.ping_max = Some(integer(field)?),
+            "write_deadline" => {
+                cluster.write_deadline = Some(duration(field, "write_deadline", warnings)?)
+            }
+            "write_timeout" => {
+                cluster.write_timeout = Some(match string(field)?.as_str() {
+                    "default" => WriteTimeoutPolicy::Default,
+                    "close" => WriteTimeoutPolicy::Close,
+                    "retry" => WriteTimeoutPolicy::Retry,
+                    _ => {
+                        return Err(invalid(
+                            field,
+                            "write_timeout must be 'default', 'close' or 'retry'",
+                        ))
+                    }
+                })
             }
             _ if field.is_referenced() => {}
             _ => return Err(unknown_field(field)),
@@ -168,12 +218,49 @@ fn go_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// `permissions { import, export }` as the reference checks them: no
+/// `allow_responses`, every entry a valid subject.
+fn route_permissions(field: &MapEntry) -> Result<Permissions, ConfError> {
+    let permissions = super::auth_options::parse_permissions(field)?;
+    if permissions.response.is_some() {
+        return Err(invalid(
+            field,
+            "Cluster permissions do not support dynamic responses",
+        ));
+    }
+    let sides = [
+        ("import", permissions.publish.as_ref()),
+        ("export", permissions.subscribe.as_ref()),
+    ];
+    for (side, list) in sides {
+        let Some(SubjectPermission { allow, deny }) = list else {
+            continue;
+        };
+        let lists = [("allow", allow.as_deref().unwrap_or(&[])), ("deny", deny)];
+        for (kind, subjects) in lists {
+            if let Some(bad) = subjects
+                .iter()
+                .find(|s| !crate::subject::is_valid_subject(s.as_bytes()))
+            {
+                return Err(invalid(
+                    field,
+                    &format!(
+                        "cluster {side} {kind}: subject {} is not a valid subject",
+                        crate::format::go_quote(bad.as_bytes())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(permissions)
+}
+
 /// The block's `authorization { user, password, timeout }`: one user, no
 /// token (as the reference insists).
 fn authorization(
     entry: &MapEntry,
     cluster: &mut ClusterOptions,
-    unsupported: &mut Vec<Unsupported>,
+    warnings: &mut Vec<ConfWarning>,
 ) -> Result<(), ConfError> {
     let fields = entry
         .value
@@ -206,10 +293,19 @@ fn authorization(
                 }
                 cluster.auth_timeout = Some(Duration::from_secs_f64(seconds));
             }
-            "permissions" => unsupported.push(Unsupported::new(
-                String::from("cluster.authorization.permissions"),
-                field,
-            )),
+            "permissions" => {
+                cluster.authorization_permissions = Some(route_permissions(field)?);
+                warnings.push(ConfWarning {
+                    position: entry.key_position.clone(),
+                    kind: ConfWarningKind::Notice {
+                        text: format!(
+                            "invalid use of field \"{}\": setting \"permissions\" within cluster \
+                             authorization block is deprecated",
+                            entry.key
+                        ),
+                    },
+                });
+            }
             _ if field.is_referenced() => {}
             _ => return Err(unknown_field(field)),
         }
@@ -323,6 +419,15 @@ pub fn cluster_request(
         auth_timeout: options.auth_timeout,
         pool_size,
         accounts: options.accounts.clone(),
+        permissions: options
+            .permissions
+            .clone()
+            .or_else(|| options.authorization_permissions.clone()),
+        ping_interval: options.ping_interval.filter(|d| !d.is_zero()),
+        ping_max: options.ping_max.filter(|n| *n > 0).map(|n| n as u32),
+        write_deadline: options.write_deadline.filter(|d| !d.is_zero()),
+        write_timeout: options.write_timeout.unwrap_or_default(),
+        connect_backoff: options.connect_backoff,
         tls: options.tls.as_ref().map(|tls| crate::server::RouteTls {
             cert_file: tls.cert_file.clone().unwrap_or_default(),
             key_file: tls.key_file.clone().unwrap_or_default(),
@@ -345,7 +450,7 @@ mod tests {
         let map = root.as_map().unwrap();
         let entry = map.iter().find(|e| e.key == "cluster").unwrap();
         let mut unsupported = Vec::new();
-        let options = parse_cluster(entry, &mut unsupported).unwrap();
+        let options = parse_cluster(entry, &mut unsupported, &mut Vec::new()).unwrap();
         (options, unsupported.into_iter().map(|u| u.key).collect())
     }
 
@@ -360,15 +465,14 @@ mod tests {
         assert_eq!(options.routes[0].user.as_deref(), Some("u"));
         assert_eq!(options.routes[1].address(), "h2:6222");
         assert!(refused.is_empty(), "{refused:?}");
-        let (options, refused) = load("cluster { port: 1, pool_size: 5, compression: s2_fast, tls { cert_file: c, key_file: k, insecure: true }, accounts: [A, B], permissions {} }");
+        let (options, refused) = load("cluster { port: 1, pool_size: 5, compression: s2_fast, tls { cert_file: c, key_file: k, insecure: true }, accounts: [A, B], permissions { import: \"a.>\", export: { deny: b } } }");
+        assert_eq!(refused, ["cluster.compression", "cluster.tls.insecure"]);
+        let permissions = options.permissions.clone().unwrap();
         assert_eq!(
-            refused,
-            [
-                "cluster.compression",
-                "cluster.tls.insecure",
-                "cluster.permissions"
-            ]
+            permissions.publish.unwrap().allow,
+            Some(vec![String::from("a.>")])
         );
+        assert_eq!(permissions.subscribe.unwrap().deny, ["b"]);
         assert_eq!((options.pool_size, options.accounts.len()), (Some(5), 2));
         for mode in [
             "s2_fast",
@@ -385,6 +489,49 @@ mod tests {
             let (_, refused) = load(&format!("cluster {{ port: 1, compression: {mode} }}"));
             assert!(refused.is_empty(), "{mode}");
         }
+    }
+
+    #[test]
+    fn route_permissions_as_the_reference_checks_them() {
+        let error = |text: &str| {
+            let root = crate::conf::parse("t.conf", text, &crate::conf::NoSource).unwrap();
+            let entry = root.as_map().unwrap().iter().next().unwrap().clone();
+            parse_cluster(&entry, &mut Vec::new(), &mut Vec::new())
+                .unwrap_err()
+                .to_string()
+        };
+        // A queue entry is a subscribe permission's, not a route's.
+        assert!(error("cluster { permissions { export: \"a b\" } }")
+            .contains("cluster export allow: subject \"a b\" is not a valid subject"));
+        assert!(error("cluster { permissions { allow_responses: true } }")
+            .contains("Cluster permissions do not support dynamic responses"));
+        // The block's own permissions win over the deprecated ones in
+        // `authorization`, whichever comes first; the latter warn.
+        let root = crate::conf::parse(
+            "t.conf",
+            "cluster { permissions { import: a }, authorization { permissions { import: b } }, ping_interval: \"1m\" }",
+            &crate::conf::NoSource,
+        )
+        .unwrap();
+        let entry = root.as_map().unwrap().iter().next().unwrap().clone();
+        let mut warnings = Vec::new();
+        let options = parse_cluster(&entry, &mut Vec::new(), &mut warnings).unwrap();
+        let texts: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert!(texts[0]
+            .ends_with("setting \"permissions\" within cluster authorization block is deprecated"));
+        assert!(texts[1]
+            .ends_with("Cluster 'ping_interval' will reset to 30s which is the max for routes"));
+        let request = cluster_request(
+            Some(&ClusterOptions {
+                port: Some(1),
+                ..options
+            }),
+            &ClusterFlags::default(),
+        )
+        .unwrap()
+        .unwrap();
+        let import = request.config.permissions.unwrap().publish.unwrap();
+        assert_eq!(import.allow, Some(vec![String::from("a")]));
     }
 
     #[test]
@@ -430,7 +577,7 @@ mod tests {
             .iter()
             .find(|e| e.key == "cluster")
             .unwrap();
-        let error = parse_cluster(entry, &mut Vec::new())
+        let error = parse_cluster(entry, &mut Vec::new(), &mut Vec::new())
             .unwrap_err()
             .to_string();
         assert!(

@@ -318,6 +318,8 @@ pub enum ConfWarningKind {
     /// An authorization timeout over a minute, usually an unquoted `1m`
     /// read as one million.
     HighAuthTimeout { field: String, seconds: f64 },
+    /// A reference warning given as its text.
+    Notice { text: String },
 }
 
 impl fmt::Display for ConfWarning {
@@ -335,6 +337,7 @@ impl fmt::Display for ConfWarning {
                 "{}: invalid use of field \"{field}\": {field} should be converted to a duration",
                 self.position
             ),
+            ConfWarningKind::Notice { text } => write!(f, "{}: {text}", self.position),
             ConfWarningKind::HighAuthTimeout { field, seconds } => write!(
                 f,
                 "{}: invalid use of field \"{field}\": timeout of {seconds} seconds is high, \
@@ -506,7 +509,11 @@ fn apply_top_level(
             jetstream_options::parse_top_level_store_dir(entry, &mut options.jetstream)?
         }
         "cluster" => {
-            options.cluster = Some(super::cluster_options::parse_cluster(entry, unsupported)?)
+            options.cluster = Some(super::cluster_options::parse_cluster(
+                entry,
+                unsupported,
+                &mut options.warnings,
+            )?)
         }
         "websocket" | "ws" => {
             options.websocket = Some(websocket_options::parse_websocket(
@@ -1355,7 +1362,7 @@ mod tests {
     #[test]
     fn known_but_unsupported_keys_are_listed() {
         let (_, unsupported) = load(
-            "cluster { port: 6222, permissions {} }\nJetStream: enabled\nport: 4222\n\
+            "cluster { port: 6222, compression: s2_auto }\nJetStream: enabled\nport: 4222\n\
              authorization { users = [ {user: a, password: b} ], proxy_required: true }",
         )
         .unwrap();
@@ -1366,7 +1373,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                ("cluster.permissions", 1, 23),
+                ("cluster.compression", 1, 23),
                 ("authorization.proxy_required", 4, 53)
             ]
         );

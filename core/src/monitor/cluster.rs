@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::varz::Empty;
 use super::Clock;
 use crate::format::{rfc3339_nanos, uptime};
+use crate::route::RoutePermission;
 use crate::server::View;
 
 #[derive(Debug, Clone, Serialize)]
@@ -18,6 +19,11 @@ pub struct Routez {
     pub server_id: String,
     pub server_name: String,
     pub now: String,
+    /// This server's cluster `permissions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<RoutePermission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<RoutePermission>,
     pub num_routes: usize,
     pub routes: Vec<RouteInfo>,
 }
@@ -38,6 +44,11 @@ pub struct RouteInfo {
     pub last_activity: String,
     pub uptime: String,
     pub idle: String,
+    /// The peer's cluster permissions, from its INFO.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<RoutePermission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<RoutePermission>,
     pub pending_size: usize,
     pub in_msgs: u64,
     pub out_msgs: u64,
@@ -68,6 +79,11 @@ pub struct Leafz {
 
 pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
     let now = clock.wall_now.as_unix_nanos();
+    let permissions = server
+        .config()
+        .cluster
+        .as_ref()
+        .and_then(|c| c.permissions.as_ref());
     let routes: Vec<RouteInfo> = server
         .connections()
         .routes()
@@ -88,6 +104,8 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
                 last_activity: rfc3339_nanos(last),
                 uptime: uptime(now.saturating_sub(start.as_unix_nanos())),
                 idle: uptime(now.saturating_sub(last.as_unix_nanos())),
+                import: remote.import.clone(),
+                export: remote.export.clone(),
                 pending_size: route.pending_bytes(),
                 in_msgs: route.stats.in_msgs,
                 out_msgs: route.stats.out_msgs,
@@ -103,6 +121,10 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
         server_id: server.config().identity.server_id.clone(),
         server_name: server.config().effective_name().to_owned(),
         now: rfc3339_nanos(clock.wall_now),
+        import: permissions.and_then(|p| p.publish.as_ref()).map(Into::into),
+        export: permissions
+            .and_then(|p| p.subscribe.as_ref())
+            .map(Into::into),
         num_routes: routes.len(),
         routes,
     }

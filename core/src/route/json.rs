@@ -45,6 +45,32 @@ pub struct RouteInfo {
     pub route_account: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ldm: bool,
+    /// The sender's cluster `permissions`: what interest it announces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<RoutePermission>,
+    /// What interest it accepts (so what it sends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<RoutePermission>,
+}
+
+/// One side of a server's cluster permissions, as INFO and `/routez`
+/// carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutePermission {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl From<&crate::auth::SubjectPermission> for RoutePermission {
+    fn from(side: &crate::auth::SubjectPermission) -> Self {
+        RoutePermission {
+            allow: side.allow.clone().unwrap_or_default(),
+            deny: side.deny.clone(),
+        }
+    }
 }
 
 fn is_zero(n: &i64) -> bool {

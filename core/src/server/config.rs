@@ -106,7 +106,7 @@ pub struct ServerConfig {
 }
 
 /// The cluster as the machine runs it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterConfig {
     /// Empty: none configured; the machine makes one up and takes a
     /// peer's (the reference's dynamic cluster name).
@@ -136,6 +136,33 @@ pub struct ClusterConfig {
     /// `tls { }`: every route is TLS from its first byte, both ways (the
     /// runtime does the handshakes; INFO and CONNECT say so).
     pub tls: Option<RouteTls>,
+    /// `permissions`: `publish` is the import side (the local interest
+    /// announced to routes), `subscribe` the export side (the routes'
+    /// interest accepted, and the messages sent over it).
+    pub permissions: Option<crate::auth::Permissions>,
+    /// Route keepalive, instead of the top-level `ping_interval` (either
+    /// way capped at 30 s for routes).
+    pub ping_interval: Option<Duration>,
+    pub ping_max: Option<u32>,
+    /// A write to a route that takes longer is a slow route, instead of the
+    /// top-level `write_deadline`.
+    pub write_deadline: Option<Duration>,
+    pub write_timeout: WriteTimeoutPolicy,
+    /// Failed dials back off exponentially up to 30 s (else up to 2 s).
+    pub connect_backoff: bool,
+}
+
+/// What a write past its deadline does to a connection (the reference's
+/// `write_timeout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteTimeoutPolicy {
+    /// The kind's default: routes retry, clients close.
+    #[default]
+    Default,
+    Close,
+    /// Keep writing (the connection is reported slow) unless nothing at all
+    /// was written.
+    Retry,
 }
 
 /// The cluster's `tls { }`: paths as written (the runtime reads them).

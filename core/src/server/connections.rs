@@ -131,6 +131,8 @@ impl Connections {
                 "{conn}: wrote more than was taken"
             );
             route.bytes_in_flight -= written;
+            // The write that stalled has finished.
+            route.slow = false;
         }
     }
 

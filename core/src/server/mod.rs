@@ -68,7 +68,7 @@ pub use closed::{ClosedConnection, ClosedRing, DEFAULT_MAX_CLOSED_CLIENTS};
 pub use config::PlantedDefect;
 pub use config::{
     ClusterConfig, MonitorSettings, RouteTls, RouteUrl, ServerConfig, ServerIdentity, TlsPolicy,
-    NATS_COMPATIBLE_VERSION,
+    WriteTimeoutPolicy, NATS_COMPATIBLE_VERSION,
 };
 pub use connections::Connections;
 pub use error::ServerError;
@@ -76,7 +76,7 @@ pub use log::{LogLevel, LogRecord};
 pub use monitor_state::{HostStats, MonitorState};
 pub use outbound::{OutboundBatch, LARGE_CHUNK, SMALL_CHUNK};
 pub use router::Router;
-pub use routes::{DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
+pub use routes::{DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT, MAX_ROUTE_PING_INTERVAL};
 pub use stats::ServerStats;
 pub use view::View;
 
@@ -562,14 +562,16 @@ impl Server {
         }
     }
 
-    /// A write to `conn` has not finished within the runtime's write deadline:
-    /// the peer is not reading. Like nats-server, a slow consumer: cut it off.
-    pub fn handle_write_stalled(&mut self, conn: ConnId) {
+    /// A write to `conn` has not finished within the runtime's write deadline
+    /// (the cluster's `write_deadline` for a route when set, else the
+    /// top-level one), `written` bytes of it done: the peer
+    /// is not reading, a slow consumer. A client is cut off. A route, as in
+    /// the reference, is cut off only if nothing at all was written or its
+    /// `write_timeout` is `close`; otherwise it is reported slow and the
+    /// runtime keeps writing (returns true: go on with the write).
+    pub fn handle_write_stalled(&mut self, conn: ConnId, written: usize) -> bool {
         if self.conns.route(conn).is_some_and(|r| !r.is_closing()) {
-            self.stats.slow_consumers += 1;
-            self.close(conn, CloseReason::SlowConsumerWriteDeadline);
-            self.retire_subscriptions();
-            return;
+            return self.route_write_stalled(conn, written);
         }
         if let Some(client) = self.conns.get(conn).filter(|c| !c.is_closing()) {
             self.router.accounts.list[client.account]
@@ -589,6 +591,19 @@ impl Server {
             self.close(conn, CloseReason::SlowConsumerWriteDeadline);
         }
         self.retire_subscriptions();
+        false
+    }
+
+    /// How long a write to `conn` may take (as the runtime applies it; for
+    /// the log lines).
+    fn write_deadline_of(&self, conn: ConnId) -> Duration {
+        let route_deadline = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.write_deadline)
+            .filter(|_| self.conns.route(conn).is_some());
+        route_deadline.unwrap_or(self.config.monitoring.write_deadline)
     }
 
     /// The connection is gone (the peer closed it, an I/O error, or the runtime

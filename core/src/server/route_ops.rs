@@ -20,8 +20,12 @@ use rand_chacha::rand_core::RngCore;
 
 use super::log::{self, LogLevel};
 use super::router::{Delivery, Origin};
-use super::routes::{Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
+use super::routes::{
+    Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT, MAX_ROUTE_PING_INTERVAL,
+};
+use super::WriteTimeoutPolicy;
 use super::{Server, SubKey};
+use crate::auth::PermissionChecker;
 use crate::protocol::{self, ParserLimits};
 use crate::route::{self as wire, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
 use crate::runtime::{CloseReason, ConnId, TimerKey};
@@ -73,6 +77,7 @@ impl Server {
             }
         }
         self.pinned = pinned;
+        self.dialer.connect_backoff = cluster.connect_backoff;
         let lanes: Vec<Option<String>> = std::iter::once(None)
             .chain(self.pinned.iter().cloned().map(Some))
             .collect();
@@ -111,7 +116,7 @@ impl Server {
     /// The route dial `dial` connected as `conn`: send CONNECT and INFO.
     pub fn handle_dialed(&mut self, now: Instant, dial: u64, conn: ConnId, peer: SocketAddr) {
         self.dialer.connected(dial, conn);
-        let mut route = RouteConn::new(peer, self.route_limits(), now);
+        let mut route = self.new_route(peer, now);
         route.dial = Some(dial);
         route.dialed = true;
         route.configured = self.dialer.dials.get(&dial).is_some_and(|d| d.explicit);
@@ -124,7 +129,6 @@ impl Server {
         let delay_info = route.account.is_none() && self.pool_size() > 0;
         let account = route.account.clone();
         route.auth_deadline = Some(now + DEFAULT_ROUTE_AUTH_TIMEOUT);
-        route.ping_deadline = now + self.config.ping_interval;
         self.conns.insert_route(conn, route);
         let (user, pass) = self
             .dialer
@@ -217,9 +221,8 @@ impl Server {
             .as_ref()
             .and_then(|c| c.auth_timeout)
             .unwrap_or(DEFAULT_ROUTE_AUTH_TIMEOUT);
-        let mut route = RouteConn::new(peer, self.route_limits(), now);
+        let mut route = self.new_route(peer, now);
         route.auth_deadline = Some(now + timeout);
-        route.ping_deadline = now + self.config.ping_interval;
         self.conns.insert_route(conn, route);
         let info = self.route_info();
         if let Some(mut sink) = self.conns.route_sink(conn) {
@@ -362,6 +365,8 @@ impl Server {
         if let Some(remote) = &route.remote {
             if info.server_id != remote.server_id {
                 self.implicit_route(&info);
+            } else if (&remote.import, &remote.export) != (&info.import, &info.export) {
+                self.peer_permissions_changed(conn, info);
             }
             return;
         }
@@ -758,6 +763,14 @@ impl Server {
         let Some(route) = self.conns.route_mut(conn) else {
             return;
         };
+        if !route.exports(&subject, queue.as_deref()) {
+            let text = format!(
+                "Can not export {}, ignoring remote subscription request",
+                crate::format::go_quote(&subject)
+            );
+            self.route_log(LogLevel::Debug, conn, &text);
+            return;
+        }
         if let Some(index) = route.add_sub(account, subject.clone(), queue.clone(), weight) {
             let key = SubKey { conn, index };
             if !self
@@ -861,13 +874,19 @@ impl Server {
                 (*account, subject.clone(), queue.clone(), *count)
             })
             .collect();
+        self.send_interest(conn, lines);
+    }
+
+    /// RS+ for each of `lines` (account, subject, queue, weight) the route
+    /// carries and this server imports.
+    fn send_interest(&mut self, conn: ConnId, lines: Vec<(usize, Bytes, Option<Bytes>, u32)>) {
         for (account, subject, queue, count) in lines {
             let name = self.router.accounts.list[account].name.clone();
             let (index, pinned) = self.account_lane(&name);
-            let Some(route) = self.conns.route(conn) else {
+            let Some(route) = self.conns.route_mut(conn) else {
                 return;
             };
-            if !route.carries(&name, index, pinned) {
+            if !route.carries(&name, index, pinned) || !route.imports(&subject) {
                 continue;
             }
             let wire_account = route.wire_account(&name);
@@ -880,6 +899,46 @@ impl Server {
                 );
             }
         }
+    }
+
+    /// The peer's INFO names new cluster permissions (it reloaded): keep
+    /// them for `/routez`, and, as the reference does, send the local
+    /// interest its export now allows and did not before (and this server
+    /// imports). What it no longer allows it drops itself.
+    fn peer_permissions_changed(&mut self, conn: ConnId, info: RouteInfo) {
+        let checker = |export: &Option<wire::RoutePermission>| {
+            PermissionChecker::new(&crate::auth::Permissions {
+                subscribe: export.as_ref().map(|side| crate::auth::SubjectPermission {
+                    allow: (!side.allow.is_empty()).then(|| side.allow.clone()),
+                    deny: side.deny.clone(),
+                }),
+                ..crate::auth::Permissions::default()
+            })
+        };
+        let Some(route) = self.conns.route_mut(conn) else {
+            return;
+        };
+        let Some(remote) = route.remote.as_mut() else {
+            return;
+        };
+        let mut before = checker(&remote.export);
+        let mut after = checker(&info.export);
+        remote.import = info.import;
+        remote.export = info.export;
+        let Some(interest) = &self.router.interest else {
+            return;
+        };
+        let lines: Vec<_> = interest
+            .iter()
+            .filter(|((_, subject, queue), _)| {
+                after.may_subscribe(subject, queue.as_deref())
+                    && !before.may_subscribe(subject, queue.as_deref())
+            })
+            .map(|((account, subject, queue), count)| {
+                (*account, subject.clone(), queue.clone(), *count)
+            })
+            .collect();
+        self.send_interest(conn, lines);
     }
 
     /// Tell every registered route carrying the account what local
@@ -902,10 +961,10 @@ impl Server {
             let name = account.name.clone();
             let (index, pinned) = self.account_lane(&name);
             for &conn in &routes {
-                let Some(route) = self.conns.route(conn) else {
+                let Some(route) = self.conns.route_mut(conn) else {
                     continue;
                 };
-                if !route.carries(&name, index, pinned) {
+                if !route.carries(&name, index, pinned) || !route.imports(&change.subject) {
                     continue;
                 }
                 let wire_account = route.wire_account(&name);
@@ -942,6 +1001,7 @@ impl Server {
 
     /// A route's timer: the handshake deadline, or its keepalive PING.
     pub(super) fn route_timer(&mut self, now: Instant, conn: ConnId) {
+        let (ping_interval, ping_max) = (self.route_ping_interval(), self.route_ping_max());
         let Some(route) = self.conns.route_mut(conn) else {
             return;
         };
@@ -957,14 +1017,14 @@ impl Server {
             return;
         }
         if route.ping_deadline <= now {
-            if route.pings_out >= self.config.ping_max {
+            if route.pings_out >= ping_max {
                 self.stats.stale_connections += 1;
                 self.route_log(LogLevel::Debug, conn, "Stale Router Connection - Closing");
                 self.close(conn, CloseReason::StaleConnection);
                 return;
             }
             route.pings_out += 1;
-            route.ping_deadline = now + self.config.ping_interval;
+            route.ping_deadline = now + ping_interval;
             self.route_log(LogLevel::Debug, conn, "Router Ping Timer");
             if let Some(mut sink) = self.conns.route_sink(conn) {
                 protocol::write_ping(&mut sink);
@@ -1122,6 +1182,39 @@ impl Server {
         self.route_log(LogLevel::Trace, conn, &line);
     }
 
+    /// [`Server::handle_write_stalled`] for a route: returns whether the
+    /// runtime goes on writing.
+    pub(super) fn route_write_stalled(&mut self, conn: ConnId, written: usize) -> bool {
+        let deadline = self.write_deadline_of(conn);
+        let close = self
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.write_timeout == WriteTimeoutPolicy::Close);
+        let Some(route) = self.conns.route_mut(conn) else {
+            return false;
+        };
+        let state = if route.slow { "State" } else { "Detected" };
+        if !route.slow {
+            // Each slow episode of a route is counted once.
+            self.stats.slow_consumers += 1;
+        }
+        route.slow = true;
+        let pending = route.pending_bytes();
+        let nanos = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
+        let text = format!(
+            "Slow Consumer {state}: WriteDeadline of {} exceeded with 1 chunks of {pending} total bytes.",
+            crate::format::go_duration(nanos)
+        );
+        self.route_log(LogLevel::Info, conn, &text);
+        if close || written == 0 {
+            self.close(conn, CloseReason::SlowConsumerWriteDeadline);
+            self.retire_subscriptions();
+            return false;
+        }
+        true
+    }
+
     fn route_log(&mut self, level: LogLevel, conn: ConnId, text: &str) {
         let Some(route) = self.conns.route(conn) else {
             return;
@@ -1129,6 +1222,40 @@ impl Server {
         let prefix = log::route_prefix(conn, route.peer);
         self.logs
             .push_prefixed(level, Some(conn), prefix, text.to_string());
+    }
+
+    /// A route connection as every one starts: its parser's limits, its
+    /// keepalive, the cluster's permissions compiled for it.
+    fn new_route(&self, peer: SocketAddr, now: Instant) -> RouteConn {
+        let mut route = RouteConn::new(peer, self.route_limits(), now);
+        route.ping_deadline = now + self.route_ping_interval();
+        route.permissions = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.permissions.as_ref())
+            .map(PermissionChecker::new);
+        route
+    }
+
+    /// The cluster's `ping_interval` (else the top-level one), at most
+    /// 30 s as the reference caps it for routes.
+    fn route_ping_interval(&self) -> Duration {
+        self.config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.ping_interval)
+            .unwrap_or(self.config.ping_interval)
+            .min(MAX_ROUTE_PING_INTERVAL)
+    }
+
+    /// PINGs a route may leave unanswered before it is stale.
+    fn route_ping_max(&self) -> u32 {
+        self.config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.ping_max)
+            .unwrap_or(self.config.ping_max)
     }
 
     fn route_limits(&self) -> ParserLimits {
@@ -1166,6 +1293,16 @@ impl Server {
             cluster_dynamic: self.cluster_dynamic,
             compression: String::from("off"),
             route_pool_size: cluster.pool_size.max(0),
+            import: cluster
+                .permissions
+                .as_ref()
+                .and_then(|p| p.publish.as_ref())
+                .map(Into::into),
+            export: cluster
+                .permissions
+                .as_ref()
+                .and_then(|p| p.subscribe.as_ref())
+                .map(Into::into),
             connect_urls: if cluster.no_advertise {
                 Vec::new()
             } else {

@@ -318,7 +318,12 @@ impl Router {
                 }
                 SubTarget::Route(key) => {
                     // A route's message never goes on to another route.
-                    if cx.origin == Origin::Local {
+                    if cx.origin == Origin::Local
+                        && cx
+                            .conns
+                            .route_mut(key.conn)
+                            .is_none_or(|r| r.may_send(key.index, msg.subject))
+                    {
                         self.route_targets.push((key.conn, None));
                     }
                 }
@@ -365,19 +370,22 @@ impl Router {
                 start
             };
             for offset in 0..members.len() {
-                let key = match members[(start + offset) % members.len()] {
-                    SubTarget::Client(key) => key,
-                    SubTarget::Route(key) if !from_route => {
-                        if cx.conns.route(key.conn).is_some_and(|r| !r.is_closing()) {
-                            self.route_targets
-                                .push((key.conn, Some(group.name.clone())));
-                            delivered = true;
-                            break;
+                let key =
+                    match members[(start + offset) % members.len()] {
+                        SubTarget::Client(key) => key,
+                        SubTarget::Route(key) if !from_route => {
+                            if cx.conns.route_mut(key.conn).is_some_and(|r| {
+                                !r.is_closing() && r.may_send(key.index, msg.subject)
+                            }) {
+                                self.route_targets
+                                    .push((key.conn, Some(group.name.clone())));
+                                delivered = true;
+                                break;
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    _ => continue,
-                };
+                        _ => continue,
+                    };
                 if key.conn == msg.publisher && !publisher_echo {
                     continue;
                 }

@@ -36,6 +36,7 @@ use super::accounts::AccountId;
 use super::client::ClientStats;
 use super::client::SubKey;
 use super::outbound::Outbound;
+use crate::auth::PermissionChecker;
 use crate::protocol::ParserLimits;
 use crate::route::{RouteInfo, RouteParser};
 use crate::runtime::CloseReason;
@@ -45,10 +46,19 @@ use crate::time::Instant;
 /// (the reference's default cluster `auth_timeout`).
 pub const DEFAULT_ROUTE_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest interval between a route's PINGs (the reference caps a
+/// longer `ping_interval` to this for routes).
+pub const MAX_ROUTE_PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The first retry of a failed dial comes after this; each failure doubles
 /// it up to [`MAX_DIAL_BACKOFF`] (the reference retries every second).
 const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(2);
+
+/// With `connect_backoff`, as the reference: the first retry after a
+/// second, each failure doubling it up to 30 s.
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Failed dials in a row after which an implicit route (one gossip named)
 /// is given up, when `connect_retries` does not allow more: about a minute
@@ -106,6 +116,12 @@ pub struct RouteConn {
     pub by_key: BTreeMap<super::router::InterestKey, u64>,
     next_sub: u64,
     pub stats: ClientStats,
+    /// A write to it passed its deadline and it is still being written
+    /// (reported once per episode, cleared when a write completes).
+    pub slow: bool,
+    /// The cluster's `permissions`, compiled: publish is the import side,
+    /// subscribe the export side.
+    pub permissions: Option<PermissionChecker>,
 }
 
 impl RouteConn {
@@ -135,6 +151,8 @@ impl RouteConn {
             by_key: BTreeMap::new(),
             next_sub: 0,
             stats: ClientStats::default(),
+            permissions: None,
+            slow: false,
         }
     }
 
@@ -224,6 +242,35 @@ impl RouteConn {
         self.account.is_none().then_some(account.as_bytes())
     }
 
+    /// Whether this server announces its interest in `subject` over the
+    /// route (the cluster's `import` permission).
+    pub(super) fn imports(&mut self, subject: &[u8]) -> bool {
+        self.permissions
+            .as_mut()
+            .is_none_or(|p| p.may_publish(subject))
+    }
+
+    /// Whether the peer's interest in `subject` (`queue`) is accepted (the
+    /// cluster's `export` permission).
+    pub(super) fn exports(&mut self, subject: &[u8], queue: Option<&[u8]>) -> bool {
+        self.permissions
+            .as_mut()
+            .is_none_or(|p| p.may_subscribe(subject, queue))
+    }
+
+    /// Whether a message on `subject` may go out for the interest filed
+    /// under `index`: an export deny filters what a broader wildcard the
+    /// peer was allowed carries.
+    pub(super) fn may_send(&mut self, index: u64, subject: &[u8]) -> bool {
+        let Some(permissions) = &mut self.permissions else {
+            return true;
+        };
+        let Some(sub) = self.subs.get(&index) else {
+            return true;
+        };
+        permissions.may_receive(&sub.subject, sub.queue.as_deref(), subject)
+    }
+
     /// The weight of the queue interest filed under `key`.
     pub fn weight(&self, key: SubKey) -> u32 {
         self.subs.get(&key.index).map_or(1, |sub| sub.weight)
@@ -275,6 +322,8 @@ pub struct Dialer {
     next: u64,
     /// Dials for the runtime to start (drained by `Server::poll_dial`).
     requests: VecDeque<DialRequest>,
+    /// The cluster's `connect_backoff`: retries back off to 30 s.
+    pub connect_backoff: bool,
 }
 
 impl Dialer {
@@ -333,10 +382,14 @@ impl Dialer {
             self.dials.remove(&id);
             return None;
         }
+        let (first, max) = if self.connect_backoff {
+            (FIRST_CONNECT_BACKOFF, MAX_CONNECT_BACKOFF)
+        } else {
+            (FIRST_DIAL_BACKOFF, MAX_DIAL_BACKOFF)
+        };
         let shift = dial.attempts.saturating_sub(1).min(8);
-        let backoff = FIRST_DIAL_BACKOFF
-            .saturating_mul(1 << shift)
-            .min(MAX_DIAL_BACKOFF);
+        let backoff = first.saturating_mul(1 << shift).min(max);
+        debug_assert!(backoff >= first && backoff <= max);
         Some(now + backoff)
     }
 
@@ -407,6 +460,26 @@ mod tests {
         let id = dialer.add(dial(true));
         dialer.poll();
         assert_eq!(failures_until_given_up(&mut dialer, id, 0, 500), None);
+    }
+
+    #[test]
+    fn connect_backoff_doubles_from_a_second_to_thirty() {
+        let mut dialer = Dialer {
+            connect_backoff: true,
+            ..Dialer::default()
+        };
+        let id = dialer.add(dial(true));
+        dialer.poll();
+        let mut waits = Vec::new();
+        let mut now = Instant::ZERO;
+        for _ in 0..7 {
+            let at = dialer.failed(id, now, 0).unwrap();
+            waits.push((at - now).as_secs());
+            now = at;
+            dialer.start(id);
+            dialer.poll();
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]

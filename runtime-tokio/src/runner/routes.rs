@@ -220,7 +220,7 @@ impl Runner {
             }
         };
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let io = Self::new_io(None);
+        let io = Self::new_io(None, true);
         {
             let mut state = self.lock();
             state.conns.insert(conn, io.clone());

@@ -549,7 +549,7 @@ fn a_stalled_write_names_the_deadline_as_go_prints_durations() {
     let mut h = Harness::new(config);
     let conn = h.connect(1, "{}");
     let _ = h.server.take_logs().count();
-    h.server.handle_write_stalled(conn);
+    assert!(!h.server.handle_write_stalled(conn, 0));
     let lines: Vec<String> = h.server.take_logs().map(|r| r.text).collect();
     assert!(
         lines.contains(&String::from(

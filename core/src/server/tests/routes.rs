@@ -32,6 +32,7 @@ fn pooled_node(
             pool_size,
             accounts,
             tls: None,
+            ..ClusterConfig::default()
         }),
         ..ServerConfig::default()
     };
@@ -197,6 +198,28 @@ fn a_route_that_does_not_read_is_a_slow_consumer() {
         conn: route,
         reason: CloseReason::SlowConsumerPendingBytes
     }));
+}
+
+/// A write to a route past its deadline: as the reference's default
+/// `write_timeout` for routes (`retry`), a route that took some of it stays
+/// and is reported slow once per episode; one that took nothing is cut.
+#[test]
+fn a_stalled_route_write_is_retried_unless_nothing_was_written() {
+    let (mut a, _b, route) = linked();
+    let _ = a.server.take_logs().count();
+    let before = a.server.stats().slow_consumers;
+    assert!(a.server.handle_write_stalled(route, 10));
+    assert!(a.server.handle_write_stalled(route, 20));
+    let lines: Vec<String> = a.server.take_logs().map(|r| r.text).collect();
+    assert!(lines[0].starts_with("Slow Consumer Detected: WriteDeadline of 10s exceeded"));
+    assert!(lines[1].starts_with("Slow Consumer State: WriteDeadline of 10s exceeded"));
+    assert_eq!(a.server.stats().slow_consumers, before + 1);
+    assert_eq!(a.server.close_reason(route), None);
+    assert!(!a.server.handle_write_stalled(route, 0));
+    assert_eq!(
+        a.server.close_reason(route),
+        Some(CloseReason::SlowConsumerWriteDeadline)
+    );
 }
 
 #[test]
