@@ -45,6 +45,10 @@ pub struct RouteInfo {
     pub route_account: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ldm: bool,
+    /// On a dialed route's first INFO: how the dialer learned of us
+    /// ([`GossipMode`]), so we know whether to tell our peers about it.
+    #[serde(skip_serializing_if = "is_zero_u8")]
+    pub gossip_mode: u8,
     /// The sender's cluster `permissions`: what interest it announces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<RoutePermission>,
@@ -75,6 +79,24 @@ impl From<&crate::auth::SubjectPermission> for RoutePermission {
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+fn is_zero_u8(n: &u8) -> bool {
+    *n == 0
+}
+
+/// The values of INFO's `gossip_mode` (wire values, as nats-server's).
+pub struct GossipMode;
+
+impl GossipMode {
+    /// Gossip as usual.
+    pub const DEFAULT: u8 = 0;
+    /// The server that told the dialer about us had learned of us itself
+    /// by accepting our route: nobody needs telling again.
+    pub const DISABLED: u8 = 1;
+    /// We were named by a configured route: tell our peers even though
+    /// the dialer learned of us by gossip.
+    pub const OVERRIDE: u8 = 2;
 }
 
 /// A route's CONNECT: the soliciting server's name and credentials.

@@ -28,5 +28,5 @@ pub mod parser;
 pub use encoder::{
     write_rmsg, write_route_connect, write_route_info, write_rs_minus, write_rs_plus,
 };
-pub use json::{RouteConnect, RouteInfo, RoutePermission};
+pub use json::{GossipMode, RouteConnect, RouteInfo, RoutePermission};
 pub use parser::{RouteOp, RouteParseError, RouteParser, RoutedMsg};

@@ -27,7 +27,7 @@ use super::WriteTimeoutPolicy;
 use super::{Server, SubKey};
 use crate::auth::PermissionChecker;
 use crate::protocol::{self, ParserLimits};
-use crate::route::{self as wire, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
+use crate::route::{self as wire, GossipMode, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
 use crate::runtime::{CloseReason, ConnId, TimerKey};
 use crate::time::Instant;
 
@@ -92,6 +92,7 @@ impl Server {
                     pending: false,
                     conn: None,
                     account: account.clone(),
+                    gossip_mode: GossipMode::DEFAULT,
                 });
             }
         }
@@ -158,6 +159,7 @@ impl Server {
         };
         let mut info = self.route_info();
         info.route_account = account.unwrap_or_default();
+        info.gossip_mode = self.dial_gossip_mode(Some(dial));
         if let Some(mut sink) = self.conns.route_sink(conn) {
             wire::write_route_connect(&mut sink, &connect);
             if !delay_info {
@@ -441,6 +443,7 @@ impl Server {
             if let Slot::Pool(idx) = slot {
                 ours.route_pool_idx = idx as i64;
             }
+            ours.gossip_mode = self.dial_gossip_mode(dial);
             if let Some(mut sink) = self.conns.route_sink(conn) {
                 wire::write_route_info(&mut sink, &ours);
             }
@@ -464,9 +467,17 @@ impl Server {
         }
         // Gossip: the servers already routed to learn of this one (once per
         // server, and once per pinned account's route).
-        if (first && matches!(slot, Slot::Pool(_))) || matches!(slot, Slot::Account(_)) {
+        // Not when we dialed it because gossip named it (its peers learn of
+        // it as we did), unless the teller said to, nor when the peer says
+        // it needs no telling: nats-server's `gossip_mode`.
+        let configured = self.conns.route(conn).is_some_and(|r| r.configured);
+        let from_gossip = dialed && !configured;
+        let needed = !(from_gossip && self.dial_gossip_mode(dial) != GossipMode::OVERRIDE)
+            && info.gossip_mode != GossipMode::DISABLED;
+        if needed && ((first && matches!(slot, Slot::Pool(_))) || matches!(slot, Slot::Account(_)))
+        {
             info.route_pool_idx = 0;
-            self.gossip(&info);
+            self.gossip(&info, dialed, configured);
         }
         if pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some() {
             // The next slot is dialed once the peer answers this PING.
@@ -618,10 +629,20 @@ impl Server {
         self.dialer.add(lane);
     }
 
-    /// Tell the other peers of a server that just registered: one INFO to
-    /// each (over its pinned route for a pinned account's INFO, when it
-    /// has one).
-    fn gossip(&mut self, info: &RouteInfo) {
+    /// The `gossip_mode` a dial was named with (0 for explicit routes).
+    fn dial_gossip_mode(&self, dial: Option<u64>) -> u8 {
+        dial.and_then(|d| self.dialer.dials.get(&d))
+            .map_or(GossipMode::DEFAULT, |d| d.gossip_mode)
+    }
+
+    /// Tell the other peers of a server that just registered (whose INFO
+    /// is `info`; `dialed`: by us; `configured`: an explicit route): one
+    /// INFO to each (over its pinned route for a pinned account's INFO,
+    /// when it has one), each with the `gossip_mode` the reference gives it: a peer we
+    /// reach by a configured route, or news of a configured route, is told
+    /// to pass it on (override); news of a route we accepted needs no
+    /// passing on (disabled).
+    fn gossip(&mut self, info: &RouteInfo, dialed: bool, configured: bool) {
         let mut told: Vec<String> = vec![info.server_id.clone()];
         let pinned = (!info.route_account.is_empty()).then_some(info.route_account.as_str());
         let mut order: Vec<(bool, ConnId, String)> = self
@@ -643,8 +664,17 @@ impl Server {
                 continue;
             }
             told.push(id);
+            let other_configured = self.conns.route(other).is_some_and(|r| r.configured);
+            let mut told_info = info.clone();
+            told_info.gossip_mode = if (!dialed && other_configured) || (dialed && configured) {
+                GossipMode::OVERRIDE
+            } else if !dialed {
+                GossipMode::DISABLED
+            } else {
+                GossipMode::DEFAULT
+            };
             if let Some(mut sink) = self.conns.route_sink(other) {
-                wire::write_route_info(&mut sink, info);
+                wire::write_route_info(&mut sink, &told_info);
             }
         }
     }
@@ -698,6 +728,7 @@ impl Server {
             pending: false,
             conn: None,
             account,
+            gossip_mode: info.gossip_mode,
         });
     }
 

@@ -292,6 +292,9 @@ pub struct Dial {
     pub conn: Option<crate::runtime::ConnId>,
     /// The pinned account this dial opens the dedicated route of.
     pub account: Option<String>,
+    /// The `gossip_mode` of the INFO that named an implicit route, sent
+    /// back in our first INFO on it.
+    pub gossip_mode: u8,
 }
 
 /// The pool slot of `account` with `pool_size` pooled connections: FNV-1a
@@ -422,6 +425,7 @@ mod tests {
             pending: false,
             conn: None,
             account: None,
+            gossip_mode: 0,
         }
     }
 

@@ -16,12 +16,24 @@ fn pooled_node(
     pool_size: i64,
     accounts: Vec<String>,
 ) -> Harness {
+    node_on_port(name, id, routes, pool_size, accounts, 6222)
+}
+
+/// A node whose route listener is on `port` (what its INFO tells peers).
+fn node_on_port(
+    name: &str,
+    id: &str,
+    routes: Vec<RouteUrl>,
+    pool_size: i64,
+    accounts: Vec<String>,
+    port: u16,
+) -> Harness {
     let mut config = ServerConfig {
         server_name: name.to_string(),
         cluster: Some(ClusterConfig {
             name: String::from("c1"),
             host: String::from("127.0.0.1"),
-            port: 6222,
+            port,
             advertise: None,
             no_advertise: false,
             routes,
@@ -220,6 +232,48 @@ fn a_stalled_route_write_is_retried_unless_nothing_was_written() {
         a.server.close_reason(route),
         Some(CloseReason::SlowConsumerWriteDeadline)
     );
+}
+
+/// Gossip as nats-server's `gossip_mode`: B and C dial seed A. A tells B
+/// about C (a route A accepted) with `gossip_mode` 1, so B, dialing C
+/// because of it, says 1 in its INFO and C tells nobody; and B, having
+/// dialed C on gossip's word, tells nobody either.
+#[test]
+fn gossip_modes_keep_news_from_being_passed_on_twice() {
+    let url = RouteUrl::parse("nats://127.0.0.1:6222").unwrap();
+    let mut a = node("A", "NAAAA", Vec::new());
+    let mut b = node("B", "NBBBB", vec![url.clone()]);
+    let mut c = node_on_port("C", "NCCCC", vec![url], -1, Vec::new(), 6333);
+    let (ab, ac, bc) = (ConnId(100), ConnId(101), ConnId(102));
+    for (dialer, conn) in [(&mut b, ab), (&mut c, ac)] {
+        let dial = dialer.server.poll_dial().unwrap();
+        dialer
+            .server
+            .handle_dialed(dialer.now, dial.id, conn, peer(6222));
+        a.server
+            .handle_accept(a.now, conn, peer(50000), ListenerKind::Route);
+        pump(&mut a, dialer, conn);
+    }
+    pump(&mut a, &mut b, ab);
+    // B heard of C from A (which had accepted C): it dials C.
+    let dial = b.server.poll_dial().expect("gossip names C");
+    assert_eq!(dial.address, "127.0.0.1:6333");
+    b.server.handle_dialed(b.now, dial.id, bc, peer(6333));
+    let b_hello = b.take(bc);
+    assert!(b_hello.contains("\"gossip_mode\":1"), "{b_hello}");
+    c.server
+        .handle_accept(c.now, bc, peer(50001), ListenerKind::Route);
+    c.send(bc, &b_hello);
+    b.send(bc, &c.take(bc));
+    pump(&mut b, &mut c, bc);
+    for h in [&mut a, &mut b, &mut c] {
+        assert_eq!(h.server.connections().route_ids().len(), 2);
+    }
+    // Nobody was told about the B-C route.
+    assert_eq!(a.take(ab), "");
+    assert_eq!(a.take(ac), "");
+    assert_eq!(b.take(ab), "");
+    assert_eq!(c.take(ac), "");
 }
 
 #[test]
