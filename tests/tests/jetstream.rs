@@ -446,4 +446,31 @@ async fn the_system_account_asks_every_server_for_jsz() {
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["data"]["name"], "A", "{body}");
     assert_eq!(body["data"]["storage"], 32, "{body}");
+
+    // The request's server filters: a server they exclude stays silent.
+    for filter in [
+        r#"{"server_name":"elsewhere"}"#,
+        r#"{"cluster":"c"}"#,
+        r#"{"domain":"hub"}"#,
+        r#"{"tags":["t"]}"#,
+    ] {
+        let silent = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            sys.request("$SYS.REQ.SERVER.PING.JSZ", filter.into()),
+        )
+        .await;
+        assert!(silent.is_err(), "{filter} was answered");
+    }
+    let own_name = format!(
+        r#"{{"server_name":{},"exact_match":true}}"#,
+        body["server"]["name"]
+    );
+    let reply = within(
+        "PING.JSZ by exact name",
+        sys.request("$SYS.REQ.SERVER.PING.JSZ", own_name.into()),
+    )
+    .await
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["data"]["streams"], 1, "{body}");
 }

@@ -358,6 +358,8 @@ pub struct EventFilter {
     pub server_name: String,
     pub cluster: String,
     pub host: String,
+    /// Name, host and cluster equal the filter's instead of containing it.
+    pub exact_match: bool,
     pub tags: Vec<String>,
     pub domain: String,
 }
@@ -365,11 +367,25 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, server: &View<'_>) -> bool {
         let config = server.config();
-        (self.server_name.is_empty() || config.effective_name().contains(&self.server_name))
-            && self.cluster.is_empty()
-            && (self.host.is_empty() || config.identity.host.contains(&self.host))
+        let fits = |wanted: &str, actual: &str| {
+            wanted.is_empty()
+                || if self.exact_match {
+                    actual == wanted
+                } else {
+                    actual.contains(wanted)
+                }
+        };
+        let domain = config
+            .jetstream
+            .as_ref()
+            .and_then(|js| js.domain.as_deref())
+            .unwrap_or("");
+        fits(&self.server_name, config.effective_name())
+            && fits(&self.host, &config.identity.host)
+            && fits(&self.cluster, server.cluster_name())
+            // rnats has no `server_tags`: any tag excludes it.
             && self.tags.is_empty()
-            && self.domain.is_empty()
+            && (self.domain.is_empty() || self.domain == domain)
     }
 }
 

@@ -379,7 +379,17 @@ impl super::Server {
     /// The next message for JetStream, oldest first. The runtime drains
     /// this after every step and hands each to its JetStream machine.
     pub fn poll_jetstream(&mut self) -> Option<JsInbound> {
-        let (mut msg, publisher) = self.jetstream.poll()?;
+        let (mut msg, publisher) = loop {
+            let (msg, publisher) = self.jetstream.poll()?;
+            // A JSZ request whose server filters exclude this server gets
+            // no answer (a payload that is no filter is JetStream's to judge).
+            let excluded = msg.target == JsTarget::System
+                && serde_json::from_slice::<crate::monitor::events::EventFilter>(&msg.payload)
+                    .is_ok_and(|filter| !filter.matches(&self.view()));
+            if !excluded {
+                break (msg, publisher);
+            }
+        };
         let clock = self.monitor.wall;
         match msg.target {
             JsTarget::Api => {
