@@ -107,6 +107,7 @@ fn publishing_into_a_stream_allocates_only_for_the_acknowledgement() {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     };
     let js = JetStream::open(
         "srv".into(),

@@ -51,6 +51,7 @@ pub fn run(data: &[u8]) {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     };
     // One disk behind every stream, as one real disk is.
     let mut disk = SharedDisk::new(MemDisk::new());

@@ -125,6 +125,7 @@ impl Harness {
             max_buffered_msgs: None,
             max_buffered_size: None,
             encryption: None,
+            limits: Default::default(),
         };
         let disk = SharedDisk::new(MemDisk::new());
         let js = JetStream::open(

@@ -126,6 +126,7 @@ pub fn jetstream_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     }
 }
 

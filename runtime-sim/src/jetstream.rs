@@ -97,6 +97,7 @@ pub(crate) fn js_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ fn config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     }
 }
 

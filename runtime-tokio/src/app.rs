@@ -80,7 +80,7 @@ pub fn run(cli: CliOptions) -> i32 {
         }
     }
     let jetstream = match settings::jetstream_request(&options, &file) {
-        Ok(request) => JetStreamStart::Request(request),
+        Ok(request) => JetStreamStart::Request(request.map(Box::new)),
         // The reference reports this one after its banner, as fatal.
         Err(error @ conf::TranslateError::JetStreamOnSystemAccount) => {
             JetStreamStart::Refused(error.to_string())
@@ -108,7 +108,7 @@ pub fn run(cli: CliOptions) -> i32 {
         cluster: cluster.clone(),
         cli,
         jetstream: match &jetstream {
-            JetStreamStart::Request(request) => request.clone(),
+            JetStreamStart::Request(request) => request.as_deref().cloned(),
             JetStreamStart::Refused(_) => None,
         },
     };
@@ -125,7 +125,7 @@ pub fn run(cli: CliOptions) -> i32 {
 /// What start-up does about JetStream.
 enum JetStreamStart {
     /// Start it with these settings, or not at all (`None`).
-    Request(Option<JetStreamRequest>),
+    Request(Option<Box<JetStreamRequest>>),
     /// Refuse to start the server, after the banner, for this reason.
     Refused(String),
 }

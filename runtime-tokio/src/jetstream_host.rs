@@ -173,6 +173,7 @@ mod tests {
             max_buffered_msgs: None,
             max_buffered_size: None,
             encryption: None,
+            limits: Default::default(),
         };
         let (config, notes) = resolve(&request).unwrap();
         assert!(notes.dynamic && !notes.temporary_store_dir);

@@ -474,3 +474,104 @@ async fn the_system_account_asks_every_server_for_jsz() {
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["data"]["streams"], 1, "{body}");
 }
+
+/// `jetstream { limits { } }`: the server's caps and defaults for consumers
+/// (`max_ack_pending`, `max_request_batch`), streams (`duplicate_window`)
+/// and atomic batches, with the reference's errors; monitoring shows them.
+#[tokio::test]
+async fn server_limits_cap_and_default_consumers_streams_and_batches() {
+    let dir = store_dir("server-limits");
+    let conf = dir.with_extension("conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{ store_dir: {:?}, limits {{ max_ack_pending: 100, max_request_batch: 50, \
+             duplicate_window: \"30s\", max_ha_assets: 3, batch {{ max_inflight_per_stream: 5, \
+             max_inflight_total: 20, max_msgs: 3, timeout: \"2s\" }} }} }}\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap(), "-m", "-1"]);
+    let varz = rnats_tests::http_json(server.http_port(), "/varz");
+    let limits = &varz["jetstream"]["limits"];
+    assert_eq!(
+        *limits,
+        serde_json::json!({
+            "max_request_batch": 50, "max_ack_pending": 100, "max_ha_assets": 3,
+            "max_duplicate_window": 30_000_000_000u64, "max_batch_inflight_per_stream": 5,
+            "max_batch_inflight_total": 20, "max_batch_size": 3,
+            "max_batch_timeout": 2_000_000_000u64, "default_max_consumers": 1000
+        }),
+        "{varz}"
+    );
+    let client = connect(&server.url()).await;
+    let api =
+        |subject: &'static str, body: serde_json::Value| common::js_api(&client, subject, body);
+
+    // Streams: the duplicate window defaults to the cap, and may not pass it.
+    let created = api(
+        "$JS.API.STREAM.CREATE.L",
+        serde_json::json!({"name": "L", "subjects": ["l.>"], "allow_atomic": true}),
+    )
+    .await;
+    assert_eq!(
+        created["config"]["duplicate_window"], 30_000_000_000u64,
+        "{created}"
+    );
+    let refused = api(
+        "$JS.API.STREAM.CREATE.W",
+        serde_json::json!({"name": "W", "subjects": ["w"], "duplicate_window": 60_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(refused["error"]["err_code"], 10052, "{refused}");
+
+    // Consumers: defaults from the limits, and refusals past them.
+    let consumer = api(
+        "$JS.API.CONSUMER.CREATE.L.C",
+        serde_json::json!({"stream_name": "L", "config": {"name": "C", "ack_policy": "explicit"}}),
+    )
+    .await;
+    assert_eq!(consumer["config"]["max_ack_pending"], 100, "{consumer}");
+    assert_eq!(consumer["config"]["max_batch"], 50, "{consumer}");
+    for (config, code) in [
+        (
+            serde_json::json!({"name": "P", "ack_policy": "explicit", "max_ack_pending": 500}),
+            10121,
+        ),
+        (
+            serde_json::json!({"name": "B", "ack_policy": "explicit", "max_batch": 60}),
+            10125,
+        ),
+    ] {
+        let refused = api(
+            "$JS.API.CONSUMER.CREATE.L.X",
+            serde_json::json!({"stream_name": "L", "config": config}),
+        )
+        .await;
+        assert_eq!(refused["error"]["err_code"], code, "{refused}");
+    }
+
+    // Atomic batches: at most `max_msgs` messages.
+    let mut last = serde_json::Value::Null;
+    for seq in 1..=4 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Batch-Id", "b1");
+        headers.insert("Nats-Batch-Sequence", seq.to_string().as_str());
+        if seq == 4 {
+            headers.insert("Nats-Batch-Commit", "1");
+        }
+        let reply = within(
+            "batch message",
+            client.request_with_headers("l.x", headers, "m".into()),
+        )
+        .await;
+        if let Ok(reply) = reply {
+            if !reply.payload.is_empty() {
+                last = serde_json::from_slice(&reply.payload).unwrap();
+            }
+        }
+    }
+    assert_eq!(last["error"]["err_code"], 10199, "{last}");
+    let _ = std::fs::remove_file(&conf);
+}

@@ -22,7 +22,7 @@ use super::auth_options::{go_type_name, go_value_text};
 use super::options::{boolean, duration, invalid, string, unknown_field, ConfWarning, Unsupported};
 use super::value::{MapEntry, ValueKind};
 use super::ConfError;
-use crate::jetstream::config::{AccountLimits, Cipher};
+use crate::jetstream::config::{AccountLimits, Cipher, ServerLimits};
 
 /// What the file says about JetStream. `None` means it did not say.
 #[derive(Clone, Default, PartialEq)]
@@ -49,6 +49,8 @@ pub struct JetStreamOptions {
     /// `prev_key` (`prev_ek`, `prev_encryption_key`): the key the stores
     /// were encrypted with before `key` (rotation).
     pub prev_key: Option<String>,
+    /// `limits { }`.
+    pub limits: ServerLimits,
 }
 
 impl fmt::Debug for JetStreamOptions {
@@ -67,6 +69,7 @@ impl fmt::Debug for JetStreamOptions {
             .field("cipher", &self.cipher)
             .field("key", &redacted(&self.key))
             .field("prev_key", &redacted(&self.prev_key))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -89,6 +92,72 @@ pub(super) const HARMLESS_JETSTREAM_KEYS: &[&str] = &[
     "jetstream.meta_compact_sync",
     "jetstream.max_concurrent_io",
 ];
+
+/// `limits { max_ack_pending, max_ha_assets, max_request_batch,
+/// duplicate_window, batch { max_inflight_per_stream, max_inflight_total,
+/// max_msgs, timeout } }`, with the reference's errors.
+fn parse_limits(entry: &MapEntry) -> Result<ServerLimits, ConfError> {
+    let fields = entry.value.as_map().ok_or_else(|| {
+        invalid(
+            entry,
+            &format!(
+                "Expected a map to define JetStreamLimits, got {}",
+                go_type_name(&entry.value)
+            ),
+        )
+    })?;
+    let mut limits = ServerLimits::default();
+    for field in fields {
+        match field.key.to_ascii_lowercase().as_str() {
+            "max_ack_pending" => limits.max_ack_pending = integer(field)?,
+            "max_ha_assets" => limits.max_ha_assets = integer(field)?,
+            "max_request_batch" => limits.max_request_batch = integer(field)?,
+            "duplicate_window" => limits.duplicate_window = go_duration(field)?,
+            "batch" => {
+                let batch = field.value.as_map().ok_or_else(|| {
+                    invalid(
+                        field,
+                        &format!(
+                            "Expected a map to define batch limits, got {}",
+                            go_type_name(&field.value)
+                        ),
+                    )
+                })?;
+                for item in batch {
+                    match item.key.to_ascii_lowercase().as_str() {
+                        "max_inflight_per_stream" => {
+                            limits.max_batch_inflight_per_stream = integer(item)?
+                        }
+                        "max_inflight_total" => limits.max_batch_inflight_total = integer(item)?,
+                        "max_msgs" => limits.max_batch_size = integer(item)?,
+                        "timeout" => limits.max_batch_timeout = go_duration(item)?,
+                        _ if item.is_referenced() => {}
+                        _ => return Err(unknown_field(item)),
+                    }
+                }
+            }
+            _ if field.is_referenced() => {}
+            _ => return Err(unknown_field(field)),
+        }
+    }
+    Ok(limits)
+}
+
+fn integer(field: &MapEntry) -> Result<i64, ConfError> {
+    field
+        .value
+        .as_i64()
+        .ok_or_else(|| super::options::wrong_type(field, "an integer"))
+}
+
+/// A duration written as Go's `time.ParseDuration` takes it (a string).
+fn go_duration(field: &MapEntry) -> Result<i64, ConfError> {
+    let text = field
+        .value
+        .as_str()
+        .ok_or_else(|| super::options::wrong_type(field, "a duration string"))?;
+    super::value::parse_go_duration(text).map_err(|error| invalid(field, &error))
+}
 
 /// The reference's bounds on `max_concurrent_io`.
 const CONCURRENT_IO_MIN: i64 = 4;
@@ -212,8 +281,9 @@ fn parse_block_field(
         "cipher" => options.cipher = Some(cipher(field)?),
         "max_buffered_size" => options.max_buffered_size = Some(storage_size(field, &key)?),
         "max_buffered_msgs" => options.max_buffered_msgs = Some(parseable_size(field)?),
-        // Limits on the API and its queues rnats would not enforce.
-        "limits" | "tpm" => {
+        "limits" => options.limits = parse_limits(field)?,
+        // A TPM-held key rnats cannot unseal.
+        "tpm" => {
             if field.value.as_map().is_none() {
                 return Err(invalid(
                     field,

@@ -202,6 +202,7 @@ pub fn jetstream_request(
         max_buffered_msgs: positive(options.max_buffered_msgs),
         max_buffered_size: positive(options.max_buffered_size),
         encryption,
+        limits: options.limits,
     }))
 }
 
@@ -621,6 +622,7 @@ mod tests {
                 max_buffered_msgs: None,
                 max_buffered_size: Some(1000),
                 encryption: None,
+                limits: Default::default(),
             }
         );
         let request = jetstream_request(&file("jetstream { sync: always }"), &none)

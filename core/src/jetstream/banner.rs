@@ -191,6 +191,7 @@ mod tests {
             max_buffered_msgs: None,
             max_buffered_size: None,
             encryption: None,
+            limits: Default::default(),
         }
     }
 

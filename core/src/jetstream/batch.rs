@@ -100,6 +100,28 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct Batches {
     open: BTreeMap<Bytes, Open>,
+    /// The server's `limits { batch { } }` (the reference's defaults
+    /// unless set).
+    pub limits: BatchLimits,
+}
+
+/// How many batches a stream may have open, how many messages one may
+/// hold, and how long one may wait for its next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub inflight: usize,
+    pub size: u64,
+    pub timeout: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            inflight: MAX_INFLIGHT,
+            size: MAX_SIZE,
+            timeout: TIMEOUT,
+        }
+    }
 }
 
 impl Batches {
@@ -171,12 +193,12 @@ impl Batches {
         let size = seq - u64::from(eob && seq > 0);
         if !self.open.contains_key(id) {
             if seq != 1 {
-                if size > MAX_SIZE {
-                    return refuse(PublishError::BatchTooLarge(MAX_SIZE), None);
+                if size > self.limits.size {
+                    return refuse(PublishError::BatchTooLarge(self.limits.size), None);
                 }
                 return refuse(kind(K::AtomicPublishIncompleteBatch), None);
             }
-            if self.open.len() >= MAX_INFLIGHT || !room {
+            if self.open.len() >= self.limits.inflight || !room {
                 return refuse(kind(K::AtomicPublishTooManyInflight), None);
             }
             self.open.insert(
@@ -200,7 +222,8 @@ impl Batches {
             headers = remove_header(&headers, REQUIRED_API_LEVEL);
         }
         let open = self.open.get_mut(id).expect("opened above");
-        open.deadline = WallTime(now.0.saturating_add(TIMEOUT.as_nanos() as u64));
+        let timeout = u64::try_from(self.limits.timeout.as_nanos()).unwrap_or(u64::MAX);
+        open.deadline = WallTime(now.0.saturating_add(timeout));
         let expected = open.msgs.len() as u64 + 1;
         if seq != expected || (seq == 1 && eob) {
             self.open.remove(id);
@@ -209,10 +232,10 @@ impl Batches {
                 Some(Abandoned::Incomplete),
             );
         }
-        if size > MAX_SIZE {
+        if size > self.limits.size {
             self.open.remove(id);
             return refuse(
-                PublishError::BatchTooLarge(MAX_SIZE),
+                PublishError::BatchTooLarge(self.limits.size),
                 Some(Abandoned::Large),
             );
         }

@@ -38,6 +38,76 @@ pub struct JetStreamConfig {
     pub max_buffered_size: Option<u64>,
     /// Encryption at rest (`cipher`, `key`, `prev_key`).
     pub encryption: Option<Encryption>,
+    /// `limits { }`: the server-wide limits on consumers, streams and
+    /// batches.
+    pub limits: ServerLimits,
+}
+
+/// `jetstream { limits { ... } }` as the reference keeps them
+/// (`JSLimitOpts`): 0 is "not set" (no limit, or the default where there
+/// is one); durations in nanoseconds. Monitoring shows them as set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServerLimits {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_request_batch: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    /// Streams and consumers with more than one replica (none on one
+    /// server).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_ha_assets: i64,
+    #[serde(rename = "max_duplicate_window", skip_serializing_if = "is_zero")]
+    pub duplicate_window: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_batch_inflight_per_stream: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_batch_inflight_total: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_batch_size: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_batch_timeout: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+impl ServerLimits {
+    /// Open atomic batches per stream.
+    pub fn batch_inflight_per_stream(&self) -> usize {
+        positive_or(
+            self.max_batch_inflight_per_stream,
+            super::batch::MAX_INFLIGHT,
+        )
+    }
+
+    /// Open atomic batches on the server.
+    pub fn batch_inflight_total(&self) -> usize {
+        positive_or(
+            self.max_batch_inflight_total,
+            super::batch::MAX_INFLIGHT_TOTAL,
+        )
+    }
+
+    /// Messages in one atomic batch.
+    pub fn batch_size(&self) -> u64 {
+        positive_or(self.max_batch_size, super::batch::MAX_SIZE as usize) as u64
+    }
+
+    /// How long a batch may wait for its next message.
+    pub fn batch_timeout(&self) -> core::time::Duration {
+        match u64::try_from(self.max_batch_timeout) {
+            Ok(nanos) if nanos > 0 => core::time::Duration::from_nanos(nanos),
+            _ => super::batch::TIMEOUT,
+        }
+    }
+}
+
+fn positive_or(value: i64, default: usize) -> usize {
+    usize::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
 }
 
 /// The cipher named by `jetstream { cipher }`.
@@ -181,6 +251,7 @@ pub struct JetStreamRequest {
     pub max_buffered_msgs: Option<u64>,
     pub max_buffered_size: Option<u64>,
     pub encryption: Option<Encryption>,
+    pub limits: ServerLimits,
 }
 
 /// Where the stores live, and whether that is a temporary folder (the
@@ -253,6 +324,7 @@ impl JetStreamRequest {
             max_buffered_msgs: self.max_buffered_msgs,
             max_buffered_size: self.max_buffered_size,
             encryption: self.encryption.clone(),
+            limits: self.limits,
         };
         assert!(config.store_dir.ends_with(STORE_SUBDIRECTORY));
         config
@@ -372,6 +444,7 @@ mod tests {
             max_buffered_msgs: None,
             max_buffered_size: None,
             encryption: None,
+            limits: ServerLimits::default(),
         }
     }
 

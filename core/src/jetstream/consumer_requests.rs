@@ -59,7 +59,10 @@ impl<D: Disk + Clone> JetStream<D> {
             .map(|acc| acc.limits.clone())
             .unwrap_or_default();
         let context = ConsumerCheckContext {
-            server: ServerConsumerLimits::default(),
+            server: ServerConsumerLimits {
+                max_ack_pending: self.config.limits.max_ack_pending,
+                max_request_batch: self.config.limits.max_request_batch,
+            },
             account: &limits,
             consumers: &entry.consumers,
             deliver_subject_bound,

@@ -328,9 +328,16 @@ impl<D: Disk + Clone> JetStream<D> {
                 let before = entry.stream.state().bytes;
                 let last_before = entry.stream.state().last_seq;
                 let open_before = entry.stream.open_batches();
-                entry
-                    .stream
-                    .set_batch_room(self.open_batches < super::batch::MAX_INFLIGHT_TOTAL);
+                let limits = self.config.limits;
+                let batch_limits = super::batch::BatchLimits {
+                    inflight: limits.batch_inflight_per_stream(),
+                    size: limits.batch_size(),
+                    timeout: limits.batch_timeout(),
+                };
+                entry.stream.set_batch_room(
+                    self.open_batches < limits.batch_inflight_total(),
+                    batch_limits,
+                );
                 let published = entry
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions);

@@ -68,9 +68,12 @@ pub struct StatsReport {
     pub api: ApiReport,
 }
 
-/// Limits monitoring reports.
+/// Limits monitoring reports: the configured `limits { }`, then the
+/// default consumers per stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LimitsReport {
+    #[serde(flatten)]
+    pub configured: super::config::ServerLimits,
     pub default_max_consumers: u64,
 }
 
@@ -215,6 +218,7 @@ impl<D: Disk + Clone> JetStream<D> {
             config: Some(config_report(&self.config)),
             stats: Some(self.totals().0),
             limits: Some(LimitsReport {
+                configured: self.config.limits,
                 default_max_consumers: DEFAULT_MAX_CONSUMERS,
             }),
         }
@@ -275,6 +279,7 @@ impl<D: Disk + Clone> JetStream<D> {
             disabled: false,
             config: config_report(&self.config),
             limits: Some(LimitsReport {
+                configured: self.config.limits,
                 default_max_consumers: DEFAULT_MAX_CONSUMERS,
             }),
             streams,

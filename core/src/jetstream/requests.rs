@@ -403,7 +403,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let limits = self.accounts[account].limits.clone();
         let context = CheckContext {
             clustered: false,
-            duplicate_window_limit: None,
+            duplicate_window_limit: Some(self.config.limits.duplicate_window),
             account: &limits,
             streams: &others,
         };
@@ -459,7 +459,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let limits = self.accounts[account].limits.clone();
         let context = CheckContext {
             clustered: false,
-            duplicate_window_limit: None,
+            duplicate_window_limit: Some(self.config.limits.duplicate_window),
             account: &limits,
             streams: &others,
         };

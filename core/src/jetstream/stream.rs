@@ -770,8 +770,9 @@ impl<D: Disk> Stream<D> {
 
     /// Whether the server has room for another open batch (the machine's
     /// count against [`super::batch::MAX_INFLIGHT_TOTAL`]).
-    pub fn set_batch_room(&mut self, room: bool) {
+    pub fn set_batch_room(&mut self, room: bool, limits: super::batch::BatchLimits) {
         self.batch_room = room;
+        self.batches.limits = limits;
     }
 
     /// Batches dropped since the last call (timed out, too large, a gap),

@@ -26,6 +26,7 @@ fn js_config() -> JetStreamConfig {
         max_buffered_msgs: None,
         max_buffered_size: None,
         encryption: None,
+        limits: Default::default(),
     }
 }
 

@@ -168,10 +168,6 @@ fn keys_rnats_cannot_honour_refuse_start() {
     for (text, key) in [
         ("jetstream { tpm { keys_file: x } }", "jetstream.tpm"),
         (
-            "jetstream { limits { max_ack_pending: 5 } }",
-            "jetstream.limits",
-        ),
-        (
             "jetstream { request_queue_limit: 5 }",
             "jetstream.request_queue_limit",
         ),
@@ -181,6 +177,37 @@ fn keys_rnats_cannot_honour_refuse_start() {
         ),
     ] {
         assert_eq!(refused(text), [key], "{text}");
+    }
+    // The server limits are honoured, with the reference's errors.
+    assert_eq!(
+        options(
+            "jetstream { limits { max_ack_pending: 5, batch { max_msgs: 7, timeout: \"1s\" } } }"
+        )
+        .limits,
+        ServerLimits {
+            max_ack_pending: 5,
+            max_batch_size: 7,
+            max_batch_timeout: 1_000_000_000,
+            ..ServerLimits::default()
+        }
+    );
+    for (text, error) in [
+        (
+            "jetstream { limits: 5 }",
+            "Expected a map to define JetStreamLimits, got int64",
+        ),
+        (
+            "jetstream { limits { batch: 1 } }",
+            "Expected a map to define batch limits, got int64",
+        ),
+        ("jetstream { limits { foo: 1 } }", "unknown field \"foo\""),
+        (
+            "jetstream { limits { duplicate_window: \"x\" } }",
+            "time: invalid duration \"x\"",
+        ),
+    ] {
+        let message = load(text).err().unwrap().to_string();
+        assert!(message.contains(error), "{text}: {message}");
     }
     let (_, unsupported) = load("K: abc\njetstream {\n  tpm { keys_file: $K }\n}").unwrap();
     assert_eq!(
