@@ -56,6 +56,7 @@ impl Server {
             return;
         };
         self.router.interest = Some(Default::default());
+        self.router.refresh_announced();
         if cluster.name.is_empty() {
             let mut raw = [0u8; 11];
             rand_chacha::rand_core::RngCore::fill_bytes(&mut self.rng, &mut raw);
@@ -362,6 +363,14 @@ impl Server {
         if let Some(remote) = &route.remote {
             if info.server_id != remote.server_id {
                 self.implicit_route(&info);
+            } else if info.ldm && !remote.ldm {
+                // The peer is in lame duck mode: its client URLs leave
+                // what our clients are told (and never come back).
+                if let Some(remote) = self.conns.route_mut(conn).and_then(|r| r.remote.as_mut()) {
+                    remote.ldm = true;
+                }
+                self.route_log(LogLevel::Debug, conn, "Remote server in lame duck mode");
+                self.update_connect_urls();
             }
             return;
         }
@@ -997,32 +1006,9 @@ impl Server {
     /// clients that take async INFO (protocol 1, past their first PONG),
     /// as the reference does when servers join and leave.
     pub(super) fn update_connect_urls(&mut self) {
-        let Some(cluster) = &self.config.cluster else {
+        let Some(urls) = self.cluster_connect_urls() else {
             return;
         };
-        if cluster.no_advertise {
-            return;
-        }
-        let mut peers: Vec<String> = Vec::new();
-        for (_, route) in self.conns.routes() {
-            let Some(remote) = route.remote.as_ref().filter(|_| !route.is_closing()) else {
-                continue;
-            };
-            for url in &remote.connect_urls {
-                if !peers.contains(url) {
-                    peers.push(url.clone());
-                }
-            }
-        }
-        if peers.is_empty() && self.connect_urls.is_empty() {
-            return;
-        }
-        let mut urls = self.config.identity.client_urls.clone();
-        for url in peers {
-            if !urls.contains(&url) {
-                urls.push(url);
-            }
-        }
         if urls == self.connect_urls {
             return;
         }
@@ -1042,6 +1028,70 @@ impl Server {
             protocol::write_info(&mut self.conns.sink(conn), &info);
             self.conns.queue_transmit(conn);
             self.enforce_pending_limit(conn);
+        }
+    }
+
+    /// The client URLs clients are to be told: this server's (unless in
+    /// lame duck mode), then those of every routed server not in lame duck
+    /// mode. `None`: nothing to tell (no cluster, `no_advertise`, or no URL
+    /// was ever announced).
+    pub(super) fn cluster_connect_urls(&self) -> Option<Vec<String>> {
+        let cluster = self.config.cluster.as_ref()?;
+        if cluster.no_advertise {
+            return None;
+        }
+        let open = || {
+            self.conns
+                .routes()
+                .filter(|(_, r)| !r.is_closing())
+                .filter_map(|(_, r)| r.remote.as_ref())
+        };
+        let leaving: Vec<&str> = open()
+            .filter(|remote| remote.ldm)
+            .map(|remote| remote.server_id.as_str())
+            .collect();
+        let mut peers: Vec<String> = Vec::new();
+        for remote in open().filter(|remote| !leaving.contains(&remote.server_id.as_str())) {
+            for url in &remote.connect_urls {
+                if !peers.contains(url) {
+                    peers.push(url.clone());
+                }
+            }
+        }
+        if peers.is_empty() && self.connect_urls.is_empty() {
+            return None;
+        }
+        let mut urls = if self.lame_duck {
+            Vec::new()
+        } else {
+            self.config.identity.client_urls.clone()
+        };
+        for url in peers {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        Some(urls)
+    }
+
+    /// Lame duck mode: one INFO with `ldm` to every registered route (the
+    /// reference's), whose server stops telling its clients our URLs.
+    pub(super) fn announce_lame_duck_to_routes(&mut self) {
+        if self.config.cluster.is_none() {
+            return;
+        }
+        let mut info = self.route_info();
+        info.ldm = true;
+        let routes: Vec<ConnId> = self
+            .conns
+            .routes()
+            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in routes {
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                wire::write_route_info(&mut sink, &info);
+            }
         }
     }
 

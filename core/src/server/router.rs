@@ -95,6 +95,10 @@ pub(super) enum Origin<'a> {
     Local,
     /// A route (RMSG): these queue groups chose a member on this server.
     Route { queues: &'a [Bytes] },
+    /// Carried into the importer by a stream import: every server that
+    /// imports the stream got the exporter's message (its interest is
+    /// announced in the exporter), so only local subscribers get it here.
+    Imported,
 }
 
 /// Names one interest: (account, subject, queue group).
@@ -125,6 +129,9 @@ pub struct Router {
     pub(super) interest_changes: Vec<InterestChange>,
     /// Routes one message goes to in the account being routed (reused).
     route_targets: Vec<(ConnId, Option<Bytes>)>,
+    /// The accounts' announced interest counted in `interest` (so a
+    /// rebuild takes out what the new accounts no longer announce).
+    announced: Vec<(AccountId, Bytes)>,
 }
 
 impl Router {
@@ -136,6 +143,7 @@ impl Router {
             interest: None,
             interest_changes: Vec::new(),
             route_targets: Vec::new(),
+            announced: Vec::new(),
         }
     }
 
@@ -147,6 +155,50 @@ impl Router {
             }
         }
         self.accounts = accounts;
+    }
+
+    /// Count the accounts' announced interest (`Accounts::announced`) in
+    /// `interest` like client subscriptions, so routes hear of it at
+    /// registration and of its changes after a rebuild. No-op without a
+    /// cluster.
+    pub(super) fn refresh_announced(&mut self) {
+        let Some(interest) = &mut self.interest else {
+            return;
+        };
+        let mut wanted = self.accounts.announced.clone();
+        wanted.sort();
+        wanted.dedup();
+        let old = std::mem::take(&mut self.announced);
+        for (account, subject) in old.iter().filter(|entry| !wanted.contains(entry)) {
+            let key = (*account, subject.clone(), None);
+            if let Some(count) = interest.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    interest.remove(&key);
+                    self.interest_changes.push(InterestChange {
+                        account: *account,
+                        subject: subject.clone(),
+                        queue: None,
+                        count: 0,
+                    });
+                }
+            }
+        }
+        for (account, subject) in wanted.iter().filter(|entry| !old.contains(entry)) {
+            let count = interest
+                .entry((*account, subject.clone(), None))
+                .or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.interest_changes.push(InterestChange {
+                    account: *account,
+                    subject: subject.clone(),
+                    queue: None,
+                    count: 1,
+                });
+            }
+        }
+        self.announced = wanted;
     }
 
     /// Apply `account`'s mappings to `subject`; true when `out` holds a new subject.
@@ -332,6 +384,7 @@ impl Router {
             }
             let from_route = match cx.origin {
                 Origin::Local => false,
+                Origin::Imported => true,
                 // Only the groups the sender picked this server for.
                 Origin::Route { queues } => {
                     if !queues.contains(&group.name) {
@@ -496,6 +549,12 @@ impl Router {
                 unreachable!("clients and routes are delivered to directly")
             }
             SubTarget::System(service) => {
+                if service == super::system_inbox::SysService::UserInfo
+                    && matches!(cx.origin, Origin::Route { .. })
+                {
+                    // Only the requester's own server knows its user.
+                    return false;
+                }
                 let (subject, reply, payload) = (msg.subject, msg.reply, msg.payload);
                 cx.system
                     .queue(service, msg.publisher, subject, reply, payload, cx.logs);
@@ -532,9 +591,17 @@ impl Router {
                     subject: &subject,
                     ..*msg
                 };
-                self.route(cx, importer, &crossed, true, depth)
+                let origin = std::mem::replace(&mut cx.origin, Origin::Imported);
+                let delivered = self.route(cx, importer, &crossed, true, depth);
+                cx.origin = origin;
+                delivered
             }
             SubTarget::ServiceImport(index) => {
+                if matches!(cx.origin, Origin::Route { .. }) {
+                    // The requester's server crossed it already and sent
+                    // the request on in the exporter (as the reference).
+                    return false;
+                }
                 let route = &self.accounts.service_imports[index as usize];
                 if !route.transform.apply(msg.subject, &mut subject) {
                     return false;

@@ -8,6 +8,8 @@
 // Each test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::future::Future;
 use std::time::Duration;
 
