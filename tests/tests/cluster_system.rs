@@ -369,3 +369,125 @@ async fn mixed_cluster_lame_duck_both_ways() {
     let servers = start_cluster_with([Kind::Rnats, Kind::Reference, Kind::Rnats], &conf).unwrap();
     check_lame_duck(&servers, 1, 2).await;
 }
+
+/// `/routez?subs=1` and `?subs=detail` on a pair of servers where the
+/// second has a plain and a queue subscriber the first published to:
+/// (keys of the route entries, the test interest as listed).
+async fn routez_listing(
+    servers: &[ServerProcess],
+) -> (BTreeSet<String>, Vec<serde_json::Value>, Vec<String>) {
+    let mut subscriber = RawConnection::connect(&servers[1].addr()).await;
+    subscriber
+        .send(b"CONNECT {\"verbose\":false}\r\nSUB rz.plain 1\r\nSUB rz.queue grp 2\r\nPING\r\n")
+        .await;
+    subscriber.read_until(b"PONG\r\n").await;
+    let publisher = common::connect(&servers[0].url()).await;
+    // Interest crossed once a published message arrives.
+    within("interest in rz.plain", async {
+        loop {
+            publisher.publish("rz.plain", "x".into()).await.unwrap();
+            publisher.flush().await.unwrap();
+            let got =
+                tokio::time::timeout(Duration::from_millis(200), subscriber.read_until(b"x\r\n"))
+                    .await;
+            if got.is_ok() {
+                return;
+            }
+        }
+    })
+    .await;
+    publisher.publish("rz.queue", "y".into()).await.unwrap();
+    publisher.flush().await.unwrap();
+    subscriber.read_until(b"y\r\n").await;
+    let port = servers[0].http_port();
+    // Every connection of the pool measured its round trip (the last ones
+    // may have registered a moment ago).
+    within("every route's rtt", async {
+        loop {
+            let routez = rnats_tests::http_json(port, "/routez");
+            let routes = routez["routes"].as_array().unwrap();
+            if !routes.is_empty() && routes.iter().all(|r| r["rtt"] != "0s") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let detail = rnats_tests::http_json(port, "/routez?subs=detail");
+    let mut keys = BTreeSet::new();
+    common::key_paths(&detail, "", &mut keys);
+    let listed = rnats_tests::http_json(port, "/routez?subs=1");
+    common::key_paths(&listed, "", &mut keys);
+    let mut details = Vec::new();
+    let mut subjects = Vec::new();
+    for (routes, list) in [(&detail, &mut details), (&listed, &mut Vec::new())] {
+        for route in routes["routes"].as_array().unwrap() {
+            assert!(
+                route["rtt"].as_str().is_some_and(|rtt| rtt != "0s"),
+                "{route}"
+            );
+            for sub in route["subscriptions_list_detail"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if sub["subject"].as_str().unwrap().starts_with("rz.") {
+                    assert_eq!(sub["cid"], route["rid"], "{sub}");
+                    let mut sub = sub.clone();
+                    sub.as_object_mut().unwrap().remove("cid");
+                    list.push(sub);
+                }
+            }
+        }
+    }
+    for route in listed["routes"].as_array().unwrap() {
+        for subject in route["subscriptions_list"].as_array().into_iter().flatten() {
+            let subject = subject.as_str().unwrap();
+            if subject.starts_with("rz.") {
+                subjects.push(subject.to_string());
+            }
+        }
+    }
+    details.sort_by_key(|sub| sub["subject"].as_str().unwrap().to_string());
+    subjects.sort();
+    drop(subscriber);
+    (keys, details, subjects)
+}
+
+/// rnats's `/routez` lists each route's interest (`subs=1`,
+/// `subs=detail`: the reference's sids and message counts) and the
+/// measured `rtt`, with every key nats-server reports.
+#[tokio::test]
+async fn routez_lists_route_interest_and_rtt_as_the_reference() {
+    let pair = |kind| {
+        let first = common::cluster::start(kind, None)?;
+        let port = first.route_port();
+        let second = common::cluster::start(kind, Some(port))?;
+        Some(vec![first, second])
+    };
+    let rnats = pair(Kind::Rnats).unwrap();
+    let (have_keys, have, have_subjects) = routez_listing(&rnats).await;
+    assert_eq!(have.len(), 2, "{have:?}");
+    assert_eq!(have[0]["sid"], "R $G rz.plain", "{have:?}");
+    assert!(have[0]["msgs"].as_u64().unwrap() >= 1, "{have:?}");
+    assert_eq!(have[1]["sid"], "R $G rz.queue grp", "{have:?}");
+    assert_eq!(have[1]["msgs"], 1, "{have:?}");
+    assert_eq!(have_subjects, ["rz.plain", "rz.queue"]);
+    let Some(reference) = pair(Kind::Reference) else {
+        return;
+    };
+    let (want_keys, want, want_subjects) = routez_listing(&reference).await;
+    let missing: Vec<_> = want_keys.difference(&have_keys).collect();
+    assert!(missing.is_empty(), "routez keys rnats lacks: {missing:?}");
+    let strip_msgs = |subs: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        subs.iter()
+            .map(|sub| {
+                let mut sub = sub.clone();
+                sub.as_object_mut().unwrap().remove("msgs");
+                sub
+            })
+            .collect()
+    };
+    assert_eq!(strip_msgs(&have), strip_msgs(&want));
+    assert_eq!(have_subjects, want_subjects);
+}

@@ -277,7 +277,7 @@ impl Server {
             }
             RouteOp::Pong => {
                 if let Some(route) = self.conns.route_mut(conn) {
-                    route.pings_out = 0;
+                    route.pong(now);
                     if std::mem::take(&mut route.grow_on_pong) {
                         self.grow_pool(conn);
                     }
@@ -472,17 +472,18 @@ impl Server {
             info.route_pool_idx = 0;
             self.gossip(&info);
         }
-        if pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some() {
-            // The next slot is dialed once the peer answers this PING.
-            if let Some(route) = self.conns.route_mut(conn) {
-                route.grow_on_pong = true;
-            }
-            if let Some(mut sink) = self.conns.route_sink(conn) {
-                protocol::write_ping(&mut sink);
-            }
+        // A PING measures the round trip at once (routez `rtt`, as the
+        // reference shows it from the start); on a pooled route this server
+        // dialed, the next slot is dialed once the peer answers it.
+        let grow = pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some();
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.grow_on_pong = grow;
+            route.time_ping(now);
+        }
+        if let Some(mut sink) = self.conns.route_sink(conn) {
+            protocol::write_ping(&mut sink);
         }
         self.refile_route_timer(conn);
-        let _ = now;
     }
 
     /// Which slot the route whose first INFO is `info` takes, or `None`
@@ -973,6 +974,7 @@ impl Server {
                 return;
             }
             route.pings_out += 1;
+            route.time_ping(now);
             route.ping_deadline = now + self.config.ping_interval;
             self.route_log(LogLevel::Debug, conn, "Router Ping Timer");
             if let Some(mut sink) = self.conns.route_sink(conn) {

@@ -127,8 +127,9 @@ pub struct Router {
     /// counted, so routes hear of the first and the last subscription.
     pub(super) interest: Option<BTreeMap<InterestKey, u32>>,
     pub(super) interest_changes: Vec<InterestChange>,
-    /// Routes one message goes to in the account being routed (reused).
-    route_targets: Vec<(ConnId, Option<Bytes>)>,
+    /// Routes one message goes to in the account being routed (reused):
+    /// the route, the queue group it was chosen for, the interest matched.
+    route_targets: Vec<(ConnId, Option<Bytes>, u64)>,
     /// The accounts' announced interest counted in `interest` (so a
     /// rebuild takes out what the new accounts no longer announce).
     announced: Vec<(AccountId, Bytes)>,
@@ -371,7 +372,7 @@ impl Router {
                 SubTarget::Route(key) => {
                     // A route's message never goes on to another route.
                     if cx.origin == Origin::Local {
-                        self.route_targets.push((key.conn, None));
+                        self.route_targets.push((key.conn, None, key.index));
                     }
                 }
                 other => crossings.push(other),
@@ -422,8 +423,11 @@ impl Router {
                     SubTarget::Client(key) => key,
                     SubTarget::Route(key) if !from_route => {
                         if cx.conns.route(key.conn).is_some_and(|r| !r.is_closing()) {
-                            self.route_targets
-                                .push((key.conn, Some(group.name.clone())));
+                            self.route_targets.push((
+                                key.conn,
+                                Some(group.name.clone()),
+                                key.index,
+                            ));
                             delivered = true;
                             break;
                         }
@@ -473,7 +477,7 @@ impl Router {
         let mut queues: Vec<&[u8]> = Vec::new();
         let mut at = 0;
         while at < targets.len() {
-            let conn = targets[at].0;
+            let (conn, counted) = (targets[at].0, targets[at].2);
             queues.clear();
             while at < targets.len() && targets[at].0 == conn {
                 if let Some(queue) = &targets[at].1 {
@@ -507,6 +511,9 @@ impl Router {
                     msg.headers,
                     msg.payload,
                 );
+            }
+            if let Some(sub) = route.subs.get_mut(&counted) {
+                sub.msgs += 1;
             }
             let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
             route.stats.out_msgs += 1;
