@@ -491,3 +491,54 @@ async fn routez_lists_route_interest_and_rtt_as_the_reference() {
     assert_eq!(strip_msgs(&have), strip_msgs(&want));
     assert_eq!(have_subjects, want_subjects);
 }
+
+/// A `Nats-Trace-Only` message is delivered nowhere in the cluster: its
+/// trace comes back from the publisher's server, and a subscriber on
+/// another server does not get it (rnats does not trace across routes, so
+/// it does not hand the message to a peer that would deliver it).
+#[tokio::test]
+async fn trace_only_messages_stay_off_routes() {
+    let first = common::cluster::start(Kind::Rnats, None).unwrap();
+    let second = common::cluster::start(Kind::Rnats, Some(first.route_port())).unwrap();
+    let publisher = common::connect(&first.url()).await;
+    let subscriber = common::connect(&second.url()).await;
+    let mut messages = subscriber.subscribe("tr.x").await.unwrap();
+    sync_with_server(&subscriber).await;
+    within("interest in tr.x", async {
+        loop {
+            publisher.publish("tr.x", "probe".into()).await.unwrap();
+            publisher.flush().await.unwrap();
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), messages.next()).await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    let mut traces = publisher.subscribe("tr.dest").await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Trace-Dest", "tr.dest");
+    headers.insert("Nats-Trace-Only", "true");
+    publisher
+        .publish_with_headers("tr.x", headers, "traced".into())
+        .await
+        .unwrap();
+    publisher.publish("tr.x", "after".into()).await.unwrap();
+    let trace = within("the trace event", traces.next()).await.unwrap();
+    let trace: serde_json::Value = serde_json::from_slice(&trace.payload).unwrap();
+    assert_eq!(trace["events"][0]["type"], "in", "{trace}");
+    loop {
+        let msg = within("the message after the traced one", messages.next())
+            .await
+            .unwrap();
+        assert_ne!(
+            &msg.payload[..],
+            b"traced",
+            "a trace-only message was delivered"
+        );
+        if &msg.payload[..] == b"after" {
+            break;
+        }
+    }
+}

@@ -451,6 +451,11 @@ impl Router {
                 }
             }
         }
+        if cx.trace.as_ref().is_some_and(|trace| trace.only) {
+            // A trace-only message is not delivered anywhere; rnats does not
+            // trace across routes (a peer would deliver it), so it stays here.
+            self.route_targets.clear();
+        }
         if !self.route_targets.is_empty() {
             delivered |= self.forward(cx, account, msg);
         }
