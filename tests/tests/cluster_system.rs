@@ -165,6 +165,33 @@ async fn check_remote_events(servers: &[ServerProcess]) {
     .unwrap_or_else(|_| panic!("statsz of {others:?} not seen, got {seen:?}"));
 }
 
+/// Publishes `probe` on `subject` until `subscriber` (on another server)
+/// gets one: its interest crossed the routes.
+async fn await_delivery(
+    publisher: &async_nats::Client,
+    subject: &str,
+    subscriber: &mut async_nats::Subscriber,
+) {
+    within(
+        &format!("interest in {subject} across the cluster"),
+        async {
+            loop {
+                publisher
+                    .publish(subject.to_string(), "probe".into())
+                    .await
+                    .unwrap();
+                publisher.flush().await.unwrap();
+                if let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_millis(300), subscriber.next()).await
+                {
+                    return;
+                }
+            }
+        },
+    )
+    .await
+}
+
 /// A service exported by `A` and imported by `B`: the responder in `A` on
 /// one server answers a requester in `B` on another; a stream exported by
 /// `A` reaches a subscriber in `B` on another server exactly once.
@@ -200,18 +227,7 @@ async fn check_imports(servers: &[ServerProcess], exporter: usize, importer: usi
 
     let mut events = b.subscribe("ev.>").await.unwrap();
     sync_with_server(&b).await;
-    within("a stream import delivered across the cluster", async {
-        loop {
-            a.publish("ev.probe", "probe".into()).await.unwrap();
-            a.flush().await.unwrap();
-            if let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(300), events.next()).await
-            {
-                return;
-            }
-        }
-    })
-    .await;
+    await_delivery(&a, "ev.probe", &mut events).await;
     // Once the interest is in place, each message arrives once.
     tokio::time::sleep(Duration::from_millis(300)).await;
     drain_ready(&mut events);
@@ -504,18 +520,7 @@ async fn trace_only_messages_stay_off_routes() {
     let subscriber = common::connect(&second.url()).await;
     let mut messages = subscriber.subscribe("tr.x").await.unwrap();
     sync_with_server(&subscriber).await;
-    within("interest in tr.x", async {
-        loop {
-            publisher.publish("tr.x", "probe".into()).await.unwrap();
-            publisher.flush().await.unwrap();
-            if let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(200), messages.next()).await
-            {
-                return;
-            }
-        }
-    })
-    .await;
+    await_delivery(&publisher, "tr.x", &mut messages).await;
     let mut traces = publisher.subscribe("tr.dest").await.unwrap();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Trace-Dest", "tr.dest");

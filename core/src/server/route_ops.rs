@@ -899,12 +899,7 @@ impl Server {
             return;
         }
         let changes = std::mem::take(&mut self.router.interest_changes);
-        let routes: Vec<ConnId> = self
-            .conns
-            .routes()
-            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
-            .map(|(conn, _)| *conn)
-            .collect();
+        let routes = self.registered_routes();
         for change in &changes {
             let Some(account) = self.router.accounts.list.get(change.account) else {
                 continue;
@@ -1076,6 +1071,15 @@ impl Server {
         Some(urls)
     }
 
+    /// The registered routes not closing, in id order.
+    fn registered_routes(&self) -> Vec<ConnId> {
+        self.conns
+            .routes()
+            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
+            .map(|(conn, _)| *conn)
+            .collect()
+    }
+
     /// Lame duck mode: one INFO with `ldm` to every registered route (the
     /// reference's), whose server stops telling its clients our URLs.
     pub(super) fn announce_lame_duck_to_routes(&mut self) {
@@ -1084,12 +1088,7 @@ impl Server {
         }
         let mut info = self.route_info();
         info.ldm = true;
-        let routes: Vec<ConnId> = self
-            .conns
-            .routes()
-            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
-            .map(|(conn, _)| *conn)
-            .collect();
+        let routes = self.registered_routes();
         for conn in routes {
             if let Some(mut sink) = self.conns.route_sink(conn) {
                 wire::write_route_info(&mut sink, &info);
