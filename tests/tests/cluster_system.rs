@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::cluster::{conf_file, start_cluster_with, Kind};
@@ -508,42 +508,153 @@ async fn routez_lists_route_interest_and_rtt_as_the_reference() {
     assert_eq!(have_subjects, want_subjects);
 }
 
-/// A `Nats-Trace-Only` message is delivered nowhere in the cluster: its
-/// trace comes back from the publisher's server, and a subscriber on
-/// another server does not get it (rnats does not trace across routes, so
-/// it does not hand the message to a peer that would deliver it).
-#[tokio::test]
-async fn trace_only_messages_stay_off_routes() {
-    let first = common::cluster::start(Kind::Rnats, None).unwrap();
-    let second = common::cluster::start(Kind::Rnats, Some(first.route_port())).unwrap();
-    let publisher = common::connect(&first.url()).await;
-    let subscriber = common::connect(&second.url()).await;
-    let mut messages = subscriber.subscribe("tr.x").await.unwrap();
+/// The trace events of one traced message published on `servers[0]`
+/// with a subscriber on `servers[1]`, keyed by the reporting server's id,
+/// and what the subscriber got (nothing for a trace-only message).
+async fn traced_across(
+    servers: &[ServerProcess],
+    subject: &str,
+    only: bool,
+) -> (
+    BTreeMap<String, serde_json::Value>,
+    Option<async_nats::Message>,
+) {
+    let publisher = common::connect(&servers[0].url()).await;
+    let subscriber = common::connect(&servers[1].url()).await;
+    let mut messages = subscriber.subscribe(subject.to_string()).await.unwrap();
     sync_with_server(&subscriber).await;
-    await_delivery(&publisher, "tr.x", &mut messages).await;
-    let mut traces = publisher.subscribe("tr.dest").await.unwrap();
+    await_delivery(&publisher, subject, &mut messages).await;
+    let dest = format!("{subject}.trace");
+    let mut traces = publisher.subscribe(dest.clone()).await.unwrap();
+    // The trace destination's interest reached the other server too.
+    let probe = common::connect(&servers[1].url()).await;
+    publisher.flush().await.unwrap();
+    within("the trace destination's interest", async {
+        loop {
+            probe.publish(dest.clone(), "{}".into()).await.unwrap();
+            probe.flush().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(300), traces.next())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drain_ready(&mut traces);
+    drain_ready(&mut messages);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Trace-Dest", "tr.dest");
-    headers.insert("Nats-Trace-Only", "true");
+    headers.insert("Nats-Trace-Dest", dest.as_str());
+    if only {
+        headers.insert("Nats-Trace-Only", "true");
+    }
     publisher
-        .publish_with_headers("tr.x", headers, "traced".into())
+        .publish_with_headers(subject.to_string(), headers, "traced".into())
         .await
         .unwrap();
-    publisher.publish("tr.x", "after".into()).await.unwrap();
-    let trace = within("the trace event", traces.next()).await.unwrap();
-    let trace: serde_json::Value = serde_json::from_slice(&trace.payload).unwrap();
-    assert_eq!(trace["events"][0]["type"], "in", "{trace}");
+    let mut events = BTreeMap::new();
+    while events.len() < 2 {
+        let event = within("the trace events", traces.next()).await.unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+        let id = event["server"]["id"].as_str().unwrap().to_string();
+        assert!(
+            events.insert(id, event).is_none(),
+            "two events of one server"
+        );
+    }
+    // What the subscriber got, before a message published after it.
+    publisher
+        .publish(subject.to_string(), "after".into())
+        .await
+        .unwrap();
+    let mut delivered = None;
     loop {
         let msg = within("the message after the traced one", messages.next())
             .await
             .unwrap();
-        assert_ne!(
-            &msg.payload[..],
-            b"traced",
-            "a trace-only message was delivered"
-        );
         if &msg.payload[..] == b"after" {
             break;
         }
+        assert_eq!(&msg.payload[..], b"traced");
+        delivered = Some(msg);
+    }
+    (events, delivered)
+}
+
+/// A traced message crossing a route, as the reference reports it: the
+/// publisher's server an egress of kind ROUTE with hop `1` and `hops: 1`,
+/// the other server an ingress from the route (named by the first server's
+/// name) with `Nats-Trace-Hop: 1` in the request headers and the delivery;
+/// the subscriber gets the hop header. A trace-only message is traced on
+/// both servers and delivered on neither.
+async fn check_trace_across(servers: &[ServerProcess]) {
+    let (origin, remote) = (server_id(&servers[0]), server_id(&servers[1]));
+    for only in [false, true] {
+        let subject = if only { "tro.x" } else { "tr.x" };
+        let (events, delivered) = traced_across(servers, subject, only).await;
+        let first = &events[&origin];
+        assert_eq!(first["hops"], 1, "{first}");
+        let kinds: Vec<_> = first["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["type"].clone(), e["kind"].clone(), e["hop"].clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("in".into(), 0.into(), serde_json::Value::Null),
+                ("eg".into(), 1.into(), "1".into())
+            ],
+            "{first}"
+        );
+        let second = &events[&remote];
+        assert!(second.get("hops").is_none(), "{second}");
+        assert_eq!(
+            second["request"]["header"]["Nats-Trace-Hop"],
+            serde_json::json!(["1"]),
+            "{second}"
+        );
+        let ingress = &second["events"][0];
+        assert_eq!(ingress["type"], "in", "{second}");
+        assert_eq!(ingress["kind"], 1, "{second}");
+        assert_eq!(ingress["name"], first["server"]["name"], "{second}");
+        assert_eq!(ingress["subj"], subject, "{second}");
+        let egress = &second["events"][1];
+        assert_eq!(egress["type"], "eg", "{second}");
+        assert_eq!(egress["kind"], 0, "{second}");
+        assert_eq!(egress["sub"], subject, "{second}");
+        assert_eq!(second["events"].as_array().unwrap().len(), 2, "{second}");
+        match (only, delivered) {
+            (true, None) => {}
+            (false, Some(msg)) => {
+                let headers = msg.headers.expect("headers");
+                assert_eq!(headers.get("Nats-Trace-Hop").map(|v| v.as_str()), Some("1"));
+            }
+            (only, got) => panic!("trace-only {only}: delivered {got:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn traced_messages_cross_routes_as_the_reference() {
+    let pair = |kind| {
+        let first = common::cluster::start(kind, None)?;
+        let second = common::cluster::start(kind, Some(first.route_port()))?;
+        Some(vec![first, second])
+    };
+    check_trace_across(&pair(Kind::Rnats).unwrap()).await;
+    if let Some(reference) = pair(Kind::Reference) {
+        check_trace_across(&reference).await;
+    }
+    // Mixed, both ways.
+    if let Some(first) = common::cluster::start(Kind::Reference, None) {
+        let second = common::cluster::start(Kind::Rnats, Some(first.route_port())).unwrap();
+        let servers = vec![first, second];
+        check_trace_across(&servers).await;
+        let servers: Vec<_> = servers.into_iter().rev().collect();
+        check_trace_across(&servers).await;
     }
 }

@@ -21,6 +21,7 @@ use rand_chacha::rand_core::RngCore;
 use super::log::{self, LogLevel};
 use super::router::{Delivery, Origin};
 use super::routes::{Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT};
+use super::trace;
 use super::{Server, SubKey};
 use crate::protocol::{self, ParserLimits};
 use crate::route::{self as wire, RouteConnect, RouteInfo, RouteOp, RoutedMsg};
@@ -824,6 +825,14 @@ impl Server {
         else {
             return;
         };
+        if let Some(headers) = msg.headers.as_deref() {
+            if let Some(wanted) = trace::TraceHeaders::find(headers) {
+                if !self.start_route_trace(now, conn, account, wanted, &msg.subject, headers, size)
+                {
+                    return;
+                }
+            }
+        }
         let delivery = Delivery {
             publisher: conn,
             subject: &msg.subject,
@@ -837,6 +846,54 @@ impl Server {
             queues: &msg.queues,
         };
         router.route(&mut cx, account, &delivery, true, 0);
+        if let Some(trace) = self.trace.take() {
+            self.publish_trace(now, account, &trace);
+        }
+    }
+
+    /// A traced message came over route `conn`: this server traces it too
+    /// (ingress from the route, named by the peer's server name, its hop
+    /// from `Nats-Trace-Hop`) and publishes its own event, as the
+    /// reference. False when the message must not be processed (a
+    /// trace-only message with an invalid destination).
+    #[allow(clippy::too_many_arguments)]
+    fn start_route_trace(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        account: super::AccountId,
+        wanted: trace::TraceHeaders,
+        subject: &[u8],
+        headers: &[u8],
+        size: usize,
+    ) -> bool {
+        if !crate::subject::is_valid_publish_subject(&wanted.dest) {
+            let text = format!(
+                "Destination {:?} is not valid, won't be able to trace events",
+                String::from_utf8_lossy(&wanted.dest)
+            );
+            self.route_log(LogLevel::Error, conn, &text);
+            return !wanted.only;
+        }
+        let name = self
+            .conns
+            .route(conn)
+            .and_then(|r| r.remote.as_ref())
+            .map(|r| r.server_name.clone())
+            .unwrap_or_default();
+        let account = self.router.accounts.list[account].name.clone();
+        let ts = crate::format::rfc3339_nanos(self.clock(now).wall_now);
+        let trace = trace::MsgTrace::new(
+            wanted,
+            ts,
+            (trace::KIND_ROUTER, conn, &name),
+            &account,
+            subject,
+            headers,
+            size,
+        );
+        self.trace = Some(Box::new(trace));
+        true
     }
 
     /// After a reload rebuilt the Sublists: the routes' interest goes back

@@ -451,11 +451,6 @@ impl Router {
                 }
             }
         }
-        if cx.trace.as_ref().is_some_and(|trace| trace.only) {
-            // A trace-only message is not delivered anywhere; rnats does not
-            // trace across routes (a peer would deliver it), so it stays here.
-            self.route_targets.clear();
-        }
         if !self.route_targets.is_empty() {
             delivered |= self.forward(cx, account, msg);
         }
@@ -499,6 +494,20 @@ impl Router {
                 continue;
             }
             let wire_account = route.account.is_none().then_some(name);
+            // A traced message carries its hop to the next server, which
+            // traces it on (a trace-only one is delivered nowhere there
+            // either); this server records the route egress.
+            let hop_headers;
+            let headers = match (cx.trace.as_deref_mut(), msg.headers) {
+                (Some(trace), Some(headers)) => {
+                    let server = route.remote.as_ref().map_or("", |r| r.server_name.as_str());
+                    let account_name = String::from_utf8_lossy(name);
+                    let hop = trace.route_egress(conn, server, &account_name);
+                    hop_headers = trace::with_hop(headers, &hop);
+                    Some(&hop_headers[..])
+                }
+                (_, headers) => headers,
+            };
             #[cfg(feature = "planted-defects")]
             let copies = 1 + usize::from(
                 msg.reply.is_some()
@@ -513,14 +522,14 @@ impl Router {
                     msg.subject,
                     msg.reply,
                     &queues,
-                    msg.headers,
+                    headers,
                     msg.payload,
                 );
             }
             if let Some(sub) = route.subs.get_mut(&counted) {
                 sub.msgs += 1;
             }
-            let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
+            let size = headers.map_or(0, <[u8]>::len) + msg.payload.len();
             route.stats.out_msgs += 1;
             route.stats.out_bytes += size as u64;
             cx.stats.out_msgs += 1;
