@@ -192,11 +192,7 @@ impl MsgTrace {
         } else {
             format!("{}.{}", self.hop, self.hops)
         };
-        let acc = if account == self.ingress_account {
-            String::new()
-        } else {
-            account.to_owned()
-        };
+        let acc = self.egress_account(account);
         self.events.push(TraceEvent::Egress {
             ts: self.ts.clone(),
             kind: KIND_ROUTER,
@@ -209,6 +205,15 @@ impl MsgTrace {
             error: "",
         });
         hop
+    }
+
+    /// An egress names its account only when it is not the ingress one.
+    fn egress_account(&self, account: &str) -> String {
+        if account == self.ingress_account {
+            String::new()
+        } else {
+            account.to_owned()
+        }
     }
 
     pub fn mapped(&mut self, to: &[u8]) {
@@ -245,11 +250,7 @@ impl MsgTrace {
         account: &str,
         error: &'static str,
     ) {
-        let acc = if account == self.ingress_account {
-            String::new()
-        } else {
-            account.to_owned()
-        };
+        let acc = self.egress_account(account);
         self.events.push(TraceEvent::Egress {
             ts: self.ts.clone(),
             kind: KIND_CLIENT,
