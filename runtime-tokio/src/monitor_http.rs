@@ -23,7 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rnats_core::monitor::{self, ConnzOptions, Healthz, SubszOptions};
+use rnats_core::monitor::{self, ConnzOptions, Healthz, RoutezOptions, SubszOptions};
 use rnats_core::runtime::ConnId;
 use rnats_core::server::Server;
 use rnats_core::time::Instant;
@@ -254,7 +254,10 @@ fn build(
             let opts = SubszOptions::from_query(query).map_err(|e| e.to_string())?;
             pretty(&monitor::subsz(&server.view(), &opts, clock))
         }
-        Endpoint::Routez => pretty(&monitor::routez(&server.view(), clock)),
+        Endpoint::Routez => {
+            let opts = RoutezOptions::from_query(query).map_err(|e| e.to_string())?;
+            pretty(&monitor::routez(&server.view(), opts, clock))
+        }
         Endpoint::Gatewayz => pretty(&monitor::gatewayz(&server.view(), clock)),
         Endpoint::Leafz => pretty(&monitor::leafz(&server.view(), clock)),
         Endpoint::Accountz => {

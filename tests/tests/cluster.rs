@@ -13,102 +13,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::cluster::{await_probe, conf_file, responder, start_cluster, start_with, Kind};
 use common::{connect, within};
 use futures::StreamExt;
 use rnats_tests::ServerProcess;
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Rnats,
-    Reference,
-}
-
-/// Starts one server of cluster `c1`, routing to `seed` when given.
-fn start(kind: Kind, seed: Option<u16>) -> Option<ServerProcess> {
-    start_with(kind, seed, None)
-}
-
-/// A config file holding `text`, in this test process's directory.
-fn conf_file(text: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("rnats-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!("{n}.conf"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// [`start`] with a config file (the flags still give the cluster's
-/// listener, name and route).
-fn start_with(
-    kind: Kind,
-    seed: Option<u16>,
-    conf: Option<&std::path::Path>,
-) -> Option<ServerProcess> {
-    let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
-    let conf = conf.map(|path| path.to_str().unwrap().to_string());
-    let mut args = vec![
-        "--cluster",
-        "nats://127.0.0.1:-1",
-        "--cluster_name",
-        "c1",
-        "-m",
-        "-1",
-    ];
-    if let Some(route) = &route {
-        args.extend(["--routes", route.as_str()]);
-    }
-    if let Some(conf) = &conf {
-        args.extend(["-c", conf.as_str()]);
-    }
-    match kind {
-        Kind::Rnats => Some(ServerProcess::start(&args)),
-        Kind::Reference => ServerProcess::start_reference(&args),
-    }
-}
-
-/// Three servers: `kinds[0]` is the seed the others route to.
-fn start_cluster(kinds: [Kind; 3]) -> Option<Vec<ServerProcess>> {
-    let seed = start(kinds[0], None)?;
-    let port = seed.route_port();
-    let second = start(kinds[1], Some(port))?;
-    let third = start(kinds[2], Some(port))?;
-    Some(vec![seed, second, third])
-}
-
-/// Answers requests on `probe` (subscribed after the client's other
-/// subscriptions, so an answer means they reached the asking server).
-async fn responder(client: &async_nats::Client, probe: String) {
-    let mut sub = client.subscribe(probe).await.unwrap();
-    let answering = client.clone();
-    tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
-            if let Some(reply) = msg.reply {
-                let _ = answering.publish(reply, "pong".into()).await;
-            }
-        }
-    });
-    client.flush().await.unwrap();
-}
-
-/// Waits until `probe` is answered through `client`'s server.
-async fn await_probe(client: &async_nats::Client, probe: &str) {
-    within(&format!("interest in {probe}"), async {
-        loop {
-            let asked = tokio::time::timeout(
-                Duration::from_millis(250),
-                client.request(probe.to_string(), "ping".into()),
-            )
-            .await;
-            if let Ok(Ok(_)) = asked {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 /// Every server's `/routez` lists the other two by id (the mesh formed,
 /// partly by gossip), `/varz` counts them, and each pair of servers agrees

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::RawConnection;
+use common::{key_paths, RawConnection};
 use rnats_tests::{http_get, http_json, ServerProcess};
 use serde_json::Value;
 
@@ -213,30 +213,6 @@ fn bad_queries_and_paths_get_the_reference_answers() {
     let (status, _, body) = http_get(http, "/mon/");
     assert_eq!(status, 200);
     assert!(body.contains("./varz"), "{body}");
-}
-
-/// Every key path of a JSON value: object keys joined with `.`, array
-/// elements as `[]`.
-fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                out.insert(path.clone());
-                key_paths(child, &path, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                key_paths(item, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Keys the reference reports for features rnats does not have yet.

@@ -8,11 +8,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::query::RoutezOptions;
 use super::varz::Empty;
 use super::Clock;
-use crate::format::{rfc3339_nanos, uptime};
+use super::SubDetail;
+use crate::format::{rfc3339_nanos, rtt_text, uptime};
 use crate::route::RoutePermission;
-use crate::server::View;
+use crate::runtime::ConnId;
+use crate::server::{RouteConn, View};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Routez {
@@ -28,9 +31,9 @@ pub struct Routez {
     pub routes: Vec<RouteInfo>,
 }
 
-/// One route, with the reference's field names (`rtt` and the
-/// subscription lists are not filled: omitted, as the reference omits
-/// them when empty).
+/// One route, with the reference's field names (the subscription lists
+/// with `subs=1` / `subs=detail` only, omitted when empty as the
+/// reference omits them).
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteInfo {
     pub rid: u64,
@@ -42,6 +45,8 @@ pub struct RouteInfo {
     pub port: u16,
     pub start: String,
     pub last_activity: String,
+    /// The last round trip of a route PING (`0s` before the first PONG).
+    pub rtt: String,
     pub uptime: String,
     pub idle: String,
     /// The peer's cluster permissions, from its INFO.
@@ -55,6 +60,10 @@ pub struct RouteInfo {
     pub in_bytes: u64,
     pub out_bytes: u64,
     pub subscriptions: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions_list: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions_list_detail: Vec<SubDetail>,
     /// The pinned account of a dedicated route.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub account: String,
@@ -77,7 +86,7 @@ pub struct Leafz {
     pub leafs: Vec<Empty>,
 }
 
-pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
+pub fn routez(server: &View<'_>, opts: RoutezOptions, clock: Clock) -> Routez {
     let now = clock.wall_now.as_unix_nanos();
     let permissions = server
         .config()
@@ -91,6 +100,8 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
         .filter_map(|(conn, route)| {
             let remote = route.remote.as_ref()?;
             let start = clock.wall(route.accepted_at);
+            let (subscriptions_list, subscriptions_list_detail) =
+                route_subs(server, conn, route, opts);
             let last = clock.wall(route.last_in.unwrap_or(route.accepted_at));
             Some(RouteInfo {
                 rid: conn.0,
@@ -102,6 +113,7 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
                 port: route.peer.port(),
                 start: rfc3339_nanos(start),
                 last_activity: rfc3339_nanos(last),
+                rtt: rtt_text(route.rtt),
                 uptime: uptime(now.saturating_sub(start.as_unix_nanos())),
                 idle: uptime(now.saturating_sub(last.as_unix_nanos())),
                 import: remote.import.clone(),
@@ -112,6 +124,8 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
                 in_bytes: route.stats.in_bytes,
                 out_bytes: route.stats.out_bytes,
                 subscriptions: route.subs.len(),
+                subscriptions_list,
+                subscriptions_list_detail,
                 account: route.account.clone().unwrap_or_default(),
                 compression: "off",
             })
@@ -128,6 +142,54 @@ pub fn routez(server: &View<'_>, clock: Clock) -> Routez {
         num_routes: routes.len(),
         routes,
     }
+}
+
+/// A route's interest as `/routez` lists it: subjects (`subs=1`) or
+/// details (`subs=detail`) whose `sid` is the reference's key of a remote
+/// subscription (`R [<account> ]<subject>[ <queue>]`, the account left out
+/// on a pinned account's route) and whose `cid` is the route's.
+fn route_subs(
+    server: &View<'_>,
+    conn: &ConnId,
+    route: &RouteConn,
+    opts: RoutezOptions,
+) -> (Vec<String>, Vec<SubDetail>) {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    if opts.subscriptions {
+        let subjects = route.subs.values().map(|sub| text(&sub.subject)).collect();
+        return (subjects, Vec::new());
+    }
+    if !opts.subscriptions_detail {
+        return (Vec::new(), Vec::new());
+    }
+    let accounts = server.accounts();
+    let details = route
+        .subs
+        .values()
+        .map(|sub| {
+            let mut sid = String::from("R ");
+            if route.account.is_none() {
+                sid.push_str(&accounts.list[sub.account].name);
+                sid.push(' ');
+            }
+            sid.push_str(&text(&sub.subject));
+            if let Some(queue) = &sub.queue {
+                sid.push(' ');
+                sid.push_str(&text(queue));
+            }
+            SubDetail {
+                account: String::new(),
+                account_tag: String::new(),
+                subject: text(&sub.subject),
+                qgroup: sub.queue.as_deref().map(text),
+                sid,
+                msgs: sub.msgs,
+                max: 0,
+                cid: conn.0,
+            }
+        })
+        .collect();
+    (Vec::new(), details)
 }
 
 /// `/varz` `cluster`: the route listener as configured (empty without one).

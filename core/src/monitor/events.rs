@@ -408,6 +408,16 @@ pub struct ConnzRequest {
     pub filter: EventFilter,
 }
 
+/// `ROUTEZ` request options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoutezRequest {
+    pub subscriptions: bool,
+    pub subscriptions_detail: bool,
+    #[serde(flatten)]
+    pub filter: EventFilter,
+}
+
 /// `SUBSZ` request options.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -27,7 +27,8 @@ pub use accountz::{accountz, accstatz, AccountStatz, Accountz, UnknownAccount};
 pub use cluster::{gatewayz, leafz, routez};
 pub use connz::{connz, ConnInfo, Connz, SubDetail};
 pub use query::{
-    ConnState, ConnzOptions, QueryError, SortOpt, SubszOptions, DEFAULT_CONN_LIST_SIZE,
+    ConnState, ConnzOptions, QueryError, RoutezOptions, SortOpt, SubszOptions,
+    DEFAULT_CONN_LIST_SIZE,
 };
 pub use subsz::{subsz, Subsz};
 pub use varz::{varz, Varz};

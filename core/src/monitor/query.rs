@@ -90,6 +90,34 @@ impl SortOpt {
     }
 }
 
+/// What `/routez` (and `ROUTEZ` requests) list besides the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoutezOptions {
+    /// `subs=1`: each route's interest subjects.
+    pub subscriptions: bool,
+    /// `subs=detail`: each route's interest in detail.
+    pub subscriptions_detail: bool,
+}
+
+impl RoutezOptions {
+    /// Decodes `subs` as the reference does (`detail`, or a Go bool).
+    pub fn from_query(query: &str) -> Result<RoutezOptions, QueryError> {
+        let (subscriptions, subscriptions_detail) = decode_subs(&Params::parse(query))?;
+        Ok(RoutezOptions {
+            subscriptions,
+            subscriptions_detail,
+        })
+    }
+}
+
+/// `subs`: (list, detail), the reference's `decodeSubs`.
+fn decode_subs(params: &Params) -> Result<(bool, bool), QueryError> {
+    if params.get("subs").eq_ignore_ascii_case("detail") {
+        return Ok((false, true));
+    }
+    Ok((decode_bool(params, "subs")?, false))
+}
+
 /// Everything `/connz` takes from its query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnzOptions {
@@ -208,11 +236,7 @@ impl ConnzOptions {
             })?;
         }
         opts.username = decode_bool(&params, "auth")?;
-        if params.get("subs").eq_ignore_ascii_case("detail") {
-            opts.subscriptions_detail = true;
-        } else {
-            opts.subscriptions = decode_bool(&params, "subs")?;
-        }
+        (opts.subscriptions, opts.subscriptions_detail) = decode_subs(&params)?;
         let offset = decode_int(&params, "offset")?;
         let limit = decode_int(&params, "limit")?;
         opts.cid = decode_uint64(&params, "cid")?;

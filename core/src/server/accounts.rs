@@ -178,9 +178,38 @@ pub struct Accounts {
     pub service_imports: Vec<ServiceImportRoute>,
     pub responses: BTreeMap<u64, ResponseRoute>,
     pub next_response: u64,
+    /// Every `_R_.` subject this server opens starts with
+    /// `_R_.<response_prefix>.`, a token of its own server id, so one
+    /// wildcard per exporting account tells the routes where responses
+    /// go (as the reference's per-account reply prefix does).
+    pub response_prefix: String,
+    /// Interest this server announces to routes beyond its clients'
+    /// subscriptions (`Router::refresh_announced`): the system services'
+    /// request subjects, each stream import's exported subject in the
+    /// exporter, and the response wildcard in each service exporter.
+    pub announced: Vec<(AccountId, Bytes)>,
 }
 
 pub const GLOBAL: AccountId = 0;
+
+/// Six characters of FNV-1a over the server id: this server's token in
+/// the `_R_.` subjects it opens (a collision between two servers only
+/// sends a response to a server that drops it).
+fn response_prefix(server_id: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut hash = server_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (0..6)
+        .map(|_| {
+            let c = ALPHABET[(hash % ALPHABET.len() as u64) as usize] as char;
+            hash /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
 
 impl Accounts {
     /// Build the accounts of `config`. Exports and imports the reference
@@ -200,6 +229,8 @@ impl Accounts {
             service_imports: Vec::new(),
             responses: BTreeMap::new(),
             next_response: 0,
+            response_prefix: response_prefix(&config.identity.server_id),
+            announced: Vec::new(),
         };
         for old in previous.map_or(&[][..], |p| &p.list[..]) {
             accounts.list.push(Account::empty(&old.name));
@@ -319,6 +350,11 @@ impl Accounts {
                     importer,
                     transform,
                 });
+                // The reference's shadow subscription: the exporter's
+                // messages reach every server that imports them, which
+                // delivers to its own subscribers.
+                self.announced
+                    .push((exporter, Bytes::from(import.subject.clone())));
             }
             ImportKind::Service => {
                 let local = import.local_subject();
@@ -336,6 +372,7 @@ impl Accounts {
                     response_type: export.response_type,
                     response_threshold: export.response_threshold,
                 });
+                self.announce_responses(exporter);
             }
         }
         Ok(())
@@ -369,6 +406,20 @@ impl Accounts {
             response_type: ResponseType::Singleton,
             response_threshold: crate::auth::DEFAULT_RESPONSE_THRESHOLD,
         });
+        self.announce_responses(exporter);
+    }
+
+    /// Responses to requests this server carries into `exporter` come
+    /// back here from a responder on another server.
+    fn announce_responses(&mut self, exporter: AccountId) {
+        let wildcard = Bytes::from(format!("_R_.{}.>", self.response_prefix));
+        if !self
+            .announced
+            .iter()
+            .any(|(account, subject)| *account == exporter && *subject == wildcard)
+        {
+            self.announced.push((exporter, wildcard));
+        }
     }
 
     /// The account named `name`, if configured.
@@ -387,7 +438,7 @@ impl Accounts {
         let route = &self.service_imports[import as usize];
         let id = self.next_response;
         self.next_response += 1;
-        let subject = Bytes::from(format!("_R_.{token}"));
+        let subject = Bytes::from(format!("_R_.{}.{token}", self.response_prefix));
         let inserted =
             self.list[route.exporter]
                 .sublist

@@ -963,7 +963,7 @@ impl Server {
         let mut trace = MsgTrace::new(
             wanted,
             ts,
-            (conn, &name),
+            (trace::KIND_CLIENT, conn, &name),
             &account,
             published,
             headers,
@@ -988,6 +988,7 @@ impl Server {
         let message = TraceMessage {
             server: EventServer::new(&self.view(), seq, self.clock(now)),
             request: &trace.request,
+            hops: trace.hops,
             events: &trace.events,
         };
         let body = serde_json::to_vec(&message).expect("trace events serialize");

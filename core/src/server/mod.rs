@@ -147,6 +147,9 @@ pub struct Server {
     /// The `connect_urls` clients were last told (empty until a peer
     /// announced URLs, as the reference's INFO).
     connect_urls: Vec<String>,
+    /// Lame duck mode was entered: this server's own client URLs are no
+    /// longer announced.
+    lame_duck: bool,
 }
 
 impl Server {
@@ -197,6 +200,7 @@ impl Server {
             callouts: callout_ops::Callouts::default(),
             pinned: Vec::new(),
             connect_urls: Vec::new(),
+            lame_duck: false,
         };
         server.start_cluster();
         server
@@ -817,6 +821,7 @@ impl Server {
             self.logs.push(LogLevel::Error, None, warning);
         }
         self.router.replace_accounts(accounts);
+        self.router.refresh_announced();
         self.refile_remote_interest();
         self.authenticator = self.authenticator.renewed(&self.config.auth);
         self.ws_authenticator = match (&self.ws_authenticator, websocket_auth(&self.config)) {
@@ -830,9 +835,18 @@ impl Server {
         self.retire_subscriptions();
     }
 
-    /// Lame-duck mode: tell every client (INFO with `ldm: true`) that this
-    /// server is going away, so clients reconnect elsewhere.
+    /// Lame-duck mode: tell every route and every client (INFO with
+    /// `ldm: true`) that this server is going away, so peers stop
+    /// announcing its client URLs and clients reconnect elsewhere; the
+    /// clients' INFO names the other servers only, as the reference's.
     pub fn enter_lame_duck_mode(&mut self) {
+        if std::mem::replace(&mut self.lame_duck, true) {
+            return;
+        }
+        self.announce_lame_duck_to_routes();
+        if let Some(urls) = self.cluster_connect_urls() {
+            self.connect_urls = urls;
+        }
         for conn in self.conns.ids() {
             let client = self.conns.get(conn).expect("listed");
             if client.is_closing() {

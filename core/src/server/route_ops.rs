@@ -23,6 +23,7 @@ use super::router::{Delivery, Origin};
 use super::routes::{
     Dial, DialRequest, RouteConn, DEFAULT_ROUTE_AUTH_TIMEOUT, MAX_ROUTE_PING_INTERVAL,
 };
+use super::trace;
 use super::WriteTimeoutPolicy;
 use super::{Server, SubKey};
 use crate::auth::PermissionChecker;
@@ -60,6 +61,7 @@ impl Server {
             return;
         };
         self.router.interest = Some(Default::default());
+        self.router.refresh_announced();
         if cluster.name.is_empty() {
             let mut raw = [0u8; 11];
             rand_chacha::rand_core::RngCore::fill_bytes(&mut self.rng, &mut raw);
@@ -281,7 +283,7 @@ impl Server {
             }
             RouteOp::Pong => {
                 if let Some(route) = self.conns.route_mut(conn) {
-                    route.pings_out = 0;
+                    route.pong(now);
                     if std::mem::take(&mut route.grow_on_pong) {
                         self.grow_pool(conn);
                     }
@@ -367,6 +369,14 @@ impl Server {
         if let Some(remote) = &route.remote {
             if info.server_id != remote.server_id {
                 self.implicit_route(&info);
+            } else if info.ldm && !remote.ldm {
+                // The peer is in lame duck mode: its client URLs leave
+                // what our clients are told (and never come back).
+                if let Some(remote) = self.conns.route_mut(conn).and_then(|r| r.remote.as_mut()) {
+                    remote.ldm = true;
+                }
+                self.route_log(LogLevel::Debug, conn, "Remote server in lame duck mode");
+                self.update_connect_urls();
             } else if (&remote.import, &remote.export) != (&info.import, &info.export) {
                 self.peer_permissions_changed(conn, info);
             }
@@ -479,17 +489,18 @@ impl Server {
             info.route_pool_idx = 0;
             self.gossip(&info, dialed, configured);
         }
-        if pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some() {
-            // The next slot is dialed once the peer answers this PING.
-            if let Some(route) = self.conns.route_mut(conn) {
-                route.grow_on_pong = true;
-            }
-            if let Some(mut sink) = self.conns.route_sink(conn) {
-                protocol::write_ping(&mut sink);
-            }
+        // A PING measures the round trip at once (routez `rtt`, as the
+        // reference shows it from the start); on a pooled route this server
+        // dialed, the next slot is dialed once the peer answers it.
+        let grow = pooled && dialed && self.free_slot(&id, info.route_pool_size).is_some();
+        if let Some(route) = self.conns.route_mut(conn) {
+            route.grow_on_pong = grow;
+            route.time_ping(now);
+        }
+        if let Some(mut sink) = self.conns.route_sink(conn) {
+            protocol::write_ping(&mut sink);
         }
         self.refile_route_timer(conn);
-        let _ = now;
     }
 
     /// Which slot the route whose first INFO is `info` takes, or `None`
@@ -858,6 +869,14 @@ impl Server {
         else {
             return;
         };
+        if let Some(headers) = msg.headers.as_deref() {
+            if let Some(wanted) = trace::TraceHeaders::find(headers) {
+                if !self.start_route_trace(now, conn, account, wanted, &msg.subject, headers, size)
+                {
+                    return;
+                }
+            }
+        }
         let delivery = Delivery {
             publisher: conn,
             subject: &msg.subject,
@@ -871,6 +890,54 @@ impl Server {
             queues: &msg.queues,
         };
         router.route(&mut cx, account, &delivery, true, 0);
+        if let Some(trace) = self.trace.take() {
+            self.publish_trace(now, account, &trace);
+        }
+    }
+
+    /// A traced message came over route `conn`: this server traces it too
+    /// (ingress from the route, named by the peer's server name, its hop
+    /// from `Nats-Trace-Hop`) and publishes its own event, as the
+    /// reference. False when the message must not be processed (a
+    /// trace-only message with an invalid destination).
+    #[allow(clippy::too_many_arguments)]
+    fn start_route_trace(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        account: super::AccountId,
+        wanted: trace::TraceHeaders,
+        subject: &[u8],
+        headers: &[u8],
+        size: usize,
+    ) -> bool {
+        if !crate::subject::is_valid_publish_subject(&wanted.dest) {
+            let text = format!(
+                "Destination {:?} is not valid, won't be able to trace events",
+                String::from_utf8_lossy(&wanted.dest)
+            );
+            self.route_log(LogLevel::Error, conn, &text);
+            return !wanted.only;
+        }
+        let name = self
+            .conns
+            .route(conn)
+            .and_then(|r| r.remote.as_ref())
+            .map(|r| r.server_name.clone())
+            .unwrap_or_default();
+        let account = self.router.accounts.list[account].name.clone();
+        let ts = crate::format::rfc3339_nanos(self.clock(now).wall_now);
+        let trace = trace::MsgTrace::new(
+            wanted,
+            ts,
+            (trace::KIND_ROUTER, conn, &name),
+            &account,
+            subject,
+            headers,
+            size,
+        );
+        self.trace = Some(Box::new(trace));
+        true
     }
 
     /// After a reload rebuilt the Sublists: the routes' interest goes back
@@ -979,12 +1046,7 @@ impl Server {
             return;
         }
         let changes = std::mem::take(&mut self.router.interest_changes);
-        let routes: Vec<ConnId> = self
-            .conns
-            .routes()
-            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
-            .map(|(conn, _)| *conn)
-            .collect();
+        let routes = self.registered_routes();
         for change in &changes {
             let Some(account) = self.router.accounts.list.get(change.account) else {
                 continue;
@@ -1055,6 +1117,7 @@ impl Server {
                 return;
             }
             route.pings_out += 1;
+            route.time_ping(now);
             route.ping_deadline = now + ping_interval;
             self.route_log(LogLevel::Debug, conn, "Router Ping Timer");
             if let Some(mut sink) = self.conns.route_sink(conn) {
@@ -1088,32 +1151,9 @@ impl Server {
     /// clients that take async INFO (protocol 1, past their first PONG),
     /// as the reference does when servers join and leave.
     pub(super) fn update_connect_urls(&mut self) {
-        let Some(cluster) = &self.config.cluster else {
+        let Some(urls) = self.cluster_connect_urls() else {
             return;
         };
-        if cluster.no_advertise {
-            return;
-        }
-        let mut peers: Vec<String> = Vec::new();
-        for (_, route) in self.conns.routes() {
-            let Some(remote) = route.remote.as_ref().filter(|_| !route.is_closing()) else {
-                continue;
-            };
-            for url in &remote.connect_urls {
-                if !peers.contains(url) {
-                    peers.push(url.clone());
-                }
-            }
-        }
-        if peers.is_empty() && self.connect_urls.is_empty() {
-            return;
-        }
-        let mut urls = self.config.identity.client_urls.clone();
-        for url in peers {
-            if !urls.contains(&url) {
-                urls.push(url);
-            }
-        }
         if urls == self.connect_urls {
             return;
         }
@@ -1133,6 +1173,74 @@ impl Server {
             protocol::write_info(&mut self.conns.sink(conn), &info);
             self.conns.queue_transmit(conn);
             self.enforce_pending_limit(conn);
+        }
+    }
+
+    /// The client URLs clients are to be told: this server's (unless in
+    /// lame duck mode), then those of every routed server not in lame duck
+    /// mode. `None`: nothing to tell (no cluster, `no_advertise`, or no URL
+    /// was ever announced).
+    pub(super) fn cluster_connect_urls(&self) -> Option<Vec<String>> {
+        let cluster = self.config.cluster.as_ref()?;
+        if cluster.no_advertise {
+            return None;
+        }
+        let open = || {
+            self.conns
+                .routes()
+                .filter(|(_, r)| !r.is_closing())
+                .filter_map(|(_, r)| r.remote.as_ref())
+        };
+        let leaving: Vec<&str> = open()
+            .filter(|remote| remote.ldm)
+            .map(|remote| remote.server_id.as_str())
+            .collect();
+        let mut peers: Vec<String> = Vec::new();
+        for remote in open().filter(|remote| !leaving.contains(&remote.server_id.as_str())) {
+            for url in &remote.connect_urls {
+                if !peers.contains(url) {
+                    peers.push(url.clone());
+                }
+            }
+        }
+        if peers.is_empty() && self.connect_urls.is_empty() {
+            return None;
+        }
+        let mut urls = if self.lame_duck {
+            Vec::new()
+        } else {
+            self.config.identity.client_urls.clone()
+        };
+        for url in peers {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        Some(urls)
+    }
+
+    /// The registered routes not closing, in id order.
+    fn registered_routes(&self) -> Vec<ConnId> {
+        self.conns
+            .routes()
+            .filter(|(_, r)| r.remote.is_some() && !r.is_closing())
+            .map(|(conn, _)| *conn)
+            .collect()
+    }
+
+    /// Lame duck mode: one INFO with `ldm` to every registered route (the
+    /// reference's), whose server stops telling its clients our URLs.
+    pub(super) fn announce_lame_duck_to_routes(&mut self) {
+        if self.config.cluster.is_none() {
+            return;
+        }
+        let mut info = self.route_info();
+        info.ldm = true;
+        let routes = self.registered_routes();
+        for conn in routes {
+            if let Some(mut sink) = self.conns.route_sink(conn) {
+                wire::write_route_info(&mut sink, &info);
+            }
         }
     }
 

@@ -95,6 +95,10 @@ pub(super) enum Origin<'a> {
     Local,
     /// A route (RMSG): these queue groups chose a member on this server.
     Route { queues: &'a [Bytes] },
+    /// Carried into the importer by a stream import: every server that
+    /// imports the stream got the exporter's message (its interest is
+    /// announced in the exporter), so only local subscribers get it here.
+    Imported,
 }
 
 /// Names one interest: (account, subject, queue group).
@@ -123,8 +127,12 @@ pub struct Router {
     /// counted, so routes hear of the first and the last subscription.
     pub(super) interest: Option<BTreeMap<InterestKey, u32>>,
     pub(super) interest_changes: Vec<InterestChange>,
-    /// Routes one message goes to in the account being routed (reused).
-    route_targets: Vec<(ConnId, Option<Bytes>)>,
+    /// Routes one message goes to in the account being routed (reused):
+    /// the route, the queue group it was chosen for, the interest matched.
+    route_targets: Vec<(ConnId, Option<Bytes>, u64)>,
+    /// The accounts' announced interest counted in `interest` (so a
+    /// rebuild takes out what the new accounts no longer announce).
+    announced: Vec<(AccountId, Bytes)>,
 }
 
 impl Router {
@@ -136,6 +144,7 @@ impl Router {
             interest: None,
             interest_changes: Vec::new(),
             route_targets: Vec::new(),
+            announced: Vec::new(),
         }
     }
 
@@ -147,6 +156,50 @@ impl Router {
             }
         }
         self.accounts = accounts;
+    }
+
+    /// Count the accounts' announced interest (`Accounts::announced`) in
+    /// `interest` like client subscriptions, so routes hear of it at
+    /// registration and of its changes after a rebuild. No-op without a
+    /// cluster.
+    pub(super) fn refresh_announced(&mut self) {
+        let Some(interest) = &mut self.interest else {
+            return;
+        };
+        let mut wanted = self.accounts.announced.clone();
+        wanted.sort();
+        wanted.dedup();
+        let old = std::mem::take(&mut self.announced);
+        for (account, subject) in old.iter().filter(|entry| !wanted.contains(entry)) {
+            let key = (*account, subject.clone(), None);
+            if let Some(count) = interest.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    interest.remove(&key);
+                    self.interest_changes.push(InterestChange {
+                        account: *account,
+                        subject: subject.clone(),
+                        queue: None,
+                        count: 0,
+                    });
+                }
+            }
+        }
+        for (account, subject) in wanted.iter().filter(|entry| !old.contains(entry)) {
+            let count = interest
+                .entry((*account, subject.clone(), None))
+                .or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.interest_changes.push(InterestChange {
+                    account: *account,
+                    subject: subject.clone(),
+                    queue: None,
+                    count: 1,
+                });
+            }
+        }
+        self.announced = wanted;
     }
 
     /// Apply `account`'s mappings to `subject`; true when `out` holds a new subject.
@@ -324,7 +377,7 @@ impl Router {
                             .route_mut(key.conn)
                             .is_none_or(|r| r.may_send(key.index, msg.subject))
                     {
-                        self.route_targets.push((key.conn, None));
+                        self.route_targets.push((key.conn, None, key.index));
                     }
                 }
                 other => crossings.push(other),
@@ -337,6 +390,7 @@ impl Router {
             }
             let from_route = match cx.origin {
                 Origin::Local => false,
+                Origin::Imported => true,
                 // Only the groups the sender picked this server for.
                 Origin::Route { queues } => {
                     if !queues.contains(&group.name) {
@@ -377,8 +431,11 @@ impl Router {
                             if cx.conns.route_mut(key.conn).is_some_and(|r| {
                                 !r.is_closing() && r.may_send(key.index, msg.subject)
                             }) {
-                                self.route_targets
-                                    .push((key.conn, Some(group.name.clone())));
+                                self.route_targets.push((
+                                    key.conn,
+                                    Some(group.name.clone()),
+                                    key.index,
+                                ));
                                 delivered = true;
                                 break;
                             }
@@ -428,7 +485,7 @@ impl Router {
         let mut queues: Vec<&[u8]> = Vec::new();
         let mut at = 0;
         while at < targets.len() {
-            let conn = targets[at].0;
+            let (conn, counted) = (targets[at].0, targets[at].2);
             queues.clear();
             while at < targets.len() && targets[at].0 == conn {
                 if let Some(queue) = &targets[at].1 {
@@ -445,6 +502,20 @@ impl Router {
                 continue;
             }
             let wire_account = route.account.is_none().then_some(name);
+            // A traced message carries its hop to the next server, which
+            // traces it on (a trace-only one is delivered nowhere there
+            // either); this server records the route egress.
+            let hop_headers;
+            let headers = match (cx.trace.as_deref_mut(), msg.headers) {
+                (Some(trace), Some(headers)) => {
+                    let server = route.remote.as_ref().map_or("", |r| r.server_name.as_str());
+                    let account_name = String::from_utf8_lossy(name);
+                    let hop = trace.route_egress(conn, server, &account_name);
+                    hop_headers = trace::with_hop(headers, &hop);
+                    Some(&hop_headers[..])
+                }
+                (_, headers) => headers,
+            };
             #[cfg(feature = "planted-defects")]
             let copies = 1 + usize::from(
                 msg.reply.is_some()
@@ -459,11 +530,14 @@ impl Router {
                     msg.subject,
                     msg.reply,
                     &queues,
-                    msg.headers,
+                    headers,
                     msg.payload,
                 );
             }
-            let size = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
+            if let Some(sub) = route.subs.get_mut(&counted) {
+                sub.msgs += 1;
+            }
+            let size = headers.map_or(0, <[u8]>::len) + msg.payload.len();
             route.stats.out_msgs += 1;
             route.stats.out_bytes += size as u64;
             cx.stats.out_msgs += 1;
@@ -504,6 +578,12 @@ impl Router {
                 unreachable!("clients and routes are delivered to directly")
             }
             SubTarget::System(service) => {
+                if service == super::system_inbox::SysService::UserInfo
+                    && matches!(cx.origin, Origin::Route { .. })
+                {
+                    // Only the requester's own server knows its user.
+                    return false;
+                }
                 let (subject, reply, payload) = (msg.subject, msg.reply, msg.payload);
                 cx.system
                     .queue(service, msg.publisher, subject, reply, payload, cx.logs);
@@ -540,9 +620,17 @@ impl Router {
                     subject: &subject,
                     ..*msg
                 };
-                self.route(cx, importer, &crossed, true, depth)
+                let origin = std::mem::replace(&mut cx.origin, Origin::Imported);
+                let delivered = self.route(cx, importer, &crossed, true, depth);
+                cx.origin = origin;
+                delivered
             }
             SubTarget::ServiceImport(index) => {
+                if matches!(cx.origin, Origin::Route { .. }) {
+                    // The requester's server crossed it already and sent
+                    // the request on in the exporter (as the reference).
+                    return false;
+                }
                 let route = &self.accounts.service_imports[index as usize];
                 if !route.transform.apply(msg.subject, &mut subject) {
                     return false;

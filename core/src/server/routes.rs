@@ -76,6 +76,10 @@ pub struct RemoteSub {
     pub queue: Option<Bytes>,
     /// Queue members on the peer (1 for plain interest).
     pub weight: u32,
+    /// Messages sent over the route for this interest (routez `msgs`: the
+    /// first interest of the route a message matched, as the reference
+    /// counts).
+    pub msgs: u64,
 }
 
 /// One route connection.
@@ -112,6 +116,10 @@ pub struct RouteConn {
     pub auth_deadline: Option<Instant>,
     pub ping_deadline: Instant,
     pub pings_out: u32,
+    /// When the PING being timed went out (routez `rtt`).
+    pub rtt_start: Option<Instant>,
+    /// The last round trip measured.
+    pub rtt: Option<Duration>,
     pub subs: BTreeMap<u64, RemoteSub>,
     pub by_key: BTreeMap<super::router::InterestKey, u64>,
     next_sub: u64,
@@ -147,6 +155,8 @@ impl RouteConn {
             auth_deadline: None,
             ping_deadline: now,
             pings_out: 0,
+            rtt_start: None,
+            rtt: None,
             subs: BTreeMap::new(),
             by_key: BTreeMap::new(),
             next_sub: 0,
@@ -202,6 +212,7 @@ impl RouteConn {
                 subject,
                 queue,
                 weight: weight.max(1),
+                msgs: 0,
             },
         );
         Some(index)
@@ -269,6 +280,22 @@ impl RouteConn {
             return true;
         };
         permissions.may_receive(&sub.subject, sub.queue.as_deref(), subject)
+    }
+
+    /// Send a PING whose PONG measures the round trip (unless one is
+    /// being timed already).
+    pub(super) fn time_ping(&mut self, now: Instant) {
+        if self.rtt_start.is_none() {
+            self.rtt_start = Some(now);
+        }
+    }
+
+    /// A PONG arrived: the PING being timed is answered.
+    pub(super) fn pong(&mut self, now: Instant) {
+        self.pings_out = 0;
+        if let Some(start) = self.rtt_start.take() {
+            self.rtt = Some((now - start).max(Duration::from_nanos(1)));
+        }
     }
 
     /// The weight of the queue interest filed under `key`.

@@ -26,8 +26,9 @@ pub use super::system_inbox::*;
 use super::{AccountId, Delivery, Server, View};
 use crate::monitor::events::{
     AccountConnectionsEvent, AccountzRequest, ApiError, ApiResponse, ConnectEvent, ConnzRequest,
-    DisconnectEvent, EventClient, EventFilter, EventServer, Idz, StatszMessage, StatzRequest,
-    SubszRequest, UserInfo, UserPermissions, CONNECT_EVENT_TYPE, DISCONNECT_EVENT_TYPE,
+    DisconnectEvent, EventClient, EventFilter, EventServer, Idz, RoutezRequest, StatszMessage,
+    StatzRequest, SubszRequest, UserInfo, UserPermissions, CONNECT_EVENT_TYPE,
+    DISCONNECT_EVENT_TYPE,
 };
 use crate::monitor::{self, ConnState, ConnzOptions, Healthz, SortOpt, SubszOptions};
 use crate::runtime::{CloseReason, ConnId};
@@ -260,8 +261,12 @@ impl Server {
                 let opts = subsz_options(&request)?;
                 Ok(to_value(&monitor::subsz(server, &opts, clock)))
             }),
-            ServerEndpoint::Routez => self.filtered::<EventFilter, _>(payload, |server, _| {
-                Ok(to_value(&monitor::routez(server, clock)))
+            ServerEndpoint::Routez => self.filtered(payload, |server, request: RoutezRequest| {
+                let opts = monitor::RoutezOptions {
+                    subscriptions: request.subscriptions,
+                    subscriptions_detail: request.subscriptions_detail,
+                };
+                Ok(to_value(&monitor::routez(server, opts, clock)))
             }),
             ServerEndpoint::Gatewayz => self.filtered::<EventFilter, _>(payload, |server, _| {
                 Ok(to_value(&monitor::gatewayz(server, clock)))
@@ -411,6 +416,12 @@ impl HasFilter for EventFilter {
 }
 
 impl HasFilter for ConnzRequest {
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+}
+
+impl HasFilter for RoutezRequest {
     fn filter(&self) -> &EventFilter {
         &self.filter
     }

@@ -375,6 +375,11 @@ pub(crate) fn install(accounts: &mut Accounts, server_id: &str, resolver: Resolv
             SubTarget::System(service),
         );
         assert!(inserted.is_ok(), "system subject {subject} is valid");
+        // Routes hear of every service but the user's own: only the
+        // requester's server knows its connection, as in the reference.
+        if service != SysService::UserInfo {
+            accounts.announced.push((system, Bytes::from(subject)));
+        }
     }
     let importers: Vec<(AccountId, String)> = accounts
         .list

@@ -4,6 +4,8 @@
 //! refusal) as one JSON event published to that subject in the publisher's
 //! account, in nats-server v2.15.1's `MsgTraceEvent` shape. With
 //! `Nats-Trace-Only: true` the message is traced but not delivered.
+//! A message going on over a route carries `Nats-Trace-Hop`; the next
+//! server traces it from its route ingress and publishes its own event.
 //!
 //! Invariants:
 //! - A trace lives for one published message: created before routing,
@@ -24,8 +26,13 @@ use crate::runtime::ConnId;
 pub const TRACE_DEST_HEADER: &[u8] = b"Nats-Trace-Dest";
 pub const TRACE_ONLY_HEADER: &[u8] = b"Nats-Trace-Only";
 
-/// nats-server's connection kind number for clients (`CLIENT`).
-const KIND_CLIENT: u8 = 0;
+/// nats-server's connection kind numbers (`CLIENT`, `ROUTER`).
+pub const KIND_CLIENT: u8 = 0;
+pub const KIND_ROUTER: u8 = 1;
+
+/// The header naming a traced message's hop: `1`, `2`, ... for the
+/// routes the first server sent it on, `1.1` for the next server's, ...
+pub const TRACE_HOP_HEADER: &[u8] = b"Nats-Trace-Hop";
 
 pub const ERR_NO_ECHO: &str = "Not delivered because of no echo";
 pub const ERR_SUB_DENY: &str = "Not delivered because subscription denies this subject";
@@ -64,6 +71,9 @@ pub enum TraceEvent {
         cid: u64,
         #[serde(skip_serializing_if = "String::is_empty")]
         name: String,
+        /// The hop a route egress gave the message.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        hop: String,
         #[serde(skip_serializing_if = "String::is_empty")]
         acc: String,
         #[serde(skip_serializing_if = "String::is_empty")]
@@ -92,6 +102,9 @@ fn is_zero(value: &usize) -> bool {
 pub struct TraceMessage<'a> {
     pub server: EventServer,
     pub request: &'a TraceRequest,
+    /// Routes this server sent the message on.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hops: usize,
     pub events: &'a [TraceEvent],
 }
 
@@ -128,13 +141,18 @@ pub struct MsgTrace {
     pub ingress_account: String,
     pub request: TraceRequest,
     pub events: Vec<TraceEvent>,
+    /// The hop this server got the message as (`Nats-Trace-Hop`; empty at
+    /// the publisher's server).
+    pub hop: String,
+    /// Routes the message went on from here.
+    pub hops: usize,
 }
 
 impl MsgTrace {
     pub fn new(
         wanted: TraceHeaders,
         ts: String,
-        publisher: (ConnId, &str),
+        publisher: (u8, ConnId, &str),
         account: &str,
         subject: &[u8],
         headers: &[u8],
@@ -142,9 +160,9 @@ impl MsgTrace {
     ) -> MsgTrace {
         let ingress = TraceEvent::Ingress {
             ts: ts.clone(),
-            kind: KIND_CLIENT,
-            cid: publisher.0 .0,
-            name: publisher.1.to_owned(),
+            kind: publisher.0,
+            cid: publisher.1 .0,
+            name: publisher.2.to_owned(),
             acc: account.to_owned(),
             subj: String::from_utf8_lossy(subject).into_owned(),
         };
@@ -158,6 +176,43 @@ impl MsgTrace {
                 msgsize: size,
             },
             events: vec![ingress],
+            hop: find_header(headers, TRACE_HOP_HEADER)
+                .map(|hop| String::from_utf8_lossy(hop).into_owned())
+                .unwrap_or_default(),
+            hops: 0,
+        }
+    }
+
+    /// The message goes on over route `conn` to the server `name`, in
+    /// `account`: records the egress and returns the hop it carries there.
+    pub fn route_egress(&mut self, conn: ConnId, name: &str, account: &str) -> String {
+        self.hops += 1;
+        let hop = if self.hop.is_empty() {
+            self.hops.to_string()
+        } else {
+            format!("{}.{}", self.hop, self.hops)
+        };
+        let acc = self.egress_account(account);
+        self.events.push(TraceEvent::Egress {
+            ts: self.ts.clone(),
+            kind: KIND_ROUTER,
+            cid: conn.0,
+            name: name.to_owned(),
+            hop: hop.clone(),
+            acc,
+            sub: String::new(),
+            queue: String::new(),
+            error: "",
+        });
+        hop
+    }
+
+    /// An egress names its account only when it is not the ingress one.
+    fn egress_account(&self, account: &str) -> String {
+        if account == self.ingress_account {
+            String::new()
+        } else {
+            account.to_owned()
         }
     }
 
@@ -195,16 +250,13 @@ impl MsgTrace {
         account: &str,
         error: &'static str,
     ) {
-        let acc = if account == self.ingress_account {
-            String::new()
-        } else {
-            account.to_owned()
-        };
+        let acc = self.egress_account(account);
         self.events.push(TraceEvent::Egress {
             ts: self.ts.clone(),
             kind: KIND_CLIENT,
             cid: conn.0,
             name: name.unwrap_or_default().to_owned(),
+            hop: String::new(),
             acc,
             sub: String::from_utf8_lossy(&sub.subject).into_owned(),
             queue: sub
@@ -215,6 +267,40 @@ impl MsgTrace {
             error,
         });
     }
+}
+
+/// `block` with `Nats-Trace-Hop: <hop>`: the header's value replaced, or
+/// the header added last, as the reference sets it.
+pub fn with_hop(block: &[u8], hop: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(block.len() + TRACE_HOP_HEADER.len() + hop.len() + 4);
+    let body = block.strip_suffix(b"\r\n\r\n").unwrap_or(block);
+    let mut replaced = false;
+    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if index > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        let is_hop = line
+            .split(|b| *b == b':')
+            .next()
+            .is_some_and(|name| index > 0 && name.eq_ignore_ascii_case(TRACE_HOP_HEADER));
+        if is_hop && !replaced {
+            replaced = true;
+            out.extend_from_slice(TRACE_HOP_HEADER);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(hop.as_bytes());
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    if !replaced {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(TRACE_HOP_HEADER);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(hop.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out
 }
 
 /// The header block as the reference reports it: name → values, names as
@@ -245,6 +331,20 @@ mod tests {
         let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Only: yes\r\n\r\n";
         assert!(!TraceHeaders::find(block).unwrap().only);
         assert_eq!(TraceHeaders::find(b"NATS/1.0\r\nOther: 1\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn the_hop_header_is_added_or_replaced() {
+        let block = b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\n\r\n";
+        assert_eq!(
+            with_hop(block, "1"),
+            b"NATS/1.0\r\nNats-Trace-Dest: t.x\r\nNats-Trace-Hop: 1\r\n\r\n"
+        );
+        let block = b"NATS/1.0\r\nNats-Trace-Hop: 1\r\nA: b\r\n\r\n";
+        assert_eq!(
+            with_hop(block, "1.2"),
+            b"NATS/1.0\r\nNats-Trace-Hop: 1.2\r\nA: b\r\n\r\n"
+        );
     }
 
     #[test]

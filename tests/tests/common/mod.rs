@@ -8,6 +8,8 @@
 // Each test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -465,4 +467,32 @@ pub async fn js_api(
     .await
     .unwrap();
     serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// Every key path of a JSON value: object keys joined with `.`, array
+/// elements as `[]`.
+pub fn key_paths(
+    value: &serde_json::Value,
+    prefix: &str,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                out.insert(path.clone());
+                key_paths(child, &path, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                key_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
 }

@@ -338,10 +338,12 @@ fn pooled_routes_fill_their_slots() {
     pump(&mut a, &mut b, conns[1]);
     let on_pinned = a.server.connections().route(conns[1]).unwrap();
     assert_eq!(on_pinned.account.as_deref(), Some("$SYS"));
+    // (The system services' subjects, and the wildcard of the responses
+    // to requests the other accounts import from it.)
     assert!(on_pinned
         .subs
         .values()
-        .all(|s| s.subject.starts_with(b"$SYS")));
+        .all(|s| s.subject.starts_with(b"$SYS.") || s.subject.starts_with(b"_R_.")));
     // Slots 1 and 2: the second dial takes slot 1, a third slot 2, where
     // B's `$G` interest arrives.
     let mut dial = next;
