@@ -374,6 +374,9 @@ async fn serve(
         }
     }
     config.websocket = websocket.as_ref().map(|ws| ws.config.clone());
+    if let Some(ws) = &config.websocket {
+        config.identity.ws_connect_urls = client_urls(ws.advertise.as_deref(), &ws.host, ws.port);
+    }
     let routes = match cluster {
         Some(request) => Some(open_routes(request).await),
         None => None,

@@ -765,3 +765,51 @@ async fn cluster_permissions() {
         }
     }
 }
+
+/// Websocket clients are told the cluster's websocket URLs (`connect_urls`
+/// from the servers' `ws_connect_urls`), TCP clients the client URLs, in
+/// pairs of rnats servers and mixed with nats-server.
+#[tokio::test]
+async fn websocket_clients_are_told_websocket_urls() {
+    let conf = conf_file("websocket { listen: \"127.0.0.1:-1\", no_tls: true }\n");
+    for kinds in [
+        [Kind::Rnats, Kind::Rnats],
+        [Kind::Rnats, Kind::Reference],
+        [Kind::Reference, Kind::Rnats],
+    ] {
+        eprintln!("pair {kinds:?}");
+        let Some(first) = start_with(kinds[0], None, Some(&conf)) else {
+            return;
+        };
+        let Some(second) = start_with(kinds[1], Some(first.route_port()), Some(&conf)) else {
+            return;
+        };
+        let client_urls: BTreeSet<String> = [&first, &second]
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let ws_urls: BTreeSet<String> = [&first, &second]
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.websocket_port()))
+            .collect();
+        // Connect until the route has registered (the INFO then names both).
+        let (tcp, ws) = within("both servers in connect_urls", async {
+            loop {
+                let tcp = connect(&first.url()).await;
+                let ws_url = format!("ws://127.0.0.1:{}", first.websocket_port());
+                let ws = connect(&ws_url).await;
+                let told = |client: &async_nats::Client| -> BTreeSet<String> {
+                    client.server_info().connect_urls.into_iter().collect()
+                };
+                let (tcp, ws) = (told(&tcp), told(&ws));
+                if tcp.len() == 2 && ws.len() == 2 {
+                    return (tcp, ws);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert_eq!(tcp, client_urls);
+        assert_eq!(ws, ws_urls);
+    }
+}

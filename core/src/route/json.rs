@@ -33,6 +33,9 @@ pub struct RouteInfo {
     /// Client URLs of the peer (`host:port`), told to clients.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// Its websocket URLs, told to websocket clients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ws_connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub compression: String,
     /// The sender's pool size (absent: it does not pool).

@@ -37,6 +37,8 @@ pub struct ServerIdentity {
     /// or the bound address; the runtime resolves an any-address), told to
     /// the cluster's other servers, which tell their clients.
     pub client_urls: Vec<String>,
+    /// The same for the websocket listener (`advertise`, or its address).
+    pub ws_connect_urls: Vec<String>,
 }
 
 impl Default for ServerIdentity {
@@ -51,6 +53,7 @@ impl Default for ServerIdentity {
             host: String::from("0.0.0.0"),
             port: 4222,
             client_urls: Vec::new(),
+            ws_connect_urls: Vec::new(),
         }
     }
 }

@@ -147,6 +147,8 @@ pub struct Server {
     /// The `connect_urls` clients were last told (empty until a peer
     /// announced URLs, as the reference's INFO).
     connect_urls: Vec<String>,
+    /// The same for websocket clients (the servers' websocket URLs).
+    ws_connect_urls: Vec<String>,
     /// Lame duck mode was entered: this server's own client URLs are no
     /// longer announced.
     lame_duck: bool,
@@ -200,6 +202,7 @@ impl Server {
             callouts: callout_ops::Callouts::default(),
             pinned: Vec::new(),
             connect_urls: Vec::new(),
+            ws_connect_urls: Vec::new(),
             lame_duck: false,
         };
         server.start_cluster();
@@ -844,8 +847,11 @@ impl Server {
             return;
         }
         self.announce_lame_duck_to_routes();
-        if let Some(urls) = self.cluster_connect_urls() {
+        if let Some(urls) = self.cluster_connect_urls(false) {
             self.connect_urls = urls;
+        }
+        if let Some(urls) = self.cluster_connect_urls(true) {
+            self.ws_connect_urls = urls;
         }
         for conn in self.conns.ids() {
             let client = self.conns.get(conn).expect("listed");
@@ -1046,6 +1052,8 @@ impl Server {
             info.tls_required = ws.tls;
             info.tls_available = ws.tls;
             info.auth_required |= ws.auth.overrides();
+            // A websocket client is told the servers' websocket URLs.
+            info.connect_urls = self.ws_connect_urls.clone();
         }
         info
     }

@@ -1151,13 +1151,23 @@ impl Server {
     /// clients that take async INFO (protocol 1, past their first PONG),
     /// as the reference does when servers join and leave.
     pub(super) fn update_connect_urls(&mut self) {
-        let Some(urls) = self.cluster_connect_urls() else {
-            return;
-        };
-        if urls == self.connect_urls {
+        use crate::runtime::ListenerKind;
+        let mut changed = Vec::new();
+        if let Some(urls) = self.cluster_connect_urls(false) {
+            if urls != self.connect_urls {
+                self.connect_urls = urls;
+                changed.push(ListenerKind::Client);
+            }
+        }
+        if let Some(urls) = self.cluster_connect_urls(true) {
+            if urls != self.ws_connect_urls {
+                self.ws_connect_urls = urls;
+                changed.push(ListenerKind::WebSocket);
+            }
+        }
+        if changed.is_empty() {
             return;
         }
-        self.connect_urls = urls;
         for conn in self.conns.ids() {
             let Some(client) = self.conns.get(conn) else {
                 continue;
@@ -1165,7 +1175,7 @@ impl Server {
             if client.is_closing()
                 || client.options.protocol < 1
                 || !client.first_pong_sent
-                || client.listener != crate::runtime::ListenerKind::Client
+                || !changed.contains(&client.listener)
             {
                 continue;
             }
@@ -1176,11 +1186,17 @@ impl Server {
         }
     }
 
-    /// The client URLs clients are to be told: this server's (unless in
-    /// lame duck mode), then those of every routed server not in lame duck
-    /// mode. `None`: nothing to tell (no cluster, `no_advertise`, or no URL
-    /// was ever announced).
-    pub(super) fn cluster_connect_urls(&self) -> Option<Vec<String>> {
+    /// The client URLs clients are to be told (`websocket`: the websocket
+    /// URLs websocket clients are): this server's (unless in lame duck
+    /// mode), then those of every routed server not in lame duck mode.
+    /// `None`: nothing to tell (no cluster, `no_advertise`, or no URL was
+    /// ever announced).
+    pub(super) fn cluster_connect_urls(&self, websocket: bool) -> Option<Vec<String>> {
+        let (own, told) = if websocket {
+            (&self.config.identity.ws_connect_urls, &self.ws_connect_urls)
+        } else {
+            (&self.config.identity.client_urls, &self.connect_urls)
+        };
         let cluster = self.config.cluster.as_ref()?;
         if cluster.no_advertise {
             return None;
@@ -1197,19 +1213,24 @@ impl Server {
             .collect();
         let mut peers: Vec<String> = Vec::new();
         for remote in open().filter(|remote| !leaving.contains(&remote.server_id.as_str())) {
-            for url in &remote.connect_urls {
+            let theirs = if websocket {
+                &remote.ws_connect_urls
+            } else {
+                &remote.connect_urls
+            };
+            for url in theirs {
                 if !peers.contains(url) {
                     peers.push(url.clone());
                 }
             }
         }
-        if peers.is_empty() && self.connect_urls.is_empty() {
+        if peers.is_empty() && told.is_empty() {
             return None;
         }
         let mut urls = if self.lame_duck {
             Vec::new()
         } else {
-            self.config.identity.client_urls.clone()
+            own.clone()
         };
         for url in peers {
             if !urls.contains(&url) {
@@ -1446,6 +1467,11 @@ impl Server {
                 Vec::new()
             } else {
                 self.config.identity.client_urls.clone()
+            },
+            ws_connect_urls: if cluster.no_advertise {
+                Vec::new()
+            } else {
+                self.config.identity.ws_connect_urls.clone()
             },
             ..RouteInfo::default()
         }
