@@ -789,9 +789,8 @@ async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 
 /// This server's client URLs as other servers tell their clients:
 /// `client_advertise` (its port defaulting to ours), the listen host, or,
-/// for an any-address, the address this host reaches the network from
-/// (the reference lists every non-loopback address; one is what a client
-/// needs, found without sending anything).
+/// for an any-address, every global unicast address of the host's
+/// interfaces, in interface order, as the reference lists them.
 fn client_urls(advertise: Option<&str>, host: &str, port: u16) -> Vec<String> {
     let join = |host: &str, port: u16| match host.contains(':') {
         true => format!("[{host}]:{port}"),
@@ -813,17 +812,39 @@ fn client_urls(advertise: Option<&str>, host: &str, port: u16) -> Vec<String> {
     if !any {
         return vec![join(host, port)];
     }
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|socket| {
-            socket.connect("192.0.2.1:9")?;
-            socket.local_addr()
-        })
-        .map(|addr| addr.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
-    probe
-        .map(|ip| vec![join(&ip.to_string(), port)])
-        .unwrap_or_default()
+    let mut interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    // Stable: an interface's addresses keep their order (IPv4 first).
+    interfaces.sort_by_key(|interface| interface.index);
+    let mut urls: Vec<String> = Vec::new();
+    for interface in interfaces {
+        let ip = interface.ip();
+        if !is_global_unicast(ip) {
+            continue;
+        }
+        let url = join(&ip.to_string(), port);
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls
+}
+
+/// Go's `IP.IsGlobalUnicast`: not loopback, link-local, multicast,
+/// unspecified or the IPv4 broadcast address.
+fn is_global_unicast(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            !(v6.is_loopback() || link_local || v6.is_multicast() || v6.is_unspecified())
+        }
+    }
 }
 
 fn display_addr(host: &str, local: SocketAddr) -> String {
