@@ -29,7 +29,7 @@ use rnats_core::raft::wire::{EntryType, PeerId};
 use rnats_core::store::disk::{Disk, MemDisk, SharedDisk};
 use rnats_core::time::Instant;
 
-use crate::store_recovery::SEPARATOR;
+use crate::store_recovery::split;
 
 /// The largest input the target reads.
 pub const MAX_INPUT: usize = 64 << 10;
@@ -44,23 +44,6 @@ fn config(fresh: bool, lazy: bool) -> Config {
         lazy_sync: lazy,
         ..Config::new(A, vec![A, B, C], 1)
     }
-}
-
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut at = 0;
-    while at + SEPARATOR.len() <= data.len() {
-        if &data[at..at + SEPARATOR.len()] == SEPARATOR {
-            parts.push(&data[start..at]);
-            at += SEPARATOR.len();
-            start = at;
-        } else {
-            at += 1;
-        }
-    }
-    parts.push(&data[start..]);
-    parts
 }
 
 /// The entries and file bytes of a built log.

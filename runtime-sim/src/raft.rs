@@ -15,6 +15,18 @@
 //! at its index. With `spares` and `membership_per_s_max`, the leader is asked now and
 //! then to add a non-member or remove a voter (itself included), sometimes
 //! twice at once, during every other fault; removed nodes are re-added later.
+//! Lost logs: with `wipe_per_s_max` a minority node loses power and every
+//! file; with `lazy_nodes` the first nodes acknowledge before their sync;
+//! with `log_damage_per_s_max` a minority's log, term/vote or identity
+//! file is damaged at rest. A node whose open reports a lost log gets its
+//! directory cleared and a new id (`peer_id(slot, generation)`; the old one
+//! is retired for good), and the leader is asked each tick to remove a
+//! retired voter, then add the new id (`replace_lost`). With
+//! `disk_error_max` a minority's disks fail calls (EIO, ENOSPC) until the
+//! heal; a poisoned node is killed and restarted. Each node has its own
+//! monotonic clock (`Clock`: drift, forward jumps) and may be paused
+//! (messages and sync completions wait, its clock runs on). With `fifo`
+//! each link delivers in order (the bench); otherwise messages reorder.
 //!
 //! Checked online, after every step: at most one leader per term (election
 //! safety); no two nodes apply different entries at one index (state
@@ -707,6 +719,14 @@ impl RaftWorld {
     }
 
     fn step(&mut self, event: Event) {
+        // A paused node takes its messages and sync completions when it
+        // runs again.
+        if let Event::Deliver { to: i, .. } | Event::SyncDone { node: i, .. } = event {
+            if self.paused(i) {
+                let at = self.nodes[i].paused_until;
+                return self.schedule(at, event);
+            }
+        }
         match event {
             Event::Deliver {
                 to,
@@ -718,18 +738,6 @@ impl RaftWorld {
             } => {
                 if self.nodes[to].incarnation != incarnation || self.nodes[to].node.is_none() {
                     return;
-                }
-                if self.paused(to) {
-                    let at = self.nodes[to].paused_until;
-                    let event = Event::Deliver {
-                        to,
-                        from,
-                        from_id,
-                        incarnation,
-                        kind,
-                        bytes,
-                    };
-                    return self.schedule(at, event);
                 }
                 let message = match decode(kind, &bytes) {
                     Ok(message) => message,
@@ -752,16 +760,6 @@ impl RaftWorld {
             } => {
                 if self.nodes[node].incarnation != incarnation {
                     return;
-                }
-                if self.paused(node) {
-                    let at = self.nodes[node].paused_until;
-                    let event = Event::SyncDone {
-                        node,
-                        incarnation,
-                        tag,
-                        path,
-                    };
-                    return self.schedule(at, event);
                 }
                 let result = self.nodes[node].disk.with(|d| d.sync(&path));
                 self.note(Some(node), format!("sync {tag} done"));
@@ -1321,34 +1319,12 @@ impl RaftWorld {
     /// bit flipped; the small files may also be cut short), then kill it so
     /// its restart reads the damage.
     fn damage_log(&mut self) {
-        let victim = self.minority();
         let file =
             ["raft/log", "raft/log", "raft/tav", "raft/id"][self.faults_rng.below(4) as usize];
-        let Some(mut bytes) = self.at_rest(victim, |d| d.read_all(file)).ok().flatten() else {
-            return;
-        };
-        if bytes.is_empty() {
-            return;
-        }
-        let at = self.faults_rng.below(bytes.len() as u64);
-        let cut = file != "raft/log" && self.faults_rng.below(2) == 0;
-        let result = if cut {
-            *self.fault_counts.entry("log_file_truncated").or_default() += 1;
-            self.at_rest(victim, |d| d.truncate(file, at).and_then(|()| d.sync(file)))
-        } else {
-            bytes[at as usize] ^= 1 << self.faults_rng.below(8);
-            *self.fault_counts.entry("log_file_bit_flip").or_default() += 1;
-            self.at_rest(victim, |d| {
-                d.write_at(file, 0, &bytes).and_then(|()| d.sync(file))
-            })
-        };
-        if let Err(error) = result {
-            return self.fail(format!("damaging n{victim}'s {file}: {error}"));
-        }
-        self.note(Some(victim), format!("{file} damaged at byte {at}"));
-        if self.nodes[victim].node.is_some() {
-            self.crash(victim, false);
-        }
+        // A log cut short on a record boundary looks like an unsynced tail:
+        // outside the fault model (ARCHITECTURE.md, RAFT).
+        let may_cut = file != "raft/log";
+        self.damage_file(file, may_cut, ["log_file_bit_flip", "log_file_truncated"]);
     }
 
     /// A live node stops handling anything for a while; its clock runs on.
@@ -1381,8 +1357,18 @@ impl RaftWorld {
     /// Damage a minority node's snapshot at rest, then kill it so its
     /// restart reads the damage.
     fn damage_snapshot(&mut self) {
+        self.damage_file(
+            "raft/snap",
+            true,
+            ["snapshot_bit_flip", "snapshot_truncated"],
+        );
+    }
+
+    /// Flip a bit of `path` on a minority node (or, if `may_cut`, as often
+    /// cut the file short) and sync it, then kill the node so its restart
+    /// reads the damage; `counts` names the two faults.
+    fn damage_file(&mut self, path: &str, may_cut: bool, counts: [&'static str; 2]) {
         let victim = self.minority();
-        let path = "raft/snap";
         let Some(mut bytes) = self.at_rest(victim, |d| d.read_all(path)).ok().flatten() else {
             return;
         };
@@ -1390,20 +1376,20 @@ impl RaftWorld {
             return;
         }
         let at = self.faults_rng.below(bytes.len() as u64);
-        let result = if self.faults_rng.below(2) == 0 {
+        let result = if !may_cut || self.faults_rng.below(2) == 0 {
             bytes[at as usize] ^= 1 << self.faults_rng.below(8);
-            *self.fault_counts.entry("snapshot_bit_flip").or_default() += 1;
+            *self.fault_counts.entry(counts[0]).or_default() += 1;
             self.at_rest(victim, |d| {
                 d.write_at(path, 0, &bytes).and_then(|()| d.sync(path))
             })
         } else {
-            *self.fault_counts.entry("snapshot_truncated").or_default() += 1;
+            *self.fault_counts.entry(counts[1]).or_default() += 1;
             self.at_rest(victim, |d| d.truncate(path, at).and_then(|()| d.sync(path)))
         };
         if let Err(error) = result {
-            return self.fail(format!("damaging n{victim}'s snapshot: {error}"));
+            return self.fail(format!("damaging n{victim}'s {path}: {error}"));
         }
-        self.note(Some(victim), format!("snapshot damaged at byte {at}"));
+        self.note(Some(victim), format!("{path} damaged at byte {at}"));
         if self.nodes[victim].node.is_some() {
             self.crash(victim, false);
         }

@@ -51,6 +51,12 @@
 //!
 //! A disk error poisons the node: it stops sending and applying until it is
 //! reopened, because it can no longer tell what is durable.
+//!
+//! Lost logs: [`Node::open`] refuses state it cannot trust as `Config::id`'s
+//! (an empty directory for an id that is not `fresh`, a missing, damaged or
+//! foreign identity file, damaged synced data, a lazy-sync node's restart)
+//! with an error whose `is_lost_log()` is true; the runtime then clears the
+//! directory and opens the node under a new id, as a new member.
 
 use super::log::{
     Base, HardState, Identity, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile,
