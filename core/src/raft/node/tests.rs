@@ -998,3 +998,19 @@ fn a_flipped_bit_in_the_last_synced_entry_is_damage_not_a_torn_tail() {
     );
     assert!(error.is_lost_log());
 }
+
+#[test]
+fn an_identity_without_its_log_or_term_vote_file_is_a_lost_log() {
+    for file in ["log", "tav"] {
+        let disk = SharedDisk::new(MemDisk::default());
+        let mut b = open(B, &disk);
+        b.handle_message(at(1), A, vote_request(1, 0, 0, A));
+        drop(b);
+        disk.with(|d| d.remove(&format!("raft/{file}"))).unwrap();
+        assert_eq!(
+            open_with(config(B), &disk).unwrap_err(),
+            RecoveryError::StateMissing { file },
+            "the vote for A in term 1 is gone with {file}"
+        );
+    }
+}
