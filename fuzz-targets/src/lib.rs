@@ -23,6 +23,7 @@
 //! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
 //! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
 //! | `raft_wire` | [`raft_wire::run`] | 1 control byte (which decoder, or the log scan), then bytes |
+//! | `raft_recovery` | [`raft_recovery::run`] | 1 control byte, then a RAFT node's files (or a log to build), split at a separator |
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
@@ -38,6 +39,7 @@ pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
 pub mod jwt;
+pub mod raft_recovery;
 pub mod raft_wire;
 pub mod route_parser;
 pub mod server_machine;
@@ -70,5 +72,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("websocket_handshake", websocket_handshake::run),
     ("jwt", jwt::run),
     ("raft_wire", raft_wire::run),
+    ("raft_recovery", raft_recovery::run),
     ("route_parser", route_parser::run),
 ];

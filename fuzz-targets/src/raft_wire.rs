@@ -17,13 +17,15 @@
 //! - a log scan either refuses (a damaged header, or damage at an offset
 //!   inside the input) or returns entries numbered from the header's base
 //!   on with terms never decreasing, each re-encoding to the bytes at its
-//!   offset, the header and records tiling the valid prefix exactly;
+//!   offset, the header, records and sync marks tiling the valid prefix
+//!   exactly;
 //! - a snapshot file decodes (checked) only if it re-encodes to exactly its
 //!   input.
 
 use bytes::{Bytes, BytesMut};
 use rnats_core::raft::log::{
-    decode_snapshot, encode_header, encode_record, encode_snapshot, scan_log, Base, RecoveryError,
+    decode_snapshot, encode_header, encode_mark, encode_record, encode_snapshot, scan_log, Base,
+    RecoveryError,
 };
 use rnats_core::raft::wire::{
     AppendEntry, AppendEntryResponse, PeerState, VoteRequest, VoteResponse,
@@ -109,8 +111,15 @@ fn log_scan(bytes: &[u8]) {
         &encode_header(&scan.base)[..],
         "header round trip"
     );
+    let mut last = (scan.base.index, scan.base.term);
     for (i, (entry, &offset)) in scan.entries.iter().zip(&scan.offsets).enumerate() {
         assert_eq!(entry.index, scan.base.index + i as u64 + 1, "dense indexes");
+        // Between records only sync marks of the entry before.
+        let mark = encode_mark(last.0, last.1);
+        while at < offset as usize && bytes[at..].starts_with(&mark) {
+            at += mark.len();
+        }
+        last = (entry.index, entry.term);
         if i > 0 {
             assert!(
                 entry.term >= scan.entries[i - 1].term,
@@ -126,5 +135,12 @@ fn log_scan(bytes: &[u8]) {
         );
         at += record.len();
     }
-    assert_eq!(at as u64, scan.valid_len, "valid prefix = the records");
+    let mark = encode_mark(last.0, last.1);
+    while at < scan.valid_len as usize && bytes[at..].starts_with(&mark) {
+        at += mark.len();
+    }
+    assert_eq!(
+        at as u64, scan.valid_len,
+        "valid prefix = the records and marks"
+    );
 }

@@ -63,7 +63,8 @@ pub struct Files {
     pub blocks: Vec<(u64, Vec<u8>)>,
 }
 
-fn split(data: &[u8]) -> Vec<&[u8]> {
+/// The parts of `data` between [`SEPARATOR`]s.
+pub fn split(data: &[u8]) -> Vec<&[u8]> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut at = 0;

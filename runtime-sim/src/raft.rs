@@ -15,6 +15,18 @@
 //! at its index. With `spares` and `membership_per_s_max`, the leader is asked now and
 //! then to add a non-member or remove a voter (itself included), sometimes
 //! twice at once, during every other fault; removed nodes are re-added later.
+//! Lost logs: with `wipe_per_s_max` a minority node loses power and every
+//! file; with `lazy_nodes` the first nodes acknowledge before their sync;
+//! with `log_damage_per_s_max` a minority's log, term/vote or identity
+//! file is damaged at rest. A node whose open reports a lost log gets its
+//! directory cleared and a new id (`peer_id(slot, generation)`; the old one
+//! is retired for good), and the leader is asked each tick to remove a
+//! retired voter, then add the new id (`replace_lost`). With
+//! `disk_error_max` a minority's disks fail calls (EIO, ENOSPC) until the
+//! heal; a poisoned node is killed and restarted. Each node has its own
+//! monotonic clock (`Clock`: drift, forward jumps) and may be paused
+//! (messages and sync completions wait, its clock runs on). With `fifo`
+//! each link delivers in order (the bench); otherwise messages reorder.
 //!
 //! Checked online, after every step: at most one leader per term (election
 //! safety); no two nodes apply different entries at one index (state
@@ -80,6 +92,32 @@ pub struct RaftSpec {
     /// or the file cut short), on a minority of the founding nodes, each
     /// followed by a kill so the restart reads it.
     pub snapshot_damage_per_s_max: f64,
+    /// Ceiling of disk wipes per second: a minority node loses power and
+    /// every file, and must rejoin under a new id.
+    pub wipe_per_s_max: f64,
+    /// The first this many nodes (at most a minority) run with lazy sync:
+    /// they acknowledge before their sync, so each restart is a lost log.
+    pub lazy_nodes: u32,
+    /// Ceiling of damage at rest to a minority's log, term/vote or identity
+    /// file per second (a bit flipped; the small files also cut short),
+    /// each followed by a kill so the restart reads it.
+    pub log_damage_per_s_max: f64,
+    /// Ceiling of the per-call rate of EIO (read, write, sync) and ENOSPC
+    /// on a minority's disks during the fault phase.
+    pub disk_error_max: f64,
+    /// Ceiling of process pauses per second (a node handles nothing for up
+    /// to `pause_ms_max` while its clock runs on).
+    pub pause_per_s_max: f64,
+    pub pause_ms_max: u64,
+    /// Ceiling of forward jumps of a node's monotonic clock per second (up
+    /// to one maximum election timeout each).
+    pub clock_jump_per_s_max: f64,
+    /// Ceiling of each node's clock drift, in parts per million either way.
+    pub clock_drift_ppm_max: u64,
+    /// Messages on each link arrive in the order sent (a route is one TCP
+    /// connection); without it each message's latency is drawn alone, so
+    /// they reorder.
+    pub fifo: bool,
 }
 
 impl Default for RaftSpec {
@@ -104,6 +142,15 @@ impl Default for RaftSpec {
             membership_per_s_max: 0.0,
             snapshot_every: 0,
             snapshot_damage_per_s_max: 0.0,
+            wipe_per_s_max: 0.0,
+            lazy_nodes: 0,
+            log_damage_per_s_max: 0.0,
+            disk_error_max: 0.0,
+            pause_per_s_max: 0.0,
+            pause_ms_max: 0,
+            clock_jump_per_s_max: 0.0,
+            clock_drift_ppm_max: 0,
+            fifo: false,
         }
     }
 }
@@ -128,6 +175,12 @@ struct Plan {
     power_loss_per_s: f64,
     membership_per_s: f64,
     snapshot_damage_per_s: f64,
+    wipe_per_s: f64,
+    log_damage_per_s: f64,
+    disk_error: f64,
+    pause_per_s: f64,
+    clock_jump_per_s: f64,
+    clock_drift_ppm: f64,
 }
 
 impl Plan {
@@ -148,6 +201,12 @@ impl Plan {
             power_loss_per_s: rate(spec.power_loss_per_s_max),
             membership_per_s: rate(spec.membership_per_s_max),
             snapshot_damage_per_s: rate(spec.snapshot_damage_per_s_max),
+            wipe_per_s: rate(spec.wipe_per_s_max),
+            log_damage_per_s: rate(spec.log_damage_per_s_max),
+            disk_error: rate(spec.disk_error_max),
+            pause_per_s: rate(spec.pause_per_s_max),
+            clock_jump_per_s: rate(spec.clock_jump_per_s_max),
+            clock_drift_ppm: rate(spec.clock_drift_ppm_max as f64),
         }
     }
 }
@@ -157,6 +216,8 @@ enum Event {
     Deliver {
         to: usize,
         from: usize,
+        /// The sender's id when it sent (a slot's id changes when it rejoins).
+        from_id: PeerId,
         incarnation: u64,
         kind: u8,
         bytes: Bytes,
@@ -181,6 +242,8 @@ enum Event {
     ClientTick {
         client: usize,
     },
+    /// A paused node runs again (its timers are looked at from here on).
+    Resume,
     FaultTick,
     Heal,
     End,
@@ -221,6 +284,48 @@ struct SimNode {
     applied: Vec<(u64, u64)>,
     /// The index of the snapshot this incarnation restored (0: none).
     restored_at: u64,
+    /// The slot's id has never been opened (the world's start, or minted
+    /// for a rejoin): the node may create its state under it.
+    fresh: bool,
+    /// How many times the slot lost its log and rejoined under a new id.
+    generation: u32,
+    clock: Clock,
+    /// The node handles nothing before this.
+    paused_until: Instant,
+}
+
+/// A node's monotonic clock: it runs at `1 + ppm / 1e6` of real time from
+/// `(global, local)`, and may jump forward (never back).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    ppm: i64,
+    global: Instant,
+    local: Instant,
+}
+
+impl Clock {
+    fn local(&self, now: Instant) -> Instant {
+        let elapsed = i128::from(now.as_nanos() - self.global.as_nanos());
+        let scaled = elapsed * (1_000_000 + i128::from(self.ppm)) / 1_000_000;
+        Instant::from_nanos(self.local.as_nanos() + scaled as u64)
+    }
+
+    /// The earliest real time at which the local clock reads at least `at`.
+    fn global(&self, at: Instant) -> Instant {
+        let Some(ahead) = at.as_nanos().checked_sub(self.local.as_nanos()) else {
+            return self.global;
+        };
+        let rate = 1_000_000 + i128::from(self.ppm);
+        let real = (i128::from(ahead) * 1_000_000 + rate - 1) / rate;
+        Instant::from_nanos(self.global.as_nanos() + real as u64)
+    }
+
+    /// From `now` on, run at `ppm` after jumping `jump` ahead.
+    fn rebase(&mut self, now: Instant, jump: Duration, ppm: i64) {
+        self.local = self.local(now) + jump;
+        self.global = now;
+        self.ppm = ppm;
+    }
 }
 
 /// An entry as the checkers compare it: term, type, data.
@@ -273,10 +378,32 @@ pub struct RaftWorld {
     snapshots: BTreeMap<u64, Bytes>,
     next_op: u64,
     failure: Option<Failure>,
+    /// The founding voters (fixed: `Config::peers` of every node).
+    founding: Vec<PeerId>,
+    /// Ids given up by nodes that lost their logs: never used again, and
+    /// removed from the voters by the leader.
+    retired: Vec<PeerId>,
+    /// New ids of nodes that lost their logs, until the leader added them.
+    rejoining: Vec<PeerId>,
+    disk_faults: SimDiskFaults,
+    /// `RNATS_SIM_ECHO` set: every note goes to stderr as it is made (a
+    /// panic inside a node otherwise leaves no events behind).
+    echo: bool,
+    /// Each acknowledged operation's commit latency: from its proposal to
+    /// its apply on the node that took it (virtual nanoseconds).
+    latencies: Vec<u64>,
+    /// With `fifo`: the last delivery time on each link [from][to].
+    link_last: Vec<Vec<Instant>>,
 }
 
-fn peer_id(n: usize) -> PeerId {
+/// Slot `n`'s id in its `generation` (0: the founding one).
+fn peer_id(n: usize, generation: u32) -> PeerId {
     let mut id = *b"RNSIM000";
+    if generation > 0 {
+        id[2] = b'W';
+        id[3] = b'0' + (generation / 10 % 10) as u8;
+        id[4] = b'0' + (generation % 10) as u8;
+    }
     id[5] = b'0' + (n / 100) as u8;
     id[6] = b'0' + (n / 10 % 10) as u8;
     id[7] = b'0' + (n % 10) as u8;
@@ -295,6 +422,12 @@ impl RaftWorld {
     ) -> Result<RaftWorld, String> {
         if !(1..=9).contains(&spec.nodes) {
             return Err(format!("raft.nodes must be 1 to 9, not {}", spec.nodes));
+        }
+        if spec.lazy_nodes > spec.nodes.saturating_sub(1) / 2 {
+            return Err(format!(
+                "raft.lazy_nodes must be a minority of raft.nodes, not {}",
+                spec.lazy_nodes
+            ));
         }
         if spec.spares > 4 {
             return Err(format!("raft.spares must be 0 to 4, not {}", spec.spares));
@@ -324,7 +457,7 @@ impl RaftWorld {
             plan,
             seed,
             defect: options.defect.clone(),
-            ids: (0..n).map(peer_id).collect(),
+            ids: (0..n).map(|i| peer_id(i, 0)).collect(),
             nodes: Vec::new(),
             queue: BTreeMap::new(),
             seq: 0,
@@ -355,6 +488,20 @@ impl RaftWorld {
             snapshots: BTreeMap::new(),
             next_op: 1,
             failure: None,
+            founding: (0..spec.nodes as usize).map(|i| peer_id(i, 0)).collect(),
+            retired: Vec::new(),
+            rejoining: Vec::new(),
+            echo: std::env::var_os("RNATS_SIM_ECHO").is_some(),
+            latencies: Vec::new(),
+            link_last: vec![vec![Instant::ZERO; n]; n],
+            disk_faults: SimDiskFaults {
+                read_error: plan.disk_error,
+                short_read: plan.disk_error,
+                read_bit_flip: 0.0,
+                write_error: plan.disk_error,
+                no_space: plan.disk_error,
+                sync_error: plan.disk_error,
+            },
         };
         for i in 0..n {
             let disk = SimDisk::new(
@@ -368,8 +515,28 @@ impl RaftWorld {
                 kv: BTreeMap::new(),
                 applied: Vec::new(),
                 restored_at: 0,
+                fresh: true,
+                generation: 0,
+                clock: Clock {
+                    ppm: 0,
+                    global: Instant::ZERO,
+                    local: Instant::ZERO,
+                },
+                paused_until: Instant::ZERO,
             });
             world.start_node(i);
+        }
+        let minority = ((spec.nodes as usize).saturating_sub(1) / 2).max(1);
+        for i in 0..n {
+            if i < minority {
+                let faults = world.disk_faults;
+                world.nodes[i].disk.with(|d| d.set_faults(faults));
+            }
+            let drift = plan.clock_drift_ppm as i64;
+            if drift > 0 {
+                let ppm = world.faults_rng.range(0, 2 * drift as u64 + 1) as i64 - drift;
+                world.nodes[i].clock.ppm = ppm;
+            }
         }
         for client in 0..world.clients.len() {
             let first = world.client_interval();
@@ -386,14 +553,16 @@ impl RaftWorld {
         let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation);
         Config {
             id: self.ids[i],
-            // Spares list the founding group without themselves: they
-            // wait to be added.
-            peers: self.ids[..self.spec.nodes as usize].to_vec(),
+            // Spares and rejoining nodes (new ids) are not among the
+            // founding voters: they wait to be added.
+            peers: self.founding.clone(),
             election_timeout_min: Duration::from_millis(self.spec.election_ms[0]),
             election_timeout_max: Duration::from_millis(self.spec.election_ms[1]),
             heartbeat_interval: Duration::from_millis(self.spec.heartbeat_ms),
             max_entries_per_append: 64,
             seed: Rng::stream(self.seed, STREAM_NODE + (i as u64) * 4096 + incarnation).next_u64(),
+            fresh: self.nodes.get(i).is_none_or(|n| n.fresh),
+            lazy_sync: i < self.spec.lazy_nodes as usize,
             #[cfg(feature = "planted-defects")]
             planted_defect: self
                 .defect
@@ -405,14 +574,66 @@ impl RaftWorld {
     fn start_node(&mut self, i: usize) {
         let config = self.config(i);
         let disk = self.nodes[i].disk.clone();
-        match Node::open(config, disk, "raft", self.now) {
-            Ok(node) => self.nodes[i].node = Some(node),
-            Err(error) => self.fail(format!("node {i} cannot recover: {error}")),
+        let local = self.local_now(i);
+        match Node::open(config, disk, "raft", local) {
+            Ok(node) => {
+                self.nodes[i].node = Some(node);
+                self.nodes[i].fresh = false;
+            }
+            Err(error) if error.is_lost_log() => return self.rejoin(i, &error.to_string()),
+            Err(error) if self.disk_errors_possible() => {
+                // EIO at open: try again later.
+                *self.fault_counts.entry("open_failed").or_default() += 1;
+                self.note(Some(i), format!("open failed: {error}"));
+                let later = self.now + Duration::from_millis(50);
+                return self.schedule(later, Event::Restart { node: i });
+            }
+            Err(error) => return self.fail(format!("node {i} cannot recover: {error}")),
         }
         self.nodes[i].kv.clear();
         self.nodes[i].applied.clear();
         self.nodes[i].restored_at = 0;
         self.note(Some(i), "start".to_string());
+    }
+
+    /// Node `i` lost its log: its directory is cleared, its id retired for
+    /// good, and it starts again under a new one as a new member, which the
+    /// leader adds once the old id is removed (`replace_lost`).
+    fn rejoin(&mut self, i: usize, why: &str) {
+        *self.fault_counts.entry("lost_log").or_default() += 1;
+        self.note(Some(i), format!("lost its log: {why}"));
+        if let Err(error) = self.nodes[i]
+            .disk
+            .with(|d| rnats_core::raft::log::clear(d, "raft"))
+        {
+            self.note(Some(i), format!("clearing failed: {error}"));
+            let later = self.now + Duration::from_millis(50);
+            return self.schedule(later, Event::Restart { node: i });
+        }
+        let old = self.ids[i];
+        self.rejoining.retain(|id| *id != old);
+        self.retired.push(old);
+        self.nodes[i].generation += 1;
+        if self.nodes[i].generation > 99 {
+            return self.fail(format!("n{i} lost its log 100 times"));
+        }
+        self.ids[i] = peer_id(i, self.nodes[i].generation);
+        self.rejoining.push(self.ids[i]);
+        self.nodes[i].fresh = true;
+        self.note(Some(i), format!("rejoins as {}", self.ids[i]));
+        self.start_node(i);
+    }
+
+    fn disk_errors_possible(&self) -> bool {
+        self.plan.disk_error > 0.0
+    }
+
+    fn local_now(&self, i: usize) -> Instant {
+        self.nodes[i].clock.local(self.now)
+    }
+
+    fn paused(&self, i: usize) -> bool {
+        self.now < self.nodes[i].paused_until
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {
@@ -433,10 +654,11 @@ impl RaftWorld {
             self.recent.pop_front();
         }
         let who = node.map_or("--".to_string(), |n| format!("n{n}"));
-        self.recent.push_back(format!(
-            "{:>12.6}s {who} {text}",
-            self.now.as_nanos() as f64 / 1e9
-        ));
+        let line = format!("{:>12.6}s {who} {text}", self.now.as_nanos() as f64 / 1e9);
+        if self.echo {
+            eprintln!("{line}");
+        }
+        self.recent.push_back(line);
     }
 
     fn fail(&mut self, message: String) {
@@ -455,13 +677,17 @@ impl RaftWorld {
         while self.failure.is_none() {
             let next_event = self.queue.keys().next().map(|k| k.0);
             let next_timer = (0..self.nodes.len())
-                .filter_map(|i| self.nodes[i].node.as_ref().map(|n| (n.poll_timeout(), i)))
+                .filter(|&i| !self.paused(i))
+                .filter_map(|i| {
+                    let node = self.nodes[i].node.as_ref()?;
+                    Some((self.nodes[i].clock.global(node.poll_timeout()), i))
+                })
                 .min();
             match (next_event, next_timer) {
                 (_, Some((at, i))) if next_event.is_none_or(|e| at <= e) => {
                     self.now = self.now.max(at);
                     self.note(Some(i), "timer".into());
-                    let now = self.now;
+                    let now = self.local_now(i);
                     self.with_node(i, |node| node.handle_timeout(now));
                 }
                 (Some(_), _) => {
@@ -493,10 +719,19 @@ impl RaftWorld {
     }
 
     fn step(&mut self, event: Event) {
+        // A paused node takes its messages and sync completions when it
+        // runs again.
+        if let Event::Deliver { to: i, .. } | Event::SyncDone { node: i, .. } = event {
+            if self.paused(i) {
+                let at = self.nodes[i].paused_until;
+                return self.schedule(at, event);
+            }
+        }
         match event {
             Event::Deliver {
                 to,
                 from,
+                from_id,
                 incarnation,
                 kind,
                 bytes,
@@ -514,7 +749,7 @@ impl RaftWorld {
                     Some(to),
                     format!("recv from n{from} {}", describe(&message)),
                 );
-                let (now, from_id) = (self.now, self.ids[from]);
+                let now = self.local_now(to);
                 self.with_node(to, |node| node.handle_message(now, from_id, message));
             }
             Event::SyncDone {
@@ -528,7 +763,7 @@ impl RaftWorld {
                 }
                 let result = self.nodes[node].disk.with(|d| d.sync(&path));
                 self.note(Some(node), format!("sync {tag} done"));
-                let now = self.now;
+                let now = self.local_now(node);
                 self.with_node(node, |n| n.handle_sync_done(now, tag, result));
             }
             Event::Restart { node } => {
@@ -542,6 +777,7 @@ impl RaftWorld {
                 }
             }
             Event::ClientTick { client } => self.client_tick(client),
+            Event::Resume => {}
             Event::FaultTick => self.fault_tick(),
             Event::Heal => self.heal(),
             Event::End => unreachable!("handled by run"),
@@ -600,12 +836,26 @@ impl RaftWorld {
                 }
             }
         }
+        if self.nodes[i].node.as_ref().is_some_and(|n| n.is_poisoned()) {
+            // A disk error: the node can no longer tell what is durable
+            // and must be reopened.
+            if !self.disk_errors_possible() {
+                return self.fail(format!("n{i} is poisoned without disk faults"));
+            }
+            *self.fault_counts.entry("poisoned").or_default() += 1;
+            self.crash(i, false);
+        }
     }
 
     fn send(&mut self, from: usize, to: PeerId, message: Message) {
         let Some(to) = self.ids.iter().position(|id| *id == to) else {
+            if self.retired.contains(&to) {
+                // Its node lost its log and lives on under a new id.
+                return;
+            }
             return self.fail(format!("n{from} sent to unknown peer {to}"));
         };
+        let from_id = self.ids[from];
         let (kind, bytes) = encode(&message);
         self.trace.write(&bytes);
         if !self.healed && (self.blocked[from][to] || self.net.chance(self.plan.loss)) {
@@ -625,12 +875,18 @@ impl RaftWorld {
                 self.net.unit() * self.plan.jitter_ms
             };
             let delay = ms(low + self.net.unit() * (high - low) + jitter);
+            let mut at = self.now + delay;
+            if self.spec.fifo {
+                at = at.max(self.link_last[from][to]);
+                self.link_last[from][to] = at;
+            }
             let incarnation = self.nodes[to].incarnation;
             self.schedule(
-                self.now + delay,
+                at,
                 Event::Deliver {
                     to,
                     from,
+                    from_id,
                     incarnation,
                     kind,
                     bytes: bytes.clone(),
@@ -657,7 +913,7 @@ impl RaftWorld {
                 self.snapshots.insert(index, data.clone());
             }
         }
-        let now = self.now;
+        let now = self.local_now(i);
         let Some(node) = self.nodes[i].node.as_mut() else {
             return;
         };
@@ -766,6 +1022,8 @@ impl RaftWorld {
         }
         self.note(None, format!("ack op {} index {index} {result}", out.id));
         self.acked.insert(out.id, index);
+        self.latencies
+            .push(self.now.as_nanos() - out.invoked.as_nanos());
         self.acked_index_max = self.acked_index_max.max(index);
         *self.counts.entry("acked").or_default() += 1;
         if self.healed && out.invoked >= self.heal_at {
@@ -818,11 +1076,14 @@ impl RaftWorld {
             },
         };
         let data = encode_op(id, &op);
-        let now = self.now;
+        if self.paused(target) {
+            return;
+        }
+        let (now, local) = (self.now, self.local_now(target));
         let Some(node) = self.nodes[target].node.as_mut() else {
             return;
         };
-        let result = node.propose(now, data);
+        let result = node.propose(local, data);
         let incarnation = self.nodes[target].incarnation;
         match result {
             Ok(index) => {
@@ -855,11 +1116,31 @@ impl RaftWorld {
         {
             self.check_log_matching();
         }
+        // Replacing a lost member is recovery, not a fault: it goes on
+        // after the heal.
+        if !self.retired.is_empty() || !self.rejoining.is_empty() {
+            self.replace_lost();
+        }
         if self.healed {
             return;
         }
         let n = self.nodes.len();
         let per_tick = 0.1;
+        for (rate, fault) in [
+            (self.plan.wipe_per_s, 0),
+            (self.plan.log_damage_per_s, 1),
+            (self.plan.pause_per_s, 2),
+            (self.plan.clock_jump_per_s, 3),
+        ] {
+            if self.faults_rng.chance(rate * per_tick) {
+                match fault {
+                    0 => self.wipe(),
+                    1 => self.damage_log(),
+                    2 => self.pause(),
+                    _ => self.clock_jump(),
+                }
+            }
+        }
         if self.faults_rng.chance(self.plan.partition_per_s * per_tick) {
             self.partition();
         }
@@ -897,14 +1178,7 @@ impl RaftWorld {
     /// voter (itself included), keeping the group within one voter of its
     /// founding size.
     fn change_membership(&mut self) {
-        let Some(leader) = (0..self.nodes.len())
-            .filter_map(|i| {
-                let node = self.nodes[i].node.as_ref()?;
-                (node.role() == rnats_core::raft::Role::Leader).then_some((node.term(), i))
-            })
-            .max()
-            .map(|(_, i)| i)
-        else {
+        let Some(leader) = self.current_leader() else {
             return;
         };
         let voters = self.nodes[leader]
@@ -926,7 +1200,7 @@ impl RaftWorld {
             _ => self.faults_rng.below(2) == 0,
         };
         let add = if outside.is_empty() { false } else { add };
-        let now = self.now;
+        let now = self.local_now(leader);
         let (what, peer, result) = if add {
             let peer = outside[self.faults_rng.below(outside.len() as u64) as usize];
             let node = self.nodes[leader].node.as_mut().expect("live");
@@ -952,40 +1226,170 @@ impl RaftWorld {
         }
     }
 
+    /// The running leader of the highest term.
+    fn current_leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.paused(i))
+            .filter_map(|i| {
+                let node = self.nodes[i].node.as_ref()?;
+                (node.role() == rnats_core::raft::Role::Leader).then_some((node.term(), i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// What the operator (later, the JetStream meta layer) does for a node
+    /// that lost its log: the leader removes its retired id, then adds its
+    /// new one, one change at a time (a refused change is asked again at
+    /// the next tick).
+    fn replace_lost(&mut self) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let node = self.nodes[leader].node.as_ref().expect("live");
+        let voters = node.voters().to_vec();
+        self.rejoining.retain(|id| !voters.contains(id));
+        let retired = self.retired.iter().copied().find(|id| voters.contains(id));
+        let now = self.local_now(leader);
+        let node = self.nodes[leader].node.as_mut().expect("live");
+        let (what, peer, result) = if let Some(old) = retired {
+            ("remove", old, node.propose_remove_peer(now, old))
+        } else if let Some(&new) = self.rejoining.first() {
+            ("add", new, node.propose_add_peer(now, new))
+        } else {
+            return;
+        };
+        match result {
+            Ok(index) => {
+                *self.fault_counts.entry("replacement_change").or_default() += 1;
+                self.note(Some(leader), format!("replace: {what} {peer} at {index}"));
+                self.drain(leader);
+            }
+            Err(error) => self.note(Some(leader), format!("replace: {what} {peer}: {error}")),
+        }
+    }
+
+    /// Run `f` on node `i`'s disk as damage at rest: the disk's injected
+    /// call faults (EIO, ENOSPC) are off meanwhile, since no node made the call.
+    fn at_rest<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut SimDisk) -> rnats_core::store::DiskResult<T>,
+    ) -> rnats_core::store::DiskResult<T> {
+        let minority = ((self.spec.nodes as usize).saturating_sub(1) / 2).max(1);
+        let faults = if i < minority && !self.healed {
+            self.disk_faults
+        } else {
+            SimDiskFaults::default()
+        };
+        self.nodes[i].disk.with(|d| {
+            d.set_faults(SimDiskFaults::default());
+            let result = f(d);
+            d.set_faults(faults);
+            result
+        })
+    }
+
+    /// The nodes disk faults may hit: a minority of the founding slots.
+    fn minority(&mut self) -> usize {
+        let minority = ((self.spec.nodes as usize).saturating_sub(1) / 2).max(1);
+        self.faults_rng.below(minority as u64) as usize
+    }
+
+    /// A minority node loses power and its disk is wiped: it must come
+    /// back as a new member.
+    fn wipe(&mut self) {
+        let victim = self.minority();
+        if self.nodes[victim].node.is_some() {
+            self.crash(victim, true);
+        }
+        // The identity goes first, as a wipe takes everything.
+        let result = self.at_rest(victim, |d| {
+            let names = d.list("raft")?;
+            for name in names {
+                d.remove(&rnats_core::store::disk::join("raft", &name))?;
+            }
+            d.sync_dir("raft")
+        });
+        *self.fault_counts.entry("wipe").or_default() += 1;
+        self.note(Some(victim), format!("disk wiped {result:?}"));
+    }
+
+    /// Damage a minority node's log, term/vote or identity file at rest (a
+    /// bit flipped; the small files may also be cut short), then kill it so
+    /// its restart reads the damage.
+    fn damage_log(&mut self) {
+        let file =
+            ["raft/log", "raft/log", "raft/tav", "raft/id"][self.faults_rng.below(4) as usize];
+        // A log cut short on a record boundary looks like an unsynced tail:
+        // outside the fault model (ARCHITECTURE.md, RAFT).
+        let may_cut = file != "raft/log";
+        self.damage_file(file, may_cut, ["log_file_bit_flip", "log_file_truncated"]);
+    }
+
+    /// A live node stops handling anything for a while; its clock runs on.
+    fn pause(&mut self) {
+        let victim = self.faults_rng.below(self.nodes.len() as u64) as usize;
+        if self.nodes[victim].node.is_none() || self.paused(victim) {
+            return;
+        }
+        let ms = self.faults_rng.range(1, self.spec.pause_ms_max.max(2));
+        let until = self.now + Duration::from_millis(ms);
+        self.nodes[victim].paused_until = until;
+        self.schedule(until, Event::Resume);
+        *self.fault_counts.entry("pause").or_default() += 1;
+        self.note(Some(victim), format!("paused {ms} ms"));
+    }
+
+    /// A node's monotonic clock jumps forward (a suspended VM) by up to
+    /// one maximum election timeout.
+    fn clock_jump(&mut self) {
+        let victim = self.faults_rng.below(self.nodes.len() as u64) as usize;
+        let ms = self.faults_rng.range(1, self.spec.election_ms[1] + 1);
+        let now = self.now;
+        let clock = &mut self.nodes[victim].clock;
+        let ppm = clock.ppm;
+        clock.rebase(now, Duration::from_millis(ms), ppm);
+        *self.fault_counts.entry("clock_jump").or_default() += 1;
+        self.note(Some(victim), format!("clock jumps {ms} ms"));
+    }
+
     /// Damage a minority node's snapshot at rest, then kill it so its
     /// restart reads the damage.
     fn damage_snapshot(&mut self) {
-        let minority = ((self.spec.nodes as usize).saturating_sub(1) / 2).max(1);
-        let victim = self.faults_rng.below(minority as u64) as usize;
-        let path = "raft/snap";
-        let Some(mut bytes) = self.nodes[victim]
-            .disk
-            .with(|d| d.read_all(path))
-            .ok()
-            .flatten()
-        else {
+        self.damage_file(
+            "raft/snap",
+            true,
+            ["snapshot_bit_flip", "snapshot_truncated"],
+        );
+    }
+
+    /// Flip a bit of `path` on a minority node (or, if `may_cut`, as often
+    /// cut the file short) and sync it, then kill the node so its restart
+    /// reads the damage; `counts` names the two faults.
+    fn damage_file(&mut self, path: &str, may_cut: bool, counts: [&'static str; 2]) {
+        let victim = self.minority();
+        let Some(mut bytes) = self.at_rest(victim, |d| d.read_all(path)).ok().flatten() else {
             return;
         };
         if bytes.is_empty() {
             return;
         }
         let at = self.faults_rng.below(bytes.len() as u64);
-        let result = if self.faults_rng.below(2) == 0 {
+        let result = if !may_cut || self.faults_rng.below(2) == 0 {
             bytes[at as usize] ^= 1 << self.faults_rng.below(8);
-            *self.fault_counts.entry("snapshot_bit_flip").or_default() += 1;
-            self.nodes[victim]
-                .disk
-                .with(|d| d.write_at(path, 0, &bytes).and_then(|()| d.sync(path)))
+            *self.fault_counts.entry(counts[0]).or_default() += 1;
+            self.at_rest(victim, |d| {
+                d.write_at(path, 0, &bytes).and_then(|()| d.sync(path))
+            })
         } else {
-            *self.fault_counts.entry("snapshot_truncated").or_default() += 1;
-            self.nodes[victim]
-                .disk
-                .with(|d| d.truncate(path, at).and_then(|()| d.sync(path)))
+            *self.fault_counts.entry(counts[1]).or_default() += 1;
+            self.at_rest(victim, |d| d.truncate(path, at).and_then(|()| d.sync(path)))
         };
         if let Err(error) = result {
-            return self.fail(format!("damaging n{victim}'s snapshot: {error}"));
+            return self.fail(format!("damaging n{victim}'s {path}: {error}"));
         }
-        self.note(Some(victim), format!("snapshot damaged at byte {at}"));
+        self.note(Some(victim), format!("{path} damaged at byte {at}"));
         if self.nodes[victim].node.is_some() {
             self.crash(victim, false);
         }
@@ -1064,6 +1468,9 @@ impl RaftWorld {
 
     fn heal(&mut self) {
         self.healed = true;
+        for node in &self.nodes {
+            node.disk.with(|d| d.set_faults(SimDiskFaults::default()));
+        }
         self.note(None, "heal".into());
         for row in &mut self.blocked {
             row.iter_mut().for_each(|b| *b = false);
@@ -1158,6 +1565,15 @@ impl RaftWorld {
             jetstream.insert(*k, *v);
         }
         jetstream.insert("terms", self.leaders.len() as u64);
+        if !self.latencies.is_empty() {
+            let mut sorted = self.latencies.clone();
+            sorted.sort_unstable();
+            let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize] / 1000;
+            jetstream.insert("commit_p50_us", at(0.5));
+            jetstream.insert("commit_p99_us", at(0.99));
+        }
+        // Clients propose from the start until `quiet_at`.
+        jetstream.insert("load_ms", self.quiet_at.as_nanos() / 1_000_000);
         jetstream.insert("committed", self.committed.len() as u64);
         Outcome {
             scenario: self.name,
@@ -1187,6 +1603,7 @@ fn planted(name: &str) -> Result<rnats_core::raft::node::RaftDefect, String> {
         "raft-commit-old-term" => RaftDefect::CommitOldTermByCounting,
         "raft-concurrent-config" => RaftDefect::ConcurrentConfigChanges,
         "raft-trust-damaged-snapshot" => RaftDefect::TrustDamagedSnapshot,
+        "raft-wiped-node-votes" => RaftDefect::WipedNodeVotes,
         other => return Err(format!("unknown raft defect {other:?}")),
     })
 }

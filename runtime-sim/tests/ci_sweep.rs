@@ -116,6 +116,21 @@ fn ci_raft_snapshots() {
     sweep_clean("raft-snapshots");
 }
 
+#[test]
+fn ci_raft_lost_log() {
+    sweep_clean("raft-lost-log");
+}
+
+#[test]
+fn ci_raft_disk_faults() {
+    sweep_clean("raft-disk-faults");
+}
+
+#[test]
+fn ci_raft_clocks() {
+    sweep_clean("raft-clocks");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

@@ -168,6 +168,14 @@ fn a_raft_second_uncommitted_membership_change_is_caught() {
 }
 
 #[test]
+fn a_raft_node_that_lost_its_log_voting_as_its_old_self_is_caught() {
+    // A wiped (or lazily synced, then crashed) node reopens empty under its
+    // old id: it votes for a candidate missing acknowledged entries, which
+    // the new leader overwrites.
+    caught("raft-wiped-node-votes", "raft-lost-log");
+}
+
+#[test]
 fn a_raft_damaged_snapshot_trusted_is_caught() {
     // A snapshot file with a flipped bit restores a store no node had at
     // that index.

@@ -17,7 +17,24 @@
 //! <dir>/snap  "RNRAFTS1" | index u64 | term u64 | voter count u32 | voter ids |
 //!             data len u32 | data | crc32 of everything before it
 //!             replaced atomically by each snapshot
+//! <dir>/id    "RNRAFTI1" | node id (8 bytes) | flags u8 (1: lazy sync) | crc32
+//!             written once, atomically, before anything else in a new directory
 //! ```
+//!
+//! A sync mark is a record of type 0xFF with no data whose index and term
+//! are the last entry's: the node writes one before each sync it asks for,
+//! so every synced entry is followed by a valid record. A record that fails
+//! its checksum with a valid record after it is damage, never a torn
+//! append; a damaged mark at the very end loses nothing (it carries no
+//! data).
+//!
+//! The identity file says whose state this is. A directory whose identity
+//! is missing while its other files exist, damaged, or another node's, and a
+//! term/vote file or synced log that fails its checksums, are a lost log
+//! ([`RecoveryError::is_lost_log`]): the node that owned it may have
+//! forgotten votes and acknowledged entries, so it may never act as that
+//! node again; the runtime clears the directory ([`clear`]) and the node
+//! rejoins under a new id as a new member.
 //!
 //! The base is the point the log was compacted to: every entry through it
 //! is committed and lives only in the snapshot; the header keeps its term
@@ -35,12 +52,14 @@
 //! durable and it changes at most a few times per election.
 //!
 //! Recovery: a damaged header is refused. The log is read record by record; a record whose checksum,
-//! index or term does not fit ends the log. If it is the tail of the file
-//! (a torn or unsynced append cut by a power loss), the file is cut there.
-//! If a whole valid record follows it, the damage is in the middle of data
-//! that was once synced, and the log is refused ([`RecoveryError`]) rather
+//! index or term does not fit ends the log. If nothing valid follows it (a
+//! torn or unsynced append cut by a power loss), the file is cut there.
+//! If a valid record starts anywhere after it, the damage is in data that
+//! was once synced, and the log is refused ([`RecoveryError`]) rather
 //! than cut: a voter that silently forgot acknowledged entries could elect
-//! a leader without them.
+//! a leader without them. A record whose data happens to hold a valid
+//! record's bytes can make a torn tail look damaged: that costs a rejoin,
+//! never an entry.
 
 use super::wire::{EntryType, PeerId, ID_LEN};
 use crate::store::disk::{join, Disk, DiskError};
@@ -54,6 +73,10 @@ const BODY_MIN: usize = 8 + 8 + 1;
 pub const MAX_ENTRY_DATA: usize = 8 << 20;
 const TERM_VOTE_LEN: usize = 8 + ID_LEN + 4;
 const LOG_MAGIC: &[u8; 8] = b"RNRAFTL1";
+const ID_MAGIC: &[u8; 8] = b"RNRAFTI1";
+const ID_FILE_LEN: usize = 8 + ID_LEN + 1 + 4;
+/// The record type of a sync mark (no entry type has it).
+const MARK_TYPE: u8 = 0xFF;
 const SNAP_MAGIC: &[u8; 8] = b"RNRAFTS1";
 /// A group has at most this many voters (bounds what a header may claim).
 pub const MAX_VOTERS: usize = 1024;
@@ -113,6 +136,120 @@ pub enum RecoveryError {
     DamagedLog { offset: u64 },
     #[error("log header is damaged")]
     DamagedLogHeader,
+    #[error("the directory is empty but the id {id} is not new: the node's state was wiped")]
+    Wiped { id: PeerId },
+    #[error("the node ran with lazy sync: its log may have lost acknowledged entries")]
+    LazyRestart,
+    #[error("the identity file is missing while the node's other files exist")]
+    IdentityMissing,
+    #[error("the identity file is damaged")]
+    IdentityDamaged,
+    #[error("the directory belongs to node {found}")]
+    IdentityMismatch { found: PeerId },
+    #[error("the {file} file is missing or empty while the identity file exists")]
+    StateMissing { file: &'static str },
+}
+
+impl RecoveryError {
+    /// The state cannot be trusted as this node's: the node must rejoin
+    /// under a new id (everything but a disk error, which may pass).
+    pub fn is_lost_log(&self) -> bool {
+        !matches!(self, RecoveryError::Disk(_))
+    }
+}
+
+/// What the identity file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    Absent,
+    Valid { id: PeerId, lazy: bool },
+    Damaged,
+}
+
+/// Read `<dir>/id`.
+pub fn read_identity<D: Disk>(disk: &mut D, dir: &str) -> Result<Identity, DiskError> {
+    Ok(match disk.read_all(&join(dir, "id"))? {
+        None => Identity::Absent,
+        Some(bytes) => decode_identity(&bytes)
+            .map_or(Identity::Damaged, |(id, lazy)| Identity::Valid { id, lazy }),
+    })
+}
+
+/// Make `<dir>/id` name `id` (durable on return).
+pub fn write_identity<D: Disk>(
+    disk: &mut D,
+    dir: &str,
+    id: PeerId,
+    lazy: bool,
+) -> Result<(), DiskError> {
+    let mut out = Vec::with_capacity(ID_FILE_LEN);
+    out.extend_from_slice(ID_MAGIC);
+    out.extend_from_slice(&id.0);
+    out.push(u8::from(lazy));
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    disk.create_dir(dir)?;
+    disk.write_atomic(dir, "id", &out)
+}
+
+fn decode_identity(bytes: &[u8]) -> Option<(PeerId, bool)> {
+    if bytes.len() != ID_FILE_LEN || &bytes[..8] != ID_MAGIC {
+        return None;
+    }
+    let stored = u32::from_le_bytes(bytes[ID_FILE_LEN - 4..].try_into().ok()?);
+    if crc32fast::hash(&bytes[..ID_FILE_LEN - 4]) != stored {
+        return None;
+    }
+    let id = PeerId::from_slice(&bytes[8..8 + ID_LEN]).ok()?;
+    let lazy = match bytes[8 + ID_LEN] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    (!id.is_none()).then_some((id, lazy))
+}
+
+/// A new node's state in an empty `dir`: the term/vote file, the log (its
+/// base naming `voters`), then the identity file, each durable before the
+/// next, so that an identity file always vouches for the other two.
+pub fn create<D: Disk>(
+    disk: &mut D,
+    dir: &str,
+    id: PeerId,
+    lazy: bool,
+    voters: &[PeerId],
+) -> Result<(), DiskError> {
+    disk.create_dir(dir)?;
+    disk.write_atomic(dir, "tav", &encode_term_vote(HardState::default()))?;
+    let base = Base {
+        index: 0,
+        term: 0,
+        voters: voters.to_vec(),
+    };
+    disk.write_atomic(dir, "log", &encode_header(&base))?;
+    write_identity(disk, dir, id, lazy)
+}
+
+/// Whether `dir` holds any of a node's state (log, term/vote, snapshot).
+pub fn has_state<D: Disk>(disk: &mut D, dir: &str) -> Result<bool, DiskError> {
+    for name in ["log", "tav", "snap"] {
+        if disk.len(&join(dir, name))?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Remove every file of a lost node's state (the identity last, so a crash
+/// part way leaves state without an identity: lost again, never trusted).
+pub fn clear<D: Disk>(disk: &mut D, dir: &str) -> Result<(), DiskError> {
+    disk.create_dir(dir)?;
+    let mut names = disk.list(dir)?;
+    names.sort_by_key(|name| name == "id");
+    for name in names {
+        disk.remove(&join(dir, &name))?;
+    }
+    disk.sync_dir(dir)
 }
 
 /// The log and the term/vote file of one node.
@@ -237,6 +374,9 @@ impl<D: Disk> RaftLog<D> {
             offsets.push(file.len() as u64);
             file.extend_from_slice(&encode_record(entry));
         }
+        if let Some(last) = entries.last() {
+            file.extend_from_slice(&encode_mark(last.index, last.term));
+        }
         self.disk.write_atomic(&self.dir, "log", &file)?;
         self.base = base;
         self.entries = entries;
@@ -288,6 +428,17 @@ impl<D: Disk> RaftLog<D> {
         self.offsets.push(self.file_len);
         self.file_len += record.len() as u64;
         self.entries.push(entry);
+        self.check();
+        Ok(())
+    }
+
+    /// Write a sync mark after the last entry (see the module doc), before
+    /// a sync is asked for (not yet durable itself).
+    pub fn mark(&mut self) -> Result<(), DiskError> {
+        let record = encode_mark(self.last_index(), self.last_term());
+        let path = self.log_path();
+        self.disk.write_at(&path, self.file_len, &record)?;
+        self.file_len += record.len() as u64;
         self.check();
         Ok(())
     }
@@ -484,6 +635,25 @@ pub fn encode_record(entry: &LogEntry) -> Vec<u8> {
     out
 }
 
+/// A sync mark's bytes: the last entry's index and term, no data.
+pub fn encode_mark(index: u64, term: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RECORD_OVERHEAD);
+    out.extend_from_slice(&(BODY_MIN as u32).to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&term.to_le_bytes());
+    out.push(MARK_TYPE);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// One record of a log file.
+#[derive(Debug)]
+enum Record {
+    Entry(LogEntry),
+    Mark { index: u64, term: u64 },
+}
+
 /// What a scan of a log file found.
 #[derive(Debug)]
 pub struct Scan {
@@ -506,19 +676,24 @@ pub fn scan_log(bytes: &[u8]) -> Result<Scan, RecoveryError> {
         let expect_index = base.index + entries.len() as u64 + 1;
         let min_term = entries.last().map_or(base.term, |e| e.term);
         match decode_record(&bytes[at..]) {
-            Some((entry, len)) if entry.index == expect_index && entry.term >= min_term => {
+            Some((Record::Entry(entry), len))
+                if entry.index == expect_index && entry.term >= min_term =>
+            {
                 offsets.push(at as u64);
                 entries.push(entry);
                 at += len;
             }
-            bad => {
-                let bad_len = bad
-                    .map(|(_, len)| len)
-                    .or_else(|| claimed_len(&bytes[at..]));
-                if let Some(len) = bad_len {
-                    if at + len < bytes.len() && decode_record(&bytes[at + len..]).is_some() {
-                        return Err(RecoveryError::DamagedLog { offset: at as u64 });
-                    }
+            Some((Record::Mark { index, term }, len))
+                if index + 1 == expect_index && term == min_term =>
+            {
+                at += len;
+            }
+            _ => {
+                // A torn append leaves nothing valid after it; a valid
+                // record anywhere after this one (a flipped length hides
+                // where the next starts) means synced data is damaged.
+                if (at + 1..bytes.len()).any(|from| decode_record(&bytes[from..]).is_some()) {
+                    return Err(RecoveryError::DamagedLog { offset: at as u64 });
                 }
                 break;
             }
@@ -541,21 +716,26 @@ fn claimed_len(bytes: &[u8]) -> Option<usize> {
 }
 
 /// One record at the start of `bytes` whose checksum matches, and its length.
-fn decode_record(bytes: &[u8]) -> Option<(LogEntry, usize)> {
+fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
     let len = claimed_len(bytes)?;
     let record = bytes.get(..len)?;
     let stored = u32::from_le_bytes(record[len - 4..].try_into().ok()?);
     if crc32fast::hash(&record[..len - 4]) != stored {
         return None;
     }
+    let index = u64::from_le_bytes(record[4..12].try_into().ok()?);
+    let term = u64::from_le_bytes(record[12..20].try_into().ok()?);
+    if record[20] == MARK_TYPE {
+        return (len == RECORD_OVERHEAD).then_some((Record::Mark { index, term }, len));
+    }
     let kind = EntryType::from_u8(record[20]).ok()?;
     let entry = LogEntry {
-        index: u64::from_le_bytes(record[4..12].try_into().ok()?),
-        term: u64::from_le_bytes(record[12..20].try_into().ok()?),
+        index,
+        term,
         kind,
         data: Bytes::copy_from_slice(&record[21..len - 4]),
     };
-    Some((entry, len))
+    Some((Record::Entry(entry), len))
 }
 
 #[cfg(test)]
@@ -659,6 +839,35 @@ mod tests {
                 offset: second as u64
             }
         );
+    }
+
+    #[test]
+    fn a_flipped_length_with_a_valid_record_later_is_damage() {
+        // Found by the simulator: a flipped length claimed past the end of
+        // the file, so the record looked torn and the entries after it
+        // (acknowledged) were cut.
+        let mut file = encode_header(&Base::default());
+        let header = file.len();
+        for e in [entry(1, 1, b"a"), entry(2, 1, b"bb")] {
+            file.extend_from_slice(&encode_record(&e));
+        }
+        file.extend_from_slice(&encode_mark(2, 1));
+        file[header + 3] ^= 0x40;
+        assert_eq!(
+            scan_log(&file).unwrap_err(),
+            RecoveryError::DamagedLog {
+                offset: header as u64
+            }
+        );
+        // A damaged final mark loses nothing.
+        let mut file = encode_header(&Base::default());
+        file.extend_from_slice(&encode_record(&entry(1, 1, b"a")));
+        let len = file.len();
+        file.extend_from_slice(&encode_mark(1, 1));
+        file[len + 2] ^= 0x01;
+        let scan = scan_log(&file).unwrap();
+        assert_eq!(scan.entries, vec![entry(1, 1, b"a")]);
+        assert_eq!(scan.valid_len as usize, len);
     }
 
     #[test]

@@ -51,8 +51,16 @@
 //!
 //! A disk error poisons the node: it stops sending and applying until it is
 //! reopened, because it can no longer tell what is durable.
+//!
+//! Lost logs: [`Node::open`] refuses state it cannot trust as `Config::id`'s
+//! (an empty directory for an id that is not `fresh`, a missing, damaged or
+//! foreign identity file, damaged synced data, a lazy-sync node's restart)
+//! with an error whose `is_lost_log()` is true; the runtime then clears the
+//! directory and opens the node under a new id, as a new member.
 
-use super::log::{Base, HardState, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile};
+use super::log::{
+    Base, HardState, Identity, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile,
+};
 use super::wire::{
     AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, PeerState, VoteRequest,
     VoteResponse,
@@ -81,9 +89,40 @@ pub struct Config {
     pub max_entries_per_append: usize,
     /// Seeds the election timeouts.
     pub seed: u64,
+    /// `id` is new: it never had state anywhere (the runtime creates the
+    /// group now, or minted the id for a node that joins it). Without it,
+    /// an empty directory is a node whose state was wiped
+    /// ([`RecoveryError::Wiped`]): it may have voted and acknowledged
+    /// entries under `id`, so it must rejoin under a new id.
+    pub fresh: bool,
+    /// Acknowledge appends once written, before their sync (nats-server's
+    /// default `sync_interval`). Opt-in: such a node may lose acknowledged
+    /// entries in a power loss, so every restart of it is a lost log
+    /// ([`RecoveryError::LazyRestart`]) and it rejoins under a new id.
+    pub lazy_sync: bool,
     /// A bug planted on purpose (simulator proof only).
     #[cfg(feature = "planted-defects")]
     pub planted_defect: Option<RaftDefect>,
+}
+
+impl Config {
+    /// A founding member's settings with nats-server's default timings
+    /// scaled for tests: elections after 150-300 ms, heartbeats every 50 ms.
+    pub fn new(id: PeerId, peers: Vec<PeerId>, seed: u64) -> Config {
+        Config {
+            id,
+            peers,
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            heartbeat_interval: Duration::from_millis(50),
+            max_entries_per_append: 64,
+            seed,
+            fresh: true,
+            lazy_sync: false,
+            #[cfg(feature = "planted-defects")]
+            planted_defect: None,
+        }
+    }
 }
 
 /// Bugs the simulator's tests plant in a node (feature `planted-defects`).
@@ -102,6 +141,9 @@ pub enum RaftDefect {
     ConcurrentConfigChanges,
     /// A snapshot that fails its checksum at open is used anyway.
     TrustDamagedSnapshot,
+    /// A node whose log was lost (wiped, damaged, or lazily synced before a
+    /// crash) reopens empty under its old id and votes as its old self.
+    WipedNodeVotes,
 }
 
 /// A node's role.
@@ -270,7 +312,21 @@ impl<D: Disk> Node<D> {
         let mut founding = config.peers.clone();
         founding.sort();
         founding.dedup();
-        let (mut log, hard) = RaftLog::open(disk, dir, &founding)?;
+        let mut disk = disk;
+        let (mut log, hard) = match Self::recover(&config, &mut disk, dir, &founding) {
+            Ok(()) => RaftLog::open(disk, dir, &founding)?,
+            #[cfg(feature = "planted-defects")]
+            Err(error)
+                if error.is_lost_log()
+                    && config.planted_defect == Some(RaftDefect::WipedNodeVotes) =>
+            {
+                // The defect: start over empty under the old id.
+                super::log::clear(&mut disk, dir)?;
+                super::log::create(&mut disk, dir, config.id, config.lazy_sync, &founding)?;
+                RaftLog::open(disk, dir, &founding)?
+            }
+            Err(error) => return Err(error),
+        };
         let mut snapshot = match log.load_snapshot()? {
             SnapshotFile::Valid(snapshot) => Some(snapshot),
             SnapshotFile::None => None,
@@ -339,6 +395,48 @@ impl<D: Disk> Node<D> {
         }
         node.reset_election_deadline(now);
         Ok(node)
+    }
+
+    /// Whether `dir` may be trusted as `config.id`'s state; a new directory
+    /// gets its identity file here, before anything else is written.
+    fn recover(
+        config: &Config,
+        disk: &mut D,
+        dir: &str,
+        founding: &[PeerId],
+    ) -> Result<(), RecoveryError> {
+        disk.create_dir(dir)?;
+        match super::log::read_identity(disk, dir)? {
+            Identity::Valid { id, .. } if id != config.id => {
+                Err(RecoveryError::IdentityMismatch { found: id })
+            }
+            Identity::Valid { lazy: true, .. } => Err(RecoveryError::LazyRestart),
+            Identity::Valid { .. } => {
+                // Created before the identity, removed only after it: if
+                // either is gone (or the log cut to nothing), so is what
+                // the node promised.
+                for file in ["log", "tav"] {
+                    let path = crate::store::disk::join(dir, file);
+                    if disk.len(&path)?.is_none_or(|len| len == 0) {
+                        return Err(RecoveryError::StateMissing { file });
+                    }
+                }
+                if config.lazy_sync {
+                    // From now on a restart cannot trust the log.
+                    super::log::write_identity(disk, dir, config.id, true)?;
+                }
+                Ok(())
+            }
+            Identity::Damaged => Err(RecoveryError::IdentityDamaged),
+            Identity::Absent if super::log::has_state(disk, dir)? => {
+                Err(RecoveryError::IdentityMissing)
+            }
+            Identity::Absent if !config.fresh => Err(RecoveryError::Wiped { id: config.id }),
+            Identity::Absent => {
+                super::log::create(disk, dir, config.id, config.lazy_sync, founding)?;
+                Ok(())
+            }
+        }
     }
 
     /// The configurations from `at_base` (the voters at the log's base)
@@ -691,7 +789,8 @@ impl<D: Disk> Node<D> {
                 1 => RaftDefect::AckBeforeDurable,
                 2 => RaftDefect::CommitOldTermByCounting,
                 3 => RaftDefect::ConcurrentConfigChanges,
-                _ => RaftDefect::TrustDamagedSnapshot,
+                4 => RaftDefect::TrustDamagedSnapshot,
+                _ => RaftDefect::WipedNodeVotes,
             };
             self.config.planted_defect == Some(wanted)
         }
@@ -1178,7 +1277,7 @@ impl<D: Disk> Node<D> {
             self.note_config(&entry);
         }
         self.dirty = true;
-        if self.defect(1) {
+        if self.defect(1) || self.config.lazy_sync {
             self.durable = self.log.last_index();
         }
         true
@@ -1296,6 +1395,14 @@ impl<D: Disk> Node<D> {
             self.become_follower(now, term, None);
         }
         if self.dirty && self.sync_in_flight.is_none() {
+            // The mark makes damage to any entry this sync covers
+            // detectable at open (a valid record follows it).
+            if self.log.mark().is_err() {
+                self.poisoned = true;
+                self.actions
+                    .retain(|a| !matches!(a, Action::Send { .. } | Action::Apply(_)));
+                return;
+            }
             let tag = self.next_tag;
             self.next_tag += 1;
             self.dirty = false;

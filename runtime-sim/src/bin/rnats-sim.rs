@@ -4,7 +4,11 @@
 //! rnats-sim run   --scenario FILE --seed N [--defect NAME] [--quiet]
 //! rnats-sim sweep --scenario FILE --seeds A..B [--check-determinism] [--defect NAME]
 //! rnats-sim regress --list FILE [--scenarios DIR]
+//! rnats-sim raft-bench --scenario FILE --seeds A..B
 //! ```
+//! `raft-bench` runs a RAFT scenario (`sim-scenarios/raft-bench.json`) and
+//! prints committed entries per virtual second and commit latency
+//! percentiles (proposal to apply on the leader), per seed and over all.
 //! A failure prints the seed, the one-line replay command and the last events,
 //! and the process exits with status 1.
 
@@ -27,7 +31,7 @@ struct Args {
 
 fn usage() -> String {
     String::from(
-        "usage:\n  rnats-sim run --scenario FILE --seed N [--defect NAME]\n  rnats-sim sweep --scenario FILE --seeds A..B [--check-determinism] [--defect NAME]\n  rnats-sim regress --list sim-scenarios/regression-seeds.txt [--scenarios sim-scenarios]",
+        "usage:\n  rnats-sim run --scenario FILE --seed N [--defect NAME]\n  rnats-sim sweep --scenario FILE --seeds A..B [--check-determinism] [--defect NAME]\n  rnats-sim regress --list sim-scenarios/regression-seeds.txt [--scenarios sim-scenarios]\n  rnats-sim raft-bench --scenario sim-scenarios/raft-bench.json --seeds 0..5",
     )
 }
 
@@ -198,12 +202,60 @@ fn real_main() -> Result<bool, String> {
                 args.quiet,
             )
         }
+        "raft-bench" => {
+            let path = args.scenario.clone().ok_or("raft-bench needs --scenario")?;
+            let scenario = Scenario::load(&path)?;
+            raft_bench(&scenario, args.seeds)
+        }
         "regress" => {
             let list = args.list.clone().ok_or("regress needs --list")?;
             regress(&list, &args.scenarios_dir)
         }
         _ => Err(usage()),
     }
+}
+
+/// Committed entries per virtual second and commit latency per seed, then
+/// the throughput over all seeds and the median of the seeds' percentiles.
+fn raft_bench(scenario: &Scenario, (low, high): (u64, u64)) -> Result<bool, String> {
+    if scenario.raft.is_none() {
+        return Err("raft-bench needs a scenario with a raft section".into());
+    }
+    let (mut acked, mut load_ms) = (0u64, 0u64);
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for seed in low..high {
+        let (outcome, real) = run_once(scenario, seed, None)?;
+        if let Some(failure) = &outcome.failure {
+            println!("seed {seed}: FAILED {}", failure.message);
+            return Ok(false);
+        }
+        let get = |key: &str| outcome.jetstream.get(key).copied().unwrap_or(0);
+        let seconds = get("load_ms").max(1) as f64 / 1000.0;
+        println!(
+            "seed {seed:>4}  {:>8.0} committed entries/s  commit p50 {:>6.2} ms  p99 {:>6.2} ms  ({} acked, {} entries, {:.2}s real)",
+            get("acked") as f64 / seconds,
+            get("commit_p50_us") as f64 / 1000.0,
+            get("commit_p99_us") as f64 / 1000.0,
+            get("acked"),
+            get("committed"),
+            real.as_secs_f64()
+        );
+        acked += get("acked");
+        load_ms += get("load_ms");
+        p50s.push(get("commit_p50_us"));
+        p99s.push(get("commit_p99_us"));
+    }
+    p50s.sort_unstable();
+    p99s.sort_unstable();
+    let median = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "raft-bench {} seeds {low}..{high}: {:.0} committed entries/s (virtual time), commit p50 {:.2} ms, p99 {:.2} ms (medians over seeds)",
+        scenario.name,
+        acked as f64 / (load_ms.max(1) as f64 / 1000.0),
+        median(&p50s),
+        median(&p99s)
+    );
+    Ok(true)
 }
 
 fn sweep(

@@ -17,6 +17,8 @@ fn config(id: PeerId) -> Config {
         heartbeat_interval: Duration::from_millis(50),
         max_entries_per_append: 8,
         seed: 1,
+        fresh: true,
+        lazy_sync: false,
         #[cfg(feature = "planted-defects")]
         planted_defect: None,
     }
@@ -862,4 +864,153 @@ fn a_leader_asks_its_state_machine_for_a_snapshot_when_a_follower_lost_its_state
     a.snapshot(at(421), 3, Bytes::from_static(b"kv")).unwrap();
     a.handle_message(at(422), B, ack(1, 0, B, false));
     assert_eq!(drain(&mut a), vec![send(B, install(1, 3, (1, 3), b"kv"))]);
+}
+
+fn open_with(
+    config: Config,
+    disk: &SharedDisk<MemDisk>,
+) -> Result<Node<SharedDisk<MemDisk>>, RecoveryError> {
+    Node::open(config, disk.clone(), "raft", at(0))
+}
+
+#[test]
+fn a_wiped_voter_cannot_reopen_under_its_old_id_and_rejoins_under_a_new_one() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x"]));
+    drop(b);
+    // The disk is wiped; the runtime reopens the node under its id.
+    let disk = SharedDisk::new(MemDisk::default());
+    let reopen = Config {
+        fresh: false,
+        ..config(B)
+    };
+    assert_eq!(
+        open_with(reopen, &disk).unwrap_err(),
+        RecoveryError::Wiped { id: B }
+    );
+    // Under a new id that the group does not list, the node is a new member:
+    // it never campaigns and votes for nobody until an add-peer reaches it.
+    const D: PeerId = PeerId(*b"DDDDDDDD");
+    disk.with(|d| crate::raft::log::clear(d, "raft")).unwrap();
+    let mut d = open_with(
+        Config {
+            fresh: true,
+            ..config(D)
+        },
+        &disk,
+    )
+    .unwrap();
+    d.handle_timeout(at(1000));
+    assert!(drain(&mut d).is_empty(), "a non-member never campaigns");
+    assert_eq!(d.role(), Role::Follower);
+    d.handle_message(at(1001), C, vote_request(1, 0, 0, C));
+    assert_eq!(
+        drain(&mut d),
+        vec![send(
+            C,
+            Message::VoteResponse(vote_response(1, D, true, true))
+        )],
+        "it may answer, but a candidate counts votes only from voters"
+    );
+    // Reopening under the new id afterwards is a plain restart.
+    drop(d);
+    let d = open_with(
+        Config {
+            fresh: false,
+            ..config(D)
+        },
+        &disk,
+    )
+    .unwrap();
+    assert_eq!(d.term(), 1);
+}
+
+#[test]
+fn state_without_its_identity_or_under_another_id_is_a_lost_log() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x"]));
+    drop(b);
+    assert_eq!(
+        open_with(config(C), &disk).unwrap_err(),
+        RecoveryError::IdentityMismatch { found: B }
+    );
+    disk.with(|d| d.remove("raft/id")).unwrap();
+    let error = open_with(config(B), &disk).unwrap_err();
+    assert_eq!(error, RecoveryError::IdentityMissing);
+    assert!(error.is_lost_log());
+}
+
+#[test]
+fn a_lazy_follower_acknowledges_before_its_sync_and_every_restart_is_a_lost_log() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let lazy = Config {
+        lazy_sync: true,
+        ..config(B)
+    };
+    let mut b = open_with(lazy.clone(), &disk).unwrap();
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y"]));
+    assert_eq!(
+        drain(&mut b),
+        vec![
+            Action::LeaderChanged {
+                term: 1,
+                leader: Some(A)
+            },
+            Action::Sync {
+                tag: 1,
+                path: "raft/log".into()
+            },
+            send(A, ack(1, 2, B, true)),
+        ],
+        "acknowledged with the sync still in flight"
+    );
+    drop(b);
+    // Even a kill (nothing lost) cannot be told from a power loss that lost
+    // the acknowledged entries: the node must come back as a new member.
+    assert_eq!(
+        open_with(lazy, &disk).unwrap_err(),
+        RecoveryError::LazyRestart
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_synced_entry_is_damage_not_a_torn_tail() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"yy"]));
+    drain(&mut b);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    b.handle_sync_done(at(2), 1, Ok(()));
+    assert_eq!(drain(&mut b), vec![send(A, ack(1, 2, B, true))]);
+    drop(b);
+    // The sync mark after entry 2 makes a flip inside it detectable.
+    let mut bytes = disk.with(|d| d.read_all("raft/log")).unwrap().unwrap();
+    let mark = crate::raft::log::encode_mark(2, 1);
+    let in_last_entry = bytes.len() - mark.len() - 6;
+    bytes[in_last_entry] ^= 0x20;
+    disk.with(|d| d.write_at("raft/log", 0, &bytes)).unwrap();
+    let error = open_with(config(B), &disk).unwrap_err();
+    assert!(
+        matches!(error, RecoveryError::DamagedLog { .. }),
+        "{error:?}"
+    );
+    assert!(error.is_lost_log());
+}
+
+#[test]
+fn an_identity_without_its_log_or_term_vote_file_is_a_lost_log() {
+    for file in ["log", "tav"] {
+        let disk = SharedDisk::new(MemDisk::default());
+        let mut b = open(B, &disk);
+        b.handle_message(at(1), A, vote_request(1, 0, 0, A));
+        drop(b);
+        disk.with(|d| d.remove(&format!("raft/{file}"))).unwrap();
+        assert_eq!(
+            open_with(config(B), &disk).unwrap_err(),
+            RecoveryError::StateMissing { file },
+            "the vote for A in term 1 is gone with {file}"
+        );
+    }
 }
