@@ -813,3 +813,61 @@ async fn websocket_clients_are_told_websocket_urls() {
         assert_eq!(ws, ws_urls);
     }
 }
+
+/// A server listening on every address announces each global unicast
+/// address of the host to its peers' clients, as nats-server does: in a
+/// mixed pair, both servers' URLs name the same hosts.
+#[tokio::test]
+async fn an_any_address_server_announces_every_host_address() {
+    let start = |kind: Kind, seed: Option<u16>| {
+        let route = seed.map(|port| format!("nats://127.0.0.1:{port}"));
+        let mut args = vec![
+            "-a",
+            "0.0.0.0",
+            "--cluster",
+            "nats://127.0.0.1:-1",
+            "--cluster_name",
+            "c1",
+        ];
+        if let Some(route) = &route {
+            args.extend(["--routes", route.as_str()]);
+        }
+        match kind {
+            Kind::Rnats => Some(ServerProcess::start(&args)),
+            Kind::Reference => ServerProcess::start_reference(&args),
+        }
+    };
+    let Some(rnats) = start(Kind::Rnats, None) else {
+        return;
+    };
+    let Some(reference) = start(Kind::Reference, Some(rnats.route_port())) else {
+        return;
+    };
+    for server in [&rnats, &reference] {
+        let urls = within("both servers in connect_urls", async {
+            loop {
+                let client = connect(&format!("nats://127.0.0.1:{}", server.port)).await;
+                let urls = client.server_info().connect_urls;
+                let ports: BTreeSet<&str> = urls
+                    .iter()
+                    .filter_map(|u| u.rsplit_once(':'))
+                    .map(|(_, p)| p)
+                    .collect();
+                if ports.len() == 2 {
+                    return urls;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let hosts = |port: u16| -> Vec<String> {
+            urls.iter()
+                .filter_map(|u| u.rsplit_once(':'))
+                .filter(|(_, p)| *p == port.to_string())
+                .map(|(h, _)| h.to_string())
+                .collect()
+        };
+        assert!(!hosts(rnats.port).is_empty(), "{urls:?}");
+        assert_eq!(hosts(rnats.port), hosts(reference.port), "{urls:?}");
+    }
+}
