@@ -20,8 +20,8 @@
 use std::time::Duration;
 
 use super::options::{
-    boolean, duration, invalid, string, unknown_field, wrong_type, ConfWarning, ConfWarningKind,
-    Unsupported,
+    boolean, duration, integer, invalid, string, unknown_field, wrong_type, ConfWarning,
+    ConfWarningKind, Unsupported,
 };
 use super::value::{MapEntry, ValueKind};
 use super::ConfError;
@@ -192,13 +192,6 @@ pub fn parse_cluster(
         }
     }
     Ok(cluster)
-}
-
-fn integer(field: &MapEntry) -> Result<i64, ConfError> {
-    field
-        .value
-        .as_i64()
-        .ok_or_else(|| wrong_type(field, "an integer"))
 }
 
 /// Compression modes rnats serves (uncompressed): `off` and `accept`.

@@ -19,7 +19,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::auth_options::{go_type_name, go_value_text};
-use super::options::{boolean, duration, invalid, string, unknown_field, ConfWarning, Unsupported};
+use super::options::{
+    boolean, duration, integer, invalid, string, unknown_field, ConfWarning, Unsupported,
+};
 use super::value::{MapEntry, ValueKind};
 use super::ConfError;
 use crate::jetstream::config::{AccountLimits, Cipher, ServerLimits};
@@ -141,13 +143,6 @@ fn parse_limits(entry: &MapEntry) -> Result<ServerLimits, ConfError> {
         }
     }
     Ok(limits)
-}
-
-fn integer(field: &MapEntry) -> Result<i64, ConfError> {
-    field
-        .value
-        .as_i64()
-        .ok_or_else(|| super::options::wrong_type(field, "an integer"))
 }
 
 /// A duration written as Go's `time.ParseDuration` takes it (a string).

@@ -1036,7 +1036,8 @@ pub(super) fn duration(
     Ok(Duration::from_nanos(nanos))
 }
 
-fn integer(entry: &MapEntry) -> Result<i64, ConfError> {
+/// An integer value, or the reference's wrong-type error.
+pub(super) fn integer(entry: &MapEntry) -> Result<i64, ConfError> {
     entry
         .value
         .as_i64()
