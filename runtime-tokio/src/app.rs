@@ -476,6 +476,8 @@ type OperatorSettings = (
     std::collections::BTreeMap<String, String>,
     // The directory resolver's settings; its files change while running.
     Option<(String, rnats_core::auth::JwtDelete, Option<u64>)>,
+    // The URL resolver's base URL.
+    Option<String>,
 );
 
 fn operator_settings(file: &FileOptions) -> OperatorSettings {
@@ -486,6 +488,7 @@ fn operator_settings(file: &FileOptions) -> OperatorSettings {
         file.dir_resolver
             .as_ref()
             .map(|dir| (dir.dir.clone(), dir.delete, dir.limit)),
+        file.url_resolver.as_ref().map(|url| url.base.clone()),
     )
 }
 

@@ -36,7 +36,9 @@ pub use operator::{
     StoredClaims,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
-pub use resolver::{DirResolver, JwtDelete, ResolverWrite};
+pub use resolver::{
+    AccountFetch, DirResolver, JwtDelete, ResolverWrite, UrlResolver, ACCOUNT_FETCH_TIMEOUT,
+};
 
 use std::fmt;
 use std::time::Duration;

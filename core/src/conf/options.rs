@@ -114,6 +114,11 @@ pub struct FileOptions {
     /// JWT files are read by [`read_resolver_dir`]). Other resolver types
     /// are refused by name.
     pub dir_resolver: Option<crate::auth::DirResolver>,
+    /// `resolver: URL("...")`.
+    pub url_resolver: Option<crate::auth::UrlResolver>,
+    /// With a URL resolver, what was fetched at start (through
+    /// [`ConfSource::fetch_account`]): the base URL, the system account.
+    pub fetched_accounts: Vec<(crate::auth::AccountFetch, Result<String, String>)>,
     pub resolver_position: Option<Position>,
     /// `resolver_preload`: account public key → account JWT.
     pub resolver_preload: std::collections::BTreeMap<String, String>,
@@ -356,6 +361,20 @@ pub fn load_options(
     let root = parse(file_name, text, source)?;
     let (mut options, unsupported) = options_from_tree(&root)?;
     read_operator_jwts(&mut options, source)?;
+    for fetch in operator_options(&options).startup_fetches() {
+        let attempt = options
+            .fetched_accounts
+            .iter()
+            .filter(|(earlier, _)| earlier.url == fetch.url)
+            .count();
+        let fetched = source.fetch_account(&fetch, attempt);
+        let failed = fetched.is_err();
+        options.fetched_accounts.push((fetch, fetched));
+        if failed {
+            // The first failure decides (the base URL's stops the start).
+            break;
+        }
+    }
     if let Err(reason) = read_resolver_dir(&mut options, source) {
         let position = options
             .resolver_position
@@ -544,8 +563,12 @@ fn apply_top_level(
                         unsupported.push(Unsupported::new(entry.key.clone(), entry))
                     }
                 }
+            } else if let Some(text) = entry.value.as_str() {
+                // The reference takes `URL` anywhere in the text, then an
+                // optional `("<url>")`; text without it configures nothing.
+                options.url_resolver =
+                    url_resolver(text).map(|url| crate::auth::UrlResolver::new(&url));
             } else {
-                // URL(...).
                 unsupported.push(Unsupported::new(entry.key.clone(), entry));
             }
         }
@@ -592,6 +615,32 @@ fn operator_sources(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
             })
         })
         .collect()
+}
+
+/// The URL of `resolver: URL("<url>")` (the quotes are optional, the
+/// case of `URL` is not significant; `URL` alone is an empty URL). `None`
+/// when the text has no `URL`.
+fn url_resolver(text: &str) -> Option<String> {
+    let at = text.to_ascii_uppercase().find("URL")?;
+    let rest = &text[at + 3..];
+    let Some(inner) = rest.strip_prefix('(') else {
+        return Some(String::new());
+    };
+    let inner = inner.trim_start();
+    let inner = inner.strip_prefix('"').unwrap_or(inner);
+    let end = inner
+        .find(|c: char| c.is_whitespace() || c == '"' || c == ')')
+        .unwrap_or(inner.len());
+    let url = &inner[..end];
+    // The closing `)` must follow (else the reference's pattern matches
+    // `URL` alone).
+    let tail = inner[end..].trim_start();
+    let tail = tail.strip_prefix('"').unwrap_or(tail).trim_start();
+    Some(if tail.starts_with(')') {
+        url.to_owned()
+    } else {
+        String::new()
+    })
 }
 
 /// What a `resolver { }` map configures.
@@ -701,6 +750,19 @@ fn resolver_preload(
         preload.insert(field.key.clone(), token.to_string());
     }
     Ok(preload)
+}
+
+/// What the file says of operator mode, for `OperatorMode::build`.
+pub fn operator_options(file: &FileOptions) -> crate::auth::OperatorOptions {
+    crate::auth::OperatorOptions {
+        operator_jwts: file.operator_jwts.clone(),
+        memory_resolver: file.memory_resolver,
+        dir_resolver: file.dir_resolver.clone(),
+        url_resolver: file.url_resolver.clone(),
+        preload: file.resolver_preload.clone(),
+        system_account: file.security.system_account.clone(),
+        fetched: file.fetched_accounts.clone(),
+    }
 }
 
 /// Read `options.operators` into `options.operator_jwts`: a file's
@@ -1375,6 +1437,28 @@ mod tests {
     /// Keys of features rnats lacks, and security settings it does not
     /// enforce, refuse start-up by name; only harmless ones are let through.
     #[test]
+    fn url_resolvers_parse_as_the_reference_matches_them() {
+        let url = |text: &str| {
+            load(&format!("resolver: {text}"))
+                .expect("valid")
+                .0
+                .url_resolver
+                .map(|url| url.base)
+        };
+        assert_eq!(
+            url("URL(\"http://h:1/jwt/v1/accounts/\")"),
+            Some(String::from("http://h:1/jwt/v1/accounts/"))
+        );
+        assert_eq!(
+            url("\"url( http://h:1/jwt )\""),
+            Some(String::from("http://h:1/jwt/"))
+        );
+        assert_eq!(url("URL"), Some(String::from("/")));
+        assert_eq!(url("\"URL(http://h:1/\""), Some(String::from("/")));
+        assert_eq!(url("nothing"), None);
+    }
+
+    #[test]
     fn unsupported_keys_refuse_start_unless_harmless() {
         let refused = |text: &str| -> Vec<String> {
             let (_, unsupported) = load(text).expect("valid");
@@ -1385,7 +1469,6 @@ mod tests {
         };
         for text in [
             "trusted_keys: [OABC]",
-            "resolver: URL(http://127.0.0.1:1/)",
             "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",

@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::jetstream_options::SyncInterval;
 use super::tls_options::DEFAULT_TLS_TIMEOUT;
 use super::FileOptions;
-use crate::auth::{AuthConfig, OperatorMode, OperatorOptions, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
+use crate::auth::{AuthConfig, OperatorMode, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::format::go_quote;
 use crate::jetstream;
 use crate::jetstream::config::{sync_policy, valid_domain, Encryption, JetStreamRequest};
@@ -471,13 +471,7 @@ fn apply_operator_mode(
             "operators do not allow authorization callouts to be configured directly",
         )));
     }
-    let options = OperatorOptions {
-        operator_jwts: file.operator_jwts.clone(),
-        memory_resolver: file.memory_resolver,
-        dir_resolver: file.dir_resolver.clone(),
-        preload: file.resolver_preload.clone(),
-        system_account: security.system_account.clone(),
-    };
+    let options = super::options::operator_options(file);
     let other_auth = !security.users.is_empty() || !security.nkeys.is_empty();
     let built = OperatorMode::build(&options, other_auth).map_err(TranslateError::Operator)?;
     config.accounts = built.accounts;
