@@ -73,7 +73,7 @@ pub fn run(cli: CliOptions) -> i32 {
     let cluster = conf::cluster_request(file.cluster.as_ref(), &cli.cluster)
         .unwrap_or_else(|error| flags::die(&error));
     let options = settings::merge(&cli, &file);
-    if !file.operator_jwts.is_empty() {
+    if !file.operator_jwts.is_empty() || !file.trusted_keys.is_empty() {
         // The reference checks operator mode before it logs anything.
         if let Err(error) = settings::server_config(&options, &file, &ServerConfig::default()) {
             flags::die(&error.to_string());
@@ -482,7 +482,7 @@ type OperatorSettings = (
 
 fn operator_settings(file: &FileOptions) -> OperatorSettings {
     (
-        file.operator_jwts.clone(),
+        [file.operator_jwts.clone(), file.trusted_keys.clone()].concat(),
         file.memory_resolver,
         file.resolver_preload.clone(),
         file.dir_resolver

@@ -370,3 +370,114 @@ async fn url_resolver_start_up() {
         assert_eq!(ours, theirs);
     }
 }
+
+/// `trusted_keys` names operator keys without their JWTs: accounts signed
+/// by one of them are trusted, others not; the start-up checks and their
+/// texts are the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_keys_stand_in_for_operator_jwts() {
+    let trust = Trust::new("trusted-keys");
+    let operator = trust.operator.public_key();
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    let rogue = nkeys::KeyPair::new_account();
+    let preload = format!(
+        "resolver: MEMORY\nresolver_preload: {{\n  {system}: {}\n  {account}: {}\n  {}: {}\n}}\n",
+        jwt::account(&trust.operator, &trust.system, json!({})),
+        jwt::account(&trust.operator, &trust.account, json!({})),
+        rogue.public_key(),
+        jwt::account(&nkeys::KeyPair::new_operator(), &rogue, json!({})),
+    );
+    let good = trust.dir.join("trusted.conf");
+    std::fs::write(
+        &good,
+        format!("trusted_keys: [{operator}]\nsystem_account: {system}\n{preload}"),
+    )
+    .unwrap();
+    let a_creds = trust.creds("a.creds", &trust.account);
+    let rogue_creds = trust.creds("rogue.creds", &rogue);
+    let mut results = Vec::new();
+    for binary in binaries() {
+        let server = ServerProcess::start_binary(binary.clone(), &["-c", good.to_str().unwrap()]);
+        let mut seen = Vec::new();
+        let client = connect_creds(&server.url(), &a_creds).await;
+        seen.push(format!("account user: {:?}", client.as_ref().map(|_| ())));
+        if let Ok(client) = client {
+            let mut sub = client.subscribe("x").await.unwrap();
+            client.flush().await.unwrap();
+            client.publish("x", Bytes::from("1")).await.unwrap();
+            seen.push(format!("{:?}", next_message(&mut sub).await.payload));
+        }
+        let rogue = connect_creds(&server.url(), &rogue_creds).await;
+        seen.push(format!(
+            "rogue: {:?}",
+            rogue.map(|_| ()).map_err(|e| e.to_lowercase())
+        ));
+        let anonymous = within(
+            "a connect without creds",
+            ConnectOptions::new()
+                .max_reconnects(Some(1))
+                .connect(server.url()),
+        )
+        .await;
+        seen.push(format!("anonymous: {}", anonymous.is_err()));
+        seen.push(format!(
+            "trusted operators lines: {}",
+            messages(&server, "Trusted Operators").len()
+        ));
+        results.push(seen);
+    }
+    let ours = &results[0];
+    assert_eq!(ours[0], "account user: Ok(())", "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+
+    // Refusals at start, compared by their message.
+    let operator_file = trust.operator_file();
+    let variants = [
+        (
+            "conflict.conf",
+            format!(
+                "operator: {}\ntrusted_keys: [{operator}]\n{preload}",
+                operator_file.display()
+            ),
+        ),
+        // Not on line 1, where the reference counts columns from 0.
+        (
+            "badkey.conf",
+            format!("# a key of the wrong kind\ntrusted_keys: [{operator}, {account}]\n"),
+        ),
+        (
+            "badtype.conf",
+            String::from("# not a string\ntrusted_keys: 1\n"),
+        ),
+        (
+            "badresolver.conf",
+            format!("# no such resolver\ntrusted_keys: [{operator}]\nresolver: nothing\n"),
+        ),
+    ];
+    for (name, text) in variants {
+        let path = trust.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut messages = Vec::new();
+        for binary in binaries() {
+            let binary_for_thread = binary.clone();
+            let path = path.clone();
+            let (code, output) =
+                tokio::task::spawn_blocking(move || exit_of(&binary_for_thread, &path))
+                    .await
+                    .unwrap();
+            assert_eq!(code, Some(1), "{name} {}: {output}", binary.display());
+            let first = output.trim().lines().next().unwrap_or("").to_string();
+            messages.push(
+                first
+                    .split_once(": ")
+                    .map_or(first.clone(), |(_, message)| message.to_string()),
+            );
+        }
+        if messages.len() == 2 {
+            assert_eq!(messages[0], messages[1], "{name}");
+        }
+    }
+}

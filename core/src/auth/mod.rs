@@ -31,9 +31,9 @@ pub use authenticate::{
     encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
 };
 pub use operator::{
-    startup_lines as operator_startup_lines, Built as OperatorBuilt, ClaimsUpdate,
-    ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions, StoreRefusal,
-    StoredClaims,
+    is_public_operator_key, startup_lines as operator_startup_lines, Built as OperatorBuilt,
+    ClaimsUpdate, ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions,
+    StoreRefusal, StoredClaims,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 pub use resolver::{

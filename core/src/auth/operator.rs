@@ -144,6 +144,9 @@ impl ClaimsUpdateError {
 pub struct OperatorOptions {
     /// The operator JWTs (files already read).
     pub operator_jwts: Vec<String>,
+    /// `trusted_keys`: operator public keys trusted without their JWTs
+    /// (checked to be operator keys when the file was read).
+    pub trusted_keys: Vec<String>,
     /// `resolver: MEMORY` was configured.
     pub memory_resolver: bool,
     /// `resolver { type: full }` was configured, with the JWT files read.
@@ -231,9 +234,28 @@ impl OperatorMode {
                 .map_err(|error| format!("error parsing operator JWT: {error}"))?;
             operators.push(operator);
         }
-        assert!(!operators.is_empty(), "operator mode needs an operator");
+        assert!(
+            !operators.is_empty() || !options.trusted_keys.is_empty(),
+            "operator mode needs an operator or trusted keys"
+        );
         let url = options.url_resolver(&operators);
-        if !options.memory_resolver && options.dir_resolver.is_none() {
+        if operators.is_empty() {
+            // Trusted keys alone: the reference checks no resolver (without
+            // one, no account can be found and no user logs in).
+            if !options.preload.is_empty()
+                && !options.memory_resolver
+                && options.dir_resolver.is_none()
+            {
+                return Err(String::from(
+                    "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
+                ));
+            }
+            if options.dir_resolver.is_some() && options.system_account.is_none() {
+                return Err(String::from(
+                    "configuration key \"trusted_keys\" is not supported yet: with the full resolver and no system_account",
+                ));
+            }
+        } else if !options.memory_resolver && options.dir_resolver.is_none() {
             if !options.preload.is_empty() {
                 return Err(String::from(
                     "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
@@ -250,10 +272,18 @@ impl OperatorMode {
                 "operators do not allow users to be configured directly",
             ));
         }
+        if !operators.is_empty() && !options.trusted_keys.is_empty() {
+            return Err(String::from(
+                "conflicting options for 'TrustedKeys' and 'TrustedOperators'",
+            ));
+        }
         let system_account = options.system_account.clone().or_else(|| {
-            Some(operators[0].nats.system_account.clone()).filter(|key| !key.is_empty())
+            operators
+                .first()
+                .map(|operator| operator.nats.system_account.clone())
+                .filter(|key| !key.is_empty())
         });
-        if system_account.is_none() && options.dir_resolver.is_some() {
+        if system_account.is_none() && options.dir_resolver.is_some() && !operators.is_empty() {
             return Err(String::from(
                 "using nats based account resolver - the system account needs to be specified in configuration or the operator jwt",
             ));
@@ -278,7 +308,7 @@ impl OperatorMode {
                 ));
             }
         }
-        let mut trusted_keys = Vec::new();
+        let mut trusted_keys = options.trusted_keys.clone();
         for operator in &operators {
             if !operator.nats.strict_signing_key_usage {
                 trusted_keys.push(operator.claims.subject.clone());
@@ -315,11 +345,9 @@ impl OperatorMode {
                     account.claims.subject
                 ));
             }
-            if !mode.trusted_keys.contains(&account.claims.issuer) {
-                return Err(format!(
-                    "resolver_preload: account {key} is not signed by a trusted operator"
-                ));
-            }
+            // Stored all the same, as the reference stores it; its users
+            // are refused at login.
+            let trusted = mode.trusted_keys.contains(&account.claims.issuer);
             refuse_unsupported_account_claims(key, &account.nats)?;
             let issues = validation_issues(&account.nats);
             if !issues.is_empty() {
@@ -331,7 +359,7 @@ impl OperatorMode {
                     .extend(issues.iter().map(|issue| format!("  - {issue}")));
             }
             match &mut mode.dir {
-                None if !issues.is_empty() => {}
+                None if !issues.is_empty() || !trusted => {}
                 None => {
                     mode.accounts.insert(key.clone(), account);
                 }
@@ -936,6 +964,11 @@ fn placeholder_account(key: &str, issuer: &str) -> Jwt<AccountNats> {
     }
 }
 
+/// Whether `key` is a public operator nkey.
+pub fn is_public_operator_key(key: &str) -> bool {
+    is_public_key(key, 'O')
+}
+
 /// The reference's start-up lines naming the trusted operators (times in
 /// UTC, as Go prints them on a machine whose zone is UTC).
 pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
@@ -949,7 +982,10 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
             text.trim_end_matches('Z').replacen('T', " ", 1)
         )
     };
-    let mut lines = vec![String::from("Trusted Operators")];
+    let mut lines = Vec::new();
+    if !mode.operators.is_empty() {
+        lines.push(String::from("Trusted Operators"));
+    }
     for operator in &mode.operators {
         lines.push(format!(
             "  System  : {}",

@@ -50,8 +50,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "resolver_tls",
     "resolver_pinned_accounts",
     "no_header_support",
-    "trusted",
-    "trusted_keys",
     "connect_error_reports",
     "reconnect_error_reports",
     "mqtt",
@@ -108,6 +106,8 @@ pub struct FileOptions {
     pub operator_position: Option<Position>,
     /// `operators` as read: the JWT of each (see [`read_operator_jwts`]).
     pub operator_jwts: Vec<String>,
+    /// `trusted_keys` (or `trusted`): operator public keys trusted directly.
+    pub trusted_keys: Vec<String>,
     /// `resolver: MEMORY`.
     pub memory_resolver: bool,
     /// `resolver { type: full, dir: ... }`: the directory resolver (its
@@ -558,21 +558,22 @@ fn apply_top_level(
                         options.dir_resolver = Some(dir);
                         options.resolver_position = Some(entry.key_position.clone());
                     }
-                    // The cache resolver fetches from other servers.
+                    // The cache resolver: not built.
                     ResolverMap::Unsupported => {
                         unsupported.push(Unsupported::new(entry.key.clone(), entry))
                     }
                 }
             } else if let Some(text) = entry.value.as_str() {
                 // The reference takes `URL` anywhere in the text, then an
-                // optional `("<url>")`; text without it configures nothing.
-                options.url_resolver =
-                    url_resolver(text).map(|url| crate::auth::UrlResolver::new(&url));
+                // optional `("<url>")`; text without it is refused.
+                let url = url_resolver(text).ok_or_else(|| invalid(entry, RESOLVER_KINDS))?;
+                options.url_resolver = Some(crate::auth::UrlResolver::new(&url));
             } else {
                 unsupported.push(Unsupported::new(entry.key.clone(), entry));
             }
         }
         "resolver_preload" => options.resolver_preload = resolver_preload(entry)?,
+        "trusted" | "trusted_keys" => options.trusted_keys = trusted_keys(entry)?,
         "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
         "ports_file_dir" => options.ports_file_dir = Some(string(entry)?),
         "logfile" | "log_file" => options.log_file = Some(string(entry)?),
@@ -616,6 +617,59 @@ fn operator_sources(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
         })
         .collect()
 }
+
+/// `trusted_keys: "<key>"` or a list of keys, each a public operator nkey.
+fn trusted_keys(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
+    let keys = if let Some(key) = entry.value.as_str() {
+        vec![key.to_owned()]
+    } else if let Some(items) = entry.value.as_array() {
+        let mut keys = Vec::new();
+        for item in items {
+            let key = item.as_str().ok_or_else(|| {
+                invalid(
+                    entry,
+                    &format!(
+                        "error parsing trusted: unsupported type in array {}",
+                        super::auth_options::go_type_name(item)
+                    ),
+                )
+            })?;
+            keys.push(key.to_owned());
+        }
+        keys
+    } else {
+        return Err(invalid(
+            entry,
+            &format!(
+                "error parsing trusted: unsupported type {}",
+                super::auth_options::go_type_name(&entry.value)
+            ),
+        ));
+    };
+    // The reference points at the last item of a list.
+    let position = entry
+        .value
+        .as_array()
+        .and_then(|items| items.last())
+        .map_or(&entry.key_position, |item| &item.position);
+    for key in &keys {
+        if !crate::auth::is_public_operator_key(key) {
+            return Err(ConfError::new(
+                position.clone(),
+                ConfErrorKind::InvalidValue {
+                    key: entry.key.clone(),
+                    reason: format!(
+                        "trust key {key:?} required to be a valid public operator nkey"
+                    ),
+                },
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// The reference's refusal of a resolver it does not know.
+const RESOLVER_KINDS: &str = "error parsing account resolver, should be MEM or  URL(\"url\") or a map containing dir and type state=[FULL|CACHE])";
 
 /// The URL of `resolver: URL("<url>")` (the quotes are optional, the
 /// case of `URL` is not significant; `URL` alone is an empty URL). `None`
@@ -670,7 +724,8 @@ fn resolver_map(entry: &MapEntry) -> Result<ResolverMap, ConfError> {
     match kind.to_ascii_uppercase().as_str() {
         "MEM" | "MEMORY" => return Ok(ResolverMap::Memory),
         "FULL" => {}
-        _ => return Ok(ResolverMap::Unsupported),
+        "CACHE" => return Ok(ResolverMap::Unsupported),
+        _ => return Err(invalid(entry, RESOLVER_KINDS)),
     }
     if dir.is_empty() {
         return Err(invalid(
@@ -756,6 +811,7 @@ fn resolver_preload(
 pub fn operator_options(file: &FileOptions) -> crate::auth::OperatorOptions {
     crate::auth::OperatorOptions {
         operator_jwts: file.operator_jwts.clone(),
+        trusted_keys: file.trusted_keys.clone(),
         memory_resolver: file.memory_resolver,
         dir_resolver: file.dir_resolver.clone(),
         url_resolver: file.url_resolver.clone(),
@@ -1455,7 +1511,7 @@ mod tests {
         );
         assert_eq!(url("URL"), Some(String::from("/")));
         assert_eq!(url("\"URL(http://h:1/\""), Some(String::from("/")));
-        assert_eq!(url("nothing"), None);
+        assert!(load("resolver: nothing").is_err());
     }
 
     #[test]
@@ -1468,7 +1524,6 @@ mod tests {
             }
         };
         for text in [
-            "trusted_keys: [OABC]",
             "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
@@ -1504,11 +1559,11 @@ mod tests {
             assert_eq!(refused(text), Vec::<String>::new(), "{text}");
         }
         let (_, unsupported) =
-            load("port: 1\ntrusted_keys: x\njetstream { tpm { k: v } }").unwrap();
+            load("port: 1\nmqtt { port: 1883 }\njetstream { tpm { k: v } }").unwrap();
         let error = refuse_unsupported(unsupported).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "test.conf:2:1: configuration key \"trusted_keys\" is not supported yet\n\
+            "test.conf:2:1: configuration key \"mqtt\" is not supported yet\n\
              test.conf:3:13: configuration key \"jetstream.tpm\" is not supported yet"
         );
     }
