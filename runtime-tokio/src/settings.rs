@@ -242,7 +242,20 @@ pub fn server_config(
     file: &FileOptions,
     identity: &ServerConfig,
 ) -> Result<ServerConfig, conf::TranslateError> {
-    conf::server_config(file, &overrides(options), identity)
+    let mut config = conf::server_config(file, &overrides(options), identity)?;
+    if let Some(mode) = config.auth.operator.as_mut() {
+        mode.local_zone = local_zone();
+    }
+    Ok(config)
+}
+
+/// The machine's time zone (`TZ`, else `/etc/localtime`), by IANA name,
+/// as Go's `time.Local` finds it; empty (UTC) when it has none.
+fn local_zone() -> String {
+    jiff::tz::TimeZone::try_system()
+        .ok()
+        .and_then(|zone| zone.iana_name().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The monitoring listener's port: `None` without `-m`/`http_port`/`http`

@@ -481,3 +481,119 @@ async fn trusted_keys_stand_in_for_operator_jwts() {
         }
     }
 }
+
+/// A user JWT's `times`: `HH:MM:SS` ranges in `times_location`, the
+/// connection admitted only inside one and closed at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_connect_times() {
+    let trust = Trust::new("times");
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    let config = trust.dir.join("times.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{\n  {system}: {}\n  {account}: {}\n}}\n",
+            trust.operator_file().display(),
+            jwt::account(&trust.operator, &trust.system, json!({})),
+            jwt::account(&trust.operator, &trust.account, json!({})),
+        ),
+    )
+    .unwrap();
+    // Times of day (UTC) `offset` seconds from now.
+    let clock = |offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let of_day = (now + offset).rem_euclid(86_400);
+        format!(
+            "{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        )
+    };
+    let user = |file: &str, times: serde_json::Value, location: &str| {
+        let key = nkeys::KeyPair::new_user();
+        let token = jwt::user(
+            &trust.account,
+            &key,
+            json!({"times": times, "times_location": location}),
+            json!({}),
+        );
+        let path = trust.dir.join(file);
+        std::fs::write(&path, jwt::creds(&token, &key)).unwrap();
+        path
+    };
+    let mut results = Vec::new();
+    for binary in binaries() {
+        let server = ServerProcess::start_binary(binary.clone(), &["-c", config.to_str().unwrap()]);
+        let url = server.url();
+        let mut seen = Vec::new();
+        let inside = user(
+            "inside.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "UTC",
+        );
+        // The same window in another zone is another window.
+        let elsewhere = user(
+            "elsewhere.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "Asia/Kolkata",
+        );
+        let outside = user(
+            "outside.creds",
+            json!([{"start": clock(3600), "end": clock(7200)}]),
+            "",
+        );
+        let unknown = user(
+            "unknown.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "Mars/Olympus_Mons",
+        );
+        for (name, creds) in [
+            ("inside", &inside),
+            ("elsewhere", &elsewhere),
+            ("outside", &outside),
+            ("unknown zone", &unknown),
+        ] {
+            let result = connect_creds(&url, creds).await;
+            seen.push(format!(
+                "{name}: {:?}",
+                result.map(|_| ()).map_err(|e| e.to_lowercase())
+            ));
+        }
+        // A range ending in 3 seconds: admitted, then closed at its end.
+        let ending = user(
+            "ending.creds",
+            json!([{"start": clock(-60), "end": clock(3)}]),
+            "",
+        );
+        let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+        let options = ConnectOptions::with_credentials_file(&ending)
+            .await
+            .unwrap()
+            .max_reconnects(Some(0))
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        let _ = tx.send(error.to_string());
+                    }
+                }
+            });
+        let _client = within("the ending user's connect", options.connect(&url))
+            .await
+            .unwrap();
+        let error = within("the end of the range", errors.recv()).await;
+        seen.push(format!("at the end: {error:?}"));
+        results.push(seen);
+    }
+    let ours = &results[0];
+    assert_eq!(ours[0], "inside: Ok(())", "{ours:#?}");
+    assert!(ours[2].starts_with("outside: Err"), "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}

@@ -22,6 +22,7 @@ mod operator;
 mod permissions;
 mod resolver;
 mod scope;
+pub mod times;
 
 pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,

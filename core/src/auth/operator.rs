@@ -47,6 +47,9 @@ pub struct OperatorMode {
     /// The URL resolver, when configured (or implied by the operator's
     /// `account_server_url`). Neither: `MEMORY`.
     pub url: Option<UrlResolver>,
+    /// The server's time zone (IANA name, set by the runtime; empty: UTC),
+    /// for user JWT connect times without `times_location`.
+    pub local_zone: String,
     /// The first operator's key when it uses signing keys strictly: it may
     /// not sign account JWTs itself (checked on a push to the directory).
     pub strict_operator: Option<String>,
@@ -333,6 +336,7 @@ impl OperatorMode {
             accounts: BTreeMap::new(),
             dir: options.dir_resolver.clone(),
             url,
+            local_zone: String::new(),
             startup_writes: Vec::new(),
             startup_warnings: Vec::new(),
         };
@@ -931,7 +935,22 @@ impl OperatorMode {
             return Err(AuthFailure::Revoked);
         }
         refuse_unsupported_user_claims(&user.nats)?;
-        let restrictions = Restrictions::of(&user, &account.nats)?;
+        let window = super::times::connect_window(
+            &user.nats.times,
+            &user.nats.times_location,
+            &self.local_zone,
+            now,
+        )
+        .ok_or(AuthFailure::OutsideConnectTimes)?;
+        let mut restrictions = Restrictions::of(&user, &account.nats)?;
+        if !window.is_zero() {
+            // Closed at the end of its range, or at its expiry if sooner.
+            let end = WallTime::from_unix_nanos(
+                now.as_unix_nanos()
+                    .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+            );
+            restrictions.expires = Some(restrictions.expires.map_or(end, |at| at.min(end)));
+        }
         let permissions = user
             .nats
             .permissions
@@ -1257,9 +1276,6 @@ fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
 }
 
 fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
-    if !user.times.is_empty() {
-        return Err(AuthFailure::Unsupported("times"));
-    }
     if user.proxy_required {
         return Err(AuthFailure::Unsupported("proxy_required"));
     }
