@@ -609,19 +609,7 @@ async fn source_networks_connection_types_and_expiry() {
         json!({}),
         json!({"exp": now + 3}),
     );
-    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
-    let options = ConnectOptions::with_credentials_file(&expiring)
-        .await
-        .unwrap()
-        .max_reconnects(Some(0))
-        .event_callback(move |event| {
-            let errors_tx = errors_tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = errors_tx.send(error.to_string());
-                }
-            }
-        });
+    let (options, mut errors) = with_errors(&expiring).await;
     let _client = within("an expiring user's connect", options.connect(&url))
         .await
         .unwrap();
@@ -664,20 +652,7 @@ fn varz_shows_the_trusted_operators() {
 async fn with_errors(
     creds: &Path,
 ) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = ConnectOptions::with_credentials_file(creds)
-        .await
-        .unwrap()
-        .max_reconnects(Some(0))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = tx.send(error.to_string());
-                }
-            }
-        });
-    (options, rx)
+    common::forward_errors(ConnectOptions::with_credentials_file(creds).await.unwrap())
 }
 
 /// The account's and the user's `subs`, `payload` and `conn` limits, as

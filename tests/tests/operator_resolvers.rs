@@ -570,19 +570,11 @@ async fn user_connect_times() {
             json!([{"start": clock(-60), "end": clock(3)}]),
             "",
         );
-        let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
-        let options = ConnectOptions::with_credentials_file(&ending)
-            .await
-            .unwrap()
-            .max_reconnects(Some(0))
-            .event_callback(move |event| {
-                let tx = tx.clone();
-                async move {
-                    if let async_nats::Event::ServerError(error) = event {
-                        let _ = tx.send(error.to_string());
-                    }
-                }
-            });
+        let (options, mut errors) = common::forward_errors(
+            ConnectOptions::with_credentials_file(&ending)
+                .await
+                .unwrap(),
+        );
         let _client = within("the ending user's connect", options.connect(&url))
             .await
             .unwrap();

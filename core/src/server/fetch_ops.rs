@@ -120,14 +120,8 @@ impl Server {
             let Some(options) = self.take_account_login(conn, account) else {
                 continue;
             };
-            if known {
-                self.log_in(now, conn, options);
-            } else {
-                // Not fetched again: the answer for this login was no.
-                self.conns.client(conn).options = options.clone();
-                self.auth_violation(conn, &options);
-            }
-            self.resume_parked(now, conn);
+            // Unknown still: not fetched again, the answer for this login was no.
+            self.decide_parked_login(now, conn, options, known);
         }
         self.finish_step(now);
     }

@@ -524,16 +524,28 @@ impl Server {
             self.authenticator_for(listener)
                 .password_checked(check, passed);
         }
-        if passed {
-            // Authenticated again (now from the cache): a reload while the
-            // check ran may have changed the users.
+        // Authenticated again when passed (now from the cache): a reload
+        // while the check ran may have changed the users.
+        self.decide_parked_login(now, conn, options, passed);
+        self.finish_step(now);
+    }
+
+    /// What a parked login waited for came: authenticate it again
+    /// (`again`) or refuse it, then parse what it sent meanwhile.
+    fn decide_parked_login(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        options: protocol::ConnectOptions,
+        again: bool,
+    ) {
+        if again {
             self.log_in(now, conn, options);
         } else {
             self.conns.client(conn).options = options.clone();
             self.auth_violation(conn, &options);
         }
         self.resume_parked(now, conn);
-        self.finish_step(now);
     }
 
     /// A login was decided: parse what `conn` sent while it waited.
