@@ -14,15 +14,9 @@ use async_nats::ConnectOptions;
 use bytes::Bytes;
 use common::{next_message, sync_with_server, within};
 use futures::StreamExt;
+use jwt::{connect_creds, exit_of, test_dir};
 use rnats_tests::ServerProcess;
 use serde_json::json;
-
-/// A directory of its own for one test's files.
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnats-jwt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An operator with a system account and one application account `A`,
 /// both preloaded into a `MEMORY` resolver.
@@ -112,16 +106,6 @@ async fn collect(
 
 fn start(config: &Path) -> ServerProcess {
     ServerProcess::start(&["-c", config.to_str().unwrap()])
-}
-
-async fn connect_creds(url: &str, creds: &Path) -> Result<async_nats::Client, String> {
-    let options = ConnectOptions::with_credentials_file(creds)
-        .await
-        .map_err(|error| error.to_string())?
-        .max_reconnects(Some(1));
-    within("a connect with creds", options.connect(url))
-        .await
-        .map_err(|error| error.to_string())
 }
 
 #[tokio::test]
@@ -295,19 +279,6 @@ async fn signing_keys_revocations_expiry_and_bearer_tokens() {
     )
     .await;
     assert!(refused.is_err());
-}
-
-/// Runs `binary` with config `path` expecting it to exit: (code, stderr).
-fn exit_of(binary: &Path, path: &Path) -> (Option<i32>, String) {
-    let output = std::process::Command::new(binary)
-        .args(["-p", "-1", "-c", path.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the server");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]

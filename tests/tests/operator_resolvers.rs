@@ -19,15 +19,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use jwt::{connect_creds, exit_of, test_dir};
 use rnats_tests::ServerProcess;
 use serde_json::json;
-
-/// A directory of its own for one test's files.
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnats-resolvers-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An HTTP server answering `GET <prefix><account key>` with the account's
 /// JWT (404 for keys it does not hold), counting requests per path.
@@ -143,16 +137,6 @@ impl Trust {
         std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
         path
     }
-}
-
-async fn connect_creds(url: &str, creds: &Path) -> Result<async_nats::Client, String> {
-    let options = ConnectOptions::with_credentials_file(creds)
-        .await
-        .map_err(|error| error.to_string())?
-        .max_reconnects(Some(1));
-    within("a connect with creds", options.connect(url))
-        .await
-        .map_err(|error| error.to_string())
 }
 
 /// The servers to run a scenario against: rnats, then the reference.
@@ -301,19 +285,6 @@ async fn url_resolver_fetches_accounts_over_http() {
     if let Some(theirs) = results.get(1) {
         assert_eq!(ours, theirs);
     }
-}
-
-/// Runs `binary` with config `path` expecting it to exit: (code, output).
-fn exit_of(binary: &Path, path: &Path) -> (Option<i32>, String) {
-    let output = std::process::Command::new(binary)
-        .args(["-p", "-1", "-c", path.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the server");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// With a URL resolver the server checks at start that the base URL
