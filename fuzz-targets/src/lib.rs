@@ -25,6 +25,7 @@
 //! | `raft_wire` | [`raft_wire::run`] | 1 control byte (which decoder, or the log scan), then bytes |
 //! | `raft_recovery` | [`raft_recovery::run`] | 1 control byte, then a RAFT node's files (or a log to build), split at a separator |
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
+//! | `user_times` | [`user_times::run`] | 8 bytes of clock, then ranges and a zone, split at NUL |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
@@ -48,6 +49,7 @@ pub mod store_recovery;
 pub mod store_scan;
 pub mod subject;
 pub mod sublist_ops;
+pub mod user_times;
 pub mod websocket_frames;
 pub mod websocket_handshake;
 
@@ -74,4 +76,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("raft_wire", raft_wire::run),
     ("raft_recovery", raft_recovery::run),
     ("route_parser", route_parser::run),
+    ("user_times", user_times::run),
 ];

@@ -73,7 +73,7 @@ pub fn run(cli: CliOptions) -> i32 {
     let cluster = conf::cluster_request(file.cluster.as_ref(), &cli.cluster)
         .unwrap_or_else(|error| flags::die(&error));
     let options = settings::merge(&cli, &file);
-    if !file.operator_jwts.is_empty() {
+    if !file.operator_jwts.is_empty() || !file.trusted_keys.is_empty() {
         // The reference checks operator mode before it logs anything.
         if let Err(error) = settings::server_config(&options, &file, &ServerConfig::default()) {
             flags::die(&error.to_string());
@@ -479,16 +479,19 @@ type OperatorSettings = (
     std::collections::BTreeMap<String, String>,
     // The directory resolver's settings; its files change while running.
     Option<(String, rnats_core::auth::JwtDelete, Option<u64>)>,
+    // The URL resolver's base URL.
+    Option<String>,
 );
 
 fn operator_settings(file: &FileOptions) -> OperatorSettings {
     (
-        file.operator_jwts.clone(),
+        [file.operator_jwts.clone(), file.trusted_keys.clone()].concat(),
         file.memory_resolver,
         file.resolver_preload.clone(),
         file.dir_resolver
             .as_ref()
             .map(|dir| (dir.dir.clone(), dir.delete, dir.limit)),
+        file.url_resolver.as_ref().map(|url| url.base.clone()),
     )
 }
 

@@ -1,5 +1,6 @@
 //! rnats-runtime-tokio: runs the rnats-core machines on tokio sockets and timers.
 
+pub mod account_fetch;
 pub mod app;
 pub mod disk;
 pub mod flags;

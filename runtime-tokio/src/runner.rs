@@ -183,6 +183,10 @@ pub struct Runner {
     resolver_writes: mpsc::UnboundedSender<(u64, rnats_core::auth::ResolverWrite)>,
     resolver_write_queue:
         Mutex<Option<mpsc::UnboundedReceiver<(u64, rnats_core::auth::ResolverWrite)>>>,
+    /// The URL resolver's fetches, each run as a task of its own by
+    /// `account_fetch_loop`, never under the lock.
+    account_fetches: mpsc::UnboundedSender<rnats_core::auth::AccountFetch>,
+    account_fetch_queue: Mutex<Option<mpsc::UnboundedReceiver<rnats_core::auth::AccountFetch>>>,
 }
 
 /// The system's wall clock, as core's `WallTime`.
@@ -205,7 +209,10 @@ impl Runner {
         for write in server.take_resolver_writes() {
             let _ = resolver_writes.send(write);
         }
+        let (account_fetches, account_fetch_queue) = mpsc::unbounded_channel();
         Arc::new(Runner {
+            account_fetches,
+            account_fetch_queue: Mutex::new(Some(account_fetch_queue)),
             resolver_writes,
             resolver_write_queue: Mutex::new(Some(resolver_write_queue)),
             password_checks,
@@ -298,6 +305,7 @@ impl Runner {
         let checks = tokio::spawn(self.clone().password_check_loop());
         // Not aborted at shutdown: a write in progress finishes.
         tokio::spawn(self.clone().resolver_write_loop());
+        let fetches = tokio::spawn(self.clone().account_fetch_loop());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -318,6 +326,7 @@ impl Runner {
         }
         timer.abort();
         checks.abort();
+        fetches.abort();
         let mut state = self.lock();
         state.server.shutdown();
         self.finish_step(state);
@@ -750,6 +759,10 @@ impl Runner {
             // Only fails once the writer is gone (shutdown).
             let _ = self.resolver_writes.send(write);
         }
+        for fetch in state.server.take_account_fetches() {
+            // Only fails once the loop is gone (shutdown).
+            let _ = self.account_fetches.send(fetch);
+        }
         while let Some(action) = state.server.poll_action() {
             #[cfg(debug_assertions)]
             state.contract.action(&action);
@@ -858,6 +871,30 @@ impl Runner {
                 .server
                 .handle_resolver_written(self.clock.now(), id, result);
             self.finish_step(state);
+        }
+    }
+
+    /// Run each account fetch the machine asked for as a task of its own
+    /// (each bounded by the fetch timeout) and hand the answer over.
+    async fn account_fetch_loop(self: Arc<Self>) {
+        let Some(mut queue) = self
+            .account_fetch_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(fetch) = queue.recv().await {
+            let runner = self.clone();
+            tokio::spawn(async move {
+                let result = crate::account_fetch::fetch(&fetch).await;
+                let mut state = runner.lock();
+                state
+                    .server
+                    .handle_account_fetched(runner.clock.now(), &fetch.account, result);
+                runner.finish_step(state);
+            });
         }
     }
 

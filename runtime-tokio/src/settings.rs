@@ -50,6 +50,25 @@ impl ConfSource for FsSource {
             .map_err(|error| format!("open {path}: {}", crate::logging::os_error_text(&error)))
     }
 
+    fn fetch_account(
+        &self,
+        fetch: &rnats_core::auth::AccountFetch,
+        attempt: usize,
+    ) -> Result<String, String> {
+        // The configuration is read again on a reload and for lame duck
+        // timing: what was fetched at start is not fetched again (the
+        // reference fetches once, at start).
+        type Fetched = std::collections::BTreeMap<(String, usize), Result<String, String>>;
+        static FETCHED: std::sync::Mutex<Fetched> = std::sync::Mutex::new(Fetched::new());
+        let mut fetched = FETCHED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        fetched
+            .entry((fetch.url.clone(), attempt))
+            .or_insert_with(|| crate::account_fetch::fetch_blocking(fetch))
+            .clone()
+    }
+
     fn read_jwt_dir(&self, dir: &str) -> Result<(String, Vec<(String, String)>), String> {
         let os_error = |error: std::io::Error| crate::logging::os_error_text(&error);
         match std::fs::metadata(dir) {
@@ -223,7 +242,20 @@ pub fn server_config(
     file: &FileOptions,
     identity: &ServerConfig,
 ) -> Result<ServerConfig, conf::TranslateError> {
-    conf::server_config(file, &overrides(options), identity)
+    let mut config = conf::server_config(file, &overrides(options), identity)?;
+    if let Some(mode) = config.auth.operator.as_mut() {
+        mode.local_zone = local_zone();
+    }
+    Ok(config)
+}
+
+/// The machine's time zone (`TZ`, else `/etc/localtime`), by IANA name,
+/// as Go's `time.Local` finds it; empty (UTC) when it has none.
+fn local_zone() -> String {
+    jiff::tz::TimeZone::try_system()
+        .ok()
+        .and_then(|zone| zone.iana_name().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The monitoring listener's port: `None` without `-m`/`http_port`/`http`

@@ -189,28 +189,10 @@ fn with_errors(
     user: &str,
     password: &str,
 ) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    forward_errors(ConnectOptions::with_user_and_password(
+    common::forward_errors(ConnectOptions::with_user_and_password(
         user.into(),
         password.into(),
     ))
-}
-
-/// `options` that forward the server's `-ERR`s, without reconnecting.
-fn forward_errors(
-    options: ConnectOptions,
-) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = options
-        .max_reconnects(Some(0))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = tx.send(error.to_string());
-                }
-            }
-        });
-    (options, rx)
 }
 
 async fn connect_as(url: &str, user: &str, password: &str) -> Result<async_nats::Client, String> {
@@ -480,7 +462,7 @@ async fn operator_mode(sealed: bool) {
         let sentinel = sentinel.clone();
         let url = server.url();
         async move {
-            let (options, rx) = forward_errors(
+            let (options, rx) = common::forward_errors(
                 ConnectOptions::with_credentials_file(&sentinel)
                     .await
                     .unwrap()

@@ -860,7 +860,8 @@ async fn an_any_address_server_announces_every_host_address() {
             }
         })
         .await;
-        let hosts = |port: u16| -> Vec<String> {
+        // As a set: the reference keeps its peers' URLs in a map.
+        let hosts = |port: u16| -> BTreeSet<String> {
             urls.iter()
                 .filter_map(|u| u.rsplit_once(':'))
                 .filter(|(_, p)| *p == port.to_string())

@@ -14,15 +14,9 @@ use async_nats::ConnectOptions;
 use bytes::Bytes;
 use common::{next_message, sync_with_server, within};
 use futures::StreamExt;
+use jwt::{connect_creds, exit_of, test_dir};
 use rnats_tests::ServerProcess;
 use serde_json::json;
-
-/// A directory of its own for one test's files.
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rnats-jwt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// An operator with a system account and one application account `A`,
 /// both preloaded into a `MEMORY` resolver.
@@ -112,16 +106,6 @@ async fn collect(
 
 fn start(config: &Path) -> ServerProcess {
     ServerProcess::start(&["-c", config.to_str().unwrap()])
-}
-
-async fn connect_creds(url: &str, creds: &Path) -> Result<async_nats::Client, String> {
-    let options = ConnectOptions::with_credentials_file(creds)
-        .await
-        .map_err(|error| error.to_string())?
-        .max_reconnects(Some(1));
-    within("a connect with creds", options.connect(url))
-        .await
-        .map_err(|error| error.to_string())
 }
 
 #[tokio::test]
@@ -295,19 +279,6 @@ async fn signing_keys_revocations_expiry_and_bearer_tokens() {
     )
     .await;
     assert!(refused.is_err());
-}
-
-/// Runs `binary` with config `path` expecting it to exit: (code, stderr).
-fn exit_of(binary: &Path, path: &Path) -> (Option<i32>, String) {
-    let output = std::process::Command::new(binary)
-        .args(["-p", "-1", "-c", path.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the server");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -496,9 +467,9 @@ async fn exports_and_imports_between_jwt_accounts() {
     assert_eq!(answer.payload, "helped");
 }
 
-/// What rnats does not apply yet is refused, never ignored: an account
-/// limit refuses start-up by name, a user claim (`times`) refuses the login. (The
-/// reference applies both; this test runs against rnats only.)
+/// Account and user limits as rnats reads them: `data` and `leaf` are
+/// accepted, a limit left out is a limit of 0, an account breaking its own
+/// import/export limits does not validate. (Runs against rnats only.)
 #[tokio::test]
 async fn claims_not_applied_yet_are_refused() {
     // `data` and `leaf` limits restrict nothing a client does (the
@@ -508,16 +479,6 @@ async fn claims_not_applied_yet_are_refused() {
     let limited = trust.config(json!({"limits": {"subs": -1, "data": 5000, "payload": -1,
         "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": 3}}));
     let server = start(&limited);
-    let (_, timed) = trust.creds(
-        "times.creds",
-        &trust.account,
-        json!({"times": [{"start": "00:00:00", "end": "23:59:59"}]}),
-        json!({}),
-    );
-    // Connection time windows are not applied yet: refused.
-    if std::env::var_os("RNATS_TEST_SERVER_BIN").is_none() {
-        assert!(connect_creds(&server.url(), &timed).await.is_err());
-    }
     // Limits left out are 0: a limit of zero (no subscriptions), not none.
     let user = nkeys::KeyPair::new_user();
     let token = jwt::encode(
@@ -619,19 +580,7 @@ async fn source_networks_connection_types_and_expiry() {
         json!({}),
         json!({"exp": now + 3}),
     );
-    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
-    let options = ConnectOptions::with_credentials_file(&expiring)
-        .await
-        .unwrap()
-        .max_reconnects(Some(0))
-        .event_callback(move |event| {
-            let errors_tx = errors_tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = errors_tx.send(error.to_string());
-                }
-            }
-        });
+    let (options, mut errors) = with_errors(&expiring).await;
     let _client = within("an expiring user's connect", options.connect(&url))
         .await
         .unwrap();
@@ -674,20 +623,7 @@ fn varz_shows_the_trusted_operators() {
 async fn with_errors(
     creds: &Path,
 ) -> (ConnectOptions, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let options = ConnectOptions::with_credentials_file(creds)
-        .await
-        .unwrap()
-        .max_reconnects(Some(0))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    let _ = tx.send(error.to_string());
-                }
-            }
-        });
-    (options, rx)
+    common::forward_errors(ConnectOptions::with_credentials_file(creds).await.unwrap())
 }
 
 /// The account's and the user's `subs`, `payload` and `conn` limits, as

@@ -89,6 +89,8 @@ pub enum AuthFailure {
     Revoked,
     #[error("Connection type not allowed")]
     ConnectionTypeNotAllowed,
+    #[error("Outside connect times")]
+    OutsideConnectTimes,
     /// A user JWT claim rnats does not apply yet: refused, never ignored.
     #[error("user JWT claim {0} is not supported yet")]
     Unsupported(&'static str),

@@ -22,6 +22,7 @@ mod operator;
 mod permissions;
 mod resolver;
 mod scope;
+pub mod times;
 
 pub use accounts::{
     AccountConfig, Export, ExportKind, Import, ImportKind, MappingDestination, ResponseType,
@@ -31,12 +32,14 @@ pub use authenticate::{
     encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
 };
 pub use operator::{
-    startup_lines as operator_startup_lines, Built as OperatorBuilt, ClaimsUpdate,
-    ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions, StoreRefusal,
-    StoredClaims,
+    is_public_operator_key, startup_lines as operator_startup_lines, Built as OperatorBuilt,
+    ClaimsUpdate, ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions,
+    StoreRefusal, StoredClaims,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
-pub use resolver::{DirResolver, JwtDelete, ResolverWrite};
+pub use resolver::{
+    AccountFetch, DirResolver, JwtDelete, ResolverWrite, UrlResolver, ACCOUNT_FETCH_TIMEOUT,
+};
 
 use std::fmt;
 use std::time::Duration;

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::jwt::{self, AccountNats, Jwt, OperatorNats, SigningKey, UserNats};
-use super::resolver::{DirResolver, JwtDelete, ResolverWrite};
+use super::resolver::{AccountFetch, DirResolver, JwtDelete, ResolverWrite, UrlResolver};
 use super::CONNECTION_TYPES;
 use super::{
     AccountConfig, AuthFailure, Export, ExportKind, Identity, Import, ImportKind,
@@ -42,8 +42,14 @@ pub struct OperatorMode {
     pub trusted_keys: Vec<String>,
     /// The resolver's account JWTs by account public key, verified.
     pub accounts: BTreeMap<String, Jwt<AccountNats>>,
-    /// The directory (`full`) resolver, when configured (else `MEMORY`).
+    /// The directory (`full`) resolver, when configured.
     pub dir: Option<DirResolver>,
+    /// The URL resolver, when configured (or implied by the operator's
+    /// `account_server_url`). Neither: `MEMORY`.
+    pub url: Option<UrlResolver>,
+    /// The server's time zone (IANA name, set by the runtime; empty: UTC),
+    /// for user JWT connect times without `times_location`.
+    pub local_zone: String,
     /// The first operator's key when it uses signing keys strictly: it may
     /// not sign account JWTs itself (checked on a push to the directory).
     pub strict_operator: Option<String>,
@@ -141,14 +147,75 @@ impl ClaimsUpdateError {
 pub struct OperatorOptions {
     /// The operator JWTs (files already read).
     pub operator_jwts: Vec<String>,
+    /// `trusted_keys`: operator public keys trusted without their JWTs
+    /// (checked to be operator keys when the file was read).
+    pub trusted_keys: Vec<String>,
     /// `resolver: MEMORY` was configured.
     pub memory_resolver: bool,
     /// `resolver { type: full }` was configured, with the JWT files read.
     pub dir_resolver: Option<DirResolver>,
+    /// `resolver: URL(...)`.
+    pub url_resolver: Option<UrlResolver>,
     /// `resolver_preload`: account public key → account JWT.
     pub preload: BTreeMap<String, String>,
     /// `system_account` as configured.
     pub system_account: Option<String>,
+    /// The URL resolver's fetches at start-up (see
+    /// [`OperatorOptions::startup_fetches`]) and what each brought.
+    pub fetched: Vec<(AccountFetch, Result<String, String>)>,
+}
+
+impl OperatorOptions {
+    /// The URL resolver these options configure: `resolver: URL(...)`, or
+    /// with no resolver and one operator, its `account_server_url` with
+    /// `/accounts` appended (as `nsc push` serves them).
+    fn url_resolver(&self, operators: &[Jwt<OperatorNats>]) -> Option<UrlResolver> {
+        if let Some(url) = &self.url_resolver {
+            return Some(url.clone());
+        }
+        match operators {
+            [operator]
+                if !self.memory_resolver
+                    && self.dir_resolver.is_none()
+                    && !operator.nats.account_server_url.is_empty() =>
+            {
+                Some(UrlResolver::new(&format!(
+                    "{}/accounts",
+                    operator.nats.account_server_url
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the server fetches before it starts, with a URL resolver: the
+    /// base URL itself (the reference's check that the account server
+    /// answers: anything but a `200` stops the start), then the system
+    /// account's JWT (when it cannot be had, the reference runs the system
+    /// account without claims). The reference asks twice for the system
+    /// account (a trial, then the fetch it keeps); so does rnats, the
+    /// second only when the first brought a JWT.
+    pub fn startup_fetches(&self) -> Vec<AccountFetch> {
+        let operators: Vec<Jwt<OperatorNats>> = self
+            .operator_jwts
+            .iter()
+            .filter_map(|token| jwt::decode_operator(token).ok())
+            .collect();
+        let Some(url) = self.url_resolver(&operators) else {
+            return Vec::new();
+        };
+        let mut fetches = vec![url.fetch("")];
+        let system = self.system_account.clone().or_else(|| {
+            (operators.len() == 1)
+                .then(|| operators[0].nats.system_account.clone())
+                .filter(|key| !key.is_empty())
+        });
+        if let Some(key) = system.filter(|key| key != super::SYSTEM_ACCOUNT) {
+            fetches.push(url.fetch(&key));
+            fetches.push(url.fetch(&key));
+        }
+        fetches
+    }
 }
 
 /// Operator mode as configured: the mode, the accounts it defines and the
@@ -170,31 +237,56 @@ impl OperatorMode {
                 .map_err(|error| format!("error parsing operator JWT: {error}"))?;
             operators.push(operator);
         }
-        assert!(!operators.is_empty(), "operator mode needs an operator");
-        if !options.memory_resolver && options.dir_resolver.is_none() {
+        assert!(
+            !operators.is_empty() || !options.trusted_keys.is_empty(),
+            "operator mode needs an operator or trusted keys"
+        );
+        let url = options.url_resolver(&operators);
+        if operators.is_empty() {
+            // Trusted keys alone: the reference checks no resolver (without
+            // one, no account can be found and no user logs in).
+            if !options.preload.is_empty()
+                && !options.memory_resolver
+                && options.dir_resolver.is_none()
+            {
+                return Err(String::from(
+                    "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
+                ));
+            }
+            if options.dir_resolver.is_some() && options.system_account.is_none() {
+                return Err(String::from(
+                    "configuration key \"trusted_keys\" is not supported yet: with the full resolver and no system_account",
+                ));
+            }
+        } else if !options.memory_resolver && options.dir_resolver.is_none() {
             if !options.preload.is_empty() {
                 return Err(String::from(
                     "resolver preloads only available for writeable resolver types MEM/DIR/CACHE_DIR",
                 ));
             }
-            if operators.len() == 1 && !operators[0].nats.account_server_url.is_empty() {
+            if url.is_none() {
                 return Err(String::from(
-                    "configuration key \"resolver\" is not supported yet: the operator's account_server_url (a URL resolver)",
+                    "operators require an account resolver to be configured",
                 ));
             }
-            return Err(String::from(
-                "operators require an account resolver to be configured",
-            ));
         }
         if other_auth {
             return Err(String::from(
                 "operators do not allow users to be configured directly",
             ));
         }
+        if !operators.is_empty() && !options.trusted_keys.is_empty() {
+            return Err(String::from(
+                "conflicting options for 'TrustedKeys' and 'TrustedOperators'",
+            ));
+        }
         let system_account = options.system_account.clone().or_else(|| {
-            Some(operators[0].nats.system_account.clone()).filter(|key| !key.is_empty())
+            operators
+                .first()
+                .map(|operator| operator.nats.system_account.clone())
+                .filter(|key| !key.is_empty())
         });
-        if system_account.is_none() && options.dir_resolver.is_some() {
+        if system_account.is_none() && options.dir_resolver.is_some() && !operators.is_empty() {
             return Err(String::from(
                 "using nats based account resolver - the system account needs to be specified in configuration or the operator jwt",
             ));
@@ -219,7 +311,7 @@ impl OperatorMode {
                 ));
             }
         }
-        let mut trusted_keys = Vec::new();
+        let mut trusted_keys = options.trusted_keys.clone();
         for operator in &operators {
             if !operator.nats.strict_signing_key_usage {
                 trusted_keys.push(operator.claims.subject.clone());
@@ -243,6 +335,8 @@ impl OperatorMode {
             trusted_keys,
             accounts: BTreeMap::new(),
             dir: options.dir_resolver.clone(),
+            url,
+            local_zone: String::new(),
             startup_writes: Vec::new(),
             startup_warnings: Vec::new(),
         };
@@ -255,11 +349,9 @@ impl OperatorMode {
                     account.claims.subject
                 ));
             }
-            if !mode.trusted_keys.contains(&account.claims.issuer) {
-                return Err(format!(
-                    "resolver_preload: account {key} is not signed by a trusted operator"
-                ));
-            }
+            // Stored all the same, as the reference stores it; its users
+            // are refused at login.
+            let trusted = mode.trusted_keys.contains(&account.claims.issuer);
             refuse_unsupported_account_claims(key, &account.nats)?;
             let issues = validation_issues(&account.nats);
             if !issues.is_empty() {
@@ -271,7 +363,7 @@ impl OperatorMode {
                     .extend(issues.iter().map(|issue| format!("  - {issue}")));
             }
             match &mut mode.dir {
-                None if !issues.is_empty() => {}
+                None if !issues.is_empty() || !trusted => {}
                 None => {
                     mode.accounts.insert(key.clone(), account);
                 }
@@ -303,6 +395,30 @@ impl OperatorMode {
                         .push(format!("DirResolver - account {key} is not usable: {why}")),
                 }
             }
+        }
+        for (index, (fetch, fetched)) in options.fetched.iter().enumerate() {
+            let trial = options.fetched[index + 1..]
+                .iter()
+                .any(|(later, _)| later.account == fetch.account);
+            if fetch.account.is_empty() || (trial && fetched.is_ok()) {
+                // Is anyone home?
+                fetched.clone()?;
+                continue;
+            }
+            let verified = fetched
+                .clone()
+                .and_then(|token| mode.verified_account(&fetch.account, &token));
+            let account = match verified {
+                Ok(account) => account,
+                // With one operator the reference stands in an account
+                // without claims, issued by the operator; with more it
+                // does not start.
+                Err(_) if mode.operators.len() == 1 => {
+                    placeholder_account(&fetch.account, &mode.operators[0].claims.issuer)
+                }
+                Err(error) => return Err(format!("Can't set system account: {error}")),
+            };
+            mode.accounts.insert(fetch.account.clone(), account);
         }
         let accounts = mode.account_configs()?;
         Ok(Built {
@@ -438,6 +554,41 @@ impl OperatorMode {
                 .map(|()| true);
         }
         Ok(stored)
+    }
+
+    /// The account a CONNECT's user JWT belongs to, when the resolver
+    /// fetches accounts and does not hold it yet: the login waits for the
+    /// fetch ([`OperatorMode::fetched_account`]). `None` when the JWT is
+    /// unusable anyway (it does not decode, or has expired) or names no
+    /// valid account key (the reference fetches only those).
+    pub fn account_to_fetch(
+        &self,
+        connect: &ConnectOptions,
+        now: WallTime,
+    ) -> Option<AccountFetch> {
+        let url = self.url.as_ref()?;
+        let user = jwt::decode_user(connect.jwt.as_deref()?).ok()?;
+        let now_seconds = (now.as_unix_nanos() / 1_000_000_000) as i64;
+        user.claims.check_times(now_seconds).ok()?;
+        let key = if user.nats.issuer_account.is_empty() {
+            &user.claims.issuer
+        } else {
+            &user.nats.issuer_account
+        };
+        (is_public_key(key, 'A') && !self.accounts.contains_key(key)).then(|| url.fetch(key))
+    }
+
+    /// An account JWT the URL resolver fetched for `key`: checked as the
+    /// resolver's JWTs are, then run. On success the caller rebuilds the
+    /// accounts from [`OperatorMode::account_configs`]; on an error
+    /// (the reference's text) nothing changed.
+    pub fn fetched_account(&mut self, key: &str, token: &str) -> Result<(), String> {
+        if self.accounts.contains_key(key) {
+            // A claims update brought it meanwhile: that one stays.
+            return Ok(());
+        }
+        let account = self.verified_account(key, token)?;
+        self.use_account(key, account)
     }
 
     /// The directory resolver's JWT for `key`.
@@ -784,7 +935,22 @@ impl OperatorMode {
             return Err(AuthFailure::Revoked);
         }
         refuse_unsupported_user_claims(&user.nats)?;
-        let restrictions = Restrictions::of(&user, &account.nats)?;
+        let window = super::times::connect_window(
+            &user.nats.times,
+            &user.nats.times_location,
+            &self.local_zone,
+            now,
+        )
+        .ok_or(AuthFailure::OutsideConnectTimes)?;
+        let mut restrictions = Restrictions::of(&user, &account.nats)?;
+        if !window.is_zero() {
+            // Closed at the end of its range, or at its expiry if sooner.
+            let end = WallTime::from_unix_nanos(
+                now.as_unix_nanos()
+                    .saturating_add(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+            );
+            restrictions.expires = Some(restrictions.expires.map_or(end, |at| at.min(end)));
+        }
         let permissions = user
             .nats
             .permissions
@@ -797,6 +963,29 @@ impl OperatorMode {
             restrictions: (!restrictions.is_empty()).then(|| Box::new(restrictions)),
         })
     }
+}
+
+/// An account without claims (no limits, nothing exported or imported),
+/// as the reference makes for a system account it could not fetch.
+fn placeholder_account(key: &str, issuer: &str) -> Jwt<AccountNats> {
+    let nats = serde_json::json!({
+        "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                   "wildcards": true, "conn": -1, "leaf": -1},
+    });
+    Jwt {
+        claims: jwt::ClaimsData {
+            subject: key.to_owned(),
+            issuer: issuer.to_owned(),
+            ..jwt::ClaimsData::default()
+        },
+        nats: serde_json::from_value(nats).expect("the placeholder's claims decode"),
+        token: String::new(),
+    }
+}
+
+/// Whether `key` is a public operator nkey.
+pub fn is_public_operator_key(key: &str) -> bool {
+    is_public_key(key, 'O')
 }
 
 /// The reference's start-up lines naming the trusted operators (times in
@@ -812,7 +1001,10 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
             text.trim_end_matches('Z').replacen('T', " ", 1)
         )
     };
-    let mut lines = vec![String::from("Trusted Operators")];
+    let mut lines = Vec::new();
+    if !mode.operators.is_empty() {
+        lines.push(String::from("Trusted Operators"));
+    }
     for operator in &mode.operators {
         lines.push(format!(
             "  System  : {}",
@@ -1084,9 +1276,6 @@ fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
 }
 
 fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
-    if !user.times.is_empty() {
-        return Err(AuthFailure::Unsupported("times"));
-    }
     if user.proxy_required {
         return Err(AuthFailure::Unsupported("proxy_required"));
     }

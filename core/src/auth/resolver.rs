@@ -1,6 +1,9 @@
-//! The directory (`full`) account resolver's store: account JWTs kept as
-//! files `<dir>/<account key>.jwt`, as nats-server's `DirJWTStore` keeps
-//! them (unsharded).
+//! The account resolvers that hold or fetch JWTs outside the
+//! configuration: the directory (`full`) resolver's store, account JWTs
+//! kept as files `<dir>/<account key>.jwt`, as nats-server's `DirJWTStore`
+//! keeps them (unsharded); and the URL resolver, which fetches an account's
+//! JWT over HTTP (`GET <url><account key>`) the first time a user of it
+//! logs in.
 //!
 //! Role: hold the JWTs exactly as stored (verified or not: trust is
 //! checked when an account is built from one, in `operator.rs`), decide
@@ -56,6 +59,47 @@ pub enum SaveError {
     #[error("jwt store is full")]
     Full,
 }
+
+/// `resolver: URL("<base>")`: account JWTs are fetched from `<base><key>`
+/// (the base always ends in `/`). The fetch is the runtime's
+/// ([`AccountFetch`]); a fetched account stays until the server stops, and
+/// a failed fetch is not remembered (the next login asks again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlResolver {
+    pub base: String,
+}
+
+impl UrlResolver {
+    /// The resolver for `url` as configured (a `/` is added when missing,
+    /// as the reference does).
+    pub fn new(url: &str) -> UrlResolver {
+        let mut base = url.to_owned();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        UrlResolver { base }
+    }
+
+    /// What to fetch for account `key`.
+    pub fn fetch(&self, key: &str) -> AccountFetch {
+        AccountFetch {
+            account: key.to_owned(),
+            url: format!("{}{key}", self.base),
+        }
+    }
+}
+
+/// An account JWT for the runtime to fetch: an HTTP GET of `url` within
+/// [`ACCOUNT_FETCH_TIMEOUT`]; only a `200` answer's body is the JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFetch {
+    pub account: String,
+    pub url: String,
+}
+
+/// How long a fetch may take (the reference's HTTP client timeout, just
+/// under the default auth timeout).
+pub const ACCOUNT_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1900);
 
 impl DirResolver {
     fn path(&self, key: &str) -> String {

@@ -107,6 +107,24 @@ pub trait ConfSource {
     fn read_jwt_dir(&self, dir: &str) -> Result<(String, Vec<(String, String)>), String> {
         Err(format!("open {dir}: directories are not available here"))
     }
+
+    /// The URL resolver's fetch of an account JWT the server needs before
+    /// it starts (its system account): the body of a `200` answer, else
+    /// the reference's error text. `attempt` counts the earlier asks for
+    /// the same URL while reading this configuration (the reference asks
+    /// twice for the system account): a source may answer a later read of
+    /// the configuration from what it fetched before for the same attempt.
+    fn fetch_account(
+        &self,
+        fetch: &crate::auth::AccountFetch,
+        attempt: usize,
+    ) -> Result<String, String> {
+        let _ = attempt;
+        Err(format!(
+            "could not fetch <{:?}>: fetching is not available here",
+            fetch.url
+        ))
+    }
 }
 
 /// A source with no files and an empty environment.

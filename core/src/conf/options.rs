@@ -50,8 +50,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "resolver_tls",
     "resolver_pinned_accounts",
     "no_header_support",
-    "trusted",
-    "trusted_keys",
     "connect_error_reports",
     "reconnect_error_reports",
     "mqtt",
@@ -108,12 +106,19 @@ pub struct FileOptions {
     pub operator_position: Option<Position>,
     /// `operators` as read: the JWT of each (see [`read_operator_jwts`]).
     pub operator_jwts: Vec<String>,
+    /// `trusted_keys` (or `trusted`): operator public keys trusted directly.
+    pub trusted_keys: Vec<String>,
     /// `resolver: MEMORY`.
     pub memory_resolver: bool,
     /// `resolver { type: full, dir: ... }`: the directory resolver (its
     /// JWT files are read by [`read_resolver_dir`]). Other resolver types
     /// are refused by name.
     pub dir_resolver: Option<crate::auth::DirResolver>,
+    /// `resolver: URL("...")`.
+    pub url_resolver: Option<crate::auth::UrlResolver>,
+    /// With a URL resolver, what was fetched at start (through
+    /// [`ConfSource::fetch_account`]): the base URL, the system account.
+    pub fetched_accounts: Vec<(crate::auth::AccountFetch, Result<String, String>)>,
     pub resolver_position: Option<Position>,
     /// `resolver_preload`: account public key → account JWT.
     pub resolver_preload: std::collections::BTreeMap<String, String>,
@@ -359,6 +364,20 @@ pub fn load_options(
     let root = parse(file_name, text, source)?;
     let (mut options, unsupported) = options_from_tree(&root)?;
     read_operator_jwts(&mut options, source)?;
+    for fetch in operator_options(&options).startup_fetches() {
+        let attempt = options
+            .fetched_accounts
+            .iter()
+            .filter(|(earlier, _)| earlier.url == fetch.url)
+            .count();
+        let fetched = source.fetch_account(&fetch, attempt);
+        let failed = fetched.is_err();
+        options.fetched_accounts.push((fetch, fetched));
+        if failed {
+            // The first failure decides (the base URL's stops the start).
+            break;
+        }
+    }
     if let Err(reason) = read_resolver_dir(&mut options, source) {
         let position = options
             .resolver_position
@@ -546,17 +565,22 @@ fn apply_top_level(
                         options.dir_resolver = Some(dir);
                         options.resolver_position = Some(entry.key_position.clone());
                     }
-                    // The cache resolver fetches from other servers.
+                    // The cache resolver: not built.
                     ResolverMap::Unsupported => {
                         unsupported.push(Unsupported::new(entry.key.clone(), entry))
                     }
                 }
+            } else if let Some(text) = entry.value.as_str() {
+                // The reference takes `URL` anywhere in the text, then an
+                // optional `("<url>")`; text without it is refused.
+                let url = url_resolver(text).ok_or_else(|| invalid(entry, RESOLVER_KINDS))?;
+                options.url_resolver = Some(crate::auth::UrlResolver::new(&url));
             } else {
-                // URL(...).
                 unsupported.push(Unsupported::new(entry.key.clone(), entry));
             }
         }
         "resolver_preload" => options.resolver_preload = resolver_preload(entry)?,
+        "trusted" | "trusted_keys" => options.trusted_keys = trusted_keys(entry)?,
         "pidfile" | "pid_file" => options.pid_file = Some(string(entry)?),
         "ports_file_dir" => options.ports_file_dir = Some(string(entry)?),
         "logfile" | "log_file" => options.log_file = Some(string(entry)?),
@@ -601,6 +625,85 @@ fn operator_sources(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
         .collect()
 }
 
+/// `trusted_keys: "<key>"` or a list of keys, each a public operator nkey.
+fn trusted_keys(entry: &MapEntry) -> Result<Vec<String>, ConfError> {
+    let keys = if let Some(key) = entry.value.as_str() {
+        vec![key.to_owned()]
+    } else if let Some(items) = entry.value.as_array() {
+        let mut keys = Vec::new();
+        for item in items {
+            let key = item.as_str().ok_or_else(|| {
+                invalid(
+                    entry,
+                    &format!(
+                        "error parsing trusted: unsupported type in array {}",
+                        super::auth_options::go_type_name(item)
+                    ),
+                )
+            })?;
+            keys.push(key.to_owned());
+        }
+        keys
+    } else {
+        return Err(invalid(
+            entry,
+            &format!(
+                "error parsing trusted: unsupported type {}",
+                super::auth_options::go_type_name(&entry.value)
+            ),
+        ));
+    };
+    // The reference points at the last item of a list.
+    let position = entry
+        .value
+        .as_array()
+        .and_then(|items| items.last())
+        .map_or(&entry.key_position, |item| &item.position);
+    for key in &keys {
+        if !crate::auth::is_public_operator_key(key) {
+            return Err(ConfError::new(
+                position.clone(),
+                ConfErrorKind::InvalidValue {
+                    key: entry.key.clone(),
+                    reason: format!(
+                        "trust key {key:?} required to be a valid public operator nkey"
+                    ),
+                },
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// The reference's refusal of a resolver it does not know.
+const RESOLVER_KINDS: &str = "error parsing account resolver, should be MEM or  URL(\"url\") or a map containing dir and type state=[FULL|CACHE])";
+
+/// The URL of `resolver: URL("<url>")` (the quotes are optional, the
+/// case of `URL` is not significant; `URL` alone is an empty URL). `None`
+/// when the text has no `URL`.
+fn url_resolver(text: &str) -> Option<String> {
+    let at = text.to_ascii_uppercase().find("URL")?;
+    let rest = &text[at + 3..];
+    let Some(inner) = rest.strip_prefix('(') else {
+        return Some(String::new());
+    };
+    let inner = inner.trim_start();
+    let inner = inner.strip_prefix('"').unwrap_or(inner);
+    let end = inner
+        .find(|c: char| c.is_whitespace() || c == '"' || c == ')')
+        .unwrap_or(inner.len());
+    let url = &inner[..end];
+    // The closing `)` must follow (else the reference's pattern matches
+    // `URL` alone).
+    let tail = inner[end..].trim_start();
+    let tail = tail.strip_prefix('"').unwrap_or(tail).trim_start();
+    Some(if tail.starts_with(')') {
+        url.to_owned()
+    } else {
+        String::new()
+    })
+}
+
 /// What a `resolver { }` map configures.
 enum ResolverMap {
     Memory,
@@ -628,7 +731,8 @@ fn resolver_map(entry: &MapEntry) -> Result<ResolverMap, ConfError> {
     match kind.to_ascii_uppercase().as_str() {
         "MEM" | "MEMORY" => return Ok(ResolverMap::Memory),
         "FULL" => {}
-        _ => return Ok(ResolverMap::Unsupported),
+        "CACHE" => return Ok(ResolverMap::Unsupported),
+        _ => return Err(invalid(entry, RESOLVER_KINDS)),
     }
     if dir.is_empty() {
         return Err(invalid(
@@ -708,6 +812,20 @@ fn resolver_preload(
         preload.insert(field.key.clone(), token.to_string());
     }
     Ok(preload)
+}
+
+/// What the file says of operator mode, for `OperatorMode::build`.
+pub fn operator_options(file: &FileOptions) -> crate::auth::OperatorOptions {
+    crate::auth::OperatorOptions {
+        operator_jwts: file.operator_jwts.clone(),
+        trusted_keys: file.trusted_keys.clone(),
+        memory_resolver: file.memory_resolver,
+        dir_resolver: file.dir_resolver.clone(),
+        url_resolver: file.url_resolver.clone(),
+        preload: file.resolver_preload.clone(),
+        system_account: file.security.system_account.clone(),
+        fetched: file.fetched_accounts.clone(),
+    }
 }
 
 /// Read `options.operators` into `options.operator_jwts`: a file's
@@ -1383,6 +1501,28 @@ mod tests {
     /// Keys of features rnats lacks, and security settings it does not
     /// enforce, refuse start-up by name; only harmless ones are let through.
     #[test]
+    fn url_resolvers_parse_as_the_reference_matches_them() {
+        let url = |text: &str| {
+            load(&format!("resolver: {text}"))
+                .expect("valid")
+                .0
+                .url_resolver
+                .map(|url| url.base)
+        };
+        assert_eq!(
+            url("URL(\"http://h:1/jwt/v1/accounts/\")"),
+            Some(String::from("http://h:1/jwt/v1/accounts/"))
+        );
+        assert_eq!(
+            url("\"url( http://h:1/jwt )\""),
+            Some(String::from("http://h:1/jwt/"))
+        );
+        assert_eq!(url("URL"), Some(String::from("/")));
+        assert_eq!(url("\"URL(http://h:1/\""), Some(String::from("/")));
+        assert!(load("resolver: nothing").is_err());
+    }
+
+    #[test]
     fn unsupported_keys_refuse_start_unless_harmless() {
         let refused = |text: &str| -> Vec<String> {
             let (_, unsupported) = load(text).expect("valid");
@@ -1392,8 +1532,6 @@ mod tests {
             }
         };
         for text in [
-            "trusted_keys: [OABC]",
-            "resolver: URL(http://127.0.0.1:1/)",
             "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
@@ -1429,11 +1567,11 @@ mod tests {
             assert_eq!(refused(text), Vec::<String>::new(), "{text}");
         }
         let (_, unsupported) =
-            load("port: 1\ntrusted_keys: x\njetstream { tpm { k: v } }").unwrap();
+            load("port: 1\nmqtt { port: 1883 }\njetstream { tpm { k: v } }").unwrap();
         let error = refuse_unsupported(unsupported).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "test.conf:2:1: configuration key \"trusted_keys\" is not supported yet\n\
+            "test.conf:2:1: configuration key \"mqtt\" is not supported yet\n\
              test.conf:3:13: configuration key \"jetstream.tpm\" is not supported yet"
         );
     }

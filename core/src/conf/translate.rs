@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::jetstream_options::SyncInterval;
 use super::tls_options::DEFAULT_TLS_TIMEOUT;
 use super::FileOptions;
-use crate::auth::{AuthConfig, OperatorMode, OperatorOptions, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
+use crate::auth::{AuthConfig, OperatorMode, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::format::go_quote;
 use crate::jetstream;
 use crate::jetstream::config::{sync_policy, valid_domain, Encryption, JetStreamRequest};
@@ -330,7 +330,11 @@ pub fn websocket_request(file: &FileOptions) -> Result<Option<WebSocketRequest>,
     let Some(ws) = &file.websocket else {
         return Ok(None);
     };
-    super::websocket_options::check_websocket(ws, &file.security, !file.operator_jwts.is_empty())?;
+    super::websocket_options::check_websocket(
+        ws,
+        &file.security,
+        !file.operator_jwts.is_empty() || !file.trusted_keys.is_empty(),
+    )?;
     let port = ws.port.unwrap_or(0);
     if port == 0 {
         return Ok(None);
@@ -406,7 +410,7 @@ pub fn server_config(
         system_account: system_account(file),
         ..base.clone()
     };
-    if !file.operator_jwts.is_empty() {
+    if !file.operator_jwts.is_empty() || !file.trusted_keys.is_empty() {
         apply_operator_mode(&mut config, file)?;
     }
     let defaults = ServerConfig::default();
@@ -454,11 +458,26 @@ fn apply_operator_mode(
     file: &FileOptions,
 ) -> Result<(), TranslateError> {
     let security = &file.security;
-    if security
+    let configured_accounts = security
         .accounts
         .iter()
-        .any(|account| account.name != GLOBAL_ACCOUNT)
+        .any(|account| account.name != GLOBAL_ACCOUNT);
+    if file.operator_jwts.is_empty()
+        && (configured_accounts
+            || !security.users.is_empty()
+            || !security.nkeys.is_empty()
+            || file
+                .authorization
+                .as_ref()
+                .is_some_and(|auth| auth.callout.is_some()))
     {
+        // Without an operator the reference lets these stand beside the
+        // trusted keys; how they mix is not built.
+        return Err(TranslateError::Operator(String::from(
+            "configuration key \"trusted_keys\" is not supported yet: without an operator, beside configured accounts, users or an auth callout",
+        )));
+    }
+    if configured_accounts {
         return Err(TranslateError::Operator(String::from(
             "operators do not allow Accounts to be configured directly",
         )));
@@ -472,13 +491,7 @@ fn apply_operator_mode(
             "operators do not allow authorization callouts to be configured directly",
         )));
     }
-    let options = OperatorOptions {
-        operator_jwts: file.operator_jwts.clone(),
-        memory_resolver: file.memory_resolver,
-        dir_resolver: file.dir_resolver.clone(),
-        preload: file.resolver_preload.clone(),
-        system_account: security.system_account.clone(),
-    };
+    let options = super::options::operator_options(file);
     let other_auth = !security.users.is_empty() || !security.nkeys.is_empty();
     let built = OperatorMode::build(&options, other_auth).map_err(TranslateError::Operator)?;
     config.accounts = built.accounts;

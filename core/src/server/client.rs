@@ -284,8 +284,8 @@ pub struct Client {
     /// The server answered a PING after CONNECT: the client is past its
     /// handshake, so an unsolicited PING will not confuse it.
     pub first_pong_sent: bool,
-    /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`)
-    /// or its auth callout answer.
+    /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`),
+    /// its auth callout answer or its account's JWT.
     pub pending_login: Option<Box<PendingLogin>>,
     /// Bytes read while a login was pending, or a partial frame left after
     /// it was decided; parsed before anything read later.
@@ -316,6 +316,8 @@ pub enum LoginWait {
         /// The callout asked (the configuration's, or an account JWT's).
         callout: Box<crate::auth::callout::AuthCallout>,
     },
+    /// The URL resolver is fetching this account's JWT.
+    Account(String),
 }
 
 impl Client {

@@ -287,7 +287,13 @@ impl Server {
                 self.conns.queue_password_check(conn);
                 return;
             }
-            Err(_) => {
+            Err(failure) => {
+                if failure == auth::AuthFailure::AccountUnknown {
+                    if let Some(fetch) = self.account_to_fetch(&options, now) {
+                        self.wait_for_account(conn, options, fetch);
+                        return;
+                    }
+                }
                 // The reference logs no more than `authentication error`.
                 // Like it, the client keeps what its CONNECT said (events
                 // and the closed-connection ring name the user it claimed).

@@ -42,6 +42,7 @@ mod closed;
 mod config;
 mod connections;
 mod error;
+mod fetch_ops;
 mod jetstream_link;
 mod log;
 mod monitor_state;
@@ -141,6 +142,7 @@ pub struct Server {
     cluster_dynamic: bool,
     /// Auth callout requests waiting for an answer (`callout_ops.rs`).
     callouts: callout_ops::Callouts,
+    account_fetches: fetch_ops::AccountFetches,
     /// Accounts with a dedicated route to every pooling peer (the
     /// configured ones, and the system account when pooling).
     pinned: Vec<String>,
@@ -200,6 +202,7 @@ impl Server {
             cluster_name: String::new(),
             cluster_dynamic: false,
             callouts: callout_ops::Callouts::default(),
+            account_fetches: fetch_ops::AccountFetches::default(),
             pinned: Vec::new(),
             connect_urls: Vec::new(),
             ws_connect_urls: Vec::new(),
@@ -499,7 +502,7 @@ impl Server {
         let client = self.conns.get(conn).filter(|c| !c.is_closing())?;
         match &client.pending_login.as_ref()?.wait {
             client::LoginWait::Password(check) => Some(check.clone()),
-            client::LoginWait::Callout { .. } => None,
+            client::LoginWait::Callout { .. } | client::LoginWait::Account(_) => None,
         }
     }
 
@@ -528,16 +531,28 @@ impl Server {
             self.authenticator_for(listener)
                 .password_checked(check, passed);
         }
-        if passed {
-            // Authenticated again (now from the cache): a reload while the
-            // check ran may have changed the users.
+        // Authenticated again when passed (now from the cache): a reload
+        // while the check ran may have changed the users.
+        self.decide_parked_login(now, conn, options, passed);
+        self.finish_step(now);
+    }
+
+    /// What a parked login waited for came: authenticate it again
+    /// (`again`) or refuse it, then parse what it sent meanwhile.
+    fn decide_parked_login(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        options: protocol::ConnectOptions,
+        again: bool,
+    ) {
+        if again {
             self.log_in(now, conn, options);
         } else {
             self.conns.client(conn).options = options.clone();
             self.auth_violation(conn, &options);
         }
         self.resume_parked(now, conn);
-        self.finish_step(now);
     }
 
     /// A login was decided: parse what `conn` sent while it waited.
@@ -975,7 +990,14 @@ impl Server {
         if client.is_closing() {
             return;
         }
-        if client.auth_deadline.is_some_and(|d| d <= now) && client.pending_login.is_some() {
+        let callout_pending = matches!(
+            client.pending_login.as_deref(),
+            Some(client::PendingLogin {
+                wait: client::LoginWait::Callout { .. },
+                ..
+            })
+        );
+        if client.auth_deadline.is_some_and(|d| d <= now) && callout_pending {
             // An auth callout that was not answered in time.
             self.callout_timed_out(now, conn);
             return;

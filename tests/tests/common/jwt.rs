@@ -86,3 +86,38 @@ pub fn creds(jwt: &str, user: &nkeys::KeyPair) -> String {
         user.seed().expect("a generated key has a seed")
     )
 }
+
+/// A directory of its own for one test's files.
+pub fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnats-jwt-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A connection with a `.creds` file (one reconnect at most), or the
+/// client's error text.
+pub async fn connect_creds(
+    url: &str,
+    creds: &std::path::Path,
+) -> Result<async_nats::Client, String> {
+    let options = async_nats::ConnectOptions::with_credentials_file(creds)
+        .await
+        .map_err(|error| error.to_string())?
+        .max_reconnects(Some(1));
+    crate::common::within("a connect with creds", options.connect(url))
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Runs `binary` with config `path` expecting it to exit: (code, stderr).
+pub fn exit_of(binary: &std::path::Path, path: &std::path::Path) -> (Option<i32>, String) {
+    let output = std::process::Command::new(binary)
+        .args(["-p", "-1", "-c", path.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the server");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

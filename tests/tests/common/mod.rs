@@ -496,3 +496,24 @@ pub fn key_paths(
         _ => {}
     }
 }
+
+/// `options` that forward the server's `-ERR`s, without reconnecting.
+pub fn forward_errors(
+    options: async_nats::ConnectOptions,
+) -> (
+    async_nats::ConnectOptions,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = options
+        .max_reconnects(Some(0))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = tx.send(error.to_string());
+                }
+            }
+        });
+    (options, rx)
+}

@@ -1,0 +1,562 @@
+//! Operator mode with the account resolvers that find account JWTs outside
+//! the configuration: `resolver: URL(...)` fetching them over HTTP from a
+//! small server in the test. Each scenario runs against rnats and, when it
+//! is available, nats-server with the same JWTs; what the clients and the
+//! HTTP server saw must match.
+
+mod common;
+#[path = "common/jwt.rs"]
+mod jwt;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_nats::ConnectOptions;
+use bytes::Bytes;
+use common::{next_message, within};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use jwt::{connect_creds, exit_of, test_dir};
+use rnats_tests::ServerProcess;
+use serde_json::json;
+
+/// An HTTP server answering `GET <prefix><account key>` with the account's
+/// JWT (404 for keys it does not hold), counting requests per path.
+#[derive(Clone, Default)]
+struct JwtServer {
+    jwts: Arc<Mutex<BTreeMap<String, String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    /// Whether the base URL answers `200`.
+    home: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl JwtServer {
+    /// Serve on an ephemeral loopback port; returns the port.
+    async fn start(&self) -> u16 {
+        self.home.store(true, std::sync::atomic::Ordering::Relaxed);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let server = server.clone();
+                        async move { Ok::<_, std::convert::Infallible>(server.answer(&request)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_string();
+        self.requests
+            .lock()
+            .unwrap()
+            .push(format!("{} {path}", request.method()));
+        let key = path.rsplit('/').next().unwrap_or("");
+        let home = self.home.load(std::sync::atomic::Ordering::Relaxed);
+        match self.jwts.lock().unwrap().get(key) {
+            // The base URL: the server's check that someone is home.
+            None if home && path == "/jwt/v1/accounts/" => Response::new(Full::new(Bytes::new())),
+            Some(jwt) if path.starts_with("/jwt/v1/accounts/") => {
+                Response::new(Full::new(Bytes::from(jwt.clone())))
+            }
+            _ => Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::from("not found")))
+                .unwrap(),
+        }
+    }
+
+    fn serve(&self, key: &str, jwt: &str) {
+        self.jwts.lock().unwrap().insert(key.into(), jwt.into());
+    }
+
+    /// The requests so far, and forget them.
+    fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut self.requests.lock().unwrap())
+    }
+}
+
+/// An operator, its system account and an application account.
+struct Trust {
+    operator: nkeys::KeyPair,
+    system: nkeys::KeyPair,
+    account: nkeys::KeyPair,
+    dir: PathBuf,
+}
+
+impl Trust {
+    fn new(name: &str) -> Trust {
+        Trust {
+            operator: nkeys::KeyPair::new_operator(),
+            system: nkeys::KeyPair::new_account(),
+            account: nkeys::KeyPair::new_account(),
+            dir: test_dir(name),
+        }
+    }
+
+    fn operator_file(&self) -> PathBuf {
+        let path = self.dir.join("operator.jwt");
+        let token = jwt::operator(
+            &self.operator,
+            json!({"system_account": self.system.public_key()}),
+        );
+        std::fs::write(&path, token).unwrap();
+        path
+    }
+
+    fn config(&self, name: &str, resolver: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        let text = format!(
+            "operator: {}\nresolver: {resolver}\n",
+            self.operator_file().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A `.creds` file for a new user of `account`.
+    fn creds(&self, file: &str, account: &nkeys::KeyPair) -> PathBuf {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt::user(account, &user, json!({}), json!({}));
+        let path = self.dir.join(file);
+        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
+        path
+    }
+}
+
+/// The servers to run a scenario against: rnats, then the reference.
+fn binaries() -> Vec<PathBuf> {
+    let mut binaries = vec![rnats_tests::server_under_test()];
+    binaries.extend(rnats_tests::reference_server());
+    binaries
+}
+
+/// A log line's message after its level tag (`[WRN] ...`).
+fn messages(server: &ServerProcess, containing: &str) -> Vec<String> {
+    server
+        .log_lines()
+        .iter()
+        .filter(|line| line.contains(containing))
+        .filter_map(|line| line.split_once("] ").map(|(_, m)| m.to_string()))
+        .map(|m| {
+            m.split_once("] ")
+                .map_or(m.clone(), |(_, rest)| rest.to_string())
+        })
+        .collect()
+}
+
+/// What one server did with the URL resolver scenario, to compare.
+async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
+    let trust = Trust::new(&format!(
+        "url-{}",
+        binary.file_name().unwrap().to_string_lossy()
+    ));
+    let http = JwtServer::default();
+    let port = http.start().await;
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    http.serve(
+        &system,
+        &jwt::account(&trust.operator, &trust.system, json!({})),
+    );
+    http.serve(
+        &account,
+        &jwt::account(&trust.operator, &trust.account, json!({})),
+    );
+    let config = trust.config(
+        "url.conf",
+        &format!("URL(\"http://127.0.0.1:{port}/jwt/v1/accounts/\")"),
+    );
+    let mut seen = Vec::new();
+    let server =
+        ServerProcess::start_binary(binary.to_path_buf(), &["-c", config.to_str().unwrap()]);
+    // The system account was fetched at start.
+    seen.push(format!("start: {:?}", http.take_requests()));
+    let url = server.url();
+
+    // A user of the served account: fetched once, then held.
+    let creds = trust.creds("a.creds", &trust.account);
+    let client = connect_creds(&url, &creds).await.unwrap();
+    let mut sub = client.subscribe("greet").await.unwrap();
+    client.flush().await.unwrap();
+    client.publish("greet", Bytes::from("hi")).await.unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, "hi");
+    let again = connect_creds(&url, &trust.creds("a2.creds", &trust.account))
+        .await
+        .unwrap();
+    again.flush().await.unwrap();
+    seen.push(format!("account A: {:?}", http.take_requests()));
+
+    // An account the HTTP server does not hold: refused, and asked again
+    // at the next login (a failure is not remembered).
+    let stranger = nkeys::KeyPair::new_account();
+    let stranger_creds = trust.creds("s.creds", &stranger);
+    for attempt in 0..2 {
+        let refused = connect_creds(&url, &stranger_creds).await.unwrap_err();
+        seen.push(format!("stranger {attempt}: {}", refused.to_lowercase()));
+    }
+    seen.push(format!("stranger: {:?}", http.take_requests()));
+
+    // An account JWT signed by an untrusted operator: fetched, not used.
+    let rogue = nkeys::KeyPair::new_account();
+    http.serve(
+        &rogue.public_key(),
+        &jwt::account(&nkeys::KeyPair::new_operator(), &rogue, json!({})),
+    );
+    let refused = connect_creds(&url, &trust.creds("r.creds", &rogue))
+        .await
+        .unwrap_err();
+    seen.push(format!("rogue: {}", refused.to_lowercase()));
+    seen.push(format!("rogue: {:?}", http.take_requests()));
+
+    // Claims updates reach accounts the resolver fetched (the URL
+    // resolver tracks no updates itself), as with `MEMORY`.
+    let system_client = connect_creds(&url, &trust.creds("sys.creds", &trust.system))
+        .await
+        .unwrap();
+    let updated = jwt::account(
+        &trust.operator,
+        &trust.account,
+        json!({"mappings": {"foo": [{"subject": "greet", "weight": 100}]}}),
+    );
+    let reply = within(
+        "a claims update",
+        system_client.request(
+            format!("$SYS.REQ.ACCOUNT.{account}.CLAIMS.UPDATE"),
+            updated.into(),
+        ),
+    )
+    .await
+    .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    seen.push(format!("update: {}", reply["data"]));
+    client.publish("foo", Bytes::from("mapped")).await.unwrap();
+    let message = next_message(&mut sub).await;
+    seen.push(format!("mapped: {} {:?}", message.subject, message.payload));
+    seen.push(format!("after update: {:?}", http.take_requests()));
+
+    let fetch_warnings = messages(&server, "Account fetch failed");
+    seen.push(format!("warnings: {}", fetch_warnings.len()));
+    for warning in fetch_warnings {
+        seen.push(warning.replace(&port.to_string(), "PORT"));
+    }
+    // The keys are drawn anew for each server: named, they compare.
+    let names = [
+        (system, "SYS"),
+        (account.clone(), "A"),
+        (stranger.public_key(), "STRANGER"),
+        (rogue.public_key(), "ROGUE"),
+    ];
+    seen.iter()
+        .map(|line| {
+            names
+                .iter()
+                .fold(line.clone(), |line, (key, name)| line.replace(key, name))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_resolver_fetches_accounts_over_http() {
+    let mut results = Vec::new();
+    for binary in binaries() {
+        results.push(url_resolver_scenario(&binary).await);
+    }
+    let ours = &results[0];
+    assert!(
+        ours.iter().any(|line| line.contains("404 Not Found")),
+        "{ours:#?}"
+    );
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
+
+/// With a URL resolver the server checks at start that the base URL
+/// answers (it does not start otherwise), then fetches the system account;
+/// without it the system account runs without claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_resolver_start_up() {
+    let trust = Trust::new("url-start");
+    let http = JwtServer::default();
+    let port = http.start().await;
+    let config = trust.config(
+        "start.conf",
+        &format!("URL(\"http://127.0.0.1:{port}/jwt/v1/accounts/\")"),
+    );
+    let mut results = Vec::new();
+    for binary in binaries() {
+        let mut seen = Vec::new();
+        // No system account JWT: a system user still logs in, nothing
+        // more is fetched for it.
+        let server = ServerProcess::start_binary(binary.clone(), &["-c", config.to_str().unwrap()]);
+        seen.push(format!("start: {:?}", http.take_requests()));
+        let system = connect_creds(&server.url(), &trust.creds("sys.creds", &trust.system)).await;
+        seen.push(format!("system user: {:?}", system.map(|_| ())));
+        seen.push(format!("login: {:?}", http.take_requests()));
+        drop(server);
+
+        http.home.store(false, std::sync::atomic::Ordering::Relaxed);
+        let binary_for_thread = binary.clone();
+        let config_for_thread = config.clone();
+        let (code, output) =
+            tokio::task::spawn_blocking(move || exit_of(&binary_for_thread, &config_for_thread))
+                .await
+                .unwrap();
+        http.home.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(code, Some(1), "{}: {output}", binary.display());
+        let first = output.trim().lines().next().unwrap_or("").to_string();
+        seen.push(
+            first
+                .split_once(": ")
+                .map_or(first.clone(), |(_, message)| message.to_string())
+                .replace(&port.to_string(), "PORT"),
+        );
+        seen.push(format!("refused start: {:?}", http.take_requests()));
+        results.push(seen);
+    }
+    let ours = &results[0];
+    assert!(
+        ours.iter().any(|line| line.contains(
+            "could not fetch <\"http://127.0.0.1:PORT/jwt/v1/accounts/\">: 404 Not Found"
+        )),
+        "{ours:#?}"
+    );
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
+
+/// `trusted_keys` names operator keys without their JWTs: accounts signed
+/// by one of them are trusted, others not; the start-up checks and their
+/// texts are the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_keys_stand_in_for_operator_jwts() {
+    let trust = Trust::new("trusted-keys");
+    let operator = trust.operator.public_key();
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    let rogue = nkeys::KeyPair::new_account();
+    let preload = format!(
+        "resolver: MEMORY\nresolver_preload: {{\n  {system}: {}\n  {account}: {}\n  {}: {}\n}}\n",
+        jwt::account(&trust.operator, &trust.system, json!({})),
+        jwt::account(&trust.operator, &trust.account, json!({})),
+        rogue.public_key(),
+        jwt::account(&nkeys::KeyPair::new_operator(), &rogue, json!({})),
+    );
+    let good = trust.dir.join("trusted.conf");
+    std::fs::write(
+        &good,
+        format!("trusted_keys: [{operator}]\nsystem_account: {system}\n{preload}"),
+    )
+    .unwrap();
+    let a_creds = trust.creds("a.creds", &trust.account);
+    let rogue_creds = trust.creds("rogue.creds", &rogue);
+    let mut results = Vec::new();
+    for binary in binaries() {
+        let server = ServerProcess::start_binary(binary.clone(), &["-c", good.to_str().unwrap()]);
+        let mut seen = Vec::new();
+        let client = connect_creds(&server.url(), &a_creds).await;
+        seen.push(format!("account user: {:?}", client.as_ref().map(|_| ())));
+        if let Ok(client) = client {
+            let mut sub = client.subscribe("x").await.unwrap();
+            client.flush().await.unwrap();
+            client.publish("x", Bytes::from("1")).await.unwrap();
+            seen.push(format!("{:?}", next_message(&mut sub).await.payload));
+        }
+        let rogue = connect_creds(&server.url(), &rogue_creds).await;
+        seen.push(format!(
+            "rogue: {:?}",
+            rogue.map(|_| ()).map_err(|e| e.to_lowercase())
+        ));
+        let anonymous = within(
+            "a connect without creds",
+            ConnectOptions::new()
+                .max_reconnects(Some(1))
+                .connect(server.url()),
+        )
+        .await;
+        seen.push(format!("anonymous: {}", anonymous.is_err()));
+        seen.push(format!(
+            "trusted operators lines: {}",
+            messages(&server, "Trusted Operators").len()
+        ));
+        results.push(seen);
+    }
+    let ours = &results[0];
+    assert_eq!(ours[0], "account user: Ok(())", "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+
+    // Refusals at start, compared by their message.
+    let operator_file = trust.operator_file();
+    let variants = [
+        (
+            "conflict.conf",
+            format!(
+                "operator: {}\ntrusted_keys: [{operator}]\n{preload}",
+                operator_file.display()
+            ),
+        ),
+        // Not on line 1, where the reference counts columns from 0.
+        (
+            "badkey.conf",
+            format!("# a key of the wrong kind\ntrusted_keys: [{operator}, {account}]\n"),
+        ),
+        (
+            "badtype.conf",
+            String::from("# not a string\ntrusted_keys: 1\n"),
+        ),
+        (
+            "badresolver.conf",
+            format!("# no such resolver\ntrusted_keys: [{operator}]\nresolver: nothing\n"),
+        ),
+    ];
+    for (name, text) in variants {
+        let path = trust.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut messages = Vec::new();
+        for binary in binaries() {
+            let binary_for_thread = binary.clone();
+            let path = path.clone();
+            let (code, output) =
+                tokio::task::spawn_blocking(move || exit_of(&binary_for_thread, &path))
+                    .await
+                    .unwrap();
+            assert_eq!(code, Some(1), "{name} {}: {output}", binary.display());
+            let first = output.trim().lines().next().unwrap_or("").to_string();
+            messages.push(
+                first
+                    .split_once(": ")
+                    .map_or(first.clone(), |(_, message)| message.to_string()),
+            );
+        }
+        if messages.len() == 2 {
+            assert_eq!(messages[0], messages[1], "{name}");
+        }
+    }
+}
+
+/// A user JWT's `times`: `HH:MM:SS` ranges in `times_location`, the
+/// connection admitted only inside one and closed at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_connect_times() {
+    let trust = Trust::new("times");
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    let config = trust.dir.join("times.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{\n  {system}: {}\n  {account}: {}\n}}\n",
+            trust.operator_file().display(),
+            jwt::account(&trust.operator, &trust.system, json!({})),
+            jwt::account(&trust.operator, &trust.account, json!({})),
+        ),
+    )
+    .unwrap();
+    // Times of day (UTC) `offset` seconds from now.
+    let clock = |offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let of_day = (now + offset).rem_euclid(86_400);
+        format!(
+            "{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        )
+    };
+    let user = |file: &str, times: serde_json::Value, location: &str| {
+        let key = nkeys::KeyPair::new_user();
+        let token = jwt::user(
+            &trust.account,
+            &key,
+            json!({"times": times, "times_location": location}),
+            json!({}),
+        );
+        let path = trust.dir.join(file);
+        std::fs::write(&path, jwt::creds(&token, &key)).unwrap();
+        path
+    };
+    let mut results = Vec::new();
+    for binary in binaries() {
+        let server = ServerProcess::start_binary(binary.clone(), &["-c", config.to_str().unwrap()]);
+        let url = server.url();
+        let mut seen = Vec::new();
+        let inside = user(
+            "inside.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "UTC",
+        );
+        // The same window in another zone is another window.
+        let elsewhere = user(
+            "elsewhere.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "Asia/Kolkata",
+        );
+        let outside = user(
+            "outside.creds",
+            json!([{"start": clock(3600), "end": clock(7200)}]),
+            "",
+        );
+        let unknown = user(
+            "unknown.creds",
+            json!([{"start": clock(-3600), "end": clock(3600)}]),
+            "Mars/Olympus_Mons",
+        );
+        for (name, creds) in [
+            ("inside", &inside),
+            ("elsewhere", &elsewhere),
+            ("outside", &outside),
+            ("unknown zone", &unknown),
+        ] {
+            let result = connect_creds(&url, creds).await;
+            seen.push(format!(
+                "{name}: {:?}",
+                result.map(|_| ()).map_err(|e| e.to_lowercase())
+            ));
+        }
+        // A range ending in 3 seconds: admitted, then closed at its end.
+        let ending = user(
+            "ending.creds",
+            json!([{"start": clock(-60), "end": clock(3)}]),
+            "",
+        );
+        let (options, mut errors) = common::forward_errors(
+            ConnectOptions::with_credentials_file(&ending)
+                .await
+                .unwrap(),
+        );
+        let _client = within("the ending user's connect", options.connect(&url))
+            .await
+            .unwrap();
+        let error = within("the end of the range", errors.recv()).await;
+        seen.push(format!("at the end: {error:?}"));
+        results.push(seen);
+    }
+    let ours = &results[0];
+    assert_eq!(ours[0], "inside: Ok(())", "{ours:#?}");
+    assert!(ours[2].starts_with("outside: Err"), "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
