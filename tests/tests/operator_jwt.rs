@@ -14,29 +14,12 @@ use async_nats::ConnectOptions;
 use bytes::Bytes;
 use common::{next_message, sync_with_server, within};
 use futures::StreamExt;
-use jwt::{connect_creds, exit_of, test_dir};
+use jwt::{connect_creds, exit_of, Trust};
 use rnats_tests::ServerProcess;
 use serde_json::json;
 
-/// An operator with a system account and one application account `A`,
-/// both preloaded into a `MEMORY` resolver.
-struct Trust {
-    operator: nkeys::KeyPair,
-    system: nkeys::KeyPair,
-    account: nkeys::KeyPair,
-    dir: PathBuf,
-}
-
+// `Trust` (in `common/jwt.rs`): here its accounts are preloaded.
 impl Trust {
-    fn new(name: &str) -> Trust {
-        Trust {
-            operator: nkeys::KeyPair::new_operator(),
-            system: nkeys::KeyPair::new_account(),
-            account: nkeys::KeyPair::new_account(),
-            dir: test_dir(name),
-        }
-    }
-
     /// The server's config, with `account_nats` in account A's JWT.
     fn config(&self, account_nats: serde_json::Value) -> PathBuf {
         let operator_jwt = jwt::operator(

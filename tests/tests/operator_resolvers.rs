@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use jwt::{connect_creds, exit_of, test_dir};
+use jwt::{connect_creds, exit_of, Trust};
 use rnats_tests::ServerProcess;
 use serde_json::json;
 
@@ -91,24 +91,7 @@ impl JwtServer {
     }
 }
 
-/// An operator, its system account and an application account.
-struct Trust {
-    operator: nkeys::KeyPair,
-    system: nkeys::KeyPair,
-    account: nkeys::KeyPair,
-    dir: PathBuf,
-}
-
 impl Trust {
-    fn new(name: &str) -> Trust {
-        Trust {
-            operator: nkeys::KeyPair::new_operator(),
-            system: nkeys::KeyPair::new_account(),
-            account: nkeys::KeyPair::new_account(),
-            dir: test_dir(name),
-        }
-    }
-
     fn operator_file(&self) -> PathBuf {
         let path = self.dir.join("operator.jwt");
         let token = jwt::operator(

@@ -87,6 +87,27 @@ pub fn creds(jwt: &str, user: &nkeys::KeyPair) -> String {
     )
 }
 
+/// An operator, its system account and one application account, with a
+/// directory for the test's files (each test file adds the methods it
+/// needs in an `impl Trust` of its own).
+pub struct Trust {
+    pub operator: nkeys::KeyPair,
+    pub system: nkeys::KeyPair,
+    pub account: nkeys::KeyPair,
+    pub dir: std::path::PathBuf,
+}
+
+impl Trust {
+    pub fn new(name: &str) -> Trust {
+        Trust {
+            operator: nkeys::KeyPair::new_operator(),
+            system: nkeys::KeyPair::new_account(),
+            account: nkeys::KeyPair::new_account(),
+            dir: test_dir(name),
+        }
+    }
+}
+
 /// A directory of its own for one test's files.
 pub fn test_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rnats-jwt-{}-{name}", std::process::id()));
