@@ -48,6 +48,16 @@ pub fn run(cli: CliOptions) -> i32 {
     if cli.check_config {
         let path = cli.config_file.as_ref().expect("flags demand -c with -t");
         let loaded = loaded.as_ref().expect("loaded above");
+        // As the reference: what only warns at start fails the check.
+        if !loaded.options.warnings.is_empty() {
+            let warnings: Vec<String> = loaded
+                .options
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            flags::die(&warnings.join("\n"));
+        }
         eprintln!(
             "{}: configuration file {} is valid (sha256:{})",
             flags::PROGRAM_NAME,

@@ -98,6 +98,16 @@ fn config_check_reports_valid_and_invalid_files() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("unknown field \"foo\""), "{text}");
+    // A warning at start is a failed check, as in the reference.
+    let warned = dir.join("warned.conf");
+    std::fs::write(&warned, "ping_interval: 5\n").unwrap();
+    let out = rnats(&["-c", warned.to_str().unwrap(), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("invalid use of field \"ping_interval\": ping_interval should be converted to a duration"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -242,9 +252,8 @@ async fn sighup_reloads_the_config_file() {
 fn unsupported_config_keys_refuse_start_and_check() {
     let dir = temp_dir("unsupported");
     for (text, key) in [
-        ("trusted_keys: [OABC]\n", "\"trusted_keys\""),
-        // Only the MEMORY resolver is built.
-        ("resolver: URL(http://127.0.0.1:1/jwt/v1/accounts/)\n", "\"resolver\""),
+        // The cache resolver is not built.
+        ("resolver: { type: cache, dir: x }\n", "\"resolver\""),
         // A key held in a TPM is not honoured.
         ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
         ("cluster { port: -1, compression: s2_fast }\n", "\"cluster.compression\""),
@@ -296,7 +305,7 @@ async fn sighup_refuses_a_newly_added_unsupported_key() {
     let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
     std::fs::write(
         &conf,
-        "authorization { user: a, password: c }\nresolver: URL(http://127.0.0.1:1/)\n",
+        "authorization { user: a, password: c }\nresolver: { type: cache, dir: x }\n",
     )
     .unwrap();
     server.signal("HUP");
