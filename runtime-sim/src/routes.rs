@@ -107,18 +107,10 @@ pub(crate) fn cluster_config(
         name: "sim".to_string(),
         host: node_host(node),
         port: ROUTE_PORT,
-        advertise: None,
-        no_advertise: false,
         routes,
-        connect_retries: 0,
-        user: None,
-        password: String::new(),
-        auth_timeout: None,
         // Production's defaults: a pool of three and the system account's
         // own route.
         pool_size: 3,
-        accounts: Vec::new(),
-        tls: None,
         ..ClusterConfig::default()
     });
 }

@@ -202,9 +202,9 @@ impl Runner {
         server.set_wall_clock(clock.now(), wall_now());
         let (password_checks, queue) = mpsc::unbounded_channel();
         let (dials, dial_queue) = mpsc::unbounded_channel();
-        let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config()));
         let route_write_deadline_nanos =
-            AtomicU64::new(route_write_deadline_nanos(server.config()));
+            AtomicU64::new(write_deadline_nanos(server.config(), true));
+        let write_deadline_nanos = AtomicU64::new(write_deadline_nanos(server.config(), false));
         let (resolver_writes, resolver_write_queue) = mpsc::unbounded_channel();
         for write in server.take_resolver_writes() {
             let _ = resolver_writes.send(write);
@@ -343,9 +343,9 @@ impl Runner {
         let new = build(state.server.config());
         let changes = state.server.config().changes_to(&new);
         self.write_deadline_nanos
-            .store(write_deadline_nanos(&new), Ordering::Release);
+            .store(write_deadline_nanos(&new, false), Ordering::Release);
         self.route_write_deadline_nanos
-            .store(route_write_deadline_nanos(&new), Ordering::Release);
+            .store(write_deadline_nanos(&new, true), Ordering::Release);
         state.server.reload(new);
         self.finish_step(state);
         changes
@@ -922,24 +922,10 @@ impl Runner {
     }
 }
 
-/// The configured `write_deadline` (nats-server's default is 10 s; a zero
-/// would close every client at its first write, so it means the default).
-fn write_deadline_nanos(config: &ServerConfig) -> u64 {
-    let deadline = config.monitoring.write_deadline;
-    let deadline = if deadline.is_zero() {
-        Duration::from_secs(10)
-    } else {
-        deadline
-    };
-    u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The cluster's `write_deadline` for routes, else the top-level one.
-fn route_write_deadline_nanos(config: &ServerConfig) -> u64 {
-    match config.cluster.as_ref().and_then(|c| c.write_deadline) {
-        Some(deadline) => u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
-        None => write_deadline_nanos(config),
-    }
+/// A write deadline of `config` (`ServerConfig::write_deadline`) in
+/// nanoseconds, for the writers' atomics.
+fn write_deadline_nanos(config: &ServerConfig, route: bool) -> u64 {
+    u64::try_from(config.write_deadline(route).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The first byte the client sent, left unread, if one arrives within `wait`

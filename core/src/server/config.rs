@@ -348,6 +348,23 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// How long a write may take before the connection is a slow
+    /// consumer: the cluster's `write_deadline` for a route when set, else
+    /// the top-level one (10 s, the reference's default, when zero).
+    pub fn write_deadline(&self, route: bool) -> Duration {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.write_deadline)
+            .filter(|_| route);
+        let deadline = cluster.unwrap_or(self.monitoring.write_deadline);
+        if deadline.is_zero() {
+            Duration::from_secs(10)
+        } else {
+            deadline
+        }
+    }
+
     /// The PING interval of a client from `listener`: the websocket
     /// block's own `ping_interval` when set, as in the reference.
     pub fn ping_interval_for(&self, listener: crate::runtime::ListenerKind) -> Duration {

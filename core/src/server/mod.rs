@@ -602,7 +602,7 @@ impl Server {
             self.stats.slow_consumers += 1;
             let pending = client.pending_bytes();
             // Go prints a time.Duration with %v: "10s", "300ms".
-            let nanos = self.config.monitoring.write_deadline.as_nanos();
+            let nanos = self.config.write_deadline(false).as_nanos();
             let deadline = crate::format::go_duration(u64::try_from(nanos).unwrap_or(u64::MAX));
             self.conns.log(
                 &mut self.logs,
@@ -614,18 +614,6 @@ impl Server {
         }
         self.retire_subscriptions();
         false
-    }
-
-    /// How long a write to `conn` may take (as the runtime applies it; for
-    /// the log lines).
-    fn write_deadline_of(&self, conn: ConnId) -> Duration {
-        let route_deadline = self
-            .config
-            .cluster
-            .as_ref()
-            .and_then(|c| c.write_deadline)
-            .filter(|_| self.conns.route(conn).is_some());
-        route_deadline.unwrap_or(self.config.monitoring.write_deadline)
     }
 
     /// The connection is gone (the peer closed it, an I/O error, or the runtime

@@ -1345,7 +1345,7 @@ impl Server {
     /// [`Server::handle_write_stalled`] for a route: returns whether the
     /// runtime goes on writing.
     pub(super) fn route_write_stalled(&mut self, conn: ConnId, written: usize) -> bool {
-        let deadline = self.write_deadline_of(conn);
+        let deadline = self.config.write_deadline(true);
         let close = self
             .config
             .cluster

@@ -371,12 +371,9 @@ impl Router {
                 }
                 SubTarget::Route(key) => {
                     // A route's message never goes on to another route.
-                    if cx.origin == Origin::Local
-                        && cx
-                            .conns
-                            .route_mut(key.conn)
-                            .is_none_or(|r| r.may_send(key.index, msg.subject))
-                    {
+                    // (The export deny is checked in `forward`, where the
+                    // route is looked up anyway.)
+                    if cx.origin == Origin::Local {
                         self.route_targets.push((key.conn, None, key.index));
                     }
                 }
@@ -486,19 +483,33 @@ impl Router {
         let mut at = 0;
         while at < targets.len() {
             let (conn, counted) = (targets[at].0, targets[at].2);
-            queues.clear();
+            let first = at;
             while at < targets.len() && targets[at].0 == conn {
-                if let Some(queue) = &targets[at].1 {
-                    if !queues.contains(&&queue[..]) {
-                        queues.push(queue);
-                    }
-                }
                 at += 1;
             }
             let Some((route, chunks, actions)) = cx.conns.route_parts(conn) else {
                 continue;
             };
             if route.is_closing() {
+                continue;
+            }
+            // A queue member was checked when chosen; plain interest passes
+            // the export deny here (a wider wildcard the peer was allowed
+            // may not carry a denied subject).
+            queues.clear();
+            let mut wanted = false;
+            for (_, queue, index) in &targets[first..at] {
+                match queue {
+                    Some(queue) => {
+                        wanted = true;
+                        if !queues.contains(&&queue[..]) {
+                            queues.push(queue);
+                        }
+                    }
+                    None => wanted |= route.may_send(*index, msg.subject),
+                }
+            }
+            if !wanted {
                 continue;
             }
             let wire_account = route.account.is_none().then_some(name);

@@ -34,16 +34,9 @@ fn node_on_port(
             name: String::from("c1"),
             host: String::from("127.0.0.1"),
             port,
-            advertise: None,
-            no_advertise: false,
             routes,
-            connect_retries: 0,
-            user: None,
-            password: String::new(),
-            auth_timeout: None,
             pool_size,
             accounts,
-            tls: None,
             ..ClusterConfig::default()
         }),
         ..ServerConfig::default()
@@ -238,6 +231,16 @@ fn a_stalled_route_write_is_retried_unless_nothing_was_written() {
 /// about C (a route A accepted) with `gossip_mode` 1, so B, dialing C
 /// because of it, says 1 in its INFO and C tells nobody; and B, having
 /// dialed C on gossip's word, tells nobody either.
+/// Routes PING at most every 30 s, as the reference caps them, though the
+/// top-level `ping_interval` (2 minutes by default) is longer.
+#[test]
+fn route_pings_are_capped_at_thirty_seconds() {
+    let (a, _b, route) = linked();
+    assert!(a.server.config().ping_interval > Duration::from_secs(30));
+    let deadline = a.server.connections().route(route).unwrap().ping_deadline;
+    assert_eq!(deadline - a.now, Duration::from_secs(30));
+}
+
 #[test]
 fn gossip_modes_keep_news_from_being_passed_on_twice() {
     let url = RouteUrl::parse("nats://127.0.0.1:6222").unwrap();
