@@ -263,7 +263,13 @@ async fn mixed_one_rnats_two_reference() {
 async fn route_close_is_logged_and_interest_leaves() {
     let mut servers = start_cluster([Kind::Rnats; 3]).expect("rnats starts");
     let a = connect(&servers[0].url()).await;
-    let b = connect(&servers[1].url()).await;
+    // The responder must not fail over to another server (connect_urls
+    // name them): its interest would come back from there.
+    let b = common::connect_with(
+        &servers[1].url(),
+        async_nats::ConnectOptions::new().max_reconnects(Some(0)),
+    )
+    .await;
     responder(&b, "probe.gone".into()).await;
     await_probe(&a, "probe.gone").await;
     servers[1].kill();
