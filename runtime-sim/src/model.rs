@@ -168,7 +168,7 @@ pub struct Model {
     subs: BTreeMap<(ConnId, Bytes), SubModel>,
     conns: BTreeMap<ConnId, ConnModel>,
     groups: Vec<GroupToken>,
-    /// (msg, delivered subject, queue) -> its token in `groups`.
+    /// (msg, published subject, queue) -> its token in `groups`.
     group_index: BTreeMap<(u64, Bytes, Bytes), usize>,
     pub stats: ModelStats,
     /// The nodes are joined by routes.
@@ -383,7 +383,7 @@ impl Model {
         // A queue group is named by its queue name alone: members subscribed
         // with different subjects that both match share one group (nats-server
         // merges them per match).
-        // (delivered subject, queue) -> members as (conn, sid, delivered subject)
+        // (published subject, queue) -> members as (conn, sid, delivered subject)
         type Groups = BTreeMap<(Bytes, Bytes), Vec<(ConnId, Bytes, Bytes)>>;
         let mut groups: Groups = BTreeMap::new();
         let mut responders = Vec::new();
@@ -414,16 +414,17 @@ impl Model {
                     mandatory: certain,
                     group: None,
                 }),
-                // Groups are per account: the same name in two accounts is
-                // two groups (keyed here by the subject they see, which
-                // differs across an import).
+                // Keyed by the published subject: an importer's member joins
+                // the exporter's group of its name (nats-server files it
+                // there as a shadow subscription), and no other account
+                // can receive this message.
                 Some(queue) => groups
-                    .entry((delivered.clone(), queue.clone()))
+                    .entry((subject.clone(), queue.clone()))
                     .or_default()
                     .push((*conn, sid.clone(), delivered)),
             }
         }
-        for ((_, group_queue), members) in groups {
+        for ((published, group_queue), members) in groups {
             let token = self.groups.len();
             self.groups.push(GroupToken {
                 msg,
@@ -431,9 +432,8 @@ impl Model {
                 deliveries: 0,
                 remote: false,
             });
-            let (delivered, queue) = (&members[0].2, &group_queue);
             self.group_index
-                .insert((msg, delivered.clone(), queue.clone()), token);
+                .insert((msg, published, group_queue.clone()), token);
             for (conn, sid, delivered) in members {
                 let model = self.conns.get_mut(&conn).expect("known conn");
                 model.expects.push_back(Expect {

@@ -287,6 +287,117 @@ async fn mixed_cluster_follows_imports_across_routes() {
     check_imports(&servers, 2, 0).await;
 }
 
+/// Account `A` exports `ev.>`; `B` imports it as it is, `C` under `c.`.
+const QUEUE_CONF: &str = r#"
+accounts {
+  A { users = [ { user: a, password: a } ], exports = [ { stream: "ev.>" } ] }
+  B {
+    users = [ { user: b, password: b } ]
+    imports = [ { stream: { account: A, subject: "ev.>" } } ]
+  }
+  C {
+    users = [ { user: c, password: c } ]
+    imports = [ { stream: { account: A, subject: "ev.>" }, to: "c.ev.>" } ]
+  }
+}
+"#;
+
+/// Queue groups of the importers `B` and `C` with members on every
+/// server: each message `A` publishes on `exporter`'s server reaches one
+/// member of each group, cluster-wide (the reference's shadow
+/// subscriptions), under the importer's subject; plain subscribers of
+/// the importers get every message once.
+async fn check_import_queue_groups(servers: &[ServerProcess], exporter: usize) {
+    const COUNT: usize = 40;
+    let a = user(&servers[exporter], "a").await;
+    let mut groups: Vec<(&str, &str, Vec<async_nats::Subscriber>)> =
+        vec![("b", "ev.>", Vec::new()), ("c", "c.ev.>", Vec::new())];
+    let mut plain = Vec::new();
+    for server in servers {
+        for (name, subject, members) in groups.iter_mut() {
+            let client = user(server, name).await;
+            for _ in 0..2 {
+                let queue = format!("{name}-workers");
+                members.push(client.queue_subscribe(*subject, queue).await.unwrap());
+            }
+            // Subscribed last: once it hears the exporter, the queue
+            // members' interest crossed the same route before it.
+            let mut probe = client.subscribe(*subject).await.unwrap();
+            sync_with_server(&client).await;
+            await_delivery(&a, "ev.probe", &mut probe).await;
+            plain.push((client, probe));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (_, _, members) in groups.iter_mut() {
+        for member in members.iter_mut() {
+            drain_ready(member);
+        }
+    }
+    for (_, probe) in plain.iter_mut() {
+        drain_ready(probe);
+    }
+    for n in 0..COUNT {
+        a.publish(format!("ev.{n}"), n.to_string().into())
+            .await
+            .unwrap();
+    }
+    sync_with_server(&a).await;
+    for (_, probe) in plain.iter_mut() {
+        for _ in 0..COUNT {
+            within("an imported event", probe.next()).await.unwrap();
+        }
+    }
+    // Every plain subscriber has them all: whatever the groups were sent
+    // reached their servers too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (client, _) in &plain {
+        sync_with_server(client).await;
+    }
+    for (name, subject, members) in groups.iter_mut() {
+        let prefix = subject.trim_end_matches('>');
+        let mut got: Vec<usize> = Vec::new();
+        for member in members.iter_mut() {
+            for msg in drain_ready(member) {
+                let n: usize = msg.subject.strip_prefix(prefix).unwrap().parse().unwrap();
+                assert_eq!(&msg.payload[..], n.to_string().as_bytes());
+                got.push(n);
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (0..COUNT).collect::<Vec<_>>(),
+            "account {name}'s queue group (publisher on server {exporter})"
+        );
+    }
+    for (_, probe) in plain.iter_mut() {
+        assert!(
+            drain_ready(probe).is_empty(),
+            "a plain subscriber got duplicates"
+        );
+    }
+}
+
+#[tokio::test]
+async fn imported_streams_reach_queue_groups_once_cluster_wide() {
+    let servers = start_cluster_with([Kind::Rnats; 3], &conf_file(QUEUE_CONF)).unwrap();
+    check_import_queue_groups(&servers, 0).await;
+    check_import_queue_groups(&servers, 2).await;
+}
+
+#[tokio::test]
+async fn mixed_cluster_imported_streams_reach_queue_groups_once() {
+    let conf = conf_file(QUEUE_CONF);
+    let Some(servers) = start_cluster_with([Kind::Rnats, Kind::Reference, Kind::Rnats], &conf)
+    else {
+        return;
+    };
+    for exporter in 0..3 {
+        check_import_queue_groups(&servers, exporter).await;
+    }
+}
+
 /// A protocol-1 client (one that takes async INFO, as the official
 /// clients are) and the last INFO it was sent.
 struct Watcher {

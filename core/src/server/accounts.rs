@@ -45,6 +45,14 @@ pub enum SubTarget {
     Route(SubKey),
     /// Index into [`Accounts::stream_imports`].
     StreamImport(u32),
+    /// A queue subscription of a stream import's importer, filed in the
+    /// exporter (the reference's shadow subscription): it joins the
+    /// exporter's queue groups, so one member cluster-wide gets each
+    /// message; delivered to the client through the import's transform.
+    Shadow {
+        key: SubKey,
+        import: u32,
+    },
     /// Index into [`Accounts::service_imports`].
     ServiceImport(u32),
     /// Key of [`Accounts::responses`].
@@ -69,6 +77,9 @@ pub struct Account {
     pub mappings: Vec<Mapping>,
     /// Client subscriptions in `sublist` (the rest are internal routes).
     pub client_subs: usize,
+    /// Indexes into [`Accounts::stream_imports`] of the imports this
+    /// account makes (its subscriptions cast shadows through them).
+    pub stream_imports: Vec<u32>,
     pub stats: AccountStats,
 }
 
@@ -79,6 +90,7 @@ impl Account {
             sublist: Sublist::new(),
             mappings: Vec::new(),
             client_subs: 0,
+            stream_imports: Vec::new(),
             stats: AccountStats::default(),
         }
     }
@@ -145,8 +157,31 @@ impl Mapping {
 
 pub struct StreamImportRoute {
     pub importer: AccountId,
+    /// The importer's name (for traces, while the accounts are borrowed).
+    pub importer_name: String,
+    pub exporter: AccountId,
+    /// The imported subject, in the exporter.
+    pub subject: String,
+    /// The subject it is seen under in the importer.
+    pub local: String,
     /// Exported subject → the importer's local subject.
     pub transform: SubjectTransform,
+    /// The importer's subject → the exporter's, when the transform keeps
+    /// every wildcard (else a shadow takes the whole imported subject).
+    pub reverse: Option<SubjectTransform>,
+}
+
+impl StreamImportRoute {
+    /// Where a subscription on `subject` in the importer listens in the
+    /// exporter through this import, if the two meet at all.
+    pub fn shadow_subject(&self, subject: &[u8]) -> Option<Bytes> {
+        let met = crate::subject::intersect(subject, self.local.as_bytes())?;
+        let mut out = Vec::new();
+        match &self.reverse {
+            Some(reverse) if reverse.apply(&met, &mut out) => Some(Bytes::from(out)),
+            _ => Some(Bytes::from(self.subject.clone())),
+        }
+    }
 }
 
 pub struct ServiceImportRoute {
@@ -185,8 +220,8 @@ pub struct Accounts {
     pub response_prefix: String,
     /// Interest this server announces to routes beyond its clients'
     /// subscriptions (`Router::refresh_announced`): the system services'
-    /// request subjects, each stream import's exported subject in the
-    /// exporter, and the response wildcard in each service exporter.
+    /// request subjects and the response wildcard in each service
+    /// exporter. (Stream imports announce their subscribers' shadows.)
     pub announced: Vec<(AccountId, Bytes)>,
 }
 
@@ -348,13 +383,14 @@ impl Accounts {
                     .map_err(|e| format!("{e:?}"))?;
                 self.stream_imports.push(StreamImportRoute {
                     importer,
+                    importer_name: importer_config.name.clone(),
+                    exporter,
+                    subject: import.subject.clone(),
+                    local: import.local_subject().to_string(),
+                    reverse: transform.reverse(),
                     transform,
                 });
-                // The reference's shadow subscription: the exporter's
-                // messages reach every server that imports them, which
-                // delivers to its own subscribers.
-                self.announced
-                    .push((exporter, Bytes::from(import.subject.clone())));
+                self.list[importer].stream_imports.push(index);
             }
             ImportKind::Service => {
                 let local = import.local_subject();

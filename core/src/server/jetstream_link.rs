@@ -364,10 +364,12 @@ fn has_any_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> b
     !result.plain.is_empty() || result.queues.iter().any(|group| !group.members.is_empty())
 }
 
-/// Whether a client subscribes to `subject` in account `id`.
+/// Whether a client subscribes to `subject` in account `id` (directly, or
+/// as a queue member through a stream import).
 fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
     let result = accounts.list[id].sublist.matches(subject);
-    let client = |target: &SubTarget| matches!(target, SubTarget::Client(_));
+    let client =
+        |target: &SubTarget| matches!(target, SubTarget::Client(_) | SubTarget::Shadow { .. });
     result.plain.iter().any(client)
         || result
             .queues

@@ -95,9 +95,10 @@ pub(super) enum Origin<'a> {
     Local,
     /// A route (RMSG): these queue groups chose a member on this server.
     Route { queues: &'a [Bytes] },
-    /// Carried into the importer by a stream import: every server that
-    /// imports the stream got the exporter's message (its interest is
-    /// announced in the exporter), so only local subscribers get it here.
+    /// Carried into the importer by a stream import: local plain
+    /// subscribers only. The importer's queue groups are not drawn here:
+    /// their shadows in the exporter were (`SubTarget::Shadow`), among the
+    /// members on every server.
     Imported,
 }
 
@@ -133,6 +134,14 @@ pub struct Router {
     /// The accounts' announced interest counted in `interest` (so a
     /// rebuild takes out what the new accounts no longer announce).
     announced: Vec<(AccountId, Bytes)>,
+    /// The shadows each importer subscription casts in its exporters
+    /// (exporter, import, subject): counted in `interest` (routes send the
+    /// exporter's messages only to servers with importing subscribers),
+    /// and, for a queue subscription, filed as `SubTarget::Shadow`.
+    shadows: BTreeMap<SubKey, Vec<(AccountId, u32, Bytes)>>,
+    /// Importers' traffic through shadows while their exporter's match is
+    /// borrowed (reused; empty between messages).
+    shadow_sent: Vec<(AccountId, AccountStats)>,
 }
 
 impl Router {
@@ -145,6 +154,8 @@ impl Router {
             interest_changes: Vec::new(),
             route_targets: Vec::new(),
             announced: Vec::new(),
+            shadows: BTreeMap::new(),
+            shadow_sent: Vec::new(),
         }
     }
 
@@ -163,43 +174,123 @@ impl Router {
     /// registration and of its changes after a rebuild. No-op without a
     /// cluster.
     pub(super) fn refresh_announced(&mut self) {
-        let Some(interest) = &mut self.interest else {
+        if self.interest.is_none() {
             return;
-        };
+        }
         let mut wanted = self.accounts.announced.clone();
         wanted.sort();
         wanted.dedup();
         let old = std::mem::take(&mut self.announced);
         for (account, subject) in old.iter().filter(|entry| !wanted.contains(entry)) {
-            let key = (*account, subject.clone(), None);
-            if let Some(count) = interest.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    interest.remove(&key);
-                    self.interest_changes.push(InterestChange {
-                        account: *account,
-                        subject: subject.clone(),
-                        queue: None,
-                        count: 0,
-                    });
-                }
-            }
+            self.remove_interest((*account, subject.clone(), None));
         }
         for (account, subject) in wanted.iter().filter(|entry| !old.contains(entry)) {
-            let count = interest
-                .entry((*account, subject.clone(), None))
-                .or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                self.interest_changes.push(InterestChange {
-                    account: *account,
-                    subject: subject.clone(),
-                    queue: None,
-                    count: 1,
-                });
-            }
+            self.add_interest((*account, subject.clone(), None));
         }
         self.announced = wanted;
+    }
+
+    /// One more local subscriber of `key` (no-op without a cluster):
+    /// routes hear of plain interest once, of a queue's weight every time.
+    fn add_interest(&mut self, key: InterestKey) {
+        let Some(interest) = &mut self.interest else {
+            return;
+        };
+        let count = interest.entry(key.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 || key.2.is_some() {
+            let (account, subject, queue) = key;
+            let count = *count;
+            self.interest_changes.push(InterestChange {
+                account,
+                subject,
+                queue,
+                count,
+            });
+        }
+    }
+
+    /// One subscriber of `key` fewer (no-op without a cluster); routes
+    /// hear of the last plain one going, of a queue's weight every time.
+    fn remove_interest(&mut self, key: InterestKey) {
+        let Some(interest) = &mut self.interest else {
+            return;
+        };
+        let Some(count) = interest.get_mut(&key) else {
+            return;
+        };
+        assert!(*count > 0, "interest counts are positive");
+        *count -= 1;
+        let count = *count;
+        if count == 0 {
+            interest.remove(&key);
+        }
+        if count == 0 || key.2.is_some() {
+            let (account, subject, queue) = key;
+            self.interest_changes.push(InterestChange {
+                account,
+                subject,
+                queue,
+                count,
+            });
+        }
+    }
+
+    /// File the shadows `sub` (in the importer `account`) casts through
+    /// its account's stream imports: the reference's shadow subscriptions.
+    fn file_shadows(&mut self, account: AccountId, key: SubKey, sub: &Subscription) {
+        if self.accounts.list[account].stream_imports.is_empty() {
+            return;
+        }
+        let mut shadows = Vec::new();
+        for &import in &self.accounts.list[account].stream_imports {
+            let route = &self.accounts.stream_imports[import as usize];
+            debug_assert_eq!(route.importer, account);
+            if let Some(subject) = route.shadow_subject(&sub.subject) {
+                shadows.push((route.exporter, import, subject));
+            }
+        }
+        for (exporter, import, subject) in &shadows {
+            if let Some(queue) = &sub.queue {
+                let target = SubTarget::Shadow {
+                    key,
+                    import: *import,
+                };
+                let filed =
+                    self.accounts.list[*exporter]
+                        .sublist
+                        .insert(subject, Some(queue), target);
+                assert!(filed.is_ok(), "a shadow of a valid subscription is valid");
+                if self.changed_accounts.last() != Some(exporter) {
+                    self.changed_accounts.push(*exporter);
+                }
+            }
+            self.add_interest((*exporter, subject.clone(), sub.queue.clone()));
+        }
+        if !shadows.is_empty() {
+            self.shadows.insert(key, shadows);
+        }
+    }
+
+    /// Take out what [`Router::file_shadows`] filed for `key`.
+    fn unfile_shadows(&mut self, key: SubKey, sub: &Subscription) {
+        let Some(shadows) = self.shadows.remove(&key) else {
+            return;
+        };
+        for (exporter, import, subject) in shadows {
+            if let Some(queue) = &sub.queue {
+                let target = SubTarget::Shadow { key, import };
+                let removed =
+                    self.accounts.list[exporter]
+                        .sublist
+                        .remove(&subject, Some(queue), target);
+                assert!(removed.is_ok(), "shadow {key:?} was filed");
+                if self.changed_accounts.last() != Some(&exporter) {
+                    self.changed_accounts.push(exporter);
+                }
+            }
+            self.remove_interest((exporter, subject, sub.queue.clone()));
+        }
     }
 
     /// Apply `account`'s mappings to `subject`; true when `out` holds a new subject.
@@ -237,21 +328,8 @@ impl Router {
                 .insert(&sub.subject, sub.queue.as_deref(), SubTarget::Client(key));
         if inserted.is_ok() {
             account.client_subs += 1;
-            if let Some(interest) = &mut self.interest {
-                let count = interest
-                    .entry((key_account, sub.subject.clone(), sub.queue.clone()))
-                    .or_insert(0);
-                *count += 1;
-                // Plain interest is news once; a queue's weight every time.
-                if *count == 1 || sub.queue.is_some() {
-                    self.interest_changes.push(InterestChange {
-                        account: key_account,
-                        subject: sub.subject.clone(),
-                        queue: sub.queue.clone(),
-                        count: *count,
-                    });
-                }
-            }
+            self.add_interest((key_account, sub.subject.clone(), sub.queue.clone()));
+            self.file_shadows(key_account, key, sub);
         }
         inserted.is_ok()
     }
@@ -288,24 +366,8 @@ impl Router {
 
     /// Take a client subscription out of `account`'s Sublist.
     pub(super) fn unfile(&mut self, account: AccountId, key: SubKey, sub: &Subscription) {
-        if let Some(interest) = &mut self.interest {
-            let entry = (account, sub.subject.clone(), sub.queue.clone());
-            if let Some(count) = interest.get_mut(&entry) {
-                *count -= 1;
-                let count = *count;
-                if count == 0 {
-                    interest.remove(&entry);
-                }
-                if count == 0 || sub.queue.is_some() {
-                    self.interest_changes.push(InterestChange {
-                        account,
-                        subject: entry.1,
-                        queue: entry.2,
-                        count,
-                    });
-                }
-            }
-        }
+        self.remove_interest((account, sub.subject.clone(), sub.queue.clone()));
+        self.unfile_shadows(key, sub);
         if self.changed_accounts.last() != Some(&account) {
             self.changed_accounts.push(account);
         }
@@ -377,6 +439,9 @@ impl Router {
                         self.route_targets.push((key.conn, None, key.index));
                     }
                 }
+                SubTarget::Shadow { .. } => {
+                    debug_assert!(false, "shadows are filed in queue groups only");
+                }
                 other => crossings.push(other),
             }
         }
@@ -387,7 +452,8 @@ impl Router {
             }
             let from_route = match cx.origin {
                 Origin::Local => false,
-                Origin::Imported => true,
+                // Drawn in the exporter, among the group's shadows.
+                Origin::Imported => continue,
                 // Only the groups the sender picked this server for.
                 Origin::Route { queues } => {
                     if !queues.contains(&group.name) {
@@ -424,6 +490,15 @@ impl Router {
                 let key =
                     match members[(start + offset) % members.len()] {
                         SubTarget::Client(key) => key,
+                        SubTarget::Shadow { key, import } => {
+                            let imports = &self.accounts.stream_imports;
+                            let shadow_sent = &mut self.shadow_sent;
+                            if deliver_shadow(imports, cx, key, import, msg, shadow_sent) {
+                                delivered = true;
+                                break;
+                            }
+                            continue;
+                        }
                         SubTarget::Route(key) if !from_route => {
                             if cx.conns.route_mut(key.conn).is_some_and(|r| {
                                 !r.is_closing() && r.may_send(key.index, msg.subject)
@@ -455,6 +530,12 @@ impl Router {
                     break;
                 }
             }
+        }
+        for (importer, sent) in self.shadow_sent.drain(..) {
+            let stats = &mut self.accounts.list[importer].stats;
+            stats.sent_msgs += sent.sent_msgs;
+            stats.sent_bytes += sent.sent_bytes;
+            stats.slow_consumers += sent.slow_consumers;
         }
         if !self.route_targets.is_empty() {
             delivered |= self.forward(cx, account, msg);
@@ -585,8 +666,8 @@ impl Router {
     ) -> bool {
         let mut subject = Vec::new();
         match target {
-            SubTarget::Client(_) | SubTarget::Route(_) => {
-                unreachable!("clients and routes are delivered to directly")
+            SubTarget::Client(_) | SubTarget::Route(_) | SubTarget::Shadow { .. } => {
+                unreachable!("clients, routes and shadows are delivered to directly")
             }
             SubTarget::System(service) => {
                 if service == super::system_inbox::SysService::UserInfo
@@ -690,6 +771,35 @@ impl Router {
             }
         }
     }
+}
+
+/// Deliver `msg` (in the exporter) to the importer's queue member `key`,
+/// whose shadow through `import` was drawn; its traffic is counted in
+/// `sent` for the importer, as a crossing counts it.
+fn deliver_shadow(
+    imports: &[super::accounts::StreamImportRoute],
+    cx: &mut RouteCx<'_>,
+    key: SubKey,
+    import: u32,
+    msg: &Delivery<'_>,
+    sent: &mut Vec<(AccountId, AccountStats)>,
+) -> bool {
+    let route = &imports[import as usize];
+    let mut subject = Vec::new();
+    if !route.transform.apply(msg.subject, &mut subject) {
+        return false;
+    }
+    if let Some(trace) = cx.trace.as_deref_mut() {
+        trace.stream_export(&route.importer_name, &subject);
+    }
+    let crossed = Delivery {
+        subject: &subject,
+        ..*msg
+    };
+    let mut stats = AccountStats::default();
+    let delivered = cx.deliver(key, &crossed, &route.importer_name, &mut stats);
+    sent.push((route.importer, stats));
+    delivered
 }
 
 /// Random text for a `_R_.` reply subject.

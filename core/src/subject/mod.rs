@@ -16,7 +16,7 @@ pub mod sublist;
 pub mod transform;
 pub mod validate;
 
-pub use overlap::{is_subset_match, subjects_collide, subjects_overlap};
+pub use overlap::{intersect, is_subset_match, subjects_collide, subjects_overlap};
 pub use sublist::{
     subject_matches_pattern, MatchResult, QueueGroup, Sublist, SublistError, SublistStats,
     CACHE_CAPACITY,

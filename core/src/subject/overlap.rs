@@ -71,6 +71,35 @@ pub fn subjects_collide(a: &str, b: &str) -> bool {
         .all(|(x, y)| is_wildcard(x) || is_wildcard(y) || x == y)
 }
 
+/// The pattern matching exactly the subjects both `a` and `b` match, or
+/// `None` when no subject matches both. (Two NATS patterns always meet in
+/// one pattern: token by token a literal beats `*`, and a `>` takes the
+/// other side's remaining tokens.)
+pub fn intersect(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let left: Vec<&[u8]> = a.split(|&c| c == b'.').collect();
+    let right: Vec<&[u8]> = b.split(|&c| c == b'.').collect();
+    let mut out: Vec<&[u8]> = Vec::with_capacity(left.len().max(right.len()));
+    let mut index = 0;
+    loop {
+        match (left.get(index), right.get(index)) {
+            (None, None) => break,
+            (Some(&b">"), Some(_)) => {
+                out.extend_from_slice(&right[index..]);
+                break;
+            }
+            (Some(_), Some(&b">")) => {
+                out.extend_from_slice(&left[index..]);
+                break;
+            }
+            (Some(x), Some(y)) if x == y || *y == b"*" => out.push(x),
+            (Some(&b"*"), Some(y)) => out.push(y),
+            _ => return None,
+        }
+        index += 1;
+    }
+    Some(out.join(&b'.'))
+}
+
 /// Whether any subject of `a` collides with any subject of `b` (JetStream
 /// refuses a stream whose subjects overlap another stream's).
 pub fn subjects_overlap(a: &[String], b: &[String]) -> bool {
@@ -81,6 +110,58 @@ pub fn subjects_overlap(a: &[String], b: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intersections() {
+        let meet = |a: &str, b: &str| {
+            intersect(a.as_bytes(), b.as_bytes()).map(|m| String::from_utf8(m).unwrap())
+        };
+        assert_eq!(meet("a.b", "a.b").as_deref(), Some("a.b"));
+        assert_eq!(meet("a.*", "*.b").as_deref(), Some("a.b"));
+        assert_eq!(meet("a.>", "*.b").as_deref(), Some("a.b"));
+        assert_eq!(meet("a.>", "*.b.>").as_deref(), Some("a.b.>"));
+        assert_eq!(meet(">", "x.*").as_deref(), Some("x.*"));
+        assert_eq!(meet("a.*", "*.b.>"), None);
+        assert_eq!(meet("a.>", "a"), None);
+        assert_eq!(meet("a.b", "a.c"), None);
+        assert_eq!(meet("a.b", "a.b.c"), None);
+    }
+
+    fn pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let token = prop_oneof![Just("a"), Just("b"), Just("*")];
+        (proptest::collection::vec(token, 1..4), proptest::bool::ANY).prop_map(|(tokens, full)| {
+            let mut text = tokens.join(".");
+            if full {
+                text.push_str(".>");
+            }
+            text
+        })
+    }
+
+    proptest::proptest! {
+        /// A subject matches the intersection exactly when it matches both
+        /// patterns (checked on every short subject over the alphabet).
+        #[test]
+        fn intersection_matches_what_both_match(a in pattern(), b in pattern()) {
+            use crate::subject::subject_matches_pattern as matches;
+            let meet = intersect(a.as_bytes(), b.as_bytes());
+            for len in 1..=5u32 {
+                for bits in 0..(1u32 << len) {
+                    let subject: Vec<&str> = (0..len)
+                        .map(|i| if bits >> i & 1 == 0 { "a" } else { "b" })
+                        .collect();
+                    let subject = subject.join(".");
+                    let both = matches(a.as_bytes(), subject.as_bytes())
+                        && matches(b.as_bytes(), subject.as_bytes());
+                    let met = meet
+                        .as_ref()
+                        .is_some_and(|m| matches(m, subject.as_bytes()));
+                    proptest::prop_assert_eq!(both, met, "{} {} {} {:?}", a, b, subject, meet);
+                }
+            }
+        }
+    }
 
     #[test]
     fn collisions() {

@@ -151,6 +151,58 @@ impl SubjectTransform {
         Ok(transform)
     }
 
+    /// The transform that takes a destination back to its source, when
+    /// the destination keeps every source wildcard exactly once (else some
+    /// source token is lost and `None` is returned). Applied to a pattern
+    /// inside the destination (its `*`/`>` tokens are captured as they
+    /// are), it gives the source pattern a stream import's shadow interest
+    /// lives on.
+    pub fn reverse(&self) -> Option<SubjectTransform> {
+        let mut source = Vec::new();
+        // Position among the reverse source's wildcards of each forward
+        // wildcard.
+        let mut position_of = vec![None; self.source.len()];
+        let mut singles = 0;
+        for token in &self.destination {
+            match token {
+                DestToken::Literal(literal) => source.extend(
+                    literal
+                        .split(|&b| b == b'.')
+                        .map(|t| SourceToken::Literal(t.to_vec())),
+                ),
+                DestToken::Wildcard(index) => {
+                    if position_of.get(*index).copied().flatten().is_some() {
+                        return None;
+                    }
+                    position_of[*index] = Some(singles);
+                    singles += 1;
+                    source.push(SourceToken::Single);
+                }
+                DestToken::Rest => source.push(SourceToken::Rest),
+            }
+        }
+        let mut destination = Vec::new();
+        let mut wildcard = 0;
+        for token in &self.source {
+            destination.push(match token {
+                SourceToken::Literal(literal) => DestToken::Literal(literal.clone()),
+                SourceToken::Single => {
+                    wildcard += 1;
+                    DestToken::Wildcard(position_of[wildcard - 1]?)
+                }
+                SourceToken::Rest => DestToken::Rest,
+            });
+        }
+        let rest = |tokens: &[SourceToken]| tokens.contains(&SourceToken::Rest);
+        if rest(&self.source) != rest(&source) {
+            return None;
+        }
+        Some(SubjectTransform {
+            source,
+            destination,
+        })
+    }
+
     /// Whether `subject` (literal) matches the source pattern.
     pub fn matches(&self, subject: &[u8]) -> bool {
         self.capture(subject, &mut Vec::new()).is_some()
@@ -242,6 +294,32 @@ mod tests {
         assert_eq!(apply("a.*", "b.*", "a.q").as_deref(), Some("b.q"));
         assert_eq!(apply("a.>", "b.>", "a.q.r").as_deref(), Some("b.q.r"));
         assert_eq!(apply("a.>", "b.>", "a"), None);
+    }
+
+    #[test]
+    fn reverse_takes_patterns_back() {
+        let back = |source: &str, destination: &str, pattern: &str| {
+            let transform = SubjectTransform::new(source, destination).expect("valid");
+            let reverse = transform.reverse()?;
+            let mut out = Vec::new();
+            reverse
+                .apply(pattern.as_bytes(), &mut out)
+                .then(|| String::from_utf8(out).expect("utf-8"))
+        };
+        assert_eq!(back("ev.>", "ev.>", "ev.x.*").as_deref(), Some("ev.x.*"));
+        assert_eq!(
+            back("ev.>", "imp.ev.>", "imp.ev.>").as_deref(),
+            Some("ev.>")
+        );
+        assert_eq!(back("a.*.*", "b.$2.$1", "b.y.*").as_deref(), Some("a.*.y"));
+        assert_eq!(back("a.*.*", "b.$1", "b.x"), None);
+        let prefixed = SubjectTransform::with_prefix("foo.>", "p.q").expect("valid");
+        let mut out = Vec::new();
+        assert!(prefixed
+            .reverse()
+            .expect("reversible")
+            .apply(b"p.q.foo.*", &mut out));
+        assert_eq!(out, b"foo.*");
     }
 
     #[test]

@@ -9,6 +9,33 @@ fn node(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
     pooled_node(name, id, routes, -1, Vec::new())
 }
 
+/// [`node`] with users `a` (account `A`, exporting `feed.>`) and `b`
+/// (account `B`, importing it as `a.feed.>`).
+fn node_with_accounts(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
+    use crate::auth::{AccountConfig, Export, Import, ImportKind, User};
+    let mut config = node(name, id, routes).server.config().clone();
+    let mut a = AccountConfig::new("A");
+    a.exports = vec![Export::stream("feed.>")];
+    let mut b = AccountConfig::new("B");
+    b.imports = vec![Import {
+        kind: ImportKind::Stream,
+        account: "A".into(),
+        subject: "feed.>".into(),
+        to: Some("a.feed.>".into()),
+    }];
+    config.accounts = vec![a, b];
+    config.auth.users = ["a", "b"]
+        .iter()
+        .map(|name| User {
+            username: (*name).into(),
+            password: "pw".into(),
+            permissions: None,
+            account: name.to_uppercase(),
+        })
+        .collect();
+    Harness::new(config)
+}
+
 fn pooled_node(
     name: &str,
     id: &str,
@@ -47,9 +74,14 @@ fn node_on_port(
 
 /// A dials B: the route is conn 100 on both sides.
 fn linked() -> (Harness, Harness, ConnId) {
+    linked_with(node)
+}
+
+/// [`linked`] with nodes made by `make`.
+fn linked_with(make: fn(&str, &str, Vec<RouteUrl>) -> Harness) -> (Harness, Harness, ConnId) {
     let url = RouteUrl::parse("nats://127.0.0.1:6222").unwrap();
-    let mut a = node("A", "NAAAA", vec![url]);
-    let mut b = node("B", "NBBBB", Vec::new());
+    let mut a = make("A", "NAAAA", vec![url]);
+    let mut b = make("B", "NBBBB", Vec::new());
     let dial = a.server.poll_dial().expect("the explicit route is dialed");
     assert_eq!(dial.address, "127.0.0.1:6222");
     assert_eq!(a.server.poll_dial(), None);
@@ -161,6 +193,53 @@ fn queue_groups_deliver_once_across_the_pair() {
     // A routed message naming no queue group reaches no queue member.
     b.send(route, "RMSG $G work 1\r\nj\r\n");
     assert_eq!(b.take(b_member), "");
+}
+
+#[test]
+fn stream_importers_cast_shadow_interest_and_queue_members_once_across_the_pair() {
+    let (mut a, mut b, route) = linked_with(node_with_accounts);
+    let importer = b.connect(1, r#"{"user":"b","pass":"pw"}"#);
+    b.send(importer, "SUB a.feed.x.> q 1\r\nSUB a.feed.> 2\r\n");
+    // The importer's own interest, then its shadow in the exporter: the
+    // subject taken back through the import, the queue group kept.
+    let interest = b.take(route);
+    assert_eq!(
+        interest,
+        "RS+ B a.feed.x.> q 1\r\nRS+ A feed.x.> q 1\r\nRS+ B a.feed.>\r\nRS+ A feed.>\r\n"
+    );
+    a.send(route, &interest);
+    // A member of the same group on A: its shadow is drawn with B's.
+    let local = a.connect(2, r#"{"user":"b","pass":"pw"}"#);
+    a.send(local, "SUB a.feed.> q 7\r\n");
+    let _ = a.take(route);
+    let publisher = a.connect(3, r#"{"user":"a","pass":"pw"}"#);
+    let (mut here, mut there) = (0, 0);
+    for _ in 0..200 {
+        a.send(publisher, "PUB feed.x.y 2\r\nhi\r\n");
+        let forwarded = a.take(route);
+        b.send(route, &forwarded);
+        let on_b = b.take(importer);
+        let queued_on_b = on_b.matches("MSG a.feed.x.y 1 2").count();
+        assert_eq!(on_b.matches("MSG a.feed.x.y 2 2").count(), 1, "{on_b:?}");
+        match (a.take(local).as_str(), queued_on_b) {
+            ("MSG a.feed.x.y 7 2\r\nhi\r\n", 0) => {
+                assert_eq!(forwarded, "RMSG A feed.x.y 2\r\nhi\r\n");
+                here += 1;
+            }
+            ("", 1) => {
+                assert_eq!(forwarded, "RMSG A feed.x.y | q 2\r\nhi\r\n");
+                there += 1;
+            }
+            other => panic!("queue group delivered {other:?}"),
+        }
+    }
+    assert!(here > 30 && there > 30, "here {here}, there {there}");
+    // The importer gone: its shadows leave with it.
+    b.send(importer, "UNSUB 1\r\nUNSUB 2\r\n");
+    assert_eq!(
+        b.take(route),
+        "RS- B a.feed.x.> q\r\nRS- A feed.x.> q\r\nRS- B a.feed.>\r\nRS- A feed.>\r\n"
+    );
 }
 
 #[test]
