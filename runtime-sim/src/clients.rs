@@ -126,12 +126,11 @@ impl World {
         let responds = client.role == Role::Responder;
         self.model
             .open_conn(id, node, client.verbose, responds, identity);
-        let tls_map = self
-            .scenario
-            .security
-            .as_ref()
-            .is_some_and(|security| security.tls_map);
-        write_opening(client, index, &mut conn, &spec, tls_map);
+        let credentials = match (&self.scenario.security, &spec.user) {
+            (Some(security), Some(user)) => security.credentials(user),
+            _ => String::new(),
+        };
+        write_opening(client, index, &mut conn, &spec, &credentials);
         if let Some(js) = client.js.as_mut() {
             let opening = js.on_connect(client.connects);
             conn.write_frame(&opening, None);
@@ -530,28 +529,17 @@ impl World {
     }
 }
 
-/// What a client writes the moment it connects: CONNECT (with credentials
-/// unless the certificate names the user) and its role's subscriptions. The
-/// caller adds the PING that ends the handshake.
+/// What a client writes the moment it connects: CONNECT (with
+/// `credentials`, `SecuritySpec::credentials`) and its role's
+/// subscriptions. The caller adds the PING that ends the handshake.
 fn write_opening(
     client: &mut SimClient,
     index: usize,
     conn: &mut Conn,
     spec: &ClientSpec,
-    tls_map: bool,
+    credentials: &str,
 ) {
     assert_eq!(conn.written, 0, "the opening comes first");
-    let credentials = spec
-        .user
-        .as_ref()
-        .filter(|_| !tls_map)
-        .map(|user| {
-            format!(
-                "\"user\":\"{user}\",\"pass\":\"{}\",",
-                crate::security::PASSWORD
-            )
-        })
-        .unwrap_or_default();
     let connect = format!(
         "CONNECT {{{credentials}\"verbose\":{},\"pedantic\":{},\"echo\":true,\"headers\":true,\"protocol\":1,\"lang\":\"sim\",\"version\":\"0\",\"name\":\"c{index}\"}}\r\n",
         client.verbose, client.pedantic

@@ -8,6 +8,13 @@
 //! model's expectations) is that a client receives a message only when its
 //! account and permissions make it routable, and that every forbidden
 //! publish and subscribe is answered with the reference's exact `-ERR`.
+//!
+//! With `jwt`, the same accounts and users run in operator mode: the
+//! simulator signs an operator, account and (bearer) user JWTs with keys
+//! derived from the names (so every run signs the same tokens), the server
+//! holds the accounts in its `MEMORY` resolver, and clients log in with
+//! their user JWT. The model's checks do not change: what a JWT grants is
+//! what the plain configuration grants.
 
 use serde::Deserialize;
 
@@ -31,6 +38,9 @@ pub struct SecuritySpec {
     /// deterministic stand-in for a TLS stack: names, no cryptography.
     #[serde(default)]
     pub tls_map: bool,
+    /// Operator mode: accounts and users as JWTs (see the module comment).
+    #[serde(default)]
+    pub jwt: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,12 +96,33 @@ impl SecuritySpec {
                 }
             }
         }
+        if self.jwt && self.tls_map {
+            return Err(String::from(
+                "jwt users log in with their JWT, not by certificate",
+            ));
+        }
         Ok(())
     }
 
+    /// What a client of `user` puts in its CONNECT to log in (nothing when
+    /// the certificate names it), ending in a comma.
+    pub fn credentials(&self, user: &str) -> String {
+        if self.tls_map {
+            String::new()
+        } else if self.jwt {
+            format!("\"jwt\":\"{}\",", self.user_jwt(user))
+        } else {
+            format!("\"user\":\"{user}\",\"pass\":\"{PASSWORD}\",")
+        }
+    }
+
     /// The core configuration: users with the shared password, accounts
-    /// with public stream exports and prefixed stream imports.
-    pub fn server_config(&self) -> (AuthConfig, Vec<AccountConfig>) {
+    /// with public stream exports and prefixed stream imports; with `jwt`,
+    /// operator mode. The third part is the system account, if any.
+    pub fn server_config(&self) -> (AuthConfig, Vec<AccountConfig>, Option<String>) {
+        if self.jwt {
+            return self.operator_config();
+        }
         let to_permission = |allow: &Option<Vec<String>>, deny: &Vec<String>| {
             (allow.is_some() || !deny.is_empty()).then(|| SubjectPermission {
                 allow: allow.clone(),
@@ -152,7 +183,100 @@ impl SecuritySpec {
                 ..AuthConfig::default()
             },
             accounts,
+            None,
         )
+    }
+
+    /// Operator mode: an operator naming a system account, every account
+    /// as a JWT in the `MEMORY` resolver, built as the config file's
+    /// `operator` and `resolver_preload` are.
+    fn operator_config(&self) -> (AuthConfig, Vec<AccountConfig>, Option<String>) {
+        use serde_json::json;
+        let operator = sim_key(nkeys::KeyPairType::Operator, "operator");
+        let system = sim_key(nkeys::KeyPairType::Account, SYSTEM_ACCOUNT);
+        let operator_jwt = sign(
+            &operator,
+            &operator.public_key(),
+            json!({"type": "operator", "version": 2, "system_account": system.public_key()}),
+        );
+        let mut preload = std::collections::BTreeMap::new();
+        let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                               "exports": -1, "wildcards": true, "conn": -1, "leaf": -1});
+        let system_jwt = sign(
+            &operator,
+            &system.public_key(),
+            json!({"type": "account", "version": 2, "limits": unlimited}),
+        );
+        preload.insert(system.public_key(), system_jwt);
+        for account in &self.accounts {
+            let key = account_key(&account.name);
+            let exports: Vec<_> = account
+                .exports
+                .iter()
+                .map(|subject| json!({"subject": subject, "type": "stream"}))
+                .collect();
+            let imports: Vec<_> = account
+                .imports
+                .iter()
+                .map(|import| {
+                    json!({
+                        "account": account_key(&import.account).public_key(),
+                        "subject": import.subject,
+                        "local_subject": format!("{}.{}", import.prefix, import.subject),
+                        "type": "stream",
+                    })
+                })
+                .collect();
+            let nats = json!({"type": "account", "version": 2, "limits": unlimited,
+                              "exports": exports, "imports": imports});
+            preload.insert(key.public_key(), sign(&operator, &key.public_key(), nats));
+        }
+        let options = rnats_core::auth::OperatorOptions {
+            operator_jwts: vec![operator_jwt],
+            memory_resolver: true,
+            preload,
+            ..rnats_core::auth::OperatorOptions::default()
+        };
+        let built = rnats_core::auth::OperatorMode::build(&options, false)
+            .unwrap_or_else(|error| panic!("the simulator's JWTs are refused: {error}"));
+        let system = built.system_account.unwrap_or_else(|| system.public_key());
+        (
+            AuthConfig {
+                operator: Some(built.mode),
+                ..AuthConfig::default()
+            },
+            built.accounts,
+            Some(system),
+        )
+    }
+
+    /// `name`'s bearer user JWT, signed by its account, with its
+    /// permissions (`operator_config`'s accounts).
+    fn user_jwt(&self, name: &str) -> String {
+        use serde_json::json;
+        let user = self
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no user {name}"));
+        let permission = |allow: &Option<Vec<String>>, deny: &Vec<String>| {
+            let mut section = json!({});
+            if let Some(allow) = allow {
+                section["allow"] = json!(allow);
+            }
+            if !deny.is_empty() {
+                section["deny"] = json!(deny);
+            }
+            section
+        };
+        let key = sim_key(nkeys::KeyPairType::User, name);
+        let nats = json!({
+            "type": "user", "version": 2, "bearer_token": true,
+            "pub": permission(&user.publish_allow, &user.publish_deny),
+            "sub": permission(&user.subscribe_allow, &user.subscribe_deny),
+            "subs": -1, "data": -1, "payload": -1,
+        });
+        sign(&account_key(&user.account), &key.public_key(), nats)
     }
 
     /// The model's view of `name`'s account and permissions.
@@ -182,6 +306,38 @@ impl SecuritySpec {
         }
         out
     }
+}
+
+/// The system account's name for deriving its key.
+const SYSTEM_ACCOUNT: &str = "SYS";
+
+/// The key pair of `kind` named `name`: its seed is derived from the two,
+/// so every run (and every node) signs with the same keys.
+fn sim_key(kind: nkeys::KeyPairType, name: &str) -> nkeys::KeyPair {
+    let mut raw = [0u8; 32];
+    for (chunk, salt) in raw.chunks_mut(8).zip(0u64..) {
+        let mut hash = crate::trace::Fnv64::default();
+        hash.write(&salt.to_le_bytes());
+        hash.write(format!("{kind:?}/{name}").as_bytes());
+        chunk.copy_from_slice(&hash.finish().to_le_bytes());
+    }
+    nkeys::KeyPair::new_from_raw(kind, raw).expect("32 bytes make a key")
+}
+
+fn account_key(name: &str) -> nkeys::KeyPair {
+    sim_key(nkeys::KeyPairType::Account, name)
+}
+
+/// A JWT of `subject` with `nats` claims, signed by `issuer`.
+fn sign(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    let claims = serde_json::json!({
+        "iat": 1_700_000_000i64,
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": subject,
+        "nats": nats,
+    });
+    rnats_core::auth::jwt::encode(issuer, claims)
 }
 
 /// The subject DN of the simulated certificate of `user`.

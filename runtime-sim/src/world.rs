@@ -590,9 +590,12 @@ fn server_config(scenario: &Scenario, options: &RunOptions) -> Result<ServerConf
         ..ServerConfig::default()
     };
     if let Some(security) = &scenario.security {
-        let (auth, accounts) = security.server_config();
+        let (auth, accounts, system_account) = security.server_config();
         config.auth = auth;
         config.accounts = accounts;
+        if system_account.is_some() {
+            config.system_account = system_account;
+        }
         if security.tls_map {
             config.tls = rnats_core::server::TlsPolicy {
                 required: true,

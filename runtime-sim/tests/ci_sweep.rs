@@ -52,6 +52,11 @@ fn ci_accounts_permissions_tls() {
 }
 
 #[test]
+fn ci_operator_jwt() {
+    sweep_clean("operator-jwt");
+}
+
+#[test]
 fn ci_malformed() {
     sweep_clean("malformed");
 }

@@ -57,6 +57,12 @@ fn a_deny_list_ignored_on_delivery_is_caught() {
 }
 
 #[test]
+fn a_jwt_deny_list_ignored_on_delivery_is_caught() {
+    // The same invariant with the permissions in bearer user JWTs.
+    caught("deny-ignored-on-delivery", "operator-jwt");
+}
+
+#[test]
 fn hpub_skipping_publish_permissions_is_caught() {
     caught("hpub-skips-publish-permissions", "accounts-permissions");
 }
