@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rnats_core::jetstream::ingest::{IngestQueue, IngestRefusal};
-use rnats_core::jetstream::link::{JsAction, JsInbound, StreamId};
+use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::store::{perform_sync, DiskResult};
 
@@ -71,7 +71,7 @@ impl JsSender {
     /// only once the thread is gone (shutdown).
     pub fn send(&self, event: JsEvent) -> Result<(), Disconnected> {
         let event = match event {
-            JsEvent::Inbound(msg) => {
+            JsEvent::Inbound(msg) if matches!(msg.target, JsTarget::Stream(_)) => {
                 let admitted = self.ingest.lock().expect("ingest lock").admit(&msg);
                 match admitted {
                     Ok(()) => JsEvent::Inbound(msg),
@@ -187,7 +187,9 @@ fn handle(
         JsEvent::Inbound(msg) => {
             // Out of the queue as the machine takes it, as the reference's
             // stream pops its queue before it stores.
-            ingest.lock().expect("ingest lock").taken(&msg);
+            if matches!(msg.target, JsTarget::Stream(_)) {
+                ingest.lock().expect("ingest lock").taken(&msg);
+            }
             js.handle_inbound(runner.now(), wall_now(), msg)
         }
         JsEvent::Refused(msg, refusal) => js.refuse_ingest(runner.now(), wall_now(), msg, refusal),
