@@ -16,15 +16,23 @@
 //! JetStream thread keeps storing what arrives, and the store's next sync
 //! covers all of it.
 //!
+//! The channel is the span where publishes wait for their stream, so the
+//! per-stream ingest limits (`max_buffered_msgs` / `max_buffered_size`,
+//! core's `IngestQueue`) are counted here: [`JsSender::send`] admits a
+//! publish (or hands it over stripped, to be refused with `429`), the
+//! JetStream thread counts it out as it takes it.
+//!
 //! Invariants: the JetStream thread never holds the runner's lock while it
 //! waits for anything; the runner never waits on the JetStream thread (it
-//! only sends on an unbounded channel).
+//! only sends on an unbounded channel, and takes the ingest count's lock
+//! only for the count).
 
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rnats_core::jetstream::link::{JsAction, JsInbound, StreamId};
+use rnats_core::jetstream::ingest::{IngestQueue, IngestRefusal};
+use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::store::{perform_sync, DiskResult};
 
@@ -37,6 +45,9 @@ pub type JsQuery = Box<dyn FnOnce(&mut JetStream<RealDisk>) + Send>;
 /// What the JetStream thread is told.
 pub enum JsEvent {
     Inbound(JsInbound),
+    /// A publish its stream's ingest queue refused, stripped of its
+    /// headers and payload.
+    Refused(JsInbound, IngestRefusal),
     Query(JsQuery),
     /// The accounts JetStream serves and their limits changed (an account
     /// claims update in operator mode).
@@ -49,7 +60,33 @@ pub enum JsEvent {
 }
 
 /// The sending end the runner holds.
-pub type JsSender = mpsc::Sender<JsEvent>;
+pub struct JsSender {
+    events: mpsc::Sender<JsEvent>,
+    ingest: Arc<Mutex<IngestQueue>>,
+}
+
+impl JsSender {
+    /// Hand `event` to the JetStream thread; a publish its stream's
+    /// ingest queue has no room for goes as [`JsEvent::Refused`]. Fails
+    /// only once the thread is gone (shutdown).
+    pub fn send(&self, event: JsEvent) -> Result<(), Disconnected> {
+        let event = match event {
+            JsEvent::Inbound(msg) if matches!(msg.target, JsTarget::Stream(_)) => {
+                let admitted = self.ingest.lock().expect("ingest lock").admit(&msg);
+                match admitted {
+                    Ok(()) => JsEvent::Inbound(msg),
+                    Err(refusal) => JsEvent::Refused(IngestQueue::stripped(msg), refusal),
+                }
+            }
+            other => other,
+        };
+        self.events.send(event).map_err(|_| Disconnected)
+    }
+}
+
+/// The JetStream thread is gone (shutdown).
+#[derive(Debug)]
+pub struct Disconnected;
 
 /// A sync the sync thread performs.
 struct SyncJob {
@@ -69,12 +106,16 @@ pub fn spawn(runner: Arc<Runner>, mut js: JetStream<RealDisk>, sync_disk: RealDi
         .name("jetstream-sync".to_string())
         .spawn(move || sync_loop(sync_disk, sync_inbox, done))
         .expect("the sync thread starts");
-    runner.connect_jetstream(events);
+    let ingest = Arc::new(Mutex::new(IngestQueue::new(js.config())));
+    runner.connect_jetstream(JsSender {
+        events,
+        ingest: ingest.clone(),
+    });
     // The streams recovered at open ask for their subscriptions first.
     carry_out(&runner, &mut js, &syncs);
     std::thread::Builder::new()
         .name("jetstream".to_string())
-        .spawn(move || js_loop(runner, js, inbox, syncs))
+        .spawn(move || js_loop(runner, js, inbox, syncs, ingest))
         .expect("the JetStream thread starts");
 }
 
@@ -83,6 +124,7 @@ fn js_loop(
     mut js: JetStream<RealDisk>,
     inbox: mpsc::Receiver<JsEvent>,
     syncs: mpsc::Sender<SyncJob>,
+    ingest: Arc<Mutex<IngestQueue>>,
 ) {
     loop {
         let wait = js
@@ -93,11 +135,11 @@ fn js_loop(
             .unwrap_or(Duration::from_secs(3600));
         match next_event(&inbox, wait) {
             Ok(event) => {
-                handle(&runner, &mut js, event);
+                handle(&runner, &mut js, &ingest, event);
                 // Everything already waiting joins this batch (and the
                 // store's next sync).
                 while let Ok(event) = inbox.try_recv() {
-                    handle(&runner, &mut js, event);
+                    handle(&runner, &mut js, &ingest, event);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -135,9 +177,22 @@ fn next_event(
     inbox.recv_timeout(wait)
 }
 
-fn handle(runner: &Runner, js: &mut JetStream<RealDisk>, event: JsEvent) {
+fn handle(
+    runner: &Runner,
+    js: &mut JetStream<RealDisk>,
+    ingest: &Mutex<IngestQueue>,
+    event: JsEvent,
+) {
     match event {
-        JsEvent::Inbound(msg) => js.handle_inbound(runner.now(), wall_now(), msg),
+        JsEvent::Inbound(msg) => {
+            // Out of the queue as the machine takes it, as the reference's
+            // stream pops its queue before it stores.
+            if matches!(msg.target, JsTarget::Stream(_)) {
+                ingest.lock().expect("ingest lock").taken(&msg);
+            }
+            js.handle_inbound(runner.now(), wall_now(), msg)
+        }
+        JsEvent::Refused(msg, refusal) => js.refuse_ingest(runner.now(), wall_now(), msg, refusal),
         JsEvent::Query(query) => query(js),
         JsEvent::Accounts(accounts) => js.set_accounts(accounts),
         JsEvent::SyncDone {

@@ -435,7 +435,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.consumer_timeouts();
     }
 
-    fn tick(&mut self, now: Instant, wall: WallTime) {
+    pub(super) fn tick(&mut self, now: Instant, wall: WallTime) {
         self.now = self.now.max(now);
         self.wall = wall;
         // Consumers created since the last input get the planted defect too.

@@ -19,6 +19,7 @@ pub mod consumer_table;
 mod counter;
 mod cron;
 pub mod errors;
+pub mod ingest;
 pub mod link;
 pub mod machine;
 pub mod monitor;

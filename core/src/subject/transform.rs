@@ -89,7 +89,13 @@ impl SubjectTransform {
             } else if token == "*" {
                 next_positional += 1;
                 DestToken::Wildcard(next_positional - 1)
-            } else if let Some(index) = token.strip_prefix('$') {
+            } else if let Some(index) = token
+                .strip_prefix('$')
+                // As the reference: `$` and a number is a wildcard, any
+                // other `$` token a literal (`$JS.API.>` imported as
+                // `$JS.A.API.>`).
+                .filter(|rest| rest.parse::<i64>().is_ok())
+            {
                 DestToken::Wildcard(wildcard_index(index, destination)?)
             } else if let Some(inner) = token.strip_prefix("{{").and_then(|t| t.strip_suffix("}}"))
             {
@@ -294,6 +300,10 @@ mod tests {
         assert_eq!(apply("a.*", "b.*", "a.q").as_deref(), Some("b.q"));
         assert_eq!(apply("a.>", "b.>", "a.q.r").as_deref(), Some("b.q.r"));
         assert_eq!(apply("a.>", "b.>", "a"), None);
+        assert_eq!(
+            apply("$JS.A.API.>", "$JS.API.>", "$JS.A.API.INFO").as_deref(),
+            Some("$JS.API.INFO")
+        );
     }
 
     #[test]
