@@ -565,10 +565,6 @@ fn apply_top_level(
                         options.dir_resolver = Some(dir);
                         options.resolver_position = Some(entry.key_position.clone());
                     }
-                    // The cache resolver: not built.
-                    ResolverMap::Unsupported => {
-                        unsupported.push(Unsupported::new(entry.key.clone(), entry))
-                    }
                 }
             } else if let Some(text) = entry.value.as_str() {
                 // The reference takes `URL` anywhere in the text, then an
@@ -708,7 +704,6 @@ fn url_resolver(text: &str) -> Option<String> {
 enum ResolverMap {
     Memory,
     Directory(crate::auth::DirResolver),
-    Unsupported,
 }
 
 /// `resolver { type, dir, allow_delete, hard_delete, limit, ttl, interval,
@@ -728,40 +723,64 @@ fn resolver_map(entry: &MapEntry) -> Result<ResolverMap, ConfError> {
     let ttl = field("ttl").map(parse_duration_value).transpose()?;
     let interval = field("interval").map(parse_duration_value).transpose()?;
     let timeout = field("timeout").map(parse_duration_value).transpose()?;
-    match kind.to_ascii_uppercase().as_str() {
+    let cache = match kind.to_ascii_uppercase().as_str() {
         "MEM" | "MEMORY" => return Ok(ResolverMap::Memory),
-        "FULL" => {}
-        "CACHE" => return Ok(ResolverMap::Unsupported),
+        "FULL" => false,
+        "CACHE" => true,
         _ => return Err(invalid(entry, RESOLVER_KINDS)),
-    }
+    };
     if dir.is_empty() {
         return Err(invalid(
             entry,
             "dir has no value and needs to point to a directory",
         ));
     }
-    if ttl.is_some_and(|ttl| !ttl.is_zero()) {
-        return Err(invalid(entry, "FULL does not accept ttl"));
-    }
-    if hard_delete.is_some() && !allow_delete {
-        return Err(invalid(entry, "hard_delete has no effect without delete"));
+    let ttl = ttl.filter(|ttl| !ttl.is_zero());
+    let interval = interval.filter(|interval| !interval.is_zero());
+    if cache {
+        if interval.is_some() {
+            return Err(invalid(entry, "CACHE does not accept sync"));
+        }
+        if allow_delete {
+            return Err(invalid(entry, "CACHE does not accept allow_delete"));
+        }
+        if hard_delete.is_some() {
+            return Err(invalid(entry, "CACHE does not accept hard_delete"));
+        }
+    } else {
+        if ttl.is_some() {
+            return Err(invalid(entry, "FULL does not accept ttl"));
+        }
+        if hard_delete.is_some() && !allow_delete {
+            return Err(invalid(entry, "hard_delete has no effect without delete"));
+        }
     }
     if timeout.is_some_and(|timeout| timeout.is_zero()) {
         return Err(invalid(entry, "Fetch timeout 0s is too smal"));
     }
     let delete = match (allow_delete, hard_delete) {
+        // The cache removes what the operator deletes.
+        _ if cache => JwtDelete::Remove,
         (false, _) => JwtDelete::Never,
         (true, Some(true)) => JwtDelete::Remove,
         (true, _) => JwtDelete::Rename,
     };
-    // `interval` and `timeout` tune the exchange of JWTs between servers;
-    // one server has nobody to exchange them with.
-    let _ = interval;
+    let limit = u64::try_from(limit).ok().filter(|limit| *limit > 0);
+    let defaults = crate::auth::DirResolver::full(&dir);
     Ok(ResolverMap::Directory(crate::auth::DirResolver {
-        dir,
+        kind: if cache {
+            crate::auth::DirKind::Cache { ttl }
+        } else {
+            crate::auth::DirKind::Full
+        },
         delete,
-        limit: u64::try_from(limit).ok().filter(|limit| *limit > 0),
-        stored: std::collections::BTreeMap::new(),
+        limit: match (cache, limit) {
+            (true, None) => Some(crate::auth::DEFAULT_CACHE_LIMIT),
+            (_, limit) => limit,
+        },
+        interval: interval.unwrap_or(defaults.interval),
+        timeout: timeout.unwrap_or(defaults.timeout),
+        ..defaults
     }))
 }
 
@@ -1532,7 +1551,6 @@ mod tests {
             }
         };
         for text in [
-            "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",
