@@ -267,8 +267,8 @@ async fn a_later_server_syncs_its_directory() {
 }
 
 /// A `cache` resolver beside a full one: accounts are looked up from the
-/// full server and kept in the cache's directory, claims updates of
-/// accounts it runs are stored ("jwt updated cache"), others skipped.
+/// full server and kept in the cache's directory for `ttl`, claims updates
+/// of accounts it runs are stored ("jwt updated cache"), others skipped.
 #[tokio::test]
 async fn a_cache_resolver_looks_accounts_up() {
     let trust = Trust::new("cluster-cache");
@@ -276,7 +276,7 @@ async fn a_cache_resolver_looks_accounts_up() {
     let (config2, cache_dir) = trust.resolver_config(
         "cache",
         "cache",
-        ", ttl: \"1h\", limit: 10, timeout: \"3s\"",
+        ", ttl: \"3s\", limit: 10, timeout: \"3s\"",
     );
     let full = start(Kind::Rnats, None, &config1).unwrap();
     let cache = start(Kind::Rnats, Some(&full), &config2).unwrap();
@@ -345,6 +345,15 @@ async fn a_cache_resolver_looks_accounts_up() {
     )
     .await;
     assert_eq!(lookups.len(), 1);
+    // The file goes `ttl` after it was stored; the account keeps running.
+    let path = cache_dir.join(format!("{account}.jwt"));
+    within("the cache's file to expire", async {
+        while path.exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    user_works(&cache, &creds).await;
 }
 
 /// nats-server v2.15.1 as a peer: each looks up accounts from the other,
