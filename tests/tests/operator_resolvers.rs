@@ -36,6 +36,31 @@ struct JwtServer {
 impl JwtServer {
     /// Serve on an ephemeral loopback port; returns the port.
     async fn start(&self) -> u16 {
+        self.start_with(None).await
+    }
+
+    /// Serve `https` with the certificate of `pki`; returns the port.
+    async fn start_tls(&self, pki: &common::Pki) -> u16 {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&pki.cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        self.start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+            .await
+    }
+
+    async fn start_with(&self, tls: Option<tokio_rustls::TlsAcceptor>) -> u16 {
         self.home.store(true, std::sync::atomic::Ordering::Relaxed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -46,14 +71,22 @@ impl JwtServer {
                     return;
                 };
                 let server = server.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let server = server.clone();
                         async move { Ok::<_, std::convert::Infallible>(server.answer(&request)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(TokioIo::new(stream), service).await
+                        }
+                    };
                 });
             }
         });
@@ -541,5 +574,56 @@ async fn user_connect_times() {
     assert!(ours[2].starts_with("outside: Err"), "{ours:#?}");
     if let Some(theirs) = results.get(1) {
         assert_eq!(ours, theirs);
+    }
+}
+
+/// `resolver: URL("https://...")`: the account server's certificate is
+/// checked against `resolver_tls { ca_file }`; without it (the system's
+/// roots do not hold the test's CA) the start-up check of the URL fails.
+/// Both servers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_resolver_urls_use_resolver_tls() {
+    let trust = Trust::new("url-https");
+    let pki = common::generated_server_certificate(&trust.dir);
+    let http = JwtServer::default();
+    let port = http.start_tls(&pki).await;
+    http.serve(
+        &trust.account.public_key(),
+        &jwt::account(&trust.operator, &trust.account, json!({})),
+    );
+    let url = format!("URL(\"https://localhost:{port}/jwt/v1/accounts/\")");
+    let trusted = trust.config("https.conf", &url);
+    let text = std::fs::read_to_string(&trusted).unwrap();
+    std::fs::write(
+        &trusted,
+        format!(
+            "{text}resolver_tls {{ ca_file: {:?} }}\n",
+            pki.ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let untrusted = trust.config("https-untrusted.conf", &url);
+    for binary in binaries() {
+        let server =
+            ServerProcess::start_binary(binary.clone(), &["-c", trusted.to_str().unwrap()]);
+        let creds = trust.creds("a.creds", &trust.account);
+        let client = connect_creds(&server.url(), &creds)
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", binary.display()));
+        let mut sub = client.subscribe("greet").await.unwrap();
+        client.flush().await.unwrap();
+        client.publish("greet", Bytes::from("hi")).await.unwrap();
+        assert_eq!(next_message(&mut sub).await.payload, "hi");
+        drop(server);
+
+        let (code, output) = exit_of(&binary, &untrusted);
+        assert_eq!(code, Some(1), "{}: {output}", binary.display());
+        assert!(
+            output.contains(&format!(
+                "could not fetch <\"https://localhost:{port}/jwt/v1/accounts/\">: Get"
+            )),
+            "{}: {output}",
+            binary.display()
+        );
     }
 }

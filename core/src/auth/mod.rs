@@ -38,7 +38,7 @@ pub use operator::{
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 pub use resolver::{
-    AccountFetch, DirKind, DirResolver, JwtDelete, ResolverWrite, UrlResolver,
+    AccountFetch, DirKind, DirResolver, JwtDelete, ResolverTls, ResolverWrite, UrlResolver,
     ACCOUNT_FETCH_TIMEOUT, DEFAULT_CACHE_LIMIT, DEFAULT_SYNC_INTERVAL,
 };
 

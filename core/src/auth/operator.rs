@@ -158,6 +158,8 @@ pub struct OperatorOptions {
     pub dir_resolver: Option<DirResolver>,
     /// `resolver: URL(...)`.
     pub url_resolver: Option<UrlResolver>,
+    /// `resolver_tls`, for an `https` URL resolver.
+    pub resolver_tls: Option<super::resolver::ResolverTls>,
     /// `resolver_preload`: account public key → account JWT.
     pub preload: BTreeMap<String, String>,
     /// `system_account` as configured.
@@ -172,6 +174,14 @@ impl OperatorOptions {
     /// with no resolver and one operator, its `account_server_url` with
     /// `/accounts` appended (as `nsc push` serves them).
     fn url_resolver(&self, operators: &[Jwt<OperatorNats>]) -> Option<UrlResolver> {
+        let url = self.configured_url_resolver(operators)?;
+        Some(UrlResolver {
+            tls: self.resolver_tls.clone(),
+            ..url
+        })
+    }
+
+    fn configured_url_resolver(&self, operators: &[Jwt<OperatorNats>]) -> Option<UrlResolver> {
         if let Some(url) = &self.url_resolver {
             return Some(url.clone());
         }
@@ -631,6 +641,7 @@ impl OperatorMode {
             None => AccountFetch {
                 account: key.to_owned(),
                 url: String::new(),
+                tls: None,
             },
         })
     }

@@ -103,6 +103,19 @@ pub enum SaveError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlResolver {
     pub base: String,
+    /// `resolver_tls`: how an `https` URL is trusted.
+    pub tls: Option<ResolverTls>,
+}
+
+/// `resolver_tls { ca_file, cert_file, key_file }`: the roots an `https`
+/// account server's certificate must chain to (the system's when no
+/// `ca_file`), and the client certificate to show, if any. Paths as
+/// written; the runtime reads the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolverTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 impl UrlResolver {
@@ -113,7 +126,7 @@ impl UrlResolver {
         if !base.ends_with('/') {
             base.push('/');
         }
-        UrlResolver { base }
+        UrlResolver { base, tls: None }
     }
 
     /// What to fetch for account `key`.
@@ -121,6 +134,7 @@ impl UrlResolver {
         AccountFetch {
             account: key.to_owned(),
             url: format!("{}{key}", self.base),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -130,7 +144,9 @@ impl UrlResolver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountFetch {
     pub account: String,
+    /// Empty: a directory resolver asks its peers instead.
     pub url: String,
+    pub tls: Option<ResolverTls>,
 }
 
 /// How long a fetch may take (the reference's HTTP client timeout, just

@@ -47,7 +47,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "max_subscription_tokens",
     "ocsp",
     "write_timeout",
-    "resolver_tls",
     "resolver_pinned_accounts",
     "no_header_support",
     "connect_error_reports",
@@ -116,6 +115,8 @@ pub struct FileOptions {
     pub dir_resolver: Option<crate::auth::DirResolver>,
     /// `resolver: URL("...")`.
     pub url_resolver: Option<crate::auth::UrlResolver>,
+    /// `resolver_tls { }`: how `https` account servers are trusted.
+    pub resolver_tls: Option<crate::auth::ResolverTls>,
     /// With a URL resolver, what was fetched at start (through
     /// [`ConfSource::fetch_account`]): the base URL, the system account.
     pub fetched_accounts: Vec<(crate::auth::AccountFetch, Result<String, String>)>,
@@ -551,6 +552,14 @@ fn apply_top_level(
             options.operators = operator_sources(entry)?;
             options.operator_position = Some(entry.key_position.clone());
         }
+        "resolver_tls" => {
+            let tls = super::tls_options::parse_tls(entry, unsupported)?;
+            options.resolver_tls = Some(crate::auth::ResolverTls {
+                ca_file: tls.ca_file,
+                cert_file: tls.cert_file,
+                key_file: tls.key_file,
+            });
+        }
         "resolver" | "account_resolver" | "accounts_resolver" => {
             let memory = entry.value.as_str().is_some_and(|text| {
                 let text = text.trim().to_ascii_uppercase();
@@ -841,6 +850,7 @@ pub fn operator_options(file: &FileOptions) -> crate::auth::OperatorOptions {
         memory_resolver: file.memory_resolver,
         dir_resolver: file.dir_resolver.clone(),
         url_resolver: file.url_resolver.clone(),
+        resolver_tls: file.resolver_tls.clone(),
         preload: file.resolver_preload.clone(),
         system_account: file.security.system_account.clone(),
         fetched: file.fetched_accounts.clone(),
