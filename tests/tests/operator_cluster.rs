@@ -23,16 +23,6 @@ use rnats_tests::ServerProcess;
 use serde_json::{json, Value};
 
 impl Trust {
-    fn operator_path(&self) -> PathBuf {
-        let path = self.dir.join("operator.jwt");
-        let token = jwt::operator(
-            &self.operator,
-            json!({"system_account": self.system.public_key()}),
-        );
-        std::fs::write(&path, token).unwrap();
-        path
-    }
-
     /// A config with its own (emptied) JWT directory `name`, the system
     /// account preloaded, and `resolver` settings after `type`/`dir`.
     fn resolver_config(&self, name: &str, kind: &str, settings: &str) -> (PathBuf, PathBuf) {
@@ -48,7 +38,7 @@ impl Trust {
                 "operator: {operator}\nsystem_account: {system}\n\
                  resolver: {{ type: {kind}, dir: {dir:?}{settings} }}\n\
                  resolver_preload: {{\n  {system}: {system_jwt}\n}}\n",
-                operator = self.operator_path().display(),
+                operator = self.operator_file().display(),
                 dir = dir.display().to_string(),
             ),
         )
@@ -59,33 +49,17 @@ impl Trust {
     fn system_creds(&self) -> PathBuf {
         self.user_creds("system.creds", &self.system)
     }
-
-    fn user_creds(&self, file: &str, account: &nkeys::KeyPair) -> PathBuf {
-        let user = nkeys::KeyPair::new_user();
-        let token = jwt::user(account, &user, json!({}), json!({}));
-        let path = self.dir.join(file);
-        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
-        path
-    }
 }
 
 /// An account JWT issued at `iat` with id `jti` (a newer version of an
 /// account needs both to differ).
 fn account_jwt(trust: &Trust, account: &nkeys::KeyPair, iat: i64, nats: Value) -> String {
-    let mut section = json!({
-        "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
-                   "wildcards": true, "conn": -1, "leaf": -1},
-        "default_permissions": {"pub": {}, "sub": {}},
-    });
-    if let (Some(section), Some(more)) = (section.as_object_mut(), nats.as_object()) {
-        section.extend(more.clone());
-    }
-    jwt::encode(
+    let id = format!("{}-{iat}", account.public_key());
+    jwt::account_with(
         &trust.operator,
-        &account.public_key(),
-        "account",
-        section,
-        json!({"iat": iat, "jti": format!("{}-{iat}", account.public_key())}),
+        account,
+        nats,
+        json!({"iat": iat, "jti": id}),
     )
 }
 

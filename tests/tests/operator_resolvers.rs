@@ -125,16 +125,6 @@ impl JwtServer {
 }
 
 impl Trust {
-    fn operator_file(&self) -> PathBuf {
-        let path = self.dir.join("operator.jwt");
-        let token = jwt::operator(
-            &self.operator,
-            json!({"system_account": self.system.public_key()}),
-        );
-        std::fs::write(&path, token).unwrap();
-        path
-    }
-
     fn config(&self, name: &str, resolver: &str) -> PathBuf {
         let path = self.dir.join(name);
         let text = format!(
@@ -142,15 +132,6 @@ impl Trust {
             self.operator_file().display()
         );
         std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// A `.creds` file for a new user of `account`.
-    fn creds(&self, file: &str, account: &nkeys::KeyPair) -> PathBuf {
-        let user = nkeys::KeyPair::new_user();
-        let token = jwt::user(account, &user, json!({}), json!({}));
-        let path = self.dir.join(file);
-        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
         path
     }
 }
@@ -206,13 +187,13 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     let url = server.url();
 
     // A user of the served account: fetched once, then held.
-    let creds = trust.creds("a.creds", &trust.account);
+    let creds = trust.user_creds("a.creds", &trust.account);
     let client = connect_creds(&url, &creds).await.unwrap();
     let mut sub = client.subscribe("greet").await.unwrap();
     client.flush().await.unwrap();
     client.publish("greet", Bytes::from("hi")).await.unwrap();
     assert_eq!(next_message(&mut sub).await.payload, "hi");
-    let again = connect_creds(&url, &trust.creds("a2.creds", &trust.account))
+    let again = connect_creds(&url, &trust.user_creds("a2.creds", &trust.account))
         .await
         .unwrap();
     again.flush().await.unwrap();
@@ -221,7 +202,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     // An account the HTTP server does not hold: refused, and asked again
     // at the next login (a failure is not remembered).
     let stranger = nkeys::KeyPair::new_account();
-    let stranger_creds = trust.creds("s.creds", &stranger);
+    let stranger_creds = trust.user_creds("s.creds", &stranger);
     for attempt in 0..2 {
         let refused = connect_creds(&url, &stranger_creds).await.unwrap_err();
         seen.push(format!("stranger {attempt}: {}", refused.to_lowercase()));
@@ -234,7 +215,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
         &rogue.public_key(),
         &jwt::account(&nkeys::KeyPair::new_operator(), &rogue, json!({})),
     );
-    let refused = connect_creds(&url, &trust.creds("r.creds", &rogue))
+    let refused = connect_creds(&url, &trust.user_creds("r.creds", &rogue))
         .await
         .unwrap_err();
     seen.push(format!("rogue: {}", refused.to_lowercase()));
@@ -242,7 +223,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
 
     // Claims updates reach accounts the resolver fetched (the URL
     // resolver tracks no updates itself), as with `MEMORY`.
-    let system_client = connect_creds(&url, &trust.creds("sys.creds", &trust.system))
+    let system_client = connect_creds(&url, &trust.user_creds("sys.creds", &trust.system))
         .await
         .unwrap();
     let updated = jwt::account(
@@ -322,7 +303,8 @@ async fn url_resolver_start_up() {
         // more is fetched for it.
         let server = ServerProcess::start_binary(binary.clone(), &["-c", config.to_str().unwrap()]);
         seen.push(format!("start: {:?}", http.take_requests()));
-        let system = connect_creds(&server.url(), &trust.creds("sys.creds", &trust.system)).await;
+        let system =
+            connect_creds(&server.url(), &trust.user_creds("sys.creds", &trust.system)).await;
         seen.push(format!("system user: {:?}", system.map(|_| ())));
         seen.push(format!("login: {:?}", http.take_requests()));
         drop(server);
@@ -381,8 +363,8 @@ async fn trusted_keys_stand_in_for_operator_jwts() {
         format!("trusted_keys: [{operator}]\nsystem_account: {system}\n{preload}"),
     )
     .unwrap();
-    let a_creds = trust.creds("a.creds", &trust.account);
-    let rogue_creds = trust.creds("rogue.creds", &rogue);
+    let a_creds = trust.user_creds("a.creds", &trust.account);
+    let rogue_creds = trust.user_creds("rogue.creds", &rogue);
     let mut results = Vec::new();
     for binary in binaries() {
         let server = ServerProcess::start_binary(binary.clone(), &["-c", good.to_str().unwrap()]);
@@ -606,7 +588,7 @@ async fn https_resolver_urls_use_resolver_tls() {
     for binary in binaries() {
         let server =
             ServerProcess::start_binary(binary.clone(), &["-c", trusted.to_str().unwrap()]);
-        let creds = trust.creds("a.creds", &trust.account);
+        let creds = trust.user_creds("a.creds", &trust.account);
         let client = connect_creds(&server.url(), &creds)
             .await
             .unwrap_or_else(|error| panic!("{}: {error}", binary.display()));

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use super::log::LogLevel;
 use super::system_inbox::{resolver_inbox, SysRequest, INTERNAL_CONN};
 use super::{Delivery, Server};
-use crate::auth::{DirKind, ResolverWrite};
+use crate::auth::{DirKind, DirResolver, ResolverWrite};
 use crate::time::Instant;
 
 /// Where the answers to this server's pack requests arrive (after its
@@ -71,17 +71,24 @@ impl PeerResolver {
     }
 }
 
+/// The directory resolver, when one is configured.
+fn dir_resolver(config: &super::ServerConfig) -> Option<&DirResolver> {
+    config.auth.operator.as_ref()?.dir.as_ref()
+}
+
+/// The keys of `map` whose instant is due at `now`.
+fn due<T>(map: &BTreeMap<String, T>, now: Instant, at: impl Fn(&T) -> Instant) -> Vec<String> {
+    map.iter()
+        .filter(|(_, value)| at(value) <= now)
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
 impl Server {
     /// End of a step: start the sync timer once there is a system account,
     /// note when new cache JWTs expire, and file the earliest deadline.
     pub(super) fn run_resolver_peers(&mut self, now: Instant) {
-        let Some(dir) = self
-            .config
-            .auth
-            .operator
-            .as_ref()
-            .and_then(|m| m.dir.as_ref())
-        else {
+        let Some(dir) = dir_resolver(&self.config) else {
             return;
         };
         match dir.kind {
@@ -112,28 +119,14 @@ impl Server {
     /// The resolver's timer: lookups that ran out of time fail, the sync
     /// is due, cache JWTs expire.
     pub(super) fn resolver_timer(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .peers
-            .lookups
-            .iter()
-            .filter(|(_, lookup)| lookup.deadline <= now)
-            .map(|(account, _)| account.clone())
-            .collect();
-        for account in expired {
+        for account in due(&self.peers.lookups, now, |lookup| lookup.deadline) {
             self.peers.lookups.remove(&account);
             self.account_fetched(now, &account, Err(String::from("fetching jwt timed out")));
         }
         if self.peers.next_sync.is_some_and(|due| due <= now) {
             self.send_pack_request(now);
         }
-        let due: Vec<String> = self
-            .peers
-            .expiry
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in due {
+        for key in due(&self.peers.expiry, now, |at| *at) {
             self.peers.expiry.remove(&key);
             let write = self
                 .config
@@ -150,13 +143,7 @@ impl Server {
 
     /// Ask the peers for their JWTs, sending this directory's hash.
     fn send_pack_request(&mut self, now: Instant) {
-        let Some(dir) = self
-            .config
-            .auth
-            .operator
-            .as_ref()
-            .and_then(|m| m.dir.as_ref())
-        else {
+        let Some(dir) = dir_resolver(&self.config) else {
             return;
         };
         let hash = dir.hash();
@@ -170,13 +157,7 @@ impl Server {
 
     /// Ask the peers for `account`'s JWT, for the logins parked on it.
     pub(super) fn lookup_from_peers(&mut self, now: Instant, account: &str) {
-        let Some(dir) = self
-            .config
-            .auth
-            .operator
-            .as_ref()
-            .and_then(|m| m.dir.as_ref())
-        else {
+        let Some(dir) = dir_resolver(&self.config) else {
             return;
         };
         self.peers.lookups_sent += 1;
@@ -241,13 +222,7 @@ impl Server {
             // Nobody to answer, or this server asking itself.
             return;
         }
-        let Some(dir) = self
-            .config
-            .auth
-            .operator
-            .as_ref()
-            .and_then(|m| m.dir.as_ref())
-        else {
+        let Some(dir) = dir_resolver(&self.config) else {
             return;
         };
         let mut messages = Vec::new();
