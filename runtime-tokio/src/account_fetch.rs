@@ -6,14 +6,18 @@
 //! in the reference's words (`could not fetch <"url">: <why>`, the URL's
 //! password redacted). The whole exchange is bounded by
 //! `ACCOUNT_FETCH_TIMEOUT` and the body by `MAX_JWT_BYTES`, so a slow or
-//! endless server costs one task for at most that long. Plain `http` only:
-//! an `https` URL fails by name (no TLS client for the resolver yet).
+//! endless server costs one task for at most that long. An `https` URL is
+//! fetched over TLS (tokio-rustls): the server's certificate must chain to
+//! `resolver_tls`'s `ca_file`, or to the system's roots without one (as
+//! Go's HTTP client), and `resolver_tls`'s certificate is shown when set.
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
-use rnats_core::auth::{AccountFetch, ACCOUNT_FETCH_TIMEOUT};
+use rnats_core::auth::{AccountFetch, ResolverTls, ACCOUNT_FETCH_TIMEOUT};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, ServerName};
 
 /// An account JWT larger than this is refused (the reference reads any
 /// size; a JWT is a few KiB).
@@ -23,7 +27,8 @@ const MAX_JWT_BYTES: usize = 4 << 20;
 pub async fn fetch(request: &AccountFetch) -> Result<String, String> {
     let shown = redacted(&request.url);
     let failed = |why: String| format!("could not fetch <{shown:?}>: {why}");
-    match tokio::time::timeout(ACCOUNT_FETCH_TIMEOUT, get(&request.url, &shown)).await {
+    let exchange = get(&request.url, request.tls.as_ref(), &shown);
+    match tokio::time::timeout(ACCOUNT_FETCH_TIMEOUT, exchange).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(Fail::Fetch(why))) => Err(failed(why)),
         Ok(Err(Fail::Body(why))) => Err(why),
@@ -56,26 +61,22 @@ enum Fail {
     Body(String),
 }
 
-async fn get(url: &str, shown: &str) -> Result<String, Fail> {
+async fn get(url: &str, tls: Option<&ResolverTls>, shown: &str) -> Result<String, Fail> {
     let uri: Uri = url
         .parse()
         .map_err(|_| Fail::Fetch(format!("Get {shown:?}: unsupported protocol scheme \"\"")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(Fail::Fetch(format!(
-                "Get {shown:?}: https account resolver URLs are not supported yet"
-            )))
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         other => {
             return Err(Fail::Fetch(format!(
                 "Get {shown:?}: unsupported protocol scheme {:?}",
                 other.unwrap_or("")
             )))
         }
-    }
+    };
     let host = uri.host().unwrap_or("").to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let address = format!("{host}:{port}");
     let stream = tokio::net::TcpStream::connect(&address)
         .await
@@ -85,7 +86,61 @@ async fn get(url: &str, shown: &str) -> Result<String, Fail> {
                 crate::logging::os_error_text(&error)
             ))
         })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if !https {
+        return exchange(TokioIo::new(stream), &uri, shown).await;
+    }
+    let connector =
+        connector(tls).map_err(|error| Fail::Fetch(format!("Get {shown:?}: {error}")))?;
+    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_owned())
+        .map_err(|error| Fail::Fetch(format!("Get {shown:?}: {error}")))?;
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|error| Fail::Fetch(format!("Get {shown:?}: tls: {error}")))?;
+    exchange(TokioIo::new(stream), &uri, shown).await
+}
+
+/// The TLS client for an `https` account server.
+fn connector(tls: Option<&ResolverTls>) -> Result<tokio_rustls::TlsConnector, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match tls.and_then(|tls| tls.ca_file.as_deref()) {
+        Some(ca_file) => crate::tls::read_roots(ca_file)?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot use is skipped, as Go skips it.
+                let _ = roots.add(cert);
+            }
+            roots
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots);
+    let config = match tls.and_then(|tls| tls.cert_file.as_deref().zip(tls.key_file.as_deref())) {
+        Some((cert_file, key_file)) => {
+            let certs = crate::tls::read_certs(std::path::Path::new(cert_file))?;
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| {
+                format!("error parsing X509 certificate/key pair: {key_file}: {error}")
+            })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|error| format!("error parsing X509 certificate/key pair: {error}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// One GET over a connected stream (plain or TLS).
+async fn exchange<T>(io: TokioIo<T>, uri: &Uri, shown: &str) -> Result<String, Fail>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|error| Fail::Fetch(format!("Get {shown:?}: {error}")))?;
     // Drives the connection; it ends when the exchange does.

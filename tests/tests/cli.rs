@@ -252,8 +252,8 @@ async fn sighup_reloads_the_config_file() {
 fn unsupported_config_keys_refuse_start_and_check() {
     let dir = temp_dir("unsupported");
     for (text, key) in [
-        // The cache resolver is not built.
-        ("resolver: { type: cache, dir: x }\n", "\"resolver\""),
+        // Leaf nodes are not built.
+        ("leafnodes { port: -1 }\n", "\"leafnodes\""),
         // A key held in a TPM is not honoured.
         ("jetstream { tpm { keys_file: x } }\n", "\"jetstream.tpm\""),
         ("cluster { port: -1, compression: s2_fast }\n", "\"cluster.compression\""),
@@ -305,14 +305,14 @@ async fn sighup_refuses_a_newly_added_unsupported_key() {
     let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
     std::fs::write(
         &conf,
-        "authorization { user: a, password: c }\nresolver: { type: cache, dir: x }\n",
+        "authorization { user: a, password: c }\nleafnodes { port: -1 }\n",
     )
     .unwrap();
     server.signal("HUP");
     eventually("the reload error", || {
         server.log_lines().iter().any(|l| {
             l.contains("Failed to reload server configuration:")
-                && l.contains("configuration key \"resolver\" is not supported yet")
+                && l.contains("configuration key \"leafnodes\" is not supported yet")
         })
     });
     let log = server.log_lines().join("\n");

@@ -307,6 +307,34 @@ fn start_up_refusals_and_lines_match_the_reference() {
             ),
         ),
         (
+            "cache-sync.conf",
+            text.replace(
+                "resolver: MEMORY\n",
+                &format!(
+                    "resolver: {{ type: cache, dir: {:?}, interval: \"1m\" }}\n",
+                    jwt_dir
+                ),
+            ),
+        ),
+        (
+            "cache-delete.conf",
+            text.replace(
+                "resolver: MEMORY\n",
+                &format!(
+                    "resolver: {{ type: cache, dir: {:?}, allow_delete: true }}\n",
+                    jwt_dir
+                ),
+            ),
+        ),
+        (
+            "cache-nosystem.conf",
+            format!(
+                "operator: {}\nresolver: {{ type: cache, dir: {:?} }}\n",
+                bare_operator.display(),
+                jwt_dir
+            ),
+        ),
+        (
             "full-nosystem.conf",
             format!(
                 "operator: {}\nresolver: {{ type: full, dir: {:?} }}\n",

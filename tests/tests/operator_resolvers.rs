@@ -36,6 +36,31 @@ struct JwtServer {
 impl JwtServer {
     /// Serve on an ephemeral loopback port; returns the port.
     async fn start(&self) -> u16 {
+        self.start_with(None).await
+    }
+
+    /// Serve `https` with the certificate of `pki`; returns the port.
+    async fn start_tls(&self, pki: &common::Pki) -> u16 {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&pki.cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        self.start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+            .await
+    }
+
+    async fn start_with(&self, tls: Option<tokio_rustls::TlsAcceptor>) -> u16 {
         self.home.store(true, std::sync::atomic::Ordering::Relaxed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -46,14 +71,22 @@ impl JwtServer {
                     return;
                 };
                 let server = server.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let server = server.clone();
                         async move { Ok::<_, std::convert::Infallible>(server.answer(&request)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(TokioIo::new(stream), service).await
+                        }
+                    };
                 });
             }
         });
@@ -92,16 +125,6 @@ impl JwtServer {
 }
 
 impl Trust {
-    fn operator_file(&self) -> PathBuf {
-        let path = self.dir.join("operator.jwt");
-        let token = jwt::operator(
-            &self.operator,
-            json!({"system_account": self.system.public_key()}),
-        );
-        std::fs::write(&path, token).unwrap();
-        path
-    }
-
     fn config(&self, name: &str, resolver: &str) -> PathBuf {
         let path = self.dir.join(name);
         let text = format!(
@@ -109,15 +132,6 @@ impl Trust {
             self.operator_file().display()
         );
         std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// A `.creds` file for a new user of `account`.
-    fn creds(&self, file: &str, account: &nkeys::KeyPair) -> PathBuf {
-        let user = nkeys::KeyPair::new_user();
-        let token = jwt::user(account, &user, json!({}), json!({}));
-        let path = self.dir.join(file);
-        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
         path
     }
 }
@@ -173,13 +187,13 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     let url = server.url();
 
     // A user of the served account: fetched once, then held.
-    let creds = trust.creds("a.creds", &trust.account);
+    let creds = trust.user_creds("a.creds", &trust.account);
     let client = connect_creds(&url, &creds).await.unwrap();
     let mut sub = client.subscribe("greet").await.unwrap();
     client.flush().await.unwrap();
     client.publish("greet", Bytes::from("hi")).await.unwrap();
     assert_eq!(next_message(&mut sub).await.payload, "hi");
-    let again = connect_creds(&url, &trust.creds("a2.creds", &trust.account))
+    let again = connect_creds(&url, &trust.user_creds("a2.creds", &trust.account))
         .await
         .unwrap();
     again.flush().await.unwrap();
@@ -188,7 +202,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     // An account the HTTP server does not hold: refused, and asked again
     // at the next login (a failure is not remembered).
     let stranger = nkeys::KeyPair::new_account();
-    let stranger_creds = trust.creds("s.creds", &stranger);
+    let stranger_creds = trust.user_creds("s.creds", &stranger);
     for attempt in 0..2 {
         let refused = connect_creds(&url, &stranger_creds).await.unwrap_err();
         seen.push(format!("stranger {attempt}: {}", refused.to_lowercase()));
@@ -201,7 +215,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
         &rogue.public_key(),
         &jwt::account(&nkeys::KeyPair::new_operator(), &rogue, json!({})),
     );
-    let refused = connect_creds(&url, &trust.creds("r.creds", &rogue))
+    let refused = connect_creds(&url, &trust.user_creds("r.creds", &rogue))
         .await
         .unwrap_err();
     seen.push(format!("rogue: {}", refused.to_lowercase()));
@@ -209,7 +223,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
 
     // Claims updates reach accounts the resolver fetched (the URL
     // resolver tracks no updates itself), as with `MEMORY`.
-    let system_client = connect_creds(&url, &trust.creds("sys.creds", &trust.system))
+    let system_client = connect_creds(&url, &trust.user_creds("sys.creds", &trust.system))
         .await
         .unwrap();
     let updated = jwt::account(
@@ -289,7 +303,8 @@ async fn url_resolver_start_up() {
         // more is fetched for it.
         let server = ServerProcess::start_binary(binary.clone(), &["-c", config.to_str().unwrap()]);
         seen.push(format!("start: {:?}", http.take_requests()));
-        let system = connect_creds(&server.url(), &trust.creds("sys.creds", &trust.system)).await;
+        let system =
+            connect_creds(&server.url(), &trust.user_creds("sys.creds", &trust.system)).await;
         seen.push(format!("system user: {:?}", system.map(|_| ())));
         seen.push(format!("login: {:?}", http.take_requests()));
         drop(server);
@@ -348,8 +363,8 @@ async fn trusted_keys_stand_in_for_operator_jwts() {
         format!("trusted_keys: [{operator}]\nsystem_account: {system}\n{preload}"),
     )
     .unwrap();
-    let a_creds = trust.creds("a.creds", &trust.account);
-    let rogue_creds = trust.creds("rogue.creds", &rogue);
+    let a_creds = trust.user_creds("a.creds", &trust.account);
+    let rogue_creds = trust.user_creds("rogue.creds", &rogue);
     let mut results = Vec::new();
     for binary in binaries() {
         let server = ServerProcess::start_binary(binary.clone(), &["-c", good.to_str().unwrap()]);
@@ -541,5 +556,56 @@ async fn user_connect_times() {
     assert!(ours[2].starts_with("outside: Err"), "{ours:#?}");
     if let Some(theirs) = results.get(1) {
         assert_eq!(ours, theirs);
+    }
+}
+
+/// `resolver: URL("https://...")`: the account server's certificate is
+/// checked against `resolver_tls { ca_file }`; without it (the system's
+/// roots do not hold the test's CA) the start-up check of the URL fails.
+/// Both servers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_resolver_urls_use_resolver_tls() {
+    let trust = Trust::new("url-https");
+    let pki = common::generated_server_certificate(&trust.dir);
+    let http = JwtServer::default();
+    let port = http.start_tls(&pki).await;
+    http.serve(
+        &trust.account.public_key(),
+        &jwt::account(&trust.operator, &trust.account, json!({})),
+    );
+    let url = format!("URL(\"https://localhost:{port}/jwt/v1/accounts/\")");
+    let trusted = trust.config("https.conf", &url);
+    let text = std::fs::read_to_string(&trusted).unwrap();
+    std::fs::write(
+        &trusted,
+        format!(
+            "{text}resolver_tls {{ ca_file: {:?} }}\n",
+            pki.ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let untrusted = trust.config("https-untrusted.conf", &url);
+    for binary in binaries() {
+        let server =
+            ServerProcess::start_binary(binary.clone(), &["-c", trusted.to_str().unwrap()]);
+        let creds = trust.user_creds("a.creds", &trust.account);
+        let client = connect_creds(&server.url(), &creds)
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", binary.display()));
+        let mut sub = client.subscribe("greet").await.unwrap();
+        client.flush().await.unwrap();
+        client.publish("greet", Bytes::from("hi")).await.unwrap();
+        assert_eq!(next_message(&mut sub).await.payload, "hi");
+        drop(server);
+
+        let (code, output) = exit_of(&binary, &untrusted);
+        assert_eq!(code, Some(1), "{}: {output}", binary.display());
+        assert!(
+            output.contains(&format!(
+                "could not fetch <\"https://localhost:{port}/jwt/v1/accounts/\">: Get"
+            )),
+            "{}: {output}",
+            binary.display()
+        );
     }
 }

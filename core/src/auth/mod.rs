@@ -32,13 +32,14 @@ pub use authenticate::{
     encode_nonce, AuthFailure, Authenticator, BcryptCache, Identity, Login, PasswordCheck,
 };
 pub use operator::{
-    is_public_operator_key, startup_lines as operator_startup_lines, Built as OperatorBuilt,
-    ClaimsUpdate, ClaimsUpdateError, DeletedAccounts, OperatorMode, OperatorOptions, Restrictions,
-    StoreRefusal, StoredClaims,
+    is_public_account_key, is_public_operator_key, startup_lines as operator_startup_lines,
+    Built as OperatorBuilt, ClaimsUpdate, ClaimsUpdateError, DeletedAccounts, OperatorMode,
+    OperatorOptions, Restrictions, StoreRefusal, StoredClaims,
 };
 pub use permissions::{PermissionChecker, ResponseTracker};
 pub use resolver::{
-    AccountFetch, DirResolver, JwtDelete, ResolverWrite, UrlResolver, ACCOUNT_FETCH_TIMEOUT,
+    AccountFetch, DirKind, DirResolver, JwtDelete, ResolverTls, ResolverWrite, UrlResolver,
+    ACCOUNT_FETCH_TIMEOUT, DEFAULT_CACHE_LIMIT, DEFAULT_SYNC_INTERVAL,
 };
 
 use std::fmt;

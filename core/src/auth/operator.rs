@@ -66,8 +66,10 @@ pub struct OperatorMode {
 pub struct StoredClaims {
     /// The account it is for.
     pub account: String,
-    /// The file to write (`None`: the same JWT was held already).
-    pub write: Option<ResolverWrite>,
+    /// The file changes (none: the same JWT was held already).
+    pub writes: Vec<ResolverWrite>,
+    /// The reply's message ("jwt updated", or the cache's words).
+    pub message: &'static str,
     /// Whether the account now runs with it; the error says why not (the
     /// JWT is stored all the same, as the reference stores it).
     pub applied: Result<bool, String>,
@@ -156,6 +158,8 @@ pub struct OperatorOptions {
     pub dir_resolver: Option<DirResolver>,
     /// `resolver: URL(...)`.
     pub url_resolver: Option<UrlResolver>,
+    /// `resolver_tls`, for an `https` URL resolver.
+    pub resolver_tls: Option<super::resolver::ResolverTls>,
     /// `resolver_preload`: account public key → account JWT.
     pub preload: BTreeMap<String, String>,
     /// `system_account` as configured.
@@ -170,6 +174,14 @@ impl OperatorOptions {
     /// with no resolver and one operator, its `account_server_url` with
     /// `/accounts` appended (as `nsc push` serves them).
     fn url_resolver(&self, operators: &[Jwt<OperatorNats>]) -> Option<UrlResolver> {
+        let url = self.configured_url_resolver(operators)?;
+        Some(UrlResolver {
+            tls: self.resolver_tls.clone(),
+            ..url
+        })
+    }
+
+    fn configured_url_resolver(&self, operators: &[Jwt<OperatorNats>]) -> Option<UrlResolver> {
         if let Some(url) = &self.url_resolver {
             return Some(url.clone());
         }
@@ -377,9 +389,8 @@ impl OperatorMode {
                             && held.claims.issued_at <= account.claims.issued_at
                     });
                     if newer {
-                        if let Some(write) = dir.save(key, token).map_err(|e| e.to_string())? {
-                            mode.startup_writes.push(write);
-                        }
+                        let writes = dir.save(key, token).map_err(|e| e.to_string())?;
+                        mode.startup_writes.extend(writes);
                     }
                 }
             }
@@ -509,22 +520,32 @@ impl OperatorMode {
     /// A push to the directory resolver (`$SYS.REQ.CLAIMS.UPDATE`, or the
     /// per-account subjects naming `subject_key`): the JWT is stored when
     /// it decodes (and names `subject_key`), then used when it verifies.
+    /// The cache stores only accounts the server runs, in words of its own.
     /// Checks in the reference's order.
     pub fn store_claims(
         &mut self,
         subject_key: Option<&str>,
         token: &[u8],
     ) -> Result<StoredClaims, StoreRefusal> {
+        let cache = self.dir.as_ref().is_some_and(DirResolver::is_cache);
+        let failed = if cache {
+            "jwt update cache resulted in error"
+        } else {
+            "jwt update resulted in error"
+        };
         let text = String::from_utf8_lossy(token);
         let account = jwt::decode_account(&text).map_err(|error| StoreRefusal {
-            account: String::from("n/a"),
-            message: "jwt update resulted in error",
+            account: match (cache, subject_key) {
+                (true, Some(key)) => key.to_owned(),
+                _ => String::from("n/a"),
+            },
+            message: failed,
             reason: error.to_string(),
         })?;
         let key = account.claims.subject.clone();
         let refusal = |key: &str, reason: &str| StoreRefusal {
             account: key.to_owned(),
-            message: "jwt update resulted in error",
+            message: failed,
             reason: reason.to_owned(),
         };
         if let Some(subject_key) = subject_key {
@@ -538,22 +559,56 @@ impl OperatorMode {
                 "operator requires issuer to be a signing key",
             ));
         }
+        if cache && !self.accounts.contains_key(&key) {
+            return Ok(StoredClaims {
+                account: key,
+                writes: Vec::new(),
+                message: "jwt update cache skipped",
+                applied: Ok(false),
+            });
+        }
         let dir = self.dir.as_mut().expect("a directory resolver");
-        let write = dir
+        let writes = dir
             .save(&key, &text)
             .map_err(|error| refusal(&key, &error.to_string()))?;
         let mut stored = StoredClaims {
             account: key.clone(),
-            write,
+            writes,
+            message: if cache {
+                "jwt updated cache"
+            } else {
+                "jwt updated"
+            },
             applied: Ok(false),
         };
-        if stored.write.is_some() {
+        if !stored.writes.is_empty() {
             stored.applied = self
                 .verified_account(&key, &text)
                 .and_then(|account| self.use_account(&key, account))
                 .map(|()| true);
         }
         Ok(stored)
+    }
+
+    /// A JWT from a peer (a pack line or a lookup's answer) for the
+    /// directory resolver: stored unless the one held is the same or newer
+    /// (`Err`: the reference's reason), then used when it verifies
+    /// (`applied`, as in [`StoredClaims`]).
+    pub fn merge_claims(
+        &mut self,
+        key: &str,
+        token: &str,
+    ) -> Result<(Vec<ResolverWrite>, Result<bool, String>), String> {
+        let dir = self.dir.as_mut().expect("a directory resolver");
+        let writes = dir.save_if_newer(key, token)?;
+        let applied = if writes.is_empty() {
+            Ok(false)
+        } else {
+            self.verified_account(key, token)
+                .and_then(|account| self.use_account(key, account))
+                .map(|()| true)
+        };
+        Ok((writes, applied))
     }
 
     /// The account a CONNECT's user JWT belongs to, when the resolver
@@ -566,7 +621,9 @@ impl OperatorMode {
         connect: &ConnectOptions,
         now: WallTime,
     ) -> Option<AccountFetch> {
-        let url = self.url.as_ref()?;
+        if self.url.is_none() && self.dir.is_none() {
+            return None;
+        }
         let user = jwt::decode_user(connect.jwt.as_deref()?).ok()?;
         let now_seconds = (now.as_unix_nanos() / 1_000_000_000) as i64;
         user.claims.check_times(now_seconds).ok()?;
@@ -575,7 +632,18 @@ impl OperatorMode {
         } else {
             &user.nats.issuer_account
         };
-        (is_public_key(key, 'A') && !self.accounts.contains_key(key)).then(|| url.fetch(key))
+        if !is_public_key(key, 'A') || self.accounts.contains_key(key) {
+            return None;
+        }
+        Some(match &self.url {
+            Some(url) => url.fetch(key),
+            // The directory resolvers ask their peers (no URL).
+            None => AccountFetch {
+                account: key.to_owned(),
+                url: String::new(),
+                tls: None,
+            },
+        })
     }
 
     /// An account JWT the URL resolver fetched for `key`: checked as the
@@ -984,6 +1052,11 @@ fn placeholder_account(key: &str, issuer: &str) -> Jwt<AccountNats> {
 }
 
 /// Whether `key` is a public operator nkey.
+/// Whether `key` is a valid account public key.
+pub fn is_public_account_key(key: &str) -> bool {
+    is_public_key(key, 'A')
+}
+
 pub fn is_public_operator_key(key: &str) -> bool {
     is_public_key(key, 'O')
 }
@@ -1022,7 +1095,8 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
     }
     if let Some(dir) = &mode.dir {
         lines.push(format!(
-            "Managing all jwt in exclusive directory {}",
+            "Managing {} jwt in exclusive directory {}",
+            if dir.is_cache() { "some" } else { "all" },
             dir.dir
         ));
     }

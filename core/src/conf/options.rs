@@ -47,7 +47,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "max_subscription_tokens",
     "ocsp",
     "write_timeout",
-    "resolver_tls",
     "resolver_pinned_accounts",
     "no_header_support",
     "connect_error_reports",
@@ -116,6 +115,8 @@ pub struct FileOptions {
     pub dir_resolver: Option<crate::auth::DirResolver>,
     /// `resolver: URL("...")`.
     pub url_resolver: Option<crate::auth::UrlResolver>,
+    /// `resolver_tls { }`: how `https` account servers are trusted.
+    pub resolver_tls: Option<crate::auth::ResolverTls>,
     /// With a URL resolver, what was fetched at start (through
     /// [`ConfSource::fetch_account`]): the base URL, the system account.
     pub fetched_accounts: Vec<(crate::auth::AccountFetch, Result<String, String>)>,
@@ -551,6 +552,14 @@ fn apply_top_level(
             options.operators = operator_sources(entry)?;
             options.operator_position = Some(entry.key_position.clone());
         }
+        "resolver_tls" => {
+            let tls = super::tls_options::parse_tls(entry, unsupported)?;
+            options.resolver_tls = Some(crate::auth::ResolverTls {
+                ca_file: tls.ca_file,
+                cert_file: tls.cert_file,
+                key_file: tls.key_file,
+            });
+        }
         "resolver" | "account_resolver" | "accounts_resolver" => {
             let memory = entry.value.as_str().is_some_and(|text| {
                 let text = text.trim().to_ascii_uppercase();
@@ -564,10 +573,6 @@ fn apply_top_level(
                     ResolverMap::Directory(dir) => {
                         options.dir_resolver = Some(dir);
                         options.resolver_position = Some(entry.key_position.clone());
-                    }
-                    // The cache resolver: not built.
-                    ResolverMap::Unsupported => {
-                        unsupported.push(Unsupported::new(entry.key.clone(), entry))
                     }
                 }
             } else if let Some(text) = entry.value.as_str() {
@@ -708,7 +713,6 @@ fn url_resolver(text: &str) -> Option<String> {
 enum ResolverMap {
     Memory,
     Directory(crate::auth::DirResolver),
-    Unsupported,
 }
 
 /// `resolver { type, dir, allow_delete, hard_delete, limit, ttl, interval,
@@ -728,40 +732,64 @@ fn resolver_map(entry: &MapEntry) -> Result<ResolverMap, ConfError> {
     let ttl = field("ttl").map(parse_duration_value).transpose()?;
     let interval = field("interval").map(parse_duration_value).transpose()?;
     let timeout = field("timeout").map(parse_duration_value).transpose()?;
-    match kind.to_ascii_uppercase().as_str() {
+    let cache = match kind.to_ascii_uppercase().as_str() {
         "MEM" | "MEMORY" => return Ok(ResolverMap::Memory),
-        "FULL" => {}
-        "CACHE" => return Ok(ResolverMap::Unsupported),
+        "FULL" => false,
+        "CACHE" => true,
         _ => return Err(invalid(entry, RESOLVER_KINDS)),
-    }
+    };
     if dir.is_empty() {
         return Err(invalid(
             entry,
             "dir has no value and needs to point to a directory",
         ));
     }
-    if ttl.is_some_and(|ttl| !ttl.is_zero()) {
-        return Err(invalid(entry, "FULL does not accept ttl"));
-    }
-    if hard_delete.is_some() && !allow_delete {
-        return Err(invalid(entry, "hard_delete has no effect without delete"));
+    let ttl = ttl.filter(|ttl| !ttl.is_zero());
+    let interval = interval.filter(|interval| !interval.is_zero());
+    if cache {
+        if interval.is_some() {
+            return Err(invalid(entry, "CACHE does not accept sync"));
+        }
+        if allow_delete {
+            return Err(invalid(entry, "CACHE does not accept allow_delete"));
+        }
+        if hard_delete.is_some() {
+            return Err(invalid(entry, "CACHE does not accept hard_delete"));
+        }
+    } else {
+        if ttl.is_some() {
+            return Err(invalid(entry, "FULL does not accept ttl"));
+        }
+        if hard_delete.is_some() && !allow_delete {
+            return Err(invalid(entry, "hard_delete has no effect without delete"));
+        }
     }
     if timeout.is_some_and(|timeout| timeout.is_zero()) {
         return Err(invalid(entry, "Fetch timeout 0s is too smal"));
     }
     let delete = match (allow_delete, hard_delete) {
+        // The cache removes what the operator deletes.
+        _ if cache => JwtDelete::Remove,
         (false, _) => JwtDelete::Never,
         (true, Some(true)) => JwtDelete::Remove,
         (true, _) => JwtDelete::Rename,
     };
-    // `interval` and `timeout` tune the exchange of JWTs between servers;
-    // one server has nobody to exchange them with.
-    let _ = interval;
+    let limit = u64::try_from(limit).ok().filter(|limit| *limit > 0);
+    let defaults = crate::auth::DirResolver::full(&dir);
     Ok(ResolverMap::Directory(crate::auth::DirResolver {
-        dir,
+        kind: if cache {
+            crate::auth::DirKind::Cache { ttl }
+        } else {
+            crate::auth::DirKind::Full
+        },
         delete,
-        limit: u64::try_from(limit).ok().filter(|limit| *limit > 0),
-        stored: std::collections::BTreeMap::new(),
+        limit: match (cache, limit) {
+            (true, None) => Some(crate::auth::DEFAULT_CACHE_LIMIT),
+            (_, limit) => limit,
+        },
+        interval: interval.unwrap_or(defaults.interval),
+        timeout: timeout.unwrap_or(defaults.timeout),
+        ..defaults
     }))
 }
 
@@ -822,6 +850,7 @@ pub fn operator_options(file: &FileOptions) -> crate::auth::OperatorOptions {
         memory_resolver: file.memory_resolver,
         dir_resolver: file.dir_resolver.clone(),
         url_resolver: file.url_resolver.clone(),
+        resolver_tls: file.resolver_tls.clone(),
         preload: file.resolver_preload.clone(),
         system_account: file.security.system_account.clone(),
         fetched: file.fetched_accounts.clone(),
@@ -1532,7 +1561,6 @@ mod tests {
             }
         };
         for text in [
-            "resolver: { type: cache, dir: jwt }",
             "jetstream { tpm { keys_file: x } }",
             "websocket { port: 8080, no_tls: true, tls { cert_file: a, key_file: b, pinned_certs: [x] } }",
             "leafnodes { port: 7422 }",

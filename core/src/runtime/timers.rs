@@ -25,6 +25,9 @@ pub enum TimerKey {
     Heartbeat,
     /// The next dial of a route (`server/routes.rs`): a retry's backoff.
     RouteDial(u64),
+    /// The directory resolver's exchanges with its peers
+    /// (`server/resolver_peers.rs`): sync, lookup timeouts, cache expiry.
+    Resolver,
 }
 
 /// Deadlines by key, ordered by time.

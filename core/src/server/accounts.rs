@@ -301,8 +301,11 @@ impl Accounts {
             &config.identity.server_id,
             match &config.auth.operator {
                 None => super::system::ResolverRequests::None,
-                Some(mode) if mode.dir.is_some() => super::system::ResolverRequests::Directory,
-                Some(_) => super::system::ResolverRequests::Memory,
+                Some(mode) => match &mode.dir {
+                    Some(dir) if dir.is_cache() => super::system::ResolverRequests::Cache,
+                    Some(_) => super::system::ResolverRequests::Directory,
+                    None => super::system::ResolverRequests::Memory,
+                },
             },
         );
         (accounts, warnings)

@@ -290,7 +290,7 @@ impl Server {
             Err(failure) => {
                 if failure == auth::AuthFailure::AccountUnknown {
                     if let Some(fetch) = self.account_to_fetch(&options, now) {
-                        self.wait_for_account(conn, options, fetch);
+                        self.wait_for_account(now, conn, options, fetch);
                         return;
                     }
                 }

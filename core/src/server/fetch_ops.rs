@@ -1,12 +1,14 @@
-//! Logins waiting for the URL resolver to fetch their account's JWT.
+//! Logins waiting for the resolver to fetch their account's JWT.
 //!
 //! Role: a user JWT naming an account the resolver does not hold yet
-//! parks its login (`LoginWait::Account`) and asks the runtime for the
-//! account's JWT ([`AccountFetch`], taken with
-//! [`Server::take_account_fetches`]); the runtime's answer
-//! ([`Server::handle_account_fetched`]) runs the account (checked as the
-//! resolver's JWTs are) and logs every waiting client in again, or refuses
-//! them with `Authorization Violation` and the reference's warning.
+//! parks its login (`LoginWait::Account`) and asks for the account's JWT:
+//! the URL resolver asks the runtime ([`AccountFetch`], taken with
+//! [`Server::take_account_fetches`], answered with
+//! [`Server::handle_account_fetched`]); the directory resolvers ask their
+//! peers over `$SYS` (`resolver_peers.rs`). The answer runs the account
+//! (checked as the resolver's JWTs are; a directory resolver stores it
+//! first) and logs every waiting client in again, or refuses them with
+//! `Authorization Violation` and the reference's warning.
 //!
 //! Invariants:
 //! - At most one fetch per account is in flight; every login waiting on
@@ -54,6 +56,7 @@ impl Server {
     /// another login already did.
     pub(super) fn wait_for_account(
         &mut self,
+        now: Instant,
         conn: ConnId,
         options: ConnectOptions,
         fetch: AccountFetch,
@@ -65,10 +68,15 @@ impl Server {
         }));
         let fetches = &mut self.account_fetches;
         let waiting = fetches.waiting.entry(fetch.account.clone()).or_default();
-        if waiting.is_empty() {
-            fetches.queued.push(fetch);
-        }
+        let first = waiting.is_empty();
         waiting.push(conn);
+        if first {
+            if fetch.url.is_empty() {
+                self.lookup_from_peers(now, &fetch.account);
+            } else {
+                fetches.queued.push(fetch);
+            }
+        }
     }
 
     /// Account JWTs to fetch since the last call: for each, an HTTP GET of
@@ -86,6 +94,18 @@ impl Server {
         account: &str,
         result: Result<String, String>,
     ) {
+        self.account_fetched(now, account, result);
+        self.finish_step(now);
+    }
+
+    /// `account`'s JWT came (from the runtime or a peer), or will not:
+    /// decide the logins waiting for it.
+    pub(super) fn account_fetched(
+        &mut self,
+        now: Instant,
+        account: &str,
+        result: Result<String, String>,
+    ) {
         let waiting = self
             .account_fetches
             .waiting
@@ -94,7 +114,19 @@ impl Server {
         match result {
             Ok(token) => {
                 if let Some(mut mode) = self.config.auth.operator.clone() {
-                    match mode.fetched_account(account, &token) {
+                    let fetched = if mode.dir.is_some() {
+                        // From a peer: stored as the peer's pack lines are.
+                        mode.merge_claims(account, &token)
+                            .and_then(|(writes, applied)| {
+                                for write in writes {
+                                    self.resolver_files.queue(write);
+                                }
+                                applied.map(|_| ())
+                            })
+                    } else {
+                        mode.fetched_account(account, &token)
+                    };
+                    match fetched {
                         Ok(()) => self.apply_operator_mode(mode),
                         Err(error) => self.logs.push(
                             LogLevel::Debug,
@@ -123,7 +155,6 @@ impl Server {
             // Unknown still: not fetched again, the answer for this login was no.
             self.decide_parked_login(now, conn, options, known);
         }
-        self.finish_step(now);
     }
 
     /// The login of `conn` still waiting for `account`, taken.

@@ -48,6 +48,7 @@ mod log;
 mod monitor_state;
 mod outbound;
 mod protocol_trace;
+mod resolver_peers;
 mod resolver_requests;
 mod route_ops;
 mod router;
@@ -143,6 +144,7 @@ pub struct Server {
     /// Auth callout requests waiting for an answer (`callout_ops.rs`).
     callouts: callout_ops::Callouts,
     account_fetches: fetch_ops::AccountFetches,
+    peers: resolver_peers::PeerResolver,
     /// Accounts with a dedicated route to every pooling peer (the
     /// configured ones, and the system account when pooling).
     pinned: Vec<String>,
@@ -203,6 +205,7 @@ impl Server {
             cluster_dynamic: false,
             callouts: callout_ops::Callouts::default(),
             account_fetches: fetch_ops::AccountFetches::default(),
+            peers: resolver_peers::PeerResolver::default(),
             pinned: Vec::new(),
             connect_urls: Vec::new(),
             ws_connect_urls: Vec::new(),
@@ -664,6 +667,7 @@ impl Server {
                 }
                 TimerKey::Connection(conn) => self.connection_timer(now, conn),
                 TimerKey::RouteDial(dial) => self.dial_timer(dial),
+                TimerKey::Resolver => self.resolver_timer(now),
                 // Sent by the system services in `finish_step`, which files
                 // the next one.
                 TimerKey::Heartbeat => {}
@@ -684,6 +688,7 @@ impl Server {
         self.jetstream
             .refresh_interest(&mut self.router.accounts, &mut self.router.changed_accounts);
         self.propagate_interest();
+        self.run_resolver_peers(now);
         self.timers
             .set_or_cancel(TimerKey::Heartbeat, self.system.deadline());
         debug_assert!(self.conns.retired.is_empty() && self.conns.expired.is_empty());

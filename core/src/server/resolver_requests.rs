@@ -65,6 +65,10 @@ impl Server {
     /// Answer (or act on) a resolver request: the reply goes out now, or
     /// once the file changes it made are done.
     pub(super) fn answer_resolver(&mut self, now: Instant, request: &SysRequest) {
+        if request.service == SysService::ClaimsPack {
+            self.answer_pack(now, request);
+            return;
+        }
         let issued = self.resolver_files.issued;
         let Some(body) = self.resolver_reply(now, request) else {
             return;
@@ -202,7 +206,7 @@ impl Server {
             Ok(stored) => stored,
             Err(refusal) => return Err(failure(&refusal.account, refusal.description())),
         };
-        if let Some(write) = stored.write {
+        for write in stored.writes {
             self.resolver_files.queue(write);
         }
         match stored.applied {
@@ -221,7 +225,7 @@ impl Server {
                 self.config.auth.operator = Some(mode);
             }
         }
-        Ok(status(&stored.account, "jwt updated"))
+        Ok(status(&stored.account, stored.message))
     }
 
     /// Directory resolver: the operator deletes accounts; their clients are

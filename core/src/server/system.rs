@@ -187,6 +187,10 @@ impl Server {
             self.answer_resolver(now, request);
             return;
         }
+        if request.service == SysService::ResolverReply {
+            self.resolver_reply_arrived(now, request);
+            return;
+        }
         let payload = if request.payload.iter().all(u8::is_ascii_whitespace) {
             &b"{}"[..]
         } else {
@@ -210,7 +214,9 @@ impl Server {
             | SysService::ClaimsPush
             | SysService::ClaimsLookup
             | SysService::ClaimsList
-            | SysService::ClaimsDelete => unreachable!("answered above"),
+            | SysService::ClaimsDelete
+            | SysService::ClaimsPack
+            | SysService::ResolverReply => unreachable!("answered above"),
             SysService::AuthCalloutReply => unreachable!("queued apart"),
         };
         if let Some(body) = body {

@@ -105,6 +105,12 @@ pub enum SysService {
     ClaimsList,
     /// `$SYS.REQ.CLAIMS.DELETE`: the operator deletes accounts.
     ClaimsDelete,
+    /// `$SYS.REQ.CLAIMS.PACK`: a peer's directory hash; the full resolver
+    /// answers with its JWTs when they differ (`resolver_peers.rs`).
+    ClaimsPack,
+    /// `$SYS._INBOX.<server id>.*`: answers to this server's pack and
+    /// lookup requests to its peers (`resolver_peers.rs`).
+    ResolverReply,
     /// The inbox of one auth callout request, in the callout account
     /// (`callout_ops.rs`): the service's answer.
     AuthCalloutReply,
@@ -117,8 +123,12 @@ pub enum ResolverRequests {
     None,
     /// `MEMORY`: claims updates of accounts it holds.
     Memory,
-    /// The directory resolver: updates, pushes, lookups, lists, deletes.
+    /// The full resolver: updates, pushes, lookups, lists, deletes, packs,
+    /// and the answers of its peers.
     Directory,
+    /// The cache resolver: updates, pushes, lists, deletes, and the
+    /// answers of its peers (it serves no lookups or packs).
+    Cache,
 }
 
 impl SysService {
@@ -133,13 +143,17 @@ impl SysService {
                 | SysService::ClaimsLookup
                 | SysService::ClaimsList
                 | SysService::ClaimsDelete
+                | SysService::ClaimsPack
         )
     }
 
     fn acts(self) -> bool {
         matches!(
             self,
-            SysService::ClaimsUpdate | SysService::ClaimsPush | SysService::ClaimsDelete
+            SysService::ClaimsUpdate
+                | SysService::ClaimsPush
+                | SysService::ClaimsDelete
+                | SysService::ResolverReply
         )
     }
 }
@@ -191,17 +205,39 @@ pub fn request_subjects(server_id: &str, resolver: ResolverRequests) -> Vec<(Str
             subjects.push((String::from(subject), SysService::ClaimsUpdate));
         }
     }
-    if resolver == ResolverRequests::Directory {
+    if matches!(
+        resolver,
+        ResolverRequests::Directory | ResolverRequests::Cache
+    ) {
         for (subject, service) in [
             ("$SYS.REQ.CLAIMS.UPDATE", SysService::ClaimsPush),
-            ("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", SysService::ClaimsLookup),
             ("$SYS.REQ.CLAIMS.LIST", SysService::ClaimsList),
             ("$SYS.REQ.CLAIMS.DELETE", SysService::ClaimsDelete),
         ] {
             subjects.push((String::from(subject), service));
         }
+        subjects.push((
+            format!("{}.*", resolver_inbox(server_id)),
+            SysService::ResolverReply,
+        ));
+    }
+    if resolver == ResolverRequests::Directory {
+        for (subject, service) in [
+            ("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", SysService::ClaimsLookup),
+            // Every peer answers (the reference's one responder is a queue
+            // group; its requester merges whatever comes).
+            ("$SYS.REQ.CLAIMS.PACK", SysService::ClaimsPack),
+        ] {
+            subjects.push((String::from(subject), service));
+        }
     }
     subjects
+}
+
+/// Where this server's peers answer its resolver's requests (the
+/// reference's `$SYS._INBOX.<server hash>.<id>` response inboxes).
+pub fn resolver_inbox(server_id: &str) -> String {
+    format!("$SYS._INBOX.{server_id}")
 }
 
 /// Where account claims updates arrive, the newer form first.

@@ -54,6 +54,16 @@ pub fn operator(operator: &nkeys::KeyPair, nats: Value) -> String {
 
 /// An account JWT with nsc's default (unlimited) limits under `nats`.
 pub fn account(issuer: &nkeys::KeyPair, account: &nkeys::KeyPair, nats: Value) -> String {
+    account_with(issuer, account, nats, json!({}))
+}
+
+/// [`account`] with `extra` standard claims (`iat`, `jti`, ...).
+pub fn account_with(
+    issuer: &nkeys::KeyPair,
+    account: &nkeys::KeyPair,
+    nats: Value,
+    extra: Value,
+) -> String {
     let mut section = json!({
         "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
                    "wildcards": true, "conn": -1, "leaf": -1},
@@ -62,7 +72,7 @@ pub fn account(issuer: &nkeys::KeyPair, account: &nkeys::KeyPair, nats: Value) -
     if let (Some(section), Some(more)) = (section.as_object_mut(), nats.as_object()) {
         section.extend(more.clone());
     }
-    encode(issuer, &account.public_key(), "account", section, json!({}))
+    encode(issuer, &account.public_key(), "account", section, extra)
 }
 
 /// A user JWT with nsc's default (unlimited) limits under `nats`.
@@ -98,6 +108,26 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// The operator JWT, naming the system account, in `operator.jwt`.
+    pub fn operator_file(&self) -> std::path::PathBuf {
+        let path = self.dir.join("operator.jwt");
+        let token = operator(
+            &self.operator,
+            json!({"system_account": self.system.public_key()}),
+        );
+        std::fs::write(&path, token).unwrap();
+        path
+    }
+
+    /// A `.creds` file for a new user of `account`.
+    pub fn user_creds(&self, file: &str, account: &nkeys::KeyPair) -> std::path::PathBuf {
+        let user = nkeys::KeyPair::new_user();
+        let token = self::user(account, &user, json!({}), json!({}));
+        let path = self.dir.join(file);
+        std::fs::write(&path, creds(&token, &user)).unwrap();
+        path
+    }
+
     pub fn new(name: &str) -> Trust {
         Trust {
             operator: nkeys::KeyPair::new_operator(),
