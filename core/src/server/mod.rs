@@ -969,6 +969,10 @@ impl Server {
         delivery: &Delivery<'_>,
         publisher_echo: bool,
     ) -> bool {
+        // Interest this step added goes to the routes before the message:
+        // a request's reply subscription must reach the responder's
+        // server before the request does.
+        self.propagate_interest();
         let (router, mut cx) = self.route_parts(now);
         router.route(&mut cx, account, delivery, publisher_echo, 0)
     }

@@ -144,6 +144,20 @@ fn handshake_interest_and_one_rmsg_per_message() {
 }
 
 #[test]
+fn a_subscription_reaches_the_routes_before_a_message_read_with_it() {
+    let (mut a, mut b, route) = linked();
+    let responder = a.connect(1, "{}");
+    a.send(responder, "SUB req 1\r\n");
+    b.send(route, &a.take(route));
+    let requester = b.connect(2, "{}");
+    b.send(requester, "SUB reply 1\r\nPUB req reply 2\r\nhi\r\n");
+    assert_eq!(
+        b.take(route),
+        "RS+ $G reply\r\nRMSG $G req reply 2\r\nhi\r\n"
+    );
+}
+
+#[test]
 fn a_routed_message_reaches_local_subscribers_only() {
     let (mut a, mut b, route) = linked();
     // A has interest in `x`, so B would forward B's own clients' messages.
