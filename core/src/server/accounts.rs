@@ -193,12 +193,18 @@ pub struct ServiceImportRoute {
     pub response_threshold: Duration,
 }
 
+/// A `_R_.` subject standing in for a reply subject of another account:
+/// what a service import's request carries (the requester's reply, filed
+/// in the exporter), or a response's own reply crossing back (the
+/// responder's reply, filed in the requester's account).
 pub struct ResponseRoute {
-    pub importer: AccountId,
-    pub exporter: AccountId,
-    /// The requester's own reply subject, in the importer.
+    /// The account `reply` belongs to (where a message on `subject` goes).
+    pub reply_account: AccountId,
+    /// The account `subject` is filed in.
+    pub subject_account: AccountId,
+    /// The reply subject stood in for, in `reply_account`.
     pub reply: Bytes,
-    /// The `_R_.` subject standing in for `reply` in the exporter.
+    /// The `_R_.` subject standing in for `reply`, in `subject_account`.
     pub subject: Bytes,
     pub response_type: ResponseType,
     pub expires_at: Instant,
@@ -469,29 +475,47 @@ impl Accounts {
     /// Open a response route for a request crossing `import`; returns its
     /// `_R_.` subject. `token` is random text naming it.
     pub fn open_response(&mut self, import: u32, reply: &[u8], token: &str, now: Instant) -> Bytes {
+        let route = &self.service_imports[import as usize];
+        let (exporter, importer) = (route.exporter, route.importer);
+        let (response_type, threshold) = (route.response_type, route.response_threshold);
+        let expiry = (response_type, threshold);
+        self.open_response_route(exporter, importer, reply, token, expiry, now)
+    }
+
+    /// A route from `_R_.<prefix>.<token>` in `subject_account` to `reply`
+    /// in `reply_account`, for responses of `kind` within `threshold` (its
+    /// id is the `next_response` before the call).
+    pub fn open_response_route(
+        &mut self,
+        subject_account: AccountId,
+        reply_account: AccountId,
+        reply: &[u8],
+        token: &str,
+        (response_type, threshold): (ResponseType, Duration),
+        now: Instant,
+    ) -> Bytes {
         self.expire_responses(now);
         if self.responses.len() >= MAX_RESPONSE_ROUTES {
             let oldest = *self.responses.keys().next().expect("not empty");
             self.close_response(oldest);
         }
-        let route = &self.service_imports[import as usize];
         let id = self.next_response;
         self.next_response += 1;
         let subject = Bytes::from(format!("_R_.{}.{token}", self.response_prefix));
         let inserted =
-            self.list[route.exporter]
+            self.list[subject_account]
                 .sublist
                 .insert(&subject, None, SubTarget::Response(id));
         assert!(inserted.is_ok(), "response subject {subject:?} reused");
         self.responses.insert(
             id,
             ResponseRoute {
-                importer: route.importer,
-                exporter: route.exporter,
+                reply_account,
+                subject_account,
                 reply: Bytes::copy_from_slice(reply),
                 subject: subject.clone(),
-                response_type: route.response_type,
-                expires_at: now + route.response_threshold,
+                response_type,
+                expires_at: now + threshold,
             },
         );
         assert!(self.responses.len() <= MAX_RESPONSE_ROUTES);
@@ -500,7 +524,7 @@ impl Accounts {
 
     pub fn close_response(&mut self, id: u64) {
         if let Some(route) = self.responses.remove(&id) {
-            let removed = self.list[route.exporter].sublist.remove(
+            let removed = self.list[route.subject_account].sublist.remove(
                 &route.subject,
                 None,
                 SubTarget::Response(id),

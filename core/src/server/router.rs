@@ -755,19 +755,43 @@ impl Router {
                 let Some(route) = self.accounts.responses.get(&id) else {
                     return false;
                 };
-                let importer = route.importer;
+                let (requester, responder) = (route.reply_account, route.subject_account);
                 let reply = route.reply.clone();
                 if route.response_type == ResponseType::Singleton {
                     self.accounts.close_response(id);
                 }
-                // The responder's own reply subject means nothing in the
-                // requester's account, so it does not cross.
+                // A response's own reply crosses back as the reference's
+                // does: `$JS.ACK.` subjects as they are (acks of a pull
+                // consumer used through an import), others through a
+                // `_R_.` route of their own into the responder's account.
+                let back = match msg.reply.filter(|r| !r.is_empty()) {
+                    Some(r) if r.starts_with(b"$JS.ACK.") => {
+                        Some((None, Bytes::copy_from_slice(r)))
+                    }
+                    Some(r) => {
+                        let token = response_token(cx.rng);
+                        let back_id = self.accounts.next_response;
+                        let expiry = (
+                            ResponseType::Singleton,
+                            crate::auth::DEFAULT_RESPONSE_THRESHOLD,
+                        );
+                        let subject = self
+                            .accounts
+                            .open_response_route(requester, responder, r, &token, expiry, cx.now);
+                        Some((Some(back_id), subject))
+                    }
+                    None => None,
+                };
                 let crossed = Delivery {
                     subject: &reply,
-                    reply: None,
+                    reply: back.as_ref().map(|(_, subject)| &subject[..]),
                     ..*msg
                 };
-                self.route(cx, importer, &crossed, true, depth)
+                let delivered = self.route(cx, requester, &crossed, true, depth);
+                if let (false, Some((Some(back_id), _))) = (delivered, &back) {
+                    self.accounts.close_response(*back_id);
+                }
+                delivered
             }
         }
     }

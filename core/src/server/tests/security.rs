@@ -115,6 +115,38 @@ fn service_import_routes_the_request_and_its_one_response() {
 }
 
 #[test]
+fn a_responses_own_reply_crosses_back_to_the_responder() {
+    let mut h = Harness::new(two_accounts());
+    let a = login(&mut h, 1, "a");
+    let b = login(&mut h, 2, "b");
+    h.send(a, "SUB svc.* 1\r\nSUB ack.me 2\r\n");
+    h.send(b, "SUB _INBOX.r 5\r\nPUB time _INBOX.r 1\r\nq\r\n");
+    let request = h.take(a);
+    let reply = request
+        .strip_prefix("MSG svc.time 1 ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("request not delivered: {request:?}"))
+        .to_string();
+    // The responder asks for an answer to its answer (as a consumer's
+    // delivery asks for an ack): the requester gets a `_R_.` subject that
+    // leads back to it.
+    h.send(a, &format!("PUB {reply} ack.me 1\r\nx\r\n"));
+    let response = h.take(b);
+    let back = response
+        .strip_prefix("MSG _INBOX.r 5 ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("response not delivered: {response:?}"))
+        .to_string();
+    assert!(back.starts_with("_R_."), "reply mapped back: {back}");
+    h.send(b, &format!("PUB {back} 2\r\nok\r\n"));
+    assert_eq!(h.take(a), "MSG ack.me 2 2\r\nok\r\n");
+    assert!(
+        h.server.accounts().responses.is_empty(),
+        "both singletons used"
+    );
+}
+
+#[test]
 fn service_import_without_a_responder_frees_the_route_and_answers_503() {
     let mut h = Harness::new(two_accounts());
     let b = h.connect(
