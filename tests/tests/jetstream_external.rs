@@ -70,3 +70,92 @@ accounts {{
     assert_eq!(info["streams"], 1, "{info}");
     let _ = std::fs::remove_file(&conf);
 }
+
+/// B pulls from A's consumer through the prefixed import (streamed
+/// responses: one pull request, several messages) and acknowledges with
+/// AckSync: a delivery crosses back into B with its `$JS.ACK.` reply,
+/// B's ack crosses into A through an import of `$JS.ACK.>`, and the ack's
+/// confirmation crosses back to B.
+#[tokio::test]
+async fn a_pull_consumer_is_used_and_acked_through_imports() {
+    use futures::StreamExt;
+    let dir = store_dir("external-pull");
+    let conf = dir.with_extension("conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"jetstream {{ store_dir: {:?} }}
+accounts {{
+  A {{ jetstream: enabled, users: [{{user: a, password: a}}],
+      exports: [ {{service: "$JS.API.>", response_type: stream}}, {{service: "$JS.ACK.>"}} ] }}
+  B {{ users: [{{user: b, password: b}}],
+      imports: [ {{service: {{account: A, subject: "$JS.API.>"}}, to: "$JS.A.API.>"}},
+                 {{service: {{account: A, subject: "$JS.ACK.>"}}}} ] }}
+}}
+"#,
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let a = async_nats::jetstream::new(login(&server, "a").await);
+    let b = async_nats::jetstream::with_prefix(login(&server, "b").await, "$JS.A.API");
+    let stream = a
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "O".into(),
+            subjects: vec!["o.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for n in 0..3 {
+        a.publish(format!("o.{n}"), n.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("C".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let consumer: async_nats::jetstream::consumer::PullConsumer = b
+        .get_stream("O")
+        .await
+        .unwrap()
+        .get_consumer("C")
+        .await
+        .unwrap();
+    let mut messages = consumer.fetch().max_messages(3).messages().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(msg) = common::within("a pulled message", messages.next()).await {
+        let msg = msg.unwrap();
+        let reply = msg
+            .reply
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        assert!(
+            reply.starts_with("$JS.ACK.O.C."),
+            "ack subject kept: {reply:?}"
+        );
+        got.push(msg.subject.to_string());
+        common::within("an AckSync confirmed", msg.double_ack())
+            .await
+            .unwrap();
+    }
+    assert_eq!(got, ["o.0", "o.1", "o.2"]);
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("C")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    assert_eq!(info.ack_floor.stream_sequence, 3, "{info:?}");
+    let _ = std::fs::remove_file(&conf);
+}
