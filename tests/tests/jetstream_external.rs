@@ -29,26 +29,30 @@ async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Val
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
+/// A server with JetStream in a fresh store and `accounts` (the inside of
+/// an `accounts { }` block); the config file's path, to remove at the end.
+fn start(name: &str, accounts: &str) -> (ServerProcess, std::path::PathBuf) {
+    let dir = store_dir(name);
+    let conf = dir.with_extension("conf");
+    let text = format!(
+        "jetstream {{ store_dir: {:?} }}\naccounts {{{accounts}}}\n",
+        dir.to_str().unwrap()
+    );
+    std::fs::write(&conf, text).unwrap();
+    (ServerProcess::start(&["-c", conf.to_str().unwrap()]), conf)
+}
+
 #[tokio::test]
 async fn an_account_uses_anothers_jetstream_through_a_prefixed_import() {
-    let dir = store_dir("external-api");
-    let conf = dir.with_extension("conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"jetstream {{ store_dir: {:?} }}
-accounts {{
-  A {{ jetstream: enabled, users: [{{user: a, password: a}}],
-      exports: [ {{service: "$JS.API.>"}} ] }}
-  B {{ jetstream: enabled, users: [{{user: b, password: b}}],
-      imports: [ {{service: {{account: A, subject: "$JS.API.>"}}, to: "$JS.A.API.>"}} ] }}
-}}
+    let (server, conf) = start(
+        "external-api",
+        r#"
+  A { jetstream: enabled, users: [{user: a, password: a}],
+      exports: [ {service: "$JS.API.>"} ] }
+  B { jetstream: enabled, users: [{user: b, password: b}],
+      imports: [ {service: {account: A, subject: "$JS.API.>"}, to: "$JS.A.API.>"} ] }
 "#,
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    );
     let a = login(&server, "a").await;
     let b = login(&server, "b").await;
 
@@ -79,25 +83,16 @@ accounts {{
 #[tokio::test]
 async fn a_pull_consumer_is_used_and_acked_through_imports() {
     use futures::StreamExt;
-    let dir = store_dir("external-pull");
-    let conf = dir.with_extension("conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"jetstream {{ store_dir: {:?} }}
-accounts {{
-  A {{ jetstream: enabled, users: [{{user: a, password: a}}],
-      exports: [ {{service: "$JS.API.>", response_type: stream}}, {{service: "$JS.ACK.>"}} ] }}
-  B {{ users: [{{user: b, password: b}}],
-      imports: [ {{service: {{account: A, subject: "$JS.API.>"}}, to: "$JS.A.API.>"}},
-                 {{service: {{account: A, subject: "$JS.ACK.>"}}}} ] }}
-}}
+    let (server, conf) = start(
+        "external-pull",
+        r#"
+  A { jetstream: enabled, users: [{user: a, password: a}],
+      exports: [ {service: "$JS.API.>", response_type: stream}, {service: "$JS.ACK.>"} ] }
+  B { users: [{user: b, password: b}],
+      imports: [ {service: {account: A, subject: "$JS.API.>"}, to: "$JS.A.API.>"},
+                 {service: {account: A, subject: "$JS.ACK.>"}} ] }
 "#,
-            dir.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    );
     let a = async_nats::jetstream::new(login(&server, "a").await);
     let b = async_nats::jetstream::with_prefix(login(&server, "b").await, "$JS.A.API");
     let stream = a

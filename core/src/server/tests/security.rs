@@ -59,6 +59,16 @@ fn two_accounts() -> ServerConfig {
     }
 }
 
+/// The reply subject of the one message in `output`, which starts with
+/// `line_start` (the MSG line up to its reply).
+fn reply_in(output: &str, line_start: &str) -> String {
+    output
+        .strip_prefix(line_start)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("expected {line_start:?}..., got {output:?}"))
+        .to_string()
+}
+
 #[test]
 fn accounts_isolate_subjects() {
     let mut h = Harness::new(two_accounts());
@@ -95,12 +105,7 @@ fn service_import_routes_the_request_and_its_one_response() {
     let b = login(&mut h, 2, "b");
     h.send(a, "SUB svc.* 1\r\n");
     h.send(b, "SUB _INBOX.r 5\r\nPUB time _INBOX.r 3\r\nnow\r\n");
-    let request = h.take(a);
-    let reply = request
-        .strip_prefix("MSG svc.time 1 ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("request not delivered: {request:?}"))
-        .to_string();
+    let reply = reply_in(&h.take(a), "MSG svc.time 1 ");
     assert!(reply.starts_with("_R_."), "reply mapped: {reply}");
     h.send(
         a,
@@ -121,22 +126,12 @@ fn a_responses_own_reply_crosses_back_to_the_responder() {
     let b = login(&mut h, 2, "b");
     h.send(a, "SUB svc.* 1\r\nSUB ack.me 2\r\n");
     h.send(b, "SUB _INBOX.r 5\r\nPUB time _INBOX.r 1\r\nq\r\n");
-    let request = h.take(a);
-    let reply = request
-        .strip_prefix("MSG svc.time 1 ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("request not delivered: {request:?}"))
-        .to_string();
+    let reply = reply_in(&h.take(a), "MSG svc.time 1 ");
     // The responder asks for an answer to its answer (as a consumer's
     // delivery asks for an ack): the requester gets a `_R_.` subject that
     // leads back to it.
     h.send(a, &format!("PUB {reply} ack.me 1\r\nx\r\n"));
-    let response = h.take(b);
-    let back = response
-        .strip_prefix("MSG _INBOX.r 5 ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("response not delivered: {response:?}"))
-        .to_string();
+    let back = reply_in(&h.take(b), "MSG _INBOX.r 5 ");
     assert!(back.starts_with("_R_."), "reply mapped back: {back}");
     h.send(b, &format!("PUB {back} 2\r\nok\r\n"));
     assert_eq!(h.take(a), "MSG ack.me 2 2\r\nok\r\n");
