@@ -154,3 +154,57 @@ async fn a_pull_consumer_is_used_and_acked_through_imports() {
     assert_eq!(info.ack_floor.stream_sequence, 3, "{info:?}");
     let _ = std::fs::remove_file(&conf);
 }
+
+/// A push consumer of A delivers to a subscriber of B that imports the
+/// deliver subject as a stream: the importer's subscription is interest
+/// in A (the reference's shadow subscription).
+#[tokio::test]
+async fn a_push_consumer_delivers_to_an_importing_account() {
+    use futures::StreamExt;
+    let (server, conf) = start(
+        "external-push",
+        r#"
+  A { jetstream: enabled, users: [{user: a, password: a}],
+      exports: [ {stream: "deliver.>"} ] }
+  B { users: [{user: b, password: b}],
+      imports: [ {stream: {account: A, subject: "deliver.>"}} ] }
+"#,
+    );
+    let a = async_nats::jetstream::new(login(&server, "a").await);
+    let b = login(&server, "b").await;
+    let stream = a
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "O".into(),
+            subjects: vec!["o.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for n in 0..3 {
+        a.publish(format!("o.{n}"), n.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut deliveries = b.subscribe("deliver.b").await.unwrap();
+    b.flush().await.unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::push::Config {
+            durable_name: Some("P".into()),
+            deliver_subject: "deliver.b".into(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let msg = common::within("a pushed message", deliveries.next())
+            .await
+            .unwrap();
+        got.push(msg.payload.to_vec());
+    }
+    assert_eq!(got, [b"0".to_vec(), b"1".to_vec(), b"2".to_vec()]);
+    let _ = std::fs::remove_file(&conf);
+}

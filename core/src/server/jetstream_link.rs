@@ -364,17 +364,42 @@ fn has_any_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> b
     !result.plain.is_empty() || result.queues.iter().any(|group| !group.members.is_empty())
 }
 
-/// Whether a client subscribes to `subject` in account `id` (directly, or
-/// as a queue member through a stream import).
+/// Whether a client subscribes to `subject` in account `id`: directly, as
+/// a queue member through a stream import (its shadow), or as a plain
+/// subscriber of an importing account (the reference's shadow counts as
+/// interest in the exporter).
 fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
     let result = accounts.list[id].sublist.matches(subject);
     let client =
         |target: &SubTarget| matches!(target, SubTarget::Client(_) | SubTarget::Shadow { .. });
-    result.plain.iter().any(client)
+    if result.plain.iter().any(client)
         || result
             .queues
             .iter()
             .any(|group| group.members.iter().any(client))
+    {
+        return true;
+    }
+    let imports: Vec<u32> = result
+        .plain
+        .iter()
+        .filter_map(|target| match target {
+            SubTarget::StreamImport(index) => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let mut local = Vec::new();
+    imports.into_iter().any(|index| {
+        let route = &accounts.stream_imports[index as usize];
+        let importer = route.importer;
+        route.transform.apply(subject, &mut local)
+            && accounts.list[importer]
+                .sublist
+                .matches(&local)
+                .plain
+                .iter()
+                .any(|target| matches!(target, SubTarget::Client(_)))
+    })
 }
 
 impl super::Server {

@@ -261,9 +261,10 @@ impl Router {
                         .sublist
                         .insert(subject, Some(queue), target);
                 assert!(filed.is_ok(), "a shadow of a valid subscription is valid");
-                if self.changed_accounts.last() != Some(exporter) {
-                    self.changed_accounts.push(*exporter);
-                }
+            }
+            // The exporter's push consumers may now have a subscriber.
+            if self.changed_accounts.last() != Some(exporter) {
+                self.changed_accounts.push(*exporter);
             }
             self.add_interest((*exporter, subject.clone(), sub.queue.clone()));
         }
@@ -285,9 +286,9 @@ impl Router {
                         .sublist
                         .remove(&subject, Some(queue), target);
                 assert!(removed.is_ok(), "shadow {key:?} was filed");
-                if self.changed_accounts.last() != Some(&exporter) {
-                    self.changed_accounts.push(exporter);
-                }
+            }
+            if self.changed_accounts.last() != Some(&exporter) {
+                self.changed_accounts.push(exporter);
             }
             self.remove_interest((exporter, subject, sub.queue.clone()));
         }
