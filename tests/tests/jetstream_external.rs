@@ -87,10 +87,12 @@ async fn a_pull_consumer_is_used_and_acked_through_imports() {
         "external-pull",
         r#"
   A { jetstream: enabled, users: [{user: a, password: a}],
-      exports: [ {service: "$JS.API.>", response_type: stream}, {service: "$JS.ACK.>"} ] }
+      exports: [ {service: "$JS.API.>", response_type: stream}, {service: "$JS.ACK.>"},
+                 {service: "o.>"} ] }
   B { users: [{user: b, password: b}],
       imports: [ {service: {account: A, subject: "$JS.API.>"}, to: "$JS.A.API.>"},
-                 {service: {account: A, subject: "$JS.ACK.>"}} ] }
+                 {service: {account: A, subject: "$JS.ACK.>"}},
+                 {service: {account: A, subject: "o.>"}} ] }
 "#,
     );
     let a = async_nats::jetstream::new(login(&server, "a").await);
@@ -152,6 +154,26 @@ async fn a_pull_consumer_is_used_and_acked_through_imports() {
     let info = consumer.info().await.unwrap();
     assert_eq!(info.num_ack_pending, 0, "{info:?}");
     assert_eq!(info.ack_floor.stream_sequence, 3, "{info:?}");
+
+    // A message B publishes into A's stream through the service import
+    // is stored without the request's identity header.
+    let b_client = b.client();
+    b_client.publish("o.3", "3".into()).await.unwrap();
+    common::sync_with_server(&b_client).await;
+    let stored = common::within("the imported message stored", async {
+        loop {
+            if let Ok(msg) = stream.get_raw_message(4).await {
+                return msg;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(stored.subject.as_str(), "o.3");
+    assert!(
+        stored.headers.get("Nats-Request-Info").is_none(),
+        "{stored:?}"
+    );
     let _ = std::fs::remove_file(&conf);
 }
 

@@ -301,6 +301,15 @@ async fn accounts_are_isolated_and_share_through_exports() {
     let responder = tokio::spawn(async move {
         let request = service.next().await.unwrap();
         assert_eq!(request.subject.as_str(), "svc.time");
+        // The reference tells the service who asked.
+        let info = request
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Request-Info"))
+            .map(|v| v.as_str().to_string())
+            .expect("a Nats-Request-Info header");
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["acc"], "CONSUMER", "{info}");
         provider_clone
             .publish(request.reply.unwrap(), Bytes::from("noon"))
             .await

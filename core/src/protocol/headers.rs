@@ -208,6 +208,28 @@ pub fn without_headers(block: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     kept
 }
 
+/// `block` (or an empty `NATS/1.0` block) with `key: value` in place of
+/// any lines of `key`, added last (the reference's `setHeader`).
+pub fn with_header(block: Option<&[u8]>, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let block = block.unwrap_or_default();
+    let mut out = Vec::with_capacity(block.len() + key.len() + value.len() + 16);
+    let mut lines = block.split_inclusive(|&b| b == b'\n');
+    match lines.next() {
+        Some(status) => out.extend_from_slice(status),
+        None => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    for line in lines {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if line != b"\r\n" && name != key {
+            out.extend_from_slice(line);
+        }
+    }
+    for part in [key, b": ", value, b"\r\n\r\n"] {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 /// The reference server's lookup on unvalidated bytes: `key` must start a
 /// line (follow a CRLF) and be followed directly by `:`; the value skips
 /// leading spaces and runs to the next CRLF.
@@ -292,6 +314,16 @@ fn put_status_line(out: &mut BytesMut, code: u16, description: Option<&str>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn with_header_replaces_or_adds_the_key() {
+        use super::with_header;
+        assert_eq!(with_header(None, b"K", b"v"), b"NATS/1.0\r\nK: v\r\n\r\n");
+        assert_eq!(
+            with_header(Some(b"NATS/1.0\r\nA: 1\r\nK: old\r\n\r\n"), b"K", b"v"),
+            b"NATS/1.0\r\nA: 1\r\nK: v\r\n\r\n"
+        );
+    }
+
     use super::*;
 
     /// Fuzz finding (header_block): a key whose first occurrence overlaps the

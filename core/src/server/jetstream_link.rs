@@ -197,12 +197,26 @@ impl JetStreamLink {
             }
             return;
         }
+        // A stream stores no `Nats-Request-Info` (a request's identity
+        // picked up crossing a service import), as the reference strips it.
+        let headers = match headers {
+            Some(block)
+                if matches!(target, JsTarget::Stream(_))
+                    && crate::protocol::headers::find_header(block, b"Nats-Request-Info")
+                        .is_some() =>
+            {
+                Bytes::from(crate::protocol::headers::without_headers(block, |key| {
+                    key == b"Nats-Request-Info"
+                }))
+            }
+            headers => Bytes::copy_from_slice(headers.unwrap_or_default()),
+        };
         let msg = JsInbound {
             account: account.to_string(),
             target,
             subject: Bytes::copy_from_slice(subject),
             reply: Bytes::copy_from_slice(reply.unwrap_or_default()),
-            headers: Bytes::copy_from_slice(headers.unwrap_or_default()),
+            headers,
             payload: Bytes::copy_from_slice(payload),
             context: Bytes::new(),
         };

@@ -741,9 +741,11 @@ impl Router {
                         self.accounts.open_response(index, reply, &token, cx.now),
                     )
                 });
+                let info = request_info(cx, msg, &self.accounts, account, exporter, depth);
                 let crossed = Delivery {
                     subject: &subject,
                     reply: response.as_ref().map(|(_, reply)| &reply[..]),
+                    headers: info.as_deref().or(msg.headers),
                     ..*msg
                 };
                 let delivered = self.route(cx, exporter, &crossed, true, depth);
@@ -825,6 +827,52 @@ fn deliver_shadow(
     let delivered = cx.deliver(key, &crossed, &route.importer_name, &mut stats);
     sent.push((route.importer, stats));
     delivered
+}
+
+/// The header block a request crossing a service import carries on: the
+/// reference's `Nats-Request-Info` (the requester's account and round
+/// trip, and this server's name and cluster when the service is the
+/// system account's) set in `msg`'s headers. `None` (the headers as they
+/// are) for a request the server itself made, or one that crossed an
+/// import before (it carries the first requester's).
+fn request_info(
+    cx: &RouteCx<'_>,
+    msg: &Delivery<'_>,
+    accounts: &super::accounts::Accounts,
+    requester: AccountId,
+    exporter: AccountId,
+    depth: u8,
+) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b"Nats-Request-Info";
+    let client = cx.conns.get(msg.publisher)?;
+    if depth > 1
+        && msg
+            .headers
+            .and_then(|h| protocol::headers::find_header(h, KEY))
+            .is_some()
+    {
+        return None;
+    }
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let mut json = format!("{{\"acc\":{}", quoted(&accounts.list[requester].name));
+    if let Some(rtt) = client.rtt.filter(|rtt| !rtt.is_zero()) {
+        json.push_str(&format!(",\"rtt\":{}", rtt.as_nanos()));
+    }
+    if Some(exporter) == accounts.system {
+        json.push_str(&format!(
+            ",\"server\":{}",
+            quoted(cx.config.effective_name())
+        ));
+        if let Some(cluster) = cx.config.cluster.as_ref().filter(|c| !c.name.is_empty()) {
+            json.push_str(&format!(",\"cluster\":{}", quoted(&cluster.name)));
+        }
+    }
+    json.push('}');
+    Some(protocol::headers::with_header(
+        msg.headers,
+        KEY,
+        json.as_bytes(),
+    ))
 }
 
 /// Random text for a `_R_.` reply subject.
