@@ -63,6 +63,10 @@ enum Request<'a> {
     Purge(&'a str),
     MsgGet(&'a str),
     MsgDelete(&'a str),
+    /// `STREAM.SNAPSHOT.<stream>` and `STREAM.RESTORE.<stream>`
+    /// ([`super::snapshot`]).
+    Snapshot(&'a str),
+    Restore(&'a str),
     /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
     /// `allow_direct`, as a message rather than JSON.
     DirectGet(&'a str, Option<&'a str>),
@@ -111,6 +115,8 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            ["STREAM", "SNAPSHOT", name] => Request::Snapshot(name),
+            ["STREAM", "RESTORE", name] => Request::Restore(name),
             // The reference listens on `DURABLE.CREATE.*.*` only: another
             // length finds no handler, gets no reply and is not counted.
             ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, _] => {
@@ -259,7 +265,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let answer = if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
-            self.answer(&msg.account, &request, &msg.payload)
+            self.answer(&msg.account, &request, &msg.payload, &msg.context)
         };
         // As the reference counts: a successful STREAM.MSG.GET is left out
         // of the total.
@@ -310,7 +316,13 @@ impl<D: Disk + Clone> JetStream<D> {
         error_reply(request, error)
     }
 
-    fn answer(&mut self, account: &str, request: &Request<'_>, payload: &[u8]) -> Reply {
+    fn answer(
+        &mut self,
+        account: &str,
+        request: &Request<'_>,
+        payload: &[u8],
+        context: &Bytes,
+    ) -> Reply {
         let result = match *request {
             Request::Info => Ok(reply(
                 &AccountInfoResponse::ok(self.account_info(account)),
@@ -325,6 +337,12 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
+            Request::Snapshot(name) => self
+                .snapshot_request(account, name, payload, context)
+                .map(|body| reply(&body, false)),
+            Request::Restore(name) => self
+                .restore_request(account, name, payload, context)
+                .map(|body| reply(&body, false)),
             Request::ConsumerCreate(rest) => self
                 .consumer_create(account, rest, payload)
                 .map(|response| reply(&response, false)),
@@ -438,7 +456,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// The configurations of `account`'s streams but `except`, by name.
-    fn account_configs(
+    pub(super) fn account_configs(
         &self,
         account: &str,
         except: Option<StreamId>,
@@ -476,7 +494,11 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A stream's `max_bytes` is reserved from the server's and the
     /// account's storage of its type: refused when it does not fit.
-    fn check_reservation(&self, account: &str, config: &StreamConfig) -> Result<(), ApiError> {
+    pub(super) fn check_reservation(
+        &self,
+        account: &str,
+        config: &StreamConfig,
+    ) -> Result<(), ApiError> {
         let Ok(wanted) = u64::try_from(config.max_bytes) else {
             return Ok(());
         };
@@ -509,7 +531,7 @@ impl<D: Disk + Clone> JetStream<D> {
         Ok(())
     }
 
-    fn check_overlap(
+    pub(super) fn check_overlap(
         &self,
         account: &str,
         except: Option<StreamId>,
@@ -902,7 +924,7 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 
 /// Stream features rnats does not carry out yet. A stream asking for one
 /// is refused by name rather than created without it (fail closed).
-fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
+pub(super) fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
         (
@@ -964,6 +986,8 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::Purge(_) => reply(&PurgeResponse::error(error), true),
         Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
+        Request::Snapshot(_) => reply(&super::snapshot::SnapshotResponse::error(error), true),
+        Request::Restore(_) => reply(&super::snapshot::RestoreResponse::error(error), true),
         Request::ConsumerCreate(..) => reply(&ConsumerCreateResponse::error(error), true),
         Request::ConsumerInfo(..) => reply(&ConsumerInfoResponse::error(error), true),
         Request::ConsumerDelete(..) => reply(&ConsumerDeleteResponse::error(error), true),
