@@ -222,6 +222,12 @@ impl ArchiveReader {
         }
     }
 
+    /// Bytes held: compressed (part of a frame), decompressed (part of an
+    /// entry and what followed it in its frame).
+    pub fn held(&self) -> (usize, usize) {
+        (self.frames.len(), self.plain.len() - self.at)
+    }
+
     /// Hand in the next compressed bytes.
     pub fn push(&mut self, input: &[u8]) -> Result<(), ArchiveError> {
         self.received += input.len() as u64;

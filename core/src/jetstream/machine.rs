@@ -476,6 +476,10 @@ impl<D: Disk + Clone> JetStream<D> {
             config,
             created: self.wall.0,
         };
+        // Ids come from the definitions on disk: files a crash left behind
+        // without one (a delete or a restore midway) must not become this
+        // stream's messages.
+        self.remove_store_files(id).map_err(|e| e.to_string())?;
         self.write_meta(id, &meta).map_err(|e| e.to_string())?;
         let store = self.open_store(id, &meta).map_err(|e| e.to_string())?;
         self.install(id, meta, store);
@@ -547,13 +551,15 @@ impl<D: Disk + Clone> JetStream<D> {
     pub(super) fn remove_store_files(&mut self, id: StreamId) -> DiskResult<()> {
         let dir = store_dir(id);
         let mut disk = self.disk.clone();
-        if let Ok(files) = disk.list(&dir) {
-            for file in files {
-                let _ = disk.remove(&format!("{dir}/{file}"));
+        match disk.list(&dir) {
+            Ok(files) if !files.is_empty() => {
+                for file in files {
+                    let _ = disk.remove(&format!("{dir}/{file}"));
+                }
+                disk.sync_dir(&dir)
             }
-            disk.sync_dir(&dir)?;
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// A new stream id (never reused).
