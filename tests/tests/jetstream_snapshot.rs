@@ -104,6 +104,20 @@ fn state_of(info: &stream::Info) -> (u64, u64, u64, u64, u64, i128, i128) {
     )
 }
 
+/// A file stream `name` on `subject` with the defaults.
+async fn create(js: &jetstream::Context, name: &str, subject: &str) {
+    within(
+        "create",
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+}
+
 /// Letters that do not compress: `len` of them from `seed`.
 fn noise(seed: u64, len: usize) -> String {
     let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -318,13 +332,7 @@ async fn a_memory_stream_without_consumers_round_trips() {
 async fn error_replies(url: &str) -> Vec<Value> {
     let client = connect(url).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "HERE".into(),
-        subjects: vec!["here".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, "HERE", "here").await;
     let mut replies = Vec::new();
     let requests = [
         (
@@ -424,13 +432,7 @@ async fn a_snapshot_without_acks_ends_with_no_flow_response() {
     let (server, _dir) = js_server("snap-noflow");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "SLOW".into(),
-        subjects: vec!["slow".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, "SLOW", "slow").await;
     for i in 0..20 {
         // Incompressible enough to need several 1 KiB chunks.
         let body = noise(i, 300);
@@ -459,13 +461,7 @@ async fn an_abandoned_restore_leaves_nothing_and_a_cut_backup_is_refused() {
     let (server, _dir) = js_server("snap-abandon");
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "CUT".into(),
-        subjects: vec!["cut".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    create(&js, "CUT", "cut").await;
     for i in 0..50 {
         let body = noise(i, 200);
         publish(&js, "cut", &[], body).await;
@@ -526,13 +522,7 @@ async fn backups_cross_to_the_reference_and_theirs_are_refused_by_name() {
     let theirs = connect(&reference.url()).await;
     for client in [&ours, &theirs] {
         let js = jetstream::new(client.clone());
-        js.create_stream(stream::Config {
-            name: "X".into(),
-            subjects: vec!["x.*".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        create(&js, "X", "x.*").await;
         for i in 0..30 {
             publish(&js, "x.a", &[("H", "v")], format!("payload {i}")).await;
         }

@@ -415,18 +415,39 @@ impl<D: Disk + Clone> JetStream<D> {
             .ok_or_else(|| ApiError::new(K::StreamNotFound))
     }
 
-    fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+    /// A new stream's config as a create checks it (a restore too).
+    pub(super) fn check_new_stream(
+        &self,
+        account: &str,
+        name: &str,
+        request: &StreamConfigRequest,
+    ) -> Result<StreamConfig, ApiError> {
         let others = self.account_configs(account, None);
-        let limits = self.accounts[account].limits.clone();
         let context = CheckContext {
             clustered: false,
             duplicate_window_limit: Some(self.config.limits.duplicate_window),
-            account: &limits,
+            account: &self.accounts[account].limits,
             streams: &others,
         };
-        let config = check_create(name, &request, &context)?;
+        let config = check_create(name, request, &context)?;
         refuse_unsupported(&config)?;
+        Ok(config)
+    }
+
+    /// Whether `account` may have one more stream.
+    pub(super) fn check_stream_count(&self, account: &str) -> Result<(), ApiError> {
+        let acc = &self.accounts[account];
+        match acc.limits.max_streams {
+            Some(max) if acc.by_name.len() as u64 >= max => {
+                Err(ApiError::new(K::MaximumStreamsLimit))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+        let config = self.check_new_stream(account, name, &request)?;
         if let Some(id) = self.stream_by_name(account, name) {
             let existing = &self.streams[&id].meta.config;
             if existing == &config {
@@ -437,11 +458,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         self.check_overlap(account, None, &config)?;
         self.check_reservation(account, &config)?;
-        if let Some(max) = limits.max_streams {
-            if self.accounts[account].by_name.len() as u64 >= max {
-                return Err(ApiError::new(K::MaximumStreamsLimit));
-            }
-        }
+        self.check_stream_count(account)?;
         let id = self
             .create_stream(account, config)
             .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
@@ -456,7 +473,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// The configurations of `account`'s streams but `except`, by name.
-    pub(super) fn account_configs(
+    fn account_configs(
         &self,
         account: &str,
         except: Option<StreamId>,
@@ -531,7 +548,7 @@ impl<D: Disk + Clone> JetStream<D> {
         Ok(())
     }
 
-    pub(super) fn check_overlap(
+    fn check_overlap(
         &self,
         account: &str,
         except: Option<StreamId>,
@@ -924,7 +941,7 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 
 /// Stream features rnats does not carry out yet. A stream asking for one
 /// is refused by name rather than created without it (fail closed).
-pub(super) fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
+fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
         (

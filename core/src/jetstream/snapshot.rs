@@ -54,7 +54,6 @@ use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId};
 use super::machine::{JetStream, StreamMeta};
 use super::stream::{Storage, Store};
-use super::stream_config::{check_create, CheckContext};
 use crate::server::LogLevel;
 use crate::store::{ConsumerState, Disk, Filter, Pending, SequencePair, StoreError, StoredMsg};
 use crate::time::{Instant, WallTime};
@@ -445,6 +444,14 @@ impl<D: Disk + Clone> JetStream<D> {
         self.config.domain.clone().unwrap_or_default()
     }
 
+    /// A restore known to be under way.
+    fn incoming_mut(&mut self, session: u64) -> &mut Incoming<D> {
+        self.snapshots
+            .incoming
+            .get_mut(&session)
+            .expect("a restore under way")
+    }
+
     // ----- snapshot -----
 
     /// `STREAM.SNAPSHOT.<name>`: the reply, and the session that sends
@@ -767,22 +774,9 @@ impl<D: Disk + Clone> JetStream<D> {
         if name.contains(['/', '\\']) {
             return Err(ApiError::new(K::StreamNameContainsPathSeparators));
         }
-        let others = self.account_configs(account, None);
-        let limits = self.accounts[account].limits.clone();
-        let context = CheckContext {
-            clustered: false,
-            duplicate_window_limit: Some(self.config.limits.duplicate_window),
-            account: &limits,
-            streams: &others,
-        };
-        let config = check_create(name, &request.config, &context)?;
-        super::requests::refuse_unsupported(&config)?;
+        let config = self.check_new_stream(account, name, &request.config)?;
         self.check_reservation(account, &config)?;
-        if let Some(max) = limits.max_streams {
-            if self.accounts[account].by_name.len() as u64 >= max {
-                return Err(ApiError::new(K::MaximumStreamsLimit));
-            }
-        }
+        self.check_stream_count(account)?;
         if self.stream_by_name(account, name).is_some() {
             return Err(ApiError::new(K::StreamNameExistRestoreFailed));
         }
@@ -871,11 +865,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Take one chunk: every whole entry in it goes where it belongs.
     fn restore_chunk(&mut self, session: u64, chunk: &[u8]) -> Result<(), Failure> {
-        let incoming = self
-            .snapshots
-            .incoming
-            .get_mut(&session)
-            .expect("checked by the caller");
+        let incoming = self.incoming_mut(session);
         if incoming.phase == Phase::Done {
             // The reference ignores what follows the end of the backup.
             return Ok(());
@@ -885,11 +875,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .push(chunk)
             .map_err(|error| error.to_string())?;
         loop {
-            let incoming = self
-                .snapshots
-                .incoming
-                .get_mut(&session)
-                .expect("still there");
+            let incoming = self.incoming_mut(session);
             if incoming.phase == Phase::Done {
                 return Ok(());
             }
@@ -899,7 +885,7 @@ impl<D: Disk + Clone> JetStream<D> {
             match incoming.phase {
                 Phase::State => self.restore_state(session, &entry)?,
                 Phase::Consumers(left) => {
-                    let incoming = self.snapshots.incoming.get_mut(&session).expect("there");
+                    let incoming = self.incoming_mut(session);
                     incoming.consumers.push(archived_consumer(&entry)?);
                     incoming.phase = if left > 1 {
                         Phase::Consumers(left - 1)
@@ -945,7 +931,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let mut store = staged.map_err(|error| format!("error adding stream: {error}"))?;
         let wall = self.wall;
         let skipped = store.skip_through(state.first_seq.saturating_sub(1), wall);
-        let incoming = self.snapshots.incoming.get_mut(&session).expect("there");
+        let incoming = self.incoming_mut(session);
         incoming.staged = Some((id, store));
         skipped.map_err(|error| format!("error purging stream: {error}"))?;
         incoming.last_seq = state.first_seq.saturating_sub(1);
@@ -964,7 +950,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let seq = entry.sequence;
         if seq == 0 {
             if entry.is_end() {
-                let incoming = self.snapshots.incoming.get_mut(&session).expect("there");
+                let incoming = self.incoming_mut(session);
                 incoming.phase = Phase::Done;
                 return Ok(());
             }
@@ -1003,7 +989,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let expired = ttl.is_some_and(|ttl| {
             ts.0.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)) < wall.0
         });
-        let incoming = self.snapshots.incoming.get_mut(&session).expect("there");
+        let incoming = self.incoming_mut(session);
         let (_, store) = incoming.staged.as_mut().expect("staged with the state");
         let stored = if expired {
             // Gone already: only its sequence is kept.
@@ -1029,7 +1015,10 @@ impl<D: Disk + Clone> JetStream<D> {
     fn complete_restore(&mut self, session: u64, reply: &Bytes) {
         let incoming = &self.snapshots.incoming[&session];
         if incoming.phase != Phase::Done {
-            let error = if incoming.reader.received == 0 || incoming.phase == Phase::Messages {
+            // Cut at an entry's boundary reads as the end of input, as the
+            // reference's reader says; inside one, as a broken archive.
+            let (frames, plain) = incoming.reader.held();
+            let error = if frames == 0 && plain == 0 {
                 "EOF"
             } else {
                 "archive: invalid archive stream"
