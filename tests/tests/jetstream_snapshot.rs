@@ -567,3 +567,45 @@ async fn backups_cross_to_the_reference_and_theirs_are_refused_by_name() {
     );
     assert!(jetstream::new(ours.clone()).get_stream("X").await.is_err());
 }
+
+#[tokio::test]
+async fn a_restored_mirror_follows_its_origin_again() {
+    let (server, _dir) = js_server("snap-mirror");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "ORIGIN", "o.*").await;
+    let mut mirror = js
+        .create_stream(stream::Config {
+            name: "COPY".into(),
+            mirror: Some(stream::Source {
+                name: "ORIGIN".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        publish(&js, "o.a", &[], format!("m{i}")).await;
+    }
+    within("mirrored", async {
+        while mirror.info().await.unwrap().state.messages < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let backup = snapshot(&client, "COPY", json!({})).await;
+    js.delete_stream("COPY").await.unwrap();
+    publish(&js, "o.a", &[], "while away".into()).await;
+    let done = restore(&client, &backup.reply["config"], &backup.data, 4096).await;
+    assert!(done.get("error").is_none(), "{done}");
+    let mut restored = js.get_stream("COPY").await.unwrap();
+    within("caught up", async {
+        while restored.info().await.unwrap().state.messages < 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let last = restored.get_raw_message(6).await.unwrap();
+    assert_eq!(last.payload.as_ref(), b"while away");
+}

@@ -1071,6 +1071,10 @@ impl<D: Disk + Clone> JetStream<D> {
                     return Err(Failure::Text(text));
                 }
             }
+            // A mirror or sources carry on from what was restored; streams
+            // waiting for this one as their origin start.
+            self.setup_feeds(id);
+            self.feed_followers(id);
             Ok(id)
         })();
         self.refresh_usage();
