@@ -689,11 +689,7 @@ impl<D: Disk + Clone> JetStream<D> {
             Bytes::from(status),
             Vec::new(),
         );
-        self.actions.push_back(JsAction::Listen {
-            account: account.clone(),
-            target: JsTarget::Snapshot(session),
-            subjects: Vec::new(),
-        });
+        self.stop_listening(session, &account);
         self.advise_complete(
             &account,
             &stream,
