@@ -598,7 +598,12 @@ impl<D: Disk + Clone> JetStream<D> {
             ))
         };
         let mut state = state;
-        if let Some(initial) = initial {
+        if let Some(mut initial) = initial {
+            if rules.ack == crate::store::AckPolicy::None {
+                // Nothing waits for an ack: what was delivered is the floor.
+                initial.pending.clear();
+                initial.ack_floor = initial.delivered;
+            }
             state
                 .tracker_mut()
                 .update(initial, true)
