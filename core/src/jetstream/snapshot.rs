@@ -955,6 +955,11 @@ impl<D: Disk + Clone> JetStream<D> {
         if seq <= incoming.last_seq || seq >= crate::store::SEQ_MAX {
             return Err(format!("message sequence {seq} out of order").into());
         }
+        // Delivered on the wire later: it must be a subject a client could
+        // have published on.
+        if !crate::subject::is_valid_publish_subject(&entry.name) {
+            return Err(format!("message sequence {seq} has an invalid subject").into());
+        }
         let size = (entry.name.len() + entry.data.len()) as u64;
         if let Ok(max) = usize::try_from(incoming.config.max_msg_size) {
             if entry.data.len() > max {
