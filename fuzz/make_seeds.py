@@ -367,11 +367,45 @@ def jetstream_consumer_seeds():
         write("jetstream_consumer", name, bytes([control]) + b"\0".join(records))
 
 
+def jetstream_restore_seeds():
+    """Backups before compression (control bit 7: the target compresses
+    them): a whole archive, cut ones, a foreign one; and compressed bytes
+    as nats-server writes them (S2's identifier)."""
+    def uvarint(v):
+        out = bytearray()
+        while v >= 0x80:
+            out.append((v & 0x7f) | 0x80); v >>= 7
+        out.append(v)
+        return bytes(out)
+    def entry(name, ts=0, seq=0, hdr=b"", payload=b""):
+        zz = (ts << 1) ^ (ts >> 63)
+        return (uvarint(len(name)) + uvarint(zz & (2**64 - 1)) + uvarint(seq) +
+                uvarint(len(hdr)) + uvarint(len(payload)) + name + hdr + payload)
+    state = b'{"messages":3,"bytes":90,"first_seq":2,"last_seq":7,"consumer_count":1}'
+    consumer = (b'{"config":{"durable_name":"C","name":"C","ack_policy":"explicit","deliver_policy":"all",'
+                b'"replay_policy":"instant"},"state":{"delivered":{"consumer_seq":2,"stream_seq":3},'
+                b'"ack_floor":{"consumer_seq":1,"stream_seq":2},"pending":{"3":{"Sequence":2,"Timestamp":5}}}}')
+    hdr = b"NATS/1.0\r\nNats-TTL: 1s\r\n\r\n"
+    body = (b"NATSARC1" + entry(b"state.json", 5, 0, b"", state) + entry(b"consumers/C", 5, 0, b"", consumer)
+            + entry(b"r.a", 10, 2, b"", b"one") + entry(b"r.b", 11, 4, hdr, b"two")
+            + entry(b"r.c", 12, 5, b"", b"three"))
+    end = entry(b"")
+    write("jetstream_restore", "whole", bytes([0x80 | 3]) + body + end)
+    write("jetstream_restore", "whole-small-chunks", bytes([0x80]) + body + end)
+    write("jetstream_restore", "no-end", bytes([0x80 | 1]) + body)
+    write("jetstream_restore", "cut-entry", bytes([0x80 | 1]) + body[:-4])
+    write("jetstream_restore", "empty-stream", bytes([0x80]) + b"NATSARC1" +
+          entry(b"state.json", 0, 0, b"", b'{"first_seq":9,"last_seq":8}') + end)
+    write("jetstream_restore", "tar", bytes([0x80]) + b"meta.inf" + bytes(504))
+    write("jetstream_restore", "s2", bytes([2]) + b"\xff\x06\x00\x00S2sTwO\x00\x05\x00\x00abcde")
+
+
 transcripts()
 parser_edges()
 server_edges()
 small_targets()
 websocket_targets()
 jetstream_consumer_seeds()
+jetstream_restore_seeds()
 for d in sorted(CORPUS.iterdir()):
     print(d.name, len(list(d.iterdir())))

@@ -27,6 +27,7 @@
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `user_times` | [`user_times::run`] | 8 bytes of clock, then ranges and a zone, split at NUL |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
+//! | `jetstream_restore` | [`jetstream_restore::run`] | 1 control byte (chunk size, compress or not), then a backup |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
 //! small multiple of its input's length (so libFuzzer's `-timeout` finds hangs).
@@ -39,6 +40,7 @@ pub mod connect_json;
 pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
+pub mod jetstream_restore;
 pub mod jwt;
 pub mod raft_recovery;
 pub mod raft_wire;
@@ -69,6 +71,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_recovery", store_recovery::run),
     ("jetstream_api", jetstream_api::run),
     ("jetstream_consumer", jetstream_consumer::run),
+    ("jetstream_restore", jetstream_restore::run),
     ("store_scan", store_scan::run),
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),

@@ -168,7 +168,8 @@ impl World {
                 | JsTarget::System
                 | JsTarget::Consumer(..)
                 | JsTarget::Interest(..)
-                | JsTarget::ReplyGone(..) => None,
+                | JsTarget::ReplyGone(..)
+                | JsTarget::Snapshot(_) => None,
             };
             js.machine.handle_inbound(now, wall, msg);
             if let Some((id, Some(before))) = stream {

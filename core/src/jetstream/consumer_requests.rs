@@ -37,6 +37,18 @@ impl<D: Disk + Clone> JetStream<D> {
         rest: &str,
         payload: &[u8],
     ) -> Result<ConsumerCreateResponse, ApiError> {
+        self.consumer_create_with(account, rest, payload, None)
+    }
+
+    /// [`Self::consumer_create`] of a new consumer that starts from
+    /// `initial` (a restored consumer's state).
+    pub(super) fn consumer_create_with(
+        &mut self,
+        account: &str,
+        rest: &str,
+        payload: &[u8],
+        initial: Option<crate::store::ConsumerState>,
+    ) -> Result<ConsumerCreateResponse, ApiError> {
         let subject = match consumer_config::parse_create_subject(&format!("$JS.API.{rest}")) {
             Some(parsed) => parsed?,
             None => return Err(ApiError::new(K::BadRequest)),
@@ -80,7 +92,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
         } else {
             let created = self.wall;
-            self.add_consumer(id, &name, config, created)
+            self.add_consumer_with(id, &name, config, created, initial)
                 .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
             self.advise_consumer(account, &subject.stream, &name, "create");
         }

@@ -549,12 +549,15 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Add a consumer (validated by the caller) to `stream` and route its
     /// acks to it.
-    pub(super) fn add_consumer(
+    /// It starts from `initial` when given (a restored consumer's state),
+    /// else from the config's starting point.
+    pub(super) fn add_consumer_with(
         &mut self,
         stream: StreamId,
         name: &str,
         config: ConsumerConfig,
         created: WallTime,
+        initial: Option<crate::store::ConsumerState>,
     ) -> Result<ConsumerId, String> {
         let entry = &self.streams[&stream];
         let account = entry.meta.account.clone();
@@ -594,6 +597,18 @@ impl<D: Disk + Clone> JetStream<D> {
                 rules.max_deliver.unwrap_or(0),
             ))
         };
+        let mut state = state;
+        if let Some(mut initial) = initial {
+            if rules.ack == crate::store::AckPolicy::None {
+                // Nothing waits for an ack: what was delivered is the floor.
+                initial.pending.clear();
+                initial.ack_floor = initial.delivered;
+            }
+            state
+                .tracker_mut()
+                .update(initial, true)
+                .map_err(|error| error.to_string())?;
+        }
         Ok(self.install_consumer(stream, config, rules, state, created, persisted))
     }
 

@@ -45,6 +45,10 @@ pub enum JsTarget {
     /// requests that reply there, as the reference does when it finds
     /// their interest gone.
     ReplyGone(StreamId, ConsumerId),
+    /// A stream snapshot's chunk acknowledgements
+    /// (`$JS.SNAPSHOT.ACK.<stream>.<id>.>`) or a restore's chunks
+    /// (`$JS.SNAPSHOT.RESTORE.<stream>.<id>`), by session.
+    Snapshot(u64),
 }
 
 /// A consumer, as both machines name it: never reused within a run.

@@ -114,6 +114,9 @@ pub struct JetStream<D: Disk + Clone> {
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
+    /// Snapshots being sent and restores being received
+    /// ([`super::snapshot`]).
+    pub(super) snapshots: super::snapshot::Sessions<D>,
     /// The latest times handed in: converts wall-clock expiry deadlines to
     /// the monotonic timer.
     pub(super) now: Instant,
@@ -165,6 +168,7 @@ impl<D: Disk + Clone> JetStream<D> {
             undrained: BTreeSet::new(),
             open_batches: 0,
             feeds: BTreeMap::new(),
+            snapshots: super::snapshot::Sessions::default(),
             now,
             wall,
             ids: ChaCha8Rng::seed_from_u64(
@@ -296,6 +300,7 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::ReplyGone(stream, consumer) => {
                 self.consumer_reply_gone(stream, consumer, &msg)
             }
+            JsTarget::Snapshot(session) => self.snapshot_inbound(session, &msg),
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.
@@ -405,6 +410,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 timer.into_iter().chain(expiry).min()
             })
             .chain(self.consumer_deadline())
+            .chain(self.snapshot_deadline())
             .min()
     }
 
@@ -433,6 +439,7 @@ impl<D: Disk + Clone> JetStream<D> {
             self.feed_followers(id);
         }
         self.consumer_timeouts();
+        self.snapshot_timeouts();
     }
 
     pub(super) fn tick(&mut self, now: Instant, wall: WallTime) {
@@ -463,13 +470,16 @@ impl<D: Disk + Clone> JetStream<D> {
         account: &str,
         config: StreamConfig,
     ) -> Result<StreamId, String> {
-        let id = StreamId(self.next_id);
-        self.next_id += 1;
+        let id = self.allocate_stream_id();
         let meta = StreamMeta {
             account: account.to_string(),
             config,
             created: self.wall.0,
         };
+        // Ids come from the definitions on disk: files a crash left behind
+        // without one (a delete or a restore midway) must not become this
+        // stream's messages.
+        self.remove_store_files(id).map_err(|e| e.to_string())?;
         self.write_meta(id, &meta).map_err(|e| e.to_string())?;
         let store = self.open_store(id, &meta).map_err(|e| e.to_string())?;
         self.install(id, meta, store);
@@ -522,7 +532,6 @@ impl<D: Disk + Clone> JetStream<D> {
         // message files, never a stream without its messages.
         let meta = meta_path(id);
         let prev = prev_path(id);
-        let dir = store_dir(id);
         let mut disk = self.disk.clone();
         let removed: DiskResult<()> = (|| {
             for path in [&meta, &prev] {
@@ -532,18 +541,35 @@ impl<D: Disk + Clone> JetStream<D> {
                 }
             }
             disk.sync_dir(STREAMS_DIR)?;
-            if let Ok(files) = disk.list(&dir) {
-                for file in files {
-                    let _ = disk.remove(&format!("{dir}/{file}"));
-                }
-                disk.sync_dir(&dir)?;
-            }
-            Ok(())
+            self.remove_store_files(id)
         })();
         removed.map_err(|e| e.to_string())
     }
 
-    fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
+    /// Remove the files of stream `id`'s store directory (a deleted
+    /// stream, an abandoned restore, leftovers of either before reuse).
+    pub(super) fn remove_store_files(&mut self, id: StreamId) -> DiskResult<()> {
+        let dir = store_dir(id);
+        let mut disk = self.disk.clone();
+        match disk.list(&dir) {
+            Ok(files) if !files.is_empty() => {
+                for file in files {
+                    let _ = disk.remove(&format!("{dir}/{file}"));
+                }
+                disk.sync_dir(&dir)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A new stream id (never reused).
+    pub(super) fn allocate_stream_id(&mut self) -> StreamId {
+        let id = StreamId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    pub(super) fn install(&mut self, id: StreamId, meta: StreamMeta, store: Store<D>) {
         let rules = self.rules(&meta.config);
         #[allow(unused_mut)]
         let mut stream = Stream::new(id, meta.account.clone(), rules, store);
@@ -576,7 +602,7 @@ impl<D: Disk + Clone> JetStream<D> {
         });
     }
 
-    fn open_store(
+    pub(super) fn open_store(
         &mut self,
         id: StreamId,
         meta: &StreamMeta,
@@ -599,7 +625,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     // ----- definitions on disk -----
 
-    fn write_meta(&mut self, id: StreamId, meta: &StreamMeta) -> DiskResult<()> {
+    pub(super) fn write_meta(&mut self, id: StreamId, meta: &StreamMeta) -> DiskResult<()> {
         let bytes = encode_checked_json(meta);
         let encryption = self.config.encryption.as_ref();
         let bytes = seal_definition(encryption, &purpose(id), bytes, self.ids.next_u64());

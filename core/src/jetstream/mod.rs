@@ -10,6 +10,7 @@
 
 pub mod advisory;
 pub mod api;
+pub mod archive;
 pub mod banner;
 mod batch;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod machine;
 pub mod monitor;
 mod requests;
 mod schedule;
+mod snapshot;
 mod sourcing;
 pub mod stream;
 pub mod stream_config;

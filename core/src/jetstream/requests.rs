@@ -63,6 +63,10 @@ enum Request<'a> {
     Purge(&'a str),
     MsgGet(&'a str),
     MsgDelete(&'a str),
+    /// `STREAM.SNAPSHOT.<stream>` and `STREAM.RESTORE.<stream>`
+    /// ([`super::snapshot`]).
+    Snapshot(&'a str),
+    Restore(&'a str),
     /// `DIRECT.GET.<stream>[.<subject>]`: answered by streams with
     /// `allow_direct`, as a message rather than JSON.
     DirectGet(&'a str, Option<&'a str>),
@@ -111,6 +115,8 @@ impl<'a> Request<'a> {
             ["STREAM", "PURGE", name] => Request::Purge(name),
             ["STREAM", "MSG", "GET", name] => Request::MsgGet(name),
             ["STREAM", "MSG", "DELETE", name] => Request::MsgDelete(name),
+            ["STREAM", "SNAPSHOT", name] => Request::Snapshot(name),
+            ["STREAM", "RESTORE", name] => Request::Restore(name),
             // The reference listens on `DURABLE.CREATE.*.*` only: another
             // length finds no handler, gets no reply and is not counted.
             ["CONSUMER", "CREATE", _, ..] | ["CONSUMER", "DURABLE", "CREATE", _, _] => {
@@ -259,7 +265,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let answer = if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
-            self.answer(&msg.account, &request, &msg.payload)
+            self.answer(&msg.account, &request, &msg.payload, &msg.context)
         };
         // As the reference counts: a successful STREAM.MSG.GET is left out
         // of the total.
@@ -310,7 +316,13 @@ impl<D: Disk + Clone> JetStream<D> {
         error_reply(request, error)
     }
 
-    fn answer(&mut self, account: &str, request: &Request<'_>, payload: &[u8]) -> Reply {
+    fn answer(
+        &mut self,
+        account: &str,
+        request: &Request<'_>,
+        payload: &[u8],
+        context: &Bytes,
+    ) -> Reply {
         let result = match *request {
             Request::Info => Ok(reply(
                 &AccountInfoResponse::ok(self.account_info(account)),
@@ -325,6 +337,12 @@ impl<D: Disk + Clone> JetStream<D> {
             Request::Purge(name) => self.purge_request(account, name, payload),
             Request::MsgGet(name) => self.msg_get(account, name, payload),
             Request::MsgDelete(name) => self.msg_delete(account, name, payload),
+            Request::Snapshot(name) => self
+                .snapshot_request(account, name, payload, context)
+                .map(|body| reply(&body, false)),
+            Request::Restore(name) => self
+                .restore_request(account, name, payload, context)
+                .map(|body| reply(&body, false)),
             Request::ConsumerCreate(rest) => self
                 .consumer_create(account, rest, payload)
                 .map(|response| reply(&response, false)),
@@ -397,18 +415,39 @@ impl<D: Disk + Clone> JetStream<D> {
             .ok_or_else(|| ApiError::new(K::StreamNotFound))
     }
 
-    fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
-        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+    /// A new stream's config as a create checks it (a restore too).
+    pub(super) fn check_new_stream(
+        &self,
+        account: &str,
+        name: &str,
+        request: &StreamConfigRequest,
+    ) -> Result<StreamConfig, ApiError> {
         let others = self.account_configs(account, None);
-        let limits = self.accounts[account].limits.clone();
         let context = CheckContext {
             clustered: false,
             duplicate_window_limit: Some(self.config.limits.duplicate_window),
-            account: &limits,
+            account: &self.accounts[account].limits,
             streams: &others,
         };
-        let config = check_create(name, &request, &context)?;
+        let config = check_create(name, request, &context)?;
         refuse_unsupported(&config)?;
+        Ok(config)
+    }
+
+    /// Whether `account` may have one more stream.
+    pub(super) fn check_stream_count(&self, account: &str) -> Result<(), ApiError> {
+        let acc = &self.accounts[account];
+        match acc.limits.max_streams {
+            Some(max) if acc.by_name.len() as u64 >= max => {
+                Err(ApiError::new(K::MaximumStreamsLimit))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn create(&mut self, account: &str, name: &str, payload: &[u8]) -> Result<Reply, ApiError> {
+        let request: StreamConfigRequest = decode(payload, self.config.strict)?;
+        let config = self.check_new_stream(account, name, &request)?;
         if let Some(id) = self.stream_by_name(account, name) {
             let existing = &self.streams[&id].meta.config;
             if existing == &config {
@@ -419,11 +458,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         self.check_overlap(account, None, &config)?;
         self.check_reservation(account, &config)?;
-        if let Some(max) = limits.max_streams {
-            if self.accounts[account].by_name.len() as u64 >= max {
-                return Err(ApiError::new(K::MaximumStreamsLimit));
-            }
-        }
+        self.check_stream_count(account)?;
         let id = self
             .create_stream(account, config)
             .map_err(|error| ApiError::with(K::StreamCreate, &[("{err}", &error)]))?;
@@ -476,7 +511,11 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A stream's `max_bytes` is reserved from the server's and the
     /// account's storage of its type: refused when it does not fit.
-    fn check_reservation(&self, account: &str, config: &StreamConfig) -> Result<(), ApiError> {
+    pub(super) fn check_reservation(
+        &self,
+        account: &str,
+        config: &StreamConfig,
+    ) -> Result<(), ApiError> {
         let Ok(wanted) = u64::try_from(config.max_bytes) else {
             return Ok(());
         };
@@ -964,6 +1003,8 @@ fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
         Request::Purge(_) => reply(&PurgeResponse::error(error), true),
         Request::MsgGet(_) => reply(&MsgGetResponse::error(error), true),
         Request::MsgDelete(_) => reply(&MsgDeleteResponse::error(error), true),
+        Request::Snapshot(_) => reply(&super::snapshot::SnapshotResponse::error(error), true),
+        Request::Restore(_) => reply(&super::snapshot::RestoreResponse::error(error), true),
         Request::ConsumerCreate(..) => reply(&ConsumerCreateResponse::error(error), true),
         Request::ConsumerInfo(..) => reply(&ConsumerInfoResponse::error(error), true),
         Request::ConsumerDelete(..) => reply(&ConsumerDeleteResponse::error(error), true),

@@ -250,6 +250,28 @@ impl<D: Disk> Store<D> {
     fn skip_msgs(&mut self, seq: u64, count: u64, ts: WallTime) -> StoreResult<()> {
         on_store!(self, s => s.skip_msgs(seq, count, ts))
     }
+    /// Store `msg` at its own sequence and time, the sequences between the
+    /// last one and it skipped (a mirror copying its origin, a restore).
+    /// Returns whether it was stored (not when that sequence is passed).
+    pub fn store_at(&mut self, msg: &StoredMsg) -> StoreResult<bool> {
+        let last = self.state().last_seq;
+        if msg.seq <= last {
+            return Ok(false);
+        }
+        self.skip_through(msg.seq - 1, msg.ts)?;
+        let ttl = find_header(&msg.headers, TTL).and_then(parse_ttl).flatten();
+        self.store_msg(&msg.subject, &msg.headers, &msg.payload, msg.ts, ttl)?;
+        Ok(true)
+    }
+    /// Skip every sequence after the last one up to `seq` (none when
+    /// `seq` is not past it).
+    pub fn skip_through(&mut self, seq: u64, ts: WallTime) -> StoreResult<()> {
+        let last = self.state().last_seq;
+        if seq > last {
+            self.skip_msgs(last + 1, seq - last, ts)?;
+        }
+        Ok(())
+    }
     fn remove_msg(&mut self, seq: u64, erase: bool) -> StoreResult<bool> {
         on_store!(self, s => if erase { s.erase_msg(seq) } else { s.remove_msg(seq) })
     }
@@ -787,20 +809,7 @@ impl<D: Disk> Stream<D> {
     /// checks are not made again: the origin made them. Returns whether it
     /// was stored (not when the mirror already holds that sequence).
     pub fn store_mirrored(&mut self, msg: &StoredMsg) -> Result<bool, PublishError> {
-        let last = self.store.state().last_seq;
-        if msg.seq <= last {
-            return Ok(false);
-        }
-        if msg.seq > last + 1 {
-            self.store
-                .skip_msgs(last + 1, msg.seq - last - 1, msg.ts)
-                .map_err(PublishError::Store)?;
-        }
-        let ttl = find_header(&msg.headers, TTL).and_then(parse_ttl).flatten();
-        self.store
-            .store_msg(&msg.subject, &msg.headers, &msg.payload, msg.ts, ttl)
-            .map_err(PublishError::Store)?;
-        Ok(true)
+        self.store.store_at(msg).map_err(PublishError::Store)
     }
 
     /// Refuse `msg` without storing it (the machine's resource limits).

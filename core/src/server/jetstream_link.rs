@@ -450,7 +450,8 @@ impl super::Server {
             JsTarget::Stream(_)
             | JsTarget::Consumer(..)
             | JsTarget::Interest(..)
-            | JsTarget::ReplyGone(..) => {}
+            | JsTarget::ReplyGone(..)
+            | JsTarget::Snapshot(_) => {}
         }
         Some(msg)
     }

@@ -155,7 +155,7 @@ const SOURCE: Fields = Fields {
     ],
 };
 
-const STREAM_CONFIG_REQUEST: Fields = Fields {
+pub(crate) const STREAM_CONFIG_REQUEST: Fields = Fields {
     go_name: "StreamConfigRequest",
     fields: &[
         ("name", GoType::String),

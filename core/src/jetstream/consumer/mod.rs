@@ -145,7 +145,7 @@ impl<D: Disk> ConsumerStore<D> {
         }
     }
 
-    fn tracker_mut(&mut self) -> &mut ConsumerTracker {
+    pub(in crate::jetstream) fn tracker_mut(&mut self) -> &mut ConsumerTracker {
         match self {
             ConsumerStore::Memory(tracker) => tracker,
             ConsumerStore::File(file) => file.tracker_mut(),

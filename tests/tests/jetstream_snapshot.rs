@@ -1,0 +1,611 @@
+//! Stream backups: `$JS.API.STREAM.SNAPSHOT.<stream>` and
+//! `$JS.API.STREAM.RESTORE.<stream>`, driven with core requests and
+//! subscriptions exactly as jsm.go (the `nats stream backup` / `restore`
+//! commands) drives them: the snapshot's chunks arrive on a deliver subject,
+//! each acknowledged on its reply subject, until an empty message; a
+//! restore sends chunks as requests to the subject the reply names, then an
+//! empty message, answered with the restored stream's info.
+//!
+//! The round trips pass against the reference too
+//! (`RNATS_TEST_SERVER_BIN=$(pyenv which nats-server) cargo test --test
+//! jetstream_snapshot`); the error replies are compared with it directly.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use common::{connect, js_api, js_server, next_message, within};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// A snapshot as the client receives it: the reply, the archive bytes, how
+/// many chunks carried an ack subject, and the end message's status.
+struct Backup {
+    reply: Value,
+    data: Vec<u8>,
+    acked: usize,
+    status: Option<u16>,
+}
+
+async fn snapshot(client: &async_nats::Client, stream: &str, request: Value) -> Backup {
+    let inbox = client.new_inbox();
+    let mut chunks = client.subscribe(inbox.clone()).await.unwrap();
+    let mut body = request;
+    body["deliver_subject"] = json!(inbox);
+    let reply = js_api(client, &format!("$JS.API.STREAM.SNAPSHOT.{stream}"), body).await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    let mut data = Vec::new();
+    let mut acked = 0;
+    loop {
+        let chunk = next_message(&mut chunks).await;
+        if chunk.payload.is_empty() {
+            return Backup {
+                reply,
+                data,
+                acked,
+                status: chunk.status.map(|s| s.as_u16()),
+            };
+        }
+        data.extend_from_slice(&chunk.payload);
+        if let Some(ack) = chunk.reply {
+            acked += 1;
+            client.publish(ack, Bytes::new()).await.unwrap();
+        }
+    }
+}
+
+/// Restore `data` as `config`; the reply to the end marker (or to the
+/// chunk that failed).
+async fn restore(client: &async_nats::Client, config: &Value, data: &[u8], piece: usize) -> Value {
+    let name = config["name"].as_str().unwrap();
+    let body = json!({ "config": config, "state": {} });
+    let reply = js_api(client, &format!("$JS.API.STREAM.RESTORE.{name}"), body).await;
+    assert_eq!(
+        reply["type"],
+        "io.nats.jetstream.api.v1.stream_restore_response"
+    );
+    let deliver = reply["deliver_subject"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert!(
+        deliver.starts_with(&format!("$JS.SNAPSHOT.RESTORE.{name}.")),
+        "{deliver}"
+    );
+    for chunk in data.chunks(piece) {
+        let ack = within(
+            "chunk ack",
+            client.request(deliver.to_string(), Bytes::copy_from_slice(chunk)),
+        )
+        .await
+        .unwrap();
+        if !ack.payload.is_empty() {
+            return serde_json::from_slice(&ack.payload).unwrap();
+        }
+    }
+    let done = within("restore", client.request(deliver.to_string(), Bytes::new()))
+        .await
+        .unwrap();
+    serde_json::from_slice(&done.payload).unwrap()
+}
+
+/// The parts of a stream's state a restore must bring back.
+fn state_of(info: &stream::Info) -> (u64, u64, u64, u64, u64, i128, i128) {
+    let s = &info.state;
+    (
+        s.messages,
+        s.bytes,
+        s.first_sequence,
+        s.last_sequence,
+        s.deleted_count.unwrap_or(0),
+        s.first_timestamp.unix_timestamp_nanos(),
+        s.last_timestamp.unix_timestamp_nanos(),
+    )
+}
+
+/// A file stream `name` on `subject` with the defaults.
+async fn create(js: &jetstream::Context, name: &str, subject: &str) {
+    within(
+        "create",
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+}
+
+/// Letters that do not compress: `len` of them from `seed`.
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + ((x >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: String,
+) {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, *value);
+    }
+    within("publish", async {
+        js.publish_with_headers(subject.to_string(), map, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_stream_with_gaps_and_a_consumer_comes_back_whole() {
+    let (server, _dir) = js_server("snap-roundtrip");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Enough data for many 1 KiB chunks.
+    for i in 1..=40u32 {
+        let body = format!("order {i} {}", noise(u64::from(i), 200));
+        let headers: &[(&str, &str)] = if i % 3 == 0 {
+            &[("Kind", "third")]
+        } else {
+            &[]
+        };
+        publish(&js, &format!("orders.{}", i % 4), headers, body).await;
+    }
+    // A purged head, a hole, and a deleted last message.
+    js_api(&client, "$JS.API.STREAM.PURGE.ORDERS", json!({"seq": 4})).await;
+    stream.delete_message(10).await.unwrap();
+    stream.delete_message(11).await.unwrap();
+    stream.delete_message(40).await.unwrap();
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("worker".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer.fetch().max_messages(5).messages().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(message) = batch.next().await {
+        seen.push(message.unwrap());
+    }
+    assert_eq!(seen.len(), 5);
+    for message in &seen[..3] {
+        message.double_ack().await.unwrap();
+    }
+    let before = stream.info().await.unwrap().clone();
+    let mut consumer = consumer;
+    let consumer_before = consumer.info().await.unwrap().clone();
+
+    let backup = snapshot(
+        &client,
+        "ORDERS",
+        json!({"chunk_size": 1024, "window_size": 4096}),
+    )
+    .await;
+    assert_eq!(
+        backup.reply["type"],
+        "io.nats.jetstream.api.v1.stream_snapshot_response"
+    );
+    assert_eq!(backup.reply["config"]["name"], "ORDERS");
+    assert_eq!(
+        backup.reply["state"]["messages"],
+        json!(before.state.messages)
+    );
+    assert_eq!(backup.reply["state"]["first_seq"], 4);
+    assert!(
+        backup.acked > 1,
+        "flow control over several chunks: {}",
+        backup.acked
+    );
+    assert_eq!(backup.status, Some(204));
+
+    js.delete_stream("ORDERS").await.unwrap();
+    let config = backup.reply["config"].clone();
+    let done = restore(&client, &config, &backup.data, 4000).await;
+    assert_eq!(
+        done["type"], "io.nats.jetstream.api.v1.stream_create_response",
+        "{done}"
+    );
+    assert!(done.get("error").is_none(), "{done}");
+    assert_eq!(done["state"]["last_seq"], 40);
+
+    let mut restored = js.get_stream("ORDERS").await.unwrap();
+    let after = restored.info().await.unwrap().clone();
+    let (a, b) = (state_of(&after), state_of(&before));
+    assert_eq!(
+        (a.0, a.1, a.2, a.3, a.4, a.5),
+        (b.0, b.1, b.2, b.3, b.4, b.5)
+    );
+    // The last message was deleted: rnats keeps its time as the stream's
+    // last time; the reference reports the last message left's.
+    if std::env::var_os("RNATS_TEST_SERVER_BIN").is_none() {
+        assert_eq!(a.6, b.6);
+    }
+    assert_eq!(after.state.consumer_count, 1);
+    for seq in [4, 9, 12, 39] {
+        let a = restored.get_raw_message(seq).await.unwrap();
+        assert_eq!(a.sequence, seq);
+        let body = String::from_utf8(a.payload.to_vec()).unwrap();
+        assert!(body.starts_with(&format!("order {seq} ")), "{body}");
+        if seq % 3 == 0 {
+            assert_eq!(a.headers.get("Kind").unwrap().as_str(), "third");
+        }
+    }
+    assert!(restored.get_raw_message(10).await.is_err());
+
+    let mut worker: consumer::PullConsumer = restored.get_consumer("worker").await.unwrap();
+    let consumer_after = worker.info().await.unwrap().clone();
+    let pair = |s: &consumer::SequenceInfo| (s.consumer_sequence, s.stream_sequence);
+    assert_eq!(
+        pair(&consumer_after.delivered),
+        pair(&consumer_before.delivered)
+    );
+    assert_eq!(
+        pair(&consumer_after.ack_floor),
+        pair(&consumer_before.ack_floor)
+    );
+    assert_eq!(consumer_after.num_ack_pending, 2);
+    assert_eq!(consumer_after.num_pending, consumer_before.num_pending);
+    // It resumes after what it had delivered.
+    let mut next = worker.fetch().max_messages(1).messages().await.unwrap();
+    let message = within("resumed delivery", next.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let resumed = message.info().unwrap().stream_sequence;
+    assert_eq!(resumed, consumer_before.delivered.stream_sequence + 1);
+    // The stream takes new messages after its last sequence.
+    let ack = js
+        .publish("orders.new", "after".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 41);
+}
+
+#[tokio::test]
+async fn a_memory_stream_without_consumers_round_trips() {
+    let (server, _dir) = js_server("snap-memory");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "MEM".into(),
+            subjects: vec!["mem.*".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..10 {
+        publish(&js, "mem.a", &[], format!("m{i}")).await;
+    }
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("skip".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = stream.info().await.unwrap().clone();
+    let backup = snapshot(&client, "MEM", json!({"no_consumers": true})).await;
+    // Less than one chunk: no ack asked, and the end has no status.
+    assert_eq!(backup.acked, 0);
+    assert_eq!(backup.status, None);
+    js.delete_stream("MEM").await.unwrap();
+    let done = restore(&client, &backup.reply["config"], &backup.data, 64 * 1024).await;
+    assert!(done.get("error").is_none(), "{done}");
+    let mut restored = js.get_stream("MEM").await.unwrap();
+    let after = restored.info().await.unwrap().clone();
+    assert_eq!(state_of(&after), state_of(&before));
+    assert_eq!(after.state.consumer_count, 0);
+    assert_eq!(after.config.storage, stream::StorageType::Memory);
+}
+
+/// The replies whose content does not depend on the server: each request
+/// against rnats and the reference.
+async fn error_replies(url: &str) -> Vec<Value> {
+    let client = connect(url).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "HERE", "here").await;
+    let mut replies = Vec::new();
+    let requests = [
+        (
+            "$JS.API.STREAM.SNAPSHOT.NONE",
+            json!({"deliver_subject": "x"}),
+        ),
+        ("$JS.API.STREAM.SNAPSHOT.HERE", json!({})),
+        (
+            "$JS.API.STREAM.SNAPSHOT.HERE",
+            json!({"deliver_subject": "a.*"}),
+        ),
+        (
+            "$JS.API.STREAM.SNAPSHOT.HERE",
+            json!({"deliver_subject": 5}),
+        ),
+        ("$JS.API.STREAM.RESTORE.HERE", json!({})),
+        (
+            "$JS.API.STREAM.RESTORE.HERE",
+            json!({"config": {"name": "HERE", "subjects": ["there"]}}),
+        ),
+        ("$JS.API.STREAM.RESTORE.X", json!({"config": {"name": "Y"}})),
+        (
+            "$JS.API.STREAM.RESTORE.X",
+            json!({"config": {"name": "X", "max_msgs": "a"}}),
+        ),
+        (
+            "$JS.API.STREAM.RESTORE.X",
+            json!({"config": {"name": "X", "retention": "bogus"}}),
+        ),
+        (
+            "$JS.API.STREAM.RESTORE.X",
+            json!({"config": {"name": "X"}, "bogus": 1}),
+        ),
+    ];
+    for (subject, body) in requests {
+        replies.push(js_api(&client, subject, body).await);
+    }
+    let raw = within(
+        "empty",
+        client.request("$JS.API.STREAM.SNAPSHOT.HERE", Bytes::new()),
+    )
+    .await
+    .unwrap();
+    replies.push(serde_json::from_slice(&raw.payload).unwrap());
+    // A restore whose client sends the end marker at once, or a chunk that
+    // is not a backup at all.
+    for data in [&b""[..], b"this is not a backup at all"] {
+        let reply = restore(
+            &client,
+            &json!({"name": "EMPTY", "subjects": ["e"]}),
+            data,
+            1024,
+        )
+        .await;
+        replies.push(reply);
+    }
+    assert!(
+        js.get_stream("EMPTY").await.is_err(),
+        "nothing half restored"
+    );
+    replies
+}
+
+#[tokio::test]
+async fn error_replies_match_the_reference() {
+    let (server, _dir) = js_server("snap-errors");
+    let ours = error_replies(&server.url()).await;
+    for reply in &ours {
+        assert!(reply.get("error").is_some(), "{reply}");
+    }
+    assert_eq!(ours[0]["error"]["err_code"], 10059);
+    assert_eq!(ours[1]["error"]["err_code"], 10003);
+    assert_eq!(ours[2]["error"]["err_code"], 10015);
+    assert_eq!(ours[5]["error"]["err_code"], 10130);
+    assert_eq!(ours[5]["deliver_subject"], "");
+    assert_eq!(ours[6]["error"]["err_code"], 10056);
+    assert_eq!(ours[11]["error"]["description"], "restore failed: EOF");
+    let Some(reference) = rnats_tests::ServerProcess::start_reference(&[
+        "-js",
+        "-sd",
+        common::store_dir("snap-errors-ref").to_str().unwrap(),
+    ]) else {
+        return;
+    };
+    let theirs = error_replies(&reference.url()).await;
+    // The last reply names a decoding error in each server's own words.
+    let compared = ours.len() - 1;
+    assert_eq!(ours[..compared], theirs[..compared]);
+    assert_eq!(
+        ours[compared]["error"]["err_code"],
+        theirs[compared]["error"]["err_code"]
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_without_acks_ends_with_no_flow_response() {
+    let (server, _dir) = js_server("snap-noflow");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "SLOW", "slow").await;
+    for i in 0..20 {
+        // Incompressible enough to need several 1 KiB chunks.
+        let body = noise(i, 300);
+        publish(&js, "slow", &[], body).await;
+    }
+    let inbox = client.new_inbox();
+    let mut chunks = client.subscribe(inbox.clone()).await.unwrap();
+    let body = json!({"deliver_subject": inbox, "chunk_size": 1024, "window_size": 2048});
+    let reply = js_api(&client, "$JS.API.STREAM.SNAPSHOT.SLOW", body).await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    let mut received = 0;
+    let end = loop {
+        let chunk = next_message(&mut chunks).await;
+        if chunk.payload.is_empty() {
+            break chunk;
+        }
+        received += 1;
+    };
+    assert_eq!(received, 2, "the window holds two chunks");
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(408));
+    assert_eq!(end.description.as_deref(), Some("No Flow Response"));
+}
+
+#[tokio::test]
+async fn an_abandoned_restore_leaves_nothing_and_a_cut_backup_is_refused() {
+    let (server, _dir) = js_server("snap-abandon");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "CUT", "cut").await;
+    for i in 0..50 {
+        let body = noise(i, 200);
+        publish(&js, "cut", &[], body).await;
+    }
+    let backup = snapshot(&client, "CUT", json!({})).await;
+    js.delete_stream("CUT").await.unwrap();
+    let config = backup.reply["config"].clone();
+
+    // Half the archive, then the end marker: refused, nothing left.
+    let half = &backup.data[..backup.data.len() / 2];
+    let done = restore(&client, &config, half, 1024).await;
+    assert_eq!(done["error"]["err_code"], 10062, "{done}");
+    assert!(js.get_stream("CUT").await.is_err());
+
+    // One chunk and then silence: given up after 5 s, the name is free.
+    let body = json!({ "config": config, "state": {} });
+    let reply = js_api(&client, "$JS.API.STREAM.RESTORE.CUT", body).await;
+    let deliver = reply["deliver_subject"].as_str().unwrap().to_string();
+    let ack = client
+        .request(
+            deliver.clone(),
+            Bytes::copy_from_slice(&backup.data[..1024]),
+        )
+        .await
+        .unwrap();
+    assert!(ack.payload.is_empty());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.request(deliver, Bytes::new()),
+    )
+    .await;
+    assert!(
+        !matches!(late, Ok(Ok(_))),
+        "nobody answers an abandoned restore"
+    );
+    assert!(js.get_stream("CUT").await.is_err());
+    let done = restore(&client, &config, &backup.data, 8192).await;
+    assert!(done.get("error").is_none(), "{done}");
+    assert_eq!(done["state"]["messages"], 50);
+}
+
+/// Backups move between rnats and the reference: rnats's restore into
+/// nats-server; nats-server's (S2-compressed) are refused by name.
+#[tokio::test]
+async fn backups_cross_to_the_reference_and_theirs_are_refused_by_name() {
+    if std::env::var_os("RNATS_TEST_SERVER_BIN").is_some() {
+        return;
+    }
+    let dir = common::store_dir("snap-cross-ref");
+    let Some(reference) =
+        rnats_tests::ServerProcess::start_reference(&["-js", "-sd", dir.to_str().unwrap()])
+    else {
+        return;
+    };
+    let (server, _dir) = js_server("snap-cross");
+    let ours = connect(&server.url()).await;
+    let theirs = connect(&reference.url()).await;
+    for client in [&ours, &theirs] {
+        let js = jetstream::new(client.clone());
+        create(&js, "X", "x.*").await;
+        for i in 0..30 {
+            publish(&js, "x.a", &[("H", "v")], format!("payload {i}")).await;
+        }
+    }
+    let ours_backup = snapshot(&ours, "X", json!({})).await;
+    let theirs_backup = snapshot(&theirs, "X", json!({})).await;
+    for client in [&ours, &theirs] {
+        jetstream::new(client.clone())
+            .delete_stream("X")
+            .await
+            .unwrap();
+    }
+    let into_reference = restore(
+        &theirs,
+        &ours_backup.reply["config"],
+        &ours_backup.data,
+        4096,
+    )
+    .await;
+    assert!(into_reference.get("error").is_none(), "{into_reference}");
+    assert_eq!(into_reference["state"]["messages"], 30);
+    let restored = jetstream::new(theirs.clone())
+        .get_stream("X")
+        .await
+        .unwrap();
+    let msg = restored.get_raw_message(7).await.unwrap();
+    assert_eq!(msg.payload.as_ref(), b"payload 6");
+    assert_eq!(msg.headers.get("H").unwrap().as_str(), "v");
+
+    let refused = restore(
+        &ours,
+        &theirs_backup.reply["config"],
+        &theirs_backup.data,
+        4096,
+    )
+    .await;
+    let description = refused["error"]["description"].as_str().unwrap();
+    assert_eq!(refused["error"]["err_code"], 10062);
+    assert!(
+        description.contains("S2-compressed (made by nats-server)"),
+        "{description}"
+    );
+    assert!(jetstream::new(ours.clone()).get_stream("X").await.is_err());
+}
+
+#[tokio::test]
+async fn a_restored_mirror_follows_its_origin_again() {
+    let (server, _dir) = js_server("snap-mirror");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "ORIGIN", "o.*").await;
+    let mut mirror = js
+        .create_stream(stream::Config {
+            name: "COPY".into(),
+            mirror: Some(stream::Source {
+                name: "ORIGIN".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        publish(&js, "o.a", &[], format!("m{i}")).await;
+    }
+    within("mirrored", async {
+        while mirror.info().await.unwrap().state.messages < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let backup = snapshot(&client, "COPY", json!({})).await;
+    js.delete_stream("COPY").await.unwrap();
+    publish(&js, "o.a", &[], "while away".into()).await;
+    let done = restore(&client, &backup.reply["config"], &backup.data, 4096).await;
+    assert!(done.get("error").is_none(), "{done}");
+    let mut restored = js.get_stream("COPY").await.unwrap();
+    within("caught up", async {
+        while restored.info().await.unwrap().state.messages < 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let last = restored.get_raw_message(6).await.unwrap();
+    assert_eq!(last.payload.as_ref(), b"while away");
+}
