@@ -396,7 +396,7 @@ impl Server {
     }
 
     /// Drop the callout waiting on `inbox`: its map entry and Sublist entry.
-    fn forget_callout(&mut self, inbox: &Bytes) -> Option<(ConnId, AccountId)> {
+    pub(super) fn forget_callout(&mut self, inbox: &Bytes) -> Option<(ConnId, AccountId)> {
         let (conn, account) = self.callouts.pending.remove(inbox)?;
         if let Some(entry) = self.router.accounts.list.get_mut(account) {
             // A reload may have rebuilt the accounts: then it is gone already.

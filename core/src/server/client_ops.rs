@@ -253,6 +253,10 @@ impl Server {
             return;
         }
         let mut options = options;
+        if let Some(recheck) = self.conns.client(conn).callout_recheck.take() {
+            // A new CONNECT is judged afresh; a reload's question is moot.
+            self.forget_callout(&recheck.inbox);
+        }
         let client = self.conns.client(conn);
         if let Some(cookies) = &client.cookies {
             cookies.fill(&mut options);
