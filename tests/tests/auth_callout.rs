@@ -380,7 +380,7 @@ fn start_up_refusals_carry_the_reference_texts() {
 
 /// The operator-mode form: account AUTH's JWT turns the callout on for its
 /// users (but its `auth_users`); the service places users into APP with
-/// user JWTs APP signs.
+/// user JWTs APP signs. A reload closes the clients it admitted.
 async fn operator_mode(sealed: bool) {
     let dir = test_dir(if sealed {
         "operator-sealed"
@@ -477,6 +477,12 @@ async fn operator_mode(sealed: bool) {
     let (alice, mut errors) = connect("alice-op").await;
     let alice = alice.expect("the callout admits alice into APP");
     admitted_into_app(&alice, &mut errors, &service).await;
+
+    // A reload finds no credentials of its own on a callout-admitted
+    // client (the reference dropped the JWT it sent) and closes it.
+    server.signal("HUP");
+    let error = within("closed by the reload", errors.recv()).await.unwrap();
+    assert_eq!(error.to_lowercase(), "nats: authorization violation");
 
     let (bob, _) = connect("bob").await;
     let Err(error) = bob else {

@@ -210,16 +210,16 @@ impl Server {
             ),
             (None, None) => true,
         };
-        if !kept || !still_here {
+        if !kept {
             // Its subscriptions were taken out of the old Sublists already.
             let client = self.conns.client(conn);
             client.subs.clear();
             client.sids.clear();
-            if kept {
-                self.auth_violation(conn, &options);
-            } else {
-                self.close(conn, CloseReason::ClientClosed);
-            }
+            self.close(conn, CloseReason::ClientClosed);
+            return;
+        }
+        if !still_here {
+            self.refuse_rebuilt(conn);
             return;
         }
         self.refile_keeping_permissions(conn, account);
@@ -237,6 +237,20 @@ impl Server {
         client.auth_deadline = Some(now + self.config.auth_timeout);
         self.refile_timer(conn);
         self.callouts.unsent.push(prepared);
+    }
+
+    /// Accounts rebuilt under an operator-mode callout client. The
+    /// reference cleared the user JWT it sent when the callout admitted it:
+    /// a reload finds no credentials and closes it with `Authorization
+    /// Violation`; a claims update leaves it in its account as it is.
+    pub(super) fn operator_callout_client_rebuilt(&mut self, conn: ConnId, reload: bool) {
+        let account = self.conns.client(conn).account;
+        let name = &self.router.accounts.list[account].name;
+        if !reload && self.router.accounts.find(name) == Some(account) {
+            self.refile_keeping_permissions(conn, account);
+            return;
+        }
+        self.refuse_rebuilt(conn);
     }
 
     /// The end of a reload: publish the requests it prepared.
@@ -484,7 +498,10 @@ impl Server {
             return;
         };
         match self.judge(now, options.clone(), &user_nkey, &callout, payload) {
-            Ok((options, identity)) => self.admit(now, conn, options, identity),
+            Ok((options, identity)) => {
+                self.conns.client(conn).by_callout = true;
+                self.admit(now, conn, options, identity);
+            }
             Err(reason) => {
                 self.logs.push(LogLevel::Warn, None, reason);
                 self.refuse_login(conn, options);

@@ -291,6 +291,8 @@ pub struct Client {
     /// it keeps going under its identity until the answer (or the auth
     /// timeout, `auth_deadline`) decides.
     pub callout_recheck: Option<Box<CalloutRecheck>>,
+    /// Admitted by an auth callout's answer (not by the credentials it sent).
+    pub by_callout: bool,
     /// Bytes read while a login was pending, or a partial frame left after
     /// it was decided; parsed before anything read later.
     pub parked: bytes::BytesMut,
@@ -378,6 +380,7 @@ impl Client {
             first_pong_sent: false,
             pending_login: None,
             callout_recheck: None,
+            by_callout: false,
             parked: bytes::BytesMut::new(),
         }
     }

@@ -741,7 +741,7 @@ impl Server {
     /// After a reload: authenticate `conn` again under the new users and
     /// file its subscriptions under its (new) account and permissions; close
     /// it if its credentials no longer pass.
-    pub(super) fn reauthenticate(&mut self, now: Instant, conn: ConnId) {
+    pub(super) fn reauthenticate(&mut self, reload: Option<Instant>, conn: ConnId) {
         let limits = ParserLimits {
             max_control_line: self.config.max_control_line,
             max_payload: self.config.max_payload,
@@ -769,18 +769,24 @@ impl Server {
             // A reload has no instant of its own: the latest reading.
             self.monitor.wall.wall_now,
         );
-        if self.authenticator.config().operator.is_none() {
-            // A client the callout decides is asked again, as the reference.
-            let options = &self
-                .conns
-                .get(conn)
-                .expect("reauthenticated clients are open")
-                .options;
-            let login = identity.clone().map(Login::Accepted);
-            if let Some(callout) = self.delegated_to_callout(options, &login) {
-                self.recheck_with_callout(now, conn, callout);
+        let client = self
+            .conns
+            .get(conn)
+            .expect("reauthenticated clients are open");
+        match (reload, &self.authenticator.config().operator) {
+            (Some(now), None) => {
+                // A client the callout decides is asked again, as the reference.
+                let login = identity.clone().map(Login::Accepted);
+                if let Some(callout) = self.delegated_to_callout(&client.options, &login) {
+                    self.recheck_with_callout(now, conn, callout);
+                    return;
+                }
+            }
+            (_, Some(_)) if client.by_callout => {
+                self.operator_callout_client_rebuilt(conn, reload.is_some());
                 return;
             }
+            _ => {}
         }
         let identity =
             identity.map(|identity| (self.router.accounts.find(&identity.account), identity));
@@ -808,14 +814,18 @@ impl Server {
                     CloseReason::Revocation,
                 );
             }
-            Ok((None, _)) | Err(_) => {
-                let client = self.conns.client(conn);
-                client.subs.clear();
-                client.sids.clear();
-                let options = client.options.clone();
-                self.auth_violation(conn, &options);
-            }
+            Ok((None, _)) | Err(_) => self.refuse_rebuilt(conn),
         }
+    }
+
+    /// A client whose subscriptions a rebuild took out of the old Sublists
+    /// is refused (`Authorization Violation`) before they are filed again.
+    pub(super) fn refuse_rebuilt(&mut self, conn: ConnId) {
+        let client = self.conns.client(conn);
+        client.subs.clear();
+        client.sids.clear();
+        let options = client.options.clone();
+        self.auth_violation(conn, &options);
     }
 
     /// File the subscriptions of `conn` (taken out by a reload) under

@@ -769,7 +769,7 @@ impl Server {
         }
         self.config = config;
         self.monitor.config_loaded = self.monitor.wall.wall_now;
-        self.rebuild_from_config(now);
+        self.rebuild_from_config(Some(now));
     }
 
     /// An account claims update was accepted: the JWT accounts are built
@@ -780,8 +780,7 @@ impl Server {
             .account_configs()
             .expect("update_account checked that the accounts build");
         self.config.auth.operator = Some(mode);
-        // Operator mode asks no callout again: no instant is needed.
-        self.rebuild_from_config(self.monitor.wall.now);
+        self.rebuild_from_config(None);
         self.enforce_account_connection_limits();
         self.jetstream
             .accounts_changed(crate::jetstream::config::enabled_accounts(&self.config));
@@ -824,7 +823,9 @@ impl Server {
 
     /// Accounts, authenticators and every client's identity, built anew
     /// from `self.config`.
-    fn rebuild_from_config(&mut self, now: Instant) {
+    /// `reload` is the instant of a configuration reload (`None`: a claims
+    /// update), from which callout questions it sends time out.
+    fn rebuild_from_config(&mut self, reload: Option<Instant>) {
         // Accounts are rebuilt from scratch (an account keeps its id); every
         // client is authenticated again and its subscriptions filed anew
         // under its (new) account and permissions. Open response routes of
@@ -849,9 +850,11 @@ impl Server {
             (_, None) => None,
         };
         for conn in conns {
-            self.reauthenticate(now, conn);
+            self.reauthenticate(reload, conn);
         }
-        self.send_rechecks(now);
+        if let Some(now) = reload {
+            self.send_rechecks(now);
+        }
         self.retire_subscriptions();
     }
 
