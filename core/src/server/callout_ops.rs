@@ -8,11 +8,14 @@
 //! (`LoginWait::Callout`): what it sends meanwhile waits, and the machine
 //! goes on serving everyone else. The answer is judged by
 //! `auth::callout::judge_response` at the end of the step that brought it;
-//! no answer within the auth timeout refuses the client.
+//! no answer within the auth timeout refuses the client. A reload asks
+//! again about the connected clients the callout decides
+//! (`Client::callout_recheck`): they are not parked, and the answer
+//! re-binds or closes them.
 //!
 //! Invariants:
-//! - Each pending callout has exactly one inbox in [`Callouts`] and one
-//!   Sublist entry; both go when it is answered, times out, or its client
+//! - Each pending callout (a login's or a reload's) has exactly one inbox
+//!   in [`Callouts`] and one Sublist entry; both go when it is answered, times out, or its client
 //!   closes (swept at the end of every step).
 //! - An answer is used only for the login that is still waiting on that
 //!   inbox; late, repeated or stray answers are dropped.
