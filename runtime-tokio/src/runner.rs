@@ -346,7 +346,7 @@ impl Runner {
             .store(write_deadline_nanos(&new, false), Ordering::Release);
         self.route_write_deadline_nanos
             .store(write_deadline_nanos(&new, true), Ordering::Release);
-        state.server.reload(new);
+        state.server.reload_at(self.clock.now(), new);
         self.finish_step(state);
         changes
     }

@@ -380,7 +380,7 @@ fn start_up_refusals_carry_the_reference_texts() {
 
 /// The operator-mode form: account AUTH's JWT turns the callout on for its
 /// users (but its `auth_users`); the service places users into APP with
-/// user JWTs APP signs.
+/// user JWTs APP signs. A reload closes the clients it admitted.
 async fn operator_mode(sealed: bool) {
     let dir = test_dir(if sealed {
         "operator-sealed"
@@ -478,6 +478,12 @@ async fn operator_mode(sealed: bool) {
     let alice = alice.expect("the callout admits alice into APP");
     admitted_into_app(&alice, &mut errors, &service).await;
 
+    // A reload finds no credentials of its own on a callout-admitted
+    // client (the reference dropped the JWT it sent) and closes it.
+    server.signal("HUP");
+    let error = within("closed by the reload", errors.recv()).await.unwrap();
+    assert_eq!(error.to_lowercase(), "nats: authorization violation");
+
     let (bob, _) = connect("bob").await;
     let Err(error) = bob else {
         panic!("bob was admitted")
@@ -496,4 +502,193 @@ async fn operator_mode_account_callout() {
 #[tokio::test]
 async fn operator_mode_sealed_account_callout() {
     operator_mode(true).await;
+}
+
+/// What the reload test's service answers, changed while it runs.
+#[derive(Clone)]
+enum Verdict {
+    /// Admit into APP with these permissions.
+    Admit(Value),
+    /// The service's error "not welcome".
+    Refuse,
+    /// No answer at all.
+    Silent,
+}
+
+/// A callout service whose verdict the test changes, counting the
+/// requests it was asked (by the user they name).
+async fn serve_with_verdict(
+    callout: &Callout,
+    url: &str,
+    verdict: std::sync::Arc<std::sync::Mutex<Verdict>>,
+    asked: tokio::sync::mpsc::UnboundedSender<String>,
+) -> async_nats::Client {
+    let client = connect_as(url, "auth", "pwd").await.unwrap();
+    let mut requests = client.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+    sync_with_server(&client).await;
+    let issuer = copy(&callout.issuer);
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let token = String::from_utf8(message.payload.to_vec()).unwrap();
+            let request = verified_claims(&token);
+            let nats = &request["nats"];
+            let user_nkey = nats["user_nkey"].as_str().unwrap().to_string();
+            let server_id = nats["server_id"]["id"].as_str().unwrap().to_string();
+            let _ = asked.send(
+                nats["client_info"]["user"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            let verdict = verdict.lock().unwrap().clone();
+            let body = match verdict {
+                Verdict::Silent => continue,
+                Verdict::Refuse => json!({"error": "not welcome"}),
+                Verdict::Admit(permissions) => {
+                    // No `name`: the client keeps the credentials it sent.
+                    let user = jwt::encode(
+                        &issuer,
+                        &user_nkey,
+                        "user",
+                        permissions,
+                        json!({"aud": "APP", "name": ""}),
+                    );
+                    json!({"jwt": user})
+                }
+            };
+            let response = jwt::encode(
+                &issuer,
+                &user_nkey,
+                "authorization_response",
+                body,
+                json!({"aud": server_id}),
+            );
+            let reply = message.reply.clone().unwrap();
+            responder.publish(reply, response.into()).await.unwrap();
+        }
+    });
+    client
+}
+
+/// The server's next bytes on `connection` up to the end of `expected`,
+/// its own PINGs left out (the reference sends one soon after CONNECT).
+async fn expect_skipping_pings(connection: &mut common::RawConnection, expected: &str) {
+    let last = expected
+        .trim_end_matches("\r\n")
+        .rsplit("\r\n")
+        .next()
+        .unwrap();
+    let got = connection
+        .read_until(format!("{last}\r\n").as_bytes())
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&got).replace("PING\r\n", ""),
+        expected
+    );
+}
+
+/// Everything the server sent on `connection` before closing it, its
+/// PINGs left out.
+async fn closed_with(connection: &mut common::RawConnection) -> String {
+    let got = connection.read_until_closed().await;
+    String::from_utf8_lossy(&got).replace("PING\r\n", "")
+}
+
+/// A reload asks the callout again about the clients it delegates to it
+/// that carry no user or nkey of their own (here a token): admitted again,
+/// they stay with the answer's new permissions (a subscription no longer
+/// allowed is removed); refused, or unanswered within the auth timeout,
+/// they are closed with `Authorization Violation`. Their traffic flows
+/// while the callout thinks. A callout-admitted client that logged in with
+/// a user the configuration does not place in its account is closed by
+/// the reload unasked and without an error, as the reference does.
+#[tokio::test]
+async fn a_reload_asks_the_callout_again() {
+    let callout = Callout::new(false);
+    let server = callout.start("reload", "");
+    let verdict = std::sync::Arc::new(std::sync::Mutex::new(Verdict::Admit(
+        json!({"pub": {"allow": ["a.>"]}, "sub": {"allow": ["a.>", "b.>"]}}),
+    )));
+    let (asked_tx, mut asked) = tokio::sync::mpsc::unbounded_channel();
+    let _service = serve_with_verdict(&callout, &server.url(), verdict.clone(), asked_tx).await;
+    let addr = server.addr();
+    let narrower = json!({"pub": {"allow": ["a.>"]}, "sub": {"allow": ["a.>"]}});
+
+    let token = r#"{"auth_token":"tok","verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut tokie = common::RawConnection::connect_quiet(&addr, token).await;
+    assert_eq!(within("asked", asked.recv()).await.unwrap(), "[REDACTED]");
+    tokie.send(b"SUB a.x 1\r\nSUB b.x 2\r\nPING\r\n").await;
+    expect_skipping_pings(&mut tokie, "PONG\r\n").await;
+    let user = r#"{"user":"bob","pass":"pw","verbose":false,"pedantic":false,"protocol":1}"#;
+    let mut bob = common::RawConnection::connect_quiet(&addr, user).await;
+    assert_eq!(within("asked", asked.recv()).await.unwrap(), "bob");
+
+    // Admitted again, with narrower permissions.
+    *verdict.lock().unwrap() = Verdict::Admit(narrower.clone());
+    server.signal("HUP");
+    assert_eq!(
+        within("asked again", asked.recv()).await.unwrap(),
+        "[REDACTED]"
+    );
+    expect_skipping_pings(
+        &mut tokie,
+        "-ERR 'Permissions Violation for Subscription to \"b.x\" (sid \"2\")'\r\n",
+    )
+    .await;
+    assert_eq!(closed_with(&mut bob).await, "");
+    tokie
+        .send(b"PUB a.x 2\r\nhi\r\nPUB b.x 2\r\nno\r\nPING\r\n")
+        .await;
+    expect_skipping_pings(
+        &mut tokie,
+        "MSG a.x 1 2\r\nhi\r\n-ERR 'Permissions Violation for Publish to \"b.x\"'\r\nPONG\r\n",
+    )
+    .await;
+    let logged = |needle: &str| server.log_lines().iter().any(|line| line.contains(needle));
+    assert!(
+        logged("Removed sub \"b.x\" (sid \"2\") for Token \"[REDACTED]\" - not authorized"),
+        "{:?}",
+        server.log_lines()
+    );
+
+    // Unanswered: the client is served meanwhile, then closed.
+    *verdict.lock().unwrap() = Verdict::Silent;
+    let started = std::time::Instant::now();
+    server.signal("HUP");
+    assert_eq!(
+        within("asked again", asked.recv()).await.unwrap(),
+        "[REDACTED]"
+    );
+    tokie.send(b"PUB a.x 2\r\nhi\r\nPING\r\n").await;
+    expect_skipping_pings(&mut tokie, "MSG a.x 1 2\r\nhi\r\nPONG\r\n").await;
+    assert_eq!(
+        closed_with(&mut tokie).await,
+        "-ERR 'Authorization Violation'\r\n"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+
+    // Refused: closed at once.
+    *verdict.lock().unwrap() = Verdict::Admit(narrower);
+    let mut tokie = common::RawConnection::connect_quiet(&addr, token).await;
+    assert_eq!(within("asked", asked.recv()).await.unwrap(), "[REDACTED]");
+    *verdict.lock().unwrap() = Verdict::Refuse;
+    server.signal("HUP");
+    assert_eq!(
+        within("asked again", asked.recv()).await.unwrap(),
+        "[REDACTED]"
+    );
+    assert_eq!(
+        closed_with(&mut tokie).await,
+        "-ERR 'Authorization Violation'\r\n"
+    );
+    assert!(
+        logged("[WRN] Auth callout service returned an error: not welcome"),
+        "{:?}",
+        server.log_lines()
+    );
 }

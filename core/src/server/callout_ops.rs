@@ -8,11 +8,14 @@
 //! (`LoginWait::Callout`): what it sends meanwhile waits, and the machine
 //! goes on serving everyone else. The answer is judged by
 //! `auth::callout::judge_response` at the end of the step that brought it;
-//! no answer within the auth timeout refuses the client.
+//! no answer within the auth timeout refuses the client. A reload asks
+//! again about the connected clients the callout decides
+//! (`Client::callout_recheck`): they are not parked, and the answer
+//! re-binds or closes them.
 //!
 //! Invariants:
-//! - Each pending callout has exactly one inbox in [`Callouts`] and one
-//!   Sublist entry; both go when it is answered, times out, or its client
+//! - Each pending callout (a login's or a reload's) has exactly one inbox
+//!   in [`Callouts`] and one Sublist entry; both go when it is answered, times out, or its client
 //!   closes (swept at the end of every step).
 //! - An answer is used only for the login that is still waiting on that
 //!   inbox; late, repeated or stray answers are dropped.
@@ -23,28 +26,42 @@ use bytes::Bytes;
 use rand_chacha::rand_core::RngCore;
 
 use super::accounts::{AccountId, SubTarget};
-use super::client::{LoginWait, PendingLogin};
+use super::client::{CalloutRecheck, LoginWait, PendingLogin};
 use super::log::LogLevel;
 use super::system_inbox::{SysService, INTERNAL_CONN};
 use super::{Delivery, Server};
 use crate::auth::callout::{self, AuthCallout, CALLOUT_SUBJECT, XKEY_HEADER};
 use crate::auth::{self as auth, AuthFailure, Login};
 use crate::protocol::ConnectOptions;
-use crate::runtime::{ConnId, ListenerKind};
+use crate::runtime::{CloseReason, ConnId, ListenerKind};
 use crate::time::Instant;
 
 /// The auth callout requests waiting for an answer, by reply inbox.
 #[derive(Debug, Default)]
 pub(super) struct Callouts {
     pending: BTreeMap<Bytes, (ConnId, AccountId)>,
+    /// Requests a reload prepared, published once every client is filed
+    /// again (the service's own subscription among them).
+    unsent: Vec<Prepared>,
+}
+
+/// A signed (maybe sealed) request whose inbox is filed, not yet published.
+#[derive(Debug)]
+struct Prepared {
+    account: AccountId,
+    inbox: Bytes,
+    headers: Option<String>,
+    payload: Vec<u8>,
+}
+
+/// A CONNECT field that says something.
+fn filled(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 /// The user a CONNECT claims, as the reference names it to the callout
 /// service and matches it against `auth_users`.
 fn raw_auth_user(options: &ConnectOptions) -> &str {
-    fn filled(value: &Option<String>) -> Option<&str> {
-        value.as_deref().filter(|v| !v.is_empty())
-    }
     if let Some(nkey) = filled(&options.nkey) {
         nkey
     } else if let Some(user) = filled(&options.user) {
@@ -138,6 +155,125 @@ impl Server {
         options: ConnectOptions,
         callout: &AuthCallout,
     ) {
+        let Some((user_nkey, prepared)) = self.prepare_callout(now, conn, &options, callout) else {
+            self.refuse_login(conn, options);
+            return;
+        };
+        let client = self.conns.client(conn);
+        client.pending_login = Some(Box::new(PendingLogin {
+            options,
+            wait: LoginWait::Callout {
+                user_nkey,
+                inbox: prepared.inbox.clone(),
+                account: prepared.account,
+                callout: Box::new(callout.clone()),
+            },
+        }));
+        // The callout has the auth timeout to answer, from now.
+        client.auth_deadline = Some(now + self.config.auth_timeout);
+        self.refile_timer(conn);
+        self.publish_callout(now, &prepared);
+    }
+
+    /// After a reload: ask the callout again about connected `conn`, which
+    /// it delegates to it, as the reference does. A client that names a
+    /// user or nkey the configuration does not place in its current account
+    /// is closed unasked (the reference's account-move check, no error).
+    /// Otherwise it keeps its account and permissions, its traffic flowing,
+    /// until the answer re-admits it (the answer's account and permissions)
+    /// or refuses it; the request goes out at the end of the reload.
+    pub(super) fn recheck_with_callout(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        callout: AuthCallout,
+    ) {
+        let client = self.conns.client(conn);
+        let account = client.account;
+        let options = client.options.clone();
+        if let Some(old) = client.callout_recheck.take() {
+            self.forget_callout(&old.inbox);
+        }
+        let name = &self.router.accounts.list[account].name;
+        let still_here = self.router.accounts.find(name) == Some(account);
+        let auth = self.authenticator.config();
+        let configured = |placed: Option<&String>| placed == Some(name);
+        let kept = match (filled(&options.nkey), filled(&options.user)) {
+            (Some(nkey), _) => configured(
+                auth.nkeys
+                    .iter()
+                    .find(|u| u.nkey == nkey)
+                    .map(|u| &u.account),
+            ),
+            (None, Some(user)) => configured(
+                auth.users
+                    .iter()
+                    .find(|u| u.username == user)
+                    .map(|u| &u.account),
+            ),
+            (None, None) => true,
+        };
+        if !kept {
+            // Its subscriptions were taken out of the old Sublists already.
+            let client = self.conns.client(conn);
+            client.subs.clear();
+            client.sids.clear();
+            self.close(conn, CloseReason::ClientClosed);
+            return;
+        }
+        if !still_here {
+            self.refuse_rebuilt(conn);
+            return;
+        }
+        self.refile_keeping_permissions(conn, account);
+        let Some((user_nkey, prepared)) = self.prepare_callout(now, conn, &options, &callout)
+        else {
+            self.auth_violation(conn, &options);
+            return;
+        };
+        let client = self.conns.client(conn);
+        client.callout_recheck = Some(Box::new(CalloutRecheck {
+            user_nkey,
+            inbox: prepared.inbox.clone(),
+            callout: Box::new(callout),
+        }));
+        client.auth_deadline = Some(now + self.config.auth_timeout);
+        self.refile_timer(conn);
+        self.callouts.unsent.push(prepared);
+    }
+
+    /// Accounts rebuilt under an operator-mode callout client. The
+    /// reference cleared the user JWT it sent when the callout admitted it:
+    /// a reload finds no credentials and closes it with `Authorization
+    /// Violation`; a claims update leaves it in its account as it is.
+    pub(super) fn operator_callout_client_rebuilt(&mut self, conn: ConnId, reload: bool) {
+        let account = self.conns.client(conn).account;
+        let name = &self.router.accounts.list[account].name;
+        if !reload && self.router.accounts.find(name) == Some(account) {
+            self.refile_keeping_permissions(conn, account);
+            return;
+        }
+        self.refuse_rebuilt(conn);
+    }
+
+    /// The end of a reload: publish the requests it prepared.
+    pub(super) fn send_rechecks(&mut self, now: Instant) {
+        for prepared in std::mem::take(&mut self.callouts.unsent) {
+            if self.callouts.pending.contains_key(&prepared.inbox) {
+                self.publish_callout(now, &prepared);
+            }
+        }
+    }
+
+    /// Build, sign (and seal) `conn`'s authorization request and file its
+    /// reply inbox; `None` (logged) when it cannot be made.
+    fn prepare_callout(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        options: &ConnectOptions,
+        callout: &AuthCallout,
+    ) -> Option<(String, Prepared)> {
         let Some(account) = self.router.accounts.find(&callout.account) else {
             self.logs.push(
                 LogLevel::Warn,
@@ -147,8 +283,7 @@ impl Server {
                     callout.account
                 ),
             );
-            self.refuse_login(conn, options);
-            return;
+            return None;
         };
         let mut raw = [0u8; 32];
         self.rng.fill_bytes(&mut raw);
@@ -173,7 +308,7 @@ impl Server {
             client: callout::RequestClient {
                 host: client.peer.ip().to_string(),
                 id: conn.0,
-                user: raw_auth_user(&options).to_string(),
+                user: raw_auth_user(options).to_string(),
                 kind: "Client",
                 client_type: match client.listener {
                     ListenerKind::WebSocket => "websocket",
@@ -181,7 +316,7 @@ impl Server {
                 },
                 nonce: signed_nonce.then(|| client.nonce.clone()),
             },
-            connect: &options,
+            connect: options,
             issued_at: wall,
             expires: wall.saturating_add(
                 i64::try_from(self.config.auth_timeout.as_secs()).unwrap_or(i64::MAX),
@@ -210,8 +345,7 @@ impl Server {
                                 callout.account
                             ),
                         );
-                        self.refuse_login(conn, options);
-                        return;
+                        return None;
                     }
                 }
             }
@@ -223,39 +357,45 @@ impl Server {
         );
         assert!(filed.is_ok(), "a fresh inbox is a new, valid subject");
         self.callouts.pending.insert(inbox.clone(), (conn, account));
-        let client = self.conns.client(conn);
-        client.pending_login = Some(Box::new(PendingLogin {
-            options,
-            wait: LoginWait::Callout {
-                user_nkey,
-                inbox: inbox.clone(),
+        Some((
+            user_nkey,
+            Prepared {
                 account,
-                callout: Box::new(callout.clone()),
+                inbox,
+                headers,
+                payload,
             },
-        }));
-        // The callout has the auth timeout to answer, from now.
-        client.auth_deadline = Some(now + self.config.auth_timeout);
-        self.refile_timer(conn);
+        ))
+    }
+
+    /// Publish a prepared request on the callout subject in its account.
+    fn publish_callout(&mut self, now: Instant, prepared: &Prepared) {
         let delivery = Delivery {
             publisher: INTERNAL_CONN,
             subject: CALLOUT_SUBJECT.as_bytes(),
-            reply: Some(&inbox),
-            headers: headers.as_ref().map(String::as_bytes),
-            payload: &payload,
+            reply: Some(&prepared.inbox),
+            headers: prepared.headers.as_ref().map(String::as_bytes),
+            payload: &prepared.payload,
             shown_subject: None,
         };
-        self.route(now, account, &delivery, true);
+        self.route(now, prepared.account, &delivery, true);
     }
 
     /// End of a step: judge the answers that arrived, and forget callouts
     /// whose clients are gone.
     pub(super) fn run_callouts(&mut self, now: Instant) {
         for (inbox, payload) in self.system.take_callout_replies() {
-            let Some((conn, account)) = self.forget_callout(&inbox) else {
+            let Some((conn, _)) = self.forget_callout(&inbox) else {
                 continue;
             };
-            let _ = account;
-            self.callout_answered(now, conn, &inbox, &payload);
+            let recheck = self.conns.get_mut(conn).and_then(|c| {
+                let waiting = c.callout_recheck.as_ref()?.inbox == inbox;
+                waiting.then(|| c.callout_recheck.take()).flatten()
+            });
+            match recheck {
+                Some(recheck) => self.recheck_answered(now, conn, &recheck, &payload),
+                None => self.callout_answered(now, conn, &inbox, &payload),
+            }
         }
         if self.callouts.pending.is_empty() {
             return;
@@ -273,7 +413,7 @@ impl Server {
     }
 
     /// Drop the callout waiting on `inbox`: its map entry and Sublist entry.
-    fn forget_callout(&mut self, inbox: &Bytes) -> Option<(ConnId, AccountId)> {
+    pub(super) fn forget_callout(&mut self, inbox: &Bytes) -> Option<(ConnId, AccountId)> {
         let (conn, account) = self.callouts.pending.remove(inbox)?;
         if let Some(entry) = self.router.accounts.list.get_mut(account) {
             // A reload may have rebuilt the accounts: then it is gone already.
@@ -312,16 +452,23 @@ impl Server {
         }
     }
 
-    fn callout_answered(&mut self, now: Instant, conn: ConnId, inbox: &[u8], payload: &[u8]) {
-        let Some((mut options, user_nkey, callout)) = self.take_callout_login(conn, inbox) else {
-            return;
-        };
+    /// The answer judged against the callout asked and the user key it
+    /// was sent: the client to admit (the user JWT's name replacing the
+    /// credentials it sent), or the reason it is refused.
+    fn judge(
+        &self,
+        now: Instant,
+        mut options: ConnectOptions,
+        user_nkey: &str,
+        callout: &AuthCallout,
+        payload: &[u8],
+    ) -> Result<(ConnectOptions, auth::Identity), String> {
         let accounts = &self.router.accounts;
         let exists = |name: &str| accounts.find(name).is_some();
         let expected = callout::Expected {
             keys: &self.config.identity.keys,
             server_id: &self.config.identity.server_id,
-            user_nkey: &user_nkey,
+            user_nkey,
             account: &callout.account,
             issuer: &callout.issuer,
             xkey: callout.xkey.as_deref(),
@@ -333,20 +480,29 @@ impl Server {
                 .flatten()
                 .map(|mode| (mode, &callout.allowed_accounts[..])),
         };
-        match callout::judge_response(payload, &expected) {
-            Ok(admitted) => {
-                if let Some(name) = &admitted.name {
-                    // The answer names the user from now on.
-                    options.user = Some(name.clone());
-                    options.nkey = None;
-                    options.auth_token = None;
-                }
-                let identity = auth::Identity {
-                    account: admitted.account,
-                    user: Some(admitted.name.unwrap_or(admitted.user)),
-                    permissions: admitted.permissions,
-                    restrictions: Some(Box::new(admitted.restrictions)),
-                };
+        let admitted = callout::judge_response(payload, &expected)?;
+        if let Some(name) = &admitted.name {
+            // The answer names the user from now on.
+            options.user = Some(name.clone());
+            options.nkey = None;
+            options.auth_token = None;
+        }
+        let identity = auth::Identity {
+            account: admitted.account,
+            user: Some(admitted.name.unwrap_or(admitted.user)),
+            permissions: admitted.permissions,
+            restrictions: Some(Box::new(admitted.restrictions)),
+        };
+        Ok((options, identity))
+    }
+
+    fn callout_answered(&mut self, now: Instant, conn: ConnId, inbox: &[u8], payload: &[u8]) {
+        let Some((options, user_nkey, callout)) = self.take_callout_login(conn, inbox) else {
+            return;
+        };
+        match self.judge(now, options.clone(), &user_nkey, &callout, payload) {
+            Ok((options, identity)) => {
+                self.conns.client(conn).by_callout = true;
                 self.admit(now, conn, options, identity);
             }
             Err(reason) => {
@@ -357,8 +513,47 @@ impl Server {
         self.resume_parked(now, conn);
     }
 
+    /// The answer to a reload's request about connected `conn`.
+    fn recheck_answered(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        recheck: &CalloutRecheck,
+        payload: &[u8],
+    ) {
+        let Some(client) = self.conns.get_mut(conn).filter(|c| !c.is_closing()) else {
+            return;
+        };
+        client.auth_deadline = None;
+        let options = client.options.clone();
+        match self.judge(
+            now,
+            options.clone(),
+            &recheck.user_nkey,
+            &recheck.callout,
+            payload,
+        ) {
+            Ok((options, identity)) => self.readmit(now, conn, options, identity),
+            Err(reason) => {
+                self.logs.push(LogLevel::Warn, None, reason);
+                self.auth_violation(conn, &options);
+            }
+        }
+        self.refile_timer(conn);
+    }
+
     /// The callout did not answer `conn` within the auth timeout.
     pub(super) fn callout_timed_out(&mut self, now: Instant, conn: ConnId) {
+        if let Some(recheck) = self.conns.client(conn).callout_recheck.take() {
+            // A reload's request: the connected client is refused.
+            self.forget_callout(&recheck.inbox);
+            self.log_unanswered(&recheck.callout.account);
+            let client = self.conns.client(conn);
+            client.auth_deadline = None;
+            let options = client.options.clone();
+            self.auth_violation(conn, &options);
+            return;
+        }
         let inbox = match self
             .conns
             .get(conn)
@@ -374,14 +569,17 @@ impl Server {
         let Some((options, _, callout)) = self.take_callout_login(conn, &inbox) else {
             return;
         };
-        let account = &callout.account;
+        self.log_unanswered(&callout.account);
+        self.refuse_login(conn, options);
+        let _ = now;
+    }
+
+    fn log_unanswered(&mut self, account: &str) {
         self.logs.push(
             LogLevel::Debug,
             None,
             format!("Authorization callout response not received in time on account {account:?}"),
         );
-        self.refuse_login(conn, options);
-        let _ = now;
     }
 
     /// Refuse a login, keeping what its CONNECT said for events and monitoring.

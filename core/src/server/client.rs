@@ -287,6 +287,12 @@ pub struct Client {
     /// A CONNECT waiting for its bcrypt password check (`Action::CheckPassword`),
     /// its auth callout answer or its account's JWT.
     pub pending_login: Option<Box<PendingLogin>>,
+    /// A reload asked the auth callout about this connected client again;
+    /// it keeps going under its identity until the answer (or the auth
+    /// timeout, `auth_deadline`) decides.
+    pub callout_recheck: Option<Box<CalloutRecheck>>,
+    /// Admitted by an auth callout's answer (not by the credentials it sent).
+    pub by_callout: bool,
     /// Bytes read while a login was pending, or a partial frame left after
     /// it was decided; parsed before anything read later.
     pub parked: bytes::BytesMut,
@@ -300,6 +306,16 @@ pub struct PendingLogin {
     /// check passed: a reload in between may have changed the users).
     pub options: ConnectOptions,
     pub wait: LoginWait,
+}
+
+/// The callout request a reload sent about a connected client.
+#[derive(Debug)]
+pub struct CalloutRecheck {
+    /// The fresh user key the answer must name.
+    pub user_nkey: String,
+    /// The reply subject, filed in the callout account's Sublist.
+    pub inbox: Bytes,
+    pub callout: Box<crate::auth::callout::AuthCallout>,
 }
 
 /// What a pending login waits for.
@@ -363,6 +379,8 @@ impl Client {
             rtt_start: None,
             first_pong_sent: false,
             pending_login: None,
+            callout_recheck: None,
+            by_callout: false,
             parked: bytes::BytesMut::new(),
         }
     }

@@ -253,6 +253,10 @@ impl Server {
             return;
         }
         let mut options = options;
+        if let Some(recheck) = self.conns.client(conn).callout_recheck.take() {
+            // A new CONNECT is judged afresh; a reload's question is moot.
+            self.forget_callout(&recheck.inbox);
+        }
         let client = self.conns.client(conn);
         if let Some(cookies) = &client.cookies {
             cookies.fill(&mut options);
@@ -315,25 +319,11 @@ impl Server {
         options: ConnectOptions,
         mut identity: auth::Identity,
     ) {
-        let wall = self.monitor.wall.wall_at(now);
-        self.deny_callout_subject(&mut identity);
-        let Some(account) = self.router.accounts.find(&identity.account) else {
-            self.auth_violation(conn, &options);
+        let Some(account) = self.admissible(conn, &options, &mut identity) else {
             return;
         };
         let mut jwt_deadline = None;
         if let Some(restrictions) = &identity.restrictions {
-            let client = self.conns.client(conn);
-            let kind = match client.listener {
-                crate::runtime::ListenerKind::WebSocket => "WEBSOCKET",
-                _ => "STANDARD",
-            };
-            if !restrictions.connection_type_allowed(kind)
-                || !restrictions.source_allowed(client.peer.ip())
-            {
-                self.auth_violation(conn, &options);
-                return;
-            }
             if let Some(max) = restrictions.account_max_connections {
                 let connected = self
                     .conns
@@ -351,11 +341,7 @@ impl Server {
                     return;
                 }
             }
-            // The JWT's expiry as an instant of the machine's clock.
-            jwt_deadline = restrictions.expires.map(|expires| {
-                let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
-                now + Duration::from_nanos(left)
-            });
+            jwt_deadline = self.jwt_deadline(now, restrictions);
             self.apply_jwt_limits(conn, restrictions);
         }
         if !options.protocol_supported() {
@@ -702,7 +688,7 @@ impl Server {
     /// File every subscription of `conn` under `account` and `permissions`
     /// (after [`Self::unfile_all`]). On a reload, refused subscriptions are
     /// reported with their sid, as the reference does.
-    fn refile_all(
+    pub(super) fn refile_all(
         &mut self,
         conn: ConnId,
         account: AccountId,
@@ -755,7 +741,7 @@ impl Server {
     /// After a reload: authenticate `conn` again under the new users and
     /// file its subscriptions under its (new) account and permissions; close
     /// it if its credentials no longer pass.
-    pub(super) fn reauthenticate(&mut self, conn: ConnId) {
+    pub(super) fn reauthenticate(&mut self, reload: Option<Instant>, conn: ConnId) {
         let limits = ParserLimits {
             max_control_line: self.config.max_control_line,
             max_payload: self.config.max_payload,
@@ -773,18 +759,37 @@ impl Server {
             (crate::runtime::ListenerKind::WebSocket, Some(authenticator)) => authenticator,
             _ => &self.authenticator,
         };
-        let identity = authenticator
-            .authenticate(
-                &client.options,
-                client.nonce.as_bytes(),
-                self.config
-                    .tls
-                    .map
-                    .then(|| client.cert_names.as_deref().unwrap_or(&[])),
-                // A reload has no instant of its own: the latest reading.
-                self.monitor.wall.wall_now,
-            )
-            .map(|identity| (self.router.accounts.find(&identity.account), identity));
+        let identity = authenticator.authenticate(
+            &client.options,
+            client.nonce.as_bytes(),
+            self.config
+                .tls
+                .map
+                .then(|| client.cert_names.as_deref().unwrap_or(&[])),
+            // A reload has no instant of its own: the latest reading.
+            self.monitor.wall.wall_now,
+        );
+        let client = self
+            .conns
+            .get(conn)
+            .expect("reauthenticated clients are open");
+        match (reload, &self.authenticator.config().operator) {
+            (Some(now), None) => {
+                // A client the callout decides is asked again, as the reference.
+                let login = identity.clone().map(Login::Accepted);
+                if let Some(callout) = self.delegated_to_callout(&client.options, &login) {
+                    self.recheck_with_callout(now, conn, callout);
+                    return;
+                }
+            }
+            (_, Some(_)) if client.by_callout => {
+                self.operator_callout_client_rebuilt(conn, reload.is_some());
+                return;
+            }
+            _ => {}
+        }
+        let identity =
+            identity.map(|identity| (self.router.accounts.find(&identity.account), identity));
         match identity {
             Ok((Some(account), identity)) => {
                 // A user JWT's limits hold across the reload too.
@@ -809,14 +814,100 @@ impl Server {
                     CloseReason::Revocation,
                 );
             }
-            Ok((None, _)) | Err(_) => {
-                let client = self.conns.client(conn);
-                client.subs.clear();
-                client.sids.clear();
-                let options = client.options.clone();
-                self.auth_violation(conn, &options);
-            }
+            Ok((None, _)) | Err(_) => self.refuse_rebuilt(conn),
         }
+    }
+
+    /// A client whose subscriptions a rebuild took out of the old Sublists
+    /// is refused (`Authorization Violation`) before they are filed again.
+    pub(super) fn refuse_rebuilt(&mut self, conn: ConnId) {
+        let client = self.conns.client(conn);
+        client.subs.clear();
+        client.sids.clear();
+        let options = client.options.clone();
+        self.auth_violation(conn, &options);
+    }
+
+    /// File the subscriptions of `conn` (taken out by a reload) under
+    /// `account` again, with the permissions it already has.
+    pub(super) fn refile_keeping_permissions(&mut self, conn: ConnId, account: AccountId) {
+        let client = self.conns.client(conn);
+        let checker = client.permissions.take();
+        let user = client.user.clone();
+        // Without a checker nothing is refused: they all passed it before.
+        self.refile_all(conn, account, user, None, true);
+        self.conns.client(conn).permissions = checker;
+    }
+
+    /// The account `identity` places `conn` in, if it exists and the user
+    /// JWT's connection types and source networks admit the connection
+    /// (else the client is refused); callout-account users get the
+    /// callout subject denied.
+    fn admissible(
+        &mut self,
+        conn: ConnId,
+        options: &ConnectOptions,
+        identity: &mut auth::Identity,
+    ) -> Option<AccountId> {
+        self.deny_callout_subject(identity);
+        let client = self.conns.get(conn).expect("an open client");
+        let kind = match client.listener {
+            crate::runtime::ListenerKind::WebSocket => "WEBSOCKET",
+            _ => "STANDARD",
+        };
+        let allowed = identity
+            .restrictions
+            .as_ref()
+            .is_none_or(|r| r.connection_type_allowed(kind) && r.source_allowed(client.peer.ip()));
+        let account = self
+            .router
+            .accounts
+            .find(&identity.account)
+            .filter(|_| allowed);
+        if account.is_none() {
+            self.auth_violation(conn, options);
+        }
+        account
+    }
+
+    /// A user JWT's expiry as an instant of the machine's clock.
+    fn jwt_deadline(&self, now: Instant, restrictions: &auth::Restrictions) -> Option<Instant> {
+        let wall = self.monitor.wall.wall_at(now);
+        restrictions.expires.map(|expires| {
+            let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
+            now + Duration::from_nanos(left)
+        })
+    }
+
+    /// A connected client the auth callout admitted again (after a reload):
+    /// it takes the answer's account, permissions and expiry; subscriptions
+    /// the new permissions refuse are removed as a reload removes them.
+    pub(super) fn readmit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        options: protocol::ConnectOptions,
+        mut identity: auth::Identity,
+    ) {
+        let Some(account) = self.admissible(conn, &options, &mut identity) else {
+            return;
+        };
+        let mut jwt_deadline = None;
+        if let Some(restrictions) = &identity.restrictions {
+            jwt_deadline = self.jwt_deadline(now, restrictions);
+            self.apply_jwt_limits(conn, restrictions);
+        }
+        let client = self.conns.client(conn);
+        client.options = options;
+        client.jwt_deadline = jwt_deadline;
+        self.unfile_all(conn);
+        self.refile_all(
+            conn,
+            account,
+            identity.user,
+            identity.permissions.as_ref(),
+            true,
+        );
     }
 
     fn reload_removed_subscription(&mut self, conn: ConnId, sub: &Subscription) {
@@ -830,9 +921,23 @@ impl Server {
         );
         let subject = go_quote(&sub.subject);
         let sid = go_quote(&sub.sid);
-        let who = match &self.conns.client(conn).user {
-            Some(user) => format!("User \"{user}\""),
-            None => String::from("User \"N/A\""),
+        // Named by the credentials it sent, as the reference names it.
+        let client = self.conns.client(conn);
+        let options = &client.options;
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        let who = if let Some(nkey) = given(&options.nkey) {
+            format!("Nkey \"{nkey}\"")
+        } else if let Some(user) = given(&options.user) {
+            format!("User \"{user}\"")
+        } else if options.jwt.as_deref().is_some_and(|j| !j.is_empty()) {
+            format!(
+                "JWT User \"{}\"",
+                client.user.as_deref().unwrap_or_default()
+            )
+        } else if given(&options.auth_token).is_some() {
+            String::from("Token \"[REDACTED]\"")
+        } else {
+            String::from("User \"N/A\"")
         };
         let log = match &sub.queue {
             Some(queue) => {

@@ -751,7 +751,14 @@ impl Server {
     /// stays; limits and credentials change. Connections whose credentials no
     /// longer pass are closed with `Authorization Violation`, as the reference
     /// does; the others keep going under the new limits.
-    pub fn reload(&mut self, mut config: ServerConfig) {
+    pub fn reload(&mut self, config: ServerConfig) {
+        // The latest clock reading stands in for an instant of its own.
+        self.reload_at(self.monitor.wall.now, config);
+    }
+
+    /// [`Self::reload`] at `now` (the auth callout's timeout for the
+    /// clients a reload asks it about again runs from there).
+    pub fn reload_at(&mut self, now: Instant, mut config: ServerConfig) {
         self.retire_subscriptions();
         config.identity = self.config.identity.clone();
         if let (Some(current), Some(_)) = (&self.config.auth.operator, &config.auth.operator) {
@@ -762,7 +769,7 @@ impl Server {
         }
         self.config = config;
         self.monitor.config_loaded = self.monitor.wall.wall_now;
-        self.rebuild_from_config();
+        self.rebuild_from_config(Some(now));
     }
 
     /// An account claims update was accepted: the JWT accounts are built
@@ -773,7 +780,7 @@ impl Server {
             .account_configs()
             .expect("update_account checked that the accounts build");
         self.config.auth.operator = Some(mode);
-        self.rebuild_from_config();
+        self.rebuild_from_config(None);
         self.enforce_account_connection_limits();
         self.jetstream
             .accounts_changed(crate::jetstream::config::enabled_accounts(&self.config));
@@ -816,7 +823,9 @@ impl Server {
 
     /// Accounts, authenticators and every client's identity, built anew
     /// from `self.config`.
-    fn rebuild_from_config(&mut self) {
+    /// `reload` is the instant of a configuration reload (`None`: a claims
+    /// update), from which callout questions it sends time out.
+    fn rebuild_from_config(&mut self, reload: Option<Instant>) {
         // Accounts are rebuilt from scratch (an account keeps its id); every
         // client is authenticated again and its subscriptions filed anew
         // under its (new) account and permissions. Open response routes of
@@ -841,7 +850,10 @@ impl Server {
             (_, None) => None,
         };
         for conn in conns {
-            self.reauthenticate(conn);
+            self.reauthenticate(reload, conn);
+        }
+        if let Some(now) = reload {
+            self.send_rechecks(now);
         }
         self.retire_subscriptions();
     }
@@ -987,13 +999,14 @@ impl Server {
         if client.is_closing() {
             return;
         }
-        let callout_pending = matches!(
-            client.pending_login.as_deref(),
-            Some(client::PendingLogin {
-                wait: client::LoginWait::Callout { .. },
-                ..
-            })
-        );
+        let callout_pending = client.callout_recheck.is_some()
+            || matches!(
+                client.pending_login.as_deref(),
+                Some(client::PendingLogin {
+                    wait: client::LoginWait::Callout { .. },
+                    ..
+                })
+            );
         if client.auth_deadline.is_some_and(|d| d <= now) && callout_pending {
             // An auth callout that was not answered in time.
             self.callout_timed_out(now, conn);
