@@ -528,12 +528,16 @@ fn parse_import(
             }
             "prefix" => prefix = Some(string(field)?),
             "to" => to = Some((field, string(field)?)),
-            // Sharing the requester's details is for latency tracking.
+            // The requester's details in `Nats-Request-Info` are not
+            // built yet: sharing them is refused, not silently left out.
             "share" => {
-                field
+                let share = field
                     .value
                     .as_bool()
                     .ok_or_else(|| wrong_type(field, "a boolean"))?;
+                if share {
+                    unsupported.push(context.unsupported_in("imports", field));
+                }
             }
             "allow_trace" => {
                 allow_trace = Some(field);

@@ -300,6 +300,15 @@ fn system_account() {
 }
 
 #[test]
+fn sharing_the_requesters_details_is_refused_by_name() {
+    let keys = load_unsupported(
+        "accounts { A: { exports: [ { service: x } ] }, \
+         B: { imports: [ { service: { account: A, subject: x }, share: true } ] } }",
+    );
+    assert_eq!(keys, ["accounts.B.imports.share"]);
+}
+
+#[test]
 fn keys_rnats_does_not_handle_are_reported() {
     let keys = load_unsupported(
         "accounts { A: { jetstream: enabled, limits: { max_conn: 1 }, \
@@ -681,7 +690,7 @@ fn files_the_reference_accepts() {
     for text in [
         "accounts { A: { exports: [ { stream: \"a..b\" } ] } }",
         "accounts { A: { exports: [ { stream: x, accounts: [] } ] }, B: { imports: [ { stream: { account: A, subject: x } } ] } }",
-        "accounts { A: { exports: [ { service: x } ] }, B: { imports: [ { service: { account: A, subject: x }, share: true } ] } }",
+        "accounts { A: { exports: [ { service: x } ] }, B: { imports: [ { service: { account: A, subject: x }, share: false } ] } }",
         "accounts { A: { exports: [ { stream: x } ], imports: [ { stream: { account: A, subject: x } } ] } }",
         "accounts { A: { exports: [ { service: \"x.>\" } ] }, B: { imports: [ { service: { account: A, subject: \"x.*\" } } ] } }",
         "accounts { A: { exports: [ { service: \"x.*\" } ] }, B: { imports: [ { service: { account: A, subject: \"x.*\" }, to: \"y.*\" } ] } }",
