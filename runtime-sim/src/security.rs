@@ -15,6 +15,15 @@
 //! holds the accounts in its `MEMORY` resolver, and clients log in with
 //! their user JWT. The model's checks do not change: what a JWT grants is
 //! what the plain configuration grants.
+//!
+//! `jwt_updates` are run-time account claims updates: at its time, the
+//! world's system client (a bearer user of the system account) publishes
+//! the account's JWT re-signed with a newer `iat` and the revocations of
+//! this and every earlier update of that account on
+//! `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE`. From the step the server
+//! processes it, a revoked user's connections get nothing more (the server
+//! closes them with `User Authentication Revoked`) and its reconnects are
+//! refused (`Authorization Violation`).
 
 use serde::Deserialize;
 
@@ -41,7 +50,25 @@ pub struct SecuritySpec {
     /// Operator mode: accounts and users as JWTs (see the module comment).
     #[serde(default)]
     pub jwt: bool,
+    /// Run-time account claims updates (operator mode only), in time order.
+    #[serde(default)]
+    pub jwt_updates: Vec<JwtUpdate>,
 }
+
+/// One account claims update: at `at_ms` of virtual time, `account`'s JWT
+/// is re-issued revoking `revoke` (user names of that account).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtUpdate {
+    pub at_ms: u64,
+    pub account: String,
+    #[serde(default)]
+    pub revoke: Vec<String>,
+}
+
+/// The user the world's system client logs in as (a bearer user JWT of the
+/// system account); no scenario user may take the name.
+pub const SYSTEM_USER: &str = "$sim-system";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +122,34 @@ impl SecuritySpec {
                     return Err(format!("import from unknown account {}", import.account));
                 }
             }
+        }
+        let mut last_at = 0;
+        for update in &self.jwt_updates {
+            if !self.jwt {
+                return Err(String::from("jwt_updates need jwt (operator mode)"));
+            }
+            if update.at_ms < last_at {
+                return Err(String::from("jwt_updates must be in time order"));
+            }
+            last_at = update.at_ms;
+            if !known(&update.account) {
+                return Err(format!("jwt update of unknown account {}", update.account));
+            }
+            for name in &update.revoke {
+                if !self
+                    .users
+                    .iter()
+                    .any(|u| u.name == *name && u.account == update.account)
+                {
+                    return Err(format!(
+                        "jwt update of {} revokes {name}, not a user of that account",
+                        update.account
+                    ));
+                }
+            }
+        }
+        if self.users.iter().any(|u| u.name == SYSTEM_USER) {
+            return Err(format!("the user name {SYSTEM_USER} is the simulator's"));
         }
         if self.jwt && self.tls_map {
             return Err(String::from(
@@ -200,8 +255,7 @@ impl SecuritySpec {
             json!({"type": "operator", "version": 2, "system_account": system.public_key()}),
         );
         let mut preload = std::collections::BTreeMap::new();
-        let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
-                               "exports": -1, "wildcards": true, "conn": -1, "leaf": -1});
+        let unlimited = unlimited_limits();
         let system_jwt = sign(
             &operator,
             &system.public_key(),
@@ -210,26 +264,7 @@ impl SecuritySpec {
         preload.insert(system.public_key(), system_jwt);
         for account in &self.accounts {
             let key = account_key(&account.name);
-            let exports: Vec<_> = account
-                .exports
-                .iter()
-                .map(|subject| json!({"subject": subject, "type": "stream"}))
-                .collect();
-            let imports: Vec<_> = account
-                .imports
-                .iter()
-                .map(|import| {
-                    json!({
-                        "account": account_key(&import.account).public_key(),
-                        "subject": import.subject,
-                        "local_subject": format!("{}.{}", import.prefix, import.subject),
-                        "type": "stream",
-                    })
-                })
-                .collect();
-            let nats = json!({"type": "account", "version": 2, "limits": unlimited,
-                              "exports": exports, "imports": imports});
-            preload.insert(key.public_key(), sign(&operator, &key.public_key(), nats));
+            preload.insert(key.public_key(), self.account_jwt(account, 0, &[]));
         }
         let options = rnats_core::auth::OperatorOptions {
             operator_jwts: vec![operator_jwt],
@@ -250,15 +285,88 @@ impl SecuritySpec {
         )
     }
 
+    /// Account `account`'s JWT as update number `update` issues it (0: the
+    /// preloaded one), revoking `revoked` users at that time.
+    fn account_jwt(&self, account: &AccountSpec, update: usize, revoked: &[&str]) -> String {
+        use serde_json::json;
+        let key = account_key(&account.name);
+        let exports: Vec<_> = account
+            .exports
+            .iter()
+            .map(|subject| json!({"subject": subject, "type": "stream"}))
+            .collect();
+        let imports: Vec<_> = account
+            .imports
+            .iter()
+            .map(|import| {
+                json!({
+                    "account": account_key(&import.account).public_key(),
+                    "subject": import.subject,
+                    "local_subject": format!("{}.{}", import.prefix, import.subject),
+                    "type": "stream",
+                })
+            })
+            .collect();
+        let at = ISSUED_AT + update as i64;
+        let revocations: serde_json::Map<_, _> = revoked
+            .iter()
+            .map(|name| {
+                (
+                    sim_key(nkeys::KeyPairType::User, name).public_key(),
+                    json!(at),
+                )
+            })
+            .collect();
+        let nats = json!({"type": "account", "version": 2, "limits": unlimited_limits(),
+                          "exports": exports, "imports": imports, "revocations": revocations});
+        let operator = sim_key(nkeys::KeyPairType::Operator, "operator");
+        sign_at(&operator, &key.public_key(), nats, at)
+    }
+
+    /// Update number `index` of `jwt_updates` as the system client
+    /// publishes it: (subject, the re-signed account JWT), revoking the
+    /// users of this update and of every earlier one of the same account
+    /// (a newer JWT replaces the older claims whole).
+    pub fn update_message(&self, index: usize) -> (String, String) {
+        let update = &self.jwt_updates[index];
+        let account = self
+            .accounts
+            .iter()
+            .find(|a| a.name == update.account)
+            .expect("validated: a known account");
+        let revoked = self.revoked_through(index);
+        let revoked: Vec<&str> = revoked.iter().map(String::as_str).collect();
+        let key = account_key(&account.name).public_key();
+        (
+            format!("$SYS.REQ.ACCOUNT.{key}.CLAIMS.UPDATE"),
+            self.account_jwt(account, index + 1, &revoked),
+        )
+    }
+
+    /// The users update number `index` revokes: its own and those of every
+    /// earlier update of the same account.
+    pub fn revoked_through(&self, index: usize) -> Vec<String> {
+        let account = &self.jwt_updates[index].account;
+        let revoked: std::collections::BTreeSet<&String> = self.jwt_updates[..=index]
+            .iter()
+            .filter(|u| u.account == *account)
+            .flat_map(|u| &u.revoke)
+            .collect();
+        revoked.into_iter().cloned().collect()
+    }
+
     /// `name`'s bearer user JWT, signed by its account, with its
     /// permissions (`operator_config`'s accounts).
     fn user_jwt(&self, name: &str) -> String {
         use serde_json::json;
-        let user = self
-            .users
-            .iter()
-            .find(|u| u.name == name)
-            .unwrap_or_else(|| panic!("no user {name}"));
+        let user = self.users.iter().find(|u| u.name == name);
+        let key = sim_key(nkeys::KeyPairType::User, name);
+        let Some(user) = user else {
+            assert_eq!(name, SYSTEM_USER, "no user {name}");
+            let nats = json!({"type": "user", "version": 2, "bearer_token": true,
+                              "subs": -1, "data": -1, "payload": -1});
+            return sign(&account_key(SYSTEM_ACCOUNT), &key.public_key(), nats);
+        };
         let permission = |allow: &Option<Vec<String>>, deny: &Vec<String>| {
             let mut section = json!({});
             if let Some(allow) = allow {
@@ -269,7 +377,6 @@ impl SecuritySpec {
             }
             section
         };
-        let key = sim_key(nkeys::KeyPairType::User, name);
         let nats = json!({
             "type": "user", "version": 2, "bearer_token": true,
             "pub": permission(&user.publish_allow, &user.publish_deny),
@@ -281,8 +388,19 @@ impl SecuritySpec {
 
     /// The model's view of `name`'s account and permissions.
     pub fn identity(&self, name: &str) -> Option<Identity> {
+        if name == SYSTEM_USER {
+            return Some(Identity {
+                user: name.to_string(),
+                account: SYSTEM_ACCOUNT.to_string(),
+                publish_allow: None,
+                publish_deny: Vec::new(),
+                subscribe_allow: None,
+                subscribe_deny: Vec::new(),
+            });
+        }
         let user = self.users.iter().find(|u| u.name == name)?;
         Some(Identity {
+            user: user.name.clone(),
             account: user.account.clone(),
             publish_allow: user.publish_allow.clone(),
             publish_deny: user.publish_deny.clone(),
@@ -308,6 +426,12 @@ impl SecuritySpec {
     }
 }
 
+/// An account's limits in a simulated run: none.
+fn unlimited_limits() -> serde_json::Value {
+    serde_json::json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
+                       "exports": -1, "wildcards": true, "conn": -1, "leaf": -1})
+}
+
 /// The system account's name for deriving its key.
 const SYSTEM_ACCOUNT: &str = "SYS";
 
@@ -330,14 +454,36 @@ fn account_key(name: &str) -> nkeys::KeyPair {
 
 /// A JWT of `subject` with `nats` claims, signed by `issuer`.
 fn sign(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    sign_at(issuer, subject, nats, ISSUED_AT)
+}
+
+/// When every token the run starts with was issued (Unix seconds); update
+/// `n` (from 1) is issued, and revokes, `n` seconds later.
+const ISSUED_AT: i64 = 1_700_000_000;
+
+fn sign_at(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value, iat: i64) -> String {
     let claims = serde_json::json!({
-        "iat": 1_700_000_000i64,
+        "iat": iat,
         "iss": issuer.public_key(),
         "sub": subject,
         "name": subject,
         "nats": nats,
     });
     rnats_core::auth::jwt::encode(issuer, claims)
+}
+
+/// The server's answer to a claims update (on `_INBOX.sys.<n>`): it must
+/// say the JWT was taken.
+pub fn check_update_reply(subject: &[u8], payload: &[u8]) -> Result<(), String> {
+    let reply: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("claims update answer is not JSON ({e})"))?;
+    match reply["data"]["message"].as_str() {
+        Some("jwt updated") => Ok(()),
+        _ => Err(format!(
+            "claims update on {} was refused: {reply}",
+            String::from_utf8_lossy(subject)
+        )),
+    }
 }
 
 /// The subject DN of the simulated certificate of `user`.
@@ -348,6 +494,7 @@ pub fn certificate_name(user: &str) -> String {
 /// A connection's account and permissions, as the model checks them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    pub user: String,
     pub account: String,
     publish_allow: Option<Vec<String>>,
     publish_deny: Vec<String>,
@@ -391,12 +538,49 @@ mod tests {
 
     fn identity() -> Identity {
         Identity {
+            user: "u".into(),
             account: "A".into(),
             publish_allow: Some(vec!["pub.>".into()]),
             publish_deny: vec!["pub.secret".into()],
             subscribe_allow: None,
             subscribe_deny: vec!["sub.secret".into()],
         }
+    }
+
+    #[test]
+    fn a_claims_update_is_a_newer_account_jwt_with_every_revocation_so_far() {
+        let spec: SecuritySpec = serde_json::from_value(serde_json::json!({
+            "jwt": true,
+            "accounts": [{"name": "A"}, {"name": "B"}],
+            "users": [{"name": "a1", "account": "A"}, {"name": "a2", "account": "A"},
+                      {"name": "b1", "account": "B"}],
+            "jwt_updates": [{"at_ms": 10, "account": "A", "revoke": ["a1"]},
+                            {"at_ms": 20, "account": "B", "revoke": ["b1"]},
+                            {"at_ms": 30, "account": "A", "revoke": ["a2"]}],
+        }))
+        .expect("a valid spec");
+        spec.validate().expect("valid");
+        assert_eq!(spec.revoked_through(2), ["a1", "a2"]);
+        let (subject, token) = spec.update_message(2);
+        let key = account_key("A").public_key();
+        assert_eq!(subject, format!("$SYS.REQ.ACCOUNT.{key}.CLAIMS.UPDATE"));
+        let account = rnats_core::auth::jwt::decode_account(&token).expect("decodes");
+        assert_eq!(account.claims.subject, key);
+        assert_eq!(account.claims.issued_at, ISSUED_AT + 3);
+        let revoked: Vec<_> = account.nats.revocations.keys().cloned().collect();
+        let mut want: Vec<_> = ["a1", "a2"]
+            .iter()
+            .map(|n| sim_key(nkeys::KeyPairType::User, n).public_key())
+            .collect();
+        want.sort();
+        assert_eq!(revoked, want);
+        let wrong: SecuritySpec = serde_json::from_value(serde_json::json!({
+            "jwt": true, "accounts": [{"name": "A"}, {"name": "B"}],
+            "users": [{"name": "b1", "account": "B"}],
+            "jwt_updates": [{"at_ms": 10, "account": "A", "revoke": ["b1"]}],
+        }))
+        .expect("parses");
+        assert!(wrong.validate().is_err(), "b1 is not a user of A");
     }
 
     #[test]

@@ -63,6 +63,13 @@ fn a_jwt_deny_list_ignored_on_delivery_is_caught() {
 }
 
 #[test]
+fn a_revocation_ignored_for_connected_users_is_caught() {
+    // A claims update revokes users mid-run; their open connections must
+    // get nothing new from the step the server processed it.
+    caught("revocation-ignored-for-connected", "operator-jwt");
+}
+
+#[test]
 fn hpub_skipping_publish_permissions_is_caught() {
     caught("hpub-skips-publish-permissions", "accounts-permissions");
 }

@@ -799,6 +799,17 @@ impl Server {
                     true,
                 )
             }
+            #[cfg(feature = "planted-defects")]
+            Err(AuthFailure::Revoked)
+                if self.config.planted_defect
+                    == Some(PlantedDefect::RevocationIgnoredForConnected) =>
+            {
+                let client = self.conns.client(conn);
+                let (account, user) = (client.account, client.user.clone());
+                let permissions = client.permissions.take();
+                self.refile_all(conn, account, user, None, true);
+                self.conns.client(conn).permissions = permissions;
+            }
             Err(AuthFailure::Revoked) => {
                 // Its account revoked the user JWT (a claims update).
                 self.conns.client(conn).subs.clear();

@@ -315,6 +315,9 @@ pub enum PlantedDefect {
     /// A message with a reply subject goes out twice on a route (as if
     /// sent over two pooled routes to one server).
     RouteDuplicateForward,
+    /// An account claims update that revokes a user leaves that user's
+    /// open connections running with what they had.
+    RevocationIgnoredForConnected,
 }
 
 impl Default for ServerConfig {
