@@ -318,7 +318,9 @@ impl World {
                 &frame,
                 Some(Frame::ClaimsUpdate {
                     update: number,
+                    account: update.account.clone(),
                     revoke,
+                    defaults: update.default_permissions.clone(),
                 }),
             );
             self.trace

@@ -43,7 +43,7 @@ use rnats_core::runtime::ConnId;
 
 use crate::node::NodeId;
 use crate::route_wire::RouteFrame;
-use crate::security::Identity;
+use crate::security::{Identity, PermissionSpec};
 use crate::trace::Fnv64;
 
 /// What a client wrote, as the model needs it.
@@ -68,7 +68,9 @@ pub enum Frame {
     /// of the account included).
     ClaimsUpdate {
         update: usize,
+        account: String,
         revoke: Vec<String>,
+        defaults: Option<PermissionSpec>,
     },
 }
 
@@ -195,6 +197,9 @@ pub struct Model {
     revoked_users: BTreeSet<String>,
     /// The claims updates the server processed (numbers), at least once.
     pub updates_applied: BTreeSet<usize>,
+    /// Accounts' default permissions as the latest processed update of
+    /// each set them (absent: never updated, none).
+    account_defaults: BTreeMap<String, Option<PermissionSpec>>,
 }
 
 impl Model {
@@ -280,9 +285,46 @@ impl Model {
     }
 
     /// The server processed a claims update: every open connection of a
-    /// user it revokes is revoked now.
-    fn claims_updated(&mut self, update: usize, revoke: &[String]) {
+    /// user it revokes is revoked now; the account's users without
+    /// permissions of their own take its new defaults, and lose the
+    /// subscriptions those no longer allow (each with the reference's
+    /// `-ERR`).
+    fn claims_updated(
+        &mut self,
+        update: usize,
+        account: &str,
+        revoke: &[String],
+        defaults: &Option<PermissionSpec>,
+    ) {
         self.updates_applied.insert(update);
+        self.account_defaults
+            .insert(account.to_string(), defaults.clone());
+        for model in self.conns.values_mut() {
+            if let Some(identity) = model.identity.as_mut().filter(|i| i.account == account) {
+                identity.take_defaults(defaults.as_ref());
+            }
+        }
+        let mut removed = Vec::new();
+        for ((conn, sid), sub) in &self.subs {
+            let identity = self.conns.get(conn).and_then(|c| c.identity.as_ref());
+            if identity.is_some_and(|i| !i.may_subscribe(&sub.subject)) {
+                removed.push((*conn, sid.clone()));
+            }
+        }
+        for (conn, sid) in removed {
+            let sub = self.subs.remove(&(conn, sid.clone())).expect("listed");
+            let subject = String::from_utf8_lossy(&sub.subject);
+            let sid = String::from_utf8_lossy(&sid);
+            let error = match &sub.queue {
+                Some(queue) => format!(
+                    "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\" (sid \"{sid}\")",
+                    String::from_utf8_lossy(queue)
+                ),
+                None => format!("Permissions Violation for Subscription to \"{subject}\" (sid \"{sid}\")"),
+            };
+            let model = self.conns.get_mut(&conn).expect("known conn");
+            model.errors_due.entry(error).or_default().0 += 1;
+        }
         self.revoked_users.extend(revoke.iter().cloned());
         let revoked: Vec<ConnId> = self
             .conns
@@ -311,10 +353,16 @@ impl Model {
             }
             return;
         }
-        if let Frame::ClaimsUpdate { update, revoke } = frame {
+        if let Frame::ClaimsUpdate {
+            update,
+            account,
+            revoke,
+            defaults,
+        } = frame
+        {
             // Applied at the end of the step that processed it, before any
             // other connection's frames are read.
-            self.claims_updated(*update, revoke);
+            self.claims_updated(*update, account, revoke, defaults);
             return;
         }
         if matches!(frame, Frame::Connect) {
@@ -323,6 +371,13 @@ impl Model {
                 // Its JWT is revoked: the server refuses the login.
                 self.revoke(conn);
                 return;
+            }
+            let model = self.conns.get_mut(&conn).expect("known conn");
+            if let Some(identity) = model.identity.as_mut() {
+                if let Some(defaults) = self.account_defaults.get(&identity.account) {
+                    // Logged in under its account's current claims.
+                    identity.take_defaults(defaults.as_ref());
+                }
             }
         }
         if let Some(error) = self.violation(conn, frame) {

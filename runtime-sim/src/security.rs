@@ -20,10 +20,12 @@
 //! world's system client (a bearer user of the system account) publishes
 //! the account's JWT re-signed with a newer `iat` and the revocations of
 //! this and every earlier update of that account on
-//! `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE`. From the step the server
-//! processes it, a revoked user's connections get nothing more (the server
-//! closes them with `User Authentication Revoked`) and its reconnects are
-//! refused (`Authorization Violation`).
+//! `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE`, with the update's default
+//! permissions. From the step the server processes it, a revoked user's
+//! connections get nothing more (the server closes them with `User
+//! Authentication Revoked`) and its reconnects are refused (`Authorization
+//! Violation`); the account's users without permissions of their own are
+//! held to the new defaults (`Identity::take_defaults`).
 
 use serde::Deserialize;
 
@@ -64,6 +66,38 @@ pub struct JwtUpdate {
     pub account: String,
     #[serde(default)]
     pub revoke: Vec<String>,
+    /// The account's `default_permissions` from this update on (absent:
+    /// none): they hold for its users whose JWT has no permissions, open
+    /// connections included (a subscription they no longer allow is
+    /// removed with the reference's `-ERR`).
+    #[serde(default)]
+    pub default_permissions: Option<PermissionSpec>,
+}
+
+/// Allow and deny lists (an account's default permissions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionSpec {
+    #[serde(default)]
+    pub publish_allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub publish_deny: Vec<String>,
+    #[serde(default)]
+    pub subscribe_allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub subscribe_deny: Vec<String>,
+}
+
+/// A JWT permission section (`pub` or `sub`) with these lists.
+fn permission_claim(allow: &Option<Vec<String>>, deny: &[String]) -> serde_json::Value {
+    let mut section = serde_json::json!({});
+    if let Some(allow) = allow {
+        section["allow"] = serde_json::json!(allow);
+    }
+    if !deny.is_empty() {
+        section["deny"] = serde_json::json!(deny);
+    }
+    section
 }
 
 /// The user the world's system client logs in as (a bearer user JWT of the
@@ -264,7 +298,7 @@ impl SecuritySpec {
         preload.insert(system.public_key(), system_jwt);
         for account in &self.accounts {
             let key = account_key(&account.name);
-            preload.insert(key.public_key(), self.account_jwt(account, 0, &[]));
+            preload.insert(key.public_key(), self.account_jwt(account, 0, &[], None));
         }
         let options = rnats_core::auth::OperatorOptions {
             operator_jwts: vec![operator_jwt],
@@ -287,7 +321,13 @@ impl SecuritySpec {
 
     /// Account `account`'s JWT as update number `update` issues it (0: the
     /// preloaded one), revoking `revoked` users at that time.
-    fn account_jwt(&self, account: &AccountSpec, update: usize, revoked: &[&str]) -> String {
+    fn account_jwt(
+        &self,
+        account: &AccountSpec,
+        update: usize,
+        revoked: &[&str],
+        defaults: Option<&PermissionSpec>,
+    ) -> String {
         use serde_json::json;
         let key = account_key(&account.name);
         let exports: Vec<_> = account
@@ -317,8 +357,14 @@ impl SecuritySpec {
                 )
             })
             .collect();
-        let nats = json!({"type": "account", "version": 2, "limits": unlimited_limits(),
-                          "exports": exports, "imports": imports, "revocations": revocations});
+        let mut nats = json!({"type": "account", "version": 2, "limits": unlimited_limits(),
+                              "exports": exports, "imports": imports, "revocations": revocations});
+        if let Some(defaults) = defaults {
+            nats["default_permissions"] = json!({
+                "pub": permission_claim(&defaults.publish_allow, &defaults.publish_deny),
+                "sub": permission_claim(&defaults.subscribe_allow, &defaults.subscribe_deny),
+            });
+        }
         let operator = sim_key(nkeys::KeyPairType::Operator, "operator");
         sign_at(&operator, &key.public_key(), nats, at)
     }
@@ -339,7 +385,12 @@ impl SecuritySpec {
         let key = account_key(&account.name).public_key();
         (
             format!("$SYS.REQ.ACCOUNT.{key}.CLAIMS.UPDATE"),
-            self.account_jwt(account, index + 1, &revoked),
+            self.account_jwt(
+                account,
+                index + 1,
+                &revoked,
+                update.default_permissions.as_ref(),
+            ),
         )
     }
 
@@ -367,20 +418,10 @@ impl SecuritySpec {
                               "subs": -1, "data": -1, "payload": -1});
             return sign(&account_key(SYSTEM_ACCOUNT), &key.public_key(), nats);
         };
-        let permission = |allow: &Option<Vec<String>>, deny: &Vec<String>| {
-            let mut section = json!({});
-            if let Some(allow) = allow {
-                section["allow"] = json!(allow);
-            }
-            if !deny.is_empty() {
-                section["deny"] = json!(deny);
-            }
-            section
-        };
         let nats = json!({
             "type": "user", "version": 2, "bearer_token": true,
-            "pub": permission(&user.publish_allow, &user.publish_deny),
-            "sub": permission(&user.subscribe_allow, &user.subscribe_deny),
+            "pub": permission_claim(&user.publish_allow, &user.publish_deny),
+            "sub": permission_claim(&user.subscribe_allow, &user.subscribe_deny),
             "subs": -1, "data": -1, "payload": -1,
         });
         sign(&account_key(&user.account), &key.public_key(), nats)
@@ -392,6 +433,7 @@ impl SecuritySpec {
             return Some(Identity {
                 user: name.to_string(),
                 account: SYSTEM_ACCOUNT.to_string(),
+                own_permissions: false,
                 publish_allow: None,
                 publish_deny: Vec::new(),
                 subscribe_allow: None,
@@ -402,6 +444,10 @@ impl SecuritySpec {
         Some(Identity {
             user: user.name.clone(),
             account: user.account.clone(),
+            own_permissions: user.publish_allow.as_ref().is_some_and(|a| !a.is_empty())
+                || user.subscribe_allow.as_ref().is_some_and(|a| !a.is_empty())
+                || !user.publish_deny.is_empty()
+                || !user.subscribe_deny.is_empty(),
             publish_allow: user.publish_allow.clone(),
             publish_deny: user.publish_deny.clone(),
             subscribe_allow: user.subscribe_allow.clone(),
@@ -496,6 +542,9 @@ pub fn certificate_name(user: &str) -> String {
 pub struct Identity {
     pub user: String,
     pub account: String,
+    /// The user has permissions of its own (its account's defaults do not
+    /// apply to it).
+    own_permissions: bool,
     publish_allow: Option<Vec<String>>,
     publish_deny: Vec<String>,
     subscribe_allow: Option<Vec<String>>,
@@ -511,6 +560,21 @@ fn listed(list: &[String], subject: &[u8]) -> bool {
 }
 
 impl Identity {
+    /// Its account's default permissions changed to `defaults`: a user
+    /// without permissions of its own has these from now on.
+    pub fn take_defaults(&mut self, defaults: Option<&PermissionSpec>) {
+        if self.own_permissions {
+            return;
+        }
+        let defaults = defaults.cloned().unwrap_or_default();
+        // An empty allow list in a JWT allows everything, as no list does.
+        let allow = |list: Option<Vec<String>>| list.filter(|l| !l.is_empty());
+        self.publish_allow = allow(defaults.publish_allow);
+        self.publish_deny = defaults.publish_deny;
+        self.subscribe_allow = allow(defaults.subscribe_allow);
+        self.subscribe_deny = defaults.subscribe_deny;
+    }
+
     pub fn may_publish(&self, subject: &[u8]) -> bool {
         self.publish_allow
             .as_ref()
@@ -540,6 +604,7 @@ mod tests {
         Identity {
             user: "u".into(),
             account: "A".into(),
+            own_permissions: true,
             publish_allow: Some(vec!["pub.>".into()]),
             publish_deny: vec!["pub.secret".into()],
             subscribe_allow: None,
