@@ -88,16 +88,32 @@ pub struct PermissionSpec {
     pub subscribe_deny: Vec<String>,
 }
 
-/// A JWT permission section (`pub` or `sub`) with these lists.
-fn permission_claim(allow: &Option<Vec<String>>, deny: &[String]) -> serde_json::Value {
-    let mut section = serde_json::json!({});
-    if let Some(allow) = allow {
-        section["allow"] = serde_json::json!(allow);
+impl PermissionSpec {
+    /// The lists as a JWT's permission claims, added to `nats`.
+    fn add_claims(&self, nats: &mut serde_json::Value) {
+        let section = |allow: &Option<Vec<String>>, deny: &[String]| {
+            let mut section = serde_json::json!({});
+            if let Some(allow) = allow {
+                section["allow"] = serde_json::json!(allow);
+            }
+            if !deny.is_empty() {
+                section["deny"] = serde_json::json!(deny);
+            }
+            section
+        };
+        nats["pub"] = section(&self.publish_allow, &self.publish_deny);
+        nats["sub"] = section(&self.subscribe_allow, &self.subscribe_deny);
     }
-    if !deny.is_empty() {
-        section["deny"] = serde_json::json!(deny);
+
+    /// Whether a JWT with these lists restricts nothing (an empty allow
+    /// list allows everything, as no list does).
+    fn restricts_nothing(&self) -> bool {
+        let empty = |allow: &Option<Vec<String>>| allow.as_ref().is_none_or(Vec::is_empty);
+        empty(&self.publish_allow)
+            && empty(&self.subscribe_allow)
+            && self.publish_deny.is_empty()
+            && self.subscribe_deny.is_empty()
     }
-    section
 }
 
 /// The user the world's system client logs in as (a bearer user JWT of the
@@ -137,6 +153,19 @@ pub struct UserSpec {
     pub subscribe_allow: Option<Vec<String>>,
     #[serde(default)]
     pub subscribe_deny: Vec<String>,
+}
+
+impl UserSpec {
+    /// Its own permission lists (kept as fields of the user so a scenario
+    /// file's typo is refused by name).
+    fn lists(&self) -> PermissionSpec {
+        PermissionSpec {
+            publish_allow: self.publish_allow.clone(),
+            publish_deny: self.publish_deny.clone(),
+            subscribe_allow: self.subscribe_allow.clone(),
+            subscribe_deny: self.subscribe_deny.clone(),
+        }
+    }
 }
 
 impl SecuritySpec {
@@ -360,10 +389,9 @@ impl SecuritySpec {
         let mut nats = json!({"type": "account", "version": 2, "limits": unlimited_limits(),
                               "exports": exports, "imports": imports, "revocations": revocations});
         if let Some(defaults) = defaults {
-            nats["default_permissions"] = json!({
-                "pub": permission_claim(&defaults.publish_allow, &defaults.publish_deny),
-                "sub": permission_claim(&defaults.subscribe_allow, &defaults.subscribe_deny),
-            });
+            let mut claims = json!({});
+            defaults.add_claims(&mut claims);
+            nats["default_permissions"] = claims;
         }
         let operator = sim_key(nkeys::KeyPairType::Operator, "operator");
         sign_at(&operator, &key.public_key(), nats, at)
@@ -418,12 +446,11 @@ impl SecuritySpec {
                               "subs": -1, "data": -1, "payload": -1});
             return sign(&account_key(SYSTEM_ACCOUNT), &key.public_key(), nats);
         };
-        let nats = json!({
+        let mut nats = json!({
             "type": "user", "version": 2, "bearer_token": true,
-            "pub": permission_claim(&user.publish_allow, &user.publish_deny),
-            "sub": permission_claim(&user.subscribe_allow, &user.subscribe_deny),
             "subs": -1, "data": -1, "payload": -1,
         });
+        user.lists().add_claims(&mut nats);
         sign(&account_key(&user.account), &key.public_key(), nats)
     }
 
@@ -434,24 +461,15 @@ impl SecuritySpec {
                 user: name.to_string(),
                 account: SYSTEM_ACCOUNT.to_string(),
                 own_permissions: false,
-                publish_allow: None,
-                publish_deny: Vec::new(),
-                subscribe_allow: None,
-                subscribe_deny: Vec::new(),
+                lists: PermissionSpec::default(),
             });
         }
         let user = self.users.iter().find(|u| u.name == name)?;
         Some(Identity {
             user: user.name.clone(),
             account: user.account.clone(),
-            own_permissions: user.publish_allow.as_ref().is_some_and(|a| !a.is_empty())
-                || user.subscribe_allow.as_ref().is_some_and(|a| !a.is_empty())
-                || !user.publish_deny.is_empty()
-                || !user.subscribe_deny.is_empty(),
-            publish_allow: user.publish_allow.clone(),
-            publish_deny: user.publish_deny.clone(),
-            subscribe_allow: user.subscribe_allow.clone(),
-            subscribe_deny: user.subscribe_deny.clone(),
+            own_permissions: !user.lists().restricts_nothing(),
+            lists: user.lists(),
         })
     }
 
@@ -545,10 +563,7 @@ pub struct Identity {
     /// The user has permissions of its own (its account's defaults do not
     /// apply to it).
     own_permissions: bool,
-    publish_allow: Option<Vec<String>>,
-    publish_deny: Vec<String>,
-    subscribe_allow: Option<Vec<String>>,
-    subscribe_deny: Vec<String>,
+    lists: PermissionSpec,
 }
 
 /// Whether `list` has an entry matching `subject` taken as written (a
@@ -566,33 +581,36 @@ impl Identity {
         if self.own_permissions {
             return;
         }
-        let defaults = defaults.cloned().unwrap_or_default();
+        let mut lists = defaults.cloned().unwrap_or_default();
         // An empty allow list in a JWT allows everything, as no list does.
-        let allow = |list: Option<Vec<String>>| list.filter(|l| !l.is_empty());
-        self.publish_allow = allow(defaults.publish_allow);
-        self.publish_deny = defaults.publish_deny;
-        self.subscribe_allow = allow(defaults.subscribe_allow);
-        self.subscribe_deny = defaults.subscribe_deny;
+        for allow in [&mut lists.publish_allow, &mut lists.subscribe_allow] {
+            if allow.as_ref().is_some_and(Vec::is_empty) {
+                *allow = None;
+            }
+        }
+        self.lists = lists;
     }
 
     pub fn may_publish(&self, subject: &[u8]) -> bool {
-        self.publish_allow
+        self.lists
+            .publish_allow
             .as_ref()
             .is_none_or(|allow| listed(allow, subject))
-            && !listed(&self.publish_deny, subject)
+            && !listed(&self.lists.publish_deny, subject)
     }
 
     pub fn may_subscribe(&self, subject: &[u8]) -> bool {
-        self.subscribe_allow
+        self.lists
+            .subscribe_allow
             .as_ref()
             .is_none_or(|allow| listed(allow, subject))
-            && !listed(&self.subscribe_deny, subject)
+            && !listed(&self.lists.subscribe_deny, subject)
     }
 
     /// A subscription allowed as a whole still does not get messages on a
     /// denied subject.
     pub fn may_receive(&self, subject: &[u8]) -> bool {
-        !listed(&self.subscribe_deny, subject)
+        !listed(&self.lists.subscribe_deny, subject)
     }
 }
 
@@ -605,10 +623,12 @@ mod tests {
             user: "u".into(),
             account: "A".into(),
             own_permissions: true,
-            publish_allow: Some(vec!["pub.>".into()]),
-            publish_deny: vec!["pub.secret".into()],
-            subscribe_allow: None,
-            subscribe_deny: vec!["sub.secret".into()],
+            lists: PermissionSpec {
+                publish_allow: Some(vec!["pub.>".into()]),
+                publish_deny: vec!["pub.secret".into()],
+                subscribe_allow: None,
+                subscribe_deny: vec!["sub.secret".into()],
+            },
         }
     }
 
