@@ -70,6 +70,13 @@ fn a_revocation_ignored_for_connected_users_is_caught() {
 }
 
 #[test]
+fn new_default_permissions_ignored_for_connected_users_are_caught() {
+    // A claims update changes an account's default permissions; its open
+    // connections must be held to them from the step it was processed.
+    caught("new-permissions-ignored-for-connected", "operator-jwt");
+}
+
+#[test]
 fn hpub_skipping_publish_permissions_is_caught() {
     caught("hpub-skips-publish-permissions", "accounts-permissions");
 }

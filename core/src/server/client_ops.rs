@@ -752,6 +752,17 @@ impl Server {
         }
     }
 
+    /// A planted defect's re-authentication: `conn` keeps the account,
+    /// user and permissions it had.
+    #[cfg(feature = "planted-defects")]
+    fn refile_as_before(&mut self, conn: ConnId) {
+        let client = self.conns.client(conn);
+        let (account, user) = (client.account, client.user.clone());
+        let permissions = client.permissions.take();
+        self.refile_all(conn, account, user, None, true);
+        self.conns.client(conn).permissions = permissions;
+    }
+
     /// After a reload: authenticate `conn` again under the new users and
     /// file its subscriptions under its (new) account and permissions; close
     /// it if its credentials no longer pass.
@@ -786,6 +797,13 @@ impl Server {
             )
             .map(|identity| (self.router.accounts.find(&identity.account), identity));
         match identity {
+            #[cfg(feature = "planted-defects")]
+            Ok((Some(_), _))
+                if self.config.planted_defect
+                    == Some(PlantedDefect::NewPermissionsIgnoredForConnected) =>
+            {
+                self.refile_as_before(conn)
+            }
             Ok((Some(account), identity)) => {
                 // A user JWT's limits hold across the reload too.
                 if let Some(restrictions) = &identity.restrictions {
@@ -804,11 +822,7 @@ impl Server {
                 if self.config.planted_defect
                     == Some(PlantedDefect::RevocationIgnoredForConnected) =>
             {
-                let client = self.conns.client(conn);
-                let (account, user) = (client.account, client.user.clone());
-                let permissions = client.permissions.take();
-                self.refile_all(conn, account, user, None, true);
-                self.conns.client(conn).permissions = permissions;
+                self.refile_as_before(conn)
             }
             Err(AuthFailure::Revoked) => {
                 // Its account revoked the user JWT (a claims update).

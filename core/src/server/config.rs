@@ -318,6 +318,9 @@ pub enum PlantedDefect {
     /// An account claims update that revokes a user leaves that user's
     /// open connections running with what they had.
     RevocationIgnoredForConnected,
+    /// Re-authentication after new account claims (or a reload) leaves
+    /// open connections with the permissions they had.
+    NewPermissionsIgnoredForConnected,
 }
 
 impl Default for ServerConfig {
