@@ -50,6 +50,9 @@ pub(crate) struct SimClient {
     pub(crate) js: Option<Box<JsPublisher>>,
     /// A JetStream consumer client's record of its stream and consumers.
     pub(crate) consumer: Option<Box<JsConsumerClient>>,
+    /// The system client: the claims updates it went through on its
+    /// current connection (sent, or processed before it opened).
+    pub(crate) updates_done: usize,
 }
 
 impl SimClient {
@@ -81,6 +84,7 @@ impl SimClient {
             connects: 0,
             js,
             consumer,
+            updates_done: 0,
         }
     }
 }
@@ -112,6 +116,7 @@ impl World {
         self.next_conn += 1;
         let client = &mut self.clients[index];
         client.conn = Some(id);
+        client.updates_done = 0;
         let mut conn = Conn::new(index, Rng::stream(self.seed, stream::CONN_BASE + id.0));
         let spec = self.scenario.clients[client.spec].clone();
         if spec.websocket {
@@ -188,6 +193,9 @@ impl World {
         } else if spec.role == Role::JsConsumer {
             // Consumers drain and settle in the heal phase.
             self.consumer_workload(node, index, id);
+        } else if spec.role == Role::System {
+            // An update lost with a connection is sent again after the heal.
+            self.send_claims_updates(node, index, id);
         }
         let next = self.clients[index]
             .rng
@@ -271,7 +279,52 @@ impl World {
             }
             Role::JsPublisher => self.js_workload(node, index, id),
             Role::JsConsumer => self.consumer_workload(node, index, id),
+            Role::System => self.send_claims_updates(node, index, id),
             Role::QueueMember | Role::Responder => {}
+        }
+    }
+
+    /// The system client publishes every claims update that is due and
+    /// that the server has not processed yet (a connection lost with one
+    /// in flight sends it again; the server takes the same JWT twice).
+    fn send_claims_updates(&mut self, node: NodeId, index: usize, id: ConnId) {
+        let security = self.scenario.security.as_ref().expect("jwt updates");
+        let now_ms = self.now.0 / MS;
+        let client = &mut self.clients[index];
+        let conn = self.nodes[node.index()]
+            .conns
+            .get_mut(&id)
+            .expect("conn exists");
+        while let Some(update) = security.jwt_updates.get(client.updates_done) {
+            if update.at_ms > now_ms {
+                break;
+            }
+            let number = client.updates_done;
+            client.updates_done += 1;
+            if self.model.updates_applied.contains(&number) {
+                continue;
+            }
+            let (subject, jwt) = security.update_message(number);
+            let mut frame = BytesMut::new();
+            let reply = format!("_INBOX.sys.{number}");
+            protocol::write_pub(
+                &mut frame,
+                subject.as_bytes(),
+                Some(reply.as_bytes()),
+                jwt.as_bytes(),
+            );
+            let revoke = security.revoked_through(number);
+            conn.write_frame(
+                &frame,
+                Some(Frame::ClaimsUpdate {
+                    update: number,
+                    account: update.account.clone(),
+                    revoke,
+                    defaults: update.default_permissions.clone(),
+                }),
+            );
+            self.trace
+                .record(self.now, Some(node), "claims-update", id.0, number as u64);
         }
     }
 
@@ -391,7 +444,13 @@ impl World {
                 let text_str = String::from_utf8_lossy(&text)
                     .trim_matches('\'')
                     .to_string();
-                if self.scenario.security.is_some() && text_str.starts_with("Permissions Violation")
+                let revocation = matches!(
+                    text_str.as_str(),
+                    "User Authentication Revoked" | "Authorization Violation"
+                ) && self.model.revoked(id);
+                if revocation
+                    || (self.scenario.security.is_some()
+                        && text_str.starts_with("Permissions Violation"))
                 {
                     if let Err(error) = self.model.error_received(id, &text_str) {
                         self.fail(error);
@@ -401,6 +460,13 @@ impl World {
                         "{id}: a well-behaved client got -ERR {}",
                         show(&text)
                     ));
+                }
+            }
+            ServerOp::Msg {
+                subject, payload, ..
+            } if role == Role::System => {
+                if let Err(error) = crate::security::check_update_reply(&subject, &payload) {
+                    self.fail(format!("{id}: {error}"));
                 }
             }
             ServerOp::Msg {
@@ -570,6 +636,7 @@ fn write_opening(
         Role::Malformed => {
             subscribe(client, conn, format!("bad.{index}").as_bytes(), None);
         }
+        Role::System => subscribe(client, conn, b"_INBOX.sys.*", None),
         Role::Publisher | Role::JsPublisher | Role::JsConsumer => {}
     }
 }

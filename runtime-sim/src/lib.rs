@@ -118,6 +118,8 @@ pub fn defect_names() -> &'static [&'static str] {
         "redelivery-timer-not-rearmed",
         "route-unsubscribe-lost",
         "route-duplicate-forward",
+        "revocation-ignored-for-connected",
+        "new-permissions-ignored-for-connected",
         "raft-vote-not-durable",
         "raft-ack-before-durable",
         "raft-commit-old-term",
@@ -139,6 +141,8 @@ pub(crate) fn apply_defect(config: &mut ServerConfig, name: &str) -> Result<(), 
         "redelivery-timer-not-rearmed" => PlantedDefect::RedeliveryTimerNotRearmed,
         "route-unsubscribe-lost" => PlantedDefect::RouteUnsubscribeLost,
         "route-duplicate-forward" => PlantedDefect::RouteDuplicateForward,
+        "revocation-ignored-for-connected" => PlantedDefect::RevocationIgnoredForConnected,
+        "new-permissions-ignored-for-connected" => PlantedDefect::NewPermissionsIgnoredForConnected,
         other => {
             return Err(format!(
                 "unknown defect {other:?}; known: {:?}",

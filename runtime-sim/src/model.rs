@@ -43,7 +43,7 @@ use rnats_core::runtime::ConnId;
 
 use crate::node::NodeId;
 use crate::route_wire::RouteFrame;
-use crate::security::Identity;
+use crate::security::{Identity, PermissionSpec};
 use crate::trace::Fnv64;
 
 /// What a client wrote, as the model needs it.
@@ -63,6 +63,15 @@ pub enum Frame {
         msg: u64,
     },
     Ping,
+    /// The system client's publish of account claims update number
+    /// `update`, revoking `revoke` (user names; every earlier revocation
+    /// of the account included).
+    ClaimsUpdate {
+        update: usize,
+        account: String,
+        revoke: Vec<String>,
+        defaults: Option<PermissionSpec>,
+    },
 }
 
 /// A published message as the publisher wrote it.
@@ -125,6 +134,10 @@ struct ConnModel {
     /// Permission errors owed, by exact text, and not yet received:
     /// (certainly owed, perhaps owed: processed while faults blurred it).
     errors_due: BTreeMap<String, (u64, u64)>,
+    /// Its user was revoked while it was open (or before its CONNECT was
+    /// processed): the server must close it or refuse it, and routes
+    /// nothing more to it.
+    revoked: bool,
 }
 
 #[derive(Debug)]
@@ -180,6 +193,13 @@ pub struct Model {
     breaks_at: BTreeMap<u64, u64>,
     /// (node, msg): a routed message a node processed.
     routed_seen: BTreeSet<(NodeId, u64)>,
+    /// Users revoked by the claims updates the server processed so far.
+    revoked_users: BTreeSet<String>,
+    /// The claims updates the server processed (numbers), at least once.
+    pub updates_applied: BTreeSet<usize>,
+    /// Accounts' default permissions as the latest processed update of
+    /// each set them (absent: never updated, none).
+    account_defaults: BTreeMap<String, Option<PermissionSpec>>,
 }
 
 impl Model {
@@ -206,6 +226,7 @@ impl Model {
             ok_received: 0,
             identity,
             errors_due: BTreeMap::new(),
+            revoked: false,
         };
         assert!(
             self.conns.insert(conn, model).is_none(),
@@ -214,10 +235,14 @@ impl Model {
     }
 
     /// The server closed `conn` (or forgot it): it gets nothing more.
+    /// A revoked connection keeps its (optional) expectations: the server
+    /// flushes what it routed there before the update.
     pub fn server_closed(&mut self, conn: ConnId) {
         if let Some(model) = self.conns.get_mut(&conn) {
             model.server_open = false;
-            model.expects.clear();
+            if !model.revoked {
+                model.expects.clear();
+            }
         }
         self.subs.retain(|(c, _), _| *c != conn);
     }
@@ -241,8 +266,120 @@ impl Model {
         (self.msgs.len() - 1) as u64
     }
 
+    /// Whether `conn`'s user was revoked while it was open or before the
+    /// server processed its CONNECT.
+    pub fn revoked(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.revoked)
+    }
+
+    /// From now on `conn` gets nothing new; what was routed to it before
+    /// may still arrive (ahead of the close), or not.
+    fn revoke(&mut self, conn: ConnId) {
+        let model = self.conns.get_mut(&conn).expect("known conn");
+        model.revoked = true;
+        model.server_open = false;
+        for expect in &mut model.expects {
+            expect.mandatory = false;
+        }
+        self.subs.retain(|(c, _), _| *c != conn);
+    }
+
+    /// The server processed a claims update: every open connection of a
+    /// user it revokes is revoked now; the account's users without
+    /// permissions of their own take its new defaults, and lose the
+    /// subscriptions those no longer allow (each with the reference's
+    /// `-ERR`).
+    fn claims_updated(
+        &mut self,
+        update: usize,
+        account: &str,
+        revoke: &[String],
+        defaults: &Option<PermissionSpec>,
+    ) {
+        self.updates_applied.insert(update);
+        self.account_defaults
+            .insert(account.to_string(), defaults.clone());
+        for model in self.conns.values_mut() {
+            if let Some(identity) = model.identity.as_mut().filter(|i| i.account == account) {
+                identity.take_defaults(defaults.as_ref());
+            }
+        }
+        let mut removed = Vec::new();
+        for ((conn, sid), sub) in &self.subs {
+            let identity = self.conns.get(conn).and_then(|c| c.identity.as_ref());
+            if identity.is_some_and(|i| !i.may_subscribe(&sub.subject)) {
+                removed.push((*conn, sid.clone()));
+            }
+        }
+        for (conn, sid) in removed {
+            let sub = self.subs.remove(&(conn, sid.clone())).expect("listed");
+            let subject = String::from_utf8_lossy(&sub.subject);
+            let sid = String::from_utf8_lossy(&sid);
+            let error = match &sub.queue {
+                Some(queue) => format!(
+                    "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\" (sid \"{sid}\")",
+                    String::from_utf8_lossy(queue)
+                ),
+                None => format!("Permissions Violation for Subscription to \"{subject}\" (sid \"{sid}\")"),
+            };
+            let model = self.conns.get_mut(&conn).expect("known conn");
+            model.errors_due.entry(error).or_default().0 += 1;
+        }
+        self.revoked_users.extend(revoke.iter().cloned());
+        let revoked: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.server_open
+                    && c.identity
+                        .as_ref()
+                        .is_some_and(|i| self.revoked_users.contains(&i.user))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in revoked {
+            self.revoke(conn);
+        }
+    }
+
     /// Apply one frame the server processed from `conn`, in order.
     pub fn apply(&mut self, conn: ConnId, frame: &Frame, certain: bool) {
+        if self.revoked(conn) {
+            // Closed or refused: the server acts on nothing more from it.
+            if let Frame::Pub { msg } = frame {
+                let record = &mut self.msgs[*msg as usize];
+                assert!(record.processed.is_none(), "message {msg} processed twice");
+                record.processed = Some(false);
+            }
+            return;
+        }
+        if let Frame::ClaimsUpdate {
+            update,
+            account,
+            revoke,
+            defaults,
+        } = frame
+        {
+            // Applied at the end of the step that processed it, before any
+            // other connection's frames are read.
+            self.claims_updated(*update, account, revoke, defaults);
+            return;
+        }
+        if matches!(frame, Frame::Connect) {
+            let user = self.conns.get(&conn).and_then(|c| c.identity.as_ref());
+            if user.is_some_and(|i| self.revoked_users.contains(&i.user)) {
+                // Its JWT is revoked: the server refuses the login.
+                self.revoke(conn);
+                return;
+            }
+            let model = self.conns.get_mut(&conn).expect("known conn");
+            if let Some(identity) = model.identity.as_mut() {
+                if let Some(defaults) = self.account_defaults.get(&identity.account) {
+                    // Logged in under its account's current claims.
+                    identity.take_defaults(defaults.as_ref());
+                }
+            }
+        }
         if let Some(error) = self.violation(conn, frame) {
             // Answered with -ERR instead of +OK; nothing else happens.
             if let Frame::Pub { msg } = frame {
@@ -264,7 +401,7 @@ impl Model {
             self.conns.get_mut(&conn).expect("known conn").ok_due += 1;
         }
         match frame {
-            Frame::Connect | Frame::Ping => {}
+            Frame::Connect | Frame::Ping | Frame::ClaimsUpdate { .. } => {}
             Frame::Sub {
                 sid,
                 subject,
@@ -883,10 +1020,18 @@ impl Model {
     }
 
     /// `conn` received `-ERR 'text'`: it must be a permission error the
-    /// model owes it.
+    /// model owes it, or the close or refusal of a revoked user.
     pub fn error_received(&mut self, conn: ConnId, text: &str) -> Result<(), String> {
         let model = self.conns.get_mut(&conn).expect("known conn");
         self.stats.checks += 1;
+        if model.revoked
+            && matches!(
+                text,
+                "User Authentication Revoked" | "Authorization Violation"
+            )
+        {
+            return Ok(());
+        }
         match model.errors_due.get_mut(text) {
             Some((due, _)) if *due > 0 => {
                 *due -= 1;

@@ -153,6 +153,12 @@ pub enum Role {
     /// nak, term, hold to ack later, silence past ack_wait); in the heal
     /// phase it drains both consumers and checks they settle.
     JsConsumer,
+    /// The world's own system-account client (`security.jwt_updates`; no
+    /// scenario names it): publishes each account claims update at its
+    /// time, again after a reconnect until the server processed it, and
+    /// checks the server's answer.
+    #[serde(skip_deserializing)]
+    System,
 }
 
 /// A kind of client, `count` times.
@@ -297,6 +303,11 @@ impl Scenario {
         }
         if let Some(security) = &self.security {
             security.validate()?;
+            if !security.jwt_updates.is_empty() && self.topology.servers != 1 {
+                // One MEMORY resolver takes the update; nothing carries it
+                // to other servers.
+                return Err(String::from("jwt_updates need a single server"));
+            }
         }
         if self.topology.routes != crate::routes::RouteTopology::None {
             // The model routes across nodes in the global account only, and

@@ -327,6 +327,7 @@ impl World {
                 Node::new(NodeId(n), config, seed, scenario.jetstream.as_ref())
             })
             .collect();
+        let scenario = &with_system_client(scenario);
         let mut clients = Vec::new();
         for (spec_index, spec) in scenario.clients.iter().enumerate() {
             for index_in_spec in 0..spec.count {
@@ -579,6 +580,28 @@ impl World {
 }
 
 /// The server configuration every node of `scenario` runs with.
+/// `scenario` with the world's system client added after the scenario's
+/// own (so their random streams stay as they were) when it has claims
+/// updates to publish.
+fn with_system_client(scenario: &Scenario) -> Scenario {
+    let mut scenario = scenario.clone();
+    if scenario
+        .security
+        .as_ref()
+        .is_some_and(|s| !s.jwt_updates.is_empty())
+    {
+        // Every other field as a scenario's default; the role no scenario
+        // file may name is set after.
+        let defaults = serde_json::json!({"role": "publisher", "server": 0, "rate_hz": 10.0,
+                                          "user": crate::security::SYSTEM_USER});
+        let mut spec: crate::scenario::ClientSpec =
+            serde_json::from_value(defaults).expect("a valid client spec");
+        spec.role = crate::scenario::Role::System;
+        scenario.clients.push(spec);
+    }
+    scenario
+}
+
 fn server_config(scenario: &Scenario, options: &RunOptions) -> Result<ServerConfig, String> {
     let spec = &scenario.server;
     let mut config = ServerConfig {

@@ -63,6 +63,20 @@ fn a_jwt_deny_list_ignored_on_delivery_is_caught() {
 }
 
 #[test]
+fn a_revocation_ignored_for_connected_users_is_caught() {
+    // A claims update revokes users mid-run; their open connections must
+    // get nothing new from the step the server processed it.
+    caught("revocation-ignored-for-connected", "operator-jwt");
+}
+
+#[test]
+fn new_default_permissions_ignored_for_connected_users_are_caught() {
+    // A claims update changes an account's default permissions; its open
+    // connections must be held to them from the step it was processed.
+    caught("new-permissions-ignored-for-connected", "operator-jwt");
+}
+
+#[test]
 fn hpub_skipping_publish_permissions_is_caught() {
     caught("hpub-skips-publish-permissions", "accounts-permissions");
 }

@@ -738,6 +738,17 @@ impl Server {
         }
     }
 
+    /// A planted defect's re-authentication: `conn` keeps the account,
+    /// user and permissions it had.
+    #[cfg(feature = "planted-defects")]
+    fn refile_as_before(&mut self, conn: ConnId) {
+        let client = self.conns.client(conn);
+        let (account, user) = (client.account, client.user.clone());
+        let permissions = client.permissions.take();
+        self.refile_all(conn, account, user, None, true);
+        self.conns.client(conn).permissions = permissions;
+    }
+
     /// After a reload: authenticate `conn` again under the new users and
     /// file its subscriptions under its (new) account and permissions; close
     /// it if its credentials no longer pass.
@@ -791,6 +802,13 @@ impl Server {
         let identity =
             identity.map(|identity| (self.router.accounts.find(&identity.account), identity));
         match identity {
+            #[cfg(feature = "planted-defects")]
+            Ok((Some(_), _))
+                if self.config.planted_defect
+                    == Some(PlantedDefect::NewPermissionsIgnoredForConnected) =>
+            {
+                self.refile_as_before(conn)
+            }
             Ok((Some(account), identity)) => {
                 // A user JWT's limits hold across the reload too.
                 if let Some(restrictions) = &identity.restrictions {
@@ -803,6 +821,13 @@ impl Server {
                     identity.permissions.as_ref(),
                     true,
                 )
+            }
+            #[cfg(feature = "planted-defects")]
+            Err(AuthFailure::Revoked)
+                if self.config.planted_defect
+                    == Some(PlantedDefect::RevocationIgnoredForConnected) =>
+            {
+                self.refile_as_before(conn)
             }
             Err(AuthFailure::Revoked) => {
                 // Its account revoked the user JWT (a claims update).

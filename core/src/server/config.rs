@@ -315,6 +315,12 @@ pub enum PlantedDefect {
     /// A message with a reply subject goes out twice on a route (as if
     /// sent over two pooled routes to one server).
     RouteDuplicateForward,
+    /// An account claims update that revokes a user leaves that user's
+    /// open connections running with what they had.
+    RevocationIgnoredForConnected,
+    /// Re-authentication after new account claims (or a reload) leaves
+    /// open connections with the permissions they had.
+    NewPermissionsIgnoredForConnected,
 }
 
 impl Default for ServerConfig {

@@ -3,7 +3,8 @@
 //! A healthy client (reading, connected, not stalled) may be closed only
 //! because it closed first (`Client Closed`). A slow-consumer or stale
 //! connection cut is excused when the client stopped reading, vanished, or
-//! a stall touched the connection. Any other reason (a protocol error, a
+//! a stall touched the connection. A revoked user's connection may be
+//! closed for the revocation or its refused login. Any other reason (a protocol error, a
 //! parse error, ...) is allowed only for a client that sends malformed frames.
 
 use rnats_core::runtime::{CloseReason, ConnId};
@@ -33,6 +34,13 @@ pub(crate) fn check(
         | CloseReason::SlowConsumerWriteDeadline
         | CloseReason::StaleConnection => excused,
         CloseReason::ClientClosed => true,
+        // A claims update revoked its user: closed when it was open,
+        // refused when its CONNECT came after.
+        CloseReason::Revocation | CloseReason::AuthenticationViolation
+            if world.model.revoked(id) =>
+        {
+            true
+        }
         _ => role == Role::Malformed,
     };
     if allowed {
