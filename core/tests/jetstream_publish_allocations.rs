@@ -22,7 +22,7 @@ use bytes::Bytes;
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{perform_sync, MemDisk, SharedDisk, SyncPolicy};
+use rnats_core::store::{perform_sync, MemDisk, SharedDisk};
 use rnats_core::time::{Instant, WallTime};
 
 use common::counting_alloc::{allocations, CountingAllocator};
@@ -97,18 +97,7 @@ fn publishing_into_a_stream_allocates_only_for_the_acknowledgement() {
     let disk = SharedDisk::<MemDisk>::default();
     let mut accounts = BTreeMap::new();
     accounts.insert("A".to_string(), AccountLimits::default());
-    let config = JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 34,
-        domain: None,
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
-    };
+    let config = JetStreamConfig::with_bounds("", 1 << 30, 1 << 34);
     let js = JetStream::open(
         "srv".into(),
         config,

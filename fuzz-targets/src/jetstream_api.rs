@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{perform_sync, MemDisk, SharedDisk, SyncPolicy};
+use rnats_core::store::{perform_sync, MemDisk, SharedDisk};
 use rnats_core::time::{Instant, WallTime};
 
 const SUBJECTS: &[&str] = &[
@@ -42,16 +42,8 @@ pub fn run(data: &[u8]) {
     let mut accounts = BTreeMap::new();
     accounts.insert("A".to_string(), AccountLimits::default());
     let config = JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 30,
-        domain: None,
         strict: data.first().is_some_and(|b| b & 1 == 1),
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
+        ..JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
     };
     // One disk behind every stream, as one real disk is.
     let mut disk = SharedDisk::new(MemDisk::new());

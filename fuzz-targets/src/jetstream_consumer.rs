@@ -36,7 +36,7 @@ use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::consumer::ack::parse_ack_subject;
 use rnats_core::jetstream::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{perform_sync, MemDisk, SharedDisk, SyncPolicy};
+use rnats_core::store::{perform_sync, MemDisk, SharedDisk};
 use rnats_core::subject::subject_matches_pattern;
 use rnats_core::time::{Instant, WallTime};
 use serde_json::Value;
@@ -116,16 +116,8 @@ impl Harness {
         let mut accounts = BTreeMap::new();
         accounts.insert("A".to_string(), AccountLimits::default());
         let config = JetStreamConfig {
-            store_dir: String::new(),
-            max_memory: 1 << 30,
-            max_store: 1 << 30,
-            domain: None,
             strict: control & 1 == 1,
-            sync: SyncPolicy::BeforeAck,
-            max_buffered_msgs: None,
-            max_buffered_size: None,
-            encryption: None,
-            limits: Default::default(),
+            ..JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
         };
         let disk = SharedDisk::new(MemDisk::new());
         let js = JetStream::open(

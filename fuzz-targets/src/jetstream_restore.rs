@@ -27,7 +27,7 @@ use rnats_core::jetstream::archive::{ArchiveReader, ArchiveWriter, Entry, MAX_FR
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{Disk, MemDisk, SharedDisk, SyncPolicy};
+use rnats_core::store::{Disk, MemDisk, SharedDisk};
 use rnats_core::time::{Instant, WallTime};
 
 /// Entries no larger than this in the reader-only check.
@@ -119,18 +119,7 @@ pub fn run(data: &[u8]) {
 fn restore(backup: &[u8], piece: usize, messages: usize) -> (serde_json::Value, serde_json::Value) {
     let mut accounts = BTreeMap::new();
     accounts.insert("A".to_string(), AccountLimits::default());
-    let config = JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 26,
-        max_store: 1 << 26,
-        domain: None,
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
-    };
+    let config = JetStreamConfig::with_bounds("", 1 << 26, 1 << 26);
     let disk = SharedDisk::new(MemDisk::new());
     let mut js = JetStream::open(
         "fuzz".into(),

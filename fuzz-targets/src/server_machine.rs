@@ -36,7 +36,7 @@ use rnats_core::jetstream::link::JsAction;
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::runtime::{Action, ConnId, ContractCheck, ListenerKind};
 use rnats_core::server::{AuthConfig, Server, ServerConfig};
-use rnats_core::store::{MemDisk, SyncPolicy};
+use rnats_core::store::MemDisk;
 use rnats_core::time::{Instant, WallTime};
 
 /// Connections the script can name (slot = byte % SLOTS).
@@ -117,16 +117,8 @@ pub fn decode_config(bytes: [u8; 4]) -> ServerConfig {
 /// at once.
 pub fn jetstream_config() -> JetStreamConfig {
     JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 30,
         domain: Some(String::from("hub")),
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
+        ..JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
     }
 }
 

@@ -30,7 +30,7 @@ use rnats_core::jetstream::link::{JsAction, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::runtime::ContractCheck;
 use rnats_core::server::{Server, ServerConfig};
-use rnats_core::store::{perform_sync, SyncPolicy};
+use rnats_core::store::perform_sync;
 use rnats_core::time::Instant;
 
 use crate::disk::{SharedSimDisk, SimDisk, SimDiskFaults};
@@ -87,18 +87,7 @@ impl JsNode {
 
 /// The JetStream settings every simulated node runs with.
 pub(crate) fn js_config() -> JetStreamConfig {
-    JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 30,
-        domain: None,
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
-    }
+    JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
 }
 
 fn open_machine(

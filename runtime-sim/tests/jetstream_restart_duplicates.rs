@@ -14,23 +14,12 @@ use bytes::Bytes;
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
 use rnats_core::jetstream::machine::JetStream;
-use rnats_core::store::{perform_sync, SyncPolicy};
+use rnats_core::store::perform_sync;
 use rnats_core::time::{Instant, WallTime};
 use rnats_runtime_sim::disk::{SharedSimDisk, SimDisk, SimDiskFaults};
 
 fn config() -> JetStreamConfig {
-    JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 30,
-        domain: None,
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
-    }
+    JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
 }
 
 fn open(disk: &SharedSimDisk, at: u64) -> JetStream<SharedSimDisk> {

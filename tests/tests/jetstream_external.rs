@@ -29,6 +29,28 @@ async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Val
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
+/// Stream `O` (`o.>`) in `a`'s account, holding `o.0`, `o.1` and `o.2`.
+async fn stream_of_three(
+    a: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::stream::Stream {
+    let stream = a
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "O".into(),
+            subjects: vec!["o.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for n in 0..3 {
+        a.publish(format!("o.{n}"), n.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    stream
+}
+
 /// A server with JetStream in a fresh store and `accounts` (the inside of
 /// an `accounts { }` block); the config file's path, to remove at the end.
 fn start(name: &str, accounts: &str) -> (ServerProcess, std::path::PathBuf) {
@@ -97,21 +119,7 @@ async fn a_pull_consumer_is_used_and_acked_through_imports() {
     );
     let a = async_nats::jetstream::new(login(&server, "a").await);
     let b = async_nats::jetstream::with_prefix(login(&server, "b").await, "$JS.A.API");
-    let stream = a
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: "O".into(),
-            subjects: vec!["o.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for n in 0..3 {
-        a.publish(format!("o.{n}"), n.to_string().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let stream = stream_of_three(&a).await;
     stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             durable_name: Some("C".into()),
@@ -194,21 +202,7 @@ async fn a_push_consumer_delivers_to_an_importing_account() {
     );
     let a = async_nats::jetstream::new(login(&server, "a").await);
     let b = login(&server, "b").await;
-    let stream = a
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: "O".into(),
-            subjects: vec!["o.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for n in 0..3 {
-        a.publish(format!("o.{n}"), n.to_string().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    let stream = stream_of_three(&a).await;
     let mut deliveries = b.subscribe("deliver.b").await.unwrap();
     b.flush().await.unwrap();
     stream

@@ -154,7 +154,6 @@ pub fn friendly_bytes_signed(bytes: i64) -> String {
 mod tests {
     use super::*;
     use crate::jetstream::config::{Cipher, Encryption};
-    use crate::store::SyncPolicy;
 
     /// Values and texts from nats-server v2.15.1's start-up lines.
     #[test]
@@ -181,18 +180,7 @@ mod tests {
     }
 
     fn config() -> JetStreamConfig {
-        JetStreamConfig {
-            store_dir: String::from("/tmp/jsx/jetstream"),
-            max_memory: 18_962_383_667,
-            max_store: 33_103_854_387,
-            domain: None,
-            strict: true,
-            sync: SyncPolicy::BeforeAck,
-            max_buffered_msgs: None,
-            max_buffered_size: None,
-            encryption: None,
-            limits: Default::default(),
-        }
+        JetStreamConfig::with_bounds("/tmp/jsx/jetstream", 18_962_383_667, 33_103_854_387)
     }
 
     fn texts(lines: &[(LogLevel, String)]) -> Vec<String> {

@@ -43,6 +43,27 @@ pub struct JetStreamConfig {
     pub limits: ServerLimits,
 }
 
+impl JetStreamConfig {
+    /// A configuration with these bounds and every other setting at the
+    /// reference's default (strict API, acknowledged after fsync, no
+    /// ingest limits, no encryption, no server limits): what tests, fuzz
+    /// targets and the simulator start from.
+    pub fn with_bounds(store_dir: &str, max_memory: u64, max_store: u64) -> Self {
+        JetStreamConfig {
+            store_dir: store_dir.to_string(),
+            max_memory,
+            max_store,
+            domain: None,
+            strict: true,
+            sync: SyncPolicy::BeforeAck,
+            max_buffered_msgs: None,
+            max_buffered_size: None,
+            encryption: None,
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
 /// `jetstream { limits { ... } }` as the reference keeps them
 /// (`JSLimitOpts`): 0 is "not set" (no limit, or the default where there
 /// is one); durations in nanoseconds. Monitoring shows them as set.

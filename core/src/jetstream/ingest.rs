@@ -204,16 +204,9 @@ mod tests {
 
     fn queue(msgs: Option<u64>, bytes: Option<u64>) -> IngestQueue {
         IngestQueue::new(&JetStreamConfig {
-            store_dir: String::new(),
-            max_memory: 0,
-            max_store: 0,
-            domain: None,
-            strict: true,
-            sync: crate::store::SyncPolicy::BeforeAck,
             max_buffered_msgs: msgs,
             max_buffered_size: bytes,
-            encryption: None,
-            limits: Default::default(),
+            ..JetStreamConfig::with_bounds("", 0, 0)
         })
     }
 

@@ -9,25 +9,14 @@ use serde_json::Value;
 use super::config::{AccountLimits, JetStreamConfig};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId};
 use super::machine::JetStream;
-use crate::store::{perform_sync, Disk, MemDisk, SyncPolicy};
+use crate::store::{perform_sync, Disk, MemDisk};
 use crate::time::{Instant, WallTime};
 
 /// One MemDisk behind every handle, as one real disk is.
 type SharedDisk = crate::store::SharedDisk<MemDisk>;
 
 fn js_config() -> JetStreamConfig {
-    JetStreamConfig {
-        store_dir: String::new(),
-        max_memory: 1 << 30,
-        max_store: 1 << 30,
-        domain: None,
-        strict: true,
-        sync: SyncPolicy::BeforeAck,
-        max_buffered_msgs: None,
-        max_buffered_size: None,
-        encryption: None,
-        limits: Default::default(),
-    }
+    JetStreamConfig::with_bounds("", 1 << 30, 1 << 30)
 }
 
 struct Harness {
