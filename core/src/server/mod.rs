@@ -983,8 +983,11 @@ impl Server {
     ) -> bool {
         // Interest this step added goes to the routes before the message:
         // a request's reply subscription must reach the responder's
-        // server before the request does.
-        self.propagate_interest();
+        // server before the request does. (Checked inline: this is every
+        // publish's path.)
+        if !self.router.interest_changes.is_empty() {
+            self.propagate_interest();
+        }
         let (router, mut cx) = self.route_parts(now);
         router.route(&mut cx, account, delivery, publisher_echo, 0)
     }
