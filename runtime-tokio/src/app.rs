@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rnats_core::auth::GLOBAL_ACCOUNT;
+use rnats_core::conf::jetstream_reload::{
+    plan_jetstream_reload, JetStreamReload, JetStreamSettings,
+};
 use rnats_core::conf::{self, FileOptions};
 use rnats_core::jetstream::banner;
 use rnats_core::jetstream::config::{JetStreamConfig, JetStreamRequest};
@@ -116,11 +119,12 @@ pub fn run(cli: CliOptions) -> i32 {
         operator: operator_settings(&file),
         websocket: websocket.clone(),
         cluster: cluster.clone(),
+        jetstream: std::sync::Mutex::new(JetStreamSettings::of(
+            matches!(jetstream, JetStreamStart::Request(Some(_))),
+            cli.store_dir.as_deref(),
+            &file.jetstream,
+        )),
         cli,
-        jetstream: match &jetstream {
-            JetStreamStart::Request(request) => request.as_deref().cloned(),
-            JetStreamStart::Refused(_) => None,
-        },
     };
     let sha256 = loaded.map(|l| l.sha256);
     let start = Start {
@@ -162,6 +166,14 @@ fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStrea
             logging::fatal(format_args!("Can't start JetStream: {error}"))
         }
     };
+    announce_jetstream(&config, notes, file);
+    tracing::info!("{}", banner::started_line(started.elapsed()));
+    Some(config)
+}
+
+/// The reference's lines for a JetStream starting with `config`: its
+/// banner, limits and each account's limits.
+fn announce_jetstream(config: &JetStreamConfig, notes: banner::StartupNotes, file: &FileOptions) {
     let system_account = conf::system_account(file);
     let accounts = &file.security.accounts;
     let names = std::iter::once(GLOBAL_ACCOUNT).chain(accounts.iter().map(|a| a.name.as_str()));
@@ -170,7 +182,7 @@ fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStrea
             .map(|limits| banner::account_lines(name, &limits))
             .unwrap_or_default()
     });
-    let lines = banner::startup_lines(&config, notes)
+    let lines = banner::startup_lines(config, notes)
         .into_iter()
         .chain(account_lines)
         .collect::<Vec<_>>();
@@ -183,8 +195,6 @@ fn start_jetstream(start: JetStreamStart, file: &FileOptions) -> Option<JetStrea
             LogLevel::Trace => tracing::trace!("{text}"),
         }
     }
-    tracing::info!("{}", banner::started_line(started.elapsed()));
-    Some(config)
 }
 
 /// What start-up settled before the server runs.
@@ -472,9 +482,11 @@ struct Reloader {
     websocket: Option<conf::WebSocketRequest>,
     /// The cluster started with; a reload asking for another is refused.
     cluster: Option<conf::ClusterRequest>,
-    /// What JetStream was started with. A reload asking for anything else
-    /// is refused: rnats does not apply JetStream changes while running.
-    jetstream: Option<JetStreamRequest>,
+    /// JetStream's settings as the running configuration was read: a
+    /// reload compares the file's with them as the reference does
+    /// (`conf::jetstream_reload`), and they change with every reload that
+    /// is carried out.
+    jetstream: std::sync::Mutex<JetStreamSettings>,
     /// Operator mode as started (operator JWTs, `MEMORY` resolver,
     /// preloads). A reload that changes it is refused: the accounts and
     /// connected users would need the run-time account updates rnats
@@ -519,7 +531,7 @@ impl Reloader {
         settings::lame_duck_timing(&file)
     }
 
-    fn reload(&self, runner: &Runner) {
+    async fn reload(&self, runner: &Arc<Runner>) {
         let Some(path) = &self.cli.config_file else {
             tracing::error!(
                 "Failed to reload server configuration: can only reload config when a file is provided using -c or --config"
@@ -540,13 +552,14 @@ impl Reloader {
             );
             return;
         }
-        if !reload_keeps(
-            settings::jetstream_request(&options, &loaded.options),
-            &self.jetstream,
-            "jetstream",
-        ) {
-            return;
-        }
+        let (js_request, js_settings, js_plan) =
+            match self.jetstream_plan(&options, &loaded.options) {
+                Ok(planned) => planned,
+                Err(error) => {
+                    tracing::error!("Failed to reload server configuration: {error}");
+                    return;
+                }
+            };
         if !reload_keeps(
             conf::websocket_request(&loaded.options),
             &self.websocket,
@@ -571,14 +584,116 @@ impl Reloader {
             tracing::error!("Failed to reload server configuration: {error}");
             return;
         }
+        // A JetStream turned on is resolved (its store directory and the
+        // machine's defaults) before the machine sees the new configuration.
+        let started = std::time::Instant::now();
+        let starting = match (js_plan.switch, js_request) {
+            (Some(true), Some(request)) => match jetstream_host::resolve(&request) {
+                Ok(resolved) => Some(resolved),
+                Err(error) => {
+                    tracing::warn!("Can't start JetStream: {error}");
+                    None
+                }
+            },
+            _ => None,
+        };
         let build = |current: &ServerConfig| {
-            settings::server_config(&options, &loaded.options, current)
-                .unwrap_or_else(|_| current.clone())
+            let mut config = settings::server_config(&options, &loaded.options, current)
+                .unwrap_or_else(|_| current.clone());
+            config.jetstream = match (&starting, js_plan.switch) {
+                (Some((started, _)), _) => Some(started.clone()),
+                (None, Some(_)) => None,
+                (None, None) => current.jetstream.clone().map(|mut running| {
+                    running.max_memory = js_plan.max_memory.unwrap_or(running.max_memory);
+                    running.max_store = js_plan.max_store.unwrap_or(running.max_store);
+                    running.limits = js_plan.limits.unwrap_or(running.limits);
+                    running
+                }),
+            };
+            config
         };
         for change in runner.reload(build) {
             tracing::info!("Reloaded: {change}");
         }
+        *self.jetstream.lock().expect("reload settings") = js_settings;
+        self.apply_jetstream(runner, &js_plan, starting, started, &loaded.options)
+            .await;
         tracing::info!("Reloaded server configuration (sha256:{})", loaded.sha256);
+    }
+
+    /// What the file asks of JetStream, its settings as the reference
+    /// compares them, and what the reload does about it (or the
+    /// reference's refusal).
+    fn jetstream_plan(
+        &self,
+        options: &CliOptions,
+        file: &FileOptions,
+    ) -> Result<(Option<JetStreamRequest>, JetStreamSettings, JetStreamReload), String> {
+        let request = settings::jetstream_request(options, file).map_err(|e| e.to_string())?;
+        let asked = JetStreamSettings::of(
+            request.is_some(),
+            self.cli.store_dir.as_deref(),
+            &file.jetstream,
+        );
+        let running = self.jetstream.lock().expect("reload settings").clone();
+        let plan = plan_jetstream_reload(&running, &asked)?;
+        Ok((request, asked, plan))
+    }
+
+    /// Start, stop or reconfigure the JetStream machine as `plan` says,
+    /// with the reference's log lines; the server machine already runs
+    /// with the new configuration.
+    async fn apply_jetstream(
+        &self,
+        runner: &Arc<Runner>,
+        plan: &JetStreamReload,
+        starting: Option<(JetStreamConfig, banner::StartupNotes)>,
+        started: std::time::Instant,
+        file: &FileOptions,
+    ) {
+        match (plan.switch, starting) {
+            (Some(false), _) => {
+                tracing::info!("Reloaded: JetStream");
+                tracing::info!("Initiating JetStream Shutdown...");
+                if let Some(sender) = runner.disconnect_jetstream() {
+                    for (stream, error) in sender.stop().await {
+                        tracing::warn!("JetStream stream {stream}: snapshot not written: {error}");
+                    }
+                }
+                tracing::info!("JetStream Shutdown");
+            }
+            (Some(true), Some((config, notes))) => {
+                tracing::info!("Reloaded: JetStream");
+                tracing::info!("Restarting JetStream");
+                announce_jetstream(&config, notes, file);
+                run_jetstream(runner);
+                tracing::info!("{}", banner::started_line(started.elapsed()));
+            }
+            _ => {}
+        }
+        if plan.switch.is_some()
+            || (plan.max_memory, plan.max_store, plan.limits) == (None, None, None)
+        {
+            return;
+        }
+        if let Some(bytes) = plan.max_memory {
+            tracing::info!(
+                "Reloaded: JetStream max_mem_store = {}",
+                banner::friendly_bytes(bytes)
+            );
+        }
+        if let Some(bytes) = plan.max_store {
+            tracing::info!(
+                "Reloaded: JetStream max_file_store = {}",
+                banner::friendly_bytes(bytes)
+            );
+        }
+        let config = runner.with_server(|server, _| server.config().jetstream.clone());
+        if let Some(config) = config {
+            let _ = runner
+                .query_jetstream(move |js| js.reconfigure(config))
+                .await;
+        }
     }
 }
 
@@ -633,7 +748,7 @@ async fn handle_signals(
             }
             _ = reload.recv() => {
                 tracing::info!("Trapped \"hangup\" signal");
-                reloader.reload(runner);
+                reloader.reload(runner).await;
             }
             _ = lame_duck.recv() => {
                 tracing::info!("Entering lame duck mode, stop accepting new clients");

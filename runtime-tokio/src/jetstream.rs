@@ -57,9 +57,16 @@ pub enum JsEvent {
         tag: u64,
         result: DiskResult<()>,
     },
+    /// JetStream is turned off (a reload): write each file stream's
+    /// snapshot, hand over what the machine still has for the server, report
+    /// the snapshots not written and end the thread (the sync thread ends
+    /// with it). Syncs still in flight are not waited for: their publishers
+    /// get no ack, as when the process stops.
+    Stop(tokio::sync::oneshot::Sender<Vec<(String, String)>>),
 }
 
 /// The sending end the runner holds.
+#[derive(Clone)]
 pub struct JsSender {
     events: mpsc::Sender<JsEvent>,
     ingest: Arc<Mutex<IngestQueue>>,
@@ -81,6 +88,16 @@ impl JsSender {
             other => other,
         };
         self.events.send(event).map_err(|_| Disconnected)
+    }
+
+    /// Stop the JetStream machine (see [`JsEvent::Stop`]) and wait until it
+    /// has; returns the streams whose snapshot was not written, with why.
+    pub async fn stop(self) -> Vec<(String, String)> {
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if self.send(JsEvent::Stop(done)).is_err() {
+            return Vec::new();
+        }
+        stopped.await.unwrap_or_default()
     }
 }
 
@@ -135,11 +152,24 @@ fn js_loop(
             .unwrap_or(Duration::from_secs(3600));
         match next_event(&inbox, wait) {
             Ok(event) => {
-                handle(&runner, &mut js, &ingest, event);
+                let mut stop = handle(&runner, &mut js, &ingest, event);
                 // Everything already waiting joins this batch (and the
                 // store's next sync).
-                while let Ok(event) = inbox.try_recv() {
-                    handle(&runner, &mut js, &ingest, event);
+                while stop.is_none() {
+                    let Ok(event) = inbox.try_recv() else {
+                        break;
+                    };
+                    stop = handle(&runner, &mut js, &ingest, event);
+                }
+                if let Some(done) = stop {
+                    let failures = js.write_snapshots();
+                    carry_out(&runner, &mut js, &syncs);
+                    let failures = failures
+                        .into_iter()
+                        .map(|(stream, error)| (stream.to_string(), error.to_string()))
+                        .collect();
+                    let _ = done.send(failures);
+                    return;
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -177,12 +207,14 @@ fn next_event(
     inbox.recv_timeout(wait)
 }
 
+/// Hands `event` to the machine; returns where to report once stopped when
+/// the event is [`JsEvent::Stop`].
 fn handle(
     runner: &Runner,
     js: &mut JetStream<RealDisk>,
     ingest: &Mutex<IngestQueue>,
     event: JsEvent,
-) {
+) -> Option<tokio::sync::oneshot::Sender<Vec<(String, String)>>> {
     match event {
         JsEvent::Inbound(msg) => {
             // Out of the queue as the machine takes it, as the reference's
@@ -200,7 +232,9 @@ fn handle(
             tag,
             result,
         } => js.handle_sync_done(stream, tag, result),
+        JsEvent::Stop(done) => return Some(done),
     }
+    None
 }
 
 /// Hand syncs to the sync thread and everything else to the server, in

@@ -101,6 +101,9 @@ struct ConnIo {
 struct State {
     server: Server,
     conns: HashMap<ConnId, Arc<ConnIo>>,
+    /// Where messages for JetStream go while it runs (`crate::jetstream`);
+    /// under the machine's lock, so a reload can stop and start it.
+    jetstream: Option<crate::jetstream::JsSender>,
     /// Debug builds (every black-box test) hold the machine to core's
     /// runtime contract.
     #[cfg(debug_assertions)]
@@ -176,8 +179,6 @@ pub struct Runner {
     /// by `dial_loop` (`runner/routes.rs`).
     dials: mpsc::UnboundedSender<rnats_core::server::DialRequest>,
     dial_queue: Mutex<Option<mpsc::UnboundedReceiver<rnats_core::server::DialRequest>>>,
-    /// Where messages for JetStream go, once it runs (`crate::jetstream`).
-    jetstream: std::sync::OnceLock<crate::jetstream::JsSender>,
     /// The directory resolver's file changes, made in order by
     /// `resolver_write_loop` on the blocking pool, never under the lock.
     resolver_writes: mpsc::UnboundedSender<(u64, rnats_core::auth::ResolverWrite)>,
@@ -222,10 +223,10 @@ impl Runner {
             write_deadline_nanos,
             route_write_deadline_nanos,
             log_order: Mutex::new(()),
-            jetstream: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 server,
                 conns: HashMap::new(),
+                jetstream: None,
                 #[cfg(debug_assertions)]
                 contract: ContractCheck::default(),
             }),
@@ -246,10 +247,17 @@ impl Runner {
 
     /// From now on, hand the machine's JetStream messages to `sender`.
     pub fn connect_jetstream(&self, sender: crate::jetstream::JsSender) {
-        assert!(
-            self.jetstream.set(sender).is_ok(),
-            "JetStream connected twice"
-        );
+        let mut state = self.lock();
+        assert!(state.jetstream.is_none(), "JetStream connected twice");
+        state.jetstream = Some(sender);
+        // What was queued for it meanwhile goes now.
+        self.finish_step(state);
+    }
+
+    /// JetStream was turned off (a reload): nothing more is handed to the
+    /// machine; the caller stops it through the returned sender.
+    pub fn disconnect_jetstream(&self) -> Option<crate::jetstream::JsSender> {
+        self.lock().jetstream.take()
     }
 
     /// Ask the JetStream machine `f` on its thread; `None` when JetStream
@@ -260,7 +268,7 @@ impl Runner {
             + Send
             + 'static,
     ) -> Option<R> {
-        let sender = self.jetstream.get()?;
+        let sender = self.lock().jetstream.clone()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let query: crate::jetstream::JsQuery = Box::new(move |js| {
             let _ = reply.send(f(js));
@@ -793,7 +801,7 @@ impl Runner {
             }
         }
         if let Some(accounts) = state.server.take_jetstream_accounts() {
-            if let Some(jetstream) = self.jetstream.get() {
+            if let Some(jetstream) = &state.jetstream {
                 // Before the messages routed after the change.
                 let _ = jetstream.send(crate::jetstream::JsEvent::Accounts(accounts));
             }
@@ -802,8 +810,9 @@ impl Runner {
             // Fails only once the dial loop is gone (no cluster, shutdown).
             let _ = self.dials.send(dial);
         }
-        while let Some(msg) = state.server.poll_jetstream() {
-            if let Some(jetstream) = self.jetstream.get() {
+        if let Some(jetstream) = &state.jetstream {
+            // Until JetStream is connected its messages wait in the machine.
+            while let Some(msg) = state.server.poll_jetstream() {
                 // Fails only once the JetStream thread is gone (shutdown).
                 let _ = jetstream.send(crate::jetstream::JsEvent::Inbound(msg));
             }

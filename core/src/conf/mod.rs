@@ -38,6 +38,7 @@
 pub mod auth_options;
 pub mod cluster_options;
 pub mod jetstream_options;
+pub mod jetstream_reload;
 pub mod options;
 mod parser;
 pub mod tls_options;

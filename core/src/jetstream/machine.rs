@@ -258,6 +258,22 @@ impl<D: Disk + Clone> JetStream<D> {
         &self.config
     }
 
+    /// A reload raised the server's storage limits or changed its
+    /// `limits { }`: what the running machine may change (the reference
+    /// refuses every other JetStream change while it runs, and so does the
+    /// runtime before it gets here).
+    pub fn reconfigure(&mut self, config: JetStreamConfig) {
+        assert!(
+            config.store_dir == self.config.store_dir
+                && config.domain == self.config.domain
+                && config.strict == self.config.strict
+                && config.sync == self.config.sync
+                && config.encryption == self.config.encryption,
+            "only the limits of a running JetStream change"
+        );
+        self.config = config;
+    }
+
     /// Every stream, by id.
     pub fn streams(&self) -> impl Iterator<Item = &StreamEntry<D>> {
         self.streams.values()

@@ -43,6 +43,9 @@ const MAX_QUEUED: usize = 1 << 20;
 pub(crate) struct JetStreamLink {
     /// Whether JetStream is enabled on this server at all.
     enabled: bool,
+    /// JetStream ran and was turned off by a reload: its API subjects stay
+    /// filed (requests go unanswered, as the reference's), nothing else.
+    api_kept: bool,
     /// `$JS.<domain>.API.>`, when JetStream has a domain: the same API.
     domain_api: Option<String>,
     /// Subjects JetStream listens to, per account (by name) and target.
@@ -82,6 +85,16 @@ impl JetStreamLink {
         self.enabled
     }
 
+    /// A reload turned JetStream on (`Some`) or off. Off, everything
+    /// JetStream listened to, watched or had queued is forgotten, and
+    /// whatever its machine still asks of the link is ignored; the next
+    /// accounts rebuild files the subscriptions anew.
+    pub fn switch(&mut self, jetstream: Option<&crate::jetstream::config::JetStreamConfig>) {
+        let api_kept = self.enabled || self.api_kept;
+        *self = JetStreamLink::new(jetstream);
+        self.api_kept = jetstream.is_none() && api_kept;
+    }
+
     /// The accounts JetStream serves, and their limits, changed.
     pub fn accounts_changed(&mut self, accounts: BTreeMap<String, AccountLimits>) {
         if self.enabled {
@@ -95,10 +108,10 @@ impl JetStreamLink {
 
     /// File JetStream's subscriptions into freshly built accounts.
     pub fn install(&self, accounts: &mut Accounts, server_id: &str) {
-        if !self.enabled {
+        if !self.enabled && !self.api_kept {
             return;
         }
-        if let Some(system) = accounts.system {
+        if let (Some(system), true) = (accounts.system, self.enabled) {
             for subject in [
                 String::from("$SYS.REQ.SERVER.PING.JSZ"),
                 format!("$SYS.REQ.SERVER.{server_id}.JSZ"),
@@ -183,6 +196,10 @@ impl JetStreamLink {
         payload: &[u8],
         logs: &mut LogQueue,
     ) {
+        if !self.enabled {
+            // Turned off by a reload: API requests go unanswered.
+            return;
+        }
         if self.inbound.len() >= MAX_QUEUED {
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
@@ -466,6 +483,16 @@ impl super::Server {
         action: crate::jetstream::link::JsAction,
     ) {
         use crate::jetstream::link::JsAction;
+        let subscribes = matches!(
+            action,
+            JsAction::Listen { .. }
+                | JsAction::WatchInterest { .. }
+                | JsAction::WatchReplies { .. }
+        );
+        if subscribes && !self.jetstream.enabled() {
+            // From a machine a reload has shut down (or is shutting down).
+            return;
+        }
         match action {
             JsAction::Publish {
                 account,

@@ -767,9 +767,17 @@ impl Server {
             config.auth.operator = Some(current.clone());
             config.accounts = self.config.accounts.clone();
         }
+        if config.jetstream.is_some() != self.jetstream.enabled() {
+            // Turned on or off by the reload (the runtime starts or stops
+            // the JetStream machine around this).
+            self.jetstream.switch(config.jetstream.as_ref());
+        }
         self.config = config;
         self.monitor.config_loaded = self.monitor.wall.wall_now;
         self.rebuild_from_config(Some(now));
+        // The accounts' JetStream limits as the file now says them.
+        self.jetstream
+            .accounts_changed(crate::jetstream::config::enabled_accounts(&self.config));
     }
 
     /// An account claims update was accepted: the JWT accounts are built
