@@ -219,7 +219,7 @@ impl World {
                     {
                         self.trace.record_bytes(payload);
                         if let Some(ack) = invariants::jetstream::parse_ack(payload) {
-                            acks.push((account.clone(), ack));
+                            acks.push((account.to_string(), ack));
                         }
                     }
                     for_server = true;

@@ -255,7 +255,7 @@ impl<D: Disk + Clone> JetStream<D> {
         match self.find_consumer(&msg.account, stream, name) {
             Ok(id) => self.consumer_pull(id, name, msg),
             Err(_) => self.actions.push_back(super::link::JsAction::Publish {
-                account: msg.account.clone(),
+                account: msg.account.as_str().into(),
                 subject: msg.reply.clone(),
                 reply: bytes::Bytes::new(),
                 headers: bytes::Bytes::from(format!(
@@ -303,7 +303,7 @@ impl<D: Disk + Clone> JetStream<D> {
             _ => bytes::Bytes::new(),
         };
         self.actions.push_back(super::link::JsAction::Publish {
-            account: msg.account.clone(),
+            account: msg.account.as_str().into(),
             subject: msg.reply.clone(),
             reply: bytes::Bytes::new(),
             headers,

@@ -177,7 +177,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         let error = ApiError::new(ApiErrorKind::StreamTooManyRequests);
         self.actions.push_back(JsAction::Publish {
-            account: msg.account,
+            account: msg.account.into(),
             subject: msg.reply,
             reply: Bytes::new(),
             headers: Bytes::from_static(TOO_MANY_REQUESTS),

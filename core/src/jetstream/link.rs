@@ -77,9 +77,11 @@ pub struct JsInbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsAction {
     /// Publish a message in `account` from the server itself (API replies,
-    /// publish acknowledgements, advisories). For the server.
+    /// publish acknowledgements, advisories). For the server. The account
+    /// is shared (`Arc<str>`): a stream's acks name its account without an
+    /// allocation each.
     Publish {
-        account: String,
+        account: std::sync::Arc<str>,
         subject: Bytes,
         reply: Bytes,
         headers: Bytes,

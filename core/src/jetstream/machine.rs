@@ -322,7 +322,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     // Deleted while the message was on its way.
                     return;
                 };
-                if entry.stream.account != msg.account {
+                if *entry.stream.account != *msg.account {
                     return;
                 }
                 let publish = Publish {
@@ -818,7 +818,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Publish `body` on `subject` in `account`, from the server.
     pub(super) fn publish(&mut self, account: &str, subject: String, body: Vec<u8>) {
         self.actions.push_back(JsAction::Publish {
-            account: account.to_string(),
+            account: account.into(),
             subject: Bytes::from(subject),
             reply: Bytes::new(),
             headers: Bytes::new(),
@@ -884,7 +884,7 @@ impl<D: Disk + Clone> JetStream<D> {
             return;
         }
         self.actions.push_back(JsAction::Publish {
-            account: account.to_string(),
+            account: account.into(),
             subject: Bytes::copy_from_slice(subject),
             reply: Bytes::new(),
             headers: Bytes::new(),

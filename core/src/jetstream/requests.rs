@@ -831,7 +831,7 @@ impl<D: Disk + Clone> JetStream<D> {
             .filter(|id| self.streams[id].meta.config.allow_direct);
         let Some(id) = direct else {
             self.actions.push_back(super::link::JsAction::Publish {
-                account: msg.account.clone(),
+                account: msg.account.as_str().into(),
                 subject: msg.reply.clone(),
                 reply: Bytes::new(),
                 headers: crate::protocol::no_responders_block(&msg.subject),
@@ -880,7 +880,7 @@ impl<D: Disk + Clone> JetStream<D> {
             }
         };
         self.actions.push_back(super::link::JsAction::Publish {
-            account: msg.account.clone(),
+            account: msg.account.as_str().into(),
             subject: msg.reply.clone(),
             reply: Bytes::new(),
             headers,

@@ -653,7 +653,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     fn send(&mut self, account: String, to: Bytes, reply: Bytes, headers: Bytes, payload: Vec<u8>) {
         self.actions.push_back(JsAction::Publish {
-            account,
+            account: account.into(),
             subject: to,
             reply,
             headers,

@@ -527,7 +527,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let publish = Publish {
             account: &account,
             subject: &subject,
-            reply: b"",
+            reply: &super::stream::NO_REPLY,
             headers: &headers,
             payload: &msg.payload,
         };

@@ -142,7 +142,7 @@ pub enum PublishError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct WaitingAck {
     seq: u64,
-    account: String,
+    /// In the stream's account (which is the publisher's).
     reply: Bytes,
     duplicate: bool,
     /// A counter stream's new total, for the ack's `val`.
@@ -313,7 +313,8 @@ impl<D: Disk> Store<D> {
 pub struct Publish<'a> {
     pub account: &'a str,
     pub subject: &'a [u8],
-    pub reply: &'a [u8],
+    /// Shared, not copied, into the waiting ack.
+    pub reply: &'a Bytes,
     pub headers: &'a [u8],
     pub payload: &'a [u8],
 }
@@ -331,11 +332,18 @@ pub enum Published {
     Refused(PublishError),
 }
 
+/// The reply of a message the stream itself stores (markers, schedules,
+/// sources): none.
+pub static NO_REPLY: Bytes = Bytes::new();
+
 /// A stream machine.
 pub struct Stream<D: Disk> {
     pub id: StreamId,
-    pub account: String,
+    /// Shared with every action naming it (acks, republished messages).
+    pub account: std::sync::Arc<str>,
     rules: StreamRules,
+    /// Where the acks' JSON is written, one buffer for many acks.
+    acks: super::wire::AckArena,
     store: Store<D>,
     dedupe: Dedupe,
     waiting: VecDeque<WaitingAck>,
@@ -372,7 +380,8 @@ impl<D: Disk> Stream<D> {
         let durable = store.durable_at_open();
         let mut stream = Stream {
             id,
-            account,
+            account: account.into(),
+            acks: super::wire::AckArena::new(&rules.name, &rules.domain),
             rules,
             store,
             dedupe: Dedupe::default(),
@@ -534,8 +543,7 @@ impl<D: Disk> Stream<D> {
                 let duplicate = matches!(result, Published::Duplicate { .. });
                 let ack = WaitingAck {
                     seq: *seq,
-                    account: msg.account.to_string(),
-                    reply: Bytes::copy_from_slice(msg.reply),
+                    reply: msg.reply.clone(),
                     duplicate,
                     total: self.counted.take().filter(|_| !duplicate),
                     batch: None,
@@ -591,7 +599,7 @@ impl<D: Disk> Stream<D> {
             Step::Staged => {
                 if answer {
                     out.push_back(JsAction::Publish {
-                        account: msg.account.to_string(),
+                        account: msg.account.into(),
                         subject: Bytes::copy_from_slice(msg.reply),
                         reply: Bytes::new(),
                         headers: Bytes::new(),
@@ -610,8 +618,7 @@ impl<D: Disk> Stream<D> {
                 let eob = find_header(msg.headers, super::batch::BATCH_COMMIT) == Some(b"eob");
                 let ack = WaitingAck {
                     seq: *seq,
-                    account: msg.account.to_string(),
-                    reply: Bytes::copy_from_slice(msg.reply),
+                    reply: msg.reply.clone(),
                     duplicate: false,
                     total: None,
                     batch: Some((
@@ -688,7 +695,7 @@ impl<D: Disk> Stream<D> {
             let publish = Publish {
                 account,
                 subject: &msg.subject,
-                reply: b"",
+                reply: &NO_REPLY,
                 headers: &msg.headers,
                 payload: &msg.payload,
             };
@@ -826,7 +833,7 @@ impl<D: Disk> Stream<D> {
         out: &mut VecDeque<JsAction>,
     ) {
         out.push_back(JsAction::Publish {
-            account: msg.account.to_string(),
+            account: msg.account.into(),
             subject: Bytes::copy_from_slice(msg.reply),
             reply: Bytes::new(),
             headers: Bytes::new(),
@@ -1146,7 +1153,7 @@ impl<D: Disk> Stream<D> {
             let marker = Publish {
                 account: &account,
                 subject: &gone.subject,
-                reply: b"",
+                reply: &NO_REPLY,
                 headers: headers.as_bytes(),
                 payload: b"",
             };
@@ -1221,17 +1228,18 @@ impl<D: Disk> Stream<D> {
         }
     }
 
-    fn send_ack(&self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
+    fn send_ack(&mut self, ack: WaitingAck, out: &mut VecDeque<JsAction>) {
         debug_assert!(
             ack.seq <= self.durable || self.planted_ack_before_sync(),
             "an ack before its sync"
         );
         out.push_back(JsAction::Publish {
-            account: ack.account,
+            account: self.account.clone(),
             subject: ack.reply,
             reply: Bytes::new(),
             headers: Bytes::new(),
             payload: match ack.batch {
+                None if ack.total.is_none() => self.acks.stored(ack.seq, ack.duplicate),
                 None => super::wire::pub_ack(
                     &self.rules.name,
                     &self.rules.domain,
@@ -1356,7 +1364,7 @@ impl<D: Disk> Stream<D> {
             let publish = Publish {
                 account: &account,
                 subject: &produced.target,
-                reply: b"",
+                reply: &NO_REPLY,
                 headers: &produced.headers,
                 payload: &produced.payload,
             };

@@ -128,17 +128,32 @@ impl PubAck {
         let capacity = Self::stored_len(stream, domain, seq, duplicate)
             .unwrap_or(64 + 2 * (stream.len() + domain.len()));
         let mut out = String::with_capacity(capacity);
-        out.push_str("{\"stream\":");
-        push_go_quoted(&mut out, stream.as_bytes());
-        if !domain.is_empty() {
-            out.push_str(",\"domain\":");
-            push_go_quoted(&mut out, domain.as_bytes());
-        }
-        let _ = write!(out, ",\"seq\":{seq}");
+        Self::push_prefix(&mut out, stream, domain);
+        let _ = write!(out, "{seq}");
         if duplicate {
-            out.push_str(",\"duplicate\": true");
+            out.push_str(Self::DUPLICATE);
         }
         out
+    }
+
+    /// What follows the sequence in the ack of a duplicate.
+    pub const DUPLICATE: &'static str = ",\"duplicate\": true";
+
+    /// The ack's start, up to its sequence: `{"stream":"S"[,"domain":"D"],"seq":`.
+    pub fn prefix(stream: &str, domain: &str) -> String {
+        let mut out = String::new();
+        Self::push_prefix(&mut out, stream, domain);
+        out
+    }
+
+    fn push_prefix(out: &mut String, stream: &str, domain: &str) {
+        out.push_str("{\"stream\":");
+        push_go_quoted(out, stream.as_bytes());
+        if !domain.is_empty() {
+            out.push_str(",\"domain\":");
+            push_go_quoted(out, domain.as_bytes());
+        }
+        out.push_str(",\"seq\":");
     }
 
     /// The reply to a refused publish: `{"error":{..},"stream":"S","seq":0}`.

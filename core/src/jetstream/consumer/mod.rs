@@ -765,7 +765,7 @@ impl<D: Disk> Consumer<D> {
             "deliveries": target.delivered,
         });
         out.push_back(JsAction::Publish {
-            account: self.rules.account.clone(),
+            account: self.rules.account.as_str().into(),
             subject: Bytes::from(format!(
                 "$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}",
                 self.rules.stream, self.rules.name
@@ -848,7 +848,7 @@ impl<D: Disk> Consumer<D> {
         // the pull request instead.
         if !reply.is_empty() && next.is_none() {
             out.push_back(JsAction::Publish {
-                account: self.rules.account.clone(),
+                account: self.rules.account.as_str().into(),
                 subject: Bytes::copy_from_slice(reply),
                 reply: Bytes::new(),
                 headers: Bytes::new(),
@@ -1340,7 +1340,7 @@ impl<D: Disk> Consumer<D> {
             self.rules.name
         );
         out.push_back(JsAction::Publish {
-            account: self.rules.account.clone(),
+            account: self.rules.account.as_str().into(),
             subject: deliver_subject.clone(),
             reply: Bytes::from(reply.clone()),
             headers: Bytes::from_static(b"NATS/1.0 100 FlowControl Request\r\n\r\n"),
@@ -1595,7 +1595,7 @@ impl<D: Disk> Consumer<D> {
 
     fn advise(&self, kind: &str, body: serde_json::Value, out: &mut VecDeque<JsAction>) {
         out.push_back(JsAction::Publish {
-            account: self.rules.account.clone(),
+            account: self.rules.account.as_str().into(),
             subject: Bytes::from(format!(
                 "$JS.EVENT.ADVISORY.CONSUMER.{kind}.{}.{}",
                 self.rules.stream, self.rules.name
@@ -1649,7 +1649,7 @@ fn resume_at(rules: &ConsumerRules, now: Instant, wall: WallTime) -> Option<Inst
 /// A status message (no payload) to `reply` in `account`.
 fn status_message(account: &str, reply: &[u8], headers: Bytes) -> JsAction {
     JsAction::Publish {
-        account: account.to_string(),
+        account: account.into(),
         subject: Bytes::copy_from_slice(reply),
         reply: Bytes::new(),
         headers,
