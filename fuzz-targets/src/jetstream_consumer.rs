@@ -215,7 +215,8 @@ impl Harness {
                     return;
                 };
                 let payload: &[u8] = if choice % 2 == 1 { b"1" } else { b"0" };
-                let target = JsTarget::Interest(*stream, id);
+                let target =
+                    JsTarget::Interest(rnats_core::jetstream::link::Watcher::Consumer(*stream, id));
                 self.send(target, "", b"", payload);
             }
         }

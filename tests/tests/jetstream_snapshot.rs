@@ -609,3 +609,97 @@ async fn a_restored_mirror_follows_its_origin_again() {
     let last = restored.get_raw_message(6).await.unwrap();
     assert_eq!(last.payload.as_ref(), b"while away");
 }
+
+/// As jsm.go does: the deliver subject is under the client's request-mux
+/// wildcard, and the client subscribes to it only after it has read the
+/// reply. The wildcard is no interest: the first chunk waits for the exact
+/// subscription, so the backup arrives whole.
+#[tokio::test]
+async fn a_snapshot_waits_for_its_receiver_to_subscribe() {
+    let (server, _dir) = js_server("snap-late");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "LATE", "late").await;
+    for i in 0..20 {
+        publish(&js, "late", &[], noise(i, 300)).await;
+    }
+    let mux = client.new_inbox();
+    let mut stray = client.subscribe(format!("{mux}.*")).await.unwrap();
+    let deliver = format!("{mux}.snapshot");
+    let body = json!({"deliver_subject": deliver, "chunk_size": 1024});
+    let reply = js_api(&client, "$JS.API.STREAM.SNAPSHOT.LATE", body).await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let mut chunks = client.subscribe(deliver).await.unwrap();
+    client.flush().await.unwrap();
+    let mut data = Vec::new();
+    let mut received = 0;
+    let end = loop {
+        let chunk = next_message(&mut chunks).await;
+        received += 1;
+        if chunk.payload.is_empty() {
+            break chunk;
+        }
+        data.extend_from_slice(&chunk.payload);
+        if let Some(ack) = chunk.reply {
+            client.publish(ack, Bytes::new()).await.unwrap();
+        }
+    };
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(204));
+    // The wildcard saw each message the subscription saw, and none before.
+    let mut seen_by_wildcard = 0;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), stray.next()).await
+    {
+        seen_by_wildcard += 1;
+    }
+    assert_eq!(
+        seen_by_wildcard, received,
+        "nothing went out before the subscription"
+    );
+    // Every message is in the backup: restore it under its name elsewhere.
+    let config = js
+        .get_stream("LATE")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    js.delete_stream("LATE").await.unwrap();
+    let restored = restore(&client, &json!(config), &data, 4096).await;
+    assert_eq!(restored["state"]["messages"], 20, "{restored}");
+}
+
+/// A receiver that goes away midway ends the snapshot with `408 No
+/// Interest`; the complete advisory says so.
+#[tokio::test]
+async fn a_snapshot_whose_receiver_leaves_ends_with_no_interest() {
+    let (server, _dir) = js_server("snap-gone");
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    create(&js, "GONE", "gone").await;
+    for i in 0..20 {
+        publish(&js, "gone", &[], noise(i, 300)).await;
+    }
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_COMPLETE.GONE")
+        .await
+        .unwrap();
+    let inbox = client.new_inbox();
+    let mut chunks = client.subscribe(inbox.clone()).await.unwrap();
+    let body = json!({"deliver_subject": inbox, "chunk_size": 1024, "window_size": 2048});
+    let reply = js_api(&client, "$JS.API.STREAM.SNAPSHOT.GONE", body).await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    let first = next_message(&mut chunks).await;
+    assert!(!first.payload.is_empty());
+    chunks.unsubscribe().await.unwrap();
+    client.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let advisory = next_message(&mut advisories).await;
+    let advisory: Value = serde_json::from_slice(&advisory.payload).unwrap();
+    assert_eq!(advisory["error"], "no interest", "{advisory}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "ended by the interest, not by the missing acks"
+    );
+}

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use super::api::ConsumerConfig;
 use super::config::{open_definition, seal_definition};
 use super::consumer::{Consumer, ConsumerRules, ConsumerStore, DeliverStart, PushRules};
-use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, ReplyWatch, StreamId};
+use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, ReplyWatch, StreamId, Watcher};
 use super::machine::JetStream;
 use super::stream::Storage;
 use crate::server::LogLevel;
@@ -667,8 +667,7 @@ impl<D: Disk + Clone> JetStream<D> {
         if deliver_subject.is_some() {
             self.actions.push_back(JsAction::WatchInterest {
                 account,
-                stream,
-                consumer: id,
+                watcher: Watcher::Consumer(stream, id),
                 subject: deliver_subject,
             });
         }
@@ -721,8 +720,7 @@ impl<D: Disk + Clone> JetStream<D> {
             consumer.consumer.set_interest(false, now);
             self.actions.push_back(JsAction::WatchInterest {
                 account,
-                stream,
-                consumer: id,
+                watcher: Watcher::Consumer(stream, id),
                 subject,
             });
         }
@@ -750,8 +748,7 @@ impl<D: Disk + Clone> JetStream<D> {
         if consumer.consumer.is_push() {
             self.actions.push_back(JsAction::WatchInterest {
                 account,
-                stream,
-                consumer: id,
+                watcher: Watcher::Consumer(stream, id),
                 subject: None,
             });
         }

@@ -35,10 +35,11 @@ pub enum JsTarget {
     /// A consumer's acknowledgements and flow-control replies
     /// (`$JS.ACK.<stream>.<consumer>.>`, `$JS.FC.<stream>.<consumer>.*`).
     Consumer(StreamId, ConsumerId),
-    /// Not a message: the server reports whether a push consumer's
-    /// deliver subject has subscribers (payload `1`) or not (`0`), once
-    /// when asked with [`JsAction::WatchInterest`] and on every change.
-    Interest(StreamId, ConsumerId),
+    /// Not a message: the server reports whether a watched subject (a push
+    /// consumer's deliver subject, a snapshot's) has subscribers (payload
+    /// `1`) or not (`0`), once when asked with [`JsAction::WatchInterest`]
+    /// and on every change.
+    Interest(Watcher),
     /// Not a message: the server reports that a waiting pull request's
     /// reply subject (`subject`) has no subscriber left in `account`
     /// (watched with [`JsAction::WatchReplies`]); the consumer drops the
@@ -48,6 +49,15 @@ pub enum JsTarget {
     /// A stream snapshot's chunk acknowledgements
     /// (`$JS.SNAPSHOT.ACK.<stream>.<id>.>`) or a restore's chunks
     /// (`$JS.SNAPSHOT.RESTORE.<stream>.<id>`), by session.
+    Snapshot(u64),
+}
+
+/// Who follows a subject's interest ([`JsAction::WatchInterest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Watcher {
+    /// A push consumer, its deliver subject.
+    Consumer(StreamId, ConsumerId),
+    /// A stream snapshot being sent, its deliver subject.
     Snapshot(u64),
 }
 
@@ -119,8 +129,7 @@ pub enum JsAction {
     /// stops the reports. For the server.
     WatchInterest {
         account: String,
-        stream: StreamId,
-        consumer: ConsumerId,
+        watcher: Watcher,
         subject: Option<Bytes>,
     },
     /// Start (`watch`) or stop following the reply subjects of a pull

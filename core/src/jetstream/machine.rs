@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use super::api::StreamConfig;
 use super::config::{open_definition, seal_definition, AccountLimits, JetStreamConfig};
 use super::consumer_table::ConsumerEntry;
-use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId};
+use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId, Watcher};
 use super::stream::{Publish, PublishError, Storage, Store, Stream};
 use crate::server::LogLevel;
 use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore};
@@ -310,8 +310,11 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::Api => self.handle_api(&msg),
             JsTarget::System => self.handle_system(&msg),
             JsTarget::Consumer(stream, consumer) => self.consumer_inbound(stream, consumer, &msg),
-            JsTarget::Interest(stream, consumer) => {
+            JsTarget::Interest(Watcher::Consumer(stream, consumer)) => {
                 self.consumer_interest(stream, consumer, msg.payload.as_ref() == b"1")
+            }
+            JsTarget::Interest(Watcher::Snapshot(session)) => {
+                self.snapshot_interest(session, msg.payload.as_ref() == b"1")
             }
             JsTarget::ReplyGone(stream, consumer) => {
                 self.consumer_reply_gone(stream, consumer, &msg)

@@ -18,10 +18,14 @@
 //! no ack came for 5 s, `500 <error>` when the stream could not be read.
 //! Chunks are made as acks make room (bounded memory: one chunk plus one
 //! message), from the messages up to the last sequence at the request; the
-//! stream keeps taking messages meanwhile. The first chunk leaves 100 ms
-//! after the reply: jsm.go (the `nats` CLI) subscribes to the deliver
-//! subject only when it has read the reply, and its inbox is otherwise
-//! served by its request mux, which drops what it does not expect.
+//! stream keeps taking messages meanwhile. The first chunk waits, as the
+//! reference's, until a client subscribes to exactly the deliver subject
+//! (the server's link watches it: [`Watcher::Snapshot`]) or 2 s pass:
+//! jsm.go (the `nats` CLI) subscribes only when it has read the reply, and
+//! its inbox is otherwise served by its request mux's wildcard, which drops
+//! what it does not expect and is no interest here. Once chunks flow, a
+//! change of that interest (the receiver gone) ends the snapshot with
+//! `408 No Interest`.
 //!
 //! Restore: the request's config is checked as a create's; the reply names
 //! `$JS.SNAPSHOT.RESTORE.<stream>.<id>`, where the client sends chunks as
@@ -51,7 +55,7 @@ use super::api::decode::{Fields, GoType, STREAM_CONFIG_REQUEST};
 use super::api::{ConsumerConfig, RequestFields, StreamConfig, StreamConfigRequest, StreamState};
 use super::archive::{ArchiveReader, ArchiveWriter, Entry};
 use super::errors::{ApiError, ApiErrorKind as K};
-use super::link::{JsAction, JsInbound, JsTarget, StreamId};
+use super::link::{JsAction, JsInbound, JsTarget, StreamId, Watcher};
 use super::machine::{JetStream, StreamMeta};
 use super::stream::{Storage, Store};
 use crate::server::LogLevel;
@@ -66,8 +70,9 @@ const DEFAULT_WINDOW: i64 = 8 * 1024 * 1024;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// No chunk for this long abandons a restore.
 const RESTORE_IDLE: Duration = Duration::from_secs(5);
-/// See the module comment.
-const START_DELAY: Duration = Duration::from_millis(100);
+/// The longest the first chunk waits for the receiver to subscribe (see
+/// the module comment).
+const INTEREST_WAIT: Duration = Duration::from_secs(2);
 /// The largest archive entry a restore takes: a message can be no larger
 /// than the largest `max_payload`.
 const MAX_ENTRY: u64 = 64 * 1024 * 1024;
@@ -320,8 +325,12 @@ struct Outgoing {
     last_seq: u64,
     /// Every message is in `writer` (and the end entry).
     written: bool,
+    /// Chunks flow from this instant: when the receiver subscribed, else
+    /// [`INTEREST_WAIT`] after the request.
     start_at: Instant,
     last_sent: Instant,
+    /// The server reported the deliver subject's interest at least once.
+    watched: bool,
 }
 
 /// Where a restore is in the archive.
@@ -537,9 +546,15 @@ impl<D: Disk + Clone> JetStream<D> {
             next_seq: state.first_seq.max(1),
             last_seq: state.last_seq,
             written: false,
-            start_at: now + START_DELAY,
-            last_sent: now + START_DELAY,
+            start_at: now + INTEREST_WAIT,
+            last_sent: now + INTEREST_WAIT,
+            watched: false,
         };
+        self.actions.push_back(JsAction::WatchInterest {
+            account: account.to_string(),
+            watcher: Watcher::Snapshot(session),
+            subject: Some(outgoing.deliver.clone()),
+        });
         self.snapshots.outgoing.insert(session, outgoing);
         let mode = if request.jsck {
             "health check and snapshot"
@@ -651,6 +666,33 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
+    /// The server reported whether the snapshot's receiver subscribes to
+    /// its deliver subject: before chunks flow, a subscriber starts them;
+    /// after, any change means the receiver went away.
+    pub(super) fn snapshot_interest(&mut self, session: u64, yes: bool) {
+        let now = self.now;
+        let Some(out) = self.snapshots.outgoing.get_mut(&session) else {
+            return;
+        };
+        let first = !out.watched;
+        out.watched = true;
+        if now < out.start_at {
+            if yes {
+                out.start_at = now;
+                out.last_sent = now;
+                self.pump_snapshot(session);
+            }
+            return;
+        }
+        if first {
+            // The state when the watch began, reported after the wait ran out.
+            return;
+        }
+        let out = self.snapshots.outgoing.remove(&session).expect("there");
+        let status = "NATS/1.0 408 No Interest\r\n\r\n".to_string();
+        self.finish_snapshot(session, out, status, "no interest".to_string());
+    }
+
     fn send(&mut self, account: String, to: Bytes, reply: Bytes, headers: Bytes, payload: Vec<u8>) {
         self.actions.push_back(JsAction::Publish {
             account: account.into(),
@@ -689,6 +731,11 @@ impl<D: Disk + Clone> JetStream<D> {
             Bytes::from(status),
             Vec::new(),
         );
+        self.actions.push_back(JsAction::WatchInterest {
+            account: account.clone(),
+            watcher: Watcher::Snapshot(session),
+            subject: None,
+        });
         self.stop_listening(session, &account);
         self.advise_complete(
             &account,

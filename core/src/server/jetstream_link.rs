@@ -29,7 +29,7 @@ use bytes::Bytes;
 use super::accounts::{AccountId, Accounts, SubTarget};
 use super::log::{LogLevel, LogQueue};
 use crate::jetstream::config::AccountLimits;
-use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, ReplyWatch, StreamId};
+use crate::jetstream::link::{ConsumerId, JsInbound, JsTarget, ReplyWatch, StreamId, Watcher};
 use crate::runtime::ConnId;
 
 /// Where every JetStream API request is published.
@@ -54,7 +54,7 @@ pub(crate) struct JetStreamLink {
     inbound: VecDeque<(JsInbound, ConnId)>,
     dropped: u64,
     /// Push consumers' deliver subjects whose interest JetStream follows.
-    watches: BTreeMap<(StreamId, ConsumerId), InterestWatch>,
+    watches: BTreeMap<Watcher, InterestWatch>,
     /// The accounts' limits, when they changed while running (a claims
     /// update), for the runtime to hand to JetStream.
     changed_accounts: Option<BTreeMap<String, AccountLimits>>,
@@ -251,7 +251,7 @@ impl JetStreamLink {
         &mut self,
         accounts: &mut Accounts,
         account: String,
-        key: (StreamId, ConsumerId),
+        key: Watcher,
         subject: Option<Bytes>,
     ) {
         let Some(subject) = subject else {
@@ -259,7 +259,7 @@ impl JetStreamLink {
             return;
         };
         let id = accounts.by_name.get(&account).copied();
-        let interested = id.is_some_and(|id| has_client_interest(accounts, id, &subject));
+        let interested = id.is_some_and(|id| watched_interest(accounts, id, key, &subject));
         self.report(&account, key, &subject, interested);
         self.watches.insert(
             key,
@@ -341,7 +341,7 @@ impl JetStreamLink {
             if changed.binary_search(&id).is_err() {
                 continue;
             }
-            let interested = has_client_interest(accounts, id, &watch.subject);
+            let interested = watched_interest(accounts, id, *key, &watch.subject);
             if interested != watch.interested {
                 watch.interested = interested;
                 reports.push((
@@ -358,10 +358,10 @@ impl JetStreamLink {
         changed.clear();
     }
 
-    fn report(&mut self, account: &str, key: (StreamId, ConsumerId), subject: &Bytes, yes: bool) {
+    fn report(&mut self, account: &str, key: Watcher, subject: &Bytes, yes: bool) {
         let msg = JsInbound {
             account: account.to_string(),
-            target: JsTarget::Interest(key.0, key.1),
+            target: JsTarget::Interest(key),
             subject: subject.clone(),
             reply: Bytes::new(),
             headers: Bytes::new(),
@@ -384,6 +384,26 @@ impl JetStreamLink {
             context: Bytes::new(),
         };
         self.inbound.push_back((msg, super::system::INTERNAL_CONN));
+    }
+}
+
+/// The interest `watcher` follows: a push consumer's deliver subject counts
+/// any client interest; a snapshot's counts only a client subscription on
+/// exactly that subject, as the reference's notification does (so a
+/// request mux's wildcard inbox is no interest: jsm.go subscribes to the
+/// deliver subject only after it has read the reply).
+fn watched_interest(
+    accounts: &mut Accounts,
+    id: AccountId,
+    watcher: Watcher,
+    subject: &[u8],
+) -> bool {
+    match watcher {
+        Watcher::Consumer(..) => has_client_interest(accounts, id, subject),
+        Watcher::Snapshot(_) => accounts.list[id]
+            .sublist
+            .exact_plain(subject)
+            .any(|target| matches!(target, SubTarget::Client(_))),
     }
 }
 
@@ -543,16 +563,11 @@ impl super::Server {
             }
             JsAction::WatchInterest {
                 account,
-                stream,
-                consumer,
+                watcher,
                 subject,
             } => {
-                self.jetstream.watch(
-                    &mut self.router.accounts,
-                    account,
-                    (stream, consumer),
-                    subject,
-                );
+                self.jetstream
+                    .watch(&mut self.router.accounts, account, watcher, subject);
             }
             JsAction::WatchReplies {
                 stream,

@@ -647,6 +647,28 @@ impl<V: Copy + Ord + core::fmt::Debug> Sublist<V> {
         Ok(())
     }
 
+    /// The plain values stored under exactly `subject`, taken literally (a
+    /// `*` or `>` token is the wildcard subscription itself): what the
+    /// reference's interest notifications count, where a wildcard
+    /// subscription that matches `subject` does not.
+    pub fn exact_plain(&self, subject: &[u8]) -> impl Iterator<Item = &V> + '_ {
+        let mut node = Some(&self.root);
+        let mut full = None;
+        let mut remaining = tokens(subject).peekable();
+        while let (Some(at), Some(token)) = (node, remaining.next()) {
+            node = if token == FULL_WILDCARD && remaining.peek().is_none() {
+                full = at.full.as_deref();
+                None
+            } else if token == PARTIAL_WILDCARD {
+                at.partial.as_deref()
+            } else {
+                at.literal.get(token)
+            };
+        }
+        let subscribers = full.or(node.map(|node| &node.subscribers));
+        subscribers.into_iter().flat_map(|found| found.plain.iter())
+    }
+
     /// Everything `subject` (a published subject, taken literally) reaches,
     /// in the order documented on [`MatchResult`]. Answers from the cache
     /// without allocating when it can; otherwise walks the trie and caches the
@@ -748,6 +770,31 @@ mod tests {
 
     fn add(list: &mut Sublist<u32>, subject: &str, value: u32) {
         list.insert(subject.as_bytes(), None, value).unwrap();
+    }
+
+    #[test]
+    fn exact_entries_ignore_wildcards_that_match() {
+        let mut list = Sublist::new();
+        for (subject, value) in [
+            ("_INBOX.a.*", 1),
+            ("_INBOX.a.b", 2),
+            ("_INBOX.>", 3),
+            ("_INBOX.a.b", 4),
+        ] {
+            add(&mut list, subject, value);
+        }
+        add_queue(&mut list, "_INBOX.a.b", "q", 5);
+        let exact = |list: &Sublist<u32>, subject: &str| {
+            list.exact_plain(subject.as_bytes())
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(exact(&list, "_INBOX.a.b"), [2, 4]);
+        assert_eq!(exact(&list, "_INBOX.a.c"), Vec::<u32>::new());
+        assert_eq!(exact(&list, "_INBOX.a.*"), [1]);
+        assert_eq!(exact(&list, "_INBOX.>"), [3]);
+        assert_eq!(exact(&list, "_INBOX"), Vec::<u32>::new());
+        assert_eq!(exact(&list, ""), Vec::<u32>::new());
     }
 
     fn add_queue(list: &mut Sublist<u32>, subject: &str, queue: &str, value: u32) {
