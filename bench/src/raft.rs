@@ -7,8 +7,12 @@
 //! directory of a real disk (runtime-tokio's `RealDisk`: one fsync per
 //! group commit, off the event loop). Closed-loop proposers (64, then 256)
 //! hand entries to the leader; an entry is acknowledged when the leader
-//! applies it (a majority holds it durably). Measured: acknowledged entries
-//! per second and the propose-to-acknowledge latency (p50, p99).
+//! applies it (a majority holds it durably). Then 64 propose through a
+//! follower, which forwards each on `$NRG.P.` and acknowledges it when it
+//! applies it. Measured: acknowledged entries per second and the
+//! propose-to-acknowledge latency (p50, p99). Last, a follower asks on
+//! `$NRG.RP.` that the leader remove the other follower, and the leader's
+//! voters must become the two.
 //!
 //! Checked before any number is reported: all three nodes applied the same
 //! entries in the same order, and each proposer's entries appear exactly
@@ -55,8 +59,21 @@ pub fn config_args() -> Result<Vec<String>, String> {
     std::fs::write(&path, CONFIG).map_err(|e| format!("write {}: {e}", path.display()))?;
     Ok(vec!["-c".to_string(), path.display().to_string()])
 }
-/// Proposers of the two measured phases.
-const PROPOSERS: [usize; 2] = [64, 256];
+/// The measured phases: proposers, whether they propose through a follower
+/// (`$NRG.P.`, forwarded to the leader), and the metric names.
+const PHASES: [(usize, bool, [&str; 3]); 3] = [
+    (64, false, ["entries/s@64", "p50@64", "p99@64"]),
+    (256, false, ["entries/s@256", "p50@256", "p99@256"]),
+    (
+        64,
+        true,
+        [
+            "forwarded entries/s@64",
+            "forwarded p50@64",
+            "forwarded p99@64",
+        ],
+    ),
+];
 /// An entry: proposer id u32, sequence u64 (little-endian).
 const ENTRY_LEN: usize = 12;
 
@@ -72,6 +89,16 @@ enum Input {
         data: Bytes,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// A follower forwards the proposal on `$NRG.P.`; acknowledged when the
+    /// follower applies it.
+    Forward {
+        data: Bytes,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// A follower asks the leader on `$NRG.RP.` to remove a peer.
+    ForwardRemove(PeerId),
+    /// The node's voters.
+    Voters(oneshot::Sender<Vec<PeerId>>),
     SyncDone {
         tag: u64,
         result: DiskResult<()>,
@@ -218,6 +245,7 @@ async fn measure(
             base,
             applied: Vec::new(),
             pending: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
             shared: shared.clone(),
         };
         tasks.spawn(driver.run(rx));
@@ -228,15 +256,23 @@ async fn measure(
     let mut metrics = Vec::new();
     let mut proposer_base = 0u32;
     let mut entries_total = 0u64;
-    for (phase, &proposers) in PROPOSERS.iter().enumerate() {
-        let entries = (params.messages / 20).max(proposers as u64 * 8);
+    for (proposers, forwarded, names) in PHASES {
+        // Forwarded: a follower applies (and so acknowledges) an entry only
+        // once it hears the commit, from the next append or heartbeat; a
+        // fixed small count keeps the phase short.
+        let entries = if forwarded {
+            proposers as u64 * 8
+        } else {
+            (params.messages / 20).max(proposers as u64 * 8)
+        };
         entries_total += entries;
+        let node = if forwarded {
+            &inputs[(leader + 1) % 3]
+        } else {
+            &inputs[leader]
+        };
         let (rate, p50, p99) =
-            closed_loop(&inputs[leader], proposers, proposer_base, entries).await?;
-        let names = [
-            ["entries/s@64", "p50@64", "p99@64"],
-            ["entries/s@256", "p50@256", "p99@256"],
-        ][phase];
+            closed_loop(node, forwarded, proposers, proposer_base, entries).await?;
         metrics.push(metric(names[0], rate, "/s", true));
         metrics.push(metric(names[1], p50 * 1e3, "ms", false));
         metrics.push(metric(names[2], p99 * 1e3, "ms", false));
@@ -246,6 +282,7 @@ async fn measure(
         }
     }
     verify(&inputs, &shared, entries_total).await?;
+    forwarded_removal(&inputs, leader, &ids).await?;
     tasks.abort_all();
     let mut syncs = std::mem::take(&mut shared.lock().expect("shared").syncs);
     if !syncs.is_empty() {
@@ -305,6 +342,7 @@ async fn await_leader(
 /// (seconds).
 async fn closed_loop(
     leader: &mpsc::UnboundedSender<Input>,
+    forwarded: bool,
     proposers: usize,
     first_id: u32,
     entries: u64,
@@ -328,10 +366,12 @@ async fn closed_loop(
                 data.put_u64_le(seq);
                 let (done, acked) = oneshot::channel();
                 let sent = StdInstant::now();
+                let data = data.freeze();
                 leader
-                    .send(Input::Propose {
-                        data: data.freeze(),
-                        done,
+                    .send(if forwarded {
+                        Input::Forward { data, done }
+                    } else {
+                        Input::Propose { data, done }
                     })
                     .map_err(|_| "leader task gone".to_string())?;
                 acked.await.map_err(|_| "leader task gone".to_string())??;
@@ -414,6 +454,40 @@ async fn verify(
     }
 }
 
+/// A follower asks, on `$NRG.RP.`, that the leader remove the other
+/// follower; the leader's voters must become the other two.
+async fn forwarded_removal(
+    inputs: &[mpsc::UnboundedSender<Input>],
+    leader: usize,
+    ids: &[PeerId],
+) -> Result<(), String> {
+    let (asker, removed) = ((leader + 1) % 3, (leader + 2) % 3);
+    inputs[asker]
+        .send(Input::ForwardRemove(ids[removed]))
+        .map_err(|_| "node task gone".to_string())?;
+    let start = StdInstant::now();
+    loop {
+        let (tx, rx) = oneshot::channel();
+        inputs[leader]
+            .send(Input::Voters(tx))
+            .map_err(|_| "node task gone".to_string())?;
+        let voters = rx.await.map_err(|_| "node task gone".to_string())?;
+        if !voters.contains(&ids[removed]) {
+            return if voters.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "after the forwarded removal the voters are {voters:?}"
+                ))
+            };
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("a forwarded removal was not applied within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One node: its machine, its connection's write half, its disk.
 struct Driver {
     index: usize,
@@ -428,6 +502,9 @@ struct Driver {
     applied: Vec<Bytes>,
     /// Proposals awaiting their apply: index -> (data, acknowledgement).
     pending: BTreeMap<u64, (Bytes, oneshot::Sender<Result<(), String>>)>,
+    /// Forwarded proposals awaiting their apply here, by data (unique:
+    /// proposer and sequence).
+    forwarded: BTreeMap<Bytes, oneshot::Sender<Result<(), String>>>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -482,7 +559,15 @@ impl Driver {
                         self.node.handle_message(at, from, message)
                     }
                     Ok(Inbound::Own) => {}
-                    Ok(other) => self.fail(format!("node {}: unexpected {other:?}", self.index)),
+                    // As nats-server's leader: a forwarded proposal or
+                    // removal that cannot be taken is dropped (the
+                    // follower's proposer then times out).
+                    Ok(Inbound::Proposal(data)) => {
+                        let _ = self.node.propose(at, data);
+                    }
+                    Ok(Inbound::RemovePeer(peer)) => {
+                        let _ = self.node.propose_remove_peer(at, peer);
+                    }
                     Err(e) => self.fail(format!("node {}: {subject}: {e}", self.index)),
                 }
             }
@@ -495,6 +580,18 @@ impl Driver {
                     let _ = done.send(Err(format!("propose: {e:?}")));
                 }
             },
+            Input::Forward { data, done } => {
+                let out = self.transport.forward_proposal(data.clone());
+                write_pub(&mut self.out, out.subject.as_bytes(), None, &out.payload);
+                self.forwarded.insert(data, done);
+            }
+            Input::ForwardRemove(peer) => {
+                let out = self.transport.forward_remove_peer(peer);
+                write_pub(&mut self.out, out.subject.as_bytes(), None, &out.payload);
+            }
+            Input::Voters(reply) => {
+                let _ = reply.send(self.node.voters().to_vec());
+            }
             Input::SyncDone { tag, result } => self.node.handle_sync_done(at, tag, result),
             Input::Applied(reply) => {
                 let _ = reply.send((self.applied.clone(), self.node.commit_index()));
@@ -522,6 +619,9 @@ impl Driver {
                 Action::Apply(entry) => {
                     if entry.kind == EntryType::Normal {
                         self.applied.push(entry.data.clone());
+                        if let Some(done) = self.forwarded.remove(&entry.data) {
+                            let _ = done.send(Ok(()));
+                        }
                     }
                     if let Some((data, done)) = self.pending.remove(&entry.index) {
                         let result = if data == entry.data {
