@@ -1,21 +1,13 @@
 //! The exact subjects, replies and payloads of the `$NRG` mapping.
 
 use super::*;
+use crate::raft::wire::tests::hex;
 use crate::raft::wire::{Entry, EntryType};
 
 const A: PeerId = PeerId(*b"AAAAAAAA");
 const B: PeerId = PeerId(*b"BBBBBBBB");
 const C: PeerId = PeerId(*b"CCCCCCCC");
 const GROUP: &str = "S-R3F-Cd447tnX";
-
-fn hex(s: &str) -> Bytes {
-    Bytes::from(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>(),
-    )
-}
 
 fn append(prev_index: u64, data: &'static [u8]) -> AppendEntry {
     AppendEntry {
