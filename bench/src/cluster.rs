@@ -25,8 +25,9 @@ use crate::wire::{drain_frames, Conn, Frame};
 const PROBE_SUBJECT: &[u8] = b"bench.route.probe";
 pub const PROBE_SID: u64 = 99;
 
-/// Starts `count` servers from `binary` on loopback, routed in a full mesh.
-pub fn start(binary: &Path, count: usize) -> Result<Vec<ServerProcess>, String> {
+/// Starts `count` servers from `binary` on loopback, routed in a full mesh,
+/// each with `extra` arguments too.
+pub fn start(binary: &Path, count: usize, extra: &[String]) -> Result<Vec<ServerProcess>, String> {
     assert!(count >= 2, "a cluster has two servers or more");
     let ports = free_ports(count)?;
     let mut servers = Vec::new();
@@ -37,14 +38,15 @@ pub fn start(binary: &Path, count: usize) -> Result<Vec<ServerProcess>, String> 
             .filter(|(other, _)| *other != index)
             .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
             .collect();
-        let args = [
+        let mut args = extra.to_vec();
+        args.extend([
             "--cluster".to_string(),
             format!("nats://127.0.0.1:{port}"),
             "--cluster_name".to_string(),
             "bench".to_string(),
             "--routes".to_string(),
             routes.join(","),
-        ];
+        ]);
         servers.push(ServerProcess::start_with(binary, &args)?);
     }
     Ok(servers)

@@ -15,6 +15,7 @@
 
 mod cluster;
 mod js;
+mod raft;
 mod scenarios;
 mod server;
 mod wire;
@@ -43,7 +44,7 @@ MODES (default: every core scenario against a fresh rnats-server)
   --server rnats|nats    which server to start when not comparing (default rnats)
 
 OPTIONS
-  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub cluster-pubsub cluster-fanout (\"core\", the default),
+  --scenario NAME[,NAME] pub pubsub fanout queue fanin reqrep idle subs ws-pubsub cluster-pubsub cluster-fanout raft-loopback (\"core\", the default),
                          js-pub js-pub-sync js-consume js-kv js-restart js-many (\"js\"), or \"all\"
   --payloads N[,N]       payload sizes in bytes, >= 12 (default 16,1024)
   --rounds N             runs per scenario and server (default 3 with --compare, else 1)
@@ -550,7 +551,12 @@ async fn run_once(
             let scenario = options.scenarios[scenario_index];
             let (processes, target) = match &setup.binary {
                 Some(binary) if scenario.servers() > 1 => {
-                    let processes = cluster::start(binary, scenario.servers())?;
+                    let extra = if scenario == Scenario::RaftLoopback {
+                        raft::config_args()?
+                    } else {
+                        Vec::new()
+                    };
+                    let processes = cluster::start(binary, scenario.servers(), &extra)?;
                     let target = Target {
                         addr: processes[0].addr,
                         pid: Some(processes[0].pid()),

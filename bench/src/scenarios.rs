@@ -62,10 +62,12 @@ pub enum Scenario {
     ClusterPubSub,
     /// Three servers: the publisher on the first, one subscriber on each.
     ClusterFanOut,
+    /// Three servers, a 3-node RAFT group of clients over them (`raft.rs`).
+    RaftLoopback,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Pub,
         Scenario::PubSub,
         Scenario::FanOut,
@@ -77,6 +79,7 @@ impl Scenario {
         Scenario::WsPubSub,
         Scenario::ClusterPubSub,
         Scenario::ClusterFanOut,
+        Scenario::RaftLoopback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +95,7 @@ impl Scenario {
             Scenario::WsPubSub => "ws-pubsub",
             Scenario::ClusterPubSub => "cluster-pubsub",
             Scenario::ClusterFanOut => "cluster-fanout",
+            Scenario::RaftLoopback => "raft-loopback",
         }
     }
 
@@ -108,14 +112,17 @@ impl Scenario {
     pub fn servers(self) -> usize {
         match self {
             Scenario::ClusterPubSub => 2,
-            Scenario::ClusterFanOut => 3,
+            Scenario::ClusterFanOut | Scenario::RaftLoopback => 3,
             _ => 1,
         }
     }
 
     /// Whether the scenario runs once per payload size.
     pub fn uses_payloads(self) -> bool {
-        !matches!(self, Scenario::Idle | Scenario::Subs)
+        !matches!(
+            self,
+            Scenario::Idle | Scenario::Subs | Scenario::RaftLoopback
+        )
     }
 }
 
@@ -249,6 +256,7 @@ pub async fn run(
         Scenario::ReqRep => request_reply(addr, pid, payload, params).await,
         Scenario::Idle => idle_connections(target, params).await,
         Scenario::Subs => many_subscriptions(target, params).await,
+        Scenario::RaftLoopback => crate::raft::run(target, params).await,
         Scenario::WsPubSub => {
             crate::ws::pubsub(target.ws_addr, pid, payload, messages, params).await
         }

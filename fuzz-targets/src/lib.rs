@@ -22,7 +22,7 @@
 //! | `jetstream_api` | [`jetstream_api::run`] | API requests and publishes, split at NUL |
 //! | `websocket_frames` | [`websocket_frames::run`] | 1 control byte, then what a client sends after the upgrade |
 //! | `websocket_handshake` | [`websocket_handshake::run`] | 1 control byte, then an HTTP request |
-//! | `raft_wire` | [`raft_wire::run`] | 1 control byte (which decoder, or the log scan), then bytes |
+//! | `raft_wire` | [`raft_wire::run`] | 1 control byte (which decoder, the log scan, or the `$NRG` transport on which subject), then bytes |
 //! | `raft_recovery` | [`raft_recovery::run`] | 1 control byte, then a RAFT node's files (or a log to build), split at a separator |
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `user_times` | [`user_times::run`] | 8 bytes of clock, then ranges and a zone, split at NUL |

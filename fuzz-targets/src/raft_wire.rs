@@ -5,7 +5,10 @@
 //! Input: 1 control byte, then the bytes. Control bits 0-2 pick what reads
 //! them: 0 append entry, 1 append entry response, 2 vote request, 3 vote
 //! response, 4 peer state, 5 log records (under a fixed header, base 0),
-//! 6 a whole log file (its header too), 7 a snapshot file.
+//! 6 a whole log file (its header too), 7 a snapshot file. With bit 3 set,
+//! the `$NRG` transport (`core/src/raft/transport.rs`) reads them instead,
+//! as a message on the subscription bits 4-7 pick (past the last: a foreign
+//! subject), with a reply when bit 4 is set.
 //!
 //! Invariants checked (beyond no panic / hang / OOM):
 //! - a fixed-length message that decodes re-encodes to exactly its input;
@@ -20,16 +23,21 @@
 //!   offset, the header, records and sync marks tiling the valid prefix
 //!   exactly;
 //! - a snapshot file decodes (checked) only if it re-encodes to exactly its
-//!   input.
+//!   input;
+//! - the transport maps a message to an input only if its payload decodes,
+//!   a fixed-length one re-encoding to exactly its input, and never maps a
+//!   foreign subject or hands the node its own echo.
 
 use bytes::{Bytes, BytesMut};
 use rnats_core::raft::log::{
     decode_snapshot, encode_header, encode_mark, encode_record, encode_snapshot, scan_log, Base,
     RecoveryError,
 };
+use rnats_core::raft::transport::{encode, Inbound, Transport, TransportError};
 use rnats_core::raft::wire::{
-    AppendEntry, AppendEntryResponse, PeerState, VoteRequest, VoteResponse,
+    AppendEntry, AppendEntryResponse, PeerId, PeerState, VoteRequest, VoteResponse,
 };
+use rnats_core::raft::Message;
 
 /// The largest input the target reads.
 pub const MAX_INPUT: usize = 64 << 10;
@@ -41,6 +49,9 @@ pub fn run(data: &[u8]) {
     };
     if rest.len() > MAX_INPUT {
         return;
+    }
+    if control & 8 != 0 {
+        return transport(control >> 4, rest);
     }
     match control & 7 {
         0 => append_entry(rest),
@@ -65,6 +76,31 @@ pub fn run(data: &[u8]) {
                 assert_eq!(encode_snapshot(&snapshot), rest, "snapshot round trip");
             }
         }
+    }
+}
+
+fn transport(pick: u8, bytes: &[u8]) {
+    let me = PeerId(*b"fuzzfuzz");
+    let mut end = Transport::new("fuzz", me, 1);
+    let subject = end
+        .subscriptions()
+        .get(usize::from(pick >> 1))
+        .map_or("$NRG.AE.other".to_string(), |s| s.to_string());
+    let reply = (pick & 1 == 1).then_some("$NRG.R.abcdefgh");
+    let payload = Bytes::copy_from_slice(bytes);
+    match end.inbound(&subject, reply, &payload) {
+        Ok(Inbound::Message { from, message }) => {
+            assert_ne!(from, me, "own echo handed to the node");
+            let out = encode(&message);
+            if !matches!(message, Message::Append(_)) {
+                assert_eq!(&out[..], bytes, "fixed-length message round trip");
+            }
+        }
+        Ok(Inbound::RemovePeer(peer)) => assert_eq!(&peer.0[..], bytes),
+        Ok(Inbound::Proposal(data)) => assert_eq!(&data[..], bytes),
+        Ok(Inbound::Own) => {}
+        Err(TransportError::NotOurs(s)) => assert_eq!(s, subject),
+        Err(TransportError::Wire(_)) => {}
     }
 }
 

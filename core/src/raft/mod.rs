@@ -10,8 +10,10 @@
 
 pub mod log;
 pub mod node;
+pub mod transport;
 pub mod wire;
 
 pub use log::Snapshot;
 pub use node::{Action, Config, GroupState, Message, Node, ProposeError, Role, SnapshotError};
+pub use transport::{Inbound, Outbound, Transport, TransportError};
 pub use wire::{EntryType, PeerId};

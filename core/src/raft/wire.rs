@@ -487,10 +487,11 @@ fn get_uvarint(b: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Bytes {
+    /// Bytes from hex digits (also the transport's tests').
+    pub(crate) fn hex(s: &str) -> Bytes {
         Bytes::from(
             (0..s.len())
                 .step_by(2)
