@@ -452,12 +452,10 @@ fn stream_identity(created: u64) -> String {
 /// run without.
 fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
     use super::api::AckPolicy;
-    let missing = [
-        (
-            config.ack_policy == AckPolicy::FlowControl,
-            "ack_policy flow_control",
-        ),
-    ];
+    let missing = [(
+        config.ack_policy == AckPolicy::FlowControl,
+        "ack_policy flow_control",
+    )];
     match missing.iter().find(|(asked, _)| *asked) {
         Some((_, feature)) => Err(ApiError::with(
             K::ConsumerCreate,

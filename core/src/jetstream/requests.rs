@@ -329,12 +329,7 @@ impl<D: Disk + Clone> JetStream<D> {
         error_reply(request, error)
     }
 
-    fn answer(
-        &mut self,
-        account: &str,
-        request: &Request<'_>,
-        msg: &JsInbound,
-    ) -> Reply {
+    fn answer(&mut self, account: &str, request: &Request<'_>, msg: &JsInbound) -> Reply {
         let (payload, context) = (&msg.payload[..], &msg.context);
         let result = match *request {
             Request::Info => Ok(reply(
@@ -360,7 +355,9 @@ impl<D: Disk + Clone> JetStream<D> {
                 .consumer_create(account, rest, payload, &msg.headers)
                 .map(|(response, identity)| Reply {
                     headers: identity.map_or_else(Bytes::new, |identity| {
-                        Bytes::from(format!("NATS/1.0\r\nNats-Stream-Identity: {identity}\r\n\r\n"))
+                        Bytes::from(format!(
+                            "NATS/1.0\r\nNats-Stream-Identity: {identity}\r\n\r\n"
+                        ))
                     }),
                     ..reply(&response, false)
                 }),
@@ -645,7 +642,11 @@ impl<D: Disk + Clone> JetStream<D> {
         let state = entry.stream.state();
         // Direct consumers (a mirror's or source's on this origin) are not
         // the stream's to count, as the reference's store does not know them.
-        let consumer_count = entry.consumers.values().filter(|c| !c.config.direct).count();
+        let consumer_count = entry
+            .consumers
+            .values()
+            .filter(|c| !c.config.direct)
+            .count();
         let store = entry.stream.store_mut();
         let deleted = match request {
             Some(request) if request.deleted_details => store.deleted(),
@@ -965,16 +966,8 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
         (
-            config.mirror.as_ref().is_some_and(|m| m.external.is_some()),
-            "mirror external",
-        ),
-        (
             config.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
             "mirror consumer",
-        ),
-        (
-            config.sources.iter().any(|s| s.external.is_some()),
-            "sources external",
         ),
         (
             config.sources.iter().any(|s| s.consumer.is_some()),
