@@ -21,15 +21,14 @@ use common::{connect_with, js_api as api, store_dir, within};
 use rnats_tests::ServerProcess;
 use serde_json::{json, Value};
 
-/// A server (file store, client port `port` from this helper's range)
+/// A server (file store, client port `port`)
 /// with accounts A (the origin's) and B (the sourcing one); the config
 /// file's path, to remove at the end.
 fn start(name: &str, port: u16) -> (ServerProcess, std::path::PathBuf) {
     let dir = store_dir(name);
     let conf = dir.with_extension("conf");
     let text = format!(
-        r#"listen: "127.0.0.1:{port}"
-jetstream {{ store_dir: {:?} }}
+        r#"jetstream {{ store_dir: {:?} }}
 accounts {{
   A {{ jetstream: enabled, users: [{{user: a, password: a}}],
       exports: [ {{service: "$JS.API.>"}}, {{service: "$JS.FC.>"}},
@@ -43,7 +42,9 @@ accounts {{
         dir.to_str().unwrap()
     );
     std::fs::write(&conf, text).unwrap();
-    (ServerProcess::start(&["-c", conf.to_str().unwrap()]), conf)
+    let port = port.to_string();
+    let args = ["-p", port.as_str(), "-c", conf.to_str().unwrap()];
+    (ServerProcess::start(&args), conf)
 }
 
 async fn login(server: &ServerProcess, user: &str) -> async_nats::Client {
