@@ -192,6 +192,9 @@ async fn a_mirror_and_a_source_in_another_account_follow_the_origin_across_a_res
     assert_eq!(names["total"], 0, "{names}");
     let origin = api(&a_client, "$JS.API.STREAM.INFO.O", json!({})).await;
     assert_eq!(origin["state"]["consumer_count"], 0, "{origin}");
+    // The account's count has them, as the reference's.
+    let account = api(&a_client, "$JS.API.INFO", json!({})).await;
+    assert_eq!(account["consumers"], 2, "{account}");
 
     // After a restart both pick up where they were, and take what comes.
     drop((a_client, b_client, a, b));

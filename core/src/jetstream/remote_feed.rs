@@ -658,7 +658,229 @@ impl<D: Disk + Clone> JetStream<D> {
 #[cfg(test)]
 mod tests {
     use super::{backoff, parse_ack_reply, AckReply};
+    use crate::jetstream::config::{AccountLimits, JetStreamConfig};
+    use crate::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
+    use crate::jetstream::machine::JetStream;
+    use crate::store::{MemDisk, SharedDisk};
+    use crate::time::{Instant, WallTime};
+    use bytes::Bytes;
+    use serde_json::{json, Value};
     use std::time::Duration;
+
+    type Machine = JetStream<SharedDisk<MemDisk>>;
+
+    /// A machine with accounts A and B, and in B the memory mirror `M` of
+    /// A's `O` through the API prefix `JS.A.API`.
+    fn machine_with_mirror() -> (Machine, StreamId) {
+        let accounts = ["A", "B"]
+            .into_iter()
+            .map(|a| (a.to_string(), AccountLimits::default()))
+            .collect();
+        let mut js = JetStream::open(
+            "srv".into(),
+            JetStreamConfig::with_bounds("", 1 << 30, 1 << 30),
+            accounts,
+            SharedDisk::default(),
+            Instant::ZERO,
+            WallTime(1_000_000_000),
+        );
+        let config = json!({"name": "M", "storage": "memory", "mirror": {"name": "O",
+            "external": {"api": "JS.A.API", "deliver": "deliver.b"}}});
+        inbound(
+            &mut js,
+            0,
+            JsTarget::Api,
+            "$JS.API.STREAM.CREATE.M",
+            "r",
+            b"",
+            config.to_string().as_bytes(),
+        );
+        drain(&mut js);
+        let id = js.stream_by_name("B", "M").unwrap();
+        (js, id)
+    }
+
+    fn inbound(
+        js: &mut Machine,
+        at_ms: u64,
+        target: JsTarget,
+        subject: &str,
+        reply: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) {
+        let now = Instant::from_nanos(at_ms * 1_000_000);
+        let msg = JsInbound {
+            account: "B".into(),
+            target,
+            subject: Bytes::copy_from_slice(subject.as_bytes()),
+            reply: Bytes::copy_from_slice(reply.as_bytes()),
+            headers: Bytes::copy_from_slice(headers),
+            payload: Bytes::copy_from_slice(payload),
+            context: Bytes::new(),
+        };
+        js.handle_inbound(now, WallTime(1_000_000_000 + now.as_nanos()), msg);
+    }
+
+    fn tick(js: &mut Machine, at_ms: u64) -> Vec<JsAction> {
+        let now = Instant::from_nanos(at_ms * 1_000_000);
+        js.handle_timeout(now, WallTime(1_000_000_000 + now.as_nanos()));
+        drain(js)
+    }
+
+    fn drain(js: &mut Machine) -> Vec<JsAction> {
+        std::iter::from_fn(|| js.poll_action()).collect()
+    }
+
+    /// The create request among `actions`: its target, reply, deliver
+    /// subject and body.
+    fn request(actions: &[JsAction]) -> Option<(JsTarget, String, String, Value)> {
+        let (target, deliver) = actions.iter().find_map(|a| match a {
+            JsAction::Listen {
+                target: target @ JsTarget::Feed(..),
+                subjects,
+                ..
+            } if subjects.len() == 2 => Some((*target, subjects[1].clone())),
+            _ => None,
+        })?;
+        actions.iter().find_map(|a| match a {
+            JsAction::Publish {
+                account,
+                subject,
+                reply,
+                headers,
+                payload,
+            } if subject.starts_with(b"JS.A.API.") => {
+                assert_eq!(account, "B");
+                assert_eq!(&subject[..], b"JS.A.API.CONSUMER.CREATE.O");
+                assert_eq!(
+                    &headers[..],
+                    b"NATS/1.0\r\nNats-Required-Api-Level: 4\r\n\r\n"
+                );
+                let body: Value = serde_json::from_slice(payload).unwrap();
+                Some((
+                    target,
+                    String::from_utf8(reply.to_vec()).unwrap(),
+                    deliver.clone(),
+                    body,
+                ))
+            }
+            _ => None,
+        })
+    }
+
+    fn answer(
+        js: &mut Machine,
+        at_ms: u64,
+        target: JsTarget,
+        reply: &str,
+        deliver: &str,
+        delivered: u64,
+    ) {
+        let body = json!({"type": "io.nats.jetstream.api.v1.consumer_create_response",
+            "stream_name": "O", "name": "C-1", "created": "2026-12-06T11:06:15.562445691Z",
+            "config": {"deliver_subject": deliver, "ack_policy": "none"},
+            "delivered": {"consumer_seq": 0, "stream_seq": delivered},
+            "ack_floor": {"consumer_seq": 0, "stream_seq": 0},
+            "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 0,
+            "ts": "2026-12-06T11:06:15.563199196Z"});
+        inbound(
+            js,
+            at_ms,
+            target,
+            reply,
+            "",
+            b"",
+            body.to_string().as_bytes(),
+        );
+    }
+
+    fn deliver(js: &mut Machine, at_ms: u64, target: JsTarget, seq: u64, dseq: u64) {
+        let reply = format!("$JS.ACK.O.C-1.1.{seq}.{dseq}.{}.0", 1_000 + seq);
+        inbound(
+            js,
+            at_ms,
+            target,
+            &format!("o.{seq}"),
+            &reply,
+            b"",
+            seq.to_string().as_bytes(),
+        );
+    }
+
+    #[test]
+    fn a_mirror_asks_the_origin_for_a_consumer_and_stores_what_it_delivers() {
+        let (mut js, _) = machine_with_mirror();
+        let (target, reply, deliver_to, body) = request(&tick(&mut js, 1)).expect("asked at once");
+        assert!(deliver_to.starts_with("deliver.b.M."), "{deliver_to}");
+        let config = &body["config"];
+        assert_eq!(body["stream_name"], "O");
+        for (key, value) in [
+            ("direct", json!(true)),
+            ("sourcing", json!(true)),
+            ("flow_control", json!(true)),
+            ("ack_policy", json!("none")),
+            ("idle_heartbeat", json!(1_000_000_000)),
+            ("inactive_threshold", json!(10_000_000_000u64)),
+            ("max_deliver", json!(1)),
+            ("deliver_subject", json!(deliver_to)),
+        ] {
+            assert_eq!(config[key], value, "{key}: {body}");
+        }
+        assert!(
+            config["name"].as_str().unwrap().starts_with("JS_MIRROR_"),
+            "{body}"
+        );
+
+        // The consumer starts at 2 (the origin removed 1): skipped.
+        answer(&mut js, 2, target, &reply, &deliver_to, 1);
+        deliver(&mut js, 3, target, 2, 1);
+        deliver(&mut js, 4, target, 4, 2);
+        let state = js.streams().next().unwrap().stream.state();
+        assert_eq!((state.msgs, state.first_seq, state.last_seq), (2, 2, 4));
+        // An old delivery is not stored again.
+        deliver(&mut js, 5, target, 4, 3);
+        assert_eq!(js.streams().next().unwrap().stream.state().msgs, 2);
+        drain(&mut js);
+
+        // Flow control is answered with where the mirror stands.
+        inbound(
+            &mut js,
+            6,
+            target,
+            &deliver_to,
+            "$JS.FC.O.C-1.x",
+            b"NATS/1.0 100 FlowControl Request\r\n\r\n",
+            b"",
+        );
+        let answered = drain(&mut js).into_iter().any(|a| matches!(a, JsAction::Publish { subject, headers, .. }
+            if &subject[..] == b"$JS.FC.O.C-1.x"
+                && &headers[..] == b"NATS/1.0\r\nNats-Last-Consumer: 3\r\nNats-Last-Stream: 4\r\n\r\n"));
+        assert!(answered);
+
+        // A gap in the deliveries drops the consumer; a new one is asked
+        // for from the next sequence, no sooner than 2 s after the last
+        // request.
+        deliver(&mut js, 7, target, 6, 5);
+        assert_eq!(js.streams().next().unwrap().stream.state().last_seq, 4);
+        assert!(request(&tick(&mut js, 1_900)).is_none());
+        let (target2, reply2, deliver2, body) =
+            request(&tick(&mut js, 2_300)).expect("asked again");
+        assert_eq!(target2, target);
+        assert_ne!(deliver2, deliver_to);
+        assert_eq!(
+            body["config"]["deliver_policy"], "by_start_sequence",
+            "{body}"
+        );
+        assert_eq!(body["config"]["opt_start_seq"], 5, "{body}");
+
+        // Ten seconds of silence: asked again.
+        answer(&mut js, 2_400, target, &reply2, &deliver2, 4);
+        assert!(request(&tick(&mut js, 12_000)).is_none());
+        // Found stalled at 12.4 s, asked 100-200 ms later.
+        assert!(request(&tick(&mut js, 12_450)).is_none());
+        assert!(request(&tick(&mut js, 12_700)).is_some());
+    }
 
     #[test]
     fn ack_replies_in_both_forms_give_their_numbers() {
