@@ -73,19 +73,7 @@ async fn info_when(
     stream: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let subject = format!("$JS.API.STREAM.INFO.{stream}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let info = api(client, &subject, json!({})).await;
-        if ready(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stream {stream} never got ready: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::js_info_when(client, stream, Duration::from_secs(15), ready).await
 }
 
 fn holds(count: u64) -> impl Fn(&Value) -> bool {

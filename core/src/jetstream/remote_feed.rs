@@ -605,25 +605,17 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         feed.lag = ack.pending.saturating_sub(1);
         let first_new = self.streams.get(&id).map(|e| e.stream.state().last_seq + 1);
+        let stored = StoredMsg {
+            seq: ack.stream_seq,
+            subject: msg.subject.clone(),
+            headers: msg.headers.clone(),
+            payload: msg.payload.clone(),
+            ts: WallTime(ack.ts),
+            ttl: None,
+        };
         let stored = if mirror {
-            let stored = StoredMsg {
-                seq: ack.stream_seq,
-                subject: msg.subject.clone(),
-                headers: msg.headers.clone(),
-                payload: msg.payload.clone(),
-                ts: WallTime(ack.ts),
-                ttl: None,
-            };
             self.take_mirrored(id, feed, stored)
         } else {
-            let stored = StoredMsg {
-                seq: ack.stream_seq,
-                subject: msg.subject.clone(),
-                headers: msg.headers.clone(),
-                payload: msg.payload.clone(),
-                ts: WallTime(ack.ts),
-                ttl: None,
-            };
             let (head, filters, dests) = feed.index_parts();
             let marker = format!("{head} {} {filters} {dests}", ack.stream_seq);
             let ident = feed.ident.clone();
