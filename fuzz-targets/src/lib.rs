@@ -57,6 +57,15 @@ pub mod user_times;
 pub mod websocket_frames;
 pub mod websocket_handshake;
 
+/// The records of an input split at NUL, at most `max`, each as its first
+/// byte (what it is) and the rest (its body); empty records are skipped.
+pub fn op_records(records: &[u8], max: usize) -> impl Iterator<Item = (u8, &[u8])> {
+    records
+        .split(|&b| b == 0)
+        .take(max)
+        .filter_map(|record| record.split_first().map(|(&op, body)| (op, body)))
+}
+
 /// A target body: one fuzzer input in, a panic if an invariant breaks.
 pub type Target = fn(&[u8]);
 
