@@ -400,6 +400,30 @@ def jetstream_restore_seeds():
     write("jetstream_restore", "s2", bytes([2]) + b"\xff\x06\x00\x00S2sTwO\x00\x05\x00\x00abcde")
 
 
+def jetstream_feed_seeds():
+    """Seeds for jetstream_feed: a control byte, then records `op body`
+    split at NUL (op % 4 the kind, op // 4 odd: the source; see the target)."""
+
+    def rec(kind, source, body=b""):
+        # 8 more: never a NUL, the same kind and feed.
+        return bytes([8 + kind + 4 * source]) + body
+
+    # Answer both feeds validly, deliver in order, with a gap, old ones,
+    # flow control and heartbeats, then silence.
+    records = [rec(0, 0), rec(0, 1)]
+    for seq in range(1, 4):
+        records += [rec(2, 0, bytes([1, seq, seq, 1])), rec(2, 1, bytes([1, seq, seq, 4 - seq]))]
+    records += [rec(2, 0, bytes([1, 6, 4, 1])), rec(2, 0, bytes([1, 2, 5, 1])),
+                rec(3, 1, b"1"), rec(3, 1, b"4"), rec(3, 0), rec(3, 0), rec(0, 0),
+                rec(2, 0, bytes([1, 9, 1, 1])), rec(1, 1, b"$JS.ACK.O.c.1.1.1.1.0 x")]
+    write("jetstream_feed", "in-order", bytes([0]) + b"\0".join(records))
+    write("jetstream_feed", "file-mirror", bytes([1]) + b"\0".join(records))
+    errors = [rec(0, 0, b'{"error":{"code":404,"err_code":10059,"description":"stream not found"}}'),
+              rec(0, 1, b'{"error":{"code":400,"err_code":10225,"description":"x"}}'),
+              rec(0, 1, b"not json"), rec(3, 0), rec(3, 0), rec(3, 0)]
+    write("jetstream_feed", "errors", bytes([0]) + b"\0".join(errors))
+
+
 transcripts()
 parser_edges()
 server_edges()
@@ -407,5 +431,6 @@ small_targets()
 websocket_targets()
 jetstream_consumer_seeds()
 jetstream_restore_seeds()
+jetstream_feed_seeds()
 for d in sorted(CORPUS.iterdir()):
     print(d.name, len(list(d.iterdir())))

@@ -102,10 +102,7 @@ pub fn run(data: &[u8]) {
         return;
     };
     let mut harness = Harness::open(control);
-    for record in records.split(|&b| b == 0).take(MAX_RECORDS) {
-        let Some((&op, body)) = record.split_first() else {
-            continue;
-        };
+    for (op, body) in crate::op_records(records, MAX_RECORDS) {
         harness.record(op, body);
     }
     harness.check_infos();

@@ -27,6 +27,7 @@
 //! | `route_parser` | [`route_parser::run`] | 1 control byte (piece size), then what a route sends |
 //! | `user_times` | [`user_times::run`] | 8 bytes of clock, then ranges and a zone, split at NUL |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
+//! | `jetstream_feed` | [`jetstream_feed::run`] | 1 control byte, then an external mirror's and source's answers, deliveries, statuses and time, split at NUL |
 //! | `jetstream_restore` | [`jetstream_restore::run`] | 1 control byte (chunk size, compress or not), then a backup |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
@@ -40,6 +41,7 @@ pub mod connect_json;
 pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
+pub mod jetstream_feed;
 pub mod jetstream_restore;
 pub mod jwt;
 pub mod raft_recovery;
@@ -54,6 +56,15 @@ pub mod sublist_ops;
 pub mod user_times;
 pub mod websocket_frames;
 pub mod websocket_handshake;
+
+/// The records of an input split at NUL, at most `max`, each as its first
+/// byte (what it is) and the rest (its body); empty records are skipped.
+pub fn op_records(records: &[u8], max: usize) -> impl Iterator<Item = (u8, &[u8])> {
+    records
+        .split(|&b| b == 0)
+        .take(max)
+        .filter_map(|record| record.split_first().map(|(&op, body)| (op, body)))
+}
 
 /// A target body: one fuzzer input in, a panic if an invariant breaks.
 pub type Target = fn(&[u8]);
@@ -72,6 +83,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jetstream_api", jetstream_api::run),
     ("jetstream_consumer", jetstream_consumer::run),
     ("jetstream_restore", jetstream_restore::run),
+    ("jetstream_feed", jetstream_feed::run),
     ("store_scan", store_scan::run),
     ("websocket_frames", websocket_frames::run),
     ("websocket_handshake", websocket_handshake::run),

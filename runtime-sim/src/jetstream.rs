@@ -158,7 +158,8 @@ impl World {
                 | JsTarget::Consumer(..)
                 | JsTarget::Interest(..)
                 | JsTarget::ReplyGone(..)
-                | JsTarget::Snapshot(_) => None,
+                | JsTarget::Snapshot(_)
+                | JsTarget::Feed(..) => None,
             };
             js.machine.handle_inbound(now, wall, msg);
             if let Some((id, Some(before))) = stream {

@@ -856,13 +856,14 @@ fn steps() -> Vec<Step> {
 fn refused_features() -> Vec<(&'static str, Value)> {
     vec![
         (
-            "mirror external",
-            json!({"name": "F1", "mirror": {"name": "LIM", "external": {"api": "$JS.far.API"}}}),
+            "mirror consumer",
+            json!({"name": "F1", "mirror": {"name": "LIM",
+                   "consumer": {"name": "C", "deliver_subject": "d.c"}}}),
         ),
         (
-            "sources external",
+            "sources consumer",
             json!({"name": "F2", "subjects": ["f2"],
-                   "sources": [{"name": "LIM", "external": {"api": "$JS.far.API"}}]}),
+                   "sources": [{"name": "LIM", "consumer": {"name": "C", "deliver_subject": "d.c"}}]}),
         ),
         (
             "fast batches",

@@ -46,19 +46,7 @@ async fn info_when(
     stream: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let subject = format!("$JS.API.STREAM.INFO.{stream}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = api(client, &subject, json!({})).await;
-        if ready(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stream {stream} never got ready: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::js_info_when(client, stream, Duration::from_secs(10), ready).await
 }
 
 fn last_seq(info: &Value) -> u64 {

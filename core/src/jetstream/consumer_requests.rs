@@ -30,14 +30,20 @@ const LIST_PAGE: usize = super::api::consumer_page_limit::LIST;
 
 impl<D: Disk + Clone> JetStream<D> {
     /// `CONSUMER.CREATE` / `DURABLE.CREATE`; `rest` is the subject after
-    /// `API.`.
+    /// `API.`, `headers` the request's. With the reply, the stream's
+    /// identity for a `Nats-Stream-Identity` reply header: a direct or
+    /// sourcing consumer's creator (a mirror or source on another
+    /// account or server) learns from it whether the origin was created
+    /// again, and may name the identity it expects in the same header.
     pub(super) fn consumer_create(
         &mut self,
         account: &str,
         rest: &str,
         payload: &[u8],
-    ) -> Result<ConsumerCreateResponse, ApiError> {
-        self.consumer_create_with(account, rest, payload, None)
+        headers: &[u8],
+    ) -> Result<(ConsumerCreateResponse, Option<String>), ApiError> {
+        let expected = crate::protocol::find_header(headers, b"Nats-Stream-Identity");
+        self.consumer_create_with(account, rest, payload, None, expected)
     }
 
     /// [`Self::consumer_create`] of a new consumer that starts from
@@ -48,7 +54,8 @@ impl<D: Disk + Clone> JetStream<D> {
         rest: &str,
         payload: &[u8],
         initial: Option<crate::store::ConsumerState>,
-    ) -> Result<ConsumerCreateResponse, ApiError> {
+        expected_identity: Option<&[u8]>,
+    ) -> Result<(ConsumerCreateResponse, Option<String>), ApiError> {
         let subject = match consumer_config::parse_create_subject(&format!("$JS.API.{rest}")) {
             Some(parsed) => parsed?,
             None => return Err(ApiError::new(K::BadRequest)),
@@ -82,6 +89,16 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let config = consumer_config::check_create(&entry.meta.config, &request, &context)?;
         refuse_unsupported(&config)?;
+        let identity = (config.direct || config.sourcing)
+            .then(|| stream_identity(self.streams[&id].meta.created));
+        if let (Some(identity), Some(expected)) = (&identity, expected_identity) {
+            if !expected.is_empty() && expected != identity.as_bytes() {
+                return Err(ApiError::with(
+                    K::ConsumerStreamIdentityMismatch,
+                    &[("{msg}", identity)],
+                ));
+            }
+        }
         let name = match consumer_config::consumer_name(&config) {
             // A legacy ephemeral: named here, its config keeps no name.
             "" => drawn,
@@ -97,7 +114,7 @@ impl<D: Disk + Clone> JetStream<D> {
             self.advise_consumer(account, &subject.stream, &name, "create");
         }
         let info = self.consumer_info(id, &name);
-        Ok(ConsumerCreateResponse::ok(info))
+        Ok((ConsumerCreateResponse::ok(info), identity))
     }
 
     /// `CONSUMER.INFO.<stream>.<consumer>`.
@@ -232,15 +249,22 @@ impl<D: Disk + Clone> JetStream<D> {
         let id = self
             .stream_by_name(account, stream)
             .ok_or_else(|| ApiError::new(K::StreamNotFound))?;
-        let consumers = &self.streams[&id].consumers;
+        // Direct consumers (a mirror's or source's) are hidden, as the
+        // reference lists only its public ones.
+        let names: Vec<&String> = self.streams[&id]
+            .consumers
+            .iter()
+            .filter(|(_, consumer)| !consumer.config.direct)
+            .map(|(name, _)| name)
+            .collect();
         let paged = ApiPaged {
-            total: consumers.len(),
+            total: names.len(),
             // The reference reports an offset past the end as the end.
-            offset: request.offset.min(consumers.len()),
+            offset: request.offset.min(names.len()),
             limit,
         };
-        let page = consumers
-            .keys()
+        let page = names
+            .into_iter()
             .skip(request.offset)
             .take(limit)
             .cloned()
@@ -428,13 +452,10 @@ fn stream_identity(created: u64) -> String {
 /// run without.
 fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
     use super::api::AckPolicy;
-    let missing = [
-        (
-            config.ack_policy == AckPolicy::FlowControl,
-            "ack_policy flow_control",
-        ),
-        (config.direct, "direct"),
-    ];
+    let missing = [(
+        config.ack_policy == AckPolicy::FlowControl,
+        "ack_policy flow_control",
+    )];
     match missing.iter().find(|(asked, _)| *asked) {
         Some((_, feature)) => Err(ApiError::with(
             K::ConsumerCreate,

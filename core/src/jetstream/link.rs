@@ -50,6 +50,10 @@ pub enum JsTarget {
     /// (`$JS.SNAPSHOT.ACK.<stream>.<id>.>`) or a restore's chunks
     /// (`$JS.SNAPSHOT.RESTORE.<stream>.<id>`), by session.
     Snapshot(u64),
+    /// An external mirror's or source's consumer on its origin
+    /// ([`super::remote_feed`]): the create request's reply inbox and the
+    /// deliver subject, in the sourcing stream's account, by feed key.
+    Feed(StreamId, u64),
 }
 
 /// Who follows a subject's interest ([`JsAction::WatchInterest`]).

@@ -114,6 +114,8 @@ pub struct JetStream<D: Disk + Clone> {
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
+    /// The last key given to an external feed ([`JsTarget::Feed`]).
+    pub(super) next_feed_key: u64,
     /// Snapshots being sent and restores being received
     /// ([`super::snapshot`]).
     pub(super) snapshots: super::snapshot::Sessions<D>,
@@ -168,6 +170,7 @@ impl<D: Disk + Clone> JetStream<D> {
             undrained: BTreeSet::new(),
             open_batches: 0,
             feeds: BTreeMap::new(),
+            next_feed_key: 0,
             snapshots: super::snapshot::Sessions::default(),
             now,
             wall,
@@ -320,6 +323,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 self.consumer_reply_gone(stream, consumer, &msg)
             }
             JsTarget::Snapshot(session) => self.snapshot_inbound(session, &msg),
+            JsTarget::Feed(stream, key) => self.feed_inbound(stream, key, &msg),
             JsTarget::Stream(id) => {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     // Deleted while the message was on its way.
@@ -430,6 +434,7 @@ impl<D: Disk + Clone> JetStream<D> {
             })
             .chain(self.consumer_deadline())
             .chain(self.snapshot_deadline())
+            .chain(self.remote_deadline())
             .min()
     }
 
@@ -459,6 +464,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         self.consumer_timeouts();
         self.snapshot_timeouts();
+        self.remote_timeouts();
     }
 
     pub(super) fn tick(&mut self, now: Instant, wall: WallTime) {
@@ -531,7 +537,10 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Delete a stream: stop routing to it, forget it, remove its files.
     pub(super) fn delete_stream(&mut self, id: StreamId) -> Result<(), String> {
         self.remove_all_consumers(id);
-        self.feeds.remove(&id);
+        if let Some(feeds) = self.feeds.remove(&id) {
+            let account = self.streams[&id].meta.account.clone();
+            self.drop_feeds(id, &account, feeds);
+        }
         let entry = self
             .streams
             .remove(&id)

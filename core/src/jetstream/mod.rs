@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod link;
 pub mod machine;
 pub mod monitor;
+mod remote_feed;
 mod requests;
 mod schedule;
 mod snapshot;

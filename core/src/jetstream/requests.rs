@@ -32,7 +32,7 @@ use super::api::{
     ConsumerPauseResponse, ConsumerUnpinResponse,
 };
 use super::errors::{ApiError, ApiErrorKind as K};
-use super::link::{JsInbound, StreamId};
+use super::link::{JsAction, JsInbound, StreamId};
 use super::machine::JetStream;
 use super::stream::{RepublishRule, Storage, StreamRules};
 use super::stream_config::{check_create, check_update, with_dynamic_metadata, CheckContext};
@@ -216,12 +216,15 @@ fn transform(src: &str, dest: &str) -> Option<SubjectTransform> {
 struct Reply {
     body: Vec<u8>,
     error: bool,
+    /// A header block for the reply (empty: none).
+    headers: Bytes,
 }
 
 fn reply<T: Serialize>(value: &T, error: bool) -> Reply {
     Reply {
         body: super::api::to_wire_json(value),
         error,
+        headers: Bytes::new(),
     }
 }
 
@@ -265,7 +268,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let answer = if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
-            self.answer(&msg.account, &request, &msg.payload, &msg.context)
+            self.answer(&msg.account, &request, msg)
         };
         // As the reference counts: a successful STREAM.MSG.GET is left out
         // of the total.
@@ -287,7 +290,17 @@ impl<D: Disk + Clone> JetStream<D> {
         // Purges, deletes and updates change what the streams hold.
         self.refresh_usage();
         self.audit(msg, subject, &answer.body);
-        self.reply(&msg.account, &msg.reply, answer.body);
+        if answer.headers.is_empty() {
+            self.reply(&msg.account, &msg.reply, answer.body);
+        } else {
+            self.actions.push_back(JsAction::Publish {
+                account: msg.account.as_str().into(),
+                subject: msg.reply.clone(),
+                reply: Bytes::new(),
+                headers: answer.headers,
+                payload: Bytes::from(answer.body),
+            });
+        }
     }
 
     /// The API audit advisory of one request and its reply.
@@ -316,13 +329,8 @@ impl<D: Disk + Clone> JetStream<D> {
         error_reply(request, error)
     }
 
-    fn answer(
-        &mut self,
-        account: &str,
-        request: &Request<'_>,
-        payload: &[u8],
-        context: &Bytes,
-    ) -> Reply {
+    fn answer(&mut self, account: &str, request: &Request<'_>, msg: &JsInbound) -> Reply {
+        let (payload, context) = (&msg.payload[..], &msg.context);
         let result = match *request {
             Request::Info => Ok(reply(
                 &AccountInfoResponse::ok(self.account_info(account)),
@@ -344,8 +352,15 @@ impl<D: Disk + Clone> JetStream<D> {
                 .restore_request(account, name, payload, context)
                 .map(|body| reply(&body, false)),
             Request::ConsumerCreate(rest) => self
-                .consumer_create(account, rest, payload)
-                .map(|response| reply(&response, false)),
+                .consumer_create(account, rest, payload, &msg.headers)
+                .map(|(response, identity)| Reply {
+                    headers: identity.map_or_else(Bytes::new, |identity| {
+                        Bytes::from(format!(
+                            "NATS/1.0\r\nNats-Stream-Identity: {identity}\r\n\r\n"
+                        ))
+                    }),
+                    ..reply(&response, false)
+                }),
             Request::ConsumerInfo(stream, name) => self
                 .consumer_info_request(account, stream, name)
                 .map(|response| reply(&response, false)),
@@ -625,7 +640,13 @@ impl<D: Disk + Clone> JetStream<D> {
             .get_mut(&id)
             .expect("info of a stream that exists");
         let state = entry.stream.state();
-        let consumer_count = entry.consumers.len();
+        // Direct consumers (a mirror's or source's on this origin) are not
+        // the stream's to count, as the reference's store does not know them.
+        let consumer_count = entry
+            .consumers
+            .values()
+            .filter(|c| !c.config.direct)
+            .count();
         let store = entry.stream.store_mut();
         let deleted = match request {
             Some(request) if request.deleted_details => store.deleted(),
@@ -945,16 +966,8 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
         (
-            config.mirror.as_ref().is_some_and(|m| m.external.is_some()),
-            "mirror external",
-        ),
-        (
             config.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
             "mirror consumer",
-        ),
-        (
-            config.sources.iter().any(|s| s.external.is_some()),
-            "sources external",
         ),
         (
             config.sources.iter().any(|s| s.consumer.is_some()),

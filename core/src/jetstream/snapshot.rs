@@ -495,6 +495,8 @@ impl<D: Disk + Clone> JetStream<D> {
             entry
                 .consumers
                 .iter()
+                // A direct consumer keeps no state of its own to back up.
+                .filter(|(_, consumer)| !consumer.config.direct)
                 .map(|(name, consumer)| {
                     let archived = ArchivedConsumer {
                         config: Some(consumer.config.clone()),
@@ -1180,7 +1182,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let body = serde_json::json!({ "stream_name": origin.stream, "config": config });
         let body = serde_json::to_vec(&body).expect("a consumer config serializes");
         let rest = format!("CONSUMER.CREATE.{}.{name}", origin.stream);
-        self.consumer_create_with(&origin.account, &rest, &body, Some(state))
+        self.consumer_create_with(&origin.account, &rest, &body, Some(state), None)
             .map(|_| ())
     }
 

@@ -56,16 +56,19 @@ pub struct Feed {
     /// `(source, transform)` of each subject transform, in order.
     transforms: Vec<(String, Option<SubjectTransform>)>,
     /// The next origin sequence to read; 0 until the start is decided.
-    next: u64,
+    pub(super) next: u64,
     /// The origin sequence last taken (0: none).
     pub last_taken: u64,
     /// The identity of the origin `next` counts in (empty: not known): a
     /// source whose origin was deleted and created again starts over.
-    ident: String,
+    pub(super) ident: String,
     pub lag: u64,
     /// When the feed last took a message or was set up.
     pub last_heard: Option<WallTime>,
     pub error: Option<ApiError>,
+    /// For an `external` origin: the link to its consumer there
+    /// ([`super::remote_feed`]); such a feed never reads a store here.
+    pub(super) remote: Option<super::remote_feed::Remote>,
 }
 
 /// A stream's mirror, or its sources.
@@ -110,6 +113,7 @@ impl Feed {
             lag: 0,
             last_heard: None,
             error: None,
+            remote: None,
         }
     }
 
@@ -128,9 +132,18 @@ impl Feed {
         subject.clone()
     }
 
-    /// The reference's index name split in its three parts: origin, the
-    /// filters, the destinations (several joined by form feeds).
-    fn index_parts(&self) -> (String, String, String) {
+    /// The reference's index name split in its three parts: origin (with
+    /// `:<hash of the api prefix>` when external), the filters, the
+    /// destinations (several joined by form feeds).
+    pub(super) fn index_parts(&self) -> (String, String, String) {
+        let head = match &self.source.external {
+            Some(external) => format!(
+                "{}:{}",
+                self.source.name,
+                crate::format::short_hash(external.api.as_bytes())
+            ),
+            None => self.source.name.clone(),
+        };
         let or_all = |text: &str| {
             if text.is_empty() {
                 ">".to_string()
@@ -139,11 +152,7 @@ impl Feed {
             }
         };
         if self.source.subject_transforms.is_empty() {
-            return (
-                self.source.name.clone(),
-                or_all(&self.source.filter_subject),
-                ">".to_string(),
-            );
+            return (head, or_all(&self.source.filter_subject), ">".to_string());
         }
         let joined = |side: fn(&SubjectTransformConfig) -> &str| {
             let parts: Vec<String> = self
@@ -154,17 +163,13 @@ impl Feed {
                 .collect();
             parts.join("\u{c}")
         };
-        (
-            self.source.name.clone(),
-            joined(|t| &t.src),
-            joined(|t| &t.dest),
-        )
+        (head, joined(|t| &t.src), joined(|t| &t.dest))
     }
 
     fn info(&self, wall: WallTime, mirror: bool) -> StreamSourceInfo {
         StreamSourceInfo {
             name: self.source.name.clone(),
-            external: None,
+            external: self.source.external.clone(),
             lag: self.lag,
             seq: if mirror { 0 } else { self.last_taken },
             active: self.last_heard.map_or(-1, |at| {
@@ -232,8 +237,11 @@ impl<D: Disk + Clone> JetStream<D> {
             .chain(config.sources.iter())
             .cloned()
             .collect();
+        let account = entry.meta.account.clone();
         if wanted.is_empty() {
-            self.feeds.remove(&id);
+            if let Some(old) = self.feeds.remove(&id) {
+                self.drop_feeds(id, &account, old);
+            }
             return;
         }
         let mut old = self.feeds.remove(&id).unwrap_or_default();
@@ -276,7 +284,23 @@ impl<D: Disk + Clone> JetStream<D> {
                 seq -= 1;
             }
         }
+        self.drop_feeds(id, &account, old);
+        for &i in &unknown {
+            if feeds[i].source.external.is_some() {
+                feeds[i].remote = Some(self.new_remote(mirror));
+            }
+        }
         self.feeds.insert(id, Feeds { mirror, feeds });
+    }
+
+    /// Feeds of stream `id` that are gone (a stream deleted or updated):
+    /// remote ones stop listening.
+    pub(super) fn drop_feeds(&mut self, id: StreamId, account: &str, feeds: Feeds) {
+        for feed in feeds.feeds {
+            if let Some(remote) = &feed.remote {
+                self.drop_remote(id, account, remote);
+            }
+        }
     }
 
     /// Stream `origin` grew (or was created): feed every stream reading it,
@@ -302,7 +326,10 @@ impl<D: Disk + Clone> JetStream<D> {
                 self.streams
                     .get(id)
                     .is_some_and(|e| &e.meta.account == account)
-                    && feeds.feeds.iter().any(|f| &f.source.name == name)
+                    && feeds
+                        .feeds
+                        .iter()
+                        .any(|f| f.remote.is_none() && &f.source.name == name)
             })
             .map(|(id, _)| *id)
             .collect()
@@ -351,6 +378,10 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     fn feed_one(&mut self, id: StreamId, mirror: bool, feed: &mut Feed) -> bool {
+        if feed.remote.is_some() {
+            // Fed by its consumer on the origin, as messages arrive.
+            return false;
+        }
         let Some(account) = self.streams.get(&id).map(|e| e.meta.account.clone()) else {
             return false;
         };
@@ -457,7 +488,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// Store one origin message in mirror `id`; false when it was not.
-    fn take_mirrored(&mut self, id: StreamId, feed: &Feed, mut msg: StoredMsg) -> bool {
+    pub(super) fn take_mirrored(&mut self, id: StreamId, feed: &Feed, mut msg: StoredMsg) -> bool {
         msg.subject = feed.subject_for(&msg.subject);
         msg.headers = Bytes::from(strip_headers(
             &msg.headers,
@@ -495,7 +526,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Append one origin message to stream `id` through its publish path,
     /// marked with where it came from; false when it was refused (a
     /// duplicate counts as taken, as the reference skips it).
-    fn take_sourced(
+    pub(super) fn take_sourced(
         &mut self,
         id: StreamId,
         feed: &Feed,
@@ -574,7 +605,8 @@ impl<D: Disk + Clone> JetStream<D> {
             // An origin deleted since the feed last ran: reported as the
             // reference reports it once its consumer is gone (a feed that
             // never ran yet, like one just created, reports nothing).
-            let gone = account.is_some_and(|a| self.stream_by_name(a, &feed.source.name).is_none());
+            let gone = feed.remote.is_none()
+                && account.is_some_and(|a| self.stream_by_name(a, &feed.source.name).is_none());
             if gone && feed.last_heard.is_some() {
                 info.error = Some(ApiError::new(ApiErrorKind::StreamNotFound));
             }

@@ -418,11 +418,19 @@ fn has_any_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> b
 /// Whether a client subscribes to `subject` in account `id`: directly, as
 /// a queue member through a stream import (its shadow), or as a plain
 /// subscriber of an importing account (the reference's shadow counts as
-/// interest in the exporter).
+/// interest in the exporter). An external mirror or source taking the
+/// deliveries ([`JsTarget::Feed`]) is a subscriber too, as the reference's
+/// internal subscription is.
 fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -> bool {
     let result = accounts.list[id].sublist.matches(subject);
-    let client =
-        |target: &SubTarget| matches!(target, SubTarget::Client(_) | SubTarget::Shadow { .. });
+    let client = |target: &SubTarget| {
+        matches!(
+            target,
+            SubTarget::Client(_)
+                | SubTarget::Shadow { .. }
+                | SubTarget::JetStream(JsTarget::Feed(..))
+        )
+    };
     if result.plain.iter().any(client)
         || result
             .queues
@@ -449,7 +457,12 @@ fn has_client_interest(accounts: &mut Accounts, id: AccountId, subject: &[u8]) -
                 .matches(&local)
                 .plain
                 .iter()
-                .any(|target| matches!(target, SubTarget::Client(_)))
+                .any(|target| {
+                    matches!(
+                        target,
+                        SubTarget::Client(_) | SubTarget::JetStream(JsTarget::Feed(..))
+                    )
+                })
     })
 }
 
@@ -488,7 +501,8 @@ impl super::Server {
             | JsTarget::Consumer(..)
             | JsTarget::Interest(..)
             | JsTarget::ReplyGone(..)
-            | JsTarget::Snapshot(_) => {}
+            | JsTarget::Snapshot(_)
+            | JsTarget::Feed(..) => {}
         }
         Some(msg)
     }

@@ -688,11 +688,13 @@ impl Router {
                 // request whose inbox is gone is not counted as waiting).
                 cx.jetstream
                     .refresh_interest(&mut self.accounts, &mut self.changed_accounts);
+                // A consumer's delivery is shown with its stored subject,
+                // as to a client (an external mirror stores it so).
                 cx.jetstream.queue(
                     msg.publisher,
                     &self.accounts.list[account].name,
                     target,
-                    msg.subject,
+                    msg.shown_subject.unwrap_or(msg.subject),
                     msg.reply,
                     msg.headers,
                     msg.payload,

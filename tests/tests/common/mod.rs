@@ -455,6 +455,29 @@ pub fn generated_server_certificate(dir: &std::path::Path) -> Pki {
 }
 
 /// A `$JS.API` request with a JSON body; the reply parsed as JSON.
+/// Stream info, polled until `ready` holds on it or `patience` ran out
+/// (mirrors and sources feed asynchronously in the reference).
+pub async fn js_info_when(
+    client: &async_nats::Client,
+    stream: &str,
+    patience: std::time::Duration,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let subject = format!("$JS.API.STREAM.INFO.{stream}");
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let info = js_api(client, &subject, serde_json::json!({})).await;
+        if ready(&info) {
+            return info;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream {stream} never got ready: {info}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn js_api(
     client: &async_nats::Client,
     subject: &str,
