@@ -612,7 +612,10 @@ impl OperatorMode {
     }
 
     /// The account a CONNECT's user JWT belongs to, when the resolver
-    /// fetches accounts and does not hold it yet: the login waits for the
+    /// fetches accounts and does not hold it yet, or holds it with a JWT
+    /// whose `exp` has passed (the reference looks an expired account up
+    /// again: the URL resolver fetches it, a directory resolver asks its
+    /// peers once the expired file is gone): the login waits for the
     /// fetch ([`OperatorMode::fetched_account`]). `None` when the JWT is
     /// unusable anyway (it does not decode, or has expired) or names no
     /// valid account key (the reference fetches only those).
@@ -632,8 +635,18 @@ impl OperatorMode {
         } else {
             &user.nats.issuer_account
         };
-        if !is_public_key(key, 'A') || self.accounts.contains_key(key) {
+        if !is_public_key(key, 'A') {
             return None;
+        }
+        if let Some(held) = self.accounts.get(key) {
+            let expired = held.claims.expires > 0 && held.claims.expires <= now_seconds;
+            let stored = self
+                .dir
+                .as_ref()
+                .is_some_and(|dir| dir.lookup(key).is_some());
+            if !expired || stored {
+                return None;
+            }
         }
         Some(match &self.url {
             Some(url) => url.fetch(key),
@@ -651,8 +664,13 @@ impl OperatorMode {
     /// accounts from [`OperatorMode::account_configs`]; on an error
     /// (the reference's text) nothing changed.
     pub fn fetched_account(&mut self, key: &str, token: &str) -> Result<(), String> {
-        if self.accounts.contains_key(key) {
-            // A claims update brought it meanwhile: that one stays.
+        if self
+            .accounts
+            .get(key)
+            .is_some_and(|held| held.claims.expires == 0 || held.token == token)
+        {
+            // A claims update brought it meanwhile (that one stays), or an
+            // expired account was fetched again with the same claims.
             return Ok(());
         }
         let account = self.verified_account(key, token)?;
@@ -664,9 +682,12 @@ impl OperatorMode {
         self.dir.as_ref()?.lookup(key)
     }
 
-    /// The account keys the directory resolver holds.
-    pub fn stored_keys(&self) -> Vec<String> {
-        self.dir.as_ref().map(DirResolver::keys).unwrap_or_default()
+    /// The account keys the directory resolver lists at `now` (seconds).
+    pub fn stored_keys(&self, now: i64) -> Vec<String> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.unexpired(now).map(|(key, _)| key.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The operator's request to delete accounts (`$SYS.REQ.CLAIMS.DELETE`):
@@ -985,7 +1006,10 @@ impl OperatorMode {
                 None => return Err(AuthFailure::JwtIssuerUnknown),
             }
         }
-        if account.claims.check_times(now_seconds).is_err() {
+        // Expired from its `exp` second on, as the reference's account
+        // expiry timer marks it (a user JWT is valid through its `exp`).
+        let expired = account.claims.expires > 0 && account.claims.expires <= now_seconds;
+        if expired || account.claims.check_times(now_seconds).is_err() {
             return Err(AuthFailure::AccountExpired);
         }
         if user.nats.bearer_token {
@@ -1010,7 +1034,7 @@ impl OperatorMode {
             now,
         )
         .ok_or(AuthFailure::OutsideConnectTimes)?;
-        let mut restrictions = Restrictions::of(&user, &account.nats)?;
+        let mut restrictions = Restrictions::of(&user, account)?;
         if !window.is_zero() {
             // Closed at the end of its range, or at its expiry if sooner.
             let end = WallTime::from_unix_nanos(
@@ -1109,6 +1133,9 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
 pub struct Restrictions {
     /// `exp`: the connection is closed then (`User Authentication Expired`).
     pub expires: Option<WallTime>,
+    /// The account JWT's `exp`: the connection is closed then (`Account
+    /// Authentication Expired`).
+    pub account_expires: Option<WallTime>,
     /// `src`: the client's address must be in one of these networks.
     pub src: Vec<String>,
     /// `allowed_connection_types` this server knows (`STANDARD`,
@@ -1120,6 +1147,17 @@ pub struct Restrictions {
     pub max_payload: Option<usize>,
     /// The account's `conn` limit: its clients connected at once.
     pub account_max_connections: Option<usize>,
+}
+
+/// A JWT's `exp` (seconds; 0 is none) as a wall-clock time.
+fn expiry(expires: i64) -> Option<WallTime> {
+    (expires > 0).then(|| {
+        WallTime::from_unix_nanos(
+            u64::try_from(expires)
+                .unwrap_or(0)
+                .saturating_mul(1_000_000_000),
+        )
+    })
 }
 
 /// A JWT limit: -1 is none, anything else (0 included) a limit.
@@ -1140,13 +1178,7 @@ impl Restrictions {
     /// `None` when it names only connection types this server does not
     /// know: the intent was to allow none of ours.
     pub(super) fn of_user(user: &Jwt<UserNats>) -> Option<Restrictions> {
-        let expires = (user.claims.expires > 0).then(|| {
-            WallTime::from_unix_nanos(
-                u64::try_from(user.claims.expires)
-                    .unwrap_or(0)
-                    .saturating_mul(1_000_000_000),
-            )
-        });
+        let expires = expiry(user.claims.expires);
         let named = &user.nats.allowed_connection_types;
         let connection_types: Vec<String> = named
             .iter()
@@ -1160,7 +1192,9 @@ impl Restrictions {
         })
     }
 
-    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+    fn of(user: &Jwt<UserNats>, account: &Jwt<AccountNats>) -> Result<Restrictions, AuthFailure> {
+        let account_expires = expiry(account.claims.expires);
+        let account = &account.nats;
         let Restrictions {
             expires,
             connection_types,
@@ -1168,6 +1202,7 @@ impl Restrictions {
         } = Restrictions::of_user(user).ok_or(AuthFailure::ConnectionTypeNotAllowed)?;
         Ok(Restrictions {
             expires,
+            account_expires,
             src: user.nats.src.0.clone(),
             connection_types,
             max_subs: lower(limit(user.nats.subs), limit(account.limits.subs)),

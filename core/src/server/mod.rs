@@ -1031,6 +1031,14 @@ impl Server {
             );
             return;
         }
+        if client.account_deadline.is_some_and(|d| d <= now) {
+            self.close_with_error(
+                conn,
+                &ServerError::AccountAuthenticationExpired,
+                CloseReason::AuthenticationExpired,
+            );
+            return;
+        }
         if client.ping_deadline <= now {
             self.ping_timer_fired(now, conn);
         }
