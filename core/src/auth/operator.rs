@@ -1266,31 +1266,46 @@ fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
 }
 
 /// An account's JetStream limits from its JWT, as the reference reads them;
-/// `None`: JetStream is off for it (no storage granted, no tiers).
+/// `None`: JetStream is off for it (no storage granted in its flat limits
+/// or any tier). Flat limits with storage win over tiers; tiered limits
+/// keep every tier (`AccountLimits::tiers`) and run under the `R1` tier's
+/// (a single server's streams have one replica; without `R1` no stream
+/// can be created, as in the reference).
 fn jetstream_limits(
     key: &str,
     limits: &jwt::AccountLimitsClaim,
 ) -> Result<Option<crate::jetstream::config::AccountLimits>, String> {
-    let tier = if limits.tiered_limits.is_empty() {
-        if limits.mem_storage == 0 && limits.disk_storage == 0 {
-            return Ok(None);
-        }
-        limits.clone()
-    } else {
-        // One server runs every stream at one replica: the R1 tier.
-        let Some(r1) = limits.tiered_limits.get("R1") else {
-            return Err(format!(
-                "account {key}: JWT claim tiered_limits without an R1 tier is not supported yet"
-            ));
-        };
-        serde_json::from_value(r1.clone())
-            .map_err(|error| format!("account {key}: tiered_limits.R1: {error}"))?
-    };
+    let grants =
+        |claim: &jwt::AccountLimitsClaim| claim.mem_storage != 0 || claim.disk_storage != 0;
+    if grants(limits) {
+        return Ok(Some(tier_limits(limits)));
+    }
+    let mut tiers = BTreeMap::new();
+    for (name, tier) in &limits.tiered_limits {
+        let claim: jwt::AccountLimitsClaim = serde_json::from_value(tier.clone())
+            .map_err(|error| format!("account {key}: tiered_limits.{name}: {error}"))?;
+        tiers.insert(name.clone(), claim);
+    }
+    if !tiers.values().any(grants) {
+        return Ok(None);
+    }
+    let mut account = tiers.get("R1").map(tier_limits).unwrap_or_default();
+    account.tiers = Some(
+        tiers
+            .iter()
+            .map(|(name, claim)| (name.clone(), tier_limits(claim)))
+            .collect(),
+    );
+    Ok(Some(account))
+}
+
+/// One tier's (or the flat) JetStream limits of an account JWT.
+fn tier_limits(tier: &jwt::AccountLimitsClaim) -> crate::jetstream::config::AccountLimits {
     // Storage: -1 is no limit, 0 none; streams and consumers: 0 is no
     // limit too; the rest treat 0 as "not set".
     let storage = |value: i64| u64::try_from(value).ok();
     let counted = |value: i64| u64::try_from(value).ok().filter(|n| *n > 0);
-    Ok(Some(crate::jetstream::config::AccountLimits {
+    crate::jetstream::config::AccountLimits {
         max_memory: storage(tier.mem_storage),
         max_store: storage(tier.disk_storage),
         max_streams: counted(tier.streams),
@@ -1299,7 +1314,8 @@ fn jetstream_limits(
         max_ack_pending: counted(tier.max_ack_pending),
         memory_max_stream_bytes: counted(tier.mem_max_stream_bytes),
         store_max_stream_bytes: counted(tier.disk_max_stream_bytes),
-    }))
+        tiers: None,
+    }
 }
 
 /// Whether the account revoked the user (by key or all users, `*`) at or
