@@ -59,6 +59,20 @@ pub struct OperatorMode {
     /// Stored JWTs no account could be built from, with why (logged once
     /// at start-up; their users cannot log in).
     pub startup_warnings: Vec<String>,
+    /// The preloaded account JWTs' validation, to be warned of once the
+    /// wall clock is known (its time checks need it): see
+    /// [`OperatorMode::preload_warnings`].
+    pub preload_checks: Vec<PreloadCheck>,
+}
+
+/// What the reference's validation of one preloaded account JWT looks at:
+/// its times, then the issues found in its claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreloadCheck {
+    pub key: String,
+    pub expires: i64,
+    pub not_before: i64,
+    pub issues: Vec<&'static str>,
 }
 
 /// A JWT the directory resolver stored (or already held).
@@ -351,6 +365,7 @@ impl OperatorMode {
             local_zone: String::new(),
             startup_writes: Vec::new(),
             startup_warnings: Vec::new(),
+            preload_checks: Vec::new(),
         };
         for (key, token) in &options.preload {
             let account =
@@ -365,15 +380,15 @@ impl OperatorMode {
             // are refused at login.
             let trusted = mode.trusted_keys.contains(&account.claims.issuer);
             refuse_unsupported_account_claims(key, &account.nats)?;
+            // Warned of, as the reference does (an account with issues
+            // does not verify, so its users cannot log in).
             let issues = validation_issues(&account.nats);
-            if !issues.is_empty() {
-                // Warned of, as the reference does; the account does not
-                // verify, so its users cannot log in.
-                mode.startup_warnings
-                    .push(format!("Account [{key}] has validation issues:"));
-                mode.startup_warnings
-                    .extend(issues.iter().map(|issue| format!("  - {issue}")));
-            }
+            mode.preload_checks.push(PreloadCheck {
+                key: key.clone(),
+                expires: account.claims.expires,
+                not_before: account.claims.not_before,
+                issues: issues.clone(),
+            });
             match &mut mode.dir {
                 None if !issues.is_empty() || !trusted => {}
                 None => {
@@ -675,6 +690,29 @@ impl OperatorMode {
         }
         let account = self.verified_account(key, token)?;
         self.use_account(key, account)
+    }
+
+    /// The warnings of the preloaded account JWTs at `now` (seconds), as
+    /// the reference logs them at start: for each with a blocking issue
+    /// (its time checks included), a line naming it and one per issue.
+    /// Given once.
+    pub fn preload_warnings(&mut self, now: i64) -> Vec<String> {
+        let mut lines = Vec::new();
+        for check in std::mem::take(&mut self.preload_checks) {
+            let mut issues = Vec::new();
+            if check.expires > 0 && now > check.expires {
+                issues.push("claim is expired");
+            }
+            if check.not_before > 0 && check.not_before > now {
+                issues.push("claim is not yet valid");
+            }
+            issues.extend(check.issues);
+            if !issues.is_empty() {
+                lines.push(format!("Account [{}] has validation issues:", check.key));
+                lines.extend(issues.iter().map(|issue| format!("  - {issue}")));
+            }
+        }
+        lines
     }
 
     /// The directory resolver's JWT for `key`.
@@ -1355,6 +1393,9 @@ fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
     let limits = &account.limits;
     let mut issues = Vec::new();
     if limits.imports != -1 && account.imports.len() as i64 > limits.imports {
+        // Twice, as the reference's validation reports it (its imports
+        // and its limits each find it).
+        issues.push("the account contains more imports than allowed by the operator");
         issues.push("the account contains more imports than allowed by the operator");
     }
     if limits.exports != -1 {

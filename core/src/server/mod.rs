@@ -291,6 +291,12 @@ impl Server {
             wall_now: wall,
         };
         if first {
+            if let Some(mode) = self.config.auth.operator.as_mut() {
+                let now = i64::try_from(wall.as_unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+                for warning in mode.preload_warnings(now) {
+                    self.logs.push(LogLevel::Warn, None, warning);
+                }
+            }
             self.monitor.started = wall;
             self.monitor.config_loaded = wall;
             self.system.start(now);
