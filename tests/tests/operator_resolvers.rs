@@ -157,6 +157,29 @@ fn messages(server: &ServerProcess, containing: &str) -> Vec<String> {
         .collect()
 }
 
+/// `lines` with each key replaced by its name (keys are drawn anew for
+/// each server: named, the lines compare).
+fn named(lines: &[String], names: &[(String, &str)]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| {
+            names.iter().fold(line.clone(), |line, (key, name)| {
+                line.replace(key.as_str(), name)
+            })
+        })
+        .collect()
+}
+
+/// rnats's run (the first) has a line containing `marker`, and the
+/// reference's run, when there is one, is the same.
+fn assert_same_runs(results: &[Vec<String>], marker: &str) {
+    let ours = &results[0];
+    assert!(ours.iter().any(|line| line.contains(marker)), "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
+
 /// What one server did with the URL resolver scenario, to compare.
 async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     let trust = Trust::new(&format!(
@@ -259,13 +282,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
         (stranger.public_key(), "STRANGER"),
         (rogue.public_key(), "ROGUE"),
     ];
-    seen.iter()
-        .map(|line| {
-            names
-                .iter()
-                .fold(line.clone(), |line, (key, name)| line.replace(key, name))
-        })
-        .collect()
+    named(&seen, &names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,14 +291,7 @@ async fn url_resolver_fetches_accounts_over_http() {
     for binary in binaries() {
         results.push(url_resolver_scenario(&binary).await);
     }
-    let ours = &results[0];
-    assert!(
-        ours.iter().any(|line| line.contains("404 Not Found")),
-        "{ours:#?}"
-    );
-    if let Some(theirs) = results.get(1) {
-        assert_eq!(ours, theirs);
-    }
+    assert_same_runs(&results, "404 Not Found");
 }
 
 /// With a URL resolver the server checks at start that the base URL
@@ -729,13 +739,7 @@ async fn url_expired_account_scenario(binary: &Path) -> Vec<String> {
     seen.push(format!("refetch: {:?}", http.take_requests()));
     seen.push(format!("events: {:?}", events.lock().unwrap()));
     let names = [(system, "SYS"), (account, "A")];
-    seen.iter()
-        .map(|line| {
-            names
-                .iter()
-                .fold(line.clone(), |line, (key, name)| line.replace(key, name))
-        })
-        .collect()
+    named(&seen, &names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,15 +748,7 @@ async fn url_resolver_fetches_expired_accounts_again() {
     for binary in binaries() {
         results.push(url_expired_account_scenario(&binary).await);
     }
-    let ours = &results[0];
-    assert!(
-        ours.iter()
-            .any(|line| line.contains("account authentication expired")),
-        "{ours:#?}"
-    );
-    if let Some(theirs) = results.get(1) {
-        assert_eq!(ours, theirs);
-    }
+    assert_same_runs(&results, "account authentication expired");
 }
 
 /// What one server's full resolver did with an account JWT that expired:
@@ -949,17 +945,12 @@ fn preload_warnings(binary: &Path) -> Vec<String> {
         (both.public_key(), "BOTH"),
         (exports.public_key(), "EXPORTS"),
     ];
-    let mut lines: Vec<String> = server
+    let warnings: Vec<String> = server
         .log_lines()
         .iter()
-        .filter(|line| line.contains("[WRN]"))
         .filter_map(|line| line.split_once("[WRN] ").map(|(_, m)| m.to_string()))
-        .map(|line| {
-            names
-                .iter()
-                .fold(line, |line, (key, name)| line.replace(key.as_str(), name))
-        })
         .collect();
+    let mut lines = named(&warnings, &names);
     // The accounts come in the preload's (map) order, which differs.
     let mut blocks: Vec<Vec<String>> = Vec::new();
     for line in lines.drain(..) {
