@@ -390,3 +390,55 @@ async fn mixed_cluster_with_the_reference() {
         await_file(&dir3, key, jwt).await;
     }
 }
+
+/// `$SYS.REQ.CLAIMS.PACK` is served by the queue group `responder`: one
+/// server of the cluster answers each request (its JWTs, then one empty
+/// message), whichever kinds the servers are.
+async fn one_server_answers_a_pack_request(name: &str, kinds: [Kind; 3]) {
+    let trust = Trust::new(name);
+    let mut servers: Vec<ServerProcess> = Vec::new();
+    for (index, kind) in kinds.into_iter().enumerate() {
+        let (config, _) = trust.resolver_config(&format!("s{index}"), "full", ", interval: \"2m\"");
+        let Some(server) = start(kind, servers.first(), &config) else {
+            return;
+        };
+        servers.push(server);
+    }
+    let system = connect_creds(&servers[0].url(), &trust.system_creds())
+        .await
+        .unwrap();
+    let all: Vec<&ServerProcess> = servers.iter().collect();
+    await_cluster(&system, &all).await;
+    // Every server holds the pushed account, so any responder has a line.
+    let token = account_jwt(&trust, &trust.account, 1_700_000_000, json!({}));
+    let replies = answers(&system, "$SYS.REQ.CLAIMS.UPDATE", &token, 700).await;
+    assert_eq!(replies.len(), 3, "each server stores the push");
+    // The queue interest of every server has crossed the routes with the
+    // push's; a hash matching no directory asks for everything.
+    for _ in 0..4 {
+        let replies = answers(&system, "$SYS.REQ.CLAIMS.PACK", "no such hash", 700).await;
+        let ends = replies.iter().filter(|reply| reply.is_empty()).count();
+        assert_eq!(ends, 1, "one responder ends its pack: {replies:?}");
+        let line = format!("{}|{token}", trust.account.public_key());
+        assert!(
+            replies.iter().any(|reply| *reply == line.as_bytes()),
+            "{replies:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_rnats_server_answers_a_pack_request() {
+    one_server_answers_a_pack_request("pack-rnats", [Kind::Rnats; 3]).await;
+}
+
+#[tokio::test]
+async fn one_server_of_a_mixed_cluster_answers_a_pack_request() {
+    one_server_answers_a_pack_request("pack-mixed", [Kind::Reference, Kind::Rnats, Kind::Rnats])
+        .await;
+}
+
+#[tokio::test]
+async fn one_reference_server_answers_a_pack_request() {
+    one_server_answers_a_pack_request("pack-reference", [Kind::Reference; 3]).await;
+}

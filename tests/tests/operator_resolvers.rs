@@ -157,6 +157,29 @@ fn messages(server: &ServerProcess, containing: &str) -> Vec<String> {
         .collect()
 }
 
+/// `lines` with each key replaced by its name (keys are drawn anew for
+/// each server: named, the lines compare).
+fn named(lines: &[String], names: &[(String, &str)]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| {
+            names.iter().fold(line.clone(), |line, (key, name)| {
+                line.replace(key.as_str(), name)
+            })
+        })
+        .collect()
+}
+
+/// rnats's run (the first) has a line containing `marker`, and the
+/// reference's run, when there is one, is the same.
+fn assert_same_runs(results: &[Vec<String>], marker: &str) {
+    let ours = &results[0];
+    assert!(ours.iter().any(|line| line.contains(marker)), "{ours:#?}");
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
+
 /// What one server did with the URL resolver scenario, to compare.
 async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
     let trust = Trust::new(&format!(
@@ -259,13 +282,7 @@ async fn url_resolver_scenario(binary: &Path) -> Vec<String> {
         (stranger.public_key(), "STRANGER"),
         (rogue.public_key(), "ROGUE"),
     ];
-    seen.iter()
-        .map(|line| {
-            names
-                .iter()
-                .fold(line.clone(), |line, (key, name)| line.replace(key, name))
-        })
-        .collect()
+    named(&seen, &names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,14 +291,7 @@ async fn url_resolver_fetches_accounts_over_http() {
     for binary in binaries() {
         results.push(url_resolver_scenario(&binary).await);
     }
-    let ours = &results[0];
-    assert!(
-        ours.iter().any(|line| line.contains("404 Not Found")),
-        "{ours:#?}"
-    );
-    if let Some(theirs) = results.get(1) {
-        assert_eq!(ours, theirs);
-    }
+    assert_same_runs(&results, "404 Not Found");
 }
 
 /// With a URL resolver the server checks at start that the base URL
@@ -607,5 +617,375 @@ async fn https_resolver_urls_use_resolver_tls() {
             "{}: {output}",
             binary.display()
         );
+    }
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A client of `creds` whose server errors and connection events are
+/// collected (lower case), reconnecting at most once.
+async fn watched_client(url: &str, creds: &Path) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let options = ConnectOptions::with_credentials_file(creds)
+        .await
+        .unwrap()
+        .max_reconnects(Some(1))
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move { seen.lock().unwrap().push(event.to_string().to_lowercase()) }
+        });
+    let client = within("a connect", options.connect(url)).await.unwrap();
+    (client, events)
+}
+
+/// The reasons of the connections closed so far but the clients' own
+/// (the harness's probes), once `at_least` of them are `reason`.
+async fn closed_reasons(server: &ServerProcess, reason: &str, at_least: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + common::WAIT_TIMEOUT;
+    loop {
+        let connz = rnats_tests::http_json(server.http_port(), "/connz?state=closed");
+        let reasons: Vec<String> = connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|conn| conn["reason"].as_str().unwrap_or_default().to_string())
+            .filter(|closed| closed != "Client Closed")
+            .collect();
+        if reasons.iter().filter(|closed| *closed == reason).count() >= at_least {
+            return reasons;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waiting for {reason} among the closed connections: {reasons:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What one server did when the JWT of an account the URL resolver
+/// fetched expired: its client is closed (`Account Authentication
+/// Expired`), and the client's next login fetches the account again,
+/// getting the renewed JWT the HTTP server holds by then.
+async fn url_expired_account_scenario(binary: &Path) -> Vec<String> {
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let trust = Trust::new(&format!("url-exp-{name}"));
+    let http = JwtServer::default();
+    let port = http.start().await;
+    let system = trust.system.public_key();
+    let account = trust.account.public_key();
+    http.serve(
+        &system,
+        &jwt::account(&trust.operator, &trust.system, json!({})),
+    );
+    let expiring = jwt::account_with(
+        &trust.operator,
+        &trust.account,
+        json!({}),
+        json!({"exp": unix_now() + 3}),
+    );
+    http.serve(&account, &expiring);
+    let config = trust.config(
+        "url-exp.conf",
+        &format!("URL(\"http://127.0.0.1:{port}/jwt/v1/accounts/\")"),
+    );
+    let server = ServerProcess::start_binary(
+        binary.to_path_buf(),
+        &["-m", "-1", "-c", config.to_str().unwrap()],
+    );
+    http.take_requests();
+    let mut seen = Vec::new();
+    let creds = trust.user_creds("a.creds", &trust.account);
+    let (client, events) = watched_client(&server.url(), &creds).await;
+    seen.push(format!("login: {:?}", http.take_requests()));
+    // Renewed (no expiry) before the old one runs out.
+    http.serve(
+        &account,
+        &jwt::account(&trust.operator, &trust.account, json!({})),
+    );
+    seen.push(format!(
+        "closed: {:?}",
+        closed_reasons(&server, "Authentication Expired", 1).await
+    ));
+    // The client logs in again: the expired account is fetched again.
+    within("the client to log in again", async {
+        while !events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.contains("connected"))
+            .any(|event| !event.contains("disconnected"))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mut sub = client.subscribe("greet").await.unwrap();
+    client.flush().await.unwrap();
+    client
+        .publish("greet", Bytes::from("renewed"))
+        .await
+        .unwrap();
+    seen.push(format!(
+        "message: {:?}",
+        next_message(&mut sub).await.payload
+    ));
+    seen.push(format!("refetch: {:?}", http.take_requests()));
+    seen.push(format!("events: {:?}", events.lock().unwrap()));
+    let names = [(system, "SYS"), (account, "A")];
+    named(&seen, &names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_resolver_fetches_expired_accounts_again() {
+    let mut results = Vec::new();
+    for binary in binaries() {
+        results.push(url_expired_account_scenario(&binary).await);
+    }
+    assert_same_runs(&results, "account authentication expired");
+}
+
+/// What one server's full resolver did with an account JWT that expired:
+/// its client closed, a new login refused (the expired file is what the
+/// directory holds), the account left out of `CLAIMS.LIST` at once, and
+/// its file removed at the tracker's first tick after the expiry (a
+/// minute after start).
+async fn dir_expired_account_scenario(binary: &Path) -> Vec<String> {
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let trust = Trust::new(&format!("dir-exp-{name}"));
+    let dir = trust.dir.join("jwt");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let system_key = trust.system.public_key();
+    let account_key = trust.account.public_key();
+    let (system, account) = (&system_key, &account_key);
+    std::fs::write(
+        dir.join(format!("{system}.jwt")),
+        jwt::account(&trust.operator, &trust.system, json!({})),
+    )
+    .unwrap();
+    let file = dir.join(format!("{account}.jwt"));
+    let expires = unix_now() + 3;
+    let expiring = jwt::account_with(
+        &trust.operator,
+        &trust.account,
+        json!({}),
+        json!({"exp": expires}),
+    );
+    std::fs::write(&file, expiring).unwrap();
+    let config = trust.dir.join("dir-exp.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {}\nsystem_account: {system}\nresolver: {{ type: full, dir: {:?} }}\n",
+            trust.operator_file().display(),
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let server = ServerProcess::start_binary(
+        binary.to_path_buf(),
+        &["-m", "-1", "-c", config.to_str().unwrap()],
+    );
+    let mut seen = Vec::new();
+    let system_client = connect_creds(&server.url(), &trust.user_creds("sys.creds", &trust.system))
+        .await
+        .unwrap();
+    let list = |client: async_nats::Client| async move {
+        let reply = within(
+            "a list",
+            client.request("$SYS.REQ.CLAIMS.LIST", Bytes::new()),
+        )
+        .await
+        .unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        let mut keys: Vec<String> = reply["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key.as_str().unwrap().to_string())
+            .map(|key| {
+                key.replace(system.as_str(), "SYS")
+                    .replace(account.as_str(), "A")
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    seen.push(format!("list: {:?}", list(system_client.clone()).await));
+    let creds = trust.user_creds("a.creds", &trust.account);
+    let (_client, events) = watched_client(&server.url(), &creds).await;
+    seen.push(format!(
+        "closed: {:?}",
+        closed_reasons(&server, "Authentication Failure", 1).await
+    ));
+    // A JWT is left out of lists once its `exp` second is over.
+    while unix_now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    seen.push(format!("list: {:?}", list(system_client.clone()).await));
+    let refused = connect_creds(&server.url(), &creds).await.unwrap_err();
+    seen.push(format!("login: {}", refused.to_lowercase()));
+    seen.push(format!("file kept: {}", file.exists()));
+    tokio::time::timeout(std::time::Duration::from_secs(75), async {
+        while file.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the expired JWT's file to go");
+    let after = started.elapsed().as_secs();
+    seen.push(format!(
+        "file gone within a tick: {}",
+        (55..70).contains(&after)
+    ));
+    seen.push(format!(
+        "expiry error: {}",
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|event| event.contains("account authentication expired"))
+    ));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resolver_expired_account_jwts() {
+    let binaries = binaries();
+    let mut runs = Vec::new();
+    for binary in &binaries {
+        runs.push(dir_expired_account_scenario(binary));
+    }
+    // A minute each: run side by side.
+    let results = futures::future::join_all(runs).await;
+    let ours = &results[0];
+    assert!(
+        ours.iter().any(|line| line == "expiry error: true"),
+        "{ours:#?}"
+    );
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
+    }
+}
+
+/// The warnings one server logs at start for preloaded account JWTs that
+/// do not validate (expired, not yet valid, breaking their own limits),
+/// the keys named.
+fn preload_warnings(binary: &Path) -> Vec<String> {
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let trust = Trust::new(&format!("preload-{name}"));
+    let system = trust.system.public_key();
+    let system_jwt = jwt::account(&trust.operator, &trust.system, json!({}));
+    let expired = jwt::account_with(
+        &trust.operator,
+        &trust.account,
+        json!({}),
+        json!({"exp": 1_600_000_000}),
+    );
+    let later = nkeys::KeyPair::new_account();
+    let later_jwt = jwt::account_with(
+        &trust.operator,
+        &later,
+        json!({}),
+        json!({"nbf": 4_000_000_000i64}),
+    );
+    // Expired and over its own imports limit: every issue listed.
+    let both = nkeys::KeyPair::new_account();
+    let both_jwt = jwt::account_with(
+        &trust.operator,
+        &both,
+        json!({
+            "limits": {"subs": -1, "data": -1, "payload": -1, "imports": 0, "exports": -1,
+                       "wildcards": true, "conn": -1, "leaf": -1},
+            "imports": [{"name": "i", "subject": "x", "account": system, "type": "stream"}],
+        }),
+        json!({"exp": 1_600_000_000}),
+    );
+    // Over its exports limit, with a wildcard export it may not have.
+    let exports = nkeys::KeyPair::new_account();
+    let exports_jwt = jwt::account(
+        &trust.operator,
+        &exports,
+        json!({
+            "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": 0,
+                       "wildcards": false, "conn": -1, "leaf": -1},
+            "exports": [{"name": "e", "subject": "e.*", "type": "stream"}],
+        }),
+    );
+    let config = trust.dir.join("preload.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {}\nsystem_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n  \
+             {system}: {system_jwt}\n  {}: {expired}\n  {}: {later_jwt}\n  {}: {both_jwt}\n  \
+             {}: {exports_jwt}\n}}\n",
+            trust.operator_file().display(),
+            trust.account.public_key(),
+            later.public_key(),
+            both.public_key(),
+            exports.public_key(),
+        ),
+    )
+    .unwrap();
+    let server =
+        ServerProcess::start_binary(binary.to_path_buf(), &["-c", config.to_str().unwrap()]);
+    // Logged as the server starts; rnats may log them just after ready.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let names = [
+        (trust.account.public_key(), "EXPIRED"),
+        (later.public_key(), "LATER"),
+        (both.public_key(), "BOTH"),
+        (exports.public_key(), "EXPORTS"),
+    ];
+    let warnings: Vec<String> = server
+        .log_lines()
+        .iter()
+        .filter_map(|line| line.split_once("[WRN] ").map(|(_, m)| m.to_string()))
+        .collect();
+    let mut lines = named(&warnings, &names);
+    // The accounts come in the preload's (map) order, which differs.
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    for line in lines.drain(..) {
+        match blocks.last_mut() {
+            Some(block) if line.starts_with("  - ") => block.push(line),
+            _ => blocks.push(vec![line]),
+        }
+    }
+    blocks.sort();
+    blocks.concat()
+}
+
+#[test]
+fn preloaded_account_jwts_are_validated_at_start() {
+    // (The reference's validation finds too many imports twice.)
+    let results: Vec<Vec<String>> = binaries().iter().map(|b| preload_warnings(b)).collect();
+    let ours = &results[0];
+    assert_eq!(
+        ours,
+        &[
+            "Account [BOTH] has validation issues:",
+            "  - claim is expired",
+            "  - the account contains more imports than allowed by the operator",
+            "  - the account contains more imports than allowed by the operator",
+            "Account [EXPIRED] has validation issues:",
+            "  - claim is expired",
+            "Account [EXPORTS] has validation issues:",
+            "  - the account contains more exports than allowed by the operator",
+            "  - the account contains wildcard exports that are not allowed by the operator",
+            "Account [LATER] has validation issues:",
+            "  - claim is not yet valid",
+        ],
+        "{ours:#?}"
+    );
+    if let Some(theirs) = results.get(1) {
+        assert_eq!(ours, theirs);
     }
 }

@@ -59,6 +59,20 @@ pub struct OperatorMode {
     /// Stored JWTs no account could be built from, with why (logged once
     /// at start-up; their users cannot log in).
     pub startup_warnings: Vec<String>,
+    /// The preloaded account JWTs' validation, to be warned of once the
+    /// wall clock is known (its time checks need it): see
+    /// [`OperatorMode::preload_warnings`].
+    pub preload_checks: Vec<PreloadCheck>,
+}
+
+/// What the reference's validation of one preloaded account JWT looks at:
+/// its times, then the issues found in its claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreloadCheck {
+    pub key: String,
+    pub expires: i64,
+    pub not_before: i64,
+    pub issues: Vec<&'static str>,
 }
 
 /// A JWT the directory resolver stored (or already held).
@@ -351,6 +365,7 @@ impl OperatorMode {
             local_zone: String::new(),
             startup_writes: Vec::new(),
             startup_warnings: Vec::new(),
+            preload_checks: Vec::new(),
         };
         for (key, token) in &options.preload {
             let account =
@@ -365,15 +380,15 @@ impl OperatorMode {
             // are refused at login.
             let trusted = mode.trusted_keys.contains(&account.claims.issuer);
             refuse_unsupported_account_claims(key, &account.nats)?;
+            // Warned of, as the reference does (an account with issues
+            // does not verify, so its users cannot log in).
             let issues = validation_issues(&account.nats);
-            if !issues.is_empty() {
-                // Warned of, as the reference does; the account does not
-                // verify, so its users cannot log in.
-                mode.startup_warnings
-                    .push(format!("Account [{key}] has validation issues:"));
-                mode.startup_warnings
-                    .extend(issues.iter().map(|issue| format!("  - {issue}")));
-            }
+            mode.preload_checks.push(PreloadCheck {
+                key: key.clone(),
+                expires: account.claims.expires,
+                not_before: account.claims.not_before,
+                issues: issues.clone(),
+            });
             match &mut mode.dir {
                 None if !issues.is_empty() || !trusted => {}
                 None => {
@@ -612,7 +627,10 @@ impl OperatorMode {
     }
 
     /// The account a CONNECT's user JWT belongs to, when the resolver
-    /// fetches accounts and does not hold it yet: the login waits for the
+    /// fetches accounts and does not hold it yet, or holds it with a JWT
+    /// whose `exp` has passed (the reference looks an expired account up
+    /// again: the URL resolver fetches it, a directory resolver asks its
+    /// peers once the expired file is gone): the login waits for the
     /// fetch ([`OperatorMode::fetched_account`]). `None` when the JWT is
     /// unusable anyway (it does not decode, or has expired) or names no
     /// valid account key (the reference fetches only those).
@@ -632,8 +650,18 @@ impl OperatorMode {
         } else {
             &user.nats.issuer_account
         };
-        if !is_public_key(key, 'A') || self.accounts.contains_key(key) {
+        if !is_public_key(key, 'A') {
             return None;
+        }
+        if let Some(held) = self.accounts.get(key) {
+            let expired = held.claims.expires > 0 && held.claims.expires <= now_seconds;
+            let stored = self
+                .dir
+                .as_ref()
+                .is_some_and(|dir| dir.lookup(key).is_some());
+            if !expired || stored {
+                return None;
+            }
         }
         Some(match &self.url {
             Some(url) => url.fetch(key),
@@ -651,12 +679,40 @@ impl OperatorMode {
     /// accounts from [`OperatorMode::account_configs`]; on an error
     /// (the reference's text) nothing changed.
     pub fn fetched_account(&mut self, key: &str, token: &str) -> Result<(), String> {
-        if self.accounts.contains_key(key) {
-            // A claims update brought it meanwhile: that one stays.
+        if self
+            .accounts
+            .get(key)
+            .is_some_and(|held| held.claims.expires == 0 || held.token == token)
+        {
+            // A claims update brought it meanwhile (that one stays), or an
+            // expired account was fetched again with the same claims.
             return Ok(());
         }
         let account = self.verified_account(key, token)?;
         self.use_account(key, account)
+    }
+
+    /// The warnings of the preloaded account JWTs at `now` (seconds), as
+    /// the reference logs them at start: for each with a blocking issue
+    /// (its time checks included), a line naming it and one per issue.
+    /// Given once.
+    pub fn preload_warnings(&mut self, now: i64) -> Vec<String> {
+        let mut lines = Vec::new();
+        for check in std::mem::take(&mut self.preload_checks) {
+            let mut issues = Vec::new();
+            if check.expires > 0 && now > check.expires {
+                issues.push("claim is expired");
+            }
+            if check.not_before > 0 && check.not_before > now {
+                issues.push("claim is not yet valid");
+            }
+            issues.extend(check.issues);
+            if !issues.is_empty() {
+                lines.push(format!("Account [{}] has validation issues:", check.key));
+                lines.extend(issues.iter().map(|issue| format!("  - {issue}")));
+            }
+        }
+        lines
     }
 
     /// The directory resolver's JWT for `key`.
@@ -664,9 +720,12 @@ impl OperatorMode {
         self.dir.as_ref()?.lookup(key)
     }
 
-    /// The account keys the directory resolver holds.
-    pub fn stored_keys(&self) -> Vec<String> {
-        self.dir.as_ref().map(DirResolver::keys).unwrap_or_default()
+    /// The account keys the directory resolver lists at `now` (seconds).
+    pub fn stored_keys(&self, now: i64) -> Vec<String> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.unexpired(now).map(|(key, _)| key.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The operator's request to delete accounts (`$SYS.REQ.CLAIMS.DELETE`):
@@ -985,7 +1044,10 @@ impl OperatorMode {
                 None => return Err(AuthFailure::JwtIssuerUnknown),
             }
         }
-        if account.claims.check_times(now_seconds).is_err() {
+        // Expired from its `exp` second on, as the reference's account
+        // expiry timer marks it (a user JWT is valid through its `exp`).
+        let expired = account.claims.expires > 0 && account.claims.expires <= now_seconds;
+        if expired || account.claims.check_times(now_seconds).is_err() {
             return Err(AuthFailure::AccountExpired);
         }
         if user.nats.bearer_token {
@@ -1010,7 +1072,7 @@ impl OperatorMode {
             now,
         )
         .ok_or(AuthFailure::OutsideConnectTimes)?;
-        let mut restrictions = Restrictions::of(&user, &account.nats)?;
+        let mut restrictions = Restrictions::of(&user, account)?;
         if !window.is_zero() {
             // Closed at the end of its range, or at its expiry if sooner.
             let end = WallTime::from_unix_nanos(
@@ -1109,6 +1171,9 @@ pub fn startup_lines(mode: &OperatorMode) -> Vec<String> {
 pub struct Restrictions {
     /// `exp`: the connection is closed then (`User Authentication Expired`).
     pub expires: Option<WallTime>,
+    /// The account JWT's `exp`: the connection is closed then (`Account
+    /// Authentication Expired`).
+    pub account_expires: Option<WallTime>,
     /// `src`: the client's address must be in one of these networks.
     pub src: Vec<String>,
     /// `allowed_connection_types` this server knows (`STANDARD`,
@@ -1120,6 +1185,17 @@ pub struct Restrictions {
     pub max_payload: Option<usize>,
     /// The account's `conn` limit: its clients connected at once.
     pub account_max_connections: Option<usize>,
+}
+
+/// A JWT's `exp` (seconds; 0 is none) as a wall-clock time.
+fn expiry(expires: i64) -> Option<WallTime> {
+    (expires > 0).then(|| {
+        WallTime::from_unix_nanos(
+            u64::try_from(expires)
+                .unwrap_or(0)
+                .saturating_mul(1_000_000_000),
+        )
+    })
 }
 
 /// A JWT limit: -1 is none, anything else (0 included) a limit.
@@ -1140,13 +1216,7 @@ impl Restrictions {
     /// `None` when it names only connection types this server does not
     /// know: the intent was to allow none of ours.
     pub(super) fn of_user(user: &Jwt<UserNats>) -> Option<Restrictions> {
-        let expires = (user.claims.expires > 0).then(|| {
-            WallTime::from_unix_nanos(
-                u64::try_from(user.claims.expires)
-                    .unwrap_or(0)
-                    .saturating_mul(1_000_000_000),
-            )
-        });
+        let expires = expiry(user.claims.expires);
         let named = &user.nats.allowed_connection_types;
         let connection_types: Vec<String> = named
             .iter()
@@ -1160,7 +1230,9 @@ impl Restrictions {
         })
     }
 
-    fn of(user: &Jwt<UserNats>, account: &AccountNats) -> Result<Restrictions, AuthFailure> {
+    fn of(user: &Jwt<UserNats>, account: &Jwt<AccountNats>) -> Result<Restrictions, AuthFailure> {
+        let account_expires = expiry(account.claims.expires);
+        let account = &account.nats;
         let Restrictions {
             expires,
             connection_types,
@@ -1168,6 +1240,7 @@ impl Restrictions {
         } = Restrictions::of_user(user).ok_or(AuthFailure::ConnectionTypeNotAllowed)?;
         Ok(Restrictions {
             expires,
+            account_expires,
             src: user.nats.src.0.clone(),
             connection_types,
             max_subs: lower(limit(user.nats.subs), limit(account.limits.subs)),
@@ -1231,31 +1304,46 @@ fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
 }
 
 /// An account's JetStream limits from its JWT, as the reference reads them;
-/// `None`: JetStream is off for it (no storage granted, no tiers).
+/// `None`: JetStream is off for it (no storage granted in its flat limits
+/// or any tier). Flat limits with storage win over tiers; tiered limits
+/// keep every tier (`AccountLimits::tiers`) and run under the `R1` tier's
+/// (a single server's streams have one replica; without `R1` no stream
+/// can be created, as in the reference).
 fn jetstream_limits(
     key: &str,
     limits: &jwt::AccountLimitsClaim,
 ) -> Result<Option<crate::jetstream::config::AccountLimits>, String> {
-    let tier = if limits.tiered_limits.is_empty() {
-        if limits.mem_storage == 0 && limits.disk_storage == 0 {
-            return Ok(None);
-        }
-        limits.clone()
-    } else {
-        // One server runs every stream at one replica: the R1 tier.
-        let Some(r1) = limits.tiered_limits.get("R1") else {
-            return Err(format!(
-                "account {key}: JWT claim tiered_limits without an R1 tier is not supported yet"
-            ));
-        };
-        serde_json::from_value(r1.clone())
-            .map_err(|error| format!("account {key}: tiered_limits.R1: {error}"))?
-    };
+    let grants =
+        |claim: &jwt::AccountLimitsClaim| claim.mem_storage != 0 || claim.disk_storage != 0;
+    if grants(limits) {
+        return Ok(Some(tier_limits(limits)));
+    }
+    let mut tiers = BTreeMap::new();
+    for (name, tier) in &limits.tiered_limits {
+        let claim: jwt::AccountLimitsClaim = serde_json::from_value(tier.clone())
+            .map_err(|error| format!("account {key}: tiered_limits.{name}: {error}"))?;
+        tiers.insert(name.clone(), claim);
+    }
+    if !tiers.values().any(grants) {
+        return Ok(None);
+    }
+    let mut account = tiers.get("R1").map(tier_limits).unwrap_or_default();
+    account.tiers = Some(
+        tiers
+            .iter()
+            .map(|(name, claim)| (name.clone(), tier_limits(claim)))
+            .collect(),
+    );
+    Ok(Some(account))
+}
+
+/// One tier's (or the flat) JetStream limits of an account JWT.
+fn tier_limits(tier: &jwt::AccountLimitsClaim) -> crate::jetstream::config::AccountLimits {
     // Storage: -1 is no limit, 0 none; streams and consumers: 0 is no
     // limit too; the rest treat 0 as "not set".
     let storage = |value: i64| u64::try_from(value).ok();
     let counted = |value: i64| u64::try_from(value).ok().filter(|n| *n > 0);
-    Ok(Some(crate::jetstream::config::AccountLimits {
+    crate::jetstream::config::AccountLimits {
         max_memory: storage(tier.mem_storage),
         max_store: storage(tier.disk_storage),
         max_streams: counted(tier.streams),
@@ -1264,7 +1352,8 @@ fn jetstream_limits(
         max_ack_pending: counted(tier.max_ack_pending),
         memory_max_stream_bytes: counted(tier.mem_max_stream_bytes),
         store_max_stream_bytes: counted(tier.disk_max_stream_bytes),
-    }))
+        tiers: None,
+    }
 }
 
 /// Whether the account revoked the user (by key or all users, `*`) at or
@@ -1304,6 +1393,9 @@ fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
     let limits = &account.limits;
     let mut issues = Vec::new();
     if limits.imports != -1 && account.imports.len() as i64 > limits.imports {
+        // Twice, as the reference's validation reports it (its imports
+        // and its limits each find it).
+        issues.push("the account contains more imports than allowed by the operator");
         issues.push("the account contains more imports than allowed by the operator");
     }
     if limits.exports != -1 {

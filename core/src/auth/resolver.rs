@@ -285,9 +285,15 @@ impl DirResolver {
         self.stored.get(key).map(String::as_str)
     }
 
-    /// The account keys held, in the directory's (lexical) order.
-    pub fn keys(&self) -> Vec<String> {
-        self.stored.keys().cloned().collect()
+    /// The JWTs held that a pack or a list shows, in the directory's
+    /// (lexical) order: not empty, and not expired at `now` (seconds), as
+    /// the reference's walk of the directory leaves those out.
+    pub fn unexpired(&self, now: i64) -> impl Iterator<Item = (&String, &String)> {
+        self.stored.iter().filter(move |(_, jwt)| {
+            !jwt.is_empty()
+                && !super::jwt::decode_generic(jwt)
+                    .is_ok_and(|held| held.claims.expires > 0 && held.claims.expires < now)
+        })
     }
 }
 
@@ -323,7 +329,7 @@ mod tests {
             "an update replaces"
         );
         assert_eq!(dir.save("BKEY", "t3"), Err(SaveError::Full));
-        assert_eq!(dir.keys(), vec![String::from("AKEY")]);
+        assert_eq!(dir.stored.keys().collect::<Vec<_>>(), ["AKEY"]);
         assert_eq!(dir.lookup("AKEY"), Some("t2"));
         assert_eq!(dir.delete("AKEY"), None, "deleting is not allowed");
     }
@@ -353,7 +359,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(dir.keys(), vec![String::from("AKEY"), String::from("CKEY")]);
+        assert_eq!(dir.stored.keys().collect::<Vec<_>>(), ["AKEY", "CKEY"]);
         let mut other = resolver(JwtDelete::Never, None);
         other.save("CKEY", "t3").unwrap();
         other.save("AKEY", "t1b").unwrap();

@@ -5,6 +5,7 @@
 //! computed from the machine (75% of memory, 1 TB of disk) by the runtime,
 //! which knows the machine; core only sees the resulting numbers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::auth::{AccountConfig, GLOBAL_ACCOUNT};
@@ -233,6 +234,23 @@ pub struct AccountLimits {
     /// Per-stream caps on `max_bytes` by storage type.
     pub memory_max_stream_bytes: Option<u64>,
     pub store_max_stream_bytes: Option<u64>,
+    /// Tiered limits (an account JWT's `tiered_limits`), by tier name
+    /// (`R1`, `R3`, ...); `None`: flat limits, the fields above. A single
+    /// server runs every stream at one replica: the fields above then hold
+    /// the `R1` tier's limits, and a stream whose replicas name no tier is
+    /// refused (`no JetStream default or applicable tiered limit
+    /// present`), as the reference's tier selection refuses it.
+    pub tiers: Option<BTreeMap<String, AccountLimits>>,
+}
+
+impl AccountLimits {
+    /// Whether limits apply to a stream of `replicas` (0 counts as 1):
+    /// flat limits always, tiered ones when its tier `R<n>` is named.
+    pub fn has_tier_for(&self, replicas: i64) -> bool {
+        self.tiers
+            .as_ref()
+            .is_none_or(|tiers| tiers.contains_key(&format!("R{}", replicas.max(1))))
+    }
 }
 
 /// Whether `domain`, a JetStream domain name, is one the reference accepts.

@@ -412,8 +412,33 @@ impl<D: Disk + Clone> JetStream<D> {
             totals.streams += 1;
             totals.consumers += entry.consumers.len();
         }
+        let mut tiers = BTreeMap::new();
+        if let Some(tiered) = &acc.limits.tiers {
+            // Tiered: no account-wide limits (zeros, as the reference
+            // writes an absent default tier); every stream here is R1, so
+            // R1 carries the usage, listed even without limits of its own.
+            totals.limits = AccountLimitsInfo::zero();
+            for (name, limits) in tiered {
+                let tier = AccountTier {
+                    limits: limits_info(limits),
+                    ..AccountTier::default()
+                };
+                tiers.insert(name.clone(), tier);
+            }
+            if totals.streams > 0 || tiered.contains_key("R1") {
+                let limits = tiers
+                    .get("R1")
+                    .map_or_else(AccountLimitsInfo::zero, |tier| tier.limits.clone());
+                let usage = AccountTier {
+                    limits,
+                    ..totals.clone()
+                };
+                tiers.insert(String::from("R1"), usage);
+            }
+        }
         AccountInfo {
             totals,
+            tiers,
             domain: self.config.domain.clone().unwrap_or_default(),
             api: ApiStats {
                 level: API_LEVEL,
@@ -421,7 +446,6 @@ impl<D: Disk + Clone> JetStream<D> {
                 errors: acc.api_errors,
                 ..ApiStats::default()
             },
-            ..AccountInfo::default()
         }
     }
 
@@ -437,11 +461,17 @@ impl<D: Disk + Clone> JetStream<D> {
         name: &str,
         request: &StreamConfigRequest,
     ) -> Result<StreamConfig, ApiError> {
+        let limits = &self.accounts[account].limits;
+        // The tier is chosen before the config is checked (a replicas
+        // count naming no tier is refused as such, not as unclustered).
+        if !limits.has_tier_for(request.config.num_replicas) {
+            return Err(ApiError::new(K::NoLimits));
+        }
         let others = self.account_configs(account, None);
         let context = CheckContext {
             clustered: false,
             duplicate_window_limit: Some(self.config.limits.duplicate_window),
-            account: &self.accounts[account].limits,
+            account: limits,
             streams: &others,
         };
         let config = check_create(name, request, &context)?;

@@ -227,8 +227,9 @@ pub struct Accounts {
     /// Interest this server announces to routes beyond its clients'
     /// subscriptions (`Router::refresh_announced`): the system services'
     /// request subjects and the response wildcard in each service
-    /// exporter. (Stream imports announce their subscribers' shadows.)
-    pub announced: Vec<(AccountId, Bytes)>,
+    /// exporter, with the queue group of those served as one (the pack
+    /// responders). (Stream imports announce their subscribers' shadows.)
+    pub announced: Vec<(AccountId, Bytes, Option<Bytes>)>,
 }
 
 pub const GLOBAL: AccountId = 0;
@@ -461,9 +462,9 @@ impl Accounts {
         if !self
             .announced
             .iter()
-            .any(|(account, subject)| *account == exporter && *subject == wildcard)
+            .any(|(account, subject, _)| *account == exporter && *subject == wildcard)
         {
-            self.announced.push((exporter, wildcard));
+            self.announced.push((exporter, wildcard, None));
         }
     }
 

@@ -269,6 +269,10 @@ pub struct Client {
     /// When the user JWT it logged in with expires: the connection is
     /// closed then, as the reference does.
     pub jwt_deadline: Option<Instant>,
+    /// When its account's JWT expires: the connection is closed then with
+    /// `Account Authentication Expired`, as the reference's account
+    /// expiry timer closes every client of the account.
+    pub account_deadline: Option<Instant>,
     /// A user JWT's (and its account's) `subs` limit, beside the server's.
     pub max_subs: Option<usize>,
     pub ping_deadline: Instant,
@@ -371,6 +375,7 @@ impl Client {
             pings_out: 0,
             auth_deadline: None,
             jwt_deadline: None,
+            account_deadline: None,
             max_subs: None,
             ping_deadline: now,
             closed_subjects: Vec::new(),
@@ -396,7 +401,7 @@ impl Client {
 
     /// The earliest moment this client needs the server's attention.
     pub fn next_deadline(&self) -> Instant {
-        [self.auth_deadline, self.jwt_deadline]
+        [self.auth_deadline, self.jwt_deadline, self.account_deadline]
             .into_iter()
             .flatten()
             .fold(self.ping_deadline, Instant::min)

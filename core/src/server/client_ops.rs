@@ -292,7 +292,12 @@ impl Server {
                 return;
             }
             Err(failure) => {
-                if failure == auth::AuthFailure::AccountUnknown {
+                // An account not held, or held expired: the resolver may
+                // fetch it (again).
+                if matches!(
+                    failure,
+                    auth::AuthFailure::AccountUnknown | auth::AuthFailure::AccountExpired
+                ) {
                     if let Some(fetch) = self.account_to_fetch(&options, now) {
                         self.wait_for_account(now, conn, options, fetch);
                         return;
@@ -322,7 +327,7 @@ impl Server {
         let Some(account) = self.admissible(conn, &options, &mut identity) else {
             return;
         };
-        let mut jwt_deadline = None;
+        let mut jwt_deadline = (None, None);
         if let Some(restrictions) = &identity.restrictions {
             if let Some(max) = restrictions.account_max_connections {
                 let connected = self
@@ -341,7 +346,7 @@ impl Server {
                     return;
                 }
             }
-            jwt_deadline = self.jwt_deadline(now, restrictions);
+            jwt_deadline = self.jwt_deadlines(now, restrictions);
             self.apply_jwt_limits(conn, restrictions);
         }
         if !options.protocol_supported() {
@@ -378,7 +383,7 @@ impl Server {
         client.options = options;
         client.connect_received = true;
         client.auth_deadline = None;
-        client.jwt_deadline = jwt_deadline;
+        (client.jwt_deadline, client.account_deadline) = jwt_deadline;
         client.ping_deadline = now + first_ping + jitter;
         if verbose {
             protocol::write_ok(&mut self.conns.sink(conn));
@@ -810,10 +815,16 @@ impl Server {
                 self.refile_as_before(conn)
             }
             Ok((Some(account), identity)) => {
-                // A user JWT's limits hold across the reload too.
+                // A user JWT's limits hold across the reload too; new
+                // account claims move (or drop) the account's expiry, as
+                // the reference resets its timer.
+                let mut account_deadline = None;
                 if let Some(restrictions) = &identity.restrictions {
                     self.apply_jwt_limits(conn, restrictions);
+                    account_deadline = self.jwt_deadlines(self.monitor.wall.now, restrictions).1;
                 }
+                self.conns.client(conn).account_deadline = account_deadline;
+                self.refile_timer(conn);
                 self.refile_all(
                     conn,
                     account,
@@ -895,13 +906,21 @@ impl Server {
         account
     }
 
-    /// A user JWT's expiry as an instant of the machine's clock.
-    fn jwt_deadline(&self, now: Instant, restrictions: &auth::Restrictions) -> Option<Instant> {
+    /// A user JWT's expiry (`jwt`) and its account's, as instants of the
+    /// machine's clock.
+    fn jwt_deadlines(
+        &self,
+        now: Instant,
+        restrictions: &auth::Restrictions,
+    ) -> (Option<Instant>, Option<Instant>) {
         let wall = self.monitor.wall.wall_at(now);
-        restrictions.expires.map(|expires| {
-            let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
-            now + Duration::from_nanos(left)
-        })
+        let at = |expires: Option<crate::time::WallTime>| {
+            expires.map(|expires| {
+                let left = expires.as_unix_nanos().saturating_sub(wall.as_unix_nanos());
+                now + Duration::from_nanos(left)
+            })
+        };
+        (at(restrictions.expires), at(restrictions.account_expires))
     }
 
     /// A connected client the auth callout admitted again (after a reload):
@@ -917,14 +936,14 @@ impl Server {
         let Some(account) = self.admissible(conn, &options, &mut identity) else {
             return;
         };
-        let mut jwt_deadline = None;
+        let mut jwt_deadline = (None, None);
         if let Some(restrictions) = &identity.restrictions {
-            jwt_deadline = self.jwt_deadline(now, restrictions);
+            jwt_deadline = self.jwt_deadlines(now, restrictions);
             self.apply_jwt_limits(conn, restrictions);
         }
         let client = self.conns.client(conn);
         client.options = options;
-        client.jwt_deadline = jwt_deadline;
+        (client.jwt_deadline, client.account_deadline) = jwt_deadline;
         self.unfile_all(conn);
         self.refile_all(
             conn,

@@ -16,6 +16,9 @@
 //!   comes (or by its auth timeout, whichever is first).
 //! - A failed fetch is not remembered: the next login asks again, as in
 //!   the reference.
+//! - An account held with an expired JWT is fetched again at most once a
+//!   second (the reference's "update ignored, too soon"), so the logins
+//!   decided after its fetch do not ask again.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +37,12 @@ pub(super) struct AccountFetches {
     waiting: BTreeMap<String, Vec<ConnId>>,
     /// Fetches the runtime has not taken yet.
     queued: Vec<AccountFetch>,
+    /// When each expired account was last fetched again.
+    refetched: BTreeMap<String, Instant>,
 }
+
+/// How soon an expired account may be fetched again.
+const REFETCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Server {
     /// The account a login must wait for: operator mode with the URL
@@ -45,11 +53,18 @@ impl Server {
         now: Instant,
     ) -> Option<AccountFetch> {
         let wall = self.monitor.wall.wall_at(now);
-        self.authenticator
-            .config()
-            .operator
-            .as_ref()?
-            .account_to_fetch(options, wall)
+        let mode = self.authenticator.config().operator.as_ref()?;
+        let fetch = mode.account_to_fetch(options, wall)?;
+        let held = mode.accounts.contains_key(&fetch.account);
+        let recent = self
+            .account_fetches
+            .refetched
+            .get(&fetch.account)
+            .is_some_and(|at| now < *at + REFETCH_INTERVAL);
+        if held && recent {
+            return None;
+        }
+        Some(fetch)
     }
 
     /// Park `conn`'s login until `fetch` is answered; ask for it unless
@@ -70,6 +85,15 @@ impl Server {
         let waiting = fetches.waiting.entry(fetch.account.clone()).or_default();
         let first = waiting.is_empty();
         waiting.push(conn);
+        let held = self
+            .config
+            .auth
+            .operator
+            .as_ref()
+            .is_some_and(|mode| mode.accounts.contains_key(&fetch.account));
+        if first && held {
+            fetches.refetched.insert(fetch.account.clone(), now);
+        }
         if first {
             if fetch.url.is_empty() {
                 self.lookup_from_peers(now, &fetch.account);

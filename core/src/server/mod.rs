@@ -291,6 +291,12 @@ impl Server {
             wall_now: wall,
         };
         if first {
+            if let Some(mode) = self.config.auth.operator.as_mut() {
+                let now = i64::try_from(wall.as_unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+                for warning in mode.preload_warnings(now) {
+                    self.logs.push(LogLevel::Warn, None, warning);
+                }
+            }
             self.monitor.started = wall;
             self.monitor.config_loaded = wall;
             self.system.start(now);
@@ -1035,6 +1041,14 @@ impl Server {
             self.close_with_error(
                 conn,
                 &ServerError::UserAuthenticationExpired,
+                CloseReason::AuthenticationExpired,
+            );
+            return;
+        }
+        if client.account_deadline.is_some_and(|d| d <= now) {
+            self.close_with_error(
+                conn,
+                &ServerError::AccountAuthenticationExpired,
                 CloseReason::AuthenticationExpired,
             );
             return;

@@ -12,6 +12,10 @@
 //!   server asked mean "not found", and no answer within `timeout` fails.
 //! - Cache expiry: the cache's JWT files are removed `ttl` after they were
 //!   stored (the accounts keep running, as in the reference).
+//! - JWT expiry (the full resolver, and the cache without `ttl`): at start
+//!   and every minute after, as the reference's expiration tracker ticks,
+//!   the files of JWTs whose `exp` has passed are removed and leave the
+//!   directory's hash (the accounts are expired by their own deadline).
 //!
 //! Pushed claims reach every server without help: each one serves
 //! `$SYS.REQ.CLAIMS.UPDATE` in the system account, whose interest crosses
@@ -48,7 +52,13 @@ pub(super) struct PeerResolver {
     expiry: BTreeMap<String, Instant>,
     /// The cache's save counter last seen (`None`: never looked).
     saves_seen: Option<u64>,
+    /// When expired JWTs are next looked for (`None`: not started).
+    next_expiry_check: Option<Instant>,
 }
+
+/// How often the directory looks for expired JWTs (the reference's
+/// expiration tracker without a `ttl`).
+const EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug)]
 struct PeerLookup {
@@ -65,6 +75,7 @@ impl PeerResolver {
         let expiry = self.expiry.values().copied();
         self.next_sync
             .into_iter()
+            .chain(self.next_expiry_check)
             .chain(lookups)
             .chain(expiry)
             .min()
@@ -111,6 +122,12 @@ impl Server {
             }
             DirKind::Cache { ttl: None } => {}
         }
+        let tracks_exp = matches!(dir.kind, DirKind::Full | DirKind::Cache { ttl: None });
+        let clock_read = self.monitor.started != crate::time::WallTime::default();
+        if tracks_exp && clock_read && self.peers.next_expiry_check.is_none() {
+            // The reference's tracker looks once as it starts.
+            self.remove_expired_jwts(now);
+        }
         let deadline = self.peers.deadline();
         self.timers
             .set_or_cancel(crate::runtime::TimerKey::Resolver, deadline);
@@ -126,6 +143,9 @@ impl Server {
         if self.peers.next_sync.is_some_and(|due| due <= now) {
             self.send_pack_request(now);
         }
+        if self.peers.next_expiry_check.is_some_and(|due| due <= now) {
+            self.remove_expired_jwts(now);
+        }
         for key in due(&self.peers.expiry, now, |at| *at) {
             self.peers.expiry.remove(&key);
             let write = self
@@ -136,6 +156,44 @@ impl Server {
                 .and_then(|mode| mode.dir.as_mut())
                 .and_then(|dir| dir.evict(&key));
             if let Some(write) = write {
+                self.resolver_files.queue(write);
+            }
+        }
+    }
+
+    /// The wall clock at `now` in whole seconds (as JWT times are).
+    pub(super) fn wall_seconds(&self, now: Instant) -> i64 {
+        let seconds = self.monitor.wall.wall_at(now).as_unix_nanos() / 1_000_000_000;
+        i64::try_from(seconds).unwrap_or(i64::MAX)
+    }
+
+    /// Remove the JWTs whose `exp` has passed (their files too) and look
+    /// again in a minute.
+    fn remove_expired_jwts(&mut self, now: Instant) {
+        self.peers.next_expiry_check = Some(now + EXPIRY_CHECK_INTERVAL);
+        let wall = self.monitor.wall.wall_at(now).as_unix_nanos();
+        let Some(dir) = self
+            .config
+            .auth
+            .operator
+            .as_mut()
+            .and_then(|mode| mode.dir.as_mut())
+        else {
+            return;
+        };
+        let expired: Vec<String> = dir
+            .stored
+            .iter()
+            .filter(|(_, jwt)| {
+                crate::auth::jwt::decode_generic(jwt).is_ok_and(|claims| {
+                    let expires = u64::try_from(claims.claims.expires).unwrap_or(0);
+                    expires > 0 && expires.saturating_mul(1_000_000_000) <= wall
+                })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            if let Some(write) = dir.evict(&key) {
                 self.resolver_files.queue(write);
             }
         }
@@ -227,14 +285,8 @@ impl Server {
         };
         let mut messages = Vec::new();
         if request.payload[..] != dir.hash() {
-            let wall = self.monitor.wall.wall_at(now).as_unix_nanos() / 1_000_000_000;
-            let wall = i64::try_from(wall).unwrap_or(i64::MAX);
-            for (key, jwt) in &dir.stored {
-                let expired = crate::auth::jwt::decode_generic(jwt)
-                    .is_ok_and(|claims| claims.claims.expires > 0 && claims.claims.expires < wall);
-                if !jwt.is_empty() && !expired {
-                    messages.push(format!("{key}|{jwt}").into_bytes());
-                }
+            for (key, jwt) in dir.unexpired(self.wall_seconds(now)) {
+                messages.push(format!("{key}|{jwt}").into_bytes());
             }
         }
         messages.push(Vec::new());

@@ -149,7 +149,7 @@ impl Server {
             SysService::ClaimsList => {
                 let reply = ApiResponse::<_> {
                     server: self.header(now),
-                    data: Some(mode.stored_keys()),
+                    data: Some(mode.stored_keys(self.wall_seconds(now))),
                     error: None,
                 };
                 return Some(to_json(&reply));

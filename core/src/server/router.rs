@@ -133,7 +133,7 @@ pub struct Router {
     route_targets: Vec<(ConnId, Option<Bytes>, u64)>,
     /// The accounts' announced interest counted in `interest` (so a
     /// rebuild takes out what the new accounts no longer announce).
-    announced: Vec<(AccountId, Bytes)>,
+    announced: Vec<(AccountId, Bytes, Option<Bytes>)>,
     /// The shadows each importer subscription casts in its exporters
     /// (exporter, import, subject): counted in `interest` (routes send the
     /// exporter's messages only to servers with importing subscribers),
@@ -181,11 +181,11 @@ impl Router {
         wanted.sort();
         wanted.dedup();
         let old = std::mem::take(&mut self.announced);
-        for (account, subject) in old.iter().filter(|entry| !wanted.contains(entry)) {
-            self.remove_interest((*account, subject.clone(), None));
+        for (account, subject, queue) in old.iter().filter(|entry| !wanted.contains(entry)) {
+            self.remove_interest((*account, subject.clone(), queue.clone()));
         }
-        for (account, subject) in wanted.iter().filter(|entry| !old.contains(entry)) {
-            self.add_interest((*account, subject.clone(), None));
+        for (account, subject, queue) in wanted.iter().filter(|entry| !old.contains(entry)) {
+            self.add_interest((*account, subject.clone(), queue.clone()));
         }
         self.announced = wanted;
     }
@@ -513,6 +513,13 @@ impl Router {
                                 break;
                             }
                             continue;
+                        }
+                        SubTarget::System(service) => {
+                            // A service answered by one server of the
+                            // cluster (the pack responders): this one.
+                            crossings.push(SubTarget::System(service));
+                            delivered = true;
+                            break;
                         }
                         _ => continue,
                     };

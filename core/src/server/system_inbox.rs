@@ -132,8 +132,6 @@ pub enum ResolverRequests {
 }
 
 impl SysService {
-    /// Whether the request changes the server, so it is taken even when
-    /// nobody waits for an answer.
     /// Whether the account resolver answers it (`resolver_requests.rs`).
     pub(super) fn is_resolver(self) -> bool {
         matches!(
@@ -147,6 +145,16 @@ impl SysService {
         )
     }
 
+    /// The queue group the service is filed in, when one server of the
+    /// cluster answers for all: the pack responders form the reference's
+    /// group `responder` (its servers and these draw from one group, so a
+    /// mixed cluster answers once too).
+    pub(super) fn queue_group(self) -> Option<&'static [u8]> {
+        (self == SysService::ClaimsPack).then_some(&b"responder"[..])
+    }
+
+    /// Whether the request changes the server, so it is taken even when
+    /// nobody waits for an answer.
     fn acts(self) -> bool {
         matches!(
             self,
@@ -224,8 +232,7 @@ pub fn request_subjects(server_id: &str, resolver: ResolverRequests) -> Vec<(Str
     if resolver == ResolverRequests::Directory {
         for (subject, service) in [
             ("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", SysService::ClaimsLookup),
-            // Every peer answers (the reference's one responder is a queue
-            // group; its requester merges whatever comes).
+            // One server of the cluster answers: see `queue_group`.
             ("$SYS.REQ.CLAIMS.PACK", SysService::ClaimsPack),
         ] {
             subjects.push((String::from(subject), service));
@@ -405,16 +412,19 @@ pub(crate) fn install(accounts: &mut Accounts, server_id: &str, resolver: Resolv
         return;
     };
     for (subject, service) in request_subjects(server_id, resolver) {
+        let queue = service.queue_group().map(Bytes::from_static);
         let inserted = accounts.list[system].sublist.insert(
             subject.as_bytes(),
-            None,
+            queue.as_deref(),
             SubTarget::System(service),
         );
         assert!(inserted.is_ok(), "system subject {subject} is valid");
         // Routes hear of every service but the user's own: only the
         // requester's server knows its connection, as in the reference.
         if service != SysService::UserInfo {
-            accounts.announced.push((system, Bytes::from(subject)));
+            accounts
+                .announced
+                .push((system, Bytes::from(subject), queue));
         }
     }
     let importers: Vec<(AccountId, String)> = accounts

@@ -280,6 +280,7 @@ fn account_limits() {
             max_ack_pending: Some(100),
             memory_max_stream_bytes: Some(1000),
             store_max_stream_bytes: Some(2000),
+            tiers: None,
         }
     );
     let limits = account(

@@ -35,6 +35,22 @@ pub struct AccountLimitsInfo {
     pub max_bytes_required: bool,
 }
 
+impl AccountLimitsInfo {
+    /// Limits not set at all (the reference's zero value, not -1).
+    pub fn zero() -> Self {
+        AccountLimitsInfo {
+            max_memory: 0,
+            max_storage: 0,
+            max_streams: 0,
+            max_consumers: 0,
+            max_ack_pending: 0,
+            memory_max_stream_bytes: 0,
+            storage_max_stream_bytes: 0,
+            max_bytes_required: false,
+        }
+    }
+}
+
 impl Default for AccountLimitsInfo {
     /// Everything unlimited.
     fn default() -> Self {
