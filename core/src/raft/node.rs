@@ -1375,11 +1375,32 @@ impl<D: Disk> Node<D> {
                     .count();
             if replicas >= self.quorum() {
                 self.commit = candidate;
+                self.announce_commit();
                 break;
             }
             candidate -= 1;
         }
         debug_assert!(self.commit <= last);
+    }
+
+    /// The commit index just advanced: a follower that has been sent every
+    /// entry gets an empty append carrying it at once, so it applies
+    /// without waiting for the next heartbeat (nats-server's leader sends a
+    /// heartbeat after a commit when no proposal is queued). A follower
+    /// still owed entries learns the commit from them. Bounded: at most one
+    /// message per follower per commit advance, and a refusal of it is
+    /// answered only if it moves `next` back, as any refusal.
+    fn announce_commit(&mut self) {
+        let last = self.log.last_index();
+        let caught_up: Vec<PeerId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.sent >= last)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in caught_up {
+            self.send_append(peer, last + 1);
+        }
     }
 
     /// End of every input: ask for a sync, release durable acks, apply.

@@ -329,24 +329,113 @@ fn a_new_leader_appends_its_peer_state_and_commits_only_when_durable_on_a_majori
     assert!(drain(&mut a).is_empty());
     a.handle_sync_done(at(402), 1, Ok(()));
     assert_eq!(a.commit_index(), 1);
-    assert!(matches!(drain(&mut a).as_slice(), [Action::Apply(e)] if e.index == 1));
+    // Both followers were sent every entry: each hears the new commit at
+    // once in an empty append, not at the next heartbeat.
+    let announce = append(A, 1, 1, (1, 1), &[]);
+    let actions = drain(&mut a);
+    assert_eq!(actions[..2], [send(B, announce.clone()), send(C, announce)]);
+    assert!(matches!(&actions[2..], [Action::Apply(e)] if e.index == 1));
+}
+
+#[test]
+fn a_commit_is_announced_once_to_each_follower_sent_every_entry() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    a.propose(at(410), Bytes::from_static(b"x")).unwrap();
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, append(A, 1, 1, (1, 1), &[b"x"])),
+            send(C, append(A, 1, 1, (1, 1), &[b"x"])),
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(411), 2, Ok(()));
+    assert!(drain(&mut a).is_empty(), "A alone is no majority");
+    // B's acknowledgement commits entry 2: B and C (whose copy is still in
+    // flight) are told at once, before the leader applies.
+    a.handle_message(at(412), B, ack(1, 2, B, true));
+    let announce = append(A, 1, 2, (1, 2), &[]);
+    let actions = drain(&mut a);
+    assert_eq!(actions[..2], [send(B, announce.clone()), send(C, announce)]);
+    assert_eq!(applied_indexes(&actions[2..]), vec![2]);
+    assert_eq!(actions.len(), 3);
+    // No advance, no announcement: a duplicate or C's late ack sends nothing.
+    a.handle_message(at(413), B, ack(1, 2, B, true));
+    a.handle_message(at(413), C, ack(1, 2, C, true));
+    assert!(drain(&mut a).is_empty());
+}
+
+/// A, holding `entries` of term 1 from an earlier leader (B), reopened and
+/// a candidate of term 2 (its vote requests drained).
+fn candidate_holding(
+    disk: &SharedDisk<MemDisk>,
+    entries: &[&'static [u8]],
+) -> Node<SharedDisk<MemDisk>> {
+    {
+        let mut a = open(A, disk);
+        a.handle_message(at(1), B, append(B, 1, 0, (0, 0), entries));
+        drain(&mut a);
+        a.handle_sync_done(at(2), 1, Ok(()));
+    }
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    let mut a = open(A, disk);
+    a.handle_timeout(a.poll_timeout());
+    assert_eq!(a.term(), 2);
+    drain(&mut a);
+    a
+}
+
+#[test]
+fn a_follower_still_owed_entries_learns_the_commit_from_them() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let old: [&'static [u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+    // A holds entries 1-10 of term 1 from an earlier leader (B).
+    let mut a = candidate_holding(&disk, &old);
+    let granted = vote_response(2, C, true, false);
+    a.handle_message(at(400), C, Message::VoteResponse(granted));
+    assert_eq!(a.role(), Role::Leader);
+    drain(&mut a);
+    // C's log is empty: it is sent entries 1-8 (the append's limit).
+    a.handle_message(at(401), C, ack(2, 0, C, false));
+    let actions = drain(&mut a);
+    let [Action::Send {
+        to: C,
+        message: Message::Append(catch_up),
+    }] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!((catch_up.prev_index, catch_up.entries.len()), (0, 8));
+    // B holds everything; with A's own sync entry 11 (this term's peer
+    // state) commits. Only B, sent every entry, gets the empty append.
+    a.handle_message(at(402), B, ack(2, 11, B, true));
+    drain(&mut a);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(403), 1, Ok(()));
+    assert_eq!(a.commit_index(), 11);
+    let actions = drain(&mut a);
+    assert_eq!(actions[0], send(B, append(A, 2, 11, (2, 11), &[])));
+    assert_eq!(applied_indexes(&actions[1..]), (1..=11).collect::<Vec<_>>());
+    assert_eq!(actions.len(), 12);
+    // C's next entries carry the commit.
+    a.handle_message(at(404), C, ack(2, 8, C, true));
+    let mut next = append(A, 1, 11, (1, 8), &[b"8", b"9"]);
+    if let Message::Append(m) = &mut next {
+        m.leader_term = 2;
+    }
+    assert_eq!(drain(&mut a), vec![send(C, next)]);
 }
 
 #[test]
 fn an_entry_of_an_earlier_term_is_not_committed_by_counting() {
     let disk = SharedDisk::new(MemDisk::default());
-    {
-        // A holds entry 1 of term 1 from an earlier leader (B).
-        let mut a = open(A, &disk);
-        a.handle_message(at(1), B, append(B, 1, 0, (0, 0), &[b"old"]));
-        drain(&mut a);
-        a.handle_sync_done(at(2), 1, Ok(()));
-    }
-    disk.with(|d| d.sync("raft/log")).unwrap();
-    let mut a = open(A, &disk);
-    a.handle_timeout(a.poll_timeout());
-    assert_eq!(a.term(), 2);
-    drain(&mut a);
+    // A holds entry 1 of term 1 from an earlier leader (B).
+    let mut a = candidate_holding(&disk, &[b"old"]);
     a.handle_message(
         at(400),
         C,
@@ -534,8 +623,19 @@ fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit
     drain(&mut a);
     a.handle_message(at(406), D, ack(1, 2, D, true));
     assert_eq!(a.commit_index(), 2);
+    // Every voter, D included, hears the commit at once.
+    let announce = append(A, 1, 2, (1, 2), &[]);
+    let actions = drain(&mut a);
+    assert_eq!(
+        actions[..3],
+        [
+            send(B, announce.clone()),
+            send(C, announce.clone()),
+            send(D, announce)
+        ]
+    );
     assert!(
-        matches!(drain(&mut a).as_slice(), [Action::Apply(e)] if e.index == 2 && e.kind == EntryType::AddPeer)
+        matches!(&actions[3..], [Action::Apply(e)] if e.index == 2 && e.kind == EntryType::AddPeer)
     );
     assert_eq!(
         a.propose_remove_peer(at(407), PeerId(*b"ZZZZZZZZ")),
@@ -647,14 +747,17 @@ fn a_leader_that_removes_itself_leads_without_counting_itself_then_steps_down() 
     assert_eq!(a.commit_index(), 2);
     let actions = drain(&mut a);
     assert_eq!(a.role(), Role::Follower);
+    // Before stepping down it tells B and C their removal of it committed.
+    let announce = append(A, 1, 2, (1, 2), &[]);
+    assert_eq!(actions[..2], [send(B, announce.clone()), send(C, announce)]);
     assert_eq!(
-        actions[0],
+        actions[2],
         Action::LeaderChanged {
             term: 1,
             leader: None
         }
     );
-    assert!(matches!(&actions[1], Action::Apply(e) if e.index == 2));
+    assert!(matches!(&actions[3], Action::Apply(e) if e.index == 2));
     // Removed, it never campaigns again.
     let deadline = a.poll_timeout();
     a.handle_timeout(deadline);
