@@ -671,9 +671,8 @@ impl Reloader {
             }
             _ => {}
         }
-        if plan.switch.is_some()
-            || (plan.max_memory, plan.max_store, plan.limits) == (None, None, None)
-        {
+        if plan.switch.is_some() || plan.is_empty() {
+            // Started or stopped above; or nothing for a running JetStream.
             return;
         }
         if let Some(bytes) = plan.max_memory {
@@ -813,8 +812,8 @@ async fn open_monitor(options: &CliOptions, file: &FileOptions) -> Option<Monito
     }
 }
 
-/// Whether a reload asks for what is `running` (a listener or JetStream,
-/// which are not reloaded); logs the reference's refusal when not.
+/// Whether a reload asks for what is `running` (a listener, which is not
+/// reloaded); logs the reference's refusal when not.
 fn reload_keeps<T: PartialEq, E: std::fmt::Display>(
     asked: Result<T, E>,
     running: &T,

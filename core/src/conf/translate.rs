@@ -17,7 +17,8 @@
 //! - JetStream is on when `-js` or the file says so (`-js=false` does not
 //!   turn the file's off); `-sd` wins over the file's store directory.
 //!   [`server_config`] keeps `base.jetstream`: the runtime resolves it from
-//!   [`jetstream_request`] and the machine, and a reload does not change it.
+//!   [`jetstream_request`] and the machine, and on a reload sets it as
+//!   [`super::jetstream_reload`] decides.
 
 use std::time::Duration;
 

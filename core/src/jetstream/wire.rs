@@ -42,18 +42,8 @@ impl AckArena {
             self.buf.reserve(Self::CHUNK.max(longest));
         }
         self.buf.put_slice(&self.prefix);
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = seq;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        self.buf.put_slice(&digits[at..]);
+        // Into the room reserved above: no allocation.
+        let _ = std::fmt::Write::write_fmt(&mut self.buf, format_args!("{seq}"));
         if duplicate {
             self.buf.put_slice(PubAck::DUPLICATE.as_bytes());
         }
