@@ -191,6 +191,23 @@ impl ServerProcess {
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// Whether a line containing `needle` is logged within five seconds.
+    /// A server may log an event just after the client saw its effect (a
+    /// close, an HTTP answer), and its output reaches this process through
+    /// a reader thread, so a check right after the effect must wait for it.
+    pub fn logs_soon(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ServerProcess {

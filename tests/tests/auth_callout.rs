@@ -272,7 +272,7 @@ async fn admits_and_refuses(sealed: bool) {
     }
 
     // The service's reason is logged as the reference logs it.
-    let logged = |needle: &str| server.log_lines().iter().any(|line| line.contains(needle));
+    let logged = |needle: &str| server.logs_soon(needle);
     assert!(
         logged("[WRN] Auth callout service returned an error: not welcome"),
         "{:?}",
@@ -645,7 +645,7 @@ async fn a_reload_asks_the_callout_again() {
         "MSG a.x 1 2\r\nhi\r\n-ERR 'Permissions Violation for Publish to \"b.x\"'\r\nPONG\r\n",
     )
     .await;
-    let logged = |needle: &str| server.log_lines().iter().any(|line| line.contains(needle));
+    let logged = |needle: &str| server.logs_soon(needle);
     assert!(
         logged("Removed sub \"b.x\" (sid \"2\") for Token \"[REDACTED]\" - not authorized"),
         "{:?}",
