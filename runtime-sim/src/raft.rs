@@ -15,6 +15,9 @@
 //! at its index. With `spares` and `membership_per_s_max`, the leader is asked now and
 //! then to add a non-member or remove a voter (itself included), sometimes
 //! twice at once, during every other fault; removed nodes are re-added later.
+//! With `step_down_per_s_max`, the leader is asked now and then to step down,
+//! naming a successor or not (leader transfer); a transfer the named node
+//! won is counted (`transfer_won`), safety is checked as for any election.
 //! Lost logs: with `wipe_per_s_max` a minority node loses power and every
 //! file; with `lazy_nodes` the first nodes acknowledge before their sync;
 //! with `log_damage_per_s_max` a minority's log, term/vote or identity
@@ -43,7 +46,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rnats_core::raft::log::LogEntry;
-use rnats_core::raft::node::{Action, Config, Message, Node, ProposeError, SnapshotError};
+use rnats_core::raft::node::{
+    Action, Config, Message, Node, ProposeError, SnapshotError, StepDownError,
+};
 use rnats_core::raft::wire::{
     AppendEntry, AppendEntryResponse, EntryType, PeerId, VoteRequest, VoteResponse,
 };
@@ -85,6 +90,8 @@ pub struct RaftSpec {
     pub spares: u32,
     /// Ceiling of membership changes (add or remove one voter) per second.
     pub membership_per_s_max: f64,
+    /// Ceiling of leader step-downs (with a transfer when a voter is fit) per second.
+    pub step_down_per_s_max: f64,
     /// Each node snapshots its key-value store every this many applied
     /// entries (0: never).
     pub snapshot_every: u64,
@@ -140,6 +147,7 @@ impl Default for RaftSpec {
             restart_ms: [20, 1500],
             spares: 0,
             membership_per_s_max: 0.0,
+            step_down_per_s_max: 0.0,
             snapshot_every: 0,
             snapshot_damage_per_s_max: 0.0,
             wipe_per_s_max: 0.0,
@@ -181,6 +189,7 @@ struct Plan {
     pause_per_s: f64,
     clock_jump_per_s: f64,
     clock_drift_ppm: f64,
+    step_down_per_s: f64,
 }
 
 impl Plan {
@@ -207,6 +216,9 @@ impl Plan {
             pause_per_s: rate(spec.pause_per_s_max),
             clock_jump_per_s: rate(spec.clock_jump_per_s_max),
             clock_drift_ppm: rate(spec.clock_drift_ppm_max as f64),
+            // Drawn last: the plan's stream feeds nothing else, so the
+            // earlier rates (and every older scenario's seeds) stay as they were.
+            step_down_per_s: rate(spec.step_down_per_s_max),
         }
     }
 }
@@ -363,6 +375,8 @@ pub struct RaftWorld {
     fault_counts: BTreeMap<&'static str, u64>,
     /// term -> the node that led it.
     leaders: BTreeMap<u64, usize>,
+    /// term -> the successor its leader named when it stepped down.
+    transfers: BTreeMap<u64, PeerId>,
     /// index -> the entry applied there (by anyone).
     committed: BTreeMap<u64, Applied>,
     /// The model: the key-value state after applying `committed` in order
@@ -478,6 +492,7 @@ impl RaftWorld {
             counts: BTreeMap::new(),
             fault_counts: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            transfers: BTreeMap::new(),
             committed: BTreeMap::new(),
             model: BTreeMap::new(),
             model_index: 0,
@@ -832,6 +847,9 @@ impl RaftWorld {
                             }
                         }
                         self.leaders.insert(term, i);
+                        if self.transfers.get(&(term - 1)) == Some(&self.ids[i]) {
+                            *self.counts.entry("transfer_won").or_default() += 1;
+                        }
                     }
                 }
             }
@@ -1161,6 +1179,13 @@ impl RaftWorld {
                 self.change_membership();
             }
         }
+        // Only drawn where the scenario asks: an extra draw would shift
+        // every later fault of the older scenarios' seeds.
+        if self.plan.step_down_per_s > 0.0
+            && self.faults_rng.chance(self.plan.step_down_per_s * per_tick)
+        {
+            self.step_down();
+        }
         for (rate, power) in [
             (self.plan.kill_per_s, false),
             (self.plan.power_loss_per_s, true),
@@ -1223,6 +1248,39 @@ impl RaftWorld {
                 *self.fault_counts.entry("membership_refused").or_default() += 1;
                 self.note(Some(leader), format!("{what} {peer} refused: {error}"));
             }
+        }
+    }
+
+    /// Ask the leader of the highest term to step down, naming a random
+    /// voter as its preferred successor half the time.
+    fn step_down(&mut self) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let now = self.local_now(leader);
+        let node = self.nodes[leader].node.as_ref().expect("live");
+        let (term, voters) = (node.term(), node.voters().to_vec());
+        let preferred = (self.faults_rng.below(2) == 0)
+            .then(|| voters[self.faults_rng.below(voters.len() as u64) as usize]);
+        let node = self.nodes[leader].node.as_mut().expect("live");
+        match node.step_down(now, preferred) {
+            Ok(successor) => {
+                *self.fault_counts.entry("step_down").or_default() += 1;
+                self.note(
+                    Some(leader),
+                    format!(
+                        "step down in term {term}, preferred {preferred:?}, named {successor:?}"
+                    ),
+                );
+                if let Some(successor) = successor {
+                    self.transfers.insert(term, successor);
+                }
+                self.drain(leader);
+            }
+            Err(StepDownError::Poisoned) if self.disk_errors_possible() => {
+                *self.fault_counts.entry("step_down_refused").or_default() += 1;
+            }
+            Err(error) => self.fail(format!("n{leader} refused to step down: {error}")),
         }
     }
 

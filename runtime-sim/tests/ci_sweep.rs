@@ -136,6 +136,11 @@ fn ci_raft_clocks() {
     sweep_clean("raft-clocks");
 }
 
+#[test]
+fn ci_raft_stepdown() {
+    sweep_clean("raft-stepdown");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]

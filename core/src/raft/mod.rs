@@ -14,6 +14,8 @@ pub mod transport;
 pub mod wire;
 
 pub use log::Snapshot;
-pub use node::{Action, Config, GroupState, Message, Node, ProposeError, Role, SnapshotError};
+pub use node::{
+    Action, Config, GroupState, Message, Node, ProposeError, Role, SnapshotError, StepDownError,
+};
 pub use transport::{Inbound, Outbound, Transport, TransportError};
 pub use wire::{EntryType, PeerId};

@@ -24,6 +24,13 @@
 //!   stickiness: nats-server's wire has no pre-vote message, see
 //!   ARCHITECTURE.md).
 //!
+//! Leader transfer ([`Node::step_down`]): the leader appends a
+//! leader-transfer entry naming a caught-up voter, sends it, and becomes a
+//! follower. The named node campaigns as soon as it stores the entry, and
+//! every node that stored it waives stickiness for that one candidate in
+//! the next term; the entry changes nothing else, so the transfer is only
+//! ever a hint: any node may still win, by the usual rules.
+//!
 //! Membership (the dissertation's single-server changes, §4.1): the voters
 //! are the configuration of the latest configuration entry in the log
 //! (peer state, add peer, remove peer), in effect as soon as it is appended
@@ -193,6 +200,15 @@ pub enum SnapshotError {
     Poisoned,
 }
 
+/// Why a step-down was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepDownError {
+    #[error("not the leader")]
+    NotLeader { leader: Option<PeerId> },
+    #[error("the node's disk failed; it must be reopened")]
+    Poisoned,
+}
+
 /// Why a proposal was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
@@ -246,6 +262,9 @@ struct Progress {
     sent: u64,
     /// Heard from since the last check-quorum.
     active: bool,
+    /// When it last answered (a step-down names only a follower heard
+    /// from lately).
+    heard: Option<Instant>,
 }
 
 /// An acknowledgement waiting for the sync that makes its entries durable.
@@ -294,6 +313,12 @@ pub struct Node<D> {
     needs_snapshot: bool,
     /// A `SnapshotWanted` is out and not yet answered.
     snapshot_wanted: bool,
+    /// The latest leader-transfer entry stored in the term it was written
+    /// in: that term and the successor it names. Waives stickiness for the
+    /// successor's vote request of the next term.
+    transfer: Option<(u64, PeerId)>,
+    /// This node was just named successor: campaign at once.
+    transfer_to_me: bool,
 }
 
 impl<D: Disk> Node<D> {
@@ -364,6 +389,8 @@ impl<D: Disk> Node<D> {
             snapshot: snapshot.clone(),
             needs_snapshot,
             snapshot_wanted: false,
+            transfer: None,
+            transfer_to_me: false,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
@@ -660,6 +687,55 @@ impl<D: Disk> Node<D> {
         Ok(index)
     }
 
+    /// Leader: stop leading, handing leadership to a successor if one is
+    /// fit: a follower that answered within three heartbeats (nats-server's
+    /// test of health) and holds every committed entry. `preferred` if it
+    /// is fit, else the fit follower holding the most (nats-server falls
+    /// back to any healthy peer too). The successor is named in a
+    /// leader-transfer entry sent after everything it was sent, so once it
+    /// stores it its log is the leader's; it then campaigns. Without a fit
+    /// follower the node only steps down, and the next election picks.
+    /// Returns the successor named, if any.
+    pub fn step_down(
+        &mut self,
+        now: Instant,
+        preferred: Option<PeerId>,
+    ) -> Result<Option<PeerId>, StepDownError> {
+        if self.poisoned {
+            return Err(StepDownError::Poisoned);
+        }
+        if self.role != Role::Leader {
+            return Err(StepDownError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let lately = self.config.heartbeat_interval * 3;
+        let commit = self.commit;
+        let fit = |p: &Progress| {
+            p.matched >= commit && p.matched > 0 && p.heard.is_some_and(|t| now < t + lately)
+        };
+        let successor = preferred
+            .filter(|peer| self.progress.get(peer).is_some_and(fit))
+            .or_else(|| {
+                // The most caught up; ties to the lowest id.
+                let best = self.progress.iter().filter(|(_, p)| fit(p));
+                best.max_by_key(|(peer, p)| (p.matched, std::cmp::Reverse(**peer)))
+                    .map(|(peer, _)| *peer)
+            });
+        if let Some(successor) = successor {
+            debug_assert_ne!(successor, self.config.id, "progress holds only followers");
+            self.append_own(
+                EntryType::LeaderTransfer,
+                Bytes::copy_from_slice(&successor.0),
+            );
+            self.replicate_new();
+        }
+        let term = self.hard.term;
+        self.become_follower(now, term, None);
+        self.finish(now);
+        Ok(successor)
+    }
+
     /// The current voters.
     pub fn voters(&self) -> &[PeerId] {
         &self.configs.last().expect("never empty").1
@@ -698,6 +774,7 @@ impl<D: Disk> Node<D> {
                 matched: 0,
                 sent: last.saturating_sub(1),
                 active: false,
+                heard: None,
             });
         }
     }
@@ -913,7 +990,10 @@ impl<D: Disk> Node<D> {
                 && self
                     .last_leader_contact
                     .is_some_and(|t| now < t + self.config.election_timeout_min));
-        if leader_live && request.term > self.hard.term {
+        // ...unless the leader handed over to this very candidate.
+        let handed_over = request.term == self.hard.term + 1
+            && self.transfer == Some((self.hard.term, request.candidate));
+        if leader_live && request.term > self.hard.term && !handed_over {
             return;
         }
         if request.term > self.hard.term {
@@ -974,6 +1054,7 @@ impl<D: Disk> Node<D> {
                 matched: 0,
                 sent: last,
                 active: false,
+                heard: None,
             };
             self.progress.insert(peer, progress);
         }
@@ -1259,11 +1340,22 @@ impl<D: Disk> Node<D> {
             to: from,
             index: matched,
         });
+        if std::mem::take(&mut self.transfer_to_me) && self.is_voter() {
+            // Named successor (nats-server's node campaigns after 10 ms):
+            // the next `handle_timeout` starts the election.
+            self.election_deadline = now;
+        }
     }
 
     /// Write `entry` after the last; false (and poisoned) on a disk error.
     /// Not durable until a sync covers it (`dirty` asks for one).
     fn write_entry(&mut self, entry: LogEntry) -> bool {
+        let (kind, term) = (entry.kind, entry.term);
+        let transfer_data = if kind == EntryType::LeaderTransfer {
+            entry.data.clone()
+        } else {
+            Bytes::new()
+        };
         let config = matches!(
             entry.kind,
             EntryType::PeerState | EntryType::AddPeer | EntryType::RemovePeer
@@ -1275,6 +1367,12 @@ impl<D: Disk> Node<D> {
         }
         if let Some(entry) = config {
             self.note_config(&entry);
+        }
+        if kind == EntryType::LeaderTransfer && term == self.hard.term {
+            if let Ok(successor) = PeerId::from_slice(&transfer_data) {
+                self.transfer = Some((term, successor));
+                self.transfer_to_me |= successor == self.config.id && self.role != Role::Leader;
+            }
         }
         self.dirty = true;
         if self.defect(1) || self.config.lazy_sync {
@@ -1315,6 +1413,7 @@ impl<D: Disk> Node<D> {
             return;
         };
         progress.active = true;
+        progress.heard = Some(now);
         if response.success {
             if response.index > last {
                 return;

@@ -1117,3 +1117,128 @@ fn an_identity_without_its_log_or_term_vote_file_is_a_lost_log() {
         );
     }
 }
+
+#[test]
+fn a_leader_steps_down_naming_a_caught_up_successor() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    // C never acknowledged entry 1: preferred, but not fit; B is.
+    assert_eq!(a.step_down(at(410), Some(C)), Ok(Some(B)));
+    let handover = plus(
+        append(A, 1, 1, (1, 1), &[]),
+        change(EntryType::LeaderTransfer, B),
+    );
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            send(B, handover.clone()),
+            send(C, handover),
+            Action::LeaderChanged {
+                term: 1,
+                leader: None
+            },
+            Action::Sync {
+                tag: 2,
+                path: "raft/log".into()
+            },
+        ]
+    );
+    assert_eq!((a.role(), a.term()), (Role::Follower, 1));
+    assert_eq!(
+        a.step_down(at(411), None),
+        Err(StepDownError::NotLeader { leader: None })
+    );
+    assert_eq!(
+        a.propose(at(411), Bytes::from_static(b"x")),
+        Err(ProposeError::NotLeader { leader: None })
+    );
+}
+
+#[test]
+fn a_leader_with_no_fit_successor_only_steps_down() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = elected_leader(&disk);
+    assert_eq!(a.step_down(at(410), Some(B)), Ok(None));
+    assert_eq!(
+        drain(&mut a),
+        vec![Action::LeaderChanged {
+            term: 1,
+            leader: None
+        }]
+    );
+    assert_eq!(a.log().last_index(), 1, "no transfer entry");
+
+    // B holds every committed entry but was last heard over three
+    // heartbeats ago: not named either.
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    assert_eq!(a.step_down(at(401 + 150), None), Ok(None));
+}
+
+#[test]
+fn the_named_successor_campaigns_at_once_and_only_it_passes_stickiness() {
+    let handover = plus(
+        append(A, 1, 1, (1, 1), &[]),
+        change(EntryType::LeaderTransfer, B),
+    );
+    let first = append(A, 1, 0, (0, 0), &[b"x"]);
+    let disk_b = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk_b);
+    b.handle_message(at(1), A, first.clone());
+    b.handle_message(at(2), A, handover.clone());
+    drain(&mut b);
+    assert_eq!(b.poll_timeout(), at(2), "campaigns at once");
+    b.handle_timeout(at(2));
+    let actions = drain(&mut b);
+    assert!(
+        actions.contains(&send(A, vote_request(2, 1, 2, B)))
+            && actions.contains(&send(C, vote_request(2, 1, 2, B))),
+        "{actions:?}"
+    );
+
+    let disk_c = SharedDisk::new(MemDisk::default());
+    let mut c = open(C, &disk_c);
+    c.handle_message(at(1), A, first);
+    c.handle_message(at(2), A, handover);
+    drain(&mut c);
+    // C heard its leader 1 ms ago: anyone else is ignored...
+    c.handle_message(at(3), A, vote_request(2, 1, 2, A));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.term(), 1);
+    // ...but the successor it was told of gets its vote.
+    c.handle_message(at(3), B, vote_request(2, 1, 2, B));
+    let yes = vote_response(2, C, true, false);
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            Action::LeaderChanged {
+                term: 2,
+                leader: None
+            },
+            send(B, Message::VoteResponse(yes))
+        ]
+    );
+    assert_eq!((c.term(), c.voted_for()), (2, Some(B)));
+}
+
+#[test]
+fn a_transfer_entry_of_an_earlier_term_is_only_a_log_entry() {
+    // Caught up later, under a newer leader: B does not campaign for it.
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut b = open(B, &disk);
+    let old = Message::Append(AppendEntry {
+        leader: C,
+        term: 1,
+        commit: 0,
+        prev_term: 0,
+        prev_index: 0,
+        entries: vec![change(EntryType::LeaderTransfer, B)],
+        leader_term: 2,
+    });
+    b.handle_message(at(5), C, old);
+    drain(&mut b);
+    assert_eq!((b.term(), b.log().last_index()), (2, 1));
+    assert!(b.poll_timeout() >= at(155), "no early campaign");
+    b.handle_message(at(6), A, vote_request(3, 1, 1, A));
+    assert!(drain(&mut b).is_empty(), "stickiness holds for others");
+}
