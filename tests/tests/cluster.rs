@@ -181,7 +181,7 @@ async fn check_account(servers: &[ServerProcess], user: Option<&str>) {
     }
     let mut jobs: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_server = [0usize; 3];
-    within("every job delivered", async {
+    let all = tokio::time::timeout(common::WAIT_TIMEOUT, async {
         while jobs.len() < JOBS {
             let (server, job) = rx.recv().await.unwrap();
             *jobs.entry(job).or_default() += 1;
@@ -189,6 +189,24 @@ async fn check_account(servers: &[ServerProcess], user: Option<&str>) {
         }
     })
     .await;
+    if all.is_err() {
+        let missing: Vec<usize> = (0..JOBS)
+            .filter(|i| !jobs.contains_key(&i.to_string()))
+            .collect();
+        let subsz: Vec<_> = servers
+            .iter()
+            .map(|s| rnats_tests::http_json(s.http_port(), "/subsz?subs=1"))
+            .collect();
+        let routez: Vec<_> = servers
+            .iter()
+            .map(|s| rnats_tests::http_json(s.http_port(), "/routez?subs=1"))
+            .collect();
+        let logs: Vec<Vec<String>> = servers.iter().map(|s| s.log_lines()).collect();
+        panic!(
+            "jobs missing after {:?}: {missing:?}; delivered per server {per_server:?}\nsubsz {subsz:#?}\nroutez {routez:#?}\nlogs {logs:#?}",
+            common::WAIT_TIMEOUT
+        );
+    }
     // Every route has carried its share by now: a probe through each one
     // makes any late duplicate arrive before it is looked for.
     for server in 0..3 {
@@ -228,6 +246,14 @@ async fn check_account(servers: &[ServerProcess], user: Option<&str>) {
     .await
     .unwrap();
     assert_eq!(&answer.payload[..], b"re:q");
+
+    // Closed for good: a client left open reconnects when its cluster
+    // stops, and a later cluster of the same test may be listening on a
+    // port it knows (ephemeral ports are reused): its queue members would
+    // then take that cluster's jobs.
+    for client in &clients {
+        let _ = client.drain().await;
+    }
 }
 
 #[tokio::test]
