@@ -18,6 +18,12 @@
 //! With `step_down_per_s_max`, the leader is asked now and then to step down,
 //! naming a successor or not (leader transfer); a transfer the named node
 //! won is counted (`transfer_won`), safety is checked as for any election.
+//! With `transport`, every message goes through core's `$NRG` transport as
+//! it does over real routes: each node's sends become subjects and reply
+//! inboxes (appends for every follower one broadcast), a publish reaches
+//! every node subscribed to its subject (the sender's own echo included)
+//! under the same link faults, and the receiver's transport maps it back;
+//! a response with no learned reply subject fails the run.
 //! Lost logs: with `wipe_per_s_max` a minority node loses power and every
 //! file; with `lazy_nodes` the first nodes acknowledge before their sync;
 //! with `log_damage_per_s_max` a minority's log, term/vote or identity
@@ -49,6 +55,7 @@ use rnats_core::raft::log::LogEntry;
 use rnats_core::raft::node::{
     Action, Config, Message, Node, ProposeError, SnapshotError, StepDownError,
 };
+use rnats_core::raft::transport::{Inbound, Outbound, Transport};
 use rnats_core::raft::wire::{
     AppendEntry, AppendEntryResponse, EntryType, PeerId, VoteRequest, VoteResponse,
 };
@@ -125,6 +132,9 @@ pub struct RaftSpec {
     /// connection); without it each message's latency is drawn alone, so
     /// they reorder.
     pub fifo: bool,
+    /// Route every message through core's `$NRG` transport (subjects,
+    /// learned reply inboxes, broadcasts) instead of straight to its peer.
+    pub transport: bool,
 }
 
 impl Default for RaftSpec {
@@ -159,6 +169,7 @@ impl Default for RaftSpec {
             clock_jump_per_s_max: 0.0,
             clock_drift_ppm_max: 0,
             fifo: false,
+            transport: false,
         }
     }
 }
@@ -170,6 +181,7 @@ const STREAM_FAULTS: u64 = STREAM_PLAN + 2;
 const STREAM_CLIENTS: u64 = STREAM_PLAN + 3;
 const STREAM_NODE: u64 = STREAM_PLAN + 16;
 const STREAM_DISK: u64 = STREAM_PLAN + 1024;
+const STREAM_TRANSPORT: u64 = STREAM_PLAN + (1 << 24);
 const EVENTS_MAX: u64 = 20_000_000;
 
 /// The fault rates this seed drew.
@@ -234,6 +246,15 @@ enum Event {
         kind: u8,
         bytes: Bytes,
     },
+    /// A NATS message on `subject` (transport mode), for node `to`.
+    Nats {
+        to: usize,
+        from: usize,
+        incarnation: u64,
+        subject: String,
+        reply: Option<String>,
+        payload: Bytes,
+    },
     SyncDone {
         node: usize,
         incarnation: u64,
@@ -289,6 +310,8 @@ struct Client {
 struct SimNode {
     disk: SharedDisk<SimDisk>,
     node: Option<Node<SharedDisk<SimDisk>>>,
+    /// With `transport`: this incarnation's end of the `$NRG` subjects.
+    transport: Option<Transport>,
     incarnation: u64,
     kv: BTreeMap<u32, u64>,
     /// (index, op id or 0) of every entry this incarnation applied, in
@@ -526,6 +549,7 @@ impl RaftWorld {
             world.nodes.push(SimNode {
                 disk: SharedDisk::new(disk),
                 node: None,
+                transport: None,
                 incarnation: 0,
                 kv: BTreeMap::new(),
                 applied: Vec::new(),
@@ -594,6 +618,16 @@ impl RaftWorld {
             Ok(node) => {
                 self.nodes[i].node = Some(node);
                 self.nodes[i].fresh = false;
+                // A new process subscribes new inboxes.
+                let incarnation = self.nodes[i].incarnation;
+                let stream = STREAM_TRANSPORT + (i as u64) * 4096 + incarnation;
+                self.nodes[i].transport = self.spec.transport.then(|| {
+                    Transport::new(
+                        "sim",
+                        self.ids[i],
+                        Rng::stream(self.seed, stream).next_u64(),
+                    )
+                });
             }
             Err(error) if error.is_lost_log() => return self.rejoin(i, &error.to_string()),
             Err(error) if self.disk_errors_possible() => {
@@ -736,7 +770,10 @@ impl RaftWorld {
     fn step(&mut self, event: Event) {
         // A paused node takes its messages and sync completions when it
         // runs again.
-        if let Event::Deliver { to: i, .. } | Event::SyncDone { node: i, .. } = event {
+        if let Event::Deliver { to: i, .. }
+        | Event::Nats { to: i, .. }
+        | Event::SyncDone { node: i, .. } = event
+        {
             if self.paused(i) {
                 let at = self.nodes[i].paused_until;
                 return self.schedule(at, event);
@@ -763,6 +800,42 @@ impl RaftWorld {
                 self.note(
                     Some(to),
                     format!("recv from n{from} {}", describe(&message)),
+                );
+                let now = self.local_now(to);
+                self.with_node(to, |node| node.handle_message(now, from_id, message));
+            }
+            Event::Nats {
+                to,
+                from,
+                incarnation,
+                subject,
+                reply,
+                payload,
+            } => {
+                if self.nodes[to].incarnation != incarnation || self.nodes[to].node.is_none() {
+                    return;
+                }
+                let transport = self.nodes[to].transport.as_mut().expect("transport mode");
+                let (from_id, message) =
+                    match transport.inbound(&subject, reply.as_deref(), &payload) {
+                        Ok(Inbound::Message { from, message }) => (from, message),
+                        Ok(Inbound::Own) => {
+                            *self.counts.entry("own_echo").or_default() += 1;
+                            return;
+                        }
+                        Ok(other) => {
+                            return self
+                                .fail(format!("n{to} got {other:?} on {subject}, never sent"))
+                        }
+                        Err(error) => {
+                            return self.fail(format!(
+                                "n{to} cannot take n{from}'s message on {subject}: {error}"
+                            ))
+                        }
+                    };
+                self.note(
+                    Some(to),
+                    format!("recv on {subject} from {from_id} {}", describe(&message)),
                 );
                 let now = self.local_now(to);
                 self.with_node(to, |node| node.handle_message(now, from_id, message));
@@ -801,11 +874,14 @@ impl RaftWorld {
 
     /// Carry out node `i`'s actions.
     fn drain(&mut self, i: usize) {
+        let mut sends: Vec<(PeerId, Message)> = Vec::new();
         loop {
             let Some(action) = self.nodes[i].node.as_mut().and_then(|n| n.poll_action()) else {
                 break;
             };
             match action {
+                // The transport maps the whole batch at once (broadcasts).
+                Action::Send { to, message } if self.spec.transport => sends.push((to, message)),
                 Action::Send { to, message } => self.send(i, to, message),
                 Action::Sync { tag, path } => {
                     let [low, high] = self.spec.fsync_ms;
@@ -854,6 +930,9 @@ impl RaftWorld {
                 }
             }
         }
+        if !sends.is_empty() {
+            self.publish_sends(i, &sends);
+        }
         if self.nodes[i].node.as_ref().is_some_and(|n| n.is_poisoned()) {
             // A disk error: the node can no longer tell what is durable
             // and must be reopened.
@@ -862,6 +941,76 @@ impl RaftWorld {
             }
             *self.fault_counts.entry("poisoned").or_default() += 1;
             self.crash(i, false);
+        }
+    }
+
+    /// Transport mode: node `from`'s sends as NATS messages, each to every
+    /// node subscribed to its subject.
+    fn publish_sends(&mut self, from: usize, sends: &[(PeerId, Message)]) {
+        let Some(node) = self.nodes[from].node.as_ref() else {
+            return;
+        };
+        let voters = node.voters().to_vec();
+        let transport = self.nodes[from].transport.as_mut().expect("transport mode");
+        let outbound = transport.outbound(sends, &voters);
+        if transport.unroutable() > 0 {
+            return self.fail(format!(
+                "n{from} had a response with no learned reply subject"
+            ));
+        }
+        for out in outbound {
+            self.trace.write(out.subject.as_bytes());
+            self.trace.write(&out.payload);
+            for to in 0..self.nodes.len() {
+                let subscribed = self.nodes[to]
+                    .transport
+                    .as_ref()
+                    .is_some_and(|t| t.subscriptions().contains(&out.subject.as_str()));
+                if subscribed {
+                    self.publish_to(from, to, &out);
+                }
+            }
+        }
+    }
+
+    /// One NATS message from node `from` to subscriber `to` (itself: the
+    /// echo), under the link's faults.
+    fn publish_to(&mut self, from: usize, to: usize, out: &Outbound) {
+        let echo = from == to;
+        if !echo && !self.healed && (self.blocked[from][to] || self.net.chance(self.plan.loss)) {
+            *self.fault_counts.entry("dropped").or_default() += 1;
+            return;
+        }
+        let copies = if !echo && !self.healed && self.net.chance(self.plan.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let [low, high] = self.spec.latency_ms;
+            let jitter = if self.healed || echo {
+                0.0
+            } else {
+                self.net.unit() * self.plan.jitter_ms
+            };
+            let delay = ms(low + self.net.unit() * (high - low) + jitter);
+            let mut at = self.now + delay;
+            if self.spec.fifo {
+                at = at.max(self.link_last[from][to]);
+                self.link_last[from][to] = at;
+            }
+            let incarnation = self.nodes[to].incarnation;
+            self.schedule(
+                at,
+                Event::Nats {
+                    to,
+                    from,
+                    incarnation,
+                    subject: out.subject.clone(),
+                    reply: out.reply.clone(),
+                    payload: out.payload.clone(),
+                },
+            );
         }
     }
 
@@ -1510,6 +1659,7 @@ impl RaftWorld {
 
     fn crash(&mut self, i: usize, power_loss: bool) {
         self.nodes[i].node = None;
+        self.nodes[i].transport = None;
         self.nodes[i].incarnation += 1;
         if power_loss {
             self.nodes[i].disk.with(|d| d.power_loss());

@@ -141,6 +141,11 @@ fn ci_raft_stepdown() {
     sweep_clean("raft-stepdown");
 }
 
+#[test]
+fn ci_raft_transport() {
+    sweep_clean("raft-transport");
+}
+
 /// `sim-scenarios/regression-seeds.txt`: `scenario seed [defect]` per line.
 /// Without a defect the seed must pass; with one it must still be caught.
 #[test]
