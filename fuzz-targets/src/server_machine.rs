@@ -170,12 +170,15 @@ pub fn accounts_config() -> (AuthConfig, Vec<AccountConfig>) {
             account: String::from("A"),
             subject: String::from("foo.>"),
             to: Some(String::from("imp.foo.>")),
+            share: false,
         },
         Import {
             kind: ImportKind::Service,
             account: String::from("A"),
             subject: String::from("svc.*"),
             to: Some(String::from("call.*")),
+            // The detailed `Nats-Request-Info` path gets fuzzed too.
+            share: true,
         },
     ];
     let auth = AuthConfig {

@@ -289,6 +289,7 @@ impl SecuritySpec {
                         account: import.account.clone(),
                         subject: import.subject.clone(),
                         to: Some(format!("{}.{}", import.prefix, import.subject)),
+                        share: false,
                     })
                     .collect(),
                 mappings: Vec::new(),

@@ -354,3 +354,131 @@ async fn reload_adds_and_removes_users() {
         async_nats::connection::State::Connected
     );
 }
+
+const SHARED_IMPORT: &str = r#"
+server_name: shared-info
+accounts {
+  PROVIDER: {
+    users: [ {user: provider, password: pw} ]
+    exports: [ { service: "svc.>" } ]
+  }
+  CONSUMER: {
+    users: [ {user: consumer, password: pw} ]
+    imports: [
+      { service: { account: PROVIDER, subject: "svc.shared" }, share: true }
+      { service: { account: PROVIDER, subject: "svc.plain" } }
+    ]
+  }
+}
+"#;
+
+/// The `Nats-Request-Info` a service receives for a request on `subject`
+/// from the consumer account, on a server of `binary`: its text.
+async fn request_info_on(binary: PathBuf, subject: &'static str) -> String {
+    let path = config_file("shared-import", SHARED_IMPORT);
+    let server = ServerProcess::start_binary(binary, &["-c", path.to_str().unwrap()]);
+    let provider = connect_with(&server.url(), user("provider", "pw")).await;
+    let consumer = connect_with(&server.url(), user("consumer", "pw").name("the-consumer")).await;
+    let mut service = provider.subscribe(subject).await.unwrap();
+    sync_with_server(&provider).await;
+    let answering = provider.clone();
+    let responder = tokio::spawn(async move {
+        let request = service.next().await.unwrap();
+        let info = request
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Request-Info"))
+            .map(|v| v.as_str().to_string())
+            .expect("a Nats-Request-Info header");
+        answering
+            .publish(request.reply.unwrap(), Bytes::new())
+            .await
+            .unwrap();
+        answering.flush().await.unwrap();
+        info
+    });
+    let local = subject;
+    within("the response", consumer.request(local, Bytes::new()))
+        .await
+        .unwrap();
+    responder.await.unwrap()
+}
+
+/// The fields of a request info in their order, with the values that
+/// differ between servers and runs (times, ids, the client version)
+/// reduced to their presence and the round trip (measured or not yet)
+/// left out.
+fn request_info_shape(text: &str) -> Vec<(String, String)> {
+    let info: serde_json::Value = serde_json::from_str(text).unwrap();
+    // serde_json's map is sorted: the order comes from the text (no value
+    // here holds a quoted key followed by a colon).
+    let keys = text
+        .split('"')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|pair| pair[1].starts_with(':'))
+        .map(|pair| pair[0].to_string())
+        .collect::<Vec<_>>();
+    keys.into_iter()
+        .filter(|key| key != "rtt")
+        .map(|key| {
+            let shown = match key.as_str() {
+                "start" | "id" => "<set>".to_string(),
+                "ver" => "<version>".to_string(),
+                _ => info[&key].to_string(),
+            };
+            (key, shown)
+        })
+        .collect()
+}
+
+/// A service import with `share: true` hands the service the requester's
+/// details (connection, user, client, this server), as the reference's
+/// `getClientInfo(true)`; without it only the account (and round trip).
+#[tokio::test]
+async fn a_shared_service_import_tells_the_service_who_asked() {
+    let shared = request_info_on(rnats_tests::rnats_server_binary().clone(), "svc.shared").await;
+    let shape = request_info_shape(&shared);
+    let shared: serde_json::Value = serde_json::from_str(&shared).unwrap();
+    let keys: Vec<&str> = shape.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "start",
+            "host",
+            "id",
+            "acc",
+            "user",
+            "name",
+            "lang",
+            "ver",
+            "server",
+            "kind",
+            "client_type"
+        ],
+        "{shared}"
+    );
+    assert_eq!(shared["acc"], "CONSUMER");
+    assert_eq!(shared["user"], "consumer");
+    assert_eq!(shared["name"], "the-consumer");
+    assert_eq!(shared["host"], "127.0.0.1");
+    assert_eq!(shared["server"], "shared-info");
+    assert_eq!(shared["lang"], "rust");
+    let plain = request_info_on(rnats_tests::rnats_server_binary().clone(), "svc.plain").await;
+    assert_eq!(
+        request_info_shape(&plain),
+        [("acc".to_string(), "\"CONSUMER\"".to_string())]
+    );
+
+    if let Some(reference) = rnats_tests::reference_server() {
+        for subject in ["svc.shared", "svc.plain"] {
+            let ours = request_info_on(rnats_tests::rnats_server_binary().clone(), subject).await;
+            let theirs = request_info_on(reference.clone(), subject).await;
+            assert_eq!(
+                request_info_shape(&ours),
+                request_info_shape(&theirs),
+                "{subject}: ours {ours} reference {theirs}"
+            );
+        }
+    }
+}

@@ -110,6 +110,10 @@ pub struct Import {
     /// `subject`; `prefix: p` is `to: "p.<subject>"`). Service: the local
     /// subject clients send requests to. `None`: the same subject.
     pub to: Option<String>,
+    /// Service: the request carries the requester's details (connection,
+    /// user, client library, this server) in `Nats-Request-Info`, not
+    /// only its account.
+    pub share: bool,
 }
 
 impl Import {

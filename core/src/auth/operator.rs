@@ -994,6 +994,7 @@ impl OperatorMode {
             account: text("account").to_string(),
             subject: text("subject").to_string(),
             to: local,
+            share: claim.get("share").and_then(|v| v.as_bool()) == Some(true),
         })
     }
 

@@ -241,7 +241,7 @@ fn describe_config(config: &AccountConfig, info: &mut AccountInfo) {
             local_subject: import.local_subject().to_owned(),
             kind: if service { "service" } else { "stream" },
             invalid: false,
-            share: false,
+            share: import.share,
             tracking: false,
         });
     }

@@ -50,7 +50,10 @@ impl EventServer {
     }
 }
 
-/// A client as events describe it (`ClientInfo`).
+/// A client as events describe it (`ClientInfo`), in its field order;
+/// empty fields are left out as the reference's `omitempty` does. Also
+/// what a request crossing a service import carries in
+/// `Nats-Request-Info`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EventClient {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,11 +75,23 @@ pub struct EventClient {
     /// Nanoseconds.
     #[serde(skip_serializing_if = "is_zero")]
     pub rtt: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub client_type: &'static str,
 }
 
@@ -105,7 +120,52 @@ impl EventClient {
             stop: None,
             kind: "Client",
             client_type: "nats",
+            ..Default::default()
         })
+    }
+
+    /// Add what a service import with `share` tells the service about its
+    /// requester `conn` (the reference's `getClientInfo(true)`): the
+    /// connection, the user it logged in as (nkey, user name, the user
+    /// JWT's key, or a redacted token), its client library, and its user
+    /// JWT with that JWT's issuer, name and tags. `acc` is already set.
+    pub fn share_details(&mut self, conn: ConnId, client: &crate::server::Client, clock: Clock) {
+        let options = &client.options;
+        fn filled(value: &Option<String>) -> Option<&str> {
+            value.as_deref().filter(|v| !v.is_empty())
+        }
+        let user_jwt = filled(&options.jwt).and_then(|t| crate::auth::jwt::decode_user(t).ok());
+        self.start = Some(rfc3339_nanos(clock.wall(client.accepted_at)));
+        self.host = client.peer.ip().to_string();
+        self.id = conn.0;
+        self.user = if let Some(nkey) = filled(&options.nkey) {
+            nkey.to_owned()
+        } else if let Some(user) = filled(&options.user) {
+            user.to_owned()
+        } else if let Some(jwt) = &user_jwt {
+            jwt.claims.subject.clone()
+        } else if filled(&options.auth_token).is_some() {
+            "[REDACTED]".to_owned()
+        } else {
+            String::new()
+        };
+        self.name = options.name.clone().unwrap_or_default();
+        self.lang = options.lang.clone().unwrap_or_default();
+        self.ver = options.version.clone().unwrap_or_default();
+        self.jwt = options.jwt.clone().unwrap_or_default();
+        if let Some(jwt) = user_jwt {
+            // Its signing key, else the account that issued it.
+            self.issuer_key = jwt.claims.issuer;
+            self.name_tag = jwt.claims.name;
+            self.tags = jwt.nats.tags;
+        } else if filled(&options.nkey).is_some() {
+            self.issuer_key = self.acc.clone();
+        }
+        self.kind = "Client";
+        self.client_type = match client.listener {
+            crate::runtime::ListenerKind::WebSocket => "websocket",
+            _ => "nats",
+        };
     }
 }
 

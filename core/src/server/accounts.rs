@@ -191,6 +191,8 @@ pub struct ServiceImportRoute {
     pub transform: SubjectTransform,
     pub response_type: ResponseType,
     pub response_threshold: Duration,
+    /// The import's `share`: requests carry the requester's details.
+    pub share: bool,
 }
 
 /// A `_R_.` subject standing in for a reply subject of another account:
@@ -417,6 +419,7 @@ impl Accounts {
                     transform,
                     response_type: export.response_type,
                     response_threshold: export.response_threshold,
+                    share: import.share,
                 });
                 self.announce_responses(exporter);
             }
@@ -451,6 +454,7 @@ impl Accounts {
             transform,
             response_type: ResponseType::Singleton,
             response_threshold: crate::auth::DEFAULT_RESPONSE_THRESHOLD,
+            share: false,
         });
         self.announce_responses(exporter);
     }

@@ -960,6 +960,7 @@ impl Server {
 
     /// The router and what routing may touch, borrowed apart.
     fn route_parts(&mut self, now: Instant) -> (&mut Router, RouteCx<'_>) {
+        let clock = self.monitor.clock(now);
         let Server {
             config,
             conns,
@@ -982,6 +983,7 @@ impl Server {
             trace: trace.as_deref_mut(),
             config,
             now,
+            clock,
             origin: router::Origin::Local,
         };
         (router, cx)

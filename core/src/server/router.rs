@@ -83,6 +83,8 @@ pub(super) struct RouteCx<'a> {
     pub trace: Option<&'a mut MsgTrace>,
     pub config: &'a ServerConfig,
     pub now: Instant,
+    /// `now` and the wall time then (a shared request's client start time).
+    pub clock: crate::time::Clock,
     /// Where the message came from: a route's message is delivered to
     /// local subscribers only, and to the queue groups it names.
     pub origin: Origin<'a>,
@@ -737,7 +739,7 @@ impl Router {
                 if !route.transform.apply(msg.subject, &mut subject) {
                     return false;
                 }
-                let exporter = route.exporter;
+                let (exporter, share) = (route.exporter, route.share);
                 if let Some(trace) = cx.trace.as_deref_mut() {
                     let name = &self.accounts.list[exporter].name;
                     trace.service_import(name, msg.subject, &subject);
@@ -750,7 +752,7 @@ impl Router {
                         self.accounts.open_response(index, reply, &token, cx.now),
                     )
                 });
-                let info = request_info(cx, msg, &self.accounts, account, exporter, depth);
+                let info = request_info(cx, msg, &self.accounts, account, exporter, depth, share);
                 let crossed = Delivery {
                     subject: &subject,
                     reply: response.as_ref().map(|(_, reply)| &reply[..]),
@@ -839,11 +841,13 @@ fn deliver_shadow(
 }
 
 /// The header block a request crossing a service import carries on: the
-/// reference's `Nats-Request-Info` (the requester's account and round
-/// trip, and this server's name and cluster when the service is the
-/// system account's) set in `msg`'s headers. `None` (the headers as they
-/// are) for a request the server itself made, or one that crossed an
-/// import before (it carries the first requester's).
+/// reference's `Nats-Request-Info` (its `ClientInfo`: the requester's
+/// account and round trip; with the import's `share`, also its connection,
+/// user, client library and JWT and this server's name and cluster; the
+/// server and cluster too when the service is the system account's) set
+/// in `msg`'s headers. `None` (the headers as they are) for a request the
+/// server itself made, or one that crossed an import before (it carries
+/// the first requester's).
 fn request_info(
     cx: &RouteCx<'_>,
     msg: &Delivery<'_>,
@@ -851,6 +855,7 @@ fn request_info(
     requester: AccountId,
     exporter: AccountId,
     depth: u8,
+    share: bool,
 ) -> Option<Vec<u8>> {
     const KEY: &[u8] = b"Nats-Request-Info";
     let client = cx.conns.get(msg.publisher)?;
@@ -862,26 +867,27 @@ fn request_info(
     {
         return None;
     }
-    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
-    let mut json = format!("{{\"acc\":{}", quoted(&accounts.list[requester].name));
-    if let Some(rtt) = client.rtt.filter(|rtt| !rtt.is_zero()) {
-        json.push_str(&format!(",\"rtt\":{}", rtt.as_nanos()));
+    let mut info = crate::monitor::events::EventClient {
+        acc: accounts.list[requester].name.clone(),
+        rtt: client
+            .rtt
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        ..Default::default()
+    };
+    if share {
+        info.share_details(msg.publisher, client, cx.clock);
     }
-    if Some(exporter) == accounts.system {
-        json.push_str(&format!(
-            ",\"server\":{}",
-            quoted(cx.config.effective_name())
-        ));
-        if let Some(cluster) = cx.config.cluster.as_ref().filter(|c| !c.name.is_empty()) {
-            json.push_str(&format!(",\"cluster\":{}", quoted(&cluster.name)));
-        }
+    if share || Some(exporter) == accounts.system {
+        info.server = cx.config.effective_name().to_owned();
+        info.cluster = cx
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
     }
-    json.push('}');
-    Some(protocol::headers::with_header(
-        msg.headers,
-        KEY,
-        json.as_bytes(),
-    ))
+    let json = serde_json::to_vec(&info).expect("a client info serializes");
+    Some(protocol::headers::with_header(msg.headers, KEY, &json))
 }
 
 /// Random text for a `_R_.` reply subject.

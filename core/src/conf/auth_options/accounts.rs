@@ -501,6 +501,7 @@ fn parse_import(
     let mut prefix = None;
     let mut to: Option<(&MapEntry, String)> = None;
     let mut allow_trace = None;
+    let mut share = false;
     for field in fields {
         match field.key.to_ascii_lowercase().as_str() {
             kind @ ("stream" | "service") => {
@@ -524,20 +525,16 @@ fn parse_import(
                     account,
                     subject,
                     to: None,
+                    share: false,
                 });
             }
             "prefix" => prefix = Some(string(field)?),
             "to" => to = Some((field, string(field)?)),
-            // The requester's details in `Nats-Request-Info` are not
-            // built yet: sharing them is refused, not silently left out.
             "share" => {
-                let share = field
+                share = field
                     .value
                     .as_bool()
                     .ok_or_else(|| wrong_type(field, "a boolean"))?;
-                if share {
-                    unsupported.push(context.unsupported_in("imports", field));
-                }
             }
             "allow_trace" => {
                 allow_trace = Some(field);
@@ -571,6 +568,8 @@ fn parse_import(
         }
     }
     import.to = to.map(|(_, to)| to).filter(|to| !to.is_empty());
+    // The reference keeps `share` on stream imports too, where it does nothing.
+    import.share = share;
     Ok(Some(PendingImport {
         importer: importer.to_string(),
         import,

@@ -300,12 +300,21 @@ fn system_account() {
 }
 
 #[test]
-fn sharing_the_requesters_details_is_refused_by_name() {
-    let keys = load_unsupported(
-        "accounts { A: { exports: [ { service: x } ] }, \
-         B: { imports: [ { service: { account: A, subject: x }, share: true } ] } }",
-    );
-    assert_eq!(keys, ["accounts.B.imports.share"]);
+fn an_import_may_share_the_requesters_details() {
+    let options = load(
+        "accounts { A: { exports: [ { service: x }, { service: y } ] }, \
+         B: { imports: [ { service: { account: A, subject: x }, share: true }, \
+         { service: { account: A, subject: y }, to: z } ] } }",
+    )
+    .unwrap();
+    let b = options
+        .security
+        .accounts
+        .iter()
+        .find(|a| a.name == "B")
+        .unwrap();
+    let shares: Vec<bool> = b.imports.iter().map(|i| i.share).collect();
+    assert_eq!(shares, [true, false]);
 }
 
 #[test]

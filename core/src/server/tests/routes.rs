@@ -22,6 +22,7 @@ fn node_with_accounts(name: &str, id: &str, routes: Vec<RouteUrl>) -> Harness {
         account: "A".into(),
         subject: "feed.>".into(),
         to: Some("a.feed.>".into()),
+        share: false,
     }];
     config.accounts = vec![a, b];
     config.auth.users = ["a", "b"]

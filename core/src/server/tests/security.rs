@@ -37,12 +37,14 @@ fn two_accounts() -> ServerConfig {
             account: "A".into(),
             subject: "feed.>".into(),
             to: Some("a.feed.>".into()),
+            share: false,
         },
         Import {
             kind: ImportKind::Service,
             account: "A".into(),
             subject: "svc.time".into(),
             to: Some("time".into()),
+            share: false,
         },
     ];
     ServerConfig {
