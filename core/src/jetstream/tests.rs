@@ -406,12 +406,12 @@ fn features_not_built_yet_are_refused_by_name() {
     let mut h = Harness::new();
     let refused = h.api(
         "$JS.API.STREAM.CREATE.S",
-        r#"{"name":"S","subjects":["s"],"allow_batched":true}"#,
+        r#"{"name":"S","subjects":["s"],"persist_mode":"async"}"#,
     );
     assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
     assert_eq!(
         refused["error"]["description"],
-        "allow_batched is not supported by rnats yet"
+        "persist_mode is not supported by rnats yet"
     );
     let names = h.api("$JS.API.STREAM.NAMES", "");
     assert_eq!(names["total"], 0, "nothing was created");
