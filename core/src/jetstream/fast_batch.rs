@@ -475,9 +475,8 @@ impl FastBatches {
         }
         let expected = open.last + 1;
         if reply.seq != expected {
-            if reply.seq > expected {
-                answers.push(Answer::Now(gap_report(expected, reply.seq)));
-            }
+            // 2.15.1 reports a repeated (backward) sequence as a gap too.
+            answers.push(Answer::Now(gap_report(expected, reply.seq)));
             if !(open.gap_ok && reply.seq > expected) {
                 // A repeat, or a gap the batch does not allow: it ends
                 // with what it has.

@@ -241,6 +241,30 @@ fn a_gap_ends_a_gap_fail_batch_and_is_skipped_under_gap_ok() {
 }
 
 #[test]
+fn a_repeated_message_is_reported_and_ends_the_batch() {
+    let mut d = Driver::new();
+    d.last_seq = 22;
+    d.send(&r("back", 10, "fail", 1, 0), Outcome::Store);
+    d.send(&r("back", 10, "fail", 2, 1), Outcome::Store);
+    assert_eq!(
+        d.send(&r("back", 10, "fail", 2, 1), Outcome::Store),
+        [
+            r#"{"type":"gap","last_seq":3,"seq":2}"#,
+            r#"durable@24 {"stream":"F","seq":24,"batch":"back","count":2}"#,
+        ]
+    );
+    // Under gap: ok too.
+    d.send(&r("again", 10, "ok", 1, 0), Outcome::Store);
+    assert_eq!(
+        d.send(&r("again", 10, "ok", 1, 2), Outcome::Store),
+        [
+            r#"{"type":"gap","last_seq":2,"seq":1}"#,
+            r#"durable@25 {"stream":"F","seq":25,"batch":"again","count":1}"#,
+        ]
+    );
+}
+
+#[test]
 fn refused_messages_end_or_skip_as_the_gap_mode_says() {
     let mut d = Driver::new();
     d.last_seq = 14;
