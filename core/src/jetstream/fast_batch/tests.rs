@@ -6,6 +6,12 @@
 use super::*;
 
 const PREFIX: &[u8] = br#"{"stream":"F","seq":"#;
+/// The stream `F` with room for more batches.
+const ROOM: Context<'static> = Context {
+    ack_prefix: PREFIX,
+    room: true,
+    no_ack: false,
+};
 
 fn reply(text: &str) -> Option<Result<FastReply<'_>, InvalidPattern>> {
     parse_reply(text.as_bytes())
@@ -123,11 +129,7 @@ impl Driver {
 
     fn send_with(&mut self, subject: &str, headers: &[u8], outcome: Outcome) -> Vec<String> {
         let reply = parse_reply(subject.as_bytes()).unwrap().unwrap();
-        let context = Context {
-            ack_prefix: PREFIX,
-            room: true,
-            no_ack: false,
-        };
+        let context = ROOM;
         let mut answers = Vec::new();
         self.batches.expire(self.now);
         let begun = self
@@ -387,11 +389,7 @@ fn refusals_before_the_batch_takes_the_message() {
     assert_eq!(d.batches.len(), 0, "the refused batch is not kept");
     // An acceptable level is removed before storing.
     let reply = parse_reply(b"fb.b.10.fail.1.0.$FI").unwrap().unwrap();
-    let context = Context {
-        ack_prefix: PREFIX,
-        room: true,
-        no_ack: false,
-    };
+    let context = ROOM;
     let headers = b"NATS/1.0\r\nNats-Required-Api-Level: 1\r\nA: b\r\n\r\n";
     let begun = d
         .batches
@@ -424,9 +422,8 @@ fn open_batches_are_limited_and_time_out() {
     // The server's total is the caller's to count.
     let reply = parse_reply(b"fb.z.10.fail.1.0.$FI").unwrap().unwrap();
     let full = Context {
-        ack_prefix: PREFIX,
         room: false,
-        no_ack: false,
+        ..ROOM
     };
     let begun = d.batches.begin(&reply, b"", d.now, &full, &mut Vec::new());
     assert_eq!(
