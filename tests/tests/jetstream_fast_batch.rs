@@ -369,7 +369,27 @@ fn scenarios() -> Vec<Vec<Step>> {
             s("back", 10, "fail", 2, 1),
             s("back", 10, "fail", 2, 1),
         ],
-        // One batch left open: the next one starts at one ack per message.
+        vec![s("ok-back", 10, "ok", 1, 0), s("ok-back", 10, "ok", 1, 2)],
+        // A refused message under gap: ok, then a repeat: the batch waits
+        // to commit and ignores what follows (still open below).
+        vec![
+            s("stuck", 10, "ok", 1, 0),
+            h("stuck", "ok", 2, 1, &[("Nats-TTL", "1s")]),
+            s("stuck", 10, "ok", 2, 1),
+            s("stuck", 10, "ok", 3, 1),
+            s("stuck", 10, "ok", 5, 4),
+            s("stuck", 10, "ok", 6, 2),
+        ],
+        // The reply decides, not the atomic batch headers.
+        vec![h(
+            "headers",
+            "fail",
+            1,
+            2,
+            &[("Nats-Batch-Id", "zz"), ("Nats-Batch-Sequence", "1")],
+        )],
+        // One more batch left open: the next one starts at one ack per
+        // message.
         vec![s("left-open", 0, "fail", 1, 0)],
         (1..=12)
             .map(|n| s("second", 65535, "fail", n, u8::from(n > 1)))
