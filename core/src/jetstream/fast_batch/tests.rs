@@ -454,3 +454,30 @@ fn the_answers_are_the_reference_json() {
         br#"{"stream":"S","domain":"hub","seq":4,"batch":"q\"\n","count":2}"#
     );
 }
+
+#[test]
+fn a_no_ack_stream_skips_only_the_first_flow_ack() {
+    // As 2.15.1 on a `no_ack` stream: the later acks and the PubAck come.
+    let mut batches = FastBatches::default();
+    let quiet = Context {
+        no_ack: true,
+        ..ROOM
+    };
+    let mut heard = Vec::new();
+    for (seq, op) in [(1, 0), (2, 1), (3, 2)] {
+        let text = r("q", 2, "fail", seq, op);
+        let reply = parse_reply(text.as_bytes()).unwrap().unwrap();
+        let mut answers = Vec::new();
+        let begun = batches.begin(&reply, b"", WallTime(1), &quiet, &mut answers);
+        assert!(matches!(begun, Begin::Store { .. }));
+        batches.finish(&reply, Stored::At(seq), &quiet, &mut answers);
+        heard.extend(answers.into_iter().map(show));
+    }
+    assert_eq!(
+        heard,
+        [
+            r#"durable@2 {"type":"ack","seq":2,"msgs":2}"#,
+            r#"durable@3 {"stream":"F","seq":3,"batch":"q","count":3}"#,
+        ]
+    );
+}
