@@ -42,8 +42,8 @@ pub const MAX_INFLIGHT_TOTAL: usize = 1000;
 pub const MAX_SIZE: u64 = 1000;
 /// A batch with no message for this long is dropped.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest batch id.
-const MAX_ID_LEN: usize = 64;
+/// The longest batch id (atomic or fast).
+pub(super) const MAX_ID_LEN: usize = 64;
 
 /// Why a batch was dropped, as the abandoned advisory words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

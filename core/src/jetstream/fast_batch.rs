@@ -44,8 +44,6 @@ pub const SUFFIX: &[u8] = b".$FI";
 pub const MAX_INFLIGHT: usize = 1000;
 /// Open fast batches on the whole server, as the reference's default.
 pub const MAX_INFLIGHT_TOTAL: usize = 50_000;
-/// The longest batch id.
-const MAX_ID_LEN: usize = 64;
 /// The most messages between two flow acks the server asks for, shared
 /// among a stream's open batches.
 const FLOW_SHARE: u16 = 500;
@@ -381,7 +379,7 @@ impl FastBatches {
         answers: &mut Vec<Answer>,
     ) -> Begin {
         let refused = |kind: K| Begin::Refused(PublishError::Rejected(kind));
-        if reply.id.len() > MAX_ID_LEN {
+        if reply.id.len() > super::batch::MAX_ID_LEN {
             return refused(K::BatchPublishInvalidBatchID);
         }
         if !self.open.contains_key(reply.id) {
