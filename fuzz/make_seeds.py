@@ -424,6 +424,29 @@ def jetstream_feed_seeds():
     write("jetstream_feed", "errors", bytes([0]) + b"\0".join(errors))
 
 
+def fast_batch_seeds():
+    # control byte (0 store, 1 duplicate, 2 refuse, 4 timeout first,
+    # 8 server full) then a reply subject; records split at NUL.
+    def r(control, id, flow, gap, seq, op):
+        return bytes([control]) + b"_INBOX.p.%s.%s.%s.%d.%d.$FI" % (id, flow, gap, seq, op)
+    write("fast_batch", "in-order", b"\0".join(
+        [r(0, b"a", b"2", b"fail", 1, 0)] + [r(0, b"a", b"2", b"fail", n, 1) for n in range(2, 8)]
+        + [r(0, b"a", b"2", b"fail", 8, 2)]))
+    write("fast_batch", "gaps", b"\0".join([
+        r(0, b"g", b"10", b"ok", 1, 0), r(0, b"g", b"10", b"ok", 3, 1), r(0, b"g", b"10", b"ok", 4, 4),
+        r(2, b"g", b"10", b"ok", 5, 1), r(0, b"g", b"10", b"ok", 6, 3),
+        r(0, b"f", b"10", b"fail", 1, 0), r(0, b"f", b"10", b"fail", 3, 1), r(0, b"f", b"10", b"fail", 4, 2)]))
+    write("fast_batch", "duplicates", b"\0".join([
+        r(0, b"d", b"0", b"fail", 1, 0), r(1, b"d", b"0", b"fail", 2, 1), r(1, b"d", b"0", b"fail", 3, 2),
+        r(1, b"e", b"99999", b"fail", 1, 2), r(2, b"h", b"1", b"fail", 1, 0)]))
+    write("fast_batch", "many", b"\0".join(
+        [r(0, b"m%d" % n, b"5", b"fail", 1, 0) for n in range(6)]
+        + [r(8, b"full", b"5", b"fail", 1, 0), r(4, b"m0", b"5", b"fail", 2, 1), r(0, b"m1", b"5", b"ok", 1, 4)]))
+    write("fast_batch", "malformed", b"\0".join([
+        b"\x00x.$FI", b"\x00a.b.10.maybe.1.0.$FI", b"\x00a.b.10.fail.1.9.$FI", b"\x00.$FI",
+        b"\x00a.b.9223372036854775808.fail.1.0.$FI", b"\x00a.b.10.fail.18446744073709551615.2.$FI"]))
+
+
 transcripts()
 parser_edges()
 server_edges()
@@ -432,5 +455,6 @@ websocket_targets()
 jetstream_consumer_seeds()
 jetstream_restore_seeds()
 jetstream_feed_seeds()
+fast_batch_seeds()
 for d in sorted(CORPUS.iterdir()):
     print(d.name, len(list(d.iterdir())))

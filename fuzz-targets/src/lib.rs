@@ -28,6 +28,7 @@
 //! | `user_times` | [`user_times::run`] | 8 bytes of clock, then ranges and a zone, split at NUL |
 //! | `jetstream_consumer` | [`jetstream_consumer::run`] | 1 control byte, then consumer requests, pulls, acks, publishes and time, split at NUL |
 //! | `jetstream_feed` | [`jetstream_feed::run`] | 1 control byte, then an external mirror's and source's answers, deliveries, statuses and time, split at NUL |
+//! | `fast_batch` | [`fast_batch::run`] | fast batch reply subjects, each after a control byte, split at NUL |
 //! | `jetstream_restore` | [`jetstream_restore::run`] | 1 control byte (chunk size, compress or not), then a backup |
 //!
 //! Invariant: every function is deterministic and its work is bounded by a
@@ -38,6 +39,7 @@
 pub mod client_parser;
 pub mod conf;
 pub mod connect_json;
+pub mod fast_batch;
 pub mod header_block;
 pub mod jetstream_api;
 pub mod jetstream_consumer;
@@ -92,4 +94,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("raft_recovery", raft_recovery::run),
     ("route_parser", route_parser::run),
     ("user_times", user_times::run),
+    ("fast_batch", fast_batch::run),
 ];

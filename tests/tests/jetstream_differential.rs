@@ -865,10 +865,6 @@ fn refused_features() -> Vec<(&'static str, Value)> {
             json!({"name": "F2", "subjects": ["f2"],
                    "sources": [{"name": "LIM", "consumer": {"name": "C", "deliver_subject": "d.c"}}]}),
         ),
-        (
-            "fast batches",
-            json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
-        ),
     ]
 }
 

@@ -42,8 +42,8 @@ pub const MAX_INFLIGHT_TOTAL: usize = 1000;
 pub const MAX_SIZE: u64 = 1000;
 /// A batch with no message for this long is dropped.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest batch id.
-const MAX_ID_LEN: usize = 64;
+/// The longest batch id (atomic or fast).
+pub(super) const MAX_ID_LEN: usize = 64;
 
 /// Why a batch was dropped, as the abandoned advisory words it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,14 +213,13 @@ impl Batches {
             self.open.remove(id);
             return refuse(kind(K::AtomicPublishInvalidBatchCommit), None);
         }
-        let mut headers = Bytes::copy_from_slice(headers);
-        if let Some(level) = find_header(&headers, REQUIRED_API_LEVEL).filter(|l| !l.is_empty()) {
-            if parse_u64(level).is_none_or(|level| level > API_LEVEL) {
+        let headers = match strip_required_api_level(headers) {
+            Ok(stripped) => stripped.unwrap_or_else(|| Bytes::copy_from_slice(headers)),
+            Err(error) => {
                 self.open.remove(id);
-                return refuse(kind(K::RequiredApiLevel), Some(Abandoned::Unsupported));
+                return refuse(error, Some(Abandoned::Unsupported));
             }
-            headers = remove_header(&headers, REQUIRED_API_LEVEL);
-        }
+        };
         let open = self.open.get_mut(id).expect("opened above");
         let timeout = u64::try_from(self.limits.timeout.as_nanos()).unwrap_or(u64::MAX);
         open.deadline = WallTime(now.0.saturating_add(timeout));
@@ -369,6 +368,45 @@ pub fn precheck(
         written.insert(subject);
     }
     Ok(())
+}
+
+/// `Nats-Required-Api-Level` on a batch message: refused when it asks for
+/// more than this server speaks (or is not a number); else the headers
+/// without it (`None`: it was not there, the headers stay as they are).
+pub(super) fn strip_required_api_level(headers: &[u8]) -> Result<Option<Bytes>, PublishError> {
+    let Some(level) = find_header(headers, REQUIRED_API_LEVEL).filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    if parse_u64(level).is_none_or(|level| level > API_LEVEL) {
+        return Err(PublishError::Rejected(K::RequiredApiLevel));
+    }
+    let stripped = remove_header(headers, REQUIRED_API_LEVEL);
+    debug_assert!(find_header(&stripped, REQUIRED_API_LEVEL).is_none());
+    Ok(Some(stripped))
+}
+
+/// How many batches are open, of each kind (on a stream, or on the
+/// server: the machine sums the streams' counts for the server's limits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenBatches {
+    pub atomic: usize,
+    pub fast: usize,
+}
+
+impl OpenBatches {
+    /// This count after one stream's open batches went from `before` to
+    /// `after` (the count includes `before`).
+    pub fn moved(self, before: OpenBatches, after: OpenBatches) -> OpenBatches {
+        let shift = |total: usize, before: usize, after: usize| {
+            (total + after)
+                .checked_sub(before)
+                .expect("a stream's open batches are part of the total")
+        };
+        OpenBatches {
+            atomic: shift(self.atomic, before.atomic, after.atomic),
+            fast: shift(self.fast, before.fast, after.fast),
+        }
+    }
 }
 
 fn parse_u64(text: &[u8]) -> Option<u64> {

@@ -111,6 +111,23 @@ impl ServerLimits {
         )
     }
 
+    /// Open fast batches per stream (the same setting, another default).
+    pub fn fast_batch_inflight_per_stream(&self) -> usize {
+        positive_or(
+            self.max_batch_inflight_per_stream,
+            super::fast_batch::MAX_INFLIGHT,
+        )
+    }
+
+    /// Open fast batches on the server (the same setting, another
+    /// default).
+    pub fn fast_batch_inflight_total(&self) -> usize {
+        positive_or(
+            self.max_batch_inflight_total,
+            super::fast_batch::MAX_INFLIGHT_TOTAL,
+        )
+    }
+
     /// Messages in one atomic batch.
     pub fn batch_size(&self) -> u64 {
         positive_or(self.max_batch_size, super::batch::MAX_SIZE as usize) as u64

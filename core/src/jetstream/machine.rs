@@ -109,8 +109,8 @@ pub struct JetStream<D: Disk + Clone> {
     /// report (and write, and ask for a sync) when the runtime first polls
     /// for actions, once per batch of inbound messages.
     pub(super) undrained: BTreeSet<StreamId>,
-    /// Atomic batches open on all streams (the server's limit).
-    open_batches: usize,
+    /// Batches open on all streams, of each kind (the server's limits).
+    open_batches: super::batch::OpenBatches,
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
@@ -168,7 +168,7 @@ impl<D: Disk + Clone> JetStream<D> {
             next_id: 1,
             actions: VecDeque::new(),
             undrained: BTreeSet::new(),
-            open_batches: 0,
+            open_batches: Default::default(),
             feeds: BTreeMap::new(),
             next_feed_key: 0,
             snapshots: super::snapshot::Sessions::default(),
@@ -363,13 +363,22 @@ impl<D: Disk + Clone> JetStream<D> {
                     timeout: limits.batch_timeout(),
                 };
                 entry.stream.set_batch_room(
-                    self.open_batches < limits.batch_inflight_total(),
+                    self.open_batches.atomic < limits.batch_inflight_total(),
                     batch_limits,
+                );
+                entry.stream.set_fast_batch_room(
+                    self.open_batches.fast < limits.fast_batch_inflight_total(),
+                    super::fast_batch::FastLimits {
+                        inflight: limits.fast_batch_inflight_per_stream(),
+                        timeout: limits.batch_timeout(),
+                    },
                 );
                 let published = entry
                     .stream
                     .publish_in_batch(wall, &publish, &mut self.actions);
-                self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
+                self.open_batches = self
+                    .open_batches
+                    .moved(open_before, entry.stream.open_batches());
                 self.undrained.insert(id);
                 let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
@@ -446,7 +455,9 @@ impl<D: Disk + Clone> JetStream<D> {
             let last = entry.stream.state().last_seq;
             let open_before = entry.stream.open_batches();
             entry.stream.handle_timeout(now, wall, &mut self.actions);
-            self.open_batches = self.open_batches + entry.stream.open_batches() - open_before;
+            self.open_batches = self
+                .open_batches
+                .moved(open_before, entry.stream.open_batches());
             // Expiry may have stored subject delete markers.
             if entry.stream.state().last_seq != last {
                 grown.push((id, last + 1));
@@ -525,10 +536,13 @@ impl<D: Disk + Clone> JetStream<D> {
             .streams
             .get_mut(&id)
             .expect("updating a stream that exists");
-        entry
-            .stream
-            .update(rules, &mut self.actions)
-            .map_err(|e| e.to_string())?;
+        let open_before = entry.stream.open_batches();
+        let updated = entry.stream.update(rules, &mut self.actions);
+        // Fast batches are forgotten when the update turns them off.
+        self.open_batches = self
+            .open_batches
+            .moved(open_before, entry.stream.open_batches());
+        updated.map_err(|e| e.to_string())?;
         entry.meta = meta;
         self.listen(id);
         Ok(())
@@ -545,7 +559,9 @@ impl<D: Disk + Clone> JetStream<D> {
             .streams
             .remove(&id)
             .expect("deleting a stream that exists");
-        self.open_batches -= entry.stream.open_batches();
+        self.open_batches = self
+            .open_batches
+            .moved(entry.stream.open_batches(), Default::default());
         let account = entry.meta.account.clone();
         if let Some(acc) = self.accounts.get_mut(&account) {
             acc.by_name.remove(&entry.meta.config.name);

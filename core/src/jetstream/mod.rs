@@ -20,6 +20,7 @@ pub mod consumer_table;
 mod counter;
 mod cron;
 pub mod errors;
+pub mod fast_batch;
 pub mod ingest;
 pub mod link;
 pub mod machine;

@@ -181,6 +181,7 @@ pub(super) fn rules(config: &StreamConfig) -> StreamRules {
         allow_msg_counter: config.allow_msg_counter,
         allow_msg_schedules: config.allow_msg_schedules,
         allow_atomic: config.allow_atomic,
+        allow_batched: config.allow_batched,
         subjects: config.subjects.clone(),
         no_ack: config.no_ack,
         domain: String::new(),
@@ -1003,7 +1004,6 @@ fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
             config.sources.iter().any(|s| s.consumer.is_some()),
             "sources consumer",
         ),
-        (config.allow_batched, "allow_batched"),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];
     match missing.iter().find(|(asked, _)| *asked) {

@@ -73,6 +73,9 @@ pub struct StreamRules {
     /// `allow_atomic`: messages with `Nats-Batch-Id` are staged until
     /// their batch commits ([`super::batch`]).
     pub allow_atomic: bool,
+    /// `allow_batched`: messages with a fast batch reply (`...$FI`) are
+    /// stored as they come, acked by flow ([`super::fast_batch`]).
+    pub allow_batched: bool,
     /// The stream's subjects (a schedule's target must be among them).
     pub subjects: Vec<String>,
     /// `no_ack`: publishes get no acknowledgement.
@@ -144,11 +147,22 @@ struct WaitingAck {
     seq: u64,
     /// In the stream's account (which is the publisher's).
     reply: Bytes,
-    duplicate: bool,
-    /// A counter stream's new total, for the ack's `val`.
-    total: Option<String>,
+    body: AckBody,
+}
+
+/// What a waiting acknowledgement says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AckBody {
+    /// The ack of one message (or of a duplicate of it), with a counter
+    /// stream's new total for its `val`.
+    Stored {
+        duplicate: bool,
+        total: Option<String>,
+    },
     /// The atomic batch this ack commits, and how many it stored.
-    batch: Option<(String, u64)>,
+    Batch { id: String, count: u64 },
+    /// A fast batch's flow ack or PubAck, written already.
+    Written(Bytes),
 }
 
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
@@ -366,6 +380,10 @@ pub struct Stream<D: Disk> {
     /// Whether the server may open another batch (its total limit): set
     /// by the machine, which counts every stream's open batches.
     batch_room: bool,
+    /// Open fast batches.
+    fast: super::fast_batch::FastBatches,
+    /// Whether the server may open another fast batch (as `batch_room`).
+    fast_room: bool,
     /// Planted defect: acknowledge at store time, before the sync.
     #[cfg(feature = "planted-defects")]
     pub ack_before_sync: bool,
@@ -394,6 +412,8 @@ impl<D: Disk> Stream<D> {
             batches: Default::default(),
             abandoned: Vec::new(),
             batch_room: true,
+            fast: Default::default(),
+            fast_room: true,
             #[cfg(feature = "planted-defects")]
             ack_before_sync: false,
         };
@@ -501,6 +521,10 @@ impl<D: Disk> Stream<D> {
     /// Replace the rules (a stream update): the store gets the new limits.
     pub fn update(&mut self, rules: StreamRules, out: &mut VecDeque<JsAction>) -> StoreResult<()> {
         let limits = rules.limits.clone();
+        if !rules.allow_batched {
+            // As the reference: turning fast batches off forgets the open ones.
+            self.fast.clear();
+        }
         self.rules = rules;
         let result = self.store.set_config(limits);
         self.drain_store(out);
@@ -529,6 +553,11 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
+        // The reply subject says whether this is a fast batch message,
+        // whatever its headers.
+        if let Some(reply) = super::fast_batch::parse_reply(msg.reply) {
+            return self.publish_fast(now, reply, msg, out);
+        }
         // A client's batch message (a sourced one is stored as it came).
         if let Some(id) = find_header(msg.headers, super::batch::BATCH_ID)
             .filter(|id| !id.is_empty())
@@ -544,9 +573,10 @@ impl<D: Disk> Stream<D> {
                 let ack = WaitingAck {
                     seq: *seq,
                     reply: msg.reply.clone(),
-                    duplicate,
-                    total: self.counted.take().filter(|_| !duplicate),
-                    batch: None,
+                    body: AckBody::Stored {
+                        duplicate,
+                        total: self.counted.take().filter(|_| !duplicate),
+                    },
                 };
                 self.queue_ack(ack, out);
             }
@@ -619,12 +649,10 @@ impl<D: Disk> Stream<D> {
                 let ack = WaitingAck {
                     seq: *seq,
                     reply: msg.reply.clone(),
-                    duplicate: false,
-                    total: None,
-                    batch: Some((
-                        String::from_utf8_lossy(id).into_owned(),
-                        count - u64::from(eob),
-                    )),
+                    body: AckBody::Batch {
+                        id: String::from_utf8_lossy(id).into_owned(),
+                        count: count - u64::from(eob),
+                    },
                 };
                 self.queue_ack(ack, out);
             }
@@ -792,16 +820,140 @@ impl<D: Disk> Stream<D> {
         Ok(())
     }
 
-    /// How many atomic batches are open.
-    pub fn open_batches(&self) -> usize {
-        self.batches.len()
+    /// How many batches are open, of each kind.
+    pub fn open_batches(&self) -> super::batch::OpenBatches {
+        super::batch::OpenBatches {
+            atomic: self.batches.len(),
+            fast: self.fast.len(),
+        }
     }
 
-    /// Whether the server has room for another open batch (the machine's
-    /// count against [`super::batch::MAX_INFLIGHT_TOTAL`]).
+    /// Whether the server has room for another open atomic batch (the
+    /// machine's count against [`super::batch::MAX_INFLIGHT_TOTAL`]).
     pub fn set_batch_room(&mut self, room: bool, limits: super::batch::BatchLimits) {
         self.batch_room = room;
         self.batches.limits = limits;
+    }
+
+    /// As [`Stream::set_batch_room`], for fast batches.
+    pub fn set_fast_batch_room(&mut self, room: bool, limits: super::fast_batch::FastLimits) {
+        self.fast_room = room;
+        self.fast.limits = limits;
+    }
+
+    /// A message whose reply is a fast batch reply: the stream's own checks
+    /// in the reference's order (sealed, size, disabled, the pattern),
+    /// then the batch's, then the ordinary publish path for what is
+    /// stored; the batch decides what the publisher hears.
+    fn publish_fast(
+        &mut self,
+        now: WallTime,
+        reply: Result<super::fast_batch::FastReply<'_>, super::fast_batch::InvalidPattern>,
+        msg: &Publish<'_>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        use super::errors::ApiErrorKind as K;
+        self.fast.expire(now);
+        let size = (msg.headers.len() + msg.payload.len()) as u64;
+        let refusal = if self.rules.sealed {
+            Some(PublishError::Sealed)
+        } else if self.rules.max_msg_size.is_some_and(|max| size > max) {
+            Some(PublishError::TooLarge)
+        } else if !self.rules.allow_batched {
+            Some(PublishError::Rejected(K::BatchPublishDisabled))
+        } else {
+            None
+        };
+        match (refusal, reply) {
+            (None, Ok(reply)) => self.publish_fast_batch(now, &reply, msg, out),
+            (refusal, _) => {
+                let error =
+                    refusal.unwrap_or(PublishError::Rejected(K::BatchPublishInvalidPattern));
+                self.refuse(msg, error.clone(), out);
+                Published::Refused(error)
+            }
+        }
+    }
+
+    fn publish_fast_batch(
+        &mut self,
+        now: WallTime,
+        reply: &super::fast_batch::FastReply<'_>,
+        msg: &Publish<'_>,
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
+        use super::fast_batch::{Begin, Context, Stored};
+        let mut answers = Vec::new();
+        let context = Context {
+            ack_prefix: self.acks.prefix(),
+            room: self.fast_room,
+            no_ack: self.rules.no_ack,
+        };
+        let begun = self
+            .fast
+            .begin(reply, msg.headers, now, &context, &mut answers);
+        let result = match begun {
+            Begin::Refused(error) => {
+                self.refuse(msg, error.clone(), out);
+                Published::Refused(error)
+            }
+            Begin::Done => Published::Staged,
+            Begin::Store { headers } => {
+                let publish = Publish {
+                    headers: headers.as_deref().unwrap_or(msg.headers),
+                    ..*msg
+                };
+                let result = self.try_publish(now, &publish, None, out);
+                // A fast batch's PubAck carries no counter total.
+                self.counted = None;
+                let stored = match &result {
+                    Published::Stored { seq } => Stored::At(*seq),
+                    Published::Duplicate { seq } => Stored::Duplicate(*seq),
+                    Published::Refused(error) => Stored::Refused(error),
+                    Published::Staged => unreachable!("try_publish never stages"),
+                };
+                let context = Context {
+                    ack_prefix: self.acks.prefix(),
+                    room: self.fast_room,
+                    no_ack: self.rules.no_ack,
+                };
+                self.fast.finish(reply, stored, &context, &mut answers);
+                result
+            }
+        };
+        for answer in answers {
+            self.answer_fast(msg, answer, out);
+        }
+        result
+    }
+
+    /// Send a fast batch's answer on the message's reply: now, or once
+    /// what it names is durable.
+    fn answer_fast(
+        &mut self,
+        msg: &Publish<'_>,
+        answer: super::fast_batch::Answer,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        use super::fast_batch::Answer;
+        match answer {
+            Answer::Now(payload) => out.push_back(JsAction::Publish {
+                account: self.account.clone(),
+                subject: msg.reply.clone(),
+                reply: Bytes::new(),
+                headers: Bytes::new(),
+                payload,
+            }),
+            Answer::Durable { through, payload } => {
+                let ack = WaitingAck {
+                    seq: through,
+                    reply: msg.reply.clone(),
+                    body: AckBody::Written(payload),
+                };
+                self.queue_ack(ack, out);
+            }
+            Answer::Refused(error) => self.answer_refusal(msg, &error, out),
+        }
     }
 
     /// Batches dropped since the last call (timed out, too large, a gap),
@@ -1238,26 +1390,30 @@ impl<D: Disk> Stream<D> {
             subject: ack.reply,
             reply: Bytes::new(),
             headers: Bytes::new(),
-            payload: match ack.batch {
-                None if ack.total.is_none() => self.acks.stored(ack.seq, ack.duplicate),
-                None => super::wire::pub_ack(
+            payload: match ack.body {
+                AckBody::Stored {
+                    duplicate,
+                    total: None,
+                } => self.acks.stored(ack.seq, duplicate),
+                AckBody::Stored { duplicate, total } => super::wire::pub_ack(
                     &self.rules.name,
                     &self.rules.domain,
                     ack.seq,
-                    ack.duplicate,
-                    ack.total,
+                    duplicate,
+                    total,
                 ),
-                Some((batch, count)) => Bytes::from(
+                AckBody::Batch { id, count } => Bytes::from(
                     super::api::PubAck {
                         stream: self.rules.name.clone(),
                         domain: self.rules.domain.clone(),
                         seq: ack.seq,
-                        batch,
+                        batch: id,
                         count,
                         ..Default::default()
                     }
                     .encode(),
                 ),
+                AckBody::Written(payload) => payload,
             },
         });
     }
@@ -1283,11 +1439,13 @@ impl<D: Disk> Stream<D> {
             false => self.schedules.next(),
         };
         let batches = self.batches.next_deadline();
+        let fast = self.fast.next_deadline();
         let wall = expiry
             .into_iter()
             .chain(dedupe)
             .chain(schedule)
             .chain(batches)
+            .chain(fast)
             .min();
         (self.store.poll_timeout(), wall)
     }
@@ -1310,6 +1468,7 @@ impl<D: Disk> Stream<D> {
             self.abandoned
                 .push((gone, super::batch::Abandoned::Timeout));
         }
+        self.fast.expire(wall);
         self.fire_schedules(wall, out);
         self.drain_store(out);
     }

@@ -116,6 +116,17 @@ impl Harness {
     }
 
     fn send(&mut self, target: JsTarget, subject: &str, headers: &[u8], payload: &[u8]) {
+        self.send_with_reply(target, subject, "_INBOX.r", headers, payload);
+    }
+
+    fn send_with_reply(
+        &mut self,
+        target: JsTarget,
+        subject: &str,
+        reply: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) {
         self.wall += 1_000;
         self.js.handle_inbound(
             Instant::from_nanos(self.wall),
@@ -124,7 +135,7 @@ impl Harness {
                 account: "A".into(),
                 target,
                 subject: Bytes::copy_from_slice(subject.as_bytes()),
-                reply: Bytes::from_static(b"_INBOX.r"),
+                reply: Bytes::copy_from_slice(reply.as_bytes()),
                 headers: Bytes::copy_from_slice(headers),
                 payload: Bytes::copy_from_slice(payload),
                 context: Bytes::new(),
@@ -406,12 +417,12 @@ fn features_not_built_yet_are_refused_by_name() {
     let mut h = Harness::new();
     let refused = h.api(
         "$JS.API.STREAM.CREATE.S",
-        r#"{"name":"S","subjects":["s"],"allow_batched":true}"#,
+        r#"{"name":"S","subjects":["s"],"persist_mode":"async"}"#,
     );
     assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
     assert_eq!(
         refused["error"]["description"],
-        "allow_batched is not supported by rnats yet"
+        "persist_mode is not supported by rnats yet"
     );
     let names = h.api("$JS.API.STREAM.NAMES", "");
     assert_eq!(names["total"], 0, "nothing was created");
@@ -677,4 +688,93 @@ fn the_server_opens_at_most_a_thousand_atomic_batches() {
     // Deleting a stream frees its batches' room.
     h.api("$JS.API.STREAM.DELETE.S0", "");
     assert_eq!(open(&mut h, 20, 1), Value::Null);
+}
+
+/// A fast batch message on the stream listening on `subject`, with the
+/// reply `_INBOX.f.<id>.<flow>.fail.<seq>.<op>.$FI`; the answers that
+/// leave at once.
+fn fast(h: &mut Harness, subject: &str, id: &str, flow: u16, seq: u64, op: u8) -> Vec<Value> {
+    let id_of = |h: &Harness| {
+        *h.listening
+            .iter()
+            .find(|(_, subjects)| subjects.iter().any(|s| s == subject))
+            .expect("a stream listens")
+            .0
+    };
+    let target = JsTarget::Stream(id_of(h));
+    let reply = format!("_INBOX.f.{id}.{flow}.fail.{seq}.{op}.$FI");
+    h.send_with_reply(target, subject, &reply, b"", b"x");
+    h.collect().into_iter().map(|(_, answer)| answer).collect()
+}
+
+#[test]
+fn fast_batch_acks_wait_for_the_sync_that_covers_them() {
+    let mut h = Harness::new();
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.F",
+        r#"{"name":"F","subjects":["f"],"allow_batched":true}"#,
+    );
+    assert!(created["error"].is_null(), "{created}");
+    // The first ack names nothing stored: it leaves at once.
+    let first = fast(&mut h, "f", "b", 1, 1, 0);
+    assert_eq!(first, [serde_json::json!({"type":"ack","seq":0,"msgs":1})]);
+    // The flow ack for message 1 waits for the fsync of it.
+    assert!(h.syncs.len() == 1, "the store asked for a sync");
+    let synced: Vec<Value> = h.sync_all().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(synced, [serde_json::json!({"type":"ack","seq":1,"msgs":1})]);
+    assert!(fast(&mut h, "f", "b", 1, 2, 2).is_empty());
+    let synced: Vec<Value> = h.sync_all().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        synced,
+        [serde_json::json!({"stream":"F","seq":2,"batch":"b","count":2})]
+    );
+}
+
+#[test]
+fn the_server_limits_open_fast_batches_and_frees_their_room() {
+    let mut config = js_config();
+    config.limits.max_batch_inflight_total = 3;
+    let mut h = Harness::on_config(SharedDisk::default(), config);
+    for name in ["S0", "S1"] {
+        let body = format!(
+            r#"{{"name":"{name}","subjects":["{}"],"allow_batched":true,"storage":"memory"}}"#,
+            name.to_lowercase()
+        );
+        let created = h.api(&format!("$JS.API.STREAM.CREATE.{name}"), &body);
+        assert!(created["error"].is_null(), "{created}");
+    }
+    let open = |h: &mut Harness, subject: &str, id: &str| fast(h, subject, id, 10, 1, 0);
+    let started = serde_json::json!({"type":"ack","seq":0,"msgs":10});
+    assert_eq!(open(&mut h, "s0", "a"), std::slice::from_ref(&started));
+    assert_eq!(open(&mut h, "s1", "b"), std::slice::from_ref(&started));
+    // Beside another open batch, one ack per message to start with.
+    assert_eq!(
+        open(&mut h, "s1", "c"),
+        [
+            serde_json::json!({"type":"ack","seq":0,"msgs":1}),
+            serde_json::json!({"type":"ack","seq":1,"msgs":2}),
+        ]
+    );
+    let refused = open(&mut h, "s0", "d");
+    assert_eq!(refused[0]["error"]["err_code"], 10211, "{refused:?}");
+    // An update that turns fast batches off forgets S1's two.
+    let updated = h.api(
+        "$JS.API.STREAM.UPDATE.S1",
+        r#"{"name":"S1","subjects":["s1"],"storage":"memory"}"#,
+    );
+    assert!(updated["error"].is_null(), "{updated}");
+    let disabled = open(&mut h, "s1", "e");
+    assert_eq!(disabled[0]["error"]["err_code"], 10205, "{disabled:?}");
+    let acked = |answers: Vec<Value>| answers.iter().all(|a| a["type"] == "ack");
+    assert!(acked(open(&mut h, "s0", "f")));
+    assert!(acked(open(&mut h, "s0", "g")));
+    assert_eq!(open(&mut h, "s0", "h")[0]["error"]["err_code"], 10211);
+    // Deleting a stream frees its batches' room.
+    h.api("$JS.API.STREAM.DELETE.S0", "");
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.S2",
+        r#"{"name":"S2","subjects":["s2"],"allow_batched":true,"storage":"memory"}"#,
+    );
+    assert!(created["error"].is_null(), "{created}");
+    assert_eq!(open(&mut h, "s2", "i"), [started]);
 }

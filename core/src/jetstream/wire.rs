@@ -34,6 +34,11 @@ impl AckArena {
         }
     }
 
+    /// `{"stream":"S"[,"domain":"D"],"seq":`: every ack's start.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
     /// The ack of a message stored at `seq` (or a duplicate of it).
     pub fn stored(&mut self, seq: u64, duplicate: bool) -> Bytes {
         let longest = self.prefix.len() + 20 + PubAck::DUPLICATE.len() + 1;
