@@ -240,6 +240,10 @@ async fn toggle_scenario(binary: &Path) -> Vec<(&'static str, Value)> {
     for n in 1..=3 {
         seen.push(("publish", ask(&client, "s.a", &format!("m{n}")).await));
     }
+    let memory = r#"{"name":"M","subjects":["m"],"storage":"memory"}"#;
+    let created = ask(&client, "$JS.API.STREAM.CREATE.M", memory).await;
+    seen.push(("memory", json!(created.get("error"))));
+    seen.push(("publish memory", ask(&client, "m", "kept in memory").await));
     let consumer = r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit","ack_wait":1000000000}}"#;
     let created = ask(&client, "$JS.API.CONSUMER.CREATE.S.C", consumer).await;
     seen.push(("consumer", json!(created.get("error"))));
@@ -265,7 +269,14 @@ async fn toggle_scenario(binary: &Path) -> Vec<(&'static str, Value)> {
         trust.account.public_key()
     );
     seen.push(("restore logged", json!(server.logs_soon(&restored))));
+    let consumers = format!(
+        "Recovering 1 consumers for stream - '{} > S'",
+        trust.account.public_key()
+    );
+    seen.push(("consumers logged", json!(server.logs_soon(&consumers))));
     seen.push(("states on", states(&client).await));
+    // A memory stream does not come back: nothing of it was on disk.
+    seen.push(("names on", ask(&client, "$JS.API.STREAM.NAMES", "").await));
     seen.push(("publish on", ask(&client, "s.a", "m4").await));
     // The pending one is redelivered once its ack wait has passed.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -292,8 +303,8 @@ async fn toggle_scenario(binary: &Path) -> Vec<(&'static str, Value)> {
 /// A claims update without JetStream stops the account's streams and
 /// consumers (API answered 10039, publishes unanswered); one with
 /// JetStream again brings them back from the store with their messages
-/// and the consumer's state; lowered limits keep what the account holds
-/// and refuse more. As the reference, step by step.
+/// and the consumer's state (a memory stream is gone); lowered limits keep
+/// what the account holds and refuse more. As the reference, step by step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claims_update_turns_jetstream_off_and_on() {
     let mut results = Vec::new();
@@ -309,6 +320,8 @@ async fn a_claims_update_turns_jetstream_off_and_on() {
     assert_eq!(*ours["publish off"], json!("NoResponders"), "{ours:#?}");
     assert_eq!(ours["states on"], ours["before"], "{ours:#?}");
     assert_eq!(*ours["restore logged"], json!(true), "{ours:#?}");
+    assert_eq!(*ours["consumers logged"], json!(true), "{ours:#?}");
+    assert_eq!(ours["names on"]["streams"], json!(["S"]), "{ours:#?}");
     assert_eq!(
         *ours["publish on"],
         json!({"seq": 4, "stream": "S"}),

@@ -852,6 +852,15 @@ impl<D: Disk + Clone> JetStream<D> {
             .map(str::to_string)
             .collect();
         names.sort();
+        if !names.is_empty() {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "  Recovering {} consumers for stream - '{account} > {stream_name}'",
+                    names.len()
+                ),
+            );
+        }
         for name in names {
             let dir = consumer_dir(stream, &name);
             let meta_path = format!("{}/{}", consumers_dir(stream), meta_name(&name));

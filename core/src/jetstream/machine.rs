@@ -369,8 +369,9 @@ impl<D: Disk + Clone> JetStream<D> {
     /// turned off): its consumers stop, its feeds go, the server stops
     /// routing its subjects; what it stored is written and synced, and
     /// the publishers waiting for that are acknowledged. No advisory, as
-    /// the reference's stop sends none. Its definition and files stay, so
-    /// [`Self::recover`] brings it back.
+    /// the reference's stop sends none. A file stream's definition and
+    /// files stay, so [`Self::recover`] brings it back; a memory stream is
+    /// gone, as in the reference.
     fn stop_stream(&mut self, id: StreamId) {
         self.stop_all_consumers(id);
         if let Some(feeds) = self.feeds.remove(&id) {
@@ -410,6 +411,21 @@ impl<D: Disk + Clone> JetStream<D> {
             target: JsTarget::Stream(id),
             subjects: Vec::new(),
         });
+        if entry.stream.rules().storage == Storage::Memory {
+            // The reference keeps no definition of a memory stream on
+            // disk, so it does not come back; its consumers live in
+            // memory only.
+            drop(entry);
+            if let Err(error) = self.remove_stream_files(id) {
+                self.log(
+                    LogLevel::Error,
+                    format!(
+                        "JetStream: removing stopped memory stream {}: {error}",
+                        id.0
+                    ),
+                );
+            }
+        }
     }
 
     /// A message the server routed to JetStream.
@@ -667,22 +683,23 @@ impl<D: Disk + Clone> JetStream<D> {
             subjects: Vec::new(),
         });
         drop(entry);
-        // The definition goes first: a crash midway leaves orphaned
-        // message files, never a stream without its messages.
-        let meta = meta_path(id);
-        let prev = prev_path(id);
+        self.remove_stream_files(id).map_err(|e| e.to_string())
+    }
+
+    /// Remove the definition and store of stream `id`, no longer running.
+    /// The definition goes first: a crash midway leaves orphaned message
+    /// files, never a stream without its messages.
+    fn remove_stream_files(&mut self, id: StreamId) -> DiskResult<()> {
+        assert!(!self.streams.contains_key(&id), "removing a running stream");
         let mut disk = self.disk.clone();
-        let removed: DiskResult<()> = (|| {
-            for path in [&meta, &prev] {
-                match disk.remove(path) {
-                    Ok(()) | Err(crate::store::DiskError::NotFound(_)) => {}
-                    Err(error) => return Err(error),
-                }
+        for path in [meta_path(id), prev_path(id)] {
+            match disk.remove(&path) {
+                Ok(()) | Err(crate::store::DiskError::NotFound(_)) => {}
+                Err(error) => return Err(error),
             }
-            disk.sync_dir(STREAMS_DIR)?;
-            self.remove_store_files(id)
-        })();
-        removed.map_err(|e| e.to_string())
+        }
+        disk.sync_dir(STREAMS_DIR)?;
+        self.remove_store_files(id)
     }
 
     /// Remove the files of stream `id`'s store directory (a deleted

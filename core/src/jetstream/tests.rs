@@ -833,3 +833,26 @@ fn lowered_limits_keep_what_is_held_and_refuse_more() {
     );
     assert_eq!(create["error"]["err_code"], 10027, "{create}");
 }
+
+#[test]
+fn a_memory_stream_does_not_come_back_when_its_account_is_turned_on_again() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"storage":"memory"}"#,
+    );
+    h.publish("m", b"", b"in memory");
+    assert_eq!(h.sync_all().len(), 1);
+    h.js.set_accounts(account_a(None));
+    h.collect();
+    h.js.set_accounts(account_a(Some(AccountLimits::default())));
+    h.collect();
+    assert!(h.listening.is_empty());
+    let names = h.api("$JS.API.STREAM.NAMES", "");
+    assert_eq!(names["total"], 0, "{names}");
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"storage":"memory"}"#,
+    );
+    assert_eq!(created["did_create"], true, "created anew: {created}");
+}
