@@ -261,6 +261,21 @@ async fn toggle_scenario(binary: &Path) -> Vec<(&'static str, Value)> {
     seen.push(("names off", ask(&client, "$JS.API.STREAM.NAMES", "").await));
     seen.push(("publish off", ask(&client, "s.a", "lost").await));
     seen.push(("states off", states(&client).await));
+    // Nothing listens for pull requests, direct gets and acks.
+    let next = r#"{"batch":1,"expires":500000000}"#;
+    seen.push((
+        "next off",
+        ask(&client, "$JS.API.CONSUMER.MSG.NEXT.S.C", next).await,
+    ));
+    let direct = r#"{"seq":1}"#;
+    seen.push((
+        "direct off",
+        ask(&client, "$JS.API.DIRECT.GET.S", direct).await,
+    ));
+    seen.push((
+        "ack off",
+        ask(&client, "$JS.ACK.S.C.1.2.2.0.0", "+ACK").await,
+    ));
 
     seen.push(("on", push_claims(&system, &trust, 2, unlimited()).await));
     // Recovered as at start-up, in the same words.
@@ -317,7 +332,9 @@ async fn a_claims_update_turns_jetstream_off_and_on() {
     assert_eq!(ours["off"]["message"], "jwt updated", "{ours:#?}");
     assert_eq!(ours["info off"]["error"], not_enabled, "{ours:#?}");
     assert_eq!(ours["stream info off"]["error"], not_enabled, "{ours:#?}");
-    assert_eq!(*ours["publish off"], json!("NoResponders"), "{ours:#?}");
+    for what in ["publish off", "next off", "direct off", "ack off"] {
+        assert_eq!(*ours[what], json!("NoResponders"), "{what}: {ours:#?}");
+    }
     assert_eq!(ours["states on"], ours["before"], "{ours:#?}");
     assert_eq!(*ours["restore logged"], json!(true), "{ours:#?}");
     assert_eq!(*ours["consumers logged"], json!(true), "{ours:#?}");

@@ -737,6 +737,17 @@ fn turning_an_account_off_stops_its_streams_and_on_brings_them_back() {
         let refused = h.api(subject, "");
         assert_eq!(refused["error"]["err_code"], 10039, "{subject}: {refused}");
     }
+    // Nothing listens for pull requests: "no responders".
+    h.send(
+        JsTarget::Api,
+        "$JS.API.CONSUMER.MSG.NEXT.S.C",
+        b"",
+        br#"{"batch":1}"#,
+    );
+    let next = h.collect();
+    assert_eq!(next.len(), 1, "{next:?}");
+    let status = next[0].1["headers"].as_str().unwrap_or_default();
+    assert!(status.starts_with("NATS/1.0 503\r\n"), "{next:?}");
     // A publish already on its way when the stream stopped is dropped.
     h.send(JsTarget::Stream(StreamId(1)), "s.a", b"", b"lost");
     assert!(h.sync_all().is_empty());
