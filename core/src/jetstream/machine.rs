@@ -21,8 +21,15 @@
 //! - `streams/<id>/`: the stream's FileStore (see [`crate::store::filestore`]).
 //!
 //! Invariants:
-//! - Every stream in `streams` is listed in its account's `by_name`, and
-//!   the server has been asked (`JsAction::Listen`) to route its subjects.
+//! - Every stream in `streams` is listed in its account's `by_name` (so
+//!   its account has JetStream), and the server has been asked
+//!   (`JsAction::Listen`) to route its subjects. An account whose
+//!   JetStream is turned off ([`JetStream::set_accounts`]) has its streams
+//!   stopped, not deleted: their definitions and stores stay on disk until
+//!   it is turned on again.
+//! - A sync completion reaches a store only if that store asked for it: one
+//!   asked by a stopped stream's store is counted in `syncs_orphaned` and
+//!   dropped, even once the stream runs again under the same id.
 //! - Stream ids are never reused: `next_id` is above every id on disk.
 //! - No two streams of one account have overlapping subjects.
 
