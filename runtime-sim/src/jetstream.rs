@@ -52,8 +52,13 @@ pub(crate) struct JsNode {
     timer_at: Option<Instant>,
     /// Bumped at every restart: completions of the previous process are dropped.
     pub(crate) generation: u64,
-    /// Syncs asked for and not yet performed, by (stream, tag).
-    syncs: BTreeMap<(StreamId, u64), (Vec<String>, Vec<String>)>,
+    /// Syncs asked for and not yet performed, by (stream, tag), oldest
+    /// first: a stream stopped and recovered under the same id (its
+    /// account's JetStream turned off and on) asks again with the tags of
+    /// its new store while the old store's may still be out. The machine
+    /// tells the store only once both are done, so which files the first
+    /// completion syncs does not matter.
+    syncs: BTreeMap<(StreamId, u64), VecDeque<SyncFiles>>,
     /// Acknowledgements checked durable when released.
     pub(crate) acks_checked: u64,
     /// Per stream, each sequence stored by this process and not yet
@@ -62,6 +67,9 @@ pub(crate) struct JsNode {
     /// in the stream's directory synced.
     pub(crate) stored: BTreeMap<StreamId, VecDeque<(u64, u64)>>,
 }
+
+/// The files and directories one sync covers.
+type SyncFiles = (Vec<String>, Vec<String>);
 
 /// Stored sequences remembered per stream, at most (acks consume them).
 const STORED_MAX: usize = 4096;
@@ -146,6 +154,10 @@ impl World {
         let Some(js) = target.js.as_mut() else {
             return false;
         };
+        if let Some(accounts) = target.server.take_jetstream_accounts() {
+            // A claims update: before the messages routed after it.
+            js.machine.set_accounts(accounts);
+        }
         let mut inbound = 0u64;
         while let Some(msg) = target.server.poll_jetstream() {
             inbound += 1;
@@ -199,8 +211,9 @@ impl World {
                     let low = (low * MS as f64) as u64;
                     let high = ((high * MS as f64) as u64).max(low);
                     let latency = js.rng.range(low, high);
-                    let previous = js.syncs.insert((stream, tag), (files, dirs));
-                    assert!(previous.is_none(), "sync {tag} of {stream:?} asked twice");
+                    let waiting = js.syncs.entry((stream, tag)).or_default();
+                    waiting.push_back((files, dirs));
+                    assert!(waiting.len() <= 2, "sync {tag} of {stream:?} asked again");
                     let generation = js.generation;
                     self.trace.record(now, Some(node), "js-sync", stream.0, tag);
                     self.schedule(
@@ -289,10 +302,14 @@ impl World {
             // Asked by a process that is gone.
             return;
         }
-        let (files, dirs) = js
+        let waiting = js
             .syncs
-            .remove(&(stream, tag))
+            .get_mut(&(stream, tag))
             .expect("a sync completes once");
+        let (files, dirs) = waiting.pop_front().expect("empty entries are removed");
+        if waiting.is_empty() {
+            js.syncs.remove(&(stream, tag));
+        }
         let mut disk = js.disk.clone();
         let result = perform_sync(&mut disk, &files, &dirs);
         self.trace

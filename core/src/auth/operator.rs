@@ -494,16 +494,6 @@ impl OperatorMode {
     /// Run account `key` with `account`'s claims from now on, unless the
     /// accounts then fail to build (nothing changes then).
     fn use_account(&mut self, key: &str, account: Jwt<AccountNats>) -> Result<(), String> {
-        let had_jetstream = self.accounts.get(key).is_some_and(|held| {
-            jetstream_limits(key, &held.nats.limits).is_ok_and(|l| l.is_some())
-        });
-        if had_jetstream && jetstream_limits(key, &account.nats.limits)?.is_none() {
-            // Its streams would have to stop: not built yet. The account
-            // keeps running with the claims it has.
-            return Err(format!(
-                "account {key}: disabling JetStream for an account at run time is not supported yet"
-            ));
-        }
         let previous = self.accounts.insert(key.to_owned(), account);
         if let Err(error) = self.account_configs() {
             match previous {

@@ -731,15 +731,33 @@ impl<D: Disk + Clone> JetStream<D> {
     /// Remove a consumer: its waiting requests are told, its routes and
     /// files go.
     pub(super) fn remove_consumer(&mut self, stream: StreamId, name: &str) -> Result<(), String> {
-        let entry = self.streams.get_mut(&stream).expect("the stream exists");
-        let account = entry.meta.account.clone();
-        let Some(mut consumer) = entry.consumers.remove(name) else {
+        let Some(mut consumer) = self.detach_consumer(stream, name) else {
             return Err(format!("consumer {name} not found"));
         };
         consumer.consumer.close(&mut self.actions);
+        self.unroute_consumer(stream, &mut consumer);
+        if consumer.persisted {
+            remove_consumer_files(&mut self.disk.clone(), stream, name)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Take consumer `name` out of its stream's table and the index.
+    fn detach_consumer(&mut self, stream: StreamId, name: &str) -> Option<ConsumerEntry<D>> {
+        let entry = self.streams.get_mut(&stream).expect("the stream exists");
+        let consumer = entry.consumers.remove(name)?;
+        let indexed = self.consumer_index.remove(&consumer.consumer.id);
+        assert!(indexed.is_some(), "a consumer missing from the index");
+        Some(consumer)
+    }
+
+    /// Ask the server to stop routing to a detached consumer: its ack
+    /// subjects, its deliver subject's interest, its requests' replies.
+    fn unroute_consumer(&mut self, stream: StreamId, consumer: &mut ConsumerEntry<D>) {
+        let account = self.streams[&stream].meta.account.clone();
         let id = consumer.consumer.id;
         self.watch_replies(stream, id, consumer.consumer.take_reply_changes());
-        self.consumer_index.remove(&id);
         self.actions.push_back(JsAction::Listen {
             account: account.clone(),
             target: JsTarget::Consumer(stream, id),
@@ -752,11 +770,24 @@ impl<D: Disk + Clone> JetStream<D> {
                 subject: None,
             });
         }
-        if consumer.persisted {
-            remove_consumer_files(&mut self.disk.clone(), stream, name)
-                .map_err(|error| error.to_string())?;
+    }
+
+    /// Stop every consumer of a stream that stops without being deleted
+    /// (its account's JetStream was turned off): each durable one writes
+    /// its state, then its routes go; its files stay for when the stream
+    /// is recovered again ([`Self::recover_consumers`]). In-memory ones
+    /// (ephemeral, of memory streams) are gone, as after a restart.
+    pub(super) fn stop_all_consumers(&mut self, stream: StreamId) {
+        let names: Vec<String> = self.streams[&stream].consumers.keys().cloned().collect();
+        for name in names {
+            if self.streams[&stream].consumers[&name].persisted {
+                self.flush_consumer(stream, &name);
+            }
+            let mut consumer = self.detach_consumer(stream, &name).expect("listed above");
+            consumer.consumer.stop();
+            self.unroute_consumer(stream, &mut consumer);
         }
-        Ok(())
+        assert!(self.streams[&stream].consumers.is_empty());
     }
 
     /// The stream dropped messages (purge, delete): every consumer settles
@@ -821,6 +852,15 @@ impl<D: Disk + Clone> JetStream<D> {
             .map(str::to_string)
             .collect();
         names.sort();
+        if !names.is_empty() {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "  Recovering {} consumers for stream - '{account} > {stream_name}'",
+                    names.len()
+                ),
+            );
+        }
         for name in names {
             let dir = consumer_dir(stream, &name);
             let meta_path = format!("{}/{}", consumers_dir(stream), meta_name(&name));

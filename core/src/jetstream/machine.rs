@@ -21,8 +21,15 @@
 //! - `streams/<id>/`: the stream's FileStore (see [`crate::store::filestore`]).
 //!
 //! Invariants:
-//! - Every stream in `streams` is listed in its account's `by_name`, and
-//!   the server has been asked (`JsAction::Listen`) to route its subjects.
+//! - Every stream in `streams` is listed in its account's `by_name` (so
+//!   its account has JetStream), and the server has been asked
+//!   (`JsAction::Listen`) to route its subjects. An account whose
+//!   JetStream is turned off ([`JetStream::set_accounts`]) has its streams
+//!   stopped, not deleted: their definitions and stores stay on disk until
+//!   it is turned on again.
+//! - A sync completion reaches a store only if that store asked for it: one
+//!   asked by a stopped stream's store is counted in `syncs_orphaned` and
+//!   dropped, even once the stream runs again under the same id.
 //! - Stream ids are never reused: `next_id` is above every id on disk.
 //! - No two streams of one account have overlapping subjects.
 
@@ -111,6 +118,16 @@ pub struct JetStream<D: Disk + Clone> {
     pub(super) undrained: BTreeSet<StreamId>,
     /// Batches open on all streams, of each kind (the server's limits).
     open_batches: super::batch::OpenBatches,
+    /// Syncs handed to the runtime and not yet reported done: how many
+    /// per stream and tag.
+    syncs_out: BTreeMap<(StreamId, u64), usize>,
+    /// Syncs still out for stores of streams that stopped: their
+    /// completions are not for the store that may have reopened under the
+    /// same id since. Matched by tag, so completions may come in any
+    /// order; when an old and a new sync share a tag, whichever completes
+    /// first is taken for the old one, and the store hears of its own
+    /// only once both are done, which is never early.
+    syncs_orphaned: BTreeMap<(StreamId, u64), usize>,
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
@@ -169,6 +186,8 @@ impl<D: Disk + Clone> JetStream<D> {
             actions: VecDeque::new(),
             undrained: BTreeSet::new(),
             open_batches: Default::default(),
+            syncs_out: BTreeMap::new(),
+            syncs_orphaned: BTreeMap::new(),
             feeds: BTreeMap::new(),
             next_feed_key: 0,
             snapshots: super::snapshot::Sessions::default(),
@@ -181,18 +200,21 @@ impl<D: Disk + Clone> JetStream<D> {
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         };
-        js.recover();
-        js.refresh_usage();
-        let fed: Vec<StreamId> = js
-            .streams
-            .iter()
-            .filter(|(_, e)| e.meta.config.mirror.is_some() || !e.meta.config.sources.is_empty())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in fed {
-            js.setup_feeds(id);
-        }
+        js.recover_streams(None);
         js
+    }
+
+    /// Bring back the streams on disk (of `account` only, when given),
+    /// their consumers, then their mirrors' and sources' feeds.
+    fn recover_streams(&mut self, account: Option<&str>) {
+        let recovered = self.recover(account);
+        self.refresh_usage();
+        for id in recovered {
+            let config = &self.streams[&id].meta.config;
+            if config.mirror.is_some() || !config.sources.is_empty() {
+                self.setup_feeds(id);
+            }
+        }
     }
 
     /// Recount the bytes every stream holds (after anything but a publish,
@@ -289,20 +311,129 @@ impl<D: Disk + Clone> JetStream<D> {
                 entry.stream.drain_store(&mut self.actions);
             }
         }
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if let Some(JsAction::Sync { stream, tag, .. }) = &action {
+            *self.syncs_out.entry((*stream, *tag)).or_default() += 1;
+        }
+        action
     }
 
     /// The accounts JetStream serves, and their limits, from now on (an
-    /// account claims update). A limit lowered below what an account holds
-    /// stops new streams and messages, as the reference does; an account no
-    /// longer listed keeps its streams if it has any (stopping them is not
-    /// built: the server refuses updates that would disable JetStream for
-    /// an account in use).
+    /// account claims update), as the reference's account update does:
+    /// - an account no longer listed has its JetStream turned off: its
+    ///   streams and consumers stop, everything they hold stays on disk,
+    ///   their subjects are no longer routed here, and its API requests
+    ///   are answered "JetStream not enabled for account" (10039);
+    /// - an account listed anew has it turned on: its streams and
+    ///   consumers on disk are recovered as at start-up;
+    /// - the others take their new limits. Limits lowered below what an
+    ///   account holds keep what it has, and refuse new streams, consumers
+    ///   and messages beyond them.
     pub fn set_accounts(&mut self, accounts: BTreeMap<String, AccountLimits>) {
-        self.accounts
-            .retain(|name, account| accounts.contains_key(name) || !account.by_name.is_empty());
+        let gone: Vec<String> = self
+            .accounts
+            .keys()
+            .filter(|name| !accounts.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.disable_account(&name);
+        }
         for (name, limits) in accounts {
-            self.accounts.entry(name).or_default().limits = limits;
+            match self.accounts.get_mut(&name) {
+                Some(account) => account.limits = limits,
+                None => self.enable_account(name, limits),
+            }
+        }
+    }
+
+    /// Turn JetStream on for `name`: its streams come back from the store.
+    fn enable_account(&mut self, name: String, limits: AccountLimits) {
+        let account = JsAccount {
+            limits,
+            ..JsAccount::default()
+        };
+        let previous = self.accounts.insert(name.clone(), account);
+        assert!(previous.is_none(), "enabling an enabled account");
+        self.recover_streams(Some(&name));
+    }
+
+    /// Turn JetStream off for `name`: its streams stop, deleting nothing.
+    /// Its API counters go with it, as the reference's do.
+    fn disable_account(&mut self, name: &str) {
+        let account = self
+            .accounts
+            .remove(name)
+            .expect("disabling an enabled account");
+        for id in account.by_name.into_values() {
+            self.stop_stream(id);
+        }
+        self.refresh_usage();
+        assert!(self.streams.values().all(|e| e.meta.account != name));
+    }
+
+    /// Stop stream `id` without deleting it (its account's JetStream was
+    /// turned off): its consumers stop, its feeds go, the server stops
+    /// routing its subjects; what it stored is written and synced, and
+    /// the publishers waiting for that are acknowledged. No advisory, as
+    /// the reference's stop sends none. A file stream's definition and
+    /// files stay, so [`Self::recover`] brings it back; a memory stream is
+    /// gone, as in the reference.
+    fn stop_stream(&mut self, id: StreamId) {
+        self.stop_all_consumers(id);
+        if let Some(feeds) = self.feeds.remove(&id) {
+            let account = self.streams[&id].meta.account.clone();
+            self.drop_feeds(id, &account, feeds);
+        }
+        let mut entry = self
+            .streams
+            .remove(&id)
+            .expect("stopping a stream that runs");
+        self.open_batches = self
+            .open_batches
+            .moved(entry.stream.open_batches(), Default::default());
+        self.undrained.remove(&id);
+        // Syncs of this store not handed out yet are not needed: the stop
+        // syncs everything; those handed out are ignored when done.
+        self.actions
+            .retain(|action| !matches!(action, JsAction::Sync { stream, .. } if *stream == id));
+        let out: Vec<(StreamId, u64)> = self
+            .syncs_out
+            .range((id, 0)..=(id, u64::MAX))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in out {
+            let count = self.syncs_out.remove(&key).expect("listed above");
+            *self.syncs_orphaned.entry(key).or_default() += count;
+        }
+        if let Err(error) = entry.stream.stop(&mut self.actions) {
+            self.log(
+                LogLevel::Error,
+                format!(
+                    "JetStream: stream '{} > {}' could not write what it stored as it stopped: {error}",
+                    entry.meta.account, entry.meta.config.name
+                ),
+            );
+        }
+        self.actions.push_back(JsAction::Listen {
+            account: entry.meta.account.clone(),
+            target: JsTarget::Stream(id),
+            subjects: Vec::new(),
+        });
+        if entry.stream.rules().storage == Storage::Memory {
+            // The reference keeps no definition of a memory stream on
+            // disk, so it does not come back; its consumers live in
+            // memory only.
+            drop(entry);
+            if let Err(error) = self.remove_stream_files(id) {
+                self.log(
+                    LogLevel::Error,
+                    format!(
+                        "JetStream: removing stopped memory stream {}: {error}",
+                        id.0
+                    ),
+                );
+            }
         }
     }
 
@@ -425,6 +556,11 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A sync asked for with [`JsAction::Sync`] finished.
     pub fn handle_sync_done(&mut self, stream: StreamId, tag: u64, result: DiskResult<()>) {
+        if take_one(&mut self.syncs_orphaned, (stream, tag)) {
+            // A store that stopped asked for it.
+            return;
+        }
+        take_one(&mut self.syncs_out, (stream, tag));
         if let Some(entry) = self.streams.get_mut(&stream) {
             entry
                 .stream
@@ -572,22 +708,23 @@ impl<D: Disk + Clone> JetStream<D> {
             subjects: Vec::new(),
         });
         drop(entry);
-        // The definition goes first: a crash midway leaves orphaned
-        // message files, never a stream without its messages.
-        let meta = meta_path(id);
-        let prev = prev_path(id);
+        self.remove_stream_files(id).map_err(|e| e.to_string())
+    }
+
+    /// Remove the definition and store of stream `id`, no longer running.
+    /// The definition goes first: a crash midway leaves orphaned message
+    /// files, never a stream without its messages.
+    fn remove_stream_files(&mut self, id: StreamId) -> DiskResult<()> {
+        assert!(!self.streams.contains_key(&id), "removing a running stream");
         let mut disk = self.disk.clone();
-        let removed: DiskResult<()> = (|| {
-            for path in [&meta, &prev] {
-                match disk.remove(path) {
-                    Ok(()) | Err(crate::store::DiskError::NotFound(_)) => {}
-                    Err(error) => return Err(error),
-                }
+        for path in [meta_path(id), prev_path(id)] {
+            match disk.remove(&path) {
+                Ok(()) | Err(crate::store::DiskError::NotFound(_)) => {}
+                Err(error) => return Err(error),
             }
-            disk.sync_dir(STREAMS_DIR)?;
-            self.remove_store_files(id)
-        })();
-        removed.map_err(|e| e.to_string())
+        }
+        disk.sync_dir(STREAMS_DIR)?;
+        self.remove_store_files(id)
     }
 
     /// Remove the files of stream `id`'s store directory (a deleted
@@ -622,7 +759,10 @@ impl<D: Disk + Clone> JetStream<D> {
             stream.ack_before_sync =
                 self.planted_defect == Some(crate::server::PlantedDefect::AckBeforeSync);
         }
-        let account = self.accounts.entry(meta.account.clone()).or_default();
+        let account = self
+            .accounts
+            .get_mut(&meta.account)
+            .expect("streams run only in accounts with JetStream");
         let previous = account.by_name.insert(meta.config.name.clone(), id);
         assert!(previous.is_none(), "two streams named {}", meta.config.name);
         self.streams.insert(
@@ -687,8 +827,10 @@ impl<D: Disk + Clone> JetStream<D> {
         self.disk.write_atomic(STREAMS_DIR, &name, &bytes)
     }
 
-    /// Bring back every stream whose definition is on disk.
-    fn recover(&mut self) {
+    /// Bring back every stream whose definition is on disk and that is not
+    /// running (of `only` when given: an account whose JetStream was
+    /// turned on); the ids brought back.
+    fn recover(&mut self, only: Option<&str>) -> Vec<StreamId> {
         let names = match self.disk.list(STREAMS_DIR) {
             Ok(names) => names,
             Err(crate::store::DiskError::NotFound(_)) => Vec::new(),
@@ -697,7 +839,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     LogLevel::Error,
                     format!("JetStream: listing stream definitions failed: {error}"),
                 );
-                return;
+                return Vec::new();
             }
         };
         let mut ids: Vec<u64> = names
@@ -709,12 +851,19 @@ impl<D: Disk + Clone> JetStream<D> {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut recovered = Vec::new();
         for raw in ids {
             let id = StreamId(raw);
             self.next_id = self.next_id.max(raw + 1);
+            if self.streams.contains_key(&id) {
+                continue;
+            }
             let Some(meta) = self.read_meta(id) else {
                 continue;
             };
+            if only.is_some_and(|only| only != meta.account) {
+                continue;
+            }
             if !self.accounts.contains_key(&meta.account) {
                 self.log(
                     LogLevel::Warn,
@@ -758,6 +907,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     }
                     self.install(id, meta, store);
                     self.recover_consumers(id);
+                    recovered.push(id);
                 }
                 Err(error) => self.log(
                     LogLevel::Error,
@@ -768,6 +918,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 ),
             }
         }
+        recovered
     }
 
     /// A stream's definition, from its current copy or else its previous
@@ -919,6 +1070,19 @@ impl<D: Disk + Clone> JetStream<D> {
             payload: Bytes::from(payload),
         });
     }
+}
+
+/// Count one of `key` off `counts`; whether there was one.
+fn take_one(counts: &mut BTreeMap<(StreamId, u64), usize>, key: (StreamId, u64)) -> bool {
+    let Some(count) = counts.get_mut(&key) else {
+        return false;
+    };
+    assert!(*count > 0, "a zero count is removed");
+    *count -= 1;
+    if *count == 0 {
+        counts.remove(&key);
+    }
+    true
 }
 
 /// What a stream's sealed definition is sealed for (both of its copies).

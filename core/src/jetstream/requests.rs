@@ -255,9 +255,9 @@ impl<D: Disk + Clone> JetStream<D> {
             return;
         }
         if let Request::ConsumerNext(stream, name) = request {
-            if self.enabled_for(&msg.account) {
-                self.consumer_next(msg, stream, name);
-            }
+            // Answered "no responders" without the consumer, and so
+            // without JetStream for the account (its consumers stopped).
+            self.consumer_next(msg, stream, name);
             return;
         }
         if let Request::ConsumerReset(stream, name) = request {

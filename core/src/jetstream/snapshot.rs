@@ -1089,6 +1089,11 @@ impl<D: Disk + Clone> JetStream<D> {
         } = incoming;
         let (id, mut store) = staged.expect("a finished archive had its state");
         let result = (|| -> Result<StreamId, Failure> {
+            // The account's JetStream was turned off while the archive
+            // came in: nothing to install the stream into.
+            if !self.enabled_for(&origin.account) {
+                return Err(Failure::Api(ApiError::new(K::NotEnabledForAccount)));
+            }
             if self
                 .stream_by_name(&origin.account, &origin.stream)
                 .is_some()

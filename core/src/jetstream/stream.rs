@@ -479,6 +479,26 @@ impl<D: Disk> Stream<D> {
         self.store.state()
     }
 
+    /// The stream stops for good in this run (its account's JetStream was
+    /// turned off): the store writes and syncs everything now, as at a
+    /// clean shutdown, and the acks that waited for a sync go out, since
+    /// the reference acknowledges every message it stored before it
+    /// stopped. Should that write fail, the waiting acks are dropped
+    /// unsent: their publishers time out and retry, as after a lost
+    /// message. The store is dropped by the caller, never used again.
+    pub fn stop(&mut self, out: &mut VecDeque<JsAction>) -> StoreResult<()> {
+        let written = self.store.write_snapshot();
+        if written.is_ok() {
+            let last = self.store.state().last_seq;
+            assert!(last >= self.durable, "durability went backwards");
+            self.durable = last;
+            for ack in std::mem::take(&mut self.waiting) {
+                self.send_ack(ack, out);
+            }
+        }
+        written
+    }
+
     /// Acknowledgements waiting for a sync.
     pub fn waiting_acks(&self) -> usize {
         self.waiting.len()

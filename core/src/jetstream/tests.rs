@@ -777,4 +777,192 @@ fn the_server_limits_open_fast_batches_and_frees_their_room() {
     );
     assert!(created["error"].is_null(), "{created}");
     assert_eq!(open(&mut h, "s2", "i"), [started]);
+
+/// Account `A` with `limits`, or without JetStream (`None`), as a claims
+/// update hands it to the machine.
+fn account_a(limits: Option<AccountLimits>) -> BTreeMap<String, AccountLimits> {
+    limits
+        .map(|limits| BTreeMap::from([("A".to_string(), limits)]))
+        .unwrap_or_default()
+}
+
+/// A consumer's progress as its info reports it.
+fn progress(info: &Value) -> Value {
+    serde_json::json!([
+        info["delivered"]["stream_seq"],
+        info["ack_floor"]["stream_seq"],
+        info["num_ack_pending"],
+        info["num_pending"],
+    ])
+}
+
+#[test]
+fn turning_an_account_off_stops_its_streams_and_on_brings_them_back() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on(disk.clone());
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.>"]}"#,
+    );
+    for i in 1..=3 {
+        h.publish("s.a", b"", format!("m{i}").as_bytes());
+    }
+    assert_eq!(h.sync_all().len(), 3);
+    let created = h.api(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit"}}"#,
+    );
+    assert!(created["error"].is_null(), "{created}");
+    h.send(
+        JsTarget::Api,
+        "$JS.API.CONSUMER.MSG.NEXT.S.C",
+        b"",
+        br#"{"batch":1}"#,
+    );
+    h.collect();
+    let before = progress(&h.api("$JS.API.CONSUMER.INFO.S.C", ""));
+    assert_eq!(before, serde_json::json!([1, 0, 1, 2]));
+    let files_before = stream_files(&disk);
+
+    h.js.set_accounts(account_a(None));
+    assert!(h.collect().is_empty(), "a stop is advised to no one");
+    assert!(h.listening.is_empty(), "its subjects are no longer routed");
+    assert!(!h.js.enabled_for("A"));
+    for subject in [
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.S",
+        "$JS.API.CONSUMER.INFO.S.C",
+    ] {
+        let refused = h.api(subject, "");
+        assert_eq!(refused["error"]["err_code"], 10039, "{subject}: {refused}");
+    }
+    // Nothing listens for pull requests: "no responders".
+    h.send(
+        JsTarget::Api,
+        "$JS.API.CONSUMER.MSG.NEXT.S.C",
+        b"",
+        br#"{"batch":1}"#,
+    );
+    let next = h.collect();
+    assert_eq!(next.len(), 1, "{next:?}");
+    let status = next[0].1["headers"].as_str().unwrap_or_default();
+    assert!(status.starts_with("NATS/1.0 503\r\n"), "{next:?}");
+    // A publish already on its way when the stream stopped is dropped.
+    h.send(JsTarget::Stream(StreamId(1)), "s.a", b"", b"lost");
+    assert!(h.sync_all().is_empty());
+    // Nothing is removed or rewritten; the stop writes the store's
+    // snapshot, as a clean shutdown does.
+    let files_after = stream_files(&disk);
+    let added: Vec<&String> = files_after
+        .iter()
+        .filter(|file| !files_before.contains(file))
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(added, ["streams/1/snapshot"]);
+    assert!(files_before.iter().all(|file| files_after.contains(file)));
+
+    h.js.set_accounts(account_a(Some(AccountLimits::default())));
+    h.collect();
+    assert_eq!(h.listening[&StreamId(1)], vec!["s.>".to_string()]);
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 3, "{info}");
+    assert_eq!(info["state"]["consumer_count"], 1, "{info}");
+    let after = progress(&h.api("$JS.API.CONSUMER.INFO.S.C", ""));
+    assert_eq!(after, before, "the consumer comes back as it was");
+    h.publish("s.a", b"", b"m4");
+    assert_eq!(h.sync_all()[0].1["seq"], 4);
+    // The API counters started over, as the reference's account's do:
+    // the stream and consumer info since.
+    let account = h.api("$JS.API.INFO", "");
+    assert_eq!(account["api"]["total"], 2, "{account}");
+}
+
+#[test]
+fn a_stop_acknowledges_what_was_stored_and_ignores_its_syncs_still_out() {
+    let disk = SharedDisk::default();
+    let mut h = Harness::on(disk.clone());
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.publish("s", b"", b"zero");
+    assert_eq!(h.sync_all().len(), 1, "the store's first sync is done");
+    h.publish("s", b"", b"one");
+    h.publish("s", b"", b"two");
+    assert!(h.collect().is_empty(), "acks wait for the sync");
+    assert_eq!(h.syncs.len(), 1, "the store's second sync is out");
+
+    h.js.set_accounts(account_a(None));
+    let acks = h.collect();
+    let seqs: Vec<&Value> = acks.iter().map(|(_, ack)| &ack["seq"]).collect();
+    assert_eq!(seqs, [2, 3], "the stop synced them: {acks:?}");
+
+    // Back on before the old sync completes: the reopened store (same
+    // id, its own tags from 1) must not take that completion for its
+    // own, in whichever order the two complete.
+    h.js.set_accounts(account_a(Some(AccountLimits::default())));
+    h.collect();
+    h.publish("s", b"", b"three");
+    assert!(h.collect().is_empty());
+    assert_eq!(h.syncs.len(), 2, "the old sync and the new one");
+    h.syncs.reverse();
+    let acks = h.sync_all();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].1["seq"], 4);
+
+    drop(h);
+    disk.with(MemDisk::power_loss);
+    let mut h = Harness::on(disk);
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 4, "{info}");
+}
+
+#[test]
+fn lowered_limits_keep_what_is_held_and_refuse_more() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.publish("s", b"", b"held");
+    h.sync_all();
+    h.js.set_accounts(account_a(Some(AccountLimits {
+        max_store: Some(10),
+        max_streams: Some(1),
+        ..AccountLimits::default()
+    })));
+    h.collect();
+    let info = h.api("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    h.publish("s", b"", b"more");
+    let refused = h.sync_all();
+    assert_eq!(refused[0].1["error"]["err_code"], 10002, "{refused:?}");
+    let create = h.api(
+        "$JS.API.STREAM.CREATE.T",
+        r#"{"name":"T","subjects":["t"]}"#,
+    );
+    assert_eq!(create["error"]["err_code"], 10027, "{create}");
+}
+
+#[test]
+fn a_memory_stream_does_not_come_back_when_its_account_is_turned_on_again() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"storage":"memory"}"#,
+    );
+    h.publish("m", b"", b"in memory");
+    assert_eq!(h.sync_all().len(), 1);
+    h.js.set_accounts(account_a(None));
+    h.collect();
+    h.js.set_accounts(account_a(Some(AccountLimits::default())));
+    h.collect();
+    assert!(h.listening.is_empty());
+    let names = h.api("$JS.API.STREAM.NAMES", "");
+    assert_eq!(names["total"], 0, "{names}");
+    let created = h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"storage":"memory"}"#,
+    );
+    assert_eq!(created["did_create"], true, "created anew: {created}");
 }

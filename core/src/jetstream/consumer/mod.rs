@@ -1529,6 +1529,14 @@ impl<D: Disk> Consumer<D> {
         self.check();
     }
 
+    /// The consumer stops without being deleted (its account's JetStream
+    /// was turned off): waiting requests are forgotten unanswered, as the
+    /// reference's stopped consumer forgets them; the requesters' own
+    /// expiry tells them.
+    pub fn stop(&mut self) {
+        drop(self.waiting.take_where(|_| true));
+    }
+
     /// The consumer is going away: tell every waiting requester.
     pub fn close(&mut self, out: &mut VecDeque<JsAction>) {
         for request in self.waiting.take_where(|_| true) {
