@@ -11,10 +11,10 @@
 
 use super::api::time::GoTime;
 use super::api::{
-    ApiPaged, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo,
-    ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse,
-    ConsumerPauseRequest, ConsumerPauseResponse, ConsumerResetRequest, ConsumerResetResponse,
-    ConsumerUnpinResponse, CreateConsumerRequest, SequenceInfo,
+    ApiPaged, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo, ConsumerInfoResponse,
+    ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse, ConsumerPauseRequest,
+    ConsumerPauseResponse, ConsumerResetRequest, ConsumerResetResponse, ConsumerUnpinResponse,
+    CreateConsumerRequest, SequenceInfo,
 };
 use super::consumer_config::{self, ConsumerCheckContext, ServerConsumerLimits};
 use super::errors::{ApiError, ApiErrorKind as K};
@@ -88,7 +88,6 @@ impl<D: Disk + Clone> JetStream<D> {
             drawn_name: &drawn,
         };
         let config = consumer_config::check_create(&entry.meta.config, &request, &context)?;
-        refuse_unsupported(&config)?;
         let identity = (config.direct || config.sourcing)
             .then(|| stream_identity(self.streams[&id].meta.created));
         if let (Some(identity), Some(expected)) = (&identity, expected_identity) {
@@ -105,8 +104,23 @@ impl<D: Disk + Clone> JetStream<D> {
             name => name.to_string(),
         };
         if self.streams[&id].consumers.contains_key(&name) {
+            let sourcing = config.sourcing;
             self.update_consumer(id, &name, config)
                 .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
+            if sourcing {
+                // A stream sourcing through this (durable) consumer asks
+                // again after a break: it starts over above the ack floor,
+                // as the reference resets it, so nothing unacked is lost.
+                let entry = self.streams.get_mut(&id).expect("the stream exists");
+                let store = entry.stream.store_mut();
+                let consumer = entry.consumers.get_mut(&name).expect("just updated");
+                consumer
+                    .consumer
+                    .reset(0, store)
+                    .expect("a reset to the ack floor is always allowed");
+                self.flush_consumer(id, &name);
+                self.drop_unwanted(id, 0);
+            }
         } else {
             let created = self.wall;
             self.add_consumer_with(id, &name, config, created, initial)
@@ -446,23 +460,6 @@ impl<D: Disk + Clone> JetStream<D> {
 /// the first bytes of its SHA-256.
 fn stream_identity(created: u64) -> String {
     super::sourcing::stream_identity(WallTime(created))
-}
-
-/// Consumer features rnats does not have yet: refused by name rather than
-/// run without.
-fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
-    use super::api::AckPolicy;
-    let missing = [(
-        config.ack_policy == AckPolicy::FlowControl,
-        "ack_policy flow_control",
-    )];
-    match missing.iter().find(|(asked, _)| *asked) {
-        Some((_, feature)) => Err(ApiError::with(
-            K::ConsumerCreate,
-            &[("{err}", &format!("{feature} is not supported by rnats yet"))],
-        )),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]
