@@ -56,6 +56,9 @@ const STALLED: Duration = Duration::from_secs(10);
 const RETRY_THRESHOLD: Duration = Duration::from_secs(2);
 /// How long a create request waits for its answer.
 const CREATE_WAIT: Duration = Duration::from_secs(30);
+/// How long a durable consumer's reset request waits for its answer (the
+/// consumer exists or it does not: no reply means it does not).
+const RESET_WAIT: Duration = Duration::from_secs(5);
 /// What the origin's consumer waits for an ack (it takes none).
 const ACK_WAIT: Duration = Duration::from_secs(22 * 3600);
 
@@ -82,8 +85,16 @@ pub struct Remote {
 #[derive(Debug)]
 enum Phase {
     Idle,
-    Asking { reply: Bytes, sent: Instant },
-    Running { consumer: String },
+    /// A create (or, for a durable, reset) request is out, answered on
+    /// `reply` until `sent + wait`.
+    Asking {
+        reply: Bytes,
+        sent: Instant,
+        wait: Duration,
+    },
+    Running {
+        consumer: String,
+    },
 }
 
 impl Remote {
@@ -105,7 +116,7 @@ impl Remote {
         match &self.phase {
             _ if self.retry_at.is_some() => self.retry_at,
             Phase::Idle => None,
-            Phase::Asking { sent, .. } => Some(*sent + CREATE_WAIT),
+            Phase::Asking { sent, wait, .. } => Some(*sent + *wait),
             Phase::Running { .. } => Some(self.heard_at + STALLED),
         }
     }
@@ -269,8 +280,12 @@ impl<D: Disk + Clone> JetStream<D> {
         });
     }
 
-    /// Send the create request for `feed`'s consumer on its origin.
+    /// Send the create request for `feed`'s consumer on its origin (or,
+    /// with a durable consumer named, its reset).
     fn ask(&mut self, id: StreamId, mirror: bool, feed: &mut Feed, names: &[String]) {
+        if feed.source.consumer.is_some() {
+            return self.ask_durable(id, mirror, feed);
+        }
         let Some(entry) = self.streams.get(&id) else {
             return;
         };
@@ -405,6 +420,7 @@ impl<D: Disk + Clone> JetStream<D> {
         remote.phase = Phase::Asking {
             reply: Bytes::from(reply.clone()),
             sent: now,
+            wait: CREATE_WAIT,
         };
         // Deliveries may follow the answer at once: both are routed here
         // before the request leaves.
@@ -419,6 +435,60 @@ impl<D: Disk + Clone> JetStream<D> {
             reply: Bytes::from(reply),
             headers: Bytes::from(headers),
             payload: Bytes::from(super::api::to_wire_json(&request)),
+        });
+    }
+
+    /// A feed through a durable consumer the user made on the origin
+    /// (`consumer`): as the reference, the feed does not create it but
+    /// asks for a `CONSUMER.RESET` to its ack floor (empty body) on
+    /// `<api>.CONSUMER.RESET.<origin>.<name>` (`$JS.API` for an origin in
+    /// the same account), then takes what the consumer delivers on its
+    /// own deliver subject; the flow-control answers ack it.
+    fn ask_durable(&mut self, id: StreamId, mirror: bool, feed: &mut Feed) {
+        let Some(entry) = self.streams.get(&id) else {
+            return;
+        };
+        let account = entry.meta.account.clone();
+        let Some(durable) = feed.source.consumer.clone() else {
+            return;
+        };
+        let api = feed
+            .source
+            .external
+            .as_ref()
+            .map_or("$JS.API", |external| external.api.as_str());
+        let subject = format!("{api}.CONSUMER.RESET.{}.{}", feed.source.name, durable.name)
+            .replace("..", ".");
+        // A source names the API level of durable sourcing and the
+        // identity it knows (maybe none); a mirror sends no headers.
+        let headers = if mirror {
+            String::new()
+        } else {
+            format!(
+                "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {}\r\n\r\n",
+                feed.ident
+            )
+        };
+        let reply = format!("$JSC.R.{}", &self.next_id()[..8]);
+        let now = self.now;
+        let remote = feed.remote.as_mut().expect("a remote feed");
+        remote.last_request = Some(now);
+        remote.phase = Phase::Asking {
+            reply: Bytes::from(reply.clone()),
+            sent: now,
+            wait: RESET_WAIT,
+        };
+        self.actions.push_back(JsAction::Listen {
+            account: account.clone(),
+            target: JsTarget::Feed(id, remote.key),
+            subjects: vec![reply.clone(), durable.deliver_subject],
+        });
+        self.actions.push_back(JsAction::Publish {
+            account: account.into(),
+            subject: Bytes::from(subject),
+            reply: Bytes::from(reply),
+            headers: Bytes::from(headers),
+            payload: Bytes::new(),
         });
     }
 
@@ -487,11 +557,24 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let consumer = info.name.clone();
         let delivered = info.delivered.stream_seq;
-        let deliver = info
-            .config
-            .as_ref()
-            .map(|c| c.deliver_subject.clone())
-            .unwrap_or_default();
+        let config = info.config.as_ref().expect("checked above");
+        let deliver = match &feed.source.consumer {
+            // Only a consumer acked by this feed's flow-control answers
+            // may feed it: others would never let the origin go.
+            Some(_) if config.ack_policy != AckPolicy::FlowControl => {
+                feed.error = Some(ApiError::new(if mirror {
+                    ApiErrorKind::MirrorConsumerRequiresAckFC
+                } else {
+                    ApiErrorKind::SourceConsumerRequiresAckFC
+                }));
+                let remote = feed.remote.as_mut().expect("a remote feed");
+                remote.fails += 1;
+                self.retry(id, feed);
+                return;
+            }
+            Some(durable) => durable.deliver_subject.clone(),
+            None => config.deliver_subject.clone(),
+        };
         feed.error = None;
         let Some(entry) = self.streams.get_mut(&id) else {
             return;
