@@ -957,6 +957,120 @@ mod tests {
         assert!(request(&tick(&mut js, 12_700)).is_some());
     }
 
+    /// The first request in `actions` on a `CONSUMER.RESET` subject: its
+    /// subject, reply, headers and the subjects listened to for it.
+    fn reset_request(actions: &[JsAction]) -> Option<(String, String, String, Vec<String>)> {
+        let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+        let (subject, reply, headers) = actions.iter().find_map(|a| match a {
+            JsAction::Publish {
+                subject,
+                reply,
+                headers,
+                payload,
+                ..
+            } if subject.starts_with(b"$JS.API.CONSUMER.RESET.") => {
+                assert!(payload.is_empty(), "a reset to the ack floor");
+                Some((text(subject), text(reply), text(headers)))
+            }
+            _ => None,
+        })?;
+        let listened = actions.iter().find_map(|a| match a {
+            JsAction::Listen {
+                target: JsTarget::Feed(..),
+                subjects,
+                ..
+            } if subjects.first() == Some(&reply) => Some(subjects.clone()),
+            _ => None,
+        })?;
+        Some((subject, reply, headers, listened))
+    }
+
+    #[test]
+    fn a_durable_source_resets_its_consumer_and_needs_flow_control_acks() {
+        let (mut js, _) = machine_with_mirror();
+        let config = json!({"name": "S", "storage": "memory", "sources": [{"name": "O",
+            "consumer": {"name": "C", "deliver_subject": "dc.O"}}]});
+        inbound(
+            &mut js,
+            0,
+            JsTarget::Api,
+            "$JS.API.STREAM.CREATE.S",
+            "r",
+            b"",
+            config.to_string().as_bytes(),
+        );
+        drain(&mut js);
+        let id = js.stream_by_name("B", "S").unwrap();
+        let target = JsTarget::Feed(id, 2);
+        // The source asks after its jitter: a reset, not a create, in its
+        // own account's API, listening on the consumer's deliver subject.
+        let (subject, reply, headers, listened) =
+            reset_request(&tick(&mut js, 250)).expect("asked");
+        assert_eq!(subject, "$JS.API.CONSUMER.RESET.O.C");
+        assert_eq!(
+            headers,
+            "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: \r\n\r\n"
+        );
+        assert_eq!(listened, [reply.clone(), "dc.O".to_string()]);
+        let answer = |js: &mut Machine, at_ms: u64, reply: &str, ack_policy: &str| {
+            let body = json!({"type": "io.nats.jetstream.api.v1.consumer_reset_response",
+                "stream_name": "O", "name": "C", "created": "2026-12-06T11:06:15.562445691Z",
+                "config": {"durable_name": "C", "deliver_subject": "dc.O", "ack_policy": ack_policy},
+                "delivered": {"consumer_seq": 0, "stream_seq": 0},
+                "ack_floor": {"consumer_seq": 0, "stream_seq": 0},
+                "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 0,
+                "ts": "2026-12-06T11:06:15.563199196Z", "reset_seq": 1});
+            inbound(
+                js,
+                at_ms,
+                target,
+                reply,
+                "",
+                b"",
+                body.to_string().as_bytes(),
+            );
+        };
+        // A consumer acked otherwise is refused, shown as the feed's error.
+        answer(&mut js, 260, &reply, "explicit");
+        let (_, sources) = js.feed_info(id);
+        let error = sources[0].error.clone().expect("refused");
+        assert_eq!(error.err_code, 10217, "{error:?}");
+        // Asked again after the throttle and one failure's backoff.
+        assert!(reset_request(&tick(&mut js, 2_000)).is_none());
+        let (_, reply, _, _) = reset_request(&tick(&mut js, 12_500)).expect("asked again");
+        answer(&mut js, 12_510, &reply, "flow_control");
+        assert!(js.feed_info(id).1[0].error.is_none());
+        // Deliveries on the durable's subject are stored with the
+        // consumer's hash in the index name.
+        inbound(
+            &mut js,
+            12_520,
+            target,
+            "o.1",
+            "$JS.ACK.O.C.1.1.1.1001.0",
+            b"",
+            b"1",
+        );
+        let entry = js.streams().find(|e| e.meta.config.name == "S").unwrap();
+        assert_eq!(entry.stream.state().msgs, 1);
+        drain(&mut js);
+        // Flow control is answered with where the source stands: that
+        // acks the origin's consumer.
+        inbound(
+            &mut js,
+            12_530,
+            target,
+            "dc.O",
+            "$JS.FC.O.C.0001",
+            b"NATS/1.0 100 FlowControl Request\r\n\r\n",
+            b"",
+        );
+        let answered = drain(&mut js).into_iter().any(|a| matches!(a, JsAction::Publish { subject, headers, .. }
+            if &subject[..] == b"$JS.FC.O.C.0001"
+                && &headers[..] == b"NATS/1.0\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 1\r\n\r\n"));
+        assert!(answered);
+    }
+
     #[test]
     fn ack_replies_in_both_forms_give_their_numbers() {
         let short = parse_ack_reply(b"$JS.ACK.O.C-1.1.5.3.1700000000000000000.2").unwrap();
