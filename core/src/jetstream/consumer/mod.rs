@@ -929,6 +929,15 @@ impl<D: Disk> Consumer<D> {
         self.check();
     }
 
+    /// The stream sequences an ack of `seq` covers, as the tracker applies
+    /// it: under `all` (and flow-control acks) every one up to it.
+    fn acked_by(&self, seq: u64) -> std::ops::RangeInclusive<u64> {
+        match self.rules.ack {
+            AckPolicy::All => 0..=seq,
+            _ => seq..=seq,
+        }
+    }
+
     /// Whether unacknowledged messages are sent again (ack wait, naks):
     /// not without acks, nor when flow control acks them.
     fn redelivers(&self) -> bool {
@@ -966,11 +975,7 @@ impl<D: Disk> Consumer<D> {
             // Not pending (acked already, or never delivered): nothing to do.
             return;
         }
-        let settled = match self.rules.ack {
-            AckPolicy::All => 0..=target.stream_seq,
-            _ => target.stream_seq..=target.stream_seq,
-        };
-        self.forget_acked(settled);
+        self.forget_acked(self.acked_by(target.stream_seq));
         #[cfg(feature = "planted-defects")]
         if self.planted(crate::server::PlantedDefect::ConsumerAckLostOnRestart) {
             let _ = self.store.tracker_mut().take_dirty();
@@ -1020,12 +1025,20 @@ impl<D: Disk> Consumer<D> {
         let Some(pending) = self.state().pending.get(&seq).copied() else {
             return;
         };
+        // Under `all` a termination acks everything below it too (the
+        // reference takes it as an ack): those are settled with it.
+        let below: Vec<u64> = self
+            .state()
+            .pending
+            .range(self.acked_by(seq))
+            .map(|(&seq, _)| seq)
+            .collect();
         self.store
             .tracker_mut()
             .update_acks(pending.sequence, seq)
             .expect("the message is pending");
-        self.forget_acked(seq..=seq);
-        self.settled.push(seq);
+        self.forget_acked(self.acked_by(seq));
+        self.settled.extend(below);
         self.last_ack = Some(wall);
         self.advise_terminated(target, reason, wall, out);
     }
@@ -1172,7 +1185,7 @@ impl<D: Disk> Consumer<D> {
             .tracker_mut()
             .update_acks(pending.sequence, seq)
             .expect("the message is pending");
-        self.forget_acked(seq..=seq);
+        self.forget_acked(self.acked_by(seq));
         self.advise_max_deliveries(seq, count, wall, out);
     }
 
@@ -1560,7 +1573,7 @@ impl<D: Disk> Consumer<D> {
         if let Some(pending) = self.state().pending.get(&seq).copied() {
             let _ = self.store.tracker_mut().update_acks(pending.sequence, seq);
         }
-        self.forget_acked(seq..=seq);
+        self.forget_acked(self.acked_by(seq));
     }
 
     /// Drop the timers of the messages in `seqs` that are no longer

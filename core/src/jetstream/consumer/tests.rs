@@ -1107,3 +1107,33 @@ fn flow_control_acks_ask_at_each_heartbeat_while_messages_are_pending() {
     rig.advance(SECOND);
     assert_eq!(rig.take(), ["fc.in NATS/1.0 100 Idle Heartbeat"]);
 }
+
+#[test]
+fn a_termination_under_ack_all_settles_and_forgets_everything_below_it() {
+    // Found by mutating the fuzz seeds: the messages below a terminated
+    // one left the tracker's pending set but kept their redelivery timers.
+    let mut rules = rules("A");
+    rules.ack = AckPolicy::All;
+    let mut rig = Rig::new(rules, stream(&["a.1", "a.2", "a.3"]));
+    rig.pull(r#"{"batch":3}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 3);
+    rig.ack(reply_of(&lines[1]), "+TERM");
+    assert_eq!(
+        rig.take(),
+        ["$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.A "]
+    );
+    assert_eq!(rig.consumer.take_settled(), [1, 2]);
+    let state = rig.consumer.state();
+    assert_eq!(state.pending.keys().copied().collect::<Vec<_>>(), [3]);
+    // Only the third comes back after its ack wait.
+    rig.advance(31 * SECOND);
+    let again = rig.take();
+    assert!(again.is_empty(), "{again:?}");
+    rig.pull(r#"{"batch":3,"no_wait":true}"#);
+    let again = rig.take();
+    assert!(
+        again[0].starts_with("_INBOX.r a.3 $JS.ACK.S.A.2.3."),
+        "{again:?}"
+    );
+}
