@@ -53,24 +53,39 @@ fn holds(count: u64) -> impl Fn(&Value) -> bool {
     move |info: &Value| info["state"]["messages"] == count
 }
 
+/// An API request that must succeed: its reply.
+async fn ok(client: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let reply = api(client, subject, body).await;
+    assert!(reply["error"].is_null(), "{subject}: {reply}");
+    reply
+}
+
+/// A limits stream `O` on `o.>` in memory.
+async fn limits_origin(client: &async_nats::Client) {
+    ok(
+        client,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o.>"], "storage": "memory"}),
+    )
+    .await;
+}
+
 /// A work-queue stream `O` on `o.>` and its durable `C` with acks by flow
 /// control, pushing to `dc.O`.
 async fn work_queue_with_durable(client: &async_nats::Client, storage: &str) {
-    let created = api(
+    ok(
         client,
         "$JS.API.STREAM.CREATE.O",
         json!({"name": "O", "subjects": ["o.>"], "retention": "workqueue", "storage": storage}),
     )
     .await;
-    assert!(created["error"].is_null(), "{created}");
-    let consumer = api(
+    let consumer = ok(
         client,
         "$JS.API.CONSUMER.CREATE.O.C",
         json!({"stream_name": "O", "config": {"durable_name": "C", "name": "C",
                "deliver_subject": "dc.O", "ack_policy": "flow_control"}}),
     )
     .await;
-    assert!(consumer["error"].is_null(), "{consumer}");
     // What the config checks make of it (the reference's defaults).
     let config = &consumer["config"];
     assert_eq!(config["ack_policy"], "flow_control", "{consumer}");
@@ -81,23 +96,34 @@ async fn work_queue_with_durable(client: &async_nats::Client, storage: &str) {
     assert!(config["ack_wait"].is_null(), "{consumer}");
 }
 
+/// Consumer `name` of `O`'s info, polled until `ready` holds on it.
+async fn consumer_info_when(
+    client: &async_nats::Client,
+    name: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let subject = format!("$JS.API.CONSUMER.INFO.O.{name}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(client, &subject, json!({})).await;
+        if ready(&info) {
+            return info;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Until the origin `O` is empty: every message it held went to the
 /// source and was acked by flow control.
 async fn drained(client: &async_nats::Client, last: u64) {
     let origin = info_when(client, "O", holds(0)).await;
     assert_eq!(origin["state"]["last_seq"], last, "{origin}");
     assert_eq!(origin["state"]["first_seq"], last + 1, "{origin}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = api(client, "$JS.API.CONSUMER.INFO.O.C", json!({})).await;
-        if info["ack_floor"]["stream_seq"] == last {
-            assert_eq!(info["num_ack_pending"], 0, "{info}");
-            assert_eq!(info["delivered"]["stream_seq"], last, "{info}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let info =
+        consumer_info_when(client, "C", |info| info["ack_floor"]["stream_seq"] == last).await;
+    assert_eq!(info["num_ack_pending"], 0, "{info}");
+    assert_eq!(info["delivered"]["stream_seq"], last, "{info}");
 }
 
 #[tokio::test]
@@ -109,14 +135,13 @@ async fn a_source_through_a_durable_consumer_drains_a_work_queue_across_a_restar
     for n in 0..5 {
         publish(&js, n).await;
     }
-    let source = api(
+    let source = ok(
         &client,
         "$JS.API.STREAM.CREATE.S",
         json!({"name": "S", "storage": "file",
                "sources": [{"name": "O", "consumer": {"name": "C", "deliver_subject": "dc.O"}}]}),
     )
     .await;
-    assert!(source["error"].is_null(), "{source}");
     assert_eq!(
         source["config"]["sources"][0]["consumer"],
         json!({"name": "C", "deliver_subject": "dc.O"}),
@@ -175,30 +200,22 @@ async fn a_source_through_a_durable_consumer_drains_a_work_queue_across_a_restar
 async fn a_mirror_needs_a_flow_control_consumer() {
     let server = start("durable-sourcing-mirror", 47111);
     let client = connect(&server.url()).await;
-    let created = api(
-        &client,
-        "$JS.API.STREAM.CREATE.O",
-        json!({"name": "O", "subjects": ["o.>"], "storage": "memory"}),
-    )
-    .await;
-    assert!(created["error"].is_null(), "{created}");
-    let explicit = api(
+    limits_origin(&client).await;
+    ok(
         &client,
         "$JS.API.CONSUMER.CREATE.O.X",
         json!({"stream_name": "O", "config": {"durable_name": "X",
                "deliver_subject": "dx.O", "ack_policy": "explicit"}}),
     )
     .await;
-    assert!(explicit["error"].is_null(), "{explicit}");
     for (name, consumer, deliver) in [("M", "X", "dx.O"), ("M2", "NOPE", "dn.O")] {
-        let mirror = api(
+        let mirror = ok(
             &client,
             &format!("$JS.API.STREAM.CREATE.{name}"),
             json!({"name": name, "storage": "memory",
                    "mirror": {"name": "O", "consumer": {"name": consumer, "deliver_subject": deliver}}}),
         )
         .await;
-        assert!(mirror["error"].is_null(), "{mirror}");
         assert_eq!(mirror["mirror"]["active"], -1, "{mirror}");
     }
     let m = info_when(&client, "M", |info| !info["mirror"]["error"].is_null()).await;
@@ -223,22 +240,20 @@ async fn a_flow_control_consumer_is_acked_by_flow_control_answers() {
     let server = start("flow-control-acks", 47112);
     let client = connect(&server.url()).await;
     let js = jetstream::new(client.clone());
-    let created = api(
+    ok(
         &client,
         "$JS.API.STREAM.CREATE.O",
         json!({"name": "O", "subjects": ["o.>"], "retention": "workqueue", "storage": "memory"}),
     )
     .await;
-    assert!(created["error"].is_null(), "{created}");
     let mut inbox = client.subscribe("fc.in").await.unwrap();
-    let consumer = api(
+    ok(
         &client,
         "$JS.API.CONSUMER.CREATE.O.F",
         json!({"stream_name": "O", "config": {"durable_name": "F",
                "deliver_subject": "fc.in", "ack_policy": "flow_control", "max_ack_pending": 3}}),
     )
     .await;
-    assert!(consumer["error"].is_null(), "{consumer}");
     for n in 0..5 {
         publish(&js, n).await;
     }
@@ -276,27 +291,11 @@ async fn a_flow_control_consumer_is_acked_by_flow_control_answers() {
         .publish_with_headers(fc_reply, headers, "".into())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let info = loop {
-        let info = api(&client, "$JS.API.CONSUMER.INFO.O.F", json!({})).await;
-        if info["ack_floor"]["stream_seq"] == 2 {
-            break info;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let info = consumer_info_when(&client, "F", |info| info["ack_floor"]["stream_seq"] == 2).await;
     assert_eq!(info["ack_floor"]["consumer_seq"], 2, "{info}");
     // Room for two more: delivered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let info = api(&client, "$JS.API.CONSUMER.INFO.O.F", json!({})).await;
-        if info["delivered"]["stream_seq"] == 5 {
-            assert_eq!(info["num_ack_pending"], 3, "{info}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let info = consumer_info_when(&client, "F", |info| info["delivered"]["stream_seq"] == 5).await;
+    assert_eq!(info["num_ack_pending"], 3, "{info}");
     // The work queue dropped the two acked.
     let origin = api(&client, "$JS.API.STREAM.INFO.O", json!({})).await;
     assert_eq!(origin["state"]["messages"], 3, "{origin}");
@@ -308,13 +307,7 @@ async fn a_flow_control_consumer_is_acked_by_flow_control_answers() {
 async fn durable_sourcing_and_flow_control_configs_are_checked() {
     let server = start("durable-sourcing-checks", 47113);
     let client = connect(&server.url()).await;
-    let created = api(
-        &client,
-        "$JS.API.STREAM.CREATE.O",
-        json!({"name": "O", "subjects": ["o.>"], "storage": "memory"}),
-    )
-    .await;
-    assert!(created["error"].is_null(), "{created}");
+    limits_origin(&client).await;
     let durable = |name: &str, deliver: &str| json!({"name": name, "deliver_subject": deliver});
     let source_invalid = json!({"code": 400, "err_code": 10215,
         "description": "stream source consumer config is invalid"});
@@ -452,25 +445,23 @@ accounts {{
     };
     let a_client = login("a").await;
     let a = jetstream::new(a_client.clone());
-    let created = api(
+    ok(
         &a_client,
         "$JS.API.STREAM.CREATE.O",
         json!({"name": "O", "subjects": ["o.>"], "retention": "workqueue", "storage": "memory"}),
     )
     .await;
-    assert!(created["error"].is_null(), "{created}");
     for n in 0..4 {
         publish(&a, n).await;
     }
     let b_client = login("b").await;
-    let source = api(
+    ok(
         &b_client,
         "$JS.API.STREAM.CREATE.S",
         json!({"name": "S", "storage": "memory", "sources": [{"name": "O",
                "external": {"api": "JS.A.API", "deliver": "deliver.b"}}]}),
     )
     .await;
-    assert!(source["error"].is_null(), "{source}");
     info_when(&b_client, "S", holds(4)).await;
     for n in 4..6 {
         publish(&a, n).await;

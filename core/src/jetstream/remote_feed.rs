@@ -11,7 +11,15 @@
 //! [`JsTarget::Feed`], so the response and the messages cross the
 //! accounts' imports as a client's would. The origin's sequence, delivery
 //! count, time and pending count come from each delivery's `$JS.ACK`
-//! reply subject.
+//! reply subject. An origin with interest or work-queue retention makes
+//! that consumer a durable acked by flow control: the feed's answers to
+//! flow-control requests (its last delivery and origin sequence) ack it.
+//!
+//! A feed through a durable consumer the user made (`consumer`, external
+//! or in the same account) creates nothing: it asks for a
+//! `CONSUMER.RESET` of that consumer to its ack floor and takes the
+//! deliveries on the consumer's own deliver subject; a consumer not acked
+//! by flow control is refused (the feed's error).
 //!
 //! A gap in the delivery sequence (a lost message, a heartbeat naming a
 //! later delivery), 10 s without a message or heartbeat, 30 s without an
@@ -120,6 +128,24 @@ impl Remote {
             Phase::Running { .. } => Some(self.heard_at + STALLED),
         }
     }
+}
+
+/// A request a feed sends for its consumer on the origin.
+struct Outgoing {
+    subject: String,
+    reply: String,
+    /// Where the consumer delivers (routed to the feed with the reply).
+    deliver: String,
+    headers: String,
+    payload: Vec<u8>,
+    /// How long the answer is waited for.
+    wait: Duration,
+}
+
+/// A source's request headers: the API level of durable sourcing and
+/// stream identities, and the origin's identity it knows (maybe none).
+fn source_headers(ident: &str) -> String {
+    format!("NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {ident}\r\n\r\n")
 }
 
 /// The reference's retry backoff after `fails` failures.
@@ -405,36 +431,54 @@ impl<D: Disk + Clone> JetStream<D> {
         let headers = if mirror {
             "NATS/1.0\r\nNats-Required-Api-Level: 4\r\n\r\n".to_string()
         } else {
-            let ident = if remote.recreated { "" } else { &feed.ident };
-            format!(
-                "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {ident}\r\n\r\n"
-            )
+            source_headers(if remote.recreated { "" } else { &feed.ident })
         };
         let request = CreateConsumerRequest {
             stream_name: source.name.clone(),
             config,
             ..CreateConsumerRequest::default()
         };
+        let request = Outgoing {
+            subject,
+            reply,
+            deliver,
+            headers,
+            payload: super::api::to_wire_json(&request),
+            wait: CREATE_WAIT,
+        };
+        self.send_request(id, account, remote, request);
+    }
+
+    /// Send `request` for a feed of stream `id` in `account`, the feed's
+    /// link then waiting for its answer. Deliveries may follow the answer
+    /// at once: the reply inbox and the deliver subject are both routed
+    /// here before the request leaves.
+    fn send_request(
+        &mut self,
+        id: StreamId,
+        account: String,
+        remote: &mut Remote,
+        request: Outgoing,
+    ) {
+        debug_assert!(request.reply.starts_with("$JSC.R."));
         let now = self.now;
         remote.last_request = Some(now);
         remote.phase = Phase::Asking {
-            reply: Bytes::from(reply.clone()),
+            reply: Bytes::from(request.reply.clone()),
             sent: now,
-            wait: CREATE_WAIT,
+            wait: request.wait,
         };
-        // Deliveries may follow the answer at once: both are routed here
-        // before the request leaves.
         self.actions.push_back(JsAction::Listen {
             account: account.clone(),
             target: JsTarget::Feed(id, remote.key),
-            subjects: vec![reply.clone(), deliver],
+            subjects: vec![request.reply.clone(), request.deliver],
         });
         self.actions.push_back(JsAction::Publish {
             account: account.into(),
-            subject: Bytes::from(subject),
-            reply: Bytes::from(reply),
-            headers: Bytes::from(headers),
-            payload: Bytes::from(super::api::to_wire_json(&request)),
+            subject: Bytes::from(request.subject),
+            reply: Bytes::from(request.reply),
+            headers: Bytes::from(request.headers),
+            payload: Bytes::from(request.payload),
         });
     }
 
@@ -464,32 +508,19 @@ impl<D: Disk + Clone> JetStream<D> {
         let headers = if mirror {
             String::new()
         } else {
-            format!(
-                "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {}\r\n\r\n",
-                feed.ident
-            )
+            source_headers(&feed.ident)
         };
         let reply = format!("$JSC.R.{}", &self.next_id()[..8]);
-        let now = self.now;
         let remote = feed.remote.as_mut().expect("a remote feed");
-        remote.last_request = Some(now);
-        remote.phase = Phase::Asking {
-            reply: Bytes::from(reply.clone()),
-            sent: now,
+        let request = Outgoing {
+            subject,
+            reply,
+            deliver: durable.deliver_subject,
+            headers,
+            payload: Vec::new(),
             wait: RESET_WAIT,
         };
-        self.actions.push_back(JsAction::Listen {
-            account: account.clone(),
-            target: JsTarget::Feed(id, remote.key),
-            subjects: vec![reply.clone(), durable.deliver_subject],
-        });
-        self.actions.push_back(JsAction::Publish {
-            account: account.into(),
-            subject: Bytes::from(subject),
-            reply: Bytes::from(reply),
-            headers: Bytes::from(headers),
-            payload: Bytes::new(),
-        });
+        self.send_request(id, account, remote, request);
     }
 
     /// A message for a remote feed of stream `id`: the create's answer, a
@@ -852,9 +883,29 @@ mod tests {
         deliver: &str,
         delivered: u64,
     ) {
+        answer_as(
+            js,
+            at_ms,
+            target,
+            reply,
+            ("C-1", deliver, "none"),
+            delivered,
+        );
+    }
+
+    /// The origin's answer for consumer `name` delivering to `deliver`
+    /// with `ack_policy`, `delivered` up to that stream sequence.
+    fn answer_as(
+        js: &mut Machine,
+        at_ms: u64,
+        target: JsTarget,
+        reply: &str,
+        (name, deliver, ack_policy): (&str, &str, &str),
+        delivered: u64,
+    ) {
         let body = json!({"type": "io.nats.jetstream.api.v1.consumer_create_response",
-            "stream_name": "O", "name": "C-1", "created": "2026-12-06T11:06:15.562445691Z",
-            "config": {"deliver_subject": deliver, "ack_policy": "none"},
+            "stream_name": "O", "name": name, "created": "2026-12-06T11:06:15.562445691Z",
+            "config": {"deliver_subject": deliver, "ack_policy": ack_policy},
             "delivered": {"consumer_seq": 0, "stream_seq": delivered},
             "ack_floor": {"consumer_seq": 0, "stream_seq": 0},
             "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 0,
@@ -1013,22 +1064,7 @@ mod tests {
         );
         assert_eq!(listened, [reply.clone(), "dc.O".to_string()]);
         let answer = |js: &mut Machine, at_ms: u64, reply: &str, ack_policy: &str| {
-            let body = json!({"type": "io.nats.jetstream.api.v1.consumer_reset_response",
-                "stream_name": "O", "name": "C", "created": "2026-12-06T11:06:15.562445691Z",
-                "config": {"durable_name": "C", "deliver_subject": "dc.O", "ack_policy": ack_policy},
-                "delivered": {"consumer_seq": 0, "stream_seq": 0},
-                "ack_floor": {"consumer_seq": 0, "stream_seq": 0},
-                "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 0,
-                "ts": "2026-12-06T11:06:15.563199196Z", "reset_seq": 1});
-            inbound(
-                js,
-                at_ms,
-                target,
-                reply,
-                "",
-                b"",
-                body.to_string().as_bytes(),
-            );
+            answer_as(js, at_ms, target, reply, ("C", "dc.O", ack_policy), 0);
         };
         // A consumer acked otherwise is refused, shown as the feed's error.
         answer(&mut js, 260, &reply, "explicit");
