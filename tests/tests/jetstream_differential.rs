@@ -856,16 +856,6 @@ fn steps() -> Vec<Step> {
 fn refused_features() -> Vec<(&'static str, Value)> {
     vec![
         (
-            "mirror consumer",
-            json!({"name": "F1", "mirror": {"name": "LIM",
-                   "consumer": {"name": "C", "deliver_subject": "d.c"}}}),
-        ),
-        (
-            "sources consumer",
-            json!({"name": "F2", "subjects": ["f2"],
-                   "sources": [{"name": "LIM", "consumer": {"name": "C", "deliver_subject": "d.c"}}]}),
-        ),
-        (
             "fast batches",
             json!({"name": "F6", "subjects": ["f6"], "allow_batched": true}),
         ),
