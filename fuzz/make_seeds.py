@@ -349,6 +349,13 @@ def jetstream_consumer_seeds():
             ack(0, b"+ACK", sync=True), interest(False), time(32), interest(True),
             ack_on(b"$JS.ACK.S.P.1.2.2.0.0", b"+ACK"), ack_on(b"$JS.FC.S.P.abc", b""),
         ]),
+        "flow-control-acks": (2, [
+            api(4, b'{"stream_name":"S","config":{"name":"P","deliver_subject":"push.p","ack_policy":"flow_control","max_ack_pending":2}}'),
+            sync, interest(True), publish(0, b"a"), sync, publish(1, b"b"), sync, publish(2, b"c"), sync,
+            ack_on(b"$JS.FC.S.P.0001", b"NATS/1.0\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 1\r\n\r\n"),
+            time(12), ack_on(b"$JS.FC.S.P.0002", b"NATS/1.0\r\nNats-Last-Consumer: 9\r\nNats-Last-Stream: x\r\n\r\n"),
+            ack(0, b"+ACK", sync=True), time(12),
+        ]),
         "bad-input": (1, [
             api(2, b'{"stream_name":"S","config":{"name":"F","filter_subject":"s.1","ack_policy":"all"}}'),
             api(0, b'{"stream_name":"S","config":{"ack_policy":"none","inactive_threshold":1000000000}}'),

@@ -13,7 +13,7 @@
 //! | 1 | a pull request (`MSG.NEXT`) for one of [`CONSUMERS`], body as is, reply on a fresh inbox |
 //! | 2 | a publish to `s.<0..4>` |
 //! | 3 | an ack (body) on the ack subject of a recent delivery, AckSync when `op / 8` is odd |
-//! | 4 | an ack on a subject of the record's own (`<subject> <body>`) to a known consumer |
+//! | 4 | an ack on a subject of the record's own (`<subject> <body>`) to a known consumer; on a `$JS.FC.` subject, a flow-control answer with the body as its header block |
 //! | 5 | time passes: `(op / 8 + 1) * 100` ms, timers fire |
 //! | 6 | the oldest outstanding sync completes |
 //! | 7 | an interest report (`0`/`1`) for a known consumer |
@@ -185,7 +185,12 @@ impl Harness {
                 };
                 let subject = String::from_utf8_lossy(subject).into_owned();
                 let target = JsTarget::Consumer(*stream, id);
-                self.send(target, &subject, b"_INBOX.ack", ack_body);
+                if subject.starts_with("$JS.FC.") {
+                    // What a sourcing stream answers: the position in headers.
+                    self.send_headers(target, &subject, ack_body);
+                } else {
+                    self.send(target, &subject, b"_INBOX.ack", ack_body);
+                }
             }
             5 => {
                 self.clock += (choice as u64 + 1) * 100_000_000;
@@ -284,6 +289,22 @@ impl Harness {
     /// Hands one message to the machine; returns the JSON replies on
     /// `_INBOX.fuzz` it caused.
     fn send(&mut self, target: JsTarget, subject: &str, reply: &[u8], body: &[u8]) -> Vec<Vec<u8>> {
+        self.inbound(target, subject, reply, b"", body)
+    }
+
+    /// A message with a header block and no payload or reply.
+    fn send_headers(&mut self, target: JsTarget, subject: &str, headers: &[u8]) -> Vec<Vec<u8>> {
+        self.inbound(target, subject, b"", headers, b"")
+    }
+
+    fn inbound(
+        &mut self,
+        target: JsTarget,
+        subject: &str,
+        reply: &[u8],
+        headers: &[u8],
+        body: &[u8],
+    ) -> Vec<Vec<u8>> {
         let (now, wall) = self.now();
         self.js.handle_inbound(
             now,
@@ -293,7 +314,7 @@ impl Harness {
                 target,
                 subject: Bytes::from(subject.to_string()),
                 reply: Bytes::copy_from_slice(reply),
-                headers: Bytes::new(),
+                headers: Bytes::copy_from_slice(headers),
                 payload: Bytes::copy_from_slice(body),
                 context: Bytes::new(),
             },

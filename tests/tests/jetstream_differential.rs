@@ -856,14 +856,8 @@ fn steps() -> Vec<Step> {
 fn refused_features() -> Vec<(&'static str, Value)> {
     vec![
         (
-            "mirror consumer",
-            json!({"name": "F1", "mirror": {"name": "LIM",
-                   "consumer": {"name": "C", "deliver_subject": "d.c"}}}),
-        ),
-        (
-            "sources consumer",
-            json!({"name": "F2", "subjects": ["f2"],
-                   "sources": [{"name": "LIM", "consumer": {"name": "C", "deliver_subject": "d.c"}}]}),
+            "async persistence",
+            json!({"name": "F7", "subjects": ["f7"], "persist_mode": "async"}),
         ),
     ]
 }

@@ -11,10 +11,10 @@
 
 use super::api::time::GoTime;
 use super::api::{
-    ApiPaged, ConsumerConfig, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo,
-    ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse,
-    ConsumerPauseRequest, ConsumerPauseResponse, ConsumerResetRequest, ConsumerResetResponse,
-    ConsumerUnpinResponse, CreateConsumerRequest, SequenceInfo,
+    ApiPaged, ConsumerCreateResponse, ConsumerDeleteResponse, ConsumerInfo, ConsumerInfoResponse,
+    ConsumerListResponse, ConsumerNamesRequest, ConsumerNamesResponse, ConsumerPauseRequest,
+    ConsumerPauseResponse, ConsumerResetRequest, ConsumerResetResponse, ConsumerUnpinResponse,
+    CreateConsumerRequest, SequenceInfo,
 };
 use super::consumer_config::{self, ConsumerCheckContext, ServerConsumerLimits};
 use super::errors::{ApiError, ApiErrorKind as K};
@@ -88,7 +88,6 @@ impl<D: Disk + Clone> JetStream<D> {
             drawn_name: &drawn,
         };
         let config = consumer_config::check_create(&entry.meta.config, &request, &context)?;
-        refuse_unsupported(&config)?;
         let identity = (config.direct || config.sourcing)
             .then(|| stream_identity(self.streams[&id].meta.created));
         if let (Some(identity), Some(expected)) = (&identity, expected_identity) {
@@ -105,8 +104,23 @@ impl<D: Disk + Clone> JetStream<D> {
             name => name.to_string(),
         };
         if self.streams[&id].consumers.contains_key(&name) {
+            let sourcing = config.sourcing;
             self.update_consumer(id, &name, config)
                 .map_err(|error| ApiError::with(K::ConsumerCreate, &[("{err}", &error)]))?;
+            if sourcing {
+                // A stream sourcing through this (durable) consumer asks
+                // again after a break: it starts over above the ack floor,
+                // as the reference resets it, so nothing unacked is lost.
+                let entry = self.streams.get_mut(&id).expect("the stream exists");
+                let store = entry.stream.store_mut();
+                let consumer = entry.consumers.get_mut(&name).expect("just updated");
+                consumer
+                    .consumer
+                    .reset(0, store)
+                    .expect("a reset to the ack floor is always allowed");
+                self.flush_consumer(id, &name);
+                self.drop_unwanted(id, 0);
+            }
         } else {
             let created = self.wall;
             self.add_consumer_with(id, &name, config, created, initial)
@@ -448,23 +462,6 @@ fn stream_identity(created: u64) -> String {
     super::sourcing::stream_identity(WallTime(created))
 }
 
-/// Consumer features rnats does not have yet: refused by name rather than
-/// run without.
-fn refuse_unsupported(config: &ConsumerConfig) -> Result<(), ApiError> {
-    use super::api::AckPolicy;
-    let missing = [(
-        config.ack_policy == AckPolicy::FlowControl,
-        "ack_policy flow_control",
-    )];
-    match missing.iter().find(|(asked, _)| *asked) {
-        Some((_, feature)) => Err(ApiError::with(
-            K::ConsumerCreate,
-            &[("{err}", &format!("{feature} is not supported by rnats yet"))],
-        )),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -477,5 +474,188 @@ mod tests {
             "2026-12-06T17:24:51.044568094Z"
         );
         assert_eq!(super::stream_identity(created), "W2f9CiYq");
+    }
+
+    use crate::jetstream::config::{AccountLimits, JetStreamConfig};
+    use crate::jetstream::link::{JsAction, JsInbound, JsTarget};
+    use crate::jetstream::machine::JetStream;
+    use crate::store::{MemDisk, SharedDisk};
+    use crate::time::{Instant, WallTime};
+    use bytes::Bytes;
+    use serde_json::{json, Value};
+
+    type Machine = JetStream<SharedDisk<MemDisk>>;
+
+    fn send(js: &mut Machine, target: JsTarget, subject: &str, headers: &str, body: &str) {
+        js.handle_inbound(
+            Instant::ZERO,
+            WallTime(1_000_000_000),
+            JsInbound {
+                account: "A".into(),
+                target,
+                subject: Bytes::copy_from_slice(subject.as_bytes()),
+                reply: Bytes::from_static(b"r"),
+                headers: Bytes::copy_from_slice(headers.as_bytes()),
+                payload: Bytes::copy_from_slice(body.as_bytes()),
+                context: Bytes::new(),
+            },
+        );
+    }
+
+    fn drain(js: &mut Machine) -> Vec<JsAction> {
+        std::iter::from_fn(|| js.poll_action()).collect()
+    }
+
+    /// The JSON answer to `r` among `actions`.
+    fn answer(actions: &[JsAction]) -> Value {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                JsAction::Publish {
+                    subject, payload, ..
+                } if &subject[..] == b"r" => serde_json::from_slice(payload).ok(),
+                _ => None,
+            })
+            .expect("answered")
+    }
+
+    #[test]
+    fn a_sourcing_consumer_of_a_work_queue_is_a_durable_acked_by_flow_control() {
+        let accounts = [("A".to_string(), AccountLimits::default())].into();
+        let mut js: Machine = JetStream::open(
+            "srv".into(),
+            JetStreamConfig::with_bounds("", 1 << 30, 1 << 30),
+            accounts,
+            SharedDisk::default(),
+            Instant::ZERO,
+            WallTime(1_000_000_000),
+        );
+        let stream = json!({"name": "O", "subjects": ["o.>"], "retention": "workqueue",
+            "storage": "memory"});
+        send(
+            &mut js,
+            JsTarget::Api,
+            "$JS.API.STREAM.CREATE.O",
+            "",
+            &stream.to_string(),
+        );
+        let id = js.stream_by_name("A", "O").unwrap();
+        for n in 0..3 {
+            send(&mut js, JsTarget::Stream(id), &format!("o.{n}"), "", "x");
+        }
+        drain(&mut js);
+        // What a source in another account asks for (see remote_feed).
+        let request = |deliver: &str| {
+            json!({"stream_name": "O", "config": {"name": "JS_SRC_x", "deliver_subject": deliver,
+                "ack_policy": "none", "ack_wait": 79_200_000_000_000u64, "max_deliver": 1,
+                "idle_heartbeat": 1_000_000_000, "flow_control": true, "direct": true,
+                "sourcing": true, "inactive_threshold": 10_000_000_000u64}})
+            .to_string()
+        };
+        send(
+            &mut js,
+            JsTarget::Api,
+            "$JS.API.CONSUMER.CREATE.O",
+            "",
+            &request("d.1"),
+        );
+        let actions = drain(&mut js);
+        let created = answer(&actions);
+        assert_eq!(created["name"], "JS_SRC_x", "{created}");
+        assert_eq!(created["config"]["durable_name"], "JS_SRC_x", "{created}");
+        assert_eq!(created["config"]["ack_policy"], "flow_control", "{created}");
+        // It listens for flow-control answers only: no ack subjects.
+        let listened: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                JsAction::Listen {
+                    target: JsTarget::Consumer(..),
+                    subjects,
+                    ..
+                } => Some(subjects.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(!listened.is_empty());
+        assert!(
+            listened.iter().all(|s| s.starts_with("$JS.FC.")),
+            "{listened:?}"
+        );
+        let consumer = js.streams[&id].consumers.keys().next().unwrap().clone();
+        let target = JsTarget::Consumer(id, js.streams[&id].consumers[&consumer].consumer.id);
+        let interest = |js: &mut Machine, deliver: &str, yes: bool| {
+            let watcher = crate::jetstream::link::Watcher::Consumer(
+                id,
+                match target {
+                    JsTarget::Consumer(_, c) => c,
+                    _ => unreachable!(),
+                },
+            );
+            js.handle_inbound(
+                Instant::ZERO,
+                WallTime(1_000_000_000),
+                JsInbound {
+                    account: "A".into(),
+                    target: JsTarget::Interest(watcher),
+                    subject: Bytes::copy_from_slice(deliver.as_bytes()),
+                    reply: Bytes::new(),
+                    headers: Bytes::new(),
+                    payload: Bytes::from_static(if yes { b"1" } else { b"0" }),
+                    context: Bytes::new(),
+                },
+            );
+            drain(js)
+        };
+        let delivered = interest(&mut js, "d.1", true);
+        let count = |actions: &[JsAction]| {
+            actions
+                .iter()
+                .filter(|a| matches!(a, JsAction::Deliver { .. }))
+                .count()
+        };
+        assert_eq!(count(&delivered), 3);
+        // Nothing is acked until flow control says so; the answer acks
+        // up to the stream sequence it names and the work queue drops it.
+        js.handle_timeout(
+            Instant::ZERO + std::time::Duration::from_secs(1),
+            WallTime(2_000_000_000),
+        );
+        let fc = drain(&mut js)
+            .into_iter()
+            .find_map(|a| match a {
+                JsAction::Publish { reply, headers, .. }
+                    if headers.starts_with(b"NATS/1.0 100 FlowControl") =>
+                {
+                    Some(String::from_utf8(reply.to_vec()).unwrap())
+                }
+                _ => None,
+            })
+            .expect("a flow-control request with the heartbeat");
+        send(
+            &mut js,
+            target,
+            &fc,
+            "NATS/1.0\r\nNats-Last-Consumer: 2\r\nNats-Last-Stream: 2\r\n\r\n",
+            "",
+        );
+        drain(&mut js);
+        let state = js.streams[&id].stream.state();
+        assert_eq!((state.msgs, state.first_seq), (1, 3));
+        // Asked again (a new deliver subject, the old one given up):
+        // updated and reset to above its floor, so the unacked third
+        // message goes out again.
+        interest(&mut js, "d.1", false);
+        send(
+            &mut js,
+            JsTarget::Api,
+            "$JS.API.CONSUMER.CREATE.O",
+            "",
+            &request("d.2"),
+        );
+        let updated = answer(&drain(&mut js));
+        assert_eq!(updated["delivered"]["stream_seq"], 2, "{updated}");
+        assert_eq!(updated["num_ack_pending"], 0, "{updated}");
+        assert_eq!(count(&interest(&mut js, "d.2", true)), 1);
     }
 }

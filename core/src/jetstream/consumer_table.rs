@@ -117,9 +117,10 @@ pub fn consumer_rules(
         },
         ack: match config.ack_policy {
             WireAck::None => AckPolicy::None,
-            WireAck::All => AckPolicy::All,
-            WireAck::Explicit | WireAck::FlowControl => AckPolicy::Explicit,
+            WireAck::Explicit => AckPolicy::Explicit,
+            WireAck::All | WireAck::FlowControl => AckPolicy::All,
         },
+        flow_control_acks: config.ack_policy == WireAck::FlowControl,
         ack_wait: nanos(config.ack_wait),
         backoff: config.backoff.iter().map(|&d| nanos(d)).collect(),
         max_deliver: positive(config.max_deliver),
@@ -192,7 +193,11 @@ fn consumer_subjects(
     let domain = domain.unwrap_or("_");
     let hash = crate::format::short_hash(account.as_bytes());
     let mut subjects = Vec::new();
-    if config.ack_policy != super::api::AckPolicy::None {
+    // A `flow_control` ack policy takes its acks from flow control only.
+    if !matches!(
+        config.ack_policy,
+        super::api::AckPolicy::None | super::api::AckPolicy::FlowControl
+    ) {
         subjects.push(format!("{ACK_PREFIX}{stream}.{name}.*.*.*.*.*"));
         subjects.push(format!(
             "{ACK_PREFIX}{domain}.{hash}.{stream}.{name}.*.*.*.*.>"
@@ -223,7 +228,17 @@ impl<D: Disk + Clone> JetStream<D> {
             .subject
             .starts_with(super::consumer::ack::FC_PREFIX.as_bytes())
         {
-            consumer.consumer.handle_flow_control(&msg.subject);
+            consumer.consumer.handle_flow_control(
+                &msg.subject,
+                &msg.headers,
+                wall,
+                &mut self.actions,
+            );
+            if consumer.persisted {
+                // A floor a flow-control answer moved is written soon, as
+                // a client's ack.
+                self.flush_due.get_or_insert(now + FLUSH_INTERVAL);
+            }
         } else {
             let next = consumer.consumer.handle_ack(
                 &msg.subject,

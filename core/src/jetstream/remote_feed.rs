@@ -11,7 +11,15 @@
 //! [`JsTarget::Feed`], so the response and the messages cross the
 //! accounts' imports as a client's would. The origin's sequence, delivery
 //! count, time and pending count come from each delivery's `$JS.ACK`
-//! reply subject.
+//! reply subject. An origin with interest or work-queue retention makes
+//! that consumer a durable acked by flow control: the feed's answers to
+//! flow-control requests (its last delivery and origin sequence) ack it.
+//!
+//! A feed through a durable consumer the user made (`consumer`, external
+//! or in the same account) creates nothing: it asks for a
+//! `CONSUMER.RESET` of that consumer to its ack floor and takes the
+//! deliveries on the consumer's own deliver subject; a consumer not acked
+//! by flow control is refused (the feed's error).
 //!
 //! A gap in the delivery sequence (a lost message, a heartbeat naming a
 //! later delivery), 10 s without a message or heartbeat, 30 s without an
@@ -56,6 +64,9 @@ const STALLED: Duration = Duration::from_secs(10);
 const RETRY_THRESHOLD: Duration = Duration::from_secs(2);
 /// How long a create request waits for its answer.
 const CREATE_WAIT: Duration = Duration::from_secs(30);
+/// How long a durable consumer's reset request waits for its answer (the
+/// consumer exists or it does not: no reply means it does not).
+const RESET_WAIT: Duration = Duration::from_secs(5);
 /// What the origin's consumer waits for an ack (it takes none).
 const ACK_WAIT: Duration = Duration::from_secs(22 * 3600);
 
@@ -82,8 +93,16 @@ pub struct Remote {
 #[derive(Debug)]
 enum Phase {
     Idle,
-    Asking { reply: Bytes, sent: Instant },
-    Running { consumer: String },
+    /// A create (or, for a durable, reset) request is out, answered on
+    /// `reply` until `sent + wait`.
+    Asking {
+        reply: Bytes,
+        sent: Instant,
+        wait: Duration,
+    },
+    Running {
+        consumer: String,
+    },
 }
 
 impl Remote {
@@ -105,10 +124,28 @@ impl Remote {
         match &self.phase {
             _ if self.retry_at.is_some() => self.retry_at,
             Phase::Idle => None,
-            Phase::Asking { sent, .. } => Some(*sent + CREATE_WAIT),
+            Phase::Asking { sent, wait, .. } => Some(*sent + *wait),
             Phase::Running { .. } => Some(self.heard_at + STALLED),
         }
     }
+}
+
+/// A request a feed sends for its consumer on the origin.
+struct Outgoing {
+    subject: String,
+    reply: String,
+    /// Where the consumer delivers (routed to the feed with the reply).
+    deliver: String,
+    headers: String,
+    payload: Vec<u8>,
+    /// How long the answer is waited for.
+    wait: Duration,
+}
+
+/// A source's request headers: the API level of durable sourcing and
+/// stream identities, and the origin's identity it knows (maybe none).
+fn source_headers(ident: &str) -> String {
+    format!("NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {ident}\r\n\r\n")
 }
 
 /// The reference's retry backoff after `fails` failures.
@@ -269,8 +306,12 @@ impl<D: Disk + Clone> JetStream<D> {
         });
     }
 
-    /// Send the create request for `feed`'s consumer on its origin.
+    /// Send the create request for `feed`'s consumer on its origin (or,
+    /// with a durable consumer named, its reset).
     fn ask(&mut self, id: StreamId, mirror: bool, feed: &mut Feed, names: &[String]) {
+        if feed.source.consumer.is_some() {
+            return self.ask_durable(id, mirror, feed);
+        }
         let Some(entry) = self.streams.get(&id) else {
             return;
         };
@@ -390,36 +431,96 @@ impl<D: Disk + Clone> JetStream<D> {
         let headers = if mirror {
             "NATS/1.0\r\nNats-Required-Api-Level: 4\r\n\r\n".to_string()
         } else {
-            let ident = if remote.recreated { "" } else { &feed.ident };
-            format!(
-                "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: {ident}\r\n\r\n"
-            )
+            source_headers(if remote.recreated { "" } else { &feed.ident })
         };
         let request = CreateConsumerRequest {
             stream_name: source.name.clone(),
             config,
             ..CreateConsumerRequest::default()
         };
+        let request = Outgoing {
+            subject,
+            reply,
+            deliver,
+            headers,
+            payload: super::api::to_wire_json(&request),
+            wait: CREATE_WAIT,
+        };
+        self.send_request(id, account, remote, request);
+    }
+
+    /// Send `request` for a feed of stream `id` in `account`, the feed's
+    /// link then waiting for its answer. Deliveries may follow the answer
+    /// at once: the reply inbox and the deliver subject are both routed
+    /// here before the request leaves.
+    fn send_request(
+        &mut self,
+        id: StreamId,
+        account: String,
+        remote: &mut Remote,
+        request: Outgoing,
+    ) {
+        debug_assert!(request.reply.starts_with("$JSC.R."));
         let now = self.now;
         remote.last_request = Some(now);
         remote.phase = Phase::Asking {
-            reply: Bytes::from(reply.clone()),
+            reply: Bytes::from(request.reply.clone()),
             sent: now,
+            wait: request.wait,
         };
-        // Deliveries may follow the answer at once: both are routed here
-        // before the request leaves.
         self.actions.push_back(JsAction::Listen {
             account: account.clone(),
             target: JsTarget::Feed(id, remote.key),
-            subjects: vec![reply.clone(), deliver],
+            subjects: vec![request.reply.clone(), request.deliver],
         });
         self.actions.push_back(JsAction::Publish {
             account: account.into(),
-            subject: Bytes::from(subject),
-            reply: Bytes::from(reply),
-            headers: Bytes::from(headers),
-            payload: Bytes::from(super::api::to_wire_json(&request)),
+            subject: Bytes::from(request.subject),
+            reply: Bytes::from(request.reply),
+            headers: Bytes::from(request.headers),
+            payload: Bytes::from(request.payload),
         });
+    }
+
+    /// A feed through a durable consumer the user made on the origin
+    /// (`consumer`): as the reference, the feed does not create it but
+    /// asks for a `CONSUMER.RESET` to its ack floor (empty body) on
+    /// `<api>.CONSUMER.RESET.<origin>.<name>` (`$JS.API` for an origin in
+    /// the same account), then takes what the consumer delivers on its
+    /// own deliver subject; the flow-control answers ack it.
+    fn ask_durable(&mut self, id: StreamId, mirror: bool, feed: &mut Feed) {
+        let Some(entry) = self.streams.get(&id) else {
+            return;
+        };
+        let account = entry.meta.account.clone();
+        let Some(durable) = feed.source.consumer.clone() else {
+            return;
+        };
+        let api = feed
+            .source
+            .external
+            .as_ref()
+            .map_or("$JS.API", |external| external.api.as_str());
+        let subject = format!("{api}.CONSUMER.RESET.{}.{}", feed.source.name, durable.name)
+            .replace("..", ".");
+        // A source names the API level of durable sourcing and the
+        // identity it knows (maybe none); a mirror sends no headers.
+        let headers = if mirror {
+            String::new()
+        } else {
+            source_headers(&feed.ident)
+        };
+        let reply = format!("$JSC.R.{}", &self.next_id()[..8]);
+        let remote = feed.remote.as_mut().expect("a remote feed");
+        let request = Outgoing {
+            subject,
+            reply,
+            deliver: durable.deliver_subject,
+            headers,
+            payload: Vec::new(),
+            wait: RESET_WAIT,
+        };
+        self.send_request(id, account, remote, request);
     }
 
     /// A message for a remote feed of stream `id`: the create's answer, a
@@ -487,11 +588,24 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let consumer = info.name.clone();
         let delivered = info.delivered.stream_seq;
-        let deliver = info
-            .config
-            .as_ref()
-            .map(|c| c.deliver_subject.clone())
-            .unwrap_or_default();
+        let config = info.config.as_ref().expect("checked above");
+        let deliver = match &feed.source.consumer {
+            // Only a consumer acked by this feed's flow-control answers
+            // may feed it: others would never let the origin go.
+            Some(_) if config.ack_policy != AckPolicy::FlowControl => {
+                feed.error = Some(ApiError::new(if mirror {
+                    ApiErrorKind::MirrorConsumerRequiresAckFC
+                } else {
+                    ApiErrorKind::SourceConsumerRequiresAckFC
+                }));
+                let remote = feed.remote.as_mut().expect("a remote feed");
+                remote.fails += 1;
+                self.retry(id, feed);
+                return;
+            }
+            Some(durable) => durable.deliver_subject.clone(),
+            None => config.deliver_subject.clone(),
+        };
         feed.error = None;
         let Some(entry) = self.streams.get_mut(&id) else {
             return;
@@ -769,9 +883,29 @@ mod tests {
         deliver: &str,
         delivered: u64,
     ) {
+        answer_as(
+            js,
+            at_ms,
+            target,
+            reply,
+            ("C-1", deliver, "none"),
+            delivered,
+        );
+    }
+
+    /// The origin's answer for consumer `name` delivering to `deliver`
+    /// with `ack_policy`, `delivered` up to that stream sequence.
+    fn answer_as(
+        js: &mut Machine,
+        at_ms: u64,
+        target: JsTarget,
+        reply: &str,
+        (name, deliver, ack_policy): (&str, &str, &str),
+        delivered: u64,
+    ) {
         let body = json!({"type": "io.nats.jetstream.api.v1.consumer_create_response",
-            "stream_name": "O", "name": "C-1", "created": "2026-12-06T11:06:15.562445691Z",
-            "config": {"deliver_subject": deliver, "ack_policy": "none"},
+            "stream_name": "O", "name": name, "created": "2026-12-06T11:06:15.562445691Z",
+            "config": {"deliver_subject": deliver, "ack_policy": ack_policy},
             "delivered": {"consumer_seq": 0, "stream_seq": delivered},
             "ack_floor": {"consumer_seq": 0, "stream_seq": 0},
             "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 0,
@@ -872,6 +1006,105 @@ mod tests {
         // Found stalled at 12.4 s, asked 100-200 ms later.
         assert!(request(&tick(&mut js, 12_450)).is_none());
         assert!(request(&tick(&mut js, 12_700)).is_some());
+    }
+
+    /// The first request in `actions` on a `CONSUMER.RESET` subject: its
+    /// subject, reply, headers and the subjects listened to for it.
+    fn reset_request(actions: &[JsAction]) -> Option<(String, String, String, Vec<String>)> {
+        let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+        let (subject, reply, headers) = actions.iter().find_map(|a| match a {
+            JsAction::Publish {
+                subject,
+                reply,
+                headers,
+                payload,
+                ..
+            } if subject.starts_with(b"$JS.API.CONSUMER.RESET.") => {
+                assert!(payload.is_empty(), "a reset to the ack floor");
+                Some((text(subject), text(reply), text(headers)))
+            }
+            _ => None,
+        })?;
+        let listened = actions.iter().find_map(|a| match a {
+            JsAction::Listen {
+                target: JsTarget::Feed(..),
+                subjects,
+                ..
+            } if subjects.first() == Some(&reply) => Some(subjects.clone()),
+            _ => None,
+        })?;
+        Some((subject, reply, headers, listened))
+    }
+
+    #[test]
+    fn a_durable_source_resets_its_consumer_and_needs_flow_control_acks() {
+        let (mut js, _) = machine_with_mirror();
+        let config = json!({"name": "S", "storage": "memory", "sources": [{"name": "O",
+            "consumer": {"name": "C", "deliver_subject": "dc.O"}}]});
+        inbound(
+            &mut js,
+            0,
+            JsTarget::Api,
+            "$JS.API.STREAM.CREATE.S",
+            "r",
+            b"",
+            config.to_string().as_bytes(),
+        );
+        drain(&mut js);
+        let id = js.stream_by_name("B", "S").unwrap();
+        let target = JsTarget::Feed(id, 2);
+        // The source asks after its jitter: a reset, not a create, in its
+        // own account's API, listening on the consumer's deliver subject.
+        let (subject, reply, headers, listened) =
+            reset_request(&tick(&mut js, 250)).expect("asked");
+        assert_eq!(subject, "$JS.API.CONSUMER.RESET.O.C");
+        assert_eq!(
+            headers,
+            "NATS/1.0\r\nNats-Required-Api-Level: 5\r\nNats-Stream-Identity: \r\n\r\n"
+        );
+        assert_eq!(listened, [reply.clone(), "dc.O".to_string()]);
+        let answer = |js: &mut Machine, at_ms: u64, reply: &str, ack_policy: &str| {
+            answer_as(js, at_ms, target, reply, ("C", "dc.O", ack_policy), 0);
+        };
+        // A consumer acked otherwise is refused, shown as the feed's error.
+        answer(&mut js, 260, &reply, "explicit");
+        let (_, sources) = js.feed_info(id);
+        let error = sources[0].error.clone().expect("refused");
+        assert_eq!(error.err_code, 10217, "{error:?}");
+        // Asked again after the throttle and one failure's backoff.
+        assert!(reset_request(&tick(&mut js, 2_000)).is_none());
+        let (_, reply, _, _) = reset_request(&tick(&mut js, 12_500)).expect("asked again");
+        answer(&mut js, 12_510, &reply, "flow_control");
+        assert!(js.feed_info(id).1[0].error.is_none());
+        // Deliveries on the durable's subject are stored with the
+        // consumer's hash in the index name.
+        inbound(
+            &mut js,
+            12_520,
+            target,
+            "o.1",
+            "$JS.ACK.O.C.1.1.1.1001.0",
+            b"",
+            b"1",
+        );
+        let entry = js.streams().find(|e| e.meta.config.name == "S").unwrap();
+        assert_eq!(entry.stream.state().msgs, 1);
+        drain(&mut js);
+        // Flow control is answered with where the source stands: that
+        // acks the origin's consumer.
+        inbound(
+            &mut js,
+            12_530,
+            target,
+            "dc.O",
+            "$JS.FC.O.C.0001",
+            b"NATS/1.0 100 FlowControl Request\r\n\r\n",
+            b"",
+        );
+        let answered = drain(&mut js).into_iter().any(|a| matches!(a, JsAction::Publish { subject, headers, .. }
+            if &subject[..] == b"$JS.FC.O.C.0001"
+                && &headers[..] == b"NATS/1.0\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 1\r\n\r\n"));
+        assert!(answered);
     }
 
     #[test]

@@ -996,14 +996,6 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
     let missing = [
-        (
-            config.mirror.as_ref().is_some_and(|m| m.consumer.is_some()),
-            "mirror consumer",
-        ),
-        (
-            config.sources.iter().any(|s| s.consumer.is_some()),
-            "sources consumer",
-        ),
         (config.persist_mode != PersistMode::Default, "persist_mode"),
     ];
     match missing.iter().find(|(asked, _)| *asked) {

@@ -66,7 +66,8 @@ pub struct Feed {
     /// When the feed last took a message or was set up.
     pub last_heard: Option<WallTime>,
     pub error: Option<ApiError>,
-    /// For an `external` origin: the link to its consumer there
+    /// For an `external` origin, or one read through a durable
+    /// `consumer`: the link to its consumer there
     /// ([`super::remote_feed`]); such a feed never reads a store here.
     pub(super) remote: Option<super::remote_feed::Remote>,
 }
@@ -133,17 +134,19 @@ impl Feed {
     }
 
     /// The reference's index name split in its three parts: origin (with
-    /// `:<hash of the api prefix>` when external), the filters, the
+    /// `:<hash of the api prefix>` when external, then `:C=<hash of the
+    /// name>` when read through a durable consumer), the filters, the
     /// destinations (several joined by form feeds).
     pub(super) fn index_parts(&self) -> (String, String, String) {
-        let head = match &self.source.external {
-            Some(external) => format!(
-                "{}:{}",
-                self.source.name,
-                crate::format::short_hash(external.api.as_bytes())
-            ),
-            None => self.source.name.clone(),
-        };
+        let mut head = self.source.name.clone();
+        if let Some(external) = &self.source.external {
+            head.push(':');
+            head.push_str(&crate::format::short_hash(external.api.as_bytes()));
+        }
+        if let Some(durable) = &self.source.consumer {
+            head.push_str(":C=");
+            head.push_str(&crate::format::short_hash(durable.name.as_bytes()));
+        }
         let or_all = |text: &str| {
             if text.is_empty() {
                 ">".to_string()
@@ -286,7 +289,9 @@ impl<D: Disk + Clone> JetStream<D> {
         }
         self.drop_feeds(id, &account, old);
         for &i in &unknown {
-            if feeds[i].source.external.is_some() {
+            // Through the API: an origin out of reach, or a durable
+            // consumer the user made there (whose acks must count).
+            if feeds[i].source.external.is_some() || feeds[i].source.consumer.is_some() {
                 feeds[i].remote = Some(self.new_remote(mirror));
             }
         }

@@ -572,6 +572,14 @@ impl super::Server {
                 target,
                 subjects,
             } => {
+                // A feed's route counts as interest in a push consumer's
+                // deliver subject (a durable one made before the feed
+                // listens): the watches of its account are looked at again.
+                if matches!(target, crate::jetstream::link::JsTarget::Feed(..)) {
+                    if let Some(id) = self.router.accounts.find(&account) {
+                        self.router.changed_accounts.push(id);
+                    }
+                }
                 self.jetstream
                     .listen(&mut self.router.accounts, &account, target, subjects);
             }

@@ -22,7 +22,8 @@
 //!
 //! Invariants (checked by [`Consumer::check`] after every input):
 //! - every pending message has exactly one redelivery deadline or sits in
-//!   the redelivery set, never both; nothing else has either;
+//!   the redelivery set, never both (neither when flow control acks it:
+//!   such a consumer never redelivers); nothing else has either;
 //! - `next_seq` never decreases; every new delivery is at or above it;
 //! - delivered consumer sequences increase by one per delivery;
 //! - with `max_ack_pending`, no new message goes out while that many are
@@ -86,6 +87,11 @@ pub struct ConsumerRules {
     pub filter: Filter,
     pub start: DeliverStart,
     pub ack: AckPolicy,
+    /// `ack_policy: flow_control`: acked as `All` (with `ack`
+    /// [`AckPolicy::All`]), but only by the answers to flow-control
+    /// requests (their `Nats-Last-Stream`), never by clients; nothing is
+    /// redelivered (no ack wait).
+    pub flow_control_acks: bool,
     pub ack_wait: Duration,
     /// Redelivery delays by delivery count (the last repeats).
     pub backoff: Vec<Duration>,
@@ -296,7 +302,8 @@ impl<D: Disk> Consumer<D> {
             consumer.next_seq = state.delivered.stream + 1;
             // Whatever was pending when the state was written is redelivered
             // one ack wait after it last went out.
-            for (&seq, pending) in &state.pending {
+            let redelivers = consumer.redelivers();
+            for (&seq, pending) in state.pending.iter().filter(|_| redelivers) {
                 let elapsed = Duration::from_nanos(wall.0.saturating_sub(pending.ts.0));
                 let delay = consumer.rules.ack_wait.saturating_sub(elapsed);
                 consumer.arm(seq, now + delay);
@@ -817,6 +824,11 @@ impl<D: Disk> Consumer<D> {
         wall: WallTime,
         out: &mut VecDeque<JsAction>,
     ) -> Option<Vec<u8>> {
+        if self.rules.flow_control_acks {
+            // Acked by flow control only: no ack subject is routed here
+            // (as the reference subscribes none), so this is a stray.
+            return None;
+        }
         let target = ack::parse_ack_subject(subject)?;
         let kind = ack::parse_ack_body(body);
         if target.stream_seq >= self.next_seq && matches!(kind, AckKind::Ack | AckKind::Term { .. })
@@ -859,17 +871,77 @@ impl<D: Disk> Consumer<D> {
         next
     }
 
-    /// A reply to a flow-control request on `subject`.
-    pub fn handle_flow_control(&mut self, subject: &[u8]) {
-        if self
+    /// A reply to a flow-control request on `subject` with its `headers`.
+    /// Only the answer to the latest request counts, as in the reference;
+    /// for a `flow_control` ack policy its `Nats-Last-Stream` (with a
+    /// non-zero `Nats-Last-Consumer`) acks everything up to it.
+    pub fn handle_flow_control(
+        &mut self,
+        subject: &[u8],
+        headers: &[u8],
+        wall: WallTime,
+        out: &mut VecDeque<JsAction>,
+    ) {
+        let latest = self
             .push
             .outstanding
             .as_deref()
-            .is_some_and(|expected| expected.as_bytes() == subject)
-        {
-            self.push.outstanding = None;
-            self.push.bytes_out = 0;
+            .is_some_and(|expected| expected.as_bytes() == subject);
+        if !latest {
+            return;
         }
+        self.push.outstanding = None;
+        self.push.bytes_out = 0;
+        if !self.rules.flow_control_acks {
+            return;
+        }
+        let number = |key: &[u8]| {
+            crate::protocol::find_header(headers, key)
+                .and_then(|value| std::str::from_utf8(value).ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (last_consumer, last_stream) =
+            (number(b"Nats-Last-Consumer"), number(b"Nats-Last-Stream"));
+        // A zero delivery sequence (an answer before any delivery) acks
+        // nothing, as the reference's ack-all check reads it.
+        if last_consumer == 0 || last_stream == 0 {
+            return;
+        }
+        // The floor moves to the newest pending message the answer covers
+        // (the answer may name a sequence this consumer delivered before a
+        // reset, or one past its pending ones), with its own delivery.
+        let covered = self
+            .state()
+            .pending
+            .range(..=last_stream)
+            .next_back()
+            .map(|(&seq, pending)| (seq, pending.sequence));
+        if let Some((stream_seq, consumer_seq)) = covered {
+            let target = AckTarget {
+                delivered: 1,
+                stream_seq,
+                consumer_seq,
+            };
+            self.ack(target, wall, out);
+            debug_assert!(self.state().ack_floor.stream >= stream_seq);
+        }
+        self.check();
+    }
+
+    /// The stream sequences an ack of `seq` covers, as the tracker applies
+    /// it: under `all` (and flow-control acks) every one up to it.
+    fn acked_by(&self, seq: u64) -> std::ops::RangeInclusive<u64> {
+        match self.rules.ack {
+            AckPolicy::All => 0..=seq,
+            _ => seq..=seq,
+        }
+    }
+
+    /// Whether unacknowledged messages are sent again (ack wait, naks):
+    /// not without acks, nor when flow control acks them.
+    fn redelivers(&self) -> bool {
+        self.rules.ack != AckPolicy::None && !self.rules.flow_control_acks
     }
 
     fn ack(&mut self, target: AckTarget, wall: WallTime, out: &mut VecDeque<JsAction>) {
@@ -903,11 +975,7 @@ impl<D: Disk> Consumer<D> {
             // Not pending (acked already, or never delivered): nothing to do.
             return;
         }
-        let settled = match self.rules.ack {
-            AckPolicy::All => 0..=target.stream_seq,
-            _ => target.stream_seq..=target.stream_seq,
-        };
-        self.forget_acked(settled);
+        self.forget_acked(self.acked_by(target.stream_seq));
         #[cfg(feature = "planted-defects")]
         if self.planted(crate::server::PlantedDefect::ConsumerAckLostOnRestart) {
             let _ = self.store.tracker_mut().take_dirty();
@@ -957,12 +1025,20 @@ impl<D: Disk> Consumer<D> {
         let Some(pending) = self.state().pending.get(&seq).copied() else {
             return;
         };
+        // Under `all` a termination acks everything below it too (the
+        // reference takes it as an ack): those are settled with it.
+        let below: Vec<u64> = self
+            .state()
+            .pending
+            .range(self.acked_by(seq))
+            .map(|(&seq, _)| seq)
+            .collect();
         self.store
             .tracker_mut()
             .update_acks(pending.sequence, seq)
             .expect("the message is pending");
-        self.forget_acked(seq..=seq);
-        self.settled.push(seq);
+        self.forget_acked(self.acked_by(seq));
+        self.settled.extend(below);
         self.last_ack = Some(wall);
         self.advise_terminated(target, reason, wall, out);
     }
@@ -1033,6 +1109,15 @@ impl<D: Disk> Consumer<D> {
                 }
                 out.push_back(status_message(&account, &push.deliver_subject, block));
                 self.push.next_heartbeat = self.heartbeat_interval().map(|every| now + every);
+                // Acks come only from flow control: with messages pending
+                // and no request out, each heartbeat asks for one.
+                if self.rules.flow_control_acks
+                    && !self.state().pending.is_empty()
+                    && self.push.outstanding.is_none()
+                {
+                    let deliver_subject = push.deliver_subject.clone();
+                    self.send_flow_control(&deliver_subject, out);
+                }
             }
         }
         self.check();
@@ -1100,7 +1185,7 @@ impl<D: Disk> Consumer<D> {
             .tracker_mut()
             .update_acks(pending.sequence, seq)
             .expect("the message is pending");
-        self.forget_acked(seq..=seq);
+        self.forget_acked(self.acked_by(seq));
         self.advise_max_deliveries(seq, count, wall, out);
     }
 
@@ -1274,9 +1359,12 @@ impl<D: Disk> Consumer<D> {
             if let Some(push) = &push {
                 self.push.bytes_out += size;
                 self.push.next_heartbeat = push.idle_heartbeat.map(|every| now + every);
+                // With acks by flow control, reaching `max_ack_pending`
+                // asks too: nothing else would free the window.
                 if push.flow_control
                     && self.push.outstanding.is_none()
-                    && self.push.bytes_out >= FLOW_CONTROL_WINDOW
+                    && (self.push.bytes_out >= FLOW_CONTROL_WINDOW
+                        || (self.rules.flow_control_acks && self.at_max_ack_pending()))
                 {
                     self.send_flow_control(&push.deliver_subject, out);
                 }
@@ -1440,7 +1528,10 @@ impl<D: Disk> Consumer<D> {
             .update_delivered(consumer_seq, msg.seq, count, wall)
             .expect("deliveries are valid for the ack policy");
         debug_assert_eq!(self.state().delivered.consumer, consumer_seq);
-        if self.rules.ack != AckPolicy::None {
+        if self.rules.flow_control_acks {
+            // Pending until a flow-control answer covers it; never sent
+            // again.
+        } else if self.rules.ack != AckPolicy::None {
             #[allow(unused_mut)]
             let mut delay = self.rules.redelivery_delay(count);
             #[cfg(feature = "planted-defects")]
@@ -1482,7 +1573,7 @@ impl<D: Disk> Consumer<D> {
         if let Some(pending) = self.state().pending.get(&seq).copied() {
             let _ = self.store.tracker_mut().update_acks(pending.sequence, seq);
         }
-        self.forget_acked(seq..=seq);
+        self.forget_acked(self.acked_by(seq));
     }
 
     /// Drop the timers of the messages in `seqs` that are no longer
@@ -1622,11 +1713,14 @@ impl<D: Disk> Consumer<D> {
         }
         let state = self.state();
         for &seq in state.pending.keys() {
-            debug_assert!(
-                self.due.contains_key(&seq) != self.redeliver.contains(&seq)
-                    || self.rules.ack == AckPolicy::None,
-                "pending {seq} must have exactly one of a deadline or a redelivery slot"
-            );
+            if self.redelivers() {
+                debug_assert!(
+                    self.due.contains_key(&seq) != self.redeliver.contains(&seq),
+                    "pending {seq} must have exactly one of a deadline or a redelivery slot"
+                );
+            } else {
+                debug_assert!(!self.due.contains_key(&seq) && !self.redeliver.contains(&seq));
+            }
         }
         debug_assert_eq!(self.due.len(), self.deadlines.len());
         debug_assert!(self.due.keys().all(|seq| state.pending.contains_key(seq)));

@@ -26,6 +26,7 @@ fn rules(name: &str) -> ConsumerRules {
         filter: Filter::All,
         start: DeliverStart::All,
         ack: AckPolicy::Explicit,
+        flow_control_acks: false,
         ack_wait: 30 * SECOND,
         backoff: Vec::new(),
         max_deliver: None,
@@ -430,7 +431,8 @@ fn push_consumers_deliver_with_flow_control_and_heartbeats() {
     rig.advance(5 * SECOND);
     let beat = rig.take();
     assert_eq!(beat, ["deliver.here NATS/1.0 100 Idle Heartbeat"]);
-    rig.consumer.handle_flow_control(fc_reply.as_bytes());
+    rig.consumer
+        .handle_flow_control(fc_reply.as_bytes(), b"", rig.wall, &mut rig.out);
     rig.pump();
     let more = rig
         .take()
@@ -1006,5 +1008,132 @@ fn a_deadline_already_past_times_out_at_once_and_zero_batches_show_as_asked() {
     assert_eq!(
         &headers[..],
         b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 0\r\nNats-Pending-Bytes: 0\r\n\r\n"
+    );
+}
+
+/// A push consumer with `ack_policy: flow_control` (as the config checks
+/// leave it: 1 s heartbeats, no ack wait, `max_ack_pending`).
+fn flow_control_rules(max_ack_pending: u64) -> ConsumerRules {
+    let mut rules = rules("F");
+    rules.ack = AckPolicy::All;
+    rules.flow_control_acks = true;
+    rules.ack_wait = Duration::ZERO;
+    rules.max_ack_pending = Some(max_ack_pending);
+    rules.push = Some(PushRules {
+        deliver_subject: Bytes::from_static(b"fc.in"),
+        flow_control: true,
+        idle_heartbeat: Some(SECOND),
+    });
+    rules
+}
+
+/// The answer a sourcing stream gives to a flow-control request.
+fn fc_answer(last_consumer: u64, last_stream: u64) -> Vec<u8> {
+    format!(
+        "NATS/1.0\r\nNats-Last-Consumer: {last_consumer}\r\nNats-Last-Stream: {last_stream}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn flow_control_acks_stop_at_max_ack_pending_and_the_answer_moves_the_floor() {
+    let mut rig = Rig::new(
+        flow_control_rules(3),
+        stream(&["a.1", "a.2", "a.3", "a.4", "a.5"]),
+    );
+    rig.consumer.set_interest(true, rig.now);
+    rig.pump();
+    let lines = rig.take();
+    // Three messages, then a flow-control request: the window is full.
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[2].starts_with("fc.in a.3 $JS.ACK.S.F.1.3.3."));
+    assert_eq!(lines[3], "fc.in NATS/1.0 100 FlowControl Request");
+    let fc = rig.consumer.push.outstanding.clone().expect("asked");
+    // A client's ack counts for nothing: acks come from flow control.
+    rig.ack(reply_of(&lines[0]), "+ACK");
+    assert_eq!(rig.consumer.state().ack_floor.stream, 0);
+    // Nothing is redelivered, however long the wait.
+    rig.advance(60 * SECOND);
+    assert!(rig.take().iter().all(|l| !l.contains(" a.")));
+    // An answer for another request is not the latest: ignored.
+    rig.consumer
+        .handle_flow_control(b"$JS.FC.S.F.zzzz", &fc_answer(2, 2), rig.wall, &mut rig.out);
+    assert_eq!(rig.consumer.state().ack_floor.stream, 0);
+    // The answer acks everything up to its stream sequence.
+    rig.consumer
+        .handle_flow_control(fc.as_bytes(), &fc_answer(2, 2), rig.wall, &mut rig.out);
+    let state = rig.consumer.state().clone();
+    assert_eq!((state.ack_floor.consumer, state.ack_floor.stream), (2, 2));
+    assert_eq!(state.pending.len(), 1);
+    assert_eq!(rig.consumer.take_settled(), [1, 2]);
+    rig.pump();
+    let lines = rig.take();
+    // Two more fit: the window is full again, so another request.
+    assert!(lines[0].starts_with("fc.in a.4 "), "{lines:?}");
+    assert!(lines[1].starts_with("fc.in a.5 "), "{lines:?}");
+    assert_eq!(lines[2], "fc.in NATS/1.0 100 FlowControl Request");
+}
+
+#[test]
+fn flow_control_acks_ask_at_each_heartbeat_while_messages_are_pending() {
+    let mut rig = Rig::new(flow_control_rules(1000), stream(&["a.1", "a.2"]));
+    rig.consumer.set_interest(true, rig.now);
+    rig.pump();
+    assert_eq!(rig.take().len(), 2);
+    assert!(rig.consumer.push.outstanding.is_none());
+    rig.advance(SECOND);
+    assert_eq!(
+        rig.take(),
+        [
+            "fc.in NATS/1.0 100 Idle Heartbeat",
+            "fc.in NATS/1.0 100 FlowControl Request"
+        ]
+    );
+    let fc = rig.consumer.push.outstanding.clone().expect("asked");
+    // An answer before any delivery (a zero delivery sequence) acks none.
+    rig.consumer
+        .handle_flow_control(fc.as_bytes(), &fc_answer(0, 2), rig.wall, &mut rig.out);
+    assert_eq!(rig.consumer.state().pending.len(), 2);
+    rig.advance(SECOND);
+    assert_eq!(rig.take().len(), 2, "a heartbeat and a new request");
+    let fc = rig.consumer.push.outstanding.clone().expect("asked again");
+    // An answer past what was delivered acks what is pending.
+    rig.consumer
+        .handle_flow_control(fc.as_bytes(), &fc_answer(7, 9), rig.wall, &mut rig.out);
+    let state = rig.consumer.state();
+    assert!(state.pending.is_empty());
+    assert_eq!((state.ack_floor.consumer, state.ack_floor.stream), (2, 2));
+    // Nothing pending: heartbeats alone.
+    rig.advance(SECOND);
+    assert_eq!(rig.take(), ["fc.in NATS/1.0 100 Idle Heartbeat"]);
+}
+
+#[test]
+fn a_termination_under_ack_all_settles_and_forgets_everything_below_it() {
+    // Found by mutating the fuzz seeds: the messages below a terminated
+    // one left the tracker's pending set but kept their redelivery timers.
+    let mut rules = rules("A");
+    rules.ack = AckPolicy::All;
+    let mut rig = Rig::new(rules, stream(&["a.1", "a.2", "a.3"]));
+    rig.pull(r#"{"batch":3}"#);
+    let lines = rig.take();
+    assert_eq!(lines.len(), 3);
+    rig.ack(reply_of(&lines[1]), "+TERM");
+    assert_eq!(
+        rig.take(),
+        ["$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.A "]
+    );
+    assert_eq!(rig.consumer.take_settled(), [1, 2]);
+    let state = rig.consumer.state();
+    assert_eq!(state.pending.keys().copied().collect::<Vec<_>>(), [3]);
+    // Only the third comes back after its ack wait.
+    rig.advance(31 * SECOND);
+    let again = rig.take();
+    assert!(again.is_empty(), "{again:?}");
+    rig.pull(r#"{"batch":3,"no_wait":true}"#);
+    let again = rig.take();
+    assert!(
+        again[0].starts_with("_INBOX.r a.3 $JS.ACK.S.A.2.3."),
+        "{again:?}"
     );
 }
