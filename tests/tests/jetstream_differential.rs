@@ -854,12 +854,10 @@ fn steps() -> Vec<Step> {
 /// Features rnats refuses by name (not in the exact comparison): each create
 /// must fail with err_code 10049 on rnats.
 fn refused_features() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "async persistence",
-            json!({"name": "F7", "subjects": ["f7"], "persist_mode": "async"}),
-        ),
-    ]
+    vec![(
+        "async persistence",
+        json!({"name": "F7", "subjects": ["f7"], "persist_mode": "async"}),
+    )]
 }
 
 fn store_dir(side: &str) -> std::path::PathBuf {

@@ -995,9 +995,7 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
 /// is refused by name rather than created without it (fail closed).
 fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
     use super::api::PersistMode;
-    let missing = [
-        (config.persist_mode != PersistMode::Default, "persist_mode"),
-    ];
+    let missing = [(config.persist_mode != PersistMode::Default, "persist_mode")];
     match missing.iter().find(|(asked, _)| *asked) {
         Some((_, feature)) => Err(ApiError::with(
             K::StreamCreate,

@@ -777,6 +777,7 @@ fn the_server_limits_open_fast_batches_and_frees_their_room() {
     );
     assert!(created["error"].is_null(), "{created}");
     assert_eq!(open(&mut h, "s2", "i"), [started]);
+}
 
 /// Account `A` with `limits`, or without JetStream (`None`), as a claims
 /// update hands it to the machine.
