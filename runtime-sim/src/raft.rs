@@ -974,31 +974,9 @@ impl RaftWorld {
     }
 
     /// One NATS message from node `from` to subscriber `to` (itself: the
-    /// echo), under the link's faults.
+    /// echo, which no link fault touches).
     fn publish_to(&mut self, from: usize, to: usize, out: &Outbound) {
-        let echo = from == to;
-        if !echo && !self.healed && (self.blocked[from][to] || self.net.chance(self.plan.loss)) {
-            *self.fault_counts.entry("dropped").or_default() += 1;
-            return;
-        }
-        let copies = if !echo && !self.healed && self.net.chance(self.plan.duplicate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let [low, high] = self.spec.latency_ms;
-            let jitter = if self.healed || echo {
-                0.0
-            } else {
-                self.net.unit() * self.plan.jitter_ms
-            };
-            let delay = ms(low + self.net.unit() * (high - low) + jitter);
-            let mut at = self.now + delay;
-            if self.spec.fifo {
-                at = at.max(self.link_last[from][to]);
-                self.link_last[from][to] = at;
-            }
+        for at in self.link_arrivals(from, to, from != to) {
             let incarnation = self.nodes[to].incarnation;
             self.schedule(
                 at,
@@ -1014,6 +992,40 @@ impl RaftWorld {
         }
     }
 
+    /// When a message sent now on link `from` -> `to` arrives: never (cut
+    /// or lost), once, or twice (duplicated), each after its latency and
+    /// jitter (in order on the link with `fifo`). Without `faults` (an
+    /// echo), once after the latency alone.
+    fn link_arrivals(&mut self, from: usize, to: usize, faults: bool) -> Vec<Instant> {
+        let faults = faults && !self.healed;
+        if faults && (self.blocked[from][to] || self.net.chance(self.plan.loss)) {
+            *self.fault_counts.entry("dropped").or_default() += 1;
+            return Vec::new();
+        }
+        let copies = if faults && self.net.chance(self.plan.duplicate) {
+            2
+        } else {
+            1
+        };
+        let mut arrivals = Vec::with_capacity(copies);
+        for _ in 0..copies {
+            let [low, high] = self.spec.latency_ms;
+            let jitter = if faults {
+                self.net.unit() * self.plan.jitter_ms
+            } else {
+                0.0
+            };
+            let delay = ms(low + self.net.unit() * (high - low) + jitter);
+            let mut at = self.now + delay;
+            if self.spec.fifo {
+                at = at.max(self.link_last[from][to]);
+                self.link_last[from][to] = at;
+            }
+            arrivals.push(at);
+        }
+        arrivals
+    }
+
     fn send(&mut self, from: usize, to: PeerId, message: Message) {
         let Some(to) = self.ids.iter().position(|id| *id == to) else {
             if self.retired.contains(&to) {
@@ -1025,28 +1037,7 @@ impl RaftWorld {
         let from_id = self.ids[from];
         let (kind, bytes) = encode(&message);
         self.trace.write(&bytes);
-        if !self.healed && (self.blocked[from][to] || self.net.chance(self.plan.loss)) {
-            *self.fault_counts.entry("dropped").or_default() += 1;
-            return;
-        }
-        let copies = if !self.healed && self.net.chance(self.plan.duplicate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let [low, high] = self.spec.latency_ms;
-            let jitter = if self.healed {
-                0.0
-            } else {
-                self.net.unit() * self.plan.jitter_ms
-            };
-            let delay = ms(low + self.net.unit() * (high - low) + jitter);
-            let mut at = self.now + delay;
-            if self.spec.fifo {
-                at = at.max(self.link_last[from][to]);
-                self.link_last[from][to] = at;
-            }
+        for at in self.link_arrivals(from, to, true) {
             let incarnation = self.nodes[to].incarnation;
             self.schedule(
                 at,

@@ -258,6 +258,16 @@ accounts {
 }
 "#;
 
+/// The `Nats-Request-Info` header a request crossing an import carries.
+fn request_info_header(request: &async_nats::Message) -> String {
+    request
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Request-Info"))
+        .map(|v| v.as_str().to_string())
+        .expect("a Nats-Request-Info header")
+}
+
 #[tokio::test]
 async fn accounts_are_isolated_and_share_through_exports() {
     let (server, _) = start_with("accounts", ACCOUNTS);
@@ -302,12 +312,7 @@ async fn accounts_are_isolated_and_share_through_exports() {
         let request = service.next().await.unwrap();
         assert_eq!(request.subject.as_str(), "svc.time");
         // The reference tells the service who asked.
-        let info = request
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Request-Info"))
-            .map(|v| v.as_str().to_string())
-            .expect("a Nats-Request-Info header");
+        let info = request_info_header(&request);
         let info: serde_json::Value = serde_json::from_str(&info).unwrap();
         assert_eq!(info["acc"], "CONSUMER", "{info}");
         provider_clone
@@ -384,12 +389,7 @@ async fn request_info_on(binary: PathBuf, subject: &'static str) -> String {
     let answering = provider.clone();
     let responder = tokio::spawn(async move {
         let request = service.next().await.unwrap();
-        let info = request
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Request-Info"))
-            .map(|v| v.as_str().to_string())
-            .expect("a Nats-Request-Info header");
+        let info = request_info_header(&request);
         answering
             .publish(request.reply.unwrap(), Bytes::new())
             .await
