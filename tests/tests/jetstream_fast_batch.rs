@@ -477,3 +477,67 @@ async fn fast_batches_match_the_reference() {
         .iter()
         .any(|l| l.contains(r#"{"type":"gap","last_seq":2,"seq":3}"#)));
 }
+
+/// A fast batch published into another account's stream through a
+/// service import: the message crosses with the import's `_R_.` reply, the
+/// stream reads the batch from the reply it had (carried in
+/// `Nats-Request-Info`, as the reference does), and its answers come back
+/// to the publisher's own reply subjects.
+#[tokio::test]
+async fn a_fast_batch_crosses_a_service_import() {
+    let dir = common::store_dir("fast-batch-import");
+    let conf = dir.with_extension("conf");
+    let text = format!(
+        r#"jetstream {{ store_dir: {:?} }}
+accounts {{
+  A {{ jetstream: enabled, users: [{{user: a, password: a}}],
+      exports: [ {{service: "orders.>", response_type: stream}} ] }}
+  B {{ users: [{{user: b, password: b}}],
+      imports: [ {{service: {{account: A, subject: "orders.>"}}}} ] }}
+}}
+"#,
+        dir.to_str().unwrap()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let server = rnats_tests::ServerProcess::start(&["-c", conf.to_str().unwrap()]);
+    let login =
+        |user: &str| async_nats::ConnectOptions::with_user_and_password(user.into(), user.into());
+    let a = common::connect_with(&server.url(), login("a")).await;
+    let b = common::connect_with(&server.url(), login("b")).await;
+    fast_stream(&a, "ORDERS", true).await;
+    let mut publisher = Publisher::new(&b).await;
+    for seq in 1..=4u64 {
+        let reply = publisher.reply("x1", 2, "fail", seq, u8::from(seq > 1));
+        publisher
+            .send("orders.new", reply, &[], &seq.to_string())
+            .await;
+    }
+    let reply = publisher.reply("x1", 2, "fail", 5, 2);
+    publisher.send("orders.new", reply, &[], "5").await;
+    let heard = publisher.until(ends).await;
+    let expected = [
+        (
+            "x1.2.fail.1.0.$FI",
+            json!({"type": "ack", "seq": 0, "msgs": 2}),
+        ),
+        (
+            "x1.2.fail.2.1.$FI",
+            json!({"type": "ack", "seq": 2, "msgs": 2}),
+        ),
+        (
+            "x1.2.fail.4.1.$FI",
+            json!({"type": "ack", "seq": 4, "msgs": 2}),
+        ),
+        (
+            "x1.2.fail.5.2.$FI",
+            json!({"stream": "ORDERS", "seq": 5, "batch": "x1", "count": 5}),
+        ),
+    ]
+    .map(|(subject, answer)| (subject.to_string(), answer));
+    assert_eq!(heard, expected);
+    let messages = stored(&a, "ORDERS").await;
+    assert_eq!(messages.len(), 5, "{messages:?}");
+    drop(server);
+    let _ = std::fs::remove_file(&conf);
+    let _ = std::fs::remove_dir_all(&dir);
+}

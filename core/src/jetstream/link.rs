@@ -83,7 +83,9 @@ pub struct JsInbound {
     pub payload: Bytes,
     /// For API requests: the requesting client as events describe it
     /// (JSON), for the API audit advisory; for system requests: the server
-    /// as events describe it (the reply's `server` member). Empty otherwise.
+    /// as events describe it (the reply's `server` member); for a stream's
+    /// message that crossed a service import with a fast batch reply: that
+    /// reply (the message carries the import's `_R_.` one). Empty otherwise.
     pub context: Bytes,
 }
 

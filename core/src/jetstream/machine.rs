@@ -504,9 +504,10 @@ impl<D: Disk + Clone> JetStream<D> {
                         timeout: limits.batch_timeout(),
                     },
                 );
-                let published = entry
-                    .stream
-                    .publish_in_batch(wall, &publish, &mut self.actions);
+                let published =
+                    entry
+                        .stream
+                        .publish_crossed(wall, &publish, &msg.context, &mut self.actions);
                 self.open_batches = self
                     .open_batches
                     .moved(open_before, entry.stream.open_batches());

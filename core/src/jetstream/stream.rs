@@ -573,9 +573,29 @@ impl<D: Disk> Stream<D> {
         msg: &Publish<'_>,
         out: &mut VecDeque<JsAction>,
     ) -> Published {
+        self.publish_crossed(now, msg, &[], out)
+    }
+
+    /// [`Stream::publish_in_batch`] for a message that may have crossed a
+    /// service import: `crossed_reply` is the fast batch reply it had
+    /// before (its own reply is then the import's `_R_.` one, where the
+    /// answers go), empty otherwise.
+    pub fn publish_crossed(
+        &mut self,
+        now: WallTime,
+        msg: &Publish<'_>,
+        crossed_reply: &[u8],
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
         // The reply subject says whether this is a fast batch message,
-        // whatever its headers.
-        if let Some(reply) = super::fast_batch::parse_reply(msg.reply) {
+        // whatever its headers; through an import, the reply it had.
+        let batch_reply =
+            if crossed_reply.is_empty() || msg.reply.ends_with(super::fast_batch::SUFFIX) {
+                &msg.reply[..]
+            } else {
+                crossed_reply
+            };
+        if let Some(reply) = super::fast_batch::parse_reply(batch_reply) {
             return self.publish_fast(now, reply, msg, out);
         }
         // A client's batch message (a sourced one is stored as it came).

@@ -93,6 +93,10 @@ pub struct EventClient {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub client_type: &'static str,
+    /// A fast batch message's own reply (`...$FI`), which a stream reached
+    /// through a service import needs: the message carries a `_R_.` reply.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reply: String,
 }
 
 fn is_zero(value: &u64) -> bool {

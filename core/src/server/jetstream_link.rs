@@ -216,6 +216,7 @@ impl JetStreamLink {
         }
         // A stream stores no `Nats-Request-Info` (a request's identity
         // picked up crossing a service import), as the reference strips it.
+        let original = headers;
         let headers = match headers {
             Some(block)
                 if matches!(target, JsTarget::Stream(_))
@@ -228,6 +229,10 @@ impl JetStreamLink {
             }
             headers => Bytes::copy_from_slice(headers.unwrap_or_default()),
         };
+        let context = match (target, reply) {
+            (JsTarget::Stream(_), Some(reply)) => crossed_fast_batch_reply(reply, original),
+            _ => Bytes::new(),
+        };
         let msg = JsInbound {
             account: account.to_string(),
             target,
@@ -235,7 +240,7 @@ impl JetStreamLink {
             reply: Bytes::copy_from_slice(reply.unwrap_or_default()),
             headers,
             payload: Bytes::copy_from_slice(payload),
-            context: Bytes::new(),
+            context,
         };
         self.inbound.push_back((msg, publisher));
         debug_assert!(self.inbound.len() <= MAX_QUEUED);
@@ -605,5 +610,36 @@ impl super::Server {
             }
         }
         self.finish_step(now);
+    }
+}
+
+/// The fast batch reply (`...$FI`) a stream's message had before it crossed
+/// a service import, read from its `Nats-Request-Info` (the reference's
+/// client info `reply`); empty for any other message. Only a `_R_.` reply
+/// is looked into, so an ordinary publish parses no JSON.
+fn crossed_fast_batch_reply(reply: &[u8], headers: Option<&[u8]>) -> Bytes {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        #[serde(default)]
+        reply: String,
+    }
+    if !reply.starts_with(b"_R_.") {
+        return Bytes::new();
+    }
+    let Some(info) = headers
+        .and_then(|block| crate::protocol::headers::find_header(block, b"Nats-Request-Info"))
+    else {
+        return Bytes::new();
+    };
+    match serde_json::from_slice::<Info>(info) {
+        Ok(info)
+            if info
+                .reply
+                .as_bytes()
+                .ends_with(crate::jetstream::fast_batch::SUFFIX) =>
+        {
+            Bytes::from(info.reply)
+        }
+        _ => Bytes::new(),
     }
 }

@@ -877,6 +877,12 @@ fn request_info(
     if share {
         info.share_details(msg.publisher, client, cx.clock);
     }
+    if let Some(reply) = msg
+        .reply
+        .filter(|r| r.ends_with(crate::jetstream::fast_batch::SUFFIX))
+    {
+        info.reply = String::from_utf8_lossy(reply).into_owned();
+    }
     if share || Some(exporter) == accounts.system {
         info.server = cx.config.effective_name().to_owned();
         info.cluster = cx
