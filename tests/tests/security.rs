@@ -482,3 +482,74 @@ async fn a_shared_service_import_tells_the_service_who_asked() {
         }
     }
 }
+
+const CHAINED_IMPORT: &str = r#"
+server_name: chained-info
+accounts {
+  PROVIDER: {
+    users: [ {user: provider, password: pw} ]
+    exports: [ { service: "svc.>" } ]
+  }
+  MIDDLE: {
+    users: [ {user: middle, password: pw} ]
+    imports: [ { service: { account: PROVIDER, subject: "svc.>" } } ]
+    exports: [ { service: "svc.>" } ]
+  }
+  CONSUMER: {
+    users: [ {user: consumer, password: pw} ]
+    imports: [ { service: { account: MIDDLE, subject: "svc.>" } } ]
+  }
+}
+"#;
+
+/// The `Nats-Request-Info` the provider gets for a consumer's request that
+/// crossed two imports (consumer -> middle -> provider).
+async fn chained_request_info_on(binary: PathBuf) -> String {
+    let path = config_file("chained-import", CHAINED_IMPORT);
+    let server = ServerProcess::start_binary(binary, &["-c", path.to_str().unwrap()]);
+    let provider = connect_with(&server.url(), user("provider", "pw")).await;
+    let consumer = connect_with(&server.url(), user("consumer", "pw")).await;
+    let mut service = provider.subscribe("svc.chained").await.unwrap();
+    sync_with_server(&provider).await;
+    let answering = provider.clone();
+    let responder = tokio::spawn(async move {
+        let request = service.next().await.unwrap();
+        let info = request_info_header(&request);
+        answering
+            .publish(request.reply.unwrap(), Bytes::new())
+            .await
+            .unwrap();
+        answering.flush().await.unwrap();
+        info
+    });
+    within(
+        "the response",
+        consumer.request("svc.chained", Bytes::new()),
+    )
+    .await
+    .unwrap();
+    responder.await.unwrap()
+}
+
+/// A request that crossed a second import keeps the first requester's
+/// info and names the account it crossed from in `svc`, as the reference.
+#[tokio::test]
+async fn a_request_crossing_two_imports_names_the_first_requester() {
+    let ours = chained_request_info_on(rnats_tests::rnats_server_binary().clone()).await;
+    assert_eq!(
+        request_info_shape(&ours),
+        [
+            ("acc".to_string(), "\"CONSUMER\"".to_string()),
+            ("svc".to_string(), "\"MIDDLE\"".to_string())
+        ],
+        "{ours}"
+    );
+    if let Some(reference) = rnats_tests::reference_server() {
+        let theirs = chained_request_info_on(reference).await;
+        assert_eq!(
+            request_info_shape(&ours),
+            request_info_shape(&theirs),
+            "ours {ours} reference {theirs}"
+        );
+    }
+}

@@ -53,8 +53,9 @@ impl EventServer {
 /// A client as events describe it (`ClientInfo`), in its field order;
 /// empty fields are left out as the reference's `omitempty` does. Also
 /// what a request crossing a service import carries in
-/// `Nats-Request-Info`.
-#[derive(Debug, Clone, Default, Serialize)]
+/// `Nats-Request-Info` (read back when a request crosses a second import).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EventClient {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
@@ -64,6 +65,10 @@ pub struct EventClient {
     pub id: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub acc: String,
+    /// On a request that crossed more than one service import: the
+    /// account it last crossed from.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub svc: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -89,10 +94,10 @@ pub struct EventClient {
     pub name_tag: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub client_type: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_type: String,
     /// A fast batch message's own reply (`...$FI`), which a stream reached
     /// through a service import needs: the message carries a `_R_.` reply.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -122,8 +127,8 @@ impl EventClient {
                 .rtt
                 .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             stop: None,
-            kind: "Client",
-            client_type: "nats",
+            kind: "Client".into(),
+            client_type: "nats".into(),
             ..Default::default()
         })
     }
@@ -165,11 +170,12 @@ impl EventClient {
         } else if filled(&options.nkey).is_some() {
             self.issuer_key = self.acc.clone();
         }
-        self.kind = "Client";
+        self.kind = "Client".into();
         self.client_type = match client.listener {
             crate::runtime::ListenerKind::WebSocket => "websocket",
             _ => "nats",
-        };
+        }
+        .into();
     }
 }
 

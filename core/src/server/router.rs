@@ -846,8 +846,8 @@ fn deliver_shadow(
 /// user, client library and JWT and this server's name and cluster; the
 /// server and cluster too when the service is the system account's) set
 /// in `msg`'s headers. `None` (the headers as they are) for a request the
-/// server itself made, or one that crossed an import before (it carries
-/// the first requester's).
+/// server itself made. A request that crossed an import before keeps the
+/// first requester's, with `svc` naming the account it crosses from now.
 fn request_info(
     cx: &RouteCx<'_>,
     msg: &Delivery<'_>,
@@ -859,13 +859,21 @@ fn request_info(
 ) -> Option<Vec<u8>> {
     const KEY: &[u8] = b"Nats-Request-Info";
     let client = cx.conns.get(msg.publisher)?;
-    if depth > 1
-        && msg
-            .headers
-            .and_then(|h| protocol::headers::find_header(h, KEY))
-            .is_some()
-    {
-        return None;
+    let earlier = msg
+        .headers
+        .and_then(|h| protocol::headers::find_header(h, KEY))
+        .filter(|_| depth > 1);
+    if let Some(earlier) = earlier {
+        // A second crossing: the first requester's info, naming the
+        // account it crosses from now, as the reference. One it cannot
+        // read is carried on as it is.
+        let mut info: crate::monitor::events::EventClient = serde_json::from_slice(earlier).ok()?;
+        info.svc = accounts.list[requester].name.clone();
+        if (share || Some(exporter) == accounts.system) && info.server.is_empty() {
+            set_server(&mut info, cx.config);
+        }
+        let json = serde_json::to_vec(&info).expect("a client info serializes");
+        return Some(protocol::headers::with_header(msg.headers, KEY, &json));
     }
     let mut info = crate::monitor::events::EventClient {
         acc: accounts.list[requester].name.clone(),
@@ -884,16 +892,20 @@ fn request_info(
         info.reply = String::from_utf8_lossy(reply).into_owned();
     }
     if share || Some(exporter) == accounts.system {
-        info.server = cx.config.effective_name().to_owned();
-        info.cluster = cx
-            .config
-            .cluster
-            .as_ref()
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
+        set_server(&mut info, cx.config);
     }
     let json = serde_json::to_vec(&info).expect("a client info serializes");
     Some(protocol::headers::with_header(msg.headers, KEY, &json))
+}
+
+/// This server's name and cluster in a request's client info.
+fn set_server(info: &mut crate::monitor::events::EventClient, config: &ServerConfig) {
+    info.server = config.effective_name().to_owned();
+    info.cluster = config
+        .cluster
+        .as_ref()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
 }
 
 /// Random text for a `_R_.` reply subject.
