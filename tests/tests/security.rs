@@ -377,10 +377,12 @@ accounts {
 }
 "#;
 
-/// The `Nats-Request-Info` a service receives for a request on `subject`
-/// from the consumer account, on a server of `binary`: its text.
-async fn request_info_on(binary: PathBuf, subject: &'static str) -> String {
-    let path = config_file("shared-import", SHARED_IMPORT);
+/// The `Nats-Request-Info` the provider's service receives for a request
+/// on `subject` from the consumer account (named `the-consumer`), on a
+/// server of `binary` with the accounts of `config`: its text.
+async fn request_info_on(binary: PathBuf, config: &str, subject: &'static str) -> String {
+    // One file per subject: each subject has its config (tests run at once).
+    let path = config_file(&format!("request-info-{subject}"), config);
     let server = ServerProcess::start_binary(binary, &["-c", path.to_str().unwrap()]);
     let provider = connect_with(&server.url(), user("provider", "pw")).await;
     let consumer = connect_with(&server.url(), user("consumer", "pw").name("the-consumer")).await;
@@ -397,8 +399,7 @@ async fn request_info_on(binary: PathBuf, subject: &'static str) -> String {
         answering.flush().await.unwrap();
         info
     });
-    let local = subject;
-    within("the response", consumer.request(local, Bytes::new()))
+    within("the response", consumer.request(subject, Bytes::new()))
         .await
         .unwrap();
     responder.await.unwrap()
@@ -437,7 +438,12 @@ fn request_info_shape(text: &str) -> Vec<(String, String)> {
 /// `getClientInfo(true)`; without it only the account (and round trip).
 #[tokio::test]
 async fn a_shared_service_import_tells_the_service_who_asked() {
-    let shared = request_info_on(rnats_tests::rnats_server_binary().clone(), "svc.shared").await;
+    let shared = request_info_on(
+        rnats_tests::rnats_server_binary().clone(),
+        SHARED_IMPORT,
+        "svc.shared",
+    )
+    .await;
     let shape = request_info_shape(&shared);
     let shared: serde_json::Value = serde_json::from_str(&shared).unwrap();
     let keys: Vec<&str> = shape.iter().map(|(k, _)| k.as_str()).collect();
@@ -464,7 +470,12 @@ async fn a_shared_service_import_tells_the_service_who_asked() {
     assert_eq!(shared["host"], "127.0.0.1");
     assert_eq!(shared["server"], "shared-info");
     assert_eq!(shared["lang"], "rust");
-    let plain = request_info_on(rnats_tests::rnats_server_binary().clone(), "svc.plain").await;
+    let plain = request_info_on(
+        rnats_tests::rnats_server_binary().clone(),
+        SHARED_IMPORT,
+        "svc.plain",
+    )
+    .await;
     assert_eq!(
         request_info_shape(&plain),
         [("acc".to_string(), "\"CONSUMER\"".to_string())]
@@ -472,8 +483,13 @@ async fn a_shared_service_import_tells_the_service_who_asked() {
 
     if let Some(reference) = rnats_tests::reference_server() {
         for subject in ["svc.shared", "svc.plain"] {
-            let ours = request_info_on(rnats_tests::rnats_server_binary().clone(), subject).await;
-            let theirs = request_info_on(reference.clone(), subject).await;
+            let ours = request_info_on(
+                rnats_tests::rnats_server_binary().clone(),
+                SHARED_IMPORT,
+                subject,
+            )
+            .await;
+            let theirs = request_info_on(reference.clone(), SHARED_IMPORT, subject).await;
             assert_eq!(
                 request_info_shape(&ours),
                 request_info_shape(&theirs),
@@ -502,40 +518,16 @@ accounts {
 }
 "#;
 
-/// The `Nats-Request-Info` the provider gets for a consumer's request that
-/// crossed two imports (consumer -> middle -> provider).
-async fn chained_request_info_on(binary: PathBuf) -> String {
-    let path = config_file("chained-import", CHAINED_IMPORT);
-    let server = ServerProcess::start_binary(binary, &["-c", path.to_str().unwrap()]);
-    let provider = connect_with(&server.url(), user("provider", "pw")).await;
-    let consumer = connect_with(&server.url(), user("consumer", "pw")).await;
-    let mut service = provider.subscribe("svc.chained").await.unwrap();
-    sync_with_server(&provider).await;
-    let answering = provider.clone();
-    let responder = tokio::spawn(async move {
-        let request = service.next().await.unwrap();
-        let info = request_info_header(&request);
-        answering
-            .publish(request.reply.unwrap(), Bytes::new())
-            .await
-            .unwrap();
-        answering.flush().await.unwrap();
-        info
-    });
-    within(
-        "the response",
-        consumer.request("svc.chained", Bytes::new()),
-    )
-    .await
-    .unwrap();
-    responder.await.unwrap()
-}
-
 /// A request that crossed a second import keeps the first requester's
 /// info and names the account it crossed from in `svc`, as the reference.
 #[tokio::test]
 async fn a_request_crossing_two_imports_names_the_first_requester() {
-    let ours = chained_request_info_on(rnats_tests::rnats_server_binary().clone()).await;
+    let ours = request_info_on(
+        rnats_tests::rnats_server_binary().clone(),
+        CHAINED_IMPORT,
+        "svc.chained",
+    )
+    .await;
     assert_eq!(
         request_info_shape(&ours),
         [
@@ -545,7 +537,7 @@ async fn a_request_crossing_two_imports_names_the_first_requester() {
         "{ours}"
     );
     if let Some(reference) = rnats_tests::reference_server() {
-        let theirs = chained_request_info_on(reference).await;
+        let theirs = request_info_on(reference, CHAINED_IMPORT, "svc.chained").await;
         assert_eq!(
             request_info_shape(&ours),
             request_info_shape(&theirs),
