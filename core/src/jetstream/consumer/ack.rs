@@ -56,6 +56,48 @@ pub fn ack_subject(
     )
 }
 
+/// Ack subjects written into one buffer, as [`ack_subject`] writes them:
+/// one allocation per [`AckSubjects::CHUNK`] bytes of subjects rather than
+/// a `String` and a `Bytes` per delivery (a profile of push consumers had
+/// 3-5% of the JetStream thread formatting them).
+#[derive(Debug, Default)]
+pub struct AckSubjects {
+    buf: bytes::BytesMut,
+}
+
+impl AckSubjects {
+    /// Bytes reserved at a time: many subjects per allocation.
+    const CHUNK: usize = 8 << 10;
+
+    /// [`ack_subject`]'s subject, as `Bytes` sharing this buffer.
+    pub fn subject(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        target: AckTarget,
+        timestamp: u64,
+        pending: u64,
+    ) -> bytes::Bytes {
+        // Five numbers of at most 20 digits and their dots.
+        let longest = ACK_PREFIX.len() + stream.len() + consumer.len() + 2 + 5 * 21;
+        if self.buf.capacity() < longest {
+            // The subjects still held keep the old buffer alive; this one is new.
+            self.buf.reserve(Self::CHUNK.max(longest));
+        }
+        let before = self.buf.capacity();
+        // Into the room reserved above: no allocation.
+        let _ = std::fmt::Write::write_fmt(
+            &mut self.buf,
+            format_args!(
+                "{ACK_PREFIX}{stream}.{consumer}.{}.{}.{}.{timestamp}.{pending}",
+                target.delivered, target.stream_seq, target.consumer_seq
+            ),
+        );
+        debug_assert!(self.buf.len() <= before, "the subject fit the room reserved");
+        self.buf.split().freeze()
+    }
+}
+
 /// The numbers in an ack subject, either form; `None` when it is not one.
 pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTarget> {
     let text = std::str::from_utf8(subject).ok()?;
@@ -127,6 +169,27 @@ fn parse_nak_delay(arg: &[u8]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_arena_writes_the_same_subjects() {
+        let mut arena = AckSubjects::default();
+        let mut held = Vec::new();
+        for n in 0..2000u64 {
+            let target = AckTarget {
+                delivered: n % 3 + 1,
+                stream_seq: n * 7919,
+                consumer_seq: n,
+            };
+            let stream = if n % 2 == 0 { "S" } else { "A-LONGER-STREAM-NAME" };
+            let timestamp = u64::MAX - n;
+            let expected = ack_subject(stream, "C", target, timestamp, n);
+            let subject = arena.subject(stream, "C", target, timestamp, n);
+            assert_eq!(&subject[..], expected.as_bytes());
+            held.push(subject);
+        }
+        // Subjects still held are untouched by the ones written after them.
+        assert!(held[0].starts_with(b"$JS.ACK.S.C.1.0.0."), "{:?}", held[0]);
+    }
 
     #[test]
     fn ack_subjects_round_trip_and_the_long_form_parses() {

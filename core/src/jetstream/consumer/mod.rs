@@ -202,6 +202,8 @@ pub struct Consumer<D: Disk> {
     due: BTreeMap<u64, Instant>,
     waiting: WaitQueue,
     push: PushState,
+    /// Where each delivery's `$JS.ACK.` reply is written.
+    ack_subjects: ack::AckSubjects,
     /// A push consumer delivers only while its deliver subject has
     /// subscribers (as the server reports).
     interest: bool,
@@ -278,6 +280,7 @@ impl<D: Disk> Consumer<D> {
             due: BTreeMap::new(),
             waiting: WaitQueue::default(),
             push: PushState::default(),
+            ack_subjects: ack::AckSubjects::default(),
             interest: false,
             resume_at: None,
             last_delivery: None,
@@ -1251,7 +1254,7 @@ impl<D: Disk> Consumer<D> {
                 stream_seq: msg.seq,
                 consumer_seq,
             };
-            let reply = ack::ack_subject(
+            let reply = self.ack_subjects.subject(
                 &self.rules.stream,
                 &self.rules.name,
                 target,
@@ -1352,7 +1355,7 @@ impl<D: Disk> Consumer<D> {
                 account: self.rules.account.clone(),
                 to: to.clone(),
                 subject: msg.subject.clone(),
-                reply: Bytes::from(reply),
+                reply,
                 headers,
                 payload,
             });
