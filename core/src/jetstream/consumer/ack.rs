@@ -93,7 +93,10 @@ impl AckSubjects {
                 target.delivered, target.stream_seq, target.consumer_seq
             ),
         );
-        debug_assert!(self.buf.len() <= before, "the subject fit the room reserved");
+        debug_assert!(
+            self.buf.len() <= before,
+            "the subject fit the room reserved"
+        );
         self.buf.split().freeze()
     }
 }
@@ -180,7 +183,11 @@ mod tests {
                 stream_seq: n * 7919,
                 consumer_seq: n,
             };
-            let stream = if n % 2 == 0 { "S" } else { "A-LONGER-STREAM-NAME" };
+            let stream = if n % 2 == 0 {
+                "S"
+            } else {
+                "A-LONGER-STREAM-NAME"
+            };
             let timestamp = u64::MAX - n;
             let expected = ack_subject(stream, "C", target, timestamp, n);
             let subject = arena.subject(stream, "C", target, timestamp, n);
