@@ -14,11 +14,13 @@
 //! signer as issuer, and only as the kind its JSON names; the same token
 //! with one payload byte changed never decodes; an unsigned answer never
 //! admits, and an admission names the request's user in a known account.
+//! The JWT library's rules (`claims_check`) run over every user JWT that
+//! decodes and every claims JSON that reads as an account's.
 
 use std::sync::OnceLock;
 
 use base64::Engine;
-use rnats_core::auth::{callout, jwt};
+use rnats_core::auth::{callout, claims_check, jwt};
 
 fn signer() -> &'static nkeys::KeyPair {
     static KEY: OnceLock<nkeys::KeyPair> = OnceLock::new();
@@ -113,6 +115,25 @@ pub fn run(data: &[u8]) {
     );
     if let Ok(user) = jwt::decode_user(&token) {
         assert_eq!(user.claims.issuer, signer().public_key());
+        let found = claims_check::check_user(&user.claims, &user.nats, Some(1_800_000_000));
+        assert_eq!(
+            found.is_blocking(false),
+            found.errors_text() != "[]"
+                && found
+                    .issues
+                    .iter()
+                    .any(|i| i.severity == claims_check::Severity::Error)
+        );
+    }
+    // The account rules, over the claims as any account JWT would carry
+    // them (the fixed signer cannot issue one).
+    if let Ok(claims) = serde_json::from_slice::<serde_json::Value>(rest) {
+        let data = serde_json::from_value::<jwt::ClaimsData>(claims.clone());
+        let nats = claims.get("nats").cloned().unwrap_or_default();
+        if let (Ok(data), Ok(account)) = (data, serde_json::from_value::<jwt::AccountNats>(nats)) {
+            let found = claims_check::check_account(&data, &account, Some(1_800_000_000));
+            assert!(found.is_blocking(true) || !found.is_blocking(false));
+        }
     }
     if let Ok(activation) = jwt::decode_activation(&token) {
         assert_eq!(activation.claims.issuer, signer().public_key());

@@ -125,6 +125,31 @@ impl JwtServer {
 }
 
 impl Trust {
+    /// A fresh `jwt` directory for the full resolver holding the system
+    /// account's JWT, and the config file `name` that uses it.
+    fn full_resolver(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join("jwt");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let system = self.system.public_key();
+        std::fs::write(
+            dir.join(format!("{system}.jwt")),
+            jwt::account(&self.operator, &self.system, json!({})),
+        )
+        .unwrap();
+        let config = self.dir.join(name);
+        std::fs::write(
+            &config,
+            format!(
+                "operator: {}\nsystem_account: {system}\nresolver: {{ type: full, dir: {:?} }}\n",
+                self.operator_file().display(),
+                dir.display().to_string()
+            ),
+        )
+        .unwrap();
+        (dir, config)
+    }
+
     fn config(&self, name: &str, resolver: &str) -> PathBuf {
         let path = self.dir.join(name);
         let text = format!(
@@ -759,17 +784,10 @@ async fn url_resolver_fetches_expired_accounts_again() {
 async fn dir_expired_account_scenario(binary: &Path) -> Vec<String> {
     let name = binary.file_name().unwrap().to_string_lossy().into_owned();
     let trust = Trust::new(&format!("dir-exp-{name}"));
-    let dir = trust.dir.join("jwt");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, config) = trust.full_resolver("dir-exp.conf");
     let system_key = trust.system.public_key();
     let account_key = trust.account.public_key();
     let (system, account) = (&system_key, &account_key);
-    std::fs::write(
-        dir.join(format!("{system}.jwt")),
-        jwt::account(&trust.operator, &trust.system, json!({})),
-    )
-    .unwrap();
     let file = dir.join(format!("{account}.jwt"));
     let expires = unix_now() + 3;
     let expiring = jwt::account_with(
@@ -779,16 +797,6 @@ async fn dir_expired_account_scenario(binary: &Path) -> Vec<String> {
         json!({"exp": expires}),
     );
     std::fs::write(&file, expiring).unwrap();
-    let config = trust.dir.join("dir-exp.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "operator: {}\nsystem_account: {system}\nresolver: {{ type: full, dir: {:?} }}\n",
-            trust.operator_file().display(),
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
     let started = std::time::Instant::now();
     let server = ServerProcess::start_binary(
         binary.to_path_buf(),
@@ -987,5 +995,144 @@ fn preloaded_account_jwts_are_validated_at_start() {
     );
     if let Some(theirs) = results.get(1) {
         assert_eq!(ours, theirs);
+    }
+}
+
+/// What one server answered to account JWTs that break the JWT library's
+/// rules, pushed to the full resolver (each on the general subject and on
+/// its account's), and to logins with user JWTs that break them; keys
+/// named.
+async fn invalid_claims_scenario(binary: &Path) -> Vec<String> {
+    let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+    let trust = Trust::new(&format!("invalid-claims-{name}"));
+    let (dir, config) = trust.full_resolver("invalid-claims.conf");
+    let exporter = trust.account.public_key();
+    std::fs::write(
+        dir.join(format!("{exporter}.jwt")),
+        jwt::account(&trust.operator, &trust.account, json!({})),
+    )
+    .unwrap();
+    let server = ServerProcess::start_binary(
+        binary.to_path_buf(),
+        &["-p", "-1", "-m", "-1", "-c", config.to_str().unwrap()],
+    );
+    let system_client = connect_creds(&server.url(), &trust.user_creds("sys.creds", &trust.system))
+        .await
+        .unwrap();
+    let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                           "wildcards": true, "conn": -1, "leaf": -1});
+    let cases = [
+        json!({"limits": unlimited, "imports": [
+            {"subject": "a..b", "account": exporter},
+            {"subject": "c", "account": "", "type": "service", "allow_trace": true},
+            {"subject": "d.*", "account": exporter, "type": "stream", "share": true,
+             "local_subject": "e.$2"}]}),
+        json!({"limits": unlimited, "exports": [{"subject": "x", "type": "bogus"}]}),
+        json!({"limits": unlimited, "imports": [
+            {"subject": "svc.>", "account": exporter, "type": "service"},
+            {"subject": "svc.a", "account": exporter, "type": "service"}]}),
+        json!({"limits": unlimited, "exports": [
+            {"subject": "foo.*", "type": "service"},
+            {"subject": "foo.bar", "type": "service", "response_type": "Bogus"},
+            {"subject": "s.x", "type": "stream", "response_type": "Stream",
+             "response_threshold": 5, "account_token_position": 1},
+            {"subject": "t.*.u", "type": "stream", "account_token_position": 3}]}),
+        json!({"limits": unlimited, "mappings": {"m.>": [
+            {"subject": "n.>", "weight": 60}, {"subject": "o.>", "weight": 60}]}}),
+        json!({"limits": unlimited, "default_permissions": {
+            "pub": {"allow": ["a b"]}, "sub": {"deny": ["x y z"]}}}),
+        json!({"limits": unlimited, "signing_keys": ["NOTAKEY"], "info_url": "nope",
+               "cluster_traffic": "bogus", "description": "d"}),
+        json!({"limits": unlimited, "trace": {"dest": "t.*", "sampling": 200}}),
+        json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                          "wildcards": true, "conn": -1, "leaf": -1, "mem_storage": 1,
+                          "tiered_limits": {"": {"mem_storage": 1}}}}),
+        json!({"limits": {"subs": -1, "data": -1, "payload": -1, "imports": 0, "exports": -1,
+                          "wildcards": true, "conn": -1, "leaf": -1},
+               "imports": [{"subject": "i", "account": exporter, "type": "stream"}]}),
+    ];
+    let mut seen = Vec::new();
+    let mut names = vec![(exporter.clone(), "EXPORTER".to_string())];
+    for (index, nats) in cases.iter().enumerate() {
+        let account = nkeys::KeyPair::new_account();
+        names.push((account.public_key(), format!("CASE{index}")));
+        let token = jwt::account(&trust.operator, &account, nats.clone());
+        for subject in [
+            "$SYS.REQ.CLAIMS.UPDATE".to_string(),
+            format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", account.public_key()),
+        ] {
+            let reply = within(
+                "a claims push",
+                system_client.request(subject, token.clone().into()),
+            )
+            .await
+            .unwrap();
+            seen.push(String::from_utf8_lossy(&reply.payload).into_owned());
+        }
+        let stored = dir.join(format!("{}.jwt", account.public_key())).exists();
+        seen.push(format!("case {index} stored: {stored}"));
+    }
+    // Users whose own claims break the rules are refused at login.
+    for (index, nats) in [
+        json!({}),
+        json!({"src": ["10.0.0.1"]}),
+        json!({"src": ["127.0.0.0/8", "not a network"]}),
+        json!({"pub": {"allow": ["a b"]}}),
+        json!({"times": [{"start": "8:00:00", "end": "25:00:00"}]}),
+        json!({"times": [{"start": "00:00:00", "end": "23:59:59"}],
+               "times_location": "Nowhere/Special"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt::user(&trust.account, &user, nats, json!({}));
+        let path = trust.dir.join(format!("user{index}.creds"));
+        std::fs::write(&path, jwt::creds(&token, &user)).unwrap();
+        let login = connect_creds(&server.url(), &path).await;
+        seen.push(format!("user {index} logs in: {}", login.is_ok()));
+    }
+    // Server names and ids differ between the servers.
+    let seen: Vec<String> = seen
+        .into_iter()
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(mut reply) => {
+                    reply.as_object_mut().unwrap().remove("server");
+                    reply.to_string()
+                }
+                Err(_) => line,
+            },
+        )
+        .collect();
+    let names: Vec<(String, &str)> = names.iter().map(|(k, n)| (k.clone(), n.as_str())).collect();
+    named(&seen, &names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resolver_refuses_claims_that_do_not_validate() {
+    let binaries = binaries();
+    // Refused logins take seconds each: run side by side.
+    let results =
+        futures::future::join_all(binaries.iter().map(|b| invalid_claims_scenario(b))).await;
+    let ours = &results[0];
+    assert!(
+        ours.iter()
+            .any(|line| line.contains("jwt validation failed - validation errors: [")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter().all(|line| !line.ends_with("stored: true")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.contains(&"user 0 logs in: true".to_string()),
+        "{ours:#?}"
+    );
+    if let Some(theirs) = results.get(1) {
+        for (line, (mine, reference)) in ours.iter().zip(theirs).enumerate() {
+            assert_eq!(mine, reference, "line {line}");
+        }
+        assert_eq!(ours.len(), theirs.len());
     }
 }

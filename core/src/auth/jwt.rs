@@ -282,7 +282,9 @@ pub struct AccountLimitsClaim {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct AccountNats {
+    #[serde(deserialize_with = "typed_entries")]
     pub imports: Vec<serde_json::Value>,
+    #[serde(deserialize_with = "typed_entries")]
     pub exports: Vec<serde_json::Value>,
     pub limits: AccountLimitsClaim,
     pub signing_keys: Vec<SigningKey>,
@@ -294,6 +296,8 @@ pub struct AccountNats {
     pub trace: Option<serde_json::Value>,
     pub cluster_traffic: String,
     pub tags: Vec<String>,
+    pub description: String,
+    pub info_url: String,
 }
 
 /// `authorization` of an account JWT: the account's users (all but
@@ -407,7 +411,21 @@ pub fn decode_operator(token: &str) -> Result<Jwt<OperatorNats>, JwtError> {
 }
 
 pub fn decode_account(token: &str) -> Result<Jwt<AccountNats>, JwtError> {
-    decode(token)
+    let mut account: Jwt<AccountNats> = decode(token)?;
+    let limits = &mut account.nats.limits;
+    if !limits.tiered_limits.is_empty() {
+        // Tiers replace the flat JetStream limits, as the reference's
+        // decoder makes them.
+        limits.mem_storage = 0;
+        limits.disk_storage = 0;
+        limits.streams = 0;
+        limits.consumer = 0;
+        limits.max_ack_pending = 0;
+        limits.mem_max_stream_bytes = 0;
+        limits.disk_max_stream_bytes = 0;
+        limits.max_bytes_required = false;
+    }
+    Ok(account)
 }
 
 pub fn decode_user(token: &str) -> Result<Jwt<UserNats>, JwtError> {
@@ -484,7 +502,34 @@ fn base64_part(part: &str) -> Result<Vec<u8>, JwtError> {
 }
 
 fn json_error(error: serde_json::Error) -> JwtError {
-    JwtError::Json(error.to_string())
+    // serde_json names the position; the reference's decoder does not.
+    let text = error.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) if error.line() > 0 => &text[..at],
+        _ => &text[..],
+    };
+    JwtError::Json(text.to_owned())
+}
+
+/// An account's `imports` or `exports`: each entry kept as JSON, but a
+/// `type` other than `stream` or `service` fails the decode, as the
+/// reference's enum does.
+fn typed_entries<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    use serde::de::Error;
+    let entries = Option::<Vec<serde_json::Value>>::deserialize(deserializer)?.unwrap_or_default();
+    for entry in &entries {
+        match entry.get("type") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(kind)) if kind == "stream" || kind == "service" => {}
+            Some(serde_json::Value::String(kind)) => {
+                return Err(D::Error::custom(format!("unknown export type {kind:?}")))
+            }
+            Some(_) => return Err(D::Error::custom("export type is not a string")),
+        }
+    }
+    Ok(entries)
 }
 
 fn decode<N: Kind>(token: &str) -> Result<Jwt<N>, JwtError> {

@@ -17,6 +17,7 @@
 mod accounts;
 mod authenticate;
 pub mod callout;
+pub mod claims_check;
 pub mod jwt;
 mod operator;
 mod permissions;

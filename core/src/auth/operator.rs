@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::claims_check;
 use super::jwt::{self, AccountNats, Jwt, OperatorNats, SigningKey, UserNats};
 use super::resolver::{AccountFetch, DirResolver, JwtDelete, ResolverWrite, UrlResolver};
 use super::CONNECTION_TYPES;
@@ -72,7 +73,8 @@ pub struct PreloadCheck {
     pub key: String,
     pub expires: i64,
     pub not_before: i64,
-    pub issues: Vec<&'static str>,
+    /// The library's checks but the time checks (made when warned).
+    pub validation: claims_check::Validation,
 }
 
 /// A JWT the directory resolver stored (or already held).
@@ -382,15 +384,16 @@ impl OperatorMode {
             refuse_unsupported_account_claims(key, &account.nats)?;
             // Warned of, as the reference does (an account with issues
             // does not verify, so its users cannot log in).
-            let issues = validation_issues(&account.nats);
+            let validation = claims_check::check_account(&account.claims, &account.nats, None);
+            let invalid = validation.is_blocking(false);
             mode.preload_checks.push(PreloadCheck {
                 key: key.clone(),
                 expires: account.claims.expires,
                 not_before: account.claims.not_before,
-                issues: issues.clone(),
+                validation,
             });
             match &mut mode.dir {
-                None if !issues.is_empty() || !trusted => {}
+                None if invalid || !trusted => {}
                 None => {
                     mode.accounts.insert(key.clone(), account);
                 }
@@ -480,7 +483,7 @@ impl OperatorMode {
             return Ok(ClaimsUpdate::Updated);
         }
         if !self.trusted_keys.contains(&account.claims.issuer)
-            || !validation_issues(&account.nats).is_empty()
+            || claims_check::check_account(&account.claims, &account.nats, None).is_blocking(false)
         {
             return Err(ClaimsUpdateError::Validation);
         }
@@ -514,7 +517,7 @@ impl OperatorMode {
             return Err(String::from("subject does not match jwt content"));
         }
         if !self.trusted_keys.contains(&account.claims.issuer)
-            || !validation_issues(&account.nats).is_empty()
+            || claims_check::check_account(&account.claims, &account.nats, None).is_blocking(false)
         {
             return Err(String::from("account validation failed"));
         }
@@ -553,6 +556,24 @@ impl OperatorMode {
             message: failed,
             reason: reason.to_owned(),
         };
+        // The library's checks, without the time checks: an expired JWT is
+        // stored (and not used).
+        let validation = claims_check::check_account(&account.claims, &account.nats, None);
+        let invalid = validation.is_blocking(false).then(|| StoreRefusal {
+            account: key.clone(),
+            message: if cache {
+                "jwt update cache validation failed"
+            } else {
+                "jwt validation failed"
+            },
+            reason: format!("validation errors: {}", validation.errors_text()),
+        });
+        // The full resolver checks the claims first on the per-account
+        // subjects, after the signer on the general one; the cache last.
+        let validate_first = !cache && subject_key.is_some();
+        if let Some(invalid) = invalid.clone().filter(|_| validate_first) {
+            return Err(invalid);
+        }
         if let Some(subject_key) = subject_key {
             if key != subject_key {
                 return Err(refusal(subject_key, "subject does not match jwt content"));
@@ -571,6 +592,9 @@ impl OperatorMode {
                 message: "jwt update cache skipped",
                 applied: Ok(false),
             });
+        }
+        if let Some(invalid) = invalid {
+            return Err(invalid);
         }
         let dir = self.dir.as_mut().expect("a directory resolver");
         let writes = dir
@@ -696,8 +720,9 @@ impl OperatorMode {
             if check.not_before > 0 && check.not_before > now {
                 issues.push("claim is not yet valid");
             }
-            issues.extend(check.issues);
-            if !issues.is_empty() {
+            let blocking = !issues.is_empty() || check.validation.is_blocking(false);
+            issues.extend(check.validation.descriptions());
+            if blocking {
                 lines.push(format!("Account [{}] has validation issues:", check.key));
                 lines.extend(issues.iter().map(|issue| format!("  - {issue}")));
             }
@@ -1002,9 +1027,11 @@ impl OperatorMode {
             .ok_or(AuthFailure::JwtMissing)?;
         let user = jwt::decode_user(token).map_err(|_| AuthFailure::JwtInvalid)?;
         let now_seconds = (now.as_unix_nanos() / 1_000_000_000) as i64;
-        user.claims
-            .check_times(now_seconds)
-            .map_err(|_| AuthFailure::JwtInvalid)?;
+        // The library's checks, time included: a malformed permission,
+        // network or time range refuses the login, as in the reference.
+        if claims_check::check_user(&user.claims, &user.nats, Some(now_seconds)).is_blocking(true) {
+            return Err(AuthFailure::JwtInvalid);
+        }
         let account_key = if user.nats.issuer_account.is_empty() {
             user.claims.issuer.clone()
         } else {
@@ -1380,58 +1407,6 @@ fn refuse_unsupported_account_claims(key: &str, account: &AccountNats) -> Result
 
 /// What the reference's JWT validation finds wrong with an account's own
 /// limits (an account with any does not verify).
-fn validation_issues(account: &AccountNats) -> Vec<&'static str> {
-    let limits = &account.limits;
-    let mut issues = Vec::new();
-    if limits.imports != -1 && account.imports.len() as i64 > limits.imports {
-        // Twice, as the reference's validation reports it (its imports
-        // and its limits each find it).
-        issues.push("the account contains more imports than allowed by the operator");
-        issues.push("the account contains more imports than allowed by the operator");
-    }
-    if limits.exports != -1 {
-        if account.exports.len() as i64 > limits.exports {
-            issues.push("the account contains more exports than allowed by the operator");
-        }
-        let wildcard = account.exports.iter().any(|export| {
-            export
-                .get("subject")
-                .and_then(|subject| subject.as_str())
-                .is_some_and(|subject| subject.split('.').any(|t| t == "*" || t == ">"))
-        });
-        if !limits.wildcards && wildcard {
-            issues
-                .push("the account contains wildcard exports that are not allowed by the operator");
-        }
-    }
-    if let Some(external) = &account.authorization {
-        let key = |key: &str, prefix: char| {
-            key.starts_with(prefix) && nkeys::KeyPair::from_public_key(key).is_ok()
-        };
-        if !external.allowed_accounts.is_empty() && external.auth_users.is_empty() {
-            issues.push("External authorization cannot have accounts without users specified");
-        }
-        if !external.auth_users.iter().all(|user| key(user, 'U')) {
-            issues.push("AuthUser is not a valid user public key");
-        }
-        let any = external.allowed_accounts.iter().any(|a| a == "*");
-        if (any && external.allowed_accounts.len() > 1)
-            || !external
-                .allowed_accounts
-                .iter()
-                .all(|a| a == "*" || key(a, 'A'))
-        {
-            issues.push("AllowedAccounts can only be a list of accounts or \"*\"");
-        }
-        let xkey_valid =
-            external.xkey.starts_with('X') && nkeys::XKey::from_public_key(&external.xkey).is_ok();
-        if !external.xkey.is_empty() && !xkey_valid {
-            issues.push("XKey is not a valid public xkey");
-        }
-    }
-    issues
-}
-
 fn refuse_unsupported_user_claims(user: &UserNats) -> Result<(), AuthFailure> {
     if user.proxy_required {
         return Err(AuthFailure::Unsupported("proxy_required"));

@@ -86,7 +86,7 @@ pub fn connect_window(
 
 /// `HH:MM:SS` as Go's `15:04:05` layout reads it: one or two digits of
 /// hour, two of minute and second.
-fn parse_clock(text: &str) -> Option<Time> {
+pub(super) fn parse_clock(text: &str) -> Option<Time> {
     let mut parts = text.split(':');
     let (hour, minute, second) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some()
