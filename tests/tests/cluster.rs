@@ -424,12 +424,20 @@ fn unbuilt_cluster_settings_are_refused() {
 }
 
 /// A port nobody listens on now (the kernel's pick, released at once).
+/// A port free now, below Linux's ephemeral range (32768 and up): a port
+/// the kernel handed out for `:0` could be handed to another test's
+/// server (started with `-1`) before this one binds it again.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let port = if port >= 32_768 { port - 12_768 } else { port };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The usual production layout, and the one a rolling migration keeps:
