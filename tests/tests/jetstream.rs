@@ -302,6 +302,58 @@ async fn a_file_stream_survives_sigkill_with_every_acknowledged_message() {
     assert_eq!(ack.sequence, 201);
 }
 
+/// `persist_mode: async`: acknowledged once written, synced later. rnats
+/// writes each message to the file before its ack (only the sync waits),
+/// so a process kill loses nothing acknowledged; the reference flushes
+/// such writes in the background and may lose the last ones, so the kill
+/// is checked on rnats only.
+#[tokio::test]
+async fn an_async_persisted_stream_keeps_what_it_acknowledged_across_a_kill() {
+    let (mut server, _dir) = js_server("async-persist");
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut config = stream_config("ASYNC", &["async.>"]);
+    config.persist_mode = Some(jetstream::stream::PersistenceMode::Async);
+    let mut stream = js.create_stream(config).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.config.persist_mode,
+        Some(jetstream::stream::PersistenceMode::Async)
+    );
+    let mut pending = Vec::new();
+    for i in 0..200u32 {
+        pending.push(
+            js.publish(format!("async.{}", i % 7), i.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in pending {
+        within("ack", async { ack.await }).await.unwrap();
+    }
+    // The mode is fixed for the stream's life, as in the reference.
+    let mut update = stream_config("ASYNC", &["async.>"]);
+    update.persist_mode = Some(jetstream::stream::PersistenceMode::Default);
+    let refused = js.update_stream(update).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("can not change persist mode"),
+        "{refused}"
+    );
+    if !rnats_tests::server_under_test()
+        .to_string_lossy()
+        .contains("rnats")
+    {
+        return;
+    }
+    server.restart();
+    let js = jetstream::new(connect(&server.url()).await);
+    let mut stream = within("stream after restart", js.get_stream("ASYNC"))
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 200);
+    let last = stream.get_raw_message(200).await.unwrap();
+    assert_eq!(last.payload, "199");
+}
+
 /// Every file named `name` under `dir`.
 fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

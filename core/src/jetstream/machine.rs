@@ -45,7 +45,7 @@ use super::consumer_table::ConsumerEntry;
 use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId, Watcher};
 use super::stream::{Publish, PublishError, Storage, Store, Stream};
 use crate::server::LogLevel;
-use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore};
+use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore, SyncPolicy};
 use crate::time::{Instant, WallTime};
 
 /// The directory of stream definitions and stores.
@@ -798,7 +798,7 @@ impl<D: Disk + Clone> JetStream<D> {
             Storage::File => {
                 let file_config = FileStoreConfig {
                     dir: store_dir(id),
-                    sync: self.config.sync,
+                    sync: stream_sync(self.config.sync, meta.config.persist_mode),
                     encryption: self.config.encryption.as_ref().map(|e| e.key_ring()),
                     seed: self.ids.next_u64(),
                     ..FileStoreConfig::default()
@@ -1121,4 +1121,22 @@ pub(super) fn decode_checked_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) 
         return None;
     }
     serde_json::from_slice(json).ok()
+}
+
+/// How long an asynchronously persisted stream's writes may wait for
+/// their sync when the server syncs before every ack (the reference's
+/// default `sync_interval`).
+const ASYNC_PERSIST_SYNC: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A stream's sync policy: the server's, except that `persist_mode: async`
+/// acknowledges once a message is written, not once it is synced (the
+/// reference flushes such a stream's writes in the background and syncs
+/// on its interval). A server already syncing on an interval keeps it.
+fn stream_sync(server: SyncPolicy, mode: super::api::PersistMode) -> SyncPolicy {
+    match (mode, server) {
+        (super::api::PersistMode::Async, SyncPolicy::BeforeAck) => {
+            SyncPolicy::Interval(ASYNC_PERSIST_SYNC)
+        }
+        _ => server,
+    }
 }

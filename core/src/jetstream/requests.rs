@@ -476,7 +476,6 @@ impl<D: Disk + Clone> JetStream<D> {
             streams: &others,
         };
         let config = check_create(name, request, &context)?;
-        refuse_unsupported(&config)?;
         Ok(config)
     }
 
@@ -545,7 +544,6 @@ impl<D: Disk + Clone> JetStream<D> {
             streams: &others,
         };
         let config = check_update(name, &current, &request, &context)?;
-        refuse_unsupported(&config)?;
         self.check_overlap(account, Some(id), &config)?;
         self.update_stream(id, config)
             .map_err(|error| ApiError::with(K::StreamUpdate, &[("{err}", &error)]))?;
@@ -989,20 +987,6 @@ fn direct_headers(stream: &str, msg: &crate::store::StoredMsg) -> Bytes {
         .as_bytes(),
     );
     Bytes::from(block)
-}
-
-/// Stream features rnats does not carry out yet. A stream asking for one
-/// is refused by name rather than created without it (fail closed).
-fn refuse_unsupported(config: &StreamConfig) -> Result<(), ApiError> {
-    use super::api::PersistMode;
-    let missing = [(config.persist_mode != PersistMode::Default, "persist_mode")];
-    match missing.iter().find(|(asked, _)| *asked) {
-        Some((_, feature)) => Err(ApiError::with(
-            K::StreamCreate,
-            &[("{err}", &format!("{feature} is not supported by rnats yet"))],
-        )),
-        None => Ok(()),
-    }
 }
 
 fn purge_error(error: &StoreError) -> ApiError {

@@ -413,19 +413,34 @@ fn stream_actions_and_api_requests_are_advised() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_by_name() {
+fn an_async_persisted_stream_acknowledges_before_its_sync() {
     let mut h = Harness::new();
-    let refused = h.api(
+    let created = h.api(
         "$JS.API.STREAM.CREATE.S",
         r#"{"name":"S","subjects":["s"],"persist_mode":"async"}"#,
     );
-    assert_eq!(refused["error"]["err_code"], 10049, "{refused}");
-    assert_eq!(
-        refused["error"]["description"],
-        "persist_mode is not supported by rnats yet"
+    assert_eq!(created["config"]["persist_mode"], "async", "{created}");
+    h.publish("s", b"", b"one");
+    let acks = h.collect();
+    assert_eq!(acks.len(), 1, "acknowledged once written");
+    assert_eq!(acks[0].1["seq"], 1);
+    // The rest of the server still syncs before it acknowledges.
+    h.api(
+        "$JS.API.STREAM.CREATE.T",
+        r#"{"name":"T","subjects":["t"]}"#,
     );
-    let names = h.api("$JS.API.STREAM.NAMES", "");
-    assert_eq!(names["total"], 0, "nothing was created");
+    h.publish("t", b"", b"two");
+    assert!(h.collect().is_empty(), "no ack before the sync");
+    assert_eq!(h.sync_all().len(), 1);
+    // Where the reference refuses the mode, so does rnats.
+    let memory = h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m"],"persist_mode":"async","storage":"memory"}"#,
+    );
+    assert_eq!(
+        memory["error"]["description"], "async persist mode is only supported on file storage",
+        "{memory}"
+    );
 }
 
 #[test]
