@@ -822,6 +822,24 @@ fn steps() -> Vec<Step> {
         api("info-before-delete", "INFO", json!("")),
         // ---- delete
         api("delete", "STREAM.DELETE.S1", json!("")),
+        api(
+            "create-async-persisted",
+            "STREAM.CREATE.AP",
+            json!({"name": "AP", "subjects": ["ap"], "persist_mode": "async"}),
+        ),
+        pubh("pub-async-persisted", "ap", &[], "x"),
+        api(
+            "update-persist-mode",
+            "STREAM.UPDATE.AP",
+            json!({"name": "AP", "subjects": ["ap"]}),
+        ),
+        api(
+            "create-async-persisted-memory",
+            "STREAM.CREATE.APM",
+            json!({"name": "APM", "subjects": ["apm"], "persist_mode": "async",
+                   "storage": "memory"}),
+        ),
+        api("delete-async-persisted", "STREAM.DELETE.AP", json!("")),
         api("delete-missing", "STREAM.DELETE.S1", json!("")),
         api("info-deleted-stream", "STREAM.INFO.S1", json!({})),
         pubh("pub-after-delete", "s1.a", &[], "x"),
@@ -849,15 +867,6 @@ fn steps() -> Vec<Step> {
         }
     }
     s
-}
-
-/// Features rnats refuses by name (not in the exact comparison): each create
-/// must fail with err_code 10049 on rnats.
-fn refused_features() -> Vec<(&'static str, Value)> {
-    vec![(
-        "async persistence",
-        json!({"name": "F7", "subjects": ["f7"], "persist_mode": "async"}),
-    )]
 }
 
 fn store_dir(side: &str) -> std::path::PathBuf {
@@ -1048,42 +1057,4 @@ async fn jetstream_api_replies_match_the_reference() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-#[tokio::test]
-async fn features_not_built_yet_are_refused_by_name() {
-    let dir = store_dir("refused");
-    let flags = js_flags(&dir);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&flags);
-    let client = connect(&server).await;
-    let under_reference = is_self_test();
-    // A stream for the mirror and the source to point at.
-    let base = api(
-        "base",
-        "STREAM.CREATE.LIM",
-        json!({"name": "LIM", "subjects": ["lim.*"]}),
-    );
-    let reply = run_step(&client, &base).await;
-    assert!(reply["json"]["error"].is_null(), "{reply}");
-    let mut failures = Vec::new();
-    for (feature, config) in refused_features() {
-        let name = config["name"].as_str().unwrap().to_string();
-        let step = api("refused", &format!("STREAM.CREATE.{name}"), config);
-        let reply = run_step(&client, &step).await;
-        let error = &reply["json"]["error"];
-        if under_reference {
-            // The reference has them all: the configs are valid.
-            if !error.is_null() {
-                failures.push(format!("{feature}: the reference refused it: {reply}"));
-            }
-        } else if error["err_code"] != json!(10049) {
-            failures.push(format!("{feature}: expected err_code 10049, got {reply}"));
-        } else {
-            println!("{feature}: {}", error["description"]);
-        }
-    }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
