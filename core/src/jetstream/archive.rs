@@ -39,7 +39,7 @@ use std::fmt;
 use std::io::Write;
 
 use super::framing::FrameReader;
-pub use super::framing::{Framing, FramingError, MAX_FRAME};
+pub use super::framing::{Framing, FramingError, MAX_FRAME, MAX_S2_DATA};
 
 /// The archive's first bytes, after decompression.
 pub const MAGIC: &[u8; 8] = b"NATSARC1";
