@@ -96,18 +96,7 @@ pub fn run(data: &[u8]) {
     if whole.1.is_none() {
         assert_eq!(whole.0, pieces.0, "the same whole and in pieces of {piece}");
     }
-    let mut writer = ArchiveWriter::new();
-    for entry in &whole.0 {
-        writer.entry(
-            &entry.name,
-            entry.timestamp,
-            entry.sequence,
-            entry.header(),
-            entry.payload(),
-        );
-    }
-    writer.finish();
-    let again = writer.take(usize::MAX);
+    let again = write_again(&whole.0);
     let (reread, error) = read(&again, again.len());
     assert_eq!(error, None);
     assert_eq!(reread.len(), whole.0.len() + 1);
@@ -123,6 +112,22 @@ pub fn run(data: &[u8]) {
         piece,
         whole.0.iter().filter(|e| e.sequence > 0).count(),
     );
+}
+
+/// `entries` in an archive as rnats writes it, with its end entry.
+fn write_again(entries: &[Entry]) -> Vec<u8> {
+    let mut writer = ArchiveWriter::new();
+    for entry in entries {
+        writer.entry(
+            &entry.name,
+            entry.timestamp,
+            entry.sequence,
+            entry.header(),
+            entry.payload(),
+        );
+    }
+    writer.finish();
+    writer.take(usize::MAX)
 }
 
 /// `plain` in S2's framing as nats-server's writer frames it: blocks of
@@ -304,25 +309,10 @@ mod tests {
                 assert_eq!(state["num_deleted"], 3, "2, 5 and the trailing 12");
                 assert_eq!(state["consumer_count"], 1);
             }
-            let mut plain = Vec::new();
-            let mut reader = ArchiveReader::new(MAX_ENTRY);
-            reader.push(backup).unwrap();
-            while let Some(entry) = reader.next_entry().unwrap() {
-                plain.push(entry);
-            }
-            let mut writer = ArchiveWriter::new();
-            for entry in &plain[..plain.len() - 1] {
-                writer.entry(
-                    &entry.name,
-                    entry.timestamp,
-                    entry.sequence,
-                    entry.header(),
-                    entry.payload(),
-                );
-            }
-            writer.finish();
-            let snappy = writer.take(usize::MAX);
-            assert_eq!(read(&snappy, 100).0, plain, "Snappy-framed again");
+            let (entries, error) = read(backup, backup.len());
+            assert_eq!(error, None);
+            let snappy = write_again(&entries[..entries.len() - 1]);
+            assert_eq!(read(&snappy, 100).0, entries, "Snappy-framed again");
             let mut damaged = backup.to_vec();
             let at = damaged.len() / 2;
             damaged[at] ^= 1;

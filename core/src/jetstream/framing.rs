@@ -56,6 +56,11 @@ pub enum FramingError {
     NotFramed,
     /// A frame is damaged (checksum, length, block, unknown type).
     BadFrame(String),
+    /// An S2 frame's data does not match its checksum (the reference's
+    /// `s2.ErrCRC` text).
+    S2Checksum,
+    /// An S2 frame is malformed or cut (the reference's `s2.ErrCorrupt`).
+    S2Corrupt,
 }
 
 impl fmt::Display for FramingError {
@@ -65,6 +70,8 @@ impl fmt::Display for FramingError {
                 "snapshot is neither S2 (as nats-server writes) nor Snappy (as rnats writes) framed",
             ),
             FramingError::BadFrame(why) => write!(f, "snapshot damaged: {why}"),
+            FramingError::S2Checksum => f.write_str("s2: corrupt input, crc mismatch"),
+            FramingError::S2Corrupt => f.write_str("s2: corrupt input"),
         }
     }
 }
@@ -179,44 +186,29 @@ impl FrameReader {
 /// checksum matched.
 fn s2_frame(kind: u8, body: &[u8], plain: &mut Vec<u8>) -> Result<(), FramingError> {
     let Some((sum, block)) = body.split_first_chunk::<4>() else {
-        return Err(FramingError::BadFrame(
-            "frame shorter than its checksum".into(),
-        ));
+        return Err(FramingError::S2Corrupt);
     };
     let before = plain.len();
     if kind == 0x00 {
-        let (len, _) = minlz::s2::decode_len(block)
-            .map_err(|error| FramingError::BadFrame(format!("s2: {error}")))?;
+        let (len, _) = minlz::s2::decode_len(block).map_err(|_| FramingError::S2Corrupt)?;
         if len > MAX_S2_DATA {
-            return Err(FramingError::BadFrame(format!("block of {len} bytes")));
+            return Err(FramingError::S2Corrupt);
         }
         plain.resize(before + len, 0);
-        match minlz::s2::decode_into(&mut plain[before..], block) {
-            Ok(n) if n == len => {}
-            Ok(_) => {
-                plain.truncate(before);
-                return Err(FramingError::BadFrame("s2: block length mismatch".into()));
-            }
-            Err(error) => {
-                plain.truncate(before);
-                return Err(FramingError::BadFrame(format!("s2: {error}")));
-            }
+        if minlz::s2::decode_into(&mut plain[before..], block) != Ok(len) {
+            plain.truncate(before);
+            return Err(FramingError::S2Corrupt);
         }
     } else {
         // The frame's bound leaves room for a little more than a block.
         if block.len() > MAX_S2_DATA {
-            return Err(FramingError::BadFrame(format!(
-                "block of {} bytes",
-                block.len()
-            )));
+            return Err(FramingError::S2Corrupt);
         }
         plain.extend_from_slice(block);
     }
     if minlz::crc::crc(&plain[before..]) != u32::from_le_bytes(*sum) {
         plain.truncate(before);
-        return Err(FramingError::BadFrame(
-            "s2: corrupt input (checksum)".into(),
-        ));
+        return Err(FramingError::S2Checksum);
     }
     Ok(())
 }
@@ -288,7 +280,14 @@ mod tests {
         // A block that claims more than S2 allows is refused unread.
         let mut huge = b"\xff\x06\x00\x00S2sTwO\x00\x09\x00\x00\0\0\0\0".to_vec();
         huge.extend_from_slice(&[0x80, 0x80, 0x80, 0x10, 0]);
-        assert!(matches!(read(&huge, 64), Err(FramingError::BadFrame(_))));
+        assert_eq!(read(&huge, 64), Err(FramingError::S2Corrupt));
+        // The reference's texts for its own format's damage.
+        let mut bad = stream.clone();
+        // The first data frame's checksum, after the identifier and the
+        // frame's own header.
+        bad[14] ^= 1;
+        let error = read(&bad, 64).unwrap_err();
+        assert_eq!(error.to_string(), "s2: corrupt input, crc mismatch");
         assert_eq!(read(b"ustar\0\0\0\0\0", 3), Err(FramingError::NotFramed));
         let reserved = b"\xff\x06\x00\x00S2sTwO\x05\x00\x00\x00";
         assert!(matches!(read(reserved, 3), Err(FramingError::BadFrame(_))));
