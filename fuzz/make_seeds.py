@@ -405,6 +405,14 @@ def jetstream_restore_seeds():
           entry(b"state.json", 0, 0, b"", b'{"first_seq":9,"last_seq":8}') + end)
     write("jetstream_restore", "tar", bytes([0x80]) + b"meta.inf" + bytes(504))
     write("jetstream_restore", "s2", bytes([2]) + b"\xff\x06\x00\x00S2sTwO\x00\x05\x00\x00abcde")
+    # The same archive in S2's framing (control bit 6), and real backups
+    # nats-server made (as a client sends them).
+    write("jetstream_restore", "whole-s2", bytes([0xc0 | 3]) + body + end)
+    write("jetstream_restore", "tar-s2", bytes([0xc0]) + b"meta.inf" + bytes(249) + b"ustar\x0000" + bytes(248))
+    testdata = ROOT.parent / "core" / "src" / "jetstream" / "testdata"
+    for name in ("file", "memory"):
+        backup = (testdata / f"nats-server-{name}-stream.backup").read_bytes()
+        write("jetstream_restore", f"nats-server-{name}", bytes([1]) + backup)
 
 
 def jetstream_feed_seeds():

@@ -1,13 +1,16 @@
 //! A stream restore fed arbitrary backups: the archive reader
-//! (`jetstream::archive`) alone, and the JetStream machine's whole
-//! `STREAM.RESTORE` flow over it.
+//! (`jetstream::archive`, over `jetstream::framing`) alone, and the
+//! JetStream machine's whole `STREAM.RESTORE` flow over it.
 //!
 //! Input: 1 control byte, then the backup. Bit 7 of the control byte says
 //! the rest is the archive's content before compression (the target
 //! compresses it, so mutations reach the entry parser and the restore
-//! rather than stopping at a frame checksum); else it is the compressed
-//! stream as a client would send it. The low bits pick the chunk size
-//! (1 to 4096 bytes).
+//! rather than stopping at a frame checksum); bit 6 then picks S2's
+//! framing (as nats-server writes, blocks cut at sizes the content's first
+//! byte picks, each compressed when that is shorter) over Snappy's (as
+//! rnats writes). Without bit 7 it is the compressed stream as a client
+//! would send it (seeds: real nats-server backups). The low 6 bits pick
+//! the chunk size (64 to 4096 bytes).
 //!
 //! Checked: no panic; the reader gives the same entries and the same error
 //! whole and in chunks; every entry written again reads back as itself; the
@@ -23,7 +26,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use bytes::Bytes;
-use rnats_core::jetstream::archive::{ArchiveReader, ArchiveWriter, Entry, MAX_FRAME};
+use rnats_core::jetstream::archive::{
+    ArchiveReader, ArchiveWriter, Entry, Framing, MAX_FRAME, MAX_S2_DATA,
+};
 use rnats_core::jetstream::config::{AccountLimits, JetStreamConfig};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget};
 use rnats_core::jetstream::machine::JetStream;
@@ -44,7 +49,11 @@ fn read(data: &[u8], piece: usize) -> (Vec<Entry>, Option<String>) {
         let (compressed, plain) = reader.held();
         assert!(compressed < 4 + MAX_FRAME, "at most one frame held");
         // One frame's data on top of a partial entry (name and data).
-        assert!(plain <= (1 << 16) + 2 * (1 << 20) + MAX_ENTRY as usize + 64);
+        let frame_data = match reader.framing() {
+            Some(Framing::S2) => MAX_S2_DATA,
+            _ => 1 << 16,
+        };
+        assert!(plain <= frame_data + 2 * (1 << 20) + MAX_ENTRY as usize + 64);
         loop {
             match reader.next_entry() {
                 Ok(Some(entry)) => entries.push(entry),
@@ -62,12 +71,14 @@ pub fn run(data: &[u8]) {
         return;
     };
     let piece = (usize::from(control & 0x3f) + 1) * 64;
-    let backup = if control & 0x80 != 0 {
-        let mut encoder = snap::write::FrameEncoder::new(Vec::new());
-        encoder.write_all(rest).expect("writing into memory");
-        encoder.into_inner().expect("flushing into memory")
-    } else {
-        rest.to_vec()
+    let backup = match control & 0xc0 {
+        0xc0 => s2_framed(rest),
+        0x80 => {
+            let mut encoder = snap::write::FrameEncoder::new(Vec::new());
+            encoder.write_all(rest).expect("writing into memory");
+            encoder.into_inner().expect("flushing into memory")
+        }
+        _ => rest.to_vec(),
     };
 
     let whole = read(&backup, backup.len().max(1));
@@ -85,18 +96,7 @@ pub fn run(data: &[u8]) {
     if whole.1.is_none() {
         assert_eq!(whole.0, pieces.0, "the same whole and in pieces of {piece}");
     }
-    let mut writer = ArchiveWriter::new();
-    for entry in &whole.0 {
-        writer.entry(
-            &entry.name,
-            entry.timestamp,
-            entry.sequence,
-            entry.header(),
-            entry.payload(),
-        );
-    }
-    writer.finish();
-    let again = writer.take(usize::MAX);
+    let again = write_again(&whole.0);
     let (reread, error) = read(&again, again.len());
     assert_eq!(error, None);
     assert_eq!(reread.len(), whole.0.len() + 1);
@@ -112,6 +112,43 @@ pub fn run(data: &[u8]) {
         piece,
         whole.0.iter().filter(|e| e.sequence > 0).count(),
     );
+}
+
+/// `entries` in an archive as rnats writes it, with its end entry.
+fn write_again(entries: &[Entry]) -> Vec<u8> {
+    let mut writer = ArchiveWriter::new();
+    for entry in entries {
+        writer.entry(
+            &entry.name,
+            entry.timestamp,
+            entry.sequence,
+            entry.header(),
+            entry.payload(),
+        );
+    }
+    writer.finish();
+    writer.take(usize::MAX)
+}
+
+/// `plain` in S2's framing as nats-server's writer frames it: blocks of
+/// 1 to 256 KiB (by `plain`'s first byte), each compressed when that is
+/// shorter, with the masked CRC-32C of its data.
+fn s2_framed(plain: &[u8]) -> Vec<u8> {
+    let block = (usize::from(plain.first().copied().unwrap_or(0)) + 1) * 1024;
+    let mut out = b"\xff\x06\x00\x00S2sTwO".to_vec();
+    for data in plain.chunks(block) {
+        let compressed = minlz::s2::encode(data);
+        let (kind, body) = if compressed.len() < data.len() {
+            (0x00, compressed.as_slice())
+        } else {
+            (0x01, data)
+        };
+        let len = body.len() + 4;
+        out.extend_from_slice(&[kind, len as u8, (len >> 8) as u8, (len >> 16) as u8]);
+        out.extend_from_slice(&minlz::crc::crc(data).to_le_bytes());
+        out.extend_from_slice(body);
+    }
+    out
 }
 
 /// The machine's restore of `backup`, in chunks of `piece`: the outcome
@@ -250,5 +287,37 @@ mod tests {
         assert_eq!(state["num_deleted"], 4, "4, 6, 8 and the trailing 9");
         assert_eq!(state["last_ts"], "1970-01-01T00:00:00.007Z");
         assert_eq!(state["consumer_count"], 1);
+    }
+
+    /// Backups nats-server made (S2-framed; file and memory streams,
+    /// `core/src/jetstream/testdata/`) restore through the machine with
+    /// their gaps and consumer; the same archive framed by this target
+    /// reads alike; damaged, each is refused and leaves nothing.
+    #[test]
+    fn the_reference_backups_restore() {
+        for backup in [
+            &include_bytes!("../../core/src/jetstream/testdata/nats-server-file-stream.backup")[..],
+            &include_bytes!("../../core/src/jetstream/testdata/nats-server-memory-stream.backup")[..],
+        ] {
+            for piece in [64, 4096] {
+                let (outcome, info) = restore(backup, piece, 9);
+                assert!(outcome.get("error").is_none(), "{outcome}");
+                let state = &info["state"];
+                assert_eq!(state["messages"], 9, "{info}");
+                assert_eq!(state["first_seq"], 1);
+                assert_eq!(state["last_seq"], 12);
+                assert_eq!(state["num_deleted"], 3, "2, 5 and the trailing 12");
+                assert_eq!(state["consumer_count"], 1);
+            }
+            let (entries, error) = read(backup, backup.len());
+            assert_eq!(error, None);
+            let snappy = write_again(&entries[..entries.len() - 1]);
+            assert_eq!(read(&snappy, 100).0, entries, "Snappy-framed again");
+            let mut damaged = backup.to_vec();
+            let at = damaged.len() / 2;
+            damaged[at] ^= 1;
+            let (outcome, _) = restore(&damaged, 128, 9);
+            assert!(outcome.get("error").is_some(), "{outcome}");
+        }
     }
 }

@@ -151,6 +151,48 @@ async fn publish(
     .await;
 }
 
+/// A durable explicit-ack pull consumer `worker` on `stream` that fetched
+/// `fetch` messages and acked those at the indexes `acked`.
+async fn worker_with_acks(
+    stream: &stream::Stream,
+    fetch: usize,
+    acked: &[usize],
+) -> (consumer::PullConsumer, Vec<jetstream::Message>) {
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("worker".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(fetch)
+        .messages()
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some(message) = batch.next().await {
+        seen.push(message.unwrap());
+    }
+    assert_eq!(seen.len(), fetch);
+    for &i in acked {
+        seen[i].double_ack().await.unwrap();
+    }
+    (consumer, seen)
+}
+
+/// The stream sequence of the next message `worker` delivers.
+async fn next_delivered(worker: &consumer::PullConsumer) -> u64 {
+    let mut next = worker.fetch().max_messages(1).messages().await.unwrap();
+    let message = within("resumed delivery", next.next())
+        .await
+        .unwrap()
+        .unwrap();
+    message.info().unwrap().stream_sequence
+}
+
 #[tokio::test]
 async fn a_file_stream_with_gaps_and_a_consumer_comes_back_whole() {
     let (server, _dir) = js_server("snap-roundtrip");
@@ -179,23 +221,7 @@ async fn a_file_stream_with_gaps_and_a_consumer_comes_back_whole() {
     stream.delete_message(10).await.unwrap();
     stream.delete_message(11).await.unwrap();
     stream.delete_message(40).await.unwrap();
-    let consumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("worker".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut batch = consumer.fetch().max_messages(5).messages().await.unwrap();
-    let mut seen = Vec::new();
-    while let Some(message) = batch.next().await {
-        seen.push(message.unwrap());
-    }
-    assert_eq!(seen.len(), 5);
-    for message in &seen[..3] {
-        message.double_ack().await.unwrap();
-    }
+    let (consumer, _) = worker_with_acks(&stream, 5, &[0, 1, 2]).await;
     let before = stream.info().await.unwrap().clone();
     let mut consumer = consumer;
     let consumer_before = consumer.info().await.unwrap().clone();
@@ -271,12 +297,7 @@ async fn a_file_stream_with_gaps_and_a_consumer_comes_back_whole() {
     assert_eq!(consumer_after.num_ack_pending, 2);
     assert_eq!(consumer_after.num_pending, consumer_before.num_pending);
     // It resumes after what it had delivered.
-    let mut next = worker.fetch().max_messages(1).messages().await.unwrap();
-    let message = within("resumed delivery", next.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let resumed = message.info().unwrap().stream_sequence;
+    let resumed = next_delivered(&worker).await;
     assert_eq!(resumed, consumer_before.delivered.stream_sequence + 1);
     // The stream takes new messages after its last sequence.
     let ack = js
@@ -504,22 +525,36 @@ async fn an_abandoned_restore_leaves_nothing_and_a_cut_backup_is_refused() {
     assert_eq!(done["state"]["messages"], 50);
 }
 
-/// Backups move between rnats and the reference: rnats's restore into
-/// nats-server; nats-server's (S2-compressed) are refused by name.
+/// The server under test and a reference nats-server, both with
+/// JetStream, and a client of each (ours, theirs); `None` when the
+/// reference is not installed (the test is skipped, with a notice).
+async fn beside_the_reference(
+    name: &str,
+) -> Option<(
+    [rnats_tests::ServerProcess; 2],
+    async_nats::Client,
+    async_nats::Client,
+)> {
+    let dir = common::store_dir(&format!("{name}-ref"));
+    let reference =
+        rnats_tests::ServerProcess::start_reference(&["-js", "-sd", dir.to_str().unwrap()])?;
+    let (server, _dir) = js_server(name);
+    let ours = connect(&server.url()).await;
+    let theirs = connect(&reference.url()).await;
+    Some(([server, reference], ours, theirs))
+}
+
+/// Backups move between rnats and the reference in both directions:
+/// rnats's (Snappy-framed) restore into nats-server, nats-server's
+/// (S2-framed) into rnats.
 #[tokio::test]
-async fn backups_cross_to_the_reference_and_theirs_are_refused_by_name() {
+async fn backups_cross_to_the_reference_and_back() {
     if std::env::var_os("RNATS_TEST_SERVER_BIN").is_some() {
         return;
     }
-    let dir = common::store_dir("snap-cross-ref");
-    let Some(reference) =
-        rnats_tests::ServerProcess::start_reference(&["-js", "-sd", dir.to_str().unwrap()])
-    else {
+    let Some((_servers, ours, theirs)) = beside_the_reference("snap-cross").await else {
         return;
     };
-    let (server, _dir) = js_server("snap-cross");
-    let ours = connect(&server.url()).await;
-    let theirs = connect(&reference.url()).await;
     for client in [&ours, &theirs] {
         let js = jetstream::new(client.clone());
         create(&js, "X", "x.*").await;
@@ -529,43 +564,178 @@ async fn backups_cross_to_the_reference_and_theirs_are_refused_by_name() {
     }
     let ours_backup = snapshot(&ours, "X", json!({})).await;
     let theirs_backup = snapshot(&theirs, "X", json!({})).await;
+    assert_eq!(&theirs_backup.data[..10], b"\xff\x06\x00\x00S2sTwO");
     for client in [&ours, &theirs] {
         jetstream::new(client.clone())
             .delete_stream("X")
             .await
             .unwrap();
     }
-    let into_reference = restore(
-        &theirs,
-        &ours_backup.reply["config"],
-        &ours_backup.data,
-        4096,
-    )
-    .await;
-    assert!(into_reference.get("error").is_none(), "{into_reference}");
-    assert_eq!(into_reference["state"]["messages"], 30);
-    let restored = jetstream::new(theirs.clone())
-        .get_stream("X")
-        .await
-        .unwrap();
-    let msg = restored.get_raw_message(7).await.unwrap();
-    assert_eq!(msg.payload.as_ref(), b"payload 6");
-    assert_eq!(msg.headers.get("H").unwrap().as_str(), "v");
+    for (into, backup) in [(&theirs, &ours_backup), (&ours, &theirs_backup)] {
+        let done = restore(into, &backup.reply["config"], &backup.data, 4096).await;
+        assert!(done.get("error").is_none(), "{done}");
+        assert_eq!(done["state"]["messages"], 30);
+        let restored = jetstream::new(into.clone()).get_stream("X").await.unwrap();
+        let msg = restored.get_raw_message(7).await.unwrap();
+        assert_eq!(msg.payload.as_ref(), b"payload 6");
+        assert_eq!(msg.headers.get("H").unwrap().as_str(), "v");
+    }
+}
 
-    let refused = restore(
-        &ours,
-        &theirs_backup.reply["config"],
-        &theirs_backup.data,
-        4096,
+/// One stored message as a client reads it back: sequence, subject,
+/// headers, payload, time.
+type Stored = (u64, String, Vec<(String, Vec<String>)>, Bytes, i128);
+
+/// Every message of `stream` from `first` to `last` (a gap is `None`).
+async fn every_message(stream: &stream::Stream, first: u64, last: u64) -> Vec<Option<Stored>> {
+    let mut out = Vec::new();
+    for seq in first..=last {
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            out.push(None);
+            continue;
+        };
+        let mut headers: Vec<(String, Vec<String>)> = msg
+            .headers
+            .iter()
+            .map(|(name, values)| {
+                let values = values.iter().map(|v| v.as_str().to_string()).collect();
+                (name.to_string(), values)
+            })
+            .collect();
+        headers.sort();
+        out.push(Some((
+            msg.sequence,
+            msg.subject.to_string(),
+            headers,
+            msg.payload,
+            msg.time.unix_timestamp_nanos(),
+        )));
+    }
+    out
+}
+
+/// The consumer state a restore must bring back.
+async fn consumer_state(stream: &stream::Stream, name: &str) -> (u64, u64, u64, u64, usize, u64) {
+    let mut consumer: consumer::PullConsumer = stream.get_consumer(name).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    (
+        info.delivered.consumer_sequence,
+        info.delivered.stream_sequence,
+        info.ack_floor.consumer_sequence,
+        info.ack_floor.stream_sequence,
+        info.num_ack_pending,
+        info.num_pending,
     )
-    .await;
-    let description = refused["error"]["description"].as_str().unwrap();
-    assert_eq!(refused["error"]["err_code"], 10062);
-    assert!(
-        description.contains("S2-compressed (made by nats-server)"),
-        "{description}"
-    );
-    assert!(jetstream::new(ours.clone()).get_stream("X").await.is_err());
+}
+
+/// A backup nats-server made (S2-framed, several S2 blocks: over 1 MiB)
+/// of a file and of a memory stream with headers, deleted messages, a
+/// purged head and a consumer with acks restores into rnats message for
+/// message; the same backup damaged or cut is refused and leaves nothing.
+#[tokio::test]
+async fn a_reference_backup_restores_message_for_message() {
+    let Some((_servers, ours, theirs)) = beside_the_reference("snap-from-ref").await else {
+        return;
+    };
+    let their_js = jetstream::new(theirs.clone());
+    let our_js = jetstream::new(ours.clone());
+    for (name, storage) in [
+        ("FILE", stream::StorageType::File),
+        ("MEM", stream::StorageType::Memory),
+    ] {
+        let subject = name.to_lowercase();
+        let mut stream = their_js
+            .create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![format!("{subject}.>")],
+                storage,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for i in 1..=60u64 {
+            // Every tenth message large and incompressible: the archive
+            // spans several S2 blocks.
+            let len = if i % 10 == 0 {
+                400_000
+            } else {
+                50 + i as usize
+            };
+            let body = format!("{i} {}", noise(i, len));
+            let headers: &[(&str, &str)] = match i % 4 {
+                0 => &[("Kind", "fourth"), ("Multi", "a")],
+                1 => &[("Kind", "first")],
+                _ => &[],
+            };
+            publish(&their_js, &format!("{subject}.{}", i % 5), headers, body).await;
+        }
+        js_api(
+            &theirs,
+            &format!("$JS.API.STREAM.PURGE.{name}"),
+            json!({"seq": 3}),
+        )
+        .await;
+        for seq in [7, 8, 30, 60] {
+            stream.delete_message(seq).await.unwrap();
+        }
+        let (_, seen) = worker_with_acks(&stream, 6, &[0, 1, 3]).await;
+        let before = stream.info().await.unwrap().clone();
+        let messages = every_message(&stream, 1, before.state.last_sequence).await;
+        let worker = consumer_state(&stream, "worker").await;
+
+        let backup = snapshot(&theirs, name, json!({"chunk_size": 65536})).await;
+        assert_eq!(&backup.data[..10], b"\xff\x06\x00\x00S2sTwO");
+        assert!(backup.data.len() > 1 << 20, "{}", backup.data.len());
+        let config = backup.reply["config"].clone();
+
+        // Damaged in the middle of a block, or cut: refused, nothing left
+        // (the reference keeps what it restored before the damage).
+        let mut damaged = backup.data.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x10;
+        let cut = &backup.data[..backup.data.len() - 20];
+        for bad in [&damaged[..], cut] {
+            let done = restore(&ours, &config, bad, 65536).await;
+            assert_eq!(done["error"]["err_code"], 10062, "{done}");
+            let description = done["error"]["description"].as_str().unwrap();
+            let left = our_js.get_stream(name).await.is_ok();
+            if std::env::var_os("RNATS_TEST_SERVER_BIN").is_none() {
+                // The reference's S2 reader's words (a checksum or a cut
+                // frame); the reference wraps them as its reader met them.
+                assert!(
+                    description.starts_with("restore failed: s2: corrupt input"),
+                    "{description}"
+                );
+                assert!(!left, "a refused restore leaves nothing");
+            } else if left {
+                our_js.delete_stream(name).await.unwrap();
+            }
+        }
+
+        let done = restore(&ours, &config, &backup.data, 65536).await;
+        assert!(done.get("error").is_none(), "{done}");
+        let mut restored = our_js.get_stream(name).await.unwrap();
+        let after = restored.info().await.unwrap().clone();
+        assert_eq!(after.config.storage, storage);
+        let (a, b) = (state_of(&after), state_of(&before));
+        assert_eq!(
+            (a.0, a.1, a.2, a.3, a.4, a.5),
+            (b.0, b.1, b.2, b.3, b.4, b.5)
+        );
+        assert_eq!((b.2, b.3, b.4), (3, 60, 4), "{name}");
+        assert_eq!(after.state.consumer_count, 1);
+        let restored_messages = every_message(&restored, 1, after.state.last_sequence).await;
+        assert_eq!(restored_messages.len(), messages.len());
+        for (ours, theirs) in restored_messages.iter().zip(&messages) {
+            assert_eq!(ours, theirs);
+        }
+        assert_eq!(consumer_state(&restored, "worker").await, worker, "{name}");
+        // The consumer carries on from what nats-server had delivered.
+        let worker: consumer::PullConsumer = restored.get_consumer("worker").await.unwrap();
+        let resumed = next_delivered(&worker).await;
+        let delivered = seen.last().unwrap().info().unwrap().stream_sequence;
+        assert_eq!(resumed, delivered + 1);
+    }
 }
 
 #[tokio::test]

@@ -2,12 +2,12 @@
 //! `STREAM.RESTORE` reads.
 //!
 //! Role: encoding and decoding only, no stream or store. The format is the
-//! one nats-server 2.12+ writes for its own snapshots ("v2"), so a backup
-//! moves between rnats and the reference in both directions as far as the
-//! compression allows (below). It does not depend on any store layout:
+//! one nats-server writes for its own snapshots (its "v2", `NATSARC1`), so
+//! a backup moves between rnats and the reference in both directions. It
+//! does not depend on any store layout:
 //!
 //! ```text
-//! compressed stream (Snappy framing format) of:
+//! compressed stream (S2 or Snappy framing, see super::framing) of:
 //!   "NATSARC1"
 //!   entry*: uvarint name length | varint (zigzag) timestamp ns | uvarint sequence |
 //!           uvarint header length | uvarint payload length | name | header | payload
@@ -22,31 +22,30 @@
 //! ```
 //!
 //! Compression: rnats writes the Snappy framing format (`snap`), which the
-//! reference's S2 reader also reads. The reference writes S2's own framing
-//! (stream identifier `S2sTwO`), whose blocks may use S2's extensions that
-//! no Snappy decoder reads; such a backup is refused by name, never half
-//! read. Its older format (a tar of its store files, also S2) is refused the
-//! same way.
+//! reference's S2 reader also reads; the reference writes S2's framing,
+//! which this reader decodes ([`super::framing`]), file and memory streams
+//! alike (the archive does not depend on the store). The reference's older
+//! format, a tar of its store files inside the same S2 stream, is refused
+//! by name once its first bytes are decompressed, never half read.
 //!
 //! Invariants of the reader: it takes input in pieces of any size (a chunk
 //! at a time, as they arrive) and never holds more than one frame of
 //! compressed input (at most [`MAX_FRAME`] bytes) and one entry of
-//! decompressed input (at most its `max_entry` plus the entry header); every
-//! frame is checksummed (the `snap` decoder checks the CRC-32C); any
+//! decompressed input (at most its `max_entry` plus the entry header) with
+//! the rest of its frame's data; every frame is checksummed (CRC-32C); any
 //! malformed input is an [`ArchiveError`], never a panic.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
+
+use super::framing::FrameReader;
+pub use super::framing::{Framing, FramingError, MAX_FRAME, MAX_S2_DATA};
 
 /// The archive's first bytes, after decompression.
 pub const MAGIC: &[u8; 8] = b"NATSARC1";
-/// The Snappy framing format's stream identifier chunk.
-const SNAPPY_IDENTIFIER: &[u8; 10] = b"\xff\x06\x00\x00sNaPpY";
-/// S2's stream identifier body: the reference's compression.
-const S2_IDENTIFIER: &[u8; 6] = b"S2sTwO";
-/// A Snappy frame holds at most 64 KiB of data; with its checksum and a
-/// block's worst-case growth it stays under this.
-pub const MAX_FRAME: usize = 1 << 17;
+/// A tar header's magic, and where it is.
+const TAR_MAGIC: &[u8; 5] = b"ustar";
+const TAR_MAGIC_AT: usize = 257;
 /// Names longer than this are refused (the reference's bound).
 const MAX_NAME: u64 = 1 << 20;
 
@@ -85,33 +84,31 @@ impl Entry {
 /// Why an archive could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveError {
-    /// Compressed with S2 (by nats-server): not readable here.
-    S2Compressed,
-    /// Not the Snappy framing format at all.
-    NotSnappy,
-    /// A frame is damaged (checksum, length, unknown type).
-    BadFrame(String),
-    /// Decompressed, but not a `NATSARC1` archive (the reference's older
-    /// tar format, or anything else).
+    /// The compressed stream around it is foreign or damaged.
+    Framing(FramingError),
+    /// Decompressed, but not a `NATSARC1` archive.
     NotArchive,
+    /// Decompressed, and a tar: the reference's older backup format.
+    TarBackup,
     /// An entry's header is malformed or its sizes impossible.
     BadEntry(&'static str),
     /// An entry larger than the reader accepts.
     EntryTooLarge(u64),
 }
 
+impl From<FramingError> for ArchiveError {
+    fn from(error: FramingError) -> Self {
+        ArchiveError::Framing(error)
+    }
+}
+
 impl fmt::Display for ArchiveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ArchiveError::S2Compressed => f.write_str(
-                "snapshot is S2-compressed (made by nats-server); rnats reads snapshots in the Snappy framing format, as rnats writes them",
-            ),
-            ArchiveError::NotSnappy => {
-                f.write_str("snapshot is not in the Snappy framing format")
-            }
-            ArchiveError::BadFrame(why) => write!(f, "snapshot damaged: {why}"),
-            ArchiveError::NotArchive => f.write_str(
-                "snapshot is not a NATSARC1 archive (a nats-server v1 tar snapshot is not supported)",
+            ArchiveError::Framing(error) => error.fmt(f),
+            ArchiveError::NotArchive => f.write_str("snapshot is not a NATSARC1 archive"),
+            ArchiveError::TarBackup => f.write_str(
+                "snapshot is a nats-server tar backup (its older format), which rnats does not read; restore it into nats-server and back it up again",
             ),
             ArchiveError::BadEntry(why) => write!(f, "archive: invalid archive stream: {why}"),
             ArchiveError::EntryTooLarge(size) => {
@@ -196,12 +193,11 @@ impl ArchiveWriter {
 
 /// Reads an archive from compressed input handed in as it arrives.
 pub struct ArchiveReader {
-    /// Compressed input not yet a whole frame.
-    frames: Vec<u8>,
+    /// The compressed stream, a frame at a time.
+    frames: FrameReader,
     /// Decompressed input not yet taken as entries, from `at`.
     plain: Vec<u8>,
     at: usize,
-    identified: bool,
     magic: bool,
     max_entry: u64,
     /// Compressed bytes handed in.
@@ -212,10 +208,9 @@ impl ArchiveReader {
     /// A reader that refuses entries larger than `max_entry` bytes.
     pub fn new(max_entry: u64) -> Self {
         ArchiveReader {
-            frames: Vec::new(),
+            frames: FrameReader::new(),
             plain: Vec::new(),
             at: 0,
-            identified: false,
             magic: false,
             max_entry,
             received: 0,
@@ -225,68 +220,18 @@ impl ArchiveReader {
     /// Bytes held: compressed (part of a frame), decompressed (part of an
     /// entry and what followed it in its frame).
     pub fn held(&self) -> (usize, usize) {
-        (self.frames.len(), self.plain.len() - self.at)
+        (self.frames.held(), self.plain.len() - self.at)
+    }
+
+    /// The compression, once the stream's identifier was read.
+    pub fn framing(&self) -> Option<Framing> {
+        self.frames.framing()
     }
 
     /// Hand in the next compressed bytes.
     pub fn push(&mut self, input: &[u8]) -> Result<(), ArchiveError> {
         self.received += input.len() as u64;
-        self.frames.extend_from_slice(input);
-        let mut used = 0;
-        while self.frames.len() - used >= 4 {
-            let frame = &self.frames[used..];
-            let kind = frame[0];
-            let len =
-                usize::from(frame[1]) | usize::from(frame[2]) << 8 | usize::from(frame[3]) << 16;
-            if !self.identified {
-                if kind != 0xff {
-                    return Err(ArchiveError::NotSnappy);
-                }
-                if len != 6 {
-                    return Err(ArchiveError::NotSnappy);
-                }
-            }
-            if len > MAX_FRAME {
-                return Err(ArchiveError::BadFrame(format!("frame of {len} bytes")));
-            }
-            if frame.len() < 4 + len {
-                break;
-            }
-            let body = &frame[4..4 + len];
-            match kind {
-                0xff => {
-                    if body == S2_IDENTIFIER {
-                        return Err(ArchiveError::S2Compressed);
-                    }
-                    if body != &SNAPPY_IDENTIFIER[4..] {
-                        return Err(ArchiveError::NotSnappy);
-                    }
-                    self.identified = true;
-                }
-                0x00 | 0x01 => {
-                    // One frame behind the identifier: the crate checks its
-                    // checksum and decompresses it.
-                    let mut framed = Vec::with_capacity(SNAPPY_IDENTIFIER.len() + 4 + len);
-                    framed.extend_from_slice(SNAPPY_IDENTIFIER);
-                    framed.extend_from_slice(&frame[..4 + len]);
-                    let mut decoder = snap::read::FrameDecoder::new(framed.as_slice());
-                    let before = self.plain.len();
-                    if let Err(error) = decoder.read_to_end(&mut self.plain) {
-                        self.plain.truncate(before);
-                        return Err(ArchiveError::BadFrame(error.to_string()));
-                    }
-                }
-                0x02..=0x7f => {
-                    return Err(ArchiveError::BadFrame(format!(
-                        "reserved unskippable frame type {kind:#04x}"
-                    )))
-                }
-                // Skippable and padding frames.
-                _ => {}
-            }
-            used += 4 + len;
-        }
-        self.frames.drain(..used);
+        self.frames.push(input, &mut self.plain)?;
         Ok(())
     }
 
@@ -297,6 +242,15 @@ impl ArchiveReader {
                 return Ok(None);
             }
             if &self.plain[self.at..self.at + MAGIC.len()] != MAGIC {
+                // Named when it is the reference's older tar format: its
+                // first header's magic is 257 bytes in.
+                let plain = &self.plain[self.at..];
+                if plain.len() < TAR_MAGIC_AT + TAR_MAGIC.len() {
+                    return Ok(None);
+                }
+                if plain[TAR_MAGIC_AT..].starts_with(TAR_MAGIC) {
+                    return Err(ArchiveError::TarBackup);
+                }
                 return Err(ArchiveError::NotArchive);
             }
             self.at += MAGIC.len();
@@ -387,6 +341,7 @@ fn get_uvarint(input: &mut &[u8]) -> Result<Option<u64>, ArchiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn read_all(bytes: &[u8], piece: usize) -> Result<Vec<Entry>, ArchiveError> {
         let mut reader = ArchiveReader::new(1 << 20);
@@ -434,7 +389,7 @@ mod tests {
         writer.entry(b"a", -1, 300, b"", b"z");
         writer.finish();
         let bytes = writer.take(usize::MAX);
-        assert_eq!(&bytes[..10], SNAPPY_IDENTIFIER);
+        assert_eq!(&bytes[..10], b"\xff\x06\x00\x00sNaPpY");
         let mut plain = Vec::new();
         snap::read::FrameDecoder::new(bytes.as_slice())
             .read_to_end(&mut plain)
@@ -445,19 +400,98 @@ mod tests {
         assert_eq!(plain, want);
     }
 
+    /// A backup nats-server 2.15 made of a file stream and of a memory
+    /// stream (`testdata/`): 12 messages on `f.>` / `m.>`, every third
+    /// with a header `X-N`, 2, 5 and 12 deleted, a durable `C` with 5
+    /// delivered and 3 of them acked.
+    #[test]
+    fn the_reference_s2_backups_read_whole() {
+        for (bytes, subject) in [
+            (
+                &include_bytes!("testdata/nats-server-file-stream.backup")[..],
+                "f",
+            ),
+            (
+                &include_bytes!("testdata/nats-server-memory-stream.backup")[..],
+                "m",
+            ),
+        ] {
+            for piece in [1, 100, bytes.len()] {
+                let mut reader = ArchiveReader::new(1 << 20);
+                let mut entries = Vec::new();
+                for chunk in bytes.chunks(piece) {
+                    reader.push(chunk).unwrap();
+                    while let Some(entry) = reader.next_entry().unwrap() {
+                        entries.push(entry);
+                    }
+                }
+                assert_eq!(reader.framing(), Some(Framing::S2));
+                assert_eq!(entries.len(), 1 + 1 + 9 + 1, "{subject} in {piece}");
+                assert_eq!(entries[0].name, b"state.json");
+                let state: serde_json::Value =
+                    serde_json::from_slice(entries[0].payload()).unwrap();
+                assert_eq!(state["messages"], 9);
+                assert_eq!(state["consumer_count"], 1);
+                assert_eq!(entries[1].name, b"consumers/C");
+                let consumer: serde_json::Value =
+                    serde_json::from_slice(entries[1].payload()).unwrap();
+                let state = &consumer["state"];
+                assert_eq!(state["delivered"]["stream_seq"], 7, "{consumer}");
+                assert_eq!(state["ack_floor"]["stream_seq"], 3, "{consumer}");
+                let pending: Vec<&String> = state["pending"].as_object().unwrap().keys().collect();
+                assert_eq!(pending, ["4", "7"]);
+                let messages = &entries[2..11];
+                let seqs: Vec<u64> = messages.iter().map(|e| e.sequence).collect();
+                assert_eq!(seqs, [1, 3, 4, 6, 7, 8, 9, 10, 11]);
+                for entry in messages {
+                    let i = entry.sequence;
+                    assert_eq!(entry.name, format!("{subject}.{}", i % 4).as_bytes());
+                    let mut payload = format!("m{i} ").into_bytes();
+                    payload.resize(payload.len() + 7 * i as usize, b'y');
+                    assert_eq!(entry.payload(), payload.as_slice());
+                    assert_eq!(!entry.header().is_empty(), i % 3 == 0);
+                    if i % 3 == 0 {
+                        let header = String::from_utf8_lossy(entry.header()).into_owned();
+                        assert!(header.contains(&format!("X-N: {i}\r\n")), "{header}");
+                    }
+                    assert!(entry.timestamp > 1_700_000_000_000_000_000);
+                }
+                assert!(entries[11].is_end());
+            }
+        }
+    }
+
     #[test]
     fn foreign_and_damaged_input_is_refused_by_name() {
-        let s2 = b"\xff\x06\x00\x00S2sTwO\x00\x00\x00\x00";
-        assert_eq!(read_all(s2, 4), Err(ArchiveError::S2Compressed));
         assert_eq!(
             read_all(b"ustar\0\0\0\0\0", 10),
-            Err(ArchiveError::NotSnappy)
+            Err(ArchiveError::Framing(FramingError::NotFramed))
         );
-        // A Snappy stream of something else (a tar's first bytes).
+        // The reference's older format: a tar inside S2's framing.
+        let mut tar = vec![0u8; 1024];
+        tar[..8].copy_from_slice(b"meta.inf");
+        tar[257..263].copy_from_slice(b"ustar\0");
+        let block = minlz::s2::encode(&tar);
+        let mut s2 = b"\xff\x06\x00\x00S2sTwO".to_vec();
+        let len = block.len() + 4;
+        s2.extend_from_slice(&[0, len as u8, (len >> 8) as u8, 0]);
+        s2.extend_from_slice(&minlz::crc::crc(&tar).to_le_bytes());
+        s2.extend_from_slice(&block);
+        for piece in [1, 9, s2.len()] {
+            assert_eq!(read_all(&s2, piece), Err(ArchiveError::TarBackup));
+        }
+        // A damaged reference backup is refused, wherever the damage.
+        let reference = include_bytes!("testdata/nats-server-file-stream.backup");
+        for at in (10..reference.len()).step_by(7) {
+            let mut bad = reference.to_vec();
+            bad[at] ^= 0x21;
+            assert!(read_all(&bad, 64).is_err(), "flip at {at}");
+        }
+        // A Snappy stream of something else.
         let mut encoder = snap::write::FrameEncoder::new(Vec::new());
         encoder.write_all(&[0u8; 512]).unwrap();
-        let tar = encoder.into_inner().unwrap();
-        assert_eq!(read_all(&tar, 7), Err(ArchiveError::NotArchive));
+        let zeros = encoder.into_inner().unwrap();
+        assert_eq!(read_all(&zeros, 7), Err(ArchiveError::NotArchive));
         // A flipped byte in a frame fails its checksum.
         let mut writer = ArchiveWriter::new();
         writer.entry(b"state.json", 0, 0, b"", b"{}");
@@ -467,7 +501,7 @@ mod tests {
         bytes[last] ^= 0x40;
         assert!(matches!(
             read_all(&bytes, 5),
-            Err(ArchiveError::BadFrame(_))
+            Err(ArchiveError::Framing(FramingError::BadFrame(_)))
         ));
         // An entry larger than allowed is refused before it is buffered.
         let mut writer = ArchiveWriter::new();

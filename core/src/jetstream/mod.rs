@@ -21,6 +21,7 @@ mod counter;
 mod cron;
 pub mod errors;
 pub mod fast_batch;
+mod framing;
 pub mod ingest;
 pub mod link;
 pub mod machine;

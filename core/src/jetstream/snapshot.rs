@@ -53,7 +53,7 @@ use serde_json::value::RawValue;
 
 use super::api::decode::{Fields, GoType, STREAM_CONFIG_REQUEST};
 use super::api::{ConsumerConfig, RequestFields, StreamConfig, StreamConfigRequest, StreamState};
-use super::archive::{ArchiveReader, ArchiveWriter, Entry};
+use super::archive::{ArchiveReader, ArchiveWriter, Entry, Framing};
 use super::errors::{ApiError, ApiErrorKind as K};
 use super::link::{JsAction, JsInbound, JsTarget, StreamId, Watcher};
 use super::machine::{JetStream, StreamMeta};
@@ -1070,6 +1070,9 @@ impl<D: Disk + Clone> JetStream<D> {
             let (frames, plain) = incoming.reader.held();
             let error = if frames == 0 && plain == 0 {
                 "EOF"
+            } else if frames > 0 && incoming.reader.framing() == Some(Framing::S2) {
+                // Cut inside an S2 frame: the reference's S2 reader's word.
+                "s2: corrupt input"
             } else {
                 "archive: invalid archive stream"
             };
