@@ -453,6 +453,11 @@ pub struct ConsumerFileStore<D: Disk> {
     keys: Option<KeyRing>,
     /// Draws the nonce of each write (core's seeded randomness).
     nonces: u64,
+    /// A state file is there (read at open, damaged or not, or written
+    /// since). Without one, opening gives the empty state, so an empty
+    /// state need not be written: a new consumer costs no state write
+    /// (and no syncs) until it first moves.
+    on_disk: bool,
 }
 
 impl<D: Disk> ConsumerFileStore<D> {
@@ -485,7 +490,9 @@ impl<D: Disk> ConsumerFileStore<D> {
         let path = join(dir, STATE_NAME);
         let mut tracker = ConsumerTracker::new(policy, max_deliver);
         let mut warning = None;
-        if let Some(bytes) = disk.read_all(&path)? {
+        let stored = disk.read_all(&path)?;
+        let on_disk = stored.is_some();
+        if let Some(bytes) = stored {
             let (bytes, reseal) = match (&keys, is_sealed_file(&bytes)) {
                 (Some(keys), true) => keys.open_file(&path, &bytes).map_err(ConsumerError::Key)?,
                 (Some(_), false) => (bytes, true),
@@ -512,6 +519,7 @@ impl<D: Disk> ConsumerFileStore<D> {
             warning,
             keys,
             nonces: seed,
+            on_disk,
         })
     }
 
@@ -546,6 +554,10 @@ impl<D: Disk> ConsumerFileStore<D> {
         if !self.tracker.take_dirty() {
             return Ok(false);
         }
+        if !self.on_disk && *self.tracker.state() == ConsumerState::default() {
+            // What opening without a file gives: nothing to make durable.
+            return Ok(false);
+        }
         let bytes = encode_state(self.tracker.state());
         assert_eq!(
             decode_state(&bytes).as_ref(),
@@ -563,6 +575,7 @@ impl<D: Disk> ConsumerFileStore<D> {
             self.tracker.dirty = true;
             return Err(error.into());
         }
+        self.on_disk = true;
         Ok(true)
     }
 }
@@ -761,6 +774,42 @@ mod tests {
             ConsumerError::BadPending(3).to_string(),
             "bad pending entry, sequence [3] out of range"
         );
+    }
+
+    #[test]
+    fn an_empty_state_is_not_written_until_the_consumer_moves() {
+        let mut store =
+            ConsumerFileStore::open(MemDisk::new(), "c", AckPolicy::Explicit, 0).unwrap();
+        store
+            .tracker_mut()
+            .update(ConsumerState::default(), true)
+            .unwrap();
+        assert!(
+            !store.flush().unwrap(),
+            "the empty state is what no file means"
+        );
+        let mut disk = store.into_disk();
+        assert_eq!(disk.read_all("c/state").unwrap(), None);
+        let mut store = ConsumerFileStore::open(disk, "c", AckPolicy::Explicit, 0).unwrap();
+        store
+            .tracker_mut()
+            .update_delivered(1, 10, 1, at(1))
+            .unwrap();
+        assert!(store.flush().unwrap());
+        let moved = store.state().clone();
+        let store =
+            ConsumerFileStore::open(store.into_disk(), "c", AckPolicy::Explicit, 0).unwrap();
+        assert_eq!(store.state(), &moved);
+        // Once there is a file, even a return to empty is written.
+        let mut store = store;
+        store
+            .tracker_mut()
+            .update(ConsumerState::default(), true)
+            .unwrap();
+        assert!(store.flush().unwrap());
+        let store =
+            ConsumerFileStore::open(store.into_disk(), "c", AckPolicy::Explicit, 0).unwrap();
+        assert_eq!(store.state(), &ConsumerState::default());
     }
 
     #[test]
