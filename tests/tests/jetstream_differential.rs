@@ -840,6 +840,38 @@ fn steps() -> Vec<Step> {
                    "storage": "memory"}),
         ),
         api("delete-async-persisted", "STREAM.DELETE.AP", json!("")),
+        // `Nats-Required-Api-Level` above the server's: every API request
+        // refused in its own response type, before anything else.
+        pubh(
+            "level-info",
+            "$JS.API.INFO",
+            &[("Nats-Required-Api-Level", "99")],
+            "",
+        ),
+        pubh(
+            "level-stream-info-missing",
+            "$JS.API.STREAM.INFO.NOPE",
+            &[("Nats-Required-Api-Level", "99")],
+            "",
+        ),
+        pubh(
+            "level-names",
+            "$JS.API.STREAM.NAMES",
+            &[("Nats-Required-Api-Level", "x")],
+            "",
+        ),
+        pubh(
+            "level-consumer-info",
+            "$JS.API.CONSUMER.INFO.AP.NOPE",
+            &[("Nats-Required-Api-Level", "6")],
+            "",
+        ),
+        pubh(
+            "level-met",
+            "$JS.API.STREAM.NAMES",
+            &[("Nats-Required-Api-Level", "1")],
+            "",
+        ),
         api("delete-missing", "STREAM.DELETE.S1", json!("")),
         api("info-deleted-stream", "STREAM.INFO.S1", json!({})),
         pubh("pub-after-delete", "s1.a", &[], "x"),

@@ -31,8 +31,6 @@ pub const BATCH_ID: &[u8] = b"Nats-Batch-Id";
 pub const BATCH_SEQ: &[u8] = b"Nats-Batch-Sequence";
 pub const BATCH_COMMIT: &[u8] = b"Nats-Batch-Commit";
 const REQUIRED_API_LEVEL: &[u8] = b"Nats-Required-Api-Level";
-/// The API level this server speaks (a batch asking more is refused).
-const API_LEVEL: u64 = 5;
 
 /// Open batches per stream, as the reference's default.
 pub const MAX_INFLIGHT: usize = 50;
@@ -374,10 +372,10 @@ pub fn precheck(
 /// more than this server speaks (or is not a number); else the headers
 /// without it (`None`: it was not there, the headers stay as they are).
 pub(super) fn strip_required_api_level(headers: &[u8]) -> Result<Option<Bytes>, PublishError> {
-    let Some(level) = find_header(headers, REQUIRED_API_LEVEL).filter(|l| !l.is_empty()) else {
+    if find_header(headers, REQUIRED_API_LEVEL).is_none_or(|level| level.is_empty()) {
         return Ok(None);
-    };
-    if parse_u64(level).is_none_or(|level| level > API_LEVEL) {
+    }
+    if super::requests::required_level_unmet(headers) {
         return Err(PublishError::Rejected(K::RequiredApiLevel));
     }
     let stripped = remove_header(headers, REQUIRED_API_LEVEL);

@@ -317,15 +317,9 @@ impl<D: Disk + Clone> JetStream<D> {
         let Ok(id) = self.find_consumer(&msg.account, stream, name) else {
             return;
         };
-        let level = find_header(&msg.headers, b"Nats-Required-Api-Level").unwrap_or_default();
         let identity = find_header(&msg.headers, b"Nats-Stream-Identity")
             .map(|_| stream_identity(self.streams[&id].meta.created));
-        let outcome = if !level.is_empty()
-            && std::str::from_utf8(level)
-                .ok()
-                .and_then(|level| level.parse::<i64>().ok())
-                .is_none_or(|level| level > i64::from(super::requests::API_LEVEL))
-        {
+        let outcome = if super::requests::required_level_unmet(&msg.headers) {
             Err(ApiError::new(K::RequiredApiLevel))
         } else {
             self.reset_consumer(id, name, &msg.payload)

@@ -266,7 +266,13 @@ impl<D: Disk + Clone> JetStream<D> {
             }
             return;
         }
-        let answer = if !self.enabled_for(&msg.account) {
+        // The reference checks the level first on a single server (the
+        // step-down answers "clustered only" before it looks).
+        let level_unmet =
+            !matches!(request, Request::ConsumerStepdown) && required_level_unmet(&msg.headers);
+        let answer = if level_unmet {
+            error_reply(&request, ApiError::new(K::RequiredApiLevel))
+        } else if !self.enabled_for(&msg.account) {
             self.not_enabled(&request)
         } else {
             self.answer(&msg.account, &request, msg)
@@ -1008,6 +1014,18 @@ fn limits_info(limits: &super::config::AccountLimits) -> AccountLimitsInfo {
 }
 
 /// The error reply of `request`, in the response type it would have had.
+/// Whether a request's `Nats-Required-Api-Level` asks for more than this
+/// server's API level (or is not a number), as the reference reads it.
+pub(super) fn required_level_unmet(headers: &[u8]) -> bool {
+    let level =
+        crate::protocol::find_header(headers, b"Nats-Required-Api-Level").unwrap_or_default();
+    !level.is_empty()
+        && std::str::from_utf8(level)
+            .ok()
+            .and_then(|level| level.parse::<i64>().ok())
+            .is_none_or(|level| level > i64::from(API_LEVEL))
+}
+
 fn error_reply(request: &Request<'_>, error: ApiError) -> Reply {
     match request {
         Request::Info => reply(&AccountInfoResponse::error(error), true),
