@@ -417,6 +417,114 @@ async fn a_durable_consumer_survives_sigkill_without_losing_confirmed_acks() {
     assert_eq!(payloads(&rest), ["6", "7", "8", "9"]);
 }
 
+/// An ephemeral consumer of a file stream comes back after a restart with
+/// its state (as the reference's do), and still goes once inactive.
+#[tokio::test]
+async fn an_ephemeral_consumer_of_a_file_stream_survives_a_restart() {
+    let (mut server, _dir) = js_server("ephemeral-restart");
+    let name = {
+        let js = jetstream::new(connect(&server.url()).await);
+        let stream = js
+            .create_stream(stream_config("EPH", &["eph"]))
+            .await
+            .unwrap();
+        publish_all(&js, 10, |_| "eph".into()).await;
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                inactive_threshold: Duration::from_secs(4),
+                // The reference waits out unacked messages' ack wait
+                // before it deletes an inactive pull consumer.
+                ack_wait: Duration::from_secs(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let first = fetch(&consumer, 3, Duration::from_millis(500)).await;
+        for message in &first {
+            message.double_ack().await.unwrap();
+        }
+        consumer.info().await.unwrap().name.clone()
+    };
+    server.restart();
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = within("stream after restart", js.get_stream("EPH"))
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream.get_consumer(&name).await.unwrap();
+    let info = consumer.get_info().await.unwrap();
+    // rnats wrote the confirmed acks before confirming them; the
+    // reference writes an ephemeral's state later and may lose some.
+    let (floor, delivered) = (
+        info.ack_floor.stream_sequence,
+        info.delivered.stream_sequence,
+    );
+    if rnats_tests::server_under_test()
+        .to_string_lossy()
+        .contains("rnats")
+    {
+        assert_eq!((floor, delivered), (3, 3));
+    }
+    assert!(floor <= delivered && delivered <= 3);
+    assert_eq!(info.num_pending, 10 - delivered);
+    let rest = fetch(&consumer, 7, Duration::from_millis(500)).await;
+    assert_eq!(rest.len(), 7);
+    for message in &rest {
+        message.double_ack().await.unwrap();
+    }
+    drop(consumer);
+    // Left alone past its inactive threshold, it goes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if stream.consumer_info(&name).await.is_err() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the ephemeral stayed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An idle ephemeral pull consumer holding an unacknowledged message is
+/// kept until the message's ack wait and then its inactive threshold have
+/// passed (its client may still be working on it), as in the reference.
+#[tokio::test]
+async fn an_idle_pull_consumer_waits_out_its_unacked_messages() {
+    let (server, _dir) = js_server("idle-unacked");
+    let js = jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .create_stream(stream_config("IDLE", &["idle"]))
+        .await
+        .unwrap();
+    publish_all(&js, 2, |_| "idle".into()).await;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            inactive_threshold: Duration::from_secs(1),
+            ack_wait: Duration::from_secs(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let name = consumer.info().await.unwrap().name.clone();
+    let taken = fetch(&consumer, 1, Duration::from_millis(300)).await;
+    assert_eq!(taken.len(), 1);
+    let started = std::time::Instant::now();
+    drop(consumer);
+    // Past the threshold, within the ack wait: still there.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(stream.consumer_info(&name).await.is_ok(), "deleted early");
+    loop {
+        if stream.consumer_info(&name).await.is_err() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "never deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn work_queue_and_interest_streams_drop_what_consumers_are_done_with() {
     let (server, _dir) = js_server("retention");

@@ -159,6 +159,37 @@ pub fn consumer_rules(
     }
 }
 
+/// How long a pull consumer may still be working on what it was given:
+/// until the last of its unacknowledged messages' ack wait (by its backoff
+/// step) plus the inactive threshold has passed since its delivery (the
+/// reference counts an idle pull consumer's threshold from there). `None`
+/// when every such time has passed.
+fn awaited_acks<D: Disk>(
+    consumer: &super::consumer::Consumer<D>,
+    threshold: Option<Duration>,
+    wall: WallTime,
+) -> Option<Duration> {
+    let rules = consumer.rules();
+    let threshold = threshold.unwrap_or_default();
+    let state = consumer.state();
+    let latest = state
+        .pending
+        .iter()
+        .map(|(seq, pending)| {
+            let wait = if rules.backoff.is_empty() {
+                rules.ack_wait
+            } else {
+                let step = state.redelivered.get(seq).copied().unwrap_or(0);
+                let step = usize::try_from(step).unwrap_or(usize::MAX);
+                rules.backoff[step.min(rules.backoff.len() - 1)]
+            };
+            let nanos = u64::try_from((wait + threshold).as_nanos()).unwrap_or(u64::MAX);
+            pending.ts.0.saturating_add(nanos)
+        })
+        .max()?;
+    (latest > wall.0).then(|| Duration::from_nanos(latest - wall.0))
+}
+
 fn consumers_dir(stream: StreamId) -> String {
     format!("streams/{}.consumers", stream.0)
 }
@@ -508,7 +539,22 @@ impl<D: Disk + Clone> JetStream<D> {
                 } else {
                     consumer.consumer.num_waiting() > 0
                 };
-                if idle && !in_use {
+                let acks_due = if idle && !consumer.consumer.is_push() {
+                    awaited_acks(&consumer.consumer, consumer.inactive_threshold, wall)
+                } else {
+                    None
+                };
+                if let (Some(due), Some(threshold)) = (acks_due, consumer.inactive_threshold) {
+                    // Idle from the last ack deadline on: its threshold
+                    // now ends there.
+                    let ends = now
+                        .0
+                        .saturating_add(u64::try_from(due.as_nanos()).unwrap_or(u64::MAX));
+                    let threshold = u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX);
+                    consumer.last_seen =
+                        Instant(ends.saturating_sub(threshold).max(consumer.last_seen.0));
+                    debug_assert!(consumer.last_seen.0.saturating_add(threshold) > now.0);
+                } else if idle && !in_use {
                     inactive.push((id, name.clone()));
                 }
             }
@@ -578,9 +624,13 @@ impl<D: Disk + Clone> JetStream<D> {
         let account = entry.meta.account.clone();
         let stream_name = entry.meta.config.name.clone();
         let name = name.to_string();
-        let persisted = config.is_durable()
-            && entry.stream.rules().storage == Storage::File
-            && !config.mem_storage;
+        // Every consumer of a file stream keeps its state in files, the
+        // ephemeral ones too (they come back after a restart and go once
+        // inactive, as in the reference), but `mem_storage` ones and the
+        // hidden `direct` ones a feed makes, which the reference gives no
+        // store.
+        let persisted =
+            !config.direct && entry.stream.rules().storage == Storage::File && !config.mem_storage;
         let max_msg_size = entry.meta.config.max_msg_size;
         let rules = consumer_rules(&account, &stream_name, &name, &config, max_msg_size);
         let state = if persisted {
@@ -791,7 +841,8 @@ impl<D: Disk + Clone> JetStream<D> {
     /// (its account's JetStream was turned off): each durable one writes
     /// its state, then its routes go; its files stay for when the stream
     /// is recovered again ([`Self::recover_consumers`]). In-memory ones
-    /// (ephemeral, of memory streams) are gone, as after a restart.
+    /// (`mem_storage`, `direct`, of memory streams) are gone, as after a
+    /// restart.
     pub(super) fn stop_all_consumers(&mut self, stream: StreamId) {
         let names: Vec<String> = self.streams[&stream].consumers.keys().cloned().collect();
         for name in names {
