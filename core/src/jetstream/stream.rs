@@ -165,6 +165,24 @@ enum AckBody {
     Written(Bytes),
 }
 
+/// Whether [`Stream::publish_crossed`] takes a message with these replies
+/// as a fast batch message: it then checks the client's headers
+/// (`Nats-Stream-Source`) itself, at the point the reference does, where
+/// the refusal is a batch error.
+pub fn takes_fast_batch(reply: &[u8], crossed_reply: &[u8]) -> bool {
+    super::fast_batch::parse_reply(batch_reply(reply, crossed_reply)).is_some()
+}
+
+/// The reply a message's batch protocol is read from: its own, whatever
+/// its headers, or through an import the reply it had (`crossed_reply`).
+fn batch_reply<'a>(reply: &'a [u8], crossed_reply: &'a [u8]) -> &'a [u8] {
+    if crossed_reply.is_empty() || reply.ends_with(super::fast_batch::SUFFIX) {
+        reply
+    } else {
+        crossed_reply
+    }
+}
+
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
 #[derive(Debug, Default)]
 struct Dedupe {
@@ -587,15 +605,7 @@ impl<D: Disk> Stream<D> {
         crossed_reply: &[u8],
         out: &mut VecDeque<JsAction>,
     ) -> Published {
-        // The reply subject says whether this is a fast batch message,
-        // whatever its headers; through an import, the reply it had.
-        let batch_reply =
-            if crossed_reply.is_empty() || msg.reply.ends_with(super::fast_batch::SUFFIX) {
-                &msg.reply[..]
-            } else {
-                crossed_reply
-            };
-        if let Some(reply) = super::fast_batch::parse_reply(batch_reply) {
+        if let Some(reply) = super::fast_batch::parse_reply(batch_reply(msg.reply, crossed_reply)) {
             return self.publish_fast(now, reply, msg, out);
         }
         // A client's batch message (a sourced one is stored as it came).
@@ -909,7 +919,10 @@ impl<D: Disk> Stream<D> {
             (refusal, _) => {
                 let error =
                     refusal.unwrap_or(PublishError::Rejected(K::BatchPublishInvalidPattern));
-                self.refuse(msg, error.clone(), out);
+                if !self.rules.no_ack {
+                    let refused = super::fast_batch::Answer::Refused(error.clone());
+                    self.answer_fast(msg, refused, out);
+                }
                 Published::Refused(error)
             }
         }
@@ -934,7 +947,10 @@ impl<D: Disk> Stream<D> {
             .begin(reply, msg.headers, now, &context, &mut answers);
         let result = match begun {
             Begin::Refused(error) => {
-                self.refuse(msg, error.clone(), out);
+                if !self.rules.no_ack {
+                    let refused = super::fast_batch::Answer::Refused(error.clone());
+                    self.answer_fast(msg, refused, out);
+                }
                 Published::Refused(error)
             }
             Begin::Done => Published::Staged,
@@ -943,7 +959,17 @@ impl<D: Disk> Stream<D> {
                     headers: headers.as_deref().unwrap_or(msg.headers),
                     ..*msg
                 };
-                let result = self.try_publish(now, &publish, None, out);
+                // A client may not write `Nats-Stream-Source`; the reference
+                // checks it with the batch's other per-message checks,
+                // after a duplicate.
+                let sourced = find_header(publish.headers, b"Nats-Stream-Source")
+                    .is_some_and(|value| !value.is_empty());
+                let duplicate = find_header(publish.headers, MSG_ID)
+                    .is_some_and(|id| self.dedupe.ids.contains_key(id));
+                let result = match sourced && !duplicate {
+                    true => Published::Refused(PublishError::SourceHeaderNotAllowed),
+                    false => self.try_publish(now, &publish, None, out),
+                };
                 // A fast batch's PubAck carries no counter total.
                 self.counted = None;
                 let stored = match &result {
@@ -968,7 +994,10 @@ impl<D: Disk> Stream<D> {
     }
 
     /// Send a fast batch's answer on the message's reply: now, or once
-    /// what it names is durable.
+    /// what it names is durable. An answer naming nothing stored still
+    /// leaves after the acks waiting before it: the reference sends every
+    /// answer of a stream in the order it decides them, so an error never
+    /// overtakes the flow ack of an earlier message.
     fn answer_fast(
         &mut self,
         msg: &Publish<'_>,
@@ -976,24 +1005,20 @@ impl<D: Disk> Stream<D> {
         out: &mut VecDeque<JsAction>,
     ) {
         use super::fast_batch::Answer;
-        match answer {
-            Answer::Now(payload) => out.push_back(JsAction::Publish {
-                account: self.account.clone(),
-                subject: msg.reply.clone(),
-                reply: Bytes::new(),
-                headers: Bytes::new(),
-                payload,
-            }),
-            Answer::Durable { through, payload } => {
-                let ack = WaitingAck {
-                    seq: through,
-                    reply: msg.reply.clone(),
-                    body: AckBody::Written(payload),
-                };
-                self.queue_ack(ack, out);
-            }
-            Answer::Refused(error) => self.answer_refusal(msg, &error, out),
-        }
+        let (through, payload) = match answer {
+            Answer::Durable { through, payload } => (through, payload),
+            Answer::Now(payload) => (0, payload),
+            Answer::Refused(error) => (0, super::wire::publish_error(&self.rules.name, &error)),
+        };
+        // Behind the last waiting ack (the highest sequence: a duplicate's
+        // may sit behind later ones), so that it is released after it.
+        let behind = self.waiting.iter().map(|ack| ack.seq).max().unwrap_or(0);
+        let ack = WaitingAck {
+            seq: through.max(behind),
+            reply: msg.reply.clone(),
+            body: AckBody::Written(payload),
+        };
+        self.queue_ack(ack, out);
     }
 
     /// Batches dropped since the last call (timed out, too large, a gap),
