@@ -391,6 +391,10 @@ pub struct Stream<D: Disk> {
     /// Storing a message a schedule produced: the schedule checks are the
     /// schedule's, not repeated on it.
     firing: bool,
+    /// Set while a fast batch message is stored: its `Nats-Stream-Source`
+    /// is checked here, among the batch's per-message checks (the
+    /// machine checks it before any other publish).
+    fast_message: bool,
     /// Open atomic batches.
     batches: super::batch::Batches,
     /// Batches dropped since the machine last looked, for its advisories.
@@ -427,6 +431,7 @@ impl<D: Disk> Stream<D> {
             schedules: Default::default(),
             schedules_stale: false,
             firing: false,
+            fast_message: false,
             batches: Default::default(),
             abandoned: Vec::new(),
             batch_room: true,
@@ -959,17 +964,9 @@ impl<D: Disk> Stream<D> {
                     headers: headers.as_deref().unwrap_or(msg.headers),
                     ..*msg
                 };
-                // A client may not write `Nats-Stream-Source`; the reference
-                // checks it with the batch's other per-message checks,
-                // after a duplicate.
-                let sourced = find_header(publish.headers, b"Nats-Stream-Source")
-                    .is_some_and(|value| !value.is_empty());
-                let duplicate = find_header(publish.headers, MSG_ID)
-                    .is_some_and(|id| self.dedupe.ids.contains_key(id));
-                let result = match sourced && !duplicate {
-                    true => Published::Refused(PublishError::SourceHeaderNotAllowed),
-                    false => self.try_publish(now, &publish, None, out),
-                };
+                self.fast_message = true;
+                let result = self.try_publish(now, &publish, None, out);
+                self.fast_message = false;
                 // A fast batch's PubAck carries no counter total.
                 self.counted = None;
                 let stored = match &result {
@@ -1111,6 +1108,13 @@ impl<D: Disk> Stream<D> {
         if let Some(expected) = find_header(headers, EXPECTED_STREAM) {
             if expected != self.rules.name.as_bytes() {
                 return Published::Refused(E::WrongStream);
+            }
+        }
+        // After a duplicate and the expected stream, as the reference
+        // checks a fast batch message.
+        if self.fast_message {
+            if let Err(error) = super::sourcing::check_client_headers(headers) {
+                return Published::Refused(error);
             }
         }
         let state = self.store.state();
