@@ -56,6 +56,35 @@ impl Publisher {
             .unwrap();
     }
 
+    /// Send `steps` on `subject`, noting each new reply subject (without
+    /// the inbox) in `replies`; then every answer in the order it came,
+    /// as (reply subject without the inbox, payload), once it is quiet.
+    async fn play(
+        &mut self,
+        subject: &str,
+        steps: &[Step],
+        replies: &mut Vec<String>,
+    ) -> Vec<(String, String)> {
+        for step in steps {
+            let reply = self.reply(step.id, step.flow, step.gap, step.seq, step.op);
+            let short = reply[self.inbox.len() + 1..].to_string();
+            if !replies.contains(&short) {
+                replies.push(short);
+            }
+            let payload = format!("{}-{}", step.id, step.seq);
+            self.send(subject, reply, step.headers, &payload).await;
+        }
+        // A scenario's answers come within moments; then it is quiet.
+        let mut heard: Vec<(String, String)> = Vec::new();
+        while let Ok(Some(msg)) =
+            tokio::time::timeout(Duration::from_millis(400), self.heard.next()).await
+        {
+            let subject = msg.subject.as_str()[self.inbox.len() + 1..].to_string();
+            heard.push((subject, String::from_utf8_lossy(&msg.payload).into_owned()));
+        }
+        heard
+    }
+
     /// What the stream sent until (and including) the first answer that
     /// satisfies `last`, as (reply subject without the inbox, payload).
     async fn until(&mut self, last: impl Fn(&Value) -> bool) -> Vec<(String, Value)> {
@@ -287,12 +316,8 @@ struct Step {
 
 const fn s(id: &'static str, flow: u16, gap: &'static str, seq: u64, op: u8) -> Step {
     Step {
-        id,
         flow,
-        gap,
-        seq,
-        op,
-        headers: &[],
+        ..h(id, gap, seq, op, &[])
     }
 }
 
@@ -334,16 +359,8 @@ fn scenarios() -> Vec<Vec<Step>> {
             s("ok", 10, "ok", 7, 2),
         ],
         vec![h("first-refused", "fail", 1, 0, WRONG_LAST)],
-        vec![
-            s("later-ok", 10, "ok", 1, 0),
-            h("later-ok", "ok", 2, 1, WRONG_LAST),
-            s("later-ok", 10, "ok", 3, 3),
-        ],
-        vec![
-            s("later-fail", 10, "fail", 1, 0),
-            h("later-fail", "fail", 2, 1, &[("Nats-TTL", "1s")]),
-            s("later-fail", 10, "fail", 3, 1),
-        ],
+        framed("later-ok", "ok", WRONG_LAST, 3),
+        framed("later-fail", "fail", &[("Nats-TTL", "1s")], 1),
         vec![
             h("dup", "fail", 1, 0, M1),
             h("dup", "fail", 2, 1, M1),
@@ -410,23 +427,7 @@ async fn transcript(url: String) -> Vec<String> {
     for steps in scenarios() {
         let mut publisher = Publisher::new(&client).await;
         let mut replies: Vec<String> = Vec::new();
-        for step in &steps {
-            let reply = publisher.reply(step.id, step.flow, step.gap, step.seq, step.op);
-            let short = reply[publisher.inbox.len() + 1..].to_string();
-            if !replies.contains(&short) {
-                replies.push(short);
-            }
-            let payload = format!("{}-{}", step.id, step.seq);
-            publisher.send("f.x", reply, step.headers, &payload).await;
-        }
-        // A scenario's answers come within moments; then it is quiet.
-        let mut heard: Vec<(String, String)> = Vec::new();
-        while let Ok(Some(msg)) =
-            tokio::time::timeout(Duration::from_millis(400), publisher.heard.next()).await
-        {
-            let subject = msg.subject.as_str()[publisher.inbox.len() + 1..].to_string();
-            heard.push((subject, String::from_utf8_lossy(&msg.payload).into_owned()));
-        }
+        let heard = publisher.play("f.x", &steps, &mut replies).await;
         for reply in replies {
             let answers: Vec<&str> = heard
                 .iter()
@@ -540,4 +541,171 @@ accounts {{
     drop(server);
     let _ = std::fs::remove_file(&conf);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A batch of three: a start, a message with `headers`, and `last_op`.
+fn framed(
+    id: &'static str,
+    gap: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    last_op: u8,
+) -> Vec<Step> {
+    vec![
+        s(id, 10, gap, 1, 0),
+        h(id, gap, 2, 1, headers),
+        s(id, 10, gap, 3, last_op),
+    ]
+}
+
+/// A batch of `last` messages acked one by one, the last its commit,
+/// with headers on those `headers` names.
+fn acked_each(
+    id: &'static str,
+    gap: &'static str,
+    last: u64,
+    headers: &[(u64, &'static [(&'static str, &'static str)])],
+) -> Vec<Step> {
+    (1..=last)
+        .map(|seq| {
+            let op = if seq == 1 {
+                0
+            } else if seq == last {
+                2
+            } else {
+                1
+            };
+            let headers = headers.iter().find(|(at, _)| *at == seq);
+            Step {
+                flow: 1,
+                ..h(id, gap, seq, op, headers.map_or(&[], |(_, h)| h))
+            }
+        })
+        .collect()
+}
+
+/// Scenarios compared in the order the answers arrive (across the
+/// messages' reply subjects), on a stream `O` taking messages of at most
+/// 100 bytes, on servers whose batch timeout is one second: each is its
+/// steps, then (after waiting past the timeout) more steps.
+fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
+    const SOURCE: &[(&str, &str)] = &[("Nats-Stream-Source", "X 1 o.x > o.x abc")];
+    const WRONG_LAST: &[(&str, &str)] = &[("Nats-Expected-Last-Sequence", "1")];
+    const LARGE: &[(&str, &str)] = &[(
+        "X-Pad",
+        concat!(
+            "0123456789012345678901234567890123456789012345678901234567890123456789",
+            "0123456789012345678901234567890123456789012345678901234567890123456789"
+        ),
+    )];
+    const LAST_ID: &[(&str, &str)] = &[("Nats-Expected-Last-Msg-Id", "nope")];
+    const TTL: &[(&str, &str)] = &[("Nats-TTL", "1s")];
+    vec![
+        // `Nats-Stream-Source` is the batch's error, after the first ack:
+        // the first message refused as a publish is, a later one an error
+        // report that ends a `gap: fail` batch or is skipped under `ok`.
+        (vec![h("src-first", "fail", 1, 0, SOURCE)], vec![]),
+        (framed("src-fail", "fail", SOURCE, 2), vec![]),
+        (framed("src-ok", "ok", SOURCE, 2), vec![]),
+        // An error or a refusal comes after the flow acks of the messages
+        // before it, whenever the disk makes them durable.
+        (
+            acked_each("order-ok", "ok", 6, &[(3, WRONG_LAST), (5, LARGE)]),
+            vec![],
+        ),
+        (acked_each("order-fail", "fail", 5, &[(3, LARGE)]), vec![]),
+        // A message refused while storing (`Nats-Expected-Last-Msg-Id`) is
+        // refused as a publish and never persists: an end marker then
+        // leaves the batch committing for good.
+        (
+            framed("lost", "ok", LAST_ID, 3),
+            vec![s("lost", 10, "ok", 3, 4)],
+        ),
+        // A refused message under gap: ok, then a repeat: committing for
+        // good, past the timeout too (a start is ignored, pings answered).
+        (
+            vec![
+                s("stuck", 10, "ok", 1, 0),
+                h("stuck", "ok", 2, 1, TTL),
+                s("stuck", 10, "ok", 2, 1),
+            ],
+            vec![
+                s("stuck", 10, "ok", 1, 0),
+                s("stuck", 10, "ok", 2, 4),
+                s("stuck", 10, "ok", 9, 4),
+                s("stuck", 10, "ok", 10, 2),
+            ],
+        ),
+        // A commit refused while storing: no PubAck, ever.
+        (
+            vec![
+                s("lost-commit", 10, "fail", 1, 0),
+                h("lost-commit", "fail", 2, 2, LAST_ID),
+            ],
+            vec![s("lost-commit", 10, "fail", 3, 4)],
+        ),
+        // The held batches still count: a new one starts at one ack per
+        // message.
+        (vec![s("after", 10, "fail", 1, 0)], vec![]),
+    ]
+}
+
+/// The answers to [`ordered_scenarios`] on the server at `url`, in the
+/// order they came, then the stored messages.
+async fn ordered_transcript(url: String) -> Vec<String> {
+    let client = connect(&url).await;
+    let created = api(
+        &client,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o.>"], "allow_batched": true, "max_msg_size": 100}),
+    )
+    .await;
+    assert!(created["error"].is_null(), "{created}");
+    let mut lines = Vec::new();
+    for (steps, later) in ordered_scenarios() {
+        let mut publisher = Publisher::new(&client).await;
+        let mut heard = publisher.play("o.x", &steps, &mut Vec::new()).await;
+        if !later.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            heard.extend(publisher.play("o.x", &later, &mut Vec::new()).await);
+        }
+        lines.extend(heard.into_iter().map(|(s, p)| format!("{s}: {p}")));
+        lines.push("--".to_string());
+    }
+    for (subject, payload) in stored(&client, "O").await {
+        lines.push(format!("stored {subject} {payload}"));
+    }
+    lines
+}
+
+/// A server (rnats, or the reference when `reference`) with a one second
+/// batch timeout.
+fn short_timeout_server(name: &str, reference: bool) -> Option<rnats_tests::ServerProcess> {
+    let dir = common::store_dir(name);
+    let conf = dir.with_extension("conf");
+    let text = format!(
+        "jetstream {{ store_dir: {:?}, limits {{ batch {{ timeout: \"1s\" }} }} }}\n",
+        dir.to_str().unwrap()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let args = ["-c", conf.to_str().unwrap()];
+    match reference {
+        true => rnats_tests::ServerProcess::start_reference(&args),
+        false => Some(rnats_tests::ServerProcess::start(&args)),
+    }
+}
+
+#[tokio::test]
+async fn fast_batch_answers_come_in_the_reference_order() {
+    let Some(reference) = short_timeout_server("fast-batch-order-ref", true) else {
+        return;
+    };
+    let server = short_timeout_server("fast-batch-order", false).unwrap();
+    let (ours, theirs) = tokio::join!(
+        ordered_transcript(server.url()),
+        ordered_transcript(reference.url())
+    );
+    assert_eq!(ours, theirs);
+    // Not empty of what it checks.
+    assert!(ours.iter().any(|l| l.contains("10227")), "{ours:#?}");
+    assert!(ours.iter().any(|l| l.contains("10070")), "{ours:#?}");
 }

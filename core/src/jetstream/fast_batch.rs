@@ -19,14 +19,18 @@
 //!
 //! Invariants, for every open batch: `flowed <= persisted <= last`; the
 //! flow step `ack_every` is at least 1; under `gap: fail` a batch at rest
-//! has `persisted == last` (it ends at its first gap or error). The
-//! reference stores a message through a proposal queue and counts the
-//! ones pending; here the stream stores it within the same call, so
-//! nothing is ever pending between two messages. Every answer naming
+//! has `persisted == last` (it ends at its first gap or error) unless it
+//! lost a message. The reference stores a message through a proposal
+//! queue and counts the ones pending; here the stream stores it within
+//! the same call, so between two messages only the lost ones (refused
+//! while storing, see `lost_in_store`) count, as they stay pending there
+//! forever. Every answer naming
 //! stored messages ([`Answer::Durable`]) leaves only once the stream
 //! sequence it names is durable, like any publish ack. Batches live in
 //! memory only; one idle for the batch timeout is dropped without a word
-//! (the reference sends no advisory for fast batches).
+//! (the reference sends no advisory for fast batches), one committing
+//! that cannot persist everything is held [`COMMITTING_HOLD`] timeouts
+//! (the reference holds it forever).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,6 +53,11 @@ pub const MAX_INFLIGHT_TOTAL: usize = 50_000;
 const FLOW_SHARE: u16 = 500;
 /// The flow a reply asks for when its flow token is zero or not a number.
 const DEFAULT_FLOW: u16 = 10;
+/// A batch committing while some of its messages never persisted waits
+/// this many batch timeouts (ten minutes by default) before it is
+/// forgotten. The reference never forgets one (it waits for a store that
+/// cannot come); here memory and the batch's inflight slot are bounded.
+const COMMITTING_HOLD: u32 = 60;
 
 /// What a fast batch message asks of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +248,14 @@ pub enum Answer {
     Refused(PublishError),
 }
 
+/// Whether the stream refused `error` only while storing a message, where
+/// the reference has already counted it pending in its batch (its other
+/// checks come before): such a message is answered as a refused publish
+/// and never persists.
+fn lost_in_store(error: &PublishError) -> bool {
+    matches!(error, PublishError::WrongLastMsgId(_))
+}
+
 /// How many fast batches a stream may have open and how long one may wait
 /// for its next message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,8 +326,15 @@ struct Open {
     /// The publisher's `flow`: `ack_every` never passes it.
     ack_every_max: u16,
     gap_ok: bool,
-    /// The commit came while messages were not all persisted (only after
-    /// a refused message under `gap: ok`); later messages are ignored.
+    /// Messages the stream took but refused while storing them (the
+    /// reference checks `Nats-Expected-Last-Msg-Id` only then, with the
+    /// message already counted pending): they never persist, so while any
+    /// is counted `persisted` moves only with a stored message.
+    lost: u32,
+    /// The commit came while messages were not all persisted; later
+    /// messages are ignored, and the PubAck waits for the last one to
+    /// persist (after a refused message under `gap: ok` followed by a
+    /// repeat, or a lost message, it never does, as in the reference).
     committing: bool,
 }
 
@@ -321,7 +345,7 @@ impl Open {
         assert!(self.flowed <= self.persisted, "flow ack past persisted");
         assert!(self.persisted <= self.last, "persisted past taken");
         assert!(self.ack_every >= 1, "a flow step of zero");
-        if !self.gap_ok && !self.committing {
+        if !self.gap_ok && !self.committing && self.lost == 0 {
             let persisted = self.persisted + u64::from(pending);
             assert_eq!(persisted, self.last, "gap: fail batch behind");
         }
@@ -406,6 +430,7 @@ impl FastBatches {
                 ack_every,
                 ack_every_max: reply.flow,
                 gap_ok: reply.gap_ok,
+                lost: 0,
                 committing: false,
             };
             self.open.insert(Bytes::copy_from_slice(reply.id), open);
@@ -419,7 +444,7 @@ impl FastBatches {
         };
         let deadline = self.deadline(now);
         let open = self.open.get_mut(reply.id).expect("opened above");
-        // A committing batch waits out its timeout: no message extends it.
+        // A committing batch waits out its hold: no message extends it.
         if !open.committing {
             open.deadline = deadline;
         }
@@ -443,7 +468,9 @@ impl FastBatches {
             answers.push(Answer::Now(gap_report(open.last + 1, reply.seq + 1)));
             if open.gap_ok {
                 open.last = reply.seq;
-                open.persisted = open.last;
+                if open.lost == 0 {
+                    open.persisted = open.last;
+                }
                 if self.check_flow(reply.id, answers) {
                     return;
                 }
@@ -486,7 +513,9 @@ impl FastBatches {
         if reply.op == Op::CommitEob {
             // The marker is not a message: the batch ends before it.
             open.last -= 1;
-            open.persisted = open.last;
+            if open.lost == 0 {
+                open.persisted = open.last;
+            }
             self.commit(reply.id, context, answers);
             return Begin::Done;
         }
@@ -527,8 +556,10 @@ impl FastBatches {
                 }
             }
             Stored::Duplicate(seq) => {
-                open.persisted = reply.seq;
-                self.check_flow(reply.id, answers);
+                if open.lost == 0 {
+                    open.persisted = reply.seq;
+                    self.check_flow(reply.id, answers);
+                }
                 if !reply.commits() {
                     return;
                 }
@@ -544,6 +575,14 @@ impl FastBatches {
                 }
                 self.commit(reply.id, context, answers);
             }
+            Stored::Refused(error) if lost_in_store(error) => {
+                // Refused as a publish is, whatever the batch's mode; the
+                // batch goes on, one message short of persisting forever.
+                open.lost += 1;
+                if !context.no_ack {
+                    answers.push(Answer::Refused(error.clone()));
+                }
+            }
             Stored::Refused(error) => {
                 if !open.gap_ok && open.last == 1 {
                     // Refused at once, as a single publish would be.
@@ -557,7 +596,9 @@ impl FastBatches {
                     return;
                 }
                 open.last -= 1;
-                open.persisted = open.last;
+                if open.lost == 0 {
+                    open.persisted = open.last;
+                }
                 self.commit(reply.id, context, answers);
             }
         }
@@ -570,8 +611,15 @@ impl FastBatches {
     /// the batch gone (returns true); else it waits, committing.
     fn commit(&mut self, id: &[u8], context: &Context<'_>, answers: &mut Vec<Answer>) -> bool {
         let open = self.open.get_mut(id).expect("committing an open batch");
-        open.committing = true;
         if open.last != open.persisted {
+            if !open.committing {
+                // The message being taken set the deadline to one timeout
+                // from now: the hold counts from now too.
+                let extra = self.limits.timeout.saturating_mul(COMMITTING_HOLD - 1);
+                let extra = u64::try_from(extra.as_nanos()).unwrap_or(u64::MAX);
+                open.deadline = WallTime(open.deadline.0.saturating_add(extra));
+            }
+            open.committing = true;
             return false;
         }
         let open = self.open.remove(id).expect("found above");

@@ -476,8 +476,12 @@ impl<D: Disk + Clone> JetStream<D> {
                     &msg.headers,
                     &msg.payload,
                 );
-                let refused = super::sourcing::check_client_headers(&msg.headers)
-                    .and_then(|()| self.resources_for(&msg.account, storage, size));
+                // A fast batch message's headers are checked by the batch.
+                let refused = match super::stream::takes_fast_batch(&msg.reply, &msg.context) {
+                    true => Ok(()),
+                    false => super::sourcing::check_client_headers(&msg.headers),
+                }
+                .and_then(|()| self.resources_for(&msg.account, storage, size));
                 if let Err(error) = refused {
                     let entry = &self.streams[&id];
                     entry.stream.refuse(&publish, error, &mut self.actions);

@@ -165,6 +165,24 @@ enum AckBody {
     Written(Bytes),
 }
 
+/// Whether [`Stream::publish_crossed`] takes a message with these replies
+/// as a fast batch message: it then checks the client's headers
+/// (`Nats-Stream-Source`) itself, at the point the reference does, where
+/// the refusal is a batch error.
+pub fn takes_fast_batch(reply: &[u8], crossed_reply: &[u8]) -> bool {
+    super::fast_batch::parse_reply(batch_reply(reply, crossed_reply)).is_some()
+}
+
+/// The reply a message's batch protocol is read from: its own, whatever
+/// its headers, or through an import the reply it had (`crossed_reply`).
+fn batch_reply<'a>(reply: &'a [u8], crossed_reply: &'a [u8]) -> &'a [u8] {
+    if crossed_reply.is_empty() || reply.ends_with(super::fast_batch::SUFFIX) {
+        reply
+    } else {
+        crossed_reply
+    }
+}
+
 /// The ids of recent messages (`Nats-Msg-Id`), forgotten after the window.
 #[derive(Debug, Default)]
 struct Dedupe {
@@ -373,6 +391,10 @@ pub struct Stream<D: Disk> {
     /// Storing a message a schedule produced: the schedule checks are the
     /// schedule's, not repeated on it.
     firing: bool,
+    /// Set while a fast batch message is stored: its `Nats-Stream-Source`
+    /// is checked here, among the batch's per-message checks (the
+    /// machine checks it before any other publish).
+    fast_message: bool,
     /// Open atomic batches.
     batches: super::batch::Batches,
     /// Batches dropped since the machine last looked, for its advisories.
@@ -409,6 +431,7 @@ impl<D: Disk> Stream<D> {
             schedules: Default::default(),
             schedules_stale: false,
             firing: false,
+            fast_message: false,
             batches: Default::default(),
             abandoned: Vec::new(),
             batch_room: true,
@@ -587,15 +610,7 @@ impl<D: Disk> Stream<D> {
         crossed_reply: &[u8],
         out: &mut VecDeque<JsAction>,
     ) -> Published {
-        // The reply subject says whether this is a fast batch message,
-        // whatever its headers; through an import, the reply it had.
-        let batch_reply =
-            if crossed_reply.is_empty() || msg.reply.ends_with(super::fast_batch::SUFFIX) {
-                &msg.reply[..]
-            } else {
-                crossed_reply
-            };
-        if let Some(reply) = super::fast_batch::parse_reply(batch_reply) {
+        if let Some(reply) = super::fast_batch::parse_reply(batch_reply(msg.reply, crossed_reply)) {
             return self.publish_fast(now, reply, msg, out);
         }
         // A client's batch message (a sourced one is stored as it came).
@@ -909,7 +924,10 @@ impl<D: Disk> Stream<D> {
             (refusal, _) => {
                 let error =
                     refusal.unwrap_or(PublishError::Rejected(K::BatchPublishInvalidPattern));
-                self.refuse(msg, error.clone(), out);
+                if !self.rules.no_ack {
+                    let refused = super::fast_batch::Answer::Refused(error.clone());
+                    self.answer_fast(msg, refused, out);
+                }
                 Published::Refused(error)
             }
         }
@@ -934,7 +952,10 @@ impl<D: Disk> Stream<D> {
             .begin(reply, msg.headers, now, &context, &mut answers);
         let result = match begun {
             Begin::Refused(error) => {
-                self.refuse(msg, error.clone(), out);
+                if !self.rules.no_ack {
+                    let refused = super::fast_batch::Answer::Refused(error.clone());
+                    self.answer_fast(msg, refused, out);
+                }
                 Published::Refused(error)
             }
             Begin::Done => Published::Staged,
@@ -943,7 +964,9 @@ impl<D: Disk> Stream<D> {
                     headers: headers.as_deref().unwrap_or(msg.headers),
                     ..*msg
                 };
+                self.fast_message = true;
                 let result = self.try_publish(now, &publish, None, out);
+                self.fast_message = false;
                 // A fast batch's PubAck carries no counter total.
                 self.counted = None;
                 let stored = match &result {
@@ -968,7 +991,10 @@ impl<D: Disk> Stream<D> {
     }
 
     /// Send a fast batch's answer on the message's reply: now, or once
-    /// what it names is durable.
+    /// what it names is durable. An answer naming nothing stored still
+    /// leaves after the acks waiting before it: the reference sends every
+    /// answer of a stream in the order it decides them, so an error never
+    /// overtakes the flow ack of an earlier message.
     fn answer_fast(
         &mut self,
         msg: &Publish<'_>,
@@ -976,24 +1002,20 @@ impl<D: Disk> Stream<D> {
         out: &mut VecDeque<JsAction>,
     ) {
         use super::fast_batch::Answer;
-        match answer {
-            Answer::Now(payload) => out.push_back(JsAction::Publish {
-                account: self.account.clone(),
-                subject: msg.reply.clone(),
-                reply: Bytes::new(),
-                headers: Bytes::new(),
-                payload,
-            }),
-            Answer::Durable { through, payload } => {
-                let ack = WaitingAck {
-                    seq: through,
-                    reply: msg.reply.clone(),
-                    body: AckBody::Written(payload),
-                };
-                self.queue_ack(ack, out);
-            }
-            Answer::Refused(error) => self.answer_refusal(msg, &error, out),
-        }
+        let (through, payload) = match answer {
+            Answer::Durable { through, payload } => (through, payload),
+            Answer::Now(payload) => (0, payload),
+            Answer::Refused(error) => (0, super::wire::publish_error(&self.rules.name, &error)),
+        };
+        // Behind the last waiting ack (the highest sequence: a duplicate's
+        // may sit behind later ones), so that it is released after it.
+        let behind = self.waiting.iter().map(|ack| ack.seq).max().unwrap_or(0);
+        let ack = WaitingAck {
+            seq: through.max(behind),
+            reply: msg.reply.clone(),
+            body: AckBody::Written(payload),
+        };
+        self.queue_ack(ack, out);
     }
 
     /// Batches dropped since the last call (timed out, too large, a gap),
@@ -1086,6 +1108,13 @@ impl<D: Disk> Stream<D> {
         if let Some(expected) = find_header(headers, EXPECTED_STREAM) {
             if expected != self.rules.name.as_bytes() {
                 return Published::Refused(E::WrongStream);
+            }
+        }
+        // After a duplicate and the expected stream, as the reference
+        // checks a fast batch message.
+        if self.fast_message {
+            if let Err(error) = super::sourcing::check_client_headers(headers) {
+                return Published::Refused(error);
             }
         }
         let state = self.store.state();

@@ -103,6 +103,8 @@ enum Outcome {
     Store,
     Duplicate(u64),
     Refuse,
+    /// Refused while storing (`Nats-Expected-Last-Msg-Id`).
+    Lose,
 }
 
 /// A stream's fast batches and a stand-in for its store.
@@ -136,6 +138,7 @@ impl Driver {
             .batches
             .begin(&reply, headers, self.now, &context, &mut answers);
         let refusal = PublishError::WrongLastSequence(self.last_seq);
+        let lost = PublishError::WrongLastMsgId(String::new());
         match begun {
             Begin::Refused(error) => answers.push(Answer::Refused(error)),
             Begin::Done => {}
@@ -147,6 +150,7 @@ impl Driver {
                     }
                     Outcome::Duplicate(seq) => Stored::Duplicate(seq),
                     Outcome::Refuse => Stored::Refused(&refusal),
+                    Outcome::Lose => Stored::Refused(&lost),
                 };
                 self.batches.finish(&reply, stored, &context, &mut answers);
             }
@@ -479,5 +483,56 @@ fn a_no_ack_stream_skips_only_the_first_flow_ack() {
             r#"durable@2 {"type":"ack","seq":2,"msgs":2}"#,
             r#"durable@3 {"stream":"F","seq":3,"batch":"q","count":3}"#,
         ]
+    );
+}
+
+#[test]
+fn a_committing_batch_that_cannot_persist_is_held_not_timed_out() {
+    // As 2.15.1: a message refused while storing is answered as a refused
+    // publish and stays pending, so an end marker finds the batch short of
+    // it and the batch waits for good, answering pings, ignoring messages.
+    let mut d = Driver::new();
+    d.send(&r("l", 10, "fail", 1, 0), Outcome::Store);
+    let lost = d.send(&r("l", 10, "fail", 2, 1), Outcome::Lose);
+    assert_eq!(
+        lost,
+        [
+            r#"{"error":{"code":400,"err_code":10070,"description":"wrong last msg ID: "},"stream":"F","seq":0}"#
+        ]
+    );
+    assert!(d.send(&r("l", 10, "fail", 3, 3), Outcome::Store).is_empty());
+    // Past the batch timeout it is still there: a start is ignored.
+    d.now = WallTime(1_000 + 20_000_000_000);
+    assert!(d.send(&r("l", 10, "fail", 1, 0), Outcome::Store).is_empty());
+    assert_eq!(
+        d.send(&r("l", 10, "fail", 2, 4), Outcome::Store),
+        [r#"durable@1 {"type":"ack","seq":0,"msgs":10}"#]
+    );
+    assert_eq!(d.batches.len(), 1);
+    // Held sixty timeouts from its commit, then forgotten (the reference
+    // never forgets it).
+    assert_eq!(
+        d.batches.next_deadline(),
+        Some(WallTime(1_000 + 600_000_000_000))
+    );
+    d.now = WallTime(1_000 + 600_000_000_000);
+    d.batches.expire(d.now);
+    assert_eq!(d.batches.len(), 0);
+    // A lost message in the middle only delays the flow: the next stored
+    // message persists the batch up to it.
+    let mut heard = Vec::new();
+    for (seq, op, outcome) in [
+        (1, 0, Outcome::Store),
+        (2, 1, Outcome::Lose),
+        (3, 1, Outcome::Duplicate(1)),
+        (4, 2, Outcome::Store),
+    ] {
+        heard.extend(d.send(&r("m", 2, "ok", seq, op), outcome));
+    }
+    assert_eq!(heard[0], r#"{"type":"ack","seq":0,"msgs":2}"#);
+    assert!(heard[1].contains("10070"), "{heard:?}");
+    assert_eq!(
+        heard[2..],
+        [r#"durable@3 {"stream":"F","seq":3,"batch":"m","count":4}"#]
     );
 }
