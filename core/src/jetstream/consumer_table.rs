@@ -7,12 +7,12 @@
 //! that may let a message go out (a publish, a pull request, an ack, a
 //! timer), and keeps their definitions and state on disk.
 //!
-//! Disk layout, for durable consumers of file streams:
+//! Disk layout, for the consumers of file streams (ephemeral ones too):
 //! `streams/<stream id>.consumers/<name>.meta` (the definition: a crc32
 //! line, then JSON, written atomically; listing these finds the consumers)
 //! and `streams/<stream id>.consumers/<name>/state` (the
-//! [`crate::store::ConsumerFileStore`]). Ephemeral consumers and the
-//! consumers of memory streams live in memory only.
+//! [`crate::store::ConsumerFileStore`]). `mem_storage` and `direct`
+//! consumers and the consumers of memory streams live in memory only.
 //!
 //! Durability: a consumer's state is written (atomically, synced) before
 //! any reply that reveals it (consumer info, an acknowledged ack) and at
@@ -26,7 +26,7 @@
 //!   id, and the server has been asked to route its ack subjects to it;
 //! - consumer ids are never reused within a run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -188,6 +188,42 @@ fn awaited_acks<D: Disk>(
         })
         .max()?;
     (latest > wall.0).then(|| Duration::from_nanos(latest - wall.0))
+}
+
+/// The earliest deadline among one stream's consumers (the state flush
+/// aside).
+fn stream_consumer_deadline<D: Disk + Clone>(
+    entry: &super::machine::StreamEntry<D>,
+) -> Option<Instant> {
+    entry
+        .consumers
+        .values()
+        .flat_map(|consumer| {
+            let inactive = consumer
+                .inactive_threshold
+                .filter(|_| !consumer.consumer.has_interest())
+                .map(|threshold| consumer.last_seen + threshold);
+            consumer.consumer.poll_timeout().into_iter().chain(inactive)
+        })
+        .min()
+}
+
+/// Each stream's earliest consumer deadline, so that asking for the next
+/// timer costs the streams whose consumers changed, not every consumer
+/// (with thousands of consumers the walk after every batch was most of an
+/// API request's time). Streams without deadlines have no entry.
+#[derive(Debug, Default)]
+pub struct DeadlineCache {
+    by_stream: BTreeMap<StreamId, Instant>,
+    stale: Stale,
+}
+
+/// Which streams' entries in [`DeadlineCache`] may be out of date.
+#[derive(Debug, Default)]
+enum Stale {
+    #[default]
+    All,
+    Some(BTreeSet<StreamId>),
 }
 
 fn consumers_dir(stream: StreamId) -> String {
@@ -504,18 +540,78 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// The earliest consumer deadline: redeliveries, pull request expiry,
-    /// heartbeats, inactivity, the state flush.
+    /// heartbeats, inactivity, the state flush. From each stream's cached
+    /// earliest ([`DeadlineCache`]), computed afresh for the streams whose
+    /// consumers may have changed since it was last refreshed.
     pub(super) fn consumer_deadline(&self) -> Option<Instant> {
-        let consumers = self.streams.values().flat_map(|entry| {
-            entry.consumers.values().flat_map(|consumer| {
-                let inactive = consumer
-                    .inactive_threshold
-                    .filter(|_| !consumer.consumer.has_interest())
-                    .map(|threshold| consumer.last_seen + threshold);
-                consumer.consumer.poll_timeout().into_iter().chain(inactive)
-            })
-        });
-        consumers.chain(self.flush_due).min()
+        let cache = &self.consumer_deadlines;
+        let earliest = match &cache.stale {
+            Stale::All => self
+                .streams
+                .values()
+                .filter_map(stream_consumer_deadline)
+                .min(),
+            Stale::Some(stale) => cache
+                .by_stream
+                .iter()
+                .filter(|(id, _)| !stale.contains(id))
+                .map(|(_, at)| *at)
+                .chain(
+                    stale
+                        .iter()
+                        .filter_map(|id| self.streams.get(id))
+                        .filter_map(stream_consumer_deadline),
+                )
+                .min(),
+        };
+        debug_assert_eq!(
+            earliest,
+            self.streams
+                .values()
+                .filter_map(stream_consumer_deadline)
+                .min(),
+            "a stream's consumers changed without being marked"
+        );
+        earliest.into_iter().chain(self.flush_due).min()
+    }
+
+    /// Consumers of `stream` may have changed: its cached deadline is
+    /// computed again. With feeds between streams, a change can reach any
+    /// stream's consumers, so all are.
+    pub(super) fn consumers_touched(&mut self, stream: StreamId) {
+        if !self.feeds.is_empty() {
+            self.consumer_deadlines.stale = Stale::All;
+        } else if let Stale::Some(stale) = &mut self.consumer_deadlines.stale {
+            stale.insert(stream);
+        }
+    }
+
+    /// Consumers of any stream may have changed.
+    pub(super) fn all_consumers_touched(&mut self) {
+        self.consumer_deadlines.stale = Stale::All;
+    }
+
+    /// Compute the cached deadlines of the streams marked since the last
+    /// refresh (the runtime polls for actions after every batch).
+    pub(super) fn refresh_consumer_deadlines(&mut self) {
+        let stale = std::mem::replace(
+            &mut self.consumer_deadlines.stale,
+            Stale::Some(BTreeSet::new()),
+        );
+        let ids: Vec<StreamId> = match stale {
+            Stale::Some(stale) if stale.is_empty() => return,
+            Stale::Some(stale) => stale.into_iter().collect(),
+            Stale::All => {
+                self.consumer_deadlines.by_stream.clear();
+                self.streams.keys().copied().collect()
+            }
+        };
+        for id in ids {
+            match self.streams.get(&id).and_then(stream_consumer_deadline) {
+                Some(at) => self.consumer_deadlines.by_stream.insert(id, at),
+                None => self.consumer_deadlines.by_stream.remove(&id),
+            };
+        }
     }
 
     /// Run every consumer's timers, delete inactive ephemerals, flush.
@@ -576,6 +672,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Write every changed consumer state.
     pub fn flush_consumers(&mut self) {
+        self.all_consumers_touched();
         self.flush_due = None;
         let mut names = Vec::new();
         for (&id, entry) in &self.streams {

@@ -246,6 +246,23 @@ impl<D: Disk + Clone> JetStream<D> {
         let Some(request) = Request::parse(subject, self.config.domain.as_deref()) else {
             return;
         };
+        // What the request may change among consumers: the named stream's
+        // for the reads and a pull request, any stream's otherwise.
+        match request {
+            Request::StreamInfo(stream)
+            | Request::MsgGet(stream)
+            | Request::DirectGet(stream, _)
+            | Request::ConsumerInfo(stream, _)
+            | Request::ConsumerNames(stream)
+            | Request::ConsumerList(stream)
+            | Request::ConsumerNext(stream, _) => {
+                if let Some(id) = self.stream_by_name(&msg.account, stream) {
+                    self.consumers_touched(id);
+                }
+            }
+            Request::Info | Request::Names | Request::List => {}
+            _ => self.all_consumers_touched(),
+        }
         if msg.reply.is_empty() {
             // Nobody to answer; the reference ignores such requests.
             return;
