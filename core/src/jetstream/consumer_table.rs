@@ -26,7 +26,7 @@
 //!   id, and the server has been asked to route its ack subjects to it;
 //! - consumer ids are never reused within a run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -212,18 +212,23 @@ fn stream_consumer_deadline<D: Disk + Clone>(
 /// timer costs the streams whose consumers changed, not every consumer
 /// (with thousands of consumers the walk after every batch was most of an
 /// API request's time). Streams without deadlines have no entry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeadlineCache {
     by_stream: BTreeMap<StreamId, Instant>,
-    stale: Stale,
+    /// The streams whose entries may be out of date (each once).
+    stale: Vec<StreamId>,
+    /// Every entry may be out of date.
+    all_stale: bool,
 }
 
-/// Which streams' entries in [`DeadlineCache`] may be out of date.
-#[derive(Debug, Default)]
-enum Stale {
-    #[default]
-    All,
-    Some(BTreeSet<StreamId>),
+impl Default for DeadlineCache {
+    fn default() -> DeadlineCache {
+        DeadlineCache {
+            by_stream: BTreeMap::new(),
+            stale: Vec::new(),
+            all_stale: true,
+        }
+    }
 }
 
 fn consumers_dir(stream: StreamId) -> String {
@@ -545,24 +550,25 @@ impl<D: Disk + Clone> JetStream<D> {
     /// consumers may have changed since it was last refreshed.
     pub(super) fn consumer_deadline(&self) -> Option<Instant> {
         let cache = &self.consumer_deadlines;
-        let earliest = match &cache.stale {
-            Stale::All => self
-                .streams
+        let earliest = if cache.all_stale {
+            self.streams
                 .values()
                 .filter_map(stream_consumer_deadline)
-                .min(),
-            Stale::Some(stale) => cache
+                .min()
+        } else {
+            cache
                 .by_stream
                 .iter()
-                .filter(|(id, _)| !stale.contains(id))
+                .filter(|(id, _)| !cache.stale.contains(id))
                 .map(|(_, at)| *at)
                 .chain(
-                    stale
+                    cache
+                        .stale
                         .iter()
                         .filter_map(|id| self.streams.get(id))
                         .filter_map(stream_consumer_deadline),
                 )
-                .min(),
+                .min()
         };
         debug_assert_eq!(
             earliest,
@@ -579,39 +585,42 @@ impl<D: Disk + Clone> JetStream<D> {
     /// computed again. With feeds between streams, a change can reach any
     /// stream's consumers, so all are.
     pub(super) fn consumers_touched(&mut self, stream: StreamId) {
+        let cache = &mut self.consumer_deadlines;
         if !self.feeds.is_empty() {
-            self.consumer_deadlines.stale = Stale::All;
-        } else if let Stale::Some(stale) = &mut self.consumer_deadlines.stale {
-            stale.insert(stream);
+            cache.all_stale = true;
+        } else if !cache.all_stale && !cache.stale.contains(&stream) {
+            // A short list whose room is kept: a publish allocates nothing.
+            cache.stale.push(stream);
         }
     }
 
     /// Consumers of any stream may have changed.
     pub(super) fn all_consumers_touched(&mut self) {
-        self.consumer_deadlines.stale = Stale::All;
+        self.consumer_deadlines.all_stale = true;
     }
 
     /// Compute the cached deadlines of the streams marked since the last
     /// refresh (the runtime polls for actions after every batch).
     pub(super) fn refresh_consumer_deadlines(&mut self) {
-        let stale = std::mem::replace(
-            &mut self.consumer_deadlines.stale,
-            Stale::Some(BTreeSet::new()),
-        );
-        let ids: Vec<StreamId> = match stale {
-            Stale::Some(stale) if stale.is_empty() => return,
-            Stale::Some(stale) => stale.into_iter().collect(),
-            Stale::All => {
-                self.consumer_deadlines.by_stream.clear();
-                self.streams.keys().copied().collect()
+        let cache = &mut self.consumer_deadlines;
+        if cache.all_stale {
+            cache.all_stale = false;
+            cache.stale.clear();
+            cache.by_stream.clear();
+            for (&id, entry) in &self.streams {
+                if let Some(at) = stream_consumer_deadline(entry) {
+                    cache.by_stream.insert(id, at);
+                }
             }
-        };
-        for id in ids {
+            return;
+        }
+        for &id in &cache.stale {
             match self.streams.get(&id).and_then(stream_consumer_deadline) {
-                Some(at) => self.consumer_deadlines.by_stream.insert(id, at),
-                None => self.consumer_deadlines.by_stream.remove(&id),
+                Some(at) => cache.by_stream.insert(id, at),
+                None => cache.by_stream.remove(&id),
             };
         }
+        cache.stale.clear();
     }
 
     /// Run every consumer's timers, delete inactive ephemerals, flush.
