@@ -831,7 +831,8 @@ pub fn check_user(claims: &ClaimsData, user: &UserNats, now: Option<i64>) -> Val
     check_times(claims, now, &mut found);
     check_permissions(&user.permissions, &mut found);
     for cidr in &user.src.0 {
-        if !is_cidr(cidr) {
+        // A network whatever address it is asked about (`None`: not one).
+        if super::operator::cidr_contains(cidr, std::net::Ipv4Addr::UNSPECIFIED.into()).is_none() {
             found.error(format!("invalid cidr {} in user src limits", quoted(cidr)));
         }
     }
@@ -865,21 +866,6 @@ pub fn check_user(claims: &ClaimsData, user: &UserNats, now: Option<i64>) -> Val
         found.error("account_id is not an account public key");
     }
     found
-}
-
-/// Go's `net.ParseCIDR`: an address, a slash and a prefix length that fits.
-fn is_cidr(text: &str) -> bool {
-    let Some((address, bits)) = text.split_once('/') else {
-        return false;
-    };
-    let Ok(address) = address.parse::<std::net::IpAddr>() else {
-        return false;
-    };
-    let width = if address.is_ipv4() { 32 } else { 128 };
-    !bits.is_empty()
-        && bits.len() <= 3
-        && bits.bytes().all(|b| b.is_ascii_digit())
-        && bits.parse::<u32>().is_ok_and(|bits| bits <= width)
 }
 
 #[cfg(test)]

@@ -1296,7 +1296,7 @@ impl Restrictions {
 
 /// Whether network `cidr` (`10.0.0.0/8`, `::1/128`) holds `ip`; `None`
 /// when `cidr` is not a network.
-fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
+pub(super) fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
     use std::net::IpAddr;
     let (address, bits) = cidr.split_once('/')?;
     let network: IpAddr = address.parse().ok()?;
