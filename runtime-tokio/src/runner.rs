@@ -104,6 +104,9 @@ struct State {
     /// Where messages for JetStream go while it runs (`crate::jetstream`);
     /// under the machine's lock, so a reload can stop and start it.
     jetstream: Option<crate::jetstream::JsSender>,
+    /// This step queued messages for JetStream: the step's thread hands
+    /// them to it once the lock is released ([`Runner::finish_step`]).
+    jetstream_queued: bool,
     /// Debug builds (every black-box test) hold the machine to core's
     /// runtime contract.
     #[cfg(debug_assertions)]
@@ -227,6 +230,7 @@ impl Runner {
                 server,
                 conns: HashMap::new(),
                 jetstream: None,
+                jetstream_queued: false,
                 #[cfg(debug_assertions)]
                 contract: ContractCheck::default(),
             }),
@@ -739,10 +743,19 @@ impl Runner {
     /// then writes the log lines it queued. Writing (to a file, maybe) never
     /// holds up the other tasks; `log_order`, taken before the machine's lock
     /// is released, keeps lines in the order the machine queued them across
-    /// tasks. A step that logged nothing allocates nothing here.
+    /// tasks. A step that logged nothing allocates nothing here. Messages
+    /// the step routed to JetStream are then handed to it by this thread
+    /// (`crate::jetstream`: a stream's publish is stored where it is read).
     fn finish_step(&self, mut state: MutexGuard<'_, State>) {
         self.carry_out_actions(&mut state);
+        let jetstream = match std::mem::take(&mut state.jetstream_queued) {
+            true => state.jetstream.clone(),
+            false => None,
+        };
         self.release(state);
+        if let Some(jetstream) = jetstream {
+            jetstream.run_inline(self);
+        }
     }
 
     /// Releases the machine's lock, then writes the log lines queued under
@@ -813,8 +826,9 @@ impl Runner {
         if let Some(jetstream) = &state.jetstream {
             // Until JetStream is connected its messages wait in the machine.
             while let Some(msg) = state.server.poll_jetstream() {
-                // Fails only once the JetStream thread is gone (shutdown).
+                // Fails only once JetStream stopped (a reload).
                 let _ = jetstream.send(crate::jetstream::JsEvent::Inbound(msg));
+                state.jetstream_queued = true;
             }
         }
         if let Some(deadline) = state.server.poll_timeout() {

@@ -4,8 +4,9 @@
 //! machine ([`super::JetStream`]) never call each other. The server routes
 //! a message that matches one of JetStream's internal subscriptions into a
 //! [`JsInbound`] and queues it for the runtime; the runtime hands it to
-//! JetStream (on another thread in production, in the same event loop in
-//! the simulator); JetStream answers with [`JsAction`]s, of which the
+//! JetStream (in production under JetStream's own lock, by the thread whose
+//! step routed it or by JetStream's own thread; in the simulator in the
+//! same event loop); JetStream answers with [`JsAction`]s, of which the
 //! routing ones ([`JsAction::Publish`], [`JsAction::Listen`]) go back to the
 //! server through [`crate::server::Server::handle_jetstream`].
 //!
