@@ -190,47 +190,6 @@ fn awaited_acks<D: Disk>(
     (latest > wall.0).then(|| Duration::from_nanos(latest - wall.0))
 }
 
-/// The earliest deadline among one stream's consumers (the state flush
-/// aside).
-fn stream_consumer_deadline<D: Disk + Clone>(
-    entry: &super::machine::StreamEntry<D>,
-) -> Option<Instant> {
-    entry
-        .consumers
-        .values()
-        .flat_map(|consumer| {
-            let inactive = consumer
-                .inactive_threshold
-                .filter(|_| !consumer.consumer.has_interest())
-                .map(|threshold| consumer.last_seen + threshold);
-            consumer.consumer.poll_timeout().into_iter().chain(inactive)
-        })
-        .min()
-}
-
-/// Each stream's earliest consumer deadline, so that asking for the next
-/// timer costs the streams whose consumers changed, not every consumer
-/// (with thousands of consumers the walk after every batch was most of an
-/// API request's time). Streams without deadlines have no entry.
-#[derive(Debug)]
-pub struct DeadlineCache {
-    by_stream: BTreeMap<StreamId, Instant>,
-    /// The streams whose entries may be out of date (each once).
-    stale: Vec<StreamId>,
-    /// Every entry may be out of date.
-    all_stale: bool,
-}
-
-impl Default for DeadlineCache {
-    fn default() -> DeadlineCache {
-        DeadlineCache {
-            by_stream: BTreeMap::new(),
-            stale: Vec::new(),
-            all_stale: true,
-        }
-    }
-}
-
 fn consumers_dir(stream: StreamId) -> String {
     format!("streams/{}.consumers", stream.0)
 }
@@ -544,85 +503,6 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
-    /// The earliest consumer deadline: redeliveries, pull request expiry,
-    /// heartbeats, inactivity, the state flush. From each stream's cached
-    /// earliest ([`DeadlineCache`]), computed afresh for the streams whose
-    /// consumers may have changed since it was last refreshed.
-    pub(super) fn consumer_deadline(&self) -> Option<Instant> {
-        let cache = &self.consumer_deadlines;
-        let earliest = if cache.all_stale {
-            self.streams
-                .values()
-                .filter_map(stream_consumer_deadline)
-                .min()
-        } else {
-            cache
-                .by_stream
-                .iter()
-                .filter(|(id, _)| !cache.stale.contains(id))
-                .map(|(_, at)| *at)
-                .chain(
-                    cache
-                        .stale
-                        .iter()
-                        .filter_map(|id| self.streams.get(id))
-                        .filter_map(stream_consumer_deadline),
-                )
-                .min()
-        };
-        debug_assert_eq!(
-            earliest,
-            self.streams
-                .values()
-                .filter_map(stream_consumer_deadline)
-                .min(),
-            "a stream's consumers changed without being marked"
-        );
-        earliest.into_iter().chain(self.flush_due).min()
-    }
-
-    /// Consumers of `stream` may have changed: its cached deadline is
-    /// computed again. With feeds between streams, a change can reach any
-    /// stream's consumers, so all are.
-    pub(super) fn consumers_touched(&mut self, stream: StreamId) {
-        let cache = &mut self.consumer_deadlines;
-        if !self.feeds.is_empty() {
-            cache.all_stale = true;
-        } else if !cache.all_stale && !cache.stale.contains(&stream) {
-            // A short list whose room is kept: a publish allocates nothing.
-            cache.stale.push(stream);
-        }
-    }
-
-    /// Consumers of any stream may have changed.
-    pub(super) fn all_consumers_touched(&mut self) {
-        self.consumer_deadlines.all_stale = true;
-    }
-
-    /// Compute the cached deadlines of the streams marked since the last
-    /// refresh (the runtime polls for actions after every batch).
-    pub(super) fn refresh_consumer_deadlines(&mut self) {
-        let cache = &mut self.consumer_deadlines;
-        if cache.all_stale {
-            cache.all_stale = false;
-            cache.stale.clear();
-            cache.by_stream.clear();
-            for (&id, entry) in &self.streams {
-                if let Some(at) = stream_consumer_deadline(entry) {
-                    cache.by_stream.insert(id, at);
-                }
-            }
-            return;
-        }
-        for &id in &cache.stale {
-            match self.streams.get(&id).and_then(stream_consumer_deadline) {
-                Some(at) => cache.by_stream.insert(id, at),
-                None => cache.by_stream.remove(&id),
-            };
-        }
-        cache.stale.clear();
-    }
-
     /// Run every consumer's timers, delete inactive ephemerals, flush.
     pub(super) fn consumer_timeouts(&mut self) {
         let (now, wall) = (self.now, self.wall);
@@ -681,7 +561,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Write every changed consumer state.
     pub fn flush_consumers(&mut self) {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         self.flush_due = None;
         let mut names = Vec::new();
         for (&id, entry) in &self.streams {

@@ -159,7 +159,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let JsTarget::Stream(id) = msg.target else {
             return;
         };
-        self.consumers_touched(id);
+        self.stream_touched(id);
         let Some(name) = self.streams.get(&id).map(|e| e.meta.config.name.clone()) else {
             return;
         };

@@ -108,9 +108,9 @@ pub struct JetStream<D: Disk + Clone> {
     pub(super) next_consumer: u64,
     /// When changed consumer states must be written at the latest.
     pub(super) flush_due: Option<Instant>,
-    /// Each stream's earliest consumer deadline, refreshed for the streams
-    /// marked touched by the entry points below.
-    pub(super) consumer_deadlines: super::consumer_table::DeadlineCache,
+    /// Each stream's earliest deadlines ([`super::deadlines`]), refreshed
+    /// for the streams the entry points mark touched.
+    pub(super) deadlines: super::deadlines::DeadlineCache,
     /// Bytes all streams hold (`max_memory_store` / `max_file_store`).
     usage: Usage,
     next_id: u64,
@@ -184,7 +184,7 @@ impl<D: Disk + Clone> JetStream<D> {
             consumer_index: BTreeMap::new(),
             next_consumer: 1,
             flush_due: None,
-            consumer_deadlines: Default::default(),
+            deadlines: Default::default(),
             usage: Usage::default(),
             next_id: 1,
             actions: VecDeque::new(),
@@ -269,7 +269,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// (feature `planted-defects`, for the simulator's tests).
     #[cfg(feature = "planted-defects")]
     pub fn plant(&mut self, defect: crate::server::PlantedDefect) {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         self.planted_defect = Some(defect);
         for entry in self.streams.values_mut() {
             entry.stream.ack_before_sync = defect == crate::server::PlantedDefect::AckBeforeSync;
@@ -293,7 +293,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// refuses every other JetStream change while it runs, and so does the
     /// runtime before it gets here).
     pub fn reconfigure(&mut self, config: JetStreamConfig) {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         assert!(
             config.store_dir == self.config.store_dir
                 && config.domain == self.config.domain
@@ -312,7 +312,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The next thing for the server or the runtime to do.
     pub fn poll_action(&mut self) -> Option<JsAction> {
-        self.refresh_consumer_deadlines();
+        self.refresh_deadlines();
         for id in std::mem::take(&mut self.undrained) {
             if let Some(entry) = self.streams.get_mut(&id) {
                 entry.stream.drain_store(&mut self.actions);
@@ -337,7 +337,7 @@ impl<D: Disk + Clone> JetStream<D> {
     ///   account holds keep what it has, and refuse new streams, consumers
     ///   and messages beyond them.
     pub fn set_accounts(&mut self, accounts: BTreeMap<String, AccountLimits>) {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         let gone: Vec<String> = self
             .accounts
             .keys()
@@ -454,8 +454,8 @@ impl<D: Disk + Clone> JetStream<D> {
             JsTarget::Consumer(stream, _)
             | JsTarget::Interest(Watcher::Consumer(stream, _))
             | JsTarget::ReplyGone(stream, _)
-            | JsTarget::Stream(stream) => self.consumers_touched(stream),
-            _ => self.all_consumers_touched(),
+            | JsTarget::Stream(stream) => self.stream_touched(stream),
+            _ => self.all_streams_touched(),
         }
         match msg.target {
             JsTarget::Api => self.handle_api(&msg),
@@ -566,7 +566,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// whose snapshot was not written (`account > stream`), with why
     /// (they open by reading their blocks).
     pub fn write_snapshots(&mut self) -> Vec<(String, crate::store::StoreError)> {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         self.streams
             .values_mut()
             .filter_map(|entry| {
@@ -579,7 +579,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A sync asked for with [`JsAction::Sync`] finished.
     pub fn handle_sync_done(&mut self, stream: StreamId, tag: u64, result: DiskResult<()>) {
-        self.consumers_touched(stream);
+        self.stream_touched(stream);
         if take_one(&mut self.syncs_orphaned, (stream, tag)) {
             // A store that stopped asked for it.
             return;
@@ -594,14 +594,9 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The earliest instant [`JetStream::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.streams
-            .values()
-            .filter_map(|entry| {
-                let (timer, expiry) = entry.stream.deadlines();
-                let expiry = expiry.map(|at| self.instant_of(at));
-                timer.into_iter().chain(expiry).min()
-            })
-            .chain(self.consumer_deadline())
+        self.streams_deadline()
+            .into_iter()
+            .chain(self.flush_due)
             .chain(self.snapshot_deadline())
             .chain(self.remote_deadline())
             .min()
@@ -609,7 +604,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Time passed: sync timers, message expiry, dedupe windows.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime) {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         self.tick(now, wall);
         let mut grown = Vec::new();
         for (&id, entry) in self.streams.iter_mut() {
@@ -650,7 +645,7 @@ impl<D: Disk + Clone> JetStream<D> {
     }
 
     /// The monotonic instant at which the wall clock reads `at`.
-    fn instant_of(&self, at: WallTime) -> Instant {
+    pub(super) fn instant_of(&self, at: WallTime) -> Instant {
         let ahead = at.0.saturating_sub(self.wall.0);
         Instant::from_nanos(self.now.as_nanos().saturating_add(ahead))
     }

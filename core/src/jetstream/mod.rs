@@ -19,6 +19,7 @@ mod consumer_requests;
 pub mod consumer_table;
 mod counter;
 mod cron;
+mod deadlines;
 pub mod errors;
 pub mod fast_batch;
 mod framing;

@@ -214,7 +214,7 @@ fn nanos(duration: Duration) -> u64 {
 impl<D: Disk + Clone> JetStream<D> {
     /// `/varz`'s `jetstream` section.
     pub fn varz_section(&mut self) -> VarzJetStream {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         VarzJetStream {
             config: Some(config_report(&self.config)),
             stats: Some(self.totals().0),
@@ -255,7 +255,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// The `/jsz` page for this server (`server_id`) at `now`.
     pub fn jsz(&mut self, server_id: &str, now: WallTime, options: &JszOptions) -> Jsz {
-        self.all_consumers_touched();
+        self.all_streams_touched();
         let (stats, streams, consumers, messages, bytes) = self.totals();
         let mut details = Vec::new();
         if options.accounts || options.account.is_some() {

@@ -257,11 +257,11 @@ impl<D: Disk + Clone> JetStream<D> {
             | Request::ConsumerList(stream)
             | Request::ConsumerNext(stream, _) => {
                 if let Some(id) = self.stream_by_name(&msg.account, stream) {
-                    self.consumers_touched(id);
+                    self.stream_touched(id);
                 }
             }
             Request::Info | Request::Names | Request::List => {}
-            _ => self.all_consumers_touched(),
+            _ => self.all_streams_touched(),
         }
         if msg.reply.is_empty() {
             // Nobody to answer; the reference ignores such requests.
