@@ -232,6 +232,68 @@ async fn a_mirror_needs_a_flow_control_consumer() {
     assert_eq!(m2["mirror"]["active"], -1, "{m2}");
 }
 
+/// A mirror and a source through durables that do not exist yet: each
+/// reset goes unanswered for 5 s and the feed backs off (10 s for the
+/// failure), but meanwhile it listens on the durable's deliver subject
+/// (the reference's probe subscription). A durable made during the
+/// backoff sees that interest and pushes there, which shows it alive: the
+/// feed asks again at once and its messages arrive seconds before the
+/// backoff would have ended.
+#[tokio::test]
+async fn a_durable_made_while_its_feed_backs_off_cuts_the_backoff_short() {
+    let server = start("durable-sourcing-probe", 47200);
+    let client = connect(&server.url()).await;
+    let js = jetstream::new(client.clone());
+    limits_origin(&client).await;
+    publish(&js, 0).await;
+    let feeds = [("M", "CM", "dm.O"), ("S", "CS", "ds.O")];
+    for (name, consumer, deliver) in feeds {
+        let origin =
+            json!({"name": "O", "consumer": {"name": consumer, "deliver_subject": deliver}});
+        let config = if name == "M" {
+            json!({"name": name, "storage": "memory", "mirror": origin})
+        } else {
+            json!({"name": name, "storage": "memory", "sources": [origin]})
+        };
+        ok(&client, &format!("$JS.API.STREAM.CREATE.{name}"), config).await;
+    }
+    // The resets leave within 200 ms and are given up at 5.2 s at the
+    // latest; the next would leave 10 s later.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    for (name, _, _) in feeds {
+        let info = api(&client, &format!("$JS.API.STREAM.INFO.{name}"), json!({})).await;
+        assert_eq!(info["state"]["messages"], 0, "{info}");
+    }
+    let made = tokio::time::Instant::now();
+    for (_, consumer, deliver) in feeds {
+        ok(
+            &client,
+            &format!("$JS.API.CONSUMER.CREATE.O.{consumer}"),
+            json!({"stream_name": "O", "config": {"durable_name": consumer,
+                   "deliver_subject": deliver, "ack_policy": "flow_control"}}),
+        )
+        .await;
+    }
+    // Without the probe the feeds would wait until about 15.3 s, nearly
+    // 10 s from here; with it they ask after 100-200 ms of jitter.
+    for (name, _, _) in feeds {
+        common::js_info_when(&client, name, Duration::from_secs(3), holds(1)).await;
+    }
+    let waited = made.elapsed();
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // The feeds go on as any.
+    publish(&js, 1).await;
+    for (name, _, _) in feeds {
+        let info = info_when(&client, name, holds(2)).await;
+        let feed = if name == "M" {
+            &info["mirror"]
+        } else {
+            &info["sources"][0]
+        };
+        assert!(feed["error"].is_null(), "{info}");
+    }
+}
+
 /// A client answering a flow-control consumer's requests with the
 /// headers a sourcing stream sends moves its ack floor; acks on the
 /// message's reply count for nothing; a work queue drops what is acked.

@@ -599,6 +599,31 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
     )];
     const LAST_ID: &[(&str, &str)] = &[("Nats-Expected-Last-Msg-Id", "nope")];
     const TTL: &[(&str, &str)] = &[("Nats-TTL", "1s")];
+    const LONG_ID: &str = "01234567890123456789012345678901234567890123456789012345678901234";
+    const API_LEVEL: &[(&str, &str)] = &[("Nats-Required-Api-Level", "99"), ("Nats-TTL", "1s")];
+    const LARGE_TTL: &[(&str, &str)] = &[
+        ("Nats-TTL", "1s"),
+        (
+            "X-Pad",
+            "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
+        ),
+    ];
+    const ID_D1: &[(&str, &str)] = &[("Nats-Msg-Id", "d1")];
+    const STREAM_DUP: &[(&str, &str)] = &[("Nats-Msg-Id", "d1"), ("Nats-Expected-Stream", "X")];
+    const TTL_DUP: &[(&str, &str)] = &[("Nats-Msg-Id", "d1"), ("Nats-TTL", "1s")];
+    const TTL_SOURCE: &[(&str, &str)] = &[
+        ("Nats-Stream-Source", "X 1 o.x > o.x abc"),
+        ("Nats-TTL", "1s"),
+    ];
+    const STREAM_TTL: &[(&str, &str)] = &[("Nats-TTL", "1s"), ("Nats-Expected-Stream", "X")];
+    const TTL_LAST: &[(&str, &str)] = &[("Nats-Expected-Last-Sequence", "1"), ("Nats-TTL", "x")];
+    const TTL_LAST_ID: &[(&str, &str)] =
+        &[("Nats-Expected-Last-Msg-Id", "nope"), ("Nats-TTL", "1s")];
+    const INCR_STREAM_TTL: &[(&str, &str)] = &[
+        ("Nats-TTL", "1s"),
+        ("Nats-Expected-Stream", "X"),
+        ("Nats-Incr", "1"),
+    ];
     vec![
         // `Nats-Stream-Source` is the batch's error, after the first ack:
         // the first message refused as a publish is, a later one an error
@@ -642,6 +667,56 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
                 h("lost-commit", "fail", 2, 2, LAST_ID),
             ],
             vec![s("lost-commit", 10, "fail", 3, 4)],
+        ),
+        // Messages with several faults are refused for the one the
+        // reference checks first: the stream's (size) before the batch's
+        // (an id over 64, an unknown batch, the API level), those before a
+        // gap, then
+        // `Nats-Incr`, `Nats-Expected-Stream` and `Nats-TTL` before a
+        // duplicate, the source header, the expected sequences and
+        // `Nats-Expected-Last-Msg-Id`.
+        (
+            vec![
+                h("multi-large", "fail", 2, 1, LARGE_TTL),
+                s(LONG_ID, 10, "fail", 2, 1),
+                h("multi-unknown", "fail", 2, 1, API_LEVEL),
+            ],
+            vec![],
+        ),
+        (vec![h("multi-first", "fail", 1, 0, TTL_SOURCE)], vec![]),
+        (vec![h("multi-first-ok", "ok", 1, 0, STREAM_TTL)], vec![]),
+        (
+            vec![
+                s("multi-gap", 10, "fail", 1, 0),
+                h("multi-gap", "fail", 3, 1, TTL_SOURCE),
+            ],
+            vec![],
+        ),
+        (
+            acked_each(
+                "multi-ok",
+                "ok",
+                9,
+                &[
+                    (1, ID_D1),
+                    (2, STREAM_DUP),
+                    (3, TTL_DUP),
+                    (4, TTL_SOURCE),
+                    (5, TTL_LAST),
+                    (6, TTL_LAST_ID),
+                    (7, INCR_STREAM_TTL),
+                    (8, STREAM_TTL),
+                ],
+            ),
+            vec![],
+        ),
+        (
+            acked_each("multi-fail", "fail", 4, &[(3, TTL_LAST_ID)]),
+            vec![],
+        ),
+        (
+            acked_each("multi-commit", "fail", 3, &[(3, TTL_DUP)]),
+            vec![],
         ),
         // The held batches still count: a new one starts at one ack per
         // message.
@@ -708,4 +783,8 @@ async fn fast_batch_answers_come_in_the_reference_order() {
     // Not empty of what it checks.
     assert!(ours.iter().any(|l| l.contains("10227")), "{ours:#?}");
     assert!(ours.iter().any(|l| l.contains("10070")), "{ours:#?}");
+    // The faults checked first in a message with several were answered.
+    for code in ["10054", "10060", "10166", "10168", "10207", "10208"] {
+        assert!(ours.iter().any(|l| l.contains(code)), "{code}: {ours:#?}");
+    }
 }

@@ -256,6 +256,43 @@ fn lost_in_store(error: &PublishError) -> bool {
     matches!(error, PublishError::WrongLastMsgId(_))
 }
 
+/// The stream's settings [`check_headers`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderRules<'a> {
+    pub name: &'a str,
+    pub allow_msg_counter: bool,
+    pub allow_msg_ttl: bool,
+}
+
+/// The checks the reference makes of a fast batch message before any that
+/// reads the stream's state, in its order: the counter's `Nats-Incr`,
+/// `Nats-Expected-Stream`, `Nats-TTL`. The stream's publish path makes
+/// them too, but later (a duplicate and the others that read the stream
+/// come first there, and `Nats-TTL` after `Nats-Rollup` and
+/// `Nats-Expected-Last-Msg-Id`), so the stream runs these first: a
+/// message with several faults is refused for the one the reference
+/// names.
+pub fn check_headers(
+    headers: &[u8],
+    payload: &[u8],
+    rules: &HeaderRules<'_>,
+) -> Result<(), PublishError> {
+    if headers.is_empty() {
+        return Ok(());
+    }
+    super::counter::increment(headers, payload, rules.allow_msg_counter)
+        .map_err(PublishError::Rejected)?;
+    let expected = crate::protocol::find_header(headers, b"Nats-Expected-Stream");
+    if expected.is_some_and(|name| !name.is_empty() && name != rules.name.as_bytes()) {
+        return Err(PublishError::WrongStream);
+    }
+    match crate::protocol::find_header(headers, b"Nats-TTL") {
+        Some(_) if !rules.allow_msg_ttl => Err(PublishError::TtlDisabled),
+        Some(text) if super::stream::parse_ttl(text).is_none() => Err(PublishError::InvalidTtl),
+        _ => Ok(()),
+    }
+}
+
 /// How many fast batches a stream may have open and how long one may wait
 /// for its next message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

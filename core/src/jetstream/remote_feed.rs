@@ -19,7 +19,12 @@
 //! or in the same account) creates nothing: it asks for a
 //! `CONSUMER.RESET` of that consumer to its ack floor and takes the
 //! deliveries on the consumer's own deliver subject; a consumer not acked
-//! by flow control is refused (the feed's error).
+//! by flow control is refused (the feed's error). When the reset goes
+//! unanswered (no such consumer, or the answer lost), the feed listens on
+//! that deliver subject while it backs off, as the reference's probe
+//! subscription: a heartbeat or message there shows the consumer alive,
+//! the failures are forgotten and the reset is asked again after only the
+//! throttle and the jitter.
 //!
 //! A gap in the delivery sequence (a lost message, a heartbeat naming a
 //! later delivery), 10 s without a message or heartbeat, 30 s without an
@@ -35,7 +40,8 @@
 //!
 //! Invariants:
 //! - A feed listens (`JsAction::Listen` on its own target) only while it
-//!   has a request out or a consumer running; a dropped feed stops.
+//!   has a request out, a consumer running or (a durable's feed backing
+//!   off after an unanswered reset) a probe; a dropped feed stops.
 //! - The origin sequence last taken only grows while the consumer lives; a
 //!   message at or below it is never stored again.
 
@@ -103,6 +109,11 @@ enum Phase {
     Running {
         consumer: String,
     },
+    /// Backing off after a durable's reset went unanswered, listening on
+    /// the durable's deliver subject: anything arriving there (a
+    /// heartbeat, a message) shows the consumer alive, so the backoff is
+    /// cut short (the reference's probe subscription).
+    Probing,
 }
 
 impl Remote {
@@ -119,11 +130,21 @@ impl Remote {
         }
     }
 
+    /// Schedule the next request: no sooner than the throttle after the
+    /// last one, later by the failures' backoff, plus `jitter`.
+    fn schedule(&mut self, now: Instant, jitter: Duration) {
+        let since = self
+            .last_request
+            .map_or(RETRY_THRESHOLD, |at| now.saturating_duration_since(at));
+        let wait = RETRY_THRESHOLD.saturating_sub(since) + backoff(self.fails) + jitter;
+        self.retry_at = Some(now + wait);
+    }
+
     /// The instant this feed has work, if any.
     fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             _ if self.retry_at.is_some() => self.retry_at,
-            Phase::Idle => None,
+            Phase::Idle | Phase::Probing => None,
             Phase::Asking { sent, wait, .. } => Some(*sent + *wait),
             Phase::Running { .. } => Some(self.heard_at + STALLED),
         }
@@ -263,6 +284,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     Phase::Asking { .. } => {
                         remote.fails += 1;
                         self.retry(id, feed);
+                        self.probe(id, feed);
                     }
                     Phase::Running { .. } => {
                         self.log(
@@ -275,7 +297,7 @@ impl<D: Disk + Clone> JetStream<D> {
                         );
                         self.retry(id, feed);
                     }
-                    Phase::Idle => {}
+                    Phase::Idle | Phase::Probing => {}
                 }
             }
             self.feeds.insert(id, feeds);
@@ -293,17 +315,55 @@ impl<D: Disk + Clone> JetStream<D> {
         let remote = feed.remote.as_mut().expect("a remote feed");
         remote.phase = Phase::Idle;
         remote.dseq = 0;
-        let since = remote
-            .last_request
-            .map_or(RETRY_THRESHOLD, |at| now.saturating_duration_since(at));
-        let wait = RETRY_THRESHOLD.saturating_sub(since) + backoff(remote.fails) + jitter;
-        remote.retry_at = Some(now + wait);
+        remote.schedule(now, jitter);
         let key = remote.key;
         self.actions.push_back(JsAction::Listen {
             account,
             target: JsTarget::Feed(id, key),
             subjects: Vec::new(),
         });
+    }
+
+    /// After a durable's reset went unanswered (the feed just scheduled
+    /// its retry): listen on the durable's deliver subject until the
+    /// next request goes out, as the reference's probe subscription. The
+    /// listening counts as interest, so a consumer that exists (or is
+    /// made meanwhile) pushes to it, and [`Self::probed`] asks again
+    /// without the backoff.
+    fn probe(&mut self, id: StreamId, feed: &mut Feed) {
+        let Some(durable) = &feed.source.consumer else {
+            return;
+        };
+        let Some(entry) = self.streams.get(&id) else {
+            return;
+        };
+        let remote = feed.remote.as_mut().expect("a remote feed");
+        if durable.deliver_subject.is_empty() || remote.retry_at.is_none() {
+            return;
+        }
+        remote.phase = Phase::Probing;
+        self.actions.push_back(JsAction::Listen {
+            account: entry.meta.account.clone(),
+            target: JsTarget::Feed(id, remote.key),
+            subjects: vec![durable.deliver_subject.clone()],
+        });
+    }
+
+    /// Something arrived on a probing feed's deliver subject: the
+    /// durable is alive, so the failures that drive the backoff are
+    /// forgotten and the request is rescheduled with only the throttle
+    /// and the jitter. Once forgotten, later arrivals change nothing (the
+    /// reference's probe acts only while failures count).
+    fn probed(&mut self, feed: &mut Feed) {
+        let now = self.now;
+        let remote = feed.remote.as_mut().expect("a remote feed");
+        if remote.fails == 0 || remote.retry_at.is_none() {
+            return;
+        }
+        remote.fails = 0;
+        let jitter = self.jitter();
+        let remote = feed.remote.as_mut().expect("a remote feed");
+        remote.schedule(now, jitter);
     }
 
     /// Send the create request for `feed`'s consumer on its origin (or,
@@ -542,6 +602,7 @@ impl<D: Disk + Clone> JetStream<D> {
                     self.answered(id, mirror, feed, msg);
                 }
                 Phase::Running { .. } => self.delivered(id, mirror, feed, msg),
+                Phase::Probing => self.probed(feed),
                 _ => {}
             }
         }
@@ -1036,8 +1097,9 @@ mod tests {
         Some((subject, reply, headers, listened))
     }
 
-    #[test]
-    fn a_durable_source_resets_its_consumer_and_needs_flow_control_acks() {
+    /// Beside the mirror, the stream `S` in B sourcing `O` through the
+    /// durable `C` that pushes to `dc.O`: its id and its feed's target.
+    fn machine_with_durable_source() -> (Machine, StreamId, JsTarget) {
         let (mut js, _) = machine_with_mirror();
         let config = json!({"name": "S", "storage": "memory", "sources": [{"name": "O",
             "consumer": {"name": "C", "deliver_subject": "dc.O"}}]});
@@ -1052,7 +1114,12 @@ mod tests {
         );
         drain(&mut js);
         let id = js.stream_by_name("B", "S").unwrap();
-        let target = JsTarget::Feed(id, 2);
+        (js, id, JsTarget::Feed(id, 2))
+    }
+
+    #[test]
+    fn a_durable_source_resets_its_consumer_and_needs_flow_control_acks() {
+        let (mut js, id, target) = machine_with_durable_source();
         // The source asks after its jitter: a reset, not a create, in its
         // own account's API, listening on the consumer's deliver subject.
         let (subject, reply, headers, listened) =
@@ -1105,6 +1172,99 @@ mod tests {
             if &subject[..] == b"$JS.FC.O.C.0001"
                 && &headers[..] == b"NATS/1.0\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 1\r\n\r\n"));
         assert!(answered);
+    }
+
+    #[test]
+    fn an_unanswered_reset_probes_the_deliver_subject_until_the_consumer_shows_up() {
+        let (mut js, id, target) = machine_with_durable_source();
+        let listen = |subjects: &[&str]| JsAction::Listen {
+            account: "B".into(),
+            target,
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        };
+        let (_, reply, _, _) = reset_request(&tick(&mut js, 250)).expect("asked");
+        // The reset waits 5 s for its answer (sent by 250 ms).
+        assert!(tick(&mut js, 5_000).is_empty());
+        // Unanswered: the feed stops listening for the answer and backs
+        // off (one failure: 10 s), probing the durable's deliver subject.
+        assert_eq!(tick(&mut js, 5_300), [listen(&[]), listen(&["dc.O"])]);
+        // A late answer on the old reply is no longer routed here; the
+        // probe hears nothing until the consumer is alive.
+        assert!(tick(&mut js, 6_000).is_empty());
+        // A heartbeat on the deliver subject: alive. The failure is
+        // forgotten, the reset asked again after the jitter only.
+        inbound(
+            &mut js,
+            6_000,
+            target,
+            "dc.O",
+            "",
+            b"NATS/1.0 100 Idle Heartbeat\r\n\r\n",
+            b"",
+        );
+        assert!(drain(&mut js).is_empty());
+        assert!(tick(&mut js, 6_099).is_empty());
+        // A message on the probe changes nothing more: it is not stored,
+        // nor is the request put off.
+        inbound(
+            &mut js,
+            6_099,
+            target,
+            "o.1",
+            "$JS.ACK.O.C.1.1.1.1001.0",
+            b"",
+            b"1",
+        );
+        assert!(drain(&mut js).is_empty());
+        let entry = js.streams().find(|e| e.meta.config.name == "S").unwrap();
+        assert_eq!(entry.stream.state().msgs, 0);
+        let actions = tick(&mut js, 6_200);
+        let (subject, reply2, _, listened) = reset_request(&actions).expect("asked again");
+        assert_eq!(subject, "$JS.API.CONSUMER.RESET.O.C");
+        assert_ne!(reply2, reply);
+        // The request replaces the probe: its reply and the deliver
+        // subject, then the request itself.
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert_eq!(actions[0], listen(&[&reply2, "dc.O"]));
+        assert_eq!(listened, [reply2.clone(), "dc.O".to_string()]);
+
+        // Unanswered again: one failure again (not two), probing again.
+        assert_eq!(tick(&mut js, 11_300), [listen(&[]), listen(&["dc.O"])]);
+        // No heartbeat: the backoff runs its course (2 s throttle passed,
+        // 10 s, 100-200 ms of jitter).
+        assert!(tick(&mut js, 21_300).is_empty());
+        let (_, reply3, _, _) = reset_request(&tick(&mut js, 21_500)).expect("after backoff");
+        // An answer that refuses the consumer is a failure but no probe:
+        // the consumer answered.
+        answer_as(
+            &mut js,
+            21_510,
+            target,
+            &reply3,
+            ("C", "dc.O", "explicit"),
+            0,
+        );
+        assert_eq!(drain(&mut js), [listen(&[])]);
+        assert_eq!(
+            js.feed_info(id).1[0].error.as_ref().unwrap().err_code,
+            10217
+        );
+
+        // Two failures now: 20 s of backoff. A feed dropped while
+        // probing stops listening.
+        let (_, reply4, _, _) = reset_request(&tick(&mut js, 43_800)).expect("asked");
+        assert!(!reply4.is_empty());
+        assert_eq!(tick(&mut js, 48_900), [listen(&[]), listen(&["dc.O"])]);
+        inbound(
+            &mut js,
+            49_000,
+            JsTarget::Api,
+            "$JS.API.STREAM.DELETE.S",
+            "r",
+            b"",
+            b"",
+        );
+        assert!(drain(&mut js).contains(&listen(&[])));
     }
 
     #[test]

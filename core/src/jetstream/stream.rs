@@ -964,9 +964,24 @@ impl<D: Disk> Stream<D> {
                     headers: headers.as_deref().unwrap_or(msg.headers),
                     ..*msg
                 };
-                self.fast_message = true;
-                let result = self.try_publish(now, &publish, None, out);
-                self.fast_message = false;
+                let rules = super::fast_batch::HeaderRules {
+                    name: &self.rules.name,
+                    allow_msg_counter: self.rules.allow_msg_counter,
+                    allow_msg_ttl: self.rules.allow_msg_ttl,
+                };
+                let result = match super::fast_batch::check_headers(
+                    publish.headers,
+                    publish.payload,
+                    &rules,
+                ) {
+                    Err(error) => Published::Refused(error),
+                    Ok(()) => {
+                        self.fast_message = true;
+                        let result = self.try_publish(now, &publish, None, out);
+                        self.fast_message = false;
+                        result
+                    }
+                };
                 // A fast batch's PubAck carries no counter total.
                 self.counted = None;
                 let stored = match &result {

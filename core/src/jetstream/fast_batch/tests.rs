@@ -536,3 +536,60 @@ fn a_committing_batch_that_cannot_persist_is_held_not_timed_out() {
         [r#"durable@3 {"stream":"F","seq":3,"batch":"m","count":4}"#]
     );
 }
+
+/// Headers from `lines`, as a client sends them.
+fn headers(lines: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = b"NATS/1.0\r\n".to_vec();
+    for (key, value) in lines {
+        out.extend_from_slice(format!("{key}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[test]
+fn header_faults_are_found_in_the_references_order() {
+    let plain = HeaderRules {
+        name: "F",
+        allow_msg_counter: false,
+        allow_msg_ttl: false,
+    };
+    let check = |lines: &[(&str, &str)], payload: &[u8], rules: &HeaderRules<'_>| {
+        check_headers(&headers(lines), payload, rules)
+    };
+    let incr = ("Nats-Incr", "1");
+    let stream = ("Nats-Expected-Stream", "X");
+    let ttl = ("Nats-TTL", "1s");
+    // Each fault with those after it: the first in the reference's order
+    // (the increment, the expected stream, the TTL) is the answer.
+    assert_eq!(
+        check(&[ttl, stream, incr], b"", &plain),
+        Err(PublishError::Rejected(K::MessageIncrDisabled))
+    );
+    assert_eq!(
+        check(&[ttl, stream], b"", &plain),
+        Err(PublishError::WrongStream)
+    );
+    assert_eq!(check(&[ttl], b"", &plain), Err(PublishError::TtlDisabled));
+    // On a counter stream with TTLs: a payload beside an increment, then
+    // a TTL that does not parse.
+    let counter = HeaderRules {
+        allow_msg_counter: true,
+        allow_msg_ttl: true,
+        ..plain
+    };
+    assert_eq!(
+        check(&[("Nats-TTL", "soon"), incr], b"x", &counter),
+        Err(PublishError::Rejected(K::MessageIncrPayload))
+    );
+    assert_eq!(
+        check(&[("Nats-TTL", "soon"), incr], b"", &counter),
+        Err(PublishError::InvalidTtl)
+    );
+    // What these checks leave to the stream passes: the right stream, an
+    // empty expected stream, other headers, no headers.
+    let fine = [("Nats-Expected-Stream", "F"), ("Nats-Msg-Id", "m"), ttl];
+    assert_eq!(check(&fine, b"x", &counter), Ok(()));
+    assert_eq!(check(&[("Nats-Expected-Stream", "")], b"", &plain), Ok(()));
+    assert_eq!(check_headers(b"", b"x", &plain), Ok(()));
+}
