@@ -1121,7 +1121,8 @@ impl<D: Disk> Stream<D> {
             }
         }
         if let Some(expected) = find_header(headers, EXPECTED_STREAM) {
-            if expected != self.rules.name.as_bytes() {
+            // An empty name expects nothing, as the reference reads it.
+            if !expected.is_empty() && expected != self.rules.name.as_bytes() {
                 return Published::Refused(E::WrongStream);
             }
         }

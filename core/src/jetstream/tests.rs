@@ -231,6 +231,23 @@ fn duplicates_within_the_window_are_acknowledged_with_the_first_sequence() {
 }
 
 #[test]
+fn an_empty_expected_stream_expects_nothing() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s"]}"#,
+    );
+    h.publish("s", b"NATS/1.0\r\nNats-Expected-Stream:\r\n\r\n", b"x");
+    h.publish("s", b"NATS/1.0\r\nNats-Expected-Stream: T\r\n\r\n", b"y");
+    let acks = h.sync_all();
+    // The refusal leaves at once, the ack after the sync.
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    assert_eq!(acks[0].1["error"]["err_code"], 10060, "{acks:?}");
+    assert_eq!(acks[1].1["seq"], 1, "{acks:?}");
+    assert!(acks[1].1.get("error").is_none(), "{acks:?}");
+}
+
+#[test]
 fn refusals_carry_the_reference_error() {
     let mut h = Harness::new();
     h.api(
