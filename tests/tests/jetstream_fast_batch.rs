@@ -619,6 +619,10 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
     const TTL_LAST: &[(&str, &str)] = &[("Nats-Expected-Last-Sequence", "1"), ("Nats-TTL", "x")];
     const TTL_LAST_ID: &[(&str, &str)] =
         &[("Nats-Expected-Last-Msg-Id", "nope"), ("Nats-TTL", "1s")];
+    const ROLLUP_LAST_ID: &[(&str, &str)] = &[
+        ("Nats-Expected-Last-Msg-Id", "nope"),
+        ("Nats-Rollup", "sub"),
+    ];
     const INCR_STREAM_TTL: &[(&str, &str)] = &[
         ("Nats-TTL", "1s"),
         ("Nats-Expected-Stream", "X"),
@@ -673,8 +677,8 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
         // (an id over 64, an unknown batch, the API level), those before a
         // gap, then
         // `Nats-Incr`, `Nats-Expected-Stream` and `Nats-TTL` before a
-        // duplicate, the source header, the expected sequences and
-        // `Nats-Expected-Last-Msg-Id`.
+        // duplicate, the source header, the expected sequences, a
+        // roll-up and `Nats-Expected-Last-Msg-Id`.
         (
             vec![
                 h("multi-large", "fail", 2, 1, LARGE_TTL),
@@ -696,7 +700,7 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
             acked_each(
                 "multi-ok",
                 "ok",
-                9,
+                10,
                 &[
                     (1, ID_D1),
                     (2, STREAM_DUP),
@@ -706,6 +710,7 @@ fn ordered_scenarios() -> Vec<(Vec<Step>, Vec<Step>)> {
                     (6, TTL_LAST_ID),
                     (7, INCR_STREAM_TTL),
                     (8, STREAM_TTL),
+                    (9, ROLLUP_LAST_ID),
                 ],
             ),
             vec![],

@@ -1176,6 +1176,16 @@ impl<D: Disk> Stream<D> {
                 Err(kind) => return Published::Refused(E::Rejected(kind)),
             },
         };
+        // The reference checks a fast batch message's roll-up before its
+        // `Nats-Expected-Last-Msg-Id` (that one only as it stores), any
+        // other message's after.
+        let early_rollup = match self.fast_message {
+            true => match rollup_of(headers, self.rules.allow_rollup) {
+                Ok(rollup) => Some(rollup),
+                Err(error) => return Published::Refused(error),
+            },
+            false => None,
+        };
         if let Some(expected) = find_header(headers, EXPECTED_LAST_MSG_ID) {
             let last = self.dedupe.last.as_deref().unwrap_or_default();
             if expected != last {
@@ -1184,18 +1194,12 @@ impl<D: Disk> Stream<D> {
                 ));
             }
         }
-        let rollup = match find_header(headers, ROLLUP) {
-            None => None,
-            Some(_) if !self.rules.allow_rollup => {
-                return Published::Refused(E::RollupNotPermitted)
-            }
-            Some(b"sub") => Some(false),
-            Some(b"all") => Some(true),
-            Some(other) => {
-                return Published::Refused(E::InvalidRollup(
-                    String::from_utf8_lossy(other).into_owned(),
-                ))
-            }
+        let rollup = match early_rollup {
+            Some(rollup) => rollup,
+            None => match rollup_of(headers, self.rules.allow_rollup) {
+                Ok(rollup) => rollup,
+                Err(error) => return Published::Refused(error),
+            },
         };
         let ttl = match find_header(headers, TTL) {
             None => None,
@@ -1656,6 +1660,20 @@ impl<D: Disk> Stream<D> {
 }
 
 const MSG_ID: &[u8] = b"Nats-Msg-Id";
+/// A message's `Nats-Rollup`: none, `sub` (`Some(false)`) or `all`
+/// (`Some(true)`); refused on a stream without roll-ups or when neither.
+fn rollup_of(headers: &[u8], allowed: bool) -> Result<Option<bool>, PublishError> {
+    match find_header(headers, ROLLUP) {
+        None => Ok(None),
+        Some(_) if !allowed => Err(PublishError::RollupNotPermitted),
+        Some(b"sub") => Ok(Some(false)),
+        Some(b"all") => Ok(Some(true)),
+        Some(other) => Err(PublishError::InvalidRollup(
+            String::from_utf8_lossy(other).into_owned(),
+        )),
+    }
+}
+
 const EXPECTED_STREAM: &[u8] = b"Nats-Expected-Stream";
 const EXPECTED_LAST_SEQ: &[u8] = b"Nats-Expected-Last-Sequence";
 const EXPECTED_LAST_SUBJECT_SEQ: &[u8] = b"Nats-Expected-Last-Subject-Sequence";
