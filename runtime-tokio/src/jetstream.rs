@@ -381,6 +381,9 @@ fn js_loop(runner: Arc<Runner>, shared: Arc<Shared>) {
             carry_out(&runner, &mut held.js, &held.syncs);
             held.stopped = true;
             shared.queue().closed = true;
+            // The sync thread ends once its queue's last sender is gone
+            // (it holds a sender of ours, so the machine would live on).
+            held.syncs = mpsc::channel().0;
             let failures = failures
                 .into_iter()
                 .map(|(stream, error)| (stream.to_string(), error.to_string()))
