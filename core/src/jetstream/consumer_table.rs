@@ -337,7 +337,7 @@ impl<D: Disk + Clone> JetStream<D> {
             }
         }
         if removed {
-            self.refresh_usage();
+            self.recount(stream);
         }
     }
 
@@ -367,7 +367,7 @@ impl<D: Disk + Clone> JetStream<D> {
             }
         }
         if removed {
-            self.refresh_usage();
+            self.recount(stream);
         }
     }
 

@@ -95,6 +95,9 @@ pub struct StreamEntry<D: Disk> {
     pub meta: StreamMeta,
     /// Its consumers by name ([`super::consumer_table`]).
     pub consumers: BTreeMap<String, ConsumerEntry<D>>,
+    /// The bytes of this stream counted in its account's and the server's
+    /// usage ([`JetStream::recount`]).
+    pub(super) counted: u64,
 }
 
 /// The JetStream machine.
@@ -221,20 +224,41 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
-    /// Recount the bytes every stream holds (after anything but a publish,
-    /// which keeps the counts itself).
+    /// Recount the bytes every stream holds (after a change of the set of
+    /// streams or of several at once).
     pub(super) fn refresh_usage(&mut self) {
         self.usage = Usage::default();
         for account in self.accounts.values_mut() {
             account.usage = Usage::default();
         }
-        for entry in self.streams.values() {
+        for entry in self.streams.values_mut() {
             let storage = entry.stream.rules().storage;
             let bytes = entry.stream.state().bytes;
+            entry.counted = bytes;
             *self.usage.of(storage) += bytes;
             if let Some(account) = self.accounts.get_mut(&entry.meta.account) {
                 *account.usage.of(storage) += bytes;
             }
+        }
+    }
+
+    /// Bring the counts up to what stream `id` holds now, after a change
+    /// of that stream alone (a publish, a retention removal, a feed),
+    /// without a walk of every stream.
+    pub(super) fn recount(&mut self, id: StreamId) {
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let bytes = entry.stream.state().bytes;
+        let counted = std::mem::replace(&mut entry.counted, bytes);
+        let storage = entry.stream.rules().storage;
+        let account = self.accounts.get_mut(&entry.meta.account);
+        for usage in [Some(&mut self.usage), account.map(|a| &mut a.usage)]
+            .into_iter()
+            .flatten()
+        {
+            let held = usage.of(storage);
+            *held = (*held + bytes).saturating_sub(counted);
         }
     }
 
@@ -505,7 +529,11 @@ impl<D: Disk + Clone> JetStream<D> {
                     return;
                 }
                 let entry = self.streams.get_mut(&id).expect("found above");
-                let before = entry.stream.state().bytes;
+                debug_assert_eq!(
+                    entry.counted,
+                    entry.stream.state().bytes,
+                    "a stream's bytes changed without a recount"
+                );
                 let last_before = entry.stream.state().last_seq;
                 let open_before = entry.stream.open_batches();
                 let limits = self.config.limits;
@@ -533,19 +561,9 @@ impl<D: Disk + Clone> JetStream<D> {
                     .open_batches
                     .moved(open_before, entry.stream.open_batches());
                 self.undrained.insert(id);
-                let after = entry.stream.state().bytes;
                 // Bytes held change by what was stored minus what the
                 // limits (or a rollup) removed.
-                for usage in [
-                    Some(&mut self.usage),
-                    self.accounts.get_mut(&msg.account).map(|a| &mut a.usage),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    let held = usage.of(storage);
-                    *held = (*held + after).saturating_sub(before);
-                }
+                self.recount(id);
                 let stored = match published {
                     super::stream::Published::Stored { seq } => Some(seq),
                     _ => None,
@@ -791,6 +809,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 stream,
                 meta,
                 consumers: BTreeMap::new(),
+                // Counted by the caller's recount (a new stream is empty).
+                counted: 0,
             },
         );
         self.listen(id);

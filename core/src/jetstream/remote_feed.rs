@@ -805,7 +805,7 @@ impl<D: Disk + Clone> JetStream<D> {
         feed.last_taken = ack.stream_seq;
         feed.next = ack.stream_seq + 1;
         self.undrained.insert(id);
-        self.refresh_usage();
+        self.recount(id);
         self.pump_stream(id, first_new);
         self.feed_followers(id);
     }

@@ -377,7 +377,7 @@ impl<D: Disk + Clone> JetStream<D> {
         self.feeds.insert(id, feeds);
         if grew {
             self.undrained.insert(id);
-            self.refresh_usage();
+            self.recount(id);
         }
         grew
     }
@@ -450,7 +450,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 entry.stream.drain_store(&mut self.actions);
                 // The resource checks read the counts: a long catch-up
                 // overshoots the limits by one drain's worth at most.
-                self.refresh_usage();
+                self.recount(id);
             }
         }
         grew
