@@ -328,6 +328,9 @@ pub struct Node<D> {
     transfer: Option<(u64, PeerId)>,
     /// This node was just named successor: campaign at once.
     transfer_to_me: bool,
+    /// Follower: messages of its current leader that arrived before the
+    /// one they follow, by previous index (see `hold_early`).
+    early: BTreeMap<u64, AppendEntry>,
 }
 
 impl<D: Disk> Node<D> {
@@ -404,6 +407,7 @@ impl<D: Disk> Node<D> {
             snapshot_wanted: false,
             transfer: None,
             transfer_to_me: false,
+            early: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
@@ -950,6 +954,10 @@ impl<D: Disk> Node<D> {
     /// Become a follower in `term` (at least the current one).
     fn become_follower(&mut self, now: Instant, term: u64, leader: Option<PeerId>) {
         assert!(term >= self.hard.term);
+        if term > self.hard.term || leader != self.leader {
+            // Held messages are the old leader's.
+            self.early.clear();
+        }
         if term > self.hard.term {
             if !self.persist_hard(HardState {
                 term,
@@ -976,6 +984,7 @@ impl<D: Disk> Node<D> {
         }
         self.role = Role::Candidate;
         self.pending_acks.clear();
+        self.early.clear();
         self.progress.clear();
         self.set_leader(None);
         self.votes.clear();
@@ -1293,6 +1302,21 @@ impl<D: Disk> Node<D> {
     }
 
     fn on_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) {
+        let mut next = Some(append);
+        while let Some(append) = next.take() {
+            let Some(matched) = self.take_append(now, from, append) else {
+                return;
+            };
+            // The gap before a held message is filled: take it now.
+            self.early.retain(|&prev, _| prev >= matched);
+            next = self.early.remove(&matched);
+        }
+    }
+
+    /// One append entry from the leader `from`: the index it leaves
+    /// matched (to be acknowledged once durable), `None` if it was refused,
+    /// held or dropped.
+    fn take_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) -> Option<u64> {
         let sender_term = append.sender_term();
         // Malformed: an entry's term above its sender's, or a previous
         // entry that cannot exist.
@@ -1301,7 +1325,7 @@ impl<D: Disk> Node<D> {
             || append.prev_term > append.term
             || (append.prev_index == 0 && append.prev_term != 0)
         {
-            return;
+            return None;
         }
         if sender_term < self.hard.term {
             let response = AppendEntryResponse {
@@ -1311,7 +1335,7 @@ impl<D: Disk> Node<D> {
                 success: false,
             };
             self.send(from, Message::AppendResponse(response));
-            return;
+            return None;
         }
         #[cfg(not(feature = "planted-defects"))]
         assert!(
@@ -1320,22 +1344,24 @@ impl<D: Disk> Node<D> {
         );
         self.become_follower(now, sender_term, Some(from));
         if self.poisoned {
-            return;
+            return None;
         }
         self.last_leader_contact = Some(now);
         let install = append.entries.len() == 2
             && append.entries[0].kind == EntryType::Snapshot
             && append.entries[1].kind == EntryType::PeerState;
         if install {
-            return self.on_install(from, append);
+            self.on_install(from, append);
+            return None;
         }
         if self.needs_snapshot {
-            return self.refuse(from, 0);
+            self.refuse(from, 0);
+            return None;
         }
         if message_len(&append.entries) > MAX_MESSAGE_LEN {
             // More than one log record holds: dropped unacknowledged (the
             // wire allows it, no rnats leader makes one).
-            return;
+            return None;
         }
         // A message is one log index, the one after its previous; a
         // heartbeat (no entries) names only its previous.
@@ -1347,11 +1373,20 @@ impl<D: Disk> Node<D> {
                 to: from,
                 index: through,
             });
-            return;
+            return None;
         }
         let last = self.log.last_index();
         let prev_matches = self.log.term_at(append.prev_index) == Some(append.prev_term);
         if !prev_matches {
+            if append.prev_index > last {
+                // The first message past a gap is refused, so the leader
+                // learns where this log ends; so is a resend of one held
+                // (what fills the gap was lost). The rest of a burst waits.
+                let quiet = !self.early.is_empty() && !self.early.contains_key(&append.prev_index);
+                if self.hold_early(from, &append) && quiet {
+                    return None;
+                }
+            }
             let hint = if append.prev_index > last {
                 last
             } else {
@@ -1368,7 +1403,7 @@ impl<D: Disk> Node<D> {
                 success: false,
             };
             self.send(from, Message::AppendResponse(response));
-            return;
+            return None;
         }
         let matched = through;
         if !append.entries.is_empty() {
@@ -1380,7 +1415,7 @@ impl<D: Disk> Node<D> {
                     if held.is_some() {
                         assert!(index > self.commit, "a committed entry is never truncated");
                         if !self.truncate_after(index - 1) {
-                            return;
+                            return None;
                         }
                     }
                     let message = LogEntry {
@@ -1389,7 +1424,7 @@ impl<D: Disk> Node<D> {
                         entries: append.entries,
                     };
                     if !self.write_entry(message) {
-                        return;
+                        return None;
                     }
                 }
             }
@@ -1407,6 +1442,29 @@ impl<D: Disk> Node<D> {
             // the next `handle_timeout` starts the election.
             self.election_deadline = now;
         }
+        Some(matched)
+    }
+
+    /// Keep `append` of the current leader, which arrived ahead of a
+    /// message this node lacks, until that gap fills (a reordering link
+    /// otherwise turns a pipelined catch-up into refusals, each moving the
+    /// leader back). Bounded by the catch-up window in count and by two
+    /// messages' worth in bytes. Every held message is later taken through
+    /// the same checks as any. False if it was not held.
+    fn hold_early(&mut self, from: PeerId, append: &AppendEntry) -> bool {
+        let window = self.config.max_appends_in_flight as u64;
+        let held: usize = self.early.values().map(|a| message_len(&a.entries)).sum();
+        let fits = held + message_len(&append.entries) <= 2 * MAX_MESSAGE_LEN;
+        if append.entries.is_empty()
+            || self.leader != Some(from)
+            || append.prev_index - self.log.last_index() >= window
+            || (self.early.len() as u64) >= window
+            || !fits
+        {
+            return false;
+        }
+        self.early.insert(append.prev_index, append.clone());
+        true
     }
 
     /// Write message `entry` after the last; false (and poisoned) on a

@@ -301,9 +301,16 @@ impl Transport {
             if request.candidate == self.id {
                 return Ok(Inbound::Own);
             }
+            let routes = self.routes.entry(request.candidate).or_default();
             if reply.is_some() {
-                self.routes.entry(request.candidate).or_default().vote_reply = reply;
+                routes.vote_reply = reply;
             }
+            // A candidate is not hearing its leader: the catch-up inbox it
+            // named may be a past incarnation's (a restart subscribes new
+            // ones), so appends for it go on the group subject until it
+            // answers again. Found by the simulator: a restarted follower
+            // behind the others was sent only to its dead inbox, forever.
+            routes.catchup = None;
             return Ok(Inbound::Message {
                 from: request.candidate,
                 message: Message::Vote(request),

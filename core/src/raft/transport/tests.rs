@@ -227,6 +227,22 @@ fn new_entries_for_every_follower_are_one_broadcast() {
         })
     );
     assert_eq!(a.unroutable() + b.unroutable() + c.unroutable(), 0);
+
+    // B campaigns (a restart subscribes new inboxes): its catch-up inbox
+    // is forgotten, and A's next append for B alone goes on the group
+    // subject, where any incarnation of B hears it.
+    let request = VoteRequest {
+        term: 3,
+        last_term: 2,
+        last_index: 1,
+        candidate: B,
+    };
+    let mut b2 = Transport::new(GROUP, B, 22);
+    let vote = b2.outbound(&[(A, Message::Vote(request))], &[A, B, C]);
+    a.inbound(&vote[0].subject, vote[0].reply.as_deref(), &vote[0].payload)
+        .unwrap();
+    let out = a.outbound(&[(B, Message::Append(append(2, b"w")))], &[A, B, C]);
+    assert_eq!(out[0].subject, "$NRG.AE.S-R3F-Cd447tnX");
 }
 
 #[test]
