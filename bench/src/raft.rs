@@ -616,19 +616,26 @@ impl Driver {
                         let _ = tx.send(Input::SyncDone { tag, result });
                     });
                 }
-                Action::Apply(entry) => {
-                    if entry.kind == EntryType::Normal {
+                Action::Apply(message) => {
+                    // One message, one index: its entries in order (each
+                    // proposal here is a message of its own).
+                    let normal = message
+                        .entries
+                        .iter()
+                        .filter(|e| e.kind == EntryType::Normal);
+                    for entry in normal {
                         self.applied.push(entry.data.clone());
                         if let Some(done) = self.forwarded.remove(&entry.data) {
                             let _ = done.send(Ok(()));
                         }
                     }
-                    if let Some((data, done)) = self.pending.remove(&entry.index) {
-                        let result = if data == entry.data {
-                            Ok(())
-                        } else {
-                            Err(format!("entry {} replaced", entry.index))
-                        };
+                    if let Some((data, done)) = self.pending.remove(&message.index) {
+                        let result =
+                            if message.entries.len() == 1 && message.entries[0].data == data {
+                                Ok(())
+                            } else {
+                                Err(format!("message {} replaced", message.index))
+                            };
                         let _ = done.send(result);
                     }
                 }

@@ -135,6 +135,9 @@ pub struct RaftSpec {
     /// Route every message through core's `$NRG` transport (subjects,
     /// learned reply inboxes, broadcasts) instead of straight to its peer.
     pub transport: bool,
+    /// Each node's `max_appends_in_flight`: messages a leader sends a
+    /// follower past its next index before an acknowledgement.
+    pub appends_in_flight: usize,
 }
 
 impl Default for RaftSpec {
@@ -170,6 +173,7 @@ impl Default for RaftSpec {
             clock_drift_ppm_max: 0,
             fifo: false,
             transport: false,
+            appends_in_flight: 64,
         }
     }
 }
@@ -462,6 +466,12 @@ impl RaftWorld {
         if !(1..=9).contains(&spec.nodes) {
             return Err(format!("raft.nodes must be 1 to 9, not {}", spec.nodes));
         }
+        if !(1..=1024).contains(&spec.appends_in_flight) {
+            return Err(format!(
+                "raft.appends_in_flight must be 1 to 1024, not {}",
+                spec.appends_in_flight
+            ));
+        }
         if spec.lazy_nodes > spec.nodes.saturating_sub(1) / 2 {
             return Err(format!(
                 "raft.lazy_nodes must be a minority of raft.nodes, not {}",
@@ -601,7 +611,7 @@ impl RaftWorld {
             election_timeout_max: Duration::from_millis(self.spec.election_ms[1]),
             heartbeat_interval: Duration::from_millis(self.spec.heartbeat_ms),
             max_entries_per_append: 64,
-            max_appends_in_flight: 64,
+            max_appends_in_flight: self.spec.appends_in_flight,
             seed: Rng::stream(self.seed, STREAM_NODE + (i as u64) * 4096 + incarnation).next_u64(),
             fresh: self.nodes.get(i).is_none_or(|n| n.fresh),
             lazy_sync: i < self.spec.lazy_nodes as usize,
