@@ -179,6 +179,10 @@ async fn measure(
         config.election_timeout_max = Duration::from_millis(2000);
         config.heartbeat_interval = Duration::from_millis(200);
         config.max_entries_per_append = 256;
+        // Every proposer's message in flight at once (each proposal is a
+        // message, one log index): a window under the proposer count would
+        // be the bound instead of the log's sync.
+        config.max_appends_in_flight = 1024;
         let node = Node::open(config, disk.clone(), "raft", now(base))
             .map_err(|e| format!("node {i} open: {e}"))?;
         let transport = Transport::new(GROUP, ids[i], 0x1000 + i as u64);

@@ -9,6 +9,11 @@
 //! apply, leader changes. Randomness (election timeouts) comes only from
 //! the seed in [`Config`].
 //!
+//! Numbering, as nats-server's: one log index is one append-entry message
+//! (its entries share the index and term; a heartbeat is never stored).
+//! Commit, apply, acknowledgements and vote requests count messages, and
+//! [`Action::Apply`] hands the state machine a message's entries together.
+//!
 //! Safety rules, each visible in the actions:
 //! - the term and vote are durable (the term/vote file written and synced
 //!   inline) before any message that depends on them is queued;

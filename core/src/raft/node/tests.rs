@@ -109,6 +109,20 @@ fn ack(term: u64, index: u64, peer: PeerId, success: bool) -> Message {
     })
 }
 
+/// The appends among `actions`: (to, previous index, entry count).
+fn appends_sent(actions: Vec<Action>) -> Vec<(PeerId, u64, usize)> {
+    actions
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Send {
+                to,
+                message: Message::Append(ae),
+            } => Some((to, ae.prev_index, ae.entries.len())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn send(to: PeerId, message: Message) -> Action {
     Action::Send { to, message }
 }
@@ -554,16 +568,7 @@ fn heartbeats_resend_from_the_follower_s_next_index() {
         .collect();
     assert_eq!(sends.len(), 2, "only the new message goes out: {sends:?}");
     a.handle_timeout(at(400 + 50));
-    let resent: Vec<(PeerId, u64, usize)> = drain(&mut a)
-        .into_iter()
-        .filter_map(|action| match action {
-            Action::Send {
-                to,
-                message: Message::Append(ae),
-            } => Some((to, ae.prev_index, ae.entries.len())),
-            _ => None,
-        })
-        .collect();
+    let resent = appends_sent(drain(&mut a));
     assert_eq!(
         resent,
         vec![(B, 0, 1), (B, 1, 1), (C, 0, 1), (C, 1, 1)],
@@ -1332,16 +1337,7 @@ fn a_batch_is_one_message_at_one_index_and_commits_and_applies_as_one() {
     let mut a = committed_leader(&disk);
     let batch = vec![Bytes::from_static(b"p"), Bytes::from_static(b"q")];
     assert_eq!(a.propose_batch(at(420), batch), Ok(2));
-    let sends: Vec<(PeerId, u64, usize)> = drain(&mut a)
-        .into_iter()
-        .filter_map(|action| match action {
-            Action::Send {
-                to,
-                message: Message::Append(ae),
-            } => Some((to, ae.prev_index, ae.entries.len())),
-            _ => None,
-        })
-        .collect();
+    let sends = appends_sent(drain(&mut a));
     assert_eq!(sends, vec![(B, 1, 2), (C, 1, 2)]);
     assert_eq!(a.propose(at(421), Bytes::from_static(b"r")), Ok(3));
     assert_eq!(
