@@ -179,6 +179,10 @@ async fn measure(
         config.election_timeout_max = Duration::from_millis(2000);
         config.heartbeat_interval = Duration::from_millis(200);
         config.max_entries_per_append = 256;
+        // Every proposer's message in flight at once (each proposal is a
+        // message, one log index): a window under the proposer count would
+        // be the bound instead of the log's sync.
+        config.max_appends_in_flight = 1024;
         let node = Node::open(config, disk.clone(), "raft", now(base))
             .map_err(|e| format!("node {i} open: {e}"))?;
         let transport = Transport::new(GROUP, ids[i], 0x1000 + i as u64);
@@ -616,19 +620,26 @@ impl Driver {
                         let _ = tx.send(Input::SyncDone { tag, result });
                     });
                 }
-                Action::Apply(entry) => {
-                    if entry.kind == EntryType::Normal {
+                Action::Apply(message) => {
+                    // One message, one index: its entries in order (each
+                    // proposal here is a message of its own).
+                    let normal = message
+                        .entries
+                        .iter()
+                        .filter(|e| e.kind == EntryType::Normal);
+                    for entry in normal {
                         self.applied.push(entry.data.clone());
                         if let Some(done) = self.forwarded.remove(&entry.data) {
                             let _ = done.send(Ok(()));
                         }
                     }
-                    if let Some((data, done)) = self.pending.remove(&entry.index) {
-                        let result = if data == entry.data {
-                            Ok(())
-                        } else {
-                            Err(format!("entry {} replaced", entry.index))
-                        };
+                    if let Some((data, done)) = self.pending.remove(&message.index) {
+                        let result =
+                            if message.entries.len() == 1 && message.entries[0].data == data {
+                                Ok(())
+                            } else {
+                                Err(format!("message {} replaced", message.index))
+                            };
                         let _ = done.send(result);
                     }
                 }

@@ -25,7 +25,7 @@ use rnats_core::raft::log::{
     encode_header, encode_mark, encode_record, write_identity, Base, LogEntry, RecoveryError,
 };
 use rnats_core::raft::node::{Action, Config, Node};
-use rnats_core::raft::wire::{EntryType, PeerId};
+use rnats_core::raft::wire::{Entry, EntryType, PeerId};
 use rnats_core::store::disk::{Disk, MemDisk, SharedDisk};
 use rnats_core::time::Instant;
 
@@ -60,12 +60,22 @@ fn build_log(spec: &[u8]) -> (Vec<LogEntry>, Vec<u8>) {
         let kind = EntryType::from_u8(spec[at + 1] % 7).expect("0..7 are types");
         let len = usize::from(spec[at + 2]).min(spec.len() - at - 3);
         let data = Bytes::copy_from_slice(&spec[at + 3..at + 3 + len]);
+        // A message of one entry, or (high bit of the type byte) two: the
+        // data split between them.
+        let message = if spec[at + 1] & 0x80 == 0 {
+            vec![Entry::new(kind, data)]
+        } else {
+            let half = data.len() / 2;
+            vec![
+                Entry::new(kind, data.slice(..half)),
+                Entry::new(EntryType::Normal, data.slice(half..)),
+            ]
+        };
         at += 3 + len;
         let entry = LogEntry {
             index: entries.len() as u64 + 1,
             term,
-            kind,
-            data,
+            entries: message,
         };
         file.extend_from_slice(&encode_record(&entry));
         if entry.index.is_multiple_of(3) {

@@ -57,7 +57,7 @@ use rnats_core::raft::node::{
 };
 use rnats_core::raft::transport::{Inbound, Outbound, Transport};
 use rnats_core::raft::wire::{
-    AppendEntry, AppendEntryResponse, EntryType, PeerId, VoteRequest, VoteResponse,
+    AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, VoteRequest, VoteResponse,
 };
 use rnats_core::raft::Snapshot;
 use rnats_core::store::disk::{Disk, SharedDisk};
@@ -135,6 +135,9 @@ pub struct RaftSpec {
     /// Route every message through core's `$NRG` transport (subjects,
     /// learned reply inboxes, broadcasts) instead of straight to its peer.
     pub transport: bool,
+    /// Each node's `max_appends_in_flight`: messages a leader sends a
+    /// follower past its next index before an acknowledgement.
+    pub appends_in_flight: usize,
 }
 
 impl Default for RaftSpec {
@@ -170,6 +173,7 @@ impl Default for RaftSpec {
             clock_drift_ppm_max: 0,
             fifo: false,
             transport: false,
+            appends_in_flight: 64,
         }
     }
 }
@@ -315,7 +319,8 @@ struct SimNode {
     incarnation: u64,
     kv: BTreeMap<u32, u64>,
     /// (index, op id or 0) of every entry this incarnation applied, in
-    /// order (a restored snapshot: its index, 0).
+    /// order, the entries of one message sharing its index (a restored
+    /// snapshot: its index, 0).
     applied: Vec<(u64, u64)>,
     /// The index of the snapshot this incarnation restored (0: none).
     restored_at: u64,
@@ -364,7 +369,8 @@ impl Clock {
 }
 
 /// An entry as the checkers compare it: term, type, data.
-type Applied = (u64, EntryType, Bytes);
+/// A committed message: its term and entries.
+type Applied = (u64, Vec<Entry>);
 
 /// The world.
 pub struct RaftWorld {
@@ -400,10 +406,10 @@ pub struct RaftWorld {
     leaders: BTreeMap<u64, usize>,
     /// term -> the successor its leader named when it stepped down.
     transfers: BTreeMap<u64, PeerId>,
-    /// index -> the entry applied there (by anyone).
+    /// index -> the message applied there (by anyone).
     committed: BTreeMap<u64, Applied>,
     /// The model: the key-value state after applying `committed` in order
-    /// through `model_index`, and each operation's result by index.
+    /// through `model_index`, and each operation's index and result by id.
     model: BTreeMap<u32, u64>,
     model_index: u64,
     results: BTreeMap<u64, (u64, String)>,
@@ -459,6 +465,12 @@ impl RaftWorld {
     ) -> Result<RaftWorld, String> {
         if !(1..=9).contains(&spec.nodes) {
             return Err(format!("raft.nodes must be 1 to 9, not {}", spec.nodes));
+        }
+        if !(1..=1024).contains(&spec.appends_in_flight) {
+            return Err(format!(
+                "raft.appends_in_flight must be 1 to 1024, not {}",
+                spec.appends_in_flight
+            ));
         }
         if spec.lazy_nodes > spec.nodes.saturating_sub(1) / 2 {
             return Err(format!(
@@ -599,6 +611,7 @@ impl RaftWorld {
             election_timeout_max: Duration::from_millis(self.spec.election_ms[1]),
             heartbeat_interval: Duration::from_millis(self.spec.heartbeat_ms),
             max_entries_per_append: 64,
+            max_appends_in_flight: self.spec.appends_in_flight,
             seed: Rng::stream(self.seed, STREAM_NODE + (i as u64) * 4096 + incarnation).next_u64(),
             fresh: self.nodes.get(i).is_none_or(|n| n.fresh),
             lazy_sync: i < self.spec.lazy_nodes as usize,
@@ -1107,29 +1120,37 @@ impl RaftWorld {
         node.restored_at = index;
     }
 
-    fn apply(&mut self, i: usize, entry: LogEntry) {
+    /// Node `i` applies committed message `message`: each of its entries
+    /// in order.
+    fn apply(&mut self, i: usize, message: LogEntry) {
         self.checks += 1;
-        let index = entry.index;
+        let index = message.index;
         if let Some(applied_before) = self.nodes[i].applied.last() {
             if applied_before.0 + 1 != index {
                 return self.fail(format!("n{i} applied {index} after {}", applied_before.0));
             }
         }
         match self.committed.get(&index) {
-            Some((term, kind, data)) => {
-                if (*term, *kind, data) != (entry.term, entry.kind, &entry.data) {
+            Some((term, entries)) => {
+                if (*term, entries) != (message.term, &message.entries) {
                     return self.fail(format!(
                         "state machine safety: n{i} applied term {} at index {index}, another node term {term}",
-                        entry.term
+                        message.term
                     ));
                 }
             }
             None => {
                 self.committed
-                    .insert(index, (entry.term, entry.kind, entry.data.clone()));
+                    .insert(index, (message.term, message.entries.clone()));
                 self.advance_model();
             }
         }
+        for entry in &message.entries {
+            self.apply_entry(i, index, entry);
+        }
+    }
+
+    fn apply_entry(&mut self, i: usize, index: u64, entry: &Entry) {
         let parsed = (entry.kind == EntryType::Normal)
             .then(|| parse_op(&entry.data))
             .flatten();
@@ -1169,8 +1190,8 @@ impl RaftWorld {
                 out.id, out.floor
             ));
         }
-        match self.results.get(&index) {
-            Some((id, expected)) if *id == out.id && *expected == result => {}
+        match self.results.get(&out.id) {
+            Some((at, expected)) if *at == index && *expected == result => {}
             other => {
                 return self.fail(format!(
                     "op {} at {index} answered {result:?}, the log order gives {other:?}",
@@ -1190,14 +1211,13 @@ impl RaftWorld {
     }
 
     fn advance_model(&mut self) {
-        while let Some((_, kind, data)) = self.committed.get(&(self.model_index + 1)) {
+        while let Some((_, entries)) = self.committed.get(&(self.model_index + 1)) {
             self.model_index += 1;
-            if *kind != EntryType::Normal {
-                continue;
-            }
-            if let Some((id, op)) = parse_op(data) {
-                let result = run_op(&mut self.model, &op);
-                self.results.insert(self.model_index, (id, result));
+            for entry in entries.iter().filter(|e| e.kind == EntryType::Normal) {
+                if let Some((id, op)) = parse_op(&entry.data) {
+                    let result = run_op(&mut self.model, &op);
+                    self.results.insert(id, (self.model_index, result));
+                }
             }
         }
     }
@@ -1692,7 +1712,7 @@ impl RaftWorld {
                     log.base().index + 1,
                     log.slice(1, log.last_index())
                         .iter()
-                        .map(|e| (e.term, e.kind, e.data.clone()))
+                        .map(|e| (e.term, e.entries.clone()))
                         .collect(),
                 )
             })
@@ -1745,11 +1765,12 @@ impl RaftWorld {
                 continue;
             }
             let restored_at = self.nodes[i].restored_at;
-            let applied: BTreeMap<u64, u64> = self.nodes[i].applied.iter().copied().collect();
+            let applied: std::collections::BTreeSet<(u64, u64)> =
+                self.nodes[i].applied.iter().copied().collect();
             for (&op, &index) in &self.acked {
                 // Through a restored snapshot, the store checked equal to
                 // every node's there stands for the applied entries.
-                if index > restored_at && applied.get(&index) != Some(&op) {
+                if index > restored_at && !applied.contains(&(index, op)) {
                     return self.fail(format!(
                         "acknowledged op {op} at index {index} is not applied there on n{i}"
                     ));

@@ -9,10 +9,13 @@
 //! ```text
 //! <dir>/tav   term u64 | vote id (8 bytes, zeros: none) | crc32 of the 16 bytes before
 //!             replaced atomically (tmp, sync, rename, sync dir) on every change
-//! <dir>/log   header: "RNRAFTL1" | base index u64 | base term u64 | voter count u32 |
+//! <dir>/log   header: "RNRAFTL2" | base index u64 | base term u64 | voter count u32 |
 //!             voter ids | crc32 of the header before it
-//!             then records appended: body len u32 | index u64 | term u64 | type u8 |
-//!             data | crc32 of everything before it in the record
+//!             then records appended, one per log index (one append-entry
+//!             message, as nats-server's WAL stores them): body len u32 |
+//!             index u64 | term u64 | kind u8 (0: a message) |
+//!             entries, each: data len u32 | entry type u8 | data |
+//!             crc32 of everything before it in the record
 //!             replaced atomically when compacted (the base moves up)
 //! <dir>/snap  "RNRAFTS1" | index u64 | term u64 | voter count u32 | voter ids |
 //!             data len u32 | data | crc32 of everything before it
@@ -21,7 +24,12 @@
 //!             written once, atomically, before anything else in a new directory
 //! ```
 //!
-//! A sync mark is a record of type 0xFF with no data whose index and term
+//! A log index is one append-entry message: every entry of one message
+//! shares its index and term (nats-server numbers its log the same way), so
+//! a record holds a message's entries (at least one; a heartbeat is never
+//! stored).
+//!
+//! A sync mark is a record of kind 0xFF with no entries whose index and term
 //! are the last entry's: the node writes one before each sync it asks for,
 //! so every synced entry is followed by a valid record. A record that fails
 //! its checksum with a valid record after it is damage, never a torn
@@ -41,7 +49,7 @@
 //! and the voters then, so that the log alone still says what the group
 //! is even if the snapshot is damaged.
 //!
-//! Invariants: entry `base + i` (i from 1) is `entries[i - 1]`; indexes are
+//! Invariants: message `base + i` (i from 1) is `entries[i - 1]`; indexes are
 //! dense and terms never decrease along the log (nor below the base term);
 //! `offsets[i]` is where entry `base + i + 1`'s record starts and
 //! `file_len` is where the next one goes. Appends and
@@ -61,22 +69,29 @@
 //! record's bytes can make a torn tail look damaged: that costs a rejoin,
 //! never an entry.
 
-use super::wire::{EntryType, PeerId, ID_LEN};
+use super::wire::{Entry, EntryType, PeerId, ID_LEN};
 use crate::store::disk::{join, Disk, DiskError};
 use bytes::Bytes;
 
-/// Fixed part of a log record: length, index, term, type, checksum.
+/// Fixed part of a log record: length, index, term, kind, checksum.
 const RECORD_OVERHEAD: usize = 4 + 8 + 8 + 1 + 4;
-/// The body of a record (index, term, type, data) is at least this long.
+/// The body of a record (index, term, kind, entries) is at least this long.
 const BODY_MIN: usize = 8 + 8 + 1;
-/// A record's data may not be longer (bounds what recovery believes of a length).
-pub const MAX_ENTRY_DATA: usize = 8 << 20;
+/// What one entry adds to a record besides its data: length, type.
+const ENTRY_OVERHEAD: usize = 4 + 1;
+/// A record's entries (with their lengths and types) may not be longer:
+/// bounds one message, and what recovery believes of a length.
+pub const MAX_MESSAGE_LEN: usize = 8 << 20;
+/// One entry's data may not be longer (a message of that entry alone fits).
+pub const MAX_ENTRY_DATA: usize = MAX_MESSAGE_LEN - ENTRY_OVERHEAD;
 const TERM_VOTE_LEN: usize = 8 + ID_LEN + 4;
-const LOG_MAGIC: &[u8; 8] = b"RNRAFTL1";
+const LOG_MAGIC: &[u8; 8] = b"RNRAFTL2";
 const ID_MAGIC: &[u8; 8] = b"RNRAFTI1";
 const ID_FILE_LEN: usize = 8 + ID_LEN + 1 + 4;
-/// The record type of a sync mark (no entry type has it).
-const MARK_TYPE: u8 = 0xFF;
+/// The record kind of a message.
+const MESSAGE_KIND: u8 = 0;
+/// The record kind of a sync mark.
+const MARK_KIND: u8 = 0xFF;
 const SNAP_MAGIC: &[u8; 8] = b"RNRAFTS1";
 /// A group has at most this many voters (bounds what a header may claim).
 pub const MAX_VOTERS: usize = 1024;
@@ -116,13 +131,21 @@ pub struct HardState {
     pub vote: PeerId,
 }
 
-/// One entry of the log.
+/// One index of the log: one append-entry message, its entries in order
+/// (at least one), all of `term`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     pub index: u64,
     pub term: u64,
-    pub kind: EntryType,
-    pub data: Bytes,
+    pub entries: Vec<Entry>,
+}
+
+/// The length `entries` take in a record (what [`MAX_MESSAGE_LEN`] bounds).
+pub fn message_len(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| ENTRY_OVERHEAD.saturating_add(e.data.len()))
+        .fold(0, usize::saturating_add)
 }
 
 /// Why a node's durable state cannot be trusted.
@@ -411,16 +434,17 @@ impl<D: Disk> RaftLog<D> {
             .and_then(|bytes| decode_snapshot(&bytes, false)))
     }
 
-    /// Write `entry` after the last one (not yet durable).
+    /// Write message `entry` after the last one (not yet durable).
     pub fn append(&mut self, entry: LogEntry) -> Result<(), DiskError> {
         assert_eq!(entry.index, self.last_index() + 1, "log indexes are dense");
         assert!(
             entry.term >= self.last_term(),
             "terms never decrease along the log"
         );
+        assert!(!entry.entries.is_empty(), "a stored message has entries");
         assert!(
-            entry.data.len() <= MAX_ENTRY_DATA,
-            "entry data over the bound"
+            message_len(&entry.entries) <= MAX_MESSAGE_LEN,
+            "message over the bound"
         );
         let record = encode_record(&entry);
         let path = self.log_path();
@@ -620,18 +644,24 @@ pub fn decode_snapshot(bytes: &[u8], checked: bool) -> Option<Snapshot> {
     })
 }
 
-/// One log record's bytes.
+/// One log record's bytes: a message and its entries.
 pub fn encode_record(entry: &LogEntry) -> Vec<u8> {
-    let body_len = BODY_MIN + entry.data.len();
-    let mut out = Vec::with_capacity(RECORD_OVERHEAD + entry.data.len());
+    let entries_len = message_len(&entry.entries);
+    assert!(entries_len <= MAX_MESSAGE_LEN, "message over the bound");
+    let body_len = BODY_MIN + entries_len;
+    let mut out = Vec::with_capacity(RECORD_OVERHEAD + entries_len);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&entry.index.to_le_bytes());
     out.extend_from_slice(&entry.term.to_le_bytes());
-    out.push(entry.kind as u8);
-    out.extend_from_slice(&entry.data);
+    out.push(MESSAGE_KIND);
+    for e in &entry.entries {
+        out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+        out.push(e.kind as u8);
+        out.extend_from_slice(&e.data);
+    }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len(), RECORD_OVERHEAD + entry.data.len());
+    debug_assert_eq!(out.len(), RECORD_OVERHEAD + entries_len);
     out
 }
 
@@ -641,7 +671,7 @@ pub fn encode_mark(index: u64, term: u64) -> Vec<u8> {
     out.extend_from_slice(&(BODY_MIN as u32).to_le_bytes());
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(&term.to_le_bytes());
-    out.push(MARK_TYPE);
+    out.push(MARK_KIND);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
@@ -710,7 +740,7 @@ pub fn scan_log(bytes: &[u8]) -> Result<Scan, RecoveryError> {
 /// The length a record claims, if plausible.
 fn claimed_len(bytes: &[u8]) -> Option<usize> {
     let body = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    (BODY_MIN..=BODY_MIN + MAX_ENTRY_DATA)
+    (BODY_MIN..=BODY_MIN + MAX_MESSAGE_LEN)
         .contains(&body)
         .then_some(4 + body + 4)
 }
@@ -725,17 +755,40 @@ fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
     }
     let index = u64::from_le_bytes(record[4..12].try_into().ok()?);
     let term = u64::from_le_bytes(record[12..20].try_into().ok()?);
-    if record[20] == MARK_TYPE {
-        return (len == RECORD_OVERHEAD).then_some((Record::Mark { index, term }, len));
+    match record[20] {
+        MARK_KIND => (len == RECORD_OVERHEAD).then_some((Record::Mark { index, term }, len)),
+        MESSAGE_KIND => {
+            let entries = decode_entries(&record[21..len - 4])?;
+            Some((
+                Record::Entry(LogEntry {
+                    index,
+                    term,
+                    entries,
+                }),
+                len,
+            ))
+        }
+        _ => None,
     }
-    let kind = EntryType::from_u8(record[20]).ok()?;
-    let entry = LogEntry {
-        index,
-        term,
-        kind,
-        data: Bytes::copy_from_slice(&record[21..len - 4]),
-    };
-    Some((Record::Entry(entry), len))
+}
+
+/// A record's entries, exactly filling `bytes` (at least one); `None` if
+/// they do not parse (never trusted: a checksum that matches bytes no
+/// writer made is damage as much as one that fails).
+fn decode_entries(mut bytes: &[u8]) -> Option<Vec<Entry>> {
+    let mut entries = Vec::new();
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let kind = EntryType::from_u8(*bytes.get(4)?).ok()?;
+        let end = ENTRY_OVERHEAD.checked_add(len)?;
+        let data = bytes.get(ENTRY_OVERHEAD..end)?;
+        entries.push(Entry {
+            kind,
+            data: Bytes::copy_from_slice(data),
+        });
+        bytes = &bytes[end..];
+    }
+    (!entries.is_empty()).then_some(entries)
 }
 
 #[cfg(test)]
@@ -747,21 +800,63 @@ mod tests {
         LogEntry {
             index,
             term,
-            kind: EntryType::Normal,
-            data: Bytes::from_static(data),
+            entries: vec![Entry::new(EntryType::Normal, Bytes::from_static(data))],
         }
     }
 
     #[test]
     fn record_bytes_are_pinned() {
         let bytes = encode_record(&entry(1, 2, b"hi"));
-        let mut want = vec![19, 0, 0, 0];
+        let mut want = vec![24, 0, 0, 0];
         want.extend_from_slice(&1u64.to_le_bytes());
         want.extend_from_slice(&2u64.to_le_bytes());
-        want.extend_from_slice(&[0, b'h', b'i']);
+        want.extend_from_slice(&[0, 2, 0, 0, 0, 0, b'h', b'i']);
         let crc = crc32fast::hash(&want);
         want.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn a_message_of_several_entries_is_one_record_at_one_index() {
+        let disk = crate::store::disk::SharedDisk::new(MemDisk::default());
+        let (mut log, _) = RaftLog::open(disk.clone(), "g", &[]).unwrap();
+        let message = LogEntry {
+            index: 1,
+            term: 1,
+            entries: vec![
+                Entry::new(EntryType::Normal, Bytes::from_static(b"a")),
+                Entry::new(EntryType::Normal, Bytes::new()),
+                Entry::new(EntryType::AddPeer, Bytes::from_static(b"BBBBBBBB")),
+            ],
+        };
+        log.append(message.clone()).unwrap();
+        log.append(entry(2, 1, b"b")).unwrap();
+        log.mark().unwrap();
+        disk.with(|d| d.sync("g/log")).unwrap();
+        disk.with(|d| d.power_loss());
+        let (log, _) = RaftLog::open(disk, "g", &[]).unwrap();
+        assert_eq!((log.last_index(), log.last_term()), (2, 1));
+        assert_eq!(log.slice(1, 9), &[message, entry(2, 1, b"b")]);
+    }
+
+    #[test]
+    fn a_record_whose_entries_do_not_parse_is_never_taken() {
+        // Checksummed bytes no writer made (an entry running past the
+        // record, an unknown type, no entry at all) are damage.
+        let record = |body: &[u8]| {
+            let mut out = ((BODY_MIN + body.len()) as u32).to_le_bytes().to_vec();
+            out.extend_from_slice(&1u64.to_le_bytes());
+            out.extend_from_slice(&1u64.to_le_bytes());
+            out.push(MESSAGE_KIND);
+            out.extend_from_slice(body);
+            let crc = crc32fast::hash(&out);
+            out.extend_from_slice(&crc.to_le_bytes());
+            out
+        };
+        for body in [&[][..], &[9, 0, 0, 0, 0, b'x'], &[1, 0, 0, 0, 0xEE, b'x']] {
+            assert!(decode_record(&record(body)).is_none(), "{body:?}");
+        }
+        assert!(decode_record(&record(&[1, 0, 0, 0, 0, b'x'])).is_some());
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! apply, leader changes. Randomness (election timeouts) comes only from
 //! the seed in [`Config`].
 //!
+//! Numbering, as nats-server's: one log index is one append-entry message
+//! (its entries share the index and term; a heartbeat is never stored).
+//! Commit, apply, acknowledgements and vote requests count messages, and
+//! [`Action::Apply`] hands the state machine a message's entries together.
+//!
 //! Safety rules, each visible in the actions:
 //! - the term and vote are durable (the term/vote file written and synced
 //!   inline) before any message that depends on them is queued;
@@ -66,7 +71,8 @@
 //! directory and opens the node under a new id, as a new member.
 
 use super::log::{
-    Base, HardState, Identity, LogEntry, RaftLog, RecoveryError, Snapshot, SnapshotFile,
+    message_len, Base, HardState, Identity, LogEntry, RaftLog, RecoveryError, Snapshot,
+    SnapshotFile, MAX_MESSAGE_LEN,
 };
 use super::wire::{
     AppendEntry, AppendEntryResponse, Entry, EntryType, PeerId, PeerState, VoteRequest,
@@ -92,8 +98,12 @@ pub struct Config {
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
     pub heartbeat_interval: Duration,
-    /// At most this many entries per append entry.
+    /// At most this many entries in one message a leader makes
+    /// ([`Node::propose_batch`]); one message is one log index.
     pub max_entries_per_append: usize,
+    /// A leader sends a follower at most this many messages past the first
+    /// one not known to match there (pipelining and catch-up).
+    pub max_appends_in_flight: usize,
     /// Seeds the election timeouts.
     pub seed: u64,
     /// `id` is new: it never had state anywhere (the runtime creates the
@@ -123,6 +133,7 @@ impl Config {
             election_timeout_max: Duration::from_millis(300),
             heartbeat_interval: Duration::from_millis(50),
             max_entries_per_append: 64,
+            max_appends_in_flight: 64,
             seed,
             fresh: true,
             lazy_sync: false,
@@ -177,7 +188,8 @@ pub enum Action {
     Send { to: PeerId, message: Message },
     /// Sync file `path` of the node's disk, then call `handle_sync_done(tag, ..)`.
     Sync { tag: u64, path: String },
-    /// Entry `index` is committed: apply it to the state machine (in order).
+    /// Message `index` is committed: apply its entries to the state
+    /// machine, in order (messages in index order).
     Apply(LogEntry),
     /// The node's view of the leader changed.
     LeaderChanged { term: u64, leader: Option<PeerId> },
@@ -218,6 +230,8 @@ pub enum ProposeError {
     Poisoned,
     #[error("entry data over the bound")]
     TooLarge,
+    #[error("a message needs at least one entry")]
+    EmptyBatch,
     #[error("a membership change is in progress")]
     MembershipChanging,
     #[error("peer is already a member")]
@@ -319,6 +333,9 @@ pub struct Node<D> {
     transfer: Option<(u64, PeerId)>,
     /// This node was just named successor: campaign at once.
     transfer_to_me: bool,
+    /// Follower: messages of its current leader that arrived before the
+    /// one they follow, by previous index (see `hold_early`).
+    early: BTreeMap<u64, AppendEntry>,
 }
 
 impl<D: Disk> Node<D> {
@@ -333,7 +350,11 @@ impl<D: Disk> Node<D> {
         assert!(!config.id.is_none(), "the zero id means none");
         assert!(config.election_timeout_min < config.election_timeout_max);
         assert!(config.heartbeat_interval < config.election_timeout_min);
-        assert!(config.max_entries_per_append > 0);
+        assert!(
+            (1..=super::wire::MAX_ENTRIES).contains(&config.max_entries_per_append),
+            "a message carries 1 to u16::MAX entries"
+        );
+        assert!(config.max_appends_in_flight > 0);
         let mut founding = config.peers.clone();
         founding.sort();
         founding.dedup();
@@ -391,6 +412,7 @@ impl<D: Disk> Node<D> {
             snapshot_wanted: false,
             transfer: None,
             transfer_to_me: false,
+            early: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             log,
@@ -470,10 +492,10 @@ impl<D: Disk> Node<D> {
     /// through every configuration entry the log holds.
     fn rebuild_configs(&mut self, at_base: Vec<PeerId>) {
         let mut configs = vec![(self.log.base().index, at_base)];
-        for entry in self.log.slice(1, self.log.last_index()) {
+        for message in self.log.slice(1, self.log.last_index()) {
             let current = &configs.last().expect("never empty").1;
-            if let Some(next) = next_config(current, entry.kind, &entry.data) {
-                configs.push((entry.index, next));
+            if let Some(next) = message_config(current, &message.entries) {
+                configs.push((message.index, next));
             }
         }
         self.configs = configs;
@@ -622,8 +644,17 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Propose `data` as a normal entry; its index if this node leads.
+    /// Propose `data` as a normal entry, a message of its own; the
+    /// message's index if this node leads.
     pub fn propose(&mut self, now: Instant, data: Bytes) -> Result<u64, ProposeError> {
+        self.propose_batch(now, vec![data])
+    }
+
+    /// Propose `batch` as normal entries of one message (nats-server's
+    /// leader packs the proposals it has queued the same way); the index
+    /// they share if this node leads. At most `max_entries_per_append`
+    /// entries, and the message within a log record's bound.
+    pub fn propose_batch(&mut self, now: Instant, batch: Vec<Bytes>) -> Result<u64, ProposeError> {
         if self.poisoned {
             return Err(ProposeError::Poisoned);
         }
@@ -632,11 +663,20 @@ impl<D: Disk> Node<D> {
                 leader: self.leader,
             });
         }
-        if data.len() > super::log::MAX_ENTRY_DATA {
+        if batch.is_empty() {
+            return Err(ProposeError::EmptyBatch);
+        }
+        let entries: Vec<Entry> = batch
+            .into_iter()
+            .map(|data| Entry::new(EntryType::Normal, data))
+            .collect();
+        if entries.len() > self.config.max_entries_per_append
+            || message_len(&entries) > MAX_MESSAGE_LEN
+        {
             return Err(ProposeError::TooLarge);
         }
         let index = self.log.last_index() + 1;
-        self.append_own(EntryType::Normal, data);
+        self.append_own(entries);
         self.replicate_new();
         self.finish(now);
         Ok(index)
@@ -681,7 +721,7 @@ impl<D: Disk> Node<D> {
             _ => {}
         }
         let index = self.log.last_index() + 1;
-        self.append_own(kind, Bytes::copy_from_slice(&peer.0));
+        self.append_own(vec![Entry::new(kind, Bytes::copy_from_slice(&peer.0))]);
         self.replicate_new();
         self.finish(now);
         Ok(index)
@@ -724,10 +764,10 @@ impl<D: Disk> Node<D> {
             });
         if let Some(successor) = successor {
             debug_assert_ne!(successor, self.config.id, "progress holds only followers");
-            self.append_own(
+            self.append_own(vec![Entry::new(
                 EntryType::LeaderTransfer,
                 Bytes::copy_from_slice(&successor.0),
-            );
+            )]);
             self.replicate_new();
         }
         let term = self.hard.term;
@@ -741,7 +781,7 @@ impl<D: Disk> Node<D> {
         &self.configs.last().expect("never empty").1
     }
 
-    /// The index of the entry that set the current voters (0: none did).
+    /// The index of the message that set the current voters (0: none did).
     pub fn config_index(&self) -> u64 {
         self.configs.last().expect("never empty").0
     }
@@ -750,10 +790,11 @@ impl<D: Disk> Node<D> {
         self.voters().contains(&self.config.id)
     }
 
-    /// After the log gained `entry`: its configuration takes effect now.
-    fn note_config(&mut self, entry: &LogEntry) {
-        if let Some(next) = next_config(self.voters(), entry.kind, &entry.data) {
-            self.configs.push((entry.index, next));
+    /// After the log gained message `index` (its `entries`): its
+    /// configuration takes effect now.
+    fn note_config(&mut self, index: u64, entries: &[Entry]) {
+        if let Some(next) = message_config(self.voters(), entries) {
+            self.configs.push((index, next));
             if self.role == Role::Leader {
                 self.track_voters();
             }
@@ -918,6 +959,10 @@ impl<D: Disk> Node<D> {
     /// Become a follower in `term` (at least the current one).
     fn become_follower(&mut self, now: Instant, term: u64, leader: Option<PeerId>) {
         assert!(term >= self.hard.term);
+        if term > self.hard.term || leader != self.leader {
+            // Held messages are the old leader's.
+            self.early.clear();
+        }
         if term > self.hard.term {
             if !self.persist_hard(HardState {
                 term,
@@ -944,6 +989,7 @@ impl<D: Disk> Node<D> {
         }
         self.role = Role::Candidate;
         self.pending_acks.clear();
+        self.early.clear();
         self.progress.clear();
         self.set_leader(None);
         self.votes.clear();
@@ -1067,7 +1113,7 @@ impl<D: Disk> Node<D> {
             peers: voters,
             domain_ext: 0,
         };
-        self.append_own(EntryType::PeerState, state.encode());
+        self.append_own(vec![Entry::new(EntryType::PeerState, state.encode())]);
         self.replicate_new();
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
         self.election_deadline = now + self.config.election_timeout_max;
@@ -1088,13 +1134,13 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    fn append_own(&mut self, kind: EntryType, data: Bytes) {
+    /// Leader: append one message of `entries` at the next index.
+    fn append_own(&mut self, entries: Vec<Entry>) {
         assert_eq!(self.role, Role::Leader);
         let entry = LogEntry {
             index: self.log.last_index() + 1,
             term: self.hard.term,
-            kind,
-            data,
+            entries,
         };
         if !self.write_entry(entry) {
             return;
@@ -1104,58 +1150,87 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Send each follower what it was not sent yet.
+    /// Send each follower what it was not sent yet, within its window.
     fn replicate_new(&mut self) {
         let peers: Vec<PeerId> = self.progress.keys().copied().collect();
         for peer in peers {
-            let sent = self.progress[&peer].sent;
-            if sent < self.log.last_index() {
-                self.send_append(peer, sent + 1);
-            }
+            self.pump(peer);
         }
     }
 
+    /// Send `peer` the messages after the last one sent, while fewer than
+    /// `max_appends_in_flight` are past its `next` (a sliding window: each
+    /// acknowledgement lets more go, so catch-up is pipelined but bounded).
+    fn pump(&mut self, peer: PeerId) {
+        let progress = self.progress[&peer];
+        let window_end =
+            (progress.next - 1).saturating_add(self.config.max_appends_in_flight as u64);
+        if progress.sent < self.log.last_index() && progress.sent < window_end {
+            self.send_appends(peer, progress.sent + 1, window_end);
+        }
+    }
+
+    /// A burst from `peer`'s next index (the heartbeat and refusal path).
     fn send_append_from_next(&mut self, peer: PeerId) {
         let next = self.progress[&peer].next;
         self.send_append(peer, next);
     }
 
-    /// One append entry to `peer` starting at `from`: entries of one term
-    /// only (the wire has one term per message), a heartbeat past the end.
+    /// Up to a window's worth of messages to `peer` from index `from`, or a
+    /// heartbeat when `from` is past the end.
     fn send_append(&mut self, peer: PeerId, from: u64) {
+        let to = (from - 1).saturating_add(self.config.max_appends_in_flight as u64);
+        self.send_appends(peer, from, to);
+    }
+
+    /// Messages `from..=to` (clamped to the log) to `peer`, one append
+    /// entry each, as nats-server sends its stored messages: each names the
+    /// message before it as its previous index and term, so each is one
+    /// log index on the follower. Past the end: a heartbeat (no entries).
+    /// Below the log's base: the snapshot.
+    fn send_appends(&mut self, peer: PeerId, from: u64, to: u64) {
         if from <= self.log.base().index {
             return self.send_snapshot(peer);
         }
-        assert!(from >= 1 && from <= self.log.last_index() + 1);
-        let prev_index = from - 1;
-        let prev_term = self.log.term_at(prev_index).expect("prev is in the log");
-        let limit = from + self.config.max_entries_per_append as u64 - 1;
-        let mut slice = self.log.slice(from, limit);
-        let entry_term = slice.first().map_or(self.hard.term, |e| e.term);
-        let same_term = slice.iter().take_while(|e| e.term == entry_term).count();
-        slice = &slice[..same_term];
-        let entries: Vec<Entry> = slice
-            .iter()
-            .map(|e| Entry::new(e.kind, e.data.clone()))
-            .collect();
-        let through = prev_index + entries.len() as u64;
-        let append = AppendEntry {
-            leader: self.config.id,
-            term: entry_term,
-            commit: self.commit,
-            prev_term,
-            prev_index,
-            entries,
-            leader_term: if entry_term == self.hard.term {
-                0
-            } else {
-                self.hard.term
-            },
-        };
-        debug_assert!(append.sender_term() == self.hard.term);
+        let last = self.log.last_index();
+        assert!(from >= 1 && from <= last + 1);
+        if from > last {
+            let heartbeat = AppendEntry {
+                leader: self.config.id,
+                term: self.hard.term,
+                commit: self.commit,
+                prev_term: self.log.last_term(),
+                prev_index: last,
+                entries: Vec::new(),
+                leader_term: 0,
+            };
+            return self.send(peer, Message::Append(heartbeat));
+        }
+        let to = to.clamp(from, last);
+        let mut prev_term = self.log.term_at(from - 1).expect("prev is in the log");
+        let mut appends = Vec::with_capacity((to - from + 1) as usize);
+        for message in self.log.slice(from, to) {
+            appends.push(AppendEntry {
+                leader: self.config.id,
+                term: message.term,
+                commit: self.commit,
+                prev_term,
+                prev_index: message.index - 1,
+                entries: message.entries.clone(),
+                leader_term: if message.term == self.hard.term {
+                    0
+                } else {
+                    self.hard.term
+                },
+            });
+            prev_term = message.term;
+        }
         let progress = self.progress.get_mut(&peer).expect("a follower");
-        progress.sent = progress.sent.max(through);
-        self.send(peer, Message::Append(append));
+        progress.sent = progress.sent.max(to);
+        for append in appends {
+            debug_assert!(append.sender_term() == self.hard.term);
+            self.send(peer, Message::Append(append));
+        }
     }
 
     /// The entries `peer` needs are compacted: send the snapshot (with the
@@ -1232,6 +1307,21 @@ impl<D: Disk> Node<D> {
     }
 
     fn on_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) {
+        let mut next = Some(append);
+        while let Some(append) = next.take() {
+            let Some(matched) = self.take_append(now, from, append) else {
+                return;
+            };
+            // The gap before a held message is filled: take it now.
+            self.early.retain(|&prev, _| prev >= matched);
+            next = self.early.remove(&matched);
+        }
+    }
+
+    /// One append entry from the leader `from`: the index it leaves
+    /// matched (to be acknowledged once durable), `None` if it was refused,
+    /// held or dropped.
+    fn take_append(&mut self, now: Instant, from: PeerId, append: AppendEntry) -> Option<u64> {
         let sender_term = append.sender_term();
         // Malformed: an entry's term above its sender's, or a previous
         // entry that cannot exist.
@@ -1240,7 +1330,7 @@ impl<D: Disk> Node<D> {
             || append.prev_term > append.term
             || (append.prev_index == 0 && append.prev_term != 0)
         {
-            return;
+            return None;
         }
         if sender_term < self.hard.term {
             let response = AppendEntryResponse {
@@ -1250,7 +1340,7 @@ impl<D: Disk> Node<D> {
                 success: false,
             };
             self.send(from, Message::AppendResponse(response));
-            return;
+            return None;
         }
         #[cfg(not(feature = "planted-defects"))]
         assert!(
@@ -1259,38 +1349,49 @@ impl<D: Disk> Node<D> {
         );
         self.become_follower(now, sender_term, Some(from));
         if self.poisoned {
-            return;
+            return None;
         }
         self.last_leader_contact = Some(now);
         let install = append.entries.len() == 2
             && append.entries[0].kind == EntryType::Snapshot
             && append.entries[1].kind == EntryType::PeerState;
         if install {
-            return self.on_install(from, append);
+            self.on_install(from, append);
+            return None;
         }
         if self.needs_snapshot {
-            return self.refuse(from, 0);
+            self.refuse(from, 0);
+            return None;
         }
-        let mut append = append;
-        let base = self.log.base().index;
-        if append.prev_index < base {
-            // Entries through the base are committed and identical to the
-            // leader's: skip them.
-            let skip = ((base - append.prev_index) as usize).min(append.entries.len());
-            append.entries.drain(..skip);
-            append.prev_index += skip as u64;
-            if append.prev_index < base {
-                self.pending_acks.push(PendingAck {
-                    to: from,
-                    index: append.prev_index,
-                });
-                return;
-            }
-            append.prev_term = self.log.base().term;
+        if message_len(&append.entries) > MAX_MESSAGE_LEN {
+            // More than one log record holds: dropped unacknowledged (the
+            // wire allows it, no rnats leader makes one).
+            return None;
+        }
+        // A message is one log index, the one after its previous; a
+        // heartbeat (no entries) names only its previous.
+        let through = append.prev_index + u64::from(!append.entries.is_empty());
+        if append.prev_index < self.log.base().index {
+            // At or below the base: committed, and identical to the
+            // leader's there.
+            self.pending_acks.push(PendingAck {
+                to: from,
+                index: through,
+            });
+            return None;
         }
         let last = self.log.last_index();
         let prev_matches = self.log.term_at(append.prev_index) == Some(append.prev_term);
         if !prev_matches {
+            if append.prev_index > last {
+                // The first message past a gap is refused, so the leader
+                // learns where this log ends; so is a resend of one held
+                // (what fills the gap was lost). The rest of a burst waits.
+                let quiet = !self.early.is_empty() && !self.early.contains_key(&append.prev_index);
+                if self.hold_early(from, &append) && quiet {
+                    return None;
+                }
+            }
             let hint = if append.prev_index > last {
                 last
             } else {
@@ -1307,29 +1408,30 @@ impl<D: Disk> Node<D> {
                 success: false,
             };
             self.send(from, Message::AppendResponse(response));
-            return;
+            return None;
         }
-        let matched = append.prev_index + append.entries.len() as u64;
-        for (i, entry) in append.entries.into_iter().enumerate() {
-            let index = append.prev_index + 1 + i as u64;
+        let matched = through;
+        if !append.entries.is_empty() {
+            let index = through;
             match self.log.term_at(index) {
-                Some(term) if term == append.term => continue,
-                Some(_) => {
-                    assert!(index > self.commit, "a committed entry is never truncated");
-                    if !self.truncate_after(index - 1) {
-                        return;
+                // Held already: one index in one term is one message.
+                Some(term) if term == append.term => {}
+                held => {
+                    if held.is_some() {
+                        assert!(index > self.commit, "a committed entry is never truncated");
+                        if !self.truncate_after(index - 1) {
+                            return None;
+                        }
+                    }
+                    let message = LogEntry {
+                        index,
+                        term: append.term,
+                        entries: append.entries,
+                    };
+                    if !self.write_entry(message) {
+                        return None;
                     }
                 }
-                None => {}
-            }
-            let entry = LogEntry {
-                index,
-                term: append.term,
-                kind: entry.kind,
-                data: entry.data,
-            };
-            if !self.write_entry(entry) {
-                return;
             }
         }
         let commit = append.commit.min(matched);
@@ -1345,31 +1447,61 @@ impl<D: Disk> Node<D> {
             // the next `handle_timeout` starts the election.
             self.election_deadline = now;
         }
+        Some(matched)
     }
 
-    /// Write `entry` after the last; false (and poisoned) on a disk error.
-    /// Not durable until a sync covers it (`dirty` asks for one).
+    /// Keep `append` of the current leader, which arrived ahead of a
+    /// message this node lacks, until that gap fills (a reordering link
+    /// otherwise turns a pipelined catch-up into refusals, each moving the
+    /// leader back). Bounded by the catch-up window in count and by two
+    /// messages' worth in bytes. Every held message is later taken through
+    /// the same checks as any. False if it was not held.
+    fn hold_early(&mut self, from: PeerId, append: &AppendEntry) -> bool {
+        let window = self.config.max_appends_in_flight as u64;
+        let held: usize = self.early.values().map(|a| message_len(&a.entries)).sum();
+        let fits = held + message_len(&append.entries) <= 2 * MAX_MESSAGE_LEN;
+        if append.entries.is_empty()
+            || self.leader != Some(from)
+            || append.prev_index - self.log.last_index() >= window
+            || (self.early.len() as u64) >= window
+            || !fits
+        {
+            return false;
+        }
+        self.early.insert(append.prev_index, append.clone());
+        true
+    }
+
+    /// Write message `entry` after the last; false (and poisoned) on a
+    /// disk error. Not durable until a sync covers it (`dirty` asks for one).
     fn write_entry(&mut self, entry: LogEntry) -> bool {
-        let (kind, term) = (entry.kind, entry.term);
-        let transfer_data = if kind == EntryType::LeaderTransfer {
-            entry.data.clone()
-        } else {
-            Bytes::new()
-        };
-        let config = matches!(
-            entry.kind,
-            EntryType::PeerState | EntryType::AddPeer | EntryType::RemovePeer
-        )
-        .then(|| entry.clone());
+        let (index, term) = (entry.index, entry.term);
+        // The message's last leader-transfer entry names the successor.
+        let successor = entry
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.kind == EntryType::LeaderTransfer)
+            .map(|e| PeerId::from_slice(&e.data));
+        let config = entry
+            .entries
+            .iter()
+            .any(|e| {
+                matches!(
+                    e.kind,
+                    EntryType::PeerState | EntryType::AddPeer | EntryType::RemovePeer
+                )
+            })
+            .then(|| entry.entries.clone());
         if self.log.append(entry).is_err() {
             self.poisoned = true;
             return false;
         }
-        if let Some(entry) = config {
-            self.note_config(&entry);
+        if let Some(entries) = config {
+            self.note_config(index, &entries);
         }
-        if kind == EntryType::LeaderTransfer && term == self.hard.term {
-            if let Ok(successor) = PeerId::from_slice(&transfer_data) {
+        if term == self.hard.term {
+            if let Some(Ok(successor)) = successor {
                 self.transfer = Some((term, successor));
                 self.transfer_to_me |= successor == self.config.id && self.role != Role::Leader;
             }
@@ -1422,10 +1554,7 @@ impl<D: Disk> Node<D> {
             progress.next = progress.next.max(progress.matched + 1);
             progress.sent = progress.sent.max(progress.matched);
             self.advance_commit();
-            let sent = self.progress[&from].sent;
-            if sent < last {
-                self.send_append(from, sent + 1);
-            }
+            self.pump(from);
         } else {
             let next = response
                 .index
@@ -1569,6 +1698,19 @@ impl<D: Disk> Node<D> {
         debug_assert!(self.durable <= self.log.last_index());
         debug_assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
     }
+}
+
+/// The voters after a message of `entries`, each change taken in order
+/// (`None` if none changes them).
+fn message_config(current: &[PeerId], entries: &[Entry]) -> Option<Vec<PeerId>> {
+    let mut voters: Option<Vec<PeerId>> = None;
+    for entry in entries {
+        let now = voters.as_deref().unwrap_or(current);
+        if let Some(next) = next_config(now, entry.kind, &entry.data) {
+            voters = Some(next);
+        }
+    }
+    voters
 }
 
 /// The voters after `entry` if it changes them (`None` if it does not or

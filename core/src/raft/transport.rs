@@ -86,7 +86,17 @@ struct Routes {
     append_term: u64,
     /// This peer's catch-up inbox, as a follower.
     catchup: Option<String>,
+    /// Appends sent to `catchup` since this peer last answered one.
+    unanswered: u32,
 }
+
+/// A catch-up inbox that this many appends in a row went to unanswered is
+/// forgotten (appends for its peer go on the group subject again): the
+/// peer may have restarted with new inboxes without campaigning (it heard
+/// another candidate, or a leader on the group subject). Above the
+/// messages a follower may hold silently (one window) and a few heartbeats'
+/// worth, so a live follower keeps its inbox.
+const UNANSWERED_MAX: u32 = 512;
 
 /// One node's end of a group's subjects.
 #[derive(Debug, Clone)]
@@ -180,7 +190,13 @@ impl Transport {
                     (groups[&payload[..]].1 == i).then(|| (self.append.clone(), &self.append_inbox))
                 }
                 Message::Append(_) => {
-                    let inbox = self.routes.get(to).and_then(|r| r.catchup.clone());
+                    let inbox = self.routes.get_mut(to).and_then(|r| {
+                        r.unanswered += 1;
+                        if r.unanswered > UNANSWERED_MAX {
+                            r.catchup = None;
+                        }
+                        r.catchup.clone()
+                    });
                     Some((
                         inbox.unwrap_or_else(|| self.append.clone()),
                         &self.append_inbox,
@@ -301,9 +317,16 @@ impl Transport {
             if request.candidate == self.id {
                 return Ok(Inbound::Own);
             }
+            let routes = self.routes.entry(request.candidate).or_default();
             if reply.is_some() {
-                self.routes.entry(request.candidate).or_default().vote_reply = reply;
+                routes.vote_reply = reply;
             }
+            // A candidate is not hearing its leader: the catch-up inbox it
+            // named may be a past incarnation's (a restart subscribes new
+            // ones), so appends for it go on the group subject until it
+            // answers again. Found by the simulator: a restarted follower
+            // behind the others was sent only to its dead inbox, forever.
+            routes.catchup = None;
             return Ok(Inbound::Message {
                 from: request.candidate,
                 message: Message::Vote(request),
@@ -318,8 +341,10 @@ impl Transport {
         }
         if subject == self.append_inbox {
             let response = AppendEntryResponse::decode(payload)?;
+            let routes = self.routes.entry(response.peer).or_default();
+            routes.unanswered = 0;
             if reply.is_some() {
-                self.routes.entry(response.peer).or_default().catchup = reply;
+                routes.catchup = reply;
             }
             return Ok(Inbound::Message {
                 from: response.peer,

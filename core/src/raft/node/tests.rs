@@ -16,6 +16,7 @@ fn config(id: PeerId) -> Config {
         election_timeout_max: Duration::from_millis(300),
         heartbeat_interval: Duration::from_millis(50),
         max_entries_per_append: 8,
+        max_appends_in_flight: 8,
         seed: 1,
         fresh: true,
         lazy_sync: false,
@@ -66,6 +67,30 @@ fn append(
     })
 }
 
+/// One message per item of `data` (each one log index, all of `term`), the
+/// first after `prev`.
+fn messages(
+    leader: PeerId,
+    term: u64,
+    commit: u64,
+    prev: (u64, u64),
+    data: &[&'static [u8]],
+) -> Vec<Message> {
+    data.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let prev_term = if i == 0 { prev.0 } else { term };
+            append(leader, term, commit, (prev_term, prev.1 + i as u64), &[d])
+        })
+        .collect()
+}
+
+fn deliver(node: &mut Node<SharedDisk<MemDisk>>, now: Instant, from: PeerId, msgs: Vec<Message>) {
+    for message in msgs {
+        node.handle_message(now, from, message);
+    }
+}
+
 fn vote_response(term: u64, peer: PeerId, granted: bool, empty: bool) -> VoteResponse {
     VoteResponse {
         term,
@@ -82,6 +107,20 @@ fn ack(term: u64, index: u64, peer: PeerId, success: bool) -> Message {
         peer,
         success,
     })
+}
+
+/// The appends among `actions`: (to, previous index, entry count).
+fn appends_sent(actions: Vec<Action>) -> Vec<(PeerId, u64, usize)> {
+    actions
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Send {
+                to,
+                message: Message::Append(ae),
+            } => Some((to, ae.prev_index, ae.entries.len())),
+            _ => None,
+        })
+        .collect()
 }
 
 fn send(to: PeerId, message: Message) -> Action {
@@ -152,7 +191,7 @@ fn a_vote_is_granted_once_per_term_and_survives_power_loss() {
 fn a_vote_is_refused_to_a_candidate_with_a_shorter_log() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
-    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y"]));
+    deliver(&mut b, at(1), A, messages(A, 1, 0, (0, 0), &[b"x", b"y"]));
     drain(&mut b);
     // Past the stickiness window, C (log ending at term 1 index 1) asks in term 2.
     b.handle_message(at(200), C, vote_request(2, 1, 1, C));
@@ -185,6 +224,7 @@ fn a_follower_hearing_its_leader_ignores_vote_requests() {
 fn an_append_is_acknowledged_only_after_its_sync_completes() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
+    // One message of two entries: one log index.
     b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y"]));
     assert_eq!(
         drain(&mut b),
@@ -199,13 +239,14 @@ fn an_append_is_acknowledged_only_after_its_sync_completes() {
             },
         ]
     );
-    // A second append while the first sync is in flight: no new sync yet,
-    // no acknowledgement.
-    b.handle_message(at(2), A, append(A, 1, 0, (1, 2), &[b"z"]));
+    assert_eq!((b.log().last_index(), b.log().last_term()), (1, 1));
+    // Two more messages while the first sync is in flight: no new sync
+    // yet, no acknowledgement.
+    deliver(&mut b, at(2), A, messages(A, 1, 0, (1, 1), &[b"z", b"w"]));
     assert!(drain(&mut b).is_empty());
     disk.with(|d| d.sync("raft/log")).unwrap();
     b.handle_sync_done(at(3), 1, Ok(()));
-    // The first sync covered entries 1-2; entry 3 needs the next one (group commit).
+    // The first sync covered message 1; 2 and 3 need the next one (group commit).
     assert_eq!(
         drain(&mut b),
         vec![
@@ -213,30 +254,44 @@ fn an_append_is_acknowledged_only_after_its_sync_completes() {
                 tag: 2,
                 path: "raft/log".into()
             },
-            send(A, ack(1, 2, B, true))
+            send(A, ack(1, 1, B, true))
         ]
     );
     b.handle_sync_done(at(4), 2, Ok(()));
-    assert_eq!(drain(&mut b), vec![send(A, ack(1, 3, B, true))]);
-    // The leader's commit index lets the follower apply.
+    assert_eq!(
+        drain(&mut b),
+        vec![send(A, ack(1, 2, B, true)), send(A, ack(1, 3, B, true))]
+    );
+    // The leader's commit index lets the follower apply: each message's
+    // entries together, in order.
     b.handle_message(at(5), A, append(A, 1, 2, (1, 3), &[]));
-    let applied: Vec<u64> = drain(&mut b)
+    let applied: Vec<(u64, Vec<Bytes>)> = drain(&mut b)
         .into_iter()
         .filter_map(|a| match a {
-            Action::Apply(e) => Some(e.index),
+            Action::Apply(e) => Some((e.index, e.entries.into_iter().map(|e| e.data).collect())),
             _ => None,
         })
         .collect();
-    assert_eq!(applied, vec![1, 2]);
+    assert_eq!(
+        applied,
+        vec![
+            (1, vec![Bytes::from_static(b"x"), Bytes::from_static(b"y")]),
+            (2, vec![Bytes::from_static(b"z")])
+        ]
+    );
 }
 
 #[test]
 fn a_conflicting_suffix_is_truncated_and_its_pending_ack_dropped() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
-    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"y", b"z"]));
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x"]));
+    b.handle_sync_done(at(1), 1, Ok(()));
     drain(&mut b);
-    // C, leader of term 2, has a different entry 2.
+    // Messages 2 and 3; the sync asked after 2 is in flight.
+    deliver(&mut b, at(1), A, messages(A, 1, 0, (1, 1), &[b"y", b"z"]));
+    drain(&mut b);
+    // C, leader of term 2, has a different message 2.
     b.handle_message(at(2), C, append(C, 2, 0, (1, 1), &[b"w"]));
     assert_eq!(
         drain(&mut b),
@@ -248,17 +303,17 @@ fn a_conflicting_suffix_is_truncated_and_its_pending_ack_dropped() {
     assert_eq!(b.log().last_index(), 2);
     assert_eq!(b.log().term_at(2), Some(2));
     disk.with(|d| d.sync("raft/log")).unwrap();
-    // The sync asked before the truncation covers only the kept entry 1.
-    b.handle_sync_done(at(3), 1, Ok(()));
+    // The sync asked before the truncation covers only the kept message 1.
+    b.handle_sync_done(at(3), 2, Ok(()));
     assert_eq!(b.durable_index(), 1);
     assert_eq!(
         drain(&mut b),
         vec![Action::Sync {
-            tag: 2,
+            tag: 3,
             path: "raft/log".into()
         }]
     );
-    b.handle_sync_done(at(4), 2, Ok(()));
+    b.handle_sync_done(at(4), 3, Ok(()));
     assert_eq!(drain(&mut b), vec![send(C, ack(2, 2, B, true))]);
 }
 
@@ -378,9 +433,8 @@ fn candidate_holding(
 ) -> Node<SharedDisk<MemDisk>> {
     {
         let mut a = open(A, disk);
-        a.handle_message(at(1), B, append(B, 1, 0, (0, 0), entries));
+        deliver(&mut a, at(1), B, messages(B, 1, 0, (0, 0), entries));
         drain(&mut a);
-        a.handle_sync_done(at(2), 1, Ok(()));
     }
     disk.with(|d| d.sync("raft/log")).unwrap();
     let mut a = open(A, disk);
@@ -400,17 +454,27 @@ fn a_follower_still_owed_entries_learns_the_commit_from_them() {
     a.handle_message(at(400), C, Message::VoteResponse(granted));
     assert_eq!(a.role(), Role::Leader);
     drain(&mut a);
-    // C's log is empty: it is sent entries 1-8 (the append's limit).
+    // C's log is empty: it is sent messages 1-8 (the window), one append
+    // entry each.
     a.handle_message(at(401), C, ack(2, 0, C, false));
     let actions = drain(&mut a);
-    let [Action::Send {
-        to: C,
-        message: Message::Append(catch_up),
-    }] = actions.as_slice()
-    else {
-        panic!("{actions:?}")
-    };
-    assert_eq!((catch_up.prev_index, catch_up.entries.len()), (0, 8));
+    let catch_up: Vec<(u64, u64, usize, u64)> = actions
+        .iter()
+        .map(|action| match action {
+            Action::Send {
+                to: C,
+                message: Message::Append(ae),
+            } => (
+                ae.prev_index,
+                ae.prev_term,
+                ae.entries.len(),
+                ae.leader_term,
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<_> = (0..8).map(|i| (i, u64::from(i > 0), 1, 2)).collect();
+    assert_eq!(catch_up, want);
     // B holds everything; with A's own sync entry 11 (this term's peer
     // state) commits. Only B, sent every entry, gets the empty append.
     a.handle_message(at(402), B, ack(2, 11, B, true));
@@ -422,13 +486,38 @@ fn a_follower_still_owed_entries_learns_the_commit_from_them() {
     assert_eq!(actions[0], send(B, append(A, 2, 11, (2, 11), &[])));
     assert_eq!(applied_indexes(&actions[1..]), (1..=11).collect::<Vec<_>>());
     assert_eq!(actions.len(), 12);
-    // C's next entries carry the commit.
+    // C's next messages carry the commit: 9 and 10 of term 1, 11 of term 2.
     a.handle_message(at(404), C, ack(2, 8, C, true));
-    let mut next = append(A, 1, 11, (1, 8), &[b"8", b"9"]);
-    if let Message::Append(m) = &mut next {
-        m.leader_term = 2;
+    let mut next = messages(A, 1, 11, (1, 8), &[b"8", b"9"]);
+    for message in &mut next {
+        if let Message::Append(m) = message {
+            m.leader_term = 2;
+        }
     }
-    assert_eq!(drain(&mut a), vec![send(C, next)]);
+    let actions = drain(&mut a);
+    assert_eq!(actions.len(), 3);
+    assert_eq!(
+        actions[..2],
+        next.into_iter().map(|m| send(C, m)).collect::<Vec<_>>()
+    );
+    let Action::Send {
+        message: Message::Append(last),
+        ..
+    } = &actions[2]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (
+            last.term,
+            last.commit,
+            last.prev_term,
+            last.prev_index,
+            last.leader_term
+        ),
+        (2, 11, 1, 10, 0)
+    );
+    assert_eq!(last.entries[0].kind, EntryType::PeerState);
 }
 
 #[test]
@@ -477,20 +566,13 @@ fn heartbeats_resend_from_the_follower_s_next_index() {
         .into_iter()
         .filter(|x| matches!(x, Action::Send { .. }))
         .collect();
-    assert_eq!(sends.len(), 2, "only the new entry goes out: {sends:?}");
+    assert_eq!(sends.len(), 2, "only the new message goes out: {sends:?}");
     a.handle_timeout(at(400 + 50));
-    let resent = drain(&mut a);
-    let Action::Send {
-        message: Message::Append(ae),
-        ..
-    } = &resent[0]
-    else {
-        panic!("{resent:?}")
-    };
+    let resent = appends_sent(drain(&mut a));
     assert_eq!(
-        (ae.prev_index, ae.entries.len()),
-        (0, 2),
-        "lost entries are resent"
+        resent,
+        vec![(B, 0, 1), (B, 1, 1), (C, 0, 1), (C, 1, 1)],
+        "lost messages are resent"
     );
     assert_eq!(a.propose(at(451), Bytes::new()), Ok(3));
     let mut b = open(B, &SharedDisk::new(MemDisk::default()));
@@ -635,7 +717,7 @@ fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit
         ]
     );
     assert!(
-        matches!(&actions[3..], [Action::Apply(e)] if e.index == 2 && e.kind == EntryType::AddPeer)
+        matches!(&actions[3..], [Action::Apply(e)] if e.index == 2 && e.entries[0].kind == EntryType::AddPeer)
     );
     assert_eq!(
         a.propose_remove_peer(at(407), PeerId(*b"ZZZZZZZZ")),
@@ -648,8 +730,11 @@ fn an_added_peer_counts_from_its_append_and_a_second_change_waits_for_its_commit
 fn a_follower_takes_a_change_when_appended_and_drops_it_when_truncated() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
+    // Message 2 holds a normal entry and the change: the change is the
+    // message's, at index 2.
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x"]));
     let with_add = plus(
-        append(A, 1, 0, (0, 0), &[b"x"]),
+        append(A, 1, 0, (1, 1), &[b"y"]),
         change(EntryType::AddPeer, D),
     );
     b.handle_message(at(1), A, with_add);
@@ -1065,7 +1150,7 @@ fn a_lazy_follower_acknowledges_before_its_sync_and_every_restart_is_a_lost_log(
                 tag: 1,
                 path: "raft/log".into()
             },
-            send(A, ack(1, 2, B, true)),
+            send(A, ack(1, 1, B, true)),
         ],
         "acknowledged with the sync still in flight"
     );
@@ -1082,13 +1167,16 @@ fn a_lazy_follower_acknowledges_before_its_sync_and_every_restart_is_a_lost_log(
 fn a_flipped_bit_in_the_last_synced_entry_is_damage_not_a_torn_tail() {
     let disk = SharedDisk::new(MemDisk::default());
     let mut b = open(B, &disk);
-    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x", b"yy"]));
+    b.handle_message(at(1), A, append(A, 1, 0, (0, 0), &[b"x"]));
+    b.handle_message(at(1), A, append(A, 1, 0, (1, 1), &[b"yy", b"z"]));
     drain(&mut b);
     disk.with(|d| d.sync("raft/log")).unwrap();
     b.handle_sync_done(at(2), 1, Ok(()));
+    drain(&mut b);
+    b.handle_sync_done(at(2), 2, Ok(()));
     assert_eq!(drain(&mut b), vec![send(A, ack(1, 2, B, true))]);
     drop(b);
-    // The sync mark after entry 2 makes a flip inside it detectable.
+    // The sync mark after message 2 makes a flip inside it detectable.
     let mut bytes = disk.with(|d| d.read_all("raft/log")).unwrap().unwrap();
     let mark = crate::raft::log::encode_mark(2, 1);
     let in_last_entry = bytes.len() - mark.len() - 6;
@@ -1241,4 +1329,35 @@ fn a_transfer_entry_of_an_earlier_term_is_only_a_log_entry() {
     assert!(b.poll_timeout() >= at(155), "no early campaign");
     b.handle_message(at(6), A, vote_request(3, 1, 1, A));
     assert!(drain(&mut b).is_empty(), "stickiness holds for others");
+}
+
+#[test]
+fn a_batch_is_one_message_at_one_index_and_commits_and_applies_as_one() {
+    let disk = SharedDisk::new(MemDisk::default());
+    let mut a = committed_leader(&disk);
+    let batch = vec![Bytes::from_static(b"p"), Bytes::from_static(b"q")];
+    assert_eq!(a.propose_batch(at(420), batch), Ok(2));
+    let sends = appends_sent(drain(&mut a));
+    assert_eq!(sends, vec![(B, 1, 2), (C, 1, 2)]);
+    assert_eq!(a.propose(at(421), Bytes::from_static(b"r")), Ok(3));
+    assert_eq!(
+        a.propose_batch(at(421), vec![]),
+        Err(ProposeError::EmptyBatch)
+    );
+    let nine = vec![Bytes::new(); 9];
+    assert_eq!(a.propose_batch(at(421), nine), Err(ProposeError::TooLarge));
+    drain(&mut a);
+    disk.with(|d| d.sync("raft/log")).unwrap();
+    a.handle_sync_done(at(422), 2, Ok(()));
+    a.handle_sync_done(at(422), 3, Ok(()));
+    a.handle_message(at(423), B, ack(1, 3, B, true));
+    assert_eq!(a.commit_index(), 3);
+    let applied: Vec<(u64, usize)> = drain(&mut a)
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Apply(e) => Some((e.index, e.entries.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, vec![(2, 2), (3, 1)]);
 }

@@ -227,6 +227,22 @@ fn new_entries_for_every_follower_are_one_broadcast() {
         })
     );
     assert_eq!(a.unroutable() + b.unroutable() + c.unroutable(), 0);
+
+    // B campaigns (a restart subscribes new inboxes): its catch-up inbox
+    // is forgotten, and A's next append for B alone goes on the group
+    // subject, where any incarnation of B hears it.
+    let request = VoteRequest {
+        term: 3,
+        last_term: 2,
+        last_index: 1,
+        candidate: B,
+    };
+    let mut b2 = Transport::new(GROUP, B, 22);
+    let vote = b2.outbound(&[(A, Message::Vote(request))], &[A, B, C]);
+    a.inbound(&vote[0].subject, vote[0].reply.as_deref(), &vote[0].payload)
+        .unwrap();
+    let out = a.outbound(&[(B, Message::Append(append(2, b"w")))], &[A, B, C]);
+    assert_eq!(out[0].subject, "$NRG.AE.S-R3F-Cd447tnX");
 }
 
 #[test]
@@ -396,4 +412,38 @@ fn captured_frames_map_to_node_inputs() {
         appends >= 5 && votes >= 1,
         "{appends} appends, {votes} votes"
     );
+}
+
+#[test]
+fn a_catchup_inbox_that_never_answers_is_forgotten() {
+    let (mut a, mut b, _) = group();
+    // B answers once: A learns its catch-up inbox.
+    let ack = AppendEntryResponse {
+        term: 2,
+        index: 1,
+        peer: B,
+        success: true,
+    };
+    let setup = a.outbound(&[(B, Message::Append(append(0, b"x")))], &[A, B, C]);
+    b.inbound(
+        &setup[0].subject,
+        setup[0].reply.as_deref(),
+        &setup[0].payload,
+    )
+    .unwrap();
+    let out = b.outbound(&[(A, Message::AppendResponse(ack))], &[A, B, C]);
+    a.inbound(&out[0].subject, out[0].reply.as_deref(), &out[0].payload)
+        .unwrap();
+    let b_catchup = b.subscriptions()[4].to_string();
+    let to_b = |a: &mut Transport| a.outbound(&[(B, Message::Append(append(1, b"y")))], &[A, B, C]);
+    for _ in 0..UNANSWERED_MAX {
+        assert_eq!(to_b(&mut a)[0].subject, b_catchup);
+    }
+    // Silence past the bound (B restarted with new inboxes): the group
+    // subject, which any incarnation of B hears.
+    assert_eq!(to_b(&mut a)[0].subject, "$NRG.AE.S-R3F-Cd447tnX");
+    // An answer names the inbox again.
+    a.inbound(&out[0].subject, out[0].reply.as_deref(), &out[0].payload)
+        .unwrap();
+    assert_eq!(to_b(&mut a)[0].subject, b_catchup);
 }
