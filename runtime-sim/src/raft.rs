@@ -138,6 +138,10 @@ pub struct RaftSpec {
     /// Each node's `max_appends_in_flight`: messages a leader sends a
     /// follower past its next index before an acknowledgement.
     pub appends_in_flight: usize,
+    /// Partitions may also be Jepsen's bridge: the other nodes split in two
+    /// halves that reach each other only through one node, which sees
+    /// both (each half may then elect a leader the bridge votes for).
+    pub bridges: bool,
 }
 
 impl Default for RaftSpec {
@@ -174,6 +178,7 @@ impl Default for RaftSpec {
             fifo: false,
             transport: false,
             appends_in_flight: 64,
+            bridges: false,
         }
     }
 }
@@ -1616,7 +1621,10 @@ impl RaftWorld {
     fn partition(&mut self) {
         let n = self.nodes.len();
         let lasting = Duration::from_millis(self.faults_rng.range(100, 3000));
-        let kind = self.faults_rng.below(4);
+        // Scenarios without bridges draw as they always did, so their
+        // seeds keep finding what they found.
+        let kinds = if self.spec.bridges && n >= 3 { 5 } else { 4 };
+        let kind = self.faults_rng.below(kinds);
         let cut = |world: &mut RaftWorld, from: usize, to: usize| {
             world.blocked[from][to] = true;
             world.schedule(world.now + lasting, Event::HealLink { from, to });
@@ -1651,7 +1659,7 @@ impl RaftWorld {
                 *self.fault_counts.entry("partition_one_way").or_default() += 1;
             }
             // Flapping: a node cut off and back in short bursts.
-            _ => {
+            3 => {
                 let lone = self.faults_rng.below(n as u64) as usize;
                 for burst in 0..5u64 {
                     let cut_at = self.now + Duration::from_millis(burst * 200);
@@ -1664,6 +1672,27 @@ impl RaftWorld {
                     }
                 }
                 *self.fault_counts.entry("partition_flap").or_default() += 1;
+            }
+            // A bridge: two halves joined only through one node.
+            _ => {
+                let bridge = self.faults_rng.below(n as u64) as usize;
+                let others: Vec<usize> = (0..n).filter(|o| *o != bridge).collect();
+                let mut sides: Vec<bool> = others
+                    .iter()
+                    .map(|_| self.faults_rng.below(2) == 0)
+                    .collect();
+                // Both halves hold a node.
+                if sides.iter().all(|s| *s) || sides.iter().all(|s| !*s) {
+                    sides[0] = !sides[0];
+                }
+                for (i, &a) in others.iter().enumerate() {
+                    for (j, &b) in others.iter().enumerate() {
+                        if sides[i] != sides[j] {
+                            cut(self, a, b);
+                        }
+                    }
+                }
+                *self.fault_counts.entry("partition_bridge").or_default() += 1;
             }
         }
     }

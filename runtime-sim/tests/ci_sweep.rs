@@ -102,6 +102,11 @@ fn ci_raft_five() {
 }
 
 #[test]
+fn ci_raft_bridge() {
+    sweep_clean("raft-bridge");
+}
+
+#[test]
 fn ci_raft_elections() {
     sweep_clean("raft-elections");
 }
