@@ -309,11 +309,7 @@ pub fn precheck(
                 "Nats-Expected-Last-Msg-Id",
             ));
         }
-        if let Some(expected) = find_header(headers, b"Nats-Expected-Stream") {
-            if !expected.is_empty() && expected != known.stream.as_bytes() {
-                return Err(PublishError::WrongStream);
-            }
-        }
+        super::stream::check_expected_stream(headers, known.stream)?;
         if let Some(id) = find_header(headers, b"Nats-Msg-Id").filter(|id| !id.is_empty()) {
             if !ids.insert(id) || (known.seen_id)(id) {
                 return Err(PublishError::Rejected(

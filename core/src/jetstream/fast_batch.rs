@@ -282,10 +282,7 @@ pub fn check_headers(
     }
     super::counter::increment(headers, payload, rules.allow_msg_counter)
         .map_err(PublishError::Rejected)?;
-    let expected = crate::protocol::find_header(headers, b"Nats-Expected-Stream");
-    if expected.is_some_and(|name| !name.is_empty() && name != rules.name.as_bytes()) {
-        return Err(PublishError::WrongStream);
-    }
+    super::stream::check_expected_stream(headers, rules.name)?;
     match crate::protocol::find_header(headers, b"Nats-TTL") {
         Some(_) if !rules.allow_msg_ttl => Err(PublishError::TtlDisabled),
         Some(text) if super::stream::parse_ttl(text).is_none() => Err(PublishError::InvalidTtl),

@@ -1120,11 +1120,8 @@ impl<D: Disk> Stream<D> {
                 return Published::Duplicate { seq };
             }
         }
-        if let Some(expected) = find_header(headers, EXPECTED_STREAM) {
-            // An empty name expects nothing, as the reference reads it.
-            if !expected.is_empty() && expected != self.rules.name.as_bytes() {
-                return Published::Refused(E::WrongStream);
-            }
+        if let Err(error) = check_expected_stream(headers, &self.rules.name) {
+            return Published::Refused(error);
         }
         // After a duplicate and the expected stream, as the reference
         // checks a fast batch message.
@@ -1671,6 +1668,17 @@ fn rollup_of(headers: &[u8], allowed: bool) -> Result<Option<bool>, PublishError
         Some(other) => Err(PublishError::InvalidRollup(
             String::from_utf8_lossy(other).into_owned(),
         )),
+    }
+}
+
+/// A message's `Nats-Expected-Stream` against the stream's `name`; an
+/// empty name expects nothing, as the reference reads it.
+pub(super) fn check_expected_stream(headers: &[u8], name: &str) -> Result<(), PublishError> {
+    match find_header(headers, EXPECTED_STREAM) {
+        Some(expected) if !expected.is_empty() && expected != name.as_bytes() => {
+            Err(PublishError::WrongStream)
+        }
+        _ => Ok(()),
     }
 }
 
