@@ -130,6 +130,9 @@ pub struct JsCase {
     pub window: usize,
     pub storage: Storage,
     pub consume: ConsumeMode,
+    /// Streams the publishers spread over (js-pub): publisher `i` publishes
+    /// into stream `i % streams`.
+    pub streams: usize,
 }
 
 impl JsCase {
@@ -141,6 +144,10 @@ impl JsCase {
         };
         let size = crate::size_label(self.payload);
         match scenario {
+            JsScenario::Pub if self.streams > 1 => format!(
+                "{size}, {} pub, window {}, {storage}, {} streams",
+                self.clients, self.window, self.streams
+            ),
             JsScenario::Pub => format!(
                 "{size}, {} pub, window {}, {storage}",
                 self.clients, self.window
@@ -423,10 +430,23 @@ fn routine_frame(frame: &Frame<'_>, out: &mut bytes::BytesMut) -> Option<String>
 }
 
 fn stream_config(storage: Storage) -> String {
+    named_stream_config(STREAM, STREAM_SUBJECTS, storage)
+}
+
+fn named_stream_config(name: &str, subjects: &str, storage: Storage) -> String {
     format!(
-        "{{\"name\":\"{STREAM}\",\"subjects\":[\"{STREAM_SUBJECTS}\"],\"storage\":\"{}\",\"num_replicas\":1}}",
+        "{{\"name\":\"{name}\",\"subjects\":[\"{subjects}\"],\"storage\":\"{}\",\"num_replicas\":1}}",
         storage.json()
     )
+}
+
+/// The name and subjects of stream `index` of `streams` (js-pub): the one
+/// stream is `BENCH` on `bench.>`, several are `BENCH<i>` on `bench<i>.>`.
+fn pub_stream(index: usize, streams: usize) -> (String, String) {
+    match streams {
+        1 => (STREAM.to_string(), STREAM_SUBJECTS.to_string()),
+        _ => (format!("{STREAM}{index}"), format!("bench{index}.>")),
+    }
 }
 
 /// The sequence in a publish ack, or the error it carries.
@@ -452,6 +472,7 @@ fn ack_sequence(body: &[u8]) -> Result<u64, String> {
 
 /// What one publisher saw.
 struct PubReport {
+    publisher: u32,
     /// The acknowledged stream sequences, in the order the acks came.
     sequences: Vec<u64>,
     /// Publish-to-ack latency of each message, ns (only when asked for).
@@ -542,6 +563,7 @@ async fn js_publisher(
         last_ack = now;
     }
     Ok(PubReport {
+        publisher,
         sequences,
         latencies_ns,
         last_ack,
@@ -553,7 +575,7 @@ async fn js_publisher(
 async fn check_acks(
     api: &mut Api,
     stream: &str,
-    reports: &[PubReport],
+    reports: &[&PubReport],
     already: u64,
 ) -> Result<u64, String> {
     let mut all: Vec<u64> = reports
@@ -581,11 +603,13 @@ async fn check_acks(
 
 /// Publishes with `publishers` connections into a new stream; returns the
 /// reports and when publishing started.
+#[allow(clippy::too_many_arguments)]
 async fn publish_phase(
     addr: std::net::SocketAddr,
     payload: usize,
     messages: u64,
     publishers: usize,
+    streams: usize,
     window: usize,
     seconds: Duration,
     record_latency: bool,
@@ -599,10 +623,12 @@ async fn publish_phase(
     let deadline = start + seconds;
     let mut tasks = JoinSet::new();
     for (id, conn) in conns.into_iter().enumerate() {
+        let subjects = pub_stream(id % streams, streams).1;
+        let prefix = subjects.trim_end_matches(">");
         tasks.spawn(js_publisher(
             conn,
             id as u32,
-            format!("bench.p{id}").into_bytes(),
+            format!("{prefix}p{id}").into_bytes(),
             per_publisher,
             payload,
             window,
@@ -614,6 +640,7 @@ async fn publish_phase(
     while let Some(done) = tasks.join_next().await {
         reports.push(done.map_err(|e| format!("publisher panicked: {e}"))??);
     }
+    reports.sort_by_key(|report| report.publisher);
     Ok((reports, start))
 }
 
@@ -627,8 +654,12 @@ async fn publish_run(
     params: &JsParams,
 ) -> Result<Vec<Metric>, String> {
     let mut api = Api::connect(server.addr()).await?;
-    api.create_stream(STREAM, &stream_config(case.storage))
-        .await?;
+    let streams = case.streams.clamp(1, publishers);
+    for index in 0..streams {
+        let (name, subjects) = pub_stream(index, streams);
+        api.create_stream(&name, &named_stream_config(&name, &subjects, case.storage))
+            .await?;
+    }
     let cpu_before = server::cpu_ns(server.pid());
     let sync = window == 1;
     let (reports, start) = publish_phase(
@@ -636,13 +667,21 @@ async fn publish_run(
         case.payload,
         messages,
         publishers,
+        streams,
         window,
         params.seconds,
         sync,
     )
     .await?;
     let cpu_after = server::cpu_ns(server.pid());
-    let total = check_acks(&mut api, STREAM, &reports, 0).await?;
+    let mut total = 0;
+    for index in 0..streams {
+        let ours: Vec<&PubReport> = reports
+            .iter()
+            .filter(|report| report.publisher as usize % streams == index)
+            .collect();
+        total += check_acks(&mut api, &pub_stream(index, streams).0, &ours, 0).await?;
+    }
     let end = reports.iter().map(|r| r.last_ack).max().unwrap_or(start);
     let rate = total as f64 / end.duration_since(start).as_secs_f64().max(1e-9);
     let mut metrics = vec![
@@ -661,7 +700,7 @@ async fn publish_run(
         "server CPU/msg",
         cpu_before,
         cpu_after,
-        total as u64,
+        total,
     ));
     Ok(metrics)
 }
@@ -706,7 +745,8 @@ async fn fill_stream(
 ) -> Result<u64, String> {
     api.create_stream(STREAM, &stream_config(storage)).await?;
     let (reports, _) =
-        publish_phase(addr, payload, messages, 1, FILL_WINDOW, seconds, false).await?;
+        publish_phase(addr, payload, messages, 1, 1, FILL_WINDOW, seconds, false).await?;
+    let reports: Vec<&PubReport> = reports.iter().collect();
     check_acks(api, STREAM, &reports, 0).await
 }
 

@@ -63,6 +63,7 @@ JETSTREAM OPTIONS
   --js-payloads N[,N]    payload sizes (default 128,16384)
   --js-publishers N[,N]  js-pub publishers (default 1,8)
   --js-windows N[,N]     js-pub publishes in flight per publisher (default 256,4096)
+  --js-streams N[,N]     js-pub streams the publishers spread over (default 1)
   --js-storage S[,S]     js-pub storage: file, memory (default both)
   --js-messages N        messages per js-pub / js-pub-sync run (default 200000)
   --consume-messages N   messages a js-consume run reads (default 1000000)
@@ -82,6 +83,7 @@ struct Options {
     js_payloads: Vec<usize>,
     js_publishers: Vec<usize>,
     js_windows: Vec<usize>,
+    js_streams: Vec<usize>,
     js_storages: Vec<Storage>,
     kv_clients: Vec<usize>,
     compare: bool,
@@ -116,6 +118,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         js_payloads: vec![128, 16 * 1024],
         js_publishers: vec![1, 8],
         js_windows: vec![256, 4096],
+        js_streams: vec![1],
         js_storages: vec![Storage::File, Storage::Memory],
         kv_clients: vec![1, 8],
         compare: false,
@@ -212,6 +215,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--js-publishers" => options.js_publishers = numbers(value()?)?,
             "--js-windows" => options.js_windows = numbers(value()?)?,
+            "--js-streams" => options.js_streams = numbers(value()?)?,
             "--js-storage" => {
                 options.js_storages = value()?
                     .split(',')
@@ -298,6 +302,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         if !given.contains("--js-windows") {
             options.js_windows = vec![64];
         }
+        if !given.contains("--js-streams") {
+            options.js_streams = vec![1, 2];
+        }
         if !given.contains("--kv-clients") {
             options.kv_clients = vec![2];
         }
@@ -379,6 +386,7 @@ fn cases(options: &Options) -> Vec<Case> {
             window: 1,
             storage: Storage::File,
             consume: ConsumeMode::Ordered,
+            streams: 1,
         };
         match scenario {
             JsScenario::Pub => {
@@ -386,13 +394,19 @@ fn cases(options: &Options) -> Vec<Case> {
                     for &clients in &options.js_publishers {
                         for &window in &options.js_windows {
                             for &storage in &options.js_storages {
-                                cases.push(Case::Js(JsCase {
-                                    payload,
-                                    clients,
-                                    window,
-                                    storage,
-                                    ..base
-                                }));
+                                for &streams in &options.js_streams {
+                                    if streams > 1 && streams > clients {
+                                        continue;
+                                    }
+                                    cases.push(Case::Js(JsCase {
+                                        payload,
+                                        clients,
+                                        window,
+                                        storage,
+                                        streams: streams.max(1),
+                                        ..base
+                                    }));
+                                }
                             }
                         }
                     }

@@ -8,6 +8,10 @@
 //! the server; a `Sync` is performed on the simulated disk as a scheduled
 //! event one drawn fsync latency later (`Event::JsSyncDone`), and only then
 //! reported with `handle_sync_done`. JetStream's timers are world events too.
+//! Each stream's own inputs (its publishes, its consumers' acks, its syncs)
+//! run on a loan of that stream (`JetStream::lend`, core's `jetstream::loan`),
+//! restored right after: the code runtime-tokio runs on several threads at
+//! once, run here in the one event loop.
 //!
 //! A restart (process kill or power loss, from the fault injector) replaces
 //! the node's server and JetStream machines: connections die with the
@@ -173,7 +177,20 @@ impl World {
                 | JsTarget::Snapshot(_)
                 | JsTarget::Feed(..) => None,
             };
-            js.machine.handle_inbound(now, wall, msg);
+            // A stream's own traffic runs on a loan of that stream, as
+            // runtime-tokio runs it beside other streams' (restored at
+            // once here: one event loop).
+            match msg
+                .target
+                .lendable_stream()
+                .and_then(|id| js.machine.lend(id))
+            {
+                Some(mut loan) => {
+                    loan.handle_inbound(now, wall, msg);
+                    js.machine.restore(loan);
+                }
+                None => js.machine.handle_inbound(now, wall, msg),
+            }
             if let Some((id, Some(before))) = stream {
                 if let Some(after) = js.last_seq(id).filter(|after| *after > before) {
                     js.note_stored(id, after);
@@ -314,7 +331,13 @@ impl World {
         let result = perform_sync(&mut disk, &files, &dirs);
         self.trace
             .record(self.now, Some(node), "js-sync-done", stream.0, tag);
-        js.machine.handle_sync_done(stream, tag, result);
+        match js.machine.lend(stream) {
+            Some(mut loan) => {
+                loan.handle_sync_done(tag, result);
+                js.machine.restore(loan);
+            }
+            None => js.machine.handle_sync_done(stream, tag, result),
+        }
         if self.carry_out_jetstream(node) {
             self.drain_actions(node);
         }

@@ -1,24 +1,32 @@
 //! Runs core's JetStream machine beside the server machine.
 //!
 //! Shape: the JetStream machine lives under its own lock, apart from the
-//! server machine's. A stream's traffic is handled where it is read: the
-//! tokio worker whose step routed a publish, an ack, a pull request or a
-//! direct get to JetStream takes the JetStream lock right after it
-//! released the server's, hands the machine what its step queued, and
-//! carries the answers back into the server (acks, deliveries) in the same
-//! turn, as nats-server stores a publish in the publishing client's own
-//! goroutine. A thread of JetStream's own runs its timers and the requests
-//! that may hold the disk for long (stream and consumer creates and their
-//! fsyncs, purges, restores, monitoring queries), and takes over whenever
-//! the lock is busy; a second thread performs the stores' fsyncs and, once
-//! one is done, releases the acks waiting for it itself.
+//! server machine's, and each stream can run on its own, apart from both.
+//! A stream's traffic is handled where it is read: the tokio worker whose
+//! step routed a publish, an ack or a flow-control reply to JetStream
+//! takes the JetStream lock right after it released the server's, takes
+//! the stream's queued inputs and lends the stream out of the machine
+//! (core's `jetstream::loan`), lets the lock go, runs the inputs on the
+//! loan and carries the answers back into the server (acks, deliveries),
+//! then takes the lock again only to restore the stream. So two streams'
+//! traffic runs on two cores at once, as nats-server stores a publish in
+//! the publishing client's own goroutine; inputs for a stream already out
+//! wait in its mailbox for the worker that has it. Reads of one stream
+//! that name it in the API (direct and message gets, pull requests) are
+//! handled under the lock by the worker, when no stream is out. A thread of
+//! JetStream's own runs its timers and the requests that may hold the disk
+//! for long (stream and consumer creates and their fsyncs, purges,
+//! restores, monitoring queries), and takes over whenever the lock is
+//! busy; a second thread performs the stores' fsyncs and, once one is done,
+//! releases the acks waiting for it itself (on a loan of the stream too).
 //!
 //! ```text
-//!  server step ─► queue ─► (after the server lock is released) the same worker
-//!       ▲           │          takes the JetStream lock and drains the queue's light events
-//!       │           └─► JetStream thread: heavy events, timers, a busy lock
-//!       └──── handle_jetstream (server lock) ◄── whoever holds the JetStream lock
-//!                             JsAction::Sync ─► sync thread ─► SyncDone, drained the same way
+//!  server step ─► queue ─► (after the server lock is released) the same worker:
+//!       ▲           │          a stream's own inputs ─► lend ─► run without the lock ─► restore
+//!       │           │          reads by name, nothing out ─► under the lock
+//!       │           └─► JetStream thread: heavy events, timers, a busy lock (waits for loans back)
+//!       └──── handle_jetstream (server lock) ◄── whoever runs the loan or holds the lock
+//!                             JsAction::Sync ─► sync thread ─► SyncDone, handled the same way
 //! ```
 //!
 //! Group commit falls out of this: while one sync is in flight the stores
@@ -31,24 +39,37 @@
 //! counted out as the machine takes it.
 //!
 //! Invariants:
-//! - Events reach the machine in the order they were queued: only the
+//! - Each stream's inputs reach it in the order they were queued: only the
 //!   holder of the JetStream lock takes events off the queue, always from
-//!   its front, and the server's steps queue them under the server lock.
+//!   its front; those of a stream out on loan go to its mailbox, which the
+//!   loan's worker empties (under the lock) before it restores the stream.
+//! - An event that is not one stream's own (an API request, a query, a
+//!   timer, a stop) reaches the machine only with no stream out: it stops
+//!   the taking at the queue's front, and the JetStream thread waiting for
+//!   it keeps new loans from starting (`barrier`) until the last one is
+//!   back. Events queued after it wait behind it, so it sees every input
+//!   queued before it.
+//! - A loan's actions are all carried out before the stream is restored,
+//!   and the machine's own are carried out before anything is lent, so the
+//!   deliveries of one consumer leave in order.
 //! - The JetStream lock is taken before the server lock, never the other
 //!   way round: a worker drains only after releasing the server lock, and
 //!   the queue, ingest and wake-up locks are leaves, held for a few
-//!   instructions. A tokio worker only ever tries the JetStream lock, so
-//!   it never waits on the disk behind it; the JetStream and sync threads
-//!   may wait for it.
-//! - An event is never stranded: whoever queues one either drains it or
-//!   wakes the JetStream thread (a failed try, a heavy event), and the
-//!   thread looks at the queue under its lock before it sleeps.
+//!   instructions. A worker running a loan holds neither lock while it
+//!   runs; it waits for the JetStream lock only to restore, which is
+//!   never held long while a stream is out (nothing heavy runs then). A
+//!   tokio worker otherwise only ever tries the JetStream lock, so it never
+//!   waits on the disk behind it; the JetStream and sync threads may wait.
+//! - An event is never stranded: whoever queues one either takes it or
+//!   wakes the JetStream thread (a failed try, a heavy event), a worker
+//!   restoring a stream looks at the queue again, and the thread looks at
+//!   the queue under its lock before it sleeps.
 //! - A tokio worker handles only light events (see [`is_light`]); it stops
 //!   at the first heavy one and leaves it, and everything after it, to the
 //!   JetStream thread.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -56,6 +77,7 @@ use std::time::Duration;
 
 use rnats_core::jetstream::ingest::{IngestQueue, IngestRefusal};
 use rnats_core::jetstream::link::{JsAction, JsInbound, JsTarget, StreamId};
+use rnats_core::jetstream::loan::StreamLoan;
 use rnats_core::jetstream::machine::JetStream;
 use rnats_core::store::{perform_sync, DiskResult};
 
@@ -110,6 +132,16 @@ fn is_light(event: &JsEvent) -> bool {
     }
 }
 
+/// The stream whose own input `event` is, when a loan of it can take it
+/// (core's `JsTarget::lendable_stream`).
+fn lendable(event: &JsEvent) -> Option<StreamId> {
+    match event {
+        JsEvent::Inbound(msg) | JsEvent::Refused(msg, _) => msg.target.lendable_stream(),
+        JsEvent::SyncDone { stream, .. } => Some(*stream),
+        JsEvent::Query(_) | JsEvent::Accounts(_) | JsEvent::Stop(_) => None,
+    }
+}
+
 /// `$JS.API.` (or `$JS.<domain>.API.`) followed by a direct get, a
 /// message get or a pull request.
 fn is_light_request(subject: &[u8]) -> bool {
@@ -134,6 +166,12 @@ struct Held {
     batch: Vec<JsEvent>,
     /// JetStream was stopped: nothing more is handled.
     stopped: bool,
+    /// The streams out on loan, each with the events queued for it since
+    /// (its mailbox, emptied by the loan's worker before it restores).
+    lent: BTreeMap<StreamId, VecDeque<JsEvent>>,
+    /// The JetStream thread waits for every loan to come back: no new one
+    /// starts.
+    barrier: bool,
 }
 
 /// Events waiting for the machine.
@@ -149,6 +187,8 @@ struct Queue {
 
 struct Shared {
     machine: Mutex<Held>,
+    /// Signalled (with `machine`) when a loan comes back.
+    returned: Condvar,
     queue: Mutex<Queue>,
     /// Wakes the JetStream thread (with `queue`).
     wake: Condvar,
@@ -160,13 +200,14 @@ struct Shared {
 }
 
 thread_local! {
-    /// This thread holds the JetStream lock: a server step it runs while
-    /// carrying out the machine's actions leaves what it queued to the
-    /// holder's own loop.
+    /// This thread holds the JetStream lock, or runs loans: a server step
+    /// it runs while carrying out the machine's (or a loan's) actions
+    /// leaves what it queued to this thread's own loop.
     static HOLDING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks this thread as holding the JetStream lock while it lives.
+/// Marks this thread as holding the JetStream lock (or running loans)
+/// while it lives.
 struct Holding;
 
 impl Holding {
@@ -222,34 +263,53 @@ impl JsSender {
     }
 
     /// Hand the machine what is queued, here and now, unless another
-    /// thread holds it (then that thread or the JetStream thread will).
-    /// Called by the runner after a step that queued events, with the
-    /// server lock released.
+    /// thread holds it (then that thread or the JetStream thread will):
+    /// the streams whose inputs are at the queue's front are lent and run
+    /// here without the lock; reads by name are handled under it. Called
+    /// by the runner after a step that queued events, with the server lock
+    /// released.
     pub fn run_inline(&self, runner: &Runner) {
         if HOLDING.with(Cell::get) {
             // Carrying out the machine's own actions: its loop drains.
             return;
         }
-        let mut held = match self.shared.machine.try_lock() {
-            Ok(held) => held,
-            // A panic in core while holding it is a bug; serve on, as the
-            // runner does with its own lock.
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.shared.kick();
+        loop {
+            let mut held = match self.shared.machine.try_lock() {
+                Ok(held) => held,
+                // A panic in core while holding it is a bug; serve on, as the
+                // runner does with its own lock.
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.shared.kick();
+                    return;
+                }
+            };
+            if held.stopped {
                 return;
             }
-        };
-        if held.stopped {
-            return;
+            let holding = Holding::enter();
+            let loans = lend_front(runner, &self.shared, &mut held);
+            if loans.is_empty() {
+                if held.lent.is_empty() {
+                    let drained = drain(runner, &self.shared, &mut held, true);
+                    debug_assert!(!matches!(drained, Drained::Stopped(_)));
+                    if matches!(drained, Drained::LeftHeavy) {
+                        self.shared.kick();
+                    }
+                }
+                // Otherwise the front waits for the streams out: their
+                // workers look at the queue again once they restore.
+                self.shared.set_timer(&held);
+                return;
+            }
+            let syncs = held.syncs.clone();
+            drop(held);
+            for loan in loans {
+                run_loan(runner, &self.shared, &syncs, loan);
+            }
+            drop(holding);
+            // Inputs queued meanwhile (by this thread's own steps too).
         }
-        let _holding = Holding::enter();
-        let drained = drain(runner, &self.shared, &mut held, true);
-        debug_assert!(!matches!(drained, Drained::Stopped(_)));
-        if matches!(drained, Drained::LeftHeavy) {
-            self.shared.kick();
-        }
-        self.shared.set_timer(&held);
     }
 
     /// Stop the JetStream machine (see [`JsEvent::Stop`]) and wait until it
@@ -319,7 +379,10 @@ pub fn spawn(runner: Arc<Runner>, mut js: JetStream<RealDisk>, sync_disk: RealDi
             syncs,
             batch: Vec::new(),
             stopped: false,
+            lent: BTreeMap::new(),
+            barrier: false,
         }),
+        returned: Condvar::new(),
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
         ingest,
@@ -374,9 +437,29 @@ fn js_loop(runner: Arc<Runner>, shared: Arc<Shared>) {
             .machine
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let held = &mut *guard;
         let _holding = Holding::enter();
-        if let Drained::Stopped(done) = drain(&runner, &shared, held, false) {
+        let mut drained = drain(&runner, &shared, &mut guard, false);
+        let timer_due = |held: &Held| {
+            held.js
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= runner.now())
+        };
+        if matches!(drained, Drained::Blocked) || (timer_due(&guard) && !guard.lent.is_empty()) {
+            // The front (or the timer) needs every stream: no new loans,
+            // and wait for those out to come back.
+            guard.barrier = true;
+            while !guard.lent.is_empty() {
+                guard = shared
+                    .returned
+                    .wait(guard)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            guard.barrier = false;
+            drained = drain(&runner, &shared, &mut guard, false);
+        }
+        debug_assert!(!matches!(drained, Drained::Blocked), "nothing is out");
+        let held = &mut *guard;
+        if let Drained::Stopped(done) = drained {
             let failures = held.js.write_snapshots();
             carry_out(&runner, &mut held.js, &held.syncs);
             held.stopped = true;
@@ -391,11 +474,7 @@ fn js_loop(runner: Arc<Runner>, shared: Arc<Shared>) {
             let _ = done.send(failures);
             return;
         }
-        if held
-            .js
-            .poll_timeout()
-            .is_some_and(|deadline| deadline <= runner.now())
-        {
+        if timer_due(held) {
             held.js.handle_timeout(runner.now(), wall_now());
             carry_out(&runner, &mut held.js, &held.syncs);
         }
@@ -409,31 +488,48 @@ enum Drained {
     Empty,
     /// A heavy event is at the queue's front (light-only drains).
     LeftHeavy,
+    /// An event that needs every stream is at the queue's front while
+    /// streams are out on loan.
+    Blocked,
     /// A [`JsEvent::Stop`] was taken: where to report.
     Stopped(tokio::sync::oneshot::Sender<Vec<(String, String)>>),
 }
 
 /// Hand the machine the queued events in order, and carry out what it
 /// asks after each batch, until the queue is empty (or, `light_only`, its
-/// front is heavy). Events queued meanwhile (by the steps that carry the
-/// machine's actions out) join the next batch.
+/// front is heavy; or its front needs every stream and some are out).
+/// Events for a stream out on loan go to its mailbox. Events queued
+/// meanwhile (by the steps that carry the machine's actions out) join the
+/// next batch.
 fn drain(runner: &Runner, shared: &Shared, held: &mut Held, light_only: bool) -> Drained {
     let mut batch = std::mem::take(&mut held.batch);
     let mut ended = None;
     while ended.is_none() {
         {
             let mut queue = shared.queue();
+            let mut stop = None;
             while let Some(event) = queue.events.front() {
+                match lendable(event) {
+                    Some(id) if held.lent.contains_key(&id) => {
+                        let event = queue.events.pop_front().expect("looked at above");
+                        held.lent.get_mut(&id).expect("out").push_back(event);
+                        continue;
+                    }
+                    Some(_) => {}
+                    None if !held.lent.is_empty() => {
+                        stop = Some(Drained::Blocked);
+                        break;
+                    }
+                    None => {}
+                }
                 if light_only && !is_light(event) {
+                    stop = Some(Drained::LeftHeavy);
                     break;
                 }
                 batch.push(queue.events.pop_front().expect("looked at above"));
             }
             if batch.is_empty() {
-                ended = Some(match queue.events.is_empty() {
-                    true => Drained::Empty,
-                    false => Drained::LeftHeavy,
-                });
+                ended = Some(stop.unwrap_or(Drained::Empty));
                 break;
             }
         }
@@ -452,6 +548,140 @@ fn drain(runner: &Runner, shared: &Shared, held: &mut Held, light_only: bool) ->
     }
     held.batch = batch;
     ended.expect("the loop ends with an outcome")
+}
+
+/// A stream out on loan and the inputs it is to run.
+struct Loan {
+    loan: StreamLoan<RealDisk>,
+    events: Vec<JsEvent>,
+}
+
+/// Take the events at the queue's front that are streams' own (up to the
+/// first that is not) and lend their streams; events of streams already
+/// out go to their mailboxes, and those of streams gone are handed to the
+/// machine. Nothing is lent while the JetStream thread waits for loans.
+fn lend_front(runner: &Runner, shared: &Shared, held: &mut Held) -> Vec<Loan> {
+    if held.barrier {
+        return Vec::new();
+    }
+    // The machine's own actions leave before any of its streams' next
+    // ones, so a consumer's deliveries stay in order.
+    carry_out(runner, &mut held.js, &held.syncs);
+    let mut taken: Vec<(StreamId, Vec<JsEvent>)> = Vec::new();
+    {
+        let mut queue = shared.queue();
+        while let Some(id) = queue.events.front().and_then(lendable) {
+            let event = queue.events.pop_front().expect("looked at above");
+            if let Some(mailbox) = held.lent.get_mut(&id) {
+                mailbox.push_back(event);
+                continue;
+            }
+            match taken.iter_mut().find(|(stream, _)| *stream == id) {
+                Some((_, events)) => events.push(event),
+                None => taken.push((id, vec![event])),
+            }
+        }
+    }
+    let mut loans = Vec::with_capacity(taken.len());
+    let mut handled_here = false;
+    for (id, events) in taken {
+        match held.js.lend(id) {
+            Some(loan) => {
+                held.lent.insert(id, VecDeque::new());
+                loans.push(Loan { loan, events });
+            }
+            None => {
+                // Deleted while its inputs were queued: the machine
+                // drops them (and counts them out of the ingest queue).
+                for event in events {
+                    handle(runner, &mut held.js, &shared.ingest, event);
+                }
+                handled_here = true;
+            }
+        }
+    }
+    if handled_here {
+        carry_out(runner, &mut held.js, &held.syncs);
+    }
+    loans
+}
+
+/// Run a loan's inputs without the JetStream lock, carry out its actions,
+/// then restore it, first running whatever its mailbox gathered meanwhile.
+fn run_loan(runner: &Runner, shared: &Shared, syncs: &mpsc::Sender<SyncJob>, loan: Loan) {
+    let Loan {
+        mut loan,
+        mut events,
+    } = loan;
+    let id = loan.stream();
+    loop {
+        // A panic in core is a bug; the stream is restored all the same and
+        // the machine serves on, as after a panic under its lock.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for event in events.drain(..) {
+                handle_on_loan(runner, &mut loan, &shared.ingest, event);
+            }
+            carry_out_from(runner, || loan.poll_action(), syncs);
+        }));
+        let mut held = shared
+            .machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = &mut *held;
+        let mailbox = guard.lent.get_mut(&id).expect("a loan out has a mailbox");
+        if ran.is_ok() && !mailbox.is_empty() {
+            events.extend(mailbox.drain(..));
+            continue;
+        }
+        let dropped = guard.lent.remove(&id).expect("looked at above");
+        guard.js.restore(loan);
+        // What restoring asked (feeding the streams that source this one).
+        carry_out(runner, &mut guard.js, &guard.syncs);
+        shared.set_timer(guard);
+        shared.returned.notify_all();
+        drop(held);
+        if let Err(panic) = ran {
+            let mut ingest = shared.ingest.lock().expect("ingest lock");
+            for event in &dropped {
+                if let JsEvent::Inbound(msg) = event {
+                    if matches!(msg.target, JsTarget::Stream(_)) {
+                        ingest.taken(msg);
+                    }
+                }
+            }
+            drop(ingest);
+            tracing::error!(
+                "JetStream: a stream's input panicked; the {} queued after it are dropped",
+                dropped.len()
+            );
+            std::panic::resume_unwind(panic);
+        }
+        return;
+    }
+}
+
+/// Hands a stream's own input to its loan.
+fn handle_on_loan(
+    runner: &Runner,
+    loan: &mut StreamLoan<RealDisk>,
+    ingest: &Mutex<IngestQueue>,
+    event: JsEvent,
+) {
+    match event {
+        JsEvent::Inbound(msg) => {
+            if matches!(msg.target, JsTarget::Stream(_)) {
+                ingest.lock().expect("ingest lock").taken(&msg);
+            }
+            loan.handle_inbound(runner.now(), wall_now(), msg)
+        }
+        JsEvent::Refused(msg, refusal) => {
+            loan.refuse_ingest(runner.now(), wall_now(), msg, refusal)
+        }
+        JsEvent::SyncDone { tag, result, .. } => loan.handle_sync_done(tag, result),
+        JsEvent::Query(_) | JsEvent::Accounts(_) | JsEvent::Stop(_) => {
+            unreachable!("only a stream's own inputs are lent")
+        }
+    }
 }
 
 /// Hands `event` to the machine; returns where to report once stopped when
@@ -487,8 +717,17 @@ fn handle(
 /// Hand syncs to the sync thread and everything else to the server, in
 /// one lock.
 fn carry_out(runner: &Runner, js: &mut JetStream<RealDisk>, syncs: &mpsc::Sender<SyncJob>) {
+    carry_out_from(runner, || js.poll_action(), syncs)
+}
+
+/// [`carry_out`] for the actions `poll` yields (the machine's or a loan's).
+fn carry_out_from(
+    runner: &Runner,
+    mut poll: impl FnMut() -> Option<JsAction>,
+    syncs: &mpsc::Sender<SyncJob>,
+) {
     let mut for_server = Vec::new();
-    while let Some(action) = js.poll_action() {
+    while let Some(action) = poll() {
         match action {
             JsAction::Sync {
                 stream,

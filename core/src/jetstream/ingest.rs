@@ -159,6 +159,7 @@ impl<D: Disk + Clone> JetStream<D> {
         let JsTarget::Stream(id) = msg.target else {
             return;
         };
+        assert!(!self.lent.contains(&id), "a refusal for lent {id:?}");
         self.stream_touched(id);
         let Some(name) = self.streams.get(&id).map(|e| e.meta.config.name.clone()) else {
             return;

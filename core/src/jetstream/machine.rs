@@ -115,25 +115,25 @@ pub struct JetStream<D: Disk + Clone> {
     /// for the streams the entry points mark touched.
     pub(super) deadlines: super::deadlines::DeadlineCache,
     /// Bytes all streams hold (`max_memory_store` / `max_file_store`).
-    usage: Usage,
-    next_id: u64,
+    pub(super) usage: Usage,
+    pub(super) next_id: u64,
     pub(super) actions: VecDeque<JsAction>,
     /// Streams that stored messages since their store last reported: they
     /// report (and write, and ask for a sync) when the runtime first polls
     /// for actions, once per batch of inbound messages.
     pub(super) undrained: BTreeSet<StreamId>,
     /// Batches open on all streams, of each kind (the server's limits).
-    open_batches: super::batch::OpenBatches,
+    pub(super) open_batches: super::batch::OpenBatches,
     /// Syncs handed to the runtime and not yet reported done: how many
     /// per stream and tag.
-    syncs_out: BTreeMap<(StreamId, u64), usize>,
+    pub(super) syncs_out: BTreeMap<(StreamId, u64), usize>,
     /// Syncs still out for stores of streams that stopped: their
     /// completions are not for the store that may have reopened under the
     /// same id since. Matched by tag, so completions may come in any
     /// order; when an old and a new sync share a tag, whichever completes
     /// first is taken for the old one, and the store hears of its own
     /// only once both are done, which is never early.
-    syncs_orphaned: BTreeMap<(StreamId, u64), usize>,
+    pub(super) syncs_orphaned: BTreeMap<(StreamId, u64), usize>,
     /// The mirror or sources of each stream that has them
     /// ([`super::sourcing`]).
     pub(super) feeds: BTreeMap<StreamId, super::sourcing::Feeds>,
@@ -151,10 +151,12 @@ pub struct JetStream<D: Disk + Clone> {
     /// Advisory ids. Seeded from the server's name and the wall clock at
     /// open: ids need to be unique, not secret, and the simulator's are
     /// reproducible.
-    ids: ChaCha8Rng,
+    pub(super) ids: ChaCha8Rng,
+    /// Streams out on loan ([`super::loan`]).
+    pub(super) lent: BTreeSet<StreamId>,
     /// A defect planted on purpose so the simulator can prove it finds bugs.
     #[cfg(feature = "planted-defects")]
-    planted_defect: Option<crate::server::PlantedDefect>,
+    pub(super) planted_defect: Option<crate::server::PlantedDefect>,
 }
 
 impl<D: Disk + Clone> JetStream<D> {
@@ -204,6 +206,7 @@ impl<D: Disk + Clone> JetStream<D> {
                 u64::from(crc32fast::hash(server_name.as_bytes())) ^ wall.0,
             ),
             server_name,
+            lent: BTreeSet::new(),
             #[cfg(feature = "planted-defects")]
             planted_defect: None,
         };
@@ -361,6 +364,7 @@ impl<D: Disk + Clone> JetStream<D> {
     ///   account holds keep what it has, and refuse new streams, consumers
     ///   and messages beyond them.
     pub fn set_accounts(&mut self, accounts: BTreeMap<String, AccountLimits>) {
+        self.assert_whole();
         self.all_streams_touched();
         let gone: Vec<String> = self
             .accounts
@@ -471,6 +475,10 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A message the server routed to JetStream.
     pub fn handle_inbound(&mut self, now: Instant, wall: WallTime, msg: JsInbound) {
+        match msg.target.lendable_stream() {
+            Some(id) => assert!(!self.lent.contains(&id), "an input for lent {id:?}"),
+            None => self.assert_whole(),
+        }
         self.tick(now, wall);
         match msg.target {
             // The API marks what each request may change.
@@ -584,6 +592,7 @@ impl<D: Disk + Clone> JetStream<D> {
     /// whose snapshot was not written (`account > stream`), with why
     /// (they open by reading their blocks).
     pub fn write_snapshots(&mut self) -> Vec<(String, crate::store::StoreError)> {
+        self.assert_whole();
         self.all_streams_touched();
         self.streams
             .values_mut()
@@ -597,6 +606,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// A sync asked for with [`JsAction::Sync`] finished.
     pub fn handle_sync_done(&mut self, stream: StreamId, tag: u64, result: DiskResult<()>) {
+        assert!(!self.lent.contains(&stream), "a sync of lent {stream:?}");
         self.stream_touched(stream);
         if take_one(&mut self.syncs_orphaned, (stream, tag)) {
             // A store that stopped asked for it.
@@ -622,6 +632,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Time passed: sync timers, message expiry, dedupe windows.
     pub fn handle_timeout(&mut self, now: Instant, wall: WallTime) {
+        self.assert_whole();
         self.all_streams_touched();
         self.tick(now, wall);
         let mut grown = Vec::new();

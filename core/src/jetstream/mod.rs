@@ -25,6 +25,7 @@ pub mod fast_batch;
 mod framing;
 pub mod ingest;
 pub mod link;
+pub mod loan;
 pub mod machine;
 pub mod monitor;
 mod remote_feed;
