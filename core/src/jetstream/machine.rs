@@ -43,7 +43,7 @@ use super::api::StreamConfig;
 use super::config::{open_definition, seal_definition, AccountLimits, JetStreamConfig};
 use super::consumer_table::ConsumerEntry;
 use super::link::{ConsumerId, JsAction, JsInbound, JsTarget, StreamId, Watcher};
-use super::stream::{Publish, PublishError, Storage, Store, Stream};
+use super::stream::{Publish, Storage, Store, Stream};
 use crate::server::LogLevel;
 use crate::store::{Disk, DiskResult, FileStore, FileStoreConfig, MemStore, SyncPolicy};
 use crate::time::{Instant, WallTime};
@@ -265,31 +265,25 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
-    /// Whether a message of `size` bytes fits the server's and the
-    /// account's limits for `storage`.
-    pub(super) fn resources_for(
-        &self,
-        account: &str,
-        storage: Storage,
-        size: u64,
-    ) -> Result<(), PublishError> {
-        let (server_max, used) = match storage {
+    /// What the server's and the account's limits for `storage` leave
+    /// `account` now (judged by [`super::room::Room`]).
+    pub(super) fn resources_for(&self, account: &str, storage: Storage) -> super::room::Room {
+        use super::room::{Held, Room};
+        let (max, used) = match storage {
             Storage::Memory => (self.config.max_memory, self.usage.memory),
             Storage::File => (self.config.max_store, self.usage.file),
         };
-        if used.saturating_add(size) > server_max {
-            return Err(PublishError::InsufficientResources);
-        }
-        if let Some(acc) = self.accounts.get(account) {
+        let account = self.accounts.get(account).and_then(|acc| {
             let (max, used) = match storage {
                 Storage::Memory => (acc.limits.max_memory, acc.usage.memory),
                 Storage::File => (acc.limits.max_store, acc.usage.file),
             };
-            if max.is_some_and(|max| used.saturating_add(size) > max) {
-                return Err(PublishError::AccountResources);
-            }
+            max.map(|max| Held { used, max })
+        });
+        Room {
+            server: Held { used, max },
+            account,
         }
-        Ok(())
     }
 
     /// Plant `defect` in this machine and every stream it has or creates
@@ -519,24 +513,12 @@ impl<D: Disk + Clone> JetStream<D> {
                     headers: &msg.headers,
                     payload: &msg.payload,
                 };
+                // The stream judges the server's and the account's limits
+                // among its own checks, where the reference does.
                 let storage = entry.stream.rules().storage;
-                let size = entry.stream.rules().limits.sizing.size(
-                    &msg.subject,
-                    &msg.headers,
-                    &msg.payload,
-                );
-                // A fast batch message's headers are checked by the batch.
-                let refused = match super::stream::takes_fast_batch(&msg.reply, &msg.context) {
-                    true => Ok(()),
-                    false => super::sourcing::check_client_headers(&msg.headers),
-                }
-                .and_then(|()| self.resources_for(&msg.account, storage, size));
-                if let Err(error) = refused {
-                    let entry = &self.streams[&id];
-                    entry.stream.refuse(&publish, error, &mut self.actions);
-                    return;
-                }
+                let room = self.resources_for(&msg.account, storage);
                 let entry = self.streams.get_mut(&id).expect("found above");
+                entry.stream.set_inbound(room, true);
                 debug_assert_eq!(
                     entry.counted,
                     entry.stream.state().bytes,

@@ -30,6 +30,7 @@ pub mod machine;
 pub mod monitor;
 mod remote_feed;
 mod requests;
+pub mod room;
 mod schedule;
 mod snapshot;
 mod sourcing;

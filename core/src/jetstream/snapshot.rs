@@ -1021,9 +1021,9 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let (_, store) = incoming.staged.as_ref().expect("staged with the state");
         let held = store.state().bytes;
-        if self
-            .resources_for(&incoming.origin.account, storage, held.saturating_add(size))
-            .is_err()
+        if !self
+            .resources_for(&incoming.origin.account, storage)
+            .holds(held.saturating_add(size))
         {
             let kind = match storage {
                 Storage::Memory => K::MemoryResourcesExceeded,

@@ -509,7 +509,8 @@ impl<D: Disk + Clone> JetStream<D> {
                 .sizing
                 .size(&msg.subject, &msg.headers, &msg.payload);
         let account = entry.meta.account.clone();
-        let refused = self.resources_for(&account, storage, size).err();
+        // A mirror's message is judged by the limits as a publish is.
+        let refused = self.resources_for(&account, storage).check(size).err();
         let entry = self.streams.get_mut(&id).expect("fed stream exists");
         let result = match refused {
             Some(error) => Err(error),
@@ -554,12 +555,6 @@ impl<D: Disk + Clone> JetStream<D> {
         let entry = &self.streams[&id];
         let account = entry.meta.account.clone();
         let storage = entry.stream.rules().storage;
-        let size = entry
-            .stream
-            .rules()
-            .limits
-            .sizing
-            .size(&subject, &headers, &msg.payload);
         let publish = Publish {
             account: &account,
             subject: &subject,
@@ -569,22 +564,21 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         let name = entry.meta.config.name.clone();
         let wall = self.wall;
-        let refused = match self.resources_for(&account, storage, size) {
-            Err(error) => error,
-            Ok(()) => {
-                let entry = self.streams.get_mut(&id).expect("fed stream exists");
-                match entry
-                    .stream
-                    .publish_in_batch(wall, &publish, &mut self.actions)
-                {
-                    // A sourced message is never staged (it carries
-                    // Nats-Stream-Source), so Staged does not happen.
-                    Published::Stored { .. } | Published::Duplicate { .. } | Published::Staged => {
-                        return true
-                    }
-                    Published::Refused(error) => error,
-                }
+        // The limits are judged by the stream among its publish checks,
+        // as the reference judges a sourced message's.
+        let room = self.resources_for(&account, storage);
+        let entry = self.streams.get_mut(&id).expect("fed stream exists");
+        entry.stream.set_inbound(room, false);
+        let refused = match entry
+            .stream
+            .publish_in_batch(wall, &publish, &mut self.actions)
+        {
+            // A sourced message is never staged (it carries
+            // Nats-Stream-Source), so Staged does not happen.
+            Published::Stored { .. } | Published::Duplicate { .. } | Published::Staged => {
+                return true
             }
+            Published::Refused(error) => error,
         };
         self.log(
             LogLevel::Warn,

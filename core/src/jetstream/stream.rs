@@ -31,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::link::{JsAction, StreamId};
+use super::room::Room;
 use crate::protocol::find_header;
 use crate::server::LogLevel;
 use crate::store::{
@@ -163,14 +164,6 @@ enum AckBody {
     Batch { id: String, count: u64 },
     /// A fast batch's flow ack or PubAck, written already.
     Written(Bytes),
-}
-
-/// Whether [`Stream::publish_crossed`] takes a message with these replies
-/// as a fast batch message: it then checks the client's headers
-/// (`Nats-Stream-Source`) itself, at the point the reference does, where
-/// the refusal is a batch error.
-pub fn takes_fast_batch(reply: &[u8], crossed_reply: &[u8]) -> bool {
-    super::fast_batch::parse_reply(batch_reply(reply, crossed_reply)).is_some()
 }
 
 /// The reply a message's batch protocol is read from: its own, whatever
@@ -368,6 +361,20 @@ pub enum Published {
 /// sources): none.
 pub static NO_REPLY: Bytes = Bytes::new();
 
+/// The publish [`Stream::publish_crossed`] handles next, as the machine
+/// hands it over ([`Stream::set_inbound`]).
+#[derive(Debug, Clone, Copy)]
+struct Inbound {
+    /// What the server's and the account's storage limits leave it.
+    room: Room,
+    /// The bytes the stream held then: what it stores meanwhile (an
+    /// atomic batch's earlier messages) counts against the room.
+    held: u64,
+    /// A client's message (not a source's): it may not carry
+    /// `Nats-Stream-Source`.
+    client: bool,
+}
+
 /// A stream machine.
 pub struct Stream<D: Disk> {
     pub id: StreamId,
@@ -391,10 +398,14 @@ pub struct Stream<D: Disk> {
     /// Storing a message a schedule produced: the schedule checks are the
     /// schedule's, not repeated on it.
     firing: bool,
-    /// Set while a fast batch message is stored: its `Nats-Stream-Source`
-    /// is checked here, among the batch's per-message checks (the
-    /// machine checks it before any other publish).
+    /// Set while a fast batch message is stored: its checks run in the
+    /// order the reference checks a batch's message, not a lone
+    /// publish's ([`Stream::try_publish`]).
     fast_message: bool,
+    /// The publish being handled, handed over by the machine (a client's
+    /// or a source's); `None` for what the stream stores itself (delete
+    /// markers, scheduled messages), which no limit refuses.
+    inbound: Option<Inbound>,
     /// Open atomic batches.
     batches: super::batch::Batches,
     /// Batches dropped since the machine last looked, for its advisories.
@@ -432,6 +443,7 @@ impl<D: Disk> Stream<D> {
             schedules_stale: false,
             firing: false,
             fast_message: false,
+            inbound: None,
             batches: Default::default(),
             abandoned: Vec::new(),
             batch_room: true,
@@ -610,6 +622,41 @@ impl<D: Disk> Stream<D> {
         crossed_reply: &[u8],
         out: &mut VecDeque<JsAction>,
     ) -> Published {
+        let result = self.route_publish(now, msg, crossed_reply, out);
+        // What was handed over was for this publish only.
+        self.inbound = None;
+        result
+    }
+
+    /// Hand over the next publish: `room` is what the server's and the
+    /// account's storage limits leave it, `client` whether a client (not
+    /// a source) sent it. [`Stream::publish_crossed`] judges both among
+    /// its checks and forgets them.
+    pub fn set_inbound(&mut self, room: Room, client: bool) {
+        let held = self.store.state().bytes;
+        self.inbound = Some(Inbound { room, held, client });
+    }
+
+    /// The server's and the account's limits for a message of `size`
+    /// bytes, as the store would count it (none for what the stream
+    /// stores itself).
+    fn check_room(&self, size: u64) -> Result<(), PublishError> {
+        let Some(inbound) = &self.inbound else {
+            return Ok(());
+        };
+        let now = self.store.state().bytes;
+        inbound.room.after(inbound.held, now).check(size)
+    }
+
+    /// [`Stream::publish_crossed`] by kind: a fast batch's message, an
+    /// atomic batch's, or a lone publish.
+    fn route_publish(
+        &mut self,
+        now: WallTime,
+        msg: &Publish<'_>,
+        crossed_reply: &[u8],
+        out: &mut VecDeque<JsAction>,
+    ) -> Published {
         if let Some(reply) = super::fast_batch::parse_reply(batch_reply(msg.reply, crossed_reply)) {
             return self.publish_fast(now, reply, msg, out);
         }
@@ -655,9 +702,19 @@ impl<D: Disk> Stream<D> {
         for gone in self.batches.expire(now) {
             self.abandoned.push((gone, Abandoned::Timeout));
         }
-        let step = if self.rules.sealed {
+        // Sealed, then the server's and the account's limits for this
+        // message, then the batch's own checks, as the reference.
+        let refused = match self.rules.sealed {
+            true => Err(PublishError::Sealed),
+            false => self.check_room(self.rules.limits.sizing.size(
+                msg.subject,
+                msg.headers,
+                msg.payload,
+            )),
+        };
+        let step = if let Err(error) = refused {
             Step::Refused {
-                error: PublishError::Sealed,
+                error,
                 abandoned: None,
             }
         } else {
@@ -868,8 +925,7 @@ impl<D: Disk> Stream<D> {
             Some(text) if parse_ttl(text).is_none() => return Err(PublishError::InvalidTtl),
             _ => {}
         }
-        let size = (headers.len() + payload.len()) as u64;
-        if self.rules.max_msg_size.is_some_and(|max| size > max) {
+        if self.too_large(headers, payload) {
             return Err(PublishError::TooLarge);
         }
         Ok(())
@@ -897,7 +953,8 @@ impl<D: Disk> Stream<D> {
     }
 
     /// A message whose reply is a fast batch reply: the stream's own checks
-    /// in the reference's order (sealed, size, disabled, the pattern),
+    /// in the reference's order (sealed, the server's and the account's
+    /// limits, size, disabled, the pattern),
     /// then the batch's, then the ordinary publish path for what is
     /// stored; the batch decides what the publisher hears.
     fn publish_fast(
@@ -909,10 +966,11 @@ impl<D: Disk> Stream<D> {
     ) -> Published {
         use super::errors::ApiErrorKind as K;
         self.fast.expire(now);
-        let size = (msg.headers.len() + msg.payload.len()) as u64;
         let refusal = if self.rules.sealed {
             Some(PublishError::Sealed)
-        } else if self.rules.max_msg_size.is_some_and(|max| size > max) {
+        } else if let Err(error) = self.check_room(self.stored_size(msg)) {
+            Some(error)
+        } else if self.too_large(msg.headers, msg.payload) {
             Some(PublishError::TooLarge)
         } else if !self.rules.allow_batched {
             Some(PublishError::Rejected(K::BatchPublishDisabled))
@@ -1048,13 +1106,6 @@ impl<D: Disk> Stream<D> {
         self.store.store_at(msg).map_err(PublishError::Store)
     }
 
-    /// Refuse `msg` without storing it (the machine's resource limits).
-    pub fn refuse(&self, msg: &Publish<'_>, error: PublishError, out: &mut VecDeque<JsAction>) {
-        if !msg.reply.is_empty() && !self.rules.no_ack {
-            self.answer_refusal(msg, &error, out);
-        }
-    }
-
     fn answer_refusal(
         &self,
         msg: &Publish<'_>,
@@ -1096,8 +1147,28 @@ impl<D: Disk> Stream<D> {
         };
         use super::errors::ApiErrorKind as K;
         use PublishError as E;
+        // The checks run in the reference's order (v2.15.1, confirmed on
+        // its binary). A lone publish's: sealed; `max_msg_size`; the
+        // header size; `Nats-Incr`; `Nats-Expected-Stream`; a `Nats-TTL`
+        // the stream does not allow; the expected subject sequence, then
+        // the stream's; a schedule; a client's `Nats-Stream-Source`; a
+        // duplicate; `Nats-Expected-Last-Msg-Id`; a roll-up; a counter's
+        // total (and the sizes again); the server's, then the account's
+        // storage limits; a `Nats-TTL` that does not parse; the stream's
+        // own limits (the store, with discard new). A fast batch message's
+        // run as the reference checks it before proposing (sealed, the
+        // limits, the size, `Nats-Incr`, `Nats-Expected-Stream` and
+        // `Nats-TTL` checked already by the batch): a duplicate and
+        // `Nats-Stream-Source` first, the stream sequence before the
+        // subject's.
+        let lone = !self.fast_message;
         if self.rules.sealed {
             return Published::Refused(E::Sealed);
+        }
+        if lone {
+            if let Err(error) = self.check_size(msg.headers, msg.payload) {
+                return Published::Refused(error);
+            }
         }
         let headers = msg.headers;
         self.counted = None;
@@ -1106,46 +1177,33 @@ impl<D: Disk> Stream<D> {
                 Ok(incr) => incr,
                 Err(kind) => return Published::Refused(E::Rejected(kind)),
             };
-        if self.dedupe.stale
-            && !headers.is_empty()
-            && (find_header(headers, MSG_ID).is_some()
-                || find_header(headers, EXPECTED_LAST_MSG_ID).is_some())
-        {
-            self.rebuild_dedupe(now);
-        }
-        self.dedupe.expire(now, self.rules.duplicate_window);
-        let msg_id = find_header(headers, MSG_ID).filter(|id| !id.is_empty());
-        if let Some(id) = msg_id {
-            if let Some(&seq) = self.dedupe.ids.get(id) {
-                return Published::Duplicate { seq };
-            }
-        }
         if let Err(error) = check_expected_stream(headers, &self.rules.name) {
             return Published::Refused(error);
         }
-        // After a duplicate and the expected stream, as the reference
-        // checks a fast batch message.
-        if self.fast_message {
+        // A `Nats-TTL` that does not parse is refused only after the
+        // limits (below); one that does, on a stream without TTLs, here.
+        if let Some(text) = find_header(headers, TTL) {
+            if lone && !self.rules.allow_msg_ttl && parse_ttl(text).is_some() {
+                return Published::Refused(E::TtlDisabled);
+            }
+        }
+        if !lone {
+            if let Some(seq) = self.duplicate_of(now, headers) {
+                return Published::Duplicate { seq };
+            }
             if let Err(error) = super::sourcing::check_client_headers(headers) {
                 return Published::Refused(error);
             }
-        }
-        let state = self.store.state();
-        if let Some(expected) = find_header(headers, EXPECTED_LAST_SEQ) {
-            if parse_u64(expected) != Some(state.last_seq) {
-                return Published::Refused(E::WrongLastSequence(state.last_seq));
+            if let Err(error) = self.check_expected_last(headers) {
+                return Published::Refused(error);
             }
         }
-        if let Some(expected) = find_header(headers, EXPECTED_LAST_SUBJECT_SEQ) {
-            let subject = find_header(headers, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT)
-                .filter(|s| !s.is_empty())
-                .unwrap_or(msg.subject);
-            let last = match self.store.load_last(&Filter::subject(subject)) {
-                Ok(last) => last.seq,
-                Err(_) => 0,
-            };
-            if parse_u64(expected) != Some(last) {
-                return Published::Refused(E::WrongLastSequence(last));
+        if let Err(error) = self.check_expected_subject_last(headers, msg.subject) {
+            return Published::Refused(error);
+        }
+        if lone {
+            if let Err(error) = self.check_expected_last(headers) {
+                return Published::Refused(error);
             }
         }
         let checked;
@@ -1173,6 +1231,17 @@ impl<D: Disk> Stream<D> {
                 Err(kind) => return Published::Refused(E::Rejected(kind)),
             },
         };
+        if lone {
+            if self.inbound.is_some_and(|inbound| inbound.client) {
+                if let Err(error) = super::sourcing::check_client_headers(headers) {
+                    return Published::Refused(error);
+                }
+            }
+            if let Some(seq) = self.duplicate_of(now, headers) {
+                return Published::Duplicate { seq };
+            }
+        }
+        let msg_id = find_header(headers, MSG_ID).filter(|id| !id.is_empty());
         // The reference checks a fast batch message's roll-up before its
         // `Nats-Expected-Last-Msg-Id` (that one only as it stores), any
         // other message's after.
@@ -1198,14 +1267,6 @@ impl<D: Disk> Stream<D> {
                 Err(error) => return Published::Refused(error),
             },
         };
-        let ttl = match find_header(headers, TTL) {
-            None => None,
-            Some(_) if !self.rules.allow_msg_ttl => return Published::Refused(E::TtlDisabled),
-            Some(text) => match parse_ttl(text) {
-                Some(ttl) => ttl,
-                None => return Published::Refused(E::InvalidTtl),
-            },
-        };
         let total;
         let counted;
         let msg = match (incr, self.rules.allow_msg_counter) {
@@ -1224,10 +1285,28 @@ impl<D: Disk> Stream<D> {
             (None, true) => return Published::Refused(E::Rejected(K::MessageIncrMissing)),
             _ => msg,
         };
-        let size = (headers.len() + msg.payload.len()) as u64;
-        if self.rules.max_msg_size.is_some_and(|max| size > max) {
-            return Published::Refused(E::TooLarge);
+        // Again with what a schedule or a counter's total made of it.
+        if let Err(error) = self.check_size(headers, msg.payload) {
+            return Published::Refused(error);
         }
+        let stored_size = self
+            .rules
+            .limits
+            .sizing
+            .size(msg.subject, headers, msg.payload);
+        if let Err(error) = self.check_room(stored_size) {
+            return Published::Refused(error);
+        }
+        let ttl = match find_header(headers, TTL) {
+            None => None,
+            Some(text) => match parse_ttl(text) {
+                None => return Published::Refused(E::InvalidTtl),
+                // Reached by what the stream stores itself only: a
+                // publish's TTL was checked above.
+                Some(_) if !self.rules.allow_msg_ttl => return Published::Refused(E::TtlDisabled),
+                Some(ttl) => ttl,
+            },
+        };
         let mut raised = Vec::new();
         let (headers, ttl) = self.raise_ttl(headers, ttl, &mut raised);
         let republish = self.republish_to(msg.subject, known_last, out);
@@ -1269,6 +1348,97 @@ impl<D: Disk> Stream<D> {
             self.republish(subject, &stored, last, out);
         }
         Published::Stored { seq }
+    }
+
+    /// The sequence `headers`' `Nats-Msg-Id` names when it is a duplicate
+    /// within the window (ids older than the window forgotten first).
+    fn duplicate_of(&mut self, now: WallTime, headers: &[u8]) -> Option<u64> {
+        if self.dedupe.stale
+            && !headers.is_empty()
+            && (find_header(headers, MSG_ID).is_some()
+                || find_header(headers, EXPECTED_LAST_MSG_ID).is_some())
+        {
+            self.rebuild_dedupe(now);
+        }
+        self.dedupe.expire(now, self.rules.duplicate_window);
+        let id = find_header(headers, MSG_ID).filter(|id| !id.is_empty())?;
+        self.dedupe.ids.get(id).copied()
+    }
+
+    /// Whether headers plus payload are over `max_msg_size`.
+    fn too_large(&self, headers: &[u8], payload: &[u8]) -> bool {
+        let size = (headers.len() + payload.len()) as u64;
+        self.rules.max_msg_size.is_some_and(|max| size > max)
+    }
+
+    /// `max_msg_size`, then the header block's own limit (its length is
+    /// stored in 16 bits).
+    fn check_size(&self, headers: &[u8], payload: &[u8]) -> Result<(), PublishError> {
+        if self.too_large(headers, payload) {
+            return Err(PublishError::TooLarge);
+        }
+        if headers.len() > usize::from(u16::MAX) {
+            return Err(PublishError::Rejected(
+                super::errors::ApiErrorKind::StreamHeaderExceedsMaximum,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `Nats-Expected-Last-Sequence`: the stream's last sequence.
+    fn check_expected_last(&self, headers: &[u8]) -> Result<(), PublishError> {
+        let last = self.store.state().last_seq;
+        match find_header(headers, EXPECTED_LAST_SEQ).filter(|v| !v.is_empty()) {
+            Some(expected) if parse_u64(expected) != Some(last) => {
+                Err(PublishError::WrongLastSequence(last))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `Nats-Expected-Last-Subject-Sequence`: the last sequence of the
+    /// message's subject, or of the one `...-Subject` names (which alone,
+    /// without a sequence, is refused).
+    fn check_expected_subject_last(
+        &mut self,
+        headers: &[u8],
+        subject: &[u8],
+    ) -> Result<(), PublishError> {
+        let named =
+            find_header(headers, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT).filter(|s| !s.is_empty());
+        let Some(expected) =
+            find_header(headers, EXPECTED_LAST_SUBJECT_SEQ).filter(|v| !v.is_empty())
+        else {
+            return match named {
+                Some(_) => Err(PublishError::Rejected(
+                    super::errors::ApiErrorKind::StreamExpectedLastSeqPerSubjectInvalid,
+                )),
+                None => Ok(()),
+            };
+        };
+        let subject = named.unwrap_or(subject);
+        let last = match self.store.load_last(&Filter::subject(subject)) {
+            Ok(last) => last.seq,
+            Err(_) => 0,
+        };
+        match parse_u64(expected) == Some(last) {
+            true => Ok(()),
+            false => Err(PublishError::WrongLastSequence(last)),
+        }
+    }
+
+    /// The bytes the store would count for `msg`, its subject rewritten
+    /// by the stream's `subject_transform`.
+    fn stored_size(&self, msg: &Publish<'_>) -> u64 {
+        let mut mapped = Vec::new();
+        let subject = match &self.rules.subject_transform {
+            Some(transform) if transform.apply(msg.subject, &mut mapped) => &mapped[..],
+            _ => msg.subject,
+        };
+        self.rules
+            .limits
+            .sizing
+            .size(subject, msg.headers, msg.payload)
     }
 
     /// With delete markers, a message TTL below the markers' is raised to

@@ -999,3 +999,215 @@ fn a_memory_stream_does_not_come_back_when_its_account_is_turned_on_again() {
     );
     assert_eq!(created["did_create"], true, "created anew: {created}");
 }
+
+// ---- the order of a publish's refusals (the reference's, issue #15) ----
+
+/// The error code of each reply (0 for an ack), a duplicate marked so.
+fn answers(replies: &[(String, Value)]) -> Vec<String> {
+    replies
+        .iter()
+        .map(|(_, reply)| match &reply["error"]["err_code"] {
+            Value::Number(code) => code.to_string(),
+            _ if reply["duplicate"] == true => format!("dup {}", reply["seq"]),
+            _ => format!("seq {}", reply["seq"]),
+        })
+        .collect()
+}
+
+/// Publish once with `headers` (lines `Name: value`) and `payload`; the
+/// one answer.
+fn answer(h: &mut Harness, subject: &str, headers: &[&str], payload: &[u8]) -> String {
+    let block = match headers {
+        [] => String::new(),
+        lines => format!("NATS/1.0\r\n{}\r\n\r\n", lines.join("\r\n")),
+    };
+    h.publish(subject, block.as_bytes(), payload);
+    let replies = h.sync_all();
+    let mut found = answers(&replies);
+    assert_eq!(found.len(), 1, "{replies:?}");
+    found.pop().unwrap()
+}
+
+#[test]
+fn the_server_limit_refuses_once_it_is_crossed() {
+    // A 100-byte payload on "m.a" counts 119 bytes in memory, 138 on file.
+    let config = JetStreamConfig::with_bounds("", 300, 400);
+    let mut h = Harness::on_config(SharedDisk::default(), config);
+    for (name, storage) in [("M", "memory"), ("F", "file")] {
+        let lower = name.to_lowercase();
+        let created = h.api(
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &format!(
+                r#"{{"name":"{name}","subjects":["{lower}.>"],"storage":"{storage}","max_msg_size":150,"duplicate_window":60000000000}}"#
+            ),
+        );
+        assert!(created["error"].is_null(), "{created}");
+        let subject = format!("{lower}.a");
+        let fill: Vec<String> = (0..4)
+            .map(|i| {
+                let id = format!("Nats-Msg-Id: d{i}");
+                answer(&mut h, &subject, &[&id], &[b'x'; 100])
+            })
+            .collect();
+        // The third crosses the limit and is stored; the fourth is refused.
+        assert_eq!(fill, ["seq 1", "seq 2", "seq 3", "10023"], "{name}");
+        // Over the limit, the header checks, a duplicate and the size come
+        // first; a bad TTL after.
+        let cases: [(&[&str], &[u8], &str); 6] = [
+            (&[], b"z", "10023"),
+            (&["Nats-Msg-Id: d0"], b"z", "dup 1"),
+            (&["Nats-Expected-Last-Sequence: 9"], b"z", "10071"),
+            (&["Nats-Expected-Stream: X"], b"z", "10060"),
+            (&[], &[b'b'; 200], "10054"),
+            (&["Nats-TTL: bad"], b"z", "10023"),
+        ];
+        for (headers, payload, expected) in cases {
+            assert_eq!(
+                answer(&mut h, &subject, headers, payload),
+                expected,
+                "{name} {headers:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_account_limit_refuses_what_would_cross_it() {
+    let mut h = Harness::new();
+    h.js.set_accounts(account_a(Some(AccountLimits {
+        max_memory: Some(300),
+        ..AccountLimits::default()
+    })));
+    h.collect();
+    h.api(
+        "$JS.API.STREAM.CREATE.M",
+        r#"{"name":"M","subjects":["m.>"],"storage":"memory","duplicate_window":60000000000}"#,
+    );
+    // 148 bytes with the id, 119 without: a third would take 386 over 300,
+    // while 20 more fit.
+    let fill = [
+        answer(&mut h, "m.a", &["Nats-Msg-Id: d0"], &[b'x'; 100]),
+        answer(&mut h, "m.a", &[], &[b'x'; 100]),
+        answer(&mut h, "m.a", &[], &[b'x'; 100]),
+        answer(&mut h, "m.a", &[], b"z"),
+    ];
+    assert_eq!(fill, ["seq 1", "seq 2", "10002", "seq 3"]);
+    let cases: [(&[&str], &str); 6] = [
+        (&["Nats-Msg-Id: d0"], "dup 1"),
+        (&["Nats-TTL: 5s"], "10166"),
+        (&["Nats-TTL: bad"], "10002"),
+        (&["Nats-Stream-Source: X 1 a > a"], "10227"),
+        (&["Nats-Rollup: sub"], "10111"),
+        (&["X-Pad: padding"], "10002"),
+    ];
+    for (headers, expected) in cases {
+        let padded = [b'p'; 60];
+        assert_eq!(
+            answer(&mut h, "m.a", headers, &padded),
+            expected,
+            "{headers:?}"
+        );
+    }
+}
+
+#[test]
+fn a_sealed_stream_refuses_before_its_limits() {
+    let config = JetStreamConfig::with_bounds("", 300, 1 << 30);
+    let mut h = Harness::on_config(SharedDisk::default(), config);
+    let body = r#"{"name":"M","subjects":["m.>"],"storage":"memory","max_msg_size":150}"#;
+    h.api("$JS.API.STREAM.CREATE.M", body);
+    for _ in 0..3 {
+        answer(&mut h, "m.a", &[], &[b'x'; 100]);
+    }
+    assert_eq!(answer(&mut h, "m.a", &[], b"z"), "10023");
+    let sealed = body.replace("}", r#","sealed":true}"#);
+    let updated = h.api("$JS.API.STREAM.UPDATE.M", &sealed);
+    assert!(updated["error"].is_null(), "{updated}");
+    for headers in [
+        &[][..],
+        &["Nats-Expected-Last-Sequence: 9"],
+        &["Nats-Stream-Source: X"],
+    ] {
+        assert_eq!(answer(&mut h, "m.a", headers, &[b'b'; 200]), "10109");
+    }
+}
+
+#[test]
+fn a_lone_publish_is_checked_in_the_reference_order() {
+    let mut h = Harness::new();
+    h.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.>"],"max_msg_size":150,"duplicate_window":60000000000}"#,
+    );
+    assert_eq!(answer(&mut h, "s.a", &["Nats-Msg-Id: d1"], b"x"), "seq 1");
+    assert_eq!(answer(&mut h, "s.b", &[], b"x"), "seq 2");
+    let big = [b'b'; 200];
+    let cases: [(&[&str], &[u8], &str); 11] = [
+        // The size before any header.
+        (
+            &["Nats-Msg-Id: d1", "Nats-Expected-Stream: X"],
+            &big,
+            "10054",
+        ),
+        // The expected stream and a TTL before a duplicate.
+        (
+            &["Nats-Msg-Id: d1", "Nats-Expected-Stream: X"],
+            b"z",
+            "10060",
+        ),
+        (&["Nats-Msg-Id: d1", "Nats-TTL: 5s"], b"z", "10166"),
+        // A TTL that does not parse is judged late: after a duplicate.
+        (&["Nats-Msg-Id: d1", "Nats-TTL: bad"], b"z", "dup 1"),
+        (&["Nats-TTL: bad"], b"z", "10165"),
+        // The subject's sequence (1) before the stream's (2).
+        (
+            &[
+                "Nats-Expected-Last-Sequence: 9",
+                "Nats-Expected-Last-Subject-Sequence: 7",
+            ],
+            b"z",
+            "10071 1",
+        ),
+        // The source header after the sequences, before a duplicate.
+        (
+            &["Nats-Stream-Source: X", "Nats-Expected-Last-Sequence: 9"],
+            b"z",
+            "10071 2",
+        ),
+        (&["Nats-Stream-Source: X", "Nats-Msg-Id: d1"], b"z", "10227"),
+        // A duplicate before the expected last id and a roll-up.
+        (
+            &["Nats-Msg-Id: d1", "Nats-Expected-Last-Msg-Id: zz"],
+            b"z",
+            "dup 1",
+        ),
+        (
+            &["Nats-Expected-Last-Msg-Id: zz", "Nats-Rollup: zz"],
+            b"z",
+            "10070",
+        ),
+        (
+            &["Nats-Expected-Last-Subject-Sequence-Subject: q"],
+            b"z",
+            "10193",
+        ),
+    ];
+    for (headers, payload, expected) in cases {
+        let block = format!("NATS/1.0\r\n{}\r\n\r\n", headers.join("\r\n"));
+        h.publish("s.a", block.as_bytes(), payload);
+        let replies = h.sync_all();
+        let mut found = answers(&replies).join(",");
+        if found == "10071" {
+            // Which sequence it names says which check refused it.
+            let text = replies[0].1["error"]["description"].as_str().unwrap();
+            found = format!("10071 {}", text.rsplit(' ').next().unwrap());
+        }
+        assert_eq!(found, expected, "{headers:?}");
+    }
+    // A header block over 64k: refused before the headers are read.
+    let pad = format!("X-Pad: {}", "p".repeat(70_000));
+    let unlimited = r#"{"name":"U","subjects":["u.>"]}"#;
+    h.api("$JS.API.STREAM.CREATE.U", unlimited);
+    let huge = answer(&mut h, "u.a", &[&pad, "Nats-Expected-Stream: X"], b"z");
+    assert_eq!(huge, "10097");
+}
