@@ -696,12 +696,7 @@ async fn publish_run(
         latencies.sort_unstable();
         metrics.extend(latency_metrics(&latencies));
     }
-    metrics.extend(cpu_per(
-        "server CPU/msg",
-        cpu_before,
-        cpu_after,
-        total,
-    ));
+    metrics.extend(cpu_per("server CPU/msg", cpu_before, cpu_after, total));
     Ok(metrics)
 }
 

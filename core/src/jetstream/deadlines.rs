@@ -88,9 +88,17 @@ impl<D: Disk + Clone> JetStream<D> {
     /// cache, computed afresh for the streams marked since its refresh.
     pub(super) fn streams_deadline(&self) -> Option<Instant> {
         let cache = &self.deadlines;
-        let fresh = |id: &StreamId| self.streams.get(id).and_then(StreamDeadlines::of);
+        let fresh = |id: &StreamId| {
+            self.streams
+                .get(id)
+                .and_then(|entry| StreamDeadlines::of(entry))
+        };
         let earliest = if cache.all_stale {
-            self.earliest(self.streams.values().filter_map(StreamDeadlines::of))
+            self.earliest(
+                self.streams
+                    .values()
+                    .filter_map(|entry| StreamDeadlines::of(entry)),
+            )
         } else {
             self.earliest(
                 cache
@@ -103,7 +111,11 @@ impl<D: Disk + Clone> JetStream<D> {
         };
         debug_assert_eq!(
             earliest,
-            self.earliest(self.streams.values().filter_map(StreamDeadlines::of)),
+            self.earliest(
+                self.streams
+                    .values()
+                    .filter_map(|entry| StreamDeadlines::of(entry))
+            ),
             "a stream or its consumers changed without being marked"
         );
         earliest
@@ -151,7 +163,11 @@ impl<D: Disk + Clone> JetStream<D> {
             return;
         }
         for &id in &cache.stale {
-            match self.streams.get(&id).and_then(StreamDeadlines::of) {
+            match self
+                .streams
+                .get(&id)
+                .and_then(|entry| StreamDeadlines::of(entry))
+            {
                 Some(deadlines) => cache.by_stream.insert(id, deadlines),
                 None => cache.by_stream.remove(&id),
             };

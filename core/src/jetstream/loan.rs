@@ -51,8 +51,9 @@ use crate::time::{Instant, WallTime};
 pub struct StreamLoan<D: Disk + Clone> {
     id: StreamId,
     /// A machine holding only this stream (and its consumers), its
-    /// account and copies of the shared counts.
-    machine: JetStream<D>,
+    /// account and copies of the shared counts (boxed: a loan moves
+    /// between threads and in and out of queues).
+    machine: Box<JetStream<D>>,
     /// What the machine counted for the stream when it was lent.
     counted: u64,
     batches: OpenBatches,
@@ -118,7 +119,7 @@ impl<D: Disk + Clone> JetStream<D> {
             true => BTreeSet::from([id]),
             false => BTreeSet::new(),
         };
-        let machine = JetStream {
+        let machine = Box::new(JetStream {
             config: self.config.clone(),
             disk: self.disk.clone(),
             accounts,
@@ -144,7 +145,7 @@ impl<D: Disk + Clone> JetStream<D> {
             lent: BTreeSet::new(),
             #[cfg(feature = "planted-defects")]
             planted_defect: self.planted_defect,
-        };
+        });
         Some(StreamLoan {
             id,
             machine,
@@ -173,7 +174,11 @@ impl<D: Disk + Clone> JetStream<D> {
             "a loan neither creates nor removes consumers"
         );
         assert_eq!(alone.next_id, self.next_id, "a loan creates no stream");
-        self.consumer_index.append(&mut alone.consumer_index);
+        // One by one: `append` would rebuild the whole index (thousands of
+        // consumers) to add a stream's few.
+        for (consumer, name) in std::mem::take(&mut alone.consumer_index) {
+            self.consumer_index.insert(consumer, name);
+        }
         self.now = self.now.max(alone.now);
         self.wall = self.wall.max(alone.wall);
         if let Some(due) = alone.flush_due {
@@ -266,12 +271,13 @@ fn take_range(
     map: &mut BTreeMap<(StreamId, u64), usize>,
     id: StreamId,
 ) -> BTreeMap<(StreamId, u64), usize> {
-    let mut taken = map.split_off(&(id, 0));
-    if let Some(next) = id.0.checked_add(1) {
-        let mut after = taken.split_off(&(StreamId(next), 0));
-        map.append(&mut after);
-    }
-    taken
+    let keys: Vec<(StreamId, u64)> = map
+        .range((id, 0)..=(id, u64::MAX))
+        .map(|(key, _)| *key)
+        .collect();
+    keys.into_iter()
+        .map(|key| (key, map.remove(&key).expect("listed above")))
+        .collect()
 }
 
 #[cfg(test)]

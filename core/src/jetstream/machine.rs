@@ -105,7 +105,7 @@ pub struct JetStream<D: Disk + Clone> {
     pub(super) config: JetStreamConfig,
     pub(super) disk: D,
     pub(super) accounts: BTreeMap<String, JsAccount>,
-    pub(super) streams: BTreeMap<StreamId, StreamEntry<D>>,
+    pub(super) streams: BTreeMap<StreamId, Box<StreamEntry<D>>>,
     /// Every consumer by id: its stream and name.
     pub(super) consumer_index: BTreeMap<ConsumerId, (StreamId, String)>,
     pub(super) next_consumer: u64,
@@ -328,7 +328,7 @@ impl<D: Disk + Clone> JetStream<D> {
 
     /// Every stream, by id.
     pub fn streams(&self) -> impl Iterator<Item = &StreamEntry<D>> {
-        self.streams.values()
+        self.streams.values().map(|entry| &**entry)
     }
 
     /// The next thing for the server or the runtime to do.
@@ -798,13 +798,13 @@ impl<D: Disk + Clone> JetStream<D> {
         assert!(previous.is_none(), "two streams named {}", meta.config.name);
         self.streams.insert(
             id,
-            StreamEntry {
+            Box::new(StreamEntry {
                 stream,
                 meta,
                 consumers: BTreeMap::new(),
                 // Counted by the caller's recount (a new stream is empty).
                 counted: 0,
-            },
+            }),
         );
         self.listen(id);
     }
