@@ -844,6 +844,9 @@ async fn consume_run(
     };
     let explicit_acks = !matches!(case.consume, ConsumeMode::Ordered);
     let mut asked = 0u64;
+    // Flow-control requests answered, and heartbeats that found the
+    // consumer stalled on one (push cases; both zero for pull).
+    let (mut fc_requests, mut stalls) = (0u64, 0u64);
     let mut last_progress = Instant::now();
     while check.next < stored {
         if let ConsumeMode::Pull(batch) = case.consume {
@@ -881,8 +884,10 @@ async fn consume_run(
                         // Status: flow control asks for an answer on its
                         // reply; a heartbeat of a stalled consumer names one.
                         if let Some(reply) = reply {
+                            fc_requests += 1;
                             write_pub(out, reply, None, b"");
                         } else if let Some(subject) = stalled_subject(headers) {
+                            stalls += 1;
                             write_pub(out, subject, None, b"");
                         } else if !headers.starts_with(b"NATS/1.0 100") {
                             problem = Some(format!(
@@ -920,6 +925,20 @@ async fn consume_run(
         metric("MB/s", rate * case.payload as f64 / 1e6, "MB/s", true),
         metric("messages", stored as f64, "msgs", true),
     ];
+    if !matches!(case.consume, ConsumeMode::Pull(_)) {
+        metrics.push(metric(
+            "flow-control requests",
+            fc_requests as f64,
+            "requests",
+            false,
+        ));
+        metrics.push(metric(
+            "stalled heartbeats",
+            stalls as f64,
+            "heartbeats",
+            false,
+        ));
+    }
     metrics.extend(cpu_per(
         "server CPU/msg",
         cpu_before,

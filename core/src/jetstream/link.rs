@@ -107,8 +107,9 @@ pub enum JsAction {
     /// Deliver a stored message to a consumer's subscriber: routed by `to`
     /// (a pull request's inbox or the deliver subject), shown with the
     /// stored message's `subject`, `reply` the ack subject. For the server.
+    /// The account is shared, as in `Publish`.
     Deliver {
-        account: String,
+        account: std::sync::Arc<str>,
         to: Bytes,
         subject: Bytes,
         reply: Bytes,

@@ -211,7 +211,11 @@ pub(crate) struct Decimal {
 }
 
 impl Decimal {
-    pub(crate) fn new(mut value: usize) -> Self {
+    pub(crate) fn new(value: usize) -> Self {
+        Decimal::of_u64(value as u64)
+    }
+
+    pub(crate) fn of_u64(mut value: u64) -> Self {
         let mut decimal = Decimal {
             digits: [b'0'; DECIMAL_DIGITS_MAX],
             start: DECIMAL_DIGITS_MAX,

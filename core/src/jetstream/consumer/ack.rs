@@ -59,7 +59,9 @@ pub fn ack_subject(
 /// Ack subjects written into one buffer, as [`ack_subject`] writes them:
 /// one allocation per [`AckSubjects::CHUNK`] bytes of subjects rather than
 /// a `String` and a `Bytes` per delivery (a profile of push consumers had
-/// 3-5% of the JetStream thread formatting them).
+/// 3-5% of the JetStream thread formatting them), and the numbers written
+/// digit by digit (through `fmt` they were 11% of an ordered consumer's
+/// deliveries).
 #[derive(Debug, Default)]
 pub struct AckSubjects {
     buf: bytes::BytesMut,
@@ -86,13 +88,21 @@ impl AckSubjects {
         }
         let before = self.buf.capacity();
         // Into the room reserved above: no allocation.
-        let _ = std::fmt::Write::write_fmt(
-            &mut self.buf,
-            format_args!(
-                "{ACK_PREFIX}{stream}.{consumer}.{}.{}.{}.{timestamp}.{pending}",
-                target.delivered, target.stream_seq, target.consumer_seq
-            ),
-        );
+        self.buf.extend_from_slice(ACK_PREFIX.as_bytes());
+        self.buf.extend_from_slice(stream.as_bytes());
+        self.buf.extend_from_slice(b".");
+        self.buf.extend_from_slice(consumer.as_bytes());
+        for number in [
+            target.delivered,
+            target.stream_seq,
+            target.consumer_seq,
+            timestamp,
+            pending,
+        ] {
+            self.buf.extend_from_slice(b".");
+            self.buf
+                .extend_from_slice(crate::protocol::encoder::Decimal::of_u64(number).as_bytes());
+        }
         debug_assert!(
             self.buf.len() <= before,
             "the subject fit the room reserved"
@@ -102,23 +112,45 @@ impl AckSubjects {
 }
 
 /// The numbers in an ack subject, either form; `None` when it is not one.
+/// Read in place: an ack of a push consumer comes per message.
 pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTarget> {
-    let text = std::str::from_utf8(subject).ok()?;
-    let rest = text.strip_prefix(ACK_PREFIX)?;
-    let tokens: Vec<&str> = rest.split('.').collect();
+    // Not UTF-8: not an ack subject.
+    std::str::from_utf8(subject).ok()?;
+    let rest = subject.strip_prefix(ACK_PREFIX.as_bytes())?;
+    // The first seven tokens, and how many there are.
+    let mut tokens: [&[u8]; 7] = [&[]; 7];
+    let mut count = 0;
+    for token in rest.split(|&byte| byte == b'.') {
+        if let Some(slot) = tokens.get_mut(count) {
+            *slot = token;
+        }
+        count += 1;
+    }
     // Short: stream, consumer, delivered, sseq, cseq, ts, pending.
     // Long: domain, account hash, stream, consumer, delivered, sseq, cseq,
     // ts, pending, then maybe more (a random token).
-    let numbers = match tokens.len() {
+    let numbers = match count {
         7 => &tokens[2..5],
         n if n >= 9 => &tokens[4..7],
         _ => return None,
     };
-    let number = |token: &str| token.parse::<u64>().ok();
     Some(AckTarget {
-        delivered: number(numbers[0])?,
-        stream_seq: number(numbers[1])?,
-        consumer_seq: number(numbers[2])?,
+        delivered: parse_u64(numbers[0])?,
+        stream_seq: parse_u64(numbers[1])?,
+        consumer_seq: parse_u64(numbers[2])?,
+    })
+}
+
+/// A token as `str::parse::<u64>` reads it: an optional `+`, then at least
+/// one digit and nothing else, no overflow.
+fn parse_u64(token: &[u8]) -> Option<u64> {
+    let digits = token.strip_prefix(b"+").unwrap_or(token);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|&digit| digit < 10)?;
+        value.checked_mul(10)?.checked_add(u64::from(digit))
     })
 }
 
@@ -215,6 +247,38 @@ mod tests {
         assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.x.40.7.1.3"), None);
         assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.1.2"), None);
         assert_eq!(parse_ack_subject(b"foo"), None);
+    }
+
+    #[test]
+    fn numbers_parse_as_str_parse_does() {
+        for token in [
+            "0",
+            "7",
+            "+7",
+            "+",
+            "",
+            "-1",
+            "1a",
+            " 1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "00042",
+        ] {
+            assert_eq!(
+                parse_u64(token.as_bytes()),
+                token.parse::<u64>().ok(),
+                "{token:?}"
+            );
+            let subject = format!("$JS.ACK.S.C.{token}.2.3.4.5");
+            let expected = token.parse::<u64>().ok().map(|delivered| AckTarget {
+                delivered,
+                stream_seq: 2,
+                consumer_seq: 3,
+            });
+            assert_eq!(parse_ack_subject(subject.as_bytes()), expected, "{subject}");
+        }
+        assert_eq!(parse_ack_subject(b"$JS.ACK.\xff.C.1.2.3.4.5"), None);
+        assert_eq!(parse_ack_subject(b"$JS.ACK.S.C.1.2.3.4.5.6"), None);
     }
 
     #[test]

@@ -104,9 +104,21 @@ impl Rig {
         self.pump();
     }
 
+    /// A pump, and the ones a push consumer's burst limit asks for at
+    /// once (its timer of this instant), as the runtime runs them.
     fn pump(&mut self) {
         self.consumer
             .pump(&mut self.store, self.now, self.wall, &mut self.out);
+        while self.consumer.poll_timeout() == Some(self.now) {
+            assert!(
+                self.consumer.push.resume.is_some(),
+                "only a resume is due now"
+            );
+            self.consumer
+                .handle_timeout(self.now, self.wall, &mut self.out);
+            self.consumer
+                .pump(&mut self.store, self.now, self.wall, &mut self.out);
+        }
     }
 
     fn advance(&mut self, by: Duration) {
@@ -401,8 +413,9 @@ fn push_consumers_deliver_with_flow_control_and_heartbeats() {
         idle_heartbeat: Some(5 * SECOND),
     });
     let mut store = stream(&[]);
+    // 4 MB: twice the first window (2 MiB).
     let big = vec![b'x'; 100 * 1024];
-    for _ in 0..20 {
+    for _ in 0..40 {
         publish(&mut store, "big", &big);
     }
     let mut rig = Rig::new(rules, store);
@@ -423,7 +436,9 @@ fn push_consumers_deliver_with_flow_control_and_heartbeats() {
         .filter(|l| l.contains("FlowControl Request"))
         .collect();
     assert_eq!(fc.len(), 1, "{lines:?}");
-    assert!(deliveries < 20, "stalls until flow control is answered");
+    // Asked past half the window (the 11th message), stopped past all of
+    // it (the 21st).
+    assert_eq!(deliveries, 21, "stalls until flow control is answered");
     let Some(fc_reply) = rig.consumer.push.outstanding.clone() else {
         panic!("a flow control request is outstanding");
     };
@@ -440,6 +455,105 @@ fn push_consumers_deliver_with_flow_control_and_heartbeats() {
         .filter(|l| l.starts_with("deliver.here big"))
         .count();
     assert!(more > 0);
+}
+
+/// An ordered consumer's kind of push consumer (flow control, no acks) on
+/// `deliver.here`, and an empty stream.
+fn ordered_push(idle_heartbeat: Option<Duration>) -> (ConsumerRules, Store<MemDisk>) {
+    let mut rules = rules("P");
+    rules.ack = AckPolicy::None;
+    rules.max_ack_pending = None;
+    rules.push = Some(PushRules {
+        deliver_subject: Bytes::from_static(b"deliver.here"),
+        flow_control: true,
+        idle_heartbeat,
+    });
+    (rules, stream(&[]))
+}
+
+#[test]
+fn the_flow_control_window_grows_with_each_answer() {
+    let (rules, mut store) = ordered_push(None);
+    // 64 MiB in messages of 256 KiB.
+    let big = vec![b'x'; 256 * 1024];
+    let total = 256;
+    for _ in 0..total {
+        publish(&mut store, "big", &big);
+    }
+    let mut rig = Rig::new(rules, store);
+    rig.consumer.set_interest(true, rig.now);
+    // The client answers each request as soon as it is out.
+    let (mut delivered, mut requests, mut rounds) = (0, 0, Vec::new());
+    loop {
+        rig.pump();
+        let lines = rig.take();
+        let round = lines
+            .iter()
+            .filter(|l| l.starts_with("deliver.here big"))
+            .count();
+        requests += lines
+            .iter()
+            .filter(|l| l.contains("FlowControl Request"))
+            .count();
+        delivered += round;
+        rounds.push(round);
+        let Some(fc) = rig.consumer.push.outstanding.clone() else {
+            break;
+        };
+        let in_flight = rig.consumer.push.in_flight;
+        assert!(
+            in_flight <= rig.consumer.push.window + 300 * 1024,
+            "at most one message past the window: {in_flight}"
+        );
+        rig.consumer
+            .handle_flow_control(fc.as_bytes(), b"", rig.wall, &mut rig.out);
+        assert!(rounds.len() < 100, "{rounds:?}");
+    }
+    assert_eq!(delivered, total, "{rounds:?}");
+    // 2, 4, 8, 16 then 32 MiB: each answer lets more out than the one
+    // before, and 64 MiB take a handful of requests, not one per 256 KiB.
+    assert!(rounds[1] > rounds[0] && rounds[2] > rounds[1], "{rounds:?}");
+    assert!(requests <= 8, "{requests} requests: {rounds:?}");
+    assert_eq!(rig.consumer.push.window, FLOW_CONTROL_MAX);
+}
+
+#[test]
+fn a_push_burst_stops_at_its_limit_and_goes_on_at_once() {
+    let (rules, mut store) = ordered_push(Some(5 * SECOND));
+    let payload = vec![b'x'; 1000];
+    for _ in 0..3000 {
+        publish(&mut store, "m", &payload);
+    }
+    let mut rig = Rig::new(rules, store);
+    rig.consumer.set_interest(true, rig.now);
+    rig.consumer
+        .pump(&mut rig.store, rig.now, rig.wall, &mut rig.out);
+    let first = rig.take().len();
+    // About 256 KiB of 1 KB deliveries, not the whole first window.
+    assert!((250..300).contains(&first), "{first}");
+    assert_eq!(rig.consumer.poll_timeout(), Some(rig.now), "due at once");
+    rig.pump();
+    let rest = rig.take();
+    let delivered = rest
+        .iter()
+        .filter(|l| l.starts_with("deliver.here m"))
+        .count();
+    // The rest of the first window (2 MiB): past half of it a request.
+    assert!(first + delivered < 3000, "{first} + {delivered}");
+    // Stopped right past the window.
+    let in_flight = rig.consumer.push.in_flight;
+    assert!(
+        in_flight > FLOW_CONTROL_START && in_flight < FLOW_CONTROL_START + 1100,
+        "{in_flight}"
+    );
+    assert_eq!(
+        rest.iter()
+            .filter(|l| l.contains("FlowControl Request"))
+            .count(),
+        1
+    );
+    // Nothing more until the answer; the next timer is the heartbeat.
+    assert_eq!(rig.consumer.poll_timeout(), Some(rig.now + 5 * SECOND));
 }
 
 #[test]
