@@ -308,7 +308,11 @@ impl JsSender {
                 run_loan(runner, &self.shared, &syncs, loan);
             }
             drop(holding);
-            // Inputs queued meanwhile (by this thread's own steps too).
+            // Inputs queued meanwhile (by this thread's own steps too); the
+            // restores already set the timer.
+            if self.shared.queue().events.is_empty() {
+                return;
+            }
         }
     }
 
