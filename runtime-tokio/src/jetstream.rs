@@ -269,6 +269,12 @@ impl JsSender {
     /// by the runner after a step that queued events, with the server lock
     /// released.
     pub fn run_inline(&self, runner: &Runner) {
+        self.run_here(runner, WORKER_ROUNDS)
+    }
+
+    /// [`JsSender::run_inline`], running at most `rounds` of a loan's
+    /// mailbox before the stream goes back (see [`run_loan`]).
+    fn run_here(&self, runner: &Runner, rounds: usize) {
         if HOLDING.with(Cell::get) {
             // Carrying out the machine's own actions: its loop drains.
             return;
@@ -305,7 +311,7 @@ impl JsSender {
             let syncs = held.syncs.clone();
             drop(held);
             for loan in loans {
-                run_loan(runner, &self.shared, &syncs, loan);
+                run_loan(runner, &self.shared, &syncs, loan, rounds);
             }
             drop(holding);
             // Inputs queued meanwhile (by this thread's own steps too); the
@@ -562,7 +568,8 @@ struct Loan {
 
 /// Take the events at the queue's front that are streams' own (up to the
 /// first that is not) and lend their streams; events of streams already
-/// out go to their mailboxes, and those of streams gone are handed to the
+/// out go to their mailboxes, and those of streams the machine does not
+/// lend (gone, or mirroring, sourcing or sourced) are handed to the
 /// machine. Nothing is lent while the JetStream thread waits for loans.
 fn lend_front(runner: &Runner, shared: &Shared, held: &mut Held) -> Vec<Loan> {
     if held.barrier {
@@ -595,8 +602,8 @@ fn lend_front(runner: &Runner, shared: &Shared, held: &mut Held) -> Vec<Loan> {
                 loans.push(Loan { loan, events });
             }
             None => {
-                // Deleted while its inputs were queued: the machine
-                // drops them (and counts them out of the ingest queue).
+                // Not lent (deleted while its inputs were queued, or fed
+                // by or feeding another stream): the machine runs them.
                 for event in events {
                     handle(runner, &mut held.js, &shared.ingest, event);
                 }
@@ -610,9 +617,22 @@ fn lend_front(runner: &Runner, shared: &Shared, held: &mut Held) -> Vec<Loan> {
     loans
 }
 
+/// Mailbox rounds a tokio worker runs on one loan before it gives the
+/// stream back: a busy stream's inputs keep arriving, and a worker that
+/// only ran them would read no socket meanwhile.
+const WORKER_ROUNDS: usize = 4;
+
 /// Run a loan's inputs without the JetStream lock, carry out its actions,
-/// then restore it, first running whatever its mailbox gathered meanwhile.
-fn run_loan(runner: &Runner, shared: &Shared, syncs: &mpsc::Sender<SyncJob>, loan: Loan) {
+/// then restore it, first running what its mailbox gathered meanwhile (at
+/// most `rounds` times; what is left then goes back to the queue's front,
+/// in order, and the JetStream thread is woken for it).
+fn run_loan(
+    runner: &Runner,
+    shared: &Shared,
+    syncs: &mpsc::Sender<SyncJob>,
+    loan: Loan,
+    mut rounds: usize,
+) {
     let Loan {
         mut loan,
         mut events,
@@ -633,20 +653,35 @@ fn run_loan(runner: &Runner, shared: &Shared, syncs: &mpsc::Sender<SyncJob>, loa
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let guard = &mut *held;
         let mailbox = guard.lent.get_mut(&id).expect("a loan out has a mailbox");
-        if ran.is_ok() && !mailbox.is_empty() {
+        if ran.is_ok() && !mailbox.is_empty() && rounds > 0 {
+            rounds -= 1;
             events.extend(mailbox.drain(..));
             continue;
         }
-        let dropped = guard.lent.remove(&id).expect("looked at above");
+        let left = guard.lent.remove(&id).expect("looked at above");
         guard.js.restore(loan);
         // What restoring asked (feeding the streams that source this one).
         carry_out(runner, &mut guard.js, &guard.syncs);
+        if ran.is_ok() && !left.is_empty() {
+            // Queued before anything now in the queue that is not a
+            // stream's own (those stop the taking), so first again.
+            let mut queue = shared.queue();
+            for event in left.into_iter().rev() {
+                queue.events.push_front(event);
+            }
+            queue.kicked = true;
+            drop(queue);
+            shared.wake.notify_one();
+            shared.set_timer(guard);
+            shared.returned.notify_all();
+            return;
+        }
         shared.set_timer(guard);
         shared.returned.notify_all();
         drop(held);
         if let Err(panic) = ran {
             let mut ingest = shared.ingest.lock().expect("ingest lock");
-            for event in &dropped {
+            for event in &left {
                 if let JsEvent::Inbound(msg) = event {
                     if matches!(msg.target, JsTarget::Stream(_)) {
                         ingest.taken(msg);
@@ -656,7 +691,7 @@ fn run_loan(runner: &Runner, shared: &Shared, syncs: &mpsc::Sender<SyncJob>, loa
             drop(ingest);
             tracing::error!(
                 "JetStream: a stream's input panicked; the {} queued after it are dropped",
-                dropped.len()
+                left.len()
             );
             std::panic::resume_unwind(panic);
         }
@@ -777,7 +812,10 @@ fn sync_loop(
         if sender.send(done).is_err() {
             return;
         }
-        sender.run_inline(&runner);
+        // Its own completion only: the sync thread goes back to syncing
+        // rather than run a busy stream's publishes (the next sync would
+        // wait behind them, and with it every ack).
+        sender.run_here(&runner, 0);
     }
 }
 

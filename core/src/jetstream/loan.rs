@@ -10,9 +10,10 @@
 //! runs those inputs through exactly the code the whole machine runs.
 //! [`JetStream::restore`] puts it back and carries its effect on the shared
 //! state over: the bytes it now holds (usage), its open batches, the
-//! consumer-state flush it needs, its syncs still out, the streams that
-//! mirror or source it (fed after it grew), and whatever actions it has not
-//! handed out yet.
+//! consumer-state flush it needs, its syncs still out, and whatever actions
+//! it has not handed out yet. Streams that mirror or source another stream
+//! of this server, or are mirrored or sourced by one, are not lent: feeding
+//! needs both ends, so they run in the machine.
 //!
 //! So a runtime can run two streams at once (runtime-tokio lends a stream to
 //! the worker that read its traffic and takes the machine's lock only to
@@ -57,7 +58,6 @@ pub struct StreamLoan<D: Disk + Clone> {
     /// What the machine counted for the stream when it was lent.
     counted: u64,
     batches: OpenBatches,
-    last_seq: u64,
 }
 
 impl JsTarget {
@@ -81,10 +81,17 @@ impl JsTarget {
 }
 
 impl<D: Disk + Clone> JetStream<D> {
-    /// Take stream `id` out to run on its own (`None`: no such stream).
-    /// Its pending store drain and syncs go with it.
+    /// Take stream `id` out to run on its own. Its pending store drain and
+    /// syncs go with it. `None`: no such stream, or one that mirrors or
+    /// sources another of this server or is mirrored or sourced by one:
+    /// feeding a stream needs both ends in the machine, so these run in it.
     pub fn lend(&mut self, id: StreamId) -> Option<StreamLoan<D>> {
         assert!(!self.lent.contains(&id), "stream {id:?} lent twice");
+        if !self.feeds.is_empty()
+            && (self.feeds.contains_key(&id) || !self.followers_of(id).is_empty())
+        {
+            return None;
+        }
         let entry = self.streams.remove(&id)?;
         self.lent.insert(id);
         // Its deadlines leave the machine's with it, and come back at restore.
@@ -92,7 +99,6 @@ impl<D: Disk + Clone> JetStream<D> {
         self.refresh_deadlines();
         let counted = entry.counted;
         let batches = entry.stream.open_batches();
-        let last_seq = entry.stream.state().last_seq;
         let account = entry.meta.account.clone();
         let consumer_index: BTreeMap<_, _> = entry
             .consumers
@@ -151,7 +157,6 @@ impl<D: Disk + Clone> JetStream<D> {
             machine,
             counted,
             batches,
-            last_seq,
         })
     }
 
@@ -163,7 +168,6 @@ impl<D: Disk + Clone> JetStream<D> {
             machine: mut alone,
             counted,
             batches,
-            last_seq,
         } = loan;
         assert!(self.lent.remove(&id), "restoring a stream not lent");
         let mut entry = alone.streams.remove(&id).expect("a loan keeps its stream");
@@ -200,14 +204,12 @@ impl<D: Disk + Clone> JetStream<D> {
         // Counted again from what the machine counted at lend: the loan's
         // own recounts changed only its copies.
         entry.counted = counted;
-        let grew = entry.stream.state().last_seq > last_seq;
         self.streams.insert(id, entry);
         self.recount(id);
         self.stream_touched(id);
         self.refresh_deadlines();
-        if grew {
-            self.feed_followers(id);
-        }
+        // Neither fed nor feeding (see `lend`): nothing to pass on.
+        debug_assert!(self.followers_of(id).is_empty() && !self.feeds.contains_key(&id));
     }
 
     /// Whether any stream is out on loan.

@@ -320,7 +320,7 @@ impl<D: Disk + Clone> JetStream<D> {
         }
     }
 
-    fn followers_of(&self, origin: StreamId) -> Vec<StreamId> {
+    pub(super) fn followers_of(&self, origin: StreamId) -> Vec<StreamId> {
         let Some(entry) = self.streams.get(&origin) else {
             return Vec::new();
         };
