@@ -662,40 +662,44 @@ fn run_loan(
         guard.js.restore(loan);
         // What restoring asked (feeding the streams that source this one).
         carry_out(runner, &mut guard.js, &guard.syncs);
-        if ran.is_ok() && !left.is_empty() {
-            // Queued before anything now in the queue that is not a
-            // stream's own (those stop the taking), so first again.
-            let mut queue = shared.queue();
-            for event in left.into_iter().rev() {
-                queue.events.push_front(event);
-            }
-            queue.kicked = true;
-            drop(queue);
-            shared.wake.notify_one();
-            shared.set_timer(guard);
-            shared.returned.notify_all();
-            return;
-        }
         shared.set_timer(guard);
         shared.returned.notify_all();
         drop(held);
-        if let Err(panic) = ran {
-            let mut ingest = shared.ingest.lock().expect("ingest lock");
-            for event in &left {
-                if let JsEvent::Inbound(msg) = event {
-                    if matches!(msg.target, JsTarget::Stream(_)) {
-                        ingest.taken(msg);
-                    }
+        match ran {
+            Ok(()) if left.is_empty() => {}
+            Ok(()) => {
+                // Queued before anything now in the queue that is not a
+                // stream's own (those stop the taking), so first again.
+                let mut queue = shared.queue();
+                for event in left.into_iter().rev() {
+                    queue.events.push_front(event);
                 }
+                queue.kicked = true;
+                drop(queue);
+                shared.wake.notify_one();
             }
-            drop(ingest);
-            tracing::error!(
-                "JetStream: a stream's input panicked; the {} queued after it are dropped",
-                left.len()
-            );
-            std::panic::resume_unwind(panic);
+            Err(panic) => {
+                for event in &left {
+                    count_out(&shared.ingest, event);
+                }
+                tracing::error!(
+                    "JetStream: a stream's input panicked; the {} queued after it are dropped",
+                    left.len()
+                );
+                std::panic::resume_unwind(panic);
+            }
         }
         return;
+    }
+}
+
+/// A stream's publish leaves its ingest queue as a stream takes it (or
+/// drops it), as the reference's stream pops its queue before it stores.
+fn count_out(ingest: &Mutex<IngestQueue>, event: &JsEvent) {
+    if let JsEvent::Inbound(msg) = event {
+        if matches!(msg.target, JsTarget::Stream(_)) {
+            ingest.lock().expect("ingest lock").taken(msg);
+        }
     }
 }
 
@@ -706,13 +710,9 @@ fn handle_on_loan(
     ingest: &Mutex<IngestQueue>,
     event: JsEvent,
 ) {
+    count_out(ingest, &event);
     match event {
-        JsEvent::Inbound(msg) => {
-            if matches!(msg.target, JsTarget::Stream(_)) {
-                ingest.lock().expect("ingest lock").taken(&msg);
-            }
-            loan.handle_inbound(runner.now(), wall_now(), msg)
-        }
+        JsEvent::Inbound(msg) => loan.handle_inbound(runner.now(), wall_now(), msg),
         JsEvent::Refused(msg, refusal) => {
             loan.refuse_ingest(runner.now(), wall_now(), msg, refusal)
         }
@@ -731,15 +731,9 @@ fn handle(
     ingest: &Mutex<IngestQueue>,
     event: JsEvent,
 ) -> Option<tokio::sync::oneshot::Sender<Vec<(String, String)>>> {
+    count_out(ingest, &event);
     match event {
-        JsEvent::Inbound(msg) => {
-            // Out of the queue as the machine takes it, as the reference's
-            // stream pops its queue before it stores.
-            if matches!(msg.target, JsTarget::Stream(_)) {
-                ingest.lock().expect("ingest lock").taken(&msg);
-            }
-            js.handle_inbound(runner.now(), wall_now(), msg)
-        }
+        JsEvent::Inbound(msg) => js.handle_inbound(runner.now(), wall_now(), msg),
         JsEvent::Refused(msg, refusal) => js.refuse_ingest(runner.now(), wall_now(), msg, refusal),
         JsEvent::Query(query) => query(js),
         JsEvent::Accounts(accounts) => js.set_accounts(accounts),
