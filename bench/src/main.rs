@@ -67,6 +67,7 @@ JETSTREAM OPTIONS
   --js-storage S[,S]     js-pub storage: file, memory (default both)
   --js-messages N        messages per js-pub / js-pub-sync run (default 200000)
   --consume-messages N   messages a js-consume run reads (default 1000000)
+  --consume-modes M[,M]  js-consume readers: pull100, pull1000, push, ordered (default all)
   --restart-messages N   messages in the stream a js-restart run restarts with (default 1000000)
   --kv-clients N[,N]     js-kv clients (default 1,8)
   --kv-ops N             js-kv puts, then gets, per client (default 100000; 100 keys each)
@@ -85,6 +86,7 @@ struct Options {
     js_windows: Vec<usize>,
     js_streams: Vec<usize>,
     js_storages: Vec<Storage>,
+    consume_modes: Vec<ConsumeMode>,
     kv_clients: Vec<usize>,
     compare: bool,
     smoke: bool,
@@ -120,6 +122,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         js_windows: vec![256, 4096],
         js_streams: vec![1],
         js_storages: vec![Storage::File, Storage::Memory],
+        consume_modes: vec![
+            ConsumeMode::Pull(100),
+            ConsumeMode::Pull(1000),
+            ConsumeMode::Push,
+            ConsumeMode::Ordered,
+        ],
         kv_clients: vec![1, 8],
         compare: false,
         smoke: false,
@@ -223,6 +231,20 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                         "file" => Ok(Storage::File),
                         "memory" => Ok(Storage::Memory),
                         _ => Err(format!("--js-storage: file or memory, not {d}")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--consume-modes" => {
+                options.consume_modes = value()?
+                    .split(',')
+                    .map(|mode| match mode {
+                        "pull100" => Ok(ConsumeMode::Pull(100)),
+                        "pull1000" => Ok(ConsumeMode::Pull(1000)),
+                        "push" => Ok(ConsumeMode::Push),
+                        "ordered" => Ok(ConsumeMode::Ordered),
+                        _ => Err(format!(
+                            "--consume-modes: pull100, pull1000, push or ordered, not {mode}"
+                        )),
                     })
                     .collect::<Result<_, _>>()?;
             }
@@ -419,12 +441,7 @@ fn cases(options: &Options) -> Vec<Case> {
             }
             JsScenario::Consume => {
                 for &payload in &options.js_payloads {
-                    for consume in [
-                        ConsumeMode::Pull(100),
-                        ConsumeMode::Pull(1000),
-                        ConsumeMode::Push,
-                        ConsumeMode::Ordered,
-                    ] {
+                    for &consume in &options.consume_modes {
                         cases.push(Case::Js(JsCase {
                             payload,
                             consume,

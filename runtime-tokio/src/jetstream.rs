@@ -42,7 +42,8 @@
 //! - Each stream's inputs reach it in the order they were queued: only the
 //!   holder of the JetStream lock takes events off the queue, always from
 //!   its front; those of a stream out on loan go to its mailbox, which the
-//!   loan's worker empties (under the lock) before it restores the stream.
+//!   loan's worker empties (under the lock) before it restores the stream,
+//!   or puts back at the queue's front before it lets the lock go.
 //! - An event that is not one stream's own (an API request, a query, a
 //!   timer, a stop) reaches the machine only with no stream out: it stops
 //!   the taking at the queue's front, and the JetStream thread waiting for
@@ -660,16 +661,13 @@ fn run_loan(
         }
         let left = guard.lent.remove(&id).expect("looked at above");
         guard.js.restore(loan);
-        // What restoring asked (feeding the streams that source this one).
-        carry_out(runner, &mut guard.js, &guard.syncs);
-        shared.set_timer(guard);
-        shared.returned.notify_all();
-        drop(held);
-        match ran {
-            Ok(()) if left.is_empty() => {}
-            Ok(()) => {
-                // Queued before anything now in the queue that is not a
-                // stream's own (those stop the taking), so first again.
+        // What a panicked loan leaves is dropped (below); otherwise it was
+        // queued before anything now in the queue that is not a stream's
+        // own (those stop the taking), so it goes first again, and before
+        // the lock goes: another worker could otherwise lend the stream and
+        // run its newer inputs ahead of these.
+        let dropped = if ran.is_ok() {
+            if !left.is_empty() {
                 let mut queue = shared.queue();
                 for event in left.into_iter().rev() {
                     queue.events.push_front(event);
@@ -678,13 +676,24 @@ fn run_loan(
                 drop(queue);
                 shared.wake.notify_one();
             }
+            VecDeque::new()
+        } else {
+            left
+        };
+        // What restoring asked (feeding the streams that source this one).
+        carry_out(runner, &mut guard.js, &guard.syncs);
+        shared.set_timer(guard);
+        shared.returned.notify_all();
+        drop(held);
+        match ran {
+            Ok(()) => {}
             Err(panic) => {
-                for event in &left {
+                for event in &dropped {
                     count_out(&shared.ingest, event);
                 }
                 tracing::error!(
                     "JetStream: a stream's input panicked; the {} queued after it are dropped",
-                    left.len()
+                    dropped.len()
                 );
                 std::panic::resume_unwind(panic);
             }
