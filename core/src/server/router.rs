@@ -41,6 +41,7 @@ use super::trace::{self, MsgTrace};
 #[cfg(feature = "planted-defects")]
 use super::PlantedDefect;
 use crate::auth::ResponseType;
+use crate::jetstream::consumer::ack::ACK_PREFIX;
 use crate::protocol;
 use crate::runtime::ConnId;
 use crate::time::Instant;
@@ -422,7 +423,14 @@ impl Router {
             .as_ref()
             .map(|_| self.accounts.list[account].name.clone());
         let routed_account = routed_account.as_deref().unwrap_or("");
-        let result = self.accounts.list[account].sublist.matches(msg.subject);
+        let sublist = &mut self.accounts.list[account].sublist;
+        // Each JetStream ack names the delivery it acks: cached, it would
+        // only push out the answers of subjects that repeat.
+        let result = if msg.subject.starts_with(ACK_PREFIX.as_bytes()) {
+            sublist.matches_once(msg.subject)
+        } else {
+            sublist.matches(msg.subject)
+        };
         let mut delivered = false;
         let mut sent = AccountStats::default();
         for target in &result.plain {
