@@ -1113,7 +1113,7 @@ impl<D: Disk> FileBackend<D> {
         let mut messages: Vec<BlockMessage> = Vec::new();
         let mut removed = BTreeSet::new();
         for &offset in &scan.good {
-            let record = record::decode(&data[offset..]).expect("scan checked it");
+            let record = record::decode_verified(&data[offset..]).expect("scan checked it");
             if record.kind.holds_message() && !block.has_messages() {
                 found.before_messages = found.max_seq;
                 // Damage before the first message may have held records
@@ -1237,7 +1237,7 @@ impl<D: Disk> FileBackend<D> {
             {
                 continue;
             }
-            let record = record::decode(&data[*offset..]).expect("scanned above");
+            let record = record::decode_verified(&data[*offset..]).expect("scanned above");
             match opened {
                 Some((subject, size)) => {
                     counting
@@ -1427,7 +1427,7 @@ impl<D: Disk> FileBackend<D> {
         let mut offsets = BTreeMap::new();
         let mut previous = 0;
         for &offset in &scan.good {
-            let record = record::decode(&data[offset..]).expect("scan checked it");
+            let record = record::decode_verified(&data[offset..]).expect("scan checked it");
             // The messages recovery refused stay refused (see `follows`).
             // The same rule as recovery's: a sealed record that does not
             // open is refused (and does not count as the previous message).
@@ -2056,7 +2056,8 @@ impl<D: Disk> Backend for FileBackend<D> {
         let offset = *cached.offsets.get(&seq).ok_or_else(|| {
             StoreError::Corrupt(format!("{path}: message {seq} failed its checksum"))
         })?;
-        let record = record::decode(&cached.data[offset..]).map_err(|_| {
+        // Checked when loaded (or written by this store): no crc32 per read.
+        let record = record::decode_verified(&cached.data[offset..]).map_err(|_| {
             StoreError::Corrupt(format!(
                 "{path}: message {seq} at offset {offset} failed its checksum"
             ))
