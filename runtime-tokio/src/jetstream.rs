@@ -18,7 +18,8 @@
 //! for long (stream and consumer creates and their fsyncs, purges,
 //! restores, monitoring queries), and takes over whenever the lock is
 //! busy; a second thread performs the stores' fsyncs and, once one is done,
-//! releases the acks waiting for it itself (on a loan of the stream too).
+//! releases the acks waiting for it itself (on a loan of the stream running
+//! that completion alone, or through the mailbox of the loan that has it).
 //!
 //! ```text
 //!  server step ─► queue ─► (after the server lock is released) the same worker:
@@ -26,7 +27,7 @@
 //!       │           │          reads by name, nothing out ─► under the lock
 //!       │           └─► JetStream thread: heavy events, timers, a busy lock (waits for loans back)
 //!       └──── handle_jetstream (server lock) ◄── whoever runs the loan or holds the lock
-//!                             JsAction::Sync ─► sync thread ─► SyncDone, handled the same way
+//!                             JsAction::Sync ─► sync thread ─► SyncDone: its own loan, or the mailbox
 //! ```
 //!
 //! Group commit falls out of this: while one sync is in flight the stores
@@ -43,7 +44,9 @@
 //!   holder of the JetStream lock takes events off the queue, always from
 //!   its front; those of a stream out on loan go to its mailbox, which the
 //!   loan's worker empties (under the lock) before it restores the stream,
-//!   or puts back at the queue's front before it lets the lock go.
+//!   or puts back at the queue's front before it lets the lock go. (A
+//!   sync's completion alone may overtake them: it concerns only messages
+//!   already stored.)
 //! - An event that is not one stream's own (an API request, a query, a
 //!   timer, a stop) reaches the machine only with no stream out: it stops
 //!   the taking at the queue's front, and the JetStream thread waiting for
@@ -270,12 +273,6 @@ impl JsSender {
     /// by the runner after a step that queued events, with the server lock
     /// released.
     pub fn run_inline(&self, runner: &Runner) {
-        self.run_here(runner, WORKER_ROUNDS)
-    }
-
-    /// [`JsSender::run_inline`], running at most `rounds` of a loan's
-    /// mailbox before the stream goes back (see [`run_loan`]).
-    fn run_here(&self, runner: &Runner, rounds: usize) {
         if HOLDING.with(Cell::get) {
             // Carrying out the machine's own actions: its loop drains.
             return;
@@ -312,7 +309,7 @@ impl JsSender {
             let syncs = held.syncs.clone();
             drop(held);
             for loan in loans {
-                run_loan(runner, &self.shared, &syncs, loan, rounds);
+                run_loan(runner, &self.shared, &syncs, loan, WORKER_ROUNDS);
             }
             drop(holding);
             // Inputs queued meanwhile (by this thread's own steps too); the
@@ -812,13 +809,62 @@ fn sync_loop(
             tag: job.tag,
             result,
         };
-        if sender.send(done).is_err() {
+        if sender.sync_done(&runner, done).is_err() {
             return;
         }
-        // Its own completion only: the sync thread goes back to syncing
-        // rather than run a busy stream's publishes (the next sync would
-        // wait behind them, and with it every ack).
-        sender.run_here(&runner, 0);
+    }
+}
+
+impl JsSender {
+    /// Hand a sync's completion to its stream from the sync thread: into
+    /// the mailbox of the loan that has the stream out, or on a loan of its
+    /// own that runs this completion alone (the acks it releases leave at
+    /// once); queued for the JetStream thread while that thread waits for
+    /// every loan. A completion may overtake the stream's queued inputs:
+    /// it concerns only messages already stored. The sync thread never
+    /// runs a busy stream's publishes (the next sync, and every ack behind
+    /// it, would wait for them).
+    fn sync_done(&self, runner: &Runner, done: JsEvent) -> Result<(), Disconnected> {
+        let JsEvent::SyncDone { stream, .. } = done else {
+            unreachable!("only a sync's completion")
+        };
+        let mut guard = self
+            .shared
+            .machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let held = &mut *guard;
+        if held.stopped {
+            return Err(Disconnected);
+        }
+        if let Some(mailbox) = held.lent.get_mut(&stream) {
+            mailbox.push_back(done);
+            return Ok(());
+        }
+        if held.barrier {
+            drop(guard);
+            return self.send(done);
+        }
+        let holding = Holding::enter();
+        // The machine's own actions leave before the stream's next ones.
+        carry_out(runner, &mut held.js, &held.syncs);
+        let Some(loan) = held.js.lend(stream) else {
+            // Not lent (gone, or feeding or fed by another stream).
+            handle(runner, &mut held.js, &self.shared.ingest, done);
+            carry_out(runner, &mut held.js, &held.syncs);
+            self.shared.set_timer(held);
+            return Ok(());
+        };
+        held.lent.insert(stream, VecDeque::new());
+        let syncs = held.syncs.clone();
+        drop(guard);
+        let loan = Loan {
+            loan,
+            events: vec![done],
+        };
+        run_loan(runner, &self.shared, &syncs, loan, 0);
+        drop(holding);
+        Ok(())
     }
 }
 
