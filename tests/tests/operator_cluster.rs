@@ -119,15 +119,32 @@ async fn answers(
 /// Waits until `<dir>/<key>.jwt` holds `jwt`.
 async fn await_file(dir: &Path, key: &str, jwt: &str) {
     let path = dir.join(format!("{key}.jwt"));
-    within(&format!("{} to hold the JWT", path.display()), async {
-        loop {
-            if std::fs::read_to_string(&path).is_ok_and(|held| held == jwt) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    within(
+        &format!("{} to hold the JWT", path.display()),
+        file_holds(&path, jwt),
+    )
     .await;
+}
+
+/// [`await_file`] for a JWT a server gets by syncing every second: each
+/// `$SYS.REQ.CLAIMS.PACK` is answered by one member of the `responder`
+/// queue group, drawn at random, and only some members hold the JWT, so
+/// the rounds it takes are random too (ten misses in a row, the common
+/// wait's bound, happened in CI). Forty seconds make a miss of every
+/// round vanishingly rare.
+async fn await_synced_file(dir: &Path, key: &str, jwt: &str) {
+    let path = dir.join(format!("{key}.jwt"));
+    let waited = tokio::time::timeout(Duration::from_secs(40), file_holds(&path, jwt)).await;
+    assert!(waited.is_ok(), "{} never held the JWT", path.display());
+}
+
+async fn file_holds(path: &Path, jwt: &str) {
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|held| held == jwt) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A user of the account logs in on `server` and gets its own message.
@@ -229,8 +246,8 @@ async fn a_later_server_syncs_its_directory() {
     let older = account_jwt(&trust, &trust.account, 1_699_000_000, json!({}));
     std::fs::write(dir2.join(format!("{account}.jwt")), &older).unwrap();
     let s2 = start(Kind::Rnats, Some(&s1), &config2).unwrap();
-    await_file(&dir2, &other.public_key(), &other_jwt).await;
-    await_file(&dir2, &account, &newer).await;
+    await_synced_file(&dir2, &other.public_key(), &other_jwt).await;
+    await_synced_file(&dir2, &account, &newer).await;
     // Both have exchanged packs by now; the older one did not win anywhere.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -387,7 +404,7 @@ async fn mixed_cluster_with_the_reference() {
         (&d.public_key(), &d_jwt),
         (&e.public_key(), &e_jwt),
     ] {
-        await_file(&dir3, key, jwt).await;
+        await_synced_file(&dir3, key, jwt).await;
     }
 }
 
